@@ -1,0 +1,43 @@
+# deliver: PGXS build
+EXTENSION    = deliver
+MODULE_big   = deliver
+OBJS         = $(patsubst %.c,%.o,$(wildcard src/*.c))
+DATA         = $(wildcard sql/deliver--*.sql)
+PG_CONFIG   ?= pg_config
+
+PG_CPPFLAGS  = -I$(srcdir)/src
+PG_CFLAGS    = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
+
+REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
+# pg_regress reads test/sql/*.sql and writes test/results/ (--outputdir),
+# and finds the expected output in expected/ (--inputdir).
+REGRESS_OPTS = --inputdir=. --outputdir=test --load-extension=deliver \
+               --temp-config=$(srcdir)/test/deliver.conf
+ISOLATION    = $(patsubst test/isolation/%.spec,%,$(sort $(wildcard test/isolation/*.spec)))
+# pg_isolation_regress reads test/isolation/*.spec and test/isolation/expected/,
+# and writes test/isolation/results/.
+ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation \
+               --load-extension=deliver --temp-config=$(srcdir)/test/deliver.conf
+TAP_TESTS    = 1
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# every object depends on the shared header
+$(OBJS): src/deliver.h
+
+# pg_isolation_regress looks for specs in <inputdir>/specs/.
+installcheck: test/isolation/specs
+test/isolation/specs:
+	ln -s . $@
+
+# TAP tests live in test/t/ (PGXS looks in t/ by default).
+PROVE_TESTS ?= test/t/*.pl
+
+.PHONY: test run stop
+test:
+	bash scripts/test
+run:
+	bash scripts/run
+stop:
+	bash scripts/run stop

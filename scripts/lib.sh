@@ -1,0 +1,16 @@
+# shellcheck shell=bash
+# Shared by scripts/test and scripts/run (sourced, not run).
+pgbin=/usr/lib/postgresql/15/bin
+export PG_CONFIG=$pgbin/pg_config
+
+# Postgres will not run as root: run server-side commands as the postgres user.
+as_pg() { if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+as_root() { if [[ $EUID -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+# Install the packages, build deliver (warnings are errors) and install it.
+build_and_install() {
+    bash scripts/install-deps
+    echo "deliver: building"
+    make -s -j2
+    as_root make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+}
