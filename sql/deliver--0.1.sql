@@ -1,0 +1,621 @@
+-- deliver 0.1: queues with at-most-once, at-least-once and exactly-once delivery
+\echo Use "CREATE EXTENSION deliver" to load this file. \quit
+
+--
+-- Catalog
+--
+-- Each queue owns a small set of tables named after its numeric id (never
+-- after the user's queue name), so user input never reaches SQL text:
+--   deliver.q<id>_s0 .. q<id>_s<n-1>  message segments (append-only, rotated)
+--   deliver.q<id>_done               finish records: acks, at-most-once
+--                                     consumption and dead-letter moves
+--   deliver.q<id>_dead               dead letters
+--   deliver.q<id>_delayed            messages not yet due
+--   deliver.q<id>_dedup              idempotency keys
+--   deliver.q<id>_seq                message ids
+--
+
+-- The schema belongs to the extension: DROP EXTENSION removes every queue.
+CREATE SCHEMA deliver;
+
+CREATE TABLE deliver.queue (
+    queue_id            serial PRIMARY KEY,
+    queue_name          text NOT NULL UNIQUE,
+    guarantee           text NOT NULL
+                        CHECK (guarantee IN ('at_most_once', 'at_least_once', 'exactly_once')),
+    visibility_timeout  interval NOT NULL,
+    max_attempts        int NOT NULL,
+    fifo                boolean NOT NULL,
+    dedup_window        interval NOT NULL,
+    retry_base          interval NOT NULL,
+    retry_max           interval NOT NULL,
+    segments            int NOT NULL DEFAULT 3,
+    created_snapshot    pg_snapshot NOT NULL,
+    created_at          timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE deliver.consumer_group (
+    group_id        serial PRIMARY KEY,
+    queue_id        int NOT NULL REFERENCES deliver.queue ON DELETE CASCADE,
+    group_name      text NOT NULL,
+    -- messages visible in this snapshot are not for this group
+    start_snapshot  pg_snapshot NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (queue_id, group_name)
+);
+
+-- pg_dump keeps the catalog rows (the queues' tables are not members)
+SELECT pg_catalog.pg_extension_config_dump('deliver.queue', '');
+SELECT pg_catalog.pg_extension_config_dump('deliver.queue_queue_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('deliver.consumer_group', '');
+SELECT pg_catalog.pg_extension_config_dump('deliver.consumer_group_group_id_seq', '');
+
+GRANT USAGE ON SCHEMA deliver TO PUBLIC;
+GRANT SELECT ON deliver.queue, deliver.consumer_group TO PUBLIC;
+
+--
+-- C entry points
+--
+
+-- The latest snapshot as pg_snapshot (not the transaction's snapshot).
+CREATE FUNCTION deliver._latest_snapshot() RETURNS pg_snapshot
+    AS 'MODULE_PATHNAME', 'deliver_latest_snapshot' LANGUAGE C VOLATILE;
+
+-- Tell every backend that the catalog changed (now and again at commit);
+-- at commit, action 'reset' makes the queue's groups start over from their
+-- durable state, 'forget' drops their shared state (queue dropped), and
+-- 'forget_group' drops the shared state of group_id.
+CREATE FUNCTION deliver._catalog_changed(queue_id int, action text DEFAULT 'none',
+                                         group_id int DEFAULT 0) RETURNS void
+    AS 'MODULE_PATHNAME', 'deliver_catalog_changed' LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION deliver.send(
+    queue_name      text,
+    payload         jsonb,
+    headers         jsonb DEFAULT NULL,
+    ordering_key    text DEFAULT NULL,
+    idempotency_key text DEFAULT NULL,
+    delay           interval DEFAULT NULL)
+RETURNS bigint
+    AS 'MODULE_PATHNAME', 'deliver_send' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION deliver.send_batch(
+    queue_name       text,
+    payloads         jsonb[],
+    headers          jsonb[] DEFAULT NULL,
+    ordering_keys    text[] DEFAULT NULL,
+    idempotency_keys text[] DEFAULT NULL,
+    delay            interval DEFAULT NULL)
+RETURNS bigint[]
+    AS 'MODULE_PATHNAME', 'deliver_send_batch' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION deliver.receive(
+    queue_name         text,
+    max_messages       int DEFAULT 1,
+    visibility_timeout interval DEFAULT NULL,
+    wait               interval DEFAULT '0',
+    consumer_group     text DEFAULT 'default')
+RETURNS TABLE (
+    message_id       bigint,
+    delivery_id      bigint,
+    payload          jsonb,
+    headers          jsonb,
+    ordering_key     text,
+    attempt          int,
+    enqueued_at      timestamptz,
+    lease_expires_at timestamptz)
+    AS 'MODULE_PATHNAME', 'deliver_receive' LANGUAGE C VOLATILE ROWS 100;
+
+CREATE FUNCTION deliver.ack(queue_name text, delivery_id bigint)
+RETURNS boolean
+    AS 'MODULE_PATHNAME', 'deliver_ack' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION deliver.ack_batch(queue_name text, delivery_ids bigint[])
+RETURNS int
+    AS 'MODULE_PATHNAME', 'deliver_ack_batch' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION deliver.nack(
+    queue_name  text,
+    delivery_id bigint,
+    error       text DEFAULT NULL,
+    retry_after interval DEFAULT NULL)
+RETURNS boolean
+    AS 'MODULE_PATHNAME', 'deliver_nack' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION deliver.extend_lease(
+    queue_name         text,
+    delivery_id        bigint,
+    visibility_timeout interval)
+RETURNS timestamptz
+    AS 'MODULE_PATHNAME', 'deliver_extend_lease' LANGUAGE C VOLATILE;
+
+-- Per-group live state kept in shared memory.
+CREATE FUNCTION deliver._group_state(
+    group_id int,
+    OUT backlog bigint, OUT in_flight bigint, OUT ready bigint,
+    OUT blocked bigint, OUT oldest_enqueued_at timestamptz,
+    OUT sent_total bigint, OUT acked_total bigint, OUT dead_total bigint)
+    AS 'MODULE_PATHNAME', 'deliver_group_state' LANGUAGE C VOLATILE STRICT;
+
+-- Insert one message for redrive (keeps the payload, new id, one group).
+CREATE FUNCTION deliver._requeue(queue_id int, target_group int,
+    enqueued_at timestamptz, ordering_key text, headers jsonb, payload jsonb)
+RETURNS bigint
+    AS 'MODULE_PATHNAME', 'deliver_requeue' LANGUAGE C VOLATILE;
+
+--
+-- Helpers
+--
+
+CREATE FUNCTION deliver._check_name(kind text, name text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION '% name must not be NULL', kind
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF name !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid % name "%"', kind, left(name, 80)
+            USING ERRCODE = 'invalid_name',
+                  DETAIL = 'A name is 1 to 63 characters: letters, digits, "_", "." and "-", not starting with "." or "-".';
+    END IF;
+END $$;
+
+CREATE FUNCTION deliver._check_interval(what text, value interval,
+                                        low interval, high interval)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', what
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF value < low OR value > high THEN
+        RAISE EXCEPTION '% must be between % and %', what, low, high
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got %s.', value);
+    END IF;
+END $$;
+
+-- The queue row, or an error naming the queue.
+CREATE FUNCTION deliver._queue(p_queue_name text) RETURNS deliver.queue
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q deliver.queue;
+BEGIN
+    IF p_queue_name IS NULL THEN
+        RAISE EXCEPTION 'queue name must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO q FROM deliver.queue WHERE queue_name = p_queue_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'queue "%" does not exist', left(p_queue_name, 80)
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create it with deliver.create_queue(), or see deliver.list_queues().';
+    END IF;
+    RETURN q;
+END $$;
+
+-- The tables of a queue, in the order: segments..., done, dead, delayed, dedup
+CREATE FUNCTION deliver._queue_tables(q deliver.queue) RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT array_agg(format('q%s_s%s', q.queue_id, s) ORDER BY s)
+           || ARRAY[format('q%s_done', q.queue_id), format('q%s_dead', q.queue_id),
+                    format('q%s_delayed', q.queue_id), format('q%s_dedup', q.queue_id)]
+    FROM generate_series(0, q.segments - 1) AS s
+$$;
+
+--
+-- Administration (run as the extension owner; EXECUTE is not granted to
+-- PUBLIC: grant it to the roles that may manage queues)
+--
+
+CREATE FUNCTION deliver.create_queue(
+    queue_name         text,
+    guarantee          text DEFAULT 'at_least_once',
+    visibility_timeout interval DEFAULT '30 seconds',
+    max_attempts       int DEFAULT 5,
+    fifo               boolean DEFAULT false,
+    dedup_window       interval DEFAULT '5 minutes',
+    retry_base         interval DEFAULT '1 second',
+    retry_max          interval DEFAULT '5 minutes')
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q   deliver.queue;
+    s   int;
+    t   text;
+BEGIN
+    PERFORM deliver._check_name('queue', queue_name);
+    IF guarantee IS NULL OR guarantee NOT IN ('at_most_once', 'at_least_once', 'exactly_once') THEN
+        RAISE EXCEPTION 'invalid guarantee "%"', guarantee
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use at_most_once, at_least_once or exactly_once.';
+    END IF;
+    PERFORM deliver._check_interval('visibility_timeout', visibility_timeout, '1 millisecond', '12 hours');
+    PERFORM deliver._check_interval('dedup_window', dedup_window, '1 second', '7 days');
+    PERFORM deliver._check_interval('retry_base', retry_base, '0', '1 day');
+    PERFORM deliver._check_interval('retry_max', retry_max, '0', '7 days');
+    IF max_attempts IS NULL OR max_attempts < 1 OR max_attempts > 1000 THEN
+        RAISE EXCEPTION 'max_attempts must be between 1 and 1000'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF fifo IS NULL THEN
+        RAISE EXCEPTION 'fifo must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF EXISTS (SELECT 1 FROM deliver.queue x WHERE x.queue_name = create_queue.queue_name) THEN
+        RAISE EXCEPTION 'queue "%" already exists', queue_name
+            USING ERRCODE = 'duplicate_object';
+    END IF;
+
+    INSERT INTO deliver.queue (queue_name, guarantee, visibility_timeout, max_attempts,
+                               fifo, dedup_window, retry_base, retry_max, created_snapshot)
+    VALUES (create_queue.queue_name, create_queue.guarantee, create_queue.visibility_timeout,
+            create_queue.max_attempts, create_queue.fifo, create_queue.dedup_window,
+            create_queue.retry_base, create_queue.retry_max, deliver._latest_snapshot())
+    RETURNING * INTO q;
+
+    EXECUTE format('CREATE SEQUENCE deliver.%I', format('q%s_seq', q.queue_id));
+    FOR s IN 0 .. q.segments - 1 LOOP
+        t := format('q%s_s%s', q.queue_id, s);
+        EXECUTE format($f$
+            CREATE TABLE deliver.%I (
+                txid         xid8 NOT NULL,
+                message_id   bigint NOT NULL,
+                target_group int,
+                enqueued_at  timestamptz NOT NULL,
+                ordering_key text,
+                headers      jsonb,
+                payload      jsonb NOT NULL)$f$, t);
+        EXECUTE format('CREATE INDEX %I ON deliver.%I (txid, message_id)', t || '_pos', t);
+    END LOOP;
+    EXECUTE format($f$
+        CREATE TABLE deliver.%I (
+            group_id    int NOT NULL,
+            kind        "char" NOT NULL,
+            message_ids bigint[] NOT NULL,
+            done        pg_snapshot,
+            written_at  timestamptz NOT NULL DEFAULT now())$f$,
+        format('q%s_done', q.queue_id));
+    EXECUTE format($f$
+        CREATE TABLE deliver.%I (
+            group_id     int NOT NULL,
+            message_id   bigint NOT NULL,
+            enqueued_at  timestamptz NOT NULL,
+            ordering_key text,
+            headers      jsonb,
+            payload      jsonb NOT NULL,
+            attempts     int NOT NULL,
+            reason       text NOT NULL,
+            last_error   text,
+            dead_at      timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (group_id, message_id))$f$,
+        format('q%s_dead', q.queue_id));
+    EXECUTE format($f$
+        CREATE TABLE deliver.%I (
+            message_id   bigint PRIMARY KEY,
+            deliver_at   timestamptz NOT NULL,
+            target_group int,
+            enqueued_at  timestamptz NOT NULL,
+            ordering_key text,
+            headers      jsonb,
+            payload      jsonb NOT NULL)$f$,
+        format('q%s_delayed', q.queue_id));
+    EXECUTE format('CREATE INDEX %I ON deliver.%I (deliver_at)',
+                   format('q%s_delayed_due', q.queue_id), format('q%s_delayed', q.queue_id));
+    EXECUTE format($f$
+        CREATE TABLE deliver.%I (
+            idempotency_key text PRIMARY KEY,
+            message_id      bigint NOT NULL,
+            expires_at      timestamptz NOT NULL)$f$,
+        format('q%s_dedup', q.queue_id));
+
+    INSERT INTO deliver.consumer_group (queue_id, group_name, start_snapshot)
+    VALUES (q.queue_id, 'default', q.created_snapshot);
+    PERFORM deliver._catalog_changed(q.queue_id);
+END $$;
+
+CREATE FUNCTION deliver.drop_queue(queue_name text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q deliver.queue := deliver._queue(queue_name);
+    t text;
+BEGIN
+    PERFORM deliver._catalog_changed(q.queue_id, 'forget');
+    FOREACH t IN ARRAY deliver._queue_tables(q) LOOP
+        EXECUTE format('DROP TABLE deliver.%I', t);
+    END LOOP;
+    EXECUTE format('DROP SEQUENCE deliver.%I', format('q%s_seq', q.queue_id));
+    DELETE FROM deliver.queue WHERE queue_id = q.queue_id;
+    RETURN true;
+END $$;
+
+-- Remove every message of the queue (ready, in flight, delayed) and every
+-- dead letter; consumer groups stay and start over from now.
+CREATE FUNCTION deliver.purge_queue(queue_name text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q deliver.queue := deliver._queue(queue_name);
+    n bigint := 0;
+    c bigint;
+    s int;
+BEGIN
+    FOR s IN 0 .. q.segments - 1 LOOP
+        EXECUTE format('SELECT count(*) FROM deliver.%I', format('q%s_s%s', q.queue_id, s)) INTO c;
+        n := n + c;
+    END LOOP;
+    EXECUTE format('SELECT count(*) FROM deliver.%I', format('q%s_delayed', q.queue_id)) INTO c;
+    n := n + c;
+    EXECUTE format('TRUNCATE %s',
+        (SELECT string_agg(format('deliver.%I', t), ', ')
+           FROM unnest(deliver._queue_tables(q)) AS t
+          WHERE t <> format('q%s_dedup', q.queue_id)));
+    UPDATE deliver.consumer_group SET start_snapshot = deliver._latest_snapshot()
+     WHERE queue_id = q.queue_id;
+    PERFORM deliver._catalog_changed(q.queue_id, 'reset');
+    RETURN n;
+END $$;
+
+CREATE FUNCTION deliver.list_queues()
+RETURNS TABLE (queue_name text, guarantee text, visibility_timeout interval,
+               max_attempts int, fifo boolean, dedup_window interval,
+               retry_base interval, retry_max interval,
+               consumer_groups text[], created_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT q.queue_name, q.guarantee, q.visibility_timeout, q.max_attempts, q.fifo,
+           q.dedup_window, q.retry_base, q.retry_max,
+           ARRAY(SELECT g.group_name FROM deliver.consumer_group g
+                  WHERE g.queue_id = q.queue_id ORDER BY g.group_id),
+           q.created_at
+      FROM deliver.queue q
+     ORDER BY q.queue_name
+$$;
+
+-- A consumer group gets every message sent after it was created
+-- (start_from => 'latest'), or every message still stored
+-- (start_from => 'earliest').
+CREATE FUNCTION deliver.create_consumer_group(queue_name text, consumer_group text,
+                                              start_from text DEFAULT 'latest')
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q deliver.queue := deliver._queue(queue_name);
+BEGIN
+    PERFORM deliver._check_name('consumer group', consumer_group);
+    IF start_from IS NULL OR start_from NOT IN ('latest', 'earliest') THEN
+        RAISE EXCEPTION 'invalid start_from "%"', start_from
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use latest or earliest.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM deliver.consumer_group g
+                WHERE g.queue_id = q.queue_id AND g.group_name = consumer_group) THEN
+        RAISE EXCEPTION 'consumer group "%" already exists on queue "%"', consumer_group, q.queue_name
+            USING ERRCODE = 'duplicate_object';
+    END IF;
+    INSERT INTO deliver.consumer_group (queue_id, group_name, start_snapshot)
+    VALUES (q.queue_id, consumer_group,
+            CASE start_from WHEN 'latest' THEN deliver._latest_snapshot()
+                            ELSE q.created_snapshot END);
+    PERFORM deliver._catalog_changed(q.queue_id);
+END $$;
+
+CREATE FUNCTION deliver.drop_consumer_group(queue_name text, consumer_group text)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q deliver.queue := deliver._queue(queue_name);
+    gid int;
+BEGIN
+    PERFORM deliver._check_name('consumer group', consumer_group);
+    DELETE FROM deliver.consumer_group g
+     WHERE g.queue_id = q.queue_id AND g.group_name = consumer_group
+    RETURNING g.group_id INTO gid;
+    IF gid IS NULL THEN
+        RAISE EXCEPTION 'consumer group "%" does not exist on queue "%"', consumer_group, q.queue_name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    EXECUTE format('DELETE FROM deliver.%I WHERE group_id = $1', format('q%s_dead', q.queue_id))
+        USING gid;
+    PERFORM deliver._catalog_changed(q.queue_id, 'forget_group', gid);
+    RETURN true;
+END $$;
+
+CREATE FUNCTION deliver.list_consumer_groups(queue_name text)
+RETURNS TABLE (consumer_group text, created_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q deliver.queue := deliver._queue(queue_name);
+BEGIN
+    RETURN QUERY SELECT g.group_name, g.created_at FROM deliver.consumer_group g
+                  WHERE g.queue_id = q.queue_id ORDER BY g.group_id;
+END $$;
+
+-- GRANT-based access: 'send' lets a role send; 'receive' lets it receive,
+-- ack, nack, extend leases and read dead letters and metrics; 'all' both.
+CREATE FUNCTION deliver.grant_queue(queue_name text, role_name text, privilege text DEFAULT 'all')
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q deliver.queue := deliver._queue(queue_name);
+    s int;
+BEGIN
+    IF role_name IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
+        RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = 'undefined_object';
+    END IF;
+    IF privilege IS NULL OR privilege NOT IN ('send', 'receive', 'all') THEN
+        RAISE EXCEPTION 'invalid privilege "%"', privilege
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use send, receive or all.';
+    END IF;
+    FOR s IN 0 .. q.segments - 1 LOOP
+        IF privilege IN ('send', 'all') THEN
+            EXECUTE format('GRANT INSERT ON deliver.%I TO %I', format('q%s_s%s', q.queue_id, s), role_name);
+        END IF;
+        IF privilege IN ('receive', 'all') THEN
+            EXECUTE format('GRANT SELECT ON deliver.%I TO %I', format('q%s_s%s', q.queue_id, s), role_name);
+        END IF;
+    END LOOP;
+    IF privilege IN ('send', 'all') THEN
+        EXECUTE format('GRANT INSERT ON deliver.%I TO %I', format('q%s_delayed', q.queue_id), role_name);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE ON deliver.%I TO %I', format('q%s_dedup', q.queue_id), role_name);
+        EXECUTE format('GRANT USAGE ON SEQUENCE deliver.%I TO %I', format('q%s_seq', q.queue_id), role_name);
+    END IF;
+    IF privilege IN ('receive', 'all') THEN
+        EXECUTE format('GRANT SELECT, INSERT ON deliver.%I TO %I', format('q%s_done', q.queue_id), role_name);
+        EXECUTE format('GRANT SELECT, INSERT ON deliver.%I TO %I', format('q%s_dead', q.queue_id), role_name);
+        EXECUTE format('GRANT SELECT, DELETE ON deliver.%I TO %I', format('q%s_delayed', q.queue_id), role_name);
+    END IF;
+    -- moving due delayed messages into a segment is done by receivers
+    IF privilege IN ('receive', 'all') THEN
+        FOR s IN 0 .. q.segments - 1 LOOP
+            EXECUTE format('GRANT INSERT ON deliver.%I TO %I', format('q%s_s%s', q.queue_id, s), role_name);
+        END LOOP;
+    END IF;
+END $$;
+
+CREATE FUNCTION deliver.revoke_queue(queue_name text, role_name text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q deliver.queue := deliver._queue(queue_name);
+    t text;
+BEGIN
+    IF role_name IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
+        RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = 'undefined_object';
+    END IF;
+    FOREACH t IN ARRAY deliver._queue_tables(q) LOOP
+        EXECUTE format('REVOKE ALL ON deliver.%I FROM %I', t, role_name);
+    END LOOP;
+    EXECUTE format('REVOKE ALL ON SEQUENCE deliver.%I FROM %I', format('q%s_seq', q.queue_id), role_name);
+END $$;
+
+--
+-- Dead letters
+--
+
+CREATE FUNCTION deliver.dead_letters(queue_name text, consumer_group text DEFAULT NULL,
+                                     max_messages int DEFAULT 100)
+RETURNS TABLE (message_id bigint, consumer_group text, payload jsonb, headers jsonb,
+               ordering_key text, attempts int, reason text, last_error text,
+               enqueued_at timestamptz, dead_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q deliver.queue := deliver._queue(queue_name);
+BEGIN
+    IF max_messages IS NULL OR max_messages < 1 THEN
+        RAISE EXCEPTION 'max_messages must be positive' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF consumer_group IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM deliver.consumer_group g
+         WHERE g.queue_id = q.queue_id AND g.group_name = dead_letters.consumer_group) THEN
+        RAISE EXCEPTION 'consumer group "%" does not exist on queue "%"', left(consumer_group, 80), q.queue_name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN QUERY EXECUTE format($f$
+        SELECT d.message_id, g.group_name, d.payload, d.headers, d.ordering_key,
+               d.attempts, d.reason, d.last_error, d.enqueued_at, d.dead_at
+          FROM deliver.%I d JOIN deliver.consumer_group g USING (group_id)
+         WHERE $1 IS NULL OR g.group_name = $1
+         ORDER BY d.dead_at, d.message_id
+         LIMIT $2$f$, format('q%s_dead', q.queue_id))
+    USING consumer_group, max_messages;
+END $$;
+
+-- Send dead letters back to the group they died in, as new messages.
+-- message_ids NULL means all of them. Returns how many were redriven.
+CREATE FUNCTION deliver.redrive(queue_name text, message_ids bigint[] DEFAULT NULL,
+                                consumer_group text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q deliver.queue := deliver._queue(queue_name);
+    d record;
+    n bigint := 0;
+BEGIN
+    FOR d IN EXECUTE format($f$
+        DELETE FROM deliver.%I d
+         USING deliver.consumer_group g
+         WHERE g.group_id = d.group_id
+           AND ($1 IS NULL OR d.message_id = ANY ($1))
+           AND ($2 IS NULL OR g.group_name = $2)
+        RETURNING d.*$f$, format('q%s_dead', q.queue_id))
+        USING message_ids, consumer_group
+    LOOP
+        PERFORM deliver._requeue(q.queue_id, d.group_id, d.enqueued_at, d.ordering_key,
+                                 d.headers, d.payload);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;
+
+--
+-- Metrics
+--
+
+CREATE FUNCTION deliver.metrics(queue_name text)
+RETURNS TABLE (consumer_group text, depth bigint, in_flight bigint,
+               delayed bigint, dead_letters bigint, oldest_age interval,
+               sent_total bigint, acked_total bigint, dead_total bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q deliver.queue := deliver._queue(queue_name);
+    n_delayed bigint;
+    g record;
+    st record;
+BEGIN
+    EXECUTE format('SELECT count(*) FROM deliver.%I', format('q%s_delayed', q.queue_id)) INTO n_delayed;
+    FOR g IN SELECT * FROM deliver.consumer_group c WHERE c.queue_id = q.queue_id ORDER BY c.group_id LOOP
+        st := deliver._group_state(g.group_id);
+        metrics.consumer_group := g.group_name;
+        metrics.depth := st.backlog + st.ready + st.blocked;
+        metrics.in_flight := st.in_flight;
+        metrics.delayed := n_delayed;
+        EXECUTE format('SELECT count(*) FROM deliver.%I WHERE group_id = $1', format('q%s_dead', q.queue_id))
+            INTO metrics.dead_letters USING g.group_id;
+        metrics.oldest_age := now() - st.oldest_enqueued_at;
+        metrics.sent_total := st.sent_total;
+        metrics.acked_total := st.acked_total;
+        metrics.dead_total := st.dead_total;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval),
+                           deliver.drop_queue(text), deliver.purge_queue(text),
+                           deliver.create_consumer_group(text, text, text),
+                           deliver.drop_consumer_group(text, text),
+                           deliver.grant_queue(text, text, text), deliver.revoke_queue(text, text),
+                           deliver.redrive(text, bigint[], text),
+                           deliver._catalog_changed(int, text, int), deliver._requeue(int, int, timestamptz, text, jsonb, jsonb)
+    FROM PUBLIC;

@@ -1,0 +1,332 @@
+/*
+ * ack.c
+ *		deliver.ack, ack_batch, nack, extend_lease.
+ *
+ * A delivery id is a fencing token: it names one lease slot and the
+ * generation of that slot, so an id from an expired lease whose message was
+ * delivered again no longer matches.  An ack is durable with its
+ * transaction (one finish record per call and group); it finishes the
+ * message when the transaction commits, and a rollback undoes it.
+ */
+#include "deliver.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+PG_FUNCTION_INFO_V1(deliver_ack);
+PG_FUNCTION_INFO_V1(deliver_ack_batch);
+PG_FUNCTION_INFO_V1(deliver_nack);
+PG_FUNCTION_INFO_V1(deliver_extend_lease);
+
+#define SLOT_MASK	((UINT64CONST(1) << 20) - 1)
+
+static void
+not_current(QueueInfo *q, int64 delivery_id, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("delivery %lld is not current on queue \"%s\"", (long long) delivery_id, q->name),
+			 errdetail("%s", detail),
+			 errhint("Receive the message again and use its new delivery_id.")));
+}
+
+/*
+ * Find and lock the group holding a current delivery of this queue.
+ * Returns NULL (after raising an error unless missing_ok) when the id is
+ * not current.
+ */
+static GroupShared *
+lock_delivery(QueueInfo *q, int64 delivery_id, int32 *slot_out)
+{
+	uint64		idx = (uint64) delivery_id & SLOT_MASK;
+	LeaseSlot  *s;
+	int32		gidx;
+	GroupShared *gs;
+
+	if (delivery_id <= 0 || idx >= (uint64) deliver_max_leases)
+		not_current(q, delivery_id, "No such delivery.");
+	s = &deliver_slots[idx];
+	gidx = s->group_idx;
+	if (gidx < 0 || gidx >= deliver_max_groups || s->delivery_id != (uint64) delivery_id)
+		not_current(q, delivery_id,
+					"It was acked already, or its lease expired and the message was delivered again.");
+	gs = &deliver_groups[gidx];
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	if (s->delivery_id != (uint64) delivery_id || s->group_idx != gidx ||
+		s->state == SLOT_FREE || s->state == SLOT_BLOCKED)
+	{
+		LWLockRelease(&gs->lock);
+		not_current(q, delivery_id,
+					"It was acked already, or its lease expired and the message was delivered again.");
+	}
+	if (gs->queue_idx != q->queue_idx)
+	{
+		LWLockRelease(&gs->lock);
+		not_current(q, delivery_id, "It belongs to another queue.");
+	}
+	*slot_out = (int32) idx;
+	return gs;
+}
+
+/*
+ * Ack deliveries; returns how many were newly acked (an id acked already in
+ * this transaction counts once).
+ */
+static int
+ack_many(QueueInfo *q, int64 *ids, int n)
+{
+	TransactionId xid;
+	int64	   *msg = palloc(sizeof(int64) * n);
+	int32	   *gidx = palloc(sizeof(int32) * n);
+	int64	   *same = palloc(sizeof(int64) * n);
+	bool	   *written = palloc0(sizeof(bool) * n);
+	int			nacked = 0;
+	int			i;
+	int			j;
+	DSnap	   *done = palloc(deliver_snap_size);
+
+	queue_check_acl(q, q->done_rel, ACL_INSERT, "ack messages of");
+	xid = GetTopTransactionId();
+
+	for (i = 0; i < n; i++)
+	{
+		int32		idx;
+		GroupShared *gs = lock_delivery(q, ids[i], &idx);
+		LeaseSlot  *s = &deliver_slots[idx];
+
+		if (s->finish_pending)
+			(void) slot_resolve_finish(gs, idx);
+		if (s->delivery_id != (uint64) ids[i])
+		{
+			LWLockRelease(&gs->lock);
+			not_current(q, ids[i], "It was acked already.");
+		}
+		if (s->finish_pending)
+		{
+			bool		mine = TransactionIdEquals(s->finish_xid, xid);
+
+			LWLockRelease(&gs->lock);
+			if (mine)
+				continue;
+			if (q->guarantee == G_EXACTLY_ONCE)
+				ereport(ERROR,
+						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+						 errmsg("delivery %lld is being acked by another transaction",
+								(long long) ids[i])));
+			continue;
+		}
+		if (s->state == SLOT_READY)
+		{
+			/* its lease ran out but nobody has it yet: take it back */
+			slist_remove(&gs->ready_list, idx);
+			s->state = SLOT_LEASED;
+			slist_push(&gs->leased, idx);
+		}
+		s->finish_pending = true;
+		s->finish_kind = DONE_ACK;
+		s->finish_xid = xid;
+		xact_note_finish(idx, s->delivery_id);
+		msg[nacked] = s->message_id;
+		gidx[nacked] = gs - deliver_groups;
+		nacked++;
+		LWLockRelease(&gs->lock);
+	}
+
+	/* one finish record per group (nearly always just one) */
+	for (i = 0; i < nacked; i++)
+	{
+		GroupShared *gs = &deliver_groups[gidx[i]];
+		int			m = 0;
+		int32		group_id;
+
+		if (written[i])
+			continue;
+		for (j = i; j < nacked; j++)
+			if (gidx[j] == gidx[i])
+			{
+				same[m++] = msg[j];
+				written[j] = true;
+			}
+		LWLockAcquire(&gs->lock, LW_SHARED);
+		group_done_snapshot(gs, gidx[i], done);
+		group_id = gs->group_id;
+		LWLockRelease(&gs->lock);
+		done_write(q, group_id, DONE_ACK, same, m, done);
+	}
+	return nacked;
+}
+
+static void
+check_queue_arg(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", what)));
+}
+
+/*
+ * deliver.ack(queue_name, delivery_id) returns boolean: true when this call
+ * acked the message, false when this transaction had acked it already.
+ */
+Datum
+deliver_ack(PG_FUNCTION_ARGS)
+{
+	QueueInfo  *q;
+	int64		id;
+	int			n;
+
+	SPI_connect();
+	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	check_queue_arg(fcinfo, 1, "delivery_id");
+	id = PG_GETARG_INT64(1);
+	n = ack_many(q, &id, 1);
+	SPI_finish();
+	PG_RETURN_BOOL(n > 0);
+}
+
+/*
+ * deliver.ack_batch(queue_name, delivery_ids[]) returns int: how many were
+ * acked.  All or nothing: one id that is not current fails the call.
+ */
+Datum
+deliver_ack_batch(PG_FUNCTION_ARGS)
+{
+	QueueInfo  *q;
+	ArrayType  *a;
+	Datum	   *values;
+	bool	   *nulls;
+	int			n;
+	int64	   *ids;
+	int			i;
+	int			acked;
+
+	SPI_connect();
+	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	check_queue_arg(fcinfo, 1, "delivery_ids");
+	a = PG_GETARG_ARRAYTYPE_P(1);
+	deconstruct_array(a, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &values, &nulls, &n);
+	if (n > deliver_max_batch)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("batch of %d acks is larger than deliver.max_batch_size (%d)",
+						n, deliver_max_batch)));
+	ids = palloc(sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("delivery_ids must not contain NULL")));
+		ids[i] = DatumGetInt64(values[i]);
+	}
+	acked = n > 0 ? ack_many(q, ids, n) : 0;
+	SPI_finish();
+	PG_RETURN_INT32(acked);
+}
+
+static int64
+interval_ms_arg(FunctionCallInfo fcinfo, int argno, int64 lo, int64 hi, const char *what,
+				const char *range)
+{
+	Interval   *iv = PG_GETARG_INTERVAL_P(argno);
+	int64		ms = (iv->time + (int64) iv->day * USECS_PER_DAY +
+					  (int64) iv->month * 30 * USECS_PER_DAY) / 1000;
+
+	if (ms < lo || ms > hi)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be between %s", what, range)));
+	return ms;
+}
+
+/*
+ * deliver.nack(queue_name, delivery_id, error, retry_after) returns boolean.
+ * The message becomes visible again after retry_after (default: the
+ * queue's backoff for its attempt).  Takes effect at once, whatever becomes
+ * of the transaction.
+ */
+Datum
+deliver_nack(PG_FUNCTION_ARGS)
+{
+	QueueInfo  *q;
+	int64		id;
+	int32		idx;
+	GroupShared *gs;
+	LeaseSlot  *s;
+	int64		delay_ms = -1;
+	TimestampTz now = GetCurrentTimestamp();
+	int32		qidx;
+
+	SPI_connect();
+	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	check_queue_arg(fcinfo, 1, "delivery_id");
+	queue_check_acl(q, q->done_rel, ACL_INSERT, "nack messages of");
+	id = PG_GETARG_INT64(1);
+	if (!PG_ARGISNULL(3))
+		delay_ms = interval_ms_arg(fcinfo, 3, 0, 12 * 3600 * 1000, "retry_after",
+								   "0 and 12 hours");
+	gs = lock_delivery(q, id, &idx);
+	s = &deliver_slots[idx];
+	if (s->state != SLOT_LEASED || s->finish_pending)
+	{
+		LWLockRelease(&gs->lock);
+		not_current(q, id, s->finish_pending ? "It is being acked." : "Its lease expired.");
+	}
+	slist_remove(&gs->leased, idx);
+	s->state = SLOT_READY;
+	s->reason = REASON_NACKED;
+	s->visible_at = now + (delay_ms >= 0 ? delay_ms : backoff_ms(q, s->attempt)) * 1000;
+	if (!PG_ARGISNULL(2))
+		strlcpy(s->last_error, text_to_cstring(PG_GETARG_TEXT_PP(2)), DELIVER_ERROR_LEN);
+	else
+		s->last_error[0] = '\0';
+	slist_push(&gs->ready_list, idx);
+	qidx = gs->queue_idx;
+	LWLockRelease(&gs->lock);
+	ConditionVariableBroadcast(&deliver_queues[qidx].cv);
+	SPI_finish();
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * deliver.extend_lease(queue_name, delivery_id, visibility_timeout) returns
+ * the new lease expiry (counted from now).
+ */
+Datum
+deliver_extend_lease(PG_FUNCTION_ARGS)
+{
+	QueueInfo  *q;
+	int64		id;
+	int32		idx;
+	GroupShared *gs;
+	LeaseSlot  *s;
+	int64		vt_ms;
+	TimestampTz expires;
+
+	SPI_connect();
+	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	check_queue_arg(fcinfo, 1, "delivery_id");
+	check_queue_arg(fcinfo, 2, "visibility_timeout");
+	queue_check_acl(q, q->done_rel, ACL_INSERT, "extend leases of");
+	id = PG_GETARG_INT64(1);
+	vt_ms = interval_ms_arg(fcinfo, 2, 1, 12 * 3600 * 1000, "visibility_timeout",
+							"1 millisecond and 12 hours");
+	gs = lock_delivery(q, id, &idx);
+	s = &deliver_slots[idx];
+	if (s->state != SLOT_LEASED)
+	{
+		LWLockRelease(&gs->lock);
+		not_current(q, id, "Its lease expired.");
+	}
+	expires = GetCurrentTimestamp() + vt_ms * 1000;
+	s->lease_expires = expires;
+	LWLockRelease(&gs->lock);
+	SPI_finish();
+	PG_RETURN_TIMESTAMPTZ(expires);
+}

@@ -1,0 +1,315 @@
+/*
+ * catalog.c
+ *		Backend-local cache of queue definitions and of SPI plans.
+ *
+ * Queues are looked up by name with a parameterised query; the tables of a
+ * queue are found by names made from its numeric id, so user input never
+ * becomes SQL text.  The cache is dropped whenever the shared catalog
+ * generation moves (create, drop, purge, new consumer group).
+ */
+#include "deliver.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+static HTAB *queue_cache = NULL;
+static uint32 queue_cache_gen = 0;
+static MemoryContext queue_cache_cxt = NULL;
+
+typedef struct PlanEntry
+{
+	char		key[64];
+	SPIPlanPtr	plan;
+} PlanEntry;
+
+static HTAB *plan_cache = NULL;
+
+/*
+ * A saved SPI plan for the statement, prepared on first use.  key names the
+ * statement and the queue it is for.
+ */
+void *
+spi_plan_cached(const char *key, const char *sql, int nargs, Oid *argtypes)
+{
+	PlanEntry  *e;
+	bool		found;
+	char		k[64];
+
+	if (plan_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(k);
+		ctl.entrysize = sizeof(PlanEntry);
+		plan_cache = hash_create("deliver plans", 64, &ctl, HASH_ELEM | HASH_STRINGS);
+	}
+	memset(k, 0, sizeof(k));
+	strlcpy(k, key, sizeof(k));
+	e = hash_search(plan_cache, k, HASH_ENTER, &found);
+	if (!found)
+		e->plan = NULL;
+	if (e->plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "deliver: SPI_prepare failed for \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		e->plan = p;
+	}
+	return e->plan;
+}
+
+static int64
+interval_ms(Datum d)
+{
+	return DatumGetInt64(d);
+}
+
+static Oid
+deliver_rel(Oid nsp, const char *fmt, int32 id, int seg, bool missing_ok)
+{
+	char		name[NAMEDATALEN];
+	Oid			relid;
+
+	snprintf(name, sizeof(name), fmt, id, seg);
+	relid = get_relname_relid(name, nsp);
+	if (!OidIsValid(relid) && !missing_ok)
+		elog(ERROR, "deliver: table deliver.%s is missing", name);
+	return relid;
+}
+
+/*
+ * Load a queue's definition through SPI (the caller is connected).
+ */
+static bool
+queue_load(QueueInfo *q, const char *name, int32 queue_id)
+{
+	Oid			argtypes[1];
+	Datum		values[1];
+	SPIPlanPtr	plan;
+	int			rc;
+	bool		isnull;
+	HeapTuple	tup;
+	TupleDesc	td;
+	char	   *guarantee;
+	Oid			nsp;
+	int			i;
+	MemoryContext old;
+
+	if (name)
+	{
+		argtypes[0] = TEXTOID;
+		values[0] = CStringGetTextDatum(name);
+	}
+	else
+	{
+		argtypes[0] = INT4OID;
+		values[0] = Int32GetDatum(queue_id);
+	}
+	plan = spi_plan_cached(name ? "queue_by_name" : "queue_by_id",
+						   psprintf("SELECT queue_id, queue_name, guarantee, "
+									"(extract(epoch FROM visibility_timeout) * 1000)::int8, "
+									"max_attempts, fifo, "
+									"(extract(epoch FROM dedup_window) * 1000)::int8, "
+									"(extract(epoch FROM retry_base) * 1000)::int8, "
+									"(extract(epoch FROM retry_max) * 1000)::int8, segments "
+									"FROM deliver.queue WHERE %s = $1",
+									name ? "queue_name" : "queue_id"),
+						   1, argtypes);
+	rc = SPI_execute_plan(plan, values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "deliver: queue lookup failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		return false;
+
+	tup = SPI_tuptable->vals[0];
+	td = SPI_tuptable->tupdesc;
+	q->queue_id = DatumGetInt32(SPI_getbinval(tup, td, 1, &isnull));
+	strlcpy(q->name, TextDatumGetCString(SPI_getbinval(tup, td, 2, &isnull)), NAMEDATALEN);
+	guarantee = TextDatumGetCString(SPI_getbinval(tup, td, 3, &isnull));
+	if (strcmp(guarantee, "at_most_once") == 0)
+		q->guarantee = G_AT_MOST_ONCE;
+	else if (strcmp(guarantee, "exactly_once") == 0)
+		q->guarantee = G_EXACTLY_ONCE;
+	else
+		q->guarantee = G_AT_LEAST_ONCE;
+	q->visibility_ms = interval_ms(SPI_getbinval(tup, td, 4, &isnull));
+	q->max_attempts = DatumGetInt32(SPI_getbinval(tup, td, 5, &isnull));
+	q->fifo = DatumGetBool(SPI_getbinval(tup, td, 6, &isnull));
+	q->dedup_window_ms = interval_ms(SPI_getbinval(tup, td, 7, &isnull));
+	q->retry_base_ms = interval_ms(SPI_getbinval(tup, td, 8, &isnull));
+	q->retry_max_ms = interval_ms(SPI_getbinval(tup, td, 9, &isnull));
+	q->nsegments = Min(DatumGetInt32(SPI_getbinval(tup, td, 10, &isnull)), DELIVER_MAX_SEGMENTS);
+
+	nsp = get_namespace_oid("deliver", false);
+	for (i = 0; i < q->nsegments; i++)
+	{
+		q->seg_rel[i] = deliver_rel(nsp, "q%d_s%d", q->queue_id, i, false);
+		q->seg_idx[i] = deliver_rel(nsp, "q%d_s%d_pos", q->queue_id, i, false);
+	}
+	q->done_rel = deliver_rel(nsp, "q%d_done", q->queue_id, 0, false);
+	q->dead_rel = deliver_rel(nsp, "q%d_dead", q->queue_id, 0, false);
+	q->delayed_rel = deliver_rel(nsp, "q%d_delayed", q->queue_id, 0, false);
+	q->dedup_rel = deliver_rel(nsp, "q%d_dedup", q->queue_id, 0, false);
+	q->seq_rel = deliver_rel(nsp, "q%d_seq", q->queue_id, 0, false);
+
+	argtypes[0] = INT4OID;
+	values[0] = Int32GetDatum(q->queue_id);
+	plan = spi_plan_cached("groups_of_queue",
+						   "SELECT group_id, group_name, start_snapshot FROM deliver.consumer_group "
+						   "WHERE queue_id = $1 ORDER BY group_id",
+						   1, argtypes);
+	rc = SPI_execute_plan(plan, values, NULL, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "deliver: consumer group lookup failed");
+	old = MemoryContextSwitchTo(queue_cache_cxt);
+	q->ngroups = (int) SPI_processed;
+	q->groups = palloc0(sizeof(GroupInfo) * Max(q->ngroups, 1));
+	MemoryContextSwitchTo(old);
+	for (i = 0; i < q->ngroups; i++)
+	{
+		tup = SPI_tuptable->vals[i];
+		td = SPI_tuptable->tupdesc;
+		q->groups[i].group_id = DatumGetInt32(SPI_getbinval(tup, td, 1, &isnull));
+		strlcpy(q->groups[i].name,
+				TextDatumGetCString(SPI_getbinval(tup, td, 2, &isnull)), NAMEDATALEN);
+		q->groups[i].start = MemoryContextAlloc(queue_cache_cxt, deliver_snap_size);
+		dsnap_from_datum(SPI_getbinval(tup, td, 3, &isnull), q->groups[i].start);
+	}
+	q->queue_idx = deliver_queue_slot(MyDatabaseId, q->done_rel, q->queue_id, true);
+	return true;
+}
+
+static void
+queue_cache_check(void)
+{
+	uint32		gen = pg_atomic_read_u32(&deliver_shared->catalog_gen);
+
+	if (queue_cache != NULL && queue_cache_gen == gen)
+		return;
+	if (queue_cache_cxt)
+		MemoryContextReset(queue_cache_cxt);
+	else
+		queue_cache_cxt = AllocSetContextCreate(TopMemoryContext, "deliver queue cache",
+												ALLOCSET_SMALL_SIZES);
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = NAMEDATALEN;
+		ctl.entrysize = sizeof(QueueInfo);
+		ctl.hcxt = queue_cache_cxt;
+		queue_cache = hash_create("deliver queues", 32, &ctl,
+								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	queue_cache_gen = gen;
+}
+
+/*
+ * The queue called name_t, or an error.  The caller is connected to SPI.
+ */
+QueueInfo *
+queue_lookup(text *name_t)
+{
+	char	   *name;
+	char		key[NAMEDATALEN];
+	QueueInfo  *q;
+	bool		found;
+
+	deliver_check_loaded();
+	if (name_t == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("queue name must not be NULL")));
+	name = text_to_cstring(name_t);
+	if (strlen(name) >= NAMEDATALEN || strlen(name) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("queue \"%.80s\" does not exist", name)));
+
+	queue_cache_check();
+	memset(key, 0, sizeof(key));
+	strlcpy(key, name, sizeof(key));
+	q = hash_search(queue_cache, key, HASH_FIND, &found);
+	if (found)
+		return q;
+
+	{
+		QueueInfo	tmp;
+
+		memset(&tmp, 0, sizeof(tmp));
+		if (!queue_load(&tmp, name, 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("queue \"%.80s\" does not exist", name),
+					 errhint("Create it with deliver.create_queue(), or see deliver.list_queues().")));
+		q = hash_search(queue_cache, key, HASH_ENTER, &found);
+		memcpy(((char *) q) + NAMEDATALEN, ((char *) &tmp) + NAMEDATALEN,
+			   sizeof(QueueInfo) - NAMEDATALEN);
+		q->gen = queue_cache_gen;
+	}
+	return q;
+}
+
+/*
+ * The queue with this id (for internal callers), or an error.
+ */
+QueueInfo *
+queue_lookup_by_id(int32 queue_id)
+{
+	QueueInfo	tmp;
+
+	deliver_check_loaded();
+	queue_cache_check();
+	memset(&tmp, 0, sizeof(tmp));
+	if (!queue_load(&tmp, NULL, queue_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("queue %d does not exist", queue_id)));
+	return queue_lookup(cstring_to_text(tmp.name));
+}
+
+/*
+ * The consumer group of the queue called group_name, or an error.
+ */
+const GroupInfo *
+queue_group(QueueInfo *q, text *group_name)
+{
+	char	   *name;
+	int			i;
+
+	if (group_name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("consumer group must not be NULL")));
+	name = text_to_cstring(group_name);
+	for (i = 0; i < q->ngroups; i++)
+		if (strcmp(q->groups[i].name, name) == 0)
+			return &q->groups[i];
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("consumer group \"%.80s\" does not exist on queue \"%s\"", name, q->name),
+			 errhint("Create it with deliver.create_consumer_group().")));
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * Privileges are GRANTs on the queue's tables (see deliver.grant_queue).
+ */
+void
+queue_check_acl(QueueInfo *q, Oid relid, AclMode mode, const char *what)
+{
+	if (pg_class_aclcheck(relid, GetUserId(), mode) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s queue \"%s\"", what, q->name),
+				 errhint("The queue's owner can allow it with deliver.grant_queue().")));
+}

@@ -1,0 +1,392 @@
+/*
+ * deliver.c
+ *		Module start-up: GUCs, shared memory, delivery ids.
+ */
+#include "deliver.h"
+
+#include <unistd.h>
+
+#include "access/twophase.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+int			deliver_max_queues = 256;
+int			deliver_max_groups = 1024;
+int			deliver_max_leases = 65536;
+int			deliver_max_payload = 1024 * 1024;
+int			deliver_max_batch = 10000;
+int			deliver_checkpoint_interval_ms = 1000;
+
+int			deliver_snap_xip_max;
+Size		deliver_snap_size;
+
+DeliverShared *deliver_shared = NULL;
+QueueShared *deliver_queues = NULL;
+GroupShared *deliver_groups = NULL;
+LeaseSlot  *deliver_slots = NULL;
+char	   *deliver_snaps = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+#define EPOCH_FILE		"deliver.epoch"
+#define SLOT_BITS		20
+#define GEN_BITS		28
+#define GEN_MASK		((UINT64CONST(1) << GEN_BITS) - 1)
+
+void		_PG_init(void);
+
+/*
+ * Size of everything deliver keeps in shared memory.
+ */
+static Size
+deliver_shmem_size(void)
+{
+	Size		size;
+
+	deliver_snap_xip_max = MaxBackends + max_prepared_xacts + 1;
+	deliver_snap_size = MAXALIGN(offsetof(DSnap, xip) +
+								 sizeof(uint64) * deliver_snap_xip_max);
+
+	size = MAXALIGN(sizeof(DeliverShared));
+	size = add_size(size, mul_size(deliver_max_queues, MAXALIGN(sizeof(QueueShared))));
+	size = add_size(size, mul_size(deliver_max_groups, MAXALIGN(sizeof(GroupShared))));
+	size = add_size(size, mul_size(deliver_max_leases, sizeof(LeaseSlot)));
+	size = add_size(size, mul_size(mul_size(deliver_max_groups, SNAPS_PER_GROUP),
+								   deliver_snap_size));
+	return size;
+}
+
+static void
+deliver_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(deliver_shmem_size());
+	RequestNamedLWLockTranche("deliver", 2);
+}
+
+/*
+ * Read, bump and durably rewrite the epoch that makes delivery ids unique
+ * across restarts (including crash restarts, which re-run this).
+ */
+static uint32
+deliver_next_epoch(void)
+{
+	uint32		epoch = 0;
+	FILE	   *f;
+
+	f = AllocateFile(EPOCH_FILE, PG_BINARY_R);
+	if (f)
+	{
+		if (fread(&epoch, sizeof(epoch), 1, f) != 1)
+			epoch = 0;
+		FreeFile(f);
+	}
+	epoch++;
+	if (epoch >= (1U << (63 - SLOT_BITS - GEN_BITS)))
+		epoch = 1;				/* after 32767 restarts; ids of epoch 1 are long gone */
+
+	f = AllocateFile(EPOCH_FILE ".tmp", PG_BINARY_W);
+	if (f == NULL || fwrite(&epoch, sizeof(epoch), 1, f) != 1 || FreeFile(f) != 0)
+		ereport(FATAL,
+				(errcode_for_file_access(),
+				 errmsg("deliver: could not write file \"%s\": %m", EPOCH_FILE ".tmp")));
+	(void) durable_rename(EPOCH_FILE ".tmp", EPOCH_FILE, FATAL);
+	return epoch;
+}
+
+static void
+deliver_shmem_startup(void)
+{
+	bool		found;
+	char	   *p;
+	int			i;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	p = ShmemInitStruct("deliver", deliver_shmem_size(), &found);
+	if (!found)
+	{
+		LWLockPadded *locks = GetNamedLWLockTranche("deliver");
+		int			tranche = LWLockNewTrancheId();
+
+		memset(p, 0, deliver_shmem_size());
+		deliver_shared = (DeliverShared *) p;
+		p += MAXALIGN(sizeof(DeliverShared));
+		deliver_queues = (QueueShared *) p;
+		p += deliver_max_queues * MAXALIGN(sizeof(QueueShared));
+		deliver_groups = (GroupShared *) p;
+		p += deliver_max_groups * MAXALIGN(sizeof(GroupShared));
+		deliver_slots = (LeaseSlot *) p;
+		p += (Size) deliver_max_leases * sizeof(LeaseSlot);
+		deliver_snaps = p;
+
+		deliver_shared->lock = &locks[0].lock;
+		deliver_shared->slot_lock = &locks[1].lock;
+		pg_atomic_init_u32(&deliver_shared->catalog_gen, 1);
+		deliver_shared->epoch = deliver_next_epoch();
+
+		for (i = 0; i < deliver_max_queues; i++)
+		{
+			SpinLockInit(&deliver_queues[i].mutex);
+			ConditionVariableInit(&deliver_queues[i].cv);
+		}
+		for (i = 0; i < deliver_max_groups; i++)
+			LWLockInitialize(&deliver_groups[i].lock, tranche);
+
+		/* every slot starts on the free list, in order */
+		for (i = 0; i < deliver_max_leases; i++)
+		{
+			deliver_slots[i].prev = i - 1;
+			deliver_slots[i].next = (i + 1 < deliver_max_leases) ? i + 1 : -1;
+		}
+		deliver_shared->free_head = 0;
+		deliver_shared->free_tail = deliver_max_leases - 1;
+		deliver_shared->free_count = deliver_max_leases;
+	}
+	else
+	{
+		deliver_shared = (DeliverShared *) p;
+		p += MAXALIGN(sizeof(DeliverShared));
+		deliver_queues = (QueueShared *) p;
+		p += deliver_max_queues * MAXALIGN(sizeof(QueueShared));
+		deliver_groups = (GroupShared *) p;
+		p += deliver_max_groups * MAXALIGN(sizeof(GroupShared));
+		deliver_slots = (LeaseSlot *) p;
+		p += (Size) deliver_max_leases * sizeof(LeaseSlot);
+		deliver_snaps = p;
+	}
+	LWLockRelease(AddinShmemInitLock);
+	LWLockRegisterTranche(deliver_groups[0].lock.tranche, "deliver_group");
+}
+
+/*
+ * Error out clearly when the library was not preloaded.
+ */
+void
+deliver_check_loaded(void)
+{
+	if (deliver_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("deliver must be loaded via shared_preload_libraries"),
+				 errhint("Add deliver to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/*
+ * A new fencing token for the slot: epoch | generation | slot.  A slot's
+ * generation wrapping bumps the epoch so that no token is ever reused.
+ */
+uint64
+deliver_new_delivery_id(int32 slot_idx)
+{
+	LeaseSlot  *s = &deliver_slots[slot_idx];
+	uint32		epoch;
+
+	s->gen = (s->gen + 1) & GEN_MASK;
+	if (s->gen == 0)
+	{
+		/* slot_lock, not lock: callers hold a group lock */
+		LWLockAcquire(deliver_shared->slot_lock, LW_EXCLUSIVE);
+		deliver_shared->epoch = deliver_next_epoch();
+		LWLockRelease(deliver_shared->slot_lock);
+		s->gen = 1;
+	}
+	epoch = deliver_shared->epoch;
+	return ((uint64) epoch << (SLOT_BITS + GEN_BITS)) |
+		((uint64) s->gen << SLOT_BITS) | (uint64) slot_idx;
+}
+
+/*
+ * Index of the shared entry of a queue (keyed by database and the OID of
+ * its done table, so a queue re-created under the same id is a new one),
+ * created on first use when create; -1 when there is none.
+ */
+int32
+deliver_queue_slot(Oid dbid, Oid relid, int32 queue_id, bool create)
+{
+	int			i;
+	int			free_i = -1;
+
+	LWLockAcquire(deliver_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < deliver_max_queues; i++)
+	{
+		QueueShared *qs = &deliver_queues[i];
+
+		if (qs->used && qs->dbid == dbid && qs->relid == relid)
+		{
+			LWLockRelease(deliver_shared->lock);
+			return i;
+		}
+		if (!qs->used && free_i < 0)
+			free_i = i;
+	}
+	if (!create)
+	{
+		LWLockRelease(deliver_shared->lock);
+		return -1;
+	}
+	if (free_i < 0)
+	{
+		LWLockRelease(deliver_shared->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many queues in use"),
+				 errhint("Raise deliver.max_queues (now %d) and restart.", deliver_max_queues)));
+	}
+	deliver_queues[free_i].used = true;
+	deliver_queues[free_i].dbid = dbid;
+	deliver_queues[free_i].relid = relid;
+	deliver_queues[free_i].queue_id = queue_id;
+	deliver_queues[free_i].sent_total = 0;
+	deliver_queues[free_i].delayed_due = 1;	/* unknown: look once */
+	LWLockRelease(deliver_shared->lock);
+	return free_i;
+}
+
+/*
+ * Index of the shared entry of a consumer group, created (not yet
+ * recovered) on first use.
+ */
+int32
+deliver_group_slot(int32 group_id, int32 queue_idx)
+{
+	int			i;
+	int			free_i = -1;
+
+	LWLockAcquire(deliver_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < deliver_max_groups; i++)
+	{
+		if (deliver_groups[i].group_id == group_id &&
+			deliver_groups[i].queue_idx == queue_idx)
+		{
+			LWLockRelease(deliver_shared->lock);
+			return i;
+		}
+		if (deliver_groups[i].group_id == 0 && free_i < 0)
+			free_i = i;
+	}
+	if (free_i < 0)
+	{
+		LWLockRelease(deliver_shared->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many consumer groups in use"),
+				 errhint("Raise deliver.max_consumer_groups (now %d) and restart.", deliver_max_groups)));
+	}
+	{
+		GroupShared *gs = &deliver_groups[free_i];
+
+		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+		gs->group_id = group_id;
+		gs->queue_idx = queue_idx;
+		gs->ready = false;
+		gs->leased.head = gs->leased.tail = -1;
+		gs->leased.count = 0;
+		gs->ready_list = gs->leased;
+		gs->blocked = gs->leased;
+		gs->delivered_total = gs->acked_total = gs->dead_total = 0;
+		LWLockRelease(&gs->lock);
+	}
+	LWLockRelease(deliver_shared->lock);
+	return free_i;
+}
+
+/*
+ * Forget the in-memory state of every group of a queue, or of one group
+ * when group_id is not 0 (after purge or drop): leases are released and
+ * the groups recover from their durable state on next use.  With forget,
+ * the entries are released too.
+ */
+void
+deliver_reset_queue_groups(int32 queue_idx, int32 group_id, bool forget)
+{
+	int			i;
+
+	LWLockAcquire(deliver_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < deliver_max_groups; i++)
+	{
+		GroupShared *gs = &deliver_groups[i];
+		SlotList   *lists[3];
+		int			l;
+
+		if (gs->group_id == 0 || gs->queue_idx != queue_idx ||
+			(group_id != 0 && gs->group_id != group_id))
+			continue;
+		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+		lists[0] = &gs->leased;
+		lists[1] = &gs->ready_list;
+		lists[2] = &gs->blocked;
+		for (l = 0; l < 3; l++)
+		{
+			while (lists[l]->head >= 0)
+			{
+				int32		idx = lists[l]->head;
+
+				slist_remove(lists[l], idx);
+				slot_free(idx);
+			}
+		}
+		gs->ready = false;
+		if (forget)
+			gs->group_id = 0;
+		LWLockRelease(&gs->lock);
+	}
+	if (forget && group_id == 0)
+		deliver_queues[queue_idx].used = false;
+	LWLockRelease(deliver_shared->lock);
+}
+
+void
+_PG_init(void)
+{
+	if (IsBinaryUpgrade)
+		return;
+
+	DefineCustomIntVariable("deliver.max_payload_size",
+							"Largest payload (plus headers) a message may have, in bytes.",
+							NULL, &deliver_max_payload, 1024 * 1024, 1, 256 * 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("deliver.max_batch_size",
+							"Most messages one send_batch, receive or ack_batch call may handle.",
+							NULL, &deliver_max_batch, 10000, 1, 1000000,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("deliver.checkpoint_interval",
+							"How often a consumer group records a new restart point.",
+							NULL, &deliver_checkpoint_interval_ms, 1000, 1, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	DefineCustomIntVariable("deliver.max_queues",
+							"Most queues that can be in use at once.",
+							NULL, &deliver_max_queues, 256, 1, 100000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("deliver.max_consumer_groups",
+							"Most consumer groups that can be in use at once.",
+							NULL, &deliver_max_groups, 1024, 1, 100000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("deliver.max_in_flight",
+							"Most messages leased, waiting for redelivery or held back by FIFO order at once, over all queues.",
+							NULL, &deliver_max_leases, 65536, 64, (1 << SLOT_BITS) - 1,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("deliver");
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = deliver_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = deliver_shmem_startup;
+
+	deliver_xact_init();
+}

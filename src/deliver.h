@@ -1,0 +1,286 @@
+/*
+ * deliver.h
+ *		Shared declarations of the deliver extension.
+ *
+ * Storage model, in short:
+ *
+ * - Messages are appended once to a queue's segment tables
+ *   (deliver.q<id>_s<n>) with the top-level transaction id of the sender.
+ * - Each consumer group reads the segments with a cursor made of two
+ *   snapshots (a "window"): the rows whose transactions are visible in the
+ *   upper snapshot and not in the lower one.  The cursor only passes rows
+ *   whose sending transaction has finished, in transaction order, so a
+ *   producer transaction left open neither holds back nor loses messages.
+ * - Leases live in shared memory (LeaseSlot).  Losing them in a crash only
+ *   means redelivery.
+ * - Finishing a message (ack, at-most-once consumption, dead-letter move) is
+ *   durable: one row per call in deliver.q<id>_done holding the ids and the
+ *   group's restart point (a snapshot behind which every message is
+ *   finished).  After a restart a group resumes from its latest restart
+ *   point and skips the messages the done rows name.
+ */
+#ifndef DELIVER_H
+#define DELIVER_H
+
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "nodes/parsenodes.h"
+#include "storage/condition_variable.h"
+#include "storage/lwlock.h"
+#include "utils/timestamp.h"
+
+#define DELIVER_MAX_SEGMENTS	8
+#define DELIVER_CHECKPOINTS		8
+#define DELIVER_ERROR_LEN		120
+
+/* guarantees */
+#define G_AT_MOST_ONCE	0
+#define G_AT_LEAST_ONCE	1
+#define G_EXACTLY_ONCE	2
+
+/* kinds of finish records in q<id>_done */
+#define DONE_ACK		'a'
+#define DONE_CONSUMED	'c'
+#define DONE_DEAD		'd'
+
+/* GUCs */
+extern int	deliver_max_queues;
+extern int	deliver_max_groups;
+extern int	deliver_max_leases;
+extern int	deliver_max_payload;
+extern int	deliver_max_batch;
+extern int	deliver_checkpoint_interval_ms;
+
+/*
+ * A snapshot reduced to what a cursor needs: full (epoch-widened) top-level
+ * transaction ids.  In shared memory each one has room for
+ * deliver_snap_xip_max xids.
+ */
+typedef struct DSnap
+{
+	uint64		xmin;
+	uint64		xmax;
+	uint32		nxip;
+	uint64		xip[FLEXIBLE_ARRAY_MEMBER];	/* sorted ascending */
+} DSnap;
+
+extern int	deliver_snap_xip_max;
+extern Size deliver_snap_size;
+
+/* lease slot states */
+#define SLOT_FREE		0
+#define SLOT_LEASED		1		/* handed out, lease running */
+#define SLOT_READY		2		/* waiting for redelivery at visible_at */
+#define SLOT_BLOCKED	3		/* FIFO: waits behind an earlier message of its key */
+
+/* why a message became ready again */
+#define REASON_NONE		0
+#define REASON_EXPIRED	1
+#define REASON_NACKED	2
+#define REASON_ABORTED	3
+
+typedef struct LeaseSlot
+{
+	uint64		delivery_id;	/* current fencing token; 0 when free */
+	uint32		gen;			/* bumped at each delivery of this slot */
+	int32		group_idx;
+	int32		prev;
+	int32		next;
+	uint8		state;
+	uint8		reason;
+	uint8		seg;
+	bool		has_key;
+	bool		finish_pending;	/* a transaction is acking / dead-lettering it */
+	char		finish_kind;
+	uint16		attempt;
+	TransactionId finish_xid;	/* that transaction */
+	uint32		key_hash;
+	int64		message_id;
+	uint64		txid;
+	uint64		cp_seq;			/* checkpoint this message counts in */
+	TimestampTz enqueued_at;
+	TimestampTz lease_expires;
+	TimestampTz visible_at;
+	char		last_error[DELIVER_ERROR_LEN];
+} LeaseSlot;
+
+typedef struct SlotList
+{
+	int32		head;
+	int32		tail;
+	int64		count;
+} SlotList;
+
+typedef struct Checkpoint
+{
+	uint64		seq;
+	int64		count;			/* unfinished messages counting here */
+	TimestampTz at;
+} Checkpoint;
+
+/* shared state of one consumer group */
+typedef struct GroupShared
+{
+	LWLock		lock;
+	int32		group_id;		/* 0 when the entry is free */
+	int32		queue_idx;
+	bool		ready;			/* recovered since the server started */
+	uint32		boot_gen;		/* changes at each recovery */
+	uint64		horizon_txid;	/* rows below may have pre-recovery done rows */
+
+	/* cursor: window (lo, hi], position inside it */
+	bool		in_window;
+	uint64		pos_txid;
+	int64		pos_id;
+	uint64		cp_next_seq;
+
+	/* restart points; cps[0] is the oldest */
+	int			ncp;
+	Checkpoint	cps[DELIVER_CHECKPOINTS];
+
+	SlotList	leased;
+	SlotList	ready_list;
+	SlotList	blocked;
+	TimestampTz next_expiry;
+
+	int64		delivered_total;
+	int64		acked_total;
+	int64		dead_total;
+} GroupShared;
+
+/* shared state of one queue */
+typedef struct QueueShared
+{
+	bool		used;
+	Oid			dbid;			/* key: database and */
+	Oid			relid;			/* the queue's done table */
+	int32		queue_id;
+	slock_t		mutex;
+	int64		sent_total;
+	TimestampTz delayed_due;	/* earliest known delayed message, or 0 */
+	uint64		delayed_version;	/* bumped when a sender sets delayed_due */
+	ConditionVariable cv;		/* broadcast when messages may be available */
+} QueueShared;
+
+typedef struct DeliverShared
+{
+	LWLock	   *lock;			/* allocation of queue and group entries */
+	LWLock	   *slot_lock;		/* the free list of lease slots */
+	pg_atomic_uint32 catalog_gen;
+	uint32		epoch;
+	int32		free_head;
+	int32		free_tail;
+	int64		free_count;
+} DeliverShared;
+
+extern DeliverShared *deliver_shared;
+extern QueueShared *deliver_queues;
+extern GroupShared *deliver_groups;
+extern LeaseSlot *deliver_slots;
+extern char *deliver_snaps;
+
+/* snapshots of group g: lo, hi, then one per checkpoint position */
+#define SNAP_LO			0
+#define SNAP_HI			1
+#define SNAP_CP(i)		(2 + (i))
+#define SNAPS_PER_GROUP	(2 + DELIVER_CHECKPOINTS)
+static inline DSnap *
+group_snap(int gidx, int which)
+{
+	return (DSnap *) (deliver_snaps +
+					  ((Size) gidx * SNAPS_PER_GROUP + which) * deliver_snap_size);
+}
+
+/* backend-local description of a queue, from the catalog */
+typedef struct GroupInfo
+{
+	int32		group_id;
+	char		name[NAMEDATALEN];
+	DSnap	   *start;			/* messages visible here are not for it */
+} GroupInfo;
+
+typedef struct QueueInfo
+{
+	char		name[NAMEDATALEN];
+	int32		queue_id;
+	int			guarantee;
+	int64		visibility_ms;
+	int32		max_attempts;
+	bool		fifo;
+	int64		dedup_window_ms;
+	int64		retry_base_ms;
+	int64		retry_max_ms;
+	int			nsegments;
+	Oid			seg_rel[DELIVER_MAX_SEGMENTS];
+	Oid			seg_idx[DELIVER_MAX_SEGMENTS];
+	Oid			done_rel;
+	Oid			dead_rel;
+	Oid			delayed_rel;
+	Oid			dedup_rel;
+	Oid			seq_rel;
+	int			ngroups;
+	GroupInfo  *groups;
+	int32		queue_idx;		/* index in deliver_queues */
+	uint32		gen;			/* catalog_gen when loaded */
+} QueueInfo;
+
+/* deliver.c */
+extern void deliver_check_loaded(void);
+extern uint64 deliver_new_delivery_id(int32 slot_idx);
+extern int32 deliver_queue_slot(Oid dbid, Oid relid, int32 queue_id, bool create);
+extern int32 deliver_group_slot(int32 group_id, int32 queue_idx);
+extern void deliver_reset_queue_groups(int32 queue_idx, int32 group_id, bool forget);
+
+/* catalog.c */
+extern QueueInfo *queue_lookup(text *name_t);
+extern QueueInfo *queue_lookup_by_id(int32 queue_id);
+extern const GroupInfo *queue_group(QueueInfo *q, text *group_name);
+extern void queue_check_acl(QueueInfo *q, Oid relid, AclMode mode, const char *what);
+extern void *spi_plan_cached(const char *key, const char *sql, int nargs, Oid *argtypes);
+
+/* snap.c */
+extern void dsnap_latest(DSnap *out);
+extern void dsnap_copy(DSnap *dst, const DSnap *src);
+extern bool dsnap_visible(const DSnap *s, uint64 txid);
+extern bool dsnap_in_xip(const DSnap *s, uint64 txid);
+extern Datum dsnap_to_datum(const DSnap *s);
+extern void dsnap_from_datum(Datum d, DSnap *out);
+extern uint64 dsnap_next_txid(void);
+
+/* slots.c */
+extern int32 slot_alloc(void);
+extern void slot_free(int32 idx);
+extern void slist_push(SlotList *l, int32 idx);
+extern void slist_remove(SlotList *l, int32 idx);
+extern void group_finish_slot(GroupShared *gs, int32 idx, char kind);
+extern bool slot_resolve_finish(GroupShared *gs, int32 idx);
+extern void group_expire_leases(GroupShared *gs, QueueInfo *q, TimestampTz now);
+extern int64 backoff_ms(QueueInfo *q, int attempt);
+extern void group_done_snapshot(GroupShared *gs, int gidx, DSnap *out);
+extern void cp_count_add(GroupShared *gs, uint64 seq, int64 delta);
+extern GroupShared *group_lock(QueueInfo *q, int32 group_id, int *gidx_out);
+
+/* xact.c */
+extern void xact_note_leased(int32 slot_idx, uint64 delivery_id);
+extern void xact_note_finish(int32 slot_idx, uint64 delivery_id);
+extern void xact_note_sent(int32 queue_idx, int64 n, TimestampTz delayed_due);
+extern void xact_note_moved_delayed(int32 queue_idx);
+#define CATALOG_NONE			'n'
+#define CATALOG_RESET			'r'
+#define CATALOG_FORGET			'f'
+#define CATALOG_FORGET_GROUP	'g'
+extern void xact_note_catalog(int32 queue_idx, int32 group_id, char action);
+extern void deliver_xact_init(void);
+
+/* recovery.c */
+extern void group_recover(QueueInfo *q, GroupShared *gs, int gidx);
+extern int	recovery_filter(QueueInfo *q, GroupShared *gs, int64 message_id,
+							TransactionId *pending_xid);
+
+/* storage.c */
+extern void done_write(QueueInfo *q, int32 group_id, char kind,
+					   int64 *ids, int n, DSnap *done);
+extern void move_due_delayed(QueueInfo *q);
+
+#endif							/* DELIVER_H */

@@ -1,0 +1,993 @@
+/*
+ * receive.c
+ *		deliver.receive: hand out messages to a consumer group.
+ *
+ * Order of service: messages due for redelivery first (nacked, expired,
+ * rolled back), then new messages from the group's cursor.  The cursor
+ * reads the segment index on (txid, message_id) directly, so no plan can
+ * turn into a sequential scan, and it only passes rows whose transactions
+ * are visible in its window's upper snapshot.
+ */
+#include "deliver.h"
+
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/xid8.h"
+#include "common/hashfn.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "storage/spin.h"
+#include "access/htup_details.h"
+
+PG_FUNCTION_INFO_V1(deliver_receive);
+PG_FUNCTION_INFO_V1(deliver_group_state);
+
+/* segment table columns */
+#define COL_TXID		1
+#define COL_ID			2
+#define COL_GROUP		3
+#define COL_ENQUEUED	4
+#define COL_KEY			5
+#define COL_HEADERS		6
+#define COL_PAYLOAD		7
+#define NCOLS			7
+
+typedef struct Row
+{
+	uint64		txid;
+	int64		id;
+	int			seg;
+	TimestampTz enqueued_at;
+	bool		key_null;
+	bool		headers_null;
+	Datum		key;
+	Datum		headers;
+	Datum		payload;
+	TransactionId pending_xid;	/* finish pending in a prepared transaction */
+} Row;
+
+typedef struct Out
+{
+	Row			row;
+	uint64		delivery_id;
+	int32		slot;
+	int			attempt;
+	TimestampTz lease_expires;
+	bool		fetched;
+	char		dead_reason;	/* for dead-letter moves: REASON_* */
+	char		last_error[DELIVER_ERROR_LEN];
+} Out;
+
+typedef struct ScanCtx
+{
+	QueueInfo  *q;
+	GroupShared *gs;
+	int			gidx;
+	int32		group_id;
+	Relation	heap[DELIVER_MAX_SEGMENTS];
+	Relation	index[DELIVER_MAX_SEGMENTS];
+	Relation	done;
+	Snapshot	snap;
+	MemoryContext cxt;
+	bool		count_only;		/* metrics: count rows, keep none */
+	int64		counted;
+	TimestampTz oldest;
+} ScanCtx;
+
+static int
+row_cmp(const void *a, const void *b)
+{
+	const Row  *x = a;
+	const Row  *y = b;
+
+	if (x->txid != y->txid)
+		return x->txid < y->txid ? -1 : 1;
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+/*
+ * Copy a row of a segment out of its slot.
+ */
+static void
+row_from_slot(Row *r, TupleTableSlot *slot, int seg, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	bool		isnull;
+
+	r->txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(slot, COL_TXID, &isnull)));
+	r->id = DatumGetInt64(slot_getattr(slot, COL_ID, &isnull));
+	r->seg = seg;
+	r->enqueued_at = DatumGetTimestampTz(slot_getattr(slot, COL_ENQUEUED, &isnull));
+	r->key = slot_getattr(slot, COL_KEY, &r->key_null);
+	if (!r->key_null)
+		r->key = datumCopy(r->key, false, -1);
+	r->headers = slot_getattr(slot, COL_HEADERS, &r->headers_null);
+	if (!r->headers_null)
+		r->headers = datumCopy(r->headers, false, -1);
+	r->payload = datumCopy(slot_getattr(slot, COL_PAYLOAD, &isnull), false, -1);
+	r->pending_xid = InvalidTransactionId;
+	MemoryContextSwitchTo(old);
+}
+
+static void
+count_row(ScanCtx *c, TupleTableSlot *slot)
+{
+	bool		isnull;
+	TimestampTz t = DatumGetTimestampTz(slot_getattr(slot, COL_ENQUEUED, &isnull));
+
+	c->counted++;
+	if (c->oldest == 0 || t < c->oldest)
+		c->oldest = t;
+}
+
+/*
+ * Scan one segment's index over keys with txid in [from, to] and, when
+ * after_id is given, message_id > after_id (then from == to).  Rows that
+ * pass the filters go to out[], at most limit of them.  Returns how many;
+ * *more says whether the scan stopped at the limit.
+ */
+static int
+scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_after, int64 after_id,
+		   const DSnap *hi, Row *out, int limit, bool *more)
+{
+	ScanKeyData keys[3];
+	int			nkeys = 0;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int			n = 0;
+
+	*more = false;
+	if (limit <= 0)
+	{
+		*more = true;
+		return 0;
+	}
+	ScanKeyInit(&keys[nkeys++], COL_TXID, BTGreaterEqualStrategyNumber, F_XID8GE,
+				FullTransactionIdGetDatum(FullTransactionIdFromU64(from)));
+	ScanKeyInit(&keys[nkeys++], COL_TXID, BTLessEqualStrategyNumber, F_XID8LE,
+				FullTransactionIdGetDatum(FullTransactionIdFromU64(to)));
+	if (use_after)
+		ScanKeyInit(&keys[nkeys++], 2, BTGreaterStrategyNumber, F_INT8GT,
+					Int64GetDatum(after_id));
+
+	slot = table_slot_create(c->heap[seg], NULL);
+	scan = index_beginscan(c->heap[seg], c->index[seg], c->snap, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		uint64		txid;
+		Datum		g;
+
+		txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(slot, COL_TXID, &isnull)));
+		if (hi && !dsnap_visible(hi, txid))
+			continue;
+		g = slot_getattr(slot, COL_GROUP, &isnull);
+		if (!isnull && DatumGetInt32(g) != c->group_id)
+			continue;
+		if (n >= limit)
+		{
+			*more = true;
+			break;
+		}
+		if (txid < c->gs->horizon_txid)
+		{
+			TransactionId pending = InvalidTransactionId;
+			int64		id = DatumGetInt64(slot_getattr(slot, COL_ID, &isnull));
+
+			if (recovery_filter(c->q, c->gs, id, &pending) == 0)
+				continue;		/* finished before the restart */
+			if (c->count_only)
+			{
+				count_row(c, slot);
+				continue;
+			}
+			row_from_slot(&out[n], slot, seg, c->cxt);
+			out[n].pending_xid = pending;
+			n++;
+			continue;
+		}
+		if (c->count_only)
+		{
+			count_row(c, slot);
+			continue;
+		}
+		row_from_slot(&out[n++], slot, seg, c->cxt);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	return n;
+}
+
+/*
+ * Rows of the txid range [from, to] after the cursor position, merged over
+ * the segments, at most limit.  *exhausted when the range has no more.
+ */
+static int
+scan_range(ScanCtx *c, uint64 from, uint64 to, const DSnap *hi, Row *out, int limit,
+		   bool *exhausted)
+{
+	GroupShared *gs = c->gs;
+	int			seg;
+	int			n = 0;
+	bool		more_any = false;
+
+	if (gs->pos_txid > to)
+	{
+		*exhausted = true;
+		return 0;
+	}
+	for (seg = 0; seg < c->q->nsegments; seg++)
+	{
+		bool		more;
+		int			got = 0;
+
+		if (gs->pos_txid >= from)
+		{
+			/* the rest of the position's transaction, then what follows */
+			got = scan_index(c, seg, gs->pos_txid, gs->pos_txid, true, gs->pos_id, hi,
+							 out + n, limit, &more);
+			if (!more && gs->pos_txid < to)
+			{
+				bool		more2;
+
+				got += scan_index(c, seg, gs->pos_txid + 1, to, false, 0, hi,
+								  out + n + got, limit - got, &more2);
+				more = more2;
+			}
+		}
+		else
+			got = scan_index(c, seg, from, to, false, 0, hi, out + n, limit, &more);
+		n += got;
+		more_any |= more;
+	}
+	if (c->q->nsegments > 1 && n > 1)
+		qsort(out, n, sizeof(Row), row_cmp);
+	if (n > limit)
+	{
+		n = limit;
+		more_any = true;
+	}
+	*exhausted = !more_any;
+	return n;
+}
+
+/*
+ * The next rows of the current window after the position, at most limit;
+ * *exhausted when the window has nothing more.
+ */
+static int
+scan_window(ScanCtx *c, const DSnap *lo, const DSnap *hi, Row *out, int limit, bool *exhausted)
+{
+	int			n = 0;
+	uint32		i;
+	bool		ex = true;
+
+	/* transactions running at lo that have finished by hi */
+	for (i = 0; i < lo->nxip && n < limit; i++)
+	{
+		uint64		x = lo->xip[i];
+
+		if (!dsnap_visible(hi, x) || x < c->gs->pos_txid)
+			continue;
+		n += scan_range(c, x, x, NULL, out + n, limit - n, &ex);
+		if (!ex)
+			break;
+	}
+	if (n < limit && ex && hi->xmax > lo->xmax)
+		n += scan_range(c, lo->xmax, hi->xmax - 1, hi, out + n, limit - n, &ex);
+	*exhausted = ex && n < limit;
+	if (n == limit)
+		*exhausted = false;
+	return n;
+}
+
+/*
+ * Open a new window whose upper bound is the latest snapshot, and start a
+ * new restart point when the last one is old enough.
+ */
+static void
+open_window(ScanCtx *c, TimestampTz now)
+{
+	GroupShared *gs = c->gs;
+	DSnap	   *lo = group_snap(c->gidx, SNAP_LO);
+
+	dsnap_latest(group_snap(c->gidx, SNAP_HI));
+	/* the scan must see everything the new upper bound sees */
+	UnregisterSnapshot(c->snap);
+	c->snap = RegisterSnapshot(GetLatestSnapshot());
+	gs->in_window = true;
+	gs->pos_txid = 0;
+	gs->pos_id = 0;
+
+	if (gs->ncp == 0 ||
+		now - gs->cps[gs->ncp - 1].at >= (int64) deliver_checkpoint_interval_ms * 1000)
+	{
+		if (gs->ncp == DELIVER_CHECKPOINTS)
+		{
+			/* fold the second oldest into the oldest: that only makes the
+			 * restart point older */
+			int			i;
+
+			gs->cps[0].count += gs->cps[1].count;
+			for (i = 1; i < gs->ncp - 1; i++)
+			{
+				gs->cps[i] = gs->cps[i + 1];
+				dsnap_copy(group_snap(c->gidx, SNAP_CP(i)), group_snap(c->gidx, SNAP_CP(i + 1)));
+			}
+			gs->ncp--;
+		}
+		gs->cps[gs->ncp].seq = ++gs->cp_next_seq;
+		gs->cps[gs->ncp].count = 0;
+		gs->cps[gs->ncp].at = now;
+		dsnap_copy(group_snap(c->gidx, SNAP_CP(gs->ncp)), lo);
+		gs->ncp++;
+	}
+}
+
+static void
+close_window(ScanCtx *c)
+{
+	DSnap	   *lo = group_snap(c->gidx, SNAP_LO);
+
+	dsnap_copy(lo, group_snap(c->gidx, SNAP_HI));
+	c->gs->in_window = false;
+	/* every row older than the recovery is behind the cursor now */
+	if (c->gs->horizon_txid != 0 && lo->xmin >= c->gs->horizon_txid)
+		c->gs->horizon_txid = 0;
+}
+
+/*
+ * Does an earlier message of this key still occupy the group (FIFO)?
+ */
+static bool
+fifo_key_busy(GroupShared *gs, uint32 key_hash)
+{
+	SlotList   *lists[3] = {&gs->leased, &gs->ready_list, &gs->blocked};
+	int			l;
+
+	for (l = 0; l < 3; l++)
+	{
+		int32		idx;
+
+		for (idx = lists[l]->head; idx >= 0; idx = deliver_slots[idx].next)
+			if (deliver_slots[idx].has_key && deliver_slots[idx].key_hash == key_hash)
+				return true;
+	}
+	return false;
+}
+
+static uint32
+key_hash_of(Datum key)
+{
+	text	   *t = DatumGetTextPP(key);
+
+	return hash_bytes((unsigned char *) VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+}
+
+/*
+ * Lease a message in a new or reused slot.
+ */
+static void
+lease_slot(GroupShared *gs, int32 idx, Out *o, TimestampTz now, int64 vt_ms)
+{
+	LeaseSlot  *s = &deliver_slots[idx];
+
+	s->attempt++;
+	s->delivery_id = deliver_new_delivery_id(idx);
+	s->state = SLOT_LEASED;
+	s->lease_expires = now + vt_ms * 1000;
+	slist_push(&gs->leased, idx);
+	if (s->lease_expires < gs->next_expiry)
+		gs->next_expiry = s->lease_expires;
+	gs->delivered_total++;
+	o->delivery_id = s->delivery_id;
+	o->slot = idx;
+	o->attempt = s->attempt;
+	o->lease_expires = s->lease_expires;
+	xact_note_leased(idx, s->delivery_id);
+}
+
+/*
+ * Under the group lock: take up to max messages.  Redeliveries first, then
+ * the cursor.  Fills out[] and dead[] (messages out of attempts).
+ */
+static int
+take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int *ndead,
+			  bool *out_of_slots)
+{
+	GroupShared *gs = c->gs;
+	QueueInfo  *q = c->q;
+	TimestampTz now = GetCurrentTimestamp();
+	int			n = 0;
+	int			windows = 0;
+	bool		leases = q->guarantee != G_AT_MOST_ONCE;
+	Row		   *rows = NULL;
+
+	*ndead = 0;
+	*out_of_slots = false;
+
+	if (leases)
+	{
+		int32		idx;
+		int32		next;
+
+		group_expire_leases(gs, q, now);
+		for (idx = gs->ready_list.head; idx >= 0 && n < max; idx = next)
+		{
+			LeaseSlot  *s = &deliver_slots[idx];
+			Out		   *o;
+
+			next = s->next;
+			if (s->visible_at > now)
+				continue;
+			slist_remove(&gs->ready_list, idx);
+			if (s->attempt >= q->max_attempts)
+			{
+				/* out of attempts: to the dead letters, in this transaction */
+				o = &dead[(*ndead)++];
+				memset(o, 0, sizeof(Out));
+				s->state = SLOT_LEASED;
+				s->finish_pending = true;
+				s->finish_kind = DONE_DEAD;
+				s->finish_xid = GetTopTransactionId();
+				s->lease_expires = now + vt_ms * 1000;
+				slist_push(&gs->leased, idx);
+				o->slot = idx;
+				o->delivery_id = s->delivery_id;
+				o->attempt = s->attempt;
+				o->dead_reason = s->reason;
+				strlcpy(o->last_error, s->last_error, DELIVER_ERROR_LEN);
+				o->row.txid = s->txid;
+				o->row.id = s->message_id;
+				o->row.seg = s->seg;
+				xact_note_finish(idx, s->delivery_id);
+				continue;
+			}
+			o = &out[n++];
+			memset(o, 0, sizeof(Out));
+			o->row.txid = s->txid;
+			o->row.id = s->message_id;
+			o->row.seg = s->seg;
+			o->row.enqueued_at = s->enqueued_at;
+			lease_slot(gs, idx, o, now, vt_ms);
+		}
+	}
+
+	while (n < max && !*out_of_slots)
+	{
+		int			got;
+		int			i;
+		bool		exhausted;
+
+		/* FIFO: a long run of one key must not take every slot */
+		if (gs->blocked.count >= deliver_max_leases / 4)
+			break;
+
+		if (!gs->in_window)
+		{
+			if (windows++ >= 2)
+				break;
+			open_window(c, now);
+		}
+		if (rows == NULL)
+			rows = MemoryContextAlloc(c->cxt, sizeof(Row) * max);
+		got = scan_window(c, group_snap(c->gidx, SNAP_LO), group_snap(c->gidx, SNAP_HI),
+						  rows, max - n, &exhausted);
+		for (i = 0; i < got; i++)
+		{
+			Row		   *r = &rows[i];
+			Out		   *o;
+
+			if (leases)
+			{
+				int32		idx = slot_alloc();
+				LeaseSlot  *s;
+
+				if (idx < 0)
+				{
+					*out_of_slots = true;
+					exhausted = false;
+					break;
+				}
+				s = &deliver_slots[idx];
+				s->group_idx = c->gidx;
+				s->message_id = r->id;
+				s->txid = r->txid;
+				s->seg = r->seg;
+				s->enqueued_at = r->enqueued_at;
+				s->has_key = !r->key_null;
+				s->key_hash = r->key_null ? 0 : key_hash_of(r->key);
+				s->cp_seq = gs->cps[gs->ncp - 1].seq;
+				cp_count_add(gs, s->cp_seq, 1);
+				gs->pos_txid = r->txid;
+				gs->pos_id = r->id;
+
+				if (TransactionIdIsValid(r->pending_xid))
+				{
+					/* acked in a transaction still prepared: hold it */
+					s->attempt = 1;
+					s->delivery_id = deliver_new_delivery_id(idx);
+					s->state = SLOT_LEASED;
+					s->finish_pending = true;
+					s->finish_kind = DONE_ACK;
+					s->finish_xid = r->pending_xid;
+					s->lease_expires = now + vt_ms * 1000;
+					slist_push(&gs->leased, idx);
+					continue;
+				}
+				if (q->fifo && s->has_key && fifo_key_busy(gs, s->key_hash))
+				{
+					s->state = SLOT_BLOCKED;
+					slist_push(&gs->blocked, idx);
+					continue;
+				}
+				o = &out[n++];
+				memset(o, 0, sizeof(Out));
+				o->row = *r;
+				o->fetched = true;
+				lease_slot(gs, idx, o, now, vt_ms);
+			}
+			else
+			{
+				gs->pos_txid = r->txid;
+				gs->pos_id = r->id;
+				o = &out[n++];
+				memset(o, 0, sizeof(Out));
+				o->row = *r;
+				o->fetched = true;
+				o->slot = -1;
+				o->attempt = 1;
+				gs->delivered_total++;
+			}
+		}
+		if (exhausted)
+			close_window(c);
+		else if (got == 0)
+			break;
+	}
+	return n;
+}
+
+/*
+ * Fetch a message by its position (for redeliveries and dead letters).
+ */
+static bool
+fetch_row(ScanCtx *c, Row *r)
+{
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	bool		found = false;
+	int			seg = r->seg;
+
+	ScanKeyInit(&keys[0], COL_TXID, BTEqualStrategyNumber, F_XID8EQ,
+				FullTransactionIdGetDatum(FullTransactionIdFromU64(r->txid)));
+	ScanKeyInit(&keys[1], COL_ID, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(r->id));
+	slot = table_slot_create(c->heap[seg], NULL);
+	scan = index_beginscan(c->heap[seg], c->index[seg], c->snap, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		row_from_slot(r, slot, seg, c->cxt);
+		found = true;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	return found;
+}
+
+/*
+ * Messages whose rows are gone (purged meanwhile) just leave the group.
+ */
+static void
+drop_vanished(ScanCtx *c, Out *o)
+{
+	LWLockAcquire(&c->gs->lock, LW_EXCLUSIVE);
+	if (deliver_slots[o->slot].delivery_id == o->delivery_id)
+	{
+		deliver_slots[o->slot].finish_pending = false;
+		group_finish_slot(c->gs, o->slot, DONE_ACK);
+	}
+	LWLockRelease(&c->gs->lock);
+}
+
+static const char *
+reason_text(int reason)
+{
+	switch (reason)
+	{
+		case REASON_EXPIRED:
+			return "lease expired";
+		case REASON_NACKED:
+			return "nacked";
+		case REASON_ABORTED:
+			return "receiving transaction rolled back";
+	}
+	return "max attempts";
+}
+
+/*
+ * Move messages that used up their attempts to the dead letters; they
+ * finish when this transaction commits.
+ */
+static void
+move_dead(ScanCtx *c, Out *dead, int ndead)
+{
+	int64	   *ids = palloc(sizeof(int64) * ndead);
+	int			nids = 0;
+	int			i;
+	char		key[64];
+	char		sql[512];
+	Oid			types[9] = {INT4OID, INT8OID, TIMESTAMPTZOID, TEXTOID, JSONBOID, JSONBOID,
+	INT4OID, TEXTOID, TEXTOID};
+	DSnap	   *done = palloc(deliver_snap_size);
+
+	snprintf(key, sizeof(key), "dead:%d", c->q->queue_id);
+	snprintf(sql, sizeof(sql),
+			 "INSERT INTO deliver.q%d_dead (group_id, message_id, enqueued_at, ordering_key, "
+			 "headers, payload, attempts, reason, last_error) "
+			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+			 c->q->queue_id);
+	for (i = 0; i < ndead; i++)
+	{
+		Out		   *o = &dead[i];
+		Datum		args[9];
+		char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+		int			rc;
+
+		if (!fetch_row(c, &o->row))
+		{
+			drop_vanished(c, o);
+			continue;
+		}
+		args[0] = Int32GetDatum(c->group_id);
+		args[1] = Int64GetDatum(o->row.id);
+		args[2] = TimestampTzGetDatum(o->row.enqueued_at);
+		args[3] = o->row.key;
+		nulls[3] = o->row.key_null ? 'n' : ' ';
+		args[4] = o->row.headers;
+		nulls[4] = o->row.headers_null ? 'n' : ' ';
+		args[5] = o->row.payload;
+		args[6] = Int32GetDatum(o->attempt);
+		args[7] = CStringGetTextDatum(reason_text(o->dead_reason));
+		args[8] = CStringGetTextDatum(o->last_error);
+		nulls[8] = o->last_error[0] ? ' ' : 'n';
+		rc = SPI_execute_plan(spi_plan_cached(key, sql, 9, types), args, nulls, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "deliver: could not write dead letter: %s", SPI_result_code_string(rc));
+		ids[nids++] = o->row.id;
+	}
+	if (nids == 0)
+		return;
+	LWLockAcquire(&c->gs->lock, LW_SHARED);
+	group_done_snapshot(c->gs, c->gidx, done);
+	LWLockRelease(&c->gs->lock);
+	done_write(c->q, c->group_id, DONE_DEAD, ids, nids, done);
+}
+
+static int64
+interval_arg_ms(FunctionCallInfo fcinfo, int argno, int64 dflt, int64 lo, int64 hi,
+				const char *what, const char *range)
+{
+	Interval   *iv;
+	int64		ms;
+
+	if (PG_ARGISNULL(argno))
+		return dflt;
+	iv = PG_GETARG_INTERVAL_P(argno);
+	ms = (iv->time + (int64) iv->day * USECS_PER_DAY +
+		  (int64) iv->month * 30 * USECS_PER_DAY) / 1000;
+	if (ms < lo || ms > hi)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be between %s", what, range)));
+	return ms;
+}
+
+/*
+ * How long to sleep in a long poll before something may be due.
+ */
+static long
+next_wakeup_ms(QueueInfo *q, GroupShared *gs, long remaining)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz t = now + (int64) remaining * 1000;
+	int32		idx;
+	TimestampTz due = deliver_queues[q->queue_idx].delayed_due;
+
+	for (idx = gs->ready_list.head; idx >= 0; idx = deliver_slots[idx].next)
+		t = Min(t, deliver_slots[idx].visible_at);
+	if (gs->next_expiry < t)
+		t = gs->next_expiry;
+	if (due > 0 && due < t)
+		t = due;
+	if (t <= now)
+		return 1;
+	return (long) ((t - now + 999) / 1000);
+}
+
+/*
+ * deliver.receive(queue_name, max_messages, visibility_timeout, wait,
+ * consumer_group) returns setof (message_id, delivery_id, payload, headers,
+ * ordering_key, attempt, enqueued_at, lease_expires_at)
+ */
+Datum
+deliver_receive(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	QueueInfo  *q;
+	const GroupInfo *g;
+	int			max;
+	int64		vt_ms;
+	int64		wait_ms;
+	ScanCtx		c;
+	Out		   *out;
+	Out		   *dead;
+	int			n = 0;
+	int			ndead = 0;
+	int			i;
+	bool		out_of_slots = false;
+	TimestampTz deadline;
+	bool		sleeping = false;
+	AclMode		need = ACL_SELECT;
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("max_messages must not be NULL")));
+	max = PG_GETARG_INT32(1);
+	if (max < 1 || max > deliver_max_batch)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_messages must be between 1 and %d", deliver_max_batch),
+				 errhint("The upper limit is the setting deliver.max_batch_size.")));
+	vt_ms = interval_arg_ms(fcinfo, 2, q->visibility_ms, 1, 12 * 3600 * 1000,
+							"visibility_timeout", "1 millisecond and 12 hours");
+	wait_ms = PG_ARGISNULL(3) ? 0 :
+		interval_arg_ms(fcinfo, 3, 0, 0, 3600 * 1000, "wait", "0 and 1 hour");
+	g = queue_group(q, PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4));
+	queue_check_acl(q, q->seg_rel[0], need, "receive from");
+	queue_check_acl(q, q->done_rel, ACL_INSERT, "receive from");
+
+	memset(&c, 0, sizeof(c));
+	c.q = q;
+	c.group_id = g->group_id;
+	c.cxt = CurrentMemoryContext;
+	/* take every table lock before the group's lock (recovery reads done) */
+	c.done = table_open(q->done_rel, AccessShareLock);
+	for (i = 0; i < q->nsegments; i++)
+	{
+		c.heap[i] = table_open(q->seg_rel[i], AccessShareLock);
+		c.index[i] = index_open(q->seg_idx[i], AccessShareLock);
+	}
+	out = palloc(sizeof(Out) * max);
+	dead = palloc(sizeof(Out) * max);
+	deadline = GetCurrentTimestamp() + wait_ms * 1000;
+
+	for (;;)
+	{
+		move_due_delayed(q);
+
+		c.snap = RegisterSnapshot(GetLatestSnapshot());
+		c.gs = group_lock(q, g->group_id, &c.gidx);
+		n = take_messages(&c, max, vt_ms, out, dead, &ndead, &out_of_slots);
+		LWLockRelease(&c.gs->lock);
+
+		if (n > 0 || ndead > 0 || wait_ms == 0 || out_of_slots)
+			break;
+		{
+			long		remaining = (long) ((deadline - GetCurrentTimestamp()) / 1000);
+
+			if (remaining <= 0)
+				break;
+			UnregisterSnapshot(c.snap);
+			c.snap = NULL;
+			if (!sleeping)
+			{
+				/* check once more after preparing, so no wake-up is missed */
+				ConditionVariablePrepareToSleep(&deliver_queues[q->queue_idx].cv);
+				sleeping = true;
+				continue;
+			}
+			(void) ConditionVariableTimedSleep(&deliver_queues[q->queue_idx].cv,
+											   next_wakeup_ms(q, c.gs, remaining),
+											   PG_WAIT_EXTENSION);
+		}
+	}
+	if (sleeping)
+		ConditionVariableCancelSleep();
+	if (out_of_slots && n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many messages in flight"),
+				 errhint("Ack or nack leased messages, or raise deliver.max_in_flight (now %d).",
+						 deliver_max_leases)));
+
+	if (ndead > 0)
+		move_dead(&c, dead, ndead);
+
+	/* redeliveries need their rows; at-most-once needs its finish record */
+	for (i = 0; i < n; i++)
+	{
+		Out		   *o = &out[i];
+		Datum		values[8];
+		bool		nulls[8] = {false};
+
+		if (!o->fetched && !fetch_row(&c, &o->row))
+		{
+			drop_vanished(&c, o);
+			continue;
+		}
+		values[0] = Int64GetDatum(o->row.id);
+		values[1] = Int64GetDatum((int64) o->delivery_id);
+		nulls[1] = (o->slot < 0);
+		values[2] = o->row.payload;
+		values[3] = o->row.headers;
+		nulls[3] = o->row.headers_null;
+		values[4] = o->row.key;
+		nulls[4] = o->row.key_null;
+		values[5] = Int32GetDatum(o->attempt);
+		values[6] = TimestampTzGetDatum(o->row.enqueued_at);
+		values[7] = TimestampTzGetDatum(o->lease_expires);
+		nulls[7] = (o->slot < 0);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	if (q->guarantee == G_AT_MOST_ONCE && n > 0)
+	{
+		int64	   *ids = palloc(sizeof(int64) * n);
+		DSnap	   *done = palloc(deliver_snap_size);
+
+		for (i = 0; i < n; i++)
+			ids[i] = out[i].row.id;
+		LWLockAcquire(&c.gs->lock, LW_SHARED);
+		group_done_snapshot(c.gs, c.gidx, done);
+		LWLockRelease(&c.gs->lock);
+		done_write(q, g->group_id, DONE_CONSUMED, ids, n, done);
+	}
+
+	if (c.snap)
+		UnregisterSnapshot(c.snap);
+	for (i = 0; i < q->nsegments; i++)
+	{
+		index_close(c.index[i], AccessShareLock);
+		table_close(c.heap[i], AccessShareLock);
+	}
+	table_close(c.done, AccessShareLock);
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * deliver._group_state(group_id): the group's live state for metrics.
+ * backlog counts the messages its cursor has not reached yet (a scan of
+ * them: metrics is not meant for a hot loop).
+ */
+Datum
+deliver_group_state(PG_FUNCTION_ARGS)
+{
+	int32		group_id = PG_GETARG_INT32(0);
+	TupleDesc	tupdesc;
+	Datum		values[8];
+	bool		nulls[8] = {false};
+	QueueInfo  *q;
+	ScanCtx		c;
+	int			i;
+	int32		idx;
+	TimestampTz oldest = 0;
+	bool		isnull;
+	int			rc;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1];
+	DSnap	   *now_snap;
+	bool		ex;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	deliver_check_loaded();
+	SPI_connect();
+	args[0] = Int32GetDatum(group_id);
+	rc = SPI_execute_plan(spi_plan_cached("group_queue",
+										  "SELECT queue_id FROM deliver.consumer_group WHERE group_id = $1",
+										  1, argtypes), args, NULL, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("consumer group %d does not exist", group_id)));
+	q = queue_lookup_by_id(DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+														SPI_tuptable->tupdesc, 1, &isnull)));
+	queue_check_acl(q, q->seg_rel[0], ACL_SELECT, "read metrics of");
+
+	memset(&c, 0, sizeof(c));
+	c.q = q;
+	c.group_id = group_id;
+	c.cxt = CurrentMemoryContext;
+	c.count_only = true;
+	c.done = table_open(q->done_rel, AccessShareLock);
+	for (i = 0; i < q->nsegments; i++)
+	{
+		c.heap[i] = table_open(q->seg_rel[i], AccessShareLock);
+		c.index[i] = index_open(q->seg_idx[i], AccessShareLock);
+	}
+	now_snap = palloc(deliver_snap_size);
+	c.snap = RegisterSnapshot(GetLatestSnapshot());
+	c.gs = group_lock(q, group_id, &c.gidx);
+	dsnap_latest(now_snap);
+	UnregisterSnapshot(c.snap);
+	c.snap = RegisterSnapshot(GetLatestSnapshot());
+	{
+		GroupShared *gs = c.gs;
+		uint64		pos_txid = gs->pos_txid;
+		int64		pos_id = gs->pos_id;
+		const DSnap *base = group_snap(c.gidx, gs->in_window ? SNAP_HI : SNAP_LO);
+
+		if (gs->in_window)
+			(void) scan_window(&c, group_snap(c.gidx, SNAP_LO), group_snap(c.gidx, SNAP_HI),
+							   NULL, INT_MAX, &ex);
+		gs->pos_txid = 0;
+		gs->pos_id = 0;
+		PG_TRY();
+		{
+			(void) scan_window(&c, base, now_snap, NULL, INT_MAX, &ex);
+		}
+		PG_FINALLY();
+		{
+			gs->pos_txid = pos_txid;
+			gs->pos_id = pos_id;
+		}
+		PG_END_TRY();
+
+		oldest = c.oldest;
+		for (idx = gs->leased.head; idx >= 0; idx = deliver_slots[idx].next)
+			if (oldest == 0 || deliver_slots[idx].enqueued_at < oldest)
+				oldest = deliver_slots[idx].enqueued_at;
+		for (idx = gs->ready_list.head; idx >= 0; idx = deliver_slots[idx].next)
+			if (oldest == 0 || deliver_slots[idx].enqueued_at < oldest)
+				oldest = deliver_slots[idx].enqueued_at;
+		for (idx = gs->blocked.head; idx >= 0; idx = deliver_slots[idx].next)
+			if (oldest == 0 || deliver_slots[idx].enqueued_at < oldest)
+				oldest = deliver_slots[idx].enqueued_at;
+
+		values[0] = Int64GetDatum(c.counted);
+		values[1] = Int64GetDatum(gs->leased.count);
+		values[2] = Int64GetDatum(gs->ready_list.count);
+		values[3] = Int64GetDatum(gs->blocked.count);
+		values[4] = TimestampTzGetDatum(oldest);
+		nulls[4] = (oldest == 0);
+		values[6] = Int64GetDatum(gs->acked_total);
+		values[7] = Int64GetDatum(gs->dead_total);
+		LWLockRelease(&gs->lock);
+	}
+	{
+		QueueShared *qs = &deliver_queues[q->queue_idx];
+
+		SpinLockAcquire(&qs->mutex);
+		values[5] = Int64GetDatum(qs->sent_total);
+		SpinLockRelease(&qs->mutex);
+	}
+	UnregisterSnapshot(c.snap);
+	for (i = 0; i < q->nsegments; i++)
+	{
+		index_close(c.index[i], AccessShareLock);
+		table_close(c.heap[i], AccessShareLock);
+	}
+	table_close(c.done, AccessShareLock);
+	SPI_finish();
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}

@@ -1,0 +1,215 @@
+/*
+ * recovery.c
+ *		Rebuild a consumer group's cursor from its durable state.
+ *
+ * After a restart (or a purge) a group has no shared state.  Its finish
+ * records (deliver.q<id>_done) say where to resume: the newest restart
+ * point among committed records, or the group's start snapshot.  Messages
+ * past that point that a record names are skipped when the cursor meets
+ * them; those named by a record of a transaction still prepared are held
+ * until it ends.
+ */
+#include "deliver.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "storage/procarray.h"
+#include "utils/array.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+/* done table columns */
+#define DONE_GROUP	1
+#define DONE_KIND	2
+#define DONE_IDS	3
+#define DONE_SNAP	4
+#define DONE_NCOLS	5
+
+typedef struct FilterEntry
+{
+	int64		message_id;
+	TransactionId pending_xid;	/* Invalid: finished */
+} FilterEntry;
+
+/* finished messages of one group, as of its last recovery */
+typedef struct Filter
+{
+	int32		group_id;
+	uint32		boot_gen;
+	HTAB	   *ids;
+} Filter;
+
+#define MAX_FILTERS 8
+static Filter filters[MAX_FILTERS];
+static MemoryContext filter_cxt = NULL;
+
+static bool
+snap_newer(const DSnap *a, const DSnap *b)
+{
+	if (a->xmax != b->xmax)
+		return a->xmax > b->xmax;
+	return a->xmin > b->xmin;
+}
+
+/*
+ * Read the group's finish records.  Fills ids (when not NULL) and, when
+ * best is not NULL, the newest committed restart point (returns whether one
+ * was found).
+ */
+static bool
+scan_done(QueueInfo *q, int32 group_id, HTAB *ids, DSnap *best)
+{
+	Relation	rel = table_open(q->done_rel, AccessShareLock);
+	TableScanDesc scan = table_beginscan(rel, SnapshotAny, 0, NULL);
+	TupleDesc	td = RelationGetDescr(rel);
+	HeapTuple	tup;
+	DSnap	   *cand = palloc(deliver_snap_size);
+	bool		found = false;
+
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Datum		values[DONE_NCOLS];
+		bool		nulls[DONE_NCOLS];
+		TransactionId xmin = HeapTupleHeaderGetXmin(tup->t_data);
+		TransactionId pending = InvalidTransactionId;
+
+		heap_deform_tuple(tup, td, values, nulls);
+		if (DatumGetInt32(values[DONE_GROUP - 1]) != group_id)
+			continue;
+		if (TransactionIdIsCurrentTransactionId(xmin))
+			 /* ours: counts as finished */ ;
+		else if (TransactionIdIsInProgress(xmin))
+			pending = xmin;
+		else if (!TransactionIdDidCommit(xmin))
+			continue;			/* rolled back */
+
+		if (best && !TransactionIdIsValid(pending) && !nulls[DONE_SNAP - 1])
+		{
+			dsnap_from_datum(values[DONE_SNAP - 1], cand);
+			if (!found || snap_newer(cand, best))
+				dsnap_copy(best, cand);
+			found = true;
+		}
+		if (ids)
+		{
+			Datum	   *v;
+			bool	   *vn;
+			int			n;
+			int			i;
+
+			deconstruct_array(DatumGetArrayTypeP(values[DONE_IDS - 1]), INT8OID, 8,
+							  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &v, &vn, &n);
+			for (i = 0; i < n; i++)
+			{
+				bool		hit;
+				int64		id = DatumGetInt64(v[i]);
+				FilterEntry *e = hash_search(ids, &id, HASH_ENTER, &hit);
+
+				/* a committed record wins over a pending one */
+				if (!hit || !TransactionIdIsValid(pending))
+					e->pending_xid = pending;
+			}
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+static Filter *
+filter_for(QueueInfo *q, GroupShared *gs)
+{
+	int			i;
+	Filter	   *f = NULL;
+	HASHCTL		ctl;
+
+	for (i = 0; i < MAX_FILTERS; i++)
+		if (filters[i].group_id == gs->group_id)
+			f = &filters[i];
+	if (f && f->boot_gen == gs->boot_gen)
+		return f;
+	if (f == NULL)
+	{
+		for (i = 0; i < MAX_FILTERS && filters[i].group_id != 0; i++)
+			;
+		f = &filters[i < MAX_FILTERS ? i : 0];
+	}
+	if (f->ids)
+		hash_destroy(f->ids);
+	if (filter_cxt == NULL)
+		filter_cxt = AllocSetContextCreate(TopMemoryContext, "deliver recovery filters",
+										   ALLOCSET_DEFAULT_SIZES);
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(FilterEntry);
+	ctl.hcxt = filter_cxt;
+	f->ids = hash_create("deliver finished ids", 1024, &ctl,
+						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	f->group_id = gs->group_id;
+	f->boot_gen = gs->boot_gen;
+	scan_done(q, gs->group_id, f->ids, NULL);
+	return f;
+}
+
+/*
+ * For a row written before the group's recovery: 0 when it is finished,
+ * 1 when it is to be delivered; *pending_xid is set when a prepared
+ * transaction holds its finish.
+ */
+int
+recovery_filter(QueueInfo *q, GroupShared *gs, int64 message_id, TransactionId *pending_xid)
+{
+	Filter	   *f = filter_for(q, gs);
+	FilterEntry *e = hash_search(f->ids, &message_id, HASH_FIND, NULL);
+
+	*pending_xid = InvalidTransactionId;
+	if (e == NULL)
+		return 1;
+	if (!TransactionIdIsValid(e->pending_xid))
+		return 0;
+	if (TransactionIdIsInProgress(e->pending_xid))
+	{
+		*pending_xid = e->pending_xid;
+		return 1;
+	}
+	return TransactionIdDidCommit(e->pending_xid) ? 0 : 1;
+}
+
+/*
+ * Give a group a cursor from its durable state.  Called with the group's
+ * lock held exclusively, the done table already locked by the caller.
+ */
+void
+group_recover(QueueInfo *q, GroupShared *gs, int gidx)
+{
+	DSnap	   *lo = group_snap(gidx, SNAP_LO);
+	const GroupInfo *g = NULL;
+	int			i;
+
+	for (i = 0; i < q->ngroups; i++)
+		if (q->groups[i].group_id == gs->group_id)
+			g = &q->groups[i];
+	if (g == NULL)
+		elog(ERROR, "deliver: consumer group %d is not in the catalog", gs->group_id);
+
+	if (!scan_done(q, gs->group_id, NULL, lo) || snap_newer(g->start, lo))
+		dsnap_copy(lo, g->start);
+
+	gs->in_window = false;
+	gs->pos_txid = 0;
+	gs->pos_id = 0;
+	gs->ncp = 1;
+	gs->cps[0].seq = ++gs->cp_next_seq;
+	gs->cps[0].count = 0;
+	gs->cps[0].at = GetCurrentTimestamp();
+	dsnap_copy(group_snap(gidx, SNAP_CP(0)), lo);
+	gs->horizon_txid = dsnap_next_txid();
+	gs->boot_gen++;
+	gs->next_expiry = 0;
+	gs->ready = true;
+}

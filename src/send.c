@@ -1,0 +1,540 @@
+/*
+ * send.c
+ *		deliver.send, deliver.send_batch: append messages to a queue.
+ *
+ * A message is written once, to the queue's current segment (or, when
+ * delayed, to the delayed table until it is due), stamped with the sender's
+ * top-level transaction id.  Idempotency keys are checked and stored in one
+ * statement per call.
+ */
+#include "deliver.h"
+
+#include "access/detoast.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/sequence.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/xid8.h"
+#include "utils/lsyscache.h"
+
+#define MAX_KEY_LEN		512
+
+PG_FUNCTION_INFO_V1(deliver_send);
+PG_FUNCTION_INFO_V1(deliver_send_batch);
+PG_FUNCTION_INFO_V1(deliver_requeue);
+
+typedef struct SendBatch
+{
+	int			n;
+	Datum	   *payloads;
+	bool	   *payload_nulls;
+	Datum	   *headers;		/* may be NULL */
+	bool	   *header_nulls;
+	Datum	   *keys;			/* ordering keys, may be NULL */
+	bool	   *key_nulls;
+	Datum	   *idem;			/* idempotency keys, may be NULL */
+	bool	   *idem_nulls;
+	int64		delay_ms;
+	int32		target_group;	/* 0: every group */
+	TimestampTz enqueued_at;	/* 0: now */
+} SendBatch;
+
+static void
+check_text_len(Datum d, const char *what, int i, int n)
+{
+	if (VARSIZE_ANY_EXHDR(DatumGetPointer(d)) > MAX_KEY_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s is longer than %d bytes", what, MAX_KEY_LEN),
+				 n > 1 ? errdetail("At message %d of the batch.", i + 1) : 0));
+}
+
+/*
+ * Reject bad messages before anything is written.
+ */
+static void
+validate_batch(QueueInfo *q, SendBatch *b)
+{
+	int			i;
+
+	for (i = 0; i < b->n; i++)
+	{
+		Size		size;
+
+		if (b->payload_nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("payload must not be NULL"),
+					 b->n > 1 ? errdetail("At message %d of the batch.", i + 1) : 0));
+		size = toast_raw_datum_size(b->payloads[i]);
+		if (b->headers && !b->header_nulls[i])
+		{
+			Jsonb	   *h = DatumGetJsonbP(b->headers[i]);
+
+			if (!JB_ROOT_IS_OBJECT(h) || JB_ROOT_IS_SCALAR(h))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("headers must be a JSON object"),
+						 b->n > 1 ? errdetail("At message %d of the batch.", i + 1) : 0));
+			size += toast_raw_datum_size(b->headers[i]);
+		}
+		if (size > (Size) deliver_max_payload)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("message is too large: %zu bytes, the limit is %d", size, deliver_max_payload),
+					 errhint("The limit is the setting deliver.max_payload_size."),
+					 b->n > 1 ? errdetail("At message %d of the batch.", i + 1) : 0));
+		if (b->keys && !b->key_nulls[i])
+			check_text_len(b->keys[i], "ordering_key", i, b->n);
+		if (b->idem && !b->idem_nulls[i])
+		{
+			check_text_len(b->idem[i], "idempotency_key", i, b->n);
+			if (VARSIZE_ANY_EXHDR(DatumGetPointer(b->idem[i])) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("idempotency_key must not be empty")));
+		}
+		else if (q->guarantee == G_EXACTLY_ONCE)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("queue \"%s\" is exactly_once: every message needs an idempotency_key", q->name),
+					 b->n > 1 ? errdetail("At message %d of the batch.", i + 1) : 0));
+	}
+}
+
+static ArrayType *
+make_array(Datum *values, bool *nulls, int n, Oid elemtype)
+{
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return construct_md_array(values, nulls, 1, dims, lbs, elemtype, typlen, typbyval, typalign);
+}
+
+/*
+ * Text keys equal?
+ */
+static bool
+key_equal(Datum a, Datum b)
+{
+	text	   *x = DatumGetTextPP(a);
+	text	   *y = DatumGetTextPP(b);
+
+	return VARSIZE_ANY_EXHDR(x) == VARSIZE_ANY_EXHDR(y) &&
+		memcmp(VARDATA_ANY(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(x)) == 0;
+}
+
+/*
+ * The id stored for an idempotency key that was claimed before.
+ */
+static int64
+key_owner(QueueInfo *q, Datum idem)
+{
+	Oid			types[1] = {TEXTOID};
+	char		key[64];
+	char		sql[256];
+	bool		isnull;
+	int			rc;
+
+	snprintf(key, sizeof(key), "keyid:%d", q->queue_id);
+	snprintf(sql, sizeof(sql),
+			 "SELECT message_id FROM deliver.q%d_dedup WHERE idempotency_key = $1",
+			 q->queue_id);
+	rc = SPI_execute_plan(spi_plan_cached(key, sql, 1, types), &idem, NULL, false, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "deliver: idempotency key vanished");
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Claim the idempotency keys of a batch in one statement.  A key seen
+ * within the dedup window (or earlier in the batch) gives its message the
+ * first message's id, and fresh[i] = false: nothing new is stored for it.
+ */
+static void
+claim_keys(QueueInfo *q, SendBatch *b, int64 *ids, bool *fresh)
+{
+	Datum	   *kv = palloc(sizeof(Datum) * b->n);
+	Datum	   *iv = palloc(sizeof(Datum) * b->n);
+	int		   *first = palloc(sizeof(int) * b->n);
+	bool	   *claimed = palloc0(sizeof(bool) * b->n);
+	int			nk = 0;
+	int			i;
+	int			j;
+	char		key[64];
+	char		sql[512];
+	Oid			types[3] = {TEXTARRAYOID, INT8ARRAYOID, INT8OID};
+	Datum		args[3];
+	int			rc;
+	uint64		r;
+
+	/* a key repeated inside the batch maps to its first message */
+	for (i = 0; i < b->n; i++)
+	{
+		first[i] = i;
+		if (b->idem_nulls[i])
+			continue;
+		for (j = 0; j < i; j++)
+		{
+			if (!b->idem_nulls[j] && first[j] == j && key_equal(b->idem[i], b->idem[j]))
+			{
+				first[i] = j;
+				break;
+			}
+		}
+		if (first[i] == i)
+		{
+			kv[nk] = b->idem[i];
+			iv[nk] = Int64GetDatum(ids[i]);
+			nk++;
+		}
+	}
+	for (i = 0; i < b->n; i++)
+		fresh[i] = (first[i] == i);
+	if (nk == 0)
+		return;
+
+	snprintf(key, sizeof(key), "claim:%d", q->queue_id);
+	snprintf(sql, sizeof(sql),
+			 "INSERT INTO deliver.q%d_dedup AS d "
+			 "SELECT k, i, now() + $3 * interval '1 millisecond' FROM unnest($1, $2) AS u(k, i) "
+			 "ON CONFLICT (idempotency_key) DO UPDATE "
+			 "SET message_id = excluded.message_id, expires_at = excluded.expires_at "
+			 "WHERE d.expires_at < now() "
+			 "RETURNING message_id", q->queue_id);
+	args[0] = PointerGetDatum(make_array(kv, NULL, nk, TEXTOID));
+	args[1] = PointerGetDatum(make_array(iv, NULL, nk, INT8OID));
+	args[2] = Int64GetDatum(q->dedup_window_ms);
+	rc = SPI_execute_plan(spi_plan_cached(key, sql, 3, types), args, NULL, false, 0);
+	if (rc != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "deliver: idempotency key claim failed: %s", SPI_result_code_string(rc));
+
+	/* the returned ids are the messages whose keys were new to us */
+	for (r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+													 SPI_tuptable->tupdesc, 1, &isnull));
+
+		for (i = 0; i < b->n; i++)
+			if (ids[i] == id)
+				claimed[i] = true;
+	}
+	if ((int) SPI_processed < nk)
+	{
+		for (i = 0; i < b->n; i++)
+		{
+			if (b->idem_nulls[i] || first[i] != i || claimed[i])
+				continue;
+			ids[i] = key_owner(q, b->idem[i]);
+			fresh[i] = false;
+		}
+	}
+	for (i = 0; i < b->n; i++)
+		if (first[i] != i)
+			ids[i] = ids[first[i]];
+}
+
+/*
+ * Write a batch of messages; ids[] gets each message's id.
+ */
+static void
+send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
+{
+	bool	   *fresh = palloc(sizeof(bool) * b->n);
+	Datum	   *idv = palloc(sizeof(Datum) * b->n);
+	Datum	   *kv = palloc(sizeof(Datum) * b->n);
+	bool	   *kn = palloc(sizeof(bool) * b->n);
+	Datum	   *hv = palloc(sizeof(Datum) * b->n);
+	bool	   *hn = palloc(sizeof(bool) * b->n);
+	Datum	   *pv = palloc(sizeof(Datum) * b->n);
+	int			m = 0;
+	int			i;
+	bool		delayed = b->delay_ms > 0;
+	Oid			target = delayed ? q->delayed_rel : q->seg_rel[0];
+	FullTransactionId txid;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz enq = b->enqueued_at ? b->enqueued_at : now;
+	char		key[64];
+	char		sql[512];
+	SPIPlanPtr	plan;
+	Datum		args[7];
+	int			rc;
+
+	queue_check_acl(q, target, ACL_INSERT, "send to");
+	validate_batch(q, b);
+
+	/* the xid is taken before the segment is chosen (see rotation) */
+	txid = GetTopFullTransactionId();
+
+	for (i = 0; i < b->n; i++)
+		ids[i] = nextval_internal(q->seq_rel, true);
+	if (b->idem)
+		claim_keys(q, b, ids, fresh);
+	else
+		memset(fresh, true, sizeof(bool) * b->n);
+
+	for (i = 0; i < b->n; i++)
+	{
+		if (!fresh[i])
+			continue;
+		idv[m] = Int64GetDatum(ids[i]);
+		kn[m] = b->keys ? b->key_nulls[i] : true;
+		kv[m] = kn[m] ? (Datum) 0 : b->keys[i];
+		hn[m] = b->headers ? b->header_nulls[i] : true;
+		hv[m] = hn[m] ? (Datum) 0 : b->headers[i];
+		pv[m] = b->payloads[i];
+		m++;
+	}
+	if (m == 0)
+		return;
+
+	if (delayed)
+	{
+		Oid			types[7] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
+		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
+
+		snprintf(key, sizeof(key), "delay:%d", q->queue_id);
+		snprintf(sql, sizeof(sql),
+				 "INSERT INTO deliver.q%d_delayed "
+				 "(deliver_at, target_group, enqueued_at, message_id, ordering_key, headers, payload) "
+				 "SELECT $1, $2, $3, i, k, h, p FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
+				 q->queue_id);
+		plan = spi_plan_cached(key, sql, 7, types);
+		args[0] = TimestampTzGetDatum(now + b->delay_ms * 1000);
+	}
+	else
+	{
+		Oid			types[7] = {XID8OID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
+		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
+
+		snprintf(key, sizeof(key), "send:%d:%d", q->queue_id, 0);
+		snprintf(sql, sizeof(sql),
+				 "INSERT INTO deliver.q%d_s%d "
+				 "(txid, target_group, enqueued_at, message_id, ordering_key, headers, payload) "
+				 "SELECT $1, $2, $3, i, k, h, p FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
+				 q->queue_id, 0);
+		plan = spi_plan_cached(key, sql, 7, types);
+		args[0] = FullTransactionIdGetDatum(txid);
+	}
+	{
+		char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+		if (b->target_group == 0)
+			nulls[1] = 'n';
+		args[1] = Int32GetDatum(b->target_group);
+		args[2] = TimestampTzGetDatum(enq);
+		args[3] = PointerGetDatum(make_array(idv, NULL, m, INT8OID));
+		args[4] = PointerGetDatum(make_array(kv, kn, m, TEXTOID));
+		args[5] = PointerGetDatum(make_array(hv, hn, m, JSONBOID));
+		args[6] = PointerGetDatum(make_array(pv, NULL, m, JSONBOID));
+		rc = SPI_execute_plan(plan, args, nulls, false, 0);
+	}
+	if (rc != SPI_OK_INSERT || (int) SPI_processed != m)
+		elog(ERROR, "deliver: message insert failed: %s", SPI_result_code_string(rc));
+
+	xact_note_sent(q->queue_idx, delayed ? 0 : m,
+				   delayed ? now + b->delay_ms * 1000 : 0);
+}
+
+/*
+ * A delay argument in milliseconds, checked.
+ */
+static int64
+delay_arg(FunctionCallInfo fcinfo, int argno)
+{
+	Interval   *iv;
+	int64		ms;
+
+	if (PG_ARGISNULL(argno))
+		return 0;
+	iv = PG_GETARG_INTERVAL_P(argno);
+	ms = (iv->time + (int64) iv->day * USECS_PER_DAY +
+		  (int64) iv->month * 30 * USECS_PER_DAY) / 1000;
+	if (ms < 0 || ms > (int64) 365 * 24 * 3600 * 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("delay must be between 0 and 365 days")));
+	return ms;
+}
+
+/*
+ * deliver.send(queue_name, payload, headers, ordering_key, idempotency_key,
+ * delay) returns bigint
+ */
+Datum
+deliver_send(PG_FUNCTION_ARGS)
+{
+	QueueInfo  *q;
+	SendBatch	b;
+	Datum		payload;
+	bool		payload_null = PG_ARGISNULL(1);
+	Datum		header;
+	bool		header_null = PG_ARGISNULL(2);
+	Datum		okey;
+	bool		okey_null = PG_ARGISNULL(3);
+	Datum		idem;
+	bool		idem_null = PG_ARGISNULL(4);
+	int64		id;
+
+	SPI_connect();
+	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	memset(&b, 0, sizeof(b));
+	payload = payload_null ? (Datum) 0 : PG_GETARG_DATUM(1);
+	header = header_null ? (Datum) 0 : PG_GETARG_DATUM(2);
+	okey = okey_null ? (Datum) 0 : PG_GETARG_DATUM(3);
+	idem = idem_null ? (Datum) 0 : PG_GETARG_DATUM(4);
+	b.n = 1;
+	b.payloads = &payload;
+	b.payload_nulls = &payload_null;
+	b.headers = &header;
+	b.header_nulls = &header_null;
+	b.keys = &okey;
+	b.key_nulls = &okey_null;
+	b.idem = &idem;
+	b.idem_nulls = &idem_null;
+	b.delay_ms = delay_arg(fcinfo, 5);
+	send_messages(q, &b, &id);
+	SPI_finish();
+	PG_RETURN_INT64(id);
+}
+
+/*
+ * The elements of an optional array argument, checked to match n.
+ */
+static void
+array_arg(FunctionCallInfo fcinfo, int argno, Oid elemtype, const char *what,
+		  int *n, Datum **values, bool **nulls)
+{
+	ArrayType  *a;
+	int			cnt;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	*values = NULL;
+	*nulls = NULL;
+	if (PG_ARGISNULL(argno))
+		return;
+	a = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(a) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", what)));
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	deconstruct_array(a, elemtype, typlen, typbyval, typalign, values, nulls, &cnt);
+	if (*n < 0)
+		*n = cnt;
+	else if (cnt != *n)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s has %d elements, payloads has %d", what, cnt, *n)));
+}
+
+/*
+ * deliver.send_batch(queue_name, payloads[], headers[], ordering_keys[],
+ * idempotency_keys[], delay) returns bigint[]
+ */
+Datum
+deliver_send_batch(PG_FUNCTION_ARGS)
+{
+	QueueInfo  *q;
+	SendBatch	b;
+	int			n = -1;
+	int64	   *ids;
+	Datum	   *idd;
+	int			i;
+	ArrayType  *result;
+
+	SPI_connect();
+	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	memset(&b, 0, sizeof(b));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("payloads must not be NULL")));
+	array_arg(fcinfo, 1, JSONBOID, "payloads", &n, &b.payloads, &b.payload_nulls);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("payloads must not be empty")));
+	if (n > deliver_max_batch)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("batch of %d messages is larger than deliver.max_batch_size (%d)",
+						n, deliver_max_batch)));
+	array_arg(fcinfo, 2, JSONBOID, "headers", &n, &b.headers, &b.header_nulls);
+	array_arg(fcinfo, 3, TEXTOID, "ordering_keys", &n, &b.keys, &b.key_nulls);
+	array_arg(fcinfo, 4, TEXTOID, "idempotency_keys", &n, &b.idem, &b.idem_nulls);
+	b.n = n;
+	b.delay_ms = delay_arg(fcinfo, 5);
+	if (b.idem == NULL && q->guarantee == G_EXACTLY_ONCE)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("queue \"%s\" is exactly_once: every message needs an idempotency_key", q->name)));
+
+	ids = palloc(sizeof(int64) * n);
+	send_messages(q, &b, ids);
+	SPI_finish();
+
+	idd = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+		idd[i] = Int64GetDatum(ids[i]);
+	result = make_array(idd, NULL, n, INT8OID);
+	PG_RETURN_ARRAYTYPE_P(result);
+}
+
+/*
+ * deliver._requeue(queue_id, target_group, enqueued_at, ordering_key,
+ * headers, payload): one message for one group (redrive).
+ */
+Datum
+deliver_requeue(PG_FUNCTION_ARGS)
+{
+	QueueInfo  *q;
+	SendBatch	b;
+	Datum		payload = PG_GETARG_DATUM(5);
+	bool		payload_null = PG_ARGISNULL(5);
+	Datum		header = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
+	bool		header_null = PG_ARGISNULL(4);
+	Datum		okey = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
+	bool		okey_null = PG_ARGISNULL(3);
+	int64		id;
+	int			guarantee;
+
+	SPI_connect();
+	q = queue_lookup_by_id(PG_GETARG_INT32(0));
+	memset(&b, 0, sizeof(b));
+	b.n = 1;
+	b.payloads = &payload;
+	b.payload_nulls = &payload_null;
+	b.headers = &header;
+	b.header_nulls = &header_null;
+	b.keys = &okey;
+	b.key_nulls = &okey_null;
+	b.target_group = PG_GETARG_INT32(1);
+	b.enqueued_at = PG_ARGISNULL(2) ? 0 : PG_GETARG_TIMESTAMPTZ(2);
+	/* a redriven message keeps no idempotency key */
+	guarantee = q->guarantee;
+	q->guarantee = G_AT_LEAST_ONCE;
+	PG_TRY();
+	{
+		send_messages(q, &b, &id);
+	}
+	PG_FINALLY();
+	{
+		q->guarantee = guarantee;
+	}
+	PG_END_TRY();
+	SPI_finish();
+	PG_RETURN_INT64(id);
+}

@@ -1,0 +1,362 @@
+/*
+ * xact.c
+ *		Tie shared-memory state to the fate of the current transaction.
+ *
+ * - Leases taken by a transaction that rolls back are released at once.
+ * - Acks and dead-letter moves finish their messages when the transaction
+ *   commits; a prepared transaction leaves them pending, settled later by
+ *   whoever looks at the slot (slot_resolve_finish).
+ * - Consumers in a long poll are woken when a sending transaction commits.
+ */
+#include "deliver.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "storage/spin.h"
+#include "utils/memutils.h"
+
+typedef struct SlotRef
+{
+	int32		slot;
+	uint64		delivery_id;
+	SubTransactionId subid;
+} SlotRef;
+
+typedef struct SentRef
+{
+	int32		queue_idx;
+	int64		n;
+	TimestampTz delayed_due;
+	bool		moved_delayed;	/* moved due messages: look again if we abort */
+} SentRef;
+
+typedef struct CatalogRef
+{
+	int32		queue_idx;		/* -1: the queue has no shared state */
+	int32		group_id;
+	char		action;
+} CatalogRef;
+
+typedef struct RefArray
+{
+	void	   *items;
+	int			n;
+	int			cap;
+	Size		itemsize;
+} RefArray;
+
+static RefArray leased_refs = {NULL, 0, 0, sizeof(SlotRef)};
+static RefArray finish_refs = {NULL, 0, 0, sizeof(SlotRef)};
+static RefArray sent_refs = {NULL, 0, 0, sizeof(SentRef)};
+static RefArray catalog_refs = {NULL, 0, 0, sizeof(CatalogRef)};
+
+static void *
+ref_add(RefArray *a)
+{
+	if (a->n >= a->cap)
+	{
+		int			cap = a->cap ? a->cap * 2 : 64;
+
+		if (a->items == NULL)
+			a->items = MemoryContextAlloc(TopMemoryContext, cap * a->itemsize);
+		else
+			a->items = repalloc(a->items, cap * a->itemsize);
+		a->cap = cap;
+	}
+	return (char *) a->items + (a->n++) * a->itemsize;
+}
+
+void
+xact_note_leased(int32 slot_idx, uint64 delivery_id)
+{
+	SlotRef    *r = ref_add(&leased_refs);
+
+	r->slot = slot_idx;
+	r->delivery_id = delivery_id;
+	r->subid = GetCurrentSubTransactionId();
+}
+
+void
+xact_note_finish(int32 slot_idx, uint64 delivery_id)
+{
+	SlotRef    *r = ref_add(&finish_refs);
+
+	r->slot = slot_idx;
+	r->delivery_id = delivery_id;
+	r->subid = GetCurrentSubTransactionId();
+}
+
+void
+xact_note_sent(int32 queue_idx, int64 n, TimestampTz delayed_due)
+{
+	SentRef    *r = NULL;
+	int			i;
+
+	for (i = 0; i < sent_refs.n; i++)
+	{
+		SentRef    *e = &((SentRef *) sent_refs.items)[i];
+
+		if (e->queue_idx == queue_idx)
+			r = e;
+	}
+	if (r == NULL)
+	{
+		r = ref_add(&sent_refs);
+		r->queue_idx = queue_idx;
+		r->n = 0;
+		r->delayed_due = 0;
+		r->moved_delayed = false;
+	}
+	r->n += n;
+	if (delayed_due != 0 && (r->delayed_due == 0 || delayed_due < r->delayed_due))
+		r->delayed_due = delayed_due;
+}
+
+void
+xact_note_moved_delayed(int32 queue_idx)
+{
+	xact_note_sent(queue_idx, 0, 0);
+	((SentRef *) sent_refs.items)[sent_refs.n - 1].moved_delayed = true;
+}
+
+void
+xact_note_catalog(int32 queue_idx, int32 group_id, char action)
+{
+	CatalogRef *r = ref_add(&catalog_refs);
+
+	r->queue_idx = queue_idx;
+	r->group_id = group_id;
+	r->action = action;
+	pg_atomic_fetch_add_u32(&deliver_shared->catalog_gen, 1);
+}
+
+/*
+ * Lock the group of a slot if the slot still carries this delivery.
+ */
+static GroupShared *
+lock_slot_group(SlotRef *r)
+{
+	LeaseSlot  *s = &deliver_slots[r->slot];
+	int32		gidx = s->group_idx;
+	GroupShared *gs;
+
+	if (gidx < 0 || gidx >= deliver_max_groups)
+		return NULL;
+	gs = &deliver_groups[gidx];
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	if (s->delivery_id != r->delivery_id || s->group_idx != gidx)
+	{
+		LWLockRelease(&gs->lock);
+		return NULL;
+	}
+	return gs;
+}
+
+/* A rolled-back receive frees its messages at once. */
+static void
+release_lease(SlotRef *r)
+{
+	GroupShared *gs = lock_slot_group(r);
+	LeaseSlot  *s = &deliver_slots[r->slot];
+
+	if (gs == NULL)
+		return;
+	if (s->state == SLOT_LEASED && !s->finish_pending)
+	{
+		slist_remove(&gs->leased, r->slot);
+		s->state = SLOT_READY;
+		s->reason = REASON_ABORTED;
+		s->visible_at = 0;
+		if (s->attempt > 0)
+			s->attempt--;
+		slist_push(&gs->ready_list, r->slot);
+	}
+	else if (s->state == SLOT_BLOCKED || s->state == SLOT_READY)
+	{
+		/* nothing was handed out */
+	}
+	LWLockRelease(&gs->lock);
+	ConditionVariableBroadcast(&deliver_queues[gs->queue_idx].cv);
+}
+
+static void
+settle_finish(SlotRef *r, bool committed)
+{
+	GroupShared *gs = lock_slot_group(r);
+	LeaseSlot  *s = &deliver_slots[r->slot];
+	int32		qidx;
+
+	if (gs == NULL)
+		return;
+	qidx = gs->queue_idx;
+	if (s->finish_pending)
+	{
+		if (committed)
+			group_finish_slot(gs, r->slot, s->finish_kind);
+		else
+		{
+			s->finish_pending = false;
+			s->finish_xid = InvalidTransactionId;
+		}
+	}
+	LWLockRelease(&gs->lock);
+	if (committed)
+		ConditionVariableBroadcast(&deliver_queues[qidx].cv);
+}
+
+static void
+sent_commit(SentRef *r)
+{
+	QueueShared *qs = &deliver_queues[r->queue_idx];
+
+	SpinLockAcquire(&qs->mutex);
+	qs->sent_total += r->n;
+	if (r->delayed_due != 0 && (qs->delayed_due == 0 || r->delayed_due < qs->delayed_due))
+	{
+		qs->delayed_due = r->delayed_due;
+		qs->delayed_version++;
+	}
+	SpinLockRelease(&qs->mutex);
+	ConditionVariableBroadcast(&qs->cv);
+}
+
+/* due messages we moved went back to the delayed table: look again */
+static void
+sent_abort(SentRef *r)
+{
+	QueueShared *qs = &deliver_queues[r->queue_idx];
+
+	if (!r->moved_delayed)
+		return;
+	SpinLockAcquire(&qs->mutex);
+	qs->delayed_due = 1;
+	qs->delayed_version++;
+	SpinLockRelease(&qs->mutex);
+}
+
+/*
+ * At commit of a purge or drop: forget the in-memory state it made stale.
+ * (A prepared purge or drop applies it at PREPARE: the tables are locked
+ * until it ends, and a group recovers from its durable state either way.)
+ */
+static void
+catalog_apply(CatalogRef *c)
+{
+	if (c->queue_idx < 0)
+		return;
+	switch (c->action)
+	{
+		case CATALOG_RESET:
+			deliver_reset_queue_groups(c->queue_idx, 0, false);
+			break;
+		case CATALOG_FORGET:
+			deliver_reset_queue_groups(c->queue_idx, 0, true);
+			break;
+		case CATALOG_FORGET_GROUP:
+			deliver_reset_queue_groups(c->queue_idx, c->group_id, true);
+			break;
+	}
+}
+
+static void
+deliver_xact_callback(XactEvent event, void *arg)
+{
+	int			i;
+
+	if (deliver_shared == NULL)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			for (i = 0; i < finish_refs.n; i++)
+				settle_finish(&((SlotRef *) finish_refs.items)[i], true);
+			for (i = 0; i < sent_refs.n; i++)
+				sent_commit(&((SentRef *) sent_refs.items)[i]);
+			for (i = 0; i < catalog_refs.n; i++)
+			{
+				CatalogRef *c = &((CatalogRef *) catalog_refs.items)[i];
+
+				pg_atomic_fetch_add_u32(&deliver_shared->catalog_gen, 1);
+				catalog_apply(c);
+			}
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			/* undo acks first, so that leases taken here are released */
+			for (i = 0; i < finish_refs.n; i++)
+				settle_finish(&((SlotRef *) finish_refs.items)[i], false);
+			for (i = 0; i < leased_refs.n; i++)
+				release_lease(&((SlotRef *) leased_refs.items)[i]);
+			for (i = 0; i < sent_refs.n; i++)
+				sent_abort(&((SentRef *) sent_refs.items)[i]);
+			if (catalog_refs.n > 0)
+				pg_atomic_fetch_add_u32(&deliver_shared->catalog_gen, 1);
+			break;
+		case XACT_EVENT_PREPARE:
+			/* leases stay; finishes wait for COMMIT/ROLLBACK PREPARED */
+			for (i = 0; i < catalog_refs.n; i++)
+				catalog_apply(&((CatalogRef *) catalog_refs.items)[i]);
+			break;
+		default:
+			return;
+	}
+	leased_refs.n = finish_refs.n = sent_refs.n = catalog_refs.n = 0;
+}
+
+/*
+ * Drop (on abort) or hand to the parent (on commit) what a subtransaction
+ * noted.
+ */
+static void
+subxact_refs(RefArray *a, SubTransactionId mySubid, SubTransactionId parentSubid,
+			 bool abort, bool is_lease)
+{
+	int			i;
+	int			kept = 0;
+
+	for (i = 0; i < a->n; i++)
+	{
+		SlotRef    *r = &((SlotRef *) a->items)[i];
+
+		if (r->subid == mySubid)
+		{
+			if (abort)
+			{
+				if (is_lease)
+					release_lease(r);
+				else
+					settle_finish(r, false);
+				continue;
+			}
+			r->subid = parentSubid;
+		}
+		((SlotRef *) a->items)[kept++] = *r;
+	}
+	a->n = kept;
+}
+
+static void
+deliver_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	if (deliver_shared == NULL)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		subxact_refs(&finish_refs, mySubid, parentSubid, true, false);
+		subxact_refs(&leased_refs, mySubid, parentSubid, true, true);
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		subxact_refs(&leased_refs, mySubid, parentSubid, false, true);
+		subxact_refs(&finish_refs, mySubid, parentSubid, false, false);
+	}
+}
+
+void
+deliver_xact_init(void)
+{
+	RegisterXactCallback(deliver_xact_callback, NULL);
+	RegisterSubXactCallback(deliver_subxact_callback, NULL);
+}
