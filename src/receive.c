@@ -785,8 +785,12 @@ deliver_receive(PG_FUNCTION_ARGS)
 	{
 		move_due_delayed(q);
 
-		c.snap = RegisterSnapshot(GetLatestSnapshot());
+		/*
+		 * The scan snapshot is taken under the group's lock, so it is never
+		 * older than the window another backend may have just opened.
+		 */
 		c.gs = group_lock(q, g->group_id, &c.gidx);
+		c.snap = RegisterSnapshot(GetLatestSnapshot());
 		n = take_messages(&c, max, vt_ms, out, dead, &ndead, &out_of_slots);
 		LWLockRelease(&c.gs->lock);
 
@@ -926,10 +930,8 @@ deliver_group_state(PG_FUNCTION_ARGS)
 		c.index[i] = index_open(q->seg_idx[i], AccessShareLock);
 	}
 	now_snap = palloc(deliver_snap_size);
-	c.snap = RegisterSnapshot(GetLatestSnapshot());
 	c.gs = group_lock(q, group_id, &c.gidx);
 	dsnap_latest(now_snap);
-	UnregisterSnapshot(c.snap);
 	c.snap = RegisterSnapshot(GetLatestSnapshot());
 	{
 		GroupShared *gs = c.gs;
