@@ -7,8 +7,9 @@
 -- Each queue owns a small set of tables named after its numeric id (never
 -- after the user's queue name), so user input never reaches SQL text:
 --   deliver.q<id>_s0 .. q<id>_s<n-1>  message segments (append-only, rotated)
---   deliver.q<id>_done               finish records: acks, at-most-once
---                                     consumption and dead-letter moves
+--   deliver.q<id>_done0 .. _done<n-1> finish records (acks, at-most-once
+--                                     consumption, dead-letter moves), one
+--                                     table per segment, rotated with it
 --   deliver.q<id>_dead               dead letters
 --   deliver.q<id>_delayed            messages not yet due
 --   deliver.q<id>_dedup              idempotency keys
@@ -34,6 +35,18 @@ CREATE TABLE deliver.queue (
     created_at          timestamptz NOT NULL DEFAULT now()
 );
 
+-- The segments of each queue: one 'active' takes new messages; 'closing'
+-- was switched away from; 'closed' knows the xid below which all its
+-- writers were (closed_xmax); 'empty' was truncated and can become active.
+CREATE TABLE deliver.segment (
+    queue_id    int NOT NULL REFERENCES deliver.queue ON DELETE CASCADE,
+    seg         int NOT NULL,
+    state       text NOT NULL CHECK (state IN ('active', 'closing', 'closed', 'empty')),
+    closed_xmax xid8,
+    changed_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (queue_id, seg)
+);
+
 CREATE TABLE deliver.consumer_group (
     group_id        serial PRIMARY KEY,
     queue_id        int NOT NULL REFERENCES deliver.queue ON DELETE CASCADE,
@@ -48,10 +61,11 @@ CREATE TABLE deliver.consumer_group (
 SELECT pg_catalog.pg_extension_config_dump('deliver.queue', '');
 SELECT pg_catalog.pg_extension_config_dump('deliver.queue_queue_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('deliver.consumer_group', '');
+SELECT pg_catalog.pg_extension_config_dump('deliver.segment', '');
 SELECT pg_catalog.pg_extension_config_dump('deliver.consumer_group_group_id_seq', '');
 
 GRANT USAGE ON SCHEMA deliver TO PUBLIC;
-GRANT SELECT ON deliver.queue, deliver.consumer_group TO PUBLIC;
+GRANT SELECT ON deliver.queue, deliver.consumer_group, deliver.segment TO PUBLIC;
 
 --
 -- C entry points
@@ -129,6 +143,13 @@ CREATE FUNCTION deliver.extend_lease(
 RETURNS timestamptz
     AS 'MODULE_PATHNAME', 'deliver_extend_lease' LANGUAGE C VOLATILE;
 
+-- Write every group's restart point; return the oldest one's xmin.
+CREATE FUNCTION deliver._checkpoint_groups(queue_id int) RETURNS xid8
+    AS 'MODULE_PATHNAME', 'deliver_checkpoint_groups' LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION deliver._next_xid() RETURNS xid8
+    AS 'MODULE_PATHNAME', 'deliver_next_xid' LANGUAGE C VOLATILE;
+
 -- Per-group live state kept in shared memory.
 CREATE FUNCTION deliver._group_state(
     group_id int,
@@ -202,13 +223,14 @@ BEGIN
     RETURN q;
 END $$;
 
--- The tables of a queue, in the order: segments..., done, dead, delayed, dedup
+-- The tables of a queue: segments..., done tables..., dead, delayed, dedup
 CREATE FUNCTION deliver._queue_tables(q deliver.queue) RETURNS text[]
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT array_agg(format('q%s_s%s', q.queue_id, s) ORDER BY s)
-           || ARRAY[format('q%s_done', q.queue_id), format('q%s_dead', q.queue_id),
+           || array_agg(format('q%s_done%s', q.queue_id, s) ORDER BY s)
+           || ARRAY[format('q%s_dead', q.queue_id),
                     format('q%s_delayed', q.queue_id), format('q%s_dedup', q.queue_id)]
     FROM generate_series(0, q.segments - 1) AS s
 $$;
@@ -278,15 +300,17 @@ BEGIN
                 headers      jsonb,
                 payload      jsonb NOT NULL)$f$, t);
         EXECUTE format('CREATE INDEX %I ON deliver.%I (txid, message_id)', t || '_pos', t);
+        EXECUTE format($f$
+            CREATE TABLE deliver.%I (
+                group_id    int NOT NULL,
+                kind        "char" NOT NULL,
+                message_ids bigint[] NOT NULL,
+                done        pg_snapshot,
+                written_at  timestamptz NOT NULL DEFAULT now())$f$,
+            format('q%s_done%s', q.queue_id, s));
+        INSERT INTO deliver.segment (queue_id, seg, state)
+        VALUES (q.queue_id, s, CASE WHEN s = 0 THEN 'active' ELSE 'empty' END);
     END LOOP;
-    EXECUTE format($f$
-        CREATE TABLE deliver.%I (
-            group_id    int NOT NULL,
-            kind        "char" NOT NULL,
-            message_ids bigint[] NOT NULL,
-            done        pg_snapshot,
-            written_at  timestamptz NOT NULL DEFAULT now())$f$,
-        format('q%s_done', q.queue_id));
     EXECUTE format($f$
         CREATE TABLE deliver.%I (
             group_id     int NOT NULL,
@@ -365,6 +389,10 @@ BEGIN
            FROM unnest(deliver._queue_tables(q)) AS t
           WHERE t <> format('q%s_dedup', q.queue_id)));
     UPDATE deliver.consumer_group SET start_snapshot = deliver._latest_snapshot()
+     WHERE queue_id = q.queue_id;
+    UPDATE deliver.segment
+       SET state = CASE WHEN seg = 0 THEN 'active' ELSE 'empty' END,
+           closed_xmax = NULL, changed_at = now()
      WHERE queue_id = q.queue_id;
     PERFORM deliver._catalog_changed(q.queue_id, 'reset');
     RETURN n;
@@ -484,7 +512,9 @@ BEGIN
         EXECUTE format('GRANT USAGE ON SEQUENCE deliver.%I TO %I', format('q%s_seq', q.queue_id), role_name);
     END IF;
     IF privilege IN ('receive', 'all') THEN
-        EXECUTE format('GRANT SELECT, INSERT ON deliver.%I TO %I', format('q%s_done', q.queue_id), role_name);
+        FOR s IN 0 .. q.segments - 1 LOOP
+            EXECUTE format('GRANT SELECT, INSERT ON deliver.%I TO %I', format('q%s_done%s', q.queue_id, s), role_name);
+        END LOOP;
         EXECUTE format('GRANT SELECT, INSERT ON deliver.%I TO %I', format('q%s_dead', q.queue_id), role_name);
         EXECUTE format('GRANT SELECT, DELETE ON deliver.%I TO %I', format('q%s_delayed', q.queue_id), role_name);
     END IF;
@@ -512,6 +542,82 @@ BEGIN
         EXECUTE format('REVOKE ALL ON deliver.%I FROM %I', t, role_name);
     END LOOP;
     EXECUTE format('REVOKE ALL ON SEQUENCE deliver.%I FROM %I', format('q%s_seq', q.queue_id), role_name);
+END $$;
+
+--
+-- Maintenance: reclaim storage, rotate segments, expire idempotency keys.
+-- Call it every second or so (the background worker does); it is cheap
+-- when there is nothing to do.
+--
+CREATE FUNCTION deliver.maintain(queue_name text DEFAULT NULL)
+RETURNS TABLE (queue text, truncated int, rotated boolean, expired_keys bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q       deliver.queue;
+    horizon xid8;
+    s       record;
+    act     deliver.segment;
+    nxt     deliver.segment;
+    every   interval := current_setting('deliver.rotation_interval')::interval;
+BEGIN
+    IF maintain.queue_name IS NOT NULL THEN
+        PERFORM deliver._queue(maintain.queue_name);
+    END IF;
+    FOR q IN SELECT * FROM deliver.queue x
+              WHERE maintain.queue_name IS NULL OR x.queue_name = maintain.queue_name
+              ORDER BY x.queue_id LOOP
+        -- one maintainer per queue at a time
+        PERFORM 1 FROM deliver.queue x WHERE x.queue_id = q.queue_id FOR UPDATE;
+        maintain.queue := q.queue_name;
+        truncated := 0;
+        rotated := false;
+
+        -- Segments switched away from by an earlier (committed) run: every
+        -- transaction that wrote to them has an xid below the next one now.
+        UPDATE deliver.segment x SET state = 'closed', closed_xmax = deliver._next_xid(),
+                                     changed_at = now()
+         WHERE x.queue_id = q.queue_id AND x.state = 'closing';
+
+        -- A closed segment whose writers are all behind every group's
+        -- restart point holds only finished messages: truncate it with its
+        -- done table (each group's restart point was just written anew).
+        horizon := deliver._checkpoint_groups(q.queue_id);
+        FOR s IN SELECT x.seg FROM deliver.segment x
+                  WHERE x.queue_id = q.queue_id AND x.state = 'closed'
+                    AND x.closed_xmax <= horizon ORDER BY x.seg LOOP
+            BEGIN
+                PERFORM set_config('lock_timeout', current_setting('deliver.maintenance_lock_timeout'), true);
+                EXECUTE format('TRUNCATE deliver.%I, deliver.%I',
+                               format('q%s_s%s', q.queue_id, s.seg),
+                               format('q%s_done%s', q.queue_id, s.seg));
+                UPDATE deliver.segment x SET state = 'empty', closed_xmax = NULL, changed_at = now()
+                 WHERE x.queue_id = q.queue_id AND x.seg = s.seg;
+                truncated := truncated + 1;
+            EXCEPTION WHEN lock_not_available THEN
+                NULL;           -- busy: next time
+            END;
+        END LOOP;
+
+        -- Switch to the next segment when the active one is old enough and
+        -- the next one is empty.
+        SELECT * INTO act FROM deliver.segment x WHERE x.queue_id = q.queue_id AND x.state = 'active';
+        SELECT * INTO nxt FROM deliver.segment x
+         WHERE x.queue_id = q.queue_id AND x.seg = (act.seg + 1) % q.segments;
+        IF nxt.state = 'empty' AND act.changed_at <= now() - every THEN
+            UPDATE deliver.segment x SET state = 'closing', changed_at = now()
+             WHERE x.queue_id = q.queue_id AND x.seg = act.seg;
+            UPDATE deliver.segment x SET state = 'active', changed_at = now()
+             WHERE x.queue_id = q.queue_id AND x.seg = nxt.seg;
+            PERFORM deliver._catalog_changed(q.queue_id, 'switch', nxt.seg);
+            rotated := true;
+        END IF;
+
+        EXECUTE format('DELETE FROM deliver.%I WHERE expires_at < now()', format('q%s_dedup', q.queue_id));
+        GET DIAGNOSTICS expired_keys = ROW_COUNT;
+        RETURN NEXT;
+    END LOOP;
 END $$;
 
 --
@@ -616,6 +722,7 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver.create_consumer_group(text, text, text),
                            deliver.drop_consumer_group(text, text),
                            deliver.grant_queue(text, text, text), deliver.revoke_queue(text, text),
-                           deliver.redrive(text, bigint[], text),
+                           deliver.redrive(text, bigint[], text), deliver.maintain(text),
+                           deliver._checkpoint_groups(int),
                            deliver._catalog_changed(int, text, int), deliver._requeue(int, int, timestamptz, text, jsonb, jsonb)
     FROM PUBLIC;

@@ -90,7 +90,7 @@ ack_many(QueueInfo *q, int64 *ids, int n)
 	int			j;
 	DSnap	   *done = palloc(deliver_snap_size);
 
-	queue_check_acl(q, q->done_rel, ACL_INSERT, "ack messages of");
+	queue_check_acl(q, q->done_rel[0], ACL_INSERT, "ack messages of");
 	xid = GetTopTransactionId();
 
 	for (i = 0; i < n; i++)
@@ -266,7 +266,7 @@ deliver_nack(PG_FUNCTION_ARGS)
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	check_queue_arg(fcinfo, 1, "delivery_id");
-	queue_check_acl(q, q->done_rel, ACL_INSERT, "nack messages of");
+	queue_check_acl(q, q->done_rel[0], ACL_INSERT, "nack messages of");
 	id = PG_GETARG_INT64(1);
 	if (!PG_ARGISNULL(3))
 		delay_ms = interval_ms_arg(fcinfo, 3, 0, 12 * 3600 * 1000, "retry_after",
@@ -313,7 +313,7 @@ deliver_extend_lease(PG_FUNCTION_ARGS)
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	check_queue_arg(fcinfo, 1, "delivery_id");
 	check_queue_arg(fcinfo, 2, "visibility_timeout");
-	queue_check_acl(q, q->done_rel, ACL_INSERT, "extend leases of");
+	queue_check_acl(q, q->done_rel[0], ACL_INSERT, "extend leases of");
 	id = PG_GETARG_INT64(1);
 	vt_ms = interval_ms_arg(fcinfo, 2, 1, 12 * 3600 * 1000, "visibility_timeout",
 							"1 millisecond and 12 hours");

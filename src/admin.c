@@ -51,11 +51,13 @@ deliver_catalog_changed(PG_FUNCTION_ARGS)
 		a = CATALOG_FORGET;
 	else if (strcmp(action, "forget_group") == 0)
 		a = CATALOG_FORGET_GROUP;
+	else if (strcmp(action, "switch") == 0)
+		a = CATALOG_SWITCH;
 	else
 		elog(ERROR, "deliver: unknown catalog action \"%s\"", action);
 
 	/* the queue's shared entry, if it has one (its tables still exist) */
-	snprintf(name, sizeof(name), "q%d_done", queue_id);
+	snprintf(name, sizeof(name), "q%d_done0", queue_id);
 	relid = get_relname_relid(name, get_namespace_oid("deliver", false));
 	qidx = OidIsValid(relid) ? deliver_queue_slot(MyDatabaseId, relid, queue_id, false) : -1;
 	xact_note_catalog(qidx, group_id, a);

@@ -13,6 +13,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/spin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -155,8 +156,8 @@ queue_load(QueueInfo *q, const char *name, int32 queue_id)
 	{
 		q->seg_rel[i] = deliver_rel(nsp, "q%d_s%d", q->queue_id, i, false);
 		q->seg_idx[i] = deliver_rel(nsp, "q%d_s%d_pos", q->queue_id, i, false);
+		q->done_rel[i] = deliver_rel(nsp, "q%d_done%d", q->queue_id, i, false);
 	}
-	q->done_rel = deliver_rel(nsp, "q%d_done", q->queue_id, 0, false);
 	q->dead_rel = deliver_rel(nsp, "q%d_dead", q->queue_id, 0, false);
 	q->delayed_rel = deliver_rel(nsp, "q%d_delayed", q->queue_id, 0, false);
 	q->dedup_rel = deliver_rel(nsp, "q%d_dedup", q->queue_id, 0, false);
@@ -185,7 +186,29 @@ queue_load(QueueInfo *q, const char *name, int32 queue_id)
 		q->groups[i].start = MemoryContextAlloc(queue_cache_cxt, deliver_snap_size);
 		dsnap_from_datum(SPI_getbinval(tup, td, 3, &isnull), q->groups[i].start);
 	}
-	q->queue_idx = deliver_queue_slot(MyDatabaseId, q->done_rel, q->queue_id, true);
+	q->queue_idx = deliver_queue_slot(MyDatabaseId, q->done_rel[0], q->queue_id, true);
+	if (deliver_queues[q->queue_idx].cur_seg < 0)
+	{
+		/* first use since start (or since a purge): the active segment */
+		plan = spi_plan_cached("active_segment",
+							   "SELECT seg FROM deliver.segment "
+							   "WHERE queue_id = $1 AND state = 'active'",
+							   1, argtypes);
+		rc = SPI_execute_plan(plan, values, NULL, true, 1);
+		if (rc != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "deliver: queue %d has no active segment", q->queue_id);
+		{
+			QueueShared *qs = &deliver_queues[q->queue_idx];
+			int32		seg = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 1, &isnull));
+
+			/* a switch that committed meanwhile wins */
+			SpinLockAcquire(&qs->mutex);
+			if (qs->cur_seg < 0)
+				qs->cur_seg = seg;
+			SpinLockRelease(&qs->mutex);
+		}
+	}
 	return true;
 }
 

@@ -23,6 +23,8 @@ int			deliver_max_leases = 65536;
 int			deliver_max_payload = 1024 * 1024;
 int			deliver_max_batch = 10000;
 int			deliver_checkpoint_interval_ms = 1000;
+int			deliver_rotation_interval_ms = 10000;
+int			deliver_maintenance_lock_timeout_ms = 1000;
 
 int			deliver_snap_xip_max;
 Size		deliver_snap_size;
@@ -250,6 +252,7 @@ deliver_queue_slot(Oid dbid, Oid relid, int32 queue_id, bool create)
 	deliver_queues[free_i].queue_id = queue_id;
 	deliver_queues[free_i].sent_total = 0;
 	deliver_queues[free_i].delayed_due = 1;	/* unknown: look once */
+	deliver_queues[free_i].cur_seg = -1;
 	LWLockRelease(deliver_shared->lock);
 	return free_i;
 }
@@ -361,6 +364,14 @@ _PG_init(void)
 							"Most messages one send_batch, receive or ack_batch call may handle.",
 							NULL, &deliver_max_batch, 10000, 1, 1000000,
 							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("deliver.rotation_interval",
+							"How long a segment takes new messages before deliver.maintain() switches to the next.",
+							NULL, &deliver_rotation_interval_ms, 10000, 1, 24 * 3600 * 1000,
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("deliver.maintenance_lock_timeout",
+							"How long deliver.maintain() waits for the lock to truncate a segment before it tries again later.",
+							NULL, &deliver_maintenance_lock_timeout_ms, 1000, 1, 3600 * 1000,
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("deliver.checkpoint_interval",
 							"How often a consumer group records a new restart point.",
 							NULL, &deliver_checkpoint_interval_ms, 1000, 1, 3600 * 1000,

@@ -43,6 +43,7 @@
 #define DONE_ACK		'a'
 #define DONE_CONSUMED	'c'
 #define DONE_DEAD		'd'
+#define DONE_CHECKPOINT	'p'		/* a restart point only (maintenance) */
 
 /* GUCs */
 extern int	deliver_max_queues;
@@ -51,6 +52,8 @@ extern int	deliver_max_leases;
 extern int	deliver_max_payload;
 extern int	deliver_max_batch;
 extern int	deliver_checkpoint_interval_ms;
+extern int	deliver_rotation_interval_ms;
+extern int	deliver_maintenance_lock_timeout_ms;
 
 /*
  * A snapshot reduced to what a cursor needs: full (epoch-widened) top-level
@@ -156,6 +159,7 @@ typedef struct QueueShared
 	Oid			dbid;			/* key: database and */
 	Oid			relid;			/* the queue's done table */
 	int32		queue_id;
+	int32		cur_seg;		/* segment receiving inserts; -1: not loaded */
 	slock_t		mutex;
 	int64		sent_total;
 	TimestampTz delayed_due;	/* earliest known delayed message, or 0 */
@@ -214,7 +218,7 @@ typedef struct QueueInfo
 	int			nsegments;
 	Oid			seg_rel[DELIVER_MAX_SEGMENTS];
 	Oid			seg_idx[DELIVER_MAX_SEGMENTS];
-	Oid			done_rel;
+	Oid			done_rel[DELIVER_MAX_SEGMENTS];	/* one per segment */
 	Oid			dead_rel;
 	Oid			delayed_rel;
 	Oid			dedup_rel;
@@ -270,6 +274,7 @@ extern void xact_note_moved_delayed(int32 queue_idx);
 #define CATALOG_RESET			'r'
 #define CATALOG_FORGET			'f'
 #define CATALOG_FORGET_GROUP	'g'
+#define CATALOG_SWITCH			's'
 extern void xact_note_catalog(int32 queue_idx, int32 group_id, char action);
 extern void deliver_xact_init(void);
 
@@ -282,5 +287,6 @@ extern int	recovery_filter(QueueInfo *q, GroupShared *gs, int64 message_id,
 extern void done_write(QueueInfo *q, int32 group_id, char kind,
 					   int64 *ids, int n, DSnap *done);
 extern void move_due_delayed(QueueInfo *q);
+extern int	queue_current_segment(QueueInfo *q);
 
 #endif							/* DELIVER_H */

@@ -79,13 +79,50 @@ typedef struct ScanCtx
 	int32		group_id;
 	Relation	heap[DELIVER_MAX_SEGMENTS];
 	Relation	index[DELIVER_MAX_SEGMENTS];
-	Relation	done;
+	Relation	done[DELIVER_MAX_SEGMENTS];
 	Snapshot	snap;
 	MemoryContext cxt;
+	bool		open;			/* tables opened by scan_open */
 	bool		count_only;		/* metrics: count rows, keep none */
 	int64		counted;
 	TimestampTz oldest;
 } ScanCtx;
+
+/*
+ * Lock and open the queue's tables; every table lock is taken before the
+ * group's lock (recovery reads the done tables under it).
+ */
+static void
+scan_open(ScanCtx *c)
+{
+	int			i;
+
+	if (c->open)
+		return;
+	for (i = 0; i < c->q->nsegments; i++)
+	{
+		c->done[i] = table_open(c->q->done_rel[i], AccessShareLock);
+		c->heap[i] = table_open(c->q->seg_rel[i], AccessShareLock);
+		c->index[i] = index_open(c->q->seg_idx[i], AccessShareLock);
+	}
+	c->open = true;
+}
+
+static void
+scan_close(ScanCtx *c)
+{
+	int			i;
+
+	if (!c->open)
+		return;
+	for (i = 0; i < c->q->nsegments; i++)
+	{
+		index_close(c->index[i], AccessShareLock);
+		table_close(c->heap[i], AccessShareLock);
+		table_close(c->done[i], AccessShareLock);
+	}
+	c->open = false;
+}
 
 static int
 row_cmp(const void *a, const void *b)
@@ -215,6 +252,7 @@ scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_after, int64 af
 /*
  * Rows of the txid range [from, to] after the cursor position, merged over
  * the segments, at most limit.  *exhausted when the range has no more.
+ * out[] must have room for limit rows per segment.
  */
 static int
 scan_range(ScanCtx *c, uint64 from, uint64 to, const DSnap *hi, Row *out, int limit,
@@ -483,8 +521,9 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int *ndead,
 				break;
 			open_window(c, now);
 		}
+		/* each segment may return up to max rows before they are merged */
 		if (rows == NULL)
-			rows = MemoryContextAlloc(c->cxt, sizeof(Row) * max);
+			rows = MemoryContextAlloc(c->cxt, sizeof(Row) * max * q->nsegments);
 		got = scan_window(c, group_snap(c->gidx, SNAP_LO), group_snap(c->gidx, SNAP_HI),
 						  rows, max - n, &exhausted);
 		for (i = 0; i < got; i++)
@@ -764,19 +803,12 @@ deliver_receive(PG_FUNCTION_ARGS)
 		interval_arg_ms(fcinfo, 3, 0, 0, 3600 * 1000, "wait", "0 and 1 hour");
 	g = queue_group(q, PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4));
 	queue_check_acl(q, q->seg_rel[0], need, "receive from");
-	queue_check_acl(q, q->done_rel, ACL_INSERT, "receive from");
+	queue_check_acl(q, q->done_rel[0], ACL_INSERT, "receive from");
 
 	memset(&c, 0, sizeof(c));
 	c.q = q;
 	c.group_id = g->group_id;
 	c.cxt = CurrentMemoryContext;
-	/* take every table lock before the group's lock (recovery reads done) */
-	c.done = table_open(q->done_rel, AccessShareLock);
-	for (i = 0; i < q->nsegments; i++)
-	{
-		c.heap[i] = table_open(q->seg_rel[i], AccessShareLock);
-		c.index[i] = index_open(q->seg_idx[i], AccessShareLock);
-	}
 	out = palloc(sizeof(Out) * max);
 	dead = palloc(sizeof(Out) * max);
 	deadline = GetCurrentTimestamp() + wait_ms * 1000;
@@ -784,6 +816,7 @@ deliver_receive(PG_FUNCTION_ARGS)
 	for (;;)
 	{
 		move_due_delayed(q);
+		scan_open(&c);
 
 		/*
 		 * The scan snapshot is taken under the group's lock, so it is never
@@ -803,6 +836,8 @@ deliver_receive(PG_FUNCTION_ARGS)
 				break;
 			UnregisterSnapshot(c.snap);
 			c.snap = NULL;
+			/* no table lock is held while waiting (maintenance truncates) */
+			scan_close(&c);
 			if (!sleeping)
 			{
 				/* check once more after preparing, so no wake-up is missed */
@@ -868,12 +903,7 @@ deliver_receive(PG_FUNCTION_ARGS)
 
 	if (c.snap)
 		UnregisterSnapshot(c.snap);
-	for (i = 0; i < q->nsegments; i++)
-	{
-		index_close(c.index[i], AccessShareLock);
-		table_close(c.heap[i], AccessShareLock);
-	}
-	table_close(c.done, AccessShareLock);
+	scan_close(&c);
 	SPI_finish();
 	return (Datum) 0;
 }
@@ -892,7 +922,6 @@ deliver_group_state(PG_FUNCTION_ARGS)
 	bool		nulls[8] = {false};
 	QueueInfo  *q;
 	ScanCtx		c;
-	int			i;
 	int32		idx;
 	TimestampTz oldest = 0;
 	bool		isnull;
@@ -923,12 +952,7 @@ deliver_group_state(PG_FUNCTION_ARGS)
 	c.group_id = group_id;
 	c.cxt = CurrentMemoryContext;
 	c.count_only = true;
-	c.done = table_open(q->done_rel, AccessShareLock);
-	for (i = 0; i < q->nsegments; i++)
-	{
-		c.heap[i] = table_open(q->seg_rel[i], AccessShareLock);
-		c.index[i] = index_open(q->seg_idx[i], AccessShareLock);
-	}
+	scan_open(&c);
 	now_snap = palloc(deliver_snap_size);
 	c.gs = group_lock(q, group_id, &c.gidx);
 	dsnap_latest(now_snap);
@@ -984,12 +1008,7 @@ deliver_group_state(PG_FUNCTION_ARGS)
 		SpinLockRelease(&qs->mutex);
 	}
 	UnregisterSnapshot(c.snap);
-	for (i = 0; i < q->nsegments; i++)
-	{
-		index_close(c.index[i], AccessShareLock);
-		table_close(c.heap[i], AccessShareLock);
-	}
-	table_close(c.done, AccessShareLock);
+	scan_close(&c);
 	SPI_finish();
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -57,6 +57,9 @@ snap_newer(const DSnap *a, const DSnap *b)
 	return a->xmin > b->xmin;
 }
 
+static bool scan_done_table(Oid relid, int32 group_id, HTAB *ids, DSnap *best,
+							DSnap *cand, bool found);
+
 /*
  * Read the group's finish records.  Fills ids (when not NULL) and, when
  * best is not NULL, the newest committed restart point (returns whether one
@@ -65,12 +68,26 @@ snap_newer(const DSnap *a, const DSnap *b)
 static bool
 scan_done(QueueInfo *q, int32 group_id, HTAB *ids, DSnap *best)
 {
-	Relation	rel = table_open(q->done_rel, AccessShareLock);
+	DSnap	   *cand = palloc(deliver_snap_size);
+	bool		found = false;
+	int			seg;
+
+	for (seg = 0; seg < q->nsegments; seg++)
+		found |= scan_done_table(q->done_rel[seg], group_id, ids, best, cand, found);
+	return found;
+}
+
+/*
+ * One done table of scan_done; found says whether best holds a restart
+ * point already.
+ */
+static bool
+scan_done_table(Oid relid, int32 group_id, HTAB *ids, DSnap *best, DSnap *cand, bool found)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
 	TableScanDesc scan = table_beginscan(rel, SnapshotAny, 0, NULL);
 	TupleDesc	td = RelationGetDescr(rel);
 	HeapTuple	tup;
-	DSnap	   *cand = palloc(deliver_snap_size);
-	bool		found = false;
 
 	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{

@@ -317,12 +317,14 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 		Oid			types[7] = {XID8OID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
 		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
 
-		snprintf(key, sizeof(key), "send:%d:%d", q->queue_id, 0);
+		int			seg = queue_current_segment(q);
+
+		snprintf(key, sizeof(key), "send:%d:%d", q->queue_id, seg);
 		snprintf(sql, sizeof(sql),
 				 "INSERT INTO deliver.q%d_s%d "
 				 "(txid, target_group, enqueued_at, message_id, ordering_key, headers, payload) "
 				 "SELECT $1, $2, $3, i, k, h, p FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
-				 q->queue_id, 0);
+				 q->queue_id, seg);
 		plan = spi_plan_cached(key, sql, 7, types);
 		args[0] = FullTransactionIdGetDatum(txid);
 	}

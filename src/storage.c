@@ -5,6 +5,7 @@
  */
 #include "deliver.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -12,6 +13,9 @@
 #include "storage/spin.h"
 #include "utils/array.h"
 #include "utils/lsyscache.h"
+#include "utils/xid8.h"
+#include "access/table.h"
+#include "fmgr.h"
 
 /*
  * Record that messages of a group are finished (acked, consumed or dead),
@@ -27,13 +31,16 @@ done_write(QueueInfo *q, int32 group_id, char kind, int64 *ids, int n, DSnap *do
 	char		sql[256];
 	int			i;
 	int			rc;
+	int			seg;
 
+	(void) GetTopTransactionId();	/* before the segment is read */
+	seg = queue_current_segment(q);
 	for (i = 0; i < n; i++)
 		idd[i] = Int64GetDatum(ids[i]);
-	snprintf(key, sizeof(key), "done:%d", q->queue_id);
+	snprintf(key, sizeof(key), "done:%d:%d", q->queue_id, seg);
 	snprintf(sql, sizeof(sql),
-			 "INSERT INTO deliver.q%d_done (group_id, kind, message_ids, done) "
-			 "VALUES ($1, $2, $3, $4)", q->queue_id);
+			 "INSERT INTO deliver.q%d_done%d (group_id, kind, message_ids, done) "
+			 "VALUES ($1, $2, $3, $4)", q->queue_id, seg);
 	args[0] = Int32GetDatum(group_id);
 	args[1] = CharGetDatum(kind);
 	args[2] = PointerGetDatum(construct_array(idd, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
@@ -60,6 +67,7 @@ move_due_delayed(QueueInfo *q)
 	int			rc;
 	bool		isnull;
 	Datum		d;
+	int			seg;
 
 	SpinLockAcquire(&qs->mutex);
 	due = qs->delayed_due;
@@ -70,7 +78,9 @@ move_due_delayed(QueueInfo *q)
 	if (pg_class_aclcheck(q->delayed_rel, GetUserId(), ACL_DELETE) != ACLCHECK_OK)
 		return;					/* a sender-only role; someone else moves them */
 
-	snprintf(key, sizeof(key), "due:%d:%d", q->queue_id, 0);
+	(void) GetTopTransactionId();	/* before the segment is read */
+	seg = queue_current_segment(q);
+	snprintf(key, sizeof(key), "due:%d:%d", q->queue_id, seg);
 	snprintf(sql, sizeof(sql),
 			 "WITH d AS (DELETE FROM deliver.q%d_delayed WHERE message_id IN "
 			 "(SELECT message_id FROM deliver.q%d_delayed WHERE deliver_at <= clock_timestamp() "
@@ -79,7 +89,7 @@ move_due_delayed(QueueInfo *q)
 			 "ordering_key, headers, payload) "
 			 "SELECT pg_current_xact_id(), message_id, target_group, enqueued_at, "
 			 "ordering_key, headers, payload FROM d ORDER BY deliver_at, message_id",
-			 q->queue_id, q->queue_id, deliver_max_batch, q->queue_id, 0);
+			 q->queue_id, q->queue_id, deliver_max_batch, q->queue_id, seg);
 	rc = SPI_execute_plan(spi_plan_cached(key, sql, 0, NULL), NULL, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "deliver: could not move due messages: %s", SPI_result_code_string(rc));
@@ -106,4 +116,72 @@ move_due_delayed(QueueInfo *q)
 	else if (next != 0 && (qs->delayed_due == 0 || next < qs->delayed_due))
 		qs->delayed_due = next;
 	SpinLockRelease(&qs->mutex);
+}
+
+/*
+ * The segment that takes new rows.  Writers take their transaction id
+ * before they read it: a segment switched away from is only ever written by
+ * transactions older than the next xid read after the switch, which is what
+ * deliver.maintain() waits for before it truncates the segment.
+ */
+int
+queue_current_segment(QueueInfo *q)
+{
+	int			seg = deliver_queues[q->queue_idx].cur_seg;
+
+	if (seg < 0 || seg >= q->nsegments)
+		elog(ERROR, "deliver: queue \"%s\" has no active segment", q->name);
+	return seg;
+}
+
+PG_FUNCTION_INFO_V1(deliver_checkpoint_groups);
+PG_FUNCTION_INFO_V1(deliver_next_xid);
+
+/*
+ * deliver._checkpoint_groups(queue_id) returns xid8: write each consumer
+ * group's current restart point into the active done table (so older done
+ * tables are no longer needed to resume), and return the oldest restart
+ * point's xmin: every message of a transaction below it is finished for
+ * every group.
+ */
+Datum
+deliver_checkpoint_groups(PG_FUNCTION_ARGS)
+{
+	QueueInfo  *q;
+	DSnap	   *done;
+	uint64		horizon;
+	Relation	rels[DELIVER_MAX_SEGMENTS];
+	int			i;
+
+	SPI_connect();
+	q = queue_lookup_by_id(PG_GETARG_INT32(0));
+	done = palloc(deliver_snap_size);
+	horizon = dsnap_next_txid();
+	/* table locks before group locks (recovery reads the done tables) */
+	for (i = 0; i < q->nsegments; i++)
+		rels[i] = table_open(q->done_rel[i], AccessShareLock);
+	for (i = 0; i < q->ngroups; i++)
+	{
+		int			gidx;
+		GroupShared *gs = group_lock(q, q->groups[i].group_id, &gidx);
+
+		group_done_snapshot(gs, gidx, done);
+		LWLockRelease(&gs->lock);
+		done_write(q, q->groups[i].group_id, DONE_CHECKPOINT, NULL, 0, done);
+		if (done->xmin < horizon)
+			horizon = done->xmin;
+	}
+	for (i = 0; i < q->nsegments; i++)
+		table_close(rels[i], AccessShareLock);
+	SPI_finish();
+	PG_RETURN_FULLTRANSACTIONID(FullTransactionIdFromU64(horizon));
+}
+
+/*
+ * deliver._next_xid() returns xid8: the next transaction id to be assigned.
+ */
+Datum
+deliver_next_xid(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FULLTRANSACTIONID(FullTransactionIdFromU64(dsnap_next_txid()));
 }

@@ -248,6 +248,15 @@ catalog_apply(CatalogRef *c)
 	{
 		case CATALOG_RESET:
 			deliver_reset_queue_groups(c->queue_idx, 0, false);
+			SpinLockAcquire(&deliver_queues[c->queue_idx].mutex);
+			deliver_queues[c->queue_idx].cur_seg = -1;
+			SpinLockRelease(&deliver_queues[c->queue_idx].mutex);
+			break;
+		case CATALOG_SWITCH:
+			/* group_id carries the new active segment */
+			SpinLockAcquire(&deliver_queues[c->queue_idx].mutex);
+			deliver_queues[c->queue_idx].cur_seg = c->group_id;
+			SpinLockRelease(&deliver_queues[c->queue_idx].mutex);
 			break;
 		case CATALOG_FORGET:
 			deliver_reset_queue_groups(c->queue_idx, 0, true);
