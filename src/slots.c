@@ -297,7 +297,7 @@ group_expire_leases(GroupShared *gs, QueueInfo *q, TimestampTz now)
 GroupShared *
 group_lock(QueueInfo *q, int32 group_id, int *gidx_out)
 {
-	static int32 cached_group = 0;
+	static int32 cached_group = 0;	/* the last group this backend used */
 	static int	cached_gidx = -1;
 	int			gidx;
 	GroupShared *gs;
@@ -308,7 +308,7 @@ group_lock(QueueInfo *q, int32 group_id, int *gidx_out)
 			deliver_group_slot(group_id, q->queue_idx);
 		gs = &deliver_groups[gidx];
 		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
-		if (gs->group_id == group_id)
+		if (gs->group_id == group_id && gs->queue_idx == q->queue_idx)
 			break;
 		LWLockRelease(&gs->lock);
 		cached_group = 0;
