@@ -147,6 +147,10 @@ RETURNS timestamptz
 CREATE FUNCTION deliver._checkpoint_groups(queue_id int) RETURNS xid8
     AS 'MODULE_PATHNAME', 'deliver_checkpoint_groups' LANGUAGE C VOLATILE STRICT;
 
+-- Move delayed messages that came due into the active segment.
+CREATE FUNCTION deliver._move_due(queue_name text) RETURNS void
+    AS 'MODULE_PATHNAME', 'deliver_move_due' LANGUAGE C VOLATILE;
+
 CREATE FUNCTION deliver._next_xid() RETURNS xid8
     AS 'MODULE_PATHNAME', 'deliver_next_xid' LANGUAGE C VOLATILE;
 
@@ -723,6 +727,6 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver.drop_consumer_group(text, text),
                            deliver.grant_queue(text, text, text), deliver.revoke_queue(text, text),
                            deliver.redrive(text, bigint[], text), deliver.maintain(text),
-                           deliver._checkpoint_groups(int),
+                           deliver._checkpoint_groups(int), deliver._move_due(text),
                            deliver._catalog_changed(int, text, int), deliver._requeue(int, int, timestamptz, text, jsonb, jsonb)
     FROM PUBLIC;

@@ -392,6 +392,14 @@ _PG_init(void)
 							"Most messages leased, waiting for redelivery or held back by FIFO order at once, over all queues.",
 							NULL, &deliver_max_leases, 65536, 64, (1 << SLOT_BITS) - 1,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("deliver.database",
+							   "Database in which the maintenance worker runs (empty: no worker).",
+							   NULL, &deliver_database, "",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("deliver.maintenance_interval",
+							"How often the maintenance worker runs deliver.maintain().",
+							NULL, &deliver_maintenance_interval_ms, 1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("deliver");
 
 	prev_shmem_request_hook = shmem_request_hook;
@@ -400,4 +408,5 @@ _PG_init(void)
 	shmem_startup_hook = deliver_shmem_startup;
 
 	deliver_xact_init();
+	deliver_worker_register();
 }

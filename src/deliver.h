@@ -278,6 +278,12 @@ extern void xact_note_moved_delayed(int32 queue_idx);
 extern void xact_note_catalog(int32 queue_idx, int32 group_id, char action);
 extern void deliver_xact_init(void);
 
+/* worker.c */
+extern char *deliver_database;
+extern int	deliver_maintenance_interval_ms;
+extern void deliver_worker_register(void);
+extern bool deliver_worker_serves_database(void);
+
 /* recovery.c */
 extern void group_recover(QueueInfo *q, GroupShared *gs, int gidx);
 extern int	recovery_filter(QueueInfo *q, GroupShared *gs, int64 message_id,

@@ -813,9 +813,16 @@ deliver_receive(PG_FUNCTION_ARGS)
 	dead = palloc(sizeof(Out) * max);
 	deadline = GetCurrentTimestamp() + wait_ms * 1000;
 
+	/*
+	 * Delayed messages are moved by the maintenance worker, whose commit
+	 * wakes long polls.  Without a worker in this database, a receive moves
+	 * them itself; they become visible when its transaction commits.
+	 */
+	if (!deliver_worker_serves_database())
+		move_due_delayed(q);
+
 	for (;;)
 	{
-		move_due_delayed(q);
 		scan_open(&c);
 
 		/*

@@ -185,3 +185,21 @@ deliver_next_xid(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_FULLTRANSACTIONID(FullTransactionIdFromU64(dsnap_next_txid()));
 }
+
+PG_FUNCTION_INFO_V1(deliver_move_due);
+
+/*
+ * deliver._move_due(queue_name) returns void: move the queue's delayed
+ * messages that came due into its active segment.
+ */
+Datum
+deliver_move_due(PG_FUNCTION_ARGS)
+{
+	QueueInfo  *q;
+
+	SPI_connect();
+	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	move_due_delayed(q);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
