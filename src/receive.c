@@ -748,10 +748,12 @@ next_wakeup_ms(QueueInfo *q, GroupShared *gs, long remaining)
 	int32		idx;
 	TimestampTz due = deliver_queues[q->queue_idx].delayed_due;
 
+	LWLockAcquire(&gs->lock, LW_SHARED);
 	for (idx = gs->ready_list.head; idx >= 0; idx = deliver_slots[idx].next)
 		t = Min(t, deliver_slots[idx].visible_at);
 	if (gs->next_expiry < t)
 		t = gs->next_expiry;
+	LWLockRelease(&gs->lock);
 	if (due > 0 && due < t)
 		t = due;
 	if (t <= now)
