@@ -263,7 +263,13 @@ DECLARE
     t   text;
 BEGIN
     PERFORM deliver._check_name('queue', queue_name);
-    IF guarantee IS NULL OR guarantee NOT IN ('at_most_once', 'at_least_once', 'exactly_once') THEN
+    IF guarantee IS NULL THEN
+        RAISE EXCEPTION 'guarantee must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF max_attempts IS NULL THEN
+        RAISE EXCEPTION 'max_attempts must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF guarantee NOT IN ('at_most_once', 'at_least_once', 'exactly_once') THEN
         RAISE EXCEPTION 'invalid guarantee "%"', guarantee
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use at_most_once, at_least_once or exactly_once.';
@@ -272,7 +278,7 @@ BEGIN
     PERFORM deliver._check_interval('dedup_window', dedup_window, '1 second', '7 days');
     PERFORM deliver._check_interval('retry_base', retry_base, '0', '1 day');
     PERFORM deliver._check_interval('retry_max', retry_max, '0', '7 days');
-    IF max_attempts IS NULL OR max_attempts < 1 OR max_attempts > 1000 THEN
+    IF max_attempts < 1 OR max_attempts > 1000 THEN
         RAISE EXCEPTION 'max_attempts must be between 1 and 1000'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -333,6 +339,7 @@ BEGIN
         CREATE TABLE deliver.%I (
             message_id   bigint PRIMARY KEY,
             deliver_at   timestamptz NOT NULL,
+            txid         xid8 NOT NULL,       -- the sender's
             target_group int,
             enqueued_at  timestamptz NOT NULL,
             ordering_key text,
@@ -378,16 +385,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     q deliver.queue := deliver._queue(queue_name);
-    n bigint := 0;
-    c bigint;
-    s int;
+    n bigint;
 BEGIN
-    FOR s IN 0 .. q.segments - 1 LOOP
-        EXECUTE format('SELECT count(*) FROM deliver.%I', format('q%s_s%s', q.queue_id, s)) INTO c;
-        n := n + c;
-    END LOOP;
-    EXECUTE format('SELECT count(*) FROM deliver.%I', format('q%s_delayed', q.queue_id)) INTO c;
-    n := n + c;
+    -- what is removed: the most any group still had (waiting, in flight,
+    -- delayed); finished messages are not counted
+    SELECT coalesce(max(m.depth + m.in_flight), 0) + coalesce(max(m.delayed), 0) INTO n
+      FROM deliver.metrics(q.queue_name) m;
     EXECUTE format('TRUNCATE %s',
         (SELECT string_agg(format('deliver.%I', t), ', ')
            FROM unnest(deliver._queue_tables(q)) AS t
@@ -432,7 +435,10 @@ DECLARE
     q deliver.queue := deliver._queue(queue_name);
 BEGIN
     PERFORM deliver._check_name('consumer group', consumer_group);
-    IF start_from IS NULL OR start_from NOT IN ('latest', 'earliest') THEN
+    IF start_from IS NULL THEN
+        RAISE EXCEPTION 'start_from must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF start_from NOT IN ('latest', 'earliest') THEN
         RAISE EXCEPTION 'invalid start_from "%"', start_from
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use latest or earliest.';
@@ -495,10 +501,16 @@ DECLARE
     q deliver.queue := deliver._queue(queue_name);
     s int;
 BEGIN
-    IF role_name IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
+    IF role_name IS NULL THEN
+        RAISE EXCEPTION 'role_name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF privilege IS NULL THEN
+        RAISE EXCEPTION 'privilege must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
         RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = 'undefined_object';
     END IF;
-    IF privilege IS NULL OR privilege NOT IN ('send', 'receive', 'all') THEN
+    IF privilege NOT IN ('send', 'receive', 'all') THEN
         RAISE EXCEPTION 'invalid privilege "%"', privilege
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Use send, receive or all.';
     END IF;
@@ -520,13 +532,7 @@ BEGIN
             EXECUTE format('GRANT SELECT, INSERT ON deliver.%I TO %I', format('q%s_done%s', q.queue_id, s), role_name);
         END LOOP;
         EXECUTE format('GRANT SELECT, INSERT ON deliver.%I TO %I', format('q%s_dead', q.queue_id), role_name);
-        EXECUTE format('GRANT SELECT, DELETE ON deliver.%I TO %I', format('q%s_delayed', q.queue_id), role_name);
-    END IF;
-    -- moving due delayed messages into a segment is done by receivers
-    IF privilege IN ('receive', 'all') THEN
-        FOR s IN 0 .. q.segments - 1 LOOP
-            EXECUTE format('GRANT INSERT ON deliver.%I TO %I', format('q%s_s%s', q.queue_id, s), role_name);
-        END LOOP;
+        EXECUTE format('GRANT SELECT ON deliver.%I TO %I', format('q%s_delayed', q.queue_id), role_name);
     END IF;
 END $$;
 
@@ -539,7 +545,10 @@ DECLARE
     q deliver.queue := deliver._queue(queue_name);
     t text;
 BEGIN
-    IF role_name IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
+    IF role_name IS NULL THEN
+        RAISE EXCEPTION 'role_name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_name) THEN
         RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = 'undefined_object';
     END IF;
     FOREACH t IN ARRAY deliver._queue_tables(q) LOOP
@@ -630,7 +639,7 @@ END $$;
 
 CREATE FUNCTION deliver.dead_letters(queue_name text, consumer_group text DEFAULT NULL,
                                      max_messages int DEFAULT 100)
-RETURNS TABLE (message_id bigint, consumer_group text, payload jsonb, headers jsonb,
+RETURNS TABLE (message_id bigint, group_name text, payload jsonb, headers jsonb,
                ordering_key text, attempts int, reason text, last_error text,
                enqueued_at timestamptz, dead_at timestamptz)
 LANGUAGE plpgsql STABLE
@@ -639,7 +648,10 @@ AS $$
 DECLARE
     q deliver.queue := deliver._queue(queue_name);
 BEGIN
-    IF max_messages IS NULL OR max_messages < 1 THEN
+    IF max_messages IS NULL THEN
+        RAISE EXCEPTION 'max_messages must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF max_messages < 1 THEN
         RAISE EXCEPTION 'max_messages must be positive' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF consumer_group IS NOT NULL AND NOT EXISTS (

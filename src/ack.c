@@ -210,6 +210,10 @@ deliver_ack_batch(PG_FUNCTION_ARGS)
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	check_queue_arg(fcinfo, 1, "delivery_ids");
 	a = PG_GETARG_ARRAYTYPE_P(1);
+	if (ARR_NDIM(a) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("delivery_ids must be a one-dimensional array")));
 	deconstruct_array(a, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &values, &nulls, &n);
 	if (n > deliver_max_batch)
 		ereport(ERROR,
@@ -228,21 +232,6 @@ deliver_ack_batch(PG_FUNCTION_ARGS)
 	acked = n > 0 ? ack_many(q, ids, n) : 0;
 	SPI_finish();
 	PG_RETURN_INT32(acked);
-}
-
-static int64
-interval_ms_arg(FunctionCallInfo fcinfo, int argno, int64 lo, int64 hi, const char *what,
-				const char *range)
-{
-	Interval   *iv = PG_GETARG_INTERVAL_P(argno);
-	int64		ms = (iv->time + (int64) iv->day * USECS_PER_DAY +
-					  (int64) iv->month * 30 * USECS_PER_DAY) / 1000;
-
-	if (ms < lo || ms > hi)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be between %s", what, range)));
-	return ms;
 }
 
 /*
@@ -268,9 +257,8 @@ deliver_nack(PG_FUNCTION_ARGS)
 	check_queue_arg(fcinfo, 1, "delivery_id");
 	queue_check_acl(q, q->done_rel[0], ACL_INSERT, "nack messages of");
 	id = PG_GETARG_INT64(1);
-	if (!PG_ARGISNULL(3))
-		delay_ms = interval_ms_arg(fcinfo, 3, 0, 12 * 3600 * 1000, "retry_after",
-								   "0 and 12 hours");
+	delay_ms = deliver_interval_arg(fcinfo, 3, -1, 0, 12 * 3600 * 1000, "retry_after",
+									"0 and 12 hours");
 	gs = lock_delivery(q, id, &idx);
 	s = &deliver_slots[idx];
 	if (s->state != SLOT_LEASED || s->finish_pending)
@@ -315,8 +303,8 @@ deliver_extend_lease(PG_FUNCTION_ARGS)
 	check_queue_arg(fcinfo, 2, "visibility_timeout");
 	queue_check_acl(q, q->done_rel[0], ACL_INSERT, "extend leases of");
 	id = PG_GETARG_INT64(1);
-	vt_ms = interval_ms_arg(fcinfo, 2, 1, 12 * 3600 * 1000, "visibility_timeout",
-							"1 millisecond and 12 hours");
+	vt_ms = deliver_interval_arg(fcinfo, 2, 0, 1, 12 * 3600 * 1000, "visibility_timeout",
+								 "1 millisecond and 12 hours");
 	gs = lock_delivery(q, id, &idx);
 	s = &deliver_slots[idx];
 	if (s->state != SLOT_LEASED)
@@ -326,6 +314,8 @@ deliver_extend_lease(PG_FUNCTION_ARGS)
 	}
 	expires = GetCurrentTimestamp() + vt_ms * 1000;
 	s->lease_expires = expires;
+	if (expires < gs->next_expiry)
+		gs->next_expiry = expires;	/* a shorter lease runs out sooner */
 	LWLockRelease(&gs->lock);
 	SPI_finish();
 	PG_RETURN_TIMESTAMPTZ(expires);

@@ -14,6 +14,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 
 PG_MODULE_MAGIC;
 
@@ -409,4 +410,28 @@ _PG_init(void)
 
 	deliver_xact_init();
 	deliver_worker_register();
+}
+
+/*
+ * An interval argument in milliseconds, checked against [lo, hi]; dflt when
+ * it is NULL.  Months count as 30 days.  Huge values are rejected, never
+ * wrapped around.
+ */
+int64
+deliver_interval_arg(FunctionCallInfo fcinfo, int argno, int64 dflt, int64 lo, int64 hi,
+					 const char *what, const char *range)
+{
+	Interval   *iv;
+	double		ms;
+
+	if (PG_ARGISNULL(argno))
+		return dflt;
+	iv = PG_GETARG_INTERVAL_P(argno);
+	ms = (double) iv->time / 1000.0 + (double) iv->day * 86400000.0 +
+		(double) iv->month * 30.0 * 86400000.0;
+	if (ms < (double) lo || ms > (double) hi)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be between %s", what, range)));
+	return (int64) ms;
 }

@@ -25,6 +25,7 @@
 #include "postgres.h"
 
 #include "access/transam.h"
+#include "fmgr.h"
 #include "nodes/parsenodes.h"
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
@@ -231,6 +232,8 @@ typedef struct QueueInfo
 
 /* deliver.c */
 extern void deliver_check_loaded(void);
+extern int64 deliver_interval_arg(FunctionCallInfo fcinfo, int argno, int64 dflt,
+								  int64 lo, int64 hi, const char *what, const char *range);
 extern uint64 deliver_new_delivery_id(int32 slot_idx);
 extern int32 deliver_queue_slot(Oid dbid, Oid relid, int32 queue_id, bool create);
 extern int32 deliver_group_slot(int32 group_id, int32 queue_idx);

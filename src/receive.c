@@ -718,25 +718,6 @@ move_dead(ScanCtx *c, Out *dead, int ndead)
 	done_write(c->q, c->group_id, DONE_DEAD, ids, nids, done);
 }
 
-static int64
-interval_arg_ms(FunctionCallInfo fcinfo, int argno, int64 dflt, int64 lo, int64 hi,
-				const char *what, const char *range)
-{
-	Interval   *iv;
-	int64		ms;
-
-	if (PG_ARGISNULL(argno))
-		return dflt;
-	iv = PG_GETARG_INTERVAL_P(argno);
-	ms = (iv->time + (int64) iv->day * USECS_PER_DAY +
-		  (int64) iv->month * 30 * USECS_PER_DAY) / 1000;
-	if (ms < lo || ms > hi)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be between %s", what, range)));
-	return ms;
-}
-
 /*
  * How long to sleep in a long poll before something may be due.
  */
@@ -799,11 +780,17 @@ deliver_receive(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_messages must be between 1 and %d", deliver_max_batch),
 				 errhint("The upper limit is the setting deliver.max_batch_size.")));
-	vt_ms = interval_arg_ms(fcinfo, 2, q->visibility_ms, 1, 12 * 3600 * 1000,
-							"visibility_timeout", "1 millisecond and 12 hours");
-	wait_ms = PG_ARGISNULL(3) ? 0 :
-		interval_arg_ms(fcinfo, 3, 0, 0, 3600 * 1000, "wait", "0 and 1 hour");
+	vt_ms = deliver_interval_arg(fcinfo, 2, q->visibility_ms, 1, 12 * 3600 * 1000,
+								 "visibility_timeout", "1 millisecond and 12 hours");
+	wait_ms = deliver_interval_arg(fcinfo, 3, 0, 0, 3600 * 1000, "wait", "0 and 1 hour");
 	g = queue_group(q, PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4));
+	if (q->guarantee == G_AT_MOST_ONCE && IsTransactionBlock())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("receive from at_most_once queue \"%s\" cannot run inside a transaction block",
+						q->name),
+				 errhint("At-most-once removes a message when its receive commits; in autocommit "
+						 "mode a rollback cannot hand it out a second time.")));
 	queue_check_acl(q, q->seg_rel[0], need, "receive from");
 	queue_check_acl(q, q->done_rel[0], ACL_INSERT, "receive from");
 
@@ -966,6 +953,8 @@ deliver_group_state(PG_FUNCTION_ARGS)
 	c.gs = group_lock(q, group_id, &c.gidx);
 	dsnap_latest(now_snap);
 	c.snap = RegisterSnapshot(GetLatestSnapshot());
+	/* leases that ran out, finishes of ended transactions: settle them */
+	group_expire_leases(c.gs, q, GetCurrentTimestamp());
 	{
 		GroupShared *gs = c.gs;
 		uint64		pos_txid = gs->pos_txid;

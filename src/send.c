@@ -267,7 +267,7 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 	char		key[64];
 	char		sql[512];
 	SPIPlanPtr	plan;
-	Datum		args[7];
+	Datum		args[8];
 	int			rc;
 
 	queue_check_acl(q, target, ACL_INSERT, "send to");
@@ -300,17 +300,18 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 
 	if (delayed)
 	{
-		Oid			types[7] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
-		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
+		Oid			types[8] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
+		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, XID8OID};
 
 		snprintf(key, sizeof(key), "delay:%d", q->queue_id);
 		snprintf(sql, sizeof(sql),
 				 "INSERT INTO deliver.q%d_delayed "
-				 "(deliver_at, target_group, enqueued_at, message_id, ordering_key, headers, payload) "
-				 "SELECT $1, $2, $3, i, k, h, p FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
+				 "(deliver_at, target_group, enqueued_at, message_id, ordering_key, headers, payload, txid) "
+				 "SELECT $1, $2, $3, i, k, h, p, $8 FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
 				 q->queue_id);
-		plan = spi_plan_cached(key, sql, 7, types);
+		plan = spi_plan_cached(key, sql, 8, types);
 		args[0] = TimestampTzGetDatum(now + b->delay_ms * 1000);
+		args[7] = FullTransactionIdGetDatum(txid);
 	}
 	else
 	{
@@ -329,7 +330,7 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 		args[0] = FullTransactionIdGetDatum(txid);
 	}
 	{
-		char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+		char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 		if (b->target_group == 0)
 			nulls[1] = 'n';
@@ -346,27 +347,6 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 
 	xact_note_sent(q->queue_idx, delayed ? 0 : m,
 				   delayed ? now + b->delay_ms * 1000 : 0);
-}
-
-/*
- * A delay argument in milliseconds, checked.
- */
-static int64
-delay_arg(FunctionCallInfo fcinfo, int argno)
-{
-	Interval   *iv;
-	int64		ms;
-
-	if (PG_ARGISNULL(argno))
-		return 0;
-	iv = PG_GETARG_INTERVAL_P(argno);
-	ms = (iv->time + (int64) iv->day * USECS_PER_DAY +
-		  (int64) iv->month * 30 * USECS_PER_DAY) / 1000;
-	if (ms < 0 || ms > (int64) 365 * 24 * 3600 * 1000)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("delay must be between 0 and 365 days")));
-	return ms;
 }
 
 /*
@@ -404,7 +384,8 @@ deliver_send(PG_FUNCTION_ARGS)
 	b.key_nulls = &okey_null;
 	b.idem = &idem;
 	b.idem_nulls = &idem_null;
-	b.delay_ms = delay_arg(fcinfo, 5);
+	b.delay_ms = deliver_interval_arg(fcinfo, 5, 0, 0, (int64) 365 * 24 * 3600 * 1000,
+									"delay", "0 and 365 days");
 	send_messages(q, &b, &id);
 	SPI_finish();
 	PG_RETURN_INT64(id);
@@ -478,7 +459,8 @@ deliver_send_batch(PG_FUNCTION_ARGS)
 	array_arg(fcinfo, 3, TEXTOID, "ordering_keys", &n, &b.keys, &b.key_nulls);
 	array_arg(fcinfo, 4, TEXTOID, "idempotency_keys", &n, &b.idem, &b.idem_nulls);
 	b.n = n;
-	b.delay_ms = delay_arg(fcinfo, 5);
+	b.delay_ms = deliver_interval_arg(fcinfo, 5, 0, 0, (int64) 365 * 24 * 3600 * 1000,
+									"delay", "0 and 365 days");
 	if (b.idem == NULL && q->guarantee == G_EXACTLY_ONCE)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

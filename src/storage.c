@@ -10,6 +10,9 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/syscache.h"
+#include "catalog/pg_class.h"
+#include "access/htup_details.h"
 #include "storage/spin.h"
 #include "utils/array.h"
 #include "utils/lsyscache.h"
@@ -51,6 +54,22 @@ done_write(QueueInfo *q, int32 group_id, char kind, int64 *ids, int n, DSnap *do
 }
 
 /*
+ * The owner of a queue's tables.
+ */
+static Oid
+queue_owner(QueueInfo *q)
+{
+	HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(q->delayed_rel));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tp))
+		elog(ERROR, "deliver: cache lookup failed for relation %u", q->delayed_rel);
+	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
+	ReleaseSysCache(tp);
+	return owner;
+}
+
+/*
  * Move delayed messages that have come due into the current segment, where
  * the cursors find them once this transaction commits.  Cheap when nothing
  * is due: the queue's shared state knows the earliest due time.
@@ -63,11 +82,13 @@ move_due_delayed(QueueInfo *q)
 	uint64		version;
 	TimestampTz next = 0;
 	char		key[64];
-	char		sql[1024];
+	char		sql[2048];
 	int			rc;
 	bool		isnull;
 	Datum		d;
 	int			seg;
+	Oid			save_user;
+	int			save_sec;
 
 	SpinLockAcquire(&qs->mutex);
 	due = qs->delayed_due;
@@ -75,22 +96,44 @@ move_due_delayed(QueueInfo *q)
 	SpinLockRelease(&qs->mutex);
 	if (due == 0 || due > GetCurrentTimestamp())
 		return;
-	if (pg_class_aclcheck(q->delayed_rel, GetUserId(), ACL_DELETE) != ACLCHECK_OK)
-		return;					/* a sender-only role; someone else moves them */
 
 	(void) GetTopTransactionId();	/* before the segment is read */
 	seg = queue_current_segment(q);
+
+	/*
+	 * A moved message gets the mover's transaction id, so it goes to the
+	 * groups that existed when it was sent (whose start snapshot does not
+	 * see the sender), one row per group when that is not all of them.
+	 */
 	snprintf(key, sizeof(key), "due:%d:%d", q->queue_id, seg);
 	snprintf(sql, sizeof(sql),
 			 "WITH d AS (DELETE FROM deliver.q%d_delayed WHERE message_id IN "
 			 "(SELECT message_id FROM deliver.q%d_delayed WHERE deliver_at <= clock_timestamp() "
-			 "ORDER BY deliver_at LIMIT %d FOR UPDATE SKIP LOCKED) RETURNING *) "
+			 "ORDER BY deliver_at LIMIT %d) RETURNING *), "
+			 "g AS (SELECT group_id, start_snapshot FROM deliver.consumer_group WHERE queue_id = %d), "
+			 "t AS (SELECT d.*, CASE "
+			 "  WHEN d.target_group IS NOT NULL THEN ARRAY[d.target_group] "
+			 "  WHEN NOT EXISTS (SELECT 1 FROM g WHERE pg_visible_in_snapshot(d.txid, g.start_snapshot)) "
+			 "    THEN ARRAY[NULL::int] "
+			 "  ELSE (SELECT array_agg(g.group_id) FROM g "
+			 "        WHERE NOT pg_visible_in_snapshot(d.txid, g.start_snapshot)) END AS targets "
+			 "  FROM d) "
 			 "INSERT INTO deliver.q%d_s%d (txid, message_id, target_group, enqueued_at, "
 			 "ordering_key, headers, payload) "
-			 "SELECT pg_current_xact_id(), message_id, target_group, enqueued_at, "
-			 "ordering_key, headers, payload FROM d ORDER BY deliver_at, message_id",
-			 q->queue_id, q->queue_id, deliver_max_batch, q->queue_id, seg);
+			 "SELECT pg_current_xact_id(), t.message_id, x.target, t.enqueued_at, "
+			 "t.ordering_key, t.headers, t.payload "
+			 "FROM t CROSS JOIN LATERAL unnest(t.targets) AS x(target) "
+			 "ORDER BY t.deliver_at, t.message_id",
+			 q->queue_id, q->queue_id, deliver_max_batch, q->queue_id, q->queue_id, seg);
+
+	/*
+	 * An internal step: it runs as the queue's owner, like maintenance.  (An
+	 * error aborts the transaction, which restores the user.)
+	 */
+	GetUserIdAndSecContext(&save_user, &save_sec);
+	SetUserIdAndSecContext(queue_owner(q), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	rc = SPI_execute_plan(spi_plan_cached(key, sql, 0, NULL), NULL, NULL, false, 0);
+	SetUserIdAndSecContext(save_user, save_sec);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "deliver: could not move due messages: %s", SPI_result_code_string(rc));
 	if (SPI_processed > 0)
@@ -102,7 +145,9 @@ move_due_delayed(QueueInfo *q)
 	snprintf(key, sizeof(key), "nextdue:%d", q->queue_id);
 	snprintf(sql, sizeof(sql),
 			 "SELECT min(deliver_at) FROM deliver.q%d_delayed", q->queue_id);
+	SetUserIdAndSecContext(queue_owner(q), save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	rc = SPI_execute_plan(spi_plan_cached(key, sql, 0, NULL), NULL, NULL, false, 1);
+	SetUserIdAndSecContext(save_user, save_sec);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "deliver: could not read delayed messages");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

@@ -12,6 +12,8 @@
 
 #include "access/xact.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
 #include "storage/spin.h"
 #include "utils/memutils.h"
 
@@ -161,19 +163,18 @@ release_lease(SlotRef *r)
 
 	if (gs == NULL)
 		return;
+	/*
+	 * The attempt still counts: a message whose processing always fails
+	 * inside the consuming transaction reaches max_attempts and the dead
+	 * letters instead of looping.
+	 */
 	if (s->state == SLOT_LEASED && !s->finish_pending)
 	{
 		slist_remove(&gs->leased, r->slot);
 		s->state = SLOT_READY;
 		s->reason = REASON_ABORTED;
 		s->visible_at = 0;
-		if (s->attempt > 0)
-			s->attempt--;
 		slist_push(&gs->ready_list, r->slot);
-	}
-	else if (s->state == SLOT_BLOCKED || s->state == SLOT_READY)
-	{
-		/* nothing was handed out */
 	}
 	LWLockRelease(&gs->lock);
 	ConditionVariableBroadcast(&deliver_queues[gs->queue_idx].cv);
@@ -197,11 +198,18 @@ settle_finish(SlotRef *r, bool committed)
 		{
 			s->finish_pending = false;
 			s->finish_xid = InvalidTransactionId;
+			if (s->finish_kind == DONE_DEAD && s->state == SLOT_LEASED)
+			{
+				/* a dead-letter move rolled back: the next receive retries it */
+				slist_remove(&gs->leased, r->slot);
+				s->state = SLOT_READY;
+				s->visible_at = 0;
+				slist_push(&gs->ready_list, r->slot);
+			}
 		}
 	}
 	LWLockRelease(&gs->lock);
-	if (committed)
-		ConditionVariableBroadcast(&deliver_queues[qidx].cv);
+	ConditionVariableBroadcast(&deliver_queues[qidx].cv);
 }
 
 static void
@@ -267,6 +275,56 @@ catalog_apply(CatalogRef *c)
 	}
 }
 
+static ProcessUtility_hook_type prev_utility_hook = NULL;
+static bool finished_prepared = false;
+
+/*
+ * COMMIT PREPARED / ROLLBACK PREPARED settle acks and sends of another
+ * transaction: note it, so that this transaction's end wakes the queues and
+ * has every group look at its pending finishes again.
+ */
+static void
+deliver_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					 ProcessUtilityContext context, ParamListInfo params,
+					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *node = pstmt->utilityStmt;
+
+	if (IsA(node, TransactionStmt) &&
+		(((TransactionStmt *) node)->kind == TRANS_STMT_COMMIT_PREPARED ||
+		 ((TransactionStmt *) node)->kind == TRANS_STMT_ROLLBACK_PREPARED))
+		finished_prepared = true;
+	if (prev_utility_hook)
+		prev_utility_hook(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+								dest, qc);
+}
+
+/*
+ * After a prepared transaction ended: every group of this database settles
+ * its pending finishes on next use, and long polls wake up.
+ */
+static void
+prepared_finished(void)
+{
+	int			i;
+
+	for (i = 0; i < deliver_max_groups; i++)
+	{
+		GroupShared *gs = &deliver_groups[i];
+
+		if (gs->group_id == 0 || deliver_queues[gs->queue_idx].dbid != MyDatabaseId)
+			continue;
+		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+		gs->next_expiry = 0;
+		LWLockRelease(&gs->lock);
+	}
+	for (i = 0; i < deliver_max_queues; i++)
+		if (deliver_queues[i].used && deliver_queues[i].dbid == MyDatabaseId)
+			ConditionVariableBroadcast(&deliver_queues[i].cv);
+}
+
 static void
 deliver_xact_callback(XactEvent event, void *arg)
 {
@@ -274,6 +332,12 @@ deliver_xact_callback(XactEvent event, void *arg)
 
 	if (deliver_shared == NULL)
 		return;
+	if (finished_prepared && (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT))
+	{
+		finished_prepared = false;
+		if (event == XACT_EVENT_COMMIT)
+			prepared_finished();
+	}
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
@@ -303,7 +367,12 @@ deliver_xact_callback(XactEvent event, void *arg)
 				pg_atomic_fetch_add_u32(&deliver_shared->catalog_gen, 1);
 			break;
 		case XACT_EVENT_PREPARE:
-			/* leases stay; finishes wait for COMMIT/ROLLBACK PREPARED */
+			/*
+			 * Leases stay; finishes wait for COMMIT/ROLLBACK PREPARED.  Sends
+			 * are counted now (a rollback later leaves the total high).
+			 */
+			for (i = 0; i < sent_refs.n; i++)
+				sent_commit(&((SentRef *) sent_refs.items)[i]);
 			for (i = 0; i < catalog_refs.n; i++)
 				catalog_apply(&((CatalogRef *) catalog_refs.items)[i]);
 			break;
@@ -367,5 +436,7 @@ void
 deliver_xact_init(void)
 {
 	RegisterXactCallback(deliver_xact_callback, NULL);
+	prev_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = deliver_utility_hook;
 	RegisterSubXactCallback(deliver_subxact_callback, NULL);
 }
