@@ -388,9 +388,9 @@ DECLARE
     n bigint;
 BEGIN
     -- what is removed: the most any group still had (waiting, in flight,
-    -- delayed); finished messages are not counted
-    SELECT coalesce(max(m.depth + m.in_flight), 0) + coalesce(max(m.delayed), 0) INTO n
-      FROM deliver.metrics(q.queue_name) m;
+    -- dead), and the delayed ones; finished messages are not counted
+    SELECT coalesce(max(m.depth + m.in_flight + m.dead_letters), 0) + coalesce(max(m.delayed), 0)
+      INTO n FROM deliver.metrics(q.queue_name) m;
     EXECUTE format('TRUNCATE %s',
         (SELECT string_agg(format('deliver.%I', t), ', ')
            FROM unnest(deliver._queue_tables(q)) AS t
