@@ -119,20 +119,21 @@ deliver_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	p = ShmemInitStruct("deliver", deliver_shmem_size(), &found);
 	if (!found)
+		memset(p, 0, deliver_shmem_size());
+	deliver_shared = (DeliverShared *) p;
+	p += MAXALIGN(sizeof(DeliverShared));
+	deliver_queues = (QueueShared *) p;
+	p += deliver_max_queues * MAXALIGN(sizeof(QueueShared));
+	deliver_groups = (GroupShared *) p;
+	p += deliver_max_groups * MAXALIGN(sizeof(GroupShared));
+	deliver_slots = (LeaseSlot *) p;
+	p += (Size) deliver_max_leases * sizeof(LeaseSlot);
+	deliver_snaps = p;
+
+	if (!found)
 	{
 		LWLockPadded *locks = GetNamedLWLockTranche("deliver");
 		int			tranche = LWLockNewTrancheId();
-
-		memset(p, 0, deliver_shmem_size());
-		deliver_shared = (DeliverShared *) p;
-		p += MAXALIGN(sizeof(DeliverShared));
-		deliver_queues = (QueueShared *) p;
-		p += deliver_max_queues * MAXALIGN(sizeof(QueueShared));
-		deliver_groups = (GroupShared *) p;
-		p += deliver_max_groups * MAXALIGN(sizeof(GroupShared));
-		deliver_slots = (LeaseSlot *) p;
-		p += (Size) deliver_max_leases * sizeof(LeaseSlot);
-		deliver_snaps = p;
 
 		deliver_shared->lock = &locks[0].lock;
 		deliver_shared->slot_lock = &locks[1].lock;
@@ -156,18 +157,6 @@ deliver_shmem_startup(void)
 		deliver_shared->free_head = 0;
 		deliver_shared->free_tail = deliver_max_leases - 1;
 		deliver_shared->free_count = deliver_max_leases;
-	}
-	else
-	{
-		deliver_shared = (DeliverShared *) p;
-		p += MAXALIGN(sizeof(DeliverShared));
-		deliver_queues = (QueueShared *) p;
-		p += deliver_max_queues * MAXALIGN(sizeof(QueueShared));
-		deliver_groups = (GroupShared *) p;
-		p += deliver_max_groups * MAXALIGN(sizeof(GroupShared));
-		deliver_slots = (LeaseSlot *) p;
-		p += (Size) deliver_max_leases * sizeof(LeaseSlot);
-		deliver_snaps = p;
 	}
 	LWLockRelease(AddinShmemInitLock);
 	LWLockRegisterTranche(deliver_groups[0].lock.tranche, "deliver_group");

@@ -41,6 +41,7 @@ typedef struct SendBatch
 	bool	   *idem_nulls;
 	int64		delay_ms;
 	int32		target_group;	/* 0: every group */
+	bool		keyless;		/* no idempotency key needed (redrive) */
 	TimestampTz enqueued_at;	/* 0: now */
 } SendBatch;
 
@@ -99,7 +100,7 @@ validate_batch(QueueInfo *q, SendBatch *b)
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("idempotency_key must not be empty")));
 		}
-		else if (q->guarantee == G_EXACTLY_ONCE)
+		else if (q->guarantee == G_EXACTLY_ONCE && !b->keyless)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("queue \"%s\" is exactly_once: every message needs an idempotency_key", q->name),
@@ -350,6 +351,42 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 }
 
 /*
+ * One message's payload, headers, ordering key and idempotency key, taken
+ * from consecutive arguments starting at argno (the key when idem_argno is
+ * not negative), as a batch of one.
+ */
+typedef struct OneMessage
+{
+	Datum		v[4];
+	bool		isnull[4];
+} OneMessage;
+
+static void
+one_message_batch(FunctionCallInfo fcinfo, int argno, int idem_argno, OneMessage *m,
+				  SendBatch *b)
+{
+	int			i;
+
+	for (i = 0; i < 4; i++)
+	{
+		int			a = (i < 3) ? argno + i : idem_argno;
+
+		m->isnull[i] = (a < 0) || PG_ARGISNULL(a);
+		m->v[i] = m->isnull[i] ? (Datum) 0 : PG_GETARG_DATUM(a);
+	}
+	memset(b, 0, sizeof(*b));
+	b->n = 1;
+	b->payloads = &m->v[0];
+	b->payload_nulls = &m->isnull[0];
+	b->headers = &m->v[1];
+	b->header_nulls = &m->isnull[1];
+	b->keys = &m->v[2];
+	b->key_nulls = &m->isnull[2];
+	b->idem = &m->v[3];
+	b->idem_nulls = &m->isnull[3];
+}
+
+/*
  * deliver.send(queue_name, payload, headers, ordering_key, idempotency_key,
  * delay) returns bigint
  */
@@ -358,34 +395,15 @@ deliver_send(PG_FUNCTION_ARGS)
 {
 	QueueInfo  *q;
 	SendBatch	b;
-	Datum		payload;
-	bool		payload_null = PG_ARGISNULL(1);
-	Datum		header;
-	bool		header_null = PG_ARGISNULL(2);
-	Datum		okey;
-	bool		okey_null = PG_ARGISNULL(3);
-	Datum		idem;
-	bool		idem_null = PG_ARGISNULL(4);
+	OneMessage	m;
 	int64		id;
 
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	memset(&b, 0, sizeof(b));
-	payload = payload_null ? (Datum) 0 : PG_GETARG_DATUM(1);
-	header = header_null ? (Datum) 0 : PG_GETARG_DATUM(2);
-	okey = okey_null ? (Datum) 0 : PG_GETARG_DATUM(3);
-	idem = idem_null ? (Datum) 0 : PG_GETARG_DATUM(4);
-	b.n = 1;
-	b.payloads = &payload;
-	b.payload_nulls = &payload_null;
-	b.headers = &header;
-	b.header_nulls = &header_null;
-	b.keys = &okey;
-	b.key_nulls = &okey_null;
-	b.idem = &idem;
-	b.idem_nulls = &idem_null;
+	/* payload, headers, ordering_key, idempotency_key are arguments 1-4 */
+	one_message_batch(fcinfo, 1, 4, &m, &b);
 	b.delay_ms = deliver_interval_arg(fcinfo, 5, 0, 0, (int64) 365 * 24 * 3600 * 1000,
-									"delay", "0 and 365 days");
+									  "delay", "0 and 365 days");
 	send_messages(q, &b, &id);
 	SPI_finish();
 	PG_RETURN_INT64(id);
@@ -486,39 +504,25 @@ deliver_requeue(PG_FUNCTION_ARGS)
 {
 	QueueInfo  *q;
 	SendBatch	b;
-	Datum		payload = PG_GETARG_DATUM(5);
-	bool		payload_null = PG_ARGISNULL(5);
-	Datum		header = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
-	bool		header_null = PG_ARGISNULL(4);
-	Datum		okey = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
-	bool		okey_null = PG_ARGISNULL(3);
+	OneMessage	m;
 	int64		id;
-	int			guarantee;
+	Datum		t;
+	bool		tn;
 
 	SPI_connect();
 	q = queue_lookup_by_id(PG_GETARG_INT32(0));
-	memset(&b, 0, sizeof(b));
-	b.n = 1;
-	b.payloads = &payload;
-	b.payload_nulls = &payload_null;
-	b.headers = &header;
-	b.header_nulls = &header_null;
-	b.keys = &okey;
-	b.key_nulls = &okey_null;
+	/* arguments 3-5 are ordering_key, headers, payload: put them in order */
+	one_message_batch(fcinfo, 3, -1, &m, &b);
+	t = m.v[0];
+	tn = m.isnull[0];
+	m.v[0] = m.v[2];
+	m.isnull[0] = m.isnull[2];
+	m.v[2] = t;
+	m.isnull[2] = tn;
 	b.target_group = PG_GETARG_INT32(1);
 	b.enqueued_at = PG_ARGISNULL(2) ? 0 : PG_GETARG_TIMESTAMPTZ(2);
-	/* a redriven message keeps no idempotency key */
-	guarantee = q->guarantee;
-	q->guarantee = G_AT_LEAST_ONCE;
-	PG_TRY();
-	{
-		send_messages(q, &b, &id);
-	}
-	PG_FINALLY();
-	{
-		q->guarantee = guarantee;
-	}
-	PG_END_TRY();
+	b.keyless = true;			/* a redriven message keeps no idempotency key */
+	send_messages(q, &b, &id);
 	SPI_finish();
 	PG_RETURN_INT64(id);
 }
