@@ -20,6 +20,8 @@ ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation \
                --load-extension=deliver --temp-config=$(srcdir)/test/deliver.conf
 TAP_TESTS    = 1
 
+EXTRA_CLEAN  = bench/deliverbench
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
@@ -34,10 +36,17 @@ test/isolation/specs:
 # TAP tests live in test/t/ (PGXS looks in t/ by default).
 PROVE_TESTS ?= test/t/*.pl
 
-.PHONY: test run stop
+.PHONY: test run stop bench bench-quick
 test:
 	bash scripts/test
 run:
 	bash scripts/run
 stop:
 	bash scripts/run stop
+
+# The benchmark: deliver against the textbook queue and PgQ, one cluster,
+# one run; writes bench/results/<stamp>.md and .png (see bench/README.md).
+bench:
+	bash bench/run.sh
+bench-quick:
+	bash bench/run.sh --quick
