@@ -727,7 +727,9 @@ next_wakeup_ms(QueueInfo *q, GroupShared *gs, long remaining)
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz t = now + (int64) remaining * 1000;
 	int32		idx;
-	TimestampTz due = deliver_queues[q->queue_idx].delayed_due;
+	/* without a worker here, this poll cannot make delayed messages visible */
+	TimestampTz due = deliver_worker_serves_database() ?
+		deliver_queues[q->queue_idx].delayed_due : 0;
 
 	LWLockAcquire(&gs->lock, LW_SHARED);
 	for (idx = gs->ready_list.head; idx >= 0; idx = deliver_slots[idx].next)

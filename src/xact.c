@@ -198,6 +198,7 @@ settle_finish(SlotRef *r, bool committed)
 		{
 			s->finish_pending = false;
 			s->finish_xid = InvalidTransactionId;
+			gs->next_expiry = 0;	/* its lease may have run out meanwhile */
 			if (s->finish_kind == DONE_DEAD && s->state == SLOT_LEASED)
 			{
 				/* a dead-letter move rolled back: the next receive retries it */

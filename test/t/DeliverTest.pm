@@ -1,0 +1,237 @@
+# Helpers shared by the TAP tests of deliver: a node with the extension,
+# small query helpers, background workers running psql in a loop, and a
+# crash of the whole server (postmaster and every backend killed with
+# SIGKILL, as in a power cut).
+package DeliverTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+
+our @EXPORT = qw(deliver_node query_list query_one wait_for drain start_worker
+  stop_workers worker_lines worker_running crash_server write_file);
+
+# A node with deliver preloaded, started, the extension created.
+sub deliver_node
+{
+	my ($name, @extra_conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf(
+		'postgresql.conf', join("\n",
+			"shared_preload_libraries = 'deliver'",
+			"max_prepared_transactions = 10",
+			"wal_level = logical",
+			"max_connections = 40",
+			"restart_after_crash = on",
+			"log_min_messages = warning",
+			"log_line_prefix = '%m [%p] %q%a '",
+			@extra_conf)
+		  . "\n");
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION deliver');
+	return $node;
+}
+
+# The lines a query prints (unaligned, tuples only), as a list.
+sub query_list
+{
+	my ($node, $sql) = @_;
+	my $out = $node->safe_psql('postgres', $sql);
+	return grep { $_ ne '' } split /\n/, $out;
+}
+
+sub query_one
+{
+	my ($node, $sql) = @_;
+	return scalar $node->safe_psql('postgres', $sql);
+}
+
+# Run a query until it prints $expected, for at most $seconds; true when it
+# did.  Connection failures (a server restarting) just mean "not yet".
+sub wait_for
+{
+	my ($node, $sql, $expected, $seconds) = @_;
+	my $deadline = time() + $seconds;
+	my ($out, $err);
+	while (time() < $deadline)
+	{
+		my ($rc, $o, $e) = $node->psql('postgres', $sql);
+		($out, $err) = ($o, $e);
+		return 1 if $rc == 0 && defined $o && $o eq $expected;
+		usleep(100_000);
+	}
+	diag("waited ${seconds}s for [$sql] to return [$expected]; last: [" .
+		  ($out // '') . "] [" . ($err // '') . "]");
+	return 0;
+}
+
+# Receive everything a queue still has (for a consumer group), acking each
+# batch in the receiving statement unless it is an at-most-once queue.
+# Stops after three empty receives in a row, or after $seconds.  Returns the
+# list of message ids received, in order.
+sub drain
+{
+	my ($node, $queue, %opt) = @_;
+	my $seconds = $opt{seconds} // 60;
+	my $group = $opt{group} // 'default';
+	my $ack = $opt{ack} // 1;
+	my $deadline = time() + $seconds;
+	my @ids;
+	my $empty = 0;
+	my $sql =
+	  $ack
+	  ? "SELECT message_id FROM deliver.receive('$queue', 500, consumer_group => '$group') r "
+	  . "WHERE deliver.ack('$queue', r.delivery_id) ORDER BY 1"
+	  : "SELECT message_id FROM deliver.receive('$queue', 500, consumer_group => '$group') ORDER BY 1";
+	while ($empty < 3 && time() < $deadline)
+	{
+		my @got = query_list($node, $sql);
+		if (@got) { push @ids, @got; $empty = 0; }
+		else { $empty++; usleep(100_000); }
+	}
+	return @ids;
+}
+
+sub write_file
+{
+	my ($path, $text) = @_;
+	open my $fh, '>', $path or die "could not write $path: $!";
+	print $fh $text;
+	close $fh;
+	return;
+}
+
+# Start a worker: a bash loop running $body until the file $stop exists.
+# $body is bash text run once per iteration; it sees $CONN (the node's
+# connection string), $OUT (the worker's output file) and $I (the
+# iteration number).  Returns a handle for stop_workers.
+sub start_worker
+{
+	my ($node, $name, $body, %opt) = @_;
+	my $dir = $node->basedir;
+	my $script = "$dir/worker_$name.sh";
+	my $stop = "$dir/stop_workers";
+	my $out = "$dir/worker_$name.out";
+	write_file($out, '');
+	write_file(
+		$script, <<"EOS");
+set -u
+CONN="@{[ $node->connstr('postgres') ]} application_name=$name"
+OUT="$out"
+I=0
+while [ ! -e "$stop" ]; do
+    I=\$((I + 1))
+$body
+done
+EOS
+	my ($in, $so, $se) = ('', '', '');
+	my $h = IPC::Run::start([ 'bash', $script ], '<', \$in, '>', \$so, '2>', \$se);
+	return { name => $name, handle => $h, out => $out, stop => $stop };
+}
+
+# Ask every worker to stop and wait for them; returns nothing.
+sub stop_workers
+{
+	my (@workers) = @_;
+	return unless @workers;
+	write_file($workers[0]{stop}, '');
+	my $deadline = time() + 60;
+	for my $w (@workers)
+	{
+		my $h = $w->{handle};
+		while ($h->pumpable && time() < $deadline)
+		{
+			$h->pump_nb;
+			usleep(20_000);
+		}
+		$h->kill_kill if $h->pumpable;
+		eval { $h->finish; };
+	}
+	unlink $workers[0]{stop};
+	return;
+}
+
+# Is the worker still running?
+sub worker_running
+{
+	my ($w) = @_;
+	my $h = $w->{handle};
+	$h->pump_nb if $h->pumpable;
+	return $h->pumpable;
+}
+
+# Lines of a worker's output file.
+sub worker_lines
+{
+	my ($w) = @_;
+	open my $fh, '<', $w->{out} or die "could not read $w->{out}: $!";
+	my @l = grep { /\S/ } map { chomp; $_ } <$fh>;
+	close $fh;
+	return @l;
+}
+
+sub _children_of
+{
+	my ($pid) = @_;
+	my @kids;
+	opendir my $d, '/proc' or die "no /proc: $!";
+	for my $p (grep { /^\d+$/ } readdir $d)
+	{
+		open my $fh, '<', "/proc/$p/stat" or next;
+		my $stat = <$fh>;
+		close $fh;
+		next unless defined $stat;
+		# pid (comm) state ppid ...
+		push @kids, $p if $stat =~ /\)\s+\S+\s+(\d+)/ && $1 == $pid;
+	}
+	closedir $d;
+	return @kids;
+}
+
+# A process that exists and is not a zombie.
+sub _alive
+{
+	my ($pid) = @_;
+	open my $fh, '<', "/proc/$pid/stat" or return 0;
+	my $stat = <$fh>;
+	close $fh;
+	return defined $stat && $stat =~ /\)\s+([A-Za-z])/ && $1 ne 'Z';
+}
+
+# Kill the postmaster and every process it started with SIGKILL, wait until
+# they are gone, then start the server again (crash recovery from WAL).
+sub crash_server
+{
+	my ($node) = @_;
+	my $pidfile = $node->data_dir . '/postmaster.pid';
+	open my $fh, '<', $pidfile or die "no $pidfile: $!";
+	my $pm = <$fh>;
+	close $fh;
+	chomp $pm;
+	my @kids = _children_of($pm);
+	$node->kill9;    # kill -9 of the postmaster
+	kill 'KILL', @kids;
+	my $deadline = time() + 30;
+	while (time() < $deadline && grep { _alive($_) } ($pm, @kids))
+	{
+		usleep(50_000);
+	}
+	# a dead postmaster nobody reaped still answers kill(pid, 0), which the
+	# next postmaster would take for a running server
+	if (-e "/proc/$pm" && !_alive($pm))
+	{
+		unlink $pidfile;
+		unlink $node->host . '/.s.PGSQL.' . $node->port . '.lock';
+	}
+	$node->start;
+	return;
+}
+
+1;
