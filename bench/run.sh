@@ -137,6 +137,7 @@ max_wal_size = 8GB
 checkpoint_timeout = 15min
 max_prepared_transactions = 10
 shared_preload_libraries = '$preload'
+deliver.database = 'bench'
 log_autovacuum_min_duration = 0
 log_line_prefix = '%m [%p] %q%a '
 CONF
@@ -184,6 +185,7 @@ if [[ $mode == quick ]]; then
     add b100-c1-p100 $all - "--batch 100 --consumers 1 --payload 100"
     add b1-c4-p100 $all - "--batch 1 --recv-batch 100 --consumers 4 --payload 100"
     add steady-2000 $all - "--batch 1 --recv-batch 100 --consumers 4 --payload 100 --rate 2000"
+    add steady-150000 $all - "--batch 100 --consumers 4 --payload 100 --rate 150000"
     add b100-c4-p100 deliver exactly_once "--batch 100 --consumers 4 --payload 100"
     add b100-c4-p100 deliver at_most_once "--batch 100 --consumers 4 --payload 100"
 else
@@ -195,6 +197,8 @@ else
         done
     done
     add steady-2000 $all - "--batch 1 --recv-batch 100 --consumers 4 --payload 100 --rate 2000"
+    # the target load: latency is only meaningful when nobody is swamped
+    add steady-150000 $all - "--batch 100 --consumers 4 --payload 100 --rate 150000"
     for g in exactly_once at_most_once; do
         add b100-c4-p100 deliver $g "--batch 100 --consumers 4 --payload 100"
         add b1-c4-p100 deliver $g "--batch 1 --recv-batch 100 --consumers 4 --payload 100"
@@ -382,7 +386,7 @@ write_report() {
         echo "holding xmin open for the whole run; soak-N = paced long run."
         echo
         if has_system deliver; then
-            local d dp dt de d1 p1 ds
+            local d dp dt de d1 p1 ds dr
             d=$(result_of deliver b100-c4-p100 at_least_once)
             dp=$(ratio "$(field "$d" acked_per_s)" "$(field "$(result_of pgq b100-c4-p100 at_least_once)" acked_per_s)")
             dt=$(ratio "$(field "$d" acked_per_s)" "$(field "$(result_of textbook b100-c4-p100 at_least_once)" acked_per_s)")
@@ -390,12 +394,14 @@ write_report() {
             d1=$(field "$(result_of deliver b1-c4-p100 at_least_once)" acked_per_s)
             p1=$(field "$(result_of pgq b1-c4-p100 at_least_once)" acked_per_s)
             ds=$(result_of deliver steady-2000 at_least_once)
+            dr=$(result_of deliver steady-150000 at_least_once)
             echo "## Targets (design.md, Performance)"
             echo
             echo "| target | measured | |"
             echo "| --- | ---: | --- |"
-            check "at-least-once b100-c4: >= 150,000 msgs/s" "$(field "$d" acked_per_s)" ">=" 150000
-            check "at-least-once b100-c4: p99 < 50 ms" "$(field "$d" p99_ms)" "<" 50
+            check "at-least-once b100-c4 flat out: >= 150,000 msgs/s" "$(field "$d" acked_per_s)" ">=" 150000
+            check "at-least-once, 150,000 msgs/s offered (b100-c4): acked >= 99% of it" "$(field "$dr" acked_per_s)" ">=" 148500
+            check "at-least-once, 150,000 msgs/s offered (b100-c4): p99 < 50 ms" "$(field "$dr" p99_ms)" "<" 50
             check "at-least-once b100-c4: >= 1.2x PgQ" "$dp" ">=" 1.2
             check "at-least-once b100-c4: >= 3.5x textbook" "$dt" ">=" 3.5
             check "exactly-once b100-c4: >= 100,000 msgs/s" "$(field "$de" acked_per_s)" ">=" 100000

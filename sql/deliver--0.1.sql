@@ -143,8 +143,9 @@ CREATE FUNCTION deliver.extend_lease(
 RETURNS timestamptz
     AS 'MODULE_PATHNAME', 'deliver_extend_lease' LANGUAGE C VOLATILE;
 
--- Write every group's restart point; return the oldest one's xmin.
-CREATE FUNCTION deliver._checkpoint_groups(queue_id int) RETURNS xid8
+-- Write every group's restart point; say which closed segments (given by
+-- their closed_xmax) hold only finished messages.
+CREATE FUNCTION deliver._checkpoint_groups(queue_id int, closed_xmax xid8[]) RETURNS boolean[]
     AS 'MODULE_PATHNAME', 'deliver_checkpoint_groups' LANGUAGE C VOLATILE STRICT;
 
 -- Move delayed messages that came due into the active segment.
@@ -569,8 +570,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     q       deliver.queue;
-    horizon xid8;
-    s       record;
+    segs    int[];
+    xmaxes  xid8[];
+    ok      boolean[];
+    i       int;
     act     deliver.segment;
     nxt     deliver.segment;
     every   interval := current_setting('deliver.rotation_interval')::interval;
@@ -593,20 +596,23 @@ BEGIN
                                      changed_at = now()
          WHERE x.queue_id = q.queue_id AND x.state = 'closing';
 
-        -- A closed segment whose writers are all behind every group's
-        -- restart point holds only finished messages: truncate it with its
-        -- done table (each group's restart point was just written anew).
-        horizon := deliver._checkpoint_groups(q.queue_id);
-        FOR s IN SELECT x.seg FROM deliver.segment x
-                  WHERE x.queue_id = q.queue_id AND x.state = 'closed'
-                    AND x.closed_xmax <= horizon ORDER BY x.seg LOOP
+        -- A closed segment that holds only finished messages for every
+        -- group is truncated with its done table (each group's restart
+        -- point was just written anew; see _checkpoint_groups).
+        SELECT coalesce(array_agg(x.seg ORDER BY x.seg), '{}'),
+               coalesce(array_agg(x.closed_xmax ORDER BY x.seg), '{}')
+          INTO segs, xmaxes
+          FROM deliver.segment x WHERE x.queue_id = q.queue_id AND x.state = 'closed';
+        ok := deliver._checkpoint_groups(q.queue_id, xmaxes);
+        FOR i IN 1 .. coalesce(array_length(segs, 1), 0) LOOP
+            CONTINUE WHEN NOT ok[i];
             BEGIN
                 PERFORM set_config('lock_timeout', current_setting('deliver.maintenance_lock_timeout'), true);
                 EXECUTE format('TRUNCATE deliver.%I, deliver.%I',
-                               format('q%s_s%s', q.queue_id, s.seg),
-                               format('q%s_done%s', q.queue_id, s.seg));
+                               format('q%s_s%s', q.queue_id, segs[i]),
+                               format('q%s_done%s', q.queue_id, segs[i]));
                 UPDATE deliver.segment x SET state = 'empty', closed_xmax = NULL, changed_at = now()
-                 WHERE x.queue_id = q.queue_id AND x.seg = s.seg;
+                 WHERE x.queue_id = q.queue_id AND x.seg = segs[i];
                 truncated := truncated + 1;
             EXCEPTION WHEN lock_not_available THEN
                 NULL;           -- busy: next time
@@ -739,6 +745,6 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver.drop_consumer_group(text, text),
                            deliver.grant_queue(text, text, text), deliver.revoke_queue(text, text),
                            deliver.redrive(text, bigint[], text), deliver.maintain(text),
-                           deliver._checkpoint_groups(int), deliver._move_due(text),
+                           deliver._checkpoint_groups(int, xid8[]), deliver._move_due(text),
                            deliver._catalog_changed(int, text, int), deliver._requeue(int, int, timestamptz, text, jsonb, jsonb)
     FROM PUBLIC;

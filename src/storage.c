@@ -18,6 +18,13 @@
 #include "utils/lsyscache.h"
 #include "utils/xid8.h"
 #include "access/table.h"
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/tableam.h"
+#include "executor/tuptable.h"
+#include "utils/fmgroids.h"
+#include "utils/snapmgr.h"
+#include "utils/array.h"
 #include "fmgr.h"
 
 /*
@@ -183,25 +190,74 @@ PG_FUNCTION_INFO_V1(deliver_checkpoint_groups);
 PG_FUNCTION_INFO_V1(deliver_next_xid);
 
 /*
- * deliver._checkpoint_groups(queue_id) returns xid8: write each consumer
- * group's current restart point into the active done table (so older done
- * tables are no longer needed to resume), and return the oldest restart
- * point's xmin: every message of a transaction below it is finished for
- * every group.
+ * Does any segment of the queue hold a row (committed or not) of this
+ * transaction?  An index probe per segment.
+ */
+static bool
+txid_has_rows(QueueInfo *q, uint64 txid)
+{
+	int			seg;
+	bool		found = false;
+
+	for (seg = 0; seg < q->nsegments && !found; seg++)
+	{
+		Relation	heap = table_open(q->seg_rel[seg], AccessShareLock);
+		Relation	index = index_open(q->seg_idx[seg], AccessShareLock);
+		ScanKeyData key;
+		IndexScanDesc scan;
+		TupleTableSlot *slot = table_slot_create(heap, NULL);
+
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_XID8EQ,
+					FullTransactionIdGetDatum(FullTransactionIdFromU64(txid)));
+		scan = index_beginscan(heap, index, SnapshotAny, 1, 0);
+		index_rescan(scan, &key, 1, NULL, 0);
+		found = index_getnext_slot(scan, ForwardScanDirection, slot);
+		index_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+		index_close(index, AccessShareLock);
+		table_close(heap, AccessShareLock);
+	}
+	return found;
+}
+
+/*
+ * deliver._checkpoint_groups(queue_id, closed_xmax xid8[]) returns bool[]:
+ * write each consumer group's current restart point into the active done
+ * table (so older done tables are not needed to resume), and say for each
+ * closed segment (all of whose writers have xids below its closed_xmax X)
+ * whether it holds only finished messages for every group, so that it can
+ * be truncated with its done table.
+ *
+ * That is so when each group's restart point D has D.xmax >= X and no
+ * transaction below X that D saw running has rows in any segment: every
+ * message below X is then behind every restart point, and no done record
+ * written below X is needed to resume.  A transaction that never sends to
+ * the queue (one merely holding xmin, say) does not hold reclamation back.
  */
 Datum
 deliver_checkpoint_groups(PG_FUNCTION_ARGS)
 {
 	QueueInfo  *q;
 	DSnap	   *done;
-	uint64		horizon;
 	Relation	rels[DELIVER_MAX_SEGMENTS];
+	ArrayType  *closed_a = PG_GETARG_ARRAYTYPE_P(1);
+	Datum	   *closed;
+	bool	   *closed_nulls;
+	int			nclosed;
+	bool	   *ok;
+	Datum	   *result;
 	int			i;
+	int			k;
+
+	deconstruct_array(closed_a, XID8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &closed, &closed_nulls, &nclosed);
+	ok = palloc(sizeof(bool) * Max(nclosed, 1));
+	for (k = 0; k < nclosed; k++)
+		ok[k] = !closed_nulls[k];
 
 	SPI_connect();
 	q = queue_lookup_by_id(PG_GETARG_INT32(0));
 	done = palloc(deliver_snap_size);
-	horizon = dsnap_next_txid();
 	/* table locks before group locks (recovery reads the done tables) */
 	for (i = 0; i < q->nsegments; i++)
 		rels[i] = table_open(q->done_rel[i], AccessShareLock);
@@ -209,17 +265,41 @@ deliver_checkpoint_groups(PG_FUNCTION_ARGS)
 	{
 		int			gidx;
 		GroupShared *gs = group_lock(q, q->groups[i].group_id, &gidx);
+		uint32		x;
 
 		group_done_snapshot(gs, gidx, done);
 		LWLockRelease(&gs->lock);
 		done_write(q, q->groups[i].group_id, DONE_CHECKPOINT, NULL, 0, done);
-		if (done->xmin < horizon)
-			horizon = done->xmin;
+
+		for (k = 0; k < nclosed; k++)
+		{
+			uint64		xmax = U64FromFullTransactionId(DatumGetFullTransactionId(closed[k]));
+
+			if (!ok[k])
+				continue;
+			if (done->xmax < xmax)
+			{
+				ok[k] = false;
+				continue;
+			}
+			for (x = 0; x < done->nxip && done->xip[x] < xmax; x++)
+			{
+				if (txid_has_rows(q, done->xip[x]))
+				{
+					ok[k] = false;
+					break;
+				}
+			}
+		}
 	}
 	for (i = 0; i < q->nsegments; i++)
 		table_close(rels[i], AccessShareLock);
 	SPI_finish();
-	PG_RETURN_FULLTRANSACTIONID(FullTransactionIdFromU64(horizon));
+
+	result = palloc(sizeof(Datum) * Max(nclosed, 1));
+	for (k = 0; k < nclosed; k++)
+		result[k] = BoolGetDatum(ok[k]);
+	PG_RETURN_ARRAYTYPE_P(construct_array(result, nclosed, BOOLOID, 1, true, TYPALIGN_CHAR));
 }
 
 /*
