@@ -608,9 +608,10 @@ BEGIN
             CONTINUE WHEN NOT ok[i];
             BEGIN
                 PERFORM set_config('lock_timeout', current_setting('deliver.maintenance_lock_timeout'), true);
+                -- done table first: the lock order of receive (no deadlock)
                 EXECUTE format('TRUNCATE deliver.%I, deliver.%I',
-                               format('q%s_s%s', q.queue_id, segs[i]),
-                               format('q%s_done%s', q.queue_id, segs[i]));
+                               format('q%s_done%s', q.queue_id, segs[i]),
+                               format('q%s_s%s', q.queue_id, segs[i]));
                 UPDATE deliver.segment x SET state = 'empty', closed_xmax = NULL, changed_at = now()
                  WHERE x.queue_id = q.queue_id AND x.seg = segs[i];
                 truncated := truncated + 1;

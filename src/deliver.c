@@ -25,7 +25,7 @@ int			deliver_max_payload = 1024 * 1024;
 int			deliver_max_batch = 10000;
 int			deliver_checkpoint_interval_ms = 1000;
 int			deliver_rotation_interval_ms = 10000;
-int			deliver_maintenance_lock_timeout_ms = 1000;
+int			deliver_maintenance_lock_timeout_ms = 200;
 
 int			deliver_snap_xip_max;
 Size		deliver_snap_size;
@@ -360,7 +360,7 @@ _PG_init(void)
 							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("deliver.maintenance_lock_timeout",
 							"How long deliver.maintain() waits for the lock to truncate a segment before it tries again later.",
-							NULL, &deliver_maintenance_lock_timeout_ms, 1000, 1, 3600 * 1000,
+							NULL, &deliver_maintenance_lock_timeout_ms, 200, 1, 3600 * 1000,
 							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("deliver.checkpoint_interval",
 							"How often a consumer group records a new restart point.",

@@ -90,7 +90,9 @@ typedef struct ScanCtx
 
 /*
  * Lock and open the queue's tables; every table lock is taken before the
- * group's lock (recovery reads the done tables under it).
+ * group's lock (recovery reads the done tables under it).  The order, per
+ * segment done table then segment then index, is the one maintain()'s
+ * TRUNCATE takes too.
  */
 static void
 scan_open(ScanCtx *c)
