@@ -156,7 +156,6 @@ deliver_shmem_startup(void)
 		}
 		deliver_shared->free_head = 0;
 		deliver_shared->free_tail = deliver_max_leases - 1;
-		deliver_shared->free_count = deliver_max_leases;
 	}
 	LWLockRelease(AddinShmemInitLock);
 	LWLockRegisterTranche(deliver_groups[0].lock.tranche, "deliver_group");

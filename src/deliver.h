@@ -14,7 +14,8 @@
  * - Leases live in shared memory (LeaseSlot).  Losing them in a crash only
  *   means redelivery.
  * - Finishing a message (ack, at-most-once consumption, dead-letter move) is
- *   durable: one row per call in deliver.q<id>_done holding the ids and the
+ *   durable: one row per call in the queue's done table (deliver.q<id>_done<n>,
+ *   one per segment, truncated with it) holding the ids and the
  *   group's restart point (a snapshot behind which every message is
  *   finished).  After a restart a group resumes from its latest restart
  *   point and skips the messages the done rows name.
@@ -40,7 +41,7 @@
 #define G_AT_LEAST_ONCE	1
 #define G_EXACTLY_ONCE	2
 
-/* kinds of finish records in q<id>_done */
+/* kinds of finish records in the done tables (q<id>_done<n>) */
 #define DONE_ACK		'a'
 #define DONE_CONSUMED	'c'
 #define DONE_DEAD		'd'
@@ -176,7 +177,6 @@ typedef struct DeliverShared
 	uint32		epoch;
 	int32		free_head;
 	int32		free_tail;
-	int64		free_count;
 } DeliverShared;
 
 extern DeliverShared *deliver_shared;

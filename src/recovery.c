@@ -3,7 +3,7 @@
  *		Rebuild a consumer group's cursor from its durable state.
  *
  * After a restart (or a purge) a group has no shared state.  Its finish
- * records (deliver.q<id>_done) say where to resume: the newest restart
+ * records (deliver.q<id>_done<n>) say where to resume: the newest restart
  * point among committed records, or the group's start snapshot.  Messages
  * past that point that a record names are skipped when the cursor meets
  * them; those named by a record of a transaction still prepared are held

@@ -34,7 +34,6 @@ slot_alloc(void)
 			deliver_slots[s->next].prev = -1;
 		else
 			deliver_shared->free_tail = -1;
-		deliver_shared->free_count--;
 	}
 	LWLockRelease(deliver_shared->slot_lock);
 	if (idx >= 0)
@@ -66,7 +65,6 @@ slot_free(int32 idx)
 	else
 		deliver_shared->free_head = idx;
 	deliver_shared->free_tail = idx;
-	deliver_shared->free_count++;
 	LWLockRelease(deliver_shared->slot_lock);
 }
 

@@ -68,24 +68,28 @@ ref_add(RefArray *a)
 	return (char *) a->items + (a->n++) * a->itemsize;
 }
 
-void
-xact_note_leased(int32 slot_idx, uint64 delivery_id)
+static void
+note_slot(RefArray *a, int32 slot_idx, uint64 delivery_id)
 {
-	SlotRef    *r = ref_add(&leased_refs);
+	SlotRef    *r = ref_add(a);
 
 	r->slot = slot_idx;
 	r->delivery_id = delivery_id;
 	r->subid = GetCurrentSubTransactionId();
 }
 
+/* a lease taken by this transaction: released at once if it rolls back */
+void
+xact_note_leased(int32 slot_idx, uint64 delivery_id)
+{
+	note_slot(&leased_refs, slot_idx, delivery_id);
+}
+
+/* an ack or dead-letter move: finishes the message when this commits */
 void
 xact_note_finish(int32 slot_idx, uint64 delivery_id)
 {
-	SlotRef    *r = ref_add(&finish_refs);
-
-	r->slot = slot_idx;
-	r->delivery_id = delivery_id;
-	r->subid = GetCurrentSubTransactionId();
+	note_slot(&finish_refs, slot_idx, delivery_id);
 }
 
 void
