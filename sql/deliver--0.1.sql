@@ -34,6 +34,9 @@ CREATE TABLE deliver.queue (
     created_snapshot    pg_snapshot NOT NULL,
     created_at          timestamptz NOT NULL DEFAULT now()
 );
+-- The push output plugin (logical decoding) reads queue and group names
+-- through its historic snapshot, which needs user catalog tables.
+ALTER TABLE deliver.queue SET (user_catalog_table = true);
 
 -- The segments of each queue: one 'active' takes new messages; 'closing'
 -- was switched away from; 'closed' knows the xid below which all its
@@ -43,6 +46,9 @@ CREATE TABLE deliver.segment (
     seg         int NOT NULL,
     state       text NOT NULL CHECK (state IN ('active', 'closing', 'closed', 'empty')),
     closed_xmax xid8,
+    -- a WAL position after the commit of every writer of a closed segment
+    -- (set once they all finished): push slots must confirm past it
+    closed_lsn  pg_lsn,
     changed_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (queue_id, seg)
 );
@@ -56,6 +62,17 @@ CREATE TABLE deliver.consumer_group (
     created_at      timestamptz NOT NULL DEFAULT now(),
     UNIQUE (queue_id, group_name)
 );
+ALTER TABLE deliver.consumer_group SET (user_catalog_table = true);
+
+-- Push subscriptions: a logical replication slot with plugin deliver (named
+-- like the subscription) streams the queue's messages; its confirmed LSN is
+-- the subscription's durable position.
+CREATE TABLE deliver.push_subscription (
+    subscription_name text PRIMARY KEY,
+    queue_id          int NOT NULL REFERENCES deliver.queue,
+    consumer_group    text,
+    created_at        timestamptz NOT NULL DEFAULT now()
+);
 
 -- pg_dump keeps the catalog rows (the queues' tables are not members)
 SELECT pg_catalog.pg_extension_config_dump('deliver.queue', '');
@@ -63,9 +80,11 @@ SELECT pg_catalog.pg_extension_config_dump('deliver.queue_queue_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('deliver.consumer_group', '');
 SELECT pg_catalog.pg_extension_config_dump('deliver.segment', '');
 SELECT pg_catalog.pg_extension_config_dump('deliver.consumer_group_group_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('deliver.push_subscription', '');
 
 GRANT USAGE ON SCHEMA deliver TO PUBLIC;
-GRANT SELECT ON deliver.queue, deliver.consumer_group, deliver.segment TO PUBLIC;
+GRANT SELECT ON deliver.queue, deliver.consumer_group, deliver.segment,
+                deliver.push_subscription TO PUBLIC;
 
 --
 -- C entry points
@@ -369,6 +388,11 @@ DECLARE
     q deliver.queue := deliver._queue(queue_name);
     t text;
 BEGIN
+    IF EXISTS (SELECT 1 FROM deliver.push_subscription p WHERE p.queue_id = q.queue_id) THEN
+        RAISE EXCEPTION 'queue "%" has push subscriptions', q.queue_name
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  HINT = 'Drop them first with deliver.drop_push_subscription().';
+    END IF;
     PERFORM deliver._catalog_changed(q.queue_id, 'forget');
     FOREACH t IN ARRAY deliver._queue_tables(q) LOOP
         EXECUTE format('DROP TABLE deliver.%I', t);
@@ -400,7 +424,7 @@ BEGIN
      WHERE queue_id = q.queue_id;
     UPDATE deliver.segment
        SET state = CASE WHEN seg = 0 THEN 'active' ELSE 'empty' END,
-           closed_xmax = NULL, changed_at = now()
+           closed_xmax = NULL, closed_lsn = NULL, changed_at = now()
      WHERE queue_id = q.queue_id;
     PERFORM deliver._catalog_changed(q.queue_id, 'reset');
     RETURN n;
@@ -572,6 +596,7 @@ DECLARE
     q       deliver.queue;
     segs    int[];
     xmaxes  xid8[];
+    lsns    pg_lsn[];
     ok      boolean[];
     i       int;
     act     deliver.segment;
@@ -596,23 +621,37 @@ BEGIN
                                      changed_at = now()
          WHERE x.queue_id = q.queue_id AND x.state = 'closing';
 
+        -- Once no transaction below closed_xmax runs, every commit that
+        -- wrote to the segment lies before the current WAL insert position.
+        UPDATE deliver.segment x SET closed_lsn = pg_current_wal_insert_lsn()
+         WHERE x.queue_id = q.queue_id AND x.state = 'closed' AND x.closed_lsn IS NULL
+           AND pg_snapshot_xmin(pg_current_snapshot()) >= x.closed_xmax;
+
         -- A closed segment that holds only finished messages for every
         -- group is truncated with its done table (each group's restart
-        -- point was just written anew; see _checkpoint_groups).
+        -- point was just written anew; see _checkpoint_groups), once every
+        -- push slot (plugin deliver) of this database confirmed past it.
         SELECT coalesce(array_agg(x.seg ORDER BY x.seg), '{}'),
-               coalesce(array_agg(x.closed_xmax ORDER BY x.seg), '{}')
-          INTO segs, xmaxes
+               coalesce(array_agg(x.closed_xmax ORDER BY x.seg), '{}'),
+               coalesce(array_agg(x.closed_lsn ORDER BY x.seg), '{}')
+          INTO segs, xmaxes, lsns
           FROM deliver.segment x WHERE x.queue_id = q.queue_id AND x.state = 'closed';
         ok := deliver._checkpoint_groups(q.queue_id, xmaxes);
         FOR i IN 1 .. coalesce(array_length(segs, 1), 0) LOOP
             CONTINUE WHEN NOT ok[i];
+            CONTINUE WHEN EXISTS (
+                SELECT 1 FROM pg_replication_slots r
+                 WHERE r.plugin = 'deliver' AND r.database = current_database()
+                   AND (lsns[i] IS NULL OR r.confirmed_flush_lsn IS NULL
+                        OR r.confirmed_flush_lsn < lsns[i]));
             BEGIN
                 PERFORM set_config('lock_timeout', current_setting('deliver.maintenance_lock_timeout'), true);
                 -- done table first: the lock order of receive (no deadlock)
                 EXECUTE format('TRUNCATE deliver.%I, deliver.%I',
                                format('q%s_done%s', q.queue_id, segs[i]),
                                format('q%s_s%s', q.queue_id, segs[i]));
-                UPDATE deliver.segment x SET state = 'empty', closed_xmax = NULL, changed_at = now()
+                UPDATE deliver.segment x SET state = 'empty', closed_xmax = NULL, closed_lsn = NULL,
+                                             changed_at = now()
                  WHERE x.queue_id = q.queue_id AND x.seg = segs[i];
                 truncated := truncated + 1;
             EXCEPTION WHEN lock_not_available THEN
@@ -740,12 +779,116 @@ BEGIN
     END LOOP;
 END $$;
 
+--
+-- Push subscriptions
+--
+
+-- Create a push subscription: a logical replication slot named
+-- subscription_name with plugin deliver, streaming the queue's messages
+-- committed from now on.  Returns the slot's starting LSN.
+CREATE FUNCTION deliver.create_push_subscription(queue_name text, subscription_name text,
+                                                 consumer_group text DEFAULT NULL)
+RETURNS pg_lsn
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q   deliver.queue := deliver._queue(queue_name);
+    lsn pg_lsn;
+BEGIN
+    IF subscription_name IS NULL THEN
+        RAISE EXCEPTION 'subscription name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF subscription_name !~ '^[a-z0-9_]{1,63}$' THEN
+        RAISE EXCEPTION 'invalid subscription name "%"', left(subscription_name, 80)
+            USING ERRCODE = 'invalid_name',
+                  DETAIL = 'A subscription names its replication slot: 1 to 63 lower-case letters, digits and "_".';
+    END IF;
+    IF consumer_group IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM deliver.consumer_group g
+         WHERE g.queue_id = q.queue_id AND g.group_name = create_push_subscription.consumer_group) THEN
+        RAISE EXCEPTION 'consumer group "%" does not exist on queue "%"', left(consumer_group, 80), q.queue_name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF EXISTS (SELECT 1 FROM deliver.push_subscription p
+                WHERE p.subscription_name = create_push_subscription.subscription_name)
+       OR EXISTS (SELECT 1 FROM pg_replication_slots r
+                   WHERE r.slot_name = create_push_subscription.subscription_name) THEN
+        RAISE EXCEPTION 'push subscription or replication slot "%" already exists', subscription_name
+            USING ERRCODE = 'duplicate_object';
+    END IF;
+    -- the slot first: a logical slot cannot be created after this
+    -- transaction wrote anything
+    SELECT s.lsn INTO lsn
+      FROM pg_create_logical_replication_slot(subscription_name, 'deliver') AS s;
+    INSERT INTO deliver.push_subscription (subscription_name, queue_id, consumer_group)
+    VALUES (subscription_name, q.queue_id, consumer_group);
+    RETURN lsn;
+END $$;
+
+CREATE FUNCTION deliver.drop_push_subscription(subscription_name text)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM deliver.push_subscription p
+     WHERE p.subscription_name = drop_push_subscription.subscription_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'push subscription "%" does not exist', left(subscription_name, 80)
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_replication_slots r
+                WHERE r.slot_name = drop_push_subscription.subscription_name) THEN
+        PERFORM pg_drop_replication_slot(subscription_name);
+    END IF;
+    RETURN true;
+END $$;
+
+-- The push subscriptions, with the plugin options a client passes to
+-- START_REPLICATION and each slot's position.
+CREATE FUNCTION deliver.list_push_subscriptions()
+RETURNS TABLE (subscription_name text, queue_name text, consumer_group text,
+               slot_options text, active boolean, confirmed_lsn pg_lsn,
+               created_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.subscription_name, q.queue_name, p.consumer_group,
+           format('queues %s', quote_literal(q.queue_name))
+             || coalesce(format(', consumer_group %s', quote_literal(p.consumer_group)), ''),
+           coalesce(r.active, false), r.confirmed_flush_lsn, p.created_at
+      FROM deliver.push_subscription p
+      JOIN deliver.queue q USING (queue_id)
+      LEFT JOIN pg_replication_slots r ON r.slot_name = p.subscription_name
+     ORDER BY p.subscription_name
+$$;
+
+-- How far each push subscription is behind: WAL bytes between the slot's
+-- confirmed position and the current WAL insert position.
+CREATE FUNCTION deliver.push_metrics()
+RETURNS TABLE (subscription_name text, queue_name text, active boolean,
+               confirmed_lsn pg_lsn, lag_bytes numeric, retained_wal_bytes numeric)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.subscription_name, q.queue_name, coalesce(r.active, false), r.confirmed_flush_lsn,
+           pg_wal_lsn_diff(pg_current_wal_insert_lsn(), r.confirmed_flush_lsn),
+           pg_wal_lsn_diff(pg_current_wal_insert_lsn(), r.restart_lsn)
+      FROM deliver.push_subscription p
+      JOIN deliver.queue q USING (queue_id)
+      LEFT JOIN pg_replication_slots r ON r.slot_name = p.subscription_name
+     ORDER BY p.subscription_name
+$$;
+
 REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval),
                            deliver.drop_queue(text), deliver.purge_queue(text),
                            deliver.create_consumer_group(text, text, text),
                            deliver.drop_consumer_group(text, text),
                            deliver.grant_queue(text, text, text), deliver.revoke_queue(text, text),
                            deliver.redrive(text, bigint[], text), deliver.maintain(text),
+                           deliver.create_push_subscription(text, text, text),
+                           deliver.drop_push_subscription(text),
                            deliver._checkpoint_groups(int, xid8[]), deliver._move_due(text),
                            deliver._catalog_changed(int, text, int), deliver._requeue(int, int, timestamptz, text, jsonb, jsonb)
     FROM PUBLIC;

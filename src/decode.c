@@ -1,0 +1,528 @@
+/*
+ * decode.c
+ *		The "deliver" logical decoding output plugin: push delivery.
+ *
+ * A slot created with plugin "deliver" streams the messages committed to
+ * deliver's queues, in commit order, and nothing else: of all the changes in
+ * the WAL it keeps the inserts into the segment tables deliver.q<id>_s<n>.
+ * A message enters a segment once, when it is sent (or, for a delayed
+ * message, when it comes due and is moved there), so each message is
+ * emitted once, at the commit of the transaction that made it available.
+ *
+ * The queue name of a segment is read from deliver.queue through the
+ * decoding session's historic catalog snapshot; deliver.queue and
+ * deliver.consumer_group are user catalog tables (user_catalog_table = true)
+ * for that reason.  Names are cached per decoding session (queue and group
+ * ids are never reused).
+ *
+ * Options (all optional):
+ *   queues          comma-separated queue names (default: every queue)
+ *   consumer_group  a message stored for one consumer group only (a
+ *                   redrive, a delayed message that came due after a newer
+ *                   group was created) is emitted when it is this group's;
+ *                   without the option each such message is emitted once
+ *   format          json (default: one JSON object per message) or binary
+ *   include_commit  true: after each transaction that emitted messages, a
+ *                   commit record (JSON: {"commit_lsn":..,"messages":n})
+ *
+ * The binary layout is documented in README.md ("Push").
+ */
+#include "deliver.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "datatype/timestamp.h"
+#include "libpq/pqformat.h"
+#include "replication/logical.h"
+#include "replication/output_plugin.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/rel.h"
+
+/* columns of a segment table */
+#define SEG_NATTS			7
+#define SEG_MESSAGE_ID		1	/* 0-based positions */
+#define SEG_TARGET_GROUP	2
+#define SEG_ENQUEUED_AT		3
+#define SEG_ORDERING_KEY	4
+#define SEG_HEADERS			5
+#define SEG_PAYLOAD			6
+
+typedef struct DecodeQueue
+{
+	int32		queue_id;		/* hash key */
+	bool		wanted;
+	char		name[NAMEDATALEN];
+} DecodeQueue;
+
+typedef struct DecodeGroup
+{
+	int32		group_id;		/* hash key */
+	bool		matches;		/* named like the consumer_group option */
+} DecodeGroup;
+
+typedef struct DecodeData
+{
+	MemoryContext context;		/* reset after each message */
+	List	   *queues;			/* names (char *); NIL: every queue */
+	char	   *group;			/* consumer_group option, or NULL */
+	bool		binary;
+	bool		include_commit;
+	Oid			nsp;			/* schema deliver, once known */
+	HTAB	   *queue_cache;
+	HTAB	   *group_cache;
+	/* the transaction being decoded */
+	int64		emitted;
+	int64		last_targeted_id;	/* dedup of per-group copies */
+} DecodeData;
+
+extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
+static void dec_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init);
+static void dec_shutdown(LogicalDecodingContext *ctx);
+static void dec_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn);
+static void dec_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn);
+static void dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+					   Relation relation, ReorderBufferChange *change);
+
+void
+_PG_output_plugin_init(OutputPluginCallbacks *cb)
+{
+	cb->startup_cb = dec_startup;
+	cb->begin_cb = dec_begin;
+	cb->change_cb = dec_change;
+	cb->commit_cb = dec_commit;
+	cb->shutdown_cb = dec_shutdown;
+	/* truncate, message and streaming callbacks: not needed */
+}
+
+static bool
+option_bool(DefElem *elem)
+{
+	bool		v;
+
+	if (elem->arg == NULL)
+		return true;
+	if (!parse_bool(strVal(elem->arg), &v))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("deliver: option \"%s\" needs a boolean value, not \"%s\"",
+						elem->defname, strVal(elem->arg))));
+	return v;
+}
+
+static char *
+option_string(DefElem *elem)
+{
+	if (elem->arg == NULL || strVal(elem->arg)[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("deliver: option \"%s\" needs a value", elem->defname)));
+	return strVal(elem->arg);
+}
+
+static void
+dec_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
+{
+	DecodeData *data = palloc0(sizeof(DecodeData));
+	ListCell   *lc;
+	HASHCTL		ctl;
+
+	data->context = AllocSetContextCreate(ctx->context, "deliver decoding",
+										  ALLOCSET_DEFAULT_SIZES);
+	foreach(lc, ctx->output_plugin_options)
+	{
+		DefElem    *elem = lfirst(lc);
+
+		Assert(elem->arg == NULL || IsA(elem->arg, String));
+		if (strcmp(elem->defname, "queues") == 0 || strcmp(elem->defname, "queue") == 0)
+		{
+			char	   *s = pstrdup(option_string(elem));
+			char	   *tok;
+			char	   *save = NULL;
+
+			for (tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+			{
+				while (*tok == ' ')
+					tok++;
+				for (char *e = tok + strlen(tok); e > tok && e[-1] == ' ';)
+					*--e = '\0';
+				if (*tok == '\0')
+					continue;
+				if (strlen(tok) >= NAMEDATALEN)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("deliver: queue name \"%.80s\" is too long", tok)));
+				data->queues = lappend(data->queues, tok);
+			}
+			if (data->queues == NIL)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("deliver: option \"queues\" names no queue")));
+		}
+		else if (strcmp(elem->defname, "consumer_group") == 0)
+			data->group = pstrdup(option_string(elem));
+		else if (strcmp(elem->defname, "format") == 0)
+		{
+			char	   *f = option_string(elem);
+
+			if (strcmp(f, "json") == 0)
+				data->binary = false;
+			else if (strcmp(f, "binary") == 0)
+				data->binary = true;
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("deliver: unknown format \"%s\"", f),
+						 errhint("Use format json or binary.")));
+		}
+		else if (strcmp(elem->defname, "include_commit") == 0)
+			data->include_commit = option_bool(elem);
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("deliver: option \"%s\" = \"%s\" is unknown",
+							elem->defname, elem->arg ? strVal(elem->arg) : "(null)"),
+					 errhint("The options are queues, consumer_group, format and include_commit.")));
+	}
+	opt->output_type = data->binary ? OUTPUT_PLUGIN_BINARY_OUTPUT
+		: OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
+	opt->receive_rewrites = false;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(int32);
+	ctl.entrysize = sizeof(DecodeQueue);
+	ctl.hcxt = ctx->context;
+	data->queue_cache = hash_create("deliver decoding queues", 64, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctl.entrysize = sizeof(DecodeGroup);
+	data->group_cache = hash_create("deliver decoding groups", 64, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	data->nsp = InvalidOid;
+	ctx->output_plugin_private = data;
+}
+
+static void
+dec_shutdown(LogicalDecodingContext *ctx)
+{
+	DecodeData *data = ctx->output_plugin_private;
+
+	MemoryContextDelete(data->context);
+}
+
+static void
+dec_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
+{
+	DecodeData *data = ctx->output_plugin_private;
+
+	/* output starts lazily: transactions without messages emit nothing */
+	data->emitted = 0;
+	data->last_targeted_id = -1;
+}
+
+static int64
+unix_usec(TimestampTz t)
+{
+	return t + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC;
+}
+
+static void
+dec_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn)
+{
+	DecodeData *data = ctx->output_plugin_private;
+
+	if (!data->include_commit || data->emitted == 0)
+		return;
+	OutputPluginPrepareWrite(ctx, true);
+	if (data->binary)
+	{
+		pq_sendbyte(ctx->out, 'C');
+		pq_sendint64(ctx->out, txn->end_lsn);
+		pq_sendint64(ctx->out, unix_usec(txn->xact_time.commit_time));
+		pq_sendint32(ctx->out, (uint32) data->emitted);
+	}
+	else
+	{
+		char		lsn[32];
+
+		snprintf(lsn, sizeof(lsn), "%X/%X", LSN_FORMAT_ARGS(txn->end_lsn));
+		appendStringInfo(ctx->out, "{\"commit_lsn\":\"%s\",\"commit_time\":\"%s\",\"messages\":" INT64_FORMAT "}",
+						 lsn,
+						 JsonEncodeDateTime(NULL, TimestampTzGetDatum(txn->xact_time.commit_time),
+											TIMESTAMPTZOID, NULL),
+						 data->emitted);
+	}
+	OutputPluginWrite(ctx, true);
+}
+
+/*
+ * A row of deliver.queue or deliver.consumer_group, read through the
+ * historic snapshot: the text in column name_att of the row whose int4
+ * column 1 equals id, or false.
+ */
+static bool
+catalog_name(Oid nsp, const char *table, int32 id, AttrNumber name_att,
+			 AttrNumber queue_att, int32 *queue_id, char *out)
+{
+	Oid			relid = get_relname_relid(table, nsp);
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	bool		found = false;
+
+	if (!OidIsValid(relid))
+		return false;
+	rel = table_open(relid, AccessShareLock);
+	if (!RelationIsUsedAsCatalogTable(rel))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("deliver: table deliver.%s is not a user catalog table", table),
+				 errhint("Recreate the extension deliver.")));
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, name_att, RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+		{
+			text_to_cstring_buffer(DatumGetTextPP(d), out, NAMEDATALEN);
+			found = true;
+			if (queue_att != InvalidAttrNumber)
+				*queue_id = DatumGetInt32(heap_getattr(tup, queue_att,
+													   RelationGetDescr(rel), &isnull));
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+static void
+cache_clear(HTAB *h)
+{
+	HASH_SEQ_STATUS st;
+	void	   *e;
+
+	hash_seq_init(&st, h);
+	while ((e = hash_seq_search(&st)) != NULL)
+		hash_search(h, e, HASH_REMOVE, NULL);
+}
+
+/*
+ * The queue a relation is a segment of, when the plugin emits its rows;
+ * NULL otherwise.
+ */
+static DecodeQueue *
+segment_queue(DecodeData *data, Relation relation)
+{
+	const char *relname = RelationGetRelationName(relation);
+	int			qid;
+	int			seg;
+	int			len = 0;
+	DecodeQueue *dq;
+	bool		found;
+
+	/* q<id>_s<n>, nothing more */
+	if (relname[0] != 'q' ||
+		sscanf(relname, "q%d_s%d%n", &qid, &seg, &len) != 2 ||
+		relname[len] != '\0' || qid <= 0)
+		return NULL;
+	if (relation->rd_rel->relnamespace != data->nsp)
+	{
+		char	   *nspname = get_namespace_name(relation->rd_rel->relnamespace);
+
+		if (nspname == NULL || strcmp(nspname, "deliver") != 0)
+			return NULL;
+		if (data->nsp != relation->rd_rel->relnamespace)
+		{
+			/* the extension was (re)created: forget what was cached */
+			cache_clear(data->queue_cache);
+			cache_clear(data->group_cache);
+			data->nsp = relation->rd_rel->relnamespace;
+		}
+	}
+
+	dq = hash_search(data->queue_cache, &qid, HASH_ENTER, &found);
+	if (!found)
+	{
+		int32		unused;
+
+		dq->wanted = false;
+		dq->name[0] = '\0';
+		if (catalog_name(data->nsp, "queue", qid, 2, InvalidAttrNumber, &unused, dq->name))
+		{
+			ListCell   *lc;
+
+			if (data->queues == NIL)
+				dq->wanted = true;
+			foreach(lc, data->queues)
+			{
+				if (strcmp((char *) lfirst(lc), dq->name) == 0)
+					dq->wanted = true;
+			}
+		}
+	}
+	return dq->wanted ? dq : NULL;
+}
+
+static bool
+group_matches(DecodeData *data, int32 queue_id, int32 group_id)
+{
+	DecodeGroup *dg;
+	bool		found;
+
+	dg = hash_search(data->group_cache, &group_id, HASH_ENTER, &found);
+	if (!found)
+	{
+		char		name[NAMEDATALEN];
+		int32		gq = 0;
+
+		dg->matches = catalog_name(data->nsp, "consumer_group", group_id, 3, 2, &gq, name) &&
+			gq == queue_id && strcmp(name, data->group) == 0;
+	}
+	return dg->matches;
+}
+
+static void
+json_text_or_null(StringInfo out, Datum d, bool isnull)
+{
+	if (isnull)
+		appendStringInfoString(out, "null");
+	else
+		escape_json(out, TextDatumGetCString(d));
+}
+
+static void
+json_jsonb_or_null(StringInfo out, Datum d, bool isnull)
+{
+	if (isnull)
+		appendStringInfoString(out, "null");
+	else
+	{
+		Jsonb	   *jb = DatumGetJsonbP(d);
+
+		(void) JsonbToCString(out, &jb->root, VARSIZE(jb));
+	}
+}
+
+static void
+bin_text(StringInfo out, const char *s, bool isnull, bool wide)
+{
+	size_t		len = isnull ? 0 : strlen(s);
+
+	if (wide)
+	{
+		pq_sendint32(out, isnull ? 0xFFFFFFFF : (uint32) len);
+	}
+	else
+	{
+		pq_sendint16(out, isnull ? 0xFFFF : (uint16) len);
+	}
+	if (!isnull)
+		appendBinaryStringInfo(out, s, len);
+}
+
+static char *
+jsonb_cstring(Datum d)
+{
+	Jsonb	   *jb = DatumGetJsonbP(d);
+
+	return JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+}
+
+static void
+dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+		   Relation relation, ReorderBufferChange *change)
+{
+	DecodeData *data = ctx->output_plugin_private;
+	DecodeQueue *dq;
+	TupleDesc	desc = RelationGetDescr(relation);
+	HeapTuple	tuple;
+	Datum		values[SEG_NATTS];
+	bool		nulls[SEG_NATTS];
+	MemoryContext old;
+	int64		message_id;
+
+	if (change->action != REORDER_BUFFER_CHANGE_INSERT ||
+		change->data.tp.newtuple == NULL)
+		return;
+	if (relation->rd_rel->relkind != RELKIND_RELATION)
+		return;
+	dq = segment_queue(data, relation);
+	if (dq == NULL)
+		return;
+	if (desc->natts != SEG_NATTS)
+		elog(ERROR, "deliver: segment table \"%s\" has %d columns, expected %d",
+			 RelationGetRelationName(relation), desc->natts, SEG_NATTS);
+
+	old = MemoryContextSwitchTo(data->context);
+	tuple = &change->data.tp.newtuple->tuple;
+	heap_deform_tuple(tuple, desc, values, nulls);
+	message_id = DatumGetInt64(values[SEG_MESSAGE_ID]);
+
+	if (!nulls[SEG_TARGET_GROUP])
+	{
+		/* a copy stored for one group */
+		if (data->group != NULL)
+		{
+			if (!group_matches(data, dq->queue_id, DatumGetInt32(values[SEG_TARGET_GROUP])))
+				goto done;
+		}
+		else if (message_id == data->last_targeted_id)
+			goto done;
+		data->last_targeted_id = message_id;
+	}
+
+	OutputPluginPrepareWrite(ctx, true);
+	if (data->binary)
+	{
+		pq_sendbyte(ctx->out, 'M');
+		pq_sendint64(ctx->out, txn->end_lsn);
+		pq_sendint64(ctx->out, unix_usec(txn->xact_time.commit_time));
+		pq_sendint64(ctx->out, message_id);
+		pq_sendint64(ctx->out, unix_usec(DatumGetTimestampTz(values[SEG_ENQUEUED_AT])));
+		bin_text(ctx->out, dq->name, false, false);
+		bin_text(ctx->out, nulls[SEG_ORDERING_KEY] ? NULL : TextDatumGetCString(values[SEG_ORDERING_KEY]),
+				 nulls[SEG_ORDERING_KEY], false);
+		bin_text(ctx->out, nulls[SEG_HEADERS] ? NULL : jsonb_cstring(values[SEG_HEADERS]),
+				 nulls[SEG_HEADERS], true);
+		bin_text(ctx->out, nulls[SEG_PAYLOAD] ? NULL : jsonb_cstring(values[SEG_PAYLOAD]),
+				 nulls[SEG_PAYLOAD], true);
+	}
+	else
+	{
+		StringInfo	out = ctx->out;
+
+		appendStringInfoString(out, "{\"queue\":");
+		escape_json(out, dq->name);
+		appendStringInfo(out, ",\"message_id\":" INT64_FORMAT ",\"payload\":", message_id);
+		json_jsonb_or_null(out, values[SEG_PAYLOAD], nulls[SEG_PAYLOAD]);
+		appendStringInfoString(out, ",\"headers\":");
+		json_jsonb_or_null(out, values[SEG_HEADERS], nulls[SEG_HEADERS]);
+		appendStringInfoString(out, ",\"ordering_key\":");
+		json_text_or_null(out, values[SEG_ORDERING_KEY], nulls[SEG_ORDERING_KEY]);
+		appendStringInfo(out, ",\"enqueued_at\":\"%s\"",
+						 JsonEncodeDateTime(NULL, values[SEG_ENQUEUED_AT], TIMESTAMPTZOID, NULL));
+		appendStringInfo(out, ",\"commit_lsn\":\"%X/%X\",\"commit_time\":\"%s\"}",
+						 LSN_FORMAT_ARGS(txn->end_lsn),
+						 JsonEncodeDateTime(NULL, TimestampTzGetDatum(txn->xact_time.commit_time),
+											TIMESTAMPTZOID, NULL));
+	}
+	OutputPluginWrite(ctx, true);
+	data->emitted++;
+
+done:
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(data->context);
+}
