@@ -25,6 +25,18 @@ EXTRA_CLEAN  = bench/deliverbench
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# The command-line client (cli/): built, installed and cleaned with the extension.
+all: cli
+install: install-cli
+clean: clean-cli
+.PHONY: cli install-cli clean-cli
+cli:
+	$(MAKE) -C cli PG_CONFIG=$(PG_CONFIG)
+install-cli: cli
+	$(MAKE) -C cli install PG_CONFIG=$(PG_CONFIG)
+clean-cli:
+	$(MAKE) -C cli clean PG_CONFIG=$(PG_CONFIG)
+
 # every object depends on the shared header
 $(OBJS): src/deliver.h
 

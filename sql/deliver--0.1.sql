@@ -856,7 +856,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT p.subscription_name, q.queue_name, p.consumer_group,
            format('queues %s', quote_literal(q.queue_name))
-             || coalesce(format(', consumer_group %s', quote_literal(p.consumer_group)), ''),
+             || CASE WHEN p.consumer_group IS NOT NULL
+                     THEN format(', consumer_group %s', quote_literal(p.consumer_group)) ELSE '' END,
            coalesce(r.active, false), r.confirmed_flush_lsn, p.created_at
       FROM deliver.push_subscription p
       JOIN deliver.queue q USING (queue_id)

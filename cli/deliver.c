@@ -1,0 +1,1170 @@
+/*
+ * deliver - command-line client of the deliver extension.
+ *
+ *   deliver [-d CONNINFO] listen SUBSCRIPTION [options]
+ *   deliver [-d CONNINFO] send QUEUE [PAYLOAD] [options]
+ *   deliver [-d CONNINFO] receive QUEUE [options]
+ *   deliver [-d CONNINFO] ack QUEUE DELIVERY_ID...
+ *   deliver [-d CONNINFO] stats [QUEUE]
+ *
+ * "listen" streams a push subscription over the replication protocol
+ * (START_REPLICATION SLOT ... LOGICAL with the deliver output plugin) and
+ * confirms a transaction's LSN to the server only after its messages were
+ * handled: printed and flushed, passed to a command that exited 0, or applied
+ * in the database together with the subscription's offset.  Unconfirmed
+ * messages come again after a restart or a reconnection (at-least-once);
+ * with --apply they are applied exactly once.
+ *
+ * The connection comes from -d (a conninfo string or URI) and the usual libpq
+ * environment (PGHOST, PGPORT, PGDATABASE, PGUSER, ...).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+/* exit codes */
+#define EXIT_USAGE		2		/* bad arguments */
+#define EXIT_FATAL		3		/* a permanent error: missing slot, privilege */
+
+static const char *conninfo = "";
+static volatile sig_atomic_t stop_requested = 0;
+
+static void
+die(int code, const char *fmt,...)
+{
+	va_list		ap;
+
+	fprintf(stderr, "deliver: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(code);
+}
+
+static void
+note(const char *fmt,...)
+{
+	va_list		ap;
+
+	fprintf(stderr, "deliver: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static int64_t
+now_usec(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (int64_t) tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+static void
+on_signal(int sig)
+{
+	(void) sig;
+	stop_requested = 1;
+}
+
+/* ----------------------------------------------------------------
+ * SQL connections and the SQL subcommands
+ * ---------------------------------------------------------------- */
+
+static PGconn *
+connect_sql(bool replication)
+{
+	const char *keys[] = {"dbname", "replication", "fallback_application_name", NULL};
+	const char *vals[] = {conninfo, replication ? "database" : NULL, "deliver", NULL};
+	PGconn	   *conn;
+
+	if (!replication)
+	{
+		keys[1] = "fallback_application_name";
+		vals[1] = "deliver";
+		keys[2] = NULL;
+	}
+	conn = PQconnectdbParams(keys, vals, 1);
+	return conn;
+}
+
+static PGconn *
+connect_or_die(void)
+{
+	PGconn	   *conn = connect_sql(false);
+
+	if (PQstatus(conn) != CONNECTION_OK)
+		die(EXIT_FAILURE, "could not connect: %s", PQerrorMessage(conn));
+	return conn;
+}
+
+static PGresult *
+exec_or_die(PGconn *conn, const char *sql, int n, const char *const *params)
+{
+	PGresult   *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(res);
+
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+	{
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+		die(EXIT_FAILURE, "%s%s%s", PQresultErrorMessage(res),
+			state ? "SQLSTATE " : "", state ? state : "");
+	}
+	return res;
+}
+
+/* print every row's first column, one per line */
+static void
+print_rows(PGresult *res)
+{
+	for (int i = 0; i < PQntuples(res); i++)
+		printf("%s\n", PQgetvalue(res, i, 0));
+	fflush(stdout);
+}
+
+static int
+cmd_send(int argc, char **argv)
+{
+	static struct option opts[] = {
+		{"headers", required_argument, NULL, 'H'},
+		{"key", required_argument, NULL, 'k'},
+		{"idempotency-key", required_argument, NULL, 'i'},
+		{"delay", required_argument, NULL, 'D'},
+		{NULL, 0, NULL, 0}
+	};
+	const char *headers = NULL,
+			   *key = NULL,
+			   *idem = NULL,
+			   *delay = NULL;
+	int			c;
+	PGconn	   *conn;
+	const char *queue;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "H:k:i:D:", opts, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 'H': headers = optarg; break;
+			case 'k': key = optarg; break;
+			case 'i': idem = optarg; break;
+			case 'D': delay = optarg; break;
+			default: exit(EXIT_USAGE);
+		}
+	}
+	if (optind >= argc)
+		die(EXIT_USAGE, "send: name a queue (deliver send QUEUE [PAYLOAD])");
+	queue = argv[optind++];
+	conn = connect_or_die();
+	if (optind < argc && strcmp(argv[optind], "-") != 0)
+	{
+		const char *p[6] = {queue, argv[optind], headers, key, idem, delay};
+
+		print_rows(exec_or_die(conn, "SELECT deliver.send($1, $2::jsonb, $3::jsonb, $4, $5, $6::interval)", 6, p));
+	}
+	else
+	{
+		/* one message per line of standard input, 1000 per transaction */
+		char	   *line = NULL;
+		size_t		cap = 0;
+		ssize_t		len;
+		char	   *arr = NULL;
+		size_t		alen = 0;
+		int			n = 0;
+		bool		eof = false;
+
+		while (!eof)
+		{
+			len = getline(&line, &cap, stdin);
+			if (len < 0)
+				eof = true;
+			else
+			{
+				while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+					line[--len] = '\0';
+				if (len == 0)
+					continue;
+				/* an array literal of JSON texts: "elem","elem" */
+				arr = realloc(arr, alen + 2 * (size_t) len + 8);
+				if (arr == NULL)
+					die(EXIT_FAILURE, "out of memory");
+				arr[alen++] = n ? ',' : '{';
+				arr[alen++] = '"';
+				for (ssize_t i = 0; i < len; i++)
+				{
+					if (line[i] == '"' || line[i] == '\\')
+						arr[alen++] = '\\';
+					arr[alen++] = line[i];
+				}
+				arr[alen++] = '"';
+				n++;
+			}
+			if (n > 0 && (eof || n == 1000))
+			{
+				const char *p[3] = {queue, arr, delay};
+
+				arr[alen++] = '}';
+				arr[alen] = '\0';
+				print_rows(exec_or_die(conn,
+									   "SELECT unnest(deliver.send_batch($1, $2::jsonb[], delay => $3::interval))",
+									   3, p));
+				alen = 0;
+				n = 0;
+			}
+		}
+		free(line);
+		free(arr);
+	}
+	PQfinish(conn);
+	return 0;
+}
+
+static int
+cmd_receive(int argc, char **argv)
+{
+	static struct option opts[] = {
+		{"max", required_argument, NULL, 'n'},
+		{"wait", required_argument, NULL, 'w'},
+		{"group", required_argument, NULL, 'g'},
+		{"visibility-timeout", required_argument, NULL, 'v'},
+		{"ack", no_argument, NULL, 'a'},
+		{NULL, 0, NULL, 0}
+	};
+	const char *max = "1",
+			   *wait = "0",
+			   *group = "default",
+			   *vt = NULL;
+	bool		ack = false;
+	int			c;
+	PGconn	   *conn;
+	const char *queue;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "n:w:g:v:a", opts, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 'n': max = optarg; break;
+			case 'w': wait = optarg; break;
+			case 'g': group = optarg; break;
+			case 'v': vt = optarg; break;
+			case 'a': ack = true; break;
+			default: exit(EXIT_USAGE);
+		}
+	}
+	if (optind >= argc)
+		die(EXIT_USAGE, "receive: name a queue (deliver receive QUEUE [-n N] [--wait SECONDS])");
+	queue = argv[optind];
+	conn = connect_or_die();
+	{
+		const char *p[6] = {queue, max, vt, wait, group, ack ? "t" : "f"};
+
+		/* with --ack the messages are acked in the transaction that reads them */
+		print_rows(exec_or_die(conn,
+							   "SELECT row_to_json(r)::text FROM deliver.receive($1, $2::int, $3::interval,"
+							   " ($4 || ' seconds')::interval, $5) r"
+							   " WHERE NOT $6::boolean OR deliver.ack($1, r.delivery_id)",
+							   6, p));
+	}
+	PQfinish(conn);
+	return 0;
+}
+
+static int
+cmd_ack(int argc, char **argv)
+{
+	PGconn	   *conn;
+	char	   *arr;
+	size_t		alen = 0;
+
+	if (argc < 3)
+		die(EXIT_USAGE, "ack: deliver ack QUEUE DELIVERY_ID...");
+	arr = malloc(64 * (size_t) argc + 4);
+	arr[alen++] = '{';
+	for (int i = 2; i < argc; i++)
+	{
+		char	   *end;
+
+		(void) strtoll(argv[i], &end, 10);
+		if (*argv[i] == '\0' || *end != '\0')
+			die(EXIT_USAGE, "ack: \"%s\" is not a delivery id", argv[i]);
+		alen += snprintf(arr + alen, 64, "%s%s", i > 2 ? "," : "", argv[i]);
+	}
+	arr[alen++] = '}';
+	arr[alen] = '\0';
+	conn = connect_or_die();
+	{
+		const char *p[2] = {argv[1], arr};
+
+		print_rows(exec_or_die(conn, "SELECT deliver.ack_batch($1, $2::bigint[])", 2, p));
+	}
+	PQfinish(conn);
+	free(arr);
+	return 0;
+}
+
+static int
+cmd_stats(int argc, char **argv)
+{
+	PGconn	   *conn = connect_or_die();
+	const char *p[1] = {argc > 1 ? argv[1] : NULL};
+
+	print_rows(exec_or_die(conn,
+						   "SELECT jsonb_build_object('queue', q.queue_name) || row_to_json(m)::jsonb"
+						   " FROM deliver.queue q, deliver.metrics(q.queue_name) m"
+						   " WHERE $1::text IS NULL OR q.queue_name = $1"
+						   " ORDER BY q.queue_name, m.consumer_group", 1, p));
+	print_rows(exec_or_die(conn,
+						   "SELECT jsonb_build_object('push_subscription', m.subscription_name)"
+						   "       || row_to_json(m)::jsonb - 'subscription_name'"
+						   " FROM deliver.push_metrics() m"
+						   " WHERE $1::text IS NULL OR m.queue_name = $1", 1, p));
+	PQfinish(conn);
+	return 0;
+}
+
+/* ----------------------------------------------------------------
+ * listen
+ * ---------------------------------------------------------------- */
+
+typedef struct Listen
+{
+	const char *slot;
+	char	   *queues;			/* NULL: from the subscription, or all */
+	char	   *group;
+	const char *exec_cmd;
+	const char *apply_sql;
+	const char *offset_table;
+	bool		commits;		/* print commit lines too */
+	long		batch;
+	long		max_messages;
+	bool		report;
+	double		status_interval;
+
+	/* streaming state */
+	PGconn	   *repl;
+	PGconn	   *sql;			/* --apply */
+	uint64_t	confirmed;		/* last LSN confirmed to the server */
+	uint64_t	offset;			/* --apply: stored offset */
+	uint64_t	last_received;	/* highest LSN received */
+	int64_t		last_status;
+
+	/* messages of complete transactions not handled yet */
+	char	   *buf;
+	size_t		blen,
+				bcap;
+	long		bcount;
+	uint64_t	bcommit;		/* LSN of the last complete transaction in buf */
+	/* messages of the transaction being received */
+	char	   *tx;
+	size_t		tlen,
+				tcap;
+	long		tcount;
+	bool		in_tx;
+
+	long		handled;		/* messages handled in total */
+	/* --report */
+	int64_t		first_usec;
+	int64_t    *lat;
+	size_t		nlat,
+				caplat;
+} Listen;
+
+static uint64_t
+parse_lsn(const char *s)
+{
+	unsigned int hi,
+				lo;
+
+	if (s == NULL || sscanf(s, "%X/%X", &hi, &lo) != 2)
+		return 0;
+	return ((uint64_t) hi << 32) | lo;
+}
+
+static void
+append(char **b, size_t *len, size_t *cap, const char *data, size_t n)
+{
+	if (*len + n + 1 > *cap)
+	{
+		*cap = (*len + n + 1) * 2;
+		*b = realloc(*b, *cap);
+		if (*b == NULL)
+			die(EXIT_FAILURE, "out of memory");
+	}
+	memcpy(*b + *len, data, n);
+	*len += n;
+	(*b)[*len] = '\0';
+}
+
+static uint64_t
+be64(const char *p)
+{
+	uint64_t	v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | (unsigned char) p[i];
+	return v;
+}
+
+static void
+put64(char *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--)
+	{
+		p[i] = (char) (v & 0xFF);
+		v >>= 8;
+	}
+}
+
+/* microseconds since 2000-01-01, the protocol's clock */
+static int64_t
+pg_now(void)
+{
+	return now_usec() - INT64_C(946684800) * 1000000;
+}
+
+static bool
+send_status(Listen *L, bool reply)
+{
+	char		msg[1 + 8 + 8 + 8 + 8 + 1];
+
+	msg[0] = 'r';
+	put64(msg + 1, L->confirmed);
+	put64(msg + 9, L->confirmed);
+	put64(msg + 17, L->confirmed);
+	put64(msg + 25, (uint64_t) pg_now());
+	msg[33] = reply ? 1 : 0;
+	if (PQputCopyData(L->repl, msg, sizeof(msg)) <= 0 || PQflush(L->repl) != 0)
+	{
+		note("could not send the status update: %s", PQerrorMessage(L->repl));
+		return false;
+	}
+	L->last_status = now_usec();
+	return true;
+}
+
+/* "2026-11-28T09:45:01.950313+00:00" to Unix microseconds, or 0 */
+static int64_t
+parse_iso(const char *s)
+{
+	struct tm	tm;
+	int			us = 0,
+				digits = 0;
+	const char *p;
+	int			sign,
+				oh = 0,
+				om = 0;
+	int64_t		t;
+
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+			   &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
+		return 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	p = s + 19;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+			if (digits < 6)
+				us = us * 10 + (*p - '0');
+	for (; digits < 6; digits++)
+		us *= 10;
+	sign = (*p == '-') ? -1 : 1;
+	if (*p == '+' || *p == '-')
+		sscanf(p + 1, "%2d:%2d", &oh, &om);
+	t = (int64_t) timegm(&tm) - sign * (oh * 3600 + om * 60);
+	return t * 1000000 + us;
+}
+
+static const char *
+last_field(const char *line, const char *key, char *out, size_t outlen)
+{
+	char		pat[64];
+	const char *p,
+			   *q;
+	size_t		n = 0;
+
+	/* search from the end: the payload may contain the same text */
+	snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+	p = NULL;
+	for (q = strstr(line, pat); q; q = strstr(q + 1, pat))
+		p = q;
+	if (p == NULL)
+		return NULL;
+	p += strlen(pat);
+	while (*p && *p != '"' && n + 1 < outlen)
+		out[n++] = *p++;
+	out[n] = '\0';
+	return out;
+}
+
+static void
+record_latency(Listen *L, const char *line)
+{
+	char		t[64];
+	int64_t		commit,
+				now = now_usec();
+
+	if (L->first_usec == 0)
+		L->first_usec = now;
+	if (last_field(line, "commit_time", t, sizeof(t)) == NULL ||
+		(commit = parse_iso(t)) == 0)
+		return;
+	if (L->nlat == L->caplat)
+	{
+		L->caplat = L->caplat ? L->caplat * 2 : 4096;
+		L->lat = realloc(L->lat, L->caplat * sizeof(int64_t));
+		if (L->lat == NULL)
+			die(EXIT_FAILURE, "out of memory");
+	}
+	L->lat[L->nlat++] = now - commit;
+}
+
+static int
+cmp64(const void *a, const void *b)
+{
+	int64_t		x = *(const int64_t *) a,
+				y = *(const int64_t *) b;
+
+	return (x > y) - (x < y);
+}
+
+static void
+print_report(Listen *L)
+{
+	double		secs = L->first_usec ? (now_usec() - L->first_usec) / 1e6 : 0;
+
+	if (L->nlat > 0)
+		qsort(L->lat, L->nlat, sizeof(int64_t), cmp64);
+	fprintf(stderr, "deliver: received %ld messages in %.2f s (%.0f msgs/s); "
+			"commit-to-consumer latency p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+			L->handled, secs, secs > 0 ? L->handled / secs : 0,
+			L->nlat ? L->lat[L->nlat / 2] / 1000.0 : 0,
+			L->nlat ? L->lat[(size_t) (L->nlat * 0.99)] / 1000.0 : 0,
+			L->nlat ? L->lat[L->nlat - 1] / 1000.0 : 0);
+}
+
+/*
+ * Handle the messages of the complete transactions in buf.  True when they
+ * were handled; then their LSN may be confirmed.
+ */
+static bool
+handle_batch(Listen *L)
+{
+	if (L->bcount == 0)
+		return true;
+	if (L->apply_sql)
+	{
+		PGresult   *res;
+		char	   *line = L->buf;
+		char		lsn[32];
+		bool		ok = true;
+
+		res = PQexec(L->sql, "BEGIN");
+		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+		PQclear(res);
+		while (ok && line && *line)
+		{
+			char	   *nl = strchr(line, '\n');
+			const char *p[1] = {line};
+			ExecStatusType st;
+
+			if (nl)
+				*nl = '\0';
+			res = PQexecParams(L->sql, L->apply_sql, 1, (const Oid[]) {3802}, p, NULL, NULL, 0);
+			st = PQresultStatus(res);
+			if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+			{
+				note("--apply failed: %s", PQresultErrorMessage(res));
+				ok = false;
+			}
+			PQclear(res);
+			if (nl)
+				*nl = '\n';
+			line = nl ? nl + 1 : NULL;
+		}
+		if (ok)
+		{
+			char	   *sql;
+			const char *p[2] = {L->slot, lsn};
+			char	   *ident = PQescapeIdentifier(L->sql, L->offset_table, strlen(L->offset_table));
+
+			snprintf(lsn, sizeof(lsn), "%X/%X", (unsigned) (L->bcommit >> 32), (unsigned) L->bcommit);
+			if (asprintf(&sql, "INSERT INTO %s (subscription, lsn) VALUES ($1, $2::pg_lsn) "
+						 "ON CONFLICT (subscription) DO UPDATE SET lsn = excluded.lsn, updated_at = now()",
+						 ident) < 0)
+				die(EXIT_FAILURE, "out of memory");
+			PQfreemem(ident);
+			res = PQexecParams(L->sql, sql, 2, NULL, p, NULL, NULL, 0);
+			free(sql);
+			if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			{
+				note("could not store the offset: %s", PQresultErrorMessage(res));
+				ok = false;
+			}
+			PQclear(res);
+		}
+		res = PQexec(L->sql, ok ? "COMMIT" : "ROLLBACK");
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		{
+			note("commit failed: %s", PQresultErrorMessage(res));
+			ok = false;
+		}
+		PQclear(res);
+		if (!ok)
+			return false;
+		L->offset = L->bcommit;
+	}
+	else if (L->exec_cmd)
+	{
+		FILE	   *f;
+		int			status;
+		char		lsn[32],
+					count[32];
+
+		snprintf(lsn, sizeof(lsn), "%X/%X", (unsigned) (L->bcommit >> 32), (unsigned) L->bcommit);
+		snprintf(count, sizeof(count), "%ld", L->bcount);
+		setenv("DELIVER_LSN", lsn, 1);
+		setenv("DELIVER_MESSAGES", count, 1);
+		fflush(stdout);
+		f = popen(L->exec_cmd, "w");
+		if (f == NULL)
+		{
+			note("could not run the handler: %s", strerror(errno));
+			return false;
+		}
+		if (fwrite(L->buf, 1, L->blen, f) != L->blen)
+			note("could not write to the handler: %s", strerror(errno));
+		status = pclose(f);
+		if (status != 0)
+		{
+			if (status > 0 && WIFEXITED(status))
+				note("handler exited with status %d; %ld message(s) not confirmed",
+					 WEXITSTATUS(status), L->bcount);
+			else
+				note("handler failed; %ld message(s) not confirmed", L->bcount);
+			return false;
+		}
+	}
+	else
+	{
+		if (fwrite(L->buf, 1, L->blen, stdout) != L->blen || fflush(stdout) != 0)
+		{
+			note("could not write the messages: %s", strerror(errno));
+			return false;
+		}
+	}
+	if (L->report)
+	{
+		char	   *line = L->buf;
+
+		while (line && *line)
+		{
+			char	   *nl = strchr(line, '\n');
+
+			if (strncmp(line, "{\"queue\"", 8) == 0)
+				record_latency(L, line);
+			line = nl ? nl + 1 : NULL;
+		}
+	}
+	L->handled += L->bcount;
+	L->confirmed = L->bcommit;
+	L->blen = 0;
+	L->bcount = 0;
+	return send_status(L, false);
+}
+
+/* a message or commit line from the plugin; lsn is the XLogData start */
+static bool
+take_line(Listen *L, const char *data, size_t len, uint64_t lsn)
+{
+	if (len >= 13 && strncmp(data, "{\"commit_lsn\"", 13) == 0)
+	{
+		/* the end of a transaction: its messages form a unit */
+		if (L->apply_sql && lsn <= L->offset)
+		{
+			/* applied before (the offset was stored, not yet confirmed) */
+			L->tlen = 0;
+			L->tcount = 0;
+		}
+		else
+		{
+			append(&L->buf, &L->blen, &L->bcap, L->tx ? L->tx : "", L->tlen);
+			if (L->commits)
+			{
+				append(&L->buf, &L->blen, &L->bcap, data, len);
+				append(&L->buf, &L->blen, &L->bcap, "\n", 1);
+			}
+			L->bcount += L->tcount;
+		}
+		L->bcommit = lsn;
+		L->tlen = 0;
+		L->tcount = 0;
+		L->in_tx = false;
+		if (L->bcount >= L->batch)
+			return handle_batch(L);
+		if (L->bcount == 0)
+		{
+			/* nothing to handle (skipped): confirm anyway */
+			L->confirmed = lsn;
+		}
+		return true;
+	}
+	append(&L->tx, &L->tlen, &L->tcap, data, len);
+	append(&L->tx, &L->tlen, &L->tcap, "\n", 1);
+	L->tcount++;
+	L->in_tx = true;
+	return true;
+}
+
+/* classify a server error: true when retrying cannot help */
+static bool
+permanent_error(const char *state, const char *msg)
+{
+	if (state == NULL)
+		return msg && (strstr(msg, "permission denied") || strstr(msg, "must be superuser or replication role") ||
+					   strstr(msg, "does not exist"));
+	return strcmp(state, "42704") == 0 ||	/* undefined object: slot */
+		strcmp(state, "22023") == 0 ||	/* bad plugin option */
+		strcmp(state, "42501") == 0 ||	/* insufficient privilege */
+		strcmp(state, "28000") == 0 ||	/* authorization */
+		strcmp(state, "3D000") == 0;	/* no such database */
+}
+
+/*
+ * Look the subscription up; check the slot.  Returns false on a transient
+ * failure (the caller retries), exits on a permanent one.
+ */
+static bool
+prepare_listen(Listen *L)
+{
+	PGconn	   *c = connect_sql(false);
+	PGresult   *res;
+	const char *p[1] = {L->slot};
+
+	if (PQstatus(c) != CONNECTION_OK)
+	{
+		note("could not connect: %s", PQerrorMessage(c));
+		PQfinish(c);
+		return false;
+	}
+	res = PQexecParams(c, "SELECT plugin, database = current_database(), slot_type FROM pg_replication_slots"
+					   " WHERE slot_name = $1", 1, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		note("could not read the replication slots: %s", PQresultErrorMessage(res));
+		PQclear(res);
+		PQfinish(c);
+		return false;
+	}
+	if (PQntuples(res) == 0)
+		die(EXIT_FATAL, "replication slot \"%s\" does not exist\n"
+			"HINT: create it with SELECT deliver.create_push_subscription('QUEUE', '%s');",
+			L->slot, L->slot);
+	if (strcmp(PQgetvalue(res, 0, 2), "logical") != 0 || strcmp(PQgetvalue(res, 0, 0), "deliver") != 0)
+		die(EXIT_FATAL, "replication slot \"%s\" uses plugin \"%s\", not \"deliver\"\n"
+			"HINT: push subscriptions are slots created by deliver.create_push_subscription().",
+			L->slot, PQgetvalue(res, 0, 0));
+	if (strcmp(PQgetvalue(res, 0, 1), "t") != 0)
+		die(EXIT_FATAL, "replication slot \"%s\" belongs to another database", L->slot);
+	PQclear(res);
+
+	if (L->queues == NULL)
+	{
+		res = PQexecParams(c, "SELECT q.queue_name, p.consumer_group FROM deliver.push_subscription p"
+						   " JOIN deliver.queue q USING (queue_id) WHERE p.subscription_name = $1",
+						   1, NULL, p, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		{
+			L->queues = strdup(PQgetvalue(res, 0, 0));
+			if (L->group == NULL && !PQgetisnull(res, 0, 1))
+				L->group = strdup(PQgetvalue(res, 0, 1));
+		}
+		/* otherwise a plain deliver slot: every queue */
+		PQclear(res);
+	}
+
+	if (L->apply_sql)
+	{
+		char	   *ident = PQescapeIdentifier(c, L->offset_table, strlen(L->offset_table));
+		char	   *sql;
+
+		if (asprintf(&sql, "CREATE TABLE IF NOT EXISTS %s (subscription text PRIMARY KEY,"
+					 " lsn pg_lsn NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())", ident) < 0)
+			die(EXIT_FAILURE, "out of memory");
+		PQclear(exec_or_die(c, sql, 0, NULL));
+		free(sql);
+		if (asprintf(&sql, "SELECT lsn FROM %s WHERE subscription = $1", ident) < 0)
+			die(EXIT_FAILURE, "out of memory");
+		res = exec_or_die(c, sql, 1, p);
+		L->offset = PQntuples(res) ? parse_lsn(PQgetvalue(res, 0, 0)) : 0;
+		PQclear(res);
+		free(sql);
+		PQfreemem(ident);
+		if (L->sql)
+			PQfinish(L->sql);
+		L->sql = c;				/* kept for applying */
+	}
+	else
+		PQfinish(c);
+	return true;
+}
+
+/* connect for replication and start streaming; false: retry later */
+static bool
+start_stream(Listen *L)
+{
+	char		cmd[2048];
+	char	   *slot;
+	PGresult   *res;
+	uint64_t	start = L->apply_sql ? L->offset : 0;
+	size_t		n;
+
+	L->repl = connect_sql(true);
+	if (PQstatus(L->repl) != CONNECTION_OK)
+	{
+		const char *msg = PQerrorMessage(L->repl);
+
+		if (strstr(msg, "must be superuser or replication role") || strstr(msg, "permission denied"))
+			die(EXIT_FATAL, "the role may not stream: %s"
+				"HINT: streaming needs the REPLICATION attribute (ALTER ROLE ... REPLICATION) "
+				"and a replication entry in pg_hba.conf.", msg);
+		note("could not connect for streaming: %s", msg);
+		return false;
+	}
+	slot = PQescapeIdentifier(L->repl, L->slot, strlen(L->slot));
+	n = snprintf(cmd, sizeof(cmd), "START_REPLICATION SLOT %s LOGICAL %X/%X (\"include_commit\" 'on'",
+				 slot, (unsigned) (start >> 32), (unsigned) start);
+	PQfreemem(slot);
+	if (L->queues)
+	{
+		char	   *v = PQescapeLiteral(L->repl, L->queues, strlen(L->queues));
+
+		n += snprintf(cmd + n, sizeof(cmd) - n, ", \"queues\" %s", v);
+		PQfreemem(v);
+	}
+	if (L->group)
+	{
+		char	   *v = PQescapeLiteral(L->repl, L->group, strlen(L->group));
+
+		n += snprintf(cmd + n, sizeof(cmd) - n, ", \"consumer_group\" %s", v);
+		PQfreemem(v);
+	}
+	if (n + 2 >= sizeof(cmd))
+		die(EXIT_USAGE, "the queue and group names are too long");
+	strcat(cmd, ")");
+	res = PQexec(L->repl, cmd);
+	if (PQresultStatus(res) != PGRES_COPY_BOTH)
+	{
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		const char *msg = PQresultErrorMessage(res);
+
+		if (permanent_error(state, msg))
+			die(EXIT_FATAL, "could not stream slot \"%s\": %s", L->slot, msg);
+		note("could not stream slot \"%s\": %s", L->slot, msg);
+		PQclear(res);
+		PQfinish(L->repl);
+		L->repl = NULL;
+		return false;
+	}
+	PQclear(res);
+	L->last_status = now_usec();
+	L->tlen = 0;
+	L->tcount = 0;
+	L->in_tx = false;
+	note("streaming slot \"%s\"%s%s from %X/%X", L->slot,
+		 L->queues ? ", queues " : "", L->queues ? L->queues : "",
+		 (unsigned) (start >> 32), (unsigned) start);
+	return true;
+}
+
+/* stream until the connection fails or a handler fails (false), or stop */
+static bool
+stream(Listen *L)
+{
+	for (;;)
+	{
+		char	   *copybuf = NULL;
+		int			r;
+
+		if (stop_requested || (L->max_messages > 0 && L->handled >= L->max_messages))
+			return true;
+		r = PQgetCopyData(L->repl, &copybuf, 1);
+		if (r == 0)
+		{
+			fd_set		rfds;
+			struct timeval tv;
+			int			sock = PQsocket(L->repl);
+
+			/* nothing more right now: handle what is complete */
+			if (L->bcount > 0 && !handle_batch(L))
+				return false;
+			if (now_usec() - L->last_status > (int64_t) (L->status_interval * 1e6) &&
+				!send_status(L, false))
+				return false;
+			FD_ZERO(&rfds);
+			FD_SET(sock, &rfds);
+			tv.tv_sec = 0;
+			tv.tv_usec = 500000;
+			if (select(sock + 1, &rfds, NULL, NULL, &tv) < 0 && errno != EINTR)
+				return false;
+			if (PQconsumeInput(L->repl) == 0)
+			{
+				note("connection lost: %s", PQerrorMessage(L->repl));
+				return false;
+			}
+			continue;
+		}
+		if (r == -1)
+		{
+			PGresult   *res = PQgetResult(L->repl);
+
+			note("the server ended the stream: %s",
+				 res && PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res) : "no error");
+			if (res && permanent_error(PQresultErrorField(res, PG_DIAG_SQLSTATE), NULL))
+				die(EXIT_FATAL, "%s", PQresultErrorMessage(res));
+			PQclear(res);
+			return false;
+		}
+		if (r == -2)
+		{
+			note("connection lost: %s", PQerrorMessage(L->repl));
+			return false;
+		}
+		if (copybuf[0] == 'k' && r >= 18)
+		{
+			uint64_t	walend = be64(copybuf + 1);
+			bool		reply = copybuf[17] != 0;
+
+			/* between transactions, with everything handled: move on */
+			if (!L->in_tx && L->bcount == 0 && walend > L->confirmed)
+				L->confirmed = walend;
+			if (reply && !send_status(L, false))
+			{
+				PQfreemem(copybuf);
+				return false;
+			}
+		}
+		else if (copybuf[0] == 'w' && r >= 25)
+		{
+			uint64_t	start = be64(copybuf + 1);
+
+			if (start > L->last_received)
+				L->last_received = start;
+			if (!take_line(L, copybuf + 25, (size_t) r - 25, start))
+			{
+				PQfreemem(copybuf);
+				return false;
+			}
+		}
+		PQfreemem(copybuf);
+	}
+}
+
+static void
+stop_stream(Listen *L)
+{
+	if (L->repl)
+	{
+		if (PQstatus(L->repl) == CONNECTION_OK)
+		{
+			send_status(L, false);
+			PQputCopyEnd(L->repl, NULL);
+			PQflush(L->repl);
+		}
+		PQfinish(L->repl);
+		L->repl = NULL;
+	}
+	/* unconfirmed messages come again from the server */
+	L->blen = 0;
+	L->bcount = 0;
+	L->tlen = 0;
+	L->tcount = 0;
+	L->in_tx = false;
+}
+
+static int
+cmd_listen(int argc, char **argv)
+{
+	static struct option opts[] = {
+		{"queues", required_argument, NULL, 'q'},
+		{"group", required_argument, NULL, 'g'},
+		{"exec", required_argument, NULL, 'e'},
+		{"apply", required_argument, NULL, 'A'},
+		{"offset-table", required_argument, NULL, 'T'},
+		{"batch", required_argument, NULL, 'b'},
+		{"max-messages", required_argument, NULL, 'm'},
+		{"commits", no_argument, NULL, 'c'},
+		{"report", no_argument, NULL, 'r'},
+		{"status-interval", required_argument, NULL, 's'},
+		{NULL, 0, NULL, 0}
+	};
+	Listen		L;
+	int			c;
+	double		backoff = 0.5;
+
+	memset(&L, 0, sizeof(L));
+	L.batch = 1;
+	L.offset_table = "deliver_push_offset";
+	L.status_interval = 10;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "q:g:e:A:T:b:m:crs:", opts, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 'q': L.queues = strdup(optarg); break;
+			case 'g': L.group = strdup(optarg); break;
+			case 'e': L.exec_cmd = optarg; break;
+			case 'A': L.apply_sql = optarg; break;
+			case 'T': L.offset_table = optarg; break;
+			case 'b': L.batch = atol(optarg); break;
+			case 'm': L.max_messages = atol(optarg); break;
+			case 'c': L.commits = true; break;
+			case 'r': L.report = true; break;
+			case 's': L.status_interval = atof(optarg); break;
+			default: exit(EXIT_USAGE);
+		}
+	}
+	if (optind >= argc)
+		die(EXIT_USAGE, "listen: name a push subscription (deliver listen SUBSCRIPTION)");
+	L.slot = argv[optind];
+	if (L.batch < 1)
+		die(EXIT_USAGE, "--batch must be at least 1");
+	if (L.exec_cmd && L.apply_sql)
+		die(EXIT_USAGE, "--exec and --apply exclude each other");
+	if (L.status_interval <= 0)
+		L.status_interval = 10;
+
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+
+	while (!stop_requested && !(L.max_messages > 0 && L.handled >= L.max_messages))
+	{
+		bool		ok = prepare_listen(&L) && start_stream(&L);
+
+		if (ok)
+		{
+			long		before = L.handled;
+
+			ok = stream(&L);
+			if (L.handled > before)
+				backoff = 0.5;	/* progress: the next failure retries soon */
+		}
+		stop_stream(&L);
+		if (ok || stop_requested)
+			break;
+		/* reconnect with backoff: 0.5 s doubling up to 30 s */
+		note("reconnecting in %.1f s", backoff);
+		for (double slept = 0; slept < backoff && !stop_requested; slept += 0.1)
+			usleep(100000);
+		backoff = backoff * 2 > 30 ? 30 : backoff * 2;
+	}
+	if (L.report)
+		print_report(&L);
+	if (L.sql)
+		PQfinish(L.sql);
+	return 0;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+			"deliver: command-line client of the deliver extension\n"
+			"\n"
+			"Usage: deliver [-d CONNINFO] COMMAND [ARGS]\n"
+			"\n"
+			"  listen SUBSCRIPTION   stream a push subscription (replication protocol)\n"
+			"      --exec CMD           run CMD (sh -c) per batch, messages as JSON lines on its\n"
+			"                           stdin; confirm only when it exits 0 (at-least-once)\n"
+			"      --apply SQL          run SQL per message ($1 = the message, jsonb) and store the\n"
+			"                           position in the same transaction (exactly-once)\n"
+			"      --offset-table T     the table --apply keeps positions in (deliver_push_offset)\n"
+			"      --batch N            up to N messages per handler run, whole transactions (1)\n"
+			"      --queues Q1,Q2       override the subscription's queues\n"
+			"      --group G            override the subscription's consumer group\n"
+			"      --commits            also print a line after each transaction\n"
+			"      --max-messages N     exit after N messages\n"
+			"      --report             print msgs/s and commit-to-consumer latency at exit\n"
+			"      --status-interval S  seconds between status updates to the server (10)\n"
+			"  send QUEUE [PAYLOAD]  send a JSON payload; without PAYLOAD (or -) one per stdin line\n"
+			"      --headers JSON --key ORDERING_KEY --idempotency-key K --delay INTERVAL\n"
+			"  receive QUEUE         receive messages as JSON lines\n"
+			"      -n N --wait SECONDS --group G --visibility-timeout INTERVAL --ack\n"
+			"  ack QUEUE ID...       ack deliveries\n"
+			"  stats [QUEUE]         metrics of the queues and push subscriptions, as JSON lines\n"
+			"\n"
+			"The connection: -d CONNINFO (\"host=... dbname=...\" or a postgresql:// URI) and the\n"
+			"libpq environment (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, ...).\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	int			i = 1;
+
+	while (i < argc && argv[i][0] == '-')
+	{
+		if (strcmp(argv[i], "-d") == 0 && i + 1 < argc)
+		{
+			conninfo = argv[i + 1];
+			i += 2;
+		}
+		else if (strncmp(argv[i], "--dbname=", 9) == 0)
+			conninfo = argv[i++] + 9;
+		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+		{
+			usage(stdout);
+			return 0;
+		}
+		else
+		{
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (i >= argc)
+	{
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	argc -= i;
+	argv += i;
+	if (strcmp(argv[0], "listen") == 0)
+		return cmd_listen(argc, argv);
+	if (strcmp(argv[0], "send") == 0)
+		return cmd_send(argc, argv);
+	if (strcmp(argv[0], "receive") == 0)
+		return cmd_receive(argc, argv);
+	if (strcmp(argv[0], "ack") == 0)
+		return cmd_ack(argc, argv);
+	if (strcmp(argv[0], "stats") == 0)
+		return cmd_stats(argc, argv);
+	if (strcmp(argv[0], "help") == 0)
+	{
+		usage(stdout);
+		return 0;
+	}
+	usage(stderr);
+	return EXIT_USAGE;
+}
