@@ -145,7 +145,11 @@ CREATE PROCEDURE pg_temp.maintain_until(qname text, cond text, n int, INOUT reac
 LANGUAGE plpgsql AS $$
 BEGIN
     FOR i IN 1 .. n LOOP
-        PERFORM * FROM deliver.receive(qname);     -- moves the group's restart point
+        -- a message sent and acked moves the group's restart point on
+        PERFORM deliver.send(qname, '{"tick": true}');
+        COMMIT;
+        PERFORM deliver.ack(qname, r.delivery_id) FROM deliver.receive(qname, 100) r;
+        COMMIT;
         PERFORM * FROM deliver.maintain(qname);
         COMMIT;
         EXECUTE format('SELECT EXISTS (SELECT 1 FROM deliver.segment s JOIN deliver.queue q USING (queue_id)
