@@ -384,6 +384,7 @@ typedef struct Listen
 	long		handled;		/* messages handled in total */
 	/* --report */
 	int64_t		first_usec;
+	int64_t		last_usec;
 	int64_t    *lat;
 	size_t		nlat,
 				caplat;
@@ -526,6 +527,7 @@ record_latency(Listen *L, const char *line)
 
 	if (L->first_usec == 0)
 		L->first_usec = now;
+	L->last_usec = now;
 	if (last_field(line, "commit_time", t, sizeof(t)) == NULL ||
 		(commit = parse_iso(t)) == 0)
 		return;
@@ -551,7 +553,8 @@ cmp64(const void *a, const void *b)
 static void
 print_report(Listen *L)
 {
-	double		secs = L->first_usec ? (now_usec() - L->first_usec) / 1e6 : 0;
+	/* from the first message to the last */
+	double		secs = L->first_usec ? (L->last_usec - L->first_usec) / 1e6 : 0;
 
 	if (L->nlat > 0)
 		qsort(L->lat, L->nlat, sizeof(int64_t), cmp64);

@@ -184,7 +184,7 @@ CALL pg_temp.maintain_until('push_c', 's.state = ''empty''', 50);
 SELECT deliver.drop_push_subscription('push_sub_a');
 SELECT deliver.drop_push_subscription('push_sub_b');
 SELECT pg_drop_replication_slot('push_raw');
-SELECT count(*) AS slots FROM pg_replication_slots;
+SELECT count(*) AS slots FROM pg_replication_slots WHERE database = current_database();
 SELECT * FROM deliver.list_push_subscriptions();
 SELECT deliver.drop_queue('push_a');
 SELECT deliver.drop_queue('push_b');
