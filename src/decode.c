@@ -38,6 +38,7 @@
 #include "libpq/pqformat.h"
 #include "replication/logical.h"
 #include "replication/output_plugin.h"
+#include "replication/slot.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
@@ -239,7 +240,21 @@ dec_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit
 {
 	DecodeData *data = ctx->output_plugin_private;
 
-	if (!data->include_commit || data->emitted == 0)
+	if (data->emitted == 0)
+		return;
+
+	/*
+	 * A client's confirmation of this transaction changes only the slot's
+	 * confirmed_flush, which PostgreSQL 15 does not mark for saving: a clean
+	 * restart would then resume from the position saved long before (every
+	 * message since then again).  Marking the slot dirty here makes the next
+	 * checkpoint, including the shutdown checkpoint, save the position the
+	 * client has confirmed by then.
+	 */
+	if (MyReplicationSlot != NULL && ctx->fast_forward == false)
+		ReplicationSlotMarkDirty();
+
+	if (!data->include_commit)
 		return;
 	OutputPluginPrepareWrite(ctx, true);
 	if (data->binary)

@@ -133,11 +133,14 @@ ok(wait_until('50 printed messages', 60, sub { distinct(ids_in($printed)) == 50 
 	'messages are printed as JSON lines');
 $node->restart;
 send_tx(5, 10);    # 251..300
-ok(wait_until('100 printed messages', 90, sub { distinct(ids_in($printed)) == 100 }),
+ok(wait_until('ids up to 300 printed', 90, sub { grep { $_ == 300 } ids_in($printed) }),
 	'after a server restart the client reconnects and streams on');
 like(join("\n", file_lines("$dir/l2.err")), qr/reconnecting in/, 'the client said it reconnects');
+# the slot's confirmed position was saved by the shutdown checkpoint (the
+# plugin marks the slot for saving): nothing confirmed before comes again
 is(join(',', sort { $a <=> $b } keys %{ { map { $_ => 1 } ids_in($printed) } }), join(',', 201 .. 300),
-	'the printed ids are 201..300');
+	'the printed ids are 201..300, none confirmed before the restart');
+cmp_ok(scalar(ids_in($printed)), '<=', 110, 'at most one unconfirmed transaction came again');
 like((file_lines($printed))[0],
 	qr/^\{"queue":"pq","message_id":201,"payload":\{"i": 1\},"headers":null,"ordering_key":null,"enqueued_at":"[^"]+","commit_lsn":"[0-9A-F]+\/[0-9A-F]+","commit_time":"[^"]+"\}$/,
 	'a JSON line carries queue, id, payload, headers, key, times and commit LSN');
@@ -230,7 +233,7 @@ my ($out, $e) = ('', '');
 IPC::Run::run([ 'deliver', '-d', $conn, 'send', 'other', '{"x": 1}' ], '>', \$out, '2>', \$e);
 like($out, qr/^\d+$/m, 'send prints the message id');
 IPC::Run::run([ 'deliver', '-d', $conn, 'receive', 'other', '-n', '5' ], '>', \$out, '2>', \$e);
-like($out, qr/"payload":\{"x":1\}/, 'receive prints the message as JSON');
+like($out, qr/"payload":\{"x": 1\}/, 'receive prints the message as JSON');
 my ($did) = $out =~ /"delivery_id":(\d+)/;
 IPC::Run::run([ 'deliver', '-d', $conn, 'ack', 'other', $did ], '>', \$out, '2>', \$e);
 is($out, "1\n", 'ack acks it');
