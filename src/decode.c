@@ -144,7 +144,7 @@ dec_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 		DefElem    *elem = lfirst(lc);
 
 		Assert(elem->arg == NULL || IsA(elem->arg, String));
-		if (strcmp(elem->defname, "queues") == 0 || strcmp(elem->defname, "queue") == 0)
+		if (strcmp(elem->defname, "queues") == 0)
 		{
 			char	   *s = pstrdup(option_string(elem));
 			char	   *tok;
@@ -359,13 +359,10 @@ segment_queue(DecodeData *data, Relation relation)
 
 		if (nspname == NULL || strcmp(nspname, "deliver") != 0)
 			return NULL;
-		if (data->nsp != relation->rd_rel->relnamespace)
-		{
-			/* the extension was (re)created: forget what was cached */
-			cache_clear(data->queue_cache);
-			cache_clear(data->group_cache);
-			data->nsp = relation->rd_rel->relnamespace;
-		}
+		/* first use, or the extension was recreated: forget the cache */
+		cache_clear(data->queue_cache);
+		cache_clear(data->group_cache);
+		data->nsp = relation->rd_rel->relnamespace;
 	}
 
 	dq = hash_search(data->queue_cache, &qid, HASH_ENTER, &found);
