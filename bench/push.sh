@@ -11,6 +11,7 @@
 # producers sending batches of 100 as fast as they can (throughput).
 # Writes bench/results/<stamp>-push.md. About a minute.
 set -euo pipefail
+trap 'echo "push.sh: failed at line $LINENO" >&2' ERR
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
@@ -91,7 +92,7 @@ run() {
     local lpid=$!
     sleep 1
     log "$name: pgbench $*"
-    as_pg "$pgbin/pgbench" -n -d "$dsn" -T "$duration" "$@" >"$work/$name.pgbench" 2>&1 ||
+    as_pg "$pgbin/pgbench" -n -T "$duration" "$@" "$dsn" >"$work/$name.pgbench" 2>&1 ||
         { cat "$work/$name.pgbench"; fail "pgbench failed"; }
     # wait until the client confirmed everything sent
     local end; end=$(psql_b -c "SELECT pg_current_wal_insert_lsn()")
