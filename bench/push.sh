@@ -42,7 +42,9 @@ work=$(mktemp -d /var/tmp/deliverpush.XXXXXX)
 chmod 755 "$work"
 [[ $EUID -eq 0 ]] && chown postgres:postgres "$work"
 pgdata=$work/data
+lpid=
 cleanup() {
+    [[ -n $lpid ]] && kill -TERM "$lpid" 2>/dev/null
     [[ -f $pgdata/postmaster.pid ]] && as_pg "$pgbin/pg_ctl" -D "$pgdata" -m fast -w stop >/dev/null 2>&1
     if [[ $keep == 1 ]]; then log "cluster kept in $work"; else rm -rf "$work"; fi
 }
@@ -87,9 +89,10 @@ run() {
     psql_b -c "SELECT deliver.create_queue('push')" \
            -c "SELECT deliver.drop_consumer_group('push', 'default')" \
            -c "SELECT deliver.create_push_subscription('push', 'push_bench')" >/dev/null
-    as_pg "$pgbin/deliver" -d "$dsn" listen push_bench --batch 1000 --report --status-interval 1 \
-        >/dev/null 2>"$work/$name.listen" &
-    local lpid=$!
+    # the client runs as the caller (only the server refuses root)
+    "$pgbin/deliver" -d "$dsn" listen push_bench --batch 1000 --report --status-interval 1 \
+        >/dev/null 2>"$work/$name.listen" 9>&- &
+    lpid=$!
     sleep 1
     log "$name: pgbench $*"
     as_pg "$pgbin/pgbench" -n -T "$duration" "$@" "$dsn" >"$work/$name.pgbench" 2>&1 ||
@@ -101,9 +104,11 @@ run() {
         sleep 0.1
     done
     kill -TERM "$lpid"; wait "$lpid" || true
+    lpid=
     local sent report
     sent=$(grep -E '^number of transactions actually processed' "$work/$name.pgbench" | awk '{print $NF}' | cut -d/ -f1)
-    report=$(grep 'received' "$work/$name.listen" | tail -n 1 | sed 's/^deliver: //')
+    report=$(grep 'received' "$work/$name.listen" | tail -n 1 | sed 's/^deliver: //') ||
+        { cat "$work/$name.listen" >&2; fail "the client did not report"; }
     log "$name: $report"
     results+=("| $name | $* | $sent | $report |")
     psql_b -c "SELECT deliver.drop_push_subscription('push_bench')" -c "SELECT deliver.drop_queue('push')" >/dev/null
