@@ -44,7 +44,7 @@ chmod 755 "$work"
 pgdata=$work/data
 lpid=
 cleanup() {
-    [[ -n $lpid ]] && kill -TERM "$lpid" 2>/dev/null
+    [[ -n $lpid ]] && { kill -TERM "$lpid" 2>/dev/null || true; }
     [[ -f $pgdata/postmaster.pid ]] && as_pg "$pgbin/pg_ctl" -D "$pgdata" -m fast -w stop >/dev/null 2>&1
     if [[ $keep == 1 ]]; then log "cluster kept in $work"; else rm -rf "$work"; fi
 }
