@@ -5,7 +5,7 @@
 # commit-to-consumer latency (the message's commit timestamp on the server to
 # the moment the client has written it out).
 #
-#   bench/push.sh [--port N] [--duration S] [--keep]
+#   [PGBIN=.../bin] bench/push.sh [--port N] [--duration S] [--keep]
 #
 # Scenarios: steady 2,000 msgs/s of single-message sends (latency), and 4
 # producers sending batches of 100 as fast as they can (throughput).
@@ -15,7 +15,7 @@ trap 'echo "push.sh: failed at line $LINENO" >&2' ERR
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-pgbin=/usr/lib/postgresql/15/bin
+pgbin=${PGBIN:-/usr/lib/postgresql/15/bin}   # PGBIN: another installation
 export PG_CONFIG=$pgbin/pg_config
 port=55498
 duration=15
