@@ -4,7 +4,7 @@
 -- (test/deliver.conf sets deliver.alert_interval to an hour, so the worker
 -- leaves the alerts below to this file.)
 \set VERBOSITY terse
-\i test/try.psql
+\i test/helpers.psql
 
 -- one row per database in deliver.database; the worker of this one runs
 SELECT database, pid IS NOT NULL AS running, started_at <= now() AS started
@@ -46,13 +46,7 @@ SELECT deliver.send('q12_sweep', '{"n": "swept"}');
 SELECT count(*) FROM deliver.receive('q12_sweep');
 SELECT pg_sleep(0.05);
 SELECT expired = dead_lettered AS expired_then_moved FROM deliver._sweep('q12_sweep', 10);
-DO $$
-BEGIN
-    FOR i IN 1 .. 100 LOOP
-        EXIT WHEN (SELECT count(*) FROM deliver.dead_letters('q12_sweep')) = 1;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-END $$;
+SELECT pg_temp.wait_until($$SELECT count(*) = 1 FROM deliver.dead_letters('q12_sweep')$$);
 SELECT payload, reason, attempts FROM deliver.dead_letters('q12_sweep');
 SELECT consumer_group, depth, in_flight, dead_letters FROM deliver.metrics('q12_sweep');
 SELECT cmd, pg_temp.try(cmd) FROM (VALUES
