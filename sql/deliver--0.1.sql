@@ -325,6 +325,10 @@ BEGIN
             create_queue.retry_base, create_queue.retry_max, deliver._latest_snapshot())
     RETURNING * INTO q;
 
+    -- Segments and done tables are appended to, read by deliver's own index
+    -- and heap scans (never planned) and truncated whole: neither vacuum nor
+    -- analyze has anything to do there, and analyzing them every few seconds
+    -- under a held xmin would only bloat pg_statistic.
     EXECUTE format('CREATE SEQUENCE deliver.%I', format('q%s_seq', q.queue_id));
     FOR s IN 0 .. q.segments - 1 LOOP
         t := format('q%s_s%s', q.queue_id, s);
@@ -336,7 +340,8 @@ BEGIN
                 enqueued_at  timestamptz NOT NULL,
                 ordering_key text,
                 headers      jsonb,
-                payload      jsonb NOT NULL)$f$, t);
+                payload      jsonb NOT NULL)
+            WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)$f$, t);
         EXECUTE format('CREATE INDEX %I ON deliver.%I (txid, message_id)', t || '_pos', t);
         EXECUTE format($f$
             CREATE TABLE deliver.%I (
@@ -344,7 +349,8 @@ BEGIN
                 kind        "char" NOT NULL,
                 message_ids bigint[] NOT NULL,
                 done        pg_snapshot,
-                written_at  timestamptz NOT NULL DEFAULT now())$f$,
+                written_at  timestamptz NOT NULL DEFAULT now())
+            WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)$f$,
             format('q%s_done%s', q.queue_id, s));
         INSERT INTO deliver.segment (queue_id, seg, state)
         VALUES (q.queue_id, s, CASE WHEN s = 0 THEN 'active' ELSE 'empty' END);
