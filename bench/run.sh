@@ -12,7 +12,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-pgbin=/usr/lib/postgresql/15/bin
+pgbin=${DELIVER_PGBIN:-/usr/lib/postgresql/15/bin}   # as in scripts/lib.sh
 export PG_CONFIG=$pgbin/pg_config
 
 mode=full

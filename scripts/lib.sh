@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shared by scripts/test and scripts/run (sourced, not run).
-pgbin=/usr/lib/postgresql/15/bin
+# DELIVER_PGBIN: another PostgreSQL 15 installation (a relocated copy, say) to build against and test with
+pgbin=${DELIVER_PGBIN:-/usr/lib/postgresql/15/bin}
 export PG_CONFIG=$pgbin/pg_config
 
 # Postgres will not run as root: run server-side commands as the postgres user.

@@ -74,16 +74,29 @@ CREATE TABLE deliver.push_subscription (
     created_at        timestamptz NOT NULL DEFAULT now()
 );
 
+-- Alert thresholds of a queue and whether each is crossed now; the
+-- maintenance worker checks them (deliver._check_alerts).
+CREATE TABLE deliver.alert (
+    queue_id    int NOT NULL REFERENCES deliver.queue ON DELETE CASCADE,
+    metric      text NOT NULL CHECK (metric IN ('oldest_age', 'depth', 'dead_letters')),
+    threshold   numeric NOT NULL CHECK (threshold >= 0),
+    firing      boolean NOT NULL DEFAULT false,
+    value       numeric,
+    changed_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (queue_id, metric)
+);
+
 -- pg_dump keeps the catalog rows (the queues' tables are not members)
 SELECT pg_catalog.pg_extension_config_dump('deliver.queue', '');
 SELECT pg_catalog.pg_extension_config_dump('deliver.queue_queue_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('deliver.consumer_group', '');
 SELECT pg_catalog.pg_extension_config_dump('deliver.segment', '');
+SELECT pg_catalog.pg_extension_config_dump('deliver.alert', '');
 SELECT pg_catalog.pg_extension_config_dump('deliver.consumer_group_group_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('deliver.push_subscription', '');
 
 GRANT USAGE ON SCHEMA deliver TO PUBLIC;
-GRANT SELECT ON deliver.queue, deliver.consumer_group, deliver.segment,
+GRANT SELECT ON deliver.queue, deliver.consumer_group, deliver.segment, deliver.alert,
                 deliver.push_subscription TO PUBLIC;
 
 --
@@ -182,6 +195,20 @@ CREATE FUNCTION deliver._group_state(
     OUT sent_total bigint, OUT acked_total bigint, OUT dead_total bigint)
     AS 'MODULE_PATHNAME', 'deliver_group_state' LANGUAGE C VOLATILE STRICT;
 
+-- Expire leases, move messages out of attempts to the dead letters, wake
+-- long polls when messages are ready (the maintenance worker's sweep).
+CREATE FUNCTION deliver._sweep(queue_name text, max_dead int DEFAULT 1000,
+    OUT expired bigint, OUT ready bigint, OUT dead_lettered bigint)
+    AS 'MODULE_PATHNAME', 'deliver_sweep' LANGUAGE C VOLATILE;
+
+-- The maintenance workers, one row per database in deliver.database.
+CREATE FUNCTION deliver.worker_status()
+RETURNS TABLE (database text, pid int, started_at timestamptz, last_run_at timestamptz,
+               last_run_duration interval, runs bigint, errors bigint,
+               expired_total bigint, dead_total bigint,
+               last_error text, last_error_at timestamptz)
+    AS 'MODULE_PATHNAME', 'deliver_worker_status' LANGUAGE C VOLATILE;
+
 -- Insert one message for redrive (keeps the payload, new id, one group).
 CREATE FUNCTION deliver._requeue(queue_id int, target_group int,
     enqueued_at timestamptz, ordering_key text, headers jsonb, payload jsonb)
@@ -271,8 +298,8 @@ CREATE FUNCTION deliver.create_queue(
     max_attempts       int DEFAULT 5,
     fifo               boolean DEFAULT false,
     dedup_window       interval DEFAULT '5 minutes',
-    retry_base         interval DEFAULT '1 second',
-    retry_max          interval DEFAULT '5 minutes')
+    retry_base         interval DEFAULT current_setting('deliver.default_retry_base')::interval,
+    retry_max          interval DEFAULT current_setting('deliver.default_retry_max')::interval)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -317,6 +344,10 @@ BEGIN
             create_queue.retry_base, create_queue.retry_max, deliver._latest_snapshot())
     RETURNING * INTO q;
 
+    -- Segments and done tables are appended to, read by deliver's own index
+    -- and heap scans (never planned) and truncated whole: neither vacuum nor
+    -- analyze has anything to do there, and analyzing them every few seconds
+    -- under a held xmin would only bloat pg_statistic.
     EXECUTE format('CREATE SEQUENCE deliver.%I', format('q%s_seq', q.queue_id));
     FOR s IN 0 .. q.segments - 1 LOOP
         t := format('q%s_s%s', q.queue_id, s);
@@ -328,7 +359,8 @@ BEGIN
                 enqueued_at  timestamptz NOT NULL,
                 ordering_key text,
                 headers      jsonb,
-                payload      jsonb NOT NULL)$f$, t);
+                payload      jsonb NOT NULL)
+            WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)$f$, t);
         EXECUTE format('CREATE INDEX %I ON deliver.%I (txid, message_id)', t || '_pos', t);
         EXECUTE format($f$
             CREATE TABLE deliver.%I (
@@ -336,7 +368,8 @@ BEGIN
                 kind        "char" NOT NULL,
                 message_ids bigint[] NOT NULL,
                 done        pg_snapshot,
-                written_at  timestamptz NOT NULL DEFAULT now())$f$,
+                written_at  timestamptz NOT NULL DEFAULT now())
+            WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)$f$,
             format('q%s_done%s', q.queue_id, s));
         INSERT INTO deliver.segment (queue_id, seg, state)
         VALUES (q.queue_id, s, CASE WHEN s = 0 THEN 'active' ELSE 'empty' END);
@@ -355,6 +388,8 @@ BEGIN
             dead_at      timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (group_id, message_id))$f$,
         format('q%s_dead', q.queue_id));
+    EXECUTE format('CREATE INDEX %I ON deliver.%I (dead_at)',
+                   format('q%s_dead_at', q.queue_id), format('q%s_dead', q.queue_id));
     EXECUTE format($f$
         CREATE TABLE deliver.%I (
             message_id   bigint PRIMARY KEY,
@@ -446,6 +481,48 @@ AS $$
       FROM deliver.queue q
      ORDER BY q.queue_name
 $$;
+
+-- Change a queue's delivery settings; NULL leaves a setting as it is.
+-- Leases already handed out keep their expiry.
+CREATE FUNCTION deliver.alter_queue(
+    queue_name         text,
+    visibility_timeout interval DEFAULT NULL,
+    max_attempts       int DEFAULT NULL,
+    dedup_window       interval DEFAULT NULL,
+    retry_base         interval DEFAULT NULL,
+    retry_max          interval DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q deliver.queue := deliver._queue(queue_name);
+BEGIN
+    IF visibility_timeout IS NOT NULL THEN
+        PERFORM deliver._check_interval('visibility_timeout', visibility_timeout, '1 millisecond', '12 hours');
+    END IF;
+    IF dedup_window IS NOT NULL THEN
+        PERFORM deliver._check_interval('dedup_window', dedup_window, '1 second', '7 days');
+    END IF;
+    IF retry_base IS NOT NULL THEN
+        PERFORM deliver._check_interval('retry_base', retry_base, '0', '1 day');
+    END IF;
+    IF retry_max IS NOT NULL THEN
+        PERFORM deliver._check_interval('retry_max', retry_max, '0', '7 days');
+    END IF;
+    IF max_attempts IS NOT NULL AND (max_attempts < 1 OR max_attempts > 1000) THEN
+        RAISE EXCEPTION 'max_attempts must be between 1 and 1000'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE deliver.queue x
+       SET visibility_timeout = coalesce(alter_queue.visibility_timeout, x.visibility_timeout),
+           max_attempts = coalesce(alter_queue.max_attempts, x.max_attempts),
+           dedup_window = coalesce(alter_queue.dedup_window, x.dedup_window),
+           retry_base = coalesce(alter_queue.retry_base, x.retry_base),
+           retry_max = coalesce(alter_queue.retry_max, x.retry_max)
+     WHERE x.queue_id = q.queue_id;
+    PERFORM deliver._catalog_changed(q.queue_id);
+END $$;
 
 -- A consumer group gets every message sent after it was created
 -- (start_from => 'latest'), or every message still stored
@@ -583,12 +660,14 @@ BEGIN
 END $$;
 
 --
--- Maintenance: reclaim storage, rotate segments, expire idempotency keys.
+-- Maintenance: reclaim storage, rotate segments, expire idempotency keys
+-- and dead letters older than deliver.dead_letter_retention.
 -- Call it every second or so (the background worker does); it is cheap
 -- when there is nothing to do.
 --
 CREATE FUNCTION deliver.maintain(queue_name text DEFAULT NULL)
-RETURNS TABLE (queue text, truncated int, rotated boolean, expired_keys bigint)
+RETURNS TABLE (queue text, truncated int, rotated boolean, expired_keys bigint,
+               expired_dead_letters bigint)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -602,6 +681,7 @@ DECLARE
     act     deliver.segment;
     nxt     deliver.segment;
     every   interval := current_setting('deliver.rotation_interval')::interval;
+    keep    interval := current_setting('deliver.dead_letter_retention')::interval;
 BEGIN
     IF maintain.queue_name IS NOT NULL THEN
         PERFORM deliver._queue(maintain.queue_name);
@@ -675,6 +755,13 @@ BEGIN
 
         EXECUTE format('DELETE FROM deliver.%I WHERE expires_at < now()', format('q%s_dedup', q.queue_id));
         GET DIAGNOSTICS expired_keys = ROW_COUNT;
+
+        expired_dead_letters := 0;
+        IF keep > interval '0' THEN
+            EXECUTE format('DELETE FROM deliver.%I WHERE dead_at < now() - $1', format('q%s_dead', q.queue_id))
+              USING keep;
+            GET DIAGNOSTICS expired_dead_letters = ROW_COUNT;
+        END IF;
         RETURN NEXT;
     END LOOP;
 END $$;
@@ -752,7 +839,8 @@ END $$;
 CREATE FUNCTION deliver.metrics(queue_name text)
 RETURNS TABLE (consumer_group text, depth bigint, in_flight bigint,
                delayed bigint, dead_letters bigint, oldest_age interval,
-               sent_total bigint, acked_total bigint, dead_total bigint)
+               sent_total bigint, acked_total bigint, dead_total bigint,
+               worker_last_run timestamptz, worker_lag interval, worker_errors bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -761,7 +849,10 @@ DECLARE
     n_delayed bigint;
     g record;
     st record;
+    w record;
 BEGIN
+    -- the maintenance worker of this database, if there is one
+    SELECT * INTO w FROM deliver.worker_status() x WHERE x.database = current_database();
     EXECUTE format('SELECT count(*) FROM deliver.%I', format('q%s_delayed', q.queue_id)) INTO n_delayed;
     FOR g IN SELECT * FROM deliver.consumer_group c WHERE c.queue_id = q.queue_id ORDER BY c.group_id LOOP
         st := deliver._group_state(g.group_id);
@@ -775,8 +866,109 @@ BEGIN
         metrics.sent_total := st.sent_total;
         metrics.acked_total := st.acked_total;
         metrics.dead_total := st.dead_total;
+        metrics.worker_last_run := w.last_run_at;
+        metrics.worker_lag := clock_timestamp() - w.last_run_at;
+        metrics.worker_errors := w.errors;
         RETURN NEXT;
     END LOOP;
+END $$;
+
+--
+-- Alerts
+--
+
+-- Alert when a metric of a queue goes above a threshold: oldest_age (in
+-- seconds: the longest any unfinished message has waited), depth (the
+-- most messages waiting in one consumer group) or dead_letters (count).
+-- threshold NULL removes the alert.  The maintenance worker checks every
+-- deliver.alert_interval; at each crossing (up: firing, down: resolved)
+-- it sends a NOTIFY on channel deliver_alerts (JSON payload) and logs it.
+CREATE FUNCTION deliver.set_alert(queue_name text, metric text, threshold numeric)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q deliver.queue := deliver._queue(queue_name);
+BEGIN
+    IF metric IS NULL THEN
+        RAISE EXCEPTION 'metric must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF metric NOT IN ('oldest_age', 'depth', 'dead_letters') THEN
+        RAISE EXCEPTION 'invalid alert metric "%"', left(metric, 80)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use oldest_age, depth or dead_letters.';
+    END IF;
+    IF threshold IS NULL THEN
+        DELETE FROM deliver.alert a WHERE a.queue_id = q.queue_id AND a.metric = set_alert.metric;
+        RETURN;
+    END IF;
+    IF threshold < 0 OR threshold = 'NaN' OR threshold = 'Infinity' THEN
+        RAISE EXCEPTION 'threshold must be a non-negative finite number'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO deliver.alert AS a (queue_id, metric, threshold)
+    VALUES (q.queue_id, set_alert.metric, set_alert.threshold)
+    ON CONFLICT ON CONSTRAINT alert_pkey DO UPDATE SET threshold = excluded.threshold;
+END $$;
+
+CREATE FUNCTION deliver.list_alerts(queue_name text DEFAULT NULL)
+RETURNS TABLE (queue_name text, metric text, threshold numeric, firing boolean,
+               value numeric, changed_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT q.queue_name, a.metric, a.threshold, a.firing, a.value, a.changed_at
+      FROM deliver.alert a JOIN deliver.queue q USING (queue_id)
+     WHERE list_alerts.queue_name IS NULL OR q.queue_name = list_alerts.queue_name
+     ORDER BY q.queue_name, a.metric
+$$;
+
+-- Check every alert; returns how many changed state.
+CREATE FUNCTION deliver._check_alerts()
+RETURNS int
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q       record;
+    a       record;
+    m       record;
+    v       numeric;
+    fire    boolean;
+    n       int := 0;
+BEGIN
+    FOR q IN SELECT x.queue_id, x.queue_name FROM deliver.queue x
+              WHERE EXISTS (SELECT 1 FROM deliver.alert y WHERE y.queue_id = x.queue_id)
+              ORDER BY x.queue_id LOOP
+        SELECT coalesce(max(extract(epoch FROM mm.oldest_age)), 0) AS oldest_age,
+               coalesce(max(mm.depth), 0) AS depth,
+               coalesce(sum(mm.dead_letters), 0) AS dead_letters
+          INTO m FROM deliver.metrics(q.queue_name) mm;
+        FOR a IN SELECT * FROM deliver.alert y WHERE y.queue_id = q.queue_id
+                  ORDER BY y.metric FOR UPDATE LOOP
+            v := CASE a.metric WHEN 'oldest_age' THEN round(m.oldest_age, 3)
+                               WHEN 'depth' THEN m.depth
+                               ELSE m.dead_letters END;
+            fire := v > a.threshold;
+            CONTINUE WHEN fire = a.firing;
+            UPDATE deliver.alert y SET firing = fire, value = v, changed_at = now()
+             WHERE y.queue_id = a.queue_id AND y.metric = a.metric;
+            PERFORM pg_notify('deliver_alerts', json_build_object(
+                'queue', q.queue_name, 'metric', a.metric,
+                'state', CASE WHEN fire THEN 'firing' ELSE 'resolved' END,
+                'value', v, 'threshold', a.threshold)::text);
+            IF fire THEN
+                RAISE WARNING 'deliver alert: queue "%" % is % (threshold %)',
+                    q.queue_name, a.metric, v, a.threshold;
+            ELSE
+                RAISE LOG 'deliver alert resolved: queue "%" % is % (threshold %)',
+                    q.queue_name, a.metric, v, a.threshold;
+            END IF;
+            n := n + 1;
+        END LOOP;
+    END LOOP;
+    RETURN n;
 END $$;
 
 --
@@ -891,5 +1083,8 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver.create_push_subscription(text, text, text),
                            deliver.drop_push_subscription(text),
                            deliver._checkpoint_groups(int, xid8[]), deliver._move_due(text),
-                           deliver._catalog_changed(int, text, int), deliver._requeue(int, int, timestamptz, text, jsonb, jsonb)
+                           deliver._catalog_changed(int, text, int), deliver._requeue(int, int, timestamptz, text, jsonb, jsonb),
+                           deliver.alter_queue(text, interval, int, interval, interval, interval),
+                           deliver._sweep(text, int), deliver.set_alert(text, text, numeric),
+                           deliver._check_alerts()
     FROM PUBLIC;

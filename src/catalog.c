@@ -92,9 +92,9 @@ deliver_rel(Oid nsp, const char *fmt, int32 id, int seg, bool missing_ok)
  * Load a queue's definition through SPI (the caller is connected).
  */
 static bool
-queue_load(QueueInfo *q, const char *name, int32 queue_id)
+queue_load(QueueInfo *q, const char *name)
 {
-	Oid			argtypes[1];
+	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
 	SPIPlanPtr	plan;
 	int			rc;
@@ -106,25 +106,15 @@ queue_load(QueueInfo *q, const char *name, int32 queue_id)
 	int			i;
 	MemoryContext old;
 
-	if (name)
-	{
-		argtypes[0] = TEXTOID;
-		values[0] = CStringGetTextDatum(name);
-	}
-	else
-	{
-		argtypes[0] = INT4OID;
-		values[0] = Int32GetDatum(queue_id);
-	}
-	plan = spi_plan_cached(name ? "queue_by_name" : "queue_by_id",
-						   psprintf("SELECT queue_id, queue_name, guarantee, "
-									"(extract(epoch FROM visibility_timeout) * 1000)::int8, "
-									"max_attempts, fifo, "
-									"(extract(epoch FROM dedup_window) * 1000)::int8, "
-									"(extract(epoch FROM retry_base) * 1000)::int8, "
-									"(extract(epoch FROM retry_max) * 1000)::int8, segments "
-									"FROM deliver.queue WHERE %s = $1",
-									name ? "queue_name" : "queue_id"),
+	values[0] = CStringGetTextDatum(name);
+	plan = spi_plan_cached("queue_by_name",
+						   "SELECT queue_id, queue_name, guarantee, "
+						   "(extract(epoch FROM visibility_timeout) * 1000)::int8, "
+						   "max_attempts, fifo, "
+						   "(extract(epoch FROM dedup_window) * 1000)::int8, "
+						   "(extract(epoch FROM retry_base) * 1000)::int8, "
+						   "(extract(epoch FROM retry_max) * 1000)::int8, segments "
+						   "FROM deliver.queue WHERE queue_name = $1",
 						   1, argtypes);
 	rc = SPI_execute_plan(plan, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
@@ -269,7 +259,7 @@ queue_lookup(text *name_t)
 		QueueInfo	tmp;
 
 		memset(&tmp, 0, sizeof(tmp));
-		if (!queue_load(&tmp, name, 0))
+		if (!queue_load(&tmp, name))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("queue \"%.80s\" does not exist", name),
@@ -288,16 +278,37 @@ queue_lookup(text *name_t)
 QueueInfo *
 queue_lookup_by_id(int32 queue_id)
 {
-	QueueInfo	tmp;
+	HASH_SEQ_STATUS scan;
+	QueueInfo  *q;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	int			rc;
 
 	deliver_check_loaded();
 	queue_cache_check();
-	memset(&tmp, 0, sizeof(tmp));
-	if (!queue_load(&tmp, NULL, queue_id))
+	hash_seq_init(&scan, queue_cache);
+	while ((q = hash_seq_search(&scan)) != NULL)
+	{
+		if (q->queue_id == queue_id)
+		{
+			hash_seq_term(&scan);
+			return q;
+		}
+	}
+	/* not cached: its name, then the one way of loading a queue */
+	values[0] = Int32GetDatum(queue_id);
+	rc = SPI_execute_plan(spi_plan_cached("queue_name_by_id",
+										  "SELECT queue_name FROM deliver.queue WHERE queue_id = $1",
+										  1, argtypes),
+						  values, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "deliver: queue lookup failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("queue %d does not exist", queue_id)));
-	return queue_lookup(cstring_to_text(tmp.name));
+	return queue_lookup(cstring_to_text(SPI_getvalue(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 1)));
 }
 
 /*

@@ -26,6 +26,9 @@ int			deliver_max_batch = 10000;
 int			deliver_checkpoint_interval_ms = 1000;
 int			deliver_rotation_interval_ms = 10000;
 int			deliver_maintenance_lock_timeout_ms = 200;
+static int	deliver_default_retry_base_ms = 1000;
+static int	deliver_default_retry_max_ms = 300 * 1000;
+static int	deliver_dead_letter_retention_s = 14 * 86400;
 
 int			deliver_snap_xip_max;
 Size		deliver_snap_size;
@@ -138,6 +141,7 @@ deliver_shmem_startup(void)
 		deliver_shared->lock = &locks[0].lock;
 		deliver_shared->slot_lock = &locks[1].lock;
 		pg_atomic_init_u32(&deliver_shared->catalog_gen, 1);
+		SpinLockInit(&deliver_shared->worker_mutex);
 		deliver_shared->epoch = deliver_next_epoch();
 
 		for (i = 0; i < deliver_max_queues; i++)
@@ -365,6 +369,19 @@ _PG_init(void)
 							"How often a consumer group records a new restart point.",
 							NULL, &deliver_checkpoint_interval_ms, 1000, 1, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	/* read by the SQL functions (create_queue's defaults, maintain) */
+	DefineCustomIntVariable("deliver.default_retry_base",
+							"Default first retry delay of new queues (doubles with each attempt).",
+							NULL, &deliver_default_retry_base_ms, 1000, 0, 24 * 3600 * 1000,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("deliver.default_retry_max",
+							"Default longest retry delay of new queues.",
+							NULL, &deliver_default_retry_max_ms, 300 * 1000, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("deliver.dead_letter_retention",
+							"How long dead letters are kept before maintenance deletes them (0: forever).",
+							NULL, &deliver_dead_letter_retention_s, 14 * 86400, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
@@ -382,12 +399,20 @@ _PG_init(void)
 							NULL, &deliver_max_leases, 65536, 64, (1 << SLOT_BITS) - 1,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("deliver.database",
-							   "Database in which the maintenance worker runs (empty: no worker).",
+							   "Databases served by maintenance workers, one worker each (comma-separated; empty: none).",
 							   NULL, &deliver_database, "",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							   PGC_POSTMASTER, GUC_LIST_INPUT, deliver_check_database_list, NULL, NULL);
 	DefineCustomIntVariable("deliver.maintenance_interval",
-							"How often the maintenance worker runs deliver.maintain().",
+							"Pause between two runs of a maintenance worker over its queues.",
 							NULL, &deliver_maintenance_interval_ms, 1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("deliver.sweep_batch_size",
+							"Most messages a maintenance sweep moves to the dead letters per consumer group in one transaction.",
+							NULL, &deliver_sweep_batch, 1000, 1, 1000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("deliver.alert_interval",
+							"How often a maintenance worker checks the queues' alert thresholds.",
+							NULL, &deliver_alert_interval_ms, 10000, 10, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("deliver");
 

@@ -30,11 +30,14 @@
 #include "nodes/parsenodes.h"
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
+#include "storage/spin.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #define DELIVER_MAX_SEGMENTS	8
 #define DELIVER_CHECKPOINTS		8
 #define DELIVER_ERROR_LEN		120
+#define DELIVER_MAX_WORKERS		16	/* databases served by maintenance workers */
 
 /* guarantees */
 #define G_AT_MOST_ONCE	0
@@ -169,6 +172,22 @@ typedef struct QueueShared
 	ConditionVariable cv;		/* broadcast when messages may be available */
 } QueueShared;
 
+/* what a maintenance worker reports about itself (deliver.worker_status) */
+typedef struct WorkerStatus
+{
+	char		dbname[NAMEDATALEN];
+	int			pid;			/* 0 when not running */
+	TimestampTz started_at;
+	TimestampTz last_run_at;	/* end of the last complete run */
+	int64		last_run_us;	/* its duration */
+	int64		runs;
+	int64		errors;
+	int64		expired_total;	/* leases that ran out, found by sweeps */
+	int64		dead_total;		/* messages the sweeps moved to dead letters */
+	TimestampTz last_error_at;
+	char		last_error[2 * DELIVER_ERROR_LEN];
+} WorkerStatus;
+
 typedef struct DeliverShared
 {
 	LWLock	   *lock;			/* allocation of queue and group entries */
@@ -177,6 +196,8 @@ typedef struct DeliverShared
 	uint32		epoch;
 	int32		free_head;
 	int32		free_tail;
+	slock_t		worker_mutex;	/* the workers' status entries */
+	WorkerStatus workers[DELIVER_MAX_WORKERS];
 } DeliverShared;
 
 extern DeliverShared *deliver_shared;
@@ -284,6 +305,9 @@ extern void deliver_xact_init(void);
 /* worker.c */
 extern char *deliver_database;
 extern int	deliver_maintenance_interval_ms;
+extern int	deliver_sweep_batch;
+extern int	deliver_alert_interval_ms;
+extern bool deliver_check_database_list(char **newval, void **extra, GucSource source);
 extern void deliver_worker_register(void);
 extern bool deliver_worker_serves_database(void);
 

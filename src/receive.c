@@ -34,6 +34,7 @@
 
 PG_FUNCTION_INFO_V1(deliver_receive);
 PG_FUNCTION_INFO_V1(deliver_group_state);
+PG_FUNCTION_INFO_V1(deliver_sweep);
 
 /* segment table columns */
 #define COL_TXID		1
@@ -442,6 +443,34 @@ lease_slot(GroupShared *gs, int32 idx, Out *o, TimestampTz now, int64 vt_ms)
 }
 
 /*
+ * Under the group lock: a message taken off the ready list is out of
+ * attempts; it moves to the dead letters in this transaction (finished
+ * when it commits, leased until then so nobody else takes it).
+ */
+static void
+claim_dead(GroupShared *gs, int32 idx, TimestampTz now, int64 vt_ms, Out *o)
+{
+	LeaseSlot  *s = &deliver_slots[idx];
+
+	memset(o, 0, sizeof(Out));
+	s->state = SLOT_LEASED;
+	s->finish_pending = true;
+	s->finish_kind = DONE_DEAD;
+	s->finish_xid = GetTopTransactionId();
+	s->lease_expires = now + vt_ms * 1000;
+	slist_push(&gs->leased, idx);
+	o->slot = idx;
+	o->delivery_id = s->delivery_id;
+	o->attempt = s->attempt;
+	o->dead_reason = s->reason;
+	strlcpy(o->last_error, s->last_error, DELIVER_ERROR_LEN);
+	o->row.txid = s->txid;
+	o->row.id = s->message_id;
+	o->row.seg = s->seg;
+	xact_note_finish(idx, s->delivery_id);
+}
+
+/*
  * Under the group lock: take up to max messages.  Redeliveries first, then
  * the cursor.  Fills out[] and dead[] (messages out of attempts).
  */
@@ -477,24 +506,7 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int *ndead,
 			slist_remove(&gs->ready_list, idx);
 			if (s->attempt >= q->max_attempts)
 			{
-				/* out of attempts: to the dead letters, in this transaction */
-				o = &dead[(*ndead)++];
-				memset(o, 0, sizeof(Out));
-				s->state = SLOT_LEASED;
-				s->finish_pending = true;
-				s->finish_kind = DONE_DEAD;
-				s->finish_xid = GetTopTransactionId();
-				s->lease_expires = now + vt_ms * 1000;
-				slist_push(&gs->leased, idx);
-				o->slot = idx;
-				o->delivery_id = s->delivery_id;
-				o->attempt = s->attempt;
-				o->dead_reason = s->reason;
-				strlcpy(o->last_error, s->last_error, DELIVER_ERROR_LEN);
-				o->row.txid = s->txid;
-				o->row.id = s->message_id;
-				o->row.seg = s->seg;
-				xact_note_finish(idx, s->delivery_id);
+				claim_dead(gs, idx, now, vt_ms, &dead[(*ndead)++]);
 				continue;
 			}
 			o = &out[n++];
@@ -1012,5 +1024,90 @@ deliver_group_state(PG_FUNCTION_ARGS)
 	UnregisterSnapshot(c.snap);
 	scan_close(&c);
 	SPI_finish();
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * deliver._sweep(queue_name, max_dead) returns (expired, ready,
+ * dead_lettered): for each consumer group, leases that ran out become
+ * ready again after their backoff, and up to max_dead ready messages out
+ * of attempts move to the dead letters (in this transaction).  Long polls
+ * are woken when messages are ready now.  The maintenance worker calls it
+ * every run; without a worker, receive does the same for its own group.
+ */
+Datum
+deliver_sweep(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false};
+	QueueInfo  *q;
+	int			max;
+	int64		expired = 0;
+	int64		ready = 0;
+	int64		ndead_total = 0;
+	int			i;
+	Out		   *dead;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_dead must be positive")));
+	max = Min(PG_GETARG_INT32(1), deliver_max_batch);
+	SPI_connect();
+	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	dead = palloc(sizeof(Out) * max);
+
+	for (i = 0; i < q->ngroups && q->guarantee != G_AT_MOST_ONCE; i++)
+	{
+		ScanCtx		c;
+		GroupShared *gs;
+		TimestampTz now = GetCurrentTimestamp();
+		int64		before;
+		int32		idx;
+		int32		next;
+		int			ndead = 0;
+
+		memset(&c, 0, sizeof(c));
+		c.q = q;
+		c.group_id = q->groups[i].group_id;
+		c.cxt = CurrentMemoryContext;
+		scan_open(&c);
+		gs = c.gs = group_lock(q, c.group_id, &c.gidx);
+		c.snap = RegisterSnapshot(GetLatestSnapshot());
+		before = gs->ready_list.count;
+		group_expire_leases(gs, q, now);
+		expired += gs->ready_list.count - before;
+		for (idx = gs->ready_list.head; idx >= 0; idx = next)
+		{
+			LeaseSlot  *s = &deliver_slots[idx];
+
+			next = s->next;
+			if (s->visible_at > now)
+				continue;
+			if (s->attempt >= q->max_attempts && ndead < max)
+			{
+				slist_remove(&gs->ready_list, idx);
+				claim_dead(gs, idx, now, q->visibility_ms, &dead[ndead++]);
+			}
+			else
+				ready++;
+		}
+		LWLockRelease(&gs->lock);
+		if (ndead > 0)
+			move_dead(&c, dead, ndead);
+		ndead_total += ndead;
+		UnregisterSnapshot(c.snap);
+		scan_close(&c);
+	}
+	if (expired > 0 || ready > 0)
+		ConditionVariableBroadcast(&deliver_queues[q->queue_idx].cv);
+	SPI_finish();
+
+	values[0] = Int64GetDatum(expired);
+	values[1] = Int64GetDatum(ready);
+	values[2] = Int64GetDatum(ndead_total);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

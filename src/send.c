@@ -455,6 +455,7 @@ deliver_send_batch(PG_FUNCTION_ARGS)
 	Datum	   *idd;
 	int			i;
 	ArrayType  *result;
+	MemoryContext caller = CurrentMemoryContext;
 
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
@@ -484,7 +485,8 @@ deliver_send_batch(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("queue \"%s\" is exactly_once: every message needs an idempotency_key", q->name)));
 
-	ids = palloc(sizeof(int64) * n);
+	/* outlives SPI_finish, which frees what was allocated since SPI_connect */
+	ids = MemoryContextAlloc(caller, sizeof(int64) * n);
 	send_messages(q, &b, ids);
 	SPI_finish();
 

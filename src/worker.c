@@ -1,19 +1,33 @@
 /*
  * worker.c
- *		The maintenance background worker.
+ *		The maintenance background workers.
  *
- * One worker, connected to the database named by deliver.database, runs
- * deliver.maintain() for each queue in a transaction of its own every
- * deliver.maintenance_interval: segment rotation and truncation, expiry of
- * idempotency keys, and moving delayed messages that came due (which wakes
- * long polls when it commits).  An error in one queue is logged and the
- * loop goes on with the others.
+ * deliver.database lists the databases to serve; one worker is registered
+ * for each at server start.  A worker wakes every
+ * deliver.maintenance_interval and, for each queue of its database, in a
+ * transaction of its own per step:
+ *
+ *	- moves delayed messages that came due into the active segment (its
+ *	  commit wakes long polls);
+ *	- sweeps the leases: leases that ran out become ready again after their
+ *	  backoff, messages out of attempts move to the dead letters (with the
+ *	  reason and last error), and long polls are woken when something is
+ *	  ready;
+ *	- runs deliver.maintain(): segment rotation and truncation, expiry of
+ *	  idempotency keys and of old dead letters.
+ *
+ * Every deliver.alert_interval it checks the queues' alert thresholds
+ * (deliver._check_alerts).  An error in one step is logged, counted in the
+ * worker's status (deliver.worker_status) and the loop goes on.
  */
 #include "deliver.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -21,41 +35,111 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
-#include "commands/dbcommands.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/varlena.h"
 
 PGDLLEXPORT void deliver_worker_main(Datum arg);
 
+PG_FUNCTION_INFO_V1(deliver_worker_status);
+
 char	   *deliver_database = NULL;
 int			deliver_maintenance_interval_ms = 1000;
+int			deliver_sweep_batch = 1000;
+int			deliver_alert_interval_ms = 10000;
+
+static WorkerStatus *my_status = NULL;
 
 /*
- * Register the worker (from _PG_init, when preloading) if a database is
- * configured.
+ * The database names of a deliver.database value, or NIL when it does not
+ * parse.  The list points into a copy made in the current memory context.
+ */
+static List *
+database_list(const char *value, bool *ok)
+{
+	char	   *raw = pstrdup(value ? value : "");
+	List	   *names = NIL;
+
+	*ok = SplitGUCList(raw, ',', &names);
+	return *ok ? names : NIL;
+}
+
+/*
+ * GUC check hook of deliver.database: a list of at most
+ * DELIVER_MAX_WORKERS distinct database names.
+ */
+bool
+deliver_check_database_list(char **newval, void **extra, GucSource source)
+{
+	bool		ok;
+	List	   *names = database_list(*newval, &ok);
+	ListCell   *lc;
+	ListCell   *lc2;
+
+	if (!ok)
+	{
+		GUC_check_errdetail("List syntax is invalid.");
+		return false;
+	}
+	if (list_length(names) > DELIVER_MAX_WORKERS)
+	{
+		GUC_check_errdetail("At most %d databases can be listed.", DELIVER_MAX_WORKERS);
+		return false;
+	}
+	foreach(lc, names)
+	{
+		char	   *name = lfirst(lc);
+
+		if (name[0] == '\0' || strlen(name) >= NAMEDATALEN)
+		{
+			GUC_check_errdetail("Database name \"%s\" is invalid.", name);
+			return false;
+		}
+		for_each_cell(lc2, names, lnext(names, lc))
+		{
+			if (strcmp(name, lfirst(lc2)) == 0)
+			{
+				GUC_check_errdetail("Database \"%s\" is listed twice.", name);
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+/*
+ * Register one worker per listed database (from _PG_init, when preloading).
  */
 void
 deliver_worker_register(void)
 {
-	BackgroundWorker worker;
+	bool		ok;
+	List	   *names = database_list(deliver_database, &ok);
+	ListCell   *lc;
 
-	if (deliver_database == NULL || deliver_database[0] == '\0')
-		return;
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "deliver");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "deliver_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "deliver maintenance");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "deliver maintenance");
-	RegisterBackgroundWorker(&worker);
+	foreach(lc, names)
+	{
+		BackgroundWorker worker;
+		int			i = foreach_current_index(lc);
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 5;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "deliver");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "deliver_worker_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "deliver maintenance %s", (char *) lfirst(lc));
+		snprintf(worker.bgw_type, BGW_MAXLEN, "deliver maintenance");
+		strlcpy(worker.bgw_extra, lfirst(lc), BGW_EXTRALEN);
+		worker.bgw_main_arg = Int32GetDatum(i);
+		RegisterBackgroundWorker(&worker);
+	}
 }
 
 /*
- * Does the maintenance worker run in the current database?
+ * Does a maintenance worker serve the current database?
  */
 bool
 deliver_worker_serves_database(void)
@@ -66,78 +150,203 @@ deliver_worker_serves_database(void)
 	if (checked_db != MyDatabaseId)
 	{
 		char	   *name = get_database_name(MyDatabaseId);
+		bool		ok;
+		List	   *names = database_list(deliver_database, &ok);
+		ListCell   *lc;
 
-		serves = deliver_database && name && strcmp(deliver_database, name) == 0;
+		serves = false;
+		foreach(lc, names)
+			if (name && strcmp(name, lfirst(lc)) == 0)
+				serves = true;
 		checked_db = MyDatabaseId;
 	}
 	return serves;
 }
 
+/* note an error in the worker's status */
+static void
+status_error(const char *what, const char *msg)
+{
+	SpinLockAcquire(&deliver_shared->worker_mutex);
+	my_status->errors++;
+	my_status->last_error_at = GetCurrentTimestamp();
+	snprintf(my_status->last_error, sizeof(my_status->last_error), "%s: %s", what, msg);
+	SpinLockRelease(&deliver_shared->worker_mutex);
+}
+
 /*
- * Run one statement in a transaction of its own; on error, log it and go
- * on.  Returns the first column of each row as text.
+ * Run one statement in a transaction of its own; on error, log it, count
+ * it against "what" and go on.  Returns false on error; the values of the
+ * first row (as text, NULL for NULLs) go to values[0..nvalues-1].
  */
-static List *
-run_in_transaction(const char *sql, int nargs, Oid *argtypes, Datum *args)
+static bool
+run_in_transaction(const char *what, const char *sql, int nargs, Oid *argtypes, Datum *args,
+				   char **values, int nvalues)
 {
 	MemoryContext outer = CurrentMemoryContext;
-	List	   *volatile result = NIL;
+	volatile bool ok = true;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		uint64		i;
+		int			i;
 
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, sql);
 		if (SPI_execute_with_args(sql, nargs, argtypes, args, NULL, false, 0) < 0)
 			elog(ERROR, "deliver: \"%s\" failed", sql);
-		for (i = 0; i < SPI_processed; i++)
+		for (i = 0; i < nvalues; i++)
 		{
-			char	   *v = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-			MemoryContext old = MemoryContextSwitchTo(outer);
+			char	   *v = NULL;
 
-			result = lappend(result, v ? pstrdup(v) : NULL);
-			MemoryContextSwitchTo(old);
+			if (SPI_processed > 0 && i < SPI_tuptable->tupdesc->natts)
+				v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1);
+			values[i] = v ? MemoryContextStrdup(outer, v) : NULL;
 		}
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		MemoryContextSwitchTo(outer);	/* the commit left us in TopMemoryContext */
 	}
 	PG_CATCH();
 	{
+		ErrorData  *edata;
+
 		MemoryContextSwitchTo(outer);
+		edata = CopyErrorData();
 		EmitErrorReport();
 		FlushErrorState();
 		AbortCurrentTransaction();
-		result = NIL;
+		status_error(what, edata->message);
+		FreeErrorData(edata);
+		ok = false;
 	}
 	PG_END_TRY();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	return result;
+	return ok;
+}
+
+/*
+ * The names of the queues of this database (none when the extension is not
+ * created here).
+ */
+static List *
+worker_queues(void)
+{
+	List	   *queues = NIL;
+	MemoryContext outer = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'deliver'", true, 1) ==
+		SPI_OK_SELECT && SPI_processed == 1 &&
+		SPI_execute("SELECT queue_name FROM deliver.queue ORDER BY queue_id", true, 0) ==
+		SPI_OK_SELECT)
+	{
+		uint64		i;
+		MemoryContext spi = MemoryContextSwitchTo(outer);
+
+		for (i = 0; i < SPI_processed; i++)
+			queues = lappend(queues, SPI_getvalue(SPI_tuptable->vals[i],
+												  SPI_tuptable->tupdesc, 1));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(outer);	/* the commit left us in TopMemoryContext */
+	return queues;
+}
+
+/* one run over every queue of the database */
+static void
+worker_run(bool check_alerts)
+{
+	List	   *queues = worker_queues();
+	ListCell   *lc;
+	TimestampTz start = GetCurrentTimestamp();
+	int64		expired = 0;
+	int64		dead = 0;
+
+	foreach(lc, queues)
+	{
+		char	   *name = lfirst(lc);
+		char		what[NAMEDATALEN + 16];
+		Oid			types[2] = {TEXTOID, INT4OID};
+		Datum		args[2];
+		char	   *v[2];
+
+		CHECK_FOR_INTERRUPTS();
+		snprintf(what, sizeof(what), "queue \"%s\"", name);
+		args[0] = CStringGetTextDatum(name);
+		args[1] = Int32GetDatum(deliver_sweep_batch);
+		(void) run_in_transaction(what, "SELECT deliver._move_due(queue_name => $1)",
+								  1, types, args, NULL, 0);
+		if (run_in_transaction(what, "SELECT expired, dead_lettered FROM deliver._sweep($1, $2)",
+							   2, types, args, v, 2))
+		{
+			expired += v[0] ? strtoll(v[0], NULL, 10) : 0;
+			dead += v[1] ? strtoll(v[1], NULL, 10) : 0;
+		}
+		(void) run_in_transaction(what, "SELECT count(*) FROM deliver.maintain($1)",
+								  1, types, args, NULL, 0);
+	}
+	if (check_alerts && queues != NIL)
+		(void) run_in_transaction("alerts", "SELECT deliver._check_alerts()", 0, NULL, NULL, NULL, 0);
+
+	SpinLockAcquire(&deliver_shared->worker_mutex);
+	my_status->runs++;
+	my_status->last_run_at = GetCurrentTimestamp();
+	my_status->last_run_us = my_status->last_run_at - start;
+	my_status->expired_total += expired;
+	my_status->dead_total += dead;
+	SpinLockRelease(&deliver_shared->worker_mutex);
+}
+
+static void
+worker_exit(int code, Datum arg)
+{
+	SpinLockAcquire(&deliver_shared->worker_mutex);
+	my_status->pid = 0;
+	SpinLockRelease(&deliver_shared->worker_mutex);
 }
 
 void
 deliver_worker_main(Datum arg)
 {
+	int			idx = DatumGetInt32(arg);
+	char		dbname[NAMEDATALEN];
 	MemoryContext loop_cxt;
+	TimestampTz last_alerts = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(deliver_database, NULL, 0);
-	elog(LOG, "deliver maintenance worker started in database \"%s\"", deliver_database);
+
+	strlcpy(dbname, MyBgworkerEntry->bgw_extra, sizeof(dbname));
+	my_status = &deliver_shared->workers[idx];
+	SpinLockAcquire(&deliver_shared->worker_mutex);
+	strlcpy(my_status->dbname, dbname, sizeof(my_status->dbname));
+	my_status->pid = MyProcPid;
+	my_status->started_at = GetCurrentTimestamp();
+	SpinLockRelease(&deliver_shared->worker_mutex);
+	before_shmem_exit(worker_exit, (Datum) 0);
+
+	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	elog(LOG, "deliver maintenance worker started in database \"%s\"", dbname);
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "deliver worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
-		List	   *queues;
-		ListCell   *lc;
 		MemoryContext old;
+		TimestampTz now;
+		bool		alerts;
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 deliver_maintenance_interval_ms, PG_WAIT_EXTENSION);
@@ -149,23 +358,76 @@ deliver_worker_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		old = MemoryContextSwitchTo(loop_cxt);
-		queues = NIL;
-		if (run_in_transaction("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'deliver'",
-							   0, NULL, NULL) != NIL)
-			queues = run_in_transaction("SELECT queue_name FROM deliver.queue ORDER BY queue_id",
-										0, NULL, NULL);
-		foreach(lc, queues)
+		/* a queue whose tables someone keeps locked must not stall the others */
 		{
-			Oid			types[1] = {TEXTOID};
-			Datum		args[1];
+			char		buf[32];
 
-			CHECK_FOR_INTERRUPTS();
-			args[0] = CStringGetTextDatum((char *) lfirst(lc));
-			(void) run_in_transaction("SELECT deliver._move_due(queue_name => $1)", 1, types, args);
-			(void) run_in_transaction("SELECT count(*) FROM deliver.maintain($1)", 1, types, args);
+			snprintf(buf, sizeof(buf), "%d", deliver_maintenance_lock_timeout_ms);
+			SetConfigOption("lock_timeout", buf, PGC_SUSET, PGC_S_SESSION);
 		}
+		now = GetCurrentTimestamp();
+		alerts = TimestampDifferenceExceeds(last_alerts, now, deliver_alert_interval_ms);
+		if (alerts)
+			last_alerts = now;
+		old = MemoryContextSwitchTo(loop_cxt);
+		worker_run(alerts);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(loop_cxt);
 	}
+}
+
+/*
+ * deliver.worker_status() returns setof (database, pid, started_at,
+ * last_run_at, last_run_duration, runs, errors, expired_total, dead_total,
+ * last_error, last_error_at): one row per database in deliver.database.
+ */
+Datum
+deliver_worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		ok;
+	List	   *names;
+	ListCell   *lc;
+
+	deliver_check_loaded();
+	InitMaterializedSRF(fcinfo, 0);
+	names = database_list(deliver_database, &ok);
+	foreach(lc, names)
+	{
+		WorkerStatus st;
+		Datum		values[11];
+		bool		nulls[11] = {false};
+		int			i = foreach_current_index(lc);
+
+		if (i >= DELIVER_MAX_WORKERS)
+			break;
+		SpinLockAcquire(&deliver_shared->worker_mutex);
+		st = deliver_shared->workers[i];
+		SpinLockRelease(&deliver_shared->worker_mutex);
+
+		values[0] = CStringGetTextDatum((char *) lfirst(lc));
+		values[1] = Int32GetDatum(st.pid);
+		nulls[1] = (st.pid == 0);
+		values[2] = TimestampTzGetDatum(st.started_at);
+		nulls[2] = (st.started_at == 0);
+		values[3] = TimestampTzGetDatum(st.last_run_at);
+		nulls[3] = (st.last_run_at == 0);
+		{
+			Interval   *iv = palloc0(sizeof(Interval));
+
+			iv->time = st.last_run_us;
+			values[4] = IntervalPGetDatum(iv);
+			nulls[4] = (st.runs == 0);
+		}
+		values[5] = Int64GetDatum(st.runs);
+		values[6] = Int64GetDatum(st.errors);
+		values[7] = Int64GetDatum(st.expired_total);
+		values[8] = Int64GetDatum(st.dead_total);
+		values[9] = CStringGetTextDatum(st.last_error);
+		nulls[9] = (st.last_error[0] == '\0');
+		values[10] = TimestampTzGetDatum(st.last_error_at);
+		nulls[10] = (st.last_error_at == 0);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

@@ -152,5 +152,13 @@ SELECT message_id, payload, attempt, delivery_id IS NOT NULL AS leased
   FROM deliver.receive('q02_alo', 10);
 SELECT consumer_group, depth, in_flight, delayed FROM deliver.metrics('q02_alo');
 
+-- a large batch returns every id, in order (its id array outlives the call's SPI memory)
+SET deliver.max_batch_size = 50000;
+SELECT cardinality(ids) AS sent, ids[50000] - ids[1] AS last_minus_first,
+       (SELECT bool_and(ids[i] = ids[1] + i - 1) FROM generate_series(1, 50000) i) AS consecutive
+  FROM (SELECT deliver.send_batch('q02_alo', array_agg(jsonb_build_object('i', i))) AS ids
+          FROM generate_series(1, 50000) i) s;
+RESET deliver.max_batch_size;
+
 SELECT deliver.drop_queue('q02');
 SELECT deliver.drop_queue('q02_alo');
