@@ -10,9 +10,9 @@
  * emitted once, at the commit of the transaction that made it available.
  *
  * The queue name of a segment is read from deliver.queue through the
- * decoding session's historic catalog snapshot; deliver.queue and
+ * decoding's historic catalog snapshot; deliver.queue and
  * deliver.consumer_group are user catalog tables (user_catalog_table = true)
- * for that reason.  Names are cached per decoding session (queue and group
+ * for that reason.  Names are cached per decoding context (queue and group
  * ids are never reused).
  *
  * Options (all optional):
