@@ -31,6 +31,9 @@ CREATE TABLE deliver.queue (
     retry_base          interval NOT NULL,
     retry_max           interval NOT NULL,
     segments            int NOT NULL DEFAULT 3,
+    -- finished messages are copied to q<id>_archive and kept this long
+    -- (NULL: no archive)
+    archive_retention   interval,
     created_snapshot    pg_snapshot NOT NULL,
     created_at          timestamptz NOT NULL DEFAULT now()
 );
@@ -274,7 +277,7 @@ BEGIN
     RETURN q;
 END $$;
 
--- The tables of a queue: segments..., done tables..., dead, delayed, dedup
+-- The tables of a queue: segments..., done tables..., dead, delayed, dedup, archive
 CREATE FUNCTION deliver._queue_tables(q deliver.queue) RETURNS text[]
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -282,7 +285,8 @@ AS $$
     SELECT array_agg(format('q%s_s%s', q.queue_id, s) ORDER BY s)
            || array_agg(format('q%s_done%s', q.queue_id, s) ORDER BY s)
            || ARRAY[format('q%s_dead', q.queue_id),
-                    format('q%s_delayed', q.queue_id), format('q%s_dedup', q.queue_id)]
+                    format('q%s_delayed', q.queue_id), format('q%s_dedup', q.queue_id),
+                    format('q%s_archive', q.queue_id)]
     FROM generate_series(0, q.segments - 1) AS s
 $$;
 
@@ -409,6 +413,17 @@ BEGIN
             message_id      bigint NOT NULL,
             expires_at      timestamptz NOT NULL)$f$,
         format('q%s_dedup', q.queue_id));
+    EXECUTE format($f$
+        CREATE TABLE deliver.%I (
+            message_id   bigint PRIMARY KEY,
+            enqueued_at  timestamptz NOT NULL,
+            ordering_key text,
+            headers      jsonb,
+            payload      jsonb NOT NULL,
+            archived_at  timestamptz NOT NULL DEFAULT now())$f$,
+        format('q%s_archive', q.queue_id));
+    EXECUTE format('CREATE INDEX %I ON deliver.%I (archived_at)',
+                   format('q%s_archived_at', q.queue_id), format('q%s_archive', q.queue_id));
 
     INSERT INTO deliver.consumer_group (queue_id, group_name, start_snapshot)
     VALUES (q.queue_id, 'default', q.created_snapshot);
@@ -468,13 +483,13 @@ END $$;
 CREATE FUNCTION deliver.list_queues()
 RETURNS TABLE (queue_name text, guarantee text, visibility_timeout interval,
                max_attempts int, fifo boolean, dedup_window interval,
-               retry_base interval, retry_max interval,
+               retry_base interval, retry_max interval, archive_retention interval,
                consumer_groups text[], created_at timestamptz)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT q.queue_name, q.guarantee, q.visibility_timeout, q.max_attempts, q.fifo,
-           q.dedup_window, q.retry_base, q.retry_max,
+           q.dedup_window, q.retry_base, q.retry_max, q.archive_retention,
            ARRAY(SELECT g.group_name FROM deliver.consumer_group g
                   WHERE g.queue_id = q.queue_id ORDER BY g.group_id),
            q.created_at
@@ -483,14 +498,17 @@ AS $$
 $$;
 
 -- Change a queue's delivery settings; NULL leaves a setting as it is.
--- Leases already handed out keep their expiry.
+-- Leases already handed out keep their expiry.  archive_retention turns
+-- the archive on (finished messages are kept that long in q<id>_archive,
+-- read with deliver.archived()); '0' turns it off.
 CREATE FUNCTION deliver.alter_queue(
     queue_name         text,
     visibility_timeout interval DEFAULT NULL,
     max_attempts       int DEFAULT NULL,
     dedup_window       interval DEFAULT NULL,
     retry_base         interval DEFAULT NULL,
-    retry_max          interval DEFAULT NULL)
+    retry_max          interval DEFAULT NULL,
+    archive_retention  interval DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -514,12 +532,18 @@ BEGIN
         RAISE EXCEPTION 'max_attempts must be between 1 and 1000'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF archive_retention IS NOT NULL THEN
+        PERFORM deliver._check_interval('archive_retention', archive_retention, '0', '3650 days');
+    END IF;
     UPDATE deliver.queue x
        SET visibility_timeout = coalesce(alter_queue.visibility_timeout, x.visibility_timeout),
            max_attempts = coalesce(alter_queue.max_attempts, x.max_attempts),
            dedup_window = coalesce(alter_queue.dedup_window, x.dedup_window),
            retry_base = coalesce(alter_queue.retry_base, x.retry_base),
-           retry_max = coalesce(alter_queue.retry_max, x.retry_max)
+           retry_max = coalesce(alter_queue.retry_max, x.retry_max),
+           archive_retention = CASE WHEN alter_queue.archive_retention IS NULL THEN x.archive_retention
+                                    WHEN alter_queue.archive_retention = interval '0' THEN NULL
+                                    ELSE alter_queue.archive_retention END
      WHERE x.queue_id = q.queue_id;
     PERFORM deliver._catalog_changed(q.queue_id);
 END $$;
@@ -635,6 +659,7 @@ BEGIN
         END LOOP;
         EXECUTE format('GRANT SELECT, INSERT ON deliver.%I TO %I', format('q%s_dead', q.queue_id), role_name);
         EXECUTE format('GRANT SELECT ON deliver.%I TO %I', format('q%s_delayed', q.queue_id), role_name);
+        EXECUTE format('GRANT SELECT ON deliver.%I TO %I', format('q%s_archive', q.queue_id), role_name);
     END IF;
 END $$;
 
@@ -667,7 +692,7 @@ END $$;
 --
 CREATE FUNCTION deliver.maintain(queue_name text DEFAULT NULL)
 RETURNS TABLE (queue text, truncated int, rotated boolean, expired_keys bigint,
-               expired_dead_letters bigint)
+               expired_dead_letters bigint, archived bigint, expired_archive bigint)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -681,6 +706,7 @@ DECLARE
     act     deliver.segment;
     nxt     deliver.segment;
     every   interval := current_setting('deliver.rotation_interval')::interval;
+    n       bigint;
     keep    interval := current_setting('deliver.dead_letter_retention')::interval;
 BEGIN
     IF maintain.queue_name IS NOT NULL THEN
@@ -694,6 +720,8 @@ BEGIN
         maintain.queue := q.queue_name;
         truncated := 0;
         rotated := false;
+        archived := 0;
+        expired_archive := 0;
 
         -- Segments switched away from by an earlier (committed) run: every
         -- transaction that wrote to them has an xid below the next one now.
@@ -726,6 +754,16 @@ BEGIN
                         OR r.confirmed_flush_lsn < lsns[i]));
             BEGIN
                 PERFORM set_config('lock_timeout', current_setting('deliver.maintenance_lock_timeout'), true);
+                IF q.archive_retention IS NOT NULL THEN
+                    -- every message of the segment is finished: keep a copy
+                    EXECUTE format($f$
+                        INSERT INTO deliver.%I (message_id, enqueued_at, ordering_key, headers, payload)
+                        SELECT message_id, enqueued_at, ordering_key, headers, payload FROM deliver.%I
+                        ON CONFLICT (message_id) DO NOTHING$f$,
+                        format('q%s_archive', q.queue_id), format('q%s_s%s', q.queue_id, segs[i]));
+                    GET DIAGNOSTICS n = ROW_COUNT;
+                    archived := archived + n;
+                END IF;
                 -- done table first: the lock order of receive (no deadlock)
                 EXECUTE format('TRUNCATE deliver.%I, deliver.%I',
                                format('q%s_done%s', q.queue_id, segs[i]),
@@ -762,6 +800,11 @@ BEGIN
               USING keep;
             GET DIAGNOSTICS expired_dead_letters = ROW_COUNT;
         END IF;
+        -- the archive keeps what was archived within its retention (also
+        -- after the archive is turned off)
+        EXECUTE format('DELETE FROM deliver.%I WHERE archived_at < now() - $1', format('q%s_archive', q.queue_id))
+          USING coalesce(q.archive_retention, interval '0');
+        GET DIAGNOSTICS expired_archive = ROW_COUNT;
         RETURN NEXT;
     END LOOP;
 END $$;
@@ -830,6 +873,35 @@ BEGIN
         n := n + 1;
     END LOOP;
     RETURN n;
+END $$;
+
+--
+-- Archive
+--
+
+-- Finished messages of a queue whose archive is on (alter_queue
+-- archive_retention), oldest first; after_id pages through them.
+CREATE FUNCTION deliver.archived(queue_name text, max_messages int DEFAULT 100,
+                                 after_id bigint DEFAULT 0)
+RETURNS TABLE (message_id bigint, payload jsonb, headers jsonb, ordering_key text,
+               enqueued_at timestamptz, archived_at timestamptz)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q deliver.queue := deliver._queue(queue_name);
+BEGIN
+    IF max_messages IS NULL OR after_id IS NULL THEN
+        RAISE EXCEPTION 'max_messages and after_id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF max_messages < 1 THEN
+        RAISE EXCEPTION 'max_messages must be positive' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY EXECUTE format($f$
+        SELECT a.message_id, a.payload, a.headers, a.ordering_key, a.enqueued_at, a.archived_at
+          FROM deliver.%I a WHERE a.message_id > $1
+         ORDER BY a.message_id LIMIT $2$f$, format('q%s_archive', q.queue_id))
+    USING after_id, max_messages;
 END $$;
 
 --
@@ -1084,7 +1156,7 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver.drop_push_subscription(text),
                            deliver._checkpoint_groups(int, xid8[]), deliver._move_due(text),
                            deliver._catalog_changed(int, text, int), deliver._requeue(int, int, timestamptz, text, jsonb, jsonb),
-                           deliver.alter_queue(text, interval, int, interval, interval, interval),
+                           deliver.alter_queue(text, interval, int, interval, interval, interval, interval),
                            deliver._sweep(text, int), deliver.set_alert(text, text, numeric),
                            deliver._check_alerts()
     FROM PUBLIC;

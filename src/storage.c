@@ -267,6 +267,9 @@ deliver_checkpoint_groups(PG_FUNCTION_ARGS)
 		GroupShared *gs = group_lock(q, q->groups[i].group_id, &gidx);
 		uint32		x;
 
+		/* drop restart points left with nothing unfinished (an idle group
+		 * finishes nothing that would drop them) */
+		cp_count_add(gs, 0, 0);
 		group_done_snapshot(gs, gidx, done);
 		LWLockRelease(&gs->lock);
 		done_write(q, q->groups[i].group_id, DONE_CHECKPOINT, NULL, 0, done);

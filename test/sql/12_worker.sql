@@ -96,12 +96,49 @@ SELECT count(*) FROM deliver.dead_letters('q12_sweep');
 RESET deliver.dead_letter_retention;
 
 --
+-- the archive: finished messages are copied before their segment is
+-- truncated, read with archived(), and kept for archive_retention
+--
+SELECT deliver.create_queue('q12_arch');
+SELECT deliver.alter_queue('q12_arch', archive_retention => '1 day');
+SELECT queue_name, archive_retention FROM deliver.list_queues() WHERE queue_name = 'q12_arch';
+SELECT deliver.send_batch('q12_arch', array['{"n": 1}', '{"n": 2}', '{"n": 3}']::jsonb[], ordering_keys => array['a', 'b', NULL]);
+SELECT count(*) FROM deliver.receive('q12_arch', 10) r WHERE deliver.ack('q12_arch', r.delivery_id);
+SET deliver.rotation_interval = '1ms';
+-- maintain rotates, closes and truncates; the empty receives move the cursor on
+DO $$
+BEGIN
+    FOR i IN 1 .. 100 LOOP
+        PERFORM deliver.maintain('q12_arch');
+        PERFORM deliver.receive('q12_arch');
+        EXIT WHEN (SELECT count(*) FROM deliver.archived('q12_arch')) = 3;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
+RESET deliver.rotation_interval;
+SELECT message_id, payload, ordering_key, archived_at > enqueued_at AS after_enqueue
+  FROM deliver.archived('q12_arch');
+SELECT message_id FROM deliver.archived('q12_arch', max_messages => 1, after_id => 1);
+-- retention: archive_retention '0' turns the archive off; what it holds
+-- then expires at once
+SELECT deliver.alter_queue('q12_arch', archive_retention => '0');
+SELECT count(*) FROM deliver.maintain('q12_arch');   -- (or the worker's run, whichever comes first)
+SELECT count(*) FROM deliver.archived('q12_arch');
+SELECT cmd, pg_temp.try(cmd) FROM (VALUES
+    ($$SELECT deliver.alter_queue('q12_arch', archive_retention => '-1 day')$$),
+    ($$SELECT * FROM deliver.archived('q12_arch', 0)$$),
+    ($$SELECT * FROM deliver.archived('q12_arch', NULL)$$),
+    ($$SELECT * FROM deliver.archived('q12_missing')$$)) AS t(cmd);
+SELECT deliver.drop_queue('q12_arch');
+
+--
 -- privileges: the worker's functions and the admin ones are not for PUBLIC
 --
 CREATE ROLE regress_deliver_w12;
 SELECT f AS function, has_function_privilege('regress_deliver_w12', f, 'EXECUTE') AS can_execute
   FROM unnest(ARRAY[
-    'deliver.alter_queue(text, interval, int, interval, interval, interval)',
+    'deliver.alter_queue(text, interval, int, interval, interval, interval, interval)',
+    'deliver.archived(text, int, bigint)',
     'deliver.set_alert(text, text, numeric)',
     'deliver._sweep(text, int)',
     'deliver._check_alerts()',
