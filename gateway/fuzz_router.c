@@ -1,0 +1,114 @@
+/*
+ * libFuzzer target: the request router, query parameter parsing, SQLSTATE
+ * mapping, JSON string output and JWT verification get arbitrary bytes.
+ * Input layout: method \n path \n query-string \n token (missing parts are
+ * empty).  Checks that matched names are valid and that nothing crashes,
+ * leaks or reads out of bounds (ASan/UBSan).
+ */
+#include "gw.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct
+{
+	char	   *keys[16];
+	char	   *vals[16];
+	int			n;
+} kv_t;
+
+static const char *
+get(void *ctx, const char *key)
+{
+	kv_t	   *kv = ctx;
+	int			i;
+
+	for (i = 0; i < kv->n; i++)
+		if (strcmp(kv->keys[i], key) == 0)
+			return kv->vals[i];
+	return NULL;
+}
+
+static void
+parse_query(char *q, kv_t *kv)
+{
+	char	   *save = NULL;
+	char	   *tok;
+
+	kv->n = 0;
+	for (tok = strtok_r(q, "&", &save); tok && kv->n < 16; tok = strtok_r(NULL, "&", &save))
+	{
+		char	   *eq = strchr(tok, '=');
+
+		kv->keys[kv->n] = tok;
+		kv->vals[kv->n] = eq ? (*eq = '\0', eq + 1) : tok + strlen(tok);
+		kv->n++;
+	}
+}
+
+int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char	   *s = malloc(size + 1);
+	char	   *parts[4] = {"", "", "", ""};
+	char	   *p;
+	int			i;
+	route_match m;
+	receive_params rp;
+	kv_t		kv;
+	buf_t		b;
+	long		v;
+	char		role[ROLE_MAX_LEN + 1];
+	const char *why;
+	static const unsigned char key[] = "0123456789abcdef0123456789abcdef";
+
+	memcpy(s, data, size);
+	s[size] = '\0';
+	p = s;
+	for (i = 0; i < 4 && p; i++)
+	{
+		char	   *nl = i < 3 ? strchr(p, '\n') : NULL;
+
+		parts[i] = p;
+		if (nl)
+			*nl = '\0';
+		p = nl ? nl + 1 : NULL;
+	}
+
+	if (route_request(parts[0], parts[1], &m) == 0)
+	{
+		assert(m.id > R_NOT_FOUND && m.id < R__COUNT);
+		if (m.queue[0])
+			assert(valid_name(m.queue));
+		if (m.group[0])
+			assert(valid_name(m.group));
+		if (m.delivery_id[0])
+			assert(strtoll(m.delivery_id, NULL, 10) > 0);
+		(void) route_needs_auth(m.id);
+	}
+	parse_query(parts[2], &kv);
+	if (parse_receive_params(get, &kv, 30000, 1, &rp) == NULL)
+	{
+		assert(rp.max >= 1 && rp.max <= 10000);
+		assert(rp.wait_ms >= 0 && rp.wait_ms <= 30000);
+		assert(!rp.has_vt || (rp.vt_ms > 0 && rp.vt_ms <= 43200000L));
+		assert(!rp.has_group || valid_name(rp.group));
+	}
+	if (parse_seconds(parts[2], 60000, &v))
+		assert(v >= 0 && v <= 60000);
+	(void) parse_int_range(parts[2], -5, 5, &v);
+	(void) http_status_for_sqlstate(parts[2]);
+
+	buf_init(&b);
+	buf_json_str(&b, parts[1]);
+	assert(b.len >= 2 && b.data[0] == '"' && b.data[b.len - 1] == '"');
+	buf_free(&b);
+
+	if (jwt_verify(parts[3], key, 32, 1700000000L, role, &why) == 0)
+		assert(strlen(role) > 0 && strlen(role) <= ROLE_MAX_LEN);
+	free(s);
+	return 0;
+}

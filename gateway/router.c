@@ -1,0 +1,481 @@
+/*
+ * deliverd: request routing, query parameter parsing, SQLSTATE mapping and
+ * JSON string output.  Pure functions (no I/O), so the fuzz target
+ * (fuzz_router.c) can drive them directly.
+ */
+#include "gw.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const route_names[R__COUNT] = {
+	[R_NOT_FOUND] = "not_found",
+	[R_HEALTHZ] = "healthz",
+	[R_READYZ] = "readyz",
+	[R_METRICS] = "metrics",
+	[R_OPENAPI] = "openapi",
+	[R_QUEUES_LIST] = "queues_list",
+	[R_QUEUE_CREATE] = "queue_create",
+	[R_QUEUE_GET] = "queue_get",
+	[R_QUEUE_DROP] = "queue_drop",
+	[R_GROUPS_LIST] = "groups_list",
+	[R_GROUP_CREATE] = "group_create",
+	[R_GROUP_DROP] = "group_drop",
+	[R_SEND] = "send",
+	[R_SEND_BATCH] = "send_batch",
+	[R_RECEIVE] = "receive",
+	[R_ACK_BATCH] = "ack_batch",
+	[R_ACK] = "ack",
+	[R_NACK] = "nack",
+	[R_EXTEND] = "extend",
+	[R_DEAD_LETTERS] = "dead_letters",
+	[R_REDRIVE] = "redrive",
+	[R_QUEUE_METRICS] = "queue_metrics",
+	[R_STREAM] = "stream",
+};
+
+bool
+route_needs_auth(route_id id)
+{
+	return id >= R_QUEUES_LIST && id < R__COUNT;
+}
+
+/* Queue and group names: 1-63 of [A-Za-z0-9_.-], not starting with . or - */
+bool
+valid_name(const char *s)
+{
+	size_t		n = 0;
+
+	if (!s || !*s || *s == '.' || *s == '-')
+		return false;
+	for (; s[n]; n++)
+	{
+		unsigned char c = (unsigned char) s[n];
+
+		if (!(isalnum(c) || c == '_' || c == '.' || c == '-') || c > 127)
+			return false;
+		if (n >= NAME_MAX_LEN)
+			return false;
+	}
+	return true;
+}
+
+/* Split path into at most 8 segments; returns the count, -1 when malformed. */
+#define MAX_SEGS 8
+#define SEG_LEN 128
+static int
+split_path(const char *path, char segs[MAX_SEGS][SEG_LEN])
+{
+	int			n = 0;
+	const char *p = path;
+
+	if (*p != '/')
+		return -1;
+	while (*p)
+	{
+		const char *start;
+		size_t		len;
+
+		while (*p == '/')
+			p++;
+		if (!*p)
+			break;				/* trailing slash */
+		start = p;
+		while (*p && *p != '/')
+			p++;
+		len = (size_t) (p - start);
+		if (n >= MAX_SEGS || len >= SEG_LEN)
+			return -1;
+		memcpy(segs[n], start, len);
+		segs[n][len] = '\0';
+		n++;
+	}
+	return n;
+}
+
+static bool
+is_method(const char *m, const char *want)
+{
+	return strcmp(m, want) == 0;
+}
+
+/* Pick the route for the method among alternatives on one path. */
+static int
+pick(route_match *m, const char *method, const char *get, route_id rget,
+	 const char *other, route_id rother)
+{
+	if (get && is_method(method, get))
+		m->id = rget;
+	else if (other && is_method(method, other))
+		m->id = rother;
+	else if (get && strcmp(get, "GET") == 0 && is_method(method, "HEAD"))
+		m->id = rget;
+	else
+		return m->status = 405;
+	return m->status = 0;
+}
+
+static int
+set_name(route_match *m, char *dst, const char *src)
+{
+	if (!valid_name(src))
+		return m->status = 400;
+	strcpy(dst, src);
+	return 0;
+}
+
+int
+route_request(const char *method, const char *path, route_match *m)
+{
+	char		segs[MAX_SEGS][SEG_LEN];
+	int			n;
+
+	memset(m, 0, sizeof(*m));
+	m->id = R_NOT_FOUND;
+	m->status = 404;
+	if (!method || !path)
+		return m->status;
+	n = split_path(path, segs);
+	if (n < 1)
+		return m->status;
+
+	if (n == 1)
+	{
+		if (strcmp(segs[0], "healthz") == 0)
+			return pick(m, method, "GET", R_HEALTHZ, NULL, 0);
+		if (strcmp(segs[0], "readyz") == 0)
+			return pick(m, method, "GET", R_READYZ, NULL, 0);
+		if (strcmp(segs[0], "metrics") == 0)
+			return pick(m, method, "GET", R_METRICS, NULL, 0);
+		if (strcmp(segs[0], "openapi.json") == 0)
+			return pick(m, method, "GET", R_OPENAPI, NULL, 0);
+		return m->status;
+	}
+	if (strcmp(segs[0], "v1") != 0 || strcmp(segs[1], "queues") != 0)
+		return m->status;
+	if (n == 2)
+		return pick(m, method, "GET", R_QUEUES_LIST, "POST", R_QUEUE_CREATE);
+	if (set_name(m, m->queue, segs[2]))
+		return m->status;
+	if (n == 3)
+		return pick(m, method, "GET", R_QUEUE_GET, "DELETE", R_QUEUE_DROP);
+	if (n == 4)
+	{
+		const char *s = segs[3];
+
+		if (strcmp(s, "groups") == 0)
+			return pick(m, method, "GET", R_GROUPS_LIST, "POST", R_GROUP_CREATE);
+		if (strcmp(s, "messages") == 0)
+			return pick(m, method, "POST", R_SEND, NULL, 0);
+		if (strcmp(s, "receive") == 0)
+			return pick(m, method, "POST", R_RECEIVE, NULL, 0);
+		if (strcmp(s, "ack") == 0)
+			return pick(m, method, "POST", R_ACK_BATCH, NULL, 0);
+		if (strcmp(s, "dead-letters") == 0)
+			return pick(m, method, "GET", R_DEAD_LETTERS, NULL, 0);
+		if (strcmp(s, "redrive") == 0)
+			return pick(m, method, "POST", R_REDRIVE, NULL, 0);
+		if (strcmp(s, "metrics") == 0)
+			return pick(m, method, "GET", R_QUEUE_METRICS, NULL, 0);
+		if (strcmp(s, "stream") == 0)
+			return pick(m, method, "GET", R_STREAM, NULL, 0);
+		return m->status;
+	}
+	if (n == 5)
+	{
+		if (strcmp(segs[3], "groups") == 0)
+		{
+			if (set_name(m, m->group, segs[4]))
+				return m->status;
+			return pick(m, method, "DELETE", R_GROUP_DROP, NULL, 0);
+		}
+		if (strcmp(segs[3], "messages") == 0 && strcmp(segs[4], "batch") == 0)
+			return pick(m, method, "POST", R_SEND_BATCH, NULL, 0);
+		return m->status;
+	}
+	if (n == 6 && strcmp(segs[3], "deliveries") == 0)
+	{
+		long		dummy;
+		long long	id;
+		char	   *end;
+		const char *action = segs[5];
+
+		(void) dummy;
+		if (strcmp(action, "ack") != 0 && strcmp(action, "nack") != 0 &&
+			strcmp(action, "extend") != 0)
+			return m->status;
+		/* a delivery id: a positive decimal bigint */
+		if (!isdigit((unsigned char) segs[4][0]))
+			return m->status = 400;
+		errno = 0;
+		id = strtoll(segs[4], &end, 10);
+		if (errno || *end || id <= 0)
+			return m->status = 400;
+		snprintf(m->delivery_id, sizeof(m->delivery_id), "%lld", id);
+		if (strcmp(action, "ack") == 0)
+			return pick(m, method, "POST", R_ACK, NULL, 0);
+		if (strcmp(action, "nack") == 0)
+			return pick(m, method, "POST", R_NACK, NULL, 0);
+		return pick(m, method, "POST", R_EXTEND, NULL, 0);
+	}
+	return m->status;
+}
+
+bool
+parse_int_range(const char *s, long lo, long hi, long *out)
+{
+	char	   *end;
+	long		v;
+
+	if (!s || !*s || isspace((unsigned char) *s))
+		return false;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* Seconds as a decimal ("5", "0.25"), at most max_ms; stored in ms. */
+bool
+parse_seconds(const char *s, long max_ms, long *out_ms)
+{
+	long		whole = 0;
+	long		frac = 0;
+	int			digits = 0;
+	int			fdigits = 0;
+	const char *p = s;
+
+	if (!s || !*s)
+		return false;
+	for (; *p >= '0' && *p <= '9'; p++)
+	{
+		whole = whole * 10 + (*p - '0');
+		if (++digits > 9)
+			return false;
+	}
+	if (*p == '.')
+	{
+		p++;
+		for (; *p >= '0' && *p <= '9'; p++)
+		{
+			if (fdigits < 3)
+			{
+				frac = frac * 10 + (*p - '0');
+				fdigits++;
+			}
+			else if (++fdigits > 12)
+				return false;
+		}
+		if (fdigits == 0)
+			return false;
+	}
+	if (*p || digits == 0)
+		return false;
+	while (fdigits < 3)
+	{
+		frac *= 10;
+		fdigits++;
+	}
+	if (whole > max_ms / 1000 + 1)
+		return false;
+	*out_ms = whole * 1000 + frac;
+	return *out_ms <= max_ms;
+}
+
+const char *
+parse_receive_params(param_getter get, void *ctx, long max_wait_ms,
+					 int default_max, receive_params *p)
+{
+	const char *v;
+	long		n;
+
+	memset(p, 0, sizeof(*p));
+	p->max = default_max;
+	if ((v = get(ctx, "max")) != NULL)
+	{
+		if (!parse_int_range(v, 1, 10000, &n))
+			return "max must be an integer from 1 to 10000";
+		p->max = (int) n;
+	}
+	if ((v = get(ctx, "visibility_timeout")) != NULL)
+	{
+		if (!parse_seconds(v, 12L * 3600 * 1000, &p->vt_ms) || p->vt_ms == 0)
+			return "visibility_timeout must be seconds, more than 0 and at most 43200";
+		p->has_vt = true;
+	}
+	if ((v = get(ctx, "wait")) != NULL)
+	{
+		if (!parse_seconds(v, max_wait_ms, &p->wait_ms))
+			return "wait must be seconds, from 0 to the gateway's max_wait";
+	}
+	if ((v = get(ctx, "group")) != NULL)
+	{
+		if (!valid_name(v))
+			return "group must be 1-63 of [A-Za-z0-9_.-], not starting with . or -";
+		strcpy(p->group, v);
+		p->has_group = true;
+	}
+	return NULL;
+}
+
+/* ---- SQLSTATE -> HTTP ---- */
+
+bool
+sqlstate_is_unavailable(const char *s)
+{
+	if (!s || strlen(s) != 5)
+		return true;			/* no SQLSTATE: a libpq-side failure */
+	return strncmp(s, "08", 2) == 0 ||	/* connection exception */
+		strcmp(s, "57P01") == 0 ||	/* admin shutdown */
+		strcmp(s, "57P02") == 0 ||	/* crash shutdown */
+		strcmp(s, "57P03") == 0 ||	/* cannot connect now */
+		strcmp(s, "57014") == 0 ||	/* query canceled (shutdown) */
+		strcmp(s, "53300") == 0 ||	/* too many connections */
+		strcmp(s, "53400") == 0 ||	/* configuration limit (lease slots) */
+		strcmp(s, "40001") == 0 ||	/* serialization failure: retry */
+		strcmp(s, "40P01") == 0;	/* deadlock: retry */
+}
+
+int
+http_status_for_sqlstate(const char *s)
+{
+	if (sqlstate_is_unavailable(s))
+		return 503;
+	if (strcmp(s, "42704") == 0)
+		return 404;
+	if (strcmp(s, "42501") == 0)
+		return 403;
+	if (strcmp(s, "28000") == 0 || strcmp(s, "28P01") == 0)
+		return 401;
+	if (strcmp(s, "54000") == 0)
+		return 413;
+	if (strcmp(s, "55000") == 0 || strcmp(s, "55P03") == 0 ||
+		strcmp(s, "42710") == 0 || strcmp(s, "25001") == 0)
+		return 409;
+	/* malformed input (bad JSON, number or interval syntax): 400 */
+	if (strcmp(s, "22P02") == 0 || strcmp(s, "22007") == 0 ||
+		strcmp(s, "22008") == 0 || strcmp(s, "22003") == 0 ||
+		strcmp(s, "42602") == 0)
+		return 400;
+	/* well-formed but unacceptable values (NULLs, out of range, bad option) */
+	if (strncmp(s, "22", 2) == 0 || strcmp(s, "2202E") == 0)
+		return 422;
+	return 500;
+}
+
+/* ---- buffers and JSON ---- */
+
+void
+buf_init(buf_t *b)
+{
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+void
+buf_free(buf_t *b)
+{
+	free(b->data);
+	buf_init(b);
+}
+
+void
+buf_add(buf_t *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap)
+	{
+		size_t		cap = b->cap ? b->cap : 256;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		b->data = realloc(b->data, cap);
+		if (!b->data)
+			abort();
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+void
+buf_puts(buf_t *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+void
+buf_printf(buf_t *b, const char *fmt,...)
+{
+	char		tmp[512];
+	va_list		ap;
+	int			n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t) n < sizeof(tmp))
+	{
+		buf_add(b, tmp, (size_t) n);
+		return;
+	}
+	{
+		char	   *big = malloc((size_t) n + 1);
+
+		if (!big)
+			abort();
+		va_start(ap, fmt);
+		vsnprintf(big, (size_t) n + 1, fmt, ap);
+		va_end(ap);
+		buf_add(b, big, (size_t) n);
+		free(big);
+	}
+}
+
+void
+buf_json_str(buf_t *b, const char *s)
+{
+	if (!s)
+	{
+		buf_puts(b, "null");
+		return;
+	}
+	buf_add(b, "\"", 1);
+	for (; *s; s++)
+	{
+		unsigned char c = (unsigned char) *s;
+
+		switch (c)
+		{
+			case '"':
+				buf_add(b, "\\\"", 2);
+				break;
+			case '\\':
+				buf_add(b, "\\\\", 2);
+				break;
+			case '\n':
+				buf_add(b, "\\n", 2);
+				break;
+			case '\r':
+				buf_add(b, "\\r", 2);
+				break;
+			case '\t':
+				buf_add(b, "\\t", 2);
+				break;
+			default:
+				if (c < 0x20 || c == 0x7f)
+					buf_printf(b, "\\u%04x", c);
+				else
+					buf_add(b, (const char *) &c, 1);
+		}
+	}
+	buf_add(b, "\"", 1);
+}

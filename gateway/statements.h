@@ -1,0 +1,114 @@
+/*
+ * deliverd: the SQL of every route, prepared once per pooled connection.
+ * User input only ever arrives as parameters: path names ($1, $2), query
+ * parameters validated by the router, and the request body as one jsonb
+ * parameter that Postgres itself parses.
+ */
+#ifndef DELIVERD_STATEMENTS_H
+#define DELIVERD_STATEMENTS_H
+
+/* an interval from a JSON field: a number of seconds or an interval string */
+#define IV(f) "(CASE jsonb_typeof(b->'" f "') WHEN 'number' THEN make_interval(secs => (b->>'" f "')::float8)" \
+	" WHEN 'string' THEN (b->>'" f "')::interval END)"
+#define BODY(n) " FROM (SELECT coalesce($" #n "::jsonb, '{}'::jsonb) AS b) s"
+
+enum
+{
+	S_LIST_QUEUES,
+	S_GET_QUEUE,
+	S_CREATE_QUEUE,
+	S_DROP_QUEUE,
+	S_LIST_GROUPS,
+	S_CREATE_GROUP,
+	S_DROP_GROUP,
+	S_SEND,
+	S_SEND_BATCH,
+	S_RECEIVE,
+	S_RECEIVE_ROWS,
+	S_ACK,
+	S_ACK_BATCH,
+	S_NACK,
+	S_EXTEND,
+	S_DEAD_LETTERS,
+	S_REDRIVE,
+	S_QUEUE_METRICS,
+	S_ALL_METRICS,
+	S_PING,
+	S__COUNT
+};
+
+static const stmt_def statements[S__COUNT] = {
+	[S_LIST_QUEUES] = {"list_queues",
+		"SELECT coalesce(json_agg(q), '[]') FROM deliver.list_queues() q", 0},
+	[S_GET_QUEUE] = {"get_queue",
+		"SELECT row_to_json(q) FROM deliver.list_queues() q WHERE q.queue_name = $1", 1},
+	[S_CREATE_QUEUE] = {"create_queue",
+		"SELECT deliver.create_queue(b->>'name',"
+		" coalesce(b->>'guarantee', 'at_least_once'),"
+		" coalesce(" IV("visibility_timeout") ", '30 seconds'),"
+		" coalesce((b->>'max_attempts')::int, 5),"
+		" coalesce((b->>'fifo')::boolean, false),"
+		" coalesce(" IV("dedup_window") ", '5 minutes'),"
+		" coalesce(" IV("retry_base") ", '1 second'),"
+		" coalesce(" IV("retry_max") ", '5 minutes')),"
+		" json_build_object('queue_name', b->>'name', 'created', true)" BODY(1), 1},
+	[S_DROP_QUEUE] = {"drop_queue",
+		"SELECT json_build_object('dropped', deliver.drop_queue($1))", 1},
+	[S_LIST_GROUPS] = {"list_groups",
+		"SELECT coalesce(json_agg(g), '[]') FROM deliver.list_consumer_groups($1) g", 1},
+	[S_CREATE_GROUP] = {"create_group",
+		"SELECT deliver.create_consumer_group($1, b->>'name', coalesce(b->>'start_from', 'latest')),"
+		" json_build_object('consumer_group', b->>'name', 'created', true)" BODY(2), 2},
+	[S_DROP_GROUP] = {"drop_group",
+		"SELECT json_build_object('dropped', deliver.drop_consumer_group($1, $2))", 2},
+	[S_SEND] = {"send",
+		"SELECT json_build_object('message_id', deliver.send($1, b->'payload',"
+		" nullif(b->'headers', 'null'::jsonb), b->>'ordering_key',"
+		" coalesce($3, b->>'idempotency_key'), " IV("delay") "))" BODY(2), 3},
+	/*
+	 * A batch: {"messages": [{payload, headers, ordering_key,
+	 * idempotency_key}, ...], "delay": ...}; an Idempotency-Key header K gives
+	 * message i (from 0) the key "K:i" unless it has its own.
+	 */
+	[S_SEND_BATCH] = {"send_batch",
+		"SELECT json_build_object('message_ids', to_json(deliver.send_batch($1,"
+		" ARRAY(SELECT m->'payload' FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i),"
+		" ARRAY(SELECT nullif(m->'headers', 'null'::jsonb) FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i),"
+		" ARRAY(SELECT m->>'ordering_key' FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i),"
+		" ARRAY(SELECT coalesce(m->>'idempotency_key', $3 || ':' || (i - 1))"
+		"   FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i),"
+		" " IV("delay") ")))" BODY(2), 3},
+	[S_RECEIVE] = {"receive",
+		"SELECT coalesce(json_agg(r), '[]') FROM deliver.receive($1, $2::int, $3::interval,"
+		" $4::interval, $5) r", 5},
+	/* the stream: one row per message */
+	[S_RECEIVE_ROWS] = {"receive_rows",
+		"SELECT r.message_id, r.delivery_id, row_to_json(r) FROM deliver.receive($1, $2::int,"
+		" $3::interval, $4::interval, $5) r", 5},
+	[S_ACK] = {"ack",
+		"SELECT json_build_object('acked', deliver.ack($1, $2::bigint))", 2},
+	[S_ACK_BATCH] = {"ack_batch",
+		"SELECT json_build_object('acked', deliver.ack_batch($1,"
+		" ARRAY(SELECT jsonb_array_elements_text(b->'delivery_ids')::bigint)))" BODY(2), 2},
+	[S_NACK] = {"nack",
+		"SELECT json_build_object('nacked', deliver.nack($1, $2::bigint, b->>'error', "
+		IV("retry_after") "))" BODY(3), 3},
+	[S_EXTEND] = {"extend",
+		"SELECT json_build_object('lease_expires_at', deliver.extend_lease($1, $2::bigint, "
+		IV("visibility_timeout") "))" BODY(3), 3},
+	[S_DEAD_LETTERS] = {"dead_letters",
+		"SELECT coalesce(json_agg(d), '[]') FROM deliver.dead_letters($1, $2, $3::int) d", 3},
+	[S_REDRIVE] = {"redrive",
+		"SELECT json_build_object('redriven', deliver.redrive($1,"
+		" CASE WHEN b ? 'message_ids' THEN ARRAY(SELECT jsonb_array_elements_text(b->'message_ids')::bigint) END,"
+		" b->>'consumer_group'))" BODY(2), 2},
+	[S_QUEUE_METRICS] = {"queue_metrics",
+		"SELECT coalesce(json_agg(m), '[]') FROM deliver.metrics($1) m", 1},
+	[S_ALL_METRICS] = {"all_metrics",
+		"SELECT q.queue_name, m.consumer_group, m.depth, m.in_flight, m.delayed, m.dead_letters,"
+		" coalesce(extract(epoch FROM m.oldest_age), 0)"
+		" FROM deliver.list_queues() q CROSS JOIN LATERAL deliver.metrics(q.queue_name) m", 0},
+	[S_PING] = {"ping", "SELECT 1", 0},
+};
+
+#endif
