@@ -20,7 +20,7 @@ ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation \
                --load-extension=deliver --temp-config=$(srcdir)/test/deliver.conf
 TAP_TESTS    = 1
 
-EXTRA_CLEAN  = bench/deliverbench
+EXTRA_CLEAN  = bench/deliverbench bench/httpbench
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -36,6 +36,19 @@ install-cli: cli
 	$(MAKE) -C cli install PG_CONFIG=$(PG_CONFIG)
 clean-cli:
 	$(MAKE) -C cli clean PG_CONFIG=$(PG_CONFIG)
+
+# deliverd, the HTTP gateway (gateway/): built, installed and cleaned with
+# the extension; installed next to the Postgres binaries.
+all: gateway
+install: install-gateway
+clean: clean-gateway
+.PHONY: gateway install-gateway clean-gateway
+gateway:
+	$(MAKE) -C gateway PG_CONFIG=$(PG_CONFIG)
+install-gateway: gateway
+	$(MAKE) -C gateway install PG_CONFIG=$(PG_CONFIG)
+clean-gateway:
+	$(MAKE) -C gateway clean
 
 # every object depends on the shared header
 $(OBJS): src/deliver.h

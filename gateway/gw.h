@@ -117,6 +117,7 @@ typedef struct
 	char	   *detail;
 	char	   *hint;
 	int			retry_after;	/* seconds, for 503 */
+	int			failed_query;	/* which query of the pipeline failed */
 } exec_result;
 
 typedef struct

@@ -158,7 +158,10 @@ read_pipeline(PGconn *conn, int nq, int keep, PGresult **kept, exec_result *out)
 		if (st == PGRES_FATAL_ERROR)
 		{
 			if (out->status == 200)
+			{
 				set_error_from_result(out, conn, r);
+				out->failed_query = qi;
+			}
 			PQclear(r);
 			if (PQstatus(conn) == CONNECTION_BAD)
 				return false;
@@ -414,6 +417,9 @@ pool_exec(const char *role, int stmt, int nparams, const char *const *params,
 	if (!PQpipelineSync(s->conn))
 		goto broken;
 	ok = read_pipeline(s->conn, nq, nq - 1, &out->res, out);
+	/* the role itself was refused (unknown, or not granted to the gateway's user) */
+	if (role && out->status != 200 && out->status != 503 && out->failed_query == 0)
+		out->status = 403;
 	if (out->status != 200 && out->res)
 	{
 		PQclear(out->res);

@@ -1,0 +1,503 @@
+# deliverd, the HTTP gateway, against a real server: every route's success
+# and error paths, authentication (none, bad, expired, token file, JWT) and
+# GRANT-based authorisation through the per-request role, limits (body size,
+# idle connections), long polls, the SSE stream and its resume with
+# Last-Event-ID, a Postgres restart under connected clients (503 with
+# Retry-After, then recovery), /metrics, and a graceful SIGTERM.  Runs the
+# AddressSanitizer build (gateway/deliverd-asan) when it exists, and then
+# checks its log is clean.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use DeliverTest;
+use HTTP::Tiny;
+use JSON::PP;
+use IO::Select;
+use IO::Socket::INET;
+use Digest::SHA qw(hmac_sha256);
+use MIME::Base64 qw(encode_base64url);
+use Time::HiRes qw(usleep time);
+
+my $gwdir = "$FindBin::RealBin/../../gateway";
+my $bin = -x "$gwdir/deliverd-asan" ? "$gwdir/deliverd-asan" : "$gwdir/deliverd";
+$bin = 'deliverd' unless -x $bin;
+note "gateway binary: $bin";
+
+my $node = deliver_node('gw', q{deliver.max_payload_size = '4kB'});
+my $super = query_one($node, 'SELECT current_user');
+$node->safe_psql('postgres', q{
+    CREATE ROLE app_sender NOLOGIN;
+    CREATE ROLE app_reader NOLOGIN;
+    CREATE ROLE app_none NOLOGIN;
+    SELECT deliver.create_queue('shop');
+    SELECT deliver.grant_queue('shop', 'app_sender', 'send');
+    SELECT deliver.grant_queue('shop', 'app_reader', 'receive');
+});
+
+my $json = JSON::PP->new->canonical;
+my $secret = 'test-secret-0123456789-0123456789-abcdef';
+my $dir = $node->basedir;
+my $port = PostgreSQL::Test::Cluster::get_free_port();
+my $base = "http://127.0.0.1:$port";
+my $logfile = "$dir/deliverd.log";
+
+write_file("$dir/tokens", "# token role\nstatic-token-for-the-reader app_reader\n");
+write_file("$dir/deliverd.conf", join("\n",
+	"# settings from the file; the environment adds the rest",
+	"listen = 127.0.0.1",
+	"port = $port",
+	"conninfo = '" . $node->connstr('postgres') . "'",
+	"token_file = $dir/tokens",
+	"max_body = 65536",
+	"idle_timeout = 2",
+	"max_wait = 20",
+	"stream_wait = 1",
+	"shutdown_grace = 10",
+	"pool_size = 6", ''));
+
+my $gw;
+sub start_gateway
+{
+	local $ENV{DELIVERD_JWT_SECRET} = $secret;
+	local $ENV{ASAN_OPTIONS} = 'detect_leaks=1:abort_on_error=0:log_path=' . "$dir/asan";
+	local $ENV{UBSAN_OPTIONS} = 'print_stacktrace=1:log_path=' . "$dir/asan";
+	my ($in, $out) = ('', '');
+	$gw = IPC::Run::start([ $bin, '-c', "$dir/deliverd.conf" ],
+		'<', \$in, '>>', $logfile, '2>>', $logfile);
+	my $deadline = time() + 20;
+	while (time() < $deadline)
+	{
+		my $r = HTTP::Tiny->new(timeout => 2)->get("$base/healthz");
+		return 1 if $r->{status} == 200;
+		usleep(100_000);
+	}
+	return 0;
+}
+ok(start_gateway(), 'deliverd starts and answers /healthz');
+
+sub jwt
+{
+	my (%claims) = @_;
+	my $alg = delete $claims{_alg} // 'HS256';
+	my $key = delete $claims{_key} // $secret;
+	my $h = encode_base64url($json->encode({ alg => $alg, typ => 'JWT' }));
+	my $c = encode_base64url($json->encode(\%claims));
+	my $s = encode_base64url(hmac_sha256("$h.$c", $key));
+	return "$h.$c.$s";
+}
+my $admin = jwt(role => $super, exp => time() + 3600);
+my $sender = jwt(role => 'app_sender');
+my $reader = 'static-token-for-the-reader';
+
+my $http = HTTP::Tiny->new(timeout => 30, keep_alive => 1);
+
+# req(METHOD, PATH, token => T, body => perl-or-string, headers => {...})
+# returns (status, decoded body or raw text, response)
+sub req
+{
+	my ($method, $path, %o) = @_;
+	my %h = %{ $o{headers} // {} };
+	$h{Authorization} = "Bearer $o{token}" if defined $o{token};
+	my %args = (headers => \%h);
+	if (exists $o{body})
+	{
+		$args{content} = ref $o{body} ? $json->encode($o{body}) : $o{body};
+		$h{'Content-Type'} = 'application/json';
+	}
+	my $r = ($o{client} // $http)->request($method, "$base$path", \%args);
+	my $body = $r->{content};
+	my $d = eval { $json->decode($body) };
+	return ($r->{status}, defined $d ? $d : $body, $r);
+}
+
+# error bodies carry {error, detail, hint, sqlstate}
+sub is_error
+{
+	my ($got, $status, $sqlstate, $name) = @_;
+	my ($st, $b) = @$got;
+	is($st, $status, "$name: HTTP $status");
+	ok(ref $b eq 'HASH' && exists $b->{error} && exists $b->{detail} && exists $b->{hint}
+		  && exists $b->{sqlstate}, "$name: error body has error, detail, hint, sqlstate")
+	  or diag(explain $b);
+	is($b->{sqlstate}, $sqlstate, "$name: sqlstate " . ($sqlstate // 'null'))
+	  if ref $b eq 'HASH';
+	return;
+}
+
+# ---- operations routes
+my ($st, $b, $r) = req('GET', '/readyz');
+is($st, 200, '/readyz is 200 with Postgres up');
+($st, $b) = req('GET', '/openapi.json');
+is($st, 200, '/openapi.json');
+for my $p ('/healthz', '/readyz', '/metrics', '/v1/queues', '/v1/queues/{queue}',
+	'/v1/queues/{queue}/groups', '/v1/queues/{queue}/groups/{group}',
+	'/v1/queues/{queue}/messages', '/v1/queues/{queue}/messages/batch',
+	'/v1/queues/{queue}/receive', '/v1/queues/{queue}/ack',
+	'/v1/queues/{queue}/deliveries/{delivery_id}/ack',
+	'/v1/queues/{queue}/deliveries/{delivery_id}/nack',
+	'/v1/queues/{queue}/deliveries/{delivery_id}/extend',
+	'/v1/queues/{queue}/dead-letters', '/v1/queues/{queue}/redrive',
+	'/v1/queues/{queue}/metrics', '/v1/queues/{queue}/stream')
+{
+	ok(ref $b eq 'HASH' && $b->{paths}{$p}, "openapi.json describes $p");
+}
+is_error([ req('GET', '/nowhere') ], 404, undef, 'unknown route');
+is_error([ req('PUT', '/v1/queues', token => $admin) ], 405, undef, 'wrong method');
+
+# ---- authentication
+is_error([ req('GET', '/v1/queues') ], 401, '28000', 'no token');
+($st, $b, $r) = req('GET', '/v1/queues');
+is($r->{headers}{'www-authenticate'}, 'Bearer', '401 says WWW-Authenticate: Bearer');
+is_error([ req('GET', '/v1/queues', token => 'nonsense') ], 401, '28000', 'unknown token');
+is_error([ req('GET', '/v1/queues', token => jwt(role => $super, _key => 'x' x 40)) ],
+	401, '28000', 'JWT signed with another key');
+is_error([ req('GET', '/v1/queues', token => jwt(role => $super, exp => time() - 10)) ],
+	401, '28000', 'expired JWT');
+is_error([ req('GET', '/v1/queues', token => jwt(role => $super, _alg => 'none')) ],
+	401, '28000', 'JWT with alg none');
+is_error([ req('GET', '/v1/queues', token => jwt(sub => 'x')) ], 401, '28000',
+	'JWT without a role claim');
+($st, $b) = req('GET', '/v1/queues', token => $admin);
+is($st, 200, 'a valid JWT lists queues');
+ok(ref $b eq 'ARRAY' && grep({ $_->{queue_name} eq 'shop' } @$b), 'the list has queue shop');
+is_error([ req('GET', '/v1/queues/shop/metrics', token => jwt(role => 'ghost')) ],
+	403, '22023', 'a JWT naming a role that does not exist');
+
+# ---- queues
+($st, $b) = req('POST', '/v1/queues', token => $admin,
+	body => { name => 'orders', visibility_timeout => 30, max_attempts => 1 });
+is($st, 201, 'create queue: 201');
+is($b->{queue_name}, 'orders', 'create queue: answers the name');
+is_error([ req('POST', '/v1/queues', token => $admin, body => { name => 'orders' }) ],
+	409, '42710', 'create an existing queue');
+is_error([ req('POST', '/v1/queues', token => $admin, body => { name => 'bad name' }) ],
+	400, '42602', 'create a queue with a bad name');
+is_error([ req('POST', '/v1/queues', token => $admin, body => { name => 'g', guarantee => 'maybe' }) ],
+	422, '22023', 'create a queue with a bad guarantee');
+is_error([ req('POST', '/v1/queues', token => $admin, body => {}) ], 422, '22004',
+	'create a queue without a name');
+is_error([ req('POST', '/v1/queues', token => $admin, body => '{"name": ') ], 400, '22P02',
+	'create a queue with malformed JSON');
+is_error([ req('POST', '/v1/queues', token => $sender, body => { name => 'x' }) ], 403, '42501',
+	'create a queue as a role without the grant');
+($st, $b) = req('POST', '/v1/queues', token => $admin,
+	body => { name => 'once', guarantee => 'exactly_once', dedup_window => '10 minutes' });
+is($st, 201, 'create an exactly_once queue');
+($st, $b) = req('GET', '/v1/queues/orders', token => $admin);
+is($st, 200, 'describe queue');
+is($b->{max_attempts}, 1, 'describe queue: its settings');
+is_error([ req('GET', '/v1/queues/nosuch', token => $admin) ], 404, '42704', 'describe unknown queue');
+is_error([ req('GET', '/v1/queues/.bad', token => $admin) ], 400, '42602', 'invalid queue name in the path');
+
+# ---- consumer groups
+($st, $b) = req('POST', '/v1/queues/orders/groups', token => $admin, body => { name => 'audit' });
+is($st, 201, 'create consumer group');
+is_error([ req('POST', '/v1/queues/orders/groups', token => $admin, body => { name => 'audit' }) ],
+	409, '42710', 'create an existing consumer group');
+is_error([ req('POST', '/v1/queues/orders/groups', token => $admin,
+		body => { name => 'x', start_from => 'middle' }) ], 422, '22023', 'bad start_from');
+is_error([ req('POST', '/v1/queues/nosuch/groups', token => $admin, body => { name => 'x' }) ],
+	404, '42704', 'group on an unknown queue');
+($st, $b) = req('GET', '/v1/queues/orders/groups', token => $admin);
+is_deeply([ map { $_->{consumer_group} } @$b ], [ 'default', 'audit' ], 'list consumer groups');
+($st, $b) = req('DELETE', '/v1/queues/orders/groups/audit', token => $admin);
+is_deeply([ $st, $b ], [ 200, { dropped => JSON::PP::true } ], 'drop consumer group');
+is_error([ req('DELETE', '/v1/queues/orders/groups/audit', token => $admin) ], 404, '42704',
+	'drop an unknown consumer group');
+
+# ---- send
+($st, $b) = req('POST', '/v1/queues/shop/messages', token => $sender,
+	body => { payload => { n => 1 }, headers => { h => 'x' }, ordering_key => 'k' });
+is($st, 201, 'send as a role granted send');
+ok($b->{message_id} > 0, 'send answers the message id');
+my $first_id = $b->{message_id};
+is_error([ req('POST', '/v1/queues/shop/messages', token => $reader, body => { payload => 1 }) ],
+	403, '42501', 'send as a role granted only receive');
+is_error([ req('POST', '/v1/queues/shop/messages', token => jwt(role => 'app_none'), body => { payload => 1 }) ],
+	403, '42501', 'send as a role without any grant');
+is_error([ req('POST', '/v1/queues/nosuch/messages', token => $admin, body => { payload => 1 }) ],
+	404, '42704', 'send to an unknown queue');
+is_error([ req('POST', '/v1/queues/shop/messages', token => $admin, body => { headers => {} }) ],
+	422, '22004', 'send without a payload');
+is_error([ req('POST', '/v1/queues/shop/messages', token => $admin, body => 'not json') ],
+	400, '22P02', 'send malformed JSON');
+is_error([ req('POST', '/v1/queues/shop/messages', token => $admin) ], 400, undef,
+	'send without a body');
+is_error([ req('POST', '/v1/queues/shop/messages', token => $admin, body => { payload => 'x' x 8000 }) ],
+	413, '54000', 'send a payload over deliver.max_payload_size');
+is_error([ req('POST', '/v1/queues/shop/messages', token => $admin, body => { payload => 'x' x 70000 }) ],
+	413, '54000', 'send a body over max_body');
+is_error([ req('POST', '/v1/queues/shop/messages', token => $admin, body => { payload => 1, delay => 'soon' }) ],
+	400, '22007', 'send with a malformed delay');
+
+# idempotency keys: header, and per message in a batch
+my @ids;
+for (1 .. 2)
+{
+	($st, $b) = req('POST', '/v1/queues/once/messages', token => $admin,
+		headers => { 'Idempotency-Key' => 'pay-42' }, body => { payload => { amount => 10 } });
+	is($st, 201, 'send with Idempotency-Key');
+	push @ids, $b->{message_id};
+}
+is($ids[0], $ids[1], 'the same Idempotency-Key gives the same message id');
+is_error([ req('POST', '/v1/queues/once/messages', token => $admin, body => { payload => 1 }) ],
+	422, '22004', 'exactly_once send without an idempotency key');
+my @batches;
+for (1 .. 2)
+{
+	($st, $b) = req('POST', '/v1/queues/once/messages/batch', token => $admin,
+		headers => { 'Idempotency-Key' => 'batch-7' },
+		body => { messages => [ { payload => 1 }, { payload => 2 }, { payload => 3, idempotency_key => 'own' } ] });
+	is($st, 201, 'send a batch with Idempotency-Key');
+	push @batches, $b->{message_ids};
+}
+is(scalar @{ $batches[0] }, 3, 'the batch answers three ids');
+is_deeply($batches[1], $batches[0], 'the same batch again gives the same ids');
+is(query_one($node, q{SELECT depth FROM deliver.metrics('once')}), '4',
+	'stored once: 1 + 3 messages');
+is_error([ req('POST', '/v1/queues/shop/messages/batch', token => $admin, body => { messages => {} }) ],
+	422, '22023', 'a batch whose messages are not an array');
+
+# ---- receive, ack, nack, extend
+($st, $b) = req('POST', '/v1/queues/shop/receive?max=10&visibility_timeout=30', token => $reader);
+is($st, 200, 'receive as a role granted receive');
+is(scalar @$b, 1, 'receive gets the message');
+is($b->[0]{message_id}, $first_id, 'the one sent');
+is_deeply([ $b->[0]{payload}, $b->[0]{headers}, $b->[0]{ordering_key} ],
+	[ { n => 1 }, { h => 'x' }, 'k' ], 'payload, headers and ordering key round-trip');
+my $d = $b->[0]{delivery_id};
+is_error([ req('POST', '/v1/queues/shop/receive', token => $sender) ], 403, '42501',
+	'receive as a role granted only send');
+is_error([ req('POST', '/v1/queues/shop/receive?max=0', token => $reader) ], 400, undef, 'receive max=0');
+is_error([ req('POST', '/v1/queues/shop/receive?wait=99', token => $reader) ], 400, undef,
+	'receive wait over max_wait');
+is_error([ req('POST', '/v1/queues/shop/receive?group=-x', token => $reader) ], 400, undef,
+	'receive with a bad group name');
+is_error([ req('POST', '/v1/queues/shop/receive?group=nosuch', token => $reader) ], 404, '42704',
+	'receive from an unknown group');
+($st, $b) = req('POST', "/v1/queues/shop/deliveries/$d/extend", token => $reader,
+	body => { visibility_timeout => 120 });
+is($st, 200, 'extend lease');
+ok($b->{lease_expires_at}, 'extend answers the new expiry');
+is_error([ req('POST', "/v1/queues/shop/deliveries/$d/extend", token => $reader, body => {}) ],
+	422, '22004', 'extend without a visibility_timeout');
+($st, $b) = req('POST', "/v1/queues/shop/deliveries/$d/nack", token => $reader,
+	body => { error => 'try again', retry_after => 0 });
+is_deeply([ $st, $b ], [ 200, { nacked => JSON::PP::true } ], 'nack');
+($st, $b) = req('POST', '/v1/queues/shop/receive?max=10', token => $reader);
+is($b->[0]{attempt}, 2, 'the nacked message comes back as attempt 2');
+$d = $b->[0]{delivery_id};
+($st, $b) = req('POST', "/v1/queues/shop/deliveries/$d/ack", token => $reader);
+is_deeply([ $st, $b ], [ 200, { acked => JSON::PP::true } ], 'ack');
+is_error([ req('POST', "/v1/queues/shop/deliveries/$d/ack", token => $reader) ], 409, '55000',
+	'ack twice');
+is_error([ req('POST', "/v1/queues/shop/deliveries/$d/nack", token => $reader) ], 409, '55000',
+	'nack an acked delivery');
+is_error([ req('POST', '/v1/queues/shop/deliveries/abc/ack', token => $reader) ], 400, '42602',
+	'a delivery id that is not a number');
+req('POST', '/v1/queues/shop/messages/batch', token => $sender,
+	body => { messages => [ map { { payload => $_ } } 1 .. 3 ] });
+($st, $b) = req('POST', '/v1/queues/shop/receive?max=10', token => $reader);
+is(scalar @$b, 3, 'receive a batch');
+($st, $b) = req('POST', '/v1/queues/shop/ack', token => $reader,
+	body => { delivery_ids => [ map { $_->{delivery_id} } @$b ] });
+is_deeply([ $st, $b ], [ 200, { acked => 3 } ], 'ack a batch');
+is_error([ req('POST', '/v1/queues/shop/ack', token => $reader, body => { delivery_ids => ['x'] }) ],
+	400, '22P02', 'ack a batch of non-numbers');
+
+# long poll: a receive waiting in the gateway returns at the commit of a send
+{
+	my $out = '';
+	my $t0 = time();
+	my $h = IPC::Run::start([ 'curl', '-s', '-X', 'POST', '-H', "Authorization: Bearer $reader",
+		"$base/v1/queues/shop/receive?wait=15" ], '>', \$out);
+	usleep(700_000);
+	req('POST', '/v1/queues/shop/messages', token => $sender, body => { payload => 'wake' });
+	$h->finish;
+	my $got = eval { $json->decode($out) } // [];
+	is($got->[0]{payload}, 'wake', 'a long poll gets the message sent while it waits');
+	ok(time() - $t0 < 10, 'and returns at once, not at the end of its wait');
+	req('POST', "/v1/queues/shop/deliveries/$got->[0]{delivery_id}/ack", token => $reader) if @$got;
+}
+
+# ---- dead letters and redrive (orders: max_attempts 1)
+req('POST', '/v1/queues/orders/messages', token => $admin, body => { payload => 'doomed' });
+($st, $b) = req('POST', '/v1/queues/orders/receive', token => $admin);
+req('POST', "/v1/queues/orders/deliveries/$b->[0]{delivery_id}/nack", token => $admin,
+	body => { error => 'poison', retry_after => 0 });
+($st, $b) = req('POST', '/v1/queues/orders/receive', token => $admin);
+is_deeply($b, [], 'after max_attempts the message is not delivered again');
+($st, $b) = req('GET', '/v1/queues/orders/dead-letters?group=default&max=10', token => $admin);
+is($st, 200, 'dead letters');
+is_deeply([ map { [ $_->{payload}, $_->{last_error} ] } @$b ], [ [ 'doomed', 'poison' ] ],
+	'dead letters: the message with its last error');
+is_error([ req('GET', '/v1/queues/orders/dead-letters?max=0', token => $admin) ], 400, undef,
+	'dead letters max=0');
+is_error([ req('GET', '/v1/queues/orders/dead-letters?group=nosuch', token => $admin) ], 404, '42704',
+	'dead letters of an unknown group');
+is_error([ req('POST', '/v1/queues/shop/redrive', token => $reader, body => {}) ], 403, '42501',
+	'redrive as a role without EXECUTE');
+($st, $b) = req('POST', '/v1/queues/orders/redrive', token => $admin, body => {});
+is_deeply([ $st, $b ], [ 200, { redriven => 1 } ], 'redrive');
+($st, $b) = req('POST', '/v1/queues/orders/receive', token => $admin);
+is($b->[0]{payload}, 'doomed', 'the redriven message is delivered again');
+req('POST', "/v1/queues/orders/deliveries/$b->[0]{delivery_id}/ack", token => $admin);
+
+# ---- queue metrics and drop
+($st, $b) = req('GET', '/v1/queues/shop/metrics', token => $reader);
+is($st, 200, 'queue metrics');
+is($b->[0]{consumer_group}, 'default', 'queue metrics: per consumer group');
+is_error([ req('GET', '/v1/queues/nosuch/metrics', token => $admin) ], 404, '42704',
+	'metrics of an unknown queue');
+req('POST', '/v1/queues', token => $admin, body => { name => 'tmp' });
+($st, $b) = req('DELETE', '/v1/queues/tmp', token => $admin);
+is_deeply([ $st, $b ], [ 200, { dropped => JSON::PP::true } ], 'drop queue');
+is_error([ req('DELETE', '/v1/queues/tmp', token => $admin) ], 404, '42704', 'drop an unknown queue');
+is_error([ req('DELETE', '/v1/queues/shop', token => $reader) ], 403, '42501',
+	'drop queue as a role without EXECUTE');
+
+# ---- the SSE stream
+req('POST', '/v1/queues', token => $admin, body => { name => 'ev' });
+my @sent = map {
+	(req('POST', '/v1/queues/ev/messages', token => $admin, body => { payload => { n => $_ } }))[1]{message_id}
+} 1 .. 3;
+
+# stream(query, seconds, extra curl args): the events seen in that time
+sub stream
+{
+	my ($q, $secs, @extra) = @_;
+	my $out = '';
+	IPC::Run::run([ 'curl', '-sN', '-m', $secs, '-H', "Authorization: Bearer $admin", @extra,
+		"$base/v1/queues/ev/stream$q" ], '>', \$out);
+	my @ev;
+	for my $block (split /\n\n/, $out)
+	{
+		my %e;
+		for (split /\n/, $block)
+		{
+			$e{$1} = $2 if /^(id|event|data): ?(.*)$/;
+		}
+		push @ev, \%e if $e{event};
+	}
+	# the gateway notices the client left when its next write fails: wait
+	# for that, so the stream's last long poll takes nothing more
+	my $deadline = time() + 10;
+	while (time() < $deadline)
+	{
+		my ($st, $m) = req('GET', '/metrics');
+		last if $m =~ /^deliverd_open_streams 0$/m;
+		usleep(100_000);
+	}
+	return @ev;
+}
+my @ev = stream('', 3);
+is_deeply([ map { $_->{id} } @ev ], \@sent, 'the stream sends each message once, id = message id');
+is_deeply([ map { $json->decode($_->{data})->{payload}{n} } @ev ], [ 1, 2, 3 ],
+	'event data is the received message');
+is(query_one($node, q{SELECT depth || '/' || in_flight FROM deliver.metrics('ev')}), '0/0',
+	'streamed events are acked');
+
+# resume: the event a client saw last comes back (its ack was lost, lease
+# expired); a stream resumed with Last-Event-ID acks it without resending it
+my ($m1) = map { (req('POST', '/v1/queues/ev/messages', token => $admin, body => { payload => 'seen' }))[1]{message_id} } 1;
+($st, $b) = req('POST', '/v1/queues/ev/receive?visibility_timeout=0.5', token => $admin);
+is($b->[0]{message_id}, $m1, 'a message leased and not acked');
+usleep(1_200_000);
+my ($m2) = map { (req('POST', '/v1/queues/ev/messages', token => $admin, body => { payload => 'new' }))[1]{message_id} } 1;
+@ev = stream('', 3, '-H', "Last-Event-ID: $m1");
+is_deeply([ map { $_->{id} } @ev ], [$m2], 'resumed with Last-Event-ID: the seen message is not sent again');
+is(query_one($node, q{SELECT depth || '/' || in_flight || '/' || acked_total FROM deliver.metrics('ev')}),
+	'0/0/5', 'and it is acked');
+is_error([ req('GET', '/v1/queues/nosuch/stream', token => $admin) ], 404, '42704', 'stream of an unknown queue');
+is_error([ req('GET', '/v1/queues/ev/stream', token => $sender) ], 403, '42501', 'stream without the grant');
+is_error([ req('GET', '/v1/queues/ev/stream', token => $admin, headers => { 'Last-Event-ID' => 'x' }) ],
+	400, undef, 'stream with a bad Last-Event-ID');
+
+# ---- limits: an idle connection is closed after idle_timeout (2 s)
+{
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 5);
+	print $s "GET /healthz HTTP/1.1\r\nHost: x\r\n";    # headers never finished
+	my $t0 = time();
+	my $sel = IO::Select->new($s);
+	my $buf;
+	# wait for the server to close it: readable, then EOF (or a reset)
+	while (time() - $t0 < 8 && $sel->can_read(8 - (time() - $t0)))
+	{
+		last if !sysread($s, $buf, 4096);
+	}
+	my $dt = time() - $t0;
+	ok($dt >= 1.5 && $dt < 7, "a client that stops sending headers is dropped after the idle timeout (${dt}s)");
+	close $s;
+}
+
+# ---- /metrics
+($st, $b) = req('GET', '/metrics');
+is($st, 200, '/metrics');
+like($b, qr/^deliverd_requests_total\{route="send",code="201"\} \d+$/m, 'metrics: requests per route and code');
+like($b, qr/^deliverd_request_duration_seconds_bucket\{route="receive",le="\+Inf"\} \d+$/m,
+	'metrics: latency histograms');
+like($b, qr/^deliverd_pool_connections\{state="connected"\} [1-9]/m, 'metrics: pool state');
+like($b, qr/^deliver_queue_depth\{queue="once",consumer_group="default"\} 4$/m, 'metrics: queue depths');
+
+# ---- Postgres restarts while clients are connected
+{
+	my $out = '';
+	my $poll = IPC::Run::start([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'POST',
+		'-H', "Authorization: Bearer $reader", "$base/v1/queues/shop/receive?wait=15" ], '>', \$out);
+	usleep(500_000);
+	$node->stop('fast');
+	$poll->finish;
+	is($out, '503', 'a long poll in flight when Postgres stops gets 503');
+	($st, $b, $r) = req('POST', '/v1/queues/shop/messages', token => $sender, body => { payload => 'x' });
+	is($st, 503, 'with Postgres down, send gets 503');
+	ok($r->{headers}{'retry-after'} >= 1, 'with Retry-After');
+	like($b->{sqlstate} // '', qr/^(08|57P)/, 'and a connection SQLSTATE');
+	($st) = req('GET', '/readyz');
+	is($st, 503, '/readyz is 503 with Postgres down');
+	($st) = req('GET', '/healthz');
+	is($st, 200, '/healthz stays 200 (the process is fine)');
+	$node->start;
+	my $deadline = time() + 20;
+	do { ($st) = req('POST', '/v1/queues/shop/messages', token => $sender, body => { payload => 'back' }); usleep(200_000) if $st != 201; }
+	  while ($st != 201 && time() < $deadline);
+	is($st, 201, 'after Postgres is back the gateway reconnects and sends again');
+	($st) = req('GET', '/readyz');
+	is($st, 200, '/readyz is 200 again');
+}
+
+# ---- graceful shutdown: long polls and streams end cleanly, the process exits 0
+req('POST', '/v1/queues', token => $admin, body => { name => 'quiet' });
+{
+	my ($o1, $o2) = ('', '');
+	my $poll = IPC::Run::start([ 'curl', '-s', '-w', ' %{http_code}', '-X', 'POST',
+		'-H', "Authorization: Bearer $admin", "$base/v1/queues/quiet/receive?wait=15" ], '>', \$o1);
+	my $sse = IPC::Run::start([ 'curl', '-sN', '-w', ' rc=%{http_code}', '-H', "Authorization: Bearer $admin",
+		"$base/v1/queues/ev/stream" ], '>', \$o2);
+	usleep(800_000);
+	my $t0 = time();
+	$gw->signal('TERM');
+	$poll->finish;
+	$sse->finish;
+	my $ok = eval { $gw->finish; 1 };
+	my $dt = time() - $t0;
+	is($o1, '[] 200', 'SIGTERM: a long poll ends with an empty answer');
+	like($o2, qr/rc=200$/, 'SIGTERM: the stream ends cleanly');
+	ok($dt < 8, "SIGTERM: deliverd exits promptly (${dt}s)");
+	is($gw->result(0), 0, 'SIGTERM: exit status 0');
+	ok(!IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 2),
+		'no longer listening');
+}
+
+my $log = slurp_file($logfile);
+like($log, qr/"route":"send","status":201/, 'the access log has structured lines');
+my @asan = glob("$dir/asan*");
+my $asan = join '', map { slurp_file($_) } @asan;
+is($asan, '', 'no AddressSanitizer, LeakSanitizer or UBSan reports') or diag($asan);
+unlike($log, qr/AddressSanitizer|runtime error|LeakSanitizer/, 'the log has no sanitizer reports');
+
+$node->stop;
+done_testing();
