@@ -636,6 +636,30 @@ stream_receive(stream_t *st, long wait_ms, exec_result *er)
 	return 200;
 }
 
+/*
+ * Wait up to stream_wait for messages.  A long poll holds a pooled
+ * connection for its wait: when all but one are taken by long polls, poll
+ * without waiting every 250 ms instead, so short requests keep a connection.
+ */
+static int
+stream_poll(stream_t *st, exec_result *er)
+{
+	struct timespec t0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;)
+	{
+		bool		may_wait = pool_long_polls() < cfg.pool_size - 1;
+		int			rc = stream_receive(st, may_wait ? cfg.stream_wait_ms : 0, er);
+
+		if (rc != 200 || st->out.len > 0 || may_wait || atomic_load(&shutting_down) ||
+			elapsed(&t0) * 1000 >= (double) cfg.stream_wait_ms)
+			return rc;
+		exec_result_clear(er);
+		usleep(250 * 1000);
+	}
+}
+
 static ssize_t
 stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -661,7 +685,7 @@ stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 			st->ending = true;
 		if (st->ending || atomic_load(&shutting_down))
 			return MHD_CONTENT_READER_END_OF_STREAM;
-		if (stream_receive(st, cfg.stream_wait_ms, &er) != 200)
+		if (stream_poll(st, &er) != 200)
 		{
 			if (!atomic_load(&shutting_down))
 			{

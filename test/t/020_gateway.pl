@@ -443,6 +443,68 @@ like($b, qr/^deliverd_request_duration_seconds_bucket\{route="receive",le="\+Inf
 like($b, qr/^deliverd_pool_connections\{state="connected"\} [1-9]/m, 'metrics: pool state');
 like($b, qr/^deliver_queue_depth\{queue="once",consumer_group="default"\} 4$/m, 'metrics: queue depths');
 
+# ---- a second, small gateway: max_connections, and long polls that leave
+# a pooled connection for short requests
+{
+	my $port2 = PostgreSQL::Test::Cluster::get_free_port();
+	my $base2 = "http://127.0.0.1:$port2";
+	my ($in, $log2) = ('', '');
+	my $gw2 = IPC::Run::start([ $bin, '-c', "$dir/deliverd.conf" ], '<', \$in, '>', \$log2, '2>', \$log2,
+		init => sub {
+			$ENV{DELIVERD_PORT} = $port2;
+			$ENV{DELIVERD_POOL_SIZE} = 2;
+			$ENV{DELIVERD_MAX_CONNECTIONS} = 4;
+			$ENV{DELIVERD_STREAM_WAIT} = 5;
+			$ENV{DELIVERD_ACQUIRE_TIMEOUT} = 1;
+			$ENV{DELIVERD_ANON_ROLE} = $super;
+			$ENV{DELIVERD_ACCESS_LOG} = 'off';
+			$ENV{ASAN_OPTIONS} = "detect_leaks=1:log_path=$dir/asan";
+			$ENV{UBSAN_OPTIONS} = "print_stacktrace=1:log_path=$dir/asan";
+		});
+	my $c2 = HTTP::Tiny->new(timeout => 20);
+	my $deadline = time() + 20;
+	usleep(100_000) while time() < $deadline && ($c2->get("$base2/healthz")->{status} != 200);
+	req('POST', '/v1/queues', token => $admin, body => { name => 'idle' });
+	my $o = '';
+	my $lp = IPC::Run::start([ 'curl', '-s', '-X', 'POST', "$base2/v1/queues/idle/receive?wait=6" ], '>', \$o);
+	usleep(700_000);
+	my $t0 = time();
+	my $r2 = $c2->request('POST', "$base2/v1/queues/idle/receive?wait=6");
+	is_deeply([ $r2->{status}, $r2->{content} ], [ 200, '[]' ],
+		'pool of 2 with one long poll waiting: a second long poll answers at once');
+	ok(time() - $t0 < 3, 'without waiting');
+	$r2 = $c2->request('POST', "$base2/v1/queues/idle/messages", { content => '{"payload": 1}' });
+	is($r2->{status}, 201, 'and a send still gets a connection');
+	$lp->finish;
+	like($o, qr/"payload":1/, 'the waiting long poll got that message');
+	# two streams on a pool of 2: the second polls without holding a
+	# connection, so sends still go through and one stream gets each message
+	my ($s1, $s2) = ('', '');
+	my @streams = map {
+		IPC::Run::start([ 'curl', '-sN', '-m', '6', "$base2/v1/queues/idle/stream?max=1" ], '>', $_)
+	} (\$s1, \$s2);
+	usleep(800_000);
+	$t0 = time();
+	my @st2 = map { $c2->request('POST', "$base2/v1/queues/idle/messages", { content => qq({"payload": "s$_"}) })->{status} } 1 .. 2;
+	is_deeply(\@st2, [ 201, 201 ], 'two streams open on a pool of 2: sends go through');
+	ok(time() - $t0 < 3, 'at once');
+	$_->finish for @streams;
+	my @got = sort(("$s1$s2") =~ /"payload":"(s\d)"/g);
+	is_deeply(\@got, [ 's1', 's2' ], 'and the streams deliver each message once');
+	# four connections (max_connections) held open: a fifth is turned away
+	my @socks = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port2, Timeout => 5) } 1 .. 4;
+	usleep(300_000);
+	$r2 = HTTP::Tiny->new(timeout => 5)->get("$base2/healthz");
+	is($r2->{status}, 599, 'a connection over max_connections is refused');
+	close $_ for @socks;
+	usleep(300_000);
+	$r2 = HTTP::Tiny->new(timeout => 5)->get("$base2/healthz");
+	is($r2->{status}, 200, 'once they close, connections are accepted again');
+	$gw2->signal('TERM');
+	$gw2->finish;
+	is($gw2->result(0), 0, 'the second gateway stops with status 0');
+}
+
 # ---- Postgres restarts while clients are connected
 {
 	my $out = '';
