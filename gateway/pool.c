@@ -178,7 +178,15 @@ read_pipeline(PGconn *conn, int nq, int keep, PGresult **kept, exec_result *out)
 static bool
 connect_slot(slot_t *s, exec_result *out)
 {
-	PGconn	   *c = PQconnectdb(conninfo_s);
+	/*
+	 * Defaults a network fault must not defeat (no hang on connect, dead
+	 * peers noticed by TCP keepalives); the configured conninfo comes last,
+	 * so its own settings win.
+	 */
+	static const char *const keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
+	"keepalives_count", "application_name", "dbname", NULL};
+	const char *vals[] = {"5", "30", "10", "3", "deliverd", conninfo_s, NULL};
+	PGconn	   *c = PQconnectdbParams(keys, vals, 1);
 	int			i;
 
 	if (PQstatus(c) != CONNECTION_OK)
