@@ -1,0 +1,241 @@
+# The hostile-input catalogue: every SQL function of deliver called with bad
+# input (NULLs, empty and huge payloads, deep JSON, invalid UTF-8, names
+# with quotes, semicolons, dots and 200 characters, negative and huge
+# numbers, unknown ids, another queue's or group's delivery id) and by roles
+# without grants.  Each call must end with the expected outcome (a SQLSTATE,
+# or ok), no call may crash a backend, and a call that fails must leave
+# nothing behind: the row count of every table in schema deliver, the
+# relations in it and the in-flight counts are compared before and after.
+# The catalogue is written to hostile.tsv (see scripts/reliability-doc).
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use DeliverTest;
+use DeliverHistory;
+
+my $node = deliver_node('hostile');
+$node->safe_psql('postgres', q{
+    SELECT deliver.create_queue('h', visibility_timeout => '1 hour', retry_base => '0');
+    SELECT deliver.create_queue('h2', visibility_timeout => '1 hour');
+    SELECT deliver.create_queue('heo', 'exactly_once');
+    SELECT deliver.create_queue('hamo', 'at_most_once');
+    SELECT deliver.create_consumer_group('h', 'g2', start_from => 'earliest');
+    SELECT deliver.send_batch('h', ARRAY(SELECT jsonb_build_object('n', i) FROM generate_series(1, 20) i));
+    SELECT deliver.send_batch('h2', ARRAY(SELECT jsonb_build_object('n', i) FROM generate_series(1, 5) i));
+    CREATE ROLE stranger LOGIN;
+    CREATE ROLE sender LOGIN;
+    CREATE ROLE reader LOGIN;
+    SELECT deliver.grant_queue('h', 'sender', 'send');
+    SELECT deliver.grant_queue('h2', 'reader', 'receive');
+});
+
+# delivery ids leased by the owner: of queue h (default group and g2) and h2
+my ($d_h, $d_g2, $d_h2) = map {
+	$node->safe_psql('postgres', "SELECT delivery_id FROM deliver.receive($_)")
+} ("'h', 1", "'h', 1, consumer_group => 'g2'", "'h2', 1");
+like("$d_h $d_g2 $d_h2", qr/^\d+ \d+ \d+$/, 'three leases to play with');
+
+# Everything a failed call must not change.
+my $state_sql = q{
+    SELECT string_agg(format('%s=%s', c.relname,
+             (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM deliver.%I', c.relname), false, true, '')))[1]::text),
+             ',' ORDER BY c.relname)
+      || '|' || (SELECT string_agg(format('%s:%s', q, m.consumer_group || '/' || m.in_flight), ',' ORDER BY q, m.consumer_group)
+                   FROM unnest(ARRAY['h', 'h2', 'heo', 'hamo']) q, deliver.metrics(q) m)
+      || '|' || (SELECT count(*) FROM pg_prepared_xacts)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = 'deliver' AND c.relkind IN ('r', 'p')};
+
+my $deep = '[' x 5000 . ']' x 5000;
+my $name200 = 'n' x 200;
+my $big = 'x' x (1024 * 1024 + 10);
+
+# [category, call, expected outcome, role]
+my @catalogue = (
+	# NULLs and empty values
+	[ 'NULL', q{SELECT deliver.send('h', NULL)}, '22004' ],
+	[ 'NULL', q{SELECT deliver.send(NULL, '{}')}, '22004' ],
+	[ 'NULL', q{SELECT deliver.send_batch('h', ARRAY[NULL]::jsonb[])}, '22004' ],
+	[ 'NULL', q{SELECT deliver.ack('h', NULL)}, '22004' ],
+	[ 'NULL', q{SELECT deliver.ack_batch('h', ARRAY[NULL]::bigint[])}, '22004' ],
+	[ 'NULL', q{SELECT deliver.nack('h', NULL)}, '22004' ],
+	[ 'NULL', q{SELECT deliver.extend_lease('h', NULL, '1 s')}, '22004' ],
+	[ 'NULL', q{SELECT * FROM deliver.receive('h', NULL)}, '22004' ],
+	[ 'NULL', q{SELECT deliver.create_queue(NULL)}, '22004' ],
+	[ 'NULL', q{SELECT * FROM deliver.metrics(NULL)}, '22004' ],
+	[ 'NULL', q{SELECT deliver.send('heo', '{}')}, '22004' ],
+	[ 'empty', q{SELECT deliver.send('', '{}')}, '42602' ],
+	[ 'empty', q{SELECT deliver.send_batch('h2', ARRAY[]::jsonb[])}, 'ok' ],
+	[ 'empty', q{SELECT deliver.ack_batch('h', ARRAY[]::bigint[])}, 'ok' ],
+	[ 'empty', q{SELECT deliver.send('h2', '{}', ordering_key => '')}, '22023' ],
+	[ 'empty', q{SELECT deliver.send('heo', '{}', idempotency_key => '')}, '22023' ],
+	[ 'empty', q{SELECT deliver.send('h2', '""')}, 'ok' ],
+	[ 'empty', q{SELECT deliver.send('h2', 'null'::jsonb)}, 'ok' ],
+	# sizes
+	[ 'huge', qq{SELECT deliver.send('h2', to_jsonb(repeat('x', 1024 * 1024 + 10)))}, '54000' ],
+	[ 'huge', qq{SELECT deliver.send('h2', '{}', headers => jsonb_build_object('h', repeat('x', 1024 * 1024 + 10)))}, '54000' ],
+	[ 'huge', q{SELECT deliver.send_batch('h2', array_fill('{}'::jsonb, ARRAY[10001]))}, '54000' ],
+	[ 'huge', q{SELECT deliver.ack_batch('h', array_fill(1::bigint, ARRAY[10001]))}, '54000' ],
+	[ 'huge', q{SELECT deliver.send('h2', '{}', ordering_key => repeat('k', 513))}, '54000' ],
+	[ 'huge', q{SELECT deliver.send('heo', '{}', idempotency_key => repeat('k', 513))}, '54000' ],
+	[ 'huge', q{SELECT * FROM deliver.receive('h2', 10001)}, '22023' ],
+	[ 'huge', q{SELECT deliver.send('h2', to_jsonb(repeat('x', 1000 * 1000)))}, 'ok' ],
+	# JSON
+	[ 'deep JSON', "SELECT deliver.send('h2', '$deep')", 'ok' ],
+	[ 'deep JSON', "SELECT deliver.send('h2', '{}', headers => '$deep')", '22023' ],
+	[ 'JSON', q{SELECT deliver.send('h2', '{}', headers => '[1, 2]')}, '22023' ],
+	[ 'JSON', q{SELECT deliver.send('h2', '{}', headers => '"text"')}, '22023' ],
+	[ 'JSON', q{SELECT deliver.send('h2', '{"a": "\u0000"}')}, '22P05' ],
+	[ 'invalid UTF-8', q{SELECT deliver.send('h2', to_jsonb(convert_from('\xc328'::bytea, 'UTF8')))}, '22021' ],
+	[ 'invalid UTF-8', q{SELECT deliver.send(convert_from('\xff'::bytea, 'UTF8'), '{}')}, '22021' ],
+	[ 'invalid UTF-8', q{SELECT deliver.send('h2', '{}', ordering_key => convert_from('\xe282'::bytea, 'UTF8'))}, '22021' ],
+	# names
+	[ 'name', q{SELECT deliver.create_queue('x''; DROP TABLE deliver.queue; --')}, '42602' ],
+	[ 'name', q{SELECT deliver.create_queue('x"; DROP TABLE deliver.queue; --')}, '42602' ],
+	[ 'name', q{SELECT deliver.create_queue('semi;colon')}, '42602' ],
+	[ 'name', q{SELECT deliver.create_queue('..')}, '42602' ],
+	[ 'name', q{SELECT deliver.create_queue('.hidden')}, '42602' ],
+	[ 'name', qq{SELECT deliver.create_queue('$name200')}, '42602' ],
+	[ 'name', qq{SELECT deliver.send('$name200', '{}')}, '42602' ],
+	[ 'name', q{SELECT deliver.create_consumer_group('h', 'a"b')}, '42602' ],
+	[ 'name', qq{SELECT * FROM deliver.receive('h', 1, consumer_group => '$name200')}, '42602' ],
+	[ 'name', q{SELECT * FROM deliver.receive('h', 1, consumer_group => 'g.none')}, '42704' ],
+	[ 'name', q{SELECT deliver.grant_queue('h', 'x"; DROP ROLE postgres; --', 'send')}, '42704' ],
+	[ 'name', q{SELECT deliver.grant_queue('h', 'stranger', 'send; DROP TABLE deliver.queue')}, '22023' ],
+	[ 'name', q{SELECT deliver.create_queue('a.b-c_9')}, 'ok' ],
+	[ 'name', q{SELECT deliver.drop_queue('a.b-c_9')}, 'ok' ],
+	# numbers
+	[ 'number', q{SELECT * FROM deliver.receive('h2', 0)}, '22023' ],
+	[ 'number', q{SELECT * FROM deliver.receive('h2', -1)}, '22023' ],
+	[ 'number', q{SELECT * FROM deliver.receive('h2', 1, visibility_timeout => '-1 s')}, '22023' ],
+	[ 'number', q{SELECT * FROM deliver.receive('h2', 1, visibility_timeout => 'infinity')}, '22023' ],
+	[ 'number', q{SELECT * FROM deliver.receive('h2', 1, wait => '-1 s')}, '22023' ],
+	[ 'number', q{SELECT * FROM deliver.receive('h2', 1, wait => '100000 years')}, '22023' ],
+	[ 'number', q{SELECT deliver.send('h2', '{}', delay => '-1 day')}, '22023' ],
+	[ 'number', q{SELECT deliver.send('h2', '{}', delay => 'infinity')}, '22023' ],
+	[ 'number', q{SELECT deliver.send('h2', '{}', delay => '100000 years')}, '22023' ],
+	[ 'number', qq{SELECT deliver.nack('h', $d_h, retry_after => '-1 s')}, '22023' ],
+	[ 'number', qq{SELECT deliver.extend_lease('h', $d_h, '-5 minutes')}, '22023' ],
+	[ 'number', qq{SELECT deliver.extend_lease('h', $d_h, 'infinity')}, '22023' ],
+	[ 'number', q{SELECT deliver.create_queue('hn', max_attempts => -1)}, '22023' ],
+	[ 'number', q{SELECT deliver.create_queue('hn', max_attempts => 2147483647)}, 'ok' ],
+	[ 'number', q{SELECT deliver.drop_queue('hn')}, 'ok' ],
+	[ 'number', q{SELECT deliver.create_queue('hn', visibility_timeout => '-1 s')}, '22023' ],
+	[ 'number', q{SELECT deliver.create_queue('hn', dedup_window => '1000000 years')}, '22023' ],
+	[ 'number', q{SELECT * FROM deliver.dead_letters('h', NULL, -1)}, '22023' ],
+	# ids
+	[ 'id', q{SELECT deliver.ack('h', 0)}, '55000' ],
+	[ 'id', q{SELECT deliver.ack('h', -1)}, '55000' ],
+	[ 'id', q{SELECT deliver.ack('h', 9223372036854775807)}, '55000' ],
+	[ 'id', q{SELECT deliver.ack('h', -9223372036854775808)}, '55000' ],
+	[ 'id', q{SELECT deliver.ack('h', 1048575)}, '55000' ],
+	[ 'id', qq{SELECT deliver.ack('h', $d_h + 1)}, '55000' ],
+	[ 'id', qq{SELECT deliver.ack('h', $d_h + 1048576)}, '55000' ],
+	[ 'id', qq{SELECT deliver.ack('h', $d_h2)}, '55000' ],
+	[ 'id', qq{SELECT deliver.ack('h2', $d_h)}, '55000' ],
+	[ 'id', qq{SELECT deliver.ack_batch('h2', ARRAY[$d_h2, $d_h])}, '55000' ],
+	[ 'id', qq{SELECT deliver.nack('h2', $d_h)}, '55000' ],
+	[ 'id', qq{SELECT deliver.extend_lease('h2', $d_h, '1 minute')}, '55000' ],
+	[ 'id', qq{SELECT deliver.ack('heo', $d_h)}, '55000' ],
+	[ 'id', q{SELECT deliver.redrive('h', ARRAY[-1, 0, 9223372036854775807])}, 'ok' ],
+	[ 'id', q{SELECT deliver._group_state(-1)}, 'ok' ],
+	[ 'id', q{SELECT deliver._group_state(2147483647)}, 'ok' ],
+	[ 'id', q{SELECT deliver.create_consumer_group('h', 'g3', 'yesterday')}, '22023' ],
+	# privileges: a role without grants
+	[ 'no grant', q{SELECT deliver.send('h', '{}')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT deliver.send_batch('h', ARRAY['{}']::jsonb[])}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT * FROM deliver.receive('h')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT * FROM deliver.receive('hamo')}, '42501', 'stranger' ],
+	[ 'no grant', qq{SELECT deliver.ack('h', $d_h)}, '42501', 'stranger' ],
+	[ 'no grant', qq{SELECT deliver.ack_batch('h', ARRAY[$d_h])}, '42501', 'stranger' ],
+	[ 'no grant', qq{SELECT deliver.nack('h', $d_h)}, '42501', 'stranger' ],
+	[ 'no grant', qq{SELECT deliver.extend_lease('h', $d_h, '1 minute')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT * FROM deliver.dead_letters('h')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT * FROM deliver.metrics('h')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT deliver.drop_queue('h')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT deliver.purge_queue('h')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT deliver.create_queue('mine')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT deliver.create_consumer_group('h', 'spy', 'earliest')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT deliver.drop_consumer_group('h', 'g2')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT deliver.grant_queue('h', 'stranger')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT deliver.revoke_queue('h', 'sender')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT deliver.redrive('h')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT * FROM deliver.maintain('h')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT deliver._move_due('h')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT deliver._catalog_changed(1, 'forget')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT deliver._checkpoint_groups(1, ARRAY[]::xid8[])}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT deliver._requeue(1, 1, now(), NULL, NULL, '{}')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT * FROM deliver.q1_s0}, '42501', 'stranger' ],
+	[ 'no grant', q{INSERT INTO deliver.queue (queue_name) VALUES ('x')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT count(*) FROM deliver.list_queues()}, 'ok', 'stranger' ],
+	# privileges: partial grants
+	[ 'send grant', q{SELECT deliver.send('h', '{"from": "sender"}')}, 'ok', 'sender' ],
+	[ 'send grant', q{SELECT * FROM deliver.receive('h')}, '42501', 'sender' ],
+	[ 'send grant', qq{SELECT deliver.ack('h', $d_h)}, '42501', 'sender' ],
+	[ 'send grant', q{SELECT deliver.send('h2', '{}')}, '42501', 'sender' ],
+	[ 'receive grant', q{SELECT deliver.send('h2', '{}')}, '42501', 'reader' ],
+	[ 'receive grant', qq{SELECT deliver.ack('h2', $d_h)}, '55000', 'reader' ],
+	[ 'receive grant', qq{SELECT deliver.ack('h', $d_h)}, '42501', 'reader' ],
+	[ 'receive grant', q{SELECT * FROM deliver.receive('h')}, '42501', 'reader' ],
+	[ 'receive grant', q{SELECT * FROM deliver.receive('h2', 1, consumer_group => 'nogroup')}, '42704', 'reader' ],
+	[ 'receive grant', q{SELECT deliver.drop_queue('h2')}, '42501', 'reader' ],
+);
+
+my ($pass, $n) = (0, 0);
+my $state = query_one($node, $state_sql);
+for my $c (@catalogue)
+{
+	my ($cat, $call, $want, $role) = @$c;
+	$n++;
+	my $sql = ($role ? "SET ROLE $role;\n" : '') . "$call;";
+	my ($rc, $out, $err) = $node->psql('postgres', $sql, extra_params => [ '-v', 'VERBOSITY=sqlstate' ]);
+	my $got = $rc == 0 ? 'ok' : ($err =~ /ERROR:\s+([0-9A-Z]{5})/ ? $1 : "failed: $err");
+	my $alive = $node->psql('postgres', 'SELECT 1') == 0;
+	my $after = query_one($node, $state_sql);
+	my $clean = $got eq 'ok' || $after eq $state;
+	$state = $after;
+	my $short = $call;
+	$short = substr($short, 0, 57) . '...' if length($short) > 60;
+	$short =~ s/\s+/ /g;
+	my $verdict = ($got eq $want && $alive && $clean) ? 'pass' : 'FAIL';
+	ok($verdict eq 'pass', "$cat: $short" . ($role ? " (as $role)" : '') . " -> $want")
+	  or diag("got $got, server alive: $alive, state unchanged: $clean");
+	$pass++ if $verdict eq 'pass';
+	write_result('hostile.tsv', $cat, $short . ($role ? " (as $role)" : ''), $want, $got, $verdict);
+}
+
+# the owner's leases survived every hostile ack: each is still current
+is($node->safe_psql('postgres', "SELECT deliver.ack('h', $d_h) AND deliver.ack('h', $d_g2) AND deliver.ack('h2', $d_h2)"),
+	't', 'the leases attacked above are intact and ack once');
+
+# every SECURITY DEFINER function pins search_path
+my @unpinned = query_list($node, q{
+    SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = 'deliver' AND p.prosecdef
+       AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)});
+is(scalar(@unpinned), 0, 'every SECURITY DEFINER function sets search_path = pg_catalog, pg_temp')
+  or diag("@unpinned");
+my $secdef = query_one($node, q{
+    SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = 'deliver' AND p.prosecdef});
+# and none of them is executable by PUBLIC
+my @public = query_list($node, q{
+    SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = 'deliver' AND p.prosecdef
+       AND has_function_privilege('stranger', p.oid, 'EXECUTE')});
+is(scalar(@public), 0, 'no SECURITY DEFINER function is executable by a role without grants')
+  or diag("@public");
+write_result('hostile.tsv', 'SECURITY DEFINER', "$secdef functions: search_path pinned, not executable by PUBLIC",
+	'pinned', (@unpinned || @public) ? 'unpinned or public' : 'pinned', (@unpinned || @public) ? 'FAIL' : 'pass');
+
+# no backend crashed during the whole catalogue
+my $log = slurp_file($node->logfile);
+unlike($log, qr/terminated by signal|server process .* exited with exit code [^0]/, 'no backend crashed');
+note("$pass of $n hostile calls behaved as expected");
+
+$node->stop;
+done_testing();
