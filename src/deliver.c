@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "access/twophase.h"
+#include "access/xlog.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
@@ -80,33 +81,67 @@ deliver_shmem_request(void)
 }
 
 /*
- * Read, bump and durably rewrite the epoch that makes delivery ids unique
- * across restarts (including crash restarts, which re-run this).
+ * Read, bump and durably rewrite the boot counter kept in $PGDATA, and make
+ * the epoch of delivery ids from it and the WAL timeline: epoch = (timeline
+ * mod 32) << 10 | counter (1..1023).  The counter makes ids unique across
+ * restarts (including crash restarts); the timeline makes them unique
+ * across a failover: a base backup copies the counter file, so a standby
+ * and its primary count from the same value, but a promoted standby writes
+ * a timeline of its own, which the old primary never has.
  */
+#define EPOCH_COUNTER_BITS	10
+
 static uint32
-deliver_next_epoch(void)
+deliver_next_epoch(TimeLineID tli)
 {
-	uint32		epoch = 0;
+	uint32		counter = 0;
 	FILE	   *f;
 
 	f = AllocateFile(EPOCH_FILE, PG_BINARY_R);
 	if (f)
 	{
-		if (fread(&epoch, sizeof(epoch), 1, f) != 1)
-			epoch = 0;
+		if (fread(&counter, sizeof(counter), 1, f) != 1)
+			counter = 0;
 		FreeFile(f);
 	}
-	epoch++;
-	if (epoch >= (1U << (63 - SLOT_BITS - GEN_BITS)))
-		epoch = 1;				/* after 32767 restarts; ids of epoch 1 are long gone */
+	counter++;
+	if (counter >= (1U << EPOCH_COUNTER_BITS))
+		counter = 1;			/* after 1023 epochs; ids of counter 1 are long gone */
 
 	f = AllocateFile(EPOCH_FILE ".tmp", PG_BINARY_W);
-	if (f == NULL || fwrite(&epoch, sizeof(epoch), 1, f) != 1 || FreeFile(f) != 0)
+	if (f == NULL || fwrite(&counter, sizeof(counter), 1, f) != 1 || FreeFile(f) != 0)
 		ereport(FATAL,
 				(errcode_for_file_access(),
 				 errmsg("deliver: could not write file \"%s\": %m", EPOCH_FILE ".tmp")));
 	(void) durable_rename(EPOCH_FILE ".tmp", EPOCH_FILE, FATAL);
-	return epoch;
+	StaticAssertStmt(EPOCH_COUNTER_BITS + 5 == 63 - SLOT_BITS - GEN_BITS, "epoch bits");
+	return ((tli & 0x1F) << EPOCH_COUNTER_BITS) | counter;
+}
+
+/*
+ * Take a new epoch if there is none yet since the server started, or if
+ * the timeline changed since (the server was a standby and got promoted).
+ * Leases are only handed out outside recovery (deliver_check_loaded).
+ */
+static void
+deliver_ensure_epoch(void)
+{
+	TimeLineID	tli = GetWALInsertionTimeLine();
+
+	if (likely(deliver_shared->epoch_tli == tli))
+	{
+		pg_read_barrier();
+		return;
+	}
+	/* slot_lock, not lock: callers hold a group lock */
+	LWLockAcquire(deliver_shared->slot_lock, LW_EXCLUSIVE);
+	if (deliver_shared->epoch_tli != tli)
+	{
+		deliver_shared->epoch = deliver_next_epoch(tli);
+		pg_write_barrier();
+		deliver_shared->epoch_tli = tli;
+	}
+	LWLockRelease(deliver_shared->slot_lock);
 }
 
 static void
@@ -142,7 +177,7 @@ deliver_shmem_startup(void)
 		deliver_shared->slot_lock = &locks[1].lock;
 		pg_atomic_init_u32(&deliver_shared->catalog_gen, 1);
 		SpinLockInit(&deliver_shared->worker_mutex);
-		deliver_shared->epoch = deliver_next_epoch();
+		/* the epoch is taken at the first lease (deliver_ensure_epoch) */
 
 		for (i = 0; i < deliver_max_queues; i++)
 		{
@@ -166,7 +201,11 @@ deliver_shmem_startup(void)
 }
 
 /*
- * Error out clearly when the library was not preloaded.
+ * Error out clearly when the library was not preloaded, or when the server
+ * is a standby in recovery: deliver's functions write (sends, acks) or keep
+ * state in shared memory (leases, group cursors) that a standby must not
+ * build up, since it would outlive a promotion without matching what the
+ * primary did meanwhile.
  */
 void
 deliver_check_loaded(void)
@@ -176,6 +215,11 @@ deliver_check_loaded(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("deliver must be loaded via shared_preload_libraries"),
 				 errhint("Add deliver to shared_preload_libraries in postgresql.conf and restart the server.")));
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("deliver cannot send, receive or acknowledge during recovery"),
+				 errhint("Connect to the primary server.")));
 }
 
 /*
@@ -188,12 +232,13 @@ deliver_new_delivery_id(int32 slot_idx)
 	LeaseSlot  *s = &deliver_slots[slot_idx];
 	uint32		epoch;
 
+	deliver_ensure_epoch();
 	s->gen = (s->gen + 1) & GEN_MASK;
 	if (s->gen == 0)
 	{
 		/* slot_lock, not lock: callers hold a group lock */
 		LWLockAcquire(deliver_shared->slot_lock, LW_EXCLUSIVE);
-		deliver_shared->epoch = deliver_next_epoch();
+		deliver_shared->epoch = deliver_next_epoch(deliver_shared->epoch_tli);
 		LWLockRelease(deliver_shared->slot_lock);
 		s->gen = 1;
 	}

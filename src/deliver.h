@@ -193,7 +193,8 @@ typedef struct DeliverShared
 	LWLock	   *lock;			/* allocation of queue and group entries */
 	LWLock	   *slot_lock;		/* the free list of lease slots */
 	pg_atomic_uint32 catalog_gen;
-	uint32		epoch;
+	uint32		epoch;			/* of delivery ids; 0 until the first lease */
+	uint32		epoch_tli;		/* the WAL timeline the epoch was taken on */
 	int32		free_head;
 	int32		free_tail;
 	slock_t		worker_mutex;	/* the workers' status entries */
