@@ -61,13 +61,18 @@ test/isolation/specs:
 # TAP tests live in test/t/ (PGXS looks in t/ by default).
 PROVE_TESTS ?= test/t/*.pl
 
-.PHONY: test run stop bench bench-quick
+.PHONY: test run stop bench bench-quick reliability
 test:
 	bash scripts/test
 run:
 	bash scripts/run
 stop:
 	bash scripts/run stop
+
+# The long fault matrix, failover and hostile-input runs; rewrites the
+# tables of docs/reliability.md (DELIVER_FAULT_RUNS, default 10).
+reliability:
+	bash scripts/test-faults
 
 # The benchmark: deliver against the textbook queue and PgQ, one cluster,
 # one run; writes bench/results/<stamp>.md and .png (see bench/README.md).

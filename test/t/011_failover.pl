@@ -32,7 +32,6 @@ deliver.database = 'postgres'
 deliver.maintenance_interval = 50ms
 deliver.rotation_interval = 300ms
 deliver.checkpoint_interval = 100ms
-synchronous_standby_names = 'standby'
 log_min_messages = warning
 log_line_prefix = '%m [%p] %q%a '
 });
@@ -48,6 +47,10 @@ $primary->backup('bk');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
 $standby->init_from_backup($primary, 'bk', has_streaming => 1);
 $standby->start;
+# synchronous from now on (set before, the setup's commits would wait for a
+# standby that does not exist yet)
+$primary->append_conf('postgresql.conf', "synchronous_standby_names = 'standby'");
+$primary->reload;
 $primary->wait_for_catchup('standby');
 is($primary->safe_psql('postgres', q{SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby'}),
 	'sync', 'the standby is synchronous');

@@ -50,6 +50,7 @@ our @EXPORT = qw(start_client stop_clients client_pid read_history
   drain_queue check_history write_result psql_cmd);
 
 our $psql = 'psql -XAtq -v ON_ERROR_STOP=1';
+our @running;    # clients started and not stopped yet
 
 sub psql_cmd { return $psql; }
 
@@ -96,7 +97,18 @@ done
 EOS
 	my ($in, $so, $se) = ('', '', '');
 	my $h = IPC::Run::start([ 'bash', "$dir/$name.sh" ], '<', \$in, '>', \$so, '2>', \$se);
-	return { name => $name, handle => $h, dir => $dir, hist => $hist };
+	my $c = { name => $name, handle => $h, dir => $dir, hist => $hist };
+	push @running, $c;
+	return $c;
+}
+
+# clients still running when a test dies are killed with it
+END
+{
+	for my $c (@running)
+	{
+		eval { $c->{handle}->kill_kill if $c->{handle}->pumpable; };
+	}
 }
 
 # The pid of the client's running psql (or undef).
@@ -128,6 +140,8 @@ sub stop_clients
 		$h->kill_kill if $h->pumpable;
 		eval { $h->finish; };
 	}
+	my %stopped = map { $_ => 1 } @clients;
+	@running = grep { !$stopped{$_} } @running;
 	unlink $stop;
 	return;
 }
