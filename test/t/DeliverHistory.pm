@@ -205,11 +205,20 @@ sub drain_queue
 		  . "WHERE deliver.ack('$queue', r.delivery_id)";
 	}
 	my @ids;
+	my $errors = 0;
 	my $last = time();
 	while (time() < $deadline && time() - $last < $quiet)
 	{
 		my ($rc, $out, $err) = $node->psql('postgres', $sql);
-		my @got = $rc == 0 ? grep { /^\d+$/ } split /\n/, $out : ();
+		if ($rc != 0)
+		{
+			# an error is not "nothing more": say it, wait, try again
+			note("drain of $queue: $err") if $errors++ < 5;
+			$last = time();
+			usleep(100_000);
+			next;
+		}
+		my @got = grep { /^\d+$/ } split /\n/, $out;
 		if (@got) { push @ids, @got; $last = time(); }
 		else { usleep(100_000); }
 	}

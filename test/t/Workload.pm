@@ -52,7 +52,7 @@ WITH b AS (SELECT j, '$name-k' || (j % 5) AS k FROM generate_series(1, 10) j),
      s AS (SELECT deliver.send_batch('$queue', ARRAY(SELECT jsonb_build_object('s', :i * 1000 + j) FROM b ORDER BY j),
                                      ordering_keys => ARRAY(SELECT k FROM b ORDER BY j)) AS ids)
 SELECT 'tsend', s.ids[b.j], b.k, :i * 1000 + b.j FROM s, b ORDER BY b.j;
-/* after-send */ SELECT pg_sleep(random() * 0.02) \\g /dev/null
+/* after-send */ SELECT pg_sleep(random() * 0.05) \\g /dev/null
 COMMIT;
 SELECT 'send', deliver.send('$queue', jsonb_build_object('s', :i * 1000 + 999), ordering_key => '$name-k0'), '$name-k0', :i * 1000 + 999;
 EOS
@@ -65,7 +65,7 @@ WITH b AS (SELECT j, 'pe1-' || (:i * 1000 + j) AS k FROM generate_series(1, 10) 
      s AS (SELECT deliver.send_batch('$q->{eo}', ARRAY(SELECT jsonb_build_object('k', k) FROM b ORDER BY j),
                                      idempotency_keys => ARRAY(SELECT k FROM b ORDER BY j)) AS ids)
 SELECT 'tsend', s.ids[b.j], b.k, :i * 1000 + b.j FROM s, b ORDER BY b.j;
-/* after-send */ SELECT pg_sleep(random() * 0.02) \\g /dev/null
+/* after-send */ SELECT pg_sleep(random() * 0.05) \\g /dev/null
 COMMIT;
 SELECT :i % 3 = 0 AND :i > 1 AS resend \\gset
 \\if :resend
@@ -86,7 +86,7 @@ EOS
 $set
 CREATE TEMP TABLE r AS SELECT message_id, delivery_id FROM deliver.receive('$queue', 10, wait => '$wait');
 SELECT 'recv', message_id, delivery_id FROM r;
-/* between-receive-and-ack */ SELECT pg_sleep(random() * 0.03) \\g /dev/null
+/* between-receive-and-ack */ SELECT pg_sleep(random() * 0.05) \\g /dev/null
 SELECT 'ack', message_id, extract(epoch FROM clock_timestamp()) FROM r WHERE deliver.ack('$queue', delivery_id);
 EOS
 	}
@@ -98,9 +98,9 @@ CREATE TEMP TABLE r ON COMMIT DROP AS
     SELECT message_id, delivery_id, payload->>'k' AS k FROM deliver.receive('$q->{eo}', 5, wait => '$wait');
 SELECT 'trecv', message_id, delivery_id FROM r;
 INSERT INTO effects (queue, message_id, k) SELECT '$q->{eo}', message_id, k FROM r;
-/* between-receive-and-ack */ SELECT pg_sleep(random() * 0.02) \\g /dev/null
+/* between-receive-and-ack */ SELECT pg_sleep(random() * 0.05) \\g /dev/null
 SELECT 'tack', message_id, extract(epoch FROM clock_timestamp()) FROM r WHERE deliver.ack('$q->{eo}', delivery_id);
-/* after-ack */ SELECT pg_sleep(random() * 0.02) \\g /dev/null
+/* after-ack */ SELECT pg_sleep(random() * 0.05) \\g /dev/null
 COMMIT;
 EOS
 	push @c, start_client($dir, $connfile, 'cm1', <<"EOS");
@@ -156,6 +156,14 @@ sub workload_finish
 			my @ph = grep { $f{$_} } (@{ $h->{received} }, map({ $_->[0] } @{ $h->{acked} }), @drained);
 			$r->{phantom} = scalar @ph;
 			push @{ $r->{details} }, map { "message $_ of a rolled-back send delivered" } @ph;
+		}
+		if ($r->{lost})
+		{
+			# say more: the queue's state, and whether the missing messages
+			# come later
+			diag("$q->{$kind} metrics: " . $node->safe_psql('postgres', "SELECT * FROM deliver.metrics('$q->{$kind}')"));
+			my @late = drain_queue($node, $q->{$kind}, guarantee => $guarantee{$kind}, effects => 'effects', quiet => 5);
+			diag("$q->{$kind}: " . scalar(@late) . " more delivered after 5 s: @late[0 .. (@late > 20 ? 19 : $#late)]");
 		}
 		$res{$kind} = $r;
 	}
