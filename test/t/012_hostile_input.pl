@@ -126,6 +126,11 @@ my @catalogue = (
 	[ 'number', q{SELECT deliver.create_queue('hn', visibility_timeout => '-1 s')}, '22023' ],
 	[ 'number', q{SELECT deliver.create_queue('hn', dedup_window => '1000000 years')}, '22023' ],
 	[ 'number', q{SELECT * FROM deliver.dead_letters('h', NULL, -1)}, '22023' ],
+	[ 'number', q{SELECT deliver.alter_queue('h2', visibility_timeout => '-1 s')}, '22023' ],
+	[ 'number', q{SELECT deliver.alter_queue('h2', max_attempts => 0)}, '22023' ],
+	[ 'number', q{SELECT * FROM deliver.archived('h', -1)}, '22023' ],
+	[ 'NULL', q{SELECT deliver.alter_queue(NULL)}, '22004' ],
+	[ 'name', qq{SELECT deliver.alter_queue('$name200')}, '42704' ],
 	# ids
 	[ 'id', q{SELECT deliver.ack('h', 0)}, '55000' ],
 	[ 'id', q{SELECT deliver.ack('h', -1)}, '55000' ],
@@ -171,6 +176,8 @@ my @catalogue = (
 	[ 'no grant', q{SELECT * FROM deliver.q1_s0}, '42501', 'stranger' ],
 	[ 'no grant', q{INSERT INTO deliver.queue (queue_name) VALUES ('x')}, '42501', 'stranger' ],
 	[ 'no grant', q{SELECT count(*) FROM deliver.list_queues()}, 'ok', 'stranger' ],
+	[ 'no grant', q{SELECT deliver.alter_queue('h', max_attempts => 1)}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT * FROM deliver.archived('h')}, '42501', 'stranger' ],
 	# privileges: partial grants
 	[ 'send grant', q{SELECT deliver.send('h', '{"from": "sender"}')}, 'ok', 'sender' ],
 	[ 'send grant', q{SELECT * FROM deliver.receive('h')}, '42501', 'sender' ],
