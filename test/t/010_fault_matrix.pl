@@ -119,6 +119,7 @@ my @faults = (
 	  } },
 	{ name => 'statement_timeout (20-320 ms) cancelling long-poll receives (wait 1 s)',
 	  options => { statement_timeout => 1 },
+	  log_count => [ qr/canceling statement due to statement timeout/, 'statements cancelled' ],
 	  run => sub { return 'timeouts on'; } },
 );
 
@@ -188,6 +189,7 @@ for my $f (@faults)
 		$f->{start}->($ctx) if $f->{start};
 		$ctx->{clients} = workload_start($dir, $connfile, $q, %{ $f->{options} // {} });
 		my $t0 = time();
+		my $log_offset = -s $node->logfile;
 		# the fault lands at a random moment between 0.5 s and 2/3 of the load
 		usleep(1e6 * (0.5 + rand($load_seconds * 2 / 3 - 0.5)));
 		my $note = $f->{run}->($ctx);
@@ -196,6 +198,14 @@ for my $f (@faults)
 		my $res = workload_finish($node, $dir, $q, $ctx->{clients},
 			extra_alo => [ $ctx->{extra} ], forbidden => $ctx->{forbidden});
 		$f->{finish}->($ctx) if $f->{finish};
+		if ($f->{log_count})
+		{
+			my ($re, $what) = @{ $f->{log_count} };
+			my $n = () = substr(slurp_file($node->logfile), $log_offset) =~ /$re/g;
+			ok($n > 0, "$f->{name}, run $run: $n $what");
+			$tot{counted} += $n;
+			$tot{counted_what} = $what;
+		}
 		$tot{runs}++;
 		for my $kind (sort keys %$res)
 		{
@@ -218,6 +228,7 @@ for my $f (@faults)
 	my %n;
 	$n{$_}++ for @notes;
 	my $notes = join('; ', map { $n{$_} > 1 ? "$_ (x$n{$_})" : $_ } sort keys %n);
+	$notes .= "; $tot{counted} $tot{counted_what}" if $tot{counted_what};
 	$notes .= "; at-most-once: $tot{unseen} consumed by receives whose result was lost" if $tot{unseen};
 	write_result('faults.tsv', $f->{name}, $tot{runs}, $tot{sent}, $tot{lost}, $tot{duplicated},
 		$tot{reordered}, $notes);

@@ -92,7 +92,8 @@ $primary->kill9;
 kill 'KILL', @kids;
 my $t_kill = time();
 $standby->promote;
-note(sprintf('standby promoted %.1fs after the kill', time() - $t_kill));
+my $promoted_after = time() - $t_kill;
+note(sprintf('standby promoted %.1fs after the kill', $promoted_after));
 
 # Fencing across the failover: the first lease on the new primary takes the
 # same slot as the old primary's lease; the old delivery id must not ack it.
@@ -120,7 +121,7 @@ my %tot;
 for my $r (values %$res) { $tot{$_} += $r->{$_} for qw(sent lost duplicated reordered); }
 write_result('faults.tsv', 'failover: kill -9 of a synchronous primary, standby promoted, clients switch', 1,
 	$tot{sent}, $tot{lost}, $tot{duplicated}, $tot{reordered},
-	sprintf('promotion %.1f s after the kill; the worker starts on the new primary', time() - $t_kill));
+	sprintf('promoted %.1f s after the kill; old delivery ids refused; the worker starts on the new primary', $promoted_after));
 
 ok(wait_for($standby, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'deliver maintenance'}, '1', 30),
 	'the maintenance worker runs on the promoted standby');
