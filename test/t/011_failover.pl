@@ -68,6 +68,11 @@ for my $call (
 	like($err, qr/ERROR:\s+25006/, "on the standby, refused as read-only: $call");
 }
 ok(wait_for($standby, 'SELECT 1', '1', 5), 'the standby is fine');
+is($standby->safe_psql('postgres', q{
+    SELECT (SELECT count(*) FROM deliver.list_queues()) || '/' ||
+           (SELECT count(*) FROM deliver.list_consumer_groups('fence')) || '/' ||
+           (SELECT count(*) FROM deliver.dead_letters('fence'))}),
+	'1/2/0', 'on the standby, the catalogue and dead letters can be read');
 
 # Restart the primary: now its boot epoch (deliver.epoch in $PGDATA, copied
 # by the base backup and bumped at each start) equals the standby's.
