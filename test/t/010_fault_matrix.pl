@@ -177,7 +177,8 @@ for my $f (@faults)
 	$row++;
 	# DELIVER_FAULTS: a pattern to run only some of the faults
 	next if $ENV{DELIVER_FAULTS} && $f->{name} !~ /$ENV{DELIVER_FAULTS}/;
-	my %tot = (runs => 0, sent => 0, lost => 0, duplicated => 0, reordered => 0, phantom => 0, unseen => 0);
+	my %tot = (runs => 0, sent => 0, lost => 0, duplicated => 0, reordered => 0, phantom => 0, unseen => 0,
+		ack_in_doubt => 0);
 	my @notes;
 	for my $run (1 .. $runs)
 	{
@@ -210,7 +211,7 @@ for my $f (@faults)
 		for my $kind (sort keys %$res)
 		{
 			my $r = $res->{$kind};
-			$tot{$_} += $r->{$_} // 0 for qw(sent lost duplicated reordered phantom unseen);
+			$tot{$_} += $r->{$_} // 0 for qw(sent lost duplicated reordered phantom unseen ack_in_doubt);
 			diag("$f->{name}, run $run, $kind: @{ $r->{details} }")
 			  if $r->{lost} || $r->{duplicated} || $r->{reordered} || $r->{phantom};
 		}
@@ -230,6 +231,7 @@ for my $f (@faults)
 	my $notes = join('; ', map { $n{$_} > 1 ? "$_ (x$n{$_})" : $_ } sort keys %n);
 	$notes .= "; $tot{counted} $tot{counted_what}" if $tot{counted_what};
 	$notes .= "; at-most-once: $tot{unseen} consumed by receives whose result was lost" if $tot{unseen};
+	$notes .= "; $tot{ack_in_doubt} acked by an ack whose reply was lost" if $tot{ack_in_doubt};
 	write_result('faults.tsv', $f->{name}, $tot{runs}, $tot{sent}, $tot{lost}, $tot{duplicated},
 		$tot{reordered}, $notes);
 }

@@ -14,6 +14,10 @@
 #   ack    message_id  time         an ack returned true (autocommit); time
 #                                   is the server clock at the ack
 #   tack   message_id  time         an ack inside a transaction block
+#   acking message_id               the client is about to ack: if no ack
+#                                   line follows, the ack is in doubt (it
+#                                   may have committed after the client or
+#                                   the backend died, before the reply)
 #
 # "key" is the ordering key (at-least-once, FIFO) or the idempotency key
 # (exactly-once); "seq" is the producer's sequence number: within one key
@@ -31,8 +35,10 @@
 #   FIFO           per ordering key, acks (by server time) then the drain
 #                  follow the send order.
 #
-# The result is a hash: sent, delivered, lost, duplicated, reordered and
-# the first few offending cases in 'details'.  Nothing here depends on how
+# The result is a hash: sent, delivered, lost, duplicated, reordered,
+# ack_in_doubt (messages neither acked nor delivered again whose ack was
+# under way when the client or its backend died: that ack may have
+# committed) and the first few offending cases in 'details'.  Nothing here depends on how
 # the operations were run, so other clients (an HTTP gateway) can write the
 # same history lines and reuse the checker.
 package DeliverHistory;
@@ -153,7 +159,7 @@ sub stop_clients
 sub read_history
 {
 	my (@files) = @_;
-	my %h = (sent => [], received => [], acked => []);
+	my %h = (sent => [], received => [], acked => [], acking => []);
 	for my $f (@files)
 	{
 		open my $fh, '<', $f or die "could not read $f: $!";
@@ -170,6 +176,7 @@ sub read_history
 			if ($op eq 'send') { push @{ $h{sent} }, [ $v[0], $v[1] // '', $v[2] // 0 ]; }
 			elsif ($op eq 'recv') { push @{ $h{received} }, $v[0]; }
 			elsif ($op eq 'ack') { push @{ $h{acked} }, [ $v[0], $v[1] // 0 ]; }
+			elsif ($op eq 'acking') { push @{ $h{acking} }, $v[0]; }
 		}
 		close $fh;
 	}
@@ -317,9 +324,13 @@ sub check_history
 	}
 	else
 	{
+		# an ack whose reply never came may have committed: such a message
+		# is not lost if it does not come back (counted apart)
+		my %doubt = map { $_ => 1 } @{ $h->{acking} };
 		for my $id (sort { $a <=> $b } keys %sent)
 		{
 			next if $acks{$id} || $drained{$id};
+			if ($doubt{$id}) { $r{ack_in_doubt}++; next; }
 			$r{lost}++;
 			$detail->("message $id: send committed, never acked nor drained");
 		}

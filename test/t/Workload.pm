@@ -87,6 +87,7 @@ $set
 CREATE TEMP TABLE r AS SELECT message_id, delivery_id FROM deliver.receive('$queue', 10, wait => '$wait');
 SELECT 'recv', message_id, delivery_id FROM r;
 /* between-receive-and-ack */ SELECT pg_sleep(random() * 0.05) \\g /dev/null
+SELECT 'acking', message_id FROM r;
 SELECT 'ack', message_id, extract(epoch FROM clock_timestamp()) FROM r WHERE deliver.ack('$queue', delivery_id);
 EOS
 	}
