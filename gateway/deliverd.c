@@ -11,6 +11,7 @@
 #include "statements.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -1052,6 +1053,47 @@ completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestT
 	atomic_fetch_sub(&inflight, 1);
 }
 
+/*
+ * Percent-decoding of the URL path and the query arguments: as
+ * libmicrohttpd's own, except that %00 and %2F stay encoded.  Decoded, an
+ * encoded NUL would cut a name short ("DELETE /v1/queues/hq%00" would drop
+ * queue hq) and an encoded slash would add a path segment
+ * ("/v1/queues/hq%2Fmessages" would be the send route); left encoded, both
+ * fail the name check (400).
+ */
+static int
+hexval(char c)
+{
+	return isdigit((unsigned char) c) ? c - '0' : (tolower((unsigned char) c) - 'a' + 10);
+}
+
+static size_t
+unescape_url(void *cls, struct MHD_Connection *c, char *s)
+{
+	char	   *r = s;
+	char	   *w = s;
+
+	(void) cls;
+	(void) c;
+	while (*r)
+	{
+		if (r[0] == '%' && isxdigit((unsigned char) r[1]) && isxdigit((unsigned char) r[2]))
+		{
+			int			v = hexval(r[1]) * 16 + hexval(r[2]);
+
+			if (v != 0 && v != '/')
+			{
+				*w++ = (char) v;
+				r += 3;
+				continue;
+			}
+		}
+		*w++ = *r++;
+	}
+	*w = '\0';
+	return (size_t) (w - s);
+}
+
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -1144,6 +1186,7 @@ main(int argc, char **argv)
 						 MHD_OPTION_THREAD_STACK_SIZE, (size_t) cfg.threads_stack_kb * 1024,
 						 MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
 						 MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+						 MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL,
 						 MHD_OPTION_END);
 	if (!d)
 	{
