@@ -1,0 +1,220 @@
+# The hostile-input catalogue of the HTTP gateway: every route of deliverd
+# tried with bad input (missing and NULL fields, empty and huge bodies,
+# non-JSON and deep JSON, invalid UTF-8 in the body, the path and the query
+# string, queue names with quotes, semicolons, dots, %-encoded slashes and
+# 200 characters, negative, huge and non-numeric numbers, unknown and other
+# queues' delivery ids, bad Idempotency-Key headers, unknown routes and
+# methods, oversized headers).  Each request must get the expected HTTP
+# status (and SQLSTATE where the route maps one), the gateway must still
+# answer /healthz afterwards, and a rejected request must leave nothing
+# behind (row counts of every table in schema deliver, in-flight counts).
+# Results go to hostile.tsv with the SQL catalogue (scripts/reliability-doc).
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use DeliverTest;
+use DeliverHistory;
+use GatewayTest;
+
+my $node = deliver_node('gwhostile', q{deliver.max_payload_size = '4kB'});
+my $super = query_one($node, 'SELECT current_user');
+$node->safe_psql('postgres', q{
+    SELECT deliver.create_queue('hq', visibility_timeout => '1 hour');
+    SELECT deliver.create_queue('hq2', visibility_timeout => '1 hour');
+    SELECT deliver.create_queue('heo', 'exactly_once');
+    SELECT deliver.send_batch('hq', ARRAY(SELECT jsonb_build_object('n', i) FROM generate_series(1, 5) i));
+    SELECT deliver.send_batch('hq2', ARRAY(SELECT jsonb_build_object('n', i) FROM generate_series(1, 5) i));
+    CREATE ROLE reader NOLOGIN;
+    SELECT deliver.grant_queue('hq2', 'reader', 'receive');
+});
+my ($d_hq, $d_hq2) = map { query_one($node, "SELECT delivery_id FROM deliver.receive('$_', 1)") } qw(hq hq2);
+like("$d_hq $d_hq2", qr/^\d+ \d+$/, 'two leases to attack');
+
+my $gw = gateway_start($node, tokens => { 'admin-token-0123456789' => $super, 'reader-token-0123456789' => 'reader' });
+my $T = 'admin-token-0123456789';
+
+my $state_sql = q{
+    SELECT string_agg(format('%s=%s', c.relname,
+             (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM deliver.%I', c.relname), false, true, '')))[1]::text),
+             ',' ORDER BY c.relname)
+      || '|' || (SELECT string_agg(format('%s:%s', q, m.consumer_group || '/' || m.in_flight), ',' ORDER BY q, m.consumer_group)
+                   FROM unnest(ARRAY['hq', 'hq2', 'heo']) q, deliver.metrics(q) m)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = 'deliver' AND c.relkind IN ('r', 'p')};
+
+my $deep = '{"payload": ' . ('[' x 5000) . (']' x 5000) . '}';
+my $deep300 = '{"payload": ' . ('[' x 300) . (']' x 300) . '}';
+my $n200 = 'n' x 200;
+my $bad8 = "\xc3\x28\xff\xfe";
+my $hdr = "Host: x\r\nAuthorization: Bearer $T\r\n";
+
+# [category, method, path, body or undef, {headers}, expected status, expected sqlstate ('' = none)]
+# a body of [ 'raw', TEXT ] is sent as a hand-written request (no client checks)
+my @c = (
+	# missing and NULL fields
+	[ 'missing field', 'POST', '/v1/queues', {}, {}, 422, '22004' ],
+	[ 'NULL field', 'POST', '/v1/queues', { name => undef }, {}, 422, '22004' ],
+	[ 'NULL field', 'POST', '/v1/queues/hq/messages', { payload => undef }, {}, 201, '' ],
+	[ 'missing field', 'POST', '/v1/queues/hq/messages', { headers => {} }, {}, 422, '22004' ],
+	[ 'NULL field', 'POST', '/v1/queues/hq/messages/batch', { messages => undef }, {}, 422, '22023' ],
+	[ 'NULL field', 'POST', '/v1/queues/hq/messages/batch', { messages => [ { payload => 1 }, undef ] }, {}, 422, '22004' ],
+	[ 'missing field', 'POST', '/v1/queues/hq/messages/batch', { messages => [ { payload => 1 }, {} ] }, {}, 422, '22004' ],
+	[ 'NULL field', 'POST', '/v1/queues/hq/ack', { delivery_ids => undef }, {}, 422, '22023' ],
+	[ 'NULL field', 'POST', '/v1/queues/hq/ack', { delivery_ids => [undef] }, {}, 422, '22004' ],
+	[ 'missing field', 'POST', "/v1/queues/hq/deliveries/$d_hq/extend", {}, {}, 422, '22004' ],
+	[ 'NULL field', 'POST', "/v1/queues/hq/deliveries/$d_hq/extend", { visibility_timeout => undef }, {}, 422, '22004' ],
+	[ 'missing field', 'POST', '/v1/queues/hq/groups', {}, {}, 422, '22004' ],
+	# empty and huge bodies
+	[ 'empty body', 'POST', '/v1/queues', '', {}, 422, '22004' ],
+	[ 'empty body', 'POST', '/v1/queues/hq/messages', '', {}, 400, '' ],
+	[ 'empty body', 'POST', '/v1/queues/hq/messages/batch', '', {}, 400, '' ],
+	[ 'empty body', 'POST', '/v1/queues/hq/messages/batch', { messages => [] }, {}, 422, '22023' ],
+	[ 'empty body', 'POST', '/v1/queues/hq/ack', { delivery_ids => [] }, {}, 200, '' ],
+	[ 'huge body', 'POST', '/v1/queues/hq/messages', { payload => 'x' x 5000 }, {}, 413, '54000' ],
+	[ 'huge body', 'POST', '/v1/queues/hq/messages', { payload => 'x' x 100_000 }, {}, 413, '54000' ],
+	[ 'huge body', 'POST', '/v1/queues/hq/messages/batch', { messages => [ { payload => 1 }, { payload => 'x' x 5000 } ] }, {}, 413, '54000' ],
+	[ 'huge body', 'POST', '/v1/queues/hq/messages/batch', { messages => [ map { { payload => 1 } } 1 .. 20000 ] }, {}, 413, '54000' ],
+	# non-JSON and deep JSON
+	[ 'non-JSON', 'POST', '/v1/queues/hq/messages', 'payload=1', {}, 400, '22P02' ],
+	[ 'non-JSON', 'POST', '/v1/queues/hq/messages', '[1, 2]', {}, 422, '22004' ],
+	[ 'non-JSON', 'POST', '/v1/queues/hq/messages', '"just a string"', {}, 422, '22004' ],
+	[ 'non-JSON', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": ', {}, 400, '22P02' ],
+	[ 'non-JSON', 'POST', "/v1/queues/hq/deliveries/$d_hq/nack", 'nack!', {}, 400, '22P02' ],
+	[ 'deep JSON', 'POST', '/v1/queues/hq/messages', $deep, {}, 413, '54000' ],
+	[ 'deep JSON', 'POST', '/v1/queues/hq/messages', $deep300, {}, 201, '' ],
+	[ 'deep JSON', 'POST', '/v1/queues', '{"name": ' . ('[' x 3000) . (']' x 3000) . '}', {}, 400, '42602' ],
+	# invalid UTF-8
+	[ 'invalid UTF-8', 'POST', '/v1/queues/hq/messages', qq({"payload": "$bad8"}), {}, 422, '22021' ],
+	[ 'invalid UTF-8', 'POST', '/v1/queues/heo/messages [Idempotency-Key: ?(??]', [ 'raw', "POST /v1/queues/heo/messages HTTP/1.1\r\n${hdr}Idempotency-Key: $bad8\r\nContent-Length: 14\r\n\r\n{\"payload\": 1}" ], {}, 422, '22021' ],
+	[ 'invalid UTF-8', 'GET', "/v1/queues/h$bad8", [ 'raw', "GET /v1/queues/h$bad8 HTTP/1.1\r\n$hdr\r\n" ], {}, 400, '42602' ],
+	[ 'invalid UTF-8', 'POST', "/v1/queues/hq/receive?group=$bad8", [ 'raw', "POST /v1/queues/hq/receive?group=$bad8 HTTP/1.1\r\n${hdr}Content-Length: 0\r\n\r\n" ], {}, 400, '' ],
+	[ 'invalid UTF-8', 'POST', '/v1/queues/hq/receive?group=%C3%28', undef, {}, 400, '' ],
+	# queue names
+	[ 'queue name', 'GET', "/v1/queues/a'b", undef, {}, 400, '42602' ],
+	[ 'queue name', 'GET', '/v1/queues/a;DROP%20TABLE%20x', undef, {}, 400, '42602' ],
+	[ 'queue name', 'POST', '/v1/queues', { name => "x'); DROP SCHEMA deliver CASCADE; --" }, {}, 400, '42602' ],
+	[ 'queue name', 'GET', '/v1/queues/a.b', undef, {}, 404, '42704' ],
+	[ 'queue name', 'GET', '/v1/queues/..', undef, {}, 400, '42602' ],
+	[ 'queue name', 'GET', '/v1/queues/hq%2Fmessages', undef, {}, 400, '42602' ],
+	[ 'queue name', 'GET', '/v1/queues/hq%2F..%2Fhq2', undef, {}, 400, '42602' ],
+	[ 'queue name', 'GET', "/v1/queues/$n200", undef, {}, 404, '' ],
+	[ 'queue name', 'POST', '/v1/queues', { name => $n200 }, {}, 400, '42602' ],
+	[ 'queue name', 'POST', "/v1/queues/$n200/messages", { payload => 1 }, {}, 404, '' ],
+	[ 'queue name', 'POST', '/v1/queues', { name => 42 }, {}, 201, '' ],
+	[ 'queue name', 'DELETE', '/v1/queues/hq%00', undef, {}, 400, '42602' ],
+	[ 'queue name', 'POST', '/v1/queues/hq%00/messages', { payload => 1 }, {}, 400, '42602' ],
+	# numbers
+	[ 'number', 'POST', '/v1/queues/hq/receive?max=-1', undef, {}, 400, '' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?max=99999999999999999999', undef, {}, 400, '' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?max=ten', undef, {}, 400, '' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?max=1e3', undef, {}, 400, '' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?max=', undef, {}, 400, '' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?wait=-5', undef, {}, 400, '' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?wait=1e308', undef, {}, 400, '' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?wait=nan', undef, {}, 400, '' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?visibility_timeout=-1', undef, {}, 400, '' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?visibility_timeout=0', undef, {}, 400, '' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?visibility_timeout=9999999999', undef, {}, 400, '' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?visibility_timeout=inf', undef, {}, 400, '' ],
+	[ 'number', 'POST', "/v1/queues/hq/deliveries/$d_hq/extend", { visibility_timeout => -1 }, {}, 422, '22023' ],
+	[ 'number', 'POST', "/v1/queues/hq/deliveries/$d_hq/extend", { visibility_timeout => 'forever' }, {}, 400, '22007' ],
+	[ 'number', 'POST', "/v1/queues/hq/deliveries/$d_hq/nack", { retry_after => -10 }, {}, 422, '22023' ],
+	[ 'number', 'POST', '/v1/queues', { name => 'nq', visibility_timeout => -1 }, {}, 422, '22023' ],
+	[ 'number', 'POST', '/v1/queues', { name => 'nq', max_attempts => 1e30 }, {}, 400, '22003' ],
+	[ 'number', 'POST', '/v1/queues/hq/messages', { payload => 1, delay => -5 }, {}, 422, '22023' ],
+	[ 'number', 'GET', '/v1/queues/hq/dead-letters?max=-3', undef, {}, 400, '' ],
+	# delivery ids
+	[ 'delivery id', 'POST', '/v1/queues/hq/deliveries/999999999/ack', undef, {}, 409, '55000' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/deliveries/-1/ack', undef, {}, 400, '42602' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/deliveries/99999999999999999999/ack', undef, {}, 400, '42602' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/deliveries/1e5/ack', undef, {}, 400, '42602' ],
+	[ 'delivery id', 'POST', "/v1/queues/hq/deliveries/$d_hq2/ack", undef, {}, 409, '55000' ],
+	[ 'delivery id', 'POST', "/v1/queues/hq/deliveries/$d_hq2/nack", undef, {}, 409, '55000' ],
+	[ 'delivery id', 'POST', "/v1/queues/hq/deliveries/$d_hq2/extend", { visibility_timeout => 5 }, {}, 409, '55000' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', { delivery_ids => [ $d_hq, $d_hq2, 999999999 ] }, {}, 409, '55000' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', { delivery_ids => [ 'x', $d_hq ] }, {}, 400, '22P02' ],
+	[ 'delivery id', 'POST', "/v1/queues/hq2/deliveries/$d_hq/ack", undef, { Authorization => 'Bearer reader-token-0123456789' }, 409, '55000' ],
+	# Idempotency-Key headers
+	[ 'Idempotency-Key', 'POST', '/v1/queues/heo/messages', { payload => 1 }, { 'Idempotency-Key' => '' }, 422, '22023' ],
+	[ 'Idempotency-Key', 'POST', '/v1/queues/heo/messages', { payload => 1 }, { 'Idempotency-Key' => 'k' x 10000 }, 413, '54000' ],
+	[ 'Idempotency-Key', 'POST', '/v1/queues/heo/messages', { payload => 1 }, { 'Idempotency-Key' => "a'; DROP TABLE x; --" }, 201, '' ],
+	[ 'Idempotency-Key', 'POST', '/v1/queues/heo/messages/batch', { messages => [ { payload => 1 }, { payload => 2, idempotency_key => '' } ] }, { 'Idempotency-Key' => 'b1' }, 422, '22023' ],
+	# routes and methods
+	[ 'route', 'GET', '/v2/queues', undef, {}, 404, '' ],
+	[ 'route', 'GET', '/v1/queues/hq/nothing/here/at/all', undef, {}, 404, '' ],
+	[ 'route', 'GET', '/v1/queues/hq/deliveries/1/explode', undef, {}, 404, '' ],
+	[ 'route', 'GET', '/' . ('a/' x 500), undef, {}, 404, '' ],
+	[ 'route', 'GET', '//v1//queues', undef, {}, 200, '' ],
+	[ 'method', 'PATCH', '/v1/queues/hq', undef, {}, 405, '' ],
+	[ 'method', 'GET', '/v1/queues/hq/messages', undef, {}, 405, '' ],
+	[ 'method', 'DELETE', '/v1/queues/hq/receive', undef, {}, 405, '' ],
+	[ 'method', 'BREW', '/v1/queues', [ 'raw', "BREW /v1/queues HTTP/1.1\r\n$hdr\r\n" ], {}, 405, '' ],
+	[ 'method', 'GET', '/healthz HTTP/9.9', [ 'raw', "GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n" ], {}, 505, '' ],
+	[ 'request line', 'GARBAGE', '', [ 'raw', "\x00\x01\x02 garbage\r\n\r\n" ], {}, 0, '' ],
+	# headers
+	[ 'oversized header', 'GET', '/v1/queues (X-Big: 100 kB)', [ 'raw', "GET /v1/queues HTTP/1.1\r\n${hdr}X-Big: " . ('b' x 100_000) . "\r\n\r\n" ], {}, 431, '' ],
+	[ 'oversized header', 'GET', '/v1/queues (2000 headers)', [ 'raw', "GET /v1/queues HTTP/1.1\r\n$hdr" . join('', map { "X-H$_: v\r\n" } 1 .. 2000) . "\r\n" ], {}, 431, '' ],
+	[ 'oversized header', 'POST', '/v1/queues/hq/messages (Authorization 20 kB)', { payload => 1 }, { Authorization => 'Bearer ' . ('t' x 20_000) }, 401, '28000' ],
+	[ 'bad header', 'POST', '/v1/queues/hq/messages (Content-Length: -1)', [ 'raw', "POST /v1/queues/hq/messages HTTP/1.1\r\n${hdr}Content-Length: -1\r\n\r\n" ], {}, 400, '' ],
+	[ 'bad header', 'POST', '/v1/queues/hq/messages (Content-Length: 10^20)', [ 'raw', "POST /v1/queues/hq/messages HTTP/1.1\r\n${hdr}Content-Length: 99999999999999999999\r\n\r\n" ], {}, 413, '' ],
+	[ 'bad header', 'GET', '/v1/queues/hq/stream (Last-Event-ID: -1)', undef, { 'Last-Event-ID' => '-1' }, 400, '' ],
+	[ 'bad header', 'GET', '/v1/queues (Authorization: Basic)', undef, { Authorization => 'Basic YTpi' }, 401, '28000' ],
+);
+
+my ($pass, $n) = (0, 0);
+my $state = query_one($node, $state_sql);
+for my $c (@c)
+{
+	my ($cat, $method, $path, $body, $headers, $want, $want_ss) = @$c;
+	$n++;
+	my ($st, $b);
+	if (ref $body eq 'ARRAY' && $body->[0] eq 'raw')
+	{
+		($st, $b) = gw_raw($gw, $body->[1]);
+		$b = eval { JSON::PP->new->decode($b) } // $b;
+	}
+	else
+	{
+		my %h = %$headers;
+		my %o = (headers => \%h);
+		$o{token} = $T unless exists $h{Authorization};
+		$o{body} = $body if defined $body;
+		(my $p = $path) =~ s/ \(.*\)$//;
+		($st, $b) = gw_req($gw, $method, $p, %o);
+	}
+	my $ss = ref $b eq 'HASH' ? ($b->{sqlstate} // '') : '';
+	my $got = $st == 0 ? 'closed' : $ss ne '' ? "$st $ss" : "$st";
+	my $want_s = $want == 0 ? 'closed' : $want_ss ne '' ? "$want $want_ss" : "$want";
+	my $alive = gw_alive($gw);
+	my $after = query_one($node, $state_sql);
+	my $clean = $st =~ /^2/ || $after eq $state;
+	$state = $after;
+	(my $short = "$method $path") =~ s/[^\x20-\x7e]/?/g;
+	$short = substr($short, 0, 70) . '...' if length($short) > 73;
+	my $bd = !defined $body ? '' : ref $body eq 'ARRAY' ? '' : ref $body ? JSON::PP->new->canonical->encode($body) : $body;
+	$bd =~ s/[^\x20-\x7e]/?/g;
+	$bd = substr($bd, 0, 40) . '...' if length($bd) > 43;
+	$short .= " $bd" if $bd ne '';
+	my $hd = join ' ', map { my $v = $headers->{$_}; $v = substr($v, 0, 12) . '...' if length $v > 15; $v =~ s/[^\x20-\x7e]/?/g; "$_: $v" } sort keys %$headers;
+	$short .= " [$hd]" if $hd ne '';
+	my $verdict = ($got eq $want_s && $alive && $clean) ? 'pass' : 'FAIL';
+	ok($verdict eq 'pass', "$cat: $short -> $want_s")
+	  or diag("got $got, gateway alive: $alive, state unchanged: $clean" . (ref $b ? '' : ", body: " . substr($b // '', 0, 200)));
+	$pass++ if $verdict eq 'pass';
+	write_result('hostile.tsv', "gateway: $cat", $short, $want_s, $got, $verdict);
+}
+note("$pass of $n hostile requests behaved as expected");
+
+# the leases attacked above are intact and ack once
+is(query_one($node, "SELECT deliver.ack('hq', $d_hq) AND deliver.ack('hq2', $d_hq2)"), 't',
+	'the attacked leases are intact');
+is(gw_stop($gw), 0, 'the gateway stops cleanly after the catalogue');
+is(gw_sanitizer_reports($gw), '', 'no AddressSanitizer, LeakSanitizer or UBSan reports');
+my $log = slurp_file($node->logfile);
+unlike($log, qr/terminated by signal|server process .* exited with exit code [^0]/, 'no backend crashed');
+$node->stop;
+done_testing();

@@ -1,0 +1,134 @@
+# Start deliverd (the AddressSanitizer build when it exists) against a test
+# cluster and talk HTTP to it: shared by the gateway TAP tests.
+#
+#   my $gw = gateway_start($node, tokens => { TOKEN => ROLE, ... }, conf => { key => value });
+#   my ($status, $decoded_body, $response) = gw_req($gw, METHOD, PATH,
+#       token => T, body => perl-or-string, headers => { ... });
+#   gw_raw($gw, "GET / HTTP/1.1\r\n...")   status of a hand-written request (0: none)
+#   gw_alive($gw)                          /healthz answers 200
+#   gw_stop($gw)                           SIGTERM, wait; returns the exit status
+#   gw_sanitizer_reports($gw)              text of any ASan/UBSan report
+package GatewayTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use FindBin;
+use HTTP::Tiny;
+use IO::Select;
+use IO::Socket::INET;
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Time::HiRes qw(usleep time);
+
+our @EXPORT = qw(gateway_start gw_req gw_raw gw_alive gw_stop gw_sanitizer_reports);
+
+my $json = JSON::PP->new->canonical;
+
+sub gateway_bin
+{
+	my $gwdir = "$FindBin::RealBin/../../gateway";
+	my $bin = -x "$gwdir/deliverd-asan" ? "$gwdir/deliverd-asan" : "$gwdir/deliverd";
+	return -x $bin ? $bin : 'deliverd';
+}
+
+sub gateway_start
+{
+	my ($node, %o) = @_;
+	my $dir = $node->basedir;
+	my $port = PostgreSQL::Test::Cluster::get_free_port();
+	my $gw = { dir => $dir, port => $port, base => "http://127.0.0.1:$port", log => "$dir/deliverd.log",
+		http => HTTP::Tiny->new(timeout => 30, keep_alive => 1) };
+	open my $t, '>', "$dir/tokens" or die $!;
+	print $t "$_ $o{tokens}{$_}\n" for sort keys %{ $o{tokens} // {} };
+	close $t;
+	my %conf = (listen => '127.0.0.1', port => $port,
+		conninfo => "'" . $node->connstr('postgres') . "'", token_file => "$dir/tokens",
+		max_body => 65536, idle_timeout => 5, max_wait => 5, pool_size => 4, %{ $o{conf} // {} });
+	open my $c, '>', "$dir/deliverd.conf" or die $!;
+	print $c "$_ = $conf{$_}\n" for sort keys %conf;
+	close $c;
+	local $ENV{ASAN_OPTIONS} = "detect_leaks=1:abort_on_error=0:log_path=$dir/asan";
+	local $ENV{UBSAN_OPTIONS} = "print_stacktrace=1:log_path=$dir/asan";
+	my $in = '';
+	$gw->{h} = IPC::Run::start([ gateway_bin(), '-c', "$dir/deliverd.conf" ],
+		'<', \$in, '>>', $gw->{log}, '2>>', $gw->{log});
+	my $deadline = time() + 20;
+	while (time() < $deadline)
+	{
+		return $gw if gw_alive($gw);
+		usleep(100_000);
+	}
+	die "deliverd did not start, see $gw->{log}";
+}
+
+sub gw_req
+{
+	my ($gw, $method, $path, %o) = @_;
+	my %h = %{ $o{headers} // {} };
+	$h{Authorization} = "Bearer $o{token}" if defined $o{token};
+	my %args = (headers => \%h);
+	if (exists $o{body})
+	{
+		$args{content} = ref $o{body} ? $json->encode($o{body}) : $o{body};
+		$h{'Content-Type'} = 'application/json';
+	}
+	my $r = ($o{client} // $gw->{http})->request($method, "$gw->{base}$path", \%args);
+	my $d = eval { $json->decode($r->{content}) };
+	return ($r->{status}, defined $d ? $d : $r->{content}, $r);
+}
+
+# send raw bytes (no client-side checks), return the status code (0 if the
+# connection closed without a status line) and the body
+sub gw_raw
+{
+	my ($gw, $text) = @_;
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $gw->{port}, Timeout => 10)
+	  or return (0, "connect: $!");
+	binmode $s;
+	local $SIG{PIPE} = 'IGNORE';
+	syswrite($s, $text);
+	my ($buf, $all) = ('', '');
+	my $sel = IO::Select->new($s);
+	my $t0 = time();
+	while (time() - $t0 < 10 && $sel->can_read(10))
+	{
+		my $n = sysread($s, $buf, 65536);
+		last if !$n;
+		$all .= $buf;
+		last if $all =~ /\r\n\r\n/ && $all =~ /^Content-Length: (\d+)/mi
+		  && length($all) - index($all, "\r\n\r\n") - 4 >= $1;
+	}
+	close $s;
+	my ($st) = $all =~ m{^HTTP/1\.\d (\d{3})};
+	my ($body) = $all =~ /\r\n\r\n(.*)$/s;
+	return ($st // 0, $body // '');
+}
+
+sub gw_alive
+{
+	my ($gw) = @_;
+	return HTTP::Tiny->new(timeout => 5)->get("$gw->{base}/healthz")->{status} == 200;
+}
+
+sub gw_stop
+{
+	my ($gw) = @_;
+	$gw->{h}->signal('TERM');
+	eval { $gw->{h}->finish; 1 } or return -1;
+	return $gw->{h}->result(0);
+}
+
+sub gw_sanitizer_reports
+{
+	my ($gw) = @_;
+	my $r = join '', map { slurp_file($_) } glob("$gw->{dir}/asan*");
+	my $log = -f $gw->{log} ? slurp_file($gw->{log}) : '';
+	$r .= $1 while $log =~ /(^.*(?:AddressSanitizer|runtime error|LeakSanitizer).*$)/mg;
+	return $r;
+}
+
+1;
