@@ -215,6 +215,18 @@ sub crash_server
 	my $pm = <$fh>;
 	close $fh;
 	chomp $pm;
+	# stopped, the postmaster cannot start a backend between the listing
+	# of its children and their end (one left over would keep the shared
+	# memory attached, and the next start would refuse to run)
+	kill 'STOP', $pm;
+	for (1 .. 100)
+	{
+		open my $st, '<', "/proc/$pm/stat" or last;
+		my $line = <$st> // '';
+		close $st;
+		last if $line =~ /\)\s+[Tt]/;    # stopped
+		usleep(10_000);
+	}
 	my @kids = _children_of($pm);
 	$node->kill9;    # kill -9 of the postmaster
 	kill 'KILL', @kids;
