@@ -277,6 +277,20 @@ BEGIN
     RETURN q;
 END $$;
 
+-- Raise 42704 unless the queue has a consumer group of that name (NULL: any).
+CREATE FUNCTION deliver._check_group(q deliver.queue, group_name text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF group_name IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM deliver.consumer_group g
+         WHERE g.queue_id = q.queue_id AND g.group_name = _check_group.group_name) THEN
+        RAISE EXCEPTION 'consumer group "%" does not exist on queue "%"', left(group_name, 80), q.queue_name
+            USING ERRCODE = 'undefined_object';
+    END IF;
+END $$;
+
 -- The tables of a queue: segments..., done tables..., dead, delayed, dedup, archive
 CREATE FUNCTION deliver._queue_tables(q deliver.queue) RETURNS text[]
 LANGUAGE sql IMMUTABLE
@@ -830,12 +844,7 @@ BEGIN
     IF max_messages < 1 THEN
         RAISE EXCEPTION 'max_messages must be positive' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF consumer_group IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM deliver.consumer_group g
-         WHERE g.queue_id = q.queue_id AND g.group_name = dead_letters.consumer_group) THEN
-        RAISE EXCEPTION 'consumer group "%" does not exist on queue "%"', left(consumer_group, 80), q.queue_name
-            USING ERRCODE = 'undefined_object';
-    END IF;
+    PERFORM deliver._check_group(q, consumer_group);
     RETURN QUERY EXECUTE format($f$
         SELECT d.message_id, g.group_name, d.payload, d.headers, d.ordering_key,
                d.attempts, d.reason, d.last_error, d.enqueued_at, d.dead_at
@@ -859,6 +868,7 @@ DECLARE
     d record;
     n bigint := 0;
 BEGIN
+    PERFORM deliver._check_group(q, consumer_group);
     FOR d IN EXECUTE format($f$
         DELETE FROM deliver.%I d
          USING deliver.consumer_group g
@@ -1068,12 +1078,7 @@ BEGIN
             USING ERRCODE = 'invalid_name',
                   DETAIL = 'A subscription names its replication slot: 1 to 63 lower-case letters, digits and "_".';
     END IF;
-    IF consumer_group IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM deliver.consumer_group g
-         WHERE g.queue_id = q.queue_id AND g.group_name = create_push_subscription.consumer_group) THEN
-        RAISE EXCEPTION 'consumer group "%" does not exist on queue "%"', left(consumer_group, 80), q.queue_name
-            USING ERRCODE = 'undefined_object';
-    END IF;
+    PERFORM deliver._check_group(q, consumer_group);
     IF EXISTS (SELECT 1 FROM deliver.push_subscription p
                 WHERE p.subscription_name = create_push_subscription.subscription_name)
        OR EXISTS (SELECT 1 FROM pg_replication_slots r

@@ -115,6 +115,7 @@ SELECT deliver.redrive('q06', consumer_group => 'second');
 SELECT payload, attempt FROM deliver.receive('q06', 10, consumer_group => 'second');
 SELECT pg_temp.try(cmd) FROM (VALUES
     ($$SELECT deliver.redrive('q06_nowhere')$$),
+    ($$SELECT deliver.redrive('q06', consumer_group => 'nowhere')$$),
     ($$SELECT deliver.redrive(NULL)$$)) AS t(cmd);
 
 -- a dead letter of an exactly-once queue is redriven without its idempotency key
