@@ -22,7 +22,7 @@ deliver_latest_snapshot(PG_FUNCTION_ARGS)
 {
 	DSnap	   *s;
 
-	deliver_check_loaded();
+	deliver_check_usable();
 	s = palloc(deliver_snap_size);
 	dsnap_latest(s);
 	PG_RETURN_DATUM(dsnap_to_datum(s));
@@ -42,7 +42,7 @@ deliver_catalog_changed(PG_FUNCTION_ARGS)
 	Oid			relid;
 	int32		qidx;
 
-	deliver_check_loaded();
+	deliver_check_usable();
 	if (strcmp(action, "none") == 0)
 		a = CATALOG_NONE;
 	else if (strcmp(action, "reset") == 0)

@@ -237,7 +237,7 @@ queue_lookup(text *name_t)
 	QueueInfo  *q;
 	bool		found;
 
-	deliver_check_loaded();
+	deliver_check_usable();
 	if (name_t == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -284,7 +284,7 @@ queue_lookup_by_id(int32 queue_id)
 	Datum		values[1];
 	int			rc;
 
-	deliver_check_loaded();
+	deliver_check_usable();
 	queue_cache_check();
 	hash_seq_init(&scan, queue_cache);
 	while ((q = hash_seq_search(&scan)) != NULL)

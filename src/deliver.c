@@ -121,7 +121,7 @@ deliver_next_epoch(TimeLineID tli)
 /*
  * Take a new epoch if there is none yet since the server started, or if
  * the timeline changed since (the server was a standby and got promoted).
- * Leases are only handed out outside recovery (deliver_check_loaded).
+ * Leases are only handed out outside recovery (deliver_check_usable).
  */
 static void
 deliver_ensure_epoch(void)
@@ -208,7 +208,7 @@ deliver_shmem_startup(void)
  * primary did meanwhile.
  */
 void
-deliver_check_loaded(void)
+deliver_check_usable(void)
 {
 	if (deliver_shared == NULL)
 		ereport(ERROR,

@@ -253,7 +253,7 @@ typedef struct QueueInfo
 } QueueInfo;
 
 /* deliver.c */
-extern void deliver_check_loaded(void);
+extern void deliver_check_usable(void);
 extern int64 deliver_interval_arg(FunctionCallInfo fcinfo, int argno, int64 dflt,
 								  int64 lo, int64 hi, const char *what, const char *range);
 extern uint64 deliver_new_delivery_id(int32 slot_idx);

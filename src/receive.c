@@ -945,7 +945,7 @@ deliver_group_state(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	deliver_check_loaded();
+	deliver_check_usable();
 	SPI_connect();
 	args[0] = Int32GetDatum(group_id);
 	rc = SPI_execute_plan(spi_plan_cached("group_queue",

@@ -389,7 +389,7 @@ deliver_worker_status(PG_FUNCTION_ARGS)
 	List	   *names;
 	ListCell   *lc;
 
-	deliver_check_loaded();
+	deliver_check_usable();
 	InitMaterializedSRF(fcinfo, 0);
 	names = database_list(deliver_database, &ok);
 	foreach(lc, names)
