@@ -9,8 +9,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-pgbin=/usr/lib/postgresql/15/bin
-export PG_CONFIG=$pgbin/pg_config
+source "$here/cluster.sh"   # pgbin (DELIVER_PGBIN), PG_CONFIG, as_pg, the cluster
 port=55498 http_port=18498 duration=15
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -21,42 +20,21 @@ while [[ $# -gt 0 ]]; do
     esac
     shift
 done
-as_pg() { if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 make -s -C "$repo/gateway" deliverd PG_CONFIG="$PG_CONFIG"
 gcc -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -I"$($PG_CONFIG --includedir)" -o "$here/httpbench" \
     "$here/httpbench.c" -L"$($PG_CONFIG --libdir)" -lpq -ljansson -lpthread
 
-work=$(mktemp -d /var/tmp/httpbench.XXXXXX)
-chmod 755 "$work"
-[[ $EUID -eq 0 ]] && chown postgres:postgres "$work"
-pgdata=$work/data
 gwpid=
 cleanup() {
     [[ -n $gwpid ]] && kill -TERM "$gwpid" 2>/dev/null && wait "$gwpid" 2>/dev/null || true
-    as_pg "$pgbin/pg_ctl" -D "$pgdata" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$work"
+    bench_cluster_stop
+    [[ -z ${work:-} ]] || rm -rf "$work"
 }
 trap cleanup EXIT
-as_pg "$pgbin/initdb" -D "$pgdata" -U postgres -A trust >/dev/null
-as_pg tee -a "$pgdata/postgresql.conf" >/dev/null <<CONF
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$work'
-max_connections = 100
-shared_buffers = 1GB
-fsync = on
-synchronous_commit = on
-full_page_writes = on
-wal_level = logical
-max_wal_size = 8GB
-shared_preload_libraries = 'deliver'
-deliver.database = 'bench'
-CONF
-as_pg "$pgbin/pg_ctl" -D "$pgdata" -l "$work/postgres.log" -w start >/dev/null
+bench_cluster_start "$port" "max_connections = 100" "shared_buffers = 1GB"
 psql_b() { as_pg "$pgbin/psql" -X -q -h "$work" -p "$port" -d bench "$@"; }
-as_pg "$pgbin/createdb" -h "$work" -p "$port" bench
 psql_b -c 'CREATE EXTENSION deliver'
 conninfo="host=$work port=$port dbname=bench user=postgres"
 

@@ -5,7 +5,7 @@
 # commit-to-consumer latency (the message's commit timestamp on the server to
 # the moment the client has written it out).
 #
-#   [PGBIN=.../bin] bench/push.sh [--port N] [--duration S] [--keep]
+#   [DELIVER_PGBIN=.../bin] bench/push.sh [--port N] [--duration S] [--keep]
 #
 # Scenarios: steady 2,000 msgs/s of single-message sends (latency), and 4
 # producers sending batches of 100 as fast as they can (throughput).
@@ -15,8 +15,7 @@ trap 'echo "push.sh: failed at line $LINENO" >&2' ERR
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-pgbin=${PGBIN:-/usr/lib/postgresql/15/bin}   # PGBIN: another installation
-export PG_CONFIG=$pgbin/pg_config
+source "$here/cluster.sh"   # pgbin (DELIVER_PGBIN), PG_CONFIG, as_pg, the cluster
 port=55498
 duration=15
 keep=0
@@ -33,45 +32,22 @@ done
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*"; }
 fail() { printf 'push.sh: %s\n' "$*" >&2; exit 1; }
-as_pg() { if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 command -v "$pgbin/deliver" >/dev/null || fail "$pgbin/deliver is missing: run make install at the top"
 stamp=$(date -u +%Y-%m-%d-%H%M)
 out=$here/results/$stamp-push.md
-work=$(mktemp -d /var/tmp/deliverpush.XXXXXX)
-chmod 755 "$work"
-[[ $EUID -eq 0 ]] && chown postgres:postgres "$work"
-pgdata=$work/data
 lpid=
 cleanup() {
     [[ -n $lpid ]] && { kill -TERM "$lpid" 2>/dev/null || true; }
-    [[ -f $pgdata/postmaster.pid ]] && as_pg "$pgbin/pg_ctl" -D "$pgdata" -m fast -w stop >/dev/null 2>&1
+    bench_cluster_stop
+    [[ -n ${work:-} ]] || return 0
     if [[ $keep == 1 ]]; then log "cluster kept in $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
-log "initdb in $pgdata (port $port)"
-as_pg "$pgbin/initdb" -D "$pgdata" -U postgres -A trust >"$work/initdb.log" 2>&1 ||
-    { cat "$work/initdb.log"; fail "initdb failed"; }
-as_pg tee -a "$pgdata/postgresql.conf" >/dev/null <<CONF
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$work'
-max_connections = 50
-shared_buffers = 512MB
-fsync = on
-synchronous_commit = on
-wal_level = logical
-max_wal_senders = 10
-max_replication_slots = 10
-max_wal_size = 8GB
-shared_preload_libraries = 'deliver'
-output_plugin_libraries = 'pgoutput, test_decoding, deliver'
-deliver.database = 'bench'
-CONF
-as_pg "$pgbin/pg_ctl" -D "$pgdata" -l "$work/postgres.log" -w start >/dev/null ||
-    { tail -n 30 "$work/postgres.log" >&2; fail "the cluster does not start"; }
-as_pg "$pgbin/psql" -X -q -h "$work" -p "$port" -d postgres -c "CREATE DATABASE bench"
+log "initdb (port $port)"
+bench_cluster_start "$port" "max_connections = 50" "shared_buffers = 512MB" ||
+    fail "the cluster does not start"
 dsn="host=$work port=$port dbname=bench user=postgres"
 psql_b() { as_pg "$pgbin/psql" -X -q -At -v ON_ERROR_STOP=1 -d "$dsn" "$@"; }
 psql_b -c "CREATE EXTENSION deliver"

@@ -12,8 +12,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-pgbin=${DELIVER_PGBIN:-/usr/lib/postgresql/15/bin}   # as in scripts/lib.sh
-export PG_CONFIG=$pgbin/pg_config
+source "$here/cluster.sh"   # pgbin (DELIVER_PGBIN), PG_CONFIG, as_pg, the cluster
 
 mode=full
 soak=0
@@ -108,42 +107,17 @@ build() {
 # 3. a dedicated cluster, durable settings
 # ---------------------------------------------------------------------------
 
-as_pg() { if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 psql_b() { as_pg "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$work" -p "$port" -d bench "$@"; }
 
 start_cluster() {
-    # on disk (not a tmpfs), so that fsync costs what it costs
-    work=$(mktemp -d /var/tmp/deliverbench.XXXXXX)
-    chmod 755 "$work"
-    [[ $EUID -eq 0 ]] && chown postgres:postgres "$work"
-    pgdata=$work/data
-    log "initdb in $pgdata (port $port, socket in $work)"
-    as_pg "$pgbin/initdb" -D "$pgdata" -U postgres -A trust >"$work/initdb.log" 2>&1 ||
-        { cat "$work/initdb.log"; fail "initdb failed"; }
     local preload=""
     has_system deliver && preload=deliver
-    as_pg tee -a "$pgdata/postgresql.conf" >/dev/null <<CONF
-# deliverbench: durable settings, one dedicated cluster
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$work'
-max_connections = 100
-shared_buffers = 1GB
-fsync = on
-synchronous_commit = on
-full_page_writes = on
-wal_level = logical
-max_wal_size = 8GB
-checkpoint_timeout = 15min
-max_prepared_transactions = 10
-shared_preload_libraries = '$preload'
-deliver.database = 'bench'
-log_autovacuum_min_duration = 0
-log_line_prefix = '%m [%p] %q%a '
-CONF
-    as_pg "$pgbin/pg_ctl" -D "$pgdata" -l "$work/postgres.log" -w start >/dev/null ||
-        { tail -n 30 "$work/postgres.log" >&2; fail "the benchmark cluster does not start"; }
-    as_pg "$pgbin/psql" -X -q -h "$work" -p "$port" -d postgres -c "CREATE DATABASE bench"
+    log "initdb (port $port)"
+    bench_cluster_start "$port" "max_connections = 100" "shared_buffers = 1GB" \
+        "checkpoint_timeout = 15min" "max_prepared_transactions = 10" \
+        "shared_preload_libraries = '$preload'" "log_autovacuum_min_duration = 0" ||
+        fail "the benchmark cluster does not start"
+    log "cluster in $pgdata, socket in $work"
     psql_b -c "SET client_min_messages = warning" -c "CREATE EXTENSION pgq"
     if has_system deliver; then
         psql_b -c "SET client_min_messages = warning" -c "CREATE EXTENSION deliver" ||
@@ -155,9 +129,7 @@ CONF
 stop_cluster() {
     if [[ -n ${xmin_pid:-} ]]; then kill "$xmin_pid" 2>/dev/null || true; fi
     if [[ -n ${sampler_pid:-} ]]; then kill "$sampler_pid" 2>/dev/null || true; fi
-    if [[ -n ${pgdata:-} && -f $pgdata/postmaster.pid ]]; then
-        as_pg "$pgbin/pg_ctl" -D "$pgdata" -m fast -w stop >/dev/null 2>&1 || true
-    fi
+    bench_cluster_stop
     if [[ -n ${work:-} && -d $work ]]; then
         if [[ $keep == 1 ]]; then
             log "cluster kept in $work"

@@ -10,28 +10,17 @@
 # Prints a table and writes bench/results/<stamp>-sweep.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/lib.sh
+source bench/cluster.sh   # pgbin, as_pg, build_and_install, the cluster
 sizes=("$@")
 [[ ${#sizes[@]} -gt 0 ]] || sizes=(1000 10000 50000)
-port=${DELIVER_SWEEP_PORT:-55498}
+port=${DELIVER_SWEEP_PORT:-55497}
 
 build_and_install
-tmp=$(mktemp -d /tmp/deliver-sweep.XXXXXX)
-[[ $EUID -eq 0 ]] && chown postgres:postgres "$tmp"
-cleanup() { as_pg "$pgbin/pg_ctl" -D "$tmp/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-as_pg "$pgbin/initdb" -D "$tmp/data" -A trust -N -E UTF8 >/dev/null
-cat <<CONF | as_pg tee -a "$tmp/data/postgresql.conf" >/dev/null
-shared_preload_libraries = 'deliver'
-port = $port
-listen_addresses = ''
-unix_socket_directories = '$tmp'
-shared_buffers = 512MB
-max_wal_size = 4GB
-deliver.max_in_flight = 200000
-CONF
-as_pg "$pgbin/pg_ctl" -D "$tmp/data" -l "$tmp/server.log" -w start >/dev/null 9>&-
-q() { as_pg "$pgbin/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$tmp" -p "$port" -d postgres "$@"; }
+trap 'bench_cluster_stop; [[ -z ${work:-} ]] || rm -rf "$work"' EXIT
+# no maintenance worker: only the timed call sweeps
+bench_cluster_start "$port" "shared_buffers = 512MB" "max_wal_size = 4GB" \
+    "deliver.max_in_flight = 200000" "deliver.database = ''"
+q() { as_pg "$pgbin/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$work" -p "$port" -d bench "$@"; }
 q -c 'CREATE EXTENSION deliver'
 
 # sweep_ms QUEUE MAX_ATTEMPTS N: lease N messages for 1 ms, then time one sweep
