@@ -50,6 +50,7 @@ use Exporter 'import';
 use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use DeliverTest qw(write_file);
 use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(start_client stop_clients client_pid read_history
@@ -59,15 +60,6 @@ our $psql = 'psql -XAtq -v ON_ERROR_STOP=1';
 our @running;    # clients started and not stopped yet
 
 sub psql_cmd { return $psql; }
-
-sub _write
-{
-	my ($path, $text) = @_;
-	open my $fh, '>', $path or die "could not write $path: $!";
-	print $fh $text;
-	close $fh;
-	return;
-}
 
 # Start a client: a bash loop that runs the psql script $sql (with :i set to
 # the iteration number) until the file "$dir/stop" exists, connecting to the
@@ -82,10 +74,10 @@ sub start_client
 	my ($dir, $connfile, $name, $sql, %opt) = @_;
 	my $hist = "$dir/$name.hist";
 	my $pause = $opt{pause} // 0.01;
-	_write("$dir/$name.sql", $sql);
-	_write($hist, '');
+	write_file("$dir/$name.sql", $sql);
+	write_file($hist, '');
 	my $retry = $opt{retry} ? 'if [ $rc -ne 0 ]; then I=$((I - 1)); fi' : '';
-	_write("$dir/$name.sh", <<"EOS");
+	write_file("$dir/$name.sh", <<"EOS");
 set -u
 I=0
 while [ ! -e "$dir/stop" ]; do
@@ -133,7 +125,7 @@ sub stop_clients
 	my (@clients) = @_;
 	return unless @clients;
 	my $stop = "$clients[0]{dir}/stop";
-	_write($stop, '');
+	write_file($stop, '');
 	my $deadline = time() + 60;
 	for my $c (@clients)
 	{
