@@ -1,14 +1,7 @@
 -- Queues and consumer groups: create_queue (every option and its default),
 -- list_queues, purge_queue, drop_queue, create/list/drop_consumer_group.
 \set VERBOSITY terse
--- try(sql): run a statement, show 'ok' or its SQLSTATE and message.
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE cmd;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || regexp_replace(SQLERRM, '\d{12,}', '<id>', 'g');
-END $$;
+\i test/helpers.psql
 -- how many relations (tables, indexes, sequences) a queue has in schema
 -- deliver: their names are made from the queue's id
 CREATE FUNCTION pg_temp.queue_relations(qid int) RETURNS bigint

@@ -1,13 +1,7 @@
 -- send and send_batch: payloads, headers, ordering keys, delays, limits,
 -- and the transactional outbox (a message exists iff its transaction commits).
 \set VERBOSITY terse
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE cmd;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || regexp_replace(SQLERRM, '\d{12,}', '<id>', 'g');
-END $$;
+\i test/helpers.psql
 SELECT deliver.create_queue('q02', 'at_most_once');
 
 --

@@ -1,13 +1,7 @@
 -- receive, ack, ack_batch, nack, extend_lease on at-least-once queues, and
 -- receive on at-most-once queues.
 \set VERBOSITY terse
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE cmd;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || regexp_replace(SQLERRM, '\d{12,}', '<id>', 'g');
-END $$;
+\i test/helpers.psql
 -- retry_base 0: an expired or nacked message is visible again at once
 SELECT deliver.create_queue('q03', visibility_timeout => '30 seconds', retry_base => '0',
                             max_attempts => 10);

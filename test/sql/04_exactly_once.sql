@@ -1,13 +1,7 @@
 -- exactly-once: idempotency keys, fenced acks, transactional consume and
 -- two-phase commit.
 \set VERBOSITY terse
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE cmd;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || regexp_replace(SQLERRM, '\d{12,}', '<id>', 'g');
-END $$;
+\i test/helpers.psql
 SELECT deliver.create_queue('q04', 'exactly_once', retry_base => '0');
 -- the consumer's own writes (a plain table: prepared transactions cannot use temporary ones)
 CREATE TABLE q04_effects (message_id bigint, payload jsonb);

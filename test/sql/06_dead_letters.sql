@@ -1,13 +1,7 @@
 -- Dead letters: max_attempts through nack or lease expiry, dead_letters(),
 -- redrive(), and metrics().
 \set VERBOSITY terse
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE cmd;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || regexp_replace(SQLERRM, '\d{12,}', '<id>', 'g');
-END $$;
+\i test/helpers.psql
 SELECT deliver.create_queue('q06', max_attempts => 2, retry_base => '0');
 SELECT deliver.create_consumer_group('q06', 'second');
 

@@ -1,8 +1,9 @@
 -- Privileges: a role may send to or receive from a queue only when granted
 -- (grant_queue / revoke_queue); administration is not for PUBLIC.
 \set VERBOSITY terse
--- try(sql): 'ok', or the SQLSTATE and message (table names made from queue ids masked)
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
+\i test/helpers.psql
+-- this file's try(sql) also masks the table names made from queue ids
+CREATE OR REPLACE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE cmd;
     RETURN 'ok';

@@ -2,14 +2,7 @@
 -- queues, invalid names, out-of-range numbers and intervals, and unknown
 -- delivery ids, with a proper SQLSTATE, and leaves nothing half done.
 \set VERBOSITY terse
--- try(sql): 'ok', or the SQLSTATE and message
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE cmd;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || regexp_replace(SQLERRM, '\d{12,}', '<id>', 'g');
-END $$;
+\i test/helpers.psql
 -- state(sql): 'ok', or just the SQLSTATE
 CREATE FUNCTION pg_temp.state(cmd text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN

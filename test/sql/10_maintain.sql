@@ -1,13 +1,7 @@
 -- maintain(): segment rotation, reclaiming storage, expiring idempotency
 -- keys; no message may be lost or repeated across a rotation.
 \set VERBOSITY terse
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE cmd;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || regexp_replace(SQLERRM, '\d{12,}', '<id>', 'g');
-END $$;
+\i test/helpers.psql
 SET deliver.rotation_interval = '1h';
 SELECT deliver.create_queue('q10', 'exactly_once', dedup_window => '1 second', retry_base => '0');
 SELECT deliver.create_queue('q10_other');

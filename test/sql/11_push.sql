@@ -1,7 +1,9 @@
 -- Push: the deliver output plugin through the SQL decoding functions, push
 -- subscriptions, and reclamation waiting for push slots.
 \set VERBOSITY terse
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
+\i test/helpers.psql
+-- this file's try(sql) shows the message as it is (no ids masked)
+CREATE OR REPLACE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE cmd;
     RETURN 'ok';
