@@ -2,14 +2,6 @@
 -- subscriptions, and reclamation waiting for push slots.
 \set VERBOSITY terse
 \i test/helpers.psql
--- this file's try(sql) shows the message as it is (no ids masked)
-CREATE OR REPLACE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE cmd;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END $$;
 -- a decoded line without the parts that change from run to run
 CREATE FUNCTION pg_temp.stable(line text) RETURNS text LANGUAGE sql AS $$
     SELECT regexp_replace(line, '"(enqueued_at|commit_time|commit_lsn)":"[^"]*"', '"\1":"-"', 'g')
