@@ -273,6 +273,22 @@ sb_append_array_elem(strbuf *b, const char *s)
 	b->data[b->len] = '\0';
 }
 
+/* Make b the array literal {"e0","e1",...} of n elements; returns its text. */
+static const char *
+sb_array_literal(strbuf *b, char *const *elems, int n)
+{
+	sb_reset(b);
+	sb_putc(b, '{');
+	for (int i = 0; i < n; i++)
+	{
+		if (i)
+			sb_putc(b, ',');
+		sb_append_array_elem(b, elems[i]);
+	}
+	sb_putc(b, '}');
+	return b->data;
+}
+
 /* ------------------------------------------------------------------------
  * Log-linear latency histogram (HdrHistogram-style buckets)
  *
@@ -761,18 +777,7 @@ producer_send(producer *pr, int64_t t)
 			if (opt.batch == 1)
 				params[nparams++] = pr->payloads[0];
 			else
-			{
-				sb_reset(&pr->arr);
-				sb_putc(&pr->arr, '{');
-				for (int i = 0; i < opt.batch; i++)
-				{
-					if (i)
-						sb_putc(&pr->arr, ',');
-					sb_append_array_elem(&pr->arr, pr->payloads[i]);
-				}
-				sb_putc(&pr->arr, '}');
-				params[nparams++] = pr->arr.data;
-			}
+				params[nparams++] = sb_array_literal(&pr->arr, pr->payloads, opt.batch);
 			if (opt.guarantee == G_EXACTLY_ONCE)
 			{
 				for (int i = 0; i < opt.batch; i++)
@@ -781,18 +786,7 @@ producer_send(producer *pr, int64_t t)
 				if (opt.batch == 1)
 					params[nparams++] = pr->keys[0];
 				else
-				{
-					sb_reset(&pr->karr);
-					sb_putc(&pr->karr, '{');
-					for (int i = 0; i < opt.batch; i++)
-					{
-						if (i)
-							sb_putc(&pr->karr, ',');
-						sb_append_array_elem(&pr->karr, pr->keys[i]);
-					}
-					sb_putc(&pr->karr, '}');
-					params[nparams++] = pr->karr.data;
-				}
+					params[nparams++] = sb_array_literal(&pr->karr, pr->keys, opt.batch);
 			}
 			break;
 		case SYS_TEXTBOOK:
@@ -808,18 +802,7 @@ producer_send(producer *pr, int64_t t)
 			if (opt.batch == 1)
 				params[nparams++] = pr->payloads[0];
 			else
-			{
-				sb_reset(&pr->arr);
-				sb_putc(&pr->arr, '{');
-				for (int i = 0; i < opt.batch; i++)
-				{
-					if (i)
-						sb_putc(&pr->arr, ',');
-					sb_append_array_elem(&pr->arr, pr->payloads[i]);
-				}
-				sb_putc(&pr->arr, '}');
-				params[nparams++] = pr->arr.data;
-			}
+				params[nparams++] = sb_array_literal(&pr->arr, pr->payloads, opt.batch);
 			break;
 	}
 
