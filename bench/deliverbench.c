@@ -273,6 +273,22 @@ sb_append_array_elem(strbuf *b, const char *s)
 	b->data[b->len] = '\0';
 }
 
+/* Make b the array literal {"e0","e1",...} of n elements; returns its text. */
+static const char *
+sb_array_literal(strbuf *b, char *const *elems, int n)
+{
+	sb_reset(b);
+	sb_putc(b, '{');
+	for (int i = 0; i < n; i++)
+	{
+		if (i)
+			sb_putc(b, ',');
+		sb_append_array_elem(b, elems[i]);
+	}
+	sb_putc(b, '}');
+	return b->data;
+}
+
 /* ------------------------------------------------------------------------
  * Log-linear latency histogram (HdrHistogram-style buckets)
  *
@@ -761,18 +777,7 @@ producer_send(producer *pr, int64_t t)
 			if (opt.batch == 1)
 				params[nparams++] = pr->payloads[0];
 			else
-			{
-				sb_reset(&pr->arr);
-				sb_putc(&pr->arr, '{');
-				for (int i = 0; i < opt.batch; i++)
-				{
-					if (i)
-						sb_putc(&pr->arr, ',');
-					sb_append_array_elem(&pr->arr, pr->payloads[i]);
-				}
-				sb_putc(&pr->arr, '}');
-				params[nparams++] = pr->arr.data;
-			}
+				params[nparams++] = sb_array_literal(&pr->arr, pr->payloads, opt.batch);
 			if (opt.guarantee == G_EXACTLY_ONCE)
 			{
 				for (int i = 0; i < opt.batch; i++)
@@ -781,18 +786,7 @@ producer_send(producer *pr, int64_t t)
 				if (opt.batch == 1)
 					params[nparams++] = pr->keys[0];
 				else
-				{
-					sb_reset(&pr->karr);
-					sb_putc(&pr->karr, '{');
-					for (int i = 0; i < opt.batch; i++)
-					{
-						if (i)
-							sb_putc(&pr->karr, ',');
-						sb_append_array_elem(&pr->karr, pr->keys[i]);
-					}
-					sb_putc(&pr->karr, '}');
-					params[nparams++] = pr->karr.data;
-				}
+					params[nparams++] = sb_array_literal(&pr->karr, pr->keys, opt.batch);
 			}
 			break;
 		case SYS_TEXTBOOK:
@@ -808,18 +802,7 @@ producer_send(producer *pr, int64_t t)
 			if (opt.batch == 1)
 				params[nparams++] = pr->payloads[0];
 			else
-			{
-				sb_reset(&pr->arr);
-				sb_putc(&pr->arr, '{');
-				for (int i = 0; i < opt.batch; i++)
-				{
-					if (i)
-						sb_putc(&pr->arr, ',');
-					sb_append_array_elem(&pr->arr, pr->payloads[i]);
-				}
-				sb_putc(&pr->arr, '}');
-				params[nparams++] = pr->arr.data;
-			}
+				params[nparams++] = sb_array_literal(&pr->arr, pr->payloads, opt.batch);
 			break;
 	}
 
@@ -1043,6 +1026,66 @@ consumer_prepare(consumer *c)
 	}
 }
 
+/* A failed receive call: count it, back off a little; the round got nothing. */
+static int
+consumer_receive_failed(consumer *c, const char *what, PGresult *res)
+{
+	report_error(what, c->conn, res, &recv_errors);
+	PQclear(res);
+	sleep_us(10000);
+	return 0;
+}
+
+/*
+ * Take the received rows of res (message id in column idcol, payload in
+ * column paycol), gather their ids into the array literal c->ids for the
+ * ack, and clear res; returns the number of rows.
+ */
+static int
+consumer_take_rows(consumer *c, PGresult *res, int idcol, int paycol)
+{
+	int64_t		now = realtime_us();
+	int			n = PQntuples(res);
+
+	sb_reset(&c->ids);
+	sb_putc(&c->ids, '{');
+	for (int i = 0; i < n; i++)
+	{
+		if (i)
+			sb_putc(&c->ids, ',');
+		sb_append(&c->ids, PQgetvalue(res, i, idcol), (size_t) PQgetlength(res, i, idcol));
+		consumer_take(c, PQgetvalue(res, i, paycol), now);
+	}
+	sb_putc(&c->ids, '}');
+	PQclear(res);
+	return n;
+}
+
+/*
+ * Account the ack of n messages and clear res. The ack succeeded when res has
+ * status ok; its count of acked messages is then the first value of the one
+ * row (PGRES_TUPLES_OK) or the command's row count (PGRES_COMMAND_OK).
+ */
+static void
+consumer_ack_outcome(consumer *c, PGresult *res, ExecStatusType ok, int n)
+{
+	if (PQresultStatus(res) != ok)
+	{
+		report_error("ack", c->conn, res, &ack_errors);
+		c->n = 0;
+	}
+	else
+	{
+		long		acked = atol(ok == PGRES_TUPLES_OK ? PQgetvalue(res, 0, 0)
+								 : PQcmdTuples(res));
+
+		if (acked != n)
+			atomic_fetch_add(&ack_short_total, (uint64_t) (n - acked));
+		consumer_acked(c);
+	}
+	PQclear(res);
+}
+
 /* One deliver receive + ack round; returns messages received. */
 static int
 consumer_round_deliver(consumer *c)
@@ -1053,31 +1096,13 @@ consumer_round_deliver(consumer *c)
 	const char *ap[2];
 	PGresult   *res;
 	int			n;
-	int64_t		now;
 
 	snprintf(maxs, sizeof(maxs), "%d", opt.recv_batch);
 	group_name(gname, sizeof(gname), c->group);
 	res = PQexecPrepared(c->conn, "recv", 3, rp, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-	{
-		report_error("receive", c->conn, res, &recv_errors);
-		PQclear(res);
-		sleep_us(10000);
-		return 0;
-	}
-	now = realtime_us();
-	n = PQntuples(res);
-	sb_reset(&c->ids);
-	sb_putc(&c->ids, '{');
-	for (int i = 0; i < n; i++)
-	{
-		if (i)
-			sb_putc(&c->ids, ',');
-		sb_append(&c->ids, PQgetvalue(res, i, 1), (size_t) PQgetlength(res, i, 1));
-		consumer_take(c, PQgetvalue(res, i, 2), now);
-	}
-	sb_putc(&c->ids, '}');
-	PQclear(res);
+		return consumer_receive_failed(c, "receive", res);
+	n = consumer_take_rows(c, res, 1, 2);
 	if (n == 0)
 	{
 		c->empty_polls++;
@@ -1092,20 +1117,7 @@ consumer_round_deliver(consumer *c)
 	ap[0] = opt.queue;
 	ap[1] = c->ids.data;
 	res = PQexecPrepared(c->conn, "ack", 2, ap, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-	{
-		report_error("ack", c->conn, res, &ack_errors);
-		c->n = 0;
-	}
-	else
-	{
-		long		acked = atol(PQgetvalue(res, 0, 0));
-
-		if (acked != n)
-			atomic_fetch_add(&ack_short_total, (uint64_t) (n - acked));
-		consumer_acked(c);
-	}
-	PQclear(res);
+	consumer_ack_outcome(c, res, PGRES_TUPLES_OK, n);
 	return n;
 }
 
@@ -1119,7 +1131,6 @@ consumer_round_textbook(consumer *c)
 	const char *ap[1];
 	PGresult   *res;
 	int			n;
-	int64_t		now;
 
 	snprintf(maxs, sizeof(maxs), "%d", opt.recv_batch);
 	snprintf(sql, sizeof(sql),
@@ -1129,25 +1140,8 @@ consumer_round_textbook(consumer *c)
 			 opt.queue, opt.queue);
 	res = PQexecParams(c->conn, sql, 1, NULL, rp, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-	{
-		report_error("receive", c->conn, res, &recv_errors);
-		PQclear(res);
-		sleep_us(10000);
-		return 0;
-	}
-	now = realtime_us();
-	n = PQntuples(res);
-	sb_reset(&c->ids);
-	sb_putc(&c->ids, '{');
-	for (int i = 0; i < n; i++)
-	{
-		if (i)
-			sb_putc(&c->ids, ',');
-		sb_append(&c->ids, PQgetvalue(res, i, 0), (size_t) PQgetlength(res, i, 0));
-		consumer_take(c, PQgetvalue(res, i, 1), now);
-	}
-	sb_putc(&c->ids, '}');
-	PQclear(res);
+		return consumer_receive_failed(c, "receive", res);
+	n = consumer_take_rows(c, res, 0, 1);
 	if (n == 0)
 	{
 		c->empty_polls++;
@@ -1156,20 +1150,7 @@ consumer_round_textbook(consumer *c)
 	}
 	ap[0] = c->ids.data;
 	res = PQexecPrepared(c->conn, "ack", 1, ap, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-	{
-		report_error("ack", c->conn, res, &ack_errors);
-		c->n = 0;
-	}
-	else
-	{
-		long		acked = atol(PQcmdTuples(res));
-
-		if (acked != n)
-			atomic_fetch_add(&ack_short_total, (uint64_t) (n - acked));
-		consumer_acked(c);
-	}
-	PQclear(res);
+	consumer_ack_outcome(c, res, PGRES_COMMAND_OK, n);
 	return n;
 }
 
@@ -1190,12 +1171,7 @@ consumer_round_pgq(consumer *c)
 	snprintf(cname, sizeof(cname), "c%d", c->group);
 	res = PQexecPrepared(c->conn, "next", 2, np, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-	{
-		report_error("next_batch", c->conn, res, &recv_errors);
-		PQclear(res);
-		sleep_us(10000);
-		return 0;
-	}
+		return consumer_receive_failed(c, "next_batch", res);
 	if (PQgetisnull(res, 0, 0))
 	{
 		PQclear(res);
@@ -1208,12 +1184,7 @@ consumer_round_pgq(consumer *c)
 
 	res = PQexecPrepared(c->conn, "events", 1, bp, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-	{
-		report_error("get_batch_events", c->conn, res, &recv_errors);
-		PQclear(res);
-		sleep_us(10000);
-		return 0;
-	}
+		return consumer_receive_failed(c, "get_batch_events", res);
 	now = realtime_us();
 	n = PQntuples(res);
 	for (int i = 0; i < n; i++)

@@ -174,6 +174,31 @@ payload(char *dst, size_t cap, double t)
 			 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
 }
 
+/* A worker's database connection (sql mode); exits when it fails. */
+static PGconn *
+sql_connect(void)
+{
+	PGconn	   *c = PQconnectdb(conninfo);
+
+	if (PQstatus(c) != CONNECTION_OK)
+	{
+		fprintf(stderr, "httpbench: %s", PQerrorMessage(c));
+		exit(1);
+	}
+	return c;
+}
+
+/* Closes what a worker opened: its database connection, its HTTP socket. */
+static void
+worker_close(http_t *h, PGconn *c)
+{
+	if (c)
+		PQfinish(c);
+	if (h->fd >= 0)
+		close(h->fd);
+	free(h->buf);
+}
+
 static void *
 producer(void *arg)
 {
@@ -185,11 +210,8 @@ producer(void *arg)
 	double		next = now_us();
 	double		per = rate > 0 ? 1e6 * batch / (rate / producers) : 0;
 
-	if (strcmp(mode, "sql") == 0 && PQstatus(c = PQconnectdb(conninfo)) != CONNECTION_OK)
-	{
-		fprintf(stderr, "httpbench: %s", PQerrorMessage(c));
-		exit(1);
-	}
+	if (strcmp(mode, "sql") == 0)
+		c = sql_connect();
 	snprintf(path, sizeof(path), "/v1/queues/%s/messages%s", queue, batch > 1 ? "/batch" : "");
 	while (!atomic_load(&stop_producers))
 	{
@@ -261,11 +283,7 @@ producer(void *arg)
 			atomic_fetch_add(&errors, 1);
 	}
 	free(body);
-	if (c)
-		PQfinish(c);
-	if (h.fd >= 0)
-		close(h.fd);
-	free(h.buf);
+	worker_close(&h, c);
 	return NULL;
 }
 
@@ -280,11 +298,8 @@ consumer(void *arg)
 	char	   *ackbody = malloc(100 * 24 + 64);
 	int			empty = 0;
 
-	if (strcmp(mode, "sql") == 0 && PQstatus(c = PQconnectdb(conninfo)) != CONNECTION_OK)
-	{
-		fprintf(stderr, "httpbench: %s", PQerrorMessage(c));
-		exit(1);
-	}
+	if (strcmp(mode, "sql") == 0)
+		c = sql_connect();
 	snprintf(rpath, sizeof(rpath), "/v1/queues/%s/receive?max=100&wait=1", queue);
 	snprintf(apath, sizeof(apath), "/v1/queues/%s/ack", queue);
 	while (!atomic_load(&stop_consumers))
@@ -386,11 +401,7 @@ consumer(void *arg)
 		atomic_fetch_add(&acked, n);
 	}
 	free(ackbody);
-	if (c)
-		PQfinish(c);
-	if (h.fd >= 0)
-		close(h.fd);
-	free(h.buf);
+	worker_close(&h, c);
 	return NULL;
 }
 

@@ -269,6 +269,24 @@ conn_alive(PGconn *c)
 	return PQstatus(c) == CONNECTION_OK;
 }
 
+/* Gives a slot back; a broken one loses its connection first. */
+static void
+release(slot_t *s, bool broken)
+{
+	pthread_mutex_lock(&mu);
+	if (broken)
+	{
+		drop_conn(s);
+		broken_count++;
+	}
+	s->in_use = false;
+	if (s->long_poll)
+		long_polls--;
+	s->long_poll = false;
+	pthread_cond_signal(&cv);
+	pthread_mutex_unlock(&mu);
+}
+
 static slot_t *
 acquire(exec_result *out, bool long_poll)
 {
@@ -344,7 +362,7 @@ acquire(exec_result *out, bool long_poll)
 			set_error(out, 503, "08001", "database unavailable", NULL,
 					  "The gateway reconnects with backoff; retry after the Retry-After delay.");
 			out->retry_after = (int) ((wait + 999) / 1000);
-			goto release;
+			goto fail;
 		}
 		pthread_mutex_unlock(&mu);
 		ok = connect_slot(s, out);
@@ -366,36 +384,13 @@ acquire(exec_result *out, bool long_poll)
 		}
 		pthread_mutex_unlock(&mu);
 		if (!ok)
-			goto release;
+			goto fail;
 	}
 	return s;
 
-release:
-	pthread_mutex_lock(&mu);
-	s->in_use = false;
-	if (s->long_poll)
-		long_polls--;
-	s->long_poll = false;
-	pthread_cond_signal(&cv);
-	pthread_mutex_unlock(&mu);
+fail:
+	release(s, false);
 	return NULL;
-}
-
-static void
-release(slot_t *s, bool broken)
-{
-	pthread_mutex_lock(&mu);
-	if (broken)
-	{
-		drop_conn(s);
-		broken_count++;
-	}
-	s->in_use = false;
-	if (s->long_poll)
-		long_polls--;
-	s->long_poll = false;
-	pthread_cond_signal(&cv);
-	pthread_mutex_unlock(&mu);
 }
 
 void
