@@ -25,30 +25,20 @@ EXTRA_CLEAN  = bench/deliverbench bench/httpbench
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# The command-line client (cli/): built, installed and cleaned with the extension.
-all: cli
-install: install-cli
-clean: clean-cli
-.PHONY: cli install-cli clean-cli
-cli:
-	$(MAKE) -C cli PG_CONFIG=$(PG_CONFIG)
-install-cli: cli
-	$(MAKE) -C cli install PG_CONFIG=$(PG_CONFIG)
-clean-cli:
-	$(MAKE) -C cli clean PG_CONFIG=$(PG_CONFIG)
-
-# deliverd, the HTTP gateway (gateway/): built, installed and cleaned with
-# the extension; installed next to the Postgres binaries.
-all: gateway
-install: install-gateway
-clean: clean-gateway
-.PHONY: gateway install-gateway clean-gateway
-gateway:
-	$(MAKE) -C gateway PG_CONFIG=$(PG_CONFIG)
-install-gateway: gateway
-	$(MAKE) -C gateway install PG_CONFIG=$(PG_CONFIG)
-clean-gateway:
-	$(MAKE) -C gateway clean
+# The programs in folders of their own, built, installed (next to the
+# Postgres binaries) and cleaned with the extension: cli/ (the deliver
+# client) and gateway/ (deliverd, the HTTP gateway).
+PROGRAM_DIRS = cli gateway
+all: $(PROGRAM_DIRS)
+install: $(addprefix install-,$(PROGRAM_DIRS))
+clean: $(addprefix clean-,$(PROGRAM_DIRS))
+.PHONY: $(PROGRAM_DIRS) $(addprefix install-,$(PROGRAM_DIRS)) $(addprefix clean-,$(PROGRAM_DIRS))
+$(PROGRAM_DIRS):
+	$(MAKE) -C $@ PG_CONFIG=$(PG_CONFIG)
+$(addprefix install-,$(PROGRAM_DIRS)): install-%: %
+	$(MAKE) -C $* install PG_CONFIG=$(PG_CONFIG)
+$(addprefix clean-,$(PROGRAM_DIRS)): clean-%:
+	$(MAKE) -C $* clean PG_CONFIG=$(PG_CONFIG)
 
 # every object depends on the shared header
 $(OBJS): src/deliver.h
