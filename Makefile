@@ -1,11 +1,22 @@
 # deliver: PGXS build
 EXTENSION    = deliver
+EXTVERSION   = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" deliver.control)
 MODULE_big   = deliver
 OBJS         = $(patsubst %.c,%.o,$(wildcard src/*.c))
-DATA         = $(wildcard sql/deliver--*.sql)
 PG_CONFIG   ?= pg_config
 
-PG_CPPFLAGS  = -I$(srcdir)/src
+# The extension script is assembled from the parts in sql/, in this order:
+# catalog.sql (schema and tables) only for CREATE EXTENSION, then the
+# functions.  An upgrade script deliver--A--B.sql is sql/upgrade/A--B.sql
+# (what changes in the tables, and dropping the functions of A) followed by
+# the same function parts, so the functions are written once.
+SQL_FUNCTIONS = messages helpers admin maintenance dead_letters archive metrics \
+                alerts push privileges
+SQL_SCRIPT    = sql/$(EXTENSION)--$(EXTVERSION).sql
+SQL_UPGRADES  = $(patsubst sql/upgrade/%.sql,sql/$(EXTENSION)--%.sql,$(wildcard sql/upgrade/*.sql))
+DATA          = sql/$(EXTENSION)--0.1.sql $(SQL_SCRIPT) $(SQL_UPGRADES)
+
+PG_CPPFLAGS  = -I$(srcdir)/src -DDELIVER_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS    = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 
 REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
@@ -20,7 +31,7 @@ ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation \
                --load-extension=deliver --temp-config=$(srcdir)/test/deliver.conf
 TAP_TESTS    = 1
 
-EXTRA_CLEAN  = bench/deliverbench bench/httpbench
+EXTRA_CLEAN  = bench/deliverbench bench/httpbench $(SQL_SCRIPT) $(SQL_UPGRADES)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -39,6 +50,16 @@ $(addprefix install-,$(PROGRAM_DIRS)): install-%: %
 	$(MAKE) -C $* install PG_CONFIG=$(PG_CONFIG)
 $(addprefix clean-,$(PROGRAM_DIRS)): clean-%:
 	$(MAKE) -C $* clean PG_CONFIG=$(PG_CONFIG)
+
+all: $(SQL_SCRIPT) $(SQL_UPGRADES)
+$(SQL_SCRIPT): sql/catalog.sql $(SQL_FUNCTIONS:%=sql/%.sql) deliver.control Makefile
+	{ echo '-- deliver $(EXTVERSION) (assembled from sql/*.sql by the Makefile)'; \
+	  printf '%s\n' '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit'; \
+	  for f in $(filter %.sql,$^); do echo; cat $$f; done; } > $@
+sql/$(EXTENSION)--%.sql: sql/upgrade/%.sql $(SQL_FUNCTIONS:%=sql/%.sql) Makefile
+	{ echo '-- deliver upgrade $* (assembled from sql/upgrade/$*.sql and sql/*.sql by the Makefile)'; \
+	  printf '%s\n' '\echo Use "ALTER EXTENSION $(EXTENSION) UPDATE" to load this file. \quit'; \
+	  for f in $(filter %.sql,$^); do echo; cat $$f; done; } > $@
 
 # every object depends on the shared header
 $(OBJS): src/deliver.h

@@ -90,7 +90,7 @@ ack_many(QueueInfo *q, int64 *ids, int n)
 	int			j;
 	DSnap	   *done = palloc(deliver_snap_size);
 
-	queue_check_acl(q, q->done_rel[0], ACL_INSERT, "ack messages of");
+	queue_check_privilege(q, ACL_SELECT, "ack messages of");
 	xid = GetTopTransactionId();
 
 	for (i = 0; i < n; i++)
@@ -255,7 +255,7 @@ deliver_nack(PG_FUNCTION_ARGS)
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	check_queue_arg(fcinfo, 1, "delivery_id");
-	queue_check_acl(q, q->done_rel[0], ACL_INSERT, "nack messages of");
+	queue_check_privilege(q, ACL_SELECT, "nack messages of");
 	id = PG_GETARG_INT64(1);
 	delay_ms = deliver_interval_arg(fcinfo, 3, -1, 0, 12 * 3600 * 1000, "retry_after",
 									"0 and 12 hours");
@@ -271,7 +271,7 @@ deliver_nack(PG_FUNCTION_ARGS)
 	s->reason = REASON_NACKED;
 	s->visible_at = now + (delay_ms >= 0 ? delay_ms : backoff_ms(q, s->attempt)) * 1000;
 	if (!PG_ARGISNULL(2))
-		strlcpy(s->last_error, text_to_cstring(PG_GETARG_TEXT_PP(2)), DELIVER_ERROR_LEN);
+		clip_copy(s->last_error, text_to_cstring(PG_GETARG_TEXT_PP(2)), DELIVER_ERROR_LEN);
 	else
 		s->last_error[0] = '\0';
 	slist_push(&gs->ready_list, idx);
@@ -301,7 +301,7 @@ deliver_extend_lease(PG_FUNCTION_ARGS)
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	check_queue_arg(fcinfo, 1, "delivery_id");
 	check_queue_arg(fcinfo, 2, "visibility_timeout");
-	queue_check_acl(q, q->done_rel[0], ACL_INSERT, "extend leases of");
+	queue_check_privilege(q, ACL_SELECT, "extend leases of");
 	id = PG_GETARG_INT64(1);
 	vt_ms = deliver_interval_arg(fcinfo, 2, 0, 1, 12 * 3600 * 1000, "visibility_timeout",
 								 "1 millisecond and 12 hours");

@@ -1,10 +1,11 @@
 /*
  * catalog.c
- *		Backend-local cache of queue definitions and of SPI plans.
+ *		Backend-local cache of queue definitions; queue privileges.
  *
  * Queues are looked up by name with a parameterised query; the tables of a
  * queue are found by names made from its numeric id, so user input never
- * becomes SQL text.  The cache is dropped whenever the shared catalog
+ * becomes SQL text.  Who may send to and receive from a queue is in its
+ * acl (deliver.grant_queue); queue_check_privilege checks it.  The cache is dropped whenever the shared catalog
  * generation moves (create, drop, purge, new consumer group).
  */
 #include "deliver.h"
@@ -19,55 +20,14 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "access/htup_details.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_authid.h"
 
 static HTAB *queue_cache = NULL;
 static uint32 queue_cache_gen = 0;
 static MemoryContext queue_cache_cxt = NULL;
-
-typedef struct PlanEntry
-{
-	char		key[64];
-	SPIPlanPtr	plan;
-} PlanEntry;
-
-static HTAB *plan_cache = NULL;
-
-/*
- * A saved SPI plan for the statement, prepared on first use.  key names the
- * statement and the queue it is for.
- */
-void *
-spi_plan_cached(const char *key, const char *sql, int nargs, Oid *argtypes)
-{
-	PlanEntry  *e;
-	bool		found;
-	char		k[64];
-
-	if (plan_cache == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(k);
-		ctl.entrysize = sizeof(PlanEntry);
-		plan_cache = hash_create("deliver plans", 64, &ctl, HASH_ELEM | HASH_STRINGS);
-	}
-	memset(k, 0, sizeof(k));
-	strlcpy(k, key, sizeof(k));
-	e = hash_search(plan_cache, k, HASH_ENTER, &found);
-	if (!found)
-		e->plan = NULL;
-	if (e->plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "deliver: SPI_prepare failed for \"%s\": %s", sql,
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		e->plan = p;
-	}
-	return e->plan;
-}
 
 static int64
 interval_ms(Datum d)
@@ -88,6 +48,35 @@ deliver_rel(Oid nsp, const char *fmt, int32 id, int seg, bool missing_ok)
 	return relid;
 }
 
+/* the owner of deliver's catalog (the extension's owner), per cache generation */
+static Oid	catalog_owner_oid = InvalidOid;
+
+/*
+ * The owner of deliver.queue: the statements that read deliver's catalog
+ * run as it.
+ */
+Oid
+catalog_owner(void)
+{
+	if (!OidIsValid(catalog_owner_oid))
+	{
+		Oid			relid = get_relname_relid("queue", get_namespace_oid("deliver", false));
+		HeapTuple	tp;
+
+		if (!OidIsValid(relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("deliver: table deliver.queue is missing"),
+					 errhint("Create the extension deliver in this database.")));
+		tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+		if (!HeapTupleIsValid(tp))
+			elog(ERROR, "deliver: cache lookup failed for relation %u", relid);
+		catalog_owner_oid = ((Form_pg_class) GETSTRUCT(tp))->relowner;
+		ReleaseSysCache(tp);
+	}
+	return catalog_owner_oid;
+}
+
 /*
  * Load a queue's definition through SPI (the caller is connected).
  */
@@ -96,7 +85,6 @@ queue_load(QueueInfo *q, const char *name)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
-	SPIPlanPtr	plan;
 	int			rc;
 	bool		isnull;
 	HeapTuple	tup;
@@ -107,16 +95,15 @@ queue_load(QueueInfo *q, const char *name)
 	MemoryContext old;
 
 	values[0] = CStringGetTextDatum(name);
-	plan = spi_plan_cached("queue_by_name",
-						   "SELECT queue_id, queue_name, guarantee, "
-						   "(extract(epoch FROM visibility_timeout) * 1000)::int8, "
-						   "max_attempts, fifo, "
-						   "(extract(epoch FROM dedup_window) * 1000)::int8, "
-						   "(extract(epoch FROM retry_base) * 1000)::int8, "
-						   "(extract(epoch FROM retry_max) * 1000)::int8, segments "
-						   "FROM deliver.queue WHERE queue_name = $1",
-						   1, argtypes);
-	rc = SPI_execute_plan(plan, values, NULL, true, 1);
+	rc = spi_run(catalog_owner(), "queue_by_name",
+				 "SELECT queue_id, queue_name, guarantee, "
+				 "(extract(epoch FROM visibility_timeout) * 1000)::int8, "
+				 "max_attempts, fifo, "
+				 "(extract(epoch FROM dedup_window) * 1000)::int8, "
+				 "(extract(epoch FROM retry_base) * 1000)::int8, "
+				 "(extract(epoch FROM retry_max) * 1000)::int8, segments, acl "
+				 "FROM deliver.queue WHERE queue_name = $1",
+				 1, argtypes, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "deliver: queue lookup failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
@@ -140,6 +127,21 @@ queue_load(QueueInfo *q, const char *name)
 	q->retry_base_ms = interval_ms(SPI_getbinval(tup, td, 8, &isnull));
 	q->retry_max_ms = interval_ms(SPI_getbinval(tup, td, 9, &isnull));
 	q->nsegments = Min(DatumGetInt32(SPI_getbinval(tup, td, 10, &isnull)), DELIVER_MAX_SEGMENTS);
+	{
+		Datum		acl = SPI_getbinval(tup, td, 11, &isnull);
+
+		old = MemoryContextSwitchTo(queue_cache_cxt);
+		q->acl = NULL;
+		if (!isnull)
+		{
+			Acl		   *a = DatumGetAclPCopy(acl);
+
+			/* an empty acl ('{}') has no dimension: nobody was granted */
+			if (ARR_NDIM(a) == 1 && ACL_NUM(a) > 0)
+				q->acl = a;
+		}
+		MemoryContextSwitchTo(old);
+	}
 
 	nsp = get_namespace_oid("deliver", false);
 	for (i = 0; i < q->nsegments; i++)
@@ -152,14 +154,21 @@ queue_load(QueueInfo *q, const char *name)
 	q->delayed_rel = deliver_rel(nsp, "q%d_delayed", q->queue_id, 0, false);
 	q->dedup_rel = deliver_rel(nsp, "q%d_dedup", q->queue_id, 0, false);
 	q->seq_rel = deliver_rel(nsp, "q%d_seq", q->queue_id, 0, false);
+	{
+		HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(q->done_rel[0]));
+
+		if (!HeapTupleIsValid(tp))
+			elog(ERROR, "deliver: cache lookup failed for relation %u", q->done_rel[0]);
+		q->owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
+		ReleaseSysCache(tp);
+	}
 
 	argtypes[0] = INT4OID;
 	values[0] = Int32GetDatum(q->queue_id);
-	plan = spi_plan_cached("groups_of_queue",
-						   "SELECT group_id, group_name, start_snapshot FROM deliver.consumer_group "
-						   "WHERE queue_id = $1 ORDER BY group_id",
-						   1, argtypes);
-	rc = SPI_execute_plan(plan, values, NULL, true, 0);
+	rc = spi_run(catalog_owner(), "groups_of_queue",
+				 "SELECT group_id, group_name, start_snapshot FROM deliver.consumer_group "
+				 "WHERE queue_id = $1 ORDER BY group_id",
+				 1, argtypes, values, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "deliver: consumer group lookup failed");
 	old = MemoryContextSwitchTo(queue_cache_cxt);
@@ -180,11 +189,10 @@ queue_load(QueueInfo *q, const char *name)
 	if (deliver_queues[q->queue_idx].cur_seg < 0)
 	{
 		/* first use since start (or since a purge): the active segment */
-		plan = spi_plan_cached("active_segment",
-							   "SELECT seg FROM deliver.segment "
-							   "WHERE queue_id = $1 AND state = 'active'",
-							   1, argtypes);
-		rc = SPI_execute_plan(plan, values, NULL, true, 1);
+		rc = spi_run(catalog_owner(), "active_segment",
+					 "SELECT seg FROM deliver.segment "
+					 "WHERE queue_id = $1 AND state = 'active'",
+					 1, argtypes, values, NULL, true, 1);
 		if (rc != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "deliver: queue %d has no active segment", q->queue_id);
 		{
@@ -200,6 +208,29 @@ queue_load(QueueInfo *q, const char *name)
 		}
 	}
 	return true;
+}
+
+/*
+ * The extension's SQL objects must be those this library was built for:
+ * after an upgrade of the library, ALTER EXTENSION deliver UPDATE.
+ */
+static void
+check_schema_version(void)
+{
+	bool		isnull;
+	char	   *v;
+
+	if (spi_run(catalog_owner(), "extversion",
+				"SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'deliver'",
+				0, NULL, NULL, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "deliver: could not read the extension's version");
+	v = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (strcmp(v, DELIVER_VERSION) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("deliver: the extension in this database is version %s, the library is version %s",
+						v, DELIVER_VERSION),
+				 errhint("Run ALTER EXTENSION deliver UPDATE.")));
 }
 
 static void
@@ -224,6 +255,8 @@ queue_cache_check(void)
 								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	}
 	queue_cache_gen = gen;
+	catalog_owner_oid = InvalidOid;
+	check_schema_version();
 }
 
 /*
@@ -246,7 +279,7 @@ queue_lookup(text *name_t)
 	if (strlen(name) >= NAMEDATALEN || strlen(name) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("queue \"%.80s\" does not exist", name)));
+				 errmsg("queue \"%s\" does not exist", clip_text(name, 80))));
 
 	queue_cache_check();
 	memset(key, 0, sizeof(key));
@@ -262,7 +295,7 @@ queue_lookup(text *name_t)
 		if (!queue_load(&tmp, name))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("queue \"%.80s\" does not exist", name),
+					 errmsg("queue \"%s\" does not exist", clip_text(name, 80)),
 					 errhint("Create it with deliver.create_queue(), or see deliver.list_queues().")));
 		q = hash_search(queue_cache, key, HASH_ENTER, &found);
 		memcpy(((char *) q) + NAMEDATALEN, ((char *) &tmp) + NAMEDATALEN,
@@ -297,10 +330,9 @@ queue_lookup_by_id(int32 queue_id)
 	}
 	/* not cached: its name, then the one way of loading a queue */
 	values[0] = Int32GetDatum(queue_id);
-	rc = SPI_execute_plan(spi_plan_cached("queue_name_by_id",
-										  "SELECT queue_name FROM deliver.queue WHERE queue_id = $1",
-										  1, argtypes),
-						  values, NULL, true, 1);
+	rc = spi_run(catalog_owner(), "queue_name_by_id",
+				 "SELECT queue_name FROM deliver.queue WHERE queue_id = $1",
+				 1, argtypes, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "deliver: queue lookup failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
@@ -330,20 +362,45 @@ queue_group(QueueInfo *q, text *group_name)
 			return &q->groups[i];
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
-			 errmsg("consumer group \"%.80s\" does not exist on queue \"%s\"", name, q->name),
+			 errmsg("consumer group \"%s\" does not exist on queue \"%s\"", clip_text(name, 80), q->name),
 			 errhint("Create it with deliver.create_consumer_group().")));
 	return NULL;				/* keep compiler quiet */
 }
 
 /*
- * Privileges are GRANTs on the queue's tables (see deliver.grant_queue).
+ * May roleid send (ACL_INSERT) to or receive (ACL_SELECT) from the queue?
+ * The queue's owner (and whoever has its privileges) and superusers may do
+ * both; others need a grant in the queue's acl (deliver.grant_queue), held
+ * directly or through a role whose privileges they inherit.
+ */
+bool
+queue_has_privilege(QueueInfo *q, Oid roleid, AclMode mode)
+{
+	if (superuser_arg(roleid) || has_privs_of_role(roleid, q->owner))
+		return true;
+	return q->acl != NULL && aclmask(q->acl, roleid, q->owner, mode, ACLMASK_ANY) == mode;
+}
+
+/*
+ * Raise an error unless the current user may do what needs mode.
  */
 void
-queue_check_acl(QueueInfo *q, Oid relid, AclMode mode, const char *what)
+queue_check_privilege(QueueInfo *q, AclMode mode, const char *what)
 {
-	if (pg_class_aclcheck(relid, GetUserId(), mode) != ACLCHECK_OK)
+	if (!queue_has_privilege(q, GetUserId(), mode))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to %s queue \"%s\"", what, q->name),
 				 errhint("The queue's owner can allow it with deliver.grant_queue().")));
+}
+
+/*
+ * Metrics of a queue: for those who may receive from it and for members of
+ * pg_monitor.
+ */
+void
+queue_check_metrics_privilege(QueueInfo *q)
+{
+	if (!has_privs_of_role(GetUserId(), ROLE_PG_MONITOR))
+		queue_check_privilege(q, ACL_SELECT, "read metrics of");
 }

@@ -161,7 +161,7 @@ dec_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 				if (strlen(tok) >= NAMEDATALEN)
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("deliver: queue name \"%.80s\" is too long", tok)));
+							 errmsg("deliver: queue name \"%s\" is too long", clip_text(tok, 80))));
 				data->queues = lappend(data->queues, tok);
 			}
 			if (data->queues == NIL)

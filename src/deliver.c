@@ -9,6 +9,7 @@
 #include "access/twophase.h"
 #include "access/xlog.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "storage/ipc.h"
@@ -492,4 +493,33 @@ deliver_interval_arg(FunctionCallInfo fcinfo, int argno, int64 dflt, int64 lo, i
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be between %s", what, range)));
 	return (int64) ms;
+}
+
+/*
+ * s cut to at most maxbytes bytes on a character boundary (for messages
+ * that quote user input): s itself when it is short enough.
+ */
+const char *
+clip_text(const char *s, int maxbytes)
+{
+	int			len = strlen(s);
+
+	if (len <= maxbytes)
+		return s;
+	return pnstrdup(s, pg_mbcliplen(s, len, maxbytes));
+}
+
+/*
+ * Copy src into dst (dstsize bytes), cut on a character boundary so that
+ * what is stored stays valid in the database encoding.
+ */
+void
+clip_copy(char *dst, const char *src, int dstsize)
+{
+	int			len = strlen(src);
+
+	if (len >= dstsize)
+		len = pg_mbcliplen(src, len, dstsize - 1);
+	memcpy(dst, src, len);
+	dst[len] = '\0';
 }

@@ -31,6 +31,7 @@
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
 #include "storage/spin.h"
+#include "utils/acl.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
@@ -250,7 +251,17 @@ typedef struct QueueInfo
 	GroupInfo  *groups;
 	int32		queue_idx;		/* index in deliver_queues */
 	uint32		gen;			/* catalog_gen when loaded */
+	Oid			owner;			/* of the queue's tables: statements run as it */
+	Acl		   *acl;			/* deliver.queue.acl: who may send, receive */
 } QueueInfo;
+
+/* the user and search_path a statement of deliver's runs with (spi.c) */
+typedef struct OwnerScope
+{
+	Oid			save_user;
+	int			save_sec;
+	int			guc_level;
+} OwnerScope;
 
 /* deliver.c */
 extern void deliver_check_usable(void);
@@ -260,13 +271,23 @@ extern uint64 deliver_new_delivery_id(int32 slot_idx);
 extern int32 deliver_queue_slot(Oid dbid, Oid relid, int32 queue_id, bool create);
 extern int32 deliver_group_slot(int32 group_id, int32 queue_idx);
 extern void deliver_reset_queue_groups(int32 queue_idx, int32 group_id, bool forget);
+extern const char *clip_text(const char *s, int maxbytes);
+extern void clip_copy(char *dst, const char *src, int dstsize);
 
 /* catalog.c */
 extern QueueInfo *queue_lookup(text *name_t);
 extern QueueInfo *queue_lookup_by_id(int32 queue_id);
 extern const GroupInfo *queue_group(QueueInfo *q, text *group_name);
-extern void queue_check_acl(QueueInfo *q, Oid relid, AclMode mode, const char *what);
-extern void *spi_plan_cached(const char *key, const char *sql, int nargs, Oid *argtypes);
+extern Oid	catalog_owner(void);
+extern bool queue_has_privilege(QueueInfo *q, Oid roleid, AclMode mode);
+extern void queue_check_privilege(QueueInfo *q, AclMode mode, const char *what);
+extern void queue_check_metrics_privilege(QueueInfo *q);
+
+/* spi.c */
+extern void owner_scope_enter(OwnerScope *s, Oid owner);
+extern void owner_scope_exit(OwnerScope *s);
+extern int	spi_run(Oid owner, const char *key, const char *sql, int nargs, Oid *argtypes,
+					Datum *args, const char *nulls, bool read_only, long count);
 
 /* snap.c */
 extern void dsnap_latest(DSnap *out);
@@ -311,6 +332,21 @@ extern int	deliver_alert_interval_ms;
 extern bool deliver_check_database_list(char **newval, void **extra, GucSource source);
 extern void deliver_worker_register(void);
 extern bool deliver_worker_serves_database(void);
+extern bool deliver_worker_status_here(WorkerStatus *out);
+
+/* receive.c */
+typedef struct GroupLive
+{
+	int64		backlog;		/* not reached by the cursor yet */
+	int64		in_flight;
+	int64		ready;			/* waiting for redelivery */
+	int64		blocked;		/* FIFO: behind an earlier message of its key */
+	TimestampTz oldest;			/* enqueued_at of the oldest unfinished, or 0 */
+	int64		sent_total;
+	int64		acked_total;
+	int64		dead_total;
+} GroupLive;
+extern void group_live_state(QueueInfo *q, int32 group_id, GroupLive *out);
 
 /* recovery.c */
 extern void group_recover(QueueInfo *q, GroupShared *gs, int gidx);

@@ -22,6 +22,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/acl.h"
+#include "catalog/pg_authid.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -719,7 +720,7 @@ move_dead(ScanCtx *c, Out *dead, int ndead)
 		args[7] = CStringGetTextDatum(reason_text(o->dead_reason));
 		args[8] = CStringGetTextDatum(o->last_error);
 		nulls[8] = o->last_error[0] ? ' ' : 'n';
-		rc = SPI_execute_plan(spi_plan_cached(key, sql, 9, types), args, nulls, false, 0);
+		rc = spi_run(c->q->owner, key, sql, 9, types, args, nulls, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "deliver: could not write dead letter: %s", SPI_result_code_string(rc));
 		ids[nids++] = o->row.id;
@@ -781,7 +782,6 @@ deliver_receive(PG_FUNCTION_ARGS)
 	bool		out_of_slots = false;
 	TimestampTz deadline;
 	bool		sleeping = false;
-	AclMode		need = ACL_SELECT;
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
@@ -807,8 +807,7 @@ deliver_receive(PG_FUNCTION_ARGS)
 						q->name),
 				 errhint("At-most-once removes a message when its receive commits; in autocommit "
 						 "mode a rollback cannot hand it out a second time.")));
-	queue_check_acl(q, q->seg_rel[0], need, "receive from");
-	queue_check_acl(q, q->done_rel[0], ACL_INSERT, "receive from");
+	queue_check_privilege(q, ACL_SELECT, "receive from");
 
 	memset(&c, 0, sizeof(c));
 	c.q = q;
@@ -921,9 +920,77 @@ deliver_receive(PG_FUNCTION_ARGS)
 }
 
 /*
- * deliver._group_state(group_id): the group's live state for metrics.
- * backlog counts the messages its cursor has not reached yet (a scan of
- * them: metrics is not meant for a hot loop).
+ * A consumer group's live state (metrics).  backlog counts the messages its
+ * cursor has not reached yet: a scan of them, made on copies of the
+ * cursor's state after the group's lock is released, so that receives and
+ * acks of the group go on meanwhile (metrics is not meant for a hot loop).
+ */
+void
+group_live_state(QueueInfo *q, int32 group_id, GroupLive *out)
+{
+	ScanCtx		c;
+	GroupShared copy;
+	GroupShared *gs;
+	DSnap	   *lo = palloc(deliver_snap_size);
+	DSnap	   *hi = palloc(deliver_snap_size);
+	DSnap	   *now_snap = palloc(deliver_snap_size);
+	SlotList   *lists[3];
+	int32		idx;
+	int			l;
+	bool		ex;
+
+	memset(out, 0, sizeof(*out));
+	memset(&c, 0, sizeof(c));
+	c.q = q;
+	c.group_id = group_id;
+	c.cxt = CurrentMemoryContext;
+	c.count_only = true;
+	scan_open(&c);
+	gs = group_lock(q, group_id, &c.gidx);
+	/* leases that ran out, finishes of ended transactions: settle them */
+	group_expire_leases(gs, q, GetCurrentTimestamp());
+	copy = *gs;
+	dsnap_copy(lo, group_snap(c.gidx, SNAP_LO));
+	dsnap_copy(hi, group_snap(c.gidx, SNAP_HI));
+	lists[0] = &gs->leased;
+	lists[1] = &gs->ready_list;
+	lists[2] = &gs->blocked;
+	for (l = 0; l < 3; l++)
+		for (idx = lists[l]->head; idx >= 0; idx = deliver_slots[idx].next)
+			if (out->oldest == 0 || deliver_slots[idx].enqueued_at < out->oldest)
+				out->oldest = deliver_slots[idx].enqueued_at;
+	out->in_flight = gs->leased.count;
+	out->ready = gs->ready_list.count;
+	out->blocked = gs->blocked.count;
+	out->acked_total = gs->acked_total;
+	out->dead_total = gs->dead_total;
+	LWLockRelease(&gs->lock);
+
+	/* the rest of the open window, then everything committed since */
+	c.gs = &copy;
+	dsnap_latest(now_snap);
+	c.snap = RegisterSnapshot(GetLatestSnapshot());
+	if (copy.in_window)
+		(void) scan_window(&c, lo, hi, NULL, INT_MAX, &ex);
+	copy.pos_txid = 0;
+	copy.pos_id = 0;
+	(void) scan_window(&c, copy.in_window ? hi : lo, now_snap, NULL, INT_MAX, &ex);
+	UnregisterSnapshot(c.snap);
+	scan_close(&c);
+	out->backlog = c.counted;
+	if (c.oldest != 0 && (out->oldest == 0 || c.oldest < out->oldest))
+		out->oldest = c.oldest;
+	{
+		QueueShared *qs = &deliver_queues[q->queue_idx];
+
+		SpinLockAcquire(&qs->mutex);
+		out->sent_total = qs->sent_total;
+		SpinLockRelease(&qs->mutex);
+	}
+}
+
+/*
+ * deliver._group_state(group_id): the group's live state (group_live_state).
  */
 Datum
 deliver_group_state(PG_FUNCTION_ARGS)
@@ -933,97 +1000,39 @@ deliver_group_state(PG_FUNCTION_ARGS)
 	Datum		values[8];
 	bool		nulls[8] = {false};
 	QueueInfo  *q;
-	ScanCtx		c;
-	int32		idx;
-	TimestampTz oldest = 0;
 	bool		isnull;
 	int			rc;
 	Oid			argtypes[1] = {INT4OID};
 	Datum		args[1];
-	DSnap	   *now_snap;
-	bool		ex;
+	GroupLive	st;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	deliver_check_usable();
 	SPI_connect();
 	args[0] = Int32GetDatum(group_id);
-	rc = SPI_execute_plan(spi_plan_cached("group_queue",
-										  "SELECT queue_id FROM deliver.consumer_group WHERE group_id = $1",
-										  1, argtypes), args, NULL, true, 1);
+	rc = spi_run(catalog_owner(), "group_queue",
+				 "SELECT queue_id FROM deliver.consumer_group WHERE group_id = $1",
+				 1, argtypes, args, NULL, true, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("consumer group %d does not exist", group_id)));
 	q = queue_lookup_by_id(DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 														SPI_tuptable->tupdesc, 1, &isnull)));
-	queue_check_acl(q, q->seg_rel[0], ACL_SELECT, "read metrics of");
-
-	memset(&c, 0, sizeof(c));
-	c.q = q;
-	c.group_id = group_id;
-	c.cxt = CurrentMemoryContext;
-	c.count_only = true;
-	scan_open(&c);
-	now_snap = palloc(deliver_snap_size);
-	c.gs = group_lock(q, group_id, &c.gidx);
-	dsnap_latest(now_snap);
-	c.snap = RegisterSnapshot(GetLatestSnapshot());
-	/* leases that ran out, finishes of ended transactions: settle them */
-	group_expire_leases(c.gs, q, GetCurrentTimestamp());
-	{
-		GroupShared *gs = c.gs;
-		uint64		pos_txid = gs->pos_txid;
-		int64		pos_id = gs->pos_id;
-		const DSnap *base = group_snap(c.gidx, gs->in_window ? SNAP_HI : SNAP_LO);
-
-		if (gs->in_window)
-			(void) scan_window(&c, group_snap(c.gidx, SNAP_LO), group_snap(c.gidx, SNAP_HI),
-							   NULL, INT_MAX, &ex);
-		gs->pos_txid = 0;
-		gs->pos_id = 0;
-		PG_TRY();
-		{
-			(void) scan_window(&c, base, now_snap, NULL, INT_MAX, &ex);
-		}
-		PG_FINALLY();
-		{
-			gs->pos_txid = pos_txid;
-			gs->pos_id = pos_id;
-		}
-		PG_END_TRY();
-
-		oldest = c.oldest;
-		for (idx = gs->leased.head; idx >= 0; idx = deliver_slots[idx].next)
-			if (oldest == 0 || deliver_slots[idx].enqueued_at < oldest)
-				oldest = deliver_slots[idx].enqueued_at;
-		for (idx = gs->ready_list.head; idx >= 0; idx = deliver_slots[idx].next)
-			if (oldest == 0 || deliver_slots[idx].enqueued_at < oldest)
-				oldest = deliver_slots[idx].enqueued_at;
-		for (idx = gs->blocked.head; idx >= 0; idx = deliver_slots[idx].next)
-			if (oldest == 0 || deliver_slots[idx].enqueued_at < oldest)
-				oldest = deliver_slots[idx].enqueued_at;
-
-		values[0] = Int64GetDatum(c.counted);
-		values[1] = Int64GetDatum(gs->leased.count);
-		values[2] = Int64GetDatum(gs->ready_list.count);
-		values[3] = Int64GetDatum(gs->blocked.count);
-		values[4] = TimestampTzGetDatum(oldest);
-		nulls[4] = (oldest == 0);
-		values[6] = Int64GetDatum(gs->acked_total);
-		values[7] = Int64GetDatum(gs->dead_total);
-		LWLockRelease(&gs->lock);
-	}
-	{
-		QueueShared *qs = &deliver_queues[q->queue_idx];
-
-		SpinLockAcquire(&qs->mutex);
-		values[5] = Int64GetDatum(qs->sent_total);
-		SpinLockRelease(&qs->mutex);
-	}
-	UnregisterSnapshot(c.snap);
-	scan_close(&c);
+	queue_check_metrics_privilege(q);
+	group_live_state(q, group_id, &st);
 	SPI_finish();
+
+	values[0] = Int64GetDatum(st.backlog);
+	values[1] = Int64GetDatum(st.in_flight);
+	values[2] = Int64GetDatum(st.ready);
+	values[3] = Int64GetDatum(st.blocked);
+	values[4] = TimestampTzGetDatum(st.oldest);
+	nulls[4] = (st.oldest == 0);
+	values[5] = Int64GetDatum(st.sent_total);
+	values[6] = Int64GetDatum(st.acked_total);
+	values[7] = Int64GetDatum(st.dead_total);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 

@@ -150,7 +150,7 @@ key_owner(QueueInfo *q, Datum idem)
 	snprintf(sql, sizeof(sql),
 			 "SELECT message_id FROM deliver.q%d_dedup WHERE idempotency_key = $1",
 			 q->queue_id);
-	rc = SPI_execute_plan(spi_plan_cached(key, sql, 1, types), &idem, NULL, false, 1);
+	rc = spi_run(q->owner, key, sql, 1, types, &idem, NULL, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "deliver: idempotency key vanished");
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -215,7 +215,7 @@ claim_keys(QueueInfo *q, SendBatch *b, int64 *ids, bool *fresh)
 	args[0] = PointerGetDatum(make_array(kv, NULL, nk, TEXTOID));
 	args[1] = PointerGetDatum(make_array(iv, NULL, nk, INT8OID));
 	args[2] = Int64GetDatum(q->dedup_window_ms);
-	rc = SPI_execute_plan(spi_plan_cached(key, sql, 3, types), args, NULL, false, 0);
+	rc = spi_run(q->owner, key, sql, 3, types, args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "deliver: idempotency key claim failed: %s", SPI_result_code_string(rc));
 
@@ -261,24 +261,24 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 	int			m = 0;
 	int			i;
 	bool		delayed = b->delay_ms > 0;
-	Oid			target = delayed ? q->delayed_rel : q->seg_rel[0];
 	FullTransactionId txid;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz enq = b->enqueued_at ? b->enqueued_at : now;
 	char		key[64];
 	char		sql[512];
-	SPIPlanPtr	plan;
+	Oid		   *types;
+	int			nargs;
 	Datum		args[8];
 	int			rc;
 
-	queue_check_acl(q, target, ACL_INSERT, "send to");
+	queue_check_privilege(q, ACL_INSERT, "send to");
 	validate_batch(q, b);
 
 	/* the xid is taken before the segment is chosen (see rotation) */
 	txid = GetTopFullTransactionId();
 
 	for (i = 0; i < b->n; i++)
-		ids[i] = nextval_internal(q->seq_rel, true);
+		ids[i] = nextval_internal(q->seq_rel, false);	/* the right to send was checked */
 	if (b->idem)
 		claim_keys(q, b, ids, fresh);
 	else
@@ -301,25 +301,28 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 
 	if (delayed)
 	{
-		Oid			types[8] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
+		static Oid	delayed_types[8] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
 		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, XID8OID};
 
+		types = delayed_types;
+		nargs = 8;
 		snprintf(key, sizeof(key), "delay:%d", q->queue_id);
 		snprintf(sql, sizeof(sql),
 				 "INSERT INTO deliver.q%d_delayed "
 				 "(deliver_at, target_group, enqueued_at, message_id, ordering_key, headers, payload, txid) "
 				 "SELECT $1, $2, $3, i, k, h, p, $8 FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
 				 q->queue_id);
-		plan = spi_plan_cached(key, sql, 8, types);
 		args[0] = TimestampTzGetDatum(now + b->delay_ms * 1000);
 		args[7] = FullTransactionIdGetDatum(txid);
 	}
 	else
 	{
-		Oid			types[7] = {XID8OID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
+		static Oid	send_types[7] = {XID8OID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
 		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
-
 		int			seg = queue_current_segment(q);
+
+		types = send_types;
+		nargs = 7;
 
 		snprintf(key, sizeof(key), "send:%d:%d", q->queue_id, seg);
 		snprintf(sql, sizeof(sql),
@@ -327,7 +330,6 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 				 "(txid, target_group, enqueued_at, message_id, ordering_key, headers, payload) "
 				 "SELECT $1, $2, $3, i, k, h, p FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
 				 q->queue_id, seg);
-		plan = spi_plan_cached(key, sql, 7, types);
 		args[0] = FullTransactionIdGetDatum(txid);
 	}
 	{
@@ -341,7 +343,7 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 		args[4] = PointerGetDatum(make_array(kv, kn, m, TEXTOID));
 		args[5] = PointerGetDatum(make_array(hv, hn, m, JSONBOID));
 		args[6] = PointerGetDatum(make_array(pv, NULL, m, JSONBOID));
-		rc = SPI_execute_plan(plan, args, nulls, false, 0);
+		rc = spi_run(q->owner, key, sql, nargs, types, args, nulls, false, 0);
 	}
 	if (rc != SPI_OK_INSERT || (int) SPI_processed != m)
 		elog(ERROR, "deliver: message insert failed: %s", SPI_result_code_string(rc));

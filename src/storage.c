@@ -55,25 +55,9 @@ done_write(QueueInfo *q, int32 group_id, char kind, int64 *ids, int n, DSnap *do
 	args[1] = CharGetDatum(kind);
 	args[2] = PointerGetDatum(construct_array(idd, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[3] = dsnap_to_datum(done);
-	rc = SPI_execute_plan(spi_plan_cached(key, sql, 4, types), args, NULL, false, 0);
+	rc = spi_run(q->owner, key, sql, 4, types, args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "deliver: could not record finished messages: %s", SPI_result_code_string(rc));
-}
-
-/*
- * The owner of a queue's tables.
- */
-static Oid
-queue_owner(QueueInfo *q)
-{
-	HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(q->delayed_rel));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tp))
-		elog(ERROR, "deliver: cache lookup failed for relation %u", q->delayed_rel);
-	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
-	ReleaseSysCache(tp);
-	return owner;
 }
 
 /*
@@ -94,8 +78,6 @@ move_due_delayed(QueueInfo *q)
 	bool		isnull;
 	Datum		d;
 	int			seg;
-	Oid			save_user;
-	int			save_sec;
 
 	SpinLockAcquire(&qs->mutex);
 	due = qs->delayed_due;
@@ -133,14 +115,8 @@ move_due_delayed(QueueInfo *q)
 			 "ORDER BY t.deliver_at, t.message_id",
 			 q->queue_id, q->queue_id, deliver_max_batch, q->queue_id, q->queue_id, seg);
 
-	/*
-	 * An internal step: it runs as the queue's owner, like maintenance.  (An
-	 * error aborts the transaction, which restores the user.)
-	 */
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(queue_owner(q), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	rc = SPI_execute_plan(spi_plan_cached(key, sql, 0, NULL), NULL, NULL, false, 0);
-	SetUserIdAndSecContext(save_user, save_sec);
+	/* an internal step: it runs as the queue's owner, like maintenance */
+	rc = spi_run(q->owner, key, sql, 0, NULL, NULL, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "deliver: could not move due messages: %s", SPI_result_code_string(rc));
 	if (SPI_processed > 0)
@@ -152,9 +128,7 @@ move_due_delayed(QueueInfo *q)
 	snprintf(key, sizeof(key), "nextdue:%d", q->queue_id);
 	snprintf(sql, sizeof(sql),
 			 "SELECT min(deliver_at) FROM deliver.q%d_delayed", q->queue_id);
-	SetUserIdAndSecContext(queue_owner(q), save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	rc = SPI_execute_plan(spi_plan_cached(key, sql, 0, NULL), NULL, NULL, false, 1);
-	SetUserIdAndSecContext(save_user, save_sec);
+	rc = spi_run(q->owner, key, sql, 0, NULL, NULL, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "deliver: could not read delayed messages");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

@@ -23,6 +23,7 @@
 #include "deliver.h"
 
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
@@ -167,10 +168,13 @@ deliver_worker_serves_database(void)
 static void
 status_error(const char *what, const char *msg)
 {
+	char		text[sizeof(my_status->last_error)];
+
+	clip_copy(text, psprintf("%s: %s", what, msg), sizeof(text));
 	SpinLockAcquire(&deliver_shared->worker_mutex);
 	my_status->errors++;
 	my_status->last_error_at = GetCurrentTimestamp();
-	snprintf(my_status->last_error, sizeof(my_status->last_error), "%s: %s", what, msg);
+	memcpy(my_status->last_error, text, sizeof(text));
 	SpinLockRelease(&deliver_shared->worker_mutex);
 }
 
@@ -338,6 +342,12 @@ deliver_worker_main(Datum arg)
 	before_shmem_exit(worker_exit, (Datum) 0);
 
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	/*
+	 * The worker runs as a superuser: no function or operator that the
+	 * database's owner (or ALTER DATABASE ... SET search_path) put in front
+	 * of pg_catalog may resolve in what it runs.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	elog(LOG, "deliver maintenance worker started in database \"%s\"", dbname);
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "deliver worker loop",
@@ -377,9 +387,36 @@ deliver_worker_main(Datum arg)
 }
 
 /*
+ * The status of the maintenance worker of the current database, when
+ * deliver.database lists it.
+ */
+bool
+deliver_worker_status_here(WorkerStatus *out)
+{
+	char	   *name = get_database_name(MyDatabaseId);
+	bool		ok;
+	List	   *names = database_list(deliver_database, &ok);
+	ListCell   *lc;
+
+	foreach(lc, names)
+	{
+		int			i = foreach_current_index(lc);
+
+		if (i >= DELIVER_MAX_WORKERS || name == NULL || strcmp(name, lfirst(lc)) != 0)
+			continue;
+		SpinLockAcquire(&deliver_shared->worker_mutex);
+		*out = deliver_shared->workers[i];
+		SpinLockRelease(&deliver_shared->worker_mutex);
+		return true;
+	}
+	return false;
+}
+
+/*
  * deliver.worker_status() returns setof (database, pid, started_at,
  * last_run_at, last_run_duration, runs, errors, expired_total, dead_total,
- * last_error, last_error_at): one row per database in deliver.database.
+ * last_error, last_error_at): one row per database in deliver.database (only
+ * the current one unless the caller may read all statistics).
  */
 Datum
 deliver_worker_status(PG_FUNCTION_ARGS)
@@ -388,10 +425,15 @@ deliver_worker_status(PG_FUNCTION_ARGS)
 	bool		ok;
 	List	   *names;
 	ListCell   *lc;
+	bool		all;
+	char	   *here;
 
 	deliver_check_usable();
 	InitMaterializedSRF(fcinfo, 0);
 	names = database_list(deliver_database, &ok);
+	/* the workers of other databases only for those who may see all activity */
+	all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	here = get_database_name(MyDatabaseId);
 	foreach(lc, names)
 	{
 		WorkerStatus st;
@@ -401,6 +443,8 @@ deliver_worker_status(PG_FUNCTION_ARGS)
 
 		if (i >= DELIVER_MAX_WORKERS)
 			break;
+		if (!all && (here == NULL || strcmp(here, lfirst(lc)) != 0))
+			continue;
 		SpinLockAcquire(&deliver_shared->worker_mutex);
 		st = deliver_shared->workers[i];
 		SpinLockRelease(&deliver_shared->worker_mutex);

@@ -31,7 +31,7 @@ SELECT f AS function, has_function_privilege('regress_deliver_nobody', f, 'EXECU
     'deliver.create_consumer_group(text, text, text)',
     'deliver.drop_consumer_group(text, text)',
     'deliver.grant_queue(text, text, text)',
-    'deliver.revoke_queue(text, text)',
+    'deliver.revoke_queue(text, text, text)',
     'deliver.redrive(text, bigint[], text)',
     'deliver.maintain(text)',
     'deliver.send(text, jsonb, jsonb, text, text, interval)',
@@ -44,7 +44,11 @@ SELECT f AS function, has_function_privilege('regress_deliver_nobody', f, 'EXECU
     'deliver.list_queues()',
     'deliver.list_consumer_groups(text)',
     'deliver.dead_letters(text, text, int)',
-    'deliver.metrics(text)']) AS f;
+    'deliver.archived(text, int, bigint)',
+    'deliver.metrics(text)',
+    'deliver.has_queue_privilege(text, text)',
+    'deliver.list_grants(text)',
+    'deliver.worker_status()']) AS f;
 -- no function that runs as its owner is open to PUBLIC
 SELECT p.oid::regprocedure AS public_security_definer
   FROM pg_proc p
@@ -156,6 +160,63 @@ SET ROLE regress_deliver_receiver;
 SELECT pg_temp.try(:'forge');
 RESET ROLE;
 SELECT message_id, payload FROM deliver.receive('q08', 10);
+-- nor forge a finish record (which would make its consumer group skip
+-- messages), nor claim an idempotency key for ever (which would swallow
+-- another producer's exactly-once sends), nor read the tables
+SELECT q.queue_id AS qid FROM deliver.queue q WHERE q.queue_name = 'q08' \gset
+SET ROLE regress_deliver_receiver;
+SELECT pg_temp.try(format($$INSERT INTO deliver.q%s_done0 (group_id, kind, message_ids)
+                           VALUES (1, 'a', ARRAY[1, 2, 3])$$, :qid));
+SELECT pg_temp.try(format($$SELECT * FROM deliver.q%s_dead$$, :qid));
+RESET ROLE;
+SET ROLE regress_deliver_sender;
+SELECT pg_temp.try(format($$INSERT INTO deliver.q%s_dedup VALUES ('k', 1, 'infinity')$$, :qid));
+SELECT pg_temp.try(format($$UPDATE deliver.q%s_dedup SET expires_at = 'infinity'$$, :qid));
+SELECT pg_temp.try(format($$SELECT nextval('deliver.q%s_seq')$$, :qid));
+RESET ROLE;
+-- no role but the owner holds any privilege on any of deliver's tables,
+-- whatever was granted through grant_queue
+SELECT c.relname, e.grantee::regrole, e.privilege_type
+  FROM pg_class c, aclexplode(c.relacl) e
+ WHERE c.relnamespace = 'deliver'::regnamespace
+   AND e.grantee <> c.relowner
+   AND NOT (c.relname IN ('queue', 'consumer_group', 'segment', 'alert', 'push_subscription')
+            AND e.grantee = 0 AND e.privilege_type = 'SELECT');
+SELECT * FROM deliver.list_grants('q08');
+-- a role that inherits a grantee's privileges has its rights; one that
+-- does not (NOINHERIT) has them after SET ROLE only
+CREATE ROLE regress_deliver_member IN ROLE regress_deliver_receiver;
+CREATE ROLE regress_deliver_noinherit NOINHERIT IN ROLE regress_deliver_receiver;
+SET ROLE regress_deliver_member;
+SELECT deliver.has_queue_privilege('q08', 'receive') AS receive,
+       deliver.has_queue_privilege('q08', 'send') AS send,
+       deliver.has_queue_privilege('q08', 'all') AS "all";
+RESET ROLE;
+SET ROLE regress_deliver_noinherit;
+SELECT deliver.has_queue_privilege('q08', 'receive') AS receive;
+SELECT pg_temp.try($$SELECT * FROM deliver.receive('q08')$$);
+RESET ROLE;
+SELECT pg_temp.try(cmd) FROM (VALUES
+    ($$SELECT deliver.has_queue_privilege('q08', 'write')$$),
+    ($$SELECT deliver.has_queue_privilege('q08', NULL)$$),
+    ($$SELECT deliver.has_queue_privilege('q08_nowhere', 'send')$$)) AS t(cmd);
+-- metrics: for receivers and for members of pg_monitor; metrics() of every
+-- queue shows those the caller may see
+CREATE ROLE regress_deliver_monitor IN ROLE pg_monitor;
+SET ROLE regress_deliver_monitor;
+SELECT queue_name, consumer_group FROM deliver.metrics() WHERE queue_name LIKE 'q08%' ORDER BY 1, 2;
+SELECT count(*) > 0 AS sees_worker FROM deliver.worker_status();
+RESET ROLE;
+SET ROLE regress_deliver_receiver;
+SELECT queue_name, consumer_group FROM deliver.metrics() WHERE queue_name LIKE 'q08%' ORDER BY 1, 2;
+SELECT pg_temp.try($$SELECT * FROM deliver.worker_status()$$);
+RESET ROLE;
+SET ROLE regress_deliver_nobody;
+SELECT count(*) AS visible FROM deliver.metrics() WHERE queue_name LIKE 'q08%';
+RESET ROLE;
+DROP ROLE regress_deliver_member;
+DROP ROLE regress_deliver_noinherit;
+DROP ROLE regress_deliver_monitor;
 
 --
 -- grant_queue: 'all' (the default) on an exactly-once queue, and a role name
@@ -205,10 +266,10 @@ RESET ROLE;
 SELECT deliver.ack('q08', :d);
 -- revoking a role that was never granted is harmless
 SELECT deliver.revoke_queue('q08', 'regress_deliver_nobody');
--- a grant can be narrowed by revoking and granting again
+-- a grant can be narrowed by revoking part of it
 SELECT deliver.grant_queue('q08', 'regress_deliver_sender', 'all');
-SELECT deliver.revoke_queue('q08', 'regress_deliver_sender');
-SELECT deliver.grant_queue('q08', 'regress_deliver_sender', 'send');
+SELECT deliver.revoke_queue('q08', 'regress_deliver_sender', 'receive');
+SELECT * FROM deliver.list_grants('q08');
 SET ROLE regress_deliver_sender;
 SELECT deliver.send('q08', '{"n": "sender again"}') > 0 AS sent;
 SELECT pg_temp.try($$SELECT * FROM deliver.receive('q08')$$);
@@ -224,6 +285,7 @@ SELECT pg_temp.try(cmd) FROM (VALUES
     ($$SELECT deliver.grant_queue(NULL, 'regress_deliver_sender')$$),
     ($$SELECT deliver.revoke_queue('q08', 'regress_deliver_missing')$$),
     ($$SELECT deliver.revoke_queue('q08', NULL)$$),
+    ($$SELECT deliver.revoke_queue('q08', 'regress_deliver_sender', 'write')$$),
     ($$SELECT deliver.revoke_queue('q08_nowhere', 'regress_deliver_sender')$$),
     ($$SELECT deliver.revoke_queue(NULL, 'regress_deliver_sender')$$)) AS t(cmd);
 

@@ -22,13 +22,6 @@ SELECT count(*) AS relations_before FROM pg_class c JOIN pg_namespace s ON s.oid
 --
 SELECT call, pg_temp.state(call) AS sqlstate FROM (VALUES
     ($$SELECT deliver.create_queue(NULL)$$),
-    ($$SELECT deliver.create_queue('q09_n', guarantee => NULL)$$),
-    ($$SELECT deliver.create_queue('q09_n', visibility_timeout => NULL)$$),
-    ($$SELECT deliver.create_queue('q09_n', max_attempts => NULL)$$),
-    ($$SELECT deliver.create_queue('q09_n', fifo => NULL)$$),
-    ($$SELECT deliver.create_queue('q09_n', dedup_window => NULL)$$),
-    ($$SELECT deliver.create_queue('q09_n', retry_base => NULL)$$),
-    ($$SELECT deliver.create_queue('q09_n', retry_max => NULL)$$),
     ($$SELECT deliver.drop_queue(NULL)$$),
     ($$SELECT deliver.purge_queue(NULL)$$),
     ($$SELECT deliver.create_consumer_group(NULL, 'g')$$),
@@ -77,6 +70,14 @@ SELECT call, pg_temp.state(call) AS sqlstate FROM (VALUES
 SELECT array_agg(message_id ORDER BY message_id) AS received,
        bool_and(headers IS NULL AND ordering_key IS NULL) AS all_defaults
   FROM deliver.receive('q09', 10);
+-- create_queue: every option left NULL takes its default (retry_base and
+-- retry_max from the settings)
+SET deliver.default_retry_base = '2 s';
+SELECT deliver.create_queue('q09_defaults', NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+RESET deliver.default_retry_base;
+SELECT guarantee, visibility_timeout, max_attempts, fifo, dedup_window, retry_base, retry_max
+  FROM deliver.list_queues() WHERE queue_name = 'q09_defaults';
+SELECT deliver.drop_queue('q09_defaults');
 -- a nack with NULL error and retry_after is a plain nack
 SELECT deliver.nack('q09', :d, NULL, NULL);
 

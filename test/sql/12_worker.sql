@@ -7,6 +7,8 @@
 \i test/helpers.psql
 
 -- one row per database in deliver.database; the worker of this one runs
+-- (it comes up within seconds of the database's creation)
+SELECT pg_temp.wait_until($$SELECT pid IS NOT NULL FROM deliver.worker_status()$$) AS running;
 SELECT database, pid IS NOT NULL AS running, started_at <= now() AS started
   FROM deliver.worker_status();
 

@@ -1,0 +1,103 @@
+--
+-- Catalog
+--
+-- Each queue owns a small set of tables named after its numeric id (never
+-- after the user's queue name), so user input never reaches SQL text:
+--   deliver.q<id>_s0 .. q<id>_s<n-1>  message segments (append-only, rotated)
+--   deliver.q<id>_done0 .. _done<n-1> finish records (acks, at-most-once
+--                                     consumption, dead-letter moves), one
+--                                     table per segment, rotated with it
+--   deliver.q<id>_dead               dead letters
+--   deliver.q<id>_delayed            messages not yet due
+--   deliver.q<id>_dedup              idempotency keys
+--   deliver.q<id>_seq                message ids
+--
+
+-- The schema belongs to the extension: DROP EXTENSION removes every queue.
+CREATE SCHEMA deliver;
+
+CREATE TABLE deliver.queue (
+    queue_id            serial PRIMARY KEY,
+    queue_name          text NOT NULL UNIQUE,
+    guarantee           text NOT NULL
+                        CHECK (guarantee IN ('at_most_once', 'at_least_once', 'exactly_once')),
+    visibility_timeout  interval NOT NULL,
+    max_attempts        int NOT NULL,
+    fifo                boolean NOT NULL,
+    dedup_window        interval NOT NULL,
+    retry_base          interval NOT NULL,
+    retry_max           interval NOT NULL,
+    segments            int NOT NULL DEFAULT 3,
+    -- finished messages are copied to q<id>_archive and kept this long
+    -- (NULL: no archive)
+    archive_retention   interval,
+    created_snapshot    pg_snapshot NOT NULL,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    -- who may send (INSERT, 'a') and receive (SELECT, 'r'): grant_queue and
+    -- revoke_queue edit it; the queue's tables are never granted to anyone
+    acl                 aclitem[] NOT NULL DEFAULT '{}'
+);
+-- The push output plugin (logical decoding) reads queue and group names
+-- through its historic snapshot, which needs user catalog tables.
+ALTER TABLE deliver.queue SET (user_catalog_table = true);
+
+-- The segments of each queue: one 'active' takes new messages; 'closing'
+-- was switched away from; 'closed' knows the xid below which all its
+-- writers were (closed_xmax); 'empty' was truncated and can become active.
+CREATE TABLE deliver.segment (
+    queue_id    int NOT NULL REFERENCES deliver.queue ON DELETE CASCADE,
+    seg         int NOT NULL,
+    state       text NOT NULL CHECK (state IN ('active', 'closing', 'closed', 'empty')),
+    closed_xmax xid8,
+    -- a WAL position after the commit of every writer of a closed segment
+    -- (set once they all finished): push slots must confirm past it
+    closed_lsn  pg_lsn,
+    changed_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (queue_id, seg)
+);
+
+CREATE TABLE deliver.consumer_group (
+    group_id        serial PRIMARY KEY,
+    queue_id        int NOT NULL REFERENCES deliver.queue ON DELETE CASCADE,
+    group_name      text NOT NULL,
+    -- messages visible in this snapshot are not for this group
+    start_snapshot  pg_snapshot NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (queue_id, group_name)
+);
+ALTER TABLE deliver.consumer_group SET (user_catalog_table = true);
+
+-- Push subscriptions: a logical replication slot with plugin deliver (named
+-- like the subscription) streams the queue's messages; its confirmed LSN is
+-- the subscription's durable position.
+CREATE TABLE deliver.push_subscription (
+    subscription_name text PRIMARY KEY,
+    queue_id          int NOT NULL REFERENCES deliver.queue,
+    consumer_group    text,
+    created_at        timestamptz NOT NULL DEFAULT now()
+);
+
+-- Alert thresholds of a queue and whether each is crossed now; the
+-- maintenance worker checks them (deliver._check_alerts).
+CREATE TABLE deliver.alert (
+    queue_id    int NOT NULL REFERENCES deliver.queue ON DELETE CASCADE,
+    metric      text NOT NULL CHECK (metric IN ('oldest_age', 'depth', 'dead_letters')),
+    threshold   numeric NOT NULL CHECK (threshold >= 0),
+    firing      boolean NOT NULL DEFAULT false,
+    value       numeric,
+    changed_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (queue_id, metric)
+);
+
+-- pg_dump keeps the catalog rows (the queues' tables are not members)
+SELECT pg_catalog.pg_extension_config_dump('deliver.queue', '');
+SELECT pg_catalog.pg_extension_config_dump('deliver.queue_queue_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('deliver.consumer_group', '');
+SELECT pg_catalog.pg_extension_config_dump('deliver.segment', '');
+SELECT pg_catalog.pg_extension_config_dump('deliver.alert', '');
+SELECT pg_catalog.pg_extension_config_dump('deliver.consumer_group_group_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('deliver.push_subscription', '');
+
+GRANT USAGE ON SCHEMA deliver TO PUBLIC;
+GRANT SELECT ON deliver.queue, deliver.consumer_group, deliver.segment, deliver.alert,
+                deliver.push_subscription TO PUBLIC;

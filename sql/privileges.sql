@@ -1,0 +1,20 @@
+--
+-- Who may call what.  Functions not listed are for every role: they check
+-- the caller's right on the queue themselves (deliver.grant_queue).
+--
+REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval),
+                           deliver.drop_queue(text), deliver.purge_queue(text),
+                           deliver.create_consumer_group(text, text, text),
+                           deliver.drop_consumer_group(text, text),
+                           deliver.grant_queue(text, text, text), deliver.revoke_queue(text, text, text),
+                           deliver.redrive(text, bigint[], text), deliver.maintain(text),
+                           deliver.create_push_subscription(text, text, text),
+                           deliver.drop_push_subscription(text),
+                           deliver._checkpoint_groups(int, xid8[]), deliver._move_due(text),
+                           deliver._catalog_changed(int, text, int), deliver._requeue(int, int, timestamptz, text, jsonb, jsonb),
+                           deliver.alter_queue(text, interval, int, interval, interval, interval, interval),
+                           deliver._sweep(text, int), deliver.set_alert(text, text, numeric),
+                           deliver._check_alerts(), deliver.worker_status()
+    FROM PUBLIC;
+-- the maintenance workers' state (errors may name other databases' queues)
+GRANT EXECUTE ON FUNCTION deliver.worker_status() TO pg_monitor;

@@ -1,0 +1,52 @@
+--
+-- Upgrade 0.1 -> 0.2: the tables; the functions follow (sql/*.sql)
+--
+
+-- Queue privileges move from GRANTs on each queue's tables (which let a
+-- grantee write them directly) to the queue's acl: INSERT on a segment was
+-- the right to send, SELECT on it the right to receive.
+ALTER TABLE deliver.queue ADD COLUMN acl aclitem[] NOT NULL DEFAULT '{}';
+
+DO $upgrade$
+DECLARE
+    q      record;
+    r      record;
+    t      text;
+    owner  oid := (SELECT relowner FROM pg_catalog.pg_class WHERE oid = 'deliver.queue'::pg_catalog.regclass);
+BEGIN
+    FOR q IN SELECT queue_id, segments FROM deliver.queue LOOP
+        UPDATE deliver.queue x SET acl = coalesce((
+            SELECT pg_catalog.array_agg(pg_catalog.makeaclitem(g.grantee, owner, g.privs, false))
+              FROM (SELECT e.grantee, pg_catalog.string_agg(e.privilege_type, ', ') AS privs
+                      FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) e
+                     WHERE c.oid = pg_catalog.format('deliver.q%s_s0', q.queue_id)::pg_catalog.regclass
+                       AND e.privilege_type IN ('INSERT', 'SELECT') AND e.grantee <> owner
+                       AND e.grantee <> 0
+                     GROUP BY e.grantee) g), '{}')
+         WHERE x.queue_id = q.queue_id;
+        -- nobody but the owner keeps a right on the queue's tables
+        FOR t IN SELECT c.relname FROM pg_catalog.pg_class c
+                  WHERE c.relnamespace = 'deliver'::pg_catalog.regnamespace
+                    AND c.relname ~ pg_catalog.format('^q%s_', q.queue_id) LOOP
+            FOR r IN SELECT DISTINCT e.grantee FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) e
+                      WHERE c.relnamespace = 'deliver'::pg_catalog.regnamespace AND c.relname = t
+                        AND e.grantee <> owner LOOP
+                EXECUTE pg_catalog.format('REVOKE ALL ON deliver.%I FROM %s', t,
+                    CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE r.grantee::pg_catalog.regrole::text END);
+            END LOOP;
+        END LOOP;
+    END LOOP;
+END $upgrade$;
+
+-- Every function of 0.1 is dropped and created anew below.
+DO $upgrade$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT d.objid::regprocedure FROM pg_catalog.pg_depend d
+              WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.deptype = 'e'
+                AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+                AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'deliver') LOOP
+        EXECUTE pg_catalog.format('DROP FUNCTION %s', f);
+    END LOOP;
+END $upgrade$;
