@@ -191,7 +191,8 @@ queue_metrics_rows(ReturnSetInfo *rsinfo, QueueInfo *q, const WorkerStatus *w)
 		snprintf(sql, sizeof(sql), "SELECT count(*) FROM deliver.q%d_dead WHERE group_id = $1",
 				 q->queue_id);
 		args[0] = Int32GetDatum(q->groups[i].group_id);
-		if (spi_run(q->owner, key, sql, 1, types, args, NULL, true, 1) != SPI_OK_SELECT)
+		if (spi_run(q->owner, key, sql, 1, types, args, NULL, true, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
 			elog(ERROR, "deliver: could not count dead letters");
 
 		values[0] = CStringGetTextDatum(q->name);

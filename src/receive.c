@@ -472,11 +472,18 @@ claim_dead(GroupShared *gs, int32 idx, TimestampTz now, int64 vt_ms, Out *o)
 }
 
 /*
+ * Most messages out of attempts one receive moves to the dead letters (the
+ * room of its dead[] array): at least this many, or max_messages when more.
+ */
+#define RECEIVE_DEAD_BATCH	100
+
+/*
  * Under the group lock: take up to max messages.  Redeliveries first, then
- * the cursor.  Fills out[] and dead[] (messages out of attempts).
+ * the cursor.  Fills out[] (room for max) and dead[] (messages out of
+ * attempts, room for max_dead).
  */
 static int
-take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int *ndead,
+take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dead, int *ndead,
 			  bool *out_of_slots)
 {
 	GroupShared *gs = c->gs;
@@ -504,12 +511,16 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int *ndead,
 			next = s->next;
 			if (s->visible_at > now)
 				continue;
-			slist_remove(&gs->ready_list, idx);
 			if (s->attempt >= q->max_attempts)
 			{
+				/* dead[] is full: the rest wait for the next receive or sweep */
+				if (*ndead >= max_dead)
+					continue;
+				slist_remove(&gs->ready_list, idx);
 				claim_dead(gs, idx, now, vt_ms, &dead[(*ndead)++]);
 				continue;
 			}
+			slist_remove(&gs->ready_list, idx);
 			o = &out[n++];
 			memset(o, 0, sizeof(Out));
 			o->row.txid = s->txid;
@@ -778,6 +789,7 @@ deliver_receive(PG_FUNCTION_ARGS)
 	Out		   *dead;
 	int			n = 0;
 	int			ndead = 0;
+	int			max_dead;
 	int			i;
 	bool		out_of_slots = false;
 	TimestampTz deadline;
@@ -814,7 +826,8 @@ deliver_receive(PG_FUNCTION_ARGS)
 	c.group_id = g->group_id;
 	c.cxt = CurrentMemoryContext;
 	out = palloc(sizeof(Out) * max);
-	dead = palloc(sizeof(Out) * max);
+	max_dead = Max(max, RECEIVE_DEAD_BATCH);
+	dead = palloc(sizeof(Out) * max_dead);
 	deadline = GetCurrentTimestamp() + wait_ms * 1000;
 
 	/*
@@ -835,7 +848,7 @@ deliver_receive(PG_FUNCTION_ARGS)
 		 */
 		c.gs = group_lock(q, g->group_id, &c.gidx);
 		c.snap = RegisterSnapshot(GetLatestSnapshot());
-		n = take_messages(&c, max, vt_ms, out, dead, &ndead, &out_of_slots);
+		n = take_messages(&c, max, vt_ms, out, dead, max_dead, &ndead, &out_of_slots);
 		LWLockRelease(&c.gs->lock);
 
 		if (n > 0 || ndead > 0 || wait_ms == 0 || out_of_slots)

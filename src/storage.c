@@ -129,7 +129,7 @@ move_due_delayed(QueueInfo *q)
 	snprintf(sql, sizeof(sql),
 			 "SELECT min(deliver_at) FROM deliver.q%d_delayed", q->queue_id);
 	rc = spi_run(q->owner, key, sql, 0, NULL, NULL, NULL, false, 1);
-	if (rc != SPI_OK_SELECT)
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "deliver: could not read delayed messages");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)

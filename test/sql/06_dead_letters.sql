@@ -153,7 +153,29 @@ SELECT consumer_group, depth, in_flight, delayed, dead_letters,
   FROM deliver.metrics('q06_m');
 -- metrics of a queue that does not exist
 SELECT pg_temp.try($$SELECT * FROM deliver.metrics('q06_nowhere')$$);
-SELECT pg_temp.try($$SELECT * FROM deliver.metrics(NULL)$$);
+-- NULL: every queue this role may read metrics of
+SELECT count(DISTINCT queue_name) >= 3 AS several FROM deliver.metrics(NULL);
+
+--
+-- More messages out of attempts than a receive takes: a receive of one
+-- message moves them to the dead letters in batches (it used to overrun
+-- its array of dead letters and crash the server)
+--
+SELECT deliver.create_queue('q06_many', max_attempts => 5, retry_base => '0');
+SELECT count(*) AS sent FROM unnest(deliver.send_batch('q06_many',
+    ARRAY(SELECT jsonb_build_object('n', i) FROM generate_series(1, 160) AS i)));
+SELECT count(*) FILTER (WHERE deliver.nack('q06_many', delivery_id, 'again', '0')) AS nacked
+  FROM deliver.receive('q06_many', 160) \g
+\g
+\g
+\g
+\g
+SELECT count(*) AS received FROM deliver.receive('q06_many', 1);
+SELECT count(*) AS dead FROM deliver.dead_letters('q06_many', max_messages => 1000);
+SELECT count(*) AS received FROM deliver.receive('q06_many', 1);
+SELECT count(*) AS dead, min(attempts) AS attempts, min(reason) AS reason
+  FROM deliver.dead_letters('q06_many', max_messages => 1000);
+SELECT deliver.drop_queue('q06_many');
 
 SELECT deliver.drop_queue('q06');
 SELECT deliver.drop_queue('q06_eo');
