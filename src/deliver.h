@@ -323,6 +323,7 @@ extern void xact_note_moved_delayed(int32 queue_idx);
 #define CATALOG_SWITCH			's'
 extern void xact_note_catalog(int32 queue_idx, int32 group_id, char action);
 extern void deliver_xact_init(void);
+extern bool xact_statement_is_top_level(void);
 
 /* worker.c */
 extern char *deliver_database;

@@ -771,6 +771,39 @@ next_wakeup_ms(QueueInfo *q, GroupShared *gs, long remaining)
 }
 
 /*
+ * An at-most-once receive removes what it returns when its transaction
+ * commits; a transaction that fails after the client saw the messages would
+ * bring them back after a restart.  So such a receive must be a
+ * transaction of its own, committed as soon as it is done: not in a
+ * transaction block (explicit, or the implicit one of several statements
+ * sent as one query string), not after other statements of a pipeline,
+ * not inside a function, DO block or procedure.  And it commits at once,
+ * before the next statement of a pipeline runs (as CREATE DATABASE does).
+ */
+static void
+at_most_once_own_transaction(QueueInfo *q)
+{
+	const char *where = NULL;
+
+	if (IsTransactionBlock())
+		where = "inside a transaction block";
+	else if (IsSubTransaction())
+		where = "inside a subtransaction";
+	else if (MyXactFlags & XACT_FLAGS_PIPELINING)
+		where = "after other statements of a pipeline";
+	else if (!xact_statement_is_top_level())
+		where = "from a function, DO block or procedure";
+	if (where)
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("receive from at_most_once queue \"%s\" cannot run %s", q->name, where),
+				 errdetail("At-most-once removes a message when the receive commits, so the receive "
+						   "must be a transaction of its own."),
+				 errhint("Call deliver.receive as a statement of its own, in autocommit mode.")));
+	MyXactFlags |= XACT_FLAGS_NEEDIMMEDIATECOMMIT;
+}
+
+/*
  * deliver.receive(queue_name, max_messages, visibility_timeout, wait,
  * consumer_group) returns setof (message_id, delivery_id, payload, headers,
  * ordering_key, attempt, enqueued_at, lease_expires_at)
@@ -812,14 +845,9 @@ deliver_receive(PG_FUNCTION_ARGS)
 								 "visibility_timeout", "1 millisecond and 12 hours");
 	wait_ms = deliver_interval_arg(fcinfo, 3, 0, 0, 3600 * 1000, "wait", "0 and 1 hour");
 	g = queue_group(q, PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4));
-	if (q->guarantee == G_AT_MOST_ONCE && IsTransactionBlock())
-		ereport(ERROR,
-				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
-				 errmsg("receive from at_most_once queue \"%s\" cannot run inside a transaction block",
-						q->name),
-				 errhint("At-most-once removes a message when its receive commits; in autocommit "
-						 "mode a rollback cannot hand it out a second time.")));
 	queue_check_privilege(q, ACL_SELECT, "receive from");
+	if (q->guarantee == G_AT_MOST_ONCE)
+		at_most_once_own_transaction(q);
 
 	memset(&c, 0, sizeof(c));
 	c.q = q;

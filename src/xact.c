@@ -11,6 +11,7 @@
 #include "deliver.h"
 
 #include "access/xact.h"
+#include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
@@ -281,7 +282,58 @@ catalog_apply(CatalogRef *c)
 }
 
 static ProcessUtility_hook_type prev_utility_hook = NULL;
+static ExecutorRun_hook_type prev_executor_run = NULL;
+static ExecutorFinish_hook_type prev_executor_finish = NULL;
 static bool finished_prepared = false;
+
+/*
+ * How deeply statements are nested: 1 while the client's statement runs, 2
+ * and more for statements run by functions (PL/pgSQL, SQL functions, DO,
+ * CALL).  At-most-once receives are for the client's own statement only.
+ */
+static int	statement_nesting = 0;
+
+bool
+xact_statement_is_top_level(void)
+{
+	return statement_nesting <= 1;
+}
+
+static void
+deliver_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count, bool execute_once)
+{
+	statement_nesting++;
+	PG_TRY();
+	{
+		if (prev_executor_run)
+			prev_executor_run(queryDesc, direction, count, execute_once);
+		else
+			standard_ExecutorRun(queryDesc, direction, count, execute_once);
+	}
+	PG_FINALLY();
+	{
+		statement_nesting--;
+	}
+	PG_END_TRY();
+}
+
+static void
+deliver_executor_finish(QueryDesc *queryDesc)
+{
+	statement_nesting++;
+	PG_TRY();
+	{
+		if (prev_executor_finish)
+			prev_executor_finish(queryDesc);
+		else
+			standard_ExecutorFinish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		statement_nesting--;
+	}
+	PG_END_TRY();
+}
 
 /*
  * COMMIT PREPARED / ROLLBACK PREPARED settle acks and sends of another
@@ -299,11 +351,20 @@ deliver_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 		(((TransactionStmt *) node)->kind == TRANS_STMT_COMMIT_PREPARED ||
 		 ((TransactionStmt *) node)->kind == TRANS_STMT_ROLLBACK_PREPARED))
 		finished_prepared = true;
-	if (prev_utility_hook)
-		prev_utility_hook(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
-								dest, qc);
+	statement_nesting++;
+	PG_TRY();
+	{
+		if (prev_utility_hook)
+			prev_utility_hook(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+									dest, qc);
+	}
+	PG_FINALLY();
+	{
+		statement_nesting--;
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -443,5 +504,9 @@ deliver_xact_init(void)
 	RegisterXactCallback(deliver_xact_callback, NULL);
 	prev_utility_hook = ProcessUtility_hook;
 	ProcessUtility_hook = deliver_utility_hook;
+	prev_executor_run = ExecutorRun_hook;
+	ExecutorRun_hook = deliver_executor_run;
+	prev_executor_finish = ExecutorFinish_hook;
+	ExecutorFinish_hook = deliver_executor_finish;
 	RegisterSubXactCallback(deliver_subxact_callback, NULL);
 }

@@ -177,6 +177,17 @@ SELECT count(*) AS dead, min(attempts) AS attempts, min(reason) AS reason
   FROM deliver.dead_letters('q06_many', max_messages => 1000);
 SELECT deliver.drop_queue('q06_many');
 
+-- a nack's error is kept to 119 bytes, cut on a character boundary: what is
+-- stored stays valid in the database encoding (pg_dump/restore read it)
+SELECT deliver.create_queue('q06_utf8', max_attempts => 1);
+SELECT deliver.send('q06_utf8', '{}') > 0 AS sent;
+SELECT deliver.nack('q06_utf8', delivery_id, repeat('é', 100), '0') FROM deliver.receive('q06_utf8');
+SELECT count(*) AS received FROM deliver.receive('q06_utf8');
+SELECT last_error = repeat('é', 59) AS clipped, octet_length(last_error) AS bytes,
+       convert_from(convert_to(last_error, 'UTF8'), 'UTF8') = last_error AS valid
+  FROM deliver.dead_letters('q06_utf8');
+SELECT deliver.drop_queue('q06_utf8');
+
 SELECT deliver.drop_queue('q06');
 SELECT deliver.drop_queue('q06_eo');
 SELECT deliver.drop_queue('q06_m');

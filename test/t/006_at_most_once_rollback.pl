@@ -1,8 +1,12 @@
 # At-most-once: a message a receive returned is never handed out again, even
 # when the receiving transaction rolls back or its backend is killed before
-# committing, and even after a restart or a crash.  (Refusing at-most-once
-# receives inside a transaction block would also keep the promise: then
-# nothing is handed out in the first place.)
+# committing, and even after a restart or a crash.  A receive from an
+# at-most-once queue must be a transaction of its own: it is refused inside
+# a transaction block (explicit, or several statements in one query
+# string), after other statements of a pipeline, and from functions, DO
+# blocks and procedures; the first statement of a pipeline commits at once,
+# so a statement failing after it in the same pipeline (libpq pipeline
+# mode, test/tools/pipeline.c) cannot bring its messages back.
 use strict;
 use warnings;
 use FindBin;
@@ -11,6 +15,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use DeliverTest;
+use IPC::Run;
 
 my $node = deliver_node('amo');
 
@@ -64,6 +69,62 @@ is(again('amo2'), '0', 'nor the one of the killed backend');
 $node->stop('immediate');
 $node->start;
 is(again('amo') + again('amo2'), 0, 'nor after crash recovery');
+
+# a pipeline: receive, then a statement that fails, then Sync
+my $tool = PostgreSQL::Test::Utils::tempdir() . '/pipeline';
+my $inc = `pg_config --includedir`;
+chomp $inc;
+system('cc', '-Wall', '-Werror', "-I$inc", '-o', $tool, "$FindBin::RealBin/../tools/pipeline.c",
+	"-L" . `pg_config --libdir` =~ s/\s+$//r, '-lpq') == 0 or die "could not build $tool";
+my $conninfo = $node->connstr('postgres');
+sub pipeline
+{
+	my $out = '';
+	IPC::Run::run([ $tool, $conninfo, @_ ], '>', \$out) or die "pipeline failed";
+	return split /\n/, $out;
+}
+$node->safe_psql('postgres', q{
+    SELECT deliver.create_queue('amo3', 'at_most_once');
+    SELECT deliver.send_batch('amo3', ARRAY['{"n": 1}', '{"n": 2}', '{"n": 3}']::jsonb[]);
+});
+my @r = pipeline(q{SELECT message_id FROM deliver.receive('amo3', 1)}, q{SELECT 1/0});
+like($r[0], qr/^ok 1 \d+$/, 'the first statement of the pipeline received a message');
+like($r[1], qr/^error 22012/, 'the next statement failed');
+my ($piped) = $r[0] =~ /^ok 1 (\d+)$/;
+$handed_out{amo3} = [$piped // 0];
+# a crash right away: only what was committed counts
+$node->stop('immediate');
+$node->start;
+is(again('amo3'), '0',
+	'after a crash, the message the pipeline received is not handed out again: the receive committed before the failing statement ran');
+
+# refused wherever it would not be a transaction of its own (again() above
+# took the rest: two new messages wait)
+$node->safe_psql('postgres', q{SELECT deliver.send_batch('amo3', ARRAY['{"n": 4}', '{"n": 5}']::jsonb[])});
+@r = pipeline(q{SELECT 1}, q{SELECT message_id FROM deliver.receive('amo3', 1)});
+like($r[1], qr/^error 25001 .*after other statements of a pipeline/, 'a receive after another statement of a pipeline is refused');
+my @refused = (
+	[ 'two statements in one query string', q{SELECT 1; SELECT * FROM deliver.receive('amo3');} ],
+	[ 'a DO block', q{DO $$ BEGIN PERFORM deliver.receive('amo3'); END $$;} ],
+	[ 'a function', q{CREATE FUNCTION pg_temp.take() RETURNS SETOF bigint LANGUAGE plpgsql AS
+                        $$ BEGIN RETURN QUERY SELECT message_id FROM deliver.receive('amo3'); END $$;
+                      SELECT * FROM pg_temp.take();} ],
+	[ 'a SQL function', q{CREATE FUNCTION pg_temp.take2() RETURNS SETOF bigint LANGUAGE sql VOLATILE AS
+                        $$ SELECT message_id FROM deliver.receive('amo3'); SELECT 1::bigint $$;
+                      SELECT * FROM pg_temp.take2();} ],
+	[ 'a procedure', q{CREATE PROCEDURE pg_temp.proc() LANGUAGE plpgsql AS
+                        $$ BEGIN PERFORM deliver.receive('amo3'); END $$;
+                      CALL pg_temp.proc();} ],
+	[ 'a subtransaction', q{BEGIN; SAVEPOINT s; SELECT * FROM deliver.receive('amo3');} ]);
+for my $c (@refused)
+{
+	my ($what, $sql) = @$c;
+	my ($rc2, $out2, $err2) = $node->psql('postgres', $what eq 'two statements in one query string'
+		  ? undef : $sql, $what eq 'two statements in one query string' ? (extra_params => [ '-c', $sql ]) : ());
+	like($err2, qr/receive from at_most_once queue "amo3" cannot run/, "refused in $what");
+}
+is(query_one($node, q{SELECT depth FROM deliver.metrics('amo3')}), '2',
+	'the refused receives took nothing: the two other messages are still there');
 
 $node->stop;
 done_testing();
