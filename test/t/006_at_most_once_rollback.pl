@@ -15,6 +15,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use DeliverTest;
+use DeliverHistory qw(write_result);
 use IPC::Run;
 
 my $node = deliver_node('amo');
@@ -95,8 +96,11 @@ $handed_out{amo3} = [$piped // 0];
 # a crash right away: only what was committed counts
 $node->stop('immediate');
 $node->start;
-is(again('amo3'), '0',
+my $again = again('amo3');
+is($again, '0',
 	'after a crash, the message the pipeline received is not handed out again: the receive committed before the failing statement ran');
+write_result('hostile.tsv', 'pipeline', 'at-most-once receive, then a failing statement, one pipeline; crash',
+	'not redelivered', $again eq '0' ? 'not redelivered' : 'redelivered', $again eq '0' ? 'pass' : 'FAIL');
 
 # refused wherever it would not be a transaction of its own (again() above
 # took the rest: two new messages wait)
@@ -121,7 +125,9 @@ for my $c (@refused)
 	my ($what, $sql) = @$c;
 	my ($rc2, $out2, $err2) = $node->psql('postgres', $what eq 'two statements in one query string'
 		  ? undef : $sql, $what eq 'two statements in one query string' ? (extra_params => [ '-c', $sql ]) : ());
-	like($err2, qr/receive from at_most_once queue "amo3" cannot run/, "refused in $what");
+	my $ok = like($err2, qr/receive from at_most_once queue "amo3" cannot run/, "refused in $what");
+	write_result('hostile.tsv', 'pipeline', "at-most-once receive in $what", '25001',
+		$err2 =~ /ERROR:\s+(?:[0-9A-Z]{5}:\s+)?receive from at_most_once/ ? '25001' : 'accepted', $ok ? 'pass' : 'FAIL');
 }
 is(query_one($node, q{SELECT depth FROM deliver.metrics('amo3')}), '2',
 	'the refused receives took nothing: the two other messages are still there');

@@ -31,7 +31,33 @@ $node->safe_psql('postgres', q{
     CREATE ROLE reader LOGIN;
     SELECT deliver.grant_queue('h', 'sender', 'send');
     SELECT deliver.grant_queue('h2', 'reader', 'receive');
+    -- escalation: a role that may receive, with shadowing functions and
+    -- operators in a schema of its own (no worker here: receive moves
+    -- delayed messages that came due itself, as the queue's owner)
+    CREATE ROLE mallory LOGIN;
+    CREATE SCHEMA mallory AUTHORIZATION mallory;
+    SELECT deliver.create_queue('hd', max_attempts => 2, retry_base => '0');
+    SELECT deliver.grant_queue('hd', 'mallory', 'all');
+    SELECT deliver.send_batch('hd', ARRAY(SELECT jsonb_build_object('n', i) FROM generate_series(1, 150) i));
+    SELECT deliver.send('hd', '{"late": true}', delay => '1 millisecond');
 });
+$node->safe_psql('postgres', q{
+    SET ROLE mallory;
+    CREATE FUNCTION mallory.unnest(int[]) RETURNS SETOF int LANGUAGE plpgsql AS
+        $$ BEGIN ALTER ROLE mallory SUPERUSER; RETURN QUERY SELECT pg_catalog.unnest($1); END $$;
+    CREATE FUNCTION mallory.evil_eq(bigint, bigint) RETURNS boolean LANGUAGE plpgsql AS
+        $$ BEGIN ALTER ROLE mallory SUPERUSER; RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+    CREATE OPERATOR mallory.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = mallory.evil_eq);
+    CREATE FUNCTION mallory.now() RETURNS timestamptz LANGUAGE plpgsql AS
+        $$ BEGIN ALTER ROLE mallory SUPERUSER; RETURN pg_catalog.now(); END $$;
+});
+# crash: every message of hd out of attempts (nacked twice), more than a
+# receive of one takes
+$node->safe_psql('postgres', q{SELECT count(*) FROM deliver.receive('hd', 150) r WHERE deliver.nack('hd', r.delivery_id, 'again', '0')})
+  for 1 .. 2;
+my ($hid, $h2id) = map { query_one($node, "SELECT queue_id FROM deliver.queue WHERE queue_name = '$_'") } qw(h h2);
+my $shadowed = "SET search_path = mallory, pg_catalog;
+";
 
 # delivery ids leased by the owner: of queue h (default group and g2) and h2
 my ($d_h, $d_g2, $d_h2) = map {
@@ -189,6 +215,28 @@ my @catalogue = (
 	[ 'receive grant', q{SELECT * FROM deliver.receive('h')}, '42501', 'reader' ],
 	[ 'receive grant', q{SELECT * FROM deliver.receive('h2', 1, consumer_group => 'nogroup')}, '42704', 'reader' ],
 	[ 'receive grant', q{SELECT deliver.drop_queue('h2')}, '42501', 'reader' ],
+	# bypass: grantees hold no privilege on deliver's tables
+	[ 'bypass', qq{INSERT INTO deliver.q${h2id}_done0 (group_id, kind, message_ids) VALUES (1, 'a', ARRAY[1, 2, 3])},
+	  '42501', 'reader' ],
+	[ 'bypass', qq{INSERT INTO deliver.q${h2id}_s0 (txid, message_id, enqueued_at, payload) VALUES (pg_current_xact_id(), 1, now(), '{}')},
+	  '42501', 'reader' ],
+	[ 'bypass', qq{DELETE FROM deliver.q${h2id}_dead}, '42501', 'reader' ],
+	[ 'bypass', qq{SELECT * FROM deliver.q${h2id}_s0}, '42501', 'reader' ],
+	[ 'bypass', qq{INSERT INTO deliver.q${hid}_dedup VALUES ('k', 1, 'infinity')}, '42501', 'sender' ],
+	[ 'bypass', qq{UPDATE deliver.q${hid}_dedup SET expires_at = 'infinity'}, '42501', 'sender' ],
+	[ 'bypass', qq{INSERT INTO deliver.q${hid}_s0 (txid, message_id, enqueued_at, ordering_key, payload) VALUES (pg_current_xact_id(), 1, now(), repeat('k', 65541), '{}')},
+	  '42501', 'sender' ],
+	[ 'bypass', qq{SELECT nextval('deliver.q${hid}_seq')}, '42501', 'sender' ],
+	[ 'bypass', qq{TRUNCATE deliver.q${hid}_s0}, '42501', 'sender' ],
+	# escalation: shadowing functions and operators on the caller's search_path
+	[ 'escalation', $shadowed . q{SELECT count(*) FROM deliver.receive('hd', 5)}, 'ok', 'mallory' ],
+	[ 'escalation', $shadowed . q{SELECT deliver.send('hd', '{}', delay => '1 hour')}, 'ok', 'mallory' ],
+	[ 'escalation', $shadowed . q{SELECT * FROM deliver.metrics('hd')}, 'ok', 'mallory' ],
+	[ 'escalation', $shadowed . q{SELECT * FROM deliver.dead_letters('hd')}, 'ok', 'mallory' ],
+	# crash: more messages out of attempts than the receive takes
+	[ 'crash', q{SELECT count(*) FROM deliver.receive('hd', 1)}, 'ok', 'mallory' ],
+	# UTF-8: a nack's error cut to the limit on a character boundary
+	[ 'invalid UTF-8', qq{SELECT deliver.nack('h', $d_h, repeat('é', 100), '1 hour')}, 'ok' ],
 );
 
 my ($pass, $n) = (0, 0);
@@ -214,9 +262,14 @@ for my $c (@catalogue)
 	write_result('hostile.tsv', $cat, $short . ($role ? " (as $role)" : ''), $want, $got, $verdict);
 }
 
-# the owner's leases survived every hostile ack: each is still current
-is($node->safe_psql('postgres', "SELECT deliver.ack('h', $d_h) AND deliver.ack('h', $d_g2) AND deliver.ack('h2', $d_h2)"),
+# the owner's leases survived every hostile ack: each is still current (but
+# the one nacked with a long error above)
+is($node->safe_psql('postgres', "SELECT deliver.ack('h', $d_g2) AND deliver.ack('h2', $d_h2)"),
 	't', 'the leases attacked above are intact and ack once');
+is(query_one($node, q{SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'}), 'f',
+	'no shadowing function ran with deliver\'s rights: mallory is no superuser');
+is(query_one($node, q{SELECT count(*) FROM deliver.dead_letters('hd', max_messages => 1000)}), '150',
+	'the receives moved every message out of attempts to the dead letters');
 
 # every SECURITY DEFINER function pins search_path
 my @unpinned = query_list($node, q{

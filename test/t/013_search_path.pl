@@ -22,6 +22,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use DeliverTest;
+use DeliverHistory qw(write_result);
 
 my $node = deliver_node('search_path', "deliver.database = 'victim'",
 	"deliver.maintenance_interval = '100ms'", "deliver.alert_interval = '100ms'",
@@ -143,9 +144,12 @@ mallory(q{SELECT deliver.set_alert('sp', 'depth', 0)});
 mallory(q{SELECT count(*) FROM deliver.list_grants()});
 mallory(q{SELECT deliver.has_queue_privilege('sp', 'all')});
 
-is($node->safe_psql('postgres', 'SELECT count(*) FROM mallory.pwned'), '0',
-	'no shadowing function of the receive-only role ran')
+my $ran = $node->safe_psql('postgres', 'SELECT count(*) FROM mallory.pwned');
+is($ran, '0', 'no shadowing function of the receive-only role ran')
   or diag($node->safe_psql('postgres', 'SELECT fn, by_role FROM mallory.pwned'));
+write_result('hostile.tsv', 'escalation',
+	'shadowing functions and operators of a receive-only role, every path that runs as the owner',
+	'none ran', $ran eq '0' ? 'none ran' : "$ran ran", $ran eq '0' ? 'pass' : 'FAIL');
 is($node->safe_psql('postgres', q{SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'}), 'f',
 	'mallory is no superuser');
 
@@ -183,9 +187,12 @@ cmp_ok($runs, '>', 5, "the worker ran ($runs runs)");
 cmp_ok($dead, '>', 0, "its sweeps moved messages to the dead letters ($dead)");
 is($node->safe_psql('victim', q{SELECT count(*) FILTER (WHERE firing) FROM deliver.list_alerts('w')}), '3',
 	'its alert check ran');
-is($node->safe_psql('victim', 'SELECT count(*) FROM public.pwned'), '0',
-	'no shadowing function of the database owner ran in the worker')
+$ran = $node->safe_psql('victim', 'SELECT count(*) FROM public.pwned');
+is($ran, '0', 'no shadowing function of the database owner ran in the worker')
   or diag($node->safe_psql('victim', 'SELECT fn, by_role FROM public.pwned'));
+write_result('hostile.tsv', 'escalation',
+	'shadowing functions and operators of a database owner (schema public, ALTER DATABASE SET search_path), maintenance worker',
+	'none ran', $ran eq '0' ? 'none ran' : "$ran ran", $ran eq '0' ? 'pass' : 'FAIL');
 is($node->safe_psql('postgres', q{SELECT rolsuper FROM pg_roles WHERE rolname = 'dbo'}), 'f',
 	'the database owner is no superuser');
 # the worker's errors, if any, are not about the shadows
