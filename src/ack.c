@@ -23,7 +23,16 @@ PG_FUNCTION_INFO_V1(deliver_ack_batch);
 PG_FUNCTION_INFO_V1(deliver_nack);
 PG_FUNCTION_INFO_V1(deliver_extend_lease);
 
-#define SLOT_MASK	((UINT64CONST(1) << 20) - 1)
+/*
+ * A delivery id is current from the receive that handed it out until the
+ * message is acked (when that commits), nacked, or delivered again; the
+ * receive's transaction rolling back ends it too.  A lease that ran out
+ * does not end it by itself: until the message is delivered again, an ack
+ * or nack of it is still taken (nobody else has the message).
+ * extend_lease needs a lease that has not run out.
+ */
+#define NOT_CURRENT_DETAIL \
+	"It was acked or nacked already, its receive was rolled back, or its lease ran out and the message was delivered again."
 
 static void
 not_current(QueueInfo *q, int64 delivery_id, const char *detail)
@@ -43,7 +52,7 @@ not_current(QueueInfo *q, int64 delivery_id, const char *detail)
 static GroupShared *
 lock_delivery(QueueInfo *q, int64 delivery_id, int32 *slot_out)
 {
-	uint64		idx = (uint64) delivery_id & SLOT_MASK;
+	uint64		idx = (uint64) delivery_id & DELIVERY_SLOT_MASK;
 	LeaseSlot  *s;
 	int32		gidx;
 	GroupShared *gs;
@@ -53,16 +62,14 @@ lock_delivery(QueueInfo *q, int64 delivery_id, int32 *slot_out)
 	s = &deliver_slots[idx];
 	gidx = s->group_idx;
 	if (gidx < 0 || gidx >= deliver_max_groups || s->delivery_id != (uint64) delivery_id)
-		not_current(q, delivery_id,
-					"It was acked already, or its lease expired and the message was delivered again.");
+		not_current(q, delivery_id, NOT_CURRENT_DETAIL);
 	gs = &deliver_groups[gidx];
 	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 	if (s->delivery_id != (uint64) delivery_id || s->group_idx != gidx ||
 		s->state == SLOT_FREE || s->state == SLOT_BLOCKED)
 	{
 		LWLockRelease(&gs->lock);
-		not_current(q, delivery_id,
-					"It was acked already, or its lease expired and the message was delivered again.");
+		not_current(q, delivery_id, NOT_CURRENT_DETAIL);
 	}
 	if (gs->queue_idx != q->queue_idx)
 	{
@@ -251,29 +258,32 @@ deliver_nack(PG_FUNCTION_ARGS)
 	int64		delay_ms = -1;
 	TimestampTz now = GetCurrentTimestamp();
 	int32		qidx;
+	char		error[DELIVER_ERROR_LEN];
 
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	check_queue_arg(fcinfo, 1, "delivery_id");
 	queue_check_privilege(q, ACL_SELECT, "nack messages of");
 	id = PG_GETARG_INT64(1);
-	delay_ms = deliver_interval_arg(fcinfo, 3, -1, 0, 12 * 3600 * 1000, "retry_after",
+	delay_ms = deliver_interval_arg(fcinfo, 3, -1, 0, DELIVER_MAX_VISIBILITY_MS, "retry_after",
 									"0 and 12 hours");
+	error[0] = '\0';
+	if (!PG_ARGISNULL(2))
+		clip_copy(error, text_to_cstring(PG_GETARG_TEXT_PP(2)), DELIVER_ERROR_LEN);
 	gs = lock_delivery(q, id, &idx);
 	s = &deliver_slots[idx];
-	if (s->state != SLOT_LEASED || s->finish_pending)
+	if (s->finish_pending)
 	{
 		LWLockRelease(&gs->lock);
-		not_current(q, id, s->finish_pending ? "It is being acked." : "Its lease expired.");
+		not_current(q, id, "It is being acked.");
 	}
-	slist_remove(&gs->leased, idx);
+	/* leased, or its lease ran out and it waits for redelivery */
+	slist_remove(s->state == SLOT_LEASED ? &gs->leased : &gs->ready_list, idx);
 	s->state = SLOT_READY;
 	s->reason = REASON_NACKED;
 	s->visible_at = now + (delay_ms >= 0 ? delay_ms : backoff_ms(q, s->attempt)) * 1000;
-	if (!PG_ARGISNULL(2))
-		clip_copy(s->last_error, text_to_cstring(PG_GETARG_TEXT_PP(2)), DELIVER_ERROR_LEN);
-	else
-		s->last_error[0] = '\0';
+	memcpy(s->last_error, error, DELIVER_ERROR_LEN);
+	s->delivery_id = 0;			/* the delivery ends here: no ack or extend of it */
 	slist_push(&gs->ready_list, idx);
 	qidx = gs->queue_idx;
 	LWLockRelease(&gs->lock);
@@ -296,6 +306,7 @@ deliver_extend_lease(PG_FUNCTION_ARGS)
 	LeaseSlot  *s;
 	int64		vt_ms;
 	TimestampTz expires;
+	TimestampTz now;
 
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
@@ -303,16 +314,17 @@ deliver_extend_lease(PG_FUNCTION_ARGS)
 	check_queue_arg(fcinfo, 2, "visibility_timeout");
 	queue_check_privilege(q, ACL_SELECT, "extend leases of");
 	id = PG_GETARG_INT64(1);
-	vt_ms = deliver_interval_arg(fcinfo, 2, 0, 1, 12 * 3600 * 1000, "visibility_timeout",
+	vt_ms = deliver_interval_arg(fcinfo, 2, 0, 1, DELIVER_MAX_VISIBILITY_MS, "visibility_timeout",
 								 "1 millisecond and 12 hours");
 	gs = lock_delivery(q, id, &idx);
 	s = &deliver_slots[idx];
-	if (s->state != SLOT_LEASED)
+	now = GetCurrentTimestamp();
+	if (s->state != SLOT_LEASED || s->lease_expires <= now)
 	{
 		LWLockRelease(&gs->lock);
-		not_current(q, id, "Its lease expired.");
+		not_current(q, id, "Its lease ran out: receive the message again (ack or nack it still can).");
 	}
-	expires = GetCurrentTimestamp() + vt_ms * 1000;
+	expires = now + vt_ms * 1000;
 	s->lease_expires = expires;
 	if (expires < gs->next_expiry)
 		gs->next_expiry = expires;	/* a shorter lease runs out sooner */

@@ -45,9 +45,6 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 #define EPOCH_FILE		"deliver.epoch"
-#define SLOT_BITS		20
-#define GEN_BITS		28
-#define GEN_MASK		((UINT64CONST(1) << GEN_BITS) - 1)
 
 void		_PG_init(void);
 
@@ -115,7 +112,7 @@ deliver_next_epoch(TimeLineID tli)
 				(errcode_for_file_access(),
 				 errmsg("deliver: could not write file \"%s\": %m", EPOCH_FILE ".tmp")));
 	(void) durable_rename(EPOCH_FILE ".tmp", EPOCH_FILE, FATAL);
-	StaticAssertStmt(EPOCH_COUNTER_BITS + 5 == 63 - SLOT_BITS - GEN_BITS, "epoch bits");
+	StaticAssertStmt(EPOCH_COUNTER_BITS + 5 == 63 - DELIVERY_SLOT_BITS - DELIVERY_GEN_BITS, "epoch bits");
 	return ((tli & 0x1F) << EPOCH_COUNTER_BITS) | counter;
 }
 
@@ -234,7 +231,7 @@ deliver_new_delivery_id(int32 slot_idx)
 	uint32		epoch;
 
 	deliver_ensure_epoch();
-	s->gen = (s->gen + 1) & GEN_MASK;
+	s->gen = (s->gen + 1) & DELIVERY_GEN_MASK;
 	if (s->gen == 0)
 	{
 		/* slot_lock, not lock: callers hold a group lock */
@@ -244,8 +241,8 @@ deliver_new_delivery_id(int32 slot_idx)
 		s->gen = 1;
 	}
 	epoch = deliver_shared->epoch;
-	return ((uint64) epoch << (SLOT_BITS + GEN_BITS)) |
-		((uint64) s->gen << SLOT_BITS) | (uint64) slot_idx;
+	return ((uint64) epoch << (DELIVERY_SLOT_BITS + DELIVERY_GEN_BITS)) |
+		((uint64) s->gen << DELIVERY_SLOT_BITS) | (uint64) slot_idx;
 }
 
 /*
@@ -442,7 +439,7 @@ _PG_init(void)
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("deliver.max_in_flight",
 							"Most messages leased, waiting for redelivery or held back by FIFO order at once, over all queues.",
-							NULL, &deliver_max_leases, 65536, 64, (1 << SLOT_BITS) - 1,
+							NULL, &deliver_max_leases, 65536, 64, (1 << DELIVERY_SLOT_BITS) - 1,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("deliver.database",
 							   "Databases served by maintenance workers, one worker each (comma-separated; empty: none).",

@@ -37,7 +37,8 @@
 
 #define DELIVER_MAX_SEGMENTS	8
 #define DELIVER_CHECKPOINTS		8
-#define DELIVER_ERROR_LEN		120
+#define DELIVER_ERROR_LEN		120	/* bytes kept of a nack's error, with the NUL */
+#define DELIVER_MAX_VISIBILITY_MS	((int64) 12 * 3600 * 1000)	/* leases and retry_after */
 #define DELIVER_MAX_WORKERS		16	/* databases served by maintenance workers */
 
 /* guarantees */
@@ -76,6 +77,16 @@ typedef struct DSnap
 
 extern int	deliver_snap_xip_max;
 extern Size deliver_snap_size;
+
+/*
+ * A delivery id (the fencing token of a lease): epoch (15 bits: WAL
+ * timeline mod 32, boot counter) | generation of the lease slot (28 bits) |
+ * lease slot (20 bits).  Always positive.
+ */
+#define DELIVERY_SLOT_BITS	20
+#define DELIVERY_GEN_BITS	28
+#define DELIVERY_SLOT_MASK	((UINT64CONST(1) << DELIVERY_SLOT_BITS) - 1)
+#define DELIVERY_GEN_MASK	((UINT64CONST(1) << DELIVERY_GEN_BITS) - 1)
 
 /* lease slot states */
 #define SLOT_FREE		0

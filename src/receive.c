@@ -455,6 +455,7 @@ claim_dead(GroupShared *gs, int32 idx, TimestampTz now, int64 vt_ms, Out *o)
 
 	memset(o, 0, sizeof(Out));
 	s->state = SLOT_LEASED;
+	s->delivery_id = deliver_new_delivery_id(idx);	/* a token of the move's own */
 	s->finish_pending = true;
 	s->finish_kind = DONE_DEAD;
 	s->finish_xid = GetTopTransactionId();
@@ -841,7 +842,7 @@ deliver_receive(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_messages must be between 1 and %d", deliver_max_batch),
 				 errhint("The upper limit is the setting deliver.max_batch_size.")));
-	vt_ms = deliver_interval_arg(fcinfo, 2, q->visibility_ms, 1, 12 * 3600 * 1000,
+	vt_ms = deliver_interval_arg(fcinfo, 2, q->visibility_ms, 1, DELIVER_MAX_VISIBILITY_MS,
 								 "visibility_timeout", "1 millisecond and 12 hours");
 	wait_ms = deliver_interval_arg(fcinfo, 3, 0, 0, 3600 * 1000, "wait", "0 and 1 hour");
 	g = queue_group(q, PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4));

@@ -179,6 +179,7 @@ release_lease(SlotRef *r)
 		s->state = SLOT_READY;
 		s->reason = REASON_ABORTED;
 		s->visible_at = 0;
+		s->delivery_id = 0;		/* the delivery ends with its receive */
 		slist_push(&gs->ready_list, r->slot);
 	}
 	LWLockRelease(&gs->lock);

@@ -172,9 +172,8 @@ SELECT delivery_id AS db FROM deliver.receive('q03_backoff') \gset
 SELECT deliver.nack('q03_backoff', :db, 'try later');
 SELECT message_id FROM deliver.receive('q03_backoff');
 SELECT consumer_group, depth, in_flight FROM deliver.metrics('q03_backoff');
--- until the message is delivered again, its last delivery id may still ack it
--- (as after a lease ran out)
-SELECT deliver.ack('q03_backoff', :db);
+-- the nack ended that delivery: its id acks nothing (see q03_ids below)
+SELECT pg_temp.try(format('SELECT deliver.ack(%L, %s)', 'q03_backoff', :db));
 SELECT consumer_group, depth, in_flight, acked_total FROM deliver.metrics('q03_backoff');
 -- bad retry_after
 SELECT deliver.send('q03', '{"n": "bad retry"}');
@@ -264,6 +263,40 @@ SELECT message_id FROM deliver.receive('q03_amo', 10);
 -- nothing to ack on an at-most-once queue
 SELECT pg_temp.try($$SELECT deliver.ack('q03_amo', 1)$$);
 SELECT consumer_group, depth, in_flight FROM deliver.metrics('q03_amo');
+
+--
+-- When a delivery id stops being current: ack (at commit), nack, the
+-- receive rolling back, or the message being delivered again.  A lease
+-- that ran out does not end it by itself: ack and nack are still taken
+-- until the message is delivered again; extend_lease is not.
+--
+SELECT deliver.create_queue('q03_ids', retry_base => '1 hour');
+SELECT deliver.send_batch('q03_ids', ARRAY['{"i": 1}', '{"i": 2}', '{"i": 3}', '{"i": 4}']::jsonb[]) IS NOT NULL AS sent;
+SELECT delivery_id AS nacked FROM deliver.receive('q03_ids') \gset
+SELECT deliver.nack('q03_ids', :nacked, 'retry me');
+SELECT pg_temp.try(format('SELECT deliver.ack(%L, %s)', 'q03_ids', :nacked)) AS ack_after_nack;
+SELECT pg_temp.try(format('SELECT deliver.extend_lease(%L, %s, %L)', 'q03_ids', :nacked, '1 minute')) AS extend_after_nack;
+SELECT pg_temp.try(format('SELECT deliver.nack(%L, %s)', 'q03_ids', :nacked)) AS nack_after_nack;
+-- a lease that ran out: extend refused, ack still taken (not delivered again)
+SELECT delivery_id AS ran_out FROM deliver.receive('q03_ids', visibility_timeout => '10 milliseconds') \gset
+SELECT pg_sleep(0.05);
+SELECT pg_temp.try(format('SELECT deliver.extend_lease(%L, %s, %L)', 'q03_ids', :ran_out, '1 minute')) AS extend_after_expiry;
+SELECT deliver.ack('q03_ids', :ran_out) AS ack_after_expiry;
+-- and nack (which ends it)
+SELECT delivery_id AS ran_out2 FROM deliver.receive('q03_ids', visibility_timeout => '10 milliseconds') \gset
+SELECT pg_sleep(0.05);
+SELECT deliver.nack('q03_ids', :ran_out2, 'late') AS nack_after_expiry;
+SELECT pg_temp.try(format('SELECT deliver.ack(%L, %s)', 'q03_ids', :ran_out2)) AS ack_after_that;
+-- a rolled-back receive's id
+BEGIN;
+SELECT delivery_id AS rolled_back FROM deliver.receive('q03_ids') \gset
+ROLLBACK;
+SELECT pg_temp.try(format('SELECT deliver.ack(%L, %s)', 'q03_ids', :rolled_back)) AS ack_after_rollback;
+SELECT pg_temp.try(format('SELECT deliver.extend_lease(%L, %s, %L)', 'q03_ids', :rolled_back, '1 minute')) AS extend_after_rollback;
+-- the message of the rolled-back receive comes again at once (attempt 2)
+SELECT payload, attempt, deliver.ack('q03_ids', delivery_id) FROM deliver.receive('q03_ids');
+SELECT consumer_group, depth, in_flight FROM deliver.metrics('q03_ids');
+SELECT deliver.drop_queue('q03_ids');
 
 SELECT deliver.drop_queue('q03');
 SELECT deliver.drop_queue('q03_other');
