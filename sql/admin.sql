@@ -154,6 +154,7 @@ BEGIN
             USING ERRCODE = 'dependent_objects_still_exist',
                   HINT = 'Drop them first with deliver.drop_push_subscription().';
     END IF;
+    PERFORM deliver._lock_queue(q);
     PERFORM deliver._catalog_changed(q.queue_id, 'forget');
     FOREACH t IN ARRAY deliver._queue_tables(q) LOOP
         EXECUTE format('DROP TABLE deliver.%I', t);
@@ -173,6 +174,7 @@ DECLARE
     q deliver.queue := deliver._queue(queue_name);
     n bigint;
 BEGIN
+    PERFORM deliver._lock_queue(q);
     -- what is removed: the most any group still had (waiting, in flight,
     -- dead), and the delayed ones; finished messages are not counted
     SELECT coalesce(max(m.depth + m.in_flight + m.dead_letters), 0) + coalesce(max(m.delayed), 0)

@@ -83,3 +83,25 @@ AS $$
                     format('q%s_archive', q.queue_id)]
     FROM generate_series(0, q.segments - 1) AS s
 $$;
+
+-- Lock a queue for drop_queue or purge_queue: its catalog row first (as
+-- maintenance and grants do), then its tables in the order every other
+-- function takes them: each segment's done table and segment (receive
+-- scans them so), then the delayed messages, dead letters, idempotency
+-- keys and archive (a send locks its segment or the delayed table before
+-- the keys).  Taking them in that order, no deadlock can arise with
+-- senders, receivers and long polls.
+CREATE FUNCTION deliver._lock_queue(q deliver.queue) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM 1 FROM deliver.queue x WHERE x.queue_id = q.queue_id FOR UPDATE;
+    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE',
+        (SELECT string_agg(format('deliver.%I, deliver.%I', format('q%s_done%s', q.queue_id, s),
+                                  format('q%s_s%s', q.queue_id, s)), ', ' ORDER BY s)
+           FROM generate_series(0, q.segments - 1) AS s)
+        || format(', deliver.%I, deliver.%I, deliver.%I, deliver.%I',
+                  format('q%s_delayed', q.queue_id), format('q%s_dead', q.queue_id),
+                  format('q%s_dedup', q.queue_id), format('q%s_archive', q.queue_id)));
+END $$;

@@ -11,6 +11,7 @@
 #include "deliver.h"
 
 #include "access/genam.h"
+#include "access/relation.h"
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -105,9 +106,27 @@ scan_open(ScanCtx *c)
 		return;
 	for (i = 0; i < c->q->nsegments; i++)
 	{
-		c->done[i] = table_open(c->q->done_rel[i], AccessShareLock);
-		c->heap[i] = table_open(c->q->seg_rel[i], AccessShareLock);
-		c->index[i] = index_open(c->q->seg_idx[i], AccessShareLock);
+		/* a queue dropped since it was looked up has no tables any more */
+		c->done[i] = try_relation_open(c->q->done_rel[i], AccessShareLock);
+		c->heap[i] = c->done[i] ? try_relation_open(c->q->seg_rel[i], AccessShareLock) : NULL;
+		c->index[i] = c->heap[i] ? try_relation_open(c->q->seg_idx[i], AccessShareLock) : NULL;
+		if (c->index[i] == NULL)
+		{
+			if (c->heap[i])
+				relation_close(c->heap[i], AccessShareLock);
+			if (c->done[i])
+				relation_close(c->done[i], AccessShareLock);
+			while (--i >= 0)
+			{
+				relation_close(c->index[i], AccessShareLock);
+				relation_close(c->heap[i], AccessShareLock);
+				relation_close(c->done[i], AccessShareLock);
+			}
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("queue \"%s\" does not exist", c->q->name),
+					 errdetail("It was dropped.")));
+		}
 	}
 	c->open = true;
 }
@@ -121,9 +140,9 @@ scan_close(ScanCtx *c)
 		return;
 	for (i = 0; i < c->q->nsegments; i++)
 	{
-		index_close(c->index[i], AccessShareLock);
-		table_close(c->heap[i], AccessShareLock);
-		table_close(c->done[i], AccessShareLock);
+		relation_close(c->index[i], AccessShareLock);
+		relation_close(c->heap[i], AccessShareLock);
+		relation_close(c->done[i], AccessShareLock);
 	}
 	c->open = false;
 }
@@ -828,6 +847,7 @@ deliver_receive(PG_FUNCTION_ARGS)
 	bool		out_of_slots = false;
 	TimestampTz deadline;
 	bool		sleeping = false;
+	bool		moved_due = false;
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
@@ -859,17 +879,20 @@ deliver_receive(PG_FUNCTION_ARGS)
 	dead = palloc(sizeof(Out) * max_dead);
 	deadline = GetCurrentTimestamp() + wait_ms * 1000;
 
-	/*
-	 * Delayed messages are moved by the maintenance worker, whose commit
-	 * wakes long polls.  Without a worker in this database, a receive moves
-	 * them itself; they become visible when its transaction commits.
-	 */
-	if (!deliver_worker_serves_database())
-		move_due_delayed(q);
-
 	for (;;)
 	{
 		scan_open(&c);
+
+		/*
+		 * Delayed messages are moved by the maintenance worker, whose commit
+		 * wakes long polls.  Without a worker in this database, a receive
+		 * moves them itself (after locking the segments: the order of
+		 * locks drop_queue follows); they become visible when its
+		 * transaction commits.
+		 */
+		if (!moved_due && !deliver_worker_serves_database())
+			move_due_delayed(q);
+		moved_due = true;
 
 		/*
 		 * The scan snapshot is taken under the group's lock, so it is never
@@ -901,6 +924,22 @@ deliver_receive(PG_FUNCTION_ARGS)
 			(void) ConditionVariableTimedSleep(&deliver_queues[q->queue_idx].cv,
 											   next_wakeup_ms(q, c.gs, remaining),
 											   PG_WAIT_EXTENSION);
+
+			/*
+			 * The catalog changed meanwhile (the queue or the group dropped,
+			 * the queue altered, a grant revoked): look them up again.  A
+			 * queue or group that is gone ends the wait with its error.
+			 */
+			if (pg_atomic_read_u32(&deliver_shared->catalog_gen) != q->gen)
+			{
+				ConditionVariableCancelSleep();
+				sleeping = false;
+				q = queue_lookup(PG_GETARG_TEXT_PP(0));
+				g = queue_group(q, PG_GETARG_TEXT_PP(4));
+				queue_check_privilege(q, ACL_SELECT, "receive from");
+				c.q = q;
+				c.group_id = g->group_id;
+			}
 		}
 	}
 	if (sleeping)

@@ -21,6 +21,7 @@
 #include "utils/jsonb.h"
 #include "utils/xid8.h"
 #include "utils/lsyscache.h"
+#include "storage/lmgr.h"
 
 #define MAX_KEY_LEN		512
 
@@ -270,12 +271,21 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 	int			nargs;
 	Datum		args[8];
 	int			rc;
+	int			seg;
 
 	queue_check_privilege(q, ACL_INSERT, "send to");
 	validate_batch(q, b);
 
 	/* the xid is taken before the segment is chosen (see rotation) */
 	txid = GetTopFullTransactionId();
+	seg = queue_current_segment(q);
+
+	/*
+	 * The table the messages go to is locked before the id sequence and
+	 * the idempotency keys: the order drop_queue and purge_queue follow
+	 * (deliver._lock_queue).
+	 */
+	LockRelationOid(delayed ? q->delayed_rel : q->seg_rel[seg], RowExclusiveLock);
 
 	for (i = 0; i < b->n; i++)
 		ids[i] = nextval_internal(q->seq_rel, false);	/* the right to send was checked */
@@ -319,7 +329,6 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 	{
 		static Oid	send_types[7] = {XID8OID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
 		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
-		int			seg = queue_current_segment(q);
 
 		types = send_types;
 		nargs = 7;

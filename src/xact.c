@@ -274,10 +274,13 @@ catalog_apply(CatalogRef *c)
 			SpinLockRelease(&deliver_queues[c->queue_idx].mutex);
 			break;
 		case CATALOG_FORGET:
+			/* long polls of the queue wake up and find it gone */
+			ConditionVariableBroadcast(&deliver_queues[c->queue_idx].cv);
 			deliver_reset_queue_groups(c->queue_idx, 0, true);
 			break;
 		case CATALOG_FORGET_GROUP:
 			deliver_reset_queue_groups(c->queue_idx, c->group_id, true);
+			ConditionVariableBroadcast(&deliver_queues[c->queue_idx].cv);
 			break;
 	}
 }
