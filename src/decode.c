@@ -36,6 +36,7 @@
 #include "catalog/pg_type.h"
 #include "datatype/timestamp.h"
 #include "libpq/pqformat.h"
+#include "mb/pg_wchar.h"
 #include "replication/logical.h"
 #include "replication/output_plugin.h"
 #include "replication/slot.h"
@@ -428,19 +429,30 @@ json_jsonb_or_null(StringInfo out, Datum d, bool isnull)
 	}
 }
 
+/*
+ * A string of a binary record: its length (uint16, or uint32 when wide;
+ * all ones for NULL), then its bytes.  A string longer than its length
+ * field carries is cut (on a character boundary) with a warning: deliver's
+ * functions never store one (ordering keys are at most 512 bytes), but the
+ * rows are not trusted.
+ */
 static void
-bin_text(StringInfo out, const char *s, bool isnull, bool wide)
+bin_text(StringInfo out, const char *s, bool isnull, bool wide, int64 message_id)
 {
 	size_t		len = isnull ? 0 : strlen(s);
+	size_t		max = wide ? (size_t) 0xFFFFFFFE : (size_t) 0xFFFE;
 
+	if (len > max)
+	{
+		ereport(WARNING,
+				(errmsg("deliver: a text of message " INT64_FORMAT " is %zu bytes long, more than the binary format carries; it is cut to %zu bytes",
+						message_id, len, max)));
+		len = pg_mbcliplen(s, len, max);
+	}
 	if (wide)
-	{
 		pq_sendint32(out, isnull ? 0xFFFFFFFF : (uint32) len);
-	}
 	else
-	{
 		pq_sendint16(out, isnull ? 0xFFFF : (uint16) len);
-	}
 	if (!isnull)
 		appendBinaryStringInfo(out, s, len);
 }
@@ -451,6 +463,25 @@ jsonb_cstring(Datum d)
 	Jsonb	   *jb = DatumGetJsonbP(d);
 
 	return JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+}
+
+/*
+ * Does the relation have the columns of a segment, with their types?  (Its
+ * rows are read by position.)
+ */
+static bool
+segment_layout_ok(TupleDesc desc)
+{
+	static const Oid types[SEG_NATTS] = {XID8OID, INT8OID, INT4OID, TIMESTAMPTZOID, TEXTOID,
+	JSONBOID, JSONBOID};
+	int			i;
+
+	if (desc->natts != SEG_NATTS)
+		return false;
+	for (i = 0; i < SEG_NATTS; i++)
+		if (TupleDescAttr(desc, i)->attisdropped || TupleDescAttr(desc, i)->atttypid != types[i])
+			return false;
+	return true;
 }
 
 static void
@@ -474,9 +505,11 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	dq = segment_queue(data, relation);
 	if (dq == NULL)
 		return;
-	if (desc->natts != SEG_NATTS)
-		elog(ERROR, "deliver: segment table \"%s\" has %d columns, expected %d",
-			 RelationGetRelationName(relation), desc->natts, SEG_NATTS);
+	if (!segment_layout_ok(desc))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("deliver: segment table \"%s\" does not have the columns of a segment",
+						RelationGetRelationName(relation))));
 
 	old = MemoryContextSwitchTo(data->context);
 	tuple = &change->data.tp.newtuple->tuple;
@@ -504,13 +537,13 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		pq_sendint64(ctx->out, unix_usec(txn->xact_time.commit_time));
 		pq_sendint64(ctx->out, message_id);
 		pq_sendint64(ctx->out, unix_usec(DatumGetTimestampTz(values[SEG_ENQUEUED_AT])));
-		bin_text(ctx->out, dq->name, false, false);
+		bin_text(ctx->out, dq->name, false, false, message_id);
 		bin_text(ctx->out, nulls[SEG_ORDERING_KEY] ? NULL : TextDatumGetCString(values[SEG_ORDERING_KEY]),
-				 nulls[SEG_ORDERING_KEY], false);
+				 nulls[SEG_ORDERING_KEY], false, message_id);
 		bin_text(ctx->out, nulls[SEG_HEADERS] ? NULL : jsonb_cstring(values[SEG_HEADERS]),
-				 nulls[SEG_HEADERS], true);
+				 nulls[SEG_HEADERS], true, message_id);
 		bin_text(ctx->out, nulls[SEG_PAYLOAD] ? NULL : jsonb_cstring(values[SEG_PAYLOAD]),
-				 nulls[SEG_PAYLOAD], true);
+				 nulls[SEG_PAYLOAD], true, message_id);
 	}
 	else
 	{

@@ -173,6 +173,24 @@ SELECT count(*) > 0 AS read FROM pg_logical_slot_get_changes('push_raw', NULL, N
 CALL pg_temp.maintain_until('push_c', 's.state = ''empty''', 50);
 
 --
+-- the plugin does not trust what it reads: a row written behind deliver's
+-- back (by the superuser: nobody else can) with an ordering key longer than
+-- the binary format's 16-bit length goes out cut to 65534 bytes, with a
+-- warning, and the record stays consistent
+--
+SELECT format('q%s_s%s', s.queue_id, s.seg) AS seg_table
+  FROM deliver.segment s JOIN deliver.queue q USING (queue_id)
+ WHERE q.queue_name = 'push_b' AND s.state = 'active' \gset
+SELECT count(*) AS drained FROM pg_logical_slot_get_changes('push_raw', NULL, NULL);
+INSERT INTO deliver.:"seg_table" (txid, message_id, enqueued_at, ordering_key, payload)
+VALUES (pg_current_xact_id(), 999999, now(), repeat('k', 70000), '{"forged": true}');
+SET client_min_messages = error;
+SELECT get_byte(data, 35 + 6) * 256 + get_byte(data, 36 + 6) AS key_length,
+       length(data) = 35 + 6 + 2 + 65534 + 4 + 4 + length('{"forged": true}') AS consistent
+  FROM pg_logical_slot_get_binary_changes('push_raw', NULL, NULL, 'format', 'binary', 'queues', 'push_b');
+RESET client_min_messages;
+
+--
 -- clean up: no slot may stay behind (it would hold WAL and reclamation)
 --
 SELECT deliver.drop_push_subscription('push_sub_a');
