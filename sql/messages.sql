@@ -96,15 +96,17 @@ CREATE FUNCTION deliver._group_state(
 
 -- Expire leases, move messages out of attempts to the dead letters, wake
 -- long polls when messages are ready (the maintenance worker's sweep).
+-- Consumer groups nobody received from for deliver.idle_release give their
+-- lease slots back (released).
 CREATE FUNCTION deliver._sweep(queue_name text, max_dead int DEFAULT 1000,
-    OUT expired bigint, OUT ready bigint, OUT dead_lettered bigint)
+    OUT expired bigint, OUT ready bigint, OUT dead_lettered bigint, OUT released bigint)
     AS 'MODULE_PATHNAME', 'deliver_sweep' LANGUAGE C VOLATILE;
 
 -- The maintenance workers, one row per database in deliver.database.
 CREATE FUNCTION deliver.worker_status()
 RETURNS TABLE (database text, pid int, started_at timestamptz, last_run_at timestamptz,
                last_run_duration interval, runs bigint, errors bigint,
-               expired_total bigint, dead_total bigint,
+               expired_total bigint, dead_total bigint, released_total bigint,
                last_error text, last_error_at timestamptz)
     AS 'MODULE_PATHNAME', 'deliver_worker_status' LANGUAGE C VOLATILE;
 

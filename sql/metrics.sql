@@ -18,3 +18,12 @@ RETURNS TABLE (queue_name text, consumer_group text, depth bigint, in_flight big
 CREATE FUNCTION deliver.has_queue_privilege(queue_name text, privilege text)
 RETURNS boolean
     AS 'MODULE_PATHNAME', 'deliver_has_queue_privilege' LANGUAGE C STABLE;
+
+-- The lease slots of the whole server (deliver.max_in_flight): how many are
+-- free, how many of those are kept for queues below their reserve, the
+-- reserve each queue in use may always hold, the most one queue may hold
+-- (deliver.max_in_flight_per_queue), and the queues in use.
+CREATE FUNCTION deliver.lease_slots(OUT total int, OUT free int, OUT reserved bigint,
+                                    OUT reserve_per_queue int, OUT max_per_queue int,
+                                    OUT queues int)
+    AS 'MODULE_PATHNAME', 'deliver_lease_slots' LANGUAGE C VOLATILE;

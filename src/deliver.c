@@ -69,13 +69,20 @@ deliver_shmem_size(void)
 	return size;
 }
 
+/* the shared memory of deliver, its hash tables included */
+static Size
+deliver_shmem_size_all(void)
+{
+	return add_size(deliver_shmem_size(), fifo_keys_shmem_size());
+}
+
 static void
 deliver_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(deliver_shmem_size());
-	RequestNamedLWLockTranche("deliver", 2);
+	RequestAddinShmemSpace(deliver_shmem_size_all());
+	RequestNamedLWLockTranche("deliver", 2 + DELIVER_KEY_PARTITIONS);
 }
 
 /*
@@ -173,6 +180,7 @@ deliver_shmem_startup(void)
 
 		deliver_shared->lock = &locks[0].lock;
 		deliver_shared->slot_lock = &locks[1].lock;
+		deliver_shared->key_locks = &locks[2];
 		pg_atomic_init_u32(&deliver_shared->catalog_gen, 1);
 		SpinLockInit(&deliver_shared->worker_mutex);
 		/* the epoch is taken at the first lease (deliver_ensure_epoch) */
@@ -193,7 +201,10 @@ deliver_shmem_startup(void)
 		}
 		deliver_shared->free_head = 0;
 		deliver_shared->free_tail = deliver_max_leases - 1;
+		deliver_shared->free_count = deliver_max_leases;
+		deliver_shared->reserved = 0;
 	}
+	fifo_keys_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 	LWLockRegisterTranche(deliver_groups[0].lock.tranche, "deliver_group");
 }
@@ -287,8 +298,10 @@ deliver_queue_slot(Oid dbid, Oid relid, int32 queue_id, bool create)
 	deliver_queues[free_i].relid = relid;
 	deliver_queues[free_i].queue_id = queue_id;
 	deliver_queues[free_i].sent_total = 0;
+	deliver_queues[free_i].slots_held = 0;
 	deliver_queues[free_i].delayed_due = 1;	/* unknown: look once */
 	deliver_queues[free_i].cur_seg = -1;
+	lease_queue_added();
 	LWLockRelease(deliver_shared->lock);
 	return free_i;
 }
@@ -335,6 +348,7 @@ deliver_group_slot(int32 group_id, int32 queue_idx)
 		gs->ready_list = gs->leased;
 		gs->blocked = gs->leased;
 		gs->delivered_total = gs->acked_total = gs->dead_total = 0;
+		gs->last_receive = GetCurrentTimestamp();
 		LWLockRelease(&gs->lock);
 	}
 	LWLockRelease(deliver_shared->lock);
@@ -356,34 +370,41 @@ deliver_reset_queue_groups(int32 queue_idx, int32 group_id, bool forget)
 	for (i = 0; i < deliver_max_groups; i++)
 	{
 		GroupShared *gs = &deliver_groups[i];
-		SlotList   *lists[3];
-		int			l;
 
 		if (gs->group_id == 0 || gs->queue_idx != queue_idx ||
 			(group_id != 0 && gs->group_id != group_id))
 			continue;
 		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
-		lists[0] = &gs->leased;
-		lists[1] = &gs->ready_list;
-		lists[2] = &gs->blocked;
-		for (l = 0; l < 3; l++)
-		{
-			while (lists[l]->head >= 0)
-			{
-				int32		idx = lists[l]->head;
-
-				slist_remove(lists[l], idx);
-				slot_free(idx);
-			}
-		}
+		group_release_slots(gs);
 		gs->ready = false;
 		if (forget)
 			gs->group_id = 0;
 		LWLockRelease(&gs->lock);
 	}
 	if (forget && group_id == 0)
+	{
+		lease_queue_removed(queue_idx);
 		deliver_queues[queue_idx].used = false;
+	}
 	LWLockRelease(deliver_shared->lock);
+}
+
+/*
+ * Forget the shared state of every queue of a database (dropped, or the
+ * extension dropped in it): its lease slots, queue and group entries.
+ */
+void
+deliver_forget_database(Oid dbid)
+{
+	int			i;
+
+	for (i = 0; i < deliver_max_queues; i++)
+	{
+		if (!deliver_queues[i].used || deliver_queues[i].dbid != dbid)
+			continue;
+		ConditionVariableBroadcast(&deliver_queues[i].cv);
+		deliver_reset_queue_groups(i, 0, true);
+	}
 }
 
 void
@@ -445,6 +466,16 @@ _PG_init(void)
 							   "Databases served by maintenance workers, one worker each (comma-separated; empty: none).",
 							   NULL, &deliver_database, "",
 							   PGC_POSTMASTER, GUC_LIST_INPUT, deliver_check_database_list, NULL, NULL);
+	DefineCustomIntVariable("deliver.max_in_flight_per_queue",
+							"Most messages one queue may have leased, waiting for redelivery or held back by FIFO order at once (0: a quarter of deliver.max_in_flight).",
+							"Each queue in use may always hold deliver.max_in_flight / deliver.max_queues of them, whatever the other queues hold.",
+							&deliver_max_leases_per_queue, 0, 0, (1 << DELIVERY_SLOT_BITS) - 1,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("deliver.idle_release",
+							"How long a consumer group nobody receives from keeps the lease slots of its messages waiting for redelivery (0: for ever).",
+							"Then it gives them back; its messages come again from its durable state at its next receive.",
+							&deliver_idle_release_ms, 5 * 60 * 1000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("deliver.maintenance_interval",
 							"Pause between two runs of a maintenance worker over its queues.",
 							NULL, &deliver_maintenance_interval_ms, 1000, 10, 3600 * 1000,

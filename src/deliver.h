@@ -40,6 +40,7 @@
 #define DELIVER_ERROR_LEN		120	/* bytes kept of a nack's error, with the NUL */
 #define DELIVER_MAX_VISIBILITY_MS	((int64) 12 * 3600 * 1000)	/* leases and retry_after */
 #define DELIVER_MAX_WORKERS		16	/* databases served by maintenance workers */
+#define DELIVER_KEY_PARTITIONS	16	/* locks of the FIFO key index */
 
 /* guarantees */
 #define G_AT_MOST_ONCE	0
@@ -111,11 +112,14 @@ typedef struct LeaseSlot
 	uint8		reason;
 	uint8		seg;
 	bool		has_key;
+	bool		key_held;		/* FIFO: holds its key (counted in the key index) */
 	bool		finish_pending;	/* a transaction is acking / dead-lettering it */
 	char		finish_kind;
 	uint16		attempt;
 	TransactionId finish_xid;	/* that transaction */
 	uint32		key_hash;
+	int32		queue_idx;		/* the queue whose share it counts in */
+	int32		key_next;		/* FIFO: next blocked slot of the same key */
 	int64		message_id;
 	uint64		txid;
 	uint64		cp_seq;			/* checkpoint this message counts in */
@@ -163,6 +167,7 @@ typedef struct GroupShared
 	SlotList	ready_list;
 	SlotList	blocked;
 	TimestampTz next_expiry;
+	TimestampTz last_receive;	/* when a receive last took from it */
 
 	int64		delivered_total;
 	int64		acked_total;
@@ -179,6 +184,7 @@ typedef struct QueueShared
 	int32		cur_seg;		/* segment receiving inserts; -1: not loaded */
 	slock_t		mutex;
 	int64		sent_total;
+	int32		slots_held;		/* lease slots of its groups (under slot_lock) */
 	TimestampTz delayed_due;	/* earliest known delayed message, or 0 */
 	uint64		delayed_version;	/* bumped when a sender sets delayed_due */
 	ConditionVariable cv;		/* broadcast when messages may be available */
@@ -196,6 +202,7 @@ typedef struct WorkerStatus
 	int64		errors;
 	int64		expired_total;	/* leases that ran out, found by sweeps */
 	int64		dead_total;		/* messages the sweeps moved to dead letters */
+	int64		released_total;	/* lease slots idle groups gave back */
 	TimestampTz last_error_at;
 	char		last_error[2 * DELIVER_ERROR_LEN];
 } WorkerStatus;
@@ -209,6 +216,9 @@ typedef struct DeliverShared
 	uint32		epoch_tli;		/* the WAL timeline the epoch was taken on */
 	int32		free_head;
 	int32		free_tail;
+	int32		free_count;		/* slots on the free list */
+	int64		reserved;		/* free slots kept for queues below their reserve */
+	LWLockPadded *key_locks;	/* DELIVER_KEY_PARTITIONS locks of the FIFO key index */
 	slock_t		worker_mutex;	/* the workers' status entries */
 	WorkerStatus workers[DELIVER_MAX_WORKERS];
 } DeliverShared;
@@ -282,6 +292,7 @@ extern uint64 deliver_new_delivery_id(int32 slot_idx);
 extern int32 deliver_queue_slot(Oid dbid, Oid relid, int32 queue_id, bool create);
 extern int32 deliver_group_slot(int32 group_id, int32 queue_idx);
 extern void deliver_reset_queue_groups(int32 queue_idx, int32 group_id, bool forget);
+extern void deliver_forget_database(Oid dbid);
 extern const char *clip_text(const char *s, int maxbytes);
 extern void clip_copy(char *dst, const char *src, int dstsize);
 
@@ -310,8 +321,19 @@ extern void dsnap_from_datum(Datum d, DSnap *out);
 extern uint64 dsnap_next_txid(void);
 
 /* slots.c */
-extern int32 slot_alloc(void);
+extern int	deliver_max_leases_per_queue;
+extern int	deliver_idle_release_ms;
+extern int32 lease_reserve(void);
+extern int32 lease_queue_cap(void);
+extern void lease_queue_added(void);
+extern void lease_queue_removed(int32 queue_idx);
+extern int32 slot_alloc(int32 queue_idx);
 extern void slot_free(int32 idx);
+extern Size fifo_keys_shmem_size(void);
+extern void fifo_keys_shmem_init(void);
+extern bool fifo_key_take(GroupShared *gs, int32 idx);
+extern void fifo_key_hold(GroupShared *gs, int32 idx);
+extern void group_release_slots(GroupShared *gs);
 extern void slist_push(SlotList *l, int32 idx);
 extern void slist_remove(SlotList *l, int32 idx);
 extern void group_finish_slot(GroupShared *gs, int32 idx, char kind);
@@ -332,6 +354,7 @@ extern void xact_note_moved_delayed(int32 queue_idx);
 #define CATALOG_FORGET			'f'
 #define CATALOG_FORGET_GROUP	'g'
 #define CATALOG_SWITCH			's'
+#define CATALOG_FORGET_DATABASE	'D'	/* every queue of this database (DROP EXTENSION) */
 extern void xact_note_catalog(int32 queue_idx, int32 group_id, char action);
 extern void deliver_xact_init(void);
 extern bool xact_statement_is_top_level(void);

@@ -21,6 +21,7 @@ PG_FUNCTION_INFO_V1(deliver_dead_letters);
 PG_FUNCTION_INFO_V1(deliver_archived);
 PG_FUNCTION_INFO_V1(deliver_metrics);
 PG_FUNCTION_INFO_V1(deliver_has_queue_privilege);
+PG_FUNCTION_INFO_V1(deliver_lease_slots);
 
 /*
  * An int argument that must not be NULL and must be at least lo.
@@ -311,4 +312,35 @@ deliver_has_queue_privilege(PG_FUNCTION_ARGS)
 		queue_has_privilege(q, GetUserId(), mode & ACL_SELECT ? ACL_SELECT : ACL_INSERT);
 	SPI_finish();
 	PG_RETURN_BOOL(result);
+}
+
+/*
+ * deliver.lease_slots() returns (total, free, reserved, reserve_per_queue,
+ * max_per_queue, queues): how the lease slots of the whole server are
+ * used and shared (see lease_reserve in slots.c).
+ */
+Datum
+deliver_lease_slots(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[6];
+	bool		nulls[6] = {false};
+	int			i;
+	int32		queues = 0;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	deliver_check_usable();
+	LWLockAcquire(deliver_shared->slot_lock, LW_SHARED);
+	values[0] = Int32GetDatum(deliver_max_leases);
+	values[1] = Int32GetDatum(deliver_shared->free_count);
+	values[2] = Int64GetDatum(deliver_shared->reserved);
+	LWLockRelease(deliver_shared->slot_lock);
+	values[3] = Int32GetDatum(lease_reserve());
+	values[4] = Int32GetDatum(lease_queue_cap());
+	for (i = 0; i < deliver_max_queues; i++)
+		if (deliver_queues[i].used)
+			queues++;
+	values[5] = Int32GetDatum(queues);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -411,26 +411,6 @@ close_window(ScanCtx *c)
 		c->gs->horizon_txid = 0;
 }
 
-/*
- * Does an earlier message of this key still occupy the group (FIFO)?
- */
-static bool
-fifo_key_busy(GroupShared *gs, uint32 key_hash)
-{
-	SlotList   *lists[3] = {&gs->leased, &gs->ready_list, &gs->blocked};
-	int			l;
-
-	for (l = 0; l < 3; l++)
-	{
-		int32		idx;
-
-		for (idx = lists[l]->head; idx >= 0; idx = deliver_slots[idx].next)
-			if (deliver_slots[idx].has_key && deliver_slots[idx].key_hash == key_hash)
-				return true;
-	}
-	return false;
-}
-
 static uint32
 key_hash_of(Datum key)
 {
@@ -516,6 +496,7 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dea
 
 	*ndead = 0;
 	*out_of_slots = false;
+	gs->last_receive = now;
 
 	if (leases)
 	{
@@ -557,8 +538,8 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dea
 		int			i;
 		bool		exhausted;
 
-		/* FIFO: a long run of one key must not take every slot */
-		if (gs->blocked.count >= deliver_max_leases / 4)
+		/* FIFO: a long run of one key must not take the queue's whole share */
+		if (gs->blocked.count >= lease_queue_cap() / 2)
 			break;
 
 		if (!gs->in_window)
@@ -579,7 +560,7 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dea
 
 			if (leases)
 			{
-				int32		idx = slot_alloc();
+				int32		idx = slot_alloc(q->queue_idx);
 				LeaseSlot  *s;
 
 				if (idx < 0)
@@ -612,9 +593,11 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dea
 					s->finish_xid = r->pending_xid;
 					s->lease_expires = now + vt_ms * 1000;
 					slist_push(&gs->leased, idx);
+					if (q->fifo && s->has_key)
+						fifo_key_hold(gs, idx);
 					continue;
 				}
-				if (q->fifo && s->has_key && fifo_key_busy(gs, s->key_hash))
+				if (q->fifo && s->has_key && !fifo_key_take(gs, idx))
 				{
 					s->state = SLOT_BLOCKED;
 					slist_push(&gs->blocked, idx);
@@ -1129,13 +1112,14 @@ Datum
 deliver_sweep(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[3];
-	bool		nulls[3] = {false};
+	Datum		values[4];
+	bool		nulls[4] = {false};
 	QueueInfo  *q;
 	int			max;
 	int64		expired = 0;
 	int64		ready = 0;
 	int64		ndead_total = 0;
+	int64		released = 0;
 	int			i;
 	Out		   *dead;
 
@@ -1185,6 +1169,21 @@ deliver_sweep(PG_FUNCTION_ARGS)
 			else
 				ready++;
 		}
+
+		/*
+		 * Nobody received from the group for deliver.idle_release and it
+		 * holds no lease: it gives its lease slots back.  Its messages are
+		 * delivered again from its durable state when it recovers (as
+		 * after a restart: their attempts count from 1 again).
+		 */
+		if (ndead == 0 && deliver_idle_release_ms > 0 && gs->leased.count == 0 &&
+			gs->ready_list.count + gs->blocked.count > 0 &&
+			now - gs->last_receive >= (int64) deliver_idle_release_ms * 1000)
+		{
+			released += gs->ready_list.count + gs->blocked.count;
+			group_release_slots(gs);
+			gs->ready = false;
+		}
 		LWLockRelease(&gs->lock);
 		if (ndead > 0)
 			move_dead(&c, dead, ndead);
@@ -1199,5 +1198,6 @@ deliver_sweep(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(expired);
 	values[1] = Int64GetDatum(ready);
 	values[2] = Int64GetDatum(ndead_total);
+	values[3] = Int64GetDatum(released);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -5,7 +5,8 @@
  * A slot holds one message of one consumer group between its first
  * delivery and its finish (ack, dead letter).  Callers hold the group's
  * lock for anything touching the group's lists; the free list has a lock
- * of its own.
+ * of its own.  The slots are shared fairly between queues (lease_reserve),
+ * and FIFO queues index the keys their messages hold (fifo_key_take).
  */
 #include "deliver.h"
 
@@ -13,38 +14,105 @@
 #include "access/xact.h"
 #include "common/pg_prng.h"
 #include "storage/procarray.h"
+#include "storage/shmem.h"
+#include "utils/hsearch.h"
+
+int			deliver_max_leases_per_queue = 0;
+int			deliver_idle_release_ms = 5 * 60 * 1000;
 
 /*
- * Take a slot from the free list (oldest freed first, so that each slot's
- * generation grows slowly), or -1 when none is left.
+ * How the lease slots are shared.  Every queue in use has a reserve of
+ * lease_reserve() slots (deliver.max_in_flight / deliver.max_queues): as
+ * long as it holds fewer, it gets one, whatever other queues hold.  Beyond
+ * its reserve a queue takes from the slots nobody's reserve needs, up to
+ * lease_queue_cap() (deliver.max_in_flight_per_queue, by default a quarter
+ * of deliver.max_in_flight).  So no queue, of this database or another,
+ * can take the slots another queue needs for its first deliveries.
  */
 int32
-slot_alloc(void)
+lease_reserve(void)
 {
-	int32		idx;
-	LeaseSlot  *s;
+	return deliver_max_leases / deliver_max_queues;
+}
+
+int32
+lease_queue_cap(void)
+{
+	int32		cap = deliver_max_leases_per_queue > 0 ? deliver_max_leases_per_queue
+		: deliver_max_leases / 4;
+
+	return Max(Min(cap, deliver_max_leases), lease_reserve());
+}
+
+/* a queue entry came into use: set its reserve aside (caller holds lock) */
+void
+lease_queue_added(void)
+{
+	LWLockAcquire(deliver_shared->slot_lock, LW_EXCLUSIVE);
+	deliver_shared->reserved += lease_reserve();
+	LWLockRelease(deliver_shared->slot_lock);
+}
+
+/* a queue entry goes out of use: its reserve is free again */
+void
+lease_queue_removed(int32 queue_idx)
+{
+	QueueShared *qs = &deliver_queues[queue_idx];
 
 	LWLockAcquire(deliver_shared->slot_lock, LW_EXCLUSIVE);
-	idx = deliver_shared->free_head;
-	if (idx >= 0)
+	if (qs->slots_held != 0)
+		elog(WARNING, "deliver: queue entry %d still counts %d lease slots", queue_idx,
+			 qs->slots_held);
+	deliver_shared->reserved -= Max(lease_reserve() - qs->slots_held, 0);
+	qs->slots_held = 0;
+	LWLockRelease(deliver_shared->slot_lock);
+}
+
+/*
+ * Take a slot for a message of the queue from the free list (oldest freed
+ * first, so that each slot's generation grows slowly), or -1 when the
+ * queue's share is used up.
+ */
+int32
+slot_alloc(int32 queue_idx)
+{
+	int32		idx = -1;
+	LeaseSlot  *s;
+	QueueShared *qs = &deliver_queues[queue_idx];
+	int32		reserve = lease_reserve();
+
+	LWLockAcquire(deliver_shared->slot_lock, LW_EXCLUSIVE);
+	if (deliver_shared->free_head >= 0 &&
+		(qs->slots_held < reserve ||
+		 (qs->slots_held < lease_queue_cap() &&
+		  deliver_shared->free_count > deliver_shared->reserved)))
 	{
+		idx = deliver_shared->free_head;
 		s = &deliver_slots[idx];
 		deliver_shared->free_head = s->next;
 		if (s->next >= 0)
 			deliver_slots[s->next].prev = -1;
 		else
 			deliver_shared->free_tail = -1;
+		deliver_shared->free_count--;
+		if (qs->slots_held < reserve)
+			deliver_shared->reserved--;
+		qs->slots_held++;
 	}
 	LWLockRelease(deliver_shared->slot_lock);
 	if (idx >= 0)
 	{
 		s = &deliver_slots[idx];
 		s->prev = s->next = -1;
+		s->queue_idx = queue_idx;
 		s->finish_pending = false;
 		s->finish_xid = InvalidTransactionId;
 		s->reason = REASON_NONE;
 		s->last_error[0] = '\0';
 		s->attempt = 0;
+		s->has_key = false;
+		s->key_held = false;
+		s->key_next = -1;
 	}
 	return idx;
 }
@@ -53,10 +121,12 @@ void
 slot_free(int32 idx)
 {
 	LeaseSlot  *s = &deliver_slots[idx];
+	QueueShared *qs = &deliver_queues[s->queue_idx];
 
 	s->state = SLOT_FREE;
 	s->delivery_id = 0;
 	s->group_idx = -1;
+	s->key_held = false;
 	LWLockAcquire(deliver_shared->slot_lock, LW_EXCLUSIVE);
 	s->next = -1;
 	s->prev = deliver_shared->free_tail;
@@ -65,7 +135,197 @@ slot_free(int32 idx)
 	else
 		deliver_shared->free_head = idx;
 	deliver_shared->free_tail = idx;
+	deliver_shared->free_count++;
+	qs->slots_held--;
+	if (qs->slots_held < lease_reserve())
+		deliver_shared->reserved++;
 	LWLockRelease(deliver_shared->slot_lock);
+}
+
+/*
+ * The FIFO key index: for each (consumer group, key) of a FIFO queue, how
+ * many of its messages hold the key (leased or waiting for redelivery:
+ * nearly always one) and the chain of its messages held back behind them,
+ * oldest first.  A shared hash table, partitioned, each partition under a
+ * lock of its own; a caller holds the group's lock, then a partition's.
+ */
+typedef struct FifoKey
+{
+	int32		gidx;
+	uint32		key_hash;
+} FifoKey;
+
+typedef struct FifoKeyEntry
+{
+	FifoKey		key;
+	int32		holders;
+	int32		blocked_head;	/* lease slots, linked by key_next */
+	int32		blocked_tail;
+} FifoKeyEntry;
+
+static HTAB *fifo_keys = NULL;
+
+Size
+fifo_keys_shmem_size(void)
+{
+	return hash_estimate_size(deliver_max_leases, sizeof(FifoKeyEntry));
+}
+
+void
+fifo_keys_shmem_init(void)
+{
+	HASHCTL		info;
+
+	info.keysize = sizeof(FifoKey);
+	info.entrysize = sizeof(FifoKeyEntry);
+	info.num_partitions = DELIVER_KEY_PARTITIONS;
+	fifo_keys = ShmemInitHash("deliver fifo keys", deliver_max_leases, deliver_max_leases,
+							  &info, HASH_ELEM | HASH_BLOBS | HASH_PARTITION | HASH_FIXED_SIZE);
+}
+
+/* the entry of a slot's key, its partition locked; NULL when there is none */
+static FifoKeyEntry *
+fifo_key_entry(LeaseSlot *s, HASHACTION action, LWLock **lock)
+{
+	FifoKey		k;
+	uint32		h;
+	bool		found;
+	FifoKeyEntry *e;
+
+	memset(&k, 0, sizeof(k));
+	k.gidx = s->group_idx;
+	k.key_hash = s->key_hash;
+	h = get_hash_value(fifo_keys, &k);
+	*lock = &deliver_shared->key_locks[h % DELIVER_KEY_PARTITIONS].lock;
+	LWLockAcquire(*lock, LW_EXCLUSIVE);
+	e = hash_search_with_hash_value(fifo_keys, &k, h, action, &found);
+	if (e != NULL && !found)
+	{
+		e->holders = 0;
+		e->blocked_head = e->blocked_tail = -1;
+	}
+	return e;
+}
+
+/*
+ * A message of a FIFO queue with a key comes to the group: true when it may
+ * go out (it holds its key now), false when an earlier message of its key
+ * holds it: then it is chained behind (the caller puts it on the group's
+ * blocked list).
+ */
+bool
+fifo_key_take(GroupShared *gs, int32 idx)
+{
+	LeaseSlot  *s = &deliver_slots[idx];
+	LWLock	   *lock;
+	FifoKeyEntry *e = fifo_key_entry(s, HASH_ENTER, &lock);
+	bool		take = (e->holders == 0 && e->blocked_head < 0);
+
+	if (take)
+	{
+		e->holders++;
+		s->key_held = true;
+	}
+	else
+	{
+		s->key_next = -1;
+		if (e->blocked_tail >= 0)
+			deliver_slots[e->blocked_tail].key_next = idx;
+		else
+			e->blocked_head = idx;
+		e->blocked_tail = idx;
+	}
+	LWLockRelease(lock);
+	return take;
+}
+
+/* the message holds its key whatever else does (a finish still pending) */
+void
+fifo_key_hold(GroupShared *gs, int32 idx)
+{
+	LeaseSlot  *s = &deliver_slots[idx];
+	LWLock	   *lock;
+	FifoKeyEntry *e = fifo_key_entry(s, HASH_ENTER, &lock);
+
+	e->holders++;
+	s->key_held = true;
+	LWLockRelease(lock);
+}
+
+/*
+ * A message that held its key leaves the group: the next one of its key
+ * goes out (it moves to the ready list).
+ */
+static void
+fifo_key_release(GroupShared *gs, LeaseSlot *s)
+{
+	LWLock	   *lock;
+	FifoKeyEntry *e = fifo_key_entry(s, HASH_FIND, &lock);
+
+	s->key_held = false;
+	if (e == NULL)
+	{
+		LWLockRelease(lock);
+		return;
+	}
+	e->holders--;
+	if (e->holders <= 0 && e->blocked_head >= 0)
+	{
+		int32		b = e->blocked_head;
+		LeaseSlot  *bs = &deliver_slots[b];
+
+		e->blocked_head = bs->key_next;
+		if (e->blocked_head < 0)
+			e->blocked_tail = -1;
+		bs->key_next = -1;
+		bs->key_held = true;
+		e->holders++;
+		slist_remove(&gs->blocked, b);
+		bs->state = SLOT_READY;
+		bs->visible_at = 0;
+		slist_push(&gs->ready_list, b);
+	}
+	if (e->holders <= 0 && e->blocked_head < 0)
+		hash_search(fifo_keys, &e->key, HASH_REMOVE, NULL);
+	LWLockRelease(lock);
+}
+
+/* forget a slot's key entry altogether (its group lets go of everything) */
+static void
+fifo_key_forget(LeaseSlot *s)
+{
+	LWLock	   *lock;
+	FifoKeyEntry *e = fifo_key_entry(s, HASH_FIND, &lock);
+
+	if (e != NULL)
+		hash_search(fifo_keys, &e->key, HASH_REMOVE, NULL);
+	LWLockRelease(lock);
+}
+
+/*
+ * Free every lease slot of a group (under its lock): after a purge or a
+ * drop, or when the group gives back the slots of messages nobody received
+ * (its messages come again from its durable state when it recovers).
+ */
+void
+group_release_slots(GroupShared *gs)
+{
+	SlotList   *lists[3] = {&gs->leased, &gs->ready_list, &gs->blocked};
+	int			l;
+
+	for (l = 0; l < 3; l++)
+	{
+		while (lists[l]->head >= 0)
+		{
+			int32		idx = lists[l]->head;
+			LeaseSlot  *s = &deliver_slots[idx];
+
+			slist_remove(lists[l], idx);
+			if (s->key_held || s->state == SLOT_BLOCKED)
+				fifo_key_forget(s);
+			slot_free(idx);
+		}
+	}
 }
 
 void
@@ -161,37 +421,12 @@ group_done_snapshot(GroupShared *gs, int gidx, DSnap *out)
 }
 
 /*
- * A message of a FIFO key finished or left: let the next one of its key go.
- */
-static void
-fifo_release_next(GroupShared *gs, uint32 key_hash)
-{
-	int32		idx;
-
-	for (idx = gs->blocked.head; idx >= 0; idx = deliver_slots[idx].next)
-	{
-		LeaseSlot  *b = &deliver_slots[idx];
-
-		if (b->key_hash == key_hash)
-		{
-			slist_remove(&gs->blocked, idx);
-			b->state = SLOT_READY;
-			b->visible_at = 0;
-			slist_push(&gs->ready_list, idx);
-			return;
-		}
-	}
-}
-
-/*
  * Finish a message: it leaves the group for good.
  */
 void
 group_finish_slot(GroupShared *gs, int32 idx, char kind)
 {
 	LeaseSlot  *s = &deliver_slots[idx];
-	bool		has_key = s->has_key;
-	uint32		key_hash = s->key_hash;
 
 	slist_remove(slot_list(gs, s), idx);
 	cp_count_add(gs, s->cp_seq, -1);
@@ -199,9 +434,9 @@ group_finish_slot(GroupShared *gs, int32 idx, char kind)
 		gs->dead_total++;
 	else
 		gs->acked_total++;
+	if (s->key_held)
+		fifo_key_release(gs, s);
 	slot_free(idx);
-	if (has_key)
-		fifo_release_next(gs, key_hash);
 }
 
 /*

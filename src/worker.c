@@ -276,6 +276,7 @@ worker_run(bool check_alerts)
 	TimestampTz start = GetCurrentTimestamp();
 	int64		expired = 0;
 	int64		dead = 0;
+	int64		released = 0;
 
 	foreach(lc, queues)
 	{
@@ -283,7 +284,7 @@ worker_run(bool check_alerts)
 		char		what[NAMEDATALEN + 16];
 		Oid			types[2] = {TEXTOID, INT4OID};
 		Datum		args[2];
-		char	   *v[2];
+		char	   *v[3];
 
 		CHECK_FOR_INTERRUPTS();
 		snprintf(what, sizeof(what), "queue \"%s\"", name);
@@ -291,11 +292,12 @@ worker_run(bool check_alerts)
 		args[1] = Int32GetDatum(deliver_sweep_batch);
 		(void) run_in_transaction(what, "SELECT deliver._move_due(queue_name => $1)",
 								  1, types, args, NULL, 0);
-		if (run_in_transaction(what, "SELECT expired, dead_lettered FROM deliver._sweep($1, $2)",
-							   2, types, args, v, 2))
+		if (run_in_transaction(what, "SELECT expired, dead_lettered, released FROM deliver._sweep($1, $2)",
+							   2, types, args, v, 3))
 		{
 			expired += v[0] ? strtoll(v[0], NULL, 10) : 0;
 			dead += v[1] ? strtoll(v[1], NULL, 10) : 0;
+			released += v[2] ? strtoll(v[2], NULL, 10) : 0;
 		}
 		(void) run_in_transaction(what, "SELECT count(*) FROM deliver.maintain($1)",
 								  1, types, args, NULL, 0);
@@ -309,6 +311,7 @@ worker_run(bool check_alerts)
 	my_status->last_run_us = my_status->last_run_at - start;
 	my_status->expired_total += expired;
 	my_status->dead_total += dead;
+	my_status->released_total += released;
 	SpinLockRelease(&deliver_shared->worker_mutex);
 }
 
@@ -415,7 +418,7 @@ deliver_worker_status_here(WorkerStatus *out)
 /*
  * deliver.worker_status() returns setof (database, pid, started_at,
  * last_run_at, last_run_duration, runs, errors, expired_total, dead_total,
- * last_error, last_error_at): one row per database in deliver.database (only
+ * released_total, last_error, last_error_at): one row per database in deliver.database (only
  * the current one unless the caller may read all statistics).
  */
 Datum
@@ -437,8 +440,8 @@ deliver_worker_status(PG_FUNCTION_ARGS)
 	foreach(lc, names)
 	{
 		WorkerStatus st;
-		Datum		values[11];
-		bool		nulls[11] = {false};
+		Datum		values[12];
+		bool		nulls[12] = {false};
 		int			i = foreach_current_index(lc);
 
 		if (i >= DELIVER_MAX_WORKERS)
@@ -467,10 +470,11 @@ deliver_worker_status(PG_FUNCTION_ARGS)
 		values[6] = Int64GetDatum(st.errors);
 		values[7] = Int64GetDatum(st.expired_total);
 		values[8] = Int64GetDatum(st.dead_total);
-		values[9] = CStringGetTextDatum(st.last_error);
-		nulls[9] = (st.last_error[0] == '\0');
-		values[10] = TimestampTzGetDatum(st.last_error_at);
-		nulls[10] = (st.last_error_at == 0);
+		values[9] = Int64GetDatum(st.released_total);
+		values[10] = CStringGetTextDatum(st.last_error);
+		nulls[10] = (st.last_error[0] == '\0');
+		values[11] = TimestampTzGetDatum(st.last_error_at);
+		nulls[11] = (st.last_error_at == 0);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

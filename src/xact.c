@@ -15,6 +15,7 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
+#include "commands/dbcommands.h"
 #include "storage/spin.h"
 #include "utils/memutils.h"
 
@@ -257,6 +258,11 @@ sent_abort(SentRef *r)
 static void
 catalog_apply(CatalogRef *c)
 {
+	if (c->action == CATALOG_FORGET_DATABASE)
+	{
+		deliver_forget_database(MyDatabaseId);
+		return;
+	}
 	if (c->queue_idx < 0)
 		return;
 	switch (c->action)
@@ -350,7 +356,19 @@ deliver_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *node = pstmt->utilityStmt;
+	volatile Oid dropped_db = InvalidOid;
 
+	/* a database dropped, the extension dropped: forget their queues' state */
+	if (IsA(node, DropdbStmt))
+		dropped_db = get_database_oid(((DropdbStmt *) node)->dbname, true);
+	if (IsA(node, DropStmt) && ((DropStmt *) node)->removeType == OBJECT_EXTENSION)
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((DropStmt *) node)->objects)
+			if (IsA(lfirst(lc), String) && strcmp(strVal(lfirst(lc)), "deliver") == 0)
+				xact_note_catalog(-1, 0, CATALOG_FORGET_DATABASE);
+	}
 	if (IsA(node, TransactionStmt) &&
 		(((TransactionStmt *) node)->kind == TRANS_STMT_COMMIT_PREPARED ||
 		 ((TransactionStmt *) node)->kind == TRANS_STMT_ROLLBACK_PREPARED))
@@ -369,6 +387,8 @@ deliver_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 		statement_nesting--;
 	}
 	PG_END_TRY();
+	if (OidIsValid(dropped_db))
+		deliver_forget_database(dropped_db);
 }
 
 /*
