@@ -15,6 +15,11 @@
  * messages come again after a restart or a reconnection (at-least-once);
  * with --apply they are applied exactly once.
  *
+ * It asks the plugin for its binary format, whose records say what they
+ * are (a message or the commit of a transaction) and carry their lengths,
+ * checks each record against the bytes received (record.c), and writes the
+ * JSON lines itself, in the shape of the plugin's json format.
+ *
  * The connection comes from -d (a conninfo string or URI) and the usual libpq
  * environment (PGHOST, PGPORT, PGDATABASE, PGUSER, ...).
  */
@@ -40,6 +45,7 @@
 #include <libpq-fe.h>
 
 #include "buf.h"
+#include "record.h"
 
 /* exit codes */
 #define EXIT_USAGE		2		/* bad arguments */
@@ -542,17 +548,27 @@ typedef struct Listen
 	uint64_t	last_received;	/* highest LSN received */
 	int64_t		last_status;
 
-	/* messages of complete transactions not handled yet */
-	char	   *buf;
-	size_t		blen,
-				bcap;
-	long		bcount;
+	/*
+	 * The complete transactions not handled yet: buf holds what the handler
+	 * gets (JSON lines of the messages; when printing with --commits, the
+	 * commit lines too), cbuf the commit lines printed after --apply or
+	 * --exec handled the batch.
+	 */
+	Buf			buf;
+	Buf			cbuf;
+	long		bcount;			/* messages in buf */
 	uint64_t	bcommit;		/* LSN of the last complete transaction in buf */
-	/* messages of the transaction being received */
-	char	   *tx;
-	size_t		tlen,
-				tcap;
+	struct BatchTx
+	{
+		int64_t		commit_time;
+		long		count;
+	}		   *btx;			/* --report: the transactions in buf */
+	size_t		nbtx,
+				capbtx;
+	/* the transaction being received */
+	Buf			tx;				/* JSON lines of its messages */
 	long		tcount;
+	uint64_t	tcommit;		/* its commit LSN, from its messages */
 	bool		in_tx;
 
 	long		handled;		/* messages handled in total */
@@ -579,21 +595,6 @@ parse_lsn(const char *s, uint64_t *out)
 		return false;
 	*out = ((uint64_t) strtoul(s, NULL, 16) << 32) | (uint64_t) strtoul(s + hi + 1, NULL, 16);
 	return true;
-}
-
-static void
-append(char **b, size_t *len, size_t *cap, const char *data, size_t n)
-{
-	if (*len + n + 1 > *cap)
-	{
-		*cap = (*len + n + 1) * 2;
-		*b = realloc(*b, *cap);
-		if (*b == NULL)
-			die(EXIT_FAILURE, "out of memory");
-	}
-	memcpy(*b + *len, data, n);
-	*len += n;
-	(*b)[*len] = '\0';
 }
 
 static uint64_t
@@ -643,82 +644,30 @@ send_status(Listen *L, bool reply)
 	return true;
 }
 
-/* "2026-11-28T09:45:01.950313+00:00" to Unix microseconds, or 0 */
-static int64_t
-parse_iso(const char *s)
-{
-	struct tm	tm;
-	int			us = 0,
-				digits = 0;
-	const char *p;
-	int			sign,
-				oh = 0,
-				om = 0;
-	int64_t		t;
-
-	memset(&tm, 0, sizeof(tm));
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-			   &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
-		return 0;
-	tm.tm_year -= 1900;
-	tm.tm_mon -= 1;
-	p = s + 19;
-	if (*p == '.')
-		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-			if (digits < 6)
-				us = us * 10 + (*p - '0');
-	for (; digits < 6; digits++)
-		us *= 10;
-	sign = (*p == '-') ? -1 : 1;
-	if (*p == '+' || *p == '-')
-		sscanf(p + 1, "%2d:%2d", &oh, &om);
-	t = (int64_t) timegm(&tm) - sign * (oh * 3600 + om * 60);
-	return t * 1000000 + us;
-}
-
-static const char *
-last_field(const char *line, const char *key, char *out, size_t outlen)
-{
-	char		pat[64];
-	const char *p,
-			   *q;
-	size_t		n = 0;
-
-	/* search from the end: the payload may contain the same text */
-	snprintf(pat, sizeof(pat), "\"%s\":\"", key);
-	p = NULL;
-	for (q = strstr(line, pat); q; q = strstr(q + 1, pat))
-		p = q;
-	if (p == NULL)
-		return NULL;
-	p += strlen(pat);
-	while (*p && *p != '"' && n + 1 < outlen)
-		out[n++] = *p++;
-	out[n] = '\0';
-	return out;
-}
-
+/* --report: the commit-to-consumer latency of the messages just handled */
 static void
-record_latency(Listen *L, const char *line)
+record_latencies(Listen *L)
 {
-	char		t[64];
-	int64_t		commit,
-				now = now_usec();
+	int64_t		now = now_usec();
 
 	if (L->first_usec == 0)
 		L->first_usec = now;
 	L->last_usec = now;
-	if (last_field(line, "commit_time", t, sizeof(t)) == NULL ||
-		(commit = parse_iso(t)) == 0)
-		return;
-	if (L->nlat == L->caplat)
+	for (size_t i = 0; i < L->nbtx; i++)
 	{
-		L->caplat = L->caplat ? L->caplat * 2 : 4096;
-		L->lat = realloc(L->lat, L->caplat * sizeof(int64_t));
-		if (L->lat == NULL)
-			die(EXIT_FAILURE, "out of memory");
+		for (long k = 0; k < L->btx[i].count; k++)
+		{
+			if (L->nlat == L->caplat)
+			{
+				L->caplat = L->caplat ? L->caplat * 2 : 4096;
+				L->lat = realloc(L->lat, L->caplat * sizeof(int64_t));
+				if (L->lat == NULL)
+					die(EXIT_FAILURE, "out of memory");
+			}
+			L->lat[L->nlat++] = now - L->btx[i].commit_time;
+		}
 	}
-	L->lat[L->nlat++] = now - commit;
+	L->nbtx = 0;
 }
 
 static int
@@ -758,13 +707,14 @@ handle_batch(Listen *L)
 	if (L->apply_sql)
 	{
 		PGresult   *res;
-		char	   *line = L->buf;
+		char	   *line = L->buf.data;
 		char		lsn[32];
 		bool		ok = true;
 
 		res = PQexec(L->sql, "BEGIN");
 		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 		PQclear(res);
+		/* one message per line: the JSON the client made holds no newline */
 		while (ok && line && *line)
 		{
 			char	   *nl = strchr(line, '\n');
@@ -832,7 +782,7 @@ handle_batch(Listen *L)
 			note("could not run the handler: %s", strerror(errno));
 			return false;
 		}
-		if (fwrite(L->buf, 1, L->blen, f) != L->blen)
+		if (fwrite(L->buf.data, 1, L->buf.len, f) != L->buf.len)
 			note("could not write to the handler: %s", strerror(errno));
 		status = pclose(f);
 		if (status != 0)
@@ -847,72 +797,121 @@ handle_batch(Listen *L)
 	}
 	else
 	{
-		if (fwrite(L->buf, 1, L->blen, stdout) != L->blen || fflush(stdout) != 0)
+		if (fwrite(L->buf.data, 1, L->buf.len, stdout) != L->buf.len || fflush(stdout) != 0)
 		{
 			note("could not write the messages: %s", strerror(errno));
 			return false;
 		}
 	}
+	/* handled: the commit lines of --apply or --exec (only informative) */
+	if (L->cbuf.len > 0 &&
+		(fwrite(L->cbuf.data, 1, L->cbuf.len, stdout) != L->cbuf.len || fflush(stdout) != 0))
+		note("could not write the commit lines: %s", strerror(errno));
 	if (L->report)
-	{
-		char	   *line = L->buf;
-
-		while (line && *line)
-		{
-			char	   *nl = strchr(line, '\n');
-
-			if (strncmp(line, "{\"queue\"", 8) == 0)
-				record_latency(L, line);
-			line = nl ? nl + 1 : NULL;
-		}
-	}
+		record_latencies(L);
 	L->handled += L->bcount;
 	L->confirmed = L->bcommit;
-	L->blen = 0;
+	buf_reset(&L->buf);
+	buf_reset(&L->cbuf);
 	L->bcount = 0;
+	L->nbtx = 0;
 	return send_status(L, false);
 }
 
-/* a message or commit line from the plugin; lsn is the XLogData start */
-static bool
-take_line(Listen *L, const char *data, size_t len, uint64_t lsn)
+/* the stream is not what the plugin sends: retrying cannot help */
+static void
+protocol_error(Listen *L, uint64_t lsn, const char *fmt,...) __attribute__((format(printf, 3, 4), noreturn));
+
+static void
+protocol_error(Listen *L, uint64_t lsn, const char *fmt,...)
 {
-	if (len >= 13 && strncmp(data, "{\"commit_lsn\"", 13) == 0)
+	va_list		ap;
+
+	fprintf(stderr, "deliver: protocol error in the stream of slot \"%s\" at %X/%X: ",
+			L->slot, (unsigned) (lsn >> 32), (unsigned) lsn);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nHINT: the server's deliver output plugin and this client do not agree on the "
+		  "binary format; nothing after the last handled transaction was confirmed.\n", stderr);
+	exit(EXIT_FATAL);
+}
+
+/*
+ * A record of the plugin's binary format, the data of one XLogData message;
+ * lsn is that message's start.  A message record joins the transaction being
+ * received; a commit record ends it, and its messages then form a unit.
+ */
+static bool
+take_record(Listen *L, const char *data, size_t len, uint64_t lsn)
+{
+	Record		rec;
+	char		err[256];
+
+	if (!record_parse(data, len, &rec, err, sizeof(err)))
+		protocol_error(L, lsn, "%s (a record of %zu bytes)", err, len);
+	if (L->in_tx && rec.commit_lsn != L->tcommit)
+		protocol_error(L, lsn, "a record of the transaction committed at %X/%X inside the one committed at %X/%X",
+					   (unsigned) (rec.commit_lsn >> 32), (unsigned) rec.commit_lsn,
+					   (unsigned) (L->tcommit >> 32), (unsigned) L->tcommit);
+	if (rec.type == RECORD_MESSAGE)
 	{
-		/* the end of a transaction: its messages form a unit */
-		if (L->apply_sql && lsn <= L->offset)
-		{
-			/* applied before (the offset was stored, not yet confirmed) */
-			L->tlen = 0;
-			L->tcount = 0;
-		}
-		else
-		{
-			append(&L->buf, &L->blen, &L->bcap, L->tx ? L->tx : "", L->tlen);
-			if (L->commits)
-			{
-				append(&L->buf, &L->blen, &L->bcap, data, len);
-				append(&L->buf, &L->blen, &L->bcap, "\n", 1);
-			}
-			L->bcount += L->tcount;
-		}
-		L->bcommit = lsn;
-		L->tlen = 0;
-		L->tcount = 0;
-		L->in_tx = false;
-		if (L->bcount >= L->batch)
-			return handle_batch(L);
-		if (L->bcount == 0)
-		{
-			/* nothing to handle (skipped): confirm anyway */
-			L->confirmed = lsn;
-		}
+		must(record_message_json(&L->tx, &rec));
+		must(buf_putc(&L->tx, '\n'));
+		L->tcount++;
+		L->tcommit = rec.commit_lsn;
+		L->in_tx = true;
 		return true;
 	}
-	append(&L->tx, &L->tlen, &L->tcap, data, len);
-	append(&L->tx, &L->tlen, &L->tcap, "\n", 1);
-	L->tcount++;
-	L->in_tx = true;
+
+	/* the end of a transaction */
+	if (rec.commit_lsn != lsn)
+		protocol_error(L, lsn, "the commit record says %X/%X",
+					   (unsigned) (rec.commit_lsn >> 32), (unsigned) rec.commit_lsn);
+	if (rec.messages != (uint64_t) L->tcount)
+		protocol_error(L, lsn, "the commit record counts %" PRIu32 " message(s), %ld came",
+					   rec.messages, L->tcount);
+	if (L->tcount == 0 || (L->apply_sql && lsn <= L->offset))
+	{
+		/* nothing, or applied before (the offset was stored, not yet confirmed) */
+	}
+	else
+	{
+		must(buf_append(&L->buf, L->tx.data, L->tx.len));
+		if (L->commits)
+		{
+			/* commit lines are never messages: not for --apply or --exec */
+			Buf		   *out = (L->apply_sql || L->exec_cmd) ? &L->cbuf : &L->buf;
+
+			must(record_commit_json(out, &rec));
+			must(buf_putc(out, '\n'));
+		}
+		L->bcount += L->tcount;
+		if (L->report)
+		{
+			if (L->nbtx == L->capbtx)
+			{
+				L->capbtx = L->capbtx ? L->capbtx * 2 : 64;
+				L->btx = realloc(L->btx, L->capbtx * sizeof(*L->btx));
+				if (L->btx == NULL)
+					die(EXIT_FAILURE, "out of memory");
+			}
+			L->btx[L->nbtx].commit_time = rec.commit_time;
+			L->btx[L->nbtx].count = L->tcount;
+			L->nbtx++;
+		}
+	}
+	L->bcommit = lsn;
+	buf_reset(&L->tx);
+	L->tcount = 0;
+	L->in_tx = false;
+	if (L->bcount >= L->batch)
+		return handle_batch(L);
+	if (L->bcount == 0)
+	{
+		/* nothing to handle (skipped): confirm anyway */
+		L->confirmed = lsn;
+	}
 	return true;
 }
 
@@ -1044,7 +1043,7 @@ start_stream(Listen *L)
 	slot = PQescapeIdentifier(L->repl, L->slot, strlen(L->slot));
 	if (slot == NULL)
 		die(EXIT_FATAL, "could not quote the slot name: %s", PQerrorMessage(L->repl));
-	must(buf_printf(&cmd, "START_REPLICATION SLOT %s LOGICAL %X/%X (\"include_commit\" 'on'",
+	must(buf_printf(&cmd, "START_REPLICATION SLOT %s LOGICAL %X/%X (\"format\" 'binary', \"include_commit\" 'on'",
 					slot, (unsigned) (start >> 32), (unsigned) start));
 	PQfreemem(slot);
 	if (L->queues)
@@ -1087,7 +1086,7 @@ start_stream(Listen *L)
 	}
 	PQclear(res);
 	L->last_status = now_usec();
-	L->tlen = 0;
+	buf_reset(&L->tx);
 	L->tcount = 0;
 	L->in_tx = false;
 	note("streaming slot \"%s\"%s%s from %X/%X", L->slot,
@@ -1149,10 +1148,16 @@ stream(Listen *L)
 			note("connection lost: %s", PQerrorMessage(L->repl));
 			return false;
 		}
-		if (copybuf[0] == 'k' && r >= 18)
+		if (copybuf[0] == 'k')
 		{
-			uint64_t	walend = be64(copybuf + 1);
-			bool		reply = copybuf[17] != 0;
+			uint64_t	walend;
+			bool		reply;
+
+			/* 'k', u64 walEnd, i64 sendTime, u8 replyRequested */
+			if (r < 18)
+				protocol_error(L, L->last_received, "a keepalive message of %d bytes, fewer than 18", r);
+			walend = be64(copybuf + 1);
+			reply = copybuf[17] != 0;
 
 			/* between transactions, with everything handled: move on */
 			if (!L->in_tx && L->bcount == 0 && walend > L->confirmed)
@@ -1163,18 +1168,24 @@ stream(Listen *L)
 				return false;
 			}
 		}
-		else if (copybuf[0] == 'w' && r >= 25)
+		else if (copybuf[0] == 'w')
 		{
-			uint64_t	start = be64(copybuf + 1);
+			uint64_t	start;
 
+			/* 'w', u64 dataStart, u64 walEnd, i64 sendTime, then the record */
+			if (r < 25)
+				protocol_error(L, L->last_received, "an XLogData message of %d bytes, shorter than its header", r);
+			start = be64(copybuf + 1);
 			if (start > L->last_received)
 				L->last_received = start;
-			if (!take_line(L, copybuf + 25, (size_t) r - 25, start))
+			if (!take_record(L, copybuf + 25, (size_t) r - 25, start))
 			{
 				PQfreemem(copybuf);
 				return false;
 			}
 		}
+		else
+			protocol_error(L, L->last_received, "a message of type 0x%02x", (unsigned) (unsigned char) copybuf[0]);
 		PQfreemem(copybuf);
 	}
 }
@@ -1194,9 +1205,11 @@ stop_stream(Listen *L)
 		L->repl = NULL;
 	}
 	/* unconfirmed messages come again from the server */
-	L->blen = 0;
+	buf_reset(&L->buf);
+	buf_reset(&L->cbuf);
 	L->bcount = 0;
-	L->tlen = 0;
+	L->nbtx = 0;
+	buf_reset(&L->tx);
 	L->tcount = 0;
 	L->in_tx = false;
 }
@@ -1352,7 +1365,8 @@ usage(FILE *f)
 			"      --batch N            up to N messages per handler run, whole transactions (1)\n"
 			"      --queues Q1,Q2       override the subscription's queues\n"
 			"      --group G            override the subscription's consumer group\n"
-			"      --commits            also print a line after each transaction\n"
+			"      --commits            also print a line after each transaction (on standard\n"
+			"                           output; never passed to --exec or --apply)\n"
 			"      --max-messages N     exit after N messages\n"
 			"      --report             print msgs/s and commit-to-consumer latency at exit\n"
 			"      --status-interval S  seconds between status updates to the server (10)\n"

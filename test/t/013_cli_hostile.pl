@@ -4,7 +4,8 @@
 # refused with exit status 2 and a message naming it, before anything
 # reaches the server, and nothing overflows: the client runs under
 # AddressSanitizer and UBSan (cli/deliver-asan, built by scripts/test) when
-# that build exists.
+# that build exists.  The parser of the replication stream's binary records
+# has a test program of its own (cli/test-record), run here.
 use strict;
 use warnings;
 use FindBin;
@@ -147,6 +148,19 @@ my $queues = join(',', (map { sprintf('q%02d_%s', $_, 'z' x 59) } 1 .. 40), 'job
 ($rc, $out, $err) = run_cli('', 'listen', 'hsub', '--queues', $queues, '--max-messages', '1');
 is($rc, 0, 'listen with 41 queue names (2.6 kB of options): exit 0');
 like($out, qr/^\{"queue":"jobs","message_id":\d+,"payload":\{"n": 1\}/, 'listen with 41 queue names: the message arrives');
+
+#
+# the binary record parser of deliver listen: tables, every truncation, and
+# 200,000 mutated records, under AddressSanitizer and UBSan
+#
+my $record_test = "$clidir/test-record";
+ok(-x $record_test, 'the record parser test is built (make -C cli test-record)');
+{
+	my ($o, $e) = ('', '');
+	IPC::Run::run([$record_test], '>', \$o, '2>', \$e);
+	is($?, 0, 'the record parser passes its table and fuzz checks') or diag("$o$e");
+	like($o, qr/^1\.\.\d+$/m, 'the record parser test ran to its end');
+}
 
 my $asan = join '', map { slurp_file($_) } glob("$dir/asan*");
 is($asan, '', 'no AddressSanitizer or UBSan reports') or diag($asan);
