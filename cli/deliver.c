@@ -92,6 +92,17 @@ must(bool ok)
 		die(EXIT_FAILURE, "out of memory");
 }
 
+/* strdup or exit: a NULL here would mean "every queue", "no group" */
+static char *
+xstrdup(const char *s)
+{
+	char	   *copy = strdup(s);
+
+	if (copy == NULL)
+		die(EXIT_FAILURE, "out of memory");
+	return copy;
+}
+
 /*
  * An argument as messages show it: quoted, control characters escaped, cut
  * after SHOW_MAX bytes (on a UTF-8 character boundary) with its length.
@@ -974,9 +985,9 @@ prepare_listen(Listen *L)
 						   1, NULL, p, NULL, NULL, 0);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 		{
-			L->queues = strdup(PQgetvalue(res, 0, 0));
+			L->queues = xstrdup(PQgetvalue(res, 0, 0));
 			if (L->group == NULL && !PQgetisnull(res, 0, 1))
-				L->group = strdup(PQgetvalue(res, 0, 1));
+				L->group = xstrdup(PQgetvalue(res, 0, 1));
 		}
 		/* otherwise a plain deliver slot: every queue */
 		PQclear(res);
@@ -992,10 +1003,8 @@ prepare_listen(Listen *L)
 			die(EXIT_USAGE, "listen: --offset-table %s cannot be quoted: %s",
 				show(&sh, L->offset_table), PQerrorMessage(c));
 		free(L->offset_ident);
-		L->offset_ident = strdup(ident);
+		L->offset_ident = xstrdup(ident);
 		PQfreemem(ident);
-		if (L->offset_ident == NULL)
-			die(EXIT_FAILURE, "out of memory");
 		must(buf_printf(&sql, "CREATE TABLE IF NOT EXISTS %s (subscription text PRIMARY KEY,"
 						" lsn pg_lsn NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())",
 						L->offset_ident));
@@ -1221,13 +1230,11 @@ stop_stream(Listen *L)
 static void
 queues_arg(const char *s)
 {
-	char	   *copy = strdup(s);
+	char	   *copy = xstrdup(s);
 	char	   *save = NULL;
 	int			names = 0;
 	Shown		sh;
 
-	if (copy == NULL)
-		die(EXIT_FAILURE, "out of memory");
 	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
 	{
 		while (*tok == ' ')
@@ -1276,12 +1283,12 @@ cmd_listen(int argc, char **argv)
 			case 'q':
 				queues_arg(optarg);
 				free(L.queues);
-				L.queues = strdup(optarg);
+				L.queues = xstrdup(optarg);
 				break;
 			case 'g':
 				name_arg("listen", "--group", optarg);
 				free(L.group);
-				L.group = strdup(optarg);
+				L.group = xstrdup(optarg);
 				break;
 			case 'e': L.exec_cmd = optarg; break;
 			case 'A': L.apply_sql = optarg; break;
