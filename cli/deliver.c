@@ -15,6 +15,11 @@
  * messages come again after a restart or a reconnection (at-least-once);
  * with --apply they are applied exactly once.
  *
+ * It asks the plugin for its binary format, whose records say what they
+ * are (a message or the commit of a transaction) and carry their lengths,
+ * checks each record against the bytes received (record.c), and writes the
+ * JSON lines itself, in the shape of the plugin's json format.
+ *
  * The connection comes from -d (a conninfo string or URI) and the usual libpq
  * environment (PGHOST, PGPORT, PGDATABASE, PGUSER, ...).
  */
@@ -22,6 +27,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -37,9 +44,17 @@
 
 #include <libpq-fe.h>
 
+#include "buf.h"
+#include "record.h"
+
 /* exit codes */
 #define EXIT_USAGE		2		/* bad arguments */
 #define EXIT_FATAL		3		/* a permanent error: missing slot, privilege */
+
+/* the longest name Postgres keeps (NAMEDATALEN - 1): queues, groups, slots */
+#define PG_NAME_MAX		63
+/* the longest delivery id: 9223372036854775807 has 19 digits */
+#define ID_MAX_DIGITS	20
 
 static const char *conninfo = "";
 static volatile sig_atomic_t stop_requested = 0;
@@ -67,6 +82,171 @@ note(const char *fmt,...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+/* a buffer operation that can only fail for want of memory */
+static void
+must(bool ok)
+{
+	if (!ok)
+		die(EXIT_FAILURE, "out of memory");
+}
+
+/* strdup or exit: a NULL here would mean "every queue", "no group" */
+static char *
+xstrdup(const char *s)
+{
+	char	   *copy = strdup(s);
+
+	if (copy == NULL)
+		die(EXIT_FAILURE, "out of memory");
+	return copy;
+}
+
+/*
+ * An argument as messages show it: quoted, control characters escaped, cut
+ * after SHOW_MAX bytes (on a UTF-8 character boundary) with its length.
+ */
+#define SHOW_MAX 40
+typedef struct Shown
+{
+	char		s[SHOW_MAX * 4 + 48];
+} Shown;
+
+static const char *
+show(Shown *sh, const char *arg)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t		len = strlen(arg),
+				cut = len,
+				o = 0;
+
+	if (len > SHOW_MAX)
+	{
+		cut = SHOW_MAX;
+		while (cut > 0 && ((unsigned char) arg[cut] & 0xC0) == 0x80)
+			cut--;
+	}
+	sh->s[o++] = '"';
+	for (size_t i = 0; i < cut; i++)
+	{
+		unsigned char c = (unsigned char) arg[i];
+
+		if (c == '\n')
+		{
+			sh->s[o++] = '\\';
+			sh->s[o++] = 'n';
+		}
+		else if (c < 0x20 || c == 0x7F)
+		{
+			sh->s[o++] = '\\';
+			sh->s[o++] = 'x';
+			sh->s[o++] = hex[c >> 4];
+			sh->s[o++] = hex[c & 0xF];
+		}
+		else
+		{
+			if (c == '"' || c == '\\')
+				sh->s[o++] = '\\';
+			sh->s[o++] = (char) c;
+		}
+	}
+	if (cut < len)
+	{
+		memcpy(sh->s + o, "...", 3);
+		o += 3;
+	}
+	sh->s[o++] = '"';
+	sh->s[o] = '\0';
+	if (cut < len)				/* bounded: the result is not needed */
+		(void) snprintf(sh->s + o, sizeof(sh->s) - o, " (%zu bytes)", len);
+	return sh->s;
+}
+
+/*
+ * A delivery id: 1 to ID_MAX_DIGITS decimal digits (leading zeros allowed
+ * within that length), at most INT64_MAX.  No sign, no blanks.
+ */
+static bool
+parse_id(const char *s, int64_t *out)
+{
+	size_t		n = strlen(s);
+	unsigned long long v;
+	char	   *end;
+
+	if (n == 0 || n > ID_MAX_DIGITS || strspn(s, "0123456789") != n)
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || end != s + n || v > (unsigned long long) INT64_MAX)
+		return false;
+	*out = (int64_t) v;
+	return true;
+}
+
+/* an integer option between min and max, or exit */
+static long long
+int_arg(const char *cmd, const char *opt, const char *s, long long min, long long max)
+{
+	const char *digits = s[0] == '-' ? s + 1 : s;
+	size_t		n = strlen(digits);
+	long long	v;
+	char	   *end;
+	Shown		sh;
+
+	if (n == 0 || strspn(digits, "0123456789") != n)
+		die(EXIT_USAGE, "%s: %s %s is not an integer", cmd, opt, show(&sh, s));
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno == ERANGE || (errno == 0 && (v < min || v > max)))
+		die(EXIT_USAGE, "%s: %s %s must be between %lld and %lld", cmd, opt, show(&sh, s), min, max);
+	if (errno != 0 || *end != '\0')
+		die(EXIT_USAGE, "%s: %s %s is not an integer", cmd, opt, show(&sh, s));
+	return v;
+}
+
+/* a number of seconds, finite, >= 0 (> 0 unless zero_ok), <= max; or exit */
+static double
+seconds_arg(const char *cmd, const char *opt, const char *s, bool zero_ok, double max,
+			const char *range)
+{
+	size_t		n = strlen(s);
+	double		v = 0;
+	char	   *end = NULL;
+	bool		ok = n > 0 && strspn(s, "0123456789.eE+-") == n;
+	Shown		sh;
+
+	if (ok)
+	{
+		errno = 0;
+		v = strtod(s, &end);
+		ok = errno == 0 && end == s + n && isfinite(v) && v >= 0 && (zero_ok || v > 0) && v <= max;
+	}
+	if (!ok)
+		die(EXIT_USAGE, "%s: %s %s is not a number of seconds (%s)", cmd, opt, show(&sh, s), range);
+	return v;
+}
+
+/* a name Postgres keeps whole: 1 to PG_NAME_MAX bytes; or exit */
+static void
+name_arg(const char *cmd, const char *what, const char *s)
+{
+	Shown		sh;
+
+	if (s[0] == '\0')
+		die(EXIT_USAGE, "%s: %s is empty", cmd, what);
+	if (strlen(s) > PG_NAME_MAX)
+		die(EXIT_USAGE, "%s: %s %s is too long (at most %d bytes)", cmd, what, show(&sh, s), PG_NAME_MAX);
+}
+
+/* no arguments after the last one expected; or exit */
+static void
+no_more_args(const char *cmd, int argc, char **argv, int next)
+{
+	Shown		sh;
+
+	if (next < argc)
+		die(EXIT_USAGE, "%s: unexpected argument %s", cmd, show(&sh, argv[next]));
 }
 
 static int64_t
@@ -174,6 +354,7 @@ cmd_send(int argc, char **argv)
 	if (optind >= argc)
 		die(EXIT_USAGE, "send: name a queue (deliver send QUEUE [PAYLOAD])");
 	queue = argv[optind++];
+	no_more_args("send", argc, argv, optind + 1);
 	conn = connect_or_die();
 	if (optind < argc && strcmp(argv[optind], "-") != 0)
 	{
@@ -187,9 +368,9 @@ cmd_send(int argc, char **argv)
 		char	   *line = NULL;
 		size_t		cap = 0;
 		ssize_t		len;
-		char	   *arr = NULL;
-		size_t		alen = 0;
+		Buf			arr = BUF_INIT;
 		int			n = 0;
+		long		lineno = 0;
 		bool		eof = false;
 
 		while (!eof)
@@ -199,40 +380,41 @@ cmd_send(int argc, char **argv)
 				eof = true;
 			else
 			{
+				lineno++;
+				/* a NUL would end the parameter there: refuse it */
+				if (memchr(line, '\0', (size_t) len) != NULL)
+					die(EXIT_USAGE, "send: line %ld of standard input contains a NUL byte", lineno);
 				while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 					line[--len] = '\0';
 				if (len == 0)
 					continue;
-				/* an array literal of JSON texts: "elem","elem" */
-				arr = realloc(arr, alen + 2 * (size_t) len + 8);
-				if (arr == NULL)
-					die(EXIT_FAILURE, "out of memory");
-				arr[alen++] = n ? ',' : '{';
-				arr[alen++] = '"';
+				/* an array literal of JSON texts: {"elem","elem"} */
+				must(buf_putc(&arr, n ? ',' : '{'));
+				must(buf_putc(&arr, '"'));
 				for (ssize_t i = 0; i < len; i++)
 				{
 					if (line[i] == '"' || line[i] == '\\')
-						arr[alen++] = '\\';
-					arr[alen++] = line[i];
+						must(buf_putc(&arr, '\\'));
+					must(buf_putc(&arr, line[i]));
 				}
-				arr[alen++] = '"';
+				must(buf_putc(&arr, '"'));
 				n++;
 			}
 			if (n > 0 && (eof || n == 1000))
 			{
-				const char *p[3] = {queue, arr, delay};
+				const char *p[3] = {queue, NULL, delay};
 
-				arr[alen++] = '}';
-				arr[alen] = '\0';
+				must(buf_putc(&arr, '}'));
+				p[1] = arr.data;
 				print_rows(exec_or_die(conn,
 									   "SELECT unnest(deliver.send_batch($1, $2::jsonb[], delay => $3::interval))",
 									   3, p));
-				alen = 0;
+				buf_reset(&arr);
 				n = 0;
 			}
 		}
 		free(line);
-		free(arr);
+		buf_free(&arr);
 	}
 	PQfinish(conn);
 	return 0;
@@ -249,10 +431,11 @@ cmd_receive(int argc, char **argv)
 		{"ack", no_argument, NULL, 'a'},
 		{NULL, 0, NULL, 0}
 	};
-	const char *max = "1",
-			   *wait = "0",
+	long long	max = 1;
+	const char *wait = "0",
 			   *group = "default",
 			   *vt = NULL;
+	char		maxs[32];
 	bool		ack = false;
 	int			c;
 	PGconn	   *conn;
@@ -263,8 +446,11 @@ cmd_receive(int argc, char **argv)
 	{
 		switch (c)
 		{
-			case 'n': max = optarg; break;
-			case 'w': wait = optarg; break;
+			case 'n': max = int_arg("receive", "--max", optarg, 1, INT32_MAX); break;
+			case 'w':
+				(void) seconds_arg("receive", "--wait", optarg, true, HUGE_VAL, "0 or more");
+				wait = optarg;
+				break;
 			case 'g': group = optarg; break;
 			case 'v': vt = optarg; break;
 			case 'a': ack = true; break;
@@ -274,14 +460,17 @@ cmd_receive(int argc, char **argv)
 	if (optind >= argc)
 		die(EXIT_USAGE, "receive: name a queue (deliver receive QUEUE [-n N] [--wait SECONDS])");
 	queue = argv[optind];
+	no_more_args("receive", argc, argv, optind + 1);
+	if (snprintf(maxs, sizeof(maxs), "%lld", max) >= (int) sizeof(maxs))
+		die(EXIT_FAILURE, "receive: --max does not fit");	/* cannot happen */
 	conn = connect_or_die();
 	{
-		const char *p[6] = {queue, max, vt, wait, group, ack ? "t" : "f"};
+		const char *p[6] = {queue, maxs, vt, wait, group, ack ? "t" : "f"};
 
 		/* with --ack the messages are acked in the transaction that reads them */
 		print_rows(exec_or_die(conn,
 							   "SELECT row_to_json(r)::text FROM deliver.receive($1, $2::int, $3::interval,"
-							   " ($4 || ' seconds')::interval, $5) r"
+							   " make_interval(secs => $4::float8), $5) r"
 							   " WHERE NOT $6::boolean OR deliver.ack($1, r.delivery_id)",
 							   6, p));
 	}
@@ -293,41 +482,42 @@ static int
 cmd_ack(int argc, char **argv)
 {
 	PGconn	   *conn;
-	char	   *arr;
-	size_t		alen = 0;
+	Buf			arr = BUF_INIT;
 
 	if (argc < 3)
 		die(EXIT_USAGE, "ack: deliver ack QUEUE DELIVERY_ID...");
-	arr = malloc(64 * (size_t) argc + 4);
-	arr[alen++] = '{';
+	/* a bigint[] literal of the ids as parsed, never as given */
+	must(buf_putc(&arr, '{'));
 	for (int i = 2; i < argc; i++)
 	{
-		char	   *end;
+		int64_t		id;
+		Shown		sh;
 
-		(void) strtoll(argv[i], &end, 10);
-		if (*argv[i] == '\0' || *end != '\0')
-			die(EXIT_USAGE, "ack: \"%s\" is not a delivery id", argv[i]);
-		alen += snprintf(arr + alen, 64, "%s%s", i > 2 ? "," : "", argv[i]);
+		if (!parse_id(argv[i], &id))
+			die(EXIT_USAGE, "ack: %s is not a delivery id (1 to %d digits, at most %" PRId64 ")",
+				show(&sh, argv[i]), ID_MAX_DIGITS, INT64_MAX);
+		must(buf_printf(&arr, "%s%" PRId64, i > 2 ? "," : "", id));
 	}
-	arr[alen++] = '}';
-	arr[alen] = '\0';
+	must(buf_putc(&arr, '}'));
 	conn = connect_or_die();
 	{
-		const char *p[2] = {argv[1], arr};
+		const char *p[2] = {argv[1], arr.data};
 
 		print_rows(exec_or_die(conn, "SELECT deliver.ack_batch($1, $2::bigint[])", 2, p));
 	}
 	PQfinish(conn);
-	free(arr);
+	buf_free(&arr);
 	return 0;
 }
 
 static int
 cmd_stats(int argc, char **argv)
 {
-	PGconn	   *conn = connect_or_die();
+	PGconn	   *conn;
 	const char *p[1] = {argc > 1 ? argv[1] : NULL};
 
+	no_more_args("stats", argc, argv, 2);
+	conn = connect_or_die();
 	print_rows(exec_or_die(conn,
 						   "SELECT jsonb_build_object('queue', q.queue_name) || row_to_json(m)::jsonb"
 						   " FROM deliver.queue q, deliver.metrics(q.queue_name) m"
@@ -354,6 +544,7 @@ typedef struct Listen
 	const char *exec_cmd;
 	const char *apply_sql;
 	const char *offset_table;
+	char	   *offset_ident;	/* offset_table, quoted (--apply) */
 	bool		commits;		/* print commit lines too */
 	long		batch;
 	long		max_messages;
@@ -368,17 +559,27 @@ typedef struct Listen
 	uint64_t	last_received;	/* highest LSN received */
 	int64_t		last_status;
 
-	/* messages of complete transactions not handled yet */
-	char	   *buf;
-	size_t		blen,
-				bcap;
-	long		bcount;
+	/*
+	 * The complete transactions not handled yet: buf holds what the handler
+	 * gets (JSON lines of the messages; when printing with --commits, the
+	 * commit lines too), cbuf the commit lines printed after --apply or
+	 * --exec handled the batch.
+	 */
+	Buf			buf;
+	Buf			cbuf;
+	long		bcount;			/* messages in buf */
 	uint64_t	bcommit;		/* LSN of the last complete transaction in buf */
-	/* messages of the transaction being received */
-	char	   *tx;
-	size_t		tlen,
-				tcap;
+	struct BatchTx
+	{
+		int64_t		commit_time;
+		long		count;
+	}		   *btx;			/* --report: the transactions in buf */
+	size_t		nbtx,
+				capbtx;
+	/* the transaction being received */
+	Buf			tx;				/* JSON lines of its messages */
 	long		tcount;
+	uint64_t	tcommit;		/* its commit LSN, from its messages */
 	bool		in_tx;
 
 	long		handled;		/* messages handled in total */
@@ -390,30 +591,21 @@ typedef struct Listen
 				caplat;
 } Listen;
 
-static uint64_t
-parse_lsn(const char *s)
+/* an LSN as pg_lsn prints it: 1-8 hex digits, '/', 1-8 hex digits */
+static bool
+parse_lsn(const char *s, uint64_t *out)
 {
-	unsigned int hi,
+	const char *hex = "0123456789abcdefABCDEF";
+	size_t		hi = strspn(s, hex),
 				lo;
 
-	if (s == NULL || sscanf(s, "%X/%X", &hi, &lo) != 2)
-		return 0;
-	return ((uint64_t) hi << 32) | lo;
-}
-
-static void
-append(char **b, size_t *len, size_t *cap, const char *data, size_t n)
-{
-	if (*len + n + 1 > *cap)
-	{
-		*cap = (*len + n + 1) * 2;
-		*b = realloc(*b, *cap);
-		if (*b == NULL)
-			die(EXIT_FAILURE, "out of memory");
-	}
-	memcpy(*b + *len, data, n);
-	*len += n;
-	(*b)[*len] = '\0';
+	if (hi < 1 || hi > 8 || s[hi] != '/')
+		return false;
+	lo = strspn(s + hi + 1, hex);
+	if (lo < 1 || lo > 8 || s[hi + 1 + lo] != '\0')
+		return false;
+	*out = ((uint64_t) strtoul(s, NULL, 16) << 32) | (uint64_t) strtoul(s + hi + 1, NULL, 16);
+	return true;
 }
 
 static uint64_t
@@ -463,82 +655,30 @@ send_status(Listen *L, bool reply)
 	return true;
 }
 
-/* "2026-11-28T09:45:01.950313+00:00" to Unix microseconds, or 0 */
-static int64_t
-parse_iso(const char *s)
-{
-	struct tm	tm;
-	int			us = 0,
-				digits = 0;
-	const char *p;
-	int			sign,
-				oh = 0,
-				om = 0;
-	int64_t		t;
-
-	memset(&tm, 0, sizeof(tm));
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-			   &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
-		return 0;
-	tm.tm_year -= 1900;
-	tm.tm_mon -= 1;
-	p = s + 19;
-	if (*p == '.')
-		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-			if (digits < 6)
-				us = us * 10 + (*p - '0');
-	for (; digits < 6; digits++)
-		us *= 10;
-	sign = (*p == '-') ? -1 : 1;
-	if (*p == '+' || *p == '-')
-		sscanf(p + 1, "%2d:%2d", &oh, &om);
-	t = (int64_t) timegm(&tm) - sign * (oh * 3600 + om * 60);
-	return t * 1000000 + us;
-}
-
-static const char *
-last_field(const char *line, const char *key, char *out, size_t outlen)
-{
-	char		pat[64];
-	const char *p,
-			   *q;
-	size_t		n = 0;
-
-	/* search from the end: the payload may contain the same text */
-	snprintf(pat, sizeof(pat), "\"%s\":\"", key);
-	p = NULL;
-	for (q = strstr(line, pat); q; q = strstr(q + 1, pat))
-		p = q;
-	if (p == NULL)
-		return NULL;
-	p += strlen(pat);
-	while (*p && *p != '"' && n + 1 < outlen)
-		out[n++] = *p++;
-	out[n] = '\0';
-	return out;
-}
-
+/* --report: the commit-to-consumer latency of the messages just handled */
 static void
-record_latency(Listen *L, const char *line)
+record_latencies(Listen *L)
 {
-	char		t[64];
-	int64_t		commit,
-				now = now_usec();
+	int64_t		now = now_usec();
 
 	if (L->first_usec == 0)
 		L->first_usec = now;
 	L->last_usec = now;
-	if (last_field(line, "commit_time", t, sizeof(t)) == NULL ||
-		(commit = parse_iso(t)) == 0)
-		return;
-	if (L->nlat == L->caplat)
+	for (size_t i = 0; i < L->nbtx; i++)
 	{
-		L->caplat = L->caplat ? L->caplat * 2 : 4096;
-		L->lat = realloc(L->lat, L->caplat * sizeof(int64_t));
-		if (L->lat == NULL)
-			die(EXIT_FAILURE, "out of memory");
+		for (long k = 0; k < L->btx[i].count; k++)
+		{
+			if (L->nlat == L->caplat)
+			{
+				L->caplat = L->caplat ? L->caplat * 2 : 4096;
+				L->lat = realloc(L->lat, L->caplat * sizeof(int64_t));
+				if (L->lat == NULL)
+					die(EXIT_FAILURE, "out of memory");
+			}
+			L->lat[L->nlat++] = now - L->btx[i].commit_time;
+		}
 	}
-	L->lat[L->nlat++] = now - commit;
+	L->nbtx = 0;
 }
 
 static int
@@ -578,13 +718,14 @@ handle_batch(Listen *L)
 	if (L->apply_sql)
 	{
 		PGresult   *res;
-		char	   *line = L->buf;
+		char	   *line = L->buf.data;
 		char		lsn[32];
 		bool		ok = true;
 
 		res = PQexec(L->sql, "BEGIN");
 		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 		PQclear(res);
+		/* one message per line: the JSON the client made holds no newline */
 		while (ok && line && *line)
 		{
 			char	   *nl = strchr(line, '\n');
@@ -607,18 +748,15 @@ handle_batch(Listen *L)
 		}
 		if (ok)
 		{
-			char	   *sql;
+			Buf			sql = BUF_INIT;
 			const char *p[2] = {L->slot, lsn};
-			char	   *ident = PQescapeIdentifier(L->sql, L->offset_table, strlen(L->offset_table));
 
 			snprintf(lsn, sizeof(lsn), "%X/%X", (unsigned) (L->bcommit >> 32), (unsigned) L->bcommit);
-			if (asprintf(&sql, "INSERT INTO %s (subscription, lsn) VALUES ($1, $2::pg_lsn) "
-						 "ON CONFLICT (subscription) DO UPDATE SET lsn = excluded.lsn, updated_at = now()",
-						 ident) < 0)
-				die(EXIT_FAILURE, "out of memory");
-			PQfreemem(ident);
-			res = PQexecParams(L->sql, sql, 2, NULL, p, NULL, NULL, 0);
-			free(sql);
+			must(buf_printf(&sql, "INSERT INTO %s (subscription, lsn) VALUES ($1, $2::pg_lsn) "
+							"ON CONFLICT (subscription) DO UPDATE SET lsn = excluded.lsn, updated_at = now()",
+							L->offset_ident));
+			res = PQexecParams(L->sql, sql.data, 2, NULL, p, NULL, NULL, 0);
+			buf_free(&sql);
 			if (PQresultStatus(res) != PGRES_COMMAND_OK)
 			{
 				note("could not store the offset: %s", PQresultErrorMessage(res));
@@ -655,7 +793,7 @@ handle_batch(Listen *L)
 			note("could not run the handler: %s", strerror(errno));
 			return false;
 		}
-		if (fwrite(L->buf, 1, L->blen, f) != L->blen)
+		if (fwrite(L->buf.data, 1, L->buf.len, f) != L->buf.len)
 			note("could not write to the handler: %s", strerror(errno));
 		status = pclose(f);
 		if (status != 0)
@@ -670,72 +808,121 @@ handle_batch(Listen *L)
 	}
 	else
 	{
-		if (fwrite(L->buf, 1, L->blen, stdout) != L->blen || fflush(stdout) != 0)
+		if (fwrite(L->buf.data, 1, L->buf.len, stdout) != L->buf.len || fflush(stdout) != 0)
 		{
 			note("could not write the messages: %s", strerror(errno));
 			return false;
 		}
 	}
+	/* handled: the commit lines of --apply or --exec (only informative) */
+	if (L->cbuf.len > 0 &&
+		(fwrite(L->cbuf.data, 1, L->cbuf.len, stdout) != L->cbuf.len || fflush(stdout) != 0))
+		note("could not write the commit lines: %s", strerror(errno));
 	if (L->report)
-	{
-		char	   *line = L->buf;
-
-		while (line && *line)
-		{
-			char	   *nl = strchr(line, '\n');
-
-			if (strncmp(line, "{\"queue\"", 8) == 0)
-				record_latency(L, line);
-			line = nl ? nl + 1 : NULL;
-		}
-	}
+		record_latencies(L);
 	L->handled += L->bcount;
 	L->confirmed = L->bcommit;
-	L->blen = 0;
+	buf_reset(&L->buf);
+	buf_reset(&L->cbuf);
 	L->bcount = 0;
+	L->nbtx = 0;
 	return send_status(L, false);
 }
 
-/* a message or commit line from the plugin; lsn is the XLogData start */
-static bool
-take_line(Listen *L, const char *data, size_t len, uint64_t lsn)
+/* the stream is not what the plugin sends: retrying cannot help */
+static void
+protocol_error(Listen *L, uint64_t lsn, const char *fmt,...) __attribute__((format(printf, 3, 4), noreturn));
+
+static void
+protocol_error(Listen *L, uint64_t lsn, const char *fmt,...)
 {
-	if (len >= 13 && strncmp(data, "{\"commit_lsn\"", 13) == 0)
+	va_list		ap;
+
+	fprintf(stderr, "deliver: protocol error in the stream of slot \"%s\" at %X/%X: ",
+			L->slot, (unsigned) (lsn >> 32), (unsigned) lsn);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nHINT: the server's deliver output plugin and this client do not agree on the "
+		  "binary format; nothing after the last handled transaction was confirmed.\n", stderr);
+	exit(EXIT_FATAL);
+}
+
+/*
+ * A record of the plugin's binary format, the data of one XLogData message;
+ * lsn is that message's start.  A message record joins the transaction being
+ * received; a commit record ends it, and its messages then form a unit.
+ */
+static bool
+take_record(Listen *L, const char *data, size_t len, uint64_t lsn)
+{
+	Record		rec;
+	char		err[256];
+
+	if (!record_parse(data, len, &rec, err, sizeof(err)))
+		protocol_error(L, lsn, "%s (a record of %zu bytes)", err, len);
+	if (L->in_tx && rec.commit_lsn != L->tcommit)
+		protocol_error(L, lsn, "a record of the transaction committed at %X/%X inside the one committed at %X/%X",
+					   (unsigned) (rec.commit_lsn >> 32), (unsigned) rec.commit_lsn,
+					   (unsigned) (L->tcommit >> 32), (unsigned) L->tcommit);
+	if (rec.type == RECORD_MESSAGE)
 	{
-		/* the end of a transaction: its messages form a unit */
-		if (L->apply_sql && lsn <= L->offset)
-		{
-			/* applied before (the offset was stored, not yet confirmed) */
-			L->tlen = 0;
-			L->tcount = 0;
-		}
-		else
-		{
-			append(&L->buf, &L->blen, &L->bcap, L->tx ? L->tx : "", L->tlen);
-			if (L->commits)
-			{
-				append(&L->buf, &L->blen, &L->bcap, data, len);
-				append(&L->buf, &L->blen, &L->bcap, "\n", 1);
-			}
-			L->bcount += L->tcount;
-		}
-		L->bcommit = lsn;
-		L->tlen = 0;
-		L->tcount = 0;
-		L->in_tx = false;
-		if (L->bcount >= L->batch)
-			return handle_batch(L);
-		if (L->bcount == 0)
-		{
-			/* nothing to handle (skipped): confirm anyway */
-			L->confirmed = lsn;
-		}
+		must(record_message_json(&L->tx, &rec));
+		must(buf_putc(&L->tx, '\n'));
+		L->tcount++;
+		L->tcommit = rec.commit_lsn;
+		L->in_tx = true;
 		return true;
 	}
-	append(&L->tx, &L->tlen, &L->tcap, data, len);
-	append(&L->tx, &L->tlen, &L->tcap, "\n", 1);
-	L->tcount++;
-	L->in_tx = true;
+
+	/* the end of a transaction */
+	if (rec.commit_lsn != lsn)
+		protocol_error(L, lsn, "the commit record says %X/%X",
+					   (unsigned) (rec.commit_lsn >> 32), (unsigned) rec.commit_lsn);
+	if (rec.messages != (uint64_t) L->tcount)
+		protocol_error(L, lsn, "the commit record counts %" PRIu32 " message(s), %ld came",
+					   rec.messages, L->tcount);
+	if (L->tcount == 0 || (L->apply_sql && lsn <= L->offset))
+	{
+		/* nothing, or applied before (the offset was stored, not yet confirmed) */
+	}
+	else
+	{
+		must(buf_append(&L->buf, L->tx.data, L->tx.len));
+		if (L->commits)
+		{
+			/* commit lines are never messages: not for --apply or --exec */
+			Buf		   *out = (L->apply_sql || L->exec_cmd) ? &L->cbuf : &L->buf;
+
+			must(record_commit_json(out, &rec));
+			must(buf_putc(out, '\n'));
+		}
+		L->bcount += L->tcount;
+		if (L->report)
+		{
+			if (L->nbtx == L->capbtx)
+			{
+				L->capbtx = L->capbtx ? L->capbtx * 2 : 64;
+				L->btx = realloc(L->btx, L->capbtx * sizeof(*L->btx));
+				if (L->btx == NULL)
+					die(EXIT_FAILURE, "out of memory");
+			}
+			L->btx[L->nbtx].commit_time = rec.commit_time;
+			L->btx[L->nbtx].count = L->tcount;
+			L->nbtx++;
+		}
+	}
+	L->bcommit = lsn;
+	buf_reset(&L->tx);
+	L->tcount = 0;
+	L->in_tx = false;
+	if (L->bcount >= L->batch)
+		return handle_batch(L);
+	if (L->bcount == 0)
+	{
+		/* nothing to handle (skipped): confirm anyway */
+		L->confirmed = lsn;
+	}
 	return true;
 }
 
@@ -798,9 +985,9 @@ prepare_listen(Listen *L)
 						   1, NULL, p, NULL, NULL, 0);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 		{
-			L->queues = strdup(PQgetvalue(res, 0, 0));
+			L->queues = xstrdup(PQgetvalue(res, 0, 0));
 			if (L->group == NULL && !PQgetisnull(res, 0, 1))
-				L->group = strdup(PQgetvalue(res, 0, 1));
+				L->group = xstrdup(PQgetvalue(res, 0, 1));
 		}
 		/* otherwise a plain deliver slot: every queue */
 		PQclear(res);
@@ -809,20 +996,28 @@ prepare_listen(Listen *L)
 	if (L->apply_sql)
 	{
 		char	   *ident = PQescapeIdentifier(c, L->offset_table, strlen(L->offset_table));
-		char	   *sql;
+		Buf			sql = BUF_INIT;
+		Shown		sh;
 
-		if (asprintf(&sql, "CREATE TABLE IF NOT EXISTS %s (subscription text PRIMARY KEY,"
-					 " lsn pg_lsn NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())", ident) < 0)
-			die(EXIT_FAILURE, "out of memory");
-		PQclear(exec_or_die(c, sql, 0, NULL));
-		free(sql);
-		if (asprintf(&sql, "SELECT lsn FROM %s WHERE subscription = $1", ident) < 0)
-			die(EXIT_FAILURE, "out of memory");
-		res = exec_or_die(c, sql, 1, p);
-		L->offset = PQntuples(res) ? parse_lsn(PQgetvalue(res, 0, 0)) : 0;
-		PQclear(res);
-		free(sql);
+		if (ident == NULL)
+			die(EXIT_USAGE, "listen: --offset-table %s cannot be quoted: %s",
+				show(&sh, L->offset_table), PQerrorMessage(c));
+		free(L->offset_ident);
+		L->offset_ident = xstrdup(ident);
 		PQfreemem(ident);
+		must(buf_printf(&sql, "CREATE TABLE IF NOT EXISTS %s (subscription text PRIMARY KEY,"
+						" lsn pg_lsn NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())",
+						L->offset_ident));
+		PQclear(exec_or_die(c, sql.data, 0, NULL));
+		buf_reset(&sql);
+		must(buf_printf(&sql, "SELECT lsn FROM %s WHERE subscription = $1", L->offset_ident));
+		res = exec_or_die(c, sql.data, 1, p);
+		L->offset = 0;
+		if (PQntuples(res) > 0 && !parse_lsn(PQgetvalue(res, 0, 0), &L->offset))
+			die(EXIT_FATAL, "the offset of \"%s\" in %s is not an LSN: %s",
+				L->slot, L->offset_ident, show(&sh, PQgetvalue(res, 0, 0)));
+		PQclear(res);
+		buf_free(&sql);
 		if (L->sql)
 			PQfinish(L->sql);
 		L->sql = c;				/* kept for applying */
@@ -836,11 +1031,10 @@ prepare_listen(Listen *L)
 static bool
 start_stream(Listen *L)
 {
-	char		cmd[2048];
+	Buf			cmd = BUF_INIT;
 	char	   *slot;
 	PGresult   *res;
 	uint64_t	start = L->apply_sql ? L->offset : 0;
-	size_t		n;
 
 	L->repl = connect_sql(true);
 	if (PQstatus(L->repl) != CONNECTION_OK)
@@ -854,28 +1048,38 @@ start_stream(Listen *L)
 		note("could not connect for streaming: %s", msg);
 		return false;
 	}
+	/* the command grows with the names: no fixed size, nothing cut */
 	slot = PQescapeIdentifier(L->repl, L->slot, strlen(L->slot));
-	n = snprintf(cmd, sizeof(cmd), "START_REPLICATION SLOT %s LOGICAL %X/%X (\"include_commit\" 'on'",
-				 slot, (unsigned) (start >> 32), (unsigned) start);
+	if (slot == NULL)
+		die(EXIT_FATAL, "could not quote the slot name: %s", PQerrorMessage(L->repl));
+	must(buf_printf(&cmd, "START_REPLICATION SLOT %s LOGICAL %X/%X (\"format\" 'binary', \"include_commit\" 'on'",
+					slot, (unsigned) (start >> 32), (unsigned) start));
 	PQfreemem(slot);
 	if (L->queues)
 	{
 		char	   *v = PQescapeLiteral(L->repl, L->queues, strlen(L->queues));
+		Shown		sh;
 
-		n += snprintf(cmd + n, sizeof(cmd) - n, ", \"queues\" %s", v);
+		if (v == NULL)
+			die(EXIT_FATAL, "could not quote the queue names %s: %s",
+				show(&sh, L->queues), PQerrorMessage(L->repl));
+		must(buf_printf(&cmd, ", \"queues\" %s", v));
 		PQfreemem(v);
 	}
 	if (L->group)
 	{
 		char	   *v = PQescapeLiteral(L->repl, L->group, strlen(L->group));
+		Shown		sh;
 
-		n += snprintf(cmd + n, sizeof(cmd) - n, ", \"consumer_group\" %s", v);
+		if (v == NULL)
+			die(EXIT_FATAL, "could not quote the group name %s: %s",
+				show(&sh, L->group), PQerrorMessage(L->repl));
+		must(buf_printf(&cmd, ", \"consumer_group\" %s", v));
 		PQfreemem(v);
 	}
-	if (n + 2 >= sizeof(cmd))
-		die(EXIT_USAGE, "the queue and group names are too long");
-	strcat(cmd, ")");
-	res = PQexec(L->repl, cmd);
+	must(buf_putc(&cmd, ')'));
+	res = PQexec(L->repl, cmd.data);
+	buf_free(&cmd);
 	if (PQresultStatus(res) != PGRES_COPY_BOTH)
 	{
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -891,7 +1095,7 @@ start_stream(Listen *L)
 	}
 	PQclear(res);
 	L->last_status = now_usec();
-	L->tlen = 0;
+	buf_reset(&L->tx);
 	L->tcount = 0;
 	L->in_tx = false;
 	note("streaming slot \"%s\"%s%s from %X/%X", L->slot,
@@ -953,10 +1157,16 @@ stream(Listen *L)
 			note("connection lost: %s", PQerrorMessage(L->repl));
 			return false;
 		}
-		if (copybuf[0] == 'k' && r >= 18)
+		if (copybuf[0] == 'k')
 		{
-			uint64_t	walend = be64(copybuf + 1);
-			bool		reply = copybuf[17] != 0;
+			uint64_t	walend;
+			bool		reply;
+
+			/* 'k', u64 walEnd, i64 sendTime, u8 replyRequested */
+			if (r < 18)
+				protocol_error(L, L->last_received, "a keepalive message of %d bytes, fewer than 18", r);
+			walend = be64(copybuf + 1);
+			reply = copybuf[17] != 0;
 
 			/* between transactions, with everything handled: move on */
 			if (!L->in_tx && L->bcount == 0 && walend > L->confirmed)
@@ -967,18 +1177,24 @@ stream(Listen *L)
 				return false;
 			}
 		}
-		else if (copybuf[0] == 'w' && r >= 25)
+		else if (copybuf[0] == 'w')
 		{
-			uint64_t	start = be64(copybuf + 1);
+			uint64_t	start;
 
+			/* 'w', u64 dataStart, u64 walEnd, i64 sendTime, then the record */
+			if (r < 25)
+				protocol_error(L, L->last_received, "an XLogData message of %d bytes, shorter than its header", r);
+			start = be64(copybuf + 1);
 			if (start > L->last_received)
 				L->last_received = start;
-			if (!take_line(L, copybuf + 25, (size_t) r - 25, start))
+			if (!take_record(L, copybuf + 25, (size_t) r - 25, start))
 			{
 				PQfreemem(copybuf);
 				return false;
 			}
 		}
+		else
+			protocol_error(L, L->last_received, "a message of type 0x%02x", (unsigned) (unsigned char) copybuf[0]);
 		PQfreemem(copybuf);
 	}
 }
@@ -998,11 +1214,41 @@ stop_stream(Listen *L)
 		L->repl = NULL;
 	}
 	/* unconfirmed messages come again from the server */
-	L->blen = 0;
+	buf_reset(&L->buf);
+	buf_reset(&L->cbuf);
 	L->bcount = 0;
-	L->tlen = 0;
+	L->nbtx = 0;
+	buf_reset(&L->tx);
 	L->tcount = 0;
 	L->in_tx = false;
+}
+
+/*
+ * --queues: a comma-separated list of queue names, as the plugin reads it
+ * (blanks around names ignored); at least one name, none too long.
+ */
+static void
+queues_arg(const char *s)
+{
+	char	   *copy = xstrdup(s);
+	char	   *save = NULL;
+	int			names = 0;
+	Shown		sh;
+
+	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+	{
+		while (*tok == ' ')
+			tok++;
+		for (char *e = tok + strlen(tok); e > tok && e[-1] == ' ';)
+			*--e = '\0';
+		if (*tok == '\0')
+			continue;
+		name_arg("listen", "--queues: queue name", tok);
+		names++;
+	}
+	free(copy);
+	if (names == 0)
+		die(EXIT_USAGE, "listen: --queues %s names no queue", show(&sh, s));
 }
 
 static int
@@ -1034,28 +1280,48 @@ cmd_listen(int argc, char **argv)
 	{
 		switch (c)
 		{
-			case 'q': L.queues = strdup(optarg); break;
-			case 'g': L.group = strdup(optarg); break;
+			case 'q':
+				queues_arg(optarg);
+				free(L.queues);
+				L.queues = xstrdup(optarg);
+				break;
+			case 'g':
+				name_arg("listen", "--group", optarg);
+				free(L.group);
+				L.group = xstrdup(optarg);
+				break;
 			case 'e': L.exec_cmd = optarg; break;
 			case 'A': L.apply_sql = optarg; break;
-			case 'T': L.offset_table = optarg; break;
-			case 'b': L.batch = atol(optarg); break;
-			case 'm': L.max_messages = atol(optarg); break;
+			case 'T':
+				name_arg("listen", "--offset-table", optarg);
+				L.offset_table = optarg;
+				break;
+			case 'b': L.batch = (long) int_arg("listen", "--batch", optarg, 1, INT32_MAX); break;
+			case 'm': L.max_messages = (long) int_arg("listen", "--max-messages", optarg, 0, LONG_MAX); break;
 			case 'c': L.commits = true; break;
 			case 'r': L.report = true; break;
-			case 's': L.status_interval = atof(optarg); break;
+			case 's':
+				L.status_interval = seconds_arg("listen", "--status-interval", optarg, false, 3600,
+												"more than 0, at most 3600");
+				break;
 			default: exit(EXIT_USAGE);
 		}
 	}
 	if (optind >= argc)
 		die(EXIT_USAGE, "listen: name a push subscription (deliver listen SUBSCRIPTION)");
 	L.slot = argv[optind];
-	if (L.batch < 1)
-		die(EXIT_USAGE, "--batch must be at least 1");
+	no_more_args("listen", argc, argv, optind + 1);
+	{
+		Shown		sh;
+		size_t		n = strlen(L.slot);
+
+		/* a replication slot name, as Postgres allows them */
+		if (n == 0 || n > PG_NAME_MAX || strspn(L.slot, "abcdefghijklmnopqrstuvwxyz0123456789_") != n)
+			die(EXIT_USAGE, "listen: %s is not a subscription name (1 to %d of a-z, 0-9 and _)",
+				show(&sh, L.slot), PG_NAME_MAX);
+	}
 	if (L.exec_cmd && L.apply_sql)
-		die(EXIT_USAGE, "--exec and --apply exclude each other");
-	if (L.status_interval <= 0)
-		L.status_interval = 10;
+		die(EXIT_USAGE, "listen: --exec and --apply exclude each other");
 
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
@@ -1106,7 +1372,8 @@ usage(FILE *f)
 			"      --batch N            up to N messages per handler run, whole transactions (1)\n"
 			"      --queues Q1,Q2       override the subscription's queues\n"
 			"      --group G            override the subscription's consumer group\n"
-			"      --commits            also print a line after each transaction\n"
+			"      --commits            also print a line after each transaction (on standard\n"
+			"                           output; never passed to --exec or --apply)\n"
 			"      --max-messages N     exit after N messages\n"
 			"      --report             print msgs/s and commit-to-consumer latency at exit\n"
 			"      --status-interval S  seconds between status updates to the server (10)\n"

@@ -11,11 +11,13 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
+use JSON::PP;
 use DeliverTest;
 
+# timezone UTC: the plugin's JSON then prints times as the client does
 my $node = deliver_node('push',
 	"output_plugin_libraries = 'pgoutput, test_decoding, deliver'",
-	'max_wal_senders = 10', 'max_replication_slots = 10');
+	'max_wal_senders = 10', 'max_replication_slots = 16', "timezone = 'UTC'");
 my $conn = $node->connstr('postgres');
 my $dir = $node->basedir;
 
@@ -203,7 +205,68 @@ is(query_one($node, q{SELECT lsn <= (SELECT confirmed_flush_lsn FROM pg_replicat
 	'the server confirmed everything the stored offset covers');
 
 #
-# 5. clear errors
+# 5. commit records are not messages: with --commits, --apply applies and
+#    --exec gets the messages only; the commit lines go to standard output.
+#    What the client prints is what the plugin's JSON format says.
+#
+$node->safe_psql('postgres', q{
+    SELECT deliver.create_queue('cq');
+    SELECT deliver.create_push_subscription('cq', 'psub_apply');
+    SELECT deliver.create_push_subscription('cq', 'psub_exec');
+    SELECT deliver.create_push_subscription('cq', 'psub_print');
+    SELECT pg_create_logical_replication_slot('cq_twin', 'deliver');
+    CREATE TABLE applied (doc jsonb);
+});
+my $odd_key = qq{k"\\\n\t\x01\x{fc}};
+$node->safe_psql('postgres', q{
+    BEGIN;
+    SELECT deliver.send('cq', '{"a": "x\"y", "n": [1, "two", null]}', '{"h": "\u00e9"}', E'k"\\\\\n\t\x01ü');
+    SELECT deliver.send('cq', '{"b": 2}');
+    COMMIT;
+    SELECT deliver.send('cq', '"plain"', NULL, 'key-2');
+});
+my $commit_re = qr/^\{"commit_lsn":"[0-9A-F]+\/[0-9A-F]+","commit_time":"[^"]+","messages":\d+\}$/;
+
+my ($out_a, $err_a) = ('', '');
+IPC::Run::run([ 'deliver', '-d', $conn, 'listen', 'psub_apply', '--commits', '--max-messages', '3',
+	'--apply', 'INSERT INTO applied VALUES ($1)' ], '>', \$out_a, '2>', \$err_a);
+is($? >> 8, 0, '--apply --commits: exit 0 after 3 messages');
+is(query_one($node, q{SELECT count(*) || ' ' || count(*) FILTER (WHERE doc ? 'message_id') FROM applied}),
+	'3 3', '--apply --commits: 3 messages sent, 3 rows applied, each a message');
+my @commits = grep { /\S/ } split /\n/, $out_a;
+is(scalar(grep { $_ =~ $commit_re } @commits) . ' ' . scalar(@commits), '2 2',
+	'--apply --commits: the 2 commit lines go to standard output');
+like($commits[0] // '', qr/"messages":2\}$/, '--apply --commits: the first transaction had 2 messages');
+
+my ($out_e, $err_e) = ('', '');
+IPC::Run::run([ 'deliver', '-d', $conn, 'listen', 'psub_exec', '--commits', '--max-messages', '3',
+	'--exec', "cat >> $dir/exec_c.out" ], '>', \$out_e, '2>', \$err_e);
+is($? >> 8, 0, '--exec --commits: exit 0 after 3 messages');
+my @got = file_lines("$dir/exec_c.out");
+is(scalar(grep { /^\{"queue":"cq","message_id":\d+,/ } @got) . ' ' . scalar(@got), '3 3',
+	'--exec --commits: the handler got the 3 messages and nothing else');
+@commits = grep { /\S/ } split /\n/, $out_e;
+is(scalar(grep { $_ =~ $commit_re } @commits) . ' ' . scalar(@commits), '2 2',
+	'--exec --commits: the 2 commit lines go to standard output');
+
+my ($out_p, $err_p) = ('', '');
+IPC::Run::run([ 'deliver', '-d', $conn, 'listen', 'psub_print', '--commits', '--max-messages', '3' ],
+	'>', \$out_p, '2>', \$err_p);
+my @printed = grep { /\S/ } split /\n/, $out_p;
+my @plugin = query_list($node, q{SELECT data FROM pg_logical_slot_peek_changes('cq_twin', NULL, NULL,
+	'queues', 'cq', 'include_commit', 'on')});
+is(scalar(@printed), 5, 'printed with --commits: 3 messages and 2 commit lines');
+is(join("\n", @printed), join("\n", @plugin),
+	'printed lines are the plugin\'s JSON lines, byte for byte');
+my @docs = map { JSON::PP->new->utf8->decode($_) } grep { !/^\{"commit_lsn"/ } @printed;
+is($docs[0]{ordering_key}, $odd_key, 'quotes, backslash, newline, tab, control and non-ASCII characters survive');
+is($docs[0]{headers}{h}, "\x{e9}", 'headers arrive as JSON');
+is_deeply([ map { $_->{payload} } @docs ], [ { a => 'x"y', n => [ 1, "two", undef ] }, { b => 2 }, 'plain' ],
+	'the payloads arrive as JSON');
+is($docs[1]{ordering_key}, undef, 'a message without a key has a null ordering_key');
+
+#
+# 6. clear errors
 #
 sub run_deliver
 {
