@@ -4,8 +4,11 @@
 pgbin=${DELIVER_PGBIN:-/usr/lib/postgresql/15/bin}
 export PG_CONFIG=$pgbin/pg_config
 
-# Postgres will not run as root: run server-side commands as the postgres user.
-as_pg() { if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# Postgres will not run as root: run server-side commands as the postgres
+# user. They run from / (a directory postgres can enter: from one it cannot,
+# such as a checkout under /root, its programs print "could not change
+# directory"), so every path given to them must be absolute.
+as_pg() { if [[ $EUID -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 as_root() { if [[ $EUID -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
 # Install the packages, build deliver (warnings are errors) and install it.
