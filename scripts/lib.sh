@@ -18,3 +18,21 @@ build_and_install() {
     make -s -j2
     as_root make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
 }
+
+# pg_has_setting NAME: whether this installation's server knows the setting
+# (asked of the server binary, no cluster needed).
+pg_has_setting() {
+    local names
+    names=$("$pgbin/postgres" --describe-config 2>/dev/null | cut -f1) || true
+    grep -qx -- "$1" <<<"$names"
+}
+
+# The postgresql.conf line that allows the deliver output plugin (push) to
+# replication users, when the server has output_plugin_libraries: it came
+# with PostgreSQL 15.20, and an older 15.x refuses to start with a setting it
+# does not know (it has no such restriction either: any plugin is allowed).
+push_plugin_conf() {
+    if pg_has_setting output_plugin_libraries; then
+        echo "output_plugin_libraries = 'pgoutput, test_decoding, deliver'   # push: the deliver output plugin"
+    fi
+}

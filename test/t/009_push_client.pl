@@ -13,9 +13,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 use DeliverTest;
 
-my $node = deliver_node('push',
-	"output_plugin_libraries = 'pgoutput, test_decoding, deliver'",
-	'max_wal_senders = 10', 'max_replication_slots = 10');
+my $node = deliver_node('push', 'max_wal_senders = 10', 'max_replication_slots = 10');
 my $conn = $node->connstr('postgres');
 my $dir = $node->basedir;
 
