@@ -11,12 +11,17 @@ export PG_CONFIG=$pgbin/pg_config
 as_pg() { if [[ $EUID -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 as_root() { if [[ $EUID -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
-# Install the packages, build deliver (warnings are errors) and install it.
+# Install the packages, build deliver (warnings are errors) and install it
+# (with sudo unless this user may write to the installation).
 build_and_install() {
     bash scripts/install-deps
     echo "deliver: building"
     make -s -j2
-    as_root make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+    if [[ -w $("$PG_CONFIG" --pkglibdir) && -w $("$PG_CONFIG" --sharedir)/extension && -w $("$PG_CONFIG" --bindir) ]]; then
+        make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+    else
+        as_root make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+    fi
 }
 
 # pg_has_setting NAME: whether this installation's server knows the setting
