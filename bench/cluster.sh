@@ -2,7 +2,7 @@
 # The benchmark cluster, shared by bench/*.sh (sourced): one dedicated,
 # durable cluster in a new directory on disk (not a tmpfs, so that fsync
 # costs what it costs), deliver preloaded, database "bench".
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"   # pgbin, PG_CONFIG, as_pg
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"   # pgbin, PG_CONFIG, as_pg, push_plugin_conf
 
 # bench_cluster_start PORT [SETTING...]: make, configure and start the
 # cluster; each SETTING is a postgresql.conf line added after the common
@@ -29,7 +29,7 @@ max_wal_size = 8GB
 max_wal_senders = 10
 max_replication_slots = 10
 shared_preload_libraries = 'deliver'
-output_plugin_libraries = 'pgoutput, test_decoding, deliver'
+$(push_plugin_conf)
 deliver.database = 'bench'
 log_line_prefix = '%m [%p] %q%a '
 CONF

@@ -15,9 +15,7 @@ use JSON::PP;
 use DeliverTest;
 
 # timezone UTC: the plugin's JSON then prints times as the client does
-my $node = deliver_node('push',
-	"output_plugin_libraries = 'pgoutput, test_decoding, deliver'",
-	'max_wal_senders = 10', 'max_replication_slots = 16', "timezone = 'UTC'");
+my $node = deliver_node('push', 'max_wal_senders = 10', 'max_replication_slots = 16', "timezone = 'UTC'");
 my $conn = $node->connstr('postgres');
 my $dir = $node->basedir;
 

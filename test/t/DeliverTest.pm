@@ -17,12 +17,31 @@ use Time::HiRes qw(usleep time);
 our @EXPORT = qw(deliver_node query_list query_one wait_for drain start_worker
   stop_workers worker_lines worker_running crash_server write_file);
 
-# A node with deliver preloaded, started, the extension created.
+# Whether the node's server knows a setting (asked of the postgres binary:
+# output_plugin_libraries, say, exists from PostgreSQL 15.20 on).
+my %server_settings;
+sub server_has_setting
+{
+	my ($node, $name) = @_;
+	if (!%server_settings)
+	{
+		my ($out) = run_command([ $node->installed_command('postgres'), '--describe-config' ]);
+		$server_settings{ (split /\t/)[0] } = 1 for split /\n/, $out;
+	}
+	return exists $server_settings{$name};
+}
+
+# A node with deliver preloaded, started, the extension created.  Where the
+# server has output_plugin_libraries, the deliver output plugin is allowed
+# in it (push); an older server has no such restriction.
 sub deliver_node
 {
 	my ($name, @extra_conf) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init;
+	my @push = server_has_setting($node, 'output_plugin_libraries')
+	  ? ("output_plugin_libraries = 'pgoutput, test_decoding, deliver'")
+	  : ();
 	$node->append_conf(
 		'postgresql.conf', join("\n",
 			"shared_preload_libraries = 'deliver'",
@@ -32,7 +51,7 @@ sub deliver_node
 			"restart_after_crash = on",
 			"log_min_messages = warning",
 			"log_line_prefix = '%m [%p] %q%a '",
-			@extra_conf)
+			@push, @extra_conf)
 		  . "\n");
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION deliver');
