@@ -31,6 +31,7 @@ max_replication_slots = 10
 shared_preload_libraries = 'deliver'
 $(push_plugin_conf)
 deliver.database = 'bench'
+track_commit_timestamp = on    # deliver: pull in commit order per key
 log_line_prefix = '%m [%p] %q%a '
 CONF
         printf '%s\n' "$@"

@@ -153,8 +153,10 @@ typedef struct GroupShared
 	uint32		boot_gen;		/* changes at each recovery */
 	uint64		horizon_txid;	/* rows below may have pre-recovery done rows */
 
-	/* cursor: window (lo, hi], position inside it */
+	/* cursor: window (lo, hi], position inside it (in commit order) */
 	bool		in_window;
+	uint64		window_seq;		/* changes with each window */
+	TimestampTz pos_cts;		/* commit time of pos_txid */
 	uint64		pos_txid;
 	int64		pos_id;
 	uint64		cp_next_seq;

@@ -218,6 +218,7 @@ group_recover(QueueInfo *q, GroupShared *gs, int gidx)
 		dsnap_copy(lo, g->start);
 
 	gs->in_window = false;
+	gs->pos_cts = DT_NOBEGIN;
 	gs->pos_txid = 0;
 	gs->pos_id = 0;
 	gs->ncp = 1;

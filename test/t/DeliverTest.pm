@@ -46,6 +46,7 @@ sub deliver_node
 		'postgresql.conf', join("\n",
 			"shared_preload_libraries = 'deliver'",
 			"max_prepared_transactions = 10",
+			"track_commit_timestamp = on",
 			"wal_level = logical",
 			"max_connections = 40",
 			"restart_after_crash = on",
