@@ -10,6 +10,7 @@
  */
 #include "deliver.h"
 
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -26,6 +27,7 @@
 #include "catalog/pg_authid.h"
 
 static HTAB *queue_cache = NULL;
+static QueueInfo *queue_lookup_ext(text *name_t, bool attach);
 static uint32 queue_cache_gen = 0;
 static MemoryContext queue_cache_cxt = NULL;
 
@@ -78,10 +80,11 @@ catalog_owner(void)
 }
 
 /*
- * Load a queue's definition through SPI (the caller is connected).
+ * Load a queue's definition through SPI (the caller is connected); with
+ * attach, also its entry in shared memory (queue_idx; -1 without).
  */
 static bool
-queue_load(QueueInfo *q, const char *name)
+queue_load(QueueInfo *q, const char *name, bool attach)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
@@ -185,6 +188,9 @@ queue_load(QueueInfo *q, const char *name)
 		q->groups[i].start = MemoryContextAlloc(queue_cache_cxt, deliver_snap_size);
 		dsnap_from_datum(SPI_getbinval(tup, td, 3, &isnull), q->groups[i].start);
 	}
+	q->queue_idx = -1;
+	if (!attach)
+		return true;
 	q->queue_idx = deliver_queue_slot(MyDatabaseId, q->done_rel[0], q->queue_id, true);
 	if (deliver_queues[q->queue_idx].cur_seg < 0)
 	{
@@ -265,12 +271,31 @@ queue_cache_check(void)
 QueueInfo *
 queue_lookup(text *name_t)
 {
+	deliver_check_usable();
+	return queue_lookup_ext(name_t, true);
+}
+
+/*
+ * The queue called name_t for reading its tables only (dead letters, the
+ * archive): on a standby too, where it gets no shared state (and is not
+ * kept: a promotion must find the queues without it).
+ */
+QueueInfo *
+queue_lookup_readonly(text *name_t)
+{
+	if (deliver_shared == NULL)
+		deliver_check_usable();
+	return queue_lookup_ext(name_t, !RecoveryInProgress());
+}
+
+static QueueInfo *
+queue_lookup_ext(text *name_t, bool attach)
+{
 	char	   *name;
 	char		key[NAMEDATALEN];
 	QueueInfo  *q;
 	bool		found;
 
-	deliver_check_usable();
 	if (name_t == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -287,12 +312,21 @@ queue_lookup(text *name_t)
 	q = hash_search(queue_cache, key, HASH_FIND, &found);
 	if (found)
 		return q;
+	if (!attach)
+	{
+		q = palloc0(sizeof(QueueInfo));
+		if (!queue_load(q, name, false))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("queue \"%s\" does not exist", clip_text(name, 80))));
+		return q;
+	}
 
 	{
 		QueueInfo	tmp;
 
 		memset(&tmp, 0, sizeof(tmp));
-		if (!queue_load(&tmp, name))
+		if (!queue_load(&tmp, name, true))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("queue \"%s\" does not exist", clip_text(name, 80)),

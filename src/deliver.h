@@ -300,6 +300,7 @@ extern void clip_copy(char *dst, const char *src, int dstsize);
 
 /* catalog.c */
 extern QueueInfo *queue_lookup(text *name_t);
+extern QueueInfo *queue_lookup_readonly(text *name_t);
 extern QueueInfo *queue_lookup_by_id(int32 queue_id);
 extern const GroupInfo *queue_group(QueueInfo *q, text *group_name);
 extern Oid	catalog_owner(void);

@@ -82,7 +82,7 @@ deliver_dead_letters(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
-	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	q = queue_lookup_readonly(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	max = int_arg(fcinfo, 2, 1, "max_messages");
 	queue_check_privilege(q, ACL_SELECT, "read dead letters of");
 	if (PG_ARGISNULL(1))
@@ -123,7 +123,7 @@ deliver_archived(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
-	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	q = queue_lookup_readonly(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	args[1] = Int32GetDatum(int_arg(fcinfo, 1, 1, "max_messages"));
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
@@ -307,7 +307,7 @@ deliver_has_queue_privilege(PG_FUNCTION_ARGS)
 				 errmsg("invalid privilege \"%s\"", clip_text(priv, 80)),
 				 errhint("Use send, receive or all.")));
 	SPI_connect();
-	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	q = queue_lookup_readonly(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	result = queue_has_privilege(q, GetUserId(), mode & ACL_INSERT ? ACL_INSERT : ACL_SELECT) &&
 		queue_has_privilege(q, GetUserId(), mode & ACL_SELECT ? ACL_SELECT : ACL_INSERT);
 	SPI_finish();

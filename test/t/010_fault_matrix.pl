@@ -35,8 +35,9 @@ sub find_backend
 	my $deadline = time() + ($seconds // 3);
 	while (time() < $deadline)
 	{
-		my ($rc, $out) = $node->psql('postgres',
-			"SELECT pid || '|' || application_name FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND ($where) ORDER BY random() LIMIT 1");
+		my ($rc, $out) = eval { $node->psql('postgres',
+			"SELECT pid || '|' || application_name FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND ($where) ORDER BY random() LIMIT 1") };
+		$rc //= 1;
 		return wantarray ? split(/\|/, $out) : (split /\|/, $out)[0] if $rc == 0 && $out =~ /^\d+\|/;
 		usleep(5_000);
 	}

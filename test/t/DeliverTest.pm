@@ -82,7 +82,10 @@ sub wait_for
 	my ($out, $err);
 	while (time() < $deadline)
 	{
-		my ($rc, $o, $e) = $node->psql('postgres', $sql);
+		# a psql that cannot connect (the server restarting) may exit before
+		# it reads its input: IPC::Run then dies of a broken pipe
+		my ($rc, $o, $e) = eval { $node->psql('postgres', $sql) };
+		($rc, $e) = (1, $@) unless defined $rc;
 		($out, $err) = ($o, $e);
 		return 1 if $rc == 0 && defined $o && $o eq $expected;
 		usleep(100_000);
