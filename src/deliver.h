@@ -196,7 +196,9 @@ typedef struct QueueShared
 typedef struct WorkerStatus
 {
 	char		dbname[NAMEDATALEN];
+	Oid			dboid;			/* of dbname, once connected */
 	int			pid;			/* 0 when not running */
+	int			procno;			/* its PGPROC (for its latch) */
 	TimestampTz started_at;
 	TimestampTz last_run_at;	/* end of the last complete run */
 	int64		last_run_us;	/* its duration */
@@ -371,6 +373,7 @@ extern bool deliver_check_database_list(char **newval, void **extra, GucSource s
 extern void deliver_worker_register(void);
 extern bool deliver_worker_serves_database(void);
 extern bool deliver_worker_status_here(WorkerStatus *out);
+extern void deliver_worker_wake(Oid dbid);
 
 /* receive.c */
 typedef struct GroupLive

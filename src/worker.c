@@ -35,6 +35,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -52,6 +53,9 @@ int			deliver_sweep_batch = 1000;
 int			deliver_alert_interval_ms = 10000;
 
 static WorkerStatus *my_status = NULL;
+
+/* the shortest sleep between two runs (a move that keeps failing must not spin) */
+#define WORKER_MIN_WAIT_MS	10
 
 /*
  * The database names of a deliver.database value, or NIL when it does not
@@ -234,8 +238,32 @@ run_in_transaction(const char *what, const char *sql, int nargs, Oid *argtypes, 
 }
 
 /*
+ * Is the extension in this database the version of this library?  Until
+ * ALTER EXTENSION deliver UPDATE, the worker leaves the database alone
+ * (and says so, once).
+ */
+static bool
+extension_version_ok(const char *version)
+{
+	static bool warned = false;
+
+	if (version != NULL && strcmp(version, DELIVER_VERSION) == 0)
+	{
+		warned = false;
+		return true;
+	}
+	if (!warned)
+		ereport(WARNING,
+				(errmsg("deliver: the extension in database \"%s\" is version %s, the library is version %s: its queues are not maintained",
+						get_database_name(MyDatabaseId), version ? version : "?", DELIVER_VERSION),
+				 errhint("Run ALTER EXTENSION deliver UPDATE in that database.")));
+	warned = true;
+	return false;
+}
+
+/*
  * The names of the queues of this database (none when the extension is not
- * created here).
+ * created here, or not updated to this library's version).
  */
 static List *
 worker_queues(void)
@@ -247,8 +275,9 @@ worker_queues(void)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'deliver'", true, 1) ==
+	if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'deliver'", true, 1) ==
 		SPI_OK_SELECT && SPI_processed == 1 &&
+		extension_version_ok(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)) &&
 		SPI_execute("SELECT queue_name FROM deliver.queue ORDER BY queue_id", true, 0) ==
 		SPI_OK_SELECT)
 	{
@@ -267,9 +296,12 @@ worker_queues(void)
 	return queues;
 }
 
-/* one run over every queue of the database */
+/*
+ * One run over every queue of the database: all of maintenance, or only
+ * the moves of delayed messages that came due (moves_only).
+ */
 static void
-worker_run(bool check_alerts)
+worker_run(bool check_alerts, bool moves_only)
 {
 	List	   *queues = worker_queues();
 	ListCell   *lc;
@@ -292,6 +324,8 @@ worker_run(bool check_alerts)
 		args[1] = Int32GetDatum(deliver_sweep_batch);
 		(void) run_in_transaction(what, "SELECT deliver._move_due(queue_name => $1)",
 								  1, types, args, NULL, 0);
+		if (moves_only)
+			continue;
 		if (run_in_transaction(what, "SELECT expired, dead_lettered, released FROM deliver._sweep($1, $2)",
 							   2, types, args, v, 3))
 		{
@@ -304,6 +338,8 @@ worker_run(bool check_alerts)
 	}
 	if (check_alerts && queues != NIL)
 		(void) run_in_transaction("alerts", "SELECT deliver._check_alerts()", 0, NULL, NULL, NULL, 0);
+	if (moves_only)
+		return;
 
 	SpinLockAcquire(&deliver_shared->worker_mutex);
 	my_status->runs++;
@@ -313,6 +349,56 @@ worker_run(bool check_alerts)
 	my_status->dead_total += dead;
 	my_status->released_total += released;
 	SpinLockRelease(&deliver_shared->worker_mutex);
+}
+
+/*
+ * The earliest due time of a delayed message the queues of this database
+ * know of (0: none known).
+ */
+static TimestampTz
+earliest_due(void)
+{
+	TimestampTz due = 0;
+	int			i;
+
+	for (i = 0; i < deliver_max_queues; i++)
+	{
+		QueueShared *qs = &deliver_queues[i];
+		TimestampTz d;
+
+		if (!qs->used || qs->dbid != MyDatabaseId)
+			continue;
+		SpinLockAcquire(&qs->mutex);
+		d = qs->delayed_due;
+		SpinLockRelease(&qs->mutex);
+		/* 1: unknown (the queue was just loaded): look now */
+		if (d != 0 && (due == 0 || d < due))
+			due = d;
+	}
+	return due;
+}
+
+/*
+ * Wake the maintenance worker of a database (a delayed message was sent
+ * that comes due before those it knew of).
+ */
+void
+deliver_worker_wake(Oid dbid)
+{
+	int			i;
+
+	for (i = 0; i < DELIVER_MAX_WORKERS; i++)
+	{
+		WorkerStatus *w = &deliver_shared->workers[i];
+		int			procno = -1;
+
+		SpinLockAcquire(&deliver_shared->worker_mutex);
+		if (w->pid != 0 && w->dboid == dbid)
+			procno = w->procno;
+		SpinLockRelease(&deliver_shared->worker_mutex);
+		if (procno >= 0)
+			SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+	}
 }
 
 static void
@@ -330,6 +416,7 @@ deliver_worker_main(Datum arg)
 	char		dbname[NAMEDATALEN];
 	MemoryContext loop_cxt;
 	TimestampTz last_alerts = 0;
+	TimestampTz next_run;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -345,6 +432,10 @@ deliver_worker_main(Datum arg)
 	before_shmem_exit(worker_exit, (Datum) 0);
 
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	SpinLockAcquire(&deliver_shared->worker_mutex);
+	my_status->dboid = MyDatabaseId;
+	my_status->procno = MyProc->pgprocno;
+	SpinLockRelease(&deliver_shared->worker_mutex);
 	/*
 	 * The worker runs as a superuser: no function or operator that the
 	 * database's owner (or ALTER DATABASE ... SET search_path) put in front
@@ -355,14 +446,28 @@ deliver_worker_main(Datum arg)
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "deliver worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
+	next_run = GetCurrentTimestamp();
 	for (;;)
 	{
 		MemoryContext old;
 		TimestampTz now;
+		TimestampTz due;
 		bool		alerts;
+		long		wait_ms;
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 deliver_maintenance_interval_ms, PG_WAIT_EXTENSION);
+		/*
+		 * Sleep until the next run, or until a delayed message comes due: it
+		 * is moved then (a sender of an earlier one wakes the worker), so
+		 * that it takes its place in its key's order at its due time.
+		 */
+		now = GetCurrentTimestamp();
+		due = earliest_due();
+		wait_ms = (long) Max((next_run - now) / 1000, 0);
+		if (due != 0 && due < next_run)
+			wait_ms = (long) Max((due - now + 999) / 1000, WORKER_MIN_WAIT_MS);
+		if (wait_ms > 0)
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 wait_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -379,11 +484,17 @@ deliver_worker_main(Datum arg)
 			SetConfigOption("lock_timeout", buf, PGC_SUSET, PGC_S_SESSION);
 		}
 		now = GetCurrentTimestamp();
-		alerts = TimestampDifferenceExceeds(last_alerts, now, deliver_alert_interval_ms);
-		if (alerts)
-			last_alerts = now;
 		old = MemoryContextSwitchTo(loop_cxt);
-		worker_run(alerts);
+		if (now >= next_run)
+		{
+			alerts = TimestampDifferenceExceeds(last_alerts, now, deliver_alert_interval_ms);
+			if (alerts)
+				last_alerts = now;
+			worker_run(alerts, false);
+			next_run = GetCurrentTimestamp() + (int64) deliver_maintenance_interval_ms * 1000;
+		}
+		else if ((due = earliest_due()) != 0 && due <= now)
+			worker_run(false, true);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(loop_cxt);
 	}
@@ -433,6 +544,12 @@ deliver_worker_status(PG_FUNCTION_ARGS)
 
 	deliver_check_usable();
 	InitMaterializedSRF(fcinfo, 0);
+	if (rsinfo->setDesc->natts != 12)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("deliver: the extension's SQL objects are not those of library version %s",
+						DELIVER_VERSION),
+				 errhint("Run ALTER EXTENSION deliver UPDATE.")));
 	names = database_list(deliver_database, &ok);
 	/* the workers of other databases only for those who may see all activity */
 	all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);

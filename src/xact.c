@@ -224,16 +224,23 @@ static void
 sent_commit(SentRef *r)
 {
 	QueueShared *qs = &deliver_queues[r->queue_idx];
+	bool		earlier = false;
 
 	SpinLockAcquire(&qs->mutex);
 	qs->sent_total += r->n;
 	if (r->delayed_due != 0 && (qs->delayed_due == 0 || r->delayed_due < qs->delayed_due))
 	{
+		earlier = true;
 		qs->delayed_due = r->delayed_due;
 		qs->delayed_version++;
 	}
+	else if (r->delayed_due != 0 && qs->delayed_due == 1)
+		earlier = true;			/* unknown yet: the worker looks at once */
 	SpinLockRelease(&qs->mutex);
 	ConditionVariableBroadcast(&qs->cv);
+	/* the worker sleeps until the earliest due time it knew: wake it */
+	if (earlier)
+		deliver_worker_wake(qs->dbid);
 }
 
 /* due messages we moved went back to the delayed table: look again */

@@ -16,8 +16,11 @@ DECLARE
 BEGIN
     FOR q IN SELECT queue_id, segments FROM deliver.queue LOOP
         UPDATE deliver.queue x SET acl = coalesce((
-            SELECT pg_catalog.array_agg(pg_catalog.makeaclitem(g.grantee, owner, g.privs, false))
-              FROM (SELECT e.grantee, pg_catalog.string_agg(e.privilege_type, ', ') AS privs
+            SELECT pg_catalog.array_agg(pg_catalog.format('%s=%s/%s', g.grantee::pg_catalog.regrole, g.privs,
+                                                          owner::pg_catalog.regrole)::pg_catalog.aclitem)
+              FROM (SELECT e.grantee,
+                           pg_catalog.string_agg(CASE e.privilege_type WHEN 'INSERT' THEN 'a' ELSE 'r' END, ''
+                                                 ORDER BY e.privilege_type) AS privs
                       FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) e
                      WHERE c.oid = pg_catalog.format('deliver.q%s_s0', q.queue_id)::pg_catalog.regclass
                        AND e.privilege_type IN ('INSERT', 'SELECT') AND e.grantee <> owner

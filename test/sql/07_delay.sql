@@ -1,5 +1,9 @@
 -- Delayed messages and long polling.
 \set VERBOSITY terse
+\i test/helpers.psql
+-- the maintenance worker moves delayed messages when they come due (it
+-- comes up within seconds of the database's creation)
+SELECT pg_temp.wait_until($$SELECT runs > 0 FROM deliver.worker_status()$$) AS worker_runs;
 SELECT deliver.create_queue('q07');
 
 --
