@@ -41,3 +41,15 @@ push_plugin_conf() {
         echo "output_plugin_libraries = 'pgoutput, test_decoding, deliver'   # push: the deliver output plugin"
     fi
 }
+
+# One test run at a time per installation (the installed extension is
+# shared): take the lock on file descriptor 9.  Root's runs and other users'
+# share the lock file: whoever makes it leaves it readable by all, and it is
+# opened read-only, which is all flock needs.
+take_test_lock() {
+    local lock=/tmp/deliver-test.lock
+    [[ $pgbin == /usr/lib/postgresql/15/bin ]] || lock=/tmp/deliver-test-$(echo "$pgbin" | md5sum | cut -c1-8).lock
+    [[ -e $lock ]] || (umask 022 && : >>"$lock") 2>/dev/null || true
+    exec 9<"$lock"
+    flock 9
+}
