@@ -541,8 +541,8 @@ typedef struct
 	char		group[NAME_MAX_LEN + 1];
 	char		role[ROLE_MAX_LEN + 1];
 	bool		has_role;
-	char		max[16];
-	char		vt[32];
+	char		max[24];
+	char		vt[40];
 	bool		has_vt;
 	char		last_event_id[24];
 	buf_t		out;
@@ -734,7 +734,7 @@ serve_stream(struct MHD_Connection *c, request_t *rq, const receive_params *p)
 	snprintf(st->group, sizeof(st->group), "%s", p->has_group ? p->group : "default");
 	snprintf(st->role, sizeof(st->role), "%s", rq->role);
 	st->has_role = rq->role[0] != '\0';
-	snprintf(st->max, sizeof(st->max), "%d", p->max);
+	snprintf(st->max, sizeof(st->max), "%ld", p->max);
 	st->has_vt = p->has_vt;
 	snprintf(st->vt, sizeof(st->vt), "%ld milliseconds", p->vt_ms);
 	leid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
@@ -830,9 +830,9 @@ dispatch(struct MHD_Connection *c, request_t *rq)
 	const char *p[5];
 	receive_params rp;
 	const char *err;
-	char		max[16],
-				vt[32],
-				wait[32];
+	char		max[24],
+				vt[40],
+				wait[40];
 	long		n;
 
 	switch (m->id)
@@ -903,7 +903,7 @@ dispatch(struct MHD_Connection *c, request_t *rq)
 			/* keep one connection for short requests; no waiting at shutdown */
 			if (atomic_load(&shutting_down) || pool_long_polls() >= cfg.pool_size - 1)
 				rp.wait_ms = 0;
-			snprintf(max, sizeof(max), "%d", rp.max);
+			snprintf(max, sizeof(max), "%ld", rp.max);
 			snprintf(vt, sizeof(vt), "%ld milliseconds", rp.vt_ms);
 			snprintf(wait, sizeof(wait), "%ld milliseconds", rp.wait_ms);
 			p[0] = m->queue;
@@ -935,11 +935,10 @@ dispatch(struct MHD_Connection *c, request_t *rq)
 				const char *mx = get_arg(c, "max");
 
 				if (g && !valid_name(g))
-					return send_error(c, rq, 400, "group must be a consumer group name", NULL,
+					return send_error(c, rq, 400, "group must be a name of 1 to 63 bytes", NULL,
 									  NULL, NULL, 0);
-				if (mx && !parse_int_range(mx, 1, 10000, &n))
-					return send_error(c, rq, 400, "max must be an integer from 1 to 10000",
-									  NULL, NULL, NULL, 0);
+				if (mx && !parse_int(mx, &n))
+					return send_error(c, rq, 400, "max must be an integer", NULL, NULL, NULL, 0);
 				snprintf(max, sizeof(max), "%ld", mx ? n : 100L);
 				p[0] = m->queue;
 				p[1] = g;
@@ -1012,8 +1011,8 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 	if (rq->rm.status == 405)
 		return send_error(c, rq, 405, "method not allowed", NULL, "See /openapi.json.", NULL, 0);
 	if (rq->rm.status == 400)
-		return send_error(c, rq, 400, "invalid name or delivery id in the path",
-						  NULL, "Names are 1-63 of [A-Za-z0-9_.-]; delivery ids are positive integers.",
+		return send_error(c, rq, 400, "a name in the path is too long, or a delivery id is not an integer",
+						  NULL, "Names are 1 to 63 bytes; delivery ids are 64-bit integers.",
 						  "42602", 0);
 	if (rq->rm.status != 0)
 		return send_error(c, rq, 404, "no such route", NULL, "See /openapi.json.", NULL, 0);

@@ -191,7 +191,10 @@ is($st, 201, 'create an exactly_once queue');
 is($st, 200, 'describe queue');
 is($b->{max_attempts}, 1, 'describe queue: its settings');
 is_error([ req('GET', '/v1/queues/nosuch', token => $admin) ], 404, '42704', 'describe unknown queue');
-is_error([ req('GET', '/v1/queues/.bad', token => $admin) ], 400, '42602', 'invalid queue name in the path');
+is_error([ req('GET', '/v1/queues/.bad', token => $admin) ], 404, '42704',
+	'a queue name deliver does not allow, in the path: no such queue');
+is_error([ req('GET', '/v1/queues/' . ('q' x 64), token => $admin) ], 400, '42602',
+	'a queue name over 63 bytes in the path');
 
 # ---- consumer groups
 ($st, $b) = req('POST', '/v1/queues/orders/groups', token => $admin, body => { name => 'audit' });
@@ -272,11 +275,26 @@ is_deeply([ $b->[0]{payload}, $b->[0]{headers}, $b->[0]{ordering_key} ],
 my $d = $b->[0]{delivery_id};
 is_error([ req('POST', '/v1/queues/shop/receive', token => $sender) ], 403, '42501',
 	'receive as a role granted only send');
-is_error([ req('POST', '/v1/queues/shop/receive?max=0', token => $reader) ], 400, undef, 'receive max=0');
+# the gateway checks that a parameter parses; its range is the database's answer
+is_error([ req('POST', '/v1/queues/shop/receive?max=ten', token => $reader) ], 400, undef,
+	'receive max that is not an integer');
+is_error([ req('POST', '/v1/queues/shop/receive?max=0', token => $reader) ], 422, '22023', 'receive max=0');
+is_error([ req('POST', '/v1/queues/shop/receive?max=10001', token => $reader) ], 422, '22023',
+	'receive max over deliver.max_batch_size');
+($st, $b) = req('POST', '/v1/queues/shop/receive?max=10001', token => $reader);
+like($b->{error}, qr/max_messages must be between 1 and 10000/, 'in the words of the database');
+is_error([ req('POST', '/v1/queues/shop/receive?visibility_timeout=0', token => $reader) ], 422, '22023',
+	'receive visibility_timeout=0');
+is_error([ req('POST', '/v1/queues/shop/receive?visibility_timeout=-1', token => $reader) ], 422, '22023',
+	'receive visibility_timeout=-1');
+is_error([ req('POST', '/v1/queues/shop/receive?visibility_timeout=soon', token => $reader) ], 400, undef,
+	'receive visibility_timeout that is not a number');
 is_error([ req('POST', '/v1/queues/shop/receive?wait=99', token => $reader) ], 400, undef,
 	'receive wait over max_wait');
-is_error([ req('POST', '/v1/queues/shop/receive?group=-x', token => $reader) ], 400, undef,
-	'receive with a bad group name');
+is_error([ req('POST', '/v1/queues/shop/receive?group=-x', token => $reader) ], 404, '42704',
+	'receive with a group name deliver does not allow: no such group');
+is_error([ req('POST', '/v1/queues/shop/receive?group=' . ('g' x 64), token => $reader) ], 400, undef,
+	'receive with a group name over 63 bytes');
 is_error([ req('POST', '/v1/queues/shop/receive?group=nosuch', token => $reader) ], 404, '42704',
 	'receive from an unknown group');
 ($st, $b) = req('POST', "/v1/queues/shop/deliveries/$d/extend", token => $reader,
@@ -335,8 +353,12 @@ is_deeply($b, [], 'after max_attempts the message is not delivered again');
 is($st, 200, 'dead letters');
 is_deeply([ map { [ $_->{payload}, $_->{last_error} ] } @$b ], [ [ 'doomed', 'poison' ] ],
 	'dead letters: the message with its last error');
-is_error([ req('GET', '/v1/queues/orders/dead-letters?max=0', token => $admin) ], 400, undef,
+is_error([ req('GET', '/v1/queues/orders/dead-letters?max=0', token => $admin) ], 422, '22023',
 	'dead letters max=0');
+($st, $b) = req('GET', '/v1/queues/orders/dead-letters?max=20000', token => $admin);
+is($st, 200, 'dead letters max=20000: deliver sets no upper limit, nor does the gateway');
+is_error([ req('GET', '/v1/queues/orders/dead-letters?max=1.5', token => $admin) ], 400, undef,
+	'dead letters max that is not an integer');
 is_error([ req('GET', '/v1/queues/orders/dead-letters?group=nosuch', token => $admin) ], 404, '42704',
 	'dead letters of an unknown group');
 is_error([ req('POST', '/v1/queues/shop/redrive', token => $reader, body => {}) ], 403, '42501',
