@@ -585,7 +585,7 @@ stream_ack_pending(stream_t *st)
 	buf_init(&body);
 	buf_puts(&body, "{\"delivery_ids\":[");
 	for (i = 0; i < st->npending; i++)
-		buf_printf(&body, "%s%s", i ? "," : "", st->pending[i]);
+		buf_printf(&body, "%s\"%s\"", i ? "," : "", st->pending[i]);
 	buf_puts(&body, "]}");
 	params[0] = st->queue;
 	params[1] = body.data;
@@ -781,6 +781,26 @@ serve_stream(struct MHD_Connection *c, request_t *rq, const receive_params *p)
 
 /* ---- the /v1 routes ---- */
 
+/*
+ * The hint of a 400 for an id in a request body that is no 64-bit integer
+ * (Postgres says which value; a body that is not JSON has a detail of its
+ * own and keeps it).
+ */
+static const char *
+id_hint(int stmt, const exec_result *er)
+{
+	if (er->hint || er->detail ||
+		(strcmp(er->sqlstate, "22P02") != 0 && strcmp(er->sqlstate, "22003") != 0))
+		return NULL;
+	if (stmt == S_ACK_BATCH)
+		return "delivery_ids are 64-bit integers: strings of digits, as the gateway sends them, "
+			"or integer numbers.";
+	if (stmt == S_REDRIVE)
+		return "message_ids are 64-bit integers: strings of digits, as the gateway sends them, "
+			"or integer numbers.";
+	return NULL;
+}
+
 static enum MHD_Result
 run_route(struct MHD_Connection *c, request_t *rq, int stmt, int nparams,
 		  const char *const *params, int ok_status, bool long_poll, bool not_found_if_empty)
@@ -797,6 +817,8 @@ run_route(struct MHD_Connection *c, request_t *rq, int stmt, int nparams,
 			exec_result_clear(&er);
 			return send_json(c, rq, 200, "[]");
 		}
+		if (id_hint(stmt, &er))
+			er.hint = strdup(id_hint(stmt, &er));
 		ret = send_exec_error(c, rq, &er);
 	}
 	else if (!er.res || PQntuples(er.res) == 0)

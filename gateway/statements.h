@@ -1,7 +1,7 @@
 /*
  * deliverd: the SQL of every route, prepared once per pooled connection.
  * User input only ever arrives as parameters: path names ($1, $2), query
- * parameters validated by the router, and the request body as one jsonb
+ * parameters parsed by the router, and the request body as one jsonb
  * parameter that Postgres itself parses.
  */
 #ifndef DELIVERD_STATEMENTS_H
@@ -11,6 +11,19 @@
 #define IV(f) "(CASE jsonb_typeof(b->'" f "') WHEN 'number' THEN make_interval(secs => (b->>'" f "')::float8)" \
 	" WHEN 'string' THEN (b->>'" f "')::interval END)"
 #define BODY(n) " FROM (SELECT coalesce($" #n "::jsonb, '{}'::jsonb) AS b) s"
+
+/*
+ * Ids are bigints, and over JSON they are strings: a JavaScript number holds
+ * 53 bits, and delivery ids are larger.  So every answer names its columns
+ * and casts each id to text (in a subquery, so row_to_json and json_agg
+ * keep their compact output).  Ids in a request may be strings or numbers:
+ * jsonb keeps a number exact, and either form casts to bigint (a fraction or
+ * a value beyond 64 bits is 22P02 or 22003, a 400).
+ */
+#define RECEIVED "r.message_id::text AS message_id, r.delivery_id::text AS delivery_id," \
+	" r.payload, r.headers, r.ordering_key, r.attempt, r.enqueued_at, r.lease_expires_at"
+#define DEAD_LETTER "d.message_id::text AS message_id, d.group_name, d.payload, d.headers," \
+	" d.ordering_key, d.attempts, d.reason, d.last_error, d.enqueued_at, d.dead_at"
 
 enum
 {
@@ -64,7 +77,7 @@ static const stmt_def statements[S__COUNT] = {
 	[S_SEND] = {"send",
 		"SELECT json_build_object('message_id', deliver.send($1, b->'payload',"
 		" nullif(b->'headers', 'null'::jsonb), b->>'ordering_key',"
-		" coalesce($3, b->>'idempotency_key'), " IV("delay") "))" BODY(2), 3},
+		" coalesce($3, b->>'idempotency_key'), " IV("delay") ")::text)" BODY(2), 3},
 	/*
 	 * A batch: {"messages": [{payload, headers, ordering_key,
 	 * idempotency_key}, ...], "delay": ...}; an Idempotency-Key header K gives
@@ -77,14 +90,14 @@ static const stmt_def statements[S__COUNT] = {
 		" ARRAY(SELECT m->>'ordering_key' FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i),"
 		" ARRAY(SELECT coalesce(m->>'idempotency_key', $3 || ':' || (i - 1))"
 		"   FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i),"
-		" " IV("delay") ")))" BODY(2), 3},
+		" " IV("delay") ")::text[]))" BODY(2), 3},
 	[S_RECEIVE] = {"receive",
-		"SELECT coalesce(json_agg(r), '[]') FROM deliver.receive($1, $2::int, $3::interval,"
-		" $4::interval, $5) r", 5},
+		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT " RECEIVED " FROM deliver.receive($1,"
+		" $2::int, $3::interval, $4::interval, $5) r) x", 5},
 	/* the stream: one row per message */
 	[S_RECEIVE_ROWS] = {"receive_rows",
-		"SELECT r.message_id, r.delivery_id, row_to_json(r) FROM deliver.receive($1, $2::int,"
-		" $3::interval, $4::interval, $5) r", 5},
+		"SELECT x.message_id, x.delivery_id, row_to_json(x) FROM (SELECT " RECEIVED
+		" FROM deliver.receive($1, $2::int, $3::interval, $4::interval, $5) r) x", 5},
 	[S_ACK] = {"ack",
 		"SELECT json_build_object('acked', deliver.ack($1, $2::bigint))", 2},
 	[S_ACK_BATCH] = {"ack_batch",
@@ -97,7 +110,8 @@ static const stmt_def statements[S__COUNT] = {
 		"SELECT json_build_object('lease_expires_at', deliver.extend_lease($1, $2::bigint, "
 		IV("visibility_timeout") "))" BODY(3), 3},
 	[S_DEAD_LETTERS] = {"dead_letters",
-		"SELECT coalesce(json_agg(d), '[]') FROM deliver.dead_letters($1, $2, $3::int) d", 3},
+		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT " DEAD_LETTER
+		" FROM deliver.dead_letters($1, $2, $3::int) d) x", 3},
 	[S_REDRIVE] = {"redrive",
 		"SELECT json_build_object('redriven', deliver.redrive($1,"
 		" CASE WHEN b ? 'message_ids' THEN ARRAY(SELECT jsonb_array_elements_text(b->'message_ids')::bigint) END,"

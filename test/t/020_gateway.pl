@@ -128,6 +128,20 @@ sub is_error
 	return;
 }
 
+# Ids are 64-bit integers, beyond what a JavaScript number holds exactly
+# (53 bits): every id in a JSON answer is a string of digits (or null),
+# never a number.
+sub ids_are_strings
+{
+	my ($raw, $name) = @_;
+	my @ids = $raw =~ /"(?:message_id|delivery_id)"\s*:\s*("[^"]*"|null)/g;
+	my @num = $raw =~ /"(?:message_id|delivery_id)"\s*:\s*(-?[0-9][^,}\]]*)/g;
+	push @num, $1 while $raw =~ /"message_ids"\s*:\s*\[[^\]]*?(?<=[\[,])\s*(-?[0-9][^,\]]*)/g;
+	ok(@ids && !@num && !grep({ $_ ne 'null' && !/^"[0-9]+"$/ } @ids), "$name: ids are JSON strings")
+	  or diag("ids: @ids; numbers: @num; in " . substr($raw, 0, 300));
+	return;
+}
+
 # ---- operations routes
 my ($st, $b, $r) = req('GET', '/readyz');
 is($st, 200, '/readyz is 200 with Postgres up');
@@ -145,6 +159,20 @@ for my $p ('/healthz', '/readyz', '/metrics', '/v1/queues', '/v1/queues/{queue}'
 {
 	ok(ref $b eq 'HASH' && $b->{paths}{$p}, "openapi.json describes $p");
 }
+for my $s (qw(Message SendResult SendBatchResult DeadLetter))
+{
+	ok(ref $b eq 'HASH' && $b->{components}{schemas}{$s}, "openapi.json has schema $s");
+}
+{
+	my $oa = $b;
+	my $type = sub { my ($s) = @_; $s = $oa->{components}{schemas}{$1} if ($s->{'$ref'} // '') =~ m{/(\w+)$}; $s->{type} };
+	is_deeply([ map { $type->($oa->{components}{schemas}{Message}{properties}{$_}) } qw(message_id delivery_id) ],
+		[ 'string', 'string' ], 'openapi.json: received ids are strings');
+}
+is($b->{components}{schemas}{SendBatchResult}{properties}{message_ids}{items}{'$ref'}, '#/components/schemas/Id',
+	'openapi.json: sent ids are strings');
+is($b->{components}{schemas}{Id}{type}, 'string', 'openapi.json: an Id is a string');
+ok($b->{components}{schemas}{IdInput}{oneOf}, 'openapi.json: an id in a request is a string or an integer');
 is_error([ req('GET', '/nowhere') ], 404, undef, 'unknown route');
 is_error([ req('PUT', '/v1/queues', token => $admin) ], 405, undef, 'wrong method');
 
@@ -213,11 +241,13 @@ is_error([ req('DELETE', '/v1/queues/orders/groups/audit', token => $admin) ], 4
 	'drop an unknown consumer group');
 
 # ---- send
-($st, $b) = req('POST', '/v1/queues/shop/messages', token => $sender,
+($st, $b, $r) = req('POST', '/v1/queues/shop/messages', token => $sender,
 	body => { payload => { n => 1 }, headers => { h => 'x' }, ordering_key => 'k' });
 is($st, 201, 'send as a role granted send');
 ok($b->{message_id} > 0, 'send answers the message id');
 my $first_id = $b->{message_id};
+ids_are_strings($r->{content}, 'send');
+like($r->{content}, qr/"message_id"\s*:\s*"$first_id"/, 'send: {"message_id": "N"}');
 is_error([ req('POST', '/v1/queues/shop/messages', token => $reader, body => { payload => 1 }) ],
 	403, '42501', 'send as a role granted only receive');
 is_error([ req('POST', '/v1/queues/shop/messages', token => jwt(role => 'app_none'), body => { payload => 1 }) ],
@@ -252,12 +282,14 @@ is_error([ req('POST', '/v1/queues/once/messages', token => $admin, body => { pa
 my @batches;
 for (1 .. 2)
 {
-	($st, $b) = req('POST', '/v1/queues/once/messages/batch', token => $admin,
+	($st, $b, $r) = req('POST', '/v1/queues/once/messages/batch', token => $admin,
 		headers => { 'Idempotency-Key' => 'batch-7' },
 		body => { messages => [ { payload => 1 }, { payload => 2 }, { payload => 3, idempotency_key => 'own' } ] });
 	is($st, 201, 'send a batch with Idempotency-Key');
 	push @batches, $b->{message_ids};
 }
+like($r->{content}, qr/^\{\s*"message_ids"\s*:\s*\[\s*"[0-9]+"\s*,\s*"[0-9]+"\s*,\s*"[0-9]+"\s*\]\s*\}$/,
+	'send batch: message_ids is an array of strings');
 is(scalar @{ $batches[0] }, 3, 'the batch answers three ids');
 is_deeply($batches[1], $batches[0], 'the same batch again gives the same ids');
 is(query_one($node, q{SELECT depth FROM deliver.metrics('once')}), '4',
@@ -266,10 +298,15 @@ is_error([ req('POST', '/v1/queues/shop/messages/batch', token => $admin, body =
 	422, '22023', 'a batch whose messages are not an array');
 
 # ---- receive, ack, nack, extend
-($st, $b) = req('POST', '/v1/queues/shop/receive?max=10&visibility_timeout=30', token => $reader);
+($st, $b, $r) = req('POST', '/v1/queues/shop/receive?max=10&visibility_timeout=30', token => $reader);
 is($st, 200, 'receive as a role granted receive');
 is(scalar @$b, 1, 'receive gets the message');
 is($b->[0]{message_id}, $first_id, 'the one sent');
+ids_are_strings($r->{content}, 'receive');
+like($b->[0]{delivery_id}, qr/^[0-9]+$/, 'receive: a delivery id');
+# the string is the id Postgres has, digit for digit: SQL extends that lease
+is(query_one($node, "SELECT deliver.extend_lease('shop', '$b->[0]{delivery_id}', '30 s') IS NOT NULL"), 't',
+	'receive: the delivery id string is exact');
 is_deeply([ $b->[0]{payload}, $b->[0]{headers}, $b->[0]{ordering_key} ],
 	[ { n => 1 }, { h => 'x' }, 'k' ], 'payload, headers and ordering key round-trip');
 my $d = $b->[0]{delivery_id};
@@ -327,6 +364,28 @@ is_deeply([ $st, $b ], [ 200, { acked => 3 } ], 'ack a batch');
 is_error([ req('POST', '/v1/queues/shop/ack', token => $reader, body => { delivery_ids => ['x'] }) ],
 	400, '22P02', 'ack a batch of non-numbers');
 
+# ids in: a string or a number, any 64-bit integer, as they came out
+req('POST', '/v1/queues/shop/messages/batch', token => $sender,
+	body => { messages => [ map { { payload => $_ } } 1 .. 3 ] });
+($st, $b) = req('POST', '/v1/queues/shop/receive?max=10', token => $reader);
+my @dids = map { $_->{delivery_id} } @$b;
+is(scalar @dids, 3, 'three deliveries to ack');
+($st, $b) = req('POST', '/v1/queues/shop/ack', token => $reader,
+	body => qq({"delivery_ids": ["$dids[0]", $dids[1]]}));
+is_deeply([ $st, $b ], [ 200, { acked => 2 } ], 'ack a batch of ids as a string and as a number');
+($st, $b) = req('POST', "/v1/queues/shop/deliveries/$dids[2]/ack", token => $reader);
+is_deeply([ $st, $b ], [ 200, { acked => JSON::PP::true } ], 'ack one by the string it came as');
+is_error([ req('POST', '/v1/queues/shop/ack', token => $reader, body => '{"delivery_ids": [9223372036854775807, "-9223372036854775808"]}') ],
+	409, '55000', 'ack the largest and smallest 64-bit integers: parsed exactly, no such delivery');
+for my $bad ([ '1.5', '22P02' ], [ '1e30', '22003' ], [ '9223372036854775808', '22003' ],
+	[ '"12abc"', '22P02' ], [ 'true', '22P02' ], [ '{}', '22P02' ], [ '"1.5"', '22P02' ])
+{
+	my ($v, $ss) = @$bad;
+	my @got = req('POST', '/v1/queues/shop/ack', token => $reader, body => qq({"delivery_ids": [$v]}));
+	is_error(\@got, 400, $ss, "ack a batch with $v");
+	like($got[1]{hint} // '', qr/64-bit integers/, "ack a batch with $v: the hint says what an id is");
+}
+
 # long poll: a receive waiting in the gateway returns at the commit of a send
 {
 	my $out = '';
@@ -349,8 +408,12 @@ req('POST', "/v1/queues/orders/deliveries/$b->[0]{delivery_id}/nack", token => $
 	body => { error => 'poison', retry_after => 0 });
 ($st, $b) = req('POST', '/v1/queues/orders/receive', token => $admin);
 is_deeply($b, [], 'after max_attempts the message is not delivered again');
-($st, $b) = req('GET', '/v1/queues/orders/dead-letters?group=default&max=10', token => $admin);
+($st, $b, $r) = req('GET', '/v1/queues/orders/dead-letters?group=default&max=10', token => $admin);
 is($st, 200, 'dead letters');
+ids_are_strings($r->{content}, 'dead letters');
+is($b->[0]{message_id}, query_one($node, q{SELECT message_id FROM deliver.dead_letters('orders')}),
+	'dead letters: the message id string is exact');
+my $dead_id = $b->[0]{message_id};
 is_deeply([ map { [ $_->{payload}, $_->{last_error} ] } @$b ], [ [ 'doomed', 'poison' ] ],
 	'dead letters: the message with its last error');
 is_error([ req('GET', '/v1/queues/orders/dead-letters?max=0', token => $admin) ], 422, '22023',
@@ -363,10 +426,25 @@ is_error([ req('GET', '/v1/queues/orders/dead-letters?group=nosuch', token => $a
 	'dead letters of an unknown group');
 is_error([ req('POST', '/v1/queues/shop/redrive', token => $reader, body => {}) ], 403, '42501',
 	'redrive as a role without EXECUTE');
-($st, $b) = req('POST', '/v1/queues/orders/redrive', token => $admin, body => {});
-is_deeply([ $st, $b ], [ 200, { redriven => 1 } ], 'redrive');
+is_error([ req('POST', '/v1/queues/orders/redrive', token => $admin, body => { message_ids => ['1.5'] }) ],
+	400, '22P02', 'redrive message ids that are not integers');
+($st, $b) = req('POST', '/v1/queues/orders/redrive', token => $admin, body => { message_ids => ["$dead_id"] });
+is_deeply([ $st, $b ], [ 200, { redriven => 1 } ], 'redrive by message id, as a string');
 ($st, $b) = req('POST', '/v1/queues/orders/receive', token => $admin);
 is($b->[0]{payload}, 'doomed', 'the redriven message is delivered again');
+req('POST', "/v1/queues/orders/deliveries/$b->[0]{delivery_id}/ack", token => $admin);
+# once more, by message id as a number
+req('POST', '/v1/queues/orders/messages', token => $admin, body => { payload => 'doomed again' });
+($st, $b) = req('POST', '/v1/queues/orders/receive', token => $admin);
+req('POST', "/v1/queues/orders/deliveries/$b->[0]{delivery_id}/nack", token => $admin,
+	body => { error => 'poison', retry_after => 0 });
+req('POST', '/v1/queues/orders/receive', token => $admin);    # finds it out of attempts
+($st, $b) = req('GET', '/v1/queues/orders/dead-letters', token => $admin);
+is(scalar @$b, 1, 'one dead letter again');
+($st, $b) = req('POST', '/v1/queues/orders/redrive', token => $admin,
+	body => qq({"message_ids": [$b->[0]{message_id}]}));
+is_deeply([ $st, $b ], [ 200, { redriven => 1 } ], 'redrive by message id, as a number');
+($st, $b) = req('POST', '/v1/queues/orders/receive', token => $admin);
 req('POST', "/v1/queues/orders/deliveries/$b->[0]{delivery_id}/ack", token => $admin);
 
 # ---- queue metrics and drop
@@ -420,6 +498,7 @@ my @ev = stream('', 3);
 is_deeply([ map { $_->{id} } @ev ], \@sent, 'the stream sends each message once, id = message id');
 is_deeply([ map { $json->decode($_->{data})->{payload}{n} } @ev ], [ 1, 2, 3 ],
 	'event data is the received message');
+ids_are_strings(join(',', map { $_->{data} } @ev), 'stream events');
 is(query_one($node, q{SELECT depth || '/' || in_flight FROM deliver.metrics('ev')}), '0/0',
 	'streamed events are acked');
 

@@ -3,7 +3,8 @@
 # non-JSON and deep JSON, invalid UTF-8 in the body, the path and the query
 # string, queue names with quotes, semicolons, dots, %-encoded slashes and
 # 200 characters, negative, huge and non-numeric numbers, unknown and other
-# queues' delivery ids, bad Idempotency-Key headers, unknown routes and
+# queues' delivery ids, ids in bodies that are no 64-bit integers (fractions,
+# beyond 64 bits, booleans, objects), bad Idempotency-Key headers, unknown routes and
 # methods, oversized headers).  Each request must get the expected HTTP
 # status (and SQLSTATE where the route maps one), the gateway must still
 # answer /healthz afterwards, and a rejected request must leave nothing
@@ -156,6 +157,21 @@ my @c = (
 	[ 'delivery id', 'POST', "/v1/queues/hq/deliveries/$d_hq2/extend", { visibility_timeout => 5 }, {}, 409, '55000' ],
 	[ 'delivery id', 'POST', '/v1/queues/hq/ack', { delivery_ids => [ $d_hq, $d_hq2, 999999999 ] }, {}, 409, '55000' ],
 	[ 'delivery id', 'POST', '/v1/queues/hq/ack', { delivery_ids => [ 'x', $d_hq ] }, {}, 400, '22P02' ],
+	# ids in a body: strings or numbers, 64-bit integers only
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": [1.5]}', {}, 400, '22P02' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": ["1.5"]}', {}, 400, '22P02' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": ["1e3"]}', {}, 400, '22P02' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": [1e30]}', {}, 400, '22003' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": [9223372036854775808]}', {}, 400, '22003' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": ["99999999999999999999999"]}', {}, 400, '22003' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": [true]}', {}, 400, '22P02' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": [{}]}', {}, 400, '22P02' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": [[1]]}', {}, 400, '22P02' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', qq({"delivery_ids": ["$d_hq2", -1]}), {}, 409, '55000' ],
+	[ 'message id', 'POST', '/v1/queues/hq/redrive', '{"message_ids": [1.5]}', {}, 400, '22P02' ],
+	[ 'message id', 'POST', '/v1/queues/hq/redrive', '{"message_ids": ["x"]}', {}, 400, '22P02' ],
+	[ 'message id', 'POST', '/v1/queues/hq/redrive', '{"message_ids": [1e30]}', {}, 400, '22003' ],
+	[ 'message id', 'POST', '/v1/queues/hq/redrive', '{"message_ids": "5"}', {}, 422, '22023' ],
 	[ 'delivery id', 'POST', "/v1/queues/hq2/deliveries/$d_hq/ack", undef, { Authorization => 'Bearer reader-token-0123456789' }, 409, '55000' ],
 	# Idempotency-Key headers
 	[ 'Idempotency-Key', 'POST', '/v1/queues/heo/messages', { payload => 1 }, { 'Idempotency-Key' => '' }, 422, '22023' ],
