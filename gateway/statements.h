@@ -7,9 +7,14 @@
 #ifndef DELIVERD_STATEMENTS_H
 #define DELIVERD_STATEMENTS_H
 
-/* an interval from a JSON field: a number of seconds or an interval string */
-#define IV(f) "(CASE jsonb_typeof(b->'" f "') WHEN 'number' THEN make_interval(secs => (b->>'" f "')::float8)" \
-	" WHEN 'string' THEN (b->>'" f "')::interval END)"
+/*
+ * An interval from a JSON field: a number of seconds or an interval string;
+ * NULL when the field is missing or null (the function's default applies).
+ * Any other JSON value fails the cast to a number of seconds (22023, a 422),
+ * rather than passing for "left out".
+ */
+#define IV(f) "(CASE jsonb_typeof(b->'" f "') WHEN 'string' THEN (b->>'" f "')::interval" \
+	" WHEN 'null' THEN NULL ELSE make_interval(secs => (b->'" f "')::float8) END)"
 #define BODY(n) " FROM (SELECT coalesce($" #n "::jsonb, '{}'::jsonb) AS b) s"
 
 /*
@@ -55,22 +60,19 @@ static const stmt_def statements[S__COUNT] = {
 		"SELECT coalesce(json_agg(q), '[]') FROM deliver.list_queues() q", 0},
 	[S_GET_QUEUE] = {"get_queue",
 		"SELECT row_to_json(q) FROM deliver.list_queues() q WHERE q.queue_name = $1", 1},
+	/* an option the body leaves out is NULL: deliver.create_queue's default */
 	[S_CREATE_QUEUE] = {"create_queue",
-		"SELECT deliver.create_queue(b->>'name',"
-		" coalesce(b->>'guarantee', 'at_least_once'),"
-		" coalesce(" IV("visibility_timeout") ", '30 seconds'),"
-		" coalesce((b->>'max_attempts')::int, 5),"
-		" coalesce((b->>'fifo')::boolean, false),"
-		" coalesce(" IV("dedup_window") ", '5 minutes'),"
-		" coalesce(" IV("retry_base") ", '1 second'),"
-		" coalesce(" IV("retry_max") ", '5 minutes')),"
+		"SELECT deliver.create_queue(b->>'name', b->>'guarantee', " IV("visibility_timeout") ","
+		" (b->>'max_attempts')::int, (b->>'fifo')::boolean, " IV("dedup_window") ","
+		" " IV("retry_base") ", " IV("retry_max") "),"
 		" json_build_object('queue_name', b->>'name', 'created', true)" BODY(1), 1},
 	[S_DROP_QUEUE] = {"drop_queue",
 		"SELECT json_build_object('dropped', deliver.drop_queue($1))", 1},
 	[S_LIST_GROUPS] = {"list_groups",
 		"SELECT coalesce(json_agg(g), '[]') FROM deliver.list_consumer_groups($1) g", 1},
 	[S_CREATE_GROUP] = {"create_group",
-		"SELECT deliver.create_consumer_group($1, b->>'name', coalesce(b->>'start_from', 'latest')),"
+		"SELECT CASE WHEN b->>'start_from' IS NULL THEN deliver.create_consumer_group($1, b->>'name')"
+		" ELSE deliver.create_consumer_group($1, b->>'name', b->>'start_from') END,"
 		" json_build_object('consumer_group', b->>'name', 'created', true)" BODY(2), 2},
 	[S_DROP_GROUP] = {"drop_group",
 		"SELECT json_build_object('dropped', deliver.drop_consumer_group($1, $2))", 2},

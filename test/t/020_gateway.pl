@@ -14,6 +14,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use DeliverTest;
+use GatewayTest;
 use HTTP::Tiny;
 use JSON::PP;
 use IO::Select;
@@ -224,9 +225,46 @@ is_error([ req('GET', '/v1/queues/.bad', token => $admin) ], 404, '42704',
 is_error([ req('GET', '/v1/queues/' . ('q' x 64), token => $admin) ], 400, '42602',
 	'a queue name over 63 bytes in the path');
 
+# an option the body leaves out (or sets to null) is NULL in the call, so
+# deliver's defaults apply, the settings deliver.default_retry_base and
+# _max among them: here those of the database, seen by the sessions of a
+# gateway started after they were set
+{
+	$node->safe_psql('postgres', q{
+        ALTER DATABASE postgres SET deliver.default_retry_base = '7s';
+        ALTER DATABASE postgres SET deliver.default_retry_max = '9min'});
+	my $t = 'defaults-token-0123456789';
+	my $g = gateway_start($node, name => 'gwdefaults', tokens => { $t => $super }, conf => { access_log => 'off' });
+	my ($s, $d) = gw_req($g, 'POST', '/v1/queues', token => $t, body => { name => 'dflt' });
+	is($s, 201, 'create a queue with nothing but a name');
+	gw_req($g, 'POST', '/v1/queues', token => $t,
+		body => { name => 'dflt_null', map { $_ => undef } qw(guarantee visibility_timeout max_attempts fifo dedup_window retry_base retry_max) });
+	gw_req($g, 'POST', '/v1/queues', token => $t,
+		body => { name => 'dflt_set', retry_base => 2, retry_max => '1 minute', max_attempts => 9 });
+	my $row = q{SELECT concat_ws(' ', guarantee, visibility_timeout, max_attempts, fifo, dedup_window, retry_base, retry_max)
+                  FROM deliver.list_queues() WHERE queue_name = '%s'};
+	is(query_one($node, sprintf($row, 'dflt')), 'at_least_once 00:00:30 5 f 00:05:00 00:00:07 00:09:00',
+		"deliver's defaults, retry_base and retry_max from the session's settings");
+	is(query_one($node, sprintf($row, 'dflt_null')), 'at_least_once 00:00:30 5 f 00:05:00 00:00:07 00:09:00',
+		'options set to null: the same defaults');
+	is(query_one($node, sprintf($row, 'dflt_set')), 'at_least_once 00:00:30 9 f 00:05:00 00:00:02 00:01:00',
+		'options given: those');
+	is_deeply([ (gw_req($g, 'POST', '/v1/queues', token => $t, body => { name => 'dflt_bad', retry_base => JSON::PP::true }))[0, 1] ],
+		[ 422, { error => 'cannot cast jsonb boolean to type double precision', detail => undef, hint => undef, sqlstate => '22023' } ],
+		'an interval that is neither seconds nor a string is refused, not taken for the default');
+	$node->safe_psql('postgres', q{
+        ALTER DATABASE postgres RESET deliver.default_retry_base;
+        ALTER DATABASE postgres RESET deliver.default_retry_max});
+	is(gw_stop($g), 0, 'that gateway stops');
+	is(gw_sanitizer_reports($g), '', 'with no sanitizer reports');
+}
+
 # ---- consumer groups
 ($st, $b) = req('POST', '/v1/queues/orders/groups', token => $admin, body => { name => 'audit' });
 is($st, 201, 'create consumer group');
+($st, $b) = req('POST', '/v1/queues/orders/groups', token => $admin, body => { name => 'audit2', start_from => undef });
+is($st, 201, "create consumer group with start_from null: deliver's default");
+req('DELETE', '/v1/queues/orders/groups/audit2', token => $admin);
 is_error([ req('POST', '/v1/queues/orders/groups', token => $admin, body => { name => 'audit' }) ],
 	409, '42710', 'create an existing consumer group');
 is_error([ req('POST', '/v1/queues/orders/groups', token => $admin,

@@ -135,6 +135,13 @@ my @c = (
 	[ 'number', 'POST', "/v1/queues/hq/deliveries/$d_hq/nack", { retry_after => -10 }, {}, 422, '22023' ],
 	[ 'number', 'POST', '/v1/queues', { name => 'nq', visibility_timeout => -1 }, {}, 422, '22023' ],
 	[ 'number', 'POST', '/v1/queues', { name => 'nq', max_attempts => 1e30 }, {}, 400, '22003' ],
+	# an interval that is neither seconds nor a string is refused, not taken for "left out"
+	[ 'interval', 'POST', '/v1/queues', { name => 'nq', visibility_timeout => JSON::PP::true }, {}, 422, '22023' ],
+	[ 'interval', 'POST', '/v1/queues', { name => 'nq', retry_base => {} }, {}, 422, '22023' ],
+	[ 'interval', 'POST', '/v1/queues', { name => 'nq', retry_max => [ 1 ] }, {}, 422, '22023' ],
+	[ 'interval', 'POST', '/v1/queues/hq/messages', { payload => 1, delay => JSON::PP::false }, {}, 422, '22023' ],
+	[ 'interval', 'POST', "/v1/queues/hq/deliveries/$d_hq/extend", { visibility_timeout => [] }, {}, 422, '22023' ],
+	[ 'interval', 'POST', "/v1/queues/hq/deliveries/$d_hq/nack", { retry_after => {} }, {}, 422, '22023' ],
 	[ 'number', 'POST', '/v1/queues/hq/messages', { payload => 1, delay => -5 }, {}, 422, '22023' ],
 	[ 'number', 'GET', '/v1/queues/hq/dead-letters?max=-3', undef, {}, 422, '22023' ],
 	[ 'number', 'GET', '/v1/queues/hq/dead-letters?max=99999999999', undef, {}, 400, '22003' ],

@@ -1,7 +1,8 @@
 # Start deliverd (the AddressSanitizer build when it exists) against a test
 # cluster and talk HTTP to it: shared by the gateway TAP tests.
 #
-#   my $gw = gateway_start($node, tokens => { TOKEN => ROLE, ... }, conf => { key => value });
+#   my $gw = gateway_start($node, tokens => { TOKEN => ROLE, ... }, conf => { key => value },
+#       name => N);                        (N: files N.conf, N.tokens, N.log; several per node)
 #   my ($status, $decoded_body, $response) = gw_req($gw, METHOD, PATH,
 #       token => T, body => perl-or-string, headers => { ... });
 #   gw_raw($gw, "GET / HTTP/1.1\r\n...")   status of a hand-written request (0: none)
@@ -40,21 +41,23 @@ sub gateway_start
 	my ($node, %o) = @_;
 	my $dir = $node->basedir;
 	my $port = PostgreSQL::Test::Cluster::get_free_port();
-	my $gw = { dir => $dir, port => $port, base => "http://127.0.0.1:$port", log => "$dir/deliverd.log",
+	my $name = $o{name} // 'deliverd';
+	my $tokens = defined $o{name} ? "$dir/$name.tokens" : "$dir/tokens";
+	my $gw = { dir => $dir, port => $port, base => "http://127.0.0.1:$port", log => "$dir/$name.log",
 		http => HTTP::Tiny->new(timeout => 30, keep_alive => 1) };
-	open my $t, '>', "$dir/tokens" or die $!;
+	open my $t, '>', $tokens or die $!;
 	print $t "$_ $o{tokens}{$_}\n" for sort keys %{ $o{tokens} // {} };
 	close $t;
 	my %conf = (listen => '127.0.0.1', port => $port,
-		conninfo => "'" . $node->connstr('postgres') . "'", token_file => "$dir/tokens",
+		conninfo => "'" . $node->connstr('postgres') . "'", token_file => $tokens,
 		max_body => 65536, idle_timeout => 5, max_wait => 5, pool_size => 4, %{ $o{conf} // {} });
-	open my $c, '>', "$dir/deliverd.conf" or die $!;
+	open my $c, '>', "$dir/$name.conf" or die $!;
 	print $c "$_ = $conf{$_}\n" for sort keys %conf;
 	close $c;
 	local $ENV{ASAN_OPTIONS} = "detect_leaks=1:abort_on_error=0:log_path=$dir/asan";
 	local $ENV{UBSAN_OPTIONS} = "print_stacktrace=1:log_path=$dir/asan";
 	my $in = '';
-	$gw->{h} = IPC::Run::start([ gateway_bin(), '-c', "$dir/deliverd.conf" ],
+	$gw->{h} = IPC::Run::start([ gateway_bin(), '-c', "$dir/$name.conf" ],
 		'<', \$in, '>>', $gw->{log}, '2>>', $gw->{log});
 	my $deadline = time() + 20;
 	while (time() < $deadline)
