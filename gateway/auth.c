@@ -5,6 +5,8 @@
  * claims: "role" required, "exp" and "nbf" checked when present), as
  * PostgREST does, or a line "token role" of the token file.  Without a token
  * the request runs as anon_role when one is configured, else it gets 401.
+ * No token may name a reserved role (auth_role_reserved): "none" would
+ * reset the request to the gateway's own login role.
  * The role is applied by the pool with set_config('role', $1, true) in the
  * request's transaction, so Postgres GRANTs decide what it may do.
  */
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 typedef struct
@@ -38,6 +41,25 @@ valid_role(const char *r)
 	size_t		n = strlen(r);
 
 	return n > 0 && n <= ROLE_MAX_LEN;
+}
+
+/*
+ * Names set_config('role', ...) takes for something other than a role:
+ * "none" resets to the session's login role (a token naming it would run
+ * as the gateway itself), and public and the current_user family name no
+ * role.  Refused in any case: no one means a role spelt "None" by them.
+ */
+bool
+auth_role_reserved(const char *r)
+{
+	static const char *const reserved[] = {"none", "public", "current_user", "session_user",
+	"current_role", NULL};
+	int			i;
+
+	for (i = 0; reserved[i]; i++)
+		if (strcasecmp(r, reserved[i]) == 0)
+			return true;
+	return false;
 }
 
 int
@@ -83,6 +105,13 @@ auth_init(const char *jwt_secret, const char *token_file, const char *anon_role)
 				fclose(f);
 				return -1;
 			}
+			if (auth_role_reserved(role))
+			{
+				fprintf(stderr, "deliverd: %s:%d: role %s is reserved (none, public, current_user, "
+						"session_user, current_role)\n", token_file, lineno, role);
+				fclose(f);
+				return -1;
+			}
 			tokens = realloc(tokens, sizeof(token_entry) * (size_t) (ntokens + 1));
 			tokens[ntokens].token = strdup(tok);
 			snprintf(tokens[ntokens].role, sizeof(tokens[ntokens].role), "%s", role);
@@ -90,10 +119,15 @@ auth_init(const char *jwt_secret, const char *token_file, const char *anon_role)
 		}
 		fclose(f);
 	}
-	if (anon_role && *anon_role)
+	/* anon_role none (or empty): no anonymous access */
+	if (anon_role && *anon_role && strcasecmp(anon_role, "none") != 0)
 	{
-		if (!valid_role(anon_role))
+		if (!valid_role(anon_role) || auth_role_reserved(anon_role))
+		{
+			fprintf(stderr, "deliverd: anon_role %s is reserved or longer than %d bytes "
+					"(none means no anonymous access)\n", anon_role, ROLE_MAX_LEN);
 			return -1;
+		}
 		snprintf(anon, sizeof(anon), "%s", anon_role);
 	}
 	return 0;
@@ -216,6 +250,11 @@ jwt_verify(const char *token, const unsigned char *key, size_t keylen, long now,
 		strlen(json_string_value(v)) != json_string_length(v))
 	{
 		*why = "token has no valid role claim";
+		goto out;
+	}
+	if (auth_role_reserved(json_string_value(v)))
+	{
+		*why = "token role is reserved (none, public, current_user, session_user, current_role)";
 		goto out;
 	}
 	strcpy(role, json_string_value(v));

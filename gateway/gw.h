@@ -157,6 +157,8 @@ int			pool_long_polls(void);
 #define ROLE_MAX_LEN 63
 
 int			auth_init(const char *jwt_secret, const char *token_file, const char *anon_role);
+/* none, public, current_user, session_user, current_role (any case) */
+bool		auth_role_reserved(const char *role);
 bool		auth_configured(void);
 /*
  * Map an Authorization header value (may be NULL) to a role.  Returns 0 and

@@ -195,6 +195,39 @@ is($st, 200, 'a valid JWT lists queues');
 ok(ref $b eq 'ARRAY' && grep({ $_->{queue_name} eq 'shop' } @$b), 'the list has queue shop');
 is_error([ req('GET', '/v1/queues/shop/metrics', token => jwt(role => 'ghost')) ],
 	403, '22023', 'a JWT naming a role that does not exist');
+# set_config('role', 'none') would run the request as the gateway's own
+# login role; public, current_user, session_user and current_role name no
+# role: such claims are refused, as are empty and over-long ones
+for my $r ('none', 'NONE', 'public', 'Public', 'current_user', 'session_user', 'current_role', '', 'r' x 64)
+{
+	my @got = req('GET', '/v1/queues', token => jwt(role => $r, exp => time() + 3600));
+	is_error(\@got, 401, '28000', "a JWT with role \"$r\"");
+}
+
+# anon_role = none: no anonymous access (not the login role); a reserved
+# role in anon_role or in the token file stops deliverd at start
+{
+	my $g = gateway_start($node, name => 'gwanon', conf => { anon_role => 'none', access_log => 'off' });
+	is_error([ gw_req($g, 'GET', '/v1/queues') ], 401, '28000', 'anon_role = none: a request without a token');
+	is(gw_stop($g), 0, 'that gateway stops');
+	is(gw_sanitizer_reports($g), '', 'with no sanitizer reports');
+	my $p = PostgreSQL::Test::Cluster::get_free_port();
+	for my $case ([ "anon_role = public\n", 'anon_role = public' ],
+		[ "anon_role = current_user\n", 'anon_role = current_user' ],
+		[ "token_file = $dir/bad.tokens\n", 'a token file line naming role none' ])
+	{
+		write_file("$dir/bad.tokens", "bad-role-token-0123456789 none\n");
+		write_file("$dir/bad.conf", "listen = 127.0.0.1\nport = $p\n$case->[0]");
+		my ($in, $out) = ('', '');
+		my $h = IPC::Run::start([ $bin, '-c', "$dir/bad.conf" ], '<', \$in, '>&', \$out,
+			IPC::Run::timeout(10));
+		my $started = !eval { $h->finish; 1 };
+		$h->kill_kill if $started;
+		ok(!$started && $h->result(0) == 2, "$case->[1]: deliverd refuses to start")
+		  or diag($out);
+		like($out, qr/reserved/, "$case->[1]: and says why");
+	}
+}
 
 # ---- queues
 ($st, $b) = req('POST', '/v1/queues', token => $admin,

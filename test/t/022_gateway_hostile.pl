@@ -4,7 +4,8 @@
 # string, queue names with quotes, semicolons, dots, %-encoded slashes and
 # 200 characters, negative, huge and non-numeric numbers, unknown and other
 # queues' delivery ids, ids in bodies that are no 64-bit integers (fractions,
-# beyond 64 bits, booleans, objects), bad Idempotency-Key headers, unknown routes and
+# beyond 64 bits, booleans, objects), reserved roles in tokens (none,
+# public, current_user...), bad Idempotency-Key headers, unknown routes and
 # methods, oversized headers).  Each request must get the expected HTTP
 # status (and SQLSTATE where the route maps one), the gateway must still
 # answer /healthz afterwards, and a rejected request must leave nothing
@@ -35,8 +36,11 @@ $node->safe_psql('postgres', q{
 my ($d_hq, $d_hq2) = map { query_one($node, "SELECT delivery_id FROM deliver.receive('$_', 1)") } qw(hq hq2);
 like("$d_hq $d_hq2", qr/^\d+ \d+$/, 'two leases to attack');
 
-my $gw = gateway_start($node, tokens => { 'admin-token-0123456789' => $super, 'reader-token-0123456789' => 'reader' });
+my $secret = 'hostile-secret-0123456789-0123456789';
+my $gw = gateway_start($node, tokens => { 'admin-token-0123456789' => $super, 'reader-token-0123456789' => 'reader' },
+	conf => { jwt_secret => $secret });
 my $T = 'admin-token-0123456789';
+sub role_jwt { return { Authorization => 'Bearer ' . gw_jwt($secret, role => $_[0], exp => time() + 3600) } }
 
 my $state_sql = q{
     SELECT string_agg(format('%s=%s', c.relname,
@@ -205,6 +209,14 @@ my @c = (
 	[ 'bad header', 'POST', '/v1/queues/hq/messages (Content-Length: 10^20)', [ 'raw', "POST /v1/queues/hq/messages HTTP/1.1\r\n${hdr}Content-Length: 99999999999999999999\r\n\r\n" ], {}, 413, '' ],
 	[ 'bad header', 'GET', '/v1/queues/hq/stream (Last-Event-ID: -1)', undef, { 'Last-Event-ID' => '-1' }, 400, '' ],
 	[ 'bad header', 'GET', '/v1/queues (Authorization: Basic)', undef, { Authorization => 'Basic YTpi' }, 401, '28000' ],
+	# token roles: none would run as the gateway's login role; the other
+	# reserved names name no role
+	(map { [ 'token role', 'GET', "/v1/queues (JWT role \"$_\")", undef, role_jwt($_), 401, '28000' ] }
+		'none', 'NONE', 'public', 'PUBLIC', 'current_user', 'session_user', 'current_role', 'CURRENT_ROLE', '',
+		'r' x 64, "reader\0x"),
+	[ 'token role', 'POST', '/v1/queues/hq/receive (JWT role "none")', undef, role_jwt('none'), 401, '28000' ],
+	[ 'token role', 'GET', '/v1/queues (JWT role "ghost")', undef, role_jwt('ghost'), 403, '22023' ],
+	[ 'token role', 'GET', '/v1/queues (JWT role "reader")', undef, role_jwt('reader'), 200, '' ],
 );
 
 my ($pass, $n) = (0, 0);

@@ -9,11 +9,13 @@
 #   gw_alive($gw)                          /healthz answers 200
 #   gw_stop($gw)                           SIGTERM, wait; returns the exit status
 #   gw_sanitizer_reports($gw)              text of any ASan/UBSan report
+#   gw_jwt($secret, claim => value, ...)   an HS256 JWT
 package GatewayTest;
 
 use strict;
 use warnings;
 
+use Digest::SHA qw(hmac_sha256);
 use Exporter 'import';
 use FindBin;
 use HTTP::Tiny;
@@ -21,11 +23,12 @@ use IO::Select;
 use IO::Socket::INET;
 use IPC::Run;
 use JSON::PP;
+use MIME::Base64 qw(encode_base64url);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Time::HiRes qw(usleep time);
 
-our @EXPORT = qw(gateway_start gw_req gw_raw gw_alive gw_stop gw_sanitizer_reports);
+our @EXPORT = qw(gateway_start gw_req gw_raw gw_alive gw_stop gw_sanitizer_reports gw_jwt);
 
 my $json = JSON::PP->new->canonical;
 
@@ -132,6 +135,14 @@ sub gw_sanitizer_reports
 	my $log = -f $gw->{log} ? slurp_file($gw->{log}) : '';
 	$r .= $1 while $log =~ /(^.*(?:AddressSanitizer|runtime error|LeakSanitizer).*$)/mg;
 	return $r;
+}
+
+sub gw_jwt
+{
+	my ($secret, %claims) = @_;
+	my $h = encode_base64url($json->encode({ alg => 'HS256', typ => 'JWT' }));
+	my $c = encode_base64url($json->encode(\%claims));
+	return "$h.$c." . encode_base64url(hmac_sha256("$h.$c", $secret));
 }
 
 1;
