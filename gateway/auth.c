@@ -195,7 +195,7 @@ decode_part(const char *p, size_t n)
 
 int
 jwt_verify(const char *token, const unsigned char *key, size_t keylen, long now,
-		   char *role, const char **why)
+		   char *role, double *exp, const char **why)
 {
 	const char *d1 = strchr(token, '.');
 	const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
@@ -209,6 +209,7 @@ jwt_verify(const char *token, const unsigned char *key, size_t keylen, long now,
 	int			rc = 401;
 
 	*why = "malformed token";
+	*exp = 0;
 	if (!d1 || !d2 || strchr(d2 + 1, '.') || strlen(token) > 3 * JWT_PART_MAX)
 		return 401;
 	siglen = b64url_decode(d2 + 1, strlen(d2 + 1), sig, sizeof(sig));
@@ -258,6 +259,8 @@ jwt_verify(const char *token, const unsigned char *key, size_t keylen, long now,
 		goto out;
 	}
 	strcpy(role, json_string_value(v));
+	v = json_object_get(claims, "exp");
+	*exp = v ? json_number_value(v) : 0;
 	rc = 0;
 	*why = NULL;
 out:
@@ -267,10 +270,12 @@ out:
 }
 
 int
-auth_request(const char *authorization, char *role, const char **why)
+auth_request(const char *authorization, char *role, double *exp, const char **why)
 {
 	const char *tok;
 	int			i;
+
+	*exp = 0;
 
 	if (!authorization || !*authorization)
 	{
@@ -301,7 +306,7 @@ auth_request(const char *authorization, char *role, const char **why)
 		}
 	}
 	if (jwt_key && strchr(tok, '.'))
-		return jwt_verify(tok, jwt_key, jwt_keylen, (long) time(NULL), role, why);
+		return jwt_verify(tok, jwt_key, jwt_keylen, (long) time(NULL), role, exp, why);
 	*why = "invalid token";
 	return 401;
 }

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -288,11 +289,22 @@ typedef struct
 	int			status;
 	size_t		bytes_out;
 	char		role[ROLE_MAX_LEN + 1];
+	double		exp;			/* the token's expiry (seconds since the epoch), 0: none */
 	char		method[12];
 	char		path[256];
 	char		remote[64];
 	char		sqlstate[6];
 } request_t;
+
+/* Milliseconds left until exp (seconds since the epoch); may be negative. */
+static long
+ms_until(double exp)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (long) floor((exp - (double) now.tv_sec - (double) now.tv_nsec / 1e9) * 1000.0);
+}
 
 static double
 elapsed(const struct timespec *since)
@@ -541,6 +553,8 @@ typedef struct
 	char		group[NAME_MAX_LEN + 1];
 	char		role[ROLE_MAX_LEN + 1];
 	bool		has_role;
+	double		exp;			/* the token's expiry, 0: none */
+	bool		expired;		/* it came: receive no more */
 	char		max[24];
 	char		vt[40];
 	bool		has_vt;
@@ -602,7 +616,9 @@ stream_ack_pending(stream_t *st)
 
 /*
  * One receive of the stream (wait_ms long poll); appends events to st->out.
- * Returns the exec status (200 when fine); the error is left in er.
+ * Returns the exec status (200 when fine); the error is left in er.  Once
+ * the token has expired it receives nothing and sets st->expired; a long
+ * poll waits no longer than the token lasts.
  */
 static int
 stream_receive(stream_t *st, long wait_ms, exec_result *er)
@@ -611,6 +627,20 @@ stream_receive(stream_t *st, long wait_ms, exec_result *er)
 	const char *params[5];
 	int			row;
 
+	if (st->exp > 0)
+	{
+		long		left = ms_until(st->exp);
+
+		if (left <= 0)
+		{
+			memset(er, 0, sizeof(*er));
+			er->status = 200;
+			st->expired = true;
+			return 200;
+		}
+		if (wait_ms > left)
+			wait_ms = left;
+	}
 	snprintf(wait, sizeof(wait), "%ld milliseconds", wait_ms);
 	params[0] = st->queue;
 	params[1] = st->max;
@@ -653,7 +683,7 @@ stream_poll(stream_t *st, exec_result *er)
 		bool		may_wait = pool_long_polls() < cfg.pool_size - 1;
 		int			rc = stream_receive(st, may_wait ? cfg.stream_wait_ms : 0, er);
 
-		if (rc != 200 || st->out.len > 0 || may_wait || atomic_load(&shutting_down) ||
+		if (rc != 200 || st->expired || st->out.len > 0 || may_wait || atomic_load(&shutting_down) ||
 			elapsed(&t0) * 1000 >= (double) cfg.stream_wait_ms)
 			return rc;
 		exec_result_clear(er);
@@ -699,6 +729,12 @@ stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 			st->ending = true;
 			stream_pending_clear(st);
 		}
+		else if (st->expired)
+		{
+			/* what was sent before is acked above; the client reconnects with a new token */
+			buf_puts(&st->out, "event: end\ndata: {\"reason\":\"token_expired\"}\n\n");
+			st->ending = true;
+		}
 		else if (st->out.len == 0)
 			buf_puts(&st->out, ": keep-alive\n\n");
 		exec_result_clear(&er);
@@ -734,6 +770,7 @@ serve_stream(struct MHD_Connection *c, request_t *rq, const receive_params *p)
 	snprintf(st->group, sizeof(st->group), "%s", p->has_group ? p->group : "default");
 	snprintf(st->role, sizeof(st->role), "%s", rq->role);
 	st->has_role = rq->role[0] != '\0';
+	st->exp = rq->exp;
 	snprintf(st->max, sizeof(st->max), "%ld", p->max);
 	st->has_vt = p->has_vt;
 	snprintf(st->vt, sizeof(st->vt), "%ld milliseconds", p->vt_ms);
@@ -925,6 +962,14 @@ dispatch(struct MHD_Connection *c, request_t *rq)
 			/* keep one connection for short requests; no waiting at shutdown */
 			if (atomic_load(&shutting_down) || pool_long_polls() >= cfg.pool_size - 1)
 				rp.wait_ms = 0;
+			/* nor past the token's expiry: nothing is handed out after it */
+			if (rq->exp > 0)
+			{
+				long		left = ms_until(rq->exp);
+
+				if (rp.wait_ms > left)
+					rp.wait_ms = left > 0 ? left : 0;
+			}
 			snprintf(max, sizeof(max), "%ld", rp.max);
 			snprintf(vt, sizeof(vt), "%ld milliseconds", rp.vt_ms);
 			snprintf(wait, sizeof(wait), "%ld milliseconds", rp.wait_ms);
@@ -1043,7 +1088,7 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 		const char *why = NULL;
 
 		if (auth_request(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
-						 rq->role, &why) != 0)
+						 rq->role, &rq->exp, &why) != 0)
 		{
 			rq->role[0] = '\0';
 			return send_error(c, rq, 401, why, NULL, NULL, "28000", 0);

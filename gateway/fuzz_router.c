@@ -63,6 +63,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	long		v;
 	char		role[ROLE_MAX_LEN + 1];
 	const char *why;
+	double		exp;
 	static const unsigned char key[] = "0123456789abcdef0123456789abcdef";
 
 	memcpy(s, data, size);
@@ -112,8 +113,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	assert(b.len >= 2 && b.data[0] == '"' && b.data[b.len - 1] == '"');
 	buf_free(&b);
 
-	if (jwt_verify(parts[3], key, 32, 1700000000L, role, &why) == 0)
+	if (jwt_verify(parts[3], key, 32, 1700000000L, role, &exp, &why) == 0)
+	{
 		assert(strlen(role) > 0 && strlen(role) <= ROLE_MAX_LEN && !auth_role_reserved(role));
+		assert(exp == 0 || exp > 1700000000.0);
+	}
 	free(s);
 	return 0;
 }

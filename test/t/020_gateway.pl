@@ -589,6 +589,72 @@ is_error([ req('GET', '/v1/queues/ev/stream', token => $sender) ], 403, '42501',
 is_error([ req('GET', '/v1/queues/ev/stream', token => $admin, headers => { 'Last-Event-ID' => 'x' }) ],
 	400, undef, 'stream with a bad Last-Event-ID');
 
+# ---- a token's exp ends what it opened: a stream hands out nothing after
+# it (it ends with an event saying why), a long poll stops waiting at it
+sub sse_events
+{
+	my ($text) = @_;
+	my @ev;
+	for my $block (split /\n\n/, $text)
+	{
+		my %e;
+		$e{$1} = $2 while $block =~ /^(id|event|data): ?(.*)$/mg;
+		push @ev, \%e if $e{event};
+	}
+	return @ev;
+}
+sub wait_streams_closed
+{
+	my $deadline = time() + 10;
+	while (time() < $deadline)
+	{
+		my ($st, $m) = req('GET', '/metrics');
+		last if $m =~ /^deliverd_open_streams 0$/m;
+		usleep(100_000);
+	}
+	return;
+}
+req('POST', '/v1/queues', token => $admin, body => { name => 'exp' });
+{
+	my $exp = int(time()) + 3;
+	my $tok = jwt(role => $super, exp => $exp);
+	my $out = '';
+	my $h = IPC::Run::start([ 'curl', '-sN', '-m', '20', '-H', "Authorization: Bearer $tok",
+		"$base/v1/queues/exp/stream" ], '>', \$out);
+	usleep(500_000);
+	my $before = (req('POST', '/v1/queues/exp/messages', token => $admin, body => { payload => 'before' }))[1]{message_id};
+	usleep(100_000) while time() < $exp + 1;
+	my $after = (req('POST', '/v1/queues/exp/messages', token => $admin, body => { payload => 'after' }))[1]{message_id};
+	$h->finish;
+	is($h->result(0), 0, 'the stream of an expiring token is closed by the gateway (curl did not time out)');
+	my @ev = sse_events($out);
+	is_deeply([ map { $_->{id} } grep { $_->{event} eq 'message' } @ev ], [$before],
+		'the stream sent the message sent before its token expired, not the one sent after');
+	is_deeply([ map { [ $_->{event}, eval { $json->decode($_->{data}) } ] } $ev[-1] // () ],
+		[ [ 'end', { reason => 'token_expired' } ] ], 'its last event: end, reason token_expired');
+	wait_streams_closed();
+	($st, $b) = req('POST', '/v1/queues/exp/receive?max=10', token => $admin);
+	is_deeply([ map { [ $_->{message_id}, $_->{payload} ] } @$b ], [ [ $after, 'after' ] ],
+		'the message sent after the expiry is there for the next consumer');
+	req('POST', '/v1/queues/exp/ack', token => $admin, body => { delivery_ids => [ map { $_->{delivery_id} } @$b ] });
+	is(query_one($node, q{SELECT depth || '/' || in_flight FROM deliver.metrics('exp')}), '0/0',
+		'and the one streamed was acked');
+}
+{
+	my $exp = int(time()) + 2;
+	my $tok = jwt(role => $super, exp => $exp);
+	my $out = '';
+	my $h = IPC::Run::start([ 'curl', '-s', '-X', 'POST', '-H', "Authorization: Bearer $tok",
+		"$base/v1/queues/exp/receive?wait=15" ], '>', \$out);
+	usleep(100_000) while time() < $exp + 1;
+	req('POST', '/v1/queues/exp/messages', token => $admin, body => { payload => 'late' });
+	$h->finish;
+	is($out, '[]', 'a long poll of an expiring token stops waiting when it expires');
+	($st, $b) = req('POST', '/v1/queues/exp/receive', token => $admin);
+	is($b->[0]{payload}, 'late', 'and leaves what comes after for the next consumer');
+	req('POST', "/v1/queues/exp/deliveries/$b->[0]{delivery_id}/ack", token => $admin) if @$b;
+}
+
 # ---- limits: an idle connection is closed after idle_timeout (2 s)
 {
 	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 5);

@@ -5,7 +5,8 @@
 # 200 characters, negative, huge and non-numeric numbers, unknown and other
 # queues' delivery ids, ids in bodies that are no 64-bit integers (fractions,
 # beyond 64 bits, booleans, objects), reserved roles in tokens (none,
-# public, current_user...), bad Idempotency-Key headers, unknown routes and
+# public, current_user...), a stream outliving its token, bad
+# Idempotency-Key headers, unknown routes and
 # methods, oversized headers).  Each request must get the expected HTTP
 # status (and SQLSTATE where the route maps one), the gateway must still
 # answer /healthz afterwards, and a rejected request must leave nothing
@@ -28,6 +29,7 @@ $node->safe_psql('postgres', q{
     SELECT deliver.create_queue('hq', visibility_timeout => '1 hour');
     SELECT deliver.create_queue('hq2', visibility_timeout => '1 hour');
     SELECT deliver.create_queue('heo', 'exactly_once');
+    SELECT deliver.create_queue('hexp');
     SELECT deliver.send_batch('hq', ARRAY(SELECT jsonb_build_object('n', i) FROM generate_series(1, 5) i));
     SELECT deliver.send_batch('hq2', ARRAY(SELECT jsonb_build_object('n', i) FROM generate_series(1, 5) i));
     CREATE ROLE reader NOLOGIN;
@@ -47,7 +49,7 @@ my $state_sql = q{
              (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM deliver.%I', c.relname), false, true, '')))[1]::text),
              ',' ORDER BY c.relname)
       || '|' || (SELECT string_agg(format('%s:%s', q, m.consumer_group || '/' || m.in_flight), ',' ORDER BY q, m.consumer_group)
-                   FROM unnest(ARRAY['hq', 'hq2', 'heo']) q, deliver.metrics(q) m)
+                   FROM unnest(ARRAY['hq', 'hq2', 'heo', 'hexp']) q, deliver.metrics(q) m)
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = 'deliver' AND c.relkind IN ('r', 'p')};
 
@@ -217,6 +219,11 @@ my @c = (
 	[ 'token role', 'POST', '/v1/queues/hq/receive (JWT role "none")', undef, role_jwt('none'), 401, '28000' ],
 	[ 'token role', 'GET', '/v1/queues (JWT role "ghost")', undef, role_jwt('ghost'), 403, '22023' ],
 	[ 'token role', 'GET', '/v1/queues (JWT role "reader")', undef, role_jwt('reader'), 200, '' ],
+	# a stream outliving its token: ended by the gateway at exp, with an event saying why
+	[ 'token expiry', 'GET', '/v1/queues/hexp/stream (JWT expiring in 2 s)', [ 'raw', sub {
+		my $jwt = gw_jwt($secret, role => $super, exp => int(time()) + 2);
+		return "GET /v1/queues/hexp/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $jwt\r\n\r\n" } ],
+		{}, 200, 'end token_expired' ],
 );
 
 my ($pass, $n) = (0, 0);
@@ -228,7 +235,9 @@ for my $c (@c)
 	my ($st, $b);
 	if (ref $body eq 'ARRAY' && $body->[0] eq 'raw')
 	{
-		($st, $b) = gw_raw($gw, $body->[1]);
+		($st, $b) = gw_raw($gw, ref $body->[1] eq 'CODE' ? $body->[1]->() : $body->[1]);
+		# an event stream the gateway ended: its reason stands for the SQLSTATE
+		$b = { sqlstate => "end $1" } if $b =~ /^event: end\r?\ndata: \{"reason":"(\w+)"\}/m;
 		$b = eval { JSON::PP->new->decode($b) } // $b;
 	}
 	else
