@@ -46,6 +46,7 @@ typedef struct
 	char	   *jwt_secret;
 	char	   *token_file;
 	char	   *anon_role;
+	char	   *metrics_role;
 	char	   *access_log;
 	int			threads_stack_kb;
 } config_t;
@@ -65,6 +66,7 @@ static config_t cfg = {
 	.jwt_secret = NULL,
 	.token_file = NULL,
 	.anon_role = NULL,
+	.metrics_role = NULL,
 	.access_log = "-",
 	.threads_stack_kb = 512,
 };
@@ -97,6 +99,7 @@ static const config_key config_keys[] = {
 	{"jwt_secret", C_STR, &cfg.jwt_secret, "HS256 secret (32+ characters)"},
 	{"token_file", C_STR, &cfg.token_file, "file of \"token role\" lines"},
 	{"anon_role", C_STR, &cfg.anon_role, "role of requests without a token (none: 401)"},
+	{"metrics_role", C_STR, &cfg.metrics_role, "role /metrics reads queue gauges as (none: the login role)"},
 	{"access_log", C_STR, &cfg.access_log, "file for the JSON access log, - for stderr, off"},
 	{NULL, 0, NULL, NULL}
 };
@@ -442,6 +445,45 @@ get_arg(void *ctx, const char *key)
 
 /* ---- /metrics ---- */
 
+/* a Prometheus label value: "..." with \\, \" and newlines escaped */
+static void
+buf_prom_label(buf_t *b, const char *s)
+{
+	buf_add(b, "\"", 1);
+	for (; *s; s++)
+	{
+		if (*s == '\\' || *s == '"')
+		{
+			buf_add(b, "\\", 1);
+			buf_add(b, s, 1);
+		}
+		else if (*s == '\n')
+			buf_add(b, "\\n", 2);
+		else
+			buf_add(b, s, 1);
+	}
+	buf_add(b, "\"", 1);
+}
+
+/* a failing metrics query is a deployment error: say so, once a minute */
+static void
+log_metrics_error(const exec_result *er)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static time_t last;
+	time_t		now = time(NULL);
+
+	pthread_mutex_lock(&mu);
+	if (now - last >= 60)
+	{
+		last = now;
+		fprintf(stderr, "deliverd: /metrics: the queue gauges could not be read%s%s: %s\n",
+				cfg.metrics_role ? " as metrics_role " : "", cfg.metrics_role ? cfg.metrics_role : "",
+				er->message ? er->message : "?");
+	}
+	pthread_mutex_unlock(&mu);
+}
+
 static enum MHD_Result
 serve_metrics(struct MHD_Connection *c, request_t *rq)
 {
@@ -518,11 +560,20 @@ serve_metrics(struct MHD_Connection *c, request_t *rq)
 			   ps.connect_failures, ps.broken, ps.acquire_timeouts, ps.backoff_ms / 1000.0,
 			   atomic_load(&inflight), atomic_load(&open_streams));
 
-	/* queue depths, as the gateway's own database user */
-	pool_exec(NULL, S_ALL_METRICS, 0, NULL, false, &er);
+	/*
+	 * Queue gauges: deliver.metrics() for every queue metrics_role (else
+	 * the login role) may read metrics of.  A NOINHERIT login role (an
+	 * authenticator) has no rights of its own: metrics_role names a role it
+	 * may become, one in pg_monitor or with receive rights.
+	 */
+	pool_exec(cfg.metrics_role, S_ALL_METRICS, 0, NULL, false, &er);
 	buf_printf(&b, "# HELP deliverd_database_up Whether the last metrics query reached Postgres.\n"
-			   "# TYPE deliverd_database_up gauge\ndeliverd_database_up %d\n",
-			   er.status == 200 ? 1 : 0);
+			   "# TYPE deliverd_database_up gauge\ndeliverd_database_up %d\n"
+			   "# HELP deliverd_queue_metrics_up Whether the last metrics query read the queue gauges.\n"
+			   "# TYPE deliverd_queue_metrics_up gauge\ndeliverd_queue_metrics_up %d\n",
+			   er.status != 503 ? 1 : 0, er.status == 200 ? 1 : 0);
+	if (er.status != 200 && er.status != 503)
+		log_metrics_error(&er);
 	if (er.status == 200 && er.res)
 	{
 		static const char *const names[] = {"depth", "in_flight", "delayed", "dead_letters",
@@ -534,9 +585,14 @@ serve_metrics(struct MHD_Connection *c, request_t *rq)
 		{
 			buf_printf(&b, "# TYPE deliver_queue_%s gauge\n", names[col]);
 			for (row = 0; row < PQntuples(er.res); row++)
-				buf_printf(&b, "deliver_queue_%s{queue=\"%s\",consumer_group=\"%s\"} %s\n",
-						   names[col], PQgetvalue(er.res, row, 0), PQgetvalue(er.res, row, 1),
+			{
+				buf_printf(&b, "deliver_queue_%s{queue=", names[col]);
+				buf_prom_label(&b, PQgetvalue(er.res, row, 0));
+				buf_puts(&b, ",consumer_group=");
+				buf_prom_label(&b, PQgetvalue(er.res, row, 1));
+				buf_printf(&b, "} %s\n",
 						   PQgetisnull(er.res, row, col + 2) ? "0" : PQgetvalue(er.res, row, col + 2));
+			}
 		}
 	}
 	exec_result_clear(&er);
@@ -1211,6 +1267,16 @@ main(int argc, char **argv)
 	}
 	if (auth_init(cfg.jwt_secret, cfg.token_file, cfg.anon_role) != 0)
 		return 2;
+	/* metrics_role none (or empty): the login role */
+	if (cfg.metrics_role && (!*cfg.metrics_role || strcasecmp(cfg.metrics_role, "none") == 0))
+		cfg.metrics_role = NULL;
+	if (cfg.metrics_role &&
+		(strlen(cfg.metrics_role) > ROLE_MAX_LEN || auth_role_reserved(cfg.metrics_role)))
+	{
+		fprintf(stderr, "deliverd: metrics_role %s is reserved or longer than %d bytes "
+				"(none means the login role)\n", cfg.metrics_role, ROLE_MAX_LEN);
+		return 2;
+	}
 	if (!auth_configured())
 		fprintf(stderr, "deliverd: no jwt_secret, token_file or anon_role: every /v1 request gets 401\n");
 	if (strcmp(cfg.access_log, "off") == 0)

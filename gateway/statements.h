@@ -120,10 +120,10 @@ static const stmt_def statements[S__COUNT] = {
 		" b->>'consumer_group'))" BODY(2), 2},
 	[S_QUEUE_METRICS] = {"queue_metrics",
 		"SELECT coalesce(json_agg(m), '[]') FROM deliver.metrics($1) m", 1},
+	/* every queue the metrics role may read metrics of (receive rights, pg_monitor) */
 	[S_ALL_METRICS] = {"all_metrics",
-		"SELECT q.queue_name, m.consumer_group, m.depth, m.in_flight, m.delayed, m.dead_letters,"
-		" coalesce(extract(epoch FROM m.oldest_age), 0)"
-		" FROM deliver.list_queues() q CROSS JOIN LATERAL deliver.metrics(q.queue_name) m", 0},
+		"SELECT m.queue_name, m.consumer_group, m.depth, m.in_flight, m.delayed, m.dead_letters,"
+		" coalesce(extract(epoch FROM m.oldest_age), 0) FROM deliver.metrics() m", 0},
 	[S_PING] = {"ping", "SELECT 1", 0},
 };
 

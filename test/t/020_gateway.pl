@@ -214,6 +214,7 @@ for my $r ('none', 'NONE', 'public', 'Public', 'current_user', 'session_user', '
 	my $p = PostgreSQL::Test::Cluster::get_free_port();
 	for my $case ([ "anon_role = public\n", 'anon_role = public' ],
 		[ "anon_role = current_user\n", 'anon_role = current_user' ],
+		[ "metrics_role = public\n", 'metrics_role = public' ],
 		[ "token_file = $dir/bad.tokens\n", 'a token file line naming role none' ])
 	{
 		write_file("$dir/bad.tokens", "bad-role-token-0123456789 none\n");
@@ -680,6 +681,35 @@ like($b, qr/^deliverd_request_duration_seconds_bucket\{route="receive",le="\+Inf
 	'metrics: latency histograms');
 like($b, qr/^deliverd_pool_connections\{state="connected"\} [1-9]/m, 'metrics: pool state');
 like($b, qr/^deliver_queue_depth\{queue="once",consumer_group="default"\} 4$/m, 'metrics: queue depths');
+
+# /metrics of a gateway that logs in as a NOINHERIT role (an authenticator,
+# as recommended above): the queue gauges come from deliver.metrics() run
+# as metrics_role, a role the login role may become (here one in
+# pg_monitor, or one with receive rights on queue shop); by default the
+# login role's own view, which is no queue, and no error
+$node->safe_psql('postgres', q{
+    CREATE ROLE gw_login LOGIN NOINHERIT;
+    CREATE ROLE gw_monitor NOLOGIN;
+    GRANT pg_monitor TO gw_monitor;
+    GRANT gw_monitor, app_reader TO gw_login});
+for my $case ([ undef, 'the login role', 1, 0, 0 ], [ 'gw_monitor', 'a pg_monitor role', 1, 1, 1 ],
+	[ 'app_reader', 'a role that may receive from shop', 1, 1, 0 ], [ 'app_none', 'a role the login role cannot become', 1, 0, 0 ])
+{
+	my ($role, $what, $up, $shop, $once) = @$case;
+	my $g = gateway_start($node, name => 'gwmetrics', conf => {
+		conninfo => "'" . $node->connstr('postgres') . " user=gw_login'", access_log => 'off',
+		defined $role ? (metrics_role => $role) : () });
+	my ($s, $m) = gw_req($g, 'GET', '/metrics');
+	is($s, 200, "metrics_role $what: /metrics answers");
+	like($m, qr/^deliverd_database_up $up$/m, "metrics_role $what: deliverd_database_up $up");
+	like($m, qr/^deliverd_queue_metrics_up @{[ $role && $role eq 'app_none' ? 0 : 1 ]}$/m,
+		"metrics_role $what: deliverd_queue_metrics_up says whether the gauges could be read");
+	is(($m =~ /^deliver_queue_depth\{queue="shop",consumer_group="default"\} \d+$/m) ? 1 : 0, $shop,
+		"metrics_role $what: queue shop " . ($shop ? 'has' : 'has no') . ' gauges');
+	is(($m =~ /^deliver_queue_depth\{queue="once",consumer_group="default"\} 4$/m) ? 1 : 0, $once,
+		"metrics_role $what: queue once " . ($once ? 'has' : 'has no') . ' gauges');
+	is(gw_stop($g), 0, "metrics_role $what: the gateway stops");
+}
 
 # ---- a second, small gateway: max_connections, and long polls that leave
 # a pooled connection for short requests
