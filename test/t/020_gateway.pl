@@ -61,6 +61,11 @@ write_file("$dir/deliverd.conf", join("\n",
 	"pool_size = 6", ''));
 
 my $gw;
+END
+{
+	local $?;
+	eval { $gw->kill_kill if $gw && $gw->pumpable; 1 };    # the test died with it running
+}
 sub start_gateway
 {
 	local $ENV{DELIVERD_JWT_SECRET} = $secret;

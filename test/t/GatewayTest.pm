@@ -32,6 +32,15 @@ our @EXPORT = qw(gateway_start gw_req gw_raw gw_alive gw_stop gw_sanitizer_repor
 
 my $json = JSON::PP->new->canonical;
 
+# gateways still running when a test ends (it died half-way) are killed:
+# left running, one would keep the test run's lock and port
+my @started;
+END
+{
+	local $?;
+	for my $h (@started) { eval { $h->kill_kill if $h->pumpable; 1 } }
+}
+
 sub gateway_bin
 {
 	my $gwdir = "$FindBin::RealBin/../../gateway";
@@ -62,6 +71,7 @@ sub gateway_start
 	my $in = '';
 	$gw->{h} = IPC::Run::start([ gateway_bin(), '-c', "$dir/$name.conf" ],
 		'<', \$in, '>>', $gw->{log}, '2>>', $gw->{log});
+	push @started, $gw->{h};
 	my $deadline = time() + 20;
 	while (time() < $deadline)
 	{
