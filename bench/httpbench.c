@@ -295,7 +295,7 @@ consumer(void *arg)
 	PGconn	   *c = NULL;
 	char		rpath[256],
 				apath[256];
-	char	   *ackbody = malloc(100 * 24 + 64);
+	char	   *ackbody = malloc(100 * 26 + 64);
 	int			empty = 0;
 
 	if (strcmp(mode, "sql") == 0)
@@ -327,10 +327,12 @@ consumer(void *arg)
 			arr = json_loads(resp, 0, NULL);
 			json_array_foreach(arr, k, m)
 			{
-				if (n >= 100)
+				const char *did = json_string_value(json_object_get(m, "delivery_id"));
+
+				if (n >= 100 || !did || strlen(did) > 20)
 					break;
-				off += (size_t) sprintf(ackbody + off, "%s%lld", n ? "," : "",
-										(long long) json_integer_value(json_object_get(m, "delivery_id")));
+				/* ids are strings over JSON, handed back as they came */
+				off += (size_t) sprintf(ackbody + off, "%s\"%s\"", n ? "," : "", did);
 				ts[n++] = json_number_value(json_object_get(json_object_get(m, "payload"), "t"));
 			}
 			json_decref(arr);

@@ -5,6 +5,8 @@
  * claims: "role" required, "exp" and "nbf" checked when present), as
  * PostgREST does, or a line "token role" of the token file.  Without a token
  * the request runs as anon_role when one is configured, else it gets 401.
+ * No token may name a reserved role (auth_role_reserved): "none" would
+ * reset the request to the gateway's own login role.
  * The role is applied by the pool with set_config('role', $1, true) in the
  * request's transaction, so Postgres GRANTs decide what it may do.
  */
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 typedef struct
@@ -38,6 +41,25 @@ valid_role(const char *r)
 	size_t		n = strlen(r);
 
 	return n > 0 && n <= ROLE_MAX_LEN;
+}
+
+/*
+ * Names set_config('role', ...) takes for something other than a role:
+ * "none" resets to the session's login role (a token naming it would run
+ * as the gateway itself), and public and the current_user family name no
+ * role.  Refused in any case: no one means a role spelt "None" by them.
+ */
+bool
+auth_role_reserved(const char *r)
+{
+	static const char *const reserved[] = {"none", "public", "current_user", "session_user",
+	"current_role", NULL};
+	int			i;
+
+	for (i = 0; reserved[i]; i++)
+		if (strcasecmp(r, reserved[i]) == 0)
+			return true;
+	return false;
 }
 
 int
@@ -83,6 +105,13 @@ auth_init(const char *jwt_secret, const char *token_file, const char *anon_role)
 				fclose(f);
 				return -1;
 			}
+			if (auth_role_reserved(role))
+			{
+				fprintf(stderr, "deliverd: %s:%d: role %s is reserved (none, public, current_user, "
+						"session_user, current_role)\n", token_file, lineno, role);
+				fclose(f);
+				return -1;
+			}
 			tokens = realloc(tokens, sizeof(token_entry) * (size_t) (ntokens + 1));
 			tokens[ntokens].token = strdup(tok);
 			snprintf(tokens[ntokens].role, sizeof(tokens[ntokens].role), "%s", role);
@@ -90,10 +119,15 @@ auth_init(const char *jwt_secret, const char *token_file, const char *anon_role)
 		}
 		fclose(f);
 	}
-	if (anon_role && *anon_role)
+	/* anon_role none (or empty): no anonymous access */
+	if (anon_role && *anon_role && strcasecmp(anon_role, "none") != 0)
 	{
-		if (!valid_role(anon_role))
+		if (!valid_role(anon_role) || auth_role_reserved(anon_role))
+		{
+			fprintf(stderr, "deliverd: anon_role %s is reserved or longer than %d bytes "
+					"(none means no anonymous access)\n", anon_role, ROLE_MAX_LEN);
 			return -1;
+		}
 		snprintf(anon, sizeof(anon), "%s", anon_role);
 	}
 	return 0;
@@ -161,7 +195,7 @@ decode_part(const char *p, size_t n)
 
 int
 jwt_verify(const char *token, const unsigned char *key, size_t keylen, long now,
-		   char *role, const char **why)
+		   char *role, double *exp, const char **why)
 {
 	const char *d1 = strchr(token, '.');
 	const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
@@ -175,6 +209,7 @@ jwt_verify(const char *token, const unsigned char *key, size_t keylen, long now,
 	int			rc = 401;
 
 	*why = "malformed token";
+	*exp = 0;
 	if (!d1 || !d2 || strchr(d2 + 1, '.') || strlen(token) > 3 * JWT_PART_MAX)
 		return 401;
 	siglen = b64url_decode(d2 + 1, strlen(d2 + 1), sig, sizeof(sig));
@@ -218,7 +253,14 @@ jwt_verify(const char *token, const unsigned char *key, size_t keylen, long now,
 		*why = "token has no valid role claim";
 		goto out;
 	}
+	if (auth_role_reserved(json_string_value(v)))
+	{
+		*why = "token role is reserved (none, public, current_user, session_user, current_role)";
+		goto out;
+	}
 	strcpy(role, json_string_value(v));
+	v = json_object_get(claims, "exp");
+	*exp = v ? json_number_value(v) : 0;
 	rc = 0;
 	*why = NULL;
 out:
@@ -228,10 +270,12 @@ out:
 }
 
 int
-auth_request(const char *authorization, char *role, const char **why)
+auth_request(const char *authorization, char *role, double *exp, const char **why)
 {
 	const char *tok;
 	int			i;
+
+	*exp = 0;
 
 	if (!authorization || !*authorization)
 	{
@@ -262,7 +306,7 @@ auth_request(const char *authorization, char *role, const char **why)
 		}
 	}
 	if (jwt_key && strchr(tok, '.'))
-		return jwt_verify(tok, jwt_key, jwt_keylen, (long) time(NULL), role, why);
+		return jwt_verify(tok, jwt_key, jwt_keylen, (long) time(NULL), role, exp, why);
 	*why = "invalid token";
 	return 401;
 }

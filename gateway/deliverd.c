@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -45,6 +46,7 @@ typedef struct
 	char	   *jwt_secret;
 	char	   *token_file;
 	char	   *anon_role;
+	char	   *metrics_role;
 	char	   *access_log;
 	int			threads_stack_kb;
 } config_t;
@@ -64,6 +66,7 @@ static config_t cfg = {
 	.jwt_secret = NULL,
 	.token_file = NULL,
 	.anon_role = NULL,
+	.metrics_role = NULL,
 	.access_log = "-",
 	.threads_stack_kb = 512,
 };
@@ -96,6 +99,7 @@ static const config_key config_keys[] = {
 	{"jwt_secret", C_STR, &cfg.jwt_secret, "HS256 secret (32+ characters)"},
 	{"token_file", C_STR, &cfg.token_file, "file of \"token role\" lines"},
 	{"anon_role", C_STR, &cfg.anon_role, "role of requests without a token (none: 401)"},
+	{"metrics_role", C_STR, &cfg.metrics_role, "role /metrics reads queue gauges as (none: the login role)"},
 	{"access_log", C_STR, &cfg.access_log, "file for the JSON access log, - for stderr, off"},
 	{NULL, 0, NULL, NULL}
 };
@@ -288,11 +292,22 @@ typedef struct
 	int			status;
 	size_t		bytes_out;
 	char		role[ROLE_MAX_LEN + 1];
+	double		exp;			/* the token's expiry (seconds since the epoch), 0: none */
 	char		method[12];
 	char		path[256];
 	char		remote[64];
 	char		sqlstate[6];
 } request_t;
+
+/* Milliseconds left until exp (seconds since the epoch); may be negative. */
+static long
+ms_until(double exp)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (long) floor((exp - (double) now.tv_sec - (double) now.tv_nsec / 1e9) * 1000.0);
+}
 
 static double
 elapsed(const struct timespec *since)
@@ -430,6 +445,45 @@ get_arg(void *ctx, const char *key)
 
 /* ---- /metrics ---- */
 
+/* a Prometheus label value: "..." with \\, \" and newlines escaped */
+static void
+buf_prom_label(buf_t *b, const char *s)
+{
+	buf_add(b, "\"", 1);
+	for (; *s; s++)
+	{
+		if (*s == '\\' || *s == '"')
+		{
+			buf_add(b, "\\", 1);
+			buf_add(b, s, 1);
+		}
+		else if (*s == '\n')
+			buf_add(b, "\\n", 2);
+		else
+			buf_add(b, s, 1);
+	}
+	buf_add(b, "\"", 1);
+}
+
+/* a failing metrics query is a deployment error: say so, once a minute */
+static void
+log_metrics_error(const exec_result *er)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static time_t last;
+	time_t		now = time(NULL);
+
+	pthread_mutex_lock(&mu);
+	if (now - last >= 60)
+	{
+		last = now;
+		fprintf(stderr, "deliverd: /metrics: the queue gauges could not be read%s%s: %s\n",
+				cfg.metrics_role ? " as metrics_role " : "", cfg.metrics_role ? cfg.metrics_role : "",
+				er->message ? er->message : "?");
+	}
+	pthread_mutex_unlock(&mu);
+}
+
 static enum MHD_Result
 serve_metrics(struct MHD_Connection *c, request_t *rq)
 {
@@ -506,11 +560,20 @@ serve_metrics(struct MHD_Connection *c, request_t *rq)
 			   ps.connect_failures, ps.broken, ps.acquire_timeouts, ps.backoff_ms / 1000.0,
 			   atomic_load(&inflight), atomic_load(&open_streams));
 
-	/* queue depths, as the gateway's own database user */
-	pool_exec(NULL, S_ALL_METRICS, 0, NULL, false, &er);
+	/*
+	 * Queue gauges: deliver.metrics() for every queue metrics_role (else
+	 * the login role) may read metrics of.  A NOINHERIT login role (an
+	 * authenticator) has no rights of its own: metrics_role names a role it
+	 * may become, one in pg_monitor or with receive rights.
+	 */
+	pool_exec(cfg.metrics_role, S_ALL_METRICS, 0, NULL, false, &er);
 	buf_printf(&b, "# HELP deliverd_database_up Whether the last metrics query reached Postgres.\n"
-			   "# TYPE deliverd_database_up gauge\ndeliverd_database_up %d\n",
-			   er.status == 200 ? 1 : 0);
+			   "# TYPE deliverd_database_up gauge\ndeliverd_database_up %d\n"
+			   "# HELP deliverd_queue_metrics_up Whether the last metrics query read the queue gauges.\n"
+			   "# TYPE deliverd_queue_metrics_up gauge\ndeliverd_queue_metrics_up %d\n",
+			   er.status != 503 ? 1 : 0, er.status == 200 ? 1 : 0);
+	if (er.status != 200 && er.status != 503)
+		log_metrics_error(&er);
 	if (er.status == 200 && er.res)
 	{
 		static const char *const names[] = {"depth", "in_flight", "delayed", "dead_letters",
@@ -522,9 +585,14 @@ serve_metrics(struct MHD_Connection *c, request_t *rq)
 		{
 			buf_printf(&b, "# TYPE deliver_queue_%s gauge\n", names[col]);
 			for (row = 0; row < PQntuples(er.res); row++)
-				buf_printf(&b, "deliver_queue_%s{queue=\"%s\",consumer_group=\"%s\"} %s\n",
-						   names[col], PQgetvalue(er.res, row, 0), PQgetvalue(er.res, row, 1),
+			{
+				buf_printf(&b, "deliver_queue_%s{queue=", names[col]);
+				buf_prom_label(&b, PQgetvalue(er.res, row, 0));
+				buf_puts(&b, ",consumer_group=");
+				buf_prom_label(&b, PQgetvalue(er.res, row, 1));
+				buf_printf(&b, "} %s\n",
 						   PQgetisnull(er.res, row, col + 2) ? "0" : PQgetvalue(er.res, row, col + 2));
+			}
 		}
 	}
 	exec_result_clear(&er);
@@ -541,8 +609,10 @@ typedef struct
 	char		group[NAME_MAX_LEN + 1];
 	char		role[ROLE_MAX_LEN + 1];
 	bool		has_role;
-	char		max[16];
-	char		vt[32];
+	double		exp;			/* the token's expiry, 0: none */
+	bool		expired;		/* it came: receive no more */
+	char		max[24];
+	char		vt[40];
 	bool		has_vt;
 	char		last_event_id[24];
 	buf_t		out;
@@ -585,7 +655,7 @@ stream_ack_pending(stream_t *st)
 	buf_init(&body);
 	buf_puts(&body, "{\"delivery_ids\":[");
 	for (i = 0; i < st->npending; i++)
-		buf_printf(&body, "%s%s", i ? "," : "", st->pending[i]);
+		buf_printf(&body, "%s\"%s\"", i ? "," : "", st->pending[i]);
 	buf_puts(&body, "]}");
 	params[0] = st->queue;
 	params[1] = body.data;
@@ -602,7 +672,9 @@ stream_ack_pending(stream_t *st)
 
 /*
  * One receive of the stream (wait_ms long poll); appends events to st->out.
- * Returns the exec status (200 when fine); the error is left in er.
+ * Returns the exec status (200 when fine); the error is left in er.  Once
+ * the token has expired it receives nothing and sets st->expired; a long
+ * poll waits no longer than the token lasts.
  */
 static int
 stream_receive(stream_t *st, long wait_ms, exec_result *er)
@@ -611,6 +683,20 @@ stream_receive(stream_t *st, long wait_ms, exec_result *er)
 	const char *params[5];
 	int			row;
 
+	if (st->exp > 0)
+	{
+		long		left = ms_until(st->exp);
+
+		if (left <= 0)
+		{
+			memset(er, 0, sizeof(*er));
+			er->status = 200;
+			st->expired = true;
+			return 200;
+		}
+		if (wait_ms > left)
+			wait_ms = left;
+	}
 	snprintf(wait, sizeof(wait), "%ld milliseconds", wait_ms);
 	params[0] = st->queue;
 	params[1] = st->max;
@@ -653,7 +739,7 @@ stream_poll(stream_t *st, exec_result *er)
 		bool		may_wait = pool_long_polls() < cfg.pool_size - 1;
 		int			rc = stream_receive(st, may_wait ? cfg.stream_wait_ms : 0, er);
 
-		if (rc != 200 || st->out.len > 0 || may_wait || atomic_load(&shutting_down) ||
+		if (rc != 200 || st->expired || st->out.len > 0 || may_wait || atomic_load(&shutting_down) ||
 			elapsed(&t0) * 1000 >= (double) cfg.stream_wait_ms)
 			return rc;
 		exec_result_clear(er);
@@ -699,6 +785,12 @@ stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 			st->ending = true;
 			stream_pending_clear(st);
 		}
+		else if (st->expired)
+		{
+			/* what was sent before is acked above; the client reconnects with a new token */
+			buf_puts(&st->out, "event: end\ndata: {\"reason\":\"token_expired\"}\n\n");
+			st->ending = true;
+		}
 		else if (st->out.len == 0)
 			buf_puts(&st->out, ": keep-alive\n\n");
 		exec_result_clear(&er);
@@ -734,7 +826,8 @@ serve_stream(struct MHD_Connection *c, request_t *rq, const receive_params *p)
 	snprintf(st->group, sizeof(st->group), "%s", p->has_group ? p->group : "default");
 	snprintf(st->role, sizeof(st->role), "%s", rq->role);
 	st->has_role = rq->role[0] != '\0';
-	snprintf(st->max, sizeof(st->max), "%d", p->max);
+	st->exp = rq->exp;
+	snprintf(st->max, sizeof(st->max), "%ld", p->max);
 	st->has_vt = p->has_vt;
 	snprintf(st->vt, sizeof(st->vt), "%ld milliseconds", p->vt_ms);
 	leid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
@@ -781,6 +874,26 @@ serve_stream(struct MHD_Connection *c, request_t *rq, const receive_params *p)
 
 /* ---- the /v1 routes ---- */
 
+/*
+ * The hint of a 400 for an id in a request body that is no 64-bit integer
+ * (Postgres says which value; a body that is not JSON has a detail of its
+ * own and keeps it).
+ */
+static const char *
+id_hint(int stmt, const exec_result *er)
+{
+	if (er->hint || er->detail ||
+		(strcmp(er->sqlstate, "22P02") != 0 && strcmp(er->sqlstate, "22003") != 0))
+		return NULL;
+	if (stmt == S_ACK_BATCH)
+		return "delivery_ids are 64-bit integers: strings of digits, as the gateway sends them, "
+			"or integer numbers.";
+	if (stmt == S_REDRIVE)
+		return "message_ids are 64-bit integers: strings of digits, as the gateway sends them, "
+			"or integer numbers.";
+	return NULL;
+}
+
 static enum MHD_Result
 run_route(struct MHD_Connection *c, request_t *rq, int stmt, int nparams,
 		  const char *const *params, int ok_status, bool long_poll, bool not_found_if_empty)
@@ -797,6 +910,8 @@ run_route(struct MHD_Connection *c, request_t *rq, int stmt, int nparams,
 			exec_result_clear(&er);
 			return send_json(c, rq, 200, "[]");
 		}
+		if (id_hint(stmt, &er))
+			er.hint = strdup(id_hint(stmt, &er));
 		ret = send_exec_error(c, rq, &er);
 	}
 	else if (!er.res || PQntuples(er.res) == 0)
@@ -830,9 +945,9 @@ dispatch(struct MHD_Connection *c, request_t *rq)
 	const char *p[5];
 	receive_params rp;
 	const char *err;
-	char		max[16],
-				vt[32],
-				wait[32];
+	char		max[24],
+				vt[40],
+				wait[40];
 	long		n;
 
 	switch (m->id)
@@ -903,7 +1018,15 @@ dispatch(struct MHD_Connection *c, request_t *rq)
 			/* keep one connection for short requests; no waiting at shutdown */
 			if (atomic_load(&shutting_down) || pool_long_polls() >= cfg.pool_size - 1)
 				rp.wait_ms = 0;
-			snprintf(max, sizeof(max), "%d", rp.max);
+			/* nor past the token's expiry: nothing is handed out after it */
+			if (rq->exp > 0)
+			{
+				long		left = ms_until(rq->exp);
+
+				if (rp.wait_ms > left)
+					rp.wait_ms = left > 0 ? left : 0;
+			}
+			snprintf(max, sizeof(max), "%ld", rp.max);
 			snprintf(vt, sizeof(vt), "%ld milliseconds", rp.vt_ms);
 			snprintf(wait, sizeof(wait), "%ld milliseconds", rp.wait_ms);
 			p[0] = m->queue;
@@ -935,11 +1058,10 @@ dispatch(struct MHD_Connection *c, request_t *rq)
 				const char *mx = get_arg(c, "max");
 
 				if (g && !valid_name(g))
-					return send_error(c, rq, 400, "group must be a consumer group name", NULL,
+					return send_error(c, rq, 400, "group must be a name of 1 to 63 bytes", NULL,
 									  NULL, NULL, 0);
-				if (mx && !parse_int_range(mx, 1, 10000, &n))
-					return send_error(c, rq, 400, "max must be an integer from 1 to 10000",
-									  NULL, NULL, NULL, 0);
+				if (mx && !parse_int(mx, &n))
+					return send_error(c, rq, 400, "max must be an integer", NULL, NULL, NULL, 0);
 				snprintf(max, sizeof(max), "%ld", mx ? n : 100L);
 				p[0] = m->queue;
 				p[1] = g;
@@ -1012,8 +1134,8 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 	if (rq->rm.status == 405)
 		return send_error(c, rq, 405, "method not allowed", NULL, "See /openapi.json.", NULL, 0);
 	if (rq->rm.status == 400)
-		return send_error(c, rq, 400, "invalid name or delivery id in the path",
-						  NULL, "Names are 1-63 of [A-Za-z0-9_.-]; delivery ids are positive integers.",
+		return send_error(c, rq, 400, "a name in the path is too long, or a delivery id is not an integer",
+						  NULL, "Names are 1 to 63 bytes; delivery ids are 64-bit integers.",
 						  "42602", 0);
 	if (rq->rm.status != 0)
 		return send_error(c, rq, 404, "no such route", NULL, "See /openapi.json.", NULL, 0);
@@ -1022,7 +1144,7 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 		const char *why = NULL;
 
 		if (auth_request(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
-						 rq->role, &why) != 0)
+						 rq->role, &rq->exp, &why) != 0)
 		{
 			rq->role[0] = '\0';
 			return send_error(c, rq, 401, why, NULL, NULL, "28000", 0);
@@ -1145,6 +1267,16 @@ main(int argc, char **argv)
 	}
 	if (auth_init(cfg.jwt_secret, cfg.token_file, cfg.anon_role) != 0)
 		return 2;
+	/* metrics_role none (or empty): the login role */
+	if (cfg.metrics_role && (!*cfg.metrics_role || strcasecmp(cfg.metrics_role, "none") == 0))
+		cfg.metrics_role = NULL;
+	if (cfg.metrics_role &&
+		(strlen(cfg.metrics_role) > ROLE_MAX_LEN || auth_role_reserved(cfg.metrics_role)))
+	{
+		fprintf(stderr, "deliverd: metrics_role %s is reserved or longer than %d bytes "
+				"(none means the login role)\n", cfg.metrics_role, ROLE_MAX_LEN);
+		return 2;
+	}
 	if (!auth_configured())
 		fprintf(stderr, "deliverd: no jwt_secret, token_file or anon_role: every /v1 request gets 401\n");
 	if (strcmp(cfg.access_log, "off") == 0)

@@ -43,10 +43,10 @@ typedef enum
 typedef struct
 {
 	route_id	id;
-	int			status;			/* 0: matched; 404 or 405 otherwise; 400: bad name */
+	int			status;			/* 0: matched; 404 or 405 otherwise; 400: name too long, id not an integer */
 	char		queue[NAME_MAX_LEN + 1];
 	char		group[NAME_MAX_LEN + 1];
-	char		delivery_id[24];	/* decimal, validated */
+	char		delivery_id[24];	/* a bigint, in decimal */
 } route_match;
 
 extern const char *const route_names[R__COUNT];
@@ -57,10 +57,13 @@ int			route_request(const char *method, const char *path, route_match *m);
 /* true for the routes that run SQL as the caller's role */
 bool		route_needs_auth(route_id id);
 
-/* Query parameters of receive/stream/dead letters, validated. */
+/*
+ * Query parameters of receive and stream: parsed, not range-checked (the
+ * database checks ranges), except wait <= max_wait_ms.
+ */
 typedef struct
 {
-	int			max;			/* 1..10000 */
+	long		max;
 	bool		has_vt;
 	long		vt_ms;			/* visibility timeout */
 	long		wait_ms;		/* long-poll wait, <= max_wait_ms */
@@ -73,9 +76,10 @@ typedef const char *(*param_getter) (void *ctx, const char *key);
 /* Returns NULL when fine, else a message for a 400 answer. */
 const char *parse_receive_params(param_getter get, void *ctx, long max_wait_ms,
 								 int default_max, receive_params *p);
-bool		valid_name(const char *s);
+bool		valid_name(const char *s);	/* 1-63 bytes */
 bool		parse_int_range(const char *s, long lo, long hi, long *out);
-bool		parse_seconds(const char *s, long max_ms, long *out_ms);
+bool		parse_int(const char *s, long *out);
+bool		parse_seconds(const char *s, long *out_ms);
 
 /* SQLSTATE to HTTP status */
 int			http_status_for_sqlstate(const char *sqlstate);
@@ -153,12 +157,15 @@ int			pool_long_polls(void);
 #define ROLE_MAX_LEN 63
 
 int			auth_init(const char *jwt_secret, const char *token_file, const char *anon_role);
+/* none, public, current_user, session_user, current_role (any case) */
+bool		auth_role_reserved(const char *role);
 bool		auth_configured(void);
 /*
  * Map an Authorization header value (may be NULL) to a role.  Returns 0 and
- * fills role, or 401 and sets *why.
+ * fills role and exp (the token's expiry in seconds since the epoch, 0 for
+ * none), or 401 and sets *why.
  */
-int			auth_request(const char *authorization, char *role, const char **why);
-/* Verify an HS256 JWT; 0 and role filled, else 401 with *why.  (fuzzed) */
+int			auth_request(const char *authorization, char *role, double *exp, const char **why);
+/* Verify an HS256 JWT; 0 and role and exp filled, else 401 with *why.  (fuzzed) */
 int			jwt_verify(const char *token, const unsigned char *key, size_t keylen,
-					   long now, char *role, const char **why);
+					   long now, char *role, double *exp, const char **why);

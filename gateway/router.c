@@ -7,6 +7,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,31 +45,28 @@ route_needs_auth(route_id id)
 	return id >= R_QUEUES_LIST && id < R__COUNT;
 }
 
-/* Queue and group names: 1-63 of [A-Za-z0-9_.-], not starting with . or - */
+/*
+ * Queue and group names: the gateway only checks that a name fits (1-63
+ * bytes, the longest name deliver has).  Which characters a name may have is
+ * deliver's rule: a name it does not allow names no queue (404) or is
+ * refused by create (400, 42602), in the database's words.
+ */
 bool
 valid_name(const char *s)
 {
-	size_t		n = 0;
+	size_t		n = s ? strlen(s) : 0;
 
-	if (!s || !*s || *s == '.' || *s == '-')
-		return false;
-	for (; s[n]; n++)
-	{
-		unsigned char c = (unsigned char) s[n];
-
-		if (!(isalnum(c) || c == '_' || c == '.' || c == '-') || c > 127)
-			return false;
-		if (n >= NAME_MAX_LEN)
-			return false;
-	}
-	return true;
+	return n > 0 && n <= NAME_MAX_LEN;
 }
 
-/* Split path into at most 8 segments; returns the count, -1 when malformed. */
+/*
+ * Split path into at most 8 segments (each cut to SEG_LEN - 1 bytes, its
+ * full length in lens); returns the count, -1 when malformed.
+ */
 #define MAX_SEGS 8
 #define SEG_LEN 128
 static int
-split_path(const char *path, char segs[MAX_SEGS][SEG_LEN])
+split_path(const char *path, char segs[MAX_SEGS][SEG_LEN], size_t lens[MAX_SEGS])
 {
 	int			n = 0;
 	const char *p = path;
@@ -88,8 +86,11 @@ split_path(const char *path, char segs[MAX_SEGS][SEG_LEN])
 		while (*p && *p != '/')
 			p++;
 		len = (size_t) (p - start);
-		if (n >= MAX_SEGS || len >= SEG_LEN)
+		if (n >= MAX_SEGS)
 			return -1;
+		lens[n] = len;
+		if (len >= SEG_LEN)
+			len = SEG_LEN - 1;
 		memcpy(segs[n], start, len);
 		segs[n][len] = '\0';
 		n++;
@@ -120,18 +121,36 @@ pick(route_match *m, const char *method, const char *get, route_id rget,
 }
 
 static int
-set_name(route_match *m, char *dst, const char *src)
+set_name(route_match *m, char *dst, const char *src, size_t len)
 {
-	if (!valid_name(src))
+	if (len > NAME_MAX_LEN || !valid_name(src))
 		return m->status = 400;
 	strcpy(dst, src);
 	return 0;
+}
+
+/* A 64-bit decimal integer (the range of bigint), normalised into out. */
+static bool
+parse_id(const char *s, char *out, size_t cap)
+{
+	long long	v;
+	char	   *end;
+
+	if (!(isdigit((unsigned char) s[0]) || (s[0] == '-' && isdigit((unsigned char) s[1]))))
+		return false;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || *end)
+		return false;
+	snprintf(out, cap, "%lld", v);
+	return true;
 }
 
 int
 route_request(const char *method, const char *path, route_match *m)
 {
 	char		segs[MAX_SEGS][SEG_LEN];
+	size_t		lens[MAX_SEGS];
 	int			n;
 
 	memset(m, 0, sizeof(*m));
@@ -139,7 +158,7 @@ route_request(const char *method, const char *path, route_match *m)
 	m->status = 404;
 	if (!method || !path)
 		return m->status;
-	n = split_path(path, segs);
+	n = split_path(path, segs, lens);
 	if (n < 1)
 		return m->status;
 
@@ -159,7 +178,7 @@ route_request(const char *method, const char *path, route_match *m)
 		return m->status;
 	if (n == 2)
 		return pick(m, method, "GET", R_QUEUES_LIST, "POST", R_QUEUE_CREATE);
-	if (set_name(m, m->queue, segs[2]))
+	if (set_name(m, m->queue, segs[2], lens[2]))
 		return m->status;
 	if (n == 3)
 		return pick(m, method, "GET", R_QUEUE_GET, "DELETE", R_QUEUE_DROP);
@@ -189,7 +208,7 @@ route_request(const char *method, const char *path, route_match *m)
 	{
 		if (strcmp(segs[3], "groups") == 0)
 		{
-			if (set_name(m, m->group, segs[4]))
+			if (set_name(m, m->group, segs[4], lens[4]))
 				return m->status;
 			return pick(m, method, "DELETE", R_GROUP_DROP, NULL, 0);
 		}
@@ -199,23 +218,15 @@ route_request(const char *method, const char *path, route_match *m)
 	}
 	if (n == 6 && strcmp(segs[3], "deliveries") == 0)
 	{
-		long		dummy;
-		long long	id;
-		char	   *end;
 		const char *action = segs[5];
 
-		(void) dummy;
 		if (strcmp(action, "ack") != 0 && strcmp(action, "nack") != 0 &&
 			strcmp(action, "extend") != 0)
 			return m->status;
-		/* a delivery id: a positive decimal bigint */
-		if (!isdigit((unsigned char) segs[4][0]))
+		/* a delivery id: any bigint (which ones exist is deliver's answer) */
+		if (lens[4] >= sizeof(m->delivery_id) ||
+			!parse_id(segs[4], m->delivery_id, sizeof(m->delivery_id)))
 			return m->status = 400;
-		errno = 0;
-		id = strtoll(segs[4], &end, 10);
-		if (errno || *end || id <= 0)
-			return m->status = 400;
-		snprintf(m->delivery_id, sizeof(m->delivery_id), "%lld", id);
 		if (strcmp(action, "ack") == 0)
 			return pick(m, method, "POST", R_ACK, NULL, 0);
 		if (strcmp(action, "nack") == 0)
@@ -241,22 +252,35 @@ parse_int_range(const char *s, long lo, long hi, long *out)
 	return true;
 }
 
-/* Seconds as a decimal ("5", "0.25"), at most max_ms; stored in ms. */
 bool
-parse_seconds(const char *s, long max_ms, long *out_ms)
+parse_int(const char *s, long *out)
+{
+	return parse_int_range(s, LONG_MIN, LONG_MAX, out);
+}
+
+/*
+ * Seconds as a decimal with an optional sign ("5", "0.25", "-1"), stored in
+ * ms (digits past the third decimal are dropped).  Only the syntax is
+ * checked, and that the value fits: its range is the database's answer.
+ */
+bool
+parse_seconds(const char *s, long *out_ms)
 {
 	long		whole = 0;
 	long		frac = 0;
 	int			digits = 0;
 	int			fdigits = 0;
+	bool		neg = false;
 	const char *p = s;
 
 	if (!s || !*s)
 		return false;
+	if (*p == '-' || *p == '+')
+		neg = *p++ == '-';
 	for (; *p >= '0' && *p <= '9'; p++)
 	{
 		whole = whole * 10 + (*p - '0');
-		if (++digits > 9)
+		if (++digits > 12)
 			return false;
 	}
 	if (*p == '.')
@@ -269,7 +293,7 @@ parse_seconds(const char *s, long max_ms, long *out_ms)
 				frac = frac * 10 + (*p - '0');
 				fdigits++;
 			}
-			else if (++fdigits > 12)
+			else if (++fdigits > 15)
 				return false;
 		}
 		if (fdigits == 0)
@@ -282,42 +306,44 @@ parse_seconds(const char *s, long max_ms, long *out_ms)
 		frac *= 10;
 		fdigits++;
 	}
-	if (whole > max_ms / 1000 + 1)
-		return false;
-	*out_ms = whole * 1000 + frac;
-	return *out_ms <= max_ms;
+	*out_ms = (whole * 1000 + frac) * (neg ? -1 : 1);
+	return true;
 }
 
+/*
+ * The gateway checks what it needs to build the call: integers and seconds
+ * parse, a group name fits; and wait is at most max_wait, the gateway's own
+ * limit (a long poll holds a pooled connection).  Everything else (max from
+ * 1 to deliver.max_batch_size, the visibility timeout's range, whether the
+ * group exists) is deliver's answer, mapped from its SQLSTATE.
+ */
 const char *
 parse_receive_params(param_getter get, void *ctx, long max_wait_ms,
 					 int default_max, receive_params *p)
 {
 	const char *v;
-	long		n;
 
 	memset(p, 0, sizeof(*p));
 	p->max = default_max;
-	if ((v = get(ctx, "max")) != NULL)
-	{
-		if (!parse_int_range(v, 1, 10000, &n))
-			return "max must be an integer from 1 to 10000";
-		p->max = (int) n;
-	}
+	if ((v = get(ctx, "max")) != NULL && !parse_int(v, &p->max))
+		return "max must be an integer";
 	if ((v = get(ctx, "visibility_timeout")) != NULL)
 	{
-		if (!parse_seconds(v, 12L * 3600 * 1000, &p->vt_ms) || p->vt_ms == 0)
-			return "visibility_timeout must be seconds, more than 0 and at most 43200";
+		if (!parse_seconds(v, &p->vt_ms))
+			return "visibility_timeout must be a number of seconds";
 		p->has_vt = true;
 	}
 	if ((v = get(ctx, "wait")) != NULL)
 	{
-		if (!parse_seconds(v, max_wait_ms, &p->wait_ms))
-			return "wait must be seconds, from 0 to the gateway's max_wait";
+		if (!parse_seconds(v, &p->wait_ms))
+			return "wait must be a number of seconds";
+		if (p->wait_ms > max_wait_ms)
+			return "wait must be at most the gateway's max_wait";
 	}
 	if ((v = get(ctx, "group")) != NULL)
 	{
 		if (!valid_name(v))
-			return "group must be 1-63 of [A-Za-z0-9_.-], not starting with . or -";
+			return "group must be a name of 1 to 63 bytes";
 		strcpy(p->group, v);
 		p->has_group = true;
 	}

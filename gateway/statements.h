@@ -1,16 +1,34 @@
 /*
  * deliverd: the SQL of every route, prepared once per pooled connection.
  * User input only ever arrives as parameters: path names ($1, $2), query
- * parameters validated by the router, and the request body as one jsonb
+ * parameters parsed by the router, and the request body as one jsonb
  * parameter that Postgres itself parses.
  */
 #ifndef DELIVERD_STATEMENTS_H
 #define DELIVERD_STATEMENTS_H
 
-/* an interval from a JSON field: a number of seconds or an interval string */
-#define IV(f) "(CASE jsonb_typeof(b->'" f "') WHEN 'number' THEN make_interval(secs => (b->>'" f "')::float8)" \
-	" WHEN 'string' THEN (b->>'" f "')::interval END)"
+/*
+ * An interval from a JSON field: a number of seconds or an interval string;
+ * NULL when the field is missing or null (the function's default applies).
+ * Any other JSON value fails the cast to a number of seconds (22023, a 422),
+ * rather than passing for "left out".
+ */
+#define IV(f) "(CASE jsonb_typeof(b->'" f "') WHEN 'string' THEN (b->>'" f "')::interval" \
+	" WHEN 'null' THEN NULL ELSE make_interval(secs => (b->'" f "')::float8) END)"
 #define BODY(n) " FROM (SELECT coalesce($" #n "::jsonb, '{}'::jsonb) AS b) s"
+
+/*
+ * Ids are bigints, and over JSON they are strings: a JavaScript number holds
+ * 53 bits, and delivery ids are larger.  So every answer names its columns
+ * and casts each id to text (in a subquery, so row_to_json and json_agg
+ * keep their compact output).  Ids in a request may be strings or numbers:
+ * jsonb keeps a number exact, and either form casts to bigint (a fraction or
+ * a value beyond 64 bits is 22P02 or 22003, a 400).
+ */
+#define RECEIVED "r.message_id::text AS message_id, r.delivery_id::text AS delivery_id," \
+	" r.payload, r.headers, r.ordering_key, r.attempt, r.enqueued_at, r.lease_expires_at"
+#define DEAD_LETTER "d.message_id::text AS message_id, d.group_name, d.payload, d.headers," \
+	" d.ordering_key, d.attempts, d.reason, d.last_error, d.enqueued_at, d.dead_at"
 
 enum
 {
@@ -42,29 +60,26 @@ static const stmt_def statements[S__COUNT] = {
 		"SELECT coalesce(json_agg(q), '[]') FROM deliver.list_queues() q", 0},
 	[S_GET_QUEUE] = {"get_queue",
 		"SELECT row_to_json(q) FROM deliver.list_queues() q WHERE q.queue_name = $1", 1},
+	/* an option the body leaves out is NULL: deliver.create_queue's default */
 	[S_CREATE_QUEUE] = {"create_queue",
-		"SELECT deliver.create_queue(b->>'name',"
-		" coalesce(b->>'guarantee', 'at_least_once'),"
-		" coalesce(" IV("visibility_timeout") ", '30 seconds'),"
-		" coalesce((b->>'max_attempts')::int, 5),"
-		" coalesce((b->>'fifo')::boolean, false),"
-		" coalesce(" IV("dedup_window") ", '5 minutes'),"
-		" coalesce(" IV("retry_base") ", '1 second'),"
-		" coalesce(" IV("retry_max") ", '5 minutes')),"
+		"SELECT deliver.create_queue(b->>'name', b->>'guarantee', " IV("visibility_timeout") ","
+		" (b->>'max_attempts')::int, (b->>'fifo')::boolean, " IV("dedup_window") ","
+		" " IV("retry_base") ", " IV("retry_max") "),"
 		" json_build_object('queue_name', b->>'name', 'created', true)" BODY(1), 1},
 	[S_DROP_QUEUE] = {"drop_queue",
 		"SELECT json_build_object('dropped', deliver.drop_queue($1))", 1},
 	[S_LIST_GROUPS] = {"list_groups",
 		"SELECT coalesce(json_agg(g), '[]') FROM deliver.list_consumer_groups($1) g", 1},
 	[S_CREATE_GROUP] = {"create_group",
-		"SELECT deliver.create_consumer_group($1, b->>'name', coalesce(b->>'start_from', 'latest')),"
+		"SELECT CASE WHEN b->>'start_from' IS NULL THEN deliver.create_consumer_group($1, b->>'name')"
+		" ELSE deliver.create_consumer_group($1, b->>'name', b->>'start_from') END,"
 		" json_build_object('consumer_group', b->>'name', 'created', true)" BODY(2), 2},
 	[S_DROP_GROUP] = {"drop_group",
 		"SELECT json_build_object('dropped', deliver.drop_consumer_group($1, $2))", 2},
 	[S_SEND] = {"send",
 		"SELECT json_build_object('message_id', deliver.send($1, b->'payload',"
 		" nullif(b->'headers', 'null'::jsonb), b->>'ordering_key',"
-		" coalesce($3, b->>'idempotency_key'), " IV("delay") "))" BODY(2), 3},
+		" coalesce($3, b->>'idempotency_key'), " IV("delay") ")::text)" BODY(2), 3},
 	/*
 	 * A batch: {"messages": [{payload, headers, ordering_key,
 	 * idempotency_key}, ...], "delay": ...}; an Idempotency-Key header K gives
@@ -77,14 +92,14 @@ static const stmt_def statements[S__COUNT] = {
 		" ARRAY(SELECT m->>'ordering_key' FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i),"
 		" ARRAY(SELECT coalesce(m->>'idempotency_key', $3 || ':' || (i - 1))"
 		"   FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i),"
-		" " IV("delay") ")))" BODY(2), 3},
+		" " IV("delay") ")::text[]))" BODY(2), 3},
 	[S_RECEIVE] = {"receive",
-		"SELECT coalesce(json_agg(r), '[]') FROM deliver.receive($1, $2::int, $3::interval,"
-		" $4::interval, $5) r", 5},
+		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT " RECEIVED " FROM deliver.receive($1,"
+		" $2::int, $3::interval, $4::interval, $5) r) x", 5},
 	/* the stream: one row per message */
 	[S_RECEIVE_ROWS] = {"receive_rows",
-		"SELECT r.message_id, r.delivery_id, row_to_json(r) FROM deliver.receive($1, $2::int,"
-		" $3::interval, $4::interval, $5) r", 5},
+		"SELECT x.message_id, x.delivery_id, row_to_json(x) FROM (SELECT " RECEIVED
+		" FROM deliver.receive($1, $2::int, $3::interval, $4::interval, $5) r) x", 5},
 	[S_ACK] = {"ack",
 		"SELECT json_build_object('acked', deliver.ack($1, $2::bigint))", 2},
 	[S_ACK_BATCH] = {"ack_batch",
@@ -97,17 +112,18 @@ static const stmt_def statements[S__COUNT] = {
 		"SELECT json_build_object('lease_expires_at', deliver.extend_lease($1, $2::bigint, "
 		IV("visibility_timeout") "))" BODY(3), 3},
 	[S_DEAD_LETTERS] = {"dead_letters",
-		"SELECT coalesce(json_agg(d), '[]') FROM deliver.dead_letters($1, $2, $3::int) d", 3},
+		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT " DEAD_LETTER
+		" FROM deliver.dead_letters($1, $2, $3::int) d) x", 3},
 	[S_REDRIVE] = {"redrive",
 		"SELECT json_build_object('redriven', deliver.redrive($1,"
 		" CASE WHEN b ? 'message_ids' THEN ARRAY(SELECT jsonb_array_elements_text(b->'message_ids')::bigint) END,"
 		" b->>'consumer_group'))" BODY(2), 2},
 	[S_QUEUE_METRICS] = {"queue_metrics",
 		"SELECT coalesce(json_agg(m), '[]') FROM deliver.metrics($1) m", 1},
+	/* every queue the metrics role may read metrics of (receive rights, pg_monitor) */
 	[S_ALL_METRICS] = {"all_metrics",
-		"SELECT q.queue_name, m.consumer_group, m.depth, m.in_flight, m.delayed, m.dead_letters,"
-		" coalesce(extract(epoch FROM m.oldest_age), 0)"
-		" FROM deliver.list_queues() q CROSS JOIN LATERAL deliver.metrics(q.queue_name) m", 0},
+		"SELECT m.queue_name, m.consumer_group, m.depth, m.in_flight, m.delayed, m.dead_letters,"
+		" coalesce(extract(epoch FROM m.oldest_age), 0) FROM deliver.metrics() m", 0},
 	[S_PING] = {"ping", "SELECT 1", 0},
 };
 

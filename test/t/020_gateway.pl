@@ -14,6 +14,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use DeliverTest;
+use GatewayTest;
 use HTTP::Tiny;
 use JSON::PP;
 use IO::Select;
@@ -60,6 +61,11 @@ write_file("$dir/deliverd.conf", join("\n",
 	"pool_size = 6", ''));
 
 my $gw;
+END
+{
+	local $?;
+	eval { $gw->kill_kill if $gw && $gw->pumpable; 1 };    # the test died with it running
+}
 sub start_gateway
 {
 	local $ENV{DELIVERD_JWT_SECRET} = $secret;
@@ -128,6 +134,20 @@ sub is_error
 	return;
 }
 
+# Ids are 64-bit integers, beyond what a JavaScript number holds exactly
+# (53 bits): every id in a JSON answer is a string of digits (or null),
+# never a number.
+sub ids_are_strings
+{
+	my ($raw, $name) = @_;
+	my @ids = $raw =~ /"(?:message_id|delivery_id)"\s*:\s*("[^"]*"|null)/g;
+	my @num = $raw =~ /"(?:message_id|delivery_id)"\s*:\s*(-?[0-9][^,}\]]*)/g;
+	push @num, $1 while $raw =~ /"message_ids"\s*:\s*\[[^\]]*?(?<=[\[,])\s*(-?[0-9][^,\]]*)/g;
+	ok(@ids && !@num && !grep({ $_ ne 'null' && !/^"[0-9]+"$/ } @ids), "$name: ids are JSON strings")
+	  or diag("ids: @ids; numbers: @num; in " . substr($raw, 0, 300));
+	return;
+}
+
 # ---- operations routes
 my ($st, $b, $r) = req('GET', '/readyz');
 is($st, 200, '/readyz is 200 with Postgres up');
@@ -145,6 +165,20 @@ for my $p ('/healthz', '/readyz', '/metrics', '/v1/queues', '/v1/queues/{queue}'
 {
 	ok(ref $b eq 'HASH' && $b->{paths}{$p}, "openapi.json describes $p");
 }
+for my $s (qw(Message SendResult SendBatchResult DeadLetter))
+{
+	ok(ref $b eq 'HASH' && $b->{components}{schemas}{$s}, "openapi.json has schema $s");
+}
+{
+	my $oa = $b;
+	my $type = sub { my ($s) = @_; $s = $oa->{components}{schemas}{$1} if ($s->{'$ref'} // '') =~ m{/(\w+)$}; $s->{type} };
+	is_deeply([ map { $type->($oa->{components}{schemas}{Message}{properties}{$_}) } qw(message_id delivery_id) ],
+		[ 'string', 'string' ], 'openapi.json: received ids are strings');
+}
+is($b->{components}{schemas}{SendBatchResult}{properties}{message_ids}{items}{'$ref'}, '#/components/schemas/Id',
+	'openapi.json: sent ids are strings');
+is($b->{components}{schemas}{Id}{type}, 'string', 'openapi.json: an Id is a string');
+ok($b->{components}{schemas}{IdInput}{oneOf}, 'openapi.json: an id in a request is a string or an integer');
 is_error([ req('GET', '/nowhere') ], 404, undef, 'unknown route');
 is_error([ req('PUT', '/v1/queues', token => $admin) ], 405, undef, 'wrong method');
 
@@ -166,6 +200,40 @@ is($st, 200, 'a valid JWT lists queues');
 ok(ref $b eq 'ARRAY' && grep({ $_->{queue_name} eq 'shop' } @$b), 'the list has queue shop');
 is_error([ req('GET', '/v1/queues/shop/metrics', token => jwt(role => 'ghost')) ],
 	403, '22023', 'a JWT naming a role that does not exist');
+# set_config('role', 'none') would run the request as the gateway's own
+# login role; public, current_user, session_user and current_role name no
+# role: such claims are refused, as are empty and over-long ones
+for my $r ('none', 'NONE', 'public', 'Public', 'current_user', 'session_user', 'current_role', '', 'r' x 64)
+{
+	my @got = req('GET', '/v1/queues', token => jwt(role => $r, exp => time() + 3600));
+	is_error(\@got, 401, '28000', "a JWT with role \"$r\"");
+}
+
+# anon_role = none: no anonymous access (not the login role); a reserved
+# role in anon_role or in the token file stops deliverd at start
+{
+	my $g = gateway_start($node, name => 'gwanon', conf => { anon_role => 'none', access_log => 'off' });
+	is_error([ gw_req($g, 'GET', '/v1/queues') ], 401, '28000', 'anon_role = none: a request without a token');
+	is(gw_stop($g), 0, 'that gateway stops');
+	is(gw_sanitizer_reports($g), '', 'with no sanitizer reports');
+	my $p = PostgreSQL::Test::Cluster::get_free_port();
+	for my $case ([ "anon_role = public\n", 'anon_role = public' ],
+		[ "anon_role = current_user\n", 'anon_role = current_user' ],
+		[ "metrics_role = public\n", 'metrics_role = public' ],
+		[ "token_file = $dir/bad.tokens\n", 'a token file line naming role none' ])
+	{
+		write_file("$dir/bad.tokens", "bad-role-token-0123456789 none\n");
+		write_file("$dir/bad.conf", "listen = 127.0.0.1\nport = $p\n$case->[0]");
+		my ($in, $out) = ('', '');
+		my $h = IPC::Run::start([ $bin, '-c', "$dir/bad.conf" ], '<', \$in, '>&', \$out,
+			IPC::Run::timeout(10));
+		my $started = !eval { $h->finish; 1 };
+		$h->kill_kill if $started;
+		ok(!$started && $h->result(0) == 2, "$case->[1]: deliverd refuses to start")
+		  or diag($out);
+		like($out, qr/reserved/, "$case->[1]: and says why");
+	}
+}
 
 # ---- queues
 ($st, $b) = req('POST', '/v1/queues', token => $admin,
@@ -191,11 +259,51 @@ is($st, 201, 'create an exactly_once queue');
 is($st, 200, 'describe queue');
 is($b->{max_attempts}, 1, 'describe queue: its settings');
 is_error([ req('GET', '/v1/queues/nosuch', token => $admin) ], 404, '42704', 'describe unknown queue');
-is_error([ req('GET', '/v1/queues/.bad', token => $admin) ], 400, '42602', 'invalid queue name in the path');
+is_error([ req('GET', '/v1/queues/.bad', token => $admin) ], 404, '42704',
+	'a queue name deliver does not allow, in the path: no such queue');
+is_error([ req('GET', '/v1/queues/' . ('q' x 64), token => $admin) ], 400, '42602',
+	'a queue name over 63 bytes in the path');
+
+# an option the body leaves out (or sets to null) is NULL in the call, so
+# deliver's defaults apply, the settings deliver.default_retry_base and
+# _max among them: here those of the database, seen by the sessions of a
+# gateway started after they were set
+{
+	$node->safe_psql('postgres', q{
+        ALTER DATABASE postgres SET deliver.default_retry_base = '7s';
+        ALTER DATABASE postgres SET deliver.default_retry_max = '9min'});
+	my $t = 'defaults-token-0123456789';
+	my $g = gateway_start($node, name => 'gwdefaults', tokens => { $t => $super }, conf => { access_log => 'off' });
+	my ($s, $d) = gw_req($g, 'POST', '/v1/queues', token => $t, body => { name => 'dflt' });
+	is($s, 201, 'create a queue with nothing but a name');
+	gw_req($g, 'POST', '/v1/queues', token => $t,
+		body => { name => 'dflt_null', map { $_ => undef } qw(guarantee visibility_timeout max_attempts fifo dedup_window retry_base retry_max) });
+	gw_req($g, 'POST', '/v1/queues', token => $t,
+		body => { name => 'dflt_set', retry_base => 2, retry_max => '1 minute', max_attempts => 9 });
+	my $row = q{SELECT concat_ws(' ', guarantee, visibility_timeout, max_attempts, fifo, dedup_window, retry_base, retry_max)
+                  FROM deliver.list_queues() WHERE queue_name = '%s'};
+	is(query_one($node, sprintf($row, 'dflt')), 'at_least_once 00:00:30 5 f 00:05:00 00:00:07 00:09:00',
+		"deliver's defaults, retry_base and retry_max from the session's settings");
+	is(query_one($node, sprintf($row, 'dflt_null')), 'at_least_once 00:00:30 5 f 00:05:00 00:00:07 00:09:00',
+		'options set to null: the same defaults');
+	is(query_one($node, sprintf($row, 'dflt_set')), 'at_least_once 00:00:30 9 f 00:05:00 00:00:02 00:01:00',
+		'options given: those');
+	is_deeply([ (gw_req($g, 'POST', '/v1/queues', token => $t, body => { name => 'dflt_bad', retry_base => JSON::PP::true }))[0, 1] ],
+		[ 422, { error => 'cannot cast jsonb boolean to type double precision', detail => undef, hint => undef, sqlstate => '22023' } ],
+		'an interval that is neither seconds nor a string is refused, not taken for the default');
+	$node->safe_psql('postgres', q{
+        ALTER DATABASE postgres RESET deliver.default_retry_base;
+        ALTER DATABASE postgres RESET deliver.default_retry_max});
+	is(gw_stop($g), 0, 'that gateway stops');
+	is(gw_sanitizer_reports($g), '', 'with no sanitizer reports');
+}
 
 # ---- consumer groups
 ($st, $b) = req('POST', '/v1/queues/orders/groups', token => $admin, body => { name => 'audit' });
 is($st, 201, 'create consumer group');
+($st, $b) = req('POST', '/v1/queues/orders/groups', token => $admin, body => { name => 'audit2', start_from => undef });
+is($st, 201, "create consumer group with start_from null: deliver's default");
+req('DELETE', '/v1/queues/orders/groups/audit2', token => $admin);
 is_error([ req('POST', '/v1/queues/orders/groups', token => $admin, body => { name => 'audit' }) ],
 	409, '42710', 'create an existing consumer group');
 is_error([ req('POST', '/v1/queues/orders/groups', token => $admin,
@@ -210,11 +318,13 @@ is_error([ req('DELETE', '/v1/queues/orders/groups/audit', token => $admin) ], 4
 	'drop an unknown consumer group');
 
 # ---- send
-($st, $b) = req('POST', '/v1/queues/shop/messages', token => $sender,
+($st, $b, $r) = req('POST', '/v1/queues/shop/messages', token => $sender,
 	body => { payload => { n => 1 }, headers => { h => 'x' }, ordering_key => 'k' });
 is($st, 201, 'send as a role granted send');
 ok($b->{message_id} > 0, 'send answers the message id');
 my $first_id = $b->{message_id};
+ids_are_strings($r->{content}, 'send');
+like($r->{content}, qr/"message_id"\s*:\s*"$first_id"/, 'send: {"message_id": "N"}');
 is_error([ req('POST', '/v1/queues/shop/messages', token => $reader, body => { payload => 1 }) ],
 	403, '42501', 'send as a role granted only receive');
 is_error([ req('POST', '/v1/queues/shop/messages', token => jwt(role => 'app_none'), body => { payload => 1 }) ],
@@ -249,12 +359,14 @@ is_error([ req('POST', '/v1/queues/once/messages', token => $admin, body => { pa
 my @batches;
 for (1 .. 2)
 {
-	($st, $b) = req('POST', '/v1/queues/once/messages/batch', token => $admin,
+	($st, $b, $r) = req('POST', '/v1/queues/once/messages/batch', token => $admin,
 		headers => { 'Idempotency-Key' => 'batch-7' },
 		body => { messages => [ { payload => 1 }, { payload => 2 }, { payload => 3, idempotency_key => 'own' } ] });
 	is($st, 201, 'send a batch with Idempotency-Key');
 	push @batches, $b->{message_ids};
 }
+like($r->{content}, qr/^\{\s*"message_ids"\s*:\s*\[\s*"[0-9]+"\s*,\s*"[0-9]+"\s*,\s*"[0-9]+"\s*\]\s*\}$/,
+	'send batch: message_ids is an array of strings');
 is(scalar @{ $batches[0] }, 3, 'the batch answers three ids');
 is_deeply($batches[1], $batches[0], 'the same batch again gives the same ids');
 is(query_one($node, q{SELECT depth FROM deliver.metrics('once')}), '4',
@@ -263,20 +375,40 @@ is_error([ req('POST', '/v1/queues/shop/messages/batch', token => $admin, body =
 	422, '22023', 'a batch whose messages are not an array');
 
 # ---- receive, ack, nack, extend
-($st, $b) = req('POST', '/v1/queues/shop/receive?max=10&visibility_timeout=30', token => $reader);
+($st, $b, $r) = req('POST', '/v1/queues/shop/receive?max=10&visibility_timeout=30', token => $reader);
 is($st, 200, 'receive as a role granted receive');
 is(scalar @$b, 1, 'receive gets the message');
 is($b->[0]{message_id}, $first_id, 'the one sent');
+ids_are_strings($r->{content}, 'receive');
+like($b->[0]{delivery_id}, qr/^[0-9]+$/, 'receive: a delivery id');
+# the string is the id Postgres has, digit for digit: SQL extends that lease
+is(query_one($node, "SELECT deliver.extend_lease('shop', '$b->[0]{delivery_id}', '30 s') IS NOT NULL"), 't',
+	'receive: the delivery id string is exact');
 is_deeply([ $b->[0]{payload}, $b->[0]{headers}, $b->[0]{ordering_key} ],
 	[ { n => 1 }, { h => 'x' }, 'k' ], 'payload, headers and ordering key round-trip');
 my $d = $b->[0]{delivery_id};
 is_error([ req('POST', '/v1/queues/shop/receive', token => $sender) ], 403, '42501',
 	'receive as a role granted only send');
-is_error([ req('POST', '/v1/queues/shop/receive?max=0', token => $reader) ], 400, undef, 'receive max=0');
+# the gateway checks that a parameter parses; its range is the database's answer
+is_error([ req('POST', '/v1/queues/shop/receive?max=ten', token => $reader) ], 400, undef,
+	'receive max that is not an integer');
+is_error([ req('POST', '/v1/queues/shop/receive?max=0', token => $reader) ], 422, '22023', 'receive max=0');
+is_error([ req('POST', '/v1/queues/shop/receive?max=10001', token => $reader) ], 422, '22023',
+	'receive max over deliver.max_batch_size');
+($st, $b) = req('POST', '/v1/queues/shop/receive?max=10001', token => $reader);
+like($b->{error}, qr/max_messages must be between 1 and 10000/, 'in the words of the database');
+is_error([ req('POST', '/v1/queues/shop/receive?visibility_timeout=0', token => $reader) ], 422, '22023',
+	'receive visibility_timeout=0');
+is_error([ req('POST', '/v1/queues/shop/receive?visibility_timeout=-1', token => $reader) ], 422, '22023',
+	'receive visibility_timeout=-1');
+is_error([ req('POST', '/v1/queues/shop/receive?visibility_timeout=soon', token => $reader) ], 400, undef,
+	'receive visibility_timeout that is not a number');
 is_error([ req('POST', '/v1/queues/shop/receive?wait=99', token => $reader) ], 400, undef,
 	'receive wait over max_wait');
-is_error([ req('POST', '/v1/queues/shop/receive?group=-x', token => $reader) ], 400, undef,
-	'receive with a bad group name');
+is_error([ req('POST', '/v1/queues/shop/receive?group=-x', token => $reader) ], 404, '42704',
+	'receive with a group name deliver does not allow: no such group');
+is_error([ req('POST', '/v1/queues/shop/receive?group=' . ('g' x 64), token => $reader) ], 400, undef,
+	'receive with a group name over 63 bytes');
 is_error([ req('POST', '/v1/queues/shop/receive?group=nosuch', token => $reader) ], 404, '42704',
 	'receive from an unknown group');
 ($st, $b) = req('POST', "/v1/queues/shop/deliveries/$d/extend", token => $reader,
@@ -309,6 +441,28 @@ is_deeply([ $st, $b ], [ 200, { acked => 3 } ], 'ack a batch');
 is_error([ req('POST', '/v1/queues/shop/ack', token => $reader, body => { delivery_ids => ['x'] }) ],
 	400, '22P02', 'ack a batch of non-numbers');
 
+# ids in: a string or a number, any 64-bit integer, as they came out
+req('POST', '/v1/queues/shop/messages/batch', token => $sender,
+	body => { messages => [ map { { payload => $_ } } 1 .. 3 ] });
+($st, $b) = req('POST', '/v1/queues/shop/receive?max=10', token => $reader);
+my @dids = map { $_->{delivery_id} } @$b;
+is(scalar @dids, 3, 'three deliveries to ack');
+($st, $b) = req('POST', '/v1/queues/shop/ack', token => $reader,
+	body => qq({"delivery_ids": ["$dids[0]", $dids[1]]}));
+is_deeply([ $st, $b ], [ 200, { acked => 2 } ], 'ack a batch of ids as a string and as a number');
+($st, $b) = req('POST', "/v1/queues/shop/deliveries/$dids[2]/ack", token => $reader);
+is_deeply([ $st, $b ], [ 200, { acked => JSON::PP::true } ], 'ack one by the string it came as');
+is_error([ req('POST', '/v1/queues/shop/ack', token => $reader, body => '{"delivery_ids": [9223372036854775807, "-9223372036854775808"]}') ],
+	409, '55000', 'ack the largest and smallest 64-bit integers: parsed exactly, no such delivery');
+for my $bad ([ '1.5', '22P02' ], [ '1e30', '22003' ], [ '9223372036854775808', '22003' ],
+	[ '"12abc"', '22P02' ], [ 'true', '22P02' ], [ '{}', '22P02' ], [ '"1.5"', '22P02' ])
+{
+	my ($v, $ss) = @$bad;
+	my @got = req('POST', '/v1/queues/shop/ack', token => $reader, body => qq({"delivery_ids": [$v]}));
+	is_error(\@got, 400, $ss, "ack a batch with $v");
+	like($got[1]{hint} // '', qr/64-bit integers/, "ack a batch with $v: the hint says what an id is");
+}
+
 # long poll: a receive waiting in the gateway returns at the commit of a send
 {
 	my $out = '';
@@ -331,20 +485,43 @@ req('POST', "/v1/queues/orders/deliveries/$b->[0]{delivery_id}/nack", token => $
 	body => { error => 'poison', retry_after => 0 });
 ($st, $b) = req('POST', '/v1/queues/orders/receive', token => $admin);
 is_deeply($b, [], 'after max_attempts the message is not delivered again');
-($st, $b) = req('GET', '/v1/queues/orders/dead-letters?group=default&max=10', token => $admin);
+($st, $b, $r) = req('GET', '/v1/queues/orders/dead-letters?group=default&max=10', token => $admin);
 is($st, 200, 'dead letters');
+ids_are_strings($r->{content}, 'dead letters');
+is($b->[0]{message_id}, query_one($node, q{SELECT message_id FROM deliver.dead_letters('orders')}),
+	'dead letters: the message id string is exact');
+my $dead_id = $b->[0]{message_id};
 is_deeply([ map { [ $_->{payload}, $_->{last_error} ] } @$b ], [ [ 'doomed', 'poison' ] ],
 	'dead letters: the message with its last error');
-is_error([ req('GET', '/v1/queues/orders/dead-letters?max=0', token => $admin) ], 400, undef,
+is_error([ req('GET', '/v1/queues/orders/dead-letters?max=0', token => $admin) ], 422, '22023',
 	'dead letters max=0');
+($st, $b) = req('GET', '/v1/queues/orders/dead-letters?max=20000', token => $admin);
+is($st, 200, 'dead letters max=20000: deliver sets no upper limit, nor does the gateway');
+is_error([ req('GET', '/v1/queues/orders/dead-letters?max=1.5', token => $admin) ], 400, undef,
+	'dead letters max that is not an integer');
 is_error([ req('GET', '/v1/queues/orders/dead-letters?group=nosuch', token => $admin) ], 404, '42704',
 	'dead letters of an unknown group');
 is_error([ req('POST', '/v1/queues/shop/redrive', token => $reader, body => {}) ], 403, '42501',
 	'redrive as a role without EXECUTE');
-($st, $b) = req('POST', '/v1/queues/orders/redrive', token => $admin, body => {});
-is_deeply([ $st, $b ], [ 200, { redriven => 1 } ], 'redrive');
+is_error([ req('POST', '/v1/queues/orders/redrive', token => $admin, body => { message_ids => ['1.5'] }) ],
+	400, '22P02', 'redrive message ids that are not integers');
+($st, $b) = req('POST', '/v1/queues/orders/redrive', token => $admin, body => { message_ids => ["$dead_id"] });
+is_deeply([ $st, $b ], [ 200, { redriven => 1 } ], 'redrive by message id, as a string');
 ($st, $b) = req('POST', '/v1/queues/orders/receive', token => $admin);
 is($b->[0]{payload}, 'doomed', 'the redriven message is delivered again');
+req('POST', "/v1/queues/orders/deliveries/$b->[0]{delivery_id}/ack", token => $admin);
+# once more, by message id as a number
+req('POST', '/v1/queues/orders/messages', token => $admin, body => { payload => 'doomed again' });
+($st, $b) = req('POST', '/v1/queues/orders/receive', token => $admin);
+req('POST', "/v1/queues/orders/deliveries/$b->[0]{delivery_id}/nack", token => $admin,
+	body => { error => 'poison', retry_after => 0 });
+req('POST', '/v1/queues/orders/receive', token => $admin);    # finds it out of attempts
+($st, $b) = req('GET', '/v1/queues/orders/dead-letters', token => $admin);
+is(scalar @$b, 1, 'one dead letter again');
+($st, $b) = req('POST', '/v1/queues/orders/redrive', token => $admin,
+	body => qq({"message_ids": [$b->[0]{message_id}]}));
+is_deeply([ $st, $b ], [ 200, { redriven => 1 } ], 'redrive by message id, as a number');
+($st, $b) = req('POST', '/v1/queues/orders/receive', token => $admin);
 req('POST', "/v1/queues/orders/deliveries/$b->[0]{delivery_id}/ack", token => $admin);
 
 # ---- queue metrics and drop
@@ -398,6 +575,7 @@ my @ev = stream('', 3);
 is_deeply([ map { $_->{id} } @ev ], \@sent, 'the stream sends each message once, id = message id');
 is_deeply([ map { $json->decode($_->{data})->{payload}{n} } @ev ], [ 1, 2, 3 ],
 	'event data is the received message');
+ids_are_strings(join(',', map { $_->{data} } @ev), 'stream events');
 is(query_one($node, q{SELECT depth || '/' || in_flight FROM deliver.metrics('ev')}), '0/0',
 	'streamed events are acked');
 
@@ -416,6 +594,72 @@ is_error([ req('GET', '/v1/queues/nosuch/stream', token => $admin) ], 404, '4270
 is_error([ req('GET', '/v1/queues/ev/stream', token => $sender) ], 403, '42501', 'stream without the grant');
 is_error([ req('GET', '/v1/queues/ev/stream', token => $admin, headers => { 'Last-Event-ID' => 'x' }) ],
 	400, undef, 'stream with a bad Last-Event-ID');
+
+# ---- a token's exp ends what it opened: a stream hands out nothing after
+# it (it ends with an event saying why), a long poll stops waiting at it
+sub sse_events
+{
+	my ($text) = @_;
+	my @ev;
+	for my $block (split /\n\n/, $text)
+	{
+		my %e;
+		$e{$1} = $2 while $block =~ /^(id|event|data): ?(.*)$/mg;
+		push @ev, \%e if $e{event};
+	}
+	return @ev;
+}
+sub wait_streams_closed
+{
+	my $deadline = time() + 10;
+	while (time() < $deadline)
+	{
+		my ($st, $m) = req('GET', '/metrics');
+		last if $m =~ /^deliverd_open_streams 0$/m;
+		usleep(100_000);
+	}
+	return;
+}
+req('POST', '/v1/queues', token => $admin, body => { name => 'exp' });
+{
+	my $exp = int(time()) + 3;
+	my $tok = jwt(role => $super, exp => $exp);
+	my $out = '';
+	my $h = IPC::Run::start([ 'curl', '-sN', '-m', '20', '-H', "Authorization: Bearer $tok",
+		"$base/v1/queues/exp/stream" ], '>', \$out);
+	usleep(500_000);
+	my $before = (req('POST', '/v1/queues/exp/messages', token => $admin, body => { payload => 'before' }))[1]{message_id};
+	usleep(100_000) while time() < $exp + 1;
+	my $after = (req('POST', '/v1/queues/exp/messages', token => $admin, body => { payload => 'after' }))[1]{message_id};
+	$h->finish;
+	is($h->result(0), 0, 'the stream of an expiring token is closed by the gateway (curl did not time out)');
+	my @ev = sse_events($out);
+	is_deeply([ map { $_->{id} } grep { $_->{event} eq 'message' } @ev ], [$before],
+		'the stream sent the message sent before its token expired, not the one sent after');
+	is_deeply([ map { [ $_->{event}, eval { $json->decode($_->{data}) } ] } $ev[-1] // () ],
+		[ [ 'end', { reason => 'token_expired' } ] ], 'its last event: end, reason token_expired');
+	wait_streams_closed();
+	($st, $b) = req('POST', '/v1/queues/exp/receive?max=10', token => $admin);
+	is_deeply([ map { [ $_->{message_id}, $_->{payload} ] } @$b ], [ [ $after, 'after' ] ],
+		'the message sent after the expiry is there for the next consumer');
+	req('POST', '/v1/queues/exp/ack', token => $admin, body => { delivery_ids => [ map { $_->{delivery_id} } @$b ] });
+	is(query_one($node, q{SELECT depth || '/' || in_flight FROM deliver.metrics('exp')}), '0/0',
+		'and the one streamed was acked');
+}
+{
+	my $exp = int(time()) + 2;
+	my $tok = jwt(role => $super, exp => $exp);
+	my $out = '';
+	my $h = IPC::Run::start([ 'curl', '-s', '-X', 'POST', '-H', "Authorization: Bearer $tok",
+		"$base/v1/queues/exp/receive?wait=15" ], '>', \$out);
+	usleep(100_000) while time() < $exp + 1;
+	req('POST', '/v1/queues/exp/messages', token => $admin, body => { payload => 'late' });
+	$h->finish;
+	is($out, '[]', 'a long poll of an expiring token stops waiting when it expires');
+	($st, $b) = req('POST', '/v1/queues/exp/receive', token => $admin);
+	is($b->[0]{payload}, 'late', 'and leaves what comes after for the next consumer');
+	req('POST', "/v1/queues/exp/deliveries/$b->[0]{delivery_id}/ack", token => $admin) if @$b;
+}
 
 # ---- limits: an idle connection is closed after idle_timeout (2 s)
 {
@@ -442,6 +686,35 @@ like($b, qr/^deliverd_request_duration_seconds_bucket\{route="receive",le="\+Inf
 	'metrics: latency histograms');
 like($b, qr/^deliverd_pool_connections\{state="connected"\} [1-9]/m, 'metrics: pool state');
 like($b, qr/^deliver_queue_depth\{queue="once",consumer_group="default"\} 4$/m, 'metrics: queue depths');
+
+# /metrics of a gateway that logs in as a NOINHERIT role (an authenticator,
+# as recommended above): the queue gauges come from deliver.metrics() run
+# as metrics_role, a role the login role may become (here one in
+# pg_monitor, or one with receive rights on queue shop); by default the
+# login role's own view, which is no queue, and no error
+$node->safe_psql('postgres', q{
+    CREATE ROLE gw_login LOGIN NOINHERIT;
+    CREATE ROLE gw_monitor NOLOGIN;
+    GRANT pg_monitor TO gw_monitor;
+    GRANT gw_monitor, app_reader TO gw_login});
+for my $case ([ undef, 'the login role', 1, 0, 0 ], [ 'gw_monitor', 'a pg_monitor role', 1, 1, 1 ],
+	[ 'app_reader', 'a role that may receive from shop', 1, 1, 0 ], [ 'app_none', 'a role the login role cannot become', 1, 0, 0 ])
+{
+	my ($role, $what, $up, $shop, $once) = @$case;
+	my $g = gateway_start($node, name => 'gwmetrics', conf => {
+		conninfo => "'" . $node->connstr('postgres') . " user=gw_login'", access_log => 'off',
+		defined $role ? (metrics_role => $role) : () });
+	my ($s, $m) = gw_req($g, 'GET', '/metrics');
+	is($s, 200, "metrics_role $what: /metrics answers");
+	like($m, qr/^deliverd_database_up $up$/m, "metrics_role $what: deliverd_database_up $up");
+	like($m, qr/^deliverd_queue_metrics_up @{[ $role && $role eq 'app_none' ? 0 : 1 ]}$/m,
+		"metrics_role $what: deliverd_queue_metrics_up says whether the gauges could be read");
+	is(($m =~ /^deliver_queue_depth\{queue="shop",consumer_group="default"\} \d+$/m) ? 1 : 0, $shop,
+		"metrics_role $what: queue shop " . ($shop ? 'has' : 'has no') . ' gauges');
+	is(($m =~ /^deliver_queue_depth\{queue="once",consumer_group="default"\} 4$/m) ? 1 : 0, $once,
+		"metrics_role $what: queue once " . ($once ? 'has' : 'has no') . ' gauges');
+	is(gw_stop($g), 0, "metrics_role $what: the gateway stops");
+}
 
 # ---- a second, small gateway: max_connections, and long polls that leave
 # a pooled connection for short requests

@@ -3,7 +3,10 @@
 # non-JSON and deep JSON, invalid UTF-8 in the body, the path and the query
 # string, queue names with quotes, semicolons, dots, %-encoded slashes and
 # 200 characters, negative, huge and non-numeric numbers, unknown and other
-# queues' delivery ids, bad Idempotency-Key headers, unknown routes and
+# queues' delivery ids, ids in bodies that are no 64-bit integers (fractions,
+# beyond 64 bits, booleans, objects), reserved roles in tokens (none,
+# public, current_user...), a stream outliving its token, bad
+# Idempotency-Key headers, unknown routes and
 # methods, oversized headers).  Each request must get the expected HTTP
 # status (and SQLSTATE where the route maps one), the gateway must still
 # answer /healthz afterwards, and a rejected request must leave nothing
@@ -26,6 +29,7 @@ $node->safe_psql('postgres', q{
     SELECT deliver.create_queue('hq', visibility_timeout => '1 hour');
     SELECT deliver.create_queue('hq2', visibility_timeout => '1 hour');
     SELECT deliver.create_queue('heo', 'exactly_once');
+    SELECT deliver.create_queue('hexp');
     SELECT deliver.send_batch('hq', ARRAY(SELECT jsonb_build_object('n', i) FROM generate_series(1, 5) i));
     SELECT deliver.send_batch('hq2', ARRAY(SELECT jsonb_build_object('n', i) FROM generate_series(1, 5) i));
     CREATE ROLE reader NOLOGIN;
@@ -34,15 +38,18 @@ $node->safe_psql('postgres', q{
 my ($d_hq, $d_hq2) = map { query_one($node, "SELECT delivery_id FROM deliver.receive('$_', 1)") } qw(hq hq2);
 like("$d_hq $d_hq2", qr/^\d+ \d+$/, 'two leases to attack');
 
-my $gw = gateway_start($node, tokens => { 'admin-token-0123456789' => $super, 'reader-token-0123456789' => 'reader' });
+my $secret = 'hostile-secret-0123456789-0123456789';
+my $gw = gateway_start($node, tokens => { 'admin-token-0123456789' => $super, 'reader-token-0123456789' => 'reader' },
+	conf => { jwt_secret => $secret });
 my $T = 'admin-token-0123456789';
+sub role_jwt { return { Authorization => 'Bearer ' . gw_jwt($secret, role => $_[0], exp => time() + 3600) } }
 
 my $state_sql = q{
     SELECT string_agg(format('%s=%s', c.relname,
              (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM deliver.%I', c.relname), false, true, '')))[1]::text),
              ',' ORDER BY c.relname)
       || '|' || (SELECT string_agg(format('%s:%s', q, m.consumer_group || '/' || m.in_flight), ',' ORDER BY q, m.consumer_group)
-                   FROM unnest(ARRAY['hq', 'hq2', 'heo']) q, deliver.metrics(q) m)
+                   FROM unnest(ARRAY['hq', 'hq2', 'heo', 'hexp']) q, deliver.metrics(q) m)
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = 'deliver' AND c.relkind IN ('r', 'p')};
 
@@ -90,46 +97,72 @@ my @c = (
 	# invalid UTF-8
 	[ 'invalid UTF-8', 'POST', '/v1/queues/hq/messages', qq({"payload": "$bad8"}), {}, 422, '22021' ],
 	[ 'invalid UTF-8', 'POST', '/v1/queues/heo/messages [Idempotency-Key: ?(??]', [ 'raw', "POST /v1/queues/heo/messages HTTP/1.1\r\n${hdr}Idempotency-Key: $bad8\r\nContent-Length: 14\r\n\r\n{\"payload\": 1}" ], {}, 422, '22021' ],
-	[ 'invalid UTF-8', 'GET', "/v1/queues/h$bad8", [ 'raw', "GET /v1/queues/h$bad8 HTTP/1.1\r\n$hdr\r\n" ], {}, 400, '42602' ],
-	[ 'invalid UTF-8', 'POST', "/v1/queues/hq/receive?group=$bad8", [ 'raw', "POST /v1/queues/hq/receive?group=$bad8 HTTP/1.1\r\n${hdr}Content-Length: 0\r\n\r\n" ], {}, 400, '' ],
-	[ 'invalid UTF-8', 'POST', '/v1/queues/hq/receive?group=%C3%28', undef, {}, 400, '' ],
-	# queue names
-	[ 'queue name', 'GET', "/v1/queues/a'b", undef, {}, 400, '42602' ],
-	[ 'queue name', 'GET', '/v1/queues/a;DROP%20TABLE%20x', undef, {}, 400, '42602' ],
+	[ 'invalid UTF-8', 'GET', "/v1/queues/h$bad8", [ 'raw', "GET /v1/queues/h$bad8 HTTP/1.1\r\n$hdr\r\n" ], {}, 422, '22021' ],
+	[ 'invalid UTF-8', 'POST', "/v1/queues/hq/receive?group=$bad8", [ 'raw', "POST /v1/queues/hq/receive?group=$bad8 HTTP/1.1\r\n${hdr}Content-Length: 0\r\n\r\n" ], {}, 422, '22021' ],
+	[ 'invalid UTF-8', 'POST', '/v1/queues/hq/receive?group=%C3%28', undef, {}, 422, '22021' ],
+	# queue names: the gateway checks only that a name fits (1-63 bytes);
+	# one deliver does not allow names no queue
+	[ 'queue name', 'GET', "/v1/queues/a'b", undef, {}, 404, '42704' ],
+	[ 'queue name', 'GET', '/v1/queues/a;DROP%20TABLE%20x', undef, {}, 404, '42704' ],
 	[ 'queue name', 'POST', '/v1/queues', { name => "x'); DROP SCHEMA deliver CASCADE; --" }, {}, 400, '42602' ],
 	[ 'queue name', 'GET', '/v1/queues/a.b', undef, {}, 404, '42704' ],
-	[ 'queue name', 'GET', '/v1/queues/..', undef, {}, 400, '42602' ],
-	[ 'queue name', 'GET', '/v1/queues/hq%2Fmessages', undef, {}, 400, '42602' ],
-	[ 'queue name', 'GET', '/v1/queues/hq%2F..%2Fhq2', undef, {}, 400, '42602' ],
-	[ 'queue name', 'GET', "/v1/queues/$n200", undef, {}, 404, '' ],
+	[ 'queue name', 'GET', '/v1/queues/..', undef, {}, 404, '42704' ],
+	[ 'queue name', 'GET', '/v1/queues/hq%2Fmessages', undef, {}, 404, '42704' ],
+	[ 'queue name', 'GET', '/v1/queues/hq%2F..%2Fhq2', undef, {}, 404, '42704' ],
+	[ 'queue name', 'GET', "/v1/queues/$n200", undef, {}, 400, '42602' ],
+	[ 'queue name', 'GET', '/v1/queues/' . ('n' x 64), undef, {}, 400, '42602' ],
+	[ 'queue name', 'GET', '/v1/queues/' . ('n' x 63), undef, {}, 404, '42704' ],
 	[ 'queue name', 'POST', '/v1/queues', { name => $n200 }, {}, 400, '42602' ],
-	[ 'queue name', 'POST', "/v1/queues/$n200/messages", { payload => 1 }, {}, 404, '' ],
+	[ 'queue name', 'POST', "/v1/queues/$n200/messages", { payload => 1 }, {}, 400, '42602' ],
 	[ 'queue name', 'POST', '/v1/queues', { name => 42 }, {}, 201, '' ],
-	[ 'queue name', 'DELETE', '/v1/queues/hq%00', undef, {}, 400, '42602' ],
-	[ 'queue name', 'POST', '/v1/queues/hq%00/messages', { payload => 1 }, {}, 400, '42602' ],
-	# numbers
-	[ 'number', 'POST', '/v1/queues/hq/receive?max=-1', undef, {}, 400, '' ],
+	[ 'queue name', 'DELETE', '/v1/queues/hq%00', undef, {}, 404, '42704' ],
+	[ 'queue name', 'POST', '/v1/queues/hq%00/messages', { payload => 1 }, {}, 404, '42704' ],
+	# numbers: the gateway checks that they parse; their range is the database's answer
+	[ 'number', 'POST', '/v1/queues/hq/receive?max=-1', undef, {}, 422, '22023' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?max=0', undef, {}, 422, '22023' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?max=10001', undef, {}, 422, '22023' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?max=99999999999', undef, {}, 400, '22003' ],
 	[ 'number', 'POST', '/v1/queues/hq/receive?max=99999999999999999999', undef, {}, 400, '' ],
 	[ 'number', 'POST', '/v1/queues/hq/receive?max=ten', undef, {}, 400, '' ],
 	[ 'number', 'POST', '/v1/queues/hq/receive?max=1e3', undef, {}, 400, '' ],
 	[ 'number', 'POST', '/v1/queues/hq/receive?max=', undef, {}, 400, '' ],
-	[ 'number', 'POST', '/v1/queues/hq/receive?wait=-5', undef, {}, 400, '' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?wait=-5', undef, {}, 422, '22023' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?wait=6', undef, {}, 400, '' ],
 	[ 'number', 'POST', '/v1/queues/hq/receive?wait=1e308', undef, {}, 400, '' ],
 	[ 'number', 'POST', '/v1/queues/hq/receive?wait=nan', undef, {}, 400, '' ],
-	[ 'number', 'POST', '/v1/queues/hq/receive?visibility_timeout=-1', undef, {}, 400, '' ],
-	[ 'number', 'POST', '/v1/queues/hq/receive?visibility_timeout=0', undef, {}, 400, '' ],
-	[ 'number', 'POST', '/v1/queues/hq/receive?visibility_timeout=9999999999', undef, {}, 400, '' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?visibility_timeout=-1', undef, {}, 422, '22023' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?visibility_timeout=0', undef, {}, 422, '22023' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?visibility_timeout=9999999999', undef, {}, 422, '22023' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?visibility_timeout=9999999999999', undef, {}, 400, '' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?visibility_timeout=1e3', undef, {}, 400, '' ],
 	[ 'number', 'POST', '/v1/queues/hq/receive?visibility_timeout=inf', undef, {}, 400, '' ],
 	[ 'number', 'POST', "/v1/queues/hq/deliveries/$d_hq/extend", { visibility_timeout => -1 }, {}, 422, '22023' ],
 	[ 'number', 'POST', "/v1/queues/hq/deliveries/$d_hq/extend", { visibility_timeout => 'forever' }, {}, 400, '22007' ],
 	[ 'number', 'POST', "/v1/queues/hq/deliveries/$d_hq/nack", { retry_after => -10 }, {}, 422, '22023' ],
 	[ 'number', 'POST', '/v1/queues', { name => 'nq', visibility_timeout => -1 }, {}, 422, '22023' ],
 	[ 'number', 'POST', '/v1/queues', { name => 'nq', max_attempts => 1e30 }, {}, 400, '22003' ],
+	# an interval that is neither seconds nor a string is refused, not taken for "left out"
+	[ 'interval', 'POST', '/v1/queues', { name => 'nq', visibility_timeout => JSON::PP::true }, {}, 422, '22023' ],
+	[ 'interval', 'POST', '/v1/queues', { name => 'nq', retry_base => {} }, {}, 422, '22023' ],
+	[ 'interval', 'POST', '/v1/queues', { name => 'nq', retry_max => [ 1 ] }, {}, 422, '22023' ],
+	[ 'interval', 'POST', '/v1/queues/hq/messages', { payload => 1, delay => JSON::PP::false }, {}, 422, '22023' ],
+	[ 'interval', 'POST', "/v1/queues/hq/deliveries/$d_hq/extend", { visibility_timeout => [] }, {}, 422, '22023' ],
+	[ 'interval', 'POST', "/v1/queues/hq/deliveries/$d_hq/nack", { retry_after => {} }, {}, 422, '22023' ],
 	[ 'number', 'POST', '/v1/queues/hq/messages', { payload => 1, delay => -5 }, {}, 422, '22023' ],
-	[ 'number', 'GET', '/v1/queues/hq/dead-letters?max=-3', undef, {}, 400, '' ],
+	[ 'number', 'GET', '/v1/queues/hq/dead-letters?max=-3', undef, {}, 422, '22023' ],
+	[ 'number', 'GET', '/v1/queues/hq/dead-letters?max=99999999999', undef, {}, 400, '22003' ],
+	[ 'number', 'GET', '/v1/queues/hq/dead-letters?max=0x10', undef, {}, 400, '' ],
+	[ 'group name', 'POST', '/v1/queues/hq/receive?group=' . ('g' x 64), undef, {}, 400, '' ],
+	[ 'group name', 'POST', '/v1/queues/hq/receive?group=', undef, {}, 400, '' ],
+	[ 'group name', 'POST', "/v1/queues/hq/receive?group=a'b", undef, {}, 404, '42704' ],
+	[ 'group name', 'GET', '/v1/queues/hq/dead-letters?group=' . ('g' x 64), undef, {}, 400, '' ],
 	# delivery ids
 	[ 'delivery id', 'POST', '/v1/queues/hq/deliveries/999999999/ack', undef, {}, 409, '55000' ],
-	[ 'delivery id', 'POST', '/v1/queues/hq/deliveries/-1/ack', undef, {}, 400, '42602' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/deliveries/-1/ack', undef, {}, 409, '55000' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/deliveries/0/ack', undef, {}, 409, '55000' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/deliveries/-9223372036854775808/ack', undef, {}, 409, '55000' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/deliveries/9223372036854775808/ack', undef, {}, 400, '42602' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/deliveries/--1/ack', undef, {}, 400, '42602' ],
 	[ 'delivery id', 'POST', '/v1/queues/hq/deliveries/99999999999999999999/ack', undef, {}, 400, '42602' ],
 	[ 'delivery id', 'POST', '/v1/queues/hq/deliveries/1e5/ack', undef, {}, 400, '42602' ],
 	[ 'delivery id', 'POST', "/v1/queues/hq/deliveries/$d_hq2/ack", undef, {}, 409, '55000' ],
@@ -137,6 +170,21 @@ my @c = (
 	[ 'delivery id', 'POST', "/v1/queues/hq/deliveries/$d_hq2/extend", { visibility_timeout => 5 }, {}, 409, '55000' ],
 	[ 'delivery id', 'POST', '/v1/queues/hq/ack', { delivery_ids => [ $d_hq, $d_hq2, 999999999 ] }, {}, 409, '55000' ],
 	[ 'delivery id', 'POST', '/v1/queues/hq/ack', { delivery_ids => [ 'x', $d_hq ] }, {}, 400, '22P02' ],
+	# ids in a body: strings or numbers, 64-bit integers only
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": [1.5]}', {}, 400, '22P02' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": ["1.5"]}', {}, 400, '22P02' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": ["1e3"]}', {}, 400, '22P02' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": [1e30]}', {}, 400, '22003' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": [9223372036854775808]}', {}, 400, '22003' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": ["99999999999999999999999"]}', {}, 400, '22003' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": [true]}', {}, 400, '22P02' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": [{}]}', {}, 400, '22P02' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', '{"delivery_ids": [[1]]}', {}, 400, '22P02' ],
+	[ 'delivery id', 'POST', '/v1/queues/hq/ack', qq({"delivery_ids": ["$d_hq2", -1]}), {}, 409, '55000' ],
+	[ 'message id', 'POST', '/v1/queues/hq/redrive', '{"message_ids": [1.5]}', {}, 400, '22P02' ],
+	[ 'message id', 'POST', '/v1/queues/hq/redrive', '{"message_ids": ["x"]}', {}, 400, '22P02' ],
+	[ 'message id', 'POST', '/v1/queues/hq/redrive', '{"message_ids": [1e30]}', {}, 400, '22003' ],
+	[ 'message id', 'POST', '/v1/queues/hq/redrive', '{"message_ids": "5"}', {}, 422, '22023' ],
 	[ 'delivery id', 'POST', "/v1/queues/hq2/deliveries/$d_hq/ack", undef, { Authorization => 'Bearer reader-token-0123456789' }, 409, '55000' ],
 	# Idempotency-Key headers
 	[ 'Idempotency-Key', 'POST', '/v1/queues/heo/messages', { payload => 1 }, { 'Idempotency-Key' => '' }, 422, '22023' ],
@@ -163,6 +211,19 @@ my @c = (
 	[ 'bad header', 'POST', '/v1/queues/hq/messages (Content-Length: 10^20)', [ 'raw', "POST /v1/queues/hq/messages HTTP/1.1\r\n${hdr}Content-Length: 99999999999999999999\r\n\r\n" ], {}, 413, '' ],
 	[ 'bad header', 'GET', '/v1/queues/hq/stream (Last-Event-ID: -1)', undef, { 'Last-Event-ID' => '-1' }, 400, '' ],
 	[ 'bad header', 'GET', '/v1/queues (Authorization: Basic)', undef, { Authorization => 'Basic YTpi' }, 401, '28000' ],
+	# token roles: none would run as the gateway's login role; the other
+	# reserved names name no role
+	(map { [ 'token role', 'GET', "/v1/queues (JWT role \"$_\")", undef, role_jwt($_), 401, '28000' ] }
+		'none', 'NONE', 'public', 'PUBLIC', 'current_user', 'session_user', 'current_role', 'CURRENT_ROLE', '',
+		'r' x 64, "reader\0x"),
+	[ 'token role', 'POST', '/v1/queues/hq/receive (JWT role "none")', undef, role_jwt('none'), 401, '28000' ],
+	[ 'token role', 'GET', '/v1/queues (JWT role "ghost")', undef, role_jwt('ghost'), 403, '22023' ],
+	[ 'token role', 'GET', '/v1/queues (JWT role "reader")', undef, role_jwt('reader'), 200, '' ],
+	# a stream outliving its token: ended by the gateway at exp, with an event saying why
+	[ 'token expiry', 'GET', '/v1/queues/hexp/stream (JWT expiring in 2 s)', [ 'raw', sub {
+		my $jwt = gw_jwt($secret, role => $super, exp => int(time()) + 2);
+		return "GET /v1/queues/hexp/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $jwt\r\n\r\n" } ],
+		{}, 200, 'end token_expired' ],
 );
 
 my ($pass, $n) = (0, 0);
@@ -174,7 +235,9 @@ for my $c (@c)
 	my ($st, $b);
 	if (ref $body eq 'ARRAY' && $body->[0] eq 'raw')
 	{
-		($st, $b) = gw_raw($gw, $body->[1]);
+		($st, $b) = gw_raw($gw, ref $body->[1] eq 'CODE' ? $body->[1]->() : $body->[1]);
+		# an event stream the gateway ended: its reason stands for the SQLSTATE
+		$b = { sqlstate => "end $1" } if $b =~ /^event: end\r?\ndata: \{"reason":"(\w+)"\}/m;
 		$b = eval { JSON::PP->new->decode($b) } // $b;
 	}
 	else

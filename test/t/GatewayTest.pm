@@ -1,18 +1,21 @@
 # Start deliverd (the AddressSanitizer build when it exists) against a test
 # cluster and talk HTTP to it: shared by the gateway TAP tests.
 #
-#   my $gw = gateway_start($node, tokens => { TOKEN => ROLE, ... }, conf => { key => value });
+#   my $gw = gateway_start($node, tokens => { TOKEN => ROLE, ... }, conf => { key => value },
+#       name => N);                        (N: files N.conf, N.tokens, N.log; several per node)
 #   my ($status, $decoded_body, $response) = gw_req($gw, METHOD, PATH,
 #       token => T, body => perl-or-string, headers => { ... });
 #   gw_raw($gw, "GET / HTTP/1.1\r\n...")   status of a hand-written request (0: none)
 #   gw_alive($gw)                          /healthz answers 200
 #   gw_stop($gw)                           SIGTERM, wait; returns the exit status
 #   gw_sanitizer_reports($gw)              text of any ASan/UBSan report
+#   gw_jwt($secret, claim => value, ...)   an HS256 JWT
 package GatewayTest;
 
 use strict;
 use warnings;
 
+use Digest::SHA qw(hmac_sha256);
 use Exporter 'import';
 use FindBin;
 use HTTP::Tiny;
@@ -20,13 +23,23 @@ use IO::Select;
 use IO::Socket::INET;
 use IPC::Run;
 use JSON::PP;
+use MIME::Base64 qw(encode_base64url);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Time::HiRes qw(usleep time);
 
-our @EXPORT = qw(gateway_start gw_req gw_raw gw_alive gw_stop gw_sanitizer_reports);
+our @EXPORT = qw(gateway_start gw_req gw_raw gw_alive gw_stop gw_sanitizer_reports gw_jwt);
 
 my $json = JSON::PP->new->canonical;
+
+# gateways still running when a test ends (it died half-way) are killed:
+# left running, one would keep the test run's lock and port
+my @started;
+END
+{
+	local $?;
+	for my $h (@started) { eval { $h->kill_kill if $h->pumpable; 1 } }
+}
 
 sub gateway_bin
 {
@@ -40,22 +53,25 @@ sub gateway_start
 	my ($node, %o) = @_;
 	my $dir = $node->basedir;
 	my $port = PostgreSQL::Test::Cluster::get_free_port();
-	my $gw = { dir => $dir, port => $port, base => "http://127.0.0.1:$port", log => "$dir/deliverd.log",
+	my $name = $o{name} // 'deliverd';
+	my $tokens = defined $o{name} ? "$dir/$name.tokens" : "$dir/tokens";
+	my $gw = { dir => $dir, port => $port, base => "http://127.0.0.1:$port", log => "$dir/$name.log",
 		http => HTTP::Tiny->new(timeout => 30, keep_alive => 1) };
-	open my $t, '>', "$dir/tokens" or die $!;
+	open my $t, '>', $tokens or die $!;
 	print $t "$_ $o{tokens}{$_}\n" for sort keys %{ $o{tokens} // {} };
 	close $t;
 	my %conf = (listen => '127.0.0.1', port => $port,
-		conninfo => "'" . $node->connstr('postgres') . "'", token_file => "$dir/tokens",
+		conninfo => "'" . $node->connstr('postgres') . "'", token_file => $tokens,
 		max_body => 65536, idle_timeout => 5, max_wait => 5, pool_size => 4, %{ $o{conf} // {} });
-	open my $c, '>', "$dir/deliverd.conf" or die $!;
+	open my $c, '>', "$dir/$name.conf" or die $!;
 	print $c "$_ = $conf{$_}\n" for sort keys %conf;
 	close $c;
 	local $ENV{ASAN_OPTIONS} = "detect_leaks=1:abort_on_error=0:log_path=$dir/asan";
 	local $ENV{UBSAN_OPTIONS} = "print_stacktrace=1:log_path=$dir/asan";
 	my $in = '';
-	$gw->{h} = IPC::Run::start([ gateway_bin(), '-c', "$dir/deliverd.conf" ],
+	$gw->{h} = IPC::Run::start([ gateway_bin(), '-c', "$dir/$name.conf" ],
 		'<', \$in, '>>', $gw->{log}, '2>>', $gw->{log});
+	push @started, $gw->{h};
 	my $deadline = time() + 20;
 	while (time() < $deadline)
 	{
@@ -129,6 +145,14 @@ sub gw_sanitizer_reports
 	my $log = -f $gw->{log} ? slurp_file($gw->{log}) : '';
 	$r .= $1 while $log =~ /(^.*(?:AddressSanitizer|runtime error|LeakSanitizer).*$)/mg;
 	return $r;
+}
+
+sub gw_jwt
+{
+	my ($secret, %claims) = @_;
+	my $h = encode_base64url($json->encode({ alg => 'HS256', typ => 'JWT' }));
+	my $c = encode_base64url($json->encode(\%claims));
+	return "$h.$c." . encode_base64url(hmac_sha256("$h.$c", $secret));
 }
 
 1;
