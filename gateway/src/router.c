@@ -1,14 +1,12 @@
 /*
- * deliverd: request routing, query parameter parsing, SQLSTATE mapping and
- * JSON string output.  Pure functions (no I/O), so the fuzz target
- * (fuzz_router.c) can drive them directly.
+ * deliverd: request routing and query parameter parsing.  Pure functions
+ * (no I/O), so the fuzz target (fuzz/fuzz_router.c) can drive them directly.
  */
-#include "gw.h"
+#include "router.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,160 +346,4 @@ parse_receive_params(param_getter get, void *ctx, long max_wait_ms,
 		p->has_group = true;
 	}
 	return NULL;
-}
-
-/* ---- SQLSTATE -> HTTP ---- */
-
-bool
-sqlstate_is_unavailable(const char *s)
-{
-	if (!s || strlen(s) != 5)
-		return true;			/* no SQLSTATE: a libpq-side failure */
-	return strncmp(s, "08", 2) == 0 ||	/* connection exception */
-		strcmp(s, "57P01") == 0 ||	/* admin shutdown */
-		strcmp(s, "57P02") == 0 ||	/* crash shutdown */
-		strcmp(s, "57P03") == 0 ||	/* cannot connect now */
-		strcmp(s, "57014") == 0 ||	/* query canceled (shutdown) */
-		strcmp(s, "53300") == 0 ||	/* too many connections */
-		strcmp(s, "53400") == 0 ||	/* configuration limit (lease slots) */
-		strcmp(s, "40001") == 0 ||	/* serialization failure: retry */
-		strcmp(s, "40P01") == 0;	/* deadlock: retry */
-}
-
-int
-http_status_for_sqlstate(const char *s)
-{
-	if (sqlstate_is_unavailable(s))
-		return 503;
-	if (strcmp(s, "42704") == 0)
-		return 404;
-	if (strcmp(s, "42501") == 0)
-		return 403;
-	if (strcmp(s, "28000") == 0 || strcmp(s, "28P01") == 0)
-		return 401;
-	if (strcmp(s, "54000") == 0)
-		return 413;
-	if (strcmp(s, "55000") == 0 || strcmp(s, "55P03") == 0 ||
-		strcmp(s, "42710") == 0 || strcmp(s, "25001") == 0)
-		return 409;
-	/* malformed input (bad JSON, number or interval syntax): 400 */
-	if (strcmp(s, "22P02") == 0 || strcmp(s, "22007") == 0 ||
-		strcmp(s, "22008") == 0 || strcmp(s, "22003") == 0 ||
-		strcmp(s, "42602") == 0)
-		return 400;
-	/* well-formed but unacceptable values (NULLs, out of range, bad option) */
-	if (strncmp(s, "22", 2) == 0 || strcmp(s, "2202E") == 0)
-		return 422;
-	return 500;
-}
-
-/* ---- buffers and JSON ---- */
-
-void
-buf_init(buf_t *b)
-{
-	b->data = NULL;
-	b->len = b->cap = 0;
-}
-
-void
-buf_free(buf_t *b)
-{
-	free(b->data);
-	buf_init(b);
-}
-
-void
-buf_add(buf_t *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap)
-	{
-		size_t		cap = b->cap ? b->cap : 256;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->data = realloc(b->data, cap);
-		if (!b->data)
-			abort();
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-void
-buf_puts(buf_t *b, const char *s)
-{
-	buf_add(b, s, strlen(s));
-}
-
-void
-buf_printf(buf_t *b, const char *fmt,...)
-{
-	char		tmp[512];
-	va_list		ap;
-	int			n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t) n < sizeof(tmp))
-	{
-		buf_add(b, tmp, (size_t) n);
-		return;
-	}
-	{
-		char	   *big = malloc((size_t) n + 1);
-
-		if (!big)
-			abort();
-		va_start(ap, fmt);
-		vsnprintf(big, (size_t) n + 1, fmt, ap);
-		va_end(ap);
-		buf_add(b, big, (size_t) n);
-		free(big);
-	}
-}
-
-void
-buf_json_str(buf_t *b, const char *s)
-{
-	if (!s)
-	{
-		buf_puts(b, "null");
-		return;
-	}
-	buf_add(b, "\"", 1);
-	for (; *s; s++)
-	{
-		unsigned char c = (unsigned char) *s;
-
-		switch (c)
-		{
-			case '"':
-				buf_add(b, "\\\"", 2);
-				break;
-			case '\\':
-				buf_add(b, "\\\\", 2);
-				break;
-			case '\n':
-				buf_add(b, "\\n", 2);
-				break;
-			case '\r':
-				buf_add(b, "\\r", 2);
-				break;
-			case '\t':
-				buf_add(b, "\\t", 2);
-				break;
-			default:
-				if (c < 0x20 || c == 0x7f)
-					buf_printf(b, "\\u%04x", c);
-				else
-					buf_add(b, (const char *) &c, 1);
-		}
-	}
-	buf_add(b, "\"", 1);
 }

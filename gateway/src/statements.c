@@ -4,8 +4,7 @@
  * parameters parsed by the router, and the request body as one jsonb
  * parameter that Postgres itself parses.
  */
-#ifndef DELIVERD_STATEMENTS_H
-#define DELIVERD_STATEMENTS_H
+#include "statements.h"
 
 /*
  * An interval from a JSON field: a number of seconds or an interval string;
@@ -30,32 +29,7 @@
 #define DEAD_LETTER "d.message_id::text AS message_id, d.group_name, d.payload, d.headers," \
 	" d.ordering_key, d.attempts, d.reason, d.last_error, d.enqueued_at, d.dead_at"
 
-enum
-{
-	S_LIST_QUEUES,
-	S_GET_QUEUE,
-	S_CREATE_QUEUE,
-	S_DROP_QUEUE,
-	S_LIST_GROUPS,
-	S_CREATE_GROUP,
-	S_DROP_GROUP,
-	S_SEND,
-	S_SEND_BATCH,
-	S_RECEIVE,
-	S_RECEIVE_ROWS,
-	S_ACK,
-	S_ACK_BATCH,
-	S_NACK,
-	S_EXTEND,
-	S_DEAD_LETTERS,
-	S_REDRIVE,
-	S_QUEUE_METRICS,
-	S_ALL_METRICS,
-	S_PING,
-	S__COUNT
-};
-
-static const stmt_def statements[S__COUNT] = {
+const stmt_def statements[S__COUNT] = {
 	[S_LIST_QUEUES] = {"list_queues",
 		"SELECT coalesce(json_agg(q), '[]') FROM deliver.list_queues() q", 0},
 	[S_GET_QUEUE] = {"get_queue",
@@ -126,5 +100,3 @@ static const stmt_def statements[S__COUNT] = {
 		" coalesce(extract(epoch FROM m.oldest_age), 0) FROM deliver.metrics() m", 0},
 	[S_PING] = {"ping", "SELECT 1", 0},
 };
-
-#endif

@@ -7,7 +7,11 @@
  * runs one prepared statement through the pool (pool.c) as the caller's
  * role (auth.c); the SQL lives in statements.h.
  */
-#include "gw.h"
+#include "auth.h"
+#include "buf.h"
+#include "openapi.h"
+#include "pool.h"
+#include "router.h"
 #include "statements.h"
 
 #include <arpa/inet.h>
@@ -438,10 +442,6 @@ get_arg(void *ctx, const char *key)
 {
 	return MHD_lookup_connection_value((struct MHD_Connection *) ctx, MHD_GET_ARGUMENT_KIND, key);
 }
-
-/* ---- OpenAPI ---- */
-
-#include "openapi.h"
 
 /* ---- /metrics ---- */
 

@@ -10,7 +10,8 @@
  * exponential backoff (100 ms doubling to 5 s) shared by the pool, so a
  * database that is down costs a 503 with Retry-After, not a hang.
  */
-#include "gw.h"
+#include "pool.h"
+#include "sqlstate.h"
 
 #include <poll.h>
 #include <pthread.h>
