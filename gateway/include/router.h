@@ -38,7 +38,16 @@ typedef enum
 	R__COUNT
 } route_id;
 
+/*
+ * The longest queue or group name (NAMEDATALEN - 1): the one name rule the
+ * gateway keeps, for the names it takes from a URL; which characters a name
+ * may have is deliver's rule.
+ */
 #define NAME_MAX_LEN 63
+#define NAME_STRINGIFY(x) #x
+#define NAME_XSTRINGIFY(x) NAME_STRINGIFY(x)
+#define NAME_MAX_LEN_STR NAME_XSTRINGIFY(NAME_MAX_LEN)	/* "63", for messages */
+#define NAME_RULE "a name of 1 to " NAME_MAX_LEN_STR " bytes"
 
 typedef struct
 {
@@ -76,7 +85,7 @@ typedef const char *(*param_getter) (void *ctx, const char *key);
 /* Returns NULL when fine, else a message for a 400 answer. */
 const char *parse_receive_params(param_getter get, void *ctx, long max_wait_ms,
 								 int default_max, receive_params *p);
-bool		valid_name(const char *s);	/* 1-63 bytes */
+bool		valid_name(const char *s);	/* 1 to NAME_MAX_LEN bytes */
 bool		parse_int_range(const char *s, long lo, long hi, long *out);
 bool		parse_int(const char *s, long *out);
 bool		parse_seconds(const char *s, long *out_ms);

@@ -7,6 +7,17 @@
 
 #include "pool.h"
 
+/*
+ * What the gateway passes for an argument a request leaves out, where the
+ * deliver function refuses NULL.  These mirror the defaults of
+ * deliver.receive (max_messages DEFAULT 1, consumer_group DEFAULT
+ * 'default') and deliver.dead_letters (max_messages DEFAULT 100), and must
+ * change with them.  They are no limits: the database checks every range.
+ */
+#define RECEIVE_DEFAULT_MAX			1
+#define RECEIVE_DEFAULT_GROUP		"default"
+#define DEAD_LETTERS_DEFAULT_MAX	100
+
 enum
 {
 	S_LIST_QUEUES,

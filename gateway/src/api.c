@@ -157,7 +157,9 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 							 false, false);
 		case R_RECEIVE:
 		case R_STREAM:
-			err = parse_receive_params(get_arg, c, cfg.max_wait_ms, m->id == R_STREAM ? 10 : 1, &rp);
+			err = parse_receive_params(get_arg, c, cfg.max_wait_ms,
+									   m->id == R_STREAM ? STREAM_DEFAULT_MAX : RECEIVE_DEFAULT_MAX,
+									   &rp);
 			if (err)
 				return send_error(c, rq, 400, err, NULL, NULL, NULL, 0);
 			if (m->id == R_STREAM)
@@ -180,7 +182,7 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 			p[1] = max;
 			p[2] = rp.has_vt ? vt : NULL;
 			p[3] = wait;
-			p[4] = rp.has_group ? rp.group : "default";
+			p[4] = rp.has_group ? rp.group : RECEIVE_DEFAULT_GROUP;
 			return run_route(c, rq, S_RECEIVE, 5, p, 200, rp.wait_ms > 0, false);
 		case R_ACK:
 			p[0] = m->queue;
@@ -205,11 +207,11 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 				const char *mx = get_arg(c, "max");
 
 				if (g && !valid_name(g))
-					return send_error(c, rq, 400, "group must be a name of 1 to 63 bytes", NULL,
+					return send_error(c, rq, 400, "group must be " NAME_RULE, NULL,
 									  NULL, NULL, 0);
 				if (mx && !parse_int(mx, &n))
 					return send_error(c, rq, 400, "max must be an integer", NULL, NULL, NULL, 0);
-				snprintf(max, sizeof(max), "%ld", mx ? n : 100L);
+				snprintf(max, sizeof(max), "%ld", mx ? n : (long) DEAD_LETTERS_DEFAULT_MAX);
 				p[0] = m->queue;
 				p[1] = g;
 				p[2] = max;

@@ -229,7 +229,7 @@ http_handle(void *cls, struct MHD_Connection *c, const char *url, const char *me
 		return send_error(c, rq, 405, "method not allowed", NULL, "See /openapi.json.", NULL, 0);
 	if (rq->rm.status == 400)
 		return send_error(c, rq, 400, "a name in the path is too long, or a delivery id is not an integer",
-						  NULL, "Names are 1 to 63 bytes; delivery ids are 64-bit integers.",
+						  NULL, "Names are 1 to " NAME_MAX_LEN_STR " bytes; delivery ids are 64-bit integers.",
 						  "42602", 0);
 	if (rq->rm.status != 0)
 		return send_error(c, rq, 404, "no such route", NULL, "See /openapi.json.", NULL, 0);

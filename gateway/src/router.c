@@ -341,7 +341,7 @@ parse_receive_params(param_getter get, void *ctx, long max_wait_ms,
 	if ((v = get(ctx, "group")) != NULL)
 	{
 		if (!valid_name(v))
-			return "group must be a name of 1 to 63 bytes";
+			return "group must be " NAME_RULE;
 		strcpy(p->group, v);
 		p->has_group = true;
 	}

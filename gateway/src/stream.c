@@ -251,7 +251,7 @@ stream_serve(struct MHD_Connection *c, request_t *rq, const receive_params *p)
 		return MHD_NO;
 	atomic_fetch_add(&open_streams, 1);
 	snprintf(st->queue, sizeof(st->queue), "%s", rq->rm.queue);
-	snprintf(st->group, sizeof(st->group), "%s", p->has_group ? p->group : "default");
+	snprintf(st->group, sizeof(st->group), "%s", p->has_group ? p->group : RECEIVE_DEFAULT_GROUP);
 	snprintf(st->role, sizeof(st->role), "%s", rq->role);
 	st->has_role = rq->role[0] != '\0';
 	st->exp = rq->exp;
