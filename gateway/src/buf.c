@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* an empty buffer (nothing allocated yet) */
 void
 buf_init(buf_t *b)
 {
@@ -22,8 +23,9 @@ buf_free(buf_t *b)
 	buf_init(b);
 }
 
-void
-buf_add(buf_t *b, const char *s, size_t n)
+/* room for n more bytes and the NUL */
+static void
+buf_grow(buf_t *b, size_t n)
 {
 	if (b->len + n + 1 > b->cap)
 	{
@@ -36,6 +38,12 @@ buf_add(buf_t *b, const char *s, size_t n)
 			abort();
 		b->cap = cap;
 	}
+}
+
+void
+buf_add(buf_t *b, const char *s, size_t n)
+{
+	buf_grow(b, n);
 	memcpy(b->data + b->len, s, n);
 	b->len += n;
 	b->data[b->len] = '\0';
@@ -50,31 +58,19 @@ buf_puts(buf_t *b, const char *s)
 void
 buf_printf(buf_t *b, const char *fmt,...)
 {
-	char		tmp[512];
 	va_list		ap;
 	int			n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	n = vsnprintf(NULL, 0, fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return;
-	if ((size_t) n < sizeof(tmp))
-	{
-		buf_add(b, tmp, (size_t) n);
-		return;
-	}
-	{
-		char	   *big = malloc((size_t) n + 1);
-
-		if (!big)
-			abort();
-		va_start(ap, fmt);
-		vsnprintf(big, (size_t) n + 1, fmt, ap);
-		va_end(ap);
-		buf_add(b, big, (size_t) n);
-		free(big);
-	}
+	buf_grow(b, (size_t) n);
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t) n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t) n;
 }
 
 void
