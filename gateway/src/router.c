@@ -96,6 +96,7 @@ split_path(const char *path, char segs[MAX_SEGS][SEG_LEN], size_t lens[MAX_SEGS]
 	return n;
 }
 
+/* method is want */
 static bool
 is_method(const char *m, const char *want)
 {
@@ -118,6 +119,69 @@ pick(route_match *m, const char *method, const char *get, route_id rget,
 	return m->status = 0;
 }
 
+/*
+ * The routes of the paths that differ in one segment: for each, the route
+ * of a method and of a second method, if the path has one.
+ */
+typedef struct
+{
+	const char *segment;
+	const char *method;
+	route_id	route;
+	const char *other_method;
+	route_id	other_route;
+} path_routes;
+
+/* /SEGMENT */
+static const path_routes top_routes[] = {
+	{"healthz", "GET", R_HEALTHZ, NULL, 0},
+	{"readyz", "GET", R_READYZ, NULL, 0},
+	{"metrics", "GET", R_METRICS, NULL, 0},
+	{"openapi.json", "GET", R_OPENAPI, NULL, 0},
+	{NULL, NULL, 0, NULL, 0}
+};
+
+/* /v1/queues/{queue}/SEGMENT */
+static const path_routes queue_routes[] = {
+	{"groups", "GET", R_GROUPS_LIST, "POST", R_GROUP_CREATE},
+	{"messages", "POST", R_SEND, NULL, 0},
+	{"receive", "POST", R_RECEIVE, NULL, 0},
+	{"ack", "POST", R_ACK_BATCH, NULL, 0},
+	{"dead-letters", "GET", R_DEAD_LETTERS, NULL, 0},
+	{"redrive", "POST", R_REDRIVE, NULL, 0},
+	{"metrics", "GET", R_QUEUE_METRICS, NULL, 0},
+	{"stream", "GET", R_STREAM, NULL, 0},
+	{NULL, NULL, 0, NULL, 0}
+};
+
+/* /v1/queues/{queue}/deliveries/{delivery_id}/SEGMENT */
+static const path_routes delivery_routes[] = {
+	{"ack", "POST", R_ACK, NULL, 0},
+	{"nack", "POST", R_NACK, NULL, 0},
+	{"extend", "POST", R_EXTEND, NULL, 0},
+	{NULL, NULL, 0, NULL, 0}
+};
+
+/* the entry of table for segment, NULL when it has none */
+static const path_routes *
+find_segment(const path_routes *table, const char *segment)
+{
+	for (; table->segment; table++)
+		if (strcmp(table->segment, segment) == 0)
+			return table;
+	return NULL;
+}
+
+/* Pick the route of the method among those of one path (404 when none). */
+static int
+pick_in(route_match *m, const char *method, const path_routes *p)
+{
+	if (!p)
+		return m->status;
+	return pick(m, method, p->method, p->route, p->other_method, p->other_route);
+}
+
+/* Copy a name from the path into dst; 400 when it is no valid name. */
 static int
 set_name(route_match *m, char *dst, const char *src, size_t len)
 {
@@ -144,6 +208,11 @@ parse_id(const char *s, char *out, size_t cap)
 	return true;
 }
 
+/*
+ * The route of method and path: /healthz, /readyz, /metrics, /openapi.json
+ * and /v1/queues[/{queue}[/...]].  A name or id that is no valid one is a
+ * 400 as soon as its segment is read.
+ */
 int
 route_request(const char *method, const char *path, route_match *m)
 {
@@ -161,17 +230,7 @@ route_request(const char *method, const char *path, route_match *m)
 		return m->status;
 
 	if (n == 1)
-	{
-		if (strcmp(segs[0], "healthz") == 0)
-			return pick(m, method, "GET", R_HEALTHZ, NULL, 0);
-		if (strcmp(segs[0], "readyz") == 0)
-			return pick(m, method, "GET", R_READYZ, NULL, 0);
-		if (strcmp(segs[0], "metrics") == 0)
-			return pick(m, method, "GET", R_METRICS, NULL, 0);
-		if (strcmp(segs[0], "openapi.json") == 0)
-			return pick(m, method, "GET", R_OPENAPI, NULL, 0);
-		return m->status;
-	}
+		return pick_in(m, method, find_segment(top_routes, segs[0]));
 	if (strcmp(segs[0], "v1") != 0 || strcmp(segs[1], "queues") != 0)
 		return m->status;
 	if (n == 2)
@@ -181,27 +240,7 @@ route_request(const char *method, const char *path, route_match *m)
 	if (n == 3)
 		return pick(m, method, "GET", R_QUEUE_GET, "DELETE", R_QUEUE_DROP);
 	if (n == 4)
-	{
-		const char *s = segs[3];
-
-		if (strcmp(s, "groups") == 0)
-			return pick(m, method, "GET", R_GROUPS_LIST, "POST", R_GROUP_CREATE);
-		if (strcmp(s, "messages") == 0)
-			return pick(m, method, "POST", R_SEND, NULL, 0);
-		if (strcmp(s, "receive") == 0)
-			return pick(m, method, "POST", R_RECEIVE, NULL, 0);
-		if (strcmp(s, "ack") == 0)
-			return pick(m, method, "POST", R_ACK_BATCH, NULL, 0);
-		if (strcmp(s, "dead-letters") == 0)
-			return pick(m, method, "GET", R_DEAD_LETTERS, NULL, 0);
-		if (strcmp(s, "redrive") == 0)
-			return pick(m, method, "POST", R_REDRIVE, NULL, 0);
-		if (strcmp(s, "metrics") == 0)
-			return pick(m, method, "GET", R_QUEUE_METRICS, NULL, 0);
-		if (strcmp(s, "stream") == 0)
-			return pick(m, method, "GET", R_STREAM, NULL, 0);
-		return m->status;
-	}
+		return pick_in(m, method, find_segment(queue_routes, segs[3]));
 	if (n == 5)
 	{
 		if (strcmp(segs[3], "groups") == 0)
@@ -216,20 +255,15 @@ route_request(const char *method, const char *path, route_match *m)
 	}
 	if (n == 6 && strcmp(segs[3], "deliveries") == 0)
 	{
-		const char *action = segs[5];
+		const path_routes *action = find_segment(delivery_routes, segs[5]);
 
-		if (strcmp(action, "ack") != 0 && strcmp(action, "nack") != 0 &&
-			strcmp(action, "extend") != 0)
+		if (!action)
 			return m->status;
 		/* a delivery id: any bigint (which ones exist is deliver's answer) */
 		if (lens[4] >= sizeof(m->delivery_id) ||
 			!parse_id(segs[4], m->delivery_id, sizeof(m->delivery_id)))
 			return m->status = 400;
-		if (strcmp(action, "ack") == 0)
-			return pick(m, method, "POST", R_ACK, NULL, 0);
-		if (strcmp(action, "nack") == 0)
-			return pick(m, method, "POST", R_NACK, NULL, 0);
-		return pick(m, method, "POST", R_EXTEND, NULL, 0);
+		return pick_in(m, method, action);
 	}
 	return m->status;
 }
