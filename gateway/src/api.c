@@ -84,7 +84,94 @@ body_or_null(request_t *rq)
 	return rq->body.len ? rq->body.data : NULL;
 }
 
-/* Each route: its parameters, its statement, its answer. */
+/* where a parameter of a route's statement comes from */
+typedef enum
+{
+	P_QUEUE,					/* the queue named in the path */
+	P_GROUP,					/* the group named in the path */
+	P_DELIVERY,					/* the delivery id in the path */
+	P_BODY,						/* the request body, NULL when empty */
+	P_IDEMPOTENCY_KEY			/* the Idempotency-Key header */
+} param_source;
+
+/*
+ * The routes that run their statement with parameters from the path, the
+ * body and the headers, and answer with its result (run_route).  When
+ * body_hint is set the body is required: a request without one is a 400
+ * with that hint.
+ */
+typedef struct
+{
+	route_id	route;
+	int			stmt;
+	int			nparams;
+	param_source params[3];
+	int			ok_status;
+	bool		not_found_if_empty;
+	const char *body_hint;
+} statement_route;
+
+static const statement_route statement_routes[] = {
+	{R_QUEUES_LIST, S_LIST_QUEUES, 0, {P_QUEUE}, 200, false, NULL},
+	{R_QUEUE_CREATE, S_CREATE_QUEUE, 1, {P_BODY}, 201, false, NULL},
+	{R_QUEUE_GET, S_GET_QUEUE, 1, {P_QUEUE}, 200, true, NULL},
+	{R_QUEUE_DROP, S_DROP_QUEUE, 1, {P_QUEUE}, 200, false, NULL},
+	{R_GROUPS_LIST, S_LIST_GROUPS, 1, {P_QUEUE}, 200, false, NULL},
+	{R_GROUP_CREATE, S_CREATE_GROUP, 2, {P_QUEUE, P_BODY}, 201, false, NULL},
+	{R_GROUP_DROP, S_DROP_GROUP, 2, {P_QUEUE, P_GROUP}, 200, false, NULL},
+	{R_SEND, S_SEND, 3, {P_QUEUE, P_BODY, P_IDEMPOTENCY_KEY}, 201, false,
+	"Send {\"payload\": ...}."},
+	{R_SEND_BATCH, S_SEND_BATCH, 3, {P_QUEUE, P_BODY, P_IDEMPOTENCY_KEY}, 201, false,
+	"Send {\"messages\": [{\"payload\": ...}]}."},
+	{R_ACK, S_ACK, 2, {P_QUEUE, P_DELIVERY}, 200, false, NULL},
+	{R_ACK_BATCH, S_ACK_BATCH, 2, {P_QUEUE, P_BODY}, 200, false, "Send {\"delivery_ids\": [...]}."},
+	{R_NACK, S_NACK, 3, {P_QUEUE, P_DELIVERY, P_BODY}, 200, false, NULL},
+	{R_EXTEND, S_EXTEND, 3, {P_QUEUE, P_DELIVERY, P_BODY}, 200, false, NULL},
+	{R_REDRIVE, S_REDRIVE, 2, {P_QUEUE, P_BODY}, 200, false, NULL},
+	{R_QUEUE_METRICS, S_QUEUE_METRICS, 1, {P_QUEUE}, 200, false, NULL},
+};
+
+#define NSTATEMENT_ROUTES (sizeof(statement_routes) / sizeof(statement_routes[0]))
+
+/* Serve a route of statement_routes: gather its parameters, run it. */
+static enum MHD_Result
+run_statement_route(struct MHD_Connection *c, request_t *rq, const statement_route *r)
+{
+	const char *p[3];
+	int			i;
+
+	for (i = 0; i < r->nparams; i++)
+	{
+		switch (r->params[i])
+		{
+			case P_QUEUE:
+				p[i] = rq->rm.queue;
+				break;
+			case P_GROUP:
+				p[i] = rq->rm.group;
+				break;
+			case P_DELIVERY:
+				p[i] = rq->rm.delivery_id;
+				break;
+			case P_BODY:
+				p[i] = body_or_null(rq);
+				if (!p[i] && r->body_hint)
+					return send_error(c, rq, 400, "request body required", NULL, r->body_hint,
+									  NULL, 0);
+				break;
+			case P_IDEMPOTENCY_KEY:
+				p[i] = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+				break;
+		}
+	}
+	return run_route(c, rq, r->stmt, r->nparams, p, r->ok_status, false, r->not_found_if_empty);
+}
+
+/*
+ * Each route: its parameters, its statement, its answer.  The routes that
+ * need more than a statement's result come first; the others are served
+ * from statement_routes.
+ */
 enum MHD_Result
 api_dispatch(struct MHD_Connection *c, request_t *rq)
 {
@@ -122,39 +209,6 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 			return metrics_serve(c, rq);
 		case R_OPENAPI:
 			return send_json(c, rq, 200, openapi_json);
-		case R_QUEUES_LIST:
-			return run_route(c, rq, S_LIST_QUEUES, 0, NULL, 200, false, false);
-		case R_QUEUE_CREATE:
-			p[0] = body_or_null(rq);
-			return run_route(c, rq, S_CREATE_QUEUE, 1, p, 201, false, false);
-		case R_QUEUE_GET:
-			p[0] = m->queue;
-			return run_route(c, rq, S_GET_QUEUE, 1, p, 200, false, true);
-		case R_QUEUE_DROP:
-			p[0] = m->queue;
-			return run_route(c, rq, S_DROP_QUEUE, 1, p, 200, false, false);
-		case R_GROUPS_LIST:
-			p[0] = m->queue;
-			return run_route(c, rq, S_LIST_GROUPS, 1, p, 200, false, false);
-		case R_GROUP_CREATE:
-			p[0] = m->queue;
-			p[1] = body_or_null(rq);
-			return run_route(c, rq, S_CREATE_GROUP, 2, p, 201, false, false);
-		case R_GROUP_DROP:
-			p[0] = m->queue;
-			p[1] = m->group;
-			return run_route(c, rq, S_DROP_GROUP, 2, p, 200, false, false);
-		case R_SEND:
-		case R_SEND_BATCH:
-			p[0] = m->queue;
-			p[1] = body_or_null(rq);
-			p[2] = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
-			if (!p[1])
-				return send_error(c, rq, 400, "request body required", NULL,
-								  m->id == R_SEND ? "Send {\"payload\": ...}." :
-								  "Send {\"messages\": [{\"payload\": ...}]}.", NULL, 0);
-			return run_route(c, rq, m->id == R_SEND ? S_SEND : S_SEND_BATCH, 3, p, 201,
-							 false, false);
 		case R_RECEIVE:
 		case R_STREAM:
 			err = parse_receive_params(get_arg, c, cfg.max_wait_ms,
@@ -184,23 +238,6 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 			p[3] = wait;
 			p[4] = rp.has_group ? rp.group : RECEIVE_DEFAULT_GROUP;
 			return run_route(c, rq, S_RECEIVE, 5, p, 200, rp.wait_ms > 0, false);
-		case R_ACK:
-			p[0] = m->queue;
-			p[1] = m->delivery_id;
-			return run_route(c, rq, S_ACK, 2, p, 200, false, false);
-		case R_ACK_BATCH:
-			p[0] = m->queue;
-			p[1] = body_or_null(rq);
-			if (!p[1])
-				return send_error(c, rq, 400, "request body required", NULL,
-								  "Send {\"delivery_ids\": [...]}.", NULL, 0);
-			return run_route(c, rq, S_ACK_BATCH, 2, p, 200, false, false);
-		case R_NACK:
-		case R_EXTEND:
-			p[0] = m->queue;
-			p[1] = m->delivery_id;
-			p[2] = body_or_null(rq);
-			return run_route(c, rq, m->id == R_NACK ? S_NACK : S_EXTEND, 3, p, 200, false, false);
 		case R_DEAD_LETTERS:
 			{
 				const char *g = get_arg(c, "group");
@@ -217,14 +254,14 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 				p[2] = max;
 				return run_route(c, rq, S_DEAD_LETTERS, 3, p, 200, false, false);
 			}
-		case R_REDRIVE:
-			p[0] = m->queue;
-			p[1] = body_or_null(rq);
-			return run_route(c, rq, S_REDRIVE, 2, p, 200, false, false);
-		case R_QUEUE_METRICS:
-			p[0] = m->queue;
-			return run_route(c, rq, S_QUEUE_METRICS, 1, p, 200, false, false);
 		default:
-			return send_error(c, rq, 404, "no such route", NULL, "See /openapi.json.", NULL, 0);
+			{
+				size_t		i;
+
+				for (i = 0; i < NSTATEMENT_ROUTES; i++)
+					if (statement_routes[i].route == m->id)
+						return run_statement_route(c, rq, &statement_routes[i]);
+				return send_error(c, rq, 404, "no such route", NULL, "See /openapi.json.", NULL, 0);
+			}
 	}
 }

@@ -15,6 +15,8 @@
 #define IV(f) "(CASE jsonb_typeof(b->'" f "') WHEN 'string' THEN (b->>'" f "')::interval" \
 	" WHEN 'null' THEN NULL ELSE make_interval(secs => (b->'" f "')::float8) END)"
 #define BODY(n) " FROM (SELECT coalesce($" #n "::jsonb, '{}'::jsonb) AS b) s"
+/* the messages of a batch body, m, in their order, i (from 1) */
+#define EACH_MESSAGE " FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i"
 
 /*
  * Ids are bigints, and over JSON they are strings: a JavaScript number holds
@@ -61,11 +63,10 @@ const stmt_def statements[S__COUNT] = {
 	 */
 	[S_SEND_BATCH] = {"send_batch",
 		"SELECT json_build_object('message_ids', to_json(deliver.send_batch($1,"
-		" ARRAY(SELECT m->'payload' FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i),"
-		" ARRAY(SELECT nullif(m->'headers', 'null'::jsonb) FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i),"
-		" ARRAY(SELECT m->>'ordering_key' FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i),"
-		" ARRAY(SELECT coalesce(m->>'idempotency_key', $3 || ':' || (i - 1))"
-		"   FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i),"
+		" ARRAY(SELECT m->'payload'" EACH_MESSAGE "),"
+		" ARRAY(SELECT nullif(m->'headers', 'null'::jsonb)" EACH_MESSAGE "),"
+		" ARRAY(SELECT m->>'ordering_key'" EACH_MESSAGE "),"
+		" ARRAY(SELECT coalesce(m->>'idempotency_key', $3 || ':' || (i - 1))" EACH_MESSAGE "),"
 		" " IV("delay") ")::text[]))" BODY(2), 3},
 	[S_RECEIVE] = {"receive",
 		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT " RECEIVED " FROM deliver.receive($1,"
