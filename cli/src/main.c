@@ -29,17 +29,24 @@
 
 static const char *conninfo = "";
 
+/* "deliver: ", the message and a newline on stderr */
+static void
+vnote(const char *fmt, va_list ap)
+{
+	fprintf(stderr, "deliver: ");
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 /* a message, then exit (main.h) */
 void
 die(int code, const char *fmt,...)
 {
 	va_list		ap;
 
-	fprintf(stderr, "deliver: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vnote(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	exit(code);
 }
 
@@ -49,11 +56,9 @@ note(const char *fmt,...)
 {
 	va_list		ap;
 
-	fprintf(stderr, "deliver: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vnote(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 /* exit when a buffer could not grow */

@@ -182,6 +182,19 @@ permanent_error(const char *state, const char *msg)
 		strcmp(state, "3D000") == 0;	/* no such database */
 }
 
+/* ', "option" 'value'' (the value quoted) onto the START_REPLICATION command */
+static void
+add_plugin_option(Listen *L, Buf *cmd, const char *option, const char *value, const char *what)
+{
+	char	   *v = PQescapeLiteral(L->repl, value, strlen(value));
+	Shown		sh;
+
+	if (v == NULL)
+		die(EXIT_FATAL, "could not quote %s %s: %s", what, show(&sh, value), PQerrorMessage(L->repl));
+	must(buf_printf(cmd, ", \"%s\" %s", option, v));
+	PQfreemem(v);
+}
+
 /* connect for replication and start streaming; false: retry later */
 bool
 start_stream(Listen *L)
@@ -211,27 +224,9 @@ start_stream(Listen *L)
 					slot, (unsigned) (start >> 32), (unsigned) start));
 	PQfreemem(slot);
 	if (L->queues)
-	{
-		char	   *v = PQescapeLiteral(L->repl, L->queues, strlen(L->queues));
-		Shown		sh;
-
-		if (v == NULL)
-			die(EXIT_FATAL, "could not quote the queue names %s: %s",
-				show(&sh, L->queues), PQerrorMessage(L->repl));
-		must(buf_printf(&cmd, ", \"queues\" %s", v));
-		PQfreemem(v);
-	}
+		add_plugin_option(L, &cmd, "queues", L->queues, "the queue names");
 	if (L->group)
-	{
-		char	   *v = PQescapeLiteral(L->repl, L->group, strlen(L->group));
-		Shown		sh;
-
-		if (v == NULL)
-			die(EXIT_FATAL, "could not quote the group name %s: %s",
-				show(&sh, L->group), PQerrorMessage(L->repl));
-		must(buf_printf(&cmd, ", \"consumer_group\" %s", v));
-		PQfreemem(v);
-	}
+		add_plugin_option(L, &cmd, "consumer_group", L->group, "the group name");
 	must(buf_putc(&cmd, ')'));
 	res = PQexec(L->repl, cmd.data);
 	buf_free(&cmd);
