@@ -17,6 +17,22 @@
 #include "commands.h"
 #include "main.h"
 
+/*
+ * What receive passes for an option left out, where deliver.receive
+ * refuses NULL: these mirror its defaults (max_messages DEFAULT 1,
+ * consumer_group DEFAULT 'default') and must change with them.  They are
+ * no limits: the database checks every range.
+ */
+#define RECEIVE_DEFAULT_MAX		1
+#define RECEIVE_DEFAULT_GROUP	"default"
+
+/*
+ * send without a payload: standard input's lines go in batches of this
+ * many, a transaction each (the client's own choice, well under the
+ * default deliver.max_batch_size).
+ */
+#define SEND_BATCH_LINES		1000
+
 /* a connection, or exit */
 static PGconn *
 connect_or_die(void)
@@ -80,7 +96,7 @@ cmd_send(int argc, char **argv)
 	}
 	else
 	{
-		/* one message per line of standard input, 1000 per transaction */
+		/* one message per line of standard input, SEND_BATCH_LINES per transaction */
 		char	   *line = NULL;
 		size_t		cap = 0;
 		ssize_t		len;
@@ -116,7 +132,7 @@ cmd_send(int argc, char **argv)
 				must(buf_putc(&arr, '"'));
 				n++;
 			}
-			if (n > 0 && (eof || n == 1000))
+			if (n > 0 && (eof || n == SEND_BATCH_LINES))
 			{
 				const char *p[3] = {queue, NULL, delay};
 
@@ -147,9 +163,9 @@ cmd_receive(int argc, char **argv)
 		{"ack", no_argument, NULL, 'a'},
 		{NULL, 0, NULL, 0}
 	};
-	long long	max = 1;
+	long long	max = RECEIVE_DEFAULT_MAX;
 	const char *wait = "0",
-			   *group = "default",
+			   *group = RECEIVE_DEFAULT_GROUP,
 			   *vt = NULL;
 	char		maxs[32];
 	bool		ack = false;
