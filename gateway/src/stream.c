@@ -15,6 +15,13 @@
 #include <string.h>
 #include <unistd.h>
 
+/* milliseconds a client waits before it reconnects (the SSE retry field) */
+#define STREAM_RETRY_MS "1000"
+/* between receives that do not wait, when the pool has no connection to spare */
+#define STREAM_BUSY_POLL_MS 250
+/* the most libmicrohttpd asks of stream_reader at once */
+#define STREAM_BLOCK_SIZE (16 * 1024)
+
 static atomic_int open_streams;
 
 /* a stream's state, owned by libmicrohttpd's response (freed by stream_free) */
@@ -142,7 +149,8 @@ stream_receive(stream_t *st, long wait_ms, exec_result *er)
 /*
  * Wait up to stream_wait for messages.  A long poll holds a pooled
  * connection for its wait: when all but one are taken by long polls, poll
- * without waiting every 250 ms instead, so short requests keep a connection.
+ * without waiting every STREAM_BUSY_POLL_MS instead, so short requests keep
+ * a connection.
  */
 static int
 stream_poll(stream_t *st, exec_result *er)
@@ -159,7 +167,7 @@ stream_poll(stream_t *st, exec_result *er)
 			elapsed(&t0) * 1000 >= (double) cfg.stream_wait_ms)
 			return rc;
 		exec_result_clear(er);
-		usleep(250 * 1000);
+		usleep(STREAM_BUSY_POLL_MS * 1000);
 	}
 }
 
@@ -274,7 +282,7 @@ stream_serve(struct MHD_Connection *c, request_t *rq, const receive_params *p)
 		snprintf(st->last_event_id, sizeof(st->last_event_id), "%ld", v);
 	}
 	buf_init(&st->out);
-	buf_puts(&st->out, "retry: 1000\n\n");
+	buf_puts(&st->out, "retry: " STREAM_RETRY_MS "\n\n");
 	/* a first receive without waiting: errors (unknown queue, no grant) get a status */
 	if (stream_receive(st, 0, &er) != 200)
 	{
@@ -284,8 +292,8 @@ stream_serve(struct MHD_Connection *c, request_t *rq, const receive_params *p)
 		return ret;
 	}
 	exec_result_clear(&er);
-	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, st,
-											 stream_free);
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_reader,
+											 st, stream_free);
 	if (!resp)
 	{
 		stream_free(st);
