@@ -49,13 +49,13 @@ not_current(QueueInfo *q, int64 delivery_id, const char *detail)
  * Returns NULL (after raising an error unless missing_ok) when the id is
  * not current.
  */
-static GroupShared *
+static GroupEntry *
 lock_delivery(QueueInfo *q, int64 delivery_id, int32 *slot_out)
 {
 	uint64		idx = (uint64) delivery_id & DELIVERY_SLOT_MASK;
 	LeaseSlot  *s;
 	int32		gidx;
-	GroupShared *gs;
+	GroupEntry *gs;
 
 	if (delivery_id <= 0 || idx >= (uint64) deliver_max_leases)
 		not_current(q, delivery_id, "No such delivery.");
@@ -103,7 +103,7 @@ ack_many(QueueInfo *q, int64 *ids, int n)
 	for (i = 0; i < n; i++)
 	{
 		int32		idx;
-		GroupShared *gs = lock_delivery(q, ids[i], &idx);
+		GroupEntry *gs = lock_delivery(q, ids[i], &idx);
 		LeaseSlot  *s = &deliver_slots[idx];
 
 		if (s->finish_pending)
@@ -147,7 +147,7 @@ ack_many(QueueInfo *q, int64 *ids, int n)
 	/* one finish record per group (nearly always just one) */
 	for (i = 0; i < nacked; i++)
 	{
-		GroupShared *gs = &deliver_groups[gidx[i]];
+		GroupEntry *gs = &deliver_groups[gidx[i]];
 		int			m = 0;
 		int32		group_id;
 
@@ -169,7 +169,7 @@ ack_many(QueueInfo *q, int64 *ids, int n)
 }
 
 static void
-check_queue_arg(FunctionCallInfo fcinfo, int argno, const char *what)
+arg_not_null(FunctionCallInfo fcinfo, int argno, const char *what)
 {
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
@@ -190,7 +190,7 @@ deliver_ack(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	check_queue_arg(fcinfo, 1, "delivery_id");
+	arg_not_null(fcinfo, 1, "delivery_id");
 	id = PG_GETARG_INT64(1);
 	n = ack_many(q, &id, 1);
 	SPI_finish();
@@ -215,7 +215,7 @@ deliver_ack_batch(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	check_queue_arg(fcinfo, 1, "delivery_ids");
+	arg_not_null(fcinfo, 1, "delivery_ids");
 	a = PG_GETARG_ARRAYTYPE_P(1);
 	if (ARR_NDIM(a) > 1)
 		ereport(ERROR,
@@ -253,7 +253,7 @@ deliver_nack(PG_FUNCTION_ARGS)
 	QueueInfo  *q;
 	int64		id;
 	int32		idx;
-	GroupShared *gs;
+	GroupEntry *gs;
 	LeaseSlot  *s;
 	int64		delay_ms = -1;
 	TimestampTz now = GetCurrentTimestamp();
@@ -262,7 +262,7 @@ deliver_nack(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	check_queue_arg(fcinfo, 1, "delivery_id");
+	arg_not_null(fcinfo, 1, "delivery_id");
 	queue_check_privilege(q, ACL_SELECT, "nack messages of");
 	id = PG_GETARG_INT64(1);
 	delay_ms = deliver_interval_arg(fcinfo, 3, -1, 0, DELIVER_MAX_VISIBILITY_MS, "retry_after",
@@ -302,7 +302,7 @@ deliver_extend_lease(PG_FUNCTION_ARGS)
 	QueueInfo  *q;
 	int64		id;
 	int32		idx;
-	GroupShared *gs;
+	GroupEntry *gs;
 	LeaseSlot  *s;
 	int64		vt_ms;
 	TimestampTz expires;
@@ -310,8 +310,8 @@ deliver_extend_lease(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	check_queue_arg(fcinfo, 1, "delivery_id");
-	check_queue_arg(fcinfo, 2, "visibility_timeout");
+	arg_not_null(fcinfo, 1, "delivery_id");
+	arg_not_null(fcinfo, 2, "visibility_timeout");
 	queue_check_privilege(q, ACL_SELECT, "extend leases of");
 	id = PG_GETARG_INT64(1);
 	vt_ms = deliver_interval_arg(fcinfo, 2, 0, 1, DELIVER_MAX_VISIBILITY_MS, "visibility_timeout",

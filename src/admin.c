@@ -22,7 +22,7 @@ deliver_latest_snapshot(PG_FUNCTION_ARGS)
 {
 	DSnap	   *s;
 
-	deliver_check_usable();
+	deliver_check_primary();
 	s = palloc(deliver_snap_size);
 	dsnap_latest(s);
 	PG_RETURN_DATUM(dsnap_to_datum(s));
@@ -42,7 +42,7 @@ deliver_catalog_changed(PG_FUNCTION_ARGS)
 	Oid			relid;
 	int32		qidx;
 
-	deliver_check_usable();
+	deliver_check_primary();
 	if (strcmp(action, "none") == 0)
 		a = CATALOG_NONE;
 	else if (strcmp(action, "reset") == 0)
@@ -59,7 +59,7 @@ deliver_catalog_changed(PG_FUNCTION_ARGS)
 	/* the queue's shared entry, if it has one (its tables still exist) */
 	snprintf(name, sizeof(name), "q%d_done0", queue_id);
 	relid = get_relname_relid(name, get_namespace_oid("deliver", false));
-	qidx = OidIsValid(relid) ? deliver_queue_slot(MyDatabaseId, relid, queue_id, false) : -1;
+	qidx = OidIsValid(relid) ? deliver_queue_entry(MyDatabaseId, relid, queue_id, false) : -1;
 	xact_note_catalog(qidx, group_id, a);
 	PG_RETURN_VOID();
 }

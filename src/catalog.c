@@ -191,7 +191,7 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 	q->queue_idx = -1;
 	if (!attach)
 		return true;
-	q->queue_idx = deliver_queue_slot(MyDatabaseId, q->done_rel[0], q->queue_id, true);
+	q->queue_idx = deliver_queue_entry(MyDatabaseId, q->done_rel[0], q->queue_id, true);
 	if (deliver_queues[q->queue_idx].cur_seg < 0)
 	{
 		/* first use since start (or since a purge): the active segment */
@@ -202,7 +202,7 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 		if (rc != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "deliver: queue %d has no active segment", q->queue_id);
 		{
-			QueueShared *qs = &deliver_queues[q->queue_idx];
+			QueueEntry *qs = &deliver_queues[q->queue_idx];
 			int32		seg = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 														  SPI_tuptable->tupdesc, 1, &isnull));
 
@@ -271,7 +271,7 @@ queue_cache_check(void)
 QueueInfo *
 queue_lookup(text *name_t)
 {
-	deliver_check_usable();
+	deliver_check_primary();
 	return queue_lookup_ext(name_t, true);
 }
 
@@ -283,8 +283,7 @@ queue_lookup(text *name_t)
 QueueInfo *
 queue_lookup_readonly(text *name_t)
 {
-	if (deliver_shared == NULL)
-		deliver_check_usable();
+	deliver_check_preloaded();
 	return queue_lookup_ext(name_t, !RecoveryInProgress());
 }
 
@@ -351,7 +350,7 @@ queue_lookup_by_id(int32 queue_id)
 	Datum		values[1];
 	int			rc;
 
-	deliver_check_usable();
+	deliver_check_primary();
 	queue_cache_check();
 	hash_seq_init(&scan, queue_cache);
 	while ((q = hash_seq_search(&scan)) != NULL)

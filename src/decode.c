@@ -2,9 +2,10 @@
  * decode.c
  *		The "deliver" logical decoding output plugin: push delivery.
  *
- * A slot created with plugin "deliver" streams the messages committed to
- * deliver's queues, in commit order, and nothing else: of all the changes in
- * the WAL it keeps the inserts into the segment tables deliver.q<id>_s<n>.
+ * A replication slot created with plugin "deliver" streams the messages
+ * committed to deliver's queues, in commit order, and nothing else: of all
+ * the changes in the WAL it keeps the inserts into the segment tables
+ * deliver.q<id>_s<n>.
  * A message enters a segment once, when it is sent (or, for a delayed
  * message, when it comes due and is moved there), so each message is
  * emitted once, at the commit of the transaction that made it available.
@@ -245,12 +246,12 @@ dec_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit
 		return;
 
 	/*
-	 * A client's confirmation of this transaction changes only the slot's
-	 * confirmed_flush, which PostgreSQL 15 does not mark for saving: a clean
-	 * restart would then resume from the position saved long before (every
-	 * message since then again).  Marking the slot dirty here makes the next
-	 * checkpoint, including the shutdown checkpoint, save the position the
-	 * client has confirmed by then.
+	 * A client's confirmation of this transaction changes only the
+	 * replication slot's confirmed_flush, which PostgreSQL 15 does not mark
+	 * for saving: a clean restart would then resume from the position saved
+	 * long before (every message since then again).  Marking the replication
+	 * slot dirty here makes the next checkpoint, including the shutdown
+	 * checkpoint, save the position the client has confirmed by then.
 	 */
 	if (MyReplicationSlot != NULL && ctx->fast_forward == false)
 		ReplicationSlotMarkDirty();

@@ -36,8 +36,8 @@ int			deliver_snap_xip_max;
 Size		deliver_snap_size;
 
 DeliverShared *deliver_shared = NULL;
-QueueShared *deliver_queues = NULL;
-GroupShared *deliver_groups = NULL;
+QueueEntry *deliver_queues = NULL;
+GroupEntry *deliver_groups = NULL;
 LeaseSlot  *deliver_slots = NULL;
 char	   *deliver_snaps = NULL;
 
@@ -61,8 +61,8 @@ deliver_shmem_size(void)
 								 sizeof(uint64) * deliver_snap_xip_max);
 
 	size = MAXALIGN(sizeof(DeliverShared));
-	size = add_size(size, mul_size(deliver_max_queues, MAXALIGN(sizeof(QueueShared))));
-	size = add_size(size, mul_size(deliver_max_groups, MAXALIGN(sizeof(GroupShared))));
+	size = add_size(size, mul_size(deliver_max_queues, MAXALIGN(sizeof(QueueEntry))));
+	size = add_size(size, mul_size(deliver_max_groups, MAXALIGN(sizeof(GroupEntry))));
 	size = add_size(size, mul_size(deliver_max_leases, sizeof(LeaseSlot)));
 	size = add_size(size, mul_size(mul_size(deliver_max_groups, SNAPS_PER_GROUP),
 								   deliver_snap_size));
@@ -126,7 +126,7 @@ deliver_next_epoch(TimeLineID tli)
 /*
  * Take a new epoch if there is none yet since the server started, or if
  * the timeline changed since (the server was a standby and got promoted).
- * Leases are only handed out outside recovery (deliver_check_usable).
+ * Leases are only handed out outside recovery (deliver_check_primary).
  */
 static void
 deliver_ensure_epoch(void)
@@ -165,10 +165,10 @@ deliver_shmem_startup(void)
 		memset(p, 0, deliver_shmem_size());
 	deliver_shared = (DeliverShared *) p;
 	p += MAXALIGN(sizeof(DeliverShared));
-	deliver_queues = (QueueShared *) p;
-	p += deliver_max_queues * MAXALIGN(sizeof(QueueShared));
-	deliver_groups = (GroupShared *) p;
-	p += deliver_max_groups * MAXALIGN(sizeof(GroupShared));
+	deliver_queues = (QueueEntry *) p;
+	p += deliver_max_queues * MAXALIGN(sizeof(QueueEntry));
+	deliver_groups = (GroupEntry *) p;
+	p += deliver_max_groups * MAXALIGN(sizeof(GroupEntry));
 	deliver_slots = (LeaseSlot *) p;
 	p += (Size) deliver_max_leases * sizeof(LeaseSlot);
 	deliver_snaps = p;
@@ -210,6 +210,20 @@ deliver_shmem_startup(void)
 }
 
 /*
+ * Error out clearly when the library was not preloaded: the shared memory
+ * every function of deliver's works with is not there.
+ */
+void
+deliver_check_preloaded(void)
+{
+	if (deliver_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("deliver must be loaded via shared_preload_libraries"),
+				 errhint("Add deliver to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/*
  * Error out clearly when the library was not preloaded, or when the server
  * is a standby in recovery: deliver's functions write (sends, acks) or keep
  * state in shared memory (leases, group cursors) that a standby must not
@@ -217,13 +231,9 @@ deliver_shmem_startup(void)
  * primary did meanwhile.
  */
 void
-deliver_check_usable(void)
+deliver_check_primary(void)
 {
-	if (deliver_shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("deliver must be loaded via shared_preload_libraries"),
-				 errhint("Add deliver to shared_preload_libraries in postgresql.conf and restart the server.")));
+	deliver_check_preloaded();
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
@@ -258,11 +268,11 @@ deliver_new_delivery_id(int32 slot_idx)
 
 /*
  * Index of the shared entry of a queue (keyed by database and the OID of
- * its done table, so a queue re-created under the same id is a new one),
- * created on first use when create; -1 when there is none.
+ * its done table q<id>_done0, so that a queue re-created under the same id
+ * is a new one), created on first use when create; -1 when there is none.
  */
 int32
-deliver_queue_slot(Oid dbid, Oid relid, int32 queue_id, bool create)
+deliver_queue_entry(Oid dbid, Oid done_relid, int32 queue_id, bool create)
 {
 	int			i;
 	int			free_i = -1;
@@ -270,9 +280,9 @@ deliver_queue_slot(Oid dbid, Oid relid, int32 queue_id, bool create)
 	LWLockAcquire(deliver_shared->lock, LW_EXCLUSIVE);
 	for (i = 0; i < deliver_max_queues; i++)
 	{
-		QueueShared *qs = &deliver_queues[i];
+		QueueEntry *qs = &deliver_queues[i];
 
-		if (qs->used && qs->dbid == dbid && qs->relid == relid)
+		if (qs->used && qs->dbid == dbid && qs->done_relid == done_relid)
 		{
 			LWLockRelease(deliver_shared->lock);
 			return i;
@@ -295,7 +305,7 @@ deliver_queue_slot(Oid dbid, Oid relid, int32 queue_id, bool create)
 	}
 	deliver_queues[free_i].used = true;
 	deliver_queues[free_i].dbid = dbid;
-	deliver_queues[free_i].relid = relid;
+	deliver_queues[free_i].done_relid = done_relid;
 	deliver_queues[free_i].queue_id = queue_id;
 	deliver_queues[free_i].sent_total = 0;
 	deliver_queues[free_i].slots_held = 0;
@@ -311,7 +321,7 @@ deliver_queue_slot(Oid dbid, Oid relid, int32 queue_id, bool create)
  * recovered) on first use.
  */
 int32
-deliver_group_slot(int32 group_id, int32 queue_idx)
+deliver_group_entry(int32 group_id, int32 queue_idx)
 {
 	int			i;
 	int			free_i = -1;
@@ -337,12 +347,12 @@ deliver_group_slot(int32 group_id, int32 queue_idx)
 				 errhint("Raise deliver.max_consumer_groups (now %d) and restart.", deliver_max_groups)));
 	}
 	{
-		GroupShared *gs = &deliver_groups[free_i];
+		GroupEntry *gs = &deliver_groups[free_i];
 
 		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 		gs->group_id = group_id;
 		gs->queue_idx = queue_idx;
-		gs->ready = false;
+		gs->recovered = false;
 		gs->leased.head = gs->leased.tail = -1;
 		gs->leased.count = 0;
 		gs->ready_list = gs->leased;
@@ -369,14 +379,14 @@ deliver_reset_queue_groups(int32 queue_idx, int32 group_id, bool forget)
 	LWLockAcquire(deliver_shared->lock, LW_EXCLUSIVE);
 	for (i = 0; i < deliver_max_groups; i++)
 	{
-		GroupShared *gs = &deliver_groups[i];
+		GroupEntry *gs = &deliver_groups[i];
 
 		if (gs->group_id == 0 || gs->queue_idx != queue_idx ||
 			(group_id != 0 && gs->group_id != group_id))
 			continue;
 		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 		group_release_slots(gs);
-		gs->ready = false;
+		gs->recovered = false;
 		if (forget)
 			gs->group_id = 0;
 		LWLockRelease(&gs->lock);

@@ -330,7 +330,7 @@ deliver_lease_slots(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	deliver_check_usable();
+	deliver_check_primary();
 	LWLockAcquire(deliver_shared->slot_lock, LW_SHARED);
 	values[0] = Int32GetDatum(deliver_max_leases);
 	values[1] = Int32GetDatum(deliver_shared->free_count);

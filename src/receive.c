@@ -49,7 +49,7 @@ PG_FUNCTION_INFO_V1(deliver_sweep);
 #define COL_PAYLOAD		7
 #define NCOLS			7
 
-typedef struct Row
+typedef struct MessageRow
 {
 	uint64		txid;
 	int64		id;
@@ -61,11 +61,11 @@ typedef struct Row
 	Datum		headers;
 	Datum		payload;
 	TransactionId pending_xid;	/* finish pending in a prepared transaction */
-} Row;
+} MessageRow;
 
-typedef struct Out
+typedef struct Delivery
 {
-	Row			row;
+	MessageRow	row;
 	uint64		delivery_id;
 	int32		slot;
 	int			attempt;
@@ -73,12 +73,12 @@ typedef struct Out
 	bool		fetched;
 	char		dead_reason;	/* for dead-letter moves: REASON_* */
 	char		last_error[DELIVER_ERROR_LEN];
-} Out;
+} Delivery;
 
 typedef struct ScanCtx
 {
 	QueueInfo  *q;
-	GroupShared *gs;
+	GroupEntry *gs;
 	int			gidx;
 	int32		group_id;
 	Relation	heap[DELIVER_MAX_SEGMENTS];
@@ -160,8 +160,8 @@ scan_close(ScanCtx *c)
 static int
 row_cmp(const void *a, const void *b)
 {
-	const Row  *x = a;
-	const Row  *y = b;
+	const MessageRow *x = a;
+	const MessageRow *y = b;
 
 	if (x->txid != y->txid)
 		return x->txid < y->txid ? -1 : 1;
@@ -169,39 +169,39 @@ row_cmp(const void *a, const void *b)
 }
 
 /*
- * Copy a row of a segment out of its slot.
+ * Copy a row of a segment out of the tuple it was read into.
  */
 static void
-row_from_slot(Row *r, TupleTableSlot *slot, int seg, MemoryContext cxt)
+row_from_tuple(MessageRow *r, TupleTableSlot *tuple, int seg, MemoryContext cxt)
 {
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	bool		isnull;
 
-	r->txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(slot, COL_TXID, &isnull)));
-	r->id = DatumGetInt64(slot_getattr(slot, COL_ID, &isnull));
+	r->txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(tuple, COL_TXID, &isnull)));
+	r->id = DatumGetInt64(slot_getattr(tuple, COL_ID, &isnull));
 	r->seg = seg;
-	r->enqueued_at = DatumGetTimestampTz(slot_getattr(slot, COL_ENQUEUED, &isnull));
-	r->key = slot_getattr(slot, COL_KEY, &r->key_null);
+	r->enqueued_at = DatumGetTimestampTz(slot_getattr(tuple, COL_ENQUEUED, &isnull));
+	r->key = slot_getattr(tuple, COL_KEY, &r->key_null);
 	if (!r->key_null)
 		r->key = datumCopy(r->key, false, -1);
-	r->headers = slot_getattr(slot, COL_HEADERS, &r->headers_null);
+	r->headers = slot_getattr(tuple, COL_HEADERS, &r->headers_null);
 	if (!r->headers_null)
 		r->headers = datumCopy(r->headers, false, -1);
-	r->payload = datumCopy(slot_getattr(slot, COL_PAYLOAD, &isnull), false, -1);
+	r->payload = datumCopy(slot_getattr(tuple, COL_PAYLOAD, &isnull), false, -1);
 	r->pending_xid = InvalidTransactionId;
 	MemoryContextSwitchTo(old);
 }
 
 static void
-count_row(ScanCtx *c, TupleTableSlot *slot)
+count_row(ScanCtx *c, TupleTableSlot *tuple)
 {
 	bool		isnull;
-	TimestampTz t = DatumGetTimestampTz(slot_getattr(slot, COL_ENQUEUED, &isnull));
+	TimestampTz t = DatumGetTimestampTz(slot_getattr(tuple, COL_ENQUEUED, &isnull));
 
 	if (c->count_after)
 	{
-		uint64		txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(slot, COL_TXID, &isnull)));
-		int64		id = DatumGetInt64(slot_getattr(slot, COL_ID, &isnull));
+		uint64		txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(tuple, COL_TXID, &isnull)));
+		int64		id = DatumGetInt64(slot_getattr(tuple, COL_ID, &isnull));
 
 		if (txid != c->cts_txid)
 		{
@@ -228,12 +228,12 @@ count_row(ScanCtx *c, TupleTableSlot *slot)
  */
 static int
 scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_after, int64 after_id,
-		   const DSnap *hi, Row *out, int limit, bool *more)
+		   const DSnap *hi, MessageRow *out, int limit, bool *more)
 {
 	ScanKeyData keys[3];
 	int			nkeys = 0;
 	IndexScanDesc scan;
-	TupleTableSlot *slot;
+	TupleTableSlot *tuple;
 	int			n = 0;
 
 	*more = false;
@@ -250,19 +250,19 @@ scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_after, int64 af
 		ScanKeyInit(&keys[nkeys++], 2, BTGreaterStrategyNumber, F_INT8GT,
 					Int64GetDatum(after_id));
 
-	slot = table_slot_create(c->heap[seg], NULL);
+	tuple = table_slot_create(c->heap[seg], NULL);
 	scan = index_beginscan(c->heap[seg], c->index[seg], c->snap, nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	while (index_getnext_slot(scan, ForwardScanDirection, tuple))
 	{
 		bool		isnull;
 		uint64		txid;
 		Datum		g;
 
-		txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(slot, COL_TXID, &isnull)));
+		txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(tuple, COL_TXID, &isnull)));
 		if (hi && !dsnap_visible(hi, txid))
 			continue;
-		g = slot_getattr(slot, COL_GROUP, &isnull);
+		g = slot_getattr(tuple, COL_GROUP, &isnull);
 		if (!isnull && DatumGetInt32(g) != c->group_id)
 			continue;
 		if (n >= limit)
@@ -273,29 +273,29 @@ scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_after, int64 af
 		if (txid < c->gs->horizon_txid)
 		{
 			TransactionId pending = InvalidTransactionId;
-			int64		id = DatumGetInt64(slot_getattr(slot, COL_ID, &isnull));
+			int64		id = DatumGetInt64(slot_getattr(tuple, COL_ID, &isnull));
 
 			if (recovery_filter(c->q, c->gs, id, &pending) == 0)
 				continue;		/* finished before the restart */
 			if (c->count_only)
 			{
-				count_row(c, slot);
+				count_row(c, tuple);
 				continue;
 			}
-			row_from_slot(&out[n], slot, seg, c->cxt);
+			row_from_tuple(&out[n], tuple, seg, c->cxt);
 			out[n].pending_xid = pending;
 			n++;
 			continue;
 		}
 		if (c->count_only)
 		{
-			count_row(c, slot);
+			count_row(c, tuple);
 			continue;
 		}
-		row_from_slot(&out[n++], slot, seg, c->cxt);
+		row_from_tuple(&out[n++], tuple, seg, c->cxt);
 	}
 	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
+	ExecDropSingleTupleTableSlot(tuple);
 	return n;
 }
 
@@ -305,10 +305,10 @@ scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_after, int64 af
  * out[] must have room for limit rows per segment.
  */
 static int
-scan_range(ScanCtx *c, uint64 from, uint64 to, const DSnap *hi, Row *out, int limit,
+scan_range(ScanCtx *c, uint64 from, uint64 to, const DSnap *hi, MessageRow *out, int limit,
 		   bool *exhausted)
 {
-	GroupShared *gs = c->gs;
+	GroupEntry *gs = c->gs;
 	int			seg;
 	int			n = 0;
 	bool		more_any = false;
@@ -343,7 +343,7 @@ scan_range(ScanCtx *c, uint64 from, uint64 to, const DSnap *hi, Row *out, int li
 		more_any |= more;
 	}
 	if (c->q->nsegments > 1 && n > 1)
-		qsort(out, n, sizeof(Row), row_cmp);
+		qsort(out, n, sizeof(MessageRow), row_cmp);
 	if (n > limit)
 	{
 		n = limit;
@@ -358,7 +358,7 @@ scan_range(ScanCtx *c, uint64 from, uint64 to, const DSnap *hi, Row *out, int li
  * *exhausted when the window has nothing more.
  */
 static int
-scan_window(ScanCtx *c, const DSnap *lo, const DSnap *hi, Row *out, int limit, bool *exhausted)
+scan_window(ScanCtx *c, const DSnap *lo, const DSnap *hi, MessageRow *out, int limit, bool *exhausted)
 {
 	int			n = 0;
 	uint32		i;
@@ -489,7 +489,7 @@ window_list(ScanCtx *c, const DSnap *lo, const DSnap *hi, int cap)
 	{
 		Relation	heap = c->heap[seg];
 		Relation	index = c->index[seg];
-		TupleTableSlot *slot = table_slot_create(heap, NULL);
+		TupleTableSlot *tuple = table_slot_create(heap, NULL);
 		ScanKeyData keys[2];
 		IndexScanDesc scan = index_beginscan(heap, index, c->snap, 2, 0);
 		int			found = 0;
@@ -509,7 +509,7 @@ window_list(ScanCtx *c, const DSnap *lo, const DSnap *hi, int cap)
 			ScanKeyInit(&keys[1], COL_TXID, BTLessEqualStrategyNumber, F_XID8LE,
 						FullTransactionIdGetDatum(FullTransactionIdFromU64(t)));
 			index_rescan(scan, keys, 2, NULL, 0);
-			if (index_getnext_slot(scan, ForwardScanDirection, slot))
+			if (index_getnext_slot(scan, ForwardScanDirection, tuple))
 			{
 				wintxn_add(t, seg);
 				found++;
@@ -527,9 +527,9 @@ window_list(ScanCtx *c, const DSnap *lo, const DSnap *hi, int cap)
 			ScanKeyInit(&keys[1], COL_TXID, BTLessStrategyNumber, F_XID8LT,
 						FullTransactionIdGetDatum(FullTransactionIdFromU64(hi->xmax)));
 			index_rescan(scan, keys, 2, NULL, 0);
-			if (!index_getnext_slot(scan, ForwardScanDirection, slot))
+			if (!index_getnext_slot(scan, ForwardScanDirection, tuple))
 				break;
-			t = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(slot, COL_TXID, &isnull)));
+			t = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(tuple, COL_TXID, &isnull)));
 			if (dsnap_visible(hi, t))
 			{
 				wintxn_add(t, seg);
@@ -538,7 +538,7 @@ window_list(ScanCtx *c, const DSnap *lo, const DSnap *hi, int cap)
 			next = t + 1;
 		}
 		index_endscan(scan);
-		ExecDropSingleTupleTableSlot(slot);
+		ExecDropSingleTupleTableSlot(tuple);
 	}
 	/* one entry per transaction, in id order */
 	qsort(win.txns, win.n, sizeof(WinTxn), wintxn_txid_cmp);
@@ -561,7 +561,7 @@ window_list(ScanCtx *c, const DSnap *lo, const DSnap *hi, int cap)
 static void
 window_load(ScanCtx *c, bool opening)
 {
-	GroupShared *gs = c->gs;
+	GroupEntry *gs = c->gs;
 	DSnap	   *lo = group_snap(c->gidx, SNAP_LO);
 	DSnap	   *hi = group_snap(c->gidx, SNAP_HI);
 	int			i;
@@ -624,9 +624,9 @@ window_load(ScanCtx *c, bool opening)
  * more.  out[] has room for limit rows.
  */
 static int
-take_window(ScanCtx *c, Row *out, int limit, bool *exhausted)
+take_window(ScanCtx *c, MessageRow *out, int limit, bool *exhausted)
 {
-	GroupShared *gs = c->gs;
+	GroupEntry *gs = c->gs;
 	int			n = 0;
 	int			lo = 0;
 	int			hi;
@@ -666,7 +666,7 @@ take_window(ScanCtx *c, Row *out, int limit, bool *exhausted)
 							  out + n + got, limit - n, &more);
 		}
 		if (got > 1 && t->segs & (t->segs - 1))
-			qsort(out + n, got, sizeof(Row), row_cmp);
+			qsort(out + n, got, sizeof(MessageRow), row_cmp);
 		n += got;
 		if (n >= limit)
 		{
@@ -681,7 +681,7 @@ take_window(ScanCtx *c, Row *out, int limit, bool *exhausted)
 
 /* the group's position moves to row r of the window */
 static void
-window_advance(GroupShared *gs, Row *r)
+window_advance(GroupEntry *gs, MessageRow *r)
 {
 	if (r->txid != gs->pos_txid)
 		gs->pos_cts = commit_time(r->txid);
@@ -697,7 +697,7 @@ window_advance(GroupShared *gs, Row *r)
 static void
 open_window(ScanCtx *c, TimestampTz now)
 {
-	GroupShared *gs = c->gs;
+	GroupEntry *gs = c->gs;
 	DSnap	   *lo = group_snap(c->gidx, SNAP_LO);
 
 	dsnap_latest(group_snap(c->gidx, SNAP_HI));
@@ -760,7 +760,7 @@ key_hash_of(Datum key)
  * Lease a message in a new or reused slot.
  */
 static void
-lease_slot(GroupShared *gs, int32 idx, Out *o, TimestampTz now, int64 vt_ms)
+lease_slot(GroupEntry *gs, int32 idx, Delivery *o, TimestampTz now, int64 vt_ms)
 {
 	LeaseSlot  *s = &deliver_slots[idx];
 
@@ -785,11 +785,11 @@ lease_slot(GroupShared *gs, int32 idx, Out *o, TimestampTz now, int64 vt_ms)
  * when it commits, leased until then so nobody else takes it).
  */
 static void
-claim_dead(GroupShared *gs, int32 idx, TimestampTz now, int64 vt_ms, Out *o)
+claim_dead(GroupEntry *gs, int32 idx, TimestampTz now, int64 vt_ms, Delivery *o)
 {
 	LeaseSlot  *s = &deliver_slots[idx];
 
-	memset(o, 0, sizeof(Out));
+	memset(o, 0, sizeof(Delivery));
 	s->state = SLOT_LEASED;
 	s->delivery_id = deliver_new_delivery_id(idx);	/* a token of the move's own */
 	s->finish_pending = true;
@@ -820,16 +820,16 @@ claim_dead(GroupShared *gs, int32 idx, TimestampTz now, int64 vt_ms, Out *o)
  * attempts, room for max_dead).
  */
 static int
-take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dead, int *ndead,
+take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, int max_dead, int *ndead,
 			  bool *out_of_slots)
 {
-	GroupShared *gs = c->gs;
+	GroupEntry *gs = c->gs;
 	QueueInfo  *q = c->q;
 	TimestampTz now = GetCurrentTimestamp();
 	int			n = 0;
 	int			windows = 0;
 	bool		leases = q->guarantee != G_AT_MOST_ONCE;
-	Row		   *rows = NULL;
+	MessageRow *rows = NULL;
 
 	*ndead = 0;
 	*out_of_slots = false;
@@ -844,7 +844,7 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dea
 		for (idx = gs->ready_list.head; idx >= 0 && n < max; idx = next)
 		{
 			LeaseSlot  *s = &deliver_slots[idx];
-			Out		   *o;
+			Delivery   *o;
 
 			next = s->next;
 			if (s->visible_at > now)
@@ -860,7 +860,7 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dea
 			}
 			slist_remove(&gs->ready_list, idx);
 			o = &out[n++];
-			memset(o, 0, sizeof(Out));
+			memset(o, 0, sizeof(Delivery));
 			o->row.txid = s->txid;
 			o->row.id = s->message_id;
 			o->row.seg = s->seg;
@@ -887,12 +887,12 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dea
 		}
 		/* each segment may return up to max rows before they are merged */
 		if (rows == NULL)
-			rows = MemoryContextAlloc(c->cxt, sizeof(Row) * max * q->nsegments);
+			rows = MemoryContextAlloc(c->cxt, sizeof(MessageRow) * max * q->nsegments);
 		got = take_window(c, rows, max - n, &exhausted);
 		for (i = 0; i < got; i++)
 		{
-			Row		   *r = &rows[i];
-			Out		   *o;
+			MessageRow *r = &rows[i];
+			Delivery   *o;
 
 			if (leases)
 			{
@@ -939,7 +939,7 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dea
 					continue;
 				}
 				o = &out[n++];
-				memset(o, 0, sizeof(Out));
+				memset(o, 0, sizeof(Delivery));
 				o->row = *r;
 				o->fetched = true;
 				lease_slot(gs, idx, o, now, vt_ms);
@@ -948,7 +948,7 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dea
 			{
 				window_advance(gs, r);
 				o = &out[n++];
-				memset(o, 0, sizeof(Out));
+				memset(o, 0, sizeof(Delivery));
 				o->row = *r;
 				o->fetched = true;
 				o->slot = -1;
@@ -968,27 +968,27 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dea
  * Fetch a message by its position (for redeliveries and dead letters).
  */
 static bool
-fetch_row(ScanCtx *c, Row *r)
+fetch_row(ScanCtx *c, MessageRow *r)
 {
 	ScanKeyData keys[2];
 	IndexScanDesc scan;
-	TupleTableSlot *slot;
+	TupleTableSlot *tuple;
 	bool		found = false;
 	int			seg = r->seg;
 
 	ScanKeyInit(&keys[0], COL_TXID, BTEqualStrategyNumber, F_XID8EQ,
 				FullTransactionIdGetDatum(FullTransactionIdFromU64(r->txid)));
 	ScanKeyInit(&keys[1], COL_ID, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(r->id));
-	slot = table_slot_create(c->heap[seg], NULL);
+	tuple = table_slot_create(c->heap[seg], NULL);
 	scan = index_beginscan(c->heap[seg], c->index[seg], c->snap, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	if (index_getnext_slot(scan, ForwardScanDirection, tuple))
 	{
-		row_from_slot(r, slot, seg, c->cxt);
+		row_from_tuple(r, tuple, seg, c->cxt);
 		found = true;
 	}
 	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
+	ExecDropSingleTupleTableSlot(tuple);
 	return found;
 }
 
@@ -996,7 +996,7 @@ fetch_row(ScanCtx *c, Row *r)
  * Messages whose rows are gone (purged meanwhile) just leave the group.
  */
 static void
-drop_vanished(ScanCtx *c, Out *o)
+drop_vanished(ScanCtx *c, Delivery *o)
 {
 	LWLockAcquire(&c->gs->lock, LW_EXCLUSIVE);
 	if (deliver_slots[o->slot].delivery_id == o->delivery_id)
@@ -1027,7 +1027,7 @@ reason_text(int reason)
  * finish when this transaction commits.
  */
 static void
-move_dead(ScanCtx *c, Out *dead, int ndead)
+move_dead(ScanCtx *c, Delivery *dead, int ndead)
 {
 	int64	   *ids = palloc(sizeof(int64) * ndead);
 	int			nids = 0;
@@ -1046,7 +1046,7 @@ move_dead(ScanCtx *c, Out *dead, int ndead)
 			 c->q->queue_id);
 	for (i = 0; i < ndead; i++)
 	{
-		Out		   *o = &dead[i];
+		Delivery   *o = &dead[i];
 		Datum		args[9];
 		char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 		int			rc;
@@ -1085,7 +1085,7 @@ move_dead(ScanCtx *c, Out *dead, int ndead)
  * How long to sleep in a long poll before something may be due.
  */
 static long
-next_wakeup_ms(QueueInfo *q, GroupShared *gs, long remaining)
+next_wakeup_ms(QueueInfo *q, GroupEntry *gs, long remaining)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz t = now + (int64) remaining * 1000;
@@ -1155,8 +1155,8 @@ deliver_receive(PG_FUNCTION_ARGS)
 	int64		vt_ms;
 	int64		wait_ms;
 	ScanCtx		c;
-	Out		   *out;
-	Out		   *dead;
+	Delivery   *out;
+	Delivery   *dead;
 	int			n = 0;
 	int			ndead = 0;
 	int			max_dead;
@@ -1191,9 +1191,9 @@ deliver_receive(PG_FUNCTION_ARGS)
 	c.q = q;
 	c.group_id = g->group_id;
 	c.cxt = CurrentMemoryContext;
-	out = palloc(sizeof(Out) * max);
+	out = palloc(sizeof(Delivery) * max);
 	max_dead = Max(max, RECEIVE_DEAD_BATCH);
-	dead = palloc(sizeof(Out) * max_dead);
+	dead = palloc(sizeof(Delivery) * max_dead);
 	deadline = GetCurrentTimestamp() + wait_ms * 1000;
 
 	for (;;)
@@ -1274,7 +1274,7 @@ deliver_receive(PG_FUNCTION_ARGS)
 	/* redeliveries need their rows; at-most-once needs its finish record */
 	for (i = 0; i < n; i++)
 	{
-		Out		   *o = &out[i];
+		Delivery   *o = &out[i];
 		Datum		values[8];
 		bool		nulls[8] = {false};
 
@@ -1327,8 +1327,8 @@ void
 group_live_state(QueueInfo *q, int32 group_id, GroupLive *out)
 {
 	ScanCtx		c;
-	GroupShared copy;
-	GroupShared *gs;
+	GroupEntry	copy;
+	GroupEntry *gs;
 	DSnap	   *lo = palloc(deliver_snap_size);
 	DSnap	   *hi = palloc(deliver_snap_size);
 	DSnap	   *now_snap = palloc(deliver_snap_size);
@@ -1388,7 +1388,7 @@ group_live_state(QueueInfo *q, int32 group_id, GroupLive *out)
 	if (c.oldest != 0 && (out->oldest == 0 || c.oldest < out->oldest))
 		out->oldest = c.oldest;
 	{
-		QueueShared *qs = &deliver_queues[q->queue_idx];
+		QueueEntry *qs = &deliver_queues[q->queue_idx];
 
 		SpinLockAcquire(&qs->mutex);
 		out->sent_total = qs->sent_total;
@@ -1415,7 +1415,7 @@ deliver_group_state(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	deliver_check_usable();
+	deliver_check_primary();
 	SPI_connect();
 	args[0] = Int32GetDatum(group_id);
 	rc = spi_run(catalog_owner(), "group_queue",
@@ -1464,7 +1464,7 @@ deliver_sweep(PG_FUNCTION_ARGS)
 	int64		ndead_total = 0;
 	int64		released = 0;
 	int			i;
-	Out		   *dead;
+	Delivery   *dead;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -1475,12 +1475,12 @@ deliver_sweep(PG_FUNCTION_ARGS)
 	max = Min(PG_GETARG_INT32(1), deliver_max_batch);
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	dead = palloc(sizeof(Out) * max);
+	dead = palloc(sizeof(Delivery) * max);
 
 	for (i = 0; i < q->ngroups && q->guarantee != G_AT_MOST_ONCE; i++)
 	{
 		ScanCtx		c;
-		GroupShared *gs;
+		GroupEntry *gs;
 		TimestampTz now = GetCurrentTimestamp();
 		int64		before;
 		int32		idx;
@@ -1525,7 +1525,7 @@ deliver_sweep(PG_FUNCTION_ARGS)
 		{
 			released += gs->ready_list.count + gs->blocked.count;
 			group_release_slots(gs);
-			gs->ready = false;
+			gs->recovered = false;
 		}
 		LWLockRelease(&gs->lock);
 		if (ndead > 0)

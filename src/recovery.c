@@ -140,7 +140,7 @@ scan_done_table(Oid relid, int32 group_id, HTAB *ids, DSnap *best, DSnap *cand, 
 }
 
 static Filter *
-filter_for(QueueInfo *q, GroupShared *gs)
+filter_for(QueueInfo *q, GroupEntry *gs)
 {
 	int			i;
 	Filter	   *f = NULL;
@@ -179,7 +179,7 @@ filter_for(QueueInfo *q, GroupShared *gs)
  * transaction holds its finish.
  */
 int
-recovery_filter(QueueInfo *q, GroupShared *gs, int64 message_id, TransactionId *pending_xid)
+recovery_filter(QueueInfo *q, GroupEntry *gs, int64 message_id, TransactionId *pending_xid)
 {
 	Filter	   *f = filter_for(q, gs);
 	FilterEntry *e = hash_search(f->ids, &message_id, HASH_FIND, NULL);
@@ -202,7 +202,7 @@ recovery_filter(QueueInfo *q, GroupShared *gs, int64 message_id, TransactionId *
  * lock held exclusively, the done table already locked by the caller.
  */
 void
-group_recover(QueueInfo *q, GroupShared *gs, int gidx)
+group_recover(QueueInfo *q, GroupEntry *gs, int gidx)
 {
 	DSnap	   *lo = group_snap(gidx, SNAP_LO);
 	const GroupInfo *g = NULL;
@@ -229,5 +229,5 @@ group_recover(QueueInfo *q, GroupShared *gs, int gidx)
 	gs->horizon_txid = dsnap_next_txid();
 	gs->boot_gen++;
 	gs->next_expiry = 0;
-	gs->ready = true;
+	gs->recovered = true;
 }

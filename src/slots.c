@@ -57,7 +57,7 @@ lease_queue_added(void)
 void
 lease_queue_removed(int32 queue_idx)
 {
-	QueueShared *qs = &deliver_queues[queue_idx];
+	QueueEntry *qs = &deliver_queues[queue_idx];
 
 	LWLockAcquire(deliver_shared->slot_lock, LW_EXCLUSIVE);
 	if (qs->slots_held != 0)
@@ -78,7 +78,7 @@ slot_alloc(int32 queue_idx)
 {
 	int32		idx = -1;
 	LeaseSlot  *s;
-	QueueShared *qs = &deliver_queues[queue_idx];
+	QueueEntry *qs = &deliver_queues[queue_idx];
 	int32		reserve = lease_reserve();
 
 	LWLockAcquire(deliver_shared->slot_lock, LW_EXCLUSIVE);
@@ -121,7 +121,7 @@ void
 slot_free(int32 idx)
 {
 	LeaseSlot  *s = &deliver_slots[idx];
-	QueueShared *qs = &deliver_queues[s->queue_idx];
+	QueueEntry *qs = &deliver_queues[s->queue_idx];
 
 	s->state = SLOT_FREE;
 	s->delivery_id = 0;
@@ -214,7 +214,7 @@ fifo_key_entry(LeaseSlot *s, HASHACTION action, LWLock **lock)
  * blocked list).
  */
 bool
-fifo_key_take(GroupShared *gs, int32 idx)
+fifo_key_take(GroupEntry *gs, int32 idx)
 {
 	LeaseSlot  *s = &deliver_slots[idx];
 	LWLock	   *lock;
@@ -241,7 +241,7 @@ fifo_key_take(GroupShared *gs, int32 idx)
 
 /* the message holds its key whatever else does (a finish still pending) */
 void
-fifo_key_hold(GroupShared *gs, int32 idx)
+fifo_key_hold(GroupEntry *gs, int32 idx)
 {
 	LeaseSlot  *s = &deliver_slots[idx];
 	LWLock	   *lock;
@@ -257,7 +257,7 @@ fifo_key_hold(GroupShared *gs, int32 idx)
  * goes out (it moves to the ready list).
  */
 static void
-fifo_key_release(GroupShared *gs, LeaseSlot *s)
+fifo_key_release(GroupEntry *gs, LeaseSlot *s)
 {
 	LWLock	   *lock;
 	FifoKeyEntry *e = fifo_key_entry(s, HASH_FIND, &lock);
@@ -308,7 +308,7 @@ fifo_key_forget(LeaseSlot *s)
  * (its messages come again from its durable state when it recovers).
  */
 void
-group_release_slots(GroupShared *gs)
+group_release_slots(GroupEntry *gs)
 {
 	SlotList   *lists[3] = {&gs->leased, &gs->ready_list, &gs->blocked};
 	int			l;
@@ -361,7 +361,7 @@ slist_remove(SlotList *l, int32 idx)
 }
 
 static SlotList *
-slot_list(GroupShared *gs, LeaseSlot *s)
+slot_list(GroupEntry *gs, LeaseSlot *s)
 {
 	switch (s->state)
 	{
@@ -382,7 +382,7 @@ slot_list(GroupShared *gs, LeaseSlot *s)
  * from the front, keeping the newest.
  */
 void
-cp_count_add(GroupShared *gs, uint64 seq, int64 delta)
+cp_count_add(GroupEntry *gs, uint64 seq, int64 delta)
 {
 	int			i;
 
@@ -412,7 +412,7 @@ cp_count_add(GroupShared *gs, uint64 seq, int64 delta)
  * The group's restart point: every message visible in it is finished.
  */
 void
-group_done_snapshot(GroupShared *gs, int gidx, DSnap *out)
+group_done_snapshot(GroupEntry *gs, int gidx, DSnap *out)
 {
 	if (gs->ncp == 1 && gs->cps[0].count <= 0)
 		dsnap_copy(out, group_snap(gidx, SNAP_LO));
@@ -424,7 +424,7 @@ group_done_snapshot(GroupShared *gs, int gidx, DSnap *out)
  * Finish a message: it leaves the group for good.
  */
 void
-group_finish_slot(GroupShared *gs, int32 idx, char kind)
+group_finish_slot(GroupEntry *gs, int32 idx, char kind)
 {
 	LeaseSlot  *s = &deliver_slots[idx];
 
@@ -445,7 +445,7 @@ group_finish_slot(GroupShared *gs, int32 idx, char kind)
  * slot is gone (finished), false when it is still there.
  */
 bool
-slot_resolve_finish(GroupShared *gs, int32 idx)
+slot_resolve_finish(GroupEntry *gs, int32 idx)
 {
 	LeaseSlot  *s = &deliver_slots[idx];
 
@@ -488,7 +488,7 @@ backoff_ms(QueueInfo *q, int attempt)
  * whose pending ack is still open keeps its lease.
  */
 void
-group_expire_leases(GroupShared *gs, QueueInfo *q, TimestampTz now)
+group_expire_leases(GroupEntry *gs, QueueInfo *q, TimestampTz now)
 {
 	int32		idx;
 	int32		next;
@@ -527,18 +527,18 @@ group_expire_leases(GroupShared *gs, QueueInfo *q, TimestampTz now)
  * The group's shared entry, locked exclusively and recovered.  The caller
  * already holds its lock on the queue's done table.
  */
-GroupShared *
+GroupEntry *
 group_lock(QueueInfo *q, int32 group_id, int *gidx_out)
 {
 	static int32 cached_group = 0;	/* the last group this backend used */
 	static int	cached_gidx = -1;
 	int			gidx;
-	GroupShared *gs;
+	GroupEntry *gs;
 
 	for (;;)
 	{
 		gidx = (cached_group == group_id) ? cached_gidx :
-			deliver_group_slot(group_id, q->queue_idx);
+			deliver_group_entry(group_id, q->queue_idx);
 		gs = &deliver_groups[gidx];
 		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 		if (gs->group_id == group_id && gs->queue_idx == q->queue_idx)
@@ -548,7 +548,7 @@ group_lock(QueueInfo *q, int32 group_id, int *gidx_out)
 	}
 	cached_group = group_id;
 	cached_gidx = gidx;
-	if (!gs->ready)
+	if (!gs->recovered)
 		group_recover(q, gs, gidx);
 	*gidx_out = gidx;
 	return gs;

@@ -68,7 +68,7 @@ done_write(QueueInfo *q, int32 group_id, char kind, int64 *ids, int n, DSnap *do
 void
 move_due_delayed(QueueInfo *q)
 {
-	QueueShared *qs = &deliver_queues[q->queue_idx];
+	QueueEntry *qs = &deliver_queues[q->queue_idx];
 	TimestampTz due;
 	uint64		version;
 	TimestampTz next = 0;
@@ -179,15 +179,15 @@ txid_has_rows(QueueInfo *q, uint64 txid)
 		Relation	index = index_open(q->seg_idx[seg], AccessShareLock);
 		ScanKeyData key;
 		IndexScanDesc scan;
-		TupleTableSlot *slot = table_slot_create(heap, NULL);
+		TupleTableSlot *tuple = table_slot_create(heap, NULL);
 
 		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_XID8EQ,
 					FullTransactionIdGetDatum(FullTransactionIdFromU64(txid)));
 		scan = index_beginscan(heap, index, SnapshotAny, 1, 0);
 		index_rescan(scan, &key, 1, NULL, 0);
-		found = index_getnext_slot(scan, ForwardScanDirection, slot);
+		found = index_getnext_slot(scan, ForwardScanDirection, tuple);
 		index_endscan(scan);
-		ExecDropSingleTupleTableSlot(slot);
+		ExecDropSingleTupleTableSlot(tuple);
 		index_close(index, AccessShareLock);
 		table_close(heap, AccessShareLock);
 	}
@@ -238,7 +238,7 @@ deliver_checkpoint_groups(PG_FUNCTION_ARGS)
 	for (i = 0; i < q->ngroups; i++)
 	{
 		int			gidx;
-		GroupShared *gs = group_lock(q, q->groups[i].group_id, &gidx);
+		GroupEntry *gs = group_lock(q, q->groups[i].group_id, &gidx);
 		uint32		x;
 
 		/* drop restart points left with nothing unfinished (an idle group

@@ -363,7 +363,7 @@ earliest_due(void)
 
 	for (i = 0; i < deliver_max_queues; i++)
 	{
-		QueueShared *qs = &deliver_queues[i];
+		QueueEntry *qs = &deliver_queues[i];
 		TimestampTz d;
 
 		if (!qs->used || qs->dbid != MyDatabaseId)
@@ -542,7 +542,7 @@ deliver_worker_status(PG_FUNCTION_ARGS)
 	bool		all;
 	char	   *here;
 
-	deliver_check_usable();
+	deliver_check_primary();
 	InitMaterializedSRF(fcinfo, 0);
 	if (rsinfo->setDesc->natts != 12)
 		ereport(ERROR,

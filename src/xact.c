@@ -141,12 +141,12 @@ xact_note_catalog(int32 queue_idx, int32 group_id, char action)
 /*
  * Lock the group of a slot if the slot still carries this delivery.
  */
-static GroupShared *
+static GroupEntry *
 lock_slot_group(SlotRef *r)
 {
 	LeaseSlot  *s = &deliver_slots[r->slot];
 	int32		gidx = s->group_idx;
-	GroupShared *gs;
+	GroupEntry *gs;
 
 	if (gidx < 0 || gidx >= deliver_max_groups)
 		return NULL;
@@ -164,7 +164,7 @@ lock_slot_group(SlotRef *r)
 static void
 release_lease(SlotRef *r)
 {
-	GroupShared *gs = lock_slot_group(r);
+	GroupEntry *gs = lock_slot_group(r);
 	LeaseSlot  *s = &deliver_slots[r->slot];
 
 	if (gs == NULL)
@@ -190,7 +190,7 @@ release_lease(SlotRef *r)
 static void
 settle_finish(SlotRef *r, bool committed)
 {
-	GroupShared *gs = lock_slot_group(r);
+	GroupEntry *gs = lock_slot_group(r);
 	LeaseSlot  *s = &deliver_slots[r->slot];
 	int32		qidx;
 
@@ -223,7 +223,7 @@ settle_finish(SlotRef *r, bool committed)
 static void
 sent_commit(SentRef *r)
 {
-	QueueShared *qs = &deliver_queues[r->queue_idx];
+	QueueEntry *qs = &deliver_queues[r->queue_idx];
 	bool		earlier = false;
 
 	SpinLockAcquire(&qs->mutex);
@@ -247,7 +247,7 @@ sent_commit(SentRef *r)
 static void
 sent_abort(SentRef *r)
 {
-	QueueShared *qs = &deliver_queues[r->queue_idx];
+	QueueEntry *qs = &deliver_queues[r->queue_idx];
 
 	if (!r->moved_delayed)
 		return;
@@ -409,7 +409,7 @@ prepared_finished(void)
 
 	for (i = 0; i < deliver_max_groups; i++)
 	{
-		GroupShared *gs = &deliver_groups[i];
+		GroupEntry *gs = &deliver_groups[i];
 
 		if (gs->group_id == 0 || deliver_queues[gs->queue_idx].dbid != MyDatabaseId)
 			continue;

@@ -144,12 +144,12 @@ typedef struct Checkpoint
 } Checkpoint;
 
 /* shared state of one consumer group */
-typedef struct GroupShared
+typedef struct GroupEntry
 {
 	LWLock		lock;
 	int32		group_id;		/* 0 when the entry is free */
 	int32		queue_idx;
-	bool		ready;			/* recovered since the server started */
+	bool		recovered;		/* its cursor was rebuilt since the server started */
 	uint32		boot_gen;		/* changes at each recovery */
 	uint64		horizon_txid;	/* rows below may have pre-recovery done rows */
 
@@ -174,14 +174,14 @@ typedef struct GroupShared
 	int64		delivered_total;
 	int64		acked_total;
 	int64		dead_total;
-} GroupShared;
+} GroupEntry;
 
 /* shared state of one queue */
-typedef struct QueueShared
+typedef struct QueueEntry
 {
 	bool		used;
 	Oid			dbid;			/* key: database and */
-	Oid			relid;			/* the queue's done table */
+	Oid			done_relid;		/* the OID of its done table q<id>_done0 */
 	int32		queue_id;
 	int32		cur_seg;		/* segment receiving inserts; -1: not loaded */
 	slock_t		mutex;
@@ -190,7 +190,7 @@ typedef struct QueueShared
 	TimestampTz delayed_due;	/* earliest known delayed message, or 0 */
 	uint64		delayed_version;	/* bumped when a sender sets delayed_due */
 	ConditionVariable cv;		/* broadcast when messages may be available */
-} QueueShared;
+} QueueEntry;
 
 /* what a maintenance worker reports about itself (deliver.worker_status) */
 typedef struct WorkerStatus
@@ -228,8 +228,8 @@ typedef struct DeliverShared
 } DeliverShared;
 
 extern DeliverShared *deliver_shared;
-extern QueueShared *deliver_queues;
-extern GroupShared *deliver_groups;
+extern QueueEntry *deliver_queues;
+extern GroupEntry *deliver_groups;
 extern LeaseSlot *deliver_slots;
 extern char *deliver_snaps;
 
@@ -289,12 +289,13 @@ typedef struct OwnerScope
 } OwnerScope;
 
 /* deliver.c */
-extern void deliver_check_usable(void);
+extern void deliver_check_preloaded(void);
+extern void deliver_check_primary(void);
 extern int64 deliver_interval_arg(FunctionCallInfo fcinfo, int argno, int64 dflt,
 								  int64 lo, int64 hi, const char *what, const char *range);
 extern uint64 deliver_new_delivery_id(int32 slot_idx);
-extern int32 deliver_queue_slot(Oid dbid, Oid relid, int32 queue_id, bool create);
-extern int32 deliver_group_slot(int32 group_id, int32 queue_idx);
+extern int32 deliver_queue_entry(Oid dbid, Oid done_relid, int32 queue_id, bool create);
+extern int32 deliver_group_entry(int32 group_id, int32 queue_idx);
 extern void deliver_reset_queue_groups(int32 queue_idx, int32 group_id, bool forget);
 extern void deliver_forget_database(Oid dbid);
 extern const char *clip_text(const char *s, int maxbytes);
@@ -336,18 +337,18 @@ extern int32 slot_alloc(int32 queue_idx);
 extern void slot_free(int32 idx);
 extern Size fifo_keys_shmem_size(void);
 extern void fifo_keys_shmem_init(void);
-extern bool fifo_key_take(GroupShared *gs, int32 idx);
-extern void fifo_key_hold(GroupShared *gs, int32 idx);
-extern void group_release_slots(GroupShared *gs);
+extern bool fifo_key_take(GroupEntry *gs, int32 idx);
+extern void fifo_key_hold(GroupEntry *gs, int32 idx);
+extern void group_release_slots(GroupEntry *gs);
 extern void slist_push(SlotList *l, int32 idx);
 extern void slist_remove(SlotList *l, int32 idx);
-extern void group_finish_slot(GroupShared *gs, int32 idx, char kind);
-extern bool slot_resolve_finish(GroupShared *gs, int32 idx);
-extern void group_expire_leases(GroupShared *gs, QueueInfo *q, TimestampTz now);
+extern void group_finish_slot(GroupEntry *gs, int32 idx, char kind);
+extern bool slot_resolve_finish(GroupEntry *gs, int32 idx);
+extern void group_expire_leases(GroupEntry *gs, QueueInfo *q, TimestampTz now);
 extern int64 backoff_ms(QueueInfo *q, int attempt);
-extern void group_done_snapshot(GroupShared *gs, int gidx, DSnap *out);
-extern void cp_count_add(GroupShared *gs, uint64 seq, int64 delta);
-extern GroupShared *group_lock(QueueInfo *q, int32 group_id, int *gidx_out);
+extern void group_done_snapshot(GroupEntry *gs, int gidx, DSnap *out);
+extern void cp_count_add(GroupEntry *gs, uint64 seq, int64 delta);
+extern GroupEntry *group_lock(QueueInfo *q, int32 group_id, int *gidx_out);
 
 /* xact.c */
 extern void xact_note_leased(int32 slot_idx, uint64 delivery_id);
@@ -390,8 +391,8 @@ typedef struct GroupLive
 extern void group_live_state(QueueInfo *q, int32 group_id, GroupLive *out);
 
 /* recovery.c */
-extern void group_recover(QueueInfo *q, GroupShared *gs, int gidx);
-extern int	recovery_filter(QueueInfo *q, GroupShared *gs, int64 message_id,
+extern void group_recover(QueueInfo *q, GroupEntry *gs, int gidx);
+extern int	recovery_filter(QueueInfo *q, GroupEntry *gs, int64 message_id,
 							TransactionId *pending_xid);
 
 /* storage.c */
