@@ -10,6 +10,8 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
+#include "tables.h"
+
 PG_FUNCTION_INFO_V1(deliver_latest_snapshot);
 PG_FUNCTION_INFO_V1(deliver_catalog_changed);
 
@@ -38,7 +40,6 @@ deliver_catalog_changed(PG_FUNCTION_ARGS)
 	char	   *action = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	int32		group_id = PG_GETARG_INT32(2);
 	char		a;
-	char		name[NAMEDATALEN];
 	Oid			relid;
 	int32		qidx;
 
@@ -57,8 +58,7 @@ deliver_catalog_changed(PG_FUNCTION_ARGS)
 		elog(ERROR, "deliver: unknown catalog action \"%s\"", action);
 
 	/* the queue's shared entry, if it has one (its tables still exist) */
-	snprintf(name, sizeof(name), "q%d_done0", queue_id);
-	relid = get_relname_relid(name, get_namespace_oid("deliver", false));
+	relid = queue_rel_oid(deliver_namespace(), QUEUE_DONE, queue_id, 0, true);
 	qidx = OidIsValid(relid) ? deliver_queue_entry(MyDatabaseId, relid, queue_id, false) : -1;
 	xact_note_catalog(qidx, group_id, a);
 	PG_RETURN_VOID();

@@ -26,6 +26,8 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_authid.h"
 
+#include "tables.h"
+
 static HTAB *queue_cache = NULL;
 static QueueInfo *queue_lookup_ext(text *name_t, bool attach);
 static uint32 queue_cache_gen = 0;
@@ -35,19 +37,6 @@ static int64
 interval_ms(Datum d)
 {
 	return DatumGetInt64(d);
-}
-
-static Oid
-deliver_rel(Oid nsp, const char *fmt, int32 id, int seg, bool missing_ok)
-{
-	char		name[NAMEDATALEN];
-	Oid			relid;
-
-	snprintf(name, sizeof(name), fmt, id, seg);
-	relid = get_relname_relid(name, nsp);
-	if (!OidIsValid(relid) && !missing_ok)
-		elog(ERROR, "deliver: table deliver.%s is missing", name);
-	return relid;
 }
 
 /* the owner of deliver's catalog (the extension's owner), per cache generation */
@@ -62,7 +51,7 @@ catalog_owner(void)
 {
 	if (!OidIsValid(catalog_owner_oid))
 	{
-		Oid			relid = get_relname_relid("queue", get_namespace_oid("deliver", false));
+		Oid			relid = get_relname_relid("queue", deliver_namespace());
 		HeapTuple	tp;
 
 		if (!OidIsValid(relid))
@@ -146,17 +135,17 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 		MemoryContextSwitchTo(old);
 	}
 
-	nsp = get_namespace_oid("deliver", false);
+	nsp = deliver_namespace();
 	for (i = 0; i < q->nsegments; i++)
 	{
-		q->seg_rel[i] = deliver_rel(nsp, "q%d_s%d", q->queue_id, i, false);
-		q->seg_idx[i] = deliver_rel(nsp, "q%d_s%d_pos", q->queue_id, i, false);
-		q->done_rel[i] = deliver_rel(nsp, "q%d_done%d", q->queue_id, i, false);
+		q->seg_rel[i] = queue_rel_oid(nsp, QUEUE_SEGMENT, q->queue_id, i, false);
+		q->seg_idx[i] = queue_rel_oid(nsp, QUEUE_SEGMENT_INDEX, q->queue_id, i, false);
+		q->done_rel[i] = queue_rel_oid(nsp, QUEUE_DONE, q->queue_id, i, false);
 	}
-	q->dead_rel = deliver_rel(nsp, "q%d_dead", q->queue_id, 0, false);
-	q->delayed_rel = deliver_rel(nsp, "q%d_delayed", q->queue_id, 0, false);
-	q->dedup_rel = deliver_rel(nsp, "q%d_dedup", q->queue_id, 0, false);
-	q->seq_rel = deliver_rel(nsp, "q%d_seq", q->queue_id, 0, false);
+	q->dead_rel = queue_rel_oid(nsp, QUEUE_DEAD, q->queue_id, 0, false);
+	q->delayed_rel = queue_rel_oid(nsp, QUEUE_DELAYED, q->queue_id, 0, false);
+	q->dedup_rel = queue_rel_oid(nsp, QUEUE_DEDUP, q->queue_id, 0, false);
+	q->seq_rel = queue_rel_oid(nsp, QUEUE_SEQ, q->queue_id, 0, false);
 	{
 		HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(q->done_rel[0]));
 

@@ -51,14 +51,10 @@
 #include "utils/pg_lsn.h"
 #include "utils/rel.h"
 
-/* columns of a segment table */
-#define SEG_NATTS			7
-#define SEG_MESSAGE_ID		1	/* 0-based positions */
-#define SEG_TARGET_GROUP	2
-#define SEG_ENQUEUED_AT		3
-#define SEG_ORDERING_KEY	4
-#define SEG_HEADERS			5
-#define SEG_PAYLOAD			6
+#include "tables.h"
+
+/* the index in values[] of a column of a segment table */
+#define SEG_VALUE(col)		((col) - 1)
 
 typedef struct DecodeQueue
 {
@@ -283,10 +279,11 @@ dec_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit
 /*
  * A row of deliver.queue or deliver.consumer_group, read through the
  * historic snapshot: the text in column name_att of the row whose int4
- * column 1 equals id, or false.
+ * column id_att equals id (and in *queue_id its column queue_att, when
+ * valid), or false.
  */
 static bool
-catalog_name(Oid nsp, const char *table, int32 id, AttrNumber name_att,
+catalog_name(Oid nsp, const char *table, AttrNumber id_att, int32 id, AttrNumber name_att,
 			 AttrNumber queue_att, int32 *queue_id, char *out)
 {
 	Oid			relid = get_relname_relid(table, nsp);
@@ -304,7 +301,7 @@ catalog_name(Oid nsp, const char *table, int32 id, AttrNumber name_att,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("deliver: table deliver.%s is not a user catalog table", table),
 				 errhint("Recreate the extension deliver.")));
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
+	ScanKeyInit(&key, id_att, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
 	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
 	if (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
@@ -344,22 +341,19 @@ static DecodeQueue *
 segment_queue(DecodeData *data, Relation relation)
 {
 	const char *relname = RelationGetRelationName(relation);
-	int			qid;
+	int32		qid;
 	int			seg;
-	int			len = 0;
 	DecodeQueue *dq;
 	bool		found;
 
 	/* q<id>_s<n>, nothing more */
-	if (relname[0] != 'q' ||
-		sscanf(relname, "q%d_s%d%n", &qid, &seg, &len) != 2 ||
-		relname[len] != '\0' || qid <= 0)
+	if (!queue_relname_is_segment(relname, &qid, &seg))
 		return NULL;
 	if (relation->rd_rel->relnamespace != data->nsp)
 	{
 		char	   *nspname = get_namespace_name(relation->rd_rel->relnamespace);
 
-		if (nspname == NULL || strcmp(nspname, "deliver") != 0)
+		if (nspname == NULL || strcmp(nspname, DELIVER_SCHEMA) != 0)
 			return NULL;
 		/* first use, or the extension was recreated: forget the cache */
 		cache_clear(data->queue_cache);
@@ -374,7 +368,8 @@ segment_queue(DecodeData *data, Relation relation)
 
 		dq->wanted = false;
 		dq->name[0] = '\0';
-		if (catalog_name(data->nsp, "queue", qid, 2, InvalidAttrNumber, &unused, dq->name))
+		if (catalog_name(data->nsp, "queue", QUEUE_COL_QUEUE_ID, qid, QUEUE_COL_QUEUE_NAME,
+						 InvalidAttrNumber, &unused, dq->name))
 		{
 			ListCell   *lc;
 
@@ -402,7 +397,8 @@ group_matches(DecodeData *data, int32 queue_id, int32 group_id)
 		char		name[NAMEDATALEN];
 		int32		gq = 0;
 
-		dg->matches = catalog_name(data->nsp, "consumer_group", group_id, 3, 2, &gq, name) &&
+		dg->matches = catalog_name(data->nsp, "consumer_group", GROUP_COL_GROUP_ID, group_id,
+								   GROUP_COL_GROUP_NAME, GROUP_COL_QUEUE_ID, &gq, name) &&
 			gq == queue_id && strcmp(name, data->group) == 0;
 	}
 	return dg->matches;
@@ -473,13 +469,13 @@ jsonb_cstring(Datum d)
 static bool
 segment_layout_ok(TupleDesc desc)
 {
-	static const Oid types[SEG_NATTS] = {XID8OID, INT8OID, INT4OID, TIMESTAMPTZOID, TEXTOID,
+	static const Oid types[SEG_NCOLUMNS] = {XID8OID, INT8OID, INT4OID, TIMESTAMPTZOID, TEXTOID,
 	JSONBOID, JSONBOID};
 	int			i;
 
-	if (desc->natts != SEG_NATTS)
+	if (desc->natts != SEG_NCOLUMNS)
 		return false;
-	for (i = 0; i < SEG_NATTS; i++)
+	for (i = 0; i < SEG_NCOLUMNS; i++)
 		if (TupleDescAttr(desc, i)->attisdropped || TupleDescAttr(desc, i)->atttypid != types[i])
 			return false;
 	return true;
@@ -493,8 +489,8 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	DecodeQueue *dq;
 	TupleDesc	desc = RelationGetDescr(relation);
 	HeapTuple	tuple;
-	Datum		values[SEG_NATTS];
-	bool		nulls[SEG_NATTS];
+	Datum		values[SEG_NCOLUMNS];
+	bool		nulls[SEG_NCOLUMNS];
 	MemoryContext old;
 	int64		message_id;
 
@@ -515,14 +511,14 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	old = MemoryContextSwitchTo(data->context);
 	tuple = &change->data.tp.newtuple->tuple;
 	heap_deform_tuple(tuple, desc, values, nulls);
-	message_id = DatumGetInt64(values[SEG_MESSAGE_ID]);
+	message_id = DatumGetInt64(values[SEG_VALUE(SEG_COL_MESSAGE_ID)]);
 
-	if (!nulls[SEG_TARGET_GROUP])
+	if (!nulls[SEG_VALUE(SEG_COL_TARGET_GROUP)])
 	{
 		/* a copy stored for one group */
 		if (data->group != NULL)
 		{
-			if (!group_matches(data, dq->queue_id, DatumGetInt32(values[SEG_TARGET_GROUP])))
+			if (!group_matches(data, dq->queue_id, DatumGetInt32(values[SEG_VALUE(SEG_COL_TARGET_GROUP)])))
 				goto done;
 		}
 		else if (message_id == data->last_targeted_id)
@@ -537,14 +533,14 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		pq_sendint64(ctx->out, txn->end_lsn);
 		pq_sendint64(ctx->out, unix_usec(txn->xact_time.commit_time));
 		pq_sendint64(ctx->out, message_id);
-		pq_sendint64(ctx->out, unix_usec(DatumGetTimestampTz(values[SEG_ENQUEUED_AT])));
+		pq_sendint64(ctx->out, unix_usec(DatumGetTimestampTz(values[SEG_VALUE(SEG_COL_ENQUEUED_AT)])));
 		bin_text(ctx->out, dq->name, false, false, message_id);
-		bin_text(ctx->out, nulls[SEG_ORDERING_KEY] ? NULL : TextDatumGetCString(values[SEG_ORDERING_KEY]),
-				 nulls[SEG_ORDERING_KEY], false, message_id);
-		bin_text(ctx->out, nulls[SEG_HEADERS] ? NULL : jsonb_cstring(values[SEG_HEADERS]),
-				 nulls[SEG_HEADERS], true, message_id);
-		bin_text(ctx->out, nulls[SEG_PAYLOAD] ? NULL : jsonb_cstring(values[SEG_PAYLOAD]),
-				 nulls[SEG_PAYLOAD], true, message_id);
+		bin_text(ctx->out, nulls[SEG_VALUE(SEG_COL_ORDERING_KEY)] ? NULL : TextDatumGetCString(values[SEG_VALUE(SEG_COL_ORDERING_KEY)]),
+				 nulls[SEG_VALUE(SEG_COL_ORDERING_KEY)], false, message_id);
+		bin_text(ctx->out, nulls[SEG_VALUE(SEG_COL_HEADERS)] ? NULL : jsonb_cstring(values[SEG_VALUE(SEG_COL_HEADERS)]),
+				 nulls[SEG_VALUE(SEG_COL_HEADERS)], true, message_id);
+		bin_text(ctx->out, nulls[SEG_VALUE(SEG_COL_PAYLOAD)] ? NULL : jsonb_cstring(values[SEG_VALUE(SEG_COL_PAYLOAD)]),
+				 nulls[SEG_VALUE(SEG_COL_PAYLOAD)], true, message_id);
 	}
 	else
 	{
@@ -553,13 +549,13 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		appendStringInfoString(out, "{\"queue\":");
 		escape_json(out, dq->name);
 		appendStringInfo(out, ",\"message_id\":" INT64_FORMAT ",\"payload\":", message_id);
-		json_jsonb_or_null(out, values[SEG_PAYLOAD], nulls[SEG_PAYLOAD]);
+		json_jsonb_or_null(out, values[SEG_VALUE(SEG_COL_PAYLOAD)], nulls[SEG_VALUE(SEG_COL_PAYLOAD)]);
 		appendStringInfoString(out, ",\"headers\":");
-		json_jsonb_or_null(out, values[SEG_HEADERS], nulls[SEG_HEADERS]);
+		json_jsonb_or_null(out, values[SEG_VALUE(SEG_COL_HEADERS)], nulls[SEG_VALUE(SEG_COL_HEADERS)]);
 		appendStringInfoString(out, ",\"ordering_key\":");
-		json_text_or_null(out, values[SEG_ORDERING_KEY], nulls[SEG_ORDERING_KEY]);
+		json_text_or_null(out, values[SEG_VALUE(SEG_COL_ORDERING_KEY)], nulls[SEG_VALUE(SEG_COL_ORDERING_KEY)]);
 		appendStringInfo(out, ",\"enqueued_at\":\"%s\"",
-						 JsonEncodeDateTime(NULL, values[SEG_ENQUEUED_AT], TIMESTAMPTZOID, NULL));
+						 JsonEncodeDateTime(NULL, values[SEG_VALUE(SEG_COL_ENQUEUED_AT)], TIMESTAMPTZOID, NULL));
 		appendStringInfo(out, ",\"commit_lsn\":\"%X/%X\",\"commit_time\":\"%s\"}",
 						 LSN_FORMAT_ARGS(txn->end_lsn),
 						 JsonEncodeDateTime(NULL, TimestampTzGetDatum(txn->xact_time.commit_time),

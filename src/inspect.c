@@ -17,6 +17,8 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "tables.h"
+
 PG_FUNCTION_INFO_V1(deliver_dead_letters);
 PG_FUNCTION_INFO_V1(deliver_archived);
 PG_FUNCTION_INFO_V1(deliver_metrics);
@@ -75,6 +77,7 @@ deliver_dead_letters(PG_FUNCTION_ARGS)
 	int32		max;
 	char		key[64];
 	char		sql[512];
+	char		rel[NAMEDATALEN];
 	Oid			types[2] = {INT4OID, INT4OID};
 	Datum		args[2];
 	char		nulls[2] = {' ', ' '};
@@ -94,9 +97,10 @@ deliver_dead_letters(PG_FUNCTION_ARGS)
 	snprintf(sql, sizeof(sql),
 			 "SELECT d.message_id, g.group_name, d.payload, d.headers, d.ordering_key, "
 			 "d.attempts, d.reason, d.last_error, d.enqueued_at, d.dead_at "
-			 "FROM deliver.q%d_dead d JOIN deliver.consumer_group g USING (group_id) "
+			 "FROM deliver.%s d JOIN deliver.consumer_group g USING (group_id) "
 			 "WHERE $1 IS NULL OR d.group_id = $1 "
-			 "ORDER BY d.dead_at, d.message_id LIMIT $2", q->queue_id);
+			 "ORDER BY d.dead_at, d.message_id LIMIT $2",
+			 queue_relname(rel, QUEUE_DEAD, q->queue_id, 0));
 	rc = spi_run(q->owner, key, sql, 2, types, args, nulls, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "deliver: could not read dead letters: %s", SPI_result_code_string(rc));
@@ -117,6 +121,7 @@ deliver_archived(PG_FUNCTION_ARGS)
 	QueueInfo  *q;
 	char		key[64];
 	char		sql[512];
+	char		rel[NAMEDATALEN];
 	Oid			types[2] = {INT8OID, INT4OID};
 	Datum		args[2];
 	int			rc;
@@ -134,8 +139,8 @@ deliver_archived(PG_FUNCTION_ARGS)
 	snprintf(key, sizeof(key), "archived:%d", q->queue_id);
 	snprintf(sql, sizeof(sql),
 			 "SELECT message_id, payload, headers, ordering_key, enqueued_at, archived_at "
-			 "FROM deliver.q%d_archive WHERE message_id > $1 ORDER BY message_id LIMIT $2",
-			 q->queue_id);
+			 "FROM deliver.%s WHERE message_id > $1 ORDER BY message_id LIMIT $2",
+			 queue_relname(rel, QUEUE_ARCHIVE, q->queue_id, 0));
 	rc = spi_run(q->owner, key, sql, 2, types, args, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "deliver: could not read the archive: %s", SPI_result_code_string(rc));
@@ -145,19 +150,20 @@ deliver_archived(PG_FUNCTION_ARGS)
 }
 
 /*
- * A count(*) statement of the queue, as its owner: the first column of its
- * first row, or 0.
+ * The number of rows of a table of the queue, counted as its owner.
  */
 static int64
-queue_count(QueueInfo *q, const char *what, const char *sql_fmt)
+queue_count(QueueInfo *q, const char *what, QueueRel rel)
 {
 	char		key[64];
 	char		sql[256];
+	char		relname[NAMEDATALEN];
 	bool		isnull;
 	Datum		d;
 
 	snprintf(key, sizeof(key), "%s:%d", what, q->queue_id);
-	snprintf(sql, sizeof(sql), sql_fmt, q->queue_id);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM deliver.%s",
+			 queue_relname(relname, rel, q->queue_id, 0));
 	if (spi_run(q->owner, key, sql, 0, NULL, NULL, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "deliver: could not count %s", what);
 	if (SPI_processed == 0)
@@ -173,7 +179,7 @@ static void
 queue_metrics_rows(ReturnSetInfo *rsinfo, QueueInfo *q, const WorkerStatus *w)
 {
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	int64		delayed = queue_count(q, "delayed", "SELECT count(*) FROM deliver.q%d_delayed");
+	int64		delayed = queue_count(q, "delayed", QUEUE_DELAYED);
 	int			i;
 
 	for (i = 0; i < q->ngroups; i++)
@@ -183,14 +189,15 @@ queue_metrics_rows(ReturnSetInfo *rsinfo, QueueInfo *q, const WorkerStatus *w)
 		bool		nulls[13] = {false};
 		char		key[64];
 		char		sql[256];
+		char		rel[NAMEDATALEN];
 		Oid			types[1] = {INT4OID};
 		Datum		args[1];
 		bool		isnull;
 
 		group_live_state(q, q->groups[i].group_id, &st);
 		snprintf(key, sizeof(key), "deadcount:%d", q->queue_id);
-		snprintf(sql, sizeof(sql), "SELECT count(*) FROM deliver.q%d_dead WHERE group_id = $1",
-				 q->queue_id);
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM deliver.%s WHERE group_id = $1",
+				 queue_relname(rel, QUEUE_DEAD, q->queue_id, 0));
 		args[0] = Int32GetDatum(q->groups[i].group_id);
 		if (spi_run(q->owner, key, sql, 1, types, args, NULL, true, 1) != SPI_OK_SELECT ||
 			SPI_processed != 1)

@@ -35,19 +35,11 @@
 #include "access/htup_details.h"
 #include "access/commit_ts.h"
 
+#include "tables.h"
+
 PG_FUNCTION_INFO_V1(deliver_receive);
 PG_FUNCTION_INFO_V1(deliver_group_state);
 PG_FUNCTION_INFO_V1(deliver_sweep);
-
-/* segment table columns */
-#define COL_TXID		1
-#define COL_ID			2
-#define COL_GROUP		3
-#define COL_ENQUEUED	4
-#define COL_KEY			5
-#define COL_HEADERS		6
-#define COL_PAYLOAD		7
-#define NCOLS			7
 
 typedef struct MessageRow
 {
@@ -177,17 +169,17 @@ row_from_tuple(MessageRow *r, TupleTableSlot *tuple, int seg, MemoryContext cxt)
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	bool		isnull;
 
-	r->txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(tuple, COL_TXID, &isnull)));
-	r->id = DatumGetInt64(slot_getattr(tuple, COL_ID, &isnull));
+	r->txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(tuple, SEG_COL_TXID, &isnull)));
+	r->id = DatumGetInt64(slot_getattr(tuple, SEG_COL_MESSAGE_ID, &isnull));
 	r->seg = seg;
-	r->enqueued_at = DatumGetTimestampTz(slot_getattr(tuple, COL_ENQUEUED, &isnull));
-	r->key = slot_getattr(tuple, COL_KEY, &r->key_null);
+	r->enqueued_at = DatumGetTimestampTz(slot_getattr(tuple, SEG_COL_ENQUEUED_AT, &isnull));
+	r->key = slot_getattr(tuple, SEG_COL_ORDERING_KEY, &r->key_null);
 	if (!r->key_null)
 		r->key = datumCopy(r->key, false, -1);
-	r->headers = slot_getattr(tuple, COL_HEADERS, &r->headers_null);
+	r->headers = slot_getattr(tuple, SEG_COL_HEADERS, &r->headers_null);
 	if (!r->headers_null)
 		r->headers = datumCopy(r->headers, false, -1);
-	r->payload = datumCopy(slot_getattr(tuple, COL_PAYLOAD, &isnull), false, -1);
+	r->payload = datumCopy(slot_getattr(tuple, SEG_COL_PAYLOAD, &isnull), false, -1);
 	r->pending_xid = InvalidTransactionId;
 	MemoryContextSwitchTo(old);
 }
@@ -196,12 +188,12 @@ static void
 count_row(ScanCtx *c, TupleTableSlot *tuple)
 {
 	bool		isnull;
-	TimestampTz t = DatumGetTimestampTz(slot_getattr(tuple, COL_ENQUEUED, &isnull));
+	TimestampTz t = DatumGetTimestampTz(slot_getattr(tuple, SEG_COL_ENQUEUED_AT, &isnull));
 
 	if (c->count_after)
 	{
-		uint64		txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(tuple, COL_TXID, &isnull)));
-		int64		id = DatumGetInt64(slot_getattr(tuple, COL_ID, &isnull));
+		uint64		txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(tuple, SEG_COL_TXID, &isnull)));
+		int64		id = DatumGetInt64(slot_getattr(tuple, SEG_COL_MESSAGE_ID, &isnull));
 
 		if (txid != c->cts_txid)
 		{
@@ -242,12 +234,12 @@ scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_after, int64 af
 		*more = true;
 		return 0;
 	}
-	ScanKeyInit(&keys[nkeys++], COL_TXID, BTGreaterEqualStrategyNumber, F_XID8GE,
+	ScanKeyInit(&keys[nkeys++], SEG_POS_COL_TXID, BTGreaterEqualStrategyNumber, F_XID8GE,
 				FullTransactionIdGetDatum(FullTransactionIdFromU64(from)));
-	ScanKeyInit(&keys[nkeys++], COL_TXID, BTLessEqualStrategyNumber, F_XID8LE,
+	ScanKeyInit(&keys[nkeys++], SEG_POS_COL_TXID, BTLessEqualStrategyNumber, F_XID8LE,
 				FullTransactionIdGetDatum(FullTransactionIdFromU64(to)));
 	if (use_after)
-		ScanKeyInit(&keys[nkeys++], 2, BTGreaterStrategyNumber, F_INT8GT,
+		ScanKeyInit(&keys[nkeys++], SEG_POS_COL_MESSAGE_ID, BTGreaterStrategyNumber, F_INT8GT,
 					Int64GetDatum(after_id));
 
 	tuple = table_slot_create(c->heap[seg], NULL);
@@ -259,10 +251,10 @@ scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_after, int64 af
 		uint64		txid;
 		Datum		g;
 
-		txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(tuple, COL_TXID, &isnull)));
+		txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(tuple, SEG_COL_TXID, &isnull)));
 		if (hi && !dsnap_visible(hi, txid))
 			continue;
-		g = slot_getattr(tuple, COL_GROUP, &isnull);
+		g = slot_getattr(tuple, SEG_COL_TARGET_GROUP, &isnull);
 		if (!isnull && DatumGetInt32(g) != c->group_id)
 			continue;
 		if (n >= limit)
@@ -273,7 +265,7 @@ scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_after, int64 af
 		if (txid < c->gs->horizon_txid)
 		{
 			TransactionId pending = InvalidTransactionId;
-			int64		id = DatumGetInt64(slot_getattr(tuple, COL_ID, &isnull));
+			int64		id = DatumGetInt64(slot_getattr(tuple, SEG_COL_MESSAGE_ID, &isnull));
 
 			if (recovery_filter(c->q, c->gs, id, &pending) == 0)
 				continue;		/* finished before the restart */
@@ -504,9 +496,9 @@ window_list(ScanCtx *c, const DSnap *lo, const DSnap *hi, int cap)
 			if (!dsnap_visible(hi, t))
 				continue;
 			/* (the scan has two keys: a rescan copies both) */
-			ScanKeyInit(&keys[0], COL_TXID, BTGreaterEqualStrategyNumber, F_XID8GE,
+			ScanKeyInit(&keys[0], SEG_POS_COL_TXID, BTGreaterEqualStrategyNumber, F_XID8GE,
 						FullTransactionIdGetDatum(FullTransactionIdFromU64(t)));
-			ScanKeyInit(&keys[1], COL_TXID, BTLessEqualStrategyNumber, F_XID8LE,
+			ScanKeyInit(&keys[1], SEG_POS_COL_TXID, BTLessEqualStrategyNumber, F_XID8LE,
 						FullTransactionIdGetDatum(FullTransactionIdFromU64(t)));
 			index_rescan(scan, keys, 2, NULL, 0);
 			if (index_getnext_slot(scan, ForwardScanDirection, tuple))
@@ -522,14 +514,14 @@ window_list(ScanCtx *c, const DSnap *lo, const DSnap *hi, int cap)
 			bool		isnull;
 			uint64		t;
 
-			ScanKeyInit(&keys[0], COL_TXID, BTGreaterEqualStrategyNumber, F_XID8GE,
+			ScanKeyInit(&keys[0], SEG_POS_COL_TXID, BTGreaterEqualStrategyNumber, F_XID8GE,
 						FullTransactionIdGetDatum(FullTransactionIdFromU64(next)));
-			ScanKeyInit(&keys[1], COL_TXID, BTLessStrategyNumber, F_XID8LT,
+			ScanKeyInit(&keys[1], SEG_POS_COL_TXID, BTLessStrategyNumber, F_XID8LT,
 						FullTransactionIdGetDatum(FullTransactionIdFromU64(hi->xmax)));
 			index_rescan(scan, keys, 2, NULL, 0);
 			if (!index_getnext_slot(scan, ForwardScanDirection, tuple))
 				break;
-			t = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(tuple, COL_TXID, &isnull)));
+			t = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(tuple, SEG_COL_TXID, &isnull)));
 			if (dsnap_visible(hi, t))
 			{
 				wintxn_add(t, seg);
@@ -976,9 +968,9 @@ fetch_row(ScanCtx *c, MessageRow *r)
 	bool		found = false;
 	int			seg = r->seg;
 
-	ScanKeyInit(&keys[0], COL_TXID, BTEqualStrategyNumber, F_XID8EQ,
+	ScanKeyInit(&keys[0], SEG_POS_COL_TXID, BTEqualStrategyNumber, F_XID8EQ,
 				FullTransactionIdGetDatum(FullTransactionIdFromU64(r->txid)));
-	ScanKeyInit(&keys[1], COL_ID, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(r->id));
+	ScanKeyInit(&keys[1], SEG_POS_COL_MESSAGE_ID, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(r->id));
 	tuple = table_slot_create(c->heap[seg], NULL);
 	scan = index_beginscan(c->heap[seg], c->index[seg], c->snap, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
@@ -1034,16 +1026,17 @@ move_dead(ScanCtx *c, Delivery *dead, int ndead)
 	int			i;
 	char		key[64];
 	char		sql[512];
+	char		rel[NAMEDATALEN];
 	Oid			types[9] = {INT4OID, INT8OID, TIMESTAMPTZOID, TEXTOID, JSONBOID, JSONBOID,
 	INT4OID, TEXTOID, TEXTOID};
 	DSnap	   *done = palloc(deliver_snap_size);
 
 	snprintf(key, sizeof(key), "dead:%d", c->q->queue_id);
 	snprintf(sql, sizeof(sql),
-			 "INSERT INTO deliver.q%d_dead (group_id, message_id, enqueued_at, ordering_key, "
+			 "INSERT INTO deliver.%s (group_id, message_id, enqueued_at, ordering_key, "
 			 "headers, payload, attempts, reason, last_error) "
 			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-			 c->q->queue_id);
+			 queue_relname(rel, QUEUE_DEAD, c->q->queue_id, 0));
 	for (i = 0; i < ndead; i++)
 	{
 		Delivery   *o = &dead[i];

@@ -24,12 +24,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-/* done table columns */
-#define DONE_GROUP	1
-#define DONE_KIND	2
-#define DONE_IDS	3
-#define DONE_SNAP	4
-#define DONE_NCOLS	5
+#include "tables.h"
 
 typedef struct FilterEntry
 {
@@ -91,13 +86,13 @@ scan_done_table(Oid relid, int32 group_id, HTAB *ids, DSnap *best, DSnap *cand, 
 
 	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
-		Datum		values[DONE_NCOLS];
-		bool		nulls[DONE_NCOLS];
+		Datum		values[DONE_NCOLUMNS];
+		bool		nulls[DONE_NCOLUMNS];
 		TransactionId xmin = HeapTupleHeaderGetXmin(tup->t_data);
 		TransactionId pending = InvalidTransactionId;
 
 		heap_deform_tuple(tup, td, values, nulls);
-		if (DatumGetInt32(values[DONE_GROUP - 1]) != group_id)
+		if (DatumGetInt32(values[DONE_COL_GROUP_ID - 1]) != group_id)
 			continue;
 		if (TransactionIdIsCurrentTransactionId(xmin))
 			 /* ours: counts as finished */ ;
@@ -106,9 +101,9 @@ scan_done_table(Oid relid, int32 group_id, HTAB *ids, DSnap *best, DSnap *cand, 
 		else if (!TransactionIdDidCommit(xmin))
 			continue;			/* rolled back */
 
-		if (best && !TransactionIdIsValid(pending) && !nulls[DONE_SNAP - 1])
+		if (best && !TransactionIdIsValid(pending) && !nulls[DONE_COL_SNAPSHOT - 1])
 		{
-			dsnap_from_datum(values[DONE_SNAP - 1], cand);
+			dsnap_from_datum(values[DONE_COL_SNAPSHOT - 1], cand);
 			if (!found || snap_newer(cand, best))
 				dsnap_copy(best, cand);
 			found = true;
@@ -120,7 +115,7 @@ scan_done_table(Oid relid, int32 group_id, HTAB *ids, DSnap *best, DSnap *cand, 
 			int			n;
 			int			i;
 
-			deconstruct_array(DatumGetArrayTypeP(values[DONE_IDS - 1]), INT8OID, 8,
+			deconstruct_array(DatumGetArrayTypeP(values[DONE_COL_MESSAGE_IDS - 1]), INT8OID, 8,
 							  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &v, &vn, &n);
 			for (i = 0; i < n; i++)
 			{

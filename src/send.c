@@ -23,6 +23,8 @@
 #include "utils/lsyscache.h"
 #include "storage/lmgr.h"
 
+#include "tables.h"
+
 #define MAX_KEY_LEN		512
 
 PG_FUNCTION_INFO_V1(deliver_send);
@@ -144,13 +146,14 @@ key_owner(QueueInfo *q, Datum idem)
 	Oid			types[1] = {TEXTOID};
 	char		key[64];
 	char		sql[256];
+	char		rel[NAMEDATALEN];
 	bool		isnull;
 	int			rc;
 
 	snprintf(key, sizeof(key), "keyid:%d", q->queue_id);
 	snprintf(sql, sizeof(sql),
-			 "SELECT message_id FROM deliver.q%d_dedup WHERE idempotency_key = $1",
-			 q->queue_id);
+			 "SELECT message_id FROM deliver.%s WHERE idempotency_key = $1",
+			 queue_relname(rel, QUEUE_DEDUP, q->queue_id, 0));
 	rc = spi_run(q->owner, key, sql, 1, types, &idem, NULL, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "deliver: idempotency key vanished");
@@ -174,6 +177,7 @@ claim_keys(QueueInfo *q, SendBatch *b, int64 *ids, bool *fresh)
 	int			j;
 	char		key[64];
 	char		sql[512];
+	char		rel[NAMEDATALEN];
 	Oid			types[3] = {TEXTARRAYOID, INT8ARRAYOID, INT8OID};
 	Datum		args[3];
 	int			rc;
@@ -207,12 +211,12 @@ claim_keys(QueueInfo *q, SendBatch *b, int64 *ids, bool *fresh)
 
 	snprintf(key, sizeof(key), "claim:%d", q->queue_id);
 	snprintf(sql, sizeof(sql),
-			 "INSERT INTO deliver.q%d_dedup AS d "
+			 "INSERT INTO deliver.%s AS d "
 			 "SELECT k, i, now() + $3 * interval '1 millisecond' FROM unnest($1, $2) AS u(k, i) "
 			 "ON CONFLICT (idempotency_key) DO UPDATE "
 			 "SET message_id = excluded.message_id, expires_at = excluded.expires_at "
 			 "WHERE d.expires_at < now() "
-			 "RETURNING message_id", q->queue_id);
+			 "RETURNING message_id", queue_relname(rel, QUEUE_DEDUP, q->queue_id, 0));
 	args[0] = PointerGetDatum(make_array(kv, NULL, nk, TEXTOID));
 	args[1] = PointerGetDatum(make_array(iv, NULL, nk, INT8OID));
 	args[2] = Int64GetDatum(q->dedup_window_ms);
@@ -267,6 +271,7 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 	TimestampTz enq = b->enqueued_at ? b->enqueued_at : now;
 	char		key[64];
 	char		sql[512];
+	char		rel[NAMEDATALEN];
 	Oid		   *types;
 	int			nargs;
 	Datum		args[8];
@@ -318,10 +323,10 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 		nargs = 8;
 		snprintf(key, sizeof(key), "delay:%d", q->queue_id);
 		snprintf(sql, sizeof(sql),
-				 "INSERT INTO deliver.q%d_delayed "
+				 "INSERT INTO deliver.%s "
 				 "(deliver_at, target_group, enqueued_at, message_id, ordering_key, headers, payload, txid) "
 				 "SELECT $1, $2, $3, i, k, h, p, $8 FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
-				 q->queue_id);
+				 queue_relname(rel, QUEUE_DELAYED, q->queue_id, 0));
 		args[0] = TimestampTzGetDatum(now + b->delay_ms * 1000);
 		args[7] = FullTransactionIdGetDatum(txid);
 	}
@@ -335,10 +340,10 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 
 		snprintf(key, sizeof(key), "send:%d:%d", q->queue_id, seg);
 		snprintf(sql, sizeof(sql),
-				 "INSERT INTO deliver.q%d_s%d "
+				 "INSERT INTO deliver.%s "
 				 "(txid, target_group, enqueued_at, message_id, ordering_key, headers, payload) "
 				 "SELECT $1, $2, $3, i, k, h, p FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
-				 q->queue_id, seg);
+				 queue_relname(rel, QUEUE_SEGMENT, q->queue_id, seg));
 		args[0] = FullTransactionIdGetDatum(txid);
 	}
 	{

@@ -27,6 +27,8 @@
 #include "utils/array.h"
 #include "fmgr.h"
 
+#include "tables.h"
+
 /*
  * Record that messages of a group are finished (acked, consumed or dead),
  * together with the group's restart point.  One row per call.
@@ -39,6 +41,7 @@ done_write(QueueInfo *q, int32 group_id, char kind, int64 *ids, int n, DSnap *do
 	Datum	   *idd = palloc(sizeof(Datum) * n);
 	char		key[64];
 	char		sql[256];
+	char		rel[NAMEDATALEN];
 	int			i;
 	int			rc;
 	int			seg;
@@ -49,8 +52,8 @@ done_write(QueueInfo *q, int32 group_id, char kind, int64 *ids, int n, DSnap *do
 		idd[i] = Int64GetDatum(ids[i]);
 	snprintf(key, sizeof(key), "done:%d:%d", q->queue_id, seg);
 	snprintf(sql, sizeof(sql),
-			 "INSERT INTO deliver.q%d_done%d (group_id, kind, message_ids, done) "
-			 "VALUES ($1, $2, $3, $4)", q->queue_id, seg);
+			 "INSERT INTO deliver.%s (group_id, kind, message_ids, done) "
+			 "VALUES ($1, $2, $3, $4)", queue_relname(rel, QUEUE_DONE, q->queue_id, seg));
 	args[0] = Int32GetDatum(group_id);
 	args[1] = CharGetDatum(kind);
 	args[2] = PointerGetDatum(construct_array(idd, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
@@ -74,6 +77,8 @@ move_due_delayed(QueueInfo *q)
 	TimestampTz next = 0;
 	char		key[64];
 	char		sql[2048];
+	char		delayed[NAMEDATALEN];
+	char		segment[NAMEDATALEN];
 	int			rc;
 	bool		isnull;
 	Datum		d;
@@ -96,8 +101,8 @@ move_due_delayed(QueueInfo *q)
 	 */
 	snprintf(key, sizeof(key), "due:%d:%d", q->queue_id, seg);
 	snprintf(sql, sizeof(sql),
-			 "WITH d AS (DELETE FROM deliver.q%d_delayed WHERE message_id IN "
-			 "(SELECT message_id FROM deliver.q%d_delayed WHERE deliver_at <= clock_timestamp() "
+			 "WITH d AS (DELETE FROM deliver.%s WHERE message_id IN "
+			 "(SELECT message_id FROM deliver.%s WHERE deliver_at <= clock_timestamp() "
 			 "ORDER BY deliver_at LIMIT %d) RETURNING *), "
 			 "g AS (SELECT group_id, start_snapshot FROM deliver.consumer_group WHERE queue_id = %d), "
 			 "t AS (SELECT d.*, CASE "
@@ -107,13 +112,14 @@ move_due_delayed(QueueInfo *q)
 			 "  ELSE (SELECT array_agg(g.group_id) FROM g "
 			 "        WHERE NOT pg_visible_in_snapshot(d.txid, g.start_snapshot)) END AS targets "
 			 "  FROM d) "
-			 "INSERT INTO deliver.q%d_s%d (txid, message_id, target_group, enqueued_at, "
+			 "INSERT INTO deliver.%s (txid, message_id, target_group, enqueued_at, "
 			 "ordering_key, headers, payload) "
 			 "SELECT pg_current_xact_id(), t.message_id, x.target, t.enqueued_at, "
 			 "t.ordering_key, t.headers, t.payload "
 			 "FROM t CROSS JOIN LATERAL unnest(t.targets) AS x(target) "
 			 "ORDER BY t.deliver_at, t.message_id",
-			 q->queue_id, q->queue_id, deliver_max_batch, q->queue_id, q->queue_id, seg);
+			 queue_relname(delayed, QUEUE_DELAYED, q->queue_id, 0), delayed, deliver_max_batch,
+			 q->queue_id, queue_relname(segment, QUEUE_SEGMENT, q->queue_id, seg));
 
 	/* an internal step: it runs as the queue's owner, like maintenance */
 	rc = spi_run(q->owner, key, sql, 0, NULL, NULL, NULL, false, 0);
@@ -127,7 +133,7 @@ move_due_delayed(QueueInfo *q)
 
 	snprintf(key, sizeof(key), "nextdue:%d", q->queue_id);
 	snprintf(sql, sizeof(sql),
-			 "SELECT min(deliver_at) FROM deliver.q%d_delayed", q->queue_id);
+			 "SELECT min(deliver_at) FROM deliver.%s", delayed);
 	rc = spi_run(q->owner, key, sql, 0, NULL, NULL, NULL, false, 1);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "deliver: could not read delayed messages");
@@ -181,7 +187,7 @@ txid_has_rows(QueueInfo *q, uint64 txid)
 		IndexScanDesc scan;
 		TupleTableSlot *tuple = table_slot_create(heap, NULL);
 
-		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_XID8EQ,
+		ScanKeyInit(&key, SEG_POS_COL_TXID, BTEqualStrategyNumber, F_XID8EQ,
 					FullTransactionIdGetDatum(FullTransactionIdFromU64(txid)));
 		scan = index_beginscan(heap, index, SnapshotAny, 1, 0);
 		index_rescan(scan, &key, 1, NULL, 0);
