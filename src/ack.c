@@ -18,6 +18,8 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
+#include "args.h"
+
 PG_FUNCTION_INFO_V1(deliver_ack);
 PG_FUNCTION_INFO_V1(deliver_ack_batch);
 PG_FUNCTION_INFO_V1(deliver_nack);
@@ -168,15 +170,6 @@ ack_many(QueueInfo *q, int64 *ids, int n)
 	return nacked;
 }
 
-static void
-arg_not_null(FunctionCallInfo fcinfo, int argno, const char *what)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", what)));
-}
-
 /*
  * deliver.ack(queue_name, delivery_id) returns boolean: true when this call
  * acked the message, false when this transaction had acked it already.
@@ -265,8 +258,8 @@ deliver_nack(PG_FUNCTION_ARGS)
 	arg_not_null(fcinfo, 1, "delivery_id");
 	queue_check_privilege(q, ACL_SELECT, "nack messages of");
 	id = PG_GETARG_INT64(1);
-	delay_ms = deliver_interval_arg(fcinfo, 3, -1, 0, DELIVER_MAX_VISIBILITY_MS, "retry_after",
-									"0 and 12 hours");
+	delay_ms = arg_interval_ms(fcinfo, 3, -1, 0, DELIVER_MAX_VISIBILITY_MS, "retry_after",
+							   "0 and " DELIVER_MAX_VISIBILITY_TEXT);
 	error[0] = '\0';
 	if (!PG_ARGISNULL(2))
 		clip_copy(error, text_to_cstring(PG_GETARG_TEXT_PP(2)), DELIVER_ERROR_LEN);
@@ -314,8 +307,8 @@ deliver_extend_lease(PG_FUNCTION_ARGS)
 	arg_not_null(fcinfo, 2, "visibility_timeout");
 	queue_check_privilege(q, ACL_SELECT, "extend leases of");
 	id = PG_GETARG_INT64(1);
-	vt_ms = deliver_interval_arg(fcinfo, 2, 0, 1, DELIVER_MAX_VISIBILITY_MS, "visibility_timeout",
-								 "1 millisecond and 12 hours");
+	vt_ms = arg_interval_ms(fcinfo, 2, 0, 1, DELIVER_MAX_VISIBILITY_MS, "visibility_timeout",
+							"1 millisecond and " DELIVER_MAX_VISIBILITY_TEXT);
 	gs = lock_delivery(q, id, &idx);
 	s = &deliver_slots[idx];
 	now = GetCurrentTimestamp();

@@ -26,6 +26,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_authid.h"
 
+#include "args.h"
 #include "tables.h"
 
 static HTAB *queue_cache = NULL;
@@ -292,7 +293,7 @@ queue_lookup_ext(text *name_t, bool attach)
 	if (strlen(name) >= NAMEDATALEN || strlen(name) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("queue \"%s\" does not exist", clip_text(name, 80))));
+				 errmsg("queue \"%s\" does not exist", clip_text(name, ERROR_QUOTE_BYTES))));
 
 	queue_cache_check();
 	memset(key, 0, sizeof(key));
@@ -306,7 +307,7 @@ queue_lookup_ext(text *name_t, bool attach)
 		if (!queue_load(q, name, false))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("queue \"%s\" does not exist", clip_text(name, 80))));
+					 errmsg("queue \"%s\" does not exist", clip_text(name, ERROR_QUOTE_BYTES))));
 		return q;
 	}
 
@@ -317,7 +318,7 @@ queue_lookup_ext(text *name_t, bool attach)
 		if (!queue_load(&tmp, name, true))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("queue \"%s\" does not exist", clip_text(name, 80)),
+					 errmsg("queue \"%s\" does not exist", clip_text(name, ERROR_QUOTE_BYTES)),
 					 errhint("Create it with deliver.create_queue(), or see deliver.list_queues().")));
 		q = hash_search(queue_cache, key, HASH_ENTER, &found);
 		memcpy(((char *) q) + NAMEDATALEN, ((char *) &tmp) + NAMEDATALEN,
@@ -384,7 +385,7 @@ queue_group(QueueInfo *q, text *group_name)
 			return &q->groups[i];
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
-			 errmsg("consumer group \"%s\" does not exist on queue \"%s\"", clip_text(name, 80), q->name),
+			 errmsg("consumer group \"%s\" does not exist on queue \"%s\"", clip_text(name, ERROR_QUOTE_BYTES), q->name),
 			 errhint("Create it with deliver.create_consumer_group().")));
 	return NULL;				/* keep compiler quiet */
 }

@@ -51,6 +51,7 @@
 #include "utils/pg_lsn.h"
 #include "utils/rel.h"
 
+#include "args.h"
 #include "tables.h"
 
 /* the index in values[] of a column of a segment table */
@@ -159,7 +160,7 @@ dec_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 				if (strlen(tok) >= NAMEDATALEN)
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("deliver: queue name \"%s\" is too long", clip_text(tok, 80))));
+							 errmsg("deliver: queue name \"%s\" is too long", clip_text(tok, ERROR_QUOTE_BYTES))));
 				data->queues = lappend(data->queues, tok);
 			}
 			if (data->queues == NIL)
@@ -430,8 +431,8 @@ json_jsonb_or_null(StringInfo out, Datum d, bool isnull)
  * A string of a binary record: its length (uint16, or uint32 when wide;
  * all ones for NULL), then its bytes.  A string longer than its length
  * field carries is cut (on a character boundary) with a warning: deliver's
- * functions never store one (ordering keys are at most 512 bytes), but the
- * rows are not trusted.
+ * functions never store one (ordering keys are at most
+ * DELIVER_MAX_KEY_BYTES), but the rows are not trusted.
  */
 static void
 bin_text(StringInfo out, const char *s, bool isnull, bool wide, int64 message_id)

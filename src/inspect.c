@@ -17,6 +17,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "args.h"
 #include "tables.h"
 
 PG_FUNCTION_INFO_V1(deliver_dead_letters);
@@ -24,26 +25,6 @@ PG_FUNCTION_INFO_V1(deliver_archived);
 PG_FUNCTION_INFO_V1(deliver_metrics);
 PG_FUNCTION_INFO_V1(deliver_has_queue_privilege);
 PG_FUNCTION_INFO_V1(deliver_lease_slots);
-
-/*
- * An int argument that must not be NULL and must be at least lo.
- */
-static int32
-int_arg(FunctionCallInfo fcinfo, int argno, int32 lo, const char *what)
-{
-	int32		v;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", what)));
-	v = PG_GETARG_INT32(argno);
-	if (v < lo)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be at least %d", what, lo)));
-	return v;
-}
 
 /*
  * Copy the rows of the last SPI statement into the function's result.
@@ -86,7 +67,7 @@ deliver_dead_letters(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	q = queue_lookup_readonly(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	max = int_arg(fcinfo, 2, 1, "max_messages");
+	max = arg_int_at_least(fcinfo, 2, 1, "max_messages");
 	queue_check_privilege(q, ACL_SELECT, "read dead letters of");
 	if (PG_ARGISNULL(1))
 		nulls[0] = 'n';
@@ -129,11 +110,8 @@ deliver_archived(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	q = queue_lookup_readonly(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	args[1] = Int32GetDatum(int_arg(fcinfo, 1, 1, "max_messages"));
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("after_id must not be NULL")));
+	args[1] = Int32GetDatum(arg_int_at_least(fcinfo, 1, 1, "max_messages"));
+	arg_not_null(fcinfo, 2, "after_id");
 	args[0] = PG_GETARG_DATUM(2);
 	queue_check_privilege(q, ACL_SELECT, "read the archive of");
 	snprintf(key, sizeof(key), "archived:%d", q->queue_id);
@@ -297,10 +275,7 @@ deliver_has_queue_privilege(PG_FUNCTION_ARGS)
 	AclMode		mode;
 	bool		result;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("privilege must not be NULL")));
+	arg_not_null(fcinfo, 1, "privilege");
 	priv = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	if (strcmp(priv, "send") == 0)
 		mode = ACL_INSERT;
@@ -311,7 +286,7 @@ deliver_has_queue_privilege(PG_FUNCTION_ARGS)
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid privilege \"%s\"", clip_text(priv, 80)),
+				 errmsg("invalid privilege \"%s\"", clip_text(priv, ERROR_QUOTE_BYTES)),
 				 errhint("Use send, receive or all.")));
 	SPI_connect();
 	q = queue_lookup_readonly(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));

@@ -35,6 +35,7 @@
 #include "access/htup_details.h"
 #include "access/commit_ts.h"
 
+#include "args.h"
 #include "tables.h"
 
 PG_FUNCTION_INFO_V1(deliver_receive);
@@ -1162,19 +1163,17 @@ deliver_receive(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("max_messages must not be NULL")));
+	arg_not_null(fcinfo, 1, "max_messages");
 	max = PG_GETARG_INT32(1);
 	if (max < 1 || max > deliver_max_batch)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_messages must be between 1 and %d", deliver_max_batch),
 				 errhint("The upper limit is the setting deliver.max_batch_size.")));
-	vt_ms = deliver_interval_arg(fcinfo, 2, q->visibility_ms, 1, DELIVER_MAX_VISIBILITY_MS,
-								 "visibility_timeout", "1 millisecond and 12 hours");
-	wait_ms = deliver_interval_arg(fcinfo, 3, 0, 0, 3600 * 1000, "wait", "0 and 1 hour");
+	vt_ms = arg_interval_ms(fcinfo, 2, q->visibility_ms, 1, DELIVER_MAX_VISIBILITY_MS,
+							"visibility_timeout", "1 millisecond and " DELIVER_MAX_VISIBILITY_TEXT);
+	wait_ms = arg_interval_ms(fcinfo, 3, 0, 0, DELIVER_MAX_WAIT_MS, "wait",
+							  "0 and " DELIVER_MAX_WAIT_TEXT);
 	g = queue_group(q, PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4));
 	queue_check_privilege(q, ACL_SELECT, "receive from");
 	if (q->guarantee == G_AT_MOST_ONCE)

@@ -23,9 +23,8 @@
 #include "utils/lsyscache.h"
 #include "storage/lmgr.h"
 
+#include "args.h"
 #include "tables.h"
-
-#define MAX_KEY_LEN		512
 
 PG_FUNCTION_INFO_V1(deliver_send);
 PG_FUNCTION_INFO_V1(deliver_send_batch);
@@ -51,10 +50,10 @@ typedef struct SendBatch
 static void
 check_text_len(Datum d, const char *what, int i, int n)
 {
-	if (VARSIZE_ANY_EXHDR(DatumGetPointer(d)) > MAX_KEY_LEN)
+	if (VARSIZE_ANY_EXHDR(DatumGetPointer(d)) > DELIVER_MAX_KEY_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s is longer than %d bytes", what, MAX_KEY_LEN),
+				 errmsg("%s is longer than %d bytes", what, DELIVER_MAX_KEY_BYTES),
 				 n > 1 ? errdetail("At message %d of the batch.", i + 1) : 0));
 }
 
@@ -418,8 +417,8 @@ deliver_send(PG_FUNCTION_ARGS)
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	/* payload, headers, ordering_key, idempotency_key are arguments 1-4 */
 	one_message_batch(fcinfo, 1, 4, &m, &b);
-	b.delay_ms = deliver_interval_arg(fcinfo, 5, 0, 0, (int64) 365 * 24 * 3600 * 1000,
-									  "delay", "0 and 365 days");
+	b.delay_ms = arg_interval_ms(fcinfo, 5, 0, 0, DELIVER_MAX_DELAY_MS, "delay",
+								 "0 and " DELIVER_MAX_DELAY_TEXT);
 	send_messages(q, &b, &id);
 	SPI_finish();
 	PG_RETURN_INT64(id);
@@ -476,10 +475,7 @@ deliver_send_batch(PG_FUNCTION_ARGS)
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	memset(&b, 0, sizeof(b));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("payloads must not be NULL")));
+	arg_not_null(fcinfo, 1, "payloads");
 	array_arg(fcinfo, 1, JSONBOID, "payloads", &n, &b.payloads, &b.payload_nulls);
 	if (n == 0)
 		ereport(ERROR,
@@ -494,8 +490,8 @@ deliver_send_batch(PG_FUNCTION_ARGS)
 	array_arg(fcinfo, 3, TEXTOID, "ordering_keys", &n, &b.keys, &b.key_nulls);
 	array_arg(fcinfo, 4, TEXTOID, "idempotency_keys", &n, &b.idem, &b.idem_nulls);
 	b.n = n;
-	b.delay_ms = deliver_interval_arg(fcinfo, 5, 0, 0, (int64) 365 * 24 * 3600 * 1000,
-									"delay", "0 and 365 days");
+	b.delay_ms = arg_interval_ms(fcinfo, 5, 0, 0, DELIVER_MAX_DELAY_MS, "delay",
+								 "0 and " DELIVER_MAX_DELAY_TEXT);
 	if (b.idem == NULL && q->guarantee == G_EXACTLY_ONCE)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -43,6 +43,8 @@
 #include "utils/snapmgr.h"
 #include "utils/varlena.h"
 
+#include "args.h"
+
 PGDLLEXPORT void deliver_worker_main(Datum arg);
 
 PG_FUNCTION_INFO_V1(deliver_worker_status);

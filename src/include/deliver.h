@@ -38,7 +38,14 @@
 #define DELIVER_MAX_SEGMENTS	8
 #define DELIVER_CHECKPOINTS		8
 #define DELIVER_ERROR_LEN		120	/* bytes kept of a nack's error, with the NUL */
+/* limits of arguments */
+#define DELIVER_MAX_KEY_BYTES		512 /* ordering and idempotency keys */
 #define DELIVER_MAX_VISIBILITY_MS	((int64) 12 * 3600 * 1000)	/* leases and retry_after */
+#define DELIVER_MAX_VISIBILITY_TEXT "12 hours"
+#define DELIVER_MAX_DELAY_MS		((int64) 365 * 24 * 3600 * 1000)	/* send's delay */
+#define DELIVER_MAX_DELAY_TEXT		"365 days"
+#define DELIVER_MAX_WAIT_MS			((int64) 3600 * 1000)	/* receive's long poll */
+#define DELIVER_MAX_WAIT_TEXT		"1 hour"
 #define DELIVER_MAX_WORKERS		16	/* databases served by maintenance workers */
 #define DELIVER_KEY_PARTITIONS	16	/* locks of the FIFO key index */
 
@@ -291,15 +298,11 @@ typedef struct OwnerScope
 /* deliver.c */
 extern void deliver_check_preloaded(void);
 extern void deliver_check_primary(void);
-extern int64 deliver_interval_arg(FunctionCallInfo fcinfo, int argno, int64 dflt,
-								  int64 lo, int64 hi, const char *what, const char *range);
 extern uint64 deliver_new_delivery_id(int32 slot_idx);
 extern int32 deliver_queue_entry(Oid dbid, Oid done_relid, int32 queue_id, bool create);
 extern int32 deliver_group_entry(int32 group_id, int32 queue_idx);
 extern void deliver_reset_queue_groups(int32 queue_idx, int32 group_id, bool forget);
 extern void deliver_forget_database(Oid dbid);
-extern const char *clip_text(const char *s, int maxbytes);
-extern void clip_copy(char *dst, const char *src, int dstsize);
 
 /* catalog.c */
 extern QueueInfo *queue_lookup(text *name_t);
