@@ -8,7 +8,7 @@
  * transaction (one finish record per call and group); it finishes the
  * message when the transaction commits, and a rollback undoes it.
  */
-#include "deliver.h"
+#include "postgres.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -17,8 +17,17 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 
 #include "args.h"
+#include "catalog.h"
+#include "checkpoint.h"
+#include "deliver.h"
+#include "lease.h"
+#include "settings.h"
+#include "shmem.h"
+#include "snap.h"
+#include "xact.h"
 
 PG_FUNCTION_INFO_V1(deliver_ack);
 PG_FUNCTION_INFO_V1(deliver_ack_batch);
@@ -47,28 +56,23 @@ not_current(QueueInfo *q, int64 delivery_id, const char *detail)
 }
 
 /*
- * Find and lock the group holding a current delivery of this queue.
- * Returns NULL (after raising an error unless missing_ok) when the id is
- * not current.
+ * Find and lock the group holding a current delivery of this queue; raise
+ * an error saying why when the id is not current.
  */
 static GroupEntry *
 lock_delivery(QueueInfo *q, int64 delivery_id, int32 *slot_out)
 {
-	uint64		idx = (uint64) delivery_id & DELIVERY_SLOT_MASK;
-	LeaseSlot  *s;
-	int32		gidx;
+	int32		idx = lease_slot_of(delivery_id);
 	GroupEntry *gs;
+	LeaseSlot  *s;
 
-	if (delivery_id <= 0 || idx >= (uint64) deliver_max_leases)
+	if (idx < 0)
 		not_current(q, delivery_id, "No such delivery.");
-	s = &deliver_slots[idx];
-	gidx = s->group_idx;
-	if (gidx < 0 || gidx >= deliver_max_groups || s->delivery_id != (uint64) delivery_id)
+	gs = lease_lock_group(idx, (uint64) delivery_id);
+	if (gs == NULL)
 		not_current(q, delivery_id, NOT_CURRENT_DETAIL);
-	gs = &deliver_groups[gidx];
-	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
-	if (s->delivery_id != (uint64) delivery_id || s->group_idx != gidx ||
-		s->state == SLOT_FREE || s->state == SLOT_BLOCKED)
+	s = &deliver_slots[idx];
+	if (s->state == SLOT_FREE || s->state == SLOT_BLOCKED)
 	{
 		LWLockRelease(&gs->lock);
 		not_current(q, delivery_id, NOT_CURRENT_DETAIL);
@@ -78,7 +82,7 @@ lock_delivery(QueueInfo *q, int64 delivery_id, int32 *slot_out)
 		LWLockRelease(&gs->lock);
 		not_current(q, delivery_id, "It belongs to another queue.");
 	}
-	*slot_out = (int32) idx;
+	*slot_out = idx;
 	return gs;
 }
 
@@ -162,7 +166,7 @@ ack_many(QueueInfo *q, int64 *ids, int n)
 				written[j] = true;
 			}
 		LWLockAcquire(&gs->lock, LW_SHARED);
-		group_done_snapshot(gs, gidx[i], done);
+		checkpoint_restart_point(gs, gidx[i], done);
 		group_id = gs->group_id;
 		LWLockRelease(&gs->lock);
 		done_write(q, group_id, DONE_ACK, same, m, done);

@@ -2,15 +2,19 @@
  * admin.c
  *		Small C helpers of the administration functions.
  */
-#include "deliver.h"
+#include "postgres.h"
 
-#include "fmgr.h"
 #include "catalog/namespace.h"
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
+#include "registry.h"
+#include "shmem.h"
+#include "snap.h"
 #include "tables.h"
+#include "xact.h"
 
 PG_FUNCTION_INFO_V1(deliver_latest_snapshot);
 PG_FUNCTION_INFO_V1(deliver_catalog_changed);

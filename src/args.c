@@ -7,7 +7,7 @@
  * before it does anything; the checks that several functions share are
  * here, so that the same mistake gets the same message everywhere.
  */
-#include "deliver.h"
+#include "postgres.h"
 
 #include "mb/pg_wchar.h"
 #include "utils/timestamp.h"

@@ -8,10 +8,13 @@
  * acl (deliver.grant_queue); queue_check_privilege checks it.  The cache is dropped whenever the shared catalog
  * generation moves (create, drop, purge, new consumer group).
  */
-#include "deliver.h"
+#include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -22,11 +25,14 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
-#include "access/htup_details.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_authid.h"
 
 #include "args.h"
+#include "catalog.h"
+#include "deliver.h"
+#include "registry.h"
+#include "shmem.h"
+#include "snap.h"
+#include "spi.h"
 #include "tables.h"
 
 static HTAB *queue_cache = NULL;

@@ -28,7 +28,7 @@
  *
  * The binary layout is documented in README.md ("Push").
  */
-#include "deliver.h"
+#include "postgres.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"

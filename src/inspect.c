@@ -6,7 +6,7 @@
  * Like every function of deliver's, these check the caller's right on the
  * queue and then read its tables as their owner (spi_run).
  */
-#include "deliver.h"
+#include "postgres.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_authid.h"
@@ -18,31 +18,20 @@
 #include "utils/timestamp.h"
 
 #include "args.h"
+#include "catalog.h"
+#include "deliver.h"
+#include "lease.h"
+#include "settings.h"
+#include "shmem.h"
+#include "spi.h"
 #include "tables.h"
+#include "worker.h"
 
 PG_FUNCTION_INFO_V1(deliver_dead_letters);
 PG_FUNCTION_INFO_V1(deliver_archived);
 PG_FUNCTION_INFO_V1(deliver_metrics);
 PG_FUNCTION_INFO_V1(deliver_has_queue_privilege);
 PG_FUNCTION_INFO_V1(deliver_lease_slots);
-
-/*
- * Copy the rows of the last SPI statement into the function's result.
- */
-static void
-put_spi_rows(ReturnSetInfo *rsinfo)
-{
-	uint64		r;
-	int			natts = rsinfo->setDesc->natts;
-	Datum	   *values = palloc(sizeof(Datum) * natts);
-	bool	   *nulls = palloc(sizeof(bool) * natts);
-
-	for (r = 0; r < SPI_processed; r++)
-	{
-		heap_deform_tuple(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, values, nulls);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-}
 
 /*
  * deliver.dead_letters(queue_name, consumer_group, max_messages) returns
@@ -56,7 +45,7 @@ deliver_dead_letters(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	QueueInfo  *q;
 	int32		max;
-	char		key[64];
+	char		key[STATEMENT_KEY_LEN];
 	char		sql[512];
 	char		rel[NAMEDATALEN];
 	Oid			types[2] = {INT4OID, INT4OID};
@@ -85,7 +74,7 @@ deliver_dead_letters(PG_FUNCTION_ARGS)
 	rc = spi_run(q->owner, key, sql, 2, types, args, nulls, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "deliver: could not read dead letters: %s", SPI_result_code_string(rc));
-	put_spi_rows(rsinfo);
+	spi_return_rows(rsinfo);
 	SPI_finish();
 	return (Datum) 0;
 }
@@ -100,7 +89,7 @@ deliver_archived(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	QueueInfo  *q;
-	char		key[64];
+	char		key[STATEMENT_KEY_LEN];
 	char		sql[512];
 	char		rel[NAMEDATALEN];
 	Oid			types[2] = {INT8OID, INT4OID};
@@ -122,7 +111,7 @@ deliver_archived(PG_FUNCTION_ARGS)
 	rc = spi_run(q->owner, key, sql, 2, types, args, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "deliver: could not read the archive: %s", SPI_result_code_string(rc));
-	put_spi_rows(rsinfo);
+	spi_return_rows(rsinfo);
 	SPI_finish();
 	return (Datum) 0;
 }
@@ -133,7 +122,7 @@ deliver_archived(PG_FUNCTION_ARGS)
 static int64
 queue_count(QueueInfo *q, const char *what, QueueRel rel)
 {
-	char		key[64];
+	char		key[STATEMENT_KEY_LEN];
 	char		sql[256];
 	char		relname[NAMEDATALEN];
 	bool		isnull;
@@ -165,7 +154,7 @@ queue_metrics_rows(ReturnSetInfo *rsinfo, QueueInfo *q, const WorkerStatus *w)
 		GroupLive	st;
 		Datum		values[13];
 		bool		nulls[13] = {false};
-		char		key[64];
+		char		key[STATEMENT_KEY_LEN];
 		char		sql[256];
 		char		rel[NAMEDATALEN];
 		Oid			types[1] = {INT4OID};

@@ -8,35 +8,49 @@
  * turn into a sequential scan, and it only passes rows whose transactions
  * are visible in its window's upper snapshot.
  */
-#include "deliver.h"
+#include "postgres.h"
 
+#include "access/commit_ts.h"
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/spin.h"
 #include "utils/acl.h"
-#include "catalog/pg_authid.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
-#include "utils/xid8.h"
-#include "common/hashfn.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
-#include "storage/spin.h"
-#include "access/htup_details.h"
-#include "access/commit_ts.h"
+#include "utils/timestamp.h"
+#include "utils/xid8.h"
 
 #include "args.h"
+#include "catalog.h"
+#include "checkpoint.h"
+#include "deliver.h"
+#include "fifo.h"
+#include "lease.h"
+#include "recovery.h"
+#include "registry.h"
+#include "settings.h"
+#include "shmem.h"
+#include "snap.h"
+#include "spi.h"
 #include "tables.h"
+#include "worker.h"
+#include "xact.h"
 
 PG_FUNCTION_INFO_V1(deliver_receive);
 PG_FUNCTION_INFO_V1(deliver_group_state);
@@ -91,8 +105,6 @@ typedef struct ScanCtx
 	uint64		cts_txid;		/* the last row's transaction and its commit time */
 	TimestampTz cts;
 } ScanCtx;
-
-static TimestampTz commit_time(uint64 txid);
 
 /*
  * Lock and open the queue's tables; every table lock is taken before the
@@ -199,7 +211,7 @@ count_row(ScanCtx *c, TupleTableSlot *tuple)
 		if (txid != c->cts_txid)
 		{
 			c->cts_txid = txid;
-			c->cts = commit_time(txid);
+			c->cts = txid_commit_time(txid);
 		}
 		/* taken already: at or before the position */
 		if (c->cts < c->after_cts ||
@@ -435,18 +447,6 @@ wintxn_order_cmp(const void *a, const void *b)
 	return (x->txid > y->txid) - (x->txid < y->txid);
 }
 
-/* a transaction's commit time, or 0 when it is not known */
-static TimestampTz
-commit_time(uint64 txid)
-{
-	TimestampTz ts = 0;
-
-	if (!track_commit_timestamp ||
-		!TransactionIdGetCommitTsData((TransactionId) (txid & 0xFFFFFFFF), &ts, NULL))
-		return 0;
-	return ts;
-}
-
 /* add a transaction of segment seg to the list (growing it) */
 static void
 wintxn_add(uint64 txid, int seg)
@@ -565,7 +565,7 @@ window_load(ScanCtx *c, bool opening)
 	win.gidx = -1;
 	window_list(c, lo, hi, opening ? WINDOW_MAX_TXNS + WINDOW_LOOKAHEAD : INT_MAX);
 	for (i = 0; i < win.n; i++)
-		win.txns[i].cts = commit_time(win.txns[i].txid);
+		win.txns[i].cts = txid_commit_time(win.txns[i].txid);
 
 	if (opening && win.n > WINDOW_MAX_TXNS)
 	{
@@ -677,7 +677,7 @@ static void
 window_advance(GroupEntry *gs, MessageRow *r)
 {
 	if (r->txid != gs->pos_txid)
-		gs->pos_cts = commit_time(r->txid);
+		gs->pos_cts = txid_commit_time(r->txid);
 	gs->pos_txid = r->txid;
 	gs->pos_id = r->id;
 }
@@ -691,7 +691,6 @@ static void
 open_window(ScanCtx *c, TimestampTz now)
 {
 	GroupEntry *gs = c->gs;
-	DSnap	   *lo = group_snap(c->gidx, SNAP_LO);
 
 	dsnap_latest(group_snap(c->gidx, SNAP_HI));
 	/* the scan must see everything the new upper bound sees */
@@ -703,30 +702,7 @@ open_window(ScanCtx *c, TimestampTz now)
 	gs->pos_txid = 0;
 	gs->pos_id = 0;
 	window_load(c, true);
-
-	if (gs->ncp == 0 ||
-		now - gs->cps[gs->ncp - 1].at >= (int64) deliver_checkpoint_interval_ms * 1000)
-	{
-		if (gs->ncp == DELIVER_CHECKPOINTS)
-		{
-			/* fold the second oldest into the oldest: that only makes the
-			 * restart point older */
-			int			i;
-
-			gs->cps[0].count += gs->cps[1].count;
-			for (i = 1; i < gs->ncp - 1; i++)
-			{
-				gs->cps[i] = gs->cps[i + 1];
-				dsnap_copy(group_snap(c->gidx, SNAP_CP(i)), group_snap(c->gidx, SNAP_CP(i + 1)));
-			}
-			gs->ncp--;
-		}
-		gs->cps[gs->ncp].seq = ++gs->cp_next_seq;
-		gs->cps[gs->ncp].count = 0;
-		gs->cps[gs->ncp].at = now;
-		dsnap_copy(group_snap(c->gidx, SNAP_CP(gs->ncp)), lo);
-		gs->ncp++;
-	}
+	checkpoint_open(gs, c->gidx, now);
 }
 
 static void
@@ -741,14 +717,6 @@ close_window(ScanCtx *c)
 		c->gs->horizon_txid = 0;
 }
 
-static uint32
-key_hash_of(Datum key)
-{
-	text	   *t = DatumGetTextPP(key);
-
-	return hash_bytes((unsigned char *) VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-}
-
 /*
  * Lease a message in a new or reused slot.
  */
@@ -758,7 +726,7 @@ lease_slot(GroupEntry *gs, int32 idx, Delivery *o, TimestampTz now, int64 vt_ms)
 	LeaseSlot  *s = &deliver_slots[idx];
 
 	s->attempt++;
-	s->delivery_id = deliver_new_delivery_id(idx);
+	s->delivery_id = lease_new_delivery_id(idx);
 	s->state = SLOT_LEASED;
 	s->lease_expires = now + vt_ms * 1000;
 	slist_push(&gs->leased, idx);
@@ -784,7 +752,7 @@ claim_dead(GroupEntry *gs, int32 idx, TimestampTz now, int64 vt_ms, Delivery *o)
 
 	memset(o, 0, sizeof(Delivery));
 	s->state = SLOT_LEASED;
-	s->delivery_id = deliver_new_delivery_id(idx);	/* a token of the move's own */
+	s->delivery_id = lease_new_delivery_id(idx);	/* a token of the move's own */
 	s->finish_pending = true;
 	s->finish_kind = DONE_DEAD;
 	s->finish_xid = GetTopTransactionId();
@@ -905,16 +873,16 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 				s->seg = r->seg;
 				s->enqueued_at = r->enqueued_at;
 				s->has_key = !r->key_null;
-				s->key_hash = r->key_null ? 0 : key_hash_of(r->key);
+				s->key_hash = r->key_null ? 0 : fifo_key_hash(r->key);
 				s->cp_seq = gs->cps[gs->ncp - 1].seq;
-				cp_count_add(gs, s->cp_seq, 1);
+				checkpoint_count_add(gs, s->cp_seq, 1);
 				window_advance(gs, r);
 
 				if (TransactionIdIsValid(r->pending_xid))
 				{
 					/* acked in a transaction still prepared: hold it */
 					s->attempt = 1;
-					s->delivery_id = deliver_new_delivery_id(idx);
+					s->delivery_id = lease_new_delivery_id(idx);
 					s->state = SLOT_LEASED;
 					s->finish_pending = true;
 					s->finish_kind = DONE_ACK;
@@ -922,10 +890,10 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 					s->lease_expires = now + vt_ms * 1000;
 					slist_push(&gs->leased, idx);
 					if (q->fifo && s->has_key)
-						fifo_key_hold(gs, idx);
+						fifo_key_hold(idx);
 					continue;
 				}
-				if (q->fifo && s->has_key && !fifo_key_take(gs, idx))
+				if (q->fifo && s->has_key && !fifo_key_take(idx))
 				{
 					s->state = SLOT_BLOCKED;
 					slist_push(&gs->blocked, idx);
@@ -991,13 +959,7 @@ fetch_row(ScanCtx *c, MessageRow *r)
 static void
 drop_vanished(ScanCtx *c, Delivery *o)
 {
-	LWLockAcquire(&c->gs->lock, LW_EXCLUSIVE);
-	if (deliver_slots[o->slot].delivery_id == o->delivery_id)
-	{
-		deliver_slots[o->slot].finish_pending = false;
-		group_finish_slot(c->gs, o->slot, DONE_ACK);
-	}
-	LWLockRelease(&c->gs->lock);
+	lease_forget_vanished(c->gs, o->slot, o->delivery_id);
 }
 
 static const char *
@@ -1025,7 +987,7 @@ move_dead(ScanCtx *c, Delivery *dead, int ndead)
 	int64	   *ids = palloc(sizeof(int64) * ndead);
 	int			nids = 0;
 	int			i;
-	char		key[64];
+	char		key[STATEMENT_KEY_LEN];
 	char		sql[512];
 	char		rel[NAMEDATALEN];
 	Oid			types[9] = {INT4OID, INT8OID, TIMESTAMPTZOID, TEXTOID, JSONBOID, JSONBOID,
@@ -1070,7 +1032,7 @@ move_dead(ScanCtx *c, Delivery *dead, int ndead)
 	if (nids == 0)
 		return;
 	LWLockAcquire(&c->gs->lock, LW_SHARED);
-	group_done_snapshot(c->gs, c->gidx, done);
+	checkpoint_restart_point(c->gs, c->gidx, done);
 	LWLockRelease(&c->gs->lock);
 	done_write(c->q, c->group_id, DONE_DEAD, ids, nids, done);
 }
@@ -1297,7 +1259,7 @@ deliver_receive(PG_FUNCTION_ARGS)
 		for (i = 0; i < n; i++)
 			ids[i] = out[i].row.id;
 		LWLockAcquire(&c.gs->lock, LW_SHARED);
-		group_done_snapshot(c.gs, c.gidx, done);
+		checkpoint_restart_point(c.gs, c.gidx, done);
 		LWLockRelease(&c.gs->lock);
 		done_write(q, g->group_id, DONE_CONSUMED, ids, n, done);
 	}

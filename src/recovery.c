@@ -9,7 +9,7 @@
  * them; those named by a record of a transaction still prepared are held
  * until it ends.
  */
-#include "deliver.h"
+#include "postgres.h"
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -24,6 +24,11 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "checkpoint.h"
+#include "deliver.h"
+#include "recovery.h"
+#include "shmem.h"
+#include "snap.h"
 #include "tables.h"
 
 typedef struct FilterEntry
@@ -216,11 +221,7 @@ group_recover(QueueInfo *q, GroupEntry *gs, int gidx)
 	gs->pos_cts = DT_NOBEGIN;
 	gs->pos_txid = 0;
 	gs->pos_id = 0;
-	gs->ncp = 1;
-	gs->cps[0].seq = ++gs->cp_next_seq;
-	gs->cps[0].count = 0;
-	gs->cps[0].at = GetCurrentTimestamp();
-	dsnap_copy(group_snap(gidx, SNAP_CP(0)), lo);
+	checkpoint_reset(gs, gidx);
 	gs->horizon_txid = dsnap_next_txid();
 	gs->boot_gen++;
 	gs->next_expiry = 0;

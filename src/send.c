@@ -7,7 +7,7 @@
  * top-level transaction id.  Idempotency keys are checked and stored in one
  * statement per call.
  */
-#include "deliver.h"
+#include "postgres.h"
 
 #include "access/detoast.h"
 #include "access/xact.h"
@@ -16,15 +16,20 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
-#include "utils/xid8.h"
 #include "utils/lsyscache.h"
-#include "storage/lmgr.h"
+#include "utils/xid8.h"
 
 #include "args.h"
+#include "catalog.h"
+#include "deliver.h"
+#include "settings.h"
+#include "spi.h"
 #include "tables.h"
+#include "xact.h"
 
 PG_FUNCTION_INFO_V1(deliver_send);
 PG_FUNCTION_INFO_V1(deliver_send_batch);
@@ -143,7 +148,7 @@ static int64
 key_owner(QueueInfo *q, Datum idem)
 {
 	Oid			types[1] = {TEXTOID};
-	char		key[64];
+	char		key[STATEMENT_KEY_LEN];
 	char		sql[256];
 	char		rel[NAMEDATALEN];
 	bool		isnull;
@@ -174,7 +179,7 @@ claim_keys(QueueInfo *q, SendBatch *b, int64 *ids, bool *fresh)
 	int			nk = 0;
 	int			i;
 	int			j;
-	char		key[64];
+	char		key[STATEMENT_KEY_LEN];
 	char		sql[512];
 	char		rel[NAMEDATALEN];
 	Oid			types[3] = {TEXTARRAYOID, INT8ARRAYOID, INT8OID};
@@ -268,7 +273,7 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 	FullTransactionId txid;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz enq = b->enqueued_at ? b->enqueued_at : now;
-	char		key[64];
+	char		key[STATEMENT_KEY_LEN];
 	char		sql[512];
 	char		rel[NAMEDATALEN];
 	Oid		   *types;

@@ -12,18 +12,22 @@
  * with the owner's rights.  The statements are prepared once per backend
  * (under the same pinned search_path) and kept.
  */
-#include "deliver.h"
+#include "postgres.h"
 
+#include "access/htup_details.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+
+#include "spi.h"
 
 #define PINNED_SEARCH_PATH	"pg_catalog, pg_temp"
 
 typedef struct PlanEntry
 {
-	char		key[64];
+	char		key[STATEMENT_KEY_LEN];
 	SPIPlanPtr	plan;
 } PlanEntry;
 
@@ -62,7 +66,7 @@ plan_cached(const char *key, const char *sql, int nargs, Oid *argtypes)
 {
 	PlanEntry  *e;
 	bool		found;
-	char		k[64];
+	char		k[STATEMENT_KEY_LEN];
 
 	if (plan_cache == NULL)
 	{
@@ -109,4 +113,22 @@ spi_run(Oid owner, const char *key, const char *sql, int nargs, Oid *argtypes,
 	rc = SPI_execute_plan(plan_cached(key, sql, nargs, argtypes), args, nulls, read_only, count);
 	owner_scope_exit(&scope);
 	return rc;
+}
+
+/*
+ * Copy the rows of the last SPI statement into the function's result.
+ */
+void
+spi_return_rows(ReturnSetInfo *rsinfo)
+{
+	uint64		r;
+	int			natts = rsinfo->setDesc->natts;
+	Datum	   *values = palloc(sizeof(Datum) * natts);
+	bool	   *nulls = palloc(sizeof(bool) * natts);
+
+	for (r = 0; r < SPI_processed; r++)
+	{
+		heap_deform_tuple(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 }

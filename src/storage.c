@@ -3,31 +3,40 @@
  *		Durable writes besides sending: finish records, delayed messages
  *		coming due.
  */
-#include "deliver.h"
+#include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "miscadmin.h"
-#include "utils/acl.h"
-#include "utils/syscache.h"
-#include "catalog/pg_class.h"
-#include "access/htup_details.h"
-#include "storage/spin.h"
-#include "utils/array.h"
-#include "utils/lsyscache.h"
-#include "utils/xid8.h"
-#include "access/table.h"
-#include "access/genam.h"
-#include "access/relscan.h"
-#include "access/tableam.h"
 #include "executor/tuptable.h"
-#include "utils/fmgroids.h"
-#include "utils/snapmgr.h"
-#include "utils/array.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/spin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/xid8.h"
 
+#include "catalog.h"
+#include "checkpoint.h"
+#include "deliver.h"
+#include "registry.h"
+#include "settings.h"
+#include "shmem.h"
+#include "snap.h"
+#include "spi.h"
 #include "tables.h"
+#include "xact.h"
 
 /*
  * Record that messages of a group are finished (acked, consumed or dead),
@@ -39,7 +48,7 @@ done_write(QueueInfo *q, int32 group_id, char kind, int64 *ids, int n, DSnap *do
 	Oid			types[4] = {INT4OID, CHAROID, INT8ARRAYOID, PG_SNAPSHOTOID};
 	Datum		args[4];
 	Datum	   *idd = palloc(sizeof(Datum) * n);
-	char		key[64];
+	char		key[STATEMENT_KEY_LEN];
 	char		sql[256];
 	char		rel[NAMEDATALEN];
 	int			i;
@@ -75,7 +84,7 @@ move_due_delayed(QueueInfo *q)
 	TimestampTz due;
 	uint64		version;
 	TimestampTz next = 0;
-	char		key[64];
+	char		key[STATEMENT_KEY_LEN];
 	char		sql[2048];
 	char		delayed[NAMEDATALEN];
 	char		segment[NAMEDATALEN];
@@ -249,8 +258,8 @@ deliver_checkpoint_groups(PG_FUNCTION_ARGS)
 
 		/* drop restart points left with nothing unfinished (an idle group
 		 * finishes nothing that would drop them) */
-		cp_count_add(gs, 0, 0);
-		group_done_snapshot(gs, gidx, done);
+		checkpoint_count_add(gs, 0, 0);
+		checkpoint_restart_point(gs, gidx, done);
 		LWLockRelease(&gs->lock);
 		done_write(q, q->groups[i].group_id, DONE_CHECKPOINT, NULL, 0, done);
 

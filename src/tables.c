@@ -2,7 +2,7 @@
  * tables.c
  *		The names of a queue's tables (see tables.h for the list).
  */
-#include "deliver.h"
+#include "postgres.h"
 
 #include "catalog/namespace.h"
 #include "utils/lsyscache.h"

@@ -20,7 +20,7 @@
  * (deliver._check_alerts).  An error in one step is logged, counted in the
  * worker's status (deliver.worker_status) and the loop goes on.
  */
-#include "deliver.h"
+#include "postgres.h"
 
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
@@ -44,15 +44,13 @@
 #include "utils/varlena.h"
 
 #include "args.h"
+#include "settings.h"
+#include "shmem.h"
+#include "worker.h"
 
 PGDLLEXPORT void deliver_worker_main(Datum arg);
 
 PG_FUNCTION_INFO_V1(deliver_worker_status);
-
-char	   *deliver_database = NULL;
-int			deliver_maintenance_interval_ms = 1000;
-int			deliver_sweep_batch = 1000;
-int			deliver_alert_interval_ms = 10000;
 
 static WorkerStatus *my_status = NULL;
 
@@ -120,7 +118,7 @@ deliver_check_database_list(char **newval, void **extra, GucSource source)
  * Register one worker per listed database (from _PG_init, when preloading).
  */
 void
-deliver_worker_register(void)
+deliver_worker_init(void)
 {
 	bool		ok;
 	List	   *names = database_list(deliver_database, &ok);

@@ -8,16 +8,24 @@
  *   whoever looks at the slot (slot_resolve_finish).
  * - Consumers in a long poll are woken when a sending transaction commits.
  */
-#include "deliver.h"
+#include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
-#include "tcop/utility.h"
-#include "commands/dbcommands.h"
 #include "storage/spin.h"
+#include "tcop/utility.h"
 #include "utils/memutils.h"
+
+#include "deliver.h"
+#include "lease.h"
+#include "registry.h"
+#include "settings.h"
+#include "shmem.h"
+#include "worker.h"
+#include "xact.h"
 
 typedef struct SlotRef
 {
@@ -138,33 +146,11 @@ xact_note_catalog(int32 queue_idx, int32 group_id, char action)
 	pg_atomic_fetch_add_u32(&deliver_shared->catalog_gen, 1);
 }
 
-/*
- * Lock the group of a slot if the slot still carries this delivery.
- */
-static GroupEntry *
-lock_slot_group(SlotRef *r)
-{
-	LeaseSlot  *s = &deliver_slots[r->slot];
-	int32		gidx = s->group_idx;
-	GroupEntry *gs;
-
-	if (gidx < 0 || gidx >= deliver_max_groups)
-		return NULL;
-	gs = &deliver_groups[gidx];
-	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
-	if (s->delivery_id != r->delivery_id || s->group_idx != gidx)
-	{
-		LWLockRelease(&gs->lock);
-		return NULL;
-	}
-	return gs;
-}
-
 /* A rolled-back receive frees its messages at once. */
 static void
 release_lease(SlotRef *r)
 {
-	GroupEntry *gs = lock_slot_group(r);
+	GroupEntry *gs = lease_lock_group(r->slot, r->delivery_id);
 	LeaseSlot  *s = &deliver_slots[r->slot];
 
 	if (gs == NULL)
@@ -190,7 +176,7 @@ release_lease(SlotRef *r)
 static void
 settle_finish(SlotRef *r, bool committed)
 {
-	GroupEntry *gs = lock_slot_group(r);
+	GroupEntry *gs = lease_lock_group(r->slot, r->delivery_id);
 	LeaseSlot  *s = &deliver_slots[r->slot];
 	int32		qidx;
 

@@ -1,24 +1,144 @@
 /*
- * slots.c
- *		Lease slots in shared memory and the per-group lists they live on.
+ * lease.c
+ *		Lease slots: delivery ids and their epoch, the free list and its
+ *		fair sharing between queues, the lists of a group, finishing a
+ *		message, lease expiry and backoff.
  *
  * A slot holds one message of one consumer group between its first
  * delivery and its finish (ack, dead letter).  Callers hold the group's
  * lock for anything touching the group's lists; the free list has a lock
  * of its own.  The slots are shared fairly between queues (lease_reserve),
- * and FIFO queues index the keys their messages hold (fifo_key_take).
+ * and FIFO queues index the keys their messages hold (fifo.c).
  */
-#include "deliver.h"
+#include "postgres.h"
 
 #include "access/transam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "common/pg_prng.h"
+#include "storage/fd.h"
 #include "storage/procarray.h"
-#include "storage/shmem.h"
-#include "utils/hsearch.h"
 
-int			deliver_max_leases_per_queue = 0;
-int			deliver_idle_release_ms = 5 * 60 * 1000;
+#include "checkpoint.h"
+#include "deliver.h"
+#include "fifo.h"
+#include "lease.h"
+#include "settings.h"
+#include "shmem.h"
+
+/* the boot counter of delivery ids, in $PGDATA */
+#define EPOCH_FILE			"deliver.epoch"
+/* an epoch: the WAL timeline (mod 32), then the boot counter (1..1023) */
+#define EPOCH_TLI_BITS		5
+#define EPOCH_COUNTER_BITS	10
+
+/* by default a queue may hold this fraction of all lease slots */
+#define QUEUE_CAP_DIVISOR	4
+
+/* how soon to look again at a lease whose ack waits in a prepared transaction */
+#define PENDING_FINISH_RECHECK_US	USECS_PER_SEC
+
+/*
+ * Read, bump and durably rewrite the boot counter kept in $PGDATA, and make
+ * the epoch of delivery ids from it and the WAL timeline: epoch = (timeline
+ * mod 32) << 10 | counter (1..1023).  The counter makes ids unique across
+ * restarts (including crash restarts); the timeline makes them unique
+ * across a failover: a base backup copies the counter file, so a standby
+ * and its primary count from the same value, but a promoted standby writes
+ * a timeline of its own, which the old primary never has.
+ */
+static uint32
+lease_next_epoch(TimeLineID tli)
+{
+	uint32		counter = 0;
+	FILE	   *f;
+
+	f = AllocateFile(EPOCH_FILE, PG_BINARY_R);
+	if (f)
+	{
+		if (fread(&counter, sizeof(counter), 1, f) != 1)
+			counter = 0;
+		FreeFile(f);
+	}
+	counter++;
+	if (counter >= (1U << EPOCH_COUNTER_BITS))
+		counter = 1;			/* after 1023 epochs; ids of counter 1 are long gone */
+
+	f = AllocateFile(EPOCH_FILE ".tmp", PG_BINARY_W);
+	if (f == NULL || fwrite(&counter, sizeof(counter), 1, f) != 1 || FreeFile(f) != 0)
+		ereport(FATAL,
+				(errcode_for_file_access(),
+				 errmsg("deliver: could not write file \"%s\": %m", EPOCH_FILE ".tmp")));
+	(void) durable_rename(EPOCH_FILE ".tmp", EPOCH_FILE, FATAL);
+	StaticAssertStmt(EPOCH_TLI_BITS + EPOCH_COUNTER_BITS == 63 - DELIVERY_SLOT_BITS - DELIVERY_GEN_BITS,
+					 "epoch bits");
+	return ((tli & ((1U << EPOCH_TLI_BITS) - 1)) << EPOCH_COUNTER_BITS) | counter;
+}
+
+/*
+ * Take a new epoch if there is none yet since the server started, or if
+ * the timeline changed since (the server was a standby and got promoted).
+ * Leases are only handed out outside recovery (deliver_check_primary).
+ */
+static void
+lease_ensure_epoch(void)
+{
+	TimeLineID	tli = GetWALInsertionTimeLine();
+
+	if (likely(deliver_shared->epoch_tli == tli))
+	{
+		pg_read_barrier();
+		return;
+	}
+	/* slot_lock, not entry_lock: callers hold a group lock */
+	LWLockAcquire(deliver_shared->slot_lock, LW_EXCLUSIVE);
+	if (deliver_shared->epoch_tli != tli)
+	{
+		deliver_shared->epoch = lease_next_epoch(tli);
+		pg_write_barrier();
+		deliver_shared->epoch_tli = tli;
+	}
+	LWLockRelease(deliver_shared->slot_lock);
+}
+
+/*
+ * A new fencing token for the slot: epoch | generation | slot.  A slot's
+ * generation wrapping bumps the epoch so that no token is ever reused.
+ */
+uint64
+lease_new_delivery_id(int32 slot_idx)
+{
+	LeaseSlot  *s = &deliver_slots[slot_idx];
+	uint32		epoch;
+
+	lease_ensure_epoch();
+	s->gen = (s->gen + 1) & DELIVERY_GEN_MASK;
+	if (s->gen == 0)
+	{
+		/* slot_lock, not entry_lock: callers hold a group lock */
+		LWLockAcquire(deliver_shared->slot_lock, LW_EXCLUSIVE);
+		deliver_shared->epoch = lease_next_epoch(deliver_shared->epoch_tli);
+		LWLockRelease(deliver_shared->slot_lock);
+		s->gen = 1;
+	}
+	epoch = deliver_shared->epoch;
+	return ((uint64) epoch << (DELIVERY_SLOT_BITS + DELIVERY_GEN_BITS)) |
+		((uint64) s->gen << DELIVERY_SLOT_BITS) | (uint64) slot_idx;
+}
+
+/*
+ * The lease slot a delivery id names, or -1 when it names none (not
+ * positive, or beyond deliver.max_in_flight).
+ */
+int32
+lease_slot_of(int64 delivery_id)
+{
+	uint64		idx = (uint64) delivery_id & DELIVERY_SLOT_MASK;
+
+	if (delivery_id <= 0 || idx >= (uint64) deliver_max_leases)
+		return -1;
+	return (int32) idx;
+}
 
 /*
  * How the lease slots are shared.  Every queue in use has a reserve of
@@ -35,16 +155,17 @@ lease_reserve(void)
 	return deliver_max_leases / deliver_max_queues;
 }
 
+/* the most lease slots one queue may hold */
 int32
 lease_queue_cap(void)
 {
 	int32		cap = deliver_max_leases_per_queue > 0 ? deliver_max_leases_per_queue
-		: deliver_max_leases / 4;
+		: deliver_max_leases / QUEUE_CAP_DIVISOR;
 
 	return Max(Min(cap, deliver_max_leases), lease_reserve());
 }
 
-/* a queue entry came into use: set its reserve aside (caller holds lock) */
+/* a queue entry came into use: set its reserve aside (caller holds entry_lock) */
 void
 lease_queue_added(void)
 {
@@ -117,6 +238,10 @@ slot_alloc(int32 queue_idx)
 	return idx;
 }
 
+/*
+ * Put a slot back on the free list (the newest freed last), giving it back
+ * to its queue's share.
+ */
 void
 slot_free(int32 idx)
 {
@@ -143,163 +268,60 @@ slot_free(int32 idx)
 }
 
 /*
- * The FIFO key index: for each (consumer group, key) of a FIFO queue, how
- * many of its messages hold the key (leased or waiting for redelivery:
- * nearly always one) and the chain of its messages held back behind them,
- * oldest first.  A shared hash table, partitioned, each partition under a
- * lock of its own; a caller holds the group's lock, then a partition's.
+ * Append a slot to one of its group's lists.
  */
-typedef struct FifoKey
-{
-	int32		gidx;
-	uint32		key_hash;
-} FifoKey;
-
-typedef struct FifoKeyEntry
-{
-	FifoKey		key;
-	int32		holders;
-	int32		blocked_head;	/* lease slots, linked by key_next */
-	int32		blocked_tail;
-} FifoKeyEntry;
-
-static HTAB *fifo_keys = NULL;
-
-Size
-fifo_keys_shmem_size(void)
-{
-	return hash_estimate_size(deliver_max_leases, sizeof(FifoKeyEntry));
-}
-
 void
-fifo_keys_shmem_init(void)
-{
-	HASHCTL		info;
-
-	info.keysize = sizeof(FifoKey);
-	info.entrysize = sizeof(FifoKeyEntry);
-	info.num_partitions = DELIVER_KEY_PARTITIONS;
-	fifo_keys = ShmemInitHash("deliver fifo keys", deliver_max_leases, deliver_max_leases,
-							  &info, HASH_ELEM | HASH_BLOBS | HASH_PARTITION | HASH_FIXED_SIZE);
-}
-
-/* the entry of a slot's key, its partition locked; NULL when there is none */
-static FifoKeyEntry *
-fifo_key_entry(LeaseSlot *s, HASHACTION action, LWLock **lock)
-{
-	FifoKey		k;
-	uint32		h;
-	bool		found;
-	FifoKeyEntry *e;
-
-	memset(&k, 0, sizeof(k));
-	k.gidx = s->group_idx;
-	k.key_hash = s->key_hash;
-	h = get_hash_value(fifo_keys, &k);
-	*lock = &deliver_shared->key_locks[h % DELIVER_KEY_PARTITIONS].lock;
-	LWLockAcquire(*lock, LW_EXCLUSIVE);
-	e = hash_search_with_hash_value(fifo_keys, &k, h, action, &found);
-	if (e != NULL && !found)
-	{
-		e->holders = 0;
-		e->blocked_head = e->blocked_tail = -1;
-	}
-	return e;
-}
-
-/*
- * A message of a FIFO queue with a key comes to the group: true when it may
- * go out (it holds its key now), false when an earlier message of its key
- * holds it: then it is chained behind (the caller puts it on the group's
- * blocked list).
- */
-bool
-fifo_key_take(GroupEntry *gs, int32 idx)
+slist_push(SlotList *l, int32 idx)
 {
 	LeaseSlot  *s = &deliver_slots[idx];
-	LWLock	   *lock;
-	FifoKeyEntry *e = fifo_key_entry(s, HASH_ENTER, &lock);
-	bool		take = (e->holders == 0 && e->blocked_head < 0);
 
-	if (take)
-	{
-		e->holders++;
-		s->key_held = true;
-	}
+	s->next = -1;
+	s->prev = l->tail;
+	if (l->tail >= 0)
+		deliver_slots[l->tail].next = idx;
 	else
-	{
-		s->key_next = -1;
-		if (e->blocked_tail >= 0)
-			deliver_slots[e->blocked_tail].key_next = idx;
-		else
-			e->blocked_head = idx;
-		e->blocked_tail = idx;
-	}
-	LWLockRelease(lock);
-	return take;
-}
-
-/* the message holds its key whatever else does (a finish still pending) */
-void
-fifo_key_hold(GroupEntry *gs, int32 idx)
-{
-	LeaseSlot  *s = &deliver_slots[idx];
-	LWLock	   *lock;
-	FifoKeyEntry *e = fifo_key_entry(s, HASH_ENTER, &lock);
-
-	e->holders++;
-	s->key_held = true;
-	LWLockRelease(lock);
+		l->head = idx;
+	l->tail = idx;
+	l->count++;
 }
 
 /*
- * A message that held its key leaves the group: the next one of its key
- * goes out (it moves to the ready list).
+ * Unlink a slot from the list it is on.
  */
-static void
-fifo_key_release(GroupEntry *gs, LeaseSlot *s)
+void
+slist_remove(SlotList *l, int32 idx)
 {
-	LWLock	   *lock;
-	FifoKeyEntry *e = fifo_key_entry(s, HASH_FIND, &lock);
+	LeaseSlot  *s = &deliver_slots[idx];
 
-	s->key_held = false;
-	if (e == NULL)
-	{
-		LWLockRelease(lock);
-		return;
-	}
-	e->holders--;
-	if (e->holders <= 0 && e->blocked_head >= 0)
-	{
-		int32		b = e->blocked_head;
-		LeaseSlot  *bs = &deliver_slots[b];
-
-		e->blocked_head = bs->key_next;
-		if (e->blocked_head < 0)
-			e->blocked_tail = -1;
-		bs->key_next = -1;
-		bs->key_held = true;
-		e->holders++;
-		slist_remove(&gs->blocked, b);
-		bs->state = SLOT_READY;
-		bs->visible_at = 0;
-		slist_push(&gs->ready_list, b);
-	}
-	if (e->holders <= 0 && e->blocked_head < 0)
-		hash_search(fifo_keys, &e->key, HASH_REMOVE, NULL);
-	LWLockRelease(lock);
+	if (s->prev >= 0)
+		deliver_slots[s->prev].next = s->next;
+	else
+		l->head = s->next;
+	if (s->next >= 0)
+		deliver_slots[s->next].prev = s->prev;
+	else
+		l->tail = s->prev;
+	s->prev = s->next = -1;
+	l->count--;
 }
 
-/* forget a slot's key entry altogether (its group lets go of everything) */
-static void
-fifo_key_forget(LeaseSlot *s)
+/*
+ * The list of the group a slot is on, by its state.
+ */
+static SlotList *
+slot_list(GroupEntry *gs, LeaseSlot *s)
 {
-	LWLock	   *lock;
-	FifoKeyEntry *e = fifo_key_entry(s, HASH_FIND, &lock);
-
-	if (e != NULL)
-		hash_search(fifo_keys, &e->key, HASH_REMOVE, NULL);
-	LWLockRelease(lock);
+	switch (s->state)
+	{
+		case SLOT_LEASED:
+			return &gs->leased;
+		case SLOT_READY:
+			return &gs->ready_list;
+		case SLOT_BLOCKED:
+			return &gs->blocked;
+	}
+	elog(ERROR, "deliver: slot in unexpected state %d", s->state);
+	return NULL;
 }
 
 /*
@@ -322,102 +344,10 @@ group_release_slots(GroupEntry *gs)
 
 			slist_remove(lists[l], idx);
 			if (s->key_held || s->state == SLOT_BLOCKED)
-				fifo_key_forget(s);
+				fifo_key_forget(idx);
 			slot_free(idx);
 		}
 	}
-}
-
-void
-slist_push(SlotList *l, int32 idx)
-{
-	LeaseSlot  *s = &deliver_slots[idx];
-
-	s->next = -1;
-	s->prev = l->tail;
-	if (l->tail >= 0)
-		deliver_slots[l->tail].next = idx;
-	else
-		l->head = idx;
-	l->tail = idx;
-	l->count++;
-}
-
-void
-slist_remove(SlotList *l, int32 idx)
-{
-	LeaseSlot  *s = &deliver_slots[idx];
-
-	if (s->prev >= 0)
-		deliver_slots[s->prev].next = s->next;
-	else
-		l->head = s->next;
-	if (s->next >= 0)
-		deliver_slots[s->next].prev = s->prev;
-	else
-		l->tail = s->prev;
-	s->prev = s->next = -1;
-	l->count--;
-}
-
-static SlotList *
-slot_list(GroupEntry *gs, LeaseSlot *s)
-{
-	switch (s->state)
-	{
-		case SLOT_LEASED:
-			return &gs->leased;
-		case SLOT_READY:
-			return &gs->ready_list;
-		case SLOT_BLOCKED:
-			return &gs->blocked;
-	}
-	elog(ERROR, "deliver: slot in unexpected state %d", s->state);
-	return NULL;
-}
-
-/*
- * Add delta to the unfinished count of the checkpoint a message counts in
- * (the newest one not newer than its seq), then drop finished checkpoints
- * from the front, keeping the newest.
- */
-void
-cp_count_add(GroupEntry *gs, uint64 seq, int64 delta)
-{
-	int			i;
-
-	for (i = gs->ncp - 1; i >= 0; i--)
-	{
-		if (gs->cps[i].seq <= seq)
-		{
-			gs->cps[i].count += delta;
-			break;
-		}
-	}
-	if (i < 0 && gs->ncp > 0)
-		gs->cps[0].count += delta;
-
-	while (gs->ncp > 1 && gs->cps[0].count <= 0)
-	{
-		int			gidx = gs - deliver_groups;
-
-		memmove(&gs->cps[0], &gs->cps[1], sizeof(Checkpoint) * (gs->ncp - 1));
-		for (i = 0; i < gs->ncp - 1; i++)
-			dsnap_copy(group_snap(gidx, SNAP_CP(i)), group_snap(gidx, SNAP_CP(i + 1)));
-		gs->ncp--;
-	}
-}
-
-/*
- * The group's restart point: every message visible in it is finished.
- */
-void
-group_done_snapshot(GroupEntry *gs, int gidx, DSnap *out)
-{
-	if (gs->ncp == 1 && gs->cps[0].count <= 0)
-		dsnap_copy(out, group_snap(gidx, SNAP_LO));
-	else
-		dsnap_copy(out, group_snap(gidx, SNAP_CP(0)));
 }
 
 /*
@@ -429,13 +359,26 @@ group_finish_slot(GroupEntry *gs, int32 idx, char kind)
 	LeaseSlot  *s = &deliver_slots[idx];
 
 	slist_remove(slot_list(gs, s), idx);
-	cp_count_add(gs, s->cp_seq, -1);
+	checkpoint_count_add(gs, s->cp_seq, -1);
 	if (kind == DONE_DEAD)
 		gs->dead_total++;
 	else
 		gs->acked_total++;
 	if (s->key_held)
-		fifo_key_release(gs, s);
+	{
+		int32		b = fifo_key_release(idx);
+
+		if (b >= 0)
+		{
+			/* the next message of its key goes out */
+			LeaseSlot  *bs = &deliver_slots[b];
+
+			slist_remove(&gs->blocked, b);
+			bs->state = SLOT_READY;
+			bs->visible_at = 0;
+			slist_push(&gs->ready_list, b);
+		}
+	}
 	slot_free(idx);
 }
 
@@ -462,6 +405,45 @@ slot_resolve_finish(GroupEntry *gs, int32 idx)
 	s->finish_pending = false;
 	s->finish_xid = InvalidTransactionId;
 	return false;
+}
+
+/*
+ * Lock the group of a slot if the slot still carries this delivery; NULL
+ * (nothing locked) when it does not.
+ */
+GroupEntry *
+lease_lock_group(int32 idx, uint64 delivery_id)
+{
+	LeaseSlot  *s = &deliver_slots[idx];
+	int32		gidx = s->group_idx;
+	GroupEntry *gs;
+
+	if (gidx < 0 || gidx >= deliver_max_groups)
+		return NULL;
+	gs = &deliver_groups[gidx];
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	if (s->delivery_id != delivery_id || s->group_idx != gidx)
+	{
+		LWLockRelease(&gs->lock);
+		return NULL;
+	}
+	return gs;
+}
+
+/*
+ * A message whose row is gone (purged meanwhile) just leaves the group, if
+ * its slot still carries this delivery.
+ */
+void
+lease_forget_vanished(GroupEntry *gs, int32 idx, uint64 delivery_id)
+{
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	if (deliver_slots[idx].delivery_id == delivery_id)
+	{
+		deliver_slots[idx].finish_pending = false;
+		group_finish_slot(gs, idx, DONE_ACK);
+	}
+	LWLockRelease(&gs->lock);
 }
 
 /*
@@ -506,7 +488,7 @@ group_expire_leases(GroupEntry *gs, QueueInfo *q, TimestampTz now)
 		if (s->finish_pending)
 		{
 			/* look again soon: a prepared ack may yet be rolled back */
-			next_expiry = Min(next_expiry, now + USECS_PER_SEC);
+			next_expiry = Min(next_expiry, now + PENDING_FINISH_RECHECK_US);
 			continue;
 		}
 		if (s->lease_expires > now)
@@ -521,35 +503,4 @@ group_expire_leases(GroupEntry *gs, QueueInfo *q, TimestampTz now)
 		slist_push(&gs->ready_list, idx);
 	}
 	gs->next_expiry = next_expiry;
-}
-
-/*
- * The group's shared entry, locked exclusively and recovered.  The caller
- * already holds its lock on the queue's done table.
- */
-GroupEntry *
-group_lock(QueueInfo *q, int32 group_id, int *gidx_out)
-{
-	static int32 cached_group = 0;	/* the last group this backend used */
-	static int	cached_gidx = -1;
-	int			gidx;
-	GroupEntry *gs;
-
-	for (;;)
-	{
-		gidx = (cached_group == group_id) ? cached_gidx :
-			deliver_group_entry(group_id, q->queue_idx);
-		gs = &deliver_groups[gidx];
-		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
-		if (gs->group_id == group_id && gs->queue_idx == q->queue_idx)
-			break;
-		LWLockRelease(&gs->lock);
-		cached_group = 0;
-	}
-	cached_group = group_id;
-	cached_gidx = gidx;
-	if (!gs->recovered)
-		group_recover(q, gs, gidx);
-	*gidx_out = gidx;
-	return gs;
 }
