@@ -10,13 +10,8 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "fmgr.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "args.h"
@@ -24,6 +19,7 @@
 #include "checkpoint.h"
 #include "deliver.h"
 #include "lease.h"
+#include "segment.h"
 #include "settings.h"
 #include "shmem.h"
 #include "snap.h"

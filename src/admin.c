@@ -4,11 +4,8 @@
  */
 #include "postgres.h"
 
-#include "catalog/namespace.h"
-#include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 
 #include "registry.h"
 #include "shmem.h"

@@ -10,18 +10,10 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "access/xlog.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "storage/spin.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
@@ -34,6 +26,8 @@
 #include "snap.h"
 #include "spi.h"
 #include "tables.h"
+
+PG_FUNCTION_INFO_V1(deliver_has_queue_privilege);
 
 static HTAB *queue_cache = NULL;
 static QueueInfo *queue_lookup_ext(text *name_t, bool attach);
@@ -432,4 +426,37 @@ queue_check_metrics_privilege(QueueInfo *q)
 {
 	if (!has_privs_of_role(GetUserId(), ROLE_PG_MONITOR))
 		queue_check_privilege(q, ACL_SELECT, "read metrics of");
+}
+
+/*
+ * deliver.has_queue_privilege(queue_name, privilege) returns boolean: may
+ * the current user 'send', 'receive' or (for 'all') both?
+ */
+Datum
+deliver_has_queue_privilege(PG_FUNCTION_ARGS)
+{
+	QueueInfo  *q;
+	char	   *priv;
+	AclMode		mode;
+	bool		result;
+
+	arg_not_null(fcinfo, 1, "privilege");
+	priv = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (strcmp(priv, "send") == 0)
+		mode = ACL_INSERT;
+	else if (strcmp(priv, "receive") == 0)
+		mode = ACL_SELECT;
+	else if (strcmp(priv, "all") == 0)
+		mode = ACL_INSERT | ACL_SELECT;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid privilege \"%s\"", clip_text(priv, ERROR_QUOTE_BYTES)),
+				 errhint("Use send, receive or all.")));
+	SPI_connect();
+	q = queue_lookup_readonly(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	result = queue_has_privilege(q, GetUserId(), mode & ACL_INSERT ? ACL_INSERT : ACL_SELECT) &&
+		queue_has_privilege(q, GetUserId(), mode & ACL_SELECT ? ACL_SELECT : ACL_INSERT);
+	SPI_finish();
+	PG_RETURN_BOOL(result);
 }

@@ -15,7 +15,6 @@
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 
 #include "fifo.h"
 #include "settings.h"

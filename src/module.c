@@ -11,9 +11,7 @@
  */
 #include "postgres.h"
 
-#include "fmgr.h"
 #include "miscadmin.h"
-#include "utils/guc.h"
 
 #include "deliver.h"
 #include "fifo.h"

@@ -9,7 +9,6 @@
  */
 #include "postgres.h"
 
-#include "access/twophase.h"
 #include "access/xlog.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"

@@ -7,9 +7,7 @@
 
 #include "access/commit_ts.h"
 #include "access/twophase.h"
-#include "access/xact.h"
 #include "miscadmin.h"
-#include "storage/procarray.h"
 #include "utils/snapmgr.h"
 
 #include "snap.h"

@@ -14,12 +14,8 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
 #include "executor/spi.h"
-#include "funcapi.h"
 #include "miscadmin.h"
-#include "utils/guc.h"
-#include "utils/hsearch.h"
 
 #include "spi.h"
 

@@ -14,10 +14,7 @@
 #include "commands/dbcommands.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
-#include "nodes/parsenodes.h"
-#include "storage/spin.h"
 #include "tcop/utility.h"
-#include "utils/memutils.h"
 
 #include "deliver.h"
 #include "lease.h"

@@ -98,25 +98,4 @@ typedef struct QueueInfo
 	Acl		   *acl;			/* deliver.queue.acl: who may send, receive */
 } QueueInfo;
 
-/* storage.c (to be split) */
-#include "snap.h"
-extern void done_write(QueueInfo *q, int32 group_id, char kind,
-					   int64 *ids, int n, DSnap *done);
-extern void move_due_delayed(QueueInfo *q);
-extern int	queue_current_segment(QueueInfo *q);
-
-/* receive.c (to be split) */
-typedef struct GroupLive
-{
-	int64		backlog;		/* not reached by the cursor yet */
-	int64		in_flight;
-	int64		ready;			/* waiting for redelivery */
-	int64		blocked;		/* FIFO: behind an earlier message of its key */
-	TimestampTz oldest;			/* enqueued_at of the oldest unfinished, or 0 */
-	int64		sent_total;
-	int64		acked_total;
-	int64		dead_total;
-} GroupLive;
-extern void group_live_state(QueueInfo *q, int32 group_id, GroupLive *out);
-
 #endif							/* DELIVER_H */

@@ -1,119 +1,174 @@
 /*
- * inspect.c
- *		Reading a queue's state for those who may: dead letters, the
- *		archive, metrics, privileges.
+ * metrics.c
+ *		What a queue's state looks like: the live state of its consumer
+ *		groups, deliver.metrics(), deliver.lease_slots().
  *
  * Like every function of deliver's, these check the caller's right on the
  * queue and then read its tables as their owner (spi_run).
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
 #include "catalog/pg_authid.h"
-#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "args.h"
 #include "catalog.h"
 #include "deliver.h"
 #include "lease.h"
+#include "registry.h"
+#include "scan.h"
 #include "settings.h"
 #include "shmem.h"
+#include "snap.h"
 #include "spi.h"
 #include "tables.h"
 #include "worker.h"
 
-PG_FUNCTION_INFO_V1(deliver_dead_letters);
-PG_FUNCTION_INFO_V1(deliver_archived);
+PG_FUNCTION_INFO_V1(deliver_group_state);
 PG_FUNCTION_INFO_V1(deliver_metrics);
-PG_FUNCTION_INFO_V1(deliver_has_queue_privilege);
 PG_FUNCTION_INFO_V1(deliver_lease_slots);
 
-/*
- * deliver.dead_letters(queue_name, consumer_group, max_messages) returns
- * setof (message_id, group_name, payload, headers, ordering_key, attempts,
- * reason, last_error, enqueued_at, dead_at): the oldest first; the dead
- * letters of one group, or (NULL) of every group.
- */
-Datum
-deliver_dead_letters(PG_FUNCTION_ARGS)
+/* the live state of a consumer group, from its shared entry and a count */
+typedef struct GroupLive
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	QueueInfo  *q;
-	int32		max;
-	char		key[STATEMENT_KEY_LEN];
-	char		sql[512];
-	char		rel[NAMEDATALEN];
-	Oid			types[2] = {INT4OID, INT4OID};
-	Datum		args[2];
-	char		nulls[2] = {' ', ' '};
-	int			rc;
+	int64		backlog;		/* not reached by the cursor yet */
+	int64		in_flight;
+	int64		ready;			/* waiting for redelivery */
+	int64		blocked;		/* FIFO: behind an earlier message of its key */
+	TimestampTz oldest;			/* enqueued_at of the oldest unfinished, or 0 */
+	int64		sent_total;
+	int64		acked_total;
+	int64		dead_total;
+} GroupLive;
 
-	InitMaterializedSRF(fcinfo, 0);
-	SPI_connect();
-	q = queue_lookup_readonly(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	max = arg_int_at_least(fcinfo, 2, 1, "max_messages");
-	queue_check_privilege(q, ACL_SELECT, "read dead letters of");
-	if (PG_ARGISNULL(1))
-		nulls[0] = 'n';
-	else
-		args[0] = Int32GetDatum(queue_group(q, PG_GETARG_TEXT_PP(1))->group_id);
-	args[1] = Int32GetDatum(max);
-	snprintf(key, sizeof(key), "deadlist:%d", q->queue_id);
-	snprintf(sql, sizeof(sql),
-			 "SELECT d.message_id, g.group_name, d.payload, d.headers, d.ordering_key, "
-			 "d.attempts, d.reason, d.last_error, d.enqueued_at, d.dead_at "
-			 "FROM deliver.%s d JOIN deliver.consumer_group g USING (group_id) "
-			 "WHERE $1 IS NULL OR d.group_id = $1 "
-			 "ORDER BY d.dead_at, d.message_id LIMIT $2",
-			 queue_relname(rel, QUEUE_DEAD, q->queue_id, 0));
-	rc = spi_run(q->owner, key, sql, 2, types, args, nulls, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "deliver: could not read dead letters: %s", SPI_result_code_string(rc));
-	spi_return_rows(rsinfo);
-	SPI_finish();
-	return (Datum) 0;
+/*
+ * A consumer group's live state (metrics).  backlog counts the messages its
+ * cursor has not reached yet: a scan of them, made on copies of the
+ * cursor's state after the group's lock is released, so that receives and
+ * acks of the group go on meanwhile (metrics is not meant for a hot loop).
+ */
+static void
+group_live_state(QueueInfo *q, int32 group_id, GroupLive *out)
+{
+	ScanCtx		c;
+	GroupEntry	copy;
+	GroupEntry *gs;
+	DSnap	   *lo = palloc(deliver_snap_size);
+	DSnap	   *hi = palloc(deliver_snap_size);
+	DSnap	   *now_snap = palloc(deliver_snap_size);
+	SlotList   *lists[3];
+	int32		idx;
+	int			l;
+	bool		ex;
+
+	memset(out, 0, sizeof(*out));
+	memset(&c, 0, sizeof(c));
+	c.q = q;
+	c.group_id = group_id;
+	c.cxt = CurrentMemoryContext;
+	c.count_only = true;
+	scan_open(&c);
+	gs = group_lock(q, group_id, &c.gidx);
+	/* leases that ran out, finishes of ended transactions: settle them */
+	group_expire_leases(gs, q, GetCurrentTimestamp());
+	copy = *gs;
+	dsnap_copy(lo, group_snap(c.gidx, SNAP_LO));
+	dsnap_copy(hi, group_snap(c.gidx, SNAP_HI));
+	lists[0] = &gs->leased;
+	lists[1] = &gs->ready_list;
+	lists[2] = &gs->blocked;
+	for (l = 0; l < 3; l++)
+		for (idx = lists[l]->head; idx >= 0; idx = deliver_slots[idx].next)
+			if (out->oldest == 0 || deliver_slots[idx].enqueued_at < out->oldest)
+				out->oldest = deliver_slots[idx].enqueued_at;
+	out->in_flight = gs->leased.count;
+	out->ready = gs->ready_list.count;
+	out->blocked = gs->blocked.count;
+	out->acked_total = gs->acked_total;
+	out->dead_total = gs->dead_total;
+	LWLockRelease(&gs->lock);
+
+	/* the rest of the open window, then everything committed since */
+	c.gs = &copy;
+	dsnap_latest(now_snap);
+	c.snap = RegisterSnapshot(GetLatestSnapshot());
+	if (copy.in_window)
+	{
+		c.count_after = true;
+		c.after_cts = copy.pos_cts;
+		c.after_txid = copy.pos_txid;
+		c.after_id = copy.pos_id;
+		copy.pos_txid = 0;
+		copy.pos_id = 0;
+		(void) scan_window(&c, lo, hi, NULL, INT_MAX, &ex);
+		c.count_after = false;
+	}
+	copy.pos_txid = 0;
+	copy.pos_id = 0;
+	(void) scan_window(&c, copy.in_window ? hi : lo, now_snap, NULL, INT_MAX, &ex);
+	UnregisterSnapshot(c.snap);
+	scan_close(&c);
+	out->backlog = c.counted;
+	if (c.oldest != 0 && (out->oldest == 0 || c.oldest < out->oldest))
+		out->oldest = c.oldest;
+	{
+		QueueEntry *qs = &deliver_queues[q->queue_idx];
+
+		SpinLockAcquire(&qs->mutex);
+		out->sent_total = qs->sent_total;
+		SpinLockRelease(&qs->mutex);
+	}
 }
 
 /*
- * deliver.archived(queue_name, max_messages, after_id) returns setof
- * (message_id, payload, headers, ordering_key, enqueued_at, archived_at):
- * finished messages of a queue whose archive is on, by id, after after_id.
+ * deliver._group_state(group_id): the group's live state (group_live_state).
  */
 Datum
-deliver_archived(PG_FUNCTION_ARGS)
+deliver_group_state(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int32		group_id = PG_GETARG_INT32(0);
+	TupleDesc	tupdesc;
+	Datum		values[8];
+	bool		nulls[8] = {false};
 	QueueInfo  *q;
-	char		key[STATEMENT_KEY_LEN];
-	char		sql[512];
-	char		rel[NAMEDATALEN];
-	Oid			types[2] = {INT8OID, INT4OID};
-	Datum		args[2];
+	bool		isnull;
 	int			rc;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1];
+	GroupLive	st;
 
-	InitMaterializedSRF(fcinfo, 0);
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	deliver_check_primary();
 	SPI_connect();
-	q = queue_lookup_readonly(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	args[1] = Int32GetDatum(arg_int_at_least(fcinfo, 1, 1, "max_messages"));
-	arg_not_null(fcinfo, 2, "after_id");
-	args[0] = PG_GETARG_DATUM(2);
-	queue_check_privilege(q, ACL_SELECT, "read the archive of");
-	snprintf(key, sizeof(key), "archived:%d", q->queue_id);
-	snprintf(sql, sizeof(sql),
-			 "SELECT message_id, payload, headers, ordering_key, enqueued_at, archived_at "
-			 "FROM deliver.%s WHERE message_id > $1 ORDER BY message_id LIMIT $2",
-			 queue_relname(rel, QUEUE_ARCHIVE, q->queue_id, 0));
-	rc = spi_run(q->owner, key, sql, 2, types, args, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "deliver: could not read the archive: %s", SPI_result_code_string(rc));
-	spi_return_rows(rsinfo);
+	args[0] = Int32GetDatum(group_id);
+	rc = spi_run(catalog_owner(), "group_queue",
+				 "SELECT queue_id FROM deliver.consumer_group WHERE group_id = $1",
+				 1, argtypes, args, NULL, true, 1);
+	if (rc != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("consumer group %d does not exist", group_id)));
+	q = queue_lookup_by_id(DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+														SPI_tuptable->tupdesc, 1, &isnull)));
+	queue_check_metrics_privilege(q);
+	group_live_state(q, group_id, &st);
 	SPI_finish();
-	return (Datum) 0;
+
+	values[0] = Int64GetDatum(st.backlog);
+	values[1] = Int64GetDatum(st.in_flight);
+	values[2] = Int64GetDatum(st.ready);
+	values[3] = Int64GetDatum(st.blocked);
+	values[4] = TimestampTzGetDatum(st.oldest);
+	nulls[4] = (st.oldest == 0);
+	values[5] = Int64GetDatum(st.sent_total);
+	values[6] = Int64GetDatum(st.acked_total);
+	values[7] = Int64GetDatum(st.dead_total);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
 /*
@@ -250,39 +305,6 @@ deliver_metrics(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	return (Datum) 0;
-}
-
-/*
- * deliver.has_queue_privilege(queue_name, privilege) returns boolean: may
- * the current user 'send', 'receive' or (for 'all') both?
- */
-Datum
-deliver_has_queue_privilege(PG_FUNCTION_ARGS)
-{
-	QueueInfo  *q;
-	char	   *priv;
-	AclMode		mode;
-	bool		result;
-
-	arg_not_null(fcinfo, 1, "privilege");
-	priv = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (strcmp(priv, "send") == 0)
-		mode = ACL_INSERT;
-	else if (strcmp(priv, "receive") == 0)
-		mode = ACL_SELECT;
-	else if (strcmp(priv, "all") == 0)
-		mode = ACL_INSERT | ACL_SELECT;
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid privilege \"%s\"", clip_text(priv, ERROR_QUOTE_BYTES)),
-				 errhint("Use send, receive or all.")));
-	SPI_connect();
-	q = queue_lookup_readonly(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	result = queue_has_privilege(q, GetUserId(), mode & ACL_INSERT ? ACL_INSERT : ACL_SELECT) &&
-		queue_has_privilege(q, GetUserId(), mode & ACL_SELECT ? ACL_SELECT : ACL_INSERT);
-	SPI_finish();
-	PG_RETURN_BOOL(result);
 }
 
 /*
