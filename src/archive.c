@@ -31,7 +31,6 @@ deliver_archived(PG_FUNCTION_ARGS)
 	char		rel[NAMEDATALEN];
 	Oid			types[2] = {INT8OID, INT4OID};
 	Datum		args[2];
-	int			rc;
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
@@ -45,10 +44,7 @@ deliver_archived(PG_FUNCTION_ARGS)
 			 "SELECT message_id, payload, headers, ordering_key, enqueued_at, archived_at "
 			 "FROM deliver.%s WHERE message_id > $1 ORDER BY message_id LIMIT $2",
 			 queue_relname(rel, QUEUE_ARCHIVE, q->queue_id, 0));
-	rc = spi_run(q->owner, key, sql, 2, types, args, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "deliver: could not read the archive: %s", SPI_result_code_string(rc));
-	spi_return_rows(rsinfo);
+	spi_return_query(rsinfo, q->owner, key, sql, 2, types, args, NULL, "the archive");
 	SPI_finish();
 	return (Datum) 0;
 }

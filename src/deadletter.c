@@ -158,7 +158,6 @@ deliver_dead_letters(PG_FUNCTION_ARGS)
 	Oid			types[2] = {INT4OID, INT4OID};
 	Datum		args[2];
 	char		nulls[2] = {' ', ' '};
-	int			rc;
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
@@ -178,10 +177,7 @@ deliver_dead_letters(PG_FUNCTION_ARGS)
 			 "WHERE $1 IS NULL OR d.group_id = $1 "
 			 "ORDER BY d.dead_at, d.message_id LIMIT $2",
 			 queue_relname(rel, QUEUE_DEAD, q->queue_id, 0));
-	rc = spi_run(q->owner, key, sql, 2, types, args, nulls, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "deliver: could not read dead letters: %s", SPI_result_code_string(rc));
-	spi_return_rows(rsinfo);
+	spi_return_query(rsinfo, q->owner, key, sql, 2, types, args, nulls, "dead letters");
 	SPI_finish();
 	return (Datum) 0;
 }

@@ -202,19 +202,13 @@ slot_alloc(int32 queue_idx)
 	int32		reserve = lease_reserve();
 
 	LWLockAcquire(deliver_shared->slot_lock, LW_EXCLUSIVE);
-	if (deliver_shared->free_head >= 0 &&
+	if (deliver_shared->free_list.head >= 0 &&
 		(qs->slots_held < reserve ||
 		 (qs->slots_held < lease_queue_cap() &&
-		  deliver_shared->free_count > deliver_shared->reserved)))
+		  deliver_shared->free_list.count > deliver_shared->reserved)))
 	{
-		idx = deliver_shared->free_head;
-		s = &deliver_slots[idx];
-		deliver_shared->free_head = s->next;
-		if (s->next >= 0)
-			deliver_slots[s->next].prev = -1;
-		else
-			deliver_shared->free_tail = -1;
-		deliver_shared->free_count--;
+		idx = deliver_shared->free_list.head;
+		slist_remove(&deliver_shared->free_list, idx);
 		if (qs->slots_held < reserve)
 			deliver_shared->reserved--;
 		qs->slots_held++;
@@ -223,7 +217,6 @@ slot_alloc(int32 queue_idx)
 	if (idx >= 0)
 	{
 		s = &deliver_slots[idx];
-		s->prev = s->next = -1;
 		s->queue_idx = queue_idx;
 		s->finish_pending = false;
 		s->finish_xid = InvalidTransactionId;
@@ -252,14 +245,7 @@ slot_free(int32 idx)
 	s->group_idx = -1;
 	s->key_held = false;
 	LWLockAcquire(deliver_shared->slot_lock, LW_EXCLUSIVE);
-	s->next = -1;
-	s->prev = deliver_shared->free_tail;
-	if (deliver_shared->free_tail >= 0)
-		deliver_slots[deliver_shared->free_tail].next = idx;
-	else
-		deliver_shared->free_head = idx;
-	deliver_shared->free_tail = idx;
-	deliver_shared->free_count++;
+	slist_push(&deliver_shared->free_list, idx);
 	qs->slots_held--;
 	if (qs->slots_held < lease_reserve())
 		deliver_shared->reserved++;
@@ -267,7 +253,7 @@ slot_free(int32 idx)
 }
 
 /*
- * Append a slot to one of its group's lists.
+ * Append a slot to a list: one of its group's, or the free list.
  */
 void
 slist_push(SlotList *l, int32 idx)

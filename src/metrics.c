@@ -326,7 +326,7 @@ deliver_lease_slots(PG_FUNCTION_ARGS)
 	deliver_check_primary();
 	LWLockAcquire(deliver_shared->slot_lock, LW_SHARED);
 	values[0] = Int32GetDatum(deliver_max_leases);
-	values[1] = Int32GetDatum(deliver_shared->free_count);
+	values[1] = Int32GetDatum((int32) deliver_shared->free_list.count);
 	values[2] = Int64GetDatum(deliver_shared->reserved);
 	LWLockRelease(deliver_shared->slot_lock);
 	values[3] = Int32GetDatum(lease_reserve());

@@ -112,9 +112,9 @@ deliver_shmem_startup(void)
 			deliver_slots[i].prev = i - 1;
 			deliver_slots[i].next = (i + 1 < deliver_max_leases) ? i + 1 : -1;
 		}
-		deliver_shared->free_head = 0;
-		deliver_shared->free_tail = deliver_max_leases - 1;
-		deliver_shared->free_count = deliver_max_leases;
+		deliver_shared->free_list.head = 0;
+		deliver_shared->free_list.tail = deliver_max_leases - 1;
+		deliver_shared->free_list.count = deliver_max_leases;
 		deliver_shared->reserved = 0;
 	}
 	LWLockRelease(AddinShmemInitLock);

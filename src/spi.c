@@ -112,19 +112,26 @@ spi_run(Oid owner, const char *key, const char *sql, int nargs, Oid *argtypes,
 }
 
 /*
- * Copy the rows of the last SPI statement into the function's result.
+ * Run a read-only statement of deliver's as owner (as spi_run does) and
+ * return its rows as the result of the calling set-returning function
+ * (materialized); what says what it reads, for the error.
  */
 void
-spi_return_rows(ReturnSetInfo *rsinfo)
+spi_return_query(ReturnSetInfo *rsinfo, Oid owner, const char *key, const char *sql,
+				 int nargs, Oid *argtypes, Datum *args, const char *nulls, const char *what)
 {
 	uint64		r;
 	int			natts = rsinfo->setDesc->natts;
 	Datum	   *values = palloc(sizeof(Datum) * natts);
-	bool	   *nulls = palloc(sizeof(bool) * natts);
+	bool	   *isnull = palloc(sizeof(bool) * natts);
+	int			rc;
 
+	rc = spi_run(owner, key, sql, nargs, argtypes, args, nulls, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "deliver: could not read %s: %s", what, SPI_result_code_string(rc));
 	for (r = 0; r < SPI_processed; r++)
 	{
-		heap_deform_tuple(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, values, nulls);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		heap_deform_tuple(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, values, isnull);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
 	}
 }

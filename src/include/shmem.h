@@ -73,7 +73,7 @@ typedef struct LeaseSlot
 	char		last_error[DELIVER_ERROR_LEN];
 } LeaseSlot;
 
-/* a list of lease slots of a group, linked by LeaseSlot.prev and next */
+/* a list of lease slots (of a group, or the free list), linked by prev and next */
 typedef struct SlotList
 {
 	int32		head;
@@ -164,9 +164,7 @@ typedef struct DeliverShared
 	pg_atomic_uint32 catalog_gen;
 	uint32		epoch;			/* of delivery ids; 0 until the first lease */
 	uint32		epoch_tli;		/* the WAL timeline the epoch was taken on */
-	int32		free_head;
-	int32		free_tail;
-	int32		free_count;		/* slots on the free list */
+	SlotList	free_list;		/* lease slots nobody holds, oldest freed first */
 	int64		reserved;		/* free slots kept for queues below their reserve */
 	LWLockPadded *key_locks;	/* DELIVER_KEY_PARTITIONS locks of the FIFO key index */
 	slock_t		worker_mutex;	/* the workers' status entries */

@@ -23,6 +23,8 @@ extern void owner_scope_enter(OwnerScope *s, Oid owner);
 extern void owner_scope_exit(OwnerScope *s);
 extern int	spi_run(Oid owner, const char *key, const char *sql, int nargs, Oid *argtypes,
 					Datum *args, const char *nulls, bool read_only, long count);
-extern void spi_return_rows(ReturnSetInfo *rsinfo);
+extern void spi_return_query(ReturnSetInfo *rsinfo, Oid owner, const char *key,
+							 const char *sql, int nargs, Oid *argtypes, Datum *args,
+							 const char *nulls, const char *what);
 
 #endif							/* DELIVER_SPI_H */
