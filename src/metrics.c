@@ -1,7 +1,8 @@
 /*
  * metrics.c
- *		What a queue's state looks like: the live state of its consumer
- *		groups, deliver.metrics(), deliver.lease_slots().
+ *		What the state of the queues looks like: the live state of their
+ *		consumer groups, deliver.metrics(), deliver.lease_slots(),
+ *		deliver.worker_status().
  *
  * Like every function of deliver's, these check the caller's right on the
  * queue and then read its tables as their owner (spi_run).
@@ -9,6 +10,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_authid.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -31,6 +33,7 @@
 PG_FUNCTION_INFO_V1(deliver_group_state);
 PG_FUNCTION_INFO_V1(deliver_metrics);
 PG_FUNCTION_INFO_V1(deliver_lease_slots);
+PG_FUNCTION_INFO_V1(deliver_worker_status);
 
 /* the live state of a consumer group, from its shared entry and a count */
 typedef struct GroupLive
@@ -258,6 +261,31 @@ queue_metrics_rows(ReturnSetInfo *rsinfo, QueueInfo *q, const WorkerStatus *w)
 }
 
 /*
+ * The status of the maintenance worker of the current database, when
+ * deliver.database lists it.
+ */
+static bool
+worker_status_here(WorkerStatus *out)
+{
+	char	   *name = get_database_name(MyDatabaseId);
+	List	   *names = deliver_worker_databases();
+	ListCell   *lc;
+
+	foreach(lc, names)
+	{
+		int			i = foreach_current_index(lc);
+
+		if (i >= DELIVER_MAX_WORKERS || name == NULL || strcmp(name, lfirst(lc)) != 0)
+			continue;
+		SpinLockAcquire(&deliver_shared->worker_mutex);
+		*out = deliver_shared->workers[i];
+		SpinLockRelease(&deliver_shared->worker_mutex);
+		return true;
+	}
+	return false;
+}
+
+/*
  * deliver.metrics(queue_name DEFAULT NULL) returns setof (queue_name,
  * consumer_group, depth, in_flight, delayed, dead_letters, oldest_age,
  * sent_total, acked_total, dead_total, worker_last_run, worker_lag,
@@ -274,7 +302,7 @@ deliver_metrics(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
-	have_worker = deliver_worker_status_here(&w);
+	have_worker = worker_status_here(&w);
 	if (!PG_ARGISNULL(0))
 	{
 		QueueInfo  *q = queue_lookup(PG_GETARG_TEXT_PP(0));
@@ -336,4 +364,74 @@ deliver_lease_slots(PG_FUNCTION_ARGS)
 			queues++;
 	values[5] = Int32GetDatum(queues);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * deliver.worker_status() returns setof (database, pid, started_at,
+ * last_run_at, last_run_duration, runs, errors, expired_total, dead_total,
+ * released_total, last_error, last_error_at): one row per database in deliver.database (only
+ * the current one unless the caller may read all statistics).
+ */
+Datum
+deliver_worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	List	   *names;
+	ListCell   *lc;
+	bool		all;
+	char	   *here;
+
+	deliver_check_primary();
+	InitMaterializedSRF(fcinfo, 0);
+	if (rsinfo->setDesc->natts != 12)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("deliver: the extension's SQL objects are not those of library version %s",
+						DELIVER_VERSION),
+				 errhint("Run ALTER EXTENSION deliver UPDATE.")));
+	names = deliver_worker_databases();
+	/* the workers of other databases only for those who may see all activity */
+	all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+	here = get_database_name(MyDatabaseId);
+	foreach(lc, names)
+	{
+		WorkerStatus st;
+		Datum		values[12];
+		bool		nulls[12] = {false};
+		int			i = foreach_current_index(lc);
+
+		if (i >= DELIVER_MAX_WORKERS)
+			break;
+		if (!all && (here == NULL || strcmp(here, lfirst(lc)) != 0))
+			continue;
+		SpinLockAcquire(&deliver_shared->worker_mutex);
+		st = deliver_shared->workers[i];
+		SpinLockRelease(&deliver_shared->worker_mutex);
+
+		values[0] = CStringGetTextDatum((char *) lfirst(lc));
+		values[1] = Int32GetDatum(st.pid);
+		nulls[1] = (st.pid == 0);
+		values[2] = TimestampTzGetDatum(st.started_at);
+		nulls[2] = (st.started_at == 0);
+		values[3] = TimestampTzGetDatum(st.last_run_at);
+		nulls[3] = (st.last_run_at == 0);
+		{
+			Interval   *iv = palloc0(sizeof(Interval));
+
+			iv->time = st.last_run_us;
+			values[4] = IntervalPGetDatum(iv);
+			nulls[4] = (st.runs == 0);
+		}
+		values[5] = Int64GetDatum(st.runs);
+		values[6] = Int64GetDatum(st.errors);
+		values[7] = Int64GetDatum(st.expired_total);
+		values[8] = Int64GetDatum(st.dead_total);
+		values[9] = Int64GetDatum(st.released_total);
+		values[10] = CStringGetTextDatum(st.last_error);
+		nulls[10] = (st.last_error[0] == '\0');
+		values[11] = TimestampTzGetDatum(st.last_error_at);
+		nulls[11] = (st.last_error_at == 0);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

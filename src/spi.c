@@ -16,6 +16,7 @@
 
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/lsyscache.h"
 
 #include "spi.h"
 
@@ -109,6 +110,23 @@ spi_run(Oid owner, const char *key, const char *sql, int nargs, Oid *argtypes,
 	rc = SPI_execute_plan(plan_cached(key, sql, nargs, argtypes), args, nulls, read_only, count);
 	owner_scope_exit(&scope);
 	return rc;
+}
+
+/*
+ * A one-dimensional array of n values of type elemtype (nulls: NULL when
+ * there is none), for a statement's parameter or a function's result.
+ */
+ArrayType *
+spi_array(Datum *values, bool *nulls, int n, Oid elemtype)
+{
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return construct_md_array(values, nulls, 1, dims, lbs, elemtype, typlen, typbyval, typalign);
 }
 
 /*

@@ -22,7 +22,6 @@
  */
 #include "postgres.h"
 
-#include "catalog/pg_authid.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -42,8 +41,6 @@
 #include "worker.h"
 
 PGDLLEXPORT void deliver_worker_main(Datum arg);
-
-PG_FUNCTION_INFO_V1(deliver_worker_status);
 
 static WorkerStatus *my_status = NULL;
 
@@ -105,6 +102,18 @@ deliver_check_database_list(char **newval, void **extra, GucSource source)
 		}
 	}
 	return true;
+}
+
+/*
+ * The databases deliver.database lists, one worker each, in the order of
+ * their entries in DeliverShared.workers.
+ */
+List *
+deliver_worker_databases(void)
+{
+	bool		ok;
+
+	return database_list(deliver_database, &ok);
 }
 
 /*
@@ -491,101 +500,4 @@ deliver_worker_main(Datum arg)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(loop_cxt);
 	}
-}
-
-/*
- * The status of the maintenance worker of the current database, when
- * deliver.database lists it.
- */
-bool
-deliver_worker_status_here(WorkerStatus *out)
-{
-	char	   *name = get_database_name(MyDatabaseId);
-	bool		ok;
-	List	   *names = database_list(deliver_database, &ok);
-	ListCell   *lc;
-
-	foreach(lc, names)
-	{
-		int			i = foreach_current_index(lc);
-
-		if (i >= DELIVER_MAX_WORKERS || name == NULL || strcmp(name, lfirst(lc)) != 0)
-			continue;
-		SpinLockAcquire(&deliver_shared->worker_mutex);
-		*out = deliver_shared->workers[i];
-		SpinLockRelease(&deliver_shared->worker_mutex);
-		return true;
-	}
-	return false;
-}
-
-/*
- * deliver.worker_status() returns setof (database, pid, started_at,
- * last_run_at, last_run_duration, runs, errors, expired_total, dead_total,
- * released_total, last_error, last_error_at): one row per database in deliver.database (only
- * the current one unless the caller may read all statistics).
- */
-Datum
-deliver_worker_status(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	bool		ok;
-	List	   *names;
-	ListCell   *lc;
-	bool		all;
-	char	   *here;
-
-	deliver_check_primary();
-	InitMaterializedSRF(fcinfo, 0);
-	if (rsinfo->setDesc->natts != 12)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("deliver: the extension's SQL objects are not those of library version %s",
-						DELIVER_VERSION),
-				 errhint("Run ALTER EXTENSION deliver UPDATE.")));
-	names = database_list(deliver_database, &ok);
-	/* the workers of other databases only for those who may see all activity */
-	all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
-	here = get_database_name(MyDatabaseId);
-	foreach(lc, names)
-	{
-		WorkerStatus st;
-		Datum		values[12];
-		bool		nulls[12] = {false};
-		int			i = foreach_current_index(lc);
-
-		if (i >= DELIVER_MAX_WORKERS)
-			break;
-		if (!all && (here == NULL || strcmp(here, lfirst(lc)) != 0))
-			continue;
-		SpinLockAcquire(&deliver_shared->worker_mutex);
-		st = deliver_shared->workers[i];
-		SpinLockRelease(&deliver_shared->worker_mutex);
-
-		values[0] = CStringGetTextDatum((char *) lfirst(lc));
-		values[1] = Int32GetDatum(st.pid);
-		nulls[1] = (st.pid == 0);
-		values[2] = TimestampTzGetDatum(st.started_at);
-		nulls[2] = (st.started_at == 0);
-		values[3] = TimestampTzGetDatum(st.last_run_at);
-		nulls[3] = (st.last_run_at == 0);
-		{
-			Interval   *iv = palloc0(sizeof(Interval));
-
-			iv->time = st.last_run_us;
-			values[4] = IntervalPGetDatum(iv);
-			nulls[4] = (st.runs == 0);
-		}
-		values[5] = Int64GetDatum(st.runs);
-		values[6] = Int64GetDatum(st.errors);
-		values[7] = Int64GetDatum(st.expired_total);
-		values[8] = Int64GetDatum(st.dead_total);
-		values[9] = Int64GetDatum(st.released_total);
-		values[10] = CStringGetTextDatum(st.last_error);
-		nulls[10] = (st.last_error[0] == '\0');
-		values[11] = TimestampTzGetDatum(st.last_error_at);
-		nulls[11] = (st.last_error_at == 0);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	return (Datum) 0;
 }

@@ -7,6 +7,7 @@
 #define DELIVER_SPI_H
 
 #include "nodes/execnodes.h"
+#include "utils/array.h"
 
 /* room for the key of a prepared statement: its name, queue and segment */
 #define STATEMENT_KEY_LEN	64
@@ -23,6 +24,7 @@ extern void owner_scope_enter(OwnerScope *s, Oid owner);
 extern void owner_scope_exit(OwnerScope *s);
 extern int	spi_run(Oid owner, const char *key, const char *sql, int nargs, Oid *argtypes,
 					Datum *args, const char *nulls, bool read_only, long count);
+extern ArrayType *spi_array(Datum *values, bool *nulls, int n, Oid elemtype);
 extern void spi_return_query(ReturnSetInfo *rsinfo, Oid owner, const char *key,
 							 const char *sql, int nargs, Oid *argtypes, Datum *args,
 							 const char *nulls, const char *what);
