@@ -41,6 +41,9 @@ PG_FUNCTION_INFO_V1(deliver_extend_lease);
 #define NOT_CURRENT_DETAIL \
 	"It was acked or nacked already, its receive was rolled back, or its lease ran out and the message was delivered again."
 
+/*
+ * Raise the error of a delivery id that is not current, with detail.
+ */
 static void
 not_current(QueueInfo *q, int64 delivery_id, const char *detail)
 {

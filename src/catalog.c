@@ -34,6 +34,7 @@ static QueueInfo *queue_lookup_ext(text *name_t, bool attach);
 static uint32 queue_cache_gen = 0;
 static MemoryContext queue_cache_cxt = NULL;
 
+/* an interval the lookup query turned into milliseconds (int8) */
 static int64
 interval_ms(Datum d)
 {
@@ -229,6 +230,11 @@ check_schema_version(void)
 				 errhint("Run ALTER EXTENSION deliver UPDATE.")));
 }
 
+/*
+ * Drop the queue cache when the catalog changed since it was filled (the
+ * shared catalog generation moved), and check the extension's version
+ * when it is filled anew.
+ */
 static void
 queue_cache_check(void)
 {
@@ -277,6 +283,10 @@ queue_lookup_readonly(text *name_t)
 	return queue_lookup_ext(name_t, !RecoveryInProgress());
 }
 
+/*
+ * The queue called name_t, from the cache or loaded; with attach, its
+ * entry in shared memory too (and then it is cached).
+ */
 static QueueInfo *
 queue_lookup_ext(text *name_t, bool attach)
 {
@@ -385,7 +395,8 @@ queue_group(QueueInfo *q, text *group_name)
 			return &q->groups[i];
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
-			 errmsg("consumer group \"%s\" does not exist on queue \"%s\"", clip_text(name, ERROR_QUOTE_BYTES), q->name),
+			 errmsg("consumer group \"%s\" does not exist on queue \"%s\"",
+					clip_text(name, ERROR_QUOTE_BYTES), q->name),
 			 errhint("Create it with deliver.create_consumer_group().")));
 	return NULL;				/* keep compiler quiet */
 }

@@ -151,7 +151,6 @@ window_list(ScanCtx *c, const DSnap *lo, const DSnap *hi, int cap)
 		next = lo->xmax;
 		while (next < hi->xmax && found < cap)
 		{
-			bool		isnull;
 			uint64		t;
 
 			ScanKeyInit(&keys[0], SEG_POS_COL_TXID, BTGreaterEqualStrategyNumber, F_XID8GE,
@@ -161,7 +160,7 @@ window_list(ScanCtx *c, const DSnap *lo, const DSnap *hi, int cap)
 			index_rescan(scan, keys, 2, NULL, 0);
 			if (!index_getnext_slot(scan, ForwardScanDirection, tuple))
 				break;
-			t = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(tuple, SEG_COL_TXID, &isnull)));
+			t = tuple_txid(tuple);
 			if (dsnap_visible(hi, t))
 			{
 				wintxn_add(t, seg);

@@ -27,6 +27,11 @@
  *                   commit record (JSON: {"commit_lsn":..,"messages":n})
  *
  * The binary layout is documented in README.md ("Push").
+ *
+ * The plugin is one file of about 600 lines: its callbacks, its options and
+ * its name caches share the plugin's private state (DecodeData), and the
+ * records cli/record.h reads are written in one place (dec_change,
+ * dec_commit).
  */
 #include "postgres.h"
 
@@ -44,8 +49,6 @@
 #include "args.h"
 #include "tables.h"
 
-/* the index in values[] of a column of a segment table */
-#define SEG_VALUE(col)		((col) - 1)
 
 typedef struct DecodeQueue
 {
@@ -83,6 +86,9 @@ static void dec_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogR
 static void dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 					   Relation relation, ReorderBufferChange *change);
 
+/*
+ * The output plugin's callbacks (logical decoding looks this up by name).
+ */
 void
 _PG_output_plugin_init(OutputPluginCallbacks *cb)
 {
@@ -94,6 +100,7 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 	/* truncate, message and streaming callbacks: not needed */
 }
 
+/* a boolean option (no value means true) */
 static bool
 option_bool(DefElem *elem)
 {
@@ -109,6 +116,7 @@ option_bool(DefElem *elem)
 	return v;
 }
 
+/* an option that needs a value */
 static char *
 option_string(DefElem *elem)
 {
@@ -119,6 +127,9 @@ option_string(DefElem *elem)
 	return strVal(elem->arg);
 }
 
+/*
+ * A decoding session starts: parse its options, set up the name caches.
+ */
 static void
 dec_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 {
@@ -150,7 +161,8 @@ dec_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 				if (strlen(tok) >= NAMEDATALEN)
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("deliver: queue name \"%s\" is too long", clip_text(tok, ERROR_QUOTE_BYTES))));
+							 errmsg("deliver: queue name \"%s\" is too long",
+									clip_text(tok, ERROR_QUOTE_BYTES))));
 				data->queues = lappend(data->queues, tok);
 			}
 			if (data->queues == NIL)
@@ -200,6 +212,7 @@ dec_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 	ctx->output_plugin_private = data;
 }
 
+/* the session ends: free its memory */
 static void
 dec_shutdown(LogicalDecodingContext *ctx)
 {
@@ -208,6 +221,7 @@ dec_shutdown(LogicalDecodingContext *ctx)
 	MemoryContextDelete(data->context);
 }
 
+/* a transaction begins */
 static void
 dec_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
@@ -218,12 +232,17 @@ dec_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	data->last_targeted_id = -1;
 }
 
+/* microseconds since the Unix epoch (the binary format's times) */
 static int64
 unix_usec(TimestampTz t)
 {
 	return t + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC;
 }
 
+/*
+ * A transaction commits: with include_commit, a commit record after its
+ * messages.
+ */
 static void
 dec_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn)
 {
@@ -313,6 +332,7 @@ catalog_name(Oid nsp, const char *table, AttrNumber id_att, int32 id, AttrNumber
 	return found;
 }
 
+/* empty a name cache */
 static void
 cache_clear(HTAB *h)
 {
@@ -376,6 +396,10 @@ segment_queue(DecodeData *data, Relation relation)
 	return dq->wanted ? dq : NULL;
 }
 
+/*
+ * Is the consumer group (of queue_id) the one the consumer_group option
+ * names?  Cached per group id.
+ */
 static bool
 group_matches(DecodeData *data, int32 queue_id, int32 group_id)
 {
@@ -395,6 +419,7 @@ group_matches(DecodeData *data, int32 queue_id, int32 group_id)
 	return dg->matches;
 }
 
+/* a text value as JSON, or null */
 static void
 json_text_or_null(StringInfo out, Datum d, bool isnull)
 {
@@ -404,6 +429,7 @@ json_text_or_null(StringInfo out, Datum d, bool isnull)
 		escape_json(out, TextDatumGetCString(d));
 }
 
+/* a jsonb value as JSON, or null */
 static void
 json_jsonb_or_null(StringInfo out, Datum d, bool isnull)
 {
@@ -445,6 +471,7 @@ bin_text(StringInfo out, const char *s, bool isnull, bool wide, int64 message_id
 		appendBinaryStringInfo(out, s, len);
 }
 
+/* a jsonb value as text */
 static char *
 jsonb_cstring(Datum d)
 {
@@ -472,6 +499,10 @@ segment_layout_ok(TupleDesc desc)
 	return true;
 }
 
+/*
+ * A change: an insert into a segment table of a wanted queue is a message;
+ * emit it (JSON or binary), everything else is skipped.
+ */
 static void
 dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		   Relation relation, ReorderBufferChange *change)
@@ -480,8 +511,8 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	DecodeQueue *dq;
 	TupleDesc	desc = RelationGetDescr(relation);
 	HeapTuple	tuple;
-	Datum		values[SEG_NCOLUMNS];
-	bool		nulls[SEG_NCOLUMNS];
+	Datum		values[SEG_NCOLUMNS + 1];	/* by attribute number */
+	bool		nulls[SEG_NCOLUMNS + 1];
 	MemoryContext old;
 	int64		message_id;
 
@@ -501,15 +532,15 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	old = MemoryContextSwitchTo(data->context);
 	tuple = &change->data.tp.newtuple->tuple;
-	heap_deform_tuple(tuple, desc, values, nulls);
-	message_id = DatumGetInt64(values[SEG_VALUE(SEG_COL_MESSAGE_ID)]);
+	heap_deform_tuple(tuple, desc, values + 1, nulls + 1);
+	message_id = DatumGetInt64(values[SEG_COL_MESSAGE_ID]);
 
-	if (!nulls[SEG_VALUE(SEG_COL_TARGET_GROUP)])
+	if (!nulls[SEG_COL_TARGET_GROUP])
 	{
 		/* a copy stored for one group */
 		if (data->group != NULL)
 		{
-			if (!group_matches(data, dq->queue_id, DatumGetInt32(values[SEG_VALUE(SEG_COL_TARGET_GROUP)])))
+			if (!group_matches(data, dq->queue_id, DatumGetInt32(values[SEG_COL_TARGET_GROUP])))
 				goto done;
 		}
 		else if (message_id == data->last_targeted_id)
@@ -524,14 +555,15 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		pq_sendint64(ctx->out, txn->end_lsn);
 		pq_sendint64(ctx->out, unix_usec(txn->xact_time.commit_time));
 		pq_sendint64(ctx->out, message_id);
-		pq_sendint64(ctx->out, unix_usec(DatumGetTimestampTz(values[SEG_VALUE(SEG_COL_ENQUEUED_AT)])));
+		pq_sendint64(ctx->out, unix_usec(DatumGetTimestampTz(values[SEG_COL_ENQUEUED_AT])));
 		bin_text(ctx->out, dq->name, false, false, message_id);
-		bin_text(ctx->out, nulls[SEG_VALUE(SEG_COL_ORDERING_KEY)] ? NULL : TextDatumGetCString(values[SEG_VALUE(SEG_COL_ORDERING_KEY)]),
-				 nulls[SEG_VALUE(SEG_COL_ORDERING_KEY)], false, message_id);
-		bin_text(ctx->out, nulls[SEG_VALUE(SEG_COL_HEADERS)] ? NULL : jsonb_cstring(values[SEG_VALUE(SEG_COL_HEADERS)]),
-				 nulls[SEG_VALUE(SEG_COL_HEADERS)], true, message_id);
-		bin_text(ctx->out, nulls[SEG_VALUE(SEG_COL_PAYLOAD)] ? NULL : jsonb_cstring(values[SEG_VALUE(SEG_COL_PAYLOAD)]),
-				 nulls[SEG_VALUE(SEG_COL_PAYLOAD)], true, message_id);
+		bin_text(ctx->out, nulls[SEG_COL_ORDERING_KEY] ? NULL :
+				 TextDatumGetCString(values[SEG_COL_ORDERING_KEY]),
+				 nulls[SEG_COL_ORDERING_KEY], false, message_id);
+		bin_text(ctx->out, nulls[SEG_COL_HEADERS] ? NULL : jsonb_cstring(values[SEG_COL_HEADERS]),
+				 nulls[SEG_COL_HEADERS], true, message_id);
+		bin_text(ctx->out, nulls[SEG_COL_PAYLOAD] ? NULL : jsonb_cstring(values[SEG_COL_PAYLOAD]),
+				 nulls[SEG_COL_PAYLOAD], true, message_id);
 	}
 	else
 	{
@@ -540,13 +572,13 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		appendStringInfoString(out, "{\"queue\":");
 		escape_json(out, dq->name);
 		appendStringInfo(out, ",\"message_id\":" INT64_FORMAT ",\"payload\":", message_id);
-		json_jsonb_or_null(out, values[SEG_VALUE(SEG_COL_PAYLOAD)], nulls[SEG_VALUE(SEG_COL_PAYLOAD)]);
+		json_jsonb_or_null(out, values[SEG_COL_PAYLOAD], nulls[SEG_COL_PAYLOAD]);
 		appendStringInfoString(out, ",\"headers\":");
-		json_jsonb_or_null(out, values[SEG_VALUE(SEG_COL_HEADERS)], nulls[SEG_VALUE(SEG_COL_HEADERS)]);
+		json_jsonb_or_null(out, values[SEG_COL_HEADERS], nulls[SEG_COL_HEADERS]);
 		appendStringInfoString(out, ",\"ordering_key\":");
-		json_text_or_null(out, values[SEG_VALUE(SEG_COL_ORDERING_KEY)], nulls[SEG_VALUE(SEG_COL_ORDERING_KEY)]);
+		json_text_or_null(out, values[SEG_COL_ORDERING_KEY], nulls[SEG_COL_ORDERING_KEY]);
 		appendStringInfo(out, ",\"enqueued_at\":\"%s\"",
-						 JsonEncodeDateTime(NULL, values[SEG_VALUE(SEG_COL_ENQUEUED_AT)], TIMESTAMPTZOID, NULL));
+						 JsonEncodeDateTime(NULL, values[SEG_COL_ENQUEUED_AT], TIMESTAMPTZOID, NULL));
 		appendStringInfo(out, ",\"commit_lsn\":\"%X/%X\",\"commit_time\":\"%s\"}",
 						 LSN_FORMAT_ARGS(txn->end_lsn),
 						 JsonEncodeDateTime(NULL, TimestampTzGetDatum(txn->xact_time.commit_time),

@@ -59,7 +59,8 @@ key_owner(QueueInfo *q, Datum idem)
  * fresh[i] = false: nothing new is stored for it.
  */
 void
-dedup_claim_keys(QueueInfo *q, int n, Datum *idem, bool *idem_nulls, int64 *ids, bool *fresh)
+dedup_claim_keys(QueueInfo *q, int n, Datum *idem, bool *idem_nulls, int64 *ids,
+				 bool *fresh)
 {
 	Datum	   *kv = palloc(sizeof(Datum) * n);
 	Datum	   *iv = palloc(sizeof(Datum) * n);

@@ -338,7 +338,7 @@ deliver_metrics(PG_FUNCTION_ARGS)
 /*
  * deliver.lease_slots() returns (total, free, reserved, reserve_per_queue,
  * max_per_queue, queues): how the lease slots of the whole server are
- * used and shared (see lease_reserve in slots.c).
+ * used and shared (see lease_reserve in lease.c).
  */
 Datum
 deliver_lease_slots(PG_FUNCTION_ARGS)

@@ -5,8 +5,8 @@
  * The settings any backend may change or read are defined whenever the
  * library is loaded; the others, and everything else, only when it is
  * preloaded (shared_preload_libraries): shared memory (shmem.c, fifo.c),
- * the transaction callbacks and executor/utility hooks (xact.c) and the
- * maintenance workers (worker.c).  settings.h says which module reads
+ * the transaction callbacks (xact.c), the executor and utility hooks
+ * (hooks.c) and the maintenance workers (worker.c).  settings.h says which module reads
  * which setting.
  */
 #include "postgres.h"
@@ -15,6 +15,7 @@
 
 #include "deliver.h"
 #include "fifo.h"
+#include "hooks.h"
 #include "settings.h"
 #include "shmem.h"
 #include "worker.h"
@@ -143,5 +144,6 @@ _PG_init(void)
 	deliver_shmem_init();
 	deliver_fifo_init();
 	deliver_xact_init();
+	deliver_hooks_init();
 	deliver_worker_init();
 }

@@ -24,6 +24,7 @@
 #include "delayed.h"
 #include "deliver.h"
 #include "fifo.h"
+#include "hooks.h"
 #include "lease.h"
 #include "registry.h"
 #include "scan.h"
@@ -71,8 +72,8 @@ lease_message(GroupEntry *gs, int32 idx, Delivery *o, TimestampTz now, int64 vt_
  * attempts, room for max_dead).
  */
 static int
-take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, int max_dead, int *ndead,
-			  bool *out_of_slots)
+take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, int max_dead,
+			  int *ndead, bool *out_of_slots)
 {
 	GroupEntry *gs = c->gs;
 	QueueInfo  *q = c->q;
@@ -262,7 +263,7 @@ at_most_once_own_transaction(QueueInfo *q)
 		where = "inside a subtransaction";
 	else if (MyXactFlags & XACT_FLAGS_PIPELINING)
 		where = "after other statements of a pipeline";
-	else if (!xact_statement_is_top_level())
+	else if (!statement_is_top_level())
 		where = "from a function, DO block or procedure";
 	if (where)
 		ereport(ERROR,

@@ -41,6 +41,7 @@ typedef struct Filter
 static Filter filters[MAX_FILTERS];
 static MemoryContext filter_cxt = NULL;
 
+/* is snapshot a newer than b (a later restart point)? */
 static bool
 snap_newer(const DSnap *a, const DSnap *b)
 {
@@ -131,6 +132,10 @@ scan_done_table(Oid relid, int32 group_id, HTAB *ids, DSnap *best, DSnap *cand, 
 	return found;
 }
 
+/*
+ * The recovery filter of the group: the finished messages its done tables
+ * name, read once per recovery (boot_gen) and kept for a few groups.
+ */
 static Filter *
 filter_for(QueueInfo *q, GroupEntry *gs)
 {

@@ -102,6 +102,18 @@ message_row_cmp(const void *a, const void *b)
 }
 
 /*
+ * The sending transaction of a segment row, read into tuple.
+ */
+uint64
+tuple_txid(TupleTableSlot *tuple)
+{
+	bool		isnull;
+
+	return U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(tuple, SEG_COL_TXID,
+																		   &isnull)));
+}
+
+/*
  * Copy a row of a segment out of the tuple it was read into.
  */
 static void
@@ -110,7 +122,7 @@ row_from_tuple(MessageRow *r, TupleTableSlot *tuple, int seg, MemoryContext cxt)
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	bool		isnull;
 
-	r->txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(tuple, SEG_COL_TXID, &isnull)));
+	r->txid = tuple_txid(tuple);
 	r->id = DatumGetInt64(slot_getattr(tuple, SEG_COL_MESSAGE_ID, &isnull));
 	r->seg = seg;
 	r->enqueued_at = DatumGetTimestampTz(slot_getattr(tuple, SEG_COL_ENQUEUED_AT, &isnull));
@@ -137,7 +149,7 @@ count_row(ScanCtx *c, TupleTableSlot *tuple)
 
 	if (c->count_after)
 	{
-		uint64		txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(tuple, SEG_COL_TXID, &isnull)));
+		uint64		txid = tuple_txid(tuple);
 		int64		id = DatumGetInt64(slot_getattr(tuple, SEG_COL_MESSAGE_ID, &isnull));
 
 		if (txid != c->cts_txid)
@@ -196,7 +208,7 @@ scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_after, int64 af
 		uint64		txid;
 		Datum		g;
 
-		txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(tuple, SEG_COL_TXID, &isnull)));
+		txid = tuple_txid(tuple);
 		if (hi && !dsnap_visible(hi, txid))
 			continue;
 		g = slot_getattr(tuple, SEG_COL_TARGET_GROUP, &isnull);
@@ -295,7 +307,8 @@ scan_range(ScanCtx *c, uint64 from, uint64 to, const DSnap *hi, MessageRow *out,
  * *exhausted when the window has nothing more.
  */
 int
-scan_window(ScanCtx *c, const DSnap *lo, const DSnap *hi, MessageRow *out, int limit, bool *exhausted)
+scan_window(ScanCtx *c, const DSnap *lo, const DSnap *hi, MessageRow *out, int limit,
+			bool *exhausted)
 {
 	int			n = 0;
 	uint32		i;
@@ -334,7 +347,8 @@ fetch_row(ScanCtx *c, MessageRow *r)
 
 	ScanKeyInit(&keys[0], SEG_POS_COL_TXID, BTEqualStrategyNumber, F_XID8EQ,
 				FullTransactionIdGetDatum(FullTransactionIdFromU64(r->txid)));
-	ScanKeyInit(&keys[1], SEG_POS_COL_MESSAGE_ID, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(r->id));
+	ScanKeyInit(&keys[1], SEG_POS_COL_MESSAGE_ID, BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum(r->id));
 	tuple = table_slot_create(c->heap[seg], NULL);
 	scan = index_beginscan(c->heap[seg], c->index[seg], c->snap, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);

@@ -48,6 +48,9 @@ typedef struct SendBatch
 	TimestampTz enqueued_at;	/* 0: now */
 } SendBatch;
 
+/*
+ * Reject a key (ordering or idempotency) longer than DELIVER_MAX_KEY_BYTES.
+ */
 static void
 check_text_len(Datum d, const char *what, int i, int n)
 {
@@ -238,6 +241,7 @@ typedef struct OneMessage
 	bool		isnull[4];
 } OneMessage;
 
+/* fill m and b from the arguments (see OneMessage) */
 static void
 one_message_batch(FunctionCallInfo fcinfo, int argno, int idem_argno, OneMessage *m,
 				  SendBatch *b)

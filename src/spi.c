@@ -46,6 +46,9 @@ owner_scope_enter(OwnerScope *s, Oid owner)
 							 GUC_ACTION_SAVE, true, 0, false);
 }
 
+/*
+ * Back to the user and search_path of before owner_scope_enter.
+ */
 void
 owner_scope_exit(OwnerScope *s)
 {

@@ -403,6 +403,7 @@ deliver_worker_wake(Oid dbid)
 	}
 }
 
+/* on exit: the worker's status says it is not running */
 static void
 worker_exit(int code, Datum arg)
 {
@@ -411,6 +412,10 @@ worker_exit(int code, Datum arg)
 	SpinLockRelease(&deliver_shared->worker_mutex);
 }
 
+/*
+ * The main function of a maintenance worker (bgw_function_name): connect
+ * to its database, then run maintenance until told to stop.
+ */
 void
 deliver_worker_main(Datum arg)
 {

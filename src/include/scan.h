@@ -5,6 +5,7 @@
 #ifndef DELIVER_SCAN_H
 #define DELIVER_SCAN_H
 
+#include "executor/tuptable.h"
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
 
@@ -60,6 +61,7 @@ extern int	scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_afte
 extern int	scan_window(ScanCtx *c, const DSnap *lo, const DSnap *hi, MessageRow *out,
 						int limit, bool *exhausted);
 extern bool fetch_row(ScanCtx *c, MessageRow *r);
+extern uint64 tuple_txid(TupleTableSlot *tuple);
 extern int	message_row_cmp(const void *a, const void *b);
 
 #endif							/* DELIVER_SCAN_H */

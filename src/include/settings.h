@@ -6,12 +6,15 @@
 #ifndef DELIVER_SETTINGS_H
 #define DELIVER_SETTINGS_H
 
-/* sizes of shared memory (shmem.c, registry.c, lease.c, fifo.c) */
+/*
+ * sizes of shared memory (shmem.c, fifo.c), read too by the modules that
+ * walk the entries (registry.c, lease.c, xact.c, worker.c, metrics.c)
+ */
 extern int	deliver_max_queues;
 extern int	deliver_max_groups;
 extern int	deliver_max_leases;
 
-/* fair sharing of lease slots, idle groups (lease.c, sweep.c) */
+/* fair sharing of lease slots (lease.c), idle groups (sweep.c) */
 extern int	deliver_max_leases_per_queue;
 extern int	deliver_idle_release_ms;
 
