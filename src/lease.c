@@ -320,7 +320,7 @@ group_release_slots(GroupEntry *gs)
 	SlotList   *lists[3] = {&gs->leased, &gs->ready_list, &gs->blocked};
 	int			l;
 
-	for (l = 0; l < 3; l++)
+	for (l = 0; l < (int) lengthof(lists); l++)
 	{
 		while (lists[l]->head >= 0)
 		{

@@ -84,7 +84,7 @@ group_live_state(QueueInfo *q, int32 group_id, GroupLive *out)
 	lists[0] = &gs->leased;
 	lists[1] = &gs->ready_list;
 	lists[2] = &gs->blocked;
-	for (l = 0; l < 3; l++)
+	for (l = 0; l < (int) lengthof(lists); l++)
 		for (idx = lists[l]->head; idx >= 0; idx = deliver_slots[idx].next)
 			if (out->oldest == 0 || deliver_slots[idx].enqueued_at < out->oldest)
 				out->oldest = deliver_slots[idx].enqueued_at;

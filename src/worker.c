@@ -44,6 +44,9 @@ PGDLLEXPORT void deliver_worker_main(Datum arg);
 
 static WorkerStatus *my_status = NULL;
 
+/* how soon the postmaster restarts a worker that exited with an error */
+#define WORKER_RESTART_S	5
+
 /* the shortest sleep between two runs (a move that keeps failing must not spin) */
 #define WORKER_MIN_WAIT_MS	10
 
@@ -134,7 +137,7 @@ deliver_worker_init(void)
 		memset(&worker, 0, sizeof(worker));
 		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		worker.bgw_restart_time = 5;
+		worker.bgw_restart_time = WORKER_RESTART_S;
 		snprintf(worker.bgw_library_name, BGW_MAXLEN, "deliver");
 		snprintf(worker.bgw_function_name, BGW_MAXLEN, "deliver_worker_main");
 		snprintf(worker.bgw_name, BGW_MAXLEN, "deliver maintenance %s", (char *) lfirst(lc));
