@@ -4,7 +4,7 @@
  *
  * A group keeps up to DELIVER_CHECKPOINTS of them in its shared entry: the
  * lower bounds of some of its past windows, each counting the messages
- * taken from the cursor since it was opened that are not finished yet.
+ * taken from the cursor while it was the newest that are not finished yet.
  * The oldest one with unfinished messages is the group's restart point,
  * written with every finish record: after a restart the group resumes from
  * the newest restart point of its committed records (recovery.c).

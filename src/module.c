@@ -6,8 +6,8 @@
  * library is loaded; the others, and everything else, only when it is
  * preloaded (shared_preload_libraries): shared memory (shmem.c, fifo.c),
  * the transaction callbacks (xact.c), the executor and utility hooks
- * (hooks.c) and the maintenance workers (worker.c).  settings.h says which module reads
- * which setting.
+ * (hooks.c) and the maintenance workers (worker.c).  settings.h says which
+ * module reads which setting.
  */
 #include "postgres.h"
 

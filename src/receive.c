@@ -1,12 +1,15 @@
 /*
  * receive.c
- *		deliver.receive: hand out messages to a consumer group.
+ *		deliver.receive: hand out messages to a consumer group, and wait
+ *		for them (long poll).
  *
  * Order of service: messages due for redelivery first (nacked, expired,
- * rolled back), then new messages from the group's cursor.  The cursor
- * reads the segment index on (txid, message_id) directly, so no plan can
- * turn into a sequential scan, and it only passes rows whose transactions
- * are visible in its window's upper snapshot.
+ * rolled back), then new messages from the group's cursor (cursor.c, which
+ * only passes rows whose transactions are visible in its window's upper
+ * snapshot).  Messages out of attempts met on the way move to the dead
+ * letters (deadletter.c).  With a wait, a receive that found nothing
+ * sleeps on the queue's condition variable, which the commit of a sender
+ * broadcasts.
  */
 #include "postgres.h"
 
