@@ -5,25 +5,27 @@
  * A message is written once, to the queue's current segment (or, when
  * delayed, to the delayed table until it is due), stamped with the sender's
  * top-level transaction id.  Idempotency keys are checked and stored in one
- * statement per call.
+ * statement per call (dedup.c).
  */
-#include "deliver.h"
+#include "postgres.h"
 
 #include "access/detoast.h"
-#include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "executor/spi.h"
-#include "funcapi.h"
-#include "miscadmin.h"
-#include "utils/array.h"
-#include "utils/builtins.h"
-#include "utils/jsonb.h"
-#include "utils/xid8.h"
-#include "utils/lsyscache.h"
 #include "storage/lmgr.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/xid8.h"
 
-#define MAX_KEY_LEN		512
+#include "args.h"
+#include "catalog.h"
+#include "dedup.h"
+#include "deliver.h"
+#include "segment.h"
+#include "settings.h"
+#include "spi.h"
+#include "tables.h"
+#include "xact.h"
 
 PG_FUNCTION_INFO_V1(deliver_send);
 PG_FUNCTION_INFO_V1(deliver_send_batch);
@@ -46,13 +48,16 @@ typedef struct SendBatch
 	TimestampTz enqueued_at;	/* 0: now */
 } SendBatch;
 
+/*
+ * Reject a key (ordering or idempotency) longer than DELIVER_MAX_KEY_BYTES.
+ */
 static void
 check_text_len(Datum d, const char *what, int i, int n)
 {
-	if (VARSIZE_ANY_EXHDR(DatumGetPointer(d)) > MAX_KEY_LEN)
+	if (VARSIZE_ANY_EXHDR(DatumGetPointer(d)) > DELIVER_MAX_KEY_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s is longer than %d bytes", what, MAX_KEY_LEN),
+				 errmsg("%s is longer than %d bytes", what, DELIVER_MAX_KEY_BYTES),
 				 n > 1 ? errdetail("At message %d of the batch.", i + 1) : 0));
 }
 
@@ -109,143 +114,6 @@ validate_batch(QueueInfo *q, SendBatch *b)
 	}
 }
 
-static ArrayType *
-make_array(Datum *values, bool *nulls, int n, Oid elemtype)
-{
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	return construct_md_array(values, nulls, 1, dims, lbs, elemtype, typlen, typbyval, typalign);
-}
-
-/*
- * Text keys equal?
- */
-static bool
-key_equal(Datum a, Datum b)
-{
-	text	   *x = DatumGetTextPP(a);
-	text	   *y = DatumGetTextPP(b);
-
-	return VARSIZE_ANY_EXHDR(x) == VARSIZE_ANY_EXHDR(y) &&
-		memcmp(VARDATA_ANY(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(x)) == 0;
-}
-
-/*
- * The id stored for an idempotency key that was claimed before.
- */
-static int64
-key_owner(QueueInfo *q, Datum idem)
-{
-	Oid			types[1] = {TEXTOID};
-	char		key[64];
-	char		sql[256];
-	bool		isnull;
-	int			rc;
-
-	snprintf(key, sizeof(key), "keyid:%d", q->queue_id);
-	snprintf(sql, sizeof(sql),
-			 "SELECT message_id FROM deliver.q%d_dedup WHERE idempotency_key = $1",
-			 q->queue_id);
-	rc = spi_run(q->owner, key, sql, 1, types, &idem, NULL, false, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "deliver: idempotency key vanished");
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-/*
- * Claim the idempotency keys of a batch in one statement.  A key seen
- * within the dedup window (or earlier in the batch) gives its message the
- * first message's id, and fresh[i] = false: nothing new is stored for it.
- */
-static void
-claim_keys(QueueInfo *q, SendBatch *b, int64 *ids, bool *fresh)
-{
-	Datum	   *kv = palloc(sizeof(Datum) * b->n);
-	Datum	   *iv = palloc(sizeof(Datum) * b->n);
-	int		   *first = palloc(sizeof(int) * b->n);
-	bool	   *claimed = palloc0(sizeof(bool) * b->n);
-	int			nk = 0;
-	int			i;
-	int			j;
-	char		key[64];
-	char		sql[512];
-	Oid			types[3] = {TEXTARRAYOID, INT8ARRAYOID, INT8OID};
-	Datum		args[3];
-	int			rc;
-	uint64		r;
-
-	/* a key repeated inside the batch maps to its first message */
-	for (i = 0; i < b->n; i++)
-	{
-		first[i] = i;
-		if (b->idem_nulls[i])
-			continue;
-		for (j = 0; j < i; j++)
-		{
-			if (!b->idem_nulls[j] && first[j] == j && key_equal(b->idem[i], b->idem[j]))
-			{
-				first[i] = j;
-				break;
-			}
-		}
-		if (first[i] == i)
-		{
-			kv[nk] = b->idem[i];
-			iv[nk] = Int64GetDatum(ids[i]);
-			nk++;
-		}
-	}
-	for (i = 0; i < b->n; i++)
-		fresh[i] = (first[i] == i);
-	if (nk == 0)
-		return;
-
-	snprintf(key, sizeof(key), "claim:%d", q->queue_id);
-	snprintf(sql, sizeof(sql),
-			 "INSERT INTO deliver.q%d_dedup AS d "
-			 "SELECT k, i, now() + $3 * interval '1 millisecond' FROM unnest($1, $2) AS u(k, i) "
-			 "ON CONFLICT (idempotency_key) DO UPDATE "
-			 "SET message_id = excluded.message_id, expires_at = excluded.expires_at "
-			 "WHERE d.expires_at < now() "
-			 "RETURNING message_id", q->queue_id);
-	args[0] = PointerGetDatum(make_array(kv, NULL, nk, TEXTOID));
-	args[1] = PointerGetDatum(make_array(iv, NULL, nk, INT8OID));
-	args[2] = Int64GetDatum(q->dedup_window_ms);
-	rc = spi_run(q->owner, key, sql, 3, types, args, NULL, false, 0);
-	if (rc != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "deliver: idempotency key claim failed: %s", SPI_result_code_string(rc));
-
-	/* the returned ids are the messages whose keys were new to us */
-	for (r = 0; r < SPI_processed; r++)
-	{
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
-													 SPI_tuptable->tupdesc, 1, &isnull));
-
-		for (i = 0; i < b->n; i++)
-			if (ids[i] == id)
-				claimed[i] = true;
-	}
-	if ((int) SPI_processed < nk)
-	{
-		for (i = 0; i < b->n; i++)
-		{
-			if (b->idem_nulls[i] || first[i] != i || claimed[i])
-				continue;
-			ids[i] = key_owner(q, b->idem[i]);
-			fresh[i] = false;
-		}
-	}
-	for (i = 0; i < b->n; i++)
-		if (first[i] != i)
-			ids[i] = ids[first[i]];
-}
-
 /*
  * Write a batch of messages; ids[] gets each message's id.
  */
@@ -265,8 +133,9 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 	FullTransactionId txid;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz enq = b->enqueued_at ? b->enqueued_at : now;
-	char		key[64];
+	char		key[STATEMENT_KEY_LEN];
 	char		sql[512];
+	char		rel[NAMEDATALEN];
 	Oid		   *types;
 	int			nargs;
 	Datum		args[8];
@@ -290,7 +159,7 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 	for (i = 0; i < b->n; i++)
 		ids[i] = nextval_internal(q->seq_rel, false);	/* the right to send was checked */
 	if (b->idem)
-		claim_keys(q, b, ids, fresh);
+		dedup_claim_keys(q, b->n, b->idem, b->idem_nulls, ids, fresh);
 	else
 		memset(fresh, true, sizeof(bool) * b->n);
 
@@ -318,10 +187,10 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 		nargs = 8;
 		snprintf(key, sizeof(key), "delay:%d", q->queue_id);
 		snprintf(sql, sizeof(sql),
-				 "INSERT INTO deliver.q%d_delayed "
+				 "INSERT INTO deliver.%s "
 				 "(deliver_at, target_group, enqueued_at, message_id, ordering_key, headers, payload, txid) "
 				 "SELECT $1, $2, $3, i, k, h, p, $8 FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
-				 q->queue_id);
+				 queue_relname(rel, QUEUE_DELAYED, q->queue_id, 0));
 		args[0] = TimestampTzGetDatum(now + b->delay_ms * 1000);
 		args[7] = FullTransactionIdGetDatum(txid);
 	}
@@ -335,10 +204,10 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 
 		snprintf(key, sizeof(key), "send:%d:%d", q->queue_id, seg);
 		snprintf(sql, sizeof(sql),
-				 "INSERT INTO deliver.q%d_s%d "
+				 "INSERT INTO deliver.%s "
 				 "(txid, target_group, enqueued_at, message_id, ordering_key, headers, payload) "
 				 "SELECT $1, $2, $3, i, k, h, p FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
-				 q->queue_id, seg);
+				 queue_relname(rel, QUEUE_SEGMENT, q->queue_id, seg));
 		args[0] = FullTransactionIdGetDatum(txid);
 	}
 	{
@@ -348,10 +217,10 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 			nulls[1] = 'n';
 		args[1] = Int32GetDatum(b->target_group);
 		args[2] = TimestampTzGetDatum(enq);
-		args[3] = PointerGetDatum(make_array(idv, NULL, m, INT8OID));
-		args[4] = PointerGetDatum(make_array(kv, kn, m, TEXTOID));
-		args[5] = PointerGetDatum(make_array(hv, hn, m, JSONBOID));
-		args[6] = PointerGetDatum(make_array(pv, NULL, m, JSONBOID));
+		args[3] = PointerGetDatum(spi_array(idv, NULL, m, INT8OID));
+		args[4] = PointerGetDatum(spi_array(kv, kn, m, TEXTOID));
+		args[5] = PointerGetDatum(spi_array(hv, hn, m, JSONBOID));
+		args[6] = PointerGetDatum(spi_array(pv, NULL, m, JSONBOID));
 		rc = spi_run(q->owner, key, sql, nargs, types, args, nulls, false, 0);
 	}
 	if (rc != SPI_OK_INSERT || (int) SPI_processed != m)
@@ -372,6 +241,7 @@ typedef struct OneMessage
 	bool		isnull[4];
 } OneMessage;
 
+/* fill m and b from the arguments (see OneMessage) */
 static void
 one_message_batch(FunctionCallInfo fcinfo, int argno, int idem_argno, OneMessage *m,
 				  SendBatch *b)
@@ -413,8 +283,8 @@ deliver_send(PG_FUNCTION_ARGS)
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	/* payload, headers, ordering_key, idempotency_key are arguments 1-4 */
 	one_message_batch(fcinfo, 1, 4, &m, &b);
-	b.delay_ms = deliver_interval_arg(fcinfo, 5, 0, 0, (int64) 365 * 24 * 3600 * 1000,
-									  "delay", "0 and 365 days");
+	b.delay_ms = arg_interval_ms(fcinfo, 5, 0, 0, DELIVER_MAX_DELAY_MS, "delay",
+								 "0 and " DELIVER_MAX_DELAY_TEXT);
 	send_messages(q, &b, &id);
 	SPI_finish();
 	PG_RETURN_INT64(id);
@@ -471,10 +341,7 @@ deliver_send_batch(PG_FUNCTION_ARGS)
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	memset(&b, 0, sizeof(b));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("payloads must not be NULL")));
+	arg_not_null(fcinfo, 1, "payloads");
 	array_arg(fcinfo, 1, JSONBOID, "payloads", &n, &b.payloads, &b.payload_nulls);
 	if (n == 0)
 		ereport(ERROR,
@@ -489,8 +356,8 @@ deliver_send_batch(PG_FUNCTION_ARGS)
 	array_arg(fcinfo, 3, TEXTOID, "ordering_keys", &n, &b.keys, &b.key_nulls);
 	array_arg(fcinfo, 4, TEXTOID, "idempotency_keys", &n, &b.idem, &b.idem_nulls);
 	b.n = n;
-	b.delay_ms = deliver_interval_arg(fcinfo, 5, 0, 0, (int64) 365 * 24 * 3600 * 1000,
-									"delay", "0 and 365 days");
+	b.delay_ms = arg_interval_ms(fcinfo, 5, 0, 0, DELIVER_MAX_DELAY_MS, "delay",
+								 "0 and " DELIVER_MAX_DELAY_TEXT);
 	if (b.idem == NULL && q->guarantee == G_EXACTLY_ONCE)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -504,7 +371,7 @@ deliver_send_batch(PG_FUNCTION_ARGS)
 	idd = palloc(sizeof(Datum) * n);
 	for (i = 0; i < n; i++)
 		idd[i] = Int64GetDatum(ids[i]);
-	result = make_array(idd, NULL, n, INT8OID);
+	result = spi_array(idd, NULL, n, INT8OID);
 	PG_RETURN_ARRAYTYPE_P(result);
 }
 

@@ -20,39 +20,32 @@
  * (deliver._check_alerts).  An error in one step is logged, counted in the
  * worker's status (deliver.worker_status) and the loop goes on.
  */
-#include "deliver.h"
+#include "postgres.h"
 
-#include "access/xact.h"
-#include "catalog/pg_authid.h"
-#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
-#include "fmgr.h"
 #include "funcapi.h"
-#include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
-#include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
-#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/varlena.h"
 
+#include "args.h"
+#include "settings.h"
+#include "shmem.h"
+#include "worker.h"
+
 PGDLLEXPORT void deliver_worker_main(Datum arg);
 
-PG_FUNCTION_INFO_V1(deliver_worker_status);
-
-char	   *deliver_database = NULL;
-int			deliver_maintenance_interval_ms = 1000;
-int			deliver_sweep_batch = 1000;
-int			deliver_alert_interval_ms = 10000;
-
 static WorkerStatus *my_status = NULL;
+
+/* how soon the postmaster restarts a worker that exited with an error */
+#define WORKER_RESTART_S	5
 
 /* the shortest sleep between two runs (a move that keeps failing must not spin) */
 #define WORKER_MIN_WAIT_MS	10
@@ -115,10 +108,22 @@ deliver_check_database_list(char **newval, void **extra, GucSource source)
 }
 
 /*
+ * The databases deliver.database lists, one worker each, in the order of
+ * their entries in DeliverShared.workers.
+ */
+List *
+deliver_worker_databases(void)
+{
+	bool		ok;
+
+	return database_list(deliver_database, &ok);
+}
+
+/*
  * Register one worker per listed database (from _PG_init, when preloading).
  */
 void
-deliver_worker_register(void)
+deliver_worker_init(void)
 {
 	bool		ok;
 	List	   *names = database_list(deliver_database, &ok);
@@ -132,7 +137,7 @@ deliver_worker_register(void)
 		memset(&worker, 0, sizeof(worker));
 		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		worker.bgw_restart_time = 5;
+		worker.bgw_restart_time = WORKER_RESTART_S;
 		snprintf(worker.bgw_library_name, BGW_MAXLEN, "deliver");
 		snprintf(worker.bgw_function_name, BGW_MAXLEN, "deliver_worker_main");
 		snprintf(worker.bgw_name, BGW_MAXLEN, "deliver maintenance %s", (char *) lfirst(lc));
@@ -363,7 +368,7 @@ earliest_due(void)
 
 	for (i = 0; i < deliver_max_queues; i++)
 	{
-		QueueShared *qs = &deliver_queues[i];
+		QueueEntry *qs = &deliver_queues[i];
 		TimestampTz d;
 
 		if (!qs->used || qs->dbid != MyDatabaseId)
@@ -401,6 +406,7 @@ deliver_worker_wake(Oid dbid)
 	}
 }
 
+/* on exit: the worker's status says it is not running */
 static void
 worker_exit(int code, Datum arg)
 {
@@ -409,6 +415,10 @@ worker_exit(int code, Datum arg)
 	SpinLockRelease(&deliver_shared->worker_mutex);
 }
 
+/*
+ * The main function of a maintenance worker (bgw_function_name): connect
+ * to its database, then run maintenance until told to stop.
+ */
 void
 deliver_worker_main(Datum arg)
 {
@@ -498,101 +508,4 @@ deliver_worker_main(Datum arg)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(loop_cxt);
 	}
-}
-
-/*
- * The status of the maintenance worker of the current database, when
- * deliver.database lists it.
- */
-bool
-deliver_worker_status_here(WorkerStatus *out)
-{
-	char	   *name = get_database_name(MyDatabaseId);
-	bool		ok;
-	List	   *names = database_list(deliver_database, &ok);
-	ListCell   *lc;
-
-	foreach(lc, names)
-	{
-		int			i = foreach_current_index(lc);
-
-		if (i >= DELIVER_MAX_WORKERS || name == NULL || strcmp(name, lfirst(lc)) != 0)
-			continue;
-		SpinLockAcquire(&deliver_shared->worker_mutex);
-		*out = deliver_shared->workers[i];
-		SpinLockRelease(&deliver_shared->worker_mutex);
-		return true;
-	}
-	return false;
-}
-
-/*
- * deliver.worker_status() returns setof (database, pid, started_at,
- * last_run_at, last_run_duration, runs, errors, expired_total, dead_total,
- * released_total, last_error, last_error_at): one row per database in deliver.database (only
- * the current one unless the caller may read all statistics).
- */
-Datum
-deliver_worker_status(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	bool		ok;
-	List	   *names;
-	ListCell   *lc;
-	bool		all;
-	char	   *here;
-
-	deliver_check_usable();
-	InitMaterializedSRF(fcinfo, 0);
-	if (rsinfo->setDesc->natts != 12)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("deliver: the extension's SQL objects are not those of library version %s",
-						DELIVER_VERSION),
-				 errhint("Run ALTER EXTENSION deliver UPDATE.")));
-	names = database_list(deliver_database, &ok);
-	/* the workers of other databases only for those who may see all activity */
-	all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
-	here = get_database_name(MyDatabaseId);
-	foreach(lc, names)
-	{
-		WorkerStatus st;
-		Datum		values[12];
-		bool		nulls[12] = {false};
-		int			i = foreach_current_index(lc);
-
-		if (i >= DELIVER_MAX_WORKERS)
-			break;
-		if (!all && (here == NULL || strcmp(here, lfirst(lc)) != 0))
-			continue;
-		SpinLockAcquire(&deliver_shared->worker_mutex);
-		st = deliver_shared->workers[i];
-		SpinLockRelease(&deliver_shared->worker_mutex);
-
-		values[0] = CStringGetTextDatum((char *) lfirst(lc));
-		values[1] = Int32GetDatum(st.pid);
-		nulls[1] = (st.pid == 0);
-		values[2] = TimestampTzGetDatum(st.started_at);
-		nulls[2] = (st.started_at == 0);
-		values[3] = TimestampTzGetDatum(st.last_run_at);
-		nulls[3] = (st.last_run_at == 0);
-		{
-			Interval   *iv = palloc0(sizeof(Interval));
-
-			iv->time = st.last_run_us;
-			values[4] = IntervalPGetDatum(iv);
-			nulls[4] = (st.runs == 0);
-		}
-		values[5] = Int64GetDatum(st.runs);
-		values[6] = Int64GetDatum(st.errors);
-		values[7] = Int64GetDatum(st.expired_total);
-		values[8] = Int64GetDatum(st.dead_total);
-		values[9] = Int64GetDatum(st.released_total);
-		values[10] = CStringGetTextDatum(st.last_error);
-		nulls[10] = (st.last_error[0] == '\0');
-		values[11] = TimestampTzGetDatum(st.last_error_at);
-		nulls[11] = (st.last_error_at == 0);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	return (Datum) 0;
 }
