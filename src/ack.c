@@ -283,7 +283,7 @@ deliver_nack(PG_FUNCTION_ARGS)
 	slist_push(&gs->ready_list, idx);
 	qidx = gs->queue_idx;
 	LWLockRelease(&gs->lock);
-	ConditionVariableBroadcast(&deliver_queues[qidx].cv);
+	queue_wake(qidx);
 	SPI_finish();
 	PG_RETURN_BOOL(true);
 }

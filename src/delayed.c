@@ -12,6 +12,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "storage/lmgr.h"
 #include "utils/timestamp.h"
 
 #include "catalog.h"
@@ -56,6 +57,12 @@ move_due_delayed(QueueInfo *q)
 
 	(void) GetTopTransactionId();	/* before the segment is read */
 	seg = queue_current_segment(q);
+
+	/*
+	 * The segment before the delayed table: the order drop_queue and
+	 * purge_queue lock them in (deliver._lock_queue), as send does.
+	 */
+	LockRelationOid(q->seg_rel[seg], RowExclusiveLock);
 
 	/*
 	 * A moved message gets the mover's transaction id, so it goes to the

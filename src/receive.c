@@ -334,6 +334,9 @@ deliver_receive(PG_FUNCTION_ARGS)
 
 	for (;;)
 	{
+		/* a wake-up from here on means look again (queue_wake) */
+		uint64		wakes = pg_atomic_read_u64(&deliver_queues[q->queue_idx].wakes);
+
 		scan_open(&c);
 
 		/*
@@ -367,13 +370,17 @@ deliver_receive(PG_FUNCTION_ARGS)
 			c.snap = NULL;
 			/* no table lock is held while waiting (maintenance truncates) */
 			scan_close(&c);
-			if (!sleeping)
-			{
-				/* check once more after preparing, so no wake-up is missed */
-				ConditionVariablePrepareToSleep(&deliver_queues[q->queue_idx].cv);
-				sleeping = true;
+
+			/*
+			 * On the wait list before the count is read again: a wake-up
+			 * after this finds us there, one before it changed the count.
+			 * (The latch alone cannot say: a lock wait during the scan may
+			 * have spent it.)
+			 */
+			ConditionVariablePrepareToSleep(&deliver_queues[q->queue_idx].cv);
+			sleeping = true;
+			if (pg_atomic_read_u64(&deliver_queues[q->queue_idx].wakes) != wakes)
 				continue;
-			}
 			(void) ConditionVariableTimedSleep(&deliver_queues[q->queue_idx].cv,
 											   next_wakeup_ms(q, c.gs, remaining),
 											   PG_WAIT_EXTENSION);

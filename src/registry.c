@@ -167,7 +167,7 @@ deliver_forget_database(Oid dbid)
 	{
 		if (!deliver_queues[i].used || deliver_queues[i].dbid != dbid)
 			continue;
-		ConditionVariableBroadcast(&deliver_queues[i].cv);
+		queue_wake(i);
 		deliver_reset_queue_groups(i, 0, true);
 	}
 }

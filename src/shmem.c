@@ -102,6 +102,7 @@ deliver_shmem_startup(void)
 		{
 			SpinLockInit(&deliver_queues[i].mutex);
 			ConditionVariableInit(&deliver_queues[i].cv);
+			pg_atomic_init_u64(&deliver_queues[i].wakes, 0);
 		}
 		for (i = 0; i < deliver_max_groups; i++)
 			LWLockInitialize(&deliver_groups[i].lock, tranche);

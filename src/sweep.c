@@ -117,7 +117,7 @@ deliver_sweep(PG_FUNCTION_ARGS)
 		scan_close(&c);
 	}
 	if (expired > 0 || ready > 0)
-		ConditionVariableBroadcast(&deliver_queues[q->queue_idx].cv);
+		queue_wake(q->queue_idx);
 	SPI_finish();
 
 	values[0] = Int64GetDatum(expired);

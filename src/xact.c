@@ -180,7 +180,7 @@ release_lease(SlotRef *r)
 		slist_push(&gs->ready_list, r->slot);
 	}
 	LWLockRelease(&gs->lock);
-	ConditionVariableBroadcast(&deliver_queues[gs->queue_idx].cv);
+	queue_wake(gs->queue_idx);
 }
 
 /*
@@ -218,7 +218,7 @@ settle_finish(SlotRef *r, bool committed)
 		}
 	}
 	LWLockRelease(&gs->lock);
-	ConditionVariableBroadcast(&deliver_queues[qidx].cv);
+	queue_wake(qidx);
 }
 
 /*
@@ -242,7 +242,7 @@ sent_commit(SentRef *r)
 	else if (r->delayed_due != 0 && qs->delayed_due == 1)
 		earlier = true;			/* unknown yet: the worker looks at once */
 	SpinLockRelease(&qs->mutex);
-	ConditionVariableBroadcast(&qs->cv);
+	queue_wake(r->queue_idx);
 	/* the worker sleeps until the earliest due time it knew: wake it */
 	if (earlier)
 		deliver_worker_wake(qs->dbid);
@@ -293,12 +293,12 @@ catalog_apply(CatalogRef *c)
 			break;
 		case CATALOG_FORGET:
 			/* long polls of the queue wake up and find it gone */
-			ConditionVariableBroadcast(&deliver_queues[c->queue_idx].cv);
+			queue_wake(c->queue_idx);
 			deliver_reset_queue_groups(c->queue_idx, 0, true);
 			break;
 		case CATALOG_FORGET_GROUP:
 			deliver_reset_queue_groups(c->queue_idx, c->group_id, true);
-			ConditionVariableBroadcast(&deliver_queues[c->queue_idx].cv);
+			queue_wake(c->queue_idx);
 			break;
 	}
 }
@@ -338,7 +338,7 @@ prepared_finished(void)
 	}
 	for (i = 0; i < deliver_max_queues; i++)
 		if (deliver_queues[i].used && deliver_queues[i].dbid == MyDatabaseId)
-			ConditionVariableBroadcast(&deliver_queues[i].cv);
+			queue_wake(i);
 }
 
 /*

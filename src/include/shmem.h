@@ -136,6 +136,7 @@ typedef struct QueueEntry
 	TimestampTz delayed_due;	/* earliest known delayed message, or 0 */
 	uint64		delayed_version;	/* bumped when a sender sets delayed_due */
 	ConditionVariable cv;		/* broadcast when messages may be available */
+	pg_atomic_uint64 wakes;		/* bumped before each broadcast (queue_wake) */
 } QueueEntry;
 
 /* what a maintenance worker reports about itself (deliver.worker_status) */
@@ -187,6 +188,19 @@ group_snap(int gidx, int which)
 {
 	return (DSnap *) (deliver_snaps +
 					  ((Size) gidx * SNAPS_PER_GROUP + which) * deliver_snap_size);
+}
+
+/*
+ * Wake the long polls of a queue: messages may be available, or the queue
+ * changed.  The count goes up first, so a long poll that read it before
+ * looking at the queue sees that it must look again, even when the
+ * broadcast's latch was spent by a lock wait in between (receive.c).
+ */
+static inline void
+queue_wake(int32 queue_idx)
+{
+	pg_atomic_fetch_add_u64(&deliver_queues[queue_idx].wakes, 1);
+	ConditionVariableBroadcast(&deliver_queues[queue_idx].cv);
 }
 
 extern void deliver_shmem_init(void);
