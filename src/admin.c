@@ -53,8 +53,6 @@ deliver_catalog_changed(PG_FUNCTION_ARGS)
 		a = CATALOG_FORGET;
 	else if (strcmp(action, "forget_group") == 0)
 		a = CATALOG_FORGET_GROUP;
-	else if (strcmp(action, "switch") == 0)
-		a = CATALOG_SWITCH;
 	else
 		elog(ERROR, "deliver: unknown catalog action \"%s\"", action);
 

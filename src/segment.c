@@ -4,7 +4,7 @@
  *		written to the done table of that segment, and the checks that
  *		let deliver.maintain() truncate a closed segment.
  *
- * Segments rotate (sql/maintenance.sql): the active one takes new
+ * Segments rotate (maintain.c): the active one takes new
  * messages; one switched away from is truncated, with its done table,
  * once every message in it is behind every group's restart point.
  */
@@ -112,43 +112,27 @@ txid_has_rows(QueueInfo *q, uint64 txid)
 }
 
 /*
- * deliver._checkpoint_groups(queue_id, closed_xmax xid8[]) returns bool[]:
- * write each consumer group's current restart point into the active done
+ * Write each consumer group's current restart point into the active done
  * table (so older done tables are not needed to resume), and say for each
- * closed segment (all of whose writers have xids below its closed_xmax X)
- * whether it holds only finished messages for every group, so that it can
- * be truncated with its done table.
+ * of the n closed segments (all of whose writers have xids below its
+ * closed_xmax[k]) whether it holds only finished messages for every group,
+ * so that it can be truncated with its done table: ok[k].
  *
  * That is so when each group's restart point D has D.xmax >= X and no
  * transaction below X that D saw running has rows in any segment: every
  * message below X is then behind every restart point, and no done record
  * written below X is needed to resume.  A transaction that never sends to
  * the queue (one merely holding xmin, say) does not hold reclamation back.
+ * ok[k] comes in false for a segment not to consider.
  */
-Datum
-deliver_checkpoint_groups(PG_FUNCTION_ARGS)
+void
+checkpoint_groups(QueueInfo *q, const uint64 *closed_xmax, bool *ok, int n)
 {
-	QueueInfo  *q;
-	DSnap	   *done;
+	DSnap	   *done = palloc(deliver_snap_size);
 	Relation	rels[DELIVER_MAX_SEGMENTS];
-	ArrayType  *closed_a = PG_GETARG_ARRAYTYPE_P(1);
-	Datum	   *closed;
-	bool	   *closed_nulls;
-	int			nclosed;
-	bool	   *ok;
-	Datum	   *result;
 	int			i;
 	int			k;
 
-	deconstruct_array(closed_a, XID8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-					  &closed, &closed_nulls, &nclosed);
-	ok = palloc(sizeof(bool) * Max(nclosed, 1));
-	for (k = 0; k < nclosed; k++)
-		ok[k] = !closed_nulls[k];
-
-	SPI_connect();
-	q = queue_lookup_by_id(PG_GETARG_INT32(0));
-	done = palloc(deliver_snap_size);
 	/* table locks before group locks (recovery reads the done tables) */
 	for (i = 0; i < q->nsegments; i++)
 		rels[i] = table_open(q->done_rel[i], AccessShareLock);
@@ -165,18 +149,16 @@ deliver_checkpoint_groups(PG_FUNCTION_ARGS)
 		LWLockRelease(&gs->lock);
 		done_write(q, q->groups[i].group_id, DONE_CHECKPOINT, NULL, 0, done);
 
-		for (k = 0; k < nclosed; k++)
+		for (k = 0; k < n; k++)
 		{
-			uint64		xmax = U64FromFullTransactionId(DatumGetFullTransactionId(closed[k]));
-
 			if (!ok[k])
 				continue;
-			if (done->xmax < xmax)
+			if (done->xmax < closed_xmax[k])
 			{
 				ok[k] = false;
 				continue;
 			}
-			for (x = 0; x < done->nxip && done->xip[x] < xmax; x++)
+			for (x = 0; x < done->nxip && done->xip[x] < closed_xmax[k]; x++)
 			{
 				if (txid_has_rows(q, done->xip[x]))
 				{
@@ -188,6 +170,39 @@ deliver_checkpoint_groups(PG_FUNCTION_ARGS)
 	}
 	for (i = 0; i < q->nsegments; i++)
 		table_close(rels[i], AccessShareLock);
+	pfree(done);
+}
+
+/*
+ * deliver._checkpoint_groups(queue_id, closed_xmax xid8[]) returns bool[]:
+ * checkpoint_groups() for those closed segments (deliver.maintain() calls
+ * it directly; this is for inspection).
+ */
+Datum
+deliver_checkpoint_groups(PG_FUNCTION_ARGS)
+{
+	QueueInfo  *q;
+	ArrayType  *closed_a = PG_GETARG_ARRAYTYPE_P(1);
+	Datum	   *closed;
+	bool	   *closed_nulls;
+	int			nclosed;
+	uint64	   *xmax;
+	bool	   *ok;
+	Datum	   *result;
+	int			k;
+
+	deconstruct_array(closed_a, XID8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &closed, &closed_nulls, &nclosed);
+	ok = palloc(sizeof(bool) * Max(nclosed, 1));
+	xmax = palloc(sizeof(uint64) * Max(nclosed, 1));
+	for (k = 0; k < nclosed; k++)
+	{
+		ok[k] = !closed_nulls[k];
+		xmax[k] = ok[k] ? U64FromFullTransactionId(DatumGetFullTransactionId(closed[k])) : 0;
+	}
+	SPI_connect();
+	q = queue_lookup_by_id(PG_GETARG_INT32(0));
+	checkpoint_groups(q, xmax, ok, nclosed);
 	SPI_finish();
 
 	result = palloc(sizeof(Datum) * Max(nclosed, 1));

@@ -29,6 +29,7 @@
 
 PG_FUNCTION_INFO_V1(deliver_send);
 PG_FUNCTION_INFO_V1(deliver_send_batch);
+PG_FUNCTION_INFO_V1(deliver_redrive);
 PG_FUNCTION_INFO_V1(deliver_requeue);
 
 typedef struct SendBatch
@@ -46,6 +47,7 @@ typedef struct SendBatch
 	int32		target_group;	/* 0: every group */
 	bool		keyless;		/* no idempotency key needed (redrive) */
 	TimestampTz enqueued_at;	/* 0: now */
+	Datum	   *enqueued_ats;	/* or one per message (redrive), may be NULL */
 } SendBatch;
 
 /*
@@ -202,12 +204,26 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 		types = send_types;
 		nargs = 7;
 
-		snprintf(key, sizeof(key), "send:%d:%d", q->queue_id, seg);
-		snprintf(sql, sizeof(sql),
-				 "INSERT INTO deliver.%s "
-				 "(txid, target_group, enqueued_at, message_id, ordering_key, headers, payload) "
-				 "SELECT $1, $2, $3, i, k, h, p FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
-				 queue_relname(rel, QUEUE_SEGMENT, q->queue_id, seg));
+		snprintf(key, sizeof(key), "%s:%d:%d", b->enqueued_ats ? "redrive" : "send", q->queue_id, seg);
+		if (b->enqueued_ats)
+		{
+			/* each message keeps its time of first sending: $3 an array */
+			static Oid	redrive_types[7] = {XID8OID, INT4OID, TIMESTAMPTZARRAYOID, INT8ARRAYOID,
+			TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
+
+			types = redrive_types;
+			snprintf(sql, sizeof(sql),
+					 "INSERT INTO deliver.%s "
+					 "(txid, target_group, enqueued_at, message_id, ordering_key, headers, payload) "
+					 "SELECT $1, $2, e, i, k, h, p FROM unnest($3, $4, $5, $6, $7) AS u(e, i, k, h, p)",
+					 queue_relname(rel, QUEUE_SEGMENT, q->queue_id, seg));
+		}
+		else
+			snprintf(sql, sizeof(sql),
+					 "INSERT INTO deliver.%s "
+					 "(txid, target_group, enqueued_at, message_id, ordering_key, headers, payload) "
+					 "SELECT $1, $2, $3, i, k, h, p FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
+					 queue_relname(rel, QUEUE_SEGMENT, q->queue_id, seg));
 		args[0] = FullTransactionIdGetDatum(txid);
 	}
 	{
@@ -216,7 +232,8 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 		if (b->target_group == 0)
 			nulls[1] = 'n';
 		args[1] = Int32GetDatum(b->target_group);
-		args[2] = TimestampTzGetDatum(enq);
+		args[2] = b->enqueued_ats ? PointerGetDatum(spi_array(b->enqueued_ats, NULL, m, TIMESTAMPTZOID))
+			: TimestampTzGetDatum(enq);
 		args[3] = PointerGetDatum(spi_array(idv, NULL, m, INT8OID));
 		args[4] = PointerGetDatum(spi_array(kv, kn, m, TEXTOID));
 		args[5] = PointerGetDatum(spi_array(hv, hn, m, JSONBOID));
@@ -376,33 +393,99 @@ deliver_send_batch(PG_FUNCTION_ARGS)
 }
 
 /*
- * deliver._requeue(queue_id, target_group, enqueued_at, ordering_key,
- * headers, payload): one message for one group (redrive).
+ * deliver.redrive(queue_name, message_ids DEFAULT NULL, consumer_group
+ * DEFAULT NULL) returns bigint: dead letters (all, or those message_ids
+ * name, of every group or of one) go back to the group they died in as new
+ * messages, keeping their time of first sending, ordering key, headers and
+ * payload (not an idempotency key).  One send per group, in the order they
+ * died.  Returns how many were redriven.
+ */
+Datum
+deliver_redrive(PG_FUNCTION_ARGS)
+{
+	QueueInfo  *q;
+	Oid			types[2] = {INT8ARRAYOID, TEXTOID};
+	Datum		args[2];
+	char		nulls[2] = {' ', ' '};
+	char		sql[512];
+	char		rel[NAMEDATALEN];
+	char		key[STATEMENT_KEY_LEN];
+	SPITupleTable *rows;
+	uint64		n;
+	uint64		i;
+	uint64		start;
+
+	SPI_connect();
+	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	if (!PG_ARGISNULL(2))
+		(void) queue_group(q, PG_GETARG_TEXT_PP(2));	/* its error when there is none */
+	args[0] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[0] = PG_ARGISNULL(1) ? 'n' : ' ';
+	args[1] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[1] = PG_ARGISNULL(2) ? 'n' : ' ';
+	snprintf(key, sizeof(key), "redrive:%d", q->queue_id);
+	snprintf(sql, sizeof(sql),
+			 "WITH d AS (DELETE FROM deliver.%s d USING deliver.consumer_group g "
+			 "            WHERE g.group_id = d.group_id AND ($1 IS NULL OR d.message_id = ANY ($1)) "
+			 "              AND ($2 IS NULL OR g.group_name = $2) RETURNING d.*) "
+			 "SELECT group_id, enqueued_at, ordering_key, headers, payload FROM d "
+			 "ORDER BY group_id, dead_at, message_id",
+			 queue_relname(rel, QUEUE_DEAD, q->queue_id, 0));
+	if (spi_run(q->owner, key, sql, 2, types, args, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "deliver: could not take the dead letters of queue \"%s\"", q->name);
+	rows = SPI_tuptable;		/* kept until SPI_finish */
+	n = SPI_processed;
+
+	for (start = 0; start < n; start = i)
+	{
+		TupleDesc	d = rows->tupdesc;
+		bool		isnull;
+		int32		group = DatumGetInt32(SPI_getbinval(rows->vals[start], d, 1, &isnull));
+		SendBatch	b;
+		int			m;
+		int64	   *ids;
+
+		for (i = start; i < n && DatumGetInt32(SPI_getbinval(rows->vals[i], d, 1, &isnull)) == group; i++)
+			;
+		m = (int) (i - start);
+		memset(&b, 0, sizeof(b));
+		b.n = m;
+		b.enqueued_ats = palloc(sizeof(Datum) * m);
+		b.keys = palloc(sizeof(Datum) * m);
+		b.key_nulls = palloc(sizeof(bool) * m);
+		b.headers = palloc(sizeof(Datum) * m);
+		b.header_nulls = palloc(sizeof(bool) * m);
+		b.payloads = palloc(sizeof(Datum) * m);
+		b.payload_nulls = palloc0(sizeof(bool) * m);
+		for (int k = 0; k < m; k++)
+		{
+			HeapTuple	t = rows->vals[start + k];
+
+			b.enqueued_ats[k] = SPI_getbinval(t, d, 2, &isnull);
+			b.keys[k] = SPI_getbinval(t, d, 3, &b.key_nulls[k]);
+			b.headers[k] = SPI_getbinval(t, d, 4, &b.header_nulls[k]);
+			b.payloads[k] = SPI_getbinval(t, d, 5, &isnull);
+		}
+		b.target_group = group;
+		b.keyless = true;		/* a redriven message keeps no idempotency key */
+		ids = palloc(sizeof(int64) * m);
+		send_messages(q, &b, ids);
+	}
+	SPI_finish();
+	PG_RETURN_INT64((int64) n);
+}
+
+/*
+ * deliver._requeue of version 0.1 (its redrive called it per message): the
+ * 0.1 script still names it, so that a 0.1 installation can be created and
+ * updated with this library; it is dropped by the update.
  */
 Datum
 deliver_requeue(PG_FUNCTION_ARGS)
 {
-	QueueInfo  *q;
-	SendBatch	b;
-	OneMessage	m;
-	int64		id;
-	Datum		t;
-	bool		tn;
-
-	SPI_connect();
-	q = queue_lookup_by_id(PG_GETARG_INT32(0));
-	/* arguments 3-5 are ordering_key, headers, payload: put them in order */
-	one_message_batch(fcinfo, 3, -1, &m, &b);
-	t = m.v[0];
-	tn = m.isnull[0];
-	m.v[0] = m.v[2];
-	m.isnull[0] = m.isnull[2];
-	m.v[2] = t;
-	m.isnull[2] = tn;
-	b.target_group = PG_GETARG_INT32(1);
-	b.enqueued_at = PG_ARGISNULL(2) ? 0 : PG_GETARG_TIMESTAMPTZ(2);
-	b.keyless = true;			/* a redriven message keeps no idempotency key */
-	send_messages(q, &b, &id);
-	SPI_finish();
-	PG_RETURN_INT64(id);
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("deliver._requeue is gone in deliver %s", DELIVER_VERSION),
+			 errhint("Run ALTER EXTENSION deliver UPDATE: redrive no longer needs it.")));
+	PG_RETURN_NULL();
 }

@@ -1,6 +1,6 @@
 /*
  * sweep.c
- *		deliver._sweep: the maintenance of a queue's leases.
+ *		The maintenance of a queue's leases (sweep_queue, deliver._sweep).
  *
  * For each consumer group: leases that ran out become ready again after
  * their backoff, messages out of attempts move to the dead letters, and a
@@ -22,43 +22,26 @@
 #include "scan.h"
 #include "settings.h"
 #include "shmem.h"
+#include "sweep.h"
 
 PG_FUNCTION_INFO_V1(deliver_sweep);
 
 /*
- * deliver._sweep(queue_name, max_dead) returns (expired, ready,
- * dead_lettered): for each consumer group, leases that ran out become
- * ready again after their backoff, and up to max_dead ready messages out
- * of attempts move to the dead letters (in this transaction).  Long polls
- * are woken when messages are ready now.  The maintenance worker calls it
- * every run; without a worker, receive does the same for its own group.
+ * The maintenance of a queue's leases, in this transaction: for each
+ * consumer group, leases that ran out become ready again after their
+ * backoff, up to max_dead ready messages out of attempts move to the dead
+ * letters, and a group idle for deliver.idle_release gives its slots back.
+ * Long polls are woken when messages are ready now.  The caller is
+ * connected to SPI.
  */
-Datum
-deliver_sweep(PG_FUNCTION_ARGS)
+void
+sweep_queue(QueueInfo *q, int max_dead, SweepCounts *out)
 {
-	TupleDesc	tupdesc;
-	Datum		values[4];
-	bool		nulls[4] = {false};
-	QueueInfo  *q;
-	int			max;
-	int64		expired = 0;
-	int64		ready = 0;
-	int64		ndead_total = 0;
-	int64		released = 0;
+	int			max = Min(max_dead, deliver_max_batch);
+	Delivery   *dead = palloc(sizeof(Delivery) * max);
 	int			i;
-	Delivery   *dead;
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_dead must be positive")));
-	max = Min(PG_GETARG_INT32(1), deliver_max_batch);
-	SPI_connect();
-	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	dead = palloc(sizeof(Delivery) * max);
-
+	memset(out, 0, sizeof(*out));
 	for (i = 0; i < q->ngroups && q->guarantee != G_AT_MOST_ONCE; i++)
 	{
 		ScanCtx		c;
@@ -78,7 +61,7 @@ deliver_sweep(PG_FUNCTION_ARGS)
 		c.snap = RegisterSnapshot(GetLatestSnapshot());
 		before = gs->ready_list.count;
 		group_expire_leases(gs, q, now);
-		expired += gs->ready_list.count - before;
+		out->expired += gs->ready_list.count - before;
 		for (idx = gs->ready_list.head; idx >= 0; idx = next)
 		{
 			LeaseSlot  *s = &deliver_slots[idx];
@@ -92,7 +75,7 @@ deliver_sweep(PG_FUNCTION_ARGS)
 				dead_letter_claim(gs, idx, now, q->visibility_ms, &dead[ndead++]);
 			}
 			else
-				ready++;
+				out->ready++;
 		}
 
 		/*
@@ -105,24 +88,51 @@ deliver_sweep(PG_FUNCTION_ARGS)
 			gs->ready_list.count + gs->blocked.count > 0 &&
 			now - gs->last_receive >= (int64) deliver_idle_release_ms * 1000)
 		{
-			released += gs->ready_list.count + gs->blocked.count;
+			out->released += gs->ready_list.count + gs->blocked.count;
 			group_release_slots(gs);
 			gs->recovered = false;
 		}
 		LWLockRelease(&gs->lock);
 		if (ndead > 0)
 			dead_letter_move(&c, dead, ndead);
-		ndead_total += ndead;
+		out->dead_lettered += ndead;
 		UnregisterSnapshot(c.snap);
 		scan_close(&c);
 	}
-	if (expired > 0 || ready > 0)
+	if (out->expired > 0 || out->ready > 0)
 		queue_wake(q->queue_idx);
+	pfree(dead);
+}
+
+/*
+ * deliver._sweep(queue_name, max_dead) returns (expired, ready,
+ * dead_lettered, released): sweep_queue() on the queue (the maintenance
+ * worker calls it directly every run; without a worker, receive does the
+ * same for its own group).
+ */
+Datum
+deliver_sweep(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[4];
+	bool		nulls[4] = {false};
+	QueueInfo  *q;
+	SweepCounts n;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_dead must be positive")));
+	SPI_connect();
+	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	sweep_queue(q, PG_GETARG_INT32(1), &n);
 	SPI_finish();
 
-	values[0] = Int64GetDatum(expired);
-	values[1] = Int64GetDatum(ready);
-	values[2] = Int64GetDatum(ndead_total);
-	values[3] = Int64GetDatum(released);
+	values[0] = Int64GetDatum(n.expired);
+	values[1] = Int64GetDatum(n.ready);
+	values[2] = Int64GetDatum(n.dead_lettered);
+	values[3] = Int64GetDatum(n.released);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -13,8 +13,13 @@
  *	  backoff, messages out of attempts move to the dead letters (with the
  *	  reason and last error), and long polls are woken when something is
  *	  ready;
- *	- runs deliver.maintain(): segment rotation and truncation, expiry of
- *	  idempotency keys and of old dead letters.
+ *	- maintains its storage (maintain.c, as deliver.maintain()): segment
+ *	  rotation and truncation, expiry of idempotency keys, of old dead
+ *	  letters and of the archive.
+ *
+ * Each step calls its C primitive directly (delayed.c, sweep.c,
+ * maintain.c); SQL-callable wrappers (deliver._move_due, deliver._sweep,
+ * deliver.maintain) run the same code for a database without a worker.
  *
  * Every deliver.alert_interval it checks the queues' alert thresholds
  * (deliver._check_alerts).  An error in one step is logged, counted in the
@@ -36,8 +41,12 @@
 #include "utils/varlena.h"
 
 #include "args.h"
+#include "catalog.h"
+#include "delayed.h"
+#include "maintain.h"
 #include "settings.h"
 #include "shmem.h"
+#include "sweep.h"
 #include "worker.h"
 
 PGDLLEXPORT void deliver_worker_main(Datum arg);
@@ -187,36 +196,67 @@ status_error(const char *what, const char *msg)
 	SpinLockRelease(&deliver_shared->worker_mutex);
 }
 
+/* the steps of a run, each in a transaction of its own */
+typedef enum WorkerStep
+{
+	STEP_MOVE_DUE,				/* delayed messages that came due */
+	STEP_SWEEP,					/* leases */
+	STEP_MAINTAIN,				/* storage */
+	STEP_ALERTS					/* alert thresholds (every queue at once) */
+} WorkerStep;
+
+static const char *const step_names[] = {"moving due messages", "sweeping leases",
+"maintaining storage", "checking alerts"};
+
 /*
- * Run one statement in a transaction of its own; on error, log it, count
- * it against "what" and go on.  Returns false on error; the values of the
- * first row (as text, NULL for NULLs) go to values[0..nvalues-1].
+ * Run one step on one queue (queue NULL: STEP_ALERTS) in a transaction of
+ * its own; on error, log it, count it in the worker's status and go on.
+ * Returns false on error; a sweep adds its counts to *sweep.
  */
 static bool
-run_in_transaction(const char *what, const char *sql, int nargs, Oid *argtypes, Datum *args,
-				   char **values, int nvalues)
+run_step(WorkerStep step, const char *queue, SweepCounts *sweep)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	volatile bool ok = true;
+	char		activity[NAMEDATALEN + 64];
 
+	snprintf(activity, sizeof(activity), "deliver: %s%s%s", step_names[step],
+			 queue ? " of queue " : "", queue ? queue : "");
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		int			i;
-
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, sql);
-		if (SPI_execute_with_args(sql, nargs, argtypes, args, NULL, false, 0) < 0)
-			elog(ERROR, "deliver: \"%s\" failed", sql);
-		for (i = 0; i < nvalues; i++)
+		pgstat_report_activity(STATE_RUNNING, activity);
+		if (step == STEP_ALERTS)
 		{
-			char	   *v = NULL;
+			if (SPI_execute("SELECT deliver._check_alerts()", false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "deliver: the alert check failed");
+		}
+		else
+		{
+			QueueInfo  *q = queue_lookup(cstring_to_text(queue));
+			SweepCounts n;
+			MaintainResult r;
 
-			if (SPI_processed > 0 && i < SPI_tuptable->tupdesc->natts)
-				v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1);
-			values[i] = v ? MemoryContextStrdup(outer, v) : NULL;
+			switch (step)
+			{
+				case STEP_MOVE_DUE:
+					move_due_delayed(q);
+					break;
+				case STEP_SWEEP:
+					sweep_queue(q, deliver_sweep_batch, &n);
+					sweep->expired += n.expired;
+					sweep->dead_lettered += n.dead_lettered;
+					sweep->released += n.released;
+					break;
+				case STEP_MAINTAIN:
+					maintain_queue(q, &r);
+					break;
+				case STEP_ALERTS:
+					break;
+			}
 		}
 		SPI_finish();
 		PopActiveSnapshot();
@@ -226,12 +266,17 @@ run_in_transaction(const char *what, const char *sql, int nargs, Oid *argtypes, 
 	PG_CATCH();
 	{
 		ErrorData  *edata;
+		char		what[NAMEDATALEN + 16];
 
 		MemoryContextSwitchTo(outer);
 		edata = CopyErrorData();
 		EmitErrorReport();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		if (queue)
+			snprintf(what, sizeof(what), "queue \"%s\"", queue);
+		else
+			snprintf(what, sizeof(what), "alerts");
 		status_error(what, edata->message);
 		FreeErrorData(edata);
 		ok = false;
@@ -311,38 +356,21 @@ worker_run(bool check_alerts, bool moves_only)
 	List	   *queues = worker_queues();
 	ListCell   *lc;
 	TimestampTz start = GetCurrentTimestamp();
-	int64		expired = 0;
-	int64		dead = 0;
-	int64		released = 0;
+	SweepCounts swept = {0};
 
 	foreach(lc, queues)
 	{
 		char	   *name = lfirst(lc);
-		char		what[NAMEDATALEN + 16];
-		Oid			types[2] = {TEXTOID, INT4OID};
-		Datum		args[2];
-		char	   *v[3];
 
 		CHECK_FOR_INTERRUPTS();
-		snprintf(what, sizeof(what), "queue \"%s\"", name);
-		args[0] = CStringGetTextDatum(name);
-		args[1] = Int32GetDatum(deliver_sweep_batch);
-		(void) run_in_transaction(what, "SELECT deliver._move_due(queue_name => $1)",
-								  1, types, args, NULL, 0);
+		(void) run_step(STEP_MOVE_DUE, name, &swept);
 		if (moves_only)
 			continue;
-		if (run_in_transaction(what, "SELECT expired, dead_lettered, released FROM deliver._sweep($1, $2)",
-							   2, types, args, v, 3))
-		{
-			expired += v[0] ? strtoll(v[0], NULL, 10) : 0;
-			dead += v[1] ? strtoll(v[1], NULL, 10) : 0;
-			released += v[2] ? strtoll(v[2], NULL, 10) : 0;
-		}
-		(void) run_in_transaction(what, "SELECT count(*) FROM deliver.maintain($1)",
-								  1, types, args, NULL, 0);
+		(void) run_step(STEP_SWEEP, name, &swept);
+		(void) run_step(STEP_MAINTAIN, name, &swept);
 	}
 	if (check_alerts && queues != NIL)
-		(void) run_in_transaction("alerts", "SELECT deliver._check_alerts()", 0, NULL, NULL, NULL, 0);
+		(void) run_step(STEP_ALERTS, NULL, &swept);
 	if (moves_only)
 		return;
 
@@ -350,9 +378,9 @@ worker_run(bool check_alerts, bool moves_only)
 	my_status->runs++;
 	my_status->last_run_at = GetCurrentTimestamp();
 	my_status->last_run_us = my_status->last_run_at - start;
-	my_status->expired_total += expired;
-	my_status->dead_total += dead;
-	my_status->released_total += released;
+	my_status->expired_total += swept.expired;
+	my_status->dead_total += swept.dead_lettered;
+	my_status->released_total += swept.released;
 	SpinLockRelease(&deliver_shared->worker_mutex);
 }
 

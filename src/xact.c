@@ -44,7 +44,8 @@ typedef struct SentRef
 typedef struct CatalogRef
 {
 	int32		queue_idx;		/* -1: the queue has no shared state */
-	int32		group_id;
+	int32		group_id;		/* CATALOG_FORGET_GROUP: the group */
+	int32		segment;		/* CATALOG_SWITCH: the new active segment */
 	char		action;
 } CatalogRef;
 
@@ -152,8 +153,20 @@ xact_note_catalog(int32 queue_idx, int32 group_id, char action)
 
 	r->queue_idx = queue_idx;
 	r->group_id = group_id;
+	r->segment = -1;
 	r->action = action;
 	pg_atomic_fetch_add_u32(&deliver_shared->catalog_gen, 1);
+}
+
+/*
+ * The queue switched its active segment (maintain.c): senders use the new
+ * one once this transaction commits.
+ */
+void
+xact_note_segment_switch(int32 queue_idx, int segment)
+{
+	xact_note_catalog(queue_idx, 0, CATALOG_SWITCH);
+	((CatalogRef *) catalog_refs.items)[catalog_refs.n - 1].segment = segment;
 }
 
 /* A rolled-back receive frees its messages at once. */
@@ -286,9 +299,8 @@ catalog_apply(CatalogRef *c)
 			SpinLockRelease(&deliver_queues[c->queue_idx].mutex);
 			break;
 		case CATALOG_SWITCH:
-			/* group_id carries the new active segment */
 			SpinLockAcquire(&deliver_queues[c->queue_idx].mutex);
-			deliver_queues[c->queue_idx].cur_seg = c->group_id;
+			deliver_queues[c->queue_idx].cur_seg = c->segment;
 			SpinLockRelease(&deliver_queues[c->queue_idx].mutex);
 			break;
 		case CATALOG_FORGET:

@@ -22,6 +22,7 @@ extern void xact_note_finish(int32 slot_idx, uint64 delivery_id);
 extern void xact_note_sent(int32 queue_idx, int64 n, TimestampTz delayed_due);
 extern void xact_note_moved_delayed(int32 queue_idx);
 extern void xact_note_catalog(int32 queue_idx, int32 group_id, char action);
+extern void xact_note_segment_switch(int32 queue_idx, int segment);
 extern void xact_note_prepared_finished(void);
 
 #endif							/* DELIVER_XACT_H */
