@@ -37,6 +37,7 @@ SELECT deliver.purge_queue('q03');
 SELECT deliver.send('q03', '{"n": "expiring"}');
 SELECT message_id, attempt, delivery_id AS d_first FROM deliver.receive('q03', visibility_timeout => '200 milliseconds') \gset
 SELECT message_id FROM deliver.receive('q03');
+-- a sleep, not a wait: the 200 ms lease runs out
 SELECT pg_sleep(0.5);
 SELECT message_id, attempt, delivery_id AS d_second FROM deliver.receive('q03', visibility_timeout => '200 milliseconds') \gset
 SELECT :message_id AS message_id, :attempt AS attempt, :d_second <> :d_first AS new_delivery_id;
@@ -46,6 +47,7 @@ SELECT pg_temp.try(format('SELECT deliver.nack(%L, %s)', 'q03', :d_first));
 SELECT pg_temp.try(format('SELECT deliver.extend_lease(%L, %s, %L)', 'q03', :d_first, '1 minute'));
 SELECT pg_temp.try(format('SELECT deliver.ack_batch(%L, ARRAY[%s])', 'q03', :d_first));
 -- and once more: the third attempt
+-- a sleep, not a wait: the second 200 ms lease runs out
 SELECT pg_sleep(0.5);
 SELECT message_id, attempt, delivery_id AS d_third FROM deliver.receive('q03') \gset
 SELECT :attempt AS attempt;
@@ -84,6 +86,7 @@ SELECT deliver.ack('q03', :d);
 -- an ack after the lease ran out but before anyone received the message again
 SELECT deliver.send('q03', '{"n": "late ack"}');
 SELECT message_id, delivery_id AS d FROM deliver.receive('q03', visibility_timeout => '200 milliseconds') \gset
+-- a sleep, not a wait: the 200 ms lease runs out
 SELECT pg_sleep(0.5);
 SELECT deliver.ack('q03', :d);
 SELECT message_id FROM deliver.receive('q03');
@@ -148,6 +151,7 @@ SELECT deliver.nack('q03', :d2, retry_after => '200 milliseconds');
 SELECT pg_temp.try(format('SELECT deliver.nack(%L, %s)', 'q03', :d2));
 -- not visible before retry_after, visible after
 SELECT message_id FROM deliver.receive('q03');
+-- a sleep, not a wait: retry_after (200 ms) passes
 SELECT pg_sleep(0.5);
 SELECT message_id, attempt, delivery_id AS d3 FROM deliver.receive('q03') \gset
 SELECT :message_id AS message_id, :attempt AS attempt;
@@ -195,11 +199,13 @@ SELECT deliver.send('q03', '{"n": "extend me"}');
 SELECT message_id, delivery_id AS d FROM deliver.receive('q03', visibility_timeout => '200 milliseconds') \gset
 SELECT deliver.extend_lease('q03', :d, '1 minute')
        BETWEEN now() + interval '59 seconds' AND clock_timestamp() + interval '1 minute' AS extended;
+-- a sleep, not a wait: more than the first 200 ms pass: the extended lease holds
 SELECT pg_sleep(0.5);
 -- still leased: nobody else gets it, and its delivery id still works
 SELECT message_id FROM deliver.receive('q03');
 -- a lease can be shortened too
 SELECT deliver.extend_lease('q03', :d, '200 milliseconds') IS NOT NULL AS shortened;
+-- a sleep, not a wait: the shortened lease runs out
 SELECT pg_sleep(0.5);
 WITH r AS (SELECT * FROM deliver.receive('q03', visibility_timeout => '1 minute'))
 SELECT message_id, attempt, delivery_id <> :d AS new_delivery_id, deliver.ack('q03', delivery_id) AS acked
@@ -251,6 +257,7 @@ SELECT deliver.create_queue('q03_amo', 'at_most_once');
 SELECT deliver.send_batch('q03_amo', ARRAY['{"m": 1}', '{"m": 2}', '{"m": 3}']::jsonb[]);
 SELECT message_id, delivery_id, payload, attempt, lease_expires_at
   FROM deliver.receive('q03_amo', 2, visibility_timeout => '200 milliseconds');
+-- a sleep, not a wait: more than the visibility timeout passes: nothing comes back
 SELECT pg_sleep(0.5);
 SELECT message_id, delivery_id, attempt FROM deliver.receive('q03_amo', 10);
 SELECT message_id FROM deliver.receive('q03_amo', 10);
@@ -279,11 +286,13 @@ SELECT pg_temp.try(format('SELECT deliver.extend_lease(%L, %s, %L)', 'q03_ids', 
 SELECT pg_temp.try(format('SELECT deliver.nack(%L, %s)', 'q03_ids', :nacked)) AS nack_after_nack;
 -- a lease that ran out: extend refused, ack still taken (not delivered again)
 SELECT delivery_id AS ran_out FROM deliver.receive('q03_ids', visibility_timeout => '10 milliseconds') \gset
+-- a sleep, not a wait: the 10 ms lease runs out
 SELECT pg_sleep(0.05);
 SELECT pg_temp.try(format('SELECT deliver.extend_lease(%L, %s, %L)', 'q03_ids', :ran_out, '1 minute')) AS extend_after_expiry;
 SELECT deliver.ack('q03_ids', :ran_out) AS ack_after_expiry;
 -- and nack (which ends it)
 SELECT delivery_id AS ran_out2 FROM deliver.receive('q03_ids', visibility_timeout => '10 milliseconds') \gset
+-- a sleep, not a wait: the 10 ms lease runs out
 SELECT pg_sleep(0.05);
 SELECT deliver.nack('q03_ids', :ran_out2, 'late') AS nack_after_expiry;
 SELECT pg_temp.try(format('SELECT deliver.ack(%L, %s)', 'q03_ids', :ran_out2)) AS ack_after_that;

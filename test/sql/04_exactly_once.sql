@@ -63,6 +63,7 @@ SELECT count(*) AS stored FROM deliver.receive('q04', 10);
 SELECT deliver.create_queue('q04_window', 'exactly_once', dedup_window => '1 second');
 SELECT deliver.send('q04_window', '{"w": 1}', idempotency_key => 'w') AS w1 \gset
 SELECT deliver.send('q04_window', '{"w": 2}', idempotency_key => 'w') = :w1 AS same_id;
+-- a sleep, not a wait: the dedup window (1 second) passes
 SELECT pg_sleep(1.5);
 SELECT deliver.send('q04_window', '{"w": 3}', idempotency_key => 'w') <> :w1 AS new_id;
 SELECT payload FROM deliver.receive('q04_window', 10);
@@ -72,6 +73,7 @@ SELECT payload FROM deliver.receive('q04_window', 10);
 --
 SELECT deliver.send('q04', '{"f": 1}', idempotency_key => 'f1') > 0 AS sent;
 SELECT delivery_id AS d_old FROM deliver.receive('q04', visibility_timeout => '200 milliseconds') \gset
+-- a sleep, not a wait: the 200 ms lease runs out
 SELECT pg_sleep(0.5);
 -- the lease ran out and the message went to another consumer
 SELECT payload, attempt, delivery_id AS d_new FROM deliver.receive('q04') \gset
@@ -187,6 +189,7 @@ SELECT delivery_id AS d FROM deliver.receive('q04', visibility_timeout => '200 m
 BEGIN;
 SELECT deliver.ack('q04', :d);
 PREPARE TRANSACTION 'q04_ack_expired';
+-- a sleep, not a wait: the 200 ms lease runs out while the ack is prepared
 SELECT pg_sleep(0.5);
 SELECT payload FROM deliver.receive('q04');
 ROLLBACK PREPARED 'q04_ack_expired';
@@ -198,6 +201,7 @@ BEGIN;
 SELECT payload FROM deliver.receive('q04', visibility_timeout => '200 milliseconds');
 PREPARE TRANSACTION 'q04_receive_rollback';
 ROLLBACK PREPARED 'q04_receive_rollback';
+-- a sleep, not a wait: the 200 ms lease runs out
 SELECT pg_sleep(0.5);
 WITH r AS (SELECT * FROM deliver.receive('q04'))
 SELECT payload, deliver.ack('q04', delivery_id) AS acked FROM r;

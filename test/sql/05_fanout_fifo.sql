@@ -94,6 +94,7 @@ DELETE FROM leases WHERE payload = '{"b": 1}';
 INSERT INTO leases SELECT * FROM deliver.receive('q05_fifo', 10, visibility_timeout => '200 milliseconds')
 RETURNING message_id, ordering_key, payload, attempt;
 -- so does a message whose lease ran out
+-- a sleep, not a wait: the 200 ms lease runs out
 SELECT pg_sleep(0.5);
 SELECT message_id, ordering_key, payload, attempt
   FROM deliver.receive('q05_fifo', 10, visibility_timeout => '200 milliseconds');

@@ -31,8 +31,10 @@ SELECT message_id, payload, attempt FROM deliver.receive('q06', 10, consumer_gro
 --
 SELECT deliver.send('q06', '{"n": "slow"}');
 SELECT message_id, attempt FROM deliver.receive('q06', visibility_timeout => '200 milliseconds');
+-- a sleep, not a wait: the 200 ms lease runs out
 SELECT pg_sleep(0.5);
 SELECT message_id, attempt FROM deliver.receive('q06', visibility_timeout => '200 milliseconds');
+-- a sleep, not a wait: the 200 ms lease runs out
 SELECT pg_sleep(0.5);
 SELECT message_id FROM deliver.receive('q06', 10);
 SELECT message_id, payload, attempts, reason, last_error FROM deliver.dead_letters('q06');

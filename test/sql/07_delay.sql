@@ -35,6 +35,7 @@ SELECT message_id, payload, ordering_key FROM deliver.receive('q07', 10, wait =>
 BEGIN;
 SELECT deliver.send('q07', '{"n": "rolled back"}', delay => '100 milliseconds');
 ROLLBACK;
+-- a sleep, not a wait: its due time passes
 SELECT pg_sleep(0.4);
 SELECT message_id, payload FROM deliver.receive('q07', 10);
 
@@ -86,7 +87,8 @@ SELECT deliver.create_consumer_group('q07_late', 'late');
 SELECT deliver.send('q07_late', '{"n": "after the group"}', delay => '300 milliseconds');
 CREATE TEMP TABLE got AS
     SELECT 'late' AS grp, * FROM deliver.receive('q07_late', 10, wait => '4 seconds', consumer_group => 'late');
-SELECT pg_sleep(0.2);
+-- both have come due (the worker moved them)
+SELECT pg_temp.wait_until($$SELECT bool_and(delayed = 0) FROM deliver.metrics('q07_late')$$) AS both_due;
 INSERT INTO got SELECT 'late', * FROM deliver.receive('q07_late', 10, consumer_group => 'late');
 INSERT INTO got SELECT 'default', * FROM deliver.receive('q07_late', 10, wait => '4 seconds');
 INSERT INTO got SELECT 'default', * FROM deliver.receive('q07_late', 10);

@@ -21,6 +21,7 @@ SELECT pg_temp.try(cmd) FROM (VALUES
 SELECT deliver.send('q10', '{"k": 1}', idempotency_key => 'k') AS k1 \gset
 SELECT format('deliver.%I', format('q%s_dedup', queue_id)) AS dedup FROM deliver.queue WHERE queue_name = 'q10' \gset
 SELECT count(*) AS keys FROM :dedup;
+-- a sleep, not a wait: the dedup window (1 second) passes
 SELECT pg_sleep(1.5);
 SELECT count(*) AS maintained FROM deliver.maintain('q10');
 SELECT count(*) AS keys FROM :dedup;
@@ -46,7 +47,7 @@ BEGIN
             reclaimed := true;
             RETURN;
         END IF;
-        PERFORM pg_sleep(0.25);
+        PERFORM pg_sleep(0.25);   -- (not wait_until: each run needs a transaction of its own)
     END LOOP;
 END $$;
 SELECT deliver.send('q10', '{"m": 1}', idempotency_key => 'm1') > 0 AS sent;
@@ -54,11 +55,13 @@ SELECT deliver.send('q10', '{"m": 2}', idempotency_key => 'm2') > 0 AS sent;
 -- m1 stays leased (3 seconds) while the segments rotate under it
 SELECT payload FROM deliver.receive('q10', visibility_timeout => '3 seconds');
 SET deliver.rotation_interval = '1ms';
+-- a sleep, not a wait: the active segment gets older than the rotation interval
 SELECT pg_sleep(0.1);
 SELECT queue, rotated FROM deliver.maintain('q10');
 SELECT deliver.send('q10', '{"m": 3}', idempotency_key => 'm3') > 0 AS sent;
 -- a key of the old segment still deduplicates
 SELECT deliver.send('q10', '{"m": "2 again"}', idempotency_key => 'm2') > 0 AS sent;
+-- a sleep, not a wait: the active segment gets older than the rotation interval
 SELECT pg_sleep(0.1);
 SELECT count(*) AS maintained FROM deliver.maintain('q10');
 SELECT deliver.send('q10', '{"m": 4}', idempotency_key => 'm4') > 0 AS sent;
@@ -67,6 +70,7 @@ WITH r AS (SELECT * FROM deliver.receive('q10', 10))
 SELECT payload, attempt, deliver.ack('q10', delivery_id) AS acked FROM r;
 CALL pg_temp.maintain_loop('q10', 8);
 -- m1's lease has run out by now: it comes back
+-- a sleep, not a wait: m1's 3-second lease runs out
 SELECT pg_sleep(1.5);
 WITH r AS (SELECT * FROM deliver.receive('q10', 10))
 SELECT payload, attempt, deliver.ack('q10', delivery_id) AS acked FROM r;

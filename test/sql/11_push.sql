@@ -86,18 +86,23 @@ SELECT count(*) AS left FROM pg_temp.changes('push_raw', false);
 --
 SELECT deliver.send('push_a', '{"n": "delayed"}', delay => '1 second') > 0 AS sent;
 SELECT count(*) AS not_yet FROM pg_temp.changes('push_raw', false);
-SELECT pg_sleep(1.2);
-SELECT deliver._move_due('push_a');    -- the worker may have moved it already
+-- the maintenance worker moves it when it comes due
+SELECT pg_temp.wait_until($$SELECT count(*) > 0 FROM pg_logical_slot_peek_changes('push_raw', NULL, NULL)$$) AS pushed;
 SELECT * FROM pg_temp.changes('push_raw', true);
 
 --
 -- a copy stored for one consumer group (a redrive): consumer_group option
 --
 SELECT deliver.create_consumer_group('push_a', 'other');
-SELECT deliver._requeue(queue_id, (SELECT group_id FROM deliver.consumer_group g
-                                    WHERE g.queue_id = q.queue_id AND group_name = 'other'),
-                        now(), NULL, NULL, '{"n": "for other"}') > 0 AS requeued
-  FROM deliver.queue q WHERE queue_name = 'push_a';
+SELECT deliver.send('push_a', '{"n": "for every group"}') > 0 AS sent;
+SELECT count(*) AS consumed FROM pg_temp.changes('push_raw', true);
+-- group other gives up on it (one attempt), and redrives its dead letter
+SELECT deliver.alter_queue('push_a', max_attempts => 1);
+SELECT deliver.nack('push_a', delivery_id, 'no', '0') AS nacked FROM deliver.receive('push_a', consumer_group => 'other');
+SELECT count(*) AS received FROM deliver.receive('push_a', consumer_group => 'other');
+SELECT message_id, group_name, reason FROM deliver.dead_letters('push_a');
+SELECT deliver.redrive('push_a', consumer_group => 'other') AS redriven;
+SELECT deliver.alter_queue('push_a', max_attempts => 5);
 SELECT * FROM pg_temp.changes('push_raw', false);
 SELECT * FROM pg_temp.changes('push_raw', false, 'consumer_group', 'other');
 SELECT count(*) AS not_default FROM pg_temp.changes('push_raw', false, 'consumer_group', 'default');
@@ -151,19 +156,23 @@ BEGIN
         IF reached THEN
             RETURN;
         END IF;
-        PERFORM pg_sleep(0.2);
+        PERFORM pg_sleep(0.2);   -- (not wait_until: each try needs transactions of its own)
     END LOOP;
 END $$;
 SELECT deliver.create_queue('push_c');
 SELECT deliver.send('push_c', '{"n": "c1"}') > 0 AS sent;
 SELECT payload, deliver.ack('push_c', delivery_id) AS acked FROM deliver.receive('push_c');
 SET deliver.rotation_interval = '1ms';
+-- a sleep, not a wait: the active segment must be older than the rotation interval
 SELECT pg_sleep(0.1);
 SELECT queue, rotated FROM deliver.maintain('push_c');
 RESET deliver.rotation_interval;
 -- segment 0 is finished for every group, but the slots have not read it
+-- (_checkpoint_groups says when every group is done with it, the condition
+-- maintain() checks before the slots'; test/pgtap/internals.sql tests it)
 CALL pg_temp.maintain_until('push_c', $$s.state = 'closed' AND s.closed_lsn IS NOT NULL
     AND (deliver._checkpoint_groups(s.queue_id, ARRAY[s.closed_xmax]))[1]$$, 100);
+-- a sleep, not a wait: however long it waits, the segment stays
 SELECT pg_sleep(0.5);
 CALL pg_temp.maintain_until('push_c', 's.state = ''empty''', 3);
 -- once every deliver slot has read past it, it is truncated

@@ -22,22 +22,10 @@ use DeliverTest;
 use DeliverHistory;
 use Workload;
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'deliver'
-max_prepared_transactions = 10
-max_connections = 60
-deliver.database = 'postgres'
-deliver.maintenance_interval = 50ms
-deliver.rotation_interval = 300ms
-deliver.checkpoint_interval = 100ms
-log_min_messages = warning
-log_line_prefix = '%m [%p] %q%a '
-});
-$primary->start;
+my $primary = deliver_node('primary', { allows_streaming => 1 }, 'max_connections = 60',
+	"deliver.database = 'postgres'", 'deliver.maintenance_interval = 50ms',
+	'deliver.rotation_interval = 300ms', 'deliver.checkpoint_interval = 100ms');
 $primary->safe_psql('postgres', q{
-    CREATE EXTENSION deliver;
     SELECT deliver.create_queue('fence', visibility_timeout => '1 hour');
     SELECT deliver.create_consumer_group('fence', 'other', start_from => 'earliest');
     SELECT deliver.send('fence', '{"n": 1}');

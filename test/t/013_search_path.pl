@@ -120,6 +120,7 @@ mallory(q{SELECT deliver.send('sp', '{"n": 4}', delay => '10 milliseconds')});
 mallory(q{SELECT deliver.send_batch('sp_eo', ARRAY['{"n": 1}', '{"n": 2}']::jsonb[], idempotency_keys => ARRAY['a', 'a'])});
 mallory(q{SELECT deliver.send('sp_eo', '{"n": 3}', idempotency_key => 'a')});
 mallory(q{SELECT deliver.send_batch('sp_fifo', ARRAY['{"n": 1}', '{"n": 2}']::jsonb[], ordering_keys => ARRAY['k', 'k'])});
+# a sleep, not a wait: the delayed message (10 ms) comes due
 $node->safe_psql('postgres', 'SELECT pg_sleep(0.05)');
 # receive (moving the delayed message that came due), ack, nack, extend
 mallory(q{SELECT count(*) FROM deliver.receive('sp', 10) r WHERE r.payload->>'n' OPERATOR(pg_catalog.=) '1' AND deliver.ack('sp', r.delivery_id)});
@@ -127,6 +128,7 @@ mallory(q{SELECT count(*) FROM deliver.receive('sp', 10) r WHERE deliver.nack('s
 mallory(q{SELECT count(*) FROM deliver.receive('sp', 10) r WHERE deliver.extend_lease('sp', r.delivery_id, '1 s') IS NOT NULL});
 mallory(q{SELECT count(*) FROM deliver.receive('sp_eo', 10) r WHERE deliver.ack('sp_eo', r.delivery_id)});
 mallory(q{SELECT deliver.ack_batch('sp_fifo', array_agg(delivery_id)) FROM deliver.receive('sp_fifo', 10)});
+# a sleep, not a wait: the leases (1 second) run out
 $node->safe_psql('postgres', 'SELECT pg_sleep(1.2)');
 # leases ran out at attempt 2 (max_attempts 2): receive moves them to the
 # dead letters
@@ -179,8 +181,14 @@ $node->safe_psql('victim', "SET ROLE dbo;\n" . shadows('public', 'dbo')
 ok(wait_for($node, q{SELECT pid IS NOT NULL FROM deliver.worker_status() WHERE database = 'victim'}, 't', 30),
 	'the worker serves the victim database');
 # several runs of the worker: delayed moves, sweeps with dead-letter moves,
-# rotations, truncations with the archive, alerts firing
-$node->safe_psql('victim', 'SELECT pg_sleep(3)');
+# alerts firing; waited for in the victim database without an operator or
+# function the database owner shadows (qualified, or not shadowed)
+ok($node->poll_query_until('victim', q{
+    SELECT (SELECT w.runs OPERATOR(pg_catalog.>) 5 AND w.dead_total OPERATOR(pg_catalog.>) 0
+              FROM deliver.worker_status() w WHERE w.database OPERATOR(pg_catalog.=) 'victim')
+       AND (SELECT bool_and(m.delayed OPERATOR(pg_catalog.=) 0) FROM deliver.metrics('w') m)
+       AND (SELECT count(*) FILTER (WHERE firing) OPERATOR(pg_catalog.=) 3 FROM deliver.list_alerts('w'))}),
+	'the worker moved the delayed messages, swept leases to the dead letters and fired the alerts');
 my ($runs, $dead) = split /\|/, $node->safe_psql('postgres',
 	q{SELECT runs, dead_total FROM deliver.worker_status() WHERE database = 'victim'});
 cmp_ok($runs, '>', 5, "the worker ran ($runs runs)");

@@ -19,13 +19,9 @@ use HTTP::Tiny;
 use JSON::PP;
 use IO::Select;
 use IO::Socket::INET;
-use Digest::SHA qw(hmac_sha256);
-use MIME::Base64 qw(encode_base64url);
 use Time::HiRes qw(usleep time);
 
-my $gwdir = "$FindBin::RealBin/../../gateway";
-my $bin = -x "$gwdir/deliverd-asan" ? "$gwdir/deliverd-asan" : "$gwdir/deliverd";
-$bin = 'deliverd' unless -x $bin;
+my $bin = gateway_bin();
 note "gateway binary: $bin";
 
 my $node = deliver_node('gw', q{deliver.max_payload_size = '4kB'});
@@ -42,83 +38,27 @@ $node->safe_psql('postgres', q{
 my $json = JSON::PP->new->canonical;
 my $secret = 'test-secret-0123456789-0123456789-abcdef';
 my $dir = $node->basedir;
-my $port = PostgreSQL::Test::Cluster::get_free_port();
-my $base = "http://127.0.0.1:$port";
-my $logfile = "$dir/deliverd.log";
+# the JWT secret comes from the environment, the rest from the file
+my $gw = gateway_start($node, tokens => { 'static-token-for-the-reader' => 'app_reader' },
+	conf => { idle_timeout => 2, max_wait => 20, stream_wait => 1, shutdown_grace => 10, pool_size => 6 },
+	env => { DELIVERD_JWT_SECRET => $secret });
+ok(gw_alive($gw), 'deliverd starts and answers /healthz');
+my ($port, $base, $logfile) = @$gw{qw(port base log)};
 
-write_file("$dir/tokens", "# token role\nstatic-token-for-the-reader app_reader\n");
-write_file("$dir/deliverd.conf", join("\n",
-	"# settings from the file; the environment adds the rest",
-	"listen = 127.0.0.1",
-	"port = $port",
-	"conninfo = '" . $node->connstr('postgres') . "'",
-	"token_file = $dir/tokens",
-	"max_body = 65536",
-	"idle_timeout = 2",
-	"max_wait = 20",
-	"stream_wait = 1",
-	"shutdown_grace = 10",
-	"pool_size = 6", ''));
-
-my $gw;
-END
-{
-	local $?;
-	eval { $gw->kill_kill if $gw && $gw->pumpable; 1 };    # the test died with it running
-}
-sub start_gateway
-{
-	local $ENV{DELIVERD_JWT_SECRET} = $secret;
-	local $ENV{ASAN_OPTIONS} = 'detect_leaks=1:abort_on_error=0:log_path=' . "$dir/asan";
-	local $ENV{UBSAN_OPTIONS} = 'print_stacktrace=1:log_path=' . "$dir/asan";
-	my ($in, $out) = ('', '');
-	$gw = IPC::Run::start([ $bin, '-c', "$dir/deliverd.conf" ],
-		'<', \$in, '>>', $logfile, '2>>', $logfile);
-	my $deadline = time() + 20;
-	while (time() < $deadline)
-	{
-		my $r = HTTP::Tiny->new(timeout => 2)->get("$base/healthz");
-		return 1 if $r->{status} == 200;
-		usleep(100_000);
-	}
-	return 0;
-}
-ok(start_gateway(), 'deliverd starts and answers /healthz');
-
+# jwt(claim => value, ..., _key => K): a JWT signed with the gateway's secret (or K)
 sub jwt
 {
 	my (%claims) = @_;
-	my $alg = delete $claims{_alg} // 'HS256';
 	my $key = delete $claims{_key} // $secret;
-	my $h = encode_base64url($json->encode({ alg => $alg, typ => 'JWT' }));
-	my $c = encode_base64url($json->encode(\%claims));
-	my $s = encode_base64url(hmac_sha256("$h.$c", $key));
-	return "$h.$c.$s";
+	return gw_jwt($key, %claims);
 }
 my $admin = jwt(role => $super, exp => time() + 3600);
 my $sender = jwt(role => 'app_sender');
 my $reader = 'static-token-for-the-reader';
 
-my $http = HTTP::Tiny->new(timeout => 30, keep_alive => 1);
-
 # req(METHOD, PATH, token => T, body => perl-or-string, headers => {...})
 # returns (status, decoded body or raw text, response)
-sub req
-{
-	my ($method, $path, %o) = @_;
-	my %h = %{ $o{headers} // {} };
-	$h{Authorization} = "Bearer $o{token}" if defined $o{token};
-	my %args = (headers => \%h);
-	if (exists $o{body})
-	{
-		$args{content} = ref $o{body} ? $json->encode($o{body}) : $o{body};
-		$h{'Content-Type'} = 'application/json';
-	}
-	my $r = ($o{client} // $http)->request($method, "$base$path", \%args);
-	my $body = $r->{content};
-	my $d = eval { $json->decode($body) };
-	return ($r->{status}, defined $d ? $d : $body, $r);
-}
+sub req { return gw_req($gw, @_); }
 
 # error bodies carry {error, detail, hint, sqlstate}
 sub is_error
@@ -814,25 +754,23 @@ req('POST', '/v1/queues', token => $admin, body => { name => 'quiet' });
 		"$base/v1/queues/ev/stream" ], '>', \$o2);
 	usleep(800_000);
 	my $t0 = time();
-	$gw->signal('TERM');
+	$gw->{h}->signal('TERM');
 	$poll->finish;
 	$sse->finish;
-	my $ok = eval { $gw->finish; 1 };
+	my $ok = eval { $gw->{h}->finish; 1 };
 	my $dt = time() - $t0;
 	is($o1, '[] 200', 'SIGTERM: a long poll ends with an empty answer');
 	like($o2, qr/rc=200$/, 'SIGTERM: the stream ends cleanly');
 	ok($dt < 8, "SIGTERM: deliverd exits promptly (${dt}s)");
-	is($gw->result(0), 0, 'SIGTERM: exit status 0');
+	is($gw->{h}->result(0), 0, 'SIGTERM: exit status 0');
 	ok(!IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 2),
 		'no longer listening');
 }
 
 my $log = slurp_file($logfile);
 like($log, qr/"route":"send","status":201/, 'the access log has structured lines');
-my @asan = glob("$dir/asan*");
-my $asan = join '', map { slurp_file($_) } @asan;
-is($asan, '', 'no AddressSanitizer, LeakSanitizer or UBSan reports') or diag($asan);
-unlike($log, qr/AddressSanitizer|runtime error|LeakSanitizer/, 'the log has no sanitizer reports');
+my $asan = gw_sanitizer_reports($gw);
+is($asan, '', 'no AddressSanitizer, LeakSanitizer or UBSan reports, in their files or the log') or diag($asan);
 
 $node->stop;
 done_testing();

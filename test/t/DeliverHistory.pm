@@ -50,7 +50,7 @@ use Exporter 'import';
 use IPC::Run;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use DeliverTest qw(write_file);
+use DeliverTest qw(write_file stop_loops);
 use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(start_client stop_clients client_pid read_history
@@ -124,23 +124,9 @@ sub stop_clients
 {
 	my (@clients) = @_;
 	return unless @clients;
-	my $stop = "$clients[0]{dir}/stop";
-	write_file($stop, '');
-	my $deadline = time() + 60;
-	for my $c (@clients)
-	{
-		my $h = $c->{handle};
-		while ($h->pumpable && time() < $deadline)
-		{
-			$h->pump_nb;
-			usleep(20_000);
-		}
-		$h->kill_kill if $h->pumpable;
-		eval { $h->finish; };
-	}
+	stop_loops("$clients[0]{dir}/stop", map { $_->{handle} } @clients);
 	my %stopped = map { $_ => 1 } @clients;
 	@running = grep { !$stopped{$_} } @running;
-	unlink $stop;
 	return;
 }
 

@@ -8,6 +8,7 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use File::Basename qw(dirname);
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -16,6 +17,7 @@ use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(deliver_node query_list query_one wait_for drain start_worker
   stop_workers worker_lines worker_running crash_server write_file);
+our @EXPORT_OK = qw(stop_loops);
 
 # Whether the node's server knows a setting (asked of the postgres binary:
 # output_plugin_libraries, say, exists from PostgreSQL 15.20 on).
@@ -31,27 +33,44 @@ sub server_has_setting
 	return exists $server_settings{$name};
 }
 
-# A node with deliver preloaded, started, the extension created.  Where the
-# server has output_plugin_libraries, the deliver output plugin is allowed
-# in it (push); an older server has no such restriction.
+# The settings every test cluster shares: test/deliver.conf up to its part
+# for the regression cluster only.
+sub shared_conf
+{
+	my $file = dirname(__FILE__) . '/../deliver.conf';
+	my @conf;
+	open my $fh, '<', $file or die "could not read $file: $!";
+	while (my $l = <$fh>)
+	{
+		last if $l =~ /^# -- the regression cluster only/;
+		chomp $l;
+		push @conf, $l if $l =~ /\S/ && $l !~ /^\s*#/;
+	}
+	close $fh;
+	return @conf;
+}
+
+# A node with deliver preloaded, started, the extension created: the shared
+# settings of test/deliver.conf, then those of the TAP nodes, then the
+# test's own (@extra_conf, setting lines; the last word on a setting wins).
+# A hash reference first in @extra_conf is passed to init (allows_streaming
+# => 1, say).  Where the server has output_plugin_libraries, the deliver
+# output plugin is allowed in it (push); an older server has no such
+# restriction.
 sub deliver_node
 {
 	my ($name, @extra_conf) = @_;
+	my %init = ref $extra_conf[0] eq 'HASH' ? %{ shift @extra_conf } : ();
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(%init);
 	my @push = server_has_setting($node, 'output_plugin_libraries')
 	  ? ("output_plugin_libraries = 'pgoutput, test_decoding, deliver'")
 	  : ();
 	$node->append_conf(
 		'postgresql.conf', join("\n",
-			"shared_preload_libraries = 'deliver'",
-			"max_prepared_transactions = 10",
-			"track_commit_timestamp = on",
-			"wal_level = logical",
+			shared_conf(),
 			"max_connections = 40",
 			"restart_after_crash = on",
-			"log_min_messages = warning",
-			"log_line_prefix = '%m [%p] %q%a '",
 			@push, @extra_conf)
 		  . "\n");
 	$node->start;
@@ -159,16 +178,16 @@ EOS
 	return { name => $name, handle => $h, out => $out, stop => $stop };
 }
 
-# Ask every worker to stop and wait for them; returns nothing.
-sub stop_workers
+# Stop bash loops that run until the file $stop exists (IPC::Run handles):
+# make the file, wait for them (a minute at the most, then they are
+# killed), remove the file.
+sub stop_loops
 {
-	my (@workers) = @_;
-	return unless @workers;
-	write_file($workers[0]{stop}, '');
+	my ($stop, @handles) = @_;
+	write_file($stop, '');
 	my $deadline = time() + 60;
-	for my $w (@workers)
+	for my $h (@handles)
 	{
-		my $h = $w->{handle};
 		while ($h->pumpable && time() < $deadline)
 		{
 			$h->pump_nb;
@@ -177,7 +196,16 @@ sub stop_workers
 		$h->kill_kill if $h->pumpable;
 		eval { $h->finish; };
 	}
-	unlink $workers[0]{stop};
+	unlink $stop;
+	return;
+}
+
+# Ask every worker to stop and wait for them; returns nothing.
+sub stop_workers
+{
+	my (@workers) = @_;
+	return unless @workers;
+	stop_loops($workers[0]{stop}, map { $_->{handle} } @workers);
 	return;
 }
 

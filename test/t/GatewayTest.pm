@@ -2,14 +2,19 @@
 # cluster and talk HTTP to it: shared by the gateway TAP tests.
 #
 #   my $gw = gateway_start($node, tokens => { TOKEN => ROLE, ... }, conf => { key => value },
-#       name => N);                        (N: files N.conf, N.tokens, N.log; several per node)
+#       env => { DELIVERD_KEY => value }, name => N);
+#                                          (N: files N.conf, N.tokens, N.log; several per node;
+#                                          env: settings given in the environment instead)
+#   $gw->{base}, {port}, {dir}, {log}, {h} the URL, the port, the node's directory, the log
+#                                          file, the IPC::Run handle of the process
+#   gateway_bin()                          the deliverd binary the tests run
 #   my ($status, $decoded_body, $response) = gw_req($gw, METHOD, PATH,
 #       token => T, body => perl-or-string, headers => { ... });
 #   gw_raw($gw, "GET / HTTP/1.1\r\n...")   status of a hand-written request (0: none)
 #   gw_alive($gw)                          /healthz answers 200
 #   gw_stop($gw)                           SIGTERM, wait; returns the exit status
 #   gw_sanitizer_reports($gw)              text of any ASan/UBSan report
-#   gw_jwt($secret, claim => value, ...)   an HS256 JWT
+#   gw_jwt($secret, claim => value, ...)   an HS256 JWT (_alg => A: A in its header instead)
 package GatewayTest;
 
 use strict;
@@ -28,7 +33,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Time::HiRes qw(usleep time);
 
-our @EXPORT = qw(gateway_start gw_req gw_raw gw_alive gw_stop gw_sanitizer_reports gw_jwt);
+our @EXPORT = qw(gateway_start gateway_bin gw_req gw_raw gw_alive gw_stop gw_sanitizer_reports gw_jwt);
 
 my $json = JSON::PP->new->canonical;
 
@@ -58,16 +63,19 @@ sub gateway_start
 	my $gw = { dir => $dir, port => $port, base => "http://127.0.0.1:$port", log => "$dir/$name.log",
 		http => HTTP::Tiny->new(timeout => 30, keep_alive => 1) };
 	open my $t, '>', $tokens or die $!;
+	print $t "# token role\n";
 	print $t "$_ $o{tokens}{$_}\n" for sort keys %{ $o{tokens} // {} };
 	close $t;
 	my %conf = (listen => '127.0.0.1', port => $port,
 		conninfo => "'" . $node->connstr('postgres') . "'", token_file => $tokens,
 		max_body => 65536, idle_timeout => 5, max_wait => 5, pool_size => 4, %{ $o{conf} // {} });
 	open my $c, '>', "$dir/$name.conf" or die $!;
+	print $c "# settings from the file; the environment adds the rest\n";
 	print $c "$_ = $conf{$_}\n" for sort keys %conf;
 	close $c;
 	local $ENV{ASAN_OPTIONS} = "detect_leaks=1:abort_on_error=0:log_path=$dir/asan";
 	local $ENV{UBSAN_OPTIONS} = "print_stacktrace=1:log_path=$dir/asan";
+	local @ENV{ keys %{ $o{env} // {} } } = values %{ $o{env} // {} };
 	my $in = '';
 	$gw->{h} = IPC::Run::start([ gateway_bin(), '-c', "$dir/$name.conf" ],
 		'<', \$in, '>>', $gw->{log}, '2>>', $gw->{log});
@@ -150,7 +158,8 @@ sub gw_sanitizer_reports
 sub gw_jwt
 {
 	my ($secret, %claims) = @_;
-	my $h = encode_base64url($json->encode({ alg => 'HS256', typ => 'JWT' }));
+	my $alg = delete $claims{_alg} // 'HS256';
+	my $h = encode_base64url($json->encode({ alg => $alg, typ => 'JWT' }));
 	my $c = encode_base64url($json->encode(\%claims));
 	return "$h.$c." . encode_base64url(hmac_sha256("$h.$c", $secret));
 }

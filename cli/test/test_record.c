@@ -1,7 +1,7 @@
 /*
  * test_record.c - table and fuzz test of the binary record parser of
  * deliver listen (record.c), built with AddressSanitizer and UBSan
- * (make test-record) and run by test/t/013_cli_hostile.pl.
+ * (make test-record) and run by test/t/016_cli_hostile.pl.
  *
  * Every record is parsed from a heap block of exactly its size, so a read
  * past its end is an AddressSanitizer error, not a silent success.  Prints

@@ -5,7 +5,10 @@
  * empty).  Checks that matched names are valid and that nothing crashes,
  * leaks or reads out of bounds (ASan/UBSan).
  */
-#include "gw.h"
+#include "auth.h"
+#include "buf.h"
+#include "router.h"
+#include "sqlstate.h"
 
 #include <assert.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
  * The role is applied by the pool with set_config('role', $1, true) in the
  * request's transaction, so Postgres GRANTs decide what it may do.
  */
-#include "gw.h"
+#include "auth.h"
 
 #include <ctype.h>
 #include <openssl/crypto.h>

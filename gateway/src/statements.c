@@ -4,8 +4,7 @@
  * parameters parsed by the router, and the request body as one jsonb
  * parameter that Postgres itself parses.
  */
-#ifndef DELIVERD_STATEMENTS_H
-#define DELIVERD_STATEMENTS_H
+#include "statements.h"
 
 /*
  * An interval from a JSON field: a number of seconds or an interval string;
@@ -16,6 +15,8 @@
 #define IV(f) "(CASE jsonb_typeof(b->'" f "') WHEN 'string' THEN (b->>'" f "')::interval" \
 	" WHEN 'null' THEN NULL ELSE make_interval(secs => (b->'" f "')::float8) END)"
 #define BODY(n) " FROM (SELECT coalesce($" #n "::jsonb, '{}'::jsonb) AS b) s"
+/* the messages of a batch body, m, in their order, i (from 1) */
+#define EACH_MESSAGE " FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i"
 
 /*
  * Ids are bigints, and over JSON they are strings: a JavaScript number holds
@@ -30,32 +31,7 @@
 #define DEAD_LETTER "d.message_id::text AS message_id, d.group_name, d.payload, d.headers," \
 	" d.ordering_key, d.attempts, d.reason, d.last_error, d.enqueued_at, d.dead_at"
 
-enum
-{
-	S_LIST_QUEUES,
-	S_GET_QUEUE,
-	S_CREATE_QUEUE,
-	S_DROP_QUEUE,
-	S_LIST_GROUPS,
-	S_CREATE_GROUP,
-	S_DROP_GROUP,
-	S_SEND,
-	S_SEND_BATCH,
-	S_RECEIVE,
-	S_RECEIVE_ROWS,
-	S_ACK,
-	S_ACK_BATCH,
-	S_NACK,
-	S_EXTEND,
-	S_DEAD_LETTERS,
-	S_REDRIVE,
-	S_QUEUE_METRICS,
-	S_ALL_METRICS,
-	S_PING,
-	S__COUNT
-};
-
-static const stmt_def statements[S__COUNT] = {
+const stmt_def statements[S__COUNT] = {
 	[S_LIST_QUEUES] = {"list_queues",
 		"SELECT coalesce(json_agg(q), '[]') FROM deliver.list_queues() q", 0},
 	[S_GET_QUEUE] = {"get_queue",
@@ -87,11 +63,10 @@ static const stmt_def statements[S__COUNT] = {
 	 */
 	[S_SEND_BATCH] = {"send_batch",
 		"SELECT json_build_object('message_ids', to_json(deliver.send_batch($1,"
-		" ARRAY(SELECT m->'payload' FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i),"
-		" ARRAY(SELECT nullif(m->'headers', 'null'::jsonb) FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i),"
-		" ARRAY(SELECT m->>'ordering_key' FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i),"
-		" ARRAY(SELECT coalesce(m->>'idempotency_key', $3 || ':' || (i - 1))"
-		"   FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i),"
+		" ARRAY(SELECT m->'payload'" EACH_MESSAGE "),"
+		" ARRAY(SELECT nullif(m->'headers', 'null'::jsonb)" EACH_MESSAGE "),"
+		" ARRAY(SELECT m->>'ordering_key'" EACH_MESSAGE "),"
+		" ARRAY(SELECT coalesce(m->>'idempotency_key', $3 || ':' || (i - 1))" EACH_MESSAGE "),"
 		" " IV("delay") ")::text[]))" BODY(2), 3},
 	[S_RECEIVE] = {"receive",
 		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT " RECEIVED " FROM deliver.receive($1,"
@@ -126,5 +101,3 @@ static const stmt_def statements[S__COUNT] = {
 		" coalesce(extract(epoch FROM m.oldest_age), 0) FROM deliver.metrics() m", 0},
 	[S_PING] = {"ping", "SELECT 1", 0},
 };
-
-#endif

@@ -1,14 +1,12 @@
 /*
- * deliverd: request routing, query parameter parsing, SQLSTATE mapping and
- * JSON string output.  Pure functions (no I/O), so the fuzz target
- * (fuzz_router.c) can drive them directly.
+ * deliverd: request routing and query parameter parsing.  Pure functions
+ * (no I/O), so the fuzz target (fuzz/fuzz_router.c) can drive them directly.
  */
-#include "gw.h"
+#include "router.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +96,7 @@ split_path(const char *path, char segs[MAX_SEGS][SEG_LEN], size_t lens[MAX_SEGS]
 	return n;
 }
 
+/* method is want */
 static bool
 is_method(const char *m, const char *want)
 {
@@ -120,6 +119,69 @@ pick(route_match *m, const char *method, const char *get, route_id rget,
 	return m->status = 0;
 }
 
+/*
+ * The routes of the paths that differ in one segment: for each, the route
+ * of a method and of a second method, if the path has one.
+ */
+typedef struct
+{
+	const char *segment;
+	const char *method;
+	route_id	route;
+	const char *other_method;
+	route_id	other_route;
+} path_routes;
+
+/* /SEGMENT */
+static const path_routes top_routes[] = {
+	{"healthz", "GET", R_HEALTHZ, NULL, 0},
+	{"readyz", "GET", R_READYZ, NULL, 0},
+	{"metrics", "GET", R_METRICS, NULL, 0},
+	{"openapi.json", "GET", R_OPENAPI, NULL, 0},
+	{NULL, NULL, 0, NULL, 0}
+};
+
+/* /v1/queues/{queue}/SEGMENT */
+static const path_routes queue_routes[] = {
+	{"groups", "GET", R_GROUPS_LIST, "POST", R_GROUP_CREATE},
+	{"messages", "POST", R_SEND, NULL, 0},
+	{"receive", "POST", R_RECEIVE, NULL, 0},
+	{"ack", "POST", R_ACK_BATCH, NULL, 0},
+	{"dead-letters", "GET", R_DEAD_LETTERS, NULL, 0},
+	{"redrive", "POST", R_REDRIVE, NULL, 0},
+	{"metrics", "GET", R_QUEUE_METRICS, NULL, 0},
+	{"stream", "GET", R_STREAM, NULL, 0},
+	{NULL, NULL, 0, NULL, 0}
+};
+
+/* /v1/queues/{queue}/deliveries/{delivery_id}/SEGMENT */
+static const path_routes delivery_routes[] = {
+	{"ack", "POST", R_ACK, NULL, 0},
+	{"nack", "POST", R_NACK, NULL, 0},
+	{"extend", "POST", R_EXTEND, NULL, 0},
+	{NULL, NULL, 0, NULL, 0}
+};
+
+/* the entry of table for segment, NULL when it has none */
+static const path_routes *
+find_segment(const path_routes *table, const char *segment)
+{
+	for (; table->segment; table++)
+		if (strcmp(table->segment, segment) == 0)
+			return table;
+	return NULL;
+}
+
+/* Pick the route of the method among those of one path (404 when none). */
+static int
+pick_in(route_match *m, const char *method, const path_routes *p)
+{
+	if (!p)
+		return m->status;
+	return pick(m, method, p->method, p->route, p->other_method, p->other_route);
+}
+
+/* Copy a name from the path into dst; 400 when it is no valid name. */
 static int
 set_name(route_match *m, char *dst, const char *src, size_t len)
 {
@@ -146,6 +208,11 @@ parse_id(const char *s, char *out, size_t cap)
 	return true;
 }
 
+/*
+ * The route of method and path: /healthz, /readyz, /metrics, /openapi.json
+ * and /v1/queues[/{queue}[/...]].  A name or id that is no valid one is a
+ * 400 as soon as its segment is read.
+ */
 int
 route_request(const char *method, const char *path, route_match *m)
 {
@@ -163,17 +230,7 @@ route_request(const char *method, const char *path, route_match *m)
 		return m->status;
 
 	if (n == 1)
-	{
-		if (strcmp(segs[0], "healthz") == 0)
-			return pick(m, method, "GET", R_HEALTHZ, NULL, 0);
-		if (strcmp(segs[0], "readyz") == 0)
-			return pick(m, method, "GET", R_READYZ, NULL, 0);
-		if (strcmp(segs[0], "metrics") == 0)
-			return pick(m, method, "GET", R_METRICS, NULL, 0);
-		if (strcmp(segs[0], "openapi.json") == 0)
-			return pick(m, method, "GET", R_OPENAPI, NULL, 0);
-		return m->status;
-	}
+		return pick_in(m, method, find_segment(top_routes, segs[0]));
 	if (strcmp(segs[0], "v1") != 0 || strcmp(segs[1], "queues") != 0)
 		return m->status;
 	if (n == 2)
@@ -183,27 +240,7 @@ route_request(const char *method, const char *path, route_match *m)
 	if (n == 3)
 		return pick(m, method, "GET", R_QUEUE_GET, "DELETE", R_QUEUE_DROP);
 	if (n == 4)
-	{
-		const char *s = segs[3];
-
-		if (strcmp(s, "groups") == 0)
-			return pick(m, method, "GET", R_GROUPS_LIST, "POST", R_GROUP_CREATE);
-		if (strcmp(s, "messages") == 0)
-			return pick(m, method, "POST", R_SEND, NULL, 0);
-		if (strcmp(s, "receive") == 0)
-			return pick(m, method, "POST", R_RECEIVE, NULL, 0);
-		if (strcmp(s, "ack") == 0)
-			return pick(m, method, "POST", R_ACK_BATCH, NULL, 0);
-		if (strcmp(s, "dead-letters") == 0)
-			return pick(m, method, "GET", R_DEAD_LETTERS, NULL, 0);
-		if (strcmp(s, "redrive") == 0)
-			return pick(m, method, "POST", R_REDRIVE, NULL, 0);
-		if (strcmp(s, "metrics") == 0)
-			return pick(m, method, "GET", R_QUEUE_METRICS, NULL, 0);
-		if (strcmp(s, "stream") == 0)
-			return pick(m, method, "GET", R_STREAM, NULL, 0);
-		return m->status;
-	}
+		return pick_in(m, method, find_segment(queue_routes, segs[3]));
 	if (n == 5)
 	{
 		if (strcmp(segs[3], "groups") == 0)
@@ -218,20 +255,15 @@ route_request(const char *method, const char *path, route_match *m)
 	}
 	if (n == 6 && strcmp(segs[3], "deliveries") == 0)
 	{
-		const char *action = segs[5];
+		const path_routes *action = find_segment(delivery_routes, segs[5]);
 
-		if (strcmp(action, "ack") != 0 && strcmp(action, "nack") != 0 &&
-			strcmp(action, "extend") != 0)
+		if (!action)
 			return m->status;
 		/* a delivery id: any bigint (which ones exist is deliver's answer) */
 		if (lens[4] >= sizeof(m->delivery_id) ||
 			!parse_id(segs[4], m->delivery_id, sizeof(m->delivery_id)))
 			return m->status = 400;
-		if (strcmp(action, "ack") == 0)
-			return pick(m, method, "POST", R_ACK, NULL, 0);
-		if (strcmp(action, "nack") == 0)
-			return pick(m, method, "POST", R_NACK, NULL, 0);
-		return pick(m, method, "POST", R_EXTEND, NULL, 0);
+		return pick_in(m, method, action);
 	}
 	return m->status;
 }
@@ -343,165 +375,9 @@ parse_receive_params(param_getter get, void *ctx, long max_wait_ms,
 	if ((v = get(ctx, "group")) != NULL)
 	{
 		if (!valid_name(v))
-			return "group must be a name of 1 to 63 bytes";
+			return "group must be " NAME_RULE;
 		strcpy(p->group, v);
 		p->has_group = true;
 	}
 	return NULL;
-}
-
-/* ---- SQLSTATE -> HTTP ---- */
-
-bool
-sqlstate_is_unavailable(const char *s)
-{
-	if (!s || strlen(s) != 5)
-		return true;			/* no SQLSTATE: a libpq-side failure */
-	return strncmp(s, "08", 2) == 0 ||	/* connection exception */
-		strcmp(s, "57P01") == 0 ||	/* admin shutdown */
-		strcmp(s, "57P02") == 0 ||	/* crash shutdown */
-		strcmp(s, "57P03") == 0 ||	/* cannot connect now */
-		strcmp(s, "57014") == 0 ||	/* query canceled (shutdown) */
-		strcmp(s, "53300") == 0 ||	/* too many connections */
-		strcmp(s, "53400") == 0 ||	/* configuration limit (lease slots) */
-		strcmp(s, "40001") == 0 ||	/* serialization failure: retry */
-		strcmp(s, "40P01") == 0;	/* deadlock: retry */
-}
-
-int
-http_status_for_sqlstate(const char *s)
-{
-	if (sqlstate_is_unavailable(s))
-		return 503;
-	if (strcmp(s, "42704") == 0)
-		return 404;
-	if (strcmp(s, "42501") == 0)
-		return 403;
-	if (strcmp(s, "28000") == 0 || strcmp(s, "28P01") == 0)
-		return 401;
-	if (strcmp(s, "54000") == 0)
-		return 413;
-	if (strcmp(s, "55000") == 0 || strcmp(s, "55P03") == 0 ||
-		strcmp(s, "42710") == 0 || strcmp(s, "25001") == 0)
-		return 409;
-	/* malformed input (bad JSON, number or interval syntax): 400 */
-	if (strcmp(s, "22P02") == 0 || strcmp(s, "22007") == 0 ||
-		strcmp(s, "22008") == 0 || strcmp(s, "22003") == 0 ||
-		strcmp(s, "42602") == 0)
-		return 400;
-	/* well-formed but unacceptable values (NULLs, out of range, bad option) */
-	if (strncmp(s, "22", 2) == 0 || strcmp(s, "2202E") == 0)
-		return 422;
-	return 500;
-}
-
-/* ---- buffers and JSON ---- */
-
-void
-buf_init(buf_t *b)
-{
-	b->data = NULL;
-	b->len = b->cap = 0;
-}
-
-void
-buf_free(buf_t *b)
-{
-	free(b->data);
-	buf_init(b);
-}
-
-void
-buf_add(buf_t *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap)
-	{
-		size_t		cap = b->cap ? b->cap : 256;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->data = realloc(b->data, cap);
-		if (!b->data)
-			abort();
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-void
-buf_puts(buf_t *b, const char *s)
-{
-	buf_add(b, s, strlen(s));
-}
-
-void
-buf_printf(buf_t *b, const char *fmt,...)
-{
-	char		tmp[512];
-	va_list		ap;
-	int			n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t) n < sizeof(tmp))
-	{
-		buf_add(b, tmp, (size_t) n);
-		return;
-	}
-	{
-		char	   *big = malloc((size_t) n + 1);
-
-		if (!big)
-			abort();
-		va_start(ap, fmt);
-		vsnprintf(big, (size_t) n + 1, fmt, ap);
-		va_end(ap);
-		buf_add(b, big, (size_t) n);
-		free(big);
-	}
-}
-
-void
-buf_json_str(buf_t *b, const char *s)
-{
-	if (!s)
-	{
-		buf_puts(b, "null");
-		return;
-	}
-	buf_add(b, "\"", 1);
-	for (; *s; s++)
-	{
-		unsigned char c = (unsigned char) *s;
-
-		switch (c)
-		{
-			case '"':
-				buf_add(b, "\\\"", 2);
-				break;
-			case '\\':
-				buf_add(b, "\\\\", 2);
-				break;
-			case '\n':
-				buf_add(b, "\\n", 2);
-				break;
-			case '\r':
-				buf_add(b, "\\r", 2);
-				break;
-			case '\t':
-				buf_add(b, "\\t", 2);
-				break;
-			default:
-				if (c < 0x20 || c == 0x7f)
-					buf_printf(b, "\\u%04x", c);
-				else
-					buf_add(b, (const char *) &c, 1);
-		}
-	}
-	buf_add(b, "\"", 1);
 }

@@ -1,0 +1,42 @@
+/*
+ * deliverd: its settings (config.c).  They come from a file of key = value
+ * lines (deliverd -c FILE), then DELIVERD_<KEY> environment variables.
+ */
+#ifndef DELIVERD_CONFIG_H
+#define DELIVERD_CONFIG_H
+
+#include <stdio.h>
+
+typedef struct
+{
+	char	   *listen;
+	int			port;
+	char	   *conninfo;
+	int			pool_size;
+	int			acquire_timeout_ms;
+	int			max_connections;
+	long		max_body;
+	int			idle_timeout;		/* seconds */
+	long		max_wait_ms;
+	long		stream_wait_ms;
+	int			shutdown_grace;		/* seconds */
+	char	   *jwt_secret;
+	char	   *token_file;
+	char	   *anon_role;
+	char	   *metrics_role;
+	char	   *access_log;
+	int			threads_stack_kb;
+} config_t;
+
+extern config_t cfg;
+
+/* Read a settings file; 0, or -1 after saying why on stderr. */
+int			config_file(const char *path);
+/* Apply the DELIVERD_<KEY> environment variables; 0 or -1. */
+int			config_env(void);
+/* Check the settings once read (ranges, reserved roles); 0 or -1. */
+int			config_check(void);
+/* One line per setting, its name and what it is for. */
+void		config_print_keys(FILE *f);
+
+#endif

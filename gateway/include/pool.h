@@ -1,0 +1,60 @@
+/*
+ * deliverd: a fixed-size pool of libpq connections in pipeline mode, each
+ * with every statement prepared (pool.c).
+ */
+#ifndef DELIVERD_POOL_H
+#define DELIVERD_POOL_H
+
+#include <stdbool.h>
+
+#include <libpq-fe.h>
+
+typedef struct
+{
+	const char *name;
+	const char *sql;
+	int			nparams;
+} stmt_def;
+
+typedef struct
+{
+	int			status;			/* HTTP status: 200 when the statement succeeded */
+	PGresult   *res;			/* the statement's rows (status 200), caller clears */
+	char		sqlstate[6];
+	char	   *message;		/* error parts (malloc'd) */
+	char	   *detail;
+	char	   *hint;
+	int			retry_after;	/* seconds, for 503 */
+	int			failed_query;	/* which query of the pipeline failed */
+} exec_result;
+
+typedef struct
+{
+	int			size;
+	int			idle;
+	int			in_use;
+	int			connected;
+	int			long_polls;
+	long		connects;
+	long		connect_failures;
+	long		broken;
+	long		acquire_timeouts;
+	int			backoff_ms;
+} pool_stats;
+
+int			pool_init(const char *conninfo, int size, int acquire_timeout_ms,
+					  const stmt_def *stmts, int nstmts);
+/*
+ * Run prepared statement stmt (as role when role is not NULL: set_config
+ * ('role', role, true) in the same pipeline and implicit transaction).
+ * long_poll marks the connection for cancellation at shutdown.
+ */
+void		pool_exec(const char *role, int stmt, int nparams, const char *const *params,
+					  bool long_poll, exec_result *out);
+void		exec_result_clear(exec_result *r);
+void		pool_cancel_long_polls(void);
+void		pool_get_stats(pool_stats *s);
+void		pool_close(void);
+int			pool_long_polls(void);
+
+#endif

@@ -1,0 +1,93 @@
+/*
+ * deliverd: the routes (method and path to route), and the parsing of path
+ * names and query parameters (router.c).  No I/O, so the fuzz target can
+ * drive it.
+ */
+#ifndef DELIVERD_ROUTER_H
+#define DELIVERD_ROUTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum
+{
+	R_NOT_FOUND = 0,
+	R_HEALTHZ,
+	R_READYZ,
+	R_METRICS,
+	R_OPENAPI,
+	R_QUEUES_LIST,
+	R_QUEUE_CREATE,
+	R_QUEUE_GET,
+	R_QUEUE_DROP,
+	R_GROUPS_LIST,
+	R_GROUP_CREATE,
+	R_GROUP_DROP,
+	R_SEND,
+	R_SEND_BATCH,
+	R_RECEIVE,
+	R_ACK_BATCH,
+	R_ACK,
+	R_NACK,
+	R_EXTEND,
+	R_DEAD_LETTERS,
+	R_REDRIVE,
+	R_QUEUE_METRICS,
+	R_STREAM,
+	R__COUNT
+} route_id;
+
+/*
+ * The longest queue or group name (NAMEDATALEN - 1): the one name rule the
+ * gateway keeps, for the names it takes from a URL; which characters a name
+ * may have is deliver's rule.
+ */
+#define NAME_MAX_LEN 63
+#define NAME_STRINGIFY(x) #x
+#define NAME_XSTRINGIFY(x) NAME_STRINGIFY(x)
+#define NAME_MAX_LEN_STR NAME_XSTRINGIFY(NAME_MAX_LEN)	/* "63", for messages */
+#define NAME_RULE "a name of 1 to " NAME_MAX_LEN_STR " bytes"
+
+typedef struct
+{
+	route_id	id;
+	int			status;			/* 0: matched; 404 or 405 otherwise; 400: name too long, id not an integer */
+	char		queue[NAME_MAX_LEN + 1];
+	char		group[NAME_MAX_LEN + 1];
+	char		delivery_id[24];	/* a bigint, in decimal */
+} route_match;
+
+extern const char *const route_names[R__COUNT];
+
+/* Match method and (decoded) path; fills m, returns m->status. */
+int			route_request(const char *method, const char *path, route_match *m);
+
+/* true for the routes that run SQL as the caller's role */
+bool		route_needs_auth(route_id id);
+
+/*
+ * Query parameters of receive and stream: parsed, not range-checked (the
+ * database checks ranges), except wait <= max_wait_ms.
+ */
+typedef struct
+{
+	long		max;
+	bool		has_vt;
+	long		vt_ms;			/* visibility timeout */
+	long		wait_ms;		/* long-poll wait, <= max_wait_ms */
+	char		group[NAME_MAX_LEN + 1];
+	bool		has_group;
+} receive_params;
+
+typedef const char *(*param_getter) (void *ctx, const char *key);
+
+/* Returns NULL when fine, else a message for a 400 answer. */
+const char *parse_receive_params(param_getter get, void *ctx, long max_wait_ms,
+								 int default_max, receive_params *p);
+bool		valid_name(const char *s);	/* 1 to NAME_MAX_LEN bytes */
+bool		parse_int_range(const char *s, long lo, long hi, long *out);
+bool		parse_int(const char *s, long *out);
+bool		parse_seconds(const char *s, long *out_ms);
+
+#endif

@@ -1,0 +1,48 @@
+/*
+ * deliverd: the SQL of every route, prepared once per pooled connection
+ * (statements.c).
+ */
+#ifndef DELIVERD_STATEMENTS_H
+#define DELIVERD_STATEMENTS_H
+
+#include "pool.h"
+
+/*
+ * What the gateway passes for an argument a request leaves out, where the
+ * deliver function refuses NULL.  These mirror the defaults of
+ * deliver.receive (max_messages DEFAULT 1, consumer_group DEFAULT
+ * 'default') and deliver.dead_letters (max_messages DEFAULT 100), and must
+ * change with them.  They are no limits: the database checks every range.
+ */
+#define RECEIVE_DEFAULT_MAX			1
+#define RECEIVE_DEFAULT_GROUP		"default"
+#define DEAD_LETTERS_DEFAULT_MAX	100
+
+enum
+{
+	S_LIST_QUEUES,
+	S_GET_QUEUE,
+	S_CREATE_QUEUE,
+	S_DROP_QUEUE,
+	S_LIST_GROUPS,
+	S_CREATE_GROUP,
+	S_DROP_GROUP,
+	S_SEND,
+	S_SEND_BATCH,
+	S_RECEIVE,
+	S_RECEIVE_ROWS,
+	S_ACK,
+	S_ACK_BATCH,
+	S_NACK,
+	S_EXTEND,
+	S_DEAD_LETTERS,
+	S_REDRIVE,
+	S_QUEUE_METRICS,
+	S_ALL_METRICS,
+	S_PING,
+	S__COUNT
+};
+
+extern const stmt_def statements[S__COUNT];
+
+#endif
