@@ -69,15 +69,22 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT value::int FROM deliver_cluster.setting WHERE key = 'partitions' $$;
 
--- The partition of a key: the first 32 bits of its MD5, unsigned, modulo
--- the number of partitions (NULL for a NULL key).
+-- The partition of a key among n: the first 32 bits of its MD5, unsigned,
+-- modulo n (NULL for a NULL key).  Written with qualified names and no SET
+-- clause so that a query calling it per message inlines it.
+CREATE FUNCTION deliver_cluster.hash_partition(key text, n int) RETURNS int
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT ((('x' OPERATOR(pg_catalog.||)
+              pg_catalog.left(pg_catalog.md5(pg_catalog.convert_to(key, 'UTF8')), 8))::pg_catalog.bit(32)::pg_catalog.int8)
+            OPERATOR(pg_catalog.%) n)::pg_catalog.int4
+$$;
+
+-- The partition of a key in this cluster (or among partitions).
 CREATE FUNCTION deliver_cluster.partition_of(key text, partitions int DEFAULT NULL) RETURNS int
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT (('x' || left(md5(convert_to(key, 'UTF8')), 8))::bit(32)::bigint
-            % coalesce(partitions, deliver_cluster.partitions()))::int
-$$;
+AS $$ SELECT deliver_cluster.hash_partition(key, coalesce(partitions, deliver_cluster.partitions())) $$;
 
 -- The shard that takes new messages of partition p.
 CREATE FUNCTION deliver_cluster._write_shard(p int) RETURNS int
@@ -129,6 +136,32 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     RETURN s;
+END $$;
+
+-- The shards of ids, in their order (one query for a batch); the error of
+-- the first id that is invalid or names no placement.
+CREATE FUNCTION deliver_cluster._shards_of_ids(ids text[]) RETURNS int[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r int[];
+    bad int;
+BEGIN
+    SELECT min(u.i) INTO bad FROM unnest(ids) WITH ORDINALITY AS u(id, i)
+     WHERE u.id IS NULL OR u.id !~ '^[0-9]{1,6}:[0-9]{1,9}:[0-9]{1,19}$';
+    IF bad IS NULL THEN
+        r := ARRAY(SELECT x.shard_id FROM unnest(ids) WITH ORDINALITY AS u(id, i)
+                     LEFT JOIN deliver_cluster.placement x
+                            ON x.partition = split_part(u.id, ':', 1)::int
+                           AND x.epoch = split_part(u.id, ':', 2)::int
+                    ORDER BY u.i);
+        bad := array_position(r, NULL);
+    END IF;
+    IF bad IS NOT NULL THEN
+        PERFORM deliver_cluster._shard_of_id(ids[bad]);   -- raises its error
+    END IF;
+    RETURN r;
 END $$;
 
 -- The options of the PL/Proxy server: one per shard, by shard_id, padded
@@ -527,7 +560,9 @@ END $$;
 
 -- Send a batch, split by partition (one call per shard, in parallel; each
 -- shard's part is one transaction there).  Returns the ids in the order of
--- the payloads.  Messages without a key are spread over the partitions.
+-- the payloads.  Messages without a key all go to one partition chosen at
+-- random for the call (spread over calls, not within one: a batch stays a
+-- batch on its shard, as a sticky partitioner does).
 CREATE FUNCTION deliver_cluster.send_batch(queue_name text, payloads jsonb[], headers jsonb[] DEFAULT NULL,
                                            ordering_keys text[] DEFAULT NULL,
                                            idempotency_keys text[] DEFAULT NULL, delay interval DEFAULT NULL)
@@ -545,11 +580,16 @@ BEGIN
     IF n = 0 THEN
         RAISE EXCEPTION 'payloads must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    parts := ARRAY(SELECT coalesce(deliver_cluster.partition_of(ordering_keys[i], np),
-                                   deliver_cluster.partition_of(idempotency_keys[i], np),
-                                   (start + i) % np)
+    parts := ARRAY(SELECT coalesce(deliver_cluster.hash_partition(ordering_keys[i], np),
+                                   deliver_cluster.hash_partition(idempotency_keys[i], np),
+                                   start)
                      FROM generate_series(1, n) AS i ORDER BY i);
-    shards := ARRAY(SELECT deliver_cluster._write_shard(p) FROM unnest(parts) WITH ORDINALITY AS u(p, i) ORDER BY i);
+    shards := ARRAY(SELECT x.shard_id FROM unnest(parts) WITH ORDINALITY AS u(p, i)
+                      LEFT JOIN deliver_cluster.placement x ON x.partition = u.p AND x.state = 'active'
+                     ORDER BY u.i);
+    IF array_position(shards, NULL) IS NOT NULL THEN
+        PERFORM deliver_cluster._write_shard(parts[array_position(shards, NULL)]);   -- raises its error
+    END IF;
     RETURN ARRAY(SELECT b.message_id FROM deliver_cluster._px_send_batch(
         shards, parts, ARRAY(SELECT generate_series(1, n)), queue_name, payloads,
         coalesce(headers, array_fill(NULL::jsonb, ARRAY[n])),
@@ -589,8 +629,7 @@ LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(sum(n), 0)::int FROM deliver_cluster._px_ack_batch(
-        ARRAY(SELECT deliver_cluster._shard_of_id(d) FROM unnest(delivery_ids) WITH ORDINALITY AS u(d, i) ORDER BY i),
-        delivery_ids, queue_name) AS n
+        deliver_cluster._shards_of_ids(delivery_ids), delivery_ids, queue_name) AS n
 $$;
 
 CREATE FUNCTION deliver_cluster.nack(queue_name text, delivery_id text, error text DEFAULT NULL,
@@ -629,8 +668,7 @@ BEGIN
         RETURN (SELECT coalesce(sum(n), 0) FROM deliver_cluster._px_redrive_all(queue_name, consumer_group) AS n);
     END IF;
     RETURN (SELECT coalesce(sum(n), 0) FROM deliver_cluster._px_redrive(
-        ARRAY(SELECT deliver_cluster._shard_of_id(m) FROM unnest(message_ids) WITH ORDINALITY AS u(m, i) ORDER BY i),
-        message_ids, queue_name, consumer_group) AS n);
+        deliver_cluster._shards_of_ids(message_ids), message_ids, queue_name, consumer_group) AS n);
 END $$;
 
 -- Metrics of every partition of a queue (one row per partition, placement

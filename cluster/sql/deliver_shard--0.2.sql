@@ -46,10 +46,14 @@ BEGIN
 END $$;
 
 -- "<partition>:<epoch>:<local id>" (NULL for a NULL id).
+-- Qualified names and no SET clause: a query calling it per row inlines it.
 CREATE FUNCTION deliver_shard.global_id(partition int, epoch int, local_id bigint) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT partition || ':' || epoch || ':' || local_id $$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT partition::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||)
+           epoch::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||)
+           local_id::pg_catalog.text
+$$;
 
 -- The parts of a global id, checked: partition, epoch, local id.
 CREATE FUNCTION deliver_shard.parse_id(id text, OUT partition int, OUT epoch int, OUT local_id bigint)
@@ -206,19 +210,28 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT coalesce(bool_or(keys[i] IS NOT NULL), false) FROM unnest(idx) AS i $$;
 
 -- Ack deliveries (global ids) of this shard's partitions; returns how many.
+-- One ack_batch per partition; an id of another epoch of its partition
+-- (the partition moved away and back since) is not current.
 CREATE FUNCTION deliver_shard.ack_batch(shards int[], delivery_ids text[], queue_name text)
 RETURNS int
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p int;
+    x record;
     n int := 0;
 BEGIN
-    FOR p IN SELECT DISTINCT (deliver_shard.parse_id(d)).partition FROM unnest(delivery_ids) d ORDER BY 1 LOOP
-        n := n + deliver.ack_batch(deliver_shard.queue_of(queue_name, p),
-                                   ARRAY(SELECT (deliver_shard.parse_id(d)).local_id FROM unnest(delivery_ids) d
-                                          WHERE (deliver_shard.parse_id(d)).partition = p));
+    PERFORM deliver_shard.parse_id(d) FROM unnest(delivery_ids) d     -- raises the error of a bad id
+     WHERE d IS NULL OR d !~ '^[0-9]{1,6}:[0-9]{1,9}:[0-9]{1,19}$' LIMIT 1;
+    FOR x IN SELECT split_part(d, ':', 1)::int AS p, split_part(d, ':', 2)::int AS e,
+                    array_agg(split_part(d, ':', 3)::bigint) AS ids, min(d) AS first_id
+               FROM unnest(delivery_ids) d GROUP BY 1, 2 ORDER BY 1, 2 LOOP
+        IF x.e <> deliver_shard.epoch_of(queue_name, x.p) THEN
+            RAISE EXCEPTION 'delivery "%" is not current on queue "%"', x.first_id, left(queue_name, 80)
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'Its partition has moved since it was received.';
+        END IF;
+        n := n + deliver.ack_batch(deliver_shard.queue_of(queue_name, x.p), x.ids);
     END LOOP;
     RETURN n;
 END $$;
