@@ -906,10 +906,10 @@ cluster_receive(rctx *x)
 				failed = true;
 			if (rc != RC_ERROR)
 				exec_result_clear(&er);
-			/* the map may have been read again: its partitions are what they were */
-			if (cmap_partitions(x->map) != nparts)
-				failed = true;
 		}
+		/* (the map may have been read again: a cluster keeps its number of partitions) */
+		if (cmap_partitions(x->map) != nparts)
+			break;
 		left = min_ll(wait_end, x->deadline) - sp_now_ms();
 		if (got || failed || shutting_down() || left <= 0)
 			break;
