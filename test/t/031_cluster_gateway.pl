@@ -138,6 +138,28 @@ my @on = (
 # producers 0 and 1 send to shard 0, 2 and 3 to shard 1, 4 keys each
 my @keys_of = map { my $s = $_ < 2 ? 0 : 1; [ splice(@{ $on[$s] }, 0, 4) ] } 0 .. 3;
 my %shard_of_key = map { my $p = $_; map { $_ => ($p < 2 ? 'shard0' : 'shard1') } @{ $keys_of[$p] } } 0 .. 3;
+# and a producer of batches, two keys on each shard
+my @batch_keys = (splice(@{ $on[0] }, 0, 2), splice(@{ $on[1] }, 0, 2));
+$shard_of_key{$_} = $shard_of_part{ $part_of{$_} } for @batch_keys;
+
+# the partition of keys of every kind (UTF-8 ones included) is the router's
+my @probe = ((map { "probe-$_" } 1 .. 40), "cl\x{e9}", "\x{dc}n\x{ef}c\x{f6}d\x{e9}", "\x{65e5}\x{672c}\x{8a9e}",
+	"emoji \x{1F600}", '', ' ', 'a' x 500, '"quoted"', 'back\\slash', "tab\tkey");
+my $jsonu = JSON::PP->new->utf8->canonical;
+my $probe_q = "SELECT string_agg(deliver_cluster.partition_of(k)::text, ',' ORDER BY i) FROM jsonb_array_elements_text("
+  . "convert_from(decode('" . unpack('H*', $jsonu->encode(\@probe)) . "', 'hex'), 'UTF8')::jsonb) WITH ORDINALITY u(k, i)";
+my @want = split /,/, psql($router, $probe_q);
+($st, $bd) = req('POST', '/v1/queues', { name => 'hq' });
+is($st, 201, 'a second queue');
+my $r = $http->request('POST', "$gw/v1/queues/hq/messages/batch", { content => $jsonu->encode(
+	{ messages => [ map { { payload => $_, ordering_key => $probe[$_] } } 0 .. $#probe ] }) });
+my $ids = eval { $json->decode($r->{content})->{message_ids} } // [];
+is($r->{status}, 201, 'a batch of ' . scalar(@probe) . ' messages over both shards');
+is(join(',', map { (split /:/)[0] } @$ids), join(',', @want),
+	'each in the partition deliver_cluster.partition_of gives its key (UTF-8, empty, long, quoted keys)');
+my (undef, $rb) = req('POST', '/v1/queues/hq/receive?max=100');
+is(join(',', sort { $a <=> $b } map { $_->{payload} } @{ $rb // [] }), join(',', 0 .. $#probe),
+	'one receive gets them all back, from the four partitions');
 
 # ---- the clients: forked processes writing what returned ---------------
 my $stop = "$dir/stop";
@@ -178,6 +200,32 @@ for my $p (0 .. 3)
 		}
 	});
 }
+# batches of 8: two messages of each key, a failed part sent again with the
+# same idempotency keys (a key's messages share a part: all or none sent)
+client('producer-batch', sub {
+	my ($c, $h) = @_;
+	my %next = map { $_ => 0 } @batch_keys;
+	while (!-e $stop_producers)
+	{
+		my @m = map { my $k = $_; map { [ $k, $next{$k} + $_ ] } 0, 1 } @batch_keys;
+		my $t1 = time();
+		my $r = $c->post("$gw/v1/queues/gq/messages/batch", { content => $json->encode({ messages => [
+			map { { payload => { k => $_->[0], s => $_->[1] }, ordering_key => $_->[0],
+					idempotency_key => "$_->[0]:$_->[1]" } } @m ] }) });
+		my $t2 = time();
+		my $d = eval { $json->decode($r->{content}) };
+		$d = {} unless ref $d eq 'HASH';
+		my %doubt = map { $_ => 1 } @{ $d->{in_doubt} // [] };
+		for my $i (0 .. $#m)
+		{
+			my $id = $d->{message_ids} ? $d->{message_ids}[$i] // '' : '';
+			printf $h "send\t%d\t%s\t%d\t%s\t%.6f\t%.6f\t%s\tbatch\n", $id ? 201 : $r->{status}, $m[$i][0], $m[$i][1],
+			  $id, $t1, $t2, $doubt{$i} || (($d->{code} // '') eq 'in_doubt' && !$d->{message_ids}) ? 'in_doubt' : '';
+		}
+		for my $i (0 .. $#m) { $next{ $m[$i][0] } = $m[$i][1] + 1 if $d->{message_ids} && $d->{message_ids}[$i]; }
+		usleep($r->{status} == 201 ? 50_000 : 100_000);
+	}
+});
 for my $cn (0 .. 2)
 {
 	client("consumer$cn", sub {
