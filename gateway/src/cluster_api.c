@@ -649,12 +649,19 @@ cluster_send_batch(rctx *x)
 			goto done;
 		}
 	}
-	/* the parts, one shard at a time, in the order of their first message */
+	/*
+	 * The parts, one shard at a time, in the order of their first message;
+	 * the shards that are up first (a part for a shard that is down waits
+	 * for it until its deadline).
+	 */
 	for (;;)
 	{
 		shardpool  *pool = NULL;
 		exec_result er;
 
+		for (i = 0; i < n && !pool; i++)
+			if (ms[i].state == M_PENDING && sp_available(ms[i].pool))
+				pool = ms[i].pool;
 		for (i = 0; i < n && !pool; i++)
 			if (ms[i].state == M_PENDING)
 				pool = ms[i].pool;

@@ -295,11 +295,19 @@ sub lines
 	}
 	return @l;
 }
+# (single sends: a batch's time is that of its slowest part)
 sub shard_sends_ok
 {
 	my ($s, $from, $to) = @_;
 	return grep { $_->[0] eq 'send' && $_->[1] == 201 && $shard_of_key{ $_->[2] } eq $s && $_->[5] >= $from
-		  && $_->[6] <= $to } lines('producer');
+		  && $_->[6] <= $to && ($_->[8] // '') ne 'batch' } lines('producer');
+}
+sub batch_parts_ok
+{
+	my ($s, $from, $to) = @_;
+	my %req = map { $_->[5] => 1 } grep { $_->[0] eq 'send' && $_->[1] == 201 && $shard_of_key{ $_->[2] } eq $s
+		  && $_->[5] >= $from && $_->[6] <= $to && ($_->[8] // '') eq 'batch' } lines('producer');
+	return scalar(keys %req);
 }
 sub shard_receives
 {
@@ -381,6 +389,8 @@ my @r1 = shard_receives('shard1', $t_kill, $t_kill + $outage);
 cmp_ok(scalar(@s1), '>', 0, sprintf('shard 1 served sends throughout: %d, p99 %.0f ms',
 	scalar(@s1), 1000 * p99(map { $_->[6] - $_->[5] } @s1)));
 cmp_ok(scalar(@r1), '>', 0, sprintf('and receives: %d messages of shard 1 received', scalar(@r1)));
+my $parts1 = batch_parts_ok('shard1', $t_kill, $t_kill + $outage);
+cmp_ok($parts1, '>', 0, "and batches: $parts1 batches had their shard 1 part sent");
 my $skipped = grep { $_->[0] eq 'rreq' && $_->[5] ne '' && $_->[2] >= $t_kill } lines('consumer');
 note("receives that skipped unavailable partitions (Deliver-Unavailable-Partitions): $skipped");
 sleep 3;
