@@ -47,7 +47,6 @@ shardpool  *sp_create(const char *name, const char *conninfo, const char *extra,
 					  int connect_timeout_ms);
 /* A new conninfo (the map changed): the connections made with the old one are replaced. */
 void		sp_set_conninfo(shardpool *p, const char *conninfo);
-const char *sp_name(const shardpool *p);
 /* false while the pool has no connection and cannot make one, or just lost its server */
 bool		sp_available(shardpool *p);
 /*

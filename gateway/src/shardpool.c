@@ -515,12 +515,6 @@ sp_set_conninfo(shardpool *p, const char *conninfo)
 	pthread_mutex_unlock(&p->mu);
 }
 
-const char *
-sp_name(const shardpool *p)
-{
-	return p->name;
-}
-
 bool
 sp_available(shardpool *p)
 {
