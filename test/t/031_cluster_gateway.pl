@@ -369,6 +369,18 @@ note("sends answered 503 during the freeze: $frozen_503");
 sleep 2;
 
 # ---- 2. kill -9 of shard 0's primary ------------------------------------
+# (once its formation has a primary and a secondary again, should the
+# freeze have made the monitor fail it over)
+my $formation_ok = 0;
+for (1 .. 300)
+{
+	my $states = psql("host=127.0.0.1 port=$base dbname=pg_auto_failover user=postgres",
+		"SELECT string_agg(reportedstate::text, ',' ORDER BY nodeid) FROM pgautofailover.node WHERE formationid = 'shard0'",
+		may_fail => 1);
+	if ($states =~ /^(primary,secondary|secondary,primary)$/) { $formation_ok = 1; last; }
+	usleep(200_000);
+}
+ok($formation_ok, 'shard 0 has a primary and a synchronous standby');
 $victim = primary_node(0);
 my @killed = node_pids(0, $victim);
 my $t_kill = time();
