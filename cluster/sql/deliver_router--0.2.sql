@@ -324,7 +324,7 @@ RETURNS text
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     RUN ON shard;
-    SELECT deliver_shard.global_id(partition, deliver_shard.epoch_of(queue_name, partition),
+    SELECT deliver_shard.global_id(partition, deliver_shard.write_epoch_of(queue_name, partition),
                deliver.send(deliver_shard.queue_of(queue_name, partition), payload, headers,
                             ordering_key, idempotency_key, delay));
 $$;
@@ -426,6 +426,13 @@ LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     RUN ON ALL;
     TARGET deliver_shard.metrics;
+$$;
+
+CREATE FUNCTION deliver_cluster._px_stop_writes(shard int, partition int) RETURNS int
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT deliver_shard.stop_writes(partition);
 $$;
 
 CREATE FUNCTION deliver_cluster._px_drained(shard int, queue_name text, partition int) RETURNS boolean
@@ -735,6 +742,9 @@ BEGIN
                                                        ARRAY[g, 'earliest']);
         END LOOP;
     END LOOP;
+    -- the old place takes no new message from now (a client with an older
+    -- map is told to call again), so nothing lands there after its drain
+    PERFORM deliver_cluster._px_stop_writes(old.shard_id, p);
     UPDATE deliver_cluster.placement x SET state = 'draining', changed_at = now()
      WHERE x.partition = p AND x.epoch = old.epoch;
     INSERT INTO deliver_cluster.placement (partition, epoch, shard_id, state) VALUES (p, e, target, 'active');

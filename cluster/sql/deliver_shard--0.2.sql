@@ -16,6 +16,7 @@ CREATE TABLE deliver_shard.partition (
     queue_name  text NOT NULL,
     partition   int NOT NULL CHECK (partition >= 0),
     epoch       int NOT NULL CHECK (epoch > 0),
+    writable    boolean NOT NULL DEFAULT true,   -- false once it moved away (stop_writes)
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (queue_name, partition)
 );
@@ -44,6 +45,38 @@ BEGIN
     END IF;
     RETURN e;
 END $$;
+
+-- The epoch of partition p of queue q here, for a send: an error once the
+-- partition moved away (its messages here are still delivered from here
+-- until drained, but new ones go to its new shard).
+CREATE FUNCTION deliver_shard.write_epoch_of(queue_name text, partition int) RETURNS int
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e int := deliver_shard.epoch_of(queue_name, partition);
+BEGIN
+    IF NOT (SELECT x.writable FROM deliver_shard.partition x
+             WHERE x.queue_name = write_epoch_of.queue_name AND x.partition = write_epoch_of.partition) THEN
+        RAISE EXCEPTION 'partition % of queue "%" is not on this shard for new messages', partition,
+                        left(queue_name, 80)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'It moved to another shard; what it holds here is still delivered from here.',
+                  HINT = 'The partition map of the router changed: call again.';
+    END IF;
+    RETURN e;
+END $$;
+
+-- Partition p of every queue takes no new messages here any more (the
+-- router moves it to another shard).  Returns how many queues.
+CREATE FUNCTION deliver_shard.stop_writes(partition int) RETURNS int
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH s AS (UPDATE deliver_shard.partition x SET writable = false
+                WHERE x.partition = stop_writes.partition RETURNING 1)
+    SELECT count(*)::int FROM s
+$$;
 
 -- "<partition>:<epoch>:<local id>" (NULL for a NULL id).
 -- Qualified names and no SET clause: a query calling it per row inlines it.
@@ -186,7 +219,7 @@ DECLARE
     k int;
 BEGIN
     FOR p IN SELECT DISTINCT x FROM unnest(partitions) AS x ORDER BY 1 LOOP
-        e := deliver_shard.epoch_of(queue_name, p);
+        e := deliver_shard.write_epoch_of(queue_name, p);
         idx := ARRAY(SELECT i FROM generate_subscripts(partitions, 1) AS i WHERE partitions[i] = p ORDER BY i);
         ids := deliver.send_batch(deliver_shard.queue_of(queue_name, p),
                                   ARRAY(SELECT payloads[i] FROM unnest(idx) AS i),

@@ -86,7 +86,7 @@ static const char sql_ping[] = "SELECT 1";
 
 /* $3 the body, $4 the ordering key, $5 the idempotency key */
 static const char sql_send[] =
-"SELECT deliver_shard.global_id($2::int, deliver_shard.epoch_of($1, $2::int),"
+"SELECT deliver_shard.global_id($2::int, deliver_shard.write_epoch_of($1, $2::int),"
 " deliver.send(deliver_shard.queue_of($1, $2::int), b->'payload', nullif(b->'headers', 'null'::jsonb),"
 " $4, $5, " IV("delay") "))" BODY(3);
 /*

@@ -259,6 +259,14 @@ my ($mok, undef, $merr) = psql($router, q{CALL deliver_cluster.move_partition(1,
 ok($mok, 'partition 1 moved from shard 1 to shard 0 under load') or diag($merr);
 is(psql($router, q{SELECT string_agg(shard || ':' || state, ',' ORDER BY epoch) FROM deliver_cluster.partition_map() WHERE partition = 1}),
 	'shard1:retired,shard0:active', 'its old placement retired, the new one active');
+# a client with the map from before the move (sending to shard 1 directly)
+# is told to call again: nothing lands where nobody reads any more
+my (undef, undef, $stale) = psql($shard[1],
+	q{SELECT deliver_shard.send_batch(NULL, ARRAY[1], ARRAY[1], 'cq', ARRAY['{"stale": true}'::jsonb],
+                                      ARRAY[NULL::jsonb], ARRAY['k-stale'], ARRAY['k-stale-1'], NULL)},
+	may_fail => 1);
+like($stale, qr/partition 1 of queue "cq" is not on this shard for new messages/,
+	'a send to the old shard after the move is refused (the map changed: call again)');
 sleep 3;
 
 # ---- stop, drain, check -------------------------------------------------
