@@ -16,7 +16,7 @@ SQL_SCRIPT    = sql/$(EXTENSION)--$(EXTVERSION).sql
 SQL_UPGRADES  = $(patsubst sql/upgrade/%.sql,sql/$(EXTENSION)--%.sql,$(wildcard sql/upgrade/*.sql))
 DATA          = sql/$(EXTENSION)--0.1.sql $(SQL_SCRIPT) $(SQL_UPGRADES)
 
-PG_CPPFLAGS  = -I$(srcdir)/src -DDELIVER_VERSION='"$(EXTVERSION)"'
+PG_CPPFLAGS  = -I$(srcdir)/src/include -DDELIVER_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS    = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 
 REGRESS      = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
@@ -61,8 +61,8 @@ sql/$(EXTENSION)--%.sql: sql/upgrade/%.sql $(SQL_FUNCTIONS:%=sql/%.sql) Makefile
 	  printf '%s\n' '\echo Use "ALTER EXTENSION $(EXTENSION) UPDATE" to load this file. \quit'; \
 	  for f in $(filter %.sql,$^); do echo; cat $$f; done; } > $@
 
-# every object depends on the shared header
-$(OBJS): src/deliver.h
+# every object depends on the headers (src/include, one per module)
+$(OBJS): $(wildcard src/include/*.h)
 
 # pg_isolation_regress looks for specs in <inputdir>/specs/.
 installcheck: test/isolation/specs

@@ -109,9 +109,3 @@ RETURNS TABLE (database text, pid int, started_at timestamptz, last_run_at times
                expired_total bigint, dead_total bigint, released_total bigint,
                last_error text, last_error_at timestamptz)
     AS 'MODULE_PATHNAME', 'deliver_worker_status' LANGUAGE C VOLATILE;
-
--- Insert one message for redrive (keeps the payload, new id, one group).
-CREATE FUNCTION deliver._requeue(queue_id int, target_group int,
-    enqueued_at timestamptz, ordering_key text, headers jsonb, payload jsonb)
-RETURNS bigint
-    AS 'MODULE_PATHNAME', 'deliver_requeue' LANGUAGE C VOLATILE;

@@ -11,7 +11,7 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver.create_push_subscription(text, text, text),
                            deliver.drop_push_subscription(text),
                            deliver._checkpoint_groups(int, xid8[]), deliver._move_due(text),
-                           deliver._catalog_changed(int, text, int), deliver._requeue(int, int, timestamptz, text, jsonb, jsonb),
+                           deliver._catalog_changed(int, text, int),
                            deliver.alter_queue(text, interval, int, interval, interval, interval, interval),
                            deliver._sweep(text, int), deliver.set_alert(text, text, numeric),
                            deliver._check_alerts(), deliver.worker_status(),

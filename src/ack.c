@@ -8,15 +8,22 @@
  * transaction (one finish record per call and group); it finishes the
  * message when the transaction commits, and a rollback undoes it.
  */
-#include "deliver.h"
+#include "postgres.h"
 
-#include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "fmgr.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+
+#include "args.h"
+#include "catalog.h"
+#include "checkpoint.h"
+#include "deliver.h"
+#include "lease.h"
+#include "segment.h"
+#include "settings.h"
+#include "shmem.h"
+#include "snap.h"
+#include "xact.h"
 
 PG_FUNCTION_INFO_V1(deliver_ack);
 PG_FUNCTION_INFO_V1(deliver_ack_batch);
@@ -34,6 +41,9 @@ PG_FUNCTION_INFO_V1(deliver_extend_lease);
 #define NOT_CURRENT_DETAIL \
 	"It was acked or nacked already, its receive was rolled back, or its lease ran out and the message was delivered again."
 
+/*
+ * Raise the error of a delivery id that is not current, with detail.
+ */
 static void
 not_current(QueueInfo *q, int64 delivery_id, const char *detail)
 {
@@ -45,28 +55,23 @@ not_current(QueueInfo *q, int64 delivery_id, const char *detail)
 }
 
 /*
- * Find and lock the group holding a current delivery of this queue.
- * Returns NULL (after raising an error unless missing_ok) when the id is
- * not current.
+ * Find and lock the group holding a current delivery of this queue; raise
+ * an error saying why when the id is not current.
  */
-static GroupShared *
+static GroupEntry *
 lock_delivery(QueueInfo *q, int64 delivery_id, int32 *slot_out)
 {
-	uint64		idx = (uint64) delivery_id & DELIVERY_SLOT_MASK;
+	int32		idx = lease_slot_of(delivery_id);
+	GroupEntry *gs;
 	LeaseSlot  *s;
-	int32		gidx;
-	GroupShared *gs;
 
-	if (delivery_id <= 0 || idx >= (uint64) deliver_max_leases)
+	if (idx < 0)
 		not_current(q, delivery_id, "No such delivery.");
-	s = &deliver_slots[idx];
-	gidx = s->group_idx;
-	if (gidx < 0 || gidx >= deliver_max_groups || s->delivery_id != (uint64) delivery_id)
+	gs = lease_lock_group(idx, (uint64) delivery_id);
+	if (gs == NULL)
 		not_current(q, delivery_id, NOT_CURRENT_DETAIL);
-	gs = &deliver_groups[gidx];
-	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
-	if (s->delivery_id != (uint64) delivery_id || s->group_idx != gidx ||
-		s->state == SLOT_FREE || s->state == SLOT_BLOCKED)
+	s = &deliver_slots[idx];
+	if (s->state == SLOT_FREE || s->state == SLOT_BLOCKED)
 	{
 		LWLockRelease(&gs->lock);
 		not_current(q, delivery_id, NOT_CURRENT_DETAIL);
@@ -76,7 +81,7 @@ lock_delivery(QueueInfo *q, int64 delivery_id, int32 *slot_out)
 		LWLockRelease(&gs->lock);
 		not_current(q, delivery_id, "It belongs to another queue.");
 	}
-	*slot_out = (int32) idx;
+	*slot_out = idx;
 	return gs;
 }
 
@@ -103,7 +108,7 @@ ack_many(QueueInfo *q, int64 *ids, int n)
 	for (i = 0; i < n; i++)
 	{
 		int32		idx;
-		GroupShared *gs = lock_delivery(q, ids[i], &idx);
+		GroupEntry *gs = lock_delivery(q, ids[i], &idx);
 		LeaseSlot  *s = &deliver_slots[idx];
 
 		if (s->finish_pending)
@@ -147,7 +152,7 @@ ack_many(QueueInfo *q, int64 *ids, int n)
 	/* one finish record per group (nearly always just one) */
 	for (i = 0; i < nacked; i++)
 	{
-		GroupShared *gs = &deliver_groups[gidx[i]];
+		GroupEntry *gs = &deliver_groups[gidx[i]];
 		int			m = 0;
 		int32		group_id;
 
@@ -160,21 +165,12 @@ ack_many(QueueInfo *q, int64 *ids, int n)
 				written[j] = true;
 			}
 		LWLockAcquire(&gs->lock, LW_SHARED);
-		group_done_snapshot(gs, gidx[i], done);
+		checkpoint_restart_point(gs, gidx[i], done);
 		group_id = gs->group_id;
 		LWLockRelease(&gs->lock);
 		done_write(q, group_id, DONE_ACK, same, m, done);
 	}
 	return nacked;
-}
-
-static void
-check_queue_arg(FunctionCallInfo fcinfo, int argno, const char *what)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be NULL", what)));
 }
 
 /*
@@ -190,7 +186,7 @@ deliver_ack(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	check_queue_arg(fcinfo, 1, "delivery_id");
+	arg_not_null(fcinfo, 1, "delivery_id");
 	id = PG_GETARG_INT64(1);
 	n = ack_many(q, &id, 1);
 	SPI_finish();
@@ -215,7 +211,7 @@ deliver_ack_batch(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	check_queue_arg(fcinfo, 1, "delivery_ids");
+	arg_not_null(fcinfo, 1, "delivery_ids");
 	a = PG_GETARG_ARRAYTYPE_P(1);
 	if (ARR_NDIM(a) > 1)
 		ereport(ERROR,
@@ -253,7 +249,7 @@ deliver_nack(PG_FUNCTION_ARGS)
 	QueueInfo  *q;
 	int64		id;
 	int32		idx;
-	GroupShared *gs;
+	GroupEntry *gs;
 	LeaseSlot  *s;
 	int64		delay_ms = -1;
 	TimestampTz now = GetCurrentTimestamp();
@@ -262,11 +258,11 @@ deliver_nack(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	check_queue_arg(fcinfo, 1, "delivery_id");
+	arg_not_null(fcinfo, 1, "delivery_id");
 	queue_check_privilege(q, ACL_SELECT, "nack messages of");
 	id = PG_GETARG_INT64(1);
-	delay_ms = deliver_interval_arg(fcinfo, 3, -1, 0, DELIVER_MAX_VISIBILITY_MS, "retry_after",
-									"0 and 12 hours");
+	delay_ms = arg_interval_ms(fcinfo, 3, -1, 0, DELIVER_MAX_VISIBILITY_MS, "retry_after",
+							   "0 and " DELIVER_MAX_VISIBILITY_TEXT);
 	error[0] = '\0';
 	if (!PG_ARGISNULL(2))
 		clip_copy(error, text_to_cstring(PG_GETARG_TEXT_PP(2)), DELIVER_ERROR_LEN);
@@ -287,7 +283,7 @@ deliver_nack(PG_FUNCTION_ARGS)
 	slist_push(&gs->ready_list, idx);
 	qidx = gs->queue_idx;
 	LWLockRelease(&gs->lock);
-	ConditionVariableBroadcast(&deliver_queues[qidx].cv);
+	queue_wake(qidx);
 	SPI_finish();
 	PG_RETURN_BOOL(true);
 }
@@ -302,7 +298,7 @@ deliver_extend_lease(PG_FUNCTION_ARGS)
 	QueueInfo  *q;
 	int64		id;
 	int32		idx;
-	GroupShared *gs;
+	GroupEntry *gs;
 	LeaseSlot  *s;
 	int64		vt_ms;
 	TimestampTz expires;
@@ -310,12 +306,12 @@ deliver_extend_lease(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	check_queue_arg(fcinfo, 1, "delivery_id");
-	check_queue_arg(fcinfo, 2, "visibility_timeout");
+	arg_not_null(fcinfo, 1, "delivery_id");
+	arg_not_null(fcinfo, 2, "visibility_timeout");
 	queue_check_privilege(q, ACL_SELECT, "extend leases of");
 	id = PG_GETARG_INT64(1);
-	vt_ms = deliver_interval_arg(fcinfo, 2, 0, 1, DELIVER_MAX_VISIBILITY_MS, "visibility_timeout",
-								 "1 millisecond and 12 hours");
+	vt_ms = arg_interval_ms(fcinfo, 2, 0, 1, DELIVER_MAX_VISIBILITY_MS, "visibility_timeout",
+							"1 millisecond and " DELIVER_MAX_VISIBILITY_TEXT);
 	gs = lock_delivery(q, id, &idx);
 	s = &deliver_slots[idx];
 	now = GetCurrentTimestamp();

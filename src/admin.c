@@ -2,13 +2,16 @@
  * admin.c
  *		Small C helpers of the administration functions.
  */
-#include "deliver.h"
+#include "postgres.h"
 
-#include "fmgr.h"
-#include "catalog/namespace.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
+
+#include "registry.h"
+#include "shmem.h"
+#include "snap.h"
+#include "tables.h"
+#include "xact.h"
 
 PG_FUNCTION_INFO_V1(deliver_latest_snapshot);
 PG_FUNCTION_INFO_V1(deliver_catalog_changed);
@@ -22,7 +25,7 @@ deliver_latest_snapshot(PG_FUNCTION_ARGS)
 {
 	DSnap	   *s;
 
-	deliver_check_usable();
+	deliver_check_primary();
 	s = palloc(deliver_snap_size);
 	dsnap_latest(s);
 	PG_RETURN_DATUM(dsnap_to_datum(s));
@@ -38,11 +41,10 @@ deliver_catalog_changed(PG_FUNCTION_ARGS)
 	char	   *action = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	int32		group_id = PG_GETARG_INT32(2);
 	char		a;
-	char		name[NAMEDATALEN];
 	Oid			relid;
 	int32		qidx;
 
-	deliver_check_usable();
+	deliver_check_primary();
 	if (strcmp(action, "none") == 0)
 		a = CATALOG_NONE;
 	else if (strcmp(action, "reset") == 0)
@@ -51,15 +53,12 @@ deliver_catalog_changed(PG_FUNCTION_ARGS)
 		a = CATALOG_FORGET;
 	else if (strcmp(action, "forget_group") == 0)
 		a = CATALOG_FORGET_GROUP;
-	else if (strcmp(action, "switch") == 0)
-		a = CATALOG_SWITCH;
 	else
 		elog(ERROR, "deliver: unknown catalog action \"%s\"", action);
 
 	/* the queue's shared entry, if it has one (its tables still exist) */
-	snprintf(name, sizeof(name), "q%d_done0", queue_id);
-	relid = get_relname_relid(name, get_namespace_oid("deliver", false));
-	qidx = OidIsValid(relid) ? deliver_queue_slot(MyDatabaseId, relid, queue_id, false) : -1;
+	relid = queue_rel_oid(deliver_namespace(), QUEUE_DONE, queue_id, 0, true);
+	qidx = OidIsValid(relid) ? deliver_queue_entry(MyDatabaseId, relid, queue_id, false) : -1;
 	xact_note_catalog(qidx, group_id, a);
 	PG_RETURN_VOID();
 }

@@ -8,46 +8,37 @@
  * acl (deliver.grant_queue); queue_check_privilege checks it.  The cache is dropped whenever the shared catalog
  * generation moves (create, drop, purge, new consumer group).
  */
-#include "deliver.h"
+#include "postgres.h"
 
-#include "access/xlog.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_type.h"
+#include "catalog/pg_authid.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "storage/spin.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
-#include "access/htup_details.h"
-#include "catalog/pg_class.h"
-#include "catalog/pg_authid.h"
+
+#include "args.h"
+#include "catalog.h"
+#include "deliver.h"
+#include "registry.h"
+#include "shmem.h"
+#include "snap.h"
+#include "spi.h"
+#include "tables.h"
+
+PG_FUNCTION_INFO_V1(deliver_has_queue_privilege);
 
 static HTAB *queue_cache = NULL;
 static QueueInfo *queue_lookup_ext(text *name_t, bool attach);
 static uint32 queue_cache_gen = 0;
 static MemoryContext queue_cache_cxt = NULL;
 
+/* an interval the lookup query turned into milliseconds (int8) */
 static int64
 interval_ms(Datum d)
 {
 	return DatumGetInt64(d);
-}
-
-static Oid
-deliver_rel(Oid nsp, const char *fmt, int32 id, int seg, bool missing_ok)
-{
-	char		name[NAMEDATALEN];
-	Oid			relid;
-
-	snprintf(name, sizeof(name), fmt, id, seg);
-	relid = get_relname_relid(name, nsp);
-	if (!OidIsValid(relid) && !missing_ok)
-		elog(ERROR, "deliver: table deliver.%s is missing", name);
-	return relid;
 }
 
 /* the owner of deliver's catalog (the extension's owner), per cache generation */
@@ -62,7 +53,7 @@ catalog_owner(void)
 {
 	if (!OidIsValid(catalog_owner_oid))
 	{
-		Oid			relid = get_relname_relid("queue", get_namespace_oid("deliver", false));
+		Oid			relid = get_relname_relid("queue", deliver_namespace());
 		HeapTuple	tp;
 
 		if (!OidIsValid(relid))
@@ -146,17 +137,17 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 		MemoryContextSwitchTo(old);
 	}
 
-	nsp = get_namespace_oid("deliver", false);
+	nsp = deliver_namespace();
 	for (i = 0; i < q->nsegments; i++)
 	{
-		q->seg_rel[i] = deliver_rel(nsp, "q%d_s%d", q->queue_id, i, false);
-		q->seg_idx[i] = deliver_rel(nsp, "q%d_s%d_pos", q->queue_id, i, false);
-		q->done_rel[i] = deliver_rel(nsp, "q%d_done%d", q->queue_id, i, false);
+		q->seg_rel[i] = queue_rel_oid(nsp, QUEUE_SEGMENT, q->queue_id, i, false);
+		q->seg_idx[i] = queue_rel_oid(nsp, QUEUE_SEGMENT_INDEX, q->queue_id, i, false);
+		q->done_rel[i] = queue_rel_oid(nsp, QUEUE_DONE, q->queue_id, i, false);
 	}
-	q->dead_rel = deliver_rel(nsp, "q%d_dead", q->queue_id, 0, false);
-	q->delayed_rel = deliver_rel(nsp, "q%d_delayed", q->queue_id, 0, false);
-	q->dedup_rel = deliver_rel(nsp, "q%d_dedup", q->queue_id, 0, false);
-	q->seq_rel = deliver_rel(nsp, "q%d_seq", q->queue_id, 0, false);
+	q->dead_rel = queue_rel_oid(nsp, QUEUE_DEAD, q->queue_id, 0, false);
+	q->delayed_rel = queue_rel_oid(nsp, QUEUE_DELAYED, q->queue_id, 0, false);
+	q->dedup_rel = queue_rel_oid(nsp, QUEUE_DEDUP, q->queue_id, 0, false);
+	q->seq_rel = queue_rel_oid(nsp, QUEUE_SEQ, q->queue_id, 0, false);
 	{
 		HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(q->done_rel[0]));
 
@@ -191,7 +182,7 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 	q->queue_idx = -1;
 	if (!attach)
 		return true;
-	q->queue_idx = deliver_queue_slot(MyDatabaseId, q->done_rel[0], q->queue_id, true);
+	q->queue_idx = deliver_queue_entry(MyDatabaseId, q->done_rel[0], q->queue_id, true);
 	if (deliver_queues[q->queue_idx].cur_seg < 0)
 	{
 		/* first use since start (or since a purge): the active segment */
@@ -202,7 +193,7 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 		if (rc != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "deliver: queue %d has no active segment", q->queue_id);
 		{
-			QueueShared *qs = &deliver_queues[q->queue_idx];
+			QueueEntry *qs = &deliver_queues[q->queue_idx];
 			int32		seg = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 														  SPI_tuptable->tupdesc, 1, &isnull));
 
@@ -239,6 +230,11 @@ check_schema_version(void)
 				 errhint("Run ALTER EXTENSION deliver UPDATE.")));
 }
 
+/*
+ * Drop the queue cache when the catalog changed since it was filled (the
+ * shared catalog generation moved), and check the extension's version
+ * when it is filled anew.
+ */
 static void
 queue_cache_check(void)
 {
@@ -271,7 +267,7 @@ queue_cache_check(void)
 QueueInfo *
 queue_lookup(text *name_t)
 {
-	deliver_check_usable();
+	deliver_check_primary();
 	return queue_lookup_ext(name_t, true);
 }
 
@@ -283,11 +279,14 @@ queue_lookup(text *name_t)
 QueueInfo *
 queue_lookup_readonly(text *name_t)
 {
-	if (deliver_shared == NULL)
-		deliver_check_usable();
+	deliver_check_preloaded();
 	return queue_lookup_ext(name_t, !RecoveryInProgress());
 }
 
+/*
+ * The queue called name_t, from the cache or loaded; with attach, its
+ * entry in shared memory too (and then it is cached).
+ */
 static QueueInfo *
 queue_lookup_ext(text *name_t, bool attach)
 {
@@ -304,7 +303,7 @@ queue_lookup_ext(text *name_t, bool attach)
 	if (strlen(name) >= NAMEDATALEN || strlen(name) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("queue \"%s\" does not exist", clip_text(name, 80))));
+				 errmsg("queue \"%s\" does not exist", clip_text(name, ERROR_QUOTE_BYTES))));
 
 	queue_cache_check();
 	memset(key, 0, sizeof(key));
@@ -318,7 +317,7 @@ queue_lookup_ext(text *name_t, bool attach)
 		if (!queue_load(q, name, false))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("queue \"%s\" does not exist", clip_text(name, 80))));
+					 errmsg("queue \"%s\" does not exist", clip_text(name, ERROR_QUOTE_BYTES))));
 		return q;
 	}
 
@@ -329,7 +328,7 @@ queue_lookup_ext(text *name_t, bool attach)
 		if (!queue_load(&tmp, name, true))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("queue \"%s\" does not exist", clip_text(name, 80)),
+					 errmsg("queue \"%s\" does not exist", clip_text(name, ERROR_QUOTE_BYTES)),
 					 errhint("Create it with deliver.create_queue(), or see deliver.list_queues().")));
 		q = hash_search(queue_cache, key, HASH_ENTER, &found);
 		memcpy(((char *) q) + NAMEDATALEN, ((char *) &tmp) + NAMEDATALEN,
@@ -351,7 +350,7 @@ queue_lookup_by_id(int32 queue_id)
 	Datum		values[1];
 	int			rc;
 
-	deliver_check_usable();
+	deliver_check_primary();
 	queue_cache_check();
 	hash_seq_init(&scan, queue_cache);
 	while ((q = hash_seq_search(&scan)) != NULL)
@@ -396,7 +395,8 @@ queue_group(QueueInfo *q, text *group_name)
 			return &q->groups[i];
 	ereport(ERROR,
 			(errcode(ERRCODE_UNDEFINED_OBJECT),
-			 errmsg("consumer group \"%s\" does not exist on queue \"%s\"", clip_text(name, 80), q->name),
+			 errmsg("consumer group \"%s\" does not exist on queue \"%s\"",
+					clip_text(name, ERROR_QUOTE_BYTES), q->name),
 			 errhint("Create it with deliver.create_consumer_group().")));
 	return NULL;				/* keep compiler quiet */
 }
@@ -437,4 +437,37 @@ queue_check_metrics_privilege(QueueInfo *q)
 {
 	if (!has_privs_of_role(GetUserId(), ROLE_PG_MONITOR))
 		queue_check_privilege(q, ACL_SELECT, "read metrics of");
+}
+
+/*
+ * deliver.has_queue_privilege(queue_name, privilege) returns boolean: may
+ * the current user 'send', 'receive' or (for 'all') both?
+ */
+Datum
+deliver_has_queue_privilege(PG_FUNCTION_ARGS)
+{
+	QueueInfo  *q;
+	char	   *priv;
+	AclMode		mode;
+	bool		result;
+
+	arg_not_null(fcinfo, 1, "privilege");
+	priv = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (strcmp(priv, "send") == 0)
+		mode = ACL_INSERT;
+	else if (strcmp(priv, "receive") == 0)
+		mode = ACL_SELECT;
+	else if (strcmp(priv, "all") == 0)
+		mode = ACL_INSERT | ACL_SELECT;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid privilege \"%s\"", clip_text(priv, ERROR_QUOTE_BYTES)),
+				 errhint("Use send, receive or all.")));
+	SPI_connect();
+	q = queue_lookup_readonly(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	result = queue_has_privilege(q, GetUserId(), mode & ACL_INSERT ? ACL_INSERT : ACL_SELECT) &&
+		queue_has_privilege(q, GetUserId(), mode & ACL_SELECT ? ACL_SELECT : ACL_INSERT);
+	SPI_finish();
+	PG_RETURN_BOOL(result);
 }

@@ -2,9 +2,10 @@
  * decode.c
  *		The "deliver" logical decoding output plugin: push delivery.
  *
- * A slot created with plugin "deliver" streams the messages committed to
- * deliver's queues, in commit order, and nothing else: of all the changes in
- * the WAL it keeps the inserts into the segment tables deliver.q<id>_s<n>.
+ * A replication slot created with plugin "deliver" streams the messages
+ * committed to deliver's queues, in commit order, and nothing else: of all
+ * the changes in the WAL it keeps the inserts into the segment tables
+ * deliver.q<id>_s<n>.
  * A message enters a segment once, when it is sent (or, for a delayed
  * message, when it comes due and is moved there), so each message is
  * emitted once, at the commit of the transaction that made it available.
@@ -26,38 +27,28 @@
  *                   commit record (JSON: {"commit_lsn":..,"messages":n})
  *
  * The binary layout is documented in README.md ("Push").
+ *
+ * The plugin is one file of about 600 lines: its callbacks, its options and
+ * its name caches share the plugin's private state (DecodeData), and the
+ * records cli/record.h reads are written in one place (dec_change,
+ * dec_commit).
  */
-#include "deliver.h"
+#include "postgres.h"
 
 #include "access/genam.h"
-#include "access/htup_details.h"
 #include "access/table.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_type.h"
-#include "datatype/timestamp.h"
 #include "libpq/pqformat.h"
-#include "mb/pg_wchar.h"
 #include "replication/logical.h"
-#include "replication/output_plugin.h"
-#include "replication/slot.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/pg_lsn.h"
-#include "utils/rel.h"
 
-/* columns of a segment table */
-#define SEG_NATTS			7
-#define SEG_MESSAGE_ID		1	/* 0-based positions */
-#define SEG_TARGET_GROUP	2
-#define SEG_ENQUEUED_AT		3
-#define SEG_ORDERING_KEY	4
-#define SEG_HEADERS			5
-#define SEG_PAYLOAD			6
+#include "args.h"
+#include "tables.h"
+
 
 typedef struct DecodeQueue
 {
@@ -95,6 +86,9 @@ static void dec_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogR
 static void dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 					   Relation relation, ReorderBufferChange *change);
 
+/*
+ * The output plugin's callbacks (logical decoding looks this up by name).
+ */
 void
 _PG_output_plugin_init(OutputPluginCallbacks *cb)
 {
@@ -106,6 +100,7 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 	/* truncate, message and streaming callbacks: not needed */
 }
 
+/* a boolean option (no value means true) */
 static bool
 option_bool(DefElem *elem)
 {
@@ -121,6 +116,7 @@ option_bool(DefElem *elem)
 	return v;
 }
 
+/* an option that needs a value */
 static char *
 option_string(DefElem *elem)
 {
@@ -131,6 +127,9 @@ option_string(DefElem *elem)
 	return strVal(elem->arg);
 }
 
+/*
+ * A decoding session starts: parse its options, set up the name caches.
+ */
 static void
 dec_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 {
@@ -162,7 +161,8 @@ dec_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 				if (strlen(tok) >= NAMEDATALEN)
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("deliver: queue name \"%s\" is too long", clip_text(tok, 80))));
+							 errmsg("deliver: queue name \"%s\" is too long",
+									clip_text(tok, ERROR_QUOTE_BYTES))));
 				data->queues = lappend(data->queues, tok);
 			}
 			if (data->queues == NIL)
@@ -212,6 +212,7 @@ dec_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 	ctx->output_plugin_private = data;
 }
 
+/* the session ends: free its memory */
 static void
 dec_shutdown(LogicalDecodingContext *ctx)
 {
@@ -220,6 +221,7 @@ dec_shutdown(LogicalDecodingContext *ctx)
 	MemoryContextDelete(data->context);
 }
 
+/* a transaction begins */
 static void
 dec_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
@@ -230,12 +232,17 @@ dec_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	data->last_targeted_id = -1;
 }
 
+/* microseconds since the Unix epoch (the binary format's times) */
 static int64
 unix_usec(TimestampTz t)
 {
 	return t + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC;
 }
 
+/*
+ * A transaction commits: with include_commit, a commit record after its
+ * messages.
+ */
 static void
 dec_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn)
 {
@@ -245,12 +252,12 @@ dec_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit
 		return;
 
 	/*
-	 * A client's confirmation of this transaction changes only the slot's
-	 * confirmed_flush, which PostgreSQL 15 does not mark for saving: a clean
-	 * restart would then resume from the position saved long before (every
-	 * message since then again).  Marking the slot dirty here makes the next
-	 * checkpoint, including the shutdown checkpoint, save the position the
-	 * client has confirmed by then.
+	 * A client's confirmation of this transaction changes only the
+	 * replication slot's confirmed_flush, which PostgreSQL 15 does not mark
+	 * for saving: a clean restart would then resume from the position saved
+	 * long before (every message since then again).  Marking the replication
+	 * slot dirty here makes the next checkpoint, including the shutdown
+	 * checkpoint, save the position the client has confirmed by then.
 	 */
 	if (MyReplicationSlot != NULL && ctx->fast_forward == false)
 		ReplicationSlotMarkDirty();
@@ -282,10 +289,11 @@ dec_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit
 /*
  * A row of deliver.queue or deliver.consumer_group, read through the
  * historic snapshot: the text in column name_att of the row whose int4
- * column 1 equals id, or false.
+ * column id_att equals id (and in *queue_id its column queue_att, when
+ * valid), or false.
  */
 static bool
-catalog_name(Oid nsp, const char *table, int32 id, AttrNumber name_att,
+catalog_name(Oid nsp, const char *table, AttrNumber id_att, int32 id, AttrNumber name_att,
 			 AttrNumber queue_att, int32 *queue_id, char *out)
 {
 	Oid			relid = get_relname_relid(table, nsp);
@@ -303,7 +311,7 @@ catalog_name(Oid nsp, const char *table, int32 id, AttrNumber name_att,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("deliver: table deliver.%s is not a user catalog table", table),
 				 errhint("Recreate the extension deliver.")));
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
+	ScanKeyInit(&key, id_att, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
 	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
 	if (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
@@ -324,6 +332,7 @@ catalog_name(Oid nsp, const char *table, int32 id, AttrNumber name_att,
 	return found;
 }
 
+/* empty a name cache */
 static void
 cache_clear(HTAB *h)
 {
@@ -343,22 +352,19 @@ static DecodeQueue *
 segment_queue(DecodeData *data, Relation relation)
 {
 	const char *relname = RelationGetRelationName(relation);
-	int			qid;
+	int32		qid;
 	int			seg;
-	int			len = 0;
 	DecodeQueue *dq;
 	bool		found;
 
 	/* q<id>_s<n>, nothing more */
-	if (relname[0] != 'q' ||
-		sscanf(relname, "q%d_s%d%n", &qid, &seg, &len) != 2 ||
-		relname[len] != '\0' || qid <= 0)
+	if (!queue_relname_is_segment(relname, &qid, &seg))
 		return NULL;
 	if (relation->rd_rel->relnamespace != data->nsp)
 	{
 		char	   *nspname = get_namespace_name(relation->rd_rel->relnamespace);
 
-		if (nspname == NULL || strcmp(nspname, "deliver") != 0)
+		if (nspname == NULL || strcmp(nspname, DELIVER_SCHEMA) != 0)
 			return NULL;
 		/* first use, or the extension was recreated: forget the cache */
 		cache_clear(data->queue_cache);
@@ -373,7 +379,8 @@ segment_queue(DecodeData *data, Relation relation)
 
 		dq->wanted = false;
 		dq->name[0] = '\0';
-		if (catalog_name(data->nsp, "queue", qid, 2, InvalidAttrNumber, &unused, dq->name))
+		if (catalog_name(data->nsp, "queue", QUEUE_COL_QUEUE_ID, qid, QUEUE_COL_QUEUE_NAME,
+						 InvalidAttrNumber, &unused, dq->name))
 		{
 			ListCell   *lc;
 
@@ -389,6 +396,10 @@ segment_queue(DecodeData *data, Relation relation)
 	return dq->wanted ? dq : NULL;
 }
 
+/*
+ * Is the consumer group (of queue_id) the one the consumer_group option
+ * names?  Cached per group id.
+ */
 static bool
 group_matches(DecodeData *data, int32 queue_id, int32 group_id)
 {
@@ -401,12 +412,14 @@ group_matches(DecodeData *data, int32 queue_id, int32 group_id)
 		char		name[NAMEDATALEN];
 		int32		gq = 0;
 
-		dg->matches = catalog_name(data->nsp, "consumer_group", group_id, 3, 2, &gq, name) &&
+		dg->matches = catalog_name(data->nsp, "consumer_group", GROUP_COL_GROUP_ID, group_id,
+								   GROUP_COL_GROUP_NAME, GROUP_COL_QUEUE_ID, &gq, name) &&
 			gq == queue_id && strcmp(name, data->group) == 0;
 	}
 	return dg->matches;
 }
 
+/* a text value as JSON, or null */
 static void
 json_text_or_null(StringInfo out, Datum d, bool isnull)
 {
@@ -416,6 +429,7 @@ json_text_or_null(StringInfo out, Datum d, bool isnull)
 		escape_json(out, TextDatumGetCString(d));
 }
 
+/* a jsonb value as JSON, or null */
 static void
 json_jsonb_or_null(StringInfo out, Datum d, bool isnull)
 {
@@ -433,8 +447,8 @@ json_jsonb_or_null(StringInfo out, Datum d, bool isnull)
  * A string of a binary record: its length (uint16, or uint32 when wide;
  * all ones for NULL), then its bytes.  A string longer than its length
  * field carries is cut (on a character boundary) with a warning: deliver's
- * functions never store one (ordering keys are at most 512 bytes), but the
- * rows are not trusted.
+ * functions never store one (ordering keys are at most
+ * DELIVER_MAX_KEY_BYTES), but the rows are not trusted.
  */
 static void
 bin_text(StringInfo out, const char *s, bool isnull, bool wide, int64 message_id)
@@ -457,6 +471,7 @@ bin_text(StringInfo out, const char *s, bool isnull, bool wide, int64 message_id
 		appendBinaryStringInfo(out, s, len);
 }
 
+/* a jsonb value as text */
 static char *
 jsonb_cstring(Datum d)
 {
@@ -472,18 +487,22 @@ jsonb_cstring(Datum d)
 static bool
 segment_layout_ok(TupleDesc desc)
 {
-	static const Oid types[SEG_NATTS] = {XID8OID, INT8OID, INT4OID, TIMESTAMPTZOID, TEXTOID,
+	static const Oid types[SEG_NCOLUMNS] = {XID8OID, INT8OID, INT4OID, TIMESTAMPTZOID, TEXTOID,
 	JSONBOID, JSONBOID};
 	int			i;
 
-	if (desc->natts != SEG_NATTS)
+	if (desc->natts != SEG_NCOLUMNS)
 		return false;
-	for (i = 0; i < SEG_NATTS; i++)
+	for (i = 0; i < SEG_NCOLUMNS; i++)
 		if (TupleDescAttr(desc, i)->attisdropped || TupleDescAttr(desc, i)->atttypid != types[i])
 			return false;
 	return true;
 }
 
+/*
+ * A change: an insert into a segment table of a wanted queue is a message;
+ * emit it (JSON or binary), everything else is skipped.
+ */
 static void
 dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		   Relation relation, ReorderBufferChange *change)
@@ -492,8 +511,8 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	DecodeQueue *dq;
 	TupleDesc	desc = RelationGetDescr(relation);
 	HeapTuple	tuple;
-	Datum		values[SEG_NATTS];
-	bool		nulls[SEG_NATTS];
+	Datum		values[SEG_NCOLUMNS + 1];	/* by attribute number */
+	bool		nulls[SEG_NCOLUMNS + 1];
 	MemoryContext old;
 	int64		message_id;
 
@@ -513,15 +532,15 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	old = MemoryContextSwitchTo(data->context);
 	tuple = &change->data.tp.newtuple->tuple;
-	heap_deform_tuple(tuple, desc, values, nulls);
-	message_id = DatumGetInt64(values[SEG_MESSAGE_ID]);
+	heap_deform_tuple(tuple, desc, values + 1, nulls + 1);
+	message_id = DatumGetInt64(values[SEG_COL_MESSAGE_ID]);
 
-	if (!nulls[SEG_TARGET_GROUP])
+	if (!nulls[SEG_COL_TARGET_GROUP])
 	{
 		/* a copy stored for one group */
 		if (data->group != NULL)
 		{
-			if (!group_matches(data, dq->queue_id, DatumGetInt32(values[SEG_TARGET_GROUP])))
+			if (!group_matches(data, dq->queue_id, DatumGetInt32(values[SEG_COL_TARGET_GROUP])))
 				goto done;
 		}
 		else if (message_id == data->last_targeted_id)
@@ -536,14 +555,15 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		pq_sendint64(ctx->out, txn->end_lsn);
 		pq_sendint64(ctx->out, unix_usec(txn->xact_time.commit_time));
 		pq_sendint64(ctx->out, message_id);
-		pq_sendint64(ctx->out, unix_usec(DatumGetTimestampTz(values[SEG_ENQUEUED_AT])));
+		pq_sendint64(ctx->out, unix_usec(DatumGetTimestampTz(values[SEG_COL_ENQUEUED_AT])));
 		bin_text(ctx->out, dq->name, false, false, message_id);
-		bin_text(ctx->out, nulls[SEG_ORDERING_KEY] ? NULL : TextDatumGetCString(values[SEG_ORDERING_KEY]),
-				 nulls[SEG_ORDERING_KEY], false, message_id);
-		bin_text(ctx->out, nulls[SEG_HEADERS] ? NULL : jsonb_cstring(values[SEG_HEADERS]),
-				 nulls[SEG_HEADERS], true, message_id);
-		bin_text(ctx->out, nulls[SEG_PAYLOAD] ? NULL : jsonb_cstring(values[SEG_PAYLOAD]),
-				 nulls[SEG_PAYLOAD], true, message_id);
+		bin_text(ctx->out, nulls[SEG_COL_ORDERING_KEY] ? NULL :
+				 TextDatumGetCString(values[SEG_COL_ORDERING_KEY]),
+				 nulls[SEG_COL_ORDERING_KEY], false, message_id);
+		bin_text(ctx->out, nulls[SEG_COL_HEADERS] ? NULL : jsonb_cstring(values[SEG_COL_HEADERS]),
+				 nulls[SEG_COL_HEADERS], true, message_id);
+		bin_text(ctx->out, nulls[SEG_COL_PAYLOAD] ? NULL : jsonb_cstring(values[SEG_COL_PAYLOAD]),
+				 nulls[SEG_COL_PAYLOAD], true, message_id);
 	}
 	else
 	{
@@ -552,13 +572,13 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		appendStringInfoString(out, "{\"queue\":");
 		escape_json(out, dq->name);
 		appendStringInfo(out, ",\"message_id\":" INT64_FORMAT ",\"payload\":", message_id);
-		json_jsonb_or_null(out, values[SEG_PAYLOAD], nulls[SEG_PAYLOAD]);
+		json_jsonb_or_null(out, values[SEG_COL_PAYLOAD], nulls[SEG_COL_PAYLOAD]);
 		appendStringInfoString(out, ",\"headers\":");
-		json_jsonb_or_null(out, values[SEG_HEADERS], nulls[SEG_HEADERS]);
+		json_jsonb_or_null(out, values[SEG_COL_HEADERS], nulls[SEG_COL_HEADERS]);
 		appendStringInfoString(out, ",\"ordering_key\":");
-		json_text_or_null(out, values[SEG_ORDERING_KEY], nulls[SEG_ORDERING_KEY]);
+		json_text_or_null(out, values[SEG_COL_ORDERING_KEY], nulls[SEG_COL_ORDERING_KEY]);
 		appendStringInfo(out, ",\"enqueued_at\":\"%s\"",
-						 JsonEncodeDateTime(NULL, values[SEG_ENQUEUED_AT], TIMESTAMPTZOID, NULL));
+						 JsonEncodeDateTime(NULL, values[SEG_COL_ENQUEUED_AT], TIMESTAMPTZOID, NULL));
 		appendStringInfo(out, ",\"commit_lsn\":\"%X/%X\",\"commit_time\":\"%s\"}",
 						 LSN_FORMAT_ARGS(txn->end_lsn),
 						 JsonEncodeDateTime(NULL, TimestampTzGetDatum(txn->xact_time.commit_time),

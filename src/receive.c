@@ -1,771 +1,55 @@
 /*
  * receive.c
- *		deliver.receive: hand out messages to a consumer group.
+ *		deliver.receive: hand out messages to a consumer group, and wait
+ *		for them (long poll).
  *
  * Order of service: messages due for redelivery first (nacked, expired,
- * rolled back), then new messages from the group's cursor.  The cursor
- * reads the segment index on (txid, message_id) directly, so no plan can
- * turn into a sequential scan, and it only passes rows whose transactions
- * are visible in its window's upper snapshot.
+ * rolled back), then new messages from the group's cursor (cursor.c, which
+ * only passes rows whose transactions are visible in its window's upper
+ * snapshot).  Messages out of attempts met on the way move to the dead
+ * letters (deadletter.c).  With a wait, a receive that found nothing
+ * sleeps on the queue's condition variable, which the commit of a sender
+ * broadcasts.
  */
-#include "deliver.h"
+#include "postgres.h"
 
-#include "access/genam.h"
-#include "access/relation.h"
-#include "access/relscan.h"
-#include "access/table.h"
-#include "access/tableam.h"
-#include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "executor/tuptable.h"
 #include "funcapi.h"
-#include "miscadmin.h"
 #include "pgstat.h"
-#include "utils/acl.h"
-#include "catalog/pg_authid.h"
-#include "utils/builtins.h"
-#include "utils/datum.h"
-#include "utils/fmgroids.h"
-#include "utils/xid8.h"
-#include "common/hashfn.h"
-#include "utils/rel.h"
 #include "utils/snapmgr.h"
-#include "storage/spin.h"
-#include "access/htup_details.h"
-#include "access/commit_ts.h"
+#include "utils/timestamp.h"
+
+#include "args.h"
+#include "catalog.h"
+#include "checkpoint.h"
+#include "cursor.h"
+#include "deadletter.h"
+#include "delayed.h"
+#include "deliver.h"
+#include "fifo.h"
+#include "hooks.h"
+#include "lease.h"
+#include "registry.h"
+#include "scan.h"
+#include "segment.h"
+#include "settings.h"
+#include "shmem.h"
+#include "snap.h"
+#include "worker.h"
+#include "xact.h"
 
 PG_FUNCTION_INFO_V1(deliver_receive);
-PG_FUNCTION_INFO_V1(deliver_group_state);
-PG_FUNCTION_INFO_V1(deliver_sweep);
-
-/* segment table columns */
-#define COL_TXID		1
-#define COL_ID			2
-#define COL_GROUP		3
-#define COL_ENQUEUED	4
-#define COL_KEY			5
-#define COL_HEADERS		6
-#define COL_PAYLOAD		7
-#define NCOLS			7
-
-typedef struct Row
-{
-	uint64		txid;
-	int64		id;
-	int			seg;
-	TimestampTz enqueued_at;
-	bool		key_null;
-	bool		headers_null;
-	Datum		key;
-	Datum		headers;
-	Datum		payload;
-	TransactionId pending_xid;	/* finish pending in a prepared transaction */
-} Row;
-
-typedef struct Out
-{
-	Row			row;
-	uint64		delivery_id;
-	int32		slot;
-	int			attempt;
-	TimestampTz lease_expires;
-	bool		fetched;
-	char		dead_reason;	/* for dead-letter moves: REASON_* */
-	char		last_error[DELIVER_ERROR_LEN];
-} Out;
-
-typedef struct ScanCtx
-{
-	QueueInfo  *q;
-	GroupShared *gs;
-	int			gidx;
-	int32		group_id;
-	Relation	heap[DELIVER_MAX_SEGMENTS];
-	Relation	index[DELIVER_MAX_SEGMENTS];
-	Relation	done[DELIVER_MAX_SEGMENTS];
-	Snapshot	snap;
-	MemoryContext cxt;
-	bool		open;			/* tables opened by scan_open */
-	bool		count_only;		/* metrics: count rows, keep none */
-	int64		counted;
-	TimestampTz oldest;
-	/* metrics: count only the rows after this position (in commit order) */
-	bool		count_after;
-	TimestampTz after_cts;
-	uint64		after_txid;
-	int64		after_id;
-	uint64		cts_txid;		/* the last row's transaction and its commit time */
-	TimestampTz cts;
-} ScanCtx;
-
-static TimestampTz commit_time(uint64 txid);
-
-/*
- * Lock and open the queue's tables; every table lock is taken before the
- * group's lock (recovery reads the done tables under it).  The order, per
- * segment done table then segment then index, is the one maintain()'s
- * TRUNCATE takes too.
- */
-static void
-scan_open(ScanCtx *c)
-{
-	int			i;
-
-	if (c->open)
-		return;
-	for (i = 0; i < c->q->nsegments; i++)
-	{
-		/* a queue dropped since it was looked up has no tables any more */
-		c->done[i] = try_relation_open(c->q->done_rel[i], AccessShareLock);
-		c->heap[i] = c->done[i] ? try_relation_open(c->q->seg_rel[i], AccessShareLock) : NULL;
-		c->index[i] = c->heap[i] ? try_relation_open(c->q->seg_idx[i], AccessShareLock) : NULL;
-		if (c->index[i] == NULL)
-		{
-			if (c->heap[i])
-				relation_close(c->heap[i], AccessShareLock);
-			if (c->done[i])
-				relation_close(c->done[i], AccessShareLock);
-			while (--i >= 0)
-			{
-				relation_close(c->index[i], AccessShareLock);
-				relation_close(c->heap[i], AccessShareLock);
-				relation_close(c->done[i], AccessShareLock);
-			}
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("queue \"%s\" does not exist", c->q->name),
-					 errdetail("It was dropped.")));
-		}
-	}
-	c->open = true;
-}
-
-static void
-scan_close(ScanCtx *c)
-{
-	int			i;
-
-	if (!c->open)
-		return;
-	for (i = 0; i < c->q->nsegments; i++)
-	{
-		relation_close(c->index[i], AccessShareLock);
-		relation_close(c->heap[i], AccessShareLock);
-		relation_close(c->done[i], AccessShareLock);
-	}
-	c->open = false;
-}
-
-static int
-row_cmp(const void *a, const void *b)
-{
-	const Row  *x = a;
-	const Row  *y = b;
-
-	if (x->txid != y->txid)
-		return x->txid < y->txid ? -1 : 1;
-	return (x->id > y->id) - (x->id < y->id);
-}
-
-/*
- * Copy a row of a segment out of its slot.
- */
-static void
-row_from_slot(Row *r, TupleTableSlot *slot, int seg, MemoryContext cxt)
-{
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	bool		isnull;
-
-	r->txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(slot, COL_TXID, &isnull)));
-	r->id = DatumGetInt64(slot_getattr(slot, COL_ID, &isnull));
-	r->seg = seg;
-	r->enqueued_at = DatumGetTimestampTz(slot_getattr(slot, COL_ENQUEUED, &isnull));
-	r->key = slot_getattr(slot, COL_KEY, &r->key_null);
-	if (!r->key_null)
-		r->key = datumCopy(r->key, false, -1);
-	r->headers = slot_getattr(slot, COL_HEADERS, &r->headers_null);
-	if (!r->headers_null)
-		r->headers = datumCopy(r->headers, false, -1);
-	r->payload = datumCopy(slot_getattr(slot, COL_PAYLOAD, &isnull), false, -1);
-	r->pending_xid = InvalidTransactionId;
-	MemoryContextSwitchTo(old);
-}
-
-static void
-count_row(ScanCtx *c, TupleTableSlot *slot)
-{
-	bool		isnull;
-	TimestampTz t = DatumGetTimestampTz(slot_getattr(slot, COL_ENQUEUED, &isnull));
-
-	if (c->count_after)
-	{
-		uint64		txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(slot, COL_TXID, &isnull)));
-		int64		id = DatumGetInt64(slot_getattr(slot, COL_ID, &isnull));
-
-		if (txid != c->cts_txid)
-		{
-			c->cts_txid = txid;
-			c->cts = commit_time(txid);
-		}
-		/* taken already: at or before the position */
-		if (c->cts < c->after_cts ||
-			(c->cts == c->after_cts && (txid < c->after_txid ||
-										(txid == c->after_txid && id <= c->after_id))))
-			return;
-	}
-
-	c->counted++;
-	if (c->oldest == 0 || t < c->oldest)
-		c->oldest = t;
-}
-
-/*
- * Scan one segment's index over keys with txid in [from, to] and, when
- * after_id is given, message_id > after_id (then from == to).  Rows that
- * pass the filters go to out[], at most limit of them.  Returns how many;
- * *more says whether the scan stopped at the limit.
- */
-static int
-scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_after, int64 after_id,
-		   const DSnap *hi, Row *out, int limit, bool *more)
-{
-	ScanKeyData keys[3];
-	int			nkeys = 0;
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	int			n = 0;
-
-	*more = false;
-	if (limit <= 0)
-	{
-		*more = true;
-		return 0;
-	}
-	ScanKeyInit(&keys[nkeys++], COL_TXID, BTGreaterEqualStrategyNumber, F_XID8GE,
-				FullTransactionIdGetDatum(FullTransactionIdFromU64(from)));
-	ScanKeyInit(&keys[nkeys++], COL_TXID, BTLessEqualStrategyNumber, F_XID8LE,
-				FullTransactionIdGetDatum(FullTransactionIdFromU64(to)));
-	if (use_after)
-		ScanKeyInit(&keys[nkeys++], 2, BTGreaterStrategyNumber, F_INT8GT,
-					Int64GetDatum(after_id));
-
-	slot = table_slot_create(c->heap[seg], NULL);
-	scan = index_beginscan(c->heap[seg], c->index[seg], c->snap, nkeys, 0);
-	index_rescan(scan, keys, nkeys, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		bool		isnull;
-		uint64		txid;
-		Datum		g;
-
-		txid = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(slot, COL_TXID, &isnull)));
-		if (hi && !dsnap_visible(hi, txid))
-			continue;
-		g = slot_getattr(slot, COL_GROUP, &isnull);
-		if (!isnull && DatumGetInt32(g) != c->group_id)
-			continue;
-		if (n >= limit)
-		{
-			*more = true;
-			break;
-		}
-		if (txid < c->gs->horizon_txid)
-		{
-			TransactionId pending = InvalidTransactionId;
-			int64		id = DatumGetInt64(slot_getattr(slot, COL_ID, &isnull));
-
-			if (recovery_filter(c->q, c->gs, id, &pending) == 0)
-				continue;		/* finished before the restart */
-			if (c->count_only)
-			{
-				count_row(c, slot);
-				continue;
-			}
-			row_from_slot(&out[n], slot, seg, c->cxt);
-			out[n].pending_xid = pending;
-			n++;
-			continue;
-		}
-		if (c->count_only)
-		{
-			count_row(c, slot);
-			continue;
-		}
-		row_from_slot(&out[n++], slot, seg, c->cxt);
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	return n;
-}
-
-/*
- * Rows of the txid range [from, to] after the cursor position, merged over
- * the segments, at most limit.  *exhausted when the range has no more.
- * out[] must have room for limit rows per segment.
- */
-static int
-scan_range(ScanCtx *c, uint64 from, uint64 to, const DSnap *hi, Row *out, int limit,
-		   bool *exhausted)
-{
-	GroupShared *gs = c->gs;
-	int			seg;
-	int			n = 0;
-	bool		more_any = false;
-
-	if (gs->pos_txid > to)
-	{
-		*exhausted = true;
-		return 0;
-	}
-	for (seg = 0; seg < c->q->nsegments; seg++)
-	{
-		bool		more;
-		int			got = 0;
-
-		if (gs->pos_txid >= from)
-		{
-			/* the rest of the position's transaction, then what follows */
-			got = scan_index(c, seg, gs->pos_txid, gs->pos_txid, true, gs->pos_id, hi,
-							 out + n, limit, &more);
-			if (!more && gs->pos_txid < to)
-			{
-				bool		more2;
-
-				got += scan_index(c, seg, gs->pos_txid + 1, to, false, 0, hi,
-								  out + n + got, limit - got, &more2);
-				more = more2;
-			}
-		}
-		else
-			got = scan_index(c, seg, from, to, false, 0, hi, out + n, limit, &more);
-		n += got;
-		more_any |= more;
-	}
-	if (c->q->nsegments > 1 && n > 1)
-		qsort(out, n, sizeof(Row), row_cmp);
-	if (n > limit)
-	{
-		n = limit;
-		more_any = true;
-	}
-	*exhausted = !more_any;
-	return n;
-}
-
-/*
- * The next rows of the current window after the position, at most limit;
- * *exhausted when the window has nothing more.
- */
-static int
-scan_window(ScanCtx *c, const DSnap *lo, const DSnap *hi, Row *out, int limit, bool *exhausted)
-{
-	int			n = 0;
-	uint32		i;
-	bool		ex = true;
-
-	/* transactions running at lo that have finished by hi */
-	for (i = 0; i < lo->nxip && n < limit; i++)
-	{
-		uint64		x = lo->xip[i];
-
-		if (!dsnap_visible(hi, x) || x < c->gs->pos_txid)
-			continue;
-		n += scan_range(c, x, x, NULL, out + n, limit - n, &ex);
-		if (!ex)
-			break;
-	}
-	if (n < limit && ex && hi->xmax > lo->xmax)
-		n += scan_range(c, lo->xmax, hi->xmax - 1, hi, out + n, limit - n, &ex);
-	*exhausted = ex && n < limit;
-	if (n == limit)
-		*exhausted = false;
-	return n;
-}
-
-/*
- * Commit order.  A window holds the transactions that finished between its
- * lower and its upper snapshot; they are delivered in the order of their
- * commits (commit timestamps, track_commit_timestamp), then of their ids,
- * and the messages of one transaction in the order it sent them.  So for
- * each ordering key, a message whose transaction committed first comes
- * first, though another transaction may have sent one earlier.
- *
- * The transactions of the current window that sent to the queue are listed
- * (an index probe per transaction and segment) and sorted once per window
- * by each backend that takes from it; the group's position in the window
- * is (commit time, transaction id, message id).  A window holds at most
- * WINDOW_MAX_TXNS transactions: when more finished since the last one (a
- * consumer group far behind), the window is cut at a transaction id, chosen
- * so that none of the WINDOW_LOOKAHEAD transactions after the cut
- * committed before one before it.
- */
-#define WINDOW_MAX_TXNS		65536
-#define WINDOW_LOOKAHEAD	4096
-
-typedef struct WinTxn
-{
-	TimestampTz cts;			/* commit time (0 when not known) */
-	uint64		txid;
-	uint8		segs;			/* bit s: it has rows in segment s */
-} WinTxn;
-
-/* this backend's list of the transactions of a group's current window */
-static struct
-{
-	int			gidx;
-	int32		group_id;
-	uint32		boot_gen;
-	uint64		window_seq;
-	int			n;
-	WinTxn	   *txns;
-	int			cap;
-}			win = {-1};
-
-static int
-wintxn_txid_cmp(const void *a, const void *b)
-{
-	const WinTxn *x = a;
-	const WinTxn *y = b;
-
-	return (x->txid > y->txid) - (x->txid < y->txid);
-}
-
-static int
-wintxn_order_cmp(const void *a, const void *b)
-{
-	const WinTxn *x = a;
-	const WinTxn *y = b;
-
-	if (x->cts != y->cts)
-		return x->cts < y->cts ? -1 : 1;
-	return (x->txid > y->txid) - (x->txid < y->txid);
-}
-
-/* a transaction's commit time, or 0 when it is not known */
-static TimestampTz
-commit_time(uint64 txid)
-{
-	TimestampTz ts = 0;
-
-	if (!track_commit_timestamp ||
-		!TransactionIdGetCommitTsData((TransactionId) (txid & 0xFFFFFFFF), &ts, NULL))
-		return 0;
-	return ts;
-}
-
-/* add a transaction of segment seg to the list (growing it) */
-static void
-wintxn_add(uint64 txid, int seg)
-{
-	if (win.n >= win.cap)
-	{
-		int			cap = win.cap ? win.cap * 2 : 256;
-
-		win.txns = win.txns ? repalloc(win.txns, sizeof(WinTxn) * cap)
-			: MemoryContextAlloc(TopMemoryContext, sizeof(WinTxn) * cap);
-		win.cap = cap;
-	}
-	win.txns[win.n].txid = txid;
-	win.txns[win.n].segs = 1 << seg;
-	win.txns[win.n].cts = 0;
-	win.n++;
-}
-
-/*
- * List the transactions of the window (lo, hi] that have rows in the
- * queue's segments, in id order, at most cap of them (per segment: the
- * lists are merged and cut after).
- */
-static void
-window_list(ScanCtx *c, const DSnap *lo, const DSnap *hi, int cap)
-{
-	int			seg;
-	int			i;
-	int			n;
-
-	win.n = 0;
-	for (seg = 0; seg < c->q->nsegments; seg++)
-	{
-		Relation	heap = c->heap[seg];
-		Relation	index = c->index[seg];
-		TupleTableSlot *slot = table_slot_create(heap, NULL);
-		ScanKeyData keys[2];
-		IndexScanDesc scan = index_beginscan(heap, index, c->snap, 2, 0);
-		int			found = 0;
-		uint32		x;
-		uint64		next;
-
-		/* transactions running at lo that finished by hi */
-		for (x = 0; x < lo->nxip && found < cap; x++)
-		{
-			uint64		t = lo->xip[x];
-
-			if (!dsnap_visible(hi, t))
-				continue;
-			/* (the scan has two keys: a rescan copies both) */
-			ScanKeyInit(&keys[0], COL_TXID, BTGreaterEqualStrategyNumber, F_XID8GE,
-						FullTransactionIdGetDatum(FullTransactionIdFromU64(t)));
-			ScanKeyInit(&keys[1], COL_TXID, BTLessEqualStrategyNumber, F_XID8LE,
-						FullTransactionIdGetDatum(FullTransactionIdFromU64(t)));
-			index_rescan(scan, keys, 2, NULL, 0);
-			if (index_getnext_slot(scan, ForwardScanDirection, slot))
-			{
-				wintxn_add(t, seg);
-				found++;
-			}
-		}
-		/* and those that started since lo: one probe for each */
-		next = lo->xmax;
-		while (next < hi->xmax && found < cap)
-		{
-			bool		isnull;
-			uint64		t;
-
-			ScanKeyInit(&keys[0], COL_TXID, BTGreaterEqualStrategyNumber, F_XID8GE,
-						FullTransactionIdGetDatum(FullTransactionIdFromU64(next)));
-			ScanKeyInit(&keys[1], COL_TXID, BTLessStrategyNumber, F_XID8LT,
-						FullTransactionIdGetDatum(FullTransactionIdFromU64(hi->xmax)));
-			index_rescan(scan, keys, 2, NULL, 0);
-			if (!index_getnext_slot(scan, ForwardScanDirection, slot))
-				break;
-			t = U64FromFullTransactionId(DatumGetFullTransactionId(slot_getattr(slot, COL_TXID, &isnull)));
-			if (dsnap_visible(hi, t))
-			{
-				wintxn_add(t, seg);
-				found++;
-			}
-			next = t + 1;
-		}
-		index_endscan(scan);
-		ExecDropSingleTupleTableSlot(slot);
-	}
-	/* one entry per transaction, in id order */
-	qsort(win.txns, win.n, sizeof(WinTxn), wintxn_txid_cmp);
-	for (i = 0, n = 0; i < win.n; i++)
-	{
-		if (n > 0 && win.txns[n - 1].txid == win.txns[i].txid)
-			win.txns[n - 1].segs |= win.txns[i].segs;
-		else
-			win.txns[n++] = win.txns[i];
-	}
-	win.n = n;
-}
-
-/*
- * Load this backend's list of the current window's transactions, sorted in
- * commit order.  The backend that opens the window (opening) also cuts it
- * when it holds too many transactions: its upper snapshot then stops at a
- * transaction id.
- */
-static void
-window_load(ScanCtx *c, bool opening)
-{
-	GroupShared *gs = c->gs;
-	DSnap	   *lo = group_snap(c->gidx, SNAP_LO);
-	DSnap	   *hi = group_snap(c->gidx, SNAP_HI);
-	int			i;
-
-	if (!opening && win.gidx == c->gidx && win.group_id == gs->group_id &&
-		win.boot_gen == gs->boot_gen && win.window_seq == gs->window_seq)
-		return;
-	win.gidx = -1;
-	window_list(c, lo, hi, opening ? WINDOW_MAX_TXNS + WINDOW_LOOKAHEAD : INT_MAX);
-	for (i = 0; i < win.n; i++)
-		win.txns[i].cts = commit_time(win.txns[i].txid);
-
-	if (opening && win.n > WINDOW_MAX_TXNS)
-	{
-		int			cut = WINDOW_MAX_TXNS;
-		TimestampTz *before_max = palloc(sizeof(TimestampTz) * (WINDOW_MAX_TXNS + 1));
-		TimestampTz after_min = DT_NOEND;
-		uint32		x;
-		uint32		k;
-
-		/*
-		 * Cut before the transaction at index cut: the last cut (at most
-		 * WINDOW_MAX_TXNS in the window) before which every listed
-		 * transaction committed before every listed one after it, or
-		 * WINDOW_MAX_TXNS when there is none.
-		 */
-		before_max[0] = 0;
-		for (i = 0; i < WINDOW_MAX_TXNS; i++)
-			before_max[i + 1] = Max(before_max[i], win.txns[i].cts);
-		for (i = win.n - 1; i > 0; i--)
-		{
-			if (i <= WINDOW_MAX_TXNS && before_max[i] <= after_min)
-			{
-				cut = i;
-				break;
-			}
-			after_min = Min(after_min, win.txns[i].cts);
-		}
-		pfree(before_max);
-		/* hi becomes: what it saw, below the cut's transaction id */
-		hi->xmax = win.txns[cut].txid;
-		for (x = 0, k = 0; x < hi->nxip; x++)
-			if (hi->xip[x] < hi->xmax)
-				hi->xip[k++] = hi->xip[x];
-		hi->nxip = k;
-		if (hi->xmin > hi->xmax)
-			hi->xmin = hi->xmax;
-		win.n = cut;
-	}
-	qsort(win.txns, win.n, sizeof(WinTxn), wintxn_order_cmp);
-	win.gidx = c->gidx;
-	win.group_id = gs->group_id;
-	win.boot_gen = gs->boot_gen;
-	win.window_seq = gs->window_seq;
-}
-
-/*
- * The next rows of the current window after the group's position, in
- * commit order, at most limit; *exhausted when the window has nothing
- * more.  out[] has room for limit rows.
- */
-static int
-take_window(ScanCtx *c, Row *out, int limit, bool *exhausted)
-{
-	GroupShared *gs = c->gs;
-	int			n = 0;
-	int			lo = 0;
-	int			hi;
-
-	window_load(c, false);
-	/* the first transaction at or after the position */
-	hi = win.n;
-	while (lo < hi)
-	{
-		int			mid = (lo + hi) / 2;
-		WinTxn		p = {gs->pos_cts, gs->pos_txid, 0};
-
-		if (wintxn_order_cmp(&win.txns[mid], &p) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (; lo < win.n && n < limit; lo++)
-	{
-		WinTxn	   *t = &win.txns[lo];
-		bool		same = (t->txid == gs->pos_txid && t->cts == gs->pos_cts);
-		int			seg;
-		int			got = 0;
-
-		/*
-		 * Each segment may give limit - n rows (out[] has room for limit
-		 * per segment): a transaction that wrote to two segments (across a
-		 * switch) is merged by message id before it is cut at limit.
-		 */
-		for (seg = 0; seg < c->q->nsegments; seg++)
-		{
-			bool		more;
-
-			if (!(t->segs & (1 << seg)))
-				continue;
-			got += scan_index(c, seg, t->txid, t->txid, same, gs->pos_id, NULL,
-							  out + n + got, limit - n, &more);
-		}
-		if (got > 1 && t->segs & (t->segs - 1))
-			qsort(out + n, got, sizeof(Row), row_cmp);
-		n += got;
-		if (n >= limit)
-		{
-			/* more may follow in this transaction or the next ones */
-			*exhausted = false;
-			return limit;
-		}
-	}
-	*exhausted = true;
-	return n;
-}
-
-/* the group's position moves to row r of the window */
-static void
-window_advance(GroupShared *gs, Row *r)
-{
-	if (r->txid != gs->pos_txid)
-		gs->pos_cts = commit_time(r->txid);
-	gs->pos_txid = r->txid;
-	gs->pos_id = r->id;
-}
-
-/*
- * Open a new window whose upper bound is the latest snapshot (or a cut of
- * it, see window_load), and start a new restart point when the last one is
- * old enough.
- */
-static void
-open_window(ScanCtx *c, TimestampTz now)
-{
-	GroupShared *gs = c->gs;
-	DSnap	   *lo = group_snap(c->gidx, SNAP_LO);
-
-	dsnap_latest(group_snap(c->gidx, SNAP_HI));
-	/* the scan must see everything the new upper bound sees */
-	UnregisterSnapshot(c->snap);
-	c->snap = RegisterSnapshot(GetLatestSnapshot());
-	gs->in_window = true;
-	gs->window_seq++;
-	gs->pos_cts = DT_NOBEGIN;
-	gs->pos_txid = 0;
-	gs->pos_id = 0;
-	window_load(c, true);
-
-	if (gs->ncp == 0 ||
-		now - gs->cps[gs->ncp - 1].at >= (int64) deliver_checkpoint_interval_ms * 1000)
-	{
-		if (gs->ncp == DELIVER_CHECKPOINTS)
-		{
-			/* fold the second oldest into the oldest: that only makes the
-			 * restart point older */
-			int			i;
-
-			gs->cps[0].count += gs->cps[1].count;
-			for (i = 1; i < gs->ncp - 1; i++)
-			{
-				gs->cps[i] = gs->cps[i + 1];
-				dsnap_copy(group_snap(c->gidx, SNAP_CP(i)), group_snap(c->gidx, SNAP_CP(i + 1)));
-			}
-			gs->ncp--;
-		}
-		gs->cps[gs->ncp].seq = ++gs->cp_next_seq;
-		gs->cps[gs->ncp].count = 0;
-		gs->cps[gs->ncp].at = now;
-		dsnap_copy(group_snap(c->gidx, SNAP_CP(gs->ncp)), lo);
-		gs->ncp++;
-	}
-}
-
-static void
-close_window(ScanCtx *c)
-{
-	DSnap	   *lo = group_snap(c->gidx, SNAP_LO);
-
-	dsnap_copy(lo, group_snap(c->gidx, SNAP_HI));
-	c->gs->in_window = false;
-	/* every row older than the recovery is behind the cursor now */
-	if (c->gs->horizon_txid != 0 && lo->xmin >= c->gs->horizon_txid)
-		c->gs->horizon_txid = 0;
-}
-
-static uint32
-key_hash_of(Datum key)
-{
-	text	   *t = DatumGetTextPP(key);
-
-	return hash_bytes((unsigned char *) VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-}
 
 /*
  * Lease a message in a new or reused slot.
  */
 static void
-lease_slot(GroupShared *gs, int32 idx, Out *o, TimestampTz now, int64 vt_ms)
+lease_message(GroupEntry *gs, int32 idx, Delivery *o, TimestampTz now, int64 vt_ms)
 {
 	LeaseSlot  *s = &deliver_slots[idx];
 
 	s->attempt++;
-	s->delivery_id = deliver_new_delivery_id(idx);
+	s->delivery_id = lease_new_delivery_id(idx);
 	s->state = SLOT_LEASED;
 	s->lease_expires = now + vt_ms * 1000;
 	slist_push(&gs->leased, idx);
@@ -780,35 +64,6 @@ lease_slot(GroupShared *gs, int32 idx, Out *o, TimestampTz now, int64 vt_ms)
 }
 
 /*
- * Under the group lock: a message taken off the ready list is out of
- * attempts; it moves to the dead letters in this transaction (finished
- * when it commits, leased until then so nobody else takes it).
- */
-static void
-claim_dead(GroupShared *gs, int32 idx, TimestampTz now, int64 vt_ms, Out *o)
-{
-	LeaseSlot  *s = &deliver_slots[idx];
-
-	memset(o, 0, sizeof(Out));
-	s->state = SLOT_LEASED;
-	s->delivery_id = deliver_new_delivery_id(idx);	/* a token of the move's own */
-	s->finish_pending = true;
-	s->finish_kind = DONE_DEAD;
-	s->finish_xid = GetTopTransactionId();
-	s->lease_expires = now + vt_ms * 1000;
-	slist_push(&gs->leased, idx);
-	o->slot = idx;
-	o->delivery_id = s->delivery_id;
-	o->attempt = s->attempt;
-	o->dead_reason = s->reason;
-	strlcpy(o->last_error, s->last_error, DELIVER_ERROR_LEN);
-	o->row.txid = s->txid;
-	o->row.id = s->message_id;
-	o->row.seg = s->seg;
-	xact_note_finish(idx, s->delivery_id);
-}
-
-/*
  * Most messages out of attempts one receive moves to the dead letters (the
  * room of its dead[] array): at least this many, or max_messages when more.
  */
@@ -820,16 +75,16 @@ claim_dead(GroupShared *gs, int32 idx, TimestampTz now, int64 vt_ms, Out *o)
  * attempts, room for max_dead).
  */
 static int
-take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dead, int *ndead,
-			  bool *out_of_slots)
+take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, int max_dead,
+			  int *ndead, bool *out_of_slots)
 {
-	GroupShared *gs = c->gs;
+	GroupEntry *gs = c->gs;
 	QueueInfo  *q = c->q;
 	TimestampTz now = GetCurrentTimestamp();
 	int			n = 0;
 	int			windows = 0;
 	bool		leases = q->guarantee != G_AT_MOST_ONCE;
-	Row		   *rows = NULL;
+	MessageRow *rows = NULL;
 
 	*ndead = 0;
 	*out_of_slots = false;
@@ -844,7 +99,7 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dea
 		for (idx = gs->ready_list.head; idx >= 0 && n < max; idx = next)
 		{
 			LeaseSlot  *s = &deliver_slots[idx];
-			Out		   *o;
+			Delivery   *o;
 
 			next = s->next;
 			if (s->visible_at > now)
@@ -855,17 +110,17 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dea
 				if (*ndead >= max_dead)
 					continue;
 				slist_remove(&gs->ready_list, idx);
-				claim_dead(gs, idx, now, vt_ms, &dead[(*ndead)++]);
+				dead_letter_claim(gs, idx, now, vt_ms, &dead[(*ndead)++]);
 				continue;
 			}
 			slist_remove(&gs->ready_list, idx);
 			o = &out[n++];
-			memset(o, 0, sizeof(Out));
+			memset(o, 0, sizeof(Delivery));
 			o->row.txid = s->txid;
 			o->row.id = s->message_id;
 			o->row.seg = s->seg;
 			o->row.enqueued_at = s->enqueued_at;
-			lease_slot(gs, idx, o, now, vt_ms);
+			lease_message(gs, idx, o, now, vt_ms);
 		}
 	}
 
@@ -887,12 +142,12 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dea
 		}
 		/* each segment may return up to max rows before they are merged */
 		if (rows == NULL)
-			rows = MemoryContextAlloc(c->cxt, sizeof(Row) * max * q->nsegments);
+			rows = MemoryContextAlloc(c->cxt, sizeof(MessageRow) * max * q->nsegments);
 		got = take_window(c, rows, max - n, &exhausted);
 		for (i = 0; i < got; i++)
 		{
-			Row		   *r = &rows[i];
-			Out		   *o;
+			MessageRow *r = &rows[i];
+			Delivery   *o;
 
 			if (leases)
 			{
@@ -912,16 +167,16 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dea
 				s->seg = r->seg;
 				s->enqueued_at = r->enqueued_at;
 				s->has_key = !r->key_null;
-				s->key_hash = r->key_null ? 0 : key_hash_of(r->key);
+				s->key_hash = r->key_null ? 0 : fifo_key_hash(r->key);
 				s->cp_seq = gs->cps[gs->ncp - 1].seq;
-				cp_count_add(gs, s->cp_seq, 1);
+				checkpoint_count_add(gs, s->cp_seq, 1);
 				window_advance(gs, r);
 
 				if (TransactionIdIsValid(r->pending_xid))
 				{
 					/* acked in a transaction still prepared: hold it */
 					s->attempt = 1;
-					s->delivery_id = deliver_new_delivery_id(idx);
+					s->delivery_id = lease_new_delivery_id(idx);
 					s->state = SLOT_LEASED;
 					s->finish_pending = true;
 					s->finish_kind = DONE_ACK;
@@ -929,26 +184,26 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dea
 					s->lease_expires = now + vt_ms * 1000;
 					slist_push(&gs->leased, idx);
 					if (q->fifo && s->has_key)
-						fifo_key_hold(gs, idx);
+						fifo_key_hold(idx);
 					continue;
 				}
-				if (q->fifo && s->has_key && !fifo_key_take(gs, idx))
+				if (q->fifo && s->has_key && !fifo_key_take(idx))
 				{
 					s->state = SLOT_BLOCKED;
 					slist_push(&gs->blocked, idx);
 					continue;
 				}
 				o = &out[n++];
-				memset(o, 0, sizeof(Out));
+				memset(o, 0, sizeof(Delivery));
 				o->row = *r;
 				o->fetched = true;
-				lease_slot(gs, idx, o, now, vt_ms);
+				lease_message(gs, idx, o, now, vt_ms);
 			}
 			else
 			{
 				window_advance(gs, r);
 				o = &out[n++];
-				memset(o, 0, sizeof(Out));
+				memset(o, 0, sizeof(Delivery));
 				o->row = *r;
 				o->fetched = true;
 				o->slot = -1;
@@ -965,127 +220,10 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Out *out, Out *dead, int max_dea
 }
 
 /*
- * Fetch a message by its position (for redeliveries and dead letters).
- */
-static bool
-fetch_row(ScanCtx *c, Row *r)
-{
-	ScanKeyData keys[2];
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	bool		found = false;
-	int			seg = r->seg;
-
-	ScanKeyInit(&keys[0], COL_TXID, BTEqualStrategyNumber, F_XID8EQ,
-				FullTransactionIdGetDatum(FullTransactionIdFromU64(r->txid)));
-	ScanKeyInit(&keys[1], COL_ID, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(r->id));
-	slot = table_slot_create(c->heap[seg], NULL);
-	scan = index_beginscan(c->heap[seg], c->index[seg], c->snap, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		row_from_slot(r, slot, seg, c->cxt);
-		found = true;
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	return found;
-}
-
-/*
- * Messages whose rows are gone (purged meanwhile) just leave the group.
- */
-static void
-drop_vanished(ScanCtx *c, Out *o)
-{
-	LWLockAcquire(&c->gs->lock, LW_EXCLUSIVE);
-	if (deliver_slots[o->slot].delivery_id == o->delivery_id)
-	{
-		deliver_slots[o->slot].finish_pending = false;
-		group_finish_slot(c->gs, o->slot, DONE_ACK);
-	}
-	LWLockRelease(&c->gs->lock);
-}
-
-static const char *
-reason_text(int reason)
-{
-	switch (reason)
-	{
-		case REASON_EXPIRED:
-			return "lease expired";
-		case REASON_NACKED:
-			return "nacked";
-		case REASON_ABORTED:
-			return "receiving transaction rolled back";
-	}
-	return "max attempts";
-}
-
-/*
- * Move messages that used up their attempts to the dead letters; they
- * finish when this transaction commits.
- */
-static void
-move_dead(ScanCtx *c, Out *dead, int ndead)
-{
-	int64	   *ids = palloc(sizeof(int64) * ndead);
-	int			nids = 0;
-	int			i;
-	char		key[64];
-	char		sql[512];
-	Oid			types[9] = {INT4OID, INT8OID, TIMESTAMPTZOID, TEXTOID, JSONBOID, JSONBOID,
-	INT4OID, TEXTOID, TEXTOID};
-	DSnap	   *done = palloc(deliver_snap_size);
-
-	snprintf(key, sizeof(key), "dead:%d", c->q->queue_id);
-	snprintf(sql, sizeof(sql),
-			 "INSERT INTO deliver.q%d_dead (group_id, message_id, enqueued_at, ordering_key, "
-			 "headers, payload, attempts, reason, last_error) "
-			 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-			 c->q->queue_id);
-	for (i = 0; i < ndead; i++)
-	{
-		Out		   *o = &dead[i];
-		Datum		args[9];
-		char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-		int			rc;
-
-		if (!fetch_row(c, &o->row))
-		{
-			drop_vanished(c, o);
-			continue;
-		}
-		args[0] = Int32GetDatum(c->group_id);
-		args[1] = Int64GetDatum(o->row.id);
-		args[2] = TimestampTzGetDatum(o->row.enqueued_at);
-		args[3] = o->row.key;
-		nulls[3] = o->row.key_null ? 'n' : ' ';
-		args[4] = o->row.headers;
-		nulls[4] = o->row.headers_null ? 'n' : ' ';
-		args[5] = o->row.payload;
-		args[6] = Int32GetDatum(o->attempt);
-		args[7] = CStringGetTextDatum(reason_text(o->dead_reason));
-		args[8] = CStringGetTextDatum(o->last_error);
-		nulls[8] = o->last_error[0] ? ' ' : 'n';
-		rc = spi_run(c->q->owner, key, sql, 9, types, args, nulls, false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "deliver: could not write dead letter: %s", SPI_result_code_string(rc));
-		ids[nids++] = o->row.id;
-	}
-	if (nids == 0)
-		return;
-	LWLockAcquire(&c->gs->lock, LW_SHARED);
-	group_done_snapshot(c->gs, c->gidx, done);
-	LWLockRelease(&c->gs->lock);
-	done_write(c->q, c->group_id, DONE_DEAD, ids, nids, done);
-}
-
-/*
  * How long to sleep in a long poll before something may be due.
  */
 static long
-next_wakeup_ms(QueueInfo *q, GroupShared *gs, long remaining)
+next_wakeup_ms(QueueInfo *q, GroupEntry *gs, long remaining)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz t = now + (int64) remaining * 1000;
@@ -1128,7 +266,7 @@ at_most_once_own_transaction(QueueInfo *q)
 		where = "inside a subtransaction";
 	else if (MyXactFlags & XACT_FLAGS_PIPELINING)
 		where = "after other statements of a pipeline";
-	else if (!xact_statement_is_top_level())
+	else if (!statement_is_top_level())
 		where = "from a function, DO block or procedure";
 	if (where)
 		ereport(ERROR,
@@ -1155,8 +293,8 @@ deliver_receive(PG_FUNCTION_ARGS)
 	int64		vt_ms;
 	int64		wait_ms;
 	ScanCtx		c;
-	Out		   *out;
-	Out		   *dead;
+	Delivery   *out;
+	Delivery   *dead;
 	int			n = 0;
 	int			ndead = 0;
 	int			max_dead;
@@ -1169,19 +307,17 @@ deliver_receive(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("max_messages must not be NULL")));
+	arg_not_null(fcinfo, 1, "max_messages");
 	max = PG_GETARG_INT32(1);
 	if (max < 1 || max > deliver_max_batch)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_messages must be between 1 and %d", deliver_max_batch),
 				 errhint("The upper limit is the setting deliver.max_batch_size.")));
-	vt_ms = deliver_interval_arg(fcinfo, 2, q->visibility_ms, 1, DELIVER_MAX_VISIBILITY_MS,
-								 "visibility_timeout", "1 millisecond and 12 hours");
-	wait_ms = deliver_interval_arg(fcinfo, 3, 0, 0, 3600 * 1000, "wait", "0 and 1 hour");
+	vt_ms = arg_interval_ms(fcinfo, 2, q->visibility_ms, 1, DELIVER_MAX_VISIBILITY_MS,
+							"visibility_timeout", "1 millisecond and " DELIVER_MAX_VISIBILITY_TEXT);
+	wait_ms = arg_interval_ms(fcinfo, 3, 0, 0, DELIVER_MAX_WAIT_MS, "wait",
+							  "0 and " DELIVER_MAX_WAIT_TEXT);
 	g = queue_group(q, PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4));
 	queue_check_privilege(q, ACL_SELECT, "receive from");
 	if (q->guarantee == G_AT_MOST_ONCE)
@@ -1191,13 +327,16 @@ deliver_receive(PG_FUNCTION_ARGS)
 	c.q = q;
 	c.group_id = g->group_id;
 	c.cxt = CurrentMemoryContext;
-	out = palloc(sizeof(Out) * max);
+	out = palloc(sizeof(Delivery) * max);
 	max_dead = Max(max, RECEIVE_DEAD_BATCH);
-	dead = palloc(sizeof(Out) * max_dead);
+	dead = palloc(sizeof(Delivery) * max_dead);
 	deadline = GetCurrentTimestamp() + wait_ms * 1000;
 
 	for (;;)
 	{
+		/* a wake-up from here on means look again (queue_wake) */
+		uint64		wakes = pg_atomic_read_u64(&deliver_queues[q->queue_idx].wakes);
+
 		scan_open(&c);
 
 		/*
@@ -1231,13 +370,17 @@ deliver_receive(PG_FUNCTION_ARGS)
 			c.snap = NULL;
 			/* no table lock is held while waiting (maintenance truncates) */
 			scan_close(&c);
-			if (!sleeping)
-			{
-				/* check once more after preparing, so no wake-up is missed */
-				ConditionVariablePrepareToSleep(&deliver_queues[q->queue_idx].cv);
-				sleeping = true;
+
+			/*
+			 * On the wait list before the count is read again: a wake-up
+			 * after this finds us there, one before it changed the count.
+			 * (The latch alone cannot say: a lock wait during the scan may
+			 * have spent it.)
+			 */
+			ConditionVariablePrepareToSleep(&deliver_queues[q->queue_idx].cv);
+			sleeping = true;
+			if (pg_atomic_read_u64(&deliver_queues[q->queue_idx].wakes) != wakes)
 				continue;
-			}
 			(void) ConditionVariableTimedSleep(&deliver_queues[q->queue_idx].cv,
 											   next_wakeup_ms(q, c.gs, remaining),
 											   PG_WAIT_EXTENSION);
@@ -1269,18 +412,18 @@ deliver_receive(PG_FUNCTION_ARGS)
 						 deliver_max_leases)));
 
 	if (ndead > 0)
-		move_dead(&c, dead, ndead);
+		dead_letter_move(&c, dead, ndead);
 
 	/* redeliveries need their rows; at-most-once needs its finish record */
 	for (i = 0; i < n; i++)
 	{
-		Out		   *o = &out[i];
+		Delivery   *o = &out[i];
 		Datum		values[8];
 		bool		nulls[8] = {false};
 
 		if (!o->fetched && !fetch_row(&c, &o->row))
 		{
-			drop_vanished(&c, o);
+			lease_forget_vanished(c.gs, o->slot, o->delivery_id);
 			continue;
 		}
 		values[0] = Int64GetDatum(o->row.id);
@@ -1305,7 +448,7 @@ deliver_receive(PG_FUNCTION_ARGS)
 		for (i = 0; i < n; i++)
 			ids[i] = out[i].row.id;
 		LWLockAcquire(&c.gs->lock, LW_SHARED);
-		group_done_snapshot(c.gs, c.gidx, done);
+		checkpoint_restart_point(c.gs, c.gidx, done);
 		LWLockRelease(&c.gs->lock);
 		done_write(q, g->group_id, DONE_CONSUMED, ids, n, done);
 	}
@@ -1315,232 +458,4 @@ deliver_receive(PG_FUNCTION_ARGS)
 	scan_close(&c);
 	SPI_finish();
 	return (Datum) 0;
-}
-
-/*
- * A consumer group's live state (metrics).  backlog counts the messages its
- * cursor has not reached yet: a scan of them, made on copies of the
- * cursor's state after the group's lock is released, so that receives and
- * acks of the group go on meanwhile (metrics is not meant for a hot loop).
- */
-void
-group_live_state(QueueInfo *q, int32 group_id, GroupLive *out)
-{
-	ScanCtx		c;
-	GroupShared copy;
-	GroupShared *gs;
-	DSnap	   *lo = palloc(deliver_snap_size);
-	DSnap	   *hi = palloc(deliver_snap_size);
-	DSnap	   *now_snap = palloc(deliver_snap_size);
-	SlotList   *lists[3];
-	int32		idx;
-	int			l;
-	bool		ex;
-
-	memset(out, 0, sizeof(*out));
-	memset(&c, 0, sizeof(c));
-	c.q = q;
-	c.group_id = group_id;
-	c.cxt = CurrentMemoryContext;
-	c.count_only = true;
-	scan_open(&c);
-	gs = group_lock(q, group_id, &c.gidx);
-	/* leases that ran out, finishes of ended transactions: settle them */
-	group_expire_leases(gs, q, GetCurrentTimestamp());
-	copy = *gs;
-	dsnap_copy(lo, group_snap(c.gidx, SNAP_LO));
-	dsnap_copy(hi, group_snap(c.gidx, SNAP_HI));
-	lists[0] = &gs->leased;
-	lists[1] = &gs->ready_list;
-	lists[2] = &gs->blocked;
-	for (l = 0; l < 3; l++)
-		for (idx = lists[l]->head; idx >= 0; idx = deliver_slots[idx].next)
-			if (out->oldest == 0 || deliver_slots[idx].enqueued_at < out->oldest)
-				out->oldest = deliver_slots[idx].enqueued_at;
-	out->in_flight = gs->leased.count;
-	out->ready = gs->ready_list.count;
-	out->blocked = gs->blocked.count;
-	out->acked_total = gs->acked_total;
-	out->dead_total = gs->dead_total;
-	LWLockRelease(&gs->lock);
-
-	/* the rest of the open window, then everything committed since */
-	c.gs = &copy;
-	dsnap_latest(now_snap);
-	c.snap = RegisterSnapshot(GetLatestSnapshot());
-	if (copy.in_window)
-	{
-		c.count_after = true;
-		c.after_cts = copy.pos_cts;
-		c.after_txid = copy.pos_txid;
-		c.after_id = copy.pos_id;
-		copy.pos_txid = 0;
-		copy.pos_id = 0;
-		(void) scan_window(&c, lo, hi, NULL, INT_MAX, &ex);
-		c.count_after = false;
-	}
-	copy.pos_txid = 0;
-	copy.pos_id = 0;
-	(void) scan_window(&c, copy.in_window ? hi : lo, now_snap, NULL, INT_MAX, &ex);
-	UnregisterSnapshot(c.snap);
-	scan_close(&c);
-	out->backlog = c.counted;
-	if (c.oldest != 0 && (out->oldest == 0 || c.oldest < out->oldest))
-		out->oldest = c.oldest;
-	{
-		QueueShared *qs = &deliver_queues[q->queue_idx];
-
-		SpinLockAcquire(&qs->mutex);
-		out->sent_total = qs->sent_total;
-		SpinLockRelease(&qs->mutex);
-	}
-}
-
-/*
- * deliver._group_state(group_id): the group's live state (group_live_state).
- */
-Datum
-deliver_group_state(PG_FUNCTION_ARGS)
-{
-	int32		group_id = PG_GETARG_INT32(0);
-	TupleDesc	tupdesc;
-	Datum		values[8];
-	bool		nulls[8] = {false};
-	QueueInfo  *q;
-	bool		isnull;
-	int			rc;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		args[1];
-	GroupLive	st;
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	deliver_check_usable();
-	SPI_connect();
-	args[0] = Int32GetDatum(group_id);
-	rc = spi_run(catalog_owner(), "group_queue",
-				 "SELECT queue_id FROM deliver.consumer_group WHERE group_id = $1",
-				 1, argtypes, args, NULL, true, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("consumer group %d does not exist", group_id)));
-	q = queue_lookup_by_id(DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-														SPI_tuptable->tupdesc, 1, &isnull)));
-	queue_check_metrics_privilege(q);
-	group_live_state(q, group_id, &st);
-	SPI_finish();
-
-	values[0] = Int64GetDatum(st.backlog);
-	values[1] = Int64GetDatum(st.in_flight);
-	values[2] = Int64GetDatum(st.ready);
-	values[3] = Int64GetDatum(st.blocked);
-	values[4] = TimestampTzGetDatum(st.oldest);
-	nulls[4] = (st.oldest == 0);
-	values[5] = Int64GetDatum(st.sent_total);
-	values[6] = Int64GetDatum(st.acked_total);
-	values[7] = Int64GetDatum(st.dead_total);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
-}
-
-/*
- * deliver._sweep(queue_name, max_dead) returns (expired, ready,
- * dead_lettered): for each consumer group, leases that ran out become
- * ready again after their backoff, and up to max_dead ready messages out
- * of attempts move to the dead letters (in this transaction).  Long polls
- * are woken when messages are ready now.  The maintenance worker calls it
- * every run; without a worker, receive does the same for its own group.
- */
-Datum
-deliver_sweep(PG_FUNCTION_ARGS)
-{
-	TupleDesc	tupdesc;
-	Datum		values[4];
-	bool		nulls[4] = {false};
-	QueueInfo  *q;
-	int			max;
-	int64		expired = 0;
-	int64		ready = 0;
-	int64		ndead_total = 0;
-	int64		released = 0;
-	int			i;
-	Out		   *dead;
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_dead must be positive")));
-	max = Min(PG_GETARG_INT32(1), deliver_max_batch);
-	SPI_connect();
-	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	dead = palloc(sizeof(Out) * max);
-
-	for (i = 0; i < q->ngroups && q->guarantee != G_AT_MOST_ONCE; i++)
-	{
-		ScanCtx		c;
-		GroupShared *gs;
-		TimestampTz now = GetCurrentTimestamp();
-		int64		before;
-		int32		idx;
-		int32		next;
-		int			ndead = 0;
-
-		memset(&c, 0, sizeof(c));
-		c.q = q;
-		c.group_id = q->groups[i].group_id;
-		c.cxt = CurrentMemoryContext;
-		scan_open(&c);
-		gs = c.gs = group_lock(q, c.group_id, &c.gidx);
-		c.snap = RegisterSnapshot(GetLatestSnapshot());
-		before = gs->ready_list.count;
-		group_expire_leases(gs, q, now);
-		expired += gs->ready_list.count - before;
-		for (idx = gs->ready_list.head; idx >= 0; idx = next)
-		{
-			LeaseSlot  *s = &deliver_slots[idx];
-
-			next = s->next;
-			if (s->visible_at > now)
-				continue;
-			if (s->attempt >= q->max_attempts && ndead < max)
-			{
-				slist_remove(&gs->ready_list, idx);
-				claim_dead(gs, idx, now, q->visibility_ms, &dead[ndead++]);
-			}
-			else
-				ready++;
-		}
-
-		/*
-		 * Nobody received from the group for deliver.idle_release and it
-		 * holds no lease: it gives its lease slots back.  Its messages are
-		 * delivered again from its durable state when it recovers (as
-		 * after a restart: their attempts count from 1 again).
-		 */
-		if (ndead == 0 && deliver_idle_release_ms > 0 && gs->leased.count == 0 &&
-			gs->ready_list.count + gs->blocked.count > 0 &&
-			now - gs->last_receive >= (int64) deliver_idle_release_ms * 1000)
-		{
-			released += gs->ready_list.count + gs->blocked.count;
-			group_release_slots(gs);
-			gs->ready = false;
-		}
-		LWLockRelease(&gs->lock);
-		if (ndead > 0)
-			move_dead(&c, dead, ndead);
-		ndead_total += ndead;
-		UnregisterSnapshot(c.snap);
-		scan_close(&c);
-	}
-	if (expired > 0 || ready > 0)
-		ConditionVariableBroadcast(&deliver_queues[q->queue_idx].cv);
-	SPI_finish();
-
-	values[0] = Int64GetDatum(expired);
-	values[1] = Int64GetDatum(ready);
-	values[2] = Int64GetDatum(ndead_total);
-	values[3] = Int64GetDatum(released);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

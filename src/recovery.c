@@ -9,27 +9,19 @@
  * them; those named by a record of a transaction still prepared are held
  * until it ends.
  */
-#include "deliver.h"
+#include "postgres.h"
 
 #include "access/heapam.h"
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "access/tableam.h"
-#include "access/transam.h"
-#include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "storage/procarray.h"
-#include "utils/array.h"
-#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-/* done table columns */
-#define DONE_GROUP	1
-#define DONE_KIND	2
-#define DONE_IDS	3
-#define DONE_SNAP	4
-#define DONE_NCOLS	5
+#include "checkpoint.h"
+#include "deliver.h"
+#include "recovery.h"
+#include "shmem.h"
+#include "snap.h"
+#include "tables.h"
 
 typedef struct FilterEntry
 {
@@ -49,6 +41,7 @@ typedef struct Filter
 static Filter filters[MAX_FILTERS];
 static MemoryContext filter_cxt = NULL;
 
+/* is snapshot a newer than b (a later restart point)? */
 static bool
 snap_newer(const DSnap *a, const DSnap *b)
 {
@@ -91,13 +84,13 @@ scan_done_table(Oid relid, int32 group_id, HTAB *ids, DSnap *best, DSnap *cand, 
 
 	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
-		Datum		values[DONE_NCOLS];
-		bool		nulls[DONE_NCOLS];
+		Datum		values[DONE_NCOLUMNS];
+		bool		nulls[DONE_NCOLUMNS];
 		TransactionId xmin = HeapTupleHeaderGetXmin(tup->t_data);
 		TransactionId pending = InvalidTransactionId;
 
 		heap_deform_tuple(tup, td, values, nulls);
-		if (DatumGetInt32(values[DONE_GROUP - 1]) != group_id)
+		if (DatumGetInt32(values[DONE_COL_GROUP_ID - 1]) != group_id)
 			continue;
 		if (TransactionIdIsCurrentTransactionId(xmin))
 			 /* ours: counts as finished */ ;
@@ -106,9 +99,9 @@ scan_done_table(Oid relid, int32 group_id, HTAB *ids, DSnap *best, DSnap *cand, 
 		else if (!TransactionIdDidCommit(xmin))
 			continue;			/* rolled back */
 
-		if (best && !TransactionIdIsValid(pending) && !nulls[DONE_SNAP - 1])
+		if (best && !TransactionIdIsValid(pending) && !nulls[DONE_COL_SNAPSHOT - 1])
 		{
-			dsnap_from_datum(values[DONE_SNAP - 1], cand);
+			dsnap_from_datum(values[DONE_COL_SNAPSHOT - 1], cand);
 			if (!found || snap_newer(cand, best))
 				dsnap_copy(best, cand);
 			found = true;
@@ -120,7 +113,7 @@ scan_done_table(Oid relid, int32 group_id, HTAB *ids, DSnap *best, DSnap *cand, 
 			int			n;
 			int			i;
 
-			deconstruct_array(DatumGetArrayTypeP(values[DONE_IDS - 1]), INT8OID, 8,
+			deconstruct_array(DatumGetArrayTypeP(values[DONE_COL_MESSAGE_IDS - 1]), INT8OID, 8,
 							  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &v, &vn, &n);
 			for (i = 0; i < n; i++)
 			{
@@ -139,8 +132,12 @@ scan_done_table(Oid relid, int32 group_id, HTAB *ids, DSnap *best, DSnap *cand, 
 	return found;
 }
 
+/*
+ * The recovery filter of the group: the finished messages its done tables
+ * name, read once per recovery (boot_gen) and kept for a few groups.
+ */
 static Filter *
-filter_for(QueueInfo *q, GroupShared *gs)
+filter_for(QueueInfo *q, GroupEntry *gs)
 {
 	int			i;
 	Filter	   *f = NULL;
@@ -179,7 +176,7 @@ filter_for(QueueInfo *q, GroupShared *gs)
  * transaction holds its finish.
  */
 int
-recovery_filter(QueueInfo *q, GroupShared *gs, int64 message_id, TransactionId *pending_xid)
+recovery_filter(QueueInfo *q, GroupEntry *gs, int64 message_id, TransactionId *pending_xid)
 {
 	Filter	   *f = filter_for(q, gs);
 	FilterEntry *e = hash_search(f->ids, &message_id, HASH_FIND, NULL);
@@ -202,7 +199,7 @@ recovery_filter(QueueInfo *q, GroupShared *gs, int64 message_id, TransactionId *
  * lock held exclusively, the done table already locked by the caller.
  */
 void
-group_recover(QueueInfo *q, GroupShared *gs, int gidx)
+group_recover(QueueInfo *q, GroupEntry *gs, int gidx)
 {
 	DSnap	   *lo = group_snap(gidx, SNAP_LO);
 	const GroupInfo *g = NULL;
@@ -221,13 +218,9 @@ group_recover(QueueInfo *q, GroupShared *gs, int gidx)
 	gs->pos_cts = DT_NOBEGIN;
 	gs->pos_txid = 0;
 	gs->pos_id = 0;
-	gs->ncp = 1;
-	gs->cps[0].seq = ++gs->cp_next_seq;
-	gs->cps[0].count = 0;
-	gs->cps[0].at = GetCurrentTimestamp();
-	dsnap_copy(group_snap(gidx, SNAP_CP(0)), lo);
+	checkpoint_reset(gs, gidx);
 	gs->horizon_txid = dsnap_next_txid();
 	gs->boot_gen++;
 	gs->next_expiry = 0;
-	gs->ready = true;
+	gs->recovered = true;
 }

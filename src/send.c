@@ -5,28 +5,31 @@
  * A message is written once, to the queue's current segment (or, when
  * delayed, to the delayed table until it is due), stamped with the sender's
  * top-level transaction id.  Idempotency keys are checked and stored in one
- * statement per call.
+ * statement per call (dedup.c).
  */
-#include "deliver.h"
+#include "postgres.h"
 
 #include "access/detoast.h"
-#include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "executor/spi.h"
-#include "funcapi.h"
-#include "miscadmin.h"
-#include "utils/array.h"
-#include "utils/builtins.h"
-#include "utils/jsonb.h"
-#include "utils/xid8.h"
-#include "utils/lsyscache.h"
 #include "storage/lmgr.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/xid8.h"
 
-#define MAX_KEY_LEN		512
+#include "args.h"
+#include "catalog.h"
+#include "dedup.h"
+#include "deliver.h"
+#include "segment.h"
+#include "settings.h"
+#include "spi.h"
+#include "tables.h"
+#include "xact.h"
 
 PG_FUNCTION_INFO_V1(deliver_send);
 PG_FUNCTION_INFO_V1(deliver_send_batch);
+PG_FUNCTION_INFO_V1(deliver_redrive);
 PG_FUNCTION_INFO_V1(deliver_requeue);
 
 typedef struct SendBatch
@@ -44,15 +47,19 @@ typedef struct SendBatch
 	int32		target_group;	/* 0: every group */
 	bool		keyless;		/* no idempotency key needed (redrive) */
 	TimestampTz enqueued_at;	/* 0: now */
+	Datum	   *enqueued_ats;	/* or one per message (redrive), may be NULL */
 } SendBatch;
 
+/*
+ * Reject a key (ordering or idempotency) longer than DELIVER_MAX_KEY_BYTES.
+ */
 static void
 check_text_len(Datum d, const char *what, int i, int n)
 {
-	if (VARSIZE_ANY_EXHDR(DatumGetPointer(d)) > MAX_KEY_LEN)
+	if (VARSIZE_ANY_EXHDR(DatumGetPointer(d)) > DELIVER_MAX_KEY_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s is longer than %d bytes", what, MAX_KEY_LEN),
+				 errmsg("%s is longer than %d bytes", what, DELIVER_MAX_KEY_BYTES),
 				 n > 1 ? errdetail("At message %d of the batch.", i + 1) : 0));
 }
 
@@ -109,143 +116,6 @@ validate_batch(QueueInfo *q, SendBatch *b)
 	}
 }
 
-static ArrayType *
-make_array(Datum *values, bool *nulls, int n, Oid elemtype)
-{
-	int			dims[1] = {n};
-	int			lbs[1] = {1};
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	return construct_md_array(values, nulls, 1, dims, lbs, elemtype, typlen, typbyval, typalign);
-}
-
-/*
- * Text keys equal?
- */
-static bool
-key_equal(Datum a, Datum b)
-{
-	text	   *x = DatumGetTextPP(a);
-	text	   *y = DatumGetTextPP(b);
-
-	return VARSIZE_ANY_EXHDR(x) == VARSIZE_ANY_EXHDR(y) &&
-		memcmp(VARDATA_ANY(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(x)) == 0;
-}
-
-/*
- * The id stored for an idempotency key that was claimed before.
- */
-static int64
-key_owner(QueueInfo *q, Datum idem)
-{
-	Oid			types[1] = {TEXTOID};
-	char		key[64];
-	char		sql[256];
-	bool		isnull;
-	int			rc;
-
-	snprintf(key, sizeof(key), "keyid:%d", q->queue_id);
-	snprintf(sql, sizeof(sql),
-			 "SELECT message_id FROM deliver.q%d_dedup WHERE idempotency_key = $1",
-			 q->queue_id);
-	rc = spi_run(q->owner, key, sql, 1, types, &idem, NULL, false, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "deliver: idempotency key vanished");
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-/*
- * Claim the idempotency keys of a batch in one statement.  A key seen
- * within the dedup window (or earlier in the batch) gives its message the
- * first message's id, and fresh[i] = false: nothing new is stored for it.
- */
-static void
-claim_keys(QueueInfo *q, SendBatch *b, int64 *ids, bool *fresh)
-{
-	Datum	   *kv = palloc(sizeof(Datum) * b->n);
-	Datum	   *iv = palloc(sizeof(Datum) * b->n);
-	int		   *first = palloc(sizeof(int) * b->n);
-	bool	   *claimed = palloc0(sizeof(bool) * b->n);
-	int			nk = 0;
-	int			i;
-	int			j;
-	char		key[64];
-	char		sql[512];
-	Oid			types[3] = {TEXTARRAYOID, INT8ARRAYOID, INT8OID};
-	Datum		args[3];
-	int			rc;
-	uint64		r;
-
-	/* a key repeated inside the batch maps to its first message */
-	for (i = 0; i < b->n; i++)
-	{
-		first[i] = i;
-		if (b->idem_nulls[i])
-			continue;
-		for (j = 0; j < i; j++)
-		{
-			if (!b->idem_nulls[j] && first[j] == j && key_equal(b->idem[i], b->idem[j]))
-			{
-				first[i] = j;
-				break;
-			}
-		}
-		if (first[i] == i)
-		{
-			kv[nk] = b->idem[i];
-			iv[nk] = Int64GetDatum(ids[i]);
-			nk++;
-		}
-	}
-	for (i = 0; i < b->n; i++)
-		fresh[i] = (first[i] == i);
-	if (nk == 0)
-		return;
-
-	snprintf(key, sizeof(key), "claim:%d", q->queue_id);
-	snprintf(sql, sizeof(sql),
-			 "INSERT INTO deliver.q%d_dedup AS d "
-			 "SELECT k, i, now() + $3 * interval '1 millisecond' FROM unnest($1, $2) AS u(k, i) "
-			 "ON CONFLICT (idempotency_key) DO UPDATE "
-			 "SET message_id = excluded.message_id, expires_at = excluded.expires_at "
-			 "WHERE d.expires_at < now() "
-			 "RETURNING message_id", q->queue_id);
-	args[0] = PointerGetDatum(make_array(kv, NULL, nk, TEXTOID));
-	args[1] = PointerGetDatum(make_array(iv, NULL, nk, INT8OID));
-	args[2] = Int64GetDatum(q->dedup_window_ms);
-	rc = spi_run(q->owner, key, sql, 3, types, args, NULL, false, 0);
-	if (rc != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "deliver: idempotency key claim failed: %s", SPI_result_code_string(rc));
-
-	/* the returned ids are the messages whose keys were new to us */
-	for (r = 0; r < SPI_processed; r++)
-	{
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
-													 SPI_tuptable->tupdesc, 1, &isnull));
-
-		for (i = 0; i < b->n; i++)
-			if (ids[i] == id)
-				claimed[i] = true;
-	}
-	if ((int) SPI_processed < nk)
-	{
-		for (i = 0; i < b->n; i++)
-		{
-			if (b->idem_nulls[i] || first[i] != i || claimed[i])
-				continue;
-			ids[i] = key_owner(q, b->idem[i]);
-			fresh[i] = false;
-		}
-	}
-	for (i = 0; i < b->n; i++)
-		if (first[i] != i)
-			ids[i] = ids[first[i]];
-}
-
 /*
  * Write a batch of messages; ids[] gets each message's id.
  */
@@ -265,8 +135,9 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 	FullTransactionId txid;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz enq = b->enqueued_at ? b->enqueued_at : now;
-	char		key[64];
+	char		key[STATEMENT_KEY_LEN];
 	char		sql[512];
+	char		rel[NAMEDATALEN];
 	Oid		   *types;
 	int			nargs;
 	Datum		args[8];
@@ -290,7 +161,7 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 	for (i = 0; i < b->n; i++)
 		ids[i] = nextval_internal(q->seq_rel, false);	/* the right to send was checked */
 	if (b->idem)
-		claim_keys(q, b, ids, fresh);
+		dedup_claim_keys(q, b->n, b->idem, b->idem_nulls, ids, fresh);
 	else
 		memset(fresh, true, sizeof(bool) * b->n);
 
@@ -318,10 +189,10 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 		nargs = 8;
 		snprintf(key, sizeof(key), "delay:%d", q->queue_id);
 		snprintf(sql, sizeof(sql),
-				 "INSERT INTO deliver.q%d_delayed "
+				 "INSERT INTO deliver.%s "
 				 "(deliver_at, target_group, enqueued_at, message_id, ordering_key, headers, payload, txid) "
 				 "SELECT $1, $2, $3, i, k, h, p, $8 FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
-				 q->queue_id);
+				 queue_relname(rel, QUEUE_DELAYED, q->queue_id, 0));
 		args[0] = TimestampTzGetDatum(now + b->delay_ms * 1000);
 		args[7] = FullTransactionIdGetDatum(txid);
 	}
@@ -333,12 +204,26 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 		types = send_types;
 		nargs = 7;
 
-		snprintf(key, sizeof(key), "send:%d:%d", q->queue_id, seg);
-		snprintf(sql, sizeof(sql),
-				 "INSERT INTO deliver.q%d_s%d "
-				 "(txid, target_group, enqueued_at, message_id, ordering_key, headers, payload) "
-				 "SELECT $1, $2, $3, i, k, h, p FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
-				 q->queue_id, seg);
+		snprintf(key, sizeof(key), "%s:%d:%d", b->enqueued_ats ? "redrive" : "send", q->queue_id, seg);
+		if (b->enqueued_ats)
+		{
+			/* each message keeps its time of first sending: $3 an array */
+			static Oid	redrive_types[7] = {XID8OID, INT4OID, TIMESTAMPTZARRAYOID, INT8ARRAYOID,
+			TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
+
+			types = redrive_types;
+			snprintf(sql, sizeof(sql),
+					 "INSERT INTO deliver.%s "
+					 "(txid, target_group, enqueued_at, message_id, ordering_key, headers, payload) "
+					 "SELECT $1, $2, e, i, k, h, p FROM unnest($3, $4, $5, $6, $7) AS u(e, i, k, h, p)",
+					 queue_relname(rel, QUEUE_SEGMENT, q->queue_id, seg));
+		}
+		else
+			snprintf(sql, sizeof(sql),
+					 "INSERT INTO deliver.%s "
+					 "(txid, target_group, enqueued_at, message_id, ordering_key, headers, payload) "
+					 "SELECT $1, $2, $3, i, k, h, p FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
+					 queue_relname(rel, QUEUE_SEGMENT, q->queue_id, seg));
 		args[0] = FullTransactionIdGetDatum(txid);
 	}
 	{
@@ -347,11 +232,12 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 		if (b->target_group == 0)
 			nulls[1] = 'n';
 		args[1] = Int32GetDatum(b->target_group);
-		args[2] = TimestampTzGetDatum(enq);
-		args[3] = PointerGetDatum(make_array(idv, NULL, m, INT8OID));
-		args[4] = PointerGetDatum(make_array(kv, kn, m, TEXTOID));
-		args[5] = PointerGetDatum(make_array(hv, hn, m, JSONBOID));
-		args[6] = PointerGetDatum(make_array(pv, NULL, m, JSONBOID));
+		args[2] = b->enqueued_ats ? PointerGetDatum(spi_array(b->enqueued_ats, NULL, m, TIMESTAMPTZOID))
+			: TimestampTzGetDatum(enq);
+		args[3] = PointerGetDatum(spi_array(idv, NULL, m, INT8OID));
+		args[4] = PointerGetDatum(spi_array(kv, kn, m, TEXTOID));
+		args[5] = PointerGetDatum(spi_array(hv, hn, m, JSONBOID));
+		args[6] = PointerGetDatum(spi_array(pv, NULL, m, JSONBOID));
 		rc = spi_run(q->owner, key, sql, nargs, types, args, nulls, false, 0);
 	}
 	if (rc != SPI_OK_INSERT || (int) SPI_processed != m)
@@ -372,6 +258,7 @@ typedef struct OneMessage
 	bool		isnull[4];
 } OneMessage;
 
+/* fill m and b from the arguments (see OneMessage) */
 static void
 one_message_batch(FunctionCallInfo fcinfo, int argno, int idem_argno, OneMessage *m,
 				  SendBatch *b)
@@ -413,8 +300,8 @@ deliver_send(PG_FUNCTION_ARGS)
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	/* payload, headers, ordering_key, idempotency_key are arguments 1-4 */
 	one_message_batch(fcinfo, 1, 4, &m, &b);
-	b.delay_ms = deliver_interval_arg(fcinfo, 5, 0, 0, (int64) 365 * 24 * 3600 * 1000,
-									  "delay", "0 and 365 days");
+	b.delay_ms = arg_interval_ms(fcinfo, 5, 0, 0, DELIVER_MAX_DELAY_MS, "delay",
+								 "0 and " DELIVER_MAX_DELAY_TEXT);
 	send_messages(q, &b, &id);
 	SPI_finish();
 	PG_RETURN_INT64(id);
@@ -471,10 +358,7 @@ deliver_send_batch(PG_FUNCTION_ARGS)
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	memset(&b, 0, sizeof(b));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("payloads must not be NULL")));
+	arg_not_null(fcinfo, 1, "payloads");
 	array_arg(fcinfo, 1, JSONBOID, "payloads", &n, &b.payloads, &b.payload_nulls);
 	if (n == 0)
 		ereport(ERROR,
@@ -489,8 +373,8 @@ deliver_send_batch(PG_FUNCTION_ARGS)
 	array_arg(fcinfo, 3, TEXTOID, "ordering_keys", &n, &b.keys, &b.key_nulls);
 	array_arg(fcinfo, 4, TEXTOID, "idempotency_keys", &n, &b.idem, &b.idem_nulls);
 	b.n = n;
-	b.delay_ms = deliver_interval_arg(fcinfo, 5, 0, 0, (int64) 365 * 24 * 3600 * 1000,
-									"delay", "0 and 365 days");
+	b.delay_ms = arg_interval_ms(fcinfo, 5, 0, 0, DELIVER_MAX_DELAY_MS, "delay",
+								 "0 and " DELIVER_MAX_DELAY_TEXT);
 	if (b.idem == NULL && q->guarantee == G_EXACTLY_ONCE)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -504,38 +388,104 @@ deliver_send_batch(PG_FUNCTION_ARGS)
 	idd = palloc(sizeof(Datum) * n);
 	for (i = 0; i < n; i++)
 		idd[i] = Int64GetDatum(ids[i]);
-	result = make_array(idd, NULL, n, INT8OID);
+	result = spi_array(idd, NULL, n, INT8OID);
 	PG_RETURN_ARRAYTYPE_P(result);
 }
 
 /*
- * deliver._requeue(queue_id, target_group, enqueued_at, ordering_key,
- * headers, payload): one message for one group (redrive).
+ * deliver.redrive(queue_name, message_ids DEFAULT NULL, consumer_group
+ * DEFAULT NULL) returns bigint: dead letters (all, or those message_ids
+ * name, of every group or of one) go back to the group they died in as new
+ * messages, keeping their time of first sending, ordering key, headers and
+ * payload (not an idempotency key).  One send per group, in the order they
+ * died.  Returns how many were redriven.
+ */
+Datum
+deliver_redrive(PG_FUNCTION_ARGS)
+{
+	QueueInfo  *q;
+	Oid			types[2] = {INT8ARRAYOID, TEXTOID};
+	Datum		args[2];
+	char		nulls[2] = {' ', ' '};
+	char		sql[512];
+	char		rel[NAMEDATALEN];
+	char		key[STATEMENT_KEY_LEN];
+	SPITupleTable *rows;
+	uint64		n;
+	uint64		i;
+	uint64		start;
+
+	SPI_connect();
+	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	if (!PG_ARGISNULL(2))
+		(void) queue_group(q, PG_GETARG_TEXT_PP(2));	/* its error when there is none */
+	args[0] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
+	nulls[0] = PG_ARGISNULL(1) ? 'n' : ' ';
+	args[1] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[1] = PG_ARGISNULL(2) ? 'n' : ' ';
+	snprintf(key, sizeof(key), "redrive:%d", q->queue_id);
+	snprintf(sql, sizeof(sql),
+			 "WITH d AS (DELETE FROM deliver.%s d USING deliver.consumer_group g "
+			 "            WHERE g.group_id = d.group_id AND ($1 IS NULL OR d.message_id = ANY ($1)) "
+			 "              AND ($2 IS NULL OR g.group_name = $2) RETURNING d.*) "
+			 "SELECT group_id, enqueued_at, ordering_key, headers, payload FROM d "
+			 "ORDER BY group_id, dead_at, message_id",
+			 queue_relname(rel, QUEUE_DEAD, q->queue_id, 0));
+	if (spi_run(q->owner, key, sql, 2, types, args, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "deliver: could not take the dead letters of queue \"%s\"", q->name);
+	rows = SPI_tuptable;		/* kept until SPI_finish */
+	n = SPI_processed;
+
+	for (start = 0; start < n; start = i)
+	{
+		TupleDesc	d = rows->tupdesc;
+		bool		isnull;
+		int32		group = DatumGetInt32(SPI_getbinval(rows->vals[start], d, 1, &isnull));
+		SendBatch	b;
+		int			m;
+		int64	   *ids;
+
+		for (i = start; i < n && DatumGetInt32(SPI_getbinval(rows->vals[i], d, 1, &isnull)) == group; i++)
+			;
+		m = (int) (i - start);
+		memset(&b, 0, sizeof(b));
+		b.n = m;
+		b.enqueued_ats = palloc(sizeof(Datum) * m);
+		b.keys = palloc(sizeof(Datum) * m);
+		b.key_nulls = palloc(sizeof(bool) * m);
+		b.headers = palloc(sizeof(Datum) * m);
+		b.header_nulls = palloc(sizeof(bool) * m);
+		b.payloads = palloc(sizeof(Datum) * m);
+		b.payload_nulls = palloc0(sizeof(bool) * m);
+		for (int k = 0; k < m; k++)
+		{
+			HeapTuple	t = rows->vals[start + k];
+
+			b.enqueued_ats[k] = SPI_getbinval(t, d, 2, &isnull);
+			b.keys[k] = SPI_getbinval(t, d, 3, &b.key_nulls[k]);
+			b.headers[k] = SPI_getbinval(t, d, 4, &b.header_nulls[k]);
+			b.payloads[k] = SPI_getbinval(t, d, 5, &isnull);
+		}
+		b.target_group = group;
+		b.keyless = true;		/* a redriven message keeps no idempotency key */
+		ids = palloc(sizeof(int64) * m);
+		send_messages(q, &b, ids);
+	}
+	SPI_finish();
+	PG_RETURN_INT64((int64) n);
+}
+
+/*
+ * deliver._requeue of version 0.1 (its redrive called it per message): the
+ * 0.1 script still names it, so that a 0.1 installation can be created and
+ * updated with this library; it is dropped by the update.
  */
 Datum
 deliver_requeue(PG_FUNCTION_ARGS)
 {
-	QueueInfo  *q;
-	SendBatch	b;
-	OneMessage	m;
-	int64		id;
-	Datum		t;
-	bool		tn;
-
-	SPI_connect();
-	q = queue_lookup_by_id(PG_GETARG_INT32(0));
-	/* arguments 3-5 are ordering_key, headers, payload: put them in order */
-	one_message_batch(fcinfo, 3, -1, &m, &b);
-	t = m.v[0];
-	tn = m.isnull[0];
-	m.v[0] = m.v[2];
-	m.isnull[0] = m.isnull[2];
-	m.v[2] = t;
-	m.isnull[2] = tn;
-	b.target_group = PG_GETARG_INT32(1);
-	b.enqueued_at = PG_ARGISNULL(2) ? 0 : PG_GETARG_TIMESTAMPTZ(2);
-	b.keyless = true;			/* a redriven message keeps no idempotency key */
-	send_messages(q, &b, &id);
-	SPI_finish();
-	PG_RETURN_INT64(id);
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("deliver._requeue is gone in deliver %s", DELIVER_VERSION),
+			 errhint("Run ALTER EXTENSION deliver UPDATE: redrive no longer needs it.")));
+	PG_RETURN_NULL();
 }

@@ -1,12 +1,19 @@
 /*
  * snap.c
- *		Cursor snapshots: taking, testing and storing them.
+ *		Cursor snapshots (DSnap): taking, testing and storing them; the
+ *		commit times of transactions.
  */
-#include "deliver.h"
+#include "postgres.h"
 
-#include "access/xact.h"
-#include "storage/procarray.h"
+#include "access/commit_ts.h"
+#include "access/twophase.h"
+#include "miscadmin.h"
 #include "utils/snapmgr.h"
+
+#include "snap.h"
+
+int			deliver_snap_xip_max;
+Size		deliver_snap_size;
 
 /* the on-disk layout of pg_snapshot (utils/adt/xid8funcs.c) */
 typedef struct PgSnapshotData
@@ -18,6 +25,7 @@ typedef struct PgSnapshotData
 	FullTransactionId xip[FLEXIBLE_ARRAY_MEMBER];
 } PgSnapshotData;
 
+/* qsort comparator of uint64 */
 static int
 cmp_u64(const void *a, const void *b)
 {
@@ -25,6 +33,18 @@ cmp_u64(const void *a, const void *b)
 	uint64		y = *(const uint64 *) b;
 
 	return (x > y) - (x < y);
+}
+
+/*
+ * Size the snapshots kept in shared memory: room for every transaction
+ * that can be running (deliver_snap_xip_max xids, deliver_snap_size bytes).
+ */
+void
+dsnap_set_size(void)
+{
+	deliver_snap_xip_max = MaxBackends + max_prepared_xacts + 1;
+	deliver_snap_size = MAXALIGN(offsetof(DSnap, xip) +
+								 sizeof(uint64) * deliver_snap_xip_max);
 }
 
 /*
@@ -42,6 +62,9 @@ widen_xid(TransactionId xid, FullTransactionId next)
 	return U64FromFullTransactionId(FullTransactionIdFromEpochAndXid(epoch, xid));
 }
 
+/*
+ * The next transaction id to be assigned, full.
+ */
 uint64
 dsnap_next_txid(void)
 {
@@ -75,12 +98,18 @@ dsnap_latest(DSnap *out)
 		out->xmin = out->xip[0];
 }
 
+/*
+ * Copy a snapshot (only as many xids as it has).
+ */
 void
 dsnap_copy(DSnap *dst, const DSnap *src)
 {
 	memcpy(dst, src, offsetof(DSnap, xip) + sizeof(uint64) * src->nxip);
 }
 
+/*
+ * Was txid running when the snapshot was taken?  (A binary search of xip.)
+ */
 bool
 dsnap_in_xip(const DSnap *s, uint64 txid)
 {
@@ -114,6 +143,9 @@ dsnap_visible(const DSnap *s, uint64 txid)
 	return !dsnap_in_xip(s, txid);
 }
 
+/*
+ * The snapshot as a pg_snapshot (to store it in a table).
+ */
 Datum
 dsnap_to_datum(const DSnap *s)
 {
@@ -152,4 +184,19 @@ dsnap_from_datum(Datum d, DSnap *out)
 	for (i = 0; i < n; i++)
 		out->xip[i] = U64FromFullTransactionId(p->xip[i]);
 	out->nxip = n;
+}
+
+/*
+ * A transaction's commit time (track_commit_timestamp), or 0 when it is
+ * not known.
+ */
+TimestampTz
+txid_commit_time(uint64 txid)
+{
+	TimestampTz ts = 0;
+
+	if (!track_commit_timestamp ||
+		!TransactionIdGetCommitTsData((TransactionId) (txid & 0xFFFFFFFF), &ts, NULL))
+		return 0;
+	return ts;
 }

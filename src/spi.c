@@ -12,18 +12,19 @@
  * with the owner's rights.  The statements are prepared once per backend
  * (under the same pinned search_path) and kept.
  */
-#include "deliver.h"
+#include "postgres.h"
 
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "utils/guc.h"
-#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+
+#include "spi.h"
 
 #define PINNED_SEARCH_PATH	"pg_catalog, pg_temp"
 
 typedef struct PlanEntry
 {
-	char		key[64];
+	char		key[STATEMENT_KEY_LEN];
 	SPIPlanPtr	plan;
 } PlanEntry;
 
@@ -45,6 +46,9 @@ owner_scope_enter(OwnerScope *s, Oid owner)
 							 GUC_ACTION_SAVE, true, 0, false);
 }
 
+/*
+ * Back to the user and search_path of before owner_scope_enter.
+ */
 void
 owner_scope_exit(OwnerScope *s)
 {
@@ -62,7 +66,7 @@ plan_cached(const char *key, const char *sql, int nargs, Oid *argtypes)
 {
 	PlanEntry  *e;
 	bool		found;
-	char		k[64];
+	char		k[STATEMENT_KEY_LEN];
 
 	if (plan_cache == NULL)
 	{
@@ -109,4 +113,46 @@ spi_run(Oid owner, const char *key, const char *sql, int nargs, Oid *argtypes,
 	rc = SPI_execute_plan(plan_cached(key, sql, nargs, argtypes), args, nulls, read_only, count);
 	owner_scope_exit(&scope);
 	return rc;
+}
+
+/*
+ * A one-dimensional array of n values of type elemtype (nulls: NULL when
+ * there is none), for a statement's parameter or a function's result.
+ */
+ArrayType *
+spi_array(Datum *values, bool *nulls, int n, Oid elemtype)
+{
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return construct_md_array(values, nulls, 1, dims, lbs, elemtype, typlen, typbyval, typalign);
+}
+
+/*
+ * Run a read-only statement of deliver's as owner (as spi_run does) and
+ * return its rows as the result of the calling set-returning function
+ * (materialized); what says what it reads, for the error.
+ */
+void
+spi_return_query(ReturnSetInfo *rsinfo, Oid owner, const char *key, const char *sql,
+				 int nargs, Oid *argtypes, Datum *args, const char *nulls, const char *what)
+{
+	uint64		r;
+	int			natts = rsinfo->setDesc->natts;
+	Datum	   *values = palloc(sizeof(Datum) * natts);
+	bool	   *isnull = palloc(sizeof(bool) * natts);
+	int			rc;
+
+	rc = spi_run(owner, key, sql, nargs, argtypes, args, nulls, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "deliver: could not read %s: %s", what, SPI_result_code_string(rc));
+	for (r = 0; r < SPI_processed; r++)
+	{
+		heap_deform_tuple(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, values, isnull);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+	}
 }

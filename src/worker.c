@@ -13,46 +13,48 @@
  *	  backoff, messages out of attempts move to the dead letters (with the
  *	  reason and last error), and long polls are woken when something is
  *	  ready;
- *	- runs deliver.maintain(): segment rotation and truncation, expiry of
- *	  idempotency keys and of old dead letters.
+ *	- maintains its storage (maintain.c, as deliver.maintain()): segment
+ *	  rotation and truncation, expiry of idempotency keys, of old dead
+ *	  letters and of the archive.
+ *
+ * Each step calls its C primitive directly (delayed.c, sweep.c,
+ * maintain.c); SQL-callable wrappers (deliver._move_due, deliver._sweep,
+ * deliver.maintain) run the same code for a database without a worker.
  *
  * Every deliver.alert_interval it checks the queues' alert thresholds
  * (deliver._check_alerts).  An error in one step is logged, counted in the
  * worker's status (deliver.worker_status) and the loop goes on.
  */
-#include "deliver.h"
+#include "postgres.h"
 
-#include "access/xact.h"
-#include "catalog/pg_authid.h"
-#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
-#include "fmgr.h"
 #include "funcapi.h"
-#include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
-#include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
-#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/varlena.h"
 
+#include "args.h"
+#include "catalog.h"
+#include "delayed.h"
+#include "maintain.h"
+#include "settings.h"
+#include "shmem.h"
+#include "sweep.h"
+#include "worker.h"
+
 PGDLLEXPORT void deliver_worker_main(Datum arg);
 
-PG_FUNCTION_INFO_V1(deliver_worker_status);
-
-char	   *deliver_database = NULL;
-int			deliver_maintenance_interval_ms = 1000;
-int			deliver_sweep_batch = 1000;
-int			deliver_alert_interval_ms = 10000;
-
 static WorkerStatus *my_status = NULL;
+
+/* how soon the postmaster restarts a worker that exited with an error */
+#define WORKER_RESTART_S	5
 
 /* the shortest sleep between two runs (a move that keeps failing must not spin) */
 #define WORKER_MIN_WAIT_MS	10
@@ -115,10 +117,22 @@ deliver_check_database_list(char **newval, void **extra, GucSource source)
 }
 
 /*
+ * The databases deliver.database lists, one worker each, in the order of
+ * their entries in DeliverShared.workers.
+ */
+List *
+deliver_worker_databases(void)
+{
+	bool		ok;
+
+	return database_list(deliver_database, &ok);
+}
+
+/*
  * Register one worker per listed database (from _PG_init, when preloading).
  */
 void
-deliver_worker_register(void)
+deliver_worker_init(void)
 {
 	bool		ok;
 	List	   *names = database_list(deliver_database, &ok);
@@ -132,7 +146,7 @@ deliver_worker_register(void)
 		memset(&worker, 0, sizeof(worker));
 		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		worker.bgw_restart_time = 5;
+		worker.bgw_restart_time = WORKER_RESTART_S;
 		snprintf(worker.bgw_library_name, BGW_MAXLEN, "deliver");
 		snprintf(worker.bgw_function_name, BGW_MAXLEN, "deliver_worker_main");
 		snprintf(worker.bgw_name, BGW_MAXLEN, "deliver maintenance %s", (char *) lfirst(lc));
@@ -182,36 +196,67 @@ status_error(const char *what, const char *msg)
 	SpinLockRelease(&deliver_shared->worker_mutex);
 }
 
+/* the steps of a run, each in a transaction of its own */
+typedef enum WorkerStep
+{
+	STEP_MOVE_DUE,				/* delayed messages that came due */
+	STEP_SWEEP,					/* leases */
+	STEP_MAINTAIN,				/* storage */
+	STEP_ALERTS					/* alert thresholds (every queue at once) */
+} WorkerStep;
+
+static const char *const step_names[] = {"moving due messages", "sweeping leases",
+"maintaining storage", "checking alerts"};
+
 /*
- * Run one statement in a transaction of its own; on error, log it, count
- * it against "what" and go on.  Returns false on error; the values of the
- * first row (as text, NULL for NULLs) go to values[0..nvalues-1].
+ * Run one step on one queue (queue NULL: STEP_ALERTS) in a transaction of
+ * its own; on error, log it, count it in the worker's status and go on.
+ * Returns false on error; a sweep adds its counts to *sweep.
  */
 static bool
-run_in_transaction(const char *what, const char *sql, int nargs, Oid *argtypes, Datum *args,
-				   char **values, int nvalues)
+run_step(WorkerStep step, const char *queue, SweepCounts *sweep)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	volatile bool ok = true;
+	char		activity[NAMEDATALEN + 64];
 
+	snprintf(activity, sizeof(activity), "deliver: %s%s%s", step_names[step],
+			 queue ? " of queue " : "", queue ? queue : "");
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
 	{
-		int			i;
-
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, sql);
-		if (SPI_execute_with_args(sql, nargs, argtypes, args, NULL, false, 0) < 0)
-			elog(ERROR, "deliver: \"%s\" failed", sql);
-		for (i = 0; i < nvalues; i++)
+		pgstat_report_activity(STATE_RUNNING, activity);
+		if (step == STEP_ALERTS)
 		{
-			char	   *v = NULL;
+			if (SPI_execute("SELECT deliver._check_alerts()", false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "deliver: the alert check failed");
+		}
+		else
+		{
+			QueueInfo  *q = queue_lookup(cstring_to_text(queue));
+			SweepCounts n;
+			MaintainResult r;
 
-			if (SPI_processed > 0 && i < SPI_tuptable->tupdesc->natts)
-				v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1);
-			values[i] = v ? MemoryContextStrdup(outer, v) : NULL;
+			switch (step)
+			{
+				case STEP_MOVE_DUE:
+					move_due_delayed(q);
+					break;
+				case STEP_SWEEP:
+					sweep_queue(q, deliver_sweep_batch, &n);
+					sweep->expired += n.expired;
+					sweep->dead_lettered += n.dead_lettered;
+					sweep->released += n.released;
+					break;
+				case STEP_MAINTAIN:
+					maintain_queue(q, &r);
+					break;
+				case STEP_ALERTS:
+					break;
+			}
 		}
 		SPI_finish();
 		PopActiveSnapshot();
@@ -221,12 +266,17 @@ run_in_transaction(const char *what, const char *sql, int nargs, Oid *argtypes, 
 	PG_CATCH();
 	{
 		ErrorData  *edata;
+		char		what[NAMEDATALEN + 16];
 
 		MemoryContextSwitchTo(outer);
 		edata = CopyErrorData();
 		EmitErrorReport();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		if (queue)
+			snprintf(what, sizeof(what), "queue \"%s\"", queue);
+		else
+			snprintf(what, sizeof(what), "alerts");
 		status_error(what, edata->message);
 		FreeErrorData(edata);
 		ok = false;
@@ -306,38 +356,21 @@ worker_run(bool check_alerts, bool moves_only)
 	List	   *queues = worker_queues();
 	ListCell   *lc;
 	TimestampTz start = GetCurrentTimestamp();
-	int64		expired = 0;
-	int64		dead = 0;
-	int64		released = 0;
+	SweepCounts swept = {0};
 
 	foreach(lc, queues)
 	{
 		char	   *name = lfirst(lc);
-		char		what[NAMEDATALEN + 16];
-		Oid			types[2] = {TEXTOID, INT4OID};
-		Datum		args[2];
-		char	   *v[3];
 
 		CHECK_FOR_INTERRUPTS();
-		snprintf(what, sizeof(what), "queue \"%s\"", name);
-		args[0] = CStringGetTextDatum(name);
-		args[1] = Int32GetDatum(deliver_sweep_batch);
-		(void) run_in_transaction(what, "SELECT deliver._move_due(queue_name => $1)",
-								  1, types, args, NULL, 0);
+		(void) run_step(STEP_MOVE_DUE, name, &swept);
 		if (moves_only)
 			continue;
-		if (run_in_transaction(what, "SELECT expired, dead_lettered, released FROM deliver._sweep($1, $2)",
-							   2, types, args, v, 3))
-		{
-			expired += v[0] ? strtoll(v[0], NULL, 10) : 0;
-			dead += v[1] ? strtoll(v[1], NULL, 10) : 0;
-			released += v[2] ? strtoll(v[2], NULL, 10) : 0;
-		}
-		(void) run_in_transaction(what, "SELECT count(*) FROM deliver.maintain($1)",
-								  1, types, args, NULL, 0);
+		(void) run_step(STEP_SWEEP, name, &swept);
+		(void) run_step(STEP_MAINTAIN, name, &swept);
 	}
 	if (check_alerts && queues != NIL)
-		(void) run_in_transaction("alerts", "SELECT deliver._check_alerts()", 0, NULL, NULL, NULL, 0);
+		(void) run_step(STEP_ALERTS, NULL, &swept);
 	if (moves_only)
 		return;
 
@@ -345,9 +378,9 @@ worker_run(bool check_alerts, bool moves_only)
 	my_status->runs++;
 	my_status->last_run_at = GetCurrentTimestamp();
 	my_status->last_run_us = my_status->last_run_at - start;
-	my_status->expired_total += expired;
-	my_status->dead_total += dead;
-	my_status->released_total += released;
+	my_status->expired_total += swept.expired;
+	my_status->dead_total += swept.dead_lettered;
+	my_status->released_total += swept.released;
 	SpinLockRelease(&deliver_shared->worker_mutex);
 }
 
@@ -363,7 +396,7 @@ earliest_due(void)
 
 	for (i = 0; i < deliver_max_queues; i++)
 	{
-		QueueShared *qs = &deliver_queues[i];
+		QueueEntry *qs = &deliver_queues[i];
 		TimestampTz d;
 
 		if (!qs->used || qs->dbid != MyDatabaseId)
@@ -401,6 +434,7 @@ deliver_worker_wake(Oid dbid)
 	}
 }
 
+/* on exit: the worker's status says it is not running */
 static void
 worker_exit(int code, Datum arg)
 {
@@ -409,6 +443,10 @@ worker_exit(int code, Datum arg)
 	SpinLockRelease(&deliver_shared->worker_mutex);
 }
 
+/*
+ * The main function of a maintenance worker (bgw_function_name): connect
+ * to its database, then run maintenance until told to stop.
+ */
 void
 deliver_worker_main(Datum arg)
 {
@@ -498,101 +536,4 @@ deliver_worker_main(Datum arg)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(loop_cxt);
 	}
-}
-
-/*
- * The status of the maintenance worker of the current database, when
- * deliver.database lists it.
- */
-bool
-deliver_worker_status_here(WorkerStatus *out)
-{
-	char	   *name = get_database_name(MyDatabaseId);
-	bool		ok;
-	List	   *names = database_list(deliver_database, &ok);
-	ListCell   *lc;
-
-	foreach(lc, names)
-	{
-		int			i = foreach_current_index(lc);
-
-		if (i >= DELIVER_MAX_WORKERS || name == NULL || strcmp(name, lfirst(lc)) != 0)
-			continue;
-		SpinLockAcquire(&deliver_shared->worker_mutex);
-		*out = deliver_shared->workers[i];
-		SpinLockRelease(&deliver_shared->worker_mutex);
-		return true;
-	}
-	return false;
-}
-
-/*
- * deliver.worker_status() returns setof (database, pid, started_at,
- * last_run_at, last_run_duration, runs, errors, expired_total, dead_total,
- * released_total, last_error, last_error_at): one row per database in deliver.database (only
- * the current one unless the caller may read all statistics).
- */
-Datum
-deliver_worker_status(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	bool		ok;
-	List	   *names;
-	ListCell   *lc;
-	bool		all;
-	char	   *here;
-
-	deliver_check_usable();
-	InitMaterializedSRF(fcinfo, 0);
-	if (rsinfo->setDesc->natts != 12)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("deliver: the extension's SQL objects are not those of library version %s",
-						DELIVER_VERSION),
-				 errhint("Run ALTER EXTENSION deliver UPDATE.")));
-	names = database_list(deliver_database, &ok);
-	/* the workers of other databases only for those who may see all activity */
-	all = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
-	here = get_database_name(MyDatabaseId);
-	foreach(lc, names)
-	{
-		WorkerStatus st;
-		Datum		values[12];
-		bool		nulls[12] = {false};
-		int			i = foreach_current_index(lc);
-
-		if (i >= DELIVER_MAX_WORKERS)
-			break;
-		if (!all && (here == NULL || strcmp(here, lfirst(lc)) != 0))
-			continue;
-		SpinLockAcquire(&deliver_shared->worker_mutex);
-		st = deliver_shared->workers[i];
-		SpinLockRelease(&deliver_shared->worker_mutex);
-
-		values[0] = CStringGetTextDatum((char *) lfirst(lc));
-		values[1] = Int32GetDatum(st.pid);
-		nulls[1] = (st.pid == 0);
-		values[2] = TimestampTzGetDatum(st.started_at);
-		nulls[2] = (st.started_at == 0);
-		values[3] = TimestampTzGetDatum(st.last_run_at);
-		nulls[3] = (st.last_run_at == 0);
-		{
-			Interval   *iv = palloc0(sizeof(Interval));
-
-			iv->time = st.last_run_us;
-			values[4] = IntervalPGetDatum(iv);
-			nulls[4] = (st.runs == 0);
-		}
-		values[5] = Int64GetDatum(st.runs);
-		values[6] = Int64GetDatum(st.errors);
-		values[7] = Int64GetDatum(st.expired_total);
-		values[8] = Int64GetDatum(st.dead_total);
-		values[9] = Int64GetDatum(st.released_total);
-		values[10] = CStringGetTextDatum(st.last_error);
-		nulls[10] = (st.last_error[0] == '\0');
-		values[11] = TimestampTzGetDatum(st.last_error_at);
-		nulls[11] = (st.last_error_at == 0);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	return (Datum) 0;
 }

@@ -7,17 +7,24 @@
  *   commits; a prepared transaction leaves them pending, settled later by
  *   whoever looks at the slot (slot_resolve_finish).
  * - Consumers in a long poll are woken when a sending transaction commits.
+ * - A change of deliver's catalog (drop, purge, segment switch) resets or
+ *   forgets, at commit, the shared state it makes stale.
+ *
+ * The executor and utility hooks that feed some of this are in hooks.c.
  */
-#include "deliver.h"
+#include "postgres.h"
 
 #include "access/xact.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
-#include "nodes/parsenodes.h"
-#include "tcop/utility.h"
-#include "commands/dbcommands.h"
-#include "storage/spin.h"
-#include "utils/memutils.h"
+
+#include "deliver.h"
+#include "lease.h"
+#include "registry.h"
+#include "settings.h"
+#include "shmem.h"
+#include "worker.h"
+#include "xact.h"
 
 typedef struct SlotRef
 {
@@ -37,7 +44,8 @@ typedef struct SentRef
 typedef struct CatalogRef
 {
 	int32		queue_idx;		/* -1: the queue has no shared state */
-	int32		group_id;
+	int32		group_id;		/* CATALOG_FORGET_GROUP: the group */
+	int32		segment;		/* CATALOG_SWITCH: the new active segment */
 	char		action;
 } CatalogRef;
 
@@ -54,6 +62,7 @@ static RefArray finish_refs = {NULL, 0, 0, sizeof(SlotRef)};
 static RefArray sent_refs = {NULL, 0, 0, sizeof(SentRef)};
 static RefArray catalog_refs = {NULL, 0, 0, sizeof(CatalogRef)};
 
+/* room for one more item at the end of a RefArray (in TopMemoryContext) */
 static void *
 ref_add(RefArray *a)
 {
@@ -70,6 +79,7 @@ ref_add(RefArray *a)
 	return (char *) a->items + (a->n++) * a->itemsize;
 }
 
+/* note a lease slot and delivery in a (sub)transaction's list */
 static void
 note_slot(RefArray *a, int32 slot_idx, uint64 delivery_id)
 {
@@ -94,6 +104,10 @@ xact_note_finish(int32 slot_idx, uint64 delivery_id)
 	note_slot(&finish_refs, slot_idx, delivery_id);
 }
 
+/*
+ * Messages sent to a queue (n of them, or delayed until delayed_due): at
+ * commit they are counted and long polls (or the worker) are woken.
+ */
 void
 xact_note_sent(int32 queue_idx, int64 n, TimestampTz delayed_due)
 {
@@ -120,6 +134,7 @@ xact_note_sent(int32 queue_idx, int64 n, TimestampTz delayed_due)
 		r->delayed_due = delayed_due;
 }
 
+/* due delayed messages moved into a segment: look again if we abort */
 void
 xact_note_moved_delayed(int32 queue_idx)
 {
@@ -127,6 +142,10 @@ xact_note_moved_delayed(int32 queue_idx)
 	((SentRef *) sent_refs.items)[sent_refs.n - 1].moved_delayed = true;
 }
 
+/*
+ * A change of deliver's catalog (CATALOG_*): at commit, the shared state it
+ * makes stale is reset or forgotten.  Lookups see the change at once.
+ */
 void
 xact_note_catalog(int32 queue_idx, int32 group_id, char action)
 {
@@ -134,37 +153,27 @@ xact_note_catalog(int32 queue_idx, int32 group_id, char action)
 
 	r->queue_idx = queue_idx;
 	r->group_id = group_id;
+	r->segment = -1;
 	r->action = action;
 	pg_atomic_fetch_add_u32(&deliver_shared->catalog_gen, 1);
 }
 
 /*
- * Lock the group of a slot if the slot still carries this delivery.
+ * The queue switched its active segment (maintain.c): senders use the new
+ * one once this transaction commits.
  */
-static GroupShared *
-lock_slot_group(SlotRef *r)
+void
+xact_note_segment_switch(int32 queue_idx, int segment)
 {
-	LeaseSlot  *s = &deliver_slots[r->slot];
-	int32		gidx = s->group_idx;
-	GroupShared *gs;
-
-	if (gidx < 0 || gidx >= deliver_max_groups)
-		return NULL;
-	gs = &deliver_groups[gidx];
-	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
-	if (s->delivery_id != r->delivery_id || s->group_idx != gidx)
-	{
-		LWLockRelease(&gs->lock);
-		return NULL;
-	}
-	return gs;
+	xact_note_catalog(queue_idx, 0, CATALOG_SWITCH);
+	((CatalogRef *) catalog_refs.items)[catalog_refs.n - 1].segment = segment;
 }
 
 /* A rolled-back receive frees its messages at once. */
 static void
 release_lease(SlotRef *r)
 {
-	GroupShared *gs = lock_slot_group(r);
+	GroupEntry *gs = lease_lock_group(r->slot, r->delivery_id);
 	LeaseSlot  *s = &deliver_slots[r->slot];
 
 	if (gs == NULL)
@@ -184,13 +193,18 @@ release_lease(SlotRef *r)
 		slist_push(&gs->ready_list, r->slot);
 	}
 	LWLockRelease(&gs->lock);
-	ConditionVariableBroadcast(&deliver_queues[gs->queue_idx].cv);
+	queue_wake(gs->queue_idx);
 }
 
+/*
+ * An ack or dead-letter move ends with its transaction: committed, the
+ * message is finished; rolled back, an acked message keeps its lease and
+ * one that was moving to the dead letters is ready again.
+ */
 static void
 settle_finish(SlotRef *r, bool committed)
 {
-	GroupShared *gs = lock_slot_group(r);
+	GroupEntry *gs = lease_lock_group(r->slot, r->delivery_id);
 	LeaseSlot  *s = &deliver_slots[r->slot];
 	int32		qidx;
 
@@ -217,13 +231,17 @@ settle_finish(SlotRef *r, bool committed)
 		}
 	}
 	LWLockRelease(&gs->lock);
-	ConditionVariableBroadcast(&deliver_queues[qidx].cv);
+	queue_wake(qidx);
 }
 
+/*
+ * Sends committed: count them, wake long polls, and wake the worker when a
+ * delayed message comes due before those it knew of.
+ */
 static void
 sent_commit(SentRef *r)
 {
-	QueueShared *qs = &deliver_queues[r->queue_idx];
+	QueueEntry *qs = &deliver_queues[r->queue_idx];
 	bool		earlier = false;
 
 	SpinLockAcquire(&qs->mutex);
@@ -237,7 +255,7 @@ sent_commit(SentRef *r)
 	else if (r->delayed_due != 0 && qs->delayed_due == 1)
 		earlier = true;			/* unknown yet: the worker looks at once */
 	SpinLockRelease(&qs->mutex);
-	ConditionVariableBroadcast(&qs->cv);
+	queue_wake(r->queue_idx);
 	/* the worker sleeps until the earliest due time it knew: wake it */
 	if (earlier)
 		deliver_worker_wake(qs->dbid);
@@ -247,7 +265,7 @@ sent_commit(SentRef *r)
 static void
 sent_abort(SentRef *r)
 {
-	QueueShared *qs = &deliver_queues[r->queue_idx];
+	QueueEntry *qs = &deliver_queues[r->queue_idx];
 
 	if (!r->moved_delayed)
 		return;
@@ -281,121 +299,34 @@ catalog_apply(CatalogRef *c)
 			SpinLockRelease(&deliver_queues[c->queue_idx].mutex);
 			break;
 		case CATALOG_SWITCH:
-			/* group_id carries the new active segment */
 			SpinLockAcquire(&deliver_queues[c->queue_idx].mutex);
-			deliver_queues[c->queue_idx].cur_seg = c->group_id;
+			deliver_queues[c->queue_idx].cur_seg = c->segment;
 			SpinLockRelease(&deliver_queues[c->queue_idx].mutex);
 			break;
 		case CATALOG_FORGET:
 			/* long polls of the queue wake up and find it gone */
-			ConditionVariableBroadcast(&deliver_queues[c->queue_idx].cv);
+			queue_wake(c->queue_idx);
 			deliver_reset_queue_groups(c->queue_idx, 0, true);
 			break;
 		case CATALOG_FORGET_GROUP:
 			deliver_reset_queue_groups(c->queue_idx, c->group_id, true);
-			ConditionVariableBroadcast(&deliver_queues[c->queue_idx].cv);
+			queue_wake(c->queue_idx);
 			break;
 	}
 }
 
-static ProcessUtility_hook_type prev_utility_hook = NULL;
-static ExecutorRun_hook_type prev_executor_run = NULL;
-static ExecutorFinish_hook_type prev_executor_finish = NULL;
 static bool finished_prepared = false;
 
 /*
- * How deeply statements are nested: 1 while the client's statement runs, 2
- * and more for statements run by functions (PL/pgSQL, SQL functions, DO,
- * CALL).  At-most-once receives are for the client's own statement only.
+ * COMMIT PREPARED or ROLLBACK PREPARED runs in this transaction: it
+ * settles acks and sends of another transaction, so this transaction's
+ * end wakes the queues and has every group look at its pending finishes
+ * again.
  */
-static int	statement_nesting = 0;
-
-bool
-xact_statement_is_top_level(void)
+void
+xact_note_prepared_finished(void)
 {
-	return statement_nesting <= 1;
-}
-
-static void
-deliver_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count, bool execute_once)
-{
-	statement_nesting++;
-	PG_TRY();
-	{
-		if (prev_executor_run)
-			prev_executor_run(queryDesc, direction, count, execute_once);
-		else
-			standard_ExecutorRun(queryDesc, direction, count, execute_once);
-	}
-	PG_FINALLY();
-	{
-		statement_nesting--;
-	}
-	PG_END_TRY();
-}
-
-static void
-deliver_executor_finish(QueryDesc *queryDesc)
-{
-	statement_nesting++;
-	PG_TRY();
-	{
-		if (prev_executor_finish)
-			prev_executor_finish(queryDesc);
-		else
-			standard_ExecutorFinish(queryDesc);
-	}
-	PG_FINALLY();
-	{
-		statement_nesting--;
-	}
-	PG_END_TRY();
-}
-
-/*
- * COMMIT PREPARED / ROLLBACK PREPARED settle acks and sends of another
- * transaction: note it, so that this transaction's end wakes the queues and
- * has every group look at its pending finishes again.
- */
-static void
-deliver_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
-					 ProcessUtilityContext context, ParamListInfo params,
-					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
-{
-	Node	   *node = pstmt->utilityStmt;
-	volatile Oid dropped_db = InvalidOid;
-
-	/* a database dropped, the extension dropped: forget their queues' state */
-	if (IsA(node, DropdbStmt))
-		dropped_db = get_database_oid(((DropdbStmt *) node)->dbname, true);
-	if (IsA(node, DropStmt) && ((DropStmt *) node)->removeType == OBJECT_EXTENSION)
-	{
-		ListCell   *lc;
-
-		foreach(lc, ((DropStmt *) node)->objects)
-			if (IsA(lfirst(lc), String) && strcmp(strVal(lfirst(lc)), "deliver") == 0)
-				xact_note_catalog(-1, 0, CATALOG_FORGET_DATABASE);
-	}
-	if (IsA(node, TransactionStmt) &&
-		(((TransactionStmt *) node)->kind == TRANS_STMT_COMMIT_PREPARED ||
-		 ((TransactionStmt *) node)->kind == TRANS_STMT_ROLLBACK_PREPARED))
-		finished_prepared = true;
-	statement_nesting++;
-	PG_TRY();
-	{
-		if (prev_utility_hook)
-			prev_utility_hook(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
-		else
-			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
-									dest, qc);
-	}
-	PG_FINALLY();
-	{
-		statement_nesting--;
-	}
-	PG_END_TRY();
-	if (OidIsValid(dropped_db))
-		deliver_forget_database(dropped_db);
+	finished_prepared = true;
 }
 
 /*
@@ -409,7 +340,7 @@ prepared_finished(void)
 
 	for (i = 0; i < deliver_max_groups; i++)
 	{
-		GroupShared *gs = &deliver_groups[i];
+		GroupEntry *gs = &deliver_groups[i];
 
 		if (gs->group_id == 0 || deliver_queues[gs->queue_idx].dbid != MyDatabaseId)
 			continue;
@@ -419,9 +350,13 @@ prepared_finished(void)
 	}
 	for (i = 0; i < deliver_max_queues; i++)
 		if (deliver_queues[i].used && deliver_queues[i].dbid == MyDatabaseId)
-			ConditionVariableBroadcast(&deliver_queues[i].cv);
+			queue_wake(i);
 }
 
+/*
+ * At the end of a transaction, apply or undo what it noted: finishes,
+ * leases, sends, catalog changes.
+ */
 static void
 deliver_xact_callback(XactEvent event, void *arg)
 {
@@ -511,6 +446,10 @@ subxact_refs(RefArray *a, SubTransactionId mySubid, SubTransactionId parentSubid
 	a->n = kept;
 }
 
+/*
+ * At the end of a subtransaction: an abort undoes what it noted, a commit
+ * hands it to the parent.
+ */
 static void
 deliver_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						 SubTransactionId parentSubid, void *arg)
@@ -529,15 +468,12 @@ deliver_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
+/*
+ * Register the transaction callbacks (from _PG_init, when preloading).
+ */
 void
 deliver_xact_init(void)
 {
 	RegisterXactCallback(deliver_xact_callback, NULL);
-	prev_utility_hook = ProcessUtility_hook;
-	ProcessUtility_hook = deliver_utility_hook;
-	prev_executor_run = ExecutorRun_hook;
-	ExecutorRun_hook = deliver_executor_run;
-	prev_executor_finish = ExecutorFinish_hook;
-	ExecutorFinish_hook = deliver_executor_finish;
 	RegisterSubXactCallback(deliver_subxact_callback, NULL);
 }

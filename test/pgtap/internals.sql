@@ -2,7 +2,7 @@
 -- maintenance worker and maintain() call), each called directly: what it
 -- returns, what it changes, its errors, and who may call it.
 \ir ../helpers.psql
-SELECT plan(102);
+SELECT plan(106);
 
 -- the functions that change a queue's state behind the checks of the
 -- public ones are not for PUBLIC; those that only read are
@@ -13,7 +13,6 @@ SELECT is(has_function_privilege('regress_deliver_internals', f, 'EXECUTE'), pub
     ('deliver._catalog_changed(int, text, int)', false),
     ('deliver._checkpoint_groups(int, xid8[])', false),
     ('deliver._move_due(text)', false),
-    ('deliver._requeue(int, int, timestamptz, text, jsonb, jsonb)', false),
     ('deliver._sweep(text, int)', false),
     ('deliver._lock_queue(deliver.queue)', false),
     ('deliver._latest_snapshot()', true),
@@ -210,21 +209,31 @@ SELECT throws_ok($$SELECT deliver._checkpoint_groups(-1, '{}')$$, '42704', 'queu
                  '_checkpoint_groups of an unknown queue');
 
 --
--- _requeue(queue_id, target_group, enqueued_at, ordering_key, headers,
--- payload): one new message, for one group (redrive)
+-- redrive(queue) in C: the dead letters of every group in one call, each
+-- back to the group it died in (one send per group), keeping its first
+-- enqueued_at, ordering key, headers and payload, under a new id
 --
 SELECT lives_ok($$SELECT deliver.create_consumer_group('internals', 'other')$$, 'a second group');
-SELECT group_id AS other FROM deliver.consumer_group WHERE queue_id = :qid AND group_name = 'other' \gset
-SELECT deliver._requeue(:qid, :other, '2020-01-01 00:00:00+00', 'key', '{"h": 1}', '{"n": "requeued"}') AS requeued \gset
-SELECT ok(:requeued > 0, '_requeue: a new message id');
-SELECT is_empty($$SELECT * FROM deliver.receive('internals', 10)$$, '_requeue: not for the other groups');
-SELECT results_eq($$SELECT message_id, payload, headers, ordering_key, enqueued_at
-                      FROM deliver.receive('internals', 10, consumer_group => 'other')$$,
-                  format($$VALUES (%s::bigint, '{"n": "requeued"}'::jsonb, '{"h": 1}'::jsonb, 'key'::text,
-                                   '2020-01-01 00:00:00+00'::timestamptz)$$, :requeued),
-                  '_requeue: the target group gets it, with the payload, headers, key and time given');
-SELECT throws_ok($$SELECT deliver._requeue(-1, 0, now(), NULL, NULL, '{}')$$, '42704', 'queue -1 does not exist',
-                 '_requeue of an unknown queue');
+SELECT lives_ok($$SELECT deliver.create_queue('internals_rd', max_attempts => 1)$$, 'a queue for redrive');
+SELECT lives_ok($$SELECT deliver.create_consumer_group('internals_rd', 'other', 'earliest')$$, 'its second group');
+SELECT deliver.send('internals_rd', '{"n": "rd"}', headers => '{"h": 1}', ordering_key => 'key') AS rd_id \gset
+CREATE TEMP TABLE rd_first AS
+    SELECT g, r.* FROM unnest(ARRAY['default', 'other']) AS g,
+                       LATERAL deliver.receive('internals_rd', 10, consumer_group => g) AS r;
+SELECT is((SELECT count(*) FROM rd_first WHERE deliver.nack('internals_rd', delivery_id, retry_after => '0')), 2::bigint,
+          'redrive: the message received and nacked in both groups (its last attempt)');
+SELECT is((SELECT dead_lettered FROM deliver._sweep('internals_rd', 100)), 2::bigint,
+          'redrive: both deliveries are dead letters');
+SELECT is(deliver.redrive('internals_rd'), 2::bigint, 'redrive: both redriven in one call');
+SELECT results_eq($$SELECT g, payload, headers, ordering_key, enqueued_at, message_id <> $$ || :rd_id || $$
+                      FROM unnest(ARRAY['default', 'other']) AS g,
+                           LATERAL deliver.receive('internals_rd', 10, consumer_group => g) ORDER BY g$$,
+                  $$SELECT g, payload, headers, ordering_key, enqueued_at, true FROM rd_first ORDER BY g$$,
+                  'redrive: each group gets its message again, as first sent, under a new id');
+SELECT is(deliver.redrive('internals_rd'), 0::bigint, 'redrive: nothing left to redrive');
+SELECT throws_ok($$SELECT deliver.redrive('internals_rd', consumer_group => 'nobody')$$, '42704', NULL,
+                 'redrive of a group that does not exist');
+SELECT lives_ok($$SELECT deliver.drop_queue('internals_rd')$$, 'drop internals_rd');
 SELECT lives_ok($$SELECT deliver.purge_queue('internals')$$, 'purge internals');
 
 --

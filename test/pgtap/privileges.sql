@@ -2,7 +2,7 @@
 -- (grant_queue / revoke_queue); administration is not for PUBLIC; no role
 -- but the owner touches deliver's tables.
 \ir ../helpers.psql
-SELECT plan(152);
+SELECT plan(151);
 
 CREATE ROLE regress_deliver_nobody;
 CREATE ROLE regress_deliver_sender;
@@ -82,7 +82,6 @@ SELECT throws_ok(cmd, '42501', msg, 'without grants: ' || regexp_replace(cmd, '\
     ($$SELECT deliver.redrive('priv')$$, 'permission denied for function redrive'),
     ($$SELECT * FROM deliver.maintain('priv')$$, 'permission denied for function maintain'),
     ($$SELECT deliver._catalog_changed(1)$$, 'permission denied for function _catalog_changed'),
-    ($$SELECT deliver._requeue(1, 1, now(), NULL, NULL, '{}')$$, 'permission denied for function _requeue'),
     ($$INSERT INTO deliver.queue (queue_name, guarantee, visibility_timeout, max_attempts, fifo,
                                   dedup_window, retry_base, retry_max, created_snapshot)
        VALUES ('priv_forged', 'at_most_once', '1 s', 1, false, '1 s', '0', '0', pg_current_snapshot())$$,

@@ -198,7 +198,6 @@ my @catalogue = (
 	[ 'no grant', q{SELECT deliver._move_due('h')}, '42501', 'stranger' ],
 	[ 'no grant', q{SELECT deliver._catalog_changed(1, 'forget')}, '42501', 'stranger' ],
 	[ 'no grant', q{SELECT deliver._checkpoint_groups(1, ARRAY[]::xid8[])}, '42501', 'stranger' ],
-	[ 'no grant', q{SELECT deliver._requeue(1, 1, now(), NULL, NULL, '{}')}, '42501', 'stranger' ],
 	[ 'no grant', q{SELECT * FROM deliver.q1_s0}, '42501', 'stranger' ],
 	[ 'no grant', q{INSERT INTO deliver.queue (queue_name) VALUES ('x')}, '42501', 'stranger' ],
 	[ 'no grant', q{SELECT count(*) FROM deliver.list_queues()}, 'ok', 'stranger' ],

@@ -1,0 +1,12 @@
+/*
+ * delayed.h
+ *		Moving delayed messages that came due (delayed.c).
+ */
+#ifndef DELIVER_DELAYED_H
+#define DELIVER_DELAYED_H
+
+#include "deliver.h"
+
+extern void move_due_delayed(QueueInfo *q);
+
+#endif							/* DELIVER_DELAYED_H */

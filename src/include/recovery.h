@@ -1,0 +1,16 @@
+/*
+ * recovery.h
+ *		Rebuilding a consumer group's cursor from its durable state
+ *		(recovery.c).
+ */
+#ifndef DELIVER_RECOVERY_H
+#define DELIVER_RECOVERY_H
+
+#include "deliver.h"
+#include "shmem.h"
+
+extern void group_recover(QueueInfo *q, GroupEntry *gs, int gidx);
+extern int	recovery_filter(QueueInfo *q, GroupEntry *gs, int64 message_id,
+							TransactionId *pending_xid);
+
+#endif							/* DELIVER_RECOVERY_H */

@@ -1,0 +1,354 @@
+/*
+ * maintain.c
+ *		A queue's storage maintenance: reclaiming finished segments,
+ *		rotating the active one, expiring idempotency keys, old dead letters
+ *		and the archive.  deliver.maintain() and the maintenance worker call
+ *		maintain_queue().
+ *
+ * Segments go round: active (takes new rows) -> closing (switched away
+ * from; transactions that took the old segment may still write to it) ->
+ * closed (closed_xmax: every writer's xid is below it; closed_lsn: every
+ * such commit lies before it in the WAL) -> empty (truncated with its done
+ * table once every message in it is finished for every group, every push
+ * slot confirmed past closed_lsn) -> active again.
+ *
+ * Every statement runs as the queue's owner with a pinned search_path
+ * (spi.c); the table names come from queue ids (tables.c), never from
+ * user input.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/resowner.h"
+#include "utils/xid8.h"
+
+#include "catalog.h"
+#include "deliver.h"
+#include "maintain.h"
+#include "segment.h"
+#include "settings.h"
+#include "snap.h"
+#include "spi.h"
+#include "tables.h"
+#include "xact.h"
+
+PG_FUNCTION_INFO_V1(deliver_maintain);
+
+/* a closed segment: its number, closed_xmax and closed_lsn */
+typedef struct ClosedSegment
+{
+	int			seg;
+	uint64		xmax;
+	XLogRecPtr	lsn;
+	bool		lsn_null;
+} ClosedSegment;
+
+/* Run a statement of the queue's maintenance as its owner; its result. */
+static int
+run(QueueInfo *q, const char *what, const char *sql, int nargs, Oid *types, Datum *args,
+	const char *nulls, int expect)
+{
+	char		key[STATEMENT_KEY_LEN];
+	int			rc;
+
+	snprintf(key, sizeof(key), "maint:%s:%d", what, q->queue_id);
+	rc = spi_run(q->owner, key, sql, nargs, types, args, nulls, false, 0);
+	if (rc != expect)
+		elog(ERROR, "deliver: maintenance of queue \"%s\" (%s) failed: %s",
+			 q->name, what, SPI_result_code_string(rc));
+	return rc;
+}
+
+/*
+ * Is every push slot (plugin deliver) of this database confirmed past lsn?
+ * (A segment is truncated only then: a slot still decoding it needs its
+ * rows.)
+ */
+static bool
+push_slots_past(QueueInfo *q, XLogRecPtr lsn, bool lsn_null)
+{
+	Oid			types[1] = {PG_LSNOID};
+	Datum		args[1] = {LSNGetDatum(lsn)};
+	bool		isnull;
+
+	run(q, "slots",
+		"SELECT NOT EXISTS (SELECT 1 FROM pg_replication_slots r "
+		" WHERE r.plugin = 'deliver' AND r.database = current_database() "
+		"   AND ($1 IS NULL OR r.confirmed_flush_lsn IS NULL OR r.confirmed_flush_lsn < $1))",
+		1, types, args, lsn_null ? "n" : " ", SPI_OK_SELECT);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Truncate a closed segment with its done table (archiving its messages
+ * first when the queue keeps an archive), in a subtransaction under
+ * deliver.maintenance_lock_timeout: a segment someone still reads is left
+ * for the next run.  True if it was truncated.
+ */
+static bool
+reclaim_segment(QueueInfo *q, int seg, bool archive, int64 *archived)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	char		sql[512];
+	char		rel[NAMEDATALEN];
+	char		done[NAMEDATALEN];
+	char		archive_rel[NAMEDATALEN];
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		args[2] = {Int32GetDatum(q->queue_id), Int32GetDatum(seg)};
+	volatile bool ok = true;
+
+	queue_relname(rel, QUEUE_SEGMENT, q->queue_id, seg);
+	queue_relname(done, QUEUE_DONE, q->queue_id, seg);
+	queue_relname(archive_rel, QUEUE_ARCHIVE, q->queue_id, 0);
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		int			level = NewGUCNestLevel();
+		char		timeout[32];
+
+		snprintf(timeout, sizeof(timeout), "%d", deliver_maintenance_lock_timeout_ms);
+		(void) set_config_option("lock_timeout", timeout, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		if (archive)
+		{
+			/* every message of the segment is finished: keep a copy */
+			snprintf(sql, sizeof(sql),
+					 "INSERT INTO deliver.%s (message_id, enqueued_at, ordering_key, headers, payload) "
+					 "SELECT message_id, enqueued_at, ordering_key, headers, payload FROM deliver.%s "
+					 "ON CONFLICT (message_id) DO NOTHING", archive_rel, rel);
+			run(q, psprintf("archive%d", seg), sql, 0, NULL, NULL, NULL, SPI_OK_INSERT);
+			*archived += (int64) SPI_processed;
+		}
+		/* done table first: the lock order of receive (no deadlock) */
+		snprintf(sql, sizeof(sql), "TRUNCATE deliver.%s, deliver.%s", done, rel);
+		run(q, psprintf("truncate%d", seg), sql, 0, NULL, NULL, NULL, SPI_OK_UTILITY);
+		run(q, "empty",
+			"UPDATE deliver.segment x SET state = 'empty', closed_xmax = NULL, closed_lsn = NULL, "
+			"changed_at = now() WHERE x.queue_id = $1 AND x.seg = $2",
+			2, types, args, NULL, SPI_OK_UPDATE);
+		AtEOXact_GUC(true, level);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		ok = false;				/* busy: next time */
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/* Delete the rows of one of the queue's tables that expired; how many. */
+static int64
+delete_expired(QueueInfo *q, const char *what, QueueRel kind, const char *condition,
+			   int nargs, Oid *types, Datum *args)
+{
+	char		sql[512];
+	char		rel[NAMEDATALEN];
+
+	snprintf(sql, sizeof(sql), "DELETE FROM deliver.%s WHERE %s",
+			 queue_relname(rel, kind, q->queue_id, 0), condition);
+	run(q, what, sql, nargs, types, args, NULL, SPI_OK_DELETE);
+	return (int64) SPI_processed;
+}
+
+/*
+ * Maintain one queue in this transaction (the caller is connected to SPI):
+ * close and reclaim segments, rotate, expire keys, dead letters and the
+ * archive.  One maintainer per queue at a time (its catalog row is locked).
+ */
+void
+maintain_queue(QueueInfo *q, MaintainResult *r)
+{
+	Oid			types[2] = {INT4OID, XID8OID};
+	Datum		args[2];
+	bool		isnull;
+	bool		archive;
+	ClosedSegment *closed;
+	uint64	   *xmax;
+	bool	   *ok;
+	int			nclosed;
+	int			i;
+
+	memset(r, 0, sizeof(*r));
+	args[0] = Int32GetDatum(q->queue_id);
+
+	run(q, "lock", "SELECT archive_retention IS NOT NULL FROM deliver.queue WHERE queue_id = $1 FOR UPDATE",
+		1, types, args, NULL, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("queue \"%s\" does not exist", q->name),
+				 errdetail("It was dropped.")));
+	archive = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+	/*
+	 * Segments switched away from by an earlier (committed) run: every
+	 * transaction that wrote to them has an xid below the next one now.
+	 */
+	args[1] = FullTransactionIdGetDatum(FullTransactionIdFromU64(dsnap_next_txid()));
+	run(q, "close",
+		"UPDATE deliver.segment x SET state = 'closed', closed_xmax = $2, changed_at = now() "
+		"WHERE x.queue_id = $1 AND x.state = 'closing'",
+		2, types, args, NULL, SPI_OK_UPDATE);
+
+	/*
+	 * Once no transaction below closed_xmax runs, every commit that wrote
+	 * to the segment lies before the current WAL insert position.
+	 */
+	run(q, "lsn",
+		"UPDATE deliver.segment x SET closed_lsn = pg_current_wal_insert_lsn() "
+		"WHERE x.queue_id = $1 AND x.state = 'closed' AND x.closed_lsn IS NULL "
+		"AND pg_snapshot_xmin(pg_current_snapshot()) >= x.closed_xmax",
+		1, types, args, NULL, SPI_OK_UPDATE);
+
+	/*
+	 * A closed segment that holds only finished messages for every group is
+	 * truncated with its done table (each group's restart point was just
+	 * written anew: checkpoint_groups), once every push slot of this
+	 * database confirmed past it.
+	 */
+	run(q, "closed",
+		"SELECT seg, closed_xmax, closed_lsn FROM deliver.segment "
+		"WHERE queue_id = $1 AND state = 'closed' ORDER BY seg",
+		1, types, args, NULL, SPI_OK_SELECT);
+	nclosed = (int) SPI_processed;
+	closed = palloc(sizeof(ClosedSegment) * Max(nclosed, 1));
+	xmax = palloc(sizeof(uint64) * Max(nclosed, 1));
+	ok = palloc(sizeof(bool) * Max(nclosed, 1));
+	for (i = 0; i < nclosed; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		Datum		x;
+
+		closed[i].seg = DatumGetInt32(SPI_getbinval(t, d, 1, &isnull));
+		x = SPI_getbinval(t, d, 2, &isnull);
+		ok[i] = !isnull;
+		xmax[i] = isnull ? 0 : U64FromFullTransactionId(DatumGetFullTransactionId(x));
+		closed[i].lsn = DatumGetLSN(SPI_getbinval(t, d, 3, &closed[i].lsn_null));
+	}
+	if (nclosed > 0)
+		checkpoint_groups(q, xmax, ok, nclosed);
+	for (i = 0; i < nclosed; i++)
+	{
+		if (ok[i] && push_slots_past(q, closed[i].lsn, closed[i].lsn_null) &&
+			reclaim_segment(q, closed[i].seg, archive, &r->archived))
+			r->truncated++;
+	}
+
+	/*
+	 * Switch to the next segment when the active one is old enough and the
+	 * next one is empty.
+	 */
+	run(q, "rotate",
+		"WITH a AS (SELECT x.seg FROM deliver.segment x "
+		"            WHERE x.queue_id = $1 AND x.state = 'active' "
+		"              AND x.changed_at <= now() - current_setting('deliver.rotation_interval')::interval), "
+		"     n AS (SELECT x.seg FROM deliver.segment x, a, deliver.queue q "
+		"            WHERE q.queue_id = $1 AND x.queue_id = $1 AND x.seg = (a.seg + 1) % q.segments "
+		"              AND x.state = 'empty') "
+		"UPDATE deliver.segment x SET state = CASE WHEN x.seg = n.seg THEN 'active' ELSE 'closing' END, "
+		"       changed_at = now() "
+		"  FROM a, n WHERE x.queue_id = $1 AND x.seg IN (a.seg, n.seg) "
+		"RETURNING x.seg, x.state",
+		1, types, args, NULL, SPI_OK_UPDATE_RETURNING);
+	for (i = 0; i < (int) SPI_processed; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		char	   *state = SPI_getvalue(t, SPI_tuptable->tupdesc, 2);
+
+		if (state != NULL && strcmp(state, "active") == 0)
+		{
+			xact_note_segment_switch(q->queue_idx,
+									 DatumGetInt32(SPI_getbinval(t, SPI_tuptable->tupdesc, 1, &isnull)));
+			r->rotated = true;
+		}
+	}
+
+	r->expired_keys = delete_expired(q, "keys", QUEUE_DEDUP, "expires_at < now()", 0, NULL, NULL);
+	r->expired_dead_letters = delete_expired(q, "dead", QUEUE_DEAD,
+											 "current_setting('deliver.dead_letter_retention')::interval > '0' "
+											 "AND dead_at < now() - current_setting('deliver.dead_letter_retention')::interval",
+											 0, NULL, NULL);
+	/* the archive keeps what was archived within its retention (also after
+	 * the archive is turned off) */
+	r->expired_archive = delete_expired(q, "archive", QUEUE_ARCHIVE,
+										"archived_at < now() - coalesce((SELECT archive_retention "
+										"FROM deliver.queue WHERE queue_id = $1), '0')",
+										1, types, args);
+}
+
+/*
+ * deliver.maintain(queue_name DEFAULT NULL) returns one row per queue
+ * maintained: maintain_queue() on that queue, or on every queue.
+ */
+Datum
+deliver_maintain(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			types[1] = {TEXTOID};
+	Datum		args[1];
+	int32	   *ids;
+	int			n;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	if (!PG_ARGISNULL(0))
+		(void) queue_lookup(PG_GETARG_TEXT_PP(0));	/* its error when there is none */
+	args[0] = PG_ARGISNULL(0) ? (Datum) 0 : PointerGetDatum(PG_GETARG_TEXT_PP(0));
+	if (spi_run(catalog_owner(), "maint:queues",
+				"SELECT queue_id FROM deliver.queue WHERE $1 IS NULL OR queue_name = $1 ORDER BY queue_id",
+				1, types, args, PG_ARGISNULL(0) ? "n" : " ", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "deliver: could not list the queues");
+	n = (int) SPI_processed;
+	ids = palloc(sizeof(int32) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		ids[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	for (i = 0; i < n; i++)
+	{
+		QueueInfo  *q = queue_lookup_by_id(ids[i]);
+		MaintainResult r;
+		Datum		values[7];
+		bool		nulls[7] = {false};
+
+		maintain_queue(q, &r);
+		values[0] = CStringGetTextDatum(q->name);
+		values[1] = Int32GetDatum(r.truncated);
+		values[2] = BoolGetDatum(r.rotated);
+		values[3] = Int64GetDatum(r.expired_keys);
+		values[4] = Int64GetDatum(r.expired_dead_letters);
+		values[5] = Int64GetDatum(r.archived);
+		values[6] = Int64GetDatum(r.expired_archive);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}
