@@ -52,13 +52,23 @@ BEGIN
         -- A closed segment that holds only finished messages for every
         -- group is truncated with its done table (each group's restart
         -- point was just written anew; see _checkpoint_groups), once every
-        -- push slot (plugin deliver) of this database confirmed past it.
+        -- push slot (plugin deliver) of this database confirmed past it,
+        -- and while none of the queue's push subscriptions is without its
+        -- slot (after a failover: logical slots are not replicated) or
+        -- restored and not yet confirmed past its new start: its consumer
+        -- has a backlog to read (push_backlog).
         SELECT coalesce(array_agg(x.seg ORDER BY x.seg), '{}'),
                coalesce(array_agg(x.closed_xmax ORDER BY x.seg), '{}'),
                coalesce(array_agg(x.closed_lsn ORDER BY x.seg), '{}')
           INTO segs, xmaxes, lsns
           FROM deliver.segment x WHERE x.queue_id = q.queue_id AND x.state = 'closed';
         ok := deliver._checkpoint_groups(q.queue_id, xmaxes);
+        IF EXISTS (SELECT 1 FROM deliver.push_subscription p
+                     LEFT JOIN pg_replication_slots r ON r.slot_name = p.subscription_name
+                    WHERE p.queue_id = q.queue_id
+                      AND (r.slot_name IS NULL OR r.confirmed_flush_lsn <= p.restored_lsn)) THEN
+            segs := '{}';
+        END IF;
         FOR i IN 1 .. coalesce(array_length(segs, 1), 0) LOOP
             CONTINUE WHEN NOT ok[i];
             CONTINUE WHEN EXISTS (
