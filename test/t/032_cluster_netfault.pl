@@ -219,11 +219,14 @@ note($notes);
 write_result('faults.tsv', 'cluster: a shard primary\'s network link cut for 20 s (network namespace), then restored',
 	1, $sent, $lost, $dup, $reordered, $notes);
 
+# on failure, the nodes' logs are kept with the test's (tmp_check/log)
 if (!Test::More->builder->is_passing)
 {
-	my (undef, $d) = cluster('node-dir', 0, 0);
-	chomp $d;
-	diag(`tail -n 40 $d.log`);
+	for my $log (glob("$dir/cluster/*.log"))
+	{
+		my $name = $log =~ s{.*/}{}r;
+		system('cp', $log, "$PostgreSQL::Test::Utils::log_path/032_cluster_netfault_$name");
+	}
 }
 cluster('destroy');
 $done = 1;
