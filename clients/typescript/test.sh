@@ -40,7 +40,7 @@ fi
 node_modules/.bin/tsc -p tsconfig.json
 
 pgbin=${PG_CONFIG:+$("$PG_CONFIG" --bindir)/}
-psql() { "${pgbin}psql" -XAtq -v ON_ERROR_STOP=1 "$@"; }
+psql() { PGOPTIONS="-c client_min_messages=warning" "${pgbin}psql" -XAtq -v ON_ERROR_STOP=1 "$@"; }
 
 gw_pid=
 cleanup() {
