@@ -9,25 +9,14 @@
 
 #include <libpq-fe.h>
 
+#include "result.h"
+
 typedef struct
 {
 	const char *name;
 	const char *sql;
 	int			nparams;
 } stmt_def;
-
-typedef struct
-{
-	int			status;			/* HTTP status: 200 when the statement succeeded */
-	PGresult   *res;			/* the statement's rows (status 200), caller clears */
-	char		sqlstate[6];
-	char	   *message;		/* error parts (malloc'd) */
-	char	   *detail;
-	char	   *hint;
-	int			retry_after;	/* seconds, for 503 */
-	int			failed_query;	/* which query of the pipeline failed */
-	bool		in_doubt;		/* (cluster mode) sent, reply lost: may have committed */
-} exec_result;
 
 typedef struct
 {
@@ -52,7 +41,6 @@ int			pool_init(const char *conninfo, int size, int acquire_timeout_ms,
  */
 void		pool_exec(const char *role, int stmt, int nparams, const char *const *params,
 					  bool long_poll, exec_result *out);
-void		exec_result_clear(exec_result *r);
 void		pool_cancel_long_polls(void);
 void		pool_get_stats(pool_stats *s);
 void		pool_close(void);

@@ -35,8 +35,6 @@ typedef struct
 	int			backoff_ms;
 } shardpool_stats;
 
-/* Monotonic milliseconds (the clock of every deadline here). */
-long long	sp_now_ms(void);
 
 /*
  * A pool of size connections to conninfo (extra, when not NULL, holds
@@ -52,7 +50,7 @@ bool		sp_available(shardpool *p);
 /*
  * Run sql (one statement, text parameters) as role (set_config('role', ...)
  * in the same implicit transaction; NULL: the login role).  Everything,
- * waiting for a connection included, ends by deadline (sp_now_ms()
+ * waiting for a connection included, ends by deadline (mono_ms()
  * milliseconds): then the connection is dropped and the answer is 503.  With
  * SP_WRITE a statement whose reply was lost after it was sent is reported as
  * in doubt: 503, SQLSTATE 08007, out->in_doubt.

@@ -34,7 +34,7 @@ struct cmap
 {
 	int			refs;
 	unsigned	version;
-	long long	loaded_at;		/* sp_now_ms() */
+	long long	loaded_at;		/* mono_ms() */
 	int			nparts;
 	int			nplace;
 	cplace	   *pl;				/* by partition, then epoch */
@@ -249,7 +249,7 @@ load_map(long long deadline)
 		m->nplace++;
 	}
 	exec_result_clear(&er);
-	m->loaded_at = sp_now_ms();
+	m->loaded_at = mono_ms();
 	m->refs = 1;				/* current's */
 	pthread_mutex_lock(&map_mu);
 	m->version = ++versions;
@@ -270,7 +270,7 @@ cluster_refresh(cmap *old, int min_age_ms, long long deadline)
 {
 	cmap	   *m;
 	struct timespec until;
-	long long	left = deadline - sp_now_ms();
+	long long	left = deadline - mono_ms();
 
 	/* wait no longer than the request may for another request's reading of the map */
 	clock_gettime(CLOCK_REALTIME, &until);
@@ -286,9 +286,9 @@ cluster_refresh(cmap *old, int min_age_ms, long long deadline)
 	if (pthread_mutex_timedlock(&refresh_mu, &until) == 0)
 	{
 		m = cmap_get();
-		if (!m || sp_now_ms() - m->loaded_at >= min_age_ms)
+		if (!m || mono_ms() - m->loaded_at >= min_age_ms)
 		{
-			long long	d = sp_now_ms() + cfg.statement_timeout_ms;
+			long long	d = mono_ms() + cfg.statement_timeout_ms;
 
 			load_map(d < deadline ? d : deadline);
 		}
@@ -322,7 +322,7 @@ refresher_main(void *arg)
 			break;
 		pthread_mutex_unlock(&stop_mu);
 		pthread_mutex_lock(&refresh_mu);
-		load_map(sp_now_ms() + cfg.statement_timeout_ms);
+		load_map(mono_ms() + cfg.statement_timeout_ms);
 		pthread_mutex_unlock(&refresh_mu);
 		pthread_mutex_lock(&stop_mu);
 	}
@@ -342,7 +342,7 @@ cluster_init(void)
 	pthread_condattr_destroy(&ca);
 	/* the first map: the router's connector needs a moment */
 	pthread_mutex_lock(&refresh_mu);
-	if (load_map(sp_now_ms() + 2 * cfg.connect_timeout_ms + cfg.statement_timeout_ms) != 0)
+	if (load_map(mono_ms() + 2 * cfg.connect_timeout_ms + cfg.statement_timeout_ms) != 0)
 		fprintf(stderr, "deliverd: cluster mode without a partition map yet: "
 				"message routes answer 503 until it is read\n");
 	pthread_mutex_unlock(&refresh_mu);
@@ -467,7 +467,7 @@ cluster_metrics(buf_t *b)
 			   "# TYPE deliverd_cluster_map_reads_total counter\ndeliverd_cluster_map_reads_total %ld\n"
 			   "# TYPE deliverd_cluster_map_read_failures_total counter\n"
 			   "deliverd_cluster_map_read_failures_total %ld\n",
-			   m ? m->version : 0, m ? (sp_now_ms() - m->loaded_at) / 1000.0 : 0.0,
+			   m ? m->version : 0, m ? (mono_ms() - m->loaded_at) / 1000.0 : 0.0,
 			   cmap_partitions(m), refreshes, refresh_failures);
 	cmap_put(m);
 	buf_puts(b, "# HELP deliverd_shard_up Whether the gateway has connections to the shard (or the router).\n"
@@ -486,7 +486,7 @@ cluster_status_json(buf_t *b)
 	int			i;
 
 	buf_printf(b, "\"partitions\":%d,\"map_version\":%u,\"map_age_seconds\":%.3f,\"router\":\"%s\",\"shards\":{",
-			   cmap_partitions(m), m ? m->version : 0, m ? (sp_now_ms() - m->loaded_at) / 1000.0 : 0.0,
+			   cmap_partitions(m), m ? m->version : 0, m ? (mono_ms() - m->loaded_at) / 1000.0 : 0.0,
 			   sp_available(router) ? "up" : "down");
 	cmap_put(m);
 	pthread_mutex_lock(&shards_mu);

@@ -138,7 +138,7 @@ typedef struct
 	struct MHD_Connection *c;
 	request_t  *rq;
 	const char *role;
-	long long	deadline;		/* sp_now_ms(): the whole request ends by then */
+	long long	deadline;		/* mono_ms(): the whole request ends by then */
 	cmap	   *map;			/* held */
 } rctx;
 
@@ -161,7 +161,7 @@ min_ll(long long a, long long b)
 static long long
 stmt_deadline(const rctx *x, long wait_ms)
 {
-	return min_ll(x->deadline, sp_now_ms() + wait_ms + cfg.statement_timeout_ms);
+	return min_ll(x->deadline, mono_ms() + wait_ms + cfg.statement_timeout_ms);
 }
 
 static bool
@@ -823,7 +823,7 @@ log_skipped(const char *queue, const char *list)
 {
 	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 	static long long last;
-	long long	now = sp_now_ms();
+	long long	now = mono_ms();
 
 	pthread_mutex_lock(&mu);
 	if (now - last >= 1000)
@@ -877,7 +877,7 @@ cluster_receive(rctx *x)
 		if (rp.wait_ms > left)
 			rp.wait_ms = left > 0 ? left : 0;
 	}
-	wait_end = sp_now_ms() + rp.wait_ms;
+	wait_end = mono_ms() + rp.wait_ms;
 	x->deadline += rp.wait_ms;
 	if (!x->map)
 		x->map = cluster_refresh(x->map, STALE_MAP_MS, x->deadline);
@@ -917,7 +917,7 @@ cluster_receive(rctx *x)
 		/* (the map may have been read again: a cluster keeps its number of partitions) */
 		if (cmap_partitions(x->map) != nparts)
 			break;
-		left = min_ll(wait_end, x->deadline) - sp_now_ms();
+		left = min_ll(wait_end, x->deadline) - mono_ms();
 		if (got || failed || shutting_down() || left <= 0)
 			break;
 		/* nothing yet: wait a slice on the next partition whose shard is up, then go round again */

@@ -145,7 +145,7 @@ cluster_part(buf_t *b)
 			   http_inflight());
 	cluster_metrics(b);
 	sp_exec(cluster_router(), cfg.metrics_role, cluster_gauges_sql, 0, NULL,
-			sp_now_ms() + cfg.statement_timeout_ms, 0, &er);
+			mono_ms() + cfg.statement_timeout_ms, 0, &er);
 	queue_gauges(b, &er);
 	exec_result_clear(&er);
 }

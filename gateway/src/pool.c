@@ -48,28 +48,6 @@ static int	long_polls;
 #define BACKOFF_MIN 100
 #define BACKOFF_MAX 5000
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static char *
-xstrdup(const char *s)
-{
-	char	   *d;
-
-	if (!s)
-		return NULL;
-	d = strdup(s);
-	if (!d)
-		abort();
-	return d;
-}
-
 int
 pool_init(const char *conninfo, int size, int acquire_timeout_ms,
 		  const stmt_def *defs, int ndefs)
@@ -84,43 +62,6 @@ pool_init(const char *conninfo, int size, int acquire_timeout_ms,
 	nstmts = ndefs;
 	backoff_ms = 0;
 	return 0;
-}
-
-static void
-set_error(exec_result *out, int status, const char *sqlstate, const char *msg,
-		  const char *detail, const char *hint)
-{
-	out->status = status;
-	snprintf(out->sqlstate, sizeof(out->sqlstate), "%s", sqlstate ? sqlstate : "");
-	free(out->message);
-	free(out->detail);
-	free(out->hint);
-	out->message = xstrdup(msg);
-	out->detail = xstrdup(detail);
-	out->hint = xstrdup(hint);
-}
-
-static void
-set_error_from_result(exec_result *out, PGconn *conn, const PGresult *r)
-{
-	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-	const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	char		buf[512];
-
-	if (!msg)
-	{
-		/* a libpq-side failure (connection lost): first line of its message */
-		snprintf(buf, sizeof(buf), "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
-		buf[strcspn(buf, "\n")] = '\0';
-		msg = buf[0] ? buf : "database connection lost";
-	}
-	if (!state || PQstatus(conn) == CONNECTION_BAD)
-		state = state && strncmp(state, "57P0", 4) == 0 ? state : "08006";
-	set_error(out, http_status_for_sqlstate(state), state, msg,
-			  r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL,
-			  r ? PQresultErrorField(r, PG_DIAG_MESSAGE_HINT) : NULL);
-	if (out->status == 503)
-		out->retry_after = 1;
 }
 
 /*
@@ -148,7 +89,7 @@ read_pipeline(PGconn *conn, int nq, int keep, PGresult **kept, exec_result *out)
 			if (PQstatus(conn) == CONNECTION_BAD)
 			{
 				if (out->status == 200)
-					set_error_from_result(out, conn, NULL);
+					exec_result_from_pg(out, conn, NULL);
 				return false;
 			}
 			qi++;
@@ -164,7 +105,7 @@ read_pipeline(PGconn *conn, int nq, int keep, PGresult **kept, exec_result *out)
 		{
 			if (out->status == 200)
 			{
-				set_error_from_result(out, conn, r);
+				exec_result_from_pg(out, conn, r);
 				out->failed_query = qi;
 			}
 			PQclear(r);
@@ -200,7 +141,7 @@ connect_slot(slot_t *s, exec_result *out)
 
 		snprintf(msg, sizeof(msg), "database unavailable: %s", PQerrorMessage(c));
 		msg[strcspn(msg, "\n")] = '\0';
-		set_error(out, 503, "08001", msg, NULL, NULL);
+		exec_result_set_error(out, 503, "08001", msg, NULL, NULL);
 		PQfinish(c);
 		return false;
 	}
@@ -223,7 +164,7 @@ connect_slot(slot_t *s, exec_result *out)
 
 fail:
 	if (out->status == 200)
-		set_error(out, 503, "08001", "database unavailable: could not prepare statements",
+		exec_result_set_error(out, 503, "08001", "database unavailable: could not prepare statements",
 				  NULL, NULL);
 	else
 	{
@@ -248,30 +189,6 @@ drop_conn(slot_t *s)
 		PQfinish(s->conn);
 	s->cancel = NULL;
 	s->conn = NULL;
-}
-
-/*
- * A pooled connection that the server closed meanwhile (restart) is dead.
- * An idle connection has nothing to read: anything readable is the server's
- * goodbye (57P01 and EOF), so such a connection is replaced too.
- */
-static bool
-conn_alive(PGconn *c)
-{
-	struct pollfd pfd;
-
-	if (PQstatus(c) != CONNECTION_OK)
-		return false;
-	pfd.fd = PQsocket(c);
-	pfd.events = POLLIN;
-	pfd.revents = 0;
-	if (pfd.fd < 0 || poll(&pfd, 1, 0) != 0)
-		return false;
-	if (!PQconsumeInput(c))
-		return false;
-	if (PQtransactionStatus(c) != PQTRANS_IDLE)
-		return false;
-	return PQstatus(c) == CONNECTION_OK;
 }
 
 /* Gives a slot back; a broken one loses its connection first. */
@@ -334,7 +251,7 @@ acquire(exec_result *out, bool long_poll)
 		{
 			acquire_timeouts++;
 			pthread_mutex_unlock(&mu);
-			set_error(out, 503, "53300", "all database connections are busy", NULL,
+			exec_result_set_error(out, 503, "53300", "all database connections are busy", NULL,
 					  "Retry later or raise pool_size.");
 			out->retry_after = 1;
 			return NULL;
@@ -346,7 +263,7 @@ acquire(exec_result *out, bool long_poll)
 		long_polls++;
 	pthread_mutex_unlock(&mu);
 
-	if (s->conn && !conn_alive(s->conn))
+	if (s->conn && !pg_idle_conn_alive(s->conn))
 	{
 		pthread_mutex_lock(&mu);
 		broken_count++;
@@ -355,7 +272,7 @@ acquire(exec_result *out, bool long_poll)
 	}
 	if (!s->conn)
 	{
-		long long now = now_ms();
+		long long now = mono_ms();
 		bool		ok;
 
 		pthread_mutex_lock(&mu);
@@ -364,7 +281,7 @@ acquire(exec_result *out, bool long_poll)
 			long long wait = next_connect_at - now;
 
 			pthread_mutex_unlock(&mu);
-			set_error(out, 503, "08001", "database unavailable", NULL,
+			exec_result_set_error(out, 503, "08001", "database unavailable", NULL,
 					  "The gateway reconnects with backoff; retry after the Retry-After delay.");
 			out->retry_after = (int) ((wait + 999) / 1000);
 			goto fail;
@@ -384,7 +301,7 @@ acquire(exec_result *out, bool long_poll)
 			backoff_ms = backoff_ms ? backoff_ms * 2 : BACKOFF_MIN;
 			if (backoff_ms > BACKOFF_MAX)
 				backoff_ms = BACKOFF_MAX;
-			next_connect_at = now_ms() + backoff_ms;
+			next_connect_at = mono_ms() + backoff_ms;
 			out->retry_after = (backoff_ms + 999) / 1000;
 		}
 		pthread_mutex_unlock(&mu);
@@ -437,21 +354,10 @@ pool_exec(const char *role, int stmt, int nparams, const char *const *params,
 	return;
 
 broken:
-	set_error_from_result(out, s->conn, NULL);
+	exec_result_from_pg(out, s->conn, NULL);
 	out->status = 503;
 	out->retry_after = 1;
 	release(s, true);
-}
-
-void
-exec_result_clear(exec_result *r)
-{
-	if (r->res)
-		PQclear(r->res);
-	free(r->message);
-	free(r->detail);
-	free(r->hint);
-	memset(r, 0, sizeof(*r));
 }
 
 void

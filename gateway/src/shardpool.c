@@ -68,52 +68,6 @@ struct shardpool
 				in_doubt;
 };
 
-long long
-sp_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static char *
-xstrdup(const char *s)
-{
-	char	   *d;
-
-	if (!s)
-		return NULL;
-	d = strdup(s);
-	if (!d)
-		abort();
-	return d;
-}
-
-/* the first line of s, into dst */
-static void
-first_line(char *dst, size_t cap, const char *s)
-{
-	snprintf(dst, cap, "%s", s ? s : "");
-	dst[strcspn(dst, "\n")] = '\0';
-}
-
-static void
-sp_set_error(exec_result *out, int status, const char *sqlstate, const char *msg,
-			 const char *detail, const char *hint)
-{
-	out->status = status;
-	snprintf(out->sqlstate, sizeof(out->sqlstate), "%s", sqlstate ? sqlstate : "");
-	free(out->message);
-	free(out->detail);
-	free(out->hint);
-	out->message = xstrdup(msg);
-	out->detail = xstrdup(detail);
-	out->hint = xstrdup(hint);
-	if (status == 503 && out->retry_after <= 0)
-		out->retry_after = 1;
-}
-
 /*
  * Split a comma-separated libpq host or port list (NULL or empty: none)
  * into at most SP_MAX_HOSTS parts; returns the count.
@@ -151,7 +105,7 @@ wait_socket(PGconn *c, short events, long long deadline)
 	for (;;)
 	{
 		struct pollfd pfd;
-		long long	left = deadline - sp_now_ms();
+		long long	left = deadline - mono_ms();
 		int			r;
 
 		if (left <= 0)
@@ -179,7 +133,7 @@ connect_host(const char *const *keys, const char *const *vals, int timeout_ms, c
 			 size_t errlen)
 {
 	PGconn	   *c = PQconnectStartParams(keys, vals, 0);
-	long long	deadline = sp_now_ms() + timeout_ms;
+	long long	deadline = mono_ms() + timeout_ms;
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 
 	if (!c)
@@ -339,25 +293,6 @@ sp_connect(const char *conninfo, const char *extra, int prefer, int default_time
 	return c;
 }
 
-/*
- * An idle connection the server closed (a restart, a failover) is dead: it
- * has nothing to read unless it is the server's goodbye.
- */
-static bool
-conn_alive(PGconn *c)
-{
-	struct pollfd pfd;
-
-	if (PQstatus(c) != CONNECTION_OK)
-		return false;
-	pfd.fd = PQsocket(c);
-	pfd.events = POLLIN;
-	pfd.revents = 0;
-	if (pfd.fd < 0 || poll(&pfd, 1, 0) != 0)
-		return false;
-	return PQtransactionStatus(c) == PQTRANS_IDLE;
-}
-
 /* Drop the idle connections that are stale or dead (mu held); how many are left. */
 static int
 prune(shardpool *p)
@@ -369,7 +304,7 @@ prune(shardpool *p)
 	{
 		spconn	   *s = &p->c[i];
 
-		if (s->conn && !s->in_use && (s->gen != p->gen || !conn_alive(s->conn)))
+		if (s->conn && !s->in_use && (s->gen != p->gen || !pg_idle_conn_alive(s->conn)))
 		{
 			if (s->gen == p->gen)
 				p->broken++;
@@ -402,7 +337,7 @@ connector_main(void *arg)
 	while (!p->stop)
 	{
 		int			connected = prune(p);
-		long long	now = sp_now_ms();
+		long long	now = mono_ms();
 
 		if (connected < p->size && now >= p->next_connect)
 		{
@@ -447,7 +382,7 @@ connector_main(void *arg)
 				p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : SP_BACKOFF_MIN;
 				if (p->backoff_ms > SP_BACKOFF_MAX)
 					p->backoff_ms = SP_BACKOFF_MAX;
-				p->next_connect = sp_now_ms() + p->backoff_ms;
+				p->next_connect = mono_ms() + p->backoff_ms;
 				/* the next round starts with the next host */
 				p->prefer = (prefer + 1) % (nhosts > 0 ? nhosts : 1);
 				snprintf(p->last_error, sizeof(p->last_error), "%s", err);
@@ -543,7 +478,7 @@ acquire(shardpool *p, long long deadline, int flags, exec_result *out)
 
 			if (s->in_use || !s->conn)
 				continue;
-			if (s->gen != p->gen || !conn_alive(s->conn))
+			if (s->gen != p->gen || !pg_idle_conn_alive(s->conn))
 			{
 				if (s->gen == p->gen)
 					p->broken++;
@@ -556,7 +491,7 @@ acquire(shardpool *p, long long deadline, int flags, exec_result *out)
 			pthread_mutex_unlock(&p->mu);
 			return s;
 		}
-		if (p->stop || ((flags & SP_FAST) && p->down) || sp_now_ms() >= deadline)
+		if (p->stop || ((flags & SP_FAST) && p->down) || mono_ms() >= deadline)
 			break;
 		pthread_cond_signal(&p->wake);
 		timedwait_ms(&p->freed, &p->mu, deadline);
@@ -566,14 +501,14 @@ acquire(shardpool *p, long long deadline, int flags, exec_result *out)
 		snprintf(msg, sizeof(msg), "%s is unavailable: %s", p->name,
 				 p->last_error[0] ? p->last_error : "no connection");
 		pthread_mutex_unlock(&p->mu);
-		sp_set_error(out, 503, "08001", msg, NULL,
+		exec_result_set_error(out, 503, "08001", msg, NULL,
 					 "The gateway reconnects with backoff (the shard may be failing over); retry.");
 	}
 	else
 	{
 		snprintf(msg, sizeof(msg), "no connection to %s was free in time", p->name);
 		pthread_mutex_unlock(&p->mu);
-		sp_set_error(out, 503, "53300", msg, NULL, "Retry later or raise shard_pool_size.");
+		exec_result_set_error(out, 503, "53300", msg, NULL, "Retry later or raise shard_pool_size.");
 	}
 	return NULL;
 }
@@ -614,25 +549,6 @@ mark_timed_out(shardpool *p)
 	pthread_mutex_unlock(&p->mu);
 }
 
-static void
-error_from_result(exec_result *out, PGconn *c, const PGresult *r)
-{
-	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-	const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	char		buf[512];
-
-	if (!msg)
-	{
-		first_line(buf, sizeof(buf), r ? PQresultErrorMessage(r) : PQerrorMessage(c));
-		msg = buf[0] ? buf : "database connection lost";
-	}
-	if (!state || PQstatus(c) == CONNECTION_BAD)
-		state = state && strncmp(state, "57P0", 4) == 0 ? state : "08006";
-	sp_set_error(out, http_status_for_sqlstate(state), state, msg,
-				 r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL,
-				 r ? PQresultErrorField(r, PG_DIAG_MESSAGE_HINT) : NULL);
-}
-
 /* The reply of a write was lost: say so (the client retries with its idempotency key). */
 static void
 set_in_doubt(shardpool *p, exec_result *out, const char *why)
@@ -641,7 +557,7 @@ set_in_doubt(shardpool *p, exec_result *out, const char *why)
 
 	snprintf(msg, sizeof(msg), "the outcome is unknown: %s lost the reply (%s)", p->name, why);
 	out->retry_after = 1;
-	sp_set_error(out, 503, "08007", msg,
+	exec_result_set_error(out, 503, "08007", msg,
 				 "The statement was sent and may have committed before the connection was lost.",
 				 "Retry with the same idempotency key: a send that committed returns its first id "
 				 "and stores nothing new.");
@@ -734,7 +650,7 @@ sp_exec(shardpool *p, const char *role, const char *sql, int nparams,
 
 			if (out->status == 200)
 			{
-				error_from_result(out, c, r);
+				exec_result_from_pg(out, c, r);
 				out->failed_query = qi;
 			}
 			PQclear(r);
@@ -782,7 +698,7 @@ timed_out:
 		char		msg[400];
 
 		snprintf(msg, sizeof(msg), "%s did not answer in time", p->name);
-		sp_set_error(out, 503, "08006", msg, NULL, "Retry: the shard may be failing over.");
+		exec_result_set_error(out, 503, "08006", msg, NULL, "Retry: the shard may be failing over.");
 	}
 	if (out->res)
 	{
@@ -806,7 +722,7 @@ broken:
 		char		msg[400];
 
 		snprintf(msg, sizeof(msg), "%s: %s", p->name, why);
-		sp_set_error(out, 503, "08006", msg, NULL, "Retry: the shard may be failing over.");
+		exec_result_set_error(out, 503, "08006", msg, NULL, "Retry: the shard may be failing over.");
 	}
 	if (out->res)
 	{
