@@ -24,6 +24,11 @@
  * Every deliver.alert_interval it checks the queues' alert thresholds
  * (deliver._check_alerts).  An error in one step is logged, counted in the
  * worker's status (deliver.worker_status) and the loop goes on.
+ *
+ * A little over 500 lines, kept whole: the setting that lists the
+ * databases, registration, the loop with its latch and signals, the wake-up
+ * at the earliest due time and the status the worker publishes are one life
+ * cycle; the steps themselves live in their own modules.
  */
 #include "postgres.h"
 
