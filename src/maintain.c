@@ -116,8 +116,9 @@ push_backlog_held(QueueInfo *q)
  * for the next run.  True if it was truncated.
  */
 static bool
-reclaim_segment(QueueInfo *q, int seg, bool archive, int64 *archived)
+reclaim_segment(QueueInfo *q, const ClosedSegment *cs, bool archive, int64 *archived)
 {
+	int			seg = cs->seg;
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	char		sql[512];
@@ -142,7 +143,19 @@ reclaim_segment(QueueInfo *q, int seg, bool archive, int64 *archived)
 		snprintf(timeout, sizeof(timeout), "%d", deliver_maintenance_lock_timeout_ms);
 		(void) set_config_option("lock_timeout", timeout, PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
-		if (archive)
+		/*
+		 * Lock first (done table first: the lock order of receive, no
+		 * deadlock), then look at the push slots again: a push subscription
+		 * being restored (restore_push_subscription) holds the segments while
+		 * it creates its slot, and once it committed its new start the
+		 * segment is its backlog.  What was seen before the lock is not
+		 * enough: the slot exists before that start is committed.
+		 */
+		snprintf(sql, sizeof(sql), "LOCK TABLE deliver.%s, deliver.%s IN ACCESS EXCLUSIVE MODE", done, rel);
+		run(q, psprintf("lock%d", seg), sql, 0, NULL, NULL, NULL, SPI_OK_UTILITY);
+		if (push_backlog_held(q) || !push_slots_past(q, cs->lsn, cs->lsn_null))
+			ok = false;
+		else if (archive)
 		{
 			/* every message of the segment is finished: keep a copy */
 			snprintf(sql, sizeof(sql),
@@ -152,15 +165,22 @@ reclaim_segment(QueueInfo *q, int seg, bool archive, int64 *archived)
 			run(q, psprintf("archive%d", seg), sql, 0, NULL, NULL, NULL, SPI_OK_INSERT);
 			*archived += (int64) SPI_processed;
 		}
-		/* done table first: the lock order of receive (no deadlock) */
-		snprintf(sql, sizeof(sql), "TRUNCATE deliver.%s, deliver.%s", done, rel);
-		run(q, psprintf("truncate%d", seg), sql, 0, NULL, NULL, NULL, SPI_OK_UTILITY);
-		run(q, "empty",
-			"UPDATE deliver.segment x SET state = 'empty', closed_xmax = NULL, closed_lsn = NULL, "
-			"changed_at = now() WHERE x.queue_id = $1 AND x.seg = $2",
-			2, types, args, NULL, SPI_OK_UPDATE);
-		AtEOXact_GUC(true, level);
-		ReleaseCurrentSubTransaction();
+		if (ok)
+		{
+			snprintf(sql, sizeof(sql), "TRUNCATE deliver.%s, deliver.%s", done, rel);
+			run(q, psprintf("truncate%d", seg), sql, 0, NULL, NULL, NULL, SPI_OK_UTILITY);
+			run(q, "empty",
+				"UPDATE deliver.segment x SET state = 'empty', closed_xmax = NULL, closed_lsn = NULL, "
+				"changed_at = now() WHERE x.queue_id = $1 AND x.seg = $2",
+				2, types, args, NULL, SPI_OK_UPDATE);
+		}
+		if (ok)
+		{
+			AtEOXact_GUC(true, level);
+			ReleaseCurrentSubTransaction();
+		}
+		else
+			RollbackAndReleaseCurrentSubTransaction();	/* kept: its locks go */
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
 	}
@@ -283,7 +303,7 @@ maintain_queue(QueueInfo *q, MaintainResult *r)
 	for (i = 0; i < nclosed; i++)
 	{
 		if (ok[i] && push_slots_past(q, closed[i].lsn, closed[i].lsn_null) &&
-			reclaim_segment(q, closed[i].seg, archive, &r->archived))
+			reclaim_segment(q, &closed[i], archive, &r->archived))
 			r->truncated++;
 	}
 
