@@ -47,6 +47,9 @@ shardpool  *cluster_router(void);
 unsigned	cluster_cursor_next(const char *queue, const char *group);
 
 /* Prometheus lines: the map and each shard's pool. */
+/* how many shards have a connection now */
+int			cluster_shards_up(void);
+
 void		cluster_metrics(buf_t *b);
 /* {"shards": {"name": "up"|"down", ...}, "partitions": n, "map_age_seconds": s} */
 void		cluster_status_json(buf_t *b);

@@ -479,6 +479,20 @@ cluster_metrics(buf_t *b)
 	pthread_mutex_unlock(&shards_mu);
 }
 
+int
+cluster_shards_up(void)
+{
+	int			i,
+				n = 0;
+
+	pthread_mutex_lock(&shards_mu);
+	for (i = 0; i < nshards; i++)
+		if (sp_available(shards[i].pool))
+			n++;
+	pthread_mutex_unlock(&shards_mu);
+	return n;
+}
+
 void
 cluster_status_json(buf_t *b)
 {

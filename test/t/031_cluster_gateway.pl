@@ -12,7 +12,9 @@
 #      end by their deadline, shard 1 serves throughout;
 #   2. kill -9 of shard 0's primary (its keeper and every postgres
 #      process): sends to shard 0 resume through the gateway once its
-#      standby is promoted, shard 1 serves throughout.
+#      standby is promoted, shard 1 serves throughout;
+#   3. the router stopped for 4 s: sends and receives go on with the map
+#      deliverd holds, administration answers 503, /readyz stays ready.
 # Then, from the clients' own records: nothing sent is lost; a message is
 # delivered again only when no ack of it had succeeded (at-least-once over
 # HTTP); per key, acks follow the send order (FIFO); every id's partition
@@ -406,6 +408,39 @@ cmp_ok($parts1, '>', 0, "and batches: $parts1 batches had their shard 1 part sen
 my $skipped = grep { $_->[0] eq 'rreq' && $_->[5] ne '' && $_->[2] >= $t_kill } lines('consumer');
 note("receives that skipped unavailable partitions (Deliver-Unavailable-Partitions): $skipped");
 sleep 3;
+
+# ---- 3. the router down: messages go on, administration waits ----------
+my $router_dir = "$dir/cluster/router";
+my ($o1, $e1, $o2, $e2) = ('', '', '', '');
+my $t_rdown = time();
+ok(IPC::Run::run([ 'pg_ctl', '-D', $router_dir, '-m', 'immediate', '-w', 'stop' ], '>', \$o1, '2>', \$e1),
+	'the router is stopped (immediate)') or diag($e1);
+sleep 2;
+my ($rst) = req('GET', '/v1/queues');
+is($rst, 503, 'while the router is down, administration answers 503');
+my ($yst, $ybd) = req('GET', '/readyz');
+is($yst, 200, '/readyz stays ready: messages do not need the router') or diag explain $ybd;
+is(ref $ybd eq 'HASH' ? $ybd->{router} : '', 'down', '/readyz reports the router down');
+sleep 2;
+my $t_rup = time();
+ok(IPC::Run::run([ 'pg_ctl', '-D', $router_dir, '-l', "$router_dir.log", '-w', 'start' ], '>', \$o2, '2>', \$e2),
+	'the router is started again') or diag($e2);
+for my $k (0, 1)
+{
+	my @s = shard_sends_ok("shard$k", $t_rdown + 0.5, $t_rup);
+	cmp_ok(scalar(@s), '>', 0, sprintf('router down: sends to shard %d go on (%d, p99 %.0f ms)',
+		$k, scalar(@s), 1000 * p99(map { $_->[6] - $_->[5] } @s)));
+}
+my @rr = (shard_receives('shard0', $t_rdown + 0.5, $t_rup), shard_receives('shard1', $t_rdown + 0.5, $t_rup));
+cmp_ok(scalar(@rr), '>', 0, sprintf('router down: receives go on (%d messages)', scalar(@rr)));
+my $back;
+for (1 .. 100)
+{
+	($rst) = req('GET', '/v1/queues');
+	if ($rst == 200) { $back = time() - $t_rup; last; }
+	usleep(100_000);
+}
+ok(defined $back, sprintf('administration answers again %.1f s after the router is back', $back // 0));
 
 # ---- stop the producers, let the consumers drain ------------------------
 write_file($stop_producers, '');
