@@ -14,7 +14,9 @@
 #      process): sends to shard 0 resume through the gateway once its
 #      standby is promoted, shard 1 serves throughout;
 #   3. the router stopped for 4 s: sends and receives go on with the map
-#      deliverd holds, administration answers 503, /readyz stays ready.
+#      deliverd holds, administration answers 503, /readyz stays ready;
+#   4. a partition moved from shard 1 to shard 0 (move_partition): deliverd
+#      follows the map, its keys' messages keep their order.
 # Then, from the clients' own records: nothing sent is lost; a message is
 # delivered again only when no ack of it had succeeded (at-least-once over
 # HTTP); per key, acks follow the send order (FIFO); every id's partition
@@ -162,6 +164,9 @@ is(join(',', map { (split /:/)[0] } @$ids), join(',', @want),
 my (undef, $rb) = req('POST', '/v1/queues/hq/receive?max=100');
 is(join(',', sort { $a <=> $b } map { $_->{payload} } @{ $rb // [] }), join(',', 0 .. $#probe),
 	'one receive gets them all back, from the four partitions');
+# (acked: a partition moves once every queue's part of it is drained, below)
+my ($ast) = req('POST', '/v1/queues/hq/ack', { delivery_ids => [ map { $_->{delivery_id} } @{ $rb // [] } ] });
+is($ast, 200, 'and one ack batch acks them all');
 
 # ---- the clients: forked processes writing what returned ---------------
 my $stop = "$dir/stop";
@@ -441,6 +446,33 @@ for (1 .. 100)
 	usleep(100_000);
 }
 ok(defined $back, sprintf('administration answers again %.1f s after the router is back', $back // 0));
+
+# ---- 4. a partition moved from shard 1 to shard 0 under load -----------
+# (deliverd learns it from the shards: the old one refuses new messages of
+# the partition, the drained one refuses receives, and it reads the map again)
+my $mp = $part_of{ $keys_of[2][0] };
+my @mkeys = grep { $part_of{$_} == $mp } map { @$_ } @keys_of, \@batch_keys;
+my $t_move = time();
+psql($router, "CALL deliver_cluster.move_partition($mp, 'shard0', '60 seconds')", may_fail => 1);
+my $t_moved = time();
+is(psql($router, "SELECT string_agg(shard || ':' || state, ',' ORDER BY epoch) FROM deliver_cluster.partition_map() WHERE partition = $mp"),
+	'shard1:retired,shard0:active',
+	sprintf('partition %d moved from shard 1 to shard 0 under load through deliverd (%.1f s, the drain included)', $mp,
+		$t_moved - $t_move));
+my $new_epoch = psql($router, "SELECT max(epoch) FROM deliver_cluster.partition_map() WHERE partition = $mp");
+my %mkey = map { $_ => 1 } @mkeys;
+my @after;
+for (1 .. 100)
+{
+	@after = grep { $_->[0] eq 'send' && $_->[1] == 201 && $mkey{ $_->[2] } && $_->[5] > $t_moved } lines('producer');
+	last if @after;
+	usleep(100_000);
+}
+cmp_ok(scalar(@after), '>', 0, sprintf('sends of its keys (%s) go on after the move: %d', join(',', @mkeys), scalar(@after)));
+is(scalar(grep { (split /:/, $_->[4])[1] != $new_epoch } @after), 0,
+	"and land in its new placement (epoch $new_epoch, on shard 0)");
+$shard_of_key{$_} = 'shard0' for @mkeys;
+sleep 2;
 
 # ---- stop the producers, let the consumers drain ------------------------
 write_file($stop_producers, '');
