@@ -42,7 +42,8 @@ typedef enum
 {
 	SYS_DELIVER,
 	SYS_TEXTBOOK,
-	SYS_PGQ
+	SYS_PGQ,
+	SYS_ROUTER					/* deliver_cluster.* of a cluster's router */
 } bench_system;
 
 typedef enum
@@ -52,7 +53,7 @@ typedef enum
 	G_AT_MOST_ONCE
 } bench_guarantee;
 
-static const char *const system_names[] = {"deliver", "textbook", "pgq"};
+static const char *const system_names[] = {"deliver", "textbook", "pgq", "router"};
 static const char *const guarantee_names[] = {"at_least_once", "exactly_once", "at_most_once"};
 
 typedef struct
@@ -510,6 +511,7 @@ static _Atomic uint64_t ticker_errors;
 static bitmap **committed_bm;	/* [producer] */
 static bitmap ***acked_bm;		/* [group][producer] */
 static int64_t run_id;			/* makes idempotency keys unique per run */
+static int	router_partitions;	/* SYS_ROUTER: the cluster's partitions */
 static pthread_barrier_t start_barrier;
 
 /* Log an error from a worker; only the first few of each kind are shown. */
@@ -625,6 +627,26 @@ setup_system(PGconn *conn)
 				}
 				break;
 			}
+		case SYS_ROUTER:
+			{
+				const char *p1[1] = {opt.queue};
+				const char *p2[2] = {opt.queue, guarantee_names[opt.guarantee]};
+
+				res = exec_params_ok(conn,
+									 "SELECT 1 FROM deliver_cluster.queue WHERE queue_name = $1", 1, p1);
+				if (PQntuples(res) > 0)
+					PQclear(exec_params_ok(conn, "SELECT deliver_cluster.drop_queue($1)", 1, p1));
+				PQclear(res);
+				PQclear(exec_params_ok(conn, "SELECT deliver_cluster.create_queue($1, $2)", 2, p2));
+				res = exec_params_ok(conn, "SELECT deliver_cluster.partitions()", 0, NULL);
+				router_partitions = atoi(PQgetvalue(res, 0, 0));
+				PQclear(res);
+				if (router_partitions < 1)
+					die("the router has no partitions");
+				if (opt.groups > 1)
+					die("--system router measures one consumer group");
+				break;
+			}
 		case SYS_TEXTBOOK:
 			snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS public.%s", opt.queue);
 			exec_ok(conn, sql);
@@ -729,15 +751,20 @@ producer_prepare(producer *pr)
 	switch (opt.system)
 	{
 		case SYS_DELIVER:
-			if (opt.batch == 1)
-				sb_printf(&sql, opt.guarantee == G_EXACTLY_ONCE
-						  ? "SELECT deliver.send($1, $2::jsonb, idempotency_key => $3)"
-						  : "SELECT deliver.send($1, $2::jsonb)");
-			else
-				sb_printf(&sql, opt.guarantee == G_EXACTLY_ONCE
-						  ? "SELECT deliver.send_batch($1, $2::jsonb[], idempotency_keys => $3::text[])"
-						  : "SELECT deliver.send_batch($1, $2::jsonb[])");
-			break;
+		case SYS_ROUTER:
+			{
+				const char *schema = opt.system == SYS_ROUTER ? "deliver_cluster" : "deliver";
+
+				if (opt.batch == 1)
+					sb_printf(&sql, opt.guarantee == G_EXACTLY_ONCE
+							  ? "SELECT %s.send($1, $2::jsonb, idempotency_key => $3)"
+							  : "SELECT %s.send($1, $2::jsonb)", schema);
+				else
+					sb_printf(&sql, opt.guarantee == G_EXACTLY_ONCE
+							  ? "SELECT %s.send_batch($1, $2::jsonb[], idempotency_keys => $3::text[])"
+							  : "SELECT %s.send_batch($1, $2::jsonb[])", schema);
+				break;
+			}
 		case SYS_TEXTBOOK:
 			sb_printf(&sql, "INSERT INTO public.%s (payload) VALUES ", opt.queue);
 			for (int i = 0; i < opt.batch; i++)
@@ -773,6 +800,7 @@ producer_send(producer *pr, int64_t t)
 	switch (opt.system)
 	{
 		case SYS_DELIVER:
+		case SYS_ROUTER:
 			params[nparams++] = opt.queue;
 			if (opt.batch == 1)
 				params[nparams++] = pr->payloads[0];
@@ -917,6 +945,7 @@ typedef struct
 	uint64_t   *bs;				/* sequence per message */
 	int64_t    *bt;				/* send time per message */
 	strbuf		ids;			/* array literal of ids to ack */
+	int			cursor;			/* SYS_ROUTER: the partition to try next */
 } consumer;
 
 /* Read "key": <integer> from a JSON text; false if absent. */
@@ -1011,6 +1040,14 @@ consumer_prepare(consumer *c)
 					   "SELECT message_id, delivery_id, payload "
 					   "FROM deliver.receive($1, $2, NULL, '1 second', $3)");
 			prepare_ok(c->conn, "ack", "SELECT deliver.ack_batch($1, $2::bigint[])");
+			break;
+		case SYS_ROUTER:
+			prepare_ok(c->conn, "recv",
+					   "SELECT message_id, delivery_id, payload "
+					   "FROM deliver_cluster.receive($1, $2, $3)");
+			prepare_ok(c->conn, "ack", "SELECT deliver_cluster.ack_batch($1, $2::text[])");
+			/* its partitions are member, member + consumers, ... */
+			c->cursor = c->member % router_partitions;
 			break;
 		case SYS_TEXTBOOK:
 			/* receive is planned on every call: see bench/README.md */
@@ -1111,6 +1148,53 @@ consumer_round_deliver(consumer *c)
 	if (opt.guarantee == G_AT_MOST_ONCE)
 	{
 		/* removed durably by receive itself: nothing to ack */
+		consumer_acked(c);
+		return n;
+	}
+	ap[0] = opt.queue;
+	ap[1] = c->ids.data;
+	res = PQexecPrepared(c->conn, "ack", 2, ap, NULL, NULL, 0);
+	consumer_ack_outcome(c, res, PGRES_TUPLES_OK, n);
+	return n;
+}
+
+/*
+ * One round through a cluster's router: receive without waiting from this
+ * consumer's partitions in turn (member, member + consumers, ...), from
+ * the first that has messages, and ack them; sleep --poll-us when none has.
+ */
+static int
+consumer_round_router(consumer *c)
+{
+	char		maxs[16];
+	char		parts[16];
+	const char *rp[3] = {opt.queue, parts, maxs};
+	const char *ap[2];
+	int			step = opt.consumers < router_partitions ? opt.consumers : router_partitions;
+	int			tries = (router_partitions + step - 1) / step;
+	PGresult   *res;
+	int			n = 0;
+
+	snprintf(maxs, sizeof(maxs), "%d", opt.recv_batch);
+	for (int t = 0; t < tries && n == 0; t++)
+	{
+		snprintf(parts, sizeof(parts), "%d", c->cursor);
+		c->cursor += step;
+		if (c->cursor >= router_partitions)
+			c->cursor = c->member % step;
+		res = PQexecPrepared(c->conn, "recv", 3, rp, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+			return consumer_receive_failed(c, "receive", res);
+		n = consumer_take_rows(c, res, 1, 2);
+	}
+	if (n == 0)
+	{
+		c->empty_polls++;
+		sleep_us(opt.poll_us);
+		return 0;
+	}
+	if (opt.guarantee == G_AT_MOST_ONCE)
+	{
 		consumer_acked(c);
 		return n;
 	}
@@ -1222,6 +1306,9 @@ consumer_main(void *arg)
 				break;
 			case SYS_PGQ:
 				consumer_round_pgq(c);
+				break;
+			case SYS_ROUTER:
+				consumer_round_router(c);
 				break;
 		}
 	}
@@ -1428,8 +1515,10 @@ parse_options(int argc, char **argv)
 					opt.system = SYS_TEXTBOOK;
 				else if (strcmp(optarg, "pgq") == 0)
 					opt.system = SYS_PGQ;
+				else if (strcmp(optarg, "router") == 0)
+					opt.system = SYS_ROUTER;
 				else
-					die("unknown --system \"%s\" (deliver, textbook or pgq)", optarg);
+					die("unknown --system \"%s\" (deliver, textbook, pgq or router)", optarg);
 				break;
 			case 'd':
 				opt.dsn = optarg;
@@ -1518,7 +1607,7 @@ parse_options(int argc, char **argv)
 		opt.recv_batch = opt.batch;
 	if (opt.duration <= 0)
 		die("--duration must be positive");
-	if (opt.system != SYS_DELIVER && guarantee_set && opt.guarantee != G_AT_LEAST_ONCE)
+	if (opt.system != SYS_DELIVER && opt.system != SYS_ROUTER && guarantee_set && opt.guarantee != G_AT_LEAST_ONCE)
 		die("--guarantee applies to --system deliver only (the baselines are at-least-once)");
 	if (opt.system == SYS_TEXTBOOK && opt.groups > 1)
 		die("--groups needs deliver or pgq: the textbook queue has no consumer groups");
@@ -1619,6 +1708,9 @@ sweep_stored(PGconn *conn, bitmap **stored)
 
 	switch (opt.system)
 	{
+		case SYS_ROUTER:
+			/* the shards' tables are not read from the router */
+			return false;
 		case SYS_TEXTBOOK:
 			snprintf(sql, sizeof(sql), "SELECT payload::text FROM public.%s", opt.queue);
 			return sweep_table(conn, sql, stored);
@@ -1774,7 +1866,7 @@ print_header(void)
 	printf("deliverbench: system=%s scenario=%s guarantee=%s producers=%d consumers=%d "
 		   "groups=%d batch=%d recv_batch=%d payload=%d duration=%.0fs rate=%s max_backlog=%ld",
 		   system_names[opt.system], opt.scenario,
-		   opt.system == SYS_DELIVER ? guarantee_names[opt.guarantee] : "at_least_once",
+		   opt.system == SYS_DELIVER || opt.system == SYS_ROUTER ? guarantee_names[opt.guarantee] : "at_least_once",
 		   opt.producers, opt.consumers, opt.groups, opt.batch, opt.recv_batch, opt.payload,
 		   opt.duration, opt.rate > 0 ? "paced" : "max", opt.max_backlog);
 	if (opt.rate > 0)
@@ -1953,7 +2045,7 @@ print_report(const outcome *o)
 		   "lost=%" PRIu64 " dup=%" PRIu64 " undrained=%" PRIu64 " unexpected=%" PRIu64
 		   " errors=%" PRIu64 " drain=%s tick_ms=%d\n",
 		   system_names[opt.system], opt.scenario,
-		   opt.system == SYS_DELIVER ? guarantee_names[opt.guarantee] : "at_least_once",
+		   opt.system == SYS_DELIVER || opt.system == SYS_ROUTER ? guarantee_names[opt.guarantee] : "at_least_once",
 		   opt.producers, opt.consumers, opt.groups, opt.batch, opt.recv_batch, opt.payload,
 		   opt.rate, o->elapsed_s, o->sent_window, sent_per_s, acked_per_s,
 		   hist_quantile(rh, 0.5) / 1000, hist_quantile(rh, 0.99) / 1000,

@@ -17,11 +17,13 @@ build_and_install() {
     bash scripts/install-deps
     echo "deliver: building"
     make -s -j2
+    local sudo=as_root
     if [[ -w $("$PG_CONFIG" --pkglibdir) && -w $("$PG_CONFIG" --sharedir)/extension && -w $("$PG_CONFIG" --bindir) ]]; then
-        make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
-    else
-        as_root make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+        sudo=
     fi
+    $sudo make -s install PG_CONFIG="$PG_CONFIG" >/dev/null
+    # the cluster's extensions (deliver_shard, deliver_router: scripts/cluster)
+    $sudo make -s -C cluster install PG_CONFIG="$PG_CONFIG" >/dev/null
 }
 
 # pg_has_setting NAME: whether this installation's server knows the setting

@@ -74,7 +74,11 @@ CREATE TABLE deliver.push_subscription (
     subscription_name text PRIMARY KEY,
     queue_id          int NOT NULL REFERENCES deliver.queue,
     consumer_group    text,
-    created_at        timestamptz NOT NULL DEFAULT now()
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    -- after a failover (logical slots are not replicated): the new slot's
+    -- start, and the xid below which its backlog lies (restore_push_subscription)
+    restored_lsn      pg_lsn,
+    restored_xmax     xid8
 );
 
 -- Alert thresholds of a queue and whether each is crossed now; the

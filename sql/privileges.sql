@@ -10,6 +10,7 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver.redrive(text, bigint[], text), deliver.maintain(text),
                            deliver.create_push_subscription(text, text, text),
                            deliver.drop_push_subscription(text),
+                           deliver.restore_push_subscription(text), deliver.push_backlog(text, timestamptz),
                            deliver._checkpoint_groups(int, xid8[]), deliver._move_due(text),
                            deliver._catalog_changed(int, text, int),
                            deliver.alter_queue(text, interval, int, interval, interval, interval, interval),

@@ -87,6 +87,29 @@ push_slots_past(QueueInfo *q, XLogRecPtr lsn, bool lsn_null)
 }
 
 /*
+ * Does one of the queue's push subscriptions still need the queue's stored
+ * messages?  After a failover (logical slots are not replicated) a
+ * subscription may have no slot yet, or a slot restored on the promoted
+ * standby that has not confirmed past its new start: its consumer has a
+ * backlog to read (deliver.push_backlog), so no segment is truncated.
+ */
+static bool
+push_backlog_held(QueueInfo *q)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		args[1] = {Int32GetDatum(q->queue_id)};
+	bool		isnull;
+
+	run(q, "push-held",
+		"SELECT EXISTS (SELECT 1 FROM deliver.push_subscription p "
+		"  LEFT JOIN pg_replication_slots r ON r.slot_name = p.subscription_name "
+		" WHERE p.queue_id = $1 "
+		"   AND (r.slot_name IS NULL OR r.confirmed_flush_lsn <= p.restored_lsn))",
+		1, types, args, NULL, SPI_OK_SELECT);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
  * Truncate a closed segment with its done table (archiving its messages
  * first when the queue keeps an archive), in a subtransaction under
  * deliver.maintenance_lock_timeout: a segment someone still reads is left
@@ -228,7 +251,8 @@ maintain_queue(QueueInfo *q, MaintainResult *r)
 	 * A closed segment that holds only finished messages for every group is
 	 * truncated with its done table (each group's restart point was just
 	 * written anew: checkpoint_groups), once every push slot of this
-	 * database confirmed past it.
+	 * database confirmed past it, and while no push subscription of the
+	 * queue waits for its backlog after a failover (push_backlog_held).
 	 */
 	run(q, "closed",
 		"SELECT seg, closed_xmax, closed_lsn FROM deliver.segment "
@@ -251,7 +275,11 @@ maintain_queue(QueueInfo *q, MaintainResult *r)
 		closed[i].lsn = DatumGetLSN(SPI_getbinval(t, d, 3, &closed[i].lsn_null));
 	}
 	if (nclosed > 0)
+	{
 		checkpoint_groups(q, xmax, ok, nclosed);
+		if (push_backlog_held(q))
+			nclosed = 0;
+	}
 	for (i = 0; i < nclosed; i++)
 	{
 		if (ok[i] && push_slots_past(q, closed[i].lsn, closed[i].lsn_null) &&

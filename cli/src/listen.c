@@ -85,9 +85,26 @@ prepare_listen(Listen *L)
 		return false;
 	}
 	if (PQntuples(res) == 0)
+	{
+		PGresult   *sub;
+		bool		restore;
+
+		/* the subscription without its slot: a failover (docs/push.md) */
+		PQclear(res);
+		sub = PQexecParams(c, "SELECT 1 FROM deliver.push_subscription WHERE subscription_name = $1",
+						   1, NULL, p, NULL, NULL, 0);
+		restore = PQresultStatus(sub) == PGRES_TUPLES_OK && PQntuples(sub) == 1;
+		PQclear(sub);
+		if (restore)
+			die(EXIT_FATAL, "replication slot \"%s\" does not exist, but the push subscription does "
+				"(after a failover: logical slots are not replicated)\n"
+				"HINT: create the slot anew with SELECT deliver.restore_push_subscription('%s'); "
+				"and read what it will not stream with deliver.push_backlog() before you listen.",
+				L->slot, L->slot);
 		die(EXIT_FATAL, "replication slot \"%s\" does not exist\n"
 			"HINT: create it with SELECT deliver.create_push_subscription('QUEUE', '%s');",
 			L->slot, L->slot);
+	}
 	if (strcmp(PQgetvalue(res, 0, 2), "logical") != 0 || strcmp(PQgetvalue(res, 0, 0), "deliver") != 0)
 		die(EXIT_FATAL, "replication slot \"%s\" uses plugin \"%s\", not \"deliver\"\n"
 			"HINT: push subscriptions are slots created by deliver.create_push_subscription().",

@@ -1,12 +1,14 @@
 /*
  * libFuzzer target: the request router, query parameter parsing, SQLSTATE
  * mapping, JSON string output and JWT verification get arbitrary bytes.
+ * The cluster mode's delivery ids and key partitions too.
  * Input layout: method \n path \n query-string \n token (missing parts are
  * empty).  Checks that matched names are valid and that nothing crashes,
  * leaks or reads out of bounds (ASan/UBSan).
  */
 #include "auth.h"
 #include "buf.h"
+#include "globalid.h"
 #include "router.h"
 #include "sqlstate.h"
 
@@ -82,6 +84,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		p = nl ? nl + 1 : NULL;
 	}
 
+	/* cluster mode's delivery ids too, on odd sizes */
+	route_set_cluster(size % 2 == 1);
 	if (route_request(parts[0], parts[1], &m) == 0)
 	{
 		assert(m.id > R_NOT_FOUND && m.id < R__COUNT);
@@ -89,7 +93,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			assert(valid_name(m.queue));
 		if (m.group[0])
 			assert(valid_name(m.group));
-		if (m.delivery_id[0])
+		if (m.delivery_id[0] && size % 2 == 1)
+		{
+			int			pp,
+						ep;
+			int64_t		local;
+
+			assert(parse_global_id(m.delivery_id, &pp, &ep, &local, NULL, 0));
+			assert(pp == m.id_partition && ep == m.id_epoch && local >= 0);
+		}
+		else if (m.delivery_id[0])
 		{
 			char	   *end;
 
@@ -110,6 +123,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		assert(v >= -5 && v <= 5);
 	(void) parse_int(parts[2], &v);
 	(void) http_status_for_sqlstate(parts[2]);
+	{
+		int			pp,
+					ep,
+					np = (int) (size % 4096) + 1;
+		int64_t		local;
+		char		id[GLOBAL_ID_MAX_LEN];
+
+		if (parse_global_id(parts[2], &pp, &ep, &local, id, sizeof(id)))
+			assert(pp >= 0 && pp <= 999999 && ep >= 0 && local >= 0 && strlen(id) < sizeof(id));
+		pp = partition_of_key(parts[2], strlen(parts[2]), np);
+		assert(pp >= 0 && pp < np);
+	}
 
 	buf_init(&b);
 	buf_json_str(&b, parts[1]);

@@ -26,6 +26,15 @@ typedef struct
 	char	   *metrics_role;
 	char	   *access_log;
 	int			threads_stack_kb;
+	/* cluster mode (router set): see cluster.c */
+	char	   *router;
+	char	   *shard_conninfo;
+	int			shard_pool_size;	/* 0: pool_size */
+	int			statement_timeout_ms;
+	int			request_timeout_ms;
+	int			connect_timeout_ms;
+	int			map_refresh_ms;
+	int			poll_slice_ms;
 } config_t;
 
 extern config_t cfg;

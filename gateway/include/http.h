@@ -54,6 +54,10 @@ int			http_inflight(void);
 /* Answers: each records its status in rq for the log and the metrics. */
 enum MHD_Result send_response(struct MHD_Connection *c, request_t *rq, int status,
 							  const char *ctype, const char *body, size_t len, int retry_after);
+/* the same with one more header (not sent when header or value is NULL) */
+enum MHD_Result send_response_header(struct MHD_Connection *c, request_t *rq, int status,
+									 const char *ctype, const char *body, size_t len,
+									 int retry_after, const char *header, const char *value);
 enum MHD_Result send_json(struct MHD_Connection *c, request_t *rq, int status, const char *json);
 /* {"error", "detail", "hint", "sqlstate"}; Retry-After when retry_after > 0 */
 enum MHD_Result send_error(struct MHD_Connection *c, request_t *rq, int status, const char *msg,

@@ -26,6 +26,7 @@ typedef struct
 	char	   *hint;
 	int			retry_after;	/* seconds, for 503 */
 	int			failed_query;	/* which query of the pipeline failed */
+	bool		in_doubt;		/* (cluster mode) sent, reply lost: may have committed */
 } exec_result;
 
 typedef struct

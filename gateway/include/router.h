@@ -55,10 +55,18 @@ typedef struct
 	int			status;			/* 0: matched; 404 or 405 otherwise; 400: name too long, id not an integer */
 	char		queue[NAME_MAX_LEN + 1];
 	char		group[NAME_MAX_LEN + 1];
-	char		delivery_id[24];	/* a bigint, in decimal */
+	char		delivery_id[40];	/* a bigint, in decimal; in cluster mode partition:epoch:id */
+	int			id_partition;	/* cluster mode: the delivery id's partition and epoch */
+	int			id_epoch;
 } route_match;
 
 extern const char *const route_names[R__COUNT];
+
+/*
+ * Cluster mode: delivery ids in paths are partition:epoch:id (a plain
+ * integer is then a 400, as such an id is in single-node mode).
+ */
+void		route_set_cluster(bool on);
 
 /* Match method and (decoded) path; fills m, returns m->status. */
 int			route_request(const char *method, const char *path, route_match *m);

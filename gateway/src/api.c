@@ -3,6 +3,7 @@
  * (statements.c) through the pool (pool.c) as the caller's role (auth.c).
  */
 #include "api.h"
+#include "cluster.h"
 #include "config.h"
 #include "main.h"
 #include "metrics.h"
@@ -184,6 +185,9 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 				wait[40];
 	long		n;
 
+	/* a cluster: the /v1 routes and /readyz go to its shards and router */
+	if (cluster_mode() && m->id != R_HEALTHZ && m->id != R_METRICS && m->id != R_OPENAPI)
+		return cluster_dispatch(c, rq);
 	switch (m->id)
 	{
 		case R_HEALTHZ:

@@ -30,6 +30,14 @@ config_t	cfg = {
 	.metrics_role = NULL,
 	.access_log = "-",
 	.threads_stack_kb = 512,
+	.router = NULL,
+	.shard_conninfo = NULL,
+	.shard_pool_size = 0,
+	.statement_timeout_ms = 5000,
+	.request_timeout_ms = 10000,
+	.connect_timeout_ms = 2000,
+	.map_refresh_ms = 2000,
+	.poll_slice_ms = 200,
 };
 
 typedef enum
@@ -66,6 +74,14 @@ static const config_key config_keys[] = {
 	{"anon_role", C_STR, &cfg.anon_role, "role of requests without a token (none: 401)"},
 	{"metrics_role", C_STR, &cfg.metrics_role, "role /metrics reads queue gauges as (none: the login role)"},
 	{"access_log", C_STR, &cfg.access_log, "file for the JSON access log, - for stderr, off"},
+	{"router", C_STR, &cfg.router, "cluster mode: libpq connection string of the router database"},
+	{"shard_conninfo", C_STR, &cfg.shard_conninfo, "cluster: libpq options for shard connections (win over the map's)"},
+	{"shard_pool_size", C_INT, &cfg.shard_pool_size, "cluster: connections per shard (0: pool_size)"},
+	{"statement_timeout", C_MS_INT, &cfg.statement_timeout_ms, "cluster: seconds a statement's answer may take"},
+	{"request_timeout", C_MS_INT, &cfg.request_timeout_ms, "cluster: seconds a request may take beyond its wait"},
+	{"connect_timeout", C_MS_INT, &cfg.connect_timeout_ms, "cluster: seconds a connection attempt to one host may take"},
+	{"map_refresh", C_MS_INT, &cfg.map_refresh_ms, "cluster: seconds between reads of the partition map"},
+	{"poll_slice", C_MS_INT, &cfg.poll_slice_ms, "cluster: seconds a long poll waits on one partition at a time"},
 	{NULL, 0, NULL, NULL}
 };
 
@@ -218,6 +234,17 @@ config_check(void)
 	}
 	if (auth_init(cfg.jwt_secret, cfg.token_file, cfg.anon_role) != 0)
 		return -1;
+	if (cfg.router && !*cfg.router)
+		cfg.router = NULL;
+	if (cfg.router && (cfg.statement_timeout_ms < 100 || cfg.request_timeout_ms < cfg.statement_timeout_ms ||
+					   cfg.connect_timeout_ms < 100 || cfg.map_refresh_ms < 100 || cfg.poll_slice_ms < 10))
+	{
+		fprintf(stderr, "deliverd: statement_timeout, connect_timeout and map_refresh must be at least "
+				"0.1 s, poll_slice 0.01 s, and request_timeout at least statement_timeout\n");
+		return -1;
+	}
+	if (cfg.shard_pool_size == 0)
+		cfg.shard_pool_size = cfg.pool_size;
 	/* metrics_role none (or empty): the login role */
 	if (cfg.metrics_role && (!*cfg.metrics_role || strcasecmp(cfg.metrics_role, "none") == 0))
 		cfg.metrics_role = NULL;
@@ -237,5 +264,5 @@ config_print_keys(FILE *f)
 	const config_key *k;
 
 	for (k = config_keys; k->key; k++)
-		fprintf(f, "  %-16s %s\n", k->key, k->help);
+		fprintf(f, "  %-17s %s\n", k->key, k->help);
 }

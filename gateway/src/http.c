@@ -98,6 +98,14 @@ enum MHD_Result
 send_response(struct MHD_Connection *c, request_t *rq, int status, const char *ctype,
 			  const char *body, size_t len, int retry_after)
 {
+	return send_response_header(c, rq, status, ctype, body, len, retry_after, NULL, NULL);
+}
+
+enum MHD_Result
+send_response_header(struct MHD_Connection *c, request_t *rq, int status, const char *ctype,
+					 const char *body, size_t len, int retry_after, const char *header,
+					 const char *value)
+{
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 
@@ -105,6 +113,8 @@ send_response(struct MHD_Connection *c, request_t *rq, int status, const char *c
 	if (!resp)
 		return MHD_NO;
 	MHD_add_response_header(resp, "Content-Type", ctype);
+	if (header && value)
+		MHD_add_response_header(resp, header, value);
 	if (retry_after > 0)
 	{
 		char		ra[16];
@@ -227,6 +237,10 @@ http_handle(void *cls, struct MHD_Connection *c, const char *url, const char *me
 		return send_error(c, rq, 413, "request body too large", NULL, NULL, "54000", 0);
 	if (rq->rm.status == 405)
 		return send_error(c, rq, 405, "method not allowed", NULL, "See /openapi.json.", NULL, 0);
+	if (rq->rm.status == 400 && cfg.router)
+		return send_error(c, rq, 400, "a name in the path is too long, or a delivery id is malformed",
+						  NULL, "Names are 1 to " NAME_MAX_LEN_STR " bytes; delivery ids of a cluster are "
+						  "partition:epoch:id, as the gateway returned them.", "42602", 0);
 	if (rq->rm.status == 400)
 		return send_error(c, rq, 400, "a name in the path is too long, or a delivery id is not an integer",
 						  NULL, "Names are 1 to " NAME_MAX_LEN_STR " bytes; delivery ids are 64-bit integers.",

@@ -12,6 +12,7 @@
  * requests themselves are served by http.c on libmicrohttpd's threads.
  */
 #include "auth.h"
+#include "cluster.h"
 #include "config.h"
 #include "http.h"
 #include "main.h"
@@ -105,7 +106,10 @@ shutdown_gracefully(struct MHD_Daemon *d)
 		fprintf(stderr, "deliverd: %d requests still running after %d s\n",
 				http_inflight(), cfg.shutdown_grace);
 	MHD_stop_daemon(d);
-	pool_close();
+	if (cluster_mode())
+		cluster_shutdown();
+	else
+		pool_close();
 	fprintf(stderr, "deliverd: stopped\n");
 }
 
@@ -120,7 +124,14 @@ main(int argc, char **argv)
 
 	if ((rc = startup(argc, argv)) >= 0)
 		return rc;
-	if (pool_init(cfg.conninfo, cfg.pool_size, cfg.acquire_timeout_ms, statements, S__COUNT) != 0)
+	if (cluster_mode())
+	{
+		/* a cluster: the partition map from the router, a pool per shard */
+		route_set_cluster(true);
+		if (cluster_init() != 0)
+			return 1;
+	}
+	else if (pool_init(cfg.conninfo, cfg.pool_size, cfg.acquire_timeout_ms, statements, S__COUNT) != 0)
 		return 1;
 
 	memset(&addr, 0, sizeof(addr));
@@ -157,8 +168,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "deliverd: cannot listen on %s:%d\n", cfg.listen, cfg.port);
 		return 1;
 	}
-	fprintf(stderr, "deliverd: listening on %s:%d (pool %d, database \"%s\")\n", cfg.listen,
-			cfg.port, cfg.pool_size, cfg.conninfo);
+	if (cluster_mode())
+		fprintf(stderr, "deliverd: listening on %s:%d (cluster mode: router \"%s\", %d connections per shard)\n",
+				cfg.listen, cfg.port, cfg.router, cfg.shard_pool_size);
+	else
+		fprintf(stderr, "deliverd: listening on %s:%d (pool %d, database \"%s\")\n", cfg.listen,
+				cfg.port, cfg.pool_size, cfg.conninfo);
 
 	sigdelset(&sigs, SIGPIPE);
 	do

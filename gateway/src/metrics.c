@@ -3,6 +3,7 @@
  * and their latency kept in a histogram per route; /metrics adds the pool's
  * state and the queue gauges of deliver.metrics().
  */
+#include "cluster.h"
 #include "config.h"
 #include "metrics.h"
 #include "pool.h"
@@ -91,6 +92,65 @@ log_metrics_error(const exec_result *er)
 }
 
 /*
+ * The queue gauges: rows of queue, group, depth, in flight, delayed, dead
+ * letters, oldest age (seconds), from deliver.metrics() or, in cluster
+ * mode, deliver_cluster.metrics() of every queue.
+ */
+static void
+queue_gauges(buf_t *b, exec_result *er)
+{
+	buf_printf(b, "# HELP deliverd_database_up Whether the last metrics query reached Postgres.\n"
+			   "# TYPE deliverd_database_up gauge\ndeliverd_database_up %d\n"
+			   "# HELP deliverd_queue_metrics_up Whether the last metrics query read the queue gauges.\n"
+			   "# TYPE deliverd_queue_metrics_up gauge\ndeliverd_queue_metrics_up %d\n",
+			   er->status != 503 ? 1 : 0, er->status == 200 ? 1 : 0);
+	if (er->status != 200 && er->status != 503)
+		log_metrics_error(er);
+	if (er->status == 200 && er->res)
+	{
+		static const char *const names[] = {"depth", "in_flight", "delayed", "dead_letters",
+		"oldest_age_seconds"};
+		int			col,
+					row;
+
+		for (col = 0; col < 5; col++)
+		{
+			buf_printf(b, "# TYPE deliver_queue_%s gauge\n", names[col]);
+			for (row = 0; row < PQntuples(er->res); row++)
+			{
+				buf_printf(b, "deliver_queue_%s{queue=", names[col]);
+				buf_prom_label(b, PQgetvalue(er->res, row, 0));
+				buf_puts(b, ",consumer_group=");
+				buf_prom_label(b, PQgetvalue(er->res, row, 1));
+				buf_printf(b, "} %s\n",
+						   PQgetisnull(er->res, row, col + 2) ? "0" : PQgetvalue(er->res, row, col + 2));
+			}
+		}
+	}
+}
+
+/* cluster mode: the map, the shards' pools, and every queue's gauges summed over its partitions */
+static const char cluster_gauges_sql[] =
+"SELECT q.queue_name, m.consumer_group, sum(m.depth), sum(m.in_flight), sum(m.delayed),"
+" sum(m.dead_letters), coalesce(extract(epoch FROM max(m.oldest_age)), 0)"
+" FROM deliver_cluster.list_queues() q, LATERAL deliver_cluster.metrics(q.queue_name) m"
+" GROUP BY 1, 2 ORDER BY 1, 2";
+
+static void
+cluster_part(buf_t *b)
+{
+	exec_result er;
+
+	buf_printf(b, "# TYPE deliverd_inflight_requests gauge\ndeliverd_inflight_requests %d\n",
+			   http_inflight());
+	cluster_metrics(b);
+	sp_exec(cluster_router(), cfg.metrics_role, cluster_gauges_sql, 0, NULL,
+			sp_now_ms() + cfg.statement_timeout_ms, 0, &er);
+	queue_gauges(b, &er);
+	exec_result_clear(&er);
+}
+
+/*
  * GET /metrics: the request counters and histograms, the pool, and the
  * queue gauges, in the Prometheus text format.
  */
@@ -143,6 +203,13 @@ metrics_serve(struct MHD_Connection *c, request_t *rq)
 	}
 	pthread_mutex_unlock(&metrics_mu);
 
+	if (cluster_mode())
+	{
+		cluster_part(&b);
+		ret = send_response(c, rq, 200, "text/plain; version=0.0.4", b.data, b.len, 0);
+		buf_free(&b);
+		return ret;
+	}
 	pool_get_stats(&ps);
 	buf_printf(&b,
 			   "# HELP deliverd_pool_connections Postgres connections of the pool by state.\n"
@@ -177,34 +244,7 @@ metrics_serve(struct MHD_Connection *c, request_t *rq)
 	 * may become, one in pg_monitor or with receive rights.
 	 */
 	pool_exec(cfg.metrics_role, S_ALL_METRICS, 0, NULL, false, &er);
-	buf_printf(&b, "# HELP deliverd_database_up Whether the last metrics query reached Postgres.\n"
-			   "# TYPE deliverd_database_up gauge\ndeliverd_database_up %d\n"
-			   "# HELP deliverd_queue_metrics_up Whether the last metrics query read the queue gauges.\n"
-			   "# TYPE deliverd_queue_metrics_up gauge\ndeliverd_queue_metrics_up %d\n",
-			   er.status != 503 ? 1 : 0, er.status == 200 ? 1 : 0);
-	if (er.status != 200 && er.status != 503)
-		log_metrics_error(&er);
-	if (er.status == 200 && er.res)
-	{
-		static const char *const names[] = {"depth", "in_flight", "delayed", "dead_letters",
-		"oldest_age_seconds"};
-		int			col,
-					row;
-
-		for (col = 0; col < 5; col++)
-		{
-			buf_printf(&b, "# TYPE deliver_queue_%s gauge\n", names[col]);
-			for (row = 0; row < PQntuples(er.res); row++)
-			{
-				buf_printf(&b, "deliver_queue_%s{queue=", names[col]);
-				buf_prom_label(&b, PQgetvalue(er.res, row, 0));
-				buf_puts(&b, ",consumer_group=");
-				buf_prom_label(&b, PQgetvalue(er.res, row, 1));
-				buf_printf(&b, "} %s\n",
-						   PQgetisnull(er.res, row, col + 2) ? "0" : PQgetvalue(er.res, row, col + 2));
-			}
-		}
-	}
+	queue_gauges(&b, &er);
 	exec_result_clear(&er);
 	ret = send_response(c, rq, 200, "text/plain; version=0.0.4", b.data, b.len, 0);
 	buf_free(&b);

@@ -3,6 +3,7 @@
  * (no I/O), so the fuzz target (fuzz/fuzz_router.c) can drive them directly.
  */
 #include "router.h"
+#include "globalid.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -36,6 +37,14 @@ const char *const route_names[R__COUNT] = {
 	[R_QUEUE_METRICS] = "queue_metrics",
 	[R_STREAM] = "stream",
 };
+
+static bool cluster_ids;
+
+void
+route_set_cluster(bool on)
+{
+	cluster_ids = on;
+}
 
 bool
 route_needs_auth(route_id id)
@@ -260,8 +269,17 @@ route_request(const char *method, const char *path, route_match *m)
 		if (!action)
 			return m->status;
 		/* a delivery id: any bigint (which ones exist is deliver's answer) */
-		if (lens[4] >= sizeof(m->delivery_id) ||
-			!parse_id(segs[4], m->delivery_id, sizeof(m->delivery_id)))
+		if (lens[4] >= sizeof(m->delivery_id))
+			return m->status = 400;
+		if (cluster_ids)
+		{
+			int64_t		local;
+
+			if (!parse_global_id(segs[4], &m->id_partition, &m->id_epoch, &local,
+								 m->delivery_id, sizeof(m->delivery_id)))
+				return m->status = 400;
+		}
+		else if (!parse_id(segs[4], m->delivery_id, sizeof(m->delivery_id)))
 			return m->status = 400;
 		return pick_in(m, method, action);
 	}

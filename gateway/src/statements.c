@@ -5,16 +5,8 @@
  * parameter that Postgres itself parses.
  */
 #include "statements.h"
+#include "sqlfrag.h"
 
-/*
- * An interval from a JSON field: a number of seconds or an interval string;
- * NULL when the field is missing or null (the function's default applies).
- * Any other JSON value fails the cast to a number of seconds (22023, a 422),
- * rather than passing for "left out".
- */
-#define IV(f) "(CASE jsonb_typeof(b->'" f "') WHEN 'string' THEN (b->>'" f "')::interval" \
-	" WHEN 'null' THEN NULL ELSE make_interval(secs => (b->'" f "')::float8) END)"
-#define BODY(n) " FROM (SELECT coalesce($" #n "::jsonb, '{}'::jsonb) AS b) s"
 /* the messages of a batch body, m, in their order, i (from 1) */
 #define EACH_MESSAGE " FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i"
 

@@ -41,6 +41,9 @@ BEGIN
     END LOOP;
 END $upgrade$;
 
+-- A push subscription restored after a failover (restore_push_subscription)
+ALTER TABLE deliver.push_subscription ADD COLUMN restored_lsn pg_lsn, ADD COLUMN restored_xmax xid8;
+
 -- Every function of 0.1 is dropped and created anew below.
 DO $upgrade$
 DECLARE

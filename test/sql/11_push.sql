@@ -211,3 +211,58 @@ SELECT deliver.drop_queue('push_a');
 SELECT deliver.drop_queue('push_b');
 SELECT deliver.drop_queue('push_c');
 DROP TABLE push_other;
+
+--
+-- after a failover: the subscription's row came with the standby, its slot
+-- did not (dropping the slot here does what a promotion does).  While its
+-- slot is missing, and once restored until the slot confirms past its new
+-- start, the queue's storage is kept; push_backlog returns what was
+-- committed before that start.
+--
+CREATE PROCEDURE pg_temp.maintain_rounds(qname text, n int, INOUT seg0 text DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. n LOOP
+        PERFORM * FROM deliver.maintain(qname);
+        COMMIT;
+        SELECT s.state INTO seg0 FROM deliver.segment s JOIN deliver.queue q USING (queue_id)
+         WHERE q.queue_name = qname AND s.seg = 0;
+        EXIT WHEN seg0 = 'empty';
+        PERFORM pg_sleep(0.05);   -- (each round needs transactions of its own)
+    END LOOP;
+END $$;
+SELECT deliver.create_queue('push_d');
+SELECT deliver.drop_consumer_group('push_d', 'default');   -- push only
+SELECT deliver.create_push_subscription('push_d', 'push_sub_d') > '0/0' AS created;
+SELECT deliver.send('push_d', '{"n": "d1, pushed"}') > 0 AS sent;
+SELECT data::jsonb->'payload' AS pushed FROM pg_logical_slot_get_changes('push_sub_d', NULL, NULL);
+SELECT clock_timestamp() AS after_d1 \gset
+SET deliver.rotation_interval = '1ms';
+-- a sleep, not a wait: the active segment must be older than the rotation interval
+SELECT pg_sleep(0.1);
+SELECT queue, rotated FROM deliver.maintain('push_d');
+RESET deliver.rotation_interval;
+-- the failover
+SELECT pg_drop_replication_slot('push_sub_d');
+SELECT deliver.send('push_d', '{"n": "d2, after the failover"}') > 0 AS sent;
+SELECT pg_temp.try($$SELECT * FROM deliver.push_backlog('push_sub_d')$$);
+-- segment 0 (d1, pushed) would be truncated now: it is kept
+CALL pg_temp.maintain_rounds('push_d', 20);
+SELECT deliver.restore_push_subscription('push_sub_d') > '0/0' AS restored;
+SELECT subscription_name, active, confirmed_lsn IS NOT NULL AS has_lsn FROM deliver.list_push_subscriptions();
+SELECT deliver.send('push_d', '{"n": "d3, after the restore"}') > 0 AS sent;
+SELECT queue, payload, commit_time IS NOT NULL AS has_commit_time FROM deliver.push_backlog('push_sub_d');
+SELECT payload FROM deliver.push_backlog('push_sub_d', since => :'after_d1');
+-- until the slot confirms past its start, still kept
+CALL pg_temp.maintain_rounds('push_d', 20);
+SELECT data::jsonb->'payload' AS pushed FROM pg_logical_slot_get_changes('push_sub_d', NULL, NULL);
+CALL pg_temp.maintain_rounds('push_d', 100);
+SELECT pg_temp.try(cmd) FROM (VALUES
+    ($$SELECT deliver.restore_push_subscription('push_sub_d')$$),
+    ($$SELECT deliver.restore_push_subscription('push_sub_x')$$),
+    ($$SELECT deliver.restore_push_subscription(NULL)$$),
+    ($$SELECT * FROM deliver.push_backlog('push_sub_x')$$),
+    ($$SELECT * FROM deliver.push_backlog(NULL)$$)) AS t(cmd);
+SELECT deliver.drop_push_subscription('push_sub_d');
+SELECT deliver.drop_queue('push_d');
+SELECT count(*) AS slots FROM pg_replication_slots WHERE database = current_database();

@@ -1,0 +1,368 @@
+/**
+ * The HTTP client: deliverd's routes over `fetch`. It runs wherever fetch
+ * does (Node 18+, browsers, Deno, Bun, edge runtimes): this module and what
+ * it imports use no Node-only API.
+ *
+ * Ids are bigint, as over SQL: the gateway sends them as JSON strings (a
+ * JavaScript number holds 53 bits, delivery ids are larger) and takes them
+ * as strings.
+ */
+import { DeliverError, deliverError, InvalidParameterError, UnavailableError } from './errors.js';
+import type {
+  BatchMessage,
+  ConsumerGroupInfo,
+  CreateQueueOptions,
+  DeadLetter,
+  DeadLettersOptions,
+  Guarantee,
+  IdInput,
+  Interval,
+  Message,
+  NackOptions,
+  QueueClient,
+  QueueInfo,
+  QueueMetrics,
+  ReceiveOptions,
+  RedriveOptions,
+  SendBatchOptions,
+  SendOptions,
+} from './types.js';
+import { idText, maybeBigInt, parseInterval, toDate, toNumber } from './util.js';
+
+export * from './errors.js';
+export type * from './types.js';
+export { Consumer } from './consumer.js';
+export type { ConsumerOptions, Handler, HandlerContext } from './consumer.js';
+
+export interface HttpClientOptions {
+  /** The gateway, e.g. `http://127.0.0.1:8433`. */
+  url: string;
+  /** Bearer token (a JWT or a token-file token), or a function returning one (called per request). */
+  token?: string | (() => string | Promise<string>);
+  /** Another fetch (a test double, a runtime's own); globalThis.fetch by default. */
+  fetch?: typeof fetch;
+  /** Headers added to every request. */
+  headers?: Record<string, string>;
+}
+
+interface Row {
+  [k: string]: unknown;
+}
+
+function toMessage<P>(r: Row): Message<P> {
+  return {
+    messageId: maybeBigInt(r.message_id) as bigint,
+    deliveryId: maybeBigInt(r.delivery_id),
+    payload: r.payload as P,
+    headers: (r.headers ?? null) as Record<string, unknown> | null,
+    orderingKey: (r.ordering_key ?? null) as string | null,
+    attempt: Number(r.attempt),
+    enqueuedAt: toDate(r.enqueued_at) as Date,
+    leaseExpiresAt: toDate(r.lease_expires_at),
+  };
+}
+
+function toQueueInfo(r: Row): QueueInfo {
+  return {
+    name: r.queue_name as string,
+    guarantee: r.guarantee as Guarantee,
+    visibilityTimeout: parseInterval(r.visibility_timeout) as number,
+    maxAttempts: Number(r.max_attempts),
+    fifo: r.fifo as boolean,
+    dedupWindow: parseInterval(r.dedup_window) as number,
+    retryBase: parseInterval(r.retry_base) as number,
+    retryMax: parseInterval(r.retry_max) as number,
+    archiveRetention: parseInterval(r.archive_retention),
+    consumerGroups: (r.consumer_groups ?? []) as string[],
+    createdAt: toDate(r.created_at) as Date,
+  };
+}
+
+function toDeadLetter<P>(r: Row): DeadLetter<P> {
+  return {
+    messageId: maybeBigInt(r.message_id) as bigint,
+    group: r.group_name as string,
+    payload: r.payload as P,
+    headers: (r.headers ?? null) as Record<string, unknown> | null,
+    orderingKey: (r.ordering_key ?? null) as string | null,
+    attempts: Number(r.attempts),
+    reason: r.reason as string,
+    lastError: (r.last_error ?? null) as string | null,
+    enqueuedAt: toDate(r.enqueued_at) as Date,
+    deadAt: toDate(r.dead_at) as Date,
+  };
+}
+
+function toMetrics(r: Row): QueueMetrics {
+  return {
+    queue: r.queue_name as string,
+    group: r.consumer_group as string,
+    depth: Number(r.depth),
+    inFlight: Number(r.in_flight),
+    delayed: Number(r.delayed),
+    deadLetters: Number(r.dead_letters),
+    oldestAge: parseInterval(r.oldest_age),
+    sentTotal: Number(r.sent_total),
+    ackedTotal: Number(r.acked_total),
+    deadTotal: Number(r.dead_total),
+    workerLastRun: toDate(r.worker_last_run),
+    workerLag: parseInterval(r.worker_lag),
+    workerErrors: toNumber(r.worker_errors),
+  };
+}
+
+/** Seconds for a query parameter: the gateway takes numbers of seconds there. */
+function seconds(name: string, v: Interval | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  if (typeof v === 'string' && /^[0-9]+(\.[0-9]+)?$/.test(v.trim())) return v.trim();
+  throw new InvalidParameterError(`${name} must be a number of seconds over HTTP`, { sqlstate: '22023' });
+}
+
+const enc = encodeURIComponent;
+
+/**
+ * deliver over HTTP (deliverd).
+ *
+ * ```ts
+ * const deliver = new HttpClient({ url: 'http://127.0.0.1:8433', token });
+ * await deliver.send('orders', { order: 1 });
+ * ```
+ */
+export class HttpClient implements QueueClient {
+  private readonly base: string;
+  private readonly token: HttpClientOptions['token'];
+  private readonly fetchFn: typeof fetch;
+  private readonly extraHeaders: Record<string, string>;
+  /** receive's signal aborts the request only (the gateway's receive is not cancelled): a Consumer does not abort its polls. */
+  readonly cancelsReceive = false;
+
+  constructor(options: HttpClientOptions) {
+    this.base = options.url.replace(/\/+$/, '');
+    this.token = options.token;
+    const f = options.fetch ?? globalThis.fetch;
+    if (typeof f !== 'function') throw new TypeError('no fetch: pass options.fetch');
+    this.fetchFn = f.bind(globalThis);
+    this.extraHeaders = options.headers ?? {};
+  }
+
+  /**
+   * One request; the decoded JSON answer, or a typed error from the
+   * gateway's {error, detail, hint, sqlstate}.
+   */
+  async request(method: string, path: string, options: { body?: unknown; headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<unknown> {
+    const headers: Record<string, string> = { Accept: 'application/json', ...this.extraHeaders, ...options.headers };
+    const token = typeof this.token === 'function' ? await this.token() : this.token;
+    if (token) headers.Authorization = `Bearer ${token}`;
+    let body: string | undefined;
+    if (options.body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      body = JSON.stringify(options.body, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+    }
+    let res: Response;
+    try {
+      res = await this.fetchFn(this.base + path, { method, headers, body, signal: options.signal });
+    } catch (err) {
+      if ((err as { name?: string }).name === 'AbortError') throw err;
+      throw new UnavailableError(`deliverd unreachable: ${(err as Error).message ?? String(err)}`, { sqlstate: '08006', cause: err });
+    }
+    const text = await res.text();
+    let data: unknown = null;
+    if (text.length) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = text;
+      }
+    }
+    if (res.ok) return data;
+    const e = (typeof data === 'object' && data !== null ? data : {}) as Record<string, unknown>;
+    const retry = res.headers.get('Retry-After');
+    throw deliverError(typeof e.error === 'string' ? e.error : `HTTP ${res.status}${typeof data === 'string' ? `: ${data}` : ''}`, {
+      sqlstate: typeof e.sqlstate === 'string' ? e.sqlstate : null,
+      detail: typeof e.detail === 'string' ? e.detail : null,
+      hint: typeof e.hint === 'string' ? e.hint : null,
+      status: res.status,
+      retryAfter: retry !== null && retry !== '' && !Number.isNaN(Number(retry)) ? Number(retry) : null,
+    });
+  }
+
+  // ---- queues
+
+  async createQueue(name: string, options: CreateQueueOptions = {}): Promise<void> {
+    await this.request('POST', '/v1/queues', {
+      body: {
+        name,
+        guarantee: options.guarantee,
+        visibility_timeout: options.visibilityTimeout,
+        max_attempts: options.maxAttempts,
+        fifo: options.fifo,
+        dedup_window: options.dedupWindow,
+        retry_base: options.retryBase,
+        retry_max: options.retryMax,
+      },
+    });
+  }
+
+  async dropQueue(name: string): Promise<boolean> {
+    const r = (await this.request('DELETE', `/v1/queues/${enc(name)}`)) as Row;
+    return r.dropped as boolean;
+  }
+
+  async listQueues(): Promise<QueueInfo[]> {
+    return ((await this.request('GET', '/v1/queues')) as Row[]).map(toQueueInfo);
+  }
+
+  /** One queue's settings, or null when there is no such queue. */
+  async getQueue(name: string): Promise<QueueInfo | null> {
+    try {
+      return toQueueInfo((await this.request('GET', `/v1/queues/${enc(name)}`)) as Row);
+    } catch (err) {
+      if (err instanceof DeliverError && err.status === 404) return null;
+      throw err;
+    }
+  }
+
+  // ---- consumer groups
+
+  async createConsumerGroup(queue: string, group: string, options: { startFrom?: 'latest' | 'earliest' } = {}): Promise<void> {
+    await this.request('POST', `/v1/queues/${enc(queue)}/groups`, { body: { name: group, start_from: options.startFrom } });
+  }
+
+  async dropConsumerGroup(queue: string, group: string): Promise<boolean> {
+    const r = (await this.request('DELETE', `/v1/queues/${enc(queue)}/groups/${enc(group)}`)) as Row;
+    return r.dropped as boolean;
+  }
+
+  async listConsumerGroups(queue: string): Promise<ConsumerGroupInfo[]> {
+    const rows = (await this.request('GET', `/v1/queues/${enc(queue)}/groups`)) as Row[];
+    return rows.map((r) => ({ name: r.consumer_group as string, createdAt: toDate(r.created_at) as Date }));
+  }
+
+  // ---- sending
+
+  async send<P = unknown>(queue: string, payload: P, options: SendOptions = {}): Promise<bigint> {
+    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/messages`, {
+      body: {
+        payload: payload === undefined ? null : payload,
+        headers: options.headers ?? undefined,
+        ordering_key: options.orderingKey ?? undefined,
+        idempotency_key: options.idempotencyKey ?? undefined,
+        delay: options.delay ?? undefined,
+      },
+    })) as Row;
+    return BigInt(r.message_id as string);
+  }
+
+  async sendBatch<P = unknown>(queue: string, messages: BatchMessage<P>[], options: SendBatchOptions = {}): Promise<bigint[]> {
+    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/messages/batch`, {
+      body: {
+        messages: messages.map((m) => ({
+          payload: m.payload === undefined ? null : m.payload,
+          headers: m.headers ?? undefined,
+          ordering_key: m.orderingKey ?? undefined,
+          idempotency_key: m.idempotencyKey ?? undefined,
+        })),
+        delay: options.delay ?? undefined,
+      },
+    })) as Row;
+    return ((r.message_ids ?? []) as string[]).map((id) => BigInt(id));
+  }
+
+  // ---- receiving
+
+  /**
+   * Receives up to `max` messages (intervals in seconds over HTTP; `wait`
+   * at most the gateway's max_wait). Aborting the signal aborts the request
+   * and resolves []; a receive the gateway completed anyway keeps its
+   * messages leased until their visibility timeout.
+   */
+  async receive<P = unknown>(queue: string, options: ReceiveOptions = {}): Promise<Message<P>[]> {
+    const q = new URLSearchParams();
+    if (options.max !== undefined) q.set('max', String(options.max));
+    const vt = seconds('visibilityTimeout', options.visibilityTimeout);
+    if (vt !== undefined) q.set('visibility_timeout', vt);
+    const wait = seconds('wait', options.wait);
+    if (wait !== undefined) q.set('wait', wait);
+    if (options.group !== undefined) q.set('group', options.group);
+    const qs = q.toString();
+    if (options.signal?.aborted) return [];
+    try {
+      const rows = (await this.request('POST', `/v1/queues/${enc(queue)}/receive${qs ? `?${qs}` : ''}`, { signal: options.signal })) as Row[];
+      return rows.map((r) => toMessage<P>(r));
+    } catch (err) {
+      if (options.signal?.aborted && (err as { name?: string }).name === 'AbortError') return [];
+      throw err;
+    }
+  }
+
+  async ack(queue: string, deliveryId: IdInput): Promise<boolean> {
+    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/deliveries/${idText(deliveryId)}/ack`)) as Row;
+    return r.acked as boolean;
+  }
+
+  async ackBatch(queue: string, deliveryIds: IdInput[]): Promise<number> {
+    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/ack`, { body: { delivery_ids: deliveryIds.map(idText) } })) as Row;
+    return Number(r.acked);
+  }
+
+  async nack(queue: string, deliveryId: IdInput, options: NackOptions = {}): Promise<boolean> {
+    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/deliveries/${idText(deliveryId)}/nack`, {
+      body: { error: options.error ?? undefined, retry_after: options.retryAfter ?? undefined },
+    })) as Row;
+    return r.nacked as boolean;
+  }
+
+  async extendLease(queue: string, deliveryId: IdInput, visibilityTimeout: Interval): Promise<Date> {
+    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/deliveries/${idText(deliveryId)}/extend`, {
+      body: { visibility_timeout: visibilityTimeout },
+    })) as Row;
+    return toDate(r.lease_expires_at) as Date;
+  }
+
+  // ---- dead letters, metrics
+
+  async deadLetters<P = unknown>(queue: string, options: DeadLettersOptions = {}): Promise<DeadLetter<P>[]> {
+    const q = new URLSearchParams();
+    if (options.group != null) q.set('group', options.group);
+    if (options.max !== undefined) q.set('max', String(options.max));
+    const qs = q.toString();
+    const rows = (await this.request('GET', `/v1/queues/${enc(queue)}/dead-letters${qs ? `?${qs}` : ''}`)) as Row[];
+    return rows.map((r) => toDeadLetter<P>(r));
+  }
+
+  async redrive(queue: string, options: RedriveOptions = {}): Promise<number> {
+    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/redrive`, {
+      body: {
+        message_ids: options.messageIds ? options.messageIds.map(idText) : undefined,
+        consumer_group: options.group ?? undefined,
+      },
+    })) as Row;
+    return Number(r.redriven);
+  }
+
+  /** One row per consumer group of the queue. */
+  async metrics(queue: string): Promise<QueueMetrics[]> {
+    return ((await this.request('GET', `/v1/queues/${enc(queue)}/metrics`)) as Row[]).map(toMetrics);
+  }
+
+  /** Whether deliverd runs (GET /healthz answers 200). */
+  async health(): Promise<boolean> {
+    return this.probe('/healthz');
+  }
+
+  /** Whether deliverd reaches Postgres (GET /readyz answers 200). */
+  async ready(): Promise<boolean> {
+    return this.probe('/readyz');
+  }
+
+  private async probe(path: string): Promise<boolean> {
+    try {
+      const res = await this.fetchFn(this.base + path, { headers: this.extraHeaders });
+      await res.text();
+      return res.ok;
+    } catch {
+      return false;
+    }
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * The shapes both clients take and return. Ids are `bigint` everywhere:
+ * delivery ids are larger than 2^53 and a JavaScript number would round
+ * them. Intervals are taken as a number of seconds or a PostgreSQL interval
+ * string ("2 minutes") and returned as seconds.
+ */
+
+/** Seconds (`30`, `0.5`) or a PostgreSQL interval (`'2 minutes'`). */
+export type Interval = number | string;
+
+/** An id as callers may give it: a bigint, a string of digits, or a safe integer. */
+export type IdInput = bigint | string | number;
+
+export type Guarantee = 'at_most_once' | 'at_least_once' | 'exactly_once';
+export type Privilege = 'send' | 'receive' | 'all';
+
+/** Options of createQueue: anything left out takes deliver's default. */
+export interface CreateQueueOptions {
+  guarantee?: Guarantee;
+  visibilityTimeout?: Interval;
+  maxAttempts?: number;
+  fifo?: boolean;
+  dedupWindow?: Interval;
+  retryBase?: Interval;
+  retryMax?: Interval;
+}
+
+/** Options of alterQueue: anything left out stays as it is. */
+export interface AlterQueueOptions {
+  visibilityTimeout?: Interval;
+  maxAttempts?: number;
+  dedupWindow?: Interval;
+  retryBase?: Interval;
+  retryMax?: Interval;
+  /** Keep finished messages this long (turns the archive on); 0 turns it off. */
+  archiveRetention?: Interval;
+}
+
+export interface QueueInfo {
+  name: string;
+  guarantee: Guarantee;
+  /** seconds */
+  visibilityTimeout: number;
+  maxAttempts: number;
+  fifo: boolean;
+  /** seconds */
+  dedupWindow: number;
+  /** seconds */
+  retryBase: number;
+  /** seconds */
+  retryMax: number;
+  /** seconds; null when the archive is off */
+  archiveRetention: number | null;
+  consumerGroups: string[];
+  createdAt: Date;
+}
+
+export interface ConsumerGroupInfo {
+  name: string;
+  createdAt: Date;
+}
+
+export interface SendOptions {
+  /** A JSON object of headers. */
+  headers?: Record<string, unknown> | null;
+  /** Messages of a key are delivered in commit order (FIFO queues: one at a time). */
+  orderingKey?: string | null;
+  /** A key seen on the queue within its dedup window returns the first id and stores nothing. */
+  idempotencyKey?: string | null;
+  /** Invisible until then. */
+  delay?: Interval | null;
+}
+
+/** One message of a batch send. */
+export interface BatchMessage<P = unknown> {
+  payload: P;
+  headers?: Record<string, unknown> | null;
+  orderingKey?: string | null;
+  idempotencyKey?: string | null;
+}
+
+export interface SendBatchOptions {
+  /** Delay of every message of the batch. */
+  delay?: Interval | null;
+}
+
+export interface ReceiveOptions {
+  /** At most this many messages (1 by default). */
+  max?: number;
+  /** Lease length (the queue's by default). */
+  visibilityTimeout?: Interval;
+  /** Long poll: wait up to this long for a message (0 by default). */
+  wait?: Interval;
+  /** Consumer group (`default` by default). */
+  group?: string;
+  /**
+   * Abort a long poll: receive then resolves with what it has (nothing).
+   * Over SQL the waiting receive is cancelled in the server and rolls back,
+   * so nothing stays leased. Over HTTP the request is aborted; a receive the
+   * gateway completed after that keeps its messages leased until their
+   * visibility timeout runs out.
+   */
+  signal?: AbortSignal;
+}
+
+export interface Message<P = unknown> {
+  messageId: bigint;
+  /** The fencing token to ack, nack or extend with; null on an at-most-once queue. */
+  deliveryId: bigint | null;
+  payload: P;
+  headers: Record<string, unknown> | null;
+  orderingKey: string | null;
+  /** How many times this message was delivered (1 the first time). */
+  attempt: number;
+  enqueuedAt: Date;
+  /** null on an at-most-once queue */
+  leaseExpiresAt: Date | null;
+}
+
+export interface NackOptions {
+  /** Kept as the message's last error (cut to 119 bytes by the server). */
+  error?: string | null;
+  /** Visible again after this (0: at once); the queue's backoff by default. */
+  retryAfter?: Interval | null;
+}
+
+export interface DeadLettersOptions {
+  /** One group's (every group's by default). */
+  group?: string | null;
+  /** At most this many (100 by default). */
+  max?: number;
+}
+
+export interface DeadLetter<P = unknown> {
+  messageId: bigint;
+  group: string;
+  payload: P;
+  headers: Record<string, unknown> | null;
+  orderingKey: string | null;
+  attempts: number;
+  /** `lease expired`, `nacked` or `receiving transaction rolled back` */
+  reason: string;
+  lastError: string | null;
+  enqueuedAt: Date;
+  deadAt: Date;
+}
+
+export interface RedriveOptions {
+  /** Only these dead letters (all by default). */
+  messageIds?: IdInput[] | null;
+  /** Only this group's (every group's by default). */
+  group?: string | null;
+}
+
+export interface QueueMetrics {
+  queue: string;
+  group: string;
+  /** waiting messages */
+  depth: number;
+  /** leased messages */
+  inFlight: number;
+  delayed: number;
+  deadLetters: number;
+  /** seconds the oldest unfinished message has waited; null when none */
+  oldestAge: number | null;
+  sentTotal: number;
+  ackedTotal: number;
+  deadTotal: number;
+  workerLastRun: Date | null;
+  /** seconds */
+  workerLag: number | null;
+  workerErrors: number | null;
+}
+
+/**
+ * What a Consumer needs of a client: both DeliverClient (SQL) and
+ * HttpClient have it.
+ */
+export interface QueueClient {
+  receive<P = unknown>(queue: string, options?: ReceiveOptions): Promise<Message<P>[]>;
+  ack(queue: string, deliveryId: IdInput): Promise<boolean>;
+  nack(queue: string, deliveryId: IdInput, options?: NackOptions): Promise<boolean>;
+  extendLease(queue: string, deliveryId: IdInput, visibilityTimeout: Interval): Promise<Date>;
+}

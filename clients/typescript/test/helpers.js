@@ -1,0 +1,36 @@
+// Shared by the test files: a client of the test database (PGHOST, PGPORT,
+// PGDATABASE from test.sh), unique queue names, waiting for a condition.
+import pg from 'pg';
+import { DeliverClient } from '../dist/index.js';
+
+export const database = process.env.PGDATABASE || 'client_typescript';
+
+/** A DeliverClient on its own pool; close() it at the end. */
+export function client(options = {}) {
+  return new DeliverClient({ database, max: 8, ...options });
+}
+
+/** A plain pg pool for the tests' own SQL. */
+export function pool(options = {}) {
+  return new pg.Pool({ database, max: 4, ...options });
+}
+
+let n = 0;
+/** A queue name no other test uses. */
+export function uniqueName(prefix) {
+  n += 1;
+  return `${prefix}_${process.pid}_${n}_${Math.random().toString(36).slice(2, 7)}`;
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves once fn() is truthy; fails after ms. */
+export async function until(fn, ms = 10000, what = 'condition') {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}

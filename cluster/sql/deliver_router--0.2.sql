@@ -1,0 +1,800 @@
+-- deliver_router 0.2: the router database of a deliver cluster
+\echo Use "CREATE EXTENSION deliver_router" to load this file. \quit
+
+--
+-- A queue of the cluster is split into a fixed number of logical
+-- partitions; each partition lives on one shard (a pg_auto_failover
+-- formation running deliver with deliver_shard) at a time.  The map of
+-- partitions to shards is versioned: each placement of a partition has an
+-- epoch, and every id a client sees is "<partition>:<epoch>:<id>", so an ack,
+-- nack or redrive goes where its message is, even while the partition
+-- moves.  Calls reach the shards through PL/Proxy (cluster "deliver", one
+-- PL/Proxy partition per shard, padded to a power of two).
+--
+-- A message goes to the partition of its ordering key, else of its
+-- idempotency key (deliver_cluster.partition_of: the first 32 bits of the
+-- MD5 of the key's UTF-8 bytes, as an unsigned number, modulo the number of
+-- partitions), else to a partition spread evenly.  So a key's messages
+-- keep their order and their deduplication: both are per partition.
+--
+
+CREATE TABLE deliver_cluster.setting (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+INSERT INTO deliver_cluster.setting VALUES ('partitions', '8');
+
+-- The shards: conninfo finds the primary of the shard's formation (a
+-- multi-host string with target_session_attrs=read-write).
+CREATE TABLE deliver_cluster.shard (
+    shard_id  int PRIMARY KEY CHECK (shard_id >= 0 AND shard_id < 1024),
+    name      text NOT NULL UNIQUE,
+    conninfo  text NOT NULL
+);
+
+-- Where each partition is: one 'active' placement takes new messages; a
+-- 'draining' one (the partition moved away) is read until nothing is left
+-- in it, then 'retired'.
+CREATE TABLE deliver_cluster.placement (
+    partition  int NOT NULL CHECK (partition >= 0),
+    epoch      int NOT NULL CHECK (epoch > 0),
+    shard_id   int NOT NULL REFERENCES deliver_cluster.shard,
+    state      text NOT NULL CHECK (state IN ('active', 'draining', 'retired')),
+    changed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (partition, epoch)
+);
+CREATE UNIQUE INDEX placement_one_active ON deliver_cluster.placement (partition) WHERE state = 'active';
+
+CREATE TABLE deliver_cluster.queue (
+    queue_name text PRIMARY KEY,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+SELECT pg_catalog.pg_extension_config_dump('deliver_cluster.setting', '');
+SELECT pg_catalog.pg_extension_config_dump('deliver_cluster.shard', '');
+SELECT pg_catalog.pg_extension_config_dump('deliver_cluster.placement', '');
+SELECT pg_catalog.pg_extension_config_dump('deliver_cluster.queue', '');
+
+-- PL/Proxy finds the shards through this server (its options p0..pN-1;
+-- the first one a placeholder until a shard is added).
+CREATE SERVER deliver FOREIGN DATA WRAPPER plproxy OPTIONS (p0 'dbname=no_shard_yet');
+CREATE USER MAPPING FOR PUBLIC SERVER deliver;
+
+--
+-- The map
+--
+
+CREATE FUNCTION deliver_cluster.partitions() RETURNS int
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT value::int FROM deliver_cluster.setting WHERE key = 'partitions' $$;
+
+-- The partition of a key among n: the first 32 bits of its MD5, unsigned,
+-- modulo n (NULL for a NULL key).  Written with qualified names and no SET
+-- clause so that a query calling it per message inlines it.
+CREATE FUNCTION deliver_cluster.hash_partition(key text, n int) RETURNS int
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT ((('x' OPERATOR(pg_catalog.||)
+              pg_catalog.left(pg_catalog.md5(pg_catalog.convert_to(key, 'UTF8')), 8))::pg_catalog.bit(32)::pg_catalog.int8)
+            OPERATOR(pg_catalog.%) n)::pg_catalog.int4
+$$;
+
+-- The partition of a key in this cluster (or among partitions).
+CREATE FUNCTION deliver_cluster.partition_of(key text, partitions int DEFAULT NULL) RETURNS int
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT deliver_cluster.hash_partition(key, coalesce(partitions, deliver_cluster.partitions())) $$;
+
+-- The shard that takes new messages of partition p.
+CREATE FUNCTION deliver_cluster._write_shard(p int) RETURNS int
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s int;
+BEGIN
+    SELECT x.shard_id INTO s FROM deliver_cluster.placement x WHERE x.partition = p AND x.state = 'active';
+    IF s IS NULL THEN
+        RAISE EXCEPTION 'partition % has no shard', p
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add shards with deliver_cluster.add_shard() and place the partitions with deliver_cluster.place_partitions().';
+    END IF;
+    RETURN s;
+END $$;
+
+-- The shard receives of partition p read: the oldest placement not retired
+-- (a partition that moved is read where it was until that is drained).
+CREATE FUNCTION deliver_cluster._read_shard(p int) RETURNS int
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT x.shard_id FROM deliver_cluster.placement x
+     WHERE x.partition = p AND x.state <> 'retired' ORDER BY x.epoch LIMIT 1
+$$;
+
+-- The shard an id names (its partition and epoch), or an error.
+CREATE FUNCTION deliver_cluster._shard_of_id(id text) RETURNS int
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s int;
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION 'id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF id !~ '^[0-9]{1,6}:[0-9]{1,9}:[0-9]{1,19}$' THEN
+        RAISE EXCEPTION 'invalid id "%"', left(id, 80)
+            USING ERRCODE = 'invalid_text_representation',
+                  DETAIL = 'An id of a partitioned queue is partition:epoch:id, as the router returned it.';
+    END IF;
+    SELECT x.shard_id INTO s FROM deliver_cluster.placement x
+     WHERE x.partition = split_part(id, ':', 1)::int AND x.epoch = split_part(id, ':', 2)::int;
+    IF s IS NULL THEN
+        RAISE EXCEPTION 'id "%" names no placement of this cluster', id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN s;
+END $$;
+
+-- The shards of ids, in their order (one query for a batch); the error of
+-- the first id that is invalid or names no placement.
+CREATE FUNCTION deliver_cluster._shards_of_ids(ids text[]) RETURNS int[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r int[];
+    bad int;
+BEGIN
+    SELECT min(u.i) INTO bad FROM unnest(ids) WITH ORDINALITY AS u(id, i)
+     WHERE u.id IS NULL OR u.id !~ '^[0-9]{1,6}:[0-9]{1,9}:[0-9]{1,19}$';
+    IF bad IS NULL THEN
+        r := ARRAY(SELECT x.shard_id FROM unnest(ids) WITH ORDINALITY AS u(id, i)
+                     LEFT JOIN deliver_cluster.placement x
+                            ON x.partition = split_part(u.id, ':', 1)::int
+                           AND x.epoch = split_part(u.id, ':', 2)::int
+                    ORDER BY u.i);
+        bad := array_position(r, NULL);
+    END IF;
+    IF bad IS NOT NULL THEN
+        PERFORM deliver_cluster._shard_of_id(ids[bad]);   -- raises its error
+    END IF;
+    RETURN r;
+END $$;
+
+-- The options of the PL/Proxy server: one per shard, by shard_id, padded
+-- to a power of two by repeating the last one.
+CREATE FUNCTION deliver_cluster._sync_server() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    conns text[] := ARRAY(SELECT s.conninfo FROM deliver_cluster.shard s ORDER BY s.shard_id);
+    n int := coalesce(array_length(conns, 1), 0);
+    size int := 1;
+    opts text;
+    old text;
+BEGIN
+    IF n = 0 THEN
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM deliver_cluster.shard s WHERE s.shard_id >= n) THEN
+        RAISE EXCEPTION 'shard ids must be 0 .. n-1' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    WHILE size < n LOOP
+        size := size * 2;
+    END LOOP;
+    -- the old options dropped and the new ones added in one statement (the
+    -- server must always have a power of two of them)
+    SELECT string_agg(format('DROP %I', split_part(o, '=', 1)), ', ') INTO old
+      FROM pg_foreign_server f, unnest(f.srvoptions) o WHERE f.srvname = 'deliver';
+    SELECT string_agg(format('ADD p%s %L', i, conns[least(i + 1, n)]), ', ' ORDER BY i) INTO opts
+      FROM generate_series(0, size - 1) AS i;
+    EXECUTE format('ALTER SERVER deliver OPTIONS (%s)', concat_ws(', ', old, opts));
+END $$;
+
+--
+-- Setting up the cluster
+--
+
+-- The number of logical partitions (1 to 4096); only before any queue.
+CREATE FUNCTION deliver_cluster.set_partitions(partitions int) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF partitions IS NULL OR partitions < 1 OR partitions > 4096 THEN
+        RAISE EXCEPTION 'partitions must be between 1 and 4096' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM deliver_cluster.placement) THEN
+        RAISE EXCEPTION 'the partitions are placed already' USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    UPDATE deliver_cluster.setting SET value = partitions::text WHERE key = 'partitions';
+END $$;
+
+-- Add a shard (its primary found by conninfo); returns its id.
+CREATE FUNCTION deliver_cluster.add_shard(name text, conninfo text) RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    id int;
+BEGIN
+    IF name IS NULL OR conninfo IS NULL THEN
+        RAISE EXCEPTION 'name and conninfo must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT coalesce(max(s.shard_id) + 1, 0) INTO id FROM deliver_cluster.shard s;
+    INSERT INTO deliver_cluster.shard VALUES (id, name, conninfo);
+    PERFORM deliver_cluster._sync_server();
+    RETURN id;
+END $$;
+
+-- Change where a shard is found (its formation's hosts changed).
+CREATE FUNCTION deliver_cluster.set_shard_conninfo(name text, conninfo text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE deliver_cluster.shard s SET conninfo = set_shard_conninfo.conninfo WHERE s.name = set_shard_conninfo.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'shard "%" does not exist', name USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM deliver_cluster._sync_server();
+END $$;
+
+-- Place every partition on a shard, round robin over the shards (before
+-- any queue exists).
+CREATE FUNCTION deliver_cluster.place_partitions() RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n int := (SELECT count(*) FROM deliver_cluster.shard);
+BEGIN
+    IF n = 0 THEN
+        RAISE EXCEPTION 'no shard' USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF EXISTS (SELECT 1 FROM deliver_cluster.placement) THEN
+        RAISE EXCEPTION 'the partitions are placed already' USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Move them with deliver_cluster.move_partition().';
+    END IF;
+    INSERT INTO deliver_cluster.placement (partition, epoch, shard_id, state)
+    SELECT p, 1, p % n, 'active' FROM generate_series(0, deliver_cluster.partitions() - 1) AS p;
+    RETURN deliver_cluster.partitions();
+END $$;
+
+-- The map: each partition's placements.
+CREATE FUNCTION deliver_cluster.partition_map()
+RETURNS TABLE (partition int, epoch int, shard text, state text, conninfo text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT x.partition, x.epoch, s.name, x.state, s.conninfo
+      FROM deliver_cluster.placement x JOIN deliver_cluster.shard s USING (shard_id)
+     ORDER BY x.partition, x.epoch
+$$;
+
+-- Where to connect to work with partition p of a queue directly (an
+-- exactly-once consumer's effects and acks share the shard's transaction):
+-- the shard's conninfo and the name of the partition's queue there.
+CREATE FUNCTION deliver_cluster.partition_conninfo(queue_name text, partition int,
+                                                   OUT conninfo text, OUT shard_queue text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.conninfo, queue_name || '.p' || partition
+      FROM deliver_cluster.shard s WHERE s.shard_id = deliver_cluster._read_shard(partition)
+$$;
+
+--
+-- PL/Proxy calls (internal): each runs on the shard given first (or on all)
+--
+
+CREATE FUNCTION deliver_cluster._px_create(shards int[], partitions int[], epochs int[], queue_name text,
+    guarantee text, visibility_timeout interval, max_attempts int, fifo boolean,
+    dedup_window interval, retry_base interval, retry_max interval)
+RETURNS TABLE (partition int)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    SPLIT shards, partitions, epochs;
+    RUN ON shards;
+    TARGET deliver_shard.create_partitions;
+$$;
+
+CREATE FUNCTION deliver_cluster._px_drop(queue_name text) RETURNS TABLE (partition int)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON ALL;
+    TARGET deliver_shard.drop_partitions;
+$$;
+
+CREATE FUNCTION deliver_cluster._px_each(queue_name text, call text, args text[])
+RETURNS TABLE (partition int, result text)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON ALL;
+    TARGET deliver_shard.for_each_partition;
+$$;
+
+CREATE FUNCTION deliver_cluster._px_send(shard int, partition int, queue_name text, payload jsonb,
+    headers jsonb, ordering_key text, idempotency_key text, delay interval)
+RETURNS text
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT deliver_shard.global_id(partition, deliver_shard.write_epoch_of(queue_name, partition),
+               deliver.send(deliver_shard.queue_of(queue_name, partition), payload, headers,
+                            ordering_key, idempotency_key, delay));
+$$;
+
+CREATE FUNCTION deliver_cluster._px_send_batch(shards int[], partitions int[], ords int[], queue_name text,
+    payloads jsonb[], headers jsonb[], ordering_keys text[], idempotency_keys text[], delay interval)
+RETURNS TABLE (ord int, message_id text)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    SPLIT shards, partitions, ords, payloads, headers, ordering_keys, idempotency_keys;
+    RUN ON shards;
+    TARGET deliver_shard.send_batch;
+$$;
+
+-- (the receive runs as the shard's own statement: an at-most-once receive
+-- must be a transaction of its own)
+CREATE FUNCTION deliver_cluster._px_receive(shard int, partition int, queue_name text, max_messages int,
+    visibility_timeout interval, wait interval, consumer_group text)
+RETURNS TABLE (message_id text, delivery_id text, payload jsonb, headers jsonb, ordering_key text,
+               attempt int, enqueued_at timestamptz, lease_expires_at timestamptz)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT deliver_shard.global_id(partition, e.epoch, r.message_id) AS message_id,
+           deliver_shard.global_id(partition, e.epoch, r.delivery_id) AS delivery_id,
+           r.payload AS payload, r.headers AS headers, r.ordering_key AS ordering_key,
+           r.attempt AS attempt, r.enqueued_at AS enqueued_at, r.lease_expires_at AS lease_expires_at
+      FROM deliver.receive(deliver_shard.queue_of(queue_name, partition), max_messages,
+                           visibility_timeout, wait, consumer_group) r,
+           (SELECT deliver_shard.epoch_of(queue_name, partition) AS epoch) e;
+$$;
+
+CREATE FUNCTION deliver_cluster._px_ack(shard int, queue_name text, delivery_id text) RETURNS boolean
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT deliver.ack(deliver_shard.queue_of(queue_name, (deliver_shard.parse_id(delivery_id)).partition),
+                       (deliver_shard.parse_id(delivery_id)).local_id);
+$$;
+
+CREATE FUNCTION deliver_cluster._px_ack_batch(shards int[], delivery_ids text[], queue_name text)
+RETURNS SETOF int
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    SPLIT shards, delivery_ids;
+    RUN ON shards;
+    TARGET deliver_shard.ack_batch;
+$$;
+
+CREATE FUNCTION deliver_cluster._px_nack(shard int, queue_name text, delivery_id text, error text,
+                                         retry_after interval) RETURNS boolean
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT deliver.nack(deliver_shard.queue_of(queue_name, (deliver_shard.parse_id(delivery_id)).partition),
+                        (deliver_shard.parse_id(delivery_id)).local_id, error, retry_after);
+$$;
+
+CREATE FUNCTION deliver_cluster._px_extend_lease(shard int, queue_name text, delivery_id text,
+                                                 visibility_timeout interval) RETURNS timestamptz
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT deliver.extend_lease(deliver_shard.queue_of(queue_name, (deliver_shard.parse_id(delivery_id)).partition),
+                                (deliver_shard.parse_id(delivery_id)).local_id, visibility_timeout);
+$$;
+
+CREATE FUNCTION deliver_cluster._px_dead_letters(queue_name text, consumer_group text, max_messages int)
+RETURNS TABLE (message_id text, group_name text, payload jsonb, headers jsonb, ordering_key text,
+               attempts int, reason text, last_error text, enqueued_at timestamptz, dead_at timestamptz,
+               partition int)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON ALL;
+    TARGET deliver_shard.dead_letters;
+$$;
+
+CREATE FUNCTION deliver_cluster._px_redrive(shards int[], message_ids text[], queue_name text,
+                                            consumer_group text) RETURNS SETOF bigint
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    SPLIT shards, message_ids;
+    RUN ON shards;
+    TARGET deliver_shard.redrive;
+$$;
+
+CREATE FUNCTION deliver_cluster._px_redrive_all(queue_name text, consumer_group text) RETURNS SETOF bigint
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON ALL;
+    SELECT deliver_shard.redrive(NULL, NULL, queue_name, consumer_group);
+$$;
+
+CREATE FUNCTION deliver_cluster._px_metrics(queue_name text)
+RETURNS TABLE (partition int, epoch int, consumer_group text, depth bigint, in_flight bigint,
+               delayed bigint, dead_letters bigint, oldest_age interval, sent_total bigint,
+               acked_total bigint, dead_total bigint)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON ALL;
+    TARGET deliver_shard.metrics;
+$$;
+
+CREATE FUNCTION deliver_cluster._px_stop_writes(shard int, partition int) RETURNS int
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT deliver_shard.stop_writes(partition);
+$$;
+
+CREATE FUNCTION deliver_cluster._px_drained(shard int, queue_name text, partition int) RETURNS boolean
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT deliver_shard.drained(queue_name, partition);
+$$;
+
+CREATE FUNCTION deliver_cluster._px_groups(shard int, queue_name text, partition int) RETURNS text[]
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT deliver_shard.groups_of(queue_name, partition);
+$$;
+
+-- The options of partition p of a queue where it is now.
+CREATE FUNCTION deliver_cluster._px_options(shard int, queue_name text, partition int,
+    OUT guarantee text, OUT visibility_timeout interval, OUT max_attempts int, OUT fifo boolean,
+    OUT dedup_window interval, OUT retry_base interval, OUT retry_max interval)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT q.guarantee, q.visibility_timeout, q.max_attempts, q.fifo, q.dedup_window, q.retry_base, q.retry_max
+      FROM deliver.list_queues() q WHERE q.queue_name = deliver_shard.queue_of(queue_name, partition);
+$$;
+
+--
+-- The front door
+--
+
+-- Create a queue on the cluster: its partitions on their shards.  The
+-- options are deliver.create_queue's (NULL: the default).
+CREATE FUNCTION deliver_cluster.create_queue(
+    queue_name text, guarantee text DEFAULT NULL, visibility_timeout interval DEFAULT NULL,
+    max_attempts int DEFAULT NULL, fifo boolean DEFAULT NULL, dedup_window interval DEFAULT NULL,
+    retry_base interval DEFAULT NULL, retry_max interval DEFAULT NULL)
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n int;
+BEGIN
+    IF queue_name IS NULL THEN
+        RAISE EXCEPTION 'queue name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF length(queue_name) > 57 OR queue_name !~ '^[A-Za-z0-9_][A-Za-z0-9_.-]*$' THEN
+        RAISE EXCEPTION 'invalid queue name "%"', left(queue_name, 80)
+            USING ERRCODE = 'invalid_name',
+                  DETAIL = 'A queue of the cluster is 1 to 57 characters: letters, digits, "_", "." and "-", not starting with "." or "-" (its partitions add ".p<n>").';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM deliver_cluster.placement) THEN
+        RAISE EXCEPTION 'the partitions are not placed yet' USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Add shards with deliver_cluster.add_shard(), then call deliver_cluster.place_partitions().';
+    END IF;
+    INSERT INTO deliver_cluster.queue (queue_name) VALUES (create_queue.queue_name);
+    SELECT count(*) INTO n FROM deliver_cluster._px_create(
+        ARRAY(SELECT x.shard_id FROM deliver_cluster.placement x WHERE x.state = 'active' ORDER BY x.partition),
+        ARRAY(SELECT x.partition FROM deliver_cluster.placement x WHERE x.state = 'active' ORDER BY x.partition),
+        ARRAY(SELECT x.epoch FROM deliver_cluster.placement x WHERE x.state = 'active' ORDER BY x.partition),
+        queue_name, guarantee, visibility_timeout, max_attempts, fifo, dedup_window, retry_base, retry_max);
+    RETURN n;
+END $$;
+
+CREATE FUNCTION deliver_cluster.drop_queue(queue_name text) RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n int;
+BEGIN
+    DELETE FROM deliver_cluster.queue q WHERE q.queue_name = drop_queue.queue_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'queue "%" does not exist', left(queue_name, 80) USING ERRCODE = 'undefined_object';
+    END IF;
+    SELECT count(*) INTO n FROM deliver_cluster._px_drop(queue_name);
+    RETURN n;
+END $$;
+
+CREATE FUNCTION deliver_cluster.list_queues() RETURNS TABLE (queue_name text, created_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT q.queue_name, q.created_at FROM deliver_cluster.queue q ORDER BY 1 $$;
+
+-- deliver's administration on every partition of a queue.
+CREATE FUNCTION deliver_cluster.create_consumer_group(queue_name text, consumer_group text,
+                                                      start_from text DEFAULT 'latest') RETURNS int
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT count(*)::int FROM deliver_cluster._px_each(queue_name, 'create_consumer_group',
+                                                          ARRAY[consumer_group, start_from]) $$;
+
+CREATE FUNCTION deliver_cluster.drop_consumer_group(queue_name text, consumer_group text) RETURNS int
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT count(*)::int FROM deliver_cluster._px_each(queue_name, 'drop_consumer_group', ARRAY[consumer_group]) $$;
+
+CREATE FUNCTION deliver_cluster.grant_queue(queue_name text, role_name text, privilege text DEFAULT 'all') RETURNS int
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT count(*)::int FROM deliver_cluster._px_each(queue_name, 'grant_queue', ARRAY[role_name, privilege]) $$;
+
+CREATE FUNCTION deliver_cluster.purge_queue(queue_name text) RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT sum(result::bigint)::bigint FROM deliver_cluster._px_each(queue_name, 'purge_queue', '{}') $$;
+
+-- The partition a message goes to.
+CREATE FUNCTION deliver_cluster._partition_for(ordering_key text, idempotency_key text) RETURNS int
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(deliver_cluster.partition_of(ordering_key), deliver_cluster.partition_of(idempotency_key),
+                    floor(random() * deliver_cluster.partitions())::int)
+$$;
+
+-- Send a message; returns its id ("partition:epoch:id").
+CREATE FUNCTION deliver_cluster.send(queue_name text, payload jsonb, headers jsonb DEFAULT NULL,
+                                     ordering_key text DEFAULT NULL, idempotency_key text DEFAULT NULL,
+                                     delay interval DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p int := deliver_cluster._partition_for(ordering_key, idempotency_key);
+BEGIN
+    RETURN deliver_cluster._px_send(deliver_cluster._write_shard(p), p, queue_name, payload, headers,
+                                    ordering_key, idempotency_key, delay);
+END $$;
+
+-- Send a batch, split by partition (one call per shard, in parallel; each
+-- shard's part is one transaction there).  Returns the ids in the order of
+-- the payloads.  Messages without a key all go to one partition chosen at
+-- random for the call (spread over calls, not within one: a batch stays a
+-- batch on its shard, as a sticky partitioner does).
+CREATE FUNCTION deliver_cluster.send_batch(queue_name text, payloads jsonb[], headers jsonb[] DEFAULT NULL,
+                                           ordering_keys text[] DEFAULT NULL,
+                                           idempotency_keys text[] DEFAULT NULL, delay interval DEFAULT NULL)
+RETURNS text[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n int := coalesce(array_length(payloads, 1), 0);
+    np int := deliver_cluster.partitions();
+    start int := floor(random() * np)::int;
+    parts int[];
+    shards int[];
+BEGIN
+    IF n = 0 THEN
+        RAISE EXCEPTION 'payloads must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    parts := ARRAY(SELECT coalesce(deliver_cluster.hash_partition(ordering_keys[i], np),
+                                   deliver_cluster.hash_partition(idempotency_keys[i], np),
+                                   start)
+                     FROM generate_series(1, n) AS i ORDER BY i);
+    shards := ARRAY(SELECT x.shard_id FROM unnest(parts) WITH ORDINALITY AS u(p, i)
+                      LEFT JOIN deliver_cluster.placement x ON x.partition = u.p AND x.state = 'active'
+                     ORDER BY u.i);
+    IF array_position(shards, NULL) IS NOT NULL THEN
+        PERFORM deliver_cluster._write_shard(parts[array_position(shards, NULL)]);   -- raises its error
+    END IF;
+    RETURN ARRAY(SELECT b.message_id FROM deliver_cluster._px_send_batch(
+        shards, parts, ARRAY(SELECT generate_series(1, n)), queue_name, payloads,
+        coalesce(headers, array_fill(NULL::jsonb, ARRAY[n])),
+        coalesce(ordering_keys, array_fill(NULL::text, ARRAY[n])),
+        coalesce(idempotency_keys, array_fill(NULL::text, ARRAY[n])), delay) b ORDER BY b.ord);
+END $$;
+
+-- Receive from one partition of a queue (a consumer takes its share of
+-- the partitions, or goes round them; deliverd does so for HTTP clients).
+CREATE FUNCTION deliver_cluster.receive(queue_name text, partition int, max_messages int DEFAULT 1,
+                                        visibility_timeout interval DEFAULT NULL, wait interval DEFAULT '0',
+                                        consumer_group text DEFAULT 'default')
+RETURNS TABLE (message_id text, delivery_id text, payload jsonb, headers jsonb, ordering_key text,
+               attempt int, enqueued_at timestamptz, lease_expires_at timestamptz)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s int;
+BEGIN
+    IF partition IS NULL OR partition < 0 OR partition >= deliver_cluster.partitions() THEN
+        RAISE EXCEPTION 'partition must be between 0 and %', deliver_cluster.partitions() - 1
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    s := deliver_cluster._read_shard(partition);
+    RETURN QUERY SELECT * FROM deliver_cluster._px_receive(s, partition, queue_name, max_messages,
+                                                          visibility_timeout, wait, consumer_group);
+END $$;
+
+CREATE FUNCTION deliver_cluster.ack(queue_name text, delivery_id text) RETURNS boolean
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT deliver_cluster._px_ack(deliver_cluster._shard_of_id(delivery_id), queue_name, delivery_id) $$;
+
+CREATE FUNCTION deliver_cluster.ack_batch(queue_name text, delivery_ids text[]) RETURNS int
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(sum(n), 0)::int FROM deliver_cluster._px_ack_batch(
+        deliver_cluster._shards_of_ids(delivery_ids), delivery_ids, queue_name) AS n
+$$;
+
+CREATE FUNCTION deliver_cluster.nack(queue_name text, delivery_id text, error text DEFAULT NULL,
+                                     retry_after interval DEFAULT NULL) RETURNS boolean
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT deliver_cluster._px_nack(deliver_cluster._shard_of_id(delivery_id), queue_name, delivery_id,
+                                      error, retry_after) $$;
+
+CREATE FUNCTION deliver_cluster.extend_lease(queue_name text, delivery_id text, visibility_timeout interval)
+RETURNS timestamptz
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT deliver_cluster._px_extend_lease(deliver_cluster._shard_of_id(delivery_id), queue_name,
+                                              delivery_id, visibility_timeout) $$;
+
+CREATE FUNCTION deliver_cluster.dead_letters(queue_name text, consumer_group text DEFAULT NULL,
+                                             max_messages int DEFAULT 100)
+RETURNS TABLE (message_id text, group_name text, payload jsonb, headers jsonb, ordering_key text,
+               attempts int, reason text, last_error text, enqueued_at timestamptz, dead_at timestamptz,
+               partition int)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM deliver_cluster._px_dead_letters(queue_name, consumer_group, max_messages) d
+     ORDER BY d.dead_at, d.message_id LIMIT max_messages
+$$;
+
+CREATE FUNCTION deliver_cluster.redrive(queue_name text, message_ids text[] DEFAULT NULL,
+                                        consumer_group text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF message_ids IS NULL THEN
+        RETURN (SELECT coalesce(sum(n), 0) FROM deliver_cluster._px_redrive_all(queue_name, consumer_group) AS n);
+    END IF;
+    RETURN (SELECT coalesce(sum(n), 0) FROM deliver_cluster._px_redrive(
+        deliver_cluster._shards_of_ids(message_ids), message_ids, queue_name, consumer_group) AS n);
+END $$;
+
+-- Metrics of every partition of a queue (one row per partition, placement
+-- and consumer group).
+CREATE FUNCTION deliver_cluster.metrics(queue_name text)
+RETURNS TABLE (partition int, epoch int, consumer_group text, depth bigint, in_flight bigint,
+               delayed bigint, dead_letters bigint, oldest_age interval, sent_total bigint,
+               acked_total bigint, dead_total bigint)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM deliver_cluster._px_metrics(queue_name) m ORDER BY m.partition, m.epoch, m.consumer_group $$;
+
+--
+-- Moving a partition (online)
+--
+
+-- Move partition p of every queue to a shard: (1) its queues are created
+-- there, with the same consumer groups, and the new placement becomes the
+-- one new messages go to, while receives still read the old one; (2) once
+-- the old place has nothing left to deliver (every message acked or dead)
+-- the old placement retires and receives read the new one.  A key's
+-- messages keep their order: those sent before the switch are all read
+-- before any sent after it.  Returns the new epoch; wait_for (default 10
+-- minutes) bounds the wait for the drain (the move then stays half done:
+-- call finish_move later).
+CREATE PROCEDURE deliver_cluster.move_partition(p int, to_shard text, wait_for interval DEFAULT '10 minutes')
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    old deliver_cluster.placement;
+    target int;
+    e int;
+    q record;
+    o record;
+    g text;
+    deadline timestamptz := clock_timestamp() + wait_for;
+BEGIN
+    SELECT * INTO old FROM deliver_cluster.placement x WHERE x.partition = p AND x.state = 'active' FOR UPDATE;
+    IF old IS NULL THEN
+        RAISE EXCEPTION 'partition % has no active placement', p USING ERRCODE = 'undefined_object';
+    END IF;
+    IF EXISTS (SELECT 1 FROM deliver_cluster.placement x WHERE x.partition = p AND x.state = 'draining') THEN
+        RAISE EXCEPTION 'partition % is moving already', p USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    SELECT s.shard_id INTO target FROM deliver_cluster.shard s WHERE s.name = to_shard;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'shard "%" does not exist', to_shard USING ERRCODE = 'undefined_object';
+    END IF;
+    IF target = old.shard_id THEN
+        RAISE EXCEPTION 'partition % is on shard "%" already', p, to_shard USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    e := old.epoch + 1;
+    -- (1) the new place, with every queue (its options as they are) and its
+    -- consumer groups (creating them again is harmless: a move cut short
+    -- is called again)
+    FOR q IN SELECT * FROM deliver_cluster.queue ORDER BY queue_name LOOP
+        SELECT * INTO o FROM deliver_cluster._px_options(old.shard_id, q.queue_name, p);
+        PERFORM * FROM deliver_cluster._px_create(ARRAY[target], ARRAY[p], ARRAY[e], q.queue_name,
+                                                  o.guarantee, o.visibility_timeout, o.max_attempts, o.fifo,
+                                                  o.dedup_window, o.retry_base, o.retry_max);
+        FOREACH g IN ARRAY deliver_cluster._px_groups(old.shard_id, q.queue_name, p) LOOP
+            CONTINUE WHEN g = ANY (deliver_cluster._px_groups(target, q.queue_name, p));
+            PERFORM * FROM deliver_cluster._px_each_one(target, q.queue_name, p, 'create_consumer_group',
+                                                       ARRAY[g, 'earliest']);
+        END LOOP;
+    END LOOP;
+    -- the old place takes no new message from now (a client with an older
+    -- map is told to call again), so nothing lands there after its drain
+    PERFORM deliver_cluster._px_stop_writes(old.shard_id, p);
+    UPDATE deliver_cluster.placement x SET state = 'draining', changed_at = now()
+     WHERE x.partition = p AND x.epoch = old.epoch;
+    INSERT INTO deliver_cluster.placement (partition, epoch, shard_id, state) VALUES (p, e, target, 'active');
+    COMMIT;
+    -- (2) drain the old place, then read the new one
+    CALL deliver_cluster.finish_move(p, deadline - clock_timestamp());
+END $$;
+
+-- Retire the draining placement of partition p once nothing is left to
+-- deliver there (waits at most wait_for; raises 55006 when it is not
+-- drained by then).
+CREATE PROCEDURE deliver_cluster.finish_move(p int, wait_for interval DEFAULT '10 minutes')
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    old deliver_cluster.placement;
+    q record;
+    drained boolean;
+    deadline timestamptz := clock_timestamp() + wait_for;
+BEGIN
+    SELECT * INTO old FROM deliver_cluster.placement x WHERE x.partition = p AND x.state = 'draining';
+    IF old IS NULL THEN
+        RETURN;
+    END IF;
+    LOOP
+        drained := true;
+        FOR q IN SELECT * FROM deliver_cluster.queue ORDER BY queue_name LOOP
+            drained := drained AND deliver_cluster._px_drained(old.shard_id, q.queue_name, p);
+        END LOOP;
+        EXIT WHEN drained;
+        IF clock_timestamp() > deadline THEN
+            RAISE EXCEPTION 'partition % is not drained yet on its old shard', p
+                USING ERRCODE = 'object_in_use',
+                      HINT = 'Its consumers go on reading it there; call deliver_cluster.finish_move() again later.';
+        END IF;
+        PERFORM pg_sleep(0.2);
+    END LOOP;
+    UPDATE deliver_cluster.placement x SET state = 'retired', changed_at = now()
+     WHERE x.partition = p AND x.epoch = old.epoch;
+    COMMIT;
+END $$;
+
+CREATE FUNCTION deliver_cluster._px_each_one(shard int, queue_name text, partition int, call text, args text[])
+RETURNS text
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT deliver_shard.call_on_partition(queue_name, partition, call, args);
+$$;
+
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA deliver_cluster FROM PUBLIC;
+REVOKE EXECUTE ON PROCEDURE deliver_cluster.move_partition(int, text, interval),
+                            deliver_cluster.finish_move(int, interval) FROM PUBLIC;

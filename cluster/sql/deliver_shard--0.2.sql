@@ -1,0 +1,356 @@
+-- deliver_shard 0.2: the shard side of a deliver cluster
+\echo Use "CREATE EXTENSION deliver_shard" to load this file. \quit
+
+--
+-- A partitioned queue q is, on each shard, one deliver queue per logical
+-- partition the shard hosts, named "q.p<partition>".  The router
+-- (deliver_router) decides which shard hosts which partition and calls the
+-- functions below (or deliver's own functions) on it.  Every id a client
+-- sees names its partition and the placement of that partition it came
+-- from: "<partition>:<epoch>:<id on the shard>".
+--
+
+-- The partitions of each queue hosted here, and the placement (epoch) this
+-- shard has them in.  Written by create_partitions.
+CREATE TABLE deliver_shard.partition (
+    queue_name  text NOT NULL,
+    partition   int NOT NULL CHECK (partition >= 0),
+    epoch       int NOT NULL CHECK (epoch > 0),
+    writable    boolean NOT NULL DEFAULT true,   -- false once it moved away (stop_writes)
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (queue_name, partition)
+);
+SELECT pg_catalog.pg_extension_config_dump('deliver_shard.partition', '');
+
+-- The deliver queue of partition p of queue q.
+CREATE FUNCTION deliver_shard.queue_of(queue_name text, partition int) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT queue_name || '.p' || partition $$;
+
+-- The epoch this shard holds partition p of queue q in, or an error.
+CREATE FUNCTION deliver_shard.epoch_of(queue_name text, partition int) RETURNS int
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e int;
+BEGIN
+    SELECT x.epoch INTO e FROM deliver_shard.partition x
+     WHERE x.queue_name = epoch_of.queue_name AND x.partition = epoch_of.partition;
+    IF e IS NULL THEN
+        RAISE EXCEPTION 'partition % of queue "%" is not on this shard', partition, left(queue_name, 80)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'The partition map of the router changed: call again.';
+    END IF;
+    RETURN e;
+END $$;
+
+-- The epoch of partition p of queue q here, for a send: an error once the
+-- partition moved away (its messages here are still delivered from here
+-- until drained, but new ones go to its new shard).
+CREATE FUNCTION deliver_shard.write_epoch_of(queue_name text, partition int) RETURNS int
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e int := deliver_shard.epoch_of(queue_name, partition);
+BEGIN
+    IF NOT (SELECT x.writable FROM deliver_shard.partition x
+             WHERE x.queue_name = write_epoch_of.queue_name AND x.partition = write_epoch_of.partition) THEN
+        RAISE EXCEPTION 'partition % of queue "%" is not on this shard for new messages', partition,
+                        left(queue_name, 80)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'It moved to another shard; what it holds here is still delivered from here.',
+                  HINT = 'The partition map of the router changed: call again.';
+    END IF;
+    RETURN e;
+END $$;
+
+-- Partition p of every queue takes no new messages here any more (the
+-- router moves it to another shard).  Returns how many queues.
+CREATE FUNCTION deliver_shard.stop_writes(partition int) RETURNS int
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH s AS (UPDATE deliver_shard.partition x SET writable = false
+                WHERE x.partition = stop_writes.partition RETURNING 1)
+    SELECT count(*)::int FROM s
+$$;
+
+-- "<partition>:<epoch>:<local id>" (NULL for a NULL id).
+-- Qualified names and no SET clause: a query calling it per row inlines it.
+CREATE FUNCTION deliver_shard.global_id(partition int, epoch int, local_id bigint) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$
+    SELECT partition::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||)
+           epoch::pg_catalog.text OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||)
+           local_id::pg_catalog.text
+$$;
+
+-- The parts of a global id, checked: partition, epoch, local id.
+CREATE FUNCTION deliver_shard.parse_id(id text, OUT partition int, OUT epoch int, OUT local_id bigint)
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF id IS NULL THEN
+        RAISE EXCEPTION 'id must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF id !~ '^[0-9]{1,6}:[0-9]{1,9}:[0-9]{1,19}$' THEN
+        RAISE EXCEPTION 'invalid id "%"', left(id, 80)
+            USING ERRCODE = 'invalid_text_representation',
+                  DETAIL = 'An id of a partitioned queue is partition:epoch:id, as the router returned it.';
+    END IF;
+    partition := split_part(id, ':', 1)::int;
+    epoch := split_part(id, ':', 2)::int;
+    local_id := split_part(id, ':', 3)::bigint;
+END $$;
+
+--
+-- Administration (the router calls these with SPLIT: each shard gets the
+-- partitions it hosts; the routing arrays themselves are not used here)
+--
+CREATE FUNCTION deliver_shard.create_partitions(
+    shards int[], partitions int[], epochs int[], queue_name text,
+    guarantee text, visibility_timeout interval, max_attempts int, fifo boolean,
+    dedup_window interval, retry_base interval, retry_max interval)
+RETURNS TABLE (partition int)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    i int;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(partitions, 1), 0) LOOP
+        -- a partition created here in this placement already (a move called
+        -- again) is left as it is
+        CONTINUE WHEN EXISTS (SELECT 1 FROM deliver_shard.partition x
+                               WHERE x.queue_name = create_partitions.queue_name
+                                 AND x.partition = partitions[i] AND x.epoch = epochs[i]);
+        PERFORM deliver.create_queue(deliver_shard.queue_of(queue_name, partitions[i]), guarantee,
+                                     visibility_timeout, max_attempts, fifo, dedup_window,
+                                     retry_base, retry_max);
+        INSERT INTO deliver_shard.partition (queue_name, partition, epoch)
+        VALUES (create_partitions.queue_name, partitions[i], epochs[i]);
+        create_partitions.partition := partitions[i];
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+CREATE FUNCTION deliver_shard.drop_partitions(queue_name text)
+RETURNS TABLE (partition int)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p int;
+BEGIN
+    FOR p IN SELECT x.partition FROM deliver_shard.partition x
+              WHERE x.queue_name = drop_partitions.queue_name ORDER BY 1 LOOP
+        PERFORM deliver.drop_queue(deliver_shard.queue_of(queue_name, p));
+        DELETE FROM deliver_shard.partition x
+         WHERE x.queue_name = drop_partitions.queue_name AND x.partition = p;
+        drop_partitions.partition := p;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+-- Run one of deliver's administration calls on partition p of a queue:
+-- create_consumer_group, drop_consumer_group, grant_queue, revoke_queue,
+-- purge_queue (the partition's queue is the first argument, args the rest).
+CREATE FUNCTION deliver_shard.call_on_partition(queue_name text, partition int, call text, args text[])
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result text;
+BEGIN
+    IF call IS NULL OR call NOT IN ('create_consumer_group', 'drop_consumer_group', 'grant_queue',
+                                    'revoke_queue', 'purge_queue') THEN
+        RAISE EXCEPTION 'unknown call "%"', left(call, 80) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM deliver_shard.epoch_of(queue_name, partition);
+    EXECUTE format('SELECT deliver.%I($1%s)::text', call,
+                   (SELECT coalesce(string_agg(format(', $2[%s]', i), '' ORDER BY i), '')
+                      FROM generate_series(1, coalesce(array_length(args, 1), 0)) i))
+       INTO result USING deliver_shard.queue_of(queue_name, partition), args;
+    RETURN result;
+END $$;
+
+-- The same call on every partition of the queue hosted here.
+CREATE FUNCTION deliver_shard.for_each_partition(queue_name text, call text, args text[])
+RETURNS TABLE (partition int, result text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p int;
+BEGIN
+    FOR p IN SELECT x.partition FROM deliver_shard.partition x
+              WHERE x.queue_name = for_each_partition.queue_name ORDER BY 1 LOOP
+        for_each_partition.partition := p;
+        for_each_partition.result := deliver_shard.call_on_partition(queue_name, p, call, args);
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+--
+-- Messages
+--
+
+-- Send a batch; each message goes to the partition partitions[i] gave it.
+-- Returns (ord, message id) for each message, ords[] being the caller's
+-- positions.  One transaction for the whole call on this shard.
+CREATE FUNCTION deliver_shard.send_batch(
+    shards int[], partitions int[], ords int[], queue_name text,
+    payloads jsonb[], headers jsonb[], ordering_keys text[], idempotency_keys text[],
+    delay interval)
+RETURNS TABLE (ord int, message_id text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p int;
+    e int;
+    idx int[];
+    ids bigint[];
+    k int;
+BEGIN
+    FOR p IN SELECT DISTINCT x FROM unnest(partitions) AS x ORDER BY 1 LOOP
+        e := deliver_shard.write_epoch_of(queue_name, p);
+        idx := ARRAY(SELECT i FROM generate_subscripts(partitions, 1) AS i WHERE partitions[i] = p ORDER BY i);
+        ids := deliver.send_batch(deliver_shard.queue_of(queue_name, p),
+                                  ARRAY(SELECT payloads[i] FROM unnest(idx) AS i),
+                                  ARRAY(SELECT headers[i] FROM unnest(idx) AS i),
+                                  ARRAY(SELECT ordering_keys[i] FROM unnest(idx) AS i),
+                                  CASE WHEN deliver_shard.bool_or_keys(idempotency_keys, idx)
+                                       THEN ARRAY(SELECT idempotency_keys[i] FROM unnest(idx) AS i) END,
+                                  delay);
+        FOR k IN 1 .. array_length(idx, 1) LOOP
+            send_batch.ord := ords[idx[k]];
+            send_batch.message_id := deliver_shard.global_id(p, e, ids[k]);
+            RETURN NEXT;
+        END LOOP;
+    END LOOP;
+END $$;
+
+-- Does any of the messages idx[] of the batch have an idempotency key?
+CREATE FUNCTION deliver_shard.bool_or_keys(keys text[], idx int[]) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce(bool_or(keys[i] IS NOT NULL), false) FROM unnest(idx) AS i $$;
+
+-- Ack deliveries (global ids) of this shard's partitions; returns how many.
+-- One ack_batch per partition; an id of another epoch of its partition
+-- (the partition moved away and back since) is not current.
+CREATE FUNCTION deliver_shard.ack_batch(shards int[], delivery_ids text[], queue_name text)
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    x record;
+    n int := 0;
+BEGIN
+    PERFORM deliver_shard.parse_id(d) FROM unnest(delivery_ids) d     -- raises the error of a bad id
+     WHERE d IS NULL OR d !~ '^[0-9]{1,6}:[0-9]{1,9}:[0-9]{1,19}$' LIMIT 1;
+    FOR x IN SELECT split_part(d, ':', 1)::int AS p, split_part(d, ':', 2)::int AS e,
+                    array_agg(split_part(d, ':', 3)::bigint) AS ids, min(d) AS first_id
+               FROM unnest(delivery_ids) d GROUP BY 1, 2 ORDER BY 1, 2 LOOP
+        IF x.e <> deliver_shard.epoch_of(queue_name, x.p) THEN
+            RAISE EXCEPTION 'delivery "%" is not current on queue "%"', x.first_id, left(queue_name, 80)
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'Its partition has moved since it was received.';
+        END IF;
+        n := n + deliver.ack_batch(deliver_shard.queue_of(queue_name, x.p), x.ids);
+    END LOOP;
+    RETURN n;
+END $$;
+
+--
+-- Dead letters, metrics, moves
+--
+
+CREATE FUNCTION deliver_shard.dead_letters(queue_name text, consumer_group text, max_messages int)
+RETURNS TABLE (message_id text, group_name text, payload jsonb, headers jsonb, ordering_key text,
+               attempts int, reason text, last_error text, enqueued_at timestamptz, dead_at timestamptz,
+               partition int)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    x record;
+BEGIN
+    FOR x IN SELECT * FROM deliver_shard.partition y WHERE y.queue_name = dead_letters.queue_name ORDER BY y.partition LOOP
+        RETURN QUERY
+            SELECT deliver_shard.global_id(x.partition, x.epoch, d.message_id), d.group_name, d.payload,
+                   d.headers, d.ordering_key, d.attempts, d.reason, d.last_error, d.enqueued_at, d.dead_at,
+                   x.partition
+              FROM deliver.dead_letters(deliver_shard.queue_of(queue_name, x.partition), consumer_group,
+                                        max_messages) d;
+    END LOOP;
+END $$;
+
+-- Send dead letters back (all, or those message_ids name); returns how many.
+CREATE FUNCTION deliver_shard.redrive(shards int[], message_ids text[], queue_name text, consumer_group text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    x record;
+    n bigint := 0;
+BEGIN
+    FOR x IN SELECT * FROM deliver_shard.partition y WHERE y.queue_name = redrive.queue_name ORDER BY y.partition LOOP
+        IF message_ids IS NULL THEN
+            n := n + deliver.redrive(deliver_shard.queue_of(queue_name, x.partition), NULL, consumer_group);
+        ELSIF EXISTS (SELECT 1 FROM unnest(message_ids) m WHERE (deliver_shard.parse_id(m)).partition = x.partition) THEN
+            n := n + deliver.redrive(deliver_shard.queue_of(queue_name, x.partition),
+                                     ARRAY(SELECT (deliver_shard.parse_id(m)).local_id FROM unnest(message_ids) m
+                                            WHERE (deliver_shard.parse_id(m)).partition = x.partition
+                                              AND (deliver_shard.parse_id(m)).epoch = x.epoch),
+                                     consumer_group);
+        END IF;
+    END LOOP;
+    RETURN n;
+END $$;
+
+CREATE FUNCTION deliver_shard.metrics(queue_name text)
+RETURNS TABLE (partition int, epoch int, consumer_group text, depth bigint, in_flight bigint,
+               delayed bigint, dead_letters bigint, oldest_age interval, sent_total bigint,
+               acked_total bigint, dead_total bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    x record;
+BEGIN
+    FOR x IN SELECT * FROM deliver_shard.partition y WHERE y.queue_name = metrics.queue_name ORDER BY y.partition LOOP
+        RETURN QUERY
+            SELECT x.partition, x.epoch, m.consumer_group, m.depth, m.in_flight, m.delayed, m.dead_letters,
+                   m.oldest_age, m.sent_total, m.acked_total, m.dead_total
+              FROM deliver.metrics(deliver_shard.queue_of(queue_name, x.partition)) m;
+    END LOOP;
+END $$;
+
+-- Has partition p of the queue nothing left to deliver here (every group:
+-- nothing waiting, in flight or delayed)?  A partition moving away is
+-- drained before the new place is read.
+CREATE FUNCTION deliver_shard.drained(queue_name text, partition int) RETURNS boolean
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(bool_and(m.depth = 0 AND m.in_flight = 0 AND m.delayed = 0), true)
+      FROM deliver.metrics(deliver_shard.queue_of(queue_name, partition)) m
+$$;
+
+-- The consumer groups of partition p of a queue (a new place creates them).
+CREATE FUNCTION deliver_shard.groups_of(queue_name text, partition int) RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(g.consumer_group ORDER BY g.created_at), '{}')
+      FROM deliver.list_consumer_groups(deliver_shard.queue_of(queue_name, partition)) g
+$$;

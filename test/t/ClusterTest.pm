@@ -1,0 +1,242 @@
+# What the cluster tests (scripts/cluster) share: the script itself, psql,
+# a load of producers sending through the router and exactly-once
+# consumers taking one partition each on its shard, the figures of that
+# load (when writes resumed, a shard's latencies) and the final check
+# (drain, then every message sent applied exactly once, in order per key).
+#
+# The load: a FIFO exactly-once queue; producer p sends keys of its own one
+# message at a time with an idempotency key, retrying a failed send with
+# the same key, and writes a line for every call:
+#   sent KEY SEQ ID T_START T_END   or   fail KEY SEQ T_START T_END
+# consumers receive, write their effect and ack in one transaction on the
+# partition's shard (found through the router at each round).
+package ClusterTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use FindBin;
+use IPC::Run;
+use Test::More;
+use Time::HiRes qw(usleep time);
+use DeliverTest qw(write_file);
+
+our @EXPORT = qw(cluster psql start_load sent_lines resumed_after p99_between longest_call
+  formation_states wait_formation stop_load drain_and_check);
+
+my $root = "$FindBin::RealBin/../..";
+
+# scripts/cluster with arguments: (success, stdout, stderr)
+sub cluster
+{
+	my @args = @_;
+	my ($out, $err) = ('', '');
+	my $ok = IPC::Run::run([ 'bash', "$root/scripts/cluster", @args ], '>', \$out, '2>', \$err);
+	return ($ok, $out, $err);
+}
+
+# psql -c SQL on a connection string; dies on failure unless may_fail
+# (then returns (ok, stdout, stderr)); timeout => seconds bounds it
+sub psql
+{
+	my ($conn, $sql, %opt) = @_;
+	my ($o, $e) = ('', '');
+	my @cmd = ('psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $conn, '-c', $sql);
+	unshift @cmd, 'timeout', $opt{timeout} if $opt{timeout};
+	my $r = IPC::Run::run(\@cmd, '>', \$o, '2>', \$e);
+	chomp $o;
+	die "psql failed: $e" if !$r && !$opt{may_fail};
+	return wantarray ? ($r, $o, $e) : $o;
+}
+
+# Start the load on queue QUEUE (partitions 0 .. PARTITIONS-1) of the
+# router ROUTER: producers => [ [keys of producer 0], ... ].  Returns the
+# load (a hash) for the functions below.
+sub start_load
+{
+	my (%l) = @_;
+	my ($dir, $router, $queue) = @l{qw(dir router queue)};
+	$l{stop} = "$dir/stop";
+	$l{procs} = [];
+	my $loop = sub {
+		my ($name, $body) = @_;
+		my $script = "$dir/$name.sh";
+		write_file($script, <<"EOS");
+set -u
+ROUTER='$router'
+OUT='$dir/$name.out'
+: > "\$OUT"
+while [ ! -e '$l{stop}' ]; do
+$body
+done
+EOS
+		push @{ $l{procs} }, IPC::Run::start([ 'bash', $script ], '>', "$dir/$name.stdout", '2>', "$dir/$name.stderr");
+	};
+	for my $p (0 .. $#{ $l{producers} })
+	{
+		my $keys = join(' ', @{ $l{producers}[$p] });
+		my $n = scalar @{ $l{producers}[$p] };
+		# the seq of a key only moves on once its send returned
+		$loop->("producer$p", <<"EOS");
+  seq=\${seq:-0}
+  set -- $keys
+  shift \$((seq % $n))
+  key=\$1
+  t1=\$(date +%s.%N)
+  if id=\$(timeout 8 psql -XAtq -v ON_ERROR_STOP=1 -d "\$ROUTER" -c "SELECT deliver_cluster.send('$queue', jsonb_build_object('k', '\$key', 's', \$seq), ordering_key => '\$key', idempotency_key => '\$key:\$seq')" 2>>'$dir/producer$p.err'); then
+    echo "sent \$key \$seq \$id \$t1 \$(date +%s.%N)" >> "\$OUT"
+    seq=\$((seq + 1))
+  else
+    echo "fail \$key \$seq \$t1 \$(date +%s.%N)" >> "\$OUT"
+    sleep 0.2
+  fi
+EOS
+	}
+	for my $part (0 .. $l{partitions} - 1)
+	{
+		$loop->("consumer$part", <<"EOS");
+  conn=\$(timeout 5 psql -XAtq -d "\$ROUTER" -c "SELECT conninfo FROM deliver_cluster.partition_conninfo('$queue', $part)" 2>/dev/null)
+  if [ -z "\$conn" ]; then sleep 0.2; continue; fi
+  if ! timeout 8 psql -XAtq -v ON_ERROR_STOP=1 -d "\$conn" >>"\$OUT" 2>>'$dir/consumer$part.err' <<'SQL'
+@{[ consume_sql($queue, $part, 10, '1 second') ]}
+SQL
+  then sleep 0.2; fi
+EOS
+	}
+	return \%l;
+}
+
+# receive, effect and ack in one transaction on the partition's shard
+sub consume_sql
+{
+	my ($queue, $part, $n, $wait) = @_;
+	return <<"SQL";
+BEGIN;
+CREATE TEMP TABLE r ON COMMIT DROP AS
+    SELECT message_id, delivery_id, payload FROM deliver.receive('$queue.p$part', $n, wait => '$wait');
+INSERT INTO effects (k, s, message_id, part) SELECT payload->>'k', (payload->>'s')::int, message_id, $part FROM r;
+SELECT count(*) FROM r WHERE deliver.ack('$queue.p$part', delivery_id);
+COMMIT;
+SQL
+}
+
+# every line the producers wrote, split
+sub sent_lines
+{
+	my ($l) = @_;
+	my @lines;
+	for my $p (0 .. $#{ $l->{producers} })
+	{
+		open my $fh, '<', "$l->{dir}/producer$p.out" or next;
+		push @lines, map { chomp; [ split / / ] } <$fh>;
+		close $fh;
+	}
+	return @lines;
+}
+
+# the end of the first successful send of one of KEYS that started after T
+sub resumed_after
+{
+	my ($l, $t, @keys) = @_;
+	my %mine = map { $_ => 1 } @keys;
+	my ($first) = sort { $a <=> $b }
+	  map { $_->[5] } grep { $_->[0] eq 'sent' && $mine{ $_->[1] } && $_->[4] >= $t } sent_lines($l);
+	return $first;
+}
+
+# the number of successful sends of KEYS that started between T1 and T2,
+# and their 99th percentile latency (seconds)
+sub p99_between
+{
+	my ($l, $t1, $t2, @keys) = @_;
+	my %mine = map { $_ => 1 } @keys;
+	my @lat = sort { $a <=> $b } map { $_->[5] - $_->[4] }
+	  grep { $_->[0] eq 'sent' && $mine{ $_->[1] } && $_->[4] >= $t1 && $_->[4] <= $t2 } sent_lines($l);
+	return (scalar(@lat), @lat ? $lat[ int(0.99 * $#lat) ] : undef);
+}
+
+# the longest producer call (seconds)
+sub longest_call
+{
+	my ($l) = @_;
+	my $longest = 0;
+	for my $c (sent_lines($l)) { my $d = $c->[-1] - $c->[-2]; $longest = $d if $d > $longest; }
+	return $longest;
+}
+
+# the reported states of a formation's nodes, by node id: "primary,secondary"
+sub formation_states
+{
+	my ($monitor, $formation) = @_;
+	my ($ok, $st) = psql($monitor,
+		"SELECT string_agg(reportedstate::text, ',' ORDER BY nodeid) FROM pgautofailover.node WHERE formationid = '$formation'",
+		may_fail => 1, timeout => 5);
+	return $ok ? $st : '';
+}
+
+# wait up to SECONDS for the formation to be a primary and a secondary again
+sub wait_formation
+{
+	my ($monitor, $formation, $seconds) = @_;
+	my $deadline = time() + $seconds;
+	while (time() < $deadline)
+	{
+		return 1 if formation_states($monitor, $formation) =~ /^(primary,secondary|secondary,primary)$/;
+		usleep(200_000);
+	}
+	return 0;
+}
+
+sub stop_load
+{
+	my ($l) = @_;
+	write_file($l->{stop}, '');
+	$_->finish for @{ $l->{procs} };
+	return;
+}
+
+# Drain what is left (the consumers' transaction, per partition, until a
+# round brings nothing), then compare the effects on SHARDS (connection
+# strings) with what the producers saw acknowledged.  Effects of keys
+# outside the load (probes) are left out.  Returns (sent, lost, duplicated,
+# reordered, { key => effects } of the other keys).
+sub drain_and_check
+{
+	my ($l, @shards) = @_;
+	for my $round (1 .. 10)
+	{
+		my $n = 0;
+		for my $part (0 .. $l->{partitions} - 1)
+		{
+			my $conn = psql($l->{router}, "SELECT conninfo FROM deliver_cluster.partition_conninfo('$l->{queue}', $part)");
+			$n += psql($conn, consume_sql($l->{queue}, $part, 100, '2 seconds'));
+		}
+		last if $n == 0;
+	}
+	my %load_key = map { $_ => 1 } map { @$_ } @{ $l->{producers} };
+	my %sent;
+	$sent{"$_->[1] $_->[2]"} = $_->[3] for grep { $_->[0] eq 'sent' } sent_lines($l);
+	my (%applied, %by_key, %other);
+	for my $s (@shards)
+	{
+		for (split /\n/, psql($s, q{SELECT k || ' ' || s || ' ' || extract(epoch FROM at) FROM effects}))
+		{
+			my ($k, $sq, $at) = split / /;
+			if (!$load_key{$k}) { $other{$k}++; next; }
+			$applied{"$k $sq"}++;
+			push @{ $by_key{$k} }, [ $at, $sq ];
+		}
+	}
+	my $lost = grep { !$applied{$_} } keys %sent;
+	my $dup = grep { $applied{$_} > 1 } keys %applied;
+	my $reordered = 0;
+	for my $k (keys %by_key)
+	{
+		my @s = map { $_->[1] } sort { $a->[0] <=> $b->[0] } @{ $by_key{$k} };
+		for my $i (1 .. $#s) { $reordered++ if $s[$i] < $s[ $i - 1 ]; }
+	}
+	return (scalar(keys %sent), $lost, $dup, $reordered, \%other);
+}
+
+1;
