@@ -9,23 +9,30 @@ import threading
 import time
 from collections import deque
 from types import FrameType
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import psycopg
 
 from ._consumer_core import ConsumerStats, Held, LeaseBook, error_text, is_fatal, log, seconds
 from .client import Client
 from .errors import DeliverError, NotCurrent
+from .http import HttpClient
 from .types import Interval, Message
 
 __all__ = ["Consumer", "ExactlyOnceConsumer", "ConsumerStats"]
 
 Connection = psycopg.Connection[Any]
+#: what a consumer calls deliver with: a SQL client or the HTTP client
+AnyClient = Union[Client, HttpClient]
 
 
 class Consumer:
     """Receive from ``queue`` and run ``handler(message)`` on up to
     ``concurrency`` threads.
+
+    ``source`` is a libpq connection string (the consumer opens its own
+    connections: one to receive, one for acks, nacks and extensions) or an
+    :class:`~deliver.HttpClient` (deliver over the gateway).
 
     - A handler that returns acks its message; one that raises nacks it with
       the exception's text as the error (visible again after the queue's
@@ -43,11 +50,14 @@ class Consumer:
     poll of each receive; ``prefetch`` messages may be held beyond the
     running ones (they wait for a free thread, their leases extended).
     Messages of an at-most-once queue are handled and never acked.
+
+    Over SQL, ``stop()`` cancels a long poll in progress; over HTTP it waits
+    for it to return (at most ``wait``) and releases what it brought.
     """
 
     def __init__(
         self,
-        conninfo: str,
+        source: str | HttpClient,
         queue: str,
         handler: Callable[[Message], Any],
         *,
@@ -64,7 +74,9 @@ class Consumer:
             raise ValueError("concurrency must be at least 1")
         if prefetch < 0:
             raise ValueError("prefetch must not be negative")
-        self.conninfo = conninfo
+        if not isinstance(source, (str, HttpClient)):
+            raise TypeError("source must be a connection string or an HttpClient")
+        self.source = source
         self.queue = queue
         self.handler = handler
         self.consumer_group = consumer_group
@@ -82,9 +94,9 @@ class Consumer:
         self._cond = threading.Condition()
         self._pending: deque[Held] = deque()
         self._book = LeaseBook(self.visibility_timeout or 30.0)
-        self._control: Client | None = None
+        self._control: AnyClient | None = None
         self._control_lock = threading.Lock()
-        self._receiver_client: Client | None = None
+        self._receiver_client: AnyClient | None = None
         self._receiving = False
         self._thread: threading.Thread | None = None
         self._keeper_stop = threading.Event()
@@ -148,8 +160,20 @@ class Consumer:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop()
 
-    def _connect(self) -> Client:
-        return Client.connect(self.conninfo, **self.connect_kwargs)
+    def _connect(self) -> AnyClient:
+        if isinstance(self.source, HttpClient):
+            return self.source
+        return Client.connect(self.source, **self.connect_kwargs)
+
+    @staticmethod
+    def _usable(c: AnyClient | None) -> bool:
+        """Whether a client can take calls (a SQL connection that broke is
+        opened anew)."""
+        if c is None:
+            return False
+        if isinstance(c, HttpClient):
+            return True
+        return not c.connection.closed and not c.connection.broken
 
     def _open(self) -> None:
         self._control = self._connect()
@@ -161,27 +185,28 @@ class Consumer:
 
     def _close(self) -> None:
         for c in (self._receiver_client, self._control):
-            if c is not None:
+            if isinstance(c, Client):
                 try:
                     c.close()
                 except Exception:  # closing what is broken
                     pass
 
-    def _control_call(self, what: str, fn: Callable[[Client], Any]) -> Any:
+    def _control_call(self, what: str, fn: Callable[[AnyClient], Any]) -> Any:
         """Run fn on the control connection (acks, nacks, extends), opened
-        anew when it broke; errors are logged, counted, and raised."""
+        anew when it broke; errors are raised."""
         with self._control_lock:
-            if self._control is None or self._control.connection.closed or self._control.connection.broken:
+            if not self._usable(self._control):
                 try:
-                    if self._control is not None:
+                    if isinstance(self._control, Client):
                         self._control.close()
                 except Exception:
                     pass
                 self._control = self._connect()
             control = self._control
+        assert control is not None
         return fn(control)
 
-    def _settle(self, h: Held, what: str, fn: Callable[[Client], Any]) -> bool:
+    def _settle(self, h: Held, what: str, fn: Callable[[AnyClient], Any]) -> bool:
         """Ack or nack a delivery; False when it was no longer current."""
         try:
             self._control_call(what, fn)
@@ -209,8 +234,9 @@ class Consumer:
                 self._receiving = True
             before = time.monotonic()
             try:
-                if self._receiver_client is None or self._receiver_client.connection.broken:
+                if not self._usable(self._receiver_client):
                     self._receiver_client = self._connect()
+                assert self._receiver_client is not None
                 msgs = self._receiver_client.receive(
                     self.queue,
                     n,
@@ -311,7 +337,7 @@ class Consumer:
             with self._cond:
                 receiving = self._receiving
             rc = self._receiver_client
-            if receiving and rc is not None:
+            if receiving and isinstance(rc, Client):
                 try:
                     rc.connection.cancel()
                 except Exception:
@@ -398,11 +424,17 @@ class ExactlyOnceConsumer(Consumer):
         handler: Callable[[Connection, Message], Any],
         **kwargs: Any,
     ) -> None:
+        if not isinstance(conninfo, str):
+            raise TypeError("an exactly-once consumer needs a connection string (its handler runs over SQL)")
         super().__init__(conninfo, queue, lambda m: None, **kwargs)
         self.tx_handler = handler
 
     def _worker_context(self) -> dict[str, Client | None]:
         return {"client": None}
+
+    def _connect_sql(self) -> Client:
+        assert isinstance(self.source, str)
+        return Client.connect(self.source, **self.connect_kwargs)
 
     def _close_worker_context(self, ctx: dict[str, Client | None]) -> None:
         c = ctx.get("client")
@@ -417,7 +449,7 @@ class ExactlyOnceConsumer(Consumer):
         client = ctx.get("client")
         try:
             if client is None or client.connection.closed or client.connection.broken:
-                client = ctx["client"] = self._connect()
+                client = ctx["client"] = self._connect_sql()
             client.exactly_once(m, self.tx_handler)
         except NotCurrent as e:
             # the ack was refused: the effects rolled back with it

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .errors import DeliverError, QueueNotFound, Unavailable, error_from_http
 from .types import (
@@ -204,13 +204,17 @@ class HttpClient:
     """deliver over HTTP: the routes of ``deliverd`` (``/v1``).
 
     ``token`` is sent as ``Authorization: Bearer`` (a JWT or a token of the
-    gateway's token file); ``timeout`` bounds each request in seconds (a long
-    poll gets its ``wait`` on top). The methods are those of
-    :class:`~deliver.Client` that the gateway serves, with the same
-    arguments and return types.
+    gateway's token file), or a function returning one, called for each
+    request (to renew a token before it expires); ``timeout`` bounds each
+    request in seconds (a long poll gets its ``wait`` on top). The methods
+    are those of :class:`~deliver.Client` that the gateway serves, with the
+    same arguments and return types. A gateway that cannot be reached raises
+    :class:`~deliver.Unavailable` with SQLSTATE 08006.
     """
 
-    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, token: str | Callable[[], str] | None = None, *, timeout: float = 30.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
@@ -239,8 +243,9 @@ class HttpClient:
             url += "?" + urllib.parse.urlencode(q)
         data = None
         h = {"Accept": "application/json"}
-        if self.token is not None:
-            h["Authorization"] = f"Bearer {self.token}"
+        token = self.token() if callable(self.token) else self.token
+        if token is not None:
+            h["Authorization"] = f"Bearer {token}"
         if body is not None:
             data = json.dumps(body).encode()
             h["Content-Type"] = "application/json"
@@ -258,7 +263,9 @@ class HttpClient:
             raise error_from_http(e.code, decoded, e.headers.get("Retry-After")) from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
-            raise Unavailable(f"cannot reach the gateway at {self.base_url}: {reason}") from e
+            raise Unavailable(
+                f"cannot reach the gateway at {self.base_url}: {reason}", sqlstate="08006"
+            ) from e
         return json.loads(raw) if raw else None
 
     # ---- queues ----
