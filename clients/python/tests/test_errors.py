@@ -201,6 +201,8 @@ def test_the_sqlstate_table() -> None:
     e = error_from_http(401, {"error": "no token", "sqlstate": None})
     assert type(e) is deliver.AuthenticationFailed and e.sqlstate is None and e.status == 401
     e = error_from_http(503, {"error": "busy", "sqlstate": "53300"}, retry_after="2")
-    assert isinstance(e, deliver.Unavailable) and e.retry_after == 2.0
+    assert type(e) is deliver.Unavailable and e.retry_after == 2.0
+    e = error_from_http(503, {"error": "too many messages in flight", "sqlstate": "53400"}, retry_after="1")
+    assert type(e) is deliver.TooManyInFlight and isinstance(e, deliver.Unavailable) and e.retry_after == 1.0
     e = error_from_http(502, "<html>bad gateway</html>")
     assert type(e) is deliver.DeliverError and e.status == 502 and "bad gateway" in e.message

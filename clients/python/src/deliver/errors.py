@@ -146,12 +146,6 @@ class LimitExceeded(DeliverError):
     code = "54000"
 
 
-class TooManyInFlight(DeliverError):
-    """53400: the queue holds its share of lease slots; retry later."""
-
-    code = "53400"
-
-
 class WrongTransactionState(DeliverError):
     """Class 25: the call does not fit the transaction it runs in."""
 
@@ -181,6 +175,13 @@ class Unavailable(DeliverError):
     idempotency key). ``retry_after`` is the gateway's hint in seconds."""
 
     retry_after: float | None = None
+
+
+class TooManyInFlight(Unavailable):
+    """53400: the queue holds its share of lease slots; retry later (an
+    :class:`Unavailable`, over SQL and over HTTP's 503)."""
+
+    code = "53400"
 
 
 _BY_CODE: dict[str, type[DeliverError]] = {
@@ -263,7 +264,7 @@ def error_from_http(status: int, body: Any, retry_after: str | None = None) -> D
     # an answer about the caller's rights or the service wins over the code
     if status == 401:
         cls = AuthenticationFailed
-    elif status == 503:
+    elif status == 503 and not issubclass(cls, Unavailable):
         cls = Unavailable
     err = cls(
         message,
