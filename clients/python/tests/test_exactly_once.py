@@ -161,6 +161,7 @@ def run_kill_test(
         child.kill()  # SIGKILL
         kills += 1
         rows, messages, notes = counts(effects)
+        print(f"kill {kills}: {rows} of {total} effects committed")  # shown with -s, or when the test fails
         assert rows == messages == notes, f"no duplicate effect after kill {kills}: {rows} rows, {messages} messages"
         assert rows >= last, "committed effects stay"
         last = rows
