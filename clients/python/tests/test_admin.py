@@ -3,6 +3,7 @@ over SQL."""
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -70,7 +71,7 @@ def test_archive(client: deliver.Client, make_queue: Callable[..., str]) -> None
     with psycopg.connect(DSN, autocommit=True, options="-c deliver.rotation_interval=1ms") as fast:
         fc = deliver.Client(fast)
         for _ in range(200):
-            fast.execute("SELECT * FROM deliver.maintain(%s)", (q,))
+            fc.maintain(q)
             fc.receive(q)
             archived = client.archived(q, max_messages=10)
             if len(archived) >= 2:
@@ -167,3 +168,31 @@ def test_list_queues_reports_settings(client: deliver.Client, make_queue: Callab
     assert (info.fifo, info.max_attempts) == (True, 9)
     with pytest.raises(deliver.QueueNotFound):
         client.get_queue(unique("missing"))
+
+
+def test_lease_slots_maintain_and_push_subscriptions(client: deliver.Client, make_queue: Callable[..., str]) -> None:
+    s = client.lease_slots()
+    assert s.total > 0 and 0 <= s.free <= s.total and s.max_per_queue > 0 and s.queues >= 0
+    q = make_queue()
+    [r] = client.maintain(q)
+    assert r.queue == q and isinstance(r.rotated, bool) and r.truncated >= 0 and r.archived == 0
+    assert any(x.queue == q for x in client.maintain())
+    with pytest.raises(deliver.QueueNotFound):
+        client.maintain(unique("missing"))
+    sub = unique("sub")
+    lsn = client.create_push_subscription(q, sub)
+    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+", lsn)
+    [p] = [x for x in client.list_push_subscriptions() if x.subscription_name == sub]
+    assert (p.queue_name, p.consumer_group, p.active) == (q, None, False)
+    assert isinstance(p.created_at, datetime)
+    [m] = [x for x in client.push_metrics() if x.subscription_name == sub]
+    assert m.queue_name == q and isinstance(m.lag_bytes, Decimal)
+    with pytest.raises(deliver.AlreadyExists):
+        client.create_push_subscription(q, sub)
+    assert client.drop_push_subscription(sub) is True
+    with pytest.raises(deliver.QueueNotFound):
+        client.drop_push_subscription(sub)
+    g = unique("sub")
+    client.create_push_subscription(q, g, consumer_group="default")
+    assert [x.consumer_group for x in client.list_push_subscriptions() if x.subscription_name == g] == ["default"]
+    assert client.drop_push_subscription(g) is True

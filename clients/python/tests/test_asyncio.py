@@ -122,6 +122,14 @@ def test_send_receive_ack_nack_extend() -> None:
             assert mt.acked_total == 3
             assert any(x.queue_name == q for x in await c.metrics())
             assert await c.archived(q) == []
+            assert (await c.lease_slots()).total > 0
+            [r] = await c.maintain(q)
+            assert r.queue == q
+            sub = unique("sub")
+            assert "/" in await c.create_push_subscription(q, sub)
+            assert [x.queue_name for x in await c.list_push_subscriptions() if x.subscription_name == sub] == [q]
+            assert any(x.subscription_name == sub for x in await c.push_metrics())
+            assert await c.drop_push_subscription(sub) is True
             await c.drop_queue(q)
 
     run(main())

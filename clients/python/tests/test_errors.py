@@ -143,11 +143,11 @@ def test_55P03_being_acked(client: deliver.Client, make_queue: Callable[..., str
 
 def test_2BP01_queue_with_a_push_subscription(client: deliver.Client, queue: str) -> None:
     sub = unique("sub")
-    sql("SELECT deliver.create_push_subscription(%s, %s)", queue, sub)
+    client.create_push_subscription(queue, sub)
     try:
         raises(deliver.DependentObjects, "2BP01", lambda: client.drop_queue(queue))
     finally:
-        sql("SELECT deliver.drop_push_subscription(%s)", sub)
+        client.drop_push_subscription(sub)
     assert client.drop_queue(queue) is True
 
 

@@ -26,7 +26,11 @@ from .types import (
     DeadLetter,
     Grant,
     Interval,
+    LeaseSlots,
+    MaintainResult,
     Message,
+    PushMetrics,
+    PushSubscription,
     QueueInfo,
     QueueMetrics,
 )
@@ -565,3 +569,63 @@ def set_alert(queue: str, metric: str, threshold: float | int | Decimal | None) 
 
 def list_alerts(queue: str | None) -> Call[list[Alert]]:
     return table("list_alerts", ALERT_COLUMNS, [_opt("queue_name", "text", queue)], lambda r: Alert(*r))
+
+
+def lease_slots() -> Call[LeaseSlots]:
+    c = table(
+        "lease_slots",
+        ("total", "free", "reserved", "reserve_per_queue", "max_per_queue", "queues"),
+        [],
+        lambda r: LeaseSlots(*r),
+    )
+    return Call(c.sql, c.params, lambda rows: c.result(rows)[0])
+
+
+def maintain(queue: str | None) -> Call[list[MaintainResult]]:
+    return table(
+        "maintain",
+        ("queue", "truncated", "rotated", "expired_keys", "expired_dead_letters", "archived", "expired_archive"),
+        [_opt("queue_name", "text", queue)],
+        lambda r: MaintainResult(*r),
+    )
+
+
+def create_push_subscription(queue: str, subscription: str, consumer_group: str | None) -> Call[str]:
+    text, params = _call_args(
+        [
+            _req("queue_name", "text", queue),
+            _req("subscription_name", "text", subscription),
+            _opt("consumer_group", "text", consumer_group),
+        ]
+    )
+    return Call(f"SELECT deliver.create_push_subscription({text})::text", params, lambda rows: str(rows[0][0]))
+
+
+def drop_push_subscription(subscription: str) -> Call[bool]:
+    return scalar("drop_push_subscription", [_req("subscription_name", "text", subscription)], _bool)
+
+
+def list_push_subscriptions() -> Call[list[PushSubscription]]:
+    return table(
+        "list_push_subscriptions",
+        (
+            "subscription_name",
+            "queue_name",
+            "consumer_group",
+            "slot_options",
+            "active",
+            "confirmed_lsn::text",
+            "created_at",
+        ),
+        [],
+        lambda r: PushSubscription(*r),
+    )
+
+
+def push_metrics() -> Call[list[PushMetrics]]:
+    return table(
+        "push_metrics",
+        ("subscription_name", "queue_name", "active", "confirmed_lsn::text", "lag_bytes", "retained_wal_bytes"),
+        [],
+        lambda r: PushMetrics(*r),
+    )

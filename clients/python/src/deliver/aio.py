@@ -20,8 +20,12 @@ from .types import (
     Grant,
     Guarantee,
     Interval,
+    LeaseSlots,
+    MaintainResult,
     Message,
     Privilege,
+    PushMetrics,
+    PushSubscription,
     QueueInfo,
     QueueMetrics,
 )
@@ -316,6 +320,35 @@ class AsyncClient:
     async def has_queue_privilege(self, queue: str, privilege: Privilege) -> bool:
         """Whether the current user may ``send``, ``receive`` or do ``all``."""
         return await self._run(calls.has_queue_privilege(queue, privilege))
+
+    # ---- the server, maintenance, push subscriptions ----
+
+    async def lease_slots(self) -> LeaseSlots:
+        """The server's lease slots and how they are shared."""
+        return await self._run(calls.lease_slots())
+
+    async def maintain(self, queue: str | None = None) -> list[MaintainResult]:
+        """One maintenance pass over a queue, or every queue (None): what
+        the maintenance worker runs; call it about once a second where no
+        worker serves the database."""
+        return await self._run(calls.maintain(queue))
+
+    async def create_push_subscription(
+        self, queue: str, subscription: str, *, consumer_group: str | None = None
+    ) -> str:
+        """Create a push subscription (a logical replication slot streaming
+        the queue's messages at commit); returns its starting LSN as text."""
+        return await self._run(calls.create_push_subscription(queue, subscription, consumer_group))
+
+    async def drop_push_subscription(self, subscription: str) -> bool:
+        return await self._run(calls.drop_push_subscription(subscription))
+
+    async def list_push_subscriptions(self) -> list[PushSubscription]:
+        return await self._run(calls.list_push_subscriptions())
+
+    async def push_metrics(self) -> list[PushMetrics]:
+        """Each subscription's lag and the WAL its slot retains, in bytes."""
+        return await self._run(calls.push_metrics())
 
 
 @asynccontextmanager

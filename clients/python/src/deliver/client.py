@@ -20,8 +20,12 @@ from .types import (
     Grant,
     Guarantee,
     Interval,
+    LeaseSlots,
+    MaintainResult,
     Message,
     Privilege,
+    PushMetrics,
+    PushSubscription,
     QueueInfo,
     QueueMetrics,
 )
@@ -311,6 +315,35 @@ class Client:
     def has_queue_privilege(self, queue: str, privilege: Privilege) -> bool:
         """Whether the current user may ``send``, ``receive`` or do ``all``."""
         return self._run(calls.has_queue_privilege(queue, privilege))
+
+    # ---- the server, maintenance, push subscriptions ----
+
+    def lease_slots(self) -> LeaseSlots:
+        """The server's lease slots and how they are shared."""
+        return self._run(calls.lease_slots())
+
+    def maintain(self, queue: str | None = None) -> list[MaintainResult]:
+        """One maintenance pass over a queue, or every queue (None): what
+        the maintenance worker runs; call it about once a second where no
+        worker serves the database."""
+        return self._run(calls.maintain(queue))
+
+    def create_push_subscription(
+        self, queue: str, subscription: str, *, consumer_group: str | None = None
+    ) -> str:
+        """Create a push subscription (a logical replication slot streaming
+        the queue's messages at commit); returns its starting LSN as text."""
+        return self._run(calls.create_push_subscription(queue, subscription, consumer_group))
+
+    def drop_push_subscription(self, subscription: str) -> bool:
+        return self._run(calls.drop_push_subscription(subscription))
+
+    def list_push_subscriptions(self) -> list[PushSubscription]:
+        return self._run(calls.list_push_subscriptions())
+
+    def push_metrics(self) -> list[PushMetrics]:
+        """Each subscription's lag and the WAL its slot retains, in bytes."""
+        return self._run(calls.push_metrics())
 
 
 @contextmanager

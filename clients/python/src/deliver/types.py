@@ -23,6 +23,10 @@ __all__ = [
     "QueueMetrics",
     "Grant",
     "Alert",
+    "LeaseSlots",
+    "MaintainResult",
+    "PushSubscription",
+    "PushMetrics",
 ]
 
 #: A duration argument: a timedelta, a number of seconds, or a Postgres
@@ -142,3 +146,54 @@ class Alert:
     firing: bool
     value: Decimal | None
     changed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LeaseSlots:
+    """The server's lease slots (``deliver.max_in_flight``): free ones,
+    those kept for queues below their reserve, the reserve and the most one
+    queue may hold, the queues in use."""
+
+    total: int
+    free: int
+    reserved: int
+    reserve_per_queue: int
+    max_per_queue: int
+    queues: int
+
+
+@dataclass(frozen=True)
+class MaintainResult:
+    """One queue's maintenance pass (``maintain``)."""
+
+    queue: str
+    truncated: int
+    rotated: bool
+    expired_keys: int
+    expired_dead_letters: int
+    archived: int
+    expired_archive: int
+
+
+@dataclass(frozen=True)
+class PushSubscription:
+    """A push subscription (a logical replication slot); LSNs as text
+    (``"0/1A2B3C"``)."""
+
+    subscription_name: str
+    queue_name: str
+    consumer_group: str | None
+    slot_options: str | None
+    active: bool
+    confirmed_lsn: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class PushMetrics:
+    subscription_name: str
+    queue_name: str
+    active: bool
+    confirmed_lsn: str | None
+    lag_bytes: Decimal | None
+    retained_wal_bytes: Decimal | None
