@@ -21,8 +21,8 @@ if [[ ${1:-} == --list ]]; then
 fi
 
 python=${DELIVER_PYTHON:-/usr/bin/python3}
-"$python" -c 'import psycopg, pytest' 2>/dev/null ||
-    { echo "clients/python: $python needs psycopg 3 and pytest (bash scripts/install-deps)" >&2; exit 1; }
+"$python" -c 'import psycopg, pytest, mypy' 2>/dev/null ||
+    { echo "clients/python: $python needs psycopg 3, pytest and mypy (bash scripts/install-deps)" >&2; exit 1; }
 
 export PGHOST=${PGHOST:-/var/run/postgresql} PGPORT=${PGPORT:-5432}
 export PGUSER=${PGUSER:-$(id -un)}
