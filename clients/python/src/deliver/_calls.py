@@ -1,0 +1,631 @@
+"""The SQL of every call and the mapping of its rows: one implementation that
+the sync :class:`~deliver.Client` and the asyncio :class:`~deliver.AsyncClient`
+both run (each only executes ``Call.sql`` with ``Call.params`` and hands the
+rows to ``Call.result``).
+
+Every argument is a query parameter with an explicit type; the SQL text is
+built only from the fixed argument names below, never from user input. An
+optional argument left as None is left out of the call, so the SQL
+function's default applies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
+
+from psycopg.types.json import Jsonb
+
+from .errors import QueueNotFound
+from .types import (
+    Alert,
+    ArchivedMessage,
+    ConsumerGroup,
+    DeadLetter,
+    Grant,
+    Interval,
+    LeaseSlots,
+    MaintainResult,
+    Message,
+    PushMetrics,
+    PushSubscription,
+    QueueInfo,
+    QueueMetrics,
+)
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One statement: its SQL, its parameters, and what its rows mean."""
+
+    sql: str
+    params: dict[str, Any]
+    result: Callable[[list[Row]], T]
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    sqltype: str
+    value: Any
+    required: bool = False
+
+
+def _req(name: str, sqltype: str, value: Any) -> Arg:
+    return Arg(name, sqltype, value, True)
+
+
+def _opt(name: str, sqltype: str, value: Any) -> Arg:
+    return Arg(name, sqltype, value, False)
+
+
+def _call_args(args: Iterable[Arg]) -> tuple[str, dict[str, Any]]:
+    parts: list[str] = []
+    params: dict[str, Any] = {}
+    for a in args:
+        if a.value is None and not a.required:
+            continue
+        parts.append(f"{a.name} => %({a.name})s::{a.sqltype}")
+        params[a.name] = a.value
+    return ", ".join(parts), params
+
+
+def scalar(function: str, args: Iterable[Arg], result: Callable[[Any], T]) -> Call[T]:
+    """SELECT deliver.function(args): one value."""
+    text, params = _call_args(args)
+    return Call(f"SELECT deliver.{function}({text})", params, lambda rows: result(rows[0][0]))
+
+
+def table(
+    function: str,
+    columns: Sequence[str],
+    args: Iterable[Arg],
+    row: Callable[[Row], T],
+    where: str = "",
+    where_params: dict[str, Any] | None = None,
+) -> Call[list[T]]:
+    """SELECT columns FROM deliver.function(args): a list of rows."""
+    text, params = _call_args(args)
+    cols = ", ".join(f"t.{c}" for c in columns)
+    sql = f"SELECT {cols} FROM deliver.{function}({text}) t"
+    if where:
+        sql += f" WHERE {where}"
+        params.update(where_params or {})
+    return Call(sql, params, lambda rows: [row(r) for r in rows])
+
+
+# ---- argument conversions --------------------------------------------------
+
+
+def interval(value: Interval | None) -> timedelta | str | None:
+    """A duration as Postgres takes it: a timedelta, a number of seconds or
+    an interval string."""
+    if value is None or isinstance(value, (timedelta, str)):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"a duration must be a timedelta, seconds or an interval string, not {type(value).__name__}")
+    return f"{value!r} seconds"
+
+
+def bigint(value: Any, what: str = "id") -> int:
+    """An id: a Python int (exact), never a float or a bool."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    return value
+
+
+def bigints(values: Iterable[Any] | None, what: str) -> list[int] | None:
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{what} must be a sequence of ints")
+    return [bigint(v, what) for v in values]
+
+
+def jsonb(value: Any) -> Jsonb:
+    return Jsonb(value)
+
+
+def jsonb_or_null(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
+def optional_list(values: Sequence[Any] | None, what: str) -> list[Any] | None:
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{what} must be a sequence, not {type(values).__name__}")
+    return list(values)
+
+
+# ---- row mappings ----------------------------------------------------------
+
+MESSAGE_COLUMNS = (
+    "message_id",
+    "delivery_id",
+    "payload",
+    "headers",
+    "ordering_key",
+    "attempt",
+    "enqueued_at",
+    "lease_expires_at",
+)
+
+
+def message_row(queue: str, group: str) -> Callable[[Row], Message]:
+    def row(r: Row) -> Message:
+        return Message(
+            message_id=r[0],
+            delivery_id=r[1],
+            payload=r[2],
+            headers=r[3],
+            ordering_key=r[4],
+            attempt=r[5],
+            enqueued_at=r[6],
+            lease_expires_at=r[7],
+            queue=queue,
+            consumer_group=group,
+        )
+
+    return row
+
+
+QUEUE_COLUMNS = (
+    "queue_name",
+    "guarantee",
+    "visibility_timeout",
+    "max_attempts",
+    "fifo",
+    "dedup_window",
+    "retry_base",
+    "retry_max",
+    "archive_retention",
+    "consumer_groups",
+    "created_at",
+)
+
+
+def queue_row(r: Row) -> QueueInfo:
+    return QueueInfo(
+        queue_name=r[0],
+        guarantee=r[1],
+        visibility_timeout=r[2],
+        max_attempts=r[3],
+        fifo=r[4],
+        dedup_window=r[5],
+        retry_base=r[6],
+        retry_max=r[7],
+        archive_retention=r[8],
+        consumer_groups=list(r[9] or []),
+        created_at=r[10],
+    )
+
+
+DEAD_LETTER_COLUMNS = (
+    "message_id",
+    "group_name",
+    "payload",
+    "headers",
+    "ordering_key",
+    "attempts",
+    "reason",
+    "last_error",
+    "enqueued_at",
+    "dead_at",
+)
+
+
+def dead_letter_row(r: Row) -> DeadLetter:
+    return DeadLetter(*r)
+
+
+ARCHIVED_COLUMNS = ("message_id", "payload", "headers", "ordering_key", "enqueued_at", "archived_at")
+METRICS_COLUMNS = (
+    "queue_name",
+    "consumer_group",
+    "depth",
+    "in_flight",
+    "delayed",
+    "dead_letters",
+    "oldest_age",
+    "sent_total",
+    "acked_total",
+    "dead_total",
+    "worker_last_run",
+    "worker_lag",
+    "worker_errors",
+)
+ALERT_COLUMNS = ("queue_name", "metric", "threshold", "firing", "value", "changed_at")
+
+
+def _none(_: Any) -> None:
+    return None
+
+
+def _bool(v: Any) -> bool:
+    return bool(v)
+
+
+def _int(v: Any) -> int:
+    return int(v)
+
+
+def _ints(v: Any) -> list[int]:
+    return [int(x) for x in v]
+
+
+def _timestamp(v: Any) -> datetime:
+    assert isinstance(v, datetime)
+    return v
+
+
+# ---- the calls -------------------------------------------------------------
+
+
+def create_queue(
+    queue: str,
+    guarantee: str | None,
+    visibility_timeout: Interval | None,
+    max_attempts: int | None,
+    fifo: bool | None,
+    dedup_window: Interval | None,
+    retry_base: Interval | None,
+    retry_max: Interval | None,
+) -> Call[None]:
+    return scalar(
+        "create_queue",
+        [
+            _req("queue_name", "text", queue),
+            _opt("guarantee", "text", guarantee),
+            _opt("visibility_timeout", "interval", interval(visibility_timeout)),
+            _opt("max_attempts", "int", max_attempts),
+            _opt("fifo", "boolean", fifo),
+            _opt("dedup_window", "interval", interval(dedup_window)),
+            _opt("retry_base", "interval", interval(retry_base)),
+            _opt("retry_max", "interval", interval(retry_max)),
+        ],
+        _none,
+    )
+
+
+def alter_queue(
+    queue: str,
+    visibility_timeout: Interval | None,
+    max_attempts: int | None,
+    dedup_window: Interval | None,
+    retry_base: Interval | None,
+    retry_max: Interval | None,
+    archive_retention: Interval | None,
+) -> Call[None]:
+    return scalar(
+        "alter_queue",
+        [
+            _req("queue_name", "text", queue),
+            _opt("visibility_timeout", "interval", interval(visibility_timeout)),
+            _opt("max_attempts", "int", max_attempts),
+            _opt("dedup_window", "interval", interval(dedup_window)),
+            _opt("retry_base", "interval", interval(retry_base)),
+            _opt("retry_max", "interval", interval(retry_max)),
+            _opt("archive_retention", "interval", interval(archive_retention)),
+        ],
+        _none,
+    )
+
+
+def drop_queue(queue: str) -> Call[bool]:
+    return scalar("drop_queue", [_req("queue_name", "text", queue)], _bool)
+
+
+def purge_queue(queue: str) -> Call[int]:
+    return scalar("purge_queue", [_req("queue_name", "text", queue)], _int)
+
+
+def list_queues() -> Call[list[QueueInfo]]:
+    return table("list_queues", QUEUE_COLUMNS, [], queue_row)
+
+
+def _one_queue(queue: str) -> Callable[[list[Row]], QueueInfo]:
+    def result(rows: list[Row]) -> QueueInfo:
+        if not rows:
+            raise QueueNotFound(f'queue "{queue}" does not exist')
+        return queue_row(rows[0])
+
+    return result
+
+
+def get_queue(queue: str) -> Call[QueueInfo]:
+    c = table("list_queues", QUEUE_COLUMNS, [], queue_row, "t.queue_name = %(queue_name)s::text", {"queue_name": queue})
+    return Call(c.sql, c.params, _one_queue(queue))
+
+
+def create_consumer_group(queue: str, group: str, start_from: str | None) -> Call[None]:
+    return scalar(
+        "create_consumer_group",
+        [
+            _req("queue_name", "text", queue),
+            _req("consumer_group", "text", group),
+            _opt("start_from", "text", start_from),
+        ],
+        _none,
+    )
+
+
+def drop_consumer_group(queue: str, group: str) -> Call[bool]:
+    return scalar(
+        "drop_consumer_group",
+        [_req("queue_name", "text", queue), _req("consumer_group", "text", group)],
+        _bool,
+    )
+
+
+def list_consumer_groups(queue: str) -> Call[list[ConsumerGroup]]:
+    return table(
+        "list_consumer_groups",
+        ("consumer_group", "created_at"),
+        [_req("queue_name", "text", queue)],
+        lambda r: ConsumerGroup(r[0], r[1]),
+    )
+
+
+def send(
+    queue: str,
+    payload: Any,
+    headers: dict[str, Any] | None,
+    ordering_key: str | None,
+    idempotency_key: str | None,
+    delay: Interval | None,
+) -> Call[int]:
+    return scalar(
+        "send",
+        [
+            _req("queue_name", "text", queue),
+            _req("payload", "jsonb", jsonb(payload)),
+            _opt("headers", "jsonb", jsonb_or_null(headers)),
+            _opt("ordering_key", "text", ordering_key),
+            _opt("idempotency_key", "text", idempotency_key),
+            _opt("delay", "interval", interval(delay)),
+        ],
+        _int,
+    )
+
+
+def send_batch(
+    queue: str,
+    payloads: Sequence[Any],
+    headers: Sequence[dict[str, Any] | None] | None,
+    ordering_keys: Sequence[str | None] | None,
+    idempotency_keys: Sequence[str | None] | None,
+    delay: Interval | None,
+) -> Call[list[int]]:
+    if isinstance(payloads, (str, bytes, dict)):
+        raise TypeError("payloads must be a sequence of payloads")
+    hs = optional_list(headers, "headers")
+    return scalar(
+        "send_batch",
+        [
+            _req("queue_name", "text", queue),
+            _req("payloads", "jsonb[]", [jsonb(p) for p in payloads]),
+            _opt("headers", "jsonb[]", None if hs is None else [jsonb_or_null(h) for h in hs]),
+            _opt("ordering_keys", "text[]", optional_list(ordering_keys, "ordering_keys")),
+            _opt("idempotency_keys", "text[]", optional_list(idempotency_keys, "idempotency_keys")),
+            _opt("delay", "interval", interval(delay)),
+        ],
+        _ints,
+    )
+
+
+def receive(
+    queue: str,
+    max_messages: int,
+    visibility_timeout: Interval | None,
+    wait: Interval | None,
+    consumer_group: str | None,
+) -> Call[list[Message]]:
+    return table(
+        "receive",
+        MESSAGE_COLUMNS,
+        [
+            _req("queue_name", "text", queue),
+            _req("max_messages", "int", max_messages),
+            _opt("visibility_timeout", "interval", interval(visibility_timeout)),
+            _opt("wait", "interval", interval(wait)),
+            _opt("consumer_group", "text", consumer_group),
+        ],
+        message_row(queue, consumer_group or "default"),
+    )
+
+
+def ack(queue: str, delivery_id: int) -> Call[bool]:
+    return scalar(
+        "ack",
+        [_req("queue_name", "text", queue), _req("delivery_id", "bigint", bigint(delivery_id, "delivery_id"))],
+        _bool,
+    )
+
+
+def ack_batch(queue: str, delivery_ids: Iterable[int]) -> Call[int]:
+    return scalar(
+        "ack_batch",
+        [_req("queue_name", "text", queue), _req("delivery_ids", "bigint[]", bigints(delivery_ids, "delivery_ids"))],
+        _int,
+    )
+
+
+def nack(queue: str, delivery_id: int, error: str | None, retry_after: Interval | None) -> Call[bool]:
+    return scalar(
+        "nack",
+        [
+            _req("queue_name", "text", queue),
+            _req("delivery_id", "bigint", bigint(delivery_id, "delivery_id")),
+            _opt("error", "text", error),
+            _opt("retry_after", "interval", interval(retry_after)),
+        ],
+        _bool,
+    )
+
+
+def extend_lease(queue: str, delivery_id: int, visibility_timeout: Interval) -> Call[datetime]:
+    return scalar(
+        "extend_lease",
+        [
+            _req("queue_name", "text", queue),
+            _req("delivery_id", "bigint", bigint(delivery_id, "delivery_id")),
+            _req("visibility_timeout", "interval", interval(visibility_timeout)),
+        ],
+        _timestamp,
+    )
+
+
+def dead_letters(queue: str, consumer_group: str | None, max_messages: int | None) -> Call[list[DeadLetter]]:
+    return table(
+        "dead_letters",
+        DEAD_LETTER_COLUMNS,
+        [
+            _req("queue_name", "text", queue),
+            _opt("consumer_group", "text", consumer_group),
+            _opt("max_messages", "int", max_messages),
+        ],
+        dead_letter_row,
+    )
+
+
+def redrive(queue: str, message_ids: Iterable[int] | None, consumer_group: str | None) -> Call[int]:
+    return scalar(
+        "redrive",
+        [
+            _req("queue_name", "text", queue),
+            _opt("message_ids", "bigint[]", bigints(message_ids, "message_ids")),
+            _opt("consumer_group", "text", consumer_group),
+        ],
+        _int,
+    )
+
+
+def archived(queue: str, max_messages: int | None, after_id: int | None) -> Call[list[ArchivedMessage]]:
+    return table(
+        "archived",
+        ARCHIVED_COLUMNS,
+        [
+            _req("queue_name", "text", queue),
+            _opt("max_messages", "int", max_messages),
+            _opt("after_id", "bigint", None if after_id is None else bigint(after_id, "after_id")),
+        ],
+        lambda r: ArchivedMessage(*r),
+    )
+
+
+def metrics(queue: str | None) -> Call[list[QueueMetrics]]:
+    return table("metrics", METRICS_COLUMNS, [_opt("queue_name", "text", queue)], lambda r: QueueMetrics(*r))
+
+
+def grant_queue(queue: str, role: str, privilege: str | None) -> Call[None]:
+    return scalar(
+        "grant_queue",
+        [_req("queue_name", "text", queue), _req("role_name", "text", role), _opt("privilege", "text", privilege)],
+        _none,
+    )
+
+
+def revoke_queue(queue: str, role: str, privilege: str | None) -> Call[None]:
+    return scalar(
+        "revoke_queue",
+        [_req("queue_name", "text", queue), _req("role_name", "text", role), _opt("privilege", "text", privilege)],
+        _none,
+    )
+
+
+def list_grants(queue: str | None) -> Call[list[Grant]]:
+    return table(
+        "list_grants",
+        ("queue_name", "role_name", "privilege"),
+        [_opt("queue_name", "text", queue)],
+        lambda r: Grant(*r),
+    )
+
+
+def has_queue_privilege(queue: str, privilege: str) -> Call[bool]:
+    return scalar(
+        "has_queue_privilege",
+        [_req("queue_name", "text", queue), _req("privilege", "text", privilege)],
+        _bool,
+    )
+
+
+def set_alert(queue: str, metric: str, threshold: float | int | Decimal | None) -> Call[None]:
+    if isinstance(threshold, bool):
+        raise TypeError("threshold must be a number")
+    value = None if threshold is None else Decimal(str(threshold)) if isinstance(threshold, float) else Decimal(threshold)
+    return scalar(
+        "set_alert",
+        [_req("queue_name", "text", queue), _req("metric", "text", metric), _req("threshold", "numeric", value)],
+        _none,
+    )
+
+
+def list_alerts(queue: str | None) -> Call[list[Alert]]:
+    return table("list_alerts", ALERT_COLUMNS, [_opt("queue_name", "text", queue)], lambda r: Alert(*r))
+
+
+def lease_slots() -> Call[LeaseSlots]:
+    c = table(
+        "lease_slots",
+        ("total", "free", "reserved", "reserve_per_queue", "max_per_queue", "queues"),
+        [],
+        lambda r: LeaseSlots(*r),
+    )
+    return Call(c.sql, c.params, lambda rows: c.result(rows)[0])
+
+
+def maintain(queue: str | None) -> Call[list[MaintainResult]]:
+    return table(
+        "maintain",
+        ("queue", "truncated", "rotated", "expired_keys", "expired_dead_letters", "archived", "expired_archive"),
+        [_opt("queue_name", "text", queue)],
+        lambda r: MaintainResult(*r),
+    )
+
+
+def create_push_subscription(queue: str, subscription: str, consumer_group: str | None) -> Call[str]:
+    text, params = _call_args(
+        [
+            _req("queue_name", "text", queue),
+            _req("subscription_name", "text", subscription),
+            _opt("consumer_group", "text", consumer_group),
+        ]
+    )
+    return Call(f"SELECT deliver.create_push_subscription({text})::text", params, lambda rows: str(rows[0][0]))
+
+
+def drop_push_subscription(subscription: str) -> Call[bool]:
+    return scalar("drop_push_subscription", [_req("subscription_name", "text", subscription)], _bool)
+
+
+def list_push_subscriptions() -> Call[list[PushSubscription]]:
+    return table(
+        "list_push_subscriptions",
+        (
+            "subscription_name",
+            "queue_name",
+            "consumer_group",
+            "slot_options",
+            "active",
+            "confirmed_lsn::text",
+            "created_at",
+        ),
+        [],
+        lambda r: PushSubscription(*r),
+    )
+
+
+def push_metrics() -> Call[list[PushMetrics]]:
+    return table(
+        "push_metrics",
+        ("subscription_name", "queue_name", "active", "confirmed_lsn::text", "lag_bytes", "retained_wal_bytes"),
+        [],
+        lambda r: PushMetrics(*r),
+    )

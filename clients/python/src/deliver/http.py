@@ -1,0 +1,473 @@
+"""The HTTP client for deliverd, deliver's gateway: the standard library only.
+
+Ids travel as JSON strings (a JSON number in many parsers holds 53 bits, and
+delivery ids are larger); this client turns them into Python ints, and sends
+ids as strings. Errors are the same typed errors as over SQL, from the
+SQLSTATE in the gateway's error body.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from .errors import DeliverError, QueueNotFound, Unavailable, error_from_http
+from .types import (
+    ConsumerGroup,
+    DeadLetter,
+    Guarantee,
+    Interval,
+    Message,
+    QueueInfo,
+    QueueMetrics,
+)
+
+__all__ = ["HttpClient", "parse_interval", "parse_timestamp"]
+
+
+def _id(v: Any) -> int:
+    """An id from the gateway: a string of digits (or an int)."""
+    if isinstance(v, bool) or not isinstance(v, (str, int)):
+        raise DeliverError(f"the gateway sent an id that is not a string of digits: {v!r}")
+    return int(v)
+
+
+def _opt_id(v: Any) -> int | None:
+    return None if v is None else _id(v)
+
+
+def _id_out(v: Any, what: str) -> str:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{what} must be an int, not {type(v).__name__}")
+    return str(v)
+
+
+def parse_timestamp(v: Any) -> datetime | None:
+    """A timestamptz as Postgres writes it in JSON (ISO 8601)."""
+    if v is None:
+        return None
+    return datetime.fromisoformat(str(v))
+
+
+_INTERVAL = re.compile(
+    r"""^\s*(?:([-+]?\d+)\s+years?\s*)?
+    (?:([-+]?\d+)\s+mons?\s*)?
+    (?:([-+]?\d+)\s+days?\s*)?
+    (?:([-+])?(\d+):(\d+):(\d+(?:\.\d+)?))?\s*$""",
+    re.VERBOSE,
+)
+_ISO_INTERVAL = re.compile(
+    r"^P(?:([-\d.]+)Y)?(?:([-\d.]+)M)?(?:([-\d.]+)D)?(?:T(?:([-\d.]+)H)?(?:([-\d.]+)M)?(?:([-\d.]+)S)?)?$"
+)
+
+
+def parse_interval(v: Any) -> timedelta | None:
+    """An interval as Postgres writes it (IntervalStyle ``postgres``, as
+    ``"1 day 02:00:00"``, or ``iso_8601``); a month counts 30 days, a year
+    365, as psycopg counts them."""
+    if v is None:
+        return None
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return timedelta(seconds=v)
+    s = str(v)
+    m = _INTERVAL.match(s)
+    if m and s.strip():
+        ye, mo, da, sign, ho, mi, se = m.groups()
+        days = 365 * int(ye or 0) + 30 * int(mo or 0) + int(da or 0)
+        secs = 0.0
+        if ho is not None:
+            secs = 3600 * int(ho) + 60 * int(mi) + float(se)
+            if sign == "-":
+                secs = -secs
+        return timedelta(days=days, seconds=secs)
+    m = _ISO_INTERVAL.match(s)
+    if m:
+        ye, mo, da, ho, mi, se = (float(x) if x else 0.0 for x in m.groups())
+        return timedelta(days=365 * ye + 30 * mo + da, hours=ho, minutes=mi, seconds=se)
+    raise DeliverError(f"the gateway sent an interval that does not parse: {s!r}")
+
+
+def _interval_out(v: Interval | None) -> float | str | None:
+    """A duration in a request body: seconds, or a Postgres interval string."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, timedelta):
+        return v.total_seconds()
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"a duration must be a timedelta, seconds or an interval string, not {type(v).__name__}")
+    return v
+
+
+def _seconds_param(v: Interval | None) -> str | None:
+    """A duration in a query parameter: decimal seconds."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    if isinstance(v, timedelta):
+        v = v.total_seconds()
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"a duration must be a timedelta or seconds, not {type(v).__name__}")
+    return f"{v:.3f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
+
+
+def _seconds_of(v: Interval | None) -> float:
+    if v is None:
+        return 0.0
+    if isinstance(v, timedelta):
+        return v.total_seconds()
+    if isinstance(v, (int, float)):
+        return float(v)
+    try:
+        return float(v)
+    except ValueError:
+        return 0.0
+
+
+def _message(d: Mapping[str, Any], queue: str, group: str) -> Message:
+    return Message(
+        message_id=_id(d["message_id"]),
+        delivery_id=_opt_id(d.get("delivery_id")),
+        payload=d.get("payload"),
+        headers=d.get("headers"),
+        ordering_key=d.get("ordering_key"),
+        attempt=int(d.get("attempt") or 0),
+        enqueued_at=parse_timestamp(d.get("enqueued_at")),  # type: ignore[arg-type]
+        lease_expires_at=parse_timestamp(d.get("lease_expires_at")),
+        queue=queue,
+        consumer_group=group,
+    )
+
+
+def _queue_info(d: Mapping[str, Any]) -> QueueInfo:
+    return QueueInfo(
+        queue_name=d["queue_name"],
+        guarantee=d["guarantee"],
+        visibility_timeout=parse_interval(d["visibility_timeout"]),  # type: ignore[arg-type]
+        max_attempts=int(d["max_attempts"]),
+        fifo=bool(d["fifo"]),
+        dedup_window=parse_interval(d["dedup_window"]),  # type: ignore[arg-type]
+        retry_base=parse_interval(d["retry_base"]),  # type: ignore[arg-type]
+        retry_max=parse_interval(d["retry_max"]),  # type: ignore[arg-type]
+        archive_retention=parse_interval(d.get("archive_retention")),
+        consumer_groups=list(d.get("consumer_groups") or []),
+        created_at=parse_timestamp(d.get("created_at")),
+    )
+
+
+def _dead_letter(d: Mapping[str, Any]) -> DeadLetter:
+    return DeadLetter(
+        message_id=_id(d["message_id"]),
+        consumer_group=d["group_name"],
+        payload=d.get("payload"),
+        headers=d.get("headers"),
+        ordering_key=d.get("ordering_key"),
+        attempts=int(d["attempts"]),
+        reason=d["reason"],
+        last_error=d.get("last_error"),
+        enqueued_at=parse_timestamp(d["enqueued_at"]),  # type: ignore[arg-type]
+        dead_at=parse_timestamp(d["dead_at"]),  # type: ignore[arg-type]
+    )
+
+
+def _metrics(d: Mapping[str, Any]) -> QueueMetrics:
+    def opt_int(v: Any) -> int | None:
+        return None if v is None else int(v)
+
+    return QueueMetrics(
+        queue_name=d["queue_name"],
+        consumer_group=d["consumer_group"],
+        depth=int(d["depth"]),
+        in_flight=int(d["in_flight"]),
+        delayed=int(d["delayed"]),
+        dead_letters=int(d["dead_letters"]),
+        oldest_age=parse_interval(d.get("oldest_age")),
+        sent_total=int(d["sent_total"]),
+        acked_total=int(d["acked_total"]),
+        dead_total=int(d["dead_total"]),
+        worker_last_run=parse_timestamp(d.get("worker_last_run")),
+        worker_lag=parse_interval(d.get("worker_lag")),
+        worker_errors=opt_int(d.get("worker_errors")),
+    )
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+class HttpClient:
+    """deliver over HTTP: the routes of ``deliverd`` (``/v1``).
+
+    ``token`` is sent as ``Authorization: Bearer`` (a JWT or a token of the
+    gateway's token file), or a function returning one, called for each
+    request (to renew a token before it expires); ``timeout`` bounds each
+    request in seconds (a long poll gets its ``wait`` on top). The methods
+    are those of :class:`~deliver.Client` that the gateway serves, with the
+    same arguments and return types. A gateway that cannot be reached raises
+    :class:`~deliver.Unavailable` with SQLSTATE 08006.
+    """
+
+    def __init__(
+        self, base_url: str, token: str | Callable[[], str] | None = None, *, timeout: float = 30.0
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def _path(self, *segments: str) -> str:
+        for s in segments:
+            if not isinstance(s, str):
+                raise TypeError(f"a name must be a str, not {type(s).__name__}")
+        return "/v1/queues" + "".join("/" + urllib.parse.quote(s, safe="") for s in segments)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Mapping[str, str | None] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """One request; returns the decoded JSON answer, raises the typed
+        error of an error answer."""
+        url = self.base_url + path
+        q = {k: v for k, v in (query or {}).items() if v is not None}
+        if q:
+            url += "?" + urllib.parse.urlencode(q)
+        data = None
+        h = {"Accept": "application/json"}
+        token = self.token() if callable(self.token) else self.token
+        if token is not None:
+            h["Authorization"] = f"Bearer {token}"
+        if body is not None:
+            data = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+        h.update(headers or {})
+        req = urllib.request.Request(url, data=data, headers=h, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                decoded = json.loads(raw) if raw else None
+            except ValueError:
+                decoded = raw.decode("utf-8", "replace")
+            raise error_from_http(e.code, decoded, e.headers.get("Retry-After")) from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise Unavailable(
+                f"cannot reach the gateway at {self.base_url}: {reason}", sqlstate="08006"
+            ) from e
+        return json.loads(raw) if raw else None
+
+    # ---- queues ----
+
+    def create_queue(
+        self,
+        queue: str,
+        *,
+        guarantee: Guarantee | None = None,
+        visibility_timeout: Interval | None = None,
+        max_attempts: int | None = None,
+        fifo: bool | None = None,
+        dedup_window: Interval | None = None,
+        retry_base: Interval | None = None,
+        retry_max: Interval | None = None,
+    ) -> None:
+        self.request(
+            "POST",
+            self._path(),
+            body=_drop_none(
+                {
+                    "name": queue,
+                    "guarantee": guarantee,
+                    "visibility_timeout": _interval_out(visibility_timeout),
+                    "max_attempts": max_attempts,
+                    "fifo": fifo,
+                    "dedup_window": _interval_out(dedup_window),
+                    "retry_base": _interval_out(retry_base),
+                    "retry_max": _interval_out(retry_max),
+                }
+            ),
+        )
+
+    def drop_queue(self, queue: str) -> bool:
+        return bool(self.request("DELETE", self._path(queue))["dropped"])
+
+    def list_queues(self) -> list[QueueInfo]:
+        return [_queue_info(d) for d in self.request("GET", self._path())]
+
+    def get_queue(self, queue: str) -> QueueInfo:
+        d = self.request("GET", self._path(queue))
+        if d is None:
+            raise QueueNotFound(f'queue "{queue}" does not exist')
+        return _queue_info(d)
+
+    # ---- consumer groups ----
+
+    def create_consumer_group(self, queue: str, group: str, *, start_from: str | None = None) -> None:
+        self.request("POST", self._path(queue, "groups"), body=_drop_none({"name": group, "start_from": start_from}))
+
+    def drop_consumer_group(self, queue: str, group: str) -> bool:
+        return bool(self.request("DELETE", self._path(queue, "groups", group))["dropped"])
+
+    def list_consumer_groups(self, queue: str) -> list[ConsumerGroup]:
+        return [
+            ConsumerGroup(d["consumer_group"], parse_timestamp(d["created_at"]))  # type: ignore[arg-type]
+            for d in self.request("GET", self._path(queue, "groups"))
+        ]
+
+    # ---- sending ----
+
+    def send(
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        headers: dict[str, Any] | None = None,
+        ordering_key: str | None = None,
+        idempotency_key: str | None = None,
+        delay: Interval | None = None,
+    ) -> int:
+        body: dict[str, Any] = {"payload": payload}
+        body.update(
+            _drop_none(
+                {
+                    "headers": headers,
+                    "ordering_key": ordering_key,
+                    "idempotency_key": idempotency_key,
+                    "delay": _interval_out(delay),
+                }
+            )
+        )
+        return _id(self.request("POST", self._path(queue, "messages"), body=body)["message_id"])
+
+    def send_batch(
+        self,
+        queue: str,
+        payloads: Sequence[Any],
+        *,
+        headers: Sequence[dict[str, Any] | None] | None = None,
+        ordering_keys: Sequence[str | None] | None = None,
+        idempotency_keys: Sequence[str | None] | None = None,
+        delay: Interval | None = None,
+    ) -> list[int]:
+        if isinstance(payloads, (str, bytes, dict)):
+            raise TypeError("payloads must be a sequence of payloads")
+        n = len(payloads)
+        for what, lst in (("headers", headers), ("ordering_keys", ordering_keys), ("idempotency_keys", idempotency_keys)):
+            if lst is not None and len(lst) != n:
+                raise ValueError(f"{what} must have one element per payload ({n}), not {len(lst)}")
+        messages = []
+        for i, p in enumerate(payloads):
+            m: dict[str, Any] = {"payload": p}
+            m.update(
+                _drop_none(
+                    {
+                        "headers": headers[i] if headers is not None else None,
+                        "ordering_key": ordering_keys[i] if ordering_keys is not None else None,
+                        "idempotency_key": idempotency_keys[i] if idempotency_keys is not None else None,
+                    }
+                )
+            )
+            messages.append(m)
+        body = _drop_none({"messages": messages, "delay": _interval_out(delay)})
+        ids = self.request("POST", self._path(queue, "messages", "batch"), body=body)["message_ids"]
+        return [_id(x) for x in ids]
+
+    # ---- receiving ----
+
+    def receive(
+        self,
+        queue: str,
+        max_messages: int = 1,
+        *,
+        visibility_timeout: Interval | None = None,
+        wait: Interval | None = None,
+        consumer_group: str | None = None,
+    ) -> list[Message]:
+        """``visibility_timeout`` and ``wait`` in seconds (``wait`` up to the
+        gateway's ``max_wait``)."""
+        rows = self.request(
+            "POST",
+            self._path(queue, "receive"),
+            query={
+                "max": str(max_messages),
+                "visibility_timeout": _seconds_param(visibility_timeout),
+                "wait": _seconds_param(wait),
+                "group": consumer_group,
+            },
+            timeout=self.timeout + _seconds_of(wait),
+        )
+        return [_message(d, queue, consumer_group or "default") for d in rows]
+
+    def ack(self, queue: str, delivery_id: int) -> bool:
+        path = self._path(queue, "deliveries", _id_out(delivery_id, "delivery_id"), "ack")
+        return bool(self.request("POST", path)["acked"])
+
+    def ack_batch(self, queue: str, delivery_ids: Iterable[int]) -> int:
+        ids = [_id_out(x, "delivery_ids") for x in delivery_ids]
+        return int(self.request("POST", self._path(queue, "ack"), body={"delivery_ids": ids})["acked"])
+
+    def nack(
+        self, queue: str, delivery_id: int, *, error: str | None = None, retry_after: Interval | None = None
+    ) -> bool:
+        path = self._path(queue, "deliveries", _id_out(delivery_id, "delivery_id"), "nack")
+        body = _drop_none({"error": error, "retry_after": _interval_out(retry_after)})
+        return bool(self.request("POST", path, body=body)["nacked"])
+
+    def extend_lease(self, queue: str, delivery_id: int, visibility_timeout: Interval) -> datetime:
+        path = self._path(queue, "deliveries", _id_out(delivery_id, "delivery_id"), "extend")
+        d = self.request("POST", path, body={"visibility_timeout": _interval_out(visibility_timeout)})
+        return parse_timestamp(d["lease_expires_at"])  # type: ignore[return-value]
+
+    # ---- dead letters, metrics ----
+
+    def dead_letters(
+        self, queue: str, *, consumer_group: str | None = None, max_messages: int | None = None
+    ) -> list[DeadLetter]:
+        rows = self.request(
+            "GET",
+            self._path(queue, "dead-letters"),
+            query={"group": consumer_group, "max": None if max_messages is None else str(max_messages)},
+        )
+        return [_dead_letter(d) for d in rows]
+
+    def redrive(
+        self, queue: str, *, message_ids: Iterable[int] | None = None, consumer_group: str | None = None
+    ) -> int:
+        body: dict[str, Any] = {}
+        if message_ids is not None:
+            body["message_ids"] = [_id_out(x, "message_ids") for x in message_ids]
+        if consumer_group is not None:
+            body["consumer_group"] = consumer_group
+        return int(self.request("POST", self._path(queue, "redrive"), body=body)["redriven"])
+
+    def metrics(self, queue: str) -> list[QueueMetrics]:
+        return [_metrics(d) for d in self.request("GET", self._path(queue, "metrics"))]
+
+    # ---- the gateway itself ----
+
+    def healthy(self) -> bool:
+        """``/healthz`` answers 200 (the process runs)."""
+        try:
+            self.request("GET", "/healthz")
+            return True
+        except DeliverError:
+            return False
+
+    def ready(self) -> bool:
+        """``/readyz`` answers 200 (Postgres answers through the pool)."""
+        try:
+            self.request("GET", "/readyz")
+            return True
+        except DeliverError:
+            return False

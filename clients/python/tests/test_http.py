@@ -1,0 +1,291 @@
+"""HttpClient against a real deliverd (test.sh starts it: DELIVER_TEST_HTTP,
+DELIVER_TEST_JWT_SECRET): every method, ids exact (JSON strings on the
+wire, ints here, shared with SQL), errors typed with the SQLSTATE and the
+HTTP status, token auth (none, expired, badly signed, a role without
+grants, a function called per request), and a Consumer over HTTP."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterator
+
+import pytest
+from conftest import HTTP_URL, JWT_SECRET, ROLE, unique, wait_until
+
+import deliver
+
+if not HTTP_URL or not JWT_SECRET:
+    raise RuntimeError("DELIVER_TEST_HTTP and DELIVER_TEST_JWT_SECRET must be set (test.sh starts deliverd)")
+
+from conftest import jwt  # noqa: E402
+
+#: a token for the database user deliverd logs in as (the tests' own)
+TOKEN = jwt(role=os.environ.get("PGUSER") or getpass.getuser(), exp=int(time.time()) + 3600)
+
+
+@pytest.fixture
+def http() -> deliver.HttpClient:
+    return deliver.HttpClient(HTTP_URL, TOKEN, timeout=15)
+
+
+@pytest.fixture
+def hq(http: deliver.HttpClient) -> Iterator[Callable[..., str]]:
+    """hq(**options) creates a queue over HTTP; dropped at the end."""
+    made: list[str] = []
+
+    def make(**options: Any) -> str:
+        q = unique("h")
+        http.create_queue(q, **options)
+        made.append(q)
+        return q
+
+    yield make
+    for q in made:
+        try:
+            http.drop_queue(q)
+        except deliver.QueueNotFound:
+            pass
+
+
+def check(cls: type[deliver.DeliverError], sqlstate: str | None, status: int, fn: Callable[[], Any]) -> deliver.DeliverError:
+    with pytest.raises(deliver.DeliverError) as info:
+        fn()
+    e = info.value
+    assert type(e) is cls, f"{type(e).__name__} {e.status} {e.sqlstate}: {e.message}"
+    assert (e.sqlstate, e.status) == (sqlstate, status)
+    assert e.message
+    return e
+
+
+def test_health_and_ready(http: deliver.HttpClient) -> None:
+    assert http.healthy() is True
+    assert http.ready() is True
+    assert deliver.HttpClient("http://127.0.0.1:1").healthy() is False
+
+
+def test_queues_with_options_as_over_sql(http: deliver.HttpClient, client: deliver.Client) -> None:
+    q = unique("h")
+    http.create_queue(
+        q, guarantee="exactly_once", visibility_timeout=90, max_attempts=4, fifo=True,
+        dedup_window="1 day", retry_base=timedelta(milliseconds=500), retry_max="2 minutes",
+    )
+    info = http.get_queue(q)
+    assert info == client.get_queue(q), "the same as over SQL"
+    assert (info.guarantee, info.visibility_timeout, info.max_attempts, info.fifo) == (
+        "exactly_once", timedelta(seconds=90), 4, True)
+    assert (info.dedup_window, info.retry_base, info.retry_max, info.archive_retention) == (
+        timedelta(days=1), timedelta(seconds=0.5), timedelta(minutes=2), None)
+    assert info.consumer_groups == ["default"] and isinstance(info.created_at, datetime)
+    client.alter_queue(q, archive_retention="3 days 04:00:00")
+    assert http.get_queue(q).archive_retention == timedelta(days=3, hours=4)
+    assert any(x.queue_name == q for x in http.list_queues())
+    assert http.drop_queue(q) is True
+    e = check(deliver.QueueNotFound, "42704", 404, lambda: http.get_queue(q))
+    assert q in e.message
+
+
+def test_consumer_groups(http: deliver.HttpClient, hq: Callable[..., str]) -> None:
+    q = hq()
+    http.send(q, "old")
+    http.create_consumer_group(q, "late")
+    http.create_consumer_group(q, "all", start_from="earliest")
+    groups = http.list_consumer_groups(q)
+    assert [g.consumer_group for g in groups] == ["default", "late", "all"]
+    assert isinstance(groups[0].created_at, datetime)
+    assert [m.payload for m in http.receive(q, 5, consumer_group="all")] == ["old"]
+    assert http.receive(q, 5, consumer_group="late") == []
+    assert http.drop_consumer_group(q, "late") is True
+    assert [g.consumer_group for g in http.list_consumer_groups(q)] == ["default", "all"]
+
+
+def test_send_receive_ack_ids_exact_and_shared_with_sql(
+    http: deliver.HttpClient, client: deliver.Client, hq: Callable[..., str]
+) -> None:
+    q = hq()
+    mid = http.send(q, {"order": 1, "big": 2**63 - 1}, headers={"trace": "t"}, ordering_key="k", idempotency_key="i-1")
+    assert type(mid) is int and mid == 1
+    assert http.send(q, {"order": "again"}, idempotency_key="i-1") == mid
+    http.send(q, "later", delay=3600)
+    [m] = http.receive(q, 10, visibility_timeout=60, wait=1)
+    assert (m.message_id, m.payload, m.headers, m.ordering_key, m.attempt) == (
+        mid, {"order": 1, "big": 2**63 - 1}, {"trace": "t"}, "k", 1)
+    assert type(m.delivery_id) is int and m.delivery_id > 2**53, "delivery ids beyond 2^53 arrive exact"
+    assert m.queue == q and m.consumer_group == "default"
+    assert isinstance(m.enqueued_at, datetime) and m.enqueued_at.tzinfo is not None
+    assert m.lease_expires_at is not None and m.lease_expires_at - datetime.now(timezone.utc) > timedelta(seconds=50)
+    assert http.ack(q, m.delivery_id) is True
+    # on the wire ids are JSON strings of digits
+    client.send(q, "raw")
+    [raw] = http.request("POST", f"/v1/queues/{q}/receive")
+    assert isinstance(raw["message_id"], str) and isinstance(raw["delivery_id"], str)
+    assert int(raw["delivery_id"]) > 2**53
+    # an id received over HTTP acks over SQL, and the other way round
+    with pytest.raises(deliver.NotCurrent):
+        client.ack(q, int(raw["delivery_id"]) + 1)
+    assert client.ack(q, int(raw["delivery_id"])) is True
+    client.send(q, "sql")
+    [s] = client.receive(q)
+    assert http.ack(q, s.delivery_id or 0) is True
+    with pytest.raises(TypeError):
+        http.ack(q, float(2**60))  # type: ignore[arg-type]
+    [metrics] = http.metrics(q)
+    assert (metrics.delayed, metrics.acked_total, metrics.sent_total) == (1, 3, 3)
+
+
+def test_send_batch_ack_batch_nack_extend(http: deliver.HttpClient, hq: Callable[..., str]) -> None:
+    q = hq(retry_base=0)
+    ids = http.send_batch(q, [1, 2, 3], headers=[{"x": 1}, None, None], ordering_keys=["a", None, None],
+                          idempotency_keys=[None, "b2", None])
+    assert ids == [1, 2, 3]
+    assert http.send_batch(q, [9], idempotency_keys=["b2"]) == [2], "a key seen before"
+    got = http.receive(q, 3)
+    assert [(m.payload, m.ordering_key, m.headers) for m in got] == [(1, "a", {"x": 1}), (2, None, None), (3, None, None)]
+    assert http.ack_batch(q, [m.delivery_id or 0 for m in got[:2]]) == 2
+    last = got[2]
+    exp = http.extend_lease(q, last.delivery_id or 0, 120)
+    assert exp - datetime.now(timezone.utc) > timedelta(seconds=100)
+    assert http.extend_lease(q, last.delivery_id or 0, timedelta(seconds=30)) < exp
+    assert http.nack(q, last.delivery_id or 0, error="later", retry_after=0) is True
+    [again] = http.receive(q)
+    assert (again.payload, again.attempt) == (3, 2)
+    assert http.ack(q, again.delivery_id or 0) is True
+    assert http.ack_batch(q, []) == 0
+    assert len(http.send_batch(q, ["d"], delay=timedelta(hours=1))) == 1
+    assert http.metrics(q)[0].delayed == 1
+    with pytest.raises(ValueError):
+        http.send_batch(q, [1, 2], ordering_keys=["only one"])
+
+
+def test_receive_long_polls_until_a_send(http: deliver.HttpClient, hq: Callable[..., str]) -> None:
+    q = hq()
+    t0 = time.monotonic()
+    threading.Timer(0.3, lambda: http.send(q, "wake")).start()
+    got = http.receive(q, wait=8)
+    assert [m.payload for m in got] == ["wake"]
+    assert time.monotonic() - t0 < 6
+    t0 = time.monotonic()
+    assert http.receive(q, wait=0.5) == []
+    assert time.monotonic() - t0 >= 0.4
+
+
+def test_dead_letters_redrive_metrics(http: deliver.HttpClient, hq: Callable[..., str]) -> None:
+    q = hq(max_attempts=1, retry_base=0)
+    [first, _] = http.send_batch(q, ["x", "y"])
+    for m in http.receive(q, 2):
+        http.nack(q, m.delivery_id or 0, error=f"no {m.payload}")
+    assert http.receive(q) == []
+    dead = http.dead_letters(q, consumer_group="default", max_messages=10)
+    assert [(d.message_id, d.payload, d.reason, d.last_error, d.attempts, d.consumer_group) for d in dead] == [
+        (1, "x", "nacked", "no x", 1, "default"), (2, "y", "nacked", "no y", 1, "default")]
+    assert isinstance(dead[0].dead_at, datetime)
+    assert len(http.dead_letters(q, max_messages=1)) == 1
+    [metrics] = http.metrics(q)
+    assert (metrics.dead_letters, metrics.dead_total, metrics.sent_total) == (2, 2, 2)
+    assert http.redrive(q, message_ids=[first], consumer_group="default") == 1
+    assert [m.payload for m in http.receive(q, 5)] == ["x"]
+    assert http.redrive(q) == 1
+    [metrics] = http.metrics(q)
+    assert (metrics.queue_name, metrics.consumer_group, metrics.depth, metrics.in_flight) == (q, "default", 1, 1)
+    assert metrics.dead_letters == 0
+    assert isinstance(metrics.oldest_age, timedelta)
+
+
+def test_errors_typed_with_sqlstate_and_status(http: deliver.HttpClient, client: deliver.Client, hq: Callable[..., str]) -> None:
+    q = hq()
+    check(deliver.QueueNotFound, "42704", 404, lambda: http.send(unique("missing"), 1))
+    check(deliver.QueueNotFound, "42704", 404, lambda: http.receive(q, consumer_group="nogroup"))
+    http.send(q, 1)
+    [m] = http.receive(q)
+    http.ack(q, m.delivery_id or 0)
+    e = check(deliver.NotCurrent, "55000", 409, lambda: http.ack(q, m.delivery_id or 0))
+    assert e.detail
+    with pytest.raises(deliver.NotCurrent) as sql_e:  # the same failure over SQL
+        client.ack(q, m.delivery_id or 0)
+    assert sql_e.value.sqlstate == "55000" and sql_e.value.message == e.message
+    check(deliver.NotCurrent, "55000", 409, lambda: http.extend_lease(q, m.delivery_id or 0, 10))
+    check(deliver.NotCurrent, "55000", 409, lambda: http.nack(q, m.delivery_id or 0))
+    check(deliver.InvalidParameter, "22023", 422, lambda: http.receive(q, 0))
+    check(deliver.InvalidParameter, "22023", 422, lambda: http.create_queue(unique("x"), guarantee="twice"))  # type: ignore[arg-type]
+    check(deliver.InvalidName, "42602", 400, lambda: http.create_queue("bad name!"))
+    check(deliver.AlreadyExists, "42710", 409, lambda: http.create_queue(q))
+    check(deliver.AlreadyExists, "42710", 409, lambda: http.create_consumer_group(q, "default"))
+    check(deliver.LimitExceeded, "54000", 413, lambda: http.send(q, 1, ordering_key="k" * 600))
+    eo = hq(guarantee="exactly_once")
+    check(deliver.NullValueNotAllowed, "22004", 422, lambda: http.send(eo, 1))
+    # a gateway error of its own (a wait that is no number of seconds): 400, no SQLSTATE
+    with pytest.raises(deliver.InvalidInput) as bad:
+        http.receive(q, wait="2 minutes")
+    assert bad.value.status == 400
+
+
+def test_token_auth(http: deliver.HttpClient, client: deliver.Client, hq: Callable[..., str]) -> None:
+    q = hq()
+    as_role = deliver.HttpClient(HTTP_URL, jwt(role=ROLE))
+    check(deliver.PermissionDenied, "42501", 403, lambda: as_role.send(q, 1))
+    client.grant_queue(q, ROLE, "send")
+    assert type(as_role.send(q, "granted")) is int
+    check(deliver.PermissionDenied, "42501", 403, lambda: as_role.receive(q))
+    client.revoke_queue(q, ROLE)
+    # no token, an expired one, one signed with another secret
+    for bad in (None, jwt(role=ROLE, exp=1), jwt("another secret of 32 characters!!", role=ROLE)):
+        with pytest.raises(deliver.AuthenticationFailed) as e:
+            deliver.HttpClient(HTTP_URL, bad).list_queues()
+        assert e.value.status == 401
+    # a token function is called per request
+    calls = 0
+
+    def token() -> str:
+        nonlocal calls
+        calls += 1
+        return TOKEN
+
+    c = deliver.HttpClient(HTTP_URL, token)
+    c.list_queues()
+    c.get_queue(q)
+    assert calls == 2
+
+
+def test_unreachable_gateway_is_unavailable() -> None:
+    with pytest.raises(deliver.Unavailable) as e:
+        deliver.HttpClient("http://127.0.0.1:1", TOKEN, timeout=3).list_queues()
+    assert (e.value.sqlstate, e.value.status) == ("08006", None)
+
+
+def test_consumer_over_http(http: deliver.HttpClient, hq: Callable[..., str]) -> None:
+    q = hq(retry_base=0)
+    http.send_batch(q, list(range(6)))
+    done: set[int] = set()
+    lock = threading.Lock()
+    failed = False
+    slow_calls = 0
+
+    def handler(m: deliver.Message) -> None:
+        nonlocal failed, slow_calls
+        if m.payload == 3 and not failed:
+            failed = True
+            raise RuntimeError("first try fails")
+        if m.payload == 5:
+            slow_calls += 1
+            time.sleep(2.5)  # longer than the 1 s lease: kept by extensions
+        with lock:
+            done.add(m.payload)
+
+    consumer = deliver.Consumer(http, q, handler, concurrency=3, visibility_timeout=1, wait=1)
+    consumer.start()
+    wait_until(lambda: len(done) == 6 and consumer.stats.acked == 6, 20, what="every message")
+    t0 = time.monotonic()
+    consumer.stop()
+    consumer.join(10)
+    assert time.monotonic() - t0 < 3, "the stop waited at most for one long poll"
+    s = consumer.stats
+    assert (s.acked, s.nacked, s.lost, s.errors) == (6, 1, 0, [])
+    assert s.extended >= 2
+    assert slow_calls == 1, "the slow handler's message was not redelivered"
+    [metrics] = http.metrics(q)
+    assert metrics.depth + metrics.in_flight == 0
+    with pytest.raises(TypeError):
+        deliver.ExactlyOnceConsumer(http, q, lambda conn, m: None)  # type: ignore[arg-type]
