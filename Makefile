@@ -33,8 +33,16 @@ TAP_TESTS    = 1
 
 EXTRA_CLEAN  = bench/deliverbench bench/httpbench $(SQL_SCRIPT) $(SQL_UPGRADES)
 
+# The programs below are built with the caller's CFLAGS, CPPFLAGS and
+# LDFLAGS (a package build's dpkg-buildflags, say) or with their own
+# defaults, never with the PGXS values the include sets (its warnings would
+# meet their -Werror): the callers' values, taken before the include, are
+# passed on, and make does not export its own.
+PROGRAM_ENV := $(foreach v,CFLAGS CPPFLAGS LDFLAGS,$(if $(filter environment%,$(origin $(v))),$(v)='$($(v))'))
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+unexport CFLAGS CPPFLAGS LDFLAGS
 
 # The programs in folders of their own, built, installed (next to the
 # Postgres binaries) and cleaned with the extension: cli/ (the deliver
@@ -45,9 +53,9 @@ install: $(addprefix install-,$(PROGRAM_DIRS))
 clean: $(addprefix clean-,$(PROGRAM_DIRS))
 .PHONY: $(PROGRAM_DIRS) $(addprefix install-,$(PROGRAM_DIRS)) $(addprefix clean-,$(PROGRAM_DIRS))
 $(PROGRAM_DIRS):
-	$(MAKE) -C $@ PG_CONFIG=$(PG_CONFIG)
+	env $(PROGRAM_ENV) $(MAKE) -C $@ PG_CONFIG=$(PG_CONFIG)
 $(addprefix install-,$(PROGRAM_DIRS)): install-%: %
-	$(MAKE) -C $* install PG_CONFIG=$(PG_CONFIG)
+	env $(PROGRAM_ENV) $(MAKE) -C $* install PG_CONFIG=$(PG_CONFIG)
 $(addprefix clean-,$(PROGRAM_DIRS)): clean-%:
 	$(MAKE) -C $* clean PG_CONFIG=$(PG_CONFIG)
 
