@@ -562,6 +562,34 @@ is($st, 200, '/ui/ (the console is installed with deliverd)');
 is($r->{headers}{'content-type'}, 'text/html; charset=utf-8', '/ui/ is HTML');
 is_error([ req('GET', '/ui/..%2Fdeliverd.conf') ], 404, undef, '/ui: no way out of its folder');
 is_error([ req('GET', '/ui/.hidden') ], 404, undef, '/ui: no dot file');
+# read_only = on: every token is read-only; ui_dir: a folder of which only
+# regular files with a served extension are served (no link, no dot file)
+{
+	my $t = 'all-read-only-token-0123456789';
+	mkdir "$dir/ui-files" or die $!;
+	write_file("$dir/ui-files/index.html", "<p>console</p>\n");
+	write_file("$dir/ui-files/notes.txt", "not served\n");
+	write_file("$dir/ui-files/.hidden.js", "not served\n");
+	symlink("$dir/gwro.conf", "$dir/ui-files/linked.html") or die $!;
+	mkdir "$dir/ui-files/sub.js" or die $!;
+	my $g = gateway_start($node, name => 'gwro', tokens => { $t => $super },
+		conf => { read_only => 'on', ui_dir => "$dir/ui-files", access_log => 'off' });
+	my ($s, $d) = gw_req($g, 'GET', '/v1/whoami', token => $t);
+	is_deeply([ $s, $d ], [ 200, { role => $super, read_only => JSON::PP::true, cluster => JSON::PP::false } ],
+		'read_only = on: every token is read-only');
+	is_error([ gw_req($g, 'POST', '/v1/queues/orders/messages', token => $t, body => { payload => 1 }) ],
+		403, '42501', 'read_only = on: no send');
+	($s, $d) = gw_req($g, 'GET', '/v1/queues/orders/peek', token => $t);
+	is($s, 200, 'read_only = on: a peek');
+	($s, $d) = gw_req($g, 'GET', '/ui/');
+	is_deeply([ $s, $d ], [ 200, "<p>console</p>\n" ], 'ui_dir: its index.html');
+	for my $f ('notes.txt', '.hidden.js', 'linked.html', 'sub.js', 'gwro.conf')
+	{
+		is_error([ gw_req($g, 'GET', "/ui/$f") ], 404, undef, "ui_dir: $f is not served");
+	}
+	is(gw_stop($g), 0, 'that gateway stops');
+	is(gw_sanitizer_reports($g), '', 'with no sanitizer reports');
+}
 
 # ---- queue metrics and drop
 ($st, $b) = req('GET', '/v1/queues/shop/metrics', token => $reader);
