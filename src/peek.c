@@ -67,7 +67,8 @@ deliver_peek(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
-	q = queue_lookup_readonly(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	/* the group's state lives in the primary's shared memory: not on a standby */
+	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	arg_not_null(fcinfo, 1, "max_messages");
 	max = PG_GETARG_INT32(1);
 	if (max < 1 || max > deliver_max_batch)
