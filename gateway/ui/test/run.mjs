@@ -272,6 +272,7 @@ test('redrive', async (page) => {
   const before = Number(sqlOne(`SELECT count(*) FROM deliver.dead_letters('billing')`));
   await signIn(page, operator(), '#/dead-letters/billing');
   await page.waitForSelector(`#dead-letters-table tr[data-message-id="${id}"] input.pick`);
+  await page.waitForSelector('#redrive');    // the toolbar comes with the list of queues
   assert.ok(await page.$eval('#redrive', (b) => b.disabled), 'nothing selected: no redrive');
   await page.click(`#dead-letters-table tr[data-message-id="${id}"] input.pick`);
   await page.waitForFunction(() => !document.querySelector('#redrive').disabled);
@@ -294,7 +295,9 @@ test('delete_dead_letter', async (page) => {
   const depth = sqlOne(`SELECT depth FROM deliver.metrics('billing')`);
   await signIn(page, operator(), '#/dead-letters/billing');
   await page.waitForSelector(`#dead-letters-table tr[data-message-id="${id}"] input.pick`);
+  await page.waitForSelector('#delete');
   await page.click(`#dead-letters-table tr[data-message-id="${id}"] input.pick`);
+  await page.waitForFunction(() => !document.querySelector('#delete').disabled);
   await page.click('#delete');
   // it asks first; cancel keeps it
   await page.waitForSelector('#cancel-delete');
@@ -323,6 +326,7 @@ test('peek', async (page) => {
   const before = state();
   await signIn(page, operator(), '#/peek/orders/default');
   await page.waitForSelector('#peek-table');
+  await page.waitForSelector('#peek-max');    // the toolbar comes with the list of queues
   await page.$eval('#peek-max', (e) => { e.value = '5'; });
   await page.click('#peek');
   await page.waitForFunction(() => document.querySelectorAll('#peek-table tbody tr').length === 5);
