@@ -19,3 +19,12 @@ CREATE FUNCTION deliver.redrive(queue_name text, message_ids bigint[] DEFAULT NU
 RETURNS bigint
     AS 'MODULE_PATHNAME', 'deliver_redrive' LANGUAGE C VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp;
+
+-- Delete the dead letters of these messages for good (of one consumer
+-- group, or NULL: of every group).  Returns how many were deleted.  Not for
+-- PUBLIC (sql/privileges.sql), and the caller must also be allowed to
+-- receive from the queue.
+CREATE FUNCTION deliver.delete_dead_letters(queue_name text, message_ids bigint[],
+                                            consumer_group text DEFAULT NULL)
+RETURNS bigint
+    AS 'MODULE_PATHNAME', 'deliver_delete_dead_letters' LANGUAGE C VOLATILE;

@@ -51,6 +51,16 @@ RETURNS TABLE (
     lease_expires_at timestamptz)
     AS 'MODULE_PATHNAME', 'deliver_receive' LANGUAGE C VOLATILE ROWS 100;
 
+-- The next messages a receive of the consumer group would hand out (the
+-- redeliveries due first, then the messages not delivered yet), without
+-- leasing them: nothing of the group changes.  For roles that may receive
+-- from the queue.
+CREATE FUNCTION deliver.peek(queue_name text, max_messages int DEFAULT 10,
+                             consumer_group text DEFAULT 'default')
+RETURNS TABLE (message_id bigint, payload jsonb, headers jsonb, ordering_key text,
+               attempt int, enqueued_at timestamptz, redelivery boolean)
+    AS 'MODULE_PATHNAME', 'deliver_peek' LANGUAGE C VOLATILE;
+
 CREATE FUNCTION deliver.ack(queue_name text, delivery_id bigint)
 RETURNS boolean
     AS 'MODULE_PATHNAME', 'deliver_ack' LANGUAGE C VOLATILE;

@@ -6,8 +6,8 @@
  * A message that used up its attempts is claimed under its group's lock
  * when a receive or a sweep (sweep.c) finds it ready, and written to
  * deliver.q<id>_dead with the reason and last error in that transaction;
- * it is finished when the transaction commits.  Redrive and purge of dead
- * letters are SQL functions (sql/dead_letters.sql).
+ * it is finished when the transaction commits.  Redrive is in send.c (it
+ * sends them again); delete_dead_letters drops chosen ones for good.
  */
 #include "postgres.h"
 
@@ -31,6 +31,7 @@
 #include "xact.h"
 
 PG_FUNCTION_INFO_V1(deliver_dead_letters);
+PG_FUNCTION_INFO_V1(deliver_delete_dead_letters);
 
 /*
  * Under the group lock: a message taken off the ready list is out of
@@ -180,4 +181,44 @@ deliver_dead_letters(PG_FUNCTION_ARGS)
 	spi_return_query(rsinfo, q->owner, key, sql, 2, types, args, nulls, "dead letters");
 	SPI_finish();
 	return (Datum) 0;
+}
+
+/*
+ * deliver.delete_dead_letters(queue_name, message_ids, consumer_group)
+ * returns bigint: deletes the dead letters of those messages (of one
+ * consumer group, or of every group when it is NULL) for good, and returns
+ * how many.  message_ids must be given: purge_queue empties a queue.
+ */
+Datum
+deliver_delete_dead_letters(PG_FUNCTION_ARGS)
+{
+	QueueInfo  *q;
+	Oid			types[2] = {INT8ARRAYOID, TEXTOID};
+	Datum		args[2];
+	char		nulls[2] = {' ', ' '};
+	char		sql[512];
+	char		rel[NAMEDATALEN];
+	char		key[STATEMENT_KEY_LEN];
+	uint64		n;
+
+	SPI_connect();
+	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	arg_not_null(fcinfo, 1, "message_ids");
+	if (!PG_ARGISNULL(2))
+		(void) queue_group(q, PG_GETARG_TEXT_PP(2));	/* its error when there is none */
+	queue_check_privilege(q, ACL_SELECT, "delete dead letters of");
+	args[0] = PG_GETARG_DATUM(1);
+	args[1] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[1] = PG_ARGISNULL(2) ? 'n' : ' ';
+	snprintf(key, sizeof(key), "deaddelete:%d", q->queue_id);
+	snprintf(sql, sizeof(sql),
+			 "DELETE FROM deliver.%s d USING deliver.consumer_group g "
+			 "WHERE g.group_id = d.group_id AND d.message_id = ANY ($1) "
+			 "AND ($2 IS NULL OR g.group_name = $2)",
+			 queue_relname(rel, QUEUE_DEAD, q->queue_id, 0));
+	if (spi_run(q->owner, key, sql, 2, types, args, nulls, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "deliver: could not delete dead letters of queue \"%s\"", q->name);
+	n = SPI_processed;
+	SPI_finish();
+	PG_RETURN_INT64((int64) n);
 }

@@ -9,7 +9,7 @@
  * skipped, and those written before the group's recovery go through its
  * recovery filter (recovery.c).  The cursor (cursor.c) reads a window in
  * commit order with scan_index; scan_window reads one in transaction-id
- * order, to count what is left (metrics.c).
+ * order, to count what is left (metrics.c) or to show it (peek.c).
  */
 #include "postgres.h"
 
@@ -138,6 +138,27 @@ row_from_tuple(MessageRow *r, TupleTableSlot *tuple, int seg, MemoryContext cxt)
 }
 
 /*
+ * count_after: is the row at or before the position (in commit order), so
+ * taken already?
+ */
+static bool
+taken_already(ScanCtx *c, TupleTableSlot *tuple)
+{
+	bool		isnull;
+	uint64		txid = tuple_txid(tuple);
+	int64		id = DatumGetInt64(slot_getattr(tuple, SEG_COL_MESSAGE_ID, &isnull));
+
+	if (txid != c->cts_txid)
+	{
+		c->cts_txid = txid;
+		c->cts = txid_commit_time(txid);
+	}
+	return c->cts < c->after_cts ||
+		(c->cts == c->after_cts && (txid < c->after_txid ||
+									(txid == c->after_txid && id <= c->after_id)));
+}
+
+/*
  * Count a row for metrics (count_only): the backlog, and the oldest
  * enqueued_at.
  */
@@ -146,23 +167,6 @@ count_row(ScanCtx *c, TupleTableSlot *tuple)
 {
 	bool		isnull;
 	TimestampTz t = DatumGetTimestampTz(slot_getattr(tuple, SEG_COL_ENQUEUED_AT, &isnull));
-
-	if (c->count_after)
-	{
-		uint64		txid = tuple_txid(tuple);
-		int64		id = DatumGetInt64(slot_getattr(tuple, SEG_COL_MESSAGE_ID, &isnull));
-
-		if (txid != c->cts_txid)
-		{
-			c->cts_txid = txid;
-			c->cts = txid_commit_time(txid);
-		}
-		/* taken already: at or before the position */
-		if (c->cts < c->after_cts ||
-			(c->cts == c->after_cts && (txid < c->after_txid ||
-										(txid == c->after_txid && id <= c->after_id))))
-			return;
-	}
 
 	c->counted++;
 	if (c->oldest == 0 || t < c->oldest)
@@ -213,6 +217,8 @@ scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_after, int64 af
 			continue;
 		g = slot_getattr(tuple, SEG_COL_TARGET_GROUP, &isnull);
 		if (!isnull && DatumGetInt32(g) != c->group_id)
+			continue;
+		if (c->count_after && taken_already(c, tuple))
 			continue;
 		if (n >= limit)
 		{

@@ -69,6 +69,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char		role[ROLE_MAX_LEN + 1];
 	const char *why;
 	double		exp;
+	bool		read_only;
 	static const unsigned char key[] = "0123456789abcdef0123456789abcdef";
 
 	memcpy(s, data, size);
@@ -110,6 +111,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			assert(*end == '\0');
 		}
 		(void) route_needs_auth(m.id);
+		(void) route_is_read_only(m.id);
+		if (m.id == R_UI && m.file[0])
+			assert(valid_ui_file(m.file) && m.file[0] != '.' && !strchr(m.file, '/'));
 	}
 	parse_query(parts[2], &kv);
 	if (parse_receive_params(get, &kv, 30000, 1, &rp) == NULL)
@@ -141,7 +145,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	assert(b.len >= 2 && b.data[0] == '"' && b.data[b.len - 1] == '"');
 	buf_free(&b);
 
-	if (jwt_verify(parts[3], key, 32, 1700000000L, role, &exp, &why) == 0)
+	if (jwt_verify(parts[3], key, 32, 1700000000L, role, &exp, &read_only, &why) == 0)
 	{
 		assert(strlen(role) > 0 && strlen(role) <= ROLE_MAX_LEN && !auth_role_reserved(role));
 		assert(exp == 0 || exp > 1700000000.0);

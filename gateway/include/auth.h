@@ -17,12 +17,16 @@ bool		auth_role_reserved(const char *role);
 bool		auth_configured(void);
 /*
  * Map an Authorization header value (may be NULL) to a role.  Returns 0 and
- * fills role and exp (the token's expiry in seconds since the epoch, 0 for
- * none), or 401 and sets *why.
+ * fills role, exp (the token's expiry in seconds since the epoch, 0 for
+ * none) and read_only (the token may only read), or 401 and sets *why.
  */
-int			auth_request(const char *authorization, char *role, double *exp, const char **why);
-/* Verify an HS256 JWT; 0 and role and exp filled, else 401 with *why.  (fuzzed) */
+int			auth_request(const char *authorization, char *role, double *exp, bool *read_only,
+						 const char **why);
+/*
+ * Verify an HS256 JWT; 0 and role, exp and read_only (its claim) filled,
+ * else 401 with *why.  (fuzzed)
+ */
 int			jwt_verify(const char *token, const unsigned char *key, size_t keylen,
-					   long now, char *role, double *exp, const char **why);
+					   long now, char *role, double *exp, bool *read_only, const char **why);
 
 #endif

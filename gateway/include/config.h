@@ -5,6 +5,7 @@
 #ifndef DELIVERD_CONFIG_H
 #define DELIVERD_CONFIG_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 typedef struct
@@ -26,6 +27,8 @@ typedef struct
 	char	   *metrics_role;
 	char	   *access_log;
 	int			threads_stack_kb;
+	char	   *ui_dir;			/* the console's files (/ui); empty or off: none */
+	bool		read_only;		/* every token read-only */
 	/* cluster mode (router set): see cluster.c */
 	char	   *router;
 	char	   *shard_conninfo;

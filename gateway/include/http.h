@@ -31,6 +31,7 @@ typedef struct
 	size_t		bytes_out;
 	char		role[ROLE_MAX_LEN + 1];
 	double		exp;			/* the token's expiry (seconds since the epoch), 0: none */
+	bool		read_only;		/* the token may only read (or the setting read_only) */
 	char		method[12];
 	char		path[256];
 	char		remote[64];

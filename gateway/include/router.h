@@ -17,6 +17,7 @@ typedef enum
 	R_READYZ,
 	R_METRICS,
 	R_OPENAPI,
+	R_UI,						/* the console's files: no token (they hold no data) */
 	R_QUEUES_LIST,
 	R_QUEUE_CREATE,
 	R_QUEUE_GET,
@@ -35,6 +36,13 @@ typedef enum
 	R_REDRIVE,
 	R_QUEUE_METRICS,
 	R_STREAM,
+	R_PEEK,
+	R_DEAD_LETTERS_DELETE,
+	R_ALL_QUEUE_METRICS,
+	R_ALERTS,
+	R_WORKERS,
+	R_PUSH_SUBSCRIPTIONS,
+	R_WHOAMI,
 	R__COUNT
 } route_id;
 
@@ -49,6 +57,14 @@ typedef enum
 #define NAME_MAX_LEN_STR NAME_XSTRINGIFY(NAME_MAX_LEN)	/* "63", for messages */
 #define NAME_RULE "a name of 1 to " NAME_MAX_LEN_STR " bytes"
 
+/*
+ * A file of the console (/ui/NAME): a letter or digit, then letters,
+ * digits, ".", "_" and "-", at most UI_FILE_MAX_LEN bytes; so no "/", no
+ * leading ".", nothing to climb out of its folder with.
+ */
+#define UI_FILE_MAX_LEN 63
+bool		valid_ui_file(const char *s);
+
 typedef struct
 {
 	route_id	id;
@@ -58,6 +74,7 @@ typedef struct
 	char		delivery_id[40];	/* a bigint, in decimal; in cluster mode partition:epoch:id */
 	int			id_partition;	/* cluster mode: the delivery id's partition and epoch */
 	int			id_epoch;
+	char		file[UI_FILE_MAX_LEN + 1];	/* R_UI: a file of the console, "" for its page */
 } route_match;
 
 extern const char *const route_names[R__COUNT];
@@ -73,6 +90,8 @@ int			route_request(const char *method, const char *path, route_match *m);
 
 /* true for the routes that run SQL as the caller's role */
 bool		route_needs_auth(route_id id);
+/* true for the routes a read-only token may use: they change nothing */
+bool		route_is_read_only(route_id id);
 
 /*
  * Query parameters of receive and stream: parsed, not range-checked (the

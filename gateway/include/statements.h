@@ -11,12 +11,15 @@
  * What the gateway passes for an argument a request leaves out, where the
  * deliver function refuses NULL.  These mirror the defaults of
  * deliver.receive (max_messages DEFAULT 1, consumer_group DEFAULT
- * 'default') and deliver.dead_letters (max_messages DEFAULT 100), and must
- * change with them.  They are no limits: the database checks every range.
+ * 'default'), deliver.dead_letters (max_messages DEFAULT 100) and
+ * deliver.peek (max_messages DEFAULT 10, consumer_group DEFAULT 'default'),
+ * and must change with them.  They are no limits: the database checks every range.
  */
 #define RECEIVE_DEFAULT_MAX			1
 #define RECEIVE_DEFAULT_GROUP		"default"
 #define DEAD_LETTERS_DEFAULT_MAX	100
+#define PEEK_DEFAULT_MAX			10
+#define PEEK_DEFAULT_GROUP			"default"
 
 enum
 {
@@ -39,6 +42,12 @@ enum
 	S_REDRIVE,
 	S_QUEUE_METRICS,
 	S_ALL_METRICS,
+	S_PEEK,
+	S_DELETE_DEAD_LETTERS,
+	S_ALL_QUEUE_METRICS,
+	S_ALERTS,
+	S_WORKERS,
+	S_PUSH_SUBSCRIPTIONS,
 	S_PING,
 	S__COUNT
 };

@@ -10,6 +10,7 @@
 #include "openapi.h"
 #include "statements.h"
 #include "stream.h"
+#include "ui.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +30,7 @@ id_hint(int stmt, const exec_result *er)
 	if (stmt == S_ACK_BATCH)
 		return "delivery_ids are 64-bit integers: strings of digits, as the gateway sends them, "
 			"or integer numbers.";
-	if (stmt == S_REDRIVE)
+	if (stmt == S_REDRIVE || stmt == S_DELETE_DEAD_LETTERS)
 		return "message_ids are 64-bit integers: strings of digits, as the gateway sends them, "
 			"or integer numbers.";
 	return NULL;
@@ -130,6 +131,12 @@ static const statement_route statement_routes[] = {
 	{R_EXTEND, S_EXTEND, 3, {P_QUEUE, P_DELIVERY, P_BODY}, 200, false, NULL},
 	{R_REDRIVE, S_REDRIVE, 2, {P_QUEUE, P_BODY}, 200, false, NULL},
 	{R_QUEUE_METRICS, S_QUEUE_METRICS, 1, {P_QUEUE}, 200, false, NULL},
+	{R_DEAD_LETTERS_DELETE, S_DELETE_DEAD_LETTERS, 2, {P_QUEUE, P_BODY}, 200, false,
+	"Send {\"message_ids\": [...]}."},
+	{R_ALL_QUEUE_METRICS, S_ALL_QUEUE_METRICS, 0, {P_QUEUE}, 200, false, NULL},
+	{R_ALERTS, S_ALERTS, 0, {P_QUEUE}, 200, false, NULL},
+	{R_WORKERS, S_WORKERS, 0, {P_QUEUE}, 200, false, NULL},
+	{R_PUSH_SUBSCRIPTIONS, S_PUSH_SUBSCRIPTIONS, 0, {P_QUEUE}, 200, false, NULL},
 };
 
 #define NSTATEMENT_ROUTES (sizeof(statement_routes) / sizeof(statement_routes[0]))
@@ -185,6 +192,23 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 				wait[40];
 	long		n;
 
+	/* the console's files, and who the token is: the same in cluster mode */
+	if (m->id == R_UI)
+		return ui_serve(c, rq);
+	if (m->id == R_WHOAMI)
+	{
+		buf_t		b;
+		enum MHD_Result ret;
+
+		buf_init(&b);
+		buf_puts(&b, "{\"role\":");
+		buf_json_str(&b, rq->role);
+		buf_printf(&b, ",\"read_only\":%s,\"cluster\":%s}", rq->read_only ? "true" : "false",
+				   cluster_mode() ? "true" : "false");
+		ret = send_json(c, rq, 200, b.data);
+		buf_free(&b);
+		return ret;
+	}
 	/* a cluster: the /v1 routes and /readyz go to its shards and router */
 	if (cluster_mode() && m->id != R_HEALTHZ && m->id != R_METRICS && m->id != R_OPENAPI)
 		return cluster_dispatch(c, rq);
@@ -257,6 +281,22 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 				p[1] = g;
 				p[2] = max;
 				return run_route(c, rq, S_DEAD_LETTERS, 3, p, 200, false, false);
+			}
+		case R_PEEK:
+			{
+				const char *g = get_arg(c, "group");
+				const char *mx = get_arg(c, "max");
+
+				if (g && !valid_name(g))
+					return send_error(c, rq, 400, "group must be " NAME_RULE, NULL,
+									  NULL, NULL, 0);
+				if (mx && !parse_int(mx, &n))
+					return send_error(c, rq, 400, "max must be an integer", NULL, NULL, NULL, 0);
+				snprintf(max, sizeof(max), "%ld", mx ? n : (long) PEEK_DEFAULT_MAX);
+				p[0] = m->queue;
+				p[1] = max;
+				p[2] = g ? g : PEEK_DEFAULT_GROUP;
+				return run_route(c, rq, S_PEEK, 3, p, 200, false, false);
 			}
 		default:
 			{

@@ -3,7 +3,10 @@
  *
  * A token is either a JWT signed with HS256 (the shared secret jwt_secret;
  * claims: "role" required, "exp" and "nbf" checked when present), as
- * PostgREST does, or a line "token role" of the token file.  Without a token
+ * PostgREST does, or a line "token role" of the token file.  A token may be
+ * read-only (a JWT's claim "read_only": true, a token file line
+ * "token role read-only"): http.c then refuses every route that changes
+ * something (router.c, route_is_read_only).  Without a token
  * the request runs as anon_role when one is configured, else it gets 401.
  * No token may name a reserved role (auth_role_reserved): "none" would
  * reset the request to the gateway's own login role.
@@ -27,6 +30,7 @@ typedef struct
 {
 	char	   *token;
 	char		role[ROLE_MAX_LEN + 1];
+	bool		read_only;
 } token_entry;
 
 static unsigned char *jwt_key;
@@ -90,6 +94,7 @@ auth_init(const char *jwt_secret, const char *token_file, const char *anon_role)
 		{
 			char	   *tok,
 					   *role,
+					   *mode,
 					   *save;
 
 			lineno++;
@@ -98,9 +103,11 @@ auth_init(const char *jwt_secret, const char *token_file, const char *anon_role)
 			if (!tok || tok[0] == '#')
 				continue;
 			role = strtok_r(NULL, " \t", &save);
-			if (!role || !valid_role(role) || strtok_r(NULL, " \t", &save) || strlen(tok) < 16)
+			mode = role ? strtok_r(NULL, " \t", &save) : NULL;
+			if (!role || !valid_role(role) || (mode && strcmp(mode, "read-only") != 0) ||
+				strtok_r(NULL, " \t", &save) || strlen(tok) < 16)
 			{
-				fprintf(stderr, "deliverd: %s:%d: expected \"token role\" "
+				fprintf(stderr, "deliverd: %s:%d: expected \"token role\" or \"token role read-only\" "
 						"(token of 16 or more characters)\n", token_file, lineno);
 				fclose(f);
 				return -1;
@@ -115,6 +122,7 @@ auth_init(const char *jwt_secret, const char *token_file, const char *anon_role)
 			tokens = realloc(tokens, sizeof(token_entry) * (size_t) (ntokens + 1));
 			tokens[ntokens].token = strdup(tok);
 			snprintf(tokens[ntokens].role, sizeof(tokens[ntokens].role), "%s", role);
+			tokens[ntokens].read_only = mode != NULL;
 			ntokens++;
 		}
 		fclose(f);
@@ -195,7 +203,7 @@ decode_part(const char *p, size_t n)
 
 int
 jwt_verify(const char *token, const unsigned char *key, size_t keylen, long now,
-		   char *role, double *exp, const char **why)
+		   char *role, double *exp, bool *read_only, const char **why)
 {
 	const char *d1 = strchr(token, '.');
 	const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
@@ -210,6 +218,7 @@ jwt_verify(const char *token, const unsigned char *key, size_t keylen, long now,
 
 	*why = "malformed token";
 	*exp = 0;
+	*read_only = false;
 	if (!d1 || !d2 || strchr(d2 + 1, '.') || strlen(token) > 3 * JWT_PART_MAX)
 		return 401;
 	siglen = b64url_decode(d2 + 1, strlen(d2 + 1), sig, sizeof(sig));
@@ -258,6 +267,14 @@ jwt_verify(const char *token, const unsigned char *key, size_t keylen, long now,
 		*why = "token role is reserved (none, public, current_user, session_user, current_role)";
 		goto out;
 	}
+	v = json_object_get(claims, "read_only");
+	if (v && !json_is_boolean(v))
+	{
+		*why = "token claim read_only must be true or false";
+		goto out;
+	}
+	*read_only = v && json_is_true(v);
+	v = json_object_get(claims, "role");
 	strcpy(role, json_string_value(v));
 	v = json_object_get(claims, "exp");
 	*exp = v ? json_number_value(v) : 0;
@@ -270,12 +287,14 @@ out:
 }
 
 int
-auth_request(const char *authorization, char *role, double *exp, const char **why)
+auth_request(const char *authorization, char *role, double *exp, bool *read_only,
+			 const char **why)
 {
 	const char *tok;
 	int			i;
 
 	*exp = 0;
+	*read_only = false;
 
 	if (!authorization || !*authorization)
 	{
@@ -302,11 +321,12 @@ auth_request(const char *authorization, char *role, double *exp, const char **wh
 		if (strlen(tok) == a && CRYPTO_memcmp(tok, tokens[i].token, a) == 0)
 		{
 			strcpy(role, tokens[i].role);
+			*read_only = tokens[i].read_only;
 			return 0;
 		}
 	}
 	if (jwt_key && strchr(tok, '.'))
-		return jwt_verify(tok, jwt_key, jwt_keylen, (long) time(NULL), role, exp, why);
+		return jwt_verify(tok, jwt_key, jwt_keylen, (long) time(NULL), role, exp, read_only, why);
 	*why = "invalid token";
 	return 401;
 }

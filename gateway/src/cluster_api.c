@@ -233,6 +233,15 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			ret = cl_answer(&x, 501, NULL, "the event stream is not served in cluster mode", NULL,
 						 "Receive with a long poll: POST /v1/queues/{queue}/receive?wait=N.");
 			break;
+		case R_PEEK:
+		case R_DEAD_LETTERS_DELETE:
+		case R_ALL_QUEUE_METRICS:
+		case R_ALERTS:
+		case R_WORKERS:
+		case R_PUSH_SUBSCRIPTIONS:
+			ret = answer(&x, 501, NULL, "this route is not served in cluster mode", NULL,
+						 "It is served by a deliverd of a single node (the console's routes).");
+			break;
 		default:
 			ret = cl_answer(&x, 404, NULL, "no such route", NULL, "See /openapi.json.");
 			break;

@@ -11,6 +11,11 @@
 #include <string.h>
 #include <strings.h>
 
+/* where make install puts the console's files (gateway/Makefile) */
+#ifndef DELIVERD_UI_DIR
+#define DELIVERD_UI_DIR "/usr/share/deliverd/ui"
+#endif
+
 /* the defaults */
 config_t	cfg = {
 	.listen = "127.0.0.1",
@@ -30,6 +35,8 @@ config_t	cfg = {
 	.metrics_role = NULL,
 	.access_log = "-",
 	.threads_stack_kb = 512,
+	.ui_dir = DELIVERD_UI_DIR,
+	.read_only = false,
 	.router = NULL,
 	.shard_conninfo = NULL,
 	.shard_pool_size = 0,
@@ -46,7 +53,8 @@ typedef enum
 	C_INT,						/* int, 0 or more */
 	C_LONG,						/* long, 0 or more */
 	C_MS,						/* seconds (a decimal, at most a day) into long ms */
-	C_MS_INT					/* the same, into int ms */
+	C_MS_INT,					/* the same, into int ms */
+	C_BOOL						/* on, off, true, false, 1, 0 into bool */
 } ctype_t;
 
 typedef struct
@@ -74,6 +82,8 @@ static const config_key config_keys[] = {
 	{"anon_role", C_STR, &cfg.anon_role, "role of requests without a token (none: 401)"},
 	{"metrics_role", C_STR, &cfg.metrics_role, "role /metrics reads queue gauges as (none: the login role)"},
 	{"access_log", C_STR, &cfg.access_log, "file for the JSON access log, - for stderr, off"},
+	{"ui_dir", C_STR, &cfg.ui_dir, "folder of the web console's files, served at /ui (off: no console)"},
+	{"read_only", C_BOOL, &cfg.read_only, "on: every token is read-only (only routes that read)"},
 	{"router", C_STR, &cfg.router, "cluster mode: libpq connection string of the router database"},
 	{"shard_conninfo", C_STR, &cfg.shard_conninfo, "cluster: libpq options for shard connections (win over the map's)"},
 	{"shard_pool_size", C_INT, &cfg.shard_pool_size, "cluster: connections per shard (0: pool_size)"},
@@ -123,6 +133,15 @@ config_set(const char *key, const char *val, const char *where)
 					*(int *) k->ptr = (int) (d * 1000);
 				else
 					*(long *) k->ptr = (long) (d * 1000);
+				return 0;
+			case C_BOOL:
+				if (strcasecmp(val, "on") == 0 || strcasecmp(val, "true") == 0 || strcmp(val, "1") == 0)
+					*(bool *) k->ptr = true;
+				else if (strcasecmp(val, "off") == 0 || strcasecmp(val, "false") == 0 ||
+						 strcmp(val, "0") == 0)
+					*(bool *) k->ptr = false;
+				else
+					break;
 				return 0;
 		}
 		fprintf(stderr, "deliverd: %s: bad value for %s: %s\n", where, key, val);

@@ -252,11 +252,17 @@ http_handle(void *cls, struct MHD_Connection *c, const char *url, const char *me
 		const char *why = NULL;
 
 		if (auth_request(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
-						 rq->role, &rq->exp, &why) != 0)
+						 rq->role, &rq->exp, &rq->read_only, &why) != 0)
 		{
 			rq->role[0] = '\0';
 			return send_error(c, rq, 401, why, NULL, NULL, "28000", 0);
 		}
+		if (cfg.read_only)
+			rq->read_only = true;
+		if (rq->read_only && !route_is_read_only(rq->rm.id))
+			return send_error(c, rq, 403, "this token is read-only", NULL,
+							  "A read-only token may use the routes that only read: the GET routes "
+							  "but the stream.", "42501", 0);
 	}
 	return api_dispatch(c, rq);
 }

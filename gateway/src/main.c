@@ -18,6 +18,7 @@
 #include "main.h"
 #include "pool.h"
 #include "statements.h"
+#include "ui.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -76,6 +77,8 @@ startup(int argc, char **argv)
 	if (!auth_configured())
 		fprintf(stderr, "deliverd: no jwt_secret, token_file or anon_role: every /v1 request gets 401\n");
 	if (http_open_access_log(cfg.access_log) != 0)
+		return 2;
+	if (ui_init(cfg.ui_dir) != 0)
 		return 2;
 	return -1;
 }

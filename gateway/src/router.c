@@ -18,6 +18,7 @@ const char *const route_names[R__COUNT] = {
 	[R_READYZ] = "readyz",
 	[R_METRICS] = "metrics",
 	[R_OPENAPI] = "openapi",
+	[R_UI] = "ui",
 	[R_QUEUES_LIST] = "queues_list",
 	[R_QUEUE_CREATE] = "queue_create",
 	[R_QUEUE_GET] = "queue_get",
@@ -36,6 +37,13 @@ const char *const route_names[R__COUNT] = {
 	[R_REDRIVE] = "redrive",
 	[R_QUEUE_METRICS] = "queue_metrics",
 	[R_STREAM] = "stream",
+	[R_PEEK] = "peek",
+	[R_DEAD_LETTERS_DELETE] = "dead_letters_delete",
+	[R_ALL_QUEUE_METRICS] = "all_queue_metrics",
+	[R_ALERTS] = "alerts",
+	[R_WORKERS] = "workers",
+	[R_PUSH_SUBSCRIPTIONS] = "push_subscriptions",
+	[R_WHOAMI] = "whoami",
 };
 
 static bool cluster_ids;
@@ -50,6 +58,49 @@ bool
 route_needs_auth(route_id id)
 {
 	return id >= R_QUEUES_LIST && id < R__COUNT;
+}
+
+/*
+ * The routes that only read.  Receive and the stream lease (and the stream
+ * acks), so they are not among them.
+ */
+bool
+route_is_read_only(route_id id)
+{
+	switch (id)
+	{
+		case R_QUEUES_LIST:
+		case R_QUEUE_GET:
+		case R_GROUPS_LIST:
+		case R_DEAD_LETTERS:
+		case R_QUEUE_METRICS:
+		case R_PEEK:
+		case R_ALL_QUEUE_METRICS:
+		case R_ALERTS:
+		case R_WORKERS:
+		case R_PUSH_SUBSCRIPTIONS:
+		case R_WHOAMI:
+			return true;
+		default:
+			return id < R_QUEUES_LIST;
+	}
+}
+
+bool
+valid_ui_file(const char *s)
+{
+	size_t		i;
+
+	if (!s || !isalnum((unsigned char) s[0]))
+		return false;
+	for (i = 0; s[i]; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (i >= UI_FILE_MAX_LEN || !(isalnum(c) || c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
 }
 
 /*
@@ -150,13 +201,24 @@ static const path_routes top_routes[] = {
 	{NULL, NULL, 0, NULL, 0}
 };
 
+/* /v1/SEGMENT but queues */
+static const path_routes v1_routes[] = {
+	{"metrics", "GET", R_ALL_QUEUE_METRICS, NULL, 0},
+	{"alerts", "GET", R_ALERTS, NULL, 0},
+	{"workers", "GET", R_WORKERS, NULL, 0},
+	{"push-subscriptions", "GET", R_PUSH_SUBSCRIPTIONS, NULL, 0},
+	{"whoami", "GET", R_WHOAMI, NULL, 0},
+	{NULL, NULL, 0, NULL, 0}
+};
+
 /* /v1/queues/{queue}/SEGMENT */
 static const path_routes queue_routes[] = {
 	{"groups", "GET", R_GROUPS_LIST, "POST", R_GROUP_CREATE},
 	{"messages", "POST", R_SEND, NULL, 0},
 	{"receive", "POST", R_RECEIVE, NULL, 0},
 	{"ack", "POST", R_ACK_BATCH, NULL, 0},
-	{"dead-letters", "GET", R_DEAD_LETTERS, NULL, 0},
+	{"dead-letters", "GET", R_DEAD_LETTERS, "DELETE", R_DEAD_LETTERS_DELETE},
+	{"peek", "GET", R_PEEK, NULL, 0},
 	{"redrive", "POST", R_REDRIVE, NULL, 0},
 	{"metrics", "GET", R_QUEUE_METRICS, NULL, 0},
 	{"stream", "GET", R_STREAM, NULL, 0},
@@ -238,9 +300,22 @@ route_request(const char *method, const char *path, route_match *m)
 	if (n < 1)
 		return m->status;
 
+	/* the console: /ui (its page) and /ui/NAME (its files) */
+	if (strcmp(segs[0], "ui") == 0 && n <= 2)
+	{
+		if (n == 2 && (lens[1] > UI_FILE_MAX_LEN || !valid_ui_file(segs[1])))
+			return m->status;
+		if (n == 2)
+			strcpy(m->file, segs[1]);
+		return pick(m, method, "GET", R_UI, NULL, 0);
+	}
 	if (n == 1)
 		return pick_in(m, method, find_segment(top_routes, segs[0]));
-	if (strcmp(segs[0], "v1") != 0 || strcmp(segs[1], "queues") != 0)
+	if (strcmp(segs[0], "v1") != 0)
+		return m->status;
+	if (n == 2 && strcmp(segs[1], "queues") != 0)
+		return pick_in(m, method, find_segment(v1_routes, segs[1]));
+	if (strcmp(segs[1], "queues") != 0)
 		return m->status;
 	if (n == 2)
 		return pick(m, method, "GET", R_QUEUES_LIST, "POST", R_QUEUE_CREATE);

@@ -91,5 +91,28 @@ const stmt_def statements[S__COUNT] = {
 	[S_ALL_METRICS] = {"all_metrics",
 		"SELECT m.queue_name, m.consumer_group, m.depth, m.in_flight, m.delayed, m.dead_letters,"
 		" coalesce(extract(epoch FROM m.oldest_age), 0) FROM deliver.metrics() m", 0},
+	[S_PEEK] = {"peek",
+		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT p.message_id::text AS message_id, p.payload,"
+		" p.headers, p.ordering_key, p.attempt, p.enqueued_at, p.redelivery"
+		" FROM deliver.peek($1, $2::int, $3) p) x", 3},
+	[S_DELETE_DEAD_LETTERS] = {"delete_dead_letters",
+		"SELECT json_build_object('deleted', deliver.delete_dead_letters($1,"
+		" CASE WHEN b ? 'message_ids' THEN ARRAY(SELECT jsonb_array_elements_text(b->'message_ids')::bigint) END,"
+		" b->>'consumer_group'))" BODY(2), 2},
+	/* the console's overview: every queue the caller may read metrics of */
+	[S_ALL_QUEUE_METRICS] = {"all_queue_metrics",
+		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT m.*,"
+		" extract(epoch FROM m.oldest_age)::float8 AS oldest_age_seconds,"
+		" extract(epoch FROM m.worker_lag)::float8 AS worker_lag_seconds"
+		" FROM deliver.metrics() m) x", 0},
+	[S_ALERTS] = {"alerts",
+		"SELECT coalesce(json_agg(a), '[]') FROM deliver.list_alerts() a", 0},
+	[S_WORKERS] = {"workers",
+		"SELECT coalesce(json_agg(w), '[]') FROM deliver.worker_status() w", 0},
+	[S_PUSH_SUBSCRIPTIONS] = {"push_subscriptions",
+		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT s.subscription_name, s.queue_name,"
+		" s.consumer_group, s.active, s.confirmed_lsn, s.created_at, m.lag_bytes, m.retained_wal_bytes"
+		" FROM deliver.list_push_subscriptions() s"
+		" LEFT JOIN deliver.push_metrics() m USING (subscription_name)) x", 0},
 	[S_PING] = {"ping", "SELECT 1", 0},
 };

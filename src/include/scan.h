@@ -44,7 +44,7 @@ typedef struct ScanCtx
 	bool		count_only;		/* metrics: count rows, keep none */
 	int64		counted;
 	TimestampTz oldest;
-	/* metrics: count only the rows after this position (in commit order) */
+	/* metrics, peek: only the rows after this position (in commit order) */
 	bool		count_after;
 	TimestampTz after_cts;
 	uint64		after_txid;

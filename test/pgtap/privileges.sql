@@ -2,7 +2,7 @@
 -- (grant_queue / revoke_queue); administration is not for PUBLIC; no role
 -- but the owner touches deliver's tables.
 \ir ../helpers.psql
-SELECT plan(151);
+SELECT plan(160);
 
 CREATE ROLE regress_deliver_nobody;
 CREATE ROLE regress_deliver_sender;
@@ -27,6 +27,7 @@ SELECT is(has_function_privilege('regress_deliver_nobody', f, 'EXECUTE'), public
     ('deliver.grant_queue(text, text, text)', false),
     ('deliver.revoke_queue(text, text, text)', false),
     ('deliver.redrive(text, bigint[], text)', false),
+    ('deliver.delete_dead_letters(text, bigint[], text)', false),
     ('deliver.maintain(text)', false),
     ('deliver.send(text, jsonb, jsonb, text, text, interval)', true),
     ('deliver.send_batch(text, jsonb[], jsonb[], text[], text[], interval)', true),
@@ -38,6 +39,7 @@ SELECT is(has_function_privilege('regress_deliver_nobody', f, 'EXECUTE'), public
     ('deliver.list_queues()', true),
     ('deliver.list_consumer_groups(text)', true),
     ('deliver.dead_letters(text, text, int)', true),
+    ('deliver.peek(text, int, text)', true),
     ('deliver.archived(text, int, bigint)', true),
     ('deliver.metrics(text)', true),
     ('deliver.has_queue_privilege(text, text)', true),
@@ -72,6 +74,8 @@ SELECT throws_ok(cmd, '42501', msg, 'without grants: ' || regexp_replace(cmd, '\
     ($$SELECT deliver.extend_lease('priv', 1, '1 minute')$$, 'permission denied to extend leases of queue "priv"'),
     ($$SELECT * FROM deliver.metrics('priv')$$, 'permission denied to read metrics of queue "priv"'),
     ($$SELECT * FROM deliver.dead_letters('priv')$$, 'permission denied to read dead letters of queue "priv"'),
+    ($$SELECT * FROM deliver.peek('priv')$$, 'permission denied to peek at queue "priv"'),
+    ($$SELECT deliver.delete_dead_letters('priv', ARRAY[1]::bigint[])$$, 'permission denied for function delete_dead_letters'),
     ($$SELECT deliver.create_queue('priv_mine')$$, 'permission denied for function create_queue'),
     ($$SELECT deliver.drop_queue('priv')$$, 'permission denied for function drop_queue'),
     ($$SELECT deliver.purge_queue('priv')$$, 'permission denied for function purge_queue'),
@@ -119,6 +123,7 @@ SELECT throws_ok(cmd, '42501', msg, 'a sender: ' || cmd) FROM (VALUES
     ($$SELECT deliver.nack('priv', 1)$$, 'permission denied to nack messages of queue "priv"'),
     ($$SELECT deliver.extend_lease('priv', 1, '1 minute')$$, 'permission denied to extend leases of queue "priv"'),
     ($$SELECT * FROM deliver.metrics('priv')$$, 'permission denied to read metrics of queue "priv"'),
+    ($$SELECT * FROM deliver.peek('priv')$$, 'permission denied to peek at queue "priv"'),
     ($$SELECT deliver.send('priv_other', '{}')$$, 'permission denied to send to queue "priv_other"'),
     ($$SELECT deliver.purge_queue('priv')$$, 'permission denied for function purge_queue')) AS t(cmd, msg);
 RESET ROLE;
@@ -154,14 +159,30 @@ SELECT results_eq($$SELECT consumer_group, depth, in_flight, delayed, dead_lette
                   $$VALUES ('default'::text, 0::bigint, 1::bigint, 0::bigint, 0::bigint)$$,
                   'a receiver reads the metrics');
 SELECT is((SELECT count(*) FROM deliver.dead_letters('priv')), 0::bigint, 'a receiver reads the dead letters');
+SELECT is((SELECT count(*) FROM deliver.peek('priv')), 0::bigint, 'a receiver peeks (the one message is in flight)');
 SELECT throws_ok(cmd, '42501', msg, 'a receiver: ' || cmd) FROM (VALUES
     ($$SELECT deliver.send('priv', '{}')$$, 'permission denied to send to queue "priv"'),
     ($$SELECT deliver.send('priv', '{}', delay => '1 hour')$$, 'permission denied to send to queue "priv"'),
     ($$SELECT deliver.send_batch('priv', ARRAY['{}']::jsonb[])$$, 'permission denied to send to queue "priv"'),
     ($$SELECT * FROM deliver.receive('priv_other')$$, 'permission denied to receive from queue "priv_other"'),
     ($$SELECT deliver.redrive('priv')$$, 'permission denied for function redrive'),
+    ($$SELECT deliver.delete_dead_letters('priv', ARRAY[1]::bigint[])$$, 'permission denied for function delete_dead_letters'),
     ($$SELECT deliver.purge_queue('priv')$$, 'permission denied for function purge_queue')) AS t(cmd, msg);
 RESET ROLE;
+-- delete_dead_letters: EXECUTE on it is not enough, the queue's receive right is needed too
+GRANT EXECUTE ON FUNCTION deliver.delete_dead_letters(text, bigint[], text)
+    TO regress_deliver_sender, regress_deliver_receiver;
+SET ROLE regress_deliver_sender;
+SELECT throws_ok($$SELECT deliver.delete_dead_letters('priv', ARRAY[1]::bigint[])$$, '42501',
+                 'permission denied to delete dead letters of queue "priv"',
+                 'a sender granted delete_dead_letters cannot delete the dead letters of a queue it may not receive from');
+RESET ROLE;
+SET ROLE regress_deliver_receiver;
+SELECT is(deliver.delete_dead_letters('priv', ARRAY[1]::bigint[]), 0::bigint,
+          'a receiver granted delete_dead_letters may call it');
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION deliver.delete_dead_letters(text, bigint[], text)
+    FROM regress_deliver_sender, regress_deliver_receiver;
 -- a receiver cannot slip messages into the queue's tables either, nor forge
 -- a finish record (which would make its consumer group skip messages), nor
 -- claim an idempotency key for ever (which would swallow another

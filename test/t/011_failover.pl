@@ -50,7 +50,8 @@ ok(!wait_for($standby, q{SELECT count(*) FROM pg_stat_activity WHERE backend_typ
 for my $call (
 	q{SELECT * FROM deliver.receive('fence', 1, consumer_group => 'other')},
 	q{SELECT deliver.send('fence', '{}')},
-	q{SELECT deliver.ack('fence', 1)})
+	q{SELECT deliver.ack('fence', 1)},
+	q{SELECT * FROM deliver.peek('fence')})
 {
 	my ($rc, $out, $err) = $standby->psql('postgres', $call, extra_params => [ '-v', 'VERBOSITY=verbose' ]);
 	like($err, qr/ERROR:\s+25006/, "on the standby, refused as read-only: $call");

@@ -39,7 +39,9 @@ my $json = JSON::PP->new->canonical;
 my $secret = 'test-secret-0123456789-0123456789-abcdef';
 my $dir = $node->basedir;
 # the JWT secret comes from the environment, the rest from the file
-my $gw = gateway_start($node, tokens => { 'static-token-for-the-reader' => 'app_reader' },
+my $gw = gateway_start($node,
+	tokens => { 'static-token-for-the-reader' => 'app_reader',
+		'static-read-only-token-of-the-reader' => 'app_reader read-only' },
 	conf => { idle_timeout => 2, max_wait => 20, stream_wait => 1, shutdown_grace => 10, pool_size => 6 },
 	env => { DELIVERD_JWT_SECRET => $secret });
 ok(gw_alive($gw), 'deliverd starts and answers /healthz');
@@ -101,7 +103,8 @@ for my $p ('/healthz', '/readyz', '/metrics', '/v1/queues', '/v1/queues/{queue}'
 	'/v1/queues/{queue}/deliveries/{delivery_id}/nack',
 	'/v1/queues/{queue}/deliveries/{delivery_id}/extend',
 	'/v1/queues/{queue}/dead-letters', '/v1/queues/{queue}/redrive',
-	'/v1/queues/{queue}/metrics', '/v1/queues/{queue}/stream')
+	'/v1/queues/{queue}/metrics', '/v1/queues/{queue}/stream', '/v1/queues/{queue}/peek',
+	'/v1/metrics', '/v1/alerts', '/v1/workers', '/v1/push-subscriptions', '/v1/whoami', '/ui/')
 {
 	ok(ref $b eq 'HASH' && $b->{paths}{$p}, "openapi.json describes $p");
 }
@@ -463,6 +466,130 @@ is(scalar @$b, 1, 'one dead letter again');
 is_deeply([ $st, $b ], [ 200, { redriven => 1 } ], 'redrive by message id, as a number');
 ($st, $b) = req('POST', '/v1/queues/orders/receive', token => $admin);
 req('POST', "/v1/queues/orders/deliveries/$b->[0]{delivery_id}/ack", token => $admin);
+
+# ---- peek, and deleting dead letters (orders: max_attempts 1)
+req('POST', '/v1/queues/orders/messages', token => $admin, body => { payload => 'peeked' });
+($st, $b, $r) = req('GET', '/v1/queues/orders/peek?max=5&group=default', token => $admin);
+is($st, 200, 'peek');
+ids_are_strings($r->{content}, 'peek');
+is_deeply([ map { [ $_->{payload}, $_->{attempt}, $_->{redelivery} ? 1 : 0 ] } @$b ], [ [ 'peeked', 1, 0 ] ],
+	'peek: the next message, its attempt, no redelivery');
+is(query_one($node, q{SELECT in_flight FROM deliver.metrics('orders')}), '0', 'peek leased nothing');
+($st, $b) = req('POST', '/v1/queues/orders/receive', token => $admin);
+is($b->[0]{payload}, 'peeked', 'a receive after the peek gets that message');
+req('POST', "/v1/queues/orders/deliveries/$b->[0]{delivery_id}/nack", token => $admin,
+	body => { error => 'poison again', retry_after => 0 });
+req('POST', '/v1/queues/orders/receive', token => $admin);    # finds it out of attempts
+($st, $b) = req('GET', '/v1/queues/orders/peek', token => $admin);
+is_deeply([ $st, $b ], [ 200, [] ], 'peek (defaults): nothing to receive');
+is_error([ req('GET', '/v1/queues/orders/peek?max=0', token => $admin) ], 422, '22023', 'peek max=0');
+is_error([ req('GET', '/v1/queues/orders/peek?max=x', token => $admin) ], 400, undef,
+	'peek max that is not an integer');
+is_error([ req('GET', '/v1/queues/orders/peek?group=nosuch', token => $admin) ], 404, '42704',
+	'peek at an unknown group');
+is_error([ req('GET', '/v1/queues/nosuch/peek', token => $admin) ], 404, '42704', 'peek at an unknown queue');
+is_error([ req('GET', '/v1/queues/shop/peek', token => $sender) ], 403, '42501',
+	'peek as a role without the receive right');
+($st, $b) = req('GET', '/v1/queues/orders/dead-letters', token => $admin);
+is(scalar @$b, 1, 'one dead letter to delete');
+$dead_id = $b->[0]{message_id};
+is_error([ req('DELETE', '/v1/queues/orders/dead-letters', token => $admin) ], 400, undef,
+	'delete dead letters without a body');
+is_error([ req('DELETE', '/v1/queues/orders/dead-letters', token => $admin, body => {}) ], 422, '22004',
+	'delete dead letters without message_ids');
+is_error([ req('DELETE', '/v1/queues/orders/dead-letters', token => $admin, body => { message_ids => ['x'] }) ],
+	400, '22P02', 'delete dead letters: ids that are not integers');
+is_error([ req('DELETE', '/v1/queues/shop/dead-letters', token => $reader, body => { message_ids => [1] }) ],
+	403, '42501', 'delete dead letters as a role without EXECUTE');
+is_error([ req('DELETE', '/v1/queues/orders/dead-letters', token => $admin,
+	body => { message_ids => [$dead_id], consumer_group => 'nosuch' }) ], 404, '42704',
+	'delete dead letters of an unknown group');
+($st, $b) = req('DELETE', '/v1/queues/orders/dead-letters', token => $admin,
+	body => { message_ids => ["$dead_id"], consumer_group => 'default' });
+is_deeply([ $st, $b ], [ 200, { deleted => 1 } ], 'delete a dead letter by id');
+is(query_one($node, q{SELECT count(*) FROM deliver.dead_letters('orders')}), '0', 'it is gone');
+($st, $b) = req('DELETE', '/v1/queues/orders/dead-letters', token => $admin, body => { message_ids => [$dead_id] });
+is_deeply([ $st, $b ], [ 200, { deleted => 0 } ], 'deleting it again deletes nothing');
+
+# ---- read-only tokens, and the console's routes
+my $ro = jwt(role => $super, read_only => JSON::PP::true);
+my $ro_file = 'static-read-only-token-of-the-reader';
+($st, $b) = req('GET', '/v1/whoami', token => $ro);
+is_deeply([ $st, $b ], [ 200, { role => $super, read_only => JSON::PP::true, cluster => JSON::PP::false } ],
+	'whoami: a read-only JWT');
+($st, $b) = req('GET', '/v1/whoami', token => $ro_file);
+is_deeply([ $st, $b ], [ 200, { role => 'app_reader', read_only => JSON::PP::true, cluster => JSON::PP::false } ],
+	'whoami: a read-only line of the token file');
+($st, $b) = req('GET', '/v1/whoami', token => $admin);
+is($b->{read_only}, JSON::PP::false, 'whoami: a token without the claim may write');
+is_error([ req('GET', '/v1/whoami') ], 401, '28000', 'whoami without a token');
+is_error([ req('GET', '/v1/whoami', token => jwt(role => $super, read_only => 'yes')) ], 401, '28000',
+	'a read_only claim that is no boolean');
+for my $call ([ 'POST', '/v1/queues/orders/messages', { payload => 1 } ],
+	[ 'POST', '/v1/queues/orders/receive' ], [ 'GET', '/v1/queues/orders/stream' ],
+	[ 'POST', '/v1/queues/orders/redrive', {} ],
+	[ 'DELETE', '/v1/queues/orders/dead-letters', { message_ids => [1] } ],
+	[ 'POST', '/v1/queues', { name => 'ro' } ], [ 'DELETE', '/v1/queues/orders' ],
+	[ 'POST', '/v1/queues/orders/deliveries/1/ack' ])
+{
+	my ($m, $path, $body) = @$call;
+	is_error([ req($m, $path, token => $ro, defined $body ? (body => $body) : ()) ], 403, '42501',
+		"a read-only token: $m $path");
+}
+is_error([ req('POST', '/v1/queues/shop/receive', token => $ro_file) ], 403, '42501',
+	'a read-only token file line: receive');
+is(query_one($node, q{SELECT count(*) FROM deliver.list_queues() WHERE queue_name = 'ro'}), '0',
+	'nothing was made');
+for my $path ('/v1/queues', '/v1/queues/orders', '/v1/queues/orders/groups', '/v1/queues/orders/metrics',
+	'/v1/queues/orders/dead-letters', '/v1/queues/orders/peek', '/v1/metrics', '/v1/alerts',
+	'/v1/workers', '/v1/push-subscriptions')
+{
+	($st, $b) = req('GET', $path, token => $ro);
+	is($st, 200, "a read-only token reads $path");
+}
+($st, $b) = req('GET', '/v1/metrics', token => $ro_file);
+is_deeply([ $st, [ map { $_->{queue_name} } @$b ] ], [ 200, ['shop'] ],
+	'/v1/metrics: the queues the role may read metrics of');
+ok(exists $b->[0]{oldest_age_seconds}, '/v1/metrics: oldest_age_seconds');
+is_error([ req('GET', '/v1/workers', token => $reader) ], 403, '42501', '/v1/workers: not for PUBLIC');
+($st, $b) = req('GET', '/v1/alerts', token => $reader);
+is_deeply([ $st, $b ], [ 200, [] ], '/v1/alerts');
+($st, $b) = req('GET', '/v1/push-subscriptions', token => $reader);
+is_deeply([ $st, $b ], [ 200, [] ], '/v1/push-subscriptions');
+# the console's files need no token, and hold no data
+($st, $b, $r) = req('GET', '/ui/');
+is($st, 200, '/ui/ (the console is installed with deliverd)');
+is($r->{headers}{'content-type'}, 'text/html; charset=utf-8', '/ui/ is HTML');
+is_error([ req('GET', '/ui/..%2Fdeliverd.conf') ], 404, undef, '/ui: no way out of its folder');
+is_error([ req('GET', '/ui/.hidden') ], 404, undef, '/ui: no dot file');
+# read_only = on: every token is read-only; ui_dir: a folder of which only
+# regular files with a served extension are served (no link, no dot file)
+{
+	my $t = 'all-read-only-token-0123456789';
+	mkdir "$dir/ui-files" or die $!;
+	write_file("$dir/ui-files/index.html", "<p>console</p>\n");
+	write_file("$dir/ui-files/notes.txt", "not served\n");
+	write_file("$dir/ui-files/.hidden.js", "not served\n");
+	symlink("$dir/gwro.conf", "$dir/ui-files/linked.html") or die $!;
+	mkdir "$dir/ui-files/sub.js" or die $!;
+	my $g = gateway_start($node, name => 'gwro', tokens => { $t => $super },
+		conf => { read_only => 'on', ui_dir => "$dir/ui-files", access_log => 'off' });
+	my ($s, $d) = gw_req($g, 'GET', '/v1/whoami', token => $t);
+	is_deeply([ $s, $d ], [ 200, { role => $super, read_only => JSON::PP::true, cluster => JSON::PP::false } ],
+		'read_only = on: every token is read-only');
+	is_error([ gw_req($g, 'POST', '/v1/queues/orders/messages', token => $t, body => { payload => 1 }) ],
+		403, '42501', 'read_only = on: no send');
+	($s, $d) = gw_req($g, 'GET', '/v1/queues/orders/peek', token => $t);
+	is($s, 200, 'read_only = on: a peek');
+	($s, $d) = gw_req($g, 'GET', '/ui/');
+	is_deeply([ $s, $d ], [ 200, "<p>console</p>\n" ], 'ui_dir: its index.html');
+	for my $f ('notes.txt', '.hidden.js', 'linked.html', 'sub.js', 'gwro.conf')
+	{
+		is_error([ gw_req($g, 'GET', "/ui/$f") ], 404, undef, "ui_dir: $f is not served");
+	}
+	is(gw_stop($g), 0, 'that gateway stops');
+	is(gw_sanitizer_reports($g), '', 'with no sanitizer reports');
+}
 
 # ---- queue metrics and drop
 ($st, $b) = req('GET', '/v1/queues/shop/metrics', token => $reader);

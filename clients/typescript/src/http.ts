@@ -14,11 +14,14 @@ import type {
   CreateQueueOptions,
   DeadLetter,
   DeadLettersOptions,
+  DeleteDeadLettersOptions,
   Guarantee,
   IdInput,
   Interval,
   Message,
   NackOptions,
+  PeekOptions,
+  PeekedMessage,
   QueueClient,
   QueueInfo,
   QueueMetrics,
@@ -75,6 +78,18 @@ function toQueueInfo(r: Row): QueueInfo {
     archiveRetention: parseInterval(r.archive_retention),
     consumerGroups: (r.consumer_groups ?? []) as string[],
     createdAt: toDate(r.created_at) as Date,
+  };
+}
+
+function toPeeked<P>(r: Row): PeekedMessage<P> {
+  return {
+    messageId: maybeBigInt(r.message_id) as bigint,
+    payload: r.payload as P,
+    headers: (r.headers ?? null) as Record<string, unknown> | null,
+    orderingKey: (r.ordering_key ?? null) as string | null,
+    attempt: Number(r.attempt),
+    enqueuedAt: toDate(r.enqueued_at) as Date,
+    redelivery: Boolean(r.redelivery),
   };
 }
 
@@ -339,6 +354,22 @@ export class HttpClient implements QueueClient {
       },
     })) as Row;
     return Number(r.redriven);
+  }
+
+  async deleteDeadLetters(queue: string, messageIds: IdInput[], options: DeleteDeadLettersOptions = {}): Promise<number> {
+    const r = (await this.request('DELETE', `/v1/queues/${enc(queue)}/dead-letters`, {
+      body: { message_ids: messageIds.map(idText), consumer_group: options.group ?? undefined },
+    })) as Row;
+    return Number(r.deleted);
+  }
+
+  async peek<P = unknown>(queue: string, options: PeekOptions = {}): Promise<PeekedMessage<P>[]> {
+    const q = new URLSearchParams();
+    if (options.group != null) q.set('group', options.group);
+    if (options.max !== undefined) q.set('max', String(options.max));
+    const qs = q.toString();
+    const rows = (await this.request('GET', `/v1/queues/${enc(queue)}/peek${qs ? `?${qs}` : ''}`)) as Row[];
+    return rows.map((r) => toPeeked<P>(r));
   }
 
   /** One row per consumer group of the queue. */

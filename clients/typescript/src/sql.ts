@@ -14,11 +14,14 @@ import type {
   CreateQueueOptions,
   DeadLetter,
   DeadLettersOptions,
+  DeleteDeadLettersOptions,
   Guarantee,
   IdInput,
   Interval,
   Message,
   NackOptions,
+  PeekOptions,
+  PeekedMessage,
   Privilege,
   QueueClient,
   QueueInfo,
@@ -92,6 +95,18 @@ function toQueueInfo(r: Record<string, unknown>): QueueInfo {
     archiveRetention: toNumber(r.archive_retention),
     consumerGroups: (r.consumer_groups ?? []) as string[],
     createdAt: toDate(r.created_at) as Date,
+  };
+}
+
+function toPeeked<P>(r: Record<string, unknown>): PeekedMessage<P> {
+  return {
+    messageId: maybeBigInt(r.message_id) as bigint,
+    payload: r.payload as P,
+    headers: (r.headers ?? null) as Record<string, unknown> | null,
+    orderingKey: (r.ordering_key ?? null) as string | null,
+    attempt: Number(r.attempt),
+    enqueuedAt: toDate(r.enqueued_at) as Date,
+    redelivery: Boolean(r.redelivery),
   };
 }
 
@@ -464,6 +479,16 @@ export class DeliverClient implements QueueClient {
     return toDate(rows[0]!.expires) as Date;
   }
 
+  /** The next messages a receive of the group would hand out, not leased: nothing changes. */
+  async peek<P = unknown>(queue: string, options: PeekOptions = {}): Promise<PeekedMessage<P>[]> {
+    const rows = await this.query(
+      `SELECT message_id, payload, headers, ordering_key, attempt, enqueued_at, redelivery
+         FROM deliver.peek(queue_name => $1, max_messages => coalesce($2, 10), consumer_group => coalesce($3, 'default'))`,
+      [queue, options.max ?? null, options.group ?? null],
+    );
+    return rows.map((r) => toPeeked<P>(r));
+  }
+
   // ---- dead letters and the archive
 
   async deadLetters<P = unknown>(queue: string, options: DeadLettersOptions = {}): Promise<DeadLetter<P>[]> {
@@ -482,6 +507,15 @@ export class DeliverClient implements QueueClient {
       [queue, options.messageIds ? options.messageIds.map(idText) : null, options.group ?? null],
     );
     return Number(rows[0]!.redriven);
+  }
+
+  /** Deletes these dead letters for good (of one group, or of every group); returns how many. */
+  async deleteDeadLetters(queue: string, messageIds: IdInput[], options: DeleteDeadLettersOptions = {}): Promise<number> {
+    const rows = await this.query(
+      'SELECT deliver.delete_dead_letters(queue_name => $1, message_ids => $2::bigint[], consumer_group => $3) AS deleted',
+      [queue, messageIds.map(idText), options.group ?? null],
+    );
+    return Number(rows[0]!.deleted);
   }
 
   /** Finished messages of a queue whose archive is on, by id after `afterId`. */

@@ -152,6 +152,31 @@ export interface RedriveOptions {
   group?: string | null;
 }
 
+export interface DeleteDeadLettersOptions {
+  /** Only this group's (every group's by default). */
+  group?: string | null;
+}
+
+export interface PeekOptions {
+  /** At most this many (10 by default). */
+  max?: number;
+  /** The consumer group (`default` by default). */
+  group?: string;
+}
+
+/** A message a receive would hand out next, not leased (`peek`). */
+export interface PeekedMessage<P = unknown> {
+  messageId: bigint;
+  payload: P;
+  headers: Record<string, unknown> | null;
+  orderingKey: string | null;
+  /** the attempt a receive would make */
+  attempt: number;
+  enqueuedAt: Date;
+  /** due for redelivery (nacked, or its lease ran out) */
+  redelivery: boolean;
+}
+
 export interface QueueMetrics {
   queue: string;
   group: string;

@@ -170,6 +170,16 @@ describe('HttpClient', () => {
     assert.equal(await http.redrive(q, { messageIds: [id], group: 'default' }), 1);
     assert.deepEqual((await http.receive(q, { max: 5 })).map((m) => m.payload), ['x']);
     assert.equal(await http.redrive(q), 1);
+    // peek shows what a receive would get, leasing nothing; a dead letter deleted for good
+    const peeked = await http.peek(q, { group: 'default', max: 5 });
+    assert.deepEqual(peeked.map((m) => [m.payload, m.attempt, m.redelivery]), [['y', 1, false]]);
+    assert.equal(typeof peeked[0].messageId, 'bigint');
+    await http.nack(q, (await http.receive(q))[0].deliveryId, { error: 'gone' });
+    assert.deepEqual(await http.receive(q), []);
+    const [gone] = await http.deadLetters(q);
+    assert.equal(await http.deleteDeadLetters(q, [gone.messageId], { group: 'default' }), 1);
+    assert.deepEqual(await http.deadLetters(q), []);
+    await http.send(q, 'y');
     const [metrics] = await http.metrics(q);
     assert.equal(metrics.group, 'default');
     assert.equal(metrics.depth, 1);

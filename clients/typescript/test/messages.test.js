@@ -208,6 +208,37 @@ describe('acks and leases', () => {
     await deliver.dropQueue(q);
   });
 
+  it('peek: the next messages, redeliveries first, nothing leased; deleteDeadLetters', async () => {
+    const q = await queue('peek', { maxAttempts: 2, retryBase: 0 });
+    const ids = await deliver.sendBatch(q, [{ payload: 1, orderingKey: 'k' }, { payload: 2, headers: { h: 'x' } }, { payload: 3 }]);
+    const [first] = await deliver.receive(q);
+    await deliver.nack(q, first.deliveryId, { error: 'again', retryAfter: 0 });
+    const peeked = await deliver.peek(q, { max: 10 });
+    assert.deepEqual(peeked.map((m) => [m.messageId, m.payload, m.attempt, m.redelivery, m.orderingKey, m.headers]), [
+      [ids[0], 1, 2, true, 'k', null],
+      [ids[1], 2, 1, false, null, { h: 'x' }],
+      [ids[2], 3, 1, false, null, null],
+    ]);
+    assert.ok(peeked[0].enqueuedAt instanceof Date);
+    assert.equal((await deliver.peek(q, { max: 1 })).length, 1);
+    const [m] = await deliver.metrics(q);
+    assert.equal(m.inFlight, 0, 'peek leased nothing');
+    const got = await deliver.receive(q, { max: 10 });
+    assert.deepEqual(got.map((r) => [r.messageId, r.attempt]), peeked.map((p) => [p.messageId, p.attempt]),
+      'a receive hands out what peek showed');
+    await assert.rejects(deliver.peek(q, { group: 'nobody' }), (e) => e.sqlstate === '42704');
+    // the three die; two are deleted for good
+    for (const r of got) await deliver.nack(q, r.deliveryId, { error: 'no', retryAfter: 0 });
+    for (let round = 0; round < 2; round++) {
+      for (const r of await deliver.receive(q, { max: 10 })) await deliver.nack(q, r.deliveryId, { error: 'no', retryAfter: 0 });
+    }
+    assert.equal((await deliver.deadLetters(q)).length, 3);
+    assert.equal(await deliver.deleteDeadLetters(q, [ids[0], ids[1]], { group: 'default' }), 2);
+    assert.deepEqual((await deliver.deadLetters(q)).map((d) => d.messageId), [ids[2]]);
+    assert.equal(await deliver.deleteDeadLetters(q, [ids[0]]), 0);
+    await deliver.dropQueue(q);
+  });
+
   it('at-most-once: no delivery id, never handed out twice', async () => {
     const q = await queue('amo', { guarantee: 'at_most_once' });
     await deliver.sendBatch(q, [{ payload: 1 }, { payload: 2 }]);
