@@ -239,8 +239,8 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 		case R_ALERTS:
 		case R_WORKERS:
 		case R_PUSH_SUBSCRIPTIONS:
-			ret = answer(&x, 501, NULL, "this route is not served in cluster mode", NULL,
-						 "It is served by a deliverd of a single node (the console's routes).");
+			ret = cl_answer(&x, 501, NULL, "this route is not served in cluster mode", NULL,
+								"It is served by a deliverd of a single node (the console's routes).");
 			break;
 		default:
 			ret = cl_answer(&x, 404, NULL, "no such route", NULL, "See /openapi.json.");
