@@ -30,9 +30,11 @@ PG_FUNCTION_INFO_V1(deliver_move_due);
 /*
  * Move delayed messages that have come due into the current segment, where
  * the cursors find them once this transaction commits.  Cheap when nothing
- * is due: the queue's shared state knows the earliest due time.
+ * is due: the queue's shared state knows the earliest due time.  True when
+ * it wrote the queue's tables (they stay locked until this transaction
+ * ends).
  */
-void
+bool
 move_due_delayed(QueueInfo *q)
 {
 	QueueEntry *qs = &deliver_queues[q->queue_idx];
@@ -53,7 +55,7 @@ move_due_delayed(QueueInfo *q)
 	version = qs->delayed_version;
 	SpinLockRelease(&qs->mutex);
 	if (due == 0 || due > GetCurrentTimestamp())
-		return;
+		return false;
 
 	(void) GetTopTransactionId();	/* before the segment is read */
 	seg = queue_current_segment(q);
@@ -118,6 +120,7 @@ move_due_delayed(QueueInfo *q)
 	else if (next != 0 && (qs->delayed_due == 0 || next < qs->delayed_due))
 		qs->delayed_due = next;
 	SpinLockRelease(&qs->mutex);
+	return true;
 }
 
 /*
@@ -131,7 +134,7 @@ deliver_move_due(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	move_due_delayed(q);
+	(void) move_due_delayed(q);
 	SPI_finish();
 	PG_RETURN_VOID();
 }

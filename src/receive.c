@@ -344,10 +344,11 @@ deliver_receive(PG_FUNCTION_ARGS)
 		 * wakes long polls.  Without a worker in this database, a receive
 		 * moves them itself (after locking the segments: the order of
 		 * locks drop_queue follows); they become visible when its
-		 * transaction commits.
+		 * transaction commits.  So it does not wait after moving: it would
+		 * sleep with what it moved unseen, holding the tables' locks.
 		 */
-		if (!moved_due && !deliver_worker_serves_database())
-			move_due_delayed(q);
+		if (!moved_due && !deliver_worker_serves_database() && move_due_delayed(q))
+			wait_ms = 0;
 		moved_due = true;
 
 		/*

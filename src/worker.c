@@ -248,7 +248,7 @@ run_step(WorkerStep step, const char *queue, SweepCounts *sweep)
 			switch (step)
 			{
 				case STEP_MOVE_DUE:
-					move_due_delayed(q);
+					(void) move_due_delayed(q);
 					break;
 				case STEP_SWEEP:
 					sweep_queue(q, deliver_sweep_batch, &n);
