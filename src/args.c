@@ -13,6 +13,7 @@
 #include "utils/timestamp.h"
 
 #include "args.h"
+#include "settings.h"
 
 /*
  * Raise an error when argument argno (called what) is NULL.
@@ -40,6 +41,25 @@ arg_int_at_least(FunctionCallInfo fcinfo, int argno, int32 lo, const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be at least %d", what, lo)));
+	return v;
+}
+
+/*
+ * The max_messages argument of receive and peek: not NULL, from 1 to
+ * deliver.max_batch_size.
+ */
+int32
+arg_max_messages(FunctionCallInfo fcinfo, int argno)
+{
+	int32		v;
+
+	arg_not_null(fcinfo, argno, "max_messages");
+	v = PG_GETARG_INT32(argno);
+	if (v < 1 || v > deliver_max_batch)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_messages must be between 1 and %d", deliver_max_batch),
+				 errhint("The upper limit is the setting deliver.max_batch_size.")));
 	return v;
 }
 

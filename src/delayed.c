@@ -30,11 +30,10 @@ PG_FUNCTION_INFO_V1(deliver_move_due);
 /*
  * Move delayed messages that have come due into the current segment, where
  * the cursors find them once this transaction commits.  Cheap when nothing
- * is due: the queue's shared state knows the earliest due time.  True when
- * it wrote the queue's tables (they stay locked until this transaction
- * ends).
+ * is due: the queue's shared state knows the earliest due time.  Returns
+ * how many messages it moved.
  */
-bool
+int64
 move_due_delayed(QueueInfo *q)
 {
 	QueueEntry *qs = &deliver_queues[q->queue_idx];
@@ -49,13 +48,14 @@ move_due_delayed(QueueInfo *q)
 	bool		isnull;
 	Datum		d;
 	int			seg;
+	int64		moved;
 
 	SpinLockAcquire(&qs->mutex);
 	due = qs->delayed_due;
 	version = qs->delayed_version;
 	SpinLockRelease(&qs->mutex);
 	if (due == 0 || due > GetCurrentTimestamp())
-		return false;
+		return 0;
 
 	(void) GetTopTransactionId();	/* before the segment is read */
 	seg = queue_current_segment(q);
@@ -97,7 +97,8 @@ move_due_delayed(QueueInfo *q)
 	rc = spi_run(q->owner, key, sql, 0, NULL, NULL, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "deliver: could not move due messages: %s", SPI_result_code_string(rc));
-	if (SPI_processed > 0)
+	moved = (int64) SPI_processed;
+	if (moved > 0)
 	{
 		xact_note_sent(q->queue_idx, (int64) SPI_processed, 0);
 		xact_note_moved_delayed(q->queue_idx);
@@ -120,7 +121,7 @@ move_due_delayed(QueueInfo *q)
 	else if (next != 0 && (qs->delayed_due == 0 || next < qs->delayed_due))
 		qs->delayed_due = next;
 	SpinLockRelease(&qs->mutex);
-	return true;
+	return moved;
 }
 
 /*

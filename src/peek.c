@@ -69,13 +69,7 @@ deliver_peek(PG_FUNCTION_ARGS)
 	SPI_connect();
 	/* the group's state lives in the primary's shared memory: not on a standby */
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	arg_not_null(fcinfo, 1, "max_messages");
-	max = PG_GETARG_INT32(1);
-	if (max < 1 || max > deliver_max_batch)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_messages must be between 1 and %d", deliver_max_batch),
-				 errhint("The upper limit is the setting deliver.max_batch_size.")));
+	max = arg_max_messages(fcinfo, 1);
 	g = queue_group(q, PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2));
 	queue_check_privilege(q, ACL_SELECT, "peek at");
 

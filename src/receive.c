@@ -13,9 +13,11 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "pgstat.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -246,6 +248,32 @@ next_wakeup_ms(QueueInfo *q, GroupEntry *gs, long remaining)
 }
 
 /*
+ * Without a maintenance worker in the database, a receive moves the delayed
+ * messages that came due itself, in a subtransaction: when it moved none,
+ * the subtransaction is rolled back, so the tables it looked at are not
+ * locked while the long poll waits (drop_queue and purge_queue need them).
+ * True when it moved some: they show when this transaction commits.
+ */
+static bool
+move_due_here(QueueInfo *q)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	int64		moved;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	moved = move_due_delayed(q);
+	if (moved > 0)
+		ReleaseCurrentSubTransaction();
+	else
+		RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return moved > 0;
+}
+
+/*
  * An at-most-once receive removes what it returns when its transaction
  * commits; a transaction that fails after the client saw the messages would
  * bring them back after a restart.  So such a receive must be a
@@ -307,13 +335,7 @@ deliver_receive(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
-	arg_not_null(fcinfo, 1, "max_messages");
-	max = PG_GETARG_INT32(1);
-	if (max < 1 || max > deliver_max_batch)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_messages must be between 1 and %d", deliver_max_batch),
-				 errhint("The upper limit is the setting deliver.max_batch_size.")));
+	max = arg_max_messages(fcinfo, 1);
 	vt_ms = arg_interval_ms(fcinfo, 2, q->visibility_ms, 1, DELIVER_MAX_VISIBILITY_MS,
 							"visibility_timeout", "1 millisecond and " DELIVER_MAX_VISIBILITY_TEXT);
 	wait_ms = arg_interval_ms(fcinfo, 3, 0, 0, DELIVER_MAX_WAIT_MS, "wait",
@@ -347,7 +369,7 @@ deliver_receive(PG_FUNCTION_ARGS)
 		 * transaction commits.  So it does not wait after moving: it would
 		 * sleep with what it moved unseen, holding the tables' locks.
 		 */
-		if (!moved_due && !deliver_worker_serves_database() && move_due_delayed(q))
+		if (!moved_due && !deliver_worker_serves_database() && move_due_here(q))
 			wait_ms = 0;
 		moved_due = true;
 

@@ -113,6 +113,32 @@ typedef struct
 	const char *body_hint;
 } statement_route;
 
+/*
+ * The query arguments group (a name) and max (an integer, dflt when
+ * missing, written into max); false after answering 400.
+ */
+static bool
+group_and_max(struct MHD_Connection *c, request_t *rq, const char **group, char *max, size_t cap,
+			  long dflt, enum MHD_Result *ret)
+{
+	const char *mx = get_arg(c, "max");
+	long		n = dflt;
+
+	*group = get_arg(c, "group");
+	if (*group && !valid_name(*group))
+	{
+		*ret = send_error(c, rq, 400, "group must be " NAME_RULE, NULL, NULL, NULL, 0);
+		return false;
+	}
+	if (mx && !parse_int(mx, &n))
+	{
+		*ret = send_error(c, rq, 400, "max must be an integer", NULL, NULL, NULL, 0);
+		return false;
+	}
+	snprintf(max, cap, "%ld", n);
+	return true;
+}
+
 static const statement_route statement_routes[] = {
 	{R_QUEUES_LIST, S_LIST_QUEUES, 0, {P_QUEUE}, 200, false, NULL},
 	{R_QUEUE_CREATE, S_CREATE_QUEUE, 1, {P_BODY}, 201, false, NULL},
@@ -190,7 +216,6 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 	char		max[24],
 				vt[40],
 				wait[40];
-	long		n;
 
 	/* the console's files, and who the token is: the same in cluster mode */
 	if (m->id == R_UI)
@@ -268,15 +293,11 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 			return run_route(c, rq, S_RECEIVE, 5, p, 200, rp.wait_ms > 0, false);
 		case R_DEAD_LETTERS:
 			{
-				const char *g = get_arg(c, "group");
-				const char *mx = get_arg(c, "max");
+				const char *g;
+				enum MHD_Result ret;
 
-				if (g && !valid_name(g))
-					return send_error(c, rq, 400, "group must be " NAME_RULE, NULL,
-									  NULL, NULL, 0);
-				if (mx && !parse_int(mx, &n))
-					return send_error(c, rq, 400, "max must be an integer", NULL, NULL, NULL, 0);
-				snprintf(max, sizeof(max), "%ld", mx ? n : (long) DEAD_LETTERS_DEFAULT_MAX);
+				if (!group_and_max(c, rq, &g, max, sizeof(max), DEAD_LETTERS_DEFAULT_MAX, &ret))
+					return ret;
 				p[0] = m->queue;
 				p[1] = g;
 				p[2] = max;
@@ -284,15 +305,11 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 			}
 		case R_PEEK:
 			{
-				const char *g = get_arg(c, "group");
-				const char *mx = get_arg(c, "max");
+				const char *g;
+				enum MHD_Result ret;
 
-				if (g && !valid_name(g))
-					return send_error(c, rq, 400, "group must be " NAME_RULE, NULL,
-									  NULL, NULL, 0);
-				if (mx && !parse_int(mx, &n))
-					return send_error(c, rq, 400, "max must be an integer", NULL, NULL, NULL, 0);
-				snprintf(max, sizeof(max), "%ld", mx ? n : (long) PEEK_DEFAULT_MAX);
+				if (!group_and_max(c, rq, &g, max, sizeof(max), PEEK_DEFAULT_MAX, &ret))
+					return ret;
 				p[0] = m->queue;
 				p[1] = max;
 				p[2] = g ? g : PEEK_DEFAULT_GROUP;

@@ -7,6 +7,6 @@
 
 #include "deliver.h"
 
-extern bool move_due_delayed(QueueInfo *q);
+extern int64 move_due_delayed(QueueInfo *q);
 
 #endif							/* DELIVER_DELAYED_H */
