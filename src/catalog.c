@@ -13,6 +13,7 @@
 #include "catalog/pg_authid.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -437,6 +438,27 @@ queue_check_metrics_privilege(QueueInfo *q)
 {
 	if (!has_privs_of_role(GetUserId(), ROLE_PG_MONITOR))
 		queue_check_privilege(q, ACL_SELECT, "read metrics of");
+}
+
+/*
+ * Lock one of the queue's tables.  The queue was looked up before the lock
+ * was taken: a drop_queue that held its tables meanwhile has dropped them
+ * when the lock is granted (the lock taken, the catalog is read anew), and
+ * the caller must not go on to its sequence or other tables.  That is
+ * reported as for any queue that does not exist.
+ */
+void
+queue_lock_table(QueueInfo *q, Oid relid, LOCKMODE mode)
+{
+	LockRelationOid(relid, mode);
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+	{
+		UnlockRelationOid(relid, mode);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("queue \"%s\" does not exist", q->name),
+				 errdetail("It was dropped.")));
+	}
 }
 
 /*

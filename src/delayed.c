@@ -12,7 +12,6 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
-#include "storage/lmgr.h"
 #include "utils/timestamp.h"
 
 #include "catalog.h"
@@ -64,7 +63,7 @@ move_due_delayed(QueueInfo *q)
 	 * The segment before the delayed table: the order drop_queue and
 	 * purge_queue lock them in (deliver._lock_queue), as send does.
 	 */
-	LockRelationOid(q->seg_rel[seg], RowExclusiveLock);
+	queue_lock_table(q, q->seg_rel[seg], RowExclusiveLock);
 
 	/*
 	 * A moved message gets the mover's transaction id, so it goes to the

@@ -12,9 +12,9 @@
 #include "access/detoast.h"
 #include "commands/sequence.h"
 #include "executor/spi.h"
-#include "storage/lmgr.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 #include "utils/xid8.h"
 
 #include "args.h"
@@ -154,9 +154,10 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 	/*
 	 * The table the messages go to is locked before the id sequence and
 	 * the idempotency keys: the order drop_queue and purge_queue follow
-	 * (deliver._lock_queue).
+	 * (deliver._lock_queue).  A drop_queue this waited for ends the send
+	 * here, with 42704.
 	 */
-	LockRelationOid(delayed ? q->delayed_rel : q->seg_rel[seg], RowExclusiveLock);
+	queue_lock_table(q, delayed ? q->delayed_rel : q->seg_rel[seg], RowExclusiveLock);
 
 	for (i = 0; i < b->n; i++)
 		ids[i] = nextval_internal(q->seq_rel, false);	/* the right to send was checked */

@@ -6,6 +6,8 @@
 #ifndef DELIVER_CATALOG_H
 #define DELIVER_CATALOG_H
 
+#include "storage/lockdefs.h"
+
 #include "deliver.h"
 
 extern QueueInfo *queue_lookup(text *name_t);
@@ -16,5 +18,6 @@ extern Oid	catalog_owner(void);
 extern bool queue_has_privilege(QueueInfo *q, Oid roleid, AclMode mode);
 extern void queue_check_privilege(QueueInfo *q, AclMode mode, const char *what);
 extern void queue_check_metrics_privilege(QueueInfo *q);
+extern void queue_lock_table(QueueInfo *q, Oid relid, LOCKMODE mode);
 
 #endif							/* DELIVER_CATALOG_H */

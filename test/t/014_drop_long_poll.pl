@@ -2,7 +2,8 @@
 # producers send to it: neither deadlocks with them; after a drop the
 # waiters end at once with "queue does not exist" (42704), never with "could
 # not open relation" or a deadlock, and senders end with 42704; after a
-# purge the queue goes on (new messages wake the waiters).
+# purge the queue goes on (new messages wake the waiters).  A send that
+# waited for drop_queue's locks ends with 42704 too.
 use strict;
 use warnings;
 
@@ -79,6 +80,25 @@ for my $round (1 .. 8)
 			$purge ? 'purge' : 'drop'));
 	$node->safe_psql('postgres', q{SELECT deliver.drop_queue('dq')}) if $purge;
 }
+# A send that looked the queue up before drop_queue committed and waits for
+# its locks ends with 42704 when the drop commits, not with an internal
+# error on the dropped tables ("could not open relation with OID", XX000:
+# a sender whose DO block started during a drop of the rounds above, now
+# and then).  Deterministic: the drop is held open until the send waits.
+$node->safe_psql('postgres', q{SELECT deliver.create_queue('sq')});
+my $dropper = $node->background_psql('postgres');
+$dropper->query_safe(q{BEGIN; SELECT deliver.drop_queue('sq');});
+my $late = start_psql(q{SELECT deliver.send('sq', '"late"')});
+ok(wait_for($node, q{SELECT count(*) FROM pg_stat_activity
+                      WHERE wait_event_type = 'Lock' AND query LIKE '%deliver.send(''sq''%'
+                        AND pid <> pg_backend_pid()}, '1', 30),
+	'a send waits for the locks of an open drop_queue');
+$dropper->query_safe('COMMIT');
+$dropper->quit;
+my ($late_rc, $late_out, $late_err) = finish_psql($late);
+like($late_err, qr/ERROR:\s+42704: queue "sq" does not exist/,
+	'the send ends with 42704 when the drop commits') or diag($late_err);
+
 is($bad, 0, 'every waiter and sender ended with a result or with 42704: ' .
 	join(', ', map { "$_ $outcomes{$_}" } sort keys %outcomes));
 is($slow, 0, 'the long polls ended within seconds of the drop, not at the end of their wait');
