@@ -26,6 +26,19 @@
 
 PG_FUNCTION_INFO_V1(deliver_move_due);
 
+/* Has a delayed message of the queue come due (or is it unknown whether one has)? */
+bool
+delayed_came_due(QueueInfo *q)
+{
+	QueueEntry *qs = &deliver_queues[q->queue_idx];
+	TimestampTz due;
+
+	SpinLockAcquire(&qs->mutex);
+	due = qs->delayed_due;
+	SpinLockRelease(&qs->mutex);
+	return due != 0 && due <= GetCurrentTimestamp();
+}
+
 /*
  * Move delayed messages that have come due into the current segment, where
  * the cursors find them once this transaction commits.  Cheap when nothing

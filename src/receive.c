@@ -261,6 +261,8 @@ move_due_here(QueueInfo *q)
 	ResourceOwner owner = CurrentResourceOwner;
 	int64		moved;
 
+	if (!delayed_came_due(q))
+		return false;			/* (the common case: no subtransaction) */
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	moved = move_due_delayed(q);

@@ -7,6 +7,7 @@
 
 #include "deliver.h"
 
+extern bool delayed_came_due(QueueInfo *q);
 extern int64 move_due_delayed(QueueInfo *q);
 
 #endif							/* DELIVER_DELAYED_H */
