@@ -46,12 +46,7 @@ cl_set_err(exec_result *er, int status, const char *sqlstate, const char *msg, c
 		const char *hint)
 {
 	exec_result_clear(er);
-	er->status = status;
-	snprintf(er->sqlstate, sizeof(er->sqlstate), "%s", sqlstate ? sqlstate : "");
-	er->message = msg ? strdup(msg) : NULL;
-	er->detail = detail ? strdup(detail) : NULL;
-	er->hint = hint ? strdup(hint) : NULL;
-	er->retry_after = status == 503 ? 1 : 0;
+	exec_result_set_error(er, status, sqlstate, msg, detail, hint);
 }
 
 /*

@@ -70,7 +70,8 @@ content_type(const char *name)
 static int
 load_file(int dfd, const char *name, const char *ctype)
 {
-	int			fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	/* (O_NONBLOCK: a FIFO named like a console file must not hang the start) */
+	int			fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	struct stat st;
 	ui_file    *f;
 	size_t		got = 0;
@@ -105,6 +106,8 @@ load_file(int dfd, const char *name, const char *ctype)
 		{
 			if (r < 0 && errno == EINTR)
 				continue;
+			if (r == 0)
+				errno = EIO;	/* the file shrank while it was read */
 			free(f->data);
 			close(fd);
 			return -1;
