@@ -103,6 +103,7 @@ push_backlog_held(QueueInfo *q)
 	run(q, "push-held",
 		"SELECT EXISTS (SELECT 1 FROM deliver.push_subscription p "
 		"  LEFT JOIN pg_replication_slots r ON r.slot_name = p.subscription_name "
+		"       AND r.plugin = 'deliver' AND r.database = current_database() "
 		" WHERE p.queue_id = $1 "
 		"   AND (r.slot_name IS NULL OR r.confirmed_flush_lsn <= p.restored_lsn))",
 		1, types, args, NULL, SPI_OK_SELECT);
