@@ -203,10 +203,11 @@ deliver_delete_dead_letters(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	/* the right first: a role without it learns nothing of the groups */
+	queue_check_privilege(q, ACL_SELECT, "delete dead letters of");
 	arg_not_null(fcinfo, 1, "message_ids");
 	if (!PG_ARGISNULL(2))
 		(void) queue_group(q, PG_GETARG_TEXT_PP(2));	/* its error when there is none */
-	queue_check_privilege(q, ACL_SELECT, "delete dead letters of");
 	args[0] = PG_GETARG_DATUM(1);
 	args[1] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[1] = PG_ARGISNULL(2) ? 'n' : ' ';

@@ -69,9 +69,10 @@ deliver_peek(PG_FUNCTION_ARGS)
 	SPI_connect();
 	/* the group's state lives in the primary's shared memory: not on a standby */
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	/* the right first: a role without it learns nothing of the groups */
+	queue_check_privilege(q, ACL_SELECT, "peek at");
 	max = arg_max_messages(fcinfo, 1);
 	g = queue_group(q, PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2));
-	queue_check_privilege(q, ACL_SELECT, "peek at");
 
 	out = palloc(sizeof(PeekRow) * max);
 	memset(&c, 0, sizeof(c));

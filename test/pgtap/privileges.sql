@@ -2,7 +2,7 @@
 -- (grant_queue / revoke_queue); administration is not for PUBLIC; no role
 -- but the owner touches deliver's tables.
 \ir ../helpers.psql
-SELECT plan(160);
+SELECT plan(162);
 
 CREATE ROLE regress_deliver_nobody;
 CREATE ROLE regress_deliver_sender;
@@ -75,6 +75,8 @@ SELECT throws_ok(cmd, '42501', msg, 'without grants: ' || regexp_replace(cmd, '\
     ($$SELECT * FROM deliver.metrics('priv')$$, 'permission denied to read metrics of queue "priv"'),
     ($$SELECT * FROM deliver.dead_letters('priv')$$, 'permission denied to read dead letters of queue "priv"'),
     ($$SELECT * FROM deliver.peek('priv')$$, 'permission denied to peek at queue "priv"'),
+    -- (the right is checked before the group: no probing of group names)
+    ($$SELECT * FROM deliver.peek('priv', 1, 'no_such_group')$$, 'permission denied to peek at queue "priv"'),
     ($$SELECT deliver.delete_dead_letters('priv', ARRAY[1]::bigint[])$$, 'permission denied for function delete_dead_letters'),
     ($$SELECT deliver.create_queue('priv_mine')$$, 'permission denied for function create_queue'),
     ($$SELECT deliver.drop_queue('priv')$$, 'permission denied for function drop_queue'),
@@ -176,6 +178,9 @@ SET ROLE regress_deliver_sender;
 SELECT throws_ok($$SELECT deliver.delete_dead_letters('priv', ARRAY[1]::bigint[])$$, '42501',
                  'permission denied to delete dead letters of queue "priv"',
                  'a sender granted delete_dead_letters cannot delete the dead letters of a queue it may not receive from');
+SELECT throws_ok($$SELECT deliver.delete_dead_letters('priv', ARRAY[1]::bigint[], 'no_such_group')$$, '42501',
+                 'permission denied to delete dead letters of queue "priv"',
+                 'nor learn whether a consumer group exists');
 RESET ROLE;
 SET ROLE regress_deliver_receiver;
 SELECT is(deliver.delete_dead_letters('priv', ARRAY[1]::bigint[]), 0::bigint,
