@@ -337,13 +337,24 @@ END $$;
 
 -- Has partition p of the queue nothing left to deliver here (every group:
 -- nothing waiting, in flight or delayed)?  A partition moving away is
--- drained before the new place is read.
+-- drained before the new place is read.  A send that read the partition
+-- writable before stop_writes committed may commit after it: no client
+-- transaction that began before that commit may still be running (the
+-- commit time of the partition's row, track_commit_timestamp), or its
+-- message would be left behind in a place nobody reads any more.
 CREATE FUNCTION deliver_shard.drained(queue_name text, partition int) RETURNS boolean
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(bool_and(m.depth = 0 AND m.in_flight = 0 AND m.delayed = 0), true)
-      FROM deliver.metrics(deliver_shard.queue_of(queue_name, partition)) m
+    SELECT NOT EXISTS (
+               SELECT 1 FROM deliver_shard.partition x, pg_stat_activity a
+                WHERE x.queue_name = drained.queue_name AND x.partition = drained.partition
+                  AND NOT x.writable
+                  AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
+                  AND a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND a.xact_start <= coalesce(pg_xact_commit_timestamp(x.xmin), 'infinity'))
+       AND (SELECT coalesce(bool_and(m.depth = 0 AND m.in_flight = 0 AND m.delayed = 0), true)
+              FROM deliver.metrics(deliver_shard.queue_of(queue_name, partition)) m)
 $$;
 
 -- The consumer groups of partition p of a queue (a new place creates them).
