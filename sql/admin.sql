@@ -5,7 +5,8 @@
 
 -- Options left out or NULL take their defaults: guarantee at_least_once,
 -- visibility_timeout 30 s, max_attempts 5, fifo false, dedup_window 5 min,
--- retry_base and retry_max from deliver.default_retry_base/_max.
+-- retry_base and retry_max from deliver.default_retry_base/_max,
+-- message_ttl none, on_expire dead_letter.
 CREATE FUNCTION deliver.create_queue(
     queue_name         text,
     guarantee          text DEFAULT NULL,
@@ -14,7 +15,9 @@ CREATE FUNCTION deliver.create_queue(
     fifo               boolean DEFAULT NULL,
     dedup_window       interval DEFAULT NULL,
     retry_base         interval DEFAULT NULL,
-    retry_max          interval DEFAULT NULL)
+    retry_max          interval DEFAULT NULL,
+    message_ttl        interval DEFAULT NULL,
+    on_expire          text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -47,16 +50,23 @@ BEGIN
         RAISE EXCEPTION 'max_attempts must be between 1 and 1000'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    on_expire := coalesce(on_expire, 'dead_letter');
+    IF message_ttl = interval '0' THEN
+        message_ttl := NULL;
+    END IF;
+    PERFORM deliver._check_expiry(message_ttl, on_expire);
     IF EXISTS (SELECT 1 FROM deliver.queue x WHERE x.queue_name = create_queue.queue_name) THEN
         RAISE EXCEPTION 'queue "%" already exists', queue_name
             USING ERRCODE = 'duplicate_object';
     END IF;
 
     INSERT INTO deliver.queue (queue_name, guarantee, visibility_timeout, max_attempts,
-                               fifo, dedup_window, retry_base, retry_max, created_snapshot)
+                               fifo, dedup_window, retry_base, retry_max, created_snapshot,
+                               message_ttl, on_expire)
     VALUES (create_queue.queue_name, create_queue.guarantee, create_queue.visibility_timeout,
             create_queue.max_attempts, create_queue.fifo, create_queue.dedup_window,
-            create_queue.retry_base, create_queue.retry_max, deliver._latest_snapshot())
+            create_queue.retry_base, create_queue.retry_max, deliver._latest_snapshot(),
+            create_queue.message_ttl, create_queue.on_expire)
     RETURNING * INTO q;
 
     -- Segments and done tables are appended to, read by deliver's own index
@@ -74,7 +84,8 @@ BEGIN
                 enqueued_at  timestamptz NOT NULL,
                 ordering_key text,
                 headers      jsonb,
-                payload      jsonb NOT NULL)
+                payload      jsonb NOT NULL,
+                expires_at   timestamptz)
             WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)$f$, t);
         EXECUTE format('CREATE INDEX %I ON deliver.%I (txid, message_id)', t || '_pos', t);
         EXECUTE format($f$
@@ -114,7 +125,8 @@ BEGIN
             enqueued_at  timestamptz NOT NULL,
             ordering_key text,
             headers      jsonb,
-            payload      jsonb NOT NULL)$f$,
+            payload      jsonb NOT NULL,
+            expires_at   timestamptz)$f$,
         format('q%s_delayed', q.queue_id));
     EXECUTE format('CREATE INDEX %I ON deliver.%I (deliver_at)',
                    format('q%s_delayed_due', q.queue_id), format('q%s_delayed', q.queue_id));
@@ -213,7 +225,9 @@ $$;
 -- Change a queue's delivery settings; NULL leaves a setting as it is.
 -- Leases already handed out keep their expiry.  archive_retention turns
 -- the archive on (finished messages are kept that long in q<id>_archive,
--- read with deliver.archived()); '0' turns it off.
+-- read with deliver.archived()); '0' turns it off.  message_ttl sets the
+-- queue's ttl ('0' removes it) and on_expire what expiry does; both apply
+-- to the messages already stored too.
 CREATE FUNCTION deliver.alter_queue(
     queue_name         text,
     visibility_timeout interval DEFAULT NULL,
@@ -221,7 +235,9 @@ CREATE FUNCTION deliver.alter_queue(
     dedup_window       interval DEFAULT NULL,
     retry_base         interval DEFAULT NULL,
     retry_max          interval DEFAULT NULL,
-    archive_retention  interval DEFAULT NULL)
+    archive_retention  interval DEFAULT NULL,
+    message_ttl        interval DEFAULT NULL,
+    on_expire          text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -248,6 +264,8 @@ BEGIN
     IF archive_retention IS NOT NULL THEN
         PERFORM deliver._check_interval('archive_retention', archive_retention, '0', '3650 days');
     END IF;
+    PERFORM deliver._check_expiry(CASE WHEN message_ttl = interval '0' THEN NULL ELSE message_ttl END,
+                                  coalesce(on_expire, 'dead_letter'));
     UPDATE deliver.queue x
        SET visibility_timeout = coalesce(alter_queue.visibility_timeout, x.visibility_timeout),
            max_attempts = coalesce(alter_queue.max_attempts, x.max_attempts),
@@ -256,7 +274,11 @@ BEGIN
            retry_max = coalesce(alter_queue.retry_max, x.retry_max),
            archive_retention = CASE WHEN alter_queue.archive_retention IS NULL THEN x.archive_retention
                                     WHEN alter_queue.archive_retention = interval '0' THEN NULL
-                                    ELSE alter_queue.archive_retention END
+                                    ELSE alter_queue.archive_retention END,
+           message_ttl = CASE WHEN alter_queue.message_ttl IS NULL THEN x.message_ttl
+                              WHEN alter_queue.message_ttl = interval '0' THEN NULL
+                              ELSE alter_queue.message_ttl END,
+           on_expire = coalesce(alter_queue.on_expire, x.on_expire)
      WHERE x.queue_id = q.queue_id;
     PERFORM deliver._catalog_changed(q.queue_id);
 END $$;

@@ -35,7 +35,13 @@ CREATE TABLE deliver.queue (
     created_at          timestamptz NOT NULL DEFAULT now(),
     -- who may send (INSERT, 'a') and receive (SELECT, 'r'): grant_queue and
     -- revoke_queue edit it; the queue's tables are never granted to anyone
-    acl                 aclitem[] NOT NULL DEFAULT '{}'
+    acl                 aclitem[] NOT NULL DEFAULT '{}',
+    -- expiry: a message's deadline is least(its expires_at, enqueued_at +
+    -- message_ttl) (NULL: no ttl); an expired message is dead-lettered with
+    -- reason 'expired' or dropped (on_expire)
+    message_ttl         interval,
+    on_expire           text NOT NULL DEFAULT 'dead_letter'
+                        CHECK (on_expire IN ('dead_letter', 'drop'))
 );
 -- The push output plugin (logical decoding) reads queue and group names
 -- through its historic snapshot, which needs user catalog tables.

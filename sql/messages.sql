@@ -20,7 +20,8 @@ CREATE FUNCTION deliver.send(
     headers         jsonb DEFAULT NULL,
     ordering_key    text DEFAULT NULL,
     idempotency_key text DEFAULT NULL,
-    delay           interval DEFAULT NULL)
+    delay           interval DEFAULT NULL,
+    expires_at      timestamptz DEFAULT NULL)
 RETURNS bigint
     AS 'MODULE_PATHNAME', 'deliver_send' LANGUAGE C VOLATILE;
 
@@ -30,7 +31,8 @@ CREATE FUNCTION deliver.send_batch(
     headers          jsonb[] DEFAULT NULL,
     ordering_keys    text[] DEFAULT NULL,
     idempotency_keys text[] DEFAULT NULL,
-    delay            interval DEFAULT NULL)
+    delay            interval DEFAULT NULL,
+    expires_at       timestamptz DEFAULT NULL)
 RETURNS bigint[]
     AS 'MODULE_PATHNAME', 'deliver_send_batch' LANGUAGE C VOLATILE;
 

@@ -96,7 +96,8 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 				 "max_attempts, fifo, "
 				 "(extract(epoch FROM dedup_window) * 1000)::int8, "
 				 "(extract(epoch FROM retry_base) * 1000)::int8, "
-				 "(extract(epoch FROM retry_max) * 1000)::int8, segments, acl "
+				 "(extract(epoch FROM retry_max) * 1000)::int8, segments, acl, "
+				 "(extract(epoch FROM message_ttl) * 1000000)::int8, on_expire = 'drop' "
 				 "FROM deliver.queue WHERE queue_name = $1",
 				 1, argtypes, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
@@ -122,6 +123,12 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 	q->retry_base_ms = interval_ms(SPI_getbinval(tup, td, 8, &isnull));
 	q->retry_max_ms = interval_ms(SPI_getbinval(tup, td, 9, &isnull));
 	q->nsegments = Min(DatumGetInt32(SPI_getbinval(tup, td, 10, &isnull)), DELIVER_MAX_SEGMENTS);
+	{
+		Datum		ttl = SPI_getbinval(tup, td, 12, &isnull);
+
+		q->message_ttl_us = isnull ? 0 : Max(DatumGetInt64(ttl), 1);
+		q->expire_drop = DatumGetBool(SPI_getbinval(tup, td, 13, &isnull));
+	}
 	{
 		Datum		acl = SPI_getbinval(tup, td, 11, &isnull);
 

@@ -77,13 +77,17 @@ reason_text(int reason)
 			return "nacked";
 		case REASON_ABORTED:
 			return "receiving transaction rolled back";
+		case REASON_TTL:
+			return "expired";
 	}
 	return "max attempts";
 }
 
 /*
- * Move messages that used up their attempts to the dead letters; they
- * finish when this transaction commits.
+ * Move messages that used up their attempts, or expired, to the dead
+ * letters (expired ones of a queue with on_expire 'drop' are only
+ * finished); they finish when this transaction commits.  dead[i].slot is
+ * -1 for an expired message of an at-most-once queue (no lease).
  */
 void
 dead_letter_move(ScanCtx *c, Delivery *dead, int ndead)
@@ -111,9 +115,16 @@ dead_letter_move(ScanCtx *c, Delivery *dead, int ndead)
 		char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 		int			rc;
 
-		if (!fetch_row(c, &o->row))
+		/* (a row read by the cursor just now is fetched already) */
+		if (!o->fetched && !fetch_row(c, &o->row))
 		{
 			lease_forget_vanished(c->gs, o->slot, o->delivery_id);
+			continue;
+		}
+		/* an expired message of a queue that drops them: only finished */
+		if (o->dead_reason == REASON_TTL && c->q->expire_drop)
+		{
+			ids[nids++] = o->row.id;
 			continue;
 		}
 		args[0] = Int32GetDatum(c->group_id);

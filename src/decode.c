@@ -492,12 +492,12 @@ static bool
 segment_layout_ok(TupleDesc desc)
 {
 	static const Oid types[SEG_NCOLUMNS] = {XID8OID, INT8OID, INT4OID, TIMESTAMPTZOID, TEXTOID,
-	JSONBOID, JSONBOID};
+	JSONBOID, JSONBOID, TIMESTAMPTZOID};
 	int			i;
 
-	if (desc->natts != SEG_NCOLUMNS)
+	if (desc->natts != SEG_NCOLUMNS && desc->natts != SEG_NCOLUMNS_V01)
 		return false;
-	for (i = 0; i < SEG_NCOLUMNS; i++)
+	for (i = 0; i < desc->natts; i++)
 		if (TupleDescAttr(desc, i)->attisdropped || TupleDescAttr(desc, i)->atttypid != types[i])
 			return false;
 	return true;

@@ -22,6 +22,7 @@
 #include "args.h"
 #include "catalog.h"
 #include "deliver.h"
+#include "expiry.h"
 #include "lease.h"
 #include "registry.h"
 #include "scan.h"
@@ -88,7 +89,8 @@ deliver_peek(PG_FUNCTION_ARGS)
 	{
 		LeaseSlot  *s = &deliver_slots[idx];
 
-		if (s->visible_at > now || s->attempt >= q->max_attempts)
+		if (s->visible_at > now || s->attempt >= q->max_attempts ||
+			message_expired(q, s->enqueued_at, s->expires_at, now))
 			continue;
 		memset(&out[nready], 0, sizeof(PeekRow));
 		out[nready].row.txid = s->txid;
@@ -104,6 +106,9 @@ deliver_peek(PG_FUNCTION_ARGS)
 
 	c.gs = &copy;
 	c.snap = RegisterSnapshot(GetLatestSnapshot());
+	/* a receive would not hand out expired messages: not shown */
+	c.skip_expired = true;
+	c.now = now;
 	/* (a row that vanished, as a receive may find, is not shown) */
 	for (i = 0; i < nready; i++)
 		if (fetch_row(&c, &out[i].row))

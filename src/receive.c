@@ -28,6 +28,7 @@
 #include "deadletter.h"
 #include "delayed.h"
 #include "deliver.h"
+#include "expiry.h"
 #include "fifo.h"
 #include "hooks.h"
 #include "lease.h"
@@ -106,6 +107,16 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 			next = s->next;
 			if (s->visible_at > now)
 				continue;
+			if (message_expired(q, s->enqueued_at, s->expires_at, now))
+			{
+				/* never handed out again: to the dead letters (or dropped) */
+				if (*ndead >= max_dead)
+					continue;
+				slist_remove(&gs->ready_list, idx);
+				s->reason = REASON_TTL;
+				dead_letter_claim(gs, idx, now, vt_ms, &dead[(*ndead)++]);
+				continue;
+			}
 			if (s->attempt >= q->max_attempts)
 			{
 				/* dead[] is full: the rest wait for the next receive or sweep */
@@ -145,11 +156,15 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 		/* each segment may return up to max rows before they are merged */
 		if (rows == NULL)
 			rows = MemoryContextAlloc(c->cxt, sizeof(MessageRow) * max * q->nsegments);
-		got = take_window(c, rows, max - n, &exhausted);
+		/* an expired row takes room in dead[] instead of out[] */
+		if (*ndead >= max_dead)
+			break;
+		got = take_window(c, rows, Min(max - n, max_dead - *ndead), &exhausted);
 		for (i = 0; i < got; i++)
 		{
 			MessageRow *r = &rows[i];
 			Delivery   *o;
+			bool		expired = message_expired(q, r->enqueued_at, r->expires_at, now);
 
 			if (leases)
 			{
@@ -168,6 +183,7 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 				s->txid = r->txid;
 				s->seg = r->seg;
 				s->enqueued_at = r->enqueued_at;
+				s->expires_at = r->expires_at;
 				s->has_key = !r->key_null;
 				s->key_hash = r->key_null ? 0 : fifo_key_hash(r->key);
 				s->cp_seq = gs->cps[gs->ncp - 1].seq;
@@ -189,6 +205,15 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 						fifo_key_hold(idx);
 					continue;
 				}
+				if (unlikely(expired))
+				{
+					/* expired before its first delivery */
+					s->reason = REASON_TTL;
+					dead_letter_claim(gs, idx, now, vt_ms, &dead[(*ndead)++]);
+					dead[*ndead - 1].row = *r;
+					dead[*ndead - 1].fetched = true;
+					continue;
+				}
 				if (q->fifo && s->has_key && !fifo_key_take(idx))
 				{
 					s->state = SLOT_BLOCKED;
@@ -204,6 +229,17 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 			else
 			{
 				window_advance(gs, r);
+				if (unlikely(expired))
+				{
+					/* at-most-once: finished by the move's done row */
+					o = &dead[(*ndead)++];
+					memset(o, 0, sizeof(Delivery));
+					o->row = *r;
+					o->fetched = true;
+					o->slot = -1;
+					o->dead_reason = REASON_TTL;
+					continue;
+				}
 				o = &out[n++];
 				memset(o, 0, sizeof(Delivery));
 				o->row = *r;

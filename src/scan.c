@@ -21,6 +21,7 @@
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
 
+#include "expiry.h"
 #include "recovery.h"
 #include "scan.h"
 #include "shmem.h"
@@ -114,6 +115,22 @@ tuple_txid(TupleTableSlot *tuple)
 }
 
 /*
+ * The sender's expires_at of a segment row read into tuple; DT_NOEND when
+ * none (NULL, or a segment of 0.1 without the column).
+ */
+static inline TimestampTz
+row_expires_at(TupleTableSlot *tuple)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (tuple->tts_tupleDescriptor->natts < SEG_COL_EXPIRES_AT)
+		return DT_NOEND;
+	d = slot_getattr(tuple, SEG_COL_EXPIRES_AT, &isnull);
+	return isnull ? DT_NOEND : DatumGetTimestampTz(d);
+}
+
+/*
  * Copy a row of a segment out of the tuple it was read into.
  */
 static void
@@ -126,6 +143,7 @@ row_from_tuple(MessageRow *r, TupleTableSlot *tuple, int seg, MemoryContext cxt)
 	r->id = DatumGetInt64(slot_getattr(tuple, SEG_COL_MESSAGE_ID, &isnull));
 	r->seg = seg;
 	r->enqueued_at = DatumGetTimestampTz(slot_getattr(tuple, SEG_COL_ENQUEUED_AT, &isnull));
+	r->expires_at = row_expires_at(tuple);
 	r->key = slot_getattr(tuple, SEG_COL_ORDERING_KEY, &r->key_null);
 	if (!r->key_null)
 		r->key = datumCopy(r->key, false, -1);
@@ -219,6 +237,10 @@ scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_after, int64 af
 		if (!isnull && DatumGetInt32(g) != c->group_id)
 			continue;
 		if (c->count_after && taken_already(c, tuple))
+			continue;
+		if (c->skip_expired &&
+			message_expired(c->q, DatumGetTimestampTz(slot_getattr(tuple, SEG_COL_ENQUEUED_AT, &isnull)),
+							row_expires_at(tuple), c->now))
 			continue;
 		if (n >= limit)
 		{

@@ -47,6 +47,7 @@ typedef struct SendBatch
 	int32		target_group;	/* 0: every group */
 	bool		keyless;		/* no idempotency key needed (redrive) */
 	TimestampTz enqueued_at;	/* 0: now */
+	TimestampTz expires_at;		/* the sender's; DT_NOEND: none */
 	Datum	   *enqueued_ats;	/* or one per message (redrive), may be NULL */
 } SendBatch;
 
@@ -140,7 +141,7 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 	char		rel[NAMEDATALEN];
 	Oid		   *types;
 	int			nargs;
-	Datum		args[8];
+	Datum		args[9];
 	int			rc;
 	int			seg;
 
@@ -183,55 +184,62 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 
 	if (delayed)
 	{
-		static Oid	delayed_types[8] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
-		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, XID8OID};
+		static Oid	delayed_types[9] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
+		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, XID8OID, TIMESTAMPTZOID};
 
 		types = delayed_types;
-		nargs = 8;
+		nargs = 9;
 		snprintf(key, sizeof(key), "delay:%d", q->queue_id);
 		snprintf(sql, sizeof(sql),
 				 "INSERT INTO deliver.%s "
-				 "(deliver_at, target_group, enqueued_at, message_id, ordering_key, headers, payload, txid) "
-				 "SELECT $1, $2, $3, i, k, h, p, $8 FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
+				 "(deliver_at, target_group, enqueued_at, message_id, ordering_key, headers, payload, txid, "
+				 "expires_at) "
+				 "SELECT $1, $2, $3, i, k, h, p, $8, $9 FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
 				 queue_relname(rel, QUEUE_DELAYED, q->queue_id, 0));
 		args[0] = TimestampTzGetDatum(now + b->delay_ms * 1000);
 		args[7] = FullTransactionIdGetDatum(txid);
+		args[8] = TimestampTzGetDatum(b->expires_at);
 	}
 	else
 	{
-		static Oid	send_types[7] = {XID8OID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
-		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
+		static Oid	send_types[8] = {XID8OID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
+		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZOID};
 
 		types = send_types;
-		nargs = 7;
+		nargs = 8;
 
 		snprintf(key, sizeof(key), "%s:%d:%d", b->enqueued_ats ? "redrive" : "send", q->queue_id, seg);
 		if (b->enqueued_ats)
 		{
 			/* each message keeps its time of first sending: $3 an array */
-			static Oid	redrive_types[7] = {XID8OID, INT4OID, TIMESTAMPTZARRAYOID, INT8ARRAYOID,
-			TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID};
+			static Oid	redrive_types[8] = {XID8OID, INT4OID, TIMESTAMPTZARRAYOID, INT8ARRAYOID,
+			TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZOID};
 
 			types = redrive_types;
 			snprintf(sql, sizeof(sql),
 					 "INSERT INTO deliver.%s "
-					 "(txid, target_group, enqueued_at, message_id, ordering_key, headers, payload) "
-					 "SELECT $1, $2, e, i, k, h, p FROM unnest($3, $4, $5, $6, $7) AS u(e, i, k, h, p)",
+					 "(txid, target_group, enqueued_at, message_id, ordering_key, headers, payload, "
+					 "expires_at) "
+					 "SELECT $1, $2, e, i, k, h, p, $8 FROM unnest($3, $4, $5, $6, $7) AS u(e, i, k, h, p)",
 					 queue_relname(rel, QUEUE_SEGMENT, q->queue_id, seg));
 		}
 		else
 			snprintf(sql, sizeof(sql),
 					 "INSERT INTO deliver.%s "
-					 "(txid, target_group, enqueued_at, message_id, ordering_key, headers, payload) "
-					 "SELECT $1, $2, $3, i, k, h, p FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
+					 "(txid, target_group, enqueued_at, message_id, ordering_key, headers, payload, "
+					 "expires_at) "
+					 "SELECT $1, $2, $3, i, k, h, p, $8 FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
 					 queue_relname(rel, QUEUE_SEGMENT, q->queue_id, seg));
 		args[0] = FullTransactionIdGetDatum(txid);
+		args[7] = TimestampTzGetDatum(b->expires_at);
 	}
 	{
-		char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+		char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 		if (b->target_group == 0)
 			nulls[1] = 'n';
+		if (b->expires_at == DT_NOEND)
+			nulls[nargs - 1] = 'n';
 		args[1] = Int32GetDatum(b->target_group);
 		args[2] = b->enqueued_ats ? PointerGetDatum(spi_array(b->enqueued_ats, NULL, m, TIMESTAMPTZOID))
 			: TimestampTzGetDatum(enq);
@@ -246,6 +254,19 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 
 	xact_note_sent(q->queue_idx, delayed ? 0 : m,
 				   delayed ? now + b->delay_ms * 1000 : 0);
+}
+
+/*
+ * The optional expires_at argument: DT_NOEND when NULL (or 'infinity').  A
+ * time in the past is taken: the message is expired when a receive meets
+ * it.  (PG_NARGS: a 0.1 declaration of send has no such argument.)
+ */
+static TimestampTz
+arg_expires_at(FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return DT_NOEND;
+	return PG_GETARG_TIMESTAMPTZ(argno);
 }
 
 /*
@@ -303,6 +324,7 @@ deliver_send(PG_FUNCTION_ARGS)
 	one_message_batch(fcinfo, 1, 4, &m, &b);
 	b.delay_ms = arg_interval_ms(fcinfo, 5, 0, 0, DELIVER_MAX_DELAY_MS, "delay",
 								 "0 and " DELIVER_MAX_DELAY_TEXT);
+	b.expires_at = arg_expires_at(fcinfo, 6);
 	send_messages(q, &b, &id);
 	SPI_finish();
 	PG_RETURN_INT64(id);
@@ -376,6 +398,7 @@ deliver_send_batch(PG_FUNCTION_ARGS)
 	b.n = n;
 	b.delay_ms = arg_interval_ms(fcinfo, 5, 0, 0, DELIVER_MAX_DELAY_MS, "delay",
 								 "0 and " DELIVER_MAX_DELAY_TEXT);
+	b.expires_at = arg_expires_at(fcinfo, 6);
 	if (b.idem == NULL && q->guarantee == G_EXACTLY_ONCE)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -468,6 +491,7 @@ deliver_redrive(PG_FUNCTION_ARGS)
 			b.payloads[k] = SPI_getbinval(t, d, 5, &isnull);
 		}
 		b.target_group = group;
+		b.expires_at = DT_NOEND;	/* a redriven message has no expires_at */
 		b.keyless = true;		/* a redriven message keeps no idempotency key */
 		ids = palloc(sizeof(int64) * m);
 		send_messages(q, &b, ids);

@@ -17,6 +17,7 @@
 #include "catalog.h"
 #include "deadletter.h"
 #include "deliver.h"
+#include "expiry.h"
 #include "lease.h"
 #include "registry.h"
 #include "scan.h"
@@ -69,7 +70,14 @@ sweep_queue(QueueInfo *q, int max_dead, SweepCounts *out)
 			next = s->next;
 			if (s->visible_at > now)
 				continue;
-			if (s->attempt >= q->max_attempts && ndead < max)
+			if (ndead < max && message_expired(q, s->enqueued_at, s->expires_at, now))
+			{
+				/* a redelivery that expired meanwhile */
+				slist_remove(&gs->ready_list, idx);
+				s->reason = REASON_TTL;
+				dead_letter_claim(gs, idx, now, q->visibility_ms, &dead[ndead++]);
+			}
+			else if (s->attempt >= q->max_attempts && ndead < max)
 			{
 				slist_remove(&gs->ready_list, idx);
 				dead_letter_claim(gs, idx, now, q->visibility_ms, &dead[ndead++]);

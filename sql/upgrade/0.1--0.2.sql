@@ -44,6 +44,28 @@ END $upgrade$;
 -- A push subscription restored after a failover (restore_push_subscription)
 ALTER TABLE deliver.push_subscription ADD COLUMN restored_lsn pg_lsn, ADD COLUMN restored_xmax xid8;
 
+-- Message expiry: the queue's ttl and what happens to expired messages;
+-- each message's own deadline (send's expires_at) in the segments and the
+-- delayed table.
+ALTER TABLE deliver.queue ADD COLUMN message_ttl interval,
+    ADD COLUMN on_expire text NOT NULL DEFAULT 'dead_letter'
+        CHECK (on_expire IN ('dead_letter', 'drop'));
+
+DO $upgrade$
+DECLARE
+    q record;
+    s int;
+BEGIN
+    FOR q IN SELECT queue_id, segments FROM deliver.queue LOOP
+        FOR s IN 0 .. q.segments - 1 LOOP
+            EXECUTE pg_catalog.format('ALTER TABLE deliver.%I ADD COLUMN expires_at timestamptz',
+                                      pg_catalog.format('q%s_s%s', q.queue_id, s));
+        END LOOP;
+        EXECUTE pg_catalog.format('ALTER TABLE deliver.%I ADD COLUMN expires_at timestamptz',
+                                  pg_catalog.format('q%s_delayed', q.queue_id));
+    END LOOP;
+END $upgrade$;
+
 -- Every function of 0.1 is dropped and created anew below.
 DO $upgrade$
 DECLARE

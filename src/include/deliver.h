@@ -96,6 +96,8 @@ typedef struct QueueInfo
 	uint32		gen;			/* catalog_gen when loaded */
 	Oid			owner;			/* of the queue's tables: statements run as it */
 	Acl		   *acl;			/* deliver.queue.acl: who may send, receive */
+	int64		message_ttl_us;	/* deliver.queue.message_ttl; 0: none */
+	bool		expire_drop;	/* on_expire = 'drop' (else dead_letter) */
 } QueueInfo;
 
 #endif							/* DELIVER_H */

@@ -20,6 +20,7 @@ typedef struct MessageRow
 	int64		id;
 	int			seg;
 	TimestampTz enqueued_at;
+	TimestampTz expires_at;		/* the sender's expires_at; DT_NOEND: none */
 	bool		key_null;
 	bool		headers_null;
 	Datum		key;
@@ -42,6 +43,8 @@ typedef struct ScanCtx
 	MemoryContext cxt;
 	bool		open;			/* tables opened by scan_open */
 	bool		count_only;		/* metrics: count rows, keep none */
+	bool		skip_expired;	/* peek: leave out expired messages */
+	TimestampTz now;			/* (for skip_expired) */
 	int64		counted;
 	TimestampTz oldest;
 	/* metrics, peek: only the rows after this position (in commit order) */

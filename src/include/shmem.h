@@ -44,6 +44,7 @@
 #define REASON_EXPIRED	1
 #define REASON_NACKED	2
 #define REASON_ABORTED	3
+#define REASON_TTL		4		/* the message itself expired (expiry.c) */
 
 typedef struct LeaseSlot
 {
@@ -70,6 +71,7 @@ typedef struct LeaseSlot
 	TimestampTz enqueued_at;
 	TimestampTz lease_expires;
 	TimestampTz visible_at;
+	TimestampTz expires_at;		/* the sender's expires_at; DT_NOEND: none */
 	char		last_error[DELIVER_ERROR_LEN];
 } LeaseSlot;
 

@@ -50,9 +50,12 @@ typedef enum SegmentColumn
 	SEG_COL_ENQUEUED_AT,		/* timestamptz */
 	SEG_COL_ORDERING_KEY,		/* text */
 	SEG_COL_HEADERS,			/* jsonb */
-	SEG_COL_PAYLOAD				/* jsonb */
+	SEG_COL_PAYLOAD,			/* jsonb */
+	SEG_COL_EXPIRES_AT			/* timestamptz: the sender's expires_at, or NULL */
 } SegmentColumn;
-#define SEG_NCOLUMNS		7
+#define SEG_NCOLUMNS		8
+/* a segment of 0.1 (or decoded from before the upgrade): no expires_at */
+#define SEG_NCOLUMNS_V01	7
 
 /* columns of a segment's index q<id>_s<n>_pos (index attribute numbers) */
 #define SEG_POS_COL_TXID		1
