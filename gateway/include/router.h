@@ -43,6 +43,7 @@ typedef enum
 	R_WORKERS,
 	R_PUSH_SUBSCRIPTIONS,
 	R_WHOAMI,
+	R_QUEUE_ALTER,				/* PATCH /v1/queues/{queue} */
 	R__COUNT
 } route_id;
 

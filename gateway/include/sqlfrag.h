@@ -14,6 +14,13 @@
  */
 #define IV(f) "(CASE jsonb_typeof(b->'" f "') WHEN 'string' THEN (b->>'" f "')::interval" \
 	" WHEN 'null' THEN NULL ELSE make_interval(secs => (b->'" f "')::float8) END)"
+/*
+ * A timestamptz from a JSON field: an ISO 8601 string (any Postgres
+ * timestamptz input) or a Unix time in seconds; NULL when missing or null.
+ * Any other JSON value fails the cast to a number (22023, a 422).
+ */
+#define TS(f) "(CASE jsonb_typeof(b->'" f "') WHEN 'string' THEN (b->>'" f "')::timestamptz" \
+	" WHEN 'null' THEN NULL ELSE to_timestamp((b->'" f "')::float8) END)"
 /* the body, parameter n, as b ({} when there is none) */
 #define BODY(n) " FROM (SELECT coalesce($" #n "::jsonb, '{}'::jsonb) AS b) s"
 

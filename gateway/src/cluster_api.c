@@ -37,6 +37,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * A queue's expiry options (message_ttl, on_expire) are not served in
+ * cluster mode: true after answering 501 when the create body gives one
+ * (or 400 when it is not JSON), rather than creating a queue without them.
+ */
+static bool
+expiry_options_given(rctx *x, enum MHD_Result *ret)
+{
+	static const char *const fields[] = {"message_ttl", "on_expire"};
+	json_t	   *j = cl_parse_body(x, ret);
+	size_t		i;
+
+	if (!j)
+		return true;
+	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+	{
+		json_t	   *v = json_is_object(j) ? json_object_get(j, fields[i]) : NULL;
+
+		if (v && !json_is_null(v))
+		{
+			json_decref(j);
+			*ret = cl_answer(x, 501, NULL, "message_ttl and on_expire are not served in cluster mode",
+							 NULL, "Create the queue without them.");
+			return true;
+		}
+	}
+	json_decref(j);
+	return false;
+}
+
 /* ---- the SQL ------------------------------------------------------------ */
 
 /* router: the queue exists (routes whose function would not say so) */
@@ -152,6 +182,8 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			break;
 		case R_QUEUE_CREATE:
 			p[0] = cl_body(rq);
+			if (p[0] && expiry_options_given(&x, &ret))
+				break;
 			ret = cl_router_route(&x, sql_create_queue, 1, p, 201, false, false, SP_WRITE);
 			break;
 		case R_QUEUE_GET:
@@ -239,6 +271,7 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 		case R_ALERTS:
 		case R_WORKERS:
 		case R_PUSH_SUBSCRIPTIONS:
+		case R_QUEUE_ALTER:
 			ret = cl_answer(&x, 501, NULL, "this route is not served in cluster mode", NULL,
 								"It is served by a deliverd of a single node (the console's routes).");
 			break;

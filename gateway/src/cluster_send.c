@@ -21,7 +21,7 @@
 static const char sql_send[] =
 "SELECT deliver_shard.global_id($2::int, deliver_shard.write_epoch_of($1, $2::int),"
 " deliver.send(deliver_shard.queue_of($1, $2::int), b->'payload', nullif(b->'headers', 'null'::jsonb),"
-" $4, $5, " IV("delay") "))" BODY(3);
+" $4, $5, " IV("delay") ", " TS("expires_at") "))" BODY(3);
 /*
  * A shard's part of a batch: $2 the body, $3 each message's partition, $4
  * its position in the body (from 1), $5 and $6 the ordering and
@@ -235,6 +235,13 @@ cluster_send_batch(rctx *x)
 		return ret;
 	msgs = json_is_object(j) ? json_object_get(j, "messages") : NULL;
 	n = json_is_array(msgs) ? (int) json_array_size(msgs) : 0;
+	/* the shards' batch send has no expires_at: not dropped silently */
+	if (json_is_object(j) && json_object_get(j, "expires_at") && !json_is_null(json_object_get(j, "expires_at")))
+	{
+		json_decref(j);
+		return cl_answer(x, 501, NULL, "expires_at is not served in cluster mode for a batch", NULL,
+						 "Send the messages one by one (POST /v1/queues/{queue}/messages) with expires_at.");
+	}
 	if (n == 0)
 	{
 		json_decref(j);

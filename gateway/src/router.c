@@ -44,6 +44,7 @@ const char *const route_names[R__COUNT] = {
 	[R_WORKERS] = "workers",
 	[R_PUSH_SUBSCRIPTIONS] = "push_subscriptions",
 	[R_WHOAMI] = "whoami",
+	[R_QUEUE_ALTER] = "queue_alter",
 };
 
 static bool cluster_ids;
@@ -322,7 +323,14 @@ route_request(const char *method, const char *path, route_match *m)
 	if (set_name(m, m->queue, segs[2], lens[2]))
 		return m->status;
 	if (n == 3)
+	{
+		if (is_method(method, "PATCH"))
+		{
+			m->id = R_QUEUE_ALTER;
+			return m->status = 0;
+		}
 		return pick(m, method, "GET", R_QUEUE_GET, "DELETE", R_QUEUE_DROP);
+	}
 	if (n == 4)
 		return pick_in(m, method, find_segment(queue_routes, segs[3]));
 	if (n == 5)

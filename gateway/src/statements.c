@@ -32,7 +32,7 @@ const stmt_def statements[S__COUNT] = {
 	[S_CREATE_QUEUE] = {"create_queue",
 		"SELECT deliver.create_queue(b->>'name', b->>'guarantee', " IV("visibility_timeout") ","
 		" (b->>'max_attempts')::int, (b->>'fifo')::boolean, " IV("dedup_window") ","
-		" " IV("retry_base") ", " IV("retry_max") "),"
+		" " IV("retry_base") ", " IV("retry_max") ", " IV("message_ttl") ", b->>'on_expire'),"
 		" json_build_object('queue_name', b->>'name', 'created', true)" BODY(1), 1},
 	[S_DROP_QUEUE] = {"drop_queue",
 		"SELECT json_build_object('dropped', deliver.drop_queue($1))", 1},
@@ -47,10 +47,11 @@ const stmt_def statements[S__COUNT] = {
 	[S_SEND] = {"send",
 		"SELECT json_build_object('message_id', deliver.send($1, b->'payload',"
 		" nullif(b->'headers', 'null'::jsonb), b->>'ordering_key',"
-		" coalesce($3, b->>'idempotency_key'), " IV("delay") ")::text)" BODY(2), 3},
+		" coalesce($3, b->>'idempotency_key'), " IV("delay") ", " TS("expires_at") ")::text)" BODY(2), 3},
 	/*
 	 * A batch: {"messages": [{payload, headers, ordering_key,
-	 * idempotency_key}, ...], "delay": ...}; an Idempotency-Key header K gives
+	 * idempotency_key}, ...], "delay": ..., "expires_at": ...} (delay and
+	 * expires_at are the batch's); an Idempotency-Key header K gives
 	 * message i (from 0) the key "K:i" unless it has its own.
 	 */
 	[S_SEND_BATCH] = {"send_batch",
@@ -59,7 +60,7 @@ const stmt_def statements[S__COUNT] = {
 		" ARRAY(SELECT nullif(m->'headers', 'null'::jsonb)" EACH_MESSAGE "),"
 		" ARRAY(SELECT m->>'ordering_key'" EACH_MESSAGE "),"
 		" ARRAY(SELECT coalesce(m->>'idempotency_key', $3 || ':' || (i - 1))" EACH_MESSAGE "),"
-		" " IV("delay") ")::text[]))" BODY(2), 3},
+		" " IV("delay") ", " TS("expires_at") ")::text[]))" BODY(2), 3},
 	[S_RECEIVE] = {"receive",
 		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT " RECEIVED " FROM deliver.receive($1,"
 		" $2::int, $3::interval, $4::interval, $5) r) x", 5},
@@ -115,4 +116,10 @@ const stmt_def statements[S__COUNT] = {
 		" FROM deliver.list_push_subscriptions() s"
 		" LEFT JOIN deliver.push_metrics() m USING (subscription_name)) x", 0},
 	[S_PING] = {"ping", "SELECT 1", 0},
+	/* PATCH a queue: an option the body leaves out (or null) stays as it is */
+	[S_ALTER_QUEUE] = {"alter_queue",
+		"SELECT deliver.alter_queue($1, " IV("visibility_timeout") ", (b->>'max_attempts')::int,"
+		" " IV("dedup_window") ", " IV("retry_base") ", " IV("retry_max") ","
+		" " IV("archive_retention") ", " IV("message_ttl") ", b->>'on_expire'),"
+		" json_build_object('queue_name', $1::text, 'altered', true)" BODY(2), 2},
 };

@@ -236,6 +236,24 @@ my @catalogue = (
 	[ 'crash', q{SELECT count(*) FROM deliver.receive('hd', 1)}, 'ok', 'mallory' ],
 	# UTF-8: a nack's error cut to the limit on a character boundary
 	[ 'invalid UTF-8', qq{SELECT deliver.nack('h', $d_h, repeat('é', 100), '1 hour')}, 'ok' ],
+	# expiry: expires_at (any time, NULL) and the queue's message_ttl and on_expire
+	[ 'expiry', q{SELECT deliver.send('h', '{}', expires_at => '-infinity')}, 'ok', 'sender' ],
+	[ 'expiry', q{SELECT deliver.send('h', '{}', expires_at => 'infinity')}, 'ok', 'sender' ],
+	[ 'expiry', q{SELECT deliver.send_batch('h', ARRAY['{}']::jsonb[], expires_at => '4713-01-01 BC')}, 'ok', 'sender' ],
+	[ 'expiry', q{SELECT deliver.send('h', '{}', delay => '1 hour', expires_at => '294276-12-31')}, 'ok', 'sender' ],
+	[ 'expiry', q{SELECT deliver.send('h', '{}', expires_at => 'tomorrow')}, '42501', 'stranger' ],
+	[ 'expiry', q{SELECT deliver.send_batch('h2', ARRAY['{}']::jsonb[], expires_at => now())}, '42501', 'sender' ],
+	[ 'expiry', q{SELECT deliver.send('h', '{}', expires_at => 'soon')}, '22007', 'sender' ],
+	[ 'expiry', q{SELECT deliver.create_queue('hx', message_ttl => '-1 second')}, '22023' ],
+	[ 'expiry', q{SELECT deliver.create_queue('hx', message_ttl => '178000000 years')}, '22023' ],
+	[ 'expiry', q{SELECT deliver.create_queue('hx', message_ttl => 'infinity')}, '22007' ],
+	[ 'expiry', q{SELECT deliver.create_queue('hx', on_expire => 'x''; DROP TABLE deliver.queue; --')}, '22023' ],
+	[ 'expiry', qq{SELECT deliver.create_queue('hx', on_expire => '$name200')}, '22023' ],
+	[ 'expiry', q{SELECT deliver.create_queue('hx', on_expire => 'drop', message_ttl => '1 hour')}, '42501', 'stranger' ],
+	[ 'expiry', q{SELECT deliver.alter_queue('h', message_ttl => '366 days')}, '22023' ],
+	[ 'expiry', q{SELECT deliver.alter_queue('h', on_expire => E'drop\n')}, '22023' ],
+	[ 'expiry', q{SELECT deliver.alter_queue('h', message_ttl => '1 second')}, '42501', 'sender' ],
+	[ 'expiry', q{SELECT deliver.alter_queue('h', on_expire => 'drop')}, '42501', 'reader' ],
 );
 
 my ($pass, $n) = (0, 0);
