@@ -75,7 +75,7 @@ is(join(',', map { "$_->{payload}{n}:$_->{reason}" } @$b), '1:expired,2:expired,
 
 # bad values: 422 with the database's SQLSTATE
 err_is([ req('POST', '/v1/queues/hq/messages', token => $sender,
-	body => { payload => {}, expires_at => 'not a time' }) ], 422, '22007', 'expires_at not a time');
+	body => { payload => {}, expires_at => 'not a time' }) ], 400, '22007', 'expires_at not a time');
 err_is([ req('POST', '/v1/queues/hq/messages', token => $sender,
 	body => { payload => {}, expires_at => [] }) ], 422, '22023', 'expires_at an array');
 err_is([ req('POST', '/v1/queues/hq/messages', token => $sender,

@@ -11,6 +11,7 @@ import { DeliverError, deliverError, InvalidParameterError, UnavailableError } f
 import type {
   BatchMessage,
   ConsumerGroupInfo,
+  AlterQueueOptions,
   CreateQueueOptions,
   DeadLetter,
   DeadLettersOptions,
@@ -30,7 +31,7 @@ import type {
   SendBatchOptions,
   SendOptions,
 } from './types.js';
-import { idText, maybeBigInt, parseInterval, toDate, toNumber } from './util.js';
+import { idText, maybeBigInt, parseInterval, timeText, toDate, toNumber } from './util.js';
 
 export * from './errors.js';
 export type * from './types.js';
@@ -215,6 +216,24 @@ export class HttpClient implements QueueClient {
         dedup_window: options.dedupWindow,
         retry_base: options.retryBase,
         retry_max: options.retryMax,
+        message_ttl: options.messageTtl,
+        on_expire: options.onExpire,
+      },
+    });
+  }
+
+  /** Changes a queue's settings (PATCH /v1/queues/{queue}); anything left out stays as it is. */
+  async alterQueue(name: string, options: AlterQueueOptions): Promise<void> {
+    await this.request('PATCH', `/v1/queues/${enc(name)}`, {
+      body: {
+        visibility_timeout: options.visibilityTimeout,
+        max_attempts: options.maxAttempts,
+        dedup_window: options.dedupWindow,
+        retry_base: options.retryBase,
+        retry_max: options.retryMax,
+        archive_retention: options.archiveRetention,
+        message_ttl: options.messageTtl,
+        on_expire: options.onExpire,
       },
     });
   }
@@ -264,6 +283,7 @@ export class HttpClient implements QueueClient {
         ordering_key: options.orderingKey ?? undefined,
         idempotency_key: options.idempotencyKey ?? undefined,
         delay: options.delay ?? undefined,
+        expires_at: timeText(options.expiresAt),
       },
     })) as Row;
     return BigInt(r.message_id as string);
@@ -279,6 +299,7 @@ export class HttpClient implements QueueClient {
           idempotency_key: m.idempotencyKey ?? undefined,
         })),
         delay: options.delay ?? undefined,
+        expires_at: timeText(options.expiresAt),
       },
     })) as Row;
     return ((r.message_ids ?? []) as string[]).map((id) => BigInt(id));

@@ -315,10 +315,10 @@ export class DeliverClient implements QueueClient {
     await this.query(
       `SELECT deliver.create_queue(queue_name => $1, guarantee => $2, visibility_timeout => $3::interval,
         max_attempts => $4, fifo => $5, dedup_window => $6::interval, retry_base => $7::interval,
-        retry_max => $8::interval)`,
+        retry_max => $8::interval, message_ttl => $9::interval, on_expire => $10)`,
       [name, options.guarantee ?? null, intervalText(options.visibilityTimeout), options.maxAttempts ?? null,
         options.fifo ?? null, intervalText(options.dedupWindow), intervalText(options.retryBase),
-        intervalText(options.retryMax)],
+        intervalText(options.retryMax), intervalText(options.messageTtl), options.onExpire ?? null],
     );
   }
 
@@ -326,9 +326,10 @@ export class DeliverClient implements QueueClient {
     await this.query(
       `SELECT deliver.alter_queue(queue_name => $1, visibility_timeout => $2::interval, max_attempts => $3,
         dedup_window => $4::interval, retry_base => $5::interval, retry_max => $6::interval,
-        archive_retention => $7::interval)`,
+        archive_retention => $7::interval, message_ttl => $8::interval, on_expire => $9)`,
       [name, intervalText(options.visibilityTimeout), options.maxAttempts ?? null, intervalText(options.dedupWindow),
-        intervalText(options.retryBase), intervalText(options.retryMax), intervalText(options.archiveRetention)],
+        intervalText(options.retryBase), intervalText(options.retryMax), intervalText(options.archiveRetention),
+        intervalText(options.messageTtl), options.onExpire ?? null],
     );
   }
 
@@ -383,9 +384,9 @@ export class DeliverClient implements QueueClient {
   async send<P = unknown>(queue: string, payload: P, options: SendOptions = {}): Promise<bigint> {
     const rows = await this.query(
       `SELECT deliver.send(queue_name => $1, payload => $2::jsonb, headers => $3::jsonb, ordering_key => $4,
-        idempotency_key => $5, delay => $6::interval) AS id`,
+        idempotency_key => $5, delay => $6::interval, expires_at => $7::timestamptz) AS id`,
       [queue, json(payload), json(options.headers ?? undefined), options.orderingKey ?? null,
-        options.idempotencyKey ?? null, intervalText(options.delay)],
+        options.idempotencyKey ?? null, intervalText(options.delay), options.expiresAt ?? null],
     );
     return rows[0]!.id as bigint;
   }
@@ -396,9 +397,11 @@ export class DeliverClient implements QueueClient {
       messages.some((m) => f(m) != null) ? messages.map((m) => f(m) ?? null) : null;
     const rows = await this.query(
       `SELECT deliver.send_batch(queue_name => $1, payloads => $2::jsonb[], headers => $3::jsonb[],
-        ordering_keys => $4::text[], idempotency_keys => $5::text[], delay => $6::interval)::text[] AS ids`,
+        ordering_keys => $4::text[], idempotency_keys => $5::text[], delay => $6::interval,
+        expires_at => $7::timestamptz)::text[] AS ids`,
       [queue, messages.map((m) => json(m.payload)), column((m) => (m.headers == null ? null : json(m.headers))),
-        column((m) => m.orderingKey), column((m) => m.idempotencyKey), intervalText(options.delay)],
+        column((m) => m.orderingKey), column((m) => m.idempotencyKey), intervalText(options.delay),
+        options.expiresAt ?? null],
     );
     return ((rows[0]!.ids ?? []) as string[]).map((id) => BigInt(id));
   }

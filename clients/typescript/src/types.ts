@@ -23,7 +23,14 @@ export interface CreateQueueOptions {
   dedupWindow?: Interval;
   retryBase?: Interval;
   retryMax?: Interval;
+  /** A message expires this long after it was sent (none by default). */
+  messageTtl?: Interval;
+  /** What expiry does to a message: to the dead letters (the default) or dropped. */
+  onExpire?: OnExpire;
 }
+
+/** What expiry does to a message (the queue's on_expire). */
+export type OnExpire = 'dead_letter' | 'drop';
 
 /** Options of alterQueue: anything left out stays as it is. */
 export interface AlterQueueOptions {
@@ -34,6 +41,10 @@ export interface AlterQueueOptions {
   retryMax?: Interval;
   /** Keep finished messages this long (turns the archive on); 0 turns it off. */
   archiveRetention?: Interval;
+  /** A message expires this long after it was sent (also those stored); 0 removes the ttl. */
+  messageTtl?: Interval;
+  /** What expiry does to a message. */
+  onExpire?: OnExpire;
 }
 
 export interface QueueInfo {
@@ -69,6 +80,8 @@ export interface SendOptions {
   idempotencyKey?: string | null;
   /** Invisible until then. */
   delay?: Interval | null;
+  /** Never delivered after this time: then a dead letter (reason `expired`) or dropped (the queue's onExpire). */
+  expiresAt?: Date | string | null;
 }
 
 /** One message of a batch send. */
@@ -82,6 +95,8 @@ export interface BatchMessage<P = unknown> {
 export interface SendBatchOptions {
   /** Delay of every message of the batch. */
   delay?: Interval | null;
+  /** Deadline of every message of the batch (see SendOptions.expiresAt). */
+  expiresAt?: Date | string | null;
 }
 
 export interface ReceiveOptions {
@@ -138,7 +153,7 @@ export interface DeadLetter<P = unknown> {
   headers: Record<string, unknown> | null;
   orderingKey: string | null;
   attempts: number;
-  /** `lease expired`, `nacked` or `receiving transaction rolled back` */
+  /** `lease expired`, `nacked`, `receiving transaction rolled back` or `expired` (the message outlived its deadline) */
   reason: string;
   lastError: string | null;
   enqueuedAt: Date;

@@ -37,6 +37,12 @@ export function intervalText(v: Interval | null | undefined): string | null {
   return v;
 }
 
+/** A time for a JSON body: a Date as ISO 8601, a string as it is; undefined when left out. */
+export function timeText(v: Date | string | null | undefined): string | undefined {
+  if (v === null || v === undefined) return undefined;
+  return v instanceof Date ? v.toISOString() : v;
+}
+
 const UNIT_SECONDS: Record<string, number> = {
   year: 365.25 * 86400,
   years: 365.25 * 86400,

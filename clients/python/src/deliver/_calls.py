@@ -276,6 +276,8 @@ def create_queue(
     dedup_window: Interval | None,
     retry_base: Interval | None,
     retry_max: Interval | None,
+    message_ttl: Interval | None = None,
+    on_expire: str | None = None,
 ) -> Call[None]:
     return scalar(
         "create_queue",
@@ -288,6 +290,8 @@ def create_queue(
             _opt("dedup_window", "interval", interval(dedup_window)),
             _opt("retry_base", "interval", interval(retry_base)),
             _opt("retry_max", "interval", interval(retry_max)),
+            _opt("message_ttl", "interval", interval(message_ttl)),
+            _opt("on_expire", "text", on_expire),
         ],
         _none,
     )
@@ -301,6 +305,8 @@ def alter_queue(
     retry_base: Interval | None,
     retry_max: Interval | None,
     archive_retention: Interval | None,
+    message_ttl: Interval | None = None,
+    on_expire: str | None = None,
 ) -> Call[None]:
     return scalar(
         "alter_queue",
@@ -312,6 +318,8 @@ def alter_queue(
             _opt("retry_base", "interval", interval(retry_base)),
             _opt("retry_max", "interval", interval(retry_max)),
             _opt("archive_retention", "interval", interval(archive_retention)),
+            _opt("message_ttl", "interval", interval(message_ttl)),
+            _opt("on_expire", "text", on_expire),
         ],
         _none,
     )
@@ -379,6 +387,7 @@ def send(
     ordering_key: str | None,
     idempotency_key: str | None,
     delay: Interval | None,
+    expires_at: datetime | str | None = None,
 ) -> Call[int]:
     return scalar(
         "send",
@@ -389,6 +398,7 @@ def send(
             _opt("ordering_key", "text", ordering_key),
             _opt("idempotency_key", "text", idempotency_key),
             _opt("delay", "interval", interval(delay)),
+            _opt("expires_at", "timestamptz", expires_at),
         ],
         _int,
     )
@@ -401,6 +411,7 @@ def send_batch(
     ordering_keys: Sequence[str | None] | None,
     idempotency_keys: Sequence[str | None] | None,
     delay: Interval | None,
+    expires_at: datetime | str | None = None,
 ) -> Call[list[int]]:
     if isinstance(payloads, (str, bytes, dict)):
         raise TypeError("payloads must be a sequence of payloads")
@@ -414,6 +425,7 @@ def send_batch(
             _opt("ordering_keys", "text[]", optional_list(ordering_keys, "ordering_keys")),
             _opt("idempotency_keys", "text[]", optional_list(idempotency_keys, "idempotency_keys")),
             _opt("delay", "interval", interval(delay)),
+            _opt("expires_at", "timestamptz", expires_at),
         ],
         _ints,
     )

@@ -19,6 +19,7 @@ from .types import (
     DeadLetter,
     Grant,
     Guarantee,
+    OnExpire,
     Interval,
     LeaseSlots,
     MaintainResult,
@@ -116,12 +117,17 @@ class AsyncClient:
         dedup_window: Interval | None = None,
         retry_base: Interval | None = None,
         retry_max: Interval | None = None,
+        message_ttl: Interval | None = None,
+        on_expire: OnExpire | None = None,
     ) -> None:
         """Create a queue (with its consumer group ``default``); an option
-        left as None takes the server's default."""
+        left as None takes the server's default.  ``message_ttl``: a message
+        expires this long after it was sent; ``on_expire``: ``"dead_letter"``
+        (default) or ``"drop"``."""
         await self._run(
             calls.create_queue(
-                queue, guarantee, visibility_timeout, max_attempts, fifo, dedup_window, retry_base, retry_max
+                queue, guarantee, visibility_timeout, max_attempts, fifo, dedup_window, retry_base, retry_max,
+                message_ttl, on_expire,
             )
         )
 
@@ -135,11 +141,15 @@ class AsyncClient:
         retry_base: Interval | None = None,
         retry_max: Interval | None = None,
         archive_retention: Interval | None = None,
+        message_ttl: Interval | None = None,
+        on_expire: OnExpire | None = None,
     ) -> None:
-        """Change a queue's settings; None keeps a setting as it is."""
+        """Change a queue's settings; None keeps a setting as it is
+        (``message_ttl=0`` removes the ttl)."""
         await self._run(
             calls.alter_queue(
-                queue, visibility_timeout, max_attempts, dedup_window, retry_base, retry_max, archive_retention
+                queue, visibility_timeout, max_attempts, dedup_window, retry_base, retry_max, archive_retention,
+                message_ttl, on_expire,
             )
         )
 
@@ -181,11 +191,12 @@ class AsyncClient:
         ordering_key: str | None = None,
         idempotency_key: str | None = None,
         delay: Interval | None = None,
+        expires_at: datetime | str | None = None,
         conn: AsyncConnection | None = None,
     ) -> int:
         """Send one message (any JSON value); returns its message id. With
         ``conn``, the send runs on that connection, in its transaction."""
-        return await self._run(calls.send(queue, payload, headers, ordering_key, idempotency_key, delay), conn)
+        return await self._run(calls.send(queue, payload, headers, ordering_key, idempotency_key, delay, expires_at), conn)
 
     async def send_batch(
         self,
@@ -196,12 +207,13 @@ class AsyncClient:
         ordering_keys: Sequence[str | None] | None = None,
         idempotency_keys: Sequence[str | None] | None = None,
         delay: Interval | None = None,
+        expires_at: datetime | str | None = None,
         conn: AsyncConnection | None = None,
     ) -> list[int]:
         """Send messages all or nothing; the optional lists have one element
         per payload. Returns the message ids in order."""
         return await self._run(
-            calls.send_batch(queue, payloads, headers, ordering_keys, idempotency_keys, delay), conn
+            calls.send_batch(queue, payloads, headers, ordering_keys, idempotency_keys, delay, expires_at), conn
         )
 
     # ---- receiving ----

@@ -21,6 +21,7 @@ from .types import (
     ConsumerGroup,
     DeadLetter,
     Guarantee,
+    OnExpire,
     Interval,
     Message,
     QueueInfo,
@@ -101,6 +102,16 @@ def _interval_out(v: Interval | None) -> float | str | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise TypeError(f"a duration must be a timedelta, seconds or an interval string, not {type(v).__name__}")
     return v
+
+
+def _time_out(v: datetime | str | None) -> str | None:
+    """A time in a request body: ISO 8601 (give an aware datetime: a naive
+    one is read in the server's time zone), or a string as it is."""
+    if v is None or isinstance(v, str):
+        return v
+    if not isinstance(v, datetime):
+        raise TypeError(f"a time must be a datetime or a string, not {type(v).__name__}")
+    return v.isoformat()
 
 
 def _seconds_param(v: Interval | None) -> str | None:
@@ -281,6 +292,8 @@ class HttpClient:
         dedup_window: Interval | None = None,
         retry_base: Interval | None = None,
         retry_max: Interval | None = None,
+        message_ttl: Interval | None = None,
+        on_expire: OnExpire | None = None,
     ) -> None:
         self.request(
             "POST",
@@ -295,6 +308,40 @@ class HttpClient:
                     "dedup_window": _interval_out(dedup_window),
                     "retry_base": _interval_out(retry_base),
                     "retry_max": _interval_out(retry_max),
+                    "message_ttl": _interval_out(message_ttl),
+                    "on_expire": on_expire,
+                }
+            ),
+        )
+
+    def alter_queue(
+        self,
+        queue: str,
+        *,
+        visibility_timeout: Interval | None = None,
+        max_attempts: int | None = None,
+        dedup_window: Interval | None = None,
+        retry_base: Interval | None = None,
+        retry_max: Interval | None = None,
+        archive_retention: Interval | None = None,
+        message_ttl: Interval | None = None,
+        on_expire: OnExpire | None = None,
+    ) -> None:
+        """Change a queue's settings (PATCH /v1/queues/{queue}); None keeps a
+        setting as it is (``message_ttl=0`` removes the ttl)."""
+        self.request(
+            "PATCH",
+            self._path(queue),
+            body=_drop_none(
+                {
+                    "visibility_timeout": _interval_out(visibility_timeout),
+                    "max_attempts": max_attempts,
+                    "dedup_window": _interval_out(dedup_window),
+                    "retry_base": _interval_out(retry_base),
+                    "retry_max": _interval_out(retry_max),
+                    "archive_retention": _interval_out(archive_retention),
+                    "message_ttl": _interval_out(message_ttl),
+                    "on_expire": on_expire,
                 }
             ),
         )
@@ -336,6 +383,7 @@ class HttpClient:
         ordering_key: str | None = None,
         idempotency_key: str | None = None,
         delay: Interval | None = None,
+        expires_at: datetime | str | None = None,
     ) -> int:
         body: dict[str, Any] = {"payload": payload}
         body.update(
@@ -345,6 +393,7 @@ class HttpClient:
                     "ordering_key": ordering_key,
                     "idempotency_key": idempotency_key,
                     "delay": _interval_out(delay),
+                    "expires_at": _time_out(expires_at),
                 }
             )
         )
@@ -359,6 +408,7 @@ class HttpClient:
         ordering_keys: Sequence[str | None] | None = None,
         idempotency_keys: Sequence[str | None] | None = None,
         delay: Interval | None = None,
+        expires_at: datetime | str | None = None,
     ) -> list[int]:
         if isinstance(payloads, (str, bytes, dict)):
             raise TypeError("payloads must be a sequence of payloads")
@@ -379,7 +429,7 @@ class HttpClient:
                 )
             )
             messages.append(m)
-        body = _drop_none({"messages": messages, "delay": _interval_out(delay)})
+        body = _drop_none({"messages": messages, "delay": _interval_out(delay), "expires_at": _time_out(expires_at)})
         ids = self.request("POST", self._path(queue, "messages", "batch"), body=body)["message_ids"]
         return [_id(x) for x in ids]
 

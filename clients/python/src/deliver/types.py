@@ -14,6 +14,7 @@ from typing import Any, Literal, Union
 __all__ = [
     "Interval",
     "Guarantee",
+    "OnExpire",
     "Privilege",
     "Message",
     "QueueInfo",
@@ -37,6 +38,8 @@ Interval = Union[timedelta, int, float, str]
 
 Guarantee = Literal["at_most_once", "at_least_once", "exactly_once"]
 Privilege = Literal["send", "receive", "all"]
+#: What expiry does to a message (the queue's on_expire).
+OnExpire = Literal["dead_letter", "drop"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,8 @@ class ConsumerGroup:
 @dataclass(frozen=True)
 class DeadLetter:
     """A message that ran out of attempts (``reason``: ``lease expired``,
-    ``nacked`` or ``receiving transaction rolled back``)."""
+    ``nacked`` or ``receiving transaction rolled back``) or outlived its
+    deadline (``reason``: ``expired``)."""
 
     message_id: int
     consumer_group: str

@@ -1,0 +1,135 @@
+"""Message expiry from every client (Client, AsyncClient, HttpClient):
+create_queue and alter_queue with message_ttl and on_expire, send and
+send_batch with expires_at (an aware datetime or a string); expired
+messages are never received and become dead letters with reason
+``expired``, or are dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+import pytest
+from conftest import DSN, HTTP_URL, JWT_SECRET, ROLE, jwt, sql, unique
+
+import deliver
+
+
+def settings(q: str) -> tuple[Any, ...]:
+    return sql("SELECT message_ttl, on_expire FROM deliver.queue WHERE queue_name = %s", q)[0]
+
+
+def past() -> datetime:
+    return datetime.now(timezone.utc) - timedelta(minutes=1)
+
+
+def future() -> datetime:
+    return datetime.now(timezone.utc) + timedelta(hours=1)
+
+
+class AsyncAdapter:
+    """The AsyncClient's calls run one at a time, as the blocking client's."""
+
+    def __init__(self, c: deliver.AsyncClient, loop: asyncio.AbstractEventLoop) -> None:
+        self._c, self._loop = c, loop
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        f = getattr(self._c, name)
+        return lambda *a, **k: self._loop.run_until_complete(f(*a, **k))
+
+
+@pytest.fixture(params=["sql", "asyncio", "http"])
+def anyclient(request: pytest.FixtureRequest) -> Any:
+    if request.param == "sql":
+        with deliver.Client.connect(DSN) as c:
+            yield c
+    elif request.param == "asyncio":
+        loop = asyncio.new_event_loop()
+        c = loop.run_until_complete(deliver.AsyncClient.connect(DSN))
+        yield AsyncAdapter(c, loop)
+        loop.run_until_complete(c.close())
+        loop.close()
+    else:
+        if not HTTP_URL or not JWT_SECRET:
+            raise RuntimeError("DELIVER_TEST_HTTP and DELIVER_TEST_JWT_SECRET must be set (test.sh starts deliverd)")
+        token = jwt(role=os.environ.get("PGUSER") or getpass.getuser(), exp=int(time.time()) + 3600)
+        yield deliver.HttpClient(HTTP_URL, token, timeout=15)
+
+
+def test_expires_at_dead_letters_the_expired(anyclient: Any) -> None:
+    c = anyclient
+    q = unique("exp")
+    c.create_queue(q)
+    try:
+        gone = c.send(q, {"n": 1}, expires_at=past())
+        kept = c.send(q, {"n": 2}, expires_at=future())
+        plain = c.send(q, {"n": 3}, expires_at=None)
+        as_text = c.send(q, {"n": 4}, expires_at="2001-02-03T04:05:06Z")
+        batch = c.send_batch(q, [{"n": 5}, {"n": 6}], expires_at=past())
+        later = c.send_batch(q, [{"n": 7}], expires_at=future().isoformat())
+        assert [m.message_id for m in c.receive(q, max_messages=10)] == [kept, plain, *later]
+        dead = c.dead_letters(q)
+        assert [d.message_id for d in dead] == [gone, as_text, *batch]
+        assert {(d.reason, d.attempts) for d in dead} == {("expired", 0)}
+    finally:
+        c.drop_queue(q)
+
+
+def test_message_ttl_and_on_expire(anyclient: Any) -> None:
+    c = anyclient
+    q = unique("ttl")
+    c.create_queue(q, message_ttl=3600, on_expire="drop")
+    try:
+        assert settings(q) == (timedelta(hours=1), "drop")
+        c.send(q, {"n": 1}, expires_at=past())
+        assert c.receive(q, max_messages=10) == []
+        assert c.dead_letters(q) == [], "on_expire drop keeps no dead letter"
+        c.alter_queue(q, message_ttl="2 hours", on_expire="dead_letter")
+        assert settings(q) == (timedelta(hours=2), "dead_letter")
+        c.alter_queue(q, message_ttl=0)
+        assert settings(q) == (None, "dead_letter")
+        c.alter_queue(q, max_attempts=3)
+        assert settings(q) == (None, "dead_letter"), "left out: unchanged"
+        c.send(q, {"n": 2}, expires_at=past())
+        assert c.receive(q, max_messages=10) == []
+        assert [d.reason for d in c.dead_letters(q)] == ["expired"]
+    finally:
+        c.drop_queue(q)
+
+
+def test_bad_settings(anyclient: Any) -> None:
+    c = anyclient
+    q = unique("bad")
+    with pytest.raises(deliver.InvalidParameter) as e:
+        c.create_queue(q, message_ttl=-1)
+    assert e.value.sqlstate == "22023"
+    with pytest.raises(deliver.InvalidParameter) as e:
+        c.create_queue(q, on_expire="keep")  # type: ignore[arg-type]
+    assert e.value.sqlstate == "22023"
+    c.create_queue(q)
+    try:
+        with pytest.raises(deliver.InvalidParameter) as e:
+            c.alter_queue(q, message_ttl="400 days")
+        assert e.value.sqlstate == "22023"
+        with pytest.raises(deliver.DeliverError) as e2:
+            c.send(q, {}, expires_at="not a time")
+        assert e2.value.sqlstate == "22007"
+    finally:
+        c.drop_queue(q)
+
+
+def test_alter_queue_over_http_needs_the_right() -> None:
+    q = unique("perm")
+    with deliver.Client.connect(DSN) as c:
+        c.create_queue(q)
+        try:
+            app = deliver.HttpClient(HTTP_URL, jwt(role=ROLE, exp=int(time.time()) + 3600), timeout=15)
+            with pytest.raises(deliver.PermissionDenied):
+                app.alter_queue(q, message_ttl=5)
+            assert settings(q) == (None, "dead_letter")
+        finally:
+            c.drop_queue(q)

@@ -1,0 +1,107 @@
+// Message expiry from both clients: createQueue and alterQueue with
+// messageTtl and onExpire, send and sendBatch with expiresAt (a Date or a
+// string); expired messages are never received and become dead letters
+// with reason 'expired' (or are dropped).
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { HttpClient, InvalidParameterError, PermissionDeniedError } from '../dist/index.js';
+import { client, pool, uniqueName } from './helpers.js';
+
+const url = process.env.DELIVER_HTTP_URL;
+const secret = process.env.DELIVER_JWT_SECRET;
+if (!url || !secret) throw new Error('DELIVER_HTTP_URL and DELIVER_JWT_SECRET must be set (test.sh starts deliverd)');
+const b64url = (s) => Buffer.from(s).toString('base64url');
+function jwt(claims) {
+  const head = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}`;
+  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
+}
+
+let deliver;
+let http;
+let sql;
+
+before(() => {
+  deliver = client();
+  sql = pool();
+  http = new HttpClient({ url, token: jwt({ role: process.env.PGUSER || 'postgres', exp: Math.floor(Date.now() / 1000) + 3600 }) });
+});
+after(async () => {
+  await deliver.close();
+  await sql.end();
+});
+
+async function settings(q) {
+  const { rows } = await sql.query(
+    'SELECT extract(epoch FROM message_ttl)::float8 AS ttl, on_expire FROM deliver.queue WHERE queue_name = $1', [q]);
+  return rows[0];
+}
+
+const past = () => new Date(Date.now() - 60_000);
+const future = () => new Date(Date.now() + 3_600_000);
+
+for (const [name, make] of [['DeliverClient (SQL)', () => deliver], ['HttpClient', () => http]]) {
+  describe(`expiry over ${name}`, () => {
+    it('expiresAt: expired messages are dead letters, the others are received', async () => {
+      const c = make();
+      const q = uniqueName('exp');
+      await c.createQueue(q);
+      const gone = await c.send(q, { n: 1 }, { expiresAt: past() });
+      const kept = await c.send(q, { n: 2 }, { expiresAt: future() });
+      const plain = await c.send(q, { n: 3 }, { expiresAt: null });
+      const iso = await c.send(q, { n: 4 }, { expiresAt: '2001-02-03T04:05:06Z' });
+      const batch = await c.sendBatch(q, [{ payload: { n: 5 } }, { payload: { n: 6 } }], { expiresAt: past() });
+      const later = await c.sendBatch(q, [{ payload: { n: 7 } }], { expiresAt: future().toISOString() });
+      assert.deepEqual((await c.peek(q, { max: 10 })).map((m) => m.messageId), [kept, plain, ...later]);
+      const got = await c.receive(q, { max: 10 });
+      assert.deepEqual(got.map((m) => m.messageId), [kept, plain, ...later]);
+      const dead = await c.deadLetters(q);
+      assert.deepEqual(dead.map((d) => d.messageId), [gone, iso, ...batch]);
+      assert.ok(dead.every((d) => d.reason === 'expired' && d.attempts === 0));
+      await c.dropQueue(q);
+    });
+
+    it('messageTtl and onExpire at creation, changed with alterQueue', async () => {
+      const c = make();
+      const q = uniqueName('ttl');
+      await c.createQueue(q, { messageTtl: 3600, onExpire: 'drop' });
+      assert.deepEqual(await settings(q), { ttl: 3600, on_expire: 'drop' });
+      await c.send(q, { n: 1 }, { expiresAt: past() });
+      assert.equal((await c.receive(q, { max: 10 })).length, 0);
+      assert.equal((await c.deadLetters(q)).length, 0, 'on_expire drop keeps no dead letter');
+      await c.alterQueue(q, { messageTtl: '2 hours', onExpire: 'dead_letter' });
+      assert.deepEqual(await settings(q), { ttl: 7200, on_expire: 'dead_letter' });
+      await c.alterQueue(q, { messageTtl: 0 });
+      assert.deepEqual(await settings(q), { ttl: null, on_expire: 'dead_letter' });
+      await c.alterQueue(q, { maxAttempts: 3 });
+      assert.deepEqual(await settings(q), { ttl: null, on_expire: 'dead_letter' }, 'left out: unchanged');
+      await c.send(q, { n: 2 }, { expiresAt: past() });
+      assert.equal((await c.receive(q, { max: 10 })).length, 0);
+      assert.deepEqual((await c.deadLetters(q)).map((d) => d.reason), ['expired']);
+      await c.dropQueue(q);
+    });
+
+    it('bad settings are InvalidParameterError (22023)', async () => {
+      const c = make();
+      const q = uniqueName('bad');
+      await assert.rejects(c.createQueue(q, { messageTtl: -1 }), (e) => e instanceof InvalidParameterError && e.sqlstate === '22023');
+      await assert.rejects(c.createQueue(q, { onExpire: 'keep' }), (e) => e instanceof InvalidParameterError && e.sqlstate === '22023');
+      await c.createQueue(q);
+      await assert.rejects(c.alterQueue(q, { messageTtl: '400 days' }), (e) => e.sqlstate === '22023');
+      await assert.rejects(c.send(q, {}, { expiresAt: 'not a time' }), (e) => e.sqlstate === '22007');
+      await c.dropQueue(q);
+    });
+  });
+}
+
+describe('alterQueue over HTTP needs the right to administer', () => {
+  it('a role without it gets PermissionDeniedError', async () => {
+    const q = uniqueName('perm');
+    await deliver.createQueue(q);
+    const app = new HttpClient({ url, token: jwt({ role: process.env.DELIVER_TEST_ROLE || 'client_ts_app', exp: Math.floor(Date.now() / 1000) + 3600 }) });
+    await assert.rejects(app.alterQueue(q, { messageTtl: 5 }), (e) => e instanceof PermissionDeniedError);
+    assert.deepEqual(await settings(q), { ttl: null, on_expire: 'dead_letter' });
+    await deliver.dropQueue(q);
+  });
+});
