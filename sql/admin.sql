@@ -17,7 +17,9 @@ CREATE FUNCTION deliver.create_queue(
     retry_base         interval DEFAULT NULL,
     retry_max          interval DEFAULT NULL,
     message_ttl        interval DEFAULT NULL,
-    on_expire          text DEFAULT NULL)
+    on_expire          text DEFAULT NULL,
+    max_depth          bigint DEFAULT NULL,
+    overflow           text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -55,6 +57,11 @@ BEGIN
         message_ttl := NULL;
     END IF;
     PERFORM deliver._check_expiry(message_ttl, on_expire);
+    overflow := coalesce(overflow, 'reject');
+    IF max_depth = 0 THEN
+        max_depth := NULL;
+    END IF;
+    PERFORM deliver._check_depth(max_depth, overflow);
     IF EXISTS (SELECT 1 FROM deliver.queue x WHERE x.queue_name = create_queue.queue_name) THEN
         RAISE EXCEPTION 'queue "%" already exists', queue_name
             USING ERRCODE = 'duplicate_object';
@@ -62,11 +69,12 @@ BEGIN
 
     INSERT INTO deliver.queue (queue_name, guarantee, visibility_timeout, max_attempts,
                                fifo, dedup_window, retry_base, retry_max, created_snapshot,
-                               message_ttl, on_expire)
+                               message_ttl, on_expire, max_depth, overflow)
     VALUES (create_queue.queue_name, create_queue.guarantee, create_queue.visibility_timeout,
             create_queue.max_attempts, create_queue.fifo, create_queue.dedup_window,
             create_queue.retry_base, create_queue.retry_max, deliver._latest_snapshot(),
-            create_queue.message_ttl, create_queue.on_expire)
+            create_queue.message_ttl, create_queue.on_expire, create_queue.max_depth,
+            create_queue.overflow)
     RETURNING * INTO q;
 
     -- Segments and done tables are appended to, read by deliver's own index
@@ -227,7 +235,8 @@ $$;
 -- the archive on (finished messages are kept that long in q<id>_archive,
 -- read with deliver.archived()); '0' turns it off.  message_ttl sets the
 -- queue's ttl ('0' removes it) and on_expire what expiry does; both apply
--- to the messages already stored too.
+-- to the messages already stored too.  max_depth sets the depth limit ('0'
+-- removes it), overflow what a send beyond it does.
 CREATE FUNCTION deliver.alter_queue(
     queue_name         text,
     visibility_timeout interval DEFAULT NULL,
@@ -237,7 +246,9 @@ CREATE FUNCTION deliver.alter_queue(
     retry_max          interval DEFAULT NULL,
     archive_retention  interval DEFAULT NULL,
     message_ttl        interval DEFAULT NULL,
-    on_expire          text DEFAULT NULL)
+    on_expire          text DEFAULT NULL,
+    max_depth          bigint DEFAULT NULL,
+    overflow           text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -266,6 +277,8 @@ BEGIN
     END IF;
     PERFORM deliver._check_expiry(CASE WHEN message_ttl = interval '0' THEN NULL ELSE message_ttl END,
                                   coalesce(on_expire, 'dead_letter'));
+    PERFORM deliver._check_depth(CASE WHEN max_depth = 0 THEN NULL ELSE max_depth END,
+                                 coalesce(overflow, 'reject'));
     UPDATE deliver.queue x
        SET visibility_timeout = coalesce(alter_queue.visibility_timeout, x.visibility_timeout),
            max_attempts = coalesce(alter_queue.max_attempts, x.max_attempts),
@@ -278,7 +291,11 @@ BEGIN
            message_ttl = CASE WHEN alter_queue.message_ttl IS NULL THEN x.message_ttl
                               WHEN alter_queue.message_ttl = interval '0' THEN NULL
                               ELSE alter_queue.message_ttl END,
-           on_expire = coalesce(alter_queue.on_expire, x.on_expire)
+           on_expire = coalesce(alter_queue.on_expire, x.on_expire),
+           max_depth = CASE WHEN alter_queue.max_depth IS NULL THEN x.max_depth
+                            WHEN alter_queue.max_depth = 0 THEN NULL
+                            ELSE alter_queue.max_depth END,
+           overflow = coalesce(alter_queue.overflow, x.overflow)
      WHERE x.queue_id = q.queue_id;
     PERFORM deliver._catalog_changed(q.queue_id);
 END $$;

@@ -41,7 +41,11 @@ CREATE TABLE deliver.queue (
     -- reason 'expired' or dropped (on_expire)
     message_ttl         interval,
     on_expire           text NOT NULL DEFAULT 'dead_letter'
-                        CHECK (on_expire IN ('dead_letter', 'drop'))
+                        CHECK (on_expire IN ('dead_letter', 'drop')),
+    -- depth limit: a send that would take the depth over max_depth (NULL:
+    -- none) is refused (overflow 'reject')
+    max_depth           bigint CHECK (max_depth > 0),
+    overflow            text NOT NULL DEFAULT 'reject' CHECK (overflow IN ('reject'))
 );
 -- The push output plugin (logical decoding) reads queue and group names
 -- through its historic snapshot, which needs user catalog tables.

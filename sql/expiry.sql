@@ -1,5 +1,6 @@
 --
--- Message expiry (see docs/sql-reference.md, "Expiry and depth limits")
+-- Message expiry and depth limits (see docs/sql-reference.md, "Expiry and
+-- depth limits")
 --
 
 -- Check a queue's expiry settings: message_ttl NULL (none) or between
@@ -16,5 +17,26 @@ BEGIN
         RAISE EXCEPTION 'invalid on_expire "%"', left(on_expire, 80)
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use dead_letter or drop.';
+    END IF;
+END $$;
+
+-- Check a queue's depth limit: max_depth NULL (none) or 1 to 10^12;
+-- overflow 'reject' ('drop_oldest' is not available yet).
+CREATE FUNCTION deliver._check_depth(max_depth bigint, overflow text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF max_depth IS NOT NULL AND (max_depth < 1 OR max_depth > 1000000000000) THEN
+        RAISE EXCEPTION 'max_depth must be between 1 and 10^12'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 (or NULL at creation) for no limit.';
+    END IF;
+    IF overflow = 'drop_oldest' THEN
+        RAISE EXCEPTION 'overflow "drop_oldest" is not supported'
+            USING ERRCODE = 'feature_not_supported', HINT = 'Use reject.';
+    END IF;
+    IF overflow IS NULL OR overflow <> 'reject' THEN
+        RAISE EXCEPTION 'invalid overflow "%"', left(overflow, 80)
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use reject.';
     END IF;
 END $$;

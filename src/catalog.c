@@ -97,7 +97,7 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 				 "(extract(epoch FROM dedup_window) * 1000)::int8, "
 				 "(extract(epoch FROM retry_base) * 1000)::int8, "
 				 "(extract(epoch FROM retry_max) * 1000)::int8, segments, acl, "
-				 "(extract(epoch FROM message_ttl) * 1000000)::int8, on_expire = 'drop' "
+				 "(extract(epoch FROM message_ttl) * 1000000)::int8, on_expire = 'drop', max_depth "
 				 "FROM deliver.queue WHERE queue_name = $1",
 				 1, argtypes, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
@@ -128,6 +128,8 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 
 		q->message_ttl_us = isnull ? 0 : Max(DatumGetInt64(ttl), 1);
 		q->expire_drop = DatumGetBool(SPI_getbinval(tup, td, 13, &isnull));
+		ttl = SPI_getbinval(tup, td, 14, &isnull);
+		q->max_depth = isnull ? 0 : DatumGetInt64(ttl);
 	}
 	{
 		Datum		acl = SPI_getbinval(tup, td, 11, &isnull);

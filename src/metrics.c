@@ -21,6 +21,7 @@
 #include "catalog.h"
 #include "deliver.h"
 #include "lease.h"
+#include "metrics.h"
 #include "registry.h"
 #include "scan.h"
 #include "settings.h"
@@ -55,7 +56,7 @@ typedef struct GroupLive
  * acks of the group go on meanwhile (metrics is not meant for a hot loop).
  */
 static void
-group_live_state(QueueInfo *q, int32 group_id, GroupLive *out)
+group_live_state(QueueInfo *q, int32 group_id, GroupLive *out, int64 stop)
 {
 	ScanCtx		c;
 	GroupEntry	copy;
@@ -76,6 +77,8 @@ group_live_state(QueueInfo *q, int32 group_id, GroupLive *out)
 	c.count_only = true;
 	scan_open(&c);
 	gs = group_lock(q, group_id, &c.gidx);
+	if (stop > 0)
+		c.count_stop = Max(stop - (gs->ready_list.count + gs->blocked.count), 1);
 	/* leases that ran out, finishes of ended transactions: settle them */
 	group_expire_leases(gs, q, GetCurrentTimestamp());
 	copy = *gs;
@@ -128,6 +131,32 @@ group_live_state(QueueInfo *q, int32 group_id, GroupLive *out)
 }
 
 /*
+ * The depth of the queue as metrics shows it (messages not finished and not
+ * in flight: the backlog, ready and FIFO-held) of the group furthest
+ * behind; counting stops once it reaches stop (then it returns at least
+ * stop), so a full queue costs a scan of about stop rows.  Committed
+ * messages only: a sender's own uncommitted ones are not counted.
+ */
+int64
+queue_depth(QueueInfo *q, int64 stop)
+{
+	int64		worst = 0;
+	int			i;
+
+	for (i = 0; i < q->ngroups && worst < stop; i++)
+	{
+		GroupLive	st;
+		int64		d;
+
+		group_live_state(q, q->groups[i].group_id, &st, stop);
+		d = st.backlog + st.ready + st.blocked;
+		if (d > worst)
+			worst = d;
+	}
+	return worst;
+}
+
+/*
  * deliver._group_state(group_id): the group's live state (group_live_state).
  */
 Datum
@@ -159,7 +188,7 @@ deliver_group_state(PG_FUNCTION_ARGS)
 	q = queue_lookup_by_id(DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 														SPI_tuptable->tupdesc, 1, &isnull)));
 	queue_check_metrics_privilege(q);
-	group_live_state(q, group_id, &st);
+	group_live_state(q, group_id, &st, 0);
 	SPI_finish();
 
 	values[0] = Int64GetDatum(st.backlog);
@@ -219,7 +248,7 @@ queue_metrics_rows(ReturnSetInfo *rsinfo, QueueInfo *q, const WorkerStatus *w)
 		Datum		args[1];
 		bool		isnull;
 
-		group_live_state(q, q->groups[i].group_id, &st);
+		group_live_state(q, q->groups[i].group_id, &st, 0);
 		snprintf(key, sizeof(key), "deadcount:%d", q->queue_id);
 		snprintf(sql, sizeof(sql), "SELECT count(*) FROM deliver.%s WHERE group_id = $1",
 				 queue_relname(rel, QUEUE_DEAD, q->queue_id, 0));

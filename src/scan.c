@@ -257,6 +257,11 @@ scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_after, int64 af
 			if (c->count_only)
 			{
 				count_row(c, tuple);
+				if (c->count_stop > 0 && c->counted >= c->count_stop)
+				{
+					*more = true;
+					break;
+				}
 				continue;
 			}
 			row_from_tuple(&out[n], tuple, seg, c->cxt);
@@ -267,6 +272,11 @@ scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_after, int64 af
 		if (c->count_only)
 		{
 			count_row(c, tuple);
+			if (c->count_stop > 0 && c->counted >= c->count_stop)
+			{
+				*more = true;
+				break;
+			}
 			continue;
 		}
 		row_from_tuple(&out[n++], tuple, seg, c->cxt);

@@ -21,6 +21,7 @@
 #include "catalog.h"
 #include "dedup.h"
 #include "deliver.h"
+#include "metrics.h"
 #include "segment.h"
 #include "settings.h"
 #include "spi.h"
@@ -118,6 +119,32 @@ validate_batch(QueueInfo *q, SendBatch *b)
 }
 
 /*
+ * A queue with a max_depth: reject a call that would take the depth (of
+ * the group furthest behind, committed messages only) over it.  Every
+ * message of the call counts, also one whose idempotency key was seen.
+ */
+static void
+check_depth(QueueInfo *q, int n)
+{
+	int64		depth = 0;
+
+	if ((int64) n <= q->max_depth)
+	{
+		/* (counted up to one over the limit: exact when not over it) */
+		depth = queue_depth(q, q->max_depth + 1);
+		if (depth + n <= q->max_depth)
+			return;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("queue \"%s\" is full: max_depth is " INT64_FORMAT, q->name, q->max_depth),
+			 n > (int64) q->max_depth ? errdetail("The call sends %d messages.", n)
+			 : depth > q->max_depth ? errdetail("Its depth is over the limit already.")
+			 : errdetail("Its depth is " INT64_FORMAT " and the call sends %d messages.", depth, n),
+			 errhint("Receive and ack messages, or raise max_depth with deliver.alter_queue.")));
+}
+
+/*
  * Write a batch of messages; ids[] gets each message's id.
  */
 static void
@@ -147,6 +174,9 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 
 	queue_check_privilege(q, ACL_INSERT, "send to");
 	validate_batch(q, b);
+	/* (before any lock of the send: the depth scan locks as receive does) */
+	if (unlikely(q->max_depth > 0) && b->enqueued_ats == NULL)
+		check_depth(q, b->n);
 
 	/* the xid is taken before the segment is chosen (see rotation) */
 	txid = GetTopFullTransactionId();

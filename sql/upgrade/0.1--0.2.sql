@@ -46,10 +46,12 @@ ALTER TABLE deliver.push_subscription ADD COLUMN restored_lsn pg_lsn, ADD COLUMN
 
 -- Message expiry: the queue's ttl and what happens to expired messages;
 -- each message's own deadline (send's expires_at) in the segments and the
--- delayed table.
+-- delayed table.  The depth limit: max_depth and overflow.
 ALTER TABLE deliver.queue ADD COLUMN message_ttl interval,
     ADD COLUMN on_expire text NOT NULL DEFAULT 'dead_letter'
-        CHECK (on_expire IN ('dead_letter', 'drop'));
+        CHECK (on_expire IN ('dead_letter', 'drop')),
+    ADD COLUMN max_depth bigint CHECK (max_depth > 0),
+    ADD COLUMN overflow text NOT NULL DEFAULT 'reject' CHECK (overflow IN ('reject'));
 
 DO $upgrade$
 DECLARE

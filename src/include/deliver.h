@@ -98,6 +98,7 @@ typedef struct QueueInfo
 	Acl		   *acl;			/* deliver.queue.acl: who may send, receive */
 	int64		message_ttl_us;	/* deliver.queue.message_ttl; 0: none */
 	bool		expire_drop;	/* on_expire = 'drop' (else dead_letter) */
+	int64		max_depth;		/* deliver.queue.max_depth; 0: none */
 } QueueInfo;
 
 #endif							/* DELIVER_H */

@@ -46,6 +46,7 @@ typedef struct ScanCtx
 	bool		skip_expired;	/* peek: leave out expired messages */
 	TimestampTz now;			/* (for skip_expired) */
 	int64		counted;
+	int64		count_stop;		/* count_only: stop counting at this many (0: all) */
 	TimestampTz oldest;
 	/* metrics, peek: only the rows after this position (in commit order) */
 	bool		count_after;

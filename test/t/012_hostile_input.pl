@@ -40,6 +40,10 @@ $node->safe_psql('postgres', q{
     SELECT deliver.grant_queue('hd', 'mallory', 'all');
     SELECT deliver.send_batch('hd', ARRAY(SELECT jsonb_build_object('n', i) FROM generate_series(1, 150) i));
     SELECT deliver.send('hd', '{"late": true}', delay => '1 millisecond');
+    -- a queue at its max_depth
+    SELECT deliver.create_queue('hfull', max_depth => 1);
+    SELECT deliver.send('hfull', '{}');
+    SELECT deliver.grant_queue('hfull', 'sender', 'send');
 });
 $node->safe_psql('postgres', q{
     SET ROLE mallory;
@@ -254,6 +258,17 @@ my @catalogue = (
 	[ 'expiry', q{SELECT deliver.alter_queue('h', on_expire => E'drop\n')}, '22023' ],
 	[ 'expiry', q{SELECT deliver.alter_queue('h', message_ttl => '1 second')}, '42501', 'sender' ],
 	[ 'expiry', q{SELECT deliver.alter_queue('h', on_expire => 'drop')}, '42501', 'reader' ],
+	# depth limits: a full queue refuses every send, nothing written
+	[ 'max_depth', q{SELECT deliver.send('hfull', '{}')}, '53400', 'sender' ],
+	[ 'max_depth', q{SELECT deliver.send_batch('hfull', array_fill('{}'::jsonb, ARRAY[10000]))}, '53400', 'sender' ],
+	[ 'max_depth', q{SELECT deliver.send('hfull', '{}', delay => '1 hour', expires_at => 'infinity')}, '53400', 'sender' ],
+	[ 'max_depth', q{SELECT deliver.send('hfull', '{}')}, '42501', 'stranger' ],
+	[ 'max_depth', q{SELECT deliver.create_queue('hx', max_depth => -1)}, '22023' ],
+	[ 'max_depth', q{SELECT deliver.create_queue('hx', max_depth => 9223372036854775807)}, '22023' ],
+	[ 'max_depth', q{SELECT deliver.create_queue('hx', overflow => 'drop_oldest')}, '0A000' ],
+	[ 'max_depth', q{SELECT deliver.create_queue('hx', overflow => 'x''; DROP TABLE deliver.queue; --')}, '22023' ],
+	[ 'max_depth', q{SELECT deliver.alter_queue('hfull', max_depth => 100)}, '42501', 'sender' ],
+	[ 'max_depth', q{SELECT deliver.alter_queue('hfull', max_depth => -100)}, '22023' ],
 );
 
 my ($pass, $n) = (0, 0);

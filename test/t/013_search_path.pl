@@ -99,7 +99,7 @@ $node->safe_psql('postgres', q{
     -- administration granted to mallory: those functions run as their owner
     GRANT EXECUTE ON FUNCTION deliver.maintain(text), deliver.redrive(text, bigint[], text),
                               deliver.set_alert(text, text, numeric),
-                              deliver.alter_queue(text, interval, int, interval, interval, interval, interval, interval, text)
+                              deliver.alter_queue(text, interval, int, interval, interval, interval, interval, interval, text, bigint, text)
        TO mallory;
 });
 $node->safe_psql('postgres', "SET ROLE mallory;\n" . shadows('mallory', 'mallory'));

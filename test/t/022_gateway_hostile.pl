@@ -208,6 +208,12 @@ my @c = (
 	[ 'expiry', 'PATCH', "/v1/queues/$n200", { message_ttl => 1 }, {}, 400, '42602' ],
 	[ 'expiry', 'PATCH', '/v1/queues/nosuch', { message_ttl => 1 }, {}, 404, '42704' ],
 	[ 'expiry', 'PATCH', '/v1/queues/hq2', { message_ttl => 1 }, { Authorization => 'Bearer reader-token-0123456789' }, 403, '42501' ],
+	[ 'max_depth', 'POST', '/v1/queues', { name => 'hx', max_depth => 'many' }, {}, 400, '22P02' ],
+	[ 'max_depth', 'POST', '/v1/queues', { name => 'hx', max_depth => 1e30 }, {}, 400, '22003' ],
+	[ 'max_depth', 'POST', '/v1/queues', { name => 'hx', max_depth => 0.5 }, {}, 400, '22P02' ],
+	[ 'max_depth', 'POST', '/v1/queues', { name => 'hx', overflow => 'drop_oldest' }, {}, 501, '0A000' ],
+	[ 'max_depth', 'PATCH', '/v1/queues/hq', { max_depth => -1 }, {}, 422, '22023' ],
+	[ 'max_depth', 'PATCH', '/v1/queues/hq', { overflow => { a => 1 } }, {}, 422, '22023' ],
 	# routes and methods
 	[ 'route', 'GET', '/v2/queues', undef, {}, 404, '' ],
 	[ 'route', 'GET', '/v1/queues/hq/nothing/here/at/all', undef, {}, 404, '' ],

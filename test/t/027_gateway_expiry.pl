@@ -1,5 +1,5 @@
 # deliverd and message expiry: a queue created and altered over HTTP with
-# message_ttl and on_expire, sends and batches with expires_at (an ISO 8601
+# message_ttl and on_expire (and max_depth), sends and batches with expires_at (an ISO 8601
 # string or a Unix time), bad values answered 422 with their SQLSTATE, the
 # PATCH route's rights, and its 404 and 400 answers.
 use strict;
@@ -120,6 +120,27 @@ err_is([ req('PATCH', '/v1/queues/hq', token => $sender, body => { message_ttl =
 is($st, 401, 'PATCH without a token: 401');
 is(query_one($node, q{SELECT coalesce(message_ttl::text, 'none') FROM deliver.queue WHERE queue_name = 'hq'}),
 	'none', 'the refused PATCHes changed nothing');
+
+# max_depth: create and PATCH, a send beyond it 503 (53400)
+($st) = req('POST', '/v1/queues', token => $admin, body => { name => 'hd', max_depth => 2, overflow => 'reject' });
+is($st, 201, 'create with max_depth: 201');
+is(query_one($node, q{SELECT max_depth || ' ' || overflow FROM deliver.queue WHERE queue_name = 'hd'}),
+	'2 reject', 'max_depth and overflow stored');
+($st) = req('POST', '/v1/queues/hd/messages', token => $admin, body => { payload => $_ }) for 1 .. 2;
+is($st, 201, 'two sends fit');
+err_is([ req('POST', '/v1/queues/hd/messages', token => $admin, body => { payload => 3 }) ],
+	503, '53400', 'a send beyond max_depth');
+err_is([ req('POST', '/v1/queues/hd/messages/batch', token => $admin, body => { messages => [ { payload => 4 } ] }) ],
+	503, '53400', 'a batch beyond max_depth');
+err_is([ req('POST', '/v1/queues', token => $admin, body => { name => 'hd2', max_depth => -1 }) ],
+	422, '22023', 'create: negative max_depth');
+err_is([ req('PATCH', '/v1/queues/hd', token => $admin, body => { max_depth => 'lots' }) ],
+	400, '22P02', 'PATCH: max_depth not a number');
+($st) = req('PATCH', '/v1/queues/hd', token => $admin, body => { max_depth => 0 });
+is($st, 200, 'PATCH max_depth 0: 200');
+($st) = req('POST', '/v1/queues/hd/messages', token => $admin, body => { payload => 3 });
+is($st, 201, 'without a limit the send fits');
+is(query_one($node, q{SELECT count(*) FROM deliver.peek('hd', 10)}), '3', 'the refused sends wrote nothing');
 
 gw_stop($gw);
 is(gw_sanitizer_reports($gw), '', 'no sanitizer reports');

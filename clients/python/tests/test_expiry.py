@@ -1,8 +1,8 @@
-"""Message expiry from every client (Client, AsyncClient, HttpClient):
-create_queue and alter_queue with message_ttl and on_expire, send and
-send_batch with expires_at (an aware datetime or a string); expired
-messages are never received and become dead letters with reason
-``expired``, or are dropped."""
+"""Message expiry and depth limits from every client (Client, AsyncClient,
+HttpClient): create_queue and alter_queue with message_ttl, on_expire and
+max_depth, send and send_batch with expires_at (an aware datetime or a
+string); expired messages are never received and become dead letters with
+reason ``expired``, or are dropped; a send beyond max_depth is refused."""
 
 from __future__ import annotations
 
@@ -49,9 +49,9 @@ def anyclient(request: pytest.FixtureRequest) -> Any:
             yield c
     elif request.param == "asyncio":
         loop = asyncio.new_event_loop()
-        c = loop.run_until_complete(deliver.AsyncClient.connect(DSN))
-        yield AsyncAdapter(c, loop)
-        loop.run_until_complete(c.close())
+        ac = loop.run_until_complete(deliver.AsyncClient.connect(DSN))
+        yield AsyncAdapter(ac, loop)
+        loop.run_until_complete(ac.close())
         loop.close()
     else:
         if not HTTP_URL or not JWT_SECRET:
@@ -108,7 +108,7 @@ def test_bad_settings(anyclient: Any) -> None:
         c.create_queue(q, message_ttl=-1)
     assert e.value.sqlstate == "22023"
     with pytest.raises(deliver.InvalidParameter) as e:
-        c.create_queue(q, on_expire="keep")  # type: ignore[arg-type]
+        c.create_queue(q, on_expire="keep")
     assert e.value.sqlstate == "22023"
     c.create_queue(q)
     try:
@@ -133,3 +133,24 @@ def test_alter_queue_over_http_needs_the_right() -> None:
             assert settings(q) == (None, "dead_letter")
         finally:
             c.drop_queue(q)
+
+
+def test_max_depth(anyclient: Any) -> None:
+    c = anyclient
+    q = unique("depth")
+    c.create_queue(q, max_depth=2, overflow="reject")
+    try:
+        assert sql("SELECT max_depth, overflow FROM deliver.queue WHERE queue_name = %s", q)[0] == (2, "reject")
+        c.send_batch(q, [1, 2])
+        with pytest.raises(deliver.TooManyInFlight) as e:
+            c.send(q, 3)
+        assert e.value.sqlstate == "53400"
+        with pytest.raises(deliver.TooManyInFlight):
+            c.send_batch(q, [3])
+        assert len(c.receive(q, max_messages=10)) == 2, "the refused sends wrote nothing"
+        c.alter_queue(q, max_depth=0)
+        assert sql("SELECT max_depth FROM deliver.queue WHERE queue_name = %s", q)[0] == (None,)
+        with pytest.raises(deliver.InvalidParameter):
+            c.alter_queue(q, max_depth=-1)
+    finally:
+        c.drop_queue(q)

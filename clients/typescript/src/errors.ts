@@ -69,7 +69,7 @@ export class NotCurrentError extends DeliverError {}
 export class LockNotAvailableError extends DeliverError {}
 /** 54000: a payload, key or batch over its limit. */
 export class LimitExceededError extends DeliverError {}
-/** 53400: the queue holds its share of lease slots ("too many messages in flight"). */
+/** 53400: the queue holds its share of lease slots ("too many messages in flight"), or a send would take it over its maxDepth ("queue ... is full"). */
 export class TooManyInFlightError extends DeliverError {}
 /**
  * Class 25: 25001 (an at-most-once receive inside a transaction block),

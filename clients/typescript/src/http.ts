@@ -218,6 +218,8 @@ export class HttpClient implements QueueClient {
         retry_max: options.retryMax,
         message_ttl: options.messageTtl,
         on_expire: options.onExpire,
+        max_depth: options.maxDepth,
+        overflow: options.overflow,
       },
     });
   }
@@ -234,6 +236,8 @@ export class HttpClient implements QueueClient {
         archive_retention: options.archiveRetention,
         message_ttl: options.messageTtl,
         on_expire: options.onExpire,
+        max_depth: options.maxDepth,
+        overflow: options.overflow,
       },
     });
   }

@@ -315,10 +315,12 @@ export class DeliverClient implements QueueClient {
     await this.query(
       `SELECT deliver.create_queue(queue_name => $1, guarantee => $2, visibility_timeout => $3::interval,
         max_attempts => $4, fifo => $5, dedup_window => $6::interval, retry_base => $7::interval,
-        retry_max => $8::interval, message_ttl => $9::interval, on_expire => $10)`,
+        retry_max => $8::interval, message_ttl => $9::interval, on_expire => $10, max_depth => $11::bigint,
+        overflow => $12)`,
       [name, options.guarantee ?? null, intervalText(options.visibilityTimeout), options.maxAttempts ?? null,
         options.fifo ?? null, intervalText(options.dedupWindow), intervalText(options.retryBase),
-        intervalText(options.retryMax), intervalText(options.messageTtl), options.onExpire ?? null],
+        intervalText(options.retryMax), intervalText(options.messageTtl), options.onExpire ?? null,
+        options.maxDepth ?? null, options.overflow ?? null],
     );
   }
 
@@ -326,10 +328,12 @@ export class DeliverClient implements QueueClient {
     await this.query(
       `SELECT deliver.alter_queue(queue_name => $1, visibility_timeout => $2::interval, max_attempts => $3,
         dedup_window => $4::interval, retry_base => $5::interval, retry_max => $6::interval,
-        archive_retention => $7::interval, message_ttl => $8::interval, on_expire => $9)`,
+        archive_retention => $7::interval, message_ttl => $8::interval, on_expire => $9,
+        max_depth => $10::bigint, overflow => $11)`,
       [name, intervalText(options.visibilityTimeout), options.maxAttempts ?? null, intervalText(options.dedupWindow),
         intervalText(options.retryBase), intervalText(options.retryMax), intervalText(options.archiveRetention),
-        intervalText(options.messageTtl), options.onExpire ?? null],
+        intervalText(options.messageTtl), options.onExpire ?? null, options.maxDepth ?? null,
+        options.overflow ?? null],
     );
   }
 

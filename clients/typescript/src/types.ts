@@ -27,6 +27,10 @@ export interface CreateQueueOptions {
   messageTtl?: Interval;
   /** What expiry does to a message: to the dead letters (the default) or dropped. */
   onExpire?: OnExpire;
+  /** Most messages waiting (metrics' depth); a send beyond it is refused (53400). None by default. */
+  maxDepth?: number;
+  /** What a send beyond maxDepth does (only `reject`). */
+  overflow?: 'reject';
 }
 
 /** What expiry does to a message (the queue's on_expire). */
@@ -45,6 +49,9 @@ export interface AlterQueueOptions {
   messageTtl?: Interval;
   /** What expiry does to a message. */
   onExpire?: OnExpire;
+  /** The depth limit; 0 removes it. */
+  maxDepth?: number;
+  overflow?: 'reject';
 }
 
 export interface QueueInfo {

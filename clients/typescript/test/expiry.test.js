@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { HttpClient, InvalidParameterError, PermissionDeniedError } from '../dist/index.js';
+import { HttpClient, InvalidParameterError, PermissionDeniedError, TooManyInFlightError } from '../dist/index.js';
 import { client, pool, uniqueName } from './helpers.js';
 
 const url = process.env.DELIVER_HTTP_URL;
@@ -79,6 +79,22 @@ for (const [name, make] of [['DeliverClient (SQL)', () => deliver], ['HttpClient
       await c.send(q, { n: 2 }, { expiresAt: past() });
       assert.equal((await c.receive(q, { max: 10 })).length, 0);
       assert.deepEqual((await c.deadLetters(q)).map((d) => d.reason), ['expired']);
+      await c.dropQueue(q);
+    });
+
+    it('maxDepth: a send beyond it is refused (53400), nothing written; alterQueue changes it', async () => {
+      const c = make();
+      const q = uniqueName('depth');
+      await c.createQueue(q, { maxDepth: 2, overflow: 'reject' });
+      const { rows } = await sql.query('SELECT max_depth::int AS d, overflow FROM deliver.queue WHERE queue_name = $1', [q]);
+      assert.deepEqual(rows[0], { d: 2, overflow: 'reject' });
+      await c.sendBatch(q, [{ payload: 1 }, { payload: 2 }]);
+      await assert.rejects(c.send(q, 3), (e) => e instanceof TooManyInFlightError && e.sqlstate === '53400');
+      await assert.rejects(c.sendBatch(q, [{ payload: 3 }]), (e) => e.sqlstate === '53400');
+      assert.equal((await c.peek(q, { max: 10 })).length, 2, 'the refused sends wrote nothing');
+      await c.alterQueue(q, { maxDepth: 0 });
+      await c.send(q, 3);
+      await assert.rejects(c.createQueue(uniqueName('depth'), { maxDepth: -1 }), (e) => e.sqlstate === '22023');
       await c.dropQueue(q);
     });
 

@@ -278,6 +278,8 @@ def create_queue(
     retry_max: Interval | None,
     message_ttl: Interval | None = None,
     on_expire: str | None = None,
+    max_depth: int | None = None,
+    overflow: str | None = None,
 ) -> Call[None]:
     return scalar(
         "create_queue",
@@ -292,6 +294,8 @@ def create_queue(
             _opt("retry_max", "interval", interval(retry_max)),
             _opt("message_ttl", "interval", interval(message_ttl)),
             _opt("on_expire", "text", on_expire),
+            _opt("max_depth", "bigint", max_depth),
+            _opt("overflow", "text", overflow),
         ],
         _none,
     )
@@ -307,6 +311,8 @@ def alter_queue(
     archive_retention: Interval | None,
     message_ttl: Interval | None = None,
     on_expire: str | None = None,
+    max_depth: int | None = None,
+    overflow: str | None = None,
 ) -> Call[None]:
     return scalar(
         "alter_queue",
@@ -320,6 +326,8 @@ def alter_queue(
             _opt("archive_retention", "interval", interval(archive_retention)),
             _opt("message_ttl", "interval", interval(message_ttl)),
             _opt("on_expire", "text", on_expire),
+            _opt("max_depth", "bigint", max_depth),
+            _opt("overflow", "text", overflow),
         ],
         _none,
     )

@@ -20,6 +20,7 @@ from .types import (
     Grant,
     Guarantee,
     OnExpire,
+    Overflow,
     Interval,
     LeaseSlots,
     MaintainResult,
@@ -119,15 +120,18 @@ class AsyncClient:
         retry_max: Interval | None = None,
         message_ttl: Interval | None = None,
         on_expire: OnExpire | None = None,
+        max_depth: int | None = None,
+        overflow: Overflow | None = None,
     ) -> None:
         """Create a queue (with its consumer group ``default``); an option
         left as None takes the server's default.  ``message_ttl``: a message
         expires this long after it was sent; ``on_expire``: ``"dead_letter"``
-        (default) or ``"drop"``."""
+        (default) or ``"drop"``; ``max_depth``: a send that would take the
+        depth over it is refused (:class:`~deliver.TooManyInFlight`, 53400)."""
         await self._run(
             calls.create_queue(
                 queue, guarantee, visibility_timeout, max_attempts, fifo, dedup_window, retry_base, retry_max,
-                message_ttl, on_expire,
+                message_ttl, on_expire, max_depth, overflow,
             )
         )
 
@@ -143,13 +147,15 @@ class AsyncClient:
         archive_retention: Interval | None = None,
         message_ttl: Interval | None = None,
         on_expire: OnExpire | None = None,
+        max_depth: int | None = None,
+        overflow: Overflow | None = None,
     ) -> None:
         """Change a queue's settings; None keeps a setting as it is
         (``message_ttl=0`` removes the ttl)."""
         await self._run(
             calls.alter_queue(
                 queue, visibility_timeout, max_attempts, dedup_window, retry_base, retry_max, archive_retention,
-                message_ttl, on_expire,
+                message_ttl, on_expire, max_depth, overflow,
             )
         )
 

@@ -178,8 +178,9 @@ class Unavailable(DeliverError):
 
 
 class TooManyInFlight(Unavailable):
-    """53400: the queue holds its share of lease slots; retry later (an
-    :class:`Unavailable`, over SQL and over HTTP's 503)."""
+    """53400: the queue holds its share of lease slots, or a send would take
+    the queue over its ``max_depth``; retry later (an :class:`Unavailable`,
+    over SQL and over HTTP's 503)."""
 
     code = "53400"
 

@@ -22,6 +22,7 @@ from .types import (
     DeadLetter,
     Guarantee,
     OnExpire,
+    Overflow,
     Interval,
     Message,
     QueueInfo,
@@ -294,6 +295,8 @@ class HttpClient:
         retry_max: Interval | None = None,
         message_ttl: Interval | None = None,
         on_expire: OnExpire | None = None,
+        max_depth: int | None = None,
+        overflow: Overflow | None = None,
     ) -> None:
         self.request(
             "POST",
@@ -310,6 +313,8 @@ class HttpClient:
                     "retry_max": _interval_out(retry_max),
                     "message_ttl": _interval_out(message_ttl),
                     "on_expire": on_expire,
+                    "max_depth": max_depth,
+                    "overflow": overflow,
                 }
             ),
         )
@@ -326,6 +331,8 @@ class HttpClient:
         archive_retention: Interval | None = None,
         message_ttl: Interval | None = None,
         on_expire: OnExpire | None = None,
+        max_depth: int | None = None,
+        overflow: Overflow | None = None,
     ) -> None:
         """Change a queue's settings (PATCH /v1/queues/{queue}); None keeps a
         setting as it is (``message_ttl=0`` removes the ttl)."""
@@ -342,6 +349,8 @@ class HttpClient:
                     "archive_retention": _interval_out(archive_retention),
                     "message_ttl": _interval_out(message_ttl),
                     "on_expire": on_expire,
+                    "max_depth": max_depth,
+                    "overflow": overflow,
                 }
             ),
         )

@@ -15,6 +15,7 @@ __all__ = [
     "Interval",
     "Guarantee",
     "OnExpire",
+    "Overflow",
     "Privilege",
     "Message",
     "QueueInfo",
@@ -40,6 +41,8 @@ Guarantee = Literal["at_most_once", "at_least_once", "exactly_once"]
 Privilege = Literal["send", "receive", "all"]
 #: What expiry does to a message (the queue's on_expire).
 OnExpire = Literal["dead_letter", "drop"]
+#: What a send beyond a queue's max_depth does (the queue's overflow).
+Overflow = Literal["reject"]
 
 
 @dataclass(frozen=True)

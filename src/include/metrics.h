@@ -1,0 +1,12 @@
+/*
+ * metrics.h
+ *		A queue's depth, for its max_depth (metrics.c).
+ */
+#ifndef DELIVER_METRICS_H
+#define DELIVER_METRICS_H
+
+#include "deliver.h"
+
+extern int64 queue_depth(QueueInfo *q, int64 stop);
+
+#endif							/* DELIVER_METRICS_H */
