@@ -61,7 +61,7 @@ BEGIN
     IF max_depth = 0 THEN
         max_depth := NULL;
     END IF;
-    PERFORM deliver._check_depth(max_depth, overflow);
+    PERFORM deliver._check_depth(max_depth, overflow, guarantee);
     IF EXISTS (SELECT 1 FROM deliver.queue x WHERE x.queue_name = create_queue.queue_name) THEN
         RAISE EXCEPTION 'queue "%" already exists', queue_name
             USING ERRCODE = 'duplicate_object';
@@ -236,7 +236,8 @@ $$;
 -- read with deliver.archived()); '0' turns it off.  message_ttl sets the
 -- queue's ttl ('0' removes it) and on_expire what expiry does; both apply
 -- to the messages already stored too.  max_depth sets the depth limit ('0'
--- removes it), overflow what a send beyond it does.
+-- removes it), overflow what a send beyond it does ('reject' or
+-- 'drop_oldest').
 CREATE FUNCTION deliver.alter_queue(
     queue_name         text,
     visibility_timeout interval DEFAULT NULL,
@@ -278,7 +279,7 @@ BEGIN
     PERFORM deliver._check_expiry(CASE WHEN message_ttl = interval '0' THEN NULL ELSE message_ttl END,
                                   coalesce(on_expire, 'dead_letter'));
     PERFORM deliver._check_depth(CASE WHEN max_depth = 0 THEN NULL ELSE max_depth END,
-                                 coalesce(overflow, 'reject'));
+                                 coalesce(overflow, q.overflow), q.guarantee);
     UPDATE deliver.queue x
        SET visibility_timeout = coalesce(alter_queue.visibility_timeout, x.visibility_timeout),
            max_attempts = coalesce(alter_queue.max_attempts, x.max_attempts),

@@ -43,9 +43,10 @@ CREATE TABLE deliver.queue (
     on_expire           text NOT NULL DEFAULT 'dead_letter'
                         CHECK (on_expire IN ('dead_letter', 'drop')),
     -- depth limit: a send that would take the depth over max_depth (NULL:
-    -- none) is refused (overflow 'reject')
+    -- none) is refused (overflow 'reject') or first moves the oldest
+    -- messages to the dead letters ('drop_oldest')
     max_depth           bigint CHECK (max_depth > 0),
-    overflow            text NOT NULL DEFAULT 'reject' CHECK (overflow IN ('reject'))
+    overflow            text NOT NULL DEFAULT 'reject' CHECK (overflow IN ('reject', 'drop_oldest'))
 );
 -- The push output plugin (logical decoding) reads queue and group names
 -- through its historic snapshot, which needs user catalog tables.

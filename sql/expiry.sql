@@ -21,8 +21,9 @@ BEGIN
 END $$;
 
 -- Check a queue's depth limit: max_depth NULL (none) or 1 to 10^12;
--- overflow 'reject' ('drop_oldest' is not available yet).
-CREATE FUNCTION deliver._check_depth(max_depth bigint, overflow text) RETURNS void
+-- overflow 'reject' or 'drop_oldest' (not for at_most_once queues: their
+-- messages have no lease a rolled-back send could give back).
+CREATE FUNCTION deliver._check_depth(max_depth bigint, overflow text, guarantee text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -31,12 +32,12 @@ BEGIN
         RAISE EXCEPTION 'max_depth must be between 1 and 10^12'
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 0 (or NULL at creation) for no limit.';
     END IF;
-    IF overflow = 'drop_oldest' THEN
-        RAISE EXCEPTION 'overflow "drop_oldest" is not supported'
-            USING ERRCODE = 'feature_not_supported', HINT = 'Use reject.';
-    END IF;
-    IF overflow IS NULL OR overflow <> 'reject' THEN
+    IF overflow IS NULL OR overflow NOT IN ('reject', 'drop_oldest') THEN
         RAISE EXCEPTION 'invalid overflow "%"', left(overflow, 80)
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use reject.';
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use reject or drop_oldest.';
+    END IF;
+    IF overflow = 'drop_oldest' AND guarantee = 'at_most_once' THEN
+        RAISE EXCEPTION 'overflow "drop_oldest" is not available on an at_most_once queue'
+            USING ERRCODE = 'feature_not_supported', HINT = 'Use reject.';
     END IF;
 END $$;

@@ -97,8 +97,8 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 				 "(extract(epoch FROM dedup_window) * 1000)::int8, "
 				 "(extract(epoch FROM retry_base) * 1000)::int8, "
 				 "(extract(epoch FROM retry_max) * 1000)::int8, segments, acl, "
-				 "(extract(epoch FROM message_ttl) * 1000000)::int8, on_expire = 'drop', max_depth "
-				 "FROM deliver.queue WHERE queue_name = $1",
+				 "(extract(epoch FROM message_ttl) * 1000000)::int8, on_expire = 'drop', max_depth, "
+				 "overflow = 'drop_oldest' FROM deliver.queue WHERE queue_name = $1",
 				 1, argtypes, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "deliver: queue lookup failed: %s", SPI_result_code_string(rc));
@@ -130,6 +130,7 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 		q->expire_drop = DatumGetBool(SPI_getbinval(tup, td, 13, &isnull));
 		ttl = SPI_getbinval(tup, td, 14, &isnull);
 		q->max_depth = isnull ? 0 : DatumGetInt64(ttl);
+		q->overflow_drop = DatumGetBool(SPI_getbinval(tup, td, 15, &isnull));
 	}
 	{
 		Datum		acl = SPI_getbinval(tup, td, 11, &isnull);

@@ -79,6 +79,8 @@ reason_text(int reason)
 			return "receiving transaction rolled back";
 		case REASON_TTL:
 			return "expired";
+		case REASON_OVERFLOW:
+			return "overflow";
 	}
 	return "max attempts";
 }

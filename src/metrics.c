@@ -145,15 +145,22 @@ queue_depth(QueueInfo *q, int64 stop)
 
 	for (i = 0; i < q->ngroups && worst < stop; i++)
 	{
-		GroupLive	st;
-		int64		d;
+		int64		d = group_depth(q, q->groups[i].group_id, stop);
 
-		group_live_state(q, q->groups[i].group_id, &st, stop);
-		d = st.backlog + st.ready + st.blocked;
 		if (d > worst)
 			worst = d;
 	}
 	return worst;
+}
+
+/* the depth of one consumer group, counted up to stop (see queue_depth) */
+int64
+group_depth(QueueInfo *q, int32 group_id, int64 stop)
+{
+	GroupLive	st;
+
+	group_live_state(q, group_id, &st, stop);
+	return st.backlog + st.ready + st.blocked;
 }
 
 /*

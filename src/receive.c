@@ -32,6 +32,7 @@
 #include "fifo.h"
 #include "hooks.h"
 #include "lease.h"
+#include "overflow.h"
 #include "registry.h"
 #include "scan.h"
 #include "segment.h"
@@ -75,11 +76,14 @@ lease_message(GroupEntry *gs, int32 idx, Delivery *o, TimestampTz now, int64 vt_
 /*
  * Under the group lock: take up to max messages.  Redeliveries first, then
  * the cursor.  Fills out[] (room for max) and dead[] (messages out of
- * attempts, room for max_dead).
+ * attempts or expired, room for max_dead).  With drop (a send over a
+ * queue's max_depth with overflow drop_oldest), every message taken goes
+ * to dead[] with reason overflow, up to max_dead of them, redeliveries
+ * waiting for their backoff too, and out[] is not used.
  */
 static int
 take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, int max_dead,
-			  int *ndead, bool *out_of_slots)
+			  int *ndead, bool *out_of_slots, bool drop)
 {
 	GroupEntry *gs = c->gs;
 	QueueInfo  *q = c->q;
@@ -91,7 +95,10 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 
 	*ndead = 0;
 	*out_of_slots = false;
-	gs->last_receive = now;
+	if (drop)
+		max = 0;				/* (nothing goes to out[]) */
+	else
+		gs->last_receive = now;
 
 	if (leases)
 	{
@@ -99,21 +106,21 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 		int32		next;
 
 		group_expire_leases(gs, q, now);
-		for (idx = gs->ready_list.head; idx >= 0 && n < max; idx = next)
+		for (idx = gs->ready_list.head; idx >= 0 && (drop ? *ndead < max_dead : n < max); idx = next)
 		{
 			LeaseSlot  *s = &deliver_slots[idx];
 			Delivery   *o;
 
 			next = s->next;
-			if (s->visible_at > now)
+			if (s->visible_at > now && !drop)
 				continue;
-			if (message_expired(q, s->enqueued_at, s->expires_at, now))
+			if (unlikely(drop) || message_expired(q, s->enqueued_at, s->expires_at, now))
 			{
 				/* never handed out again: to the dead letters (or dropped) */
 				if (*ndead >= max_dead)
 					continue;
 				slist_remove(&gs->ready_list, idx);
-				s->reason = REASON_TTL;
+				s->reason = drop ? REASON_OVERFLOW : REASON_TTL;
 				dead_letter_claim(gs, idx, now, vt_ms, &dead[(*ndead)++]);
 				continue;
 			}
@@ -137,7 +144,7 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 		}
 	}
 
-	while (n < max && !*out_of_slots)
+	while ((drop ? *ndead < max_dead : n < max) && !*out_of_slots)
 	{
 		int			got;
 		int			i;
@@ -155,16 +162,18 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 		}
 		/* each segment may return up to max rows before they are merged */
 		if (rows == NULL)
-			rows = MemoryContextAlloc(c->cxt, sizeof(MessageRow) * max * q->nsegments);
+			rows = MemoryContextAlloc(c->cxt, sizeof(MessageRow) * (drop ? max_dead : max) * q->nsegments);
 		/* an expired row takes room in dead[] instead of out[] */
 		if (*ndead >= max_dead)
 			break;
-		got = take_window(c, rows, Min(max - n, max_dead - *ndead), &exhausted);
+		got = take_window(c, rows, drop ? max_dead - *ndead : Min(max - n, max_dead - *ndead),
+						  &exhausted);
 		for (i = 0; i < got; i++)
 		{
 			MessageRow *r = &rows[i];
 			Delivery   *o;
-			bool		expired = message_expired(q, r->enqueued_at, r->expires_at, now);
+			bool		expired = drop || message_expired(q, r->enqueued_at, r->expires_at, now);
+			char		reason = drop ? REASON_OVERFLOW : REASON_TTL;
 
 			if (leases)
 			{
@@ -207,8 +216,8 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 				}
 				if (unlikely(expired))
 				{
-					/* expired before its first delivery */
-					s->reason = REASON_TTL;
+					/* expired (or dropped) before its first delivery */
+					s->reason = reason;
 					dead_letter_claim(gs, idx, now, vt_ms, &dead[(*ndead)++]);
 					dead[*ndead - 1].row = *r;
 					dead[*ndead - 1].fetched = true;
@@ -237,7 +246,7 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 					o->row = *r;
 					o->fetched = true;
 					o->slot = -1;
-					o->dead_reason = REASON_TTL;
+					o->dead_reason = reason;
 					continue;
 				}
 				o = &out[n++];
@@ -255,6 +264,38 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 			break;
 	}
 	return n;
+}
+
+/*
+ * A send over the max_depth of a queue with overflow drop_oldest: move up
+ * to count of the group's oldest unfinished messages (redeliveries first,
+ * then the cursor's, in commit order) to the dead letters, with reason
+ * overflow, in this transaction (a rollback gives them back).  Messages in
+ * flight and FIFO-held ones are not taken.  Returns how many it moved.
+ */
+int
+overflow_drop_oldest(QueueInfo *q, int32 group_id, int count)
+{
+	ScanCtx		c;
+	Delivery   *dead = palloc(sizeof(Delivery) * count);
+	int			ndead = 0;
+	bool		out_of_slots;
+
+	memset(&c, 0, sizeof(c));
+	c.q = q;
+	c.group_id = group_id;
+	c.cxt = CurrentMemoryContext;
+	scan_open(&c);
+	c.gs = group_lock(q, group_id, &c.gidx);
+	c.snap = RegisterSnapshot(GetLatestSnapshot());
+	(void) take_messages(&c, 0, q->visibility_ms, NULL, dead, count, &ndead, &out_of_slots, true);
+	LWLockRelease(&c.gs->lock);
+	if (ndead > 0)
+		dead_letter_move(&c, dead, ndead);
+	UnregisterSnapshot(c.snap);
+	scan_close(&c);
+	pfree(dead);
+	return ndead;
 }
 
 /*
@@ -417,7 +458,7 @@ deliver_receive(PG_FUNCTION_ARGS)
 		 */
 		c.gs = group_lock(q, g->group_id, &c.gidx);
 		c.snap = RegisterSnapshot(GetLatestSnapshot());
-		n = take_messages(&c, max, vt_ms, out, dead, max_dead, &ndead, &out_of_slots);
+		n = take_messages(&c, max, vt_ms, out, dead, max_dead, &ndead, &out_of_slots, false);
 		LWLockRelease(&c.gs->lock);
 
 		if (n > 0 || ndead > 0 || wait_ms == 0 || out_of_slots)

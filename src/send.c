@@ -22,6 +22,7 @@
 #include "dedup.h"
 #include "deliver.h"
 #include "metrics.h"
+#include "overflow.h"
 #include "segment.h"
 #include "settings.h"
 #include "spi.h"
@@ -118,16 +119,52 @@ validate_batch(QueueInfo *q, SendBatch *b)
 	}
 }
 
+/* most messages one round of drop_oldest moves for a group */
+#define OVERFLOW_DROP_ROUND	10000
+
+/*
+ * overflow drop_oldest: make room for n messages in each group by moving
+ * its oldest messages to the dead letters (in this transaction).  False
+ * when a group cannot be brought down far enough (what is left is in
+ * flight or FIFO-held): then the send is rejected (and the moves undone
+ * with it).
+ */
+static bool
+make_room(QueueInfo *q, int n)
+{
+	int			i;
+
+	for (i = 0; i < q->ngroups; i++)
+	{
+		int32		gid = q->groups[i].group_id;
+
+		for (;;)
+		{
+			int64		d = group_depth(q, gid, q->max_depth + 1);
+			int64		need = d + n - q->max_depth;
+
+			if (need <= 0)
+				break;
+			if (overflow_drop_oldest(q, gid, (int) Min(need, OVERFLOW_DROP_ROUND)) == 0)
+				return false;
+		}
+	}
+	return true;
+}
+
 /*
  * A queue with a max_depth: reject a call that would take the depth (of
- * the group furthest behind, committed messages only) over it.  Every
- * message of the call counts, also one whose idempotency key was seen.
+ * the group furthest behind, committed messages only) over it, or with
+ * overflow drop_oldest make room first.  Every message of the call counts,
+ * also one whose idempotency key was seen.
  */
 static void
 check_depth(QueueInfo *q, int n)
 {
 	int64		depth = 0;
 
+	if ((int64) n <= q->max_depth && q->overflow_drop && make_room(q, n))
+		return;
 	if ((int64) n <= q->max_depth)
 	{
 		/* (counted up to one over the limit: exact when not over it) */

@@ -51,7 +51,7 @@ ALTER TABLE deliver.queue ADD COLUMN message_ttl interval,
     ADD COLUMN on_expire text NOT NULL DEFAULT 'dead_letter'
         CHECK (on_expire IN ('dead_letter', 'drop')),
     ADD COLUMN max_depth bigint CHECK (max_depth > 0),
-    ADD COLUMN overflow text NOT NULL DEFAULT 'reject' CHECK (overflow IN ('reject'));
+    ADD COLUMN overflow text NOT NULL DEFAULT 'reject' CHECK (overflow IN ('reject', 'drop_oldest'));
 
 DO $upgrade$
 DECLARE

@@ -99,6 +99,7 @@ typedef struct QueueInfo
 	int64		message_ttl_us;	/* deliver.queue.message_ttl; 0: none */
 	bool		expire_drop;	/* on_expire = 'drop' (else dead_letter) */
 	int64		max_depth;		/* deliver.queue.max_depth; 0: none */
+	bool		overflow_drop;	/* overflow = 'drop_oldest' (else reject) */
 } QueueInfo;
 
 #endif							/* DELIVER_H */

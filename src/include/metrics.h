@@ -8,5 +8,6 @@
 #include "deliver.h"
 
 extern int64 queue_depth(QueueInfo *q, int64 stop);
+extern int64 group_depth(QueueInfo *q, int32 group_id, int64 stop);
 
 #endif							/* DELIVER_METRICS_H */

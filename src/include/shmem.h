@@ -45,6 +45,7 @@
 #define REASON_NACKED	2
 #define REASON_ABORTED	3
 #define REASON_TTL		4		/* the message itself expired (expiry.c) */
+#define REASON_OVERFLOW	5		/* dropped by a send over max_depth (drop_oldest) */
 
 typedef struct LeaseSlot
 {

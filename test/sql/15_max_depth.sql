@@ -1,4 +1,4 @@
--- Depth limits: max_depth with overflow 'reject'.
+-- Depth limits: max_depth with overflow 'reject' and 'drop_oldest'.
 \set VERBOSITY default
 \i test/helpers.psql
 \set VERBOSITY terse
@@ -88,12 +88,62 @@ SELECT consumer_group, depth FROM deliver.metrics('q15m_tx');
 SELECT pg_temp.try($$SELECT deliver.send('q15m_tx', '{"n": 3}')$$);
 
 --
+-- overflow drop_oldest: a send over the limit moves the oldest messages of
+-- each group over it to the dead letters (reason overflow), in its own
+-- transaction
+--
+SELECT deliver.create_queue('q15m_drop', max_depth => 3, overflow => 'drop_oldest',
+                            visibility_timeout => '1 hour', retry_base => '0');
+SELECT deliver.create_consumer_group('q15m_drop', 'other');
+SELECT deliver.send_batch('q15m_drop', ARRAY(SELECT jsonb_build_object('n', i) FROM generate_series(1, 3) i));
+-- 'other' is ahead by one (acked), 'default' has one nacked (waiting for a retry)
+SELECT count(*) FROM deliver.receive('q15m_drop', 1, consumer_group => 'other') r
+ WHERE deliver.ack('q15m_drop', r.delivery_id);
+SELECT deliver.nack('q15m_drop', r.delivery_id, retry_after => '1 hour')
+  FROM deliver.receive('q15m_drop', 1) r;
+SELECT deliver.send_batch('q15m_drop', ARRAY['{"n": 4}', '{"n": 5}']::jsonb[]);
+-- default dropped 2 (the nacked one first), other 1
+SELECT message_id, group_name, reason, attempts FROM deliver.dead_letters('q15m_drop') ORDER BY 2, 1;
+SELECT consumer_group, depth, in_flight FROM deliver.metrics('q15m_drop') ORDER BY 1;
+SELECT message_id, payload FROM deliver.peek('q15m_drop', 10);
+-- a rolled-back send gives the dropped messages back
+BEGIN;
+SELECT deliver.send('q15m_drop', '{"n": "rolled back"}');
+SELECT count(*) FROM deliver.dead_letters('q15m_drop');
+ROLLBACK;
+SELECT count(*) FROM deliver.dead_letters('q15m_drop');
+SELECT message_id, payload FROM deliver.peek('q15m_drop', 10);
+-- what is in flight is never dropped: the leased messages stay, their acks work
+CREATE TEMP TABLE leased AS SELECT delivery_id FROM deliver.receive('q15m_drop', 10);
+SELECT count(*) FROM deliver.receive('q15m_drop', 10, consumer_group => 'other') r
+ WHERE deliver.ack('q15m_drop', r.delivery_id);
+SELECT deliver.alter_queue('q15m_drop', max_depth => 1);
+SELECT deliver.send('q15m_drop', '{"n": 6}');
+SELECT deliver.send('q15m_drop', '{"n": 7}');
+SELECT message_id, group_name, reason FROM deliver.dead_letters('q15m_drop') WHERE message_id >= 6 ORDER BY 2;
+SELECT count(*) FILTER (WHERE deliver.ack('q15m_drop', delivery_id)) FROM leased;
+SELECT consumer_group, depth, in_flight FROM deliver.metrics('q15m_drop') ORDER BY 1;
+-- FIFO-held messages are not dropped: when only they are left, the send is refused
+SELECT deliver.create_queue('q15m_fifo', fifo => true, max_depth => 1, overflow => 'drop_oldest');
+SELECT deliver.send('q15m_fifo', '{"n": 1}', ordering_key => 'k');
+SELECT message_id FROM deliver.receive('q15m_fifo', 1);
+SELECT deliver.send('q15m_fifo', '{"n": 2}', ordering_key => 'k');
+SELECT count(*) FROM deliver.receive('q15m_fifo', 1);
+SELECT consumer_group, depth, in_flight FROM deliver.metrics('q15m_fifo');
+SELECT pg_temp.try($$SELECT deliver.send('q15m_fifo', '{"n": 3}')$$);
+SELECT count(*) FROM deliver.dead_letters('q15m_fifo');
+-- and a batch larger than max_depth never fits
+SELECT pg_temp.try($$SELECT deliver.send_batch('q15m_drop', ARRAY['{}', '{}']::jsonb[])$$);
+SELECT deliver.alter_queue('q15m_drop', overflow => 'reject');
+SELECT overflow FROM deliver.queue WHERE queue_name = 'q15m_drop';
+
+--
 -- bad input
 --
 SELECT cmd, pg_temp.try(cmd) FROM (VALUES
     ($$SELECT deliver.create_queue('q15m_bad', max_depth => -1)$$),
     ($$SELECT deliver.create_queue('q15m_bad', max_depth => 1000000000001)$$),
-    ($$SELECT deliver.create_queue('q15m_bad', overflow => 'drop_oldest')$$),
+    ($$SELECT deliver.create_queue('q15m_bad', 'at_most_once', overflow => 'drop_oldest')$$),
     ($$SELECT deliver.create_queue('q15m_bad', overflow => 'block')$$),
     ($$SELECT deliver.create_queue('q15m_bad', overflow => '')$$),
     ($$SELECT deliver.alter_queue('q15m', max_depth => -5)$$),
@@ -104,4 +154,4 @@ SELECT deliver.create_queue('q15m_zero', max_depth => 0, overflow => 'reject');
 SELECT max_depth, overflow FROM deliver.queue WHERE queue_name = 'q15m_zero';
 
 SELECT deliver.drop_queue(q) FROM unnest(ARRAY['q15m', 'q15m_g', 'q15m_eo', 'q15m_amo', 'q15m_tx',
-                                               'q15m_zero']) AS q;
+                                               'q15m_zero', 'q15m_drop', 'q15m_fifo']) AS q;

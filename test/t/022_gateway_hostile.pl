@@ -211,7 +211,7 @@ my @c = (
 	[ 'max_depth', 'POST', '/v1/queues', { name => 'hx', max_depth => 'many' }, {}, 400, '22P02' ],
 	[ 'max_depth', 'POST', '/v1/queues', { name => 'hx', max_depth => 1e30 }, {}, 400, '22003' ],
 	[ 'max_depth', 'POST', '/v1/queues', { name => 'hx', max_depth => 0.5 }, {}, 400, '22P02' ],
-	[ 'max_depth', 'POST', '/v1/queues', { name => 'hx', overflow => 'drop_oldest' }, {}, 501, '0A000' ],
+	[ 'max_depth', 'POST', '/v1/queues', { name => 'hx', guarantee => 'at_most_once', overflow => 'drop_oldest' }, {}, 501, '0A000' ],
 	[ 'max_depth', 'PATCH', '/v1/queues/hq', { max_depth => -1 }, {}, 422, '22023' ],
 	[ 'max_depth', 'PATCH', '/v1/queues/hq', { overflow => { a => 1 } }, {}, 422, '22023' ],
 	# routes and methods

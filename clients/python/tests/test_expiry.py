@@ -154,3 +154,16 @@ def test_max_depth(anyclient: Any) -> None:
             c.alter_queue(q, max_depth=-1)
     finally:
         c.drop_queue(q)
+
+
+def test_overflow_drop_oldest(anyclient: Any) -> None:
+    c = anyclient
+    q = unique("dropold")
+    c.create_queue(q, max_depth=2, overflow="drop_oldest")
+    try:
+        first, second = c.send_batch(q, [1, 2])
+        third = c.send(q, 3)
+        assert [(d.message_id, d.reason) for d in c.dead_letters(q)] == [(first, "overflow")]
+        assert [m.message_id for m in c.receive(q, max_messages=10)] == [second, third]
+    finally:
+        c.drop_queue(q)

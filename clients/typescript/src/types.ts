@@ -29,12 +29,15 @@ export interface CreateQueueOptions {
   onExpire?: OnExpire;
   /** Most messages waiting (metrics' depth); a send beyond it is refused (53400). None by default. */
   maxDepth?: number;
-  /** What a send beyond maxDepth does (only `reject`). */
-  overflow?: 'reject';
+  /** What a send beyond maxDepth does: refused (the default), or the oldest messages to the dead letters first. */
+  overflow?: Overflow;
 }
 
 /** What expiry does to a message (the queue's on_expire). */
 export type OnExpire = 'dead_letter' | 'drop';
+
+/** What a send beyond a queue's maxDepth does (the queue's overflow). */
+export type Overflow = 'reject' | 'drop_oldest';
 
 /** Options of alterQueue: anything left out stays as it is. */
 export interface AlterQueueOptions {
@@ -51,7 +54,7 @@ export interface AlterQueueOptions {
   onExpire?: OnExpire;
   /** The depth limit; 0 removes it. */
   maxDepth?: number;
-  overflow?: 'reject';
+  overflow?: Overflow;
 }
 
 export interface QueueInfo {
@@ -160,7 +163,7 @@ export interface DeadLetter<P = unknown> {
   headers: Record<string, unknown> | null;
   orderingKey: string | null;
   attempts: number;
-  /** `lease expired`, `nacked`, `receiving transaction rolled back` or `expired` (the message outlived its deadline) */
+  /** `lease expired`, `nacked`, `receiving transaction rolled back`, `expired` (the message outlived its deadline) or `overflow` (dropped by a send over maxDepth) */
   reason: string;
   lastError: string | null;
   enqueuedAt: Date;

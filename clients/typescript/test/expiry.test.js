@@ -98,6 +98,17 @@ for (const [name, make] of [['DeliverClient (SQL)', () => deliver], ['HttpClient
       await c.dropQueue(q);
     });
 
+    it("overflow 'drop_oldest': the oldest messages go to the dead letters (reason overflow)", async () => {
+      const c = make();
+      const q = uniqueName('dropold');
+      await c.createQueue(q, { maxDepth: 2, overflow: 'drop_oldest' });
+      const ids = await c.sendBatch(q, [{ payload: 1 }, { payload: 2 }]);
+      const [third] = await c.sendBatch(q, [{ payload: 3 }]);
+      assert.deepEqual((await c.deadLetters(q)).map((d) => [d.messageId, d.reason]), [[ids[0], 'overflow']]);
+      assert.deepEqual((await c.receive(q, { max: 10 })).map((m) => m.messageId), [ids[1], third]);
+      await c.dropQueue(q);
+    });
+
     it('bad settings are InvalidParameterError (22023)', async () => {
       const c = make();
       const q = uniqueName('bad');

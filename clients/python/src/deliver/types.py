@@ -42,7 +42,7 @@ Privilege = Literal["send", "receive", "all"]
 #: What expiry does to a message (the queue's on_expire).
 OnExpire = Literal["dead_letter", "drop"]
 #: What a send beyond a queue's max_depth does (the queue's overflow).
-Overflow = Literal["reject"]
+Overflow = Literal["reject", "drop_oldest"]
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,9 @@ class ConsumerGroup:
 @dataclass(frozen=True)
 class DeadLetter:
     """A message that ran out of attempts (``reason``: ``lease expired``,
-    ``nacked`` or ``receiving transaction rolled back``) or outlived its
-    deadline (``reason``: ``expired``)."""
+    ``nacked`` or ``receiving transaction rolled back``), outlived its
+    deadline (``reason``: ``expired``) or was dropped by a send over the
+    queue's max_depth (``reason``: ``overflow``)."""
 
     message_id: int
     consumer_group: str
