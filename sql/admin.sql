@@ -6,7 +6,7 @@
 -- Options left out or NULL take their defaults: guarantee at_least_once,
 -- visibility_timeout 30 s, max_attempts 5, fifo false, dedup_window 5 min,
 -- retry_base and retry_max from deliver.default_retry_base/_max,
--- message_ttl none, on_expire dead_letter.
+-- message_ttl none, on_expire dead_letter, max_depth none, overflow reject.
 CREATE FUNCTION deliver.create_queue(
     queue_name         text,
     guarantee          text DEFAULT NULL,
@@ -217,7 +217,8 @@ CREATE FUNCTION deliver.list_queues()
 RETURNS TABLE (queue_name text, guarantee text, visibility_timeout interval,
                max_attempts int, fifo boolean, dedup_window interval,
                retry_base interval, retry_max interval, archive_retention interval,
-               consumer_groups text[], created_at timestamptz)
+               consumer_groups text[], created_at timestamptz,
+               message_ttl interval, on_expire text, max_depth bigint, overflow text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -225,7 +226,7 @@ AS $$
            q.dedup_window, q.retry_base, q.retry_max, q.archive_retention,
            ARRAY(SELECT g.group_name FROM deliver.consumer_group g
                   WHERE g.queue_id = q.queue_id ORDER BY g.group_id),
-           q.created_at
+           q.created_at, q.message_ttl, q.on_expire, q.max_depth, q.overflow
       FROM deliver.queue q
      ORDER BY q.queue_name
 $$;

@@ -82,9 +82,12 @@ def test_expires_at_dead_letters_the_expired(anyclient: Any) -> None:
 def test_message_ttl_and_on_expire(anyclient: Any) -> None:
     c = anyclient
     q = unique("ttl")
-    c.create_queue(q, message_ttl=3600, on_expire="drop")
+    c.create_queue(q, message_ttl=3600, on_expire="drop", max_depth=50, overflow="drop_oldest")
     try:
         assert settings(q) == (timedelta(hours=1), "drop")
+        info = c.get_queue(q)
+        assert (info.message_ttl, info.on_expire, info.max_depth, info.overflow) == (
+            timedelta(hours=1), "drop", 50, "drop_oldest")
         c.send(q, {"n": 1}, expires_at=past())
         assert c.receive(q, max_messages=10) == []
         assert c.dead_letters(q) == [], "on_expire drop keeps no dead letter"

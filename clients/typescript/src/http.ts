@@ -9,9 +9,9 @@
  */
 import { DeliverError, deliverError, InvalidParameterError, UnavailableError } from './errors.js';
 import type {
+  AlterQueueOptions,
   BatchMessage,
   ConsumerGroupInfo,
-  AlterQueueOptions,
   CreateQueueOptions,
   DeadLetter,
   DeadLettersOptions,
@@ -21,6 +21,8 @@ import type {
   Interval,
   Message,
   NackOptions,
+  OnExpire,
+  Overflow,
   PeekOptions,
   PeekedMessage,
   QueueClient,
@@ -79,6 +81,10 @@ function toQueueInfo(r: Row): QueueInfo {
     archiveRetention: parseInterval(r.archive_retention),
     consumerGroups: (r.consumer_groups ?? []) as string[],
     createdAt: toDate(r.created_at) as Date,
+    messageTtl: parseInterval(r.message_ttl),
+    onExpire: (r.on_expire ?? 'dead_letter') as OnExpire,
+    maxDepth: toNumber(r.max_depth),
+    overflow: (r.overflow ?? 'reject') as Overflow,
   };
 }
 

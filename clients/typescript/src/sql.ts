@@ -20,6 +20,8 @@ import type {
   Interval,
   Message,
   NackOptions,
+  OnExpire,
+  Overflow,
   PeekOptions,
   PeekedMessage,
   Privilege,
@@ -95,6 +97,10 @@ function toQueueInfo(r: Record<string, unknown>): QueueInfo {
     archiveRetention: toNumber(r.archive_retention),
     consumerGroups: (r.consumer_groups ?? []) as string[],
     createdAt: toDate(r.created_at) as Date,
+    messageTtl: toNumber(r.message_ttl),
+    onExpire: (r.on_expire ?? 'dead_letter') as OnExpire,
+    maxDepth: toNumber(r.max_depth),
+    overflow: (r.overflow ?? 'reject') as Overflow,
   };
 }
 
@@ -350,7 +356,7 @@ export class DeliverClient implements QueueClient {
 
   private static readonly QUEUE_COLUMNS = `queue_name, guarantee, ${secs('visibility_timeout')}, max_attempts, fifo,
     ${secs('dedup_window')}, ${secs('retry_base')}, ${secs('retry_max')}, ${secs('archive_retention')},
-    consumer_groups, created_at`;
+    consumer_groups, created_at, ${secs('message_ttl')}, on_expire, max_depth, overflow`;
 
   async listQueues(): Promise<QueueInfo[]> {
     const rows = await this.query(`SELECT ${DeliverClient.QUEUE_COLUMNS} FROM deliver.list_queues()`);

@@ -74,6 +74,12 @@ export interface QueueInfo {
   archiveRetention: number | null;
   consumerGroups: string[];
   createdAt: Date;
+  /** seconds; null when the queue has no message_ttl */
+  messageTtl: number | null;
+  onExpire: OnExpire;
+  /** null when the queue has no depth limit */
+  maxDepth: number | null;
+  overflow: Overflow;
 }
 
 export interface ConsumerGroupInfo {

@@ -29,6 +29,10 @@ describe('queues', () => {
       dedupWindow: '2 hours',
       retryBase: 0.25,
       retryMax: '90 seconds',
+      messageTtl: 60,
+      onExpire: 'drop',
+      maxDepth: 1000,
+      overflow: 'drop_oldest',
     });
     const info = await deliver.getQueue(q);
     assert.deepEqual({ ...info, createdAt: undefined }, {
@@ -43,6 +47,10 @@ describe('queues', () => {
       archiveRetention: null,
       consumerGroups: ['default'],
       createdAt: undefined,
+      messageTtl: 60,
+      onExpire: 'drop',
+      maxDepth: 1000,
+      overflow: 'drop_oldest',
     });
     assert.ok(info.createdAt instanceof Date);
     const all = await deliver.listQueues();
@@ -60,6 +68,7 @@ describe('queues', () => {
     assert.equal(info.maxAttempts, 5);
     assert.equal(info.fifo, false);
     assert.equal(info.dedupWindow, 300);
+    assert.deepEqual([info.messageTtl, info.onExpire, info.maxDepth, info.overflow], [null, 'dead_letter', null, 'reject']);
     await assert.rejects(deliver.createQueue(q), AlreadyExistsError);
     await deliver.dropQueue(q);
   });

@@ -65,8 +65,10 @@ for (const [name, make] of [['DeliverClient (SQL)', () => deliver], ['HttpClient
     it('messageTtl and onExpire at creation, changed with alterQueue', async () => {
       const c = make();
       const q = uniqueName('ttl');
-      await c.createQueue(q, { messageTtl: 3600, onExpire: 'drop' });
+      await c.createQueue(q, { messageTtl: 3600, onExpire: 'drop', maxDepth: 50, overflow: 'drop_oldest' });
       assert.deepEqual(await settings(q), { ttl: 3600, on_expire: 'drop' });
+      const info = await c.getQueue(q);
+      assert.deepEqual([info.messageTtl, info.onExpire, info.maxDepth, info.overflow], [3600, 'drop', 50, 'drop_oldest']);
       await c.send(q, { n: 1 }, { expiresAt: past() });
       assert.equal((await c.receive(q, { max: 10 })).length, 0);
       assert.equal((await c.deadLetters(q)).length, 0, 'on_expire drop keeps no dead letter');

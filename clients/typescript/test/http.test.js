@@ -62,13 +62,15 @@ describe('HttpClient', () => {
   it('createQueue with options, getQueue, listQueues (intervals as seconds), dropQueue', async () => {
     const q = await queue('hq', {
       guarantee: 'exactly_once', visibilityTimeout: 90, maxAttempts: 4, fifo: true,
-      dedupWindow: '1 day', retryBase: 0.5, retryMax: '2 minutes',
+      dedupWindow: '1 day', retryBase: 0.5, retryMax: '2 minutes', messageTtl: '1 hour', onExpire: 'dead_letter',
+      maxDepth: 5, overflow: 'reject',
     });
     const info = await http.getQueue(q);
     assert.deepEqual({ ...info, createdAt: null }, {
       name: q, guarantee: 'exactly_once', visibilityTimeout: 90, maxAttempts: 4, fifo: true,
       dedupWindow: 86400, retryBase: 0.5, retryMax: 120, archiveRetention: null,
-      consumerGroups: ['default'], createdAt: null,
+      consumerGroups: ['default'], createdAt: null, messageTtl: 3600, onExpire: 'dead_letter', maxDepth: 5,
+      overflow: 'reject',
     });
     assert.ok(info.createdAt instanceof Date);
     assert.deepEqual(await deliver.getQueue(q), info, 'the same as over SQL');

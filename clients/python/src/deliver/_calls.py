@@ -187,6 +187,10 @@ QUEUE_COLUMNS = (
     "archive_retention",
     "consumer_groups",
     "created_at",
+    "message_ttl",
+    "on_expire",
+    "max_depth",
+    "overflow",
 )
 
 
@@ -203,6 +207,10 @@ def queue_row(r: Row) -> QueueInfo:
         archive_retention=r[8],
         consumer_groups=list(r[9] or []),
         created_at=r[10],
+        message_ttl=r[11],
+        on_expire=r[12],
+        max_depth=r[13],
+        overflow=r[14],
     )
 
 

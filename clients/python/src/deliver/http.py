@@ -169,6 +169,10 @@ def _queue_info(d: Mapping[str, Any]) -> QueueInfo:
         archive_retention=parse_interval(d.get("archive_retention")),
         consumer_groups=list(d.get("consumer_groups") or []),
         created_at=parse_timestamp(d.get("created_at")),
+        message_ttl=parse_interval(d.get("message_ttl")),
+        on_expire=d.get("on_expire") or "dead_letter",
+        max_depth=None if d.get("max_depth") is None else int(d["max_depth"]),
+        overflow=d.get("overflow") or "reject",
     )
 
 

@@ -83,6 +83,12 @@ class QueueInfo:
     archive_retention: timedelta | None
     consumer_groups: list[str] = field(default_factory=list)
     created_at: datetime | None = None
+    #: None when the queue has no message_ttl
+    message_ttl: timedelta | None = None
+    on_expire: str = "dead_letter"
+    #: None when the queue has no depth limit
+    max_depth: int | None = None
+    overflow: str = "reject"
 
 
 @dataclass(frozen=True)
