@@ -63,6 +63,13 @@ CREATE TABLE deliver.consumer_group (
     -- messages visible in this snapshot are not for this group
     start_snapshot  pg_snapshot NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
+    -- flow control (sql/flow.sql): a paused group receives nothing; a rate
+    -- limits what its receives hand out (a token bucket of rate_burst)
+    paused          boolean NOT NULL DEFAULT false,
+    rate_per_second double precision
+                    CHECK (rate_per_second > 0 AND rate_per_second <= 1000000),
+    rate_burst      int CHECK (rate_burst BETWEEN 1 AND 1000000),
+    CHECK ((rate_per_second IS NULL) = (rate_burst IS NULL)),
     UNIQUE (queue_id, group_name)
 );
 ALTER TABLE deliver.consumer_group SET (user_catalog_table = true);

@@ -29,6 +29,7 @@
 #include "delayed.h"
 #include "deliver.h"
 #include "fifo.h"
+#include "flow.h"
 #include "hooks.h"
 #include "lease.h"
 #include "registry.h"
@@ -77,8 +78,8 @@ lease_message(GroupEntry *gs, int32 idx, Delivery *o, TimestampTz now, int64 vt_
  * attempts, room for max_dead).
  */
 static int
-take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, int max_dead,
-			  int *ndead, bool *out_of_slots)
+take_messages(ScanCtx *c, const GroupInfo *g, int max, int64 vt_ms, Delivery *out,
+			  Delivery *dead, int max_dead, int *ndead, bool *out_of_slots)
 {
 	GroupEntry *gs = c->gs;
 	QueueInfo  *q = c->q;
@@ -90,6 +91,14 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 
 	*ndead = 0;
 	*out_of_slots = false;
+
+	/* flow control: paused, or no more than the rate's tokens */
+	if (unlikely(gs->flow != FLOW_OFF))
+	{
+		max = flow_limit(q, g, gs, now, max);
+		if (max == 0)
+			return 0;
+	}
 	gs->last_receive = now;
 
 	if (leases)
@@ -218,6 +227,8 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 		else if (got == 0)
 			break;
 	}
+	if (unlikely(gs->flow != FLOW_OFF))
+		flow_taken(gs, n);
 	return n;
 }
 
@@ -234,11 +245,21 @@ next_wakeup_ms(QueueInfo *q, GroupEntry *gs, long remaining)
 	TimestampTz due = deliver_worker_serves_database() ?
 		deliver_queues[q->queue_idx].delayed_due : 0;
 
+	TimestampTz token = 0;
+
 	LWLockAcquire(&gs->lock, LW_SHARED);
-	for (idx = gs->ready_list.head; idx >= 0; idx = deliver_slots[idx].next)
-		t = Min(t, deliver_slots[idx].visible_at);
-	if (gs->next_expiry < t)
-		t = gs->next_expiry;
+	/* paused, or no token: nothing is handed out before resume or the next token */
+	if (unlikely(gs->flow == FLOW_ON))
+		token = flow_next_token(gs, now);
+	if (token != 0)
+		t = Min(t, token);
+	else
+	{
+		for (idx = gs->ready_list.head; idx >= 0; idx = deliver_slots[idx].next)
+			t = Min(t, deliver_slots[idx].visible_at);
+		if (gs->next_expiry < t)
+			t = gs->next_expiry;
+	}
 	LWLockRelease(&gs->lock);
 	if (due > 0 && due < t)
 		t = due;
@@ -381,7 +402,7 @@ deliver_receive(PG_FUNCTION_ARGS)
 		 */
 		c.gs = group_lock(q, g->group_id, &c.gidx);
 		c.snap = RegisterSnapshot(GetLatestSnapshot());
-		n = take_messages(&c, max, vt_ms, out, dead, max_dead, &ndead, &out_of_slots);
+		n = take_messages(&c, g, max, vt_ms, out, dead, max_dead, &ndead, &out_of_slots);
 		LWLockRelease(&c.gs->lock);
 
 		if (n > 0 || ndead > 0 || wait_ms == 0 || out_of_slots)

@@ -15,6 +15,7 @@
 #include "utils/timestamp.h"
 
 #include "deliver.h"
+#include "flow.h"
 #include "lease.h"
 #include "recovery.h"
 #include "registry.h"
@@ -114,6 +115,7 @@ deliver_group_entry(int32 group_id, int32 queue_idx)
 		gs->blocked = gs->leased;
 		gs->delivered_total = gs->acked_total = gs->dead_total = 0;
 		gs->last_receive = GetCurrentTimestamp();
+		flow_entry_init(gs);
 		LWLockRelease(&gs->lock);
 	}
 	LWLockRelease(deliver_shared->entry_lock);

@@ -20,6 +20,7 @@
 
 #include "deliver.h"
 #include "lease.h"
+#include "flow.h"
 #include "registry.h"
 #include "settings.h"
 #include "shmem.h"
@@ -310,6 +311,11 @@ catalog_apply(CatalogRef *c)
 			break;
 		case CATALOG_FORGET_GROUP:
 			deliver_reset_queue_groups(c->queue_idx, c->group_id, true);
+			queue_wake(c->queue_idx);
+			break;
+		case CATALOG_FLOW:
+			/* reloaded by the group's next receive, which this wakes */
+			flow_changed(c->queue_idx, c->group_id);
 			queue_wake(c->queue_idx);
 			break;
 	}

@@ -120,6 +120,14 @@ typedef struct GroupEntry
 	int64		delivered_total;
 	int64		acked_total;
 	int64		dead_total;
+
+	/* flow control (flow.c): FLOW_OFF unless paused or rate-limited */
+	uint8		flow;
+	bool		paused;
+	double		rate;			/* messages per second; 0: none */
+	double		burst;
+	double		tokens;			/* token bucket: what receives may take now */
+	TimestampTz refill_at;		/* when tokens was last topped up */
 } GroupEntry;
 
 /* shared state of one queue */
