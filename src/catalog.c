@@ -161,8 +161,7 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 	argtypes[0] = INT4OID;
 	values[0] = Int32GetDatum(q->queue_id);
 	rc = spi_run(catalog_owner(), "groups_of_queue",
-				 "SELECT group_id, group_name, start_snapshot, paused, "
-				 "coalesce(rate_per_second, 0), coalesce(rate_burst, 0) FROM deliver.consumer_group "
+				 "SELECT group_id, group_name, start_snapshot FROM deliver.consumer_group "
 				 "WHERE queue_id = $1 ORDER BY group_id",
 				 1, argtypes, values, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
@@ -180,9 +179,6 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 				TextDatumGetCString(SPI_getbinval(tup, td, 2, &isnull)), NAMEDATALEN);
 		q->groups[i].start = MemoryContextAlloc(queue_cache_cxt, deliver_snap_size);
 		dsnap_from_datum(SPI_getbinval(tup, td, 3, &isnull), q->groups[i].start);
-		q->groups[i].paused = DatumGetBool(SPI_getbinval(tup, td, 4, &isnull));
-		q->groups[i].rate = DatumGetFloat8(SPI_getbinval(tup, td, 5, &isnull));
-		q->groups[i].burst = DatumGetInt32(SPI_getbinval(tup, td, 6, &isnull));
 	}
 	q->queue_idx = -1;
 	if (!attach)

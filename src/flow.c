@@ -3,13 +3,14 @@
  *		Flow control of consumer groups: a paused group hands out nothing,
  *		a rate-limited one at most what its token bucket holds.
  *
- * The settings live in deliver.consumer_group (sql/flow.sql) and are read
- * with the queue's catalog (GroupInfo); the group's shared entry keeps a
- * copy and the token bucket, under the group's lock.  A change marks the
- * entry FLOW_UNLOADED when it commits (CATALOG_FLOW, xact.c), and the next
- * receive copies the settings again from its catalog cache, which the
- * commit made stale.  A receive of a group with neither setting tests one
- * byte (GroupEntry.flow == FLOW_OFF).
+ * The settings live in deliver.consumer_group (sql/flow.sql); the group's
+ * shared entry keeps a copy and the token bucket, under the group's lock.
+ * A change marks the entry FLOW_UNLOADED when it commits (CATALOG_FLOW,
+ * xact.c; which also wakes the queue's long polls), and the next receive
+ * reads the row again, in the latest snapshot (flow_reload): not through
+ * the queue cache, which a long poll reads in its statement's snapshot.  A
+ * receive of a group with neither setting tests one byte
+ * (GroupEntry.flow == FLOW_OFF).
  *
  * The bucket holds at most burst tokens and gains rate tokens a second; a
  * receive takes one per message it hands out (redeliveries too).  It
@@ -20,12 +21,17 @@
 
 #include <math.h>
 
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "catalog.h"
 #include "flow.h"
 #include "registry.h"
 #include "settings.h"
 #include "shmem.h"
+#include "spi.h"
 
 /* A new group entry: its settings are read by its first receive. */
 void
@@ -40,26 +46,58 @@ flow_entry_init(GroupEntry *gs)
 }
 
 /*
- * Copy the group's settings from the catalog cache (under the group's
- * lock).  A cache older than the last catalog change may predate the
- * change that asked for this: its values serve this receive, and the next
- * one reads them again.
+ * Read the group's settings from deliver.consumer_group in the latest
+ * snapshot (not under the group's lock), then store them in its entry
+ * unless it changed again meanwhile (its flow_gen moved from the one the
+ * caller saw under the lock) or was given to another group: then the
+ * caller's next look finds it FLOW_UNLOADED still and calls again.
  */
-static void
-flow_load(QueueInfo *q, const GroupInfo *g, GroupEntry *gs, TimestampTz now)
+void
+flow_reload(GroupEntry *gs, int32 queue_idx, int32 group_id, uint32 flow_gen)
 {
-	double		burst = (double) g->burst;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	bool		paused = false;
+	double		rate = 0;
+	double		burst = 0;
+	int			rc;
 
-	if (g->rate != gs->rate || burst != gs->burst)
+	values[0] = Int32GetDatum(group_id);
+	PushActiveSnapshot(GetLatestSnapshot());
+	rc = spi_run(catalog_owner(), "flow_of_group",
+				 "SELECT paused, coalesce(rate_per_second, 0), coalesce(rate_burst, 0) "
+				 "FROM deliver.consumer_group WHERE group_id = $1",
+				 1, argtypes, values, NULL, true, 1);
+	PopActiveSnapshot();
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "deliver: consumer group lookup failed");
+	/* (no row: the group was dropped, and its entry is forgotten at commit) */
+	if (SPI_processed == 1)
 	{
-		gs->tokens = burst;		/* a new limit starts with a full bucket */
-		gs->refill_at = now;
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	td = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		paused = DatumGetBool(SPI_getbinval(tup, td, 1, &isnull));
+		rate = DatumGetFloat8(SPI_getbinval(tup, td, 2, &isnull));
+		burst = (double) DatumGetInt32(SPI_getbinval(tup, td, 3, &isnull));
 	}
-	gs->paused = g->paused;
-	gs->rate = g->rate;
-	gs->burst = burst;
-	if (q->gen == pg_atomic_read_u32(&deliver_shared->catalog_gen))
-		gs->flow = (g->paused || g->rate > 0) ? FLOW_ON : FLOW_OFF;
+
+	LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+	if (gs->group_id == group_id && gs->queue_idx == queue_idx &&
+		gs->flow == FLOW_UNLOADED && gs->flow_gen == flow_gen)
+	{
+		if (rate != gs->rate || burst != gs->burst)
+		{
+			gs->tokens = burst;	/* a new limit starts with a full bucket */
+			gs->refill_at = GetCurrentTimestamp();
+		}
+		gs->paused = paused;
+		gs->rate = rate;
+		gs->burst = burst;
+		gs->flow = (paused || rate > 0) ? FLOW_ON : FLOW_OFF;
+	}
+	LWLockRelease(&gs->lock);
 }
 
 /* Top the bucket up for the time since it was last. */
@@ -77,14 +115,12 @@ flow_refill(GroupEntry *gs, TimestampTz now)
 
 /*
  * Under the group's lock, at the start of a receive of a group whose flow
- * is not FLOW_OFF: how many of max messages it may hand out (0 when paused
+ * is FLOW_ON: how many of max messages it may hand out (0 when paused
  * or the bucket holds no whole token).
  */
 int
-flow_limit(QueueInfo *q, const GroupInfo *g, GroupEntry *gs, TimestampTz now, int max)
+flow_limit(GroupEntry *gs, TimestampTz now, int max)
 {
-	if (gs->flow == FLOW_UNLOADED)
-		flow_load(q, g, gs, now);
 	if (gs->paused)
 		return 0;
 	if (gs->rate > 0)
@@ -151,7 +187,10 @@ flow_changed(int32 queue_idx, int32 group_id)
 			continue;
 		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 		if (gs->group_id == group_id && gs->queue_idx == queue_idx)
+		{
 			gs->flow = FLOW_UNLOADED;
+			gs->flow_gen++;
+		}
 		LWLockRelease(&gs->lock);
 	}
 	LWLockRelease(deliver_shared->entry_lock);

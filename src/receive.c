@@ -74,12 +74,13 @@ lease_message(GroupEntry *gs, int32 idx, Delivery *o, TimestampTz now, int64 vt_
 
 /*
  * Under the group lock: take up to max messages.  Redeliveries first, then
- * the cursor.  Fills out[] (room for max) and dead[] (messages out of
+ * the cursor; -1 (nothing done) when the group's flow control settings
+ * must be read first.  Fills out[] (room for max) and dead[] (messages out of
  * attempts, room for max_dead).
  */
 static int
-take_messages(ScanCtx *c, const GroupInfo *g, int max, int64 vt_ms, Delivery *out,
-			  Delivery *dead, int max_dead, int *ndead, bool *out_of_slots)
+take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, int max_dead,
+			  int *ndead, bool *out_of_slots)
 {
 	GroupEntry *gs = c->gs;
 	QueueInfo  *q = c->q;
@@ -92,10 +93,15 @@ take_messages(ScanCtx *c, const GroupInfo *g, int max, int64 vt_ms, Delivery *ou
 	*ndead = 0;
 	*out_of_slots = false;
 
-	/* flow control: paused, or no more than the rate's tokens */
+	/*
+	 * Flow control: paused, or no more than the rate's tokens; -1 when the
+	 * settings must be read first (flow_reload).
+	 */
 	if (unlikely(gs->flow != FLOW_OFF))
 	{
-		max = flow_limit(q, g, gs, now, max);
+		if (gs->flow == FLOW_UNLOADED)
+			return -1;
+		max = flow_limit(gs, now, max);
 		if (max == 0)
 			return 0;
 	}
@@ -400,9 +406,22 @@ deliver_receive(PG_FUNCTION_ARGS)
 		 * The scan snapshot is taken under the group's lock, so it is never
 		 * older than the window another backend may have just opened.
 		 */
-		c.gs = group_lock(q, g->group_id, &c.gidx);
-		c.snap = RegisterSnapshot(GetLatestSnapshot());
-		n = take_messages(&c, g, max, vt_ms, out, dead, max_dead, &ndead, &out_of_slots);
+		for (;;)
+		{
+			uint32		flow_gen;
+
+			c.gs = group_lock(q, g->group_id, &c.gidx);
+			c.snap = RegisterSnapshot(GetLatestSnapshot());
+			n = take_messages(&c, max, vt_ms, out, dead, max_dead, &ndead, &out_of_slots);
+			if (likely(n >= 0))
+				break;
+			/* the group's flow control settings changed: read them, then again */
+			flow_gen = c.gs->flow_gen;
+			LWLockRelease(&c.gs->lock);
+			UnregisterSnapshot(c.snap);
+			c.snap = NULL;
+			flow_reload(c.gs, q->queue_idx, g->group_id, flow_gen);
+		}
 		LWLockRelease(&c.gs->lock);
 
 		if (n > 0 || ndead > 0 || wait_ms == 0 || out_of_slots)

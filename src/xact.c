@@ -352,6 +352,9 @@ prepared_finished(void)
 			continue;
 		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 		gs->next_expiry = 0;
+		/* a prepared change of flow control (CATALOG_FLOW) may have ended */
+		gs->flow = FLOW_UNLOADED;
+		gs->flow_gen++;
 		LWLockRelease(&gs->lock);
 	}
 	for (i = 0; i < deliver_max_queues; i++)

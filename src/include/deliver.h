@@ -69,9 +69,6 @@ typedef struct GroupInfo
 	int32		group_id;
 	char		name[NAMEDATALEN];
 	struct DSnap *start;		/* messages visible here are not for it */
-	bool		paused;			/* flow control (flow.c) */
-	double		rate;			/* messages per second; 0: no limit */
-	int32		burst;
 } GroupInfo;
 
 typedef struct QueueInfo

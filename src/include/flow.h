@@ -16,7 +16,8 @@
 #define FLOW_ON			2		/* paused or rate-limited */
 
 extern void flow_entry_init(GroupEntry *gs);
-extern int	flow_limit(QueueInfo *q, const GroupInfo *g, GroupEntry *gs, TimestampTz now, int max);
+extern void flow_reload(GroupEntry *gs, int32 queue_idx, int32 group_id, uint32 flow_gen);
+extern int	flow_limit(GroupEntry *gs, TimestampTz now, int max);
 extern void flow_taken(GroupEntry *gs, int n);
 extern TimestampTz flow_next_token(GroupEntry *gs, TimestampTz now);
 extern void flow_changed(int32 queue_idx, int32 group_id);

@@ -123,6 +123,7 @@ typedef struct GroupEntry
 
 	/* flow control (flow.c): FLOW_OFF unless paused or rate-limited */
 	uint8		flow;
+	uint32		flow_gen;		/* bumped by each change (flow_changed) */
 	bool		paused;
 	double		rate;			/* messages per second; 0: none */
 	double		burst;
