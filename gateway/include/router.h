@@ -43,6 +43,9 @@ typedef enum
 	R_WORKERS,
 	R_PUSH_SUBSCRIPTIONS,
 	R_WHOAMI,
+	R_GROUP_PAUSE,
+	R_GROUP_RESUME,
+	R_GROUP_RATE,
 	R__COUNT
 } route_id;
 
