@@ -224,6 +224,30 @@ my @c = (
 		my $jwt = gw_jwt($secret, role => $super, exp => int(time()) + 2);
 		return "GET /v1/queues/hexp/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $jwt\r\n\r\n" } ],
 		{}, 200, 'end token_expired' ],
+	# flow control: pause, resume, rate
+	[ 'group name', 'POST', '/v1/queues/hq/groups/' . ('g' x 64) . '/pause', undef, {}, 400, '42602' ],
+	[ 'group name', 'POST', "/v1/queues/hq/groups/a'b/pause", undef, {}, 400, '42602' ],
+	[ 'group name', 'POST', '/v1/queues/hq/groups/a%2Fb/resume', undef, {}, 400, '42602' ],
+	[ 'group name', 'POST', '/v1/queues/hq/groups/nosuch/resume', undef, {}, 404, '42704' ],
+	[ 'missing field', 'PUT', '/v1/queues/hq/groups/default/rate', { burst => 5 }, {}, 400, '22P02' ],
+	[ 'missing field', 'PUT', '/v1/queues/hq/groups/default/rate', {}, {}, 400, '22P02' ],
+	[ 'queue name', 'POST', "/v1/queues/x';--/groups/default/pause", undef, {}, 404, '42704' ],
+	[ 'queue name', 'PUT', "/v1/queues/$n200/groups/default/rate", { per_second => 1 }, {}, 400, '42602' ],
+	[ 'missing body', 'PUT', '/v1/queues/hq/groups/default/rate', undef, {}, 400, '' ],
+	[ 'non-JSON', 'PUT', '/v1/queues/hq/groups/default/rate', 'per_second=1', {}, 400, '22P02' ],
+	[ 'deep JSON', 'PUT', '/v1/queues/hq/groups/default/rate', $deep, {}, 400, '22P02' ],
+	[ 'number', 'PUT', '/v1/queues/hq/groups/default/rate', { per_second => -1 }, {}, 422, '22023' ],
+	[ 'number', 'PUT', '/v1/queues/hq/groups/default/rate', { per_second => 'NaN' }, {}, 422, '22023' ],
+	[ 'number', 'PUT', '/v1/queues/hq/groups/default/rate', '{"per_second": 1e400}', {}, 400, '22003' ],
+	[ 'number', 'PUT', '/v1/queues/hq/groups/default/rate', { per_second => 1, burst => 99999999999 }, {}, 400, '22003' ],
+	[ 'number', 'PUT', '/v1/queues/hq/groups/default/rate', { per_second => {} }, {}, 400, '22P02' ],
+	[ 'number', 'PUT', '/v1/queues/hq/groups/default/rate', { per_second => [1] }, {}, 400, '22P02' ],
+	[ 'NULL field', 'PUT', '/v1/queues/hq/groups/default/rate', { per_second => undef, burst => 5 }, {}, 422, '22023' ],
+	[ 'method', 'DELETE', '/v1/queues/hq/groups/default/pause', undef, {}, 405, '' ],
+	[ 'method', 'GET', '/v1/queues/hq/groups/default/rate', undef, {}, 405, '' ],
+	[ 'route', 'POST', '/v1/queues/hq/groups/default/explode', undef, {}, 404, '' ],
+	[ 'no grant', 'POST', '/v1/queues/hq2/groups/default/pause', undef, { Authorization => 'Bearer reader-token-0123456789' }, 403, '42501' ],
+	[ 'no grant', 'PUT', '/v1/queues/hq2/groups/default/rate', { per_second => 1 }, { Authorization => 'Bearer reader-token-0123456789' }, 403, '42501' ],
 );
 
 my ($pass, $n) = (0, 0);

@@ -103,8 +103,10 @@ is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body
 	422, '22023', 'rate 0');
 is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { per_second => 1, burst => 0 }) ],
 	422, '22023', 'burst 0');
-is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { burst => 3 }) ],
+is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { per_second => undef, burst => 3 }) ],
 	422, '22023', 'a burst without a rate');
+is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { burst => 3 }) ],
+	400, '22P02', 'a body without per_second');
 is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { per_second => 'fast' }) ],
 	400, '22P02', 'a rate that is no number');
 is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { per_second => 1, burst => 1.5 }) ],
