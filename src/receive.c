@@ -74,8 +74,7 @@ lease_message(GroupEntry *gs, int32 idx, Delivery *o, TimestampTz now, int64 vt_
 
 /*
  * Under the group lock: take up to max messages.  Redeliveries first, then
- * the cursor; -1 (nothing done) when the group's flow control settings
- * must be read first.  Fills out[] (room for max) and dead[] (messages out of
+ * the cursor.  Fills out[] (room for max) and dead[] (messages out of
  * attempts, room for max_dead).
  */
 static int
@@ -92,19 +91,6 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 
 	*ndead = 0;
 	*out_of_slots = false;
-
-	/*
-	 * Flow control: paused, or no more than the rate's tokens; -1 when the
-	 * settings must be read first (flow_reload).
-	 */
-	if (unlikely(gs->flow != FLOW_OFF))
-	{
-		if (gs->flow == FLOW_UNLOADED)
-			return -1;
-		max = flow_limit(gs, now, max);
-		if (max == 0)
-			return 0;
-	}
 	gs->last_receive = now;
 
 	if (leases)
@@ -233,8 +219,31 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 		else if (got == 0)
 			break;
 	}
-	if (unlikely(gs->flow != FLOW_OFF))
-		flow_taken(gs, n);
+	return n;
+}
+
+/*
+ * take_messages for a group under flow control (GroupEntry.flow not
+ * FLOW_OFF): nothing while paused, no more than the whole tokens of its
+ * rate; -1 (nothing done) when its settings must be read first
+ * (flow_reload).
+ */
+static int
+take_messages_flow(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, int max_dead,
+				   int *ndead, bool *out_of_slots)
+{
+	GroupEntry *gs = c->gs;
+	int			n;
+
+	*ndead = 0;
+	*out_of_slots = false;
+	if (gs->flow == FLOW_UNLOADED)
+		return -1;
+	max = flow_limit(gs, GetCurrentTimestamp(), max);
+	if (max == 0)
+		return 0;
+	n = take_messages(c, max, vt_ms, out, dead, max_dead, ndead, out_of_slots);
+	flow_taken(gs, n);
 	return n;
 }
 
@@ -250,8 +259,7 @@ next_wakeup_ms(QueueInfo *q, GroupEntry *gs, long remaining)
 	/* without a worker here, this poll cannot make delayed messages visible */
 	TimestampTz due = deliver_worker_serves_database() ?
 		deliver_queues[q->queue_idx].delayed_due : 0;
-
-	TimestampTz token = 0;
+	TimestampTz token = 0;		/* flow control: when the group may take again */
 
 	LWLockAcquire(&gs->lock, LW_SHARED);
 	/* paused, or no token: nothing is handed out before resume or the next token */
@@ -412,8 +420,14 @@ deliver_receive(PG_FUNCTION_ARGS)
 
 			c.gs = group_lock(q, g->group_id, &c.gidx);
 			c.snap = RegisterSnapshot(GetLatestSnapshot());
-			n = take_messages(&c, max, vt_ms, out, dead, max_dead, &ndead, &out_of_slots);
-			if (likely(n >= 0))
+			/* the one test flow control costs a group without it */
+			if (likely(c.gs->flow == FLOW_OFF))
+			{
+				n = take_messages(&c, max, vt_ms, out, dead, max_dead, &ndead, &out_of_slots);
+				break;
+			}
+			n = take_messages_flow(&c, max, vt_ms, out, dead, max_dead, &ndead, &out_of_slots);
+			if (n >= 0)
 				break;
 			/* the group's flow control settings changed: read them, then again */
 			flow_gen = c.gs->flow_gen;
