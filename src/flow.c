@@ -28,7 +28,6 @@
 
 #include "catalog.h"
 #include "flow.h"
-#include "registry.h"
 #include "settings.h"
 #include "shmem.h"
 #include "spi.h"
