@@ -35,7 +35,10 @@ CREATE TABLE deliver.queue (
     created_at          timestamptz NOT NULL DEFAULT now(),
     -- who may send (INSERT, 'a') and receive (SELECT, 'r'): grant_queue and
     -- revoke_queue edit it; the queue's tables are never granted to anyone
-    acl                 aclitem[] NOT NULL DEFAULT '{}'
+    acl                 aclitem[] NOT NULL DEFAULT '{}',
+    -- FIFO queues: how many messages of one ordering key may be in flight
+    -- at once (set_fifo_key_limit; 1: one at a time)
+    fifo_key_limit      int NOT NULL DEFAULT 1 CHECK (fifo_key_limit BETWEEN 1 AND 10000)
 );
 -- The push output plugin (logical decoding) reads queue and group names
 -- through its historic snapshot, which needs user catalog tables.

@@ -99,3 +99,32 @@ BEGIN
      WHERE x.group_id = g.group_id;
     PERFORM deliver._catalog_changed(q.queue_id, 'flow', g.group_id);
 END $$;
+
+-- FIFO queues: how many messages of one ordering key may be in flight
+-- (leased or waiting for redelivery) at once; 1 (the default) is one at a
+-- time.  Receives that start after the commit apply it.
+CREATE FUNCTION deliver.set_fifo_key_limit(queue_name text, max_in_flight_per_key int)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q deliver.queue := deliver._queue(queue_name);
+BEGIN
+    IF max_in_flight_per_key IS NULL THEN
+        RAISE EXCEPTION 'max_in_flight_per_key must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF max_in_flight_per_key < 1 OR max_in_flight_per_key > 10000 THEN
+        RAISE EXCEPTION 'max_in_flight_per_key must be between 1 and 10000'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got %s.', max_in_flight_per_key);
+    END IF;
+    IF NOT q.fifo THEN
+        RAISE EXCEPTION 'queue "%" is not a FIFO queue', q.queue_name
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Messages of a key are held back only in a FIFO queue (create_queue(..., fifo => true)).';
+    END IF;
+    UPDATE deliver.queue x SET fifo_key_limit = max_in_flight_per_key WHERE x.queue_id = q.queue_id;
+    PERFORM deliver._catalog_changed(q.queue_id);
+END $$;

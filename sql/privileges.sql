@@ -21,7 +21,8 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver.pause_consumer_group(text, text),
                            deliver.resume_consumer_group(text, text),
                            deliver.set_consumer_group_rate(text, text, double precision, int),
-                           deliver._flow_group(deliver.queue, text)
+                           deliver._flow_group(deliver.queue, text),
+                           deliver.set_fifo_key_limit(text, int)
     FROM PUBLIC;
 -- the maintenance workers' state (errors may name other databases' queues)
 GRANT EXECUTE ON FUNCTION deliver.worker_status() TO pg_monitor;

@@ -92,6 +92,8 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 	*ndead = 0;
 	*out_of_slots = false;
 	gs->last_receive = now;
+	if (q->fifo)
+		deliver_queues[q->queue_idx].fifo_key_limit = q->fifo_key_limit;
 
 	if (leases)
 	{

@@ -66,6 +66,7 @@ deliver_queue_entry(Oid dbid, Oid done_relid, int32 queue_id, bool create)
 	deliver_queues[free_i].sent_total = 0;
 	deliver_queues[free_i].slots_held = 0;
 	deliver_queues[free_i].delayed_due = 1;	/* unknown: look once */
+	deliver_queues[free_i].fifo_key_limit = 1;	/* set by its receives */
 	deliver_queues[free_i].cur_seg = -1;
 	lease_queue_added();
 	LWLockRelease(deliver_shared->entry_lock);

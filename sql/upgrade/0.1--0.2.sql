@@ -52,6 +52,10 @@ ALTER TABLE deliver.consumer_group
     ADD COLUMN rate_burst int CHECK (rate_burst BETWEEN 1 AND 1000000),
     ADD CHECK ((rate_per_second IS NULL) = (rate_burst IS NULL));
 
+-- FIFO queues: messages of one ordering key in flight at once (sql/flow.sql)
+ALTER TABLE deliver.queue
+    ADD COLUMN fifo_key_limit int NOT NULL DEFAULT 1 CHECK (fifo_key_limit BETWEEN 1 AND 10000);
+
 -- Every function of 0.1 is dropped and created anew below.
 DO $upgrade$
 DECLARE

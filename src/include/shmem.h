@@ -144,6 +144,7 @@ typedef struct QueueEntry
 	int32		slots_held;		/* lease slots of its groups (under slot_lock) */
 	TimestampTz delayed_due;	/* earliest known delayed message, or 0 */
 	uint64		delayed_version;	/* bumped when a sender sets delayed_due */
+	int32		fifo_key_limit;	/* FIFO: messages of a key in flight at once (fifo.c) */
 	ConditionVariable cv;		/* broadcast when messages may be available */
 	pg_atomic_uint64 wakes;		/* bumped before each broadcast (queue_wake) */
 } QueueEntry;

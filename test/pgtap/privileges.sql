@@ -2,7 +2,7 @@
 -- (grant_queue / revoke_queue); administration is not for PUBLIC; no role
 -- but the owner touches deliver's tables.
 \ir ../helpers.psql
-SELECT plan(168);
+SELECT plan(170);
 
 CREATE ROLE regress_deliver_nobody;
 CREATE ROLE regress_deliver_sender;
@@ -47,7 +47,8 @@ SELECT is(has_function_privilege('regress_deliver_nobody', f, 'EXECUTE'), public
     ('deliver.worker_status()', false),
     ('deliver.pause_consumer_group(text, text)', false),
     ('deliver.resume_consumer_group(text, text)', false),
-    ('deliver.set_consumer_group_rate(text, text, double precision, int)', false)) AS t(f, public);
+    ('deliver.set_consumer_group_rate(text, text, double precision, int)', false),
+    ('deliver.set_fifo_key_limit(text, int)', false)) AS t(f, public);
 SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
                    WHERE p.pronamespace = 'deliver'::regnamespace AND p.prosecdef
                      AND has_function_privilege('regress_deliver_nobody', p.oid, 'EXECUTE')$$,
@@ -84,6 +85,7 @@ SELECT throws_ok(cmd, '42501', msg, 'without grants: ' || regexp_replace(cmd, '\
     ($$SELECT deliver.pause_consumer_group('priv')$$, 'permission denied for function pause_consumer_group'),
     ($$SELECT deliver.resume_consumer_group('priv')$$, 'permission denied for function resume_consumer_group'),
     ($$SELECT deliver.set_consumer_group_rate('priv', 'default', 1)$$, 'permission denied for function set_consumer_group_rate'),
+    ($$SELECT deliver.set_fifo_key_limit('priv', 2)$$, 'permission denied for function set_fifo_key_limit'),
     ($$SELECT deliver.create_queue('priv_mine')$$, 'permission denied for function create_queue'),
     ($$SELECT deliver.drop_queue('priv')$$, 'permission denied for function drop_queue'),
     ($$SELECT deliver.purge_queue('priv')$$, 'permission denied for function purge_queue'),

@@ -141,6 +141,42 @@ RESET ROLE;
 SELECT deliver.revoke_queue('q14_pause', 'regress_deliver_flow', 'all');
 DROP ROLE regress_deliver_flow;
 
+--
+-- FIFO queues: messages of one key in flight at once
+--
+SELECT deliver.create_queue('q14_fifo', fifo => true);
+SELECT count(deliver.send('q14_fifo', jsonb_build_object('n', i), ordering_key => 'a')) AS sent
+  FROM generate_series(1, 6) i;
+SELECT count(deliver.send('q14_fifo', jsonb_build_object('n', i), ordering_key => 'b')) AS sent
+  FROM generate_series(7, 8) i;
+SELECT fifo_key_limit FROM deliver.queue WHERE queue_name = 'q14_fifo';
+-- the default: one message of a key at a time
+CREATE TEMP TABLE f1 AS SELECT delivery_id, payload FROM deliver.receive('q14_fifo', 10);
+SELECT payload FROM f1 ORDER BY payload->>'n';
+SELECT deliver.set_fifo_key_limit('q14_fifo', 3);
+SELECT fifo_key_limit FROM deliver.queue WHERE queue_name = 'q14_fifo';
+-- messages already held back behind their key go out as their key's messages finish
+SELECT count(*) AS received FROM deliver.receive('q14_fifo', 10);
+SELECT deliver.ack_batch('q14_fifo', array_agg(delivery_id)) AS acked FROM f1;
+CREATE TEMP TABLE f2 AS SELECT delivery_id, payload FROM deliver.receive('q14_fifo', 10);
+SELECT payload FROM f2 ORDER BY (payload->>'n')::int;
+SELECT count(*) AS received FROM deliver.receive('q14_fifo', 10);
+-- one of them finishes: one more of the key goes out
+SELECT deliver.ack('q14_fifo', delivery_id) AS acked FROM f2 WHERE payload->>'n' = '2';
+SELECT payload FROM deliver.receive('q14_fifo', 10);
+-- new messages of a key: up to the limit at once
+SELECT count(deliver.send('q14_fifo', jsonb_build_object('n', i), ordering_key => 'c')) AS sent
+  FROM generate_series(9, 13) i;
+SELECT payload FROM deliver.receive('q14_fifo', 10) ORDER BY (payload->>'n')::int;
+SELECT cmd, pg_temp.try(cmd) FROM (VALUES
+    ($$SELECT deliver.set_fifo_key_limit('q14_fifo', 0)$$),
+    ($$SELECT deliver.set_fifo_key_limit('q14_fifo', 10001)$$),
+    ($$SELECT deliver.set_fifo_key_limit('q14_fifo', NULL)$$),
+    ($$SELECT deliver.set_fifo_key_limit(NULL, 2)$$),
+    ($$SELECT deliver.set_fifo_key_limit('q14_missing', 2)$$),
+    ($$SELECT deliver.set_fifo_key_limit('q14_rate', 2)$$)) AS t(cmd);
+SELECT has_function_privilege('public', 'deliver.set_fifo_key_limit(text, int)', 'EXECUTE') AS public_may_execute;
+
 SELECT deliver.drop_queue('q14_pause');
 SELECT deliver.drop_queue('q14_amo');
 SELECT deliver.drop_queue('q14_eo');

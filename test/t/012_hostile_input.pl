@@ -266,6 +266,16 @@ my @catalogue = (
 	[ 'flow', q{SELECT deliver.resume_consumer_group('h2')}, 'ok' ],
 	[ 'flow', q{SELECT deliver.set_consumer_group_rate('h2', 'default', 1000000, 1000000)}, 'ok' ],
 	[ 'flow', q{SELECT deliver.set_consumer_group_rate('h2', 'default', NULL)}, 'ok' ],
+	# FIFO: messages of a key in flight at once
+	[ 'NULL', q{SELECT deliver.set_fifo_key_limit(NULL, 2)}, '22004' ],
+	[ 'NULL', q{SELECT deliver.set_fifo_key_limit('h', NULL)}, '22004' ],
+	[ 'id', q{SELECT deliver.set_fifo_key_limit('h', 0)}, '22023' ],
+	[ 'id', q{SELECT deliver.set_fifo_key_limit('h', -2147483648)}, '22023' ],
+	[ 'huge', q{SELECT deliver.set_fifo_key_limit('h', 2147483647)}, '22023' ],
+	[ 'id', q{SELECT deliver.set_fifo_key_limit('h', 2)}, '55000' ],
+	[ 'name', qq{SELECT deliver.set_fifo_key_limit('$name200', 2)}, '42704' ],
+	[ 'no grant', q{SELECT deliver.set_fifo_key_limit('h', 2)}, '42501', 'stranger' ],
+	[ 'receive grant', q{SELECT deliver.set_fifo_key_limit('h2', 2)}, '42501', 'reader' ],
 );
 
 my ($pass, $n) = (0, 0);
