@@ -185,6 +185,8 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 	if (!attach)
 		return true;
 	q->queue_idx = deliver_queue_entry(MyDatabaseId, q->done_rel[0], q->queue_id, true);
+	/* for the FIFO key index (fifo.c), which has no catalog at hand */
+	deliver_queues[q->queue_idx].fifo_key_limit = q->fifo_key_limit;
 	if (deliver_queues[q->queue_idx].cur_seg < 0)
 	{
 		/* first use since start (or since a purge): the active segment */

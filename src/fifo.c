@@ -119,17 +119,17 @@ fifo_key_entry(LeaseSlot *s, HASHACTION action, LWLock **lock)
  * A message of a FIFO queue with a key comes to the group: true when it may
  * go out (it holds its key now), false when limit earlier messages of its
  * key hold it, or earlier ones wait: then it is chained behind (the caller
- * puts it on the group's blocked list).  The limit is the queue's
- * fifo_key_limit (1: one at a time), in its shared entry.
+ * puts it on the group's blocked list).  limit is the queue's
+ * fifo_key_limit (1: one at a time); fifo_key_release reads it from the
+ * queue's shared entry, where each load of the queue's catalog puts it.
  */
 bool
-fifo_key_take(int32 idx)
+fifo_key_take(int32 idx, int32 limit)
 {
 	LeaseSlot  *s = &deliver_slots[idx];
 	LWLock	   *lock;
 	FifoKeyEntry *e = fifo_key_entry(s, HASH_ENTER, &lock);
-	bool		take = (e->holders < deliver_queues[s->queue_idx].fifo_key_limit &&
-						e->blocked_head < 0);
+	bool		take = (e->holders < limit && e->blocked_head < 0);
 
 	if (take)
 	{

@@ -92,8 +92,6 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 	*ndead = 0;
 	*out_of_slots = false;
 	gs->last_receive = now;
-	if (q->fifo)
-		deliver_queues[q->queue_idx].fifo_key_limit = q->fifo_key_limit;
 
 	if (leases)
 	{
@@ -192,7 +190,7 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 						fifo_key_hold(idx);
 					continue;
 				}
-				if (q->fifo && s->has_key && !fifo_key_take(idx))
+				if (q->fifo && s->has_key && !fifo_key_take(idx, q->fifo_key_limit))
 				{
 					s->state = SLOT_BLOCKED;
 					slist_push(&gs->blocked, idx);
