@@ -46,6 +46,7 @@ typedef enum
 	R_GROUP_PAUSE,
 	R_GROUP_RESUME,
 	R_GROUP_RATE,
+	R_FIFO_KEY_LIMIT,
 	R__COUNT
 } route_id;
 

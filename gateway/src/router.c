@@ -47,6 +47,7 @@ const char *const route_names[R__COUNT] = {
 	[R_GROUP_PAUSE] = "group_pause",
 	[R_GROUP_RESUME] = "group_resume",
 	[R_GROUP_RATE] = "group_rate",
+	[R_FIFO_KEY_LIMIT] = "fifo_key_limit",
 };
 
 static bool cluster_ids;
@@ -225,6 +226,7 @@ static const path_routes queue_routes[] = {
 	{"redrive", "POST", R_REDRIVE, NULL, 0},
 	{"metrics", "GET", R_QUEUE_METRICS, NULL, 0},
 	{"stream", "GET", R_STREAM, NULL, 0},
+	{"fifo-key-limit", "PUT", R_FIFO_KEY_LIMIT, NULL, 0},
 	{NULL, NULL, 0, NULL, 0}
 };
 

@@ -131,5 +131,9 @@ const stmt_def statements[S__COUNT] = {
 		" ELSE 'a body without per_second' END)::float8 AS per_second,"
 		" (b->>'burst')::int AS burst" BODY(3) ") r,"
 		" LATERAL (SELECT deliver.set_consumer_group_rate($1, $2, r.per_second, r.burst)) x", 3},
+	[S_SET_FIFO_KEY_LIMIT] = {"set_fifo_key_limit",
+		"SELECT deliver.set_fifo_key_limit($1, (b->>'max_in_flight_per_key')::int),"
+		" json_build_object('queue_name', $1::text, 'fifo_key_limit', (b->>'max_in_flight_per_key')::int)"
+		BODY(2), 2},
 	[S_PING] = {"ping", "SELECT 1", 0},
 };

@@ -248,6 +248,16 @@ my @c = (
 	[ 'route', 'POST', '/v1/queues/hq/groups/default/explode', undef, {}, 404, '' ],
 	[ 'no grant', 'POST', '/v1/queues/hq2/groups/default/pause', undef, { Authorization => 'Bearer reader-token-0123456789' }, 403, '42501' ],
 	[ 'no grant', 'PUT', '/v1/queues/hq2/groups/default/rate', { per_second => 1 }, { Authorization => 'Bearer reader-token-0123456789' }, 403, '42501' ],
+	[ 'number', 'PUT', '/v1/queues/hq/fifo-key-limit', { max_in_flight_per_key => 1.5 }, {}, 400, '22P02' ],
+	[ 'number', 'PUT', '/v1/queues/hq/fifo-key-limit', { max_in_flight_per_key => 99999999999 }, {}, 400, '22003' ],
+	[ 'number', 'PUT', '/v1/queues/hq/fifo-key-limit', { max_in_flight_per_key => -1 }, {}, 422, '22023' ],
+	[ 'NULL field', 'PUT', '/v1/queues/hq/fifo-key-limit', { max_in_flight_per_key => undef }, {}, 422, '22004' ],
+	[ 'missing body', 'PUT', '/v1/queues/hq/fifo-key-limit', undef, {}, 400, '' ],
+	[ 'non-JSON', 'PUT', '/v1/queues/hq/fifo-key-limit', 'n=2', {}, 400, '22P02' ],
+	[ 'state', 'PUT', '/v1/queues/hq/fifo-key-limit', { max_in_flight_per_key => 2 }, {}, 409, '55000' ],
+	[ 'queue name', 'PUT', "/v1/queues/x';--/fifo-key-limit", { max_in_flight_per_key => 2 }, {}, 404, '42704' ],
+	[ 'method', 'POST', '/v1/queues/hq/fifo-key-limit', undef, {}, 405, '' ],
+	[ 'no grant', 'PUT', '/v1/queues/hq2/fifo-key-limit', { max_in_flight_per_key => 2 }, { Authorization => 'Bearer reader-token-0123456789' }, 403, '42501' ],
 );
 
 my ($pass, $n) = (0, 0);

@@ -136,11 +136,30 @@ is($st, 401, 'pause without a token: 401');
 is(query_one($node, q{SELECT paused FROM deliver.list_consumer_groups('fc')}), 'f',
 	'none of the refused calls changed the group');
 
+# FIFO key limit
+$node->safe_psql('postgres', q{SELECT deliver.create_queue('ff', fifo => true)});
+($st, $b) = req('PUT', '/v1/queues/ff/fifo-key-limit', token => $admin, body => { max_in_flight_per_key => 2 });
+is_deeply([ $st, $b ], [ 200, { queue_name => 'ff', fifo_key_limit => 2 } ], 'set the FIFO key limit');
+req('POST', '/v1/queues/ff/messages/batch', token => $admin,
+	body => { messages => [ map { { payload => { n => $_ }, ordering_key => 'k' } } 1 .. 4 ] });
+($st, $b) = req('POST', '/v1/queues/ff/receive?max=10', token => $admin);
+is_deeply([ map { $_->{payload}{n} } @$b ], [ 1, 2 ], 'two messages of the key go out at once');
+is_error([ req('PUT', '/v1/queues/fc/fifo-key-limit', token => $admin, body => { max_in_flight_per_key => 2 }) ],
+	409, '55000', 'a queue that is not FIFO');
+is_error([ req('PUT', '/v1/queues/ff/fifo-key-limit', token => $admin, body => { max_in_flight_per_key => 0 }) ],
+	422, '22023', 'a limit of 0');
+is_error([ req('PUT', '/v1/queues/ff/fifo-key-limit', token => $admin, body => {}) ],
+	422, '22004', 'no limit in the body');
+is_error([ req('PUT', '/v1/queues/ff/fifo-key-limit', token => $admin) ], 400, undef, 'no body');
+is_error([ req('PUT', '/v1/queues/ff/fifo-key-limit', token => 'reader-token-0123456789', body => { max_in_flight_per_key => 2 }) ],
+	403, '42501', 'not for a role with a queue right');
+
 # openapi.json
 ($st, $b) = req('GET', '/openapi.json');
 ok($b->{paths}{'/v1/queues/{queue}/groups/{group}/pause'}{post}, 'openapi.json describes pause');
 ok($b->{paths}{'/v1/queues/{queue}/groups/{group}/resume'}{post}, 'openapi.json describes resume');
 ok($b->{paths}{'/v1/queues/{queue}/groups/{group}/rate'}{put}{requestBody}, 'openapi.json describes rate and its body');
+ok($b->{paths}{'/v1/queues/{queue}/fifo-key-limit'}{put}{requestBody}, 'openapi.json describes fifo-key-limit');
 
 my $asan = gw_sanitizer_reports($gw);
 is($asan, '', 'no sanitizer reports') or diag($asan);
