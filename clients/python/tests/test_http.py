@@ -123,6 +123,14 @@ def test_flow_control(http: deliver.HttpClient, client: deliver.Client, hq: Call
     check(deliver.QueueNotFound, "42704", 404, lambda: http.resume_consumer_group(q, "nosuch"))
 
 
+def test_fifo_key_limit(http: deliver.HttpClient, hq: Callable[..., str]) -> None:
+    q = hq(fifo=True)
+    http.send_batch(q, [1, 2, 3], ordering_keys=["k"] * 3)
+    http.set_fifo_key_limit(q, 2)
+    assert [m.payload for m in http.receive(q, 10)] == [1, 2]
+    check(deliver.InvalidParameter, "22023", 422, lambda: http.set_fifo_key_limit(q, 0))
+
+
 def test_send_receive_ack_ids_exact_and_shared_with_sql(
     http: deliver.HttpClient, client: deliver.Client, hq: Callable[..., str]
 ) -> None:

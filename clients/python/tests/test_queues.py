@@ -149,3 +149,17 @@ def test_flow_control(client: deliver.Client, make_queue: Callable[..., str]) ->
     assert e.value.sqlstate == "22023"
     with pytest.raises(deliver.QueueNotFound):
         client.pause_consumer_group(name, "nosuch")
+
+
+def test_fifo_key_limit(client: deliver.Client) -> None:
+    name = unique("fifolimit")
+    client.create_queue(name, fifo=True)
+    try:
+        client.send_batch(name, [1, 2, 3, 4], ordering_keys=["k"] * 4)
+        client.set_fifo_key_limit(name, 3)
+        assert [m.payload for m in client.receive(name, 10)] == [1, 2, 3]
+        assert client.receive(name, 10) == []
+        with pytest.raises(deliver.InvalidParameter):
+            client.set_fifo_key_limit(name, 0)
+    finally:
+        client.drop_queue(name)

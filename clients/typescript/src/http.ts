@@ -285,6 +285,11 @@ export class HttpClient implements QueueClient {
     });
   }
 
+  /** FIFO queues: lets up to maxInFlightPerKey messages of one ordering key out at once (1, the default: one at a time). */
+  async setFifoKeyLimit(queue: string, maxInFlightPerKey: number): Promise<void> {
+    await this.request('PUT', `/v1/queues/${enc(queue)}/fifo-key-limit`, { body: { max_in_flight_per_key: maxInFlightPerKey } });
+  }
+
   // ---- sending
 
   async send<P = unknown>(queue: string, payload: P, options: SendOptions = {}): Promise<bigint> {

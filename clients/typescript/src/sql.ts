@@ -409,6 +409,11 @@ export class DeliverClient implements QueueClient {
     await this.query('SELECT deliver.set_consumer_group_rate($1, $2, $3::float8, $4::int)', [queue, group, perSecond, burst]);
   }
 
+  /** FIFO queues: lets up to maxInFlightPerKey messages of one ordering key out at once (1, the default: one at a time). */
+  async setFifoKeyLimit(queue: string, maxInFlightPerKey: number): Promise<void> {
+    await this.query('SELECT deliver.set_fifo_key_limit($1, $2::int)', [queue, maxInFlightPerKey]);
+  }
+
   // ---- sending
 
   /** Sends one message; returns its id (the first one's, for an idempotency key seen before). */

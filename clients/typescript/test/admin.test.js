@@ -167,6 +167,17 @@ describe('flow control', () => {
     await assert.rejects(deliver.pauseConsumerGroup(q, 'nosuch'), QueueNotFoundError);
     await deliver.dropQueue(q);
   });
+
+  it('setFifoKeyLimit: up to N messages of a key at once', async () => {
+    const q = uniqueName('fifolimit');
+    await deliver.createQueue(q, { fifo: true });
+    await deliver.sendBatch(q, [1, 2, 3, 4].map((n) => ({ payload: n, orderingKey: 'k' })));
+    await deliver.setFifoKeyLimit(q, 3);
+    assert.deepEqual((await deliver.receive(q, { max: 10 })).map((m) => m.payload), [1, 2, 3]);
+    assert.deepEqual(await deliver.receive(q, { max: 10 }), []);
+    await assert.rejects(deliver.setFifoKeyLimit(q, 0), InvalidParameterError);
+    await deliver.dropQueue(q);
+  });
 });
 
 describe('privileges', () => {

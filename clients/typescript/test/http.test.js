@@ -112,6 +112,15 @@ describe('HttpClient', () => {
     await http.dropQueue(q);
   });
 
+  it('setFifoKeyLimit: up to N messages of a key at once', async () => {
+    const q = await queue('hfk', { fifo: true });
+    await http.sendBatch(q, [1, 2, 3].map((n) => ({ payload: n, orderingKey: 'k' })));
+    await http.setFifoKeyLimit(q, 2);
+    assert.deepEqual((await http.receive(q, { max: 10 })).map((m) => m.payload), [1, 2]);
+    await assert.rejects(http.setFifoKeyLimit(q, 0), InvalidParameterError);
+    await http.dropQueue(q);
+  });
+
   it('send (headers, ordering key, idempotency key, delay), receive, ack: ids exact bigints', async () => {
     const q = await queue('hs');
     const id = await http.send(q, { order: 1 }, { headers: { trace: 't' }, orderingKey: 'k', idempotencyKey: 'i-1' });

@@ -401,6 +401,14 @@ def set_consumer_group_rate(queue: str, group: str, per_second: float | None, bu
     )
 
 
+def set_fifo_key_limit(queue: str, max_in_flight_per_key: int) -> Call[None]:
+    return scalar(
+        "set_fifo_key_limit",
+        [_req("queue_name", "text", queue), _req("max_in_flight_per_key", "int", max_in_flight_per_key)],
+        _none,
+    )
+
+
 def send(
     queue: str,
     payload: Any,

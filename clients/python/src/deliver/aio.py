@@ -191,6 +191,11 @@ class AsyncClient:
         ``per_second=None`` removes the limit."""
         await self._run(calls.set_consumer_group_rate(queue, group, per_second, burst))
 
+    async def set_fifo_key_limit(self, queue: str, max_in_flight_per_key: int) -> None:
+        """FIFO queues: let up to ``max_in_flight_per_key`` messages of one
+        ordering key out at once (1, the default: one at a time)."""
+        await self._run(calls.set_fifo_key_limit(queue, max_in_flight_per_key))
+
     # ---- sending ----
 
     async def send(

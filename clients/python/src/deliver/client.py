@@ -190,6 +190,11 @@ class Client:
         ``per_second=None`` removes the limit."""
         self._run(calls.set_consumer_group_rate(queue, group, per_second, burst))
 
+    def set_fifo_key_limit(self, queue: str, max_in_flight_per_key: int) -> None:
+        """FIFO queues: let up to ``max_in_flight_per_key`` messages of one
+        ordering key out at once (1, the default: one at a time)."""
+        self._run(calls.set_fifo_key_limit(queue, max_in_flight_per_key))
+
     # ---- sending ----
 
     def send(

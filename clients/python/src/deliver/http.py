@@ -352,6 +352,11 @@ class HttpClient:
         ``per_second=None`` removes the limit."""
         self.request("PUT", self._path(queue, "groups", group, "rate"), body={"per_second": per_second, "burst": burst})
 
+    def set_fifo_key_limit(self, queue: str, max_in_flight_per_key: int) -> None:
+        """FIFO queues: let up to ``max_in_flight_per_key`` messages of one
+        ordering key out at once (1, the default: one at a time)."""
+        self.request("PUT", self._path(queue, "fifo-key-limit"), body={"max_in_flight_per_key": max_in_flight_per_key})
+
     # ---- sending ----
 
     def send(
