@@ -97,6 +97,7 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 				 "(extract(epoch FROM dedup_window) * 1000)::int8, "
 				 "(extract(epoch FROM retry_base) * 1000)::int8, "
 				 "(extract(epoch FROM retry_max) * 1000)::int8, segments, acl, "
+				 "fifo_key_limit, "
 				 "(extract(epoch FROM message_ttl) * 1000000)::int8, on_expire = 'drop', max_depth, "
 				 "overflow = 'drop_oldest' FROM deliver.queue WHERE queue_name = $1",
 				 1, argtypes, values, NULL, true, 1);
@@ -119,18 +120,19 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 	q->visibility_ms = interval_ms(SPI_getbinval(tup, td, 4, &isnull));
 	q->max_attempts = DatumGetInt32(SPI_getbinval(tup, td, 5, &isnull));
 	q->fifo = DatumGetBool(SPI_getbinval(tup, td, 6, &isnull));
+	q->fifo_key_limit = DatumGetInt32(SPI_getbinval(tup, td, 12, &isnull));
 	q->dedup_window_ms = interval_ms(SPI_getbinval(tup, td, 7, &isnull));
 	q->retry_base_ms = interval_ms(SPI_getbinval(tup, td, 8, &isnull));
 	q->retry_max_ms = interval_ms(SPI_getbinval(tup, td, 9, &isnull));
 	q->nsegments = Min(DatumGetInt32(SPI_getbinval(tup, td, 10, &isnull)), DELIVER_MAX_SEGMENTS);
 	{
-		Datum		ttl = SPI_getbinval(tup, td, 12, &isnull);
+		Datum		ttl = SPI_getbinval(tup, td, 13, &isnull);
 
 		q->message_ttl_us = isnull ? 0 : Max(DatumGetInt64(ttl), 1);
-		q->expire_drop = DatumGetBool(SPI_getbinval(tup, td, 13, &isnull));
-		ttl = SPI_getbinval(tup, td, 14, &isnull);
+		q->expire_drop = DatumGetBool(SPI_getbinval(tup, td, 14, &isnull));
+		ttl = SPI_getbinval(tup, td, 15, &isnull);
 		q->max_depth = isnull ? 0 : DatumGetInt64(ttl);
-		q->overflow_drop = DatumGetBool(SPI_getbinval(tup, td, 15, &isnull));
+		q->overflow_drop = DatumGetBool(SPI_getbinval(tup, td, 16, &isnull));
 	}
 	{
 		Datum		acl = SPI_getbinval(tup, td, 11, &isnull);
@@ -194,6 +196,8 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 	if (!attach)
 		return true;
 	q->queue_idx = deliver_queue_entry(MyDatabaseId, q->done_rel[0], q->queue_id, true);
+	/* for the FIFO key index (fifo.c), which has no catalog at hand */
+	deliver_queues[q->queue_idx].fifo_key_limit = q->fifo_key_limit;
 	if (deliver_queues[q->queue_idx].cur_seg < 0)
 	{
 		/* first use since start (or since a purge): the active segment */

@@ -43,6 +43,10 @@ typedef enum
 	R_WORKERS,
 	R_PUSH_SUBSCRIPTIONS,
 	R_WHOAMI,
+	R_GROUP_PAUSE,
+	R_GROUP_RESUME,
+	R_GROUP_RATE,
+	R_FIFO_KEY_LIMIT,
 	R_QUEUE_ALTER,				/* PATCH /v1/queues/{queue} */
 	R__COUNT
 } route_id;
