@@ -22,6 +22,7 @@
 #include "dedup.h"
 #include "deliver.h"
 #include "segment.h"
+#include "send.h"
 #include "settings.h"
 #include "spi.h"
 #include "tables.h"
@@ -306,6 +307,65 @@ deliver_send(PG_FUNCTION_ARGS)
 	send_messages(q, &b, &id);
 	SPI_finish();
 	PG_RETURN_INT64(id);
+}
+
+/* a SendOne as a batch of one */
+static void
+send_one_batch(const SendOne *m, SendBatch *b, Datum *v, bool *isnull)
+{
+	v[0] = m->payload;
+	isnull[0] = false;
+	v[1] = m->headers;
+	isnull[1] = m->headers_null;
+	v[2] = m->ordering_key;
+	isnull[2] = m->ordering_key_null;
+	v[3] = m->idempotency_key;
+	isnull[3] = m->idempotency_key_null;
+	memset(b, 0, sizeof(*b));
+	b->n = 1;
+	b->payloads = &v[0];
+	b->payload_nulls = &isnull[0];
+	b->headers = &v[1];
+	b->header_nulls = &isnull[1];
+	b->keys = &v[2];
+	b->key_nulls = &isnull[2];
+	b->idem = &v[3];
+	b->idem_nulls = &isnull[3];
+	b->delay_ms = m->delay_ms;
+}
+
+/*
+ * Check that the current user may send the message to q and that q takes
+ * it (the checks send makes before it writes anything); errors as send's.
+ */
+void
+send_check_one(QueueInfo *q, const SendOne *m)
+{
+	SendBatch	b;
+	Datum		v[4];
+	bool		isnull[4];
+
+	send_one_batch(m, &b, v, isnull);
+	queue_check_privilege(q, ACL_INSERT, "send to");
+	validate_batch(q, &b);
+}
+
+/*
+ * Send one message to q as deliver.send does (the caller is connected to
+ * SPI); returns its id (the first message's, for a repeated idempotency
+ * key).
+ */
+int64
+send_one(QueueInfo *q, const SendOne *m)
+{
+	SendBatch	b;
+	Datum		v[4];
+	bool		isnull[4];
+	int64		id;
+
+	send_one_batch(m, &b, v, isnull);
+	send_messages(q, &b, &id);
+	return id;
 }
 
 /*

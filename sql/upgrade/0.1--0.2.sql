@@ -44,6 +44,18 @@ END $upgrade$;
 -- A push subscription restored after a failover (restore_push_subscription)
 ALTER TABLE deliver.push_subscription ADD COLUMN restored_lsn pg_lsn, ADD COLUMN restored_xmax xid8;
 
+-- Topic routing: deliver.publish sends to every queue with a binding whose
+-- pattern matches the routing key (deliver.bind, deliver.unbind).
+CREATE TABLE deliver.binding (
+    pattern     text NOT NULL,
+    queue_id    int NOT NULL REFERENCES deliver.queue ON DELETE CASCADE,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pattern, queue_id)
+);
+CREATE INDEX binding_queue_id ON deliver.binding (queue_id);
+SELECT pg_catalog.pg_extension_config_dump('deliver.binding', '');
+GRANT SELECT ON deliver.binding TO PUBLIC;
+
 -- Every function of 0.1 is dropped and created anew below.
 DO $upgrade$
 DECLARE
