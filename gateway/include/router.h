@@ -43,6 +43,11 @@ typedef enum
 	R_WORKERS,
 	R_PUSH_SUBSCRIPTIONS,
 	R_WHOAMI,
+	R_PUBLISH,					/* topic routing */
+	R_BINDINGS_LIST,
+	R_BINDING_CREATE,
+	R_BINDING_DELETE,
+	R_ROUTING,
 	R__COUNT
 } route_id;
 

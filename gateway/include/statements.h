@@ -49,6 +49,11 @@ enum
 	S_WORKERS,
 	S_PUSH_SUBSCRIPTIONS,
 	S_PING,
+	S_PUBLISH,					/* topic routing */
+	S_LIST_BINDINGS,
+	S_BIND,
+	S_UNBIND,
+	S_TEST_ROUTING,
 	S__COUNT
 };
 

@@ -44,6 +44,11 @@ const char *const route_names[R__COUNT] = {
 	[R_WORKERS] = "workers",
 	[R_PUSH_SUBSCRIPTIONS] = "push_subscriptions",
 	[R_WHOAMI] = "whoami",
+	[R_PUBLISH] = "publish",
+	[R_BINDINGS_LIST] = "bindings_list",
+	[R_BINDING_CREATE] = "binding_create",
+	[R_BINDING_DELETE] = "binding_delete",
+	[R_ROUTING] = "routing",
 };
 
 static bool cluster_ids;
@@ -80,6 +85,8 @@ route_is_read_only(route_id id)
 		case R_WORKERS:
 		case R_PUSH_SUBSCRIPTIONS:
 		case R_WHOAMI:
+		case R_BINDINGS_LIST:
+		case R_ROUTING:
 			return true;
 		default:
 			return id < R_QUEUES_LIST;
@@ -208,6 +215,9 @@ static const path_routes v1_routes[] = {
 	{"workers", "GET", R_WORKERS, NULL, 0},
 	{"push-subscriptions", "GET", R_PUSH_SUBSCRIPTIONS, NULL, 0},
 	{"whoami", "GET", R_WHOAMI, NULL, 0},
+	{"publish", "POST", R_PUBLISH, NULL, 0},
+	{"bindings", "GET", R_BINDINGS_LIST, "POST", R_BINDING_CREATE},
+	{"routing", "GET", R_ROUTING, NULL, 0},
 	{NULL, NULL, 0, NULL, 0}
 };
 
@@ -313,6 +323,12 @@ route_request(const char *method, const char *path, route_match *m)
 		return pick_in(m, method, find_segment(top_routes, segs[0]));
 	if (strcmp(segs[0], "v1") != 0)
 		return m->status;
+	/* /v1/bindings takes a third method: DELETE (GET and POST in v1_routes) */
+	if (n == 2 && strcmp(segs[1], "bindings") == 0 && is_method(method, "DELETE"))
+	{
+		m->id = R_BINDING_DELETE;
+		return m->status = 0;
+	}
 	if (n == 2 && strcmp(segs[1], "queues") != 0)
 		return pick_in(m, method, find_segment(v1_routes, segs[1]));
 	if (strcmp(segs[1], "queues") != 0)

@@ -115,4 +115,27 @@ const stmt_def statements[S__COUNT] = {
 		" FROM deliver.list_push_subscriptions() s"
 		" LEFT JOIN deliver.push_metrics() m USING (subscription_name)) x", 0},
 	[S_PING] = {"ping", "SELECT 1", 0},
+	/*
+	 * Topic routing.  publish: {"routing_key", "payload", "headers",
+	 * "ordering_key", "idempotency_key", "delay", "mandatory"}, the
+	 * Idempotency-Key header winning over the body's key, as in send; the
+	 * answer lists the queues sent to, [{"queue", "message_id"}].
+	 */
+	[S_PUBLISH] = {"publish",
+		"SELECT (SELECT coalesce(json_agg(x), '[]') FROM (SELECT p.queue_name AS queue,"
+		" p.message_id::text AS message_id FROM deliver.publish(b->>'routing_key', b->'payload',"
+		" nullif(b->'headers', 'null'::jsonb), b->>'ordering_key', coalesce($2, b->>'idempotency_key'),"
+		" " IV("delay") ", coalesce((b->>'mandatory')::boolean, false)) p) x)" BODY(1), 2},
+	[S_LIST_BINDINGS] = {"list_bindings",
+		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT l.pattern, l.queue_name AS queue, l.created_at"
+		" FROM deliver.list_bindings($1) l) x", 1},
+	[S_BIND] = {"bind",
+		"SELECT json_build_object('pattern', b->>'pattern', 'queue', b->>'queue',"
+		" 'created', deliver.bind(b->>'pattern', b->>'queue'))" BODY(1), 1},
+	[S_UNBIND] = {"unbind",
+		"SELECT json_build_object('pattern', b->>'pattern', 'queue', b->>'queue',"
+		" 'removed', deliver.unbind(b->>'pattern', b->>'queue'))" BODY(1), 1},
+	[S_TEST_ROUTING] = {"test_routing",
+		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT t.queue_name AS queue, t.pattern"
+		" FROM deliver.test_routing($1) t) x", 1},
 };
