@@ -11,6 +11,13 @@
 CREATE FUNCTION deliver._check_pattern(pattern text) RETURNS void
     AS 'MODULE_PATHNAME', 'deliver_check_pattern' LANGUAGE C IMMUTABLE;
 
+-- Every change of deliver.binding (bind, unbind, the cascade of drop_queue)
+-- tells the backends to compile the bindings anew (src/routing.c).
+CREATE FUNCTION deliver._bindings_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'deliver_bindings_changed' LANGUAGE C;
+CREATE TRIGGER binding_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON deliver.binding
+    FOR EACH STATEMENT EXECUTE FUNCTION deliver._bindings_changed();
+
 -- Bind the queue to the pattern: true if the binding is new, false if it
 -- was there.
 CREATE FUNCTION deliver.bind(pattern text, queue_name text) RETURNS boolean
@@ -25,11 +32,7 @@ BEGIN
     INSERT INTO deliver.binding AS b (pattern, queue_id)
     VALUES (bind.pattern, q.queue_id)
     ON CONFLICT ON CONSTRAINT binding_pkey DO NOTHING;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    PERFORM deliver._catalog_changed(q.queue_id);
-    RETURN true;
+    RETURN FOUND;
 END $$;
 
 -- Remove the binding: true if there was one.
@@ -43,11 +46,7 @@ BEGIN
     PERFORM deliver._check_pattern(pattern);
     q := deliver._queue(queue_name);
     DELETE FROM deliver.binding b WHERE b.pattern = unbind.pattern AND b.queue_id = q.queue_id;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    PERFORM deliver._catalog_changed(q.queue_id);
-    RETURN true;
+    RETURN FOUND;
 END $$;
 
 -- The bindings (of one queue, or of all), by queue and pattern.

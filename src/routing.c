@@ -10,20 +10,26 @@
  * Each backend keeps the bindings compiled into a trie of words (one child
  * per literal word, sorted, and a "*" and a "#" child), in a memory
  * context of its own.  It is built on the first publish and rebuilt when
- * the shared catalog generation moved (bind and unbind call
- * deliver._catalog_changed, as every other catalog change does), so a
- * binding committed elsewhere is seen by the next publish.  A routing key
+ * the shared routing generation moved: a statement trigger on
+ * deliver.binding (bind, unbind, and the cascade of drop_queue) moves it at
+ * once and again when the transaction ends (commit or abort, and the abort
+ * of a subtransaction), so a binding committed elsewhere is seen by the
+ * next publish, and other catalog changes (segment switches) cost nothing
+ * here.  A routing key
  * is matched by walking the trie as a nondeterministic automaton: the set
  * of nodes reached after each word, each node once, so the cost is bounded
  * by words * nodes whatever the patterns (no backtracking).
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "args.h"
 #include "catalog.h"
@@ -33,6 +39,7 @@
 #include "spi.h"
 
 PG_FUNCTION_INFO_V1(deliver_check_pattern);
+PG_FUNCTION_INFO_V1(deliver_bindings_changed);
 PG_FUNCTION_INFO_V1(deliver_publish);
 PG_FUNCTION_INFO_V1(deliver_test_routing);
 
@@ -73,6 +80,71 @@ static int32 maxnodes = 0;
 static int32 *set_a = NULL;		/* two node sets of nnodes each */
 static int32 *set_b = NULL;
 static uint32 mark_step = 0;
+
+/* this transaction changed deliver.binding: move the generation at its end */
+static bool routing_changed_here = false;
+static bool routing_callbacks = false;
+
+static void
+routing_bump(void)
+{
+	if (deliver_shared != NULL)
+		pg_atomic_fetch_add_u32(&deliver_shared->routing_gen, 1);
+}
+
+static void
+routing_xact_callback(XactEvent event, void *arg)
+{
+	if (!routing_changed_here)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			/* COMMIT PREPARED would run where this callback is not noted */
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot prepare a transaction that changed deliver's bindings"),
+					 errhint("Bind and unbind outside two-phase commit.")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			routing_bump();
+			routing_changed_here = false;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+routing_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	/* the bindings read since are no more (the end of the top level moves it again) */
+	if (routing_changed_here && event == SUBXACT_EVENT_ABORT_SUB)
+		routing_bump();
+}
+
+/*
+ * deliver._bindings_changed(): the statement trigger of deliver.binding.
+ */
+Datum
+deliver_bindings_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "deliver: _bindings_changed is a trigger function");
+	if (!routing_callbacks)
+	{
+		RegisterXactCallback(routing_xact_callback, NULL);
+		RegisterSubXactCallback(routing_subxact_callback, NULL);
+		routing_callbacks = true;
+	}
+	routing_changed_here = true;
+	routing_bump();				/* this transaction's next publish reads them anew */
+	return PointerGetDatum(NULL);
+}
 
 /*
  * Check a pattern (wildcards allowed) or a routing key (none); returns its
@@ -286,7 +358,7 @@ insert_binding(const RBinding *b)
 static void
 routing_load(void)
 {
-	uint32		gen = pg_atomic_read_u32(&deliver_shared->catalog_gen);
+	uint32		gen = pg_atomic_read_u32(&deliver_shared->routing_gen);
 	MemoryContext old;
 	int			rc;
 	int			i;
@@ -301,10 +373,20 @@ routing_load(void)
 		routing_cxt = AllocSetContextCreate(TopMemoryContext, "deliver routing",
 											ALLOCSET_DEFAULT_SIZES);
 
+	/*
+	 * Read in a snapshot taken after gen was: a change moves the generation
+	 * once it is visible (at commit, after the commit is in the proc
+	 * array: the transaction callbacks run then), so the bindings read are
+	 * at least those of gen, whatever the
+	 * transaction's own snapshot (an old one, under repeatable read).  The
+	 * transaction's own uncommitted changes are seen too.
+	 */
+	PushActiveSnapshot(GetLatestSnapshot());
 	rc = spi_run(catalog_owner(), "bindings",
 				 "SELECT b.pattern, b.queue_id, q.queue_name "
 				 "FROM deliver.binding b JOIN deliver.queue q USING (queue_id)",
 				 0, NULL, NULL, NULL, true, 0);
+	PopActiveSnapshot();
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "deliver: binding lookup failed: %s", SPI_result_code_string(rc));
 	n = SPI_processed;
@@ -483,6 +565,7 @@ deliver_test_routing(PG_FUNCTION_ARGS)
 	int			i;
 	MemoryContext caller = CurrentMemoryContext;
 
+	deliver_check_preloaded();
 	nwords = routing_check_arg(fcinfo, 0, false, &words);
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();

@@ -65,6 +65,22 @@ ROLLBACK;
 SELECT * FROM deliver.test_routing('audit.x');
 SELECT count(*) FROM deliver.receive('r13_c', 10);
 
+-- bindings are not changed under two-phase commit (its COMMIT PREPARED
+-- would not tell the other sessions)
+BEGIN;
+SELECT deliver.bind('prep.#', 'r13_c');
+PREPARE TRANSACTION 'r13_prep';
+SELECT count(*) FROM deliver.binding WHERE pattern = 'prep.#';
+SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'r13_prep';
+-- and a subtransaction rolled back takes its binding away at once
+BEGIN;
+SAVEPOINT s;
+SELECT deliver.bind('sub.#', 'r13_c');
+SELECT queue_name FROM deliver.test_routing('sub.x');
+ROLLBACK TO SAVEPOINT s;
+SELECT queue_name FROM deliver.test_routing('sub.x');
+COMMIT;
+
 -- delay and idempotency keys (per queue, as in send)
 SELECT deliver.create_queue('r13_x', 'exactly_once');
 SELECT deliver.bind('pay.#', 'r13_x');
