@@ -134,7 +134,9 @@ Datum
 deliver_bindings_changed(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "deliver: _bindings_changed is a trigger function");
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("deliver._bindings_changed can only be called as a trigger")));
 	if (!routing_callbacks)
 	{
 		RegisterXactCallback(routing_xact_callback, NULL);
