@@ -163,6 +163,12 @@ static const statement_route statement_routes[] = {
 	{R_ALERTS, S_ALERTS, 0, {P_QUEUE}, 200, false, NULL},
 	{R_WORKERS, S_WORKERS, 0, {P_QUEUE}, 200, false, NULL},
 	{R_PUSH_SUBSCRIPTIONS, S_PUSH_SUBSCRIPTIONS, 0, {P_QUEUE}, 200, false, NULL},
+	{R_GROUP_PAUSE, S_PAUSE_GROUP, 2, {P_QUEUE, P_GROUP}, 200, false, NULL},
+	{R_GROUP_RESUME, S_RESUME_GROUP, 2, {P_QUEUE, P_GROUP}, 200, false, NULL},
+	{R_GROUP_RATE, S_SET_GROUP_RATE, 3, {P_QUEUE, P_GROUP, P_BODY}, 200, false,
+	"Send {\"per_second\": N, \"burst\": N} (per_second null: no limit)."},
+	{R_FIFO_KEY_LIMIT, S_SET_FIFO_KEY_LIMIT, 2, {P_QUEUE, P_BODY}, 200, false,
+	"Send {\"max_in_flight_per_key\": N}."},
 	/* topic routing (GET /v1/bindings and /v1/routing take query arguments: api_dispatch) */
 	{R_PUBLISH, S_PUBLISH, 2, {P_BODY, P_IDEMPOTENCY_KEY}, 201, false,
 	"Send {\"routing_key\": ..., \"payload\": ...}."},
