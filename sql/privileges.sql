@@ -22,7 +22,8 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver.resume_consumer_group(text, text),
                            deliver.set_consumer_group_rate(text, text, double precision, int),
                            deliver._flow_group(deliver.queue, text),
-                           deliver.set_fifo_key_limit(text, int)
+                           deliver.set_fifo_key_limit(text, int),
+                           deliver.bind(text, text), deliver.unbind(text, text)
     FROM PUBLIC;
 -- the maintenance workers' state (errors may name other databases' queues)
 GRANT EXECUTE ON FUNCTION deliver.worker_status() TO pg_monitor;

@@ -24,6 +24,7 @@
 #include "metrics.h"
 #include "overflow.h"
 #include "segment.h"
+#include "send.h"
 #include "settings.h"
 #include "spi.h"
 #include "tables.h"
@@ -49,7 +50,8 @@ typedef struct SendBatch
 	int32		target_group;	/* 0: every group */
 	bool		keyless;		/* no idempotency key needed (redrive) */
 	TimestampTz enqueued_at;	/* 0: now */
-	TimestampTz expires_at;		/* the sender's; DT_NOEND: none */
+	bool		has_expires_at; /* false (as zeroed): no expires_at */
+	TimestampTz expires_at;		/* the sender's, when has_expires_at */
 	Datum	   *enqueued_ats;	/* or one per message (redrive), may be NULL */
 } SendBatch;
 
@@ -305,7 +307,7 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 
 		if (b->target_group == 0)
 			nulls[1] = 'n';
-		if (b->expires_at == DT_NOEND)
+		if (!b->has_expires_at)
 			nulls[nargs - 1] = 'n';
 		args[1] = Int32GetDatum(b->target_group);
 		args[2] = b->enqueued_ats ? PointerGetDatum(spi_array(b->enqueued_ats, NULL, m, TIMESTAMPTZOID))
@@ -392,9 +394,69 @@ deliver_send(PG_FUNCTION_ARGS)
 	b.delay_ms = arg_interval_ms(fcinfo, 5, 0, 0, DELIVER_MAX_DELAY_MS, "delay",
 								 "0 and " DELIVER_MAX_DELAY_TEXT);
 	b.expires_at = arg_expires_at(fcinfo, 6);
+	b.has_expires_at = b.expires_at != DT_NOEND;
 	send_messages(q, &b, &id);
 	SPI_finish();
 	PG_RETURN_INT64(id);
+}
+
+/* a SendOne as a batch of one */
+static void
+send_one_batch(const SendOne *m, SendBatch *b, Datum *v, bool *isnull)
+{
+	v[0] = m->payload;
+	isnull[0] = false;
+	v[1] = m->headers;
+	isnull[1] = m->headers_null;
+	v[2] = m->ordering_key;
+	isnull[2] = m->ordering_key_null;
+	v[3] = m->idempotency_key;
+	isnull[3] = m->idempotency_key_null;
+	memset(b, 0, sizeof(*b));
+	b->n = 1;
+	b->payloads = &v[0];
+	b->payload_nulls = &isnull[0];
+	b->headers = &v[1];
+	b->header_nulls = &isnull[1];
+	b->keys = &v[2];
+	b->key_nulls = &isnull[2];
+	b->idem = &v[3];
+	b->idem_nulls = &isnull[3];
+	b->delay_ms = m->delay_ms;
+}
+
+/*
+ * Check that the current user may send the message to q and that q takes
+ * it (the checks send makes before it writes anything); errors as send's.
+ */
+void
+send_check_one(QueueInfo *q, const SendOne *m)
+{
+	SendBatch	b;
+	Datum		v[4];
+	bool		isnull[4];
+
+	send_one_batch(m, &b, v, isnull);
+	queue_check_privilege(q, ACL_INSERT, "send to");
+	validate_batch(q, &b);
+}
+
+/*
+ * Send one message to q as deliver.send does (the caller is connected to
+ * SPI); returns its id (the first message's, for a repeated idempotency
+ * key).
+ */
+int64
+send_one(QueueInfo *q, const SendOne *m)
+{
+	SendBatch	b;
+	Datum		v[4];
+	bool		isnull[4];
+	int64		id;
+
+	send_one_batch(m, &b, v, isnull);
+	send_messages(q, &b, &id);
+	return id;
 }
 
 /*
@@ -466,6 +528,7 @@ deliver_send_batch(PG_FUNCTION_ARGS)
 	b.delay_ms = arg_interval_ms(fcinfo, 5, 0, 0, DELIVER_MAX_DELAY_MS, "delay",
 								 "0 and " DELIVER_MAX_DELAY_TEXT);
 	b.expires_at = arg_expires_at(fcinfo, 6);
+	b.has_expires_at = b.expires_at != DT_NOEND;
 	if (b.idem == NULL && q->guarantee == G_EXACTLY_ONCE)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -558,7 +621,7 @@ deliver_redrive(PG_FUNCTION_ARGS)
 			b.payloads[k] = SPI_getbinval(t, d, 5, &isnull);
 		}
 		b.target_group = group;
-		b.expires_at = DT_NOEND;	/* a redriven message has no expires_at */
+		/* (a redriven message has no expires_at: has_expires_at is false) */
 		b.keyless = true;		/* a redriven message keeps no idempotency key */
 		ids = palloc(sizeof(int64) * m);
 		send_messages(q, &b, ids);

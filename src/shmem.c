@@ -95,6 +95,7 @@ deliver_shmem_startup(void)
 		deliver_shared->slot_lock = &locks[1].lock;
 		deliver_shared->key_locks = &locks[2];
 		pg_atomic_init_u32(&deliver_shared->catalog_gen, 1);
+		pg_atomic_init_u32(&deliver_shared->routing_gen, 1);
 		SpinLockInit(&deliver_shared->worker_mutex);
 		/* the epoch is taken at the first lease (lease_ensure_epoch) */
 

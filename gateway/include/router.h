@@ -47,6 +47,11 @@ typedef enum
 	R_GROUP_RESUME,
 	R_GROUP_RATE,
 	R_FIFO_KEY_LIMIT,
+	R_PUBLISH,					/* topic routing */
+	R_BINDINGS_LIST,
+	R_BINDING_CREATE,
+	R_BINDING_DELETE,
+	R_ROUTING,
 	R_QUEUE_ALTER,				/* PATCH /v1/queues/{queue} */
 	R__COUNT
 } route_id;

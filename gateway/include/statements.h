@@ -53,6 +53,11 @@ enum
 	S_SET_GROUP_RATE,
 	S_SET_FIFO_KEY_LIMIT,
 	S_PING,
+	S_PUBLISH,					/* topic routing */
+	S_LIST_BINDINGS,
+	S_BIND,
+	S_UNBIND,
+	S_TEST_ROUTING,
 	S_ALTER_QUEUE,
 	S__COUNT
 };

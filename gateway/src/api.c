@@ -169,6 +169,11 @@ static const statement_route statement_routes[] = {
 	"Send {\"per_second\": N, \"burst\": N} (per_second null: no limit)."},
 	{R_FIFO_KEY_LIMIT, S_SET_FIFO_KEY_LIMIT, 2, {P_QUEUE, P_BODY}, 200, false,
 	"Send {\"max_in_flight_per_key\": N}."},
+	/* topic routing (GET /v1/bindings and /v1/routing take query arguments: api_dispatch) */
+	{R_PUBLISH, S_PUBLISH, 2, {P_BODY, P_IDEMPOTENCY_KEY}, 201, false,
+	"Send {\"routing_key\": ..., \"payload\": ...}."},
+	{R_BINDING_CREATE, S_BIND, 1, {P_BODY}, 200, false, "Send {\"pattern\": ..., \"queue\": ...}."},
+	{R_BINDING_DELETE, S_UNBIND, 1, {P_BODY}, 200, false, "Send {\"pattern\": ..., \"queue\": ...}."},
 	{R_QUEUE_ALTER, S_ALTER_QUEUE, 2, {P_QUEUE, P_BODY}, 200, false,
 	"Send {\"message_ttl\": ..., \"on_expire\": ..., ...}."},
 };
@@ -323,6 +328,19 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 				p[2] = g ? g : PEEK_DEFAULT_GROUP;
 				return run_route(c, rq, S_PEEK, 3, p, 200, false, false);
 			}
+		case R_BINDINGS_LIST:
+			/* ?queue=NAME: that queue's bindings only */
+			p[0] = get_arg(c, "queue");
+			if (p[0] && !valid_name(p[0]))
+				return send_error(c, rq, 400, "queue must be " NAME_RULE, NULL, NULL, NULL, 0);
+			return run_route(c, rq, S_LIST_BINDINGS, 1, p, 200, false, false);
+		case R_ROUTING:
+			/* ?key=ROUTING_KEY (its rules are deliver's: 22023, a 422) */
+			p[0] = get_arg(c, "key");
+			if (!p[0])
+				return send_error(c, rq, 400, "key is required", NULL,
+								  "GET /v1/routing?key=ROUTING_KEY (URL-encoded).", NULL, 0);
+			return run_route(c, rq, S_TEST_ROUTING, 1, p, 200, false, false);
 		default:
 			{
 				size_t		i;

@@ -280,6 +280,14 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			ret = cl_answer(&x, 501, NULL, "this route is not served in cluster mode", NULL,
 								"It is served by a deliverd of a single node (the console's routes).");
 			break;
+		case R_PUBLISH:
+		case R_BINDINGS_LIST:
+		case R_BINDING_CREATE:
+		case R_BINDING_DELETE:
+		case R_ROUTING:
+			ret = cl_answer(&x, 501, NULL, "topic routing is not served in cluster mode", NULL,
+							"Send to each queue: POST /v1/queues/{queue}/messages.");
+			break;
 		default:
 			ret = cl_answer(&x, 404, NULL, "no such route", NULL, "See /openapi.json.");
 			break;

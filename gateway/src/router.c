@@ -48,6 +48,11 @@ const char *const route_names[R__COUNT] = {
 	[R_GROUP_RESUME] = "group_resume",
 	[R_GROUP_RATE] = "group_rate",
 	[R_FIFO_KEY_LIMIT] = "fifo_key_limit",
+	[R_PUBLISH] = "publish",
+	[R_BINDINGS_LIST] = "bindings_list",
+	[R_BINDING_CREATE] = "binding_create",
+	[R_BINDING_DELETE] = "binding_delete",
+	[R_ROUTING] = "routing",
 	[R_QUEUE_ALTER] = "queue_alter",
 };
 
@@ -85,6 +90,8 @@ route_is_read_only(route_id id)
 		case R_WORKERS:
 		case R_PUSH_SUBSCRIPTIONS:
 		case R_WHOAMI:
+		case R_BINDINGS_LIST:
+		case R_ROUTING:
 			return true;
 		default:
 			return id < R_QUEUES_LIST;
@@ -213,6 +220,9 @@ static const path_routes v1_routes[] = {
 	{"workers", "GET", R_WORKERS, NULL, 0},
 	{"push-subscriptions", "GET", R_PUSH_SUBSCRIPTIONS, NULL, 0},
 	{"whoami", "GET", R_WHOAMI, NULL, 0},
+	{"publish", "POST", R_PUBLISH, NULL, 0},
+	{"bindings", "GET", R_BINDINGS_LIST, "POST", R_BINDING_CREATE},
+	{"routing", "GET", R_ROUTING, NULL, 0},
 	{NULL, NULL, 0, NULL, 0}
 };
 
@@ -327,6 +337,12 @@ route_request(const char *method, const char *path, route_match *m)
 		return pick_in(m, method, find_segment(top_routes, segs[0]));
 	if (strcmp(segs[0], "v1") != 0)
 		return m->status;
+	/* /v1/bindings takes a third method: DELETE (GET and POST in v1_routes) */
+	if (n == 2 && strcmp(segs[1], "bindings") == 0 && is_method(method, "DELETE"))
+	{
+		m->id = R_BINDING_DELETE;
+		return m->status = 0;
+	}
 	if (n == 2 && strcmp(segs[1], "queues") != 0)
 		return pick_in(m, method, find_segment(v1_routes, segs[1]));
 	if (strcmp(segs[1], "queues") != 0)

@@ -138,6 +138,29 @@ const stmt_def statements[S__COUNT] = {
 		" json_build_object('queue_name', $1::text, 'fifo_key_limit', (b->>'max_in_flight_per_key')::int)"
 		BODY(2), 2},
 	[S_PING] = {"ping", "SELECT 1", 0},
+	/*
+	 * Topic routing.  publish: {"routing_key", "payload", "headers",
+	 * "ordering_key", "idempotency_key", "delay", "mandatory"}, the
+	 * Idempotency-Key header winning over the body's key, as in send; the
+	 * answer lists the queues sent to, [{"queue", "message_id"}].
+	 */
+	[S_PUBLISH] = {"publish",
+		"SELECT (SELECT coalesce(json_agg(x), '[]') FROM (SELECT p.queue_name AS queue,"
+		" p.message_id::text AS message_id FROM deliver.publish(b->>'routing_key', b->'payload',"
+		" nullif(b->'headers', 'null'::jsonb), b->>'ordering_key', coalesce($2, b->>'idempotency_key'),"
+		" " IV("delay") ", coalesce((b->>'mandatory')::boolean, false)) p) x)" BODY(1), 2},
+	[S_LIST_BINDINGS] = {"list_bindings",
+		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT l.pattern, l.queue_name AS queue, l.created_at"
+		" FROM deliver.list_bindings($1) l) x", 1},
+	[S_BIND] = {"bind",
+		"SELECT json_build_object('pattern', b->>'pattern', 'queue', b->>'queue',"
+		" 'created', deliver.bind(b->>'pattern', b->>'queue'))" BODY(1), 1},
+	[S_UNBIND] = {"unbind",
+		"SELECT json_build_object('pattern', b->>'pattern', 'queue', b->>'queue',"
+		" 'removed', deliver.unbind(b->>'pattern', b->>'queue'))" BODY(1), 1},
+	[S_TEST_ROUTING] = {"test_routing",
+		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT t.queue_name AS queue, t.pattern"
+		" FROM deliver.test_routing($1) t) x", 1},
 	/* PATCH a queue: an option the body leaves out (or null) stays as it is */
 	[S_ALTER_QUEUE] = {"alter_queue",
 		"SELECT deliver.alter_queue($1, " IV("visibility_timeout") ", (b->>'max_attempts')::int,"

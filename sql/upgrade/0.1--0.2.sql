@@ -80,6 +80,18 @@ BEGIN
     END LOOP;
 END $upgrade$;
 
+-- Topic routing: deliver.publish sends to every queue with a binding whose
+-- pattern matches the routing key (deliver.bind, deliver.unbind).
+CREATE TABLE deliver.binding (
+    pattern     text NOT NULL,
+    queue_id    int NOT NULL REFERENCES deliver.queue ON DELETE CASCADE,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pattern, queue_id)
+);
+CREATE INDEX binding_queue_id ON deliver.binding (queue_id);
+SELECT pg_catalog.pg_extension_config_dump('deliver.binding', '');
+GRANT SELECT ON deliver.binding TO PUBLIC;
+
 -- Every function of 0.1 is dropped and created anew below.
 DO $upgrade$
 DECLARE

@@ -176,6 +176,7 @@ typedef struct DeliverShared
 	LWLock	   *entry_lock;		/* allocation of queue and group entries */
 	LWLock	   *slot_lock;		/* the free list of lease slots */
 	pg_atomic_uint32 catalog_gen;
+	pg_atomic_uint32 routing_gen;	/* moves when deliver.binding changes (routing.c) */
 	uint32		epoch;			/* of delivery ids; 0 until the first lease */
 	uint32		epoch_tli;		/* the WAL timeline the epoch was taken on */
 	SlotList	free_list;		/* lease slots nobody holds, oldest freed first */

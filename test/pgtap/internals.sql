@@ -2,7 +2,7 @@
 -- maintenance worker and maintain() call), each called directly: what it
 -- returns, what it changes, its errors, and who may call it.
 \ir ../helpers.psql
-SELECT plan(112);
+SELECT plan(118);
 
 -- the functions that change a queue's state behind the checks of the
 -- public ones are not for PUBLIC; those that only read are
@@ -277,6 +277,17 @@ SELECT throws_ok(cmd, state, msg, cmd) FROM (VALUES
     ($$SELECT * FROM deliver._sweep('internals_missing', 10)$$, '42704', 'queue "internals_missing" does not exist'),
     ($$SELECT * FROM deliver._sweep('internals_sweep', 0)$$, '22023', 'max_dead must be positive'),
     ($$SELECT * FROM deliver._sweep('internals_sweep', NULL)$$, '22023', 'max_dead must be positive')) AS t(cmd, state, msg);
+
+-- _check_pattern: a binding pattern's check (bind, unbind)
+SELECT lives_ok($$SELECT deliver._check_pattern('a.*.#')$$, '_check_pattern: a valid pattern');
+SELECT throws_ok(cmd, state, msg, cmd) FROM (VALUES
+    ($$SELECT deliver._check_pattern('a..b')$$, '22023', 'pattern has an empty word'),
+    ($$SELECT deliver._check_pattern('a*')$$, '22023', 'pattern has a wildcard inside a word'),
+    ($$SELECT deliver._check_pattern(NULL)$$, '22004', 'pattern must not be NULL')) AS t(cmd, state, msg);
+-- _bindings_changed: the trigger of deliver.binding, not callable
+SELECT throws_ok($$SELECT deliver._bindings_changed()$$, '0A000', NULL, '_bindings_changed is a trigger function only');
+SELECT is((SELECT count(*) FROM pg_trigger WHERE tgrelid = 'deliver.binding'::regclass AND NOT tgisinternal),
+          1::bigint, 'deliver.binding has its trigger');
 
 -- _flow_group: the group's row (flow control), or 42704 naming it
 SELECT lives_ok($$SELECT deliver.create_queue('internals_flow')$$, 'create queue internals_flow');

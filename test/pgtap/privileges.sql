@@ -2,7 +2,7 @@
 -- (grant_queue / revoke_queue); administration is not for PUBLIC; no role
 -- but the owner touches deliver's tables.
 \ir ../helpers.psql
-SELECT plan(170);
+SELECT plan(187);
 
 CREATE ROLE regress_deliver_nobody;
 CREATE ROLE regress_deliver_sender;
@@ -225,7 +225,7 @@ SELECT is_empty($$SELECT c.relname, e.grantee::regrole, e.privilege_type
                     FROM pg_class c, aclexplode(c.relacl) e
                    WHERE c.relnamespace = 'deliver'::regnamespace
                      AND e.grantee <> c.relowner
-                     AND NOT (c.relname IN ('queue', 'consumer_group', 'segment', 'alert', 'push_subscription')
+                     AND NOT (c.relname IN ('queue', 'consumer_group', 'segment', 'alert', 'push_subscription', 'binding')
                               AND e.grantee = 0 AND e.privilege_type = 'SELECT')$$,
                 'no role but the owner holds a privilege on deliver''s tables, whatever grant_queue granted');
 SELECT results_eq($$SELECT * FROM deliver.list_grants('priv')$$,
@@ -376,6 +376,40 @@ RESET ROLE;
 REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval, interval, text, bigint, text),
                            deliver.drop_queue(text), deliver.grant_queue(text, text, text)
     FROM regress_deliver_admin;
+
+--
+-- topic routing: bind and unbind are not for PUBLIC; publish needs the right
+-- to send to every queue the routing key matches
+--
+SELECT is(has_function_privilege('regress_deliver_nobody', f, 'EXECUTE'), public,
+          f || CASE WHEN public THEN ' is for every role' ELSE ' is not for PUBLIC' END)
+  FROM (VALUES
+    ('deliver.bind(text, text)', false),
+    ('deliver.unbind(text, text)', false),
+    ('deliver.list_bindings(text)', true),
+    ('deliver.test_routing(text)', true),
+    ('deliver.publish(text, jsonb, jsonb, text, text, interval, boolean)', true)) AS t(f, public);
+SELECT ok(deliver.bind('prv.#', 'priv'), 'bind prv.# to priv');
+SELECT ok(deliver.bind('prv.*', 'priv_other'), 'bind prv.* to priv_other');
+CREATE ROLE regress_deliver_router;
+SELECT lives_ok($$SELECT deliver.grant_queue('priv', 'regress_deliver_router', 'send')$$, 'grant send on priv only');
+SET ROLE regress_deliver_nobody;
+SELECT throws_ok(cmd, '42501', msg, 'a role without grants: ' || cmd) FROM (VALUES
+    ($$SELECT * FROM deliver.publish('prv.x', '{}')$$, 'permission denied to send to queue "priv"'),
+    ($$SELECT deliver.bind('prv.#', 'priv_other')$$, 'permission denied for function bind'),
+    ($$SELECT deliver.unbind('prv.#', 'priv')$$, 'permission denied for function unbind')) AS t(cmd, msg);
+SELECT is((SELECT count(*) FROM deliver.test_routing('prv.x')), 2::bigint, 'anyone may test the routing');
+SET ROLE regress_deliver_router;
+SELECT throws_ok($$SELECT * FROM deliver.publish('prv.x', '{}')$$, '42501',
+                 'permission denied to send to queue "priv_other"',
+                 'a publish that matches a queue the role may not send to is refused');
+SELECT is((SELECT array_agg(queue_name) FROM deliver.publish('prv.x.y', '{"routed": true}')), ARRAY['priv'],
+          'a publish that matches only the granted queue is sent');
+RESET ROLE;
+SELECT ok(deliver.unbind('prv.#', 'priv'), 'unbind prv.# from priv');
+SELECT ok(deliver.unbind('prv.*', 'priv_other'), 'unbind prv.* from priv_other');
+SELECT lives_ok($$SELECT deliver.revoke_queue('priv', 'regress_deliver_router', 'send')$$, 'revoke send on priv');
+DROP ROLE regress_deliver_router;
 
 SELECT ok(deliver.drop_queue(q), 'drop ' || q) FROM unnest(ARRAY['priv', 'priv_other', 'priv_eo']) AS q;
 DROP ROLE regress_deliver_nobody;

@@ -40,6 +40,10 @@ $node->safe_psql('postgres', q{
     SELECT deliver.grant_queue('hd', 'mallory', 'all');
     SELECT deliver.send_batch('hd', ARRAY(SELECT jsonb_build_object('n', i) FROM generate_series(1, 150) i));
     SELECT deliver.send('hd', '{"late": true}', delay => '1 millisecond');
+    -- topic routing: hr.* keys go to h and h2, hd.* keys to hd
+    SELECT deliver.bind('hr.#', 'h');
+    SELECT deliver.bind('hr.*', 'h2');
+    SELECT deliver.bind('hd.#', 'hd');
     -- a queue at its max_depth
     SELECT deliver.create_queue('hfull', max_depth => 1);
     SELECT deliver.send('hfull', '{}');
@@ -280,6 +284,57 @@ my @catalogue = (
 	[ 'name', qq{SELECT deliver.set_fifo_key_limit('$name200', 2)}, '42704' ],
 	[ 'no grant', q{SELECT deliver.set_fifo_key_limit('h', 2)}, '42501', 'stranger' ],
 	[ 'receive grant', q{SELECT deliver.set_fifo_key_limit('h2', 2)}, '42501', 'reader' ],
+	# topic routing: bind, unbind, test_routing, publish
+	[ 'NULL', q{SELECT deliver.bind(NULL, 'h')}, '22004' ],
+	[ 'NULL', q{SELECT deliver.bind('a', NULL)}, '22004' ],
+	[ 'NULL', q{SELECT deliver.unbind(NULL, 'h')}, '22004' ],
+	[ 'NULL', q{SELECT * FROM deliver.test_routing(NULL)}, '22004' ],
+	[ 'NULL', q{SELECT * FROM deliver.publish(NULL, '{}')}, '22004' ],
+	[ 'NULL', q{SELECT * FROM deliver.publish('hr.x', NULL)}, '22004' ],
+	[ 'NULL', q{SELECT * FROM deliver.publish('hr.x', '{}', mandatory => NULL)}, '22004' ],
+	[ 'empty', q{SELECT deliver.bind('', 'h')}, '22023' ],
+	[ 'empty', q{SELECT * FROM deliver.test_routing('')}, 'ok' ],
+	[ 'empty', q{SELECT * FROM deliver.publish('', '{}')}, 'ok' ],
+	[ 'pattern', q{SELECT deliver.bind('a..b', 'h')}, '22023' ],
+	[ 'pattern', q{SELECT deliver.bind('.', 'h')}, '22023' ],
+	[ 'pattern', q{SELECT deliver.bind('a.b#', 'h')}, '22023' ],
+	[ 'pattern', q{SELECT deliver.bind('**', 'h')}, '22023' ],
+	[ 'pattern', q{SELECT deliver.unbind('a.', 'h')}, '22023' ],
+	[ 'pattern', q{SELECT * FROM deliver.test_routing('a.*')}, '22023' ],
+	[ 'pattern', q{SELECT * FROM deliver.publish('hr.#', '{}')}, '22023' ],
+	[ 'pattern', q{SELECT * FROM deliver.publish('hr..x', '{}')}, '22023' ],
+	[ 'pattern', q{SELECT deliver.bind('x''; DROP TABLE deliver.binding; --', 'h')}, 'ok' ],
+	[ 'pattern', q{SELECT deliver.unbind('x''; DROP TABLE deliver.binding; --', 'h')}, 'ok' ],
+	[ 'name', qq{SELECT deliver.bind('a', '$name200')}, '42704' ],
+	[ 'name', q{SELECT deliver.unbind('a', 'x"; DROP TABLE deliver.queue; --')}, '42704' ],
+	[ 'huge', q{SELECT deliver.bind(repeat('a', 256), 'h')}, '22023' ],
+	[ 'huge', q{SELECT deliver.bind(repeat('a', 100000), 'h')}, '22023' ],
+	[ 'huge', q{SELECT * FROM deliver.test_routing(repeat('a.', 5000) || 'a')}, '22023' ],
+	[ 'huge', q{SELECT * FROM deliver.publish(repeat('a', 256), '{}')}, '22023' ],
+	[ 'huge', qq{SELECT * FROM deliver.publish('hr.x', to_jsonb(repeat('x', 1024 * 1024 + 10)))}, '54000' ],
+	[ 'huge', q{SELECT * FROM deliver.publish('hr.x', '{}', ordering_key => repeat('k', 513))}, '54000' ],
+	[ 'number', q{SELECT * FROM deliver.publish('hr.x', '{}', delay => '-1 s')}, '22023' ],
+	[ 'JSON', q{SELECT * FROM deliver.publish('hr.x', '{}', headers => '[1]')}, '22023' ],
+	[ 'invalid UTF-8', q{SELECT deliver.bind(convert_from('\xff'::bytea, 'UTF8'), 'h')}, '22021' ],
+	[ 'invalid UTF-8', q{SELECT * FROM deliver.publish(convert_from('\xe282'::bytea, 'UTF8'), '{}')}, '22021' ],
+	[ 'id', q{SELECT * FROM deliver.publish('nobody.bound', '{}', mandatory => true)}, '42704' ],
+	# a pattern of 128 "#" and a key of 128 words: matched without backtracking
+	[ 'crash', q{SELECT deliver.bind(repeat('#.', 127) || '#', 'h')}, 'ok' ],
+	[ 'crash', q{SELECT count(*) FROM deliver.publish(repeat('a.', 127) || 'a', '{}')}, 'ok' ],
+	[ 'crash', q{SELECT deliver.unbind(repeat('#.', 127) || '#', 'h')}, 'ok' ],
+	[ 'no grant', q{SELECT deliver.bind('x', 'h')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT deliver.unbind('hr.#', 'h')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT * FROM deliver.publish('hr.x', '{}')}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT count(*) FROM deliver.test_routing('hr.x')}, 'ok', 'stranger' ],
+	[ 'no grant', q{SELECT count(*) FROM deliver.list_bindings()}, 'ok', 'stranger' ],
+	[ 'no grant', q{INSERT INTO deliver.binding (pattern, queue_id) VALUES ('#', 1)}, '42501', 'stranger' ],
+	[ 'no grant', q{DELETE FROM deliver.binding}, '42501', 'stranger' ],
+	# send on h but not on h2, both matched: refused, nothing sent to h either
+	[ 'send grant', q{SELECT * FROM deliver.publish('hr.x', '{}')}, '42501', 'sender' ],
+	[ 'send grant', q{SELECT * FROM deliver.publish('hr.x.y', '{}')}, 'ok', 'sender' ],
+	[ 'bypass', q{INSERT INTO deliver.binding (pattern, queue_id) VALUES ('#', 1)}, '42501', 'sender' ],
+	[ 'escalation', $shadowed . q{SELECT count(*) FROM deliver.publish('hd.x', '{}')}, 'ok', 'mallory' ],
+	[ 'escalation', $shadowed . q{SELECT count(*) FROM deliver.test_routing('hd.x')}, 'ok', 'mallory' ],
 	# expiry: expires_at (any time, NULL) and the queue's message_ttl and on_expire
 	[ 'expiry', q{SELECT deliver.send('h', '{}', expires_at => '-infinity')}, 'ok', 'sender' ],
 	[ 'expiry', q{SELECT deliver.send('h', '{}', expires_at => 'infinity')}, 'ok', 'sender' ],

@@ -7,9 +7,9 @@
 # (unnest(int[]), array_agg, clock_timestamp, now, pg_current_xact_id, =
 # and < on bigint, = on text, ...) in front of pg_catalog on the
 # search_path.  Every path that runs as another role is driven: send,
-# receive (with delayed messages coming due, no worker), ack, nack,
-# dead-letter moves, extend_lease, maintain, redrive, archived,
-# dead_letters, metrics, alerts, and the worker itself.  No shadowing
+# publish (topic routing), receive (with delayed messages coming due, no
+# worker), ack, nack, dead-letter moves, extend_lease, maintain, redrive,
+# archived, dead_letters, metrics, alerts, and the worker itself.  No shadowing
 # function may run at all (each one logs its call), and no role may become
 # superuser.
 use strict;
@@ -96,6 +96,10 @@ $node->safe_psql('postgres', q{
     SELECT deliver.create_queue('sp_eo', 'exactly_once', retry_base => '0');
     SELECT deliver.create_queue('sp_fifo', fifo => true);
     SELECT deliver.grant_queue(q, 'mallory', 'all') FROM unnest(ARRAY['sp', 'sp_eo', 'sp_fifo']) q;
+    -- topic routing: publish reads the bindings as the catalog's owner
+    SELECT deliver.create_queue('sp_topic');
+    SELECT deliver.grant_queue('sp_topic', 'mallory', 'send');
+    SELECT deliver.bind('sp.#', 'sp_topic');
     -- administration granted to mallory: those functions run as their owner
     GRANT EXECUTE ON FUNCTION deliver.maintain(text), deliver.redrive(text, bigint[], text),
                               deliver.set_alert(text, text, numeric),
@@ -120,6 +124,8 @@ mallory(q{SELECT deliver.send('sp', '{"n": 4}', delay => '10 milliseconds')});
 mallory(q{SELECT deliver.send_batch('sp_eo', ARRAY['{"n": 1}', '{"n": 2}']::jsonb[], idempotency_keys => ARRAY['a', 'a'])});
 mallory(q{SELECT deliver.send('sp_eo', '{"n": 3}', idempotency_key => 'a')});
 mallory(q{SELECT deliver.send_batch('sp_fifo', ARRAY['{"n": 1}', '{"n": 2}']::jsonb[], ordering_keys => ARRAY['k', 'k'])});
+mallory(q{SELECT count(*) FROM deliver.publish('sp.x', '{"n": 1}', ordering_key => 'k', idempotency_key => 'p1')});
+mallory(q{SELECT count(*) FROM deliver.test_routing('sp.x')});
 # a sleep, not a wait: the delayed message (10 ms) comes due
 $node->safe_psql('postgres', 'SELECT pg_sleep(0.05)');
 # receive (moving the delayed message that came due), ack, nack, extend

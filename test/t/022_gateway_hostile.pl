@@ -34,6 +34,9 @@ $node->safe_psql('postgres', q{
     SELECT deliver.send_batch('hq2', ARRAY(SELECT jsonb_build_object('n', i) FROM generate_series(1, 5) i));
     CREATE ROLE reader NOLOGIN;
     SELECT deliver.grant_queue('hq2', 'reader', 'receive');
+    -- topic routing: r.* keys go to hq and hq2
+    SELECT deliver.bind('r.#', 'hq');
+    SELECT deliver.bind('r.*', 'hq2');
 });
 my ($d_hq, $d_hq2) = map { query_one($node, "SELECT delivery_id FROM deliver.receive('$_', 1)") } qw(hq hq2);
 like("$d_hq $d_hq2", qr/^\d+ \d+$/, 'two leases to attack');
@@ -281,6 +284,51 @@ my @c = (
 	[ 'queue name', 'PUT', "/v1/queues/x';--/fifo-key-limit", { max_in_flight_per_key => 2 }, {}, 404, '42704' ],
 	[ 'method', 'POST', '/v1/queues/hq/fifo-key-limit', undef, {}, 405, '' ],
 	[ 'no grant', 'PUT', '/v1/queues/hq2/fifo-key-limit', { max_in_flight_per_key => 2 }, { Authorization => 'Bearer reader-token-0123456789' }, 403, '42501' ],
+	# topic routing: /v1/publish, /v1/bindings, /v1/routing
+	[ 'missing field', 'POST', '/v1/publish', { payload => 1 }, {}, 422, '22004' ],
+	[ 'missing field', 'POST', '/v1/publish', { routing_key => 'r.x' }, {}, 422, '22004' ],
+	[ 'NULL field', 'POST', '/v1/publish', { routing_key => undef, payload => 1 }, {}, 422, '22004' ],
+	[ 'NULL field', 'POST', '/v1/publish', { routing_key => 'r.x', payload => undef }, {}, 201, '' ],
+	[ 'empty body', 'POST', '/v1/publish', '', {}, 400, '' ],
+	[ 'non-JSON', 'POST', '/v1/publish', 'routing_key=r.x', {}, 400, '22P02' ],
+	[ 'non-JSON', 'POST', '/v1/publish', '[1]', {}, 422, '22004' ],
+	[ 'huge body', 'POST', '/v1/publish', { routing_key => 'r.x', payload => 'x' x 5000 }, {}, 413, '54000' ],
+	[ 'deep JSON', 'POST', '/v1/publish', '{"routing_key": "r.x", "payload": ' . ('[' x 5000) . (']' x 5000) . '}', {}, 413, '54000' ],
+	[ 'invalid UTF-8', 'POST', '/v1/publish', qq({"routing_key": "r.$bad8", "payload": 1}), {}, 422, '22021' ],
+	[ 'routing key', 'POST', '/v1/publish', { routing_key => 'r.*', payload => 1 }, {}, 422, '22023' ],
+	[ 'routing key', 'POST', '/v1/publish', { routing_key => 'r..x', payload => 1 }, {}, 422, '22023' ],
+	[ 'routing key', 'POST', '/v1/publish', { routing_key => 'r' x 256, payload => 1 }, {}, 422, '22023' ],
+	[ 'routing key', 'POST', '/v1/publish', { routing_key => 42, payload => 1 }, {}, 201, '' ],
+	[ 'routing key', 'POST', '/v1/publish', { routing_key => "r.x'; DROP TABLE deliver.binding; --", payload => 1 }, {}, 201, '' ],
+	[ 'routing key', 'POST', '/v1/publish', { routing_key => 'nobody.bound', payload => 1, mandatory => JSON::PP::true }, {}, 404, '42704' ],
+	[ 'routing key', 'POST', '/v1/publish', { routing_key => 'r.x', payload => 1, mandatory => 'yes please' }, {}, 400, '22P02' ],
+	[ 'number', 'POST', '/v1/publish', { routing_key => 'r.x', payload => 1, delay => -5 }, {}, 422, '22023' ],
+	[ 'interval', 'POST', '/v1/publish', { routing_key => 'r.x', payload => 1, delay => {} }, {}, 422, '22023' ],
+	[ 'Idempotency-Key', 'POST', '/v1/publish', { routing_key => 'r.x', payload => 1 }, { 'Idempotency-Key' => 'k' x 10000 }, 413, '54000' ],
+	[ 'no grant', 'POST', '/v1/publish', { routing_key => 'r.x', payload => 1 }, { Authorization => 'Bearer reader-token-0123456789' }, 403, '42501' ],
+	[ 'missing field', 'POST', '/v1/bindings', { queue => 'hq' }, {}, 422, '22004' ],
+	[ 'missing field', 'POST', '/v1/bindings', { pattern => 'a' }, {}, 422, '22004' ],
+	[ 'empty body', 'POST', '/v1/bindings', '', {}, 400, '' ],
+	[ 'empty body', 'DELETE', '/v1/bindings', '', {}, 400, '' ],
+	[ 'non-JSON', 'POST', '/v1/bindings', '{"pattern": ', {}, 400, '22P02' ],
+	[ 'pattern', 'POST', '/v1/bindings', { pattern => '', queue => 'hq' }, {}, 422, '22023' ],
+	[ 'pattern', 'POST', '/v1/bindings', { pattern => 'a.b#', queue => 'hq' }, {}, 422, '22023' ],
+	[ 'pattern', 'POST', '/v1/bindings', { pattern => 'a' x 100_000, queue => 'hq' }, {}, 413, '54000' ],
+	[ 'pattern', 'POST', '/v1/bindings', { pattern => 'p' x 256, queue => 'hq' }, {}, 422, '22023' ],
+	[ 'pattern', 'DELETE', '/v1/bindings', { pattern => 'a..b', queue => 'hq' }, {}, 422, '22023' ],
+	[ 'queue name', 'POST', '/v1/bindings', { pattern => 'a', queue => $n200 }, {}, 404, '42704' ],
+	[ 'queue name', 'DELETE', '/v1/bindings', { pattern => 'a', queue => "x'; DROP TABLE deliver.queue; --" }, {}, 404, '42704' ],
+	[ 'no grant', 'POST', '/v1/bindings', { pattern => 'a', queue => 'hq2' }, { Authorization => 'Bearer reader-token-0123456789' }, 403, '42501' ],
+	[ 'no grant', 'DELETE', '/v1/bindings', { pattern => 'r.*', queue => 'hq2' }, { Authorization => 'Bearer reader-token-0123456789' }, 403, '42501' ],
+	[ 'queue name', 'GET', '/v1/bindings?queue=' . ('q' x 64), undef, {}, 400, '' ],
+	[ 'queue name', 'GET', "/v1/bindings?queue=a'b", undef, {}, 200, '' ],
+	[ 'routing key', 'GET', '/v1/routing', undef, {}, 400, '' ],
+	[ 'routing key', 'GET', '/v1/routing?key=r.%23', undef, {}, 422, '22023' ],
+	[ 'routing key', 'GET', '/v1/routing?key=%C3%28', undef, {}, 422, '22021' ],
+	[ 'routing key', 'GET', '/v1/routing?key=' . ('a.' x 2000) . 'a', undef, {}, 422, '22023' ],
+	[ 'method', 'PUT', '/v1/bindings', undef, {}, 405, '' ],
+	[ 'method', 'GET', '/v1/publish', undef, {}, 405, '' ],
+	[ 'method', 'POST', '/v1/routing', undef, {}, 405, '' ],
 );
 
 my ($pass, $n) = (0, 0);

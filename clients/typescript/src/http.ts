@@ -25,6 +25,10 @@ import type {
   Overflow,
   PeekOptions,
   PeekedMessage,
+  Binding,
+  PublishOptions,
+  Published,
+  RoutingMatch,
   QueueClient,
   QueueInfo,
   QueueMetrics,
@@ -442,6 +446,49 @@ export class HttpClient implements QueueClient {
   /** One row per consumer group of the queue. */
   async metrics(queue: string): Promise<QueueMetrics[]> {
     return ((await this.request('GET', `/v1/queues/${enc(queue)}/metrics`)) as Row[]).map(toMetrics);
+  }
+
+  // ---- topic routing
+
+  /** POST /v1/publish: the message to every queue bound to a matching pattern; the queues and ids. */
+  async publish<P = unknown>(routingKey: string, payload: P, options: PublishOptions = {}): Promise<Published[]> {
+    const rows = (await this.request('POST', '/v1/publish', {
+      body: {
+        routing_key: routingKey,
+        payload: payload === undefined ? null : payload,
+        headers: options.headers ?? undefined,
+        ordering_key: options.orderingKey ?? undefined,
+        idempotency_key: options.idempotencyKey ?? undefined,
+        delay: options.delay ?? undefined,
+        mandatory: options.mandatory ?? undefined,
+      },
+    })) as Row[];
+    return rows.map((r) => ({ queue: r.queue as string, messageId: BigInt(r.message_id as string) }));
+  }
+
+  /** POST /v1/bindings; false when the queue was bound to the pattern already. */
+  async bind(pattern: string, queue: string): Promise<boolean> {
+    const r = (await this.request('POST', '/v1/bindings', { body: { pattern, queue } })) as Row;
+    return Boolean(r.created);
+  }
+
+  /** DELETE /v1/bindings; false when there was no such binding. */
+  async unbind(pattern: string, queue: string): Promise<boolean> {
+    const r = (await this.request('DELETE', '/v1/bindings', { body: { pattern, queue } })) as Row;
+    return Boolean(r.removed);
+  }
+
+  /** GET /v1/bindings: of one queue, or all. */
+  async listBindings(queue?: string | null): Promise<Binding[]> {
+    const qs = queue != null ? `?${new URLSearchParams({ queue })}` : '';
+    const rows = (await this.request('GET', `/v1/bindings${qs}`)) as Row[];
+    return rows.map((r) => ({ pattern: r.pattern as string, queue: r.queue as string, createdAt: toDate(r.created_at) as Date }));
+  }
+
+  /** GET /v1/routing?key=: the bindings a publish with this routing key would match. */
+  async testRouting(routingKey: string): Promise<RoutingMatch[]> {
+    const rows = (await this.request('GET', `/v1/routing?${new URLSearchParams({ key: routingKey })}`)) as Row[];
+    return rows.map((r) => ({ queue: r.queue as string, pattern: r.pattern as string }));
   }
 
   /** Whether deliverd runs (GET /healthz answers 200). */

@@ -25,6 +25,10 @@ import type {
   PeekOptions,
   PeekedMessage,
   Privilege,
+  Binding,
+  PublishOptions,
+  Published,
+  RoutingMatch,
   QueueClient,
   QueueInfo,
   QueueMetrics,
@@ -690,6 +694,48 @@ export class DeliverClient implements QueueClient {
       confirmedLsn: (r.confirmed_lsn ?? null) as string | null, lagBytes: toNumber(r.lag_bytes),
       retainedWalBytes: toNumber(r.retained_wal_bytes),
     }));
+  }
+
+  // ---- topic routing
+
+  /**
+   * Sends the message once to every queue with a binding whose pattern
+   * matches the routing key, in one transaction (inside yours, if this
+   * client is a transaction's); returns the queues, by name, with the
+   * message's id in each ([] when nothing matched, unless mandatory).
+   */
+  async publish<P = unknown>(routingKey: string, payload: P, options: PublishOptions = {}): Promise<Published[]> {
+    const rows = await this.query(
+      `SELECT queue_name, message_id FROM deliver.publish(routing_key => $1, payload => $2::jsonb, headers => $3::jsonb,
+        ordering_key => $4, idempotency_key => $5, delay => $6::interval, mandatory => coalesce($7, false))`,
+      [routingKey, json(payload), json(options.headers ?? undefined), options.orderingKey ?? null,
+        options.idempotencyKey ?? null, intervalText(options.delay), options.mandatory ?? null],
+    );
+    return rows.map((r) => ({ queue: r.queue_name as string, messageId: r.message_id as bigint }));
+  }
+
+  /** Binds the queue to the pattern; false when it was bound to it already. Not for PUBLIC. */
+  async bind(pattern: string, queue: string): Promise<boolean> {
+    const rows = await this.query('SELECT deliver.bind($1, $2) AS created', [pattern, queue]);
+    return rows[0]!.created as boolean;
+  }
+
+  /** Removes the binding; false when there was none. Not for PUBLIC. */
+  async unbind(pattern: string, queue: string): Promise<boolean> {
+    const rows = await this.query('SELECT deliver.unbind($1, $2) AS removed', [pattern, queue]);
+    return rows[0]!.removed as boolean;
+  }
+
+  /** The bindings, of one queue or of all, by queue and pattern. */
+  async listBindings(queue?: string | null): Promise<Binding[]> {
+    const rows = await this.query('SELECT pattern, queue_name, created_at FROM deliver.list_bindings($1)', [queue ?? null]);
+    return rows.map((r) => ({ pattern: r.pattern as string, queue: r.queue_name as string, createdAt: toDate(r.created_at) as Date }));
+  }
+
+  /** The bindings a publish with this routing key would match (nothing is sent). */
+  async testRouting(routingKey: string): Promise<RoutingMatch[]> {
+    const rows = await this.query('SELECT queue_name, pattern FROM deliver.test_routing($1)', [routingKey]);
+    return rows.map((r) => ({ queue: r.queue_name as string, pattern: r.pattern as string }));
   }
 
   // ---- exactly-once processing

@@ -244,3 +244,30 @@ export interface QueueClient {
   nack(queue: string, deliveryId: IdInput, options?: NackOptions): Promise<boolean>;
   extendLease(queue: string, deliveryId: IdInput, visibilityTimeout: Interval): Promise<Date>;
 }
+
+// ---- topic routing
+
+/** Options of publish: send's, and mandatory. */
+export interface PublishOptions extends SendOptions {
+  /** No queue bound to a matching pattern is an error (QueueNotFoundError, 42704) instead of []. */
+  mandatory?: boolean | null;
+}
+
+/** A queue publish sent to, and the message's id in it. */
+export interface Published {
+  queue: string;
+  messageId: bigint;
+}
+
+/** A binding: publish sends to the queue when the pattern matches the routing key. */
+export interface Binding {
+  pattern: string;
+  queue: string;
+  createdAt: Date;
+}
+
+/** A binding test_routing found: the queue and its matching pattern. */
+export interface RoutingMatch {
+  queue: string;
+  pattern: string;
+}

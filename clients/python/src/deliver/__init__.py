@@ -44,6 +44,7 @@ from .http import HttpClient
 from .types import (
     Alert,
     ArchivedMessage,
+    Binding,
     ConsumerGroup,
     DeadLetter,
     Grant,
@@ -55,10 +56,12 @@ from .types import (
     MaintainResult,
     Message,
     Privilege,
+    Published,
     PushMetrics,
     PushSubscription,
     QueueInfo,
     QueueMetrics,
+    RoutingMatch,
 )
 
 if TYPE_CHECKING:
@@ -108,6 +111,9 @@ __all__ = [
     "MaintainResult",
     "PushSubscription",
     "PushMetrics",
+    "Binding",
+    "Published",
+    "RoutingMatch",
     "Interval",
     "Guarantee",
     "OnExpire",

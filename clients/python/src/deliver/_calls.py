@@ -22,6 +22,7 @@ from .errors import QueueNotFound
 from .types import (
     Alert,
     ArchivedMessage,
+    Binding,
     ConsumerGroup,
     DeadLetter,
     Grant,
@@ -29,10 +30,12 @@ from .types import (
     LeaseSlots,
     MaintainResult,
     Message,
+    Published,
     PushMetrics,
     PushSubscription,
     QueueInfo,
     QueueMetrics,
+    RoutingMatch,
 )
 
 T = TypeVar("T")
@@ -694,3 +697,58 @@ def push_metrics() -> Call[list[PushMetrics]]:
         [],
         lambda r: PushMetrics(*r),
     )
+
+
+# ---- topic routing ----
+
+
+def publish(
+    routing_key: str,
+    payload: Any,
+    headers: dict[str, Any] | None,
+    ordering_key: str | None,
+    idempotency_key: str | None,
+    delay: Interval | None,
+    mandatory: bool | None,
+) -> Call[list[Published]]:
+    return table(
+        "publish",
+        ("queue_name", "message_id"),
+        [
+            _req("routing_key", "text", routing_key),
+            _req("payload", "jsonb", jsonb(payload)),
+            _opt("headers", "jsonb", jsonb_or_null(headers)),
+            _opt("ordering_key", "text", ordering_key),
+            _opt("idempotency_key", "text", idempotency_key),
+            _opt("delay", "interval", interval(delay)),
+            _opt("mandatory", "boolean", mandatory),
+        ],
+        lambda r: Published(r[0], r[1]),
+    )
+
+
+def bind(pattern: str, queue: str) -> Call[bool]:
+    return scalar("bind", [_req("pattern", "text", pattern), _req("queue_name", "text", queue)], _bool)
+
+
+def unbind(pattern: str, queue: str) -> Call[bool]:
+    return scalar("unbind", [_req("pattern", "text", pattern), _req("queue_name", "text", queue)], _bool)
+
+
+def list_bindings(queue: str | None) -> Call[list[Binding]]:
+    return table(
+        "list_bindings",
+        ("pattern", "queue_name", "created_at"),
+        [_opt("queue_name", "text", queue)],
+        lambda r: Binding(*r),
+    )
+
+
+def test_routing(routing_key: str) -> Call[list[RoutingMatch]]:
+    return table(
+        "test_routing",
+        ("queue_name", "pattern"),
+        [_req("routing_key", "text", routing_key)],
+        lambda r: RoutingMatch(*r),
+    )
+

@@ -15,6 +15,7 @@ from .errors import DeliverError
 from .types import (
     Alert,
     ArchivedMessage,
+    Binding,
     ConsumerGroup,
     DeadLetter,
     Grant,
@@ -26,10 +27,12 @@ from .types import (
     MaintainResult,
     Message,
     Privilege,
+    Published,
     PushMetrics,
     PushSubscription,
     QueueInfo,
     QueueMetrics,
+    RoutingMatch,
 )
 
 __all__ = ["Client"]
@@ -388,6 +391,45 @@ class Client:
     def push_metrics(self) -> list[PushMetrics]:
         """Each subscription's lag and the WAL its slot retains, in bytes."""
         return self._run(calls.push_metrics())
+
+
+    # ---- topic routing ----
+
+    def publish(
+        self,
+        routing_key: str,
+        payload: Any,
+        *,
+        headers: dict[str, Any] | None = None,
+        ordering_key: str | None = None,
+        idempotency_key: str | None = None,
+        delay: Interval | None = None,
+        mandatory: bool | None = None,
+        conn: Connection | None = None,
+    ) -> list[Published]:
+        """Send the message once to every queue with a binding whose pattern
+        matches ``routing_key``, in one transaction (``conn``'s, when given);
+        returns the queues and the message's id in each ([] when nothing
+        matched; with ``mandatory``, :class:`QueueNotFound` instead)."""
+        return self._run(
+            calls.publish(routing_key, payload, headers, ordering_key, idempotency_key, delay, mandatory), conn
+        )
+
+    def bind(self, pattern: str, queue: str) -> bool:
+        """Bind ``queue`` to ``pattern`` (``*`` one word, ``#`` zero or more);
+        False when it was bound to it already."""
+        return self._run(calls.bind(pattern, queue))
+
+    def unbind(self, pattern: str, queue: str) -> bool:
+        """Remove the binding; False when there was none."""
+        return self._run(calls.unbind(pattern, queue))
+
+    def list_bindings(self, queue: str | None = None) -> list[Binding]:
+        return self._run(calls.list_bindings(queue))
+
+    def test_routing(self, routing_key: str) -> list[RoutingMatch]:
+        """The bindings a publish with ``routing_key`` would match (nothing is sent)."""
+        return self._run(calls.test_routing(routing_key))
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .errors import DeliverError, QueueNotFound, Unavailable, error_from_http
 from .types import (
+    Binding,
     ConsumerGroup,
     DeadLetter,
     Guarantee,
@@ -25,8 +26,10 @@ from .types import (
     Overflow,
     Interval,
     Message,
+    Published,
     QueueInfo,
     QueueMetrics,
+    RoutingMatch,
 )
 
 __all__ = ["HttpClient", "parse_interval", "parse_timestamp"]
@@ -548,6 +551,53 @@ class HttpClient:
 
     def metrics(self, queue: str) -> list[QueueMetrics]:
         return [_metrics(d) for d in self.request("GET", self._path(queue, "metrics"))]
+
+    # ---- topic routing ----
+
+    def publish(
+        self,
+        routing_key: str,
+        payload: Any,
+        *,
+        headers: dict[str, Any] | None = None,
+        ordering_key: str | None = None,
+        idempotency_key: str | None = None,
+        delay: Interval | None = None,
+        mandatory: bool | None = None,
+    ) -> list[Published]:
+        """``POST /v1/publish``: the message to every queue bound to a
+        matching pattern; the queues and the message's id in each."""
+        body: dict[str, Any] = {"routing_key": routing_key, "payload": payload}
+        body.update(
+            _drop_none(
+                {
+                    "headers": headers,
+                    "ordering_key": ordering_key,
+                    "idempotency_key": idempotency_key,
+                    "delay": _interval_out(delay),
+                    "mandatory": mandatory,
+                }
+            )
+        )
+        return [Published(d["queue"], _id(d["message_id"])) for d in self.request("POST", "/v1/publish", body=body)]
+
+    def bind(self, pattern: str, queue: str) -> bool:
+        """``POST /v1/bindings``; False when the queue was bound to the pattern already."""
+        return bool(self.request("POST", "/v1/bindings", body={"pattern": pattern, "queue": queue})["created"])
+
+    def unbind(self, pattern: str, queue: str) -> bool:
+        """``DELETE /v1/bindings``; False when there was no such binding."""
+        return bool(self.request("DELETE", "/v1/bindings", body={"pattern": pattern, "queue": queue})["removed"])
+
+    def list_bindings(self, queue: str | None = None) -> list[Binding]:
+        return [
+            Binding(d["pattern"], d["queue"], parse_timestamp(d["created_at"]))  # type: ignore[arg-type]
+            for d in self.request("GET", "/v1/bindings", query={"queue": queue})
+        ]
+
+    def test_routing(self, routing_key: str) -> list[RoutingMatch]:
+        """``GET /v1/routing?key=``: the bindings a publish would match."""
+        return [RoutingMatch(d["queue"], d["pattern"]) for d in self.request("GET", "/v1/routing", query={"key": routing_key})]
 
     # ---- the gateway itself ----
 

@@ -217,3 +217,31 @@ class PushMetrics:
     confirmed_lsn: str | None
     lag_bytes: Decimal | None
     retained_wal_bytes: Decimal | None
+
+
+# ---- topic routing ----
+
+
+@dataclass(frozen=True)
+class Published:
+    """A queue ``publish`` sent the message to, and its id there."""
+
+    queue_name: str
+    message_id: int
+
+
+@dataclass(frozen=True)
+class Binding:
+    """``publish`` sends to ``queue_name`` when ``pattern`` matches the routing key."""
+
+    pattern: str
+    queue_name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RoutingMatch:
+    """A binding ``test_routing`` found."""
+
+    queue_name: str
+    pattern: str

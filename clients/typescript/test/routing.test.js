@@ -1,0 +1,97 @@
+// Topic routing from both clients: bind/unbind/listBindings/testRouting and
+// publish over SQL (in the caller's transaction) and over HTTP (deliverd,
+// started by test.sh: DELIVER_HTTP_URL, DELIVER_JWT_SECRET).
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { HttpClient, InvalidParameterError, QueueNotFoundError } from '../dist/index.js';
+import { client, uniqueName } from './helpers.js';
+
+const url = process.env.DELIVER_HTTP_URL;
+const secret = process.env.DELIVER_JWT_SECRET;
+if (!url || !secret) throw new Error('DELIVER_HTTP_URL and DELIVER_JWT_SECRET must be set (test.sh starts deliverd)');
+const b64url = (s) => Buffer.from(s).toString('base64url');
+function jwt(claims) {
+  const head = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}`;
+  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
+}
+
+let deliver;
+let http;
+before(() => {
+  deliver = client();
+  http = new HttpClient({ url, token: jwt({ role: process.env.PGUSER || 'postgres', exp: Math.floor(Date.now() / 1000) + 3600 }) });
+});
+after(async () => {
+  await deliver.close();
+});
+
+// two queues with a topic of their own (keys "<topic>.eu.x" go to both, "<topic>.us.x" to the second)
+async function topic(api) {
+  const t = uniqueName('ts_topic');
+  const eu = `${t}_eu`;
+  const all = `${t}_all`;
+  await deliver.createQueue(eu);
+  await deliver.createQueue(all);
+  assert.equal(await api.bind(`${t}.eu.*`, eu), true);
+  assert.equal(await api.bind(`${t}.eu.*`, eu), false, 'bound already');
+  assert.equal(await api.bind(`${t}.#`, all), true);
+  return { t, eu, all };
+}
+
+for (const [name, api] of [['SQL', () => deliver], ['HTTP', () => http]]) {
+  describe(`topic routing over ${name}`, () => {
+    it('binds, lists, tests, publishes to every matching queue, unbinds', async () => {
+      const { t, eu, all } = await topic(api());
+      const listed = await api().listBindings(eu);
+      assert.deepEqual(listed.map((b) => [b.pattern, b.queue]), [[`${t}.eu.*`, eu]]);
+      assert.ok(listed[0].createdAt instanceof Date);
+      assert.deepEqual(await api().testRouting(`${t}.eu.new`), [
+        { queue: all, pattern: `${t}.#` }, { queue: eu, pattern: `${t}.eu.*` }].sort((a, b) => (a.queue < b.queue ? -1 : 1)));
+
+      const sent = await api().publish(`${t}.eu.new`, { n: 1 }, { headers: { h: 'v' }, orderingKey: 'k' });
+      assert.deepEqual(sent.map((s) => s.queue).sort(), [all, eu].sort());
+      for (const s of sent) assert.equal(typeof s.messageId, 'bigint');
+      const [m] = await deliver.receive(eu);
+      assert.deepEqual([m.payload, m.headers, m.orderingKey], [{ n: 1 }, { h: 'v' }, 'k']);
+      assert.equal(m.messageId, sent.find((s) => s.queue === eu).messageId);
+
+      assert.deepEqual((await api().publish(`${t}.us.new`, 2)).map((s) => s.queue), [all]);
+      assert.deepEqual(await api().publish(`nobody.${t}`, 3), [], 'no match: nothing sent');
+      await assert.rejects(api().publish(`nobody.${t}`, 3, { mandatory: true }), QueueNotFoundError);
+      await assert.rejects(api().publish(`${t}.*`, 3), InvalidParameterError);
+      await assert.rejects(api().bind('a..b', eu), InvalidParameterError);
+      await assert.rejects(api().bind('a', `${t}_missing`), QueueNotFoundError);
+
+      // the idempotency key applies per queue
+      const a = await api().publish(`${t}.eu.x`, 4, { idempotencyKey: 'once' });
+      const b = await api().publish(`${t}.eu.x`, 4, { idempotencyKey: 'once' });
+      assert.deepEqual(b, a);
+
+      assert.equal(await api().unbind(`${t}.eu.*`, eu), true);
+      assert.equal(await api().unbind(`${t}.eu.*`, eu), false);
+      assert.deepEqual((await api().testRouting(`${t}.eu.x`)).map((r) => r.queue), [all]);
+      await deliver.dropQueue(eu);
+      await deliver.dropQueue(all);
+      assert.deepEqual(await api().listBindings(all), []);
+    });
+  });
+}
+
+describe('publish in a transaction (SQL)', () => {
+  it('the messages exist if and only if the transaction commits', async () => {
+    const { t, eu, all } = await topic(deliver);
+    await assert.rejects(deliver.transaction(async (tx) => {
+      await tx.publish(`${t}.eu.a`, { rolled: 'back' });
+      throw new Error('application failure');
+    }), /application failure/);
+    await deliver.transaction(async (tx) => {
+      await tx.publish(`${t}.eu.a`, { kept: true });
+    });
+    for (const q of [eu, all]) {
+      assert.deepEqual((await deliver.receive(q, { max: 10 })).map((m) => m.payload), [{ kept: true }]);
+    }
+    await deliver.dropQueue(eu);
+    await deliver.dropQueue(all);
+  });
+});

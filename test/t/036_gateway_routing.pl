@@ -1,0 +1,173 @@
+# deliverd's topic routing routes against a real server: POST /v1/publish
+# (fan-out to every queue bound to a matching pattern, in one transaction,
+# the Idempotency-Key header, mandatory), GET/POST/DELETE /v1/bindings and
+# GET /v1/routing (the dry run); the rights (bind and unbind for admins, a
+# publish refused whole when one matched queue may not be sent to), a
+# read-only token, and the openapi description.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use DeliverTest;
+use GatewayTest;
+
+my $node = deliver_node('gwr');
+my $super = query_one($node, 'SELECT current_user');
+$node->safe_psql('postgres', q{
+    CREATE ROLE app_pub NOLOGIN;
+    SELECT deliver.create_queue('eu_orders');
+    SELECT deliver.create_queue('all_orders');
+    SELECT deliver.create_queue('audit');
+    SELECT deliver.grant_queue('eu_orders', 'app_pub', 'send');
+    SELECT deliver.grant_queue('all_orders', 'app_pub', 'send');
+});
+my $gw = gateway_start($node,
+	tokens => { 'admin-token-0123456789' => $super, 'publisher-token-0123456789' => 'app_pub',
+		'read-only-token-0123456789' => "$super read-only" });
+ok(gw_alive($gw), 'deliverd starts');
+my ($admin, $pub, $ro) = ('admin-token-0123456789', 'publisher-token-0123456789', 'read-only-token-0123456789');
+sub req { return gw_req($gw, @_); }
+
+sub is_error
+{
+	my ($got, $status, $sqlstate, $name) = @_;
+	my ($st, $b) = @$got;
+	is($st, $status, "$name: HTTP $status");
+	is(ref $b eq 'HASH' ? $b->{sqlstate} : 'no JSON error', $sqlstate, "$name: sqlstate " . ($sqlstate // 'null'));
+	return;
+}
+
+my ($st, $b, $r);
+
+# ---- openapi
+($st, $b) = req('GET', '/openapi.json');
+ok($b->{paths}{$_}, "openapi.json describes $_") for ('/v1/publish', '/v1/bindings', '/v1/routing');
+ok($b->{paths}{'/v1/bindings'}{$_}, "openapi.json: /v1/bindings $_") for qw(get post delete);
+is($b->{components}{schemas}{PublishResult}{properties}{message_id}{'$ref'}, '#/components/schemas/Id',
+	'openapi.json: published ids are strings');
+
+# ---- bindings
+($st, $b) = req('POST', '/v1/bindings', token => $admin, body => { pattern => 'orders.eu.*', queue => 'eu_orders' });
+is($st, 200, 'bind: 200');
+is_deeply($b, { pattern => 'orders.eu.*', queue => 'eu_orders', created => JSON::PP::true }, 'bind: created');
+($st, $b) = req('POST', '/v1/bindings', token => $admin, body => { pattern => 'orders.eu.*', queue => 'eu_orders' });
+is($b->{created}, JSON::PP::false, 'bind again: created is false');
+req('POST', '/v1/bindings', token => $admin, body => { pattern => 'orders.#', queue => 'all_orders' });
+req('POST', '/v1/bindings', token => $admin, body => { pattern => '#', queue => 'audit' });
+($st, $b) = req('GET', '/v1/bindings', token => $admin);
+is($st, 200, 'list bindings: 200');
+is_deeply([ map { "$_->{queue} $_->{pattern}" } @$b ], [ 'all_orders orders.#', 'audit #', 'eu_orders orders.eu.*' ],
+	'list bindings: by queue');
+ok(defined $b->[0]{created_at}, 'list bindings: created_at');
+($st, $b) = req('GET', '/v1/bindings?queue=audit', token => $pub);
+is_deeply([ map { $_->{pattern} } @$b ], ['#'], 'list bindings of one queue, by any role');
+is_error([ req('GET', '/v1/bindings?queue=' . ('q' x 64), token => $admin) ], 400, undef, 'list bindings: queue too long');
+
+is_error([ req('POST', '/v1/bindings', token => $admin, body => { pattern => 'a..b', queue => 'audit' }) ],
+	422, '22023', 'bind: an empty word');
+is_error([ req('POST', '/v1/bindings', token => $admin, body => { pattern => 'a.b*', queue => 'audit' }) ],
+	422, '22023', 'bind: a wildcard inside a word');
+is_error([ req('POST', '/v1/bindings', token => $admin, body => { pattern => 'a', queue => 'nope' }) ],
+	404, '42704', 'bind: unknown queue');
+is_error([ req('POST', '/v1/bindings', token => $admin, body => { queue => 'audit' }) ],
+	422, '22004', 'bind: no pattern');
+is_error([ req('POST', '/v1/bindings', token => $admin) ], 400, undef, 'bind: no body');
+is_error([ req('POST', '/v1/bindings', token => $admin, body => '{"pattern": ') ], 400, '22P02', 'bind: not JSON');
+is_error([ req('POST', '/v1/bindings', token => $pub, body => { pattern => 'x', queue => 'audit' }) ],
+	403, '42501', 'bind: not for a sender');
+is_error([ req('POST', '/v1/bindings', token => $ro, body => { pattern => 'x', queue => 'audit' }) ],
+	403, '42501', 'bind: not for a read-only token');
+is_error([ req('DELETE', '/v1/bindings', token => $pub, body => { pattern => '#', queue => 'audit' }) ],
+	403, '42501', 'unbind: not for a sender');
+is_error([ req('PUT', '/v1/bindings', token => $admin) ], 405, undef, 'bindings: PUT is no method');
+
+# ---- dry run
+($st, $b) = req('GET', '/v1/routing?key=orders.eu.new', token => $pub);
+is($st, 200, 'routing: 200');
+is_deeply($b, [ { queue => 'all_orders', pattern => 'orders.#' }, { queue => 'audit', pattern => '#' },
+		{ queue => 'eu_orders', pattern => 'orders.eu.*' } ], 'routing: every matching binding');
+($st, $b) = req('GET', '/v1/routing?key=', token => $ro);
+is_deeply($b, [ { queue => 'audit', pattern => '#' } ], 'routing: the empty key, with a read-only token');
+is_error([ req('GET', '/v1/routing', token => $admin) ], 400, undef, 'routing: no key');
+is_error([ req('GET', '/v1/routing?key=orders.%2A', token => $admin) ], 422, '22023', 'routing: a wildcard in the key');
+
+# ---- publish
+($st, $b, $r) = req('POST', '/v1/publish', token => $admin,
+	body => { routing_key => 'orders.eu.new', payload => { n => 1 }, headers => { h => 'v' }, ordering_key => 'k' });
+is($st, 201, 'publish: 201');
+is_deeply([ map { $_->{queue} } @$b ], [qw(all_orders audit eu_orders)], 'publish: to every matched queue');
+is(scalar(() = $r->{content} =~ /"message_id":"\d+"/g), 3, 'publish: ids are JSON strings');
+unlike($r->{content}, qr/"message_id":\s*\d/, 'publish: no id is a JSON number');
+for my $q (qw(all_orders audit eu_orders))
+{
+	is(query_one($node, "SELECT payload->>'n' || ' ' || (headers->>'h') || ' ' || ordering_key FROM deliver.peek('$q')"),
+		'1 v k', "publish: $q has the message");
+}
+($st, $b) = req('POST', '/v1/publish', token => $admin, body => { routing_key => 'logs.x', payload => 2 });
+is_deeply([ map { $_->{queue} } @$b ], ['audit'], 'publish: only # matches logs.x');
+
+# the Idempotency-Key header: per queue, as in send
+($st, $b) = req('POST', '/v1/publish', token => $admin, headers => { 'Idempotency-Key' => 'p1' },
+	body => { routing_key => 'orders.us', payload => 3 });
+my $first = $b;
+($st, $b) = req('POST', '/v1/publish', token => $admin, headers => { 'Idempotency-Key' => 'p1' },
+	body => { routing_key => 'orders.us', payload => 3 });
+is_deeply($b, $first, 'publish again with the same Idempotency-Key: the same ids');
+is(query_one($node, q{SELECT count(*) FROM deliver.peek('all_orders', 100) WHERE payload = '3'}), '1',
+	'and the message once');
+
+# delay
+($st, $b) = req('POST', '/v1/publish', token => $admin, body => { routing_key => 'orders.late', payload => 4, delay => 3600 });
+is($st, 201, 'publish with a delay');
+is(query_one($node, q{SELECT count(*) FROM deliver.peek('all_orders', 100) WHERE payload = '4'}), '0',
+	'a delayed message is not ready');
+
+# no match; mandatory
+($st, $b) = req('POST', '/v1/publish', token => $admin, body => { routing_key => 'orders.x', payload => 5 });
+is($st, 201, 'publish: matched');
+req('DELETE', '/v1/bindings', token => $admin, body => { pattern => '#', queue => 'audit' });
+($st, $b) = req('DELETE', '/v1/bindings', token => $admin, body => { pattern => '#', queue => 'audit' });
+is_deeply($b, { pattern => '#', queue => 'audit', removed => JSON::PP::false }, 'unbind again: removed is false');
+($st, $b) = req('POST', '/v1/publish', token => $admin, body => { routing_key => 'logs.x', payload => 6 });
+is($st, 201, 'publish with no match: 201');
+is_deeply($b, [], 'publish with no match: []');
+is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'logs.x', payload => 6, mandatory => JSON::PP::true }) ],
+	404, '42704', 'publish with mandatory and no match');
+
+# rights: app_pub may send to eu_orders and all_orders, not audit
+req('POST', '/v1/bindings', token => $admin, body => { pattern => 'orders.*.audit', queue => 'audit' });
+my $before = query_one($node, q{SELECT count(*) FROM deliver.peek('all_orders', 100)});
+is_error([ req('POST', '/v1/publish', token => $pub, body => { routing_key => 'orders.eu.audit', payload => 7 }) ],
+	403, '42501', 'publish: one matched queue not granted');
+is(query_one($node, q{SELECT count(*) FROM deliver.peek('all_orders', 100)}), $before, 'and nothing was sent');
+($st, $b) = req('POST', '/v1/publish', token => $pub, body => { routing_key => 'orders.eu.new', payload => 8 });
+is_deeply([ map { $_->{queue} } @$b ], [qw(all_orders eu_orders)], 'publish: granted queues only: sent');
+is_error([ req('POST', '/v1/publish', token => $ro, body => { routing_key => 'orders.eu.new', payload => 9 }) ],
+	403, '42501', 'publish: not for a read-only token');
+
+# bad input
+is_error([ req('POST', '/v1/publish', token => $admin) ], 400, undef, 'publish: no body');
+is_error([ req('POST', '/v1/publish', token => $admin, body => { payload => 1 }) ], 422, '22004', 'publish: no routing_key');
+is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'a.b' }) ], 422, '22004', 'publish: no payload');
+is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'a.#', payload => 1 }) ],
+	422, '22023', 'publish: a wildcard in the routing key');
+is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'a' x 256, payload => 1 }) ],
+	422, '22023', 'publish: a routing key over 255 bytes');
+is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'orders.x', payload => 1, headers => [1] }) ],
+	422, '22023', 'publish: headers not an object');
+is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'orders.x', payload => 1, delay => -1 }) ],
+	422, '22023', 'publish: negative delay');
+is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'orders.x', payload => 1, mandatory => 'maybe' }) ],
+	400, '22P02', 'publish: mandatory not a boolean');
+is_error([ req('POST', '/v1/publish') ], 401, '28000', 'publish: no token');
+
+# the access log names the routes
+like(slurp_file($gw->{log}), qr/"route":"publish","status":201/, 'the access log names publish');
+is(gw_stop($gw), 0, 'deliverd stops');
+my $asan = gw_sanitizer_reports($gw);
+is($asan, '', 'no sanitizer reports') or diag($asan);
+$node->stop;
+done_testing();
