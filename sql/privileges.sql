@@ -7,7 +7,7 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver.create_consumer_group(text, text, text),
                            deliver.drop_consumer_group(text, text),
                            deliver.grant_queue(text, text, text), deliver.revoke_queue(text, text, text),
-                           deliver.redrive(text, bigint[], text), deliver.delete_dead_letters(text, bigint[], text),
+                           deliver.redrive(text, bigint[], text, text), deliver.delete_dead_letters(text, bigint[], text),
                            deliver.maintain(text),
                            deliver.create_push_subscription(text, text, text),
                            deliver.drop_push_subscription(text),
