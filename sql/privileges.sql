@@ -17,7 +17,8 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver.alter_queue(text, interval, int, interval, interval, interval, interval),
                            deliver._sweep(text, int), deliver.set_alert(text, text, numeric),
                            deliver._check_alerts(), deliver.worker_status(),
-                           deliver._lock_queue(deliver.queue)
+                           deliver._lock_queue(deliver.queue),
+                           deliver.delete_message(text, bigint)
     FROM PUBLIC;
 -- the maintenance workers' state (errors may name other databases' queues)
 GRANT EXECUTE ON FUNCTION deliver.worker_status() TO pg_monitor;

@@ -93,7 +93,14 @@ scan_done_table(Oid relid, int32 group_id, HTAB *ids, DSnap *best, DSnap *cand, 
 		if (DatumGetInt32(values[DONE_COL_GROUP_ID - 1]) != group_id)
 			continue;
 		if (TransactionIdIsCurrentTransactionId(xmin))
-			 /* ours: counts as finished */ ;
+		{
+			/*
+			 * ours: counts as finished, but for a delete_message of this
+			 * transaction, which must not be lost to a rollback: held
+			 */
+			if (DatumGetChar(values[DONE_COL_KIND - 1]) == DONE_DELETED)
+				pending = xmin;
+		}
 		else if (TransactionIdIsInProgress(xmin))
 			pending = xmin;
 		else if (!TransactionIdDidCommit(xmin))

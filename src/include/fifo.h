@@ -12,5 +12,6 @@ extern bool fifo_key_take(int32 idx);
 extern void fifo_key_hold(int32 idx);
 extern int32 fifo_key_release(int32 idx);
 extern void fifo_key_forget(int32 idx);
+extern void fifo_key_unchain(int32 idx);
 
 #endif							/* DELIVER_FIFO_H */
