@@ -234,6 +234,27 @@ my @catalogue = (
 	[ 'escalation', $shadowed . q{SELECT * FROM deliver.dead_letters('hd')}, 'ok', 'mallory' ],
 	# crash: more messages out of attempts than the receive takes
 	[ 'crash', q{SELECT count(*) FROM deliver.receive('hd', 1)}, 'ok', 'mallory' ],
+	# nack to the dead letters, redrive to another queue, delete_message
+	[ 'NULL', q{SELECT deliver.nack('h', NULL, dead_letter => true)}, '22004' ],
+	[ 'NULL', q{SELECT deliver.delete_message('h', NULL)}, '22004' ],
+	[ 'NULL', q{SELECT deliver.delete_message(NULL, 1)}, '22004' ],
+	[ 'NULL', q{SELECT deliver.redrive('h', ARRAY[-1]::bigint[], NULL, NULL)}, 'ok' ],
+	[ 'number', qq{SELECT deliver.nack('h', $d_h, NULL, '1 s', dead_letter => true)}, '22023' ],
+	[ 'id', qq{SELECT deliver.nack('h2', $d_h, dead_letter => true)}, '55000' ],
+	[ 'id', q{SELECT deliver.nack('h', 9223372036854775807, dead_letter => true)}, '55000' ],
+	[ 'id', q{SELECT deliver.delete_message('h', -1)}, 'ok' ],
+	[ 'id', q{SELECT deliver.delete_message('h', 9223372036854775807)}, 'ok' ],
+	[ 'id', q{SELECT deliver.delete_message('h', -9223372036854775808)}, 'ok' ],
+	[ 'name', q{SELECT deliver.redrive('h', NULL, NULL, 'h')}, '22023' ],
+	[ 'name', q{SELECT deliver.redrive('h', NULL, NULL, '')}, '42704' ],
+	[ 'name', qq{SELECT deliver.redrive('h', NULL, NULL, '$name200')}, '42704' ],
+	[ 'name', q{SELECT deliver.redrive('h', NULL, NULL, 'x''; DROP TABLE deliver.queue; --')}, '42704' ],
+	[ 'name', qq{SELECT deliver.delete_message('$name200', 1)}, '42704' ],
+	[ 'invalid UTF-8', q{SELECT deliver.redrive('h', NULL, NULL, convert_from('\xff'::bytea, 'UTF8'))}, '22021' ],
+	[ 'no grant', q{SELECT deliver.delete_message('h', 1)}, '42501', 'stranger' ],
+	[ 'no grant', q{SELECT deliver.redrive('h', NULL, NULL, 'h2')}, '42501', 'stranger' ],
+	[ 'receive grant', q{SELECT deliver.delete_message('h2', 1)}, '42501', 'reader' ],
+	[ 'no grant', qq{SELECT deliver.nack('h', $d_h, dead_letter => true)}, '42501', 'stranger' ],
 	# UTF-8: a nack's error cut to the limit on a character boundary
 	[ 'invalid UTF-8', qq{SELECT deliver.nack('h', $d_h, repeat('é', 100), '1 hour')}, 'ok' ],
 );
