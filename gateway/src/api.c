@@ -163,6 +163,7 @@ static const statement_route statement_routes[] = {
 	{R_ALERTS, S_ALERTS, 0, {P_QUEUE}, 200, false, NULL},
 	{R_WORKERS, S_WORKERS, 0, {P_QUEUE}, 200, false, NULL},
 	{R_PUSH_SUBSCRIPTIONS, S_PUSH_SUBSCRIPTIONS, 0, {P_QUEUE}, 200, false, NULL},
+	{R_MESSAGE_DELETE, S_DELETE_MESSAGE, 2, {P_QUEUE, P_DELIVERY}, 200, false, NULL},
 };
 
 #define NSTATEMENT_ROUTES (sizeof(statement_routes) / sizeof(statement_routes[0]))

@@ -44,6 +44,7 @@ const char *const route_names[R__COUNT] = {
 	[R_WORKERS] = "workers",
 	[R_PUSH_SUBSCRIPTIONS] = "push_subscriptions",
 	[R_WHOAMI] = "whoami",
+	[R_MESSAGE_DELETE] = "message_delete",
 };
 
 static bool cluster_ids;
@@ -335,6 +336,14 @@ route_request(const char *method, const char *path, route_match *m)
 		}
 		if (strcmp(segs[3], "messages") == 0 && strcmp(segs[4], "batch") == 0)
 			return pick(m, method, "POST", R_SEND_BATCH, NULL, 0);
+		/* /v1/queues/{queue}/messages/{message_id}: a bigint */
+		if (strcmp(segs[3], "messages") == 0)
+		{
+			if (lens[4] >= sizeof(m->delivery_id) ||
+				!parse_id(segs[4], m->delivery_id, sizeof(m->delivery_id)))
+				return m->status = 400;
+			return pick(m, method, "DELETE", R_MESSAGE_DELETE, NULL, 0);
+		}
 		return m->status;
 	}
 	if (n == 6 && strcmp(segs[3], "deliveries") == 0)
