@@ -323,7 +323,11 @@ export class HttpClient implements QueueClient {
 
   async nack(queue: string, deliveryId: IdInput, options: NackOptions = {}): Promise<boolean> {
     const r = (await this.request('POST', `/v1/queues/${enc(queue)}/deliveries/${idText(deliveryId)}/nack`, {
-      body: { error: options.error ?? undefined, retry_after: options.retryAfter ?? undefined },
+      body: {
+        error: options.error ?? undefined,
+        retry_after: options.retryAfter ?? undefined,
+        dead_letter: options.deadLetter ? true : undefined,
+      },
     })) as Row;
     return r.nacked as boolean;
   }
@@ -351,9 +355,15 @@ export class HttpClient implements QueueClient {
       body: {
         message_ids: options.messageIds ? options.messageIds.map(idText) : undefined,
         consumer_group: options.group ?? undefined,
+        to_queue: options.toQueue ?? undefined,
       },
     })) as Row;
     return Number(r.redriven);
+  }
+
+  async deleteMessage(queue: string, messageId: IdInput): Promise<boolean> {
+    const r = (await this.request('DELETE', `/v1/queues/${enc(queue)}/messages/${idText(messageId)}`)) as Row;
+    return r.deleted as boolean;
   }
 
   async deleteDeadLetters(queue: string, messageIds: IdInput[], options: DeleteDeadLettersOptions = {}): Promise<number> {

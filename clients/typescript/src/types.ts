@@ -122,6 +122,11 @@ export interface NackOptions {
   error?: string | null;
   /** Visible again after this (0: at once); the queue's backoff by default. */
   retryAfter?: Interval | null;
+  /**
+   * true: the message goes to its group's dead letters now (reason `rejected`),
+   * whatever attempts it has left, with the transaction; not with retryAfter.
+   */
+  deadLetter?: boolean;
 }
 
 export interface DeadLettersOptions {
@@ -138,7 +143,7 @@ export interface DeadLetter<P = unknown> {
   headers: Record<string, unknown> | null;
   orderingKey: string | null;
   attempts: number;
-  /** `lease expired`, `nacked` or `receiving transaction rolled back` */
+  /** `lease expired`, `nacked`, `receiving transaction rolled back` or `rejected` (nack with deadLetter) */
   reason: string;
   lastError: string | null;
   enqueuedAt: Date;
@@ -150,6 +155,11 @@ export interface RedriveOptions {
   messageIds?: IdInput[] | null;
   /** Only this group's (every group's by default). */
   group?: string | null;
+  /**
+   * Send them to this queue instead, as new messages (once per message, to every
+   * group there); the caller needs the right to send to it.
+   */
+  toQueue?: string | null;
 }
 
 export interface DeleteDeadLettersOptions {

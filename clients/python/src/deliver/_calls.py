@@ -456,7 +456,9 @@ def ack_batch(queue: str, delivery_ids: Iterable[int]) -> Call[int]:
     )
 
 
-def nack(queue: str, delivery_id: int, error: str | None, retry_after: Interval | None) -> Call[bool]:
+def nack(
+    queue: str, delivery_id: int, error: str | None, retry_after: Interval | None, dead_letter: bool = False
+) -> Call[bool]:
     return scalar(
         "nack",
         [
@@ -464,6 +466,7 @@ def nack(queue: str, delivery_id: int, error: str | None, retry_after: Interval 
             _req("delivery_id", "bigint", bigint(delivery_id, "delivery_id")),
             _opt("error", "text", error),
             _opt("retry_after", "interval", interval(retry_after)),
+            _opt("dead_letter", "boolean", True if dead_letter else None),
         ],
         _bool,
     )
@@ -494,15 +497,26 @@ def dead_letters(queue: str, consumer_group: str | None, max_messages: int | Non
     )
 
 
-def redrive(queue: str, message_ids: Iterable[int] | None, consumer_group: str | None) -> Call[int]:
+def redrive(
+    queue: str, message_ids: Iterable[int] | None, consumer_group: str | None, to_queue: str | None = None
+) -> Call[int]:
     return scalar(
         "redrive",
         [
             _req("queue_name", "text", queue),
             _opt("message_ids", "bigint[]", bigints(message_ids, "message_ids")),
             _opt("consumer_group", "text", consumer_group),
+            _opt("to_queue", "text", to_queue),
         ],
         _int,
+    )
+
+
+def delete_message(queue: str, message_id: int) -> Call[bool]:
+    return scalar(
+        "delete_message",
+        [_req("queue_name", "text", queue), _req("message_id", "bigint", bigint(message_id, "message_id"))],
+        _bool,
     )
 
 
