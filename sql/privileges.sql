@@ -18,7 +18,8 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver._sweep(text, int), deliver.set_alert(text, text, numeric),
                            deliver._check_alerts(), deliver.worker_status(),
                            deliver._lock_queue(deliver.queue),
-                           deliver.delete_message(text, bigint)
+                           deliver.delete_message(text, bigint),
+                           deliver.reset_consumer_group(text, text, text)
     FROM PUBLIC;
 -- the maintenance workers' state (errors may name other databases' queues)
 GRANT EXECUTE ON FUNCTION deliver.worker_status() TO pg_monitor;

@@ -148,6 +148,62 @@ SELECT deliver.nack('q16', delivery_id, 'mine', dead_letter => true) FROM delive
 RESET ROLE;
 SELECT message_id, reason, last_error FROM deliver.dead_letters('q16', 'default');
 
+-- reset_consumer_group: seek to earliest, latest, a message id, a time
+SELECT deliver.create_queue('q16_seek', retry_base => '0');
+SELECT deliver.create_consumer_group('q16_seek', 'other');
+-- five transactions: a position is a sending transaction
+SELECT deliver.send('q16_seek', '{"n": 1}');
+SELECT deliver.send('q16_seek', '{"n": 2}');
+SELECT deliver.send('q16_seek', '{"n": 3}');
+SELECT deliver.send('q16_seek', '{"n": 4}');
+SELECT deliver.send('q16_seek', '{"n": 5}');
+SELECT count(deliver.ack('q16_seek', delivery_id)) AS acked FROM deliver.receive('q16_seek', 10);
+SELECT deliver.reset_consumer_group('q16_seek', 'default', 'earliest');
+CREATE TEMP TABLE r16 AS SELECT message_id, delivery_id, attempt FROM deliver.receive('q16_seek', 10);
+SELECT array_agg(message_id ORDER BY message_id) AS replayed, max(attempt) AS attempt FROM r16;
+-- the leases of the group end; latest: nothing stored is delivered again
+SELECT min(delivery_id) AS d FROM r16 \gset
+SELECT deliver.reset_consumer_group('q16_seek', 'default', 'latest');
+SELECT pg_temp.try(format('SELECT deliver.ack(%L, %s)', 'q16_seek', :d));
+SELECT count(*) AS after_latest FROM deliver.receive('q16_seek', 10);
+SELECT clock_timestamp() AS t \gset
+SELECT deliver.send_batch('q16_seek', ARRAY['{"n": 6}', '{"n": 7}']::jsonb[]);
+SELECT array_agg(message_id ORDER BY message_id) AS new_ones FROM deliver.receive('q16_seek', 10);
+-- a message id: its transaction and later ones
+SELECT deliver.reset_consumer_group('q16_seek', 'default', '3');
+SELECT array_agg(message_id ORDER BY message_id) AS from_3 FROM deliver.receive('q16_seek', 10);
+-- a time: what was sent at or after it
+SELECT deliver.reset_consumer_group('q16_seek', 'default', :'t');
+SELECT array_agg(message_id ORDER BY message_id) AS from_t FROM deliver.receive('q16_seek', 10);
+-- past every stored message: as latest
+SELECT deliver.reset_consumer_group('q16_seek', 'default', '1000');
+SELECT count(*) AS past_all FROM deliver.receive('q16_seek', 10);
+-- a reset that rolls back changes nothing (its leases stay too)
+SELECT deliver.send('q16_seek', '{"n": 8}') AS m8 \gset
+SELECT delivery_id AS d FROM deliver.receive('q16_seek', 1) \gset
+BEGIN;
+SELECT deliver.reset_consumer_group('q16_seek', 'default', 'earliest');
+ROLLBACK;
+SELECT count(*) AS after_rollback FROM deliver.receive('q16_seek', 10);
+SELECT deliver.ack('q16_seek', :d);
+-- the other group is not moved
+SELECT array_agg(message_id ORDER BY message_id) AS other_got
+  FROM deliver.receive('q16_seek', 10, consumer_group => 'other');
+-- errors
+SELECT pg_temp.try(cmd) FROM (VALUES
+    ($$SELECT deliver.reset_consumer_group('q16_seek', 'default', '0')$$),
+    ($$SELECT deliver.reset_consumer_group('q16_seek', 'default', '2000-01-01 00:00 UTC')$$),
+    ($$SELECT deliver.reset_consumer_group('q16_seek', 'default', 'yesterday-ish')$$),
+    ($$SELECT deliver.reset_consumer_group('q16_seek', 'default', NULL)$$),
+    ($$SELECT deliver.reset_consumer_group('q16_seek', NULL, 'latest')$$),
+    ($$SELECT deliver.reset_consumer_group('q16_seek', 'nobody', 'latest')$$),
+    ($$SELECT deliver.reset_consumer_group('q16_nowhere', 'default', 'latest')$$),
+    ($$SELECT deliver.reset_consumer_group(NULL, 'default', 'latest')$$)) AS t(cmd);
+SET ROLE regress_deliver_inspect;
+SELECT pg_temp.try($$SELECT deliver.reset_consumer_group('q16_seek', 'default', 'latest')$$);
+RESET ROLE;
+SELECT deliver.drop_queue('q16_seek');
+
 SELECT deliver.drop_queue('q16');
 SELECT deliver.drop_queue('q16_to');
 SELECT deliver.drop_queue('q16_fifo');
