@@ -2,7 +2,7 @@
 -- (grant_queue / revoke_queue); administration is not for PUBLIC; no role
 -- but the owner touches deliver's tables.
 \ir ../helpers.psql
-SELECT plan(170);
+SELECT plan(173);
 
 CREATE ROLE regress_deliver_nobody;
 CREATE ROLE regress_deliver_sender;
@@ -45,7 +45,8 @@ SELECT is(has_function_privilege('regress_deliver_nobody', f, 'EXECUTE'), public
     ('deliver.has_queue_privilege(text, text)', true),
     ('deliver.list_grants(text)', true),
     ('deliver.worker_status()', false),
-    ('deliver.delete_message(text, bigint)', false)) AS t(f, public);
+    ('deliver.delete_message(text, bigint)', false),
+    ('deliver.reset_consumer_group(text, text, text)', false)) AS t(f, public);
 SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
                    WHERE p.pronamespace = 'deliver'::regnamespace AND p.prosecdef
                      AND has_function_privilege('regress_deliver_nobody', p.oid, 'EXECUTE')$$,
@@ -80,6 +81,7 @@ SELECT throws_ok(cmd, '42501', msg, 'without grants: ' || regexp_replace(cmd, '\
     ($$SELECT * FROM deliver.peek('priv', 1, 'no_such_group')$$, 'permission denied to peek at queue "priv"'),
     ($$SELECT deliver.delete_dead_letters('priv', ARRAY[1]::bigint[])$$, 'permission denied for function delete_dead_letters'),
     ($$SELECT deliver.delete_message('priv', 1)$$, 'permission denied for function delete_message'),
+    ($$SELECT deliver.reset_consumer_group('priv', 'default', 'latest')$$, 'permission denied for function reset_consumer_group'),
     ($$SELECT deliver.create_queue('priv_mine')$$, 'permission denied for function create_queue'),
     ($$SELECT deliver.drop_queue('priv')$$, 'permission denied for function drop_queue'),
     ($$SELECT deliver.purge_queue('priv')$$, 'permission denied for function purge_queue'),
@@ -172,6 +174,7 @@ SELECT throws_ok(cmd, '42501', msg, 'a receiver: ' || cmd) FROM (VALUES
     ($$SELECT deliver.redrive('priv')$$, 'permission denied for function redrive'),
     ($$SELECT deliver.delete_dead_letters('priv', ARRAY[1]::bigint[])$$, 'permission denied for function delete_dead_letters'),
     ($$SELECT deliver.delete_message('priv', 1)$$, 'permission denied for function delete_message'),
+    ($$SELECT deliver.reset_consumer_group('priv', 'default', 'latest')$$, 'permission denied for function reset_consumer_group'),
     ($$SELECT deliver.purge_queue('priv')$$, 'permission denied for function purge_queue')) AS t(cmd, msg);
 RESET ROLE;
 -- delete_dead_letters: EXECUTE on it is not enough, the queue's receive right is needed too

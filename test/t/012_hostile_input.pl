@@ -255,6 +255,17 @@ my @catalogue = (
 	[ 'no grant', q{SELECT deliver.redrive('h', NULL, NULL, 'h2')}, '42501', 'stranger' ],
 	[ 'receive grant', q{SELECT deliver.delete_message('h2', 1)}, '42501', 'reader' ],
 	[ 'no grant', qq{SELECT deliver.nack('h', $d_h, dead_letter => true)}, '42501', 'stranger' ],
+	[ 'NULL', q{SELECT deliver.reset_consumer_group('h', 'g2', NULL)}, '22004' ],
+	[ 'NULL', q{SELECT deliver.reset_consumer_group('h', NULL, 'latest')}, '22004' ],
+	[ 'name', q{SELECT deliver.reset_consumer_group('h', 'x''; DROP TABLE deliver.queue; --', 'latest')}, '42704' ],
+	[ 'name', qq{SELECT deliver.reset_consumer_group('h', '$name200', 'latest')}, '42704' ],
+	[ 'number', q{SELECT deliver.reset_consumer_group('h', 'g2', '-9223372036854775808')}, '22023' ],
+	[ 'number', q{SELECT deliver.reset_consumer_group('h', 'g2', '99999999999999999999')}, '22023' ],
+	[ 'number', q{SELECT deliver.reset_consumer_group('h', 'g2', '1900-01-01')}, '22023' ],
+	[ 'number', q{SELECT deliver.reset_consumer_group('h', 'g2', 'soon')}, '22023' ],
+	[ 'huge', q{SELECT deliver.reset_consumer_group('h', 'g2', repeat('9', 100000))}, '22023' ],
+	[ 'invalid UTF-8', q{SELECT deliver.reset_consumer_group('h', 'g2', convert_from('\xff'::bytea, 'UTF8'))}, '22021' ],
+	[ 'no grant', q{SELECT deliver.reset_consumer_group('h', 'g2', 'latest')}, '42501', 'stranger' ],
 	# UTF-8: a nack's error cut to the limit on a character boundary
 	[ 'invalid UTF-8', qq{SELECT deliver.nack('h', $d_h, repeat('é', 100), '1 hour')}, 'ok' ],
 );
