@@ -44,6 +44,7 @@ typedef enum
 	R_PUSH_SUBSCRIPTIONS,
 	R_WHOAMI,
 	R_MESSAGE_DELETE,			/* DELETE /v1/queues/{queue}/messages/{id}: id in delivery_id */
+	R_GROUP_RESET,				/* POST /v1/queues/{queue}/groups/{group}/reset */
 	R__COUNT
 } route_id;
 

@@ -164,6 +164,8 @@ static const statement_route statement_routes[] = {
 	{R_WORKERS, S_WORKERS, 0, {P_QUEUE}, 200, false, NULL},
 	{R_PUSH_SUBSCRIPTIONS, S_PUSH_SUBSCRIPTIONS, 0, {P_QUEUE}, 200, false, NULL},
 	{R_MESSAGE_DELETE, S_DELETE_MESSAGE, 2, {P_QUEUE, P_DELIVERY}, 200, false, NULL},
+	{R_GROUP_RESET, S_RESET_GROUP, 3, {P_QUEUE, P_GROUP, P_BODY}, 200, false,
+	"Send {\"to\": \"earliest\" | \"latest\" | a message id | a time}."},
 };
 
 #define NSTATEMENT_ROUTES (sizeof(statement_routes) / sizeof(statement_routes[0]))

@@ -247,6 +247,7 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 		case R_WORKERS:
 		case R_PUSH_SUBSCRIPTIONS:
 		case R_MESSAGE_DELETE:
+		case R_GROUP_RESET:
 			ret = cl_answer(&x, 501, NULL, "this route is not served in cluster mode", NULL,
 								"It is served by a deliverd of a single node (the console's routes).");
 			break;

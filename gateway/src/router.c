@@ -45,6 +45,7 @@ const char *const route_names[R__COUNT] = {
 	[R_PUSH_SUBSCRIPTIONS] = "push_subscriptions",
 	[R_WHOAMI] = "whoami",
 	[R_MESSAGE_DELETE] = "message_delete",
+	[R_GROUP_RESET] = "group_reset",
 };
 
 static bool cluster_ids;
@@ -345,6 +346,15 @@ route_request(const char *method, const char *path, route_match *m)
 			return pick(m, method, "DELETE", R_MESSAGE_DELETE, NULL, 0);
 		}
 		return m->status;
+	}
+	/* /v1/queues/{queue}/groups/{group}/reset */
+	if (n == 6 && strcmp(segs[3], "groups") == 0)
+	{
+		if (strcmp(segs[5], "reset") != 0)
+			return m->status;
+		if (set_name(m, m->group, segs[4], lens[4]))
+			return m->status;
+		return pick(m, method, "POST", R_GROUP_RESET, NULL, 0);
 	}
 	if (n == 6 && strcmp(segs[3], "deliveries") == 0)
 	{

@@ -117,4 +117,8 @@ const stmt_def statements[S__COUNT] = {
 	[S_PING] = {"ping", "SELECT 1", 0},
 	[S_DELETE_MESSAGE] = {"delete_message",
 		"SELECT json_build_object('deleted', deliver.delete_message($1, $2::bigint))", 2},
+	/* {"to": "earliest" | "latest" | a message id (string or number) | a time} */
+	[S_RESET_GROUP] = {"reset_group",
+		"SELECT deliver.reset_consumer_group($1, $2, b->>'to'),"
+		" json_build_object('consumer_group', $2, 'reset', true)" BODY(3), 3},
 };

@@ -89,6 +89,45 @@ is($st, 405, 'POST on a message: 405');
 ($st, $b) = req('DELETE', "/v1/queues/iq/messages/$m");
 is($st, 401, 'without a token: 401');
 
+# POST .../groups/{group}/reset
+$node->safe_psql('postgres', q{
+    SELECT deliver.create_queue('iseek');
+    SELECT deliver.send('iseek', '{"n": 1}');
+    SELECT deliver.send('iseek', '{"n": 2}');
+    SELECT deliver.send('iseek', '{"n": 3}');
+    SELECT deliver.ack('iseek', delivery_id) FROM deliver.receive('iseek', 10);
+});
+($st, $b) = req('POST', '/v1/queues/iseek/groups/default/reset', token => $admin, body => { to => 'earliest' });
+is($st, 200, 'reset to earliest: 200');
+is(ref $b eq 'HASH' && $b->{reset} ? 'yes' : 'no', 'yes', 'reset: true');
+is(query_one($node, q{SELECT string_agg(message_id::text, ',' ORDER BY message_id) FROM deliver.receive('iseek', 10)}),
+	'1,2,3', 'every stored message is delivered again');
+($st, $b) = req('POST', '/v1/queues/iseek/groups/default/reset', token => $admin, body => { to => 2 });
+is($st, 200, 'reset to a message id given as a number: 200');
+is(query_one($node, q{SELECT string_agg(message_id::text, ',' ORDER BY message_id) FROM deliver.receive('iseek', 10)}),
+	'2,3', 'from that message on');
+($st, $b) = req('POST', '/v1/queues/iseek/groups/default/reset', token => $admin, body => { to => 'latest' });
+is($st, 200, 'reset to latest: 200');
+is(query_one($node, q{SELECT count(*) FROM deliver.receive('iseek', 10)}), '0', 'nothing stored is delivered again');
+($st, $b) = req('POST', '/v1/queues/iseek/groups/default/reset', token => $admin, body => { to => 'someday' });
+is($st, 422, 'a position that is none: 422');
+is(ref $b eq 'HASH' ? $b->{sqlstate} : '', '22023', 'sqlstate 22023');
+($st, $b) = req('POST', '/v1/queues/iseek/groups/default/reset', token => $admin, body => { to => '0' });
+is($st, 422, 'a message id older than what is stored: 422');
+($st, $b) = req('POST', '/v1/queues/iseek/groups/default/reset', token => $admin, body => {});
+is($st, 422, 'no "to": 422');
+is(ref $b eq 'HASH' ? $b->{sqlstate} : '', '22004', 'sqlstate 22004');
+($st, $b) = req('POST', '/v1/queues/iseek/groups/default/reset', token => $admin);
+is($st, 400, 'no body: 400');
+($st, $b) = req('POST', '/v1/queues/iseek/groups/nobody/reset', token => $admin, body => { to => 'latest' });
+is($st, 404, 'an unknown group: 404');
+($st, $b) = req('POST', '/v1/queues/iseek/groups/default/reset', token => $reader, body => { to => 'latest' });
+is($st, 403, 'as a role without EXECUTE on reset_consumer_group: 403');
+($st, $b) = req('GET', '/v1/queues/iseek/groups/default/reset', token => $admin);
+is($st, 405, 'GET on reset: 405');
+($st, $b) = req('POST', '/v1/queues/iseek/groups/default/rewind', token => $admin, body => {});
+is($st, 404, 'another action on a group: 404');
+
 # described in openapi.json
 ($st, $b) = req('GET', '/openapi.json');
 ok(ref $b eq 'HASH' && $b->{paths}{'/v1/queues/{queue}/messages/{message_id}'}{delete},
@@ -96,6 +135,8 @@ ok(ref $b eq 'HASH' && $b->{paths}{'/v1/queues/{queue}/messages/{message_id}'}{d
 ok(ref $b eq 'HASH'
 	  && $b->{paths}{'/v1/queues/{queue}/redrive'}{post}{requestBody}{content}{'application/json'}{schema}{properties}{to_queue},
 	'and redrive\'s to_queue');
+ok(ref $b eq 'HASH' && $b->{paths}{'/v1/queues/{queue}/groups/{group}/reset'}{post},
+	'and POST /v1/queues/{queue}/groups/{group}/reset');
 
 gw_stop($gw);
 is(gw_sanitizer_reports($gw), '', 'no sanitizer report');
