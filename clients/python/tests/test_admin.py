@@ -224,3 +224,29 @@ def test_nack_to_dead_letters_redrive_to_queue_delete_message(
     assert client.receive(q, 10) == []
     assert client.delete_message(q, second) is False
     assert client.delete_message(q, 999999) is False
+
+
+def test_reset_consumer_group(client: deliver.Client, make_queue: Callable[..., str]) -> None:
+    q = make_queue()
+    ids = [client.send(q, i) for i in range(1, 4)]
+    for m in client.receive(q, 10):
+        assert m.delivery_id is not None
+        client.ack(q, m.delivery_id)
+    client.reset_consumer_group(q, "default", "earliest")
+    got = client.receive(q, 10)
+    assert [m.message_id for m in got] == ids
+    client.reset_consumer_group(q, "default", "latest")
+    assert got[0].delivery_id is not None
+    with pytest.raises(deliver.DeliverError) as e:
+        client.ack(q, got[0].delivery_id)
+    assert e.value.sqlstate == "55000"
+    assert client.receive(q, 10) == []
+    client.reset_consumer_group(q, "default", ids[1])
+    assert [m.message_id for m in client.receive(q, 10)] == ids[1:]
+    client.reset_consumer_group(q, "default", datetime.now().astimezone() + timedelta(hours=1))
+    assert client.receive(q, 10) == []
+    with pytest.raises(deliver.DeliverError) as e:
+        client.reset_consumer_group(q, "default", 0)
+    assert e.value.sqlstate == "22023"
+    with pytest.raises(ValueError):
+        client.reset_consumer_group(q, "default", datetime.now())

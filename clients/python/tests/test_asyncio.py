@@ -436,3 +436,19 @@ def test_nack_to_dead_letters_redrive_to_queue_delete_message() -> None:
             await c.drop_queue(to)
 
     run(main())
+
+
+def test_reset_consumer_group() -> None:
+    async def main() -> None:
+        async with await deliver.AsyncClient.connect(DSN) as c:
+            q = unique("aq")
+            await c.create_queue(q)
+            first = await c.send(q, "a")
+            for m in await c.receive(q, 10):
+                assert m.delivery_id is not None
+                await c.ack(q, m.delivery_id)
+            await c.reset_consumer_group(q, "default", "earliest")
+            assert [m.message_id for m in await c.receive(q, 10)] == [first]
+            await c.drop_queue(q)
+
+    run(main())

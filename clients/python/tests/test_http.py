@@ -307,3 +307,18 @@ def test_nack_to_dead_letters_redrive_to_queue_delete_message(http: deliver.Http
     assert http.delete_message(q, second) is True
     assert http.receive(q, 10) == []
     assert http.delete_message(q, second) is False
+
+
+def test_reset_consumer_group(http: deliver.HttpClient, hq: Callable[..., str]) -> None:
+    q = hq()
+    ids = [http.send(q, i) for i in range(1, 4)]
+    for m in http.receive(q, 10):
+        http.ack(q, m.delivery_id or 0)
+    http.reset_consumer_group(q, "default", "earliest")
+    assert [m.message_id for m in http.receive(q, 10)] == ids
+    http.reset_consumer_group(q, "default", ids[2])
+    assert [m.message_id for m in http.receive(q, 10)] == ids[2:]
+    http.reset_consumer_group(q, "default", "latest")
+    assert http.receive(q, 10) == []
+    with pytest.raises(deliver.QueueNotFound):
+        http.reset_consumer_group(q, "nobody", "latest")

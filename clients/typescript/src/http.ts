@@ -15,6 +15,7 @@ import type {
   DeadLetter,
   DeadLettersOptions,
   DeleteDeadLettersOptions,
+  GroupPosition,
   Guarantee,
   IdInput,
   Interval,
@@ -30,7 +31,7 @@ import type {
   SendBatchOptions,
   SendOptions,
 } from './types.js';
-import { idText, maybeBigInt, parseInterval, toDate, toNumber } from './util.js';
+import { idText, maybeBigInt, parseInterval, positionText, toDate, toNumber } from './util.js';
 
 export * from './errors.js';
 export type * from './types.js';
@@ -247,6 +248,10 @@ export class HttpClient implements QueueClient {
   async dropConsumerGroup(queue: string, group: string): Promise<boolean> {
     const r = (await this.request('DELETE', `/v1/queues/${enc(queue)}/groups/${enc(group)}`)) as Row;
     return r.dropped as boolean;
+  }
+
+  async resetConsumerGroup(queue: string, group: string, to: GroupPosition): Promise<void> {
+    await this.request('POST', `/v1/queues/${enc(queue)}/groups/${enc(group)}/reset`, { body: { to: positionText(to) } });
   }
 
   async listConsumerGroups(queue: string): Promise<ConsumerGroupInfo[]> {

@@ -15,6 +15,7 @@ import type {
   DeadLetter,
   DeadLettersOptions,
   DeleteDeadLettersOptions,
+  GroupPosition,
   Guarantee,
   IdInput,
   Interval,
@@ -31,7 +32,7 @@ import type {
   SendBatchOptions,
   SendOptions,
 } from './types.js';
-import { idText, intervalText, maybeBigInt, toDate, toNumber } from './util.js';
+import { idText, intervalText, maybeBigInt, positionText, toDate, toNumber } from './util.js';
 import { exactlyOnceRound } from './exactly-once.js';
 import type { ExactlyOnceHandler, ExactlyOnceOptions, ExactlyOnceResult } from './exactly-once.js';
 
@@ -370,6 +371,15 @@ export class DeliverClient implements QueueClient {
   async dropConsumerGroup(queue: string, group: string): Promise<boolean> {
     const rows = await this.query('SELECT deliver.drop_consumer_group($1, $2) AS dropped', [queue, group]);
     return rows[0]!.dropped as boolean;
+  }
+
+  /**
+   * Moves the group's position (seek): `earliest` delivers every stored message
+   * again, `latest` none of them; a message id or a time: its sending transaction
+   * and later ones. The group's leases end.
+   */
+  async resetConsumerGroup(queue: string, group: string, to: GroupPosition): Promise<void> {
+    await this.query('SELECT deliver.reset_consumer_group($1, $2, $3)', [queue, group, positionText(to)]);
   }
 
   async listConsumerGroups(queue: string): Promise<ConsumerGroupInfo[]> {

@@ -11,6 +11,12 @@ export type Interval = number | string;
 /** An id as callers may give it: a bigint, a string of digits, or a safe integer. */
 export type IdInput = bigint | string | number;
 
+/**
+ * Where resetConsumerGroup moves a group: `earliest`, `latest`, a message id
+ * (bigint or number) or a time.
+ */
+export type GroupPosition = 'earliest' | 'latest' | bigint | number | Date;
+
 export type Guarantee = 'at_most_once' | 'at_least_once' | 'exactly_once';
 export type Privilege = 'send' | 'receive' | 'all';
 

@@ -304,3 +304,20 @@ describe('HttpClient: nack to the dead letters, redrive to another queue, delete
     await http.dropQueue(to);
   });
 });
+
+describe('HttpClient: resetConsumerGroup', () => {
+  it('earliest, a message id, latest', async () => {
+    const q = await queue('hseek');
+    const ids = [];
+    for (const n of [1, 2, 3]) ids.push(await http.send(q, n));
+    for (const m of await http.receive(q, { max: 10 })) await http.ack(q, m.deliveryId);
+    await http.resetConsumerGroup(q, 'default', 'earliest');
+    assert.deepEqual((await http.receive(q, { max: 10 })).map((m) => m.messageId), ids);
+    await http.resetConsumerGroup(q, 'default', ids[2]);
+    assert.deepEqual((await http.receive(q, { max: 10 })).map((m) => m.messageId), ids.slice(2));
+    await http.resetConsumerGroup(q, 'default', 'latest');
+    assert.deepEqual(await http.receive(q, { max: 10 }), []);
+    await assert.rejects(http.resetConsumerGroup(q, 'nobody', 'latest'), QueueNotFoundError);
+    await http.dropQueue(q);
+  });
+});

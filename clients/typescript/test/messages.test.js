@@ -336,3 +336,24 @@ describe('nack to the dead letters, redrive to another queue, deleteMessage', ()
     await deliver.dropQueue(to);
   });
 });
+
+describe('resetConsumerGroup', () => {
+  it('earliest, latest, a message id, a time', async () => {
+    const q = await queue('seek');
+    const ids = [];
+    for (const n of [1, 2, 3]) ids.push(await deliver.send(q, n));
+    for (const m of await deliver.receive(q, { max: 10 })) await deliver.ack(q, m.deliveryId);
+    await deliver.resetConsumerGroup(q, 'default', 'earliest');
+    const again = await deliver.receive(q, { max: 10 });
+    assert.deepEqual(again.map((m) => m.messageId), ids);
+    await deliver.resetConsumerGroup(q, 'default', 'latest');
+    await assert.rejects(deliver.ack(q, again[0].deliveryId), NotCurrentError);
+    assert.deepEqual(await deliver.receive(q, { max: 10 }), []);
+    await deliver.resetConsumerGroup(q, 'default', ids[1]);
+    assert.deepEqual((await deliver.receive(q, { max: 10 })).map((m) => m.messageId), ids.slice(1));
+    await deliver.resetConsumerGroup(q, 'default', new Date(Date.now() + 3600 * 1000));
+    assert.deepEqual(await deliver.receive(q, { max: 10 }), []);
+    await assert.rejects(deliver.resetConsumerGroup(q, 'default', 0n), (e) => e.sqlstate === '22023');
+    await deliver.dropQueue(q);
+  });
+});

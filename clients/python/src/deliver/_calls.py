@@ -64,13 +64,18 @@ def _opt(name: str, sqltype: str, value: Any) -> Arg:
     return Arg(name, sqltype, value, False)
 
 
+_RESERVED = frozenset({"to"})
+
+
 def _call_args(args: Iterable[Arg]) -> tuple[str, dict[str, Any]]:
     parts: list[str] = []
     params: dict[str, Any] = {}
     for a in args:
         if a.value is None and not a.required:
             continue
-        parts.append(f"{a.name} => %({a.name})s::{a.sqltype}")
+        # a parameter named like a reserved word ("to") is quoted
+        sqlname = f'"{a.name}"' if a.name in _RESERVED else a.name
+        parts.append(f"{sqlname} => %({a.name})s::{a.sqltype}")
         params[a.name] = a.value
     return ", ".join(parts), params
 
@@ -360,6 +365,30 @@ def drop_consumer_group(queue: str, group: str) -> Call[bool]:
         "drop_consumer_group",
         [_req("queue_name", "text", queue), _req("consumer_group", "text", group)],
         _bool,
+    )
+
+
+def position_text(to: Any) -> str:
+    """A consumer group position as reset_consumer_group takes it:
+    "earliest", "latest", a message id (int) or a time (an aware datetime)."""
+    if isinstance(to, bool):
+        raise TypeError("to must be 'earliest', 'latest', a message id or a datetime, not bool")
+    if isinstance(to, datetime):
+        if to.tzinfo is None:
+            raise ValueError("to must be an aware datetime (with a tzinfo)")
+        return to.isoformat()
+    if isinstance(to, int):
+        return str(bigint(to, "to"))
+    if isinstance(to, str):
+        return to
+    raise TypeError(f"to must be 'earliest', 'latest', a message id or a datetime, not {type(to).__name__}")
+
+
+def reset_consumer_group(queue: str, group: str, to: Any) -> Call[None]:
+    return scalar(
+        "reset_consumer_group",
+        [_req("queue_name", "text", queue), _req("consumer_group", "text", group), _req("to", "text", position_text(to))],
+        _none,
     )
 
 

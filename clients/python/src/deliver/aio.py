@@ -167,6 +167,13 @@ class AsyncClient:
     async def drop_consumer_group(self, queue: str, group: str) -> bool:
         return await self._run(calls.drop_consumer_group(queue, group))
 
+    async def reset_consumer_group(self, queue: str, group: str, to: str | int | datetime) -> None:
+        """Move the group's position (seek): ``"earliest"`` delivers every
+        stored message again, ``"latest"`` none of them; a message id or an
+        aware datetime: its sending transaction and later ones. The group's
+        leases end."""
+        await self._run(calls.reset_consumer_group(queue, group, to))
+
     async def list_consumer_groups(self, queue: str) -> list[ConsumerGroup]:
         return await self._run(calls.list_consumer_groups(queue))
 

@@ -166,6 +166,13 @@ class Client:
     def drop_consumer_group(self, queue: str, group: str) -> bool:
         return self._run(calls.drop_consumer_group(queue, group))
 
+    def reset_consumer_group(self, queue: str, group: str, to: str | int | datetime) -> None:
+        """Move the group's position (seek): ``"earliest"`` delivers every
+        stored message again, ``"latest"`` none of them; a message id or an
+        aware datetime: its sending transaction and later ones. The group's
+        leases end."""
+        self._run(calls.reset_consumer_group(queue, group, to))
+
     def list_consumer_groups(self, queue: str) -> list[ConsumerGroup]:
         return self._run(calls.list_consumer_groups(queue))
 

@@ -47,6 +47,22 @@ def _id_out(v: Any, what: str) -> str:
     return str(v)
 
 
+def _position_out(to: Any) -> str:
+    """A consumer group position: "earliest", "latest", a message id (int)
+    or an aware datetime."""
+    if isinstance(to, bool):
+        raise TypeError("to must be 'earliest', 'latest', a message id or a datetime, not bool")
+    if isinstance(to, datetime):
+        if to.tzinfo is None:
+            raise ValueError("to must be an aware datetime (with a tzinfo)")
+        return to.isoformat()
+    if isinstance(to, int):
+        return str(to)
+    if isinstance(to, str):
+        return to
+    raise TypeError(f"to must be 'earliest', 'latest', a message id or a datetime, not {type(to).__name__}")
+
+
 def parse_timestamp(v: Any) -> datetime | None:
     """A timestamptz as Postgres writes it in JSON (ISO 8601)."""
     if v is None:
@@ -318,6 +334,9 @@ class HttpClient:
 
     def drop_consumer_group(self, queue: str, group: str) -> bool:
         return bool(self.request("DELETE", self._path(queue, "groups", group))["dropped"])
+
+    def reset_consumer_group(self, queue: str, group: str, to: str | int | datetime) -> None:
+        self.request("POST", self._path(queue, "groups", group, "reset"), body={"to": _position_out(to)})
 
     def list_consumer_groups(self, queue: str) -> list[ConsumerGroup]:
         return [
