@@ -103,8 +103,13 @@ BEGIN
     END IF;
 
     UPDATE deliver.consumer_group g SET start_snapshot = start WHERE g.group_id = gid;
+    -- the group's finish records go, but for deleted messages
+    -- (delete_message), which stay deleted: those are written again
+    -- without their restart points
     FOR d IN SELECT format('q%s_done%s', q.queue_id, n) FROM generate_series(0, q.segments - 1) AS n LOOP
-        EXECUTE format('DELETE FROM deliver.%I WHERE group_id = $1', d) USING gid;
+        EXECUTE format('WITH x AS (DELETE FROM deliver.%I WHERE group_id = $1 RETURNING kind, message_ids)
+                        INSERT INTO deliver.%I (group_id, kind, message_ids)
+                        SELECT $1, kind, message_ids FROM x WHERE kind = ''x''', d, d) USING gid;
     END LOOP;
     -- at commit: the group's leases end and it recovers from its new start
     PERFORM deliver._catalog_changed(q.queue_id, 'forget_group', gid);

@@ -20,7 +20,9 @@
  *   finish record is written before that, so a receive meeting the row
  *   while this transaction runs holds it as pending, and skips it once this
  *   commits (a rollback makes it deliverable again).
- * A delayed message is simply deleted from the delayed table.
+ * A delayed message is simply deleted from the delayed table.  Every group
+ * gets a finish record, also one that had finished the message: a
+ * reset_consumer_group keeps them (deleted stays deleted).
  */
 #include "postgres.h"
 
@@ -281,15 +283,20 @@ deliver_delete_message(PG_FUNCTION_ARGS)
 		GroupEntry *gs;
 
 		if (target != 0 && target != group_id)
-			continue;
+			continue;				/* redriven to another group */
 		if (dsnap_visible(q->groups[i].start, txid))
-			continue;			/* sent before the group began */
-		stand = group_stand(q, &c, group_id, txid, id, false);
-		if (stand == STAND_FINISHED)
-			continue;
-		deleted = true;
+			stand = STAND_FINISHED; /* sent before the group began */
+		else
+			stand = group_stand(q, &c, group_id, txid, id, false);
+		if (stand != STAND_FINISHED)
+			deleted = true;
 
-		/* the finish record, with the group's restart point (as an ack) */
+		/*
+		 * The finish record, with the group's restart point (as an ack);
+		 * for a group that had finished the message too:
+		 * reset_consumer_group keeps these records, so that a group moved
+		 * back does not get a deleted message again.
+		 */
 		gs = group_lock(q, group_id, &gidx);
 		checkpoint_restart_point(gs, gidx, done);
 		LWLockRelease(&gs->lock);

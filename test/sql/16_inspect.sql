@@ -175,6 +175,10 @@ SELECT array_agg(message_id ORDER BY message_id) AS from_3 FROM deliver.receive(
 -- a time: what was sent at or after it
 SELECT deliver.reset_consumer_group('q16_seek', 'default', :'t');
 SELECT array_agg(message_id ORDER BY message_id) AS from_t FROM deliver.receive('q16_seek', 10);
+-- a deleted message stays deleted across a reset
+SELECT deliver.delete_message('q16_seek', 4);
+SELECT deliver.reset_consumer_group('q16_seek', 'default', 'earliest');
+SELECT array_agg(message_id ORDER BY message_id) AS without_4 FROM deliver.receive('q16_seek', 10);
 -- past every stored message: as latest
 SELECT deliver.reset_consumer_group('q16_seek', 'default', '1000');
 SELECT count(*) AS past_all FROM deliver.receive('q16_seek', 10);
