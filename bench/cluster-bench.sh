@@ -56,25 +56,7 @@ bash "$repo/scripts/cluster" up >"$out/cluster-up.log" 2>&1 || { cat "$out/clust
 shard0="host=127.0.0.1,127.0.0.1 port=$((port + 10)),$((port + 11)) dbname=deliver user=postgres target_session_attrs=read-write"
 router="host=127.0.0.1 port=$((port + 100)) dbname=deliver user=postgres"
 
-# CPU time (clock ticks) spent so far by the postgres instance of a data
-# directory: its postmaster with the children it reaped, and every live
-# process working in that directory.
-hz=$(getconf CLK_TCK)
-instance_ticks() {
-    local dir=$1 pm total=0 pid f
-    pm=$(head -n 1 "$dir/postmaster.pid" 2>/dev/null) || { echo 0; return; }
-    for f in /proc/[0-9]*; do
-        pid=${f#/proc/}
-        [[ $(readlink "$f/cwd" 2>/dev/null) == "$dir" ]] || continue
-        # fields after the command: utime stime cutime cstime are 14-17
-        local st; st=$(sed 's/^.*) //' "$f/stat" 2>/dev/null) || continue
-        read -r -a a <<<"$st"
-        total=$((total + a[11] + a[12]))
-        [[ $pid == "$pm" ]] && total=$((total + a[13] + a[14]))
-    done
-    echo "$total"
-}
-machine_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
+source "$here/cpu.sh"   # instance_ticks, machine_ticks, hz
 dirs=(shard0 "$data/cluster/shard0-node0" "$data/cluster/shard0-node1"
       shard1 "$data/cluster/shard1-node0" "$data/cluster/shard1-node1"
       router "$data/cluster/router" monitor "$data/cluster/monitor")
@@ -148,7 +130,7 @@ ticks_of() { sed -n "s/.*$2=\[[^]]*\b$3 \([0-9]*\).*/\1/p" <<<"$1"; }
         sys=$(field "$line" system); rate=$(field "$line" acked_per_s)
         dur=$(field "$line" duration_s)
         msgs=$(awk -v r="$rate" -v d="$dur" 'BEGIN{printf "%d", r*d}')
-        us() { awk -v t="$1" -v hz="$hz" -v m="$msgs" 'BEGIN{ if (m > 0) printf "%.1f", t*1e6/hz/m; else print "-" }'; }
+        us() { us_per_msg "$1" "$msgs"; }
         s0=$(( $(ticks_of "$line" after shard0) - $(ticks_of "$line" before shard0) ))
         s1=$(( $(ticks_of "$line" after shard1) - $(ticks_of "$line" before shard1) ))
         rt=$(( $(ticks_of "$line" after router) - $(ticks_of "$line" before router) ))

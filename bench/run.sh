@@ -13,6 +13,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 source "$here/cluster.sh"   # pgbin (DELIVER_PGBIN), PG_CONFIG, as_pg, the cluster
+source "$here/cpu.sh"       # instance_ticks, us_per_msg
 
 mode=full
 soak=0
@@ -261,12 +262,14 @@ run_scenario() {
     clean_between_runs
     [[ $xmin == 1 ]] && start_xmin_holder $((dur + drain + 60))
     [[ $soak_run == 1 ]] && start_sampler "${logf%.log}.samples"
-    local rc=0
+    local rc=0 t0 t1
+    t0=$(instance_ticks "$pgdata")
     # shellcheck disable=SC2086
     "$here/deliverbench" --system "$sys" --dsn "$dsn" --scenario "$name" \
         --duration "$dur" --drain "$drain" --stall "$stall" --tick-ms "$tick_ms" \
         --progress "$([[ $soak_run == 1 ]] && echo 10 || echo 1)" \
         "${extra[@]}" $args >"$logf" 2>&1 || rc=$?
+    t1=$(instance_ticks "$pgdata")
     if [[ $soak_run == 1 ]]; then stop_sampler; fi
     if [[ $xmin == 1 ]]; then stop_xmin_holder; fi
     local line
@@ -277,9 +280,13 @@ run_scenario() {
         return
     fi
     [[ $xmin == 1 ]] && line+=" held_xmin=1"
+    # the server's CPU over the run and its drain, per message sent (its
+    # send, and the receive and ack of every group)
+    line+=" server_cpu_us=$(us_per_msg $((t1 - t0)) "$(field "$line" sent)")"
     echo "$line log=$(basename "$logf")" >>"$resfile"
-    printf '%9s msgs/s  p50 %8s ms  p99 %8s ms  lost %s dup %s\n' \
+    printf '%9s msgs/s  p50 %8s ms  p99 %8s ms  CPU %6s us/msg  lost %s dup %s\n' \
         "$(field "$line" acked_per_s)" "$(field "$line" p50_ms)" "$(field "$line" p99_ms)" \
+        "$(field "$line" server_cpu_us)" \
         "$(lost_cell "$line")" "$(field "$line" dup)"
     if [[ $(field "$line" lost) != 0 || $(field "$line" dup) != 0 ]]; then
         echo "!!!!!!!! $sys $name: LOST $(field "$line" lost) DUPLICATED $(field "$line" dup) (see $logf)"
@@ -332,12 +339,16 @@ write_report() {
         echo "latencies are send->ack (ack committed), in ms; lost/dup are exact"
         echo "(per-producer sequence bitmaps); \"undrained\" = still queued when the drain"
         echo "time ran out (late, not lost). PgQ ticker period: ${tick_ms} ms."
+        echo "CPU µs/msg = the server's CPU time (every process of the benchmark's"
+        echo "Postgres instance, backends that ended included, from /proc) over the run"
+        echo "and its drain, per message sent: its send and the receive and ack of every"
+        echo "group; the load generator's CPU is not counted."
         echo
-        echo "| system | guarantee | scenario | msgs/s | sent/s | p50 | p99 | p99.9 | max | lost | dup | vs textbook | vs pgq |"
-        echo "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        echo "| system | guarantee | scenario | msgs/s | sent/s | p50 | p99 | p99.9 | max | lost | dup | vs textbook | vs pgq | CPU µs/msg |"
+        echo "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         while IFS= read -r line; do
             if [[ $line == FAILED* ]]; then
-                echo "| $(field " $line" system) | $(field " $line" guarantee) | $(field " $line" scenario) | FAILED | | | | | | | | | |"
+                echo "| $(field " $line" system) | $(field " $line" guarantee) | $(field " $line" scenario) | FAILED | | | | | | | | | | |"
                 continue
             fi
             sys=$(field "$line" system); scen=$(field "$line" scenario); g=$(field "$line" guarantee)
@@ -348,7 +359,7 @@ write_report() {
                 rt=$(ratio "$(field "$line" acked_per_s)" "$tb"); rp=$(ratio "$(field "$line" acked_per_s)" "$pg"); fi
             [[ $sys == textbook ]] && rt=-
             [[ $sys == pgq ]] && rp=-
-            echo "| $sys | $g | $scen | $(field "$line" acked_per_s) | $(field "$line" sent_per_s) | $(field "$line" p50_ms) | $(field "$line" p99_ms) | $(field "$line" p999_ms) | $(field "$line" max_ms) | $(lost_cell "$line") | $(field "$line" dup) | $rt | $rp |"
+            echo "| $sys | $g | $scen | $(field "$line" acked_per_s) | $(field "$line" sent_per_s) | $(field "$line" p50_ms) | $(field "$line" p99_ms) | $(field "$line" p999_ms) | $(field "$line" max_ms) | $(lost_cell "$line") | $(field "$line" dup) | $rt | $rp | $(field "$line" server_cpu_us) |"
         done <"$resfile"
         echo
         echo "Scenario names: bB-cC-pP = B messages per send call (receive takes up to"

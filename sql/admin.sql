@@ -318,14 +318,16 @@ BEGIN
 END $$;
 
 CREATE FUNCTION deliver.list_consumer_groups(queue_name text)
-RETURNS TABLE (consumer_group text, created_at timestamptz)
+RETURNS TABLE (consumer_group text, created_at timestamptz,
+               paused boolean, rate_per_second double precision, rate_burst int)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     q deliver.queue := deliver._queue(queue_name);
 BEGIN
-    RETURN QUERY SELECT g.group_name, g.created_at FROM deliver.consumer_group g
+    RETURN QUERY SELECT g.group_name, g.created_at, g.paused, g.rate_per_second, g.rate_burst
+                   FROM deliver.consumer_group g
                   WHERE g.queue_id = q.queue_id ORDER BY g.group_id;
 END $$;
 

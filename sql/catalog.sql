@@ -35,7 +35,10 @@ CREATE TABLE deliver.queue (
     created_at          timestamptz NOT NULL DEFAULT now(),
     -- who may send (INSERT, 'a') and receive (SELECT, 'r'): grant_queue and
     -- revoke_queue edit it; the queue's tables are never granted to anyone
-    acl                 aclitem[] NOT NULL DEFAULT '{}'
+    acl                 aclitem[] NOT NULL DEFAULT '{}',
+    -- FIFO queues: how many messages of one ordering key may be in flight
+    -- at once (set_fifo_key_limit; 1: one at a time)
+    fifo_key_limit      int NOT NULL DEFAULT 1 CHECK (fifo_key_limit BETWEEN 1 AND 10000)
 );
 -- The push output plugin (logical decoding) reads queue and group names
 -- through its historic snapshot, which needs user catalog tables.
@@ -63,6 +66,13 @@ CREATE TABLE deliver.consumer_group (
     -- messages visible in this snapshot are not for this group
     start_snapshot  pg_snapshot NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
+    -- flow control (sql/flow.sql): a paused group receives nothing; a rate
+    -- limits what its receives hand out (a token bucket of rate_burst)
+    paused          boolean NOT NULL DEFAULT false,
+    rate_per_second double precision
+                    CHECK (rate_per_second > 0 AND rate_per_second <= 1000000),
+    rate_burst      int CHECK (rate_burst BETWEEN 1 AND 1000000),
+    CHECK ((rate_per_second IS NULL) = (rate_burst IS NULL)),
     UNIQUE (queue_id, group_name)
 );
 ALTER TABLE deliver.consumer_group SET (user_catalog_table = true);

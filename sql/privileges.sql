@@ -18,6 +18,11 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver._sweep(text, int), deliver.set_alert(text, text, numeric),
                            deliver._check_alerts(), deliver.worker_status(),
                            deliver._lock_queue(deliver.queue),
+                           deliver.pause_consumer_group(text, text),
+                           deliver.resume_consumer_group(text, text),
+                           deliver.set_consumer_group_rate(text, text, double precision, int),
+                           deliver._flow_group(deliver.queue, text),
+                           deliver.set_fifo_key_limit(text, int),
                            deliver.delete_message(text, bigint),
                            deliver.reset_consumer_group(text, text, text)
     FROM PUBLIC;

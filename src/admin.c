@@ -53,6 +53,8 @@ deliver_catalog_changed(PG_FUNCTION_ARGS)
 		a = CATALOG_FORGET;
 	else if (strcmp(action, "forget_group") == 0)
 		a = CATALOG_FORGET_GROUP;
+	else if (strcmp(action, "flow") == 0)
+		a = CATALOG_FLOW;
 	else
 		elog(ERROR, "deliver: unknown catalog action \"%s\"", action);
 

@@ -96,8 +96,8 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 				 "max_attempts, fifo, "
 				 "(extract(epoch FROM dedup_window) * 1000)::int8, "
 				 "(extract(epoch FROM retry_base) * 1000)::int8, "
-				 "(extract(epoch FROM retry_max) * 1000)::int8, segments, acl "
-				 "FROM deliver.queue WHERE queue_name = $1",
+				 "(extract(epoch FROM retry_max) * 1000)::int8, segments, acl, "
+				 "fifo_key_limit FROM deliver.queue WHERE queue_name = $1",
 				 1, argtypes, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "deliver: queue lookup failed: %s", SPI_result_code_string(rc));
@@ -118,6 +118,7 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 	q->visibility_ms = interval_ms(SPI_getbinval(tup, td, 4, &isnull));
 	q->max_attempts = DatumGetInt32(SPI_getbinval(tup, td, 5, &isnull));
 	q->fifo = DatumGetBool(SPI_getbinval(tup, td, 6, &isnull));
+	q->fifo_key_limit = DatumGetInt32(SPI_getbinval(tup, td, 12, &isnull));
 	q->dedup_window_ms = interval_ms(SPI_getbinval(tup, td, 7, &isnull));
 	q->retry_base_ms = interval_ms(SPI_getbinval(tup, td, 8, &isnull));
 	q->retry_max_ms = interval_ms(SPI_getbinval(tup, td, 9, &isnull));
@@ -184,6 +185,8 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 	if (!attach)
 		return true;
 	q->queue_idx = deliver_queue_entry(MyDatabaseId, q->done_rel[0], q->queue_id, true);
+	/* for the FIFO key index (fifo.c), which has no catalog at hand */
+	deliver_queues[q->queue_idx].fifo_key_limit = q->fifo_key_limit;
 	if (deliver_queues[q->queue_idx].cur_seg < 0)
 	{
 		/* first use since start (or since a purge): the active segment */

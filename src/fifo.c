@@ -4,7 +4,8 @@
  *		a message out for delivery, and which messages wait behind them.
  *
  * In a FIFO queue a key's next message is not delivered while an earlier
- * one of that key is leased or waiting for redelivery.  lease.c keeps the
+ * one of that key is leased or waiting for redelivery (or while
+ * fifo_key_limit earlier ones are, when the queue allows more than one).  lease.c keeps the
  * lease slots and their lists; this module only answers "may it go out?"
  * and hands over a key when its holder leaves.
  */
@@ -116,17 +117,19 @@ fifo_key_entry(LeaseSlot *s, HASHACTION action, LWLock **lock)
 
 /*
  * A message of a FIFO queue with a key comes to the group: true when it may
- * go out (it holds its key now), false when an earlier message of its key
- * holds it: then it is chained behind (the caller puts it on the group's
- * blocked list).
+ * go out (it holds its key now), false when limit earlier messages of its
+ * key hold it, or earlier ones wait: then it is chained behind (the caller
+ * puts it on the group's blocked list).  limit is the queue's
+ * fifo_key_limit (1: one at a time); fifo_key_release reads it from the
+ * queue's shared entry, where each load of the queue's catalog puts it.
  */
 bool
-fifo_key_take(int32 idx)
+fifo_key_take(int32 idx, int32 limit)
 {
 	LeaseSlot  *s = &deliver_slots[idx];
 	LWLock	   *lock;
 	FifoKeyEntry *e = fifo_key_entry(s, HASH_ENTER, &lock);
-	bool		take = (e->holders == 0 && e->blocked_head < 0);
+	bool		take = (e->holders < limit && e->blocked_head < 0);
 
 	if (take)
 	{
@@ -160,26 +163,28 @@ fifo_key_hold(int32 idx)
 }
 
 /*
- * A message that held its key leaves the group: the next one of its key
- * holds it now, and is returned (the caller moves it from the blocked list
- * to the ready list); -1 when none waits.
+ * A message that held its key leaves the group: the next ones of its key
+ * (as many as the queue's fifo_key_limit lets out now, at most max) hold
+ * it now and are put into next[] (the caller moves them from the blocked
+ * list to the ready list); returns how many.
  */
-int32
-fifo_key_release(int32 idx)
+int
+fifo_key_release(int32 idx, int32 *next, int max)
 {
 	LeaseSlot  *s = &deliver_slots[idx];
 	LWLock	   *lock;
 	FifoKeyEntry *e = fifo_key_entry(s, HASH_FIND, &lock);
-	int32		next = -1;
+	int32		limit = deliver_queues[s->queue_idx].fifo_key_limit;
+	int			n = 0;
 
 	s->key_held = false;
 	if (e == NULL)
 	{
 		LWLockRelease(lock);
-		return -1;
+		return 0;
 	}
 	e->holders--;
-	if (e->holders <= 0 && e->blocked_head >= 0)
+	while (e->holders < limit && e->blocked_head >= 0 && n < max)
 	{
 		int32		b = e->blocked_head;
 		LeaseSlot  *bs = &deliver_slots[b];
@@ -190,12 +195,12 @@ fifo_key_release(int32 idx)
 		bs->key_next = -1;
 		bs->key_held = true;
 		e->holders++;
-		next = b;
+		next[n++] = b;
 	}
 	if (e->holders <= 0 && e->blocked_head < 0)
 		hash_search(fifo_keys, &e->key, HASH_REMOVE, NULL);
 	LWLockRelease(lock);
-	return next;
+	return n;
 }
 
 /* forget a slot's key entry altogether (its group lets go of everything) */

@@ -353,17 +353,19 @@ group_finish_slot(GroupEntry *gs, int32 idx, char kind)
 		gs->acked_total++;
 	if (s->key_held)
 	{
-		int32		b = fifo_key_release(idx);
+		int32		next[FIFO_RELEASE_MAX];
+		int			n = fifo_key_release(idx, next, FIFO_RELEASE_MAX);
+		int			i;
 
-		if (b >= 0)
+		for (i = 0; i < n; i++)
 		{
 			/* the next message of its key goes out */
-			LeaseSlot  *bs = &deliver_slots[b];
+			LeaseSlot  *bs = &deliver_slots[next[i]];
 
-			slist_remove(&gs->blocked, b);
+			slist_remove(&gs->blocked, next[i]);
 			bs->state = SLOT_READY;
 			bs->visible_at = 0;
-			slist_push(&gs->ready_list, b);
+			slist_push(&gs->ready_list, next[i]);
 		}
 	}
 	slot_free(idx);

@@ -29,6 +29,7 @@
 #include "delayed.h"
 #include "deliver.h"
 #include "fifo.h"
+#include "flow.h"
 #include "hooks.h"
 #include "lease.h"
 #include "registry.h"
@@ -192,7 +193,7 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 						fifo_key_hold(idx);
 					continue;
 				}
-				if (q->fifo && s->has_key && !fifo_key_take(idx))
+				if (q->fifo && s->has_key && !fifo_key_take(idx, q->fifo_key_limit))
 				{
 					s->state = SLOT_BLOCKED;
 					slist_push(&gs->blocked, idx);
@@ -225,6 +226,31 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 }
 
 /*
+ * take_messages for a group under flow control (GroupEntry.flow not
+ * FLOW_OFF): nothing while paused, no more than the whole tokens of its
+ * rate; -1 (nothing done) when its settings must be read first
+ * (flow_reload).
+ */
+static int
+take_messages_flow(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, int max_dead,
+				   int *ndead, bool *out_of_slots)
+{
+	GroupEntry *gs = c->gs;
+	int			n;
+
+	*ndead = 0;
+	*out_of_slots = false;
+	if (gs->flow == FLOW_UNLOADED)
+		return -1;
+	max = flow_limit(gs, GetCurrentTimestamp(), max);
+	if (max == 0)
+		return 0;
+	n = take_messages(c, max, vt_ms, out, dead, max_dead, ndead, out_of_slots);
+	flow_taken(gs, n);
+	return n;
+}
+
+/*
  * How long to sleep in a long poll before something may be due.
  */
 static long
@@ -236,12 +262,21 @@ next_wakeup_ms(QueueInfo *q, GroupEntry *gs, long remaining)
 	/* without a worker here, this poll cannot make delayed messages visible */
 	TimestampTz due = deliver_worker_serves_database() ?
 		deliver_queues[q->queue_idx].delayed_due : 0;
+	TimestampTz token = 0;		/* flow control: when the group may take again */
 
 	LWLockAcquire(&gs->lock, LW_SHARED);
-	for (idx = gs->ready_list.head; idx >= 0; idx = deliver_slots[idx].next)
-		t = Min(t, deliver_slots[idx].visible_at);
-	if (gs->next_expiry < t)
-		t = gs->next_expiry;
+	/* paused, or no token: nothing is handed out before resume or the next token */
+	if (unlikely(gs->flow == FLOW_ON))
+		token = flow_next_token(gs, now);
+	if (token != 0)
+		t = Min(t, token);
+	else
+	{
+		for (idx = gs->ready_list.head; idx >= 0; idx = deliver_slots[idx].next)
+			t = Min(t, deliver_slots[idx].visible_at);
+		if (gs->next_expiry < t)
+			t = gs->next_expiry;
+	}
 	LWLockRelease(&gs->lock);
 	if (due > 0 && due < t)
 		t = due;
@@ -382,9 +417,28 @@ deliver_receive(PG_FUNCTION_ARGS)
 		 * The scan snapshot is taken under the group's lock, so it is never
 		 * older than the window another backend may have just opened.
 		 */
-		c.gs = group_lock(q, g->group_id, &c.gidx);
-		c.snap = RegisterSnapshot(GetLatestSnapshot());
-		n = take_messages(&c, max, vt_ms, out, dead, max_dead, &ndead, &out_of_slots);
+		for (;;)
+		{
+			uint32		flow_gen;
+
+			c.gs = group_lock(q, g->group_id, &c.gidx);
+			c.snap = RegisterSnapshot(GetLatestSnapshot());
+			/* the one test flow control costs a group without it */
+			if (likely(c.gs->flow == FLOW_OFF))
+			{
+				n = take_messages(&c, max, vt_ms, out, dead, max_dead, &ndead, &out_of_slots);
+				break;
+			}
+			n = take_messages_flow(&c, max, vt_ms, out, dead, max_dead, &ndead, &out_of_slots);
+			if (n >= 0)
+				break;
+			/* the group's flow control settings changed: read them, then again */
+			flow_gen = c.gs->flow_gen;
+			LWLockRelease(&c.gs->lock);
+			UnregisterSnapshot(c.snap);
+			c.snap = NULL;
+			flow_reload(c.gs, q->queue_idx, g->group_id, flow_gen);
+		}
 		LWLockRelease(&c.gs->lock);
 
 		if (n > 0 || ndead > 0 || wait_ms == 0 || out_of_slots)

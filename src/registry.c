@@ -15,6 +15,7 @@
 #include "utils/timestamp.h"
 
 #include "deliver.h"
+#include "flow.h"
 #include "lease.h"
 #include "recovery.h"
 #include "registry.h"
@@ -65,6 +66,7 @@ deliver_queue_entry(Oid dbid, Oid done_relid, int32 queue_id, bool create)
 	deliver_queues[free_i].sent_total = 0;
 	deliver_queues[free_i].slots_held = 0;
 	deliver_queues[free_i].delayed_due = 1;	/* unknown: look once */
+	deliver_queues[free_i].fifo_key_limit = 1;	/* set by its receives */
 	deliver_queues[free_i].cur_seg = -1;
 	lease_queue_added();
 	LWLockRelease(deliver_shared->entry_lock);
@@ -114,6 +116,7 @@ deliver_group_entry(int32 group_id, int32 queue_idx)
 		gs->blocked = gs->leased;
 		gs->delivered_total = gs->acked_total = gs->dead_total = 0;
 		gs->last_receive = GetCurrentTimestamp();
+		flow_entry_init(gs);
 		LWLockRelease(&gs->lock);
 	}
 	LWLockRelease(deliver_shared->entry_lock);

@@ -20,6 +20,7 @@
 
 #include "deliver.h"
 #include "lease.h"
+#include "flow.h"
 #include "registry.h"
 #include "settings.h"
 #include "shmem.h"
@@ -312,6 +313,11 @@ catalog_apply(CatalogRef *c)
 			deliver_reset_queue_groups(c->queue_idx, c->group_id, true);
 			queue_wake(c->queue_idx);
 			break;
+		case CATALOG_FLOW:
+			/* reloaded by the group's next receive, which this wakes */
+			flow_changed(c->queue_idx, c->group_id);
+			queue_wake(c->queue_idx);
+			break;
 	}
 }
 
@@ -346,6 +352,9 @@ prepared_finished(void)
 			continue;
 		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 		gs->next_expiry = 0;
+		/* a prepared change of flow control (CATALOG_FLOW) may have ended */
+		gs->flow = FLOW_UNLOADED;
+		gs->flow_gen++;
 		LWLockRelease(&gs->lock);
 	}
 	for (i = 0; i < deliver_max_queues; i++)

@@ -43,6 +43,10 @@ typedef enum
 	R_WORKERS,
 	R_PUSH_SUBSCRIPTIONS,
 	R_WHOAMI,
+	R_GROUP_PAUSE,
+	R_GROUP_RESUME,
+	R_GROUP_RATE,
+	R_FIFO_KEY_LIMIT,
 	R_MESSAGE_DELETE,			/* DELETE /v1/queues/{queue}/messages/{id}: id in delivery_id */
 	R_GROUP_RESET,				/* POST /v1/queues/{queue}/groups/{group}/reset */
 	R__COUNT

@@ -246,6 +246,10 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 		case R_ALERTS:
 		case R_WORKERS:
 		case R_PUSH_SUBSCRIPTIONS:
+		case R_GROUP_PAUSE:
+		case R_GROUP_RESUME:
+		case R_GROUP_RATE:
+		case R_FIFO_KEY_LIMIT:
 		case R_MESSAGE_DELETE:
 		case R_GROUP_RESET:
 			ret = cl_answer(&x, 501, NULL, "this route is not served in cluster mode", NULL,

@@ -44,6 +44,10 @@ const char *const route_names[R__COUNT] = {
 	[R_WORKERS] = "workers",
 	[R_PUSH_SUBSCRIPTIONS] = "push_subscriptions",
 	[R_WHOAMI] = "whoami",
+	[R_GROUP_PAUSE] = "group_pause",
+	[R_GROUP_RESUME] = "group_resume",
+	[R_GROUP_RATE] = "group_rate",
+	[R_FIFO_KEY_LIMIT] = "fifo_key_limit",
 	[R_MESSAGE_DELETE] = "message_delete",
 	[R_GROUP_RESET] = "group_reset",
 };
@@ -224,6 +228,7 @@ static const path_routes queue_routes[] = {
 	{"redrive", "POST", R_REDRIVE, NULL, 0},
 	{"metrics", "GET", R_QUEUE_METRICS, NULL, 0},
 	{"stream", "GET", R_STREAM, NULL, 0},
+	{"fifo-key-limit", "PUT", R_FIFO_KEY_LIMIT, NULL, 0},
 	{NULL, NULL, 0, NULL, 0}
 };
 
@@ -232,6 +237,15 @@ static const path_routes delivery_routes[] = {
 	{"ack", "POST", R_ACK, NULL, 0},
 	{"nack", "POST", R_NACK, NULL, 0},
 	{"extend", "POST", R_EXTEND, NULL, 0},
+	{NULL, NULL, 0, NULL, 0}
+};
+
+/* /v1/queues/{queue}/groups/{group}/SEGMENT: flow control */
+static const path_routes group_routes[] = {
+	{"pause", "POST", R_GROUP_PAUSE, NULL, 0},
+	{"resume", "POST", R_GROUP_RESUME, NULL, 0},
+	{"rate", "PUT", R_GROUP_RATE, NULL, 0},
+	{"reset", "POST", R_GROUP_RESET, NULL, 0},
 	{NULL, NULL, 0, NULL, 0}
 };
 
@@ -347,14 +361,15 @@ route_request(const char *method, const char *path, route_match *m)
 		}
 		return m->status;
 	}
-	/* /v1/queues/{queue}/groups/{group}/reset */
 	if (n == 6 && strcmp(segs[3], "groups") == 0)
 	{
-		if (strcmp(segs[5], "reset") != 0)
+		const path_routes *action = find_segment(group_routes, segs[5]);
+
+		if (!action)
 			return m->status;
 		if (set_name(m, m->group, segs[4], lens[4]))
 			return m->status;
-		return pick(m, method, "POST", R_GROUP_RESET, NULL, 0);
+		return pick_in(m, method, action);
 	}
 	if (n == 6 && strcmp(segs[3], "deliveries") == 0)
 	{

@@ -114,6 +114,27 @@ const stmt_def statements[S__COUNT] = {
 		" s.consumer_group, s.active, s.confirmed_lsn, s.created_at, m.lag_bytes, m.retained_wal_bytes"
 		" FROM deliver.list_push_subscriptions() s"
 		" LEFT JOIN deliver.push_metrics() m USING (subscription_name)) x", 0},
+	/*
+	 * flow control.  A rate body must name per_second (null: no limit; a
+	 * body without it is a 400, not a removal); the answer's burst left out
+	 * or null is deliver's default, max(1, ceil(per_second)).
+	 */
+	[S_PAUSE_GROUP] = {"pause_group",
+		"SELECT json_build_object('paused', deliver.pause_consumer_group($1, $2))", 2},
+	[S_RESUME_GROUP] = {"resume_group",
+		"SELECT json_build_object('resumed', deliver.resume_consumer_group($1, $2))", 2},
+	[S_SET_GROUP_RATE] = {"set_group_rate",
+		"SELECT json_build_object('consumer_group', $2::text, 'rate_per_second', r.per_second,"
+		" 'rate_burst', CASE WHEN r.per_second IS NOT NULL"
+		" THEN coalesce(r.burst, greatest(1, ceil(least(r.per_second, 1000000)))::int) END)"
+		" FROM (SELECT (CASE WHEN b ? 'per_second' THEN b->>'per_second'"
+		" ELSE 'a body without per_second' END)::float8 AS per_second,"
+		" (b->>'burst')::int AS burst" BODY(3) ") r,"
+		" LATERAL (SELECT deliver.set_consumer_group_rate($1, $2, r.per_second, r.burst)) x", 3},
+	[S_SET_FIFO_KEY_LIMIT] = {"set_fifo_key_limit",
+		"SELECT deliver.set_fifo_key_limit($1, (b->>'max_in_flight_per_key')::int),"
+		" json_build_object('queue_name', $1::text, 'fifo_key_limit', (b->>'max_in_flight_per_key')::int)"
+		BODY(2), 2},
 	[S_PING] = {"ping", "SELECT 1", 0},
 	[S_DELETE_MESSAGE] = {"delete_message",
 		"SELECT json_build_object('deleted', deliver.delete_message($1, $2::bigint))", 2},

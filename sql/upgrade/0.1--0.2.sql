@@ -44,6 +44,18 @@ END $upgrade$;
 -- A push subscription restored after a failover (restore_push_subscription)
 ALTER TABLE deliver.push_subscription ADD COLUMN restored_lsn pg_lsn, ADD COLUMN restored_xmax xid8;
 
+-- Flow control of a consumer group (sql/flow.sql)
+ALTER TABLE deliver.consumer_group
+    ADD COLUMN paused boolean NOT NULL DEFAULT false,
+    ADD COLUMN rate_per_second double precision
+        CHECK (rate_per_second > 0 AND rate_per_second <= 1000000),
+    ADD COLUMN rate_burst int CHECK (rate_burst BETWEEN 1 AND 1000000),
+    ADD CHECK ((rate_per_second IS NULL) = (rate_burst IS NULL));
+
+-- FIFO queues: messages of one ordering key in flight at once (sql/flow.sql)
+ALTER TABLE deliver.queue
+    ADD COLUMN fifo_key_limit int NOT NULL DEFAULT 1 CHECK (fifo_key_limit BETWEEN 1 AND 10000);
+
 -- Every function of 0.1 is dropped and created anew below.
 DO $upgrade$
 DECLARE

@@ -80,6 +80,7 @@ typedef struct QueueInfo
 	int64		visibility_ms;
 	int32		max_attempts;
 	bool		fifo;
+	int32		fifo_key_limit;	/* FIFO: messages of a key in flight at once */
 	int64		dedup_window_ms;
 	int64		retry_base_ms;
 	int64		retry_max_ms;

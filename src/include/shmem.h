@@ -121,6 +121,15 @@ typedef struct GroupEntry
 	int64		delivered_total;
 	int64		acked_total;
 	int64		dead_total;
+
+	/* flow control (flow.c): FLOW_OFF unless paused or rate-limited */
+	uint8		flow;
+	uint32		flow_gen;		/* bumped by each change (flow_changed) */
+	bool		paused;
+	double		rate;			/* messages per second; 0: none */
+	double		burst;
+	double		tokens;			/* token bucket: what receives may take now */
+	TimestampTz refill_at;		/* when tokens was last topped up */
 } GroupEntry;
 
 /* shared state of one queue */
@@ -136,6 +145,7 @@ typedef struct QueueEntry
 	int32		slots_held;		/* lease slots of its groups (under slot_lock) */
 	TimestampTz delayed_due;	/* earliest known delayed message, or 0 */
 	uint64		delayed_version;	/* bumped when a sender sets delayed_due */
+	int32		fifo_key_limit;	/* FIFO: messages of a key in flight at once (fifo.c) */
 	ConditionVariable cv;		/* broadcast when messages may be available */
 	pg_atomic_uint64 wakes;		/* bumped before each broadcast (queue_wake) */
 } QueueEntry;

@@ -14,6 +14,7 @@
 #define CATALOG_FORGET			'f'
 #define CATALOG_FORGET_GROUP	'g'
 #define CATALOG_SWITCH			's'
+#define CATALOG_FLOW			'F'	/* a group's flow control changed (flow.c) */
 #define CATALOG_FORGET_DATABASE	'D'	/* every queue of this database (DROP EXTENSION) */
 
 extern void deliver_xact_init(void);

@@ -2,7 +2,7 @@
 -- maintenance worker and maintain() call), each called directly: what it
 -- returns, what it changes, its errors, and who may call it.
 \ir ../helpers.psql
-SELECT plan(106);
+SELECT plan(112);
 
 -- the functions that change a queue's state behind the checks of the
 -- public ones are not for PUBLIC; those that only read are
@@ -15,6 +15,7 @@ SELECT is(has_function_privilege('regress_deliver_internals', f, 'EXECUTE'), pub
     ('deliver._move_due(text)', false),
     ('deliver._sweep(text, int)', false),
     ('deliver._lock_queue(deliver.queue)', false),
+    ('deliver._flow_group(deliver.queue, text)', false),
     ('deliver._latest_snapshot()', true),
     ('deliver._next_xid()', true),
     ('deliver._group_state(int)', true)) AS t(f, public);
@@ -277,7 +278,17 @@ SELECT throws_ok(cmd, state, msg, cmd) FROM (VALUES
     ($$SELECT * FROM deliver._sweep('internals_sweep', 0)$$, '22023', 'max_dead must be positive'),
     ($$SELECT * FROM deliver._sweep('internals_sweep', NULL)$$, '22023', 'max_dead must be positive')) AS t(cmd, state, msg);
 
-SELECT ok(deliver.drop_queue(q), 'drop ' || q) FROM unnest(ARRAY['internals', 'internals_sweep']) AS q;
+-- _flow_group: the group's row (flow control), or 42704 naming it
+SELECT lives_ok($$SELECT deliver.create_queue('internals_flow')$$, 'create queue internals_flow');
+SELECT lives_ok($$SELECT deliver.pause_consumer_group('internals_flow')$$, 'pause its group');
+SELECT results_eq($$SELECT (g).group_name, (g).paused, (g).rate_per_second
+                      FROM (SELECT deliver._flow_group(q, 'default') AS g FROM deliver.queue q
+                             WHERE q.queue_name = 'internals_flow') s$$,
+                  $$VALUES ('default'::text, true, NULL::double precision)$$, '_flow_group returns the row');
+SELECT throws_ok($$SELECT deliver._flow_group(q, 'nosuch') FROM deliver.queue q WHERE q.queue_name = 'internals_flow'$$,
+                 '42704', 'consumer group "nosuch" does not exist on queue "internals_flow"', '_flow_group of an unknown group');
+
+SELECT ok(deliver.drop_queue(q), 'drop ' || q) FROM unnest(ARRAY['internals', 'internals_sweep', 'internals_flow']) AS q;
 DROP PROCEDURE pg_temp.checkpoint_until(int, xid8, boolean);
 DROP ROLE regress_deliver_internals;
 SELECT * FROM finish();

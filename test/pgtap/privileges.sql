@@ -2,7 +2,7 @@
 -- (grant_queue / revoke_queue); administration is not for PUBLIC; no role
 -- but the owner touches deliver's tables.
 \ir ../helpers.psql
-SELECT plan(173);
+SELECT plan(181);
 
 CREATE ROLE regress_deliver_nobody;
 CREATE ROLE regress_deliver_sender;
@@ -45,6 +45,10 @@ SELECT is(has_function_privilege('regress_deliver_nobody', f, 'EXECUTE'), public
     ('deliver.has_queue_privilege(text, text)', true),
     ('deliver.list_grants(text)', true),
     ('deliver.worker_status()', false),
+    ('deliver.pause_consumer_group(text, text)', false),
+    ('deliver.resume_consumer_group(text, text)', false),
+    ('deliver.set_consumer_group_rate(text, text, double precision, int)', false),
+    ('deliver.set_fifo_key_limit(text, int)', false),
     ('deliver.delete_message(text, bigint)', false),
     ('deliver.reset_consumer_group(text, text, text)', false)) AS t(f, public);
 SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
@@ -80,6 +84,10 @@ SELECT throws_ok(cmd, '42501', msg, 'without grants: ' || regexp_replace(cmd, '\
     -- (the right is checked before the group: no probing of group names)
     ($$SELECT * FROM deliver.peek('priv', 1, 'no_such_group')$$, 'permission denied to peek at queue "priv"'),
     ($$SELECT deliver.delete_dead_letters('priv', ARRAY[1]::bigint[])$$, 'permission denied for function delete_dead_letters'),
+    ($$SELECT deliver.pause_consumer_group('priv')$$, 'permission denied for function pause_consumer_group'),
+    ($$SELECT deliver.resume_consumer_group('priv')$$, 'permission denied for function resume_consumer_group'),
+    ($$SELECT deliver.set_consumer_group_rate('priv', 'default', 1)$$, 'permission denied for function set_consumer_group_rate'),
+    ($$SELECT deliver.set_fifo_key_limit('priv', 2)$$, 'permission denied for function set_fifo_key_limit'),
     ($$SELECT deliver.delete_message('priv', 1)$$, 'permission denied for function delete_message'),
     ($$SELECT deliver.reset_consumer_group('priv', 'default', 'latest')$$, 'permission denied for function reset_consumer_group'),
     ($$SELECT deliver.create_queue('priv_mine')$$, 'permission denied for function create_queue'),

@@ -71,6 +71,12 @@ def test_queues_groups_and_settings() -> None:
             assert await c.drop_consumer_group(q, "late") is True
             with pytest.raises(deliver.AlreadyExists):
                 await c.create_consumer_group(q, "all")
+            assert await c.pause_consumer_group(q, "all") is True
+            assert (await c.list_consumer_groups(q))[1].paused is True
+            assert await c.resume_consumer_group(q, "all") is True
+            await c.set_consumer_group_rate(q, "all", 0.5)
+            assert [(g.rate_per_second, g.rate_burst) for g in await c.list_consumer_groups(q)] == [
+                (None, None), (0.5, 1)]
             await c.send_batch(q, [1, 2])
             await c.send(q, 3, delay=3600)
             assert await c.purge_queue(q) == 3

@@ -102,6 +102,35 @@ def test_consumer_groups(http: deliver.HttpClient, hq: Callable[..., str]) -> No
     assert [g.consumer_group for g in http.list_consumer_groups(q)] == ["default", "all"]
 
 
+def test_flow_control(http: deliver.HttpClient, client: deliver.Client, hq: Callable[..., str]) -> None:
+    q = hq()
+    http.send_batch(q, [1, 2, 3, 4])
+    assert http.pause_consumer_group(q) is True
+    assert http.pause_consumer_group(q, "default") is False
+    assert http.receive(q, 10) == []
+    assert http.list_consumer_groups(q)[0].paused is True
+    assert http.list_consumer_groups(q) == client.list_consumer_groups(q)
+    assert http.resume_consumer_group(q) is True
+    assert http.resume_consumer_group(q) is False
+    http.set_consumer_group_rate(q, "default", 0.001, 3)
+    (g,) = http.list_consumer_groups(q)
+    assert (g.paused, g.rate_per_second, g.rate_burst) == (False, 0.001, 3)
+    assert [m.payload for m in http.receive(q, 10)] == [1, 2, 3]
+    assert http.receive(q, 10) == []
+    http.set_consumer_group_rate(q, "default", None)
+    assert [m.payload for m in http.receive(q, 10)] == [4]
+    check(deliver.InvalidParameter, "22023", 422, lambda: http.set_consumer_group_rate(q, "default", -1))
+    check(deliver.QueueNotFound, "42704", 404, lambda: http.resume_consumer_group(q, "nosuch"))
+
+
+def test_fifo_key_limit(http: deliver.HttpClient, hq: Callable[..., str]) -> None:
+    q = hq(fifo=True)
+    http.send_batch(q, [1, 2, 3], ordering_keys=["k"] * 3)
+    http.set_fifo_key_limit(q, 2)
+    assert [m.payload for m in http.receive(q, 10)] == [1, 2]
+    check(deliver.InvalidParameter, "22023", 422, lambda: http.set_fifo_key_limit(q, 0))
+
+
 def test_send_receive_ack_ids_exact_and_shared_with_sql(
     http: deliver.HttpClient, client: deliver.Client, hq: Callable[..., str]
 ) -> None:

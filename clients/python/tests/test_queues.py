@@ -123,3 +123,43 @@ def test_consumer_groups(client: deliver.Client, make_queue: Callable[..., str])
         client.drop_consumer_group(name, "latest_group")
     with pytest.raises(deliver.QueueNotFound):
         client.receive(name, consumer_group="latest_group")
+
+
+def test_flow_control(client: deliver.Client, make_queue: Callable[..., str]) -> None:
+    name = make_queue()
+    client.send_batch(name, [1, 2, 3, 4, 5])
+    assert client.pause_consumer_group(name) is True
+    assert client.pause_consumer_group(name, "default") is False
+    assert client.receive(name, 10) == []
+    (g,) = client.list_consumer_groups(name)
+    assert (g.paused, g.rate_per_second, g.rate_burst) == (True, None, None)
+    assert client.resume_consumer_group(name) is True
+    assert client.resume_consumer_group(name) is False
+    client.set_consumer_group_rate(name, "default", 0.001, 2)
+    (g,) = client.list_consumer_groups(name)
+    assert (g.paused, g.rate_per_second, g.rate_burst) == (False, 0.001, 2)
+    assert [m.payload for m in client.receive(name, 10)] == [1, 2]
+    assert client.receive(name, 10) == []
+    client.set_consumer_group_rate(name, "default", 2.5)
+    assert client.list_consumer_groups(name)[0].rate_burst == 3
+    client.set_consumer_group_rate(name, "default", None)
+    assert [m.payload for m in client.receive(name, 10)] == [3, 4, 5]
+    with pytest.raises(deliver.InvalidParameter) as e:
+        client.set_consumer_group_rate(name, "default", 0)
+    assert e.value.sqlstate == "22023"
+    with pytest.raises(deliver.QueueNotFound):
+        client.pause_consumer_group(name, "nosuch")
+
+
+def test_fifo_key_limit(client: deliver.Client) -> None:
+    name = unique("fifolimit")
+    client.create_queue(name, fifo=True)
+    try:
+        client.send_batch(name, [1, 2, 3, 4], ordering_keys=["k"] * 4)
+        client.set_fifo_key_limit(name, 3)
+        assert [m.payload for m in client.receive(name, 10)] == [1, 2, 3]
+        assert client.receive(name, 10) == []
+        with pytest.raises(deliver.InvalidParameter):
+            client.set_fifo_key_limit(name, 0)
+    finally:
+        client.drop_queue(name)

@@ -256,7 +256,43 @@ export class HttpClient implements QueueClient {
 
   async listConsumerGroups(queue: string): Promise<ConsumerGroupInfo[]> {
     const rows = (await this.request('GET', `/v1/queues/${enc(queue)}/groups`)) as Row[];
-    return rows.map((r) => ({ name: r.consumer_group as string, createdAt: toDate(r.created_at) as Date }));
+    return rows.map((r) => ({
+      name: r.consumer_group as string,
+      createdAt: toDate(r.created_at) as Date,
+      paused: r.paused as boolean,
+      ratePerSecond: (r.rate_per_second ?? null) as number | null,
+      rateBurst: (r.rate_burst ?? null) as number | null,
+    }));
+  }
+
+  // ---- flow control (administration)
+
+  /** Pauses a consumer group: its receives return nothing until it is resumed. False when it was paused already. */
+  async pauseConsumerGroup(queue: string, group = 'default'): Promise<boolean> {
+    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/groups/${enc(group)}/pause`)) as Row;
+    return r.paused as boolean;
+  }
+
+  /** Resumes a paused consumer group and wakes its long polls. False when it was not paused. */
+  async resumeConsumerGroup(queue: string, group = 'default'): Promise<boolean> {
+    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/groups/${enc(group)}/resume`)) as Row;
+    return r.resumed as boolean;
+  }
+
+  /**
+   * Limits a consumer group's receives to perSecond messages a second, at
+   * most burst at once (default max(1, ceil(perSecond))); perSecond null
+   * removes the limit.
+   */
+  async setConsumerGroupRate(queue: string, group: string, perSecond: number | null, burst: number | null = null): Promise<void> {
+    await this.request('PUT', `/v1/queues/${enc(queue)}/groups/${enc(group)}/rate`, {
+      body: { per_second: perSecond, burst },
+    });
+  }
+
+  /** FIFO queues: lets up to maxInFlightPerKey messages of one ordering key out at once (1, the default: one at a time). */
+  async setFifoKeyLimit(queue: string, maxInFlightPerKey: number): Promise<void> {
+    await this.request('PUT', `/v1/queues/${enc(queue)}/fifo-key-limit`, { body: { max_in_flight_per_key: maxInFlightPerKey } });
   }
 
   // ---- sending

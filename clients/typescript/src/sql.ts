@@ -383,8 +383,45 @@ export class DeliverClient implements QueueClient {
   }
 
   async listConsumerGroups(queue: string): Promise<ConsumerGroupInfo[]> {
-    const rows = await this.query('SELECT consumer_group, created_at FROM deliver.list_consumer_groups($1)', [queue]);
-    return rows.map((r) => ({ name: r.consumer_group as string, createdAt: toDate(r.created_at) as Date }));
+    const rows = await this.query(
+      'SELECT consumer_group, created_at, paused, rate_per_second, rate_burst FROM deliver.list_consumer_groups($1)',
+      [queue],
+    );
+    return rows.map((r) => ({
+      name: r.consumer_group as string,
+      createdAt: toDate(r.created_at) as Date,
+      paused: r.paused as boolean,
+      ratePerSecond: (r.rate_per_second ?? null) as number | null,
+      rateBurst: (r.rate_burst ?? null) as number | null,
+    }));
+  }
+
+  // ---- flow control (administration)
+
+  /** Pauses a consumer group: its receives return nothing until it is resumed. False when it was paused already. */
+  async pauseConsumerGroup(queue: string, group = 'default'): Promise<boolean> {
+    const rows = await this.query('SELECT deliver.pause_consumer_group($1, $2) AS paused', [queue, group]);
+    return rows[0]!.paused as boolean;
+  }
+
+  /** Resumes a paused consumer group and wakes its long polls. False when it was not paused. */
+  async resumeConsumerGroup(queue: string, group = 'default'): Promise<boolean> {
+    const rows = await this.query('SELECT deliver.resume_consumer_group($1, $2) AS resumed', [queue, group]);
+    return rows[0]!.resumed as boolean;
+  }
+
+  /**
+   * Limits a consumer group's receives to perSecond messages a second, at
+   * most burst at once (default max(1, ceil(perSecond))); perSecond null
+   * removes the limit.
+   */
+  async setConsumerGroupRate(queue: string, group: string, perSecond: number | null, burst: number | null = null): Promise<void> {
+    await this.query('SELECT deliver.set_consumer_group_rate($1, $2, $3::float8, $4::int)', [queue, group, perSecond, burst]);
+  }
+
+  /** FIFO queues: lets up to maxInFlightPerKey messages of one ordering key out at once (1, the default: one at a time). */
+  async setFifoKeyLimit(queue: string, maxInFlightPerKey: number): Promise<void> {
+    await this.query('SELECT deliver.set_fifo_key_limit($1, $2::int)', [queue, maxInFlightPerKey]);
   }
 
   // ---- sending

@@ -64,6 +64,12 @@ export interface QueueInfo {
 export interface ConsumerGroupInfo {
   name: string;
   createdAt: Date;
+  /** Paused (pauseConsumerGroup): its receives return nothing. */
+  paused: boolean;
+  /** The rate limit in messages a second (setConsumerGroupRate); null when none. */
+  ratePerSecond: number | null;
+  /** The most one receive may take at once under the rate limit; null when none. */
+  rateBurst: number | null;
 }
 
 export interface SendOptions {

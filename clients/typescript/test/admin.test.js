@@ -2,7 +2,7 @@
 // push subscriptions over SQL.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { AlreadyExistsError, DeliverClient, QueueNotFoundError } from '../dist/index.js';
+import { AlreadyExistsError, DeliverClient, InvalidParameterError, QueueNotFoundError } from '../dist/index.js';
 import { client, pool, sleep, uniqueName } from './helpers.js';
 
 const role = process.env.DELIVER_TEST_ROLE || 'client_ts_app';
@@ -138,6 +138,44 @@ describe('consumer groups', () => {
     assert.equal(await deliver.dropConsumerGroup(q, 'late'), true);
     await assert.rejects(deliver.dropConsumerGroup(q, 'late'), QueueNotFoundError);
     await assert.rejects(deliver.createConsumerGroup(q, 'all'), AlreadyExistsError);
+    await deliver.dropQueue(q);
+  });
+});
+
+describe('flow control', () => {
+  it('pause, resume, rate limit; listConsumerGroups shows them', async () => {
+    const q = uniqueName('flow');
+    await deliver.createQueue(q);
+    await deliver.sendBatch(q, [1, 2, 3, 4, 5].map((n) => ({ payload: n })));
+    assert.equal(await deliver.pauseConsumerGroup(q), true);
+    assert.equal(await deliver.pauseConsumerGroup(q, 'default'), false);
+    assert.deepEqual(await deliver.receive(q, { max: 10 }), []);
+    let [g] = await deliver.listConsumerGroups(q);
+    assert.deepEqual({ ...g, createdAt: null }, { name: 'default', createdAt: null, paused: true, ratePerSecond: null, rateBurst: null });
+    assert.equal(await deliver.resumeConsumerGroup(q), true);
+    assert.equal(await deliver.resumeConsumerGroup(q), false);
+    await deliver.setConsumerGroupRate(q, 'default', 0.001, 2);
+    [g] = await deliver.listConsumerGroups(q);
+    assert.deepEqual([g.paused, g.ratePerSecond, g.rateBurst], [false, 0.001, 2]);
+    assert.deepEqual((await deliver.receive(q, { max: 10 })).map((m) => m.payload), [1, 2]);
+    assert.deepEqual(await deliver.receive(q, { max: 10 }), []);
+    await deliver.setConsumerGroupRate(q, 'default', 2.5);
+    assert.equal((await deliver.listConsumerGroups(q))[0].rateBurst, 3);
+    await deliver.setConsumerGroupRate(q, 'default', null);
+    assert.deepEqual((await deliver.receive(q, { max: 10 })).map((m) => m.payload), [3, 4, 5]);
+    await assert.rejects(deliver.setConsumerGroupRate(q, 'default', 0), InvalidParameterError);
+    await assert.rejects(deliver.pauseConsumerGroup(q, 'nosuch'), QueueNotFoundError);
+    await deliver.dropQueue(q);
+  });
+
+  it('setFifoKeyLimit: up to N messages of a key at once', async () => {
+    const q = uniqueName('fifolimit');
+    await deliver.createQueue(q, { fifo: true });
+    await deliver.sendBatch(q, [1, 2, 3, 4].map((n) => ({ payload: n, orderingKey: 'k' })));
+    await deliver.setFifoKeyLimit(q, 3);
+    assert.deepEqual((await deliver.receive(q, { max: 10 })).map((m) => m.payload), [1, 2, 3]);
+    assert.deepEqual(await deliver.receive(q, { max: 10 }), []);
+    await assert.rejects(deliver.setFifoKeyLimit(q, 0), InvalidParameterError);
     await deliver.dropQueue(q);
   });
 });

@@ -90,6 +90,37 @@ describe('HttpClient', () => {
     await http.dropQueue(q);
   });
 
+  it('flow control: pause, resume, rate limit', async () => {
+    const q = await queue('hf');
+    await http.sendBatch(q, [1, 2, 3, 4].map((n) => ({ payload: n })));
+    assert.equal(await http.pauseConsumerGroup(q), true);
+    assert.equal(await http.pauseConsumerGroup(q, 'default'), false);
+    assert.deepEqual(await http.receive(q, { max: 10 }), []);
+    assert.equal((await http.listConsumerGroups(q))[0].paused, true);
+    assert.deepEqual(await http.listConsumerGroups(q), await deliver.listConsumerGroups(q), 'the same as over SQL');
+    assert.equal(await http.resumeConsumerGroup(q), true);
+    assert.equal(await http.resumeConsumerGroup(q), false);
+    await http.setConsumerGroupRate(q, 'default', 0.001, 3);
+    const [g] = await http.listConsumerGroups(q);
+    assert.deepEqual([g.paused, g.ratePerSecond, g.rateBurst], [false, 0.001, 3]);
+    assert.deepEqual((await http.receive(q, { max: 10 })).map((m) => m.payload), [1, 2, 3]);
+    assert.deepEqual(await http.receive(q, { max: 10 }), []);
+    await http.setConsumerGroupRate(q, 'default', null);
+    assert.deepEqual((await http.receive(q, { max: 10 })).map((m) => m.payload), [4]);
+    await assert.rejects(http.setConsumerGroupRate(q, 'default', -1), InvalidParameterError);
+    await assert.rejects(http.resumeConsumerGroup(q, 'nosuch'), QueueNotFoundError);
+    await http.dropQueue(q);
+  });
+
+  it('setFifoKeyLimit: up to N messages of a key at once', async () => {
+    const q = await queue('hfk', { fifo: true });
+    await http.sendBatch(q, [1, 2, 3].map((n) => ({ payload: n, orderingKey: 'k' })));
+    await http.setFifoKeyLimit(q, 2);
+    assert.deepEqual((await http.receive(q, { max: 10 })).map((m) => m.payload), [1, 2]);
+    await assert.rejects(http.setFifoKeyLimit(q, 0), InvalidParameterError);
+    await http.dropQueue(q);
+  });
+
   it('send (headers, ordering key, idempotency key, delay), receive, ack: ids exact bigints', async () => {
     const q = await queue('hs');
     const id = await http.send(q, { order: 1 }, { headers: { trace: 't' }, orderingKey: 'k', idempotencyKey: 'i-1' });

@@ -395,9 +395,46 @@ def reset_consumer_group(queue: str, group: str, to: Any) -> Call[None]:
 def list_consumer_groups(queue: str) -> Call[list[ConsumerGroup]]:
     return table(
         "list_consumer_groups",
-        ("consumer_group", "created_at"),
+        ("consumer_group", "created_at", "paused", "rate_per_second", "rate_burst"),
         [_req("queue_name", "text", queue)],
-        lambda r: ConsumerGroup(r[0], r[1]),
+        lambda r: ConsumerGroup(r[0], r[1], r[2], r[3], r[4]),
+    )
+
+
+def pause_consumer_group(queue: str, group: str) -> Call[bool]:
+    return scalar(
+        "pause_consumer_group",
+        [_req("queue_name", "text", queue), _req("consumer_group", "text", group)],
+        _bool,
+    )
+
+
+def resume_consumer_group(queue: str, group: str) -> Call[bool]:
+    return scalar(
+        "resume_consumer_group",
+        [_req("queue_name", "text", queue), _req("consumer_group", "text", group)],
+        _bool,
+    )
+
+
+def set_consumer_group_rate(queue: str, group: str, per_second: float | None, burst: int | None) -> Call[None]:
+    return scalar(
+        "set_consumer_group_rate",
+        [
+            _req("queue_name", "text", queue),
+            _req("consumer_group", "text", group),
+            _req("per_second", "float8", per_second),
+            _opt("burst", "int", burst),
+        ],
+        _none,
+    )
+
+
+def set_fifo_key_limit(queue: str, max_in_flight_per_key: int) -> Call[None]:
+    return scalar(
+        "set_fifo_key_limit",
+        [_req("queue_name", "text", queue), _req("max_in_flight_per_key", "int", max_in_flight_per_key)],
+        _none,
     )
 
 

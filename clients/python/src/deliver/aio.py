@@ -177,6 +177,32 @@ class AsyncClient:
     async def list_consumer_groups(self, queue: str) -> list[ConsumerGroup]:
         return await self._run(calls.list_consumer_groups(queue))
 
+    # ---- flow control (administration) ----
+
+    async def pause_consumer_group(self, queue: str, group: str = "default") -> bool:
+        """Pause a consumer group: its receives return nothing until it is
+        resumed (leases already handed out keep working). False when it was
+        paused already."""
+        return await self._run(calls.pause_consumer_group(queue, group))
+
+    async def resume_consumer_group(self, queue: str, group: str = "default") -> bool:
+        """Resume a paused consumer group; its waiting long polls wake up.
+        False when it was not paused."""
+        return await self._run(calls.resume_consumer_group(queue, group))
+
+    async def set_consumer_group_rate(
+        self, queue: str, group: str, per_second: float | None, burst: int | None = None
+    ) -> None:
+        """Limit the group's receives to ``per_second`` messages a second,
+        at most ``burst`` at once (default ``max(1, ceil(per_second))``);
+        ``per_second=None`` removes the limit."""
+        await self._run(calls.set_consumer_group_rate(queue, group, per_second, burst))
+
+    async def set_fifo_key_limit(self, queue: str, max_in_flight_per_key: int) -> None:
+        """FIFO queues: let up to ``max_in_flight_per_key`` messages of one
+        ordering key out at once (1, the default: one at a time)."""
+        await self._run(calls.set_fifo_key_limit(queue, max_in_flight_per_key))
+
     # ---- sending ----
 
     async def send(

@@ -340,9 +340,41 @@ class HttpClient:
 
     def list_consumer_groups(self, queue: str) -> list[ConsumerGroup]:
         return [
-            ConsumerGroup(d["consumer_group"], parse_timestamp(d["created_at"]))  # type: ignore[arg-type]
+            ConsumerGroup(
+                d["consumer_group"],
+                parse_timestamp(d["created_at"]),  # type: ignore[arg-type]
+                bool(d.get("paused", False)),
+                d.get("rate_per_second"),
+                d.get("rate_burst"),
+            )
             for d in self.request("GET", self._path(queue, "groups"))
         ]
+
+    # ---- flow control (administration) ----
+
+    def pause_consumer_group(self, queue: str, group: str = "default") -> bool:
+        """Pause a consumer group: its receives return nothing until it is
+        resumed (leases already handed out keep working). False when it was
+        paused already."""
+        return bool(self.request("POST", self._path(queue, "groups", group, "pause"))["paused"])
+
+    def resume_consumer_group(self, queue: str, group: str = "default") -> bool:
+        """Resume a paused consumer group; its waiting long polls wake up.
+        False when it was not paused."""
+        return bool(self.request("POST", self._path(queue, "groups", group, "resume"))["resumed"])
+
+    def set_consumer_group_rate(
+        self, queue: str, group: str, per_second: float | None, burst: int | None = None
+    ) -> None:
+        """Limit the group's receives to ``per_second`` messages a second,
+        at most ``burst`` at once (default ``max(1, ceil(per_second))``);
+        ``per_second=None`` removes the limit."""
+        self.request("PUT", self._path(queue, "groups", group, "rate"), body={"per_second": per_second, "burst": burst})
+
+    def set_fifo_key_limit(self, queue: str, max_in_flight_per_key: int) -> None:
+        """FIFO queues: let up to ``max_in_flight_per_key`` messages of one
+        ordering key out at once (1, the default: one at a time)."""
+        self.request("PUT", self._path(queue, "fifo-key-limit"), body={"max_in_flight_per_key": max_in_flight_per_key})
 
     # ---- sending ----
 

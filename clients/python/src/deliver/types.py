@@ -83,6 +83,12 @@ class QueueInfo:
 class ConsumerGroup:
     consumer_group: str
     created_at: datetime
+    #: paused (``pause_consumer_group``): its receives return nothing
+    paused: bool = False
+    #: rate limit in messages a second (``set_consumer_group_rate``); None: none
+    rate_per_second: float | None = None
+    #: the most one receive may take at once under the rate limit; None: none
+    rate_burst: int | None = None
 
 
 @dataclass(frozen=True)
