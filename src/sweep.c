@@ -67,8 +67,8 @@ sweep_queue(QueueInfo *q, int max_dead, SweepCounts *out)
 			LeaseSlot  *s = &deliver_slots[idx];
 
 			next = s->next;
-			if (s->visible_at > now)
-				continue;
+			if (s->visible_at > now || s->finish_pending)
+				continue;		/* (a delete_message not ended yet) */
 			if (s->attempt >= q->max_attempts && ndead < max)
 			{
 				slist_remove(&gs->ready_list, idx);

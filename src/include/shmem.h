@@ -44,6 +44,7 @@
 #define REASON_EXPIRED	1
 #define REASON_NACKED	2
 #define REASON_ABORTED	3
+#define REASON_REJECTED	4		/* nack(dead_letter => true) */
 
 typedef struct LeaseSlot
 {
