@@ -13,9 +13,12 @@ RETURNS TABLE (message_id bigint, group_name text, payload jsonb, headers jsonb,
 
 -- Send dead letters back to the group they died in, as new messages (one
 -- send per group, keeping each message's first enqueued_at).  message_ids
--- NULL means all of them.  Returns how many were redriven.
+-- NULL means all of them.  With to_queue they are sent to that queue
+-- instead (once per message, to every group there, as new messages; the
+-- caller needs the right to send to it).  Returns how many dead letters were
+-- redriven.
 CREATE FUNCTION deliver.redrive(queue_name text, message_ids bigint[] DEFAULT NULL,
-                                consumer_group text DEFAULT NULL)
+                                consumer_group text DEFAULT NULL, to_queue text DEFAULT NULL)
 RETURNS bigint
     AS 'MODULE_PATHNAME', 'deliver_redrive' LANGUAGE C VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp;

@@ -75,7 +75,8 @@ CREATE FUNCTION deliver.nack(
     queue_name  text,
     delivery_id bigint,
     error       text DEFAULT NULL,
-    retry_after interval DEFAULT NULL)
+    retry_after interval DEFAULT NULL,
+    dead_letter boolean DEFAULT false)
 RETURNS boolean
     AS 'MODULE_PATHNAME', 'deliver_nack' LANGUAGE C VOLATILE;
 

@@ -7,7 +7,7 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver.create_consumer_group(text, text, text),
                            deliver.drop_consumer_group(text, text),
                            deliver.grant_queue(text, text, text), deliver.revoke_queue(text, text, text),
-                           deliver.redrive(text, bigint[], text), deliver.delete_dead_letters(text, bigint[], text),
+                           deliver.redrive(text, bigint[], text, text), deliver.delete_dead_letters(text, bigint[], text),
                            deliver.maintain(text),
                            deliver.create_push_subscription(text, text, text),
                            deliver.drop_push_subscription(text),
@@ -23,7 +23,9 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver.set_consumer_group_rate(text, text, double precision, int),
                            deliver._flow_group(deliver.queue, text),
                            deliver.set_fifo_key_limit(text, int),
-                           deliver.bind(text, text), deliver.unbind(text, text)
+                           deliver.bind(text, text), deliver.unbind(text, text),
+                           deliver.delete_message(text, bigint),
+                           deliver.reset_consumer_group(text, text, text)
     FROM PUBLIC;
 -- the maintenance workers' state (errors may name other databases' queues)
 GRANT EXECUTE ON FUNCTION deliver.worker_status() TO pg_monitor;

@@ -12,11 +12,13 @@
 
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "args.h"
 #include "catalog.h"
 #include "checkpoint.h"
+#include "deadletter.h"
 #include "deliver.h"
 #include "lease.h"
 #include "segment.h"
@@ -238,10 +240,44 @@ deliver_ack_batch(PG_FUNCTION_ARGS)
 }
 
 /*
- * deliver.nack(queue_name, delivery_id, error, retry_after) returns boolean.
- * The message becomes visible again after retry_after (default: the
- * queue's backoff for its attempt).  Takes effect at once, whatever becomes
- * of the transaction.
+ * nack(dead_letter => true): the message goes to the group's dead letters
+ * in this transaction, whatever attempts it has left (reason 'rejected',
+ * last_error the nack's error).  Called with the group locked and the slot
+ * off its list; releases the lock.  The delivery ends here; a rollback
+ * makes the message ready again at once (settle_finish in xact.c), as a
+ * plain nack leaves it.
+ */
+static void
+nack_to_dead_letters(QueueInfo *q, GroupEntry *gs, int32 idx, const char *error)
+{
+	LeaseSlot  *s = &deliver_slots[idx];
+	Delivery	o;
+	ScanCtx		c;
+
+	s->reason = REASON_REJECTED;
+	memcpy(s->last_error, error, DELIVER_ERROR_LEN);
+	dead_letter_claim(gs, idx, GetCurrentTimestamp(), q->visibility_ms, &o);
+	LWLockRelease(&gs->lock);
+
+	memset(&c, 0, sizeof(c));
+	c.q = q;
+	c.group_id = gs->group_id;
+	c.gidx = gs - deliver_groups;
+	c.cxt = CurrentMemoryContext;
+	scan_open(&c);
+	c.gs = gs;
+	c.snap = RegisterSnapshot(GetLatestSnapshot());
+	dead_letter_move(&c, &o, 1);
+	UnregisterSnapshot(c.snap);
+	scan_close(&c);
+}
+
+/*
+ * deliver.nack(queue_name, delivery_id, error, retry_after, dead_letter)
+ * returns boolean.  The message becomes visible again after retry_after
+ * (default: the queue's backoff for its attempt).  Takes effect at once,
+ * whatever becomes of the transaction.  With dead_letter it goes to the
+ * dead letters instead (nack_to_dead_letters), with the transaction.
  */
 Datum
 deliver_nack(PG_FUNCTION_ARGS)
@@ -254,6 +290,7 @@ deliver_nack(PG_FUNCTION_ARGS)
 	int64		delay_ms = -1;
 	TimestampTz now = GetCurrentTimestamp();
 	int32		qidx;
+	bool		to_dead;
 	char		error[DELIVER_ERROR_LEN];
 
 	SPI_connect();
@@ -263,6 +300,12 @@ deliver_nack(PG_FUNCTION_ARGS)
 	id = PG_GETARG_INT64(1);
 	delay_ms = arg_interval_ms(fcinfo, 3, -1, 0, DELIVER_MAX_VISIBILITY_MS, "retry_after",
 							   "0 and " DELIVER_MAX_VISIBILITY_TEXT);
+	to_dead = PG_NARGS() > 4 && !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
+	if (to_dead && delay_ms >= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("retry_after cannot be given with dead_letter"),
+				 errhint("A message nacked to the dead letters is not retried.")));
 	error[0] = '\0';
 	if (!PG_ARGISNULL(2))
 		clip_copy(error, text_to_cstring(PG_GETARG_TEXT_PP(2)), DELIVER_ERROR_LEN);
@@ -275,6 +318,12 @@ deliver_nack(PG_FUNCTION_ARGS)
 	}
 	/* leased, or its lease ran out and it waits for redelivery */
 	slist_remove(s->state == SLOT_LEASED ? &gs->leased : &gs->ready_list, idx);
+	if (to_dead)
+	{
+		nack_to_dead_letters(q, gs, idx, error);
+		SPI_finish();
+		PG_RETURN_BOOL(true);
+	}
 	s->state = SLOT_READY;
 	s->reason = REASON_NACKED;
 	s->visible_at = now + (delay_ms >= 0 ? delay_ms : backoff_ms(q, s->attempt)) * 1000;

@@ -77,6 +77,8 @@ reason_text(int reason)
 			return "nacked";
 		case REASON_ABORTED:
 			return "receiving transaction rolled back";
+		case REASON_REJECTED:
+			return "rejected";
 		case REASON_TTL:
 			return "expired";
 		case REASON_OVERFLOW:

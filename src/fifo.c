@@ -226,3 +226,38 @@ fifo_key_hash(Datum key)
 
 	return hash_bytes((unsigned char *) VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
+
+/*
+ * A message held back behind its key leaves the group without ever
+ * holding it (deliver.delete_message): take it out of the key's chain.
+ */
+void
+fifo_key_unchain(int32 idx)
+{
+	LeaseSlot  *s = &deliver_slots[idx];
+	LWLock	   *lock;
+	FifoKeyEntry *e = fifo_key_entry(s, HASH_FIND, &lock);
+	int32		prev = -1;
+	int32		cur;
+
+	if (e == NULL)
+	{
+		LWLockRelease(lock);
+		return;
+	}
+	for (cur = e->blocked_head; cur >= 0 && cur != idx; cur = deliver_slots[cur].key_next)
+		prev = cur;
+	if (cur == idx)
+	{
+		if (prev >= 0)
+			deliver_slots[prev].key_next = s->key_next;
+		else
+			e->blocked_head = s->key_next;
+		if (e->blocked_tail == idx)
+			e->blocked_tail = prev;
+		s->key_next = -1;
+	}
+	if (e->holders <= 0 && e->blocked_head < 0)
+		hash_search(fifo_keys, &e->key, HASH_REMOVE, NULL);
+	LWLockRelease(lock);
+}

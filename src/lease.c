@@ -345,6 +345,8 @@ group_finish_slot(GroupEntry *gs, int32 idx, char kind)
 
 	slist_remove(slot_list(gs, s), idx);
 	checkpoint_count_add(gs, s->cp_seq, -1);
+	if (s->state == SLOT_BLOCKED)
+		fifo_key_unchain(idx);	/* deleted while held behind its key */
 	if (kind == DONE_DEAD)
 		gs->dead_total++;
 	else

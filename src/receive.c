@@ -113,8 +113,8 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 			Delivery   *o;
 
 			next = s->next;
-			if (s->visible_at > now && !drop)
-				continue;
+			if ((s->visible_at > now && !drop) || s->finish_pending)
+				continue;		/* (finish_pending: a delete_message not ended yet) */
 			if (unlikely(drop) || message_expired(q, s->enqueued_at, s->expires_at, now))
 			{
 				/* never handed out again: to the dead letters (or dropped) */
@@ -210,6 +210,9 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 					s->finish_kind = DONE_ACK;
 					s->finish_xid = r->pending_xid;
 					s->lease_expires = now + vt_ms * 1000;
+					/* looked at again then: the finish may yet roll back */
+					if (s->lease_expires < gs->next_expiry)
+						gs->next_expiry = s->lease_expires;
 					slist_push(&gs->leased, idx);
 					if (q->fifo && s->has_key)
 						fifo_key_hold(idx);

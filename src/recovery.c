@@ -12,6 +12,10 @@
 #include "postgres.h"
 
 #include "access/heapam.h"
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "storage/lmgr.h"
+#include "utils/lsyscache.h"
 #include "storage/procarray.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -92,8 +96,24 @@ scan_done_table(Oid relid, int32 group_id, HTAB *ids, DSnap *best, DSnap *cand, 
 		heap_deform_tuple(tup, td, values, nulls);
 		if (DatumGetInt32(values[DONE_COL_GROUP_ID - 1]) != group_id)
 			continue;
+		/* deleted (reset_consumer_group drops a group's records) */
+		if (!(tup->t_data->t_infomask & HEAP_XMAX_INVALID) &&
+			!HEAP_XMAX_IS_LOCKED_ONLY(tup->t_data->t_infomask))
+		{
+			TransactionId xmax = HeapTupleHeaderGetUpdateXid(tup->t_data);
+
+			if (TransactionIdIsCurrentTransactionId(xmax) || TransactionIdDidCommit(xmax))
+				continue;
+		}
 		if (TransactionIdIsCurrentTransactionId(xmin))
-			 /* ours: counts as finished */ ;
+		{
+			/*
+			 * ours: counts as finished, but for a delete_message of this
+			 * transaction, which must not be lost to a rollback: held
+			 */
+			if (DatumGetChar(values[DONE_COL_KIND - 1]) == DONE_DELETED)
+				pending = xmin;
+		}
 		else if (TransactionIdIsInProgress(xmin))
 			pending = xmin;
 		else if (!TransactionIdDidCommit(xmin))
@@ -195,6 +215,51 @@ recovery_filter(QueueInfo *q, GroupEntry *gs, int64 message_id, TransactionId *p
 }
 
 /*
+ * The group's start snapshot as the catalog holds it now (the backend's
+ * cache may be older than a reset_consumer_group that committed since it
+ * was loaded); false when it cannot be read without waiting for a lock.
+ */
+static bool
+catalog_group_start(int32 group_id, DSnap *out)
+{
+	Oid			relid = get_relname_relid("consumer_group", deliver_namespace());
+	Relation	rel;
+	TableScanDesc scan;
+	Snapshot	snap;
+	HeapTuple	tup;
+	AttrNumber	a_id;
+	AttrNumber	a_start;
+	bool		found = false;
+
+	if (!OidIsValid(relid) || !ConditionalLockRelationOid(relid, AccessShareLock))
+		return false;
+	rel = table_open(relid, NoLock);
+	a_id = get_attnum(relid, "group_id");
+	a_start = get_attnum(relid, "start_snapshot");
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snap, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, a_id, RelationGetDescr(rel), &isnull);
+
+		if (isnull || DatumGetInt32(d) != group_id)
+			continue;
+		d = heap_getattr(tup, a_start, RelationGetDescr(rel), &isnull);
+		if (!isnull)
+		{
+			dsnap_from_datum(d, out);
+			found = true;
+		}
+		break;
+	}
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(rel, NoLock);
+	return found;
+}
+
+/*
  * Give a group a cursor from its durable state.  Called with the group's
  * lock held exclusively, the done table already locked by the caller.
  */
@@ -211,8 +276,15 @@ group_recover(QueueInfo *q, GroupEntry *gs, int gidx)
 	if (g == NULL)
 		elog(ERROR, "deliver: consumer group %d is not in the catalog", gs->group_id);
 
-	if (!scan_done(q, gs->group_id, NULL, lo) || snap_newer(g->start, lo))
-		dsnap_copy(lo, g->start);
+	{
+		DSnap	   *start = palloc(deliver_snap_size);
+
+		if (!catalog_group_start(gs->group_id, start))
+			dsnap_copy(start, g->start);
+		if (!scan_done(q, gs->group_id, NULL, lo) || snap_newer(start, lo))
+			dsnap_copy(lo, start);
+		pfree(start);
+	}
 
 	gs->in_window = false;
 	gs->pos_cts = DT_NOBEGIN;

@@ -13,6 +13,7 @@
 #include "access/genam.h"
 #include "access/table.h"
 #include "executor/spi.h"
+#include "storage/lmgr.h"
 #include "utils/fmgroids.h"
 #include "utils/snapmgr.h"
 #include "utils/xid8.h"
@@ -136,6 +137,12 @@ checkpoint_groups(QueueInfo *q, const uint64 *closed_xmax, bool *ok, int n)
 	/* table locks before group locks (recovery reads the done tables) */
 	for (i = 0; i < q->nsegments; i++)
 		rels[i] = table_open(q->done_rel[i], AccessShareLock);
+	/*
+	 * and the one the restart points go to, before they are read: a
+	 * reset_consumer_group (which locks it) ends first, so no restart point
+	 * of before the reset is written after it
+	 */
+	LockRelationOid(q->done_rel[queue_current_segment(q)], RowExclusiveLock);
 	for (i = 0; i < q->ngroups; i++)
 	{
 		int			gidx;

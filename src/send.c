@@ -9,6 +9,8 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
+
 #include "access/detoast.h"
 #include "commands/sequence.h"
 #include "executor/spi.h"
@@ -547,21 +549,61 @@ deliver_send_batch(PG_FUNCTION_ARGS)
 }
 
 /*
+ * redrive(..., to_queue): the dead letters taken off q (rows: message_id,
+ * enqueued_at, ordering_key, headers, payload, one per message) are sent
+ * to dst as new messages, to every group, in the order of their ids.
+ */
+static void
+redrive_to_queue(QueueInfo *dst, SPITupleTable *rows, uint64 n)
+{
+	TupleDesc	d = rows->tupdesc;
+	SendBatch	b;
+	int			m = (int) n;
+	bool		isnull;
+	int64	   *ids;
+
+	memset(&b, 0, sizeof(b));
+	b.n = m;
+	b.keys = palloc(sizeof(Datum) * m);
+	b.key_nulls = palloc(sizeof(bool) * m);
+	b.headers = palloc(sizeof(Datum) * m);
+	b.header_nulls = palloc(sizeof(bool) * m);
+	b.payloads = palloc(sizeof(Datum) * m);
+	b.payload_nulls = palloc0(sizeof(bool) * m);
+	for (int k = 0; k < m; k++)
+	{
+		HeapTuple	t = rows->vals[k];
+
+		b.keys[k] = SPI_getbinval(t, d, 3, &b.key_nulls[k]);
+		b.headers[k] = SPI_getbinval(t, d, 4, &b.header_nulls[k]);
+		b.payloads[k] = SPI_getbinval(t, d, 5, &isnull);
+	}
+	b.keyless = true;			/* a redriven message keeps no idempotency key */
+	ids = palloc(sizeof(int64) * m);
+	send_messages(dst, &b, ids);
+}
+
+/*
  * deliver.redrive(queue_name, message_ids DEFAULT NULL, consumer_group
- * DEFAULT NULL) returns bigint: dead letters (all, or those message_ids
- * name, of every group or of one) go back to the group they died in as new
- * messages, keeping their time of first sending, ordering key, headers and
- * payload (not an idempotency key).  One send per group, in the order they
- * died.  Returns how many were redriven.
+ * DEFAULT NULL, to_queue DEFAULT NULL) returns bigint: dead letters (all,
+ * or those message_ids name, of every group or of one) go back to the
+ * group they died in as new messages, keeping their time of first sending,
+ * ordering key, headers and payload (not an idempotency key).  One send
+ * per group, in the order they died.  With to_queue they are sent to that
+ * queue instead, once per message (a message dead in two groups goes once),
+ * to every group there, as new messages (enqueued now); the calling role
+ * (outside this SECURITY DEFINER function) needs the right to send to it.
+ * Returns how many dead letters were redriven.
  */
 Datum
 deliver_redrive(PG_FUNCTION_ARGS)
 {
 	QueueInfo  *q;
+	QueueInfo  *dst = NULL;
 	Oid			types[2] = {INT8ARRAYOID, TEXTOID};
 	Datum		args[2];
 	char		nulls[2] = {' ', ' '};
-	char		sql[512];
+	char		sql[768];
 	char		rel[NAMEDATALEN];
 	char		key[STATEMENT_KEY_LEN];
 	SPITupleTable *rows;
@@ -570,25 +612,71 @@ deliver_redrive(PG_FUNCTION_ARGS)
 	uint64		start;
 
 	SPI_connect();
+	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
+	{
+		dst = queue_lookup(PG_GETARG_TEXT_PP(3));
+		/* the right first, before anything is looked at or moved */
+		if (!queue_has_privilege(dst, GetOuterUserId(), ACL_INSERT))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to send to queue \"%s\"", dst->name),
+					 errdetail("redrive with to_queue sends the dead letters to that queue."),
+					 errhint("The queue's owner can allow it with deliver.grant_queue().")));
+	}
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
+	if (dst)
+	{
+		/* looked up again: q's lookup may have refreshed the cache */
+		dst = queue_lookup(PG_GETARG_TEXT_PP(3));
+		if (dst->queue_id == q->queue_id)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("to_queue is queue \"%s\" itself", q->name),
+					 errhint("Leave to_queue NULL to send dead letters back to the group they died in.")));
+	}
 	if (!PG_ARGISNULL(2))
 		(void) queue_group(q, PG_GETARG_TEXT_PP(2));	/* its error when there is none */
 	args[0] = PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1);
 	nulls[0] = PG_ARGISNULL(1) ? 'n' : ' ';
 	args[1] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[1] = PG_ARGISNULL(2) ? 'n' : ' ';
-	snprintf(key, sizeof(key), "redrive:%d", q->queue_id);
-	snprintf(sql, sizeof(sql),
-			 "WITH d AS (DELETE FROM deliver.%s d USING deliver.consumer_group g "
-			 "            WHERE g.group_id = d.group_id AND ($1 IS NULL OR d.message_id = ANY ($1)) "
-			 "              AND ($2 IS NULL OR g.group_name = $2) RETURNING d.*) "
-			 "SELECT group_id, enqueued_at, ordering_key, headers, payload FROM d "
-			 "ORDER BY group_id, dead_at, message_id",
-			 queue_relname(rel, QUEUE_DEAD, q->queue_id, 0));
+	snprintf(key, sizeof(key), "%s:%d", dst ? "redriveto" : "redrive", q->queue_id);
+	if (dst)
+		snprintf(sql, sizeof(sql),
+				 "WITH d AS (DELETE FROM deliver.%s d USING deliver.consumer_group g "
+				 "            WHERE g.group_id = d.group_id AND ($1 IS NULL OR d.message_id = ANY ($1)) "
+				 "              AND ($2 IS NULL OR g.group_name = $2) RETURNING d.*) "
+				 "SELECT DISTINCT ON (message_id) message_id, enqueued_at, ordering_key, headers, payload, "
+				 "       (SELECT pg_catalog.count(*) FROM d) FROM d "
+				 "ORDER BY message_id",
+				 queue_relname(rel, QUEUE_DEAD, q->queue_id, 0));
+	else
+		snprintf(sql, sizeof(sql),
+				 "WITH d AS (DELETE FROM deliver.%s d USING deliver.consumer_group g "
+				 "            WHERE g.group_id = d.group_id AND ($1 IS NULL OR d.message_id = ANY ($1)) "
+				 "              AND ($2 IS NULL OR g.group_name = $2) RETURNING d.*) "
+				 "SELECT group_id, enqueued_at, ordering_key, headers, payload FROM d "
+				 "ORDER BY group_id, dead_at, message_id",
+				 queue_relname(rel, QUEUE_DEAD, q->queue_id, 0));
 	if (spi_run(q->owner, key, sql, 2, types, args, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "deliver: could not take the dead letters of queue \"%s\"", q->name);
 	rows = SPI_tuptable;		/* kept until SPI_finish */
 	n = SPI_processed;
+
+	if (dst)
+	{
+		int64		taken = 0;
+
+		if (n > 0)
+		{
+			bool		isnull;
+
+			taken = DatumGetInt64(SPI_getbinval(rows->vals[0], rows->tupdesc, 6, &isnull));
+			redrive_to_queue(dst, rows, n);
+		}
+		SPI_finish();
+		PG_RETURN_INT64(taken);
+	}
 
 	for (start = 0; start < n; start = i)
 	{

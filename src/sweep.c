@@ -68,8 +68,8 @@ sweep_queue(QueueInfo *q, int max_dead, SweepCounts *out)
 			LeaseSlot  *s = &deliver_slots[idx];
 
 			next = s->next;
-			if (s->visible_at > now)
-				continue;
+			if (s->visible_at > now || s->finish_pending)
+				continue;		/* (a delete_message not ended yet) */
 			if (ndead < max && message_expired(q, s->enqueued_at, s->expires_at, now))
 			{
 				/* a redelivery that expired meanwhile */

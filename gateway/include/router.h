@@ -52,6 +52,8 @@ typedef enum
 	R_BINDING_CREATE,
 	R_BINDING_DELETE,
 	R_ROUTING,
+	R_MESSAGE_DELETE,			/* DELETE /v1/queues/{queue}/messages/{id}: id in delivery_id */
+	R_GROUP_RESET,				/* POST /v1/queues/{queue}/groups/{group}/reset */
 	R_QUEUE_ALTER,				/* PATCH /v1/queues/{queue} */
 	R__COUNT
 } route_id;
@@ -81,7 +83,8 @@ typedef struct
 	int			status;			/* 0: matched; 404 or 405 otherwise; 400: name too long, id not an integer */
 	char		queue[NAME_MAX_LEN + 1];
 	char		group[NAME_MAX_LEN + 1];
-	char		delivery_id[40];	/* a bigint, in decimal; in cluster mode partition:epoch:id */
+	char		delivery_id[40];	/* a bigint, in decimal; in cluster mode partition:epoch:id;
+								 * R_MESSAGE_DELETE: the message id (a bigint) */
 	int			id_partition;	/* cluster mode: the delivery id's partition and epoch */
 	int			id_epoch;
 	char		file[UI_FILE_MAX_LEN + 1];	/* R_UI: a file of the console, "" for its page */

@@ -174,6 +174,9 @@ static const statement_route statement_routes[] = {
 	"Send {\"routing_key\": ..., \"payload\": ...}."},
 	{R_BINDING_CREATE, S_BIND, 1, {P_BODY}, 200, false, "Send {\"pattern\": ..., \"queue\": ...}."},
 	{R_BINDING_DELETE, S_UNBIND, 1, {P_BODY}, 200, false, "Send {\"pattern\": ..., \"queue\": ...}."},
+	{R_MESSAGE_DELETE, S_DELETE_MESSAGE, 2, {P_QUEUE, P_DELIVERY}, 200, false, NULL},
+	{R_GROUP_RESET, S_RESET_GROUP, 3, {P_QUEUE, P_GROUP, P_BODY}, 200, false,
+	"Send {\"to\": \"earliest\" | \"latest\" | a message id | a time}."},
 	{R_QUEUE_ALTER, S_ALTER_QUEUE, 2, {P_QUEUE, P_BODY}, 200, false,
 	"Send {\"message_ttl\": ..., \"on_expire\": ..., ...}."},
 };

@@ -118,7 +118,7 @@ static const char sql_ack[] =
 "SELECT json_build_object('acked', deliver.ack(" PART_QUEUE ", $3::bigint))";
 static const char sql_nack[] =
 "SELECT json_build_object('nacked', deliver.nack(" PART_QUEUE ", $3::bigint, b->>'error', "
-IV("retry_after") "))" BODY(4);
+IV("retry_after") ", coalesce((b->'dead_letter')::boolean, false)))" BODY(4);
 static const char sql_extend[] =
 "SELECT json_build_object('lease_expires_at', deliver.extend_lease(" PART_QUEUE ", $3::bigint, "
 IV("visibility_timeout") "))" BODY(4);
@@ -236,6 +236,13 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			}
 		case R_REDRIVE:
 			p[1] = cl_body(rq);
+			/* redrive to another queue is a single node's (the router's redrive has no to_queue) */
+			if (p[1] && strstr(p[1], "\"to_queue\""))
+			{
+				ret = cl_answer(&x, 501, NULL, "redrive to another queue is not served in cluster mode",
+								NULL, "Redrive into the group, then move the messages yourself.");
+				break;
+			}
 			ret = cl_router_route(&x, sql_redrive, 2, p, 200, true, false, SP_WRITE);
 			break;
 		case R_QUEUE_METRICS:
@@ -276,6 +283,8 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 		case R_GROUP_RESUME:
 		case R_GROUP_RATE:
 		case R_FIFO_KEY_LIMIT:
+		case R_MESSAGE_DELETE:
+		case R_GROUP_RESET:
 		case R_QUEUE_ALTER:
 			ret = cl_answer(&x, 501, NULL, "this route is not served in cluster mode", NULL,
 								"It is served by a deliverd of a single node (the console's routes).");

@@ -53,6 +53,8 @@ const char *const route_names[R__COUNT] = {
 	[R_BINDING_CREATE] = "binding_create",
 	[R_BINDING_DELETE] = "binding_delete",
 	[R_ROUTING] = "routing",
+	[R_MESSAGE_DELETE] = "message_delete",
+	[R_GROUP_RESET] = "group_reset",
 	[R_QUEUE_ALTER] = "queue_alter",
 };
 
@@ -254,6 +256,7 @@ static const path_routes group_routes[] = {
 	{"pause", "POST", R_GROUP_PAUSE, NULL, 0},
 	{"resume", "POST", R_GROUP_RESUME, NULL, 0},
 	{"rate", "PUT", R_GROUP_RATE, NULL, 0},
+	{"reset", "POST", R_GROUP_RESET, NULL, 0},
 	{NULL, NULL, 0, NULL, 0}
 };
 
@@ -372,6 +375,14 @@ route_request(const char *method, const char *path, route_match *m)
 		}
 		if (strcmp(segs[3], "messages") == 0 && strcmp(segs[4], "batch") == 0)
 			return pick(m, method, "POST", R_SEND_BATCH, NULL, 0);
+		/* /v1/queues/{queue}/messages/{message_id}: a bigint */
+		if (strcmp(segs[3], "messages") == 0)
+		{
+			if (lens[4] >= sizeof(m->delivery_id) ||
+				!parse_id(segs[4], m->delivery_id, sizeof(m->delivery_id)))
+				return m->status = 400;
+			return pick(m, method, "DELETE", R_MESSAGE_DELETE, NULL, 0);
+		}
 		return m->status;
 	}
 	if (n == 6 && strcmp(segs[3], "groups") == 0)

@@ -76,7 +76,7 @@ const stmt_def statements[S__COUNT] = {
 		" ARRAY(SELECT jsonb_array_elements_text(b->'delivery_ids')::bigint)))" BODY(2), 2},
 	[S_NACK] = {"nack",
 		"SELECT json_build_object('nacked', deliver.nack($1, $2::bigint, b->>'error', "
-		IV("retry_after") "))" BODY(3), 3},
+		IV("retry_after") ", coalesce((b->'dead_letter')::boolean, false)))" BODY(3), 3},
 	[S_EXTEND] = {"extend",
 		"SELECT json_build_object('lease_expires_at', deliver.extend_lease($1, $2::bigint, "
 		IV("visibility_timeout") "))" BODY(3), 3},
@@ -86,7 +86,7 @@ const stmt_def statements[S__COUNT] = {
 	[S_REDRIVE] = {"redrive",
 		"SELECT json_build_object('redriven', deliver.redrive($1,"
 		" CASE WHEN b ? 'message_ids' THEN ARRAY(SELECT jsonb_array_elements_text(b->'message_ids')::bigint) END,"
-		" b->>'consumer_group'))" BODY(2), 2},
+		" b->>'consumer_group', b->>'to_queue'))" BODY(2), 2},
 	[S_QUEUE_METRICS] = {"queue_metrics",
 		"SELECT coalesce(json_agg(m), '[]') FROM deliver.metrics($1) m", 1},
 	/* every queue the metrics role may read metrics of (receive rights, pg_monitor) */
@@ -161,6 +161,12 @@ const stmt_def statements[S__COUNT] = {
 	[S_TEST_ROUTING] = {"test_routing",
 		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT t.queue_name AS queue, t.pattern"
 		" FROM deliver.test_routing($1) t) x", 1},
+	[S_DELETE_MESSAGE] = {"delete_message",
+		"SELECT json_build_object('deleted', deliver.delete_message($1, $2::bigint))", 2},
+	/* {"to": "earliest" | "latest" | a message id (string or number) | a time} */
+	[S_RESET_GROUP] = {"reset_group",
+		"SELECT deliver.reset_consumer_group($1, $2, b->>'to'),"
+		" json_build_object('consumer_group', $2, 'reset', true)" BODY(3), 3},
 	/* PATCH a queue: an option the body leaves out (or null) stays as it is */
 	[S_ALTER_QUEUE] = {"alter_queue",
 		"SELECT deliver.alter_queue($1, " IV("visibility_timeout") ", (b->>'max_attempts')::int,"

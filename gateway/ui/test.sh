@@ -85,7 +85,7 @@ CREATE ROLE console_operator NOLOGIN;
 CREATE ROLE console_stranger NOLOGIN;
 CREATE ROLE console_gateway LOGIN NOINHERIT IN ROLE console_operator, console_stranger;
 GRANT USAGE ON SCHEMA deliver TO console_operator, console_stranger;
-GRANT EXECUTE ON FUNCTION deliver.redrive(text, bigint[], text),
+GRANT EXECUTE ON FUNCTION deliver.redrive(text, bigint[], text, text),
                           deliver.delete_dead_letters(text, bigint[], text),
                           deliver.worker_status() TO console_operator;
 SQL

@@ -52,6 +52,7 @@
 #define DONE_CONSUMED	'c'
 #define DONE_DEAD		'd'
 #define DONE_CHECKPOINT	'p'		/* a restart point only (maintenance) */
+#define DONE_DELETED	'x'		/* deliver.delete_message */
 
 /*
  * A delivery id (the fencing token of a lease): epoch (15 bits: WAL

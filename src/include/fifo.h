@@ -14,5 +14,6 @@ extern void fifo_key_hold(int32 idx);
 #define FIFO_RELEASE_MAX	64
 extern int	fifo_key_release(int32 idx, int32 *next, int max);
 extern void fifo_key_forget(int32 idx);
+extern void fifo_key_unchain(int32 idx);
 
 #endif							/* DELIVER_FIFO_H */

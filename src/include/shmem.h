@@ -44,8 +44,9 @@
 #define REASON_EXPIRED	1
 #define REASON_NACKED	2
 #define REASON_ABORTED	3
-#define REASON_TTL		4		/* the message itself expired (expiry.c) */
-#define REASON_OVERFLOW	5		/* dropped by a send over max_depth (drop_oldest) */
+#define REASON_REJECTED	4		/* nack(dead_letter => true) */
+#define REASON_TTL		5		/* the message itself expired (expiry.c) */
+#define REASON_OVERFLOW	6		/* dropped by a send over max_depth (drop_oldest) */
 
 typedef struct LeaseSlot
 {

@@ -2,7 +2,7 @@
 -- (grant_queue / revoke_queue); administration is not for PUBLIC; no role
 -- but the owner touches deliver's tables.
 \ir ../helpers.psql
-SELECT plan(187);
+SELECT plan(198);
 
 CREATE ROLE regress_deliver_nobody;
 CREATE ROLE regress_deliver_sender;
@@ -26,7 +26,7 @@ SELECT is(has_function_privilege('regress_deliver_nobody', f, 'EXECUTE'), public
     ('deliver.drop_consumer_group(text, text)', false),
     ('deliver.grant_queue(text, text, text)', false),
     ('deliver.revoke_queue(text, text, text)', false),
-    ('deliver.redrive(text, bigint[], text)', false),
+    ('deliver.redrive(text, bigint[], text, text)', false),
     ('deliver.delete_dead_letters(text, bigint[], text)', false),
     ('deliver.maintain(text)', false),
     ('deliver.send(text, jsonb, jsonb, text, text, interval, timestamptz)', true),
@@ -34,7 +34,7 @@ SELECT is(has_function_privilege('regress_deliver_nobody', f, 'EXECUTE'), public
     ('deliver.receive(text, int, interval, interval, text)', true),
     ('deliver.ack(text, bigint)', true),
     ('deliver.ack_batch(text, bigint[])', true),
-    ('deliver.nack(text, bigint, text, interval)', true),
+    ('deliver.nack(text, bigint, text, interval, boolean)', true),
     ('deliver.extend_lease(text, bigint, interval)', true),
     ('deliver.list_queues()', true),
     ('deliver.list_consumer_groups(text)', true),
@@ -48,7 +48,9 @@ SELECT is(has_function_privilege('regress_deliver_nobody', f, 'EXECUTE'), public
     ('deliver.pause_consumer_group(text, text)', false),
     ('deliver.resume_consumer_group(text, text)', false),
     ('deliver.set_consumer_group_rate(text, text, double precision, int)', false),
-    ('deliver.set_fifo_key_limit(text, int)', false)) AS t(f, public);
+    ('deliver.set_fifo_key_limit(text, int)', false),
+    ('deliver.delete_message(text, bigint)', false),
+    ('deliver.reset_consumer_group(text, text, text)', false)) AS t(f, public);
 SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
                    WHERE p.pronamespace = 'deliver'::regnamespace AND p.prosecdef
                      AND has_function_privilege('regress_deliver_nobody', p.oid, 'EXECUTE')$$,
@@ -86,6 +88,8 @@ SELECT throws_ok(cmd, '42501', msg, 'without grants: ' || regexp_replace(cmd, '\
     ($$SELECT deliver.resume_consumer_group('priv')$$, 'permission denied for function resume_consumer_group'),
     ($$SELECT deliver.set_consumer_group_rate('priv', 'default', 1)$$, 'permission denied for function set_consumer_group_rate'),
     ($$SELECT deliver.set_fifo_key_limit('priv', 2)$$, 'permission denied for function set_fifo_key_limit'),
+    ($$SELECT deliver.delete_message('priv', 1)$$, 'permission denied for function delete_message'),
+    ($$SELECT deliver.reset_consumer_group('priv', 'default', 'latest')$$, 'permission denied for function reset_consumer_group'),
     ($$SELECT deliver.create_queue('priv_mine')$$, 'permission denied for function create_queue'),
     ($$SELECT deliver.drop_queue('priv')$$, 'permission denied for function drop_queue'),
     ($$SELECT deliver.purge_queue('priv')$$, 'permission denied for function purge_queue'),
@@ -177,6 +181,8 @@ SELECT throws_ok(cmd, '42501', msg, 'a receiver: ' || cmd) FROM (VALUES
     ($$SELECT * FROM deliver.receive('priv_other')$$, 'permission denied to receive from queue "priv_other"'),
     ($$SELECT deliver.redrive('priv')$$, 'permission denied for function redrive'),
     ($$SELECT deliver.delete_dead_letters('priv', ARRAY[1]::bigint[])$$, 'permission denied for function delete_dead_letters'),
+    ($$SELECT deliver.delete_message('priv', 1)$$, 'permission denied for function delete_message'),
+    ($$SELECT deliver.reset_consumer_group('priv', 'default', 'latest')$$, 'permission denied for function reset_consumer_group'),
     ($$SELECT deliver.purge_queue('priv')$$, 'permission denied for function purge_queue')) AS t(cmd, msg);
 RESET ROLE;
 -- delete_dead_letters: EXECUTE on it is not enough, the queue's receive right is needed too
@@ -195,6 +201,28 @@ SELECT is(deliver.delete_dead_letters('priv', ARRAY[1]::bigint[]), 0::bigint,
           'a receiver granted delete_dead_letters may call it');
 RESET ROLE;
 REVOKE EXECUTE ON FUNCTION deliver.delete_dead_letters(text, bigint[], text)
+    FROM regress_deliver_sender, regress_deliver_receiver;
+-- delete_message: EXECUTE on it is not enough, the queue's receive right is needed too;
+-- redrive to another queue: the caller needs the right to send to it
+GRANT EXECUTE ON FUNCTION deliver.delete_message(text, bigint), deliver.redrive(text, bigint[], text, text)
+    TO regress_deliver_sender, regress_deliver_receiver;
+SET ROLE regress_deliver_sender;
+SELECT throws_ok($$SELECT deliver.delete_message('priv', 1)$$, '42501',
+                 'permission denied to delete messages of queue "priv"',
+                 'a sender granted delete_message cannot delete messages of a queue it may not receive from');
+SELECT is(deliver.redrive('priv_other', NULL, NULL, 'priv'), 0::bigint,
+          'a sender granted redrive may redrive to a queue it may send to');
+RESET ROLE;
+SET ROLE regress_deliver_receiver;
+SELECT is(deliver.delete_message('priv', 999999), false, 'a receiver granted delete_message may call it');
+SELECT throws_ok($$SELECT deliver.redrive('priv', NULL, NULL, 'priv_other')$$, '42501',
+                 'permission denied to send to queue "priv_other"',
+                 'redrive to a queue the caller may not send to is refused');
+SELECT throws_ok($$SELECT deliver.redrive('priv', NULL, NULL, 'priv')$$, '42501',
+                 'permission denied to send to queue "priv"',
+                 'also when it names the queue itself (the right is checked first)');
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION deliver.delete_message(text, bigint), deliver.redrive(text, bigint[], text, text)
     FROM regress_deliver_sender, regress_deliver_receiver;
 -- a receiver cannot slip messages into the queue's tables either, nor forge
 -- a finish record (which would make its consumer group skip messages), nor

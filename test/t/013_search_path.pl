@@ -101,7 +101,8 @@ $node->safe_psql('postgres', q{
     SELECT deliver.grant_queue('sp_topic', 'mallory', 'send');
     SELECT deliver.bind('sp.#', 'sp_topic');
     -- administration granted to mallory: those functions run as their owner
-    GRANT EXECUTE ON FUNCTION deliver.maintain(text), deliver.redrive(text, bigint[], text),
+    GRANT EXECUTE ON FUNCTION deliver.maintain(text), deliver.redrive(text, bigint[], text, text),
+                              deliver.delete_message(text, bigint), deliver.reset_consumer_group(text, text, text),
                               deliver.set_alert(text, text, numeric),
                               deliver.alter_queue(text, interval, int, interval, interval, interval, interval, interval, text, bigint, text)
        TO mallory;
@@ -151,6 +152,17 @@ mallory(q{SELECT count(*) FROM deliver.metrics()});
 mallory(q{SELECT deliver.set_alert('sp', 'depth', 0)});
 mallory(q{SELECT count(*) FROM deliver.list_grants()});
 mallory(q{SELECT deliver.has_queue_privilege('sp', 'all')});
+# nack to the dead letters, redrive to another queue, delete_message,
+# reset_consumer_group (the last three granted to her, run as the owner)
+mallory(q{SELECT deliver.send('sp', '{"n": 5}', ordering_key => 'k5')});
+mallory(q{SELECT count(*) FROM deliver.receive('sp', 10) r WHERE deliver.nack('sp', r.delivery_id, 'no', dead_letter => true)});
+mallory(q{SELECT deliver.redrive('sp', NULL, NULL, 'sp_fifo')});
+mallory(q{SELECT deliver.delete_message('sp', 1)});
+mallory(q{SELECT deliver.delete_message('sp', 2)});
+mallory(q{SELECT deliver.reset_consumer_group('sp', 'default', 'earliest')});
+mallory(q{SELECT deliver.reset_consumer_group('sp', 'default', '2')});
+mallory(q{SELECT deliver.reset_consumer_group('sp', 'default', pg_catalog.now()::pg_catalog.text)});
+mallory(q{SELECT count(*) FROM deliver.receive('sp', 10)});
 
 my $ran = $node->safe_psql('postgres', 'SELECT count(*) FROM mallory.pwned');
 is($ran, '0', 'no shadowing function of the receive-only role ran')

@@ -196,3 +196,57 @@ def test_lease_slots_maintain_and_push_subscriptions(client: deliver.Client, mak
     client.create_push_subscription(q, g, consumer_group="default")
     assert [x.consumer_group for x in client.list_push_subscriptions() if x.subscription_name == g] == ["default"]
     assert client.drop_push_subscription(g) is True
+
+
+def test_nack_to_dead_letters_redrive_to_queue_delete_message(
+    client: deliver.Client, make_queue: Callable[..., str]
+) -> None:
+    q = make_queue(max_attempts=5)
+    to = make_queue()
+    first, second = client.send_batch(q, [1, 2], headers=[{"h": 1}, None], ordering_keys=["k", None])
+    [m] = client.receive(q)
+    assert m.delivery_id is not None
+    assert client.nack(q, m.delivery_id, error="bad", dead_letter=True) is True
+    [d] = client.dead_letters(q)
+    assert (d.message_id, d.reason, d.last_error, d.attempts) == (first, "rejected", "bad", 1)
+    with pytest.raises(deliver.DeliverError) as e:
+        client.nack(q, m.delivery_id, dead_letter=True)
+    assert e.value.sqlstate == "55000"
+    assert client.redrive(q, to_queue=to) == 1
+    assert client.dead_letters(q) == []
+    [moved] = client.receive(to)
+    assert (moved.payload, moved.headers, moved.ordering_key, moved.attempt) == (1, {"h": 1}, "k", 1)
+    with pytest.raises(deliver.DeliverError) as e:
+        client.redrive(q, to_queue=q)
+    assert e.value.sqlstate == "22023"
+    # the second message: deleted before any receive reached it
+    assert client.delete_message(q, second) is True
+    assert client.receive(q, 10) == []
+    assert client.delete_message(q, second) is False
+    assert client.delete_message(q, 999999) is False
+
+
+def test_reset_consumer_group(client: deliver.Client, make_queue: Callable[..., str]) -> None:
+    q = make_queue()
+    ids = [client.send(q, i) for i in range(1, 4)]
+    for m in client.receive(q, 10):
+        assert m.delivery_id is not None
+        client.ack(q, m.delivery_id)
+    client.reset_consumer_group(q, "default", "earliest")
+    got = client.receive(q, 10)
+    assert [m.message_id for m in got] == ids
+    client.reset_consumer_group(q, "default", "latest")
+    assert got[0].delivery_id is not None
+    with pytest.raises(deliver.DeliverError) as e:
+        client.ack(q, got[0].delivery_id)
+    assert e.value.sqlstate == "55000"
+    assert client.receive(q, 10) == []
+    client.reset_consumer_group(q, "default", ids[1])
+    assert [m.message_id for m in client.receive(q, 10)] == ids[1:]
+    client.reset_consumer_group(q, "default", datetime.now().astimezone() + timedelta(hours=1))
+    assert client.receive(q, 10) == []
+    with pytest.raises(deliver.DeliverError) as e:
+        client.reset_consumer_group(q, "default", 0)
+    assert e.value.sqlstate == "22023"
+    with pytest.raises(ValueError):
+        client.reset_consumer_group(q, "default", datetime.now())

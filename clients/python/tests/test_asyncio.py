@@ -420,3 +420,41 @@ def test_sigterm_stops_an_asyncio_consumer_process_gracefully(
     stats = json.loads(stopped[len("stopped ") :])
     assert stats["acked"] == 2 and stats["abandoned"] == 0
     assert [m.attempt for m in client.receive(q, 10)] == [1], "the third message was never taken"
+
+
+def test_nack_to_dead_letters_redrive_to_queue_delete_message() -> None:
+    async def main() -> None:
+        async with await deliver.AsyncClient.connect(DSN) as c:
+            q, to = unique("aq"), unique("aq")
+            await c.create_queue(q)
+            await c.create_queue(to)
+            first, second = await c.send_batch(q, ["a", "b"])
+            [m] = await c.receive(q)
+            assert m.delivery_id is not None
+            assert await c.nack(q, m.delivery_id, error="bad", dead_letter=True) is True
+            [d] = await c.dead_letters(q)
+            assert (d.message_id, d.reason) == (first, "rejected")
+            assert await c.redrive(q, to_queue=to) == 1
+            assert [x.payload for x in await c.receive(to)] == ["a"]
+            assert await c.delete_message(q, second) is True
+            assert await c.receive(q, 10) == []
+            await c.drop_queue(q)
+            await c.drop_queue(to)
+
+    run(main())
+
+
+def test_reset_consumer_group() -> None:
+    async def main() -> None:
+        async with await deliver.AsyncClient.connect(DSN) as c:
+            q = unique("aq")
+            await c.create_queue(q)
+            first = await c.send(q, "a")
+            for m in await c.receive(q, 10):
+                assert m.delivery_id is not None
+                await c.ack(q, m.delivery_id)
+            await c.reset_consumer_group(q, "default", "earliest")
+            assert [m.message_id for m in await c.receive(q, 10)] == [first]
+            await c.drop_queue(q)
+
+    run(main())

@@ -318,3 +318,36 @@ def test_consumer_over_http(http: deliver.HttpClient, hq: Callable[..., str]) ->
     assert metrics.depth + metrics.in_flight == 0
     with pytest.raises(TypeError):
         deliver.ExactlyOnceConsumer(http, q, lambda conn, m: None)  # type: ignore[arg-type]
+
+
+def test_nack_to_dead_letters_redrive_to_queue_delete_message(http: deliver.HttpClient, hq: Callable[..., str]) -> None:
+    q = hq(max_attempts=5)
+    to = hq()
+    first, second = http.send_batch(q, ["x", "y"], ordering_keys=["k", None])
+    [m] = http.receive(q)
+    assert http.nack(q, m.delivery_id or 0, error="bad", dead_letter=True) is True
+    [d] = http.dead_letters(q)
+    assert (d.message_id, d.reason, d.last_error) == (first, "rejected", "bad")
+    assert http.redrive(q, to_queue=to) == 1
+    [moved] = http.receive(to)
+    assert (moved.payload, moved.ordering_key) == ("x", "k")
+    with pytest.raises(deliver.QueueNotFound):
+        http.redrive(q, to_queue=unique("missing"))
+    assert http.delete_message(q, second) is True
+    assert http.receive(q, 10) == []
+    assert http.delete_message(q, second) is False
+
+
+def test_reset_consumer_group(http: deliver.HttpClient, hq: Callable[..., str]) -> None:
+    q = hq()
+    ids = [http.send(q, i) for i in range(1, 4)]
+    for m in http.receive(q, 10):
+        http.ack(q, m.delivery_id or 0)
+    http.reset_consumer_group(q, "default", "earliest")
+    assert [m.message_id for m in http.receive(q, 10)] == ids
+    http.reset_consumer_group(q, "default", ids[2])
+    assert [m.message_id for m in http.receive(q, 10)] == ids[2:]
+    http.reset_consumer_group(q, "default", "latest")
+    assert http.receive(q, 10) == []
+    with pytest.raises(deliver.QueueNotFound):
+        http.reset_consumer_group(q, "nobody", "latest")

@@ -16,6 +16,7 @@ import type {
   DeadLetter,
   DeadLettersOptions,
   DeleteDeadLettersOptions,
+  GroupPosition,
   Guarantee,
   IdInput,
   Interval,
@@ -37,7 +38,7 @@ import type {
   SendBatchOptions,
   SendOptions,
 } from './types.js';
-import { idText, maybeBigInt, parseInterval, timeText, toDate, toNumber } from './util.js';
+import { idText, maybeBigInt, parseInterval, positionText, timeText, toDate, toNumber } from './util.js';
 
 export * from './errors.js';
 export type * from './types.js';
@@ -282,6 +283,10 @@ export class HttpClient implements QueueClient {
     return r.dropped as boolean;
   }
 
+  async resetConsumerGroup(queue: string, group: string, to: GroupPosition): Promise<void> {
+    await this.request('POST', `/v1/queues/${enc(queue)}/groups/${enc(group)}/reset`, { body: { to: positionText(to) } });
+  }
+
   async listConsumerGroups(queue: string): Promise<ConsumerGroupInfo[]> {
     const rows = (await this.request('GET', `/v1/queues/${enc(queue)}/groups`)) as Row[];
     return rows.map((r) => ({
@@ -394,7 +399,11 @@ export class HttpClient implements QueueClient {
 
   async nack(queue: string, deliveryId: IdInput, options: NackOptions = {}): Promise<boolean> {
     const r = (await this.request('POST', `/v1/queues/${enc(queue)}/deliveries/${idText(deliveryId)}/nack`, {
-      body: { error: options.error ?? undefined, retry_after: options.retryAfter ?? undefined },
+      body: {
+        error: options.error ?? undefined,
+        retry_after: options.retryAfter ?? undefined,
+        dead_letter: options.deadLetter ? true : undefined,
+      },
     })) as Row;
     return r.nacked as boolean;
   }
@@ -422,9 +431,15 @@ export class HttpClient implements QueueClient {
       body: {
         message_ids: options.messageIds ? options.messageIds.map(idText) : undefined,
         consumer_group: options.group ?? undefined,
+        to_queue: options.toQueue ?? undefined,
       },
     })) as Row;
     return Number(r.redriven);
+  }
+
+  async deleteMessage(queue: string, messageId: IdInput): Promise<boolean> {
+    const r = (await this.request('DELETE', `/v1/queues/${enc(queue)}/messages/${idText(messageId)}`)) as Row;
+    return r.deleted as boolean;
   }
 
   async deleteDeadLetters(queue: string, messageIds: IdInput[], options: DeleteDeadLettersOptions = {}): Promise<number> {

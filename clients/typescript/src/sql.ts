@@ -15,6 +15,7 @@ import type {
   DeadLetter,
   DeadLettersOptions,
   DeleteDeadLettersOptions,
+  GroupPosition,
   Guarantee,
   IdInput,
   Interval,
@@ -37,7 +38,7 @@ import type {
   SendBatchOptions,
   SendOptions,
 } from './types.js';
-import { idText, intervalText, maybeBigInt, toDate, toNumber } from './util.js';
+import { idText, intervalText, maybeBigInt, positionText, toDate, toNumber } from './util.js';
 import { exactlyOnceRound } from './exactly-once.js';
 import type { ExactlyOnceHandler, ExactlyOnceOptions, ExactlyOnceResult } from './exactly-once.js';
 
@@ -387,6 +388,15 @@ export class DeliverClient implements QueueClient {
     return rows[0]!.dropped as boolean;
   }
 
+  /**
+   * Moves the group's position (seek): `earliest` delivers every stored message
+   * again, `latest` none of them; a message id or a time: its sending transaction
+   * and later ones. The group's leases end.
+   */
+  async resetConsumerGroup(queue: string, group: string, to: GroupPosition): Promise<void> {
+    await this.query('SELECT deliver.reset_consumer_group($1, $2, $3)', [queue, group, positionText(to)]);
+  }
+
   async listConsumerGroups(queue: string): Promise<ConsumerGroupInfo[]> {
     const rows = await this.query(
       'SELECT consumer_group, created_at, paused, rate_per_second, rate_burst FROM deliver.list_consumer_groups($1)',
@@ -519,10 +529,16 @@ export class DeliverClient implements QueueClient {
 
   /** Gives a message back (visible again after retryAfter, or the backoff); takes effect at once. */
   async nack(queue: string, deliveryId: IdInput, options: NackOptions = {}): Promise<boolean> {
-    const rows = await this.query(
-      'SELECT deliver.nack(queue_name => $1, delivery_id => $2::bigint, error => $3, retry_after => $4::interval) AS nacked',
-      [queue, idText(deliveryId), options.error ?? null, intervalText(options.retryAfter)],
-    );
+    const rows = options.deadLetter
+      ? await this.query(
+        'SELECT deliver.nack(queue_name => $1, delivery_id => $2::bigint, error => $3, retry_after => $4::interval,'
+        + ' dead_letter => true) AS nacked',
+        [queue, idText(deliveryId), options.error ?? null, intervalText(options.retryAfter)],
+      )
+      : await this.query(
+        'SELECT deliver.nack(queue_name => $1, delivery_id => $2::bigint, error => $3, retry_after => $4::interval) AS nacked',
+        [queue, idText(deliveryId), options.error ?? null, intervalText(options.retryAfter)],
+      );
     return rows[0]!.nacked as boolean;
   }
 
@@ -554,13 +570,28 @@ export class DeliverClient implements QueueClient {
     return rows.map((r) => toDeadLetter<P>(r));
   }
 
-  /** Sends dead letters back to their group as new messages; returns how many. */
+  /** Sends dead letters back to their group (or to toQueue) as new messages; returns how many. */
   async redrive(queue: string, options: RedriveOptions = {}): Promise<number> {
-    const rows = await this.query(
-      'SELECT deliver.redrive(queue_name => $1, message_ids => $2::bigint[], consumer_group => $3) AS redriven',
-      [queue, options.messageIds ? options.messageIds.map(idText) : null, options.group ?? null],
-    );
+    const ids = options.messageIds ? options.messageIds.map(idText) : null;
+    const rows = options.toQueue != null
+      ? await this.query(
+        'SELECT deliver.redrive(queue_name => $1, message_ids => $2::bigint[], consumer_group => $3, to_queue => $4) AS redriven',
+        [queue, ids, options.group ?? null, options.toQueue],
+      )
+      : await this.query(
+        'SELECT deliver.redrive(queue_name => $1, message_ids => $2::bigint[], consumer_group => $3) AS redriven',
+        [queue, ids, options.group ?? null],
+      );
     return Number(rows[0]!.redriven);
+  }
+
+  /**
+   * Deletes a message that some consumer group has not finished: no group gets it
+   * (again), a lease on it ends; false when no group had it unfinished.
+   */
+  async deleteMessage(queue: string, messageId: IdInput): Promise<boolean> {
+    const rows = await this.query('SELECT deliver.delete_message($1, $2::bigint) AS deleted', [queue, idText(messageId)]);
+    return rows[0]!.deleted as boolean;
   }
 
   /** Deletes these dead letters for good (of one group, or of every group); returns how many. */

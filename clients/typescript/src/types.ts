@@ -11,6 +11,12 @@ export type Interval = number | string;
 /** An id as callers may give it: a bigint, a string of digits, or a safe integer. */
 export type IdInput = bigint | string | number;
 
+/**
+ * Where resetConsumerGroup moves a group: `earliest`, `latest`, a message id
+ * (bigint or number) or a time.
+ */
+export type GroupPosition = 'earliest' | 'latest' | bigint | number | Date;
+
 export type Guarantee = 'at_most_once' | 'at_least_once' | 'exactly_once';
 export type Privilege = 'send' | 'receive' | 'all';
 
@@ -159,6 +165,11 @@ export interface NackOptions {
   error?: string | null;
   /** Visible again after this (0: at once); the queue's backoff by default. */
   retryAfter?: Interval | null;
+  /**
+   * true: the message goes to its group's dead letters now (reason `rejected`),
+   * whatever attempts it has left, with the transaction; not with retryAfter.
+   */
+  deadLetter?: boolean;
 }
 
 export interface DeadLettersOptions {
@@ -175,7 +186,7 @@ export interface DeadLetter<P = unknown> {
   headers: Record<string, unknown> | null;
   orderingKey: string | null;
   attempts: number;
-  /** `lease expired`, `nacked`, `receiving transaction rolled back`, `expired` (the message outlived its deadline) or `overflow` (dropped by a send over maxDepth) */
+  /** `lease expired`, `nacked`, `receiving transaction rolled back`, `rejected` (nack with deadLetter), `expired` (the message outlived its deadline) or `overflow` (dropped by a send over maxDepth) */
   reason: string;
   lastError: string | null;
   enqueuedAt: Date;
@@ -187,6 +198,11 @@ export interface RedriveOptions {
   messageIds?: IdInput[] | null;
   /** Only this group's (every group's by default). */
   group?: string | null;
+  /**
+   * Send them to this queue instead, as new messages (once per message, to every
+   * group there); the caller needs the right to send to it.
+   */
+  toQueue?: string | null;
 }
 
 export interface DeleteDeadLettersOptions {

@@ -110,3 +110,9 @@ export function errorText(err: unknown): string {
   if (err instanceof Error) return err.message || err.name;
   return String(err);
 }
+
+/** The text of a consumer group position, as reset_consumer_group takes it. */
+export function positionText(to: 'earliest' | 'latest' | bigint | number | Date): string {
+  if (to instanceof Date) return to.toISOString();
+  return String(to);
+}

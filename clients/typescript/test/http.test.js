@@ -316,3 +316,41 @@ describe('the http entry point', () => {
     assert.ok(seen.size >= 4, [...seen].join(', '));
   });
 });
+
+describe('HttpClient: nack to the dead letters, redrive to another queue, deleteMessage', () => {
+  it('nack with deadLetter, redrive with toQueue, deleteMessage', async () => {
+    const q = await queue('hinsp', { maxAttempts: 5 });
+    const to = await queue('hinsp_to');
+    const [id, second] = await http.sendBatch(q, [{ payload: 'x', orderingKey: 'k' }, { payload: 'y' }]);
+    const [m] = await http.receive(q);
+    assert.equal(await http.nack(q, m.deliveryId, { error: 'bad', deadLetter: true }), true);
+    const dead = await http.deadLetters(q);
+    assert.deepEqual(dead.map((d) => [d.messageId, d.reason, d.lastError]), [[id, 'rejected', 'bad']]);
+    assert.equal(await http.redrive(q, { toQueue: to }), 1);
+    const [moved] = await http.receive(to);
+    assert.deepEqual([moved.payload, moved.orderingKey], ['x', 'k']);
+    await assert.rejects(http.redrive(q, { toQueue: 'hinsp_nowhere' }), QueueNotFoundError);
+    assert.equal(await http.deleteMessage(q, second), true);
+    assert.deepEqual(await http.receive(q, { max: 10 }), []);
+    assert.equal(await http.deleteMessage(q, second), false);
+    await http.dropQueue(q);
+    await http.dropQueue(to);
+  });
+});
+
+describe('HttpClient: resetConsumerGroup', () => {
+  it('earliest, a message id, latest', async () => {
+    const q = await queue('hseek');
+    const ids = [];
+    for (const n of [1, 2, 3]) ids.push(await http.send(q, n));
+    for (const m of await http.receive(q, { max: 10 })) await http.ack(q, m.deliveryId);
+    await http.resetConsumerGroup(q, 'default', 'earliest');
+    assert.deepEqual((await http.receive(q, { max: 10 })).map((m) => m.messageId), ids);
+    await http.resetConsumerGroup(q, 'default', ids[2]);
+    assert.deepEqual((await http.receive(q, { max: 10 })).map((m) => m.messageId), ids.slice(2));
+    await http.resetConsumerGroup(q, 'default', 'latest');
+    assert.deepEqual(await http.receive(q, { max: 10 }), []);
+    await assert.rejects(http.resetConsumerGroup(q, 'nobody', 'latest'), QueueNotFoundError);
+    await http.dropQueue(q);
+  });
+});

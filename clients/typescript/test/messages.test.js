@@ -310,3 +310,50 @@ describe('transactional outbox', () => {
     await deliver.dropQueue(q);
   });
 });
+
+describe('nack to the dead letters, redrive to another queue, deleteMessage', () => {
+  it('nack with deadLetter, redrive with toQueue, deleteMessage', async () => {
+    const q = await queue('insp', { maxAttempts: 5 });
+    const to = await queue('insp_to');
+    const [id] = await deliver.sendBatch(q, [{ payload: 1, orderingKey: 'k', headers: { h: 1 } }, { payload: 2 }]);
+    const [m] = await deliver.receive(q);
+    assert.equal(await deliver.nack(q, m.deliveryId, { error: 'bad', deadLetter: true }), true);
+    const dead = await deliver.deadLetters(q);
+    assert.deepEqual(dead.map((d) => [d.messageId, d.reason, d.lastError, d.attempts]), [[id, 'rejected', 'bad', 1]]);
+    await assert.rejects(deliver.nack(q, m.deliveryId, { deadLetter: true }), NotCurrentError);
+    assert.equal(await deliver.redrive(q, { toQueue: to }), 1);
+    assert.deepEqual(await deliver.deadLetters(q), []);
+    const [moved] = await deliver.receive(to);
+    assert.deepEqual([moved.payload, moved.orderingKey, moved.headers, moved.attempt], [1, 'k', { h: 1 }, 1]);
+    await assert.rejects(deliver.redrive(q, { toQueue: q }), (e) => e.sqlstate === '22023');
+    // the second message: deleted before any receive reached it
+    const [, second] = [id, id + 1n];
+    assert.equal(await deliver.deleteMessage(q, second), true);
+    assert.deepEqual(await deliver.receive(q, { max: 10 }), []);
+    assert.equal(await deliver.deleteMessage(q, second), false);
+    assert.equal(await deliver.deleteMessage(q, 999999n), false);
+    await deliver.dropQueue(q);
+    await deliver.dropQueue(to);
+  });
+});
+
+describe('resetConsumerGroup', () => {
+  it('earliest, latest, a message id, a time', async () => {
+    const q = await queue('seek');
+    const ids = [];
+    for (const n of [1, 2, 3]) ids.push(await deliver.send(q, n));
+    for (const m of await deliver.receive(q, { max: 10 })) await deliver.ack(q, m.deliveryId);
+    await deliver.resetConsumerGroup(q, 'default', 'earliest');
+    const again = await deliver.receive(q, { max: 10 });
+    assert.deepEqual(again.map((m) => m.messageId), ids);
+    await deliver.resetConsumerGroup(q, 'default', 'latest');
+    await assert.rejects(deliver.ack(q, again[0].deliveryId), NotCurrentError);
+    assert.deepEqual(await deliver.receive(q, { max: 10 }), []);
+    await deliver.resetConsumerGroup(q, 'default', ids[1]);
+    assert.deepEqual((await deliver.receive(q, { max: 10 })).map((m) => m.messageId), ids.slice(1));
+    await deliver.resetConsumerGroup(q, 'default', new Date(Date.now() + 3600 * 1000));
+    assert.deepEqual(await deliver.receive(q, { max: 10 }), []);
+    await assert.rejects(deliver.resetConsumerGroup(q, 'default', 0n), (e) => e.sqlstate === '22023');
+    await deliver.dropQueue(q);
+  });
+});

@@ -67,13 +67,18 @@ def _opt(name: str, sqltype: str, value: Any) -> Arg:
     return Arg(name, sqltype, value, False)
 
 
+_RESERVED = frozenset({"to"})
+
+
 def _call_args(args: Iterable[Arg]) -> tuple[str, dict[str, Any]]:
     parts: list[str] = []
     params: dict[str, Any] = {}
     for a in args:
         if a.value is None and not a.required:
             continue
-        parts.append(f"{a.name} => %({a.name})s::{a.sqltype}")
+        # a parameter named like a reserved word ("to") is quoted
+        sqlname = f'"{a.name}"' if a.name in _RESERVED else a.name
+        parts.append(f"{sqlname} => %({a.name})s::{a.sqltype}")
         params[a.name] = a.value
     return ", ".join(parts), params
 
@@ -390,6 +395,30 @@ def drop_consumer_group(queue: str, group: str) -> Call[bool]:
     )
 
 
+def position_text(to: Any) -> str:
+    """A consumer group position as reset_consumer_group takes it:
+    "earliest", "latest", a message id (int) or a time (an aware datetime)."""
+    if isinstance(to, bool):
+        raise TypeError("to must be 'earliest', 'latest', a message id or a datetime, not bool")
+    if isinstance(to, datetime):
+        if to.tzinfo is None:
+            raise ValueError("to must be an aware datetime (with a tzinfo)")
+        return to.isoformat()
+    if isinstance(to, int):
+        return str(bigint(to, "to"))
+    if isinstance(to, str):
+        return to
+    raise TypeError(f"to must be 'earliest', 'latest', a message id or a datetime, not {type(to).__name__}")
+
+
+def reset_consumer_group(queue: str, group: str, to: Any) -> Call[None]:
+    return scalar(
+        "reset_consumer_group",
+        [_req("queue_name", "text", queue), _req("consumer_group", "text", group), _req("to", "text", position_text(to))],
+        _none,
+    )
+
+
 def list_consumer_groups(queue: str) -> Call[list[ConsumerGroup]]:
     return table(
         "list_consumer_groups",
@@ -524,7 +553,9 @@ def ack_batch(queue: str, delivery_ids: Iterable[int]) -> Call[int]:
     )
 
 
-def nack(queue: str, delivery_id: int, error: str | None, retry_after: Interval | None) -> Call[bool]:
+def nack(
+    queue: str, delivery_id: int, error: str | None, retry_after: Interval | None, dead_letter: bool = False
+) -> Call[bool]:
     return scalar(
         "nack",
         [
@@ -532,6 +563,7 @@ def nack(queue: str, delivery_id: int, error: str | None, retry_after: Interval 
             _req("delivery_id", "bigint", bigint(delivery_id, "delivery_id")),
             _opt("error", "text", error),
             _opt("retry_after", "interval", interval(retry_after)),
+            _opt("dead_letter", "boolean", True if dead_letter else None),
         ],
         _bool,
     )
@@ -562,15 +594,26 @@ def dead_letters(queue: str, consumer_group: str | None, max_messages: int | Non
     )
 
 
-def redrive(queue: str, message_ids: Iterable[int] | None, consumer_group: str | None) -> Call[int]:
+def redrive(
+    queue: str, message_ids: Iterable[int] | None, consumer_group: str | None, to_queue: str | None = None
+) -> Call[int]:
     return scalar(
         "redrive",
         [
             _req("queue_name", "text", queue),
             _opt("message_ids", "bigint[]", bigints(message_ids, "message_ids")),
             _opt("consumer_group", "text", consumer_group),
+            _opt("to_queue", "text", to_queue),
         ],
         _int,
+    )
+
+
+def delete_message(queue: str, message_id: int) -> Call[bool]:
+    return scalar(
+        "delete_message",
+        [_req("queue_name", "text", queue), _req("message_id", "bigint", bigint(message_id, "message_id"))],
+        _bool,
     )
 
 

@@ -185,6 +185,13 @@ class Client:
     def drop_consumer_group(self, queue: str, group: str) -> bool:
         return self._run(calls.drop_consumer_group(queue, group))
 
+    def reset_consumer_group(self, queue: str, group: str, to: str | int | datetime) -> None:
+        """Move the group's position (seek): ``"earliest"`` delivers every
+        stored message again, ``"latest"`` none of them; a message id or an
+        aware datetime: its sending transaction and later ones. The group's
+        leases end."""
+        self._run(calls.reset_consumer_group(queue, group, to))
+
     def list_consumer_groups(self, queue: str) -> list[ConsumerGroup]:
         return self._run(calls.list_consumer_groups(queue))
 
@@ -283,12 +290,15 @@ class Client:
         *,
         error: str | None = None,
         retry_after: Interval | None = None,
+        dead_letter: bool = False,
         conn: Connection | None = None,
     ) -> bool:
         """Give a message back: visible again after ``retry_after`` (None:
         the queue's backoff); after its last attempt it goes to the dead
-        letters with ``error``. Takes effect at once."""
-        return self._run(calls.nack(queue, delivery_id, error, retry_after), conn)
+        letters with ``error``. Takes effect at once. With ``dead_letter``
+        it goes to the dead letters now (reason ``rejected``), whatever
+        attempts it has left, with the transaction."""
+        return self._run(calls.nack(queue, delivery_id, error, retry_after, dead_letter), conn)
 
     def extend_lease(
         self, queue: str, delivery_id: int, visibility_timeout: Interval, *, conn: Connection | None = None
@@ -322,11 +332,23 @@ class Client:
         return self._run(calls.dead_letters(queue, consumer_group, max_messages))
 
     def redrive(
-        self, queue: str, *, message_ids: Iterable[int] | None = None, consumer_group: str | None = None
+        self,
+        queue: str,
+        *,
+        message_ids: Iterable[int] | None = None,
+        consumer_group: str | None = None,
+        to_queue: str | None = None,
     ) -> int:
-        """Send dead letters (those named, or all) back as new messages;
-        returns how many."""
-        return self._run(calls.redrive(queue, message_ids, consumer_group))
+        """Send dead letters (those named, or all) back as new messages, or
+        with ``to_queue`` to that queue (the caller needs the right to send
+        to it); returns how many."""
+        return self._run(calls.redrive(queue, message_ids, consumer_group, to_queue))
+
+    def delete_message(self, queue: str, message_id: int) -> bool:
+        """Delete a message that some consumer group has not finished: no
+        group gets it (again), a lease on it ends. False when no group had
+        it unfinished."""
+        return self._run(calls.delete_message(queue, message_id))
 
     def archived(
         self, queue: str, *, max_messages: int | None = None, after_id: int | None = None

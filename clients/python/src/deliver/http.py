@@ -52,6 +52,22 @@ def _id_out(v: Any, what: str) -> str:
     return str(v)
 
 
+def _position_out(to: Any) -> str:
+    """A consumer group position: "earliest", "latest", a message id (int)
+    or an aware datetime."""
+    if isinstance(to, bool):
+        raise TypeError("to must be 'earliest', 'latest', a message id or a datetime, not bool")
+    if isinstance(to, datetime):
+        if to.tzinfo is None:
+            raise ValueError("to must be an aware datetime (with a tzinfo)")
+        return to.isoformat()
+    if isinstance(to, int):
+        return str(to)
+    if isinstance(to, str):
+        return to
+    raise TypeError(f"to must be 'earliest', 'latest', a message id or a datetime, not {type(to).__name__}")
+
+
 def parse_timestamp(v: Any) -> datetime | None:
     """A timestamptz as Postgres writes it in JSON (ISO 8601)."""
     if v is None:
@@ -382,6 +398,9 @@ class HttpClient:
     def drop_consumer_group(self, queue: str, group: str) -> bool:
         return bool(self.request("DELETE", self._path(queue, "groups", group))["dropped"])
 
+    def reset_consumer_group(self, queue: str, group: str, to: str | int | datetime) -> None:
+        self.request("POST", self._path(queue, "groups", group, "reset"), body={"to": _position_out(to)})
+
     def list_consumer_groups(self, queue: str) -> list[ConsumerGroup]:
         return [
             ConsumerGroup(
@@ -516,10 +535,18 @@ class HttpClient:
         return int(self.request("POST", self._path(queue, "ack"), body={"delivery_ids": ids})["acked"])
 
     def nack(
-        self, queue: str, delivery_id: int, *, error: str | None = None, retry_after: Interval | None = None
+        self,
+        queue: str,
+        delivery_id: int,
+        *,
+        error: str | None = None,
+        retry_after: Interval | None = None,
+        dead_letter: bool = False,
     ) -> bool:
         path = self._path(queue, "deliveries", _id_out(delivery_id, "delivery_id"), "nack")
-        body = _drop_none({"error": error, "retry_after": _interval_out(retry_after)})
+        body = _drop_none(
+            {"error": error, "retry_after": _interval_out(retry_after), "dead_letter": True if dead_letter else None}
+        )
         return bool(self.request("POST", path, body=body)["nacked"])
 
     def extend_lease(self, queue: str, delivery_id: int, visibility_timeout: Interval) -> datetime:
@@ -540,14 +567,25 @@ class HttpClient:
         return [_dead_letter(d) for d in rows]
 
     def redrive(
-        self, queue: str, *, message_ids: Iterable[int] | None = None, consumer_group: str | None = None
+        self,
+        queue: str,
+        *,
+        message_ids: Iterable[int] | None = None,
+        consumer_group: str | None = None,
+        to_queue: str | None = None,
     ) -> int:
         body: dict[str, Any] = {}
         if message_ids is not None:
             body["message_ids"] = [_id_out(x, "message_ids") for x in message_ids]
         if consumer_group is not None:
             body["consumer_group"] = consumer_group
+        if to_queue is not None:
+            body["to_queue"] = to_queue
         return int(self.request("POST", self._path(queue, "redrive"), body=body)["redriven"])
+
+    def delete_message(self, queue: str, message_id: int) -> bool:
+        path = self._path(queue, "messages", _id_out(message_id, "message_id"))
+        return bool(self.request("DELETE", path)["deleted"])
 
     def metrics(self, queue: str) -> list[QueueMetrics]:
         return [_metrics(d) for d in self.request("GET", self._path(queue, "metrics"))]
