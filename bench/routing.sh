@@ -17,6 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/cluster.sh   # pgbin, as_pg, build_and_install, the cluster
+source bench/pgbench.sh   # pgbench_case
 duration=10
 clients=4
 rounds=2
@@ -46,38 +47,19 @@ bindings() {
       -c "SELECT count(deliver.bind(format('orders.%s.*', n), format('rq%s', (n - 1) % 100 + 1))) FROM generate_series(1, $1) n" >/dev/null
 }
 
-# run NAME KEYS SQL: pgbench with SQL as its script (:k is a random 1..KEYS);
-# prints "tps p50 p99" (latencies in ms)
-run() {
-    local name=$1 keys=$2 sql=$3 dir=$work/$1
-    mkdir -p "$dir"
-    [[ $EUID -eq 0 ]] && chown postgres:postgres "$dir"
-    printf '\\set k random(1, %s)\n%s\n' "$keys" "$sql" | as_pg tee "$dir/script.sql" >/dev/null
-    q -c 'CHECKPOINT'
-    as_pg "$pgbin/pgbench" -n -h "$work" -p "$port" -c "$clients" -j "$clients" -T "$duration" \
-        -f "$dir/script.sql" -l --log-prefix="$dir/lat" bench >"$dir/out.txt" 2>&1 || { cat "$dir/out.txt" >&2; return 1; }
-    local tps
-    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$dir/out.txt" | head -n 1)
-    # column 3 of pgbench's log: the transaction's latency in microseconds
-    cat "$dir"/lat.* | awk '{print $3}' | sort -n | awk -v tps="$tps" '
-        { v[NR] = $1 }
-        END { p50 = v[int(NR * 0.50) + 1]; p99 = v[int(NR * 0.99) + 1];
-              printf "%.0f %.3f %.3f\n", tps, p50 / 1000, p99 / 1000 }'
-}
-
 payload="'{\"order\": 1, \"pad\": \"$(printf 'x%.0s' {1..80})\"}'"
 purge() { q -c "SELECT count(deliver.purge_queue(format('rq%s', i))) FROM generate_series(1, 100) i" >/dev/null; }
 declare -A res
 for r in $(seq 1 "$rounds"); do
-    # each run starts from empty queues (and a checkpoint, in run)
+    # each run starts from empty queues (and a checkpoint, in pgbench_case)
     bindings 10
-    purge; res[send10.$r]=$(run send10 10 "SELECT deliver.send('rq' || :k, $payload);")
-    purge; res[pub10.$r]=$(run pub10 10 "SELECT * FROM deliver.publish('orders.' || :k || '.created', $payload);")
-    res[match10.$r]=$(run match10 10 "SELECT * FROM deliver.test_routing('orders.' || :k || '.created');")
+    purge; res[send10.$r]=$(pgbench_case send10 10 "SELECT deliver.send('rq' || :k, $payload);")
+    purge; res[pub10.$r]=$(pgbench_case pub10 10 "SELECT * FROM deliver.publish('orders.' || :k || '.created', $payload);")
+    res[match10.$r]=$(pgbench_case match10 10 "SELECT * FROM deliver.test_routing('orders.' || :k || '.created');")
     bindings 10000
-    purge; res[send100.$r]=$(run send100 10000 "SELECT deliver.send('rq' || ((:k - 1) % 100 + 1), $payload);")
-    purge; res[pub10000.$r]=$(run pub10000 10000 "SELECT * FROM deliver.publish('orders.' || :k || '.created', $payload);")
-    res[match10000.$r]=$(run match10000 10000 "SELECT * FROM deliver.test_routing('orders.' || :k || '.created');")
+    purge; res[send100.$r]=$(pgbench_case send100 10000 "SELECT deliver.send('rq' || ((:k - 1) % 100 + 1), $payload);")
+    purge; res[pub10000.$r]=$(pgbench_case pub10000 10000 "SELECT * FROM deliver.publish('orders.' || :k || '.created', $payload);")
+    res[match10000.$r]=$(pgbench_case match10000 10000 "SELECT * FROM deliver.test_routing('orders.' || :k || '.created');")
 done
 # a new session's first call compiles the 10,000 bindings: its time, then the next call's, in ms
 times=$(q -c '\timing on' -c "SELECT count(*) FROM deliver.test_routing('orders.1.created')" \
