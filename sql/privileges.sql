@@ -25,7 +25,8 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver.set_fifo_key_limit(text, int),
                            deliver.bind(text, text), deliver.unbind(text, text),
                            deliver.delete_message(text, bigint),
-                           deliver.reset_consumer_group(text, text, text)
+                           deliver.reset_consumer_group(text, text, text),
+                           deliver.replay_archive(text, text, timestamptz, bigint, int)
     FROM PUBLIC;
 -- the maintenance workers' state (errors may name other databases' queues)
 GRANT EXECUTE ON FUNCTION deliver.worker_status() TO pg_monitor;

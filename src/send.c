@@ -549,21 +549,25 @@ deliver_send_batch(PG_FUNCTION_ARGS)
 }
 
 /*
- * redrive(..., to_queue): the dead letters taken off q (rows: message_id,
- * enqueued_at, ordering_key, headers, payload, one per message) are sent
- * to dst as new messages, to every group, in the order of their ids.
+ * Send m rows of an SPI result (from start) to q as new messages: columns
+ * first_col .. first_col + 3 hold enqueued_at, ordering_key, headers and
+ * payload.  keep_enqueued_at keeps each message's time of first sending
+ * (else it is enqueued now); target_group 0 sends to every group of q.  No
+ * idempotency key (the messages were sent once already: redrive, replay).
  */
-static void
-redrive_to_queue(QueueInfo *dst, SPITupleTable *rows, uint64 n)
+void
+send_rows(QueueInfo *q, SPITupleTable *rows, uint64 start, int m, int first_col,
+		  bool keep_enqueued_at, int32 target_group)
 {
 	TupleDesc	d = rows->tupdesc;
 	SendBatch	b;
-	int			m = (int) n;
 	bool		isnull;
 	int64	   *ids;
 
 	memset(&b, 0, sizeof(b));
 	b.n = m;
+	if (keep_enqueued_at)
+		b.enqueued_ats = palloc(sizeof(Datum) * m);
 	b.keys = palloc(sizeof(Datum) * m);
 	b.key_nulls = palloc(sizeof(bool) * m);
 	b.headers = palloc(sizeof(Datum) * m);
@@ -572,15 +576,19 @@ redrive_to_queue(QueueInfo *dst, SPITupleTable *rows, uint64 n)
 	b.payload_nulls = palloc0(sizeof(bool) * m);
 	for (int k = 0; k < m; k++)
 	{
-		HeapTuple	t = rows->vals[k];
+		HeapTuple	t = rows->vals[start + k];
 
-		b.keys[k] = SPI_getbinval(t, d, 3, &b.key_nulls[k]);
-		b.headers[k] = SPI_getbinval(t, d, 4, &b.header_nulls[k]);
-		b.payloads[k] = SPI_getbinval(t, d, 5, &isnull);
+		if (keep_enqueued_at)
+			b.enqueued_ats[k] = SPI_getbinval(t, d, first_col, &isnull);
+		b.keys[k] = SPI_getbinval(t, d, first_col + 1, &b.key_nulls[k]);
+		b.headers[k] = SPI_getbinval(t, d, first_col + 2, &b.header_nulls[k]);
+		b.payloads[k] = SPI_getbinval(t, d, first_col + 3, &isnull);
 	}
-	b.keyless = true;			/* a redriven message keeps no idempotency key */
+	b.target_group = target_group;
+	/* (no expires_at: has_expires_at is false) */
+	b.keyless = true;			/* sent once already: no idempotency key */
 	ids = palloc(sizeof(int64) * m);
-	send_messages(dst, &b, ids);
+	send_messages(q, &b, ids);
 }
 
 /*
@@ -672,7 +680,7 @@ deliver_redrive(PG_FUNCTION_ARGS)
 			bool		isnull;
 
 			taken = DatumGetInt64(SPI_getbinval(rows->vals[0], rows->tupdesc, 6, &isnull));
-			redrive_to_queue(dst, rows, n);
+			send_rows(dst, rows, 0, (int) n, 2, false, 0);
 		}
 		SPI_finish();
 		PG_RETURN_INT64(taken);
@@ -683,36 +691,10 @@ deliver_redrive(PG_FUNCTION_ARGS)
 		TupleDesc	d = rows->tupdesc;
 		bool		isnull;
 		int32		group = DatumGetInt32(SPI_getbinval(rows->vals[start], d, 1, &isnull));
-		SendBatch	b;
-		int			m;
-		int64	   *ids;
 
 		for (i = start; i < n && DatumGetInt32(SPI_getbinval(rows->vals[i], d, 1, &isnull)) == group; i++)
 			;
-		m = (int) (i - start);
-		memset(&b, 0, sizeof(b));
-		b.n = m;
-		b.enqueued_ats = palloc(sizeof(Datum) * m);
-		b.keys = palloc(sizeof(Datum) * m);
-		b.key_nulls = palloc(sizeof(bool) * m);
-		b.headers = palloc(sizeof(Datum) * m);
-		b.header_nulls = palloc(sizeof(bool) * m);
-		b.payloads = palloc(sizeof(Datum) * m);
-		b.payload_nulls = palloc0(sizeof(bool) * m);
-		for (int k = 0; k < m; k++)
-		{
-			HeapTuple	t = rows->vals[start + k];
-
-			b.enqueued_ats[k] = SPI_getbinval(t, d, 2, &isnull);
-			b.keys[k] = SPI_getbinval(t, d, 3, &b.key_nulls[k]);
-			b.headers[k] = SPI_getbinval(t, d, 4, &b.header_nulls[k]);
-			b.payloads[k] = SPI_getbinval(t, d, 5, &isnull);
-		}
-		b.target_group = group;
-		/* (a redriven message has no expires_at: has_expires_at is false) */
-		b.keyless = true;		/* a redriven message keeps no idempotency key */
-		ids = palloc(sizeof(int64) * m);
-		send_messages(q, &b, ids);
+		send_rows(q, rows, start, (int) (i - start), 2, true, group);
 	}
 	SPI_finish();
 	PG_RETURN_INT64((int64) n);

@@ -53,7 +53,8 @@ typedef enum
 	R_BINDING_DELETE,
 	R_ROUTING,
 	R_MESSAGE_DELETE,			/* DELETE /v1/queues/{queue}/messages/{id}: id in delivery_id */
-	R_GROUP_RESET,				/* POST /v1/queues/{queue}/groups/{group}/reset */
+	R_GROUP_RESET,
+	R_GROUP_REPLAY,				/* POST /v1/queues/{queue}/groups/{group}/replay */				/* POST /v1/queues/{queue}/groups/{group}/reset */
 	R_QUEUE_ALTER,				/* PATCH /v1/queues/{queue} */
 	R__COUNT
 } route_id;

@@ -177,6 +177,8 @@ static const statement_route statement_routes[] = {
 	{R_MESSAGE_DELETE, S_DELETE_MESSAGE, 2, {P_QUEUE, P_DELIVERY}, 200, false, NULL},
 	{R_GROUP_RESET, S_RESET_GROUP, 3, {P_QUEUE, P_GROUP, P_BODY}, 200, false,
 	"Send {\"to\": \"earliest\" | \"latest\" | a message id | a time}."},
+	{R_GROUP_REPLAY, S_REPLAY_ARCHIVE, 3, {P_QUEUE, P_GROUP, P_BODY}, 200, false,
+	"Send {\"since\": a time, \"after_id\": an id, \"max_messages\": n} (each may be left out)."},
 	{R_QUEUE_ALTER, S_ALTER_QUEUE, 2, {P_QUEUE, P_BODY}, 200, false,
 	"Send {\"message_ttl\": ..., \"on_expire\": ..., ...}."},
 };

@@ -285,6 +285,7 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 		case R_FIFO_KEY_LIMIT:
 		case R_MESSAGE_DELETE:
 		case R_GROUP_RESET:
+		case R_GROUP_REPLAY:
 		case R_QUEUE_ALTER:
 			ret = cl_answer(&x, 501, NULL, "this route is not served in cluster mode", NULL,
 								"It is served by a deliverd of a single node (the console's routes).");

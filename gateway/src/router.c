@@ -55,6 +55,7 @@ const char *const route_names[R__COUNT] = {
 	[R_ROUTING] = "routing",
 	[R_MESSAGE_DELETE] = "message_delete",
 	[R_GROUP_RESET] = "group_reset",
+	[R_GROUP_REPLAY] = "group_replay",
 	[R_QUEUE_ALTER] = "queue_alter",
 };
 
@@ -257,6 +258,7 @@ static const path_routes group_routes[] = {
 	{"resume", "POST", R_GROUP_RESUME, NULL, 0},
 	{"rate", "PUT", R_GROUP_RATE, NULL, 0},
 	{"reset", "POST", R_GROUP_RESET, NULL, 0},
+	{"replay", "POST", R_GROUP_REPLAY, NULL, 0},
 	{NULL, NULL, 0, NULL, 0}
 };
 

@@ -167,6 +167,11 @@ const stmt_def statements[S__COUNT] = {
 	[S_RESET_GROUP] = {"reset_group",
 		"SELECT deliver.reset_consumer_group($1, $2, b->>'to'),"
 		" json_build_object('consumer_group', $2, 'reset', true)" BODY(3), 3},
+	/* {"since": a time, "after_id": id, "max_messages": n}, each optional */
+	[S_REPLAY_ARCHIVE] = {"replay_archive",
+		"SELECT json_build_object('replayed', r.replayed, 'last_id', r.last_id::text)" BODY(3) ","
+		" deliver.replay_archive($1, $2, " TS("since") ", coalesce((b->>'after_id')::bigint, 0),"
+		" coalesce((b->>'max_messages')::int, 100)) r", 3},
 	/* PATCH a queue: an option the body leaves out (or null) stays as it is */
 	[S_ALTER_QUEUE] = {"alter_queue",
 		"SELECT deliver.alter_queue($1, " IV("visibility_timeout") ", (b->>'max_attempts')::int,"

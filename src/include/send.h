@@ -1,9 +1,12 @@
 /*
  * send.h
- *		Sending one message to a queue from other modules (send.c).
+ *		Sending to a queue from other modules (send.c): one message, or
+ *		rows read back from a queue's tables (redrive, replay).
  */
 #ifndef DELIVER_SEND_H
 #define DELIVER_SEND_H
+
+#include "executor/spi.h"
 
 #include "deliver.h"
 
@@ -25,5 +28,7 @@ typedef struct SendOne
 
 extern void send_check_one(QueueInfo *q, const SendOne *m);
 extern int64 send_one(QueueInfo *q, const SendOne *m);
+extern void send_rows(QueueInfo *q, SPITupleTable *rows, uint64 start, int m, int first_col,
+					  bool keep_enqueued_at, int32 target_group);
 
 #endif							/* DELIVER_SEND_H */

@@ -1,8 +1,9 @@
 -- The archive: a queue with archive_retention keeps a copy of its finished
 -- messages, made when maintain() truncates their segment, read with
--- archived(), and kept for archive_retention.
+-- archived(), kept for archive_retention, and sent again to a consumer
+-- group with replay_archive().
 \ir ../helpers.psql
-SELECT plan(17);
+SELECT plan(30);
 
 SELECT lives_ok($$SELECT deliver.create_queue('archive')$$, 'create queue archive');
 SELECT lives_ok($$SELECT deliver.alter_queue('archive', archive_retention => '1 day')$$, 'archive_retention: a day');
@@ -37,6 +38,34 @@ SELECT results_eq($$SELECT message_id, payload, ordering_key, archived_at > enqu
                   'archived() gives the finished messages, in order');
 SELECT results_eq($$SELECT message_id FROM deliver.archived('archive', max_messages => 1, after_id => 1)$$,
                   ARRAY[2::bigint], 'archived() pages with max_messages and after_id');
+-- replay_archive: archived messages sent again to one group, as new messages
+-- keeping their time of first sending, key, headers and payload
+SELECT lives_ok($$SELECT deliver.create_consumer_group('archive', 'audit')$$, 'a group created after the messages');
+SELECT results_eq($$SELECT * FROM deliver.replay_archive('archive', 'audit', max_messages => 2)$$,
+                  $$VALUES (2::bigint, 2::bigint)$$, 'replay_archive: two messages, the last one 2');
+SELECT results_eq($$SELECT * FROM deliver.replay_archive('archive', 'audit', after_id => 2)$$,
+                  $$VALUES (1::bigint, 3::bigint)$$, 'going on after_id 2: the third');
+SELECT results_eq($$SELECT * FROM deliver.replay_archive('archive', 'audit', after_id => 3)$$,
+                  $$VALUES (0::bigint, NULL::bigint)$$, 'nothing after the last one');
+SELECT results_eq($$SELECT * FROM deliver.replay_archive('archive', 'audit', since => now() + interval '1 hour')$$,
+                  $$VALUES (0::bigint, NULL::bigint)$$, 'since: nothing enqueued later');
+SELECT results_eq($$SELECT r.message_id > 3, r.payload, r.ordering_key, r.enqueued_at = a.enqueued_at, r.attempt
+                      FROM deliver.receive('archive', 10, consumer_group => 'audit') r
+                      JOIN deliver.archived('archive') a USING (payload) ORDER BY r.message_id$$,
+                  $$VALUES (true, '{"n": 1}'::jsonb, 'a'::text, true, 1), (true, '{"n": 2}', 'b', true, 1), (true, '{"n": 3}', NULL, true, 1)$$,
+                  'the group receives them as new messages, with their first time of sending, keys and payloads');
+SELECT is_empty($$SELECT * FROM deliver.receive('archive', 10)$$, 'other groups get nothing');
+SELECT throws_ok(cmd, state, msg, cmd) FROM (VALUES
+    ($$SELECT * FROM deliver.replay_archive('archive', 'audit', since => now() - interval '2 days')$$, '22023',
+     'since is older than what the archive of queue "archive" keeps'),
+    ($$SELECT * FROM deliver.replay_archive('archive', 'nobody')$$, '42704',
+     'consumer group "nobody" does not exist on queue "archive"'),
+    ($$SELECT * FROM deliver.replay_archive('archive', NULL)$$, '22004', 'consumer_group must not be NULL'),
+    ($$SELECT * FROM deliver.replay_archive('archive', 'audit', after_id => NULL)$$, '22004', 'after_id must not be NULL'),
+    ($$SELECT * FROM deliver.replay_archive('archive', 'audit', max_messages => 0)$$, '22023',
+     format('max_messages must be between 1 and %s', current_setting('deliver.max_batch_size'))))
+    AS t(cmd, state, msg);
+
 -- retention: archive_retention '0' turns the archive off; what it holds
 -- then expires at once
 SELECT lives_ok($$SELECT deliver.alter_queue('archive', archive_retention => '0')$$, 'archive_retention 0: no archive');
@@ -47,7 +76,8 @@ SELECT throws_ok(cmd, state, msg, cmd) FROM (VALUES
      format('archive_retention must be between %s and %s', interval '0', interval '3650 days')),
     ($$SELECT * FROM deliver.archived('archive', 0)$$, '22023', 'max_messages must be at least 1'),
     ($$SELECT * FROM deliver.archived('archive', NULL)$$, '22004', 'max_messages must not be NULL'),
-    ($$SELECT * FROM deliver.archived('archive_missing')$$, '42704', 'queue "archive_missing" does not exist'))
+    ($$SELECT * FROM deliver.archived('archive_missing')$$, '42704', 'queue "archive_missing" does not exist'),
+    ($$SELECT * FROM deliver.replay_archive('archive', 'audit')$$, '55000', 'queue "archive" keeps no archive'))
     AS t(cmd, state, msg);
 
 -- archived() is for every role (it checks the right to receive itself)

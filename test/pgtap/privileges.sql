@@ -2,7 +2,7 @@
 -- (grant_queue / revoke_queue); administration is not for PUBLIC; no role
 -- but the owner touches deliver's tables.
 \ir ../helpers.psql
-SELECT plan(198);
+SELECT plan(200);
 
 CREATE ROLE regress_deliver_nobody;
 CREATE ROLE regress_deliver_sender;
@@ -50,7 +50,8 @@ SELECT is(has_function_privilege('regress_deliver_nobody', f, 'EXECUTE'), public
     ('deliver.set_consumer_group_rate(text, text, double precision, int)', false),
     ('deliver.set_fifo_key_limit(text, int)', false),
     ('deliver.delete_message(text, bigint)', false),
-    ('deliver.reset_consumer_group(text, text, text)', false)) AS t(f, public);
+    ('deliver.reset_consumer_group(text, text, text)', false),
+    ('deliver.replay_archive(text, text, timestamptz, bigint, int)', false)) AS t(f, public);
 SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
                    WHERE p.pronamespace = 'deliver'::regnamespace AND p.prosecdef
                      AND has_function_privilege('regress_deliver_nobody', p.oid, 'EXECUTE')$$,
@@ -90,6 +91,7 @@ SELECT throws_ok(cmd, '42501', msg, 'without grants: ' || regexp_replace(cmd, '\
     ($$SELECT deliver.set_fifo_key_limit('priv', 2)$$, 'permission denied for function set_fifo_key_limit'),
     ($$SELECT deliver.delete_message('priv', 1)$$, 'permission denied for function delete_message'),
     ($$SELECT deliver.reset_consumer_group('priv', 'default', 'latest')$$, 'permission denied for function reset_consumer_group'),
+    ($$SELECT * FROM deliver.replay_archive('priv', 'default')$$, 'permission denied for function replay_archive'),
     ($$SELECT deliver.create_queue('priv_mine')$$, 'permission denied for function create_queue'),
     ($$SELECT deliver.drop_queue('priv')$$, 'permission denied for function drop_queue'),
     ($$SELECT deliver.purge_queue('priv')$$, 'permission denied for function purge_queue'),

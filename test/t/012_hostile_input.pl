@@ -273,6 +273,17 @@ my @catalogue = (
 	[ 'number', q{SELECT deliver.reset_consumer_group('h', 'g2', 'soon')}, '22023' ],
 	[ 'huge', q{SELECT deliver.reset_consumer_group('h', 'g2', repeat('9', 100000))}, '22023' ],
 	[ 'invalid UTF-8', q{SELECT deliver.reset_consumer_group('h', 'g2', convert_from('\xff'::bytea, 'UTF8'))}, '22021' ],
+	# replay_archive
+	[ 'NULL', q{SELECT * FROM deliver.replay_archive('h', NULL)}, '22004' ],
+	[ 'NULL', q{SELECT * FROM deliver.replay_archive(NULL, 'g2')}, '22004' ],
+	[ 'NULL', q{SELECT * FROM deliver.replay_archive('h', 'g2', after_id => NULL)}, '22004' ],
+	[ 'NULL', q{SELECT * FROM deliver.replay_archive('h', 'g2', max_messages => NULL)}, '22004' ],
+	[ 'name', q{SELECT * FROM deliver.replay_archive('h', 'x''; DROP TABLE deliver.queue; --')}, '42704' ],
+	[ 'name', qq{SELECT * FROM deliver.replay_archive('h', '$name200')}, '42704' ],
+	[ 'number', q{SELECT * FROM deliver.replay_archive('h', 'g2', max_messages => 0)}, '22023' ],
+	[ 'number', q{SELECT * FROM deliver.replay_archive('h', 'g2', max_messages => 2147483647)}, '22023' ],
+	[ 'number', q{SELECT * FROM deliver.replay_archive('h', 'g2', after_id => -9223372036854775808)}, '55000' ],
+	[ 'archive', q{SELECT * FROM deliver.replay_archive('h', 'g2', since => '-infinity')}, '55000' ],
 	[ 'no grant', q{SELECT deliver.reset_consumer_group('h', 'g2', 'latest')}, '42501', 'stranger' ],
 	# UTF-8: a nack's error cut to the limit on a character boundary
 	[ 'invalid UTF-8', qq{SELECT deliver.nack('h', $d_h, repeat('é', 100), '1 hour')}, 'ok' ],

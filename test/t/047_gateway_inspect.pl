@@ -1,6 +1,7 @@
 # deliverd routes of inspection: nack to the dead letters ({"dead_letter":
 # true}), redrive to another queue ({"to_queue": ...}) and DELETE
-# /v1/queues/{queue}/messages/{message_id}: success, bad input, rights.
+# /v1/queues/{queue}/messages/{message_id}, reset and replay of a group:
+# success, bad input, rights.
 use strict;
 use warnings;
 use FindBin;
@@ -128,6 +129,47 @@ is($st, 405, 'GET on reset: 405');
 ($st, $b) = req('POST', '/v1/queues/iseek/groups/default/rewind', token => $admin, body => {});
 is($st, 404, 'another action on a group: 404');
 
+# POST .../groups/{group}/replay: the archive sent again to one group.  The
+# archive is filled here as maintenance fills it when it truncates a segment
+# (pgTAP archive.sql goes through maintenance).
+$node->safe_psql('postgres', q{
+    SELECT deliver.create_queue('ireplay');
+    SELECT deliver.create_consumer_group('ireplay', 'audit');
+    SELECT deliver.grant_queue('ireplay', 'app_reader', 'receive');
+});
+($st, $b) = req('POST', '/v1/queues/ireplay/groups/audit/replay', token => $admin, body => {});
+is($st, 409, 'replay of a queue that keeps no archive: 409');
+is(ref $b eq 'HASH' ? $b->{sqlstate} : '', '55000', 'sqlstate 55000');
+$node->safe_psql('postgres', q{
+    SELECT deliver.alter_queue('ireplay', archive_retention => '1 day');
+    DO $$ BEGIN
+        EXECUTE format('INSERT INTO deliver.%I (message_id, enqueued_at, ordering_key, payload) '
+                       'VALUES (7, now() - interval ''1 hour'', ''k'', ''{"n": 7}''), (8, now(), NULL, ''{"n": 8}'')',
+                       (SELECT format('q%s_archive', queue_id) FROM deliver.queue WHERE queue_name = 'ireplay'));
+    END $$;
+});
+($st, $b) = req('POST', '/v1/queues/ireplay/groups/audit/replay', token => $admin, body => { max_messages => 1 });
+is($st, 200, 'replay: 200');
+is(ref $b eq 'HASH' ? "$b->{replayed}/$b->{last_id}" : '', '1/7', 'one message replayed, the last id as a string');
+($st, $b) = req('POST', '/v1/queues/ireplay/groups/audit/replay', token => $admin,
+	body => { after_id => '7', since => time() - 7200 });
+is(ref $b eq 'HASH' ? "$b->{replayed}/$b->{last_id}" : '', '1/8', 'going on after_id 7 (a Unix time as since)');
+($st, $b) = req('POST', '/v1/queues/ireplay/groups/audit/replay', token => $admin, body => { after_id => 8 });
+is(ref $b eq 'HASH' && $b->{replayed} == 0 && !defined $b->{last_id} ? 'none' : 'some', 'none',
+	'nothing after the last: last_id null');
+($st, $b) = req('POST', '/v1/queues/ireplay/receive?max=10&group=audit', token => $reader);
+is(ref $b eq 'ARRAY' ? join(',', map { $_->{payload}{n} } @$b) : '', '7,8', 'the group receives the replayed messages');
+($st, $b) = req('POST', '/v1/queues/ireplay/receive?max=10', token => $reader);
+is(ref $b eq 'ARRAY' ? scalar(@$b) : -1, 0, 'the default group gets nothing');
+($st, $b) = req('POST', '/v1/queues/ireplay/groups/audit/replay', token => $admin, body => { since => '2000-01-01' });
+is($st, 422, 'since older than the archive keeps: 422');
+($st, $b) = req('POST', '/v1/queues/ireplay/groups/audit/replay', token => $admin, body => { max_messages => 0 });
+is($st, 422, 'max_messages 0: 422');
+($st, $b) = req('POST', '/v1/queues/ireplay/groups/nobody/replay', token => $admin, body => {});
+is($st, 404, 'replay to an unknown group: 404');
+($st, $b) = req('POST', '/v1/queues/ireplay/groups/audit/replay', token => $reader, body => {});
+is($st, 403, 'as a role without EXECUTE on replay_archive: 403');
+
 # described in openapi.json
 ($st, $b) = req('GET', '/openapi.json');
 ok(ref $b eq 'HASH' && $b->{paths}{'/v1/queues/{queue}/messages/{message_id}'}{delete},
@@ -137,6 +179,8 @@ ok(ref $b eq 'HASH'
 	'and redrive\'s to_queue');
 ok(ref $b eq 'HASH' && $b->{paths}{'/v1/queues/{queue}/groups/{group}/reset'}{post},
 	'and POST /v1/queues/{queue}/groups/{group}/reset');
+ok(ref $b eq 'HASH' && $b->{paths}{'/v1/queues/{queue}/groups/{group}/replay'}{post},
+	'and POST /v1/queues/{queue}/groups/{group}/replay');
 
 gw_stop($gw);
 is(gw_sanitizer_reports($gw), '', 'no sanitizer report');
