@@ -2,7 +2,33 @@
 # pgbench runs against the benchmark cluster, shared by bench/*.sh
 # (sourced after bench/cluster.sh and bench_cluster_start): one custom
 # script per case, latencies from pgbench's per-transaction log.
-# Needs: work, port, clients, duration.
+# pgbench_setup NAME DEFAULT_PORT ARGS...: the options of bench/NAME.sh
+# ([--duration S] [--clients N] [--rounds R] [--port P]) into duration,
+# clients, rounds, port and cmd (the command line to quote in a report);
+# then builds and installs deliver and starts the cluster (stopped and
+# removed on exit) with the extension created; q runs psql there.
+pgbench_setup() {
+    local name=$1
+    duration=10 clients=4 rounds=2 port=$2
+    shift 2
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --duration) duration=$2; shift 2 ;;
+            --clients) clients=$2; shift 2 ;;
+            --port) port=$2; shift 2 ;;
+            --rounds) rounds=$2; shift 2 ;;
+            *) echo "usage: bench/$name.sh [--duration S] [--clients N] [--rounds R] [--port P]" >&2; exit 2 ;;
+        esac
+    done
+    cmd="bash bench/$name.sh --duration $duration --clients $clients --rounds $rounds"
+    build_and_install
+    trap 'bench_cluster_stop; [[ -z ${work:-} ]] || rm -rf "$work"' EXIT
+    bench_cluster_start "$port" "shared_buffers = 512MB" "max_connections = 50"
+    q -c 'CREATE EXTENSION deliver'
+}
+q() { as_pg "$pgbin/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$work" -p "$port" -d bench "$@"; }
+
+# The cases below need: work, port, clients, duration (pgbench_setup).
 
 # pgbench_case NAME KEYS SQL: run SQL (one or more statements, each its
 # own transaction; :k is a random 1..KEYS) with $clients clients for

@@ -18,26 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/cluster.sh   # pgbin, as_pg, build_and_install, the cluster
 source bench/pgbench.sh   # pgbench_case
-duration=10
-clients=4
-rounds=2
-port=${DELIVER_ROUTING_PORT:-55496}
-while [[ $# -gt 0 ]]; do
-    case $1 in
-        --duration) duration=$2; shift 2 ;;
-        --clients) clients=$2; shift 2 ;;
-        --port) port=$2; shift 2 ;;
-        --rounds) rounds=$2; shift 2 ;;
-        *) echo "usage: bench/routing.sh [--duration S] [--clients N] [--rounds R] [--port P]" >&2; exit 2 ;;
-    esac
-done
-cmd="bash bench/routing.sh --duration $duration --clients $clients --rounds $rounds"
-
-build_and_install
-trap 'bench_cluster_stop; [[ -z ${work:-} ]] || rm -rf "$work"' EXIT
-bench_cluster_start "$port" "shared_buffers = 512MB" "max_connections = 50"
-q() { as_pg "$pgbin/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$work" -p "$port" -d bench "$@"; }
-q -c 'CREATE EXTENSION deliver'
+pgbench_setup routing "${DELIVER_ROUTING_PORT:-55496}" "$@"
 q -c "SELECT count(deliver.create_queue(format('rq%s', i))) FROM generate_series(1, 100) i" >/dev/null
 
 # bindings N: N bindings over the 100 queues (the others removed),

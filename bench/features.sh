@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# bench/features.sh: what each optional feature costs when it is used.  On
+# a throwaway durable cluster, pgbench (4 clients) runs one message's whole
+# life per script: a send, then a receive of one message and its ack (two
+# durable transactions), against a queue of each kind:
+#   plain         at-least-once queue, nothing optional (the baseline)
+#   expires_at    the same, each send with expires_at (an hour ahead)
+#   message_ttl   a queue with message_ttl 1 hour
+#   max_depth     a queue with max_depth 1,000,000,000 (overflow reject)
+#   backlog       plain, with a second consumer group that never receives
+#                 and 100,000 messages waiting for it (a slow consumer)
+#   max_depth_backlog  the same with max_depth 1,000,000,000: the depth
+#                 a send checks is that group's
+#   drop_oldest   the same with overflow drop_oldest
+#   rate_limit    its group limited to 1,000,000 msgs/s (never reached)
+#   fifo          a FIFO queue, 1,000 ordering keys, one in flight per key
+#   fifo_limit_4  the same with set_fifo_key_limit 4
+# Rounds run the cases in turn, so noise on the machine spreads over all.
+# Per case: scripts per second, the script's p50 and p99 (pgbench's log),
+# and the server's CPU microseconds per script (bench/cpu.sh), the figure
+# that noise moves least.  Topic routing has its own: bench/routing.sh.
+#
+#   bench/features.sh [--duration S] [--clients N] [--rounds R] [--port P]
+#
+# Prints a table and writes bench/results/<date>-features.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/cluster.sh   # pgbin, as_pg, build_and_install, the cluster
+source bench/pgbench.sh   # pgbench_case
+source bench/cpu.sh       # instance_ticks, us_per_msg
+pgbench_setup features "${DELIVER_FEATURES_PORT:-55497}" "$@"
+q -c "SELECT deliver.create_queue('f_plain')" \
+  -c "SELECT deliver.create_queue('f_ttl', message_ttl => '1 hour')" \
+  -c "SELECT deliver.create_queue('f_depth', max_depth => 1000000000)" \
+  -c "SELECT deliver.create_queue('f_drop', max_depth => 1000000000, overflow => 'drop_oldest')" \
+  -c "SELECT deliver.create_queue('f_rate')" \
+  -c "SELECT deliver.set_consumer_group_rate('f_rate', 'default', 1000000)" \
+  -c "SELECT deliver.create_queue('f_fifo', fifo => true)" \
+  -c "SELECT deliver.create_queue('f_fifo4', fifo => true)" \
+  -c "SELECT deliver.set_fifo_key_limit('f_fifo4', 4)" \
+  -c "SELECT deliver.create_queue('f_backlog')" \
+  -c "SELECT deliver.create_consumer_group('f_backlog', 'idle')" \
+  -c "SELECT deliver.create_queue('f_depth_b', max_depth => 1000000000)" \
+  -c "SELECT deliver.create_consumer_group('f_depth_b', 'idle')" >/dev/null
+for qn in f_backlog f_depth_b; do
+    for _ in $(seq 1 100); do
+        q -c "SELECT cardinality(deliver.send_batch('$qn', array_agg('{\"pad\": \"backlog\"}'::jsonb))) FROM generate_series(1, 1000)" >/dev/null
+    done
+    # the default group takes its share: only 'idle' keeps the 100,000
+    while [[ $(q -c "SELECT count(deliver.ack('$qn', delivery_id)) FROM deliver.receive('$qn', 1000)") != 0 ]]; do :; done
+done
+
+payload="'{\"order\": 1, \"pad\": \"$(printf 'x%.0s' {1..80})\"}'"
+# cycle QUEUE [SEND ARGUMENTS]: the script of one message's life
+cycle() {
+    printf '%s\n%s\n' \
+        "SELECT deliver.send('$1', $payload${2:+, $2});" \
+        "SELECT deliver.ack('$1', delivery_id) FROM deliver.receive('$1', 1);"
+}
+cases=(plain expires_at message_ttl max_depth drop_oldest rate_limit fifo fifo_limit_4 backlog max_depth_backlog)
+script_of() {
+    case $1 in
+        plain) cycle f_plain ;;
+        expires_at) cycle f_plain "expires_at => now() + interval '1 hour'" ;;
+        message_ttl) cycle f_ttl ;;
+        max_depth) cycle f_depth ;;
+        drop_oldest) cycle f_drop ;;
+        rate_limit) cycle f_rate ;;
+        fifo) cycle f_fifo "ordering_key => 'k' || :k" ;;
+        fifo_limit_4) cycle f_fifo4 "ordering_key => 'k' || :k" ;;
+        backlog) cycle f_backlog ;;
+        max_depth_backlog) cycle f_depth_b ;;
+    esac
+}
+declare -A res
+for r in $(seq 1 "$rounds"); do
+    for c in "${cases[@]}"; do
+        t0=$(instance_ticks "$pgdata")
+        out=$(pgbench_case "$c" 1000 "$(script_of "$c")")
+        t1=$(instance_ticks "$pgdata")
+        read -r tps p50 p99 <<<"$out"
+        cpu=$(us_per_msg $((t1 - t0)) "$(awk -v t="$tps" -v d="$duration" 'BEGIN { printf "%d", t * d }')")
+        res[$c.$r]="$tps $p50 $p99 $cpu"
+        printf 'round %s %-13s %6s scripts/s  p50 %7s ms  p99 %7s ms  CPU %6s us/script\n' "$r" "$c" "$tps" "$p50" "$p99" "$cpu"
+    done
+done
+left=$(q -c "SELECT string_agg(format('%s %s', queue_name, depth), ', ') FROM deliver.metrics() WHERE depth > 0 AND consumer_group <> 'idle'")
+
+stamp=$(date -u +%Y-%m-%d-%H%M)
+out=bench/results/$stamp-features.md
+{
+    echo "# What each feature costs when used, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "Command: \`$cmd\`; $(nproc) cores, PostgreSQL"
+    echo "$(q -c 'SHOW server_version' | cut -d' ' -f1), fsync on, synchronous_commit on; deliver $(git rev-parse --short HEAD)."
+    echo "One script = one message's life: a send, then a receive of one message and its"
+    echo "ack (two durable transactions); $clients pgbench clients, ${duration} s per case, cases in turn"
+    echo "within each round. CPU = the server's CPU microseconds per script (every"
+    echo "process of the instance, from /proc), the figure noise on the machine moves least."
+    echo
+    echo "| case | round | scripts/s | p50 ms | p99 ms | server CPU µs/script | CPU vs plain |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    for c in "${cases[@]}"; do
+        for r in $(seq 1 "$rounds"); do
+            read -r tps p50 p99 cpu <<<"${res[$c.$r]}"
+            read -r _ _ _ base <<<"${res[plain.$r]}"
+            printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$c" "$r" "$tps" "$p50" "$p99" "$cpu" \
+                "$(awk -v a="$cpu" -v b="$base" 'BEGIN { if (b + 0 > 0 && a + 0 > 0) printf "%.2f", a / b; else print "-" }')"
+        done
+    done
+    echo
+    echo "backlog and max_depth_backlog: 100,000 messages (and every one sent since) wait for a second group that never receives."
+    echo
+    echo "Queues left with messages at the end (a receive may find the message of a send"
+    echo "still in flight elsewhere empty-handed): ${left:-none}."
+} >"$out"
+cat "$out"
+echo "features: wrote $out"
