@@ -50,6 +50,14 @@ typedef struct GroupLive
 } GroupLive;
 
 /*
+ * Where this backend last found a group's shared entry (by group id, for
+ * group_depth_fits; checked under the entry's lock).
+ */
+#define DEPTH_MAP_SIZE 64
+static int32 depth_map_group[DEPTH_MAP_SIZE];
+static int32 depth_map_gidx[DEPTH_MAP_SIZE];
+
+/*
  * A consumer group's live state (metrics).  backlog counts the messages its
  * cursor has not reached yet: a scan of them, made on copies of the
  * cursor's state after the group's lock is released, so that receives and
@@ -70,6 +78,18 @@ group_live_state(QueueInfo *q, int32 group_id, GroupLive *out, int64 stop)
 	bool		ex;
 
 	memset(out, 0, sizeof(*out));
+	{
+		/*
+		 * Read before the count: a send counted here committed before it,
+		 * so the count sees its messages (the max_depth estimate relies on
+		 * that: see group_depth_fits).
+		 */
+		QueueEntry *qs = &deliver_queues[q->queue_idx];
+
+		SpinLockAcquire(&qs->mutex);
+		out->sent_total = qs->sent_total;
+		SpinLockRelease(&qs->mutex);
+	}
 	memset(&c, 0, sizeof(c));
 	c.q = q;
 	c.group_id = group_id;
@@ -96,12 +116,20 @@ group_live_state(QueueInfo *q, int32 group_id, GroupLive *out, int64 stop)
 	out->blocked = gs->blocked.count;
 	out->acked_total = gs->acked_total;
 	out->dead_total = gs->dead_total;
+
+	/*
+	 * The snapshot of the count is taken before the lock is released: a
+	 * finish the count does not see is then one of a message it counts
+	 * (in a list of the group) or one not counted in acked_total and
+	 * dead_total yet (they move under this lock), as the max_depth
+	 * estimate needs.
+	 */
+	dsnap_latest(now_snap);
+	c.snap = RegisterSnapshot(GetLatestSnapshot());
 	LWLockRelease(&gs->lock);
 
 	/* the rest of the open window, then everything committed since */
 	c.gs = &copy;
-	dsnap_latest(now_snap);
-	c.snap = RegisterSnapshot(GetLatestSnapshot());
 	if (copy.in_window)
 	{
 		c.count_after = true;
@@ -121,13 +149,86 @@ group_live_state(QueueInfo *q, int32 group_id, GroupLive *out, int64 stop)
 	out->backlog = c.counted;
 	if (c.oldest != 0 && (out->oldest == 0 || c.oldest < out->oldest))
 		out->oldest = c.oldest;
-	{
-		QueueEntry *qs = &deliver_queues[q->queue_idx];
 
-		SpinLockAcquire(&qs->mutex);
-		out->sent_total = qs->sent_total;
-		SpinLockRelease(&qs->mutex);
+	/*
+	 * A complete count: keep it for max_depth's estimate, unless the group
+	 * recovered meanwhile (its counters and cursor were made again).
+	 */
+	if (c.count_stop == 0 || c.counted < c.count_stop)
+	{
+		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
+		if (gs->group_id == group_id && gs->queue_idx == q->queue_idx &&
+			gs->recovered && gs->boot_gen == copy.boot_gen)
+		{
+			gs->depth_unfinished = out->backlog + out->in_flight + out->ready + out->blocked;
+			gs->depth_sent = out->sent_total;
+			gs->depth_finished = out->acked_total + out->dead_total;
+			gs->depth_boot_gen = copy.boot_gen;
+			gs->depth_valid = true;
+			depth_map_group[(uint32) group_id % DEPTH_MAP_SIZE] = group_id;
+			depth_map_gidx[(uint32) group_id % DEPTH_MAP_SIZE] = c.gidx;
+		}
+		LWLockRelease(&gs->lock);
 	}
+}
+
+/*
+ * max_depth without a count: whether n more messages surely fit under
+ * limit in the group, from its last exact count (group_live_state) and
+ * what was sent and finished since.  The estimate is an upper bound of the
+ * group's depth:
+ *
+ *	unfinished then + sent since - finished since
+ *
+ * where unfinished counts the messages in flight too (their acks lower the
+ * estimate), sent since counts the queue's committed sends (sent_total
+ * moves at commit, after the messages are visible; sends to another group
+ * only raise the estimate) and finished since counts committed acks and
+ * dead-letter moves (acked_total and dead_total move at commit, under the
+ * group's lock).  Finishes those counters miss (at-most-once receives,
+ * deletes of messages not reached yet) only keep the estimate high until
+ * the next count.  False (count, please) when there is no valid count.
+ */
+bool
+group_depth_fits(QueueInfo *q, int32 group_id, int64 n, int64 limit)
+{
+	int			slot = (int) ((uint32) group_id % DEPTH_MAP_SIZE);
+	QueueEntry *qs = &deliver_queues[q->queue_idx];
+	GroupEntry *gs;
+	int64		sent = 0;
+	bool		fits = false;
+
+	if (depth_map_group[slot] != group_id)
+	{
+		/* look for its entry (checked under its lock below) */
+		int			i;
+
+		for (i = 0; i < deliver_max_groups; i++)
+			if (deliver_groups[i].group_id == group_id &&
+				deliver_groups[i].queue_idx == q->queue_idx)
+				break;
+		if (i == deliver_max_groups)
+			return false;
+		depth_map_group[slot] = group_id;
+		depth_map_gidx[slot] = i;
+	}
+	gs = &deliver_groups[depth_map_gidx[slot]];
+	LWLockAcquire(&gs->lock, LW_SHARED);
+	if (gs->group_id == group_id && gs->queue_idx == q->queue_idx &&
+		gs->recovered && gs->depth_valid && gs->boot_gen == gs->depth_boot_gen)
+	{
+		int64		finished = gs->acked_total + gs->dead_total;
+
+		/* (read after the finishes: a message finished is counted sent) */
+		SpinLockAcquire(&qs->mutex);
+		sent = qs->sent_total;
+		SpinLockRelease(&qs->mutex);
+		if (sent >= gs->depth_sent && finished >= gs->depth_finished)
+			fits = gs->depth_unfinished + (sent - gs->depth_sent) -
+				(finished - gs->depth_finished) + n <= limit;
+	}
+	LWLockRelease(&gs->lock);
+	return fits;
 }
 
 /*

@@ -294,5 +294,6 @@ group_recover(QueueInfo *q, GroupEntry *gs, int gidx)
 	gs->horizon_txid = dsnap_next_txid();
 	gs->boot_gen++;
 	gs->next_expiry = 0;
+	gs->depth_valid = false;	/* max_depth: count again (metrics.c) */
 	gs->recovered = true;
 }

@@ -115,6 +115,7 @@ deliver_group_entry(int32 group_id, int32 queue_idx)
 		gs->ready_list = gs->leased;
 		gs->blocked = gs->leased;
 		gs->delivered_total = gs->acked_total = gs->dead_total = 0;
+		gs->depth_valid = false;
 		gs->last_receive = GetCurrentTimestamp();
 		flow_entry_init(gs);
 		LWLockRelease(&gs->lock);

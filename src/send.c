@@ -142,6 +142,8 @@ make_room(QueueInfo *q, int n)
 	{
 		int32		gid = q->groups[i].group_id;
 
+		if (group_depth_fits(q, gid, n, q->max_depth))
+			continue;			/* far from the limit: no count */
 		for (;;)
 		{
 			int64		d = group_depth(q, gid, q->max_depth + 1);
@@ -171,8 +173,24 @@ check_depth(QueueInfo *q, int n)
 		return;
 	if ((int64) n <= q->max_depth)
 	{
-		/* (counted up to one over the limit: exact when not over it) */
-		depth = queue_depth(q, q->max_depth + 1);
+		int			i;
+
+		/*
+		 * Each group's estimate first (an upper bound of its depth, no
+		 * count); the groups it cannot clear are counted, up to one over
+		 * the limit: exact when not over it.
+		 */
+		for (i = 0; i < q->ngroups && depth <= q->max_depth; i++)
+		{
+			int32		gid = q->groups[i].group_id;
+			int64		d;
+
+			if (group_depth_fits(q, gid, n, q->max_depth))
+				continue;
+			d = group_depth(q, gid, q->max_depth + 1);
+			if (d > depth)
+				depth = d;
+		}
 		if (depth + n <= q->max_depth)
 			return;
 	}

@@ -9,5 +9,6 @@
 
 extern int64 queue_depth(QueueInfo *q, int64 stop);
 extern int64 group_depth(QueueInfo *q, int32 group_id, int64 stop);
+extern bool group_depth_fits(QueueInfo *q, int32 group_id, int64 n, int64 limit);
 
 #endif							/* DELIVER_METRICS_H */

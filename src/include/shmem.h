@@ -125,6 +125,20 @@ typedef struct GroupEntry
 	int64		acked_total;
 	int64		dead_total;
 
+	/*
+	 * max_depth (metrics.c): the last exact count of the group, so that a
+	 * send far from the limit needs none.  unfinished counts backlog,
+	 * ready, blocked and in flight; sent is the queue's sent_total read
+	 * before that count, finished acked_total + dead_total read with it.
+	 * Valid while depth_valid and the group has not recovered since
+	 * (depth_boot_gen).
+	 */
+	bool		depth_valid;
+	uint32		depth_boot_gen;
+	int64		depth_unfinished;
+	int64		depth_sent;
+	int64		depth_finished;
+
 	/* flow control (flow.c): FLOW_OFF unless paused or rate-limited */
 	uint8		flow;
 	uint32		flow_gen;		/* bumped by each change (flow_changed) */
