@@ -16,28 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/cluster.sh   # pgbin, as_pg, build_and_install, the cluster
 source bench/pgbench.sh   # pgbench_case
-duration=10
-clients=4
-rounds=2
 backlog=500000
-port=${DELIVER_DEPTH_PORT:-55497}
-while [[ $# -gt 0 ]]; do
-    case $1 in
-        --duration) duration=$2; shift 2 ;;
-        --clients) clients=$2; shift 2 ;;
-        --port) port=$2; shift 2 ;;
-        --rounds) rounds=$2; shift 2 ;;
-        --backlog) backlog=$2; shift 2 ;;
-        *) echo "usage: bench/depth.sh [--duration S] [--clients N] [--rounds R] [--backlog N] [--port P]" >&2; exit 2 ;;
-    esac
-done
-cmd="bash bench/depth.sh --duration $duration --clients $clients --rounds $rounds --backlog $backlog"
-
-build_and_install
-trap 'bench_cluster_stop; [[ -z ${work:-} ]] || rm -rf "$work"' EXIT
-bench_cluster_start "$port" "shared_buffers = 512MB" "max_connections = 50"
-q() { as_pg "$pgbin/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$work" -p "$port" -d bench "$@"; }
-q -c 'CREATE EXTENSION deliver'
+pgbench_setup depth "${DELIVER_DEPTH_PORT:-55498}" "$@"
 q -c "SELECT deliver.create_queue('dnone')" \
   -c "SELECT deliver.create_queue('dfar', max_depth => 1000000000000)" \
   -c "SELECT deliver.create_queue('dfull', max_depth => $backlog)" >/dev/null

@@ -3,8 +3,10 @@
 # (sourced after bench/cluster.sh and bench_cluster_start): one custom
 # script per case, latencies from pgbench's per-transaction log.
 # pgbench_setup NAME DEFAULT_PORT ARGS...: the options of bench/NAME.sh
-# ([--duration S] [--clients N] [--rounds R] [--port P]) into duration,
-# clients, rounds, port and cmd (the command line to quote in a report);
+# ([--duration S] [--clients N] [--rounds R] [--port P], and for those
+# that fill a backlog [--backlog N]) into duration, clients, rounds, port,
+# backlog (${backlog:-its default}) and cmd (the command line to quote in
+# a report);
 # then builds and installs deliver and starts the cluster (stopped and
 # removed on exit) with the extension created; q runs psql there.
 pgbench_setup() {
@@ -17,10 +19,12 @@ pgbench_setup() {
             --clients) clients=$2; shift 2 ;;
             --port) port=$2; shift 2 ;;
             --rounds) rounds=$2; shift 2 ;;
-            *) echo "usage: bench/$name.sh [--duration S] [--clients N] [--rounds R] [--port P]" >&2; exit 2 ;;
+            --backlog) [[ -n ${backlog:-} ]] || { echo "bench/$name.sh has no --backlog" >&2; exit 2; }
+                       backlog=$2; shift 2 ;;
+            *) echo "usage: bench/$name.sh [--duration S] [--clients N] [--rounds R] [--port P]${backlog:+ [--backlog N]}" >&2; exit 2 ;;
         esac
     done
-    cmd="bash bench/$name.sh --duration $duration --clients $clients --rounds $rounds"
+    cmd="bash bench/$name.sh --duration $duration --clients $clients --rounds $rounds${backlog:+ --backlog $backlog}"
     build_and_install
     trap 'bench_cluster_stop; [[ -z ${work:-} ]] || rm -rf "$work"' EXIT
     bench_cluster_start "$port" "shared_buffers = 512MB" "max_connections = 50"
