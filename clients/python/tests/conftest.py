@@ -198,3 +198,16 @@ def children() -> Iterator[Callable[..., Child]]:
     yield start
     for c in started:
         c.kill()
+
+
+def put_in_archive(queue: str) -> None:
+    """Two messages in the queue's archive (ids 7 and 8, the first an hour
+    old with key "k" and headers), as maintenance would have left them."""
+    table = sql(
+        "SELECT format('deliver.%%I', format('q%%s_archive', queue_id)) FROM deliver.queue WHERE queue_name = %s",
+        queue,
+    )[0][0]
+    sql(
+        f"INSERT INTO {table} (message_id, enqueued_at, ordering_key, headers, payload) VALUES "
+        """(7, now() - interval '1 hour', 'k', '{"h": 1}', '{"n": 7}'), (8, now(), NULL, NULL, '{"n": 8}')"""
+    )

@@ -11,7 +11,7 @@ from typing import Callable
 
 import psycopg
 import pytest
-from conftest import DSN, ROLE, unique
+from conftest import DSN, ROLE, put_in_archive, unique
 
 import deliver
 
@@ -250,3 +250,36 @@ def test_reset_consumer_group(client: deliver.Client, make_queue: Callable[..., 
     assert e.value.sqlstate == "22023"
     with pytest.raises(ValueError):
         client.reset_consumer_group(q, "default", datetime.now())
+
+
+def test_replay_archive(client: deliver.Client, make_queue: Callable[..., str]) -> None:
+    q = make_queue()
+    client.alter_queue(q, archive_retention="1 day")
+    client.create_consumer_group(q, "audit")
+    put_in_archive(q)
+    first = client.replay_archive(q, "audit", max_messages=1)
+    assert first == deliver.Replayed(replayed=1, last_id=7)
+    second = client.replay_archive(
+        q, "audit", since=datetime.now().astimezone() - timedelta(hours=2), after_id=first.last_id
+    )
+    assert second == deliver.Replayed(1, 8)
+    assert client.replay_archive(q, "audit", after_id=8) == deliver.Replayed(0, None)
+    got = client.receive(q, 10, consumer_group="audit")
+    assert [m.payload for m in got] == [{"n": 7}, {"n": 8}]
+    assert (got[0].ordering_key, got[0].headers, got[0].attempt) == ("k", {"h": 1}, 1)
+    assert got[0].enqueued_at < datetime.now().astimezone() - timedelta(minutes=30)
+    assert client.receive(q, 10) == [], "the other groups get nothing"
+    with pytest.raises(deliver.InvalidInput) as e:
+        client.replay_archive(q, "audit", max_messages=0)
+    assert e.value.sqlstate == "22023"
+    with pytest.raises(deliver.InvalidInput) as e:
+        client.replay_archive(q, "audit", since=datetime.now().astimezone() - timedelta(days=2))
+    assert e.value.sqlstate == "22023"
+    with pytest.raises(deliver.QueueNotFound):
+        client.replay_archive(q, "nobody")
+    with pytest.raises(TypeError):
+        client.replay_archive(q, "audit", after_id="7")  # type: ignore[arg-type]
+    plain = make_queue()
+    with pytest.raises(deliver.NotCurrent) as not_current:
+        client.replay_archive(plain, "default")
+    assert not_current.value.sqlstate == "55000"

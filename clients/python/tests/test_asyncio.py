@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import psycopg
 import pytest
-from conftest import DSN, ROLE, Child, drop_queue_retrying, sql, unique
+from conftest import DSN, ROLE, Child, drop_queue_retrying, put_in_archive, sql, unique
 
 import deliver
 
@@ -456,5 +456,26 @@ def test_reset_consumer_group() -> None:
             await c.reset_consumer_group(q, "default", "earliest")
             assert [m.message_id for m in await c.receive(q, 10)] == [first]
             await c.drop_queue(q)
+
+    run(main())
+
+
+def test_replay_archive() -> None:
+    async def main() -> None:
+        async with await deliver.AsyncClient.connect(DSN) as c:
+            q = unique("aq")
+            await c.create_queue(q)
+            await c.alter_queue(q, archive_retention="1 day")
+            await c.create_consumer_group(q, "audit")
+            put_in_archive(q)
+            assert await c.replay_archive(q, "audit") == deliver.Replayed(2, 8)
+            got = await c.receive(q, 10, consumer_group="audit")
+            assert [m.payload for m in got] == [{"n": 7}, {"n": 8}]
+            plain = unique("aq")
+            await c.create_queue(plain)
+            with pytest.raises(deliver.NotCurrent):
+                await c.replay_archive(plain, "default")
+            await c.drop_queue(q)
+            await c.drop_queue(plain)
 
     run(main())

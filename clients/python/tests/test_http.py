@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
 
 import pytest
-from conftest import HTTP_URL, JWT_SECRET, ROLE, unique, wait_until
+from conftest import HTTP_URL, JWT_SECRET, ROLE, put_in_archive, unique, wait_until
 
 import deliver
 
@@ -351,3 +351,29 @@ def test_reset_consumer_group(http: deliver.HttpClient, hq: Callable[..., str]) 
     assert http.receive(q, 10) == []
     with pytest.raises(deliver.QueueNotFound):
         http.reset_consumer_group(q, "nobody", "latest")
+
+
+def test_replay_archive(http: deliver.HttpClient, hq: Callable[..., str]) -> None:
+    q = hq()
+    http.alter_queue(q, archive_retention=86400)
+    http.create_consumer_group(q, "audit")
+    put_in_archive(q)
+    first = http.replay_archive(q, "audit", max_messages=1)
+    assert first == deliver.Replayed(1, 7)
+    second = http.replay_archive(
+        q, "audit", since=datetime.now(timezone.utc) - timedelta(hours=2), after_id=first.last_id
+    )
+    assert second == deliver.Replayed(1, 8)
+    assert http.replay_archive(q, "audit", after_id=8) == deliver.Replayed(0, None)
+    got = http.receive(q, 10, consumer_group="audit")
+    assert [m.payload for m in got] == [{"n": 7}, {"n": 8}]
+    assert (got[0].ordering_key, got[0].headers) == ("k", {"h": 1})
+    assert http.receive(q, 10) == []
+    with pytest.raises(deliver.InvalidInput):
+        http.replay_archive(q, "audit", max_messages=0)
+    with pytest.raises(deliver.QueueNotFound):
+        http.replay_archive(q, "nobody")
+    plain = hq()
+    with pytest.raises(deliver.NotCurrent) as e:
+        http.replay_archive(plain, "default")
+    assert e.value.sqlstate == "55000"

@@ -35,6 +35,8 @@ import type {
   QueueMetrics,
   ReceiveOptions,
   RedriveOptions,
+  ReplayArchiveOptions,
+  ReplayResult,
   SendBatchOptions,
   SendOptions,
 } from './types.js';
@@ -285,6 +287,17 @@ export class HttpClient implements QueueClient {
 
   async resetConsumerGroup(queue: string, group: string, to: GroupPosition): Promise<void> {
     await this.request('POST', `/v1/queues/${enc(queue)}/groups/${enc(group)}/reset`, { body: { to: positionText(to) } });
+  }
+
+  async replayArchive(queue: string, group: string, options: ReplayArchiveOptions = {}): Promise<ReplayResult> {
+    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/groups/${enc(group)}/replay`, {
+      body: {
+        since: timeText(options.since),
+        after_id: options.afterId === undefined ? undefined : idText(options.afterId),
+        max_messages: options.maxMessages,
+      },
+    })) as Row;
+    return { replayed: Number(r.replayed), lastId: maybeBigInt(r.last_id) };
   }
 
   async listConsumerGroups(queue: string): Promise<ConsumerGroupInfo[]> {

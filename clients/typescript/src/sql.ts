@@ -35,6 +35,8 @@ import type {
   QueueMetrics,
   ReceiveOptions,
   RedriveOptions,
+  ReplayArchiveOptions,
+  ReplayResult,
   SendBatchOptions,
   SendOptions,
 } from './types.js';
@@ -395,6 +397,21 @@ export class DeliverClient implements QueueClient {
    */
   async resetConsumerGroup(queue: string, group: string, to: GroupPosition): Promise<void> {
     await this.query('SELECT deliver.reset_consumer_group($1, $2, $3)', [queue, group, positionText(to)]);
+  }
+
+  /**
+   * Sends archived messages again, to this group only, as new messages (new ids,
+   * keeping their first time of sending, key, headers and payload), by id, at most
+   * `maxMessages` per call: call again with `afterId: lastId` until `replayed` is 0.
+   */
+  async replayArchive(queue: string, group: string, options: ReplayArchiveOptions = {}): Promise<ReplayResult> {
+    const rows = await this.query(
+      `SELECT replayed, last_id FROM deliver.replay_archive(queue_name => $1, consumer_group => $2,
+         since => $3::timestamptz, after_id => coalesce($4::bigint, 0), max_messages => coalesce($5::int, 100))`,
+      [queue, group, options.since ?? null, options.afterId === undefined ? null : idText(options.afterId),
+        options.maxMessages ?? null],
+    );
+    return { replayed: Number(rows[0]!.replayed), lastId: maybeBigInt(rows[0]!.last_id) };
   }
 
   async listConsumerGroups(queue: string): Promise<ConsumerGroupInfo[]> {

@@ -17,6 +17,22 @@ export type IdInput = bigint | string | number;
  */
 export type GroupPosition = 'earliest' | 'latest' | bigint | number | Date;
 
+/** Options of replayArchive: which archived messages, how many per call. */
+export interface ReplayArchiveOptions {
+  /** Only those first sent at or after this time (any by default; not before now minus archive_retention). */
+  since?: Date | null;
+  /** Only ids after this one (0 by default): the lastId of the call before. */
+  afterId?: IdInput;
+  /** At most this many per call (100 by default, 1 to deliver.max_batch_size). */
+  maxMessages?: number;
+}
+
+/** What replayArchive sent: how many, and the last id replayed (null when none). */
+export interface ReplayResult {
+  replayed: number;
+  lastId: bigint | null;
+}
+
 export type Guarantee = 'at_most_once' | 'at_least_once' | 'exactly_once';
 export type Privilege = 'send' | 'receive' | 'all';
 

@@ -2,8 +2,8 @@
 // push subscriptions over SQL.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { AlreadyExistsError, DeliverClient, InvalidParameterError, QueueNotFoundError } from '../dist/index.js';
-import { client, pool, sleep, uniqueName } from './helpers.js';
+import { AlreadyExistsError, DeliverClient, InvalidParameterError, NotCurrentError, QueueNotFoundError } from '../dist/index.js';
+import { client, pool, putInArchive, sleep, uniqueName } from './helpers.js';
 
 const role = process.env.DELIVER_TEST_ROLE || 'client_ts_app';
 let deliver;
@@ -290,5 +290,36 @@ describe('state', () => {
     assert.equal(await deliver.dropPushSubscription(name), true);
     await assert.rejects(deliver.dropPushSubscription(name), QueueNotFoundError);
     await deliver.dropQueue(q);
+  });
+});
+
+describe('replayArchive', () => {
+  it('archived messages sent again to one group, a page at a time; errors', async () => {
+    const q = uniqueName('replay');
+    await deliver.createQueue(q);
+    await deliver.alterQueue(q, { archiveRetention: '1 day' });
+    await deliver.createConsumerGroup(q, 'audit');
+    await putInArchive(deliver, q);
+    const first = await deliver.replayArchive(q, 'audit', { maxMessages: 1 });
+    assert.deepEqual(first, { replayed: 1, lastId: 7n });
+    const second = await deliver.replayArchive(q, 'audit', { afterId: first.lastId, since: new Date(Date.now() - 7200 * 1000) });
+    assert.deepEqual(second, { replayed: 1, lastId: 8n });
+    assert.deepEqual(await deliver.replayArchive(q, 'audit', { afterId: '8' }), { replayed: 0, lastId: null });
+    const got = await deliver.receive(q, { group: 'audit', max: 10 });
+    assert.deepEqual(got.map((m) => m.payload), [{ n: 7 }, { n: 8 }]);
+    assert.equal(got[0].orderingKey, 'k');
+    assert.deepEqual(got[0].headers, { h: 1 });
+    assert.equal(got[0].attempt, 1);
+    assert.ok(got[0].enqueuedAt.getTime() < Date.now() - 30 * 60 * 1000, 'the first time of sending is kept');
+    assert.deepEqual(await deliver.receive(q, { max: 10 }), [], 'the other groups get nothing');
+    await assert.rejects(deliver.replayArchive(q, 'audit', { maxMessages: 0 }), (e) => e instanceof InvalidParameterError && e.sqlstate === '22023');
+    await assert.rejects(deliver.replayArchive(q, 'audit', { since: new Date(Date.now() - 2 * 86400 * 1000) }),
+      (e) => e instanceof InvalidParameterError && e.sqlstate === '22023');
+    await assert.rejects(deliver.replayArchive(q, 'nobody'), QueueNotFoundError);
+    const plain = uniqueName('replay');
+    await deliver.createQueue(plain);
+    await assert.rejects(deliver.replayArchive(plain, 'default'), (e) => e instanceof NotCurrentError && e.sqlstate === '55000');
+    await deliver.dropQueue(q);
+    await deliver.dropQueue(plain);
   });
 });

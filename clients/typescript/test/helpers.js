@@ -34,3 +34,19 @@ export async function until(fn, ms = 10000, what = 'condition') {
     await sleep(50);
   }
 }
+
+/**
+ * Two messages in the queue's archive (ids 7 and 8, the first an hour old with
+ * key "k" and headers), as maintenance would have left them; `db` is a
+ * DeliverClient of the superuser.
+ */
+export async function putInArchive(db, queue) {
+  const [{ t }] = await db.query(
+    "SELECT format('deliver.%I', format('q%s_archive', queue_id)) AS t FROM deliver.queue WHERE queue_name = $1",
+    [queue],
+  );
+  await db.query(
+    `INSERT INTO ${t} (message_id, enqueued_at, ordering_key, headers, payload)
+     VALUES (7, now() - interval '1 hour', 'k', '{"h": 1}', '{"n": 7}'), (8, now(), NULL, NULL, '{"n": 8}')`,
+  );
+}

@@ -21,7 +21,7 @@ import {
   QueueNotFoundError,
   UnavailableError,
 } from '../dist/http.js';
-import { client, sleep, uniqueName, until } from './helpers.js';
+import { client, putInArchive, sleep, uniqueName, until } from './helpers.js';
 
 const url = process.env.DELIVER_HTTP_URL;
 const secret = process.env.DELIVER_JWT_SECRET;
@@ -352,5 +352,29 @@ describe('HttpClient: resetConsumerGroup', () => {
     assert.deepEqual(await http.receive(q, { max: 10 }), []);
     await assert.rejects(http.resetConsumerGroup(q, 'nobody', 'latest'), QueueNotFoundError);
     await http.dropQueue(q);
+  });
+});
+
+describe('HttpClient: replayArchive', () => {
+  it('a page at a time, ids as bigints; errors typed', async () => {
+    const q = await queue('hreplay');
+    await http.alterQueue(q, { archiveRetention: 86400 });
+    await http.createConsumerGroup(q, 'audit');
+    await putInArchive(deliver, q);
+    const first = await http.replayArchive(q, 'audit', { maxMessages: 1 });
+    assert.deepEqual(first, { replayed: 1, lastId: 7n });
+    const second = await http.replayArchive(q, 'audit', { afterId: first.lastId, since: new Date(Date.now() - 7200 * 1000) });
+    assert.deepEqual(second, { replayed: 1, lastId: 8n });
+    assert.deepEqual(await http.replayArchive(q, 'audit', { afterId: 8 }), { replayed: 0, lastId: null });
+    const got = await http.receive(q, { group: 'audit', max: 10 });
+    assert.deepEqual(got.map((m) => m.payload), [{ n: 7 }, { n: 8 }]);
+    assert.equal(got[0].orderingKey, 'k');
+    assert.deepEqual(await http.receive(q, { max: 10 }), []);
+    await assert.rejects(http.replayArchive(q, 'audit', { maxMessages: 0 }), InvalidParameterError);
+    await assert.rejects(http.replayArchive(q, 'nobody'), QueueNotFoundError);
+    const plain = await queue('hreplay');
+    await assert.rejects(http.replayArchive(plain, 'default'), (e) => e instanceof NotCurrentError && e.sqlstate === '55000');
+    await http.dropQueue(q);
+    await http.dropQueue(plain);
   });
 });

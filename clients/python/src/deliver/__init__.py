@@ -61,6 +61,7 @@ from .types import (
     PushSubscription,
     QueueInfo,
     QueueMetrics,
+    Replayed,
     RoutingMatch,
 )
 
@@ -108,6 +109,7 @@ __all__ = [
     "Grant",
     "Alert",
     "LeaseSlots",
+    "Replayed",
     "MaintainResult",
     "PushSubscription",
     "PushMetrics",

@@ -35,6 +35,7 @@ from .types import (
     PushSubscription,
     QueueInfo,
     QueueMetrics,
+    Replayed,
     RoutingMatch,
 )
 
@@ -417,6 +418,24 @@ def reset_consumer_group(queue: str, group: str, to: Any) -> Call[None]:
         [_req("queue_name", "text", queue), _req("consumer_group", "text", group), _req("to", "text", position_text(to))],
         _none,
     )
+
+
+def replay_archive(
+    queue: str, group: str, since: datetime | str | None, after_id: int | None, max_messages: int | None
+) -> Call[Replayed]:
+    c = table(
+        "replay_archive",
+        ("replayed", "last_id"),
+        [
+            _req("queue_name", "text", queue),
+            _req("consumer_group", "text", group),
+            _opt("since", "timestamptz", since),
+            _opt("after_id", "bigint", None if after_id is None else bigint(after_id, "after_id")),
+            _opt("max_messages", "int", max_messages),
+        ],
+        lambda r: Replayed(int(r[0]), None if r[1] is None else int(r[1])),
+    )
+    return Call(c.sql, c.params, lambda rows: c.result(rows)[0])
 
 
 def list_consumer_groups(queue: str) -> Call[list[ConsumerGroup]]:

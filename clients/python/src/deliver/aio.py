@@ -32,6 +32,7 @@ from .types import (
     PushSubscription,
     QueueInfo,
     QueueMetrics,
+    Replayed,
     RoutingMatch,
 )
 
@@ -192,6 +193,21 @@ class AsyncClient:
         aware datetime: its sending transaction and later ones. The group's
         leases end."""
         await self._run(calls.reset_consumer_group(queue, group, to))
+
+    async def replay_archive(
+        self,
+        queue: str,
+        group: str,
+        since: datetime | str | None = None,
+        after_id: int | None = 0,
+        max_messages: int | None = 100,
+    ) -> Replayed:
+        """Send archived messages again, to this group only, as new messages
+        (new ids; each keeps its first time of sending, key, headers and
+        payload): those enqueued at or after ``since`` (None: any), with ids
+        after ``after_id``, by id, at most ``max_messages``. Call again with
+        ``after_id=result.last_id`` until ``result.replayed`` is 0."""
+        return await self._run(calls.replay_archive(queue, group, since, after_id, max_messages))
 
     async def list_consumer_groups(self, queue: str) -> list[ConsumerGroup]:
         return await self._run(calls.list_consumer_groups(queue))

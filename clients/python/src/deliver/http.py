@@ -29,6 +29,7 @@ from .types import (
     Published,
     QueueInfo,
     QueueMetrics,
+    Replayed,
     RoutingMatch,
 )
 
@@ -400,6 +401,24 @@ class HttpClient:
 
     def reset_consumer_group(self, queue: str, group: str, to: str | int | datetime) -> None:
         self.request("POST", self._path(queue, "groups", group, "reset"), body={"to": _position_out(to)})
+
+    def replay_archive(
+        self,
+        queue: str,
+        group: str,
+        since: datetime | str | None = None,
+        after_id: int | None = 0,
+        max_messages: int | None = 100,
+    ) -> Replayed:
+        body = _drop_none(
+            {
+                "since": _time_out(since),
+                "after_id": None if after_id is None else _id_out(after_id, "after_id"),
+                "max_messages": max_messages,
+            }
+        )
+        d = self.request("POST", self._path(queue, "groups", group, "replay"), body=body)
+        return Replayed(int(d["replayed"]), _opt_id(d["last_id"]))
 
     def list_consumer_groups(self, queue: str) -> list[ConsumerGroup]:
         return [

@@ -26,6 +26,7 @@ __all__ = [
     "Grant",
     "Alert",
     "LeaseSlots",
+    "Replayed",
     "MaintainResult",
     "PushSubscription",
     "PushMetrics",
@@ -180,6 +181,16 @@ class LeaseSlots:
     reserve_per_queue: int
     max_per_queue: int
     queues: int
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What ``replay_archive`` sent: how many messages, and the last id
+    replayed (None when none); call again with ``after_id=last_id`` until
+    ``replayed`` is 0."""
+
+    replayed: int
+    last_id: int | None
 
 
 @dataclass(frozen=True)
