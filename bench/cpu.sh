@@ -6,22 +6,37 @@
 hz=$(getconf CLK_TCK)
 
 # instance_ticks DATADIR: CPU time (clock ticks) spent so far by the
-# postgres instance of a data directory: its postmaster with the children
-# it reaped (backends that ended), and every live process working in that
-# directory.
+# postgres instance of a data directory: its postmaster, its children
+# (live or ended and not yet reaped), and the children it reaped (its
+# cutime + cstime).  A child reaped while the processes are read would be
+# counted twice (live, then in the postmaster's times) or not at all, so
+# the reading is taken again until the postmaster's reaped times did not
+# move meanwhile.  (Process ids wrap around: no order of reading helps.)
 instance_ticks() {
-    local dir=$1 pm total=0 pid f st
+    local dir=$1 pm total reaped before f st try
     pm=$(head -n 1 "$dir/postmaster.pid" 2>/dev/null) || { echo 0; return; }
-    for f in /proc/[0-9]*; do
-        pid=${f#/proc/}
-        [[ $(readlink "$f/cwd" 2>/dev/null) == "$dir" ]] || continue
-        # fields after the command: utime stime cutime cstime are 14-17
-        st=$(sed 's/^.*) //' "$f/stat" 2>/dev/null) || continue
-        read -r -a a <<<"$st"
-        total=$((total + a[11] + a[12]))
-        [[ $pid == "$pm" ]] && total=$((total + a[13] + a[14]))
+    for ((try = 0; try < 20; try++)); do
+        before=$(reaped_ticks "$pm") || { echo 0; return; }
+        total=0
+        for f in /proc/[0-9]*; do
+            st=$(sed 's/^.*) //' "$f/stat" 2>/dev/null) || continue
+            read -r -a a <<<"$st"
+            # after the command: state ppid ... utime stime are fields 14-15
+            [[ ${f#/proc/} == "$pm" || ${a[1]} == "$pm" ]] || continue
+            total=$((total + a[11] + a[12]))
+        done
+        reaped=$(reaped_ticks "$pm") || { echo 0; return; }
+        [[ $reaped == "$before" ]] && break
     done
-    echo "$total"
+    echo $((total + reaped))
+}
+
+# reaped_ticks PID: the CPU time of the children PID reaped (cutime + cstime)
+reaped_ticks() {
+    local st
+    st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+    read -r -a a <<<"$st"
+    echo $((a[13] + a[14]))
 }
 
 # machine_ticks: CPU time spent so far by the whole machine (user, nice,
