@@ -214,8 +214,9 @@ group_depth_fits(QueueInfo *q, int32 group_id, int64 n, int64 limit)
 	}
 	gs = &deliver_groups[depth_map_gidx[slot]];
 	LWLockAcquire(&gs->lock, LW_SHARED);
-	if (gs->group_id == group_id && gs->queue_idx == q->queue_idx &&
-		gs->recovered && gs->depth_valid && gs->boot_gen == gs->depth_boot_gen)
+	if (gs->group_id != group_id || gs->queue_idx != q->queue_idx)
+		depth_map_group[slot] = 0;	/* the entry went to another group: look again next time */
+	else if (gs->recovered && gs->depth_valid && gs->boot_gen == gs->depth_boot_gen)
 	{
 		int64		finished = gs->acked_total + gs->dead_total;
 
