@@ -24,6 +24,7 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver._flow_group(deliver.queue, text),
                            deliver.set_fifo_key_limit(text, int),
                            deliver.bind(text, text), deliver.unbind(text, text),
+                           deliver._bindings_changed(),
                            deliver.delete_message(text, bigint),
                            deliver.reset_consumer_group(text, text, text),
                            deliver.replay_archive(text, text, timestamptz, bigint, int)

@@ -2,7 +2,7 @@
 -- (grant_queue / revoke_queue); administration is not for PUBLIC; no role
 -- but the owner touches deliver's tables.
 \ir ../helpers.psql
-SELECT plan(200);
+SELECT plan(201);
 
 CREATE ROLE regress_deliver_nobody;
 CREATE ROLE regress_deliver_sender;
@@ -51,7 +51,10 @@ SELECT is(has_function_privilege('regress_deliver_nobody', f, 'EXECUTE'), public
     ('deliver.set_fifo_key_limit(text, int)', false),
     ('deliver.delete_message(text, bigint)', false),
     ('deliver.reset_consumer_group(text, text, text)', false),
-    ('deliver.replay_archive(text, text, timestamptz, bigint, int)', false)) AS t(f, public);
+    ('deliver.replay_archive(text, text, timestamptz, bigint, int)', false),
+    -- (the trigger of deliver.binding: attached to a role's own table it would
+    -- make every backend recompile the bindings at each statement)
+    ('deliver._bindings_changed()', false)) AS t(f, public);
 SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
                    WHERE p.pronamespace = 'deliver'::regnamespace AND p.prosecdef
                      AND has_function_privilege('regress_deliver_nobody', p.oid, 'EXECUTE')$$,
