@@ -64,7 +64,8 @@ dead_letter_claim(GroupEntry *gs, int32 idx, TimestampTz now, int64 vt_ms, Deliv
 
 /*
  * The reason a dead letter gives: why its message was last made ready
- * again before it ran out of attempts.
+ * again before it ran out of attempts, or why it left early (rejected by
+ * a nack, expired, dropped by a depth limit).
  */
 static const char *
 reason_text(int reason)
@@ -88,8 +89,9 @@ reason_text(int reason)
 }
 
 /*
- * Move messages that used up their attempts, or expired, to the dead
- * letters (expired ones of a queue with on_expire 'drop' are only
+ * Move messages that used up their attempts, expired, were nacked to the
+ * dead letters or dropped by a depth limit, to the dead letters (expired
+ * ones of a queue with on_expire 'drop' are only
  * finished); they finish when this transaction commits.  dead[i].slot is
  * -1 for an expired message of an at-most-once queue (no lease).
  */

@@ -35,7 +35,6 @@
 #include "catalog.h"
 #include "checkpoint.h"
 #include "deliver.h"
-#include "inspect.h"
 #include "lease.h"
 #include "recovery.h"
 #include "registry.h"
@@ -140,14 +139,13 @@ claim_slot(QueueInfo *q, GroupEntry *gs, int32 idx, int64 message_id)
  * message still ahead of the cursor is hidden from it here.
  */
 static int
-group_stand(QueueInfo *q, ScanCtx *c, int32 group_id, uint64 txid, int64 id, bool ahead_done)
+group_stand(QueueInfo *q, int32 group_id, uint64 txid, int64 id, bool ahead_done)
 {
 	int			gidx;
 	GroupEntry *gs = group_lock(q, group_id, &gidx);
 	int32		idx = q->guarantee == G_AT_MOST_ONCE ? -1 : find_slot(gs, id);
 	int			stand;
 
-	(void) c;
 	if (idx >= 0)
 	{
 		claim_slot(q, gs, idx, id);
@@ -287,7 +285,7 @@ deliver_delete_message(PG_FUNCTION_ARGS)
 		if (dsnap_visible(q->groups[i].start, txid))
 			stand = STAND_FINISHED; /* sent before the group began */
 		else
-			stand = group_stand(q, &c, group_id, txid, id, false);
+			stand = group_stand(q, group_id, txid, id, false);
 		if (stand != STAND_FINISHED)
 			deleted = true;
 
@@ -308,7 +306,7 @@ deliver_delete_message(PG_FUNCTION_ARGS)
 		 * taken as above).
 		 */
 		if (stand == STAND_AHEAD)
-			(void) group_stand(q, &c, group_id, txid, id, true);
+			(void) group_stand(q, group_id, txid, id, true);
 	}
 	scan_close(&c);
 	SPI_finish();

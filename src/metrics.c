@@ -233,29 +233,11 @@ group_depth_fits(QueueInfo *q, int32 group_id, int64 n, int64 limit)
 }
 
 /*
- * The depth of the queue as metrics shows it (messages not finished and not
- * in flight: the backlog, ready and FIFO-held) of the group furthest
- * behind; counting stops once it reaches stop (then it returns at least
- * stop), so a full queue costs a scan of about stop rows.  Committed
- * messages only: a sender's own uncommitted ones are not counted.
+ * The depth of one consumer group as metrics shows it (messages not
+ * finished and not in flight: the backlog, ready and FIFO-held), committed
+ * messages only; counting stops once it reaches stop (then it returns at
+ * least stop), so a full group costs a scan of about stop rows.
  */
-int64
-queue_depth(QueueInfo *q, int64 stop)
-{
-	int64		worst = 0;
-	int			i;
-
-	for (i = 0; i < q->ngroups && worst < stop; i++)
-	{
-		int64		d = group_depth(q, q->groups[i].group_id, stop);
-
-		if (d > worst)
-			worst = d;
-	}
-	return worst;
-}
-
-/* the depth of one consumer group, counted up to stop (see queue_depth) */
 int64
 group_depth(QueueInfo *q, int32 group_id, int64 stop)
 {

@@ -233,7 +233,11 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 
 	queue_check_privilege(q, ACL_INSERT, "send to");
 	validate_batch(q, b);
-	/* (before any lock of the send: the depth scan locks as receive does) */
+	/*
+	 * (before any lock of the send: the depth scan locks as receive does).
+	 * Messages sent again with their first time of sending (redrive to
+	 * their own queue, replay_archive) are not held back by max_depth.
+	 */
 	if (unlikely(q->max_depth > 0) && b->enqueued_ats == NULL)
 		check_depth(q, b->n);
 

@@ -42,7 +42,7 @@ static const sqlstate_status sqlstate_statuses[] = {
 	{"55P03", 409},				/* lock not available */
 	{"42710", 409},				/* duplicate object */
 	{"25001", 409},				/* active SQL transaction */
-	{"0A000", 501},				/* feature not supported (overflow drop_oldest) */
+	{"0A000", 501},				/* feature not supported (e.g. drop_oldest on an at-most-once queue) */
 	/* malformed input (bad JSON, number or interval syntax): 400 */
 	{"22P02", 400},				/* invalid text representation */
 	{"22007", 400},				/* invalid datetime format */

@@ -7,7 +7,6 @@
 
 #include "deliver.h"
 
-extern int64 queue_depth(QueueInfo *q, int64 stop);
 extern int64 group_depth(QueueInfo *q, int32 group_id, int64 stop);
 extern bool group_depth_fits(QueueInfo *q, int32 group_id, int64 n, int64 limit);
 
