@@ -37,7 +37,8 @@ my $dir = PostgreSQL::Test::Utils::tempdir();
 chmod 0755, $dir;    # the cluster's data is the postgres user's
 # ports: the monitor's and the ones after it (see scripts/cluster); the
 # link's subnet follows from them (10.77.N, N = port / 100 mod 256)
-my $base = 40000 + 200 * int(rand(45));
+# (below the ephemeral ports, 32768 and up: an outgoing connection may hold one)
+my $base = 24000 + 200 * int(rand(35));
 $ENV{DELIVER_CLUSTER_DATA} = "$dir/cluster";
 $ENV{DELIVER_CLUSTER_PORT} = $base;
 $ENV{DELIVER_CLUSTER_PARTITIONS} = 4;
