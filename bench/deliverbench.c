@@ -81,6 +81,9 @@ typedef struct
 	const char *scenario;
 	const char *dump_lost;		/* file to list unacked messages in, or NULL */
 	bool		setup;
+	int			queues;			/* queues (tables) to spread over, 0 = the system's default */
+	long		backlog;		/* messages sent before consumers start */
+	int			recv_wait_ms;	/* deliver's receive wait, -1 = 1 s on one queue, 0 over several */
 } bench_options;
 
 static bench_options opt = {
@@ -107,6 +110,9 @@ static bench_options opt = {
 	.scenario = "custom",
 	.dump_lost = NULL,
 	.setup = true,
+	.queues = 0,
+	.backlog = 0,
+	.recv_wait_ms = -1,
 };
 
 /* ------------------------------------------------------------------------
@@ -498,6 +504,7 @@ static atomic_bool stop_consumers;
 static atomic_bool stop_ticker;
 
 static _Atomic uint64_t committed_total;	/* messages whose send committed */
+static _Atomic uint64_t backlog_loaded;	/* of which sent before the start (--backlog) */
 static _Atomic uint64_t *acked_unique;	/* per group: first acks */
 static _Atomic uint64_t dup_total;	/* acks of an already acked message */
 static _Atomic uint64_t bad_payload_total;	/* payloads we could not parse */
@@ -512,6 +519,9 @@ static bitmap **committed_bm;	/* [producer] */
 static bitmap ***acked_bm;		/* [group][producer] */
 static int64_t run_id;			/* makes idempotency keys unique per run */
 static int	router_partitions;	/* SYS_ROUTER: the cluster's partitions */
+static double setup_seconds;	/* creating the queues (tables) */
+static double load_seconds;		/* sending the --backlog */
+static uint64_t *backlog_share;	/* [producer]: its sequence numbers below this are the backlog */
 static pthread_barrier_t start_barrier;
 
 /* Log an error from a worker; only the first few of each kind are shown. */
@@ -573,11 +583,38 @@ prepare_ok(PGconn *conn, const char *name, const char *sql)
 	PQclear(res);
 }
 
-/* Name of the PgQ queue a consumer or send call uses. */
-static void
-pgq_queue_name(char *buf, size_t len, int i)
+/*
+ * Queues (tables) of the run: --queues, or by default one (PgQ: one per
+ * consumer, its natural shape).
+ */
+static int
+nqueues(void)
 {
-	snprintf(buf, len, "%s_%d", opt.queue, i);
+	if (opt.queues > 0)
+		return opt.queues;
+	return opt.system == SYS_PGQ ? opt.consumers : 1;
+}
+
+/*
+ * Name of queue (table) i: --queue itself when deliver or the textbook
+ * queue runs on a single one, else <queue>_<i>.
+ */
+static void
+queue_name(char *buf, size_t len, int i)
+{
+	if (opt.system != SYS_PGQ && nqueues() == 1)
+		snprintf(buf, len, "%s", opt.queue);
+	else
+		snprintf(buf, len, "%s_%d", opt.queue, i);
+}
+
+/* The queue a producer's next send call goes to: round-robin, starts spread. */
+static int
+producer_queue(int id, uint64_t calls)
+{
+	int			nq = nqueues();
+
+	return (int) ((calls + (uint64_t) id * (uint64_t) nq / (uint64_t) opt.producers) % (uint64_t) nq);
 }
 
 /* Name of consumer group g: "default" for the first, then g1, g2, ... */
@@ -594,7 +631,35 @@ group_name(char *buf, size_t len, int g)
  * Setup: a fresh queue (or table) per run
  * ------------------------------------------------------------------------ */
 
-/* Create the queue and consumer groups of the chosen system. */
+/* Drop every deliver queue of a previous run: --queue and <queue>_<n>. */
+static void
+drop_deliver_queues(PGconn *conn)
+{
+	const char *p1[1] = {opt.queue};
+	PGresult   *res;
+
+	res = exec_params_ok(conn,
+						 "SELECT queue_name FROM deliver.queue WHERE queue_name = $1 "
+						 "OR queue_name ~ ('^' || $1 || '_[0-9]+$')", 1, p1);
+	for (int i = 0; i < PQntuples(res); i++)
+	{
+		const char *p[1] = {PQgetvalue(res, i, 0)};
+
+		PQclear(exec_params_ok(conn, "SELECT deliver.drop_queue($1)", 1, p));
+	}
+	PQclear(res);
+}
+
+/* Print a setup progress line on stderr now and then (many queues). */
+static void
+setup_progress(int done, int total, int64_t t0)
+{
+	if (total >= 1000 && (done + 1) % 1000 == 0)
+		fprintf(stderr, "deliverbench: setup: %d of %d queues, %.1f s\n",
+				done + 1, total, (double) (mono_us() - t0) / 1e6);
+}
+
+/* Create the queues and consumer groups of the chosen system. */
 static void
 setup_system(PGconn *conn)
 {
@@ -602,31 +667,31 @@ setup_system(PGconn *conn)
 	char		name[128];
 	char		gname[64];
 	PGresult   *res;
+	int			nq = nqueues();
+	int64_t		t0 = mono_us();
 
 	switch (opt.system)
 	{
 		case SYS_DELIVER:
+			drop_deliver_queues(conn);
+			for (int q = 0; q < nq; q++)
 			{
-				const char *p1[1] = {opt.queue};
-				const char *p2[2] = {opt.queue, guarantee_names[opt.guarantee]};
+				const char *p2[2] = {name, guarantee_names[opt.guarantee]};
 
-				res = exec_params_ok(conn,
-									 "SELECT 1 FROM deliver.queue WHERE queue_name = $1", 1, p1);
-				if (PQntuples(res) > 0)
-					PQclear(exec_params_ok(conn, "SELECT deliver.drop_queue($1)", 1, p1));
-				PQclear(res);
+				queue_name(name, sizeof(name), q);
 				PQclear(exec_params_ok(conn, "SELECT deliver.create_queue($1, $2)", 2, p2));
 				for (int g = 1; g < opt.groups; g++)
 				{
-					const char *p3[2] = {opt.queue, gname};
+					const char *p3[2] = {name, gname};
 
 					group_name(gname, sizeof(gname), g);
 					PQclear(exec_params_ok(conn,
 										   "SELECT deliver.create_consumer_group($1, $2, 'latest')",
 										   2, p3));
 				}
-				break;
+				setup_progress(q, nq, t0);
 			}
+			break;
 		case SYS_ROUTER:
 			{
 				const char *p1[1] = {opt.queue};
@@ -648,13 +713,18 @@ setup_system(PGconn *conn)
 				break;
 			}
 		case SYS_TEXTBOOK:
-			snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS public.%s", opt.queue);
-			exec_ok(conn, sql);
-			snprintf(sql, sizeof(sql),
-					 "CREATE TABLE public.%s (id bigserial PRIMARY KEY, "
-					 "vt timestamptz NOT NULL DEFAULT now(), payload jsonb NOT NULL)",
-					 opt.queue);
-			exec_ok(conn, sql);
+			for (int q = 0; q < nq; q++)
+			{
+				queue_name(name, sizeof(name), q);
+				snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS public.%s", name);
+				exec_ok(conn, sql);
+				snprintf(sql, sizeof(sql),
+						 "CREATE TABLE public.%s (id bigserial PRIMARY KEY, "
+						 "vt timestamptz NOT NULL DEFAULT now(), payload jsonb NOT NULL)",
+						 name);
+				exec_ok(conn, sql);
+				setup_progress(q, nq, t0);
+			}
 			break;
 		case SYS_PGQ:
 			/* drop every queue of a previous run with this prefix */
@@ -672,11 +742,11 @@ setup_system(PGconn *conn)
 				}
 				PQclear(res);
 			}
-			for (int q = 0; q < opt.consumers; q++)
+			for (int q = 0; q < nq; q++)
 			{
 				const char *p1[1] = {name};
 
-				pgq_queue_name(name, sizeof(name), q);
+				queue_name(name, sizeof(name), q);
 				PQclear(exec_params_ok(conn, "SELECT pgq.create_queue($1)", 1, p1));
 				/* tick whenever called and there are new events */
 				PQclear(exec_params_ok(conn,
@@ -697,11 +767,13 @@ setup_system(PGconn *conn)
 					snprintf(gname, sizeof(gname), "c%d", g);
 					PQclear(exec_params_ok(conn, "SELECT pgq.register_consumer($1, $2)", 2, p2));
 				}
+				setup_progress(q, nq, t0);
 			}
 			/* a first tick so that consumers start from a known position */
 			exec_ok(conn, "SELECT pgq.ticker()");
 			break;
 	}
+	setup_seconds = (double) (mono_us() - t0) / 1e6;
 }
 
 /* ------------------------------------------------------------------------
@@ -719,6 +791,7 @@ typedef struct
 	char	  **keys;			/* idempotency keys (exactly_once) */
 	strbuf		arr;			/* array literal of payloads */
 	strbuf		karr;			/* array literal of keys */
+	strbuf		sql;			/* unprepared statements */
 } producer;
 
 /*
@@ -742,11 +815,60 @@ build_payload(char *buf, int p, uint64_t seq, int64_t t)
 	buf[n] = '\0';
 }
 
+/* The textbook queue's INSERT of opt.batch messages into table name. */
+static void
+textbook_insert_sql(strbuf *sql, const char *name)
+{
+	sb_reset(sql);
+	sb_printf(sql, "INSERT INTO public.%s (payload) VALUES ", name);
+	for (int i = 0; i < opt.batch; i++)
+		sb_printf(sql, "%s($%d::jsonb)", i ? ", " : "", i + 1);
+}
+
+/* The statement that sends a whole array of messages ($1 queue, $2 array). */
+static void
+load_sql(strbuf *sql, const char *name)
+{
+	sb_reset(sql);
+	switch (opt.system)
+	{
+		case SYS_DELIVER:
+		case SYS_ROUTER:
+			sb_printf(sql, "SELECT %s.send_batch($1, $2::jsonb[])",
+					  opt.system == SYS_ROUTER ? "deliver_cluster" : "deliver");
+			break;
+		case SYS_TEXTBOOK:
+			/* $1 is unused: the table is in the text */
+			sb_printf(sql, "INSERT INTO public.%s (payload) SELECT x FROM "
+					  "unnest($2::jsonb[]) AS x WHERE $1::text IS NOT NULL", name);
+			break;
+		case SYS_PGQ:
+			sb_printf(sql, "SELECT count(pgq.insert_event($1, 'm', x)) "
+					  "FROM unnest($2::text[]) AS x");
+			break;
+	}
+}
+
 /* Prepare the producer's send statement for the chosen system. */
 static void
 producer_prepare(producer *pr)
 {
 	strbuf		sql = {0};
+	char		name[128];
+
+	if (opt.system != SYS_TEXTBOOK || nqueues() == 1)
+	{
+		queue_name(name, sizeof(name), 0);
+		load_sql(&sql, name);
+		prepare_ok(pr->conn, "load", sql.data);
+		sb_reset(&sql);
+	}
+	/* the textbook queue over several tables: statements sent unprepared */
+	if (opt.system == SYS_TEXTBOOK && nqueues() > 1)
+	{
+		free(sql.data);
+		return;
+	}
 
 	switch (opt.system)
 	{
@@ -766,9 +888,7 @@ producer_prepare(producer *pr)
 				break;
 			}
 		case SYS_TEXTBOOK:
-			sb_printf(&sql, "INSERT INTO public.%s (payload) VALUES ", opt.queue);
-			for (int i = 0; i < opt.batch; i++)
-				sb_printf(&sql, "%s($%d::jsonb)", i ? ", " : "", i + 1);
+			textbook_insert_sql(&sql, opt.queue);
 			break;
 		case SYS_PGQ:
 			if (opt.batch == 1)
@@ -796,12 +916,13 @@ producer_send(producer *pr, int64_t t)
 
 	for (int i = 0; i < opt.batch; i++)
 		build_payload(pr->payloads[i], pr->id, pr->seq + (uint64_t) i, t);
+	queue_name(qname, sizeof(qname), producer_queue(pr->id, pr->calls));
 
 	switch (opt.system)
 	{
 		case SYS_DELIVER:
 		case SYS_ROUTER:
-			params[nparams++] = opt.queue;
+			params[nparams++] = qname;
 			if (opt.batch == 1)
 				params[nparams++] = pr->payloads[0];
 			else
@@ -823,9 +944,7 @@ producer_send(producer *pr, int64_t t)
 			want = PGRES_COMMAND_OK;
 			break;
 		case SYS_PGQ:
-			/* spread calls over the queues, one per consumer */
-			pgq_queue_name(qname, sizeof(qname),
-						   (int) ((pr->calls + (uint64_t) pr->id) % (uint64_t) opt.consumers));
+			/* spread over the queues (by default one per consumer) */
 			params[nparams++] = qname;
 			if (opt.batch == 1)
 				params[nparams++] = pr->payloads[0];
@@ -834,7 +953,13 @@ producer_send(producer *pr, int64_t t)
 			break;
 	}
 
-	res = PQexecPrepared(pr->conn, "send", nparams, vals, NULL, NULL, 0);
+	if (opt.system == SYS_TEXTBOOK && nqueues() > 1)
+	{
+		textbook_insert_sql(&pr->sql, qname);
+		res = PQexecParams(pr->conn, pr->sql.data, nparams, NULL, vals, NULL, NULL, 0);
+	}
+	else
+		res = PQexecPrepared(pr->conn, "send", nparams, vals, NULL, NULL, 0);
 	ok = PQresultStatus(res) == want;
 	if (!ok)
 		report_error("send", pr->conn, res, &send_errors);
@@ -860,6 +985,59 @@ current_backlog(void)
 	return sent > min_acked ? sent - min_acked : 0;
 }
 
+#define LOAD_CHUNK 1000
+
+/*
+ * Send this producer's share of --backlog before the run starts, in arrays
+ * of LOAD_CHUNK messages spread over the queues like the sends; they carry
+ * their send time and are tracked like every other message.
+ */
+static void
+producer_load(producer *pr)
+{
+	long		share = (long) backlog_share[pr->id];
+	char	  **bufs = xcalloc(LOAD_CHUNK, sizeof(char *));
+	strbuf		arr = {0};
+	char		qname[128];
+
+	for (int i = 0; i < LOAD_CHUNK; i++)
+		bufs[i] = xcalloc((size_t) opt.payload + 128, 1);
+	while (share > 0)
+	{
+		int			n = share < LOAD_CHUNK ? (int) share : LOAD_CHUNK;
+		int64_t		t = realtime_us();
+		const char *params[2];
+		PGresult   *res;
+
+		for (int i = 0; i < n; i++)
+			build_payload(bufs[i], pr->id, pr->seq + (uint64_t) i, t);
+		queue_name(qname, sizeof(qname), producer_queue(pr->id, pr->calls));
+		params[0] = qname;
+		params[1] = sb_array_literal(&arr, bufs, n);
+		if (opt.system == SYS_TEXTBOOK && nqueues() > 1)
+		{
+			load_sql(&pr->sql, qname);
+			res = PQexecParams(pr->conn, pr->sql.data, 2, NULL, params, NULL, NULL, 0);
+		}
+		else
+			res = PQexecPrepared(pr->conn, "load", 2, params, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
+			die("loading the backlog failed: %s", PQresultErrorMessage(res));
+		PQclear(res);
+		for (int i = 0; i < n; i++)
+			bitmap_set(committed_bm[pr->id], pr->seq + (uint64_t) i);
+		atomic_fetch_add(&committed_total, (uint64_t) n);
+		atomic_fetch_add(&backlog_loaded, (uint64_t) n);
+		pr->seq += (uint64_t) n;
+		pr->calls++;
+		share -= n;
+	}
+	for (int i = 0; i < LOAD_CHUNK; i++)
+		free(bufs[i]);
+	free(bufs);
+	free(arr.data);
+}
+
 /*
  * Producer thread: send batches until told to stop, as fast as possible or
  * paced to its share of opt.rate.  In paced mode the payload carries the
@@ -875,6 +1053,8 @@ producer_main(void *arg)
 	int64_t		mono0;
 	int64_t		real0;
 
+	if (opt.backlog > 0)
+		producer_load(pr);
 	pthread_barrier_wait(&start_barrier);
 	mono0 = mono_us();
 	real0 = realtime_us();
@@ -946,7 +1126,50 @@ typedef struct
 	int64_t    *bt;				/* send time per message */
 	strbuf		ids;			/* array literal of ids to ack */
 	int			cursor;			/* SYS_ROUTER: the partition to try next */
+	int			qcur;			/* --queues: index of the next of its queues */
+	int			qown;			/* --queues: how many queues it reads */
+	int			empties;		/* empty receives in a row */
+	histogram	call_h;			/* receive call time, calls that got messages */
+	strbuf		sql;			/* unprepared statements */
 } consumer;
+
+/*
+ * The queue a consumer reads next. Queue q belongs to member q % consumers
+ * of each group; with fewer queues than consumers, member m reads queue
+ * m % queues.
+ */
+static int
+consumer_queue(consumer *c)
+{
+	int			nq = nqueues();
+
+	if (nq <= opt.consumers)
+		return c->member % nq;
+	return c->member + c->qcur * opt.consumers;
+}
+
+/*
+ * After a receive of n messages: go on to the consumer's next queue; when
+ * a whole round over its queues found nothing, sleep (wait_us, unless the
+ * receive itself waited).
+ */
+static void
+consumer_next(consumer *c, int n, int wait_us)
+{
+	if (c->qown > 1)
+		c->qcur = (c->qcur + 1) % c->qown;
+	if (n > 0)
+	{
+		c->empties = 0;
+		return;
+	}
+	c->empty_polls++;
+	if (++c->empties >= c->qown)
+	{
+		c->empties = 0;
+		sleep_us(wait_us);
+	}
+}
 
 /* Read "key": <integer> from a JSON text; false if absent. */
 static bool
@@ -992,7 +1215,9 @@ consumer_take(consumer *c, const char *payload, int64_t now)
 	c->bt[c->n] = t;
 	c->n++;
 	c->received++;
-	hist_record(&c->recv_h, now - t);
+	/* the backlog's waiting time is not the system's latency */
+	if ((uint64_t) s >= backlog_share[p])
+		hist_record(&c->recv_h, now - t);
 }
 
 /* The current batch is durably acked: record latencies and set the bits. */
@@ -1010,8 +1235,11 @@ consumer_acked(consumer *c)
 		if (r == 0)
 		{
 			fresh++;
-			hist_record(&c->ack_h, now - c->bt[i]);
-			hist_record(&c->win_h, now - c->bt[i]);
+			if (c->bs[i] >= backlog_share[c->bp[i]])
+			{
+				hist_record(&c->ack_h, now - c->bt[i]);
+				hist_record(&c->win_h, now - c->bt[i]);
+			}
 		}
 		else if (r > 0)
 		{
@@ -1027,6 +1255,18 @@ consumer_acked(consumer *c)
 	c->n = 0;
 }
 
+/*
+ * How long deliver's receive waits for a message (ms): --recv-wait, by
+ * default a long poll of 1 s on one queue and none over several.
+ */
+static int
+recv_wait_ms(void)
+{
+	if (opt.recv_wait_ms >= 0)
+		return opt.recv_wait_ms;
+	return nqueues() == 1 ? 1000 : 0;
+}
+
 /* Prepare the consumer's statements for the chosen system. */
 static void
 consumer_prepare(consumer *c)
@@ -1036,9 +1276,18 @@ consumer_prepare(consumer *c)
 	switch (opt.system)
 	{
 		case SYS_DELIVER:
-			prepare_ok(c->conn, "recv",
-					   "SELECT message_id, delivery_id, payload "
-					   "FROM deliver.receive($1, $2, NULL, '1 second', $3)");
+			if (recv_wait_ms() == 1000)
+				prepare_ok(c->conn, "recv",
+						   "SELECT message_id, delivery_id, payload "
+						   "FROM deliver.receive($1, $2, NULL, '1 second', $3)");
+			else
+			{
+				snprintf(sql, sizeof(sql),
+						 "SELECT message_id, delivery_id, payload "
+						 "FROM deliver.receive($1, $2, NULL, '%d milliseconds', $3)",
+						 recv_wait_ms());
+				prepare_ok(c->conn, "recv", sql);
+			}
 			prepare_ok(c->conn, "ack", "SELECT deliver.ack_batch($1, $2::bigint[])");
 			break;
 		case SYS_ROUTER:
@@ -1051,6 +1300,8 @@ consumer_prepare(consumer *c)
 			break;
 		case SYS_TEXTBOOK:
 			/* receive is planned on every call: see bench/README.md */
+			if (nqueues() > 1)
+				break;			/* the ack too, over several tables */
 			snprintf(sql, sizeof(sql), "DELETE FROM public.%s WHERE id = ANY($1::bigint[])",
 					 opt.queue);
 			prepare_ok(c->conn, "ack", sql);
@@ -1129,29 +1380,34 @@ consumer_round_deliver(consumer *c)
 {
 	char		maxs[16];
 	char		gname[64];
-	const char *rp[3] = {opt.queue, maxs, gname};
+	char		qname[128];
+	const char *rp[3] = {qname, maxs, gname};
 	const char *ap[2];
 	PGresult   *res;
 	int			n;
+	int64_t		t0;
 
 	snprintf(maxs, sizeof(maxs), "%d", opt.recv_batch);
 	group_name(gname, sizeof(gname), c->group);
+	queue_name(qname, sizeof(qname), consumer_queue(c));
+	t0 = mono_us();
 	res = PQexecPrepared(c->conn, "recv", 3, rp, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return consumer_receive_failed(c, "receive", res);
+	if (PQntuples(res) > 0)
+		hist_record(&c->call_h, mono_us() - t0);
 	n = consumer_take_rows(c, res, 1, 2);
+	/* a receive that waited itself needs no sleep */
+	consumer_next(c, n, recv_wait_ms() > 0 ? 0 : opt.poll_us);
 	if (n == 0)
-	{
-		c->empty_polls++;
 		return 0;
-	}
 	if (opt.guarantee == G_AT_MOST_ONCE)
 	{
 		/* removed durably by receive itself: nothing to ack */
 		consumer_acked(c);
 		return n;
 	}
-	ap[0] = opt.queue;
+	ap[0] = qname;
 	ap[1] = c->ids.data;
 	res = PQexecPrepared(c->conn, "ack", 2, ap, NULL, NULL, 0);
 	consumer_ack_outcome(c, res, PGRES_TUPLES_OK, n);
@@ -1211,29 +1467,38 @@ consumer_round_textbook(consumer *c)
 {
 	char		sql[512];
 	char		maxs[16];
+	char		qname[128];
 	const char *rp[1] = {maxs};
 	const char *ap[1];
 	PGresult   *res;
 	int			n;
+	int64_t		t0;
 
 	snprintf(maxs, sizeof(maxs), "%d", opt.recv_batch);
+	queue_name(qname, sizeof(qname), consumer_queue(c));
 	snprintf(sql, sizeof(sql),
 			 "UPDATE public.%s SET vt = now() + interval '30 seconds' "
 			 "WHERE id IN (SELECT id FROM public.%s WHERE vt <= now() ORDER BY id "
 			 "LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id, payload",
-			 opt.queue, opt.queue);
+			 qname, qname);
+	t0 = mono_us();
 	res = PQexecParams(c->conn, sql, 1, NULL, rp, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return consumer_receive_failed(c, "receive", res);
+	if (PQntuples(res) > 0)
+		hist_record(&c->call_h, mono_us() - t0);
 	n = consumer_take_rows(c, res, 0, 1);
+	consumer_next(c, n, opt.poll_us);
 	if (n == 0)
-	{
-		c->empty_polls++;
-		sleep_us(opt.poll_us);
 		return 0;
-	}
 	ap[0] = c->ids.data;
-	res = PQexecPrepared(c->conn, "ack", 1, ap, NULL, NULL, 0);
+	if (nqueues() > 1)
+	{
+		snprintf(sql, sizeof(sql), "DELETE FROM public.%s WHERE id = ANY($1::bigint[])", qname);
+		res = PQexecParams(c->conn, sql, 1, NULL, ap, NULL, NULL, 0);
+	}
+	else
+		res = PQexecPrepared(c->conn, "ack", 1, ap, NULL, NULL, 0);
 	consumer_ack_outcome(c, res, PGRES_COMMAND_OK, n);
 	return n;
 }
@@ -1250,19 +1515,21 @@ consumer_round_pgq(consumer *c)
 	PGresult   *res;
 	int			n;
 	int64_t		now;
+	int64_t		t0;
 
-	pgq_queue_name(qname, sizeof(qname), c->member);
+	queue_name(qname, sizeof(qname), consumer_queue(c));
 	snprintf(cname, sizeof(cname), "c%d", c->group);
+	t0 = mono_us();
 	res = PQexecPrepared(c->conn, "next", 2, np, NULL, NULL, 0);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		return consumer_receive_failed(c, "next_batch", res);
 	if (PQgetisnull(res, 0, 0))
 	{
 		PQclear(res);
-		c->empty_polls++;
-		sleep_us(opt.poll_us);
+		consumer_next(c, 0, opt.poll_us);
 		return 0;
 	}
+	consumer_next(c, 1, 0);
 	snprintf(batch_id, sizeof(batch_id), "%s", PQgetvalue(res, 0, 0));
 	PQclear(res);
 
@@ -1271,6 +1538,8 @@ consumer_round_pgq(consumer *c)
 		return consumer_receive_failed(c, "get_batch_events", res);
 	now = realtime_us();
 	n = PQntuples(res);
+	if (n > 0)
+		hist_record(&c->call_h, mono_us() - t0);
 	for (int i = 0; i < n; i++)
 		consumer_take(c, PQgetvalue(res, i, 0), now);
 	PQclear(res);
@@ -1438,7 +1707,13 @@ usage(int code)
 			"  --scenario LABEL                label for the RESULT line\n"
 			"  --progress SECONDS              progress line period, 0 = off (default 5)\n"
 			"  --no-setup                      use the existing queue as is\n"
-			"  --dump-lost FILE                list unacked messages (group producer seq) in FILE\n");
+			"  --dump-lost FILE                list unacked messages (group producer seq) in FILE\n"
+			"  --queues N                      spread sends and receives over N queues <queue>_0..N-1\n"
+			"                                  (default 1; pgq: one per consumer, at least that many)\n"
+			"  --backlog N                     send N messages before consumers start (default 0)\n"
+			"  --recv-wait MS                  deliver: receive's wait for a message (default 1000\n"
+			"                                  on one queue, 0 over several; at 0 it polls as the\n"
+			"                                  baselines do, sleeping --poll-us when nothing came)\n");
 	exit(code);
 }
 
@@ -1498,6 +1773,9 @@ parse_options(int argc, char **argv)
 		{"progress", required_argument, NULL, 'i'},
 		{"no-setup", no_argument, NULL, 'x'},
 		{"dump-lost", required_argument, NULL, 'L'},
+		{"queues", required_argument, NULL, 'Q'},
+		{"backlog", required_argument, NULL, 'K'},
+		{"recv-wait", required_argument, NULL, 'w'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
@@ -1594,6 +1872,15 @@ parse_options(int argc, char **argv)
 			case 'L':
 				opt.dump_lost = optarg;
 				break;
+			case 'Q':
+				opt.queues = (int) parse_long("queues", optarg, 1, 100000);
+				break;
+			case 'K':
+				opt.backlog = parse_long("backlog", optarg, 0, 1000000000L);
+				break;
+			case 'w':
+				opt.recv_wait_ms = (int) parse_long("recv-wait", optarg, 0, 60000);
+				break;
 			case 'h':
 				usage(0);
 				break;
@@ -1619,6 +1906,10 @@ parse_options(int argc, char **argv)
 			die("--queue may contain only a-z, 0-9 and _");
 	if (isdigit((unsigned char) opt.queue[0]))
 		die("--queue must not start with a digit");
+	if (opt.system == SYS_ROUTER && nqueues() > 1)
+		die("--queues applies to deliver, textbook and pgq");
+	if (opt.system == SYS_PGQ && nqueues() < opt.consumers)
+		die("--queues: PgQ needs a queue per consumer at least (a consumer's batches are its own)");
 	if (opt.producers + opt.consumers * opt.groups + 2 > 95)
 		die("too many connections: producers + consumers * groups must stay below 93");
 }
@@ -1693,16 +1984,12 @@ sweep_table(PGconn *conn, const char *sql, bitmap **stored)
 	return ok;
 }
 
-/*
- * Mark in stored[] every message the queue still stores (delivered or not);
- * false if the queue could not be read back.
- */
+/* Mark in stored[] every message queue (table) name still stores. */
 static bool
-sweep_stored(PGconn *conn, bitmap **stored)
+sweep_one(PGconn *conn, const char *name, bitmap **stored)
 {
 	char		sql[512];
-	const char *p1[1] = {opt.queue};
-	char		name[128];
+	const char *p1[1] = {name};
 	PGresult   *res;
 	bool		ok = true;
 
@@ -1712,26 +1999,20 @@ sweep_stored(PGconn *conn, bitmap **stored)
 			/* the shards' tables are not read from the router */
 			return false;
 		case SYS_TEXTBOOK:
-			snprintf(sql, sizeof(sql), "SELECT payload::text FROM public.%s", opt.queue);
+			snprintf(sql, sizeof(sql), "SELECT payload::text FROM public.%s", name);
 			return sweep_table(conn, sql, stored);
 		case SYS_PGQ:
-			for (int q = 0; q < opt.consumers && ok; q++)
+			res = PQexecParams(conn, "SELECT queue_data_pfx FROM pgq.queue WHERE queue_name = $1",
+							   1, NULL, p1, NULL, NULL, 0);
+			if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+				plain_identifier(PQgetvalue(res, 0, 0)))
 			{
-				const char *pq[1] = {name};
-
-				pgq_queue_name(name, sizeof(name), q);
-				res = PQexecParams(conn, "SELECT queue_data_pfx FROM pgq.queue WHERE queue_name = $1",
-								   1, NULL, pq, NULL, NULL, 0);
-				if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-					plain_identifier(PQgetvalue(res, 0, 0)))
-				{
-					snprintf(sql, sizeof(sql), "SELECT ev_data FROM %s", PQgetvalue(res, 0, 0));
-					ok = sweep_table(conn, sql, stored);
-				}
-				else
-					ok = false;
-				PQclear(res);
+				snprintf(sql, sizeof(sql), "SELECT ev_data FROM %s", PQgetvalue(res, 0, 0));
+				ok = sweep_table(conn, sql, stored);
 			}
+			else
+				ok = false;
+			PQclear(res);
 			return ok;
 		case SYS_DELIVER:
 			/* the queue's message segments and delayed messages */
@@ -1758,6 +2039,24 @@ sweep_stored(PGconn *conn, bitmap **stored)
 			return ok;
 	}
 	return false;
+}
+
+/*
+ * Mark in stored[] every message the queues still store (delivered or not);
+ * false if they could not be read back.
+ */
+static bool
+sweep_stored(PGconn *conn, bitmap **stored)
+{
+	char		name[128];
+	bool		ok = true;
+
+	for (int q = 0; q < nqueues() && ok; q++)
+	{
+		queue_name(name, sizeof(name), q);
+		ok = sweep_one(conn, name, stored);
+	}
+	return ok;
 }
 
 /* Sum acked_unique over all groups. */
@@ -1816,6 +2115,10 @@ alloc_tracking(void)
 {
 	acked_unique = xcalloc((size_t) opt.groups, sizeof(*acked_unique));
 	committed_bm = xcalloc((size_t) opt.producers, sizeof(bitmap *));
+	backlog_share = xcalloc((size_t) opt.producers, sizeof(uint64_t));
+	for (int p = 0; p < opt.producers; p++)
+		backlog_share[p] = (uint64_t) (opt.backlog / opt.producers +
+									   (p < opt.backlog % opt.producers ? 1 : 0));
 	for (int p = 0; p < opt.producers; p++)
 		committed_bm[p] = xcalloc(1, sizeof(bitmap));
 	acked_bm = xcalloc((size_t) opt.groups, sizeof(bitmap **));
@@ -1854,6 +2157,8 @@ connect_workers(producer *prods, consumer *cons, int ncons)
 		c->group = i / opt.consumers;
 		c->member = i % opt.consumers;
 		c->conn = connect_db("consumer");
+		c->qown = nqueues() > opt.consumers
+			? (nqueues() - c->member + opt.consumers - 1) / opt.consumers : 1;
 		pthread_mutex_init(&c->win_lock, NULL);
 		consumer_prepare(c);
 	}
@@ -1872,7 +2177,10 @@ print_header(void)
 	if (opt.rate > 0)
 		printf(" (%.0f msgs/s)", opt.rate);
 	if (opt.system == SYS_PGQ)
-		printf(" pgq_tick=%dms pgq_queues=%d", opt.tick_ms, opt.consumers);
+		printf(" pgq_tick=%dms", opt.tick_ms);
+	printf(" queues=%d", nqueues());
+	if (opt.backlog > 0)
+		printf(" backlog=%ld", opt.backlog);
 	printf("\n");
 }
 
@@ -1948,6 +2256,7 @@ typedef struct
 	uint64_t	errors;
 	histogram	recv_h;
 	histogram	ack_h;
+	histogram	call_h;			/* receive calls that got messages */
 } outcome;
 
 /*
@@ -2001,7 +2310,7 @@ print_report(const outcome *o)
 {
 	const histogram *rh = &o->recv_h;
 	const histogram *ah = &o->ack_h;
-	double		sent_per_s = (double) o->sent_window / o->elapsed_s;
+	double		sent_per_s = (double) o->sent_window / o->elapsed_s;	/* backlog excluded */
 	double		acked_per_s = (double) o->acked_window / opt.groups / o->elapsed_s;
 
 	printf("  producing time   %.2f s, drain %.2f s (%s)\n",
@@ -2021,6 +2330,13 @@ print_report(const outcome *o)
 		   hist_quantile(ah, 0.5) / 1000, hist_quantile(ah, 0.9) / 1000,
 		   hist_quantile(ah, 0.99) / 1000, hist_quantile(ah, 0.999) / 1000,
 		   hist_quantile(ah, 1.0) / 1000);
+	printf("  receive call ms  p50 %.3f  p99 %.3f  max %.3f (calls that got messages)\n",
+		   hist_quantile(&o->call_h, 0.5) / 1000, hist_quantile(&o->call_h, 0.99) / 1000,
+		   hist_quantile(&o->call_h, 1.0) / 1000);
+	if (opt.backlog > 0)
+		printf("  backlog          %" PRIu64 " msgs sent in %.2f s before consumers started "
+			   "(in the acked counts, not in the latencies)\n",
+			   atomic_load(&backlog_loaded), load_seconds);
 	if (o->undrained > 0)
 		printf("  undrained        %" PRIu64 " messages still stored in the queue when the "
 			   "drain time ran out (late, not lost)\n", o->undrained);
@@ -2043,7 +2359,9 @@ print_report(const outcome *o)
 		   " sent_per_s=%.0f acked_per_s=%.0f recv_p50_ms=%.3f recv_p99_ms=%.3f "
 		   "p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f "
 		   "lost=%" PRIu64 " dup=%" PRIu64 " undrained=%" PRIu64 " unexpected=%" PRIu64
-		   " errors=%" PRIu64 " drain=%s tick_ms=%d\n",
+		   " errors=%" PRIu64 " drain=%s tick_ms=%d queues=%d backlog=%" PRIu64
+		   " setup_s=%.2f load_s=%.2f recv_call_p50_ms=%.3f recv_call_p99_ms=%.3f"
+		   " empty_polls=%" PRIu64 "\n",
 		   system_names[opt.system], opt.scenario,
 		   opt.system == SYS_DELIVER || opt.system == SYS_ROUTER ? guarantee_names[opt.guarantee] : "at_least_once",
 		   opt.producers, opt.consumers, opt.groups, opt.batch, opt.recv_batch, opt.payload,
@@ -2052,7 +2370,10 @@ print_report(const outcome *o)
 		   hist_quantile(ah, 0.5) / 1000, hist_quantile(ah, 0.9) / 1000,
 		   hist_quantile(ah, 0.99) / 1000, hist_quantile(ah, 0.999) / 1000,
 		   hist_quantile(ah, 1.0) / 1000, o->lost, o->dup, o->undrained, o->unexpected,
-		   o->errors, o->drain_state, opt.system == SYS_PGQ ? opt.tick_ms : 0);
+		   o->errors, o->drain_state, opt.system == SYS_PGQ ? opt.tick_ms : 0,
+		   nqueues(), atomic_load(&backlog_loaded), setup_seconds, load_seconds,
+		   hist_quantile(&o->call_h, 0.5) / 1000, hist_quantile(&o->call_h, 0.99) / 1000,
+		   o->empty_polls);
 }
 
 int
@@ -2066,6 +2387,7 @@ main(int argc, char **argv)
 	pthread_t	ticker_thread;
 	int64_t		start;
 	int64_t		drain_start;
+	int64_t		load_start;
 	outcome    *o;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -2087,6 +2409,7 @@ main(int argc, char **argv)
 	if (pthread_barrier_init(&start_barrier, NULL,
 							 (unsigned) (opt.producers + ncons + 1 + (ticker_conn ? 1 : 0))) != 0)
 		die("pthread_barrier_init failed");
+	load_start = mono_us();
 	for (int i = 0; i < ncons; i++)
 		if (pthread_create(&cons[i].thread, NULL, consumer_main, &cons[i]) != 0)
 			die("pthread_create failed");
@@ -2100,6 +2423,7 @@ main(int argc, char **argv)
 	o = xcalloc(1, sizeof(outcome));
 	pthread_barrier_wait(&start_barrier);
 	start = mono_us();
+	load_seconds = (double) (start - load_start) / 1e6;
 
 	/* produce */
 	wait_producing(cons, ncons, start);
@@ -2107,7 +2431,7 @@ main(int argc, char **argv)
 	for (int p = 0; p < opt.producers; p++)
 		pthread_join(prods[p].thread, NULL);
 	o->elapsed_s = (double) (mono_us() - start) / 1e6;
-	o->sent_window = atomic_load(&committed_total);
+	o->sent_window = atomic_load(&committed_total) - atomic_load(&backlog_loaded);
 	o->acked_window = acked_all_groups();
 
 	/* drain */
@@ -2129,6 +2453,7 @@ main(int argc, char **argv)
 	{
 		hist_merge(&o->recv_h, &cons[i].recv_h);
 		hist_merge(&o->ack_h, &cons[i].ack_h);
+		hist_merge(&o->call_h, &cons[i].call_h);
 		o->received += cons[i].received;
 		o->empty_polls += cons[i].empty_polls;
 	}
