@@ -14,6 +14,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 source "$here/cluster.sh"   # pgbin (DELIVER_PGBIN), PG_CONFIG, as_pg, the cluster
 source "$here/cpu.sh"       # instance_ticks, us_per_msg
+bench_prog=run.sh
+source "$here/common.sh"    # log, fail, packages, builds, RESULT fields
 
 mode=full
 soak=0
@@ -59,49 +61,15 @@ else
     duration=${duration:-30}; drain=60; stall=15
 fi
 
-log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*"; }
-fail() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
-
 # ---------------------------------------------------------------------------
-# 1. packages
+# 1. packages and builds
 # ---------------------------------------------------------------------------
 
-install_packages() {
-    local pkgs=(build-essential libpq-dev postgresql-15 postgresql-server-dev-15
-                postgresql-15-pgq3 gnuplot-nox clang-14 llvm-14-dev)
-    local missing=() p st
-    for p in "${pkgs[@]}"; do
-        st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-        [[ $st == "install ok installed" ]] || missing+=("$p")
-    done
-    [[ ${#missing[@]} -eq 0 ]] && return
-    local sudo=()
-    [[ $EUID -eq 0 ]] || sudo=(sudo)
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -qq >/dev/null
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-        fail "apt-get install ${missing[*]} failed"
-}
-
-# ---------------------------------------------------------------------------
-# 2. builds
-# ---------------------------------------------------------------------------
+install_packages() { bench_install_packages; }
 
 build() {
-    log "building bench/deliverbench"
-    make -s -C "$here" >/dev/null || fail "bench/deliverbench does not build"
-    if has_system deliver; then
-        log "building and installing the deliver extension"
-        local out
-        local sudo=()
-        [[ $EUID -eq 0 ]] || sudo=(sudo)
-        if ! out=$(cd "$repo" && make -s 2>&1 && "${sudo[@]}" make -s install 2>&1); then
-            printf '%s\n' "$out" | tail -n 30 >&2
-            fail "the deliver extension does not build or install (above).
-  Benchmark the baselines alone with: bench/run.sh --systems textbook,pgq${mode:+ --$mode}"
-        fi
-    fi
+    bench_build "$(has_system deliver && echo 1 || echo 0)" \
+        "Benchmark the baselines alone with: bench/run.sh --systems textbook,pgq${mode:+ --$mode}"
 }
 
 # ---------------------------------------------------------------------------
@@ -297,23 +265,9 @@ run_scenario() {
 # 5. report
 # ---------------------------------------------------------------------------
 
-# Field of a RESULT line.
-field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
-
 # The RESULT line of a system/scenario/guarantee, or nothing.
 result_of() {
     grep "^RESULT system=$1 scenario=$2 guarantee=$3 " "$resfile" | tail -n 1 || true
-}
-
-# Lost count, with the messages still queued when the drain ran out of time.
-lost_cell() {
-    local u
-    u=$(field "$1" undrained)
-    if [[ -n $u && $u != 0 ]]; then echo "$(field "$1" lost) (+$u undrained)"; else field "$1" lost; fi
-}
-
-ratio() {
-    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2fx", a / b }'
 }
 
 check() {   # check "what" "value" op "limit" -> PASS/FAIL line
