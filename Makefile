@@ -80,7 +80,7 @@ test/isolation/specs:
 # TAP tests live in test/t/ (PGXS looks in t/ by default).
 PROVE_TESTS ?= test/t/*.pl
 
-.PHONY: test run stop bench bench-quick reliability
+.PHONY: test run stop bench bench-quick bench-curves reliability
 test:
 	bash scripts/test
 run:
@@ -99,3 +99,6 @@ bench:
 	bash bench/run.sh
 bench-quick:
 	bash bench/run.sh --quick
+# Scale curves: cost along each axis, one short run per point (bench/curves.sh)
+bench-curves:
+	bash bench/curves.sh --axis all
