@@ -232,7 +232,7 @@ measure_fsync_limit() {
     out=$(as_pg "$pgbin/pg_test_fsync" -s 2 -f "$f" 2>&1 || true)
     printf '%s\n' "$out" >"$logdir/pg_test_fsync.txt"
     # the first section (one 8 kB write per sync), the server's method
-    fsync_ops=$(awk '/one 8kB write/ { s = 1 } s && /fdatasync/ { print int($(NF - 2)); exit }' <<<"$out")
+    fsync_ops=$(awk '/one 8kB write/ { s = 1 } s && /fdatasync/ { for (i = 1; i < NF; i++) if ($(i + 1) == "ops/sec") { print int($i); exit } }' <<<"$out")
     fsync_ops=${fsync_ops:--}
     rm -f "$f"
     psql_b -c "CREATE TABLE fsync_probe (x int)" >/dev/null
@@ -267,6 +267,19 @@ run_point() {
     local db0 cat0 rc=0 t0 t1 line
     db0=$(psql_b -tAc "SELECT pg_database_size('bench')")
     cat0=$(psql_b -tAc "SELECT sum(pg_total_relation_size(oid)) FROM pg_class WHERE relnamespace = 'pg_catalog'::regnamespace AND relkind = 'r'")
+    # the queues axis: the queues are made first, timed apart, so that the
+    # run's CPU per message is the messages' alone
+    local create_s=- create_cpu_s=-
+    if [[ $axis == queues ]]; then
+        t0=$(instance_ticks "$pgdata")
+        # shellcheck disable=SC2086
+        "$here/deliverbench" --system "$sys" --dsn "$dsn" --setup-only \
+            ${extra[@]+"${extra[@]}"} $args >"${logf%.log}-setup.log" 2>&1 || true
+        t1=$(instance_ticks "$pgdata")
+        create_s=$(field "$(grep '^SETUP ' "${logf%.log}-setup.log" || true)" setup_s)
+        create_cpu_s=$(awk -v t=$((t1 - t0)) -v hz="$hz" 'BEGIN { printf "%.1f", t / hz }')
+        extra+=(--no-setup)
+    fi
     start_sampler "$samples"
     t0=$(instance_ticks "$pgdata")
     # shellcheck disable=SC2086
@@ -292,6 +305,7 @@ run_point() {
     line+=" catalog_growth_mb=$(awk -v a="$cat0" -v b="$cat1" 'BEGIN { printf "%.1f", (b - a) / 1048576 }')"
     line+=" db_growth_mb=$(awk -v a="$db0" -v b="$db1" 'BEGIN { printf "%.1f", (b - a) / 1048576 }')"
     line+=" peak_pss_mb=$(peak_pss_mb "$samples") maint_ms=$(maint_ms "$samples")"
+    line+=" create_s=${create_s:--} create_cpu_s=$create_cpu_s"
     echo "$line axis=$axis x=$x waits=\"$(top_waits "$samples" | tr ' ' '~')\" log=$(basename "$logf")" >>"$resfile"
     printf '%9s msgs/s  p50 %8s ms  p99 %8s ms  CPU %6s us/msg  lost %s dup %s\n' \
         "$(field "$line" acked_per_s)" "$(field "$line" p50_ms)" "$(field "$line" p99_ms)" \
@@ -349,7 +363,7 @@ write_axis_table() {
     case $axis in
         payload) extra_h=" MB/s |"; extra_s=" ---: |" ;;
         producers) extra_h=" x fsync |"; extra_s=" ---: |" ;;
-        queues) extra_h=" setup s | catalog MB (+growth) | server PSS peak MB | maint. run ms | empty receives |"; extra_s=" ---: | ---: | ---: | ---: | ---: |" ;;
+        queues) extra_h=" create s (server CPU s) | catalog MB (+growth) | server PSS peak MB | maint. run ms | empty receives |"; extra_s=" ---: | ---: | ---: | ---: | ---: |" ;;
         backlog) extra_h=" load s | receive call p50 / p99 ms |"; extra_s=" ---: | ---: |" ;;
         groups) extra_h=" deliveries/s (all groups) |"; extra_s=" ---: |" ;;
     esac
@@ -369,7 +383,7 @@ write_axis_table() {
             case $axis in
                 payload) ex=" $(awk -v a="$a" -v p="$x" 'BEGIN { printf "%.1f", a * p / 1e6 }') |" ;;
                 producers) ex=" $(ratio "$a" "$insert_tps") |" ;;
-                queues) ex=" $(field "$line" setup_s) | $(field "$line" catalog_mb) (+$(field "$line" catalog_growth_mb)) | $(field "$line" peak_pss_mb) | $([[ $sys == deliver ]] && field "$line" maint_ms || echo -) | $(field "$line" empty_polls) |" ;;
+                queues) ex=" $(field "$line" create_s) ($(field "$line" create_cpu_s)) | $(field "$line" catalog_mb) (+$(field "$line" catalog_growth_mb)) | $(field "$line" peak_pss_mb) | $([[ $sys == deliver ]] && field "$line" maint_ms || echo -) | $(field "$line" empty_polls) |" ;;
                 backlog) ex=" $(field "$line" load_s) | $(field "$line" recv_call_p50_ms) / $(field "$line" recv_call_p99_ms) |" ;;
                 groups) ex=" $(awk -v a="$a" -v g="$x" 'BEGIN { printf "%.0f", a * g }') |" ;;
             esac

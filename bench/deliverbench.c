@@ -84,6 +84,7 @@ typedef struct
 	int			queues;			/* queues (tables) to spread over, 0 = the system's default */
 	long		backlog;		/* messages sent before consumers start */
 	int			recv_wait_ms;	/* deliver's receive wait, -1 = 1 s on one queue, 0 over several */
+	bool		setup_only;		/* create the queues, report the time, exit */
 } bench_options;
 
 static bench_options opt = {
@@ -1713,7 +1714,8 @@ usage(int code)
 			"  --backlog N                     send N messages before consumers start (default 0)\n"
 			"  --recv-wait MS                  deliver: receive's wait for a message (default 1000\n"
 			"                                  on one queue, 0 over several; at 0 it polls as the\n"
-			"                                  baselines do, sleeping --poll-us when nothing came)\n");
+			"                                  baselines do, sleeping --poll-us when nothing came)\n"
+			"  --setup-only                    create the queues (tables), print a SETUP line, exit\n");
 	exit(code);
 }
 
@@ -1776,6 +1778,7 @@ parse_options(int argc, char **argv)
 		{"queues", required_argument, NULL, 'Q'},
 		{"backlog", required_argument, NULL, 'K'},
 		{"recv-wait", required_argument, NULL, 'w'},
+		{"setup-only", no_argument, NULL, 'y'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
@@ -1880,6 +1883,9 @@ parse_options(int argc, char **argv)
 				break;
 			case 'w':
 				opt.recv_wait_ms = (int) parse_long("recv-wait", optarg, 0, 60000);
+				break;
+			case 'y':
+				opt.setup_only = true;
 				break;
 			case 'h':
 				usage(0);
@@ -2397,6 +2403,13 @@ main(int argc, char **argv)
 	main_conn = connect_db("setup");
 	if (opt.setup)
 		setup_system(main_conn);
+	if (opt.setup_only)
+	{
+		printf("SETUP system=%s queues=%d groups=%d setup_s=%.2f\n",
+			   system_names[opt.system], nqueues(), opt.groups, setup_seconds);
+		PQfinish(main_conn);
+		return 0;
+	}
 	alloc_tracking();
 
 	ncons = opt.consumers * opt.groups;
