@@ -2097,6 +2097,9 @@ print_progress(consumer *cons, int ncons, int64_t start, int64_t prev, int64_t n
 	uint64_t	a = acked_all_groups();
 	double		dt = (double) (now - prev) / 1e6;
 
+	/* the backlog was sent before the start: not in the first interval */
+	if (last_sent == 0)
+		last_sent = atomic_load(&backlog_loaded);
 	memset(win, 0, sizeof(histogram));
 	for (int i = 0; i < ncons; i++)
 	{
