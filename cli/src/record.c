@@ -135,7 +135,7 @@ check_text(Reader *r, const RecordText *t, const char *what)
 }
 
 bool
-record_parse(const void *data, size_t len, Record *rec, char *err, size_t errlen)
+record_parse_next(const void *data, size_t len, Record *rec, size_t *used, char *err, size_t errlen)
 {
 	Reader		r = {data, len, err, errlen, 0};
 	uint64_t	u;
@@ -188,11 +188,23 @@ record_parse(const void *data, size_t len, Record *rec, char *err, size_t errlen
 			(void) snprintf(err, errlen, "unknown record type 0x%02x", (unsigned) r.p[-1]);
 		return false;
 	}
-	if (r.left > 0)
+	*used = len - r.left;
+	return true;
+}
+
+bool
+record_parse(const void *data, size_t len, Record *rec, char *err, size_t errlen)
+{
+	size_t		used;
+
+	if (!record_parse_next(data, len, rec, &used, err, errlen))
+		return false;
+	if (used < len)
 	{
+		Reader		r = {NULL, len - used, err, errlen, rec->type};
 		char		msg[64];
 
-		snprintf(msg, sizeof(msg), "%zu byte(s) after its end", r.left);
+		snprintf(msg, sizeof(msg), "%zu byte(s) after its end", len - used);
 		return bad(&r, msg);
 	}
 	return true;

@@ -297,6 +297,51 @@ main(void)
 	message_frame(&f, 7, ct, 9, enq, "q", NULL, 0, "", "1");
 	expect_error(f.data, f.len, "headers is empty", "empty headers");
 
+	/* several records in one message (the plugin's pack option) */
+	{
+		char	   *copy;
+		size_t		used1 = 0,
+					used2 = 0,
+					used3 = 0;
+		int			ok;
+
+		buf_reset(&g);
+		message_frame(&f, 7, ct, 9, enq, "orders", "k", 1, NULL, "1");
+		out_of_memory(buf_append(&g, f.data, f.len));
+		message_frame(&f, 7, ct, 10, enq, "orders", NULL, 0, "{}", "[2]");
+		out_of_memory(buf_append(&g, f.data, f.len));
+		commit_frame(&f, 7, ct, 2);
+		out_of_memory(buf_append(&g, f.data, f.len));
+		copy = malloc(g.len);
+		out_of_memory(copy != NULL);
+		memcpy(copy, g.data, g.len);
+		ok = record_parse_next(copy, g.len, &rec, &used1, err, sizeof(err)) &&
+			rec.type == 'M' && rec.message_id == 9 &&
+			record_parse_next(copy + used1, g.len - used1, &rec, &used2, err, sizeof(err)) &&
+			rec.type == 'M' && rec.message_id == 10 &&
+			record_parse_next(copy + used1 + used2, g.len - used1 - used2, &rec, &used3, err, sizeof(err)) &&
+			rec.type == 'C' && rec.messages == 2 && used1 + used2 + used3 == g.len;
+		check(ok, "three records in one message are read one after the other, each whole");
+		check(!record_parse(copy, g.len, &rec, err, sizeof(err)) && strstr(err, "after its end") != NULL,
+			  "record_parse still refuses bytes after a record");
+		/* the second record cut short: truncated, never read past the end */
+		ok = 1;
+		for (size_t n = used1 + 1; n < used1 + used2; n++)
+		{
+			char	   *cut = malloc(n - used1);
+
+			out_of_memory(cut != NULL);
+			memcpy(cut, g.data + used1, n - used1);
+			if (record_parse_next(cut, n - used1, &rec, &used2, err, sizeof(err)) ||
+				strstr(err, "truncated message record") == NULL)
+				ok = 0;
+			free(cut);
+		}
+		check(ok, "a record cut short after another one is refused as truncated");
+		free(copy);
+		buf_reset(&g);
+	}
+
 	/* fuzz: mutated, cut and extended records never read out of bounds */
 	{
 		long		parsed = 0,
