@@ -233,6 +233,21 @@ main(void)
 	check_str(timestamp_of(INT64_C(-62135596800000000), &g), "\"0001-01-01T00:00:00+00:00\"", "the first of year 1");
 	check_str(timestamp_of(INT64_C(-62135596800000001), &g), "null", "before year 1: null");
 	check_str(timestamp_of(INT64_MAX, &g), "null", "INT64_MAX: null");
+	/* the same second again (the date is kept from the last call) */
+	check_str(timestamp_of(INT64_C(1764582301950313), &g), "\"2025-12-01T09:45:01.950313+00:00\"", "a time");
+	check_str(timestamp_of(INT64_C(1764582301000000), &g), "\"2025-12-01T09:45:01+00:00\"", "the same second, no fraction");
+	check_str(timestamp_of(INT64_C(1764582302000001), &g), "\"2025-12-01T09:45:02.000001+00:00\"", "the next second");
+	/* ids and LSNs at their limits */
+	commit_frame(&f, UINT64_MAX, 0, UINT32_MAX);
+	check_str(json_of(f.data, f.len, &out),
+			  "{\"commit_lsn\":\"FFFFFFFF/FFFFFFFF\",\"commit_time\":\"1970-01-01T00:00:00+00:00\",\"messages\":4294967295}",
+			  "the largest LSN and message count");
+	message_frame(&f, 0x100000000ULL, 0, INT64_MIN, 0, "q", NULL, 0, NULL, "1");
+	check(strstr(json_of(f.data, f.len, &out), "\"message_id\":-9223372036854775808,") != NULL &&
+		  strstr(out.data, "\"commit_lsn\":\"1/0\"") != NULL, "the smallest message id, an LSN with a zero low half");
+	message_frame(&f, 0, 0, INT64_MAX, 0, "q", NULL, 0, NULL, "1");
+	check(strstr(json_of(f.data, f.len, &out), "\"message_id\":9223372036854775807,") != NULL &&
+		  strstr(out.data, "\"commit_lsn\":\"0/0\"") != NULL, "the largest message id, LSN 0/0");
 	check_str(timestamp_of(INT64_MIN, &g), "null", "INT64_MIN: null");
 
 	/* every truncation of a message and of a commit */
