@@ -9,7 +9,8 @@
 #                                         [--catch-up MESSAGES] [--keep]
 #
 # Scenarios: steady 2,000 msgs/s of single-message sends (latency), 4
-# producers sending batches of 100 as fast as they can (throughput), and a
+# producers sending batches of 100 as fast as they can (throughput), 100,000
+# msgs/s offered in batches of 100 (latency at that rate), and a
 # backlog (--catch-up, 1,000,000) streamed by a client started after it was
 # sent (decoding speed, CPU per message of the walsender and the client).
 # Writes bench/results/<stamp>-push.md. About two minutes.
@@ -136,6 +137,8 @@ catch_up() {
 
 run steady-2000-single -f "$work/single.sql" -c 4 -j 2 -R 2000
 run max-batch100-c4 -f "$work/batch.sql" -c 4 -j 2
+# the target shape: 100,000 msgs/s offered (1,000 batches of 100 a second)
+run paced-100k-batch100 -f "$work/batch.sql" -c 4 -j 2 -R 1000
 catch_up catch-up-$((catchup / 1000))k "$catchup"
 
 {
