@@ -5,7 +5,8 @@
  * deliver.database lists the databases to serve; one worker is registered
  * for each at server start.  A worker wakes every
  * deliver.maintenance_interval and, for each queue of its database, in a
- * transaction of its own per step:
+ * transaction of its own per step (committed without waiting for the WAL
+ * flush: see deliver_worker_main):
  *
  *	- moves delayed messages that came due into the active segment (its
  *	  commit wakes long polls);
