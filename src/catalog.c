@@ -99,7 +99,8 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 				 "(extract(epoch FROM retry_max) * 1000)::int8, segments, acl, "
 				 "fifo_key_limit, "
 				 "(extract(epoch FROM message_ttl) * 1000000)::int8, on_expire = 'drop', max_depth, "
-				 "overflow = 'drop_oldest', ack_commit = 'async' "
+				 "overflow = 'drop_oldest', "
+				 "ack_commit = 'async' AND guarantee = 'at_least_once' "
 				 "FROM deliver.queue WHERE queue_name = $1",
 				 1, argtypes, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
