@@ -2,7 +2,8 @@
 # /v1/queues/{queue} take it, GET shows it; 'async' on an exactly-once or
 # at-most-once queue is 501 (0A000), a bad value 422 (22023); only a role
 # that administers queues may change it; acks of an async queue over HTTP
-# finish their messages.
+# finish their messages, and (the server logs at DEBUG1 here) commit
+# without waiting for the WAL flush, those of a durable queue do not.
 use strict;
 use warnings;
 use FindBin;
@@ -14,7 +15,13 @@ use DeliverTest;
 use GatewayTest;
 use JSON::PP;
 
-my $node = deliver_node('gw_ack_commit');
+my $node = deliver_node('gw_ack_commit', 'log_min_messages = debug1');
+my $async_line = qr/ack_commit async: this transaction commits without waiting for the WAL flush/;
+sub async_commits
+{
+	my @n = (slurp_file($node->logfile) =~ /$async_line/g);
+	return scalar(@n);
+}
 my $super = query_one($node, 'SELECT current_user');
 $node->safe_psql('postgres', q{CREATE ROLE ac_app NOLOGIN;});
 my $gw = gateway_start($node,
@@ -58,6 +65,14 @@ is($st, 200, 'ack: 200');
 is_deeply($b, { acked => JSON::PP::true }, 'acked');
 is(query_one($node, q{SELECT acked_total || ' ' || depth || ' ' || in_flight FROM deliver.metrics('qa')}),
 	'1 0 0', 'the message is finished');
+is(async_commits(), 1, 'the HTTP ack committed without waiting for the flush');
+# the durable queue's HTTP ack waits as usual
+$node->safe_psql('postgres', q{SELECT deliver.grant_queue('qd', 'ac_app', 'all')});
+req('POST', '/v1/queues/qd/messages', token => $app, body => { payload => { n => 2 } });
+($st, $b) = req('POST', '/v1/queues/qd/receive?max=1', token => $app);
+($st, $b) = req('POST', "/v1/queues/qd/deliveries/$b->[0]{delivery_id}/ack", token => $app);
+is_deeply($b, { acked => JSON::PP::true }, 'durable queue: acked');
+is(async_commits(), 1, 'durable queue: no commit without the flush');
 
 # PATCH
 ($st, $b) = req('PATCH', '/v1/queues/qa', token => $admin, body => { ack_commit => 'durable' });
