@@ -81,6 +81,7 @@ typedef struct
 	const char *scenario;
 	const char *dump_lost;		/* file to list unacked messages in, or NULL */
 	bool		setup;
+	const char *ack_commit;		/* deliver queue's ack_commit, NULL = its default */
 } bench_options;
 
 static bench_options opt = {
@@ -616,6 +617,13 @@ setup_system(PGconn *conn)
 					PQclear(exec_params_ok(conn, "SELECT deliver.drop_queue($1)", 1, p1));
 				PQclear(res);
 				PQclear(exec_params_ok(conn, "SELECT deliver.create_queue($1, $2)", 2, p2));
+				if (opt.ack_commit)
+				{
+					const char *pa[2] = {opt.queue, opt.ack_commit};
+
+					PQclear(exec_params_ok(conn,
+										   "SELECT deliver.alter_queue($1, ack_commit => $2)", 2, pa));
+				}
 				for (int g = 1; g < opt.groups; g++)
 				{
 					const char *p3[2] = {opt.queue, gname};
@@ -1039,7 +1047,11 @@ consumer_prepare(consumer *c)
 			prepare_ok(c->conn, "recv",
 					   "SELECT message_id, delivery_id, payload "
 					   "FROM deliver.receive($1, $2, NULL, '1 second', $3)");
-			prepare_ok(c->conn, "ack", "SELECT deliver.ack_batch($1, $2::bigint[])");
+			/* one message at a time: deliver.ack, as such a consumer would call it */
+			if (opt.recv_batch == 1)
+				prepare_ok(c->conn, "ack", "SELECT deliver.ack($1, $2::bigint)::int");
+			else
+				prepare_ok(c->conn, "ack", "SELECT deliver.ack_batch($1, $2::bigint[])");
 			break;
 		case SYS_ROUTER:
 			prepare_ok(c->conn, "recv",
@@ -1153,6 +1165,12 @@ consumer_round_deliver(consumer *c)
 	}
 	ap[0] = opt.queue;
 	ap[1] = c->ids.data;
+	if (opt.recv_batch == 1)
+	{
+		/* deliver.ack takes the id itself: "{id}" without its braces */
+		c->ids.data[c->ids.len - 1] = '\0';
+		ap[1] = c->ids.data + 1;
+	}
 	res = PQexecPrepared(c->conn, "ack", 2, ap, NULL, NULL, 0);
 	consumer_ack_outcome(c, res, PGRES_TUPLES_OK, n);
 	return n;
@@ -1438,7 +1456,8 @@ usage(int code)
 			"  --scenario LABEL                label for the RESULT line\n"
 			"  --progress SECONDS              progress line period, 0 = off (default 5)\n"
 			"  --no-setup                      use the existing queue as is\n"
-			"  --dump-lost FILE                list unacked messages (group producer seq) in FILE\n");
+			"  --dump-lost FILE                list unacked messages (group producer seq) in FILE\n"
+			"  --ack-commit durable|async      the deliver queue's ack_commit (default: its default)\n");
 	exit(code);
 }
 
@@ -1498,6 +1517,7 @@ parse_options(int argc, char **argv)
 		{"progress", required_argument, NULL, 'i'},
 		{"no-setup", no_argument, NULL, 'x'},
 		{"dump-lost", required_argument, NULL, 'L'},
+		{"ack-commit", required_argument, NULL, 'A'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
@@ -1593,6 +1613,11 @@ parse_options(int argc, char **argv)
 				break;
 			case 'L':
 				opt.dump_lost = optarg;
+				break;
+			case 'A':
+				if (strcmp(optarg, "durable") != 0 && strcmp(optarg, "async") != 0)
+					die("--ack-commit must be durable or async, got \"%s\"", optarg);
+				opt.ack_commit = optarg;
 				break;
 			case 'h':
 				usage(0);

@@ -137,7 +137,7 @@ catch_up() {
 
 run steady-2000-single -f "$work/single.sql" -c 4 -j 2 -R 2000
 run max-batch100-c4 -f "$work/batch.sql" -c 4 -j 2
-# the target shape: 100,000 msgs/s offered (1,000 batches of 100 a second)
+# the latency target's shape: 100,000 msgs/s offered (1,000 batches of 100 a second)
 run paced-100k-batch100 -f "$work/batch.sql" -c 4 -j 2 -R 1000
 catch_up catch-up-$((catchup / 1000))k "$catchup"
 

@@ -33,7 +33,7 @@ const stmt_def statements[S__COUNT] = {
 		"SELECT deliver.create_queue(b->>'name', b->>'guarantee', " IV("visibility_timeout") ","
 		" (b->>'max_attempts')::int, (b->>'fifo')::boolean, " IV("dedup_window") ","
 		" " IV("retry_base") ", " IV("retry_max") ", " IV("message_ttl") ", b->>'on_expire',"
-		" (b->>'max_depth')::bigint, b->>'overflow'),"
+		" (b->>'max_depth')::bigint, b->>'overflow', b->>'ack_commit'),"
 		" json_build_object('queue_name', b->>'name', 'created', true)" BODY(1), 1},
 	[S_DROP_QUEUE] = {"drop_queue",
 		"SELECT json_build_object('dropped', deliver.drop_queue($1))", 1},
@@ -177,6 +177,6 @@ const stmt_def statements[S__COUNT] = {
 		"SELECT deliver.alter_queue($1, " IV("visibility_timeout") ", (b->>'max_attempts')::int,"
 		" " IV("dedup_window") ", " IV("retry_base") ", " IV("retry_max") ","
 		" " IV("archive_retention") ", " IV("message_ttl") ", b->>'on_expire',"
-		" (b->>'max_depth')::bigint, b->>'overflow'),"
+		" (b->>'max_depth')::bigint, b->>'overflow', b->>'ack_commit'),"
 		" json_build_object('queue_name', $1::text, 'altered', true)" BODY(2), 2},
 };
