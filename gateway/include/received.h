@@ -11,8 +11,8 @@
 
 /*
  * The columns a statement must return, in this order, for received_json:
- * message_id, delivery_id (bigints, as text), payload, headers (jsonb, NULL
- * for none), ordering_key (text), attempt (int), enqueued_at and
+ * message_id, delivery_id (bigints; delivery_id NULL at most once), payload,
+ * headers (jsonb, NULL for none), ordering_key (text), attempt (int), enqueued_at and
  * lease_expires_at (each already JSON: to_json(timestamptz)::text).
  */
 #define RECEIVED_COLUMNS 8
@@ -23,5 +23,7 @@
  * are none.
  */
 void		received_json(const PGresult *res, buf_t *b);
+/* Append row i of res as one JSON object, as row_to_json gives it (the stream). */
+void		received_row_json(const PGresult *res, int i, buf_t *b);
 
 #endif

@@ -82,13 +82,52 @@ raw_or_null(buf_t *b, const PGresult *res, int i, int col)
 		buf_add(b, PQgetvalue(res, i, col), (size_t) PQgetlength(res, i, col));
 }
 
+/* column col of row i, a bigint, as a JSON string (ids are), or null */
+static void
+id_or_null(buf_t *b, const PGresult *res, int i, int col)
+{
+	if (PQgetisnull(res, i, col))
+		ADD_LIT(b, "null");
+	else
+	{
+		buf_add(b, "\"", 1);
+		buf_add(b, PQgetvalue(res, i, col), (size_t) PQgetlength(res, i, col));
+		buf_add(b, "\"", 1);
+	}
+}
+
+void
+received_row_json(const PGresult *res, int i, buf_t *b)
+{
+	ADD_LIT(b, "{\"message_id\":");
+	id_or_null(b, res, i, 0);
+	ADD_LIT(b, ",\"delivery_id\":");
+	id_or_null(b, res, i, 1);
+	ADD_LIT(b, ",\"payload\":");
+	raw_or_null(b, res, i, 2);
+	ADD_LIT(b, ",\"headers\":");
+	raw_or_null(b, res, i, 3);
+	ADD_LIT(b, ",\"ordering_key\":");
+	if (PQgetisnull(res, i, 4))
+		ADD_LIT(b, "null");
+	else
+		pg_json_str(b, PQgetvalue(res, i, 4), (size_t) PQgetlength(res, i, 4));
+	ADD_LIT(b, ",\"attempt\":");
+	raw_or_null(b, res, i, 5);
+	ADD_LIT(b, ",\"enqueued_at\":");
+	raw_or_null(b, res, i, 6);
+	ADD_LIT(b, ",\"lease_expires_at\":");
+	raw_or_null(b, res, i, 7);
+	ADD_LIT(b, "}");
+}
+
 void
 received_json(const PGresult *res, buf_t *b)
 {
-	int			n = res ? PQntuples(res) : 0;
+	int			n = res && PQnfields(res) == RECEIVED_COLUMNS ? PQntuples(res) : 0;
 	int			i;
 
-	if (n == 0 || PQnfields(res) != RECEIVED_COLUMNS)
+	if (n == 0)
 	{
 		ADD_LIT(b, "[]");
 		return;
@@ -96,28 +135,10 @@ received_json(const PGresult *res, buf_t *b)
 	ADD_LIT(b, "[");
 	for (i = 0; i < n; i++)
 	{
+		/* json_agg's separator between composites */
 		if (i > 0)
 			ADD_LIT(b, ", \n ");
-		ADD_LIT(b, "{\"message_id\":\"");
-		buf_add(b, PQgetvalue(res, i, 0), (size_t) PQgetlength(res, i, 0));
-		ADD_LIT(b, "\",\"delivery_id\":\"");
-		buf_add(b, PQgetvalue(res, i, 1), (size_t) PQgetlength(res, i, 1));
-		ADD_LIT(b, "\",\"payload\":");
-		raw_or_null(b, res, i, 2);
-		ADD_LIT(b, ",\"headers\":");
-		raw_or_null(b, res, i, 3);
-		ADD_LIT(b, ",\"ordering_key\":");
-		if (PQgetisnull(res, i, 4))
-			ADD_LIT(b, "null");
-		else
-			pg_json_str(b, PQgetvalue(res, i, 4), (size_t) PQgetlength(res, i, 4));
-		ADD_LIT(b, ",\"attempt\":");
-		raw_or_null(b, res, i, 5);
-		ADD_LIT(b, ",\"enqueued_at\":");
-		raw_or_null(b, res, i, 6);
-		ADD_LIT(b, ",\"lease_expires_at\":");
-		raw_or_null(b, res, i, 7);
-		ADD_LIT(b, "}");
+		received_row_json(res, i, b);
 	}
 	ADD_LIT(b, "]");
 }

@@ -15,8 +15,13 @@
  * jsonb keeps a number exact, and either form casts to bigint (a fraction or
  * a value beyond 64 bits is 22P02 or 22003, a 400).
  */
-#define RECEIVED "r.message_id::text AS message_id, r.delivery_id::text AS delivery_id," \
-	" r.payload, r.headers, r.ordering_key, r.attempt, r.enqueued_at, r.lease_expires_at"
+/*
+ * A receive's rows as received.c makes them into JSON (its columns, in its
+ * order): the answer of a receive, and the stream's events.
+ */
+#define RECEIVED_ROWS "SELECT r.message_id, r.delivery_id, r.payload, r.headers, r.ordering_key," \
+	" r.attempt, to_json(r.enqueued_at), to_json(r.lease_expires_at) FROM deliver.receive($1," \
+	" $2::int, $3::interval, $4::interval, $5) r"
 #define DEAD_LETTER "d.message_id::text AS message_id, d.group_name, d.payload, d.headers," \
 	" d.ordering_key, d.attempts, d.reason, d.last_error, d.enqueued_at, d.dead_at"
 
@@ -62,15 +67,10 @@ const stmt_def statements[S__COUNT] = {
 		" coalesce(array_agg(m->>'ordering_key' ORDER BY i), '{}') AS k,"
 		" coalesce(array_agg(coalesce(m->>'idempotency_key', $3 || ':' || (i - 1)) ORDER BY i), '{}') AS ik"
 		" FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i)) a", 3},
-	/* rows, made into JSON by the gateway (received.c: the columns it expects) */
-	[S_RECEIVE] = {"receive",
-		"SELECT r.message_id, r.delivery_id, r.payload, r.headers, r.ordering_key, r.attempt,"
-		" to_json(r.enqueued_at), to_json(r.lease_expires_at) FROM deliver.receive($1,"
-		" $2::int, $3::interval, $4::interval, $5) r", 5},
-	/* the stream: one row per message */
-	[S_RECEIVE_ROWS] = {"receive_rows",
-		"SELECT x.message_id, x.delivery_id, row_to_json(x) FROM (SELECT " RECEIVED
-		" FROM deliver.receive($1, $2::int, $3::interval, $4::interval, $5) r) x", 5},
+	/* rows, made into JSON by the gateway (received.c) */
+	[S_RECEIVE] = {"receive", RECEIVED_ROWS, 5},
+	/* the stream: one event per row */
+	[S_RECEIVE_ROWS] = {"receive_rows", RECEIVED_ROWS, 5},
 	[S_ACK] = {"ack",
 		"SELECT json_build_object('acked', deliver.ack($1, $2::bigint))", 2},
 	[S_ACK_BATCH] = {"ack_batch",
