@@ -8,20 +8,22 @@
 #include "sqlfrag.h"
 
 /*
- * Ids are bigints, and over JSON they are strings: a JavaScript number holds
- * 53 bits, and delivery ids are larger.  So every answer names its columns
- * and casts each id to text (in a subquery, so row_to_json and json_agg
- * keep their compact output).  Ids in a request may be strings or numbers:
- * jsonb keeps a number exact, and either form casts to bigint (a fraction or
- * a value beyond 64 bits is 22P02 or 22003, a 400).
- */
-/*
  * A receive's rows as received.c makes them into JSON (its columns, in its
  * order): the answer of a receive, and the stream's events.
  */
 #define RECEIVED_ROWS "SELECT r.message_id, r.delivery_id, r.payload, r.headers, r.ordering_key," \
 	" r.attempt, to_json(r.enqueued_at), to_json(r.lease_expires_at) FROM deliver.receive($1," \
 	" $2::int, $3::interval, $4::interval, $5) r"
+
+/*
+ * Ids are bigints, and over JSON they are strings: a JavaScript number holds
+ * 53 bits, and delivery ids are larger.  So every answer names its columns
+ * and casts each id to text (in a subquery, so row_to_json and json_agg
+ * keep their compact output; received.c quotes a receive's ids).  Ids in a
+ * request may be strings or numbers: jsonb keeps a number exact, and either
+ * form casts to bigint (a fraction or a value beyond 64 bits is 22P02 or
+ * 22003, a 400).
+ */
 #define DEAD_LETTER "d.message_id::text AS message_id, d.group_name, d.payload, d.headers," \
 	" d.ordering_key, d.attempts, d.reason, d.last_error, d.enqueued_at, d.dead_at"
 
