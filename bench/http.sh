@@ -21,6 +21,7 @@ source "$here/cluster.sh"   # pgbin (DELIVER_PGBIN), PG_CONFIG, as_pg, the clust
 source "$here/cpu.sh"       # instance_ticks, us_per_msg
 port=55498 http_port=18498 duration=15 rounds=1 compare= parse=
 args="$*"
+commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo -)
 while [[ $# -gt 0 ]]; do
     case $1 in
         --port) port=$2; shift ;;
@@ -133,10 +134,10 @@ mkdir -p "$here/results"
     echo "# HTTP gateway benchmark, $stamp"
     echo
     echo "- command: \`bash bench/http.sh $args\`"
-    echo "- commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo -)${compare:+; compared with the gateway binary \`$compare\`}"
+    echo "- commit: $commit${compare:+; compared with the gateway binary \`$compare\`}"
     echo "- machine: $(nproc) cores, $(uname -sr), shared with other work (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)); server: PostgreSQL 15, fsync on, synchronous_commit on, shared_buffers 1GB"
     echo "- deliverd: thread per connection, pool of 12, anonymous role postgres (no token check, the role still set in every request), access log off"
-    echo "- flow: producers send (one message or a batch per request/statement); consumers receive up to 100 with a 1 s long poll, then ack them in one call; 100-byte JSON payloads; HTTP consumers ${parse:-scan} each receive's answer for the two fields they need (delivery_id, the payload's send time)"
+    echo "- flow: producers send (one message or a batch per request/statement); consumers receive up to 100 with a 1 s long poll, then ack them in one call; 100-byte JSON payloads; HTTP consumers $([[ $parse == jansson ]] && echo "parse each receive's answer into a jansson document" || echo "scan each receive's answer for the two fields they need (delivery_id, the payload's send time)")"
     echo "- msgs/s: messages acked per second over the run and its drain; latencies are per request (send, receive, ack) and send-to-ack per message"
     echo "- CPU µs/msg: server (every process of the instance) + gateway + load generator = total, per acked message"
     echo
