@@ -6,12 +6,16 @@
 # message of the server, the gateway and the load generator).
 #   bench/http.sh [--port 55498] [--http-port 18498] [--duration 15]
 #                 [--rounds 1] [--compare DELIVERD] [--parse jansson]
+#                 [--clients P,C] [--no-sync-commit]
 # --compare runs a second gateway binary (say, one built from another
 # commit) in the same rounds, between the SQL run and this tree's gateway,
 # so that both are measured side by side on one cluster. --rounds repeats
 # the whole set (the machine is shared: compare within a round).
 # --parse jansson: the HTTP consumers parse each receive's answer into a
 # jansson document rather than scanning for the two fields they need.
+# --clients P,C: P producers and C consumers (4,4). --no-sync-commit: the
+# database's synchronous_commit off, so that commits do not wait for fsync
+# and what each request costs shows (CPU bound rather than disk bound).
 # Needs the extension installed (make install) and builds gateway/deliverd
 # and bench/httpbench.
 set -euo pipefail
@@ -19,7 +23,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 source "$here/cluster.sh"   # pgbin (DELIVER_PGBIN), PG_CONFIG, as_pg, the cluster
 source "$here/cpu.sh"       # instance_ticks, us_per_msg
-port=55498 http_port=18498 duration=15 rounds=1 compare= parse=
+port=55498 http_port=18498 duration=15 rounds=1 compare= parse= producers=4 consumers=4 nosync=
 args="$*"
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo -)
 while [[ $# -gt 0 ]]; do
@@ -30,6 +34,8 @@ while [[ $# -gt 0 ]]; do
         --rounds) rounds=$2; shift ;;
         --compare) compare=$(realpath "$2"); shift ;;
         --parse) parse=$2; shift ;;
+        --clients) producers=${2%,*} consumers=${2#*,}; shift ;;
+        --no-sync-commit) nosync=1 ;;
         *) echo "http.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -54,6 +60,7 @@ trap cleanup EXIT
 bench_cluster_start "$port" "max_connections = 100" "shared_buffers = 1GB"
 psql_b() { as_pg "$pgbin/psql" -X -q -h "$work" -p "$port" -d bench "$@"; }
 psql_b -c 'CREATE EXTENSION deliver'
+[[ -z $nosync ]] || psql_b -c 'ALTER DATABASE bench SET synchronous_commit = off'
 conninfo="host=$work port=$port dbname=bench user=postgres"
 
 # gw_start BINARY: the gateway as an anonymous superuser on loopback: the
@@ -85,10 +92,11 @@ run() {
     [[ -n $gwpid ]] && g0=$(proc_ticks "$gwpid")
     if [[ $kind == sql ]]; then
         line=$( { /usr/bin/time -f "CLIENT %U %S" "$here/httpbench" --mode sql --conninfo "$conninfo" \
-                  --queue "$q" --duration "$duration" "$@"; } 2>&1 )
+                  --queue "$q" --duration "$duration" --producers "$producers" --consumers "$consumers" "$@"; } 2>&1 )
     else
         line=$( { /usr/bin/time -f "CLIENT %U %S" "$here/httpbench" --mode http --url "127.0.0.1:$http_port" \
-                  --queue "$q" --duration "$duration" ${parse:+--parse "$parse"} "$@"; } 2>&1 )
+                  --queue "$q" --duration "$duration" --producers "$producers" --consumers "$consumers" \
+                  ${parse:+--parse "$parse"} "$@"; } 2>&1 )
     fi
     p1=$(instance_ticks "$work/data")
     [[ -n $gwpid ]] && g1=$(proc_ticks "$gwpid")
@@ -101,8 +109,8 @@ run() {
     psql_b -c "SELECT deliver.drop_queue('$q')" >/dev/null
 }
 scenarios() {   # scenarios KIND
-    run "$1" "single sends, 4 producers, 4 consumers, flat out" --batch 1
-    run "$1" "batches of 100, 4 producers, 4 consumers, flat out" --batch 100
+    run "$1" "single sends, $producers producers, $consumers consumers, flat out" --batch 1
+    run "$1" "batches of 100, $producers producers, $consumers consumers, flat out" --batch 100
     run "$1" "single sends paced at 2,000/s" --batch 1 --rate 2000
 }
 
@@ -135,9 +143,9 @@ mkdir -p "$here/results"
     echo
     echo "- command: \`bash bench/http.sh $args\`"
     echo "- commit: $commit${compare:+; compared with the gateway binary \`$compare\`}"
-    echo "- machine: $(nproc) cores, $(uname -sr), shared with other work (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)); server: PostgreSQL 15, fsync on, synchronous_commit on, shared_buffers 1GB"
+    echo "- machine: $(nproc) cores, $(uname -sr), shared with other work (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)); server: PostgreSQL 15, fsync on, synchronous_commit $([[ -n $nosync ]] && echo "off (--no-sync-commit)" || echo on), shared_buffers 1GB"
     echo "- deliverd: thread per connection, pool of 12, anonymous role postgres (no token check, the role still set in every request), access log off"
-    echo "- flow: producers send (one message or a batch per request/statement); consumers receive up to 100 with a 1 s long poll, then ack them in one call; 100-byte JSON payloads; HTTP consumers $([[ $parse == jansson ]] && echo "parse each receive's answer into a jansson document" || echo "scan each receive's answer for the two fields they need (delivery_id, the payload's send time)")"
+    echo "- flow: $producers producers, $consumers consumers; producers send (one message or a batch per request/statement); consumers receive up to 100 with a 1 s long poll, then ack them in one call; 100-byte JSON payloads; HTTP consumers $([[ $parse == jansson ]] && echo "parse each receive's answer into a jansson document" || echo "scan each receive's answer for the two fields they need (delivery_id, the payload's send time)")"
     echo "- msgs/s: messages acked per second over the run and its drain; latencies are per request (send, receive, ack) and send-to-ack per message"
     echo "- CPU µs/msg: server (every process of the instance) + gateway + load generator = total, per acked message"
     echo
