@@ -11,7 +11,7 @@ PG_CONFIG   ?= pg_config
 # (what changes in the tables, and dropping the functions of A) followed by
 # the same function parts, so the functions are written once.
 SQL_FUNCTIONS = messages helpers admin expiry maintenance dead_letters archive metrics \
-                alerts push flow routing inspect privileges
+                alerts push flow routing inspect ack_commit privileges
 SQL_SCRIPT    = sql/$(EXTENSION)--$(EXTVERSION).sql
 SQL_UPGRADES  = $(patsubst sql/upgrade/%.sql,sql/$(EXTENSION)--%.sql,$(wildcard sql/upgrade/*.sql))
 DATA          = sql/$(EXTENSION)--0.1.sql $(SQL_SCRIPT) $(SQL_UPGRADES)

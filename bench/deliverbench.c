@@ -85,6 +85,7 @@ typedef struct
 	long		backlog;		/* messages sent before consumers start */
 	int			recv_wait_ms;	/* deliver's receive wait, -1 = 1 s on one queue, 0 over several */
 	bool		setup_only;		/* create the queues, report the time, exit */
+	const char *ack_commit;		/* deliver queue's ack_commit, NULL = its default */
 } bench_options;
 
 static bench_options opt = {
@@ -681,6 +682,13 @@ setup_system(PGconn *conn)
 
 				queue_name(name, sizeof(name), q);
 				PQclear(exec_params_ok(conn, "SELECT deliver.create_queue($1, $2)", 2, p2));
+				if (opt.ack_commit)
+				{
+					const char *pa[2] = {name, opt.ack_commit};
+
+					PQclear(exec_params_ok(conn,
+										   "SELECT deliver.alter_queue($1, ack_commit => $2)", 2, pa));
+				}
 				for (int g = 1; g < opt.groups; g++)
 				{
 					const char *p3[2] = {name, gname};
@@ -1289,7 +1297,11 @@ consumer_prepare(consumer *c)
 						 recv_wait_ms());
 				prepare_ok(c->conn, "recv", sql);
 			}
-			prepare_ok(c->conn, "ack", "SELECT deliver.ack_batch($1, $2::bigint[])");
+			/* one message at a time: deliver.ack, as such a consumer would call it */
+			if (opt.recv_batch == 1)
+				prepare_ok(c->conn, "ack", "SELECT deliver.ack($1, $2::bigint)::int");
+			else
+				prepare_ok(c->conn, "ack", "SELECT deliver.ack_batch($1, $2::bigint[])");
 			break;
 		case SYS_ROUTER:
 			prepare_ok(c->conn, "recv",
@@ -1410,6 +1422,12 @@ consumer_round_deliver(consumer *c)
 	}
 	ap[0] = qname;
 	ap[1] = c->ids.data;
+	if (opt.recv_batch == 1)
+	{
+		/* deliver.ack takes the id itself: "{id}" without its braces */
+		c->ids.data[c->ids.len - 1] = '\0';
+		ap[1] = c->ids.data + 1;
+	}
 	res = PQexecPrepared(c->conn, "ack", 2, ap, NULL, NULL, 0);
 	consumer_ack_outcome(c, res, PGRES_TUPLES_OK, n);
 	return n;
@@ -1715,7 +1733,8 @@ usage(int code)
 			"  --recv-wait MS                  deliver: receive's wait for a message (default 1000\n"
 			"                                  on one queue, 0 over several; at 0 it polls as the\n"
 			"                                  baselines do, sleeping --poll-us when nothing came)\n"
-			"  --setup-only                    create the queues (tables), print a SETUP line, exit\n");
+			"  --setup-only                    create the queues (tables), print a SETUP line, exit\n"
+			"  --ack-commit durable|async      the deliver queue's ack_commit (default: its default)\n");
 	exit(code);
 }
 
@@ -1779,6 +1798,7 @@ parse_options(int argc, char **argv)
 		{"backlog", required_argument, NULL, 'K'},
 		{"recv-wait", required_argument, NULL, 'w'},
 		{"setup-only", no_argument, NULL, 'y'},
+		{"ack-commit", required_argument, NULL, 'A'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
@@ -1886,6 +1906,11 @@ parse_options(int argc, char **argv)
 				break;
 			case 'y':
 				opt.setup_only = true;
+				break;
+			case 'A':
+				if (strcmp(optarg, "durable") != 0 && strcmp(optarg, "async") != 0)
+					die("--ack-commit must be durable or async, got \"%s\"", optarg);
+				opt.ack_commit = optarg;
 				break;
 			case 'h':
 				usage(0);

@@ -3,7 +3,7 @@
 # baselines (a textbook SKIP LOCKED table queue and PgQ), in one run, on one
 # dedicated durable cluster. Writes bench/results/<stamp>.md and .png.
 #
-#   bench/run.sh [--quick | --full] [--soak] [--held-xmin]
+#   bench/run.sh [--quick | --full] [--soak] [--held-xmin] [--group-commit] [--waits]
 #                [--systems deliver,textbook,pgq] [--port N] [--duration S]
 #                [--soak-duration S] [--scenarios NAME,...] [--keep]
 #
@@ -20,6 +20,8 @@ source "$here/common.sh"    # log, fail, packages, builds, RESULT fields
 mode=full
 soak=0
 held_xmin=0
+group_commit=0
+waits=0
 systems=deliver,textbook,pgq
 port=55499
 duration=
@@ -37,6 +39,8 @@ while [[ $# -gt 0 ]]; do
         --full) mode=full ;;
         --soak) soak=1 ;;
         --held-xmin) held_xmin=1 ;;
+        --group-commit) group_commit=1 ;;
+        --waits) waits=1 ;;
         --systems) systems=${2:?--systems needs a list}; shift ;;
         --port) port=${2:?--port needs a number}; shift ;;
         --duration) duration=${2:?--duration needs seconds}; shift ;;
@@ -98,6 +102,7 @@ start_cluster() {
 stop_cluster() {
     if [[ -n ${xmin_pid:-} ]]; then kill "$xmin_pid" 2>/dev/null || true; fi
     if [[ -n ${sampler_pid:-} ]]; then kill "$sampler_pid" 2>/dev/null || true; fi
+    if [[ -n ${waits_pid:-} ]]; then kill "$waits_pid" 2>/dev/null || true; fi
     bench_cluster_stop
     if [[ -n ${work:-} && -d $work ]]; then
         if [[ $keep == 1 ]]; then
@@ -146,6 +151,19 @@ else
     done
     add steady-2000 deliver exactly_once "--batch 1 --recv-batch 100 --consumers 4 --payload 100 --rate 2000"
     add fanout-g2-c2-b100 deliver,pgq - "--batch 100 --consumers 2 --groups 2 --payload 100"
+fi
+# single-message consumers: producers send 1 per call, consumers
+# receive 1 and ack it (deliver.ack, one commit per message); deliver with
+# its queue's ack_commit durable (the default) and async
+one="--batch 1 --recv-batch 1 --consumers 4 --payload 100"
+add one-c4-p100 $all - "$one"
+add one-c4-p100-async deliver - "$one --ack-commit async"
+if [[ $group_commit == 1 ]]; then
+    # the same with the server's group commit on (commit_delay in µs,
+    # commit_siblings 1): COMMIT_DELAY=N is set for the run, then reset
+    for d in 100 1000; do
+        add "one-c4-p100-cd$d" $all - "$one COMMIT_DELAY=$d"
+    done
 fi
 if [[ $held_xmin == 1 ]]; then
     add xmin-b100-c4-p100 $all - "--batch 100 --consumers 4 --payload 100 XMIN"
@@ -204,6 +222,25 @@ stop_sampler() {
     sampler_pid=
 }
 
+# Sample what the benchmark's backends wait for (pg_stat_activity, every
+# 100 ms) while a run produces: one line per active backend and sample,
+# "wait_event_type:wait_event (CPU when none) | the statement's start".
+start_wait_sampler() {
+    local out=$1
+    (
+        while sleep 0.1; do
+            psql_b -tAc "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') || ' | ' || left(regexp_replace(query, '\s+', ' ', 'g'), 40) FROM pg_stat_activity WHERE application_name = 'deliverbench' AND state = 'active' AND pid <> pg_backend_pid()" 2>/dev/null || true
+        done
+    ) >"$out" &
+    waits_pid=$!
+}
+
+stop_wait_sampler() {
+    kill "$waits_pid" 2>/dev/null || true
+    wait "$waits_pid" 2>/dev/null || true
+    waits_pid=
+}
+
 # Remove what a run left behind, then checkpoint so every run starts alike.
 clean_between_runs() {
     psql_b -c "SET client_min_messages = warning" \
@@ -217,8 +254,12 @@ clean_between_runs() {
 
 run_scenario() {
     local name=$1 sys=$2 guarantee=$3 args=$4 n=$5 total=$6
-    local dur=$duration xmin=0 soak_run=0 extra=() logf
+    local dur=$duration xmin=0 soak_run=0 extra=() logf cdelay=
     [[ $args == *XMIN* ]] && xmin=1
+    if [[ $args =~ COMMIT_DELAY=([0-9]+) ]]; then
+        cdelay=${BASH_REMATCH[1]}
+        args=${args//COMMIT_DELAY=$cdelay/}
+    fi
     [[ $args == *SOAK* ]] && { soak_run=1; dur=$soak_duration; }
     args=${args//XMIN/}
     args=${args//SOAK/}
@@ -230,7 +271,12 @@ run_scenario() {
     clean_between_runs
     [[ $xmin == 1 ]] && start_xmin_holder $((dur + drain + 60))
     [[ $soak_run == 1 ]] && start_sampler "${logf%.log}.samples"
+    if [[ -n $cdelay ]]; then
+        psql_b -c "ALTER SYSTEM SET commit_delay = $cdelay" -c "ALTER SYSTEM SET commit_siblings = 1" \
+            -c "SELECT pg_reload_conf()" >/dev/null
+    fi
     local rc=0 t0 t1
+    [[ $waits == 1 ]] && start_wait_sampler "${logf%.log}.waits"
     t0=$(instance_ticks "$pgdata")
     # shellcheck disable=SC2086
     "$here/deliverbench" --system "$sys" --dsn "$dsn" --scenario "$name" \
@@ -238,6 +284,11 @@ run_scenario() {
         --progress "$([[ $soak_run == 1 ]] && echo 10 || echo 1)" \
         "${extra[@]}" $args >"$logf" 2>&1 || rc=$?
     t1=$(instance_ticks "$pgdata")
+    [[ $waits == 1 ]] && stop_wait_sampler
+    if [[ -n $cdelay ]]; then
+        psql_b -c "ALTER SYSTEM RESET commit_delay" -c "ALTER SYSTEM RESET commit_siblings" \
+            -c "SELECT pg_reload_conf()" >/dev/null
+    fi
     if [[ $soak_run == 1 ]]; then stop_sampler; fi
     if [[ $xmin == 1 ]]; then stop_xmin_holder; fi
     local line
@@ -348,6 +399,53 @@ write_report() {
             lostsum=$(awk '/^RESULT/ { for (i = 1; i <= NF; i++) if ($i ~ /^(lost|dup)=/) { split($i, kv, "="); s += kv[2] } } END { print s + 0 }' "$resfile")
             check "no message lost or duplicated (all runs)" "$lostsum" "<" 1
             echo
+        fi
+        if grep -q ' scenario=one-c4-p100' "$resfile"; then
+            echo "## Single-message consumers (one-c4-p100*)"
+            echo
+            echo "Producers send 1 message per call; consumers receive 1 and ack it"
+            echo "(deliver: deliver.ack; textbook: DELETE; PgQ has no per-message ack:"
+            echo "a consumer takes a batch per tick and finishes it with one commit)."
+            echo "Keeping up means acked/s = produced/s; the backlog grows by the difference."
+            echo
+            echo "| system | scenario | produced/s | acked/s | backlog growth/s | p50 ms | p99 ms | CPU µs/msg |"
+            echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+            while IFS= read -r line; do
+                [[ $line == RESULT*" scenario=one-c4-p100"* ]] || continue
+                echo "| $(field "$line" system) | $(field "$line" scenario) | $(field "$line" sent_per_s) | $(field "$line" acked_per_s) | $(awk -v s="$(field "$line" sent_per_s)" -v a="$(field "$line" acked_per_s)" 'BEGIN { printf "%.0f", s - a }') | $(field "$line" p50_ms) | $(field "$line" p99_ms) | $(field "$line" server_cpu_us) |"
+            done <"$resfile"
+            echo
+            if has_system deliver; then
+                local o oa
+                o=$(result_of deliver one-c4-p100 at_least_once)
+                oa=$(result_of deliver one-c4-p100-async at_least_once)
+                echo "| target | measured | |"
+                echo "| --- | ---: | --- |"
+                check "one-c4-p100 durable: acked >= 99% of produced" "$(ratio "$(field "$o" acked_per_s)" "$(field "$o" sent_per_s)")" ">=" 0.99
+                check "one-c4-p100 durable: p99 send->ack < 50 ms" "$(field "$o" p99_ms)" "<" 50
+                check "one-c4-p100-async: acked >= 99% of produced" "$(ratio "$(field "$oa" acked_per_s)" "$(field "$oa" sent_per_s)")" ">=" 0.99
+                check "one-c4-p100-async: p99 send->ack < 50 ms" "$(field "$oa" p99_ms)" "<" 50
+                echo
+            fi
+        fi
+        if [[ $waits == 1 ]]; then
+            echo "## What the backends waited for (--waits)"
+            echo
+            echo "pg_stat_activity sampled every 100 ms during each run (producing and"
+            echo "drain): share of the samples of active benchmark backends, by wait"
+            echo "event and statement (CPU = no wait event); the top 6 per run."
+            echo
+            local wf
+            for wf in "$logdir"/*.waits; do
+                [[ -s $wf ]] || continue
+                echo "**$(basename "${wf%.waits}")** ($(wc -l <"$wf") samples)"
+                echo
+                echo '```'
+                sort "$wf" | uniq -c | sort -rn | head -n 6 |
+                    awk -v n="$(wc -l <"$wf")" '{ c = $1; $1 = ""; printf "%5.1f%% %s\n", 100 * c / n, $0 }'
+                echo '```'
+                echo
+            done
         fi
         echo "## Environment"
         echo

@@ -6,7 +6,8 @@
 -- Options left out or NULL take their defaults: guarantee at_least_once,
 -- visibility_timeout 30 s, max_attempts 5, fifo false, dedup_window 5 min,
 -- retry_base and retry_max from deliver.default_retry_base/_max,
--- message_ttl none, on_expire dead_letter, max_depth none, overflow reject.
+-- message_ttl none, on_expire dead_letter, max_depth none, overflow reject,
+-- ack_commit durable.
 CREATE FUNCTION deliver.create_queue(
     queue_name         text,
     guarantee          text DEFAULT NULL,
@@ -19,7 +20,8 @@ CREATE FUNCTION deliver.create_queue(
     message_ttl        interval DEFAULT NULL,
     on_expire          text DEFAULT NULL,
     max_depth          bigint DEFAULT NULL,
-    overflow           text DEFAULT NULL)
+    overflow           text DEFAULT NULL,
+    ack_commit         text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -62,6 +64,8 @@ BEGIN
         max_depth := NULL;
     END IF;
     PERFORM deliver._check_depth(max_depth, overflow, guarantee);
+    ack_commit := coalesce(ack_commit, 'durable');
+    PERFORM deliver._check_ack_commit(ack_commit, guarantee);
     IF EXISTS (SELECT 1 FROM deliver.queue x WHERE x.queue_name = create_queue.queue_name) THEN
         RAISE EXCEPTION 'queue "%" already exists', queue_name
             USING ERRCODE = 'duplicate_object';
@@ -69,12 +73,12 @@ BEGIN
 
     INSERT INTO deliver.queue (queue_name, guarantee, visibility_timeout, max_attempts,
                                fifo, dedup_window, retry_base, retry_max, created_snapshot,
-                               message_ttl, on_expire, max_depth, overflow)
+                               message_ttl, on_expire, max_depth, overflow, ack_commit)
     VALUES (create_queue.queue_name, create_queue.guarantee, create_queue.visibility_timeout,
             create_queue.max_attempts, create_queue.fifo, create_queue.dedup_window,
             create_queue.retry_base, create_queue.retry_max, deliver._latest_snapshot(),
             create_queue.message_ttl, create_queue.on_expire, create_queue.max_depth,
-            create_queue.overflow)
+            create_queue.overflow, create_queue.ack_commit)
     RETURNING * INTO q;
 
     -- Segments and done tables are appended to, read by deliver's own index
@@ -218,7 +222,8 @@ RETURNS TABLE (queue_name text, guarantee text, visibility_timeout interval,
                max_attempts int, fifo boolean, dedup_window interval,
                retry_base interval, retry_max interval, archive_retention interval,
                consumer_groups text[], created_at timestamptz,
-               message_ttl interval, on_expire text, max_depth bigint, overflow text)
+               message_ttl interval, on_expire text, max_depth bigint, overflow text,
+               ack_commit text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -226,7 +231,8 @@ AS $$
            q.dedup_window, q.retry_base, q.retry_max, q.archive_retention,
            ARRAY(SELECT g.group_name FROM deliver.consumer_group g
                   WHERE g.queue_id = q.queue_id ORDER BY g.group_id),
-           q.created_at, q.message_ttl, q.on_expire, q.max_depth, q.overflow
+           q.created_at, q.message_ttl, q.on_expire, q.max_depth, q.overflow,
+           q.ack_commit
       FROM deliver.queue q
      ORDER BY q.queue_name
 $$;
@@ -238,7 +244,9 @@ $$;
 -- queue's ttl ('0' removes it) and on_expire what expiry does; both apply
 -- to the messages already stored too.  max_depth sets the depth limit ('0'
 -- removes it), overflow what a send beyond it does ('reject' or
--- 'drop_oldest').
+-- 'drop_oldest').  ack_commit: how acks that are their transaction's only
+-- work commit ('durable' or 'async', sql/ack_commit.sql); a change applies
+-- to the acks that start after it commits.
 CREATE FUNCTION deliver.alter_queue(
     queue_name         text,
     visibility_timeout interval DEFAULT NULL,
@@ -250,7 +258,8 @@ CREATE FUNCTION deliver.alter_queue(
     message_ttl        interval DEFAULT NULL,
     on_expire          text DEFAULT NULL,
     max_depth          bigint DEFAULT NULL,
-    overflow           text DEFAULT NULL)
+    overflow           text DEFAULT NULL,
+    ack_commit         text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -281,6 +290,9 @@ BEGIN
                                   coalesce(on_expire, 'dead_letter'));
     PERFORM deliver._check_depth(CASE WHEN max_depth = 0 THEN NULL ELSE max_depth END,
                                  coalesce(overflow, q.overflow), q.guarantee);
+    IF ack_commit IS NOT NULL THEN
+        PERFORM deliver._check_ack_commit(ack_commit, q.guarantee);
+    END IF;
     UPDATE deliver.queue x
        SET visibility_timeout = coalesce(alter_queue.visibility_timeout, x.visibility_timeout),
            max_attempts = coalesce(alter_queue.max_attempts, x.max_attempts),
@@ -297,7 +309,8 @@ BEGIN
            max_depth = CASE WHEN alter_queue.max_depth IS NULL THEN x.max_depth
                             WHEN alter_queue.max_depth = 0 THEN NULL
                             ELSE alter_queue.max_depth END,
-           overflow = coalesce(alter_queue.overflow, x.overflow)
+           overflow = coalesce(alter_queue.overflow, x.overflow),
+           ack_commit = coalesce(alter_queue.ack_commit, x.ack_commit)
      WHERE x.queue_id = q.queue_id;
     PERFORM deliver._catalog_changed(q.queue_id);
 END $$;

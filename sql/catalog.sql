@@ -49,7 +49,11 @@ CREATE TABLE deliver.queue (
     -- none) is refused (overflow 'reject') or first moves the oldest
     -- messages to the dead letters ('drop_oldest')
     max_depth           bigint CHECK (max_depth > 0),
-    overflow            text NOT NULL DEFAULT 'reject' CHECK (overflow IN ('reject', 'drop_oldest'))
+    overflow            text NOT NULL DEFAULT 'reject' CHECK (overflow IN ('reject', 'drop_oldest')),
+    -- acks that are their transaction's only work: 'durable' waits for the
+    -- WAL flush; 'async' commits them without waiting (at_least_once only:
+    -- after a crash an acked message may be delivered again)
+    ack_commit          text NOT NULL DEFAULT 'durable' CHECK (ack_commit IN ('durable', 'async'))
 );
 -- The push output plugin (logical decoding) reads queue and group names
 -- through its historic snapshot, which needs user catalog tables.

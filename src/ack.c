@@ -15,6 +15,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "ackcommit.h"
 #include "args.h"
 #include "catalog.h"
 #include "checkpoint.h"
@@ -105,6 +106,8 @@ ack_many(QueueInfo *q, int64 *ids, int n)
 	DSnap	   *done = palloc(deliver_snap_size);
 
 	queue_check_privilege(q, ACL_SELECT, "ack messages of");
+	if (q->ack_async)
+		ack_commit_begin();
 	xid = GetTopTransactionId();
 
 	for (i = 0; i < n; i++)
@@ -172,6 +175,8 @@ ack_many(QueueInfo *q, int64 *ids, int n)
 		LWLockRelease(&gs->lock);
 		done_write(q, group_id, DONE_ACK, same, m, done);
 	}
+	if (q->ack_async)
+		ack_commit_end();
 	return nacked;
 }
 
@@ -320,7 +325,11 @@ deliver_nack(PG_FUNCTION_ARGS)
 	slist_remove(s->state == SLOT_LEASED ? &gs->leased : &gs->ready_list, idx);
 	if (to_dead)
 	{
+		if (q->ack_async)
+			ack_commit_begin();
 		nack_to_dead_letters(q, gs, idx, error);
+		if (q->ack_async)
+			ack_commit_end();
 		SPI_finish();
 		PG_RETURN_BOOL(true);
 	}

@@ -99,7 +99,9 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 				 "(extract(epoch FROM retry_max) * 1000)::int8, segments, acl, "
 				 "fifo_key_limit, "
 				 "(extract(epoch FROM message_ttl) * 1000000)::int8, on_expire = 'drop', max_depth, "
-				 "overflow = 'drop_oldest' FROM deliver.queue WHERE queue_name = $1",
+				 "overflow = 'drop_oldest', "
+				 "ack_commit = 'async' AND guarantee = 'at_least_once' "
+				 "FROM deliver.queue WHERE queue_name = $1",
 				 1, argtypes, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "deliver: queue lookup failed: %s", SPI_result_code_string(rc));
@@ -133,6 +135,7 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 		ttl = SPI_getbinval(tup, td, 15, &isnull);
 		q->max_depth = isnull ? 0 : DatumGetInt64(ttl);
 		q->overflow_drop = DatumGetBool(SPI_getbinval(tup, td, 16, &isnull));
+		q->ack_async = DatumGetBool(SPI_getbinval(tup, td, 17, &isnull));
 	}
 	{
 		Datum		acl = SPI_getbinval(tup, td, 11, &isnull);

@@ -25,6 +25,11 @@
  *   format          json (default: one JSON object per message) or binary
  *   include_commit  true: after each transaction that emitted messages, a
  *                   commit record (JSON: {"commit_lsn":..,"messages":n})
+ *   pack            true (binary format only): the records of a
+ *                   transaction are sent several to a message (XLogData),
+ *                   whole, up to PACK_BYTES, never two transactions in one:
+ *                   one write to the client per transaction of ordinary
+ *                   size instead of one per message
  *
  * The binary layout is documented in README.md ("Push").
  *
@@ -67,6 +72,13 @@ typedef struct DecodeGroup
 	bool		matches;		/* named like the consumer_group option */
 } DecodeGroup;
 
+/*
+ * With pack, the records gathered before they are written: a write goes to
+ * the client when they reach this size (records are never split), and at
+ * the end of each transaction.
+ */
+#define PACK_BYTES	(64 * 1024)
+
 typedef struct DecodeData
 {
 	MemoryContext context;		/* reset after each message */
@@ -74,6 +86,8 @@ typedef struct DecodeData
 	char	   *group;			/* consumer_group option, or NULL */
 	bool		binary;
 	bool		include_commit;
+	bool		pack;
+	StringInfoData packed;		/* pack: the records not written yet */
 	Oid			nsp;			/* schema deliver, once known */
 	HTAB	   *queue_cache;
 	HTAB	   *group_cache;
@@ -192,12 +206,26 @@ dec_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 		}
 		else if (strcmp(elem->defname, "include_commit") == 0)
 			data->include_commit = option_bool(elem);
+		else if (strcmp(elem->defname, "pack") == 0)
+			data->pack = option_bool(elem);
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("deliver: option \"%s\" = \"%s\" is unknown",
 							elem->defname, elem->arg ? strVal(elem->arg) : "(null)"),
-					 errhint("The options are queues, consumer_group, format and include_commit.")));
+					 errhint("The options are queues, consumer_group, format, include_commit and pack.")));
+	}
+	if (data->pack && !data->binary)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("deliver: option \"pack\" needs format binary"),
+				 errhint("JSON objects are one to a message; add \"format\" 'binary'.")));
+	if (data->pack)
+	{
+		MemoryContext old = MemoryContextSwitchTo(ctx->context);
+
+		initStringInfo(&data->packed);
+		MemoryContextSwitchTo(old);
 	}
 	opt->output_type = data->binary ? OUTPUT_PLUGIN_BINARY_OUTPUT
 		: OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
@@ -234,6 +262,30 @@ dec_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 	/* output starts lazily: transactions without messages emit nothing */
 	data->emitted = 0;
 	data->last_targeted_id = -1;
+	if (data->pack)
+		resetStringInfo(&data->packed);
+}
+
+/*
+ * pack: write the records gathered (and anything the caller appends after
+ * them before OutputPluginWrite) as one message.
+ */
+static void
+pack_write_begin(LogicalDecodingContext *ctx, DecodeData *data)
+{
+	OutputPluginPrepareWrite(ctx, true);
+	appendBinaryStringInfo(ctx->out, data->packed.data, data->packed.len);
+	if (data->packed.maxlen > 4 * PACK_BYTES)
+	{
+		/* a large record was gathered: do not keep its room */
+		MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(data->packed.data));
+
+		pfree(data->packed.data);
+		initStringInfo(&data->packed);
+		MemoryContextSwitchTo(old);
+	}
+	else
+		resetStringInfo(&data->packed);
 }
 
 /* microseconds since the Unix epoch (the binary format's times) */
@@ -267,8 +319,18 @@ dec_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit
 		ReplicationSlotMarkDirty();
 
 	if (!data->include_commit)
+	{
+		if (data->pack && data->packed.len > 0)
+		{
+			pack_write_begin(ctx, data);
+			OutputPluginWrite(ctx, true);
+		}
 		return;
-	OutputPluginPrepareWrite(ctx, true);
+	}
+	if (data->pack)
+		pack_write_begin(ctx, data);
+	else
+		OutputPluginPrepareWrite(ctx, true);
 	if (data->binary)
 	{
 		pq_sendbyte(ctx->out, 'C');
@@ -485,6 +547,28 @@ jsonb_cstring(Datum d)
 }
 
 /*
+ * A message record of the binary format (layout in README.md, "Push").
+ */
+static void
+bin_message(StringInfo out, ReorderBufferTXN *txn, DecodeQueue *dq, int64 message_id,
+			Datum *values, bool *nulls)
+{
+	pq_sendbyte(out, 'M');
+	pq_sendint64(out, txn->end_lsn);
+	pq_sendint64(out, unix_usec(txn->xact_time.commit_time));
+	pq_sendint64(out, message_id);
+	pq_sendint64(out, unix_usec(DatumGetTimestampTz(values[SEG_COL_ENQUEUED_AT])));
+	bin_text(out, dq->name, false, false, message_id);
+	bin_text(out, nulls[SEG_COL_ORDERING_KEY] ? NULL :
+			 TextDatumGetCString(values[SEG_COL_ORDERING_KEY]),
+			 nulls[SEG_COL_ORDERING_KEY], false, message_id);
+	bin_text(out, nulls[SEG_COL_HEADERS] ? NULL : jsonb_cstring(values[SEG_COL_HEADERS]),
+			 nulls[SEG_COL_HEADERS], true, message_id);
+	bin_text(out, nulls[SEG_COL_PAYLOAD] ? NULL : jsonb_cstring(values[SEG_COL_PAYLOAD]),
+			 nulls[SEG_COL_PAYLOAD], true, message_id);
+}
+
+/*
  * Does the relation have the columns of a segment, with their types?  (Its
  * rows are read by position.)
  */
@@ -552,23 +636,23 @@ dec_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		data->last_targeted_id = message_id;
 	}
 
+	if (data->pack)
+	{
+		/* gathered; written at the transaction's end, or when PACK_BYTES */
+		StringInfo	out = &data->packed;
+
+		bin_message(out, txn, dq, message_id, values, nulls);
+		data->emitted++;
+		if (out->len >= PACK_BYTES)
+		{
+			pack_write_begin(ctx, data);
+			OutputPluginWrite(ctx, true);
+		}
+		goto done;
+	}
 	OutputPluginPrepareWrite(ctx, true);
 	if (data->binary)
-	{
-		pq_sendbyte(ctx->out, 'M');
-		pq_sendint64(ctx->out, txn->end_lsn);
-		pq_sendint64(ctx->out, unix_usec(txn->xact_time.commit_time));
-		pq_sendint64(ctx->out, message_id);
-		pq_sendint64(ctx->out, unix_usec(DatumGetTimestampTz(values[SEG_COL_ENQUEUED_AT])));
-		bin_text(ctx->out, dq->name, false, false, message_id);
-		bin_text(ctx->out, nulls[SEG_COL_ORDERING_KEY] ? NULL :
-				 TextDatumGetCString(values[SEG_COL_ORDERING_KEY]),
-				 nulls[SEG_COL_ORDERING_KEY], false, message_id);
-		bin_text(ctx->out, nulls[SEG_COL_HEADERS] ? NULL : jsonb_cstring(values[SEG_COL_HEADERS]),
-				 nulls[SEG_COL_HEADERS], true, message_id);
-		bin_text(ctx->out, nulls[SEG_COL_PAYLOAD] ? NULL : jsonb_cstring(values[SEG_COL_PAYLOAD]),
-				 nulls[SEG_COL_PAYLOAD], true, message_id);
-	}
+		bin_message(ctx->out, txn, dq, message_id, values, nulls);
 	else
 	{
 		StringInfo	out = ctx->out;

@@ -85,9 +85,33 @@ queue_rel_oid(Oid nsp, QueueRel rel, int32 queue_id, int seg, bool missing_ok)
 bool
 queue_relname_is_segment(const char *relname, int32 *queue_id, int *seg)
 {
-	int			len = 0;
+	const char *p = relname;
+	int64		id = 0;
+	int			n = 0;
 
-	return relname[0] == 'q' &&
-		sscanf(relname, SEGMENT_NAME_FORMAT "%n", queue_id, seg, &len) == 2 &&
-		relname[len] == '\0' && *queue_id > 0;
+	/* by hand, not sscanf: logical decoding asks this of every change */
+	if (*p++ != 'q' || *p < '1' || *p > '9')
+		return false;
+	for (; *p >= '0' && *p <= '9'; p++)
+	{
+		id = id * 10 + (*p - '0');
+		if (id > PG_INT32_MAX)
+			return false;
+	}
+	if (p[0] != '_' || p[1] != 's' || p[2] < '0' || p[2] > '9')
+		return false;
+	p += 2;
+	if (*p == '0' && p[1] != '\0')
+		return false;			/* (queue_relname writes no leading zero) */
+	for (; *p >= '0' && *p <= '9'; p++)
+	{
+		n = n * 10 + (*p - '0');
+		if (n > 1000)
+			return false;
+	}
+	if (*p != '\0')
+		return false;
+	*queue_id = (int32) id;
+	*seg = n;
+	return true;
 }

@@ -5,7 +5,8 @@
  * deliver.database lists the databases to serve; one worker is registered
  * for each at server start.  A worker wakes every
  * deliver.maintenance_interval and, for each queue of its database, in a
- * transaction of its own per step:
+ * transaction of its own per step (committed without waiting for the WAL
+ * flush: see deliver_worker_main):
  *
  *	- moves delayed messages that came due into the active segment (its
  *	  commit wakes long polls);
@@ -485,6 +486,19 @@ deliver_worker_main(Datum arg)
 	 * of pg_catalog may resolve in what it runs.
 	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * The worker's commits do not wait for the WAL flush: with a commit per
+	 * step and queue, waiting made a run over many queues as long as that
+	 * many flushes.  Losing its last commits in a crash loses nothing: what
+	 * it does is done again by its next run (moving due messages, sweeping,
+	 * restart points, expiries, rotation), and whatever came to depend on
+	 * one of its commits durably (an ack or a send after it, an at-most-once
+	 * receive, a push client, which is only sent flushed WAL) flushed the
+	 * WAL past it first.  A truncation, which unlinks files, still commits
+	 * durably (PostgreSQL forces it).
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	elog(LOG, "deliver maintenance worker started in database \"%s\"", dbname);
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "deliver worker loop",

@@ -18,6 +18,7 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 
+#include "ackcommit.h"
 #include "deliver.h"
 #include "lease.h"
 #include "flow.h"
@@ -378,6 +379,14 @@ deliver_xact_callback(XactEvent event, void *arg)
 		finished_prepared = false;
 		if (event == XACT_EVENT_COMMIT)
 			prepared_finished();
+	}
+	if (ack_commit_state != 0)
+	{
+		/* an ack of an ack_commit 'async' queue ran (ackcommit.c) */
+		if (event == XACT_EVENT_PRE_COMMIT)
+			ack_commit_pre_commit();
+		else
+			ack_commit_reset();
 	}
 	switch (event)
 	{

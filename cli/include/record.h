@@ -57,6 +57,14 @@ typedef struct Record
 extern bool record_parse(const void *data, size_t len, Record *rec, char *err, size_t errlen);
 
 /*
+ * Parse the record at the start of data (len bytes, several records with
+ * the plugin's pack option): as record_parse, but bytes after the record
+ * are left for the next call, and *used says how many it took.
+ */
+extern bool record_parse_next(const void *data, size_t len, Record *rec, size_t *used,
+							  char *err, size_t errlen);
+
+/*
  * The JSON line of a record, without the newline, as the plugin's json
  * format writes it (times in UTC), appended to out.  The line never holds a
  * newline or another control character outside the escapes of its strings.

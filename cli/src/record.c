@@ -135,7 +135,7 @@ check_text(Reader *r, const RecordText *t, const char *what)
 }
 
 bool
-record_parse(const void *data, size_t len, Record *rec, char *err, size_t errlen)
+record_parse_next(const void *data, size_t len, Record *rec, size_t *used, char *err, size_t errlen)
 {
 	Reader		r = {data, len, err, errlen, 0};
 	uint64_t	u;
@@ -188,11 +188,23 @@ record_parse(const void *data, size_t len, Record *rec, char *err, size_t errlen
 			(void) snprintf(err, errlen, "unknown record type 0x%02x", (unsigned) r.p[-1]);
 		return false;
 	}
-	if (r.left > 0)
+	*used = len - r.left;
+	return true;
+}
+
+bool
+record_parse(const void *data, size_t len, Record *rec, char *err, size_t errlen)
+{
+	size_t		used;
+
+	if (!record_parse_next(data, len, rec, &used, err, errlen))
+		return false;
+	if (used < len)
 	{
+		Reader		r = {NULL, len - used, err, errlen, rec->type};
 		char		msg[64];
 
-		snprintf(msg, sizeof(msg), "%zu byte(s) after its end", r.left);
+		snprintf(msg, sizeof(msg), "%zu byte(s) after its end", len - used);
 		return bad(&r, msg);
 	}
 	return true;
@@ -245,13 +257,24 @@ json_string(Buf *out, const char *s, size_t len)
  * JSON in time zone UTC: no fraction when it is zero, no trailing zeros.
  * null for a time outside the years 1 to 9999.
  */
+/* n digits of v, zero-padded, into p */
+static void
+put_fixed(char *p, int v, int n)
+{
+	for (int i = n - 1; i >= 0; i--, v /= 10)
+		p[i] = (char) ('0' + v % 10);
+}
+
 bool
 json_timestamp(Buf *out, int64_t usec)
 {
+	/* the date and time of the last second asked for (a transaction's
+	 * messages share their commit time, and mostly their second of sending) */
+	static int64_t last_secs = INT64_MIN;
+	static char last[21];		/* "\"2026-11-28T09:45:01" */
+	static bool last_null;
 	int64_t		secs = usec / 1000000,
 				frac = usec % 1000000;
-	time_t		t;
-	struct tm	tm;
 	char		f[8];
 	int			n;
 
@@ -260,19 +283,38 @@ json_timestamp(Buf *out, int64_t usec)
 		frac += 1000000;
 		secs--;
 	}
-	t = (time_t) secs;
-	if ((int64_t) t != secs || gmtime_r(&t, &tm) == NULL ||
-		tm.tm_year < 1 - 1900 || tm.tm_year > 9999 - 1900)
+	if (secs != last_secs)
+	{
+		time_t		t = (time_t) secs;
+		struct tm	tm;
+
+		last_secs = secs;
+		last_null = (int64_t) t != secs || gmtime_r(&t, &tm) == NULL ||
+			tm.tm_year < 1 - 1900 || tm.tm_year > 9999 - 1900;
+		if (!last_null)
+		{
+			last[0] = '"';
+			put_fixed(last + 1, tm.tm_year + 1900, 4);
+			last[5] = '-';
+			put_fixed(last + 6, tm.tm_mon + 1, 2);
+			last[8] = '-';
+			put_fixed(last + 9, tm.tm_mday, 2);
+			last[11] = 'T';
+			put_fixed(last + 12, tm.tm_hour, 2);
+			last[14] = ':';
+			put_fixed(last + 15, tm.tm_min, 2);
+			last[17] = ':';
+			put_fixed(last + 18, tm.tm_sec, 2);
+		}
+	}
+	if (last_null)
 		return buf_puts(out, "null");
-	if (!buf_printf(out, "\"%04d-%02d-%02dT%02d:%02d:%02d",
-					tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-					tm.tm_hour, tm.tm_min, tm.tm_sec))
+	if (!buf_append(out, last, 20))
 		return false;
 	if (frac > 0)
 	{
 		/* six digits (frac < 1000000), then the trailing zeros dropped */
-		for (int64_t v = frac, i = 5; i >= 0; i--, v /= 10)
-			f[i] = (char) ('0' + v % 10);
+		put_fixed(f, (int) frac, 6);
 		n = 6;
 		while (n > 1 && f[n - 1] == '0')
 			n--;
@@ -280,6 +322,42 @@ json_timestamp(Buf *out, int64_t usec)
 			return false;
 	}
 	return buf_puts(out, "+00:00\"");
+}
+
+/* a decimal integer (by hand: printf is most of the client's time) */
+static bool
+json_int(Buf *out, int64_t v)
+{
+	char		d[24];
+	int			i = (int) sizeof(d);
+	uint64_t	u = v < 0 ? (uint64_t) 0 - (uint64_t) v : (uint64_t) v;
+
+	do
+	{
+		d[--i] = (char) ('0' + u % 10);
+		u /= 10;
+	} while (u > 0);
+	if (v < 0)
+		d[--i] = '-';
+	return buf_append(out, d + i, sizeof(d) - (size_t) i);
+}
+
+/* upper-case hex digits of v, no leading zeros */
+static int
+hex_digits(char *d, uint32_t v)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char		t[8];
+	int			n = 0;
+
+	do
+	{
+		t[n++] = hex[v & 0xF];
+		v >>= 4;
+	} while (v > 0);
+	for (int i = 0; i < n; i++)
+		d[i] = t[n - 1 - i];
+	return n;
 }
 
 static bool
@@ -297,7 +375,15 @@ json_raw_or_null(Buf *out, const RecordText *t)
 static bool
 json_lsn(Buf *out, uint64_t lsn)
 {
-	return buf_printf(out, "\"%X/%X\"", (unsigned) (lsn >> 32), (unsigned) lsn);
+	char		d[20];
+	int			n = 0;
+
+	d[n++] = '"';
+	n += hex_digits(d + n, (uint32_t) (lsn >> 32));
+	d[n++] = '/';
+	n += hex_digits(d + n, (uint32_t) lsn);
+	d[n++] = '"';
+	return buf_append(out, d, (size_t) n);
 }
 
 bool
@@ -305,7 +391,9 @@ record_message_json(Buf *out, const Record *rec)
 {
 	return buf_puts(out, "{\"queue\":") &&
 		json_text_or_null(out, &rec->queue) &&
-		buf_printf(out, ",\"message_id\":%" PRId64 ",\"payload\":", rec->message_id) &&
+		buf_puts(out, ",\"message_id\":") &&
+		json_int(out, rec->message_id) &&
+		buf_puts(out, ",\"payload\":") &&
 		json_raw_or_null(out, &rec->payload) &&
 		buf_puts(out, ",\"headers\":") &&
 		json_raw_or_null(out, &rec->headers) &&
@@ -327,5 +415,7 @@ record_commit_json(Buf *out, const Record *rec)
 		json_lsn(out, rec->commit_lsn) &&
 		buf_puts(out, ",\"commit_time\":") &&
 		json_timestamp(out, rec->commit_time) &&
-		buf_printf(out, ",\"messages\":%" PRIu32 "}", rec->messages);
+		buf_puts(out, ",\"messages\":") &&
+		json_int(out, (int64_t) rec->messages) &&
+		buf_putc(out, '}');
 }

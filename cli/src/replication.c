@@ -91,18 +91,15 @@ protocol_error(Listen *L, uint64_t lsn, const char *fmt,...)
 }
 
 /*
- * A record of the plugin's binary format, the data of one XLogData message;
- * lsn is that message's start.  A message record joins the transaction being
- * received; a commit record ends it, and its messages then form a unit.
+ * A record of the plugin's binary format, from an XLogData message whose
+ * start is lsn.  A message record joins the transaction being received; a
+ * commit record ends it, and its messages then form a unit.
  */
 static bool
-take_record(Listen *L, const char *data, size_t len, uint64_t lsn)
+take_record(Listen *L, const Record *r, uint64_t lsn)
 {
-	Record		rec;
-	char		err[256];
+	Record		rec = *r;
 
-	if (!record_parse(data, len, &rec, err, sizeof(err)))
-		protocol_error(L, lsn, "%s (a record of %zu bytes)", err, len);
 	if (L->in_tx && rec.commit_lsn != L->tcommit)
 		protocol_error(L, lsn, "a record of the transaction committed at %X/%X inside the one committed at %X/%X",
 					   (unsigned) (rec.commit_lsn >> 32), (unsigned) rec.commit_lsn,
@@ -168,6 +165,33 @@ take_record(Listen *L, const char *data, size_t len, uint64_t lsn)
 	return true;
 }
 
+/*
+ * The data of an XLogData message: records of the binary format, several
+ * with the pack option (whole records, a commit record only last), each
+ * checked against the bytes that remain.
+ */
+static bool
+take_records(Listen *L, const char *data, size_t len, uint64_t lsn)
+{
+	size_t		off = 0;
+
+	do
+	{
+		Record		rec;
+		size_t		used;
+		char		err[256];
+
+		if (!record_parse_next(data + off, len - off, &rec, &used, err, sizeof(err)))
+			protocol_error(L, lsn, "%s (a record at byte %zu of a message of %zu bytes)", err, off, len);
+		if (rec.type == RECORD_COMMIT && off + used < len)
+			protocol_error(L, lsn, "a commit record followed by %zu byte(s) in one message", len - off - used);
+		if (!take_record(L, &rec, lsn))
+			return false;
+		off += used;
+	} while (off < len);
+	return true;
+}
+
 /* classify a server error: true when retrying cannot help */
 static bool
 permanent_error(const char *state, const char *msg)
@@ -220,7 +244,7 @@ start_stream(Listen *L)
 	slot = PQescapeIdentifier(L->repl, L->slot, strlen(L->slot));
 	if (slot == NULL)
 		die(EXIT_FATAL, "could not quote the slot name: %s", PQerrorMessage(L->repl));
-	must(buf_printf(&cmd, "START_REPLICATION SLOT %s LOGICAL %X/%X (\"format\" 'binary', \"include_commit\" 'on'",
+	must(buf_printf(&cmd, "START_REPLICATION SLOT %s LOGICAL %X/%X (\"format\" 'binary', \"include_commit\" 'on', \"pack\" 'on'",
 					slot, (unsigned) (start >> 32), (unsigned) start));
 	PQfreemem(slot);
 	if (L->queues)
@@ -337,7 +361,7 @@ run_stream(Listen *L)
 			start = be64(copybuf + 1);
 			if (start > L->last_received)
 				L->last_received = start;
-			if (!take_record(L, copybuf + 25, (size_t) r - 25, start))
+			if (!take_records(L, copybuf + 25, (size_t) r - 25, start))
 			{
 				PQfreemem(copybuf);
 				return false;

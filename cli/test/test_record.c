@@ -233,6 +233,21 @@ main(void)
 	check_str(timestamp_of(INT64_C(-62135596800000000), &g), "\"0001-01-01T00:00:00+00:00\"", "the first of year 1");
 	check_str(timestamp_of(INT64_C(-62135596800000001), &g), "null", "before year 1: null");
 	check_str(timestamp_of(INT64_MAX, &g), "null", "INT64_MAX: null");
+	/* the same second again (the date is kept from the last call) */
+	check_str(timestamp_of(INT64_C(1764582301950313), &g), "\"2025-12-01T09:45:01.950313+00:00\"", "a time");
+	check_str(timestamp_of(INT64_C(1764582301000000), &g), "\"2025-12-01T09:45:01+00:00\"", "the same second, no fraction");
+	check_str(timestamp_of(INT64_C(1764582302000001), &g), "\"2025-12-01T09:45:02.000001+00:00\"", "the next second");
+	/* ids and LSNs at their limits */
+	commit_frame(&f, UINT64_MAX, 0, UINT32_MAX);
+	check_str(json_of(f.data, f.len, &out),
+			  "{\"commit_lsn\":\"FFFFFFFF/FFFFFFFF\",\"commit_time\":\"1970-01-01T00:00:00+00:00\",\"messages\":4294967295}",
+			  "the largest LSN and message count");
+	message_frame(&f, 0x100000000ULL, 0, INT64_MIN, 0, "q", NULL, 0, NULL, "1");
+	check(strstr(json_of(f.data, f.len, &out), "\"message_id\":-9223372036854775808,") != NULL &&
+		  strstr(out.data, "\"commit_lsn\":\"1/0\"") != NULL, "the smallest message id, an LSN with a zero low half");
+	message_frame(&f, 0, 0, INT64_MAX, 0, "q", NULL, 0, NULL, "1");
+	check(strstr(json_of(f.data, f.len, &out), "\"message_id\":9223372036854775807,") != NULL &&
+		  strstr(out.data, "\"commit_lsn\":\"0/0\"") != NULL, "the largest message id, LSN 0/0");
 	check_str(timestamp_of(INT64_MIN, &g), "null", "INT64_MIN: null");
 
 	/* every truncation of a message and of a commit */
@@ -296,6 +311,51 @@ main(void)
 	expect_error(f.data, f.len, "the payload holds control character 0x0a", "a newline in the payload");
 	message_frame(&f, 7, ct, 9, enq, "q", NULL, 0, "", "1");
 	expect_error(f.data, f.len, "headers is empty", "empty headers");
+
+	/* several records in one message (the plugin's pack option) */
+	{
+		char	   *copy;
+		size_t		used1 = 0,
+					used2 = 0,
+					used3 = 0;
+		int			ok;
+
+		buf_reset(&g);
+		message_frame(&f, 7, ct, 9, enq, "orders", "k", 1, NULL, "1");
+		out_of_memory(buf_append(&g, f.data, f.len));
+		message_frame(&f, 7, ct, 10, enq, "orders", NULL, 0, "{}", "[2]");
+		out_of_memory(buf_append(&g, f.data, f.len));
+		commit_frame(&f, 7, ct, 2);
+		out_of_memory(buf_append(&g, f.data, f.len));
+		copy = malloc(g.len);
+		out_of_memory(copy != NULL);
+		memcpy(copy, g.data, g.len);
+		ok = record_parse_next(copy, g.len, &rec, &used1, err, sizeof(err)) &&
+			rec.type == 'M' && rec.message_id == 9 &&
+			record_parse_next(copy + used1, g.len - used1, &rec, &used2, err, sizeof(err)) &&
+			rec.type == 'M' && rec.message_id == 10 &&
+			record_parse_next(copy + used1 + used2, g.len - used1 - used2, &rec, &used3, err, sizeof(err)) &&
+			rec.type == 'C' && rec.messages == 2 && used1 + used2 + used3 == g.len;
+		check(ok, "three records in one message are read one after the other, each whole");
+		check(!record_parse(copy, g.len, &rec, err, sizeof(err)) && strstr(err, "after its end") != NULL,
+			  "record_parse still refuses bytes after a record");
+		/* the second record cut short: truncated, never read past the end */
+		ok = 1;
+		for (size_t n = used1 + 1; n < used1 + used2; n++)
+		{
+			char	   *cut = malloc(n - used1);
+
+			out_of_memory(cut != NULL);
+			memcpy(cut, g.data + used1, n - used1);
+			if (record_parse_next(cut, n - used1, &rec, &used2, err, sizeof(err)) ||
+				strstr(err, "truncated message record") == NULL)
+				ok = 0;
+			free(cut);
+		}
+		check(ok, "a record cut short after another one is refused as truncated");
+		free(copy);
+		buf_reset(&g);
+	}
 
 	/* fuzz: mutated, cut and extended records never read out of bounds */
 	{

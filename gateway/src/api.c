@@ -8,6 +8,7 @@
 #include "main.h"
 #include "metrics.h"
 #include "openapi.h"
+#include "received.h"
 #include "statements.h"
 #include "stream.h"
 #include "ui.h"
@@ -39,7 +40,7 @@ id_hint(int stmt, const exec_result *er)
 /*
  * Run statement stmt as the caller's role and answer with its result, the
  * last column of its one row, with ok_status; an empty result is null, or a
- * 404 when not_found_if_empty.
+ * 404 when not_found_if_empty.  A receive's rows are made into its JSON here.
  */
 static enum MHD_Result
 run_route(struct MHD_Connection *c, request_t *rq, int stmt, int nparams,
@@ -60,6 +61,16 @@ run_route(struct MHD_Connection *c, request_t *rq, int stmt, int nparams,
 		if (id_hint(stmt, &er))
 			er.hint = strdup(id_hint(stmt, &er));
 		ret = send_exec_error(c, rq, &er);
+	}
+	else if (stmt == S_RECEIVE)
+	{
+		/* a receive's rows are made JSON here (received.c), [] when none */
+		buf_t		b;
+
+		buf_init(&b);
+		received_json(er.res, &b);
+		ret = send_response(c, rq, ok_status, "application/json", b.data, b.len, 0);
+		buf_free(&b);
 	}
 	else if (!er.res || PQntuples(er.res) == 0)
 	{

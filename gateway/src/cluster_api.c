@@ -38,15 +38,16 @@
 #include <string.h>
 
 /*
- * A queue's expiry and depth options (message_ttl, on_expire, max_depth,
- * overflow) are not served in cluster mode: true after answering 501 when
+ * A queue's expiry, depth and ack options (message_ttl, on_expire,
+ * max_depth, overflow, ack_commit) are not served in cluster mode: true after answering 501 when
  * the create body gives one (or 400 when it is not JSON), rather than
  * creating a queue without them.
  */
 static bool
 expiry_options_given(rctx *x, enum MHD_Result *ret)
 {
-	static const char *const fields[] = {"message_ttl", "on_expire", "max_depth", "overflow"};
+	static const char *const fields[] = {"message_ttl", "on_expire", "max_depth", "overflow",
+	"ack_commit"};
 	json_t	   *j = cl_parse_body(x, ret);
 	size_t		i;
 
@@ -59,7 +60,7 @@ expiry_options_given(rctx *x, enum MHD_Result *ret)
 		if (v && !json_is_null(v))
 		{
 			json_decref(j);
-			*ret = cl_answer(x, 501, NULL, "message_ttl, on_expire, max_depth and overflow are not served in cluster mode",
+			*ret = cl_answer(x, 501, NULL, "message_ttl, on_expire, max_depth, overflow and ack_commit are not served in cluster mode",
 							 NULL, "Create the queue without them.");
 			return true;
 		}

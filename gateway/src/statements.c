@@ -7,19 +7,23 @@
 #include "statements.h"
 #include "sqlfrag.h"
 
-/* the messages of a batch body, m, in their order, i (from 1) */
-#define EACH_MESSAGE " FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i) ORDER BY i"
+/*
+ * A receive's rows as received.c makes them into JSON (its columns, in its
+ * order): the answer of a receive, and the stream's events.
+ */
+#define RECEIVED_ROWS "SELECT r.message_id, r.delivery_id, r.payload, r.headers, r.ordering_key," \
+	" r.attempt, to_json(r.enqueued_at), to_json(r.lease_expires_at) FROM deliver.receive($1," \
+	" $2::int, $3::interval, $4::interval, $5) r"
 
 /*
  * Ids are bigints, and over JSON they are strings: a JavaScript number holds
  * 53 bits, and delivery ids are larger.  So every answer names its columns
  * and casts each id to text (in a subquery, so row_to_json and json_agg
- * keep their compact output).  Ids in a request may be strings or numbers:
- * jsonb keeps a number exact, and either form casts to bigint (a fraction or
- * a value beyond 64 bits is 22P02 or 22003, a 400).
+ * keep their compact output; received.c quotes a receive's ids).  Ids in a
+ * request may be strings or numbers: jsonb keeps a number exact, and either
+ * form casts to bigint (a fraction or a value beyond 64 bits is 22P02 or
+ * 22003, a 400).
  */
-#define RECEIVED "r.message_id::text AS message_id, r.delivery_id::text AS delivery_id," \
-	" r.payload, r.headers, r.ordering_key, r.attempt, r.enqueued_at, r.lease_expires_at"
 #define DEAD_LETTER "d.message_id::text AS message_id, d.group_name, d.payload, d.headers," \
 	" d.ordering_key, d.attempts, d.reason, d.last_error, d.enqueued_at, d.dead_at"
 
@@ -33,7 +37,7 @@ const stmt_def statements[S__COUNT] = {
 		"SELECT deliver.create_queue(b->>'name', b->>'guarantee', " IV("visibility_timeout") ","
 		" (b->>'max_attempts')::int, (b->>'fifo')::boolean, " IV("dedup_window") ","
 		" " IV("retry_base") ", " IV("retry_max") ", " IV("message_ttl") ", b->>'on_expire',"
-		" (b->>'max_depth')::bigint, b->>'overflow'),"
+		" (b->>'max_depth')::bigint, b->>'overflow', b->>'ack_commit'),"
 		" json_build_object('queue_name', b->>'name', 'created', true)" BODY(1), 1},
 	[S_DROP_QUEUE] = {"drop_queue",
 		"SELECT json_build_object('dropped', deliver.drop_queue($1))", 1},
@@ -53,22 +57,22 @@ const stmt_def statements[S__COUNT] = {
 	 * A batch: {"messages": [{payload, headers, ordering_key,
 	 * idempotency_key}, ...], "delay": ..., "expires_at": ...} (delay and
 	 * expires_at are the batch's); an Idempotency-Key header K gives
-	 * message i (from 0) the key "K:i" unless it has its own.
+	 * message i (from 0) the key "K:i" unless it has its own.  The messages
+	 * are read in one pass that makes the four arrays (empty, not NULL, when
+	 * there are none).
 	 */
 	[S_SEND_BATCH] = {"send_batch",
-		"SELECT json_build_object('message_ids', to_json(deliver.send_batch($1,"
-		" ARRAY(SELECT m->'payload'" EACH_MESSAGE "),"
-		" ARRAY(SELECT nullif(m->'headers', 'null'::jsonb)" EACH_MESSAGE "),"
-		" ARRAY(SELECT m->>'ordering_key'" EACH_MESSAGE "),"
-		" ARRAY(SELECT coalesce(m->>'idempotency_key', $3 || ':' || (i - 1))" EACH_MESSAGE "),"
-		" " IV("delay") ", " TS("expires_at") ")::text[]))" BODY(2), 3},
-	[S_RECEIVE] = {"receive",
-		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT " RECEIVED " FROM deliver.receive($1,"
-		" $2::int, $3::interval, $4::interval, $5) r) x", 5},
-	/* the stream: one row per message */
-	[S_RECEIVE_ROWS] = {"receive_rows",
-		"SELECT x.message_id, x.delivery_id, row_to_json(x) FROM (SELECT " RECEIVED
-		" FROM deliver.receive($1, $2::int, $3::interval, $4::interval, $5) r) x", 5},
+		"SELECT json_build_object('message_ids', to_json(deliver.send_batch($1, a.p, a.h, a.k, a.ik,"
+		" " IV("delay") ", " TS("expires_at") ")::text[]))" BODY(2) ","
+		" LATERAL (SELECT coalesce(array_agg(m->'payload' ORDER BY i), '{}') AS p,"
+		" coalesce(array_agg(nullif(m->'headers', 'null'::jsonb) ORDER BY i), '{}') AS h,"
+		" coalesce(array_agg(m->>'ordering_key' ORDER BY i), '{}') AS k,"
+		" coalesce(array_agg(coalesce(m->>'idempotency_key', $3 || ':' || (i - 1)) ORDER BY i), '{}') AS ik"
+		" FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i)) a", 3},
+	/* rows, made into JSON by the gateway (received.c) */
+	[S_RECEIVE] = {"receive", RECEIVED_ROWS, 5},
+	/* the stream: one event per row */
+	[S_RECEIVE_ROWS] = {"receive_rows", RECEIVED_ROWS, 5},
 	[S_ACK] = {"ack",
 		"SELECT json_build_object('acked', deliver.ack($1, $2::bigint))", 2},
 	[S_ACK_BATCH] = {"ack_batch",
@@ -177,6 +181,6 @@ const stmt_def statements[S__COUNT] = {
 		"SELECT deliver.alter_queue($1, " IV("visibility_timeout") ", (b->>'max_attempts')::int,"
 		" " IV("dedup_window") ", " IV("retry_base") ", " IV("retry_max") ","
 		" " IV("archive_retention") ", " IV("message_ttl") ", b->>'on_expire',"
-		" (b->>'max_depth')::bigint, b->>'overflow'),"
+		" (b->>'max_depth')::bigint, b->>'overflow', b->>'ack_commit'),"
 		" json_build_object('queue_name', $1::text, 'altered', true)" BODY(2), 2},
 };

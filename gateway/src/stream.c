@@ -6,6 +6,7 @@
  */
 #include "config.h"
 #include "main.h"
+#include "received.h"
 #include "statements.h"
 #include "stream.h"
 
@@ -140,7 +141,7 @@ stream_receive(stream_t *st, long wait_ms, exec_result *er)
 		if (st->last_event_id[0] && strcmp(mid, st->last_event_id) == 0)
 			continue;
 		buf_printf(&st->out, "id: %s\nevent: message\ndata: ", mid);
-		buf_puts(&st->out, PQgetvalue(er->res, row, 2));
+		received_row_json(er->res, row, &st->out);
 		buf_puts(&st->out, "\n\n");
 	}
 	return 200;

@@ -80,6 +80,11 @@ BEGIN
     END LOOP;
 END $upgrade$;
 
+-- How an ack that is its transaction's only work commits: 'durable' (waits
+-- for the WAL flush) or 'async' (sql/admin.sql, src/ackcommit.c).
+ALTER TABLE deliver.queue ADD COLUMN ack_commit text NOT NULL DEFAULT 'durable'
+    CHECK (ack_commit IN ('durable', 'async'));
+
 -- Topic routing: deliver.publish sends to every queue with a binding whose
 -- pattern matches the routing key (deliver.bind, deliver.unbind).
 CREATE TABLE deliver.binding (

@@ -102,6 +102,7 @@ typedef struct QueueInfo
 	bool		expire_drop;	/* on_expire = 'drop' (else dead_letter) */
 	int64		max_depth;		/* deliver.queue.max_depth; 0: none */
 	bool		overflow_drop;	/* overflow = 'drop_oldest' (else reject) */
+	bool		ack_async;		/* ack_commit = 'async', at_least_once (ackcommit.c) */
 } QueueInfo;
 
 #endif							/* DELIVER_H */

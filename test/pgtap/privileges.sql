@@ -19,7 +19,7 @@ SELECT lives_ok($$SELECT deliver.create_queue('priv_other')$$, 'create queue pri
 SELECT is(has_function_privilege('regress_deliver_nobody', f, 'EXECUTE'), public,
           f || CASE WHEN public THEN ' is for every role' ELSE ' is not for PUBLIC' END)
   FROM (VALUES
-    ('deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval, interval, text, bigint, text)', false),
+    ('deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval, interval, text, bigint, text, text)', false),
     ('deliver.drop_queue(text)', false),
     ('deliver.purge_queue(text)', false),
     ('deliver.create_consumer_group(text, text, text)', false),
@@ -391,7 +391,7 @@ SELECT throws_ok(cmd, state, msg, cmd) FROM (VALUES
 --
 -- administration can be granted: the admin functions run as their owner
 --
-GRANT EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval, interval, text, bigint, text),
+GRANT EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval, interval, text, bigint, text, text),
                           deliver.drop_queue(text), deliver.grant_queue(text, text, text)
    TO regress_deliver_admin;
 SET ROLE regress_deliver_admin;
@@ -406,7 +406,7 @@ SELECT throws_ok($$SELECT deliver.purge_queue('priv_admin')$$, '42501', 'permiss
                  'a function not granted stays refused');
 SELECT ok(deliver.drop_queue('priv_admin'), 'a granted admin drops the queue');
 RESET ROLE;
-REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval, interval, text, bigint, text),
+REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval, interval, text, bigint, text, text),
                            deliver.drop_queue(text), deliver.grant_queue(text, text, text)
     FROM regress_deliver_admin;
 

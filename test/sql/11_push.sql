@@ -68,6 +68,22 @@ SELECT get_byte(data, 0)::"char" AS kind,
 SELECT get_byte(data, 0)::"char" AS kind, length(data) AS len
   FROM pg_logical_slot_peek_binary_changes('push_raw', NULL, NULL, 'format', 'binary',
                                            'queues', 'push_b', 'include_commit', 'true');
+-- pack: the same records, those of a transaction in one message (the
+-- commit record last), and with include_commit off too
+SELECT p.n AS packed_messages, u.n AS messages, p.b = u.b AS same_bytes,
+       p.last_is_commit, p2.b = u2.b AS same_without_commit
+  FROM (SELECT count(*) AS n, sum(length(data)) AS b,
+               bool_and(get_byte(data, length(data) - 21)::"char" = 'C') AS last_is_commit
+          FROM pg_logical_slot_peek_binary_changes('push_raw', NULL, NULL, 'format', 'binary',
+                                                   'include_commit', 'on', 'pack', 'on')) p,
+       (SELECT count(*) AS n, sum(length(data)) AS b
+          FROM pg_logical_slot_peek_binary_changes('push_raw', NULL, NULL, 'format', 'binary',
+                                                   'include_commit', 'on')) u,
+       (SELECT sum(length(data)) AS b
+          FROM pg_logical_slot_peek_binary_changes('push_raw', NULL, NULL, 'format', 'binary',
+                                                   'pack', 'on')) p2,
+       (SELECT sum(length(data)) AS b
+          FROM pg_logical_slot_peek_binary_changes('push_raw', NULL, NULL, 'format', 'binary')) u2;
 -- errors
 SELECT pg_temp.try(cmd) FROM (VALUES
     ($$SELECT * FROM pg_logical_slot_peek_changes('push_raw', NULL, NULL, 'colour', 'blue')$$),
@@ -75,7 +91,9 @@ SELECT pg_temp.try(cmd) FROM (VALUES
     ($$SELECT * FROM pg_logical_slot_peek_changes('push_raw', NULL, NULL, 'include_commit', 'maybe')$$),
     ($$SELECT * FROM pg_logical_slot_peek_changes('push_raw', NULL, NULL, 'queues', ' , ')$$),
     ($$SELECT * FROM pg_logical_slot_peek_changes('push_raw', NULL, NULL, 'queues', '')$$),
-    ($$SELECT * FROM pg_logical_slot_peek_changes('push_raw', NULL, NULL, 'format', 'binary')$$))
+    ($$SELECT * FROM pg_logical_slot_peek_changes('push_raw', NULL, NULL, 'format', 'binary')$$),
+    ($$SELECT * FROM pg_logical_slot_peek_changes('push_raw', NULL, NULL, 'pack', 'on')$$),
+    ($$SELECT * FROM pg_logical_slot_peek_binary_changes('push_raw', NULL, NULL, 'format', 'binary', 'pack', 'sometimes')$$))
     AS t(cmd);
 -- consumed changes are gone
 SELECT count(*) AS consumed FROM pg_temp.changes('push_raw', true);
@@ -266,3 +284,21 @@ SELECT pg_temp.try(cmd) FROM (VALUES
 SELECT deliver.drop_push_subscription('push_sub_d');
 SELECT deliver.drop_queue('push_d');
 SELECT count(*) AS slots FROM pg_replication_slots WHERE database = current_database();
+
+--
+-- pack: a transaction larger than the plugin gathers (64 kB) goes out in
+-- several messages of whole records, the commit record in the last
+--
+SELECT 'init' FROM pg_create_logical_replication_slot('push_pack', 'deliver');
+SELECT deliver.create_queue('push_p');
+SELECT count(*) AS sent FROM unnest(deliver.send_batch('push_p',
+    (SELECT array_agg(jsonb_build_object('n', i, 'pad', repeat('x', 200))) FROM generate_series(1, 1000) i)));
+SELECT count(*) > 1 AS several, sum(length(data)) = (SELECT sum(length(data))
+           FROM pg_logical_slot_peek_binary_changes('push_pack', NULL, NULL, 'format', 'binary',
+                                                    'include_commit', 'on')) AS same_bytes,
+       bool_and(length(data) < 64 * 1024 + 400) AS bounded,
+       count(*) FILTER (WHERE get_byte(data, length(data) - 21)::"char" = 'C') AS commits
+  FROM pg_logical_slot_peek_binary_changes('push_pack', NULL, NULL, 'format', 'binary',
+                                           'include_commit', 'on', 'pack', 'on');
+SELECT pg_drop_replication_slot('push_pack');
+SELECT deliver.drop_queue('push_p');

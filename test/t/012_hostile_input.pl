@@ -408,6 +408,18 @@ my @catalogue = (
 	[ 'max_depth', q{SELECT deliver.create_queue('hx', overflow => 'x''; DROP TABLE deliver.queue; --')}, '22023' ],
 	[ 'max_depth', q{SELECT deliver.alter_queue('hfull', max_depth => 100)}, '42501', 'sender' ],
 	[ 'max_depth', q{SELECT deliver.alter_queue('hfull', max_depth => -100)}, '22023' ],
+	# ack_commit: 'durable' or 'async', async on at_least_once queues only
+	[ 'ack_commit', q{SELECT deliver.create_queue('hx', ack_commit => 'x''; DROP TABLE deliver.queue; --')}, '22023' ],
+	[ 'ack_commit', q{SELECT deliver.create_queue('hx', ack_commit => repeat('a', 100000))}, '22023' ],
+	[ 'ack_commit', q{SELECT deliver.create_queue('hx', ack_commit => E'async\n')}, '22023' ],
+	[ 'ack_commit', q{SELECT deliver.create_queue('hx', 'exactly_once', ack_commit => 'async')}, '0A000' ],
+	[ 'ack_commit', q{SELECT deliver.create_queue('hx', 'at_most_once', ack_commit => 'async')}, '0A000' ],
+	[ 'ack_commit', q{SELECT deliver.alter_queue('heo', ack_commit => 'async')}, '0A000' ],
+	[ 'ack_commit', q{SELECT deliver.alter_queue('hamo', ack_commit => 'async')}, '0A000' ],
+	[ 'ack_commit', q{SELECT deliver.alter_queue('h', ack_commit => '')}, '22023' ],
+	[ 'ack_commit', q{SELECT deliver.alter_queue('h', ack_commit => 'async')}, '42501', 'sender' ],
+	[ 'ack_commit', q{SELECT deliver.alter_queue('h', ack_commit => 'async')}, '42501', 'reader' ],
+	[ 'ack_commit', q{SELECT deliver.create_queue('hx', ack_commit => 'async')}, '42501', 'stranger' ],
 );
 
 my ($pass, $n) = (0, 0);

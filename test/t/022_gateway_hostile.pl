@@ -217,6 +217,12 @@ my @c = (
 	[ 'max_depth', 'POST', '/v1/queues', { name => 'hx', guarantee => 'at_most_once', overflow => 'drop_oldest' }, {}, 501, '0A000' ],
 	[ 'max_depth', 'PATCH', '/v1/queues/hq', { max_depth => -1 }, {}, 422, '22023' ],
 	[ 'max_depth', 'PATCH', '/v1/queues/hq', { overflow => { a => 1 } }, {}, 422, '22023' ],
+	[ 'ack_commit', 'POST', '/v1/queues', { name => 'hx', ack_commit => "async'; --" }, {}, 422, '22023' ],
+	[ 'ack_commit', 'POST', '/v1/queues', { name => 'hx', ack_commit => [ 'async' ] }, {}, 422, '22023' ],
+	[ 'ack_commit', 'POST', '/v1/queues', { name => 'hx', ack_commit => 'a' x 5000 }, {}, 422, '22023' ],
+	[ 'ack_commit', 'POST', '/v1/queues', { name => 'hx', guarantee => 'exactly_once', ack_commit => 'async' }, {}, 501, '0A000' ],
+	[ 'ack_commit', 'PATCH', '/v1/queues/hq', { ack_commit => 1 }, {}, 422, '22023' ],
+	[ 'ack_commit', 'PATCH', '/v1/queues/hq2', { ack_commit => 'async' }, { Authorization => 'Bearer reader-token-0123456789' }, 403, '42501' ],
 	# routes and methods
 	[ 'route', 'GET', '/v2/queues', undef, {}, 404, '' ],
 	[ 'route', 'GET', '/v1/queues/hq/nothing/here/at/all', undef, {}, 404, '' ],

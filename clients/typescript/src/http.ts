@@ -24,6 +24,7 @@ import type {
   NackOptions,
   OnExpire,
   Overflow,
+  AckCommit,
   PeekOptions,
   PeekedMessage,
   Binding,
@@ -92,6 +93,7 @@ function toQueueInfo(r: Row): QueueInfo {
     onExpire: (r.on_expire ?? 'dead_letter') as OnExpire,
     maxDepth: toNumber(r.max_depth),
     overflow: (r.overflow ?? 'reject') as Overflow,
+    ackCommit: (r.ack_commit ?? 'durable') as AckCommit,
   };
 }
 
@@ -233,6 +235,7 @@ export class HttpClient implements QueueClient {
         on_expire: options.onExpire,
         max_depth: options.maxDepth,
         overflow: options.overflow,
+        ack_commit: options.ackCommit,
       },
     });
   }
@@ -251,6 +254,7 @@ export class HttpClient implements QueueClient {
         on_expire: options.onExpire,
         max_depth: options.maxDepth,
         overflow: options.overflow,
+        ack_commit: options.ackCommit,
       },
     });
   }

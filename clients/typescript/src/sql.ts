@@ -23,6 +23,7 @@ import type {
   NackOptions,
   OnExpire,
   Overflow,
+  AckCommit,
   PeekOptions,
   PeekedMessage,
   Privilege,
@@ -108,6 +109,7 @@ function toQueueInfo(r: Record<string, unknown>): QueueInfo {
     onExpire: (r.on_expire ?? 'dead_letter') as OnExpire,
     maxDepth: toNumber(r.max_depth),
     overflow: (r.overflow ?? 'reject') as Overflow,
+    ackCommit: (r.ack_commit ?? 'durable') as AckCommit,
   };
 }
 
@@ -329,11 +331,11 @@ export class DeliverClient implements QueueClient {
       `SELECT deliver.create_queue(queue_name => $1, guarantee => $2, visibility_timeout => $3::interval,
         max_attempts => $4, fifo => $5, dedup_window => $6::interval, retry_base => $7::interval,
         retry_max => $8::interval, message_ttl => $9::interval, on_expire => $10, max_depth => $11::bigint,
-        overflow => $12)`,
+        overflow => $12, ack_commit => $13)`,
       [name, options.guarantee ?? null, intervalText(options.visibilityTimeout), options.maxAttempts ?? null,
         options.fifo ?? null, intervalText(options.dedupWindow), intervalText(options.retryBase),
         intervalText(options.retryMax), intervalText(options.messageTtl), options.onExpire ?? null,
-        options.maxDepth ?? null, options.overflow ?? null],
+        options.maxDepth ?? null, options.overflow ?? null, options.ackCommit ?? null],
     );
   }
 
@@ -342,11 +344,11 @@ export class DeliverClient implements QueueClient {
       `SELECT deliver.alter_queue(queue_name => $1, visibility_timeout => $2::interval, max_attempts => $3,
         dedup_window => $4::interval, retry_base => $5::interval, retry_max => $6::interval,
         archive_retention => $7::interval, message_ttl => $8::interval, on_expire => $9,
-        max_depth => $10::bigint, overflow => $11)`,
+        max_depth => $10::bigint, overflow => $11, ack_commit => $12)`,
       [name, intervalText(options.visibilityTimeout), options.maxAttempts ?? null, intervalText(options.dedupWindow),
         intervalText(options.retryBase), intervalText(options.retryMax), intervalText(options.archiveRetention),
         intervalText(options.messageTtl), options.onExpire ?? null, options.maxDepth ?? null,
-        options.overflow ?? null],
+        options.overflow ?? null, options.ackCommit ?? null],
     );
   }
 
@@ -363,7 +365,7 @@ export class DeliverClient implements QueueClient {
 
   private static readonly QUEUE_COLUMNS = `queue_name, guarantee, ${secs('visibility_timeout')}, max_attempts, fifo,
     ${secs('dedup_window')}, ${secs('retry_base')}, ${secs('retry_max')}, ${secs('archive_retention')},
-    consumer_groups, created_at, ${secs('message_ttl')}, on_expire, max_depth, overflow`;
+    consumer_groups, created_at, ${secs('message_ttl')}, on_expire, max_depth, overflow, ack_commit`;
 
   async listQueues(): Promise<QueueInfo[]> {
     const rows = await this.query(`SELECT ${DeliverClient.QUEUE_COLUMNS} FROM deliver.list_queues()`);

@@ -53,6 +53,8 @@ export interface CreateQueueOptions {
   maxDepth?: number;
   /** What a send beyond maxDepth does: refused (the default), or the oldest messages to the dead letters first. */
   overflow?: Overflow;
+  /** How an ack that is its transaction's only work commits: 'durable' (the default) or 'async' (at-least-once queues only). */
+  ackCommit?: AckCommit;
 }
 
 /** What expiry does to a message (the queue's on_expire). */
@@ -60,6 +62,13 @@ export type OnExpire = 'dead_letter' | 'drop';
 
 /** What a send beyond a queue's maxDepth does (the queue's overflow). */
 export type Overflow = 'reject' | 'drop_oldest';
+
+/**
+ * How a queue's acks commit (its ack_commit): 'durable' waits for the WAL
+ * flush; 'async' does not when the ack is its transaction's only work (after
+ * a crash an acked message may be delivered again, never lost).
+ */
+export type AckCommit = 'durable' | 'async';
 
 /** Options of alterQueue: anything left out stays as it is. */
 export interface AlterQueueOptions {
@@ -77,6 +86,7 @@ export interface AlterQueueOptions {
   /** The depth limit; 0 removes it. */
   maxDepth?: number;
   overflow?: Overflow;
+  ackCommit?: AckCommit;
 }
 
 export interface QueueInfo {
@@ -102,6 +112,7 @@ export interface QueueInfo {
   /** null when the queue has no depth limit */
   maxDepth: number | null;
   overflow: Overflow;
+  ackCommit: AckCommit;
 }
 
 export interface ConsumerGroupInfo {

@@ -33,6 +33,7 @@ describe('queues', () => {
       onExpire: 'drop',
       maxDepth: 1000,
       overflow: 'drop_oldest',
+      ackCommit: 'durable',
     });
     const info = await deliver.getQueue(q);
     assert.deepEqual({ ...info, createdAt: undefined }, {
@@ -51,6 +52,7 @@ describe('queues', () => {
       onExpire: 'drop',
       maxDepth: 1000,
       overflow: 'drop_oldest',
+      ackCommit: 'durable',
     });
     assert.ok(info.createdAt instanceof Date);
     const all = await deliver.listQueues();
@@ -68,7 +70,8 @@ describe('queues', () => {
     assert.equal(info.maxAttempts, 5);
     assert.equal(info.fifo, false);
     assert.equal(info.dedupWindow, 300);
-    assert.deepEqual([info.messageTtl, info.onExpire, info.maxDepth, info.overflow], [null, 'dead_letter', null, 'reject']);
+    assert.deepEqual([info.messageTtl, info.onExpire, info.maxDepth, info.overflow, info.ackCommit],
+      [null, 'dead_letter', null, 'reject', 'durable']);
     await assert.rejects(deliver.createQueue(q), AlreadyExistsError);
     await deliver.dropQueue(q);
   });

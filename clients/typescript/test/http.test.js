@@ -70,7 +70,7 @@ describe('HttpClient', () => {
       name: q, guarantee: 'exactly_once', visibilityTimeout: 90, maxAttempts: 4, fifo: true,
       dedupWindow: 86400, retryBase: 0.5, retryMax: 120, archiveRetention: null,
       consumerGroups: ['default'], createdAt: null, messageTtl: 3600, onExpire: 'dead_letter', maxDepth: 5,
-      overflow: 'reject',
+      overflow: 'reject', ackCommit: 'durable',
     });
     assert.ok(info.createdAt instanceof Date);
     assert.deepEqual(await deliver.getQueue(q), info, 'the same as over SQL');

@@ -200,6 +200,7 @@ QUEUE_COLUMNS = (
     "on_expire",
     "max_depth",
     "overflow",
+    "ack_commit",
 )
 
 
@@ -220,6 +221,7 @@ def queue_row(r: Row) -> QueueInfo:
         on_expire=r[12],
         max_depth=r[13],
         overflow=r[14],
+        ack_commit=r[15],
     )
 
 
@@ -297,6 +299,7 @@ def create_queue(
     on_expire: str | None = None,
     max_depth: int | None = None,
     overflow: str | None = None,
+    ack_commit: str | None = None,
 ) -> Call[None]:
     return scalar(
         "create_queue",
@@ -313,6 +316,7 @@ def create_queue(
             _opt("on_expire", "text", on_expire),
             _opt("max_depth", "bigint", max_depth),
             _opt("overflow", "text", overflow),
+            _opt("ack_commit", "text", ack_commit),
         ],
         _none,
     )
@@ -330,6 +334,7 @@ def alter_queue(
     on_expire: str | None = None,
     max_depth: int | None = None,
     overflow: str | None = None,
+    ack_commit: str | None = None,
 ) -> Call[None]:
     return scalar(
         "alter_queue",
@@ -345,6 +350,7 @@ def alter_queue(
             _opt("on_expire", "text", on_expire),
             _opt("max_depth", "bigint", max_depth),
             _opt("overflow", "text", overflow),
+            _opt("ack_commit", "text", ack_commit),
         ],
         _none,
     )

@@ -22,6 +22,7 @@ from .types import (
     Guarantee,
     OnExpire,
     Overflow,
+    AckCommit,
     Interval,
     LeaseSlots,
     MaintainResult,
@@ -126,16 +127,20 @@ class AsyncClient:
         on_expire: OnExpire | None = None,
         max_depth: int | None = None,
         overflow: Overflow | None = None,
+        ack_commit: AckCommit | None = None,
     ) -> None:
         """Create a queue (with its consumer group ``default``); an option
         left as None takes the server's default.  ``message_ttl``: a message
         expires this long after it was sent; ``on_expire``: ``"dead_letter"``
         (default) or ``"drop"``; ``max_depth``: a send that would take the
-        depth over it is refused (:class:`~deliver.TooManyInFlight`, 53400)."""
+        depth over it is refused (:class:`~deliver.TooManyInFlight`, 53400);
+        ``ack_commit``: ``"durable"`` (default) or ``"async"`` (an ack that is
+        its transaction's only work does not wait for the WAL flush; after a
+        crash an acked message may be delivered again; at_least_once only)."""
         await self._run(
             calls.create_queue(
                 queue, guarantee, visibility_timeout, max_attempts, fifo, dedup_window, retry_base, retry_max,
-                message_ttl, on_expire, max_depth, overflow,
+                message_ttl, on_expire, max_depth, overflow, ack_commit,
             )
         )
 
@@ -153,13 +158,14 @@ class AsyncClient:
         on_expire: OnExpire | None = None,
         max_depth: int | None = None,
         overflow: Overflow | None = None,
+        ack_commit: AckCommit | None = None,
     ) -> None:
         """Change a queue's settings; None keeps a setting as it is
         (``message_ttl=0`` removes the ttl)."""
         await self._run(
             calls.alter_queue(
                 queue, visibility_timeout, max_attempts, dedup_window, retry_base, retry_max, archive_retention,
-                message_ttl, on_expire, max_depth, overflow,
+                message_ttl, on_expire, max_depth, overflow, ack_commit,
             )
         )
 

@@ -24,6 +24,7 @@ from .types import (
     Guarantee,
     OnExpire,
     Overflow,
+    AckCommit,
     Interval,
     Message,
     Published,
@@ -193,6 +194,7 @@ def _queue_info(d: Mapping[str, Any]) -> QueueInfo:
         on_expire=d.get("on_expire") or "dead_letter",
         max_depth=None if d.get("max_depth") is None else int(d["max_depth"]),
         overflow=d.get("overflow") or "reject",
+        ack_commit=d.get("ack_commit") or "durable",
     )
 
 
@@ -321,6 +323,7 @@ class HttpClient:
         on_expire: OnExpire | None = None,
         max_depth: int | None = None,
         overflow: Overflow | None = None,
+        ack_commit: AckCommit | None = None,
     ) -> None:
         self.request(
             "POST",
@@ -339,6 +342,7 @@ class HttpClient:
                     "on_expire": on_expire,
                     "max_depth": max_depth,
                     "overflow": overflow,
+                    "ack_commit": ack_commit,
                 }
             ),
         )
@@ -357,6 +361,7 @@ class HttpClient:
         on_expire: OnExpire | None = None,
         max_depth: int | None = None,
         overflow: Overflow | None = None,
+        ack_commit: AckCommit | None = None,
     ) -> None:
         """Change a queue's settings (PATCH /v1/queues/{queue}); None keeps a
         setting as it is (``message_ttl=0`` removes the ttl)."""
@@ -375,6 +380,7 @@ class HttpClient:
                     "on_expire": on_expire,
                     "max_depth": max_depth,
                     "overflow": overflow,
+                    "ack_commit": ack_commit,
                 }
             ),
         )

@@ -16,6 +16,7 @@ __all__ = [
     "Guarantee",
     "OnExpire",
     "Overflow",
+    "AckCommit",
     "Privilege",
     "Message",
     "QueueInfo",
@@ -44,6 +45,9 @@ Privilege = Literal["send", "receive", "all"]
 OnExpire = Literal["dead_letter", "drop"]
 #: What a send beyond a queue's max_depth does (the queue's overflow).
 Overflow = Literal["reject", "drop_oldest"]
+#: How a queue's acks commit (its ack_commit): "durable" waits for the WAL
+#: flush; "async" does not when the ack is its transaction's only work.
+AckCommit = Literal["durable", "async"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class QueueInfo:
     #: None when the queue has no depth limit
     max_depth: int | None = None
     overflow: str = "reject"
+    ack_commit: str = "durable"
 
 
 @dataclass(frozen=True)
