@@ -18,10 +18,12 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "access/xact.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -219,6 +221,37 @@ delete_expired(QueueInfo *q, const char *what, QueueRel kind, const char *condit
 }
 
 /*
+ * Is the active segment worth switching away from: does it hold a row (a
+ * message, committed or not), or more than a page of finish records?  A
+ * queue nobody sends to keeps its active segment then: rotating it would
+ * only truncate empty tables again and again, each TRUNCATE giving seven
+ * relations (the segment, its index, the done table, their TOAST tables
+ * and TOAST indexes) a new relfilenode and a new pg_class row version,
+ * which nothing can vacuum away while a transaction holds xmin back.
+ * Switching later is always safe: a segment is only reclaimed after it
+ * was switched away from.  (Checkpoint rows of the groups land in the
+ * done table while older segments wait to be reclaimed: one page allows
+ * for them.)
+ */
+static bool
+active_segment_used(QueueInfo *q)
+{
+	int			seg = queue_current_segment(q);
+	Relation	rel;
+	BlockNumber blocks;
+
+	rel = table_open(q->seg_rel[seg], AccessShareLock);
+	blocks = RelationGetNumberOfBlocks(rel);
+	table_close(rel, AccessShareLock);
+	if (blocks > 0)
+		return true;
+	rel = table_open(q->done_rel[seg], AccessShareLock);
+	blocks = RelationGetNumberOfBlocks(rel);
+	table_close(rel, AccessShareLock);
+	return blocks > 1;
+}
+
+/*
  * Maintain one queue in this transaction (the caller is connected to SPI):
  * close and reclaim segments, rotate, expire keys, dead letters and the
  * archive.  One maintainer per queue at a time (its catalog row is locked).
@@ -309,31 +342,34 @@ maintain_queue(QueueInfo *q, MaintainResult *r)
 	}
 
 	/*
-	 * Switch to the next segment when the active one is old enough and the
-	 * next one is empty.
+	 * Switch to the next segment when the active one is old enough, holds
+	 * something (active_segment_used) and the next one is empty.
 	 */
-	run(q, "rotate",
-		"WITH a AS (SELECT x.seg FROM deliver.segment x "
-		"            WHERE x.queue_id = $1 AND x.state = 'active' "
-		"              AND x.changed_at <= now() - current_setting('deliver.rotation_interval')::interval), "
-		"     n AS (SELECT x.seg FROM deliver.segment x, a, deliver.queue q "
-		"            WHERE q.queue_id = $1 AND x.queue_id = $1 AND x.seg = (a.seg + 1) % q.segments "
-		"              AND x.state = 'empty') "
-		"UPDATE deliver.segment x SET state = CASE WHEN x.seg = n.seg THEN 'active' ELSE 'closing' END, "
-		"       changed_at = now() "
-		"  FROM a, n WHERE x.queue_id = $1 AND x.seg IN (a.seg, n.seg) "
-		"RETURNING x.seg, x.state",
-		1, types, args, NULL, SPI_OK_UPDATE_RETURNING);
-	for (i = 0; i < (int) SPI_processed; i++)
+	if (active_segment_used(q))
 	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		char	   *state = SPI_getvalue(t, SPI_tuptable->tupdesc, 2);
-
-		if (state != NULL && strcmp(state, "active") == 0)
+		run(q, "rotate",
+			"WITH a AS (SELECT x.seg FROM deliver.segment x "
+			"            WHERE x.queue_id = $1 AND x.state = 'active' "
+			"              AND x.changed_at <= now() - current_setting('deliver.rotation_interval')::interval), "
+			"     n AS (SELECT x.seg FROM deliver.segment x, a, deliver.queue q "
+			"            WHERE q.queue_id = $1 AND x.queue_id = $1 AND x.seg = (a.seg + 1) % q.segments "
+			"              AND x.state = 'empty') "
+			"UPDATE deliver.segment x SET state = CASE WHEN x.seg = n.seg THEN 'active' ELSE 'closing' END, "
+			"       changed_at = now() "
+			"  FROM a, n WHERE x.queue_id = $1 AND x.seg IN (a.seg, n.seg) "
+			"RETURNING x.seg, x.state",
+			1, types, args, NULL, SPI_OK_UPDATE_RETURNING);
+		for (i = 0; i < (int) SPI_processed; i++)
 		{
-			xact_note_segment_switch(q->queue_idx,
-									 DatumGetInt32(SPI_getbinval(t, SPI_tuptable->tupdesc, 1, &isnull)));
-			r->rotated = true;
+			HeapTuple	t = SPI_tuptable->vals[i];
+			char	   *state = SPI_getvalue(t, SPI_tuptable->tupdesc, 2);
+
+			if (state != NULL && strcmp(state, "active") == 0)
+			{
+				xact_note_segment_switch(q->queue_idx,
+										 DatumGetInt32(SPI_getbinval(t, SPI_tuptable->tupdesc, 1, &isnull)));
+				r->rotated = true;
+			}
 		}
 	}
 
