@@ -234,15 +234,25 @@ delete_expired(QueueInfo *q, const char *what, QueueRel kind, const char *condit
  * for them.)
  */
 static bool
-active_segment_used(QueueInfo *q)
+active_segment_used(QueueInfo *q, bool *big)
 {
 	int			seg = queue_current_segment(q);
 	Relation	rel;
 	BlockNumber blocks;
+	BlockNumber toast = 0;
 
 	rel = table_open(q->seg_rel[seg], AccessShareLock);
 	blocks = RelationGetNumberOfBlocks(rel);
+	if (OidIsValid(rel->rd_rel->reltoastrelid))
+	{
+		Relation	t = table_open(rel->rd_rel->reltoastrelid, AccessShareLock);
+
+		toast = RelationGetNumberOfBlocks(t);
+		table_close(t, AccessShareLock);
+	}
 	table_close(rel, AccessShareLock);
+	/* its rows, inline and TOASTed, against deliver.rotation_min_size */
+	*big = ((uint64) blocks + toast) * (BLCKSZ / 1024) >= (uint64) deliver_rotation_min_size_kb;
 	if (blocks > 0)
 		return true;
 	rel = table_open(q->done_rel[seg], AccessShareLock);
@@ -264,6 +274,7 @@ maintain_queue(QueueInfo *q, MaintainResult *r)
 	bool		isnull;
 	bool		archive;
 	ClosedSegment *closed;
+	bool		big;
 	uint64	   *xmax;
 	bool	   *ok;
 	int			nclosed;
@@ -342,15 +353,24 @@ maintain_queue(QueueInfo *q, MaintainResult *r)
 	}
 
 	/*
-	 * Switch to the next segment when the active one is old enough, holds
-	 * something (active_segment_used) and the next one is empty.
+	 * Switch to the next segment when the active one holds something
+	 * (active_segment_used), the next one is empty, and the active one is
+	 * older than rotation_interval and holds rotation_min_size, or older
+	 * than rotation_max_interval.  A quiet queue thus truncates a segment
+	 * now and then, not every rotation_interval: each truncation gives
+	 * seven relations a new relfilenode and pg_class row, and every backend
+	 * processes its invalidations.
 	 */
-	if (active_segment_used(q))
+	if (active_segment_used(q, &big))
 	{
+		Oid			rtypes[2] = {INT4OID, BOOLOID};
+		Datum		rargs[2] = {Int32GetDatum(q->queue_id), BoolGetDatum(big)};
+
 		run(q, "rotate",
 			"WITH a AS (SELECT x.seg FROM deliver.segment x "
 			"            WHERE x.queue_id = $1 AND x.state = 'active' "
-			"              AND x.changed_at <= now() - current_setting('deliver.rotation_interval')::interval), "
+			"              AND x.changed_at <= now() - current_setting('deliver.rotation_interval')::interval "
+			"              AND ($2 OR x.changed_at <= now() - current_setting('deliver.rotation_max_interval')::interval)), "
 			"     n AS (SELECT x.seg FROM deliver.segment x, a, deliver.queue q "
 			"            WHERE q.queue_id = $1 AND x.queue_id = $1 AND x.seg = (a.seg + 1) % q.segments "
 			"              AND x.state = 'empty') "
@@ -358,7 +378,7 @@ maintain_queue(QueueInfo *q, MaintainResult *r)
 			"       changed_at = now() "
 			"  FROM a, n WHERE x.queue_id = $1 AND x.seg IN (a.seg, n.seg) "
 			"RETURNING x.seg, x.state",
-			1, types, args, NULL, SPI_OK_UPDATE_RETURNING);
+			2, rtypes, rargs, NULL, SPI_OK_UPDATE_RETURNING);
 		for (i = 0; i < (int) SPI_processed; i++)
 		{
 			HeapTuple	t = SPI_tuptable->vals[i];

@@ -45,9 +45,11 @@ int			deliver_maintenance_interval_ms = 1000;
 int			deliver_maintenance_lock_timeout_ms = 200;
 int			deliver_sweep_batch = 1000;
 int			deliver_alert_interval_ms = 10000;
+int			deliver_rotation_min_size_kb = 8 * 1024;
 
 /* read by the SQL functions only (current_setting) */
 static int	deliver_rotation_interval_ms = 10000;
+static int	deliver_rotation_max_interval_ms = 600 * 1000;
 static int	deliver_default_retry_base_ms = 1000;
 static int	deliver_default_retry_max_ms = 300 * 1000;
 static int	deliver_dead_letter_retention_s = 14 * 86400;
@@ -75,6 +77,15 @@ _PG_init(void)
 	DefineCustomIntVariable("deliver.rotation_interval",
 							"How long a segment takes new messages before deliver.maintain() switches to the next.",
 							NULL, &deliver_rotation_interval_ms, 10000, 1, 24 * 3600 * 1000,
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("deliver.rotation_min_size",
+							"How much a segment holds before it is switched away from after deliver.rotation_interval (0: whatever it holds).",
+							"A smaller one is switched away from after deliver.rotation_max_interval.",
+							&deliver_rotation_min_size_kb, 8 * 1024, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomIntVariable("deliver.rotation_max_interval",
+							"How long a segment holding less than deliver.rotation_min_size takes new messages at most.",
+							NULL, &deliver_rotation_max_interval_ms, 600 * 1000, 1, 24 * 3600 * 1000,
 							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("deliver.maintenance_lock_timeout",
 							"How long deliver.maintain() waits for the lock to truncate a segment before it tries again later.",

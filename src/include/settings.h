@@ -31,5 +31,6 @@ extern int	deliver_maintenance_interval_ms;
 extern int	deliver_maintenance_lock_timeout_ms;
 extern int	deliver_sweep_batch;
 extern int	deliver_alert_interval_ms;
+extern int	deliver_rotation_min_size_kb;	/* maintain.c */
 
 #endif							/* DELIVER_SETTINGS_H */
