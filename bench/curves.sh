@@ -8,6 +8,7 @@
 #   bench/curves.sh [--axis NAME[,NAME...] | --axis all] [--duration S]
 #                   [--systems deliver,textbook,pgq] [--port N]
 #                   [--backlogs N,N,...] [--queue-counts N,N,...] [--keep]
+#                   [--set 'SETTING = VALUE']...   (server settings, last wins)
 #
 # Axes: consumers producers payload queues backlog groups (all: every one).
 # See bench/README.md ("Scale curves") for what each point runs.
@@ -28,8 +29,9 @@ port=55498
 backlogs=0,1000000,10000000
 queue_counts=1,10,100,1000,10000
 keep=0
+extra_conf=()
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -40,6 +42,7 @@ while [[ $# -gt 0 ]]; do
         --backlogs) backlogs=${2:?--backlogs needs a list}; shift ;;
         --queue-counts) queue_counts=${2:?--queue-counts needs a list}; shift ;;
         --keep) keep=1 ;;
+        --set) extra_conf+=("${2:?--set needs a setting line}"); shift ;;
         -h|--help) usage 0 ;;
         *) echo "curves.sh: unknown option $1" >&2; usage 1 ;;
     esac
@@ -81,7 +84,7 @@ start_cluster() {
         "checkpoint_timeout = 15min" "max_prepared_transactions = 10" \
         "deliver.max_queues = $queue_slots" \
         "deliver.max_consumer_groups = $((queue_slots * 2))" \
-        "max_locks_per_transaction = 256" ||
+        "max_locks_per_transaction = 256" ${extra_conf[@]+"${extra_conf[@]}"} ||
         fail "the benchmark cluster does not start"
     log "cluster in $pgdata, socket in $work"
     psql_b -c "SET client_min_messages = warning" -c "CREATE EXTENSION pgq"
@@ -456,7 +459,7 @@ write_report() {
     {
         echo "# deliver scale curves, $stamp"
         echo
-        echo "Command: \`bench/curves.sh --axis $axes --duration $duration --systems $systems\`"
+        echo "Command: \`bench/curves.sh --axis $axes --duration $duration --systems $systems${extra_conf[@]+$(printf " --set '%s'" "${extra_conf[@]}")}\`"
         echo "(port $port; backlogs $backlogs; queue counts $queue_counts; DELIVER_PGBIN=$pgbin)."
         echo
         echo "One dedicated durable cluster, every system in the same run, one short"
