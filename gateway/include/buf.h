@@ -21,5 +21,6 @@ void		buf_add(buf_t *b, const char *s, size_t n);
 void		buf_puts(buf_t *b, const char *s);
 void		buf_printf(buf_t *b, const char *fmt,...) __attribute__((format(printf, 2, 3)));
 void		buf_json_str(buf_t *b, const char *s);	/* "..." escaped; null for NULL */
+void		buf_json_strn(buf_t *b, const char *s, size_t len);	/* as Postgres' escape_json */
 
 #endif

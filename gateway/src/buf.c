@@ -73,6 +73,64 @@ buf_printf(buf_t *b, const char *fmt,...)
 	b->len += (size_t) n;
 }
 
+/*
+ * s (len bytes) as a JSON string, escaped as Postgres' escape_json does
+ * (PG 15): the answers the gateway builds from rows are then the bytes
+ * json_agg gave (received.c), and every other string it writes is escaped
+ * the same way.
+ */
+void
+buf_json_strn(buf_t *b, const char *s, size_t len)
+{
+	const char *run = s;
+	const char *end = s + len;
+	const char *p;
+
+	buf_add(b, "\"", 1);
+	for (p = s; p < end; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+		const char *esc;
+		char		u[8];
+
+		if (c >= ' ' && c != '"' && c != '\\')
+			continue;
+		switch (c)
+		{
+			case '\b':
+				esc = "\\b";
+				break;
+			case '\f':
+				esc = "\\f";
+				break;
+			case '\n':
+				esc = "\\n";
+				break;
+			case '\r':
+				esc = "\\r";
+				break;
+			case '\t':
+				esc = "\\t";
+				break;
+			case '"':
+				esc = "\\\"";
+				break;
+			case '\\':
+				esc = "\\\\";
+				break;
+			default:
+				snprintf(u, sizeof(u), "\\u%04x", c);
+				esc = u;
+				break;
+		}
+		buf_add(b, run, (size_t) (p - run));
+		buf_puts(b, esc);
+		run = p + 1;
+	}
+	buf_add(b, run, (size_t) (end - run));
+	buf_add(b, "\"", 1);
+}
+
 void
 buf_json_str(buf_t *b, const char *s)
 {
@@ -81,34 +139,5 @@ buf_json_str(buf_t *b, const char *s)
 		buf_puts(b, "null");
 		return;
 	}
-	buf_add(b, "\"", 1);
-	for (; *s; s++)
-	{
-		unsigned char c = (unsigned char) *s;
-
-		switch (c)
-		{
-			case '"':
-				buf_add(b, "\\\"", 2);
-				break;
-			case '\\':
-				buf_add(b, "\\\\", 2);
-				break;
-			case '\n':
-				buf_add(b, "\\n", 2);
-				break;
-			case '\r':
-				buf_add(b, "\\r", 2);
-				break;
-			case '\t':
-				buf_add(b, "\\t", 2);
-				break;
-			default:
-				if (c < 0x20 || c == 0x7f)
-					buf_printf(b, "\\u%04x", c);
-				else
-					buf_add(b, (const char *) &c, 1);
-		}
-	}
-	buf_add(b, "\"", 1);
+	buf_json_strn(b, s, strlen(s));
 }

@@ -9,7 +9,7 @@
  * as json_agg writes them), the timestamps come as to_json's text, the ids
  * are quoted (strings over JSON: a JavaScript number holds 53 bits), and
  * ordering_key, the only free text, is escaped as Postgres' escape_json
- * does.  The bytes are those json_agg gave, so clients see no difference.
+ * does (buf_json_strn).  The bytes are those json_agg gave, so clients see no difference.
  */
 #include "received.h"
 
@@ -18,59 +18,6 @@
 
 /* a string literal, without its NUL */
 #define ADD_LIT(b, lit) buf_add((b), (lit), sizeof(lit) - 1)
-
-/* s as a JSON string, escaped exactly as Postgres' escape_json (PG 15) */
-static void
-pg_json_str(buf_t *b, const char *s, size_t len)
-{
-	const char *run = s;
-	const char *end = s + len;
-	const char *p;
-
-	buf_add(b, "\"", 1);
-	for (p = s; p < end; p++)
-	{
-		unsigned char c = (unsigned char) *p;
-		const char *esc;
-		char		u[8];
-
-		if (c >= ' ' && c != '"' && c != '\\')
-			continue;
-		switch (c)
-		{
-			case '\b':
-				esc = "\\b";
-				break;
-			case '\f':
-				esc = "\\f";
-				break;
-			case '\n':
-				esc = "\\n";
-				break;
-			case '\r':
-				esc = "\\r";
-				break;
-			case '\t':
-				esc = "\\t";
-				break;
-			case '"':
-				esc = "\\\"";
-				break;
-			case '\\':
-				esc = "\\\\";
-				break;
-			default:
-				snprintf(u, sizeof(u), "\\u%04x", c);
-				esc = u;
-				break;
-		}
-		buf_add(b, run, (size_t) (p - run));
-		buf_puts(b, esc);
-		run = p + 1;
-	}
-	buf_add(b, run, (size_t) (end - run));
-	buf_add(b, "\"", 1);
-}
 
 /* column col of row i: its JSON text as it is, or null */
 static void
@@ -111,7 +58,7 @@ received_row_json(const PGresult *res, int i, buf_t *b)
 	if (PQgetisnull(res, i, 4))
 		ADD_LIT(b, "null");
 	else
-		pg_json_str(b, PQgetvalue(res, i, 4), (size_t) PQgetlength(res, i, 4));
+		buf_json_strn(b, PQgetvalue(res, i, 4), (size_t) PQgetlength(res, i, 4));
 	ADD_LIT(b, ",\"attempt\":");
 	raw_or_null(b, res, i, 5);
 	ADD_LIT(b, ",\"enqueued_at\":");
