@@ -31,16 +31,12 @@
  *                   one write to the client per transaction of ordinary
  *                   size instead of one per message
  *
- * The binary layout is documented in README.md ("Push").
+ * The binary layout is documented in docs/push.md; cli/record.h reads it.
  *
- * The plugin is one file of about 600 lines: its callbacks, its options and
- * its name caches share the plugin's private state (DecodeData), and the
- * records cli/record.h reads are written in one place (dec_change,
- * dec_commit).
- *
- * Close to 600 lines, kept whole: the callbacks, the options and both
- * output formats share one per-slot state (DecodeData) and its name caches,
- * and a format's layout is easier to check next to the code that writes it.
+ * Close to 650 lines, kept whole: the callbacks, the options and both
+ * output formats share one per-slot state (DecodeData) and its name
+ * caches, and a format's layout is easier to check next to the code that
+ * writes it (bin_message, dec_commit).
  */
 #include "postgres.h"
 
@@ -547,7 +543,7 @@ jsonb_cstring(Datum d)
 }
 
 /*
- * A message record of the binary format (layout in README.md, "Push").
+ * A message record of the binary format (layout in docs/push.md).
  */
 static void
 bin_message(StringInfo out, ReorderBufferTXN *txn, DecodeQueue *dq, int64 message_id,

@@ -231,7 +231,8 @@ delete_expired(QueueInfo *q, const char *what, QueueRel kind, const char *condit
  * Switching later is always safe: a segment is only reclaimed after it
  * was switched away from.  (Checkpoint rows of the groups land in the
  * done table while older segments wait to be reclaimed: one page allows
- * for them.)
+ * for them.)  *big says whether its rows, inline and TOASTed, reach
+ * deliver.rotation_min_size.
  */
 static bool
 active_segment_used(QueueInfo *q, bool *big)

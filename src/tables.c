@@ -7,6 +7,7 @@
 #include "catalog/namespace.h"
 #include "utils/lsyscache.h"
 
+#include "deliver.h"
 #include "tables.h"
 
 /* the name of segment n of queue id; queue_relname_is_segment parses it */
@@ -106,7 +107,7 @@ queue_relname_is_segment(const char *relname, int32 *queue_id, int *seg)
 	for (; *p >= '0' && *p <= '9'; p++)
 	{
 		n = n * 10 + (*p - '0');
-		if (n > 1000)
+		if (n >= DELIVER_MAX_SEGMENTS)
 			return false;
 	}
 	if (*p != '\0')

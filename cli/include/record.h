@@ -2,7 +2,7 @@
  * record.h - the records of the deliver output plugin's binary format, as
  * deliver listen reads them, and the JSON lines it makes of them.
  *
- * The layout (README.md, "Push"; src/decode.c): integers big-endian, times
+ * The layout (docs/push.md; src/decode.c): integers big-endian, times
  * in microseconds since 1970-01-01 UTC, strings length-prefixed, a length of
  * all ones (0xFFFF, 0xFFFFFFFF) for NULL.
  *
