@@ -20,12 +20,14 @@
 
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/resowner.h"
@@ -43,6 +45,8 @@
 
 PG_FUNCTION_INFO_V1(deliver_maintain);
 
+static void maintain_segments(QueueInfo *q, MaintainResult *r);
+
 /* a closed segment: its number, closed_xmax and closed_lsn */
 typedef struct ClosedSegment
 {
@@ -52,20 +56,46 @@ typedef struct ClosedSegment
 	bool		lsn_null;
 } ClosedSegment;
 
-/* Run a statement of the queue's maintenance as its owner; its result. */
+/*
+ * Run a statement of the queue's maintenance as its owner under key (the
+ * statement's prepared plan); its result.
+ */
 static int
-run(QueueInfo *q, const char *what, const char *sql, int nargs, Oid *types, Datum *args,
-	const char *nulls, int expect)
+run_key(QueueInfo *q, const char *key, const char *what, const char *sql, int nargs, Oid *types,
+		Datum *args, const char *nulls, int expect)
 {
-	char		key[STATEMENT_KEY_LEN];
 	int			rc;
 
-	snprintf(key, sizeof(key), "maint:%s:%d", what, q->queue_id);
 	rc = spi_run(q->owner, key, sql, nargs, types, args, nulls, false, 0);
 	if (rc != expect)
 		elog(ERROR, "deliver: maintenance of queue \"%s\" (%s) failed: %s",
 			 q->name, what, SPI_result_code_string(rc));
 	return rc;
+}
+
+/* run_key for a statement that names one of the queue's tables */
+static int
+run(QueueInfo *q, const char *what, const char *sql, int nargs, Oid *types, Datum *args,
+	const char *nulls, int expect)
+{
+	char		key[STATEMENT_KEY_LEN];
+
+	snprintf(key, sizeof(key), "maint:%s:%d", what, q->queue_id);
+	return run_key(q, key, what, sql, nargs, types, args, nulls, expect);
+}
+
+/*
+ * run_key for a statement that names no queue's table (the queue comes as
+ * a parameter): one plan serves every queue.
+ */
+static int
+run_any(QueueInfo *q, const char *what, const char *sql, int nargs, Oid *types, Datum *args,
+		const char *nulls, int expect)
+{
+	char		key[STATEMENT_KEY_LEN];
+
+	snprintf(key, sizeof(key), "maint:%s", what);
+	return run_key(q, key, what, sql, nargs, types, args, nulls, expect);
 }
 
 /*
@@ -80,7 +110,7 @@ push_slots_past(QueueInfo *q, XLogRecPtr lsn, bool lsn_null)
 	Datum		args[1] = {LSNGetDatum(lsn)};
 	bool		isnull;
 
-	run(q, "slots",
+	run_any(q, "slots",
 		"SELECT NOT EXISTS (SELECT 1 FROM pg_replication_slots r "
 		" WHERE r.plugin = 'deliver' AND r.database = current_database() "
 		"   AND ($1 IS NULL OR r.confirmed_flush_lsn IS NULL OR r.confirmed_flush_lsn < $1))",
@@ -102,7 +132,7 @@ push_backlog_held(QueueInfo *q)
 	Datum		args[1] = {Int32GetDatum(q->queue_id)};
 	bool		isnull;
 
-	run(q, "push-held",
+	run_any(q, "push-held",
 		"SELECT EXISTS (SELECT 1 FROM deliver.push_subscription p "
 		"  LEFT JOIN pg_replication_slots r ON r.slot_name = p.subscription_name "
 		"       AND r.plugin = 'deliver' AND r.database = current_database() "
@@ -172,7 +202,7 @@ reclaim_segment(QueueInfo *q, const ClosedSegment *cs, bool archive, int64 *arch
 		{
 			snprintf(sql, sizeof(sql), "TRUNCATE deliver.%s, deliver.%s", done, rel);
 			run(q, psprintf("truncate%d", seg), sql, 0, NULL, NULL, NULL, SPI_OK_UTILITY);
-			run(q, "empty",
+			run_any(q, "empty",
 				"UPDATE deliver.segment x SET state = 'empty', closed_xmax = NULL, closed_lsn = NULL, "
 				"changed_at = now() WHERE x.queue_id = $1 AND x.seg = $2",
 				2, types, args, NULL, SPI_OK_UPDATE);
@@ -263,12 +293,101 @@ active_segment_used(QueueInfo *q, bool *big)
 }
 
 /*
+ * Can maintain_segments have anything to do: a segment switched away from
+ * (closing or closed: to close, to reclaim), or an active one old enough
+ * to rotate that holds something (active_segment_used)?  Read without the
+ * queue's lock, so that a run over many quiet queues takes no row lock
+ * and writes nothing; what changes meanwhile is seen by the next run.
+ */
+static bool
+segments_need_work(QueueInfo *q)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		args[1] = {Int32GetDatum(q->queue_id)};
+	bool		isnull;
+	bool		switched;
+	bool		old_enough;
+	bool		too_old;
+	bool		big;
+
+	run_any(q, "states",
+			"SELECT coalesce(bool_or(x.state IN ('closing', 'closed')), true), "
+			"       coalesce(bool_or(x.state = 'active' AND x.changed_at <= "
+			"           now() - current_setting('deliver.rotation_interval')::interval), false), "
+			"       coalesce(bool_or(x.state = 'active' AND x.changed_at <= "
+			"           now() - current_setting('deliver.rotation_max_interval')::interval), false) "
+			"  FROM deliver.segment x WHERE x.queue_id = $1",
+			1, types, args, NULL, SPI_OK_SELECT);
+	switched = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	old_enough = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	too_old = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	if (switched)
+		return true;			/* (also: no rows, a queue being dropped: the lock says) */
+	return old_enough && active_segment_used(q, &big) && (big || too_old);
+}
+
+/* Is a table of the queue (InvalidOid: none) empty on disk, TOAST aside? */
+static bool
+table_empty(Oid relid)
+{
+	Relation	rel;
+	BlockNumber blocks;
+
+	if (!OidIsValid(relid))
+		return false;			/* (the DELETE says what is wrong) */
+	rel = table_open(relid, AccessShareLock);
+	blocks = RelationGetNumberOfBlocks(rel);
+	table_close(rel, AccessShareLock);
+	return blocks == 0;
+}
+
+/*
  * Maintain one queue in this transaction (the caller is connected to SPI):
- * close and reclaim segments, rotate, expire keys, dead letters and the
- * archive.  One maintainer per queue at a time (its catalog row is locked).
+ * close and reclaim segments, rotate, and with expiries, delete expired
+ * idempotency keys, dead letters and archived messages.  A quiet queue
+ * costs a look at its segments' states (and with expiries at the size of
+ * three tables).
  */
 void
-maintain_queue(QueueInfo *q, MaintainResult *r)
+maintain_queue(QueueInfo *q, bool expiries, MaintainResult *r)
+{
+	char		archive[NAMEDATALEN];
+
+	memset(r, 0, sizeof(*r));
+	if (segments_need_work(q))
+		maintain_segments(q, r);
+	if (!expiries)
+		return;
+
+	/* (an empty table has nothing to expire: no statement) */
+	if (!table_empty(q->dedup_rel))
+		r->expired_keys = delete_expired(q, "keys", QUEUE_DEDUP, "expires_at < now()", 0, NULL, NULL);
+	if (deliver_dead_letter_retention_s > 0 && !table_empty(q->dead_rel))
+		r->expired_dead_letters =
+			delete_expired(q, "dead", QUEUE_DEAD,
+						   "dead_at < now() - current_setting('deliver.dead_letter_retention')::interval",
+						   0, NULL, NULL);
+	/* the archive keeps what was archived within its retention (also after
+	 * the archive is turned off) */
+	queue_relname(archive, QUEUE_ARCHIVE, q->queue_id, 0);
+	if (!table_empty(get_relname_relid(archive, get_namespace_oid(DELIVER_SCHEMA, false))))
+	{
+		Oid			types[1] = {INT4OID};
+		Datum		args[1] = {Int32GetDatum(q->queue_id)};
+
+		r->expired_archive = delete_expired(q, "archive", QUEUE_ARCHIVE,
+											"archived_at < now() - coalesce((SELECT archive_retention "
+											"FROM deliver.queue WHERE queue_id = $1), '0')",
+											1, types, args);
+	}
+}
+
+/*
+ * The segments' part of maintain_queue: close and reclaim segments,
+ * rotate.  One maintainer per queue at a time (its catalog row is locked).
+ */
+static void
+maintain_segments(QueueInfo *q, MaintainResult *r)
 {
 	Oid			types[2] = {INT4OID, XID8OID};
 	Datum		args[2];
@@ -281,10 +400,9 @@ maintain_queue(QueueInfo *q, MaintainResult *r)
 	int			nclosed;
 	int			i;
 
-	memset(r, 0, sizeof(*r));
 	args[0] = Int32GetDatum(q->queue_id);
 
-	run(q, "lock", "SELECT archive_retention IS NOT NULL FROM deliver.queue WHERE queue_id = $1 FOR UPDATE",
+	run_any(q, "lock", "SELECT archive_retention IS NOT NULL FROM deliver.queue WHERE queue_id = $1 FOR UPDATE",
 		1, types, args, NULL, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		ereport(ERROR,
@@ -298,7 +416,7 @@ maintain_queue(QueueInfo *q, MaintainResult *r)
 	 * transaction that wrote to them has an xid below the next one now.
 	 */
 	args[1] = FullTransactionIdGetDatum(FullTransactionIdFromU64(dsnap_next_txid()));
-	run(q, "close",
+	run_any(q, "close",
 		"UPDATE deliver.segment x SET state = 'closed', closed_xmax = $2, changed_at = now() "
 		"WHERE x.queue_id = $1 AND x.state = 'closing'",
 		2, types, args, NULL, SPI_OK_UPDATE);
@@ -307,7 +425,7 @@ maintain_queue(QueueInfo *q, MaintainResult *r)
 	 * Once no transaction below closed_xmax runs, every commit that wrote
 	 * to the segment lies before the current WAL insert position.
 	 */
-	run(q, "lsn",
+	run_any(q, "lsn",
 		"UPDATE deliver.segment x SET closed_lsn = pg_current_wal_insert_lsn() "
 		"WHERE x.queue_id = $1 AND x.state = 'closed' AND x.closed_lsn IS NULL "
 		"AND pg_snapshot_xmin(pg_current_snapshot()) >= x.closed_xmax",
@@ -320,7 +438,7 @@ maintain_queue(QueueInfo *q, MaintainResult *r)
 	 * database confirmed past it, and while no push subscription of the
 	 * queue waits for its backlog after a failover (push_backlog_held).
 	 */
-	run(q, "closed",
+	run_any(q, "closed",
 		"SELECT seg, closed_xmax, closed_lsn FROM deliver.segment "
 		"WHERE queue_id = $1 AND state = 'closed' ORDER BY seg",
 		1, types, args, NULL, SPI_OK_SELECT);
@@ -367,7 +485,7 @@ maintain_queue(QueueInfo *q, MaintainResult *r)
 		Oid			rtypes[2] = {INT4OID, BOOLOID};
 		Datum		rargs[2] = {Int32GetDatum(q->queue_id), BoolGetDatum(big)};
 
-		run(q, "rotate",
+		run_any(q, "rotate",
 			"WITH a AS (SELECT x.seg FROM deliver.segment x "
 			"            WHERE x.queue_id = $1 AND x.state = 'active' "
 			"              AND x.changed_at <= now() - current_setting('deliver.rotation_interval')::interval "
@@ -393,18 +511,6 @@ maintain_queue(QueueInfo *q, MaintainResult *r)
 			}
 		}
 	}
-
-	r->expired_keys = delete_expired(q, "keys", QUEUE_DEDUP, "expires_at < now()", 0, NULL, NULL);
-	r->expired_dead_letters = delete_expired(q, "dead", QUEUE_DEAD,
-											 "current_setting('deliver.dead_letter_retention')::interval > '0' "
-											 "AND dead_at < now() - current_setting('deliver.dead_letter_retention')::interval",
-											 0, NULL, NULL);
-	/* the archive keeps what was archived within its retention (also after
-	 * the archive is turned off) */
-	r->expired_archive = delete_expired(q, "archive", QUEUE_ARCHIVE,
-										"archived_at < now() - coalesce((SELECT archive_retention "
-										"FROM deliver.queue WHERE queue_id = $1), '0')",
-										1, types, args);
 }
 
 /*
@@ -445,7 +551,7 @@ deliver_maintain(PG_FUNCTION_ARGS)
 		Datum		values[7];
 		bool		nulls[7] = {false};
 
-		maintain_queue(q, &r);
+		maintain_queue(q, true, &r);
 		values[0] = CStringGetTextDatum(q->name);
 		values[1] = Int32GetDatum(r.truncated);
 		values[2] = BoolGetDatum(r.rotated);

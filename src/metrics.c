@@ -50,14 +50,6 @@ typedef struct GroupLive
 } GroupLive;
 
 /*
- * Where this backend last found a group's shared entry (by group id, for
- * group_depth_fits; checked under the entry's lock).
- */
-#define DEPTH_MAP_SIZE 64
-static int32 depth_map_group[DEPTH_MAP_SIZE];
-static int32 depth_map_gidx[DEPTH_MAP_SIZE];
-
-/*
  * A consumer group's live state (metrics).  backlog counts the messages its
  * cursor has not reached yet: a scan of them, made on copies of the
  * cursor's state after the group's lock is released, so that receives and
@@ -165,8 +157,6 @@ group_live_state(QueueInfo *q, int32 group_id, GroupLive *out, int64 stop)
 			gs->depth_finished = out->acked_total + out->dead_total;
 			gs->depth_boot_gen = copy.boot_gen;
 			gs->depth_valid = true;
-			depth_map_group[(uint32) group_id % DEPTH_MAP_SIZE] = group_id;
-			depth_map_gidx[(uint32) group_id % DEPTH_MAP_SIZE] = c.gidx;
 		}
 		LWLockRelease(&gs->lock);
 	}
@@ -192,30 +182,18 @@ group_live_state(QueueInfo *q, int32 group_id, GroupLive *out, int64 stop)
 bool
 group_depth_fits(QueueInfo *q, int32 group_id, int64 n, int64 limit)
 {
-	int			slot = (int) ((uint32) group_id % DEPTH_MAP_SIZE);
 	QueueEntry *qs = &deliver_queues[q->queue_idx];
+	int32		gidx = group_entry_find(group_id, q->queue_idx);
 	GroupEntry *gs;
 	int64		sent = 0;
 	bool		fits = false;
 
-	if (depth_map_group[slot] != group_id)
-	{
-		/* look for its entry (checked under its lock below) */
-		int			i;
-
-		for (i = 0; i < deliver_max_groups; i++)
-			if (deliver_groups[i].group_id == group_id &&
-				deliver_groups[i].queue_idx == q->queue_idx)
-				break;
-		if (i == deliver_max_groups)
-			return false;
-		depth_map_group[slot] = group_id;
-		depth_map_gidx[slot] = i;
-	}
-	gs = &deliver_groups[depth_map_gidx[slot]];
+	if (gidx < 0)
+		return false;
+	gs = &deliver_groups[gidx];
 	LWLockAcquire(&gs->lock, LW_SHARED);
 	if (gs->group_id != group_id || gs->queue_idx != q->queue_idx)
-		depth_map_group[slot] = 0;	/* the entry went to another group: look again next time */
+		group_entry_forget(group_id, q->queue_idx);	/* it went to another group */
 	else if (gs->recovered && gs->depth_valid && gs->boot_gen == gs->depth_boot_gen)
 	{
 		int64		finished = gs->acked_total + gs->dead_total;

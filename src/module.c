@@ -46,13 +46,13 @@ int			deliver_maintenance_lock_timeout_ms = 200;
 int			deliver_sweep_batch = 1000;
 int			deliver_alert_interval_ms = 10000;
 int			deliver_rotation_min_size_kb = 8 * 1024;
+int			deliver_dead_letter_retention_s = 14 * 86400;
 
 /* read by the SQL functions only (current_setting) */
 static int	deliver_rotation_interval_ms = 10000;
 static int	deliver_rotation_max_interval_ms = 600 * 1000;
 static int	deliver_default_retry_base_ms = 1000;
 static int	deliver_default_retry_max_ms = 300 * 1000;
-static int	deliver_dead_letter_retention_s = 14 * 86400;
 
 void		_PG_init(void);
 

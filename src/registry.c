@@ -12,6 +12,7 @@
  */
 #include "postgres.h"
 
+#include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
 #include "deliver.h"
@@ -74,16 +75,78 @@ deliver_queue_entry(Oid dbid, Oid done_relid, int32 queue_id, bool create)
 }
 
 /*
- * Index of the shared entry of a consumer group, created (not yet
- * recovered) on first use.
+ * This backend's memory of where the entries of the groups it used are:
+ * (queue entry, group id) -> index in deliver_groups.  A remembered index
+ * is only a hint: entries are released and reused, so whoever follows it
+ * checks the entry's group_id and queue_idx under the entry's lock.  It
+ * spares the walk over every group entry under the exclusive entry_lock
+ * that each receive from another group than the last one (a consumer
+ * serving many queues, the maintenance worker's sweep) would make.
  */
-int32
-deliver_group_entry(int32 group_id, int32 queue_idx)
+typedef struct GroupHintKey
+{
+	int32		queue_idx;
+	int32		group_id;
+} GroupHintKey;
+
+typedef struct GroupHint
+{
+	GroupHintKey key;
+	int32		gidx;
+} GroupHint;
+
+static HTAB *group_hints = NULL;
+
+/* the remembered entry of a group, or -1 */
+static int32
+group_hint(int32 group_id, int32 queue_idx)
+{
+	GroupHintKey k = {queue_idx, group_id};
+	GroupHint  *h;
+
+	if (group_hints == NULL)
+		return -1;
+	h = hash_search(group_hints, &k, HASH_FIND, NULL);
+	return h ? h->gidx : -1;
+}
+
+/* remember (gidx >= 0) or forget (-1) the entry of a group */
+static void
+group_hint_set(int32 group_id, int32 queue_idx, int32 gidx)
+{
+	GroupHintKey k = {queue_idx, group_id};
+	GroupHint  *h;
+
+	if (group_hints == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (gidx < 0)
+			return;
+		ctl.keysize = sizeof(GroupHintKey);
+		ctl.entrysize = sizeof(GroupHint);
+		group_hints = hash_create("deliver group entries", 256, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	if (gidx < 0)
+		(void) hash_search(group_hints, &k, HASH_REMOVE, NULL);
+	else
+	{
+		h = hash_search(group_hints, &k, HASH_ENTER, NULL);
+		h->gidx = gidx;
+	}
+}
+
+/*
+ * Index of the shared entry of a consumer group, created (not yet
+ * recovered) on first use when create; -1 when there is none.
+ */
+static int32
+group_entry_search(int32 group_id, int32 queue_idx, bool create)
 {
 	int			i;
 	int			free_i = -1;
 
-	LWLockAcquire(deliver_shared->entry_lock, LW_EXCLUSIVE);
+	LWLockAcquire(deliver_shared->entry_lock, create ? LW_EXCLUSIVE : LW_SHARED);
 	for (i = 0; i < deliver_max_groups; i++)
 	{
 		if (deliver_groups[i].group_id == group_id &&
@@ -94,6 +157,11 @@ deliver_group_entry(int32 group_id, int32 queue_idx)
 		}
 		if (deliver_groups[i].group_id == 0 && free_i < 0)
 			free_i = i;
+	}
+	if (!create)
+	{
+		LWLockRelease(deliver_shared->entry_lock);
+		return -1;
 	}
 	if (free_i < 0)
 	{
@@ -122,6 +190,16 @@ deliver_group_entry(int32 group_id, int32 queue_idx)
 	}
 	LWLockRelease(deliver_shared->entry_lock);
 	return free_i;
+}
+
+/*
+ * Index of the shared entry of a consumer group, created (not yet
+ * recovered) on first use.
+ */
+int32
+deliver_group_entry(int32 group_id, int32 queue_idx)
+{
+	return group_entry_search(group_id, queue_idx, true);
 }
 
 /*
@@ -183,26 +261,78 @@ deliver_forget_database(Oid dbid)
 GroupEntry *
 group_lock(QueueInfo *q, int32 group_id, int *gidx_out)
 {
-	static int32 cached_group = 0;	/* the last group this backend used */
-	static int	cached_gidx = -1;
 	int			gidx;
 	GroupEntry *gs;
 
 	for (;;)
 	{
-		gidx = (cached_group == group_id) ? cached_gidx :
-			deliver_group_entry(group_id, q->queue_idx);
+		gidx = group_hint(group_id, q->queue_idx);
+		if (gidx < 0)
+			gidx = deliver_group_entry(group_id, q->queue_idx);
 		gs = &deliver_groups[gidx];
 		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
 		if (gs->group_id == group_id && gs->queue_idx == q->queue_idx)
 			break;
+		/* the entry was released (and maybe reused) since: look again */
 		LWLockRelease(&gs->lock);
-		cached_group = 0;
+		group_entry_forget(group_id, q->queue_idx);
 	}
-	cached_group = group_id;
-	cached_gidx = gidx;
+	group_hint_set(group_id, q->queue_idx, gidx);
 	if (!gs->recovered)
 		group_recover(q, gs, gidx);
 	*gidx_out = gidx;
 	return gs;
+}
+
+/*
+ * Index of the shared entry of a group, or -1 when it has none; not
+ * created.  The caller checks under the entry's lock that it is still the
+ * group's (group_entry_forget when not).
+ */
+int32
+group_entry_find(int32 group_id, int32 queue_idx)
+{
+	int32		gidx = group_hint(group_id, queue_idx);
+
+	if (gidx < 0)
+	{
+		gidx = group_entry_search(group_id, queue_idx, false);
+		if (gidx >= 0)
+			group_hint_set(group_id, queue_idx, gidx);
+	}
+	return gidx;
+}
+
+/* the entry group_entry_find gave went to another group */
+void
+group_entry_forget(int32 group_id, int32 queue_idx)
+{
+	group_hint_set(group_id, queue_idx, -1);
+}
+
+/*
+ * Does the group hold something a sweep (sweep.c) deals with: leases,
+ * messages waiting for redelivery or held behind their FIFO key?  Not a
+ * group without an entry or not recovered since the server started: it
+ * holds no lease (its messages are delivered again from its durable
+ * state).  Read without the group's lock (a sweep must take the done
+ * table's lock before it): a change it misses is seen by the next sweep.
+ */
+bool
+group_may_be_busy(QueueInfo *q, int32 group_id)
+{
+	int32		gidx = group_entry_find(group_id, q->queue_idx);
+	GroupEntry *gs;
+
+	if (gidx < 0)
+		return false;
+	gs = &deliver_groups[gidx];
+	pg_read_barrier();
+	if (gs->group_id != group_id || gs->queue_idx != q->queue_idx)
+	{
+		group_entry_forget(group_id, q->queue_idx);
+		return true;			/* (group_lock looks for it again) */
+	}
+	return gs->recovered &&
+		gs->leased.count + gs->ready_list.count + gs->blocked.count > 0;
 }

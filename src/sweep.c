@@ -53,6 +53,9 @@ sweep_queue(QueueInfo *q, int max_dead, SweepCounts *out)
 		int32		next;
 		int			ndead = 0;
 
+		/* (most groups of a quiet database: nothing to look at) */
+		if (!group_may_be_busy(q, q->groups[i].group_id))
+			continue;
 		memset(&c, 0, sizeof(c));
 		c.q = q;
 		c.group_id = q->groups[i].group_id;

@@ -66,6 +66,14 @@ static WorkerStatus *my_status = NULL;
 #define WORKER_MIN_WAIT_MS	10
 
 /*
+ * How often a run also deletes expired idempotency keys, dead letters and
+ * archived messages (looking at three tables per queue): what has expired
+ * is deleted within this much of the next run (a dedup check ignores an
+ * expired key anyway).
+ */
+#define WORKER_EXPIRY_INTERVAL_MS	10000
+
+/*
  * The database names of a deliver.database value, or NIL when it does not
  * parse.  The list points into a copy made in the current memory context.
  */
@@ -217,10 +225,11 @@ static const char *const step_names[] = {"moving due messages", "sweeping leases
 /*
  * Run one step on one queue (queue NULL: STEP_ALERTS) in a transaction of
  * its own; on error, log it, count it in the worker's status and go on.
- * Returns false on error; a sweep adds its counts to *sweep.
+ * Returns false on error; a sweep adds its counts to *sweep; maintenance
+ * deletes what expired only with expiries.
  */
 static bool
-run_step(WorkerStep step, const char *queue, SweepCounts *sweep)
+run_step(WorkerStep step, const char *queue, bool expiries, SweepCounts *sweep)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	volatile bool ok = true;
@@ -258,7 +267,7 @@ run_step(WorkerStep step, const char *queue, SweepCounts *sweep)
 					sweep->released += n.released;
 					break;
 				case STEP_MAINTAIN:
-					maintain_queue(q, &r);
+					maintain_queue(q, expiries, &r);
 					break;
 				case STEP_ALERTS:
 					break;
@@ -353,11 +362,12 @@ worker_queues(void)
 }
 
 /*
- * One run over every queue of the database: all of maintenance, or only
- * the moves of delayed messages that came due (moves_only).
+ * One run over every queue of the database: all of maintenance (deleting
+ * what expired with expiries), or only the moves of delayed messages that
+ * came due (moves_only).
  */
 static void
-worker_run(bool check_alerts, bool moves_only)
+worker_run(bool check_alerts, bool expiries, bool moves_only)
 {
 	List	   *queues = worker_queues();
 	ListCell   *lc;
@@ -369,14 +379,14 @@ worker_run(bool check_alerts, bool moves_only)
 		char	   *name = lfirst(lc);
 
 		CHECK_FOR_INTERRUPTS();
-		(void) run_step(STEP_MOVE_DUE, name, &swept);
+		(void) run_step(STEP_MOVE_DUE, name, false, &swept);
 		if (moves_only)
 			continue;
-		(void) run_step(STEP_SWEEP, name, &swept);
-		(void) run_step(STEP_MAINTAIN, name, &swept);
+		(void) run_step(STEP_SWEEP, name, false, &swept);
+		(void) run_step(STEP_MAINTAIN, name, expiries, &swept);
 	}
 	if (check_alerts && queues != NIL)
-		(void) run_step(STEP_ALERTS, NULL, &swept);
+		(void) run_step(STEP_ALERTS, NULL, false, &swept);
 	if (moves_only)
 		return;
 
@@ -460,6 +470,7 @@ deliver_worker_main(Datum arg)
 	char		dbname[NAMEDATALEN];
 	MemoryContext loop_cxt;
 	TimestampTz last_alerts = 0;
+	TimestampTz last_expiries = 0;
 	TimestampTz next_run;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -544,14 +555,19 @@ deliver_worker_main(Datum arg)
 		old = MemoryContextSwitchTo(loop_cxt);
 		if (now >= next_run)
 		{
+			bool		expiries = TimestampDifferenceExceeds(last_expiries, now,
+															  WORKER_EXPIRY_INTERVAL_MS);
+
 			alerts = TimestampDifferenceExceeds(last_alerts, now, deliver_alert_interval_ms);
 			if (alerts)
 				last_alerts = now;
-			worker_run(alerts, false);
+			if (expiries)
+				last_expiries = now;
+			worker_run(alerts, expiries, false);
 			next_run = GetCurrentTimestamp() + (int64) deliver_maintenance_interval_ms * 1000;
 		}
 		else if ((due = earliest_due()) != 0 && due <= now)
-			worker_run(false, true);
+			worker_run(false, false, true);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(loop_cxt);
 	}

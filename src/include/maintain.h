@@ -17,6 +17,6 @@ typedef struct MaintainResult
 	int64		expired_archive;	/* archived messages past their retention */
 } MaintainResult;
 
-extern void maintain_queue(QueueInfo *q, MaintainResult *r);
+extern void maintain_queue(QueueInfo *q, bool expiries, MaintainResult *r);
 
 #endif							/* DELIVER_MAINTAIN_H */

@@ -17,6 +17,7 @@ extern int	deliver_max_leases;
 /* fair sharing of lease slots (lease.c), idle groups (sweep.c) */
 extern int	deliver_max_leases_per_queue;
 extern int	deliver_idle_release_ms;
+extern int	deliver_dead_letter_retention_s;
 
 /* messages and batches (send.c, receive.c, ack.c, sweep.c, delayed.c) */
 extern int	deliver_max_payload;

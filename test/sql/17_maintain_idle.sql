@@ -63,6 +63,13 @@ SELECT pg_temp.storage(:qid) AS before \gset
 CALL pg_temp.poll('q17', 20, -1);
 SELECT pg_temp.storage(:qid) = :'before' AS storage_untouched;
 SELECT seg, state FROM deliver.segment WHERE queue_id = :qid ORDER BY seg;
+-- and a run over it writes nothing, not even a row lock: its transaction
+-- gets no id (a worker's run over many quiet queues costs little)
+BEGIN;
+SELECT truncated, rotated, expired_keys, expired_dead_letters, archived, expired_archive
+  FROM deliver.maintain('q17');
+SELECT pg_current_xact_id_if_assigned() IS NULL AS no_transaction_id;
+COMMIT;
 
 -- a message makes the active segment rotate again (and be reclaimed)
 SELECT deliver.send('q17', '{"n": 2}') > 0 AS sent;
