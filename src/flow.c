@@ -28,6 +28,7 @@
 
 #include "catalog.h"
 #include "flow.h"
+#include "registry.h"
 #include "settings.h"
 #include "shmem.h"
 #include "spi.h"
@@ -175,22 +176,25 @@ flow_next_token(GroupEntry *gs, TimestampTz now)
 void
 flow_changed(int32 queue_idx, int32 group_id)
 {
-	int			i;
-
-	LWLockAcquire(deliver_shared->entry_lock, LW_SHARED);
-	for (i = 0; i < deliver_max_groups; i++)
+	for (;;)
 	{
-		GroupEntry *gs = &deliver_groups[i];
+		int32		gidx = group_entry_find(group_id, queue_idx);
+		GroupEntry *gs;
+		bool		found;
 
-		if (gs->group_id != group_id || gs->queue_idx != queue_idx)
-			continue;
+		if (gidx < 0)
+			return;				/* (no entry: it reads them when it gets one) */
+		gs = &deliver_groups[gidx];
 		LWLockAcquire(&gs->lock, LW_EXCLUSIVE);
-		if (gs->group_id == group_id && gs->queue_idx == queue_idx)
+		found = gs->group_id == group_id && gs->queue_idx == queue_idx;
+		if (found)
 		{
 			gs->flow = FLOW_UNLOADED;
 			gs->flow_gen++;
 		}
 		LWLockRelease(&gs->lock);
+		if (found)
+			return;
+		group_entry_forget(group_id, queue_idx);	/* reused since: look again */
 	}
-	LWLockRelease(deliver_shared->entry_lock);
 }
