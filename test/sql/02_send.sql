@@ -154,5 +154,22 @@ SELECT cardinality(ids) AS sent, ids[50000] - ids[1] AS last_minus_first,
           FROM generate_series(1, 50000) i) s;
 RESET deliver.max_batch_size;
 
+-- a large payload is stored compressed with lz4 (the server has it), and
+-- comes back whole
+SELECT queue_id AS alo_id FROM deliver.queue WHERE queue_name = 'q02_alo' \gset
+SELECT deliver.send('q02_alo', jsonb_build_object('big', repeat('lz4 ', 20000))) AS big_id \gset
+\set s0 q :alo_id _s0
+\set s1 q :alo_id _s1
+\set s2 q :alo_id _s2
+SELECT pg_column_compression(payload) AS compression, octet_length(payload::text) AS length
+  FROM (SELECT * FROM deliver.:"s0" UNION ALL SELECT * FROM deliver.:"s1"
+        UNION ALL SELECT * FROM deliver.:"s2") s
+ WHERE message_id = :big_id;
+SELECT regexp_replace(c.relname, '^q[0-9]+_', '') AS "table", a.attcompression
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+ WHERE c.relnamespace = 'deliver'::regnamespace AND a.attname = 'payload'
+   AND c.relname ~ ('^q' || :alo_id || '_(s0|dead|delayed|archive)$')
+ ORDER BY c.relname;
+
 SELECT deliver.drop_queue('q02');
 SELECT deliver.drop_queue('q02_alo');
