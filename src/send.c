@@ -352,9 +352,10 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 /*
  * The optional expires_at argument: DT_NOEND when NULL (or 'infinity').  A
  * time in the past is taken: the message is expired when a receive meets
- * it.  (PG_NARGS: a 0.1 declaration of send has no such argument.)
+ * it.  (PG_NARGS: a 0.1 declaration of send has no such argument.)  Also
+ * publish's (routing.c), so that both take the same times.
  */
-static TimestampTz
+TimestampTz
 arg_expires_at(FunctionCallInfo fcinfo, int argno)
 {
 	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
@@ -447,6 +448,8 @@ send_one_batch(const SendOne *m, SendBatch *b, Datum *v, bool *isnull)
 	b->idem = &v[3];
 	b->idem_nulls = &isnull[3];
 	b->delay_ms = m->delay_ms;
+	b->expires_at = m->expires_at;
+	b->has_expires_at = m->expires_at != DT_NOEND;
 }
 
 /*

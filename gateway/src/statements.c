@@ -144,15 +144,16 @@ const stmt_def statements[S__COUNT] = {
 	[S_PING] = {"ping", "SELECT 1", 0},
 	/*
 	 * Topic routing.  publish: {"routing_key", "payload", "headers",
-	 * "ordering_key", "idempotency_key", "delay", "mandatory"}, the
-	 * Idempotency-Key header winning over the body's key, as in send; the
-	 * answer lists the queues sent to, [{"queue", "message_id"}].
+	 * "ordering_key", "idempotency_key", "delay", "mandatory",
+	 * "expires_at"}, the Idempotency-Key header winning over the body's
+	 * key and expires_at read as send reads it; the answer lists the
+	 * queues sent to, [{"queue", "message_id"}].
 	 */
 	[S_PUBLISH] = {"publish",
 		"SELECT (SELECT coalesce(json_agg(x), '[]') FROM (SELECT p.queue_name AS queue,"
 		" p.message_id::text AS message_id FROM deliver.publish(b->>'routing_key', b->'payload',"
 		" nullif(b->'headers', 'null'::jsonb), b->>'ordering_key', coalesce($2, b->>'idempotency_key'),"
-		" " IV("delay") ", coalesce((b->>'mandatory')::boolean, false)) p) x)" BODY(1), 2},
+		" " IV("delay") ", coalesce((b->>'mandatory')::boolean, false), " TS("expires_at") ") p) x)" BODY(1), 2},
 	[S_LIST_BINDINGS] = {"list_bindings",
 		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT l.pattern, l.queue_name AS queue, l.created_at"
 		" FROM deliver.list_bindings($1) l) x", 1},

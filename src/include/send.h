@@ -7,12 +7,15 @@
 #define DELIVER_SEND_H
 
 #include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/timestamp.h"
 
 #include "deliver.h"
 
 /*
  * One message as deliver.send takes it: payload (not NULL), headers,
- * ordering key and idempotency key (each may be NULL), delay in ms.
+ * ordering key and idempotency key (each may be NULL), delay in ms,
+ * expires_at (DT_NOEND: none; see arg_expires_at).
  */
 typedef struct SendOne
 {
@@ -24,8 +27,10 @@ typedef struct SendOne
 	Datum		idempotency_key;
 	bool		idempotency_key_null;
 	int64		delay_ms;
+	TimestampTz expires_at;
 } SendOne;
 
+extern TimestampTz arg_expires_at(FunctionCallInfo fcinfo, int argno);
 extern void send_check_one(QueueInfo *q, const SendOne *m);
 extern int64 send_one(QueueInfo *q, const SendOne *m);
 extern void send_rows(QueueInfo *q, SPITupleTable *rows, uint64 start, int m, int first_col,

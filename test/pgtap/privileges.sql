@@ -421,7 +421,7 @@ SELECT is(has_function_privilege('regress_deliver_nobody', f, 'EXECUTE'), public
     ('deliver.unbind(text, text)', false),
     ('deliver.list_bindings(text)', true),
     ('deliver.test_routing(text)', true),
-    ('deliver.publish(text, jsonb, jsonb, text, text, interval, boolean)', true)) AS t(f, public);
+    ('deliver.publish(text, jsonb, jsonb, text, text, interval, boolean, timestamptz)', true)) AS t(f, public);
 SELECT ok(deliver.bind('prv.#', 'priv'), 'bind prv.# to priv');
 SELECT ok(deliver.bind('prv.*', 'priv_other'), 'bind prv.* to priv_other');
 CREATE ROLE regress_deliver_router;

@@ -104,6 +104,47 @@ SELECT queue_name FROM deliver.publish('orders.x', '{}', mandatory => true);
 SELECT count(*) FROM deliver.receive('r13_a', 10);
 SELECT count(*) FROM deliver.receive('r13_b', 10);
 
+-- expires_at: every copy gets the deadline, taken as send takes it (NULL
+-- or infinity: none; any time, also one in the past); each queue's
+-- on_expire says what becomes of an expired copy
+SELECT deliver.create_queue('r13_e');
+SELECT deliver.create_queue('r13_d', on_expire => 'drop');
+SELECT deliver.bind('exp.#', 'r13_e');
+SELECT deliver.bind('exp.#', 'r13_d');
+SELECT queue_name FROM deliver.publish('exp.past', '{"n": "past"}', expires_at => now() - interval '1 second')
+ ORDER BY 1;
+SELECT queue_name FROM deliver.publish('exp.future', '{"n": "future"}', expires_at => now() + interval '1 hour')
+ ORDER BY 1;
+SELECT queue_name FROM deliver.publish('exp.none', '{"n": "none"}', expires_at => NULL) ORDER BY 1;
+SELECT queue_name FROM deliver.publish('exp.inf', '{"n": "infinity"}', NULL, NULL, NULL, NULL, false, 'infinity')
+ ORDER BY 1;
+-- the expired copies are never handed out nor shown
+SELECT payload FROM deliver.peek('r13_e', 10) ORDER BY message_id;
+SELECT payload FROM deliver.receive('r13_e', 10) ORDER BY message_id;
+SELECT payload FROM deliver.receive('r13_d', 10) ORDER BY message_id;
+-- r13_e's copy is a dead letter with reason expired; r13_d's is dropped
+SELECT group_name, payload, attempts, reason FROM deliver.dead_letters('r13_e');
+SELECT count(*) FROM deliver.dead_letters('r13_d');
+-- a deadline that passes between the publish and the receive
+CREATE TEMP TABLE soon AS SELECT clock_timestamp() + interval '200 milliseconds' AS t;
+SELECT queue_name FROM deliver.publish('exp.soon', '{"n": "soon"}', expires_at => (SELECT t FROM soon))
+ ORDER BY 1;
+SELECT pg_temp.wait_until($$SELECT clock_timestamp() > (SELECT t FROM soon)$$) AS deadline_passed;
+SELECT count(*) FROM deliver.receive('r13_e', 10);
+SELECT count(*) FROM deliver.receive('r13_d', 10);
+SELECT payload, reason FROM deliver.dead_letters('r13_e') ORDER BY message_id;
+SELECT count(*) FROM deliver.dead_letters('r13_d');
+-- with an idempotency key: a repeat returns the first ids, expired or not
+CREATE TEMP TABLE exp_first AS
+    SELECT * FROM deliver.publish('exp.key', '{"n": "keyed"}', idempotency_key => 'e1',
+                                  expires_at => now() - interval '1 second');
+SELECT count(*) FROM deliver.publish('exp.key', '{"n": "keyed"}', idempotency_key => 'e1') p
+  JOIN exp_first f USING (queue_name) WHERE p.message_id = f.message_id;   -- same ids: 2
+SELECT count(*) FROM deliver.receive('r13_e', 10);
+SELECT payload, reason FROM deliver.dead_letters('r13_e') WHERE payload->>'n' = 'keyed';
+SELECT deliver.drop_queue('r13_d');
+SELECT deliver.drop_queue('r13_e');
+
 -- bad input
 SELECT cmd, pg_temp.try(cmd) FROM (VALUES
     ($$SELECT deliver.bind('', 'r13_a')$$),
@@ -130,7 +171,11 @@ SELECT cmd, pg_temp.try(cmd) FROM (VALUES
     ($$SELECT * FROM deliver.publish('orders.x', '{}', '[1]')$$),
     ($$SELECT * FROM deliver.publish('orders.x', '{}', delay => '-1 s')$$),
     ($$SELECT * FROM deliver.publish('orders.x', '{}', mandatory => NULL)$$),
-    ($$SELECT * FROM deliver.publish('orders.x', '{}', ordering_key => repeat('k', 600))$$)) AS t(cmd);
+    ($$SELECT * FROM deliver.publish('orders.x', '{}', ordering_key => repeat('k', 600))$$),
+    ($$SELECT * FROM deliver.publish('orders.x', '{}', expires_at => 'never')$$),
+    ($$SELECT * FROM deliver.publish('orders.x', '{}', expires_at => '294277-01-01')$$),
+    ($$SELECT * FROM deliver.publish('orders.x', NULL, expires_at => now())$$),
+    ($$SELECT * FROM deliver.publish('orders.x', '{}', '[1]', expires_at => now())$$)) AS t(cmd);
 SELECT deliver.bind(repeat('a', 255), 'r13_a');       -- 255 bytes is the limit
 SELECT count(*) FROM deliver.test_routing(repeat('a', 255));
 SELECT count(*) FROM deliver.receive('r13_a', 10);    -- nothing sent by the errors
@@ -145,11 +190,12 @@ SELECT f AS function, has_function_privilege('regress_deliver_router', f, 'EXECU
     'deliver.unbind(text, text)',
     'deliver.list_bindings(text)',
     'deliver.test_routing(text)',
-    'deliver.publish(text, jsonb, jsonb, text, text, interval, boolean)']) AS f;
+    'deliver.publish(text, jsonb, jsonb, text, text, interval, boolean, timestamptz)']) AS f;
 SELECT deliver.grant_queue('r13_a', 'regress_deliver_router', 'send');
 SET ROLE regress_deliver_router;
 SELECT cmd, pg_temp.try(cmd) FROM (VALUES
     ($$SELECT * FROM deliver.publish('orders.eu', '{"n": 11}')$$),     -- r13_a and r13_b
+    ($$SELECT * FROM deliver.publish('orders.eu', '{"n": 11}', expires_at => now() + interval '1 hour')$$),
     ($$SELECT deliver.bind('x', 'r13_a')$$),
     ($$SELECT deliver.unbind('orders.*', 'r13_a')$$),
     ($$INSERT INTO deliver.binding (pattern, queue_id) SELECT 'y', queue_id FROM deliver.queue LIMIT 1$$)) AS t(cmd);
@@ -160,9 +206,10 @@ SELECT count(*) FROM deliver.receive('r13_b', 10);   -- nothing
 SELECT deliver.grant_queue('r13_b', 'regress_deliver_router', 'send');
 SET ROLE regress_deliver_router;
 SELECT queue_name FROM deliver.publish('orders.eu', '{"n": 12}');
+SELECT queue_name FROM deliver.publish('orders.eu', '{"n": 13}', expires_at => now() + interval '1 hour');
 RESET ROLE;
-SELECT payload FROM deliver.receive('r13_a', 10);
-SELECT payload FROM deliver.receive('r13_b', 10);
+SELECT payload FROM deliver.receive('r13_a', 10) ORDER BY message_id;
+SELECT payload FROM deliver.receive('r13_b', 10) ORDER BY message_id;
 SELECT deliver.revoke_queue('r13_a', 'regress_deliver_router', 'send');
 SELECT deliver.revoke_queue('r13_b', 'regress_deliver_router', 'send');
 DROP ROLE regress_deliver_router;

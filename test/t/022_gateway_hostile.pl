@@ -310,6 +310,12 @@ my @c = (
 	[ 'routing key', 'POST', '/v1/publish', { routing_key => 'r.x', payload => 1, mandatory => 'yes please' }, {}, 400, '22P02' ],
 	[ 'number', 'POST', '/v1/publish', { routing_key => 'r.x', payload => 1, delay => -5 }, {}, 422, '22023' ],
 	[ 'interval', 'POST', '/v1/publish', { routing_key => 'r.x', payload => 1, delay => {} }, {}, 422, '22023' ],
+	# expires_at: read as the send route reads it
+	[ 'expiry', 'POST', '/v1/publish', { routing_key => 'r.x', payload => 1, expires_at => 'never' }, {}, 400, '22007' ],
+	[ 'expiry', 'POST', '/v1/publish', { routing_key => 'r.x', payload => 1, expires_at => { at => 1 } }, {}, 422, '22023' ],
+	[ 'expiry', 'POST', '/v1/publish', { routing_key => 'r.x', payload => 1, expires_at => 1e300 }, {}, 400, '22008' ],
+	[ 'expiry', 'POST', '/v1/publish', { routing_key => 'r.x', payload => 1, expires_at => "2030-01-01'; DROP TABLE deliver.queue; --" }, {}, 400, '22007' ],
+	[ 'expiry', 'POST', '/v1/publish', { routing_key => 'r.x', payload => 1, expires_at => 'x' x 5000 }, {}, 400, '22007' ],
 	[ 'Idempotency-Key', 'POST', '/v1/publish', { routing_key => 'r.x', payload => 1 }, { 'Idempotency-Key' => 'k' x 10000 }, 413, '54000' ],
 	[ 'no grant', 'POST', '/v1/publish', { routing_key => 'r.x', payload => 1 }, { Authorization => 'Bearer reader-token-0123456789' }, 403, '42501' ],
 	[ 'missing field', 'POST', '/v1/bindings', { queue => 'hq' }, {}, 422, '22004' ],

@@ -1,7 +1,7 @@
 # deliverd's topic routing routes against a real server: POST /v1/publish
 # (fan-out to every queue bound to a matching pattern, in one transaction,
-# the Idempotency-Key header, mandatory), GET/POST/DELETE /v1/bindings and
-# GET /v1/routing (the dry run); the rights (bind and unbind for admins, a
+# the Idempotency-Key header, mandatory, expires_at), GET/POST/DELETE
+# /v1/bindings and GET /v1/routing (the dry run); the rights (bind and unbind for admins, a
 # publish refused whole when one matched queue may not be sent to), a
 # read-only token, and the openapi description.
 use strict;
@@ -46,6 +46,8 @@ my ($st, $b, $r);
 ($st, $b) = req('GET', '/openapi.json');
 ok($b->{paths}{$_}, "openapi.json describes $_") for ('/v1/publish', '/v1/bindings', '/v1/routing');
 ok($b->{paths}{'/v1/bindings'}{$_}, "openapi.json: /v1/bindings $_") for qw(get post delete);
+ok($b->{paths}{'/v1/publish'}{post}{requestBody}{content}{'application/json'}{schema}{properties}{expires_at},
+	'openapi.json: publish takes expires_at');
 is($b->{components}{schemas}{PublishResult}{properties}{message_id}{'$ref'}, '#/components/schemas/Id',
 	'openapi.json: published ids are strings');
 
@@ -124,6 +126,67 @@ is(query_one($node, q{SELECT count(*) FROM deliver.peek('all_orders', 100) WHERE
 is($st, 201, 'publish with a delay');
 is(query_one($node, q{SELECT count(*) FROM deliver.peek('all_orders', 100) WHERE payload = '4'}), '0',
 	'a delayed message is not ready');
+
+# expires_at: as the send route takes it (a string or a Unix time; a time in
+# the past is taken, and the message expires at once), for every copy
+$node->safe_psql('postgres', q{
+    SELECT deliver.create_queue('exp_dl');
+    SELECT deliver.create_queue('exp_drop', on_expire => 'drop');
+    SELECT deliver.bind('exp.#', 'exp_dl');
+    SELECT deliver.bind('exp.#', 'exp_drop');
+});
+my ($send_st) = req('POST', '/v1/queues/exp_dl/messages', token => $admin,
+	body => { payload => { n => 'sent' }, expires_at => '2000-01-01T00:00:00Z' });
+($st, $b) = req('POST', '/v1/publish', token => $admin,
+	body => { routing_key => 'exp.past', payload => { n => 'past' }, expires_at => '2000-01-01T00:00:00Z' });
+is($st, $send_st, "publish with an expires_at in the past: HTTP $send_st, as send");
+is($st, 201, 'publish with an expires_at in the past: 201');
+is_deeply([ map { $_->{queue} } @$b ], [qw(audit exp_dl exp_drop)], 'publish with expires_at: to every matched queue');
+($st) = req('POST', '/v1/publish', token => $admin,
+	body => { routing_key => 'exp.unix', payload => { n => 'unix' }, expires_at => time() - 10 });
+is($st, 201, 'publish with a Unix time in the past: 201');
+($st) = req('POST', '/v1/publish', token => $admin,
+	body => { routing_key => 'exp.future', payload => { n => 'future' }, expires_at => time() + 3600 });
+is($st, 201, 'publish with a Unix time in the future: 201');
+($st) = req('POST', '/v1/publish', token => $admin,
+	body => { routing_key => 'exp.none', payload => { n => 'none' }, expires_at => undef });
+is($st, 201, 'publish with expires_at null: 201');
+# a deadline that passes between the publish and the receive
+my $soon = query_one($node, q{SELECT to_json(clock_timestamp() + interval '1 second') #>> '{}'});
+($st) = req('POST', '/v1/publish', token => $admin,
+	body => { routing_key => 'exp.soon', payload => { n => 'soon' }, expires_at => $soon });
+is($st, 201, 'publish with an expires_at a second away: 201');
+is(query_one($node, q{SELECT count(*) FROM deliver.peek('exp_drop', 10) WHERE payload->>'n' = 'soon'}), '1',
+	'before its deadline the copy is there');
+ok(wait_for($node, qq{SELECT clock_timestamp() > '$soon'::timestamptz}, 't', 30), 'the deadline passes');
+for my $q (qw(exp_dl exp_drop))
+{
+	($st, $b) = req('POST', "/v1/queues/$q/receive?max=10", token => $admin);
+	is($st, 200, "receive from $q: 200");
+	is(join(',', map { $_->{payload}{n} } @$b), 'future,none', "$q: only the unexpired copies are received");
+}
+($st, $b) = req('GET', '/v1/queues/exp_dl/dead-letters', token => $admin);
+is(join(',', map { "$_->{payload}{n}:$_->{reason}" } @$b), 'sent:expired,past:expired,unix:expired,soon:expired',
+	'exp_dl: the expired copies are dead letters, reason expired');
+($st, $b) = req('GET', '/v1/queues/exp_drop/dead-letters', token => $admin);
+is_deeply($b, [], 'exp_drop (on_expire drop): the expired copies are dropped');
+# bad values: as send's
+my $in_dl = query_one($node, q{SELECT count(*) FROM deliver.peek('exp_dl', 100)});
+is_error([ req('POST', '/v1/publish', token => $admin,
+	body => { routing_key => 'exp.bad', payload => 1, expires_at => 'not a time' }) ], 400, '22007',
+	'publish: expires_at not a time');
+is_error([ req('POST', '/v1/queues/exp_dl/messages', token => $admin,
+	body => { payload => 1, expires_at => 'not a time' }) ], 400, '22007', 'send: the same');
+is_error([ req('POST', '/v1/publish', token => $admin,
+	body => { routing_key => 'exp.bad', payload => 1, expires_at => [] }) ], 422, '22023', 'publish: expires_at an array');
+is_error([ req('POST', '/v1/publish', token => $admin,
+	body => { routing_key => 'exp.bad', payload => 1, expires_at => JSON::PP::true }) ], 422, '22023',
+	'publish: expires_at a boolean');
+is_error([ req('POST', '/v1/publish', token => $admin,
+	body => { routing_key => 'exp.bad', payload => 1, expires_at => 1e300 }) ], 400, '22008',
+	'publish: expires_at out of range');
+is(query_one($node, q{SELECT count(*) FROM deliver.peek('exp_dl', 100)}), $in_dl, 'nothing was sent by the bad ones');
+$node->safe_psql('postgres', q{SELECT deliver.drop_queue('exp_dl'); SELECT deliver.drop_queue('exp_drop');});
 
 # no match; mandatory
 ($st, $b) = req('POST', '/v1/publish', token => $admin, body => { routing_key => 'orders.x', payload => 5 });

@@ -1,6 +1,7 @@
 """Topic routing from the SQL, asyncio and HTTP clients: bind, unbind,
 list_bindings, test_routing and publish (to every queue with a matching
-binding, once, in the caller's transaction; mandatory; bad patterns)."""
+binding, once, in the caller's transaction; mandatory; expires_at; bad
+patterns)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import getpass
 import os
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Union
 
 import pytest
@@ -73,6 +75,35 @@ def test_bind_list_test_publish_unbind(api: Api, client: deliver.Client, make_qu
     assert [m.queue_name for m in api.test_routing(f"{t}.eu.x")] == [all_]
 
 
+def test_publish_expires_at(api: Api, client: deliver.Client, make_queue: Callable[..., str]) -> None:
+    """Every copy gets the deadline, as in send: a dead letter (reason
+    expired) in one queue, dropped in a queue with on_expire drop."""
+    t = unique("topic")
+    dl, drop = make_queue(), make_queue(on_expire="drop")
+    api.bind(f"{t}.#", dl)
+    api.bind(f"{t}.#", drop)
+    now = datetime.now(timezone.utc)
+    gone = api.publish(f"{t}.a", {"n": 1}, expires_at=now - timedelta(minutes=1))
+    assert sorted(p.queue_name for p in gone) == sorted([dl, drop])
+    iso = api.publish(f"{t}.a", {"n": 2}, expires_at="2001-02-03T04:05:06Z")
+    kept = api.publish(f"{t}.a", {"n": 3}, expires_at=now + timedelta(hours=1))
+    plain = api.publish(f"{t}.a", {"n": 4}, expires_at=None)
+
+    def id_in(sent: list[deliver.Published], q: str) -> int:
+        return next(p.message_id for p in sent if p.queue_name == q)
+
+    for q in (dl, drop):
+        assert [m.message_id for m in client.receive(q, 10)] == [id_in(kept, q), id_in(plain, q)]
+    dead = client.dead_letters(dl)
+    assert [d.message_id for d in dead] == [id_in(gone, dl), id_in(iso, dl)]
+    assert all(d.reason == "expired" and d.attempts == 0 for d in dead)
+    assert client.dead_letters(drop) == []
+    with pytest.raises(deliver.DeliverError) as e:
+        api.publish(f"{t}.a", 5, expires_at="not a time")
+    assert e.value.sqlstate == "22007"
+    assert client.receive(dl, 10) == []
+
+
 def test_publish_in_a_transaction(client: deliver.Client, make_queue: Callable[..., str]) -> None:
     t, eu, all_ = topic(client, make_queue)
     with pytest.raises(RuntimeError):
@@ -97,6 +128,9 @@ def test_asyncio_client(make_queue: Callable[..., str]) -> None:
             assert p.queue_name == q
             [m] = await c.receive(q)
             assert m.message_id == p.message_id
+            [e] = await c.publish(f"{t}.x", {"a": 2}, expires_at="2001-02-03T04:05:06Z")
+            assert await c.receive(q) == []
+            assert [(d.message_id, d.reason) for d in await c.dead_letters(q)] == [(e.message_id, "expired")]
             assert await c.unbind(f"{t}.#", q) is True
 
     asyncio.run(run())

@@ -493,6 +493,7 @@ export class HttpClient implements QueueClient {
         idempotency_key: options.idempotencyKey ?? undefined,
         delay: options.delay ?? undefined,
         mandatory: options.mandatory ?? undefined,
+        expires_at: timeText(options.expiresAt),
       },
     })) as Row[];
     return rows.map((r) => ({ queue: r.queue as string, messageId: BigInt(r.message_id as string) }));

@@ -757,9 +757,11 @@ export class DeliverClient implements QueueClient {
   async publish<P = unknown>(routingKey: string, payload: P, options: PublishOptions = {}): Promise<Published[]> {
     const rows = await this.query(
       `SELECT queue_name, message_id FROM deliver.publish(routing_key => $1, payload => $2::jsonb, headers => $3::jsonb,
-        ordering_key => $4, idempotency_key => $5, delay => $6::interval, mandatory => coalesce($7, false))`,
+        ordering_key => $4, idempotency_key => $5, delay => $6::interval, mandatory => coalesce($7, false),
+        expires_at => $8::timestamptz)`,
       [routingKey, json(payload), json(options.headers ?? undefined), options.orderingKey ?? null,
-        options.idempotencyKey ?? null, intervalText(options.delay), options.mandatory ?? null],
+        options.idempotencyKey ?? null, intervalText(options.delay), options.mandatory ?? null,
+        options.expiresAt ?? null],
     );
     return rows.map((r) => ({ queue: r.queue_name as string, messageId: r.message_id as bigint }));
   }

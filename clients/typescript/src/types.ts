@@ -290,7 +290,7 @@ export interface QueueClient {
 
 // ---- topic routing
 
-/** Options of publish: send's, and mandatory. */
+/** Options of publish: send's (expiresAt is every copy's deadline), and mandatory. */
 export interface PublishOptions extends SendOptions {
   /** No queue bound to a matching pattern is an error (QueueNotFoundError, 42704) instead of []. */
   mandatory?: boolean | null;

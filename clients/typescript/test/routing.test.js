@@ -75,6 +75,34 @@ for (const [name, api] of [['SQL', () => deliver], ['HTTP', () => http]]) {
       await deliver.dropQueue(all);
       assert.deepEqual(await api().listBindings(all), []);
     });
+
+    it('publish with expiresAt: every copy gets the deadline (a dead letter, or dropped, per queue)', async () => {
+      const t = uniqueName('ts_exp');
+      const dl = `${t}_dl`;
+      const drop = `${t}_drop`;
+      await deliver.createQueue(dl);
+      await deliver.createQueue(drop, { onExpire: 'drop' });
+      await deliver.bind(`${t}.#`, dl);
+      await deliver.bind(`${t}.#`, drop);
+      const gone = await api().publish(`${t}.a`, { n: 1 }, { expiresAt: new Date(Date.now() - 60_000) });
+      assert.deepEqual(gone.map((s) => s.queue).sort(), [dl, drop].sort());
+      const iso = await api().publish(`${t}.a`, { n: 2 }, { expiresAt: '2001-02-03T04:05:06Z' });
+      const kept = await api().publish(`${t}.a`, { n: 3 }, { expiresAt: new Date(Date.now() + 3_600_000) });
+      const plain = await api().publish(`${t}.a`, { n: 4 }, { expiresAt: null });
+      const idIn = (sent, q) => sent.find((s) => s.queue === q).messageId;
+      for (const q of [dl, drop]) {
+        assert.deepEqual((await deliver.receive(q, { max: 10 })).map((m) => m.messageId),
+          [idIn(kept, q), idIn(plain, q)], `${q}: only the unexpired copies are received`);
+      }
+      const dead = await deliver.deadLetters(dl);
+      assert.deepEqual(dead.map((d) => d.messageId), [idIn(gone, dl), idIn(iso, dl)]);
+      assert.ok(dead.every((d) => d.reason === 'expired' && d.attempts === 0));
+      assert.deepEqual(await deliver.deadLetters(drop), [], 'on_expire drop keeps no dead letter');
+      await assert.rejects(api().publish(`${t}.a`, 5, { expiresAt: 'not a time' }), (e) => e.sqlstate === '22007');
+      assert.equal((await deliver.peek(dl, { max: 10 })).length, 0, 'the refused publish sent nothing');
+      await deliver.dropQueue(dl);
+      await deliver.dropQueue(drop);
+    });
   });
 }
 

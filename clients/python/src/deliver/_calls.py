@@ -778,6 +778,7 @@ def publish(
     idempotency_key: str | None,
     delay: Interval | None,
     mandatory: bool | None,
+    expires_at: datetime | str | None = None,
 ) -> Call[list[Published]]:
     return table(
         "publish",
@@ -790,6 +791,7 @@ def publish(
             _opt("idempotency_key", "text", idempotency_key),
             _opt("delay", "interval", interval(delay)),
             _opt("mandatory", "boolean", mandatory),
+            _opt("expires_at", "timestamptz", expires_at),
         ],
         lambda r: Published(r[0], r[1]),
     )

@@ -449,14 +449,17 @@ class Client:
         idempotency_key: str | None = None,
         delay: Interval | None = None,
         mandatory: bool | None = None,
+        expires_at: datetime | str | None = None,
         conn: Connection | None = None,
     ) -> list[Published]:
         """Send the message once to every queue with a binding whose pattern
         matches ``routing_key``, in one transaction (``conn``'s, when given);
         returns the queues and the message's id in each ([] when nothing
-        matched; with ``mandatory``, :class:`QueueNotFound` instead)."""
+        matched; with ``mandatory``, :class:`QueueNotFound` instead).
+        ``expires_at`` is every copy's deadline, as in :meth:`send`."""
         return self._run(
-            calls.publish(routing_key, payload, headers, ordering_key, idempotency_key, delay, mandatory), conn
+            calls.publish(routing_key, payload, headers, ordering_key, idempotency_key, delay, mandatory, expires_at),
+            conn,
         )
 
     def bind(self, pattern: str, queue: str) -> bool:

@@ -627,9 +627,11 @@ class HttpClient:
         idempotency_key: str | None = None,
         delay: Interval | None = None,
         mandatory: bool | None = None,
+        expires_at: datetime | str | None = None,
     ) -> list[Published]:
         """``POST /v1/publish``: the message to every queue bound to a
-        matching pattern; the queues and the message's id in each."""
+        matching pattern; the queues and the message's id in each
+        (``expires_at``: every copy's deadline, as in :meth:`send`)."""
         body: dict[str, Any] = {"routing_key": routing_key, "payload": payload}
         body.update(
             _drop_none(
@@ -639,6 +641,7 @@ class HttpClient:
                     "idempotency_key": idempotency_key,
                     "delay": _interval_out(delay),
                     "mandatory": mandatory,
+                    "expires_at": _time_out(expires_at),
                 }
             )
         )
