@@ -752,6 +752,9 @@ BEGIN
             PERFORM * FROM deliver_cluster._px_each_one(target, q.queue_name, p, 'create_consumer_group',
                                                        ARRAY[g, 'earliest']);
         END LOOP;
+        -- the FIFO key limit, and the groups' pause and rate
+        PERFORM deliver_cluster._px_set_flow(target, q.queue_name, p,
+                                             deliver_cluster._px_flow_of(old.shard_id, q.queue_name, p));
     END LOOP;
     -- the old place takes no new message from now (a client with an older
     -- map is told to call again), so nothing lands there after its drain
@@ -882,6 +885,21 @@ LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     RUN ON ALL;
     TARGET deliver_shard.reset_group;
+$$;
+
+-- A partition's flow control where it is, and set on its new place (a move).
+CREATE FUNCTION deliver_cluster._px_flow_of(shard int, queue_name text, partition int) RETURNS jsonb
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT deliver_shard.flow_of(queue_name, partition);
+$$;
+
+CREATE FUNCTION deliver_cluster._px_set_flow(shard int, queue_name text, partition int, flow jsonb) RETURNS int
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT deliver_shard.set_flow(queue_name, partition, flow);
 $$;
 
 -- deliver.alter_queue on every partition (NULL: left as it is).

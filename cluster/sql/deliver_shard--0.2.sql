@@ -503,3 +503,51 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 END $$;
+
+-- The flow control of partition p of a queue here: its FIFO key limit and
+-- each consumer group's pause and rate (a partition's new place copies
+-- them when it moves).
+CREATE FUNCTION deliver_shard.flow_of(queue_name text, partition int) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q text;
+BEGIN
+    PERFORM deliver_shard.epoch_of(queue_name, partition);
+    q := deliver_shard.queue_of(queue_name, partition);
+    RETURN jsonb_build_object(
+        'fifo_key_limit', (SELECT x.fifo_key_limit FROM deliver.queue x WHERE x.queue_name = q),
+        'groups', coalesce((SELECT jsonb_agg(jsonb_build_object('name', g.consumer_group, 'paused', g.paused,
+                                                                'per_second', g.rate_per_second,
+                                                                'burst', g.rate_burst))
+                              FROM deliver.list_consumer_groups(q) g), '[]'));
+END $$;
+
+-- Set what flow_of gave on partition p of a queue here (its groups exist).
+CREATE FUNCTION deliver_shard.set_flow(queue_name text, partition int, flow jsonb) RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q text;
+    g jsonb;
+    n int := 0;
+BEGIN
+    PERFORM deliver_shard.epoch_of(queue_name, partition);
+    q := deliver_shard.queue_of(queue_name, partition);
+    IF coalesce((flow->>'fifo_key_limit')::int, 1) <> 1 THEN
+        PERFORM deliver.set_fifo_key_limit(q, (flow->>'fifo_key_limit')::int);
+    END IF;
+    FOR g IN SELECT * FROM jsonb_array_elements(coalesce(flow->'groups', '[]')) LOOP
+        IF coalesce((g->>'paused')::boolean, false) THEN
+            PERFORM deliver.pause_consumer_group(q, g->>'name');
+        ELSE
+            PERFORM deliver.resume_consumer_group(q, g->>'name');
+        END IF;
+        PERFORM deliver.set_consumer_group_rate(q, g->>'name', (g->>'per_second')::float8,
+                                                CASE WHEN g->>'per_second' IS NOT NULL THEN (g->>'burst')::int END);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;

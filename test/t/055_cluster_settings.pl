@@ -321,14 +321,21 @@ sql_error(q{SELECT deliver_cluster.reset_consumer_group('sq', 'default', '3')}, 
 	'reset_consumer_group to a message id');
 is_error([ req('POST', '/v1/queues/gq/groups/default/replay', {}) ], 501, undef, 'replay: still not served');
 
-# a partition moved keeps its queues' settings (the new place is created with them)
+# a partition moved keeps its queues' settings (the new place is created
+# with them) and flow control (the FIFO key limit, a group's pause and rate)
 psql($router, q{SELECT deliver_cluster.purge_queue(q) FROM unnest(ARRAY['sq', 'xq', 'gq']) q});
+req('POST', '/v1/queues/gq/groups/default/pause');
+req('PUT', '/v1/queues/sq/groups/default/rate', { per_second => 7, burst => 2 });
 psql($router, q{CALL deliver_cluster.move_partition(0, 'shard1', '60 seconds')});
 is(psql($router, q{SELECT shard FROM deliver_cluster.partition_map() WHERE partition = 0 AND state = 'active'}),
 	'shard1', 'partition 0 moved to shard1');
 is(join("\n", sort split /\n/, psql($shard[1], "$settings WHERE queue_name IN ('sq.p0', 'gq.p0')")),
 	"gq.p0 00:02:00 dead_letter 20 reject durable\nsq.p0 - dead_letter 3 reject async",
 	'its new place has the settings of each queue');
+is(psql($shard[1], q{SELECT string_agg(q.queue_name || ' ' || q.fifo_key_limit || ' ' || g.paused || ' '
+    || coalesce(g.rate_per_second || '/' || g.rate_burst, '-'), ', ' ORDER BY q.queue_name)
+    FROM deliver.queue q JOIN deliver.consumer_group g USING (queue_id) WHERE q.queue_name IN ('sq.p0', 'gq.p0')}),
+	'gq.p0 3 true -, sq.p0 1 false 7/2', 'and their flow control: the FIFO key limit, the pause, the rate');
 
 ($st) = req('GET', '/healthz');
 is($st, 200, 'the gateway is alive');
