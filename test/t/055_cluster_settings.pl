@@ -286,6 +286,12 @@ is_deeply($b, { deleted => JSON::PP::false }, 'deleted again: false');
 is(join(',', map { $_->{payload} } @$b), '10,12,13', 'the deleted message is gone');
 is_error([ req('DELETE', '/v1/queues/gq/messages/5') ], 400, '42602', 'delete: a plain integer id');
 is_error([ req('DELETE', '/v1/queues/gq/messages/0:99:5') ], 409, '55000', 'delete: an id of no placement');
+is_error([ req('DELETE', '/v1/queues/gq/messages/0:1:99999999999999999999') ], 400, '42602', 'delete: a local id over a bigint');
+is_error([ req('DELETE', '/v1/queues/gq/messages/0:1:-5') ], 400, '42602', 'delete: a negative id');
+is_error([ req('DELETE', '/v1/queues/gq/messages/99999:1:5') ], 409, '55000', 'delete: an id of no partition');
+is_error([ req('DELETE', '/v1/queues/nope/messages/0:1:5') ], 404, '42704', 'delete: an unknown queue');
+is_error([ req('GET', '/v1/queues/gq/peek?group=' . ('g' x 100)) ], 400, undef, 'peek: a group name too long');
+is_error([ req('GET', '/v1/queues/gq/peek?group=nogroup') ], 404, '42704', 'peek: an unknown group');
 is_error([ req('DELETE', "/v1/queues/gq/messages/$victim", undef, token => $app_token) ], 403, '42501',
 	'delete: not for app');
 is(psql($router, q{SELECT deliver_cluster.delete_message('sq', '1:1:999999')}), 'f', 'delete_message (SQL): not there');
