@@ -294,7 +294,8 @@ $$;
 
 CREATE FUNCTION deliver_cluster._px_create(shards int[], partitions int[], epochs int[], queue_name text,
     guarantee text, visibility_timeout interval, max_attempts int, fifo boolean,
-    dedup_window interval, retry_base interval, retry_max interval)
+    dedup_window interval, retry_base interval, retry_max interval,
+    message_ttl interval, on_expire text, max_depth bigint, overflow text, ack_commit text)
 RETURNS TABLE (partition int)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
@@ -319,18 +320,19 @@ LANGUAGE plproxy AS $$
 $$;
 
 CREATE FUNCTION deliver_cluster._px_send(shard int, partition int, queue_name text, payload jsonb,
-    headers jsonb, ordering_key text, idempotency_key text, delay interval)
+    headers jsonb, ordering_key text, idempotency_key text, delay interval, expires_at timestamptz)
 RETURNS text
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     RUN ON shard;
     SELECT deliver_shard.global_id(partition, deliver_shard.write_epoch_of(queue_name, partition),
                deliver.send(deliver_shard.queue_of(queue_name, partition), payload, headers,
-                            ordering_key, idempotency_key, delay));
+                            ordering_key, idempotency_key, delay, expires_at));
 $$;
 
 CREATE FUNCTION deliver_cluster._px_send_batch(shards int[], partitions int[], ords int[], queue_name text,
-    payloads jsonb[], headers jsonb[], ordering_keys text[], idempotency_keys text[], delay interval)
+    payloads jsonb[], headers jsonb[], ordering_keys text[], idempotency_keys text[], delay interval,
+    expires_at timestamptz)
 RETURNS TABLE (ord int, message_id text)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
@@ -452,11 +454,13 @@ $$;
 -- The options of partition p of a queue where it is now.
 CREATE FUNCTION deliver_cluster._px_options(shard int, queue_name text, partition int,
     OUT guarantee text, OUT visibility_timeout interval, OUT max_attempts int, OUT fifo boolean,
-    OUT dedup_window interval, OUT retry_base interval, OUT retry_max interval)
+    OUT dedup_window interval, OUT retry_base interval, OUT retry_max interval,
+    OUT message_ttl interval, OUT on_expire text, OUT max_depth bigint, OUT overflow text, OUT ack_commit text)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     RUN ON shard;
-    SELECT q.guarantee, q.visibility_timeout, q.max_attempts, q.fifo, q.dedup_window, q.retry_base, q.retry_max
+    SELECT q.guarantee, q.visibility_timeout, q.max_attempts, q.fifo, q.dedup_window, q.retry_base, q.retry_max,
+           q.message_ttl, q.on_expire, q.max_depth, q.overflow, q.ack_commit
       FROM deliver.list_queues() q WHERE q.queue_name = deliver_shard.queue_of(queue_name, partition);
 $$;
 
@@ -465,11 +469,15 @@ $$;
 --
 
 -- Create a queue on the cluster: its partitions on their shards.  The
--- options are deliver.create_queue's (NULL: the default).
+-- options are deliver.create_queue's (NULL: the default), each set on
+-- every partition's queue as given: max_depth bounds each partition (the
+-- queue holds at most max_depth times the number of partitions).
 CREATE FUNCTION deliver_cluster.create_queue(
     queue_name text, guarantee text DEFAULT NULL, visibility_timeout interval DEFAULT NULL,
     max_attempts int DEFAULT NULL, fifo boolean DEFAULT NULL, dedup_window interval DEFAULT NULL,
-    retry_base interval DEFAULT NULL, retry_max interval DEFAULT NULL)
+    retry_base interval DEFAULT NULL, retry_max interval DEFAULT NULL,
+    message_ttl interval DEFAULT NULL, on_expire text DEFAULT NULL, max_depth bigint DEFAULT NULL,
+    overflow text DEFAULT NULL, ack_commit text DEFAULT NULL)
 RETURNS int
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -494,7 +502,8 @@ BEGIN
         ARRAY(SELECT x.shard_id FROM deliver_cluster.placement x WHERE x.state = 'active' ORDER BY x.partition),
         ARRAY(SELECT x.partition FROM deliver_cluster.placement x WHERE x.state = 'active' ORDER BY x.partition),
         ARRAY(SELECT x.epoch FROM deliver_cluster.placement x WHERE x.state = 'active' ORDER BY x.partition),
-        queue_name, guarantee, visibility_timeout, max_attempts, fifo, dedup_window, retry_base, retry_max);
+        queue_name, guarantee, visibility_timeout, max_attempts, fifo, dedup_window, retry_base, retry_max,
+        message_ttl, on_expire, max_depth, overflow, ack_commit);
     RETURN n;
 END $$;
 
@@ -553,7 +562,7 @@ $$;
 -- Send a message; returns its id ("partition:epoch:id").
 CREATE FUNCTION deliver_cluster.send(queue_name text, payload jsonb, headers jsonb DEFAULT NULL,
                                      ordering_key text DEFAULT NULL, idempotency_key text DEFAULT NULL,
-                                     delay interval DEFAULT NULL)
+                                     delay interval DEFAULT NULL, expires_at timestamptz DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -562,7 +571,7 @@ DECLARE
     p int := deliver_cluster._partition_for(ordering_key, idempotency_key);
 BEGIN
     RETURN deliver_cluster._px_send(deliver_cluster._write_shard(p), p, queue_name, payload, headers,
-                                    ordering_key, idempotency_key, delay);
+                                    ordering_key, idempotency_key, delay, expires_at);
 END $$;
 
 -- Send a batch, split by partition (one call per shard, in parallel; each
@@ -572,7 +581,8 @@ END $$;
 -- batch on its shard, as a sticky partitioner does).
 CREATE FUNCTION deliver_cluster.send_batch(queue_name text, payloads jsonb[], headers jsonb[] DEFAULT NULL,
                                            ordering_keys text[] DEFAULT NULL,
-                                           idempotency_keys text[] DEFAULT NULL, delay interval DEFAULT NULL)
+                                           idempotency_keys text[] DEFAULT NULL, delay interval DEFAULT NULL,
+                                           expires_at timestamptz DEFAULT NULL)
 RETURNS text[]
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -601,7 +611,7 @@ BEGIN
         shards, parts, ARRAY(SELECT generate_series(1, n)), queue_name, payloads,
         coalesce(headers, array_fill(NULL::jsonb, ARRAY[n])),
         coalesce(ordering_keys, array_fill(NULL::text, ARRAY[n])),
-        coalesce(idempotency_keys, array_fill(NULL::text, ARRAY[n])), delay) b ORDER BY b.ord);
+        coalesce(idempotency_keys, array_fill(NULL::text, ARRAY[n])), delay, expires_at) b ORDER BY b.ord);
 END $$;
 
 -- Receive from one partition of a queue (a consumer takes its share of
@@ -735,12 +745,16 @@ BEGIN
         SELECT * INTO o FROM deliver_cluster._px_options(old.shard_id, q.queue_name, p);
         PERFORM * FROM deliver_cluster._px_create(ARRAY[target], ARRAY[p], ARRAY[e], q.queue_name,
                                                   o.guarantee, o.visibility_timeout, o.max_attempts, o.fifo,
-                                                  o.dedup_window, o.retry_base, o.retry_max);
+                                                  o.dedup_window, o.retry_base, o.retry_max, o.message_ttl,
+                                                  o.on_expire, o.max_depth, o.overflow, o.ack_commit);
         FOREACH g IN ARRAY deliver_cluster._px_groups(old.shard_id, q.queue_name, p) LOOP
             CONTINUE WHEN g = ANY (deliver_cluster._px_groups(target, q.queue_name, p));
             PERFORM * FROM deliver_cluster._px_each_one(target, q.queue_name, p, 'create_consumer_group',
                                                        ARRAY[g, 'earliest']);
         END LOOP;
+        -- the FIFO key limit, and the groups' pause and rate
+        PERFORM deliver_cluster._px_set_flow(target, q.queue_name, p,
+                                             deliver_cluster._px_flow_of(old.shard_id, q.queue_name, p));
     END LOOP;
     -- the old place takes no new message from now (a client with an older
     -- map is told to call again), so nothing lands there after its drain
@@ -794,6 +808,217 @@ LANGUAGE plproxy AS $$
     RUN ON shard;
     SELECT deliver_shard.call_on_partition(queue_name, partition, call, args);
 $$;
+
+--
+-- Queue settings, flow control and inspection over every partition of a
+-- queue.  Each setting is set on every partition's queue as given, so a
+-- limit is each partition's: max_depth bounds each partition (the queue
+-- holds at most max_depth times the number of partitions), a group's rate
+-- is each partition's rate (a consumer going round all the partitions gets
+-- at most per_second times their number), the FIFO key limit is per key as
+-- on one node (a key's messages are all in one partition).  The calls run
+-- on each shard in a transaction of that shard: a shard that fails (its
+-- check, or it is unavailable) leaves the others changed; the calls are
+-- idempotent, so call again.  Each returns how many partitions it changed
+-- (a partition being moved counts once).
+--
+
+-- The queue exists, or 42704.
+CREATE FUNCTION deliver_cluster._check_queue(queue_name text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM deliver_cluster.queue q WHERE q.queue_name = _check_queue.queue_name) THEN
+        RAISE EXCEPTION 'queue "%" does not exist', left(queue_name, 80) USING ERRCODE = 'undefined_object';
+    END IF;
+END $$;
+
+CREATE FUNCTION deliver_cluster._px_alter(queue_name text, visibility_timeout interval,
+    max_attempts int, dedup_window interval, retry_base interval, retry_max interval,
+    archive_retention interval, message_ttl interval, on_expire text, max_depth bigint,
+    overflow text, ack_commit text)
+RETURNS TABLE (partition int)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON ALL;
+    TARGET deliver_shard.alter_partitions;
+$$;
+
+CREATE FUNCTION deliver_cluster._px_group_flow(queue_name text, consumer_group text, action text,
+                                               per_second double precision, burst int)
+RETURNS TABLE (partition int, changed boolean)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON ALL;
+    TARGET deliver_shard.group_flow;
+$$;
+
+CREATE FUNCTION deliver_cluster._px_set_fifo_key_limit(queue_name text, max_in_flight_per_key int)
+RETURNS TABLE (partition int)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON ALL;
+    TARGET deliver_shard.set_fifo_key_limit;
+$$;
+
+CREATE FUNCTION deliver_cluster._px_peek(queue_name text, max_messages int, consumer_group text)
+RETURNS TABLE (message_id text, payload jsonb, headers jsonb, ordering_key text, attempt int,
+               enqueued_at timestamptz, redelivery boolean, partition int)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON ALL;
+    TARGET deliver_shard.peek;
+$$;
+
+CREATE FUNCTION deliver_cluster._px_delete_message(shard int, queue_name text, message_id text)
+RETURNS boolean
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT deliver_shard.delete_message(queue_name, message_id);
+$$;
+
+CREATE FUNCTION deliver_cluster._px_reset_group(queue_name text, consumer_group text, "to" text)
+RETURNS TABLE (partition int)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON ALL;
+    TARGET deliver_shard.reset_group;
+$$;
+
+-- A partition's flow control where it is, and set on its new place (a move).
+CREATE FUNCTION deliver_cluster._px_flow_of(shard int, queue_name text, partition int) RETURNS jsonb
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT deliver_shard.flow_of(queue_name, partition);
+$$;
+
+CREATE FUNCTION deliver_cluster._px_set_flow(shard int, queue_name text, partition int, flow jsonb) RETURNS int
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT deliver_shard.set_flow(queue_name, partition, flow);
+$$;
+
+-- deliver.alter_queue on every partition (NULL: left as it is).
+CREATE FUNCTION deliver_cluster.alter_queue(
+    queue_name text, visibility_timeout interval DEFAULT NULL, max_attempts int DEFAULT NULL,
+    dedup_window interval DEFAULT NULL, retry_base interval DEFAULT NULL, retry_max interval DEFAULT NULL,
+    archive_retention interval DEFAULT NULL, message_ttl interval DEFAULT NULL, on_expire text DEFAULT NULL,
+    max_depth bigint DEFAULT NULL, overflow text DEFAULT NULL, ack_commit text DEFAULT NULL)
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM deliver_cluster._check_queue(queue_name);
+    RETURN (SELECT count(DISTINCT a.partition)::int FROM deliver_cluster._px_alter(
+        queue_name, visibility_timeout, max_attempts, dedup_window, retry_base, retry_max,
+        archive_retention, message_ttl, on_expire, max_depth, overflow, ack_commit) a);
+END $$;
+
+-- Pause a consumer group on every partition: the partitions where it was
+-- not paused yet (0: it was paused everywhere).
+CREATE FUNCTION deliver_cluster.pause_consumer_group(queue_name text, consumer_group text DEFAULT 'default')
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM deliver_cluster._check_queue(queue_name);
+    RETURN (SELECT count(DISTINCT f.partition) FILTER (WHERE f.changed)::int
+              FROM deliver_cluster._px_group_flow(queue_name, consumer_group, 'pause', NULL, NULL) f);
+END $$;
+
+-- Resume it on every partition: the partitions where it was paused.
+CREATE FUNCTION deliver_cluster.resume_consumer_group(queue_name text, consumer_group text DEFAULT 'default')
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM deliver_cluster._check_queue(queue_name);
+    RETURN (SELECT count(DISTINCT f.partition) FILTER (WHERE f.changed)::int
+              FROM deliver_cluster._px_group_flow(queue_name, consumer_group, 'resume', NULL, NULL) f);
+END $$;
+
+-- The rate of a consumer group on each partition (per_second NULL: no
+-- limit): the group gets at most per_second messages a second from each
+-- partition, burst at once from each.
+CREATE FUNCTION deliver_cluster.set_consumer_group_rate(queue_name text, consumer_group text,
+                                                        per_second double precision, burst int DEFAULT NULL)
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM deliver_cluster._check_queue(queue_name);
+    RETURN (SELECT count(DISTINCT f.partition)::int
+              FROM deliver_cluster._px_group_flow(queue_name, consumer_group, 'rate', per_second, burst) f);
+END $$;
+
+-- The FIFO key limit of every partition (a key's messages are in one).
+CREATE FUNCTION deliver_cluster.set_fifo_key_limit(queue_name text, max_in_flight_per_key int)
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM deliver_cluster._check_queue(queue_name);
+    RETURN (SELECT count(DISTINCT f.partition)::int
+              FROM deliver_cluster._px_set_fifo_key_limit(queue_name, max_in_flight_per_key) f);
+END $$;
+
+-- The next messages of a consumer group, without leasing them: up to
+-- max_messages (1 to 1000) from each partition, merged oldest first
+-- (enqueued_at, then partition and id), the first max_messages of that.
+-- A partition's own order is its delivery order; the merge is by time, as
+-- no order across partitions exists.
+CREATE FUNCTION deliver_cluster.peek(queue_name text, max_messages int DEFAULT 10,
+                                     consumer_group text DEFAULT 'default')
+RETURNS TABLE (message_id text, payload jsonb, headers jsonb, ordering_key text, attempt int,
+               enqueued_at timestamptz, redelivery boolean, partition int)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM deliver_cluster._check_queue(queue_name);
+    RETURN QUERY SELECT * FROM deliver_cluster._px_peek(queue_name, max_messages, consumer_group) m
+                  ORDER BY m.enqueued_at, m.partition, split_part(m.message_id, ':', 3)::bigint
+                  LIMIT max_messages;
+END $$;
+
+-- Delete a message by its id ("partition:epoch:id"): true when it was
+-- stored and is gone now, false when it was not there (any more).
+CREATE FUNCTION deliver_cluster.delete_message(queue_name text, message_id text) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM deliver_cluster._check_queue(queue_name);
+    RETURN deliver_cluster._px_delete_message(deliver_cluster._shard_of_id(message_id), queue_name, message_id);
+END $$;
+
+-- Move a consumer group's position on every partition: "to" is
+-- 'earliest', 'latest' or a time (timestamptz text); a message id is
+-- refused (22023: it names one partition's position).
+CREATE FUNCTION deliver_cluster.reset_consumer_group(queue_name text, consumer_group text, "to" text)
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM deliver_cluster._check_queue(queue_name);
+    IF "to" ~ '^-?[0-9]{1,19}$' OR "to" ~ '^[0-9]+:[0-9]+:[0-9]+$' THEN
+        RAISE EXCEPTION 'a message id is no position of a partitioned queue'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use earliest, latest or a time: every partition moves to it.';
+    END IF;
+    RETURN (SELECT count(DISTINCT r.partition)::int
+              FROM deliver_cluster._px_reset_group(queue_name, consumer_group, "to") r);
+END $$;
 
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA deliver_cluster FROM PUBLIC;
 REVOKE EXECUTE ON PROCEDURE deliver_cluster.move_partition(int, text, interval),

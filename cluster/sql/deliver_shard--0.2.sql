@@ -114,7 +114,9 @@ END $$;
 CREATE FUNCTION deliver_shard.create_partitions(
     shards int[], partitions int[], epochs int[], queue_name text,
     guarantee text, visibility_timeout interval, max_attempts int, fifo boolean,
-    dedup_window interval, retry_base interval, retry_max interval)
+    dedup_window interval, retry_base interval, retry_max interval,
+    message_ttl interval DEFAULT NULL, on_expire text DEFAULT NULL, max_depth bigint DEFAULT NULL,
+    overflow text DEFAULT NULL, ack_commit text DEFAULT NULL)
 RETURNS TABLE (partition int)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -130,7 +132,8 @@ BEGIN
                                  AND x.partition = partitions[i] AND x.epoch = epochs[i]);
         PERFORM deliver.create_queue(deliver_shard.queue_of(queue_name, partitions[i]), guarantee,
                                      visibility_timeout, max_attempts, fifo, dedup_window,
-                                     retry_base, retry_max);
+                                     retry_base, retry_max, message_ttl, on_expire, max_depth,
+                                     overflow, ack_commit);
         INSERT INTO deliver_shard.partition (queue_name, partition, epoch)
         VALUES (create_partitions.queue_name, partitions[i], epochs[i]);
         create_partitions.partition := partitions[i];
@@ -206,7 +209,7 @@ END $$;
 CREATE FUNCTION deliver_shard.send_batch(
     shards int[], partitions int[], ords int[], queue_name text,
     payloads jsonb[], headers jsonb[], ordering_keys text[], idempotency_keys text[],
-    delay interval)
+    delay interval, expires_at timestamptz DEFAULT NULL)
 RETURNS TABLE (ord int, message_id text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -227,7 +230,7 @@ BEGIN
                                   ARRAY(SELECT ordering_keys[i] FROM unnest(idx) AS i),
                                   CASE WHEN deliver_shard.bool_or_keys(idempotency_keys, idx)
                                        THEN ARRAY(SELECT idempotency_keys[i] FROM unnest(idx) AS i) END,
-                                  delay);
+                                  delay, expires_at);
         FOR k IN 1 .. array_length(idx, 1) LOOP
             send_batch.ord := ords[idx[k]];
             send_batch.message_id := deliver_shard.global_id(p, e, ids[k]);
@@ -365,3 +368,186 @@ AS $$
     SELECT coalesce(array_agg(g.consumer_group ORDER BY g.created_at), '{}')
       FROM deliver.list_consumer_groups(deliver_shard.queue_of(queue_name, partition)) g
 $$;
+
+--
+-- Queue settings, flow control and inspection on every partition of a
+-- queue hosted here (both placements of a partition that is moving: what
+-- is still read here gets the setting too).  Each returns the partitions
+-- it changed; deliver's own function checks the values and the rights.
+--
+
+-- deliver.alter_queue on each partition (NULL: left as it is).
+CREATE FUNCTION deliver_shard.alter_partitions(queue_name text, visibility_timeout interval,
+    max_attempts int, dedup_window interval, retry_base interval, retry_max interval,
+    archive_retention interval, message_ttl interval, on_expire text, max_depth bigint,
+    overflow text, ack_commit text)
+RETURNS TABLE (partition int)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p int;
+BEGIN
+    FOR p IN SELECT x.partition FROM deliver_shard.partition x
+              WHERE x.queue_name = alter_partitions.queue_name ORDER BY 1 LOOP
+        PERFORM deliver.alter_queue(deliver_shard.queue_of(queue_name, p), visibility_timeout, max_attempts,
+                                    dedup_window, retry_base, retry_max, archive_retention, message_ttl,
+                                    on_expire, max_depth, overflow, ack_commit);
+        alter_partitions.partition := p;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+-- Flow control of a consumer group on each partition: action 'pause',
+-- 'resume' or 'rate' (per_second, burst: deliver.set_consumer_group_rate's
+-- own, on each partition).  changed: pause or resume changed the group
+-- there (it was not paused, or was).
+CREATE FUNCTION deliver_shard.group_flow(queue_name text, consumer_group text, action text,
+                                         per_second double precision, burst int)
+RETURNS TABLE (partition int, changed boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p int;
+    q text;
+BEGIN
+    IF action IS NULL OR action NOT IN ('pause', 'resume', 'rate') THEN
+        RAISE EXCEPTION 'unknown action "%"', left(action, 80) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR p IN SELECT x.partition FROM deliver_shard.partition x
+              WHERE x.queue_name = group_flow.queue_name ORDER BY 1 LOOP
+        q := deliver_shard.queue_of(queue_name, p);
+        group_flow.partition := p;
+        IF action = 'pause' THEN
+            group_flow.changed := deliver.pause_consumer_group(q, consumer_group);
+        ELSIF action = 'resume' THEN
+            group_flow.changed := deliver.resume_consumer_group(q, consumer_group);
+        ELSE
+            PERFORM deliver.set_consumer_group_rate(q, consumer_group, per_second, burst);
+            group_flow.changed := true;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+-- deliver.set_fifo_key_limit on each partition.
+CREATE FUNCTION deliver_shard.set_fifo_key_limit(queue_name text, max_in_flight_per_key int)
+RETURNS TABLE (partition int)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p int;
+BEGIN
+    FOR p IN SELECT x.partition FROM deliver_shard.partition x
+              WHERE x.queue_name = set_fifo_key_limit.queue_name ORDER BY 1 LOOP
+        PERFORM deliver.set_fifo_key_limit(deliver_shard.queue_of(queue_name, p), max_in_flight_per_key);
+        set_fifo_key_limit.partition := p;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+-- The next messages of a consumer group on each partition here (at most
+-- max_messages from each, global ids), without leasing them.
+CREATE FUNCTION deliver_shard.peek(queue_name text, max_messages int, consumer_group text)
+RETURNS TABLE (message_id text, payload jsonb, headers jsonb, ordering_key text, attempt int,
+               enqueued_at timestamptz, redelivery boolean, partition int)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    x record;
+BEGIN
+    FOR x IN SELECT * FROM deliver_shard.partition y WHERE y.queue_name = peek.queue_name ORDER BY y.partition LOOP
+        RETURN QUERY
+            SELECT deliver_shard.global_id(x.partition, x.epoch, m.message_id), m.payload, m.headers,
+                   m.ordering_key, m.attempt, m.enqueued_at, m.redelivery, x.partition
+              FROM deliver.peek(deliver_shard.queue_of(queue_name, x.partition), max_messages, consumer_group) m;
+    END LOOP;
+END $$;
+
+-- Delete a message (global id) of this shard: false when its placement is
+-- no longer here (the partition moved away and back: the message is gone).
+CREATE FUNCTION deliver_shard.delete_message(queue_name text, message_id text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p int;
+    e int;
+    l bigint;
+BEGIN
+    SELECT * INTO p, e, l FROM deliver_shard.parse_id(message_id);
+    IF e <> deliver_shard.epoch_of(queue_name, p) THEN
+        RETURN false;
+    END IF;
+    RETURN deliver.delete_message(deliver_shard.queue_of(queue_name, p), l);
+END $$;
+
+-- deliver.reset_consumer_group on each partition ("to": earliest, latest
+-- or a time; the router refuses a message id, which names one partition).
+CREATE FUNCTION deliver_shard.reset_group(queue_name text, consumer_group text, "to" text)
+RETURNS TABLE (partition int)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p int;
+BEGIN
+    FOR p IN SELECT x.partition FROM deliver_shard.partition x
+              WHERE x.queue_name = reset_group.queue_name ORDER BY 1 LOOP
+        PERFORM deliver.reset_consumer_group(deliver_shard.queue_of(queue_name, p), consumer_group, "to");
+        reset_group.partition := p;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+-- The flow control of partition p of a queue here: its FIFO key limit and
+-- each consumer group's pause and rate (a partition's new place copies
+-- them when it moves).
+CREATE FUNCTION deliver_shard.flow_of(queue_name text, partition int) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q text;
+BEGIN
+    PERFORM deliver_shard.epoch_of(queue_name, partition);
+    q := deliver_shard.queue_of(queue_name, partition);
+    RETURN jsonb_build_object(
+        'fifo_key_limit', (SELECT x.fifo_key_limit FROM deliver.queue x WHERE x.queue_name = q),
+        'groups', coalesce((SELECT jsonb_agg(jsonb_build_object('name', g.consumer_group, 'paused', g.paused,
+                                                                'per_second', g.rate_per_second,
+                                                                'burst', g.rate_burst))
+                              FROM deliver.list_consumer_groups(q) g), '[]'));
+END $$;
+
+-- Set what flow_of gave on partition p of a queue here (its groups exist).
+CREATE FUNCTION deliver_shard.set_flow(queue_name text, partition int, flow jsonb) RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q text;
+    g jsonb;
+    n int := 0;
+BEGIN
+    PERFORM deliver_shard.epoch_of(queue_name, partition);
+    q := deliver_shard.queue_of(queue_name, partition);
+    IF coalesce((flow->>'fifo_key_limit')::int, 1) <> 1 THEN
+        PERFORM deliver.set_fifo_key_limit(q, (flow->>'fifo_key_limit')::int);
+    END IF;
+    FOR g IN SELECT * FROM jsonb_array_elements(coalesce(flow->'groups', '[]')) LOOP
+        IF coalesce((g->>'paused')::boolean, false) THEN
+            PERFORM deliver.pause_consumer_group(q, g->>'name');
+        ELSE
+            PERFORM deliver.resume_consumer_group(q, g->>'name');
+        END IF;
+        PERFORM deliver.set_consumer_group_rate(q, g->>'name', (g->>'per_second')::float8,
+                                                CASE WHEN g->>'per_second' IS NOT NULL THEN (g->>'burst')::int END);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;

@@ -85,7 +85,8 @@ typedef struct
 	char		queue[NAME_MAX_LEN + 1];
 	char		group[NAME_MAX_LEN + 1];
 	char		delivery_id[40];	/* a bigint, in decimal; in cluster mode partition:epoch:id;
-								 * R_MESSAGE_DELETE: the message id (a bigint) */
+								 * R_MESSAGE_DELETE: the message id (a bigint; in
+								 * cluster mode partition:epoch:id) */
 	int			id_partition;	/* cluster mode: the delivery id's partition and epoch */
 	int			id_epoch;
 	char		file[UI_FILE_MAX_LEN + 1];	/* R_UI: a file of the console, "" for its page */

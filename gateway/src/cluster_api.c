@@ -9,9 +9,10 @@
  * idempotency key's, else the next in turn), a batch split by shard (each
  * shard's part one transaction there), a receive going round the
  * partitions without waiting on any one shard, an ack, nack or extend to
- * the placement its id names.  Administration (queues, groups, dead
- * letters, redrive, metrics) goes through the router's deliver_cluster
- * functions.  Every call runs as the caller's role and ends by the
+ * the placement its id names, a message's deletion too.  Administration
+ * (queues and their settings, groups and their flow control, peek, reset,
+ * dead letters, redrive, metrics) goes through the router's
+ * deliver_cluster functions, which apply it on every partition.  Every call runs as the caller's role and ends by the
  * request's deadline (shardpool.c).
  *
  * A shard that answers that a partition is not there ("partition p of
@@ -37,38 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/*
- * A queue's expiry, depth and ack options (message_ttl, on_expire,
- * max_depth, overflow, ack_commit) are not served in cluster mode: true after answering 501 when
- * the create body gives one (or 400 when it is not JSON), rather than
- * creating a queue without them.
- */
-static bool
-expiry_options_given(rctx *x, enum MHD_Result *ret)
-{
-	static const char *const fields[] = {"message_ttl", "on_expire", "max_depth", "overflow",
-	"ack_commit"};
-	json_t	   *j = cl_parse_body(x, ret);
-	size_t		i;
-
-	if (!j)
-		return true;
-	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-	{
-		json_t	   *v = json_is_object(j) ? json_object_get(j, fields[i]) : NULL;
-
-		if (v && !json_is_null(v))
-		{
-			json_decref(j);
-			*ret = cl_answer(x, 501, NULL, "message_ttl, on_expire, max_depth, overflow and ack_commit are not served in cluster mode",
-							 NULL, "Create the queue without them.");
-			return true;
-		}
-	}
-	json_decref(j);
-	return false;
-}
-
 /* ---- the SQL ------------------------------------------------------------ */
 
 /* router: the queue exists (routes whose function would not say so) */
@@ -82,7 +51,8 @@ static const char sql_create_queue[] =
 "SELECT json_build_object('queue_name', b->>'name', 'created', true, 'partitions',"
 " deliver_cluster.create_queue(b->>'name', b->>'guarantee', " IV("visibility_timeout") ","
 " (b->>'max_attempts')::int, (b->>'fifo')::boolean, " IV("dedup_window") ","
-" " IV("retry_base") ", " IV("retry_max") "))" BODY(1);
+" " IV("retry_base") ", " IV("retry_max") ", " IV("message_ttl") ", b->>'on_expire',"
+" (b->>'max_depth')::bigint, b->>'overflow', b->>'ack_commit'))" BODY(1);
 static const char sql_drop_queue[] =
 "SELECT json_build_object('dropped', deliver_cluster.drop_queue($1) IS NOT NULL)";
 static const char sql_create_group[] =
@@ -102,6 +72,40 @@ static const char sql_redrive[] =
 "SELECT " QEXISTS ", CASE WHEN " QEXISTS " THEN json_build_object('redriven', deliver_cluster.redrive($1,"
 " CASE WHEN b ? 'message_ids' THEN ARRAY(SELECT jsonb_array_elements_text(b->'message_ids')) END,"
 " b->>'consumer_group')) END" BODY(2);
+/*
+ * Queue settings, flow control and inspection: the router's functions of
+ * the same names, over every partition (each raises 42704 for a queue it
+ * does not know).  "partitions": how many partitions they changed.
+ */
+static const char sql_alter_queue[] =
+"SELECT json_build_object('queue_name', $1::text, 'altered', true, 'partitions',"
+" deliver_cluster.alter_queue($1, " IV("visibility_timeout") ", (b->>'max_attempts')::int,"
+" " IV("dedup_window") ", " IV("retry_base") ", " IV("retry_max") ","
+" " IV("archive_retention") ", " IV("message_ttl") ", b->>'on_expire',"
+" (b->>'max_depth')::bigint, b->>'overflow', b->>'ack_commit'))" BODY(2);
+static const char sql_pause_group[] =
+"SELECT json_build_object('paused', n > 0, 'partitions', n)"
+" FROM deliver_cluster.pause_consumer_group($1, $2) n";
+static const char sql_resume_group[] =
+"SELECT json_build_object('resumed', n > 0, 'partitions', n)"
+" FROM deliver_cluster.resume_consumer_group($1, $2) n";
+static const char sql_group_rate[] =
+"SELECT json_build_object('consumer_group', $2::text, 'rate_per_second', r.per_second,"
+" 'rate_burst', CASE WHEN r.per_second IS NOT NULL"
+" THEN coalesce(r.burst, greatest(1, ceil(least(r.per_second, 1000000)))::int) END, 'partitions', x.n)"
+" FROM (SELECT (CASE WHEN b ? 'per_second' THEN b->>'per_second'"
+" ELSE 'a body without per_second' END)::float8 AS per_second,"
+" (b->>'burst')::int AS burst" BODY(3) ") r,"
+" LATERAL (SELECT deliver_cluster.set_consumer_group_rate($1, $2, r.per_second, r.burst) AS n) x";
+static const char sql_fifo_key_limit[] =
+"SELECT json_build_object('queue_name', $1::text, 'fifo_key_limit', (b->>'max_in_flight_per_key')::int,"
+" 'partitions', deliver_cluster.set_fifo_key_limit($1, (b->>'max_in_flight_per_key')::int))" BODY(2);
+static const char sql_peek[] =
+"SELECT coalesce(json_agg(x), '[]') FROM (SELECT p.message_id, p.payload, p.headers, p.ordering_key,"
+" p.attempt, p.enqueued_at, p.redelivery, p.partition FROM deliver_cluster.peek($1, $2::int, $3) p) x";
+static const char sql_reset_group[] =
+"SELECT json_build_object('consumer_group', $2::text, 'reset', true, 'partitions',"
+" deliver_cluster.reset_consumer_group($1, $2, b->>'to'))" BODY(3);
 static const char sql_queue_metrics[] =
 "SELECT " QEXISTS ", CASE WHEN " QEXISTS " THEN"
 " (SELECT coalesce(json_agg(m), '[]') FROM deliver_cluster.metrics($1) m) END";
@@ -115,6 +119,8 @@ static const char sql_queue_metrics[] =
 	" THEN deliver_shard.queue_of($1, $2::int) END"
 
 /* $3 the id on the shard, $4 the body */
+static const char sql_delete_message[] =
+"SELECT json_build_object('deleted', deliver.delete_message(" PART_QUEUE ", $3::bigint))";
 static const char sql_ack[] =
 "SELECT json_build_object('acked', deliver.ack(" PART_QUEUE ", $3::bigint))";
 static const char sql_nack[] =
@@ -184,8 +190,6 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			break;
 		case R_QUEUE_CREATE:
 			p[0] = cl_body(rq);
-			if (p[0] && expiry_options_given(&x, &ret))
-				break;
 			ret = cl_router_route(&x, sql_create_queue, 1, p, 201, false, false, SP_WRITE);
 			break;
 		case R_QUEUE_GET:
@@ -274,20 +278,60 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			ret = cl_answer(&x, 501, NULL, "the event stream is not served in cluster mode", NULL,
 						 "Receive with a long poll: POST /v1/queues/{queue}/receive?wait=N.");
 			break;
+		case R_QUEUE_ALTER:
+			p[1] = cl_body(rq);
+			ret = cl_router_route(&x, sql_alter_queue, 2, p, 200, false, false, SP_WRITE);
+			break;
+		case R_GROUP_PAUSE:
+		case R_GROUP_RESUME:
+			p[1] = m->group;
+			ret = cl_router_route(&x, m->id == R_GROUP_PAUSE ? sql_pause_group : sql_resume_group, 2, p,
+								  200, false, false, SP_WRITE);
+			break;
+		case R_GROUP_RATE:
+			p[1] = m->group;
+			p[2] = cl_body(rq);
+			ret = cl_router_route(&x, sql_group_rate, 3, p, 200, false, false, SP_WRITE);
+			break;
+		case R_FIFO_KEY_LIMIT:
+			p[1] = cl_body(rq);
+			ret = cl_router_route(&x, sql_fifo_key_limit, 2, p, 200, false, false, SP_WRITE);
+			break;
 		case R_PEEK:
+			{
+				const char *g = get_arg(c, "group");
+				const char *mx = get_arg(c, "max");
+
+				if (g && !valid_name(g))
+				{
+					ret = cl_answer(&x, 400, NULL, "group must be " NAME_RULE, NULL, NULL);
+					break;
+				}
+				if (mx && !parse_int(mx, &n))
+				{
+					ret = cl_answer(&x, 400, NULL, "max must be an integer", NULL, NULL);
+					break;
+				}
+				snprintf(max, sizeof(max), "%ld", mx ? n : (long) PEEK_DEFAULT_MAX);
+				p[1] = max;
+				p[2] = g ? g : PEEK_DEFAULT_GROUP;
+				ret = cl_router_route(&x, sql_peek, 3, p, 200, false, false, 0);
+				break;
+			}
+		case R_MESSAGE_DELETE:
+			ret = cluster_by_id(&x, sql_delete_message, 3);
+			break;
+		case R_GROUP_RESET:
+			p[1] = m->group;
+			p[2] = cl_body(rq);
+			ret = cl_router_route(&x, sql_reset_group, 3, p, 200, false, false, SP_WRITE);
+			break;
 		case R_DEAD_LETTERS_DELETE:
 		case R_ALL_QUEUE_METRICS:
 		case R_ALERTS:
 		case R_WORKERS:
 		case R_PUSH_SUBSCRIPTIONS:
-		case R_GROUP_PAUSE:
-		case R_GROUP_RESUME:
-		case R_GROUP_RATE:
-		case R_FIFO_KEY_LIMIT:
-		case R_MESSAGE_DELETE:
-		case R_GROUP_RESET:
 		case R_GROUP_REPLAY:
-		case R_QUEUE_ALTER:
 			ret = cl_answer(&x, 501, NULL, "this route is not served in cluster mode", NULL,
 								"It is served by a deliverd of a single node (the console's routes).");
 			break;

@@ -35,7 +35,7 @@ static const char sql_send_batch[] =
 " LATERAL deliver_shard.send_batch(NULL, $3::int[], $4::int[], $1,"
 " ARRAY(SELECT x.b->'messages'->(o - 1)->'payload'" EACH_POS ","
 " ARRAY(SELECT nullif(x.b->'messages'->(o - 1)->'headers', 'null'::jsonb)" EACH_POS ","
-" " EACH_KEY(5) ", " EACH_KEY(6) ", " IV("delay") ") s";
+" " EACH_KEY(5) ", " EACH_KEY(6) ", " IV("delay") ", " TS("expires_at") ") s";
 
 /* ---- sends -------------------------------------------------------------- */
 
@@ -235,13 +235,6 @@ cluster_send_batch(rctx *x)
 		return ret;
 	msgs = json_is_object(j) ? json_object_get(j, "messages") : NULL;
 	n = json_is_array(msgs) ? (int) json_array_size(msgs) : 0;
-	/* the shards' batch send has no expires_at: not dropped silently */
-	if (json_is_object(j) && json_object_get(j, "expires_at") && !json_is_null(json_object_get(j, "expires_at")))
-	{
-		json_decref(j);
-		return cl_answer(x, 501, NULL, "expires_at is not served in cluster mode for a batch", NULL,
-						 "Send the messages one by one (POST /v1/queues/{queue}/messages) with expires_at.");
-	}
 	if (n == 0)
 	{
 		json_decref(j);

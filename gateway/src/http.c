@@ -238,9 +238,9 @@ http_handle(void *cls, struct MHD_Connection *c, const char *url, const char *me
 	if (rq->rm.status == 405)
 		return send_error(c, rq, 405, "method not allowed", NULL, "See /openapi.json.", NULL, 0);
 	if (rq->rm.status == 400 && cfg.router)
-		return send_error(c, rq, 400, "a name in the path is too long, or a delivery id is malformed",
-						  NULL, "Names are 1 to " NAME_MAX_LEN_STR " bytes; delivery ids of a cluster are "
-						  "partition:epoch:id, as the gateway returned them.", "42602", 0);
+		return send_error(c, rq, 400, "a name in the path is too long, or an id is malformed",
+						  NULL, "Names are 1 to " NAME_MAX_LEN_STR " bytes; delivery and message ids of a "
+						  "cluster are partition:epoch:id, as the gateway returned them.", "42602", 0);
 	if (rq->rm.status == 400)
 		return send_error(c, rq, 400, "a name in the path is too long, or a delivery id is not an integer",
 						  NULL, "Names are 1 to " NAME_MAX_LEN_STR " bytes; delivery ids are 64-bit integers.",

@@ -377,11 +377,16 @@ route_request(const char *method, const char *path, route_match *m)
 		}
 		if (strcmp(segs[3], "messages") == 0 && strcmp(segs[4], "batch") == 0)
 			return pick(m, method, "POST", R_SEND_BATCH, NULL, 0);
-		/* /v1/queues/{queue}/messages/{message_id}: a bigint */
+		/* /v1/queues/{queue}/messages/{message_id}: a bigint (cluster mode: partition:epoch:id) */
 		if (strcmp(segs[3], "messages") == 0)
 		{
-			if (lens[4] >= sizeof(m->delivery_id) ||
-				!parse_id(segs[4], m->delivery_id, sizeof(m->delivery_id)))
+			int64_t		local;
+
+			if (lens[4] >= sizeof(m->delivery_id))
+				return m->status = 400;
+			if (cluster_ids ? !parse_global_id(segs[4], &m->id_partition, &m->id_epoch, &local,
+											   m->delivery_id, sizeof(m->delivery_id))
+				: !parse_id(segs[4], m->delivery_id, sizeof(m->delivery_id)))
 				return m->status = 400;
 			return pick(m, method, "DELETE", R_MESSAGE_DELETE, NULL, 0);
 		}

@@ -1,0 +1,354 @@
+# Queue settings, flow control and inspection on a partitioned queue of a
+# deliver cluster (scripts/cluster: two shards of a primary and a
+# synchronous standby, a router, deliverd in cluster mode, 4 partitions),
+# through the router's SQL functions and through the gateway:
+#   1. create_queue / POST /v1/queues with message_ttl, on_expire,
+#      max_depth, overflow, ack_commit; alter_queue / PATCH /v1/queues/{q}:
+#      set on every partition's queue (max_depth is each partition's); a
+#      batch's expires_at;
+#   2. pause / resume of a consumer group, its rate, the FIFO key limit, on
+#      every partition;
+#   3. peek (merged from the partitions), delete a message by its id, reset
+#      of a consumer group.
+# Bad input, unknown queues and a role without the administration rights
+# get 4xx answers (the router's SQLSTATEs), and the sanitizers report
+# nothing.
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use HTTP::Tiny;
+use IO::Socket::INET;
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+use GatewayTest qw(gateway_bin);
+
+my $root = "$FindBin::RealBin/../..";
+my $dir = PostgreSQL::Test::Utils::tempdir();
+# ports: the monitor's and the ones after it, up to the gateway's at +200
+# (see scripts/cluster): 30000 to 30800, away from 030's (20000 to 29999)
+# and 031's (31000 on) and below the ephemeral ports (32768 on); a base
+# whose ports are all free
+sub port_free
+{
+	my ($port) = @_;
+	my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Proto => 'tcp', Listen => 1,
+		ReuseAddr => 1) or return 0;
+	close $s;
+	return 1;
+}
+my $base;
+for (1 .. 50)
+{
+	$base = 30000 + 200 * int(rand(4));
+	last if !grep { !port_free($base + $_) } (0, 10, 11, 20, 21, 100, 200);
+}
+$ENV{DELIVER_CLUSTER_DATA} = "$dir/cluster";
+$ENV{DELIVER_CLUSTER_PORT} = $base;
+$ENV{DELIVER_CLUSTER_PARTITIONS} = 4;
+$ENV{DELIVER_CLUSTER_NOBUILD} = 1;
+$ENV{DELIVER_CLUSTER_DELIVERD} = gateway_bin();
+$ENV{ASAN_OPTIONS} = "detect_leaks=1:abort_on_error=0:log_path=$dir/asan";
+$ENV{UBSAN_OPTIONS} = "print_stacktrace=1:log_path=$dir/asan";
+
+sub cluster
+{
+	my @args = @_;
+	my ($out, $err) = ('', '');
+	my $ok = IPC::Run::run([ 'bash', "$root/scripts/cluster", @args ], '>', \$out, '2>', \$err);
+	return ($ok, $out, $err);
+}
+my $done = 0;
+END
+{
+	local $?;
+	cluster('down') if !$done && -d "$dir/cluster";
+}
+
+my ($ok, $out, $err) = cluster('up');
+ok($ok, 'scripts/cluster up') or BAIL_OUT("the cluster did not come up: $out $err");
+my (undef, $token) = cluster('token', 'postgres', 3600);
+my (undef, $app_token) = cluster('token', 'app', 3600);
+chomp($token, $app_token);
+
+my $router = "host=127.0.0.1 port=" . ($base + 100) . " dbname=deliver user=postgres";
+my @shard = map {
+	"host=127.0.0.1,127.0.0.1 port=" . ($base + 10 * ($_ + 1)) . ',' . ($base + 10 * ($_ + 1) + 1)
+	  . " dbname=deliver user=postgres target_session_attrs=read-write connect_timeout=2"
+} (0, 1);
+
+# psql -c SQL: its output, or (with may_fail) "ERROR SQLSTATE" when it failed
+sub psql
+{
+	my ($conn, $sql, %opt) = @_;
+	my ($o, $e) = ('', '');
+	my $r = IPC::Run::run([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-v', 'VERBOSITY=verbose', '-d', $conn,
+			'-c', $sql ], '>', \$o, '2>', \$e);
+	chomp $o;
+	return "ERROR $1" if !$r && $opt{may_fail} && $e =~ /ERROR:\s+([0-9A-Z]{5})/;
+	die "psql failed: $e" if !$r;
+	return $o;
+}
+sub sql_error
+{
+	my ($sql, $sqlstate, $name) = @_;
+	is(psql($router, $sql, may_fail => 1), "ERROR $sqlstate", "$name: $sqlstate");
+	return;
+}
+# a query on both shards, the lines of both, sorted
+sub on_shards
+{
+	my ($sql) = @_;
+	return join("\n", sort map { split /\n/, psql($_, $sql) } @shard);
+}
+
+my $json = JSON::PP->new->canonical;
+my $gw = "http://127.0.0.1:" . ($base + 200);
+my $http = HTTP::Tiny->new(timeout => 30, keep_alive => 1);
+sub req
+{
+	my ($method, $path, $body, %o) = @_;
+	my $r = $http->request($method, "$gw$path",
+		{ headers => { Authorization => 'Bearer ' . ($o{token} // $token), 'Content-Type' => 'application/json' },
+		  defined $body ? (content => ref $body ? $json->encode($body) : $body) : () });
+	my $d = eval { $json->decode($r->{content}) };
+	return ($r->{status}, $d);
+}
+sub is_error
+{
+	my ($got, $status, $sqlstate, $name) = @_;
+	my ($st, $b) = @$got;
+	is($st, $status, "$name: HTTP $status") or diag explain $b;
+	is(ref $b eq 'HASH' ? $b->{sqlstate} : 'no JSON error', $sqlstate, "$name: sqlstate " . ($sqlstate // 'null'));
+	return;
+}
+
+# a role without the administration rights (it may use the queues it is
+# granted), on the router and on both shards
+psql($_, 'CREATE ROLE app NOLOGIN; GRANT app TO CURRENT_USER') for ($router, @shard);
+
+# keys of each partition (k<partition>-<n>)
+my %key_of;
+for my $i (0 .. 199)
+{
+	my $p = psql($router, "SELECT deliver_cluster.partition_of('key$i')");
+	push @{ $key_of{$p} }, "key$i";
+}
+is(scalar(keys %key_of), 4, 'keys for each of the 4 partitions');
+my @k = map { $key_of{$_}[0] } 0 .. 3;
+
+my $settings = q{SELECT queue_name || ' ' || coalesce(message_ttl::text, '-') || ' ' || on_expire || ' '
+    || coalesce(max_depth::text, '-') || ' ' || overflow || ' ' || ack_commit FROM deliver.list_queues()};
+
+# ---- 1. queue settings ----------------------------------------------------
+is(psql($router, q{SELECT deliver_cluster.create_queue('sq', message_ttl => '1 hour', on_expire => 'drop',
+    max_depth => 2, overflow => 'reject', ack_commit => 'async')}), 4, 'create_queue with the settings: 4 partitions');
+is(on_shards("$settings WHERE queue_name LIKE 'sq.%'"),
+	join("\n", map { "sq.p$_ 01:00:00 drop 2 reject async" } 0 .. 3), 'every partition has them');
+# max_depth is each partition's
+psql($router, "SELECT deliver_cluster.send('sq', '1', ordering_key => '$k[0]') FROM generate_series(1, 2)");
+sql_error("SELECT deliver_cluster.send('sq', '1', ordering_key => '$k[0]')", '53400',
+	'a third message in one partition of max_depth 2');
+like(psql($router, "SELECT deliver_cluster.send('sq', '1', ordering_key => '$k[1]')"), qr/^1:1:\d+$/,
+	'another partition takes it');
+is(psql($router, q{SELECT deliver_cluster.alter_queue('sq', max_depth => 3, message_ttl => '0', on_expire => 'dead_letter')}),
+	4, 'alter_queue: 4 partitions');
+is(on_shards("$settings WHERE queue_name LIKE 'sq.%'"),
+	join("\n", map { "sq.p$_ - dead_letter 3 reject async" } 0 .. 3), 'every partition altered (message_ttl 0: none)');
+like(psql($router, "SELECT deliver_cluster.send('sq', '1', ordering_key => '$k[0]')"), qr/^0:1:\d+$/,
+	'the third message now fits');
+sql_error(q{SELECT deliver_cluster.alter_queue('sq', overflow => 'explode')}, '22023', 'alter_queue: a bad overflow');
+sql_error(q{SELECT deliver_cluster.alter_queue('sq', max_depth => -1)}, '22023', 'alter_queue: a negative max_depth');
+sql_error(q{SELECT deliver_cluster.alter_queue('nope', max_depth => 1)}, '42704', 'alter_queue: an unknown queue');
+sql_error(q{SELECT deliver_cluster.create_queue('sq2', on_expire => 'explode')}, '22023', 'create_queue: a bad on_expire');
+sql_error(q{SET ROLE app; SELECT deliver_cluster.alter_queue('sq', max_depth => 1)}, '42501', 'alter_queue: not for app');
+
+# a batch's expires_at (a time passed: never handed out, dead letters with reason expired)
+psql($router, q{SELECT deliver_cluster.create_queue('xq')});
+my $ids = psql($router, q{SELECT deliver_cluster.send_batch('xq', ARRAY['1', '2', '3']::jsonb[],
+    expires_at => '2000-01-01')});
+like($ids, qr/^\{\d+:1:\d+,\d+:1:\d+,\d+:1:\d+\}$/, 'send_batch with expires_at: 3 ids');
+like(psql($router, q{SELECT deliver_cluster.send('xq', '4', expires_at => 'infinity')}), qr/^\d+:1:\d+$/,
+	'send with expires_at');
+my @got = grep { length } map { psql($router, "SELECT string_agg(payload::text, ',') FROM deliver_cluster.receive('xq', $_, 10)") }
+	0 .. 3;
+is(join(',', @got), '4', 'only the message without a deadline passed is received');
+is(psql($router, q{SELECT string_agg(DISTINCT reason, ',') || ' ' || count(*) FROM deliver_cluster.dead_letters('xq')}),
+	'expired 3', 'the expired ones are dead letters (reason expired)');
+
+# through the gateway
+my ($st, $b) = req('POST', '/v1/queues', { name => 'gq', fifo => JSON::PP::true, message_ttl => 60,
+	on_expire => 'dead_letter', max_depth => 10, overflow => 'reject', ack_commit => 'durable' });
+is($st, 201, 'POST /v1/queues with the settings: 201') or diag explain $b;
+is($b->{partitions}, 4, 'in 4 partitions');
+is(on_shards("$settings WHERE queue_name LIKE 'gq.%'"),
+	join("\n", map { "gq.p$_ 00:01:00 dead_letter 10 reject durable" } 0 .. 3), 'every partition has them');
+($st, $b) = req('PATCH', '/v1/queues/gq', { max_depth => 20, message_ttl => '2 minutes' });
+is($st, 200, 'PATCH /v1/queues/gq: 200') or diag explain $b;
+is_deeply($b, { queue_name => 'gq', altered => JSON::PP::true, partitions => 4 }, 'PATCH: 4 partitions');
+is(on_shards("$settings WHERE queue_name LIKE 'gq.%'"),
+	join("\n", map { "gq.p$_ 00:02:00 dead_letter 20 reject durable" } 0 .. 3), 'every partition altered');
+is_error([ req('PATCH', '/v1/queues/gq', { overflow => 'explode' }) ], 422, '22023', 'PATCH: a bad overflow');
+is_error([ req('PATCH', '/v1/queues/gq', { max_depth => 'many' }) ], 400, '22P02', 'PATCH: max_depth not a number');
+is_error([ req('PATCH', '/v1/queues/gq', '{"max_depth": ') ], 400, '22P02', 'PATCH: not JSON');
+is_error([ req('PATCH', '/v1/queues/nope', { max_depth => 1 }) ], 404, '42704', 'PATCH: an unknown queue');
+is_error([ req('PATCH', '/v1/queues/gq', { max_depth => 1 }, token => $app_token) ], 403, '42501', 'PATCH: not for app');
+is_error([ req('POST', '/v1/queues', { name => 'gq2', overflow => 'explode' }) ], 422, '22023',
+	'POST /v1/queues: a bad overflow');
+($st, $b) = req('POST', '/v1/queues/gq/messages/batch',
+	{ messages => [ { payload => 1, ordering_key => $k[0] }, { payload => 2, ordering_key => $k[1] } ],
+	  expires_at => '2000-01-01T00:00:00Z' });
+is($st, 201, 'a batch with expires_at: 201') or diag explain $b;
+($st, $b) = req('POST', '/v1/queues/gq/messages/batch',
+	{ messages => [ { payload => 3, ordering_key => $k[2] } ], expires_at => time() + 3600 });
+is($st, 201, 'a batch with expires_at in an hour (a Unix time): 201');
+($st, $b) = req('POST', '/v1/queues/gq/receive?max=10');
+is(join(',', map { $_->{payload} } @{ $b // [] }), '3', 'only the batch whose deadline has not passed is received');
+req('POST', '/v1/queues/gq/ack', { delivery_ids => [ map { $_->{delivery_id} } @$b ] });
+is_error([ req('POST', '/v1/queues/gq/messages/batch', { messages => [ { payload => 1 } ], expires_at => 'soon' }) ],
+	400, '22007', 'a batch with expires_at not a time');
+
+# ---- 2. flow control ------------------------------------------------------
+($st, $b) = req('POST', '/v1/queues/gq/groups/default/pause');
+is($st, 200, 'pause: 200') or diag explain $b;
+is_deeply($b, { paused => JSON::PP::true, partitions => 4 }, 'pause: paused on 4 partitions');
+is(on_shards(q{SELECT queue_name || ' ' || paused FROM deliver.consumer_group g JOIN deliver.queue q USING (queue_id)
+    WHERE q.queue_name LIKE 'gq.%'}), join("\n", map { "gq.p$_ true" } 0 .. 3), 'the group is paused on every partition');
+(undef, $b) = req('POST', '/v1/queues/gq/groups/default/pause');
+is_deeply($b, { paused => JSON::PP::false, partitions => 0 }, 'pause again: paused nowhere new');
+req('POST', '/v1/queues/gq/messages', { payload => 10 + $_, ordering_key => $k[$_] }) for 0 .. 3;
+($st, $b) = req('POST', '/v1/queues/gq/receive?max=10');
+is_deeply($b, [], 'a paused group receives nothing');
+($st, $b) = req('POST', '/v1/queues/gq/groups/default/resume');
+is_deeply($b, { resumed => JSON::PP::true, partitions => 4 }, 'resume: on 4 partitions');
+is_error([ req('POST', '/v1/queues/gq/groups/nogroup/pause') ], 404, '42704', 'pause: an unknown group');
+is_error([ req('POST', '/v1/queues/nope/groups/default/pause') ], 404, '42704', 'pause: an unknown queue');
+is_error([ req('POST', '/v1/queues/gq/groups/default/pause', undef, token => $app_token) ], 403, '42501',
+	'pause: not for app');
+is(psql($router, q{SELECT deliver_cluster.pause_consumer_group('sq')}), 4, 'pause_consumer_group (SQL): 4');
+is(psql($router, q{SELECT deliver_cluster.resume_consumer_group('sq')}), 4, 'resume_consumer_group (SQL): 4');
+
+($st, $b) = req('PUT', '/v1/queues/gq/groups/default/rate', { per_second => 2.5, burst => 3 });
+is($st, 200, 'rate: 200') or diag explain $b;
+is_deeply($b, { consumer_group => 'default', rate_per_second => 2.5, rate_burst => 3, partitions => 4 },
+	'rate: set on 4 partitions');
+is(on_shards(q{SELECT queue_name || ' ' || rate_per_second || ' ' || rate_burst FROM deliver.consumer_group g
+    JOIN deliver.queue q USING (queue_id) WHERE q.queue_name LIKE 'gq.%'}),
+	join("\n", map { "gq.p$_ 2.5 3" } 0 .. 3), 'each partition has the rate');
+is_error([ req('PUT', '/v1/queues/gq/groups/default/rate', { per_second => -1 }) ], 422, '22023', 'rate: negative');
+is_error([ req('PUT', '/v1/queues/gq/groups/default/rate', { burst => 3 }) ], 400, '22P02', 'rate: no per_second');
+($st, $b) = req('PUT', '/v1/queues/gq/groups/default/rate', { per_second => undef });
+is_deeply($b, { consumer_group => 'default', rate_per_second => undef, rate_burst => undef, partitions => 4 },
+	'rate null: no limit');
+is(psql($router, q{SELECT deliver_cluster.set_consumer_group_rate('sq', 'default', 100)}), 4,
+	'set_consumer_group_rate (SQL): 4');
+sql_error(q{SELECT deliver_cluster.set_consumer_group_rate('sq', 'default', NULL, 5)}, '22023',
+	'set_consumer_group_rate: a burst without a rate');
+
+($st, $b) = req('PUT', '/v1/queues/gq/fifo-key-limit', { max_in_flight_per_key => 3 });
+is_deeply($b, { queue_name => 'gq', fifo_key_limit => 3, partitions => 4 }, 'fifo-key-limit: on 4 partitions')
+  or diag explain $b;
+is(on_shards(q{SELECT queue_name || ' ' || fifo_key_limit FROM deliver.queue WHERE queue_name LIKE 'gq.%'}),
+	join("\n", map { "gq.p$_ 3" } 0 .. 3), 'each partition has it');
+is_error([ req('PUT', '/v1/queues/gq/fifo-key-limit', { max_in_flight_per_key => 0 }) ], 422, '22023',
+	'fifo-key-limit: 0');
+sql_error(q{SELECT deliver_cluster.set_fifo_key_limit('sq', 2)}, '55000', 'set_fifo_key_limit: not a FIFO queue');
+sql_error(q{SELECT deliver_cluster.set_fifo_key_limit('nope', 2)}, '42704', 'set_fifo_key_limit: an unknown queue');
+sql_error(q{SET ROLE app; SELECT deliver_cluster.set_fifo_key_limit('gq', 2)}, '42501', 'set_fifo_key_limit: not for app');
+
+# ---- 3. inspection --------------------------------------------------------
+# gq holds 10 .. 13, one in each partition (sent in that order)
+($st, $b) = req('GET', '/v1/queues/gq/peek?max=10');
+is($st, 200, 'peek: 200') or diag explain $b;
+is(join(',', map { $_->{payload} } @$b), '10,11,12,13', 'peek: every partition, oldest first');
+is(join(',', map { $_->{partition} } @$b), '0,1,2,3', 'peek: their partitions');
+like($b->[0]{message_id}, qr/^0:1:\d+$/, 'peek: global ids');
+($st, $b) = req('GET', '/v1/queues/gq/peek?max=2');
+is(join(',', map { $_->{payload} } @$b), '10,11', 'peek max=2: the two oldest');
+is_error([ req('GET', '/v1/queues/gq/peek?max=x') ], 400, undef, 'peek: max not a number');
+is_error([ req('GET', '/v1/queues/nope/peek') ], 404, '42704', 'peek: an unknown queue');
+is(psql($router, q{SELECT string_agg(payload::text, ',') FROM deliver_cluster.peek('gq', 3)}), '10,11,12',
+	'peek (SQL)');
+
+(undef, $b) = req('GET', '/v1/queues/gq/peek?max=10');
+my $victim = $b->[1]{message_id};
+($st, $b) = req('DELETE', "/v1/queues/gq/messages/$victim");
+is($st, 200, 'delete a message by its id: 200') or diag explain $b;
+is_deeply($b, { deleted => JSON::PP::true }, 'deleted');
+(undef, $b) = req('DELETE', "/v1/queues/gq/messages/$victim");
+is_deeply($b, { deleted => JSON::PP::false }, 'deleted again: false');
+(undef, $b) = req('GET', '/v1/queues/gq/peek?max=10');
+is(join(',', map { $_->{payload} } @$b), '10,12,13', 'the deleted message is gone');
+is_error([ req('DELETE', '/v1/queues/gq/messages/5') ], 400, '42602', 'delete: a plain integer id');
+is_error([ req('DELETE', '/v1/queues/gq/messages/0:99:5') ], 409, '55000', 'delete: an id of no placement');
+is_error([ req('DELETE', '/v1/queues/gq/messages/0:1:99999999999999999999') ], 400, '42602', 'delete: a local id over a bigint');
+is_error([ req('DELETE', '/v1/queues/gq/messages/0:1:-5') ], 400, '42602', 'delete: a negative id');
+is_error([ req('DELETE', '/v1/queues/gq/messages/99999:1:5') ], 409, '55000', 'delete: an id of no partition');
+is_error([ req('DELETE', '/v1/queues/nope/messages/0:1:5') ], 404, '42704', 'delete: an unknown queue');
+is_error([ req('GET', '/v1/queues/gq/peek?group=' . ('g' x 100)) ], 400, undef, 'peek: a group name too long');
+is_error([ req('GET', '/v1/queues/gq/peek?group=nogroup') ], 404, '42704', 'peek: an unknown group');
+is_error([ req('DELETE', "/v1/queues/gq/messages/$victim", undef, token => $app_token) ], 403, '42501',
+	'delete: not for app');
+is(psql($router, q{SELECT deliver_cluster.delete_message('sq', '1:1:999999')}), 'f', 'delete_message (SQL): not there');
+sql_error(q{SELECT deliver_cluster.delete_message('sq', 'x')}, '22P02', 'delete_message: a bad id');
+sql_error(q{SELECT deliver_cluster.delete_message('nope', '1:1:1')}, '42704', 'delete_message: an unknown queue');
+
+# reset: received and acked, then delivered again from earliest
+($st, $b) = req('POST', '/v1/queues/gq/receive?max=10');
+is(scalar(@$b), 3, 'the 3 messages received');
+req('POST', '/v1/queues/gq/ack', { delivery_ids => [ map { $_->{delivery_id} } @$b ] });
+(undef, $b) = req('GET', '/v1/queues/gq/peek');
+is_deeply($b, [], 'and acked');
+($st, $b) = req('POST', '/v1/queues/gq/groups/default/reset', { to => 'earliest' });
+is($st, 200, 'reset to earliest: 200') or diag explain $b;
+is_deeply($b, { consumer_group => 'default', reset => JSON::PP::true, partitions => 4 }, 'reset: 4 partitions');
+(undef, $b) = req('GET', '/v1/queues/gq/peek?max=20');
+is(join(',', sort grep { $_ >= 3 } map { $_->{payload} } @$b), '10,12,13,3',
+	'every stored message is there again (the expired ones aside)');
+($st, $b) = req('POST', '/v1/queues/gq/groups/default/reset', { to => 'latest' });
+(undef, $b) = req('GET', '/v1/queues/gq/peek');
+is_deeply($b, [], 'reset to latest: nothing left');
+is_error([ req('POST', '/v1/queues/gq/groups/default/reset', { to => '0:1:1' }) ], 422, '22023',
+	'reset to a message id: refused');
+is_error([ req('POST', '/v1/queues/gq/groups/default/reset', { to => 'someday' }) ], 422, '22023', 'reset: not a position');
+is_error([ req('POST', '/v1/queues/gq/groups/nogroup/reset', { to => 'latest' }) ], 404, '42704', 'reset: unknown group');
+is_error([ req('POST', '/v1/queues/gq/groups/default/reset', { to => 'latest' }, token => $app_token) ], 403, '42501',
+	'reset: not for app');
+is(psql($router, q{SELECT deliver_cluster.reset_consumer_group('sq', 'default', 'latest')}), 4,
+	'reset_consumer_group (SQL): 4');
+sql_error(q{SELECT deliver_cluster.reset_consumer_group('sq', 'default', '2000-01-01')}, '22023',
+	'reset_consumer_group to a time before what a partition stores');
+sql_error(q{SELECT deliver_cluster.reset_consumer_group('sq', 'default', '3')}, '22023',
+	'reset_consumer_group to a message id');
+is_error([ req('POST', '/v1/queues/gq/groups/default/replay', {}) ], 501, undef, 'replay: still not served');
+
+# a partition moved keeps its queues' settings (the new place is created
+# with them) and flow control (the FIFO key limit, a group's pause and rate)
+psql($router, q{SELECT deliver_cluster.purge_queue(q) FROM unnest(ARRAY['sq', 'xq', 'gq']) q});
+req('POST', '/v1/queues/gq/groups/default/pause');
+req('PUT', '/v1/queues/sq/groups/default/rate', { per_second => 7, burst => 2 });
+psql($router, q{CALL deliver_cluster.move_partition(0, 'shard1', '60 seconds')});
+is(psql($router, q{SELECT shard FROM deliver_cluster.partition_map() WHERE partition = 0 AND state = 'active'}),
+	'shard1', 'partition 0 moved to shard1');
+is(join("\n", sort split /\n/, psql($shard[1], "$settings WHERE queue_name IN ('sq.p0', 'gq.p0')")),
+	"gq.p0 00:02:00 dead_letter 20 reject durable\nsq.p0 - dead_letter 3 reject async",
+	'its new place has the settings of each queue');
+is(psql($shard[1], q{SELECT string_agg(q.queue_name || ' ' || q.fifo_key_limit || ' ' || g.paused || ' '
+    || coalesce(g.rate_per_second || '/' || g.rate_burst, '-'), ', ' ORDER BY q.queue_name)
+    FROM deliver.queue q JOIN deliver.consumer_group g USING (queue_id) WHERE q.queue_name IN ('sq.p0', 'gq.p0')}),
+	'gq.p0 3 true -, sq.p0 1 false 7/2', 'and their flow control: the FIFO key limit, the pause, the rate');
+
+($st) = req('GET', '/healthz');
+is($st, 200, 'the gateway is alive');
+cluster('down');
+$done = 1;
+my $asan = join '', map { slurp_file($_) } glob("$dir/asan*");
+my $log = -f "$dir/cluster/deliverd.log" ? slurp_file("$dir/cluster/deliverd.log") : '';
+$asan .= $1 while $log =~ /(^.*(?:AddressSanitizer|runtime error|LeakSanitizer).*$)/mg;
+is($asan, '', 'the sanitizers reported nothing');
+done_testing();
