@@ -217,8 +217,12 @@ if want_axis producers; then
 fi
 if want_axis backlog; then
     IFS=, read -r -a bl <<<"$backlogs"
+    # stall 60 s: with a large backlog one PgQ batch holds a queue's whole
+    # share of it (2.5 M events at 10 M), and fetching it can take longer
+    # than the usual 10 s without an ack, which would end the drain early
+    # and count the rest as lost
     for b in "${bl[@]}"; do
-        add backlog "$b" deliver,textbook,pgq "--producers 4 --batch 10 --recv-batch 100 --payload 100 --consumers 4 --backlog $b --rate 2000 --max-backlog 0 --drain 300 BACKLOG"
+        add backlog "$b" deliver,textbook,pgq "--producers 4 --batch 10 --recv-batch 100 --payload 100 --consumers 4 --backlog $b --rate 2000 --max-backlog 0 --drain 300 --stall 60 BACKLOG"
     done
 fi
 
