@@ -217,8 +217,12 @@ if want_axis producers; then
 fi
 if want_axis backlog; then
     IFS=, read -r -a bl <<<"$backlogs"
+    # stall 60 s: with a large backlog one PgQ batch holds a queue's whole
+    # share of it (2.5 M events at 10 M), and fetching it can take longer
+    # than the usual 10 s without an ack, which would end the drain early
+    # and count the rest as lost
     for b in "${bl[@]}"; do
-        add backlog "$b" deliver,textbook,pgq "--producers 4 --batch 10 --recv-batch 100 --payload 100 --consumers 4 --backlog $b --rate 2000 --max-backlog 0 --drain 300 BACKLOG"
+        add backlog "$b" deliver,textbook,pgq "--producers 4 --batch 10 --recv-batch 100 --payload 100 --consumers 4 --backlog $b --rate 2000 --max-backlog 0 --drain 300 --stall 60 BACKLOG"
     done
 fi
 
@@ -297,12 +301,15 @@ run_point() {
         echo "FAILED axis=$axis x=$x system=$sys log=$(basename "$logf")" >>"$resfile"
         return
     fi
-    local msgs cat1 db1
+    local msgs cat1 db1 drain_s
     msgs=$(field "$line" sent)
     # the backlog's messages were sent, received and acked in the run too
     [[ $backlog_run == 1 ]] && msgs=$((msgs + $(field "$line" backlog)))
     cat1=$(psql_b -tAc "SELECT sum(pg_total_relation_size(oid)) FROM pg_class WHERE relnamespace = 'pg_catalog'::regnamespace AND relkind = 'r'")
     db1=$(psql_b -tAc "SELECT pg_database_size('bench')")
+    # how long the drain took (the backlog axis: when the last message was acked)
+    drain_s=$(sed -n 's/^ *producing time .*, drain \([0-9.]*\) s (.*$/\1/p' "$logf" | tail -n 1)
+    line+=" drain_s=${drain_s:--}"
     line+=" server_cpu_us=$(us_per_msg $((t1 - t0)) "$msgs")"
     line+=" catalog_mb=$(awk -v a="$cat1" 'BEGIN { printf "%.1f", a / 1048576 }')"
     line+=" catalog_growth_mb=$(awk -v a="$cat0" -v b="$cat1" 'BEGIN { printf "%.1f", (b - a) / 1048576 }')"
@@ -349,6 +356,19 @@ axis_unit() {
     esac
 }
 
+# Seconds from the consumers' start to the last ack (producing + drain), or
+# "not within S (timeout)" when the drain ended first.
+all_acked_cell() {
+    local d e
+    d=$(field "$1" drain_s) e=$(field "$1" duration_s)
+    [[ -n $d && $d != - ]] || { echo -; return; }
+    if [[ $(field "$1" drain) == complete ]]; then
+        awk -v a="$e" -v b="$d" 'BEGIN { printf "%.1f", a + b }'
+    else
+        awk -v a="$e" -v b="$d" -v s="$(field "$1" drain)" 'BEGIN { printf "not within %.0f (%s)", a + b, s }'
+    fi
+}
+
 write_axis_table() {
     local axis=$1 x sys line xs
     xs=$(axis_points "$axis")
@@ -367,7 +387,7 @@ write_axis_table() {
         payload) extra_h=" MB/s |"; extra_s=" ---: |" ;;
         producers) extra_h=" x fsync |"; extra_s=" ---: |" ;;
         queues) extra_h=" create s (server CPU s) | catalog MB (+growth) | server PSS peak MB | maint. run ms | empty receives |"; extra_s=" ---: | ---: | ---: | ---: | ---: |" ;;
-        backlog) extra_h=" load s | receive call p50 / p99 ms |"; extra_s=" ---: | ---: |" ;;
+        backlog) extra_h=" load s | all acked after s | receive call p50 / p99 ms |"; extra_s=" ---: | ---: | ---: |" ;;
         groups) extra_h=" deliveries/s (all groups) |"; extra_s=" ---: |" ;;
     esac
     echo "| $(axis_unit "$axis") | system | msgs/s | p50 ms | p99 ms | CPU µs/msg | lost | dup |$extra_h busiest wait states |"
@@ -381,16 +401,22 @@ write_axis_table() {
                 fi
                 continue
             fi
-            local a ex=""
+            local a ex="" p50 p99
             a=$(field "$line" acked_per_s)
+            p50=$(field "$line" p50_ms) p99=$(field "$line" p99_ms)
+            # the drain ran out before any message sent in the window was
+            # acked: no latency was measured (not a latency of 0)
+            if [[ $p50 == 0.000 && -n $(field "$line" undrained) && $(field "$line" undrained) != 0 ]]; then
+                p50=- p99=-
+            fi
             case $axis in
                 payload) ex=" $(awk -v a="$a" -v p="$x" 'BEGIN { printf "%.1f", a * p / 1e6 }') |" ;;
                 producers) ex=" $(ratio "$a" "$insert_tps") |" ;;
                 queues) ex=" $(field "$line" create_s) ($(field "$line" create_cpu_s)) | $(field "$line" catalog_mb) (+$(field "$line" catalog_growth_mb)) | $(field "$line" peak_pss_mb) | $([[ $sys == deliver ]] && field "$line" maint_ms || echo -) | $(field "$line" empty_polls) |" ;;
-                backlog) ex=" $(field "$line" load_s) | $(field "$line" recv_call_p50_ms) / $(field "$line" recv_call_p99_ms) |" ;;
+                backlog) ex=" $(field "$line" load_s) | $(all_acked_cell "$line") | $(field "$line" recv_call_p50_ms) / $(field "$line" recv_call_p99_ms) |" ;;
                 groups) ex=" $(awk -v a="$a" -v g="$x" 'BEGIN { printf "%.0f", a * g }') |" ;;
             esac
-            echo "| $x | $sys | $a | $(field "$line" p50_ms) | $(field "$line" p99_ms) | $(field "$line" server_cpu_us) | $(lost_cell "$line") | $(field "$line" dup) |$ex $(waits_of "$line") |"
+            echo "| $x | $sys | $a | $p50 | $p99 | $(field "$line" server_cpu_us) | $(lost_cell "$line") | $(field "$line" dup) |$ex $(waits_of "$line") |"
         done
     done
     echo
