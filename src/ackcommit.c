@@ -37,10 +37,6 @@
 
 #include "ackcommit.h"
 
-#define ACS_NONE		0		/* no async ack in this transaction */
-#define ACS_ASYNC		1		/* only async acks wrote so far */
-#define ACS_DURABLE		2		/* something else wrote: commit durably */
-
 int			ack_commit_state = ACS_NONE;
 
 /* pgWalUsage.wal_records after the transaction's last async ack */

@@ -39,10 +39,18 @@ void
 sweep_queue(QueueInfo *q, int max_dead, SweepCounts *out)
 {
 	int			max = Min(max_dead, deliver_max_batch);
-	Delivery   *dead = palloc(sizeof(Delivery) * max);
+	Delivery   *dead;
 	int			i;
 
 	memset(out, 0, sizeof(*out));
+	/*
+	 * A queue none of whose groups holds a lease slot (leased, waiting for
+	 * redelivery or held behind a FIFO key) has nothing to sweep: read
+	 * without slot_lock, what changes meanwhile is seen by the next sweep.
+	 */
+	if (deliver_queues[q->queue_idx].slots_held == 0)
+		return;
+	dead = palloc(sizeof(Delivery) * max);
 	for (i = 0; i < q->ngroups && q->guarantee != G_AT_MOST_ONCE; i++)
 	{
 		ScanCtx		c;

@@ -380,7 +380,7 @@ deliver_xact_callback(XactEvent event, void *arg)
 		if (event == XACT_EVENT_COMMIT)
 			prepared_finished();
 	}
-	if (ack_commit_state != 0)
+	if (ack_commit_state != ACS_NONE)
 	{
 		/* an ack of an ack_commit 'async' queue ran (ackcommit.c) */
 		if (event == XACT_EVENT_PRE_COMMIT)

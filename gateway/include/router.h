@@ -127,6 +127,9 @@ typedef const char *(*param_getter) (void *ctx, const char *key);
 /* Returns NULL when fine, else a message for a 400 answer. */
 const char *parse_receive_params(param_getter get, void *ctx, long max_wait_ms,
 								 int default_max, receive_params *p);
+/* The query arguments group and max (dflt when missing, written into max). */
+const char *parse_group_and_max(param_getter get, void *ctx, long dflt, const char **group,
+								char *max, size_t cap);
 bool		valid_name(const char *s);	/* 1 to NAME_MAX_LEN bytes */
 bool		parse_int_range(const char *s, long lo, long hi, long *out);
 bool		parse_int(const char *s, long *out);

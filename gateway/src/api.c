@@ -125,29 +125,18 @@ typedef struct
 } statement_route;
 
 /*
- * The query arguments group (a name) and max (an integer, dflt when
- * missing, written into max); false after answering 400.
+ * The query arguments group and max (parse_group_and_max); false after
+ * answering 400.
  */
 static bool
 group_and_max(struct MHD_Connection *c, request_t *rq, const char **group, char *max, size_t cap,
 			  long dflt, enum MHD_Result *ret)
 {
-	const char *mx = get_arg(c, "max");
-	long		n = dflt;
+	const char *err = parse_group_and_max(get_arg, c, dflt, group, max, cap);
 
-	*group = get_arg(c, "group");
-	if (*group && !valid_name(*group))
-	{
-		*ret = send_error(c, rq, 400, "group must be " NAME_RULE, NULL, NULL, NULL, 0);
-		return false;
-	}
-	if (mx && !parse_int(mx, &n))
-	{
-		*ret = send_error(c, rq, 400, "max must be an integer", NULL, NULL, NULL, 0);
-		return false;
-	}
-	snprintf(max, cap, "%ld", n);
-	return true;
+	if (err)
+		*ret = send_error(c, rq, 400, err, NULL, NULL, NULL, 0);
+	return err == NULL;
 }
 
 static const statement_route statement_routes[] = {

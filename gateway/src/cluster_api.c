@@ -172,7 +172,6 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 	char		max[24],
 				part[16];
 	enum MHD_Result ret;
-	long		n;
 
 	x.c = c;
 	x.rq = rq;
@@ -220,20 +219,15 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			break;
 		case R_DEAD_LETTERS:
 			{
-				const char *g = get_arg(c, "group");
-				const char *mx = get_arg(c, "max");
+				const char *g;
+				const char *err = parse_group_and_max(get_arg, c, DEAD_LETTERS_DEFAULT_MAX, &g,
+													  max, sizeof(max));
 
-				if (g && !valid_name(g))
+				if (err)
 				{
-					ret = cl_answer(&x, 400, NULL, "group must be " NAME_RULE, NULL, NULL);
+					ret = cl_answer(&x, 400, NULL, err, NULL, NULL);
 					break;
 				}
-				if (mx && !parse_int(mx, &n))
-				{
-					ret = cl_answer(&x, 400, NULL, "max must be an integer", NULL, NULL);
-					break;
-				}
-				snprintf(max, sizeof(max), "%ld", mx ? n : (long) DEAD_LETTERS_DEFAULT_MAX);
 				p[1] = g;
 				p[2] = max;
 				ret = cl_router_route(&x, sql_dead_letters, 3, p, 200, true, false, 0);
@@ -299,20 +293,14 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			break;
 		case R_PEEK:
 			{
-				const char *g = get_arg(c, "group");
-				const char *mx = get_arg(c, "max");
+				const char *g;
+				const char *err = parse_group_and_max(get_arg, c, PEEK_DEFAULT_MAX, &g, max, sizeof(max));
 
-				if (g && !valid_name(g))
+				if (err)
 				{
-					ret = cl_answer(&x, 400, NULL, "group must be " NAME_RULE, NULL, NULL);
+					ret = cl_answer(&x, 400, NULL, err, NULL, NULL);
 					break;
 				}
-				if (mx && !parse_int(mx, &n))
-				{
-					ret = cl_answer(&x, 400, NULL, "max must be an integer", NULL, NULL);
-					break;
-				}
-				snprintf(max, sizeof(max), "%ld", mx ? n : (long) PEEK_DEFAULT_MAX);
 				p[1] = max;
 				p[2] = g ? g : PEEK_DEFAULT_GROUP;
 				ret = cl_router_route(&x, sql_peek, 3, p, 200, false, false, 0);

@@ -539,3 +539,23 @@ parse_receive_params(param_getter get, void *ctx, long max_wait_ms,
 	}
 	return NULL;
 }
+
+/*
+ * The query arguments of a listing (dead letters, peek): group, a name
+ * (NULL when missing), and max, an integer (dflt when missing), written
+ * into max.  Returns NULL when fine, else a message for a 400 answer.
+ */
+const char *
+parse_group_and_max(param_getter get, void *ctx, long dflt, const char **group, char *max, size_t cap)
+{
+	const char *mx = get(ctx, "max");
+	long		n = dflt;
+
+	*group = get(ctx, "group");
+	if (*group && !valid_name(*group))
+		return "group must be " NAME_RULE;
+	if (mx && !parse_int(mx, &n))
+		return "max must be an integer";
+	snprintf(max, cap, "%ld", n);
+	return NULL;
+}

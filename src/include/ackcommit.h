@@ -8,7 +8,11 @@
 
 #include "deliver.h"
 
-/* the transaction's state; 0 until an async ack runs (xact.c tests it) */
+#define ACS_NONE		0		/* no async ack in this transaction */
+#define ACS_ASYNC		1		/* only async acks wrote so far */
+#define ACS_DURABLE		2		/* something else wrote: commit durably */
+
+/* the transaction's state; ACS_NONE until an async ack runs (xact.c tests it) */
 extern int	ack_commit_state;
 
 extern void ack_commit_begin(void);
@@ -19,7 +23,7 @@ extern void ack_commit_pre_commit(void);
 static inline void
 ack_commit_reset(void)
 {
-	ack_commit_state = 0;
+	ack_commit_state = ACS_NONE;
 }
 
 #endif							/* DELIVER_ACKCOMMIT_H */
