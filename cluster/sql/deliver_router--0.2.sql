@@ -845,13 +845,13 @@ LANGUAGE plproxy AS $$
     TARGET deliver_shard.alter_partitions;
 $$;
 
-CREATE FUNCTION deliver_cluster._px_group_flow(queue_name text, consumer_group text, action text,
-                                               per_second double precision, burst int)
-RETURNS TABLE (partition int, changed boolean)
+CREATE FUNCTION deliver_cluster._px_set_group_rate(queue_name text, consumer_group text,
+                                                   per_second double precision, burst int)
+RETURNS TABLE (partition int)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     RUN ON ALL;
-    TARGET deliver_shard.group_flow;
+    TARGET deliver_shard.set_group_rate;
 $$;
 
 CREATE FUNCTION deliver_cluster._px_set_fifo_key_limit(queue_name text, max_in_flight_per_key int)
@@ -877,14 +877,6 @@ LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     RUN ON shard;
     SELECT deliver_shard.delete_message(queue_name, message_id);
-$$;
-
-CREATE FUNCTION deliver_cluster._px_reset_group(queue_name text, consumer_group text, "to" text)
-RETURNS TABLE (partition int)
-LANGUAGE plproxy AS $$
-    CLUSTER 'deliver';
-    RUN ON ALL;
-    TARGET deliver_shard.reset_group;
 $$;
 
 -- A partition's flow control where it is, and set on its new place (a move).
@@ -928,8 +920,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM deliver_cluster._check_queue(queue_name);
-    RETURN (SELECT count(DISTINCT f.partition) FILTER (WHERE f.changed)::int
-              FROM deliver_cluster._px_group_flow(queue_name, consumer_group, 'pause', NULL, NULL) f);
+    RETURN (SELECT count(DISTINCT f.partition)::int
+              FROM deliver_cluster._px_each(queue_name, 'pause_consumer_group', ARRAY[consumer_group]) f
+             WHERE f.result::boolean);
 END $$;
 
 -- Resume it on every partition: the partitions where it was paused.
@@ -940,8 +933,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM deliver_cluster._check_queue(queue_name);
-    RETURN (SELECT count(DISTINCT f.partition) FILTER (WHERE f.changed)::int
-              FROM deliver_cluster._px_group_flow(queue_name, consumer_group, 'resume', NULL, NULL) f);
+    RETURN (SELECT count(DISTINCT f.partition)::int
+              FROM deliver_cluster._px_each(queue_name, 'resume_consumer_group', ARRAY[consumer_group]) f
+             WHERE f.result::boolean);
 END $$;
 
 -- The rate of a consumer group on each partition (per_second NULL: no
@@ -956,7 +950,7 @@ AS $$
 BEGIN
     PERFORM deliver_cluster._check_queue(queue_name);
     RETURN (SELECT count(DISTINCT f.partition)::int
-              FROM deliver_cluster._px_group_flow(queue_name, consumer_group, 'rate', per_second, burst) f);
+              FROM deliver_cluster._px_set_group_rate(queue_name, consumer_group, per_second, burst) f);
 END $$;
 
 -- The FIFO key limit of every partition (a key's messages are in one).
@@ -1017,7 +1011,7 @@ BEGIN
                   HINT = 'Use earliest, latest or a time: every partition moves to it.';
     END IF;
     RETURN (SELECT count(DISTINCT r.partition)::int
-              FROM deliver_cluster._px_reset_group(queue_name, consumer_group, "to") r);
+              FROM deliver_cluster._px_each(queue_name, 'reset_consumer_group', ARRAY[consumer_group, "to"]) r);
 END $$;
 
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA deliver_cluster FROM PUBLIC;

@@ -161,7 +161,9 @@ END $$;
 
 -- Run one of deliver's administration calls on partition p of a queue:
 -- create_consumer_group, drop_consumer_group, grant_queue, revoke_queue,
--- purge_queue (the partition's queue is the first argument, args the rest).
+-- purge_queue, pause_consumer_group, resume_consumer_group,
+-- reset_consumer_group (the partition's queue is the first argument, args
+-- the rest, all text).
 CREATE FUNCTION deliver_shard.call_on_partition(queue_name text, partition int, call text, args text[])
 RETURNS text
 LANGUAGE plpgsql
@@ -171,7 +173,8 @@ DECLARE
     result text;
 BEGIN
     IF call IS NULL OR call NOT IN ('create_consumer_group', 'drop_consumer_group', 'grant_queue',
-                                    'revoke_queue', 'purge_queue') THEN
+                                    'revoke_queue', 'purge_queue', 'pause_consumer_group',
+                                    'resume_consumer_group', 'reset_consumer_group') THEN
         RAISE EXCEPTION 'unknown call "%"', left(call, 80) USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM deliver_shard.epoch_of(queue_name, partition);
@@ -398,35 +401,23 @@ BEGIN
     END LOOP;
 END $$;
 
--- Flow control of a consumer group on each partition: action 'pause',
--- 'resume' or 'rate' (per_second, burst: deliver.set_consumer_group_rate's
--- own, on each partition).  changed: pause or resume changed the group
--- there (it was not paused, or was).
-CREATE FUNCTION deliver_shard.group_flow(queue_name text, consumer_group text, action text,
-                                         per_second double precision, burst int)
-RETURNS TABLE (partition int, changed boolean)
+-- The rate of a consumer group on each partition (per_second, burst:
+-- deliver.set_consumer_group_rate's own, on each partition).  Pause and
+-- resume go through for_each_partition.
+CREATE FUNCTION deliver_shard.set_group_rate(queue_name text, consumer_group text,
+                                             per_second double precision, burst int)
+RETURNS TABLE (partition int)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p int;
-    q text;
 BEGIN
-    IF action IS NULL OR action NOT IN ('pause', 'resume', 'rate') THEN
-        RAISE EXCEPTION 'unknown action "%"', left(action, 80) USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     FOR p IN SELECT x.partition FROM deliver_shard.partition x
-              WHERE x.queue_name = group_flow.queue_name ORDER BY 1 LOOP
-        q := deliver_shard.queue_of(queue_name, p);
-        group_flow.partition := p;
-        IF action = 'pause' THEN
-            group_flow.changed := deliver.pause_consumer_group(q, consumer_group);
-        ELSIF action = 'resume' THEN
-            group_flow.changed := deliver.resume_consumer_group(q, consumer_group);
-        ELSE
-            PERFORM deliver.set_consumer_group_rate(q, consumer_group, per_second, burst);
-            group_flow.changed := true;
-        END IF;
+              WHERE x.queue_name = set_group_rate.queue_name ORDER BY 1 LOOP
+        PERFORM deliver.set_consumer_group_rate(deliver_shard.queue_of(queue_name, p), consumer_group,
+                                                per_second, burst);
+        set_group_rate.partition := p;
         RETURN NEXT;
     END LOOP;
 END $$;
@@ -484,24 +475,6 @@ BEGIN
         RETURN false;
     END IF;
     RETURN deliver.delete_message(deliver_shard.queue_of(queue_name, p), l);
-END $$;
-
--- deliver.reset_consumer_group on each partition ("to": earliest, latest
--- or a time; the router refuses a message id, which names one partition).
-CREATE FUNCTION deliver_shard.reset_group(queue_name text, consumer_group text, "to" text)
-RETURNS TABLE (partition int)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    p int;
-BEGIN
-    FOR p IN SELECT x.partition FROM deliver_shard.partition x
-              WHERE x.queue_name = reset_group.queue_name ORDER BY 1 LOOP
-        PERFORM deliver.reset_consumer_group(deliver_shard.queue_of(queue_name, p), consumer_group, "to");
-        reset_group.partition := p;
-        RETURN NEXT;
-    END LOOP;
 END $$;
 
 -- The flow control of partition p of a queue here: its FIFO key limit and
