@@ -100,6 +100,9 @@ flow_reload(GroupEntry *gs, int32 queue_idx, int32 group_id, uint32 flow_gen)
 	LWLockRelease(&gs->lock);
 }
 
+/* a wait for the next token longer than this is no wait (flow_next_token) */
+#define FLOW_NEVER_US	(100.0 * 365.25 * 86400.0 * 1000000.0)
+
 /* Top the bucket up for the time since it was last. */
 static void
 flow_refill(GroupEntry *gs, TimestampTz now)
@@ -157,6 +160,7 @@ TimestampTz
 flow_next_token(GroupEntry *gs, TimestampTz now)
 {
 	double		tokens = gs->tokens;
+	double		us;
 
 	if (gs->paused)
 		return DT_NOEND;
@@ -166,7 +170,18 @@ flow_next_token(GroupEntry *gs, TimestampTz now)
 		tokens += (double) (now - gs->refill_at) / 1000000.0 * gs->rate;
 	if (tokens >= 1.0)
 		return 0;
-	return now + (int64) ceil((1.0 - tokens) / gs->rate * 1000000.0);
+
+	/*
+	 * A rate as low as set_consumer_group_rate allows (any per_second above
+	 * 0) puts the next token past the end of time: no token before the
+	 * poll's end (the conversion to int64 would overflow, and a time in the
+	 * past would make the poll wake every millisecond).  Beyond a
+	 * hundred years is as good as never: a poll waits far less.
+	 */
+	us = ceil((1.0 - tokens) / gs->rate * 1000000.0);
+	if (!(us < FLOW_NEVER_US))
+		return DT_NOEND;
+	return now + (int64) us;
 }
 
 /*
