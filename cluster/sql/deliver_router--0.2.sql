@@ -794,7 +794,10 @@ BEGIN
                 USING ERRCODE = 'object_in_use',
                       HINT = 'Its consumers go on reading it there; call deliver_cluster.finish_move() again later.';
         END IF;
-        PERFORM pg_sleep(0.2);
+        -- qualified: these procedures run with their caller's search_path (a
+        -- procedure that commits takes no SET clause), where a
+        -- pg_sleep(numeric) of another role's would be the better match
+        PERFORM pg_catalog.pg_sleep(0.2);
     END LOOP;
     UPDATE deliver_cluster.placement x SET state = 'retired', changed_at = now()
      WHERE x.partition = p AND x.epoch = old.epoch;

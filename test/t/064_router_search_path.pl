@@ -1,0 +1,65 @@
+# The router's procedures run with their caller's search_path (a procedure
+# that commits can have no SET clause), so whatever they call must resolve
+# to pg_catalog whatever a schema on that path holds.  A database owner who
+# is not a superuser owns schema public: a pg_sleep(numeric) of theirs
+# there is a better match for pg_sleep(0.2) than pg_catalog's
+# pg_sleep(double precision), and would run with the rights of the
+# superuser finishing a partition move (its effects stay even when the
+# move then fails: COPY ... TO PROGRAM, say).  One node holds a shard database
+# and the router database (owned by such a role); no cluster is started.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use DeliverTest;
+
+my $node = deliver_node('router_search_path');
+plan skip_all => 'plproxy or the cluster extensions are not installed'
+  unless query_one($node, q{
+    SELECT count(*) FROM pg_available_extensions
+     WHERE name IN ('plproxy', 'deliver_router', 'deliver_shard')}) eq '3';
+
+my $shard_conn = 'host=' . $node->host . ' port=' . $node->port . ' dbname=shard0';
+$node->safe_psql('postgres', q{
+    CREATE ROLE dbo LOGIN;
+    CREATE DATABASE shard0;
+    CREATE DATABASE router OWNER dbo;
+});
+$node->safe_psql('shard0', q{
+    SET client_min_messages = warning;
+    CREATE EXTENSION deliver;
+    CREATE EXTENSION deliver_shard;
+});
+$node->safe_psql('router', qq{
+    SET client_min_messages = warning;
+    CREATE EXTENSION plproxy;
+    CREATE EXTENSION deliver_router;
+    SELECT deliver_cluster.set_partitions(1);
+    SELECT deliver_cluster.add_shard('s0', '$shard_conn');
+    SELECT deliver_cluster.place_partitions();
+    SELECT deliver_cluster.create_queue('q');
+    SELECT deliver_cluster.send('q', '{"n": 1}');
+    -- as if a move had begun: partition 0's placement drains, and it is not
+    -- drained (a message waits)
+    UPDATE deliver_cluster.placement SET state = 'draining';
+});
+
+# the database owner's function, on the search_path of the superuser
+$node->safe_psql('router', q{
+    SET ROLE dbo;
+    CREATE FUNCTION public.pg_sleep(numeric) RETURNS void LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'the pg_sleep of schema public ran as %', current_user;
+    END $$;
+});
+
+my ($rc, $out, $err) = $node->psql('router', q{CALL deliver_cluster.finish_move(0, '0.5 seconds')},
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+unlike($err, qr/schema public ran/, "the database owner's pg_sleep did not run with the caller's rights");
+like($err, qr/55006: partition 0 is not drained yet/, 'finish_move waited for the drain, then gave up (55006)');
+
+$node->stop;
+done_testing();
