@@ -147,6 +147,17 @@ connect_slot(slot_t *s, exec_result *out)
 	}
 	if (!PQenterPipelineMode(c))
 		goto fail;
+
+	/*
+	 * The statements name Postgres' functions without a schema and run as
+	 * the caller's role: with search_path pinned first (for the session:
+	 * they are prepared under it), no function of another role's (a
+	 * database owner's json_build_object(text, boolean) in schema public,
+	 * say) is a better match than pg_catalog's.
+	 */
+	if (!PQsendQueryParams(c, "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)",
+						   0, NULL, NULL, NULL, NULL, 0))
+		goto fail;
 	if (!PQsendPrepare(c, "set_role", "SELECT pg_catalog.set_config('role', $1, true)", 1, NULL))
 		goto fail;
 	for (i = 0; i < nstmts; i++)
@@ -154,7 +165,7 @@ connect_slot(slot_t *s, exec_result *out)
 			goto fail;
 	if (!PQpipelineSync(c))
 		goto fail;
-	if (!read_pipeline(c, nstmts + 1, -1, NULL, out) || out->status != 200)
+	if (!read_pipeline(c, nstmts + 2, -1, NULL, out) || out->status != 200)
 		goto fail;
 	pthread_mutex_lock(&mu);
 	s->conn = c;
