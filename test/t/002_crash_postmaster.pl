@@ -139,24 +139,6 @@ my @audit = drain($node, 'alo', group => 'audit');
 my @after_fifo = drain($node, 'fifo');
 my @after_amo = drain($node, 'amo', ack => 0);
 
-sub dups
-{
-	my %n;
-	$n{$_}++ for @_;
-	return grep { $n{$_} > 1 } sort { $a <=> $b } keys %n;
-}
-sub missing
-{
-	my ($want, @have) = @_;
-	my %h = map { $_ => 1 } @have;
-	return grep { !$h{$_} } @$want;
-}
-sub common
-{
-	my ($x, $y) = @_;
-	my %h = map { $_ => 1 } @$y;
-	return grep { $h{$_} } @$x;
-}
 
 for my $q (
 	[ 'at-least-once', \@sent_alo, \@acked_alo, \@after_alo ],

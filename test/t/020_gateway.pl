@@ -62,19 +62,6 @@ my $reader = 'static-token-for-the-reader';
 # returns (status, decoded body or raw text, response)
 sub req { return gw_req($gw, @_); }
 
-# error bodies carry {error, detail, hint, sqlstate}
-sub is_error
-{
-	my ($got, $status, $sqlstate, $name) = @_;
-	my ($st, $b) = @$got;
-	is($st, $status, "$name: HTTP $status");
-	ok(ref $b eq 'HASH' && exists $b->{error} && exists $b->{detail} && exists $b->{hint}
-		  && exists $b->{sqlstate}, "$name: error body has error, detail, hint, sqlstate")
-	  or diag(explain $b);
-	is($b->{sqlstate}, $sqlstate, "$name: sqlstate " . ($sqlstate // 'null'))
-	  if ref $b eq 'HASH';
-	return;
-}
 
 # Ids are 64-bit integers, beyond what a JavaScript number holds exactly
 # (53 bits): every id in a JSON answer is a string of digits (or null),
@@ -122,26 +109,26 @@ is($b->{components}{schemas}{SendBatchResult}{properties}{message_ids}{items}{'$
 	'openapi.json: sent ids are strings');
 is($b->{components}{schemas}{Id}{type}, 'string', 'openapi.json: an Id is a string');
 ok($b->{components}{schemas}{IdInput}{oneOf}, 'openapi.json: an id in a request is a string or an integer');
-is_error([ req('GET', '/nowhere') ], 404, undef, 'unknown route');
-is_error([ req('PUT', '/v1/queues', token => $admin) ], 405, undef, 'wrong method');
+gw_is_error([ req('GET', '/nowhere') ], 404, undef, 'unknown route');
+gw_is_error([ req('PUT', '/v1/queues', token => $admin) ], 405, undef, 'wrong method');
 
 # ---- authentication
-is_error([ req('GET', '/v1/queues') ], 401, '28000', 'no token');
+gw_is_error([ req('GET', '/v1/queues') ], 401, '28000', 'no token');
 ($st, $b, $r) = req('GET', '/v1/queues');
 is($r->{headers}{'www-authenticate'}, 'Bearer', '401 says WWW-Authenticate: Bearer');
-is_error([ req('GET', '/v1/queues', token => 'nonsense') ], 401, '28000', 'unknown token');
-is_error([ req('GET', '/v1/queues', token => jwt(role => $super, _key => 'x' x 40)) ],
+gw_is_error([ req('GET', '/v1/queues', token => 'nonsense') ], 401, '28000', 'unknown token');
+gw_is_error([ req('GET', '/v1/queues', token => jwt(role => $super, _key => 'x' x 40)) ],
 	401, '28000', 'JWT signed with another key');
-is_error([ req('GET', '/v1/queues', token => jwt(role => $super, exp => time() - 10)) ],
+gw_is_error([ req('GET', '/v1/queues', token => jwt(role => $super, exp => time() - 10)) ],
 	401, '28000', 'expired JWT');
-is_error([ req('GET', '/v1/queues', token => jwt(role => $super, _alg => 'none')) ],
+gw_is_error([ req('GET', '/v1/queues', token => jwt(role => $super, _alg => 'none')) ],
 	401, '28000', 'JWT with alg none');
-is_error([ req('GET', '/v1/queues', token => jwt(sub => 'x')) ], 401, '28000',
+gw_is_error([ req('GET', '/v1/queues', token => jwt(sub => 'x')) ], 401, '28000',
 	'JWT without a role claim');
 ($st, $b) = req('GET', '/v1/queues', token => $admin);
 is($st, 200, 'a valid JWT lists queues');
 ok(ref $b eq 'ARRAY' && grep({ $_->{queue_name} eq 'shop' } @$b), 'the list has queue shop');
-is_error([ req('GET', '/v1/queues/shop/metrics', token => jwt(role => 'ghost')) ],
+gw_is_error([ req('GET', '/v1/queues/shop/metrics', token => jwt(role => 'ghost')) ],
 	403, '22023', 'a JWT naming a role that does not exist');
 # set_config('role', 'none') would run the request as the gateway's own
 # login role; public, current_user, session_user and current_role name no
@@ -149,14 +136,14 @@ is_error([ req('GET', '/v1/queues/shop/metrics', token => jwt(role => 'ghost')) 
 for my $r ('none', 'NONE', 'public', 'Public', 'current_user', 'session_user', 'current_role', '', 'r' x 64)
 {
 	my @got = req('GET', '/v1/queues', token => jwt(role => $r, exp => time() + 3600));
-	is_error(\@got, 401, '28000', "a JWT with role \"$r\"");
+	gw_is_error(\@got, 401, '28000', "a JWT with role \"$r\"");
 }
 
 # anon_role = none: no anonymous access (not the login role); a reserved
 # role in anon_role or in the token file stops deliverd at start
 {
 	my $g = gateway_start($node, name => 'gwanon', conf => { anon_role => 'none', access_log => 'off' });
-	is_error([ gw_req($g, 'GET', '/v1/queues') ], 401, '28000', 'anon_role = none: a request without a token');
+	gw_is_error([ gw_req($g, 'GET', '/v1/queues') ], 401, '28000', 'anon_role = none: a request without a token');
 	is(gw_stop($g), 0, 'that gateway stops');
 	is(gw_sanitizer_reports($g), '', 'with no sanitizer reports');
 	my $p = PostgreSQL::Test::Cluster::get_free_port();
@@ -183,17 +170,17 @@ for my $r ('none', 'NONE', 'public', 'Public', 'current_user', 'session_user', '
 	body => { name => 'orders', visibility_timeout => 30, max_attempts => 1 });
 is($st, 201, 'create queue: 201');
 is($b->{queue_name}, 'orders', 'create queue: answers the name');
-is_error([ req('POST', '/v1/queues', token => $admin, body => { name => 'orders' }) ],
+gw_is_error([ req('POST', '/v1/queues', token => $admin, body => { name => 'orders' }) ],
 	409, '42710', 'create an existing queue');
-is_error([ req('POST', '/v1/queues', token => $admin, body => { name => 'bad name' }) ],
+gw_is_error([ req('POST', '/v1/queues', token => $admin, body => { name => 'bad name' }) ],
 	400, '42602', 'create a queue with a bad name');
-is_error([ req('POST', '/v1/queues', token => $admin, body => { name => 'g', guarantee => 'maybe' }) ],
+gw_is_error([ req('POST', '/v1/queues', token => $admin, body => { name => 'g', guarantee => 'maybe' }) ],
 	422, '22023', 'create a queue with a bad guarantee');
-is_error([ req('POST', '/v1/queues', token => $admin, body => {}) ], 422, '22004',
+gw_is_error([ req('POST', '/v1/queues', token => $admin, body => {}) ], 422, '22004',
 	'create a queue without a name');
-is_error([ req('POST', '/v1/queues', token => $admin, body => '{"name": ') ], 400, '22P02',
+gw_is_error([ req('POST', '/v1/queues', token => $admin, body => '{"name": ') ], 400, '22P02',
 	'create a queue with malformed JSON');
-is_error([ req('POST', '/v1/queues', token => $sender, body => { name => 'x' }) ], 403, '42501',
+gw_is_error([ req('POST', '/v1/queues', token => $sender, body => { name => 'x' }) ], 403, '42501',
 	'create a queue as a role without the grant');
 ($st, $b) = req('POST', '/v1/queues', token => $admin,
 	body => { name => 'once', guarantee => 'exactly_once', dedup_window => '10 minutes' });
@@ -201,10 +188,10 @@ is($st, 201, 'create an exactly_once queue');
 ($st, $b) = req('GET', '/v1/queues/orders', token => $admin);
 is($st, 200, 'describe queue');
 is($b->{max_attempts}, 1, 'describe queue: its settings');
-is_error([ req('GET', '/v1/queues/nosuch', token => $admin) ], 404, '42704', 'describe unknown queue');
-is_error([ req('GET', '/v1/queues/.bad', token => $admin) ], 404, '42704',
+gw_is_error([ req('GET', '/v1/queues/nosuch', token => $admin) ], 404, '42704', 'describe unknown queue');
+gw_is_error([ req('GET', '/v1/queues/.bad', token => $admin) ], 404, '42704',
 	'a queue name deliver does not allow, in the path: no such queue');
-is_error([ req('GET', '/v1/queues/' . ('q' x 64), token => $admin) ], 400, '42602',
+gw_is_error([ req('GET', '/v1/queues/' . ('q' x 64), token => $admin) ], 400, '42602',
 	'a queue name over 63 bytes in the path');
 
 # an option the body leaves out (or sets to null) is NULL in the call, so
@@ -247,17 +234,17 @@ is($st, 201, 'create consumer group');
 ($st, $b) = req('POST', '/v1/queues/orders/groups', token => $admin, body => { name => 'audit2', start_from => undef });
 is($st, 201, "create consumer group with start_from null: deliver's default");
 req('DELETE', '/v1/queues/orders/groups/audit2', token => $admin);
-is_error([ req('POST', '/v1/queues/orders/groups', token => $admin, body => { name => 'audit' }) ],
+gw_is_error([ req('POST', '/v1/queues/orders/groups', token => $admin, body => { name => 'audit' }) ],
 	409, '42710', 'create an existing consumer group');
-is_error([ req('POST', '/v1/queues/orders/groups', token => $admin,
+gw_is_error([ req('POST', '/v1/queues/orders/groups', token => $admin,
 		body => { name => 'x', start_from => 'middle' }) ], 422, '22023', 'bad start_from');
-is_error([ req('POST', '/v1/queues/nosuch/groups', token => $admin, body => { name => 'x' }) ],
+gw_is_error([ req('POST', '/v1/queues/nosuch/groups', token => $admin, body => { name => 'x' }) ],
 	404, '42704', 'group on an unknown queue');
 ($st, $b) = req('GET', '/v1/queues/orders/groups', token => $admin);
 is_deeply([ map { $_->{consumer_group} } @$b ], [ 'default', 'audit' ], 'list consumer groups');
 ($st, $b) = req('DELETE', '/v1/queues/orders/groups/audit', token => $admin);
 is_deeply([ $st, $b ], [ 200, { dropped => JSON::PP::true } ], 'drop consumer group');
-is_error([ req('DELETE', '/v1/queues/orders/groups/audit', token => $admin) ], 404, '42704',
+gw_is_error([ req('DELETE', '/v1/queues/orders/groups/audit', token => $admin) ], 404, '42704',
 	'drop an unknown consumer group');
 
 # ---- send
@@ -268,23 +255,23 @@ ok($b->{message_id} > 0, 'send answers the message id');
 my $first_id = $b->{message_id};
 ids_are_strings($r->{content}, 'send');
 like($r->{content}, qr/"message_id"\s*:\s*"$first_id"/, 'send: {"message_id": "N"}');
-is_error([ req('POST', '/v1/queues/shop/messages', token => $reader, body => { payload => 1 }) ],
+gw_is_error([ req('POST', '/v1/queues/shop/messages', token => $reader, body => { payload => 1 }) ],
 	403, '42501', 'send as a role granted only receive');
-is_error([ req('POST', '/v1/queues/shop/messages', token => jwt(role => 'app_none'), body => { payload => 1 }) ],
+gw_is_error([ req('POST', '/v1/queues/shop/messages', token => jwt(role => 'app_none'), body => { payload => 1 }) ],
 	403, '42501', 'send as a role without any grant');
-is_error([ req('POST', '/v1/queues/nosuch/messages', token => $admin, body => { payload => 1 }) ],
+gw_is_error([ req('POST', '/v1/queues/nosuch/messages', token => $admin, body => { payload => 1 }) ],
 	404, '42704', 'send to an unknown queue');
-is_error([ req('POST', '/v1/queues/shop/messages', token => $admin, body => { headers => {} }) ],
+gw_is_error([ req('POST', '/v1/queues/shop/messages', token => $admin, body => { headers => {} }) ],
 	422, '22004', 'send without a payload');
-is_error([ req('POST', '/v1/queues/shop/messages', token => $admin, body => 'not json') ],
+gw_is_error([ req('POST', '/v1/queues/shop/messages', token => $admin, body => 'not json') ],
 	400, '22P02', 'send malformed JSON');
-is_error([ req('POST', '/v1/queues/shop/messages', token => $admin) ], 400, undef,
+gw_is_error([ req('POST', '/v1/queues/shop/messages', token => $admin) ], 400, undef,
 	'send without a body');
-is_error([ req('POST', '/v1/queues/shop/messages', token => $admin, body => { payload => 'x' x 8000 }) ],
+gw_is_error([ req('POST', '/v1/queues/shop/messages', token => $admin, body => { payload => 'x' x 8000 }) ],
 	413, '54000', 'send a payload over deliver.max_payload_size');
-is_error([ req('POST', '/v1/queues/shop/messages', token => $admin, body => { payload => 'x' x 70000 }) ],
+gw_is_error([ req('POST', '/v1/queues/shop/messages', token => $admin, body => { payload => 'x' x 70000 }) ],
 	413, '54000', 'send a body over max_body');
-is_error([ req('POST', '/v1/queues/shop/messages', token => $admin, body => { payload => 1, delay => 'soon' }) ],
+gw_is_error([ req('POST', '/v1/queues/shop/messages', token => $admin, body => { payload => 1, delay => 'soon' }) ],
 	400, '22007', 'send with a malformed delay');
 
 # idempotency keys: header, and per message in a batch
@@ -297,7 +284,7 @@ for (1 .. 2)
 	push @ids, $b->{message_id};
 }
 is($ids[0], $ids[1], 'the same Idempotency-Key gives the same message id');
-is_error([ req('POST', '/v1/queues/once/messages', token => $admin, body => { payload => 1 }) ],
+gw_is_error([ req('POST', '/v1/queues/once/messages', token => $admin, body => { payload => 1 }) ],
 	422, '22004', 'exactly_once send without an idempotency key');
 my @batches;
 for (1 .. 2)
@@ -314,7 +301,7 @@ is(scalar @{ $batches[0] }, 3, 'the batch answers three ids');
 is_deeply($batches[1], $batches[0], 'the same batch again gives the same ids');
 is(query_one($node, q{SELECT depth FROM deliver.metrics('once')}), '4',
 	'stored once: 1 + 3 messages');
-is_error([ req('POST', '/v1/queues/shop/messages/batch', token => $admin, body => { messages => {} }) ],
+gw_is_error([ req('POST', '/v1/queues/shop/messages/batch', token => $admin, body => { messages => {} }) ],
 	422, '22023', 'a batch whose messages are not an array');
 
 # ---- receive, ack, nack, extend
@@ -330,35 +317,35 @@ is(query_one($node, "SELECT deliver.extend_lease('shop', '$b->[0]{delivery_id}',
 is_deeply([ $b->[0]{payload}, $b->[0]{headers}, $b->[0]{ordering_key} ],
 	[ { n => 1 }, { h => 'x' }, 'k' ], 'payload, headers and ordering key round-trip');
 my $d = $b->[0]{delivery_id};
-is_error([ req('POST', '/v1/queues/shop/receive', token => $sender) ], 403, '42501',
+gw_is_error([ req('POST', '/v1/queues/shop/receive', token => $sender) ], 403, '42501',
 	'receive as a role granted only send');
 # the gateway checks that a parameter parses; its range is the database's answer
-is_error([ req('POST', '/v1/queues/shop/receive?max=ten', token => $reader) ], 400, undef,
+gw_is_error([ req('POST', '/v1/queues/shop/receive?max=ten', token => $reader) ], 400, undef,
 	'receive max that is not an integer');
-is_error([ req('POST', '/v1/queues/shop/receive?max=0', token => $reader) ], 422, '22023', 'receive max=0');
-is_error([ req('POST', '/v1/queues/shop/receive?max=10001', token => $reader) ], 422, '22023',
+gw_is_error([ req('POST', '/v1/queues/shop/receive?max=0', token => $reader) ], 422, '22023', 'receive max=0');
+gw_is_error([ req('POST', '/v1/queues/shop/receive?max=10001', token => $reader) ], 422, '22023',
 	'receive max over deliver.max_batch_size');
 ($st, $b) = req('POST', '/v1/queues/shop/receive?max=10001', token => $reader);
 like($b->{error}, qr/max_messages must be between 1 and 10000/, 'in the words of the database');
-is_error([ req('POST', '/v1/queues/shop/receive?visibility_timeout=0', token => $reader) ], 422, '22023',
+gw_is_error([ req('POST', '/v1/queues/shop/receive?visibility_timeout=0', token => $reader) ], 422, '22023',
 	'receive visibility_timeout=0');
-is_error([ req('POST', '/v1/queues/shop/receive?visibility_timeout=-1', token => $reader) ], 422, '22023',
+gw_is_error([ req('POST', '/v1/queues/shop/receive?visibility_timeout=-1', token => $reader) ], 422, '22023',
 	'receive visibility_timeout=-1');
-is_error([ req('POST', '/v1/queues/shop/receive?visibility_timeout=soon', token => $reader) ], 400, undef,
+gw_is_error([ req('POST', '/v1/queues/shop/receive?visibility_timeout=soon', token => $reader) ], 400, undef,
 	'receive visibility_timeout that is not a number');
-is_error([ req('POST', '/v1/queues/shop/receive?wait=99', token => $reader) ], 400, undef,
+gw_is_error([ req('POST', '/v1/queues/shop/receive?wait=99', token => $reader) ], 400, undef,
 	'receive wait over max_wait');
-is_error([ req('POST', '/v1/queues/shop/receive?group=-x', token => $reader) ], 404, '42704',
+gw_is_error([ req('POST', '/v1/queues/shop/receive?group=-x', token => $reader) ], 404, '42704',
 	'receive with a group name deliver does not allow: no such group');
-is_error([ req('POST', '/v1/queues/shop/receive?group=' . ('g' x 64), token => $reader) ], 400, undef,
+gw_is_error([ req('POST', '/v1/queues/shop/receive?group=' . ('g' x 64), token => $reader) ], 400, undef,
 	'receive with a group name over 63 bytes');
-is_error([ req('POST', '/v1/queues/shop/receive?group=nosuch', token => $reader) ], 404, '42704',
+gw_is_error([ req('POST', '/v1/queues/shop/receive?group=nosuch', token => $reader) ], 404, '42704',
 	'receive from an unknown group');
 ($st, $b) = req('POST', "/v1/queues/shop/deliveries/$d/extend", token => $reader,
 	body => { visibility_timeout => 120 });
 is($st, 200, 'extend lease');
 ok($b->{lease_expires_at}, 'extend answers the new expiry');
-is_error([ req('POST', "/v1/queues/shop/deliveries/$d/extend", token => $reader, body => {}) ],
+gw_is_error([ req('POST', "/v1/queues/shop/deliveries/$d/extend", token => $reader, body => {}) ],
 	422, '22004', 'extend without a visibility_timeout');
 ($st, $b) = req('POST', "/v1/queues/shop/deliveries/$d/nack", token => $reader,
 	body => { error => 'try again', retry_after => 0 });
@@ -368,11 +355,11 @@ is($b->[0]{attempt}, 2, 'the nacked message comes back as attempt 2');
 $d = $b->[0]{delivery_id};
 ($st, $b) = req('POST', "/v1/queues/shop/deliveries/$d/ack", token => $reader);
 is_deeply([ $st, $b ], [ 200, { acked => JSON::PP::true } ], 'ack');
-is_error([ req('POST', "/v1/queues/shop/deliveries/$d/ack", token => $reader) ], 409, '55000',
+gw_is_error([ req('POST', "/v1/queues/shop/deliveries/$d/ack", token => $reader) ], 409, '55000',
 	'ack twice');
-is_error([ req('POST', "/v1/queues/shop/deliveries/$d/nack", token => $reader) ], 409, '55000',
+gw_is_error([ req('POST', "/v1/queues/shop/deliveries/$d/nack", token => $reader) ], 409, '55000',
 	'nack an acked delivery');
-is_error([ req('POST', '/v1/queues/shop/deliveries/abc/ack', token => $reader) ], 400, '42602',
+gw_is_error([ req('POST', '/v1/queues/shop/deliveries/abc/ack', token => $reader) ], 400, '42602',
 	'a delivery id that is not a number');
 req('POST', '/v1/queues/shop/messages/batch', token => $sender,
 	body => { messages => [ map { { payload => $_ } } 1 .. 3 ] });
@@ -381,7 +368,7 @@ is(scalar @$b, 3, 'receive a batch');
 ($st, $b) = req('POST', '/v1/queues/shop/ack', token => $reader,
 	body => { delivery_ids => [ map { $_->{delivery_id} } @$b ] });
 is_deeply([ $st, $b ], [ 200, { acked => 3 } ], 'ack a batch');
-is_error([ req('POST', '/v1/queues/shop/ack', token => $reader, body => { delivery_ids => ['x'] }) ],
+gw_is_error([ req('POST', '/v1/queues/shop/ack', token => $reader, body => { delivery_ids => ['x'] }) ],
 	400, '22P02', 'ack a batch of non-numbers');
 
 # ids in: a string or a number, any 64-bit integer, as they came out
@@ -395,14 +382,14 @@ is(scalar @dids, 3, 'three deliveries to ack');
 is_deeply([ $st, $b ], [ 200, { acked => 2 } ], 'ack a batch of ids as a string and as a number');
 ($st, $b) = req('POST', "/v1/queues/shop/deliveries/$dids[2]/ack", token => $reader);
 is_deeply([ $st, $b ], [ 200, { acked => JSON::PP::true } ], 'ack one by the string it came as');
-is_error([ req('POST', '/v1/queues/shop/ack', token => $reader, body => '{"delivery_ids": [9223372036854775807, "-9223372036854775808"]}') ],
+gw_is_error([ req('POST', '/v1/queues/shop/ack', token => $reader, body => '{"delivery_ids": [9223372036854775807, "-9223372036854775808"]}') ],
 	409, '55000', 'ack the largest and smallest 64-bit integers: parsed exactly, no such delivery');
 for my $bad ([ '1.5', '22P02' ], [ '1e30', '22003' ], [ '9223372036854775808', '22003' ],
 	[ '"12abc"', '22P02' ], [ 'true', '22P02' ], [ '{}', '22P02' ], [ '"1.5"', '22P02' ])
 {
 	my ($v, $ss) = @$bad;
 	my @got = req('POST', '/v1/queues/shop/ack', token => $reader, body => qq({"delivery_ids": [$v]}));
-	is_error(\@got, 400, $ss, "ack a batch with $v");
+	gw_is_error(\@got, 400, $ss, "ack a batch with $v");
 	like($got[1]{hint} // '', qr/64-bit integers/, "ack a batch with $v: the hint says what an id is");
 }
 
@@ -436,17 +423,17 @@ is($b->[0]{message_id}, query_one($node, q{SELECT message_id FROM deliver.dead_l
 my $dead_id = $b->[0]{message_id};
 is_deeply([ map { [ $_->{payload}, $_->{last_error} ] } @$b ], [ [ 'doomed', 'poison' ] ],
 	'dead letters: the message with its last error');
-is_error([ req('GET', '/v1/queues/orders/dead-letters?max=0', token => $admin) ], 422, '22023',
+gw_is_error([ req('GET', '/v1/queues/orders/dead-letters?max=0', token => $admin) ], 422, '22023',
 	'dead letters max=0');
 ($st, $b) = req('GET', '/v1/queues/orders/dead-letters?max=20000', token => $admin);
 is($st, 200, 'dead letters max=20000: deliver sets no upper limit, nor does the gateway');
-is_error([ req('GET', '/v1/queues/orders/dead-letters?max=1.5', token => $admin) ], 400, undef,
+gw_is_error([ req('GET', '/v1/queues/orders/dead-letters?max=1.5', token => $admin) ], 400, undef,
 	'dead letters max that is not an integer');
-is_error([ req('GET', '/v1/queues/orders/dead-letters?group=nosuch', token => $admin) ], 404, '42704',
+gw_is_error([ req('GET', '/v1/queues/orders/dead-letters?group=nosuch', token => $admin) ], 404, '42704',
 	'dead letters of an unknown group');
-is_error([ req('POST', '/v1/queues/shop/redrive', token => $reader, body => {}) ], 403, '42501',
+gw_is_error([ req('POST', '/v1/queues/shop/redrive', token => $reader, body => {}) ], 403, '42501',
 	'redrive as a role without EXECUTE');
-is_error([ req('POST', '/v1/queues/orders/redrive', token => $admin, body => { message_ids => ['1.5'] }) ],
+gw_is_error([ req('POST', '/v1/queues/orders/redrive', token => $admin, body => { message_ids => ['1.5'] }) ],
 	400, '22P02', 'redrive message ids that are not integers');
 ($st, $b) = req('POST', '/v1/queues/orders/redrive', token => $admin, body => { message_ids => ["$dead_id"] });
 is_deeply([ $st, $b ], [ 200, { redriven => 1 } ], 'redrive by message id, as a string');
@@ -482,26 +469,26 @@ req('POST', "/v1/queues/orders/deliveries/$b->[0]{delivery_id}/nack", token => $
 req('POST', '/v1/queues/orders/receive', token => $admin);    # finds it out of attempts
 ($st, $b) = req('GET', '/v1/queues/orders/peek', token => $admin);
 is_deeply([ $st, $b ], [ 200, [] ], 'peek (defaults): nothing to receive');
-is_error([ req('GET', '/v1/queues/orders/peek?max=0', token => $admin) ], 422, '22023', 'peek max=0');
-is_error([ req('GET', '/v1/queues/orders/peek?max=x', token => $admin) ], 400, undef,
+gw_is_error([ req('GET', '/v1/queues/orders/peek?max=0', token => $admin) ], 422, '22023', 'peek max=0');
+gw_is_error([ req('GET', '/v1/queues/orders/peek?max=x', token => $admin) ], 400, undef,
 	'peek max that is not an integer');
-is_error([ req('GET', '/v1/queues/orders/peek?group=nosuch', token => $admin) ], 404, '42704',
+gw_is_error([ req('GET', '/v1/queues/orders/peek?group=nosuch', token => $admin) ], 404, '42704',
 	'peek at an unknown group');
-is_error([ req('GET', '/v1/queues/nosuch/peek', token => $admin) ], 404, '42704', 'peek at an unknown queue');
-is_error([ req('GET', '/v1/queues/shop/peek', token => $sender) ], 403, '42501',
+gw_is_error([ req('GET', '/v1/queues/nosuch/peek', token => $admin) ], 404, '42704', 'peek at an unknown queue');
+gw_is_error([ req('GET', '/v1/queues/shop/peek', token => $sender) ], 403, '42501',
 	'peek as a role without the receive right');
 ($st, $b) = req('GET', '/v1/queues/orders/dead-letters', token => $admin);
 is(scalar @$b, 1, 'one dead letter to delete');
 $dead_id = $b->[0]{message_id};
-is_error([ req('DELETE', '/v1/queues/orders/dead-letters', token => $admin) ], 400, undef,
+gw_is_error([ req('DELETE', '/v1/queues/orders/dead-letters', token => $admin) ], 400, undef,
 	'delete dead letters without a body');
-is_error([ req('DELETE', '/v1/queues/orders/dead-letters', token => $admin, body => {}) ], 422, '22004',
+gw_is_error([ req('DELETE', '/v1/queues/orders/dead-letters', token => $admin, body => {}) ], 422, '22004',
 	'delete dead letters without message_ids');
-is_error([ req('DELETE', '/v1/queues/orders/dead-letters', token => $admin, body => { message_ids => ['x'] }) ],
+gw_is_error([ req('DELETE', '/v1/queues/orders/dead-letters', token => $admin, body => { message_ids => ['x'] }) ],
 	400, '22P02', 'delete dead letters: ids that are not integers');
-is_error([ req('DELETE', '/v1/queues/shop/dead-letters', token => $reader, body => { message_ids => [1] }) ],
+gw_is_error([ req('DELETE', '/v1/queues/shop/dead-letters', token => $reader, body => { message_ids => [1] }) ],
 	403, '42501', 'delete dead letters as a role without EXECUTE');
-is_error([ req('DELETE', '/v1/queues/orders/dead-letters', token => $admin,
+gw_is_error([ req('DELETE', '/v1/queues/orders/dead-letters', token => $admin,
 	body => { message_ids => [$dead_id], consumer_group => 'nosuch' }) ], 404, '42704',
 	'delete dead letters of an unknown group');
 ($st, $b) = req('DELETE', '/v1/queues/orders/dead-letters', token => $admin,
@@ -522,8 +509,8 @@ is_deeply([ $st, $b ], [ 200, { role => 'app_reader', read_only => JSON::PP::tru
 	'whoami: a read-only line of the token file');
 ($st, $b) = req('GET', '/v1/whoami', token => $admin);
 is($b->{read_only}, JSON::PP::false, 'whoami: a token without the claim may write');
-is_error([ req('GET', '/v1/whoami') ], 401, '28000', 'whoami without a token');
-is_error([ req('GET', '/v1/whoami', token => jwt(role => $super, read_only => 'yes')) ], 401, '28000',
+gw_is_error([ req('GET', '/v1/whoami') ], 401, '28000', 'whoami without a token');
+gw_is_error([ req('GET', '/v1/whoami', token => jwt(role => $super, read_only => 'yes')) ], 401, '28000',
 	'a read_only claim that is no boolean');
 for my $call ([ 'POST', '/v1/queues/orders/messages', { payload => 1 } ],
 	[ 'POST', '/v1/queues/orders/receive' ], [ 'GET', '/v1/queues/orders/stream' ],
@@ -533,10 +520,10 @@ for my $call ([ 'POST', '/v1/queues/orders/messages', { payload => 1 } ],
 	[ 'POST', '/v1/queues/orders/deliveries/1/ack' ])
 {
 	my ($m, $path, $body) = @$call;
-	is_error([ req($m, $path, token => $ro, defined $body ? (body => $body) : ()) ], 403, '42501',
+	gw_is_error([ req($m, $path, token => $ro, defined $body ? (body => $body) : ()) ], 403, '42501',
 		"a read-only token: $m $path");
 }
-is_error([ req('POST', '/v1/queues/shop/receive', token => $ro_file) ], 403, '42501',
+gw_is_error([ req('POST', '/v1/queues/shop/receive', token => $ro_file) ], 403, '42501',
 	'a read-only token file line: receive');
 is(query_one($node, q{SELECT count(*) FROM deliver.list_queues() WHERE queue_name = 'ro'}), '0',
 	'nothing was made');
@@ -551,7 +538,7 @@ for my $path ('/v1/queues', '/v1/queues/orders', '/v1/queues/orders/groups', '/v
 is_deeply([ $st, [ map { $_->{queue_name} } @$b ] ], [ 200, ['shop'] ],
 	'/v1/metrics: the queues the role may read metrics of');
 ok(exists $b->[0]{oldest_age_seconds}, '/v1/metrics: oldest_age_seconds');
-is_error([ req('GET', '/v1/workers', token => $reader) ], 403, '42501', '/v1/workers: not for PUBLIC');
+gw_is_error([ req('GET', '/v1/workers', token => $reader) ], 403, '42501', '/v1/workers: not for PUBLIC');
 ($st, $b) = req('GET', '/v1/alerts', token => $reader);
 is_deeply([ $st, $b ], [ 200, [] ], '/v1/alerts');
 ($st, $b) = req('GET', '/v1/push-subscriptions', token => $reader);
@@ -560,8 +547,8 @@ is_deeply([ $st, $b ], [ 200, [] ], '/v1/push-subscriptions');
 ($st, $b, $r) = req('GET', '/ui/');
 is($st, 200, '/ui/ (the console is installed with deliverd)');
 is($r->{headers}{'content-type'}, 'text/html; charset=utf-8', '/ui/ is HTML');
-is_error([ req('GET', '/ui/..%2Fdeliverd.conf') ], 404, undef, '/ui: no way out of its folder');
-is_error([ req('GET', '/ui/.hidden') ], 404, undef, '/ui: no dot file');
+gw_is_error([ req('GET', '/ui/..%2Fdeliverd.conf') ], 404, undef, '/ui: no way out of its folder');
+gw_is_error([ req('GET', '/ui/.hidden') ], 404, undef, '/ui: no dot file');
 # read_only = on: every token is read-only; ui_dir: a folder of which only
 # regular files with a served extension are served (no link, no dot file)
 {
@@ -577,7 +564,7 @@ is_error([ req('GET', '/ui/.hidden') ], 404, undef, '/ui: no dot file');
 	my ($s, $d) = gw_req($g, 'GET', '/v1/whoami', token => $t);
 	is_deeply([ $s, $d ], [ 200, { role => $super, read_only => JSON::PP::true, cluster => JSON::PP::false } ],
 		'read_only = on: every token is read-only');
-	is_error([ gw_req($g, 'POST', '/v1/queues/orders/messages', token => $t, body => { payload => 1 }) ],
+	gw_is_error([ gw_req($g, 'POST', '/v1/queues/orders/messages', token => $t, body => { payload => 1 }) ],
 		403, '42501', 'read_only = on: no send');
 	($s, $d) = gw_req($g, 'GET', '/v1/queues/orders/peek', token => $t);
 	is($s, 200, 'read_only = on: a peek');
@@ -585,7 +572,7 @@ is_error([ req('GET', '/ui/.hidden') ], 404, undef, '/ui: no dot file');
 	is_deeply([ $s, $d ], [ 200, "<p>console</p>\n" ], 'ui_dir: its index.html');
 	for my $f ('notes.txt', '.hidden.js', 'linked.html', 'sub.js', 'gwro.conf')
 	{
-		is_error([ gw_req($g, 'GET', "/ui/$f") ], 404, undef, "ui_dir: $f is not served");
+		gw_is_error([ gw_req($g, 'GET', "/ui/$f") ], 404, undef, "ui_dir: $f is not served");
 	}
 	is(gw_stop($g), 0, 'that gateway stops');
 	is(gw_sanitizer_reports($g), '', 'with no sanitizer reports');
@@ -595,13 +582,13 @@ is_error([ req('GET', '/ui/.hidden') ], 404, undef, '/ui: no dot file');
 ($st, $b) = req('GET', '/v1/queues/shop/metrics', token => $reader);
 is($st, 200, 'queue metrics');
 is($b->[0]{consumer_group}, 'default', 'queue metrics: per consumer group');
-is_error([ req('GET', '/v1/queues/nosuch/metrics', token => $admin) ], 404, '42704',
+gw_is_error([ req('GET', '/v1/queues/nosuch/metrics', token => $admin) ], 404, '42704',
 	'metrics of an unknown queue');
 req('POST', '/v1/queues', token => $admin, body => { name => 'tmp' });
 ($st, $b) = req('DELETE', '/v1/queues/tmp', token => $admin);
 is_deeply([ $st, $b ], [ 200, { dropped => JSON::PP::true } ], 'drop queue');
-is_error([ req('DELETE', '/v1/queues/tmp', token => $admin) ], 404, '42704', 'drop an unknown queue');
-is_error([ req('DELETE', '/v1/queues/shop', token => $reader) ], 403, '42501',
+gw_is_error([ req('DELETE', '/v1/queues/tmp', token => $admin) ], 404, '42704', 'drop an unknown queue');
+gw_is_error([ req('DELETE', '/v1/queues/shop', token => $reader) ], 403, '42501',
 	'drop queue as a role without EXECUTE');
 
 # ---- the SSE stream
@@ -657,9 +644,9 @@ my ($m2) = map { (req('POST', '/v1/queues/ev/messages', token => $admin, body =>
 is_deeply([ map { $_->{id} } @ev ], [$m2], 'resumed with Last-Event-ID: the seen message is not sent again');
 is(query_one($node, q{SELECT depth || '/' || in_flight || '/' || acked_total FROM deliver.metrics('ev')}),
 	'0/0/5', 'and it is acked');
-is_error([ req('GET', '/v1/queues/nosuch/stream', token => $admin) ], 404, '42704', 'stream of an unknown queue');
-is_error([ req('GET', '/v1/queues/ev/stream', token => $sender) ], 403, '42501', 'stream without the grant');
-is_error([ req('GET', '/v1/queues/ev/stream', token => $admin, headers => { 'Last-Event-ID' => 'x' }) ],
+gw_is_error([ req('GET', '/v1/queues/nosuch/stream', token => $admin) ], 404, '42704', 'stream of an unknown queue');
+gw_is_error([ req('GET', '/v1/queues/ev/stream', token => $sender) ], 403, '42501', 'stream without the grant');
+gw_is_error([ req('GET', '/v1/queues/ev/stream', token => $admin, headers => { 'Last-Event-ID' => 'x' }) ],
 	400, undef, 'stream with a bad Last-Event-ID');
 
 # ---- a token's exp ends what it opened: a stream hands out nothing after

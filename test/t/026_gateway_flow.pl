@@ -30,14 +30,6 @@ ok(gw_alive($gw), 'deliverd starts');
 my $admin = gw_jwt($secret, role => $super, exp => time() + 3600);
 sub req { return gw_req($gw, @_); }
 
-sub is_error
-{
-	my ($got, $status, $sqlstate, $name) = @_;
-	my ($st, $b) = @$got;
-	is($st, $status, "$name: HTTP $status");
-	is(ref $b eq 'HASH' ? $b->{sqlstate} : 'no JSON', $sqlstate, "$name: sqlstate " . ($sqlstate // 'null'));
-	return;
-}
 my ($st, $b);
 
 # pause, receive nothing, resume, receive
@@ -99,33 +91,33 @@ is_deeply([ $st, $b ], [ 200, { consumer_group => 'default', rate_per_second => 
 is(scalar(@$b), 3, 'without a limit the rest comes');
 
 # errors
-is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { per_second => 0 }) ],
+gw_is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { per_second => 0 }) ],
 	422, '22023', 'rate 0');
-is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { per_second => 1, burst => 0 }) ],
+gw_is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { per_second => 1, burst => 0 }) ],
 	422, '22023', 'burst 0');
-is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { per_second => undef, burst => 3 }) ],
+gw_is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { per_second => undef, burst => 3 }) ],
 	422, '22023', 'a burst without a rate');
-is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { burst => 3 }) ],
+gw_is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { burst => 3 }) ],
 	400, '22P02', 'a body without per_second');
-is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { per_second => 'fast' }) ],
+gw_is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { per_second => 'fast' }) ],
 	400, '22P02', 'a rate that is no number');
-is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { per_second => 1, burst => 1.5 }) ],
+gw_is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => { per_second => 1, burst => 1.5 }) ],
 	400, '22P02', 'a burst that is no integer');
-is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin) ], 400, undef, 'a rate without a body');
-is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => '{"per_second": ') ],
+gw_is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin) ], 400, undef, 'a rate without a body');
+gw_is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => $admin, body => '{"per_second": ') ],
 	400, '22P02', 'a rate with a broken body');
-is_error([ req('POST', '/v1/queues/fc/groups/nosuch/pause', token => $admin) ], 404, '42704', 'pause an unknown group');
-is_error([ req('POST', '/v1/queues/nosuch/groups/default/resume', token => $admin) ], 404, '42704',
+gw_is_error([ req('POST', '/v1/queues/fc/groups/nosuch/pause', token => $admin) ], 404, '42704', 'pause an unknown group');
+gw_is_error([ req('POST', '/v1/queues/nosuch/groups/default/resume', token => $admin) ], 404, '42704',
 	'resume on an unknown queue');
-is_error([ req('PUT', '/v1/queues/nosuch/groups/default/rate', token => $admin, body => { per_second => 1 }) ],
+gw_is_error([ req('PUT', '/v1/queues/nosuch/groups/default/rate', token => $admin, body => { per_second => 1 }) ],
 	404, '42704', 'rate on an unknown queue');
-is_error([ req('POST', '/v1/queues/fc/groups/' . ('g' x 64) . '/pause', token => $admin) ], 400, '42602',
+gw_is_error([ req('POST', '/v1/queues/fc/groups/' . ('g' x 64) . '/pause', token => $admin) ], 400, '42602',
 	'a group name too long');
-is_error([ req('POST', '/v1/queues/fc/groups/default/pause', token => 'reader-token-0123456789') ], 403, '42501',
+gw_is_error([ req('POST', '/v1/queues/fc/groups/default/pause', token => 'reader-token-0123456789') ], 403, '42501',
 	'a role with every right on the queue may not pause it (admin only)');
-is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => 'reader-token-0123456789', body => { per_second => 1 }) ],
+gw_is_error([ req('PUT', '/v1/queues/fc/groups/default/rate', token => 'reader-token-0123456789', body => { per_second => 1 }) ],
 	403, '42501', 'nor set its rate');
-is_error([ req('POST', '/v1/queues/fc/groups/default/resume', token => 'read-only-token-0123456789') ], 403, '42501',
+gw_is_error([ req('POST', '/v1/queues/fc/groups/default/resume', token => 'read-only-token-0123456789') ], 403, '42501',
 	'a read-only token may not resume');
 ($st) = req('GET', '/v1/queues/fc/groups/default/pause', token => $admin);
 is($st, 405, 'GET on pause: 405');
@@ -144,14 +136,14 @@ req('POST', '/v1/queues/ff/messages/batch', token => $admin,
 	body => { messages => [ map { { payload => { n => $_ }, ordering_key => 'k' } } 1 .. 4 ] });
 ($st, $b) = req('POST', '/v1/queues/ff/receive?max=10', token => $admin);
 is_deeply([ map { $_->{payload}{n} } @$b ], [ 1, 2 ], 'two messages of the key go out at once');
-is_error([ req('PUT', '/v1/queues/fc/fifo-key-limit', token => $admin, body => { max_in_flight_per_key => 2 }) ],
+gw_is_error([ req('PUT', '/v1/queues/fc/fifo-key-limit', token => $admin, body => { max_in_flight_per_key => 2 }) ],
 	409, '55000', 'a queue that is not FIFO');
-is_error([ req('PUT', '/v1/queues/ff/fifo-key-limit', token => $admin, body => { max_in_flight_per_key => 0 }) ],
+gw_is_error([ req('PUT', '/v1/queues/ff/fifo-key-limit', token => $admin, body => { max_in_flight_per_key => 0 }) ],
 	422, '22023', 'a limit of 0');
-is_error([ req('PUT', '/v1/queues/ff/fifo-key-limit', token => $admin, body => {}) ],
+gw_is_error([ req('PUT', '/v1/queues/ff/fifo-key-limit', token => $admin, body => {}) ],
 	422, '22004', 'no limit in the body');
-is_error([ req('PUT', '/v1/queues/ff/fifo-key-limit', token => $admin) ], 400, undef, 'no body');
-is_error([ req('PUT', '/v1/queues/ff/fifo-key-limit', token => 'reader-token-0123456789', body => { max_in_flight_per_key => 2 }) ],
+gw_is_error([ req('PUT', '/v1/queues/ff/fifo-key-limit', token => $admin) ], 400, undef, 'no body');
+gw_is_error([ req('PUT', '/v1/queues/ff/fifo-key-limit', token => 'reader-token-0123456789', body => { max_in_flight_per_key => 2 }) ],
 	403, '42501', 'not for a role with a queue right');
 
 # openapi.json

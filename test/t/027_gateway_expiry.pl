@@ -25,13 +25,6 @@ ok(gw_alive($gw), 'deliverd starts');
 my $admin = 'admin-token-0123456789';
 my $sender = 'sender-token-0123456789';
 sub req { return gw_req($gw, @_); }
-sub err_is
-{
-	my ($got, $status, $sqlstate, $name) = @_;
-	is($got->[0], $status, "$name: HTTP $status");
-	is(ref $got->[1] eq 'HASH' ? $got->[1]{sqlstate} : undef, $sqlstate, "$name: sqlstate $sqlstate")
-	  or diag(explain $got->[1]);
-}
 
 # create with the options
 my ($st, $b) = req('POST', '/v1/queues', token => $admin,
@@ -74,17 +67,17 @@ is(join(',', map { "$_->{payload}{n}:$_->{reason}" } @$b), '1:expired,2:expired,
 	'the expired ones are dead letters, reason expired');
 
 # bad values: 422 with the database's SQLSTATE
-err_is([ req('POST', '/v1/queues/hq/messages', token => $sender,
+gw_is_error([ req('POST', '/v1/queues/hq/messages', token => $sender,
 	body => { payload => {}, expires_at => 'not a time' }) ], 400, '22007', 'expires_at not a time');
-err_is([ req('POST', '/v1/queues/hq/messages', token => $sender,
+gw_is_error([ req('POST', '/v1/queues/hq/messages', token => $sender,
 	body => { payload => {}, expires_at => [] }) ], 422, '22023', 'expires_at an array');
-err_is([ req('POST', '/v1/queues/hq/messages', token => $sender,
+gw_is_error([ req('POST', '/v1/queues/hq/messages', token => $sender,
 	body => { payload => {}, expires_at => JSON::PP::true }) ], 422, '22023', 'expires_at a boolean');
-err_is([ req('POST', '/v1/queues', token => $admin, body => { name => 'hq_bad', message_ttl => -5 }) ],
+gw_is_error([ req('POST', '/v1/queues', token => $admin, body => { name => 'hq_bad', message_ttl => -5 }) ],
 	422, '22023', 'create: negative message_ttl');
-err_is([ req('POST', '/v1/queues', token => $admin, body => { name => 'hq_bad', on_expire => 'keep' }) ],
+gw_is_error([ req('POST', '/v1/queues', token => $admin, body => { name => 'hq_bad', on_expire => 'keep' }) ],
 	422, '22023', 'create: unknown on_expire');
-err_is([ req('POST', '/v1/queues', token => $admin, body => { name => 'hq_bad', on_expire => 7 }) ],
+gw_is_error([ req('POST', '/v1/queues', token => $admin, body => { name => 'hq_bad', on_expire => 7 }) ],
 	422, '22023', 'create: on_expire a number');
 is(query_one($node, q{SELECT count(*) FROM deliver.queue WHERE queue_name = 'hq_bad'}), '0',
 	'no queue was created by the bad requests');
@@ -106,15 +99,15 @@ is(scalar(@$b), 0, 'on_expire drop: nothing received');
 ($st, $b) = req('GET', '/v1/queues/hq/dead-letters', token => $admin);
 is(scalar(@$b), 4, 'on_expire drop: no new dead letter');
 
-err_is([ req('PATCH', '/v1/queues/hq', token => $admin, body => { message_ttl => '400 days' }) ],
+gw_is_error([ req('PATCH', '/v1/queues/hq', token => $admin, body => { message_ttl => '400 days' }) ],
 	422, '22023', 'PATCH: message_ttl out of range');
-err_is([ req('PATCH', '/v1/queues/hq', token => $admin, body => { on_expire => 'later' }) ],
+gw_is_error([ req('PATCH', '/v1/queues/hq', token => $admin, body => { on_expire => 'later' }) ],
 	422, '22023', 'PATCH: unknown on_expire');
-err_is([ req('PATCH', '/v1/queues/nope', token => $admin, body => { message_ttl => 5 }) ],
+gw_is_error([ req('PATCH', '/v1/queues/nope', token => $admin, body => { message_ttl => 5 }) ],
 	404, '42704', 'PATCH: unknown queue');
 ($st, $b) = req('PATCH', '/v1/queues/hq', token => $admin);
 is($st, 400, 'PATCH without a body: 400');
-err_is([ req('PATCH', '/v1/queues/hq', token => $sender, body => { message_ttl => 5 }) ],
+gw_is_error([ req('PATCH', '/v1/queues/hq', token => $sender, body => { message_ttl => 5 }) ],
 	403, '42501', 'PATCH by a role that may only send');
 ($st) = req('PATCH', '/v1/queues/hq', body => { message_ttl => 5 });
 is($st, 401, 'PATCH without a token: 401');
@@ -128,13 +121,13 @@ is(query_one($node, q{SELECT max_depth || ' ' || overflow FROM deliver.queue WHE
 	'2 reject', 'max_depth and overflow stored');
 ($st) = req('POST', '/v1/queues/hd/messages', token => $admin, body => { payload => $_ }) for 1 .. 2;
 is($st, 201, 'two sends fit');
-err_is([ req('POST', '/v1/queues/hd/messages', token => $admin, body => { payload => 3 }) ],
+gw_is_error([ req('POST', '/v1/queues/hd/messages', token => $admin, body => { payload => 3 }) ],
 	503, '53400', 'a send beyond max_depth');
-err_is([ req('POST', '/v1/queues/hd/messages/batch', token => $admin, body => { messages => [ { payload => 4 } ] }) ],
+gw_is_error([ req('POST', '/v1/queues/hd/messages/batch', token => $admin, body => { messages => [ { payload => 4 } ] }) ],
 	503, '53400', 'a batch beyond max_depth');
-err_is([ req('POST', '/v1/queues', token => $admin, body => { name => 'hd2', max_depth => -1 }) ],
+gw_is_error([ req('POST', '/v1/queues', token => $admin, body => { name => 'hd2', max_depth => -1 }) ],
 	422, '22023', 'create: negative max_depth');
-err_is([ req('PATCH', '/v1/queues/hd', token => $admin, body => { max_depth => 'lots' }) ],
+gw_is_error([ req('PATCH', '/v1/queues/hd', token => $admin, body => { max_depth => 'lots' }) ],
 	400, '22P02', 'PATCH: max_depth not a number');
 ($st) = req('PATCH', '/v1/queues/hd', token => $admin, body => { max_depth => 0 });
 is($st, 200, 'PATCH max_depth 0: 200');

@@ -29,30 +29,9 @@ use DeliverHistory qw(write_result);
 use ClusterTest;
 
 my $dir = PostgreSQL::Test::Utils::tempdir();
-# ports: the monitor's and the ones after it (see scripts/cluster)
-# (below the ephemeral ports, 32768 and up: an outgoing connection may hold one)
-my $base = 20000 + 200 * int(rand(50));
-$ENV{DELIVER_CLUSTER_DATA} = "$dir/cluster";
-$ENV{DELIVER_CLUSTER_PORT} = $base;
-$ENV{DELIVER_CLUSTER_PARTITIONS} = 4;
-$ENV{DELIVER_CLUSTER_NOBUILD} = 1;
-
-# a test that bails out stops the cluster all the same
-my $done = 0;
-END
-{
-	local $?;
-	cluster('down') if !$done && $ENV{DELIVER_CLUSTER_DATA} && -d $ENV{DELIVER_CLUSTER_DATA};
-}
-
-my $t0 = time();
-my ($ok, $out, $err) = cluster('up');
-ok($ok, 'scripts/cluster up') or BAIL_OUT("the cluster did not come up: $out $err");
-note(sprintf('cluster up in %.0f s', time() - $t0));
-
-my $router = "host=127.0.0.1 port=" . ($base + 100) . " dbname=deliver user=postgres";
-my $monitor = "host=127.0.0.1 port=$base dbname=pg_auto_failover user=postgres";
-my @shard = map { my (undef, $c) = cluster('shard-conninfo', $_); chomp $c; $c } (0, 1);
+# ports from 20000 to 29999 (see ClusterTest::cluster_start)
+my $c = cluster_start(dir => $dir, base => 20000, bases => 50);
+my ($base, $router, $monitor, @shard) = ($c->{base}, $c->{router}, $c->{monitor}, @{ $c->{shards} });
 
 psql($router, q{SELECT deliver_cluster.create_queue('cq', 'exactly_once', fifo => true,
                                                      visibility_timeout => '5 seconds', retry_base => '0')});
@@ -162,6 +141,5 @@ is($reordered, 0, 'no key reordered (FIFO per key, across two failovers and a pa
 write_result('faults.tsv', 'cluster: two failovers and a partition move under load', 1, $sent, $lost, $dup,
 	$reordered, 'through the router; consumers per partition on its shard');
 
-cluster('down');
-$done = 1;
+cluster_stop($c);
 done_testing();

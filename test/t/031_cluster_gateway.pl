@@ -30,7 +30,6 @@ use FindBin;
 use lib $FindBin::RealBin;
 
 use HTTP::Tiny;
-use IO::Socket::INET;
 use IPC::Run;
 use JSON::PP;
 use POSIX ();
@@ -39,66 +38,27 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 use DeliverTest qw(write_file);
 use DeliverHistory qw(write_result);
-use GatewayTest qw(gateway_bin);
+use ClusterTest qw(cluster cluster_start cluster_stop);
 
-my $root = "$FindBin::RealBin/../..";
 my $dir = PostgreSQL::Test::Utils::tempdir();
-# ports: the monitor's and the ones after it, up to the gateway's at +200
-# (see scripts/cluster): away from 030's range, and below the kernel's
-# ephemeral ports (32768 on), which outgoing connections take; a base whose
-# ports are all free
-sub port_free
-{
-	my ($port) = @_;
-	my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Proto => 'tcp', Listen => 1,
-		ReuseAddr => 1) or return 0;
-	close $s;
-	return 1;
-}
-my $base;
-for (1 .. 50)
-{
-	$base = 31000 + 200 * int(rand(8));
-	last if !grep { !port_free($base + $_) } (0, 10, 11, 20, 21, 100, 200);
-}
-my $gw_port = $base + 200;
-$ENV{DELIVER_CLUSTER_DATA} = "$dir/cluster";
-$ENV{DELIVER_CLUSTER_PORT} = $base;
-$ENV{DELIVER_CLUSTER_PARTITIONS} = 4;
-$ENV{DELIVER_CLUSTER_NOBUILD} = 1;
-$ENV{DELIVER_CLUSTER_DELIVERD} = gateway_bin();
-$ENV{ASAN_OPTIONS} = "detect_leaks=1:abort_on_error=0:log_path=$dir/asan";
-$ENV{UBSAN_OPTIONS} = "print_stacktrace=1:log_path=$dir/asan";
 # the gateway's deadlines (DELIVERD_<KEY> reaches it through scripts/cluster)
 my ($stmt_timeout, $req_timeout, $wait) = (2, 5, 1);
-$ENV{DELIVERD_STATEMENT_TIMEOUT} = $stmt_timeout;
-$ENV{DELIVERD_REQUEST_TIMEOUT} = $req_timeout;
-$ENV{DELIVERD_MAX_WAIT} = 5;
-$ENV{DELIVERD_SHARD_POOL_SIZE} = 6;
-$ENV{DELIVERD_POOL_SIZE} = 4;
+my %env;
+$env{DELIVERD_STATEMENT_TIMEOUT} = $stmt_timeout;
+$env{DELIVERD_REQUEST_TIMEOUT} = $req_timeout;
+$env{DELIVERD_MAX_WAIT} = 5;
+$env{DELIVERD_SHARD_POOL_SIZE} = 6;
+$env{DELIVERD_POOL_SIZE} = 4;
 
-sub cluster
-{
-	my @args = @_;
-	my ($out, $err) = ('', '');
-	my $ok = IPC::Run::run([ 'bash', "$root/scripts/cluster", @args ], '>', \$out, '2>', \$err);
-	return ($ok, $out, $err);
-}
-
-my $t0 = time();
-my ($ok, $out, $err) = cluster('up');
-ok($ok, 'scripts/cluster up (deliverd in cluster mode included)')
-  or BAIL_OUT("the cluster did not come up: $out $err");
-note(sprintf('cluster up in %.0f s', time() - $t0));
-like($out, qr{gateway:\s+http://127\.0\.0\.1:$gw_port}, 'scripts/cluster conninfo names the gateway');
+# ports from 31000 on, away from 030's and 055's ranges
+my $c = cluster_start(dir => $dir, base => 31000, bases => 8, gateway => 1, env => \%env);
+my $base = $c->{base};
+like($c->{up_out}, qr{gateway:\s+$c->{gw}}, 'scripts/cluster conninfo names the gateway');
 my (undef, $token) = cluster('token', 'postgres', 3600);
 chomp $token;
 
-my $router = "host=127.0.0.1 port=" . ($base + 100) . " dbname=deliver user=postgres";
-my @shard = map {
-	"host=127.0.0.1,127.0.0.1 port=" . ($base + 10 * ($_ + 1)) . ',' . ($base + 10 * ($_ + 1) + 1)
-	  . " dbname=deliver user=postgres target_session_attrs=read-write connect_timeout=2"
-} (0, 1);
+my $router = $c->{router};
+my @shard = @{ $c->{shards} };
 
 sub psql
 {
@@ -112,7 +72,7 @@ sub psql
 }
 
 my $json = JSON::PP->new->canonical;
-my $gw = "http://127.0.0.1:$gw_port";
+my $gw = $c->{gw};
 my $http = HTTP::Tiny->new(timeout => 30, keep_alive => 1,
 	default_headers => { Authorization => "Bearer $token", 'Content-Type' => 'application/json' });
 sub req
@@ -635,10 +595,8 @@ write_result('faults.tsv', 'cluster gateway: a shard\'s primary frozen, then kil
 	sprintf('sends to it resumed %.1f s after the kill; the other shard served %d sends and %d receives meanwhile; '
 		  . '%d sends in doubt; the longest request %.1f s', $outage, scalar(@s1), scalar(@r1), $in_doubt, $longest));
 
-cluster('down');
-my $asan = join '', map { slurp_file($_) } glob("$dir/asan*");
+my $asan = cluster_stop($c);
 my $log = -f "$dir/cluster/deliverd.log" ? slurp_file("$dir/cluster/deliverd.log") : '';
-$asan .= $1 while $log =~ /(^.*(?:AddressSanitizer|runtime error|LeakSanitizer).*$)/mg;
 is($asan, '', 'the sanitizers reported nothing');
 note("gateway log:\n" . join("\n", grep { /unavailable|connected|partition map|in time/ } split /\n/, $log));
 done_testing();

@@ -31,14 +31,6 @@ ok(gw_alive($gw), 'deliverd starts');
 my ($admin, $pub, $ro) = ('admin-token-0123456789', 'publisher-token-0123456789', 'read-only-token-0123456789');
 sub req { return gw_req($gw, @_); }
 
-sub is_error
-{
-	my ($got, $status, $sqlstate, $name) = @_;
-	my ($st, $b) = @$got;
-	is($st, $status, "$name: HTTP $status");
-	is(ref $b eq 'HASH' ? $b->{sqlstate} : 'no JSON error', $sqlstate, "$name: sqlstate " . ($sqlstate // 'null'));
-	return;
-}
 
 my ($st, $b, $r);
 
@@ -66,25 +58,25 @@ is_deeply([ map { "$_->{queue} $_->{pattern}" } @$b ], [ 'all_orders orders.#', 
 ok(defined $b->[0]{created_at}, 'list bindings: created_at');
 ($st, $b) = req('GET', '/v1/bindings?queue=audit', token => $pub);
 is_deeply([ map { $_->{pattern} } @$b ], ['#'], 'list bindings of one queue, by any role');
-is_error([ req('GET', '/v1/bindings?queue=' . ('q' x 64), token => $admin) ], 400, undef, 'list bindings: queue too long');
+gw_is_error([ req('GET', '/v1/bindings?queue=' . ('q' x 64), token => $admin) ], 400, undef, 'list bindings: queue too long');
 
-is_error([ req('POST', '/v1/bindings', token => $admin, body => { pattern => 'a..b', queue => 'audit' }) ],
+gw_is_error([ req('POST', '/v1/bindings', token => $admin, body => { pattern => 'a..b', queue => 'audit' }) ],
 	422, '22023', 'bind: an empty word');
-is_error([ req('POST', '/v1/bindings', token => $admin, body => { pattern => 'a.b*', queue => 'audit' }) ],
+gw_is_error([ req('POST', '/v1/bindings', token => $admin, body => { pattern => 'a.b*', queue => 'audit' }) ],
 	422, '22023', 'bind: a wildcard inside a word');
-is_error([ req('POST', '/v1/bindings', token => $admin, body => { pattern => 'a', queue => 'nope' }) ],
+gw_is_error([ req('POST', '/v1/bindings', token => $admin, body => { pattern => 'a', queue => 'nope' }) ],
 	404, '42704', 'bind: unknown queue');
-is_error([ req('POST', '/v1/bindings', token => $admin, body => { queue => 'audit' }) ],
+gw_is_error([ req('POST', '/v1/bindings', token => $admin, body => { queue => 'audit' }) ],
 	422, '22004', 'bind: no pattern');
-is_error([ req('POST', '/v1/bindings', token => $admin) ], 400, undef, 'bind: no body');
-is_error([ req('POST', '/v1/bindings', token => $admin, body => '{"pattern": ') ], 400, '22P02', 'bind: not JSON');
-is_error([ req('POST', '/v1/bindings', token => $pub, body => { pattern => 'x', queue => 'audit' }) ],
+gw_is_error([ req('POST', '/v1/bindings', token => $admin) ], 400, undef, 'bind: no body');
+gw_is_error([ req('POST', '/v1/bindings', token => $admin, body => '{"pattern": ') ], 400, '22P02', 'bind: not JSON');
+gw_is_error([ req('POST', '/v1/bindings', token => $pub, body => { pattern => 'x', queue => 'audit' }) ],
 	403, '42501', 'bind: not for a sender');
-is_error([ req('POST', '/v1/bindings', token => $ro, body => { pattern => 'x', queue => 'audit' }) ],
+gw_is_error([ req('POST', '/v1/bindings', token => $ro, body => { pattern => 'x', queue => 'audit' }) ],
 	403, '42501', 'bind: not for a read-only token');
-is_error([ req('DELETE', '/v1/bindings', token => $pub, body => { pattern => '#', queue => 'audit' }) ],
+gw_is_error([ req('DELETE', '/v1/bindings', token => $pub, body => { pattern => '#', queue => 'audit' }) ],
 	403, '42501', 'unbind: not for a sender');
-is_error([ req('PUT', '/v1/bindings', token => $admin) ], 405, undef, 'bindings: PUT is no method');
+gw_is_error([ req('PUT', '/v1/bindings', token => $admin) ], 405, undef, 'bindings: PUT is no method');
 
 # ---- dry run
 ($st, $b) = req('GET', '/v1/routing?key=orders.eu.new', token => $pub);
@@ -93,8 +85,8 @@ is_deeply($b, [ { queue => 'all_orders', pattern => 'orders.#' }, { queue => 'au
 		{ queue => 'eu_orders', pattern => 'orders.eu.*' } ], 'routing: every matching binding');
 ($st, $b) = req('GET', '/v1/routing?key=', token => $ro);
 is_deeply($b, [ { queue => 'audit', pattern => '#' } ], 'routing: the empty key, with a read-only token');
-is_error([ req('GET', '/v1/routing', token => $admin) ], 400, undef, 'routing: no key');
-is_error([ req('GET', '/v1/routing?key=orders.%2A', token => $admin) ], 422, '22023', 'routing: a wildcard in the key');
+gw_is_error([ req('GET', '/v1/routing', token => $admin) ], 400, undef, 'routing: no key');
+gw_is_error([ req('GET', '/v1/routing?key=orders.%2A', token => $admin) ], 422, '22023', 'routing: a wildcard in the key');
 
 # ---- publish
 ($st, $b, $r) = req('POST', '/v1/publish', token => $admin,
@@ -172,17 +164,17 @@ is(join(',', map { "$_->{payload}{n}:$_->{reason}" } @$b), 'sent:expired,past:ex
 is_deeply($b, [], 'exp_drop (on_expire drop): the expired copies are dropped');
 # bad values: as send's
 my $in_dl = query_one($node, q{SELECT count(*) FROM deliver.peek('exp_dl', 100)});
-is_error([ req('POST', '/v1/publish', token => $admin,
+gw_is_error([ req('POST', '/v1/publish', token => $admin,
 	body => { routing_key => 'exp.bad', payload => 1, expires_at => 'not a time' }) ], 400, '22007',
 	'publish: expires_at not a time');
-is_error([ req('POST', '/v1/queues/exp_dl/messages', token => $admin,
+gw_is_error([ req('POST', '/v1/queues/exp_dl/messages', token => $admin,
 	body => { payload => 1, expires_at => 'not a time' }) ], 400, '22007', 'send: the same');
-is_error([ req('POST', '/v1/publish', token => $admin,
+gw_is_error([ req('POST', '/v1/publish', token => $admin,
 	body => { routing_key => 'exp.bad', payload => 1, expires_at => [] }) ], 422, '22023', 'publish: expires_at an array');
-is_error([ req('POST', '/v1/publish', token => $admin,
+gw_is_error([ req('POST', '/v1/publish', token => $admin,
 	body => { routing_key => 'exp.bad', payload => 1, expires_at => JSON::PP::true }) ], 422, '22023',
 	'publish: expires_at a boolean');
-is_error([ req('POST', '/v1/publish', token => $admin,
+gw_is_error([ req('POST', '/v1/publish', token => $admin,
 	body => { routing_key => 'exp.bad', payload => 1, expires_at => 1e300 }) ], 400, '22008',
 	'publish: expires_at out of range');
 is(query_one($node, q{SELECT count(*) FROM deliver.peek('exp_dl', 100)}), $in_dl, 'nothing was sent by the bad ones');
@@ -197,35 +189,35 @@ is_deeply($b, { pattern => '#', queue => 'audit', removed => JSON::PP::false }, 
 ($st, $b) = req('POST', '/v1/publish', token => $admin, body => { routing_key => 'logs.x', payload => 6 });
 is($st, 201, 'publish with no match: 201');
 is_deeply($b, [], 'publish with no match: []');
-is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'logs.x', payload => 6, mandatory => JSON::PP::true }) ],
+gw_is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'logs.x', payload => 6, mandatory => JSON::PP::true }) ],
 	404, '42704', 'publish with mandatory and no match');
 
 # rights: app_pub may send to eu_orders and all_orders, not audit
 req('POST', '/v1/bindings', token => $admin, body => { pattern => 'orders.*.audit', queue => 'audit' });
 my $before = query_one($node, q{SELECT count(*) FROM deliver.peek('all_orders', 100)});
-is_error([ req('POST', '/v1/publish', token => $pub, body => { routing_key => 'orders.eu.audit', payload => 7 }) ],
+gw_is_error([ req('POST', '/v1/publish', token => $pub, body => { routing_key => 'orders.eu.audit', payload => 7 }) ],
 	403, '42501', 'publish: one matched queue not granted');
 is(query_one($node, q{SELECT count(*) FROM deliver.peek('all_orders', 100)}), $before, 'and nothing was sent');
 ($st, $b) = req('POST', '/v1/publish', token => $pub, body => { routing_key => 'orders.eu.new', payload => 8 });
 is_deeply([ map { $_->{queue} } @$b ], [qw(all_orders eu_orders)], 'publish: granted queues only: sent');
-is_error([ req('POST', '/v1/publish', token => $ro, body => { routing_key => 'orders.eu.new', payload => 9 }) ],
+gw_is_error([ req('POST', '/v1/publish', token => $ro, body => { routing_key => 'orders.eu.new', payload => 9 }) ],
 	403, '42501', 'publish: not for a read-only token');
 
 # bad input
-is_error([ req('POST', '/v1/publish', token => $admin) ], 400, undef, 'publish: no body');
-is_error([ req('POST', '/v1/publish', token => $admin, body => { payload => 1 }) ], 422, '22004', 'publish: no routing_key');
-is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'a.b' }) ], 422, '22004', 'publish: no payload');
-is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'a.#', payload => 1 }) ],
+gw_is_error([ req('POST', '/v1/publish', token => $admin) ], 400, undef, 'publish: no body');
+gw_is_error([ req('POST', '/v1/publish', token => $admin, body => { payload => 1 }) ], 422, '22004', 'publish: no routing_key');
+gw_is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'a.b' }) ], 422, '22004', 'publish: no payload');
+gw_is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'a.#', payload => 1 }) ],
 	422, '22023', 'publish: a wildcard in the routing key');
-is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'a' x 256, payload => 1 }) ],
+gw_is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'a' x 256, payload => 1 }) ],
 	422, '22023', 'publish: a routing key over 255 bytes');
-is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'orders.x', payload => 1, headers => [1] }) ],
+gw_is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'orders.x', payload => 1, headers => [1] }) ],
 	422, '22023', 'publish: headers not an object');
-is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'orders.x', payload => 1, delay => -1 }) ],
+gw_is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'orders.x', payload => 1, delay => -1 }) ],
 	422, '22023', 'publish: negative delay');
-is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'orders.x', payload => 1, mandatory => 'maybe' }) ],
+gw_is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'orders.x', payload => 1, mandatory => 'maybe' }) ],
 	400, '22P02', 'publish: mandatory not a boolean');
-is_error([ req('POST', '/v1/publish') ], 401, '28000', 'publish: no token');
+gw_is_error([ req('POST', '/v1/publish') ], 401, '28000', 'publish: no token');
 
 # the access log names the routes
 like(slurp_file($gw->{log}), qr/"route":"publish","status":201/, 'the access log names publish');

@@ -30,13 +30,6 @@ ok(gw_alive($gw), 'deliverd starts');
 my $admin = 'admin-token-0123456789';
 my $app = 'app-token-0123456789';
 sub req { return gw_req($gw, @_); }
-sub err_is
-{
-	my ($got, $status, $sqlstate, $name) = @_;
-	is($got->[0], $status, "$name: HTTP $status");
-	is(ref $got->[1] eq 'HASH' ? $got->[1]{sqlstate} : undef, $sqlstate, "$name: sqlstate $sqlstate")
-	  or diag(explain $got->[1]);
-}
 sub stored
 {
 	my ($q) = @_;
@@ -84,21 +77,21 @@ is(stored('qa'), 'durable', 'a PATCH without it leaves it');
 is(stored('qa'), 'async', 'and back to async');
 
 # refused
-err_is([ req('POST', '/v1/queues', token => $admin, body => { name => 'qe', guarantee => 'exactly_once', ack_commit => 'async' }) ],
+gw_is_error([ req('POST', '/v1/queues', token => $admin, body => { name => 'qe', guarantee => 'exactly_once', ack_commit => 'async' }) ],
 	501, '0A000', 'create: async on an exactly-once queue');
-err_is([ req('POST', '/v1/queues', token => $admin, body => { name => 'qe', guarantee => 'at_most_once', ack_commit => 'async' }) ],
+gw_is_error([ req('POST', '/v1/queues', token => $admin, body => { name => 'qe', guarantee => 'at_most_once', ack_commit => 'async' }) ],
 	501, '0A000', 'create: async on an at-most-once queue');
-err_is([ req('POST', '/v1/queues', token => $admin, body => { name => 'qe', ack_commit => 'soon' }) ],
+gw_is_error([ req('POST', '/v1/queues', token => $admin, body => { name => 'qe', ack_commit => 'soon' }) ],
 	422, '22023', 'create: unknown ack_commit');
 is(stored('qe'), 'none', 'no queue was created by the bad requests');
 $node->safe_psql('postgres', q{SELECT deliver.create_queue('qe', 'exactly_once')});
-err_is([ req('PATCH', '/v1/queues/qe', token => $admin, body => { ack_commit => 'async' }) ],
+gw_is_error([ req('PATCH', '/v1/queues/qe', token => $admin, body => { ack_commit => 'async' }) ],
 	501, '0A000', 'PATCH: async on an exactly-once queue');
-err_is([ req('PATCH', '/v1/queues/qa', token => $admin, body => { ack_commit => JSON::PP::true }) ],
+gw_is_error([ req('PATCH', '/v1/queues/qa', token => $admin, body => { ack_commit => JSON::PP::true }) ],
 	422, '22023', 'PATCH: ack_commit a boolean');
-err_is([ req('PATCH', '/v1/queues/qa', token => $app, body => { ack_commit => 'durable' }) ],
+gw_is_error([ req('PATCH', '/v1/queues/qa', token => $app, body => { ack_commit => 'durable' }) ],
 	403, '42501', 'PATCH by a role that may only send and receive');
-err_is([ req('PATCH', '/v1/queues/nope', token => $admin, body => { ack_commit => 'async' }) ],
+gw_is_error([ req('PATCH', '/v1/queues/nope', token => $admin, body => { ack_commit => 'async' }) ],
 	404, '42704', 'PATCH: unknown queue');
 is(stored('qa') . ' ' . stored('qe'), 'async durable', 'the refused PATCHes changed nothing');
 

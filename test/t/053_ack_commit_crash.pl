@@ -119,24 +119,6 @@ note('crash 3 (immediate stop after the bursts) done');
 my @after_dur = drain($node, 'dur');
 my @after_asy = drain($node, 'asy');
 
-sub dups
-{
-	my %n;
-	$n{$_}++ for @_;
-	return grep { $n{$_} > 1 } sort { $a <=> $b } keys %n;
-}
-sub missing
-{
-	my ($want, @have) = @_;
-	my %h = map { $_ => 1 } @have;
-	return grep { !$h{$_} } @$want;
-}
-sub common
-{
-	my ($x, $y) = @_;
-	my %h = map { $_ => 1 } @$y;
-	return grep { $h{$_} } @$x;
-}
 sub first20 { my @l = @_; return "@l[0 .. ($#l < 19 ? $#l : 19)]"; }
 
 my @sent_dur = (@{ $out{pd} }, @$burst_sent_dur);

@@ -20,67 +20,23 @@ use FindBin;
 use lib $FindBin::RealBin;
 
 use HTTP::Tiny;
-use IO::Socket::INET;
 use IPC::Run;
 use JSON::PP;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
-use GatewayTest qw(gateway_bin);
+use ClusterTest qw(cluster cluster_start cluster_stop);
+use GatewayTest qw(gw_is_error);
 
-my $root = "$FindBin::RealBin/../..";
 my $dir = PostgreSQL::Test::Utils::tempdir();
-# ports: the monitor's and the ones after it, up to the gateway's at +200
-# (see scripts/cluster): 30000 to 30800, away from 030's (20000 to 29999)
-# and 031's (31000 on) and below the ephemeral ports (32768 on); a base
-# whose ports are all free
-sub port_free
-{
-	my ($port) = @_;
-	my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Proto => 'tcp', Listen => 1,
-		ReuseAddr => 1) or return 0;
-	close $s;
-	return 1;
-}
-my $base;
-for (1 .. 50)
-{
-	$base = 30000 + 200 * int(rand(4));
-	last if !grep { !port_free($base + $_) } (0, 10, 11, 20, 21, 100, 200);
-}
-$ENV{DELIVER_CLUSTER_DATA} = "$dir/cluster";
-$ENV{DELIVER_CLUSTER_PORT} = $base;
-$ENV{DELIVER_CLUSTER_PARTITIONS} = 4;
-$ENV{DELIVER_CLUSTER_NOBUILD} = 1;
-$ENV{DELIVER_CLUSTER_DELIVERD} = gateway_bin();
-$ENV{ASAN_OPTIONS} = "detect_leaks=1:abort_on_error=0:log_path=$dir/asan";
-$ENV{UBSAN_OPTIONS} = "print_stacktrace=1:log_path=$dir/asan";
-
-sub cluster
-{
-	my @args = @_;
-	my ($out, $err) = ('', '');
-	my $ok = IPC::Run::run([ 'bash', "$root/scripts/cluster", @args ], '>', \$out, '2>', \$err);
-	return ($ok, $out, $err);
-}
-my $done = 0;
-END
-{
-	local $?;
-	cluster('down') if !$done && -d "$dir/cluster";
-}
-
-my ($ok, $out, $err) = cluster('up');
-ok($ok, 'scripts/cluster up') or BAIL_OUT("the cluster did not come up: $out $err");
+# ports from 30000 to 30800: away from 030's (20000 to 29999) and 031's
+# (31000 on)
+my $c = cluster_start(dir => $dir, base => 30000, bases => 4, gateway => 1);
 my (undef, $token) = cluster('token', 'postgres', 3600);
 my (undef, $app_token) = cluster('token', 'app', 3600);
 chomp($token, $app_token);
-
-my $router = "host=127.0.0.1 port=" . ($base + 100) . " dbname=deliver user=postgres";
-my @shard = map {
-	"host=127.0.0.1,127.0.0.1 port=" . ($base + 10 * ($_ + 1)) . ',' . ($base + 10 * ($_ + 1) + 1)
-	  . " dbname=deliver user=postgres target_session_attrs=read-write connect_timeout=2"
-} (0, 1);
+my $router = $c->{router};
+my @shard = @{ $c->{shards} };
 
 # psql -c SQL: its output, or (with may_fail) "ERROR SQLSTATE" when it failed
 sub psql
@@ -108,7 +64,7 @@ sub on_shards
 }
 
 my $json = JSON::PP->new->canonical;
-my $gw = "http://127.0.0.1:" . ($base + 200);
+my $gw = $c->{gw};
 my $http = HTTP::Tiny->new(timeout => 30, keep_alive => 1);
 sub req
 {
@@ -118,14 +74,6 @@ sub req
 		  defined $body ? (content => ref $body ? $json->encode($body) : $body) : () });
 	my $d = eval { $json->decode($r->{content}) };
 	return ($r->{status}, $d);
-}
-sub is_error
-{
-	my ($got, $status, $sqlstate, $name) = @_;
-	my ($st, $b) = @$got;
-	is($st, $status, "$name: HTTP $status") or diag explain $b;
-	is(ref $b eq 'HASH' ? $b->{sqlstate} : 'no JSON error', $sqlstate, "$name: sqlstate " . ($sqlstate // 'null'));
-	return;
 }
 
 # a role without the administration rights (it may use the queues it is
@@ -193,12 +141,12 @@ is($st, 200, 'PATCH /v1/queues/gq: 200') or diag explain $b;
 is_deeply($b, { queue_name => 'gq', altered => JSON::PP::true, partitions => 4 }, 'PATCH: 4 partitions');
 is(on_shards("$settings WHERE queue_name LIKE 'gq.%'"),
 	join("\n", map { "gq.p$_ 00:02:00 dead_letter 20 reject durable" } 0 .. 3), 'every partition altered');
-is_error([ req('PATCH', '/v1/queues/gq', { overflow => 'explode' }) ], 422, '22023', 'PATCH: a bad overflow');
-is_error([ req('PATCH', '/v1/queues/gq', { max_depth => 'many' }) ], 400, '22P02', 'PATCH: max_depth not a number');
-is_error([ req('PATCH', '/v1/queues/gq', '{"max_depth": ') ], 400, '22P02', 'PATCH: not JSON');
-is_error([ req('PATCH', '/v1/queues/nope', { max_depth => 1 }) ], 404, '42704', 'PATCH: an unknown queue');
-is_error([ req('PATCH', '/v1/queues/gq', { max_depth => 1 }, token => $app_token) ], 403, '42501', 'PATCH: not for app');
-is_error([ req('POST', '/v1/queues', { name => 'gq2', overflow => 'explode' }) ], 422, '22023',
+gw_is_error([ req('PATCH', '/v1/queues/gq', { overflow => 'explode' }) ], 422, '22023', 'PATCH: a bad overflow');
+gw_is_error([ req('PATCH', '/v1/queues/gq', { max_depth => 'many' }) ], 400, '22P02', 'PATCH: max_depth not a number');
+gw_is_error([ req('PATCH', '/v1/queues/gq', '{"max_depth": ') ], 400, '22P02', 'PATCH: not JSON');
+gw_is_error([ req('PATCH', '/v1/queues/nope', { max_depth => 1 }) ], 404, '42704', 'PATCH: an unknown queue');
+gw_is_error([ req('PATCH', '/v1/queues/gq', { max_depth => 1 }, token => $app_token) ], 403, '42501', 'PATCH: not for app');
+gw_is_error([ req('POST', '/v1/queues', { name => 'gq2', overflow => 'explode' }) ], 422, '22023',
 	'POST /v1/queues: a bad overflow');
 ($st, $b) = req('POST', '/v1/queues/gq/messages/batch',
 	{ messages => [ { payload => 1, ordering_key => $k[0] }, { payload => 2, ordering_key => $k[1] } ],
@@ -210,7 +158,7 @@ is($st, 201, 'a batch with expires_at in an hour (a Unix time): 201');
 ($st, $b) = req('POST', '/v1/queues/gq/receive?max=10');
 is(join(',', map { $_->{payload} } @{ $b // [] }), '3', 'only the batch whose deadline has not passed is received');
 req('POST', '/v1/queues/gq/ack', { delivery_ids => [ map { $_->{delivery_id} } @$b ] });
-is_error([ req('POST', '/v1/queues/gq/messages/batch', { messages => [ { payload => 1 } ], expires_at => 'soon' }) ],
+gw_is_error([ req('POST', '/v1/queues/gq/messages/batch', { messages => [ { payload => 1 } ], expires_at => 'soon' }) ],
 	400, '22007', 'a batch with expires_at not a time');
 
 # ---- 2. flow control ------------------------------------------------------
@@ -226,9 +174,9 @@ req('POST', '/v1/queues/gq/messages', { payload => 10 + $_, ordering_key => $k[$
 is_deeply($b, [], 'a paused group receives nothing');
 ($st, $b) = req('POST', '/v1/queues/gq/groups/default/resume');
 is_deeply($b, { resumed => JSON::PP::true, partitions => 4 }, 'resume: on 4 partitions');
-is_error([ req('POST', '/v1/queues/gq/groups/nogroup/pause') ], 404, '42704', 'pause: an unknown group');
-is_error([ req('POST', '/v1/queues/nope/groups/default/pause') ], 404, '42704', 'pause: an unknown queue');
-is_error([ req('POST', '/v1/queues/gq/groups/default/pause', undef, token => $app_token) ], 403, '42501',
+gw_is_error([ req('POST', '/v1/queues/gq/groups/nogroup/pause') ], 404, '42704', 'pause: an unknown group');
+gw_is_error([ req('POST', '/v1/queues/nope/groups/default/pause') ], 404, '42704', 'pause: an unknown queue');
+gw_is_error([ req('POST', '/v1/queues/gq/groups/default/pause', undef, token => $app_token) ], 403, '42501',
 	'pause: not for app');
 is(psql($router, q{SELECT deliver_cluster.pause_consumer_group('sq')}), 4, 'pause_consumer_group (SQL): 4');
 is(psql($router, q{SELECT deliver_cluster.resume_consumer_group('sq')}), 4, 'resume_consumer_group (SQL): 4');
@@ -240,8 +188,8 @@ is_deeply($b, { consumer_group => 'default', rate_per_second => 2.5, rate_burst 
 is(on_shards(q{SELECT queue_name || ' ' || rate_per_second || ' ' || rate_burst FROM deliver.consumer_group g
     JOIN deliver.queue q USING (queue_id) WHERE q.queue_name LIKE 'gq.%'}),
 	join("\n", map { "gq.p$_ 2.5 3" } 0 .. 3), 'each partition has the rate');
-is_error([ req('PUT', '/v1/queues/gq/groups/default/rate', { per_second => -1 }) ], 422, '22023', 'rate: negative');
-is_error([ req('PUT', '/v1/queues/gq/groups/default/rate', { burst => 3 }) ], 400, '22P02', 'rate: no per_second');
+gw_is_error([ req('PUT', '/v1/queues/gq/groups/default/rate', { per_second => -1 }) ], 422, '22023', 'rate: negative');
+gw_is_error([ req('PUT', '/v1/queues/gq/groups/default/rate', { burst => 3 }) ], 400, '22P02', 'rate: no per_second');
 ($st, $b) = req('PUT', '/v1/queues/gq/groups/default/rate', { per_second => undef });
 is_deeply($b, { consumer_group => 'default', rate_per_second => undef, rate_burst => undef, partitions => 4 },
 	'rate null: no limit');
@@ -255,7 +203,7 @@ is_deeply($b, { queue_name => 'gq', fifo_key_limit => 3, partitions => 4 }, 'fif
   or diag explain $b;
 is(on_shards(q{SELECT queue_name || ' ' || fifo_key_limit FROM deliver.queue WHERE queue_name LIKE 'gq.%'}),
 	join("\n", map { "gq.p$_ 3" } 0 .. 3), 'each partition has it');
-is_error([ req('PUT', '/v1/queues/gq/fifo-key-limit', { max_in_flight_per_key => 0 }) ], 422, '22023',
+gw_is_error([ req('PUT', '/v1/queues/gq/fifo-key-limit', { max_in_flight_per_key => 0 }) ], 422, '22023',
 	'fifo-key-limit: 0');
 sql_error(q{SELECT deliver_cluster.set_fifo_key_limit('sq', 2)}, '55000', 'set_fifo_key_limit: not a FIFO queue');
 sql_error(q{SELECT deliver_cluster.set_fifo_key_limit('nope', 2)}, '42704', 'set_fifo_key_limit: an unknown queue');
@@ -270,8 +218,8 @@ is(join(',', map { $_->{partition} } @$b), '0,1,2,3', 'peek: their partitions');
 like($b->[0]{message_id}, qr/^0:1:\d+$/, 'peek: global ids');
 ($st, $b) = req('GET', '/v1/queues/gq/peek?max=2');
 is(join(',', map { $_->{payload} } @$b), '10,11', 'peek max=2: the two oldest');
-is_error([ req('GET', '/v1/queues/gq/peek?max=x') ], 400, undef, 'peek: max not a number');
-is_error([ req('GET', '/v1/queues/nope/peek') ], 404, '42704', 'peek: an unknown queue');
+gw_is_error([ req('GET', '/v1/queues/gq/peek?max=x') ], 400, undef, 'peek: max not a number');
+gw_is_error([ req('GET', '/v1/queues/nope/peek') ], 404, '42704', 'peek: an unknown queue');
 is(psql($router, q{SELECT string_agg(payload::text, ',') FROM deliver_cluster.peek('gq', 3)}), '10,11,12',
 	'peek (SQL)');
 
@@ -284,15 +232,15 @@ is_deeply($b, { deleted => JSON::PP::true }, 'deleted');
 is_deeply($b, { deleted => JSON::PP::false }, 'deleted again: false');
 (undef, $b) = req('GET', '/v1/queues/gq/peek?max=10');
 is(join(',', map { $_->{payload} } @$b), '10,12,13', 'the deleted message is gone');
-is_error([ req('DELETE', '/v1/queues/gq/messages/5') ], 400, '42602', 'delete: a plain integer id');
-is_error([ req('DELETE', '/v1/queues/gq/messages/0:99:5') ], 409, '55000', 'delete: an id of no placement');
-is_error([ req('DELETE', '/v1/queues/gq/messages/0:1:99999999999999999999') ], 400, '42602', 'delete: a local id over a bigint');
-is_error([ req('DELETE', '/v1/queues/gq/messages/0:1:-5') ], 400, '42602', 'delete: a negative id');
-is_error([ req('DELETE', '/v1/queues/gq/messages/99999:1:5') ], 409, '55000', 'delete: an id of no partition');
-is_error([ req('DELETE', '/v1/queues/nope/messages/0:1:5') ], 404, '42704', 'delete: an unknown queue');
-is_error([ req('GET', '/v1/queues/gq/peek?group=' . ('g' x 100)) ], 400, undef, 'peek: a group name too long');
-is_error([ req('GET', '/v1/queues/gq/peek?group=nogroup') ], 404, '42704', 'peek: an unknown group');
-is_error([ req('DELETE', "/v1/queues/gq/messages/$victim", undef, token => $app_token) ], 403, '42501',
+gw_is_error([ req('DELETE', '/v1/queues/gq/messages/5') ], 400, '42602', 'delete: a plain integer id');
+gw_is_error([ req('DELETE', '/v1/queues/gq/messages/0:99:5') ], 409, '55000', 'delete: an id of no placement');
+gw_is_error([ req('DELETE', '/v1/queues/gq/messages/0:1:99999999999999999999') ], 400, '42602', 'delete: a local id over a bigint');
+gw_is_error([ req('DELETE', '/v1/queues/gq/messages/0:1:-5') ], 400, '42602', 'delete: a negative id');
+gw_is_error([ req('DELETE', '/v1/queues/gq/messages/99999:1:5') ], 409, '55000', 'delete: an id of no partition');
+gw_is_error([ req('DELETE', '/v1/queues/nope/messages/0:1:5') ], 404, '42704', 'delete: an unknown queue');
+gw_is_error([ req('GET', '/v1/queues/gq/peek?group=' . ('g' x 100)) ], 400, undef, 'peek: a group name too long');
+gw_is_error([ req('GET', '/v1/queues/gq/peek?group=nogroup') ], 404, '42704', 'peek: an unknown group');
+gw_is_error([ req('DELETE', "/v1/queues/gq/messages/$victim", undef, token => $app_token) ], 403, '42501',
 	'delete: not for app');
 is(psql($router, q{SELECT deliver_cluster.delete_message('sq', '1:1:999999')}), 'f', 'delete_message (SQL): not there');
 sql_error(q{SELECT deliver_cluster.delete_message('sq', 'x')}, '22P02', 'delete_message: a bad id');
@@ -313,11 +261,11 @@ is(join(',', sort grep { $_ >= 3 } map { $_->{payload} } @$b), '10,12,13,3',
 ($st, $b) = req('POST', '/v1/queues/gq/groups/default/reset', { to => 'latest' });
 (undef, $b) = req('GET', '/v1/queues/gq/peek');
 is_deeply($b, [], 'reset to latest: nothing left');
-is_error([ req('POST', '/v1/queues/gq/groups/default/reset', { to => '0:1:1' }) ], 422, '22023',
+gw_is_error([ req('POST', '/v1/queues/gq/groups/default/reset', { to => '0:1:1' }) ], 422, '22023',
 	'reset to a message id: refused');
-is_error([ req('POST', '/v1/queues/gq/groups/default/reset', { to => 'someday' }) ], 422, '22023', 'reset: not a position');
-is_error([ req('POST', '/v1/queues/gq/groups/nogroup/reset', { to => 'latest' }) ], 404, '42704', 'reset: unknown group');
-is_error([ req('POST', '/v1/queues/gq/groups/default/reset', { to => 'latest' }, token => $app_token) ], 403, '42501',
+gw_is_error([ req('POST', '/v1/queues/gq/groups/default/reset', { to => 'someday' }) ], 422, '22023', 'reset: not a position');
+gw_is_error([ req('POST', '/v1/queues/gq/groups/nogroup/reset', { to => 'latest' }) ], 404, '42704', 'reset: unknown group');
+gw_is_error([ req('POST', '/v1/queues/gq/groups/default/reset', { to => 'latest' }, token => $app_token) ], 403, '42501',
 	'reset: not for app');
 is(psql($router, q{SELECT deliver_cluster.reset_consumer_group('sq', 'default', 'latest')}), 4,
 	'reset_consumer_group (SQL): 4');
@@ -325,7 +273,7 @@ sql_error(q{SELECT deliver_cluster.reset_consumer_group('sq', 'default', '2000-0
 	'reset_consumer_group to a time before what a partition stores');
 sql_error(q{SELECT deliver_cluster.reset_consumer_group('sq', 'default', '3')}, '22023',
 	'reset_consumer_group to a message id');
-is_error([ req('POST', '/v1/queues/gq/groups/default/replay', {}) ], 501, undef, 'replay: still not served');
+gw_is_error([ req('POST', '/v1/queues/gq/groups/default/replay', {}) ], 501, undef, 'replay: still not served');
 
 # a partition moved keeps its queues' settings (the new place is created
 # with them) and flow control (the FIFO key limit, a group's pause and rate)
@@ -345,10 +293,6 @@ is(psql($shard[1], q{SELECT string_agg(q.queue_name || ' ' || q.fifo_key_limit |
 
 ($st) = req('GET', '/healthz');
 is($st, 200, 'the gateway is alive');
-cluster('down');
-$done = 1;
-my $asan = join '', map { slurp_file($_) } glob("$dir/asan*");
-my $log = -f "$dir/cluster/deliverd.log" ? slurp_file("$dir/cluster/deliverd.log") : '';
-$asan .= $1 while $log =~ /(^.*(?:AddressSanitizer|runtime error|LeakSanitizer).*$)/mg;
+my $asan = cluster_stop($c);
 is($asan, '', 'the sanitizers reported nothing');
 done_testing();

@@ -17,12 +17,14 @@ use warnings;
 
 use Exporter 'import';
 use FindBin;
+use IO::Socket::INET;
 use IPC::Run;
+use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 use DeliverTest qw(write_file);
 
-our @EXPORT = qw(cluster psql start_load sent_lines resumed_after p99_between longest_call
+our @EXPORT = qw(cluster cluster_start cluster_stop psql start_load sent_lines resumed_after p99_between longest_call
   formation_states wait_formation stop_load drain_and_check);
 
 my $root = "$FindBin::RealBin/../..";
@@ -34,6 +36,92 @@ sub cluster
 	my ($out, $err) = ('', '');
 	my $ok = IPC::Run::run([ 'bash', "$root/scripts/cluster", @args ], '>', \$out, '2>', \$err);
 	return ($ok, $out, $err);
+}
+
+# Is the TCP port free on the loopback address?
+sub port_free
+{
+	my ($port) = @_;
+	my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $port, Proto => 'tcp', Listen => 1,
+		ReuseAddr => 1) or return 0;
+	close $s;
+	return 1;
+}
+
+# The cluster a test brought up with cluster_start (brought down at the end
+# when the test stopped before cluster_stop)
+my $started;
+END
+{
+	local $?;
+	cluster('down') if $started && -d $started->{data};
+}
+
+# Bring a cluster up for a test (scripts/cluster up; it BAILs OUT when the
+# cluster does not come up):
+#   cluster_start(dir => DIR, base => FIRST, bases => N,
+#                 gateway => 1, partitions => 4, env => { KEY => value })
+# Its ports (see scripts/cluster: the monitor's at the base, the nodes' at
+# +10.., the router's at +100, the gateway's at +200) are taken from the
+# bases FIRST + 200 * n, n < N, the first of a few random tries whose ports
+# are all free; tests that may run side by side use ranges of their own,
+# below the ephemeral ports (32768 on), which outgoing connections take.
+# The data goes to DIR/cluster; gateway => 1 adds deliverd in cluster mode
+# (the sanitizer build when there is one, its reports in DIR/asan*); env
+# sets more of scripts/cluster's environment (DELIVERD_KEY reaches
+# deliverd).  Returns { base, data, router, monitor, shards => [ conninfo
+# of shard 0, of shard 1 ], gw => URL, up_s => seconds it took }.
+sub cluster_start
+{
+	my (%o) = @_;
+	my $dir = $o{dir};
+	my $base;
+	for (1 .. 50)
+	{
+		$base = $o{base} + 200 * int(rand($o{bases}));
+		last if !grep { !port_free($base + $_) } (0, 10, 11, 20, 21, 100, 200);
+	}
+	my %c = (base => $base, data => "$dir/cluster");
+	$ENV{DELIVER_CLUSTER_DATA} = $c{data};
+	$ENV{DELIVER_CLUSTER_PORT} = $base;
+	$ENV{DELIVER_CLUSTER_PARTITIONS} = $o{partitions} // 4;
+	$ENV{DELIVER_CLUSTER_NOBUILD} = 1;
+	if ($o{gateway})
+	{
+		require GatewayTest;
+		$ENV{DELIVER_CLUSTER_DELIVERD} = GatewayTest::gateway_bin();
+		$ENV{ASAN_OPTIONS} = "detect_leaks=1:abort_on_error=0:log_path=$dir/asan";
+		$ENV{UBSAN_OPTIONS} = "print_stacktrace=1:log_path=$dir/asan";
+		$c{gw} = 'http://127.0.0.1:' . ($base + 200);
+	}
+	$ENV{$_} = $o{env}{$_} for keys %{ $o{env} // {} };
+
+	my $t0 = time();
+	$started = \%c;
+	my ($ok, $out, $err) = cluster('up');
+	ok($ok, 'scripts/cluster up' . ($o{gateway} ? ' (deliverd in cluster mode included)' : ''))
+	  or BAIL_OUT("the cluster did not come up: $out $err");
+	$c{up_s} = time() - $t0;
+	$c{up_out} = $out;
+	note(sprintf('cluster up in %.0f s', $c{up_s}));
+	$c{router} = "host=127.0.0.1 port=" . ($base + 100) . " dbname=deliver user=postgres";
+	$c{monitor} = "host=127.0.0.1 port=$base dbname=pg_auto_failover user=postgres";
+	$c{shards} = [ map { my (undef, $s) = cluster('shard-conninfo', $_); chomp $s; $s } (0, 1) ];
+	return \%c;
+}
+
+# Bring the cluster down; returns what the sanitizers reported (in their
+# files or in deliverd's log), '' when nothing
+sub cluster_stop
+{
+	my ($c) = @_;
+	cluster('down');
+	$started = undef;
+	my $dir = $c->{data} =~ s{/cluster$}{}r;
+	my $asan = join '', map { slurp_file($_) } glob("$dir/asan*");
+	my $log = -f "$c->{data}/deliverd.log" ? slurp_file("$c->{data}/deliverd.log") : '';
+	$asan .= $1 while $log =~ /(^.*(?:AddressSanitizer|runtime error|LeakSanitizer).*$)/mg;
+	return $asan;
 }
 
 # psql -c SQL on a connection string; dies on failure unless may_fail

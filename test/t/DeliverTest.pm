@@ -1,5 +1,5 @@
 # Helpers shared by the TAP tests of deliver: a node with the extension,
-# small query helpers, background workers running psql in a loop, and a
+# small query helpers, comparisons of id lists, background workers running psql in a loop, and a
 # crash of the whole server (postmaster and every backend killed with
 # SIGKILL, as in a power cut).
 package DeliverTest;
@@ -16,7 +16,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(deliver_node query_list query_one wait_for drain start_worker
-  stop_workers worker_lines worker_running crash_server write_file);
+  stop_workers worker_lines worker_running crash_server write_file dups missing common);
 our @EXPORT_OK = qw(stop_loops);
 
 # Whether the node's server knows a setting (asked of the postgres binary:
@@ -139,6 +139,30 @@ sub drain
 		else { $empty++; usleep(100_000); }
 	}
 	return @ids;
+}
+
+# ids that occur more than once, in order
+sub dups
+{
+	my %n;
+	$n{$_}++ for @_;
+	return grep { $n{$_} > 1 } sort { $a <=> $b } keys %n;
+}
+
+# the ids of list WANT (a reference) that are not among the rest
+sub missing
+{
+	my ($want, @have) = @_;
+	my %h = map { $_ => 1 } @have;
+	return grep { !$h{$_} } @$want;
+}
+
+# the ids of list X that are also in list Y (two references)
+sub common
+{
+	my ($x, $y) = @_;
+	my %h = map { $_ => 1 } @$y;
+	return grep { $h{$_} } @$x;
 }
 
 sub write_file

@@ -15,6 +15,9 @@
 #   gw_stop($gw)                           SIGTERM, wait; returns the exit status
 #   gw_sanitizer_reports($gw)              text of any ASan/UBSan report
 #   gw_jwt($secret, claim => value, ...)   an HS256 JWT (_alg => A: A in its header instead)
+#   gw_is_error([gw_req(...)], STATUS, SQLSTATE, NAME)
+#                                          the answer is an error body (error, detail, hint,
+#                                          sqlstate) with that status and SQLSTATE (undef: null)
 package GatewayTest;
 
 use strict;
@@ -31,9 +34,11 @@ use JSON::PP;
 use MIME::Base64 qw(encode_base64url);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use Test::More;
 use Time::HiRes qw(usleep time);
 
-our @EXPORT = qw(gateway_start gateway_bin gw_req gw_raw gw_alive gw_stop gw_sanitizer_reports gw_jwt);
+our @EXPORT = qw(gateway_start gateway_bin gw_req gw_raw gw_alive gw_stop gw_sanitizer_reports gw_jwt
+  gw_is_error);
 
 my $json = JSON::PP->new->canonical;
 
@@ -103,6 +108,19 @@ sub gw_req
 	my $r = ($o{client} // $gw->{http})->request($method, "$gw->{base}$path", \%args);
 	my $d = eval { $json->decode($r->{content}) };
 	return ($r->{status}, defined $d ? $d : $r->{content}, $r);
+}
+
+# an error answer: its status, the four fields of deliverd's error body, its SQLSTATE
+sub gw_is_error
+{
+	my ($got, $status, $sqlstate, $name) = @_;
+	my ($st, $b) = @$got;
+	is($st, $status, "$name: HTTP $status");
+	ok(ref $b eq 'HASH' && exists $b->{error} && exists $b->{detail} && exists $b->{hint}
+		  && exists $b->{sqlstate}, "$name: error body has error, detail, hint, sqlstate")
+	  or diag(explain $b);
+	is(ref $b eq 'HASH' ? $b->{sqlstate} : 'no JSON error', $sqlstate, "$name: sqlstate " . ($sqlstate // 'null'));
+	return;
 }
 
 # send raw bytes (no client-side checks), return the status code (0 if the

@@ -1,15 +1,17 @@
 """Fixtures: a real Postgres with deliver (test.sh makes the database and
 passes DELIVER_TEST_DSN and DELIVER_TEST_ROLE, a role with no rights on any
 queue), queues made and dropped per test, the gateway test.sh started
-(DELIVER_TEST_HTTP, DELIVER_TEST_JWT_SECRET), and consumer processes run
-from tests/fixtures."""
+(DELIVER_TEST_HTTP, DELIVER_TEST_JWT_SECRET), each of the three clients in
+turn (anyclient), and consumer processes run from tests/fixtures."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
+import getpass
 import os
 import subprocess
 import sys
@@ -211,3 +213,33 @@ def put_in_archive(queue: str) -> None:
         f"INSERT INTO {table} (message_id, enqueued_at, ordering_key, headers, payload) VALUES "
         """(7, now() - interval '1 hour', 'k', '{"h": 1}', '{"n": 7}'), (8, now(), NULL, NULL, '{"n": 8}')"""
     )
+
+
+class AsyncAdapter:
+    """The AsyncClient's calls run one at a time, as the blocking client's."""
+
+    def __init__(self, c: deliver.AsyncClient, loop: asyncio.AbstractEventLoop) -> None:
+        self._c, self._loop = c, loop
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        f = getattr(self._c, name)
+        return lambda *a, **k: self._loop.run_until_complete(f(*a, **k))
+
+
+@pytest.fixture(params=["sql", "asyncio", "http"])
+def anyclient(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Each of the three clients in turn, calls made the same way."""
+    if request.param == "sql":
+        with deliver.Client.connect(DSN) as c:
+            yield c
+    elif request.param == "asyncio":
+        loop = asyncio.new_event_loop()
+        ac = loop.run_until_complete(deliver.AsyncClient.connect(DSN))
+        yield AsyncAdapter(ac, loop)
+        loop.run_until_complete(ac.close())
+        loop.close()
+    else:
+        if not HTTP_URL or not JWT_SECRET:
+            raise RuntimeError("DELIVER_TEST_HTTP and DELIVER_TEST_JWT_SECRET must be set (test.sh starts deliverd)")
+        token = jwt(role=os.environ.get("PGUSER") or getpass.getuser(), exp=int(time.time()) + 3600)
+        yield deliver.HttpClient(HTTP_URL, token, timeout=15)

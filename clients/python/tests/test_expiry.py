@@ -6,15 +6,12 @@ reason ``expired``, or are dropped; a send beyond max_depth is refused."""
 
 from __future__ import annotations
 
-import asyncio
-import getpass
-import os
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-from conftest import DSN, HTTP_URL, JWT_SECRET, ROLE, jwt, sql, unique
+from conftest import DSN, HTTP_URL, ROLE, jwt, sql, unique
 
 import deliver
 
@@ -29,35 +26,6 @@ def past() -> datetime:
 
 def future() -> datetime:
     return datetime.now(timezone.utc) + timedelta(hours=1)
-
-
-class AsyncAdapter:
-    """The AsyncClient's calls run one at a time, as the blocking client's."""
-
-    def __init__(self, c: deliver.AsyncClient, loop: asyncio.AbstractEventLoop) -> None:
-        self._c, self._loop = c, loop
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        f = getattr(self._c, name)
-        return lambda *a, **k: self._loop.run_until_complete(f(*a, **k))
-
-
-@pytest.fixture(params=["sql", "asyncio", "http"])
-def anyclient(request: pytest.FixtureRequest) -> Any:
-    if request.param == "sql":
-        with deliver.Client.connect(DSN) as c:
-            yield c
-    elif request.param == "asyncio":
-        loop = asyncio.new_event_loop()
-        ac = loop.run_until_complete(deliver.AsyncClient.connect(DSN))
-        yield AsyncAdapter(ac, loop)
-        loop.run_until_complete(ac.close())
-        loop.close()
-    else:
-        if not HTTP_URL or not JWT_SECRET:
-            raise RuntimeError("DELIVER_TEST_HTTP and DELIVER_TEST_JWT_SECRET must be set (test.sh starts deliverd)")
-        token = jwt(role=os.environ.get("PGUSER") or getpass.getuser(), exp=int(time.time()) + 3600)
-        yield deliver.HttpClient(HTTP_URL, token, timeout=15)
 
 
 def test_expires_at_dead_letters_the_expired(anyclient: Any) -> None:

@@ -3,19 +3,9 @@
 // refused on exactly-once and at-most-once queues (0A000) and bad values
 // are InvalidParameterError (22023); an async queue's acks work as usual.
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { HttpClient, InvalidParameterError, PermissionDeniedError } from '../dist/index.js';
-import { client, pool, uniqueName } from './helpers.js';
-
-const url = process.env.DELIVER_HTTP_URL;
-const secret = process.env.DELIVER_JWT_SECRET;
-if (!url || !secret) throw new Error('DELIVER_HTTP_URL and DELIVER_JWT_SECRET must be set (test.sh starts deliverd)');
-const b64url = (s) => Buffer.from(s).toString('base64url');
-function jwt(claims) {
-  const head = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}`;
-  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
-}
+import { InvalidParameterError, PermissionDeniedError } from '../dist/index.js';
+import { appRole, client, httpClient, pool, uniqueName } from './helpers.js';
 
 let deliver;
 let http;
@@ -24,7 +14,7 @@ let sql;
 before(() => {
   deliver = client();
   sql = pool();
-  http = new HttpClient({ url, token: jwt({ role: process.env.PGUSER || 'postgres', exp: Math.floor(Date.now() / 1000) + 3600 }) });
+  http = httpClient();
 });
 after(async () => {
   await deliver.close();
@@ -94,7 +84,7 @@ describe('ackCommit over HTTP needs the right to administer', () => {
   it('a role without it gets PermissionDeniedError', async () => {
     const q = uniqueName('ackp');
     await deliver.createQueue(q);
-    const app = new HttpClient({ url, token: jwt({ role: process.env.DELIVER_TEST_ROLE || 'client_ts_app', exp: Math.floor(Date.now() / 1000) + 3600 }) });
+    const app = httpClient(appRole);
     await assert.rejects(app.alterQueue(q, { ackCommit: 'async' }), (e) => e instanceof PermissionDeniedError);
     assert.equal(await stored(q), 'durable');
     await deliver.dropQueue(q);

@@ -3,20 +3,9 @@
 // string); expired messages are never received and become dead letters
 // with reason 'expired' (or are dropped).
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
-import { HttpClient, InvalidParameterError, PermissionDeniedError, TooManyInFlightError } from '../dist/index.js';
-import { client, pool, uniqueName } from './helpers.js';
-
-const url = process.env.DELIVER_HTTP_URL;
-const secret = process.env.DELIVER_JWT_SECRET;
-if (!url || !secret) throw new Error('DELIVER_HTTP_URL and DELIVER_JWT_SECRET must be set (test.sh starts deliverd)');
-const b64url = (s) => Buffer.from(s).toString('base64url');
-function jwt(claims) {
-  const head = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}`;
-  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
-}
+import { InvalidParameterError, PermissionDeniedError, TooManyInFlightError } from '../dist/index.js';
+import { appRole, client, httpClient, pool, uniqueName } from './helpers.js';
 
 let deliver;
 let http;
@@ -25,7 +14,7 @@ let sql;
 before(() => {
   deliver = client();
   sql = pool();
-  http = new HttpClient({ url, token: jwt({ role: process.env.PGUSER || 'postgres', exp: Math.floor(Date.now() / 1000) + 3600 }) });
+  http = httpClient();
 });
 after(async () => {
   await deliver.close();
@@ -128,7 +117,7 @@ describe('alterQueue over HTTP needs the right to administer', () => {
   it('a role without it gets PermissionDeniedError', async () => {
     const q = uniqueName('perm');
     await deliver.createQueue(q);
-    const app = new HttpClient({ url, token: jwt({ role: process.env.DELIVER_TEST_ROLE || 'client_ts_app', exp: Math.floor(Date.now() / 1000) + 3600 }) });
+    const app = httpClient(appRole);
     await assert.rejects(app.alterQueue(q, { messageTtl: 5 }), (e) => e instanceof PermissionDeniedError);
     assert.deepEqual(await settings(q), { ttl: null, on_expire: 'dead_letter' });
     await deliver.dropQueue(q);

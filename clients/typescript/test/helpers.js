@@ -1,7 +1,10 @@
 // Shared by the test files: a client of the test database (PGHOST, PGPORT,
-// PGDATABASE from test.sh), unique queue names, waiting for a condition.
+// PGDATABASE from test.sh), the gateway test.sh started (DELIVER_HTTP_URL,
+// DELIVER_JWT_SECRET) and its tokens, unique queue names, waiting for a
+// condition.
+import { createHmac } from 'node:crypto';
 import pg from 'pg';
-import { DeliverClient } from '../dist/index.js';
+import { DeliverClient, HttpClient } from '../dist/index.js';
 
 export const database = process.env.PGDATABASE || 'client_typescript';
 
@@ -13,6 +16,25 @@ export function client(options = {}) {
 /** A plain pg pool for the tests' own SQL. */
 export function pool(options = {}) {
   return new pg.Pool({ database, max: 4, ...options });
+}
+
+/** The gateway's URL (test.sh starts deliverd). */
+export const httpUrl = process.env.DELIVER_HTTP_URL;
+/** The role with no rights on any queue (test.sh makes it). */
+export const appRole = process.env.DELIVER_TEST_ROLE || 'client_ts_app';
+
+const b64url = (s) => Buffer.from(s).toString('base64url');
+/** An HS256 token of the gateway's secret with these claims. */
+export function jwt(claims) {
+  const secret = process.env.DELIVER_JWT_SECRET;
+  if (!httpUrl || !secret) throw new Error('DELIVER_HTTP_URL and DELIVER_JWT_SECRET must be set (test.sh starts deliverd)');
+  const head = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}`;
+  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
+}
+
+/** An HttpClient of the gateway as role (the superuser by default), its token valid for an hour. */
+export function httpClient(role = process.env.PGUSER || 'postgres') {
+  return new HttpClient({ url: httpUrl, token: jwt({ role, exp: Math.floor(Date.now() / 1000) + 3600 }) });
 }
 
 let n = 0;

@@ -3,7 +3,6 @@
 // bigints, errors typed as over SQL, a Consumer over HTTP, and the module's
 // imports (nothing Node-only).
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -21,18 +20,10 @@ import {
   QueueNotFoundError,
   UnavailableError,
 } from '../dist/http.js';
-import { client, putInArchive, sleep, uniqueName, until } from './helpers.js';
+import { appRole, client, httpUrl, jwt, putInArchive, sleep, uniqueName, until } from './helpers.js';
 
-const url = process.env.DELIVER_HTTP_URL;
-const secret = process.env.DELIVER_JWT_SECRET;
-const role = process.env.DELIVER_TEST_ROLE || 'client_ts_app';
-if (!url || !secret) throw new Error('DELIVER_HTTP_URL and DELIVER_JWT_SECRET must be set (test.sh starts deliverd)');
-
-const b64url = (s) => Buffer.from(s).toString('base64url');
-function jwt(claims) {
-  const head = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}`;
-  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
-}
+const url = httpUrl;
+const role = appRole;
 
 const token = jwt({ role: process.env.PGUSER || 'postgres', exp: Math.floor(Date.now() / 1000) + 3600 });
 let http;

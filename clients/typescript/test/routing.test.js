@@ -2,25 +2,15 @@
 // publish over SQL (in the caller's transaction) and over HTTP (deliverd,
 // started by test.sh: DELIVER_HTTP_URL, DELIVER_JWT_SECRET).
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { HttpClient, InvalidParameterError, QueueNotFoundError } from '../dist/index.js';
-import { client, uniqueName } from './helpers.js';
-
-const url = process.env.DELIVER_HTTP_URL;
-const secret = process.env.DELIVER_JWT_SECRET;
-if (!url || !secret) throw new Error('DELIVER_HTTP_URL and DELIVER_JWT_SECRET must be set (test.sh starts deliverd)');
-const b64url = (s) => Buffer.from(s).toString('base64url');
-function jwt(claims) {
-  const head = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}`;
-  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
-}
+import { InvalidParameterError, QueueNotFoundError } from '../dist/index.js';
+import { client, httpClient, uniqueName } from './helpers.js';
 
 let deliver;
 let http;
 before(() => {
   deliver = client();
-  http = new HttpClient({ url, token: jwt({ role: process.env.PGUSER || 'postgres', exp: Math.floor(Date.now() / 1000) + 3600 }) });
+  http = httpClient();
 });
 after(async () => {
   await deliver.close();
