@@ -327,6 +327,9 @@ take_messages_flow(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *de
 	return n;
 }
 
+/* a poll's earliest look at a queue whose delayed messages the worker moves */
+#define DUE_RECHECK_MS	250
+
 /*
  * How long to sleep in a long poll before something may be due.
  */
@@ -355,8 +358,16 @@ next_wakeup_ms(QueueInfo *q, GroupEntry *gs, long remaining)
 			t = gs->next_expiry;
 	}
 	LWLockRelease(&gs->lock);
-	if (due > 0 && due < t)
-		t = due;
+
+	/*
+	 * The worker moves a delayed message when it comes due, and its commit
+	 * wakes this poll: the due time is only a safety net, never nearer than
+	 * DUE_RECHECK_MS.  (A due time already past, or unknown, while the
+	 * worker is busy, stopped or restarting, would otherwise wake the poll
+	 * every millisecond for nothing.)
+	 */
+	if (due > 0)
+		t = Min(t, Max(due, now + (int64) DUE_RECHECK_MS * 1000));
 	if (t <= now)
 		return 1;
 	return (long) ((t - now + 999) / 1000);

@@ -206,6 +206,8 @@ sp_connect(const char *conninfo, const char *extra, int prefer, int default_time
 				k,
 				timeout_ms = default_timeout_ms;
 	char	   *perr = NULL;
+	const char *user_options = NULL;
+	char		options[1024];
 	PGconn	   *c = NULL;
 
 	*nhosts = 1;
@@ -238,6 +240,8 @@ sp_connect(const char *conninfo, const char *extra, int prefer, int default_time
 			addrlist = xstrdup(o->val);
 		else if (strcmp(o->keyword, "port") == 0)
 			portlist = xstrdup(o->val);
+		else if (strcmp(o->keyword, "options") == 0)
+			user_options = o->val;
 		else
 		{
 			if (strcmp(o->keyword, "connect_timeout") == 0 && atoi(o->val) > 0)
@@ -246,9 +250,34 @@ sp_connect(const char *conninfo, const char *extra, int prefer, int default_time
 		}
 	}
 	for (o = xopts; o && o->keyword && n < 150; o++)
-		if (o->val && strcmp(o->keyword, "host") != 0 && strcmp(o->keyword, "hostaddr") != 0 &&
-			strcmp(o->keyword, "port") != 0)
+		if (o->val && strcmp(o->keyword, "options") == 0)
+			user_options = o->val;
+		else if (o->val && strcmp(o->keyword, "host") != 0 && strcmp(o->keyword, "hostaddr") != 0 &&
+				 strcmp(o->keyword, "port") != 0)
 			keys[n] = o->keyword, vals[n++] = o->val;
+
+	/*
+	 * The session's search_path is pinned from its start (after the
+	 * conninfo's own options, so it wins): the statements name Postgres'
+	 * functions without a schema and run as the caller's role, and a
+	 * function of a database owner's in schema public (a json_build_object
+	 * of better matching argument types, say) must never be the one they
+	 * call.
+	 */
+	if (snprintf(options, sizeof(options), "%s%s-c search_path=pg_catalog,pg_temp",
+				 user_options ? user_options : "", user_options && *user_options ? " " : "")
+		>= (int) sizeof(options))
+	{
+		snprintf(err, errlen, "the conninfo's options are longer than %d bytes", (int) sizeof(options) - 64);
+		free(hostlist);
+		free(addrlist);
+		free(portlist);
+		PQconninfoFree(opts);
+		if (xopts)
+			PQconninfoFree(xopts);
+		return NULL;
+	}
+	keys[n] = "options", vals[n++] = options;
 	nh = split_list(hostlist, hosts);
 	na = split_list(addrlist, addrs);
 	np = split_list(portlist, ports);

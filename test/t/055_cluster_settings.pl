@@ -275,6 +275,25 @@ sql_error(q{SELECT deliver_cluster.reset_consumer_group('sq', 'default', '3')}, 
 	'reset_consumer_group to a message id');
 gw_is_error([ req('POST', '/v1/queues/gq/groups/default/replay', {}) ], 501, undef, 'replay: still not served');
 
+# ---- a database owner's functions in schema public -----------------------
+# deliverd's statements name Postgres' functions without a schema and run
+# as the caller's role; its connections pin search_path, so a
+# json_build_object(text, boolean) in schema public, a better match for an
+# ack's answer than pg_catalog's, is never the one called
+psql($_, q{CREATE FUNCTION public.json_build_object(text, boolean) RETURNS json LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'the json_build_object of schema public ran as %', current_user; END $$})
+  for ($router, @shard);
+($st, $b) = req('POST', '/v1/queues', { name => 'pathq' });
+is($st, 201, 'a queue made with a json_build_object in schema public') or diag explain $b;
+($st, $b) = req('POST', '/v1/queues/pathq/messages', { payload => 1, ordering_key => 'k' });
+is($st, 201, 'a message sent') or diag explain $b;
+(undef, $b) = req('POST', '/v1/queues/pathq/receive?max=1');
+my $pd = ref $b eq 'ARRAY' && @$b ? $b->[0]{delivery_id} : 'none';
+($st, $b) = req('POST', "/v1/queues/pathq/deliveries/$pd/ack");
+is($st, 200, 'its ack: 200 (pg_catalog\'s json_build_object made the answer)') or diag explain $b;
+is_deeply($b, { acked => JSON::PP::true }, 'acked');
+psql($_, q{DROP FUNCTION public.json_build_object(text, boolean)}) for ($router, @shard);
+
 # a partition moved keeps its queues' settings (the new place is created
 # with them) and flow control (the FIFO key limit, a group's pause and rate)
 psql($router, q{SELECT deliver_cluster.purge_queue(q) FROM unnest(ARRAY['sq', 'xq', 'gq']) q});
