@@ -23,6 +23,7 @@
 #include "catalog.h"
 #include "dedup.h"
 #include "deliver.h"
+#include "insert.h"
 #include "metrics.h"
 #include "overflow.h"
 #include "segment.h"
@@ -204,6 +205,38 @@ check_depth(QueueInfo *q, int n)
 }
 
 /*
+ * The m messages to send (ids, ordering keys, headers, payloads) as rows of
+ * the segment relid, written without the executor (insert.c); false, with
+ * nothing written, when the segment needs an INSERT (see segment_insert).
+ */
+static bool
+insert_rows(Oid relid, SendBatch *b, int m, FullTransactionId txid, TimestampTz enq,
+			Datum *idv, Datum *kv, bool *kn, Datum *hv, bool *hn, Datum *pv)
+{
+	Datum		(*rows)[SEG_NCOLUMNS] = palloc(sizeof(*rows) * m);
+	bool		(*nulls)[SEG_NCOLUMNS] = palloc0(sizeof(*nulls) * m);
+	int			k;
+
+	for (k = 0; k < m; k++)
+	{
+		rows[k][SEG_COL_TXID - 1] = FullTransactionIdGetDatum(txid);
+		rows[k][SEG_COL_MESSAGE_ID - 1] = idv[k];
+		rows[k][SEG_COL_TARGET_GROUP - 1] = Int32GetDatum(b->target_group);
+		nulls[k][SEG_COL_TARGET_GROUP - 1] = b->target_group == 0;
+		/* (enqueued_ats: a redrive's, whose messages have no idempotency keys: all fresh) */
+		rows[k][SEG_COL_ENQUEUED_AT - 1] = b->enqueued_ats ? b->enqueued_ats[k] : TimestampTzGetDatum(enq);
+		rows[k][SEG_COL_ORDERING_KEY - 1] = kv[k];
+		nulls[k][SEG_COL_ORDERING_KEY - 1] = kn[k];
+		rows[k][SEG_COL_HEADERS - 1] = hv[k];
+		nulls[k][SEG_COL_HEADERS - 1] = hn[k];
+		rows[k][SEG_COL_PAYLOAD - 1] = pv[k];
+		rows[k][SEG_COL_EXPIRES_AT - 1] = TimestampTzGetDatum(b->expires_at);
+		nulls[k][SEG_COL_EXPIRES_AT - 1] = !b->has_expires_at;
+	}
+	return segment_insert(relid, m, rows, nulls);
+}
+
+/*
  * Write a batch of messages; ids[] gets each message's id.
  */
 static void
@@ -274,6 +307,12 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 	}
 	if (m == 0)
 		return;
+
+	if (!delayed && insert_rows(q->seg_rel[seg], b, m, txid, enq, idv, kv, kn, hv, hn, pv))
+	{
+		xact_note_sent(q->queue_idx, m, 0);
+		return;
+	}
 
 	if (delayed)
 	{
