@@ -213,27 +213,31 @@ static bool
 insert_rows(Oid relid, SendBatch *b, int m, FullTransactionId txid, TimestampTz enq,
 			Datum *idv, Datum *kv, bool *kn, Datum *hv, bool *hn, Datum *pv)
 {
-	Datum		(*rows)[SEG_NCOLUMNS] = palloc(sizeof(*rows) * m);
-	bool		(*nulls)[SEG_NCOLUMNS] = palloc0(sizeof(*nulls) * m);
+	Datum	   *values = palloc(sizeof(Datum) * SEG_NCOLUMNS * m);
+	bool	   *nulls = palloc0(sizeof(bool) * SEG_NCOLUMNS * m);
 	int			k;
 
+#define V(col)		values[k * SEG_NCOLUMNS + (col) - 1]
+#define ISNULL(col)	nulls[k * SEG_NCOLUMNS + (col) - 1]
 	for (k = 0; k < m; k++)
 	{
-		rows[k][SEG_COL_TXID - 1] = FullTransactionIdGetDatum(txid);
-		rows[k][SEG_COL_MESSAGE_ID - 1] = idv[k];
-		rows[k][SEG_COL_TARGET_GROUP - 1] = Int32GetDatum(b->target_group);
-		nulls[k][SEG_COL_TARGET_GROUP - 1] = b->target_group == 0;
+		V(SEG_COL_TXID) = FullTransactionIdGetDatum(txid);
+		V(SEG_COL_MESSAGE_ID) = idv[k];
+		V(SEG_COL_TARGET_GROUP) = Int32GetDatum(b->target_group);
+		ISNULL(SEG_COL_TARGET_GROUP) = b->target_group == 0;
 		/* (enqueued_ats: a redrive's, whose messages have no idempotency keys: all fresh) */
-		rows[k][SEG_COL_ENQUEUED_AT - 1] = b->enqueued_ats ? b->enqueued_ats[k] : TimestampTzGetDatum(enq);
-		rows[k][SEG_COL_ORDERING_KEY - 1] = kv[k];
-		nulls[k][SEG_COL_ORDERING_KEY - 1] = kn[k];
-		rows[k][SEG_COL_HEADERS - 1] = hv[k];
-		nulls[k][SEG_COL_HEADERS - 1] = hn[k];
-		rows[k][SEG_COL_PAYLOAD - 1] = pv[k];
-		rows[k][SEG_COL_EXPIRES_AT - 1] = TimestampTzGetDatum(b->expires_at);
-		nulls[k][SEG_COL_EXPIRES_AT - 1] = !b->has_expires_at;
+		V(SEG_COL_ENQUEUED_AT) = b->enqueued_ats ? b->enqueued_ats[k] : TimestampTzGetDatum(enq);
+		V(SEG_COL_ORDERING_KEY) = kv[k];
+		ISNULL(SEG_COL_ORDERING_KEY) = kn[k];
+		V(SEG_COL_HEADERS) = hv[k];
+		ISNULL(SEG_COL_HEADERS) = hn[k];
+		V(SEG_COL_PAYLOAD) = pv[k];
+		V(SEG_COL_EXPIRES_AT) = TimestampTzGetDatum(b->expires_at);
+		ISNULL(SEG_COL_EXPIRES_AT) = !b->has_expires_at;
 	}
-	return segment_insert(relid, m, rows, nulls);
+#undef V
+#undef ISNULL
+	return segment_insert(relid, m, values, nulls);
 }
 
 /*

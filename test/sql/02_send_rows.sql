@@ -1,12 +1,12 @@
--- The rows a send writes into a segment (without the executor: insert.c),
--- and the SQL INSERT it falls back to when the segment is no longer as
--- create_queue made it (a trigger, a rule, a CHECK constraint, another
--- index): what was added is honoured then.
+-- The rows a send writes into a segment and an ack into a done table
+-- (without the executor: insert.c), and the SQL INSERT they fall back to
+-- when the table is no longer as create_queue made it (a trigger, a CHECK
+-- constraint, another index): what was added is honoured then.
 SET client_min_messages = warning;
 SELECT deliver.create_queue('q02r');
 SELECT queue_id AS qid FROM deliver.queue WHERE queue_name = 'q02r' \gset
 \set s0 q :qid _s0
-\set pos q :qid _s0_pos
+\set d0 q :qid _done0
 
 -- every column of single and batch sends, in the sender's transaction
 BEGIN;
@@ -51,6 +51,11 @@ BEGIN
     INSERT INTO public.q02r_seen VALUES (NEW.message_id);
     RETURN NEW;
 END $$;
+CREATE FUNCTION q02r_note_done() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.q02r_seen SELECT unnest(NEW.message_ids);
+    RETURN NEW;
+END $$;
 CREATE TRIGGER note AFTER INSERT ON deliver.:"s0" FOR EACH ROW EXECUTE FUNCTION q02r_note();
 SELECT deliver.send_batch('q02r', ARRAY['{"t": 1}', '{"t": 2}']::jsonb[]) AS trig_ids \gset
 SELECT count(*) AS trigger_saw FROM q02r_seen WHERE message_id = ANY (:'trig_ids'::bigint[]);
@@ -92,10 +97,29 @@ RESET enable_seqscan;
 RESET enable_bitmapscan;
 DROP INDEX deliver.q02r_by_key;
 
+-- an ack's finish record, in the acking transaction
+SELECT deliver.send('q02r', '{"ack": 1}') AS ack_id \gset
+SELECT delivery_id AS ack_d FROM deliver.receive('q02r', 10) WHERE message_id = :ack_id \gset
+BEGIN;
+SELECT deliver.ack('q02r', :ack_d) AS acked;
+SELECT kind, message_ids = ARRAY[:ack_id]::bigint[] AS its_id, done IS NOT NULL AS restart_point,
+       group_id = (SELECT group_id FROM deliver.consumer_group g JOIN deliver.queue q USING (queue_id)
+                    WHERE q.queue_name = 'q02r' AND g.group_name = 'default') AS its_group
+  FROM deliver.:"d0" WHERE written_at = now();
+COMMIT;
+
+-- a trigger on the done table fires for the next one
+CREATE TRIGGER note_done AFTER INSERT ON deliver.:"d0" FOR EACH ROW EXECUTE FUNCTION q02r_note_done();
+SELECT deliver.send('q02r', '{"ack": 2}') AS ack_id \gset
+SELECT delivery_id AS ack_d FROM deliver.receive('q02r', 10) WHERE message_id = :ack_id \gset
+SELECT deliver.ack('q02r', :ack_d) AS acked;
+SELECT count(*) AS done_trigger_saw FROM q02r_seen WHERE message_id = :ack_id;
+DROP TRIGGER note_done ON deliver.:"d0";
+
 -- and without them, the rows are written directly again and received
 SELECT deliver.send('q02r', '{"after": true}') IS NOT NULL AS sent;
 SELECT left(payload::text, 20) AS payload FROM deliver.receive('q02r', 100) ORDER BY message_id;
 
 SELECT deliver.drop_queue('q02r');
 DROP TABLE q02r_src, q02r_seen;
-DROP FUNCTION q02r_note();
+DROP FUNCTION q02r_note(), q02r_note_done();
