@@ -12,6 +12,7 @@
 
 #include "access/genam.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "executor/spi.h"
 #include "storage/lmgr.h"
 #include "utils/fmgroids.h"
@@ -21,6 +22,7 @@
 #include "catalog.h"
 #include "checkpoint.h"
 #include "deliver.h"
+#include "insert.h"
 #include "registry.h"
 #include "segment.h"
 #include "shmem.h"
@@ -76,6 +78,15 @@ done_write(QueueInfo *q, int32 group_id, char kind, int64 *ids, int n, DSnap *do
 	args[1] = CharGetDatum(kind);
 	args[2] = PointerGetDatum(construct_array(idd, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	args[3] = dsnap_to_datum(done);
+	{
+		/* written_at: now(), as the column's default */
+		Datum		row[DONE_NCOLUMNS] = {args[0], args[1], args[2], args[3],
+		TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())};
+		bool		row_nulls[DONE_NCOLUMNS] = {false, false, false, false, false};
+
+		if (done_insert(q->done_rel[seg], row, row_nulls))
+			return;
+	}
 	rc = spi_run(q->owner, key, sql, 4, types, args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "deliver: could not record finished messages: %s", SPI_result_code_string(rc));

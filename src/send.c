@@ -23,6 +23,7 @@
 #include "catalog.h"
 #include "dedup.h"
 #include "deliver.h"
+#include "insert.h"
 #include "metrics.h"
 #include "overflow.h"
 #include "segment.h"
@@ -204,6 +205,42 @@ check_depth(QueueInfo *q, int n)
 }
 
 /*
+ * The m messages to send (ids, ordering keys, headers, payloads) as rows of
+ * the segment relid, written without the executor (insert.c); false, with
+ * nothing written, when the segment needs an INSERT (see segment_insert).
+ */
+static bool
+insert_rows(Oid relid, SendBatch *b, int m, FullTransactionId txid, TimestampTz enq,
+			Datum *idv, Datum *kv, bool *kn, Datum *hv, bool *hn, Datum *pv)
+{
+	Datum	   *values = palloc(sizeof(Datum) * SEG_NCOLUMNS * m);
+	bool	   *nulls = palloc0(sizeof(bool) * SEG_NCOLUMNS * m);
+	int			k;
+
+#define V(col)		values[k * SEG_NCOLUMNS + (col) - 1]
+#define ISNULL(col)	nulls[k * SEG_NCOLUMNS + (col) - 1]
+	for (k = 0; k < m; k++)
+	{
+		V(SEG_COL_TXID) = FullTransactionIdGetDatum(txid);
+		V(SEG_COL_MESSAGE_ID) = idv[k];
+		V(SEG_COL_TARGET_GROUP) = Int32GetDatum(b->target_group);
+		ISNULL(SEG_COL_TARGET_GROUP) = b->target_group == 0;
+		/* (enqueued_ats: a redrive's, whose messages have no idempotency keys: all fresh) */
+		V(SEG_COL_ENQUEUED_AT) = b->enqueued_ats ? b->enqueued_ats[k] : TimestampTzGetDatum(enq);
+		V(SEG_COL_ORDERING_KEY) = kv[k];
+		ISNULL(SEG_COL_ORDERING_KEY) = kn[k];
+		V(SEG_COL_HEADERS) = hv[k];
+		ISNULL(SEG_COL_HEADERS) = hn[k];
+		V(SEG_COL_PAYLOAD) = pv[k];
+		V(SEG_COL_EXPIRES_AT) = TimestampTzGetDatum(b->expires_at);
+		ISNULL(SEG_COL_EXPIRES_AT) = !b->has_expires_at;
+	}
+#undef V
+#undef ISNULL
+	return segment_insert(relid, m, values, nulls);
+}
+
+/*
  * Write a batch of messages; ids[] gets each message's id.
  */
 static void
@@ -274,6 +311,12 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 	}
 	if (m == 0)
 		return;
+
+	if (!delayed && insert_rows(q->seg_rel[seg], b, m, txid, enq, idv, kv, kn, hv, hn, pv))
+	{
+		xact_note_sent(q->queue_idx, m, 0);
+		return;
+	}
 
 	if (delayed)
 	{
