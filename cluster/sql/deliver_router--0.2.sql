@@ -405,7 +405,7 @@ LANGUAGE plproxy AS $$
 $$;
 
 CREATE FUNCTION deliver_cluster._px_redrive(shards int[], message_ids text[], queue_name text,
-                                            consumer_group text) RETURNS SETOF bigint
+                                            consumer_group text, to_queue text) RETURNS SETOF bigint
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     SPLIT shards, message_ids;
@@ -413,11 +413,21 @@ LANGUAGE plproxy AS $$
     TARGET deliver_shard.redrive;
 $$;
 
-CREATE FUNCTION deliver_cluster._px_redrive_all(queue_name text, consumer_group text) RETURNS SETOF bigint
+CREATE FUNCTION deliver_cluster._px_redrive_all(queue_name text, consumer_group text, to_queue text)
+RETURNS SETOF bigint
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     RUN ON ALL;
-    SELECT deliver_shard.redrive(NULL, NULL, queue_name, consumer_group);
+    SELECT deliver_shard.redrive(NULL, NULL, queue_name, consumer_group, to_queue);
+$$;
+
+CREATE FUNCTION deliver_cluster._px_delete_dead_letters(shards int[], message_ids text[], queue_name text,
+                                                        consumer_group text) RETURNS SETOF bigint
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    SPLIT shards, message_ids;
+    RUN ON shards;
+    TARGET deliver_shard.delete_dead_letters;
 $$;
 
 CREATE FUNCTION deliver_cluster._px_metrics(queue_name text)
@@ -455,13 +465,24 @@ $$;
 CREATE FUNCTION deliver_cluster._px_options(shard int, queue_name text, partition int,
     OUT guarantee text, OUT visibility_timeout interval, OUT max_attempts int, OUT fifo boolean,
     OUT dedup_window interval, OUT retry_base interval, OUT retry_max interval,
-    OUT message_ttl interval, OUT on_expire text, OUT max_depth bigint, OUT overflow text, OUT ack_commit text)
+    OUT message_ttl interval, OUT on_expire text, OUT max_depth bigint, OUT overflow text, OUT ack_commit text,
+    OUT archive_retention interval)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     RUN ON shard;
     SELECT q.guarantee, q.visibility_timeout, q.max_attempts, q.fifo, q.dedup_window, q.retry_base, q.retry_max,
-           q.message_ttl, q.on_expire, q.max_depth, q.overflow, q.ack_commit
+           q.message_ttl, q.on_expire, q.max_depth, q.overflow, q.ack_commit, q.archive_retention
       FROM deliver.list_queues() q WHERE q.queue_name = deliver_shard.queue_of(queue_name, partition);
+$$;
+
+-- Set the archive retention of partition p of a queue on a shard (a move
+-- copies it: create_queue has no such option).
+CREATE FUNCTION deliver_cluster._px_set_archive_retention(shard int, queue_name text, partition int,
+                                                          retention interval) RETURNS int
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT deliver_shard.set_archive_retention(queue_name, partition, retention);
 $$;
 
 --
@@ -675,16 +696,57 @@ AS $$
      ORDER BY d.dead_at, d.message_id LIMIT max_messages
 $$;
 
+-- Send dead letters back (all, or those message_ids name) to the group
+-- they died in; with to_queue (a queue of the cluster), to that queue
+-- instead: each dead letter goes to the same partition of to_queue, which
+-- is on the same shard (partitions are placed for all queues at once) and
+-- is where a send with its ordering key would go.  Each shard's part is one
+-- transaction there (deliver.redrive's), so a dead letter is either still
+-- one or sent, never both; shards differ: a shard that fails leaves the
+-- others' parts done (call again: what was redriven is no dead letter any
+-- more).  Dead letters at a place their partition moved away from are not
+-- redriven (sent there again they would not be read): all leaves them, an
+-- id naming one is refused (55000); 55000 too when to_queue's partition
+-- takes no new messages on the shard (moving: call again).
 CREATE FUNCTION deliver_cluster.redrive(queue_name text, message_ids text[] DEFAULT NULL,
-                                        consumer_group text DEFAULT NULL) RETURNS bigint
+                                        consumer_group text DEFAULT NULL, to_queue text DEFAULT NULL)
+RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF to_queue IS NOT NULL THEN
+        PERFORM deliver_cluster._check_queue(queue_name);
+        PERFORM deliver_cluster._check_queue(to_queue);
+    END IF;
     IF message_ids IS NULL THEN
-        RETURN (SELECT coalesce(sum(n), 0) FROM deliver_cluster._px_redrive_all(queue_name, consumer_group) AS n);
+        RETURN (SELECT coalesce(sum(n), 0) FROM deliver_cluster._px_redrive_all(queue_name, consumer_group,
+                                                                                to_queue) AS n);
     END IF;
     RETURN (SELECT coalesce(sum(n), 0) FROM deliver_cluster._px_redrive(
+        deliver_cluster._shards_of_ids(message_ids), message_ids, queue_name, consumer_group, to_queue) AS n);
+END $$;
+
+-- Delete the dead letters of these messages ("partition:epoch:id") for
+-- good, of one consumer group or (NULL) of every group; returns how many.
+-- An id that is no dead letter (of that group), or of a placement replaced
+-- since, counts nothing.  Each shard's part is one transaction there.
+CREATE FUNCTION deliver_cluster.delete_dead_letters(queue_name text, message_ids text[],
+                                                    consumer_group text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM deliver_cluster._check_queue(queue_name);
+    IF message_ids IS NULL THEN
+        RAISE EXCEPTION 'message_ids must not be NULL' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'To empty a queue, purge_queue.';
+    END IF;
+    IF cardinality(message_ids) = 0 THEN
+        RETURN 0;
+    END IF;
+    RETURN (SELECT coalesce(sum(n), 0) FROM deliver_cluster._px_delete_dead_letters(
         deliver_cluster._shards_of_ids(message_ids), message_ids, queue_name, consumer_group) AS n);
 END $$;
 
@@ -747,6 +809,9 @@ BEGIN
                                                   o.guarantee, o.visibility_timeout, o.max_attempts, o.fifo,
                                                   o.dedup_window, o.retry_base, o.retry_max, o.message_ttl,
                                                   o.on_expire, o.max_depth, o.overflow, o.ack_commit);
+        IF o.archive_retention IS NOT NULL THEN
+            PERFORM deliver_cluster._px_set_archive_retention(target, q.queue_name, p, o.archive_retention);
+        END IF;
         FOREACH g IN ARRAY deliver_cluster._px_groups(old.shard_id, q.queue_name, p) LOOP
             CONTINUE WHEN g = ANY (deliver_cluster._px_groups(target, q.queue_name, p));
             PERFORM * FROM deliver_cluster._px_each_one(target, q.queue_name, p, 'create_consumer_group',

@@ -71,7 +71,11 @@ static const char sql_dead_letters[] =
 static const char sql_redrive[] =
 "SELECT " QEXISTS ", CASE WHEN " QEXISTS " THEN json_build_object('redriven', deliver_cluster.redrive($1,"
 " CASE WHEN b ? 'message_ids' THEN ARRAY(SELECT jsonb_array_elements_text(b->'message_ids')) END,"
-" b->>'consumer_group')) END" BODY(2);
+" b->>'consumer_group', b->>'to_queue')) END" BODY(2);
+static const char sql_delete_dead_letters[] =
+"SELECT json_build_object('deleted', deliver_cluster.delete_dead_letters($1,"
+" CASE WHEN b ? 'message_ids' THEN ARRAY(SELECT jsonb_array_elements_text(b->'message_ids')) END,"
+" b->>'consumer_group'))" BODY(2);
 /*
  * Queue settings, flow control and inspection: the router's functions of
  * the same names, over every partition (each raises 42704 for a queue it
@@ -235,14 +239,11 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			}
 		case R_REDRIVE:
 			p[1] = cl_body(rq);
-			/* redrive to another queue is a single node's (the router's redrive has no to_queue) */
-			if (p[1] && strstr(p[1], "\"to_queue\""))
-			{
-				ret = cl_answer(&x, 501, NULL, "redrive to another queue is not served in cluster mode",
-								NULL, "Redrive into the group, then move the messages yourself.");
-				break;
-			}
 			ret = cl_router_route(&x, sql_redrive, 2, p, 200, true, false, SP_WRITE);
+			break;
+		case R_DEAD_LETTERS_DELETE:
+			p[1] = cl_body(rq);
+			ret = cl_router_route(&x, sql_delete_dead_letters, 2, p, 200, false, false, SP_WRITE);
 			break;
 		case R_QUEUE_METRICS:
 			ret = cl_router_route(&x, sql_queue_metrics, 1, p, 200, true, false, 0);
@@ -314,7 +315,6 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			p[2] = cl_body(rq);
 			ret = cl_router_route(&x, sql_reset_group, 3, p, 200, false, false, SP_WRITE);
 			break;
-		case R_DEAD_LETTERS_DELETE:
 		case R_ALL_QUEUE_METRICS:
 		case R_ALERTS:
 		case R_WORKERS:

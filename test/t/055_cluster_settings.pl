@@ -291,6 +291,85 @@ is(psql($shard[1], q{SELECT string_agg(q.queue_name || ' ' || q.fifo_key_limit |
     FROM deliver.queue q JOIN deliver.consumer_group g USING (queue_id) WHERE q.queue_name IN ('sq.p0', 'gq.p0')}),
 	'gq.p0 3 true -, sq.p0 1 false 7/2', 'and their flow control: the FIFO key limit, the pause, the rate');
 
+# ---- a move keeps archive_retention; dead letters deleted and redriven to
+# another queue over the partitions -----------------------------------------
+is(psql($router, q{SELECT deliver_cluster.alter_queue('sq', archive_retention => '2 days')}), 4,
+	'archive_retention on every partition');
+# dead letters in every partition of dq (two in partition 1), made before
+# partition 1 moves: those two stay at its old place
+psql($router, q{SELECT deliver_cluster.create_queue(q, max_attempts => 1) FROM unnest(ARRAY['dq', 'dq2']) q});
+psql($router, "SELECT deliver_cluster.send('dq', '$_', ordering_key => '$k[$_]')") for 0 .. 3;
+psql($router, "SELECT deliver_cluster.send('dq', '4', ordering_key => '$k[1]')");
+for my $p (0 .. 3)
+{
+	psql($router, "SELECT deliver_cluster.nack('dq', '$_')")
+	  for split /\n/, psql($router, "SELECT delivery_id FROM deliver_cluster.receive('dq', $p, 10)");
+}
+is(psql($router, q{SELECT string_agg(payload::text || '@' || partition, ',' ORDER BY payload::text)
+    FROM deliver_cluster.dead_letters('dq')}), '0@0,1@1,2@2,3@3,4@1', 'five dead letters in the 4 partitions');
+psql($router, q{CALL deliver_cluster.move_partition(1, 'shard0', '60 seconds')});
+is(psql($router, q{SELECT shard FROM deliver_cluster.partition_map() WHERE partition = 1 AND state = 'active'}),
+	'shard0', 'partition 1 moved to shard0');
+is(psql($shard[0], q{SELECT archive_retention FROM deliver.list_queues() WHERE queue_name = 'sq.p1'}), '2 days',
+	'its new place has the archive_retention of the queue');
+my %dl = map { split /=/ } split /\n/,
+	psql($router, q{SELECT payload::text || '=' || message_id FROM deliver_cluster.dead_letters('dq')});
+like($dl{1}, qr/^1:1:\d+$/, 'the dead letters of partition 1 keep their old placement');
+
+# delete
+($st, $b) = req('DELETE', '/v1/queues/dq/dead-letters', { message_ids => [ $dl{0} ] });
+is($st, 200, 'DELETE dead-letters: 200') or diag explain $b;
+is_deeply($b, { deleted => 1 }, 'one deleted');
+(undef, $b) = req('DELETE', '/v1/queues/dq/dead-letters', { message_ids => [ $dl{0} ] });
+is_deeply($b, { deleted => 0 }, 'deleted again: 0');
+is(psql($router, "SELECT deliver_cluster.delete_dead_letters('dq', ARRAY['$dl{3}', '3:1:999999'], 'default')"), 1,
+	'delete_dead_letters (SQL): one of two');
+gw_is_error([ req('DELETE', '/v1/queues/dq/dead-letters', {}) ], 422, '22004', 'DELETE dead-letters without ids');
+gw_is_error([ req('DELETE', '/v1/queues/dq/dead-letters', { message_ids => ['7'] }) ], 400, '22P02',
+	'DELETE dead-letters: a plain integer id');
+gw_is_error([ req('DELETE', '/v1/queues/dq/dead-letters', { message_ids => ['0:99:1'] }) ], 409, '55000',
+	'DELETE dead-letters: an id of no placement');
+gw_is_error([ req('DELETE', '/v1/queues/nope/dead-letters', { message_ids => ['0:1:1'] }) ], 404, '42704',
+	'DELETE dead-letters: an unknown queue');
+gw_is_error([ req('DELETE', '/v1/queues/dq/dead-letters', { message_ids => [ $dl{2} ] }, token => $app_token) ], 403,
+	'42501', 'DELETE dead-letters: not for app');
+gw_is_error([ req('DELETE', '/v1/queues/dq/dead-letters', { message_ids => [ $dl{2} ], consumer_group => 'nogroup' }) ],
+	404, '42704', 'DELETE dead-letters: an unknown group');
+sql_error(q{SELECT deliver_cluster.delete_dead_letters('dq', NULL)}, '22004', 'delete_dead_letters: ids NULL');
+
+# redrive to another queue: each to the same partition of dq2 (its key's)
+gw_is_error([ req('POST', '/v1/queues/dq/redrive', { message_ids => [ $dl{1} ], to_queue => 'dq2' }) ], 409, '55000',
+	'redrive of a dead letter at the place its partition moved away from: refused');
+gw_is_error([ req('POST', '/v1/queues/dq/redrive', { to_queue => 'nope' }) ], 404, '42704', 'redrive to an unknown queue');
+gw_is_error([ req('POST', '/v1/queues/dq/redrive', { to_queue => 'dq2' }, token => $app_token) ], 403, '42501',
+	'redrive to another queue: not for app');
+is(psql($router, "SELECT deliver_cluster.redrive('dq', ARRAY['$dl{2}'], to_queue => 'dq2')"), 1,
+	'redrive by id to dq2 (SQL): 1');
+($st, $b) = req('POST', '/v1/queues/dq/redrive', { to_queue => 'dq2' });
+is($st, 200, 'redrive all to dq2: 200') or diag explain $b;
+is_deeply($b, { redriven => 0 }, 'nothing left where partitions take new messages (1 and 4 are at the old place)');
+is(psql($router, q{SELECT string_agg(payload::text || '@' || partition || ' ' || ordering_key, ',' ORDER BY payload::text)
+    FROM deliver_cluster.peek('dq2', 10)}), "2\@2 $k[2]", 'dq2 has it in the partition of its key, with its key');
+is(psql($router, q{SELECT string_agg(payload::text, ',' ORDER BY payload::text) FROM deliver_cluster.dead_letters('dq')}),
+	'1,4', 'the dead letters left: those at the old place');
+# new dead letters where partitions take messages, then all of them to dq2
+psql($router, "SELECT deliver_cluster.send('dq', '5', ordering_key => '$k[1]')");
+psql($router, "SELECT deliver_cluster.send('dq', '6', ordering_key => '$k[3]')");
+for my $p (1, 3)
+{
+	psql($router, "SELECT deliver_cluster.nack('dq', '$_')")
+	  for split /\n/, psql($router, "SELECT delivery_id FROM deliver_cluster.receive('dq', $p, 10)");
+}
+($st, $b) = req('POST', '/v1/queues/dq/redrive', { to_queue => 'dq2' });
+is_deeply($b, { redriven => 2 }, 'redrive all to dq2: the two new ones') or diag explain $b;
+is(psql($router, q{SELECT string_agg(payload::text || '@' || partition, ',' ORDER BY payload::text)
+    FROM deliver_cluster.peek('dq2', 10)}), '2@2,5@1,6@3', 'dq2 has them, each in its partition');
+like(psql($router, q{SELECT string_agg(message_id, ',') FROM deliver_cluster.peek('dq2', 10) WHERE partition = 1}),
+	qr/^1:2:\d+$/, 'partition 1 of dq2 at its new place');
+is(psql($router, "SELECT deliver_cluster.delete_dead_letters('dq', ARRAY['$dl{1}', '$dl{4}'])"), 2,
+	'the dead letters at the old place can be deleted');
+is(psql($router, q{SELECT count(*) FROM deliver_cluster.dead_letters('dq')}), 0, 'no dead letter left');
+
 ($st) = req('GET', '/healthz');
 is($st, 200, 'the gateway is alive');
 my $asan = cluster_stop($c);
