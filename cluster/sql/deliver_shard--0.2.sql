@@ -591,3 +591,64 @@ BEGIN
     PERFORM deliver.alter_queue(deliver_shard.queue_of(queue_name, partition), archive_retention => retention);
     RETURN 1;
 END $$;
+
+-- Replay the archive of each partition of a queue here that takes new
+-- messages into one consumer group (deliver.replay_archive on each, at most
+-- max_messages from each).  after: positions, global ids
+-- ("partition:epoch:id"): a partition goes on after the id of the element
+-- naming it and its placement here (none, or of another placement: from
+-- its start).  Returns each partition's count and position: the global id
+-- of the last message replayed, else the position it started from (NULL:
+-- the start).  Archives at a place a partition moved away from are not
+-- replayed (what were sent there again would not be read).
+CREATE FUNCTION deliver_shard.replay_archive(queue_name text, consumer_group text, since timestamptz,
+                                             after text[], max_messages int)
+RETURNS TABLE (partition int, replayed bigint, position_id text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    x record;
+    start bigint;
+    r record;
+BEGIN
+    PERFORM deliver_shard.parse_id(a) FROM unnest(after) a     -- raises the error of a bad position
+     WHERE a IS NULL OR a !~ '^[0-9]{1,6}:[0-9]{1,9}:[0-9]{1,19}$' LIMIT 1;
+    FOR x IN SELECT * FROM deliver_shard.partition y
+              WHERE y.queue_name = replay_archive.queue_name AND y.writable ORDER BY y.partition LOOP
+        SELECT coalesce(max(split_part(a, ':', 3)::bigint), 0) INTO start FROM unnest(after) a
+         WHERE split_part(a, ':', 1)::int = x.partition AND split_part(a, ':', 2)::int = x.epoch;
+        SELECT * INTO r FROM deliver.replay_archive(deliver_shard.queue_of(queue_name, x.partition), consumer_group,
+                                                    since, start, max_messages);
+        replay_archive.partition := x.partition;
+        replay_archive.replayed := r.replayed;
+        replay_archive.position_id := deliver_shard.global_id(x.partition, x.epoch,
+                                                           coalesce(r.last_id, nullif(start, 0)));
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+-- A publish's copies: deliver.send of the message to partition p of each
+-- queue (all here: partition p of every queue is placed on one shard), in
+-- this call's one transaction: all are sent or none.  Returns (queue,
+-- global message id).
+CREATE FUNCTION deliver_shard.publish(partition int, queue_names text[], payload jsonb, headers jsonb,
+                                      ordering_key text, idempotency_key text, delay interval,
+                                      expires_at timestamptz)
+RETURNS TABLE (queue_name text, message_id text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q text;
+    e int;
+BEGIN
+    FOREACH q IN ARRAY queue_names LOOP
+        e := deliver_shard.write_epoch_of(q, partition);
+        publish.queue_name := q;
+        publish.message_id := deliver_shard.global_id(partition, e,
+            deliver.send(deliver_shard.queue_of(q, partition), payload, headers, ordering_key, idempotency_key,
+                         delay, expires_at));
+        RETURN NEXT;
+    END LOOP;
+END $$;

@@ -77,6 +77,37 @@ static const char sql_delete_dead_letters[] =
 " CASE WHEN b ? 'message_ids' THEN ARRAY(SELECT jsonb_array_elements_text(b->'message_ids')) END,"
 " b->>'consumer_group'))" BODY(2);
 /*
+ * Replay of the archive into a group over the partitions: a position is
+ * one per partition ("after": the global ids the last call returned).
+ */
+static const char sql_replay[] =
+"SELECT json_build_object('replayed', r.replayed, 'after', to_json(r.positions))" BODY(3) ","
+" deliver_cluster.replay_archive($1, $2, " TS("since") ","
+" CASE WHEN jsonb_typeof(b->'after') IS DISTINCT FROM 'null'"
+" THEN ARRAY(SELECT jsonb_array_elements_text(b->'after')) END,"
+" coalesce((b->>'max_messages')::int, 100)) r";
+/*
+ * Topic routing: the bindings are the router's; a publish sends every copy
+ * to one partition, so on one shard in one transaction there.
+ */
+static const char sql_publish[] =
+"SELECT (SELECT coalesce(json_agg(x), '[]') FROM (SELECT p.queue_name AS queue, p.message_id"
+" FROM deliver_cluster.publish(b->>'routing_key', b->'payload', nullif(b->'headers', 'null'::jsonb),"
+" b->>'ordering_key', coalesce($2, b->>'idempotency_key'), " IV("delay") ","
+" coalesce((b->>'mandatory')::boolean, false), " TS("expires_at") ") p) x)" BODY(1);
+static const char sql_list_bindings[] =
+"SELECT coalesce(json_agg(x), '[]') FROM (SELECT l.pattern, l.queue_name AS queue, l.created_at"
+" FROM deliver_cluster.list_bindings($1) l) x";
+static const char sql_bind[] =
+"SELECT json_build_object('pattern', b->>'pattern', 'queue', b->>'queue',"
+" 'created', deliver_cluster.bind(b->>'pattern', b->>'queue'))" BODY(1);
+static const char sql_unbind[] =
+"SELECT json_build_object('pattern', b->>'pattern', 'queue', b->>'queue',"
+" 'removed', deliver_cluster.unbind(b->>'pattern', b->>'queue'))" BODY(1);
+static const char sql_test_routing[] =
+"SELECT coalesce(json_agg(x), '[]') FROM (SELECT t.queue_name AS queue, t.pattern"
+" FROM deliver_cluster.test_routing($1) t) x";
+/*
  * Queue settings, flow control and inspection: the router's functions of
  * the same names, over every partition (each raises 42704 for a queue it
  * does not know).  "partitions": how many partitions they changed.
@@ -315,21 +346,51 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			p[2] = cl_body(rq);
 			ret = cl_router_route(&x, sql_reset_group, 3, p, 200, false, false, SP_WRITE);
 			break;
+		case R_GROUP_REPLAY:
+			p[1] = m->group;
+			p[2] = cl_body(rq);
+			/* a message id is one partition's position (the positions are "after") */
+			if (p[2] && strstr(p[2], "\"after_id\""))
+			{
+				ret = cl_answer(&x, 422, "22023", "after_id is no position of a partitioned queue", NULL,
+								"Pass \"after\": the positions the last replay answered.");
+				break;
+			}
+			ret = cl_router_route(&x, sql_replay, 3, p, 200, false, false, SP_WRITE);
+			break;
 		case R_ALL_QUEUE_METRICS:
 		case R_ALERTS:
 		case R_WORKERS:
 		case R_PUSH_SUBSCRIPTIONS:
-		case R_GROUP_REPLAY:
 			ret = cl_answer(&x, 501, NULL, "this route is not served in cluster mode", NULL,
 								"It is served by a deliverd of a single node (the console's routes).");
 			break;
 		case R_PUBLISH:
+			p[0] = cl_body(rq);
+			p[1] = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+			ret = cl_router_route(&x, sql_publish, 2, p, 201, false, false, SP_WRITE);
+			break;
 		case R_BINDINGS_LIST:
+			/* ?queue=NAME: that queue's bindings only */
+			p[0] = get_arg(c, "queue");
+			ret = cl_router_route(&x, sql_list_bindings, 1, p, 200, false, false, 0);
+			break;
 		case R_BINDING_CREATE:
 		case R_BINDING_DELETE:
+			p[0] = cl_body(rq);
+			ret = cl_router_route(&x, m->id == R_BINDING_CREATE ? sql_bind : sql_unbind, 1, p, 200, false, false,
+								  SP_WRITE);
+			break;
 		case R_ROUTING:
-			ret = cl_answer(&x, 501, NULL, "topic routing is not served in cluster mode", NULL,
-							"Send to each queue: POST /v1/queues/{queue}/messages.");
+			/* ?key=ROUTING_KEY (its rules are deliver's: 22023, a 422) */
+			p[0] = get_arg(c, "key");
+			if (!p[0])
+			{
+				ret = cl_answer(&x, 400, NULL, "key is required", NULL,
+								"GET /v1/routing?key=ROUTING_KEY (URL-encoded).");
+				break;
+			}
+			ret = cl_router_route(&x, sql_test_routing, 1, p, 200, false, false, 0);
 			break;
 		default:
 			ret = cl_answer(&x, 404, NULL, "no such route", NULL, "See /openapi.json.");
