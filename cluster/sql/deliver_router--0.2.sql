@@ -405,7 +405,7 @@ LANGUAGE plproxy AS $$
 $$;
 
 CREATE FUNCTION deliver_cluster._px_redrive(shards int[], message_ids text[], queue_name text,
-                                            consumer_group text) RETURNS SETOF bigint
+                                            consumer_group text, to_queue text) RETURNS SETOF bigint
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     SPLIT shards, message_ids;
@@ -413,11 +413,21 @@ LANGUAGE plproxy AS $$
     TARGET deliver_shard.redrive;
 $$;
 
-CREATE FUNCTION deliver_cluster._px_redrive_all(queue_name text, consumer_group text) RETURNS SETOF bigint
+CREATE FUNCTION deliver_cluster._px_redrive_all(queue_name text, consumer_group text, to_queue text)
+RETURNS SETOF bigint
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     RUN ON ALL;
-    SELECT deliver_shard.redrive(NULL, NULL, queue_name, consumer_group);
+    SELECT deliver_shard.redrive(NULL, NULL, queue_name, consumer_group, to_queue);
+$$;
+
+CREATE FUNCTION deliver_cluster._px_delete_dead_letters(shards int[], message_ids text[], queue_name text,
+                                                        consumer_group text) RETURNS SETOF bigint
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    SPLIT shards, message_ids;
+    RUN ON shards;
+    TARGET deliver_shard.delete_dead_letters;
 $$;
 
 CREATE FUNCTION deliver_cluster._px_metrics(queue_name text)
@@ -455,13 +465,24 @@ $$;
 CREATE FUNCTION deliver_cluster._px_options(shard int, queue_name text, partition int,
     OUT guarantee text, OUT visibility_timeout interval, OUT max_attempts int, OUT fifo boolean,
     OUT dedup_window interval, OUT retry_base interval, OUT retry_max interval,
-    OUT message_ttl interval, OUT on_expire text, OUT max_depth bigint, OUT overflow text, OUT ack_commit text)
+    OUT message_ttl interval, OUT on_expire text, OUT max_depth bigint, OUT overflow text, OUT ack_commit text,
+    OUT archive_retention interval)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     RUN ON shard;
     SELECT q.guarantee, q.visibility_timeout, q.max_attempts, q.fifo, q.dedup_window, q.retry_base, q.retry_max,
-           q.message_ttl, q.on_expire, q.max_depth, q.overflow, q.ack_commit
+           q.message_ttl, q.on_expire, q.max_depth, q.overflow, q.ack_commit, q.archive_retention
       FROM deliver.list_queues() q WHERE q.queue_name = deliver_shard.queue_of(queue_name, partition);
+$$;
+
+-- Set the archive retention of partition p of a queue on a shard (a move
+-- copies it: create_queue has no such option).
+CREATE FUNCTION deliver_cluster._px_set_archive_retention(shard int, queue_name text, partition int,
+                                                          retention interval) RETURNS int
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT deliver_shard.set_archive_retention(queue_name, partition, retention);
 $$;
 
 --
@@ -675,16 +696,57 @@ AS $$
      ORDER BY d.dead_at, d.message_id LIMIT max_messages
 $$;
 
+-- Send dead letters back (all, or those message_ids name) to the group
+-- they died in; with to_queue (a queue of the cluster), to that queue
+-- instead: each dead letter goes to the same partition of to_queue, which
+-- is on the same shard (partitions are placed for all queues at once) and
+-- is where a send with its ordering key would go.  Each shard's part is one
+-- transaction there (deliver.redrive's), so a dead letter is either still
+-- one or sent, never both; shards differ: a shard that fails leaves the
+-- others' parts done (call again: what was redriven is no dead letter any
+-- more).  Dead letters at a place their partition moved away from are not
+-- redriven (sent there again they would not be read): all leaves them, an
+-- id naming one is refused (55000); 55000 too when to_queue's partition
+-- takes no new messages on the shard (moving: call again).
 CREATE FUNCTION deliver_cluster.redrive(queue_name text, message_ids text[] DEFAULT NULL,
-                                        consumer_group text DEFAULT NULL) RETURNS bigint
+                                        consumer_group text DEFAULT NULL, to_queue text DEFAULT NULL)
+RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF to_queue IS NOT NULL THEN
+        PERFORM deliver_cluster._check_queue(queue_name);
+        PERFORM deliver_cluster._check_queue(to_queue);
+    END IF;
     IF message_ids IS NULL THEN
-        RETURN (SELECT coalesce(sum(n), 0) FROM deliver_cluster._px_redrive_all(queue_name, consumer_group) AS n);
+        RETURN (SELECT coalesce(sum(n), 0) FROM deliver_cluster._px_redrive_all(queue_name, consumer_group,
+                                                                                to_queue) AS n);
     END IF;
     RETURN (SELECT coalesce(sum(n), 0) FROM deliver_cluster._px_redrive(
+        deliver_cluster._shards_of_ids(message_ids), message_ids, queue_name, consumer_group, to_queue) AS n);
+END $$;
+
+-- Delete the dead letters of these messages ("partition:epoch:id") for
+-- good, of one consumer group or (NULL) of every group; returns how many.
+-- An id that is no dead letter (of that group), or of a placement replaced
+-- since, counts nothing.  Each shard's part is one transaction there.
+CREATE FUNCTION deliver_cluster.delete_dead_letters(queue_name text, message_ids text[],
+                                                    consumer_group text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM deliver_cluster._check_queue(queue_name);
+    IF message_ids IS NULL THEN
+        RAISE EXCEPTION 'message_ids must not be NULL' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'To empty a queue, purge_queue.';
+    END IF;
+    IF cardinality(message_ids) = 0 THEN
+        RETURN 0;
+    END IF;
+    RETURN (SELECT coalesce(sum(n), 0) FROM deliver_cluster._px_delete_dead_letters(
         deliver_cluster._shards_of_ids(message_ids), message_ids, queue_name, consumer_group) AS n);
 END $$;
 
@@ -747,6 +809,9 @@ BEGIN
                                                   o.guarantee, o.visibility_timeout, o.max_attempts, o.fifo,
                                                   o.dedup_window, o.retry_base, o.retry_max, o.message_ttl,
                                                   o.on_expire, o.max_depth, o.overflow, o.ack_commit);
+        IF o.archive_retention IS NOT NULL THEN
+            PERFORM deliver_cluster._px_set_archive_retention(target, q.queue_name, p, o.archive_retention);
+        END IF;
         FOREACH g IN ARRAY deliver_cluster._px_groups(old.shard_id, q.queue_name, p) LOOP
             CONTINUE WHEN g = ANY (deliver_cluster._px_groups(target, q.queue_name, p));
             PERFORM * FROM deliver_cluster._px_each_one(target, q.queue_name, p, 'create_consumer_group',
@@ -1015,6 +1080,211 @@ BEGIN
     END IF;
     RETURN (SELECT count(DISTINCT r.partition)::int
               FROM deliver_cluster._px_each(queue_name, 'reset_consumer_group', ARRAY[consumer_group, "to"]) r);
+END $$;
+
+CREATE FUNCTION deliver_cluster._px_replay_archive(queue_name text, consumer_group text, since timestamptz,
+                                                   after text[], max_messages int)
+RETURNS TABLE (partition int, replayed bigint, position_id text)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON ALL;
+    TARGET deliver_shard.replay_archive;
+$$;
+
+-- Replay the archive of every partition into one consumer group: up to
+-- max_messages from each partition's archive per call (deliver.replay_archive
+-- on each partition's queue where it takes new messages).  A message id of
+-- one partition is no position of the others, so the position is one per
+-- partition: after is what the last call returned as positions (global ids
+-- "partition:epoch:id", the last message replayed of each partition; NULL:
+-- from the start), and the call is repeated with it until replayed is 0.
+-- A partition that moved since starts again from its new place's archive
+-- (the old place's stays there).  Each shard's part is one transaction
+-- there.
+CREATE FUNCTION deliver_cluster.replay_archive(queue_name text, consumer_group text,
+                                               since timestamptz DEFAULT NULL, after text[] DEFAULT NULL,
+                                               max_messages int DEFAULT 100,
+                                               OUT replayed bigint, OUT positions text[])
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM deliver_cluster._check_queue(queue_name);
+    IF consumer_group IS NULL THEN
+        RAISE EXCEPTION 'consumer_group must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF after IS NOT NULL THEN
+        PERFORM deliver_cluster._shards_of_ids(after);    -- each a position of this cluster
+    END IF;
+    SELECT coalesce(sum(r.replayed), 0)::bigint,
+           coalesce(array_agg(r.position_id ORDER BY r.partition) FILTER (WHERE r.position_id IS NOT NULL), '{}')
+      INTO replayed, positions
+      FROM deliver_cluster._px_replay_archive(queue_name, consumer_group, since, after, max_messages) r;
+END $$;
+
+--
+-- Topic routing over the cluster: deliver's topic exchange (bind, unbind,
+-- list_bindings, publish, test_routing; the same rules for patterns and
+-- routing keys) with the bindings here, in the router, where the queues of
+-- the cluster are known.  A publish sends its copies to one partition: the
+-- partition of its ordering key, else of its idempotency key, else one at
+-- random for the call; partition p of every queue is placed on the same
+-- shard, so every copy goes to that shard and all are sent in one
+-- transaction there (all or none), as deliver.publish on one node.
+--
+
+CREATE TABLE deliver_cluster.binding (
+    pattern    text NOT NULL,
+    queue_name text NOT NULL REFERENCES deliver_cluster.queue ON DELETE CASCADE,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pattern, queue_name)
+);
+SELECT pg_catalog.pg_extension_config_dump('deliver_cluster.binding', '');
+
+-- The words of a pattern or routing key, checked as deliver checks them
+-- (22004 NULL, 22023 otherwise): at most 255 bytes, words of at least one
+-- character between single dots; "*" and "#" only as whole words of a
+-- pattern; the empty pattern is refused, the empty routing key has no words.
+CREATE FUNCTION deliver_cluster._routing_words(x text, pattern boolean) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    what text := CASE WHEN pattern THEN 'pattern' ELSE 'routing key' END;
+    w text[];
+BEGIN
+    IF x IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', what USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF octet_length(x) > 255 THEN
+        RAISE EXCEPTION '% is longer than 255 bytes', what USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF x = '' THEN
+        IF pattern THEN
+            RAISE EXCEPTION 'pattern must not be empty' USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'Use "#" to match every routing key.';
+        END IF;
+        RETURN '{}';
+    END IF;
+    w := string_to_array(x, '.');
+    IF '' = ANY (w) THEN
+        RAISE EXCEPTION '% has an empty word', what USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT pattern AND x ~ '[*#]' THEN
+        RAISE EXCEPTION 'routing key must not contain wildcards' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(w) u WHERE u ~ '[*#]' AND length(u) <> 1) THEN
+        RAISE EXCEPTION 'pattern has a wildcard inside a word' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN w;
+END $$;
+
+-- A checked pattern as a regular expression over "." || routing key (""
+-- for the empty key): "*" one word, "#" zero or more, other words literal.
+CREATE FUNCTION deliver_cluster._pattern_regex(pattern text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '^' || string_agg(CASE u.w WHEN '*' THEN '\.[^.]+' WHEN '#' THEN '(\.[^.]+)*'
+                             ELSE '\.' || regexp_replace(u.w, '([][(){}*+?^$|\\])', '\\\1', 'g') END,
+                             '' ORDER BY u.i) || '$'
+      FROM unnest(deliver_cluster._routing_words(pattern, true)) WITH ORDINALITY AS u(w, i)
+$$;
+
+-- Bind a queue of the cluster to a pattern: true if the binding is new.
+CREATE FUNCTION deliver_cluster.bind(pattern text, queue_name text) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM deliver_cluster._routing_words(pattern, true);
+    PERFORM deliver_cluster._check_queue(queue_name);
+    INSERT INTO deliver_cluster.binding (pattern, queue_name) VALUES (bind.pattern, bind.queue_name)
+    ON CONFLICT DO NOTHING;
+    RETURN FOUND;
+END $$;
+
+-- Remove a binding: true if there was one.
+CREATE FUNCTION deliver_cluster.unbind(pattern text, queue_name text) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM deliver_cluster._routing_words(pattern, true);
+    PERFORM deliver_cluster._check_queue(queue_name);
+    DELETE FROM deliver_cluster.binding b WHERE b.pattern = unbind.pattern AND b.queue_name = unbind.queue_name;
+    RETURN FOUND;
+END $$;
+
+-- The bindings (of one queue, or all), by queue and pattern.
+CREATE FUNCTION deliver_cluster.list_bindings(queue_name text DEFAULT NULL)
+RETURNS TABLE (pattern text, queue_name text, created_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT b.pattern, b.queue_name, b.created_at FROM deliver_cluster.binding b
+     WHERE list_bindings.queue_name IS NULL OR b.queue_name = list_bindings.queue_name
+     ORDER BY b.queue_name, b.pattern
+$$;
+
+-- The bindings a publish with this routing key matches, by queue and
+-- pattern (nothing is sent).
+CREATE FUNCTION deliver_cluster.test_routing(routing_key text)
+RETURNS TABLE (queue_name text, pattern text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k text := CASE WHEN cardinality(deliver_cluster._routing_words(routing_key, false)) = 0 THEN ''
+                   ELSE '.' || routing_key END;
+BEGIN
+    RETURN QUERY SELECT b.queue_name, b.pattern FROM deliver_cluster.binding b
+                  WHERE k ~ deliver_cluster._pattern_regex(b.pattern)
+                  ORDER BY b.queue_name, b.pattern;
+END $$;
+
+CREATE FUNCTION deliver_cluster._px_publish(shard int, partition int, queue_names text[], payload jsonb,
+    headers jsonb, ordering_key text, idempotency_key text, delay interval, expires_at timestamptz)
+RETURNS TABLE (queue_name text, message_id text)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON shard;
+    SELECT p.queue_name, p.message_id
+      FROM deliver_shard.publish(partition, queue_names, payload, headers, ordering_key, idempotency_key,
+                                 delay, expires_at) p;
+$$;
+
+-- Publish: a send of the message to every queue with a binding matching
+-- the routing key, each once, all to the same partition (the ordering
+-- key's, else the idempotency key's, else one at random), so all on one
+-- shard, in one transaction there: every copy is sent or none (a queue
+-- that refuses, e.g. no send right 42501, refuses the publish).  Returns
+-- (queue, message id "partition:epoch:id") by queue name; no binding
+-- matches: no rows, or with mandatory 42704.
+CREATE FUNCTION deliver_cluster.publish(routing_key text, payload jsonb, headers jsonb DEFAULT NULL,
+                                        ordering_key text DEFAULT NULL, idempotency_key text DEFAULT NULL,
+                                        delay interval DEFAULT NULL, mandatory boolean DEFAULT false,
+                                        expires_at timestamptz DEFAULT NULL)
+RETURNS TABLE (queue_name text, message_id text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    queues text[] := ARRAY(SELECT DISTINCT t.queue_name FROM deliver_cluster.test_routing(routing_key) t ORDER BY 1);
+    p int;
+BEGIN
+    IF cardinality(queues) = 0 THEN
+        IF coalesce(mandatory, false) THEN
+            RAISE EXCEPTION 'no queue is bound to routing key "%"', left(routing_key, 80)
+                USING ERRCODE = 'undefined_object';
+        END IF;
+        RETURN;
+    END IF;
+    p := deliver_cluster._partition_for(ordering_key, idempotency_key);
+    RETURN QUERY SELECT x.queue_name, x.message_id
+                   FROM deliver_cluster._px_publish(deliver_cluster._write_shard(p), p, queues, payload, headers,
+                                                    ordering_key, idempotency_key, delay, expires_at) x
+                  ORDER BY x.queue_name;
 END $$;
 
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA deliver_cluster FROM PUBLIC;

@@ -300,7 +300,64 @@ BEGIN
 END $$;
 
 -- Send dead letters back (all, or those message_ids name); returns how many.
-CREATE FUNCTION deliver_shard.redrive(shards int[], message_ids text[], queue_name text, consumer_group text)
+-- With to_queue, each goes to the same partition of to_queue instead, here
+-- (a partition is placed on one shard for every queue, and a message with
+-- an ordering key is in its key's partition: where a send of it would go),
+-- in deliver.redrive's one transaction.  Dead letters at a place their
+-- partition moved away from are not redriven (they would not be read):
+-- all leaves them, ids naming them are refused (55000), as is a to_queue
+-- whose partition takes no new messages here (nothing is redriven on this
+-- shard then).
+CREATE FUNCTION deliver_shard.redrive(shards int[], message_ids text[], queue_name text, consumer_group text,
+                                      to_queue text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    x record;
+    n bigint := 0;
+    ids bigint[];
+    q text;
+BEGIN
+    FOR x IN SELECT * FROM deliver_shard.partition y WHERE y.queue_name = redrive.queue_name ORDER BY y.partition LOOP
+        q := deliver_shard.queue_of(queue_name, x.partition);
+        IF message_ids IS NULL THEN
+            ids := NULL;
+        ELSIF EXISTS (SELECT 1 FROM unnest(message_ids) m WHERE (deliver_shard.parse_id(m)).partition = x.partition) THEN
+            ids := ARRAY(SELECT (deliver_shard.parse_id(m)).local_id FROM unnest(message_ids) m
+                          WHERE (deliver_shard.parse_id(m)).partition = x.partition
+                            AND (deliver_shard.parse_id(m)).epoch = x.epoch);
+        ELSE
+            CONTINUE;
+        END IF;
+        IF NOT x.writable THEN
+            -- moved away: what were sent here would not be read (all: the
+            -- placements that take new messages only)
+            IF cardinality(ids) > 0 THEN
+                RAISE EXCEPTION 'dead letters of partition % of queue "%" are at a place the partition moved away from',
+                                x.partition, left(queue_name, 80)
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          DETAIL = 'A message sent there again would not be read.',
+                          HINT = 'Read them (dead_letters), send them again, and delete them (delete_dead_letters).';
+            END IF;
+            CONTINUE;
+        END IF;
+        IF to_queue IS NULL THEN
+            n := n + deliver.redrive(q, ids, consumer_group);
+        ELSE
+            PERFORM deliver_shard.write_epoch_of(to_queue, x.partition);
+            n := n + deliver.redrive(q, ids, consumer_group, deliver_shard.queue_of(to_queue, x.partition));
+        END IF;
+    END LOOP;
+    RETURN n;
+END $$;
+
+-- Delete dead letters (global ids) of this shard's partitions for good (of
+-- one consumer group, or NULL: of every group); returns how many.  An id of
+-- another placement of its partition than the one here counts nothing.
+CREATE FUNCTION deliver_shard.delete_dead_letters(shards int[], message_ids text[], queue_name text,
+                                                  consumer_group text)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -309,16 +366,13 @@ DECLARE
     x record;
     n bigint := 0;
 BEGIN
-    FOR x IN SELECT * FROM deliver_shard.partition y WHERE y.queue_name = redrive.queue_name ORDER BY y.partition LOOP
-        IF message_ids IS NULL THEN
-            n := n + deliver.redrive(deliver_shard.queue_of(queue_name, x.partition), NULL, consumer_group);
-        ELSIF EXISTS (SELECT 1 FROM unnest(message_ids) m WHERE (deliver_shard.parse_id(m)).partition = x.partition) THEN
-            n := n + deliver.redrive(deliver_shard.queue_of(queue_name, x.partition),
-                                     ARRAY(SELECT (deliver_shard.parse_id(m)).local_id FROM unnest(message_ids) m
-                                            WHERE (deliver_shard.parse_id(m)).partition = x.partition
-                                              AND (deliver_shard.parse_id(m)).epoch = x.epoch),
-                                     consumer_group);
-        END IF;
+    PERFORM deliver_shard.parse_id(d) FROM unnest(message_ids) d     -- raises the error of a bad id
+     WHERE d IS NULL OR d !~ '^[0-9]{1,6}:[0-9]{1,9}:[0-9]{1,19}$' LIMIT 1;
+    FOR x IN SELECT split_part(d, ':', 1)::int AS p, split_part(d, ':', 2)::int AS e,
+                    array_agg(split_part(d, ':', 3)::bigint) AS ids
+               FROM unnest(message_ids) d GROUP BY 1, 2 ORDER BY 1, 2 LOOP
+        CONTINUE WHEN x.e <> deliver_shard.epoch_of(queue_name, x.p);
+        n := n + deliver.delete_dead_letters(deliver_shard.queue_of(queue_name, x.p), x.ids, consumer_group);
     END LOOP;
     RETURN n;
 END $$;
@@ -523,4 +577,78 @@ BEGIN
         n := n + 1;
     END LOOP;
     RETURN n;
+END $$;
+
+-- Set the archive retention of partition p of a queue here (a move copies
+-- it to the partition's new place).  Returns 1.
+CREATE FUNCTION deliver_shard.set_archive_retention(queue_name text, partition int, retention interval)
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM deliver_shard.epoch_of(queue_name, partition);
+    PERFORM deliver.alter_queue(deliver_shard.queue_of(queue_name, partition), archive_retention => retention);
+    RETURN 1;
+END $$;
+
+-- Replay the archive of each partition of a queue here that takes new
+-- messages into one consumer group (deliver.replay_archive on each, at most
+-- max_messages from each).  after: positions, global ids
+-- ("partition:epoch:id"): a partition goes on after the id of the element
+-- naming it and its placement here (none, or of another placement: from
+-- its start).  Returns each partition's count and position: the global id
+-- of the last message replayed, else the position it started from (NULL:
+-- the start).  Archives at a place a partition moved away from are not
+-- replayed (what were sent there again would not be read).
+CREATE FUNCTION deliver_shard.replay_archive(queue_name text, consumer_group text, since timestamptz,
+                                             after text[], max_messages int)
+RETURNS TABLE (partition int, replayed bigint, position_id text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    x record;
+    start bigint;
+    r record;
+BEGIN
+    PERFORM deliver_shard.parse_id(a) FROM unnest(after) a     -- raises the error of a bad position
+     WHERE a IS NULL OR a !~ '^[0-9]{1,6}:[0-9]{1,9}:[0-9]{1,19}$' LIMIT 1;
+    FOR x IN SELECT * FROM deliver_shard.partition y
+              WHERE y.queue_name = replay_archive.queue_name AND y.writable ORDER BY y.partition LOOP
+        SELECT coalesce(max(split_part(a, ':', 3)::bigint), 0) INTO start FROM unnest(after) a
+         WHERE split_part(a, ':', 1)::int = x.partition AND split_part(a, ':', 2)::int = x.epoch;
+        SELECT * INTO r FROM deliver.replay_archive(deliver_shard.queue_of(queue_name, x.partition), consumer_group,
+                                                    since, start, max_messages);
+        replay_archive.partition := x.partition;
+        replay_archive.replayed := r.replayed;
+        replay_archive.position_id := deliver_shard.global_id(x.partition, x.epoch,
+                                                           coalesce(r.last_id, nullif(start, 0)));
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+-- A publish's copies: deliver.send of the message to partition p of each
+-- queue (all here: partition p of every queue is placed on one shard), in
+-- this call's one transaction: all are sent or none.  Returns (queue,
+-- global message id).
+CREATE FUNCTION deliver_shard.publish(partition int, queue_names text[], payload jsonb, headers jsonb,
+                                      ordering_key text, idempotency_key text, delay interval,
+                                      expires_at timestamptz)
+RETURNS TABLE (queue_name text, message_id text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q text;
+    e int;
+BEGIN
+    FOREACH q IN ARRAY queue_names LOOP
+        e := deliver_shard.write_epoch_of(q, partition);
+        publish.queue_name := q;
+        publish.message_id := deliver_shard.global_id(partition, e,
+            deliver.send(deliver_shard.queue_of(q, partition), payload, headers, ordering_key, idempotency_key,
+                         delay, expires_at));
+        RETURN NEXT;
+    END LOOP;
 END $$;

@@ -71,7 +71,42 @@ static const char sql_dead_letters[] =
 static const char sql_redrive[] =
 "SELECT " QEXISTS ", CASE WHEN " QEXISTS " THEN json_build_object('redriven', deliver_cluster.redrive($1,"
 " CASE WHEN b ? 'message_ids' THEN ARRAY(SELECT jsonb_array_elements_text(b->'message_ids')) END,"
-" b->>'consumer_group')) END" BODY(2);
+" b->>'consumer_group', b->>'to_queue')) END" BODY(2);
+static const char sql_delete_dead_letters[] =
+"SELECT json_build_object('deleted', deliver_cluster.delete_dead_letters($1,"
+" CASE WHEN b ? 'message_ids' THEN ARRAY(SELECT jsonb_array_elements_text(b->'message_ids')) END,"
+" b->>'consumer_group'))" BODY(2);
+/*
+ * Replay of the archive into a group over the partitions: a position is
+ * one per partition ("after": the global ids the last call returned).
+ */
+static const char sql_replay[] =
+"SELECT json_build_object('replayed', r.replayed, 'after', to_json(r.positions))" BODY(3) ","
+" deliver_cluster.replay_archive($1, $2, " TS("since") ","
+" CASE WHEN jsonb_typeof(b->'after') IS DISTINCT FROM 'null'"
+" THEN ARRAY(SELECT jsonb_array_elements_text(b->'after')) END,"
+" coalesce((b->>'max_messages')::int, 100)) r";
+/*
+ * Topic routing: the bindings are the router's; a publish sends every copy
+ * to one partition, so on one shard in one transaction there.
+ */
+static const char sql_publish[] =
+"SELECT (SELECT coalesce(json_agg(x), '[]') FROM (SELECT p.queue_name AS queue, p.message_id"
+" FROM deliver_cluster.publish(b->>'routing_key', b->'payload', nullif(b->'headers', 'null'::jsonb),"
+" b->>'ordering_key', coalesce($2, b->>'idempotency_key'), " IV("delay") ","
+" coalesce((b->>'mandatory')::boolean, false), " TS("expires_at") ") p) x)" BODY(1);
+static const char sql_list_bindings[] =
+"SELECT coalesce(json_agg(x), '[]') FROM (SELECT l.pattern, l.queue_name AS queue, l.created_at"
+" FROM deliver_cluster.list_bindings($1) l) x";
+static const char sql_bind[] =
+"SELECT json_build_object('pattern', b->>'pattern', 'queue', b->>'queue',"
+" 'created', deliver_cluster.bind(b->>'pattern', b->>'queue'))" BODY(1);
+static const char sql_unbind[] =
+"SELECT json_build_object('pattern', b->>'pattern', 'queue', b->>'queue',"
+" 'removed', deliver_cluster.unbind(b->>'pattern', b->>'queue'))" BODY(1);
+static const char sql_test_routing[] =
+"SELECT coalesce(json_agg(x), '[]') FROM (SELECT t.queue_name AS queue, t.pattern"
+" FROM deliver_cluster.test_routing($1) t) x";
 /*
  * Queue settings, flow control and inspection: the router's functions of
  * the same names, over every partition (each raises 42704 for a queue it
@@ -235,14 +270,11 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			}
 		case R_REDRIVE:
 			p[1] = cl_body(rq);
-			/* redrive to another queue is a single node's (the router's redrive has no to_queue) */
-			if (p[1] && strstr(p[1], "\"to_queue\""))
-			{
-				ret = cl_answer(&x, 501, NULL, "redrive to another queue is not served in cluster mode",
-								NULL, "Redrive into the group, then move the messages yourself.");
-				break;
-			}
 			ret = cl_router_route(&x, sql_redrive, 2, p, 200, true, false, SP_WRITE);
+			break;
+		case R_DEAD_LETTERS_DELETE:
+			p[1] = cl_body(rq);
+			ret = cl_router_route(&x, sql_delete_dead_letters, 2, p, 200, false, false, SP_WRITE);
 			break;
 		case R_QUEUE_METRICS:
 			ret = cl_router_route(&x, sql_queue_metrics, 1, p, 200, true, false, 0);
@@ -314,22 +346,51 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			p[2] = cl_body(rq);
 			ret = cl_router_route(&x, sql_reset_group, 3, p, 200, false, false, SP_WRITE);
 			break;
-		case R_DEAD_LETTERS_DELETE:
+		case R_GROUP_REPLAY:
+			p[1] = m->group;
+			p[2] = cl_body(rq);
+			/* a message id is one partition's position (the positions are "after") */
+			if (p[2] && strstr(p[2], "\"after_id\""))
+			{
+				ret = cl_answer(&x, 422, "22023", "after_id is no position of a partitioned queue", NULL,
+								"Pass \"after\": the positions the last replay answered.");
+				break;
+			}
+			ret = cl_router_route(&x, sql_replay, 3, p, 200, false, false, SP_WRITE);
+			break;
 		case R_ALL_QUEUE_METRICS:
 		case R_ALERTS:
 		case R_WORKERS:
 		case R_PUSH_SUBSCRIPTIONS:
-		case R_GROUP_REPLAY:
 			ret = cl_answer(&x, 501, NULL, "this route is not served in cluster mode", NULL,
 								"It is served by a deliverd of a single node (the console's routes).");
 			break;
 		case R_PUBLISH:
+			p[0] = cl_body(rq);
+			p[1] = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+			ret = cl_router_route(&x, sql_publish, 2, p, 201, false, false, SP_WRITE);
+			break;
 		case R_BINDINGS_LIST:
+			/* ?queue=NAME: that queue's bindings only */
+			p[0] = get_arg(c, "queue");
+			ret = cl_router_route(&x, sql_list_bindings, 1, p, 200, false, false, 0);
+			break;
 		case R_BINDING_CREATE:
 		case R_BINDING_DELETE:
+			p[0] = cl_body(rq);
+			ret = cl_router_route(&x, m->id == R_BINDING_CREATE ? sql_bind : sql_unbind, 1, p, 200, false, false,
+								  SP_WRITE);
+			break;
 		case R_ROUTING:
-			ret = cl_answer(&x, 501, NULL, "topic routing is not served in cluster mode", NULL,
-							"Send to each queue: POST /v1/queues/{queue}/messages.");
+			/* ?key=ROUTING_KEY (its rules are deliver's: 22023, a 422) */
+			p[0] = get_arg(c, "key");
+			if (!p[0])
+			{
+				ret = cl_answer(&x, 400, NULL, "key is required", NULL,
+								"GET /v1/routing?key=ROUTING_KEY (URL-encoded).");
+				break;
+			}
+			ret = cl_router_route(&x, sql_test_routing, 1, p, 200, false, false, 0);
 			break;
 		default:
 			ret = cl_answer(&x, 404, NULL, "no such route", NULL, "See /openapi.json.");

@@ -273,7 +273,6 @@ sql_error(q{SELECT deliver_cluster.reset_consumer_group('sq', 'default', '2000-0
 	'reset_consumer_group to a time before what a partition stores');
 sql_error(q{SELECT deliver_cluster.reset_consumer_group('sq', 'default', '3')}, '22023',
 	'reset_consumer_group to a message id');
-gw_is_error([ req('POST', '/v1/queues/gq/groups/default/replay', {}) ], 501, undef, 'replay: still not served');
 
 # ---- a database owner's functions in schema public -----------------------
 # deliverd's statements name Postgres' functions without a schema and run
@@ -309,6 +308,207 @@ is(psql($shard[1], q{SELECT string_agg(q.queue_name || ' ' || q.fifo_key_limit |
     || coalesce(g.rate_per_second || '/' || g.rate_burst, '-'), ', ' ORDER BY q.queue_name)
     FROM deliver.queue q JOIN deliver.consumer_group g USING (queue_id) WHERE q.queue_name IN ('sq.p0', 'gq.p0')}),
 	'gq.p0 3 true -, sq.p0 1 false 7/2', 'and their flow control: the FIFO key limit, the pause, the rate');
+
+# ---- a move keeps archive_retention; dead letters deleted and redriven to
+# another queue over the partitions -----------------------------------------
+is(psql($router, q{SELECT deliver_cluster.alter_queue('sq', archive_retention => '2 days')}), 4,
+	'archive_retention on every partition');
+# dead letters in every partition of dq (two in partition 1), made before
+# partition 1 moves: those two stay at its old place
+psql($router, q{SELECT deliver_cluster.create_queue(q) FROM unnest(ARRAY['dq', 'dq2']) q});
+psql($router, "SELECT deliver_cluster.send('dq', '$_', ordering_key => '$k[$_]')") for 0 .. 3;
+psql($router, "SELECT deliver_cluster.send('dq', '4', ordering_key => '$k[1]')");
+# (a nack to the dead letters at once, as its transaction commits)
+sub nack_dead
+{
+	my ($q, @parts) = @_;
+	for my $p (@parts)
+	{
+		req('POST', "/v1/queues/$q/deliveries/$_/nack", { dead_letter => JSON::PP::true })
+		  for split /\n/, psql($router, "SELECT delivery_id FROM deliver_cluster.receive('$q', $p, 10)");
+	}
+	return;
+}
+nack_dead('dq', 0 .. 3);
+is(psql($router, q{SELECT string_agg(payload::text || '@' || partition, ',' ORDER BY payload::text)
+    FROM deliver_cluster.dead_letters('dq')}), '0@0,1@1,2@2,3@3,4@1', 'five dead letters in the 4 partitions');
+psql($router, q{CALL deliver_cluster.move_partition(1, 'shard0', '60 seconds')});
+is(psql($router, q{SELECT shard FROM deliver_cluster.partition_map() WHERE partition = 1 AND state = 'active'}),
+	'shard0', 'partition 1 moved to shard0');
+is(psql($shard[0], q{SELECT archive_retention FROM deliver.list_queues() WHERE queue_name = 'sq.p1'}), '2 days',
+	'its new place has the archive_retention of the queue');
+my %dl = map { split /=/ } split /\n/,
+	psql($router, q{SELECT payload::text || '=' || message_id FROM deliver_cluster.dead_letters('dq')});
+like($dl{1}, qr/^1:1:\d+$/, 'the dead letters of partition 1 keep their old placement');
+
+# delete
+($st, $b) = req('DELETE', '/v1/queues/dq/dead-letters', { message_ids => [ $dl{0} ] });
+is($st, 200, 'DELETE dead-letters: 200') or diag explain $b;
+is_deeply($b, { deleted => 1 }, 'one deleted');
+(undef, $b) = req('DELETE', '/v1/queues/dq/dead-letters', { message_ids => [ $dl{0} ] });
+is_deeply($b, { deleted => 0 }, 'deleted again: 0');
+is(psql($router, "SELECT deliver_cluster.delete_dead_letters('dq', ARRAY['$dl{3}', '3:1:999999'], 'default')"), 1,
+	'delete_dead_letters (SQL): one of two');
+gw_is_error([ req('DELETE', '/v1/queues/dq/dead-letters', {}) ], 422, '22004', 'DELETE dead-letters without ids');
+gw_is_error([ req('DELETE', '/v1/queues/dq/dead-letters', { message_ids => ['7'] }) ], 400, '22P02',
+	'DELETE dead-letters: a plain integer id');
+gw_is_error([ req('DELETE', '/v1/queues/dq/dead-letters', { message_ids => ['0:99:1'] }) ], 409, '55000',
+	'DELETE dead-letters: an id of no placement');
+gw_is_error([ req('DELETE', '/v1/queues/nope/dead-letters', { message_ids => ['0:1:1'] }) ], 404, '42704',
+	'DELETE dead-letters: an unknown queue');
+gw_is_error([ req('DELETE', '/v1/queues/dq/dead-letters', { message_ids => [ $dl{2} ] }, token => $app_token) ], 403,
+	'42501', 'DELETE dead-letters: not for app');
+gw_is_error([ req('DELETE', '/v1/queues/dq/dead-letters', { message_ids => [ $dl{2} ], consumer_group => 'nogroup' }) ],
+	404, '42704', 'DELETE dead-letters: an unknown group');
+sql_error(q{SELECT deliver_cluster.delete_dead_letters('dq', NULL)}, '22004', 'delete_dead_letters: ids NULL');
+
+# redrive to another queue: each to the same partition of dq2 (its key's)
+gw_is_error([ req('POST', '/v1/queues/dq/redrive', { message_ids => [ $dl{1} ], to_queue => 'dq2' }) ], 409, '55000',
+	'redrive of a dead letter at the place its partition moved away from: refused');
+gw_is_error([ req('POST', '/v1/queues/dq/redrive', { to_queue => 'nope' }) ], 404, '42704', 'redrive to an unknown queue');
+gw_is_error([ req('POST', '/v1/queues/dq/redrive', { to_queue => 'dq2' }, token => $app_token) ], 403, '42501',
+	'redrive to another queue: not for app');
+is(psql($router, "SELECT deliver_cluster.redrive('dq', ARRAY['$dl{2}'], to_queue => 'dq2')"), 1,
+	'redrive by id to dq2 (SQL): 1');
+($st, $b) = req('POST', '/v1/queues/dq/redrive', { to_queue => 'dq2' });
+is($st, 200, 'redrive all to dq2: 200') or diag explain $b;
+is_deeply($b, { redriven => 0 }, 'nothing left where partitions take new messages (1 and 4 are at the old place)');
+is(psql($router, q{SELECT string_agg(payload::text || '@' || partition || ' ' || ordering_key, ',' ORDER BY payload::text)
+    FROM deliver_cluster.peek('dq2', 10)}), "2\@2 $k[2]", 'dq2 has it in the partition of its key, with its key');
+is(psql($router, q{SELECT string_agg(payload::text, ',' ORDER BY payload::text) FROM deliver_cluster.dead_letters('dq')}),
+	'1,4', 'the dead letters left: those at the old place');
+# new dead letters where partitions take messages, then all of them to dq2
+psql($router, "SELECT deliver_cluster.send('dq', '5', ordering_key => '$k[1]')");
+psql($router, "SELECT deliver_cluster.send('dq', '6', ordering_key => '$k[3]')");
+nack_dead('dq', 1, 3);
+($st, $b) = req('POST', '/v1/queues/dq/redrive', { to_queue => 'dq2' });
+is_deeply($b, { redriven => 2 }, 'redrive all to dq2: the two new ones') or diag explain $b;
+is(psql($router, q{SELECT string_agg(payload::text || '@' || partition, ',' ORDER BY payload::text)
+    FROM deliver_cluster.peek('dq2', 10)}), '2@2,5@1,6@3', 'dq2 has them, each in its partition');
+like(psql($router, q{SELECT string_agg(message_id, ',') FROM deliver_cluster.peek('dq2', 10) WHERE partition = 1}),
+	qr/^1:2:\d+$/, 'partition 1 of dq2 at its new place');
+is(psql($router, "SELECT deliver_cluster.delete_dead_letters('dq', ARRAY['$dl{1}', '$dl{4}'])"), 2,
+	'the dead letters at the old place can be deleted');
+is(psql($router, q{SELECT count(*) FROM deliver_cluster.dead_letters('dq')}), 0, 'no dead letter left');
+
+# replay of the archive into a group over the partitions: positions are per
+# partition ("after", the global ids the last call answered)
+psql($router, q{SELECT deliver_cluster.create_queue('rq'); SELECT deliver_cluster.create_consumer_group('rq', 'audit')});
+sql_error(q{SELECT deliver_cluster.replay_archive('rq', 'audit')}, '55000', 'replay_archive: the queue keeps no archive');
+psql($router, q{SELECT deliver_cluster.alter_queue('rq', archive_retention => '1 day')});
+# the archive filled as maintenance fills it when it truncates a segment:
+# two messages of partition 0 (on shard1 since it moved), one of partition 2
+for my $s (@shard)
+{
+	psql($s, q{DO $$ DECLARE t record; BEGIN
+        FOR t IN SELECT queue_name, format('q%s_archive', queue_id) AS tab FROM deliver.queue
+                  WHERE queue_name IN ('rq.p0', 'rq.p2') LOOP
+            IF t.queue_name = 'rq.p0' THEN
+                EXECUTE format('INSERT INTO deliver.%I (message_id, enqueued_at, ordering_key, payload) VALUES '
+                               '(7, now() - interval ''1 hour'', ''k'', ''{"n": 7}''), (8, now(), NULL, ''{"n": 8}'')', t.tab);
+            ELSE
+                EXECUTE format('INSERT INTO deliver.%I (message_id, enqueued_at, ordering_key, payload) VALUES '
+                               '(5, now(), NULL, ''{"n": 5}'')', t.tab);
+            END IF;
+        END LOOP;
+    END $$});
+}
+($st, $b) = req('POST', '/v1/queues/rq/groups/audit/replay', { max_messages => 1 });
+is($st, 200, 'replay: 200') or diag explain $b;
+is_deeply($b, { replayed => 2, after => [ '0:2:7', '2:1:5' ] }, 'one from each partition with an archive, their positions');
+($st, $b) = req('POST', '/v1/queues/rq/groups/audit/replay', { max_messages => 1, after => $b->{after} });
+is_deeply($b, { replayed => 1, after => [ '0:2:8', '2:1:5' ] }, 'going on after the positions');
+($st, $b) = req('POST', '/v1/queues/rq/groups/audit/replay', { after => $b->{after}, since => time() - 7200 });
+is_deeply($b, { replayed => 0, after => [ '0:2:8', '2:1:5' ] }, 'then nothing more (since a Unix time)');
+is(join(',', map { psql($router, "SELECT string_agg(payload->>'n', ',') FROM deliver_cluster.receive('rq', $_, 10,
+    consumer_group => 'audit')") } 0, 2), '7,8,5', 'the group receives the replayed messages from their partitions');
+is(psql($router, q{SELECT count(*) FROM deliver_cluster.peek('rq', 10)}), 0, 'the other group does not');
+gw_is_error([ req('POST', '/v1/queues/rq/groups/audit/replay', { after_id => 7 }) ], 422, '22023',
+	'replay with after_id: refused');
+gw_is_error([ req('POST', '/v1/queues/rq/groups/audit/replay', { after => ['7'] }) ], 400, '22P02',
+	'replay after a plain integer');
+gw_is_error([ req('POST', '/v1/queues/rq/groups/audit/replay', { after => '0:2:7' }) ], 422, '22023',
+	'replay: after not an array');
+gw_is_error([ req('POST', '/v1/queues/rq/groups/audit/replay', { since => '2000-01-01' }) ], 422, '22023',
+	'replay since before what the archive keeps');
+gw_is_error([ req('POST', '/v1/queues/rq/groups/nobody/replay', {}) ], 404, '42704', 'replay to an unknown group');
+gw_is_error([ req('POST', '/v1/queues/nope/groups/audit/replay', {}) ], 404, '42704', 'replay of an unknown queue');
+gw_is_error([ req('POST', '/v1/queues/rq/groups/audit/replay', {}, token => $app_token) ], 403, '42501',
+	'replay: not for app');
+is(psql($router, q{SELECT replayed || ' ' || positions::text FROM deliver_cluster.replay_archive('rq', 'audit',
+    after => ARRAY['0:2:7'], max_messages => 10)}), '2 {0:2:8,2:1:5}', 'replay_archive (SQL) after a position');
+sql_error(q{SELECT deliver_cluster.replay_archive('rq', NULL)}, '22004', 'replay_archive: the group NULL');
+sql_error(q{SELECT deliver_cluster.replay_archive('rq', 'audit', max_messages => 0)}, '22023',
+	'replay_archive: max_messages 0');
+
+# topic routing: the bindings in the router, a publish's copies all in one
+# partition (so on one shard, one transaction there)
+psql($router, q{SELECT deliver_cluster.create_queue(q) FROM unnest(ARRAY['tq1', 'tq2']) q});
+psql($router, q{SELECT deliver_cluster.create_queue('tzq', guarantee => 'exactly_once')});
+($st, $b) = req('POST', '/v1/bindings', { pattern => 'orders.*', queue => 'tq1' });
+is($st, 200, 'POST /v1/bindings: 200') or diag explain $b;
+is_deeply($b, { pattern => 'orders.*', queue => 'tq1', created => JSON::PP::true }, 'bound');
+(undef, $b) = req('POST', '/v1/bindings', { pattern => 'orders.*', queue => 'tq1' });
+is($b->{created}, JSON::PP::false, 'bound again: not new');
+is(psql($router, q{SELECT deliver_cluster.bind('orders.#', 'tq2')::text || deliver_cluster.bind('#.eu', 'tq1')::text
+    || deliver_cluster.bind('strict.#', 'tq1')::text || deliver_cluster.bind('strict.#', 'tzq')::text}),
+	'truetruetruetrue', 'bind (SQL)');
+($st, $b) = req('GET', '/v1/routing?key=orders.eu');
+is_deeply([ map { "$_->{queue} $_->{pattern}" } @{ $b // [] } ], [ 'tq1 #.eu', 'tq1 orders.*', 'tq2 orders.#' ],
+	'GET /v1/routing: every matching binding');
+is(psql($router, q{SELECT string_agg(queue_name || ' ' || pattern, ', ') FROM deliver_cluster.test_routing('orders')}),
+	'tq2 orders.#', 'test_routing: "#" matches no word, "*" needs one');
+is(psql($router, q{SELECT string_agg(queue_name, ',') FROM deliver_cluster.test_routing('a.b.eu')}), 'tq1',
+	'test_routing: "#" matches several words');
+is(psql($router, q{SELECT count(*) FROM deliver_cluster.test_routing('')}), 0, 'test_routing: the empty key');
+($st, $b) = req('GET', '/v1/bindings?queue=tq1');
+is_deeply([ map { $_->{pattern} } @{ $b // [] } ], [ '#.eu', 'orders.*', 'strict.#' ], 'GET /v1/bindings?queue=tq1');
+($st, $b) = req('POST', '/v1/publish', { routing_key => 'orders.eu', payload => { n => 1 }, ordering_key => $k[2] });
+is($st, 201, 'publish: 201') or diag explain $b;
+is_deeply([ map { $_->{queue} } @{ $b // [] } ], [ 'tq1', 'tq2' ], 'a copy to each matched queue, once');
+like(join(' ', map { $_->{message_id} } @{ $b // [] }), qr/^2:1:\d+ 2:1:\d+$/, 'both in the partition of the key');
+is(psql($router, q{SELECT string_agg(q || ' ' || p.partition || ' ' || p.payload::text, ', ' ORDER BY q)
+    FROM unnest(ARRAY['tq1', 'tq2']) q, deliver_cluster.peek(q, 10) p}), 'tq1 2 {"n": 1}, tq2 2 {"n": 1}',
+	'each queue has it');
+(undef, $b) = req('POST', '/v1/publish', { routing_key => 'orders.eu', payload => 2 });
+my %pp = map { split / / } map { "$_->{queue} $_->{message_id}" } @{ $b // [] };
+is(join(',', map { (split /:/, $pp{$_})[0] } 'tq1', 'tq2') =~ /^(\d+),\1$/ ? 'one' : 'two', 'one',
+	'a publish without a key: one partition for every copy');
+($st, $b) = req('POST', '/v1/publish', { routing_key => 'nobody.listens', payload => 1 });
+is_deeply([ $st, $b ], [ 201, [] ], 'publish matching nothing: no copies');
+gw_is_error([ req('POST', '/v1/publish', { routing_key => 'nobody.listens', payload => 1, mandatory => JSON::PP::true }) ],
+	404, '42704', 'publish mandatory matching nothing');
+gw_is_error([ req('POST', '/v1/publish', { routing_key => 'strict.x', payload => 1 }) ], 422, '22004',
+	'publish to tq1 and an exactly-once queue without an idempotency key');
+is(psql($router, q{SELECT count(*) FROM deliver_cluster.peek('tq1', 10)}), 2,
+	'nothing sent to tq1 either (its copy was sent first, in the same transaction)');
+my $first = psql($router, q{SELECT string_agg(queue_name || '=' || message_id, ',') FROM deliver_cluster.publish('strict.x',
+    '3', idempotency_key => 'once')});
+like($first, qr/^tq1=(\d+:\d+):\d+,tzq=\1:\d+$/, 'publish (SQL) with an idempotency key');
+is(psql($router, q{SELECT string_agg(queue_name || '=' || message_id, ',') FROM deliver_cluster.publish('strict.x',
+    '3', idempotency_key => 'once')}), $first, 'published again with the key: the first ids, nothing new');
+gw_is_error([ req('POST', '/v1/publish', { routing_key => 'a..b', payload => 1 }) ], 422, '22023', 'publish: an empty word');
+gw_is_error([ req('POST', '/v1/publish', { routing_key => 'a.*', payload => 1 }) ], 422, '22023',
+	'publish: a wildcard in a routing key');
+gw_is_error([ req('POST', '/v1/bindings', { pattern => 'a.b*', queue => 'tq1' }) ], 422, '22023',
+	'bind: a wildcard inside a word');
+gw_is_error([ req('POST', '/v1/bindings', { pattern => '', queue => 'tq1' }) ], 422, '22023', 'bind: the empty pattern');
+gw_is_error([ req('POST', '/v1/bindings', { pattern => 'x' x 256, queue => 'tq1' }) ], 422, '22023', 'bind: over 255 bytes');
+gw_is_error([ req('POST', '/v1/bindings', { pattern => 'a', queue => 'nope' }) ], 404, '42704', 'bind: an unknown queue');
+gw_is_error([ req('POST', '/v1/bindings', { queue => 'tq1' }) ], 422, '22004', 'bind: no pattern');
+gw_is_error([ req('POST', '/v1/bindings', { pattern => 'a', queue => 'tq1' }, token => $app_token) ], 403, '42501',
+	'bind: not for app');
+gw_is_error([ req('POST', '/v1/publish', { routing_key => 'orders.eu', payload => 1 }, token => $app_token) ], 403, '42501',
+	'publish: not for app');
+gw_is_error([ req('GET', '/v1/routing') ], 400, undef, 'GET /v1/routing without a key');
+gw_is_error([ req('GET', '/v1/routing?key=a.%23') ], 422, '22023', 'GET /v1/routing: a wildcard in the key');
+($st, $b) = req('DELETE', '/v1/bindings', { pattern => 'orders.*', queue => 'tq1' });
+is_deeply($b, { pattern => 'orders.*', queue => 'tq1', removed => JSON::PP::true }, 'DELETE /v1/bindings: removed')
+  or diag explain [ $st, $b ];
+is(psql($router, q{SELECT deliver_cluster.unbind('orders.*', 'tq1')}), 'f', 'unbind (SQL) again: false');
+psql($router, q{SELECT deliver_cluster.drop_queue('tq2')});
+is(psql($router, q{SELECT string_agg(queue_name || ' ' || pattern, ', ') FROM deliver_cluster.list_bindings()}),
+	'tq1 #.eu, tq1 strict.#, tzq strict.#', 'drop_queue removes its bindings');
 
 ($st) = req('GET', '/healthz');
 is($st, 200, 'the gateway is alive');
