@@ -125,13 +125,16 @@ index_plain(Relation irel, const Shape *s)
 static bool
 insert_plain(Oid relid, const Shape *s, int n, const Datum *values, const bool *nulls)
 {
-	Relation	rel = table_open(relid, RowExclusiveLock);
+	Relation	rel = try_table_open(relid, RowExclusiveLock);
 	Relation	irel = NULL;
 	IndexInfo  *ii = NULL;
 	TupleTableSlot **slots;
 	Oid			index;
 	int			k;
 
+	/* (a table dropped meanwhile: the INSERT says so, as it always did) */
+	if (rel == NULL)
+		return false;
 	if (!table_plain(rel, s, &index))
 	{
 		table_close(rel, NoLock);

@@ -70,10 +70,6 @@ done_write(QueueInfo *q, int32 group_id, char kind, int64 *ids, int n, DSnap *do
 	seg = queue_current_segment(q);
 	for (i = 0; i < n; i++)
 		idd[i] = Int64GetDatum(ids[i]);
-	snprintf(key, sizeof(key), "done:%d:%d", q->queue_id, seg);
-	snprintf(sql, sizeof(sql),
-			 "INSERT INTO deliver.%s (group_id, kind, message_ids, done) "
-			 "VALUES ($1, $2, $3, $4)", queue_relname(rel, QUEUE_DONE, q->queue_id, seg));
 	args[0] = Int32GetDatum(group_id);
 	args[1] = CharGetDatum(kind);
 	args[2] = PointerGetDatum(construct_array(idd, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
@@ -87,6 +83,10 @@ done_write(QueueInfo *q, int32 group_id, char kind, int64 *ids, int n, DSnap *do
 		if (done_insert(q->done_rel[seg], row, row_nulls))
 			return;
 	}
+	snprintf(key, sizeof(key), "done:%d:%d", q->queue_id, seg);
+	snprintf(sql, sizeof(sql),
+			 "INSERT INTO deliver.%s (group_id, kind, message_ids, done) "
+			 "VALUES ($1, $2, $3, $4)", queue_relname(rel, QUEUE_DONE, q->queue_id, seg));
 	rc = spi_run(q->owner, key, sql, 4, types, args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "deliver: could not record finished messages: %s", SPI_result_code_string(rc));
