@@ -30,6 +30,7 @@ from .types import (
     LeaseSlots,
     MaintainResult,
     Message,
+    PeekedMessage,
     Published,
     PushMetrics,
     PushSubscription,
@@ -639,6 +640,34 @@ def delete_message(queue: str, message_id: int) -> Call[bool]:
         "delete_message",
         [_req("queue_name", "text", queue), _req("message_id", "bigint", bigint(message_id, "message_id"))],
         _bool,
+    )
+
+
+PEEK_COLUMNS = ("message_id", "payload", "headers", "ordering_key", "attempt", "enqueued_at", "redelivery")
+
+
+def peek(queue: str, max_messages: int | None, consumer_group: str | None) -> Call[list[PeekedMessage]]:
+    return table(
+        "peek",
+        PEEK_COLUMNS,
+        [
+            _req("queue_name", "text", queue),
+            _opt("max_messages", "int", max_messages),
+            _opt("consumer_group", "text", consumer_group),
+        ],
+        lambda r: PeekedMessage(*r),
+    )
+
+
+def delete_dead_letters(queue: str, message_ids: Iterable[int] | None, consumer_group: str | None) -> Call[int]:
+    return scalar(
+        "delete_dead_letters",
+        [
+            _req("queue_name", "text", queue),
+            _req("message_ids", "bigint[]", bigints(message_ids, "message_ids")),
+            _opt("consumer_group", "text", consumer_group),
+        ],
+        _int,
     )
 
 

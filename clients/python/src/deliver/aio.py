@@ -27,6 +27,7 @@ from .types import (
     LeaseSlots,
     MaintainResult,
     Message,
+    PeekedMessage,
     Privilege,
     Published,
     PushMetrics,
@@ -376,6 +377,25 @@ class AsyncClient:
         group gets it (again), a lease on it ends. False when no group had
         it unfinished."""
         return await self._run(calls.delete_message(queue, message_id))
+
+    async def peek(
+        self, queue: str, max_messages: int | None = 10, *, consumer_group: str | None = "default"
+    ) -> list[PeekedMessage]:
+        """The next messages (up to ``max_messages``) a receive of the
+        consumer group would hand out, without leasing them: first those due
+        for redelivery (``redelivery`` true), then those the group has not
+        been handed yet. Nothing of the group changes. Needs the receive
+        right; None takes the server's default (10, ``"default"``)."""
+        return await self._run(calls.peek(queue, max_messages, consumer_group))
+
+    async def delete_dead_letters(
+        self, queue: str, message_ids: Iterable[int], *, consumer_group: str | None = None
+    ) -> int:
+        """Delete the dead letters of these messages for good, of one
+        consumer group or of every group (None); returns how many (an id
+        that is no dead letter counts nothing). Needs EXECUTE on
+        ``deliver.delete_dead_letters`` and the queue's receive right."""
+        return await self._run(calls.delete_dead_letters(queue, message_ids, consumer_group))
 
     async def archived(
         self, queue: str, *, max_messages: int | None = None, after_id: int | None = None

@@ -27,6 +27,7 @@ from .types import (
     AckCommit,
     Interval,
     Message,
+    PeekedMessage,
     Published,
     QueueInfo,
     QueueMetrics,
@@ -210,6 +211,18 @@ def _dead_letter(d: Mapping[str, Any]) -> DeadLetter:
         last_error=d.get("last_error"),
         enqueued_at=parse_timestamp(d["enqueued_at"]),  # type: ignore[arg-type]
         dead_at=parse_timestamp(d["dead_at"]),  # type: ignore[arg-type]
+    )
+
+
+def _peeked(d: Mapping[str, Any]) -> PeekedMessage:
+    return PeekedMessage(
+        message_id=_id(d["message_id"]),
+        payload=d.get("payload"),
+        headers=d.get("headers"),
+        ordering_key=d.get("ordering_key"),
+        attempt=int(d["attempt"]),
+        enqueued_at=parse_timestamp(d["enqueued_at"]),  # type: ignore[arg-type]
+        redelivery=bool(d["redelivery"]),
     )
 
 
@@ -611,6 +624,34 @@ class HttpClient:
     def delete_message(self, queue: str, message_id: int) -> bool:
         path = self._path(queue, "messages", _id_out(message_id, "message_id"))
         return bool(self.request("DELETE", path)["deleted"])
+
+    def peek(
+        self, queue: str, max_messages: int | None = 10, *, consumer_group: str | None = "default"
+    ) -> list[PeekedMessage]:
+        """``GET /v1/queues/{queue}/peek?max=&group=``: the next messages a
+        receive of the group would hand out, not leased (None: the gateway's
+        default, 10 and ``"default"``)."""
+        rows = self.request(
+            "GET",
+            self._path(queue, "peek"),
+            query={"group": consumer_group, "max": None if max_messages is None else str(max_messages)},
+        )
+        return [_peeked(d) for d in rows]
+
+    def delete_dead_letters(
+        self, queue: str, message_ids: Iterable[int], *, consumer_group: str | None = None
+    ) -> int:
+        """``DELETE /v1/queues/{queue}/dead-letters``: delete the dead letters
+        of these messages for good (of one group, or of every group: None);
+        returns how many."""
+        body: dict[str, Any] = {}
+        if message_ids is not None:
+            if isinstance(message_ids, (str, bytes)):
+                raise TypeError("message_ids must be a sequence of ints")
+            body["message_ids"] = [_id_out(x, "message_ids") for x in message_ids]
+        if consumer_group is not None:
+            body["consumer_group"] = consumer_group
+        return int(self.request("DELETE", self._path(queue, "dead-letters"), body=body)["deleted"])
 
     def metrics(self, queue: str) -> list[QueueMetrics]:
         return [_metrics(d) for d in self.request("GET", self._path(queue, "metrics"))]

@@ -19,6 +19,7 @@ __all__ = [
     "AckCommit",
     "Privilege",
     "Message",
+    "PeekedMessage",
     "QueueInfo",
     "ConsumerGroup",
     "DeadLetter",
@@ -70,6 +71,23 @@ class Message:
     #: the queue and consumer group it was received from
     queue: str = ""
     consumer_group: str = "default"
+
+
+@dataclass(frozen=True)
+class PeekedMessage:
+    """A message ``peek`` shows: one a receive of the consumer group would
+    hand out next, not leased. ``attempt`` is the attempt that receive would
+    make; ``redelivery`` is true for a message due for redelivery (nacked,
+    or its lease ran out), false for one the group has not been handed yet.
+    """
+
+    message_id: int
+    payload: Any
+    headers: dict[str, Any] | None
+    ordering_key: str | None
+    attempt: int
+    enqueued_at: datetime
+    redelivery: bool
 
 
 @dataclass(frozen=True)
