@@ -1287,6 +1287,135 @@ BEGIN
                   ORDER BY x.queue_name;
 END $$;
 
+--
+-- The web console's views over the cluster (deliverd's GET /v1/metrics,
+-- /v1/workers, /v1/alerts, /v1/push-subscriptions): one call to every
+-- shard (a shard that is unavailable fails the call).  The shards' deliver
+-- checks the rights as on one node.
+--
+
+CREATE FUNCTION deliver_cluster._px_all_metrics()
+RETURNS TABLE (queue_name text, partition int, epoch int, consumer_group text, depth bigint,
+               in_flight bigint, delayed bigint, dead_letters bigint, oldest_age interval,
+               sent_total bigint, acked_total bigint, dead_total bigint,
+               worker_last_run timestamptz, worker_lag interval, worker_errors bigint)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    RUN ON ALL;
+    TARGET deliver_shard.all_metrics;
+$$;
+
+-- Every queue of the cluster the caller may read metrics of, one row per
+-- queue and consumer group, merged over its partitions (every placement
+-- not retired, so a partition moving counts where it still holds
+-- messages): the counts and totals summed, oldest_age the largest, and of
+-- the shards' maintenance workers the oldest last run, the largest lag and
+-- the most errors; partitions: how many partitions the row merges.
+CREATE FUNCTION deliver_cluster.all_metrics()
+RETURNS TABLE (queue_name text, consumer_group text, depth bigint, in_flight bigint, delayed bigint,
+               dead_letters bigint, oldest_age interval, sent_total bigint, acked_total bigint,
+               dead_total bigint, worker_last_run timestamptz, worker_lag interval, worker_errors bigint,
+               partitions int)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m.queue_name, m.consumer_group, sum(m.depth)::bigint, sum(m.in_flight)::bigint,
+           sum(m.delayed)::bigint, sum(m.dead_letters)::bigint, max(m.oldest_age),
+           sum(m.sent_total)::bigint, sum(m.acked_total)::bigint, sum(m.dead_total)::bigint,
+           min(m.worker_last_run), max(m.worker_lag), max(m.worker_errors),
+           count(DISTINCT m.partition)::int
+      FROM deliver_cluster._px_all_metrics() m
+      JOIN deliver_cluster.queue q ON q.queue_name = m.queue_name
+     GROUP BY m.queue_name, m.consumer_group
+     ORDER BY m.queue_name, m.consumer_group
+$$;
+
+CREATE FUNCTION deliver_cluster._px_worker_status(shards int[], names text[])
+RETURNS TABLE (shard text, database text, pid int, started_at timestamptz, last_run_at timestamptz,
+               last_run_duration interval, runs bigint, errors bigint,
+               expired_total bigint, dead_total bigint, released_total bigint,
+               last_error text, last_error_at timestamptz)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    SPLIT shards, names;
+    RUN ON shards;
+    TARGET deliver_shard.worker_status;
+$$;
+
+-- The maintenance workers of every shard's primary (deliver.worker_status
+-- there: pg_monitor's, 42501 otherwise), each with its shard's name.
+CREATE FUNCTION deliver_cluster.worker_status()
+RETURNS TABLE (shard text, database text, pid int, started_at timestamptz, last_run_at timestamptz,
+               last_run_duration interval, runs bigint, errors bigint,
+               expired_total bigint, dead_total bigint, released_total bigint,
+               last_error text, last_error_at timestamptz)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT w.* FROM deliver_cluster._px_worker_status(
+        ARRAY(SELECT s.shard_id FROM deliver_cluster.shard s ORDER BY s.shard_id),
+        ARRAY(SELECT s.name FROM deliver_cluster.shard s ORDER BY s.shard_id)) w
+     ORDER BY w.shard, w.database
+$$;
+
+CREATE FUNCTION deliver_cluster._px_list_alerts(shards int[], names text[])
+RETURNS TABLE (shard text, queue_name text, partition int, metric text, threshold numeric, firing boolean,
+               value numeric, changed_at timestamptz)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    SPLIT shards, names;
+    RUN ON shards;
+    TARGET deliver_shard.list_alerts;
+$$;
+
+-- The alerts set on the partitions' queues (deliver.set_alert on a shard,
+-- on queue "<queue>.p<partition>": an alert is a partition's), each with
+-- its queue of the cluster, partition and shard.
+CREATE FUNCTION deliver_cluster.list_alerts()
+RETURNS TABLE (queue_name text, partition int, shard text, metric text, threshold numeric, firing boolean,
+               value numeric, changed_at timestamptz)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.queue_name, a.partition, a.shard, a.metric, a.threshold, a.firing, a.value, a.changed_at
+      FROM deliver_cluster._px_list_alerts(
+        ARRAY(SELECT s.shard_id FROM deliver_cluster.shard s ORDER BY s.shard_id),
+        ARRAY(SELECT s.name FROM deliver_cluster.shard s ORDER BY s.shard_id)) a
+      JOIN deliver_cluster.queue q ON q.queue_name = a.queue_name
+     ORDER BY a.queue_name, a.partition, a.shard, a.metric
+$$;
+
+CREATE FUNCTION deliver_cluster._px_list_push_subscriptions(shards int[], names text[])
+RETURNS TABLE (shard text, subscription_name text, queue_name text, partition int, consumer_group text,
+               active boolean, confirmed_lsn pg_lsn, created_at timestamptz, lag_bytes numeric,
+               retained_wal_bytes numeric)
+LANGUAGE plproxy AS $$
+    CLUSTER 'deliver';
+    SPLIT shards, names;
+    RUN ON shards;
+    TARGET deliver_shard.list_push_subscriptions;
+$$;
+
+-- The push subscriptions of the partitions' queues (each made on a shard,
+-- on one partition's queue, with deliver.create_push_subscription there),
+-- each with its shard, queue of the cluster and partition; the lag is the
+-- shard's WAL since the subscription's consumer last confirmed.
+CREATE FUNCTION deliver_cluster.list_push_subscriptions()
+RETURNS TABLE (subscription_name text, shard text, queue_name text, partition int, consumer_group text,
+               active boolean, confirmed_lsn pg_lsn, created_at timestamptz, lag_bytes numeric,
+               retained_wal_bytes numeric)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.subscription_name, p.shard, p.queue_name, p.partition, p.consumer_group, p.active,
+           p.confirmed_lsn, p.created_at, p.lag_bytes, p.retained_wal_bytes
+      FROM deliver_cluster._px_list_push_subscriptions(
+        ARRAY(SELECT s.shard_id FROM deliver_cluster.shard s ORDER BY s.shard_id),
+        ARRAY(SELECT s.name FROM deliver_cluster.shard s ORDER BY s.shard_id)) p
+      JOIN deliver_cluster.queue q ON q.queue_name = p.queue_name
+     ORDER BY p.subscription_name, p.shard
+$$;
+
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA deliver_cluster FROM PUBLIC;
 REVOKE EXECUTE ON PROCEDURE deliver_cluster.move_partition(int, text, interval),
                             deliver_cluster.finish_move(int, interval) FROM PUBLIC;

@@ -652,3 +652,71 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 END $$;
+
+--
+-- The web console's views of a cluster (deliverd's GET /v1/metrics,
+-- /v1/workers, /v1/alerts, /v1/push-subscriptions): what deliver shows on
+-- this shard, the rows of the partitions hosted here tagged with their
+-- queue of the cluster and partition.  The router calls them on every
+-- shard (the shard's name in names: SPLIT gives each shard its own).
+-- deliver's functions check the rights: metrics() shows the queues the
+-- caller may read metrics of, worker_status() is pg_monitor's.
+--
+
+-- Every partition's metrics here that the caller may read.
+CREATE FUNCTION deliver_shard.all_metrics()
+RETURNS TABLE (queue_name text, partition int, epoch int, consumer_group text, depth bigint,
+               in_flight bigint, delayed bigint, dead_letters bigint, oldest_age interval,
+               sent_total bigint, acked_total bigint, dead_total bigint,
+               worker_last_run timestamptz, worker_lag interval, worker_errors bigint)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT x.queue_name, x.partition, x.epoch, m.consumer_group, m.depth, m.in_flight, m.delayed,
+           m.dead_letters, m.oldest_age, m.sent_total, m.acked_total, m.dead_total,
+           m.worker_last_run, m.worker_lag, m.worker_errors
+      FROM deliver.metrics() m
+      JOIN deliver_shard.partition x ON deliver_shard.queue_of(x.queue_name, x.partition) = m.queue_name
+$$;
+
+-- This shard's maintenance workers (deliver.worker_status), with its name.
+CREATE FUNCTION deliver_shard.worker_status(shards int[], names text[])
+RETURNS TABLE (shard text, database text, pid int, started_at timestamptz, last_run_at timestamptz,
+               last_run_duration interval, runs bigint, errors bigint,
+               expired_total bigint, dead_total bigint, released_total bigint,
+               last_error text, last_error_at timestamptz)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n.name, w.database, w.pid, w.started_at, w.last_run_at, w.last_run_duration, w.runs, w.errors,
+           w.expired_total, w.dead_total, w.released_total, w.last_error, w.last_error_at
+      FROM unnest(names) AS n(name), deliver.worker_status() w
+$$;
+
+-- The alerts of the partitions' queues here (deliver.list_alerts).
+CREATE FUNCTION deliver_shard.list_alerts(shards int[], names text[])
+RETURNS TABLE (shard text, queue_name text, partition int, metric text, threshold numeric, firing boolean,
+               value numeric, changed_at timestamptz)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n.name, x.queue_name, x.partition, a.metric, a.threshold, a.firing, a.value, a.changed_at
+      FROM unnest(names) AS n(name), deliver.list_alerts() a
+      JOIN deliver_shard.partition x ON deliver_shard.queue_of(x.queue_name, x.partition) = a.queue_name
+$$;
+
+-- The push subscriptions of the partitions' queues here, with their lag
+-- (deliver.list_push_subscriptions and push_metrics).
+CREATE FUNCTION deliver_shard.list_push_subscriptions(shards int[], names text[])
+RETURNS TABLE (shard text, subscription_name text, queue_name text, partition int, consumer_group text,
+               active boolean, confirmed_lsn pg_lsn, created_at timestamptz, lag_bytes numeric,
+               retained_wal_bytes numeric)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n.name, s.subscription_name, x.queue_name, x.partition, s.consumer_group, s.active,
+           s.confirmed_lsn, s.created_at, m.lag_bytes, m.retained_wal_bytes
+      FROM unnest(names) AS n(name), deliver.list_push_subscriptions() s
+      JOIN deliver_shard.partition x ON deliver_shard.queue_of(x.queue_name, x.partition) = s.queue_name
+      LEFT JOIN deliver.push_metrics() m ON m.subscription_name = s.subscription_name
+$$;

@@ -11,7 +11,7 @@
  * partitions without waiting on any one shard, an ack, nack or extend to
  * the placement its id names, a message's deletion too.  Administration
  * (queues and their settings, groups and their flow control, peek, reset,
- * dead letters, redrive, metrics) goes through the router's
+ * dead letters, redrive, metrics, the console's views) goes through the router's
  * deliver_cluster functions, which apply it on every partition.  Every call runs as the caller's role and ends by the
  * request's deadline (shardpool.c).
  *
@@ -144,6 +144,24 @@ static const char sql_reset_group[] =
 static const char sql_queue_metrics[] =
 "SELECT " QEXISTS ", CASE WHEN " QEXISTS " THEN"
 " (SELECT coalesce(json_agg(m), '[]') FROM deliver_cluster.metrics($1) m) END";
+/*
+ * The console's routes: the router's views over every shard.  The metrics
+ * are one row per queue and group merged over its partitions, as a single
+ * node's GET /v1/metrics answers (plus "partitions"); workers, alerts and
+ * push subscriptions are each shard's rows with their shard (and queue of
+ * the cluster and partition).
+ */
+static const char sql_all_queue_metrics[] =
+"SELECT coalesce(json_agg(x), '[]') FROM (SELECT m.*,"
+" extract(epoch FROM m.oldest_age)::float8 AS oldest_age_seconds,"
+" extract(epoch FROM m.worker_lag)::float8 AS worker_lag_seconds"
+" FROM deliver_cluster.all_metrics() m) x";
+static const char sql_workers[] =
+"SELECT coalesce(json_agg(w), '[]') FROM deliver_cluster.worker_status() w";
+static const char sql_alerts[] =
+"SELECT coalesce(json_agg(a), '[]') FROM deliver_cluster.list_alerts() a";
+static const char sql_push_subscriptions[] =
+"SELECT coalesce(json_agg(s), '[]') FROM deliver_cluster.list_push_subscriptions() s";
 
 /*
  * shards: $1 the queue, $2 the partition.  The partition's deliver queue
@@ -359,11 +377,16 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			ret = cl_router_route(&x, sql_replay, 3, p, 200, false, false, SP_WRITE);
 			break;
 		case R_ALL_QUEUE_METRICS:
-		case R_ALERTS:
+			ret = cl_router_route(&x, sql_all_queue_metrics, 0, p, 200, false, false, 0);
+			break;
 		case R_WORKERS:
+			ret = cl_router_route(&x, sql_workers, 0, p, 200, false, false, 0);
+			break;
+		case R_ALERTS:
+			ret = cl_router_route(&x, sql_alerts, 0, p, 200, false, false, 0);
+			break;
 		case R_PUSH_SUBSCRIPTIONS:
-			ret = cl_answer(&x, 501, NULL, "this route is not served in cluster mode", NULL,
-								"It is served by a deliverd of a single node (the console's routes).");
+			ret = cl_router_route(&x, sql_push_subscriptions, 0, p, 200, false, false, 0);
 			break;
 		case R_PUBLISH:
 			p[0] = cl_body(rq);

@@ -9,7 +9,9 @@
 #   2. pause / resume of a consumer group, its rate, the FIFO key limit, on
 #      every partition;
 #   3. peek (merged from the partitions), delete a message by its id, reset
-#      of a consumer group.
+#      of a consumer group;
+#   4. the console's routes: every queue's metrics merged over its
+#      partitions, each shard's workers, alerts and push subscriptions.
 # Bad input, unknown queues and a role without the administration rights
 # get 4xx answers (the router's SQLSTATEs), and the sanitizers report
 # nothing.
@@ -509,6 +511,81 @@ is(psql($router, q{SELECT deliver_cluster.unbind('orders.*', 'tq1')}), 'f', 'unb
 psql($router, q{SELECT deliver_cluster.drop_queue('tq2')});
 is(psql($router, q{SELECT string_agg(queue_name || ' ' || pattern, ', ') FROM deliver_cluster.list_bindings()}),
 	'tq1 #.eu, tq1 strict.#, tzq strict.#', 'drop_queue removes its bindings');
+
+# ---- the console's routes: GET /v1/metrics, /v1/workers, /v1/alerts, /v1/push-subscriptions ----
+# cq: 1 message in partition 0 (k[0]), 2 in partition 1 (k[1]), one of them leased
+psql($router, q{SELECT deliver_cluster.create_queue('cq')});
+psql($router, "SELECT deliver_cluster.send('cq', '1', ordering_key => '$_')") for ($k[0], $k[1], $k[1]);
+is(psql($router, q{SELECT count(*) FROM deliver_cluster.receive('cq', 1, 1)}), 1, 'cq: one message leased');
+my $merged = q{SELECT string_agg(concat_ws(' ', queue_name, consumer_group, d, i, dl, s, a, n), ', '
+    ORDER BY queue_name, consumer_group) FROM (SELECT q.queue_name, m.consumer_group, sum(m.depth) d,
+    sum(m.in_flight) i, sum(m.dead_letters) dl, sum(m.sent_total) s, sum(m.acked_total) a,
+    count(DISTINCT m.partition) n FROM deliver_cluster.list_queues() q, deliver_cluster.metrics(q.queue_name) m
+    WHERE q.queue_name = 'cq' GROUP BY 1, 2) x};
+my $expect = psql($router, $merged);
+my $groups = join(', ', sort split /\n/, psql($router, q{SELECT DISTINCT q.queue_name || ' ' || m.consumer_group
+    FROM deliver_cluster.list_queues() q, deliver_cluster.metrics(q.queue_name) m}));
+($st, $b) = req('GET', '/v1/metrics');
+is($st, 200, 'GET /v1/metrics: 200') or diag explain $b;
+is(join(', ', sort map { "$_->{queue_name} $_->{consumer_group}" } @{ $b // [] }), $groups,
+	'every queue and consumer group of the cluster, once');
+is(join(', ', map { join(' ', @$_{qw(queue_name consumer_group depth in_flight dead_letters sent_total acked_total partitions)}) }
+		grep { $_->{queue_name} eq 'cq' } @{ $b // [] }), $expect,
+	'cq merged over its partitions as deliver_cluster.metrics has them');
+my ($cm) = grep { $_->{queue_name} eq 'cq' && $_->{consumer_group} eq 'default' } @{ $b // [] };
+is(join(' ', map { $cm->{$_} // '-' } qw(sent_total in_flight partitions)), '3 1 4',
+	'cq: 3 sent, 1 in flight, over 4 partitions');
+is(join(' ', sort keys %{ $cm // {} }),
+	'acked_total consumer_group dead_letters dead_total delayed depth in_flight oldest_age oldest_age_seconds '
+	  . 'partitions queue_name sent_total worker_errors worker_lag worker_lag_seconds worker_last_run',
+	"a single node's fields, and partitions");
+ok(defined $cm->{oldest_age_seconds} && $cm->{oldest_age_seconds} =~ /^[0-9.e+-]+$/ && !ref $cm->{oldest_age_seconds},
+	'oldest_age_seconds is a number');
+is(psql($router, q{SELECT count(*) FROM deliver_cluster.all_metrics() WHERE queue_name = 'cq'}), 1,
+	'all_metrics (SQL): one row for cq');
+gw_is_error([ req('GET', '/v1/metrics', undef, token => $app_token) ], 403, '42501', 'GET /v1/metrics: not for app');
+sql_error(q{SET ROLE app; SELECT * FROM deliver_cluster.all_metrics()}, '42501', 'all_metrics: not for app');
+
+# workers: every shard's primary's, with the shard's name
+my $names = psql($router, q{SELECT string_agg(name, ',' ORDER BY name) FROM deliver_cluster.shard});
+my $nworkers = 0;
+$nworkers += psql($_, q{SELECT count(*) FROM deliver.worker_status()}) for @shard;
+($st, $b) = req('GET', '/v1/workers');
+is($st, 200, 'GET /v1/workers: 200') or diag explain $b;
+is(scalar(@{ $b // [] }), $nworkers, "one row per worker of the shards ($nworkers)");
+ok($nworkers >= 2, 'each shard has its worker (deliver.database)');
+is(join(',', sort keys %{ { map { ($_->{shard} // '?') => 1 } @{ $b // [] } } }), $names, 'rows of every shard, named');
+ok(!grep({ !defined $_->{database} || !exists $_->{runs} } @{ $b // [] }), "each with worker_status' fields");
+is(psql($router, q{SELECT string_agg(DISTINCT shard, ',' ORDER BY shard) FROM deliver_cluster.worker_status()}), $names,
+	'worker_status (SQL): every shard');
+gw_is_error([ req('GET', '/v1/workers', undef, token => $app_token) ], 403, '42501', 'GET /v1/workers: not for app');
+sql_error(q{SET ROLE app; SELECT * FROM deliver_cluster.worker_status()}, '42501', 'worker_status: not for app');
+
+# alerts and push subscriptions: set on a shard, on one partition's queue
+my $p0shard = psql($router, q{SELECT shard FROM deliver_cluster.partition_map() WHERE partition = 0 AND state = 'active'});
+my ($p0conn) = grep { psql($_, q{SELECT count(*) FROM deliver_shard.partition WHERE queue_name = 'cq' AND partition = 0}) } @shard;
+psql($p0conn, q{SELECT deliver.set_alert('cq.p0', 'depth', 5)});
+($st, $b) = req('GET', '/v1/alerts');
+is($st, 200, 'GET /v1/alerts: 200') or diag explain $b;
+is_deeply([ map { [ @$_{qw(queue_name partition shard metric threshold firing)} ] } @{ $b // [] } ],
+	[ [ 'cq', 0, $p0shard, 'depth', 5, JSON::PP::false ] ], "the alert of cq's partition 0, with its shard")
+  or diag explain $b;
+is(psql($router, q{SELECT string_agg(concat_ws(' ', queue_name, partition, shard, metric), ',') FROM deliver_cluster.list_alerts()}),
+	"cq 0 $p0shard depth", 'list_alerts (SQL)');
+gw_is_error([ req('GET', '/v1/alerts', undef, token => $app_token) ], 403, '42501', 'GET /v1/alerts: not for app');
+psql($p0conn, q{SELECT deliver.create_push_subscription('cq.p0', 'cq_push')});
+($st, $b) = req('GET', '/v1/push-subscriptions');
+is($st, 200, 'GET /v1/push-subscriptions: 200') or diag explain $b;
+is_deeply([ map { [ @$_{qw(subscription_name shard queue_name partition consumer_group active)} ] } @{ $b // [] } ],
+	[ [ 'cq_push', $p0shard, 'cq', 0, undef, JSON::PP::false ] ], "cq's partition 0's subscription, with its shard")
+  or diag explain $b;
+ok(defined $b->[0]{lag_bytes} && exists $b->[0]{retained_wal_bytes}, 'with its lag on the shard') if @{ $b // [] };
+is(psql($router, q{SELECT string_agg(concat_ws(' ', subscription_name, shard, queue_name, partition), ',')
+    FROM deliver_cluster.list_push_subscriptions()}), "cq_push $p0shard cq 0", 'list_push_subscriptions (SQL)');
+gw_is_error([ req('GET', '/v1/push-subscriptions', undef, token => $app_token) ], 403, '42501',
+	'GET /v1/push-subscriptions: not for app');
+psql($p0conn, q{SELECT deliver.drop_push_subscription('cq_push')});
+is(psql($router, q{SELECT count(*) FROM deliver_cluster.list_push_subscriptions()}), 0, 'dropped: none');
 
 ($st) = req('GET', '/healthz');
 is($st, 200, 'the gateway is alive');
