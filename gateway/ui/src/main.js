@@ -649,10 +649,13 @@ function workersPage(main) {
   async function load() {
     try {
       const ws = await api('GET', '/v1/workers');
+      // a deliverd in cluster mode: each shard's workers, with its name
+      const sharded = ws.some((w) => 'shard' in w);
       clear(workers, ws.length ? h('table#workers-table',
-        h('thead', h('tr', ['database', 'pid', 'started at', 'last run', 'last run took', 'runs', 'errors',
-          'expired', 'dead', 'released', 'last error'].map((c) => h('th', c)))),
-        h('tbody', ws.map((w) => h('tr', { 'data-database': w.database },
+        h('thead', h('tr', [...(sharded ? ['shard'] : []), 'database', 'pid', 'started at', 'last run',
+          'last run took', 'runs', 'errors', 'expired', 'dead', 'released', 'last error'].map((c) => h('th', c)))),
+        h('tbody', ws.map((w) => h('tr', { 'data-database': w.database, ...(sharded ? { 'data-shard': w.shard } : {}) },
+          sharded ? h('td', w.shard) : null,
           h('td', w.database), h('td', w.pid ?? '—'), h('td', fmtTime(w.started_at)),
           h('td', fmtTime(w.last_run_at)), h('td', w.last_run_duration ?? '—'),
           h('td.num', fmtNum(w.runs)), h('td.num', w.errors > 0 ? h('span.badge.bad', fmtNum(w.errors)) : '0'),
@@ -663,10 +666,14 @@ function workersPage(main) {
     } catch (e) { clear(workers, errorBox(e)); }
     try {
       const as = await api('GET', '/v1/alerts');
+      // cluster mode: an alert is a partition's, set on a shard
+      const sharded = as.some((a) => 'shard' in a);
       clear(alerts, as.length ? h('table#alerts-table',
-        h('thead', h('tr', ['queue', 'metric', 'threshold', 'state', 'value at the change', 'since'].map((c) => h('th', c)))),
+        h('thead', h('tr', ['queue', ...(sharded ? ['partition', 'shard'] : []), 'metric', 'threshold', 'state',
+          'value at the change', 'since'].map((c) => h('th', c)))),
         h('tbody', as.map((a) => h('tr', { 'data-queue': a.queue_name, 'data-metric': a.metric },
-          h('td', a.queue_name), h('td', a.metric), h('td.num', a.threshold),
+          h('td', a.queue_name), sharded ? [h('td.num', a.partition), h('td', a.shard)] : null,
+          h('td', a.metric), h('td.num', a.threshold),
           h('td', a.firing ? h('span.badge.bad.firing', 'firing') : h('span.badge.good', 'ok')),
           h('td.num', a.value ?? '—'), h('td', fmtTime(a.changed_at)))))) :
         h('p.muted', 'No alert is set (deliver.set_alert).'));
@@ -686,11 +693,14 @@ function pushPage(main) {
   async function load() {
     try {
       const ps = await api('GET', '/v1/push-subscriptions');
+      // cluster mode: a subscription is a partition's, made on a shard
+      const sharded = ps.some((p) => 'shard' in p);
       clear(list, ps.length ? h('table#push-table',
-        h('thead', h('tr', ['subscription', 'queue', 'group', 'state', 'confirmed LSN', 'lag', 'WAL retained',
-          'created at'].map((c) => h('th', c)))),
+        h('thead', h('tr', ['subscription', ...(sharded ? ['shard'] : []), 'queue', ...(sharded ? ['partition'] : []),
+          'group', 'state', 'confirmed LSN', 'lag', 'WAL retained', 'created at'].map((c) => h('th', c)))),
         h('tbody', ps.map((p) => h('tr', { 'data-subscription': p.subscription_name },
-          h('td', p.subscription_name), h('td', p.queue_name), h('td', p.consumer_group ?? '(all)'),
+          h('td', p.subscription_name), sharded ? h('td', p.shard) : null, h('td', p.queue_name),
+          sharded ? h('td.num', p.partition) : null, h('td', p.consumer_group ?? '(all)'),
           h('td', p.active ? h('span.badge.good', 'connected') : h('span.badge.warn', 'idle')),
           h('td', p.confirmed_lsn ?? '—'), h('td.num.lag', fmtBytes(p.lag_bytes)),
           h('td.num', fmtBytes(p.retained_wal_bytes)), h('td', fmtTime(p.created_at)))))) :
