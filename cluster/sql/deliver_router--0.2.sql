@@ -1306,9 +1306,9 @@ LANGUAGE plproxy AS $$
 $$;
 
 -- Every queue of the cluster the caller may read metrics of, one row per
--- queue and consumer group, merged over its partitions (every placement
--- not retired, so a partition moving counts where it still holds
--- messages): the counts and totals summed, oldest_age the largest, and of
+-- queue and consumer group, merged over its partitions (every place a
+-- partition has a queue, as metrics(queue): a partition moved counts where
+-- it still holds messages): the counts and totals summed, oldest_age the largest, and of
 -- the shards' maintenance workers the oldest last run, the largest lag and
 -- the most errors; partitions: how many partitions the row merges.
 CREATE FUNCTION deliver_cluster.all_metrics()
