@@ -5,8 +5,10 @@
 # statements) runs, per case:
 #   send        deliver.send, one message per transaction
 #   send_batch  deliver.send_batch of 100 messages (a constant array)
-# Nobody receives: the sends append to segments that only grow, alike for
-# both builds.  Rounds alternate the builds (baseline, then this one), so
+#   cycle       one message's whole life: a send, then a receive of one
+#               message and its ack (each its own transaction)
+# Nobody receives from the first two queues: their sends append to
+# segments that only grow, alike for both builds.  Rounds alternate the builds (baseline, then this one), so
 # noise on the machine spreads over both.  Per build and case: messages
 # per second, the call's p50 and p99 (pgbench's log), and the server's CPU
 # microseconds per message (bench/cpu.sh), the figure noise moves least;
@@ -35,17 +37,20 @@ source bench/pgbench.sh   # pgbench_setup, pgbench_case
 source bench/cpu.sh       # instance_ticks, us_per_msg
 pgbench_setup send "${DELIVER_SEND_PORT:-55496}" "${args[@]}"
 cmd="$cmd --baseline $baseline"
-q -c "SELECT deliver.create_queue('s_one')" -c "SELECT deliver.create_queue('s_batch')" >/dev/null
+q -c "SELECT deliver.create_queue('s_one')" -c "SELECT deliver.create_queue('s_batch')" \
+  -c "SELECT deliver.create_queue('s_cycle')" >/dev/null
 this=$pgbin
 
 payload='{"order": 1, "pad": "'$(printf 'x%.0s' {1..80})'"}'
 batch="ARRAY[$(for _ in $(seq 1 100); do printf "'%s'::jsonb," "$payload"; done | sed 's/,$//')]"
-cases=(send send_batch)
+cases=(send send_batch cycle)
 per_call() { [[ $1 == send_batch ]] && echo 100 || echo 1; }
 script_of() {
     case $1 in
         send) echo "SELECT deliver.send('s_one', '$payload');" ;;
         send_batch) echo "SELECT cardinality(deliver.send_batch('s_batch', $batch));" ;;
+        cycle) printf '%s\n%s\n' "SELECT deliver.send('s_cycle', '$payload');" \
+                   "SELECT deliver.ack('s_cycle', delivery_id) FROM deliver.receive('s_cycle', 1);" ;;
     esac
 }
 # pgbench_case runs the simple protocol; these cases run prepared, as
