@@ -668,7 +668,8 @@ send_rows(QueueInfo *q, SPITupleTable *rows, uint64 start, int m, int first_col,
  * per group, in the order they died.  With to_queue they are sent to that
  * queue instead, once per message (a message dead in two groups goes once),
  * to every group there, as new messages (enqueued now); the calling role
- * (outside this SECURITY DEFINER function) needs the right to send to it.
+ * (outside this SECURITY DEFINER function) needs the right to send to it,
+ * and the right to receive from queue_name.
  * Returns how many dead letters were redriven.
  */
 Datum
@@ -702,6 +703,17 @@ deliver_redrive(PG_FUNCTION_ARGS)
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	if (dst)
 	{
+		/*
+		 * Taking the dead letters out of their queue (into one the caller
+		 * may read, perhaps) needs the right to receive from it, as
+		 * deleting them does.
+		 */
+		if (!queue_has_privilege(q, GetOuterUserId(), ACL_SELECT))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to redrive the dead letters of queue \"%s\" to another queue", q->name),
+					 errdetail("redrive with to_queue takes the dead letters out of their queue: it needs the right to receive from it."),
+					 errhint("The queue's owner can allow it with deliver.grant_queue().")));
 		/* looked up again: q's lookup may have refreshed the cache */
 		dst = queue_lookup(PG_GETARG_TEXT_PP(3));
 		if (dst->queue_id == q->queue_id)

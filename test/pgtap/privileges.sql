@@ -2,7 +2,7 @@
 -- (grant_queue / revoke_queue); administration is not for PUBLIC; no role
 -- but the owner touches deliver's tables.
 \ir ../helpers.psql
-SELECT plan(201);
+SELECT plan(204);
 
 CREATE ROLE regress_deliver_nobody;
 CREATE ROLE regress_deliver_sender;
@@ -208,16 +208,26 @@ RESET ROLE;
 REVOKE EXECUTE ON FUNCTION deliver.delete_dead_letters(text, bigint[], text)
     FROM regress_deliver_sender, regress_deliver_receiver;
 -- delete_message: EXECUTE on it is not enough, the queue's receive right is needed too;
--- redrive to another queue: the caller needs the right to send to it
+-- redrive to another queue: the caller needs the right to send to it, and to
+-- receive from the queue the dead letters are taken from
 GRANT EXECUTE ON FUNCTION deliver.delete_message(text, bigint), deliver.redrive(text, bigint[], text, text)
     TO regress_deliver_sender, regress_deliver_receiver;
 SET ROLE regress_deliver_sender;
 SELECT throws_ok($$SELECT deliver.delete_message('priv', 1)$$, '42501',
                  'permission denied to delete messages of queue "priv"',
                  'a sender granted delete_message cannot delete messages of a queue it may not receive from');
-SELECT is(deliver.redrive('priv_other', NULL, NULL, 'priv'), 0::bigint,
-          'a sender granted redrive may redrive to a queue it may send to');
+SELECT throws_ok($$SELECT deliver.redrive('priv_other', NULL, NULL, 'priv')$$, '42501',
+                 'permission denied to redrive the dead letters of queue "priv_other" to another queue',
+                 'a sender granted redrive cannot take the dead letters of a queue it may not receive from');
 RESET ROLE;
+SELECT lives_ok($$SELECT deliver.grant_queue('priv_other', 'regress_deliver_sender', 'receive')$$,
+                'grant the sender receive on priv_other');
+SET ROLE regress_deliver_sender;
+SELECT is(deliver.redrive('priv_other', NULL, NULL, 'priv'), 0::bigint,
+          'with the right to receive from it, it may redrive them to a queue it may send to');
+RESET ROLE;
+SELECT lives_ok($$SELECT deliver.revoke_queue('priv_other', 'regress_deliver_sender', 'receive')$$,
+                'and revoke it');
 SET ROLE regress_deliver_receiver;
 SELECT is(deliver.delete_message('priv', 999999), false, 'a receiver granted delete_message may call it');
 SELECT throws_ok($$SELECT deliver.redrive('priv', NULL, NULL, 'priv_other')$$, '42501',
