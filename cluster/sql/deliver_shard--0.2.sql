@@ -107,6 +107,24 @@ BEGIN
     local_id := split_part(id, ':', 3)::bigint;
 END $$;
 
+-- Global ids (partition:epoch:id) by the place they name: every id is
+-- checked first (parse_id's error for a bad one), then one row per
+-- partition and epoch with its local ids, in the order given, and the
+-- smallest global id (for an error message).
+CREATE FUNCTION deliver_shard.ids_by_place(ids text[])
+RETURNS TABLE (partition int, epoch int, local_ids bigint[], first_id text)
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM deliver_shard.parse_id(d) FROM unnest(ids) d     -- raises the error of a bad id
+     WHERE d IS NULL OR d !~ '^[0-9]{1,6}:[0-9]{1,9}:[0-9]{1,19}$' LIMIT 1;
+    RETURN QUERY
+        SELECT split_part(d, ':', 1)::int, split_part(d, ':', 2)::int,
+               array_agg(split_part(d, ':', 3)::bigint ORDER BY i), min(d)
+          FROM unnest(ids) WITH ORDINALITY AS u(d, i) GROUP BY 1, 2 ORDER BY 1, 2;
+END $$;
+
 --
 -- Administration (the router calls these with SPLIT: each shard gets the
 -- partitions it hosts; the routing arrays themselves are not used here)
@@ -260,17 +278,13 @@ DECLARE
     x record;
     n int := 0;
 BEGIN
-    PERFORM deliver_shard.parse_id(d) FROM unnest(delivery_ids) d     -- raises the error of a bad id
-     WHERE d IS NULL OR d !~ '^[0-9]{1,6}:[0-9]{1,9}:[0-9]{1,19}$' LIMIT 1;
-    FOR x IN SELECT split_part(d, ':', 1)::int AS p, split_part(d, ':', 2)::int AS e,
-                    array_agg(split_part(d, ':', 3)::bigint) AS ids, min(d) AS first_id
-               FROM unnest(delivery_ids) d GROUP BY 1, 2 ORDER BY 1, 2 LOOP
-        IF x.e <> deliver_shard.epoch_of(queue_name, x.p) THEN
+    FOR x IN SELECT * FROM deliver_shard.ids_by_place(delivery_ids) LOOP
+        IF x.epoch <> deliver_shard.epoch_of(queue_name, x.partition) THEN
             RAISE EXCEPTION 'delivery "%" is not current on queue "%"', x.first_id, left(queue_name, 80)
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       DETAIL = 'Its partition has moved since it was received.';
         END IF;
-        n := n + deliver.ack_batch(deliver_shard.queue_of(queue_name, x.p), x.ids);
+        n := n + deliver.ack_batch(deliver_shard.queue_of(queue_name, x.partition), x.local_ids);
     END LOOP;
     RETURN n;
 END $$;
@@ -366,13 +380,10 @@ DECLARE
     x record;
     n bigint := 0;
 BEGIN
-    PERFORM deliver_shard.parse_id(d) FROM unnest(message_ids) d     -- raises the error of a bad id
-     WHERE d IS NULL OR d !~ '^[0-9]{1,6}:[0-9]{1,9}:[0-9]{1,19}$' LIMIT 1;
-    FOR x IN SELECT split_part(d, ':', 1)::int AS p, split_part(d, ':', 2)::int AS e,
-                    array_agg(split_part(d, ':', 3)::bigint) AS ids
-               FROM unnest(message_ids) d GROUP BY 1, 2 ORDER BY 1, 2 LOOP
-        CONTINUE WHEN x.e <> deliver_shard.epoch_of(queue_name, x.p);
-        n := n + deliver.delete_dead_letters(deliver_shard.queue_of(queue_name, x.p), x.ids, consumer_group);
+    FOR x IN SELECT * FROM deliver_shard.ids_by_place(message_ids) LOOP
+        CONTINUE WHEN x.epoch <> deliver_shard.epoch_of(queue_name, x.partition);
+        n := n + deliver.delete_dead_letters(deliver_shard.queue_of(queue_name, x.partition), x.local_ids,
+                                             consumer_group);
     END LOOP;
     RETURN n;
 END $$;
