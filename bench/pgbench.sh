@@ -37,14 +37,17 @@ q() { as_pg "$pgbin/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$work" -p "$port" -
 # pgbench_case NAME KEYS SQL: run SQL (one or more statements, each its
 # own transaction; :k is a random 1..KEYS) with $clients clients for
 # $duration s after a checkpoint; prints "tps p50 p99" (latencies of a
-# whole script, in ms).
+# whole script, in ms, of this run only).  pgbench_mode (simple by
+# default) is pgbench's protocol: prepared runs each statement as an
+# application would, parsed and planned once per connection.
 pgbench_case() {
     local name=$1 keys=$2 sql=$3 dir=$work/$1
     mkdir -p "$dir"
     [[ $EUID -eq 0 ]] && chown postgres:postgres "$dir"
+    rm -f "$dir"/lat.*
     printf '\\set k random(1, %s)\n%s\n' "$keys" "$sql" | as_pg tee "$dir/script.sql" >/dev/null
     as_pg "$pgbin/psql" -X -q -h "$work" -p "$port" -d bench -c 'CHECKPOINT'
-    as_pg "$pgbin/pgbench" -n -h "$work" -p "$port" -c "$clients" -j "$clients" -T "$duration" \
+    as_pg "$pgbin/pgbench" -n -M "${pgbench_mode:-simple}" -h "$work" -p "$port" -c "$clients" -j "$clients" -T "$duration" \
         -f "$dir/script.sql" -l --log-prefix="$dir/lat" bench >"$dir/out.txt" 2>&1 ||
         { cat "$dir/out.txt" >&2; return 1; }
     local tps

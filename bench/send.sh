@@ -53,25 +53,7 @@ script_of() {
                    "SELECT deliver.ack('s_cycle', delivery_id) FROM deliver.receive('s_cycle', 1);" ;;
     esac
 }
-# pgbench_case runs the simple protocol; these cases run prepared, as
-# applications do (the statement parsed and planned once per connection)
-pgbench_prepared() {
-    local name=$1 sql=$2 dir=$work/$1
-    mkdir -p "$dir"
-    [[ $EUID -eq 0 ]] && chown postgres:postgres "$dir"
-    printf '%s\n' "$sql" | as_pg tee "$dir/script.sql" >/dev/null
-    rm -f "$dir"/lat.*
-    as_pg "$pgbin/psql" -X -q -h "$work" -p "$port" -d bench -c 'CHECKPOINT'
-    as_pg "$pgbin/pgbench" -n -M prepared -h "$work" -p "$port" -c "$clients" -j "$clients" -T "$duration" \
-        -f "$dir/script.sql" -l --log-prefix="$dir/lat" bench >"$dir/out.txt" 2>&1 ||
-        { cat "$dir/out.txt" >&2; return 1; }
-    local tps
-    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$dir/out.txt" | head -n 1)
-    cat "$dir"/lat.* | awk '{print $3}' | sort -n | awk -v tps="$tps" '
-        { v[NR] = $1 }
-        END { p50 = v[int(NR * 0.50) + 1]; p99 = v[int(NR * 0.99) + 1];
-              printf "%.0f %.3f %.3f\n", tps, p50 / 1000, p99 / 1000 }'
-}
+pgbench_mode=prepared   # as applications run their statements (bench/pgbench.sh)
 # restart BIN: the cluster with that build's server
 restart() {
     as_pg "$pgbin/pg_ctl" -D "$pgdata" -m fast -w stop >/dev/null
@@ -85,7 +67,7 @@ for r in $(seq 1 "$rounds"); do
         if [[ $b == baseline ]]; then restart "$baseline"; else restart "$this"; fi
         for c in "${cases[@]}"; do
             t0=$(instance_ticks "$pgdata")
-            read -r tps p50 p99 < <(pgbench_prepared "$c" "$(script_of "$c")")
+            read -r tps p50 p99 < <(pgbench_case "$c" 1 "$(script_of "$c")")
             t1=$(instance_ticks "$pgdata")
             n=$(awk -v t="$tps" -v d="$duration" -v k="$(per_call "$c")" 'BEGIN { printf "%.0f", t * d * k }')
             cpu=$(us_per_msg $((t1 - t0)) "$n")
