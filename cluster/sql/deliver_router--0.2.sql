@@ -291,185 +291,221 @@ $$;
 --
 -- PL/Proxy calls (internal): each runs on the shard given first (or on all)
 --
+-- Each takes, last, caller: the role the shards run deliver's functions as
+-- (deliver_shard.act_as), so the shards check the caller's rights on each
+-- queue as one node would.  It defaults to current_user, and the shards
+-- are chosen through _as/_as_all, which refuse any other role: a role
+-- allowed to call a _px_ function cannot name another role there.  (The
+-- user of the shards' connection strings must be allowed to take each
+-- caller's role: a superuser, or a member of those roles.)
+--
+
+-- shard, once caller is the role this runs as (42501 otherwise).
+CREATE FUNCTION deliver_cluster._as(caller text, shard int) RETURNS int
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF caller IS DISTINCT FROM current_user::text THEN
+        RAISE EXCEPTION 'a call to the shards must run as its caller''s role'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('It names role "%s", but runs as "%s".', left(caller, 80), current_user);
+    END IF;
+    RETURN shard;
+END $$;
+
+-- Every shard, once caller is the role this runs as (RUN ON ALL, checked).
+CREATE FUNCTION deliver_cluster._as_all(caller text) RETURNS SETOF int
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM deliver_cluster._as(caller, 0);
+    RETURN QUERY SELECT s.shard_id FROM deliver_cluster.shard s ORDER BY 1;
+END $$;
 
 CREATE FUNCTION deliver_cluster._px_create(shards int[], partitions int[], epochs int[], queue_name text,
     guarantee text, visibility_timeout interval, max_attempts int, fifo boolean,
     dedup_window interval, retry_base interval, retry_max interval,
-    message_ttl interval, on_expire text, max_depth bigint, overflow text, ack_commit text)
+    message_ttl interval, on_expire text, max_depth bigint, overflow text, ack_commit text, caller text DEFAULT current_user)
 RETURNS TABLE (partition int)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     SPLIT shards, partitions, epochs;
-    RUN ON shards;
+    RUN ON deliver_cluster._as(caller, shards);
     TARGET deliver_shard.create_partitions;
 $$;
 
-CREATE FUNCTION deliver_cluster._px_drop(queue_name text) RETURNS TABLE (partition int)
+CREATE FUNCTION deliver_cluster._px_drop(queue_name text, caller text DEFAULT current_user) RETURNS TABLE (partition int)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON ALL;
+    RUN ON deliver_cluster._as_all(caller);
     TARGET deliver_shard.drop_partitions;
 $$;
 
-CREATE FUNCTION deliver_cluster._px_each(queue_name text, call text, args text[])
+CREATE FUNCTION deliver_cluster._px_each(queue_name text, call text, args text[], caller text DEFAULT current_user)
 RETURNS TABLE (partition int, result text)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON ALL;
+    RUN ON deliver_cluster._as_all(caller);
     TARGET deliver_shard.for_each_partition;
 $$;
 
 CREATE FUNCTION deliver_cluster._px_send(shard int, partition int, queue_name text, payload jsonb,
-    headers jsonb, ordering_key text, idempotency_key text, delay interval, expires_at timestamptz)
+    headers jsonb, ordering_key text, idempotency_key text, delay interval, expires_at timestamptz, caller text DEFAULT current_user)
 RETURNS text
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON shard;
-    SELECT deliver_shard.global_id(partition, deliver_shard.write_epoch_of(queue_name, partition),
+    RUN ON deliver_cluster._as(caller, shard);
+    SELECT deliver_shard.global_id(partition, e.epoch,
                deliver.send(deliver_shard.queue_of(queue_name, partition), payload, headers,
-                            ordering_key, idempotency_key, delay, expires_at));
+                            ordering_key, idempotency_key, delay, expires_at))
+      FROM deliver_shard.enter(queue_name, partition, caller, true) e(epoch);
 $$;
 
 CREATE FUNCTION deliver_cluster._px_send_batch(shards int[], partitions int[], ords int[], queue_name text,
     payloads jsonb[], headers jsonb[], ordering_keys text[], idempotency_keys text[], delay interval,
-    expires_at timestamptz)
+    expires_at timestamptz, caller text DEFAULT current_user)
 RETURNS TABLE (ord int, message_id text)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     SPLIT shards, partitions, ords, payloads, headers, ordering_keys, idempotency_keys;
-    RUN ON shards;
+    RUN ON deliver_cluster._as(caller, shards);
     TARGET deliver_shard.send_batch;
 $$;
 
 -- (the receive runs as the shard's own statement: an at-most-once receive
 -- must be a transaction of its own)
 CREATE FUNCTION deliver_cluster._px_receive(shard int, partition int, queue_name text, max_messages int,
-    visibility_timeout interval, wait interval, consumer_group text)
+    visibility_timeout interval, wait interval, consumer_group text, caller text DEFAULT current_user)
 RETURNS TABLE (message_id text, delivery_id text, payload jsonb, headers jsonb, ordering_key text,
                attempt int, enqueued_at timestamptz, lease_expires_at timestamptz)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON shard;
+    RUN ON deliver_cluster._as(caller, shard);
     SELECT deliver_shard.global_id(partition, e.epoch, r.message_id) AS message_id,
            deliver_shard.global_id(partition, e.epoch, r.delivery_id) AS delivery_id,
            r.payload AS payload, r.headers AS headers, r.ordering_key AS ordering_key,
            r.attempt AS attempt, r.enqueued_at AS enqueued_at, r.lease_expires_at AS lease_expires_at
-      FROM deliver.receive(deliver_shard.queue_of(queue_name, partition), max_messages,
-                           visibility_timeout, wait, consumer_group) r,
-           (SELECT deliver_shard.epoch_of(queue_name, partition) AS epoch) e;
+      FROM deliver_shard.enter(queue_name, partition, caller) e(epoch),
+           LATERAL deliver.receive(CASE WHEN e.epoch IS NOT NULL THEN deliver_shard.queue_of(queue_name, partition) END,
+                                   max_messages, visibility_timeout, wait, consumer_group) r;
 $$;
 
-CREATE FUNCTION deliver_cluster._px_ack(shard int, queue_name text, delivery_id text) RETURNS boolean
+CREATE FUNCTION deliver_cluster._px_ack(shard int, queue_name text, delivery_id text, caller text DEFAULT current_user) RETURNS boolean
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON shard;
+    RUN ON deliver_cluster._as(caller, shard);
     SELECT deliver.ack(deliver_shard.queue_of(queue_name, (deliver_shard.parse_id(delivery_id)).partition),
-                       (deliver_shard.parse_id(delivery_id)).local_id);
+                       (deliver_shard.parse_id(delivery_id)).local_id)
+      FROM deliver_shard.act_as(caller);
 $$;
 
-CREATE FUNCTION deliver_cluster._px_ack_batch(shards int[], delivery_ids text[], queue_name text)
+CREATE FUNCTION deliver_cluster._px_ack_batch(shards int[], delivery_ids text[], queue_name text, caller text DEFAULT current_user)
 RETURNS SETOF int
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     SPLIT shards, delivery_ids;
-    RUN ON shards;
+    RUN ON deliver_cluster._as(caller, shards);
     TARGET deliver_shard.ack_batch;
 $$;
 
 CREATE FUNCTION deliver_cluster._px_nack(shard int, queue_name text, delivery_id text, error text,
-                                         retry_after interval) RETURNS boolean
+                                         retry_after interval, caller text DEFAULT current_user) RETURNS boolean
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON shard;
+    RUN ON deliver_cluster._as(caller, shard);
     SELECT deliver.nack(deliver_shard.queue_of(queue_name, (deliver_shard.parse_id(delivery_id)).partition),
-                        (deliver_shard.parse_id(delivery_id)).local_id, error, retry_after);
+                        (deliver_shard.parse_id(delivery_id)).local_id, error, retry_after)
+      FROM deliver_shard.act_as(caller);
 $$;
 
 CREATE FUNCTION deliver_cluster._px_extend_lease(shard int, queue_name text, delivery_id text,
-                                                 visibility_timeout interval) RETURNS timestamptz
+                                                 visibility_timeout interval, caller text DEFAULT current_user) RETURNS timestamptz
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON shard;
+    RUN ON deliver_cluster._as(caller, shard);
     SELECT deliver.extend_lease(deliver_shard.queue_of(queue_name, (deliver_shard.parse_id(delivery_id)).partition),
-                                (deliver_shard.parse_id(delivery_id)).local_id, visibility_timeout);
+                                (deliver_shard.parse_id(delivery_id)).local_id, visibility_timeout)
+      FROM deliver_shard.act_as(caller);
 $$;
 
-CREATE FUNCTION deliver_cluster._px_dead_letters(queue_name text, consumer_group text, max_messages int)
+CREATE FUNCTION deliver_cluster._px_dead_letters(queue_name text, consumer_group text, max_messages int, caller text DEFAULT current_user)
 RETURNS TABLE (message_id text, group_name text, payload jsonb, headers jsonb, ordering_key text,
                attempts int, reason text, last_error text, enqueued_at timestamptz, dead_at timestamptz,
                partition int)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON ALL;
+    RUN ON deliver_cluster._as_all(caller);
     TARGET deliver_shard.dead_letters;
 $$;
 
 CREATE FUNCTION deliver_cluster._px_redrive(shards int[], message_ids text[], queue_name text,
-                                            consumer_group text, to_queue text) RETURNS SETOF bigint
+                                            consumer_group text, to_queue text, caller text DEFAULT current_user) RETURNS SETOF bigint
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     SPLIT shards, message_ids;
-    RUN ON shards;
+    RUN ON deliver_cluster._as(caller, shards);
     TARGET deliver_shard.redrive;
 $$;
 
-CREATE FUNCTION deliver_cluster._px_redrive_all(queue_name text, consumer_group text, to_queue text)
+CREATE FUNCTION deliver_cluster._px_redrive_all(queue_name text, consumer_group text, to_queue text, caller text DEFAULT current_user)
 RETURNS SETOF bigint
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON ALL;
-    SELECT deliver_shard.redrive(NULL, NULL, queue_name, consumer_group, to_queue);
+    RUN ON deliver_cluster._as_all(caller);
+    SELECT deliver_shard.redrive(NULL, NULL, queue_name, consumer_group, to_queue, caller);
 $$;
 
 CREATE FUNCTION deliver_cluster._px_delete_dead_letters(shards int[], message_ids text[], queue_name text,
-                                                        consumer_group text) RETURNS SETOF bigint
+                                                        consumer_group text, caller text DEFAULT current_user) RETURNS SETOF bigint
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     SPLIT shards, message_ids;
-    RUN ON shards;
+    RUN ON deliver_cluster._as(caller, shards);
     TARGET deliver_shard.delete_dead_letters;
 $$;
 
-CREATE FUNCTION deliver_cluster._px_metrics(queue_name text)
+CREATE FUNCTION deliver_cluster._px_metrics(queue_name text, caller text DEFAULT current_user)
 RETURNS TABLE (partition int, epoch int, consumer_group text, depth bigint, in_flight bigint,
                delayed bigint, dead_letters bigint, oldest_age interval, sent_total bigint,
                acked_total bigint, dead_total bigint)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON ALL;
+    RUN ON deliver_cluster._as_all(caller);
     TARGET deliver_shard.metrics;
 $$;
 
-CREATE FUNCTION deliver_cluster._px_stop_writes(shard int, partition int) RETURNS int
+CREATE FUNCTION deliver_cluster._px_stop_writes(shard int, partition int, caller text DEFAULT current_user) RETURNS int
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON shard;
-    SELECT deliver_shard.stop_writes(partition);
+    RUN ON deliver_cluster._as(caller, shard);
+    SELECT deliver_shard.stop_writes(partition, caller);
 $$;
 
-CREATE FUNCTION deliver_cluster._px_drained(shard int, queue_name text, partition int) RETURNS boolean
+CREATE FUNCTION deliver_cluster._px_drained(shard int, queue_name text, partition int, caller text DEFAULT current_user) RETURNS boolean
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON shard;
-    SELECT deliver_shard.drained(queue_name, partition);
+    RUN ON deliver_cluster._as(caller, shard);
+    SELECT deliver_shard.drained(queue_name, partition, caller);
 $$;
 
-CREATE FUNCTION deliver_cluster._px_groups(shard int, queue_name text, partition int) RETURNS text[]
+CREATE FUNCTION deliver_cluster._px_groups(shard int, queue_name text, partition int, caller text DEFAULT current_user) RETURNS text[]
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON shard;
-    SELECT deliver_shard.groups_of(queue_name, partition);
+    RUN ON deliver_cluster._as(caller, shard);
+    SELECT deliver_shard.groups_of(queue_name, partition, caller);
 $$;
 
 -- The options of partition p of a queue where it is now.
-CREATE FUNCTION deliver_cluster._px_options(shard int, queue_name text, partition int,
+CREATE FUNCTION deliver_cluster._px_options(shard int, queue_name text, partition int, caller text DEFAULT current_user,
     OUT guarantee text, OUT visibility_timeout interval, OUT max_attempts int, OUT fifo boolean,
     OUT dedup_window interval, OUT retry_base interval, OUT retry_max interval,
     OUT message_ttl interval, OUT on_expire text, OUT max_depth bigint, OUT overflow text, OUT ack_commit text,
     OUT archive_retention interval)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON shard;
+    RUN ON deliver_cluster._as(caller, shard);
     SELECT q.guarantee, q.visibility_timeout, q.max_attempts, q.fifo, q.dedup_window, q.retry_base, q.retry_max,
            q.message_ttl, q.on_expire, q.max_depth, q.overflow, q.ack_commit, q.archive_retention
       FROM deliver.list_queues() q WHERE q.queue_name = deliver_shard.queue_of(queue_name, partition);
@@ -478,11 +514,11 @@ $$;
 -- Set the archive retention of partition p of a queue on a shard (a move
 -- copies it: create_queue has no such option).
 CREATE FUNCTION deliver_cluster._px_set_archive_retention(shard int, queue_name text, partition int,
-                                                          retention interval) RETURNS int
+                                                          retention interval, caller text DEFAULT current_user) RETURNS int
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON shard;
-    SELECT deliver_shard.set_archive_retention(queue_name, partition, retention);
+    RUN ON deliver_cluster._as(caller, shard);
+    SELECT deliver_shard.set_archive_retention(queue_name, partition, retention, caller);
 $$;
 
 --
@@ -869,12 +905,12 @@ BEGIN
     COMMIT;
 END $$;
 
-CREATE FUNCTION deliver_cluster._px_each_one(shard int, queue_name text, partition int, call text, args text[])
+CREATE FUNCTION deliver_cluster._px_each_one(shard int, queue_name text, partition int, call text, args text[], caller text DEFAULT current_user)
 RETURNS text
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON shard;
-    SELECT deliver_shard.call_on_partition(queue_name, partition, call, args);
+    RUN ON deliver_cluster._as(caller, shard);
+    SELECT deliver_shard.call_on_partition(queue_name, partition, call, args, caller);
 $$;
 
 --
@@ -905,61 +941,61 @@ END $$;
 CREATE FUNCTION deliver_cluster._px_alter(queue_name text, visibility_timeout interval,
     max_attempts int, dedup_window interval, retry_base interval, retry_max interval,
     archive_retention interval, message_ttl interval, on_expire text, max_depth bigint,
-    overflow text, ack_commit text)
+    overflow text, ack_commit text, caller text DEFAULT current_user)
 RETURNS TABLE (partition int)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON ALL;
+    RUN ON deliver_cluster._as_all(caller);
     TARGET deliver_shard.alter_partitions;
 $$;
 
 CREATE FUNCTION deliver_cluster._px_set_group_rate(queue_name text, consumer_group text,
-                                                   per_second double precision, burst int)
+                                                   per_second double precision, burst int, caller text DEFAULT current_user)
 RETURNS TABLE (partition int)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON ALL;
+    RUN ON deliver_cluster._as_all(caller);
     TARGET deliver_shard.set_group_rate;
 $$;
 
-CREATE FUNCTION deliver_cluster._px_set_fifo_key_limit(queue_name text, max_in_flight_per_key int)
+CREATE FUNCTION deliver_cluster._px_set_fifo_key_limit(queue_name text, max_in_flight_per_key int, caller text DEFAULT current_user)
 RETURNS TABLE (partition int)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON ALL;
+    RUN ON deliver_cluster._as_all(caller);
     TARGET deliver_shard.set_fifo_key_limit;
 $$;
 
-CREATE FUNCTION deliver_cluster._px_peek(queue_name text, max_messages int, consumer_group text)
+CREATE FUNCTION deliver_cluster._px_peek(queue_name text, max_messages int, consumer_group text, caller text DEFAULT current_user)
 RETURNS TABLE (message_id text, payload jsonb, headers jsonb, ordering_key text, attempt int,
                enqueued_at timestamptz, redelivery boolean, partition int)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON ALL;
+    RUN ON deliver_cluster._as_all(caller);
     TARGET deliver_shard.peek;
 $$;
 
-CREATE FUNCTION deliver_cluster._px_delete_message(shard int, queue_name text, message_id text)
+CREATE FUNCTION deliver_cluster._px_delete_message(shard int, queue_name text, message_id text, caller text DEFAULT current_user)
 RETURNS boolean
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON shard;
-    SELECT deliver_shard.delete_message(queue_name, message_id);
+    RUN ON deliver_cluster._as(caller, shard);
+    SELECT deliver_shard.delete_message(queue_name, message_id, caller);
 $$;
 
 -- A partition's flow control where it is, and set on its new place (a move).
-CREATE FUNCTION deliver_cluster._px_flow_of(shard int, queue_name text, partition int) RETURNS jsonb
+CREATE FUNCTION deliver_cluster._px_flow_of(shard int, queue_name text, partition int, caller text DEFAULT current_user) RETURNS jsonb
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON shard;
-    SELECT deliver_shard.flow_of(queue_name, partition);
+    RUN ON deliver_cluster._as(caller, shard);
+    SELECT deliver_shard.flow_of(queue_name, partition, caller);
 $$;
 
-CREATE FUNCTION deliver_cluster._px_set_flow(shard int, queue_name text, partition int, flow jsonb) RETURNS int
+CREATE FUNCTION deliver_cluster._px_set_flow(shard int, queue_name text, partition int, flow jsonb, caller text DEFAULT current_user) RETURNS int
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON shard;
-    SELECT deliver_shard.set_flow(queue_name, partition, flow);
+    RUN ON deliver_cluster._as(caller, shard);
+    SELECT deliver_shard.set_flow(queue_name, partition, flow, caller);
 $$;
 
 -- deliver.alter_queue on every partition (NULL: left as it is).
@@ -1083,11 +1119,11 @@ BEGIN
 END $$;
 
 CREATE FUNCTION deliver_cluster._px_replay_archive(queue_name text, consumer_group text, since timestamptz,
-                                                   after text[], max_messages int)
+                                                   after text[], max_messages int, caller text DEFAULT current_user)
 RETURNS TABLE (partition int, replayed bigint, position_id text)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON ALL;
+    RUN ON deliver_cluster._as_all(caller);
     TARGET deliver_shard.replay_archive;
 $$;
 
@@ -1244,14 +1280,14 @@ BEGIN
 END $$;
 
 CREATE FUNCTION deliver_cluster._px_publish(shard int, partition int, queue_names text[], payload jsonb,
-    headers jsonb, ordering_key text, idempotency_key text, delay interval, expires_at timestamptz)
+    headers jsonb, ordering_key text, idempotency_key text, delay interval, expires_at timestamptz, caller text DEFAULT current_user)
 RETURNS TABLE (queue_name text, message_id text)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON shard;
+    RUN ON deliver_cluster._as(caller, shard);
     SELECT p.queue_name, p.message_id
       FROM deliver_shard.publish(partition, queue_names, payload, headers, ordering_key, idempotency_key,
-                                 delay, expires_at) p;
+                                 delay, expires_at, caller) p;
 $$;
 
 -- Publish: a send of the message to every queue with a binding matching
@@ -1294,14 +1330,14 @@ END $$;
 -- checks the rights as on one node.
 --
 
-CREATE FUNCTION deliver_cluster._px_all_metrics()
+CREATE FUNCTION deliver_cluster._px_all_metrics(caller text DEFAULT current_user)
 RETURNS TABLE (queue_name text, partition int, epoch int, consumer_group text, depth bigint,
                in_flight bigint, delayed bigint, dead_letters bigint, oldest_age interval,
                sent_total bigint, acked_total bigint, dead_total bigint,
                worker_last_run timestamptz, worker_lag interval, worker_errors bigint)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
-    RUN ON ALL;
+    RUN ON deliver_cluster._as_all(caller);
     TARGET deliver_shard.all_metrics;
 $$;
 
@@ -1330,7 +1366,7 @@ AS $$
      ORDER BY m.queue_name, m.consumer_group
 $$;
 
-CREATE FUNCTION deliver_cluster._px_worker_status(shards int[], names text[])
+CREATE FUNCTION deliver_cluster._px_worker_status(shards int[], names text[], caller text DEFAULT current_user)
 RETURNS TABLE (shard text, database text, pid int, started_at timestamptz, last_run_at timestamptz,
                last_run_duration interval, runs bigint, errors bigint,
                expired_total bigint, dead_total bigint, released_total bigint,
@@ -1338,7 +1374,7 @@ RETURNS TABLE (shard text, database text, pid int, started_at timestamptz, last_
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     SPLIT shards, names;
-    RUN ON shards;
+    RUN ON deliver_cluster._as(caller, shards);
     TARGET deliver_shard.worker_status;
 $$;
 
@@ -1358,13 +1394,13 @@ AS $$
      ORDER BY w.shard, w.database
 $$;
 
-CREATE FUNCTION deliver_cluster._px_list_alerts(shards int[], names text[])
+CREATE FUNCTION deliver_cluster._px_list_alerts(shards int[], names text[], caller text DEFAULT current_user)
 RETURNS TABLE (shard text, queue_name text, partition int, metric text, threshold numeric, firing boolean,
                value numeric, changed_at timestamptz)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     SPLIT shards, names;
-    RUN ON shards;
+    RUN ON deliver_cluster._as(caller, shards);
     TARGET deliver_shard.list_alerts;
 $$;
 
@@ -1385,14 +1421,14 @@ AS $$
      ORDER BY a.queue_name, a.partition, a.shard, a.metric
 $$;
 
-CREATE FUNCTION deliver_cluster._px_list_push_subscriptions(shards int[], names text[])
+CREATE FUNCTION deliver_cluster._px_list_push_subscriptions(shards int[], names text[], caller text DEFAULT current_user)
 RETURNS TABLE (shard text, subscription_name text, queue_name text, partition int, consumer_group text,
                active boolean, confirmed_lsn pg_lsn, created_at timestamptz, lag_bytes numeric,
                retained_wal_bytes numeric)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     SPLIT shards, names;
-    RUN ON shards;
+    RUN ON deliver_cluster._as(caller, shards);
     TARGET deliver_shard.list_push_subscriptions;
 $$;
 
@@ -1417,5 +1453,7 @@ AS $$
 $$;
 
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA deliver_cluster FROM PUBLIC;
+-- (only checks: every role calling the shards through PL/Proxy needs them)
+GRANT EXECUTE ON FUNCTION deliver_cluster._as(text, int), deliver_cluster._as_all(text) TO PUBLIC;
 REVOKE EXECUTE ON PROCEDURE deliver_cluster.move_partition(int, text, interval),
                             deliver_cluster.finish_move(int, interval) FROM PUBLIC;

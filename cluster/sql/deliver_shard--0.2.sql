@@ -69,14 +69,20 @@ END $$;
 
 -- Partition p of every queue takes no new messages here any more (the
 -- router moves it to another shard).  Returns how many queues.
-CREATE FUNCTION deliver_shard.stop_writes(partition int) RETURNS int
-LANGUAGE sql
+CREATE FUNCTION deliver_shard.stop_writes(partition int, caller text DEFAULT NULL) RETURNS int
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    n int;
+BEGIN
+    -- as the caller: a move is for who may write deliver_shard's map here
+    PERFORM deliver_shard.act_as(caller);
     WITH s AS (UPDATE deliver_shard.partition x SET writable = false
                 WHERE x.partition = stop_writes.partition RETURNING 1)
-    SELECT count(*)::int FROM s
-$$;
+    SELECT count(*)::int INTO n FROM s;
+    RETURN n;
+END $$;
 
 -- "<partition>:<epoch>:<local id>" (NULL for a NULL id).
 -- Qualified names and no SET clause: a query calling it per row inlines it.
@@ -126,6 +132,62 @@ BEGIN
 END $$;
 
 --
+-- Whose rights: every function the router calls here takes, last, the role
+-- its caller runs as on the router (caller; the router checks that it is
+-- the caller's own role, deliver_cluster._as) and calls deliver's
+-- functions as that role, so deliver checks the caller's rights on each
+-- queue here as on one node.  The router's connection user (the user of
+-- the shards' connection strings) must be allowed to take that role: a
+-- superuser, or a member of the roles (as PostgREST's authenticator).
+-- deliver_shard's own bookkeeping runs as the connection user.  caller
+-- NULL (a call made on the shard itself): as the invoker, nothing taken.
+--
+
+-- Take the caller's role for what follows in this transaction; returns
+-- the role setting it replaced (for act_back).
+CREATE FUNCTION deliver_shard.act_as(caller text) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    prev text := current_setting('role');
+BEGIN
+    IF caller IS NOT NULL THEN
+        IF caller = '' OR lower(caller) = 'none' THEN
+            RAISE EXCEPTION 'invalid caller role "%"', left(caller, 80) USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM set_config('role', caller, true);
+    END IF;
+    RETURN prev;
+END $$;
+
+-- Back to the role setting act_as replaced.
+CREATE FUNCTION deliver_shard.act_back(prev text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM set_config('role', prev, true);
+END $$;
+
+-- The epoch of partition p of queue q here (epoch_of's error if it is not
+-- here; for_write: write_epoch_of's), then the caller's role for the rest
+-- of the transaction: for a statement whose deliver call comes after it
+-- (the router's send and receive: a function scan, then the call).
+CREATE FUNCTION deliver_shard.enter(queue_name text, partition int, caller text, for_write boolean DEFAULT false)
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e int := CASE WHEN for_write THEN deliver_shard.write_epoch_of(queue_name, partition)
+                  ELSE deliver_shard.epoch_of(queue_name, partition) END;
+BEGIN
+    PERFORM deliver_shard.act_as(caller);
+    RETURN e;
+END $$;
+
+--
 -- Administration (the router calls these with SPLIT: each shard gets the
 -- partitions it hosts; the routing arrays themselves are not used here)
 --
@@ -134,13 +196,14 @@ CREATE FUNCTION deliver_shard.create_partitions(
     guarantee text, visibility_timeout interval, max_attempts int, fifo boolean,
     dedup_window interval, retry_base interval, retry_max interval,
     message_ttl interval DEFAULT NULL, on_expire text DEFAULT NULL, max_depth bigint DEFAULT NULL,
-    overflow text DEFAULT NULL, ack_commit text DEFAULT NULL)
+    overflow text DEFAULT NULL, ack_commit text DEFAULT NULL, caller text DEFAULT NULL)
 RETURNS TABLE (partition int)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     i int;
+    prev text;
 BEGIN
     FOR i IN 1 .. coalesce(array_length(partitions, 1), 0) LOOP
         -- a partition created here in this placement already (a move called
@@ -148,10 +211,12 @@ BEGIN
         CONTINUE WHEN EXISTS (SELECT 1 FROM deliver_shard.partition x
                                WHERE x.queue_name = create_partitions.queue_name
                                  AND x.partition = partitions[i] AND x.epoch = epochs[i]);
+        prev := deliver_shard.act_as(caller);
         PERFORM deliver.create_queue(deliver_shard.queue_of(queue_name, partitions[i]), guarantee,
                                      visibility_timeout, max_attempts, fifo, dedup_window,
                                      retry_base, retry_max, message_ttl, on_expire, max_depth,
                                      overflow, ack_commit);
+        PERFORM deliver_shard.act_back(prev);
         INSERT INTO deliver_shard.partition (queue_name, partition, epoch)
         VALUES (create_partitions.queue_name, partitions[i], epochs[i]);
         create_partitions.partition := partitions[i];
@@ -159,17 +224,20 @@ BEGIN
     END LOOP;
 END $$;
 
-CREATE FUNCTION deliver_shard.drop_partitions(queue_name text)
+CREATE FUNCTION deliver_shard.drop_partitions(queue_name text, caller text DEFAULT NULL)
 RETURNS TABLE (partition int)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p int;
+    prev text;
 BEGIN
     FOR p IN SELECT x.partition FROM deliver_shard.partition x
               WHERE x.queue_name = drop_partitions.queue_name ORDER BY 1 LOOP
+        prev := deliver_shard.act_as(caller);
         PERFORM deliver.drop_queue(deliver_shard.queue_of(queue_name, p));
+        PERFORM deliver_shard.act_back(prev);
         DELETE FROM deliver_shard.partition x
          WHERE x.queue_name = drop_partitions.queue_name AND x.partition = p;
         drop_partitions.partition := p;
@@ -182,13 +250,15 @@ END $$;
 -- purge_queue, pause_consumer_group, resume_consumer_group,
 -- reset_consumer_group (the partition's queue is the first argument, args
 -- the rest, all text).
-CREATE FUNCTION deliver_shard.call_on_partition(queue_name text, partition int, call text, args text[])
+CREATE FUNCTION deliver_shard.call_on_partition(queue_name text, partition int, call text, args text[],
+                                                caller text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     result text;
+    prev text;
 BEGIN
     IF call IS NULL OR call NOT IN ('create_consumer_group', 'drop_consumer_group', 'grant_queue',
                                     'revoke_queue', 'purge_queue', 'pause_consumer_group',
@@ -196,15 +266,18 @@ BEGIN
         RAISE EXCEPTION 'unknown call "%"', left(call, 80) USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM deliver_shard.epoch_of(queue_name, partition);
+    prev := deliver_shard.act_as(caller);
     EXECUTE format('SELECT deliver.%I($1%s)::text', call,
                    (SELECT coalesce(string_agg(format(', $2[%s]', i), '' ORDER BY i), '')
                       FROM generate_series(1, coalesce(array_length(args, 1), 0)) i))
        INTO result USING deliver_shard.queue_of(queue_name, partition), args;
+    PERFORM deliver_shard.act_back(prev);
     RETURN result;
 END $$;
 
 -- The same call on every partition of the queue hosted here.
-CREATE FUNCTION deliver_shard.for_each_partition(queue_name text, call text, args text[])
+CREATE FUNCTION deliver_shard.for_each_partition(queue_name text, call text, args text[],
+                                                 caller text DEFAULT NULL)
 RETURNS TABLE (partition int, result text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -215,7 +288,7 @@ BEGIN
     FOR p IN SELECT x.partition FROM deliver_shard.partition x
               WHERE x.queue_name = for_each_partition.queue_name ORDER BY 1 LOOP
         for_each_partition.partition := p;
-        for_each_partition.result := deliver_shard.call_on_partition(queue_name, p, call, args);
+        for_each_partition.result := deliver_shard.call_on_partition(queue_name, p, call, args, caller);
         RETURN NEXT;
     END LOOP;
 END $$;
@@ -230,7 +303,7 @@ END $$;
 CREATE FUNCTION deliver_shard.send_batch(
     shards int[], partitions int[], ords int[], queue_name text,
     payloads jsonb[], headers jsonb[], ordering_keys text[], idempotency_keys text[],
-    delay interval, expires_at timestamptz DEFAULT NULL)
+    delay interval, expires_at timestamptz DEFAULT NULL, caller text DEFAULT NULL)
 RETURNS TABLE (ord int, message_id text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -241,10 +314,12 @@ DECLARE
     idx int[];
     ids bigint[];
     k int;
+    prev text;
 BEGIN
     FOR p IN SELECT DISTINCT x FROM unnest(partitions) AS x ORDER BY 1 LOOP
         e := deliver_shard.write_epoch_of(queue_name, p);
         idx := ARRAY(SELECT i FROM generate_subscripts(partitions, 1) AS i WHERE partitions[i] = p ORDER BY i);
+        prev := deliver_shard.act_as(caller);
         ids := deliver.send_batch(deliver_shard.queue_of(queue_name, p),
                                   ARRAY(SELECT payloads[i] FROM unnest(idx) AS i),
                                   ARRAY(SELECT headers[i] FROM unnest(idx) AS i),
@@ -252,6 +327,7 @@ BEGIN
                                   CASE WHEN deliver_shard.bool_or_keys(idempotency_keys, idx)
                                        THEN ARRAY(SELECT idempotency_keys[i] FROM unnest(idx) AS i) END,
                                   delay, expires_at);
+        PERFORM deliver_shard.act_back(prev);
         FOR k IN 1 .. array_length(idx, 1) LOOP
             send_batch.ord := ords[idx[k]];
             send_batch.message_id := deliver_shard.global_id(p, e, ids[k]);
@@ -269,7 +345,8 @@ AS $$ SELECT coalesce(bool_or(keys[i] IS NOT NULL), false) FROM unnest(idx) AS i
 -- Ack deliveries (global ids) of this shard's partitions; returns how many.
 -- One ack_batch per partition; an id of another epoch of its partition
 -- (the partition moved away and back since) is not current.
-CREATE FUNCTION deliver_shard.ack_batch(shards int[], delivery_ids text[], queue_name text)
+CREATE FUNCTION deliver_shard.ack_batch(shards int[], delivery_ids text[], queue_name text,
+                                        caller text DEFAULT NULL)
 RETURNS int
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -277,6 +354,7 @@ AS $$
 DECLARE
     x record;
     n int := 0;
+    prev text;
 BEGIN
     FOR x IN SELECT * FROM deliver_shard.ids_by_place(delivery_ids) LOOP
         IF x.epoch <> deliver_shard.epoch_of(queue_name, x.partition) THEN
@@ -284,7 +362,9 @@ BEGIN
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       DETAIL = 'Its partition has moved since it was received.';
         END IF;
+        prev := deliver_shard.act_as(caller);
         n := n + deliver.ack_batch(deliver_shard.queue_of(queue_name, x.partition), x.local_ids);
+        PERFORM deliver_shard.act_back(prev);
     END LOOP;
     RETURN n;
 END $$;
@@ -293,7 +373,8 @@ END $$;
 -- Dead letters, metrics, moves
 --
 
-CREATE FUNCTION deliver_shard.dead_letters(queue_name text, consumer_group text, max_messages int)
+CREATE FUNCTION deliver_shard.dead_letters(queue_name text, consumer_group text, max_messages int,
+                                           caller text DEFAULT NULL)
 RETURNS TABLE (message_id text, group_name text, payload jsonb, headers jsonb, ordering_key text,
                attempts int, reason text, last_error text, enqueued_at timestamptz, dead_at timestamptz,
                partition int)
@@ -302,14 +383,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     x record;
+    prev text;
 BEGIN
     FOR x IN SELECT * FROM deliver_shard.partition y WHERE y.queue_name = dead_letters.queue_name ORDER BY y.partition LOOP
+        prev := deliver_shard.act_as(caller);
         RETURN QUERY
             SELECT deliver_shard.global_id(x.partition, x.epoch, d.message_id), d.group_name, d.payload,
                    d.headers, d.ordering_key, d.attempts, d.reason, d.last_error, d.enqueued_at, d.dead_at,
                    x.partition
               FROM deliver.dead_letters(deliver_shard.queue_of(queue_name, x.partition), consumer_group,
                                         max_messages) d;
+        PERFORM deliver_shard.act_back(prev);
     END LOOP;
 END $$;
 
@@ -323,7 +407,7 @@ END $$;
 -- whose partition takes no new messages here (nothing is redriven on this
 -- shard then).
 CREATE FUNCTION deliver_shard.redrive(shards int[], message_ids text[], queue_name text, consumer_group text,
-                                      to_queue text DEFAULT NULL)
+                                      to_queue text DEFAULT NULL, caller text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -333,6 +417,7 @@ DECLARE
     n bigint := 0;
     ids bigint[];
     q text;
+    prev text;
 BEGIN
     FOR x IN SELECT * FROM deliver_shard.partition y WHERE y.queue_name = redrive.queue_name ORDER BY y.partition LOOP
         q := deliver_shard.queue_of(queue_name, x.partition);
@@ -357,12 +442,12 @@ BEGIN
             END IF;
             CONTINUE;
         END IF;
-        IF to_queue IS NULL THEN
-            n := n + deliver.redrive(q, ids, consumer_group);
-        ELSE
+        IF to_queue IS NOT NULL THEN
             PERFORM deliver_shard.write_epoch_of(to_queue, x.partition);
-            n := n + deliver.redrive(q, ids, consumer_group, deliver_shard.queue_of(to_queue, x.partition));
         END IF;
+        prev := deliver_shard.act_as(caller);
+        n := n + deliver.redrive(q, ids, consumer_group, deliver_shard.queue_of(to_queue, x.partition));
+        PERFORM deliver_shard.act_back(prev);
     END LOOP;
     RETURN n;
 END $$;
@@ -371,7 +456,7 @@ END $$;
 -- one consumer group, or NULL: of every group); returns how many.  An id of
 -- another placement of its partition than the one here counts nothing.
 CREATE FUNCTION deliver_shard.delete_dead_letters(shards int[], message_ids text[], queue_name text,
-                                                  consumer_group text)
+                                                  consumer_group text, caller text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -379,16 +464,19 @@ AS $$
 DECLARE
     x record;
     n bigint := 0;
+    prev text;
 BEGIN
     FOR x IN SELECT * FROM deliver_shard.ids_by_place(message_ids) LOOP
         CONTINUE WHEN x.epoch <> deliver_shard.epoch_of(queue_name, x.partition);
+        prev := deliver_shard.act_as(caller);
         n := n + deliver.delete_dead_letters(deliver_shard.queue_of(queue_name, x.partition), x.local_ids,
                                              consumer_group);
+        PERFORM deliver_shard.act_back(prev);
     END LOOP;
     RETURN n;
 END $$;
 
-CREATE FUNCTION deliver_shard.metrics(queue_name text)
+CREATE FUNCTION deliver_shard.metrics(queue_name text, caller text DEFAULT NULL)
 RETURNS TABLE (partition int, epoch int, consumer_group text, depth bigint, in_flight bigint,
                delayed bigint, dead_letters bigint, oldest_age interval, sent_total bigint,
                acked_total bigint, dead_total bigint)
@@ -397,12 +485,15 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     x record;
+    prev text;
 BEGIN
     FOR x IN SELECT * FROM deliver_shard.partition y WHERE y.queue_name = metrics.queue_name ORDER BY y.partition LOOP
+        prev := deliver_shard.act_as(caller);
         RETURN QUERY
             SELECT x.partition, x.epoch, m.consumer_group, m.depth, m.in_flight, m.delayed, m.dead_letters,
                    m.oldest_age, m.sent_total, m.acked_total, m.dead_total
               FROM deliver.metrics(deliver_shard.queue_of(queue_name, x.partition)) m;
+        PERFORM deliver_shard.act_back(prev);
     END LOOP;
 END $$;
 
@@ -413,11 +504,13 @@ END $$;
 -- transaction that began before that commit may still be running (the
 -- commit time of the partition's row, track_commit_timestamp), or its
 -- message would be left behind in a place nobody reads any more.
-CREATE FUNCTION deliver_shard.drained(queue_name text, partition int) RETURNS boolean
-LANGUAGE sql
+CREATE FUNCTION deliver_shard.drained(queue_name text, partition int, caller text DEFAULT NULL) RETURNS boolean
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT NOT EXISTS (
+BEGIN
+    PERFORM deliver_shard.act_as(caller);
+    RETURN NOT EXISTS (
                SELECT 1 FROM deliver_shard.partition x, pg_stat_activity a
                 WHERE x.queue_name = drained.queue_name AND x.partition = drained.partition
                   AND NOT x.writable
@@ -425,17 +518,19 @@ AS $$
                   AND a.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
                   AND a.xact_start <= coalesce(pg_xact_commit_timestamp(x.xmin), 'infinity'))
        AND (SELECT coalesce(bool_and(m.depth = 0 AND m.in_flight = 0 AND m.delayed = 0), true)
-              FROM deliver.metrics(deliver_shard.queue_of(queue_name, partition)) m)
-$$;
+              FROM deliver.metrics(deliver_shard.queue_of(queue_name, partition)) m);
+END $$;
 
 -- The consumer groups of partition p of a queue (a new place creates them).
-CREATE FUNCTION deliver_shard.groups_of(queue_name text, partition int) RETURNS text[]
-LANGUAGE sql STABLE
+CREATE FUNCTION deliver_shard.groups_of(queue_name text, partition int, caller text DEFAULT NULL) RETURNS text[]
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(array_agg(g.consumer_group ORDER BY g.created_at), '{}')
-      FROM deliver.list_consumer_groups(deliver_shard.queue_of(queue_name, partition)) g
-$$;
+BEGIN
+    PERFORM deliver_shard.act_as(caller);
+    RETURN (SELECT coalesce(array_agg(g.consumer_group ORDER BY g.created_at), '{}')
+              FROM deliver.list_consumer_groups(deliver_shard.queue_of(queue_name, partition)) g);
+END $$;
 
 --
 -- Queue settings, flow control and inspection on every partition of a
@@ -448,19 +543,22 @@ $$;
 CREATE FUNCTION deliver_shard.alter_partitions(queue_name text, visibility_timeout interval,
     max_attempts int, dedup_window interval, retry_base interval, retry_max interval,
     archive_retention interval, message_ttl interval, on_expire text, max_depth bigint,
-    overflow text, ack_commit text)
+    overflow text, ack_commit text, caller text DEFAULT NULL)
 RETURNS TABLE (partition int)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p int;
+    prev text;
 BEGIN
     FOR p IN SELECT x.partition FROM deliver_shard.partition x
               WHERE x.queue_name = alter_partitions.queue_name ORDER BY 1 LOOP
+        prev := deliver_shard.act_as(caller);
         PERFORM deliver.alter_queue(deliver_shard.queue_of(queue_name, p), visibility_timeout, max_attempts,
                                     dedup_window, retry_base, retry_max, archive_retention, message_ttl,
                                     on_expire, max_depth, overflow, ack_commit);
+        PERFORM deliver_shard.act_back(prev);
         alter_partitions.partition := p;
         RETURN NEXT;
     END LOOP;
@@ -470,35 +568,42 @@ END $$;
 -- deliver.set_consumer_group_rate's own, on each partition).  Pause and
 -- resume go through for_each_partition.
 CREATE FUNCTION deliver_shard.set_group_rate(queue_name text, consumer_group text,
-                                             per_second double precision, burst int)
+                                             per_second double precision, burst int, caller text DEFAULT NULL)
 RETURNS TABLE (partition int)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p int;
+    prev text;
 BEGIN
     FOR p IN SELECT x.partition FROM deliver_shard.partition x
               WHERE x.queue_name = set_group_rate.queue_name ORDER BY 1 LOOP
+        prev := deliver_shard.act_as(caller);
         PERFORM deliver.set_consumer_group_rate(deliver_shard.queue_of(queue_name, p), consumer_group,
                                                 per_second, burst);
+        PERFORM deliver_shard.act_back(prev);
         set_group_rate.partition := p;
         RETURN NEXT;
     END LOOP;
 END $$;
 
 -- deliver.set_fifo_key_limit on each partition.
-CREATE FUNCTION deliver_shard.set_fifo_key_limit(queue_name text, max_in_flight_per_key int)
+CREATE FUNCTION deliver_shard.set_fifo_key_limit(queue_name text, max_in_flight_per_key int,
+                                                 caller text DEFAULT NULL)
 RETURNS TABLE (partition int)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p int;
+    prev text;
 BEGIN
     FOR p IN SELECT x.partition FROM deliver_shard.partition x
               WHERE x.queue_name = set_fifo_key_limit.queue_name ORDER BY 1 LOOP
+        prev := deliver_shard.act_as(caller);
         PERFORM deliver.set_fifo_key_limit(deliver_shard.queue_of(queue_name, p), max_in_flight_per_key);
+        PERFORM deliver_shard.act_back(prev);
         set_fifo_key_limit.partition := p;
         RETURN NEXT;
     END LOOP;
@@ -506,7 +611,8 @@ END $$;
 
 -- The next messages of a consumer group on each partition here (at most
 -- max_messages from each, global ids), without leasing them.
-CREATE FUNCTION deliver_shard.peek(queue_name text, max_messages int, consumer_group text)
+CREATE FUNCTION deliver_shard.peek(queue_name text, max_messages int, consumer_group text,
+                                   caller text DEFAULT NULL)
 RETURNS TABLE (message_id text, payload jsonb, headers jsonb, ordering_key text, attempt int,
                enqueued_at timestamptz, redelivery boolean, partition int)
 LANGUAGE plpgsql
@@ -514,18 +620,21 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     x record;
+    prev text;
 BEGIN
     FOR x IN SELECT * FROM deliver_shard.partition y WHERE y.queue_name = peek.queue_name ORDER BY y.partition LOOP
+        prev := deliver_shard.act_as(caller);
         RETURN QUERY
             SELECT deliver_shard.global_id(x.partition, x.epoch, m.message_id), m.payload, m.headers,
                    m.ordering_key, m.attempt, m.enqueued_at, m.redelivery, x.partition
               FROM deliver.peek(deliver_shard.queue_of(queue_name, x.partition), max_messages, consumer_group) m;
+        PERFORM deliver_shard.act_back(prev);
     END LOOP;
 END $$;
 
 -- Delete a message (global id) of this shard: false when its placement is
 -- no longer here (the partition moved away and back: the message is gone).
-CREATE FUNCTION deliver_shard.delete_message(queue_name text, message_id text)
+CREATE FUNCTION deliver_shard.delete_message(queue_name text, message_id text, caller text DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -539,14 +648,15 @@ BEGIN
     IF e <> deliver_shard.epoch_of(queue_name, p) THEN
         RETURN false;
     END IF;
+    PERFORM deliver_shard.act_as(caller);
     RETURN deliver.delete_message(deliver_shard.queue_of(queue_name, p), l);
 END $$;
 
 -- The flow control of partition p of a queue here: its FIFO key limit and
 -- each consumer group's pause and rate (a partition's new place copies
 -- them when it moves).
-CREATE FUNCTION deliver_shard.flow_of(queue_name text, partition int) RETURNS jsonb
-LANGUAGE plpgsql STABLE
+CREATE FUNCTION deliver_shard.flow_of(queue_name text, partition int, caller text DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -554,6 +664,7 @@ DECLARE
 BEGIN
     PERFORM deliver_shard.epoch_of(queue_name, partition);
     q := deliver_shard.queue_of(queue_name, partition);
+    PERFORM deliver_shard.act_as(caller);
     RETURN jsonb_build_object(
         'fifo_key_limit', (SELECT x.fifo_key_limit FROM deliver.queue x WHERE x.queue_name = q),
         'groups', coalesce((SELECT jsonb_agg(jsonb_build_object('name', g.consumer_group, 'paused', g.paused,
@@ -563,7 +674,8 @@ BEGIN
 END $$;
 
 -- Set what flow_of gave on partition p of a queue here (its groups exist).
-CREATE FUNCTION deliver_shard.set_flow(queue_name text, partition int, flow jsonb) RETURNS int
+CREATE FUNCTION deliver_shard.set_flow(queue_name text, partition int, flow jsonb, caller text DEFAULT NULL)
+RETURNS int
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -574,6 +686,7 @@ DECLARE
 BEGIN
     PERFORM deliver_shard.epoch_of(queue_name, partition);
     q := deliver_shard.queue_of(queue_name, partition);
+    PERFORM deliver_shard.act_as(caller);
     IF coalesce((flow->>'fifo_key_limit')::int, 1) <> 1 THEN
         PERFORM deliver.set_fifo_key_limit(q, (flow->>'fifo_key_limit')::int);
     END IF;
@@ -592,13 +705,15 @@ END $$;
 
 -- Set the archive retention of partition p of a queue here (a move copies
 -- it to the partition's new place).  Returns 1.
-CREATE FUNCTION deliver_shard.set_archive_retention(queue_name text, partition int, retention interval)
+CREATE FUNCTION deliver_shard.set_archive_retention(queue_name text, partition int, retention interval,
+                                                    caller text DEFAULT NULL)
 RETURNS int
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM deliver_shard.epoch_of(queue_name, partition);
+    PERFORM deliver_shard.act_as(caller);
     PERFORM deliver.alter_queue(deliver_shard.queue_of(queue_name, partition), archive_retention => retention);
     RETURN 1;
 END $$;
@@ -613,7 +728,7 @@ END $$;
 -- the start).  Archives at a place a partition moved away from are not
 -- replayed (what were sent there again would not be read).
 CREATE FUNCTION deliver_shard.replay_archive(queue_name text, consumer_group text, since timestamptz,
-                                             after text[], max_messages int)
+                                             after text[], max_messages int, caller text DEFAULT NULL)
 RETURNS TABLE (partition int, replayed bigint, position_id text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -622,6 +737,7 @@ DECLARE
     x record;
     start bigint;
     r record;
+    prev text;
 BEGIN
     PERFORM deliver_shard.parse_id(a) FROM unnest(after) a     -- raises the error of a bad position
      WHERE a IS NULL OR a !~ '^[0-9]{1,6}:[0-9]{1,9}:[0-9]{1,19}$' LIMIT 1;
@@ -629,8 +745,10 @@ BEGIN
               WHERE y.queue_name = replay_archive.queue_name AND y.writable ORDER BY y.partition LOOP
         SELECT coalesce(max(split_part(a, ':', 3)::bigint), 0) INTO start FROM unnest(after) a
          WHERE split_part(a, ':', 1)::int = x.partition AND split_part(a, ':', 2)::int = x.epoch;
+        prev := deliver_shard.act_as(caller);
         SELECT * INTO r FROM deliver.replay_archive(deliver_shard.queue_of(queue_name, x.partition), consumer_group,
                                                     since, start, max_messages);
+        PERFORM deliver_shard.act_back(prev);
         replay_archive.partition := x.partition;
         replay_archive.replayed := r.replayed;
         replay_archive.position_id := deliver_shard.global_id(x.partition, x.epoch,
@@ -645,7 +763,7 @@ END $$;
 -- global message id).
 CREATE FUNCTION deliver_shard.publish(partition int, queue_names text[], payload jsonb, headers jsonb,
                                       ordering_key text, idempotency_key text, delay interval,
-                                      expires_at timestamptz)
+                                      expires_at timestamptz, caller text DEFAULT NULL)
 RETURNS TABLE (queue_name text, message_id text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -653,13 +771,16 @@ AS $$
 DECLARE
     q text;
     e int;
+    prev text;
 BEGIN
     FOREACH q IN ARRAY queue_names LOOP
         e := deliver_shard.write_epoch_of(q, partition);
         publish.queue_name := q;
+        prev := deliver_shard.act_as(caller);
         publish.message_id := deliver_shard.global_id(partition, e,
             deliver.send(deliver_shard.queue_of(q, partition), payload, headers, ordering_key, idempotency_key,
                          delay, expires_at));
+        PERFORM deliver_shard.act_back(prev);
         RETURN NEXT;
     END LOOP;
 END $$;
@@ -675,59 +796,75 @@ END $$;
 --
 
 -- Every partition's metrics here that the caller may read.
-CREATE FUNCTION deliver_shard.all_metrics()
+CREATE FUNCTION deliver_shard.all_metrics(caller text DEFAULT NULL)
 RETURNS TABLE (queue_name text, partition int, epoch int, consumer_group text, depth bigint,
                in_flight bigint, delayed bigint, dead_letters bigint, oldest_age interval,
                sent_total bigint, acked_total bigint, dead_total bigint,
                worker_last_run timestamptz, worker_lag interval, worker_errors bigint)
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT x.queue_name, x.partition, x.epoch, m.consumer_group, m.depth, m.in_flight, m.delayed,
+BEGIN
+    PERFORM deliver_shard.act_as(caller);
+    RETURN QUERY SELECT x.queue_name, x.partition, x.epoch, m.consumer_group, m.depth, m.in_flight, m.delayed,
            m.dead_letters, m.oldest_age, m.sent_total, m.acked_total, m.dead_total,
            m.worker_last_run, m.worker_lag, m.worker_errors
       FROM deliver.metrics() m
-      JOIN deliver_shard.partition x ON deliver_shard.queue_of(x.queue_name, x.partition) = m.queue_name
-$$;
+      JOIN deliver_shard.partition x ON deliver_shard.queue_of(x.queue_name, x.partition) = m.queue_name;
+END $$;
 
 -- This shard's maintenance workers (deliver.worker_status), with its name.
-CREATE FUNCTION deliver_shard.worker_status(shards int[], names text[])
+CREATE FUNCTION deliver_shard.worker_status(shards int[], names text[], caller text DEFAULT NULL)
 RETURNS TABLE (shard text, database text, pid int, started_at timestamptz, last_run_at timestamptz,
                last_run_duration interval, runs bigint, errors bigint,
                expired_total bigint, dead_total bigint, released_total bigint,
                last_error text, last_error_at timestamptz)
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT n.name, w.database, w.pid, w.started_at, w.last_run_at, w.last_run_duration, w.runs, w.errors,
+BEGIN
+    PERFORM deliver_shard.act_as(caller);
+    RETURN QUERY SELECT n.name, w.database, w.pid, w.started_at, w.last_run_at, w.last_run_duration, w.runs, w.errors,
            w.expired_total, w.dead_total, w.released_total, w.last_error, w.last_error_at
-      FROM unnest(names) AS n(name), deliver.worker_status() w
-$$;
+      FROM unnest(names) AS n(name), deliver.worker_status() w;
+END $$;
 
 -- The alerts of the partitions' queues here (deliver.list_alerts).
-CREATE FUNCTION deliver_shard.list_alerts(shards int[], names text[])
+CREATE FUNCTION deliver_shard.list_alerts(shards int[], names text[], caller text DEFAULT NULL)
 RETURNS TABLE (shard text, queue_name text, partition int, metric text, threshold numeric, firing boolean,
                value numeric, changed_at timestamptz)
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT n.name, x.queue_name, x.partition, a.metric, a.threshold, a.firing, a.value, a.changed_at
+BEGIN
+    PERFORM deliver_shard.act_as(caller);
+    RETURN QUERY SELECT n.name, x.queue_name, x.partition, a.metric, a.threshold, a.firing, a.value, a.changed_at
       FROM unnest(names) AS n(name), deliver.list_alerts() a
-      JOIN deliver_shard.partition x ON deliver_shard.queue_of(x.queue_name, x.partition) = a.queue_name
-$$;
+      JOIN deliver_shard.partition x ON deliver_shard.queue_of(x.queue_name, x.partition) = a.queue_name;
+END $$;
 
 -- The push subscriptions of the partitions' queues here, with their lag
 -- (deliver.list_push_subscriptions and push_metrics).
-CREATE FUNCTION deliver_shard.list_push_subscriptions(shards int[], names text[])
+CREATE FUNCTION deliver_shard.list_push_subscriptions(shards int[], names text[], caller text DEFAULT NULL)
 RETURNS TABLE (shard text, subscription_name text, queue_name text, partition int, consumer_group text,
                active boolean, confirmed_lsn pg_lsn, created_at timestamptz, lag_bytes numeric,
                retained_wal_bytes numeric)
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT n.name, s.subscription_name, x.queue_name, x.partition, s.consumer_group, s.active,
+BEGIN
+    PERFORM deliver_shard.act_as(caller);
+    RETURN QUERY SELECT n.name, s.subscription_name, x.queue_name, x.partition, s.consumer_group, s.active,
            s.confirmed_lsn, s.created_at, m.lag_bytes, m.retained_wal_bytes
       FROM unnest(names) AS n(name), deliver.list_push_subscriptions() s
       JOIN deliver_shard.partition x ON deliver_shard.queue_of(x.queue_name, x.partition) = s.queue_name
-      LEFT JOIN deliver.push_metrics() m ON m.subscription_name = s.subscription_name
-$$;
+      LEFT JOIN deliver.push_metrics() m ON m.subscription_name = s.subscription_name;
+END $$;
+
+-- deliver_shard's functions and its map of partitions are for every role
+-- the router or the gateway acts as here (the gateway's statements name a
+-- partition's queue only once deliver_shard.epoch_of found it here): the
+-- functions run as their caller, deliver's own check the rights on the
+-- queues, and only the map's owner writes the map.
+GRANT USAGE ON SCHEMA deliver_shard TO PUBLIC;
+GRANT SELECT ON deliver_shard.partition TO PUBLIC;

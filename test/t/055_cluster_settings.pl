@@ -11,7 +11,10 @@
 #   3. peek (merged from the partitions), delete a message by its id, reset
 #      of a consumer group;
 #   4. the console's routes: every queue's metrics merged over its
-#      partitions, each shard's workers, alerts and push subscriptions.
+#      partitions, each shard's workers, alerts and push subscriptions;
+#   5. the shards check the caller's rights: a role granted every function
+#      of the router does on each queue only what the shards' deliver lets
+#      it, and cannot name another role to the shards.
 # Bad input, unknown queues and a role without the administration rights
 # get 4xx answers (the router's SQLSTATEs), and the sanitizers report
 # nothing.
@@ -586,6 +589,80 @@ gw_is_error([ req('GET', '/v1/push-subscriptions', undef, token => $app_token) ]
 	'GET /v1/push-subscriptions: not for app');
 psql($p0conn, q{SELECT deliver.drop_push_subscription('cq_push')});
 is(psql($router, q{SELECT count(*) FROM deliver_cluster.list_push_subscriptions()}), 0, 'dropped: none');
+
+# ---- 5. the shards check the caller's rights --------------------------------
+# app gets everything on the router (every function, the map, the PL/Proxy
+# server), the widest grant there: what it may do is still what the
+# shards' deliver lets it do on each queue, since the router's calls run
+# there as the caller's role.  Each refusal is matched by its message: the
+# shard's (a REMOTE ERROR) or the router's check of the role named.
+psql($router, q{GRANT USAGE ON SCHEMA deliver_cluster TO app;
+    GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA deliver_cluster TO app;
+    GRANT SELECT ON ALL TABLES IN SCHEMA deliver_cluster TO app;
+    GRANT USAGE ON FOREIGN SERVER deliver TO app});
+psql($router, q{SELECT deliver_cluster.create_queue('pq'); SELECT deliver_cluster.create_queue('pq2')});
+psql($router, qq{SELECT deliver_cluster.send('pq', '"secret"', ordering_key => '$_')}) for @k[0, 1];
+sub as_app
+{
+	my ($sql, $re, $name) = @_;
+	my ($o, $e) = ('', '');
+	IPC::Run::run([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-v', 'VERBOSITY=verbose', '-d', $router,
+			'-c', "SET ROLE app; $sql" ], '>', \$o, '2>', \$e);
+	chomp $o;
+	return $o if !defined $re;
+	like($e, $re, $name);
+}
+my $shard_denies = qr/ERROR:  42501: .*REMOTE ERROR: permission denied to [a-z ]+ queue "pq\.p\d"/;
+my $shard_denies_fn = sub { qr/ERROR:  42501: .*REMOTE ERROR: permission denied for function $_[0]\b/ };
+my $router_refuses = qr/ERROR:  42501: a call to the shards must run as its caller's role/;
+as_app(q{SELECT * FROM deliver_cluster.peek('pq', 10)}, $shard_denies, 'peek through the router: the shard refuses app');
+as_app(q{SELECT * FROM deliver_cluster.receive('pq', 0, 10)}, $shard_denies, 'receive: the shard refuses app');
+as_app(q{SELECT * FROM deliver_cluster.dead_letters('pq')}, $shard_denies, 'dead_letters: the shard refuses app');
+as_app(q{SELECT deliver_cluster.send('pq', '1')}, $shard_denies, 'send: the shard refuses app without send');
+as_app(q{SELECT * FROM deliver_cluster.metrics('pq')}, $shard_denies, 'metrics: the shard refuses app');
+as_app(q{SELECT deliver_cluster.purge_queue('pq')}, $shard_denies_fn->('purge_queue'), 'purge_queue: the shard refuses app');
+as_app(q{SELECT deliver_cluster.grant_queue('pq', 'app', 'all')}, $shard_denies_fn->('grant_queue'),
+	'grant_queue: app cannot grant itself');
+as_app(q{SELECT deliver_cluster.create_queue('appq')}, qr/ERROR:  42501: permission denied for table queue/,
+	"create_queue: refused to app (the router's list of queues)");
+is(psql($router, q{SELECT count(*) FROM deliver_cluster.list_queues() WHERE queue_name = 'appq'}), 0,
+	'and the router has no queue appq');
+as_app(q{SELECT deliver_cluster.drop_queue('pq')}, qr/ERROR:  42501: permission denied for table queue/,
+	"drop_queue: refused to app (the router's list of queues)");
+# app may not name another role to the shards
+as_app(q{SELECT * FROM deliver_cluster._px_peek('pq', 10, NULL, 'postgres')}, $router_refuses,
+	'_px_peek naming postgres: the router refuses (RUN ON ALL)');
+as_app(q{SELECT * FROM deliver_cluster._px_send(0, 0, 'pq', '1', NULL, NULL, NULL, NULL, NULL, 'postgres')}, $router_refuses,
+	'_px_send naming postgres: refused (RUN ON one shard)');
+as_app(q{SELECT * FROM deliver_cluster._px_ack_batch(ARRAY[0], ARRAY['0:1:1'], 'pq', 'postgres')}, $router_refuses,
+	'_px_ack_batch naming postgres: refused (SPLIT)');
+as_app(q{SELECT * FROM deliver_cluster._px_metrics('pq', NULL)}, $router_refuses, '_px_metrics naming no role: refused');
+is(as_app(q{SELECT count(*) FROM deliver_cluster.all_metrics() WHERE queue_name = 'pq'}), 0,
+	"all_metrics: pq's partitions are not app's to see");
+is(psql($router, q{SELECT count(*) FROM deliver_cluster.peek('pq', 10)}), 2, 'postgres peeks at both messages');
+# granted send: app sends, still cannot read
+is(psql($router, q{SELECT deliver_cluster.grant_queue('pq', 'app', 'send')}), 4, 'grant_queue send to app: 4 partitions');
+like(as_app(q{SELECT deliver_cluster.send('pq', '"from app"')}), qr/^\d+:1:\d+$/, 'app sends through the router');
+like(as_app(q{SELECT deliver_cluster.send_batch('pq', ARRAY['1', '2']::jsonb[])}), qr/^\{\d+:1:\d+,\d+:1:\d+\}$/,
+	'app sends a batch through the router');
+as_app(q{SELECT * FROM deliver_cluster.peek('pq', 10)}, $shard_denies, 'peek: still refused to app with send only');
+($st, $b) = req('POST', '/v1/queues/pq/messages', { payload => 'via http' }, token => $app_token);
+is($st, 201, 'app sends through the gateway (the shards read the partition map as app)') or diag explain $b;
+gw_is_error([ req('GET', '/v1/queues/pq/peek?max=10', undef, token => $app_token) ], 403, '42501',
+	'GET peek through the gateway: refused to app without receive');
+# granted receive: app reads its queue, not another one
+is(psql($router, q{SELECT deliver_cluster.grant_queue('pq', 'app', 'receive')}), 4, 'grant_queue receive to app');
+is(as_app(q{SELECT count(*) FROM deliver_cluster.peek('pq', 10)}), 6, 'app peeks at pq now');
+is(as_app(q{SELECT count(DISTINCT partition) FROM deliver_cluster.metrics('pq')}), 4, "app reads pq's metrics");
+is(as_app(q{SELECT count(*) FROM deliver_cluster.all_metrics() WHERE queue_name = 'pq'}), 1,
+	"all_metrics: pq's metrics are app's now");
+as_app(q{SELECT * FROM deliver_cluster.peek('pq2', 10)}, qr/REMOTE ERROR: permission denied to peek at queue "pq2\.p\d"/,
+	'peek at pq2: still refused to app');
+as_app(q{SELECT deliver_cluster.redrive('pq', to_queue => 'pq2')}, $shard_denies_fn->('redrive'),
+	'redrive: the shards refuse app');
+($st, $b) = req('GET', '/v1/queues/pq/peek?max=10', undef, token => $app_token);
+is($st, 200, 'GET peek through the gateway as app: 200') or diag explain $b;
+is(scalar @{ ref $b eq 'ARRAY' ? $b : [] }, 6, 'all six messages');
 
 ($st) = req('GET', '/healthz');
 is($st, 200, 'the gateway is alive');

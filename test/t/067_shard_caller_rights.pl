@@ -1,0 +1,133 @@
+# Whose rights a cluster checks (docs/cluster.md, "Whose rights"): every
+# call the router makes to a shard through PL/Proxy names the role its
+# caller runs as, the router refuses any other name, and the shard runs
+# deliver's functions as that role, so a role granted everything on the
+# router does on each queue only what the shard lets it.  And on a shard,
+# deliver_shard's functions give a role nothing it lacks: naming another
+# role is SET ROLE's check, the map is written only by its owner.  One node
+# holds a shard database and the router database (PL/Proxy connects as the
+# superuser, as scripts/cluster's connection strings do); no cluster is
+# started.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use DeliverTest;
+
+my $node = deliver_node('shard_caller');
+my $su = query_one($node, 'SELECT current_user');
+my $shard_conn = 'host=' . $node->host . ' port=' . $node->port . " dbname=shard0 user=$su";
+$node->safe_psql('postgres', q{
+    CREATE ROLE app NOLOGIN;
+    CREATE ROLE mallory LOGIN;
+    CREATE DATABASE shard0;
+    CREATE DATABASE router;
+});
+$node->safe_psql('shard0', q{
+    SET client_min_messages = warning;
+    CREATE EXTENSION deliver;
+    CREATE EXTENSION deliver_shard;
+});
+$node->safe_psql('router', qq{
+    SET client_min_messages = warning;
+    CREATE EXTENSION plproxy;
+    CREATE EXTENSION deliver_router;
+    SELECT deliver_cluster.set_partitions(2);
+    SELECT deliver_cluster.add_shard('s0', '$shard_conn');
+    SELECT deliver_cluster.place_partitions();
+    SELECT deliver_cluster.create_queue('q');
+    SELECT deliver_cluster.create_queue('q2');
+    SELECT deliver_cluster.send('q', '"secret"');
+    -- app: everything on the router, the widest grant there
+    GRANT USAGE ON SCHEMA deliver_cluster TO app;
+    GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA deliver_cluster TO app;
+    GRANT SELECT ON ALL TABLES IN SCHEMA deliver_cluster TO app;
+    GRANT USAGE ON FOREIGN SERVER deliver TO app;
+});
+
+# run SQL in a database (as role, or the superuser); its output, or its
+# error (verbose: with the SQLSTATE)
+sub run_sql
+{
+	my ($db, $sql, %o) = @_;
+	$sql = "SET ROLE $o{role}; $sql" if $o{role};
+	my ($rc, $out, $err) = $node->psql($db, $sql,
+		extra_params => [ '-v', 'VERBOSITY=verbose', $o{user} ? ('-U', $o{user}) : () ]);
+	return $rc == 0 ? $out : $err;
+}
+sub as_app { return run_sql('router', $_[0], role => 'app') }
+
+# ---- through the router, as app ---------------------------------------------
+my $shard_denies = sub { qr/42501: .*REMOTE ERROR: permission denied to \Q$_[0]\E queue "q\.p\d"/ };
+like(as_app(q{SELECT count(*) FROM deliver_cluster.peek('q', 10)}), $shard_denies->('peek at'),
+	'peek: the shard refuses app');
+like(as_app(q{SELECT deliver_cluster.send('q', '1')}), $shard_denies->('send to'), 'send: the shard refuses app');
+like(as_app(q{SELECT count(*) FROM deliver_cluster.receive('q', 0, 10)}), $shard_denies->('receive from'),
+	'receive: the shard refuses app');
+like(as_app(q{SELECT count(*) FROM deliver_cluster.metrics('q')}), $shard_denies->('read metrics of'),
+	'metrics: the shard refuses app');
+like(as_app(q{SELECT deliver_cluster.grant_queue('q', 'app', 'all')}),
+	qr/42501: .*REMOTE ERROR: permission denied for function grant_queue/, 'grant_queue: app cannot grant itself');
+is(as_app(q{SELECT count(*) FROM deliver_cluster.all_metrics()}), '0', 'all_metrics: no queue is app\'s to see');
+
+my $refused = qr/42501: a call to the shards must run as its caller's role/;
+like(as_app(qq{SELECT count(*) FROM deliver_cluster._px_peek('q', 10, NULL, '$su')}), $refused,
+	'_px_peek naming the superuser: the router refuses (every shard)');
+like(as_app(qq{SELECT deliver_cluster._px_send(0, 0, 'q', '1', NULL, NULL, NULL, NULL, NULL, '$su')}), $refused,
+	'_px_send naming the superuser: refused (one shard)');
+like(as_app(qq{SELECT count(*) FROM deliver_cluster._px_ack_batch(ARRAY[0], ARRAY['0:1:1'], 'q', '$su')}), $refused,
+	'_px_ack_batch naming the superuser: refused (split by shard)');
+like(as_app(q{SELECT count(*) FROM deliver_cluster._px_metrics('q', NULL)}), $refused, 'naming no role: refused');
+
+# granted on q: app uses q through the router (each kind of shard call),
+# not q2
+is(run_sql('router', q{SELECT deliver_cluster.grant_queue('q', 'app', 'all')}), '2', 'grant_queue q to app: 2 partitions');
+like(as_app(q{SELECT deliver_cluster.send('q', '"from app"')}), qr/^\d+:1:\d+$/, 'app sends');
+like(as_app(q{SELECT deliver_cluster.send_batch('q', ARRAY['1', '2']::jsonb[])}), qr/^\{\d+:1:\d+,\d+:1:\d+\}$/,
+	'app sends a batch');
+is(as_app(q{SELECT count(*) FROM deliver_cluster.peek('q', 10)}), '4', 'app peeks at the four messages');
+is(as_app(q{SELECT count(*) FROM deliver_cluster.all_metrics() WHERE queue_name = 'q'}), '1', 'all_metrics: q is app\'s');
+my @d = split /\n/, as_app(q{SELECT delivery_id FROM deliver_cluster.receive('q', 0, 10)
+                              UNION ALL SELECT delivery_id FROM deliver_cluster.receive('q', 1, 10)});
+is(scalar(@d), 4, 'app receives the four messages') or diag explain \@d;
+like(as_app(qq{SELECT deliver_cluster.extend_lease('q', '$d[0]', '1 minute')}), qr/^\d{4}-/, 'app extends a lease');
+is(as_app(qq{SELECT deliver_cluster.ack('q', '$d[0]')}), 't', 'app acks one');
+is(as_app(qq{SELECT deliver_cluster.nack('q', '$d[1]', 'no', '0')}), 't', 'app nacks one');
+is(as_app(qq{SELECT deliver_cluster.ack_batch('q', ARRAY['$d[2]', '$d[3]'])}), '2', 'app acks a batch');
+like(as_app(q{SELECT count(*) FROM deliver_cluster.peek('q2', 10)}),
+	qr/42501: .*REMOTE ERROR: permission denied to peek at queue "q2\.p\d"/, 'q2: still refused to app');
+like(run_sql('router', q{SELECT deliver_cluster.send('q2', '1')}), qr/^\d+:1:\d+$/,
+	'the superuser still sends to q2 (the shard took its role back)');
+
+# ---- on the shard, as mallory (a login role without rights) --------------------
+sub as_mallory { return run_sql('shard0', $_[0], user => 'mallory') }
+like(as_mallory(qq{SELECT deliver_shard.act_as('$su')}), qr/42501: permission denied to set role "\Q$su\E"/,
+	'act_as the superuser: refused (SET ROLE)');
+like(as_mallory(qq{SELECT count(*) FROM deliver_shard.peek('q', 10, NULL, '$su')}),
+	qr/42501: permission denied to set role/, 'peek naming the superuser: refused');
+like(as_mallory(qq{SELECT deliver_shard.act_back('$su')}), qr/42501: permission denied to set role/,
+	'act_back to the superuser: refused');
+like(as_mallory(q{SELECT deliver_shard.act_as('none')}), qr/22023: invalid caller role "none"/,
+	'act_as none (back to the session user): refused');
+like(as_mallory(q{SELECT deliver_shard.act_as('')}), qr/22023: invalid caller role ""/, 'act_as an empty name: refused');
+like(as_mallory(q{SELECT deliver_shard.act_as('nobody_here')}), qr/22023: role "nobody_here" does not exist/,
+	'act_as an unknown role: refused');
+like(as_mallory(q{SELECT count(*) FROM deliver_shard.peek('q', 10, NULL)}),
+	qr/42501: permission denied to peek at queue "q\.p\d"/, 'peek without a caller: as mallory, refused');
+like(as_mallory(q{SELECT deliver_shard.stop_writes(0)}), qr/42501: permission denied for table partition/,
+	'stop_writes: the map is not mallory\'s to write');
+like(as_mallory(q{SELECT count(*) FROM deliver_shard.create_partitions(ARRAY[0], ARRAY[0], ARRAY[9], 'evil',
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL)}), qr/42501: permission denied for function create_queue/,
+	'create_partitions: refused to mallory');
+like(as_mallory(q{SELECT count(*) FROM deliver_shard.drop_partitions('q')}), qr/42501: permission denied for function drop_queue/,
+	'drop_partitions: refused to mallory');
+is(as_mallory(q{SELECT count(*) FROM deliver_shard.partition WHERE queue_name = 'q'}), '2',
+	'mallory reads the map (which partition is where)');
+is(run_sql('shard0', q{SELECT string_agg(queue_name || ':' || partition || ':' || writable, ',' ORDER BY queue_name, partition)
+    FROM deliver_shard.partition}), 'q:0:true,q:1:true,q2:0:true,q2:1:true', 'the map is as the router made it');
+
+$node->stop;
+done_testing();
