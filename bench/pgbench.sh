@@ -39,7 +39,8 @@ q() { as_pg "$pgbin/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$work" -p "$port" -
 # $duration s after a checkpoint; prints "tps p50 p99" (latencies of a
 # whole script, in ms, of this run only).  pgbench_mode (simple by
 # default) is pgbench's protocol: prepared runs each statement as an
-# application would, parsed and planned once per connection.
+# application would, parsed and planned once per connection; pgbench_db
+# (bench by default) the database it runs in.
 pgbench_case() {
     local name=$1 keys=$2 sql=$3 dir=$work/$1
     mkdir -p "$dir"
@@ -48,7 +49,7 @@ pgbench_case() {
     printf '\\set k random(1, %s)\n%s\n' "$keys" "$sql" | as_pg tee "$dir/script.sql" >/dev/null
     as_pg "$pgbin/psql" -X -q -h "$work" -p "$port" -d bench -c 'CHECKPOINT'
     as_pg "$pgbin/pgbench" -n -M "${pgbench_mode:-simple}" -h "$work" -p "$port" -c "$clients" -j "$clients" -T "$duration" \
-        -f "$dir/script.sql" -l --log-prefix="$dir/lat" bench >"$dir/out.txt" 2>&1 ||
+        -f "$dir/script.sql" -l --log-prefix="$dir/lat" "${pgbench_db:-bench}" >"$dir/out.txt" 2>&1 ||
         { cat "$dir/out.txt" >&2; return 1; }
     local tps
     tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$dir/out.txt" | head -n 1)

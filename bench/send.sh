@@ -7,6 +7,11 @@
 #   send_batch  deliver.send_batch of 100 messages (a constant array)
 #   cycle       one message's whole life: a send, then a receive of one
 #               message and its ack (each its own transaction)
+# and, with --cases, through the cluster's router (PL/Proxy, one
+# partition, its shard a database of the same instance, so the server CPU
+# counts the router's and the shard's work):
+#   router_send   deliver_cluster.send
+#   router_cycle  deliver_cluster.send, then receive and ack
 # Nobody receives from the first two queues: their sends append to
 # segments that only grow, alike for both builds.  Rounds alternate the builds (baseline, then this one), so
 # noise on the machine spreads over both.  Per build and case: messages
@@ -14,7 +19,7 @@
 # microseconds per message (bench/cpu.sh), the figure noise moves least;
 # then this build's figures as ratios of the baseline's.
 #
-#   bench/send.sh --baseline PGBIN [--duration S] [--clients N] [--rounds R] [--port P]
+#   bench/send.sh --baseline PGBIN [--cases C,...] [--duration S] [--clients N] [--rounds R] [--port P]
 #
 # PGBIN: the bin directory of a PostgreSQL 15 with the baseline's deliver
 # installed (make install PG_CONFIG=PGBIN/pg_config in its tree); this
@@ -24,26 +29,30 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 baseline=
 args=()
+cases=(send send_batch cycle)
 while [[ $# -gt 0 ]]; do
     case $1 in
         --baseline) baseline=$2; shift 2 ;;
+        --cases) IFS=, read -r -a cases <<<"$2"; shift 2 ;;
         *) args+=("$1"); shift ;;
     esac
 done
-[[ -n $baseline && -x $baseline/pg_ctl ]] ||
-    { echo "usage: bench/send.sh --baseline PGBIN [--duration S] [--clients N] [--rounds R] [--port P]" >&2; exit 2; }
+usage="usage: bench/send.sh --baseline PGBIN [--cases C,...] [--duration S] [--clients N] [--rounds R] [--port P]"
+[[ -n $baseline && -x $baseline/pg_ctl ]] || { echo "$usage" >&2; exit 2; }
+for c in "${cases[@]}"; do
+    [[ $c =~ ^(send|send_batch|cycle|router_send|router_cycle)$ ]] || { echo "unknown case $c; $usage" >&2; exit 2; }
+done
 source bench/cluster.sh   # pgbin, as_pg, build_and_install, the cluster
 source bench/pgbench.sh   # pgbench_setup, pgbench_case
 source bench/cpu.sh       # instance_ticks, us_per_msg
 pgbench_setup send "${DELIVER_SEND_PORT:-55496}" "${args[@]}"
-cmd="$cmd --baseline $baseline"
+cmd="$cmd --baseline $baseline --cases $(IFS=,; echo "${cases[*]}")"
 q -c "SELECT deliver.create_queue('s_one')" -c "SELECT deliver.create_queue('s_batch')" \
   -c "SELECT deliver.create_queue('s_cycle')" >/dev/null
 this=$pgbin
 
 payload='{"order": 1, "pad": "'$(printf 'x%.0s' {1..80})'"}'
 batch="ARRAY[$(for _ in $(seq 1 100); do printf "'%s'::jsonb," "$payload"; done | sed 's/,$//')]"
-cases=(send send_batch cycle)
 per_call() { [[ $1 == send_batch ]] && echo 100 || echo 1; }
 script_of() {
     case $1 in
@@ -51,7 +60,26 @@ script_of() {
         send_batch) echo "SELECT cardinality(deliver.send_batch('s_batch', $batch));" ;;
         cycle) printf '%s\n%s\n' "SELECT deliver.send('s_cycle', '$payload');" \
                    "SELECT deliver.ack('s_cycle', delivery_id) FROM deliver.receive('s_cycle', 1);" ;;
+        router_send) echo "SELECT deliver_cluster.send('r_one', '$payload');" ;;
+        router_cycle) printf '%s\n%s\n' "SELECT deliver_cluster.send('r_cycle', '$payload');" \
+                   "SELECT deliver_cluster.ack('r_cycle', delivery_id) FROM deliver_cluster.receive('r_cycle', 0, 1);" ;;
     esac
+}
+# the router cases' databases for build B (made by that build's scripts,
+# the first time B runs): shard_B (deliver, deliver_shard) and router_B
+# (PL/Proxy, deliver_router: one partition, on shard_B)
+declare -A router_made
+router_setup() {
+    local b=$1 sql=(-X -q -A -t -v ON_ERROR_STOP=1 -h "$work" -p "$port")
+    [[ -z ${router_made[$b]:-} ]] || return 0
+    q -c "CREATE DATABASE shard_$b" -c "CREATE DATABASE router_$b" >/dev/null
+    as_pg "$pgbin/psql" "${sql[@]}" -d "shard_$b" -c 'CREATE EXTENSION deliver' -c 'CREATE EXTENSION deliver_shard' >/dev/null
+    as_pg "$pgbin/psql" "${sql[@]}" -d "router_$b" -c 'CREATE EXTENSION plproxy' -c 'CREATE EXTENSION deliver_router' \
+        -c 'SELECT deliver_cluster.set_partitions(1)' \
+        -c "SELECT deliver_cluster.add_shard('s0', 'host=$work port=$port dbname=shard_$b user=postgres')" \
+        -c 'SELECT deliver_cluster.place_partitions()' \
+        -c "SELECT deliver_cluster.create_queue('r_one')" -c "SELECT deliver_cluster.create_queue('r_cycle')" >/dev/null
+    router_made[$b]=1
 }
 pgbench_mode=prepared   # as applications run their statements (bench/pgbench.sh)
 # restart BIN: the cluster with that build's server
@@ -66,6 +94,8 @@ for r in $(seq 1 "$rounds"); do
     for b in baseline this; do
         if [[ $b == baseline ]]; then restart "$baseline"; else restart "$this"; fi
         for c in "${cases[@]}"; do
+            pgbench_db=bench
+            if [[ $c == router_* ]]; then router_setup "$b"; pgbench_db=router_$b; fi
             t0=$(instance_ticks "$pgdata")
             read -r tps p50 p99 < <(pgbench_case "$c" 1 "$(script_of "$c")")
             t1=$(instance_ticks "$pgdata")

@@ -38,7 +38,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 use DeliverTest qw(write_file);
 use DeliverHistory qw(write_result);
-use ClusterTest qw(cluster cluster_start cluster_stop);
+use ClusterTest qw(cluster cluster_start cluster_stop node_pids primary_node);
 
 my $dir = PostgreSQL::Test::Utils::tempdir();
 # the gateway's deadlines (DELIVERD_<KEY> reaches it through scripts/cluster)
@@ -284,31 +284,19 @@ sub shard_receives
 }
 sub p99 { my @l = sort { $a <=> $b } @_; return @l ? $l[ int(0.99 * $#l) ] : 0; }
 
-# the keeper and postgres processes of a node (as 030)
-sub node_pids
+# the load runs through the gateway: more than 10 sends to shard 0
+# returned (waited for up to a minute, as 030)
+my $sent = 0;
+for (1 .. 600)
 {
-	my ($k, $n) = @_;
-	my (undef, $d) = cluster('node-dir', $k, $n);
-	chomp $d;
-	my @p;
-	if (open my $fh, '<', "$d.pid") { my $x = <$fh>; chomp $x; push @p, $x, split(/\n/, `pgrep -P $x`); }
-	if (open my $fh, '<', "$d/postmaster.pid") { my $x = <$fh>; chomp $x; push @p, $x, split(/\n/, `pgrep -P $x`); }
-	my @more = map { split /\n/, `pgrep -P $_` } @p;
-	my %seen;
-	return grep { /^\d+$/ && !$seen{$_}++ } @p, @more;
+	$sent = shard_sends_ok('shard0', 0, 9e9);
+	last if $sent > 10;
+	usleep(100_000);
 }
-sub primary_node
-{
-	my ($k) = @_;
-	my $port = psql($shard[$k], 'SHOW port');
-	return $port == $base + 10 * ($k + 1) ? 0 : 1;
-}
-
-sleep 4;
-cmp_ok(scalar(shard_sends_ok('shard0', 0, 9e9)), '>', 10, 'the load runs through the gateway');
+cmp_ok($sent, '>', 10, 'the load runs through the gateway');
 
 # ---- 1. shard 0's primary frozen a little past statement_timeout --------
-my $victim = primary_node(0);
+my $victim = primary_node($c, 0);
 my @stopped = node_pids(0, $victim);
 my $freeze = $stmt_timeout + 1;
 my $t_freeze = time();
@@ -348,7 +336,7 @@ for (1 .. 300)
 	usleep(200_000);
 }
 ok($formation_ok, 'shard 0 has a primary and a synchronous standby');
-$victim = primary_node(0);
+$victim = primary_node($c, 0);
 my @killed = node_pids(0, $victim);
 my $t_kill = time();
 kill 'KILL', @killed;

@@ -24,8 +24,8 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 use DeliverTest qw(write_file);
 
-our @EXPORT = qw(cluster cluster_start cluster_stop psql start_load sent_lines resumed_after p99_between longest_call
-  formation_states wait_formation stop_load drain_and_check);
+our @EXPORT = qw(cluster cluster_start cluster_stop psql node_pids primary_node start_load sent_lines resumed_after
+  p99_between longest_call formation_states wait_formation stop_load drain_and_check);
 
 my $root = "$FindBin::RealBin/../..";
 
@@ -136,6 +136,31 @@ sub psql
 	chomp $o;
 	die "psql failed: $e" if !$r && !$opt{may_fail};
 	return wantarray ? ($r, $o, $e) : $o;
+}
+
+# The keeper and postgres processes of node N of shard K (to stop or kill
+# them): the keeper's pid file, the postmaster's, and their children.
+sub node_pids
+{
+	my ($k, $n) = @_;
+	my (undef, $d) = cluster('node-dir', $k, $n);
+	chomp $d;
+	my @pids;
+	if (open my $fh, '<', "$d.pid") { my $p = <$fh>; chomp $p; push @pids, $p, split(/\n/, `pgrep -P $p`); }
+	if (open my $fh, '<', "$d/postmaster.pid") { my $p = <$fh>; chomp $p; push @pids, $p, split(/\n/, `pgrep -P $p`); }
+	my @more = map { split /\n/, `pgrep -P $_` } @pids;
+	my %seen;
+	return grep { /^\d+$/ && !$seen{$_}++ } @pids, @more;
+}
+
+# Which node of shard K of cluster C (cluster_start's) is its primary now,
+# 0 or 1: the one whose port the shard's connection string reaches (node n
+# of shard K listens on base + 10 * (K + 1) + n).
+sub primary_node
+{
+	my ($c, $k) = @_;
+	my $port = psql($c->{shards}[$k], 'SHOW port');
+	return $port == $c->{base} + 10 * ($k + 1) ? 0 : 1;
 }
 
 # Start the load on queue QUEUE (partitions 0 .. PARTITIONS-1) of the
