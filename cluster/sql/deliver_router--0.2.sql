@@ -311,6 +311,9 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = format('It names role "%s", but runs as "%s".', left(caller, 80), current_user);
     END IF;
+    IF shard IS NULL THEN
+        RAISE EXCEPTION 'shard must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     RETURN shard;
 END $$;
 
@@ -636,6 +639,25 @@ END $$;
 -- the payloads.  Messages without a key all go to one partition chosen at
 -- random for the call (spread over calls, not within one: a batch stays a
 -- batch on its shard, as a sticky partitioner does).
+-- An array argument of send_batch (NULL: none) is one-dimensional with n
+-- elements, or 2202E as deliver.send_batch says it.
+CREATE FUNCTION deliver_cluster._check_batch_array(name text, a anyarray, n int) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF a IS NULL THEN
+        RETURN;
+    END IF;
+    IF array_ndims(a) > 1 THEN
+        RAISE EXCEPTION '% must be a one-dimensional array', name USING ERRCODE = 'array_subscript_error';
+    END IF;
+    IF cardinality(a) <> n THEN
+        RAISE EXCEPTION '% has % elements, payloads has %', name, cardinality(a), n
+            USING ERRCODE = 'array_subscript_error';
+    END IF;
+END $$;
+
 CREATE FUNCTION deliver_cluster.send_batch(queue_name text, payloads jsonb[], headers jsonb[] DEFAULT NULL,
                                            ordering_keys text[] DEFAULT NULL,
                                            idempotency_keys text[] DEFAULT NULL, delay interval DEFAULT NULL,
@@ -653,6 +675,23 @@ DECLARE
 BEGIN
     IF n = 0 THEN
         RAISE EXCEPTION 'payloads must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- deliver.send_batch's checks of the arrays (each part is checked on its
+    -- shard again), here so that PL/Proxy splits only arrays of one length
+    PERFORM deliver_cluster._check_batch_array('payloads', payloads, n),
+            deliver_cluster._check_batch_array('headers', headers, n),
+            deliver_cluster._check_batch_array('ordering_keys', ordering_keys, n),
+            deliver_cluster._check_batch_array('idempotency_keys', idempotency_keys, n);
+    -- subscripts from 1 (NULL stays NULL)
+    payloads := ARRAY(SELECT x FROM unnest(payloads) WITH ORDINALITY u(x, i) ORDER BY i);
+    IF headers IS NOT NULL THEN
+        headers := ARRAY(SELECT x FROM unnest(headers) WITH ORDINALITY u(x, i) ORDER BY i);
+    END IF;
+    IF ordering_keys IS NOT NULL THEN
+        ordering_keys := ARRAY(SELECT x FROM unnest(ordering_keys) WITH ORDINALITY u(x, i) ORDER BY i);
+    END IF;
+    IF idempotency_keys IS NOT NULL THEN
+        idempotency_keys := ARRAY(SELECT x FROM unnest(idempotency_keys) WITH ORDINALITY u(x, i) ORDER BY i);
     END IF;
     parts := ARRAY(SELECT coalesce(deliver_cluster.hash_partition(ordering_keys[i], np),
                                    deliver_cluster.hash_partition(idempotency_keys[i], np),

