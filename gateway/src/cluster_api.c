@@ -30,6 +30,7 @@
 #include "main.h"
 #include "sqlfrag.h"
 #include "statements.h"
+#include "stream.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -319,9 +320,14 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			ret = cluster_by_id(&x, sql_extend, 4);
 			break;
 		case R_STREAM:
-			ret = cl_answer(&x, 501, NULL, "the event stream is not served in cluster mode", NULL,
-						 "Receive with a long poll: POST /v1/queues/{queue}/receive?wait=N.");
-			break;
+			{
+				receive_params rp;
+				const char *err = parse_receive_params(get_arg, c, cfg.max_wait_ms, STREAM_DEFAULT_MAX,
+													   &rp);
+
+				ret = err ? cl_answer(&x, 400, NULL, err, NULL, NULL) : stream_serve(c, rq, &rp);
+				break;
+			}
 		case R_QUEUE_ALTER:
 			p[1] = cl_body(rq);
 			ret = cl_router_route(&x, sql_alter_queue, 2, p, 200, false, false, SP_WRITE);

@@ -17,9 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* $3 max, $4 visibility timeout, $5 wait, $6 group: one row per message */
+/*
+ * $3 max, $4 visibility timeout, $5 wait, $6 group: one row per message, its
+ * ids (as the client sees them) and the whole message as JSON.
+ */
 static const char sql_receive[] =
-"SELECT row_to_json(x)::text FROM (SELECT"
+"SELECT x.message_id, x.delivery_id, row_to_json(x)::text FROM (SELECT"
 " deliver_shard.global_id($2::int, e.epoch, r.message_id) AS message_id,"
 " deliver_shard.global_id($2::int, e.epoch, r.delivery_id) AS delivery_id,"
 " r.payload, r.headers, r.ordering_key, r.attempt, r.enqueued_at, r.lease_expires_at"
@@ -40,13 +43,22 @@ typedef enum
 	RC_ERROR					/* an error for the client (er) */
 } rc_t;
 
+/* what a receive round did */
+typedef struct
+{
+	int			got;			/* messages */
+	int			answered;		/* partitions that answered */
+	bool		failed;			/* an error for the client (in er) */
+	buf_t		skipped;		/* the partitions skipped ("0,3"): their shard is unavailable */
+} round_result;
+
 /*
- * One receive from partition p (waiting up to wait_ms there); appends the
- * messages to out and counts them in *got.
+ * One receive from partition p (waiting up to wait_ms there); each message
+ * goes to fn and is counted in *got.
  */
 static rc_t
-receive_one(rctx *x, const receive_params *rp, int p, long n, long wait_ms, buf_t *out, int *got,
-			exec_result *er)
+receive_one(rctx *x, const char *queue, const receive_params *rp, int p, long n, long wait_ms,
+			cl_row_fn fn, void *arg, int *got, exec_result *er)
 {
 	char		part[16],
 				max[24],
@@ -62,7 +74,7 @@ receive_one(rctx *x, const receive_params *rp, int p, long n, long wait_ms, buf_
 	snprintf(max, sizeof(max), "%ld", n);
 	snprintf(vt, sizeof(vt), "%ld milliseconds", rp->vt_ms);
 	snprintf(wait, sizeof(wait), "%ld milliseconds", wait_ms);
-	params[0] = x->rq->rm.queue;
+	params[0] = queue;
 	params[1] = part;
 	params[2] = max;
 	params[3] = rp->has_vt ? vt : NULL;
@@ -74,11 +86,7 @@ receive_one(rctx *x, const receive_params *rp, int p, long n, long wait_ms, buf_
 	if (er->status != 200)
 		return RC_ERROR;
 	for (row = 0; er->res && row < PQntuples(er->res); row++)
-	{
-		buf_puts(out, *got ? "," : "");
-		buf_puts(out, PQgetvalue(er->res, row, 0));
-		(*got)++;
-	}
+		fn(arg, er->res, row, (*got)++);
 	exec_result_clear(er);
 	return RC_OK;
 }
@@ -102,34 +110,135 @@ log_skipped(const char *queue, const char *list)
 }
 
 /*
- * POST /v1/queues/{q}/receive: round the partitions from the queue's
- * cursor, each a receive that does not wait, until max messages came.  With
- * nothing and time left of wait: a short long poll (poll_slice) on one
- * partition, the next each time, then round them again.  A partition whose
- * shard is unavailable is skipped and named in the
- * Deliver-Unavailable-Partitions header; when every one was, the answer is
- * 503.
+ * Receive up to rp->max messages of queue: round the partitions from the
+ * group's cursor, each a receive that does not wait, until max messages
+ * came.  With nothing and time left of rp->wait_ms: a short long poll
+ * (poll_slice) on one partition, the next each time, then round them
+ * again.  A partition whose shard is unavailable is skipped (marked in
+ * rr->skipped, logged).  An error (the first failing partition's, or the map
+ * having no placement) is left in er with rr->failed set.
+ */
+static void
+receive_rounds(rctx *x, const char *queue, const receive_params *rp, cl_row_fn fn, void *arg,
+			   round_result *rr, exec_result *er)
+{
+	const char *group = rp->has_group ? rp->group : RECEIVE_DEFAULT_GROUP;
+	long long	wait_end = mono_ms() + rp->wait_ms;
+	unsigned	start;
+	int			i,
+				nparts,
+				turn = 0;
+	bool	   *skip;
+
+	memset(rr, 0, sizeof(*rr));
+	memset(er, 0, sizeof(*er));
+	buf_init(&rr->skipped);
+	if (!x->map)
+		x->map = cluster_refresh(x->map, STALE_MAP_MS, x->deadline);
+	nparts = cmap_partitions(x->map);
+	if (nparts == 0)
+	{
+		cl_no_placement(x, PL_READ, 0, 0, er);
+		rr->failed = true;
+		return;
+	}
+	skip = calloc((size_t) nparts, sizeof(bool));
+	if (!skip)
+		abort();
+	start = cluster_cursor_next(queue, group);
+	for (;;)
+	{
+		long long	left;
+
+		/* (max out of range: the first partition's answer says so) */
+		for (i = 0; i < nparts && (rr->got < rp->max || i == 0) && !rr->failed; i++)
+		{
+			int			p = (int) ((start + (unsigned) i) % (unsigned) nparts);
+			rc_t		rc = receive_one(x, queue, rp, p, rp->max - rr->got, 0, fn, arg, &rr->got, er);
+
+			if (rc == RC_SKIPPED)
+				skip[p] = true;
+			else if (rc == RC_OK)
+				rr->answered++;
+			else
+				rr->failed = true;
+			if (rc != RC_ERROR)
+				exec_result_clear(er);
+		}
+		/* (the map may have been read again: a cluster keeps its number of partitions) */
+		if (cmap_partitions(x->map) != nparts)
+			break;
+		left = (wait_end < x->deadline ? wait_end : x->deadline) - mono_ms();
+		if (rr->got || rr->failed || shutting_down() || left <= 0)
+			break;
+		/* nothing yet: wait a slice on the next partition whose shard is up, then go round again */
+		for (i = 0; i < nparts; i++)
+		{
+			int			p = (int) ((start + (unsigned) turn++) % (unsigned) nparts);
+			long		slice = left < cfg.poll_slice_ms ? (long) left : cfg.poll_slice_ms;
+			rc_t		rc;
+
+			if (!cmap_read_pool(x->map, p) || !sp_available(cmap_read_pool(x->map, p)))
+				continue;
+			rc = receive_one(x, queue, rp, p, rp->max, slice, fn, arg, &rr->got, er);
+			if (rc == RC_ERROR)
+				rr->failed = true;
+			else
+				exec_result_clear(er);
+			if (rc != RC_SKIPPED)
+				break;
+		}
+		if (i == nparts)
+		{
+			/* every shard is down: wait for one to come back */
+			long		nap = left < cfg.poll_slice_ms ? (long) left : cfg.poll_slice_ms;
+
+			usleep((useconds_t) nap * 1000);
+		}
+		if (rr->got || rr->failed)
+			break;
+	}
+	for (i = 0; i < nparts; i++)
+		if (skip[i])
+			buf_printf(&rr->skipped, "%s%d", rr->skipped.len ? "," : "", i);
+	if (rr->skipped.len)
+		log_skipped(queue, rr->skipped.data);
+	free(skip);
+}
+
+/* the error of a receive round that got nothing: every shard was unavailable */
+static void
+set_all_skipped(exec_result *er)
+{
+	cl_set_err(er, 503, "08001", "no shard of the queue's partitions is available", NULL,
+			   "The shards may be failing over; retry.");
+}
+
+/* a received message into the JSON array of an answer */
+static void
+row_to_array(void *arg, const PGresult *res, int row, int nth)
+{
+	buf_t	   *out = arg;
+
+	buf_puts(out, nth ? "," : "");
+	buf_puts(out, PQgetvalue(res, row, 2));
+}
+
+/*
+ * POST /v1/queues/{q}/receive: a receive round (receive_rounds).  The
+ * partitions skipped are named in the Deliver-Unavailable-Partitions
+ * header; when every one was, the answer is 503.
  */
 enum MHD_Result
 cluster_receive(rctx *x)
 {
 	receive_params rp;
 	const char *err;
-	buf_t		out,
-				skipped;
-	bool	   *skip = NULL;
-	int			got = 0,
-				answered = 0,
-				nparts,
-				i,
-				turn = 0;
-	unsigned	start;
-	long long	wait_end;
+	buf_t		out;
+	round_result rr;
 	exec_result er;
 	enum MHD_Result ret;
-	bool		failed = false;
 
-	memset(&er, 0, sizeof(er));
 	err = parse_receive_params(get_arg, x->c, cfg.max_wait_ms, RECEIVE_DEFAULT_MAX, &rp);
 	if (err)
 		return cl_answer(x, 400, NULL, err, NULL, NULL);
@@ -143,98 +252,25 @@ cluster_receive(rctx *x)
 		if (rp.wait_ms > left)
 			rp.wait_ms = left > 0 ? left : 0;
 	}
-	wait_end = mono_ms() + rp.wait_ms;
 	x->deadline += rp.wait_ms;
-	if (!x->map)
-		x->map = cluster_refresh(x->map, STALE_MAP_MS, x->deadline);
-	nparts = cmap_partitions(x->map);
-	if (nparts == 0)
-	{
-		cl_no_placement(x, PL_READ, 0, 0, &er);
-		ret = cl_answer_error(x, &er, NULL);
-		exec_result_clear(&er);
-		return ret;
-	}
-	skip = calloc((size_t) nparts, sizeof(bool));
-	if (!skip)
-		abort();
-	start = cluster_cursor_next(x->rq->rm.queue, rp.has_group ? rp.group : RECEIVE_DEFAULT_GROUP);
 	buf_init(&out);
 	buf_puts(&out, "[");
-	for (;;)
-	{
-		long long	left;
-
-		/* (max out of range: the first partition's answer says so) */
-		for (i = 0; i < nparts && (got < rp.max || i == 0) && !failed; i++)
-		{
-			int			p = (int) ((start + (unsigned) i) % (unsigned) nparts);
-			rc_t		rc = receive_one(x, &rp, p, rp.max - got, 0, &out, &got, &er);
-
-			if (rc == RC_SKIPPED)
-				skip[p] = true;
-			else if (rc == RC_OK)
-				answered++;
-			else
-				failed = true;
-			if (rc != RC_ERROR)
-				exec_result_clear(&er);
-		}
-		/* (the map may have been read again: a cluster keeps its number of partitions) */
-		if (cmap_partitions(x->map) != nparts)
-			break;
-		left = (wait_end < x->deadline ? wait_end : x->deadline) - mono_ms();
-		if (got || failed || shutting_down() || left <= 0)
-			break;
-		/* nothing yet: wait a slice on the next partition whose shard is up, then go round again */
-		for (i = 0; i < nparts; i++)
-		{
-			int			p = (int) ((start + (unsigned) turn++) % (unsigned) nparts);
-			long		slice = left < cfg.poll_slice_ms ? (long) left : cfg.poll_slice_ms;
-			rc_t		rc;
-
-			if (!cmap_read_pool(x->map, p) || !sp_available(cmap_read_pool(x->map, p)))
-				continue;
-			rc = receive_one(x, &rp, p, rp.max, slice, &out, &got, &er);
-			if (rc == RC_ERROR)
-				failed = true;
-			else
-				exec_result_clear(&er);
-			if (rc != RC_SKIPPED)
-				break;
-		}
-		if (i == nparts)
-		{
-			/* every shard is down: wait for one to come back */
-			long		nap = left < cfg.poll_slice_ms ? (long) left : cfg.poll_slice_ms;
-
-			usleep((useconds_t) nap * 1000);
-		}
-		if (got || failed)
-			break;
-	}
+	receive_rounds(x, x->rq->rm.queue, &rp, row_to_array, &out, &rr, &er);
 	buf_puts(&out, "]");
-	buf_init(&skipped);
-	for (i = 0; i < nparts; i++)
-		if (skip[i])
-			buf_printf(&skipped, "%s%d", skipped.len ? "," : "", i);
-	if (skipped.len)
-		log_skipped(x->rq->rm.queue, skipped.data);
-	if (got || (!failed && answered))
+	if (rr.got || (!rr.failed && rr.answered))
 		ret = send_response_header(x->c, x->rq, 200, "application/json", out.data, out.len, 0,
-								   "Deliver-Unavailable-Partitions", skipped.len ? skipped.data : NULL);
-	else if (failed)
+								   "Deliver-Unavailable-Partitions",
+								   rr.skipped.len ? rr.skipped.data : NULL);
+	else if (rr.failed)
 		ret = cl_answer_shard_error(x, &er);
 	else
 	{
-		cl_set_err(&er, 503, "08001", "no shard of the queue's partitions is available", NULL,
-				"The shards may be failing over; retry.");
+		set_all_skipped(&er);
 		ret = cl_answer_error(x, &er, NULL);
 	}
 	exec_result_clear(&er);
 	buf_free(&out);
-	buf_free(&skipped);
-	free(skip);
+	buf_free(&rr.skipped);
 	return ret;
 }
 
@@ -275,6 +311,98 @@ typedef struct
 } ack_item;
 
 /*
+ * The delivery id s (partition:epoch:id) into it, with the pool of its
+ * placement (the map read again once when it has none); false with the
+ * error in er.
+ */
+static bool
+ack_item_set(rctx *x, const char *s, ack_item *it, exec_result *er)
+{
+	int64_t		local;
+
+	if (!s || !parse_global_id(s, &it->partition, &it->epoch, &local, it->id, sizeof(it->id)))
+	{
+		cl_set_err(er, 400, "22P02", "invalid delivery id", NULL,
+				   "delivery_ids of a cluster are strings partition:epoch:id, as the gateway returned them.");
+		return false;
+	}
+	it->pool = cmap_placement_pool(x->map, it->partition, it->epoch);
+	if (!it->pool)
+	{
+		x->map = cluster_refresh(x->map, STALE_MAP_MS, x->deadline);
+		it->pool = cmap_placement_pool(x->map, it->partition, it->epoch);
+	}
+	if (!it->pool)
+	{
+		cl_no_placement(x, PL_ID, it->partition, it->epoch, er);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Ack the n items of queue: one ack_batch per shard (all or nothing there),
+ * each item's state set.  Adds the messages acked to *acked; the first
+ * failing part's error goes to first.  True when every part was acked.
+ */
+static bool
+ack_items(rctx *x, const char *queue, ack_item *it, int n, int *acked, exec_result *first)
+{
+	bool		all_ok = true;
+	int			i;
+
+	for (;;)
+	{
+		shardpool  *pool = NULL;
+		buf_t		idlist,
+					parts;
+		const char *params[3];
+		exec_result er;
+		int			k = 0;
+
+		for (i = 0; i < n && !pool; i++)
+			if (it[i].state == 0)
+				pool = it[i].pool;
+		if (!pool)
+			break;
+		buf_init(&idlist);
+		buf_init(&parts);
+		buf_puts(&idlist, "{");
+		buf_puts(&parts, "{");
+		for (i = 0; i < n; i++)
+			if (it[i].pool == pool && it[i].state == 0)
+			{
+				buf_printf(&idlist, "%s%s", k ? "," : "", it[i].id);
+				buf_printf(&parts, "%s%d", k++ ? "," : "", it[i].partition);
+			}
+		buf_puts(&idlist, "}");
+		buf_puts(&parts, "}");
+		params[0] = queue;
+		params[1] = idlist.data;
+		params[2] = parts.data;
+		sp_exec(pool, x->role, sql_ack_batch, 3, params, cl_stmt_deadline(x, 0), SP_WRITE, &er);
+		for (i = 0; i < n; i++)
+			if (it[i].pool == pool && it[i].state == 0)
+				it[i].state = er.status == 200 ? 1 : er.in_doubt ? 3 : 2;
+		if (er.status == 200 && er.res && PQntuples(er.res) == 1 && !PQgetisnull(er.res, 0, 0))
+			*acked += atoi(PQgetvalue(er.res, 0, 0));
+		if (er.status != 200)
+		{
+			all_ok = false;
+			if (first->status == 0)
+			{
+				*first = er;
+				memset(&er, 0, sizeof(er));
+			}
+		}
+		exec_result_clear(&er);
+		buf_free(&idlist);
+		buf_free(&parts);
+	}
+	return all_ok;
+}
+
+/*
  * POST /v1/queues/{q}/ack {"delivery_ids": [...]}: split by shard, one
  * ack_batch per shard (all or nothing there).  Every part acked: {"acked":
  * n}.  Else the first part's error with "acked" (the count of the parts
@@ -313,76 +441,11 @@ cluster_ack_batch(rctx *x)
 	for (i = 0; i < n; i++)
 	{
 		json_t	   *v = json_array_get(ids, (size_t) i);
-		int64_t		local;
 
-		if (!json_is_string(v) ||
-			!parse_global_id(json_string_value(v), &it[i].partition, &it[i].epoch, &local,
-							 it[i].id, sizeof(it[i].id)))
-		{
-			cl_set_err(&first, 400, "22P02", "invalid delivery id", NULL,
-					"delivery_ids of a cluster are strings partition:epoch:id, as the gateway returned them.");
+		if (!ack_item_set(x, json_is_string(v) ? json_string_value(v) : NULL, &it[i], &first))
 			goto fail;
-		}
-		it[i].pool = cmap_placement_pool(x->map, it[i].partition, it[i].epoch);
-		if (!it[i].pool)
-		{
-			x->map = cluster_refresh(x->map, STALE_MAP_MS, x->deadline);
-			it[i].pool = cmap_placement_pool(x->map, it[i].partition, it[i].epoch);
-		}
-		if (!it[i].pool)
-		{
-			cl_no_placement(x, PL_ID, it[i].partition, it[i].epoch, &first);
-			goto fail;
-		}
 	}
-	for (;;)
-	{
-		shardpool  *pool = NULL;
-		buf_t		idlist,
-					parts;
-		const char *params[3];
-		exec_result er;
-		int			k = 0;
-
-		for (i = 0; i < n && !pool; i++)
-			if (it[i].state == 0)
-				pool = it[i].pool;
-		if (!pool)
-			break;
-		buf_init(&idlist);
-		buf_init(&parts);
-		buf_puts(&idlist, "{");
-		buf_puts(&parts, "{");
-		for (i = 0; i < n; i++)
-			if (it[i].pool == pool && it[i].state == 0)
-			{
-				buf_printf(&idlist, "%s%s", k ? "," : "", it[i].id);
-				buf_printf(&parts, "%s%d", k++ ? "," : "", it[i].partition);
-			}
-		buf_puts(&idlist, "}");
-		buf_puts(&parts, "}");
-		params[0] = x->rq->rm.queue;
-		params[1] = idlist.data;
-		params[2] = parts.data;
-		sp_exec(pool, x->role, sql_ack_batch, 3, params, cl_stmt_deadline(x, 0), SP_WRITE, &er);
-		for (i = 0; i < n; i++)
-			if (it[i].pool == pool && it[i].state == 0)
-				it[i].state = er.status == 200 ? 1 : er.in_doubt ? 3 : 2;
-		if (er.status == 200 && er.res && PQntuples(er.res) == 1 && !PQgetisnull(er.res, 0, 0))
-			acked += atoi(PQgetvalue(er.res, 0, 0));
-		if (er.status != 200)
-		{
-			all_ok = false;
-			if (first.status == 0)
-			{
-				first = er;
-				memset(&er, 0, sizeof(er));
-			}
-		}
-		exec_result_clear(&er);
-		buf_free(&idlist);
-		buf_free(&parts);
-	}
+	all_ok = ack_items(x, x->rq->rm.queue, it, n, &acked, &first);
 	buf_init(&b);
 	if (all_ok)
 	{
@@ -425,3 +488,92 @@ fail:
 	return ret;
 }
 
+
+/* ---- the event stream (stream.c) ---------------------------------------- */
+
+struct cl_stream
+{
+	rctx		x;				/* no connection or request: the stream outlives them */
+	char		queue[NAME_MAX_LEN + 1];
+	char		role[ROLE_MAX_LEN + 1];
+};
+
+cl_stream *
+cl_stream_open(const char *queue, const char *role)
+{
+	cl_stream  *s = calloc(1, sizeof(cl_stream));
+
+	if (!s)
+		abort();
+	snprintf(s->queue, sizeof(s->queue), "%s", queue);
+	snprintf(s->role, sizeof(s->role), "%s", role ? role : "");
+	s->x.role = s->role[0] ? s->role : NULL;
+	s->x.map = cmap_get();
+	return s;
+}
+
+/*
+ * A receive round of the stream, each message to fn.  Returns 200 (er
+ * cleared) or the error's status (er set; a queue the shards do not have is
+ * 404).  A round in which no shard answered is 503 when opening (the client
+ * gets the status) and nothing otherwise: an open stream keeps waiting
+ * through a failover.
+ */
+int
+cl_stream_receive(cl_stream *s, const receive_params *rp, bool opening, cl_row_fn fn, void *arg,
+				  exec_result *er)
+{
+	round_result rr;
+	char		msg[128];
+
+	s->x.deadline = mono_ms() + rp->wait_ms + cfg.request_timeout_ms;
+	receive_rounds(&s->x, s->queue, rp, fn, arg, &rr, er);
+	buf_free(&rr.skipped);
+	if (rr.failed)
+	{
+		if (cl_not_on_shard(er))
+		{
+			snprintf(msg, sizeof(msg), "queue \"%s\" does not exist", s->queue);
+			cl_set_err(er, 404, "42704", msg, NULL, NULL);
+		}
+		return er->status ? er->status : 500;
+	}
+	if (opening && !rr.got && !rr.answered)
+	{
+		set_all_skipped(er);
+		return er->status;
+	}
+	exec_result_clear(er);
+	er->status = 200;
+	return 200;
+}
+
+/* Ack the stream's deliveries (ids as the stream sent them); false with the error in er. */
+bool
+cl_stream_ack(cl_stream *s, char *const *ids, int n, exec_result *er)
+{
+	ack_item   *it = calloc((size_t) (n ? n : 1), sizeof(ack_item));
+	int			acked = 0,
+				i;
+	bool		ok = true;
+
+	if (!it)
+		abort();
+	memset(er, 0, sizeof(*er));
+	s->x.deadline = mono_ms() + cfg.request_timeout_ms;
+	for (i = 0; i < n && ok; i++)
+		ok = ack_item_set(&s->x, ids[i], &it[i], er);
+	if (ok)
+		ok = ack_items(&s->x, s->queue, it, n, &acked, er);
+	free(it);
+	return ok;
+}
+
+void
+cl_stream_close(cl_stream *s)
+{
+	if (!s)
+		return;
+	cmap_put(s->x.map);
+	free(s);
+}

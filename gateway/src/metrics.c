@@ -202,6 +202,12 @@ metrics_serve(struct MHD_Connection *c, request_t *rq)
 				   route_names[r], rmetrics[r].n);
 	}
 	pthread_mutex_unlock(&metrics_mu);
+	buf_printf(&b,
+			   "# TYPE deliverd_inflight_requests gauge\n"
+			   "deliverd_inflight_requests %d\n"
+			   "# TYPE deliverd_open_streams gauge\n"
+			   "deliverd_open_streams %d\n",
+			   http_inflight(), stream_open_count());
 
 	if (cluster_mode())
 	{
@@ -228,14 +234,9 @@ metrics_serve(struct MHD_Connection *c, request_t *rq)
 			   "# TYPE deliverd_pool_acquire_timeouts_total counter\n"
 			   "deliverd_pool_acquire_timeouts_total %ld\n"
 			   "# TYPE deliverd_pool_backoff_seconds gauge\n"
-			   "deliverd_pool_backoff_seconds %.3f\n"
-			   "# TYPE deliverd_inflight_requests gauge\n"
-			   "deliverd_inflight_requests %d\n"
-			   "# TYPE deliverd_open_streams gauge\n"
-			   "deliverd_open_streams %d\n",
+			   "deliverd_pool_backoff_seconds %.3f\n",
 			   ps.size, ps.connected, ps.in_use, ps.idle, ps.long_polls, ps.connects,
-			   ps.connect_failures, ps.broken, ps.acquire_timeouts, ps.backoff_ms / 1000.0,
-			   http_inflight(), stream_open_count());
+			   ps.connect_failures, ps.broken, ps.acquire_timeouts, ps.backoff_ms / 1000.0);
 
 	/*
 	 * Queue gauges: deliver.metrics() for every queue metrics_role (else

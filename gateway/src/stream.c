@@ -2,9 +2,14 @@
  * deliverd: the server-sent event stream of a queue.  Each event is a
  * message received for the caller; its delivery is acked once the event
  * was handed to the socket, so a message whose event a client did not get
- * keeps its lease and comes again when the lease expires.
+ * keeps its lease and comes again when the lease expires.  In cluster mode
+ * the receives go round the queue's partitions and the acks to the shards
+ * the delivery ids name (cl_stream, cluster_receive.c); the event ids are
+ * then the cluster's message ids, "partition:epoch:id".
  */
+#include "cluster.h"
 #include "config.h"
+#include "globalid.h"
 #include "main.h"
 #include "received.h"
 #include "statements.h"
@@ -37,7 +42,9 @@ typedef struct
 	char		max[24];
 	char		vt[40];
 	bool		has_vt;
-	char		last_event_id[24];
+	char		last_event_id[GLOBAL_ID_MAX_LEN];
+	cl_stream  *cl;				/* cluster mode: the stream's receives and acks */
+	receive_params rp;			/* (cluster mode: the request's, wait set per receive) */
 	buf_t		out;
 	size_t		off;
 	char	  **pending;			/* delivery ids flushed once the buffer drains */
@@ -76,6 +83,16 @@ stream_ack_pending(stream_t *st)
 
 	if (!st->npending)
 		return true;
+	if (st->cl)
+	{
+		ok = cl_stream_ack(st->cl, st->pending, st->npending, &er);
+		if (!ok)
+			fprintf(stderr, "deliverd: stream on %s: ack failed: %s\n", st->queue,
+					er.message ? er.message : "?");
+		exec_result_clear(&er);
+		stream_pending_clear(st);
+		return ok;
+	}
 	buf_init(&body);
 	buf_puts(&body, "{\"delivery_ids\":[");
 	for (i = 0; i < st->npending; i++)
@@ -95,13 +112,45 @@ stream_ack_pending(stream_t *st)
 }
 
 /*
- * One receive of the stream (wait_ms long poll); appends events to st->out.
- * Returns the exec status (200 when fine); the error is left in er.  Once
- * the token has expired it receives nothing and sets st->expired; a long
- * poll waits no longer than the token lasts.
+ * Row row of res, a message received (its columns: message_id, delivery_id,
+ * then the message), into the stream: its delivery to ack, and its event,
+ * unless the client resumes from it (it already has it).  The event's data
+ * is json, or the row's columns made into JSON when json is NULL.
+ */
+static void
+stream_event(stream_t *st, const PGresult *res, int row, const char *json)
+{
+	const char *mid = PQgetvalue(res, row, 0);
+
+	if (!PQgetisnull(res, row, 1))
+		stream_pending_add(st, PQgetvalue(res, row, 1));
+	if (st->last_event_id[0] && strcmp(mid, st->last_event_id) == 0)
+		return;
+	buf_printf(&st->out, "id: %s\nevent: message\ndata: ", mid);
+	if (json)
+		buf_puts(&st->out, json);
+	else
+		received_row_json(res, row, &st->out);
+	buf_puts(&st->out, "\n\n");
+}
+
+/* a message of a cluster receive round: the third column is the message as JSON */
+static void
+stream_cluster_row(void *arg, const PGresult *res, int row, int nth)
+{
+	(void) nth;
+	stream_event(arg, res, row, PQgetvalue(res, row, 2));
+}
+
+/*
+ * One receive of the stream (wait_ms long poll; opening: the first, whose
+ * error becomes the answer's status); appends events to st->out.  Returns
+ * the exec status (200 when fine); the error is left in er.  Once the token
+ * has expired it receives nothing and sets st->expired; a long poll waits
+ * no longer than the token lasts.
  */
 static int
-stream_receive(stream_t *st, long wait_ms, exec_result *er)
+stream_receive(stream_t *st, long wait_ms, bool opening, exec_result *er)
 {
 	char		wait[32];
 	const char *params[5];
@@ -121,6 +170,13 @@ stream_receive(stream_t *st, long wait_ms, exec_result *er)
 		if (wait_ms > left)
 			wait_ms = left;
 	}
+	if (st->cl)
+	{
+		receive_params rp = st->rp;
+
+		rp.wait_ms = wait_ms;
+		return cl_stream_receive(st->cl, &rp, opening, stream_cluster_row, st, er);
+	}
 	snprintf(wait, sizeof(wait), "%ld milliseconds", wait_ms);
 	params[0] = st->queue;
 	params[1] = st->max;
@@ -131,19 +187,7 @@ stream_receive(stream_t *st, long wait_ms, exec_result *er)
 	if (er->status != 200)
 		return er->status;
 	for (row = 0; er->res && row < PQntuples(er->res); row++)
-	{
-		const char *mid = PQgetvalue(er->res, row, 0);
-		bool		has_delivery = !PQgetisnull(er->res, row, 1);
-
-		if (has_delivery)
-			stream_pending_add(st, PQgetvalue(er->res, row, 1));
-		/* the client already has the event it resumes from: ack it, do not resend */
-		if (st->last_event_id[0] && strcmp(mid, st->last_event_id) == 0)
-			continue;
-		buf_printf(&st->out, "id: %s\nevent: message\ndata: ", mid);
-		received_row_json(er->res, row, &st->out);
-		buf_puts(&st->out, "\n\n");
-	}
+		stream_event(st, er->res, row, NULL);
 	return 200;
 }
 
@@ -151,7 +195,8 @@ stream_receive(stream_t *st, long wait_ms, exec_result *er)
  * Wait up to stream_wait for messages.  A long poll holds a pooled
  * connection for its wait: when all but one are taken by long polls, poll
  * without waiting every STREAM_BUSY_POLL_MS instead, so short requests keep
- * a connection.
+ * a connection.  (In cluster mode a long poll holds a shard's connection
+ * for a poll_slice at a time, as a cluster receive does.)
  */
 static int
 stream_poll(stream_t *st, exec_result *er)
@@ -161,8 +206,8 @@ stream_poll(stream_t *st, exec_result *er)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;)
 	{
-		bool		may_wait = pool_long_polls() < cfg.pool_size - 1;
-		int			rc = stream_receive(st, may_wait ? cfg.stream_wait_ms : 0, er);
+		bool		may_wait = st->cl || pool_long_polls() < cfg.pool_size - 1;
+		int			rc = stream_receive(st, may_wait ? cfg.stream_wait_ms : 0, false, er);
 
 		if (rc != 200 || st->expired || st->out.len > 0 || may_wait || shutting_down() ||
 			elapsed(&t0) * 1000 >= (double) cfg.stream_wait_ms)
@@ -237,8 +282,30 @@ stream_free(void *cls)
 	stream_pending_clear(st);
 	free(st->pending);
 	buf_free(&st->out);
+	cl_stream_close(st->cl);
 	free(st);
 	atomic_fetch_sub(&open_streams, 1);
+}
+
+/*
+ * The message id a client resumes after (Last-Event-ID), written as the
+ * stream writes its event ids: a bigint, or in cluster mode
+ * partition:epoch:id.  false when it is not one.
+ */
+static bool
+stream_parse_event_id(stream_t *st, const char *s)
+{
+	long		v;
+	int			part,
+				epoch;
+	int64_t		local;
+
+	if (st->cl)
+		return parse_global_id(s, &part, &epoch, &local, st->last_event_id, sizeof(st->last_event_id));
+	if (!parse_int_range(s, 1, 0x7fffffffffffffffL, &v))
+		return false;
+	snprintf(st->last_event_id, sizeof(st->last_event_id), "%ld", v);
+	return true;
 }
 
 /*
@@ -267,25 +334,25 @@ stream_serve(struct MHD_Connection *c, request_t *rq, const receive_params *p)
 	snprintf(st->max, sizeof(st->max), "%ld", p->max);
 	st->has_vt = p->has_vt;
 	snprintf(st->vt, sizeof(st->vt), "%ld milliseconds", p->vt_ms);
+	if (cluster_mode())
+	{
+		st->rp = *p;
+		st->cl = cl_stream_open(st->queue, st->has_role ? st->role : NULL);
+	}
 	leid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
 	if (!leid)
 		leid = get_arg(c, "last_event_id");
-	if (leid)
+	if (leid && !stream_parse_event_id(st, leid))
 	{
-		long		v;
+		const char *hint = st->cl ? "In cluster mode a message id is partition:epoch:id." : NULL;
 
-		if (!parse_int_range(leid, 1, 0x7fffffffffffffffL, &v))
-		{
-			stream_free(st);
-			return send_error(c, rq, 400, "Last-Event-ID must be a message id", NULL, NULL,
-							  NULL, 0);
-		}
-		snprintf(st->last_event_id, sizeof(st->last_event_id), "%ld", v);
+		stream_free(st);
+		return send_error(c, rq, 400, "Last-Event-ID must be a message id", NULL, hint, NULL, 0);
 	}
 	buf_init(&st->out);
 	buf_puts(&st->out, "retry: " STREAM_RETRY_MS "\n\n");
 	/* a first receive without waiting: errors (unknown queue, no grant) get a status */
-	if (stream_receive(st, 0, &er) != 200)
+	if (stream_receive(st, 0, true, &er) != 200)
 	{
 		ret = send_exec_error(c, rq, &er);
 		exec_result_clear(&er);

@@ -601,29 +601,7 @@ my @sent = map {
 sub stream
 {
 	my ($q, $secs, @extra) = @_;
-	my $out = '';
-	IPC::Run::run([ 'curl', '-sN', '-m', $secs, '-H', "Authorization: Bearer $admin", @extra,
-		"$base/v1/queues/ev/stream$q" ], '>', \$out);
-	my @ev;
-	for my $block (split /\n\n/, $out)
-	{
-		my %e;
-		for (split /\n/, $block)
-		{
-			$e{$1} = $2 if /^(id|event|data): ?(.*)$/;
-		}
-		push @ev, \%e if $e{event};
-	}
-	# the gateway notices the client left when its next write fails: wait
-	# for that, so the stream's last long poll takes nothing more
-	my $deadline = time() + 10;
-	while (time() < $deadline)
-	{
-		my ($st, $m) = req('GET', '/metrics');
-		last if $m =~ /^deliverd_open_streams 0$/m;
-		usleep(100_000);
-	}
-	return @ev;
+	return gw_stream($gw, "/v1/queues/ev/stream$q", $secs, $admin, @extra);
 }
 my @ev = stream('', 3);
 is_deeply([ map { $_->{id} } @ev ], \@sent, 'the stream sends each message once, id = message id');
@@ -651,29 +629,6 @@ gw_is_error([ req('GET', '/v1/queues/ev/stream', token => $admin, headers => { '
 
 # ---- a token's exp ends what it opened: a stream hands out nothing after
 # it (it ends with an event saying why), a long poll stops waiting at it
-sub sse_events
-{
-	my ($text) = @_;
-	my @ev;
-	for my $block (split /\n\n/, $text)
-	{
-		my %e;
-		$e{$1} = $2 while $block =~ /^(id|event|data): ?(.*)$/mg;
-		push @ev, \%e if $e{event};
-	}
-	return @ev;
-}
-sub wait_streams_closed
-{
-	my $deadline = time() + 10;
-	while (time() < $deadline)
-	{
-		my ($st, $m) = req('GET', '/metrics');
-		last if $m =~ /^deliverd_open_streams 0$/m;
-		usleep(100_000);
-	}
-	return;
-}
 req('POST', '/v1/queues', token => $admin, body => { name => 'exp' });
 {
 	my $exp = int(time()) + 3;
@@ -687,12 +642,12 @@ req('POST', '/v1/queues', token => $admin, body => { name => 'exp' });
 	my $after = (req('POST', '/v1/queues/exp/messages', token => $admin, body => { payload => 'after' }))[1]{message_id};
 	$h->finish;
 	is($h->result(0), 0, 'the stream of an expiring token is closed by the gateway (curl did not time out)');
-	my @ev = sse_events($out);
+	my @ev = gw_sse_events($out);
 	is_deeply([ map { $_->{id} } grep { $_->{event} eq 'message' } @ev ], [$before],
 		'the stream sent the message sent before its token expired, not the one sent after');
 	is_deeply([ map { [ $_->{event}, eval { $json->decode($_->{data}) } ] } $ev[-1] // () ],
 		[ [ 'end', { reason => 'token_expired' } ] ], 'its last event: end, reason token_expired');
-	wait_streams_closed();
+	gw_streams_closed($gw);
 	($st, $b) = req('POST', '/v1/queues/exp/receive?max=10', token => $admin);
 	is_deeply([ map { [ $_->{message_id}, $_->{payload} ] } @$b ], [ [ $after, 'after' ] ],
 		'the message sent after the expiry is there for the next consumer');

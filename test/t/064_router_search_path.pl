@@ -16,30 +16,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use DeliverTest;
 
-my $node = deliver_node('router_search_path');
-plan skip_all => 'plproxy or the cluster extensions are not installed'
-  unless query_one($node, q{
-    SELECT count(*) FROM pg_available_extensions
-     WHERE name IN ('plproxy', 'deliver_router', 'deliver_shard')}) eq '3';
-
-my $shard_conn = 'host=' . $node->host . ' port=' . $node->port . ' dbname=shard0';
-$node->safe_psql('postgres', q{
-    CREATE ROLE dbo LOGIN;
-    CREATE DATABASE shard0;
-    CREATE DATABASE router OWNER dbo;
-});
-$node->safe_psql('shard0', q{
-    SET client_min_messages = warning;
-    CREATE EXTENSION deliver;
-    CREATE EXTENSION deliver_shard;
-});
-$node->safe_psql('router', qq{
-    SET client_min_messages = warning;
-    CREATE EXTENSION plproxy;
-    CREATE EXTENSION deliver_router;
-    SELECT deliver_cluster.set_partitions(1);
-    SELECT deliver_cluster.add_shard('s0', '$shard_conn');
-    SELECT deliver_cluster.place_partitions();
+my $node = router_shard_node('router_search_path', partitions => 1, before => 'CREATE ROLE dbo LOGIN',
+	router_owner => 'dbo');
+$node->safe_psql('router', q{
     SELECT deliver_cluster.create_queue('q');
     SELECT deliver_cluster.send('q', '{"n": 1}');
     -- as if a move had begun: partition 0's placement drains, and it is not

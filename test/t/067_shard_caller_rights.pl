@@ -17,36 +17,16 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use DeliverTest;
 
-my $node = deliver_node('shard_caller');
+my $node = router_shard_node('shard_caller', partitions => 2,
+	before => 'CREATE ROLE app NOLOGIN; CREATE ROLE mallory LOGIN;');
 my $su = query_one($node, 'SELECT current_user');
-my $shard_conn = 'host=' . $node->host . ' port=' . $node->port . " dbname=shard0 user=$su";
-$node->safe_psql('postgres', q{
-    CREATE ROLE app NOLOGIN;
-    CREATE ROLE mallory LOGIN;
-    CREATE DATABASE shard0;
-    CREATE DATABASE router;
-});
-$node->safe_psql('shard0', q{
-    SET client_min_messages = warning;
-    CREATE EXTENSION deliver;
-    CREATE EXTENSION deliver_shard;
-});
-$node->safe_psql('router', qq{
-    SET client_min_messages = warning;
-    CREATE EXTENSION plproxy;
-    CREATE EXTENSION deliver_router;
-    SELECT deliver_cluster.set_partitions(2);
-    SELECT deliver_cluster.add_shard('s0', '$shard_conn');
-    SELECT deliver_cluster.place_partitions();
+$node->safe_psql('router', q{
     SELECT deliver_cluster.create_queue('q');
     SELECT deliver_cluster.create_queue('q2');
     SELECT deliver_cluster.send('q', '"secret"');
-    -- app: everything on the router, the widest grant there
-    GRANT USAGE ON SCHEMA deliver_cluster TO app;
-    GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA deliver_cluster TO app;
-    GRANT SELECT ON ALL TABLES IN SCHEMA deliver_cluster TO app;
-    GRANT USAGE ON FOREIGN SERVER deliver TO app;
 });
+# app: everything on the router, the widest grant there
+router_door($node, 'app');
 
 # run SQL in a database (as role, or the superuser); its output, or its
 # error (verbose: with the SQLSTATE)

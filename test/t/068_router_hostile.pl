@@ -17,34 +17,13 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use DeliverTest;
 
-my $node = deliver_node('router_hostile');
-my $su = query_one($node, 'SELECT current_user');
-my $shard_conn = 'host=' . $node->host . ' port=' . $node->port . " dbname=shard0 user=$su";
-$node->safe_psql('postgres', q{
-    CREATE ROLE app NOLOGIN;
-    CREATE DATABASE shard0;
-    CREATE DATABASE router;
-});
-$node->safe_psql('shard0', q{
-    SET client_min_messages = warning;
-    CREATE EXTENSION deliver;
-    CREATE EXTENSION deliver_shard;
-});
-$node->safe_psql('router', qq{
-    SET client_min_messages = warning;
-    CREATE EXTENSION plproxy;
-    CREATE EXTENSION deliver_router;
-    SELECT deliver_cluster.set_partitions(2);
-    SELECT deliver_cluster.add_shard('s0', '$shard_conn');
-    SELECT deliver_cluster.place_partitions();
+my $node = router_shard_node('router_hostile', partitions => 2, before => 'CREATE ROLE app NOLOGIN');
+$node->safe_psql('router', q{
     SELECT deliver_cluster.create_queue('q');
     SELECT deliver_cluster.send('q', '"kept"', ordering_key => 'k');
     SELECT deliver_cluster.bind('a.*', 'q');
-    GRANT USAGE ON SCHEMA deliver_cluster TO app;
-    GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA deliver_cluster TO app;
-    GRANT SELECT ON ALL TABLES IN SCHEMA deliver_cluster TO app;
-    GRANT USAGE ON FOREIGN SERVER deliver TO app;
 });
+router_door($node, 'app');
 
 # what must not change
 my $state_sql = q{SELECT concat_ws(' | ',

@@ -1,5 +1,5 @@
-# Helpers shared by the TAP tests of deliver: a node with the extension,
-# small query helpers, comparisons of id lists, background workers running psql in a loop, and a
+# Helpers shared by the TAP tests of deliver: a node with the extension (or
+# with a router and shard databases of a cluster), small query helpers, comparisons of id lists, background workers running psql in a loop, and a
 # crash of the whole server (postmaster and every backend killed with
 # SIGKILL, as in a power cut).
 package DeliverTest;
@@ -15,8 +15,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
-our @EXPORT = qw(deliver_node query_list query_one wait_for drain start_worker
-  stop_workers worker_lines worker_running crash_server write_file dups missing common);
+our @EXPORT = qw(deliver_node router_shard_node router_door query_list query_one wait_for drain
+  start_worker stop_workers worker_lines worker_running crash_server write_file dups missing common);
 our @EXPORT_OK = qw(stop_loops);
 
 # Whether the node's server knows a setting (asked of the postgres binary:
@@ -76,6 +76,50 @@ sub deliver_node
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION deliver');
 	return $node;
+}
+
+# A node holding a cluster without starting one: databases shard0..
+# (deliver and deliver_shard) and router (plproxy and deliver_router), the
+# router's partitions placed over the shards; PL/Proxy connects to them as
+# the superuser, as scripts/cluster's connection strings do.
+#   router_shard_node(NAME, shards => 1, partitions => 2,
+#                     before => SQL run first in postgres (roles, say),
+#                     router_owner => ROLE owning the router database)
+sub router_shard_node
+{
+	my ($name, %o) = @_;
+	my $node = deliver_node($name);
+	my $su = query_one($node, 'SELECT current_user');
+	my @shards = map { "shard$_" } 0 .. ($o{shards} // 1) - 1;
+	$node->safe_psql('postgres', $o{before}) if $o{before};
+	$node->safe_psql('postgres', "CREATE DATABASE $_") for @shards;
+	$node->safe_psql('postgres',
+		'CREATE DATABASE router' . ($o{router_owner} ? " OWNER $o{router_owner}" : ''));
+	$node->safe_psql($_, 'SET client_min_messages = warning;'
+		  . 'CREATE EXTENSION deliver; CREATE EXTENSION deliver_shard;') for @shards;
+	$node->safe_psql('router', join("\n",
+		'SET client_min_messages = warning;',
+		'CREATE EXTENSION plproxy;',
+		'CREATE EXTENSION deliver_router;',
+		'SELECT deliver_cluster.set_partitions(' . ($o{partitions} // 2) . ');',
+		(map { "SELECT deliver_cluster.add_shard('s$_', 'host=" . $node->host . ' port=' . $node->port
+			  . " dbname=shard$_ user=$su');" } 0 .. $#shards),
+		'SELECT deliver_cluster.place_partitions();'));
+	return $node;
+}
+
+# Open the router's door to role (docs/cluster.md, "Whose rights"): every
+# function of deliver_cluster, the tables it reads, PL/Proxy's server.
+sub router_door
+{
+	my ($node, $role) = @_;
+	$node->safe_psql('router', qq{
+		GRANT USAGE ON SCHEMA deliver_cluster TO $role;
+		GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA deliver_cluster TO $role;
+		GRANT SELECT ON ALL TABLES IN SCHEMA deliver_cluster TO $role;
+		GRANT USAGE ON FOREIGN SERVER deliver TO $role;
+	});
+	return;
 }
 
 # The lines a query prints (unaligned, tuples only), as a list.

@@ -15,6 +15,12 @@
 #   gw_stop($gw)                           SIGTERM, wait; returns the exit status
 #   gw_sanitizer_reports($gw)              text of any ASan/UBSan report
 #   gw_jwt($secret, claim => value, ...)   an HS256 JWT (_alg => A: A in its header instead)
+#   gw_stream($gw, PATH, SECONDS, TOKEN, curl args...)
+#                                          the server-sent events of PATH seen in that time
+#                                          (curl), once the gateway closed the stream
+#   gw_sse_events($text)                   the events in an event stream's text: { id, event, data }
+#   gw_streams_closed($gw)                 wait (10 s at most) until no stream is open; true
+#                                          when none is
 #   gw_is_error([gw_req(...)], STATUS, SQLSTATE, NAME)
 #                                          the answer is an error body (error, detail, hint,
 #                                          sqlstate) with that status and SQLSTATE (undef: null)
@@ -38,7 +44,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(gateway_start gateway_bin gw_req gw_raw gw_alive gw_stop gw_sanitizer_reports gw_jwt
-  gw_is_error);
+  gw_is_error gw_stream gw_sse_events gw_streams_closed);
 
 my $json = JSON::PP->new->canonical;
 
@@ -108,6 +114,44 @@ sub gw_req
 	my $r = ($o{client} // $gw->{http})->request($method, "$gw->{base}$path", \%args);
 	my $d = eval { $json->decode($r->{content}) };
 	return ($r->{status}, defined $d ? $d : $r->{content}, $r);
+}
+
+sub gw_sse_events
+{
+	my ($text) = @_;
+	my @ev;
+	for my $block (split /\n\n/, $text)
+	{
+		my %e;
+		$e{$1} = $2 while $block =~ /^(id|event|data): ?(.*)$/mg;
+		push @ev, \%e if $e{event};
+	}
+	return @ev;
+}
+
+# the gateway notices a client left when its next write fails: wait for
+# that, so the stream's last long poll takes nothing more
+sub gw_streams_closed
+{
+	my ($gw) = @_;
+	my $deadline = time() + 10;
+	while (time() < $deadline)
+	{
+		my ($st, $m) = gw_req($gw, 'GET', '/metrics');
+		return 1 if $m =~ /^deliverd_open_streams 0$/m;
+		usleep(100_000);
+	}
+	return 0;
+}
+
+sub gw_stream
+{
+	my ($gw, $path, $secs, $token, @extra) = @_;
+	my $out = '';
+	IPC::Run::run([ 'curl', '-sN', '-m', $secs, '-H', "Authorization: Bearer $token", @extra,
+		"$gw->{base}$path" ], '>', \$out);
+	gw_streams_closed($gw);
+	return gw_sse_events($out);
 }
 
 # an error answer: its status, the four fields of deliverd's error body, its SQLSTATE
