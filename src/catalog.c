@@ -434,16 +434,27 @@ queue_has_privilege(QueueInfo *q, Oid roleid, AclMode mode)
 }
 
 /*
+ * Raise an error unless role may do what needs mode ("permission denied to
+ * <what> queue ...", with detail when not NULL).
+ */
+void
+queue_require_privilege(QueueInfo *q, Oid roleid, AclMode mode, const char *what, const char *detail)
+{
+	if (!queue_has_privilege(q, roleid, mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s queue \"%s\"", what, q->name),
+				 detail ? errdetail_internal("%s", detail) : 0,
+				 errhint("The queue's owner can allow it with deliver.grant_queue().")));
+}
+
+/*
  * Raise an error unless the current user may do what needs mode.
  */
 void
 queue_check_privilege(QueueInfo *q, AclMode mode, const char *what)
 {
-	if (!queue_has_privilege(q, GetUserId(), mode))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to %s queue \"%s\"", what, q->name),
-				 errhint("The queue's owner can allow it with deliver.grant_queue().")));
+	queue_require_privilege(q, GetUserId(), mode, what, NULL);
 }
 
 /*

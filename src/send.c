@@ -693,12 +693,8 @@ deliver_redrive(PG_FUNCTION_ARGS)
 	{
 		dst = queue_lookup(PG_GETARG_TEXT_PP(3));
 		/* the right first, before anything is looked at or moved */
-		if (!queue_has_privilege(dst, GetOuterUserId(), ACL_INSERT))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied to send to queue \"%s\"", dst->name),
-					 errdetail("redrive with to_queue sends the dead letters to that queue."),
-					 errhint("The queue's owner can allow it with deliver.grant_queue().")));
+		queue_require_privilege(dst, GetOuterUserId(), ACL_INSERT, "send to",
+								"redrive with to_queue sends the dead letters to that queue.");
 	}
 	q = queue_lookup(PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0));
 	if (dst)
@@ -708,12 +704,8 @@ deliver_redrive(PG_FUNCTION_ARGS)
 		 * may read, perhaps) needs the right to receive from it, as
 		 * deleting them does.
 		 */
-		if (!queue_has_privilege(q, GetOuterUserId(), ACL_SELECT))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied to redrive the dead letters of queue \"%s\" to another queue", q->name),
-					 errdetail("redrive with to_queue takes the dead letters out of their queue: it needs the right to receive from it."),
-					 errhint("The queue's owner can allow it with deliver.grant_queue().")));
+		queue_require_privilege(q, GetOuterUserId(), ACL_SELECT, "redrive to another queue the dead letters of",
+								"redrive with to_queue takes the dead letters out of their queue: it needs the right to receive from it.");
 		/* looked up again: q's lookup may have refreshed the cache */
 		dst = queue_lookup(PG_GETARG_TEXT_PP(3));
 		if (dst->queue_id == q->queue_id)

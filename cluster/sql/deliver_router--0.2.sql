@@ -682,15 +682,17 @@ BEGIN
             deliver_cluster._check_batch_array('headers', headers, n),
             deliver_cluster._check_batch_array('ordering_keys', ordering_keys, n),
             deliver_cluster._check_batch_array('idempotency_keys', idempotency_keys, n);
-    -- subscripts from 1 (NULL stays NULL)
-    payloads := ARRAY(SELECT x FROM unnest(payloads) WITH ORDINALITY u(x, i) ORDER BY i);
-    IF headers IS NOT NULL THEN
+    -- subscripts from 1 (an array from elsewhere, '[5:6]={...}' say, is copied)
+    IF array_lower(payloads, 1) <> 1 THEN
+        payloads := ARRAY(SELECT x FROM unnest(payloads) WITH ORDINALITY u(x, i) ORDER BY i);
+    END IF;
+    IF array_lower(headers, 1) <> 1 THEN
         headers := ARRAY(SELECT x FROM unnest(headers) WITH ORDINALITY u(x, i) ORDER BY i);
     END IF;
-    IF ordering_keys IS NOT NULL THEN
+    IF array_lower(ordering_keys, 1) <> 1 THEN
         ordering_keys := ARRAY(SELECT x FROM unnest(ordering_keys) WITH ORDINALITY u(x, i) ORDER BY i);
     END IF;
-    IF idempotency_keys IS NOT NULL THEN
+    IF array_lower(idempotency_keys, 1) <> 1 THEN
         idempotency_keys := ARRAY(SELECT x FROM unnest(idempotency_keys) WITH ORDINALITY u(x, i) ORDER BY i);
     END IF;
     parts := ARRAY(SELECT coalesce(deliver_cluster.hash_partition(ordering_keys[i], np),

@@ -217,7 +217,7 @@ SELECT throws_ok($$SELECT deliver.delete_message('priv', 1)$$, '42501',
                  'permission denied to delete messages of queue "priv"',
                  'a sender granted delete_message cannot delete messages of a queue it may not receive from');
 SELECT throws_ok($$SELECT deliver.redrive('priv_other', NULL, NULL, 'priv')$$, '42501',
-                 'permission denied to redrive the dead letters of queue "priv_other" to another queue',
+                 'permission denied to redrive to another queue the dead letters of queue "priv_other"',
                  'a sender granted redrive cannot take the dead letters of a queue it may not receive from');
 RESET ROLE;
 SELECT lives_ok($$SELECT deliver.grant_queue('priv_other', 'regress_deliver_sender', 'receive')$$,

@@ -78,6 +78,11 @@ like(as_app(q{SELECT deliver_cluster.send_batch('q', '{{1},{2}}'::jsonb[])}),
 	qr/2202E: payloads must be a one-dimensional array/, 'send_batch: payloads of two dimensions (2202E)');
 like(as_app(q{SELECT deliver_cluster.send_batch('q', '[5:5]={5}'::jsonb[], ordering_keys => '[5:5]={k}')}),
 	qr/^\{\d+:1:\d+\}$/, 'send_batch: arrays with a lower bound of 5 are taken as they are');
+run_sql('router', q{SELECT deliver_cluster.send_batch('q2', ARRAY['1', '2']::jsonb[],
+    headers => '[3:4]={"{\"h\": 1}","{\"h\": 2}"}', ordering_keys => '[0:1]={a,b}', idempotency_keys => '[7:8]={i1,i2}')});
+is(run_sql('router', q{SELECT string_agg(payload::text || '=' || ordering_key || '/' || headers::text, ',' ORDER BY payload::text)
+                         FROM deliver_cluster.peek('q2', 10)}), '1=a/{"h": 1},2=b/{"h": 2}',
+	'send_batch: arrays of other lower bounds, each element with its payload');
 is(as_app(q{SELECT count(*) FROM deliver_cluster.peek('q', 10)}), '5', 'app peeks at the five messages');
 is(as_app(q{SELECT count(*) FROM deliver_cluster.all_metrics() WHERE queue_name = 'q'}), '1', 'all_metrics: q is app\'s');
 my @d = split /\n/, as_app(q{SELECT delivery_id FROM deliver_cluster.receive('q', 0, 10)

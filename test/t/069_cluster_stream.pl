@@ -108,6 +108,11 @@ gw_is_error([ req('GET', '/v1/queues/ev/stream', token => $app, headers => { 'La
 	400, undef, 'stream with a bad Last-Event-ID');
 gw_is_error([ req('GET', '/v1/queues/ev/stream', token => $app, headers => { 'Last-Event-ID' => '12' }) ],
 	400, undef, 'stream with a single node\'s id as Last-Event-ID');
+for my $bad ('1:1:' . ('9' x 30), '9999999:1:1', '1:1:-1', '1:1', ('1' x 5000))
+{
+	gw_is_error([ req('GET', '/v1/queues/ev/stream', token => $app, headers => { 'Last-Event-ID' => $bad }) ],
+		400, undef, 'stream with Last-Event-ID ' . (length($bad) > 40 ? length($bad) . ' digits' : "'$bad'"));
+}
 gw_is_error([ req('GET', '/v1/queues/ev/stream?max=0', token => $app) ], 422, '22023',
 	'stream with max=0 (the shards\' answer)');
 is(totals(), '0/0/17', 'the refused streams took nothing');
