@@ -92,4 +92,30 @@ $node->safe_psql('other2', 'DROP EXTENSION deliver CASCADE');
 is(query_one($node, 'SELECT free || \'/\' || queues FROM deliver.lease_slots()'), "$free/3",
 	'DROP EXTENSION gives them back too');
 
+# FIFO: messages held back behind their key wait in slots of the queue's
+# share, and receives read on past them, so a busy key does not hold up the
+# keys behind it; but a group holds back at most half of the queue's share
+# (64 here): behind a longer run of one key the others wait (head-of-line)
+sub fifo_receive
+{
+	my ($q, $n) = @_;
+	return $node->safe_psql('fifo', "SELECT string_agg(payload #>> '{}', ',' ORDER BY message_id)
+                                        FROM deliver.receive('$q', $n, visibility_timeout => '1 hour')");
+}
+$node->safe_psql('postgres', 'CREATE DATABASE fifo');
+$node->safe_psql('fifo', q{
+    CREATE EXTENSION deliver;
+    SELECT deliver.create_queue(q, fifo => true) FROM unnest(ARRAY['run40', 'run100']) q;
+    SELECT deliver.send_batch(q, ARRAY(SELECT to_jsonb('h' || i) FROM generate_series(1, n) i),
+                              ordering_keys => array_fill('hot'::text, ARRAY[n]))
+      FROM (VALUES ('run40', 40), ('run100', 100)) v(q, n);
+    SELECT deliver.send_batch(q, ARRAY['"c1"', '"c2"']::jsonb[], ordering_keys => ARRAY['c1', 'c2'])
+      FROM unnest(ARRAY['run40', 'run100']) q;
+});
+is(fifo_receive('run40', 10), 'h1,c1,c2', '40 messages of one key ahead: the keys behind them go out');
+is(fifo_receive('run100', 10), 'h1', '100 messages of one key ahead: the keys behind wait (64 held back at most)');
+$node->safe_psql('postgres', 'DROP DATABASE fifo WITH (FORCE)');
+is(query_one($node, 'SELECT free || \'/\' || queues FROM deliver.lease_slots()'), "$free/3",
+	'and DROP DATABASE gives back the held-back ones too');
+
 done_testing();
