@@ -66,6 +66,7 @@ conninfo = 'host=$PGHOST port=$PGPORT dbname=$db user=$PGUSER'
 jwt_secret = $secret
 pool_size = 8
 max_wait = 10
+stream_wait = 1
 idle_timeout = 30
 access_log = off
 EOF

@@ -118,7 +118,7 @@ my @faults = (
 		  $ctx->{holder}->query_safe('COMMIT');
 		  $ctx->{holder}->quit;
 	  } },
-	{ name => 'statement_timeout (20-320 ms) cancelling long-poll receives (wait 1 s)',
+	{ name => 'statement_timeout (1-60 ms) cancelling receives, long polls (wait 1 s) and the pauses before acks',
 	  options => { statement_timeout => 1 },
 	  log_count => [ qr/canceling statement due to statement timeout/, 'statements cancelled' ],
 	  run => sub { return 'timeouts on'; } },

@@ -30,14 +30,16 @@ sub workload_setup
 }
 
 # Start the clients of run $tag in $dir (history files there).  Options:
-# statement_timeout => 1: consumers set a random statement_timeout below
-# their long poll's wait, so that timeouts cancel receives.
+# statement_timeout => 1: consumers set a random statement_timeout (1 to
+# 60 ms) far below their long poll's wait, so that timeouts cancel
+# statements however busy the queues are: long polls of an empty queue,
+# receives at work, and the pauses between receive and ack.
 sub workload_start
 {
 	my ($dir, $connfile, $q, %opt) = @_;
 	mkdir $dir;
 	my $set = $opt{statement_timeout}
-	  ? "SELECT set_config('statement_timeout', (20 + floor(random() * 300))::int || 'ms', false) \\g /dev/null\n"
+	  ? "SELECT set_config('statement_timeout', (1 + floor(random() * 60))::int || 'ms', false) \\g /dev/null\n"
 	  : '';
 	my $wait = $opt{statement_timeout} ? '1 s' : '300 ms';
 	my @c;

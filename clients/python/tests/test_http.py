@@ -377,3 +377,43 @@ def test_replay_archive(http: deliver.HttpClient, hq: Callable[..., str]) -> Non
     with pytest.raises(deliver.NotCurrent) as e:
         http.replay_archive(plain, "default")
     assert e.value.sqlstate == "55000"
+
+
+def test_stream(http: deliver.HttpClient, hq: Callable[..., str]) -> None:
+    q = hq()
+    ids = http.send_batch(q, [{"n": i} for i in range(3)], ordering_keys=["a", None, "c"])
+    got: list[deliver.Message] = []
+    for m in http.stream(q, max_messages=10):
+        got.append(m)
+        if len(got) == 3:
+            break
+    assert [m.message_id for m in got] == ids
+    assert [(m.payload, m.ordering_key, m.attempt, m.queue) for m in got] == [
+        ({"n": 0}, "a", 1, q), ({"n": 1}, None, 1, q), ({"n": 2}, "c", 1, q)]
+    assert all(isinstance(m.delivery_id, int) and m.enqueued_at for m in got)
+
+    def settled() -> bool:
+        m = http.metrics(q)[0]
+        return (m.depth, m.in_flight, m.acked_total) == (0, 0, 3)
+
+    wait_until(settled, what="the streamed messages acked by the gateway")
+
+    # resume: a message seen but whose ack was lost (its lease ran out) is
+    # acked, not sent again, when the stream resumes after it
+    m1 = http.send(q, "seen")
+    assert [m.message_id for m in http.receive(q, visibility_timeout=0.3)] == [m1]
+    time.sleep(0.8)
+    m2 = http.send(q, "new")
+    first = next(iter(http.stream(q, last_event_id=m1)))
+    assert (first.message_id, first.payload) == (m2, "new")
+    wait_until(lambda: http.metrics(q)[0].acked_total == 5, what="both acked")
+
+    check(deliver.QueueNotFound, "42704", 404, lambda: next(iter(http.stream(unique("none")))))
+    with pytest.raises(TypeError):
+        next(iter(http.stream(q, last_event_id="1")))  # type: ignore[arg-type]
+    # a token that expires ends the stream: the generator returns
+    short = deliver.HttpClient(HTTP_URL, jwt(role=os.environ.get("PGUSER") or getpass.getuser(),
+                                            exp=int(time.time()) + 2), timeout=15)
+    t0 = time.monotonic()
+    assert list(short.stream(q)) == []
+    assert time.monotonic() - t0 < 10

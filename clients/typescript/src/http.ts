@@ -40,6 +40,7 @@ import type {
   ReplayResult,
   SendBatchOptions,
   SendOptions,
+  StreamOptions,
 } from './types.js';
 import { idText, maybeBigInt, parseInterval, positionText, timeText, toDate, toNumber } from './util.js';
 
@@ -142,6 +143,29 @@ function toMetrics(r: Row): QueueMetrics {
   };
 }
 
+/** An answer's body: JSON when it parses, else the text (null when empty). */
+function parseBody(text: string): unknown {
+  if (!text.length) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** The typed error of a gateway answer: its {error, detail, hint, sqlstate} and status. */
+function answerError(res: Response, data: unknown): DeliverError {
+  const e = (typeof data === 'object' && data !== null ? data : {}) as Record<string, unknown>;
+  const retry = res.headers.get('Retry-After');
+  return deliverError(typeof e.error === 'string' ? e.error : `HTTP ${res.status}${typeof data === 'string' ? `: ${data}` : ''}`, {
+    sqlstate: typeof e.sqlstate === 'string' ? e.sqlstate : null,
+    detail: typeof e.detail === 'string' ? e.detail : null,
+    hint: typeof e.hint === 'string' ? e.hint : null,
+    status: res.status,
+    retryAfter: retry !== null && retry !== '' && !Number.isNaN(Number(retry)) ? Number(retry) : null,
+  });
+}
+
 /** Seconds for a query parameter: the gateway takes numbers of seconds there. */
 function seconds(name: string, v: Interval | undefined): string | undefined {
   if (v === undefined) return undefined;
@@ -197,25 +221,82 @@ export class HttpClient implements QueueClient {
       if ((err as { name?: string }).name === 'AbortError') throw err;
       throw new UnavailableError(`deliverd unreachable: ${(err as Error).message ?? String(err)}`, { sqlstate: '08006', cause: err });
     }
-    const text = await res.text();
-    let data: unknown = null;
-    if (text.length) {
-      try {
-        data = JSON.parse(text);
-      } catch {
-        data = text;
-      }
-    }
+    const data = parseBody(await res.text());
     if (res.ok) return data;
-    const e = (typeof data === 'object' && data !== null ? data : {}) as Record<string, unknown>;
-    const retry = res.headers.get('Retry-After');
-    throw deliverError(typeof e.error === 'string' ? e.error : `HTTP ${res.status}${typeof data === 'string' ? `: ${data}` : ''}`, {
-      sqlstate: typeof e.sqlstate === 'string' ? e.sqlstate : null,
-      detail: typeof e.detail === 'string' ? e.detail : null,
-      hint: typeof e.hint === 'string' ? e.hint : null,
-      status: res.status,
-      retryAfter: retry !== null && retry !== '' && !Number.isNaN(Number(retry)) ? Number(retry) : null,
-    });
+    throw answerError(res, data);
+  }
+
+  /**
+   * The queue's Server-Sent Events stream (`GET /v1/queues/{q}/stream`):
+   * yields each message as its event comes. The gateway acks the messages
+   * whose events it handed to the socket, so a message yielded is acked and
+   * one lost on the way is not delivered again (for per-message acks use
+   * receive). The generator returns when the gateway ends the stream (the
+   * token expired, a shutdown) or `signal` aborts; an error event throws
+   * its typed error, as does an error answer before the stream opens (an
+   * unknown queue, no grant). Leaving the loop early closes the connection.
+   */
+  async *stream<P = unknown>(queue: string, options: StreamOptions = {}): AsyncGenerator<Message<P>, void, undefined> {
+    const q = new URLSearchParams();
+    if (options.max !== undefined) q.set('max', String(options.max));
+    const vt = seconds('visibilityTimeout', options.visibilityTimeout);
+    if (vt !== undefined) q.set('visibility_timeout', vt);
+    if (options.group !== undefined) q.set('group', options.group);
+    const qs = q.toString();
+    const headers: Record<string, string> = { Accept: 'text/event-stream', ...this.extraHeaders };
+    const token = typeof this.token === 'function' ? await this.token() : this.token;
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (options.lastEventId !== undefined) headers['Last-Event-ID'] = idText(options.lastEventId);
+    if (options.signal?.aborted) return;
+    const ctl = new AbortController();
+    const stop = (): void => ctl.abort();
+    options.signal?.addEventListener('abort', stop);
+    try {
+      let res: Response;
+      try {
+        res = await this.fetchFn(`${this.base}/v1/queues/${enc(queue)}/stream${qs ? `?${qs}` : ''}`, { headers, signal: ctl.signal });
+      } catch (err) {
+        if (options.signal?.aborted) return;
+        throw new UnavailableError(`deliverd unreachable: ${(err as Error).message ?? String(err)}`, { sqlstate: '08006', cause: err });
+      }
+      if (!res.ok || !res.body) throw answerError(res, parseBody(await res.text()));
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      let event: Record<string, string> = {};
+      for (;;) {
+        let chunk: ReadableStreamReadResult<string>;
+        try {
+          chunk = await reader.read();
+        } catch (err) {
+          if (options.signal?.aborted) return;
+          throw new UnavailableError(`the stream broke: ${(err as Error).message ?? String(err)}`, { sqlstate: '08006', cause: err });
+        }
+        if (chunk.done) return;
+        buf += chunk.value;
+        for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+          const line = buf.slice(0, nl).replace(/\r$/, '');
+          buf = buf.slice(nl + 1);
+          if (line !== '') {
+            if (!line.startsWith(':')) {
+              const i = line.indexOf(':');
+              const value = i < 0 ? '' : line.slice(i + 1);
+              event[i < 0 ? line : line.slice(0, i)] = value.startsWith(' ') ? value.slice(1) : value;
+            }
+            continue;
+          }
+          const kind = event.event ?? 'message';
+          const data = event.data;
+          event = {};
+          if (data === undefined) continue;
+          if (kind === 'message') yield toMessage<P>(JSON.parse(data) as Row);
+          else if (kind === 'error') throw answerError(res, JSON.parse(data));
+          else if (kind === 'end') return;
+        }
+      }
+    } finally {
+      options.signal?.removeEventListener('abort', stop);
+      ctl.abort();
+    }
   }
 
   // ---- queues

@@ -154,6 +154,20 @@ export interface SendBatchOptions {
   expiresAt?: Date | string | null;
 }
 
+/** Options of HttpClient.stream (the gateway's Server-Sent Events stream). */
+export interface StreamOptions {
+  /** At most this many messages per receive of the stream (the gateway's default: 10). */
+  max?: number;
+  /** Lease length of what the stream receives (the queue's by default). */
+  visibilityTimeout?: Interval;
+  /** Consumer group (`default` by default). */
+  group?: string;
+  /** The last message seen, when resuming: if it comes back, the gateway acks it without sending it again. */
+  lastEventId?: IdInput;
+  /** Stop: the stream ends (the generator returns) and its connection closes. */
+  signal?: AbortSignal;
+}
+
 export interface ReceiveOptions {
   /** At most this many messages (1 by default). */
   max?: number;

@@ -180,6 +180,52 @@ describe('HttpClient', () => {
     await http.dropQueue(q);
   });
 
+  it('stream: each message once, acked by the gateway; resume with lastEventId; errors; the end at the token\'s expiry', async () => {
+    const q = await queue('hs');
+    const ids = await http.sendBatch(q, [{ payload: { n: 0 }, orderingKey: 'a' }, { payload: { n: 1 } }, { payload: { n: 2 } }]);
+    const got = [];
+    for await (const m of http.stream(q, { max: 10 })) {
+      got.push(m);
+      if (got.length === 3) break;
+    }
+    assert.deepEqual(got.map((m) => m.messageId), ids);
+    assert.deepEqual(got.map((m) => [m.payload.n, m.orderingKey, m.attempt]), [[0, 'a', 1], [1, null, 1], [2, null, 1]]);
+    assert.ok(got.every((m) => typeof m.deliveryId === 'bigint' && m.enqueuedAt instanceof Date));
+    await until(async () => {
+      const [m] = await http.metrics(q);
+      return m.depth === 0 && m.inFlight === 0 && m.ackedTotal === 3;
+    }, 10000, 'the streamed messages acked by the gateway');
+
+    // a message seen whose ack was lost comes back: resumed after it, the gateway acks it without sending it
+    const m1 = await http.send(q, 'seen');
+    assert.deepEqual((await http.receive(q, { visibilityTimeout: 0.3 })).map((m) => m.messageId), [m1]);
+    await sleep(800);
+    const m2 = await http.send(q, 'new');
+    for await (const m of http.stream(q, { lastEventId: m1 })) {
+      assert.deepEqual([m.messageId, m.payload], [m2, 'new']);
+      break;
+    }
+    await until(async () => (await http.metrics(q))[0].ackedTotal === 5, 10000, 'both acked');
+
+    await assert.rejects(async () => {
+      for await (const m of http.stream(uniqueName('none'))) assert.fail(`got ${m.messageId}`);
+    }, (e) => e instanceof QueueNotFoundError && e.sqlstate === '42704' && e.status === 404);
+
+    // signal: the stream ends when aborted
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 500);
+    const seen = [];
+    for await (const m of http.stream(q, { signal: ac.signal })) seen.push(m);
+    assert.deepEqual(seen, []);
+
+    // a token that expires ends the stream: the generator returns
+    const short = new HttpClient({ url, token: jwt({ role: process.env.PGUSER || 'postgres', exp: Math.floor(Date.now() / 1000) + 2 }) });
+    const t0 = Date.now();
+    for await (const m of short.stream(q)) assert.fail(`got ${m.messageId}`);
+    assert.ok(Date.now() - t0 < 10000);
+    await http.dropQueue(q);
+  });
+
   it('deadLetters and redrive', async () => {
     const q = await queue('hd', { maxAttempts: 1, retryBase: 0 });
     const [id] = await http.sendBatch(q, [{ payload: 'x' }, { payload: 'y' }]);

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import DeliverError, QueueNotFound, Unavailable, error_from_http
 from .types import (
@@ -247,6 +247,18 @@ def _metrics(d: Mapping[str, Any]) -> QueueMetrics:
     )
 
 
+def _lines(resp: Any, base_url: str) -> Iterator[bytes]:
+    """The lines of a streamed answer; a connection that breaks raises Unavailable (08006)."""
+    while True:
+        try:
+            line = resp.readline()
+        except OSError as e:
+            raise Unavailable(f"the stream from {base_url} broke: {e}", sqlstate="08006") from e
+        if not line:
+            return
+        yield line
+
+
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
@@ -301,10 +313,18 @@ class HttpClient:
             data = json.dumps(body).encode()
             h["Content-Type"] = "application/json"
         h.update(headers or {})
-        req = urllib.request.Request(url, data=data, headers=h, method=method)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+        with self._open(urllib.request.Request(url, data=data, headers=h, method=method), timeout) as resp:
+            try:
                 raw = resp.read()
+            except OSError as e:
+                raise Unavailable(f"cannot reach the gateway at {self.base_url}: {e}", sqlstate="08006") from e
+        return json.loads(raw) if raw else None
+
+    def _open(self, req: urllib.request.Request, timeout: float | None) -> Any:
+        """Send a request; its answer to read, or the typed error of an
+        error answer (Unavailable, 08006, when the gateway cannot be reached)."""
+        try:
+            return urllib.request.urlopen(req, timeout=timeout or self.timeout)
         except urllib.error.HTTPError as e:
             raw = e.read()
             try:
@@ -317,7 +337,6 @@ class HttpClient:
             raise Unavailable(
                 f"cannot reach the gateway at {self.base_url}: {reason}", sqlstate="08006"
             ) from e
-        return json.loads(raw) if raw else None
 
     # ---- queues ----
 
@@ -563,6 +582,63 @@ class HttpClient:
             timeout=self.timeout + _seconds_of(wait),
         )
         return [_message(d, queue, consumer_group or "default") for d in rows]
+
+    def stream(
+        self,
+        queue: str,
+        *,
+        max_messages: int | None = None,
+        visibility_timeout: Interval | None = None,
+        consumer_group: str | None = None,
+        last_event_id: int | None = None,
+    ) -> Iterator[Message]:
+        """The queue's Server-Sent Events stream (``GET .../stream``): yields
+        each message as its event comes. The gateway acks the messages whose
+        events it handed to the socket (a message yielded is acked, one lost
+        on the way is not: at most once for the consumer; for per-message
+        acks use ``receive``). Pass the id of the last message seen as
+        ``last_event_id`` when resuming: if it comes back (its ack was lost)
+        the gateway acks it without sending it again. The stream ends when
+        the gateway ends it (its token expired, a shutdown); an error event
+        raises its typed error. Errors before the stream opens (an unknown
+        queue, no grant) raise as any request's. Closing the generator
+        closes the connection. ``timeout`` must be longer than the gateway's
+        ``stream_wait`` (its keep-alives come that often)."""
+        group = consumer_group or "default"
+        url = self.base_url + self._path(queue, "stream")
+        q = {
+            "max": str(max_messages) if max_messages is not None else None,
+            "visibility_timeout": _seconds_param(visibility_timeout),
+            "group": consumer_group,
+        }
+        q = {k: v for k, v in q.items() if v is not None}
+        if q:
+            url += "?" + urllib.parse.urlencode(q)
+        h = {"Accept": "text/event-stream"}
+        token = self.token() if callable(self.token) else self.token
+        if token is not None:
+            h["Authorization"] = f"Bearer {token}"
+        if last_event_id is not None:
+            h["Last-Event-ID"] = _id_out(last_event_id, "last_event_id")
+        with self._open(urllib.request.Request(url, headers=h, method="GET"), None) as resp:
+            event: dict[str, str] = {}
+            for raw_line in _lines(resp, self.base_url):
+                line = raw_line.decode("utf-8").rstrip("\r\n")
+                if line:
+                    if not line.startswith(":"):
+                        field, _, value = line.partition(":")
+                        event[field] = value[1:] if value.startswith(" ") else value
+                    continue
+                kind, data = event.get("event", "message"), event.get("data")
+                event = {}
+                if data is None:
+                    continue
+                if kind == "message":
+                    yield _message(json.loads(data), queue, group)
+                elif kind == "error":
+                    raise error_from_http(200, json.loads(data))
+                elif kind == "end":
+                    return
 
     def ack(self, queue: str, delivery_id: int) -> bool:
         path = self._path(queue, "deliveries", _id_out(delivery_id, "delivery_id"), "ack")
