@@ -7,8 +7,10 @@
 # restored:
 #   - writes to shard 0 resume on its promoted standby (measured), shard 1
 #     serves throughout (its p99 meanwhile is reported);
-#   - the isolated primary demotes itself during the cut (when: before or
-#     after the standby's promotion, is reported);
+#   - whether and when the isolated primary demotes itself during the cut
+#     (before or after the standby's promotion) is reported, not asserted:
+#     pg_auto_failover's keeper did so 9-20 s after the cut in some runs
+#     and not within 40 s in others;
 #   - a write sent to the isolated primary from its side of the cut is not
 #     acknowledged, or is there after the healing; one whose wait for the
 #     synchronous standby is cancelled gets a reply that warns the commit
