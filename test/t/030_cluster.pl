@@ -74,8 +74,11 @@ write_result('faults.tsv', 'cluster: kill -9 of a shard\'s primary (keeper and p
 	sprintf('writes to it resumed after %.1f s; the other shard served %d sends meanwhile, p99 %.0f ms',
 		$outage, $n1, 1000 * ($p99 // 0)));
 # the old primary rejoins as the standby
+# (pg_auto_failover's keeper: pg_rewind, then catching up; about a minute here,
+# so the bound is against a hang, and the time is reported)
 cluster('start-node', 0, $victim);
-ok(wait_formation($monitor, 'shard0', 60), 'the old primary rejoined as a synchronous standby');
+my $rejoin = wait_formation($monitor, 'shard0', 180);
+ok($rejoin, sprintf('the old primary rejoined as a synchronous standby (after %.0f s)', $rejoin));
 
 # ---- 2. SIGSTOP of shard 0's (new) primary for 20 s --------------------
 $victim = primary_node($c, 0);
@@ -92,7 +95,8 @@ my $longest = longest_call($load);
 cmp_ok($longest, '<', 9, sprintf('no client call lasted past its deadline (8 s): the longest took %.1f s', $longest));
 write_result('faults.tsv', 'cluster: a shard\'s primary frozen (SIGSTOP) for 20 s', 1, 0, 0, 0, 0,
 	sprintf('writes to it resumed after %.1f s; the longest client call %.1f s (deadline 8 s)', $outage, $longest));
-ok(wait_formation($monitor, 'shard0', 120), 'the frozen node came back as a standby');
+my $back = wait_formation($monitor, 'shard0', 180);
+ok($back, sprintf('the frozen node came back as a standby (after %.0f s)', $back));
 
 # ---- 3. move partition 1 from shard 1 to shard 0 under load ------------
 my ($mok, undef, $merr) = psql($router, q{CALL deliver_cluster.move_partition(1, 'shard0', '60 seconds')},

@@ -305,16 +305,21 @@ sub formation_states
 	return $ok ? $st : '';
 }
 
-# wait up to SECONDS for the formation to be a primary and a secondary again
+# Wait up to SECONDS for FORMATION to be a primary and a secondary again.
+# Returns the seconds it took (at least 0.001), or 0 if it did not get
+# there; then the states last seen are written to the test's log.
 sub wait_formation
 {
 	my ($monitor, $formation, $seconds) = @_;
-	my $deadline = time() + $seconds;
-	while (time() < $deadline)
+	my $start = time();
+	my $states = '';
+	while (time() < $start + $seconds)
 	{
-		return 1 if formation_states($monitor, $formation) =~ /^(primary,secondary|secondary,primary)$/;
+		$states = formation_states($monitor, $formation);
+		return (time() - $start) || 0.001 if $states =~ /^(primary,secondary|secondary,primary)$/;
 		usleep(200_000);
 	}
+	Test::More::diag("formation $formation after $seconds s: $states");
 	return 0;
 }
 
