@@ -34,17 +34,13 @@ static atomic_int open_streams;
 typedef struct
 {
 	char		queue[NAME_MAX_LEN + 1];
-	char		group[NAME_MAX_LEN + 1];
 	char		role[ROLE_MAX_LEN + 1];
 	bool		has_role;
 	double		exp;			/* the token's expiry, 0: none */
 	bool		expired;		/* it came: receive no more */
-	char		max[24];
-	char		vt[40];
-	bool		has_vt;
+	receive_params rp;			/* the request's (the wait is set per receive) */
 	char		last_event_id[GLOBAL_ID_MAX_LEN];
 	cl_stream  *cl;				/* cluster mode: the stream's receives and acks */
-	receive_params rp;			/* (cluster mode: the request's, wait set per receive) */
 	buf_t		out;
 	size_t		off;
 	char	  **pending;			/* delivery ids flushed once the buffer drains */
@@ -152,7 +148,9 @@ stream_cluster_row(void *arg, const PGresult *res, int row, int nth)
 static int
 stream_receive(stream_t *st, long wait_ms, bool opening, exec_result *er)
 {
-	char		wait[32];
+	char		max[24],
+				vt[40],
+				wait[32];
 	const char *params[5];
 	int			row;
 
@@ -170,19 +168,17 @@ stream_receive(stream_t *st, long wait_ms, bool opening, exec_result *er)
 		if (wait_ms > left)
 			wait_ms = left;
 	}
+	st->rp.wait_ms = wait_ms;
 	if (st->cl)
-	{
-		receive_params rp = st->rp;
-
-		rp.wait_ms = wait_ms;
-		return cl_stream_receive(st->cl, &rp, opening, stream_cluster_row, st, er);
-	}
+		return cl_stream_receive(st->cl, &st->rp, opening, stream_cluster_row, st, er);
+	snprintf(max, sizeof(max), "%ld", st->rp.max);
+	snprintf(vt, sizeof(vt), "%ld milliseconds", st->rp.vt_ms);
 	snprintf(wait, sizeof(wait), "%ld milliseconds", wait_ms);
 	params[0] = st->queue;
-	params[1] = st->max;
-	params[2] = st->has_vt ? st->vt : NULL;
+	params[1] = max;
+	params[2] = st->rp.has_vt ? vt : NULL;
 	params[3] = wait;
-	params[4] = st->group;
+	params[4] = st->rp.has_group ? st->rp.group : RECEIVE_DEFAULT_GROUP;
 	pool_exec(st->has_role ? st->role : NULL, S_RECEIVE_ROWS, 5, params, wait_ms > 0, er);
 	if (er->status != 200)
 		return er->status;
@@ -196,7 +192,8 @@ stream_receive(stream_t *st, long wait_ms, bool opening, exec_result *er)
  * connection for its wait: when all but one are taken by long polls, poll
  * without waiting every STREAM_BUSY_POLL_MS instead, so short requests keep
  * a connection.  (In cluster mode a long poll holds a shard's connection
- * for a poll_slice at a time, as a cluster receive does.)
+ * for a poll_slice at a time, as a cluster receive does, and leaves each
+ * shard pool one connection the same way: receive_rounds.)
  */
 static int
 stream_poll(stream_t *st, exec_result *er)
@@ -327,18 +324,12 @@ stream_serve(struct MHD_Connection *c, request_t *rq, const receive_params *p)
 		return MHD_NO;
 	atomic_fetch_add(&open_streams, 1);
 	snprintf(st->queue, sizeof(st->queue), "%s", rq->rm.queue);
-	snprintf(st->group, sizeof(st->group), "%s", p->has_group ? p->group : RECEIVE_DEFAULT_GROUP);
 	snprintf(st->role, sizeof(st->role), "%s", rq->role);
 	st->has_role = rq->role[0] != '\0';
 	st->exp = rq->exp;
-	snprintf(st->max, sizeof(st->max), "%ld", p->max);
-	st->has_vt = p->has_vt;
-	snprintf(st->vt, sizeof(st->vt), "%ld milliseconds", p->vt_ms);
+	st->rp = *p;
 	if (cluster_mode())
-	{
-		st->rp = *p;
 		st->cl = cl_stream_open(st->queue, st->has_role ? st->role : NULL);
-	}
 	leid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
 	if (!leid)
 		leid = get_arg(c, "last_event_id");
