@@ -26,6 +26,7 @@ typedef struct
 	int			size;
 	int			connected;
 	int			in_use;
+	int			long_polls;
 	bool		up;
 	long		connects;
 	long		connect_failures;
@@ -57,6 +58,14 @@ bool		sp_available(shardpool *p);
  */
 void		sp_exec(shardpool *p, const char *role, const char *sql, int nparams,
 					const char *const *params, long long deadline, int flags, exec_result *out);
+/*
+ * A statement that waits for messages (a long poll) may start: true, and
+ * counted until sp_long_poll_end, while fewer than all but one of the pool's
+ * connections are held so; false otherwise (poll without waiting).  One
+ * connection always stays for short requests, as on a single node.
+ */
+bool		sp_long_poll_begin(shardpool *p);
+void		sp_long_poll_end(shardpool *p);
 void		sp_get_stats(shardpool *p, shardpool_stats *s);
 /* Stop the connector and close the idle connections (at shutdown). */
 void		sp_stop(shardpool *p);

@@ -446,6 +446,7 @@ pool_metrics(buf_t *b, const char *name, shardpool *p)
 	ONE("shard_up", "%d", st.up ? 1 : 0);
 	ONE("shard_connections", "%d", st.connected);
 	ONE("shard_connections_in_use", "%d", st.in_use);
+	ONE("shard_long_polls", "%d", st.long_polls);
 	ONE("shard_connects_total", "%ld", st.connects);
 	ONE("shard_connect_failures_total", "%ld", st.connect_failures);
 	ONE("shard_broken_total", "%ld", st.broken);

@@ -114,7 +114,9 @@ log_skipped(const char *queue, const char *list)
  * group's cursor, each a receive that does not wait, until max messages
  * came.  With nothing and time left of rp->wait_ms: a short long poll
  * (poll_slice) on one partition, the next each time, then round them
- * again.  A partition whose shard is unavailable is skipped (marked in
+ * again.  Long polls leave each shard pool one connection for short
+ * requests (sp_long_poll_begin); when none may start, a nap of a slice
+ * takes its place.  A partition whose shard is unavailable is skipped (marked in
  * rr->skipped, logged).  An error (the first failing partition's, or the map
  * having no placement) is left in er with rr->failed set.
  */
@@ -171,16 +173,21 @@ receive_rounds(rctx *x, const char *queue, const receive_params *rp, cl_row_fn f
 		left = (wait_end < x->deadline ? wait_end : x->deadline) - mono_ms();
 		if (rr->got || rr->failed || shutting_down() || left <= 0)
 			break;
-		/* nothing yet: wait a slice on the next partition whose shard is up, then go round again */
+		/*
+		 * nothing yet: wait a slice on the next partition whose shard is up
+		 * and has a connection to spare for a long poll, then go round again
+		 */
 		for (i = 0; i < nparts; i++)
 		{
 			int			p = (int) ((start + (unsigned) turn++) % (unsigned) nparts);
 			long		slice = left < cfg.poll_slice_ms ? (long) left : cfg.poll_slice_ms;
+			shardpool  *pool = cmap_read_pool(x->map, p);
 			rc_t		rc;
 
-			if (!cmap_read_pool(x->map, p) || !sp_available(cmap_read_pool(x->map, p)))
+			if (!pool || !sp_available(pool) || !sp_long_poll_begin(pool))
 				continue;
 			rc = receive_one(x, queue, rp, p, rp->max, slice, fn, arg, &rr->got, er);
+			sp_long_poll_end(pool);
 			if (rc == RC_ERROR)
 				rr->failed = true;
 			else
@@ -190,7 +197,10 @@ receive_rounds(rctx *x, const char *queue, const receive_params *rp, cl_row_fn f
 		}
 		if (i == nparts)
 		{
-			/* every shard is down: wait for one to come back */
+			/*
+			 * every shard is down, or each one's connections but one are
+			 * held by long polls: nap a slice, then round them again
+			 */
 			long		nap = left < cfg.poll_slice_ms ? (long) left : cfg.poll_slice_ms;
 
 			usleep((useconds_t) nap * 1000);

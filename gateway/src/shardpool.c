@@ -65,6 +65,7 @@ struct shardpool
 	bool		stop;
 	pthread_t	thread;
 	char		last_error[256];
+	int			long_polls;		/* statements that wait for messages (sp_long_poll_begin) */
 	long		connects,
 				connect_failures,
 				broken,
@@ -765,6 +766,27 @@ broken:
 	release(p, s, true);
 }
 
+bool
+sp_long_poll_begin(shardpool *p)
+{
+	bool		ok;
+
+	pthread_mutex_lock(&p->mu);
+	ok = p->long_polls < p->size - 1;
+	if (ok)
+		p->long_polls++;
+	pthread_mutex_unlock(&p->mu);
+	return ok;
+}
+
+void
+sp_long_poll_end(shardpool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	p->long_polls--;
+	pthread_mutex_unlock(&p->mu);
+}
+
 void
 sp_get_stats(shardpool *p, shardpool_stats *st)
 {
@@ -786,6 +808,7 @@ sp_get_stats(shardpool *p, shardpool_stats *st)
 	st->broken = p->broken;
 	st->timeouts = p->timeouts;
 	st->in_doubt = p->in_doubt;
+	st->long_polls = p->long_polls;
 	st->backoff_ms = p->backoff_ms;
 	pthread_mutex_unlock(&p->mu);
 }

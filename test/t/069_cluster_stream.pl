@@ -117,6 +117,43 @@ gw_is_error([ req('GET', '/v1/queues/ev/stream?max=0', token => $app) ], 422, '2
 	'stream with max=0 (the shards\' answer)');
 is(totals(), '0/0/17', 'the refused streams took nothing');
 
+# ---- long polls leave each shard pool a connection for short requests.
+# A second gateway, 2 connections per shard, long polls of 8 s slices: five
+# streams on an empty queue would hold both connections of both shards for
+# 8 s, and a send would get no connection before its 3 s deadline (503).
+$node->safe_psql('router', q{
+    SELECT deliver_cluster.create_queue('idle');
+    SELECT deliver_cluster.grant_queue('idle', 'app', 'all');
+});
+my $busy = gateway_start($node, name => 'busy', tokens => { $app => 'app' },
+	conf => { router => "'" . $node->connstr('router') . "'", shard_pool_size => 2, poll_slice => 8,
+		stream_wait => 8, max_wait => 20, statement_timeout => 2, request_timeout => 3, map_refresh => 1 });
+sub long_polls
+{
+	my (undef, $m) = gw_req($busy, 'GET', '/metrics');
+	return join ',', map { $m =~ /^deliverd_shard_long_polls\{shard="$_"\} (\d+)$/m ? $1 : '?' } qw(s0 s1);
+}
+{
+	my @streams = map {
+		my $out = '';
+		[ IPC::Run::start([ 'curl', '-sN', '-m', '6', '-H', "Authorization: Bearer $app",
+			"$busy->{base}/v1/queues/idle/stream" ], '>', \$out), \$out ]
+	} 1 .. 5;
+	usleep(1_500_000);
+	is(long_polls(), '1,1', 'five open streams: one long poll per shard (pool of 2), the others poll between naps');
+	my @st = map {
+		(gw_req($busy, 'POST', '/v1/queues/idle/messages', token => $app,
+			body => { payload => { n => $_ }, ordering_key => "busy$_" }))[0]
+	} 1 .. 8;
+	is(join(',', @st), join(',', (201) x 8), 'sends to both shards answer meanwhile');
+	$_->[0]->finish for @streams;
+	ok(gw_streams_closed($busy), 'the streams closed');
+	my $deadline = time() + 15;
+	usleep(200_000) while long_polls() ne '0,0' && time() < $deadline;
+	is(long_polls(), '0,0', 'and their long polls ended');
+}
+is(gw_stop($busy), 0, 'the second gateway stops');
+
 is(gw_stop($gw), 0, 'the gateway stops');
 is(gw_sanitizer_reports($gw), '', 'with no sanitizer reports');
 done_testing();
