@@ -13,6 +13,14 @@
 --   deliver.q<id>_seq                message ids
 --
 
+-- The script runs as a superuser, with the search_path CREATE EXTENSION
+-- gives it (the target schema, public, then pg_temp), where a database
+-- owner may have put functions and operators: an operator of public that
+-- matches two types exactly would win over pg_catalog's that needs a cast,
+-- in a CHECK constraint for good, or in a DO block at once.  Nothing here
+-- needs public: pg_catalog only (CREATE EXTENSION restores the path after).
+SET search_path = pg_catalog, pg_temp;
+
 -- The schema belongs to the extension: DROP EXTENSION removes every queue.
 CREATE SCHEMA deliver;
 
@@ -85,7 +93,7 @@ CREATE TABLE deliver.consumer_group (
     -- limits what its receives hand out (a token bucket of rate_burst)
     paused          boolean NOT NULL DEFAULT false,
     rate_per_second double precision
-                    CHECK (rate_per_second > 0 AND rate_per_second <= 1000000),
+                    CHECK (rate_per_second > 0::float8 AND rate_per_second <= 1000000::float8),
     rate_burst      int CHECK (rate_burst BETWEEN 1 AND 1000000),
     CHECK ((rate_per_second IS NULL) = (rate_burst IS NULL)),
     UNIQUE (queue_id, group_name)
@@ -111,7 +119,7 @@ CREATE TABLE deliver.push_subscription (
 CREATE TABLE deliver.alert (
     queue_id    int NOT NULL REFERENCES deliver.queue ON DELETE CASCADE,
     metric      text NOT NULL CHECK (metric IN ('oldest_age', 'depth', 'dead_letters')),
-    threshold   numeric NOT NULL CHECK (threshold >= 0),
+    threshold   numeric NOT NULL CHECK (threshold >= 0::numeric),
     firing      boolean NOT NULL DEFAULT false,
     value       numeric,
     changed_at  timestamptz NOT NULL DEFAULT now(),

@@ -1,6 +1,10 @@
 -- deliver 0.1: queues with at-most-once, at-least-once and exactly-once delivery
 \echo Use "CREATE EXTENSION deliver" to load this file. \quit
 
+-- (a superuser runs this: pg_catalog only, no operator a database owner put
+-- in public; CREATE EXTENSION restores the search_path after)
+SET search_path = pg_catalog, pg_temp;
+
 --
 -- Catalog
 --

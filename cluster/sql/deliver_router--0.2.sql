@@ -1,6 +1,10 @@
 -- deliver_router 0.2: the router database of a deliver cluster
 \echo Use "CREATE EXTENSION deliver_router" to load this file. \quit
 
+-- (a superuser runs this: pg_catalog only, no operator a database owner put
+-- in public; CREATE EXTENSION restores the search_path after)
+SET search_path = pg_catalog, pg_temp;
+
 --
 -- A queue of the cluster is split into a fixed number of logical
 -- partitions; each partition lives on one shard (a pg_auto_failover
@@ -854,6 +858,11 @@ CREATE PROCEDURE deliver_cluster.move_partition(p int, to_shard text, wait_for i
 LANGUAGE plpgsql
 AS $$
 DECLARE
+    -- first: a procedure that commits takes no SET clause, so it would run
+    -- with its caller's search_path, where the database's owner may have
+    -- put operators that match better than pg_catalog's (for the
+    -- superuser who moves partitions); set again after each COMMIT
+    pinned text := pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     old deliver_cluster.placement;
     target int;
     e int;
@@ -905,6 +914,7 @@ BEGIN
      WHERE x.partition = p AND x.epoch = old.epoch;
     INSERT INTO deliver_cluster.placement (partition, epoch, shard_id, state) VALUES (p, e, target, 'active');
     COMMIT;
+    pinned := pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     -- (2) drain the old place, then read the new one
     CALL deliver_cluster.finish_move(p, deadline - clock_timestamp());
 END $$;
@@ -916,6 +926,8 @@ CREATE PROCEDURE deliver_cluster.finish_move(p int, wait_for interval DEFAULT '1
 LANGUAGE plpgsql
 AS $$
 DECLARE
+    -- first, as in move_partition: no SET clause here
+    pinned text := pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     old deliver_cluster.placement;
     q record;
     drained boolean;
@@ -936,9 +948,6 @@ BEGIN
                 USING ERRCODE = 'object_in_use',
                       HINT = 'Its consumers go on reading it there; call deliver_cluster.finish_move() again later.';
         END IF;
-        -- qualified: these procedures run with their caller's search_path (a
-        -- procedure that commits takes no SET clause), where a
-        -- pg_sleep(numeric) of another role's would be the better match
         PERFORM pg_catalog.pg_sleep(0.2);
     END LOOP;
     UPDATE deliver_cluster.placement x SET state = 'retired', changed_at = now()

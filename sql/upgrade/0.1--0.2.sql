@@ -2,6 +2,19 @@
 -- Upgrade 0.1 -> 0.2: the tables; the functions follow (sql/*.sql)
 --
 
+-- The script runs as a superuser, with the search_path CREATE EXTENSION
+-- gives it (the target schema, public, then pg_temp), where a database
+-- owner may have put functions and operators: an operator of public that
+-- matches two types exactly would win over pg_catalog's that needs a cast,
+-- in a CHECK constraint for good, or in a DO block at once.  Nothing here
+-- needs public: pg_catalog only (ALTER EXTENSION restores the path after).
+SET search_path = pg_catalog, pg_temp;
+
+-- The one such constraint of 0.1, made again with pg_catalog's operator
+-- (an install of 0.1 may have bound another).
+ALTER TABLE deliver.alert DROP CONSTRAINT alert_threshold_check,
+    ADD CONSTRAINT alert_threshold_check CHECK (threshold >= 0::numeric);
+
 -- Queue privileges move from GRANTs on each queue's tables (which let a
 -- grantee write them directly) to the queue's acl: INSERT on a segment was
 -- the right to send, SELECT on it the right to receive.
@@ -48,7 +61,7 @@ ALTER TABLE deliver.push_subscription ADD COLUMN restored_lsn pg_lsn, ADD COLUMN
 ALTER TABLE deliver.consumer_group
     ADD COLUMN paused boolean NOT NULL DEFAULT false,
     ADD COLUMN rate_per_second double precision
-        CHECK (rate_per_second > 0 AND rate_per_second <= 1000000),
+        CHECK (rate_per_second > 0::float8 AND rate_per_second <= 1000000::float8),
     ADD COLUMN rate_burst int CHECK (rate_burst BETWEEN 1 AND 1000000),
     ADD CHECK ((rate_per_second IS NULL) = (rate_burst IS NULL));
 

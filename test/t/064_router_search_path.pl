@@ -5,7 +5,9 @@
 # there is a better match for pg_sleep(0.2) than pg_catalog's
 # pg_sleep(double precision), and would run with the rights of the
 # superuser finishing a partition move (its effects stay even when the
-# move then fails: COPY ... TO PROGRAM, say).  One node holds a shard database
+# move then fails: COPY ... TO PROGRAM, say).  With public first on the
+# database's search_path an exact match of theirs wins too: the procedures
+# pin their search_path first thing.  One node holds a shard database
 # and the router database (owned by such a role); no cluster is started.
 use strict;
 use warnings;
@@ -39,6 +41,30 @@ my ($rc, $out, $err) = $node->psql('router', q{CALL deliver_cluster.finish_move(
 	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
 unlike($err, qr/schema public ran/, "the database owner's pg_sleep did not run with the caller's rights");
 like($err, qr/55006: partition 0 is not drained yet/, 'finish_move waited for the drain, then gave up (55006)');
+
+# The owner may also put public before pg_catalog on the path (ALTER
+# DATABASE ... SET search_path): then even an exact match of theirs, a
+# + (timestamptz, interval), wins over pg_catalog's, here in the
+# procedures' first line (the deadline).  They pin the path before that.
+$node->safe_psql('router', q{
+    SET ROLE dbo;
+    CREATE FUNCTION public.ts_plus(timestamptz, interval) RETURNS timestamptz LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'the + of schema public ran as %', current_user;
+    END $$;
+    CREATE OPERATOR public.+ (LEFTARG = timestamptz, RIGHTARG = interval, FUNCTION = public.ts_plus);
+    ALTER DATABASE router SET search_path = public, pg_catalog;
+});
+($rc, $out, $err) = $node->psql('router', q{CALL deliver_cluster.finish_move(0, '0.5 seconds')},
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+unlike($err, qr/schema public ran/, "with public first on the path: the owner's + did not run in finish_move");
+like($err, qr/55006: partition 0 is not drained yet/, 'finish_move still waited, then gave up');
+($rc, $out, $err) = $node->psql('router', q{CALL deliver_cluster.move_partition(0, 's0', '0.5 seconds')},
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+unlike($err, qr/schema public ran/, "nor in move_partition");
+like($err, qr/partition 0 has no active placement/, 'move_partition got as far as its first check');
+is($node->safe_psql('router', 'SHOW search_path'), 'public, pg_catalog',
+	'and the caller\'s search_path is as it was after the calls');
 
 $node->stop;
 done_testing();
