@@ -59,12 +59,23 @@ typedef struct SendBatch
 } SendBatch;
 
 /*
+ * A text's length in bytes: its own, also when it comes compressed or out
+ * of line (a key read from a table), where VARSIZE_ANY_EXHDR would measure
+ * the compressed form or the toast pointer.
+ */
+static Size
+text_len(Datum d)
+{
+	return toast_raw_datum_size(d) - VARHDRSZ;
+}
+
+/*
  * Reject a key (ordering or idempotency) longer than DELIVER_MAX_KEY_BYTES.
  */
 static void
 check_text_len(Datum d, const char *what, int i, int n)
 {
-	if (VARSIZE_ANY_EXHDR(DatumGetPointer(d)) > DELIVER_MAX_KEY_BYTES)
+	if (text_len(d) > DELIVER_MAX_KEY_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("%s is longer than %d bytes", what, DELIVER_MAX_KEY_BYTES),
@@ -111,7 +122,7 @@ validate_batch(QueueInfo *q, SendBatch *b)
 		if (b->idem && !b->idem_nulls[i])
 		{
 			check_text_len(b->idem[i], "idempotency_key", i, b->n);
-			if (VARSIZE_ANY_EXHDR(DatumGetPointer(b->idem[i])) == 0)
+			if (text_len(b->idem[i]) == 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("idempotency_key must not be empty")));

@@ -40,6 +40,18 @@ SELECT pg_temp.try(cmd) FROM (VALUES
     ($$SELECT deliver.send('q02', '{}', idempotency_key => '')$$),
     ($$SELECT deliver.send('q02', '{}', delay => '-1 second')$$),
     ($$SELECT deliver.send('q02', '{}', delay => '366 days')$$)) AS t(cmd);
+-- keys read from a table count by their own length, also when stored
+-- compressed (a run of one letter) or out of line (toasted)
+CREATE TEMP TABLE long_keys AS
+  SELECT repeat('k', 100000) AS compressed,
+         (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i) AS toasted;
+SELECT pg_column_size(compressed) < 10000 AS stored_compressed, length(toasted) FROM long_keys;
+SELECT pg_temp.try(cmd) FROM (VALUES
+    ($$SELECT deliver.send('q02', '{}', ordering_key => compressed) FROM long_keys$$),
+    ($$SELECT deliver.send('q02', '{}', idempotency_key => compressed) FROM long_keys$$),
+    ($$SELECT deliver.send('q02', '{}', ordering_key => toasted) FROM long_keys$$),
+    ($$SELECT deliver.send('q02', '{}', idempotency_key => toasted) FROM long_keys$$),
+    ($$SELECT deliver.send_batch('q02', ARRAY['{}']::jsonb[], NULL, ARRAY[toasted]) FROM long_keys$$)) AS t(cmd);
 -- keys up to 512 bytes are fine
 SELECT deliver.send('q02', '{"n": "long keys"}', ordering_key => repeat('k', 512),
                     idempotency_key => repeat('i', 512));
