@@ -54,6 +54,8 @@ enum MHD_Result cl_router_route(rctx *x, const char *sql, int n, const char *con
 								int ok_status, bool queue_check, bool not_found_if_empty, int flags);
 const char *cl_body(request_t *rq);
 json_t	   *cl_parse_body(rctx *x, enum MHD_Result *ret);
+/* 413: a batch of n messages or ids is over the gateway's max_batch */
+enum MHD_Result cl_batch_too_large(rctx *x, int n);
 bool		cl_key_field(json_t *m, const char *field, const char **out);
 int			cl_partition_for(const cmap *m, const char *okey, const char *ikey);
 

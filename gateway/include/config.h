@@ -20,6 +20,7 @@ typedef struct
 	int			idle_timeout;		/* seconds */
 	long		max_wait_ms;
 	long		stream_wait_ms;
+	int			max_streams;	/* event streams open at once */
 	int			shutdown_grace;		/* seconds */
 	char	   *jwt_secret;
 	char	   *token_file;
@@ -38,6 +39,7 @@ typedef struct
 	int			connect_timeout_ms;
 	int			map_refresh_ms;
 	int			poll_slice_ms;
+	int			max_batch;		/* most messages or ids a batch may have (deliver.max_batch_size) */
 } config_t;
 
 extern config_t cfg;

@@ -59,6 +59,8 @@ enum MHD_Result send_response(struct MHD_Connection *c, request_t *rq, int statu
 enum MHD_Result send_response_header(struct MHD_Connection *c, request_t *rq, int status,
 									 const char *ctype, const char *body, size_t len,
 									 int retry_after, const char *header, const char *value);
+/* src into dst (cap bytes), printable ASCII only (others as '?'), for the log */
+void		copy_printable(char *dst, size_t cap, const char *src);
 enum MHD_Result send_json(struct MHD_Connection *c, request_t *rq, int status, const char *json);
 /* {"error", "detail", "hint", "sqlstate"}; Retry-After when retry_after > 0 */
 enum MHD_Result send_error(struct MHD_Connection *c, request_t *rq, int status, const char *msg,

@@ -44,6 +44,13 @@ void		pool_exec(const char *role, int stmt, int nparams, const char *const *para
 void		pool_cancel_long_polls(void);
 void		pool_get_stats(pool_stats *s);
 void		pool_close(void);
-int			pool_long_polls(void);
+/*
+ * A long poll may start: true, and counted until pool_long_poll_end, while
+ * fewer than all but one of the connections are held so (checked and
+ * counted at once: concurrent receives cannot all pass); false: receive
+ * without waiting.  One connection always stays for short requests.
+ */
+bool		pool_long_poll_begin(void);
+void		pool_long_poll_end(void);
 
 #endif

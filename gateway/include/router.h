@@ -68,6 +68,9 @@ typedef enum
 #define NAME_STRINGIFY(x) #x
 #define NAME_XSTRINGIFY(x) NAME_STRINGIFY(x)
 #define NAME_MAX_LEN_STR NAME_XSTRINGIFY(NAME_MAX_LEN)	/* "63", for messages */
+/* the longest ordering or idempotency key deliver takes (DELIVER_MAX_KEY_BYTES) */
+#define KEY_MAX_LEN 512
+#define KEY_MAX_LEN_STR NAME_XSTRINGIFY(KEY_MAX_LEN)
 #define NAME_RULE "a name of 1 to " NAME_MAX_LEN_STR " bytes"
 
 /*

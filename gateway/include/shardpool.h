@@ -40,10 +40,13 @@ typedef struct
 /*
  * A pool of size connections to conninfo (extra, when not NULL, holds
  * libpq options that win over the conninfo's), named name in errors and
- * metrics.  Its connector thread starts at once.
+ * metrics.  Its connector thread starts at once.  A statement given at
+ * least half of answer_timeout_ms that gets no answer marks the server down
+ * (its connections are made again); one given less (what was left of a
+ * request's time) only loses its connection.
  */
 shardpool  *sp_create(const char *name, const char *conninfo, const char *extra, int size,
-					  int connect_timeout_ms);
+					  int connect_timeout_ms, int answer_timeout_ms);
 /* A new conninfo (the map changed): the connections made with the old one are replaced. */
 void		sp_set_conninfo(shardpool *p, const char *conninfo);
 /* false while the pool has no connection and cannot make one, or just lost its server */
@@ -54,7 +57,8 @@ bool		sp_available(shardpool *p);
  * waiting for a connection included, ends by deadline (mono_ms()
  * milliseconds): then the connection is dropped and the answer is 503.  With
  * SP_WRITE a statement whose reply was lost after it was sent is reported as
- * in doubt: 503, SQLSTATE 08007, out->in_doubt.
+ * in doubt: 503, SQLSTATE 08007, out->in_doubt.  A deadline already past
+ * sends nothing: 503, SQLSTATE 57014.
  */
 void		sp_exec(shardpool *p, const char *role, const char *sql, int nparams,
 					const char *const *params, long long deadline, int flags, exec_result *out);

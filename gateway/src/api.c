@@ -289,10 +289,7 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 				return send_error(c, rq, 400, err, NULL, NULL, NULL, 0);
 			if (m->id == R_STREAM)
 				return stream_serve(c, rq, &rp);
-			/* keep one connection for short requests; no waiting at shutdown */
-			if (shutting_down() || pool_long_polls() >= cfg.pool_size - 1)
-				rp.wait_ms = 0;
-			/* nor past the token's expiry: nothing is handed out after it */
+			/* not past the token's expiry: nothing is handed out after it */
 			if (rq->exp > 0)
 			{
 				long		left = ms_until(rq->exp);
@@ -300,6 +297,9 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 				if (rp.wait_ms > left)
 					rp.wait_ms = left > 0 ? left : 0;
 			}
+			/* keep one connection for short requests; no waiting at shutdown */
+			if (rp.wait_ms > 0 && (shutting_down() || !pool_long_poll_begin()))
+				rp.wait_ms = 0;
 			snprintf(max, sizeof(max), "%ld", rp.max);
 			snprintf(vt, sizeof(vt), "%ld milliseconds", rp.vt_ms);
 			snprintf(wait, sizeof(wait), "%ld milliseconds", rp.wait_ms);
@@ -308,7 +308,14 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 			p[2] = rp.has_vt ? vt : NULL;
 			p[3] = wait;
 			p[4] = rp.has_group ? rp.group : RECEIVE_DEFAULT_GROUP;
-			return run_route(c, rq, S_RECEIVE, 5, p, 200, rp.wait_ms > 0, false);
+			if (rp.wait_ms == 0)
+				return run_route(c, rq, S_RECEIVE, 5, p, 200, false, false);
+			{
+				enum MHD_Result ret = run_route(c, rq, S_RECEIVE, 5, p, 200, true, false);
+
+				pool_long_poll_end();
+				return ret;
+			}
 		case R_DEAD_LETTERS:
 			{
 				const char *g;

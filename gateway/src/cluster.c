@@ -108,7 +108,8 @@ shard_pool(const char *name, const char *conninfo)
 		snprintf(label, sizeof(label), "%s", name);
 		snprintf(shards[nshards].name, sizeof(shards[nshards].name), "%s", name);
 		p = shards[nshards].pool = sp_create(label, conninfo, cfg.shard_conninfo,
-											 cfg.shard_pool_size, cfg.connect_timeout_ms);
+											 cfg.shard_pool_size, cfg.connect_timeout_ms,
+											 cfg.statement_timeout_ms);
 		nshards++;
 	}
 	pthread_mutex_unlock(&shards_mu);
@@ -335,7 +336,8 @@ cluster_init(void)
 {
 	pthread_condattr_t ca;
 
-	router = sp_create("router", cfg.router, NULL, cfg.pool_size, cfg.connect_timeout_ms);
+	router = sp_create("router", cfg.router, NULL, cfg.pool_size, cfg.connect_timeout_ms,
+					   cfg.statement_timeout_ms);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&stop_cv, &ca);

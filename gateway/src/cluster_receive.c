@@ -102,9 +102,12 @@ log_skipped(const char *queue, const char *list)
 	pthread_mutex_lock(&mu);
 	if (now - last >= 1000)
 	{
+		char		q[NAME_MAX_LEN + 1];
+
 		last = now;
+		copy_printable(q, sizeof(q), queue);	/* a name may hold any byte */
 		fprintf(stderr, "deliverd: receive on %s: partitions %s skipped (their shard is unavailable)\n",
-				queue, list);
+				q, list);
 	}
 	pthread_mutex_unlock(&mu);
 }
@@ -445,6 +448,11 @@ cluster_ack_batch(rctx *x)
 					  "Send {\"delivery_ids\": [...]}.");
 	}
 	n = json_is_array(ids) ? (int) json_array_size(ids) : 0;
+	if (n > cfg.max_batch)
+	{
+		json_decref(j);
+		return cl_batch_too_large(x, n);
+	}
 	it = calloc((size_t) (n ? n : 1), sizeof(ack_item));
 	if (!it)
 		abort();

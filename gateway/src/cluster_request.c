@@ -214,6 +214,16 @@ cl_parse_body(rctx *x, enum MHD_Result *ret)
 	return j;
 }
 
+enum MHD_Result
+cl_batch_too_large(rctx *x, int n)
+{
+	char		msg[120];
+
+	snprintf(msg, sizeof(msg), "a batch of %d is more than max_batch (%d)", n, cfg.max_batch);
+	return cl_answer(x, 413, "54000", msg, NULL,
+					 "Split the batch (deliverd's max_batch is the shards' deliver.max_batch_size).");
+}
+
 /*
  * A key field of a message (ordering_key, idempotency_key): a string, or
  * NULL when missing or null; false for another JSON value.

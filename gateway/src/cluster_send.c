@@ -241,6 +241,11 @@ cluster_send_batch(rctx *x)
 		return cl_answer(x, 422, "22023", "messages must be a non-empty array", NULL,
 					  "Send {\"messages\": [{\"payload\": ...}]}.");
 	}
+	if (n > cfg.max_batch)
+	{
+		json_decref(j);
+		return cl_batch_too_large(x, n);
+	}
 	if (!x->map)
 		x->map = cluster_refresh(x->map, STALE_MAP_MS, x->deadline);
 	ms = calloc((size_t) n, sizeof(batch_msg));

@@ -28,6 +28,7 @@ config_t	cfg = {
 	.idle_timeout = 60,
 	.max_wait_ms = 30000,
 	.stream_wait_ms = 5000,
+	.max_streams = 64,
 	.shutdown_grace = 30,
 	.jwt_secret = NULL,
 	.token_file = NULL,
@@ -45,6 +46,7 @@ config_t	cfg = {
 	.connect_timeout_ms = 2000,
 	.map_refresh_ms = 2000,
 	.poll_slice_ms = 200,
+	.max_batch = 10000,
 };
 
 typedef enum
@@ -76,6 +78,7 @@ static const config_key config_keys[] = {
 	{"idle_timeout", C_INT, &cfg.idle_timeout, "seconds of silence before a connection is closed"},
 	{"max_wait", C_MS, &cfg.max_wait_ms, "longest long-poll wait in seconds"},
 	{"stream_wait", C_MS, &cfg.stream_wait_ms, "seconds between SSE keep-alives"},
+	{"max_streams", C_INT, &cfg.max_streams, "event streams open at once (more: 503)"},
 	{"shutdown_grace", C_INT, &cfg.shutdown_grace, "seconds in-flight requests get at SIGTERM"},
 	{"jwt_secret", C_STR, &cfg.jwt_secret, "HS256 secret (32+ characters)"},
 	{"token_file", C_STR, &cfg.token_file, "file of \"token role\" lines"},
@@ -92,6 +95,7 @@ static const config_key config_keys[] = {
 	{"connect_timeout", C_MS_INT, &cfg.connect_timeout_ms, "cluster: seconds a connection attempt to one host may take"},
 	{"map_refresh", C_MS_INT, &cfg.map_refresh_ms, "cluster: seconds between reads of the partition map"},
 	{"poll_slice", C_MS_INT, &cfg.poll_slice_ms, "cluster: seconds a long poll waits on one partition at a time"},
+	{"max_batch", C_INT, &cfg.max_batch, "cluster: most messages of a batch send, ids of a batch ack (as deliver.max_batch_size)"},
 	{NULL, 0, NULL, NULL}
 };
 
@@ -256,10 +260,11 @@ config_check(void)
 	if (cfg.router && !*cfg.router)
 		cfg.router = NULL;
 	if (cfg.router && (cfg.statement_timeout_ms < 100 || cfg.request_timeout_ms < cfg.statement_timeout_ms ||
-					   cfg.connect_timeout_ms < 100 || cfg.map_refresh_ms < 100 || cfg.poll_slice_ms < 10))
+					   cfg.connect_timeout_ms < 100 || cfg.map_refresh_ms < 100 || cfg.poll_slice_ms < 10 ||
+					   cfg.max_batch < 1))
 	{
 		fprintf(stderr, "deliverd: statement_timeout, connect_timeout and map_refresh must be at least "
-				"0.1 s, poll_slice 0.01 s, and request_timeout at least statement_timeout\n");
+				"0.1 s, poll_slice 0.01 s, max_batch 1, and request_timeout at least statement_timeout\n");
 		return -1;
 	}
 	if (cfg.shard_pool_size == 0)

@@ -26,14 +26,25 @@ static atomic_int inflight;
 static FILE *access_log;
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* Milliseconds left until exp (seconds since the epoch); may be negative. */
+/*
+ * Milliseconds left until exp (seconds since the epoch); may be negative.
+ * Clamped to a year either way: a token's exp is any JSON number, and a
+ * double beyond long's range does not convert.
+ */
 long
 ms_until(double exp)
 {
 	struct timespec now;
+	double		ms;
+	const double year = 366.0 * 24 * 3600 * 1000;
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	return (long) floor((exp - (double) now.tv_sec - (double) now.tv_nsec / 1e9) * 1000.0);
+	ms = floor((exp - (double) now.tv_sec - (double) now.tv_nsec / 1e9) * 1000.0);
+	if (!(ms < year))
+		ms = year;				/* (NaN too) */
+	if (ms < -year)
+		ms = -year;
+	return (long) ms;
 }
 
 /* Seconds since since (CLOCK_MONOTONIC). */
@@ -46,8 +57,7 @@ elapsed(const struct timespec *since)
 	return (double) (now.tv_sec - since->tv_sec) + (double) (now.tv_nsec - since->tv_nsec) / 1e9;
 }
 
-/* printable ASCII only, for the log */
-static void
+void
 copy_printable(char *dst, size_t cap, const char *src)
 {
 	size_t		i = 0;
@@ -189,6 +199,7 @@ http_handle(void *cls, struct MHD_Connection *c, const char *url, const char *me
 			const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
 	request_t  *rq = *con_cls;
+	const char *ikey;
 
 	(void) cls;
 	(void) version;
@@ -235,6 +246,11 @@ http_handle(void *cls, struct MHD_Connection *c, const char *url, const char *me
 		return MHD_YES;
 	if (rq->too_large)
 		return send_error(c, rq, 413, "request body too large", NULL, NULL, "54000", 0);
+	/* deliver's limit, here before a batch makes a key per message of it */
+	ikey = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+	if (ikey && strlen(ikey) > KEY_MAX_LEN)
+		return send_error(c, rq, 413, "Idempotency-Key is longer than " KEY_MAX_LEN_STR " bytes", NULL,
+						  "A batch's messages get the keys K:0, K:1, ...: keep K shorter still.", "54000", 0);
 	if (rq->rm.status == 405)
 		return send_error(c, rq, 405, "method not allowed", NULL, "See /openapi.json.", NULL, 0);
 	if (rq->rm.status == 400 && cfg.router)

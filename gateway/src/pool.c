@@ -43,7 +43,7 @@ static int	nstmts;
 static long long next_connect_at;	/* ms, monotonic */
 static int	backoff_ms;
 static long connects, connect_failures, broken_count, acquire_timeouts;
-static int	long_polls;
+static int	long_polls;		/* reserved by pool_long_poll_begin */
 
 #define BACKOFF_MIN 100
 #define BACKOFF_MAX 5000
@@ -213,8 +213,6 @@ release(slot_t *s, bool broken)
 		broken_count++;
 	}
 	s->in_use = false;
-	if (s->long_poll)
-		long_polls--;
 	s->long_poll = false;
 	pthread_cond_signal(&cv);
 	pthread_mutex_unlock(&mu);
@@ -270,8 +268,6 @@ acquire(exec_result *out, bool long_poll)
 	}
 	s->in_use = true;
 	s->long_poll = long_poll;
-	if (long_poll)
-		long_polls++;
 	pthread_mutex_unlock(&mu);
 
 	if (s->conn && !pg_idle_conn_alive(s->conn))
@@ -384,15 +380,25 @@ pool_cancel_long_polls(void)
 	pthread_mutex_unlock(&mu);
 }
 
-int
-pool_long_polls(void)
+bool
+pool_long_poll_begin(void)
 {
-	int			n;
+	bool		ok;
 
 	pthread_mutex_lock(&mu);
-	n = long_polls;
+	ok = long_polls < nslots - 1;
+	if (ok)
+		long_polls++;
 	pthread_mutex_unlock(&mu);
-	return n;
+	return ok;
+}
+
+void
+pool_long_poll_end(void)
+{
+	pthread_mutex_lock(&mu);
+	long_polls--;
+	pthread_mutex_unlock(&mu);
 }
 
 void

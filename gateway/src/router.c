@@ -187,7 +187,8 @@ pick(route_match *m, const char *method, const char *get, route_id rget,
 		m->id = rget;
 	else if (other && is_method(method, other))
 		m->id = rother;
-	else if (get && strcmp(get, "GET") == 0 && is_method(method, "HEAD"))
+	/* HEAD as GET, but for the stream: its first receive would lease messages nobody gets */
+	else if (get && strcmp(get, "GET") == 0 && rget != R_STREAM && is_method(method, "HEAD"))
 		m->id = rget;
 	else
 		return m->status = 405;
@@ -502,8 +503,9 @@ parse_seconds(const char *s, long *out_ms)
 
 /*
  * The gateway checks what it needs to build the call: integers and seconds
- * parse, a group name fits; and wait is at most max_wait, the gateway's own
- * limit (a long poll holds a pooled connection).  Everything else (max from
+ * parse, a group name fits; and wait is from 0 to max_wait, the gateway's
+ * own limit (a long poll holds a pooled connection, and in cluster mode the
+ * wait is part of the request's deadline).  Everything else (max from
  * 1 to deliver.max_batch_size, the visibility timeout's range, whether the
  * group exists) is deliver's answer, mapped from its SQLSTATE.
  */
@@ -527,8 +529,8 @@ parse_receive_params(param_getter get, void *ctx, long max_wait_ms,
 	{
 		if (!parse_seconds(v, &p->wait_ms))
 			return "wait must be a number of seconds";
-		if (p->wait_ms > max_wait_ms)
-			return "wait must be at most the gateway's max_wait";
+		if (p->wait_ms < 0 || p->wait_ms > max_wait_ms)
+			return "wait must be from 0 to the gateway's max_wait seconds";
 	}
 	if ((v = get(ctx, "group")) != NULL)
 	{

@@ -58,6 +58,7 @@ struct shardpool
 	spconn	   *c;
 	int			size;
 	int			connect_timeout_ms;
+	int			answer_timeout_ms;	/* no answer in this long: the server is suspect */
 	int			prefer;			/* the host to try first */
 	int			backoff_ms;
 	long long	next_connect;
@@ -424,6 +425,8 @@ connector_main(void *arg)
 				{
 					p->down = true;
 					fprintf(stderr, "deliverd: %s: unavailable: %s\n", p->name, err);
+					/* requests that do not wait for a pool that is down (SP_FAST) stop waiting */
+					pthread_cond_broadcast(&p->freed);
 				}
 			}
 			if (nc)
@@ -440,7 +443,7 @@ connector_main(void *arg)
 
 shardpool *
 sp_create(const char *name, const char *conninfo, const char *extra, int size,
-		  int connect_timeout_ms)
+		  int connect_timeout_ms, int answer_timeout_ms)
 {
 	shardpool  *p = calloc(1, sizeof(shardpool));
 	pthread_condattr_t ca;
@@ -455,6 +458,7 @@ sp_create(const char *name, const char *conninfo, const char *extra, int size,
 	if (!p->c)
 		abort();
 	p->connect_timeout_ms = connect_timeout_ms > 0 ? connect_timeout_ms : 2000;
+	p->answer_timeout_ms = answer_timeout_ms > 0 ? answer_timeout_ms : 5000;
 	p->gen = 1;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_condattr_init(&ca);
@@ -580,6 +584,7 @@ mark_timed_out(shardpool *p)
 	snprintf(p->last_error, sizeof(p->last_error), "no answer in time");
 	p->next_connect = 0;
 	pthread_cond_signal(&p->wake);
+	pthread_cond_broadcast(&p->freed);
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -614,12 +619,27 @@ sp_exec(shardpool *p, const char *role, const char *sql, int nparams,
 				definite = false,
 				main_ok = false;
 	char		why[300];
+	long long	given;
 
 	memset(out, 0, sizeof(*out));
 	out->status = 200;
+	/*
+	 * A request that ran out of time before its statement (a body sent
+	 * slowly, earlier parts of a batch) does not send it: a timeout then
+	 * would say nothing of the server.
+	 */
+	if (deadline <= mono_ms())
+	{
+		exec_result_set_error(out, 503, "57014", "the request ran out of time before it reached the database",
+					 NULL, "Retry; the gateway gives a request request_timeout seconds (plus its wait).");
+		out->retry_after = 1;
+		return;
+	}
 	s = acquire(p, deadline, flags, out);
 	if (!s)
 		return;
+	/* how long the server gets to answer: only most of answer_timeout_ms unanswered makes it suspect */
+	given = deadline - mono_ms();
 	c = s->conn;
 	if (role)
 	{
@@ -724,7 +744,14 @@ sp_exec(shardpool *p, const char *role, const char *sql, int nparams,
 
 timed_out:
 	snprintf(why, sizeof(why), "no answer in time");
-	mark_timed_out(p);
+	if (given >= p->answer_timeout_ms / 2)
+		mark_timed_out(p);
+	else
+	{
+		pthread_mutex_lock(&p->mu);
+		p->timeouts++;
+		pthread_mutex_unlock(&p->mu);
+	}
 	if ((flags & SP_WRITE) && sent && !definite)
 		set_in_doubt(p, out, why);
 	else

@@ -59,7 +59,10 @@ const stmt_def statements[S__COUNT] = {
 	 * expires_at are the batch's); an Idempotency-Key header K gives
 	 * message i (from 0) the key "K:i" unless it has its own.  The messages
 	 * are read in one pass that makes the four arrays (empty, not NULL, when
-	 * there are none).
+	 * there are none).  Keys "K:i" are made for the first
+	 * deliver.max_batch_size messages only: a larger batch is refused by
+	 * send_batch, and a key per message of it would cost the server memory
+	 * (a 2 MB body holds a million messages).
 	 */
 	[S_SEND_BATCH] = {"send_batch",
 		"SELECT json_build_object('message_ids', to_json(deliver.send_batch($1, a.p, a.h, a.k, a.ik,"
@@ -67,8 +70,10 @@ const stmt_def statements[S__COUNT] = {
 		" LATERAL (SELECT coalesce(array_agg(m->'payload' ORDER BY i), '{}') AS p,"
 		" coalesce(array_agg(nullif(m->'headers', 'null'::jsonb) ORDER BY i), '{}') AS h,"
 		" coalesce(array_agg(m->>'ordering_key' ORDER BY i), '{}') AS k,"
-		" coalesce(array_agg(coalesce(m->>'idempotency_key', $3 || ':' || (i - 1)) ORDER BY i), '{}') AS ik"
-		" FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i)) a", 3},
+		" coalesce(array_agg(coalesce(m->>'idempotency_key',"
+		" CASE WHEN i <= l.lim THEN $3 || ':' || (i - 1) END) ORDER BY i), '{}') AS ik"
+		" FROM jsonb_array_elements(b->'messages') WITH ORDINALITY e(m, i),"
+		" (SELECT coalesce(current_setting('deliver.max_batch_size', true)::int, 10000) AS lim) l) a", 3},
 	/* rows, made into JSON by the gateway (received.c) */
 	[S_RECEIVE] = {"receive", RECEIVED_ROWS, 5},
 	/* the stream: one event per row */

@@ -67,6 +67,18 @@ stream_pending_clear(stream_t *st)
 	st->npending = 0;
 }
 
+/* (a queue name, and an error quoting one, may hold any byte: printable only) */
+static void
+log_ack_failure(const stream_t *st, const exec_result *er)
+{
+	char		q[NAME_MAX_LEN + 1],
+				m[300];
+
+	copy_printable(q, sizeof(q), st->queue);
+	copy_printable(m, sizeof(m), er->message ? er->message : "?");
+	fprintf(stderr, "deliverd: stream on %s: ack failed: %s\n", q, m);
+}
+
 /* ack the deliveries whose events were handed to the socket; false on failure */
 static bool
 stream_ack_pending(stream_t *st)
@@ -83,8 +95,7 @@ stream_ack_pending(stream_t *st)
 	{
 		ok = cl_stream_ack(st->cl, st->pending, st->npending, &er);
 		if (!ok)
-			fprintf(stderr, "deliverd: stream on %s: ack failed: %s\n", st->queue,
-					er.message ? er.message : "?");
+			log_ack_failure(st, &er);
 		exec_result_clear(&er);
 		stream_pending_clear(st);
 		return ok;
@@ -99,8 +110,7 @@ stream_ack_pending(stream_t *st)
 	pool_exec(st->has_role ? st->role : NULL, S_ACK_BATCH, 2, params, false, &er);
 	ok = er.status == 200;
 	if (!ok)
-		fprintf(stderr, "deliverd: stream on %s: ack failed: %s\n", st->queue,
-				er.message ? er.message : "?");
+		log_ack_failure(st, &er);
 	exec_result_clear(&er);
 	buf_free(&body);
 	stream_pending_clear(st);
@@ -203,9 +213,12 @@ stream_poll(stream_t *st, exec_result *er)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;)
 	{
-		bool		may_wait = st->cl || pool_long_polls() < cfg.pool_size - 1;
+		bool		reserved = !st->cl && pool_long_poll_begin();
+		bool		may_wait = st->cl || reserved;
 		int			rc = stream_receive(st, may_wait ? cfg.stream_wait_ms : 0, false, er);
 
+		if (reserved)
+			pool_long_poll_end();
 		if (rc != 200 || st->expired || st->out.len > 0 || may_wait || shutting_down() ||
 			elapsed(&t0) * 1000 >= (double) cfg.stream_wait_ms)
 			return rc;
@@ -322,7 +335,14 @@ stream_serve(struct MHD_Connection *c, request_t *rq, const receive_params *p)
 
 	if (!st)
 		return MHD_NO;
-	atomic_fetch_add(&open_streams, 1);
+	/* each open stream keeps receiving (and, in cluster mode, rounds every partition): a bound */
+	if (atomic_fetch_add(&open_streams, 1) >= cfg.max_streams)
+	{
+		atomic_fetch_sub(&open_streams, 1);
+		free(st);
+		return send_error(c, rq, 503, "too many open streams", NULL,
+						  "Retry later, or raise deliverd's max_streams.", "53300", 1);
+	}
 	snprintf(st->queue, sizeof(st->queue), "%s", rq->rm.queue);
 	snprintf(st->role, sizeof(st->role), "%s", rq->role);
 	st->has_role = rq->role[0] != '\0';

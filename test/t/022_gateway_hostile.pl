@@ -129,7 +129,8 @@ my @c = (
 	[ 'number', 'POST', '/v1/queues/hq/receive?max=ten', undef, {}, 400, '' ],
 	[ 'number', 'POST', '/v1/queues/hq/receive?max=1e3', undef, {}, 400, '' ],
 	[ 'number', 'POST', '/v1/queues/hq/receive?max=', undef, {}, 400, '' ],
-	[ 'number', 'POST', '/v1/queues/hq/receive?wait=-5', undef, {}, 422, '22023' ],
+	[ 'number', 'POST', '/v1/queues/hq/receive?wait=-5', undef, {}, 400, '' ],
+	[ 'number', 'GET', '/v1/queues/hq/stream?wait=-5', undef, {}, 400, '' ],
 	[ 'number', 'POST', '/v1/queues/hq/receive?wait=6', undef, {}, 400, '' ],
 	[ 'number', 'POST', '/v1/queues/hq/receive?wait=1e308', undef, {}, 400, '' ],
 	[ 'number', 'POST', '/v1/queues/hq/receive?wait=nan', undef, {}, 400, '' ],
@@ -193,6 +194,9 @@ my @c = (
 	[ 'Idempotency-Key', 'POST', '/v1/queues/heo/messages', { payload => 1 }, { 'Idempotency-Key' => '' }, 422, '22023' ],
 	[ 'Idempotency-Key', 'POST', '/v1/queues/heo/messages', { payload => 1 }, { 'Idempotency-Key' => 'k' x 10000 }, 413, '54000' ],
 	[ 'Idempotency-Key', 'POST', '/v1/queues/heo/messages', { payload => 1 }, { 'Idempotency-Key' => "a'; DROP TABLE x; --" }, 201, '' ],
+	[ 'Idempotency-Key', 'POST', '/v1/queues/heo/messages/batch', { messages => [ map { { payload => $_ } } 1 .. 3 ] }, { 'Idempotency-Key' => 'k' x 513 }, 413, '54000' ],
+	# HEAD of the stream would run its first receive (leasing messages nobody gets)
+	[ 'method', 'HEAD', '/v1/queues/hq/stream', undef, {}, 405, '' ],
 	[ 'Idempotency-Key', 'POST', '/v1/queues/heo/messages/batch', { messages => [ { payload => 1 }, { payload => 2, idempotency_key => '' } ] }, { 'Idempotency-Key' => 'b1' }, 422, '22023' ],
 	# expiry: expires_at in sends, message_ttl and on_expire in create and PATCH
 	[ 'expiry', 'POST', '/v1/queues/hq/messages', { payload => 1, expires_at => 'never' }, {}, 400, '22007' ],

@@ -10,6 +10,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
+use IO::Socket::INET;
 use IPC::Run;
 use JSON::PP;
 use PostgreSQL::Test::Cluster;
@@ -32,10 +33,12 @@ is($node->safe_psql('router', q{SELECT string_agg(DISTINCT s.name, ',' ORDER BY 
 	'the four partitions are on both shards');
 
 my ($app, $other) = ('app-token-of-the-stream-test', 'other-token-of-the-stream-test');
+my $secret = 'a-secret-of-the-cluster-stream-test-32b';
 my $gw = gateway_start($node,
 	tokens => { $app => 'app', $other => 'other' },
 	conf => { router => "'" . $node->connstr('router') . "'", stream_wait => 1, max_wait => 5,
-		map_refresh => 1 });
+		map_refresh => 1 },
+	env => { DELIVERD_JWT_SECRET => $secret });
 sub req { return gw_req($gw, @_); }
 sub stream
 {
@@ -117,6 +120,113 @@ gw_is_error([ req('GET', '/v1/queues/ev/stream?max=0', token => $app) ], 422, '2
 	'stream with max=0 (the shards\' answer)');
 is(totals(), '0/0/17', 'the refused streams took nothing');
 
+# ---- an open stream rides out a time with no shard answering: its rounds
+# send keep-alives, and once the shards are back it streams again
+sub shards_open
+{
+	my ($allow) = @_;
+	for my $db (qw(shard0 shard1))
+	{
+		$node->safe_psql('postgres', "ALTER DATABASE $db ALLOW_CONNECTIONS $allow");
+		$node->safe_psql('postgres', "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$db'")
+		  unless $allow eq 'true';
+	}
+}
+# read what a started curl wrote, for SECS seconds
+sub pump_for
+{
+	my ($h, $secs) = @_;
+	my $end = time() + $secs;
+	while (time() < $end)
+	{
+		$h->pump_nb;
+		usleep(100_000);
+	}
+}
+sub shards_up
+{
+	my (undef, $m) = req('GET', '/metrics');
+	return scalar(() = $m =~ /^deliverd_shard_up\{shard="s[01]"\} 1$/mg);
+}
+{
+	my $out = '';
+	my $h = IPC::Run::start([ 'curl', '-sN', '-m', '25', '-H', "Authorization: Bearer $app",
+		"$gw->{base}/v1/queues/ev/stream" ], '>', \$out);
+	usleep(1_000_000);
+	shards_open('false');
+	my $deadline = time() + 10;
+	usleep(100_000) while shards_up() > 0 && time() < $deadline;
+	is(shards_up(), 0, 'both shards are unavailable to the gateway');
+	pump_for($h, 0.2);
+	my $mark = length $out;
+	pump_for($h, 3);
+	my $during = substr($out, $mark);
+	like($during, qr/^: keep-alive$/m, 'the open stream sends keep-alives meanwhile');
+	unlike($during, qr/^event: error$/m, 'and no error event');
+	shards_open('true');
+	$deadline = time() + 15;
+	usleep(100_000) while shards_up() < 2 && time() < $deadline;
+	is(shards_up(), 2, 'the shards are back');
+	my @back = send_msgs('back1', 'back2', 'back3');
+	my $got = 0;
+	$deadline = time() + 10;
+	while (time() < $deadline)
+	{
+		$h->pump_nb;
+		my %ids = map { $_->{id} => 1 } gw_sse_events($out);
+		$got = grep { $ids{$_} } @back;
+		last if $got == @back;
+		usleep(100_000);
+	}
+	is($got, 3, 'the same stream then sends what is sent to them');
+	$h->kill_kill;
+	ok(gw_streams_closed($gw), 'the stream closed once the client left');
+	is(totals(), '0/0/20', 'and acked what it sent');
+}
+
+# ---- a token's expiry ends the stream in cluster mode too: what is sent
+# after it stays for the next consumer
+{
+	my $exp = int(time()) + 3;
+	my $tok = gw_jwt($secret, role => 'app', exp => $exp);
+	my $out = '';
+	my $h = IPC::Run::start([ 'curl', '-sN', '-m', '20', '-H', "Authorization: Bearer $tok",
+		"$gw->{base}/v1/queues/ev/stream" ], '>', \$out);
+	usleep(500_000);
+	my ($before) = send_msgs('before-exp');
+	usleep(100_000) while time() < $exp + 1;
+	my ($after) = send_msgs('after-exp');
+	$h->finish;
+	is($h->result(0), 0, 'the stream of an expiring token is closed by the gateway (curl did not time out)');
+	my @ev = gw_sse_events($out);
+	is_deeply([ map { $_->{id} } grep { $_->{event} eq 'message' } @ev ], [$before],
+		'it sent the message sent before the expiry, not the one after');
+	is_deeply([ map { [ $_->{event}, eval { $json->decode($_->{data}) } ] } $ev[-1] // () ],
+		[ [ 'end', { reason => 'token_expired' } ] ], 'its last event: end, reason token_expired');
+	gw_streams_closed($gw);
+	my ($st, $b) = req('POST', '/v1/queues/ev/receive?max=10', token => $app);
+	is_deeply([ map { $_->{message_id} } @$b ], [$after], 'the one sent after is there for the next consumer');
+	req('POST', '/v1/queues/ev/ack', token => $app, body => { delivery_ids => [ map { $_->{delivery_id} } @$b ] });
+	is(totals(), '0/0/22', 'and acked');
+}
+
+# ---- a negative wait is refused: it would have put the request's deadline
+# in the past, and the statement sent then would have "timed out" at once,
+# marking each shard down
+sub shard_timeouts
+{
+	my ($g) = @_;
+	my (undef, $m) = gw_req($g, 'GET', '/metrics');
+	return join ',', map { $m =~ /^deliverd_shard_timeouts_total\{shard="$_"\} (\d+)$/m ? $1 : '?' } qw(s0 s1);
+}
+{
+	my $before = shard_timeouts($gw);
+	gw_is_error([ req('POST', '/v1/queues/ev/receive?wait=-20', token => $app) ], 400, undef, 'receive with wait=-20');
+	gw_is_error([ req('GET', '/v1/queues/ev/stream?wait=-20', token => $app) ], 400, undef, 'stream with wait=-20');
+	is(shard_timeouts($gw), $before, 'no shard timed out');
+	is(shards_up(), 2, 'both shards are up');
+}
+
 # ---- long polls leave each shard pool a connection for short requests.
 # A second gateway, 2 connections per shard, long polls of 8 s slices: five
 # streams on an empty queue would hold both connections of both shards for
@@ -127,7 +237,8 @@ $node->safe_psql('router', q{
 });
 my $busy = gateway_start($node, name => 'busy', tokens => { $app => 'app' },
 	conf => { router => "'" . $node->connstr('router') . "'", shard_pool_size => 2, poll_slice => 8,
-		stream_wait => 8, max_wait => 20, statement_timeout => 2, request_timeout => 3, map_refresh => 1 });
+		stream_wait => 8, max_wait => 20, statement_timeout => 2, request_timeout => 3, map_refresh => 1,
+		max_streams => 5, max_batch => 5 });
 sub long_polls
 {
 	my (undef, $m) = gw_req($busy, 'GET', '/metrics');
@@ -146,11 +257,49 @@ sub long_polls
 			body => { payload => { n => $_ }, ordering_key => "busy$_" }))[0]
 	} 1 .. 8;
 	is(join(',', @st), join(',', (201) x 8), 'sends to both shards answer meanwhile');
+	gw_is_error([ gw_req($busy, 'GET', '/v1/queues/idle/stream', token => $app) ], 503, '53300',
+		'a sixth stream, over max_streams (5)');
 	$_->[0]->finish for @streams;
 	ok(gw_streams_closed($busy), 'the streams closed');
 	my $deadline = time() + 15;
 	usleep(200_000) while long_polls() ne '0,0' && time() < $deadline;
 	is(long_polls(), '0,0', 'and their long polls ended');
+}
+
+# ---- batches over max_batch (5) are refused before anything is sent
+gw_is_error([ gw_req($busy, 'POST', '/v1/queues/idle/messages/batch', token => $app,
+	body => { messages => [ map { { payload => $_ } } 1 .. 6 ] }) ], 413, '54000', 'a batch send of 6');
+gw_is_error([ gw_req($busy, 'POST', '/v1/queues/idle/ack', token => $app,
+	body => { delivery_ids => [ map { "0:1:$_" } 1 .. 6 ] }) ], 413, '54000', 'a batch ack of 6');
+my ($bst) = gw_req($busy, 'POST', '/v1/queues/idle/messages/batch', token => $app,
+	body => { messages => [ map { { payload => $_ } } 1 .. 5 ] });
+is($bst, 201, 'a batch send of 5 is sent');
+
+# ---- a body sent slowly, past request_timeout (3 s): the request ran out
+# of time before its statement, which is not sent; no shard is marked down
+{
+	my $before = shard_timeouts($busy);
+	my $body = '{"payload": {"slow": true}, "ordering_key": "slow"}';
+	my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $busy->{port}, Proto => 'tcp')
+	  or die "connect: $!";
+	$sock->autoflush(1);
+	print $sock "POST /v1/queues/idle/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $app\r\n"
+	  . "Content-Type: application/json\r\nContent-Length: " . length($body) . "\r\nConnection: close\r\n\r\n";
+	my $t0 = time();
+	for my $ch (split //, $body)
+	{
+		print $sock $ch;
+		usleep(4_000_000 / length($body));
+	}
+	my $answer = do { local $/; <$sock> } // '';
+	close $sock;
+	like($answer, qr{^HTTP/1\.1 503}, sprintf('a body sent over %.1f s: 503', time() - $t0));
+	like($answer, qr/"sqlstate":\s*"57014"/, 'SQLSTATE 57014: the request ran out of time before the database');
+	is(shard_timeouts($busy), $before, 'no shard timed out');
+	my (undef, $m) = gw_req($busy, 'GET', '/metrics');
+	is(scalar(() = $m =~ /^deliverd_shard_up\{shard="s[01]"\} 1$/mg), 2, 'both shards are up');
+	is($node->safe_psql('router', q{SELECT sum(sent_total) FROM deliver_cluster.metrics('idle')}), '13',
+		'and the slow message was not sent (13 sent before it)');
 }
 is(gw_stop($busy), 0, 'the second gateway stops');
 
