@@ -139,13 +139,14 @@ while (time() < $t_cut + 20 || (!defined $t_demoted && time() < $t_cut + 40))
 	{
 		@probes = (probe('probe-plain'), probe('probe-cancel'));
 	}
-	if (@probes && !$cancelled && time() > $t_cut + 4.5)
+	# (a psql that did not get through, on a loaded machine, is tried again)
+	if (@probes && !defined $cancelled && time() > $t_cut + 4.5 && time() < $t_cut + 15)
 	{
-		(undef, $cancelled) = cluster('netns-exec', 'timeout', '5', 'psql', '-XAtq', '-d',
+		my (undef, $n) = cluster('netns-exec', 'timeout', '5', 'psql', '-XAtq', '-d',
 			"host=$ns_addr port=$port0 dbname=deliver user=postgres connect_timeout=2",
 			'-c', q{SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE application_name = 'probe-cancel'});
-		chomp $cancelled;
-		$cancelled ||= 'none';
+		chomp $n;
+		$cancelled = $n if $n ne '';
 	}
 	my $now = time();
 	# no longer a primary: twice in a row (one failed connection is not enough)
@@ -214,8 +215,14 @@ ok(!$plain->{ok} || $plain_there == 1,
 	'a write to the isolated primary was not acknowledged, or it is there after the healing ('
 	  . ($plain->{ok} ? 'acknowledged' : 'not acknowledged') . ", applied $plain_there times)");
 # PostgreSQL commits locally before it waits for the synchronous standby: a
-# cancelled wait returns success, with a warning that is the only sign
-is($cancelled, '1', 'the second write was cancelled while it waited');
+# cancelled wait returns success, with a warning that is the only sign.
+# (The keeper demoting the isolated primary may end the probe's connection
+# first: its wait is then cut short that way, with the same warning.)
+$cancelled //= 'none';
+my $cut_short = ${ $cancel->{err} } =~ /terminating connection due to administrator command/;
+ok($cancelled eq '1' || $cut_short, 'the second write\'s wait was cut short while it waited ('
+	  . ($cancelled eq '1' ? 'pg_cancel_backend' : "not cancelled ($cancelled): the demotion ended its connection")
+	  . ')');
 ok(!$cancel->{ok} || $cancel_there == 1 || ${ $cancel->{err} } =~ /canceling wait for synchronous replication/,
 	'the cancelled one: not acknowledged, there after the healing, or its reply warns that it may '
 	  . 'not be replicated (' . ($cancel->{ok} ? 'acknowledged' : 'not acknowledged') . ", applied $cancel_there times)");
