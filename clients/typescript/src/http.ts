@@ -289,7 +289,7 @@ export class HttpClient implements QueueClient {
           event = {};
           if (data === undefined) continue;
           if (kind === 'message') yield toMessage<P>(JSON.parse(data) as Row);
-          else if (kind === 'error') throw answerError(res, JSON.parse(data));
+          else if (kind === 'error') throw answerError(res, parseBody(data));
           else if (kind === 'end') return;
         }
       }
