@@ -30,6 +30,7 @@ DECLARE
     q   deliver.queue;
     s   int;
     t   text;
+    r   record;
     -- payloads over about 2 kB are compressed: lz4 (several times faster
     -- than pglz, the default) when the server has it
     z   text := CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_settings
@@ -165,6 +166,18 @@ BEGIN
         format('q%s_archive', q.queue_id), z);
     EXECUTE format('CREATE INDEX %I ON deliver.%I (archived_at)',
                    format('q%s_archived_at', q.queue_id), format('q%s_archive', q.queue_id));
+
+    -- nobody but the owner has a right on the queue's tables, whatever
+    -- default privileges (ALTER DEFAULT PRIVILEGES) would have given: a
+    -- grantee who could write them could lose or forge messages
+    FOR r IN SELECT DISTINCT c.relname, e.grantee
+               FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) e
+              WHERE c.relnamespace = 'deliver'::pg_catalog.regnamespace
+                AND c.relname ~ pg_catalog.format('^q%s_', q.queue_id)
+                AND e.grantee <> c.relowner LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON deliver.%I FROM %s', r.relname,
+            CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE r.grantee::pg_catalog.regrole::text END);
+    END LOOP;
 
     INSERT INTO deliver.consumer_group (queue_id, group_name, start_snapshot)
     VALUES (q.queue_id, 'default', q.created_snapshot);

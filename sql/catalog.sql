@@ -18,8 +18,9 @@
 -- owner may have put functions and operators: an operator of public that
 -- matches two types exactly would win over pg_catalog's that needs a cast,
 -- in a CHECK constraint for good, or in a DO block at once.  Nothing here
--- needs public: pg_catalog only (CREATE EXTENSION restores the path after).
-SET search_path = pg_catalog, pg_temp;
+-- needs public: pg_catalog only, and LOCAL (CREATE EXTENSION restores it
+-- after the script; a plain SET would outlast the script).
+SET LOCAL search_path = pg_catalog, pg_temp;
 
 -- The schema belongs to the extension: DROP EXTENSION removes every queue.
 CREATE SCHEMA deliver;

@@ -2,8 +2,8 @@
 \echo Use "CREATE EXTENSION deliver_router" to load this file. \quit
 
 -- (a superuser runs this: pg_catalog only, no operator a database owner put
--- in public; CREATE EXTENSION restores the search_path after)
-SET search_path = pg_catalog, pg_temp;
+-- in public; LOCAL: CREATE EXTENSION restores the search_path after)
+SET LOCAL search_path = pg_catalog, pg_temp;
 
 --
 -- A queue of the cluster is split into a fixed number of logical

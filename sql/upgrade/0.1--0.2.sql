@@ -7,8 +7,9 @@
 -- owner may have put functions and operators: an operator of public that
 -- matches two types exactly would win over pg_catalog's that needs a cast,
 -- in a CHECK constraint for good, or in a DO block at once.  Nothing here
--- needs public: pg_catalog only (ALTER EXTENSION restores the path after).
-SET search_path = pg_catalog, pg_temp;
+-- needs public: pg_catalog only, and LOCAL (ALTER EXTENSION restores it
+-- after the script; a plain SET would outlast the script).
+SET LOCAL search_path = pg_catalog, pg_temp;
 
 -- The one such constraint of 0.1, made again with pg_catalog's operator
 -- (an install of 0.1 may have bound another).

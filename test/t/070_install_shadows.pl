@@ -60,14 +60,14 @@ my $use = q{
 };
 
 # ---- a fresh install
-my ($rc, $out, $err) = $node->psql('fresh', 'CREATE EXTENSION deliver');
+my ($rc, $out, $err) = $node->psql('fresh', 'CREATE EXTENSION deliver; SHOW search_path');
 is($rc, 0, 'CREATE EXTENSION with the owner\'s operators in public') or diag($err);
+is($out, '"$user", public', 'the session\'s search_path is as it was after it (the script\'s is its own)');
 is($node->safe_psql('fresh', $foreign), '', 'no object of deliver uses an operator of public');
 ($rc, $out, $err) = $node->psql('fresh', $use);
 is($rc, 0, 'queues, groups, rates and alerts are made and used') or diag($err);
 is($node->safe_psql('fresh', q{SELECT count(*) FROM deliver.consumer_group WHERE rate_per_second = 10.5}), '1',
 	'the rate is there');
-is($node->safe_psql('fresh', 'SHOW search_path'), '"$user", public', 'the session\'s search_path is as it was');
 
 # ---- 0.1, then the update to 0.2 (its DO blocks compare oids with regclass)
 ($rc, $out, $err) = $node->psql('upgraded', q{
@@ -75,8 +75,9 @@ is($node->safe_psql('fresh', 'SHOW search_path'), '"$user", public', 'the sessio
     SELECT deliver.create_queue('old');
 });
 is($rc, 0, 'deliver 0.1 with the owner\'s operators in public') or diag($err);
-($rc, $out, $err) = $node->psql('upgraded', 'ALTER EXTENSION deliver UPDATE');
+($rc, $out, $err) = $node->psql('upgraded', 'ALTER EXTENSION deliver UPDATE; SHOW search_path');
 is($rc, 0, 'ALTER EXTENSION deliver UPDATE with them') or diag($err);
+is($out, '"$user", public', 'the session\'s search_path is as it was after it');
 is($node->safe_psql('upgraded', q{SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'deliver'}),
 	'0.2', 'to 0.2');
 is($node->safe_psql('upgraded', $foreign), '', 'no object of deliver uses an operator of public');
