@@ -2,7 +2,7 @@
 -- (grant_queue / revoke_queue); administration is not for PUBLIC; no role
 -- but the owner touches deliver's tables.
 \ir ../helpers.psql
-SELECT plan(204);
+SELECT plan(208);
 
 CREATE ROLE regress_deliver_nobody;
 CREATE ROLE regress_deliver_sender;
@@ -453,6 +453,39 @@ SELECT ok(deliver.unbind('prv.#', 'priv'), 'unbind prv.# from priv');
 SELECT ok(deliver.unbind('prv.*', 'priv_other'), 'unbind prv.* from priv_other');
 SELECT lives_ok($$SELECT deliver.revoke_queue('priv', 'regress_deliver_router', 'send')$$, 'revoke send on priv');
 DROP ROLE regress_deliver_router;
+
+--
+-- default privileges for the role that creates the queue tables (the
+-- extension's owner: create_queue runs as it) do not open a new queue's
+-- tables
+--
+CREATE ROLE regress_deliver_snoop;
+DO $$
+DECLARE
+    o text := (SELECT relowner::regrole::text FROM pg_class WHERE oid = 'deliver.queue'::regclass);
+BEGIN
+    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %s IN SCHEMA deliver GRANT ALL ON TABLES TO regress_deliver_snoop', o);
+    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %s GRANT ALL ON SEQUENCES TO PUBLIC', o);
+END $$;
+SELECT lives_ok($$SELECT deliver.create_queue('priv_dp')$$,
+                'create queue priv_dp under default privileges that grant all on tables and sequences');
+SELECT is((SELECT count(*) FROM pg_class c, aclexplode(c.relacl) e
+            WHERE c.relnamespace = 'deliver'::regnamespace AND e.grantee <> c.relowner
+              AND c.relname ~ format('^q%s_', (SELECT queue_id FROM deliver.queue WHERE queue_name = 'priv_dp'))),
+          0::bigint, 'nobody but the owner has a right on its tables and sequence');
+SELECT ok(NOT has_table_privilege('regress_deliver_snoop',
+                                  format('deliver.q%s_done0', (SELECT queue_id FROM deliver.queue WHERE queue_name = 'priv_dp')),
+                                  'INSERT'),
+          'so a role the default privileges named cannot write its done table (forge acks)');
+DO $$
+DECLARE
+    o text := (SELECT relowner::regrole::text FROM pg_class WHERE oid = 'deliver.queue'::regclass);
+BEGIN
+    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %s IN SCHEMA deliver REVOKE ALL ON TABLES FROM regress_deliver_snoop', o);
+    EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %s REVOKE ALL ON SEQUENCES FROM PUBLIC', o);
+END $$;
+SELECT ok(deliver.drop_queue('priv_dp'), 'drop priv_dp');
+DROP ROLE regress_deliver_snoop;
 
 SELECT ok(deliver.drop_queue(q), 'drop ' || q) FROM unnest(ARRAY['priv', 'priv_other', 'priv_eo']) AS q;
 DROP ROLE regress_deliver_nobody;
