@@ -926,7 +926,9 @@ CREATE PROCEDURE deliver_cluster.finish_move(p int, wait_for interval DEFAULT '1
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    -- first, as in move_partition: no SET clause here
+    -- first, as in move_partition: no SET clause here (the caller's path is
+    -- given back when nothing is done: a CALL in the caller's transaction)
+    caller_path text := pg_catalog.current_setting('search_path');
     pinned text := pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     old deliver_cluster.placement;
     q record;
@@ -935,6 +937,7 @@ DECLARE
 BEGIN
     SELECT * INTO old FROM deliver_cluster.placement x WHERE x.partition = p AND x.state = 'draining';
     IF old IS NULL THEN
+        pinned := pg_catalog.set_config('search_path', caller_path, true);
         RETURN;
     END IF;
     LOOP

@@ -81,7 +81,8 @@ receive_one(rctx *x, const char *queue, const receive_params *rp, int p, long n,
 	params[4] = wait;
 	params[5] = rp->has_group ? rp->group : RECEIVE_DEFAULT_GROUP;
 	cl_shard_exec(x, PL_READ, p, 0, sql_receive, 6, params, SP_FAST, wait_ms, er);
-	if (er->status == 503)
+	/* (the request's own time running out is no sign of the shard's: the client's error) */
+	if (er->status == 503 && strcmp(er->sqlstate, "57014") != 0)
 		return RC_SKIPPED;
 	if (er->status != 200)
 		return RC_ERROR;

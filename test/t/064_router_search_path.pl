@@ -65,6 +65,10 @@ unlike($err, qr/schema public ran/, "nor in move_partition");
 like($err, qr/partition 0 has no active placement/, 'move_partition got as far as its first check');
 is($node->safe_psql('router', 'SHOW search_path'), 'public, pg_catalog',
 	'and the caller\'s search_path is as it was after the calls');
+# a finish_move with nothing to do, in the caller's transaction, gives the
+# caller's search_path back (a pin of its own would last the transaction)
+is($node->safe_psql('router', q{BEGIN; CALL deliver_cluster.finish_move(7); SHOW search_path; COMMIT;}),
+	'public, pg_catalog', 'a finish_move with nothing to drain leaves the caller\'s transaction its search_path');
 
 $node->stop;
 done_testing();
