@@ -16,8 +16,9 @@ typedef struct
 	int			pool_size;
 	int			acquire_timeout_ms;
 	int			max_connections;
+	int			max_connections_per_address;	/* 0: no limit */
 	long		max_body;
-	int			idle_timeout;		/* seconds */
+	int			idle_timeout;		/* seconds: a request's headers, its body, or idle */
 	long		max_wait_ms;
 	long		stream_wait_ms;
 	int			max_streams;	/* event streams open at once */

@@ -6,6 +6,7 @@
  */
 #include "api.h"
 #include "config.h"
+#include "conns.h"
 #include "http.h"
 #include "main.h"
 #include "metrics.h"
@@ -225,6 +226,7 @@ http_handle(void *cls, struct MHD_Connection *c, const char *url, const char *me
 		cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
 		if (cl && strtoll(cl, NULL, 10) > cfg.max_body)
 			return send_error(c, rq, 413, "request body too large", NULL, NULL, "54000", 0);
+		conns_phase(c, CONN_BODY);
 		return MHD_YES;
 	}
 	if (*upload_data_size)
@@ -242,6 +244,7 @@ http_handle(void *cls, struct MHD_Connection *c, const char *url, const char *me
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	conns_phase(c, CONN_ANSWERING);
 	if (rq->answered)
 		return MHD_YES;
 	if (rq->too_large)
@@ -292,9 +295,9 @@ http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	double		secs;
 
 	(void) cls;
-	(void) c;
 	if (!rq)
 		return;
+	conns_phase(c, CONN_HEADERS);
 	secs = elapsed(&rq->start);
 	if (!rq->answered)
 		rq->status = 499;		/* the client went away first */

@@ -14,6 +14,7 @@
 #include "auth.h"
 #include "cluster.h"
 #include "config.h"
+#include "conns.h"
 #include "http.h"
 #include "main.h"
 #include "pool.h"
@@ -109,6 +110,7 @@ shutdown_gracefully(struct MHD_Daemon *d)
 		fprintf(stderr, "deliverd: %d requests still running after %d s\n",
 				http_inflight(), cfg.shutdown_grace);
 	MHD_stop_daemon(d);
+	conns_stop();
 	if (cluster_mode())
 		cluster_shutdown();
 	else
@@ -159,6 +161,8 @@ main(int argc, char **argv)
 						 MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,
 						 MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
 						 MHD_OPTION_CONNECTION_LIMIT, (unsigned) cfg.max_connections,
+						 MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned) cfg.max_connections_per_address,
+						 MHD_OPTION_NOTIFY_CONNECTION, conns_notify, NULL,
 						 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) cfg.idle_timeout,
 						 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 64 * 1024,
 						 MHD_OPTION_THREAD_STACK_SIZE, (size_t) cfg.threads_stack_kb * 1024,
@@ -169,6 +173,12 @@ main(int argc, char **argv)
 	if (!d)
 	{
 		fprintf(stderr, "deliverd: cannot listen on %s:%d\n", cfg.listen, cfg.port);
+		return 1;
+	}
+	if (conns_start() != 0)
+	{
+		fprintf(stderr, "deliverd: cannot start a thread\n");
+		MHD_stop_daemon(d);
 		return 1;
 	}
 	if (cluster_mode())

@@ -5,6 +5,7 @@
  */
 #include "cluster.h"
 #include "config.h"
+#include "conns.h"
 #include "metrics.h"
 #include "pool.h"
 #include "statements.h"
@@ -141,8 +142,6 @@ cluster_part(buf_t *b)
 {
 	exec_result er;
 
-	buf_printf(b, "# TYPE deliverd_inflight_requests gauge\ndeliverd_inflight_requests %d\n",
-			   http_inflight());
 	cluster_metrics(b);
 	sp_exec(cluster_router(), cfg.metrics_role, cluster_gauges_sql, 0, NULL,
 			mono_ms() + cfg.statement_timeout_ms, 0, &er);
@@ -206,8 +205,11 @@ metrics_serve(struct MHD_Connection *c, request_t *rq)
 			   "# TYPE deliverd_inflight_requests gauge\n"
 			   "deliverd_inflight_requests %d\n"
 			   "# TYPE deliverd_open_streams gauge\n"
-			   "deliverd_open_streams %d\n",
-			   http_inflight(), stream_open_count());
+			   "deliverd_open_streams %d\n"
+			   "# HELP deliverd_connections_cut_total Connections cut for taking over idle_timeout to send a request.\n"
+			   "# TYPE deliverd_connections_cut_total counter\n"
+			   "deliverd_connections_cut_total %ld\n",
+			   http_inflight(), stream_open_count(), conns_cut_count());
 
 	if (cluster_mode())
 	{

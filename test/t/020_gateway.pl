@@ -687,6 +687,71 @@ req('POST', '/v1/queues', token => $admin, body => { name => 'exp' });
 	close $s;
 }
 
+# a client that trickles its request, a byte now and then, gets no more
+# time than one that is silent: idle_timeout bounds the headers, and then
+# the body (libmicrohttpd's own timeout restarts with every byte)
+sub trickle_until_cut
+{
+	my ($head, $byte) = @_;
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 5);
+	local $SIG{PIPE} = 'IGNORE';
+	print $s $head;
+	$s->flush;
+	my $t0 = time();
+	my $sel = IO::Select->new($s);
+	my $buf;
+	while (time() - $t0 < 9)
+	{
+		last if !defined syswrite($s, $byte);
+		last if $sel->can_read(0.4) && !sysread($s, $buf, 4096);
+	}
+	my $dt = time() - $t0;
+	close $s;
+	return $dt;
+}
+{
+	my $dt = trickle_until_cut("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ", 'a');
+	ok($dt >= 1.5 && $dt < 7, "a client that trickles its headers is cut after the idle timeout (${dt}s)");
+	$dt = trickle_until_cut("POST /v1/queues/shop/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $sender\r\n"
+		  . "Content-Type: application/json\r\nContent-Length: 4000\r\n\r\n{\"payload\": \"", 'b');
+	ok($dt >= 1.5 && $dt < 7, "a client that trickles its body is cut after the idle timeout (${dt}s)");
+
+	# the clock starts again with each request on a kept-alive connection,
+	# and does not run while a request is answered (a long poll of 4 s)
+	req('POST', '/v1/queues', token => $admin, body => { name => 'quiet2' });
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 5);
+	my $sel = IO::Select->new($s);
+	my @got;
+	for my $i (1 .. 3)
+	{
+		my ($method, $path) = $i == 2 ? ('POST', '/v1/queues/quiet2/receive?wait=4') : ('GET', '/healthz');
+		print $s "$method $path HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $admin\r\nContent-Length: 0\r\n\r\n";
+		$s->flush;
+		# one answer: its headers, then Content-Length bytes
+		my ($resp, $buf, $want) = ('', '', undef);
+		my $t0 = time();
+		while (time() - $t0 < 8)
+		{
+			if (!defined $want && $resp =~ /^(.*?\r\n\r\n)/s)
+			{
+				my $h = $1;
+				$want = length($h) + ($h =~ /^Content-Length: *(\d+)/mi ? $1 : 0);
+			}
+			last if defined $want && length($resp) >= $want;
+			last if !$sel->can_read(8) || !sysread($s, $buf, 4096);
+			$resp .= $buf;
+		}
+		push @got, $resp =~ m{^HTTP/1\.1 (\d+)} ? $1 : 'none';
+		usleep(1_500_000) if $i < 3;
+	}
+	close $s;
+	is_deeply(\@got, [ 200, 200, 200 ],
+		'a kept-alive connection: a request every 1.5 s, and a long poll of 4 s, each within the idle timeout of 2 s');
+	($st, $b) = req('GET', '/metrics');
+	my ($cut) = $b =~ /^deliverd_connections_cut_total (\d+)$/m;
+	ok(defined $cut && $cut >= 2, '/metrics counts the connections cut (' . ($cut // 'none') . ')');
+}
+
 # ---- /metrics
 ($st, $b) = req('GET', '/metrics');
 is($st, 200, '/metrics');
@@ -694,6 +759,9 @@ like($b, qr/^deliverd_requests_total\{route="send",code="201"\} \d+$/m, 'metrics
 like($b, qr/^deliverd_request_duration_seconds_bucket\{route="receive",le="\+Inf"\} \d+$/m,
 	'metrics: latency histograms');
 like($b, qr/^deliverd_pool_connections\{state="connected"\} [1-9]/m, 'metrics: pool state');
+my %types;
+$types{$_}++ for $b =~ /^# TYPE (\S+)/mg;
+is_deeply([ grep { $types{$_} > 1 } sort keys %types ], [], 'metrics: each metric has one TYPE line');
 like($b, qr/^deliver_queue_depth\{queue="once",consumer_group="default"\} 4$/m, 'metrics: queue depths');
 
 # /metrics of a gateway that logs in as a NOINHERIT role (an authenticator,
@@ -736,6 +804,7 @@ for my $case ([ undef, 'the login role', 1, 0, 0 ], [ 'gw_monitor', 'a pg_monito
 			$ENV{DELIVERD_PORT} = $port2;
 			$ENV{DELIVERD_POOL_SIZE} = 2;
 			$ENV{DELIVERD_MAX_CONNECTIONS} = 4;
+			$ENV{DELIVERD_MAX_CONNECTIONS_PER_ADDRESS} = 3;
 			$ENV{DELIVERD_STREAM_WAIT} = 5;
 			$ENV{DELIVERD_ACQUIRE_TIMEOUT} = 1;
 			$ENV{DELIVERD_ANON_ROLE} = $super;
@@ -773,24 +842,30 @@ for my $case ([ undef, 'the login role', 1, 0, 0 ], [ 'gw_monitor', 'a pg_monito
 	$_->finish for @streams;
 	my @got = sort(("$s1$s2") =~ /"payload":"(s\d)"/g);
 	is_deeply(\@got, [ 's1', 's2' ], 'and the streams deliver each message once');
-	# four connections (max_connections) held open: a fifth is turned away
-	# (the gateway takes the four in its own time: ask until it answers as
-	# it should, 10 s at most)
+	# three connections from 127.0.0.1 held open (max_connections_per_address):
+	# a fourth from there is turned away, one from 127.0.0.2 is served; one
+	# more from 127.0.0.2 makes four (max_connections): a fifth from
+	# anywhere is turned away (the gateway takes connections in its own
+	# time: ask until it answers as it should, 10 s at most)
 	my $healthz_until = sub {
-		my ($want) = @_;
+		my ($want, $from) = @_;
 		my $st;
 		for (1 .. 100)
 		{
-			$st = HTTP::Tiny->new(timeout => 5)->get("$base2/healthz")->{status};
+			$st = HTTP::Tiny->new(timeout => 5, local_address => $from)->get("$base2/healthz")->{status};
 			last if $st == $want;
 			usleep(100_000);
 		}
 		return $st;
 	};
-	my @socks = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port2, Timeout => 5) } 1 .. 4;
-	is($healthz_until->(599), 599, 'a connection over max_connections is refused');
+	undef $c2;    # its kept-alive connection
+	my @socks = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port2, Timeout => 5) } 1 .. 3;
+	is($healthz_until->(599, '127.0.0.1'), 599, 'a connection over max_connections_per_address is refused');
+	is($healthz_until->(200, '127.0.0.2'), 200, 'while one from another address is served');
+	push @socks, IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port2, LocalAddr => '127.0.0.2', Timeout => 5);
+	is($healthz_until->(599, '127.0.0.3'), 599, 'a connection over max_connections is refused');
 	close $_ for @socks;
-	is($healthz_until->(200), 200, 'once they close, connections are accepted again');
+	is($healthz_until->(200, '127.0.0.1'), 200, 'once they close, connections are accepted again');
 	$gw2->signal('TERM');
 	$gw2->finish;
 	is($gw2->result(0), 0, 'the second gateway stops with status 0');
