@@ -5,6 +5,7 @@
 #ifndef DELIVERD_POOL_H
 #define DELIVERD_POOL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 
 #include <libpq-fe.h>
@@ -52,5 +53,12 @@ void		pool_close(void);
  */
 bool		pool_long_poll_begin(void);
 void		pool_long_poll_end(void);
+
+/*
+ * The rule behind both pools' reservations (this one's and each shard
+ * pool's): under mu, count one more long poll in *held while *held < size - 1.
+ */
+bool		long_poll_reserve(pthread_mutex_t *mu, int *held, int size);
+void		long_poll_release(pthread_mutex_t *mu, int *held);
 
 #endif

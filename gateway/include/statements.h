@@ -6,6 +6,7 @@
 #define DELIVERD_STATEMENTS_H
 
 #include "pool.h"
+#include "router.h"
 
 /*
  * What the gateway passes for an argument a request leaves out, where the
@@ -66,5 +67,17 @@ enum
 };
 
 extern const stmt_def statements[S__COUNT];
+
+/* the text of S_RECEIVE's and S_RECEIVE_ROWS's parameters, kept by the caller */
+typedef struct
+{
+	char		max[24];
+	char		vt[40];
+	char		wait[40];
+	const char *p[5];			/* queue, max, visibility timeout, wait, group */
+} receive_args;
+
+/* Fill a's five parameters for a receive of queue with rp (its wait_ms as it is). */
+void		receive_args_fill(receive_args *a, const char *queue, const receive_params *rp);
 
 #endif

@@ -230,10 +230,9 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 	route_match *m = &rq->rm;
 	const char *p[5];
 	receive_params rp;
+	receive_args ra;
 	const char *err;
-	char		max[24],
-				vt[40],
-				wait[40];
+	char		max[24];
 
 	/* the console's files, and who the token is: the same in cluster mode */
 	if (m->id == R_UI)
@@ -300,18 +299,11 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 			/* keep one connection for short requests; no waiting at shutdown */
 			if (rp.wait_ms > 0 && (shutting_down() || !pool_long_poll_begin()))
 				rp.wait_ms = 0;
-			snprintf(max, sizeof(max), "%ld", rp.max);
-			snprintf(vt, sizeof(vt), "%ld milliseconds", rp.vt_ms);
-			snprintf(wait, sizeof(wait), "%ld milliseconds", rp.wait_ms);
-			p[0] = m->queue;
-			p[1] = max;
-			p[2] = rp.has_vt ? vt : NULL;
-			p[3] = wait;
-			p[4] = rp.has_group ? rp.group : RECEIVE_DEFAULT_GROUP;
+			receive_args_fill(&ra, m->queue, &rp);
 			if (rp.wait_ms == 0)
-				return run_route(c, rq, S_RECEIVE, 5, p, 200, false, false);
+				return run_route(c, rq, S_RECEIVE, 5, ra.p, 200, false, false);
 			{
-				enum MHD_Result ret = run_route(c, rq, S_RECEIVE, 5, p, 200, true, false);
+				enum MHD_Result ret = run_route(c, rq, S_RECEIVE, 5, ra.p, 200, true, false);
 
 				pool_long_poll_end();
 				return ret;

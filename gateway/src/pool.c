@@ -383,22 +383,34 @@ pool_cancel_long_polls(void)
 bool
 pool_long_poll_begin(void)
 {
-	bool		ok;
-
-	pthread_mutex_lock(&mu);
-	ok = long_polls < nslots - 1;
-	if (ok)
-		long_polls++;
-	pthread_mutex_unlock(&mu);
-	return ok;
+	return long_poll_reserve(&mu, &long_polls, nslots);
 }
 
 void
 pool_long_poll_end(void)
 {
-	pthread_mutex_lock(&mu);
-	long_polls--;
-	pthread_mutex_unlock(&mu);
+	long_poll_release(&mu, &long_polls);
+}
+
+bool
+long_poll_reserve(pthread_mutex_t *m, int *held, int size)
+{
+	bool		ok;
+
+	pthread_mutex_lock(m);
+	ok = *held < size - 1;
+	if (ok)
+		(*held)++;
+	pthread_mutex_unlock(m);
+	return ok;
+}
+
+void
+long_poll_release(pthread_mutex_t *m, int *held)
+{
+	pthread_mutex_lock(m);
+	(*held)--;
+	pthread_mutex_unlock(m);
 }
 
 void

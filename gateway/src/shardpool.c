@@ -21,6 +21,7 @@
  * connections, the deadlines and the counters share one mutex, and what
  * holds it when is easier to check in one file.
  */
+#include "pool.h"
 #include "shardpool.h"
 #include "sqlstate.h"
 
@@ -796,22 +797,13 @@ broken:
 bool
 sp_long_poll_begin(shardpool *p)
 {
-	bool		ok;
-
-	pthread_mutex_lock(&p->mu);
-	ok = p->long_polls < p->size - 1;
-	if (ok)
-		p->long_polls++;
-	pthread_mutex_unlock(&p->mu);
-	return ok;
+	return long_poll_reserve(&p->mu, &p->long_polls, p->size);
 }
 
 void
 sp_long_poll_end(shardpool *p)
 {
-	pthread_mutex_lock(&p->mu);
-	p->long_polls--;
-	pthread_mutex_unlock(&p->mu);
+	long_poll_release(&p->mu, &p->long_polls);
 }
 
 void

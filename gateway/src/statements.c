@@ -7,6 +7,8 @@
 #include "statements.h"
 #include "sqlfrag.h"
 
+#include <stdio.h>
+
 /*
  * A receive's rows as received.c makes them into JSON (its columns, in its
  * order): the answer of a receive, and the stream's events.
@@ -190,3 +192,16 @@ const stmt_def statements[S__COUNT] = {
 		" (b->>'max_depth')::bigint, b->>'overflow', b->>'ack_commit'),"
 		" json_build_object('queue_name', $1::text, 'altered', true)" BODY(2), 2},
 };
+
+void
+receive_args_fill(receive_args *a, const char *queue, const receive_params *rp)
+{
+	snprintf(a->max, sizeof(a->max), "%ld", rp->max);
+	snprintf(a->vt, sizeof(a->vt), "%ld milliseconds", rp->vt_ms);
+	snprintf(a->wait, sizeof(a->wait), "%ld milliseconds", rp->wait_ms);
+	a->p[0] = queue;
+	a->p[1] = a->max;
+	a->p[2] = rp->has_vt ? a->vt : NULL;
+	a->p[3] = a->wait;
+	a->p[4] = rp->has_group ? rp->group : RECEIVE_DEFAULT_GROUP;
+}

@@ -158,10 +158,7 @@ stream_cluster_row(void *arg, const PGresult *res, int row, int nth)
 static int
 stream_receive(stream_t *st, long wait_ms, bool opening, exec_result *er)
 {
-	char		max[24],
-				vt[40],
-				wait[32];
-	const char *params[5];
+	receive_args ra;
 	int			row;
 
 	if (st->exp > 0)
@@ -181,15 +178,8 @@ stream_receive(stream_t *st, long wait_ms, bool opening, exec_result *er)
 	st->rp.wait_ms = wait_ms;
 	if (st->cl)
 		return cl_stream_receive(st->cl, &st->rp, opening, stream_cluster_row, st, er);
-	snprintf(max, sizeof(max), "%ld", st->rp.max);
-	snprintf(vt, sizeof(vt), "%ld milliseconds", st->rp.vt_ms);
-	snprintf(wait, sizeof(wait), "%ld milliseconds", wait_ms);
-	params[0] = st->queue;
-	params[1] = max;
-	params[2] = st->rp.has_vt ? vt : NULL;
-	params[3] = wait;
-	params[4] = st->rp.has_group ? st->rp.group : RECEIVE_DEFAULT_GROUP;
-	pool_exec(st->has_role ? st->role : NULL, S_RECEIVE_ROWS, 5, params, wait_ms > 0, er);
+	receive_args_fill(&ra, st->queue, &st->rp);
+	pool_exec(st->has_role ? st->role : NULL, S_RECEIVE_ROWS, 5, ra.p, wait_ms > 0, er);
 	if (er->status != 200)
 		return er->status;
 	for (row = 0; er->res && row < PQntuples(er->res); row++)

@@ -759,9 +759,7 @@ like($b, qr/^deliverd_requests_total\{route="send",code="201"\} \d+$/m, 'metrics
 like($b, qr/^deliverd_request_duration_seconds_bucket\{route="receive",le="\+Inf"\} \d+$/m,
 	'metrics: latency histograms');
 like($b, qr/^deliverd_pool_connections\{state="connected"\} [1-9]/m, 'metrics: pool state');
-my %types;
-$types{$_}++ for $b =~ /^# TYPE (\S+)/mg;
-is_deeply([ grep { $types{$_} > 1 } sort keys %types ], [], 'metrics: each metric has one TYPE line');
+is_deeply(gw_metric_type_repeats($b), [], 'metrics: each metric has one TYPE line');
 like($b, qr/^deliver_queue_depth\{queue="once",consumer_group="default"\} 4$/m, 'metrics: queue depths');
 
 # /metrics of a gateway that logs in as a NOINHERIT role (an authenticator,

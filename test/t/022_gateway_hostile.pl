@@ -260,6 +260,12 @@ my @c = (
 		my $jwt = gw_jwt($secret, role => $super, exp => int(time()) + 2);
 		return "GET /v1/queues/hexp/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $jwt\r\n\r\n" } ],
 		{}, 200, 'end token_expired' ],
+	# a token's exp is any JSON number: far ones are clamped before they
+	# bound a long poll (a double beyond long's range does not convert)
+	(map { [ 'token expiry', 'POST', "/v1/queues/hexp/receive?wait=1 (JWT exp $_)", undef,
+		{ Authorization => 'Bearer ' . gw_jwt($secret, role => $super, exp => $_ + 0) }, 200, '' ] } 1e300, 1e19, 9.3e15),
+	[ 'token expiry', 'POST', '/v1/queues/hexp/receive (JWT exp -1e300)', undef,
+		{ Authorization => 'Bearer ' . gw_jwt($secret, role => $super, exp => -1e300) }, 401, '28000' ],
 	# flow control: pause, resume, rate
 	[ 'group name', 'POST', '/v1/queues/hq/groups/' . ('g' x 64) . '/pause', undef, {}, 400, '42602' ],
 	[ 'group name', 'POST', "/v1/queues/hq/groups/a'b/pause", undef, {}, 400, '42602' ],

@@ -143,6 +143,11 @@ sub pump_for
 		usleep(100_000);
 	}
 }
+{
+	my (undef, $m) = req('GET', '/metrics');
+	is_deeply(gw_metric_type_repeats($m), [], 'cluster /metrics: each metric has one TYPE line');
+	like($m, qr/^deliverd_connections_cut_total \d+$/m, 'cluster /metrics: the connections cut');
+}
 sub shards_up
 {
 	my (undef, $m) = req('GET', '/metrics');

@@ -44,7 +44,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(gateway_start gateway_bin gw_req gw_raw gw_alive gw_stop gw_sanitizer_reports gw_jwt
-  gw_is_error gw_stream gw_sse_events gw_streams_closed);
+  gw_is_error gw_stream gw_sse_events gw_streams_closed gw_metric_type_repeats);
 
 my $json = JSON::PP->new->canonical;
 
@@ -215,6 +215,16 @@ sub gw_sanitizer_reports
 	my $log = -f $gw->{log} ? slurp_file($gw->{log}) : '';
 	$r .= $1 while $log =~ /(^.*(?:AddressSanitizer|runtime error|LeakSanitizer).*$)/mg;
 	return $r;
+}
+
+# the metric names of a /metrics text with more than one TYPE line (a
+# Prometheus scrape fails on any)
+sub gw_metric_type_repeats
+{
+	my ($text) = @_;
+	my %types;
+	$types{$_}++ for $text =~ /^# TYPE (\S+)/mg;
+	return [ grep { $types{$_} > 1 } sort keys %types ];
 }
 
 sub gw_jwt
