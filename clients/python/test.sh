@@ -34,9 +34,12 @@ pgbin=${PG_CONFIG:+$("$PG_CONFIG" --bindir)/}
 psql() { PGOPTIONS="-c client_min_messages=warning" "${pgbin}psql" -XAtq -v ON_ERROR_STOP=1 "$@"; }
 
 gw_pid=
+# shellcheck source=../cluster-gateway.sh
+source "$here/../cluster-gateway.sh"
 cleanup() {
     local rc=$?
     [[ -n $gw_pid ]] && { kill -TERM "$gw_pid" 2>/dev/null; wait "$gw_pid" 2>/dev/null || true; }
+    cluster_gateway_stop
     psql -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "DROP ROLE IF EXISTS $role" >/dev/null 2>&1 || true
     rm -rf "$work"
     exit $rc
@@ -78,6 +81,8 @@ EOF
         sleep 0.1
     done
     export DELIVER_TEST_HTTP=http://127.0.0.1:$port DELIVER_TEST_JWT_SECRET=$secret
+    # and a cluster's gateway (the cluster tests: ids partition:epoch:id)
+    cluster_gateway_start client_py "$role" "$secret" "$work" "$deliverd"
 else
     echo "clients/python: no deliverd found: the HTTP tests will fail" >&2
 fi
@@ -90,6 +95,7 @@ for t in "${tests[@]}"; do
     else
         cat "$work/out"
         if [[ -n $gw_pid && $t == *http* ]]; then echo "---- deliverd log (tail)"; tail -n 30 "$work/deliverd.log"; fi
+        if [[ $t == *cluster* ]]; then echo "---- deliverd (cluster) log (tail)"; tail -n 30 "$work/deliverd-cluster.log"; fi
         echo "clients/python/$t ... FAILED"
         failed=$((failed + 1))
     fi
