@@ -46,7 +46,7 @@ export interface ExactlyOnceResult {
  * transaction that acks the message) commit together with the ack, or not
  * at all. It must not COMMIT or ROLLBACK itself.
  */
-export type ExactlyOnceHandler<P = unknown> = (message: Message<P>, client: pg.PoolClient) => Promise<void> | void;
+export type ExactlyOnceHandler<P = unknown> = (message: Message<P, bigint>, client: pg.PoolClient) => Promise<void> | void;
 
 const RECEIVE = `SELECT message_id, delivery_id, payload, headers, ordering_key, attempt, enqueued_at, lease_expires_at
   FROM deliver.receive(queue_name => $1, max_messages => coalesce($2, 1), visibility_timeout => $3::interval,
@@ -74,7 +74,7 @@ export async function exactlyOnceRound<P>(deliver: DeliverClient, client: pg.Poo
   const keepers: LeaseKeeper[] = [];
   try {
     await tx.query('BEGIN');
-    let messages: Message<P>[] = [];
+    let messages: Message<P, bigint>[] = [];
     if (!signal?.aborted) {
       signal?.addEventListener('abort', onAbort, { once: true });
       receiving = true;

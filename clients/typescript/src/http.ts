@@ -5,7 +5,8 @@
  *
  * Ids are bigint, as over SQL: the gateway sends them as JSON strings (a
  * JavaScript number holds 53 bits, delivery ids are larger) and takes them
- * as strings.
+ * as strings. A gateway serving a cluster sends partition:epoch:id instead:
+ * those stay strings (the type Id), and are taken back as they are.
  */
 import { DeliverError, deliverError, InvalidParameterError, UnavailableError } from './errors.js';
 import type {
@@ -18,6 +19,7 @@ import type {
   DeleteDeadLettersOptions,
   GroupPosition,
   Guarantee,
+  Id,
   IdInput,
   Interval,
   Message,
@@ -42,7 +44,7 @@ import type {
   SendOptions,
   StreamOptions,
 } from './types.js';
-import { idText, maybeBigInt, parseInterval, positionText, timeText, toDate, toNumber } from './util.js';
+import { maybeId, parseInterval, positionText, timeText, toDate, toNumber, wireIdText } from './util.js';
 
 export * from './errors.js';
 export type * from './types.js';
@@ -66,8 +68,8 @@ interface Row {
 
 function toMessage<P>(r: Row): Message<P> {
   return {
-    messageId: maybeBigInt(r.message_id) as bigint,
-    deliveryId: maybeBigInt(r.delivery_id),
+    messageId: maybeId(r.message_id) as Id,
+    deliveryId: maybeId(r.delivery_id),
     payload: r.payload as P,
     headers: (r.headers ?? null) as Record<string, unknown> | null,
     orderingKey: (r.ordering_key ?? null) as string | null,
@@ -100,7 +102,7 @@ function toQueueInfo(r: Row): QueueInfo {
 
 function toPeeked<P>(r: Row): PeekedMessage<P> {
   return {
-    messageId: maybeBigInt(r.message_id) as bigint,
+    messageId: maybeId(r.message_id) as Id,
     payload: r.payload as P,
     headers: (r.headers ?? null) as Record<string, unknown> | null,
     orderingKey: (r.ordering_key ?? null) as string | null,
@@ -112,7 +114,7 @@ function toPeeked<P>(r: Row): PeekedMessage<P> {
 
 function toDeadLetter<P>(r: Row): DeadLetter<P> {
   return {
-    messageId: maybeBigInt(r.message_id) as bigint,
+    messageId: maybeId(r.message_id) as Id,
     group: r.group_name as string,
     payload: r.payload as P,
     headers: (r.headers ?? null) as Record<string, unknown> | null,
@@ -246,7 +248,7 @@ export class HttpClient implements QueueClient {
     const headers: Record<string, string> = { Accept: 'text/event-stream', ...this.extraHeaders };
     const token = typeof this.token === 'function' ? await this.token() : this.token;
     if (token) headers.Authorization = `Bearer ${token}`;
-    if (options.lastEventId !== undefined) headers['Last-Event-ID'] = idText(options.lastEventId);
+    if (options.lastEventId !== undefined) headers['Last-Event-ID'] = wireIdText(options.lastEventId);
     if (options.signal?.aborted) return;
     const ctl = new AbortController();
     const stop = (): void => ctl.abort();
@@ -378,11 +380,11 @@ export class HttpClient implements QueueClient {
     const r = (await this.request('POST', `/v1/queues/${enc(queue)}/groups/${enc(group)}/replay`, {
       body: {
         since: timeText(options.since),
-        after_id: options.afterId === undefined ? undefined : idText(options.afterId),
+        after_id: options.afterId === undefined ? undefined : wireIdText(options.afterId),
         max_messages: options.maxMessages,
       },
     })) as Row;
-    return { replayed: Number(r.replayed), lastId: maybeBigInt(r.last_id) };
+    return { replayed: Number(r.replayed), lastId: maybeId(r.last_id) };
   }
 
   async listConsumerGroups(queue: string): Promise<ConsumerGroupInfo[]> {
@@ -428,7 +430,7 @@ export class HttpClient implements QueueClient {
 
   // ---- sending
 
-  async send<P = unknown>(queue: string, payload: P, options: SendOptions = {}): Promise<bigint> {
+  async send<P = unknown>(queue: string, payload: P, options: SendOptions = {}): Promise<Id> {
     const r = (await this.request('POST', `/v1/queues/${enc(queue)}/messages`, {
       body: {
         payload: payload === undefined ? null : payload,
@@ -439,10 +441,10 @@ export class HttpClient implements QueueClient {
         expires_at: timeText(options.expiresAt),
       },
     })) as Row;
-    return BigInt(r.message_id as string);
+    return maybeId(r.message_id) as Id;
   }
 
-  async sendBatch<P = unknown>(queue: string, messages: BatchMessage<P>[], options: SendBatchOptions = {}): Promise<bigint[]> {
+  async sendBatch<P = unknown>(queue: string, messages: BatchMessage<P>[], options: SendBatchOptions = {}): Promise<Id[]> {
     const r = (await this.request('POST', `/v1/queues/${enc(queue)}/messages/batch`, {
       body: {
         messages: messages.map((m) => ({
@@ -455,7 +457,7 @@ export class HttpClient implements QueueClient {
         expires_at: timeText(options.expiresAt),
       },
     })) as Row;
-    return ((r.message_ids ?? []) as string[]).map((id) => BigInt(id));
+    return ((r.message_ids ?? []) as string[]).map((id) => maybeId(id) as Id);
   }
 
   // ---- receiving
@@ -486,17 +488,17 @@ export class HttpClient implements QueueClient {
   }
 
   async ack(queue: string, deliveryId: IdInput): Promise<boolean> {
-    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/deliveries/${idText(deliveryId)}/ack`)) as Row;
+    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/deliveries/${wireIdText(deliveryId)}/ack`)) as Row;
     return r.acked as boolean;
   }
 
   async ackBatch(queue: string, deliveryIds: IdInput[]): Promise<number> {
-    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/ack`, { body: { delivery_ids: deliveryIds.map(idText) } })) as Row;
+    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/ack`, { body: { delivery_ids: deliveryIds.map(wireIdText) } })) as Row;
     return Number(r.acked);
   }
 
   async nack(queue: string, deliveryId: IdInput, options: NackOptions = {}): Promise<boolean> {
-    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/deliveries/${idText(deliveryId)}/nack`, {
+    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/deliveries/${wireIdText(deliveryId)}/nack`, {
       body: {
         error: options.error ?? undefined,
         retry_after: options.retryAfter ?? undefined,
@@ -507,7 +509,7 @@ export class HttpClient implements QueueClient {
   }
 
   async extendLease(queue: string, deliveryId: IdInput, visibilityTimeout: Interval): Promise<Date> {
-    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/deliveries/${idText(deliveryId)}/extend`, {
+    const r = (await this.request('POST', `/v1/queues/${enc(queue)}/deliveries/${wireIdText(deliveryId)}/extend`, {
       body: { visibility_timeout: visibilityTimeout },
     })) as Row;
     return toDate(r.lease_expires_at) as Date;
@@ -527,7 +529,7 @@ export class HttpClient implements QueueClient {
   async redrive(queue: string, options: RedriveOptions = {}): Promise<number> {
     const r = (await this.request('POST', `/v1/queues/${enc(queue)}/redrive`, {
       body: {
-        message_ids: options.messageIds ? options.messageIds.map(idText) : undefined,
+        message_ids: options.messageIds ? options.messageIds.map(wireIdText) : undefined,
         consumer_group: options.group ?? undefined,
         to_queue: options.toQueue ?? undefined,
       },
@@ -536,13 +538,13 @@ export class HttpClient implements QueueClient {
   }
 
   async deleteMessage(queue: string, messageId: IdInput): Promise<boolean> {
-    const r = (await this.request('DELETE', `/v1/queues/${enc(queue)}/messages/${idText(messageId)}`)) as Row;
+    const r = (await this.request('DELETE', `/v1/queues/${enc(queue)}/messages/${wireIdText(messageId)}`)) as Row;
     return r.deleted as boolean;
   }
 
   async deleteDeadLetters(queue: string, messageIds: IdInput[], options: DeleteDeadLettersOptions = {}): Promise<number> {
     const r = (await this.request('DELETE', `/v1/queues/${enc(queue)}/dead-letters`, {
-      body: { message_ids: messageIds.map(idText), consumer_group: options.group ?? undefined },
+      body: { message_ids: messageIds.map(wireIdText), consumer_group: options.group ?? undefined },
     })) as Row;
     return Number(r.deleted);
   }
@@ -577,7 +579,7 @@ export class HttpClient implements QueueClient {
         expires_at: timeText(options.expiresAt),
       },
     })) as Row[];
-    return rows.map((r) => ({ queue: r.queue as string, messageId: BigInt(r.message_id as string) }));
+    return rows.map((r) => ({ queue: r.queue as string, messageId: maybeId(r.message_id) as Id }));
   }
 
   /** POST /v1/bindings; false when the queue was bound to the pattern already. */

@@ -79,7 +79,7 @@ const TYPES = {
 };
 
 /** A message row of deliver.receive. */
-function toMessage<P>(r: Record<string, unknown>): Message<P> {
+function toMessage<P>(r: Record<string, unknown>): Message<P, bigint> {
   return {
     messageId: maybeBigInt(r.message_id) as bigint,
     deliveryId: maybeBigInt(r.delivery_id),
@@ -113,7 +113,7 @@ function toQueueInfo(r: Record<string, unknown>): QueueInfo {
   };
 }
 
-function toPeeked<P>(r: Record<string, unknown>): PeekedMessage<P> {
+function toPeeked<P>(r: Record<string, unknown>): PeekedMessage<P, bigint> {
   return {
     messageId: maybeBigInt(r.message_id) as bigint,
     payload: r.payload as P,
@@ -125,7 +125,7 @@ function toPeeked<P>(r: Record<string, unknown>): PeekedMessage<P> {
   };
 }
 
-function toDeadLetter<P>(r: Record<string, unknown>): DeadLetter<P> {
+function toDeadLetter<P>(r: Record<string, unknown>): DeadLetter<P, bigint> {
   return {
     messageId: maybeBigInt(r.message_id) as bigint,
     group: r.group_name as string,
@@ -406,7 +406,7 @@ export class DeliverClient implements QueueClient {
    * keeping their first time of sending, key, headers and payload), by id, at most
    * `maxMessages` per call: call again with `afterId: lastId` until `replayed` is 0.
    */
-  async replayArchive(queue: string, group: string, options: ReplayArchiveOptions = {}): Promise<ReplayResult> {
+  async replayArchive(queue: string, group: string, options: ReplayArchiveOptions = {}): Promise<ReplayResult<bigint>> {
     const rows = await this.query(
       `SELECT replayed, last_id FROM deliver.replay_archive(queue_name => $1, consumer_group => $2,
          since => $3::timestamptz, after_id => coalesce($4::bigint, 0), max_messages => coalesce($5::int, 100))`,
@@ -494,7 +494,7 @@ export class DeliverClient implements QueueClient {
    * With a signal on a pooled client, aborting cancels a long poll in the
    * server (its receive rolls back: nothing stays leased) and resolves [].
    */
-  async receive<P = unknown>(queue: string, options: ReceiveOptions = {}): Promise<Message<P>[]> {
+  async receive<P = unknown>(queue: string, options: ReceiveOptions = {}): Promise<Message<P, bigint>[]> {
     const text = `SELECT message_id, delivery_id, payload, headers, ordering_key, attempt, enqueued_at, lease_expires_at
       FROM deliver.receive(queue_name => $1, max_messages => coalesce($2, 1), visibility_timeout => $3::interval,
                            wait => coalesce($4::interval, '0'), consumer_group => coalesce($5, 'default'))`;
@@ -569,7 +569,7 @@ export class DeliverClient implements QueueClient {
   }
 
   /** The next messages a receive of the group would hand out, not leased: nothing changes. */
-  async peek<P = unknown>(queue: string, options: PeekOptions = {}): Promise<PeekedMessage<P>[]> {
+  async peek<P = unknown>(queue: string, options: PeekOptions = {}): Promise<PeekedMessage<P, bigint>[]> {
     const rows = await this.query(
       `SELECT message_id, payload, headers, ordering_key, attempt, enqueued_at, redelivery
          FROM deliver.peek(queue_name => $1, max_messages => coalesce($2, 10), consumer_group => coalesce($3, 'default'))`,
@@ -580,7 +580,7 @@ export class DeliverClient implements QueueClient {
 
   // ---- dead letters and the archive
 
-  async deadLetters<P = unknown>(queue: string, options: DeadLettersOptions = {}): Promise<DeadLetter<P>[]> {
+  async deadLetters<P = unknown>(queue: string, options: DeadLettersOptions = {}): Promise<DeadLetter<P, bigint>[]> {
     const rows = await this.query(
       `SELECT message_id, group_name, payload, headers, ordering_key, attempts, reason, last_error, enqueued_at, dead_at
          FROM deliver.dead_letters(queue_name => $1, consumer_group => $2, max_messages => coalesce($3, 100))`,
@@ -754,7 +754,7 @@ export class DeliverClient implements QueueClient {
    * client is a transaction's); returns the queues, by name, with the
    * message's id in each ([] when nothing matched, unless mandatory).
    */
-  async publish<P = unknown>(routingKey: string, payload: P, options: PublishOptions = {}): Promise<Published[]> {
+  async publish<P = unknown>(routingKey: string, payload: P, options: PublishOptions = {}): Promise<Published<bigint>[]> {
     const rows = await this.query(
       `SELECT queue_name, message_id FROM deliver.publish(routing_key => $1, payload => $2::jsonb, headers => $3::jsonb,
         ordering_key => $4, idempotency_key => $5, delay => $6::interval, mandatory => coalesce($7, false),

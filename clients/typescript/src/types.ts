@@ -1,14 +1,24 @@
 /**
- * The shapes both clients take and return. Ids are `bigint` everywhere:
- * delivery ids are larger than 2^53 and a JavaScript number would round
- * them. Intervals are taken as a number of seconds or a PostgreSQL interval
+ * The shapes both clients take and return. Ids are `bigint` (delivery ids
+ * are larger than 2^53 and a JavaScript number would round them), except
+ * those of a gateway serving a cluster: strings `partition:epoch:id`. Intervals are taken as a number of seconds or a PostgreSQL interval
  * string ("2 minutes") and returned as seconds.
  */
 
 /** Seconds (`30`, `0.5`) or a PostgreSQL interval (`'2 minutes'`). */
 export type Interval = number | string;
 
-/** An id as callers may give it: a bigint, a string of digits, or a safe integer. */
+/**
+ * An id as deliver returns it: a bigint from a single node (over SQL or
+ * HTTP), a string `partition:epoch:id` (`"3:1:42"`) from a gateway serving a
+ * cluster. Pass it back as it came.
+ */
+export type Id = bigint | string;
+
+/**
+ * An id as callers may give it: a bigint, a string of digits, a safe
+ * integer, or (HTTP only) a cluster's `partition:epoch:id`.
+ */
 export type IdInput = bigint | string | number;
 
 /**
@@ -28,9 +38,9 @@ export interface ReplayArchiveOptions {
 }
 
 /** What replayArchive sent: how many, and the last id replayed (null when none). */
-export interface ReplayResult {
+export interface ReplayResult<I extends Id = Id> {
   replayed: number;
-  lastId: bigint | null;
+  lastId: I | null;
 }
 
 export type Guarantee = 'at_most_once' | 'at_least_once' | 'exactly_once';
@@ -187,10 +197,11 @@ export interface ReceiveOptions {
   signal?: AbortSignal;
 }
 
-export interface Message<P = unknown> {
-  messageId: bigint;
+/** I: the ids' type (bigint from DeliverClient, Id from HttpClient). */
+export interface Message<P = unknown, I extends Id = Id> {
+  messageId: I;
   /** The fencing token to ack, nack or extend with; null on an at-most-once queue. */
-  deliveryId: bigint | null;
+  deliveryId: I | null;
   payload: P;
   headers: Record<string, unknown> | null;
   orderingKey: string | null;
@@ -220,8 +231,8 @@ export interface DeadLettersOptions {
   max?: number;
 }
 
-export interface DeadLetter<P = unknown> {
-  messageId: bigint;
+export interface DeadLetter<P = unknown, I extends Id = Id> {
+  messageId: I;
   group: string;
   payload: P;
   headers: Record<string, unknown> | null;
@@ -259,8 +270,8 @@ export interface PeekOptions {
 }
 
 /** A message a receive would hand out next, not leased (`peek`). */
-export interface PeekedMessage<P = unknown> {
-  messageId: bigint;
+export interface PeekedMessage<P = unknown, I extends Id = Id> {
+  messageId: I;
   payload: P;
   headers: Record<string, unknown> | null;
   orderingKey: string | null;
@@ -311,9 +322,9 @@ export interface PublishOptions extends SendOptions {
 }
 
 /** A queue publish sent to, and the message's id in it. */
-export interface Published {
+export interface Published<I extends Id = Id> {
   queue: string;
-  messageId: bigint;
+  messageId: I;
 }
 
 /** A binding: publish sends to the queue when the pattern matches the routing key. */

@@ -2,7 +2,7 @@
  * Conversions both clients share. No Node-only API here.
  */
 import { InvalidParameterError } from './errors.js';
-import type { IdInput, Interval } from './types.js';
+import type { Id, IdInput, Interval } from './types.js';
 
 /** An id as a string of digits, checked: exact, never a rounded number. */
 export function idText(id: IdInput): string {
@@ -21,6 +21,23 @@ export function idText(id: IdInput): string {
 /** An id as a bigint. */
 export function toBigInt(id: IdInput): bigint {
   return BigInt(idText(id));
+}
+
+/** A cluster's id, as its gateway writes them (partition:epoch:id; gateway/include/globalid.h). */
+const CLUSTER_ID = /^[0-9]{1,6}:[0-9]{1,9}:[0-9]{1,19}$/;
+
+/** An id for the gateway: a cluster's partition:epoch:id as it is, else as idText. */
+export function wireIdText(id: IdInput): string {
+  if (typeof id === 'string' && CLUSTER_ID.test(id)) return id;
+  if (typeof id === 'string' && id.includes(':'))
+    throw new InvalidParameterError(`invalid id "${id.slice(0, 40)}": not partition:epoch:id`, { sqlstate: '22P02' });
+  return idText(id);
+}
+
+/** A nullable id from the gateway: a cluster's partition:epoch:id as a string, else a bigint. */
+export function maybeId(v: unknown): Id | null {
+  if (typeof v === 'string' && CLUSTER_ID.test(v)) return v;
+  return maybeBigInt(v);
 }
 
 /** A nullable id from the server (int8 text or JSON string). */
