@@ -15,6 +15,8 @@ int			auth_init(const char *jwt_secret, const char *token_file, const char *anon
 /* none, public, current_user, session_user, current_role (any case) */
 bool		auth_role_reserved(const char *role);
 bool		auth_configured(void);
+/* Whether an Authorization header value (may be NULL) is "Bearer <secret>" (constant time). */
+bool		auth_bearer_is(const char *authorization, const char *secret);
 /*
  * Map an Authorization header value (may be NULL) to a role.  Returns 0 and
  * fills role, exp (the token's expiry in seconds since the epoch, 0 for

@@ -27,6 +27,7 @@ typedef struct
 	char	   *token_file;
 	char	   *anon_role;
 	char	   *metrics_role;
+	char	   *metrics_token;	/* /metrics needs Authorization: Bearer <it>; NULL: open */
 	char	   *access_log;
 	int			threads_stack_kb;
 	char	   *ui_dir;			/* the console's files (/ui); empty or off: none */

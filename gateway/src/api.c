@@ -276,6 +276,11 @@ api_dispatch(struct MHD_Connection *c, request_t *rq)
 				return ret;
 			}
 		case R_METRICS:
+			if (cfg.metrics_token &&
+				!auth_bearer_is(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
+								cfg.metrics_token))
+				return send_error(c, rq, 401, "/metrics needs its token", NULL,
+								  "Send Authorization: Bearer <the gateway's metrics_token>.", "28000", 0);
 			return metrics_serve(c, rq);
 		case R_OPENAPI:
 			return send_json(c, rq, 200, openapi_json);

@@ -286,6 +286,19 @@ out:
 	return rc;
 }
 
+bool
+auth_bearer_is(const char *authorization, const char *secret)
+{
+	const char *tok;
+	size_t		n = strlen(secret);
+
+	if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0)
+		return false;
+	for (tok = authorization + 7; *tok == ' '; tok++)
+		;
+	return strlen(tok) == n && CRYPTO_memcmp(tok, secret, n) == 0;
+}
+
 int
 auth_request(const char *authorization, char *role, double *exp, bool *read_only,
 			 const char **why)

@@ -35,6 +35,7 @@ config_t	cfg = {
 	.token_file = NULL,
 	.anon_role = NULL,
 	.metrics_role = NULL,
+	.metrics_token = NULL,
 	.access_log = "-",
 	.threads_stack_kb = 512,
 	.ui_dir = DELIVERD_UI_DIR,
@@ -86,6 +87,7 @@ static const config_key config_keys[] = {
 	{"token_file", C_STR, &cfg.token_file, "file of \"token role\" lines"},
 	{"anon_role", C_STR, &cfg.anon_role, "role of requests without a token (none: 401)"},
 	{"metrics_role", C_STR, &cfg.metrics_role, "role /metrics reads queue gauges as (none: the login role)"},
+	{"metrics_token", C_STR, &cfg.metrics_token, "/metrics needs Authorization: Bearer <this> (16+ characters; none: open)"},
 	{"access_log", C_STR, &cfg.access_log, "file for the JSON access log, - for stderr, off"},
 	{"ui_dir", C_STR, &cfg.ui_dir, "folder of the web console's files, served at /ui (off: no console)"},
 	{"read_only", C_BOOL, &cfg.read_only, "on: every token is read-only (only routes that read)"},
@@ -271,6 +273,14 @@ config_check(void)
 	}
 	if (cfg.shard_pool_size == 0)
 		cfg.shard_pool_size = cfg.pool_size;
+	/* metrics_token none (or empty): /metrics is open */
+	if (cfg.metrics_token && (!*cfg.metrics_token || strcasecmp(cfg.metrics_token, "none") == 0))
+		cfg.metrics_token = NULL;
+	if (cfg.metrics_token && strlen(cfg.metrics_token) < 16)
+	{
+		fprintf(stderr, "deliverd: metrics_token must have 16 characters or more (none: /metrics is open)\n");
+		return -1;
+	}
 	/* metrics_role none (or empty): the login role */
 	if (cfg.metrics_role && (!*cfg.metrics_role || strcasecmp(cfg.metrics_role, "none") == 0))
 		cfg.metrics_role = NULL;

@@ -791,6 +791,26 @@ for my $case ([ undef, 'the login role', 1, 0, 0 ], [ 'gw_monitor', 'a pg_monito
 	is(gw_stop($g), 0, "metrics_role $what: the gateway stops");
 }
 
+# /metrics with metrics_token: the token only (not a role's), else 401
+{
+	my $mt = 'metrics-token-0123456789abcdef';
+	my $g = gateway_start($node, name => 'gwmetrics', conf => { access_log => 'off', metrics_token => $mt });
+	my $base_m = $g->{base};
+	my $get = sub { my %h = @_; return HTTP::Tiny->new(timeout => 10)->get("$base_m/metrics", { headers => \%h }) };
+	is($get->()->{status}, 401, 'metrics_token: /metrics without a token is 401');
+	is($get->(Authorization => "Bearer $super-wrong")->{status}, 401, 'metrics_token: a wrong token is 401');
+	is($get->(Authorization => "Bearer ${mt}x")->{status}, 401, 'metrics_token: a longer token is 401');
+	my $ok = $get->(Authorization => "Bearer $mt");
+	is($ok->{status}, 200, 'metrics_token: the token opens /metrics');
+	like($ok->{content}, qr/^deliverd_database_up 1$/m, 'metrics_token: and its gauges');
+	is((gw_req($g, 'GET', '/healthz'))[0], 200, 'metrics_token: /healthz needs none');
+	is(gw_stop($g), 0, 'metrics_token: the gateway stops');
+	my ($rc, $out) = (0, '');
+	IPC::Run::run([ gateway_bin(), '-c', '/dev/null' ], '>&', \$out,
+		init => sub { $ENV{DELIVERD_METRICS_TOKEN} = 'short'; $ENV{DELIVERD_PORT} = 1 });
+	like($out, qr/metrics_token must have 16 characters/, 'metrics_token: a short one is refused at start');
+}
+
 # ---- a second, small gateway: max_connections, and long polls that leave
 # a pooled connection for short requests
 {
