@@ -33,13 +33,11 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/client-python.XXXXXX")
 pgbin=${PG_CONFIG:+$("$PG_CONFIG" --bindir)/}
 psql() { PGOPTIONS="-c client_min_messages=warning" "${pgbin}psql" -XAtq -v ON_ERROR_STOP=1 "$@"; }
 
-gw_pid=
-# shellcheck source=../cluster-gateway.sh
-source "$here/../cluster-gateway.sh"
+# shellcheck source=../test-gateways.sh
+source "$here/../test-gateways.sh"
 cleanup() {
     local rc=$?
-    [[ -n $gw_pid ]] && { kill -TERM "$gw_pid" 2>/dev/null; wait "$gw_pid" 2>/dev/null || true; }
-    cluster_gateway_stop
+    gateways_stop
     psql -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "DROP ROLE IF EXISTS $role" >/dev/null 2>&1 || true
     rm -rf "$work"
     exit $rc
@@ -60,27 +58,10 @@ export DELIVER_TEST_DSN="dbname=$db" DELIVER_TEST_ROLE=$role DELIVER_PYTHON=$pyt
 deliverd=$here/../../gateway/deliverd
 [[ -x $deliverd ]] || deliverd=$(command -v deliverd || true)
 if [[ -n $deliverd ]]; then
-    port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
     secret=$("$python" -c 'import secrets; print(secrets.token_hex(24))')
-    cat >"$work/deliverd.conf" <<EOF
-listen = 127.0.0.1
-port = $port
-conninfo = 'host=$PGHOST port=$PGPORT dbname=$db user=$PGUSER'
-jwt_secret = $secret
-pool_size = 8
-max_wait = 10
-stream_wait = 1
-idle_timeout = 30
-access_log = off
-EOF
-    "$deliverd" -c "$work/deliverd.conf" >"$work/deliverd.log" 2>&1 9>&- &
-    gw_pid=$!
-    for _ in $(seq 100); do
-        "$python" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/healthz', timeout=1)" 2>/dev/null && break
-        kill -0 "$gw_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    export DELIVER_TEST_HTTP=http://127.0.0.1:$port DELIVER_TEST_JWT_SECRET=$secret
+    gateway_start deliverd "$work" "$deliverd" "$(printf '%s\n' \
+        "conninfo = 'host=$PGHOST port=$PGPORT dbname=$db user=$PGUSER'" "jwt_secret = $secret" "pool_size = 8")"
+    export DELIVER_TEST_HTTP=$gw_url DELIVER_TEST_JWT_SECRET=$secret
     # and a cluster's gateway (the cluster tests: ids partition:epoch:id)
     cluster_gateway_start client_py "$role" "$secret" "$work" "$deliverd"
 else
@@ -94,7 +75,7 @@ for t in "${tests[@]}"; do
         echo "clients/python/$t ... ok ($(grep -E '^[0-9]+ passed' "$work/out" | tail -n 1))"
     else
         cat "$work/out"
-        if [[ -n $gw_pid && $t == *http* ]]; then echo "---- deliverd log (tail)"; tail -n 30 "$work/deliverd.log"; fi
+        if [[ $t == *http* ]]; then echo "---- deliverd log (tail)"; tail -n 30 "$work/deliverd.log"; fi
         if [[ $t == *cluster* ]]; then echo "---- deliverd (cluster) log (tail)"; tail -n 30 "$work/deliverd-cluster.log"; fi
         echo "clients/python/$t ... FAILED"
         failed=$((failed + 1))

@@ -42,13 +42,11 @@ node_modules/.bin/tsc -p tsconfig.json
 pgbin=${PG_CONFIG:+$("$PG_CONFIG" --bindir)/}
 psql() { PGOPTIONS="-c client_min_messages=warning" "${pgbin}psql" -XAtq -v ON_ERROR_STOP=1 "$@"; }
 
-gw_pid=
-# shellcheck source=../cluster-gateway.sh
-source "$here/../cluster-gateway.sh"
+# shellcheck source=../test-gateways.sh
+source "$here/../test-gateways.sh"
 cleanup() {
     local rc=$?
-    [[ -n $gw_pid ]] && { kill -TERM "$gw_pid" 2>/dev/null; wait "$gw_pid" 2>/dev/null || true; }
-    cluster_gateway_stop
+    gateways_stop
     psql -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "DROP ROLE IF EXISTS $role" >/dev/null 2>&1 || true
     rm -rf "$work"
     exit $rc
@@ -65,27 +63,10 @@ deliverd=$here/../../gateway/deliverd
 [[ -x $deliverd ]] || deliverd=$(command -v deliverd || true)
 export DELIVER_TEST_ROLE=$role PGDATABASE=$db
 if [[ -n $deliverd ]]; then
-    port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
     secret=$(node -e 'console.log(require("crypto").randomBytes(24).toString("hex"))')
-    cat >"$work/deliverd.conf" <<EOF
-listen = 127.0.0.1
-port = $port
-conninfo = 'host=$PGHOST port=$PGPORT dbname=$db user=$PGUSER'
-jwt_secret = $secret
-pool_size = 8
-max_wait = 10
-stream_wait = 1
-idle_timeout = 30
-access_log = off
-EOF
-    "$deliverd" -c "$work/deliverd.conf" >"$work/deliverd.log" 2>&1 9>&- &
-    gw_pid=$!
-    for _ in $(seq 100); do
-        node -e "fetch('http://127.0.0.1:$port/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" && break
-        kill -0 "$gw_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    export DELIVER_HTTP_URL=http://127.0.0.1:$port DELIVER_JWT_SECRET=$secret
+    gateway_start deliverd "$work" "$deliverd" "$(printf '%s\n' \
+        "conninfo = 'host=$PGHOST port=$PGPORT dbname=$db user=$PGUSER'" "jwt_secret = $secret" "pool_size = 8")"
+    export DELIVER_HTTP_URL=$gw_url DELIVER_JWT_SECRET=$secret
     # and a cluster's gateway (the cluster tests: ids partition:epoch:id)
     cluster_gateway_start client_ts "$role" "$secret" "$work" "$deliverd"
 else
@@ -98,7 +79,7 @@ for t in "${tests[@]}"; do
         echo "clients/typescript/$t ... ok"
     else
         cat "$work/out"
-        if [[ -n $gw_pid && $t == *http* ]]; then echo "---- deliverd log (tail)"; tail -n 30 "$work/deliverd.log"; fi
+        if [[ $t == *http* ]]; then echo "---- deliverd log (tail)"; tail -n 30 "$work/deliverd.log"; fi
         if [[ $t == *cluster* ]]; then echo "---- deliverd (cluster) log (tail)"; tail -n 30 "$work/deliverd-cluster.log"; fi
         echo "clients/typescript/$t ... FAILED"
         failed=$((failed + 1))
