@@ -278,7 +278,7 @@ def test_replay_archive(client: deliver.Client, make_queue: Callable[..., str]) 
     with pytest.raises(deliver.QueueNotFound):
         client.replay_archive(q, "nobody")
     with pytest.raises(TypeError):
-        client.replay_archive(q, "audit", after_id="7")  # type: ignore[arg-type]
+        client.replay_archive(q, "audit", after_id="7")
     plain = make_queue()
     with pytest.raises(deliver.NotCurrent) as not_current:
         client.replay_archive(plain, "default")

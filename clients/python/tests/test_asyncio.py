@@ -218,7 +218,7 @@ def test_outbox_and_exactly_once(effects: str) -> None:
             assert [m.payload for m in got] == [{"order": 1}, {"order": 5}]
             assert sql(f"SELECT message_id FROM {effects}") == [(1,)]
 
-            async def apply(conn: AConn, m: deliver.Message) -> int:
+            async def apply(conn: AConn, m: deliver.Message) -> deliver.Id:
                 await conn.execute(f"INSERT INTO {effects} VALUES (%s, 'applied')", (m.message_id,))
                 return m.message_id
 

@@ -165,6 +165,94 @@ def test_send_receive_ack_ids_exact_and_shared_with_sql(
     assert (metrics.delayed, metrics.acked_total, metrics.sent_total) == (1, 3, 3)
 
 
+def test_ids_given_back_as_ints_or_strings_of_digits(http: deliver.HttpClient, hq: Callable[..., str]) -> None:
+    """A single node's ids come as ints; an id goes back as an int or a
+    string of digits (what a cluster's gateway sends, "partition:epoch:id",
+    this gateway refuses itself)."""
+    q = hq(retry_base=0)
+    ids = http.send_batch(q, ["a", "b", "c"])
+    mid = http.send(q, "d")
+    assert all(type(i) is int for i in [*ids, mid])
+    assert [type(p.message_id) for p in http.peek(q)] == [int] * 4
+    got = http.receive(q, 3)
+    assert all(type(m.message_id) is int and type(m.delivery_id) is int for m in got)
+    a, b, c = (str(m.delivery_id) for m in got)
+    assert http.ack(q, a) is True
+    with pytest.raises(deliver.NotCurrent):
+        http.ack(q, a)
+    assert http.extend_lease(q, b, 60) - datetime.now(timezone.utc) > timedelta(seconds=50)
+    assert http.nack(q, b, retry_after=0) is True
+    assert http.ack_batch(q, [c]) == 1
+    [again] = http.receive(q)
+    assert (again.payload, again.attempt, type(again.delivery_id)) == ("b", 2, int)
+    assert http.nack(q, str(again.delivery_id), dead_letter=True) is True
+    [dead] = http.dead_letters(q)
+    assert (dead.message_id, type(dead.message_id)) == (ids[1], int)
+    assert http.redrive(q, message_ids=[str(ids[1])]) == 1
+    assert http.delete_message(q, str(mid)) is True
+    [back] = http.receive(q, 10)
+    assert (back.payload, back.attempt, type(back.message_id)) == ("b", 1, int)
+    with pytest.raises(deliver.InvalidInput) as e:
+        http.ack(q, "0:1:" + str(back.delivery_id))
+    assert e.value.status == 400, "a single node's gateway refuses a cluster's id"
+    assert http.ack(q, back.delivery_id or 0) is True
+
+
+def test_ids_that_are_no_ids_are_refused_before_a_request(http: deliver.HttpClient, hq: Callable[..., str]) -> None:
+    """A string that is neither digits nor partition:epoch:id raises
+    InvalidParameter (22023), a float or a bool TypeError, before anything
+    is sent: the client of a gateway that cannot be reached would raise
+    Unavailable otherwise."""
+    nowhere = deliver.HttpClient("http://127.0.0.1:1", TOKEN, timeout=3)
+    calls: list[Callable[[Any], Any]] = [
+        lambda i: nowhere.ack("q", i),
+        lambda i: nowhere.nack("q", i),
+        lambda i: nowhere.extend_lease("q", i, 10),
+        lambda i: nowhere.ack_batch("q", [1, i]),
+        lambda i: nowhere.delete_message("q", i),
+        lambda i: nowhere.delete_dead_letters("q", [i]),
+        lambda i: nowhere.redrive("q", message_ids=[i]),
+        lambda i: nowhere.replay_archive("q", "g", after_id=i),
+        lambda i: next(iter(nowhere.stream("q", last_event_id=i))),
+    ]
+    bad_strings = ["1:2", "a:b:c", "", " 1", "1 ", "-1", "0x1f", "1e3", "\uff11", "1:2:3:4", "1::3", ":1:2",
+                   "1234567:1:1", "1:1234567890:1", "1:1:12345678901234567890", "1" * 20, "3:1:42\n"]
+    for call in calls:
+        for bad in bad_strings:
+            with pytest.raises(deliver.InvalidParameter) as e:
+                call(bad)
+            assert e.value.sqlstate == "22023" and repr(bad) in e.value.message
+        for wrong in (1.0, True, b"1"):
+            with pytest.raises(TypeError):
+                call(wrong)
+    # a str is no sequence of ids (its characters would be digits)
+    many: list[Callable[[], Any]] = [
+        lambda: nowhere.ack_batch("q", "12"),
+        lambda: nowhere.redrive("q", message_ids="12"),
+        lambda: nowhere.delete_dead_letters("q", "12"),
+    ]
+    for call_many in many:
+        with pytest.raises(TypeError):
+            call_many()
+    with pytest.raises(deliver.Unavailable):
+        nowhere.ack("q", "3:1:42")  # a good one is sent
+
+
+def test_ids_the_gateway_sends_are_checked() -> None:
+    """How the answers' ids are read: digits (or an int) an int, a
+    cluster's partition:epoch:id that string, anything else a DeliverError
+    (no ValueError from int())."""
+    from deliver.http import _id
+
+    assert (_id("42"), _id(42), _id("9223372036854775807")) == (42, 42, 2**63 - 1)
+    assert type(_id("42")) is int
+    assert _id("3:1:42") == "3:1:42"
+    assert _id("999999:999999999:9223372036854775807") == "999999:999999999:9223372036854775807"
+    for bad in ("abc", "1:2", "", "-1", " 1", "1.5", "1:2:3:4", "a:b:c", "3:1:42\n", "1" * 20, 1.5, True, None, [1]):
+        with pytest.raises(deliver.DeliverError):
+            _id(bad)
+
+
 def test_send_batch_ack_batch_nack_extend(http: deliver.HttpClient, hq: Callable[..., str]) -> None:
     q = hq(retry_base=0)
     ids = http.send_batch(q, [1, 2, 3], headers=[{"x": 1}, None, None], ordering_keys=["a", None, None],
@@ -413,7 +501,9 @@ def test_stream(http: deliver.HttpClient, hq: Callable[..., str]) -> None:
 
     check(deliver.QueueNotFound, "42704", 404, lambda: next(iter(http.stream(unique("none")))))
     with pytest.raises(TypeError):
-        next(iter(http.stream(q, last_event_id="1")))  # type: ignore[arg-type]
+        next(iter(http.stream(q, last_event_id=1.0)))  # type: ignore[arg-type]
+    with pytest.raises(deliver.InvalidParameter):
+        next(iter(http.stream(q, last_event_id="1:2")))
     # a token that expires ends the stream: the generator returns
     short = deliver.HttpClient(HTTP_URL, jwt(role=os.environ.get("PGUSER") or getpass.getuser(),
                                             exp=int(time.time()) + 2), timeout=15)

@@ -163,10 +163,21 @@ def test_delete_dead_letters_bad_input(anyclient: Any) -> None:
         with pytest.raises(deliver.NullValueNotAllowed) as e3:
             c.delete_dead_letters(q, None)
         assert e3.value.sqlstate == "22004"
-        # ids are ints: refused before anything is sent
-        for bad in ([1.5], ["1"], [True], "12", [None]):
+        # ids are ints (over HTTP also strings of digits or a cluster's
+        # partition:epoch:id): anything else is refused before anything is sent
+        for bad in ([1.5], [True], "12", [None]):
             with pytest.raises(TypeError):
                 c.delete_dead_letters(q, bad)
+        if isinstance(c, deliver.HttpClient):
+            for no_id in (["1:2"], ["a:b:c"], ["x"]):
+                with pytest.raises(deliver.InvalidParameter):
+                    c.delete_dead_letters(q, no_id)
+        else:
+            with pytest.raises(TypeError):
+                c.delete_dead_letters(q, ["1"])
+            with pytest.raises(deliver.InvalidParameter) as e4:
+                c.delete_dead_letters(q, ["1:1:7"])
+            assert "cluster" in e4.value.message
         assert [d.message_id for d in c.dead_letters(q)] == [mid], "nothing was deleted"
     finally:
         c.drop_queue(q)

@@ -89,7 +89,7 @@ def test_publish_expires_at(api: Api, client: deliver.Client, make_queue: Callab
     kept = api.publish(f"{t}.a", {"n": 3}, expires_at=now + timedelta(hours=1))
     plain = api.publish(f"{t}.a", {"n": 4}, expires_at=None)
 
-    def id_in(sent: list[deliver.Published], q: str) -> int:
+    def id_in(sent: list[deliver.Published], q: str) -> deliver.Id:
         return next(p.message_id for p in sent if p.queue_name == q)
 
     for q in (dl, drop):

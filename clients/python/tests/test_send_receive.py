@@ -40,6 +40,12 @@ def test_ids_are_exact_ints(client: deliver.Client, queue: str) -> None:
         client.ack(queue, float(m.delivery_id))  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         client.ack_batch(queue, [True])
+    # strings are ids of the HTTP client only: refused before a call is made
+    with pytest.raises(TypeError):
+        client.ack(queue, str(m.delivery_id))
+    with pytest.raises(deliver.InvalidParameter) as e:
+        client.ack(queue, f"0:1:{m.delivery_id}")
+    assert e.value.sqlstate == "22023" and "cluster" in e.value.message
 
 
 def test_idempotency_key(client: deliver.Client, queue: str) -> None:

@@ -11,6 +11,7 @@ function's default applies.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -18,7 +19,7 @@ from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar
 
 from psycopg.types.json import Jsonb
 
-from .errors import QueueNotFound
+from .errors import InvalidParameter, QueueNotFound
 from .types import (
     Alert,
     ArchivedMessage,
@@ -26,6 +27,7 @@ from .types import (
     ConsumerGroup,
     DeadLetter,
     Grant,
+    Id,
     Interval,
     LeaseSlots,
     MaintainResult,
@@ -122,8 +124,18 @@ def interval(value: Interval | None) -> timedelta | str | None:
     return f"{value!r} seconds"
 
 
+#: a cluster's id, "partition:epoch:id": its gateway's, never a node's
+_CLUSTER_ID = re.compile(r"[0-9]{1,6}:[0-9]{1,9}:[0-9]{1,19}")
+
+
 def bigint(value: Any, what: str = "id") -> int:
-    """An id: a Python int (exact), never a float or a bool."""
+    """An id: a Python int (exact), never a float or a bool. A cluster's
+    ``"partition:epoch:id"`` raises InvalidParameter (22023): only the
+    cluster's gateway takes it (HttpClient)."""
+    if isinstance(value, str) and _CLUSTER_ID.fullmatch(value):
+        raise InvalidParameter(
+            f"{what}: {value!r} is a cluster's id (partition:epoch:id): use HttpClient against the cluster's gateway"
+        )
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{what} must be an int, not {type(value).__name__}")
     return value
@@ -428,7 +440,7 @@ def reset_consumer_group(queue: str, group: str, to: Any) -> Call[None]:
 
 
 def replay_archive(
-    queue: str, group: str, since: datetime | str | None, after_id: int | None, max_messages: int | None
+    queue: str, group: str, since: datetime | str | None, after_id: Id | None, max_messages: int | None
 ) -> Call[Replayed]:
     c = table(
         "replay_archive",
@@ -563,7 +575,7 @@ def receive(
     )
 
 
-def ack(queue: str, delivery_id: int) -> Call[bool]:
+def ack(queue: str, delivery_id: Id) -> Call[bool]:
     return scalar(
         "ack",
         [_req("queue_name", "text", queue), _req("delivery_id", "bigint", bigint(delivery_id, "delivery_id"))],
@@ -571,7 +583,7 @@ def ack(queue: str, delivery_id: int) -> Call[bool]:
     )
 
 
-def ack_batch(queue: str, delivery_ids: Iterable[int]) -> Call[int]:
+def ack_batch(queue: str, delivery_ids: Iterable[Id]) -> Call[int]:
     return scalar(
         "ack_batch",
         [_req("queue_name", "text", queue), _req("delivery_ids", "bigint[]", bigints(delivery_ids, "delivery_ids"))],
@@ -580,7 +592,7 @@ def ack_batch(queue: str, delivery_ids: Iterable[int]) -> Call[int]:
 
 
 def nack(
-    queue: str, delivery_id: int, error: str | None, retry_after: Interval | None, dead_letter: bool = False
+    queue: str, delivery_id: Id, error: str | None, retry_after: Interval | None, dead_letter: bool = False
 ) -> Call[bool]:
     return scalar(
         "nack",
@@ -595,7 +607,7 @@ def nack(
     )
 
 
-def extend_lease(queue: str, delivery_id: int, visibility_timeout: Interval) -> Call[datetime]:
+def extend_lease(queue: str, delivery_id: Id, visibility_timeout: Interval) -> Call[datetime]:
     return scalar(
         "extend_lease",
         [
@@ -621,7 +633,7 @@ def dead_letters(queue: str, consumer_group: str | None, max_messages: int | Non
 
 
 def redrive(
-    queue: str, message_ids: Iterable[int] | None, consumer_group: str | None, to_queue: str | None = None
+    queue: str, message_ids: Iterable[Id] | None, consumer_group: str | None, to_queue: str | None = None
 ) -> Call[int]:
     return scalar(
         "redrive",
@@ -635,7 +647,7 @@ def redrive(
     )
 
 
-def delete_message(queue: str, message_id: int) -> Call[bool]:
+def delete_message(queue: str, message_id: Id) -> Call[bool]:
     return scalar(
         "delete_message",
         [_req("queue_name", "text", queue), _req("message_id", "bigint", bigint(message_id, "message_id"))],
@@ -659,7 +671,7 @@ def peek(queue: str, max_messages: int | None, consumer_group: str | None) -> Ca
     )
 
 
-def delete_dead_letters(queue: str, message_ids: Iterable[int] | None, consumer_group: str | None) -> Call[int]:
+def delete_dead_letters(queue: str, message_ids: Iterable[Id] | None, consumer_group: str | None) -> Call[int]:
     return scalar(
         "delete_dead_letters",
         [

@@ -16,7 +16,7 @@ from .errors import (
     PermissionDenied,
     QueueNotFound,
 )
-from .types import Interval, Message
+from .types import Id, Interval, Message
 
 log = logging.getLogger("deliver.consumer")
 
@@ -102,7 +102,7 @@ class LeaseBook:
 
     def __init__(self, visibility_timeout: float) -> None:
         self.vt = visibility_timeout
-        self.held: dict[int, Held] = {}  # by message id (at-most-once: no delivery id)
+        self.held: dict[Id, Held] = {}  # by message id (at-most-once: no delivery id)
 
     def __len__(self) -> int:
         return len(self.held)

@@ -20,6 +20,7 @@ from .types import (
     DeadLetter,
     Grant,
     Guarantee,
+    Id,
     OnExpire,
     Overflow,
     AckCommit,
@@ -206,7 +207,7 @@ class AsyncClient:
         queue: str,
         group: str,
         since: datetime | str | None = None,
-        after_id: int | None = 0,
+        after_id: Id | None = 0,
         max_messages: int | None = 100,
     ) -> Replayed:
         """Send archived messages again, to this group only, as new messages
@@ -298,19 +299,19 @@ class AsyncClient:
         send commits."""
         return await self._run(calls.receive(queue, max_messages, visibility_timeout, wait, consumer_group), conn)
 
-    async def ack(self, queue: str, delivery_id: int, *, conn: AsyncConnection | None = None) -> bool:
+    async def ack(self, queue: str, delivery_id: Id, *, conn: AsyncConnection | None = None) -> bool:
         """Finish a message (when the transaction commits). Raises
         :class:`~deliver.NotCurrent` for a delivery that is not current."""
         return await self._run(calls.ack(queue, delivery_id), conn)
 
-    async def ack_batch(self, queue: str, delivery_ids: Iterable[int], *, conn: AsyncConnection | None = None) -> int:
+    async def ack_batch(self, queue: str, delivery_ids: Iterable[Id], *, conn: AsyncConnection | None = None) -> int:
         """Ack all or nothing; returns how many were acked."""
         return await self._run(calls.ack_batch(queue, delivery_ids), conn)
 
     async def nack(
         self,
         queue: str,
-        delivery_id: int,
+        delivery_id: Id,
         *,
         error: str | None = None,
         retry_after: Interval | None = None,
@@ -325,7 +326,7 @@ class AsyncClient:
         return await self._run(calls.nack(queue, delivery_id, error, retry_after, dead_letter), conn)
 
     async def extend_lease(
-        self, queue: str, delivery_id: int, visibility_timeout: Interval, *, conn: AsyncConnection | None = None
+        self, queue: str, delivery_id: Id, visibility_timeout: Interval, *, conn: AsyncConnection | None = None
     ) -> datetime:
         """Make the lease run out ``visibility_timeout`` from now; returns the
         new expiry."""
@@ -363,7 +364,7 @@ class AsyncClient:
         self,
         queue: str,
         *,
-        message_ids: Iterable[int] | None = None,
+        message_ids: Iterable[Id] | None = None,
         consumer_group: str | None = None,
         to_queue: str | None = None,
     ) -> int:
@@ -372,7 +373,7 @@ class AsyncClient:
         to it); returns how many."""
         return await self._run(calls.redrive(queue, message_ids, consumer_group, to_queue))
 
-    async def delete_message(self, queue: str, message_id: int) -> bool:
+    async def delete_message(self, queue: str, message_id: Id) -> bool:
         """Delete a message that some consumer group has not finished: no
         group gets it (again), a lease on it ends. False when no group had
         it unfinished."""
@@ -389,7 +390,7 @@ class AsyncClient:
         return await self._run(calls.peek(queue, max_messages, consumer_group))
 
     async def delete_dead_letters(
-        self, queue: str, message_ids: Iterable[int], *, consumer_group: str | None = None
+        self, queue: str, message_ids: Iterable[Id], *, consumer_group: str | None = None
     ) -> int:
         """Delete the dead letters of these messages for good, of one
         consumer group or of every group (None); returns how many (an id

@@ -15,7 +15,7 @@ import psycopg
 from ._consumer_core import ConsumerStats, Held, LeaseBook, error_text, is_fatal, log, seconds
 from .aio import AsyncClient
 from .errors import DeliverError, NotCurrent
-from .types import Interval, Message
+from .types import Id, Interval, Message
 
 __all__ = ["AsyncConsumer", "AsyncExactlyOnceConsumer"]
 
@@ -251,7 +251,7 @@ class AsyncConsumer:
             for h in self._book.due(time.monotonic()):
                 if h.message.delivery_id is None:
                     continue
-                did: int = h.message.delivery_id
+                did: Id = h.message.delivery_id
                 before = time.monotonic()
                 try:
                     await self._control_call(lambda c: c.extend_lease(self.queue, did, vt))
@@ -272,7 +272,7 @@ class AsyncConsumer:
         h.released = True
         if h.message.delivery_id is None:
             return False
-        did: int = h.message.delivery_id
+        did: Id = h.message.delivery_id
         return await self._settle(h, "release", lambda c: c.nack(self.queue, did, error=error, retry_after=0))
 
     async def _shutdown(

@@ -20,6 +20,7 @@ from .types import (
     DeadLetter,
     Grant,
     Guarantee,
+    Id,
     OnExpire,
     Overflow,
     AckCommit,
@@ -205,7 +206,7 @@ class Client:
         queue: str,
         group: str,
         since: datetime | str | None = None,
-        after_id: int | None = 0,
+        after_id: Id | None = 0,
         max_messages: int | None = 100,
     ) -> Replayed:
         """Send archived messages again, to this group only, as new messages
@@ -297,19 +298,19 @@ class Client:
         send commits."""
         return self._run(calls.receive(queue, max_messages, visibility_timeout, wait, consumer_group), conn)
 
-    def ack(self, queue: str, delivery_id: int, *, conn: Connection | None = None) -> bool:
+    def ack(self, queue: str, delivery_id: Id, *, conn: Connection | None = None) -> bool:
         """Finish a message (when the transaction commits). Raises
         :class:`~deliver.NotCurrent` for a delivery that is not current."""
         return self._run(calls.ack(queue, delivery_id), conn)
 
-    def ack_batch(self, queue: str, delivery_ids: Iterable[int], *, conn: Connection | None = None) -> int:
+    def ack_batch(self, queue: str, delivery_ids: Iterable[Id], *, conn: Connection | None = None) -> int:
         """Ack all or nothing; returns how many were acked."""
         return self._run(calls.ack_batch(queue, delivery_ids), conn)
 
     def nack(
         self,
         queue: str,
-        delivery_id: int,
+        delivery_id: Id,
         *,
         error: str | None = None,
         retry_after: Interval | None = None,
@@ -324,7 +325,7 @@ class Client:
         return self._run(calls.nack(queue, delivery_id, error, retry_after, dead_letter), conn)
 
     def extend_lease(
-        self, queue: str, delivery_id: int, visibility_timeout: Interval, *, conn: Connection | None = None
+        self, queue: str, delivery_id: Id, visibility_timeout: Interval, *, conn: Connection | None = None
     ) -> datetime:
         """Make the lease run out ``visibility_timeout`` from now; returns the
         new expiry."""
@@ -358,7 +359,7 @@ class Client:
         self,
         queue: str,
         *,
-        message_ids: Iterable[int] | None = None,
+        message_ids: Iterable[Id] | None = None,
         consumer_group: str | None = None,
         to_queue: str | None = None,
     ) -> int:
@@ -367,7 +368,7 @@ class Client:
         to it); returns how many."""
         return self._run(calls.redrive(queue, message_ids, consumer_group, to_queue))
 
-    def delete_message(self, queue: str, message_id: int) -> bool:
+    def delete_message(self, queue: str, message_id: Id) -> bool:
         """Delete a message that some consumer group has not finished: no
         group gets it (again), a lease on it ends. False when no group had
         it unfinished."""
@@ -384,7 +385,7 @@ class Client:
         return self._run(calls.peek(queue, max_messages, consumer_group))
 
     def delete_dead_letters(
-        self, queue: str, message_ids: Iterable[int], *, consumer_group: str | None = None
+        self, queue: str, message_ids: Iterable[Id], *, consumer_group: str | None = None
     ) -> int:
         """Delete the dead letters of these messages for good, of one
         consumer group or of every group (None); returns how many (an id

@@ -17,7 +17,7 @@ from ._consumer_core import ConsumerStats, Held, LeaseBook, error_text, is_fatal
 from .client import Client
 from .errors import DeliverError, NotCurrent
 from .http import HttpClient
-from .types import Interval, Message
+from .types import Id, Interval, Message
 
 __all__ = ["Consumer", "ExactlyOnceConsumer", "ConsumerStats"]
 
@@ -304,7 +304,7 @@ class Consumer:
             for h in due:
                 if h.message.delivery_id is None:
                     continue
-                did: int = h.message.delivery_id
+                did: Id = h.message.delivery_id
                 before = time.monotonic()
                 try:
                     self._control_call("extend", lambda c: c.extend_lease(self.queue, did, vt))
@@ -327,7 +327,7 @@ class Consumer:
         h.released = True
         if h.message.delivery_id is None:
             return False
-        did: int = h.message.delivery_id
+        did: Id = h.message.delivery_id
         return self._settle(h, "release", lambda c: c.nack(self.queue, did, error=error, retry_after=0))
 
     def _shutdown(self, receiver: threading.Thread, workers: list[threading.Thread], keeper: threading.Thread) -> None:

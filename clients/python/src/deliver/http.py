@@ -1,9 +1,11 @@
 """The HTTP client for deliverd, deliver's gateway: the standard library only.
 
 Ids travel as JSON strings (a JSON number in many parsers holds 53 bits, and
-delivery ids are larger); this client turns them into Python ints, and sends
-ids as strings. Errors are the same typed errors as over SQL, from the
-SQLSTATE in the gateway's error body.
+delivery ids are larger): a single node's are strings of digits, which this
+client turns into Python ints; a cluster's gateway's are strings
+"partition:epoch:id", which it keeps as they are. It sends ids as strings.
+Errors are the same typed errors as over SQL, from the SQLSTATE in the
+gateway's error body.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import urllib.request
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from .errors import DeliverError, QueueNotFound, Unavailable, error_from_http
+from .errors import DeliverError, InvalidParameter, QueueNotFound, Unavailable, error_from_http
 from .types import (
     Binding,
     ConsumerGroup,
     DeadLetter,
     Guarantee,
+    Id,
     OnExpire,
     Overflow,
     AckCommit,
@@ -38,21 +41,44 @@ from .types import (
 __all__ = ["HttpClient", "parse_interval", "parse_timestamp"]
 
 
-def _id(v: Any) -> int:
-    """An id from the gateway: a string of digits (or an int)."""
-    if isinstance(v, bool) or not isinstance(v, (str, int)):
-        raise DeliverError(f"the gateway sent an id that is not a string of digits: {v!r}")
-    return int(v)
+#: a single node's id (a bigint) as the gateway sends it: a string of digits
+_DIGITS = re.compile(r"[0-9]{1,19}")
+#: a cluster's id, "partition:epoch:id" (digits only, as deliverd's parse_global_id takes it)
+_CLUSTER_ID = re.compile(r"[0-9]{1,6}:[0-9]{1,9}:[0-9]{1,19}")
 
 
-def _opt_id(v: Any) -> int | None:
+def _id(v: Any) -> Id:
+    """An id from the gateway: a string of digits (or an int) becomes an
+    int; a cluster's ``"partition:epoch:id"`` stays that string."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if isinstance(v, str):
+        if _DIGITS.fullmatch(v):
+            return int(v)
+        if _CLUSTER_ID.fullmatch(v):
+            return v
+    raise DeliverError(f"the gateway sent an id that is neither a string of digits nor partition:epoch:id: {v!r}")
+
+
+def _opt_id(v: Any) -> Id | None:
     return None if v is None else _id(v)
 
 
 def _id_out(v: Any, what: str) -> str:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise TypeError(f"{what} must be an int, not {type(v).__name__}")
-    return str(v)
+    """An id to send: an int, a string of digits or a cluster's
+    ``"partition:epoch:id"``; a float or a bool raises TypeError, any other
+    string InvalidParameter (22023), before a request is made."""
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise TypeError(f"{what} must be an int or a str, not {type(v).__name__}")
+    if isinstance(v, int):
+        return str(v)
+    if _DIGITS.fullmatch(v):
+        return str(int(v))
+    if _CLUSTER_ID.fullmatch(v):
+        return v
+    raise InvalidParameter(
+        f'{what}: {v!r} is not an id (an int, a string of digits or a cluster\'s "partition:epoch:id")'
+    )
 
 
 def _position_out(to: Any) -> str:
@@ -445,7 +471,7 @@ class HttpClient:
         queue: str,
         group: str,
         since: datetime | str | None = None,
-        after_id: int | None = 0,
+        after_id: Id | None = 0,
         max_messages: int | None = 100,
     ) -> Replayed:
         body = _drop_none(
@@ -508,7 +534,7 @@ class HttpClient:
         idempotency_key: str | None = None,
         delay: Interval | None = None,
         expires_at: datetime | str | None = None,
-    ) -> int:
+    ) -> Id:
         body: dict[str, Any] = {"payload": payload}
         body.update(
             _drop_none(
@@ -533,7 +559,7 @@ class HttpClient:
         idempotency_keys: Sequence[str | None] | None = None,
         delay: Interval | None = None,
         expires_at: datetime | str | None = None,
-    ) -> list[int]:
+    ) -> list[Id]:
         if isinstance(payloads, (str, bytes, dict)):
             raise TypeError("payloads must be a sequence of payloads")
         n = len(payloads)
@@ -590,7 +616,7 @@ class HttpClient:
         max_messages: int | None = None,
         visibility_timeout: Interval | None = None,
         consumer_group: str | None = None,
-        last_event_id: int | None = None,
+        last_event_id: Id | None = None,
     ) -> Iterator[Message]:
         """The queue's Server-Sent Events stream (``GET .../stream``): yields
         each message as its event comes. The gateway acks the messages whose
@@ -640,18 +666,20 @@ class HttpClient:
                 elif kind == "end":
                     return
 
-    def ack(self, queue: str, delivery_id: int) -> bool:
+    def ack(self, queue: str, delivery_id: Id) -> bool:
         path = self._path(queue, "deliveries", _id_out(delivery_id, "delivery_id"), "ack")
         return bool(self.request("POST", path)["acked"])
 
-    def ack_batch(self, queue: str, delivery_ids: Iterable[int]) -> int:
+    def ack_batch(self, queue: str, delivery_ids: Iterable[Id]) -> int:
+        if isinstance(delivery_ids, (str, bytes)):
+            raise TypeError("delivery_ids must be a sequence of ids")
         ids = [_id_out(x, "delivery_ids") for x in delivery_ids]
         return int(self.request("POST", self._path(queue, "ack"), body={"delivery_ids": ids})["acked"])
 
     def nack(
         self,
         queue: str,
-        delivery_id: int,
+        delivery_id: Id,
         *,
         error: str | None = None,
         retry_after: Interval | None = None,
@@ -663,7 +691,7 @@ class HttpClient:
         )
         return bool(self.request("POST", path, body=body)["nacked"])
 
-    def extend_lease(self, queue: str, delivery_id: int, visibility_timeout: Interval) -> datetime:
+    def extend_lease(self, queue: str, delivery_id: Id, visibility_timeout: Interval) -> datetime:
         path = self._path(queue, "deliveries", _id_out(delivery_id, "delivery_id"), "extend")
         d = self.request("POST", path, body={"visibility_timeout": _interval_out(visibility_timeout)})
         return parse_timestamp(d["lease_expires_at"])  # type: ignore[return-value]
@@ -684,12 +712,14 @@ class HttpClient:
         self,
         queue: str,
         *,
-        message_ids: Iterable[int] | None = None,
+        message_ids: Iterable[Id] | None = None,
         consumer_group: str | None = None,
         to_queue: str | None = None,
     ) -> int:
         body: dict[str, Any] = {}
         if message_ids is not None:
+            if isinstance(message_ids, (str, bytes)):
+                raise TypeError("message_ids must be a sequence of ids")
             body["message_ids"] = [_id_out(x, "message_ids") for x in message_ids]
         if consumer_group is not None:
             body["consumer_group"] = consumer_group
@@ -697,7 +727,7 @@ class HttpClient:
             body["to_queue"] = to_queue
         return int(self.request("POST", self._path(queue, "redrive"), body=body)["redriven"])
 
-    def delete_message(self, queue: str, message_id: int) -> bool:
+    def delete_message(self, queue: str, message_id: Id) -> bool:
         path = self._path(queue, "messages", _id_out(message_id, "message_id"))
         return bool(self.request("DELETE", path)["deleted"])
 
@@ -715,7 +745,7 @@ class HttpClient:
         return [_peeked(d) for d in rows]
 
     def delete_dead_letters(
-        self, queue: str, message_ids: Iterable[int], *, consumer_group: str | None = None
+        self, queue: str, message_ids: Iterable[Id], *, consumer_group: str | None = None
     ) -> int:
         """``DELETE /v1/queues/{queue}/dead-letters``: delete the dead letters
         of these messages for good (of one group, or of every group: None);
@@ -723,7 +753,7 @@ class HttpClient:
         body: dict[str, Any] = {}
         if message_ids is not None:
             if isinstance(message_ids, (str, bytes)):
-                raise TypeError("message_ids must be a sequence of ints")
+                raise TypeError("message_ids must be a sequence of ids")
             body["message_ids"] = [_id_out(x, "message_ids") for x in message_ids]
         if consumer_group is not None:
             body["consumer_group"] = consumer_group

@@ -1,7 +1,9 @@
 """The values deliver's calls return, the same for SQL and HTTP.
 
-Message and delivery ids are Python ints: exact 64-bit integers (delivery ids
-are larger than 2**53, beyond what a float holds).
+Message and delivery ids are :data:`Id`: from a single node (over SQL or
+HTTP) Python ints, exact 64-bit integers (delivery ids are larger than 2**53,
+beyond what a float holds); from the gateway of a deliver cluster strings
+``"partition:epoch:id"``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from decimal import Decimal
 from typing import Any, Literal, Union
 
 __all__ = [
+    "Id",
     "Interval",
     "Guarantee",
     "OnExpire",
@@ -33,6 +36,12 @@ __all__ = [
     "PushSubscription",
     "PushMetrics",
 ]
+
+#: A message or delivery id: an ``int`` from a single node, over SQL or HTTP
+#: (exact, also beyond 2**53); a ``str`` ``"partition:epoch:id"`` (digits
+#: only: 1 to 6, 1 to 9 and 1 to 19 of them, as ``"3:1:42"``) from the gateway
+#: of a deliver cluster. Pass an id back as it was given.
+Id = Union[int, str]
 
 #: A duration argument: a timedelta, a number of seconds, or a Postgres
 #: interval string such as ``"30 seconds"`` (SQL clients; over HTTP only
@@ -60,8 +69,8 @@ class Message:
     message's deliveries, this one included.
     """
 
-    message_id: int
-    delivery_id: int | None
+    message_id: Id
+    delivery_id: Id | None
     payload: Any
     headers: dict[str, Any] | None
     ordering_key: str | None
@@ -81,7 +90,7 @@ class PeekedMessage:
     or its lease ran out), false for one the group has not been handed yet.
     """
 
-    message_id: int
+    message_id: Id
     payload: Any
     headers: dict[str, Any] | None
     ordering_key: str | None
@@ -134,7 +143,7 @@ class DeadLetter:
     deadline (``reason``: ``expired``) or was dropped by a send over the
     queue's max_depth (``reason``: ``overflow``)."""
 
-    message_id: int
+    message_id: Id
     consumer_group: str
     payload: Any
     headers: dict[str, Any] | None
@@ -213,7 +222,7 @@ class Replayed:
     ``replayed`` is 0."""
 
     replayed: int
-    last_id: int | None
+    last_id: Id | None
 
 
 @dataclass(frozen=True)
@@ -261,7 +270,7 @@ class Published:
     """A queue ``publish`` sent the message to, and its id there."""
 
     queue_name: str
-    message_id: int
+    message_id: Id
 
 
 @dataclass(frozen=True)
