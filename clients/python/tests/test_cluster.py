@@ -1,5 +1,5 @@
 """HttpClient against a cluster's gateway (test.sh starts it, see
-clients/cluster-gateway.sh: DELIVER_CLUSTER_URL, and DELIVER_CLUSTER_QUEUE, a
+clients/test-gateways.sh: DELIVER_CLUSTER_URL, and DELIVER_CLUSTER_QUEUE, a
 queue of 4 partitions on 2 shards with every right for DELIVER_TEST_ROLE):
 its ids are strings "partition:epoch:id", kept as such and given back as
 such, through send, send_batch, receive, ack, ack_batch, nack,
@@ -31,7 +31,7 @@ QUEUE = os.environ.get("DELIVER_CLUSTER_QUEUE", "")
 if not CLUSTER_URL or not QUEUE or not JWT_SECRET:
     raise RuntimeError(
         "DELIVER_CLUSTER_URL, DELIVER_CLUSTER_QUEUE and DELIVER_TEST_JWT_SECRET must be set "
-        "(test.sh starts a cluster's gateway: clients/cluster-gateway.sh)"
+        "(test.sh starts a cluster's gateway: clients/test-gateways.sh)"
     )
 
 #: a cluster's id: partition, epoch (the placement), the id on its shard
