@@ -66,9 +66,11 @@ conninfo="host=$work port=$port dbname=bench user=postgres"
 # gw_start BINARY: the gateway as an anonymous superuser on loopback: the
 # benchmark measures HTTP, JSON and the pool, not token checks (one HMAC per
 # request); it still switches to that role in every request, as always.
+# Every client is on this host: no per-address connection limit.
 gw_start() {
     DELIVERD_CONNINFO="$conninfo" DELIVERD_PORT=$http_port DELIVERD_ANON_ROLE=postgres \
-    DELIVERD_ACCESS_LOG=off DELIVERD_POOL_SIZE=12 "$1" 2>>"$work/deliverd.log" &
+    DELIVERD_ACCESS_LOG=off DELIVERD_POOL_SIZE=12 DELIVERD_MAX_CONNECTIONS_PER_ADDRESS=0 \
+    "$1" 2>>"$work/deliverd.log" &
     gwpid=$!
     for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$http_port/readyz" >/dev/null && return; sleep 0.1; done
     echo "http.sh: the gateway $1 did not start" >&2
