@@ -10,7 +10,7 @@ PG_CONFIG   ?= pg_config
 # functions.  An upgrade script deliver--A--B.sql is sql/upgrade/A--B.sql
 # (what changes in the tables, and dropping the functions of A) followed by
 # the same function parts, so the functions are written once.
-SQL_FUNCTIONS = messages helpers admin expiry maintenance dead_letters archive metrics \
+SQL_FUNCTIONS = messages helpers admin priorities expiry maintenance dead_letters archive metrics \
                 alerts push flow routing inspect ack_commit privileges
 SQL_SCRIPT    = sql/$(EXTENSION)--$(EXTVERSION).sql
 SQL_UPGRADES  = $(patsubst sql/upgrade/%.sql,sql/$(EXTENSION)--%.sql,$(wildcard sql/upgrade/*.sql))

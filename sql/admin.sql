@@ -7,7 +7,7 @@
 -- visibility_timeout 30 s, max_attempts 5, fifo false, dedup_window 5 min,
 -- retry_base and retry_max from deliver.default_retry_base/_max,
 -- message_ttl none, on_expire dead_letter, max_depth none, overflow reject,
--- ack_commit durable.
+-- ack_commit durable, priorities false.
 CREATE FUNCTION deliver.create_queue(
     queue_name         text,
     guarantee          text DEFAULT NULL,
@@ -21,7 +21,8 @@ CREATE FUNCTION deliver.create_queue(
     on_expire          text DEFAULT NULL,
     max_depth          bigint DEFAULT NULL,
     overflow           text DEFAULT NULL,
-    ack_commit         text DEFAULT NULL)
+    ack_commit         text DEFAULT NULL,
+    priorities         boolean DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -73,6 +74,8 @@ BEGIN
     PERFORM deliver._check_depth(max_depth, overflow, guarantee);
     ack_commit := coalesce(ack_commit, 'durable');
     PERFORM deliver._check_ack_commit(ack_commit, guarantee);
+    priorities := coalesce(priorities, false);
+    PERFORM deliver._check_priorities(priorities, guarantee);
     IF EXISTS (SELECT 1 FROM deliver.queue x WHERE x.queue_name = create_queue.queue_name) THEN
         RAISE EXCEPTION 'queue "%" already exists', queue_name
             USING ERRCODE = 'duplicate_object';
@@ -80,12 +83,13 @@ BEGIN
 
     INSERT INTO deliver.queue (queue_name, guarantee, visibility_timeout, max_attempts,
                                fifo, dedup_window, retry_base, retry_max, created_snapshot,
-                               message_ttl, on_expire, max_depth, overflow, ack_commit)
+                               message_ttl, on_expire, max_depth, overflow, ack_commit,
+                               priorities)
     VALUES (create_queue.queue_name, create_queue.guarantee, create_queue.visibility_timeout,
             create_queue.max_attempts, create_queue.fifo, create_queue.dedup_window,
             create_queue.retry_base, create_queue.retry_max, deliver._latest_snapshot(),
             create_queue.message_ttl, create_queue.on_expire, create_queue.max_depth,
-            create_queue.overflow, create_queue.ack_commit)
+            create_queue.overflow, create_queue.ack_commit, create_queue.priorities)
     RETURNING * INTO q;
 
     -- Segments and done tables are appended to, read by deliver's own index
@@ -104,7 +108,8 @@ BEGIN
                 ordering_key text,
                 headers      jsonb,
                 payload      jsonb COMPRESSION %s NOT NULL,
-                expires_at   timestamptz)
+                expires_at   timestamptz,
+                priority     smallint)
             WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)$f$, t, z);
         EXECUTE format('CREATE INDEX %I ON deliver.%I (txid, message_id)', t || '_pos', t);
         EXECUTE format($f$
@@ -145,7 +150,8 @@ BEGIN
             ordering_key text,
             headers      jsonb,
             payload      jsonb COMPRESSION %s NOT NULL,
-            expires_at   timestamptz)$f$,
+            expires_at   timestamptz,
+            priority     smallint)$f$,
         format('q%s_delayed', q.queue_id), z);
     EXECUTE format('CREATE INDEX %I ON deliver.%I (deliver_at)',
                    format('q%s_delayed_due', q.queue_id), format('q%s_delayed', q.queue_id));
@@ -265,7 +271,9 @@ $$;
 -- removes it), overflow what a send beyond it does ('reject' or
 -- 'drop_oldest').  ack_commit: how acks that are their transaction's only
 -- work commit ('durable' or 'async', sql/ack_commit.sql); a change applies
--- to the acks that start after it commits.
+-- to the acks that start after it commits.  priorities turns priority
+-- order on or off (at_least_once and exactly_once queues only); off, a
+-- send with a priority is refused.
 CREATE FUNCTION deliver.alter_queue(
     queue_name         text,
     visibility_timeout interval DEFAULT NULL,
@@ -278,7 +286,8 @@ CREATE FUNCTION deliver.alter_queue(
     on_expire          text DEFAULT NULL,
     max_depth          bigint DEFAULT NULL,
     overflow           text DEFAULT NULL,
-    ack_commit         text DEFAULT NULL)
+    ack_commit         text DEFAULT NULL,
+    priorities         boolean DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -312,6 +321,9 @@ BEGIN
     IF ack_commit IS NOT NULL THEN
         PERFORM deliver._check_ack_commit(ack_commit, q.guarantee);
     END IF;
+    IF priorities THEN
+        PERFORM deliver._check_priorities(priorities, q.guarantee);
+    END IF;
     UPDATE deliver.queue x
        SET visibility_timeout = coalesce(alter_queue.visibility_timeout, x.visibility_timeout),
            max_attempts = coalesce(alter_queue.max_attempts, x.max_attempts),
@@ -329,7 +341,8 @@ BEGIN
                             WHEN alter_queue.max_depth = 0 THEN NULL
                             ELSE alter_queue.max_depth END,
            overflow = coalesce(alter_queue.overflow, x.overflow),
-           ack_commit = coalesce(alter_queue.ack_commit, x.ack_commit)
+           ack_commit = coalesce(alter_queue.ack_commit, x.ack_commit),
+           priorities = coalesce(alter_queue.priorities, x.priorities)
      WHERE x.queue_id = q.queue_id;
     PERFORM deliver._catalog_changed(q.queue_id);
 END $$;

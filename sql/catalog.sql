@@ -62,7 +62,13 @@ CREATE TABLE deliver.queue (
     -- acks that are their transaction's only work: 'durable' waits for the
     -- WAL flush; 'async' commits them without waiting (at_least_once only:
     -- after a crash an acked message may be delivered again)
-    ack_commit          text NOT NULL DEFAULT 'durable' CHECK (ack_commit IN ('durable', 'async'))
+    ack_commit          text NOT NULL DEFAULT 'durable' CHECK (ack_commit IN ('durable', 'async')),
+    -- priorities: receive hands out a message of higher priority (send's
+    -- priority, 0..9) first among those it has read ahead
+    -- (deliver.priority_window), a waiting one rising a level per
+    -- deliver.priority_aging; false: commit order, sends with a priority
+    -- refused
+    priorities          boolean NOT NULL DEFAULT false
 );
 -- The push output plugin (logical decoding) reads queue and group names
 -- through its historic snapshot, which needs user catalog tables.

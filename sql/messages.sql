@@ -21,7 +21,8 @@ CREATE FUNCTION deliver.send(
     ordering_key    text DEFAULT NULL,
     idempotency_key text DEFAULT NULL,
     delay           interval DEFAULT NULL,
-    expires_at      timestamptz DEFAULT NULL)
+    expires_at      timestamptz DEFAULT NULL,
+    priority        int DEFAULT NULL)
 RETURNS bigint
     AS 'MODULE_PATHNAME', 'deliver_send' LANGUAGE C VOLATILE;
 
@@ -32,7 +33,8 @@ CREATE FUNCTION deliver.send_batch(
     ordering_keys    text[] DEFAULT NULL,
     idempotency_keys text[] DEFAULT NULL,
     delay            interval DEFAULT NULL,
-    expires_at       timestamptz DEFAULT NULL)
+    expires_at       timestamptz DEFAULT NULL,
+    priority         int DEFAULT NULL)
 RETURNS bigint[]
     AS 'MODULE_PATHNAME', 'deliver_send_batch' LANGUAGE C VOLATILE;
 

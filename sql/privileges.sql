@@ -2,7 +2,7 @@
 -- Who may call what.  Functions not listed are for every role: they check
 -- the caller's right on the queue themselves (deliver.grant_queue).
 --
-REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval, interval, text, bigint, text, text),
+REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval, interval, text, bigint, text, text, boolean),
                            deliver.drop_queue(text), deliver.purge_queue(text),
                            deliver.create_consumer_group(text, text, text),
                            deliver.drop_consumer_group(text, text),
@@ -14,7 +14,7 @@ REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boole
                            deliver.restore_push_subscription(text), deliver.push_backlog(text, timestamptz),
                            deliver._checkpoint_groups(int, xid8[]), deliver._move_due(text),
                            deliver._catalog_changed(int, text, int),
-                           deliver.alter_queue(text, interval, int, interval, interval, interval, interval, interval, text, bigint, text, text),
+                           deliver.alter_queue(text, interval, int, interval, interval, interval, interval, interval, text, bigint, text, text, boolean),
                            deliver._sweep(text, int), deliver.set_alert(text, text, numeric),
                            deliver._check_alerts(), deliver.worker_status(),
                            deliver._lock_queue(deliver.queue),

@@ -69,7 +69,8 @@ CREATE FUNCTION deliver.publish(
     idempotency_key text DEFAULT NULL,
     delay           interval DEFAULT NULL,
     mandatory       boolean DEFAULT false,
-    expires_at      timestamptz DEFAULT NULL)
+    expires_at      timestamptz DEFAULT NULL,
+    priority        int DEFAULT NULL)
 RETURNS TABLE (queue_name text, message_id bigint)
     AS 'MODULE_PATHNAME', 'deliver_publish' LANGUAGE C VOLATILE ROWS 10;
 

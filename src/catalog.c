@@ -100,7 +100,8 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 				 "fifo_key_limit, "
 				 "(extract(epoch FROM message_ttl) * 1000000)::int8, on_expire = 'drop', max_depth, "
 				 "overflow = 'drop_oldest', "
-				 "ack_commit = 'async' AND guarantee = 'at_least_once' "
+				 "ack_commit = 'async' AND guarantee = 'at_least_once', "
+				 "priorities AND guarantee <> 'at_most_once' "
 				 "FROM deliver.queue WHERE queue_name = $1",
 				 1, argtypes, values, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
@@ -136,6 +137,7 @@ queue_load(QueueInfo *q, const char *name, bool attach)
 		q->max_depth = isnull ? 0 : DatumGetInt64(ttl);
 		q->overflow_drop = DatumGetBool(SPI_getbinval(tup, td, 16, &isnull));
 		q->ack_async = DatumGetBool(SPI_getbinval(tup, td, 17, &isnull));
+		q->priorities = DatumGetBool(SPI_getbinval(tup, td, 18, &isnull));
 	}
 	{
 		Datum		acl = SPI_getbinval(tup, td, 11, &isnull);

@@ -572,7 +572,7 @@ static bool
 segment_layout_ok(TupleDesc desc)
 {
 	static const Oid types[SEG_NCOLUMNS] = {XID8OID, INT8OID, INT4OID, TIMESTAMPTZOID, TEXTOID,
-	JSONBOID, JSONBOID, TIMESTAMPTZOID};
+	JSONBOID, JSONBOID, TIMESTAMPTZOID, INT2OID};
 	int			i;
 
 	if (desc->natts != SEG_NCOLUMNS && desc->natts != SEG_NCOLUMNS_V01)

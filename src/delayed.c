@@ -97,9 +97,9 @@ move_due_delayed(QueueInfo *q)
 			 "        WHERE NOT pg_visible_in_snapshot(d.txid, g.start_snapshot)) END AS targets "
 			 "  FROM d) "
 			 "INSERT INTO deliver.%s (txid, message_id, target_group, enqueued_at, "
-			 "ordering_key, headers, payload, expires_at) "
+			 "ordering_key, headers, payload, expires_at, priority) "
 			 "SELECT pg_current_xact_id(), t.message_id, x.target, t.enqueued_at, "
-			 "t.ordering_key, t.headers, t.payload, t.expires_at "
+			 "t.ordering_key, t.headers, t.payload, t.expires_at, t.priority "
 			 "FROM t CROSS JOIN LATERAL unnest(t.targets) AS x(target) "
 			 "ORDER BY t.deliver_at, t.message_id",
 			 queue_relname(delayed, QUEUE_DELAYED, q->queue_id, 0), delayed, deliver_max_batch,

@@ -60,6 +60,7 @@ static const Column segment_cols[SEG_NCOLUMNS] = {
 	{JSONBOID, false},			/* headers */
 	{JSONBOID, true},			/* payload */
 	{TIMESTAMPTZOID, false},	/* expires_at */
+	{INT2OID, false},			/* priority */
 };
 static const Shape segment_shape = {SEG_NCOLUMNS, segment_cols, 2, {SEG_COL_TXID, SEG_COL_MESSAGE_ID}};
 

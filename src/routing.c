@@ -594,12 +594,13 @@ deliver_test_routing(PG_FUNCTION_ARGS)
 
 /*
  * deliver.publish(routing_key, payload, headers, ordering_key,
- * idempotency_key, delay, mandatory, expires_at) returns table (queue_name,
+ * idempotency_key, delay, mandatory, expires_at, priority) returns table (queue_name,
  * message_id): the message, sent once to each queue with a binding whose
  * pattern matches the routing key, in the caller's transaction.  The right
  * to send to every such queue (and that each takes the message) is checked
  * before anything is sent.  expires_at is taken as send takes it
- * (arg_expires_at): each copy has that deadline.
+ * (arg_expires_at): each copy has that deadline; priority likewise (every
+ * matched queue must have priorities for one over 0).
  */
 Datum
 deliver_publish(PG_FUNCTION_ARGS)
@@ -633,6 +634,7 @@ deliver_publish(PG_FUNCTION_ARGS)
 	msg.delay_ms = arg_interval_ms(fcinfo, 5, 0, 0, DELIVER_MAX_DELAY_MS, "delay",
 								   "0 and " DELIVER_MAX_DELAY_TEXT);
 	msg.expires_at = arg_expires_at(fcinfo, 7);
+	msg.priority = arg_priority(fcinfo, 8);
 	InitMaterializedSRF(fcinfo, 0);
 
 	SPI_connect();

@@ -131,6 +131,25 @@ row_expires_at(TupleTableSlot *tuple)
 }
 
 /*
+ * The sender's priority of a segment row read into tuple: 0 when none
+ * (NULL, or a segment of 0.1 without the column).
+ */
+static inline uint8
+row_priority(TupleTableSlot *tuple)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (tuple->tts_tupleDescriptor->natts < SEG_COL_PRIORITY)
+		return 0;
+	d = slot_getattr(tuple, SEG_COL_PRIORITY, &isnull);
+	/* (send writes 1-9 only; anything else an owner wrote counts as 0) */
+	if (isnull || DatumGetInt16(d) < 0 || DatumGetInt16(d) > DELIVER_MAX_PRIORITY)
+		return 0;
+	return (uint8) DatumGetInt16(d);
+}
+
+/*
  * Copy a row of a segment out of the tuple it was read into.
  */
 static void
@@ -144,6 +163,7 @@ row_from_tuple(MessageRow *r, TupleTableSlot *tuple, int seg, MemoryContext cxt)
 	r->seg = seg;
 	r->enqueued_at = DatumGetTimestampTz(slot_getattr(tuple, SEG_COL_ENQUEUED_AT, &isnull));
 	r->expires_at = row_expires_at(tuple);
+	r->priority = row_priority(tuple);
 	r->key = slot_getattr(tuple, SEG_COL_ORDERING_KEY, &r->key_null);
 	if (!r->key_null)
 		r->key = datumCopy(r->key, false, -1);

@@ -55,6 +55,7 @@ typedef struct SendBatch
 	TimestampTz enqueued_at;	/* 0: now */
 	bool		has_expires_at; /* false (as zeroed): no expires_at */
 	TimestampTz expires_at;		/* the sender's, when has_expires_at */
+	int			priority;		/* 0 (as zeroed) to DELIVER_MAX_PRIORITY */
 	Datum	   *enqueued_ats;	/* or one per message (redrive), may be NULL */
 } SendBatch;
 
@@ -90,6 +91,12 @@ validate_batch(QueueInfo *q, SendBatch *b)
 {
 	int			i;
 
+	if (b->priority > 0 && !q->priorities)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("queue \"%s\" has no priorities", q->name),
+				 errdetail("Its receives hand out messages in commit order."),
+				 errhint("Send without a priority (or priority 0), or turn priorities on with deliver.alter_queue(queue_name, priorities => true).")));
 	for (i = 0; i < b->n; i++)
 	{
 		Size		size;
@@ -245,6 +252,8 @@ insert_rows(Oid relid, SendBatch *b, int m, FullTransactionId txid, TimestampTz 
 		V(SEG_COL_PAYLOAD) = pv[k];
 		V(SEG_COL_EXPIRES_AT) = TimestampTzGetDatum(b->expires_at);
 		ISNULL(SEG_COL_EXPIRES_AT) = !b->has_expires_at;
+		V(SEG_COL_PRIORITY) = Int16GetDatum((int16) b->priority);
+		ISNULL(SEG_COL_PRIORITY) = b->priority == 0;
 	}
 #undef V
 #undef ISNULL
@@ -275,7 +284,7 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 	char		rel[NAMEDATALEN];
 	Oid		   *types;
 	int			nargs;
-	Datum		args[9];
+	Datum		args[10];
 	int			rc;
 	int			seg;
 
@@ -331,17 +340,17 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 
 	if (delayed)
 	{
-		static Oid	delayed_types[9] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
-		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, XID8OID, TIMESTAMPTZOID};
+		static Oid	delayed_types[10] = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
+		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, XID8OID, TIMESTAMPTZOID, INT2OID};
 
 		types = delayed_types;
-		nargs = 9;
+		nargs = 10;
 		snprintf(key, sizeof(key), "delay:%d", q->queue_id);
 		snprintf(sql, sizeof(sql),
 				 "INSERT INTO deliver.%s "
 				 "(deliver_at, target_group, enqueued_at, message_id, ordering_key, headers, payload, txid, "
-				 "expires_at) "
-				 "SELECT $1, $2, $3, i, k, h, p, $8, $9 FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
+				 "expires_at, priority) "
+				 "SELECT $1, $2, $3, i, k, h, p, $8, $9, $10 FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
 				 queue_relname(rel, QUEUE_DELAYED, q->queue_id, 0));
 		args[0] = TimestampTzGetDatum(now + b->delay_ms * 1000);
 		args[7] = FullTransactionIdGetDatum(txid);
@@ -349,43 +358,46 @@ send_messages(QueueInfo *q, SendBatch *b, int64 *ids)
 	}
 	else
 	{
-		static Oid	send_types[8] = {XID8OID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
-		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZOID};
+		static Oid	send_types[9] = {XID8OID, INT4OID, TIMESTAMPTZOID, INT8ARRAYOID,
+		TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZOID, INT2OID};
 
 		types = send_types;
-		nargs = 8;
+		nargs = 9;
 
 		snprintf(key, sizeof(key), "%s:%d:%d", b->enqueued_ats ? "redrive" : "send", q->queue_id, seg);
 		if (b->enqueued_ats)
 		{
 			/* each message keeps its time of first sending: $3 an array */
-			static Oid	redrive_types[8] = {XID8OID, INT4OID, TIMESTAMPTZARRAYOID, INT8ARRAYOID,
-			TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZOID};
+			static Oid	redrive_types[9] = {XID8OID, INT4OID, TIMESTAMPTZARRAYOID, INT8ARRAYOID,
+			TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZOID, INT2OID};
 
 			types = redrive_types;
 			snprintf(sql, sizeof(sql),
 					 "INSERT INTO deliver.%s "
 					 "(txid, target_group, enqueued_at, message_id, ordering_key, headers, payload, "
-					 "expires_at) "
-					 "SELECT $1, $2, e, i, k, h, p, $8 FROM unnest($3, $4, $5, $6, $7) AS u(e, i, k, h, p)",
+					 "expires_at, priority) "
+					 "SELECT $1, $2, e, i, k, h, p, $8, $9 FROM unnest($3, $4, $5, $6, $7) AS u(e, i, k, h, p)",
 					 queue_relname(rel, QUEUE_SEGMENT, q->queue_id, seg));
 		}
 		else
 			snprintf(sql, sizeof(sql),
 					 "INSERT INTO deliver.%s "
 					 "(txid, target_group, enqueued_at, message_id, ordering_key, headers, payload, "
-					 "expires_at) "
-					 "SELECT $1, $2, $3, i, k, h, p, $8 FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
+					 "expires_at, priority) "
+					 "SELECT $1, $2, $3, i, k, h, p, $8, $9 FROM unnest($4, $5, $6, $7) AS u(i, k, h, p)",
 					 queue_relname(rel, QUEUE_SEGMENT, q->queue_id, seg));
 		args[0] = FullTransactionIdGetDatum(txid);
 		args[7] = TimestampTzGetDatum(b->expires_at);
 	}
 	{
-		char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+		char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 		if (b->target_group == 0)
 			nulls[1] = 'n';
 		if (!b->has_expires_at)
+			nulls[nargs - 2] = 'n';
+		args[nargs - 1] = Int16GetDatum((int16) b->priority);
+		if (b->priority == 0)
 			nulls[nargs - 1] = 'n';
 		args[1] = Int32GetDatum(b->target_group);
 		args[2] = b->enqueued_ats ? PointerGetDatum(spi_array(b->enqueued_ats, NULL, m, TIMESTAMPTZOID))
@@ -415,6 +427,26 @@ arg_expires_at(FunctionCallInfo fcinfo, int argno)
 	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
 		return DT_NOEND;
 	return PG_GETARG_TIMESTAMPTZ(argno);
+}
+
+/*
+ * The optional priority argument: 0 when NULL (or when the declaration
+ * has no such argument), else 0 to DELIVER_MAX_PRIORITY.  Also publish's.
+ */
+int
+arg_priority(FunctionCallInfo fcinfo, int argno)
+{
+	int32		p;
+
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return 0;
+	p = PG_GETARG_INT32(argno);
+	if (p < 0 || p > DELIVER_MAX_PRIORITY)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("priority must be between 0 and %d", DELIVER_MAX_PRIORITY),
+				 errdetail("It is %d.", p)));
+	return p;
 }
 
 /*
@@ -474,6 +506,7 @@ deliver_send(PG_FUNCTION_ARGS)
 								 "0 and " DELIVER_MAX_DELAY_TEXT);
 	b.expires_at = arg_expires_at(fcinfo, 6);
 	b.has_expires_at = b.expires_at != DT_NOEND;
+	b.priority = arg_priority(fcinfo, 7);
 	send_messages(q, &b, &id);
 	SPI_finish();
 	PG_RETURN_INT64(id);
@@ -504,6 +537,7 @@ send_one_batch(const SendOne *m, SendBatch *b, Datum *v, bool *isnull)
 	b->delay_ms = m->delay_ms;
 	b->expires_at = m->expires_at;
 	b->has_expires_at = m->expires_at != DT_NOEND;
+	b->priority = m->priority;
 }
 
 /*
@@ -610,6 +644,7 @@ deliver_send_batch(PG_FUNCTION_ARGS)
 								 "0 and " DELIVER_MAX_DELAY_TEXT);
 	b.expires_at = arg_expires_at(fcinfo, 6);
 	b.has_expires_at = b.expires_at != DT_NOEND;
+	b.priority = arg_priority(fcinfo, 7);
 	if (b.idem == NULL && q->guarantee == G_EXACTLY_ONCE)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

@@ -71,8 +71,8 @@ ALTER TABLE deliver.queue
     ADD COLUMN fifo_key_limit int NOT NULL DEFAULT 1 CHECK (fifo_key_limit BETWEEN 1 AND 10000);
 
 -- Message expiry: the queue's ttl and what happens to expired messages;
--- each message's own deadline (send's expires_at) in the segments and the
--- delayed table.  The depth limit: max_depth and overflow.
+-- each message's own deadline (send's expires_at) and priority in the
+-- segments and the delayed table.  The depth limit: max_depth and overflow.
 ALTER TABLE deliver.queue ADD COLUMN message_ttl interval,
     ADD COLUMN on_expire text NOT NULL DEFAULT 'dead_letter'
         CHECK (on_expire IN ('dead_letter', 'drop')),
@@ -86,10 +86,12 @@ DECLARE
 BEGIN
     FOR q IN SELECT queue_id, segments FROM deliver.queue LOOP
         FOR s IN 0 .. q.segments - 1 LOOP
-            EXECUTE pg_catalog.format('ALTER TABLE deliver.%I ADD COLUMN expires_at timestamptz',
+            EXECUTE pg_catalog.format('ALTER TABLE deliver.%I ADD COLUMN expires_at timestamptz, '
+                                      'ADD COLUMN priority smallint',
                                       pg_catalog.format('q%s_s%s', q.queue_id, s));
         END LOOP;
-        EXECUTE pg_catalog.format('ALTER TABLE deliver.%I ADD COLUMN expires_at timestamptz',
+        EXECUTE pg_catalog.format('ALTER TABLE deliver.%I ADD COLUMN expires_at timestamptz, '
+                                  'ADD COLUMN priority smallint',
                                   pg_catalog.format('q%s_delayed', q.queue_id));
     END LOOP;
 END $upgrade$;
@@ -98,6 +100,10 @@ END $upgrade$;
 -- for the WAL flush) or 'async' (sql/admin.sql, src/ackcommit.c).
 ALTER TABLE deliver.queue ADD COLUMN ack_commit text NOT NULL DEFAULT 'durable'
     CHECK (ack_commit IN ('durable', 'async'));
+
+-- Priorities: send's priority in the segments and the delayed table (added
+-- above), the queue's switch (sql/priorities.sql).
+ALTER TABLE deliver.queue ADD COLUMN priorities boolean NOT NULL DEFAULT false;
 
 -- Topic routing: deliver.publish sends to every queue with a binding whose
 -- pattern matches the routing key (deliver.bind, deliver.unbind).

@@ -41,6 +41,7 @@
 #define DELIVER_MAX_DELAY_TEXT		"365 days"
 #define DELIVER_MAX_WAIT_MS			((int64) 3600 * 1000)	/* receive's long poll */
 #define DELIVER_MAX_WAIT_TEXT		"1 hour"
+#define DELIVER_MAX_PRIORITY		9	/* send's priority: 0 (the default) to 9 */
 
 /* guarantees */
 #define G_AT_MOST_ONCE	0
@@ -103,6 +104,7 @@ typedef struct QueueInfo
 	int64		max_depth;		/* deliver.queue.max_depth; 0: none */
 	bool		overflow_drop;	/* overflow = 'drop_oldest' (else reject) */
 	bool		ack_async;		/* ack_commit = 'async', at_least_once (ackcommit.c) */
+	bool		priorities;		/* deliver.queue.priorities: receive reads ahead (receive.c) */
 } QueueInfo;
 
 #endif							/* DELIVER_H */

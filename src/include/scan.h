@@ -21,6 +21,7 @@ typedef struct MessageRow
 	int			seg;
 	TimestampTz enqueued_at;
 	TimestampTz expires_at;		/* the sender's expires_at; DT_NOEND: none */
+	uint8		priority;		/* the sender's priority, 0-9 */
 	bool		key_null;
 	bool		headers_null;
 	Datum		key;

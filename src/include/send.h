@@ -15,7 +15,7 @@
 /*
  * One message as deliver.send takes it: payload (not NULL), headers,
  * ordering key and idempotency key (each may be NULL), delay in ms,
- * expires_at (DT_NOEND: none; see arg_expires_at).
+ * expires_at (DT_NOEND: none; see arg_expires_at), priority (0-9).
  */
 typedef struct SendOne
 {
@@ -28,9 +28,11 @@ typedef struct SendOne
 	bool		idempotency_key_null;
 	int64		delay_ms;
 	TimestampTz expires_at;
+	int			priority;
 } SendOne;
 
 extern TimestampTz arg_expires_at(FunctionCallInfo fcinfo, int argno);
+extern int	arg_priority(FunctionCallInfo fcinfo, int argno);
 extern void send_check_one(QueueInfo *q, const SendOne *m);
 extern int64 send_one(QueueInfo *q, const SendOne *m);
 extern void send_rows(QueueInfo *q, SPITupleTable *rows, uint64 start, int m, int first_col,

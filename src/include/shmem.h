@@ -63,6 +63,7 @@ typedef struct LeaseSlot
 	bool		finish_pending;	/* a transaction is acking / dead-lettering it */
 	char		finish_kind;
 	uint16		attempt;
+	uint8		priority;		/* the sender's, 0-9 (queues with priorities) */
 	TransactionId finish_xid;	/* that transaction */
 	uint32		key_hash;
 	int32		queue_idx;		/* the queue whose share it counts in */

@@ -51,10 +51,11 @@ typedef enum SegmentColumn
 	SEG_COL_ORDERING_KEY,		/* text */
 	SEG_COL_HEADERS,			/* jsonb */
 	SEG_COL_PAYLOAD,			/* jsonb */
-	SEG_COL_EXPIRES_AT			/* timestamptz: the sender's expires_at, or NULL */
+	SEG_COL_EXPIRES_AT,			/* timestamptz: the sender's expires_at, or NULL */
+	SEG_COL_PRIORITY			/* smallint: the sender's priority (0-9), NULL for 0 */
 } SegmentColumn;
-#define SEG_NCOLUMNS		8
-/* a segment of 0.1 (or decoded from before the upgrade): no expires_at */
+#define SEG_NCOLUMNS		9
+/* a segment of 0.1 (or decoded from before the upgrade): no expires_at, priority */
 #define SEG_NCOLUMNS_V01	7
 
 /* columns of a segment's index q<id>_s<n>_pos (index attribute numbers) */
