@@ -248,7 +248,7 @@ RETURNS TABLE (queue_name text, guarantee text, visibility_timeout interval,
                retry_base interval, retry_max interval, archive_retention interval,
                consumer_groups text[], created_at timestamptz,
                message_ttl interval, on_expire text, max_depth bigint, overflow text,
-               ack_commit text)
+               ack_commit text, priorities boolean)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -257,7 +257,7 @@ AS $$
            ARRAY(SELECT g.group_name FROM deliver.consumer_group g
                   WHERE g.queue_id = q.queue_id ORDER BY g.group_id),
            q.created_at, q.message_ttl, q.on_expire, q.max_depth, q.overflow,
-           q.ack_commit
+           q.ack_commit, q.priorities
       FROM deliver.queue q
      ORDER BY q.queue_name
 $$;

@@ -364,7 +364,7 @@ group_finish_slot(GroupEntry *gs, int32 idx, char kind)
 
 			slist_remove(&gs->blocked, next[i]);
 			bs->state = SLOT_READY;
-			bs->visible_at = 0;
+			bs->visible_at = GetCurrentTimestamp();	/* due now; ready since now (aging) */
 			slist_push(&gs->ready_list, next[i]);
 		}
 	}

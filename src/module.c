@@ -38,6 +38,8 @@ int			deliver_max_batch = 10000;
 
 /* restart points */
 int			deliver_checkpoint_interval_ms = 1000;
+int			deliver_priority_window = 1000;
+int			deliver_priority_aging_ms = 10 * 1000;
 
 /* maintenance workers */
 char	   *deliver_database = NULL;
@@ -94,6 +96,14 @@ _PG_init(void)
 	DefineCustomIntVariable("deliver.checkpoint_interval",
 							"How often a consumer group records a new restart point.",
 							NULL, &deliver_checkpoint_interval_ms, 1000, 1, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("deliver.priority_window",
+							"How many messages a consumer group of a queue with priorities reads ahead to choose from.",
+							NULL, &deliver_priority_window, 1000, 1, 100000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("deliver.priority_aging",
+							"How long a message of a queue with priorities waits read ahead before it rises one priority level (0: never).",
+							NULL, &deliver_priority_aging_ms, 10 * 1000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	/* read by the SQL functions (create_queue's defaults, maintain) */
 	DefineCustomIntVariable("deliver.default_retry_base",

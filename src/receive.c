@@ -75,6 +75,264 @@ lease_message(GroupEntry *gs, int32 idx, Delivery *o, TimestampTz now, int64 vt_
 #define RECEIVE_DEAD_BATCH	100
 
 /*
+ * Under the group lock: lease the message of ready slot idx (a
+ * redelivery, or read ahead), whose row is fetched later.
+ */
+static void
+lease_ready(GroupEntry *gs, int32 idx, Delivery *o, TimestampTz now, int64 vt_ms)
+{
+	LeaseSlot  *s = &deliver_slots[idx];
+
+	slist_remove(&gs->ready_list, idx);
+	memset(o, 0, sizeof(Delivery));
+	o->row.txid = s->txid;
+	o->row.id = s->message_id;
+	o->row.seg = s->seg;
+	o->row.enqueued_at = s->enqueued_at;
+	lease_message(gs, idx, o, now, vt_ms);
+}
+
+/*
+ * Fill a lease slot for row r, read by the group's cursor (which it passes).
+ */
+static LeaseSlot *
+slot_for_row(ScanCtx *c, int32 idx, MessageRow *r)
+{
+	GroupEntry *gs = c->gs;
+	LeaseSlot  *s = &deliver_slots[idx];
+
+	s->group_idx = c->gidx;
+	s->message_id = r->id;
+	s->txid = r->txid;
+	s->seg = r->seg;
+	s->enqueued_at = r->enqueued_at;
+	s->expires_at = r->expires_at;
+	s->priority = r->priority;
+	s->has_key = !r->key_null;
+	s->key_hash = r->key_null ? 0 : fifo_key_hash(r->key);
+	s->cp_seq = gs->cps[gs->ncp - 1].seq;
+	checkpoint_count_add(gs, s->cp_seq, 1);
+	window_advance(gs, r);
+	return s;
+}
+
+/*
+ * A row acked in a transaction still prepared: hold it as leased, looked
+ * at again when its lease runs out (the finish may yet roll back).
+ */
+static void
+hold_pending_finish(ScanCtx *c, int32 idx, const MessageRow *r, TimestampTz now, int64 vt_ms)
+{
+	GroupEntry *gs = c->gs;
+	LeaseSlot  *s = &deliver_slots[idx];
+
+	s->attempt = 1;
+	s->delivery_id = lease_new_delivery_id(idx);
+	s->state = SLOT_LEASED;
+	s->finish_pending = true;
+	s->finish_kind = DONE_ACK;
+	s->finish_xid = r->pending_xid;
+	s->lease_expires = now + vt_ms * 1000;
+	if (s->lease_expires < gs->next_expiry)
+		gs->next_expiry = s->lease_expires;
+	slist_push(&gs->leased, idx);
+	if (c->q->fifo && s->has_key)
+		fifo_key_hold(idx);
+}
+
+/*
+ * Queues with priorities, under the group lock: read ahead from the
+ * cursor, in commit order, until the group holds deliver.priority_window
+ * messages waiting (read ahead, due for redelivery or FIFO-held; at most
+ * half of the queue's share of lease slots), each in a ready slot (not
+ * leased, not in flight: a crash or restart loses only this memory, and
+ * the messages are read again from the group's restart point, as after a
+ * nack).  Rows that expired go to dead[].  Returns whether the read ran
+ * out of lease slots.
+ */
+static bool
+read_ahead(ScanCtx *c, TimestampTz now, int64 vt_ms, Delivery *dead, int max_dead, int *ndead)
+{
+	GroupEntry *gs = c->gs;
+	QueueInfo  *q = c->q;
+	int64		limit = Max(Min((int64) deliver_priority_window, (int64) lease_queue_cap() / 2), 1);
+	MessageRow *rows = NULL;
+	int			chunk = 0;
+	int			windows = 0;
+
+	while (gs->ready_list.count + gs->blocked.count < limit && *ndead < max_dead)
+	{
+		int			want = (int) Min(limit - (gs->ready_list.count + gs->blocked.count),
+									 (int64) (max_dead - *ndead));
+		int			got;
+		int			i;
+		bool		exhausted;
+
+		if (!gs->in_window)
+		{
+			if (windows++ >= 2)
+				break;
+			open_window(c, now);
+		}
+		if (rows == NULL || want > chunk)
+		{
+			/* each segment may return up to want rows before they are merged */
+			chunk = Max(want, 64);
+			rows = MemoryContextAlloc(c->cxt, sizeof(MessageRow) * chunk * q->nsegments);
+		}
+		got = take_window(c, rows, want, &exhausted);
+		for (i = 0; i < got; i++)
+		{
+			MessageRow *r = &rows[i];
+			int32		idx = slot_alloc(q->queue_idx);
+			LeaseSlot  *s;
+
+			if (idx < 0)
+				return true;	/* (the cursor has not passed rows[i..]) */
+			s = slot_for_row(c, idx, r);
+			if (TransactionIdIsValid(r->pending_xid))
+			{
+				hold_pending_finish(c, idx, r, now, vt_ms);
+				continue;
+			}
+			if (unlikely(message_expired(q, r->enqueued_at, r->expires_at, now)))
+			{
+				s->reason = REASON_TTL;
+				dead_letter_claim(gs, idx, now, vt_ms, &dead[(*ndead)++]);
+				dead[*ndead - 1].row = *r;
+				dead[*ndead - 1].fetched = true;
+				continue;
+			}
+			if (q->fifo && s->has_key && !fifo_key_take(idx, q->fifo_key_limit))
+			{
+				s->state = SLOT_BLOCKED;
+				slist_push(&gs->blocked, idx);
+				continue;
+			}
+			/* waits for its turn: first attempt, ready since now */
+			s->state = SLOT_READY;
+			s->reason = REASON_NONE;
+			s->visible_at = now;
+			slist_push(&gs->ready_list, idx);
+		}
+		if (exhausted)
+			close_window(c);
+		else if (got == 0)
+			break;
+	}
+	return false;
+}
+
+/* a ready slot competing for a receive of a queue with priorities */
+typedef struct Candidate
+{
+	int32		idx;
+	int32		pos;			/* on the ready list: earlier first among equals */
+	int32		level;			/* priority, raised by aging */
+} Candidate;
+
+static int
+candidate_cmp(const void *a, const void *b)
+{
+	const Candidate *x = a;
+	const Candidate *y = b;
+
+	if (x->level != y->level)
+		return x->level > y->level ? -1 : 1;
+	return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* the level every waiting message reaches by aging: above any priority */
+#define AGED_LEVEL	(DELIVER_MAX_PRIORITY + 1)
+
+/*
+ * The level of a ready message: its priority, plus one for each
+ * deliver.priority_aging it has waited since it became ready (read ahead,
+ * or due again), up to AGED_LEVEL.  Messages at AGED_LEVEL go out in the
+ * order they became ready (their order on the ready list), before any
+ * newer one: a message of priority p waits at most (AGED_LEVEL - p) agings
+ * once read ahead (a FIFO-held one: once its key lets it out).
+ */
+static int32
+ready_level(const LeaseSlot *s, TimestampTz now)
+{
+	int64		waited;
+
+	if (deliver_priority_aging_ms <= 0 || now <= s->visible_at)
+		return s->priority;
+	waited = (now - s->visible_at) / ((int64) deliver_priority_aging_ms * 1000);
+	return (int32) Min((int64) s->priority + waited, (int64) AGED_LEVEL);
+}
+
+/*
+ * take_messages for a queue with priorities (leases taken; not an overflow
+ * drop): read ahead (read_ahead), then lease up to max of the ready
+ * messages, highest level first (ready_level), the earlier on the ready
+ * list among equals.  Messages out of attempts or expired go to dead[] as
+ * in take_messages.
+ */
+static int
+take_by_priority(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, int max_dead,
+				 int *ndead, bool *out_of_slots, TimestampTz now)
+{
+	GroupEntry *gs = c->gs;
+	QueueInfo  *q = c->q;
+	Candidate  *cand;
+	int			ncand = 0;
+	int			n = 0;
+	int32		pos = 0;
+	int32		idx;
+	int32		next;
+	int			i;
+	bool		expired;
+
+	*out_of_slots = read_ahead(c, now, vt_ms, dead, max_dead, ndead);
+	if (gs->ready_list.count == 0 || max == 0)
+		return 0;
+	cand = MemoryContextAlloc(c->cxt, sizeof(Candidate) * gs->ready_list.count);
+	for (idx = gs->ready_list.head; idx >= 0; idx = next, pos++)
+	{
+		LeaseSlot  *s = &deliver_slots[idx];
+
+		next = s->next;
+		if (s->visible_at > now || s->finish_pending)
+			continue;
+		expired = message_expired(q, s->enqueued_at, s->expires_at, now);
+		if (expired || s->attempt >= q->max_attempts)
+		{
+			if (*ndead >= max_dead)
+				continue;		/* (the next receive or sweep) */
+			slist_remove(&gs->ready_list, idx);
+			if (expired)
+				s->reason = REASON_TTL;
+			dead_letter_claim(gs, idx, now, vt_ms, &dead[(*ndead)++]);
+			continue;
+		}
+		cand[ncand].idx = idx;
+		cand[ncand].pos = pos;
+		cand[ncand].level = ready_level(s, now);
+		ncand++;
+	}
+	if (max == 1 && ncand > 1)
+	{
+		/* (the common receive of one: the best, no sort) */
+		for (i = 1; i < ncand; i++)
+			if (candidate_cmp(&cand[i], &cand[0]) < 0)
+				cand[0] = cand[i];
+		ncand = 1;
+	}
+	else if (ncand > 1)
+		qsort(cand, ncand, sizeof(Candidate), candidate_cmp);
+	for (i = 0; i < ncand && n < max; i++)
+		lease_ready(gs, cand[i].idx, &out[n++], now, vt_ms);
+	pfree(cand);
+	/* out of slots only matters when nothing could be handed out */
+	if (n > 0)
+		*out_of_slots = false;
+	return n;
+}
+
+/*
  * Under the group lock: take up to max messages.  Redeliveries first, then
  * the cursor.  Fills out[] (room for max) and dead[] (messages out of
  * attempts or expired, room for max_dead).  With drop (a send over a
@@ -107,10 +365,11 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 		int32		next;
 
 		group_expire_leases(gs, q, now);
+		if (q->priorities && !drop)
+			return take_by_priority(c, max, vt_ms, out, dead, max_dead, ndead, out_of_slots, now);
 		for (idx = gs->ready_list.head; idx >= 0 && (drop ? *ndead < max_dead : n < max); idx = next)
 		{
 			LeaseSlot  *s = &deliver_slots[idx];
-			Delivery   *o;
 
 			next = s->next;
 			if ((s->visible_at > now && !drop) || s->finish_pending)
@@ -134,14 +393,7 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 				dead_letter_claim(gs, idx, now, vt_ms, &dead[(*ndead)++]);
 				continue;
 			}
-			slist_remove(&gs->ready_list, idx);
-			o = &out[n++];
-			memset(o, 0, sizeof(Delivery));
-			o->row.txid = s->txid;
-			o->row.id = s->message_id;
-			o->row.seg = s->seg;
-			o->row.enqueued_at = s->enqueued_at;
-			lease_message(gs, idx, o, now, vt_ms);
+			lease_ready(gs, idx, &out[n++], now, vt_ms);
 		}
 	}
 
@@ -187,35 +439,10 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 					exhausted = false;
 					break;
 				}
-				s = &deliver_slots[idx];
-				s->group_idx = c->gidx;
-				s->message_id = r->id;
-				s->txid = r->txid;
-				s->seg = r->seg;
-				s->enqueued_at = r->enqueued_at;
-				s->expires_at = r->expires_at;
-				s->has_key = !r->key_null;
-				s->key_hash = r->key_null ? 0 : fifo_key_hash(r->key);
-				s->cp_seq = gs->cps[gs->ncp - 1].seq;
-				checkpoint_count_add(gs, s->cp_seq, 1);
-				window_advance(gs, r);
-
+				s = slot_for_row(c, idx, r);
 				if (TransactionIdIsValid(r->pending_xid))
 				{
-					/* acked in a transaction still prepared: hold it */
-					s->attempt = 1;
-					s->delivery_id = lease_new_delivery_id(idx);
-					s->state = SLOT_LEASED;
-					s->finish_pending = true;
-					s->finish_kind = DONE_ACK;
-					s->finish_xid = r->pending_xid;
-					s->lease_expires = now + vt_ms * 1000;
-					/* looked at again then: the finish may yet roll back */
-					if (s->lease_expires < gs->next_expiry)
-						gs->next_expiry = s->lease_expires;
-					slist_push(&gs->leased, idx);
-					if (q->fifo && s->has_key)
-						fifo_key_hold(idx);
+					hold_pending_finish(c, idx, r, now, vt_ms);
 					continue;
 				}
 				if (unlikely(expired))

@@ -17,6 +17,7 @@
 #include "access/xact.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
+#include "utils/timestamp.h"
 
 #include "ackcommit.h"
 #include "deliver.h"
@@ -190,7 +191,7 @@ release_lease(SlotRef *r)
 		slist_remove(&gs->leased, r->slot);
 		s->state = SLOT_READY;
 		s->reason = REASON_ABORTED;
-		s->visible_at = 0;
+		s->visible_at = GetCurrentTimestamp();	/* due now; ready since now (aging) */
 		s->delivery_id = 0;		/* the delivery ends with its receive */
 		slist_push(&gs->ready_list, r->slot);
 	}
@@ -227,7 +228,7 @@ settle_finish(SlotRef *r, bool committed)
 				/* a dead-letter move rolled back: the next receive retries it */
 				slist_remove(&gs->leased, r->slot);
 				s->state = SLOT_READY;
-				s->visible_at = 0;
+				s->visible_at = GetCurrentTimestamp();
 				slist_push(&gs->ready_list, r->slot);
 			}
 		}

@@ -23,6 +23,10 @@ extern int	deliver_dead_letter_retention_s;
 extern int	deliver_max_payload;
 extern int	deliver_max_batch;
 
+/* queues with priorities: read-ahead and aging (receive.c) */
+extern int	deliver_priority_window;
+extern int	deliver_priority_aging_ms;
+
 /* restart points (checkpoint.c) */
 extern int	deliver_checkpoint_interval_ms;
 

@@ -41,7 +41,7 @@ RESET deliver.default_retry_max;
 -- alter_queue is an administration function: not for PUBLIC
 CREATE ROLE regress_deliver_alter;
 SELECT ok(NOT has_function_privilege('regress_deliver_alter',
-                                     'deliver.alter_queue(text, interval, int, interval, interval, interval, interval, interval, text, bigint, text, text)',
+                                     'deliver.alter_queue(text, interval, int, interval, interval, interval, interval, interval, text, bigint, text, text, boolean)',
                                      'EXECUTE'), 'alter_queue is not for PUBLIC');
 DROP ROLE regress_deliver_alter;
 

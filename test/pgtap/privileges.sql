@@ -19,7 +19,7 @@ SELECT lives_ok($$SELECT deliver.create_queue('priv_other')$$, 'create queue pri
 SELECT is(has_function_privilege('regress_deliver_nobody', f, 'EXECUTE'), public,
           f || CASE WHEN public THEN ' is for every role' ELSE ' is not for PUBLIC' END)
   FROM (VALUES
-    ('deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval, interval, text, bigint, text, text)', false),
+    ('deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval, interval, text, bigint, text, text, boolean)', false),
     ('deliver.drop_queue(text)', false),
     ('deliver.purge_queue(text)', false),
     ('deliver.create_consumer_group(text, text, text)', false),
@@ -29,8 +29,8 @@ SELECT is(has_function_privilege('regress_deliver_nobody', f, 'EXECUTE'), public
     ('deliver.redrive(text, bigint[], text, text)', false),
     ('deliver.delete_dead_letters(text, bigint[], text)', false),
     ('deliver.maintain(text)', false),
-    ('deliver.send(text, jsonb, jsonb, text, text, interval, timestamptz)', true),
-    ('deliver.send_batch(text, jsonb[], jsonb[], text[], text[], interval, timestamptz)', true),
+    ('deliver.send(text, jsonb, jsonb, text, text, interval, timestamptz, int)', true),
+    ('deliver.send_batch(text, jsonb[], jsonb[], text[], text[], interval, timestamptz, int)', true),
     ('deliver.receive(text, int, interval, interval, text)', true),
     ('deliver.ack(text, bigint)', true),
     ('deliver.ack_batch(text, bigint[])', true),
@@ -401,7 +401,7 @@ SELECT throws_ok(cmd, state, msg, cmd) FROM (VALUES
 --
 -- administration can be granted: the admin functions run as their owner
 --
-GRANT EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval, interval, text, bigint, text, text),
+GRANT EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval, interval, text, bigint, text, text, boolean),
                           deliver.drop_queue(text), deliver.grant_queue(text, text, text)
    TO regress_deliver_admin;
 SET ROLE regress_deliver_admin;
@@ -416,7 +416,7 @@ SELECT throws_ok($$SELECT deliver.purge_queue('priv_admin')$$, '42501', 'permiss
                  'a function not granted stays refused');
 SELECT ok(deliver.drop_queue('priv_admin'), 'a granted admin drops the queue');
 RESET ROLE;
-REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval, interval, text, bigint, text, text),
+REVOKE EXECUTE ON FUNCTION deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval, interval, text, bigint, text, text, boolean),
                            deliver.drop_queue(text), deliver.grant_queue(text, text, text)
     FROM regress_deliver_admin;
 
@@ -431,7 +431,7 @@ SELECT is(has_function_privilege('regress_deliver_nobody', f, 'EXECUTE'), public
     ('deliver.unbind(text, text)', false),
     ('deliver.list_bindings(text)', true),
     ('deliver.test_routing(text)', true),
-    ('deliver.publish(text, jsonb, jsonb, text, text, interval, boolean, timestamptz)', true)) AS t(f, public);
+    ('deliver.publish(text, jsonb, jsonb, text, text, interval, boolean, timestamptz, int)', true)) AS t(f, public);
 SELECT ok(deliver.bind('prv.#', 'priv'), 'bind prv.# to priv');
 SELECT ok(deliver.bind('prv.*', 'priv_other'), 'bind prv.* to priv_other');
 CREATE ROLE regress_deliver_router;

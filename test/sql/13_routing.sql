@@ -190,7 +190,7 @@ SELECT f AS function, has_function_privilege('regress_deliver_router', f, 'EXECU
     'deliver.unbind(text, text)',
     'deliver.list_bindings(text)',
     'deliver.test_routing(text)',
-    'deliver.publish(text, jsonb, jsonb, text, text, interval, boolean, timestamptz)']) AS f;
+    'deliver.publish(text, jsonb, jsonb, text, text, interval, boolean, timestamptz, int)']) AS f;
 SELECT deliver.grant_queue('r13_a', 'regress_deliver_router', 'send');
 SET ROLE regress_deliver_router;
 SELECT cmd, pg_temp.try(cmd) FROM (VALUES

@@ -139,8 +139,8 @@ SELECT message_ttl, on_expire FROM deliver.queue WHERE queue_name = 'q15_zero';
 CREATE ROLE regress_deliver_expiry;
 SELECT f AS function, has_function_privilege('regress_deliver_expiry', f, 'EXECUTE') AS can_execute
   FROM unnest(ARRAY[
-    'deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval, interval, text, bigint, text, text)',
-    'deliver.alter_queue(text, interval, int, interval, interval, interval, interval, interval, text, bigint, text, text)']) AS f;
+    'deliver.create_queue(text, text, interval, int, boolean, interval, interval, interval, interval, text, bigint, text, text, boolean)',
+    'deliver.alter_queue(text, interval, int, interval, interval, interval, interval, interval, text, bigint, text, text, boolean)']) AS f;
 SET ROLE regress_deliver_expiry;
 SELECT pg_temp.try($$SELECT deliver.send('q15', '{}', expires_at => now())$$);
 SELECT pg_temp.try($$SELECT deliver.send_batch('q15', ARRAY['{}']::jsonb[], expires_at => now())$$);

@@ -104,7 +104,7 @@ $node->safe_psql('postgres', q{
     GRANT EXECUTE ON FUNCTION deliver.maintain(text), deliver.redrive(text, bigint[], text, text),
                               deliver.delete_message(text, bigint), deliver.reset_consumer_group(text, text, text),
                               deliver.set_alert(text, text, numeric),
-                              deliver.alter_queue(text, interval, int, interval, interval, interval, interval, interval, text, bigint, text, text)
+                              deliver.alter_queue(text, interval, int, interval, interval, interval, interval, interval, text, bigint, text, text, boolean)
        TO mallory;
 });
 $node->safe_psql('postgres', "SET ROLE mallory;\n" . shadows('mallory', 'mallory'));
