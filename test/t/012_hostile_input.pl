@@ -48,6 +48,11 @@ $node->safe_psql('postgres', q{
     SELECT deliver.create_queue('hfull', max_depth => 1);
     SELECT deliver.send('hfull', '{}');
     SELECT deliver.grant_queue('hfull', 'sender', 'send');
+    -- a queue with priorities (h has none)
+    SELECT deliver.create_queue('hp', priorities => true, visibility_timeout => '1 hour');
+    SELECT deliver.grant_queue('hp', 'sender', 'send');
+    SELECT deliver.grant_queue('hp', 'reader', 'receive');
+    SELECT deliver.bind('hp.#', 'hp');
 });
 $node->safe_psql('postgres', q{
     SET ROLE mallory;
@@ -395,6 +400,33 @@ my @catalogue = (
 	[ 'expiry', q{SELECT * FROM deliver.publish('hr.x.y', '{}', expires_at => 'tomorrow')}, '42501', 'stranger' ],
 	[ 'expiry', q{SELECT * FROM deliver.publish('hr.x', '{}', expires_at => now())}, '42501', 'sender' ],
 	[ 'expiry', q{SELECT * FROM deliver.publish('hr.x.y', NULL, expires_at => now())}, '22004', 'sender' ],
+	# priorities: 0-9 on a queue with priorities, 0 (or NULL) anywhere
+	[ 'priority', q{SELECT deliver.send('hp', '{}', priority => 9)}, 'ok', 'sender' ],
+	[ 'priority', q{SELECT deliver.send('hp', '{}', priority => NULL)}, 'ok', 'sender' ],
+	[ 'priority', q{SELECT deliver.send('h', '{}', priority => 0)}, 'ok', 'sender' ],
+	[ 'priority', q{SELECT deliver.send('hp', '{}', priority => 10)}, '22023', 'sender' ],
+	[ 'priority', q{SELECT deliver.send('hp', '{}', priority => -1)}, '22023', 'sender' ],
+	[ 'priority', q{SELECT deliver.send('hp', '{}', priority => -2147483648)}, '22023', 'sender' ],
+	[ 'priority', q{SELECT deliver.send('hp', '{}', priority => 2147483647)}, '22023', 'sender' ],
+	[ 'priority', q{SELECT deliver.send('hp', '{}', priority => 99999999999)}, '42883', 'sender' ],
+	[ 'priority', q{SELECT deliver.send('hp', '{}', priority => '5x')}, '22P02', 'sender' ],
+	[ 'priority', q{SELECT deliver.send('h', '{}', priority => 1)}, '55000', 'sender' ],
+	[ 'priority', q{SELECT deliver.send('h', '{}', delay => '1 hour', priority => 1)}, '55000', 'sender' ],
+	[ 'priority', q{SELECT deliver.send('hp', '{}', priority => 5)}, '42501', 'stranger' ],
+	[ 'priority', q{SELECT deliver.send('hp', '{}', priority => 5)}, '42501', 'reader' ],
+	[ 'priority', q{SELECT deliver.send_batch('hp', ARRAY['{}', '{}']::jsonb[], priority => 3)}, 'ok', 'sender' ],
+	[ 'priority', q{SELECT deliver.send_batch('hp', ARRAY['{}']::jsonb[], priority => 10)}, '22023', 'sender' ],
+	[ 'priority', q{SELECT deliver.send_batch('h', ARRAY['{}']::jsonb[], priority => 2)}, '55000', 'sender' ],
+	[ 'priority', q{SELECT deliver.send_batch('hp', ARRAY[NULL]::jsonb[], priority => 2)}, '22004', 'sender' ],
+	[ 'priority', q{SELECT count(*) FROM deliver.publish('hp.x', '{}', priority => 4)}, 'ok', 'sender' ],
+	[ 'priority', q{SELECT * FROM deliver.publish('hp.x', '{}', priority => 10)}, '22023', 'sender' ],
+	[ 'priority', q{SELECT * FROM deliver.publish('hr.x.y', '{}', priority => 1)}, '55000', 'sender' ],
+	[ 'priority', q{SELECT count(*) FROM deliver.receive('hp', 10)}, 'ok', 'reader' ],
+	[ 'priority', q{SELECT deliver.create_queue('hx', 'at_most_once', priorities => true)}, '0A000' ],
+	[ 'priority', q{SELECT deliver.create_queue('hx', priorities => true)}, '42501', 'sender' ],
+	[ 'priority', q{SELECT deliver.alter_queue('hamo', priorities => true)}, '0A000' ],
+	[ 'priority', q{SELECT deliver.alter_queue('hp', priorities => false)}, '42501', 'sender' ],
+	[ 'priority', q{SELECT deliver.alter_queue('h', priorities => NULL)}, 'ok' ],
 	[ 'expiry', q{SELECT deliver.create_queue('hx', message_ttl => '-1 second')}, '22023' ],
 	[ 'expiry', q{SELECT deliver.create_queue('hx', message_ttl => '178000000 years')}, '22023' ],
 	[ 'expiry', q{SELECT deliver.create_queue('hx', message_ttl => 'infinity')}, '22007' ],
