@@ -15,6 +15,12 @@
 #   rate_limit    its group limited to 1,000,000 msgs/s (never reached)
 #   fifo          a FIFO queue, 1,000 ordering keys, one in flight per key
 #   fifo_limit_4  the same with set_fifo_key_limit 4
+#   priorities    a queue with priorities, each send with a priority 0-9
+#   own_backlog   plain, with 100,000 messages waiting for the receiving
+#                 group itself (each script sends one and takes one)
+#   priorities_backlog  the same on a queue with priorities, the 100,000
+#                 and every send with a priority 0-9: each receive chooses
+#                 among deliver.priority_window (1,000) read ahead
 # Rounds run the cases in turn, so noise on the machine spreads over all.
 # Per case: scripts per second, the script's p50 and p99 (pgbench's log),
 # and the server's CPU microseconds per script (bench/cpu.sh), the figure
@@ -41,13 +47,24 @@ q -c "SELECT deliver.create_queue('f_plain')" \
   -c "SELECT deliver.create_queue('f_backlog')" \
   -c "SELECT deliver.create_consumer_group('f_backlog', 'idle')" \
   -c "SELECT deliver.create_queue('f_depth_b', max_depth => 1000000000)" \
-  -c "SELECT deliver.create_consumer_group('f_depth_b', 'idle')" >/dev/null
+  -c "SELECT deliver.create_consumer_group('f_depth_b', 'idle')" \
+  -c "SELECT deliver.create_queue('f_prio', priorities => true)" \
+  -c "SELECT deliver.create_queue('f_own')" \
+  -c "SELECT deliver.create_queue('f_prio_own', priorities => true)" >/dev/null
 for qn in f_backlog f_depth_b; do
     for _ in $(seq 1 100); do
         q -c "SELECT cardinality(deliver.send_batch('$qn', array_agg('{\"pad\": \"backlog\"}'::jsonb))) FROM generate_series(1, 1000)" >/dev/null
     done
     # the default group takes its share: only 'idle' keeps the 100,000
     while [[ $(q -c "SELECT count(deliver.ack('$qn', delivery_id)) FROM deliver.receive('$qn', 1000)") != 0 ]]; do :; done
+done
+
+for qn in f_own f_prio_own; do
+    p=NULL
+    [[ $qn == f_prio_own ]] && p='(random() * 9)::int'
+    for i in $(seq 0 99); do
+        q -c "SELECT cardinality(deliver.send_batch('$qn', array_agg('{\"pad\": \"backlog\"}'::jsonb), priority => $p)) FROM generate_series(1, 1000)" >/dev/null
+    done
 done
 
 payload="'{\"order\": 1, \"pad\": \"$(printf 'x%.0s' {1..80})\"}'"
@@ -57,7 +74,8 @@ cycle() {
         "SELECT deliver.send('$1', $payload${2:+, $2});" \
         "SELECT deliver.ack('$1', delivery_id) FROM deliver.receive('$1', 1);"
 }
-cases=(plain expires_at message_ttl max_depth drop_oldest rate_limit fifo fifo_limit_4 backlog max_depth_backlog)
+cases=(plain expires_at message_ttl max_depth drop_oldest rate_limit fifo fifo_limit_4 backlog max_depth_backlog
+       priorities own_backlog priorities_backlog)
 script_of() {
     case $1 in
         plain) cycle f_plain ;;
@@ -70,6 +88,9 @@ script_of() {
         fifo_limit_4) cycle f_fifo4 "ordering_key => 'k' || :k" ;;
         backlog) cycle f_backlog ;;
         max_depth_backlog) cycle f_depth_b ;;
+        priorities) cycle f_prio "priority => :k % 10" ;;
+        own_backlog) cycle f_own ;;
+        priorities_backlog) cycle f_prio_own "priority => :k % 10" ;;
     esac
 }
 declare -A res
@@ -110,6 +131,7 @@ out=bench/results/$stamp-features.md
     done
     echo
     echo "backlog and max_depth_backlog: 100,000 messages (and every one sent since) wait for a second group that never receives."
+    echo "own_backlog and priorities_backlog: 100,000 messages wait for the receiving group itself (priorities 0-9 in the second)."
     echo
     echo "Queues left with messages at the end (a receive may find the message of a send"
     echo "still in flight elsewhere empty-handed): ${left:-none}."
