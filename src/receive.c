@@ -147,19 +147,26 @@ hold_pending_finish(ScanCtx *c, int32 idx, const MessageRow *r, TimestampTz now,
  * half of the queue's share of lease slots), each in a ready slot (not
  * leased, not in flight: a crash or restart loses only this memory, and
  * the messages are read again from the group's restart point, as after a
- * nack).  Rows that expired go to dead[].  Returns whether the read ran
- * out of lease slots.
+ * nack).  While the queue holds over half of its share (its groups' windows
+ * and leases), only up to max waiting: the window shrinks before a group
+ * runs out of slots to lease.  Rows that expired go to dead[].  Returns
+ * whether the read ran out of lease slots.
  */
 static bool
-read_ahead(ScanCtx *c, TimestampTz now, int64 vt_ms, Delivery *dead, int max_dead, int *ndead)
+read_ahead(ScanCtx *c, int max, TimestampTz now, int64 vt_ms, Delivery *dead, int max_dead,
+		   int *ndead)
 {
 	GroupEntry *gs = c->gs;
 	QueueInfo  *q = c->q;
-	int64		limit = Max(Min((int64) deliver_priority_window, (int64) lease_queue_cap() / 2), 1);
+	int32		cap = lease_queue_cap();
+	int64		limit = Max(Min((int64) deliver_priority_window, (int64) cap / 2), 1);
 	MessageRow *rows = NULL;
 	int			chunk = 0;
 	int			windows = 0;
 
+	/* (slots_held moves under the slot lock: a rough reading will do) */
+	if (deliver_queues[q->queue_idx].slots_held > cap / 2)
+		limit = Min(limit, (int64) Max(max, 1));
 	while (gs->ready_list.count + gs->blocked.count < limit && *ndead < max_dead)
 	{
 		int			want = (int) Min(limit - (gs->ready_list.count + gs->blocked.count),
@@ -286,7 +293,7 @@ take_by_priority(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead
 	int			i;
 	bool		expired;
 
-	*out_of_slots = read_ahead(c, now, vt_ms, dead, max_dead, ndead);
+	*out_of_slots = read_ahead(c, max, now, vt_ms, dead, max_dead, ndead);
 	if (gs->ready_list.count == 0 || max == 0)
 		return 0;
 	cand = MemoryContextAlloc(c->cxt, sizeof(Candidate) * gs->ready_list.count);

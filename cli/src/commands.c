@@ -61,18 +61,20 @@ cmd_send(int argc, char **argv)
 		{"key", required_argument, NULL, 'k'},
 		{"idempotency-key", required_argument, NULL, 'i'},
 		{"delay", required_argument, NULL, 'D'},
+		{"priority", required_argument, NULL, 'p'},
 		{NULL, 0, NULL, 0}
 	};
 	const char *headers = NULL,
 			   *key = NULL,
 			   *idem = NULL,
-			   *delay = NULL;
+			   *delay = NULL,
+			   *priority = NULL;
 	int			c;
 	PGconn	   *conn;
 	const char *queue;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "H:k:i:D:", opts, NULL)) != -1)
+	while ((c = getopt_long(argc, argv, "H:k:i:D:p:", opts, NULL)) != -1)
 	{
 		switch (c)
 		{
@@ -80,6 +82,10 @@ cmd_send(int argc, char **argv)
 			case 'k': key = optarg; break;
 			case 'i': idem = optarg; break;
 			case 'D': delay = optarg; break;
+			case 'p':
+				(void) int_arg("send", "--priority", optarg, 0, 9);
+				priority = optarg;
+				break;
 			default: exit(EXIT_USAGE);
 		}
 	}
@@ -90,9 +96,10 @@ cmd_send(int argc, char **argv)
 	conn = connect_or_die();
 	if (optind < argc && strcmp(argv[optind], "-") != 0)
 	{
-		const char *p[6] = {queue, argv[optind], headers, key, idem, delay};
+		const char *p[7] = {queue, argv[optind], headers, key, idem, delay, priority};
 
-		print_rows(exec_or_die(conn, "SELECT deliver.send($1, $2::jsonb, $3::jsonb, $4, $5, $6::interval)", 6, p));
+		print_rows(exec_or_die(conn, "SELECT deliver.send($1, $2::jsonb, $3::jsonb, $4, $5, $6::interval, "
+							   "priority => $7::int)", 7, p));
 	}
 	else
 	{
@@ -134,13 +141,14 @@ cmd_send(int argc, char **argv)
 			}
 			if (n > 0 && (eof || n == SEND_BATCH_LINES))
 			{
-				const char *p[3] = {queue, NULL, delay};
+				const char *p[4] = {queue, NULL, delay, priority};
 
 				must(buf_putc(&arr, '}'));
 				p[1] = arr.data;
 				print_rows(exec_or_die(conn,
-									   "SELECT unnest(deliver.send_batch($1, $2::jsonb[], delay => $3::interval))",
-									   3, p));
+									   "SELECT unnest(deliver.send_batch($1, $2::jsonb[], delay => $3::interval, "
+									   "priority => $4::int))",
+									   4, p));
 				buf_reset(&arr);
 				n = 0;
 			}

@@ -286,6 +286,7 @@ usage(FILE *f)
 			"      --status-interval S  seconds between status updates to the server (10)\n"
 			"  send QUEUE [PAYLOAD]  send a JSON payload; without PAYLOAD (or -) one per stdin line\n"
 			"      --headers JSON --key ORDERING_KEY --idempotency-key K --delay INTERVAL\n"
+			"      --priority 0-9 (a queue with priorities)\n"
 			"  receive QUEUE         receive messages as JSON lines\n"
 			"      -n N --wait SECONDS --group G --visibility-timeout INTERVAL --ack\n"
 			"  ack QUEUE ID...       ack deliveries\n"

@@ -116,6 +116,28 @@ like($err, qr/send: line 2 of standard input contains a NUL byte/, 'send: the me
 is(query_one($node, q{SELECT count(*) FROM deliver.receive('jobs', 10)}), '0', 'send: nothing was sent');
 
 #
+# deliver send --priority: an integer from 0 to 9, checked before connecting
+#
+refused('send --priority 10', qr/send: --priority "10" must be between 0 and 9/, 'send', 'jobs', '{}', '--priority', '10');
+refused('send --priority -1', qr/send: --priority "-1" must be between 0 and 9/, 'send', 'jobs', '{}', '--priority', '-1');
+refused('send --priority 1.5', qr/send: --priority "1.5" is not an integer/, 'send', 'jobs', '{}', '--priority', '1.5');
+refused('send --priority ""', qr/send: --priority "" is not an integer/, 'send', 'jobs', '{}', '--priority', '');
+refused('send --priority of 3,000 digits', qr/send: --priority "9{40}\.\.\." \(3000 bytes\) must be between 0 and 9/,
+	'send', 'jobs', '{}', '--priority', '9' x 3000);
+$node->safe_psql('postgres', q{SELECT deliver.create_queue('prio', priorities => true)});
+($rc, $out, $err) = run_cli('', 'send', 'prio', '{"n": "low"}');
+is($rc, 0, 'send without --priority');
+($rc, $out, $err) = run_cli('', 'send', 'prio', '{"n": "high"}', '--priority', '9');
+is($rc, 0, 'send --priority 9');
+($rc, $out, $err) = run_cli(qq{{"n": "mid1"}\n{"n": "mid2"}\n}, 'send', 'prio', '--priority', '5');
+is($rc, 0, 'send --priority 5 from standard input');
+is(query_one($node, q{SELECT string_agg(payload->>'n', ' ') FROM deliver.receive('prio', 10)}),
+	'high mid1 mid2 low', 'the priorities arrived');
+($rc, $out, $err) = run_cli('', 'send', 'jobs', '{}', '--priority', '3');
+is($rc, 1, 'send --priority to a queue without priorities fails');
+like($err, qr/queue "jobs" has no priorities/, 'with the server\'s message');
+
+#
 # deliver listen: names, numbers, and option strings of any length
 #
 my $long = 'x' x 3000;
