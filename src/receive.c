@@ -167,6 +167,8 @@ read_ahead(ScanCtx *c, int max, TimestampTz now, int64 vt_ms, Delivery *dead, in
 	/* (slots_held moves under the slot lock: a rough reading will do) */
 	if (deliver_queues[q->queue_idx].slots_held > cap / 2)
 		limit = Min(limit, (int64) Max(max, 1));
+	/* the rows' bodies are read when they are handed out (fetch_row) */
+	c->no_body = true;
 	while (gs->ready_list.count + gs->blocked.count < limit && *ndead < max_dead)
 	{
 		int			want = (int) Min(limit - (gs->ready_list.count + gs->blocked.count),
@@ -195,7 +197,10 @@ read_ahead(ScanCtx *c, int max, TimestampTz now, int64 vt_ms, Delivery *dead, in
 			LeaseSlot  *s;
 
 			if (idx < 0)
+			{
+				c->no_body = false;
 				return true;	/* (the cursor has not passed rows[i..]) */
+			}
 			s = slot_for_row(c, idx, r);
 			if (TransactionIdIsValid(r->pending_xid))
 			{
@@ -207,7 +212,7 @@ read_ahead(ScanCtx *c, int max, TimestampTz now, int64 vt_ms, Delivery *dead, in
 				s->reason = REASON_TTL;
 				dead_letter_claim(gs, idx, now, vt_ms, &dead[(*ndead)++]);
 				dead[*ndead - 1].row = *r;
-				dead[*ndead - 1].fetched = true;
+				dead[*ndead - 1].fetched = false;	/* (no body: read again) */
 				continue;
 			}
 			if (q->fifo && s->has_key && !fifo_key_take(idx, q->fifo_key_limit))
@@ -227,6 +232,7 @@ read_ahead(ScanCtx *c, int max, TimestampTz now, int64 vt_ms, Delivery *dead, in
 		else if (got == 0)
 			break;
 	}
+	c->no_body = false;
 	return false;
 }
 

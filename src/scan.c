@@ -153,7 +153,7 @@ row_priority(TupleTableSlot *tuple)
  * Copy a row of a segment out of the tuple it was read into.
  */
 static void
-row_from_tuple(MessageRow *r, TupleTableSlot *tuple, int seg, MemoryContext cxt)
+row_from_tuple(MessageRow *r, TupleTableSlot *tuple, int seg, MemoryContext cxt, bool body)
 {
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	bool		isnull;
@@ -167,6 +167,15 @@ row_from_tuple(MessageRow *r, TupleTableSlot *tuple, int seg, MemoryContext cxt)
 	r->key = slot_getattr(tuple, SEG_COL_ORDERING_KEY, &r->key_null);
 	if (!r->key_null)
 		r->key = datumCopy(r->key, false, -1);
+	if (!body)
+	{
+		r->headers_null = true;
+		r->headers = (Datum) 0;
+		r->payload = (Datum) 0;
+		r->pending_xid = InvalidTransactionId;
+		MemoryContextSwitchTo(old);
+		return;
+	}
 	r->headers = slot_getattr(tuple, SEG_COL_HEADERS, &r->headers_null);
 	if (!r->headers_null)
 		r->headers = datumCopy(r->headers, false, -1);
@@ -284,7 +293,7 @@ scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_after, int64 af
 				}
 				continue;
 			}
-			row_from_tuple(&out[n], tuple, seg, c->cxt);
+			row_from_tuple(&out[n], tuple, seg, c->cxt, !c->no_body);
 			out[n].pending_xid = pending;
 			n++;
 			continue;
@@ -299,7 +308,7 @@ scan_index(ScanCtx *c, int seg, uint64 from, uint64 to, bool use_after, int64 af
 			}
 			continue;
 		}
-		row_from_tuple(&out[n++], tuple, seg, c->cxt);
+		row_from_tuple(&out[n++], tuple, seg, c->cxt, !c->no_body);
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(tuple);
@@ -412,7 +421,7 @@ fetch_row(ScanCtx *c, MessageRow *r)
 	index_rescan(scan, keys, 2, NULL, 0);
 	if (index_getnext_slot(scan, ForwardScanDirection, tuple))
 	{
-		row_from_tuple(r, tuple, seg, c->cxt);
+		row_from_tuple(r, tuple, seg, c->cxt, true);
 		found = true;
 	}
 	index_endscan(scan);

@@ -45,6 +45,8 @@ typedef struct ScanCtx
 	bool		open;			/* tables opened by scan_open */
 	bool		count_only;		/* metrics: count rows, keep none */
 	bool		skip_expired;	/* peek: leave out expired messages */
+	bool		no_body;		/* read-ahead (priorities): rows without headers and
+								 * payload, which fetch_row reads when needed */
 	TimestampTz now;			/* (for skip_expired) */
 	int64		counted;
 	int64		count_stop;		/* count_only: stop counting at this many (0: all) */

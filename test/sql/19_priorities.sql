@@ -48,6 +48,13 @@ SELECT deliver.send('q19_fifo', '{"n": "b1"}', ordering_key => 'b', priority => 
 SELECT payload->>'n' AS n, deliver.ack('q19_fifo', delivery_id) FROM deliver.receive('q19_fifo', 10);
 SELECT payload->>'n' AS n FROM deliver.receive('q19_fifo', 10);
 
+-- a message that expired while read ahead goes to the dead letters whole
+SELECT deliver.send('q19', '{"n": "stale"}', headers => '{"h": 1}', expires_at => now() - interval '1 hour',
+                    priority => 9) > 0 AS sent;
+SELECT deliver.send('q19', '{"n": "fresh"}', priority => 1) > 0 AS sent;
+SELECT payload->>'n' AS n FROM deliver.receive('q19', 5);
+SELECT payload, headers, reason FROM deliver.dead_letters('q19');
+
 -- bad input: nothing sent
 SELECT deliver.purge_queue('q19');
 SELECT pg_temp.try(cmd) FROM (VALUES
