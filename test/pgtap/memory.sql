@@ -5,7 +5,7 @@
 -- context crossing a block boundary gets a whole new block (up to 8 MB for
 -- the catalog cache), which says nothing about what the calls kept.
 \ir ../helpers.psql
-SELECT plan(5);
+SELECT plan(7);
 
 CREATE PROCEDURE pg_temp.churn(n int) LANGUAGE plpgsql AS $$
 DECLARE
@@ -17,7 +17,9 @@ BEGIN
         PERFORM deliver.send_batch('memory', ARRAY['{"b": 1}', '{"b": 2}']::jsonb[]);
         PERFORM deliver.send('memory_eo', '{"a": 1}', idempotency_key => 'k' || i || clock_timestamp());
         PERFORM deliver.send('memory', '{"later": 1}', delay => '1 hour');
+        PERFORM deliver.send_batch('memory_prio', ARRAY['{"p": 1}', '{"p": 2}']::jsonb[], priority => i % 10);
         COMMIT;
+        SELECT deliver.ack_batch('memory_prio', array_agg(delivery_id)) INTO k FROM deliver.receive('memory_prio', 2);
         SELECT deliver.ack_batch('memory', array_agg(delivery_id)) INTO k FROM deliver.receive('memory', 3);
         SELECT delivery_id INTO d FROM deliver.receive('memory_eo');
         PERFORM deliver.nack('memory_eo', d, error => 'again', retry_after => '0');
@@ -35,6 +37,7 @@ BEGIN
 END $$;
 SELECT lives_ok($$SELECT deliver.create_queue('memory')$$, 'create queue memory');
 SELECT lives_ok($$SELECT deliver.create_queue('memory_eo', guarantee => 'exactly_once')$$, 'create queue memory_eo');
+SELECT lives_ok($$SELECT deliver.create_queue('memory_prio', priorities => true)$$, 'create queue memory_prio');
 SET deliver.rotation_interval = '1ms';   -- maintain() rotates every round: every segment gets used
 CALL pg_temp.churn(200);      -- fills the caches (plans per segment)
 SELECT sum(total_bytes - free_bytes) AS before FROM pg_backend_memory_contexts \gset
@@ -45,5 +48,6 @@ SELECT cmp_ok(sum(total_bytes - free_bytes) - :before, '<', 262144::numeric,
 RESET deliver.rotation_interval;
 SELECT ok(deliver.drop_queue('memory'), 'drop memory');
 SELECT ok(deliver.drop_queue('memory_eo'), 'drop memory_eo');
+SELECT ok(deliver.drop_queue('memory_prio'), 'drop memory_prio');
 DROP PROCEDURE pg_temp.churn(int);
 SELECT * FROM finish();
