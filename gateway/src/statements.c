@@ -39,7 +39,7 @@ const stmt_def statements[S__COUNT] = {
 		"SELECT deliver.create_queue(b->>'name', b->>'guarantee', " IV("visibility_timeout") ","
 		" (b->>'max_attempts')::int, (b->>'fifo')::boolean, " IV("dedup_window") ","
 		" " IV("retry_base") ", " IV("retry_max") ", " IV("message_ttl") ", b->>'on_expire',"
-		" (b->>'max_depth')::bigint, b->>'overflow', b->>'ack_commit'),"
+		" (b->>'max_depth')::bigint, b->>'overflow', b->>'ack_commit', " BOOLF("priorities") "),"
 		" json_build_object('queue_name', b->>'name', 'created', true)" BODY(1), 1},
 	[S_DROP_QUEUE] = {"drop_queue",
 		"SELECT json_build_object('dropped', deliver.drop_queue($1))", 1},
@@ -54,12 +54,14 @@ const stmt_def statements[S__COUNT] = {
 	[S_SEND] = {"send",
 		"SELECT json_build_object('message_id', deliver.send($1, b->'payload',"
 		" nullif(b->'headers', 'null'::jsonb), b->>'ordering_key',"
-		" coalesce($3, b->>'idempotency_key'), " IV("delay") ", " TS("expires_at") ")::text)" BODY(2), 3},
+		" coalesce($3, b->>'idempotency_key'), " IV("delay") ", " TS("expires_at") ","
+		" " INTF("priority") ")::text)" BODY(2), 3},
 	/*
 	 * A batch: {"messages": [{payload, headers, ordering_key,
-	 * idempotency_key}, ...], "delay": ..., "expires_at": ...} (delay and
-	 * expires_at are the batch's); an Idempotency-Key header K gives
-	 * message i (from 0) the key "K:i" unless it has its own.  The messages
+	 * idempotency_key}, ...], "delay": ..., "expires_at": ...,
+	 * "priority": ...} (delay, expires_at and priority are the batch's); an
+	 * Idempotency-Key header K gives message i (from 0) the key "K:i" unless
+	 * it has its own.  The messages
 	 * are read in one pass that makes the four arrays (empty, not NULL, when
 	 * there are none).  Keys "K:i" are made for the first
 	 * deliver.max_batch_size messages only: a larger batch is refused by
@@ -68,7 +70,7 @@ const stmt_def statements[S__COUNT] = {
 	 */
 	[S_SEND_BATCH] = {"send_batch",
 		"SELECT json_build_object('message_ids', to_json(deliver.send_batch($1, a.p, a.h, a.k, a.ik,"
-		" " IV("delay") ", " TS("expires_at") ")::text[]))" BODY(2) ","
+		" " IV("delay") ", " TS("expires_at") ", " INTF("priority") ")::text[]))" BODY(2) ","
 		" LATERAL (SELECT coalesce(array_agg(m->'payload' ORDER BY i), '{}') AS p,"
 		" coalesce(array_agg(nullif(m->'headers', 'null'::jsonb) ORDER BY i), '{}') AS h,"
 		" coalesce(array_agg(m->>'ordering_key' ORDER BY i), '{}') AS k,"
@@ -152,15 +154,16 @@ const stmt_def statements[S__COUNT] = {
 	/*
 	 * Topic routing.  publish: {"routing_key", "payload", "headers",
 	 * "ordering_key", "idempotency_key", "delay", "mandatory",
-	 * "expires_at"}, the Idempotency-Key header winning over the body's
-	 * key and expires_at read as send reads it; the answer lists the
-	 * queues sent to, [{"queue", "message_id"}].
+	 * "expires_at", "priority"}, the Idempotency-Key header winning over
+	 * the body's key and expires_at and priority read as send reads them;
+	 * the answer lists the queues sent to, [{"queue", "message_id"}].
 	 */
 	[S_PUBLISH] = {"publish",
 		"SELECT (SELECT coalesce(json_agg(x), '[]') FROM (SELECT p.queue_name AS queue,"
 		" p.message_id::text AS message_id FROM deliver.publish(b->>'routing_key', b->'payload',"
 		" nullif(b->'headers', 'null'::jsonb), b->>'ordering_key', coalesce($2, b->>'idempotency_key'),"
-		" " IV("delay") ", coalesce((b->>'mandatory')::boolean, false), " TS("expires_at") ") p) x)" BODY(1), 2},
+		" " IV("delay") ", coalesce((b->>'mandatory')::boolean, false), " TS("expires_at") ","
+		" " INTF("priority") ") p) x)" BODY(1), 2},
 	[S_LIST_BINDINGS] = {"list_bindings",
 		"SELECT coalesce(json_agg(x), '[]') FROM (SELECT l.pattern, l.queue_name AS queue, l.created_at"
 		" FROM deliver.list_bindings($1) l) x", 1},
@@ -189,7 +192,7 @@ const stmt_def statements[S__COUNT] = {
 		"SELECT deliver.alter_queue($1, " IV("visibility_timeout") ", (b->>'max_attempts')::int,"
 		" " IV("dedup_window") ", " IV("retry_base") ", " IV("retry_max") ","
 		" " IV("archive_retention") ", " IV("message_ttl") ", b->>'on_expire',"
-		" (b->>'max_depth')::bigint, b->>'overflow', b->>'ack_commit'),"
+		" (b->>'max_depth')::bigint, b->>'overflow', b->>'ack_commit', " BOOLF("priorities") "),"
 		" json_build_object('queue_name', $1::text, 'altered', true)" BODY(2), 2},
 };
 

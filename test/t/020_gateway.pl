@@ -109,6 +109,18 @@ is($b->{components}{schemas}{SendBatchResult}{properties}{message_ids}{items}{'$
 	'openapi.json: sent ids are strings');
 is($b->{components}{schemas}{Id}{type}, 'string', 'openapi.json: an Id is a string');
 ok($b->{components}{schemas}{IdInput}{oneOf}, 'openapi.json: an id in a request is a string or an integer');
+{
+	my $body = sub { $b->{paths}{ $_[0] }{ $_[1] }{requestBody}{content}{'application/json'}{schema}{properties} };
+	for my $p ([ '/v1/queues/{queue}/messages', 'post' ], [ '/v1/queues/{queue}/messages/batch', 'post' ],
+		[ '/v1/publish', 'post' ])
+	{
+		my $f = $body->(@$p) // {};
+		is_deeply([ @{ $f->{priority} // {} }{qw(type minimum maximum)} ], [ 'integer', 0, 9 ],
+			"openapi.json: $p->[0] takes priority, an integer from 0 to 9");
+	}
+	is(($body->('/v1/queues', 'post') // {})->{priorities}{type}, 'boolean', 'openapi.json: create queue takes priorities');
+	is(($body->('/v1/queues/{queue}', 'patch') // {})->{priorities}{type}, 'boolean', 'openapi.json: PATCH takes priorities');
+}
 gw_is_error([ req('GET', '/nowhere') ], 404, undef, 'unknown route');
 gw_is_error([ req('PUT', '/v1/queues', token => $admin) ], 405, undef, 'wrong method');
 
@@ -303,6 +315,87 @@ is(query_one($node, q{SELECT depth FROM deliver.metrics('once')}), '4',
 	'stored once: 1 + 3 messages');
 gw_is_error([ req('POST', '/v1/queues/shop/messages/batch', token => $admin, body => { messages => {} }) ],
 	422, '22023', 'a batch whose messages are not an array');
+
+# ---- priorities: a queue's switch (create, PATCH), a message's priority
+# (send, batch, publish) stored as sent; the range (0 to 9) and a queue
+# without priorities are deliver's answers (22023: 422, 55000: 409)
+# priorities_of(QUEUE): the stored priorities (0 for none), in id order
+sub priorities_of
+{
+	my ($q) = @_;
+	my ($id, $segs) = split /\|/, query_one($node, "SELECT queue_id, segments FROM deliver.queue WHERE queue_name = '$q'");
+	my $u = join ' UNION ALL ', (map { "SELECT message_id, priority FROM deliver.q${id}_s$_" } 0 .. $segs - 1),
+	  "SELECT message_id, priority FROM deliver.q${id}_delayed";
+	return query_one($node, "SELECT string_agg(coalesce(priority, 0)::text, ',' ORDER BY message_id) FROM ($u) m");
+}
+($st, $b) = req('POST', '/v1/queues', token => $admin, body => { name => 'prio', priorities => JSON::PP::true });
+is($st, 201, 'create a queue with priorities');
+is(query_one($node, q{SELECT priorities FROM deliver.queue WHERE queue_name = 'prio'}), 't', 'priorities on');
+($st, $b) = req('POST', '/v1/queues/prio/messages', token => $admin, body => { payload => 1, priority => 7 });
+is($st, 201, 'send with priority 7');
+($st, $b) = req('POST', '/v1/queues/prio/messages/batch', token => $admin,
+	body => { messages => [ { payload => 2 }, { payload => 3 } ], priority => 3 });
+is($st, 201, 'a batch with priority 3');
+($st, $b) = req('POST', '/v1/queues/prio/messages', token => $admin, body => { payload => 4, priority => undef });
+is($st, 201, 'send with priority null');
+($st, $b) = req('POST', '/v1/queues/prio/messages', token => $admin, body => { payload => 5, priority => 0 });
+is($st, 201, 'send with priority 0');
+($st, $b) = req('POST', '/v1/queues/prio/messages', token => $admin,
+	body => { payload => 6, priority => 5, delay => 3600 });
+is($st, 201, 'a delayed send with priority 5');
+$node->safe_psql('postgres', q{SELECT deliver.bind('prio.#', 'prio')});
+($st, $b) = req('POST', '/v1/publish', token => $admin, body => { routing_key => 'prio.x', payload => 7, priority => 9 });
+is($st, 201, 'publish with priority 9');
+is(priorities_of('prio'), '7,3,3,0,0,5,9', 'the priorities stored as sent');
+gw_is_error([ req('POST', '/v1/queues/prio/messages', token => $admin, body => { payload => 1, priority => 10 }) ],
+	422, '22023', 'priority 10');
+gw_is_error([ req('POST', '/v1/queues/prio/messages/batch', token => $admin,
+	body => { messages => [ { payload => 1 } ], priority => -1 }) ], 422, '22023', 'a batch with priority -1');
+gw_is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'prio.x', payload => 1, priority => 10 }) ],
+	422, '22023', 'publish with priority 10');
+gw_is_error([ req('POST', '/v1/queues/prio/messages', token => $admin, body => { payload => 1, priority => '5' }) ],
+	422, '22023', 'a priority that is a string');
+gw_is_error([ req('POST', '/v1/queues/prio/messages', token => $admin, body => { payload => 1, priority => 2.5 }) ],
+	400, '22P02', 'a priority with a fraction');
+($st, $b) = req('POST', '/v1/queues', token => $admin, body => { name => 'plain' });
+is($st, 201, 'create a queue without priorities');
+gw_is_error([ req('POST', '/v1/queues/plain/messages', token => $admin, body => { payload => 1, priority => 1 }) ],
+	409, '55000', 'a priority to a queue without priorities');
+gw_is_error([ req('POST', '/v1/queues/plain/messages/batch', token => $admin,
+	body => { messages => [ { payload => 1 } ], priority => 2 }) ], 409, '55000', 'a batch with a priority to a queue without priorities');
+$node->safe_psql('postgres', q{SELECT deliver.bind('prio.#', 'plain')});
+gw_is_error([ req('POST', '/v1/publish', token => $admin, body => { routing_key => 'prio.x', payload => 1, priority => 2 }) ],
+	409, '55000', 'publish with a priority to a queue without priorities among those bound');
+($st, $b) = req('POST', '/v1/queues/plain/messages', token => $admin, body => { payload => 1, priority => 0 });
+is($st, 201, 'priority 0 to a queue without priorities');
+($st, $b) = req('PATCH', '/v1/queues/plain', token => $admin, body => { priorities => JSON::PP::true });
+is($st, 200, 'PATCH priorities true');
+($st, $b) = req('POST', '/v1/queues/plain/messages', token => $admin, body => { payload => 2, priority => 4 });
+is($st, 201, 'then a priority is taken');
+($st, $b) = req('PATCH', '/v1/queues/plain', token => $admin, body => { max_attempts => 7 });
+is($st, 200, 'PATCH without priorities');
+is(query_one($node, q{SELECT priorities FROM deliver.queue WHERE queue_name = 'plain'}), 't',
+	'a PATCH without priorities leaves them on');
+($st, $b) = req('PATCH', '/v1/queues/plain', token => $admin, body => { priorities => JSON::PP::false });
+is($st, 200, 'PATCH priorities false');
+gw_is_error([ req('POST', '/v1/queues/plain/messages', token => $admin, body => { payload => 3, priority => 4 }) ],
+	409, '55000', 'priorities off again: a priority is refused');
+is(priorities_of('plain'), '0,4', 'what plain stored');
+gw_is_error([ req('POST', '/v1/queues', token => $admin,
+	body => { name => 'prio_amo', guarantee => 'at_most_once', priorities => JSON::PP::true }) ],
+	501, '0A000', 'priorities on an at_most_once queue');
+$node->safe_psql('postgres', q{SELECT deliver.create_queue('prio_amo', 'at_most_once')});
+gw_is_error([ req('PATCH', '/v1/queues/prio_amo', token => $admin, body => { priorities => JSON::PP::true }) ],
+	501, '0A000', 'PATCH priorities on an at_most_once queue');
+gw_is_error([ req('POST', '/v1/queues', token => $admin, body => { name => 'prio_s', priorities => 'true' }) ],
+	422, '22023', 'priorities that is a string');
+gw_is_error([ req('PATCH', '/v1/queues/plain', token => $admin, body => { priorities => 1 }) ],
+	422, '22023', 'PATCH priorities that is a number');
+gw_is_error([ req('POST', '/v1/queues/prio/messages', token => $sender, body => { payload => 1, priority => 1 }) ],
+	403, '42501', 'a priority to a queue the role may not send to');
+$node->safe_psql('postgres', q{
+    SELECT deliver.unbind('prio.#', 'prio'), deliver.unbind('prio.#', 'plain');
+    SELECT deliver.drop_queue(q) FROM unnest(ARRAY['prio', 'plain', 'prio_amo']) q});
 
 # ---- receive, ack, nack, extend
 ($st, $b, $r) = req('POST', '/v1/queues/shop/receive?max=10&visibility_timeout=30', token => $reader);

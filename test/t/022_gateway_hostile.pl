@@ -6,7 +6,8 @@
 # queues' delivery ids, ids in bodies that are no 64-bit integers (fractions,
 # beyond 64 bits, booleans, objects), reserved roles in tokens (none,
 # public, current_user...), a stream outliving its token, bad
-# Idempotency-Key headers, unknown routes and
+# Idempotency-Key headers, priorities that are no integer from 0 to 9 (or
+# no boolean, for a queue's switch), unknown routes and
 # methods, oversized headers).  Each request must get the expected HTTP
 # status (and SQLSTATE where the route maps one), the gateway must still
 # answer /healthz afterwards, and a rejected request must leave nothing
@@ -30,6 +31,7 @@ $node->safe_psql('postgres', q{
     SELECT deliver.create_queue('hq2', visibility_timeout => '1 hour');
     SELECT deliver.create_queue('heo', 'exactly_once');
     SELECT deliver.create_queue('hexp');
+    SELECT deliver.create_queue('hp', visibility_timeout => '1 hour', priorities => true);
     SELECT deliver.send_batch('hq', ARRAY(SELECT jsonb_build_object('n', i) FROM generate_series(1, 5) i));
     SELECT deliver.send_batch('hq2', ARRAY(SELECT jsonb_build_object('n', i) FROM generate_series(1, 5) i));
     CREATE ROLE reader NOLOGIN;
@@ -37,6 +39,8 @@ $node->safe_psql('postgres', q{
     -- topic routing: r.* keys go to hq and hq2
     SELECT deliver.bind('r.#', 'hq');
     SELECT deliver.bind('r.*', 'hq2');
+    -- p.# keys go to hp, a queue with priorities
+    SELECT deliver.bind('p.#', 'hp');
 });
 my ($d_hq, $d_hq2) = map { query_one($node, "SELECT delivery_id FROM deliver.receive('$_', 1)") } qw(hq hq2);
 like("$d_hq $d_hq2", qr/^\d+ \d+$/, 'two leases to attack');
@@ -52,7 +56,7 @@ my $state_sql = q{
              (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM deliver.%I', c.relname), false, true, '')))[1]::text),
              ',' ORDER BY c.relname)
       || '|' || (SELECT string_agg(format('%s:%s', q, m.consumer_group || '/' || m.in_flight), ',' ORDER BY q, m.consumer_group)
-                   FROM unnest(ARRAY['hq', 'hq2', 'heo', 'hexp']) q, deliver.metrics(q) m)
+                   FROM unnest(ARRAY['hq', 'hq2', 'heo', 'hexp', 'hp']) q, deliver.metrics(q) m)
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = 'deliver' AND c.relkind IN ('r', 'p')};
 
@@ -227,6 +231,37 @@ my @c = (
 	[ 'ack_commit', 'POST', '/v1/queues', { name => 'hx', guarantee => 'exactly_once', ack_commit => 'async' }, {}, 501, '0A000' ],
 	[ 'ack_commit', 'PATCH', '/v1/queues/hq', { ack_commit => 1 }, {}, 422, '22023' ],
 	[ 'ack_commit', 'PATCH', '/v1/queues/hq2', { ack_commit => 'async' }, { Authorization => 'Bearer reader-token-0123456789' }, 403, '42501' ],
+	# priorities: a message's priority (an integer from 0 to 9) in a send, a
+	# batch and a publish; a queue's priorities (a boolean) in create and PATCH
+	(map {
+		my ($path, $base) = @$_;
+		(
+		[ 'priority', 'POST', $path, { %$base, priority => '5' }, {}, 422, '22023' ],
+		[ 'priority', 'POST', $path, { %$base, priority => 2.5 }, {}, 400, '22P02' ],
+		[ 'priority', 'POST', $path, { %$base, priority => -1 }, {}, 422, '22023' ],
+		[ 'priority', 'POST', $path, { %$base, priority => 10 }, {}, 422, '22023' ],
+		[ 'priority', 'POST', $path, { %$base, priority => 4294967296 }, {}, 400, '22003' ],
+		[ 'priority', 'POST', $path, { %$base, priority => 1e30 }, {}, 400, '22003' ],
+		[ 'priority', 'POST', $path, { %$base, priority => JSON::PP::true }, {}, 422, '22023' ],
+		[ 'priority', 'POST', $path, { %$base, priority => [ 1 ] }, {}, 422, '22023' ],
+		[ 'priority', 'POST', $path, { %$base, priority => "1'; DROP TABLE deliver.queue; --" }, {}, 422, '22023' ],
+		[ 'priority', 'POST', $path, { %$base, priority => undef }, {}, 201, '' ],
+		)
+	} [ '/v1/queues/hp/messages', { payload => 1 } ],
+	  [ '/v1/queues/hp/messages/batch', { messages => [ { payload => 1 } ] } ],
+	  [ '/v1/publish', { routing_key => 'p.x', payload => 1 } ]),
+	[ 'priority', 'POST', '/v1/queues/hq/messages', { payload => 1, priority => 3 }, {}, 409, '55000' ],
+	[ 'priority', 'POST', '/v1/queues/hq/messages/batch', { messages => [ { payload => 1 } ], priority => 9 }, {}, 409, '55000' ],
+	[ 'priority', 'POST', '/v1/publish', { routing_key => 'r.x', payload => 1, priority => 1 }, {}, 409, '55000' ],
+	[ 'priority', 'POST', '/v1/queues/hp/messages', { payload => 1, priority => 9 }, { Authorization => 'Bearer reader-token-0123456789' }, 403, '42501' ],
+	[ 'priorities', 'POST', '/v1/queues', { name => 'hx', priorities => 'true' }, {}, 422, '22023' ],
+	[ 'priorities', 'POST', '/v1/queues', { name => 'hx', priorities => "yes'; --" }, {}, 422, '22023' ],
+	[ 'priorities', 'POST', '/v1/queues', { name => 'hx', priorities => 1 }, {}, 422, '22023' ],
+	[ 'priorities', 'POST', '/v1/queues', { name => 'hx', priorities => [ JSON::PP::true ] }, {}, 422, '22023' ],
+	[ 'priorities', 'POST', '/v1/queues', { name => 'hx', guarantee => 'at_most_once', priorities => JSON::PP::true }, {}, 501, '0A000' ],
+	[ 'priorities', 'PATCH', '/v1/queues/hq', { priorities => 'on' }, {}, 422, '22023' ],
+	[ 'priorities', 'PATCH', '/v1/queues/hq', { priorities => {} }, {}, 422, '22023' ],
+	[ 'priorities', 'PATCH', '/v1/queues/hq2', { priorities => JSON::PP::true }, { Authorization => 'Bearer reader-token-0123456789' }, 403, '42501' ],
 	# routes and methods
 	[ 'route', 'GET', '/v2/queues', undef, {}, 404, '' ],
 	[ 'route', 'GET', '/v1/queues/hq/nothing/here/at/all', undef, {}, 404, '' ],
