@@ -242,6 +242,8 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			ret = cl_router_route(&x, sql_list_queues, 0, p, 200, false, false, 0);
 			break;
 		case R_QUEUE_CREATE:
+			if (cl_refuse_priority_raw(&x, "priorities", "deliver_cluster.create_queue takes no priorities.", &ret))
+				break;
 			p[0] = cl_body(rq);
 			ret = cl_router_route(&x, sql_create_queue, 1, p, 201, false, false, SP_WRITE);
 			break;
@@ -329,6 +331,8 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 				break;
 			}
 		case R_QUEUE_ALTER:
+			if (cl_refuse_priority_raw(&x, "priorities", "deliver_cluster.alter_queue takes no priorities.", &ret))
+				break;
 			p[1] = cl_body(rq);
 			ret = cl_router_route(&x, sql_alter_queue, 2, p, 200, false, false, SP_WRITE);
 			break;
@@ -395,6 +399,8 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			ret = cl_router_route(&x, sql_push_subscriptions, 0, p, 200, false, false, 0);
 			break;
 		case R_PUBLISH:
+			if (cl_refuse_priority_raw(&x, "priority", "deliver_cluster.publish takes no priority.", &ret))
+				break;
 			p[0] = cl_body(rq);
 			p[1] = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
 			ret = cl_router_route(&x, sql_publish, 2, p, 201, false, false, SP_WRITE);

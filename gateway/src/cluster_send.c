@@ -17,11 +17,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* $3 the body, $4 the ordering key, $5 the idempotency key */
+/*
+ * $3 the body, $4 the ordering key, $5 the idempotency key; the priority
+ * goes to the partition's queue as on one node (a batch's cannot:
+ * deliver_shard.send_batch takes none)
+ */
 static const char sql_send[] =
 "SELECT deliver_shard.global_id($2::int, deliver_shard.write_epoch_of($1, $2::int),"
 " deliver.send(deliver_shard.queue_of($1, $2::int), b->'payload', nullif(b->'headers', 'null'::jsonb),"
-" $4, $5, " IV("delay") ", " TS("expires_at") "))" BODY(3);
+" $4, $5, " IV("delay") ", " TS("expires_at") ", " INTF("priority") "))" BODY(3);
 /*
  * A shard's part of a batch: $2 the body, $3 each message's partition, $4
  * its position in the body (from 1), $5 and $6 the ordering and
@@ -233,6 +237,11 @@ cluster_send_batch(rctx *x)
 					  "Send {\"messages\": [{\"payload\": ...}]}.");
 	if (!(j = cl_parse_body(x, &ret)))
 		return ret;
+	if (cl_refuse_priority(x, j, "priority", "deliver_shard.send_batch takes no priority.", &ret))
+	{
+		json_decref(j);
+		return ret;
+	}
 	msgs = json_is_object(j) ? json_object_get(j, "messages") : NULL;
 	n = json_is_array(msgs) ? (int) json_array_size(msgs) : 0;
 	if (n == 0)
