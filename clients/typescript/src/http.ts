@@ -319,6 +319,7 @@ export class HttpClient implements QueueClient {
         max_depth: options.maxDepth,
         overflow: options.overflow,
         ack_commit: options.ackCommit,
+        priorities: options.priorities,
       },
     });
   }
@@ -338,6 +339,7 @@ export class HttpClient implements QueueClient {
         max_depth: options.maxDepth,
         overflow: options.overflow,
         ack_commit: options.ackCommit,
+        priorities: options.priorities,
       },
     });
   }
@@ -439,6 +441,7 @@ export class HttpClient implements QueueClient {
         idempotency_key: options.idempotencyKey ?? undefined,
         delay: options.delay ?? undefined,
         expires_at: timeText(options.expiresAt),
+        priority: options.priority ?? undefined,
       },
     })) as Row;
     return maybeId(r.message_id) as Id;
@@ -455,6 +458,7 @@ export class HttpClient implements QueueClient {
         })),
         delay: options.delay ?? undefined,
         expires_at: timeText(options.expiresAt),
+        priority: options.priority ?? undefined,
       },
     })) as Row;
     return ((r.message_ids ?? []) as string[]).map((id) => maybeId(id) as Id);
@@ -577,6 +581,7 @@ export class HttpClient implements QueueClient {
         delay: options.delay ?? undefined,
         mandatory: options.mandatory ?? undefined,
         expires_at: timeText(options.expiresAt),
+        priority: options.priority ?? undefined,
       },
     })) as Row[];
     return rows.map((r) => ({ queue: r.queue as string, messageId: maybeId(r.message_id) as Id }));

@@ -331,11 +331,11 @@ export class DeliverClient implements QueueClient {
       `SELECT deliver.create_queue(queue_name => $1, guarantee => $2, visibility_timeout => $3::interval,
         max_attempts => $4, fifo => $5, dedup_window => $6::interval, retry_base => $7::interval,
         retry_max => $8::interval, message_ttl => $9::interval, on_expire => $10, max_depth => $11::bigint,
-        overflow => $12, ack_commit => $13)`,
+        overflow => $12, ack_commit => $13, priorities => $14::boolean)`,
       [name, options.guarantee ?? null, intervalText(options.visibilityTimeout), options.maxAttempts ?? null,
         options.fifo ?? null, intervalText(options.dedupWindow), intervalText(options.retryBase),
         intervalText(options.retryMax), intervalText(options.messageTtl), options.onExpire ?? null,
-        options.maxDepth ?? null, options.overflow ?? null, options.ackCommit ?? null],
+        options.maxDepth ?? null, options.overflow ?? null, options.ackCommit ?? null, options.priorities ?? null],
     );
   }
 
@@ -344,11 +344,11 @@ export class DeliverClient implements QueueClient {
       `SELECT deliver.alter_queue(queue_name => $1, visibility_timeout => $2::interval, max_attempts => $3,
         dedup_window => $4::interval, retry_base => $5::interval, retry_max => $6::interval,
         archive_retention => $7::interval, message_ttl => $8::interval, on_expire => $9,
-        max_depth => $10::bigint, overflow => $11, ack_commit => $12)`,
+        max_depth => $10::bigint, overflow => $11, ack_commit => $12, priorities => $13::boolean)`,
       [name, intervalText(options.visibilityTimeout), options.maxAttempts ?? null, intervalText(options.dedupWindow),
         intervalText(options.retryBase), intervalText(options.retryMax), intervalText(options.archiveRetention),
         intervalText(options.messageTtl), options.onExpire ?? null, options.maxDepth ?? null,
-        options.overflow ?? null, options.ackCommit ?? null],
+        options.overflow ?? null, options.ackCommit ?? null, options.priorities ?? null],
     );
   }
 
@@ -464,9 +464,10 @@ export class DeliverClient implements QueueClient {
   async send<P = unknown>(queue: string, payload: P, options: SendOptions = {}): Promise<bigint> {
     const rows = await this.query(
       `SELECT deliver.send(queue_name => $1, payload => $2::jsonb, headers => $3::jsonb, ordering_key => $4,
-        idempotency_key => $5, delay => $6::interval, expires_at => $7::timestamptz) AS id`,
+        idempotency_key => $5, delay => $6::interval, expires_at => $7::timestamptz, priority => $8::int) AS id`,
       [queue, json(payload), json(options.headers ?? undefined), options.orderingKey ?? null,
-        options.idempotencyKey ?? null, intervalText(options.delay), options.expiresAt ?? null],
+        options.idempotencyKey ?? null, intervalText(options.delay), options.expiresAt ?? null,
+        options.priority ?? null],
     );
     return rows[0]!.id as bigint;
   }
@@ -478,10 +479,10 @@ export class DeliverClient implements QueueClient {
     const rows = await this.query(
       `SELECT deliver.send_batch(queue_name => $1, payloads => $2::jsonb[], headers => $3::jsonb[],
         ordering_keys => $4::text[], idempotency_keys => $5::text[], delay => $6::interval,
-        expires_at => $7::timestamptz)::text[] AS ids`,
+        expires_at => $7::timestamptz, priority => $8::int)::text[] AS ids`,
       [queue, messages.map((m) => json(m.payload)), column((m) => (m.headers == null ? null : json(m.headers))),
         column((m) => m.orderingKey), column((m) => m.idempotencyKey), intervalText(options.delay),
-        options.expiresAt ?? null],
+        options.expiresAt ?? null, options.priority ?? null],
     );
     return ((rows[0]!.ids ?? []) as string[]).map((id) => BigInt(id));
   }
@@ -758,10 +759,10 @@ export class DeliverClient implements QueueClient {
     const rows = await this.query(
       `SELECT queue_name, message_id FROM deliver.publish(routing_key => $1, payload => $2::jsonb, headers => $3::jsonb,
         ordering_key => $4, idempotency_key => $5, delay => $6::interval, mandatory => coalesce($7, false),
-        expires_at => $8::timestamptz)`,
+        expires_at => $8::timestamptz, priority => $9::int)`,
       [routingKey, json(payload), json(options.headers ?? undefined), options.orderingKey ?? null,
         options.idempotencyKey ?? null, intervalText(options.delay), options.mandatory ?? null,
-        options.expiresAt ?? null],
+        options.expiresAt ?? null, options.priority ?? null],
     );
     return rows.map((r) => ({ queue: r.queue_name as string, messageId: r.message_id as bigint }));
   }

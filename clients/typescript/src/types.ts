@@ -65,6 +65,12 @@ export interface CreateQueueOptions {
   overflow?: Overflow;
   /** How an ack that is its transaction's only work commits: 'durable' (the default) or 'async' (at-least-once queues only). */
   ackCommit?: AckCommit;
+  /**
+   * Priority order: a receive hands out a message of higher priority first
+   * (at-least-once and exactly-once queues only). Off by default: sends with
+   * a priority above 0 are refused (NotCurrentError, 55000).
+   */
+  priorities?: boolean;
 }
 
 /** What expiry does to a message (the queue's on_expire). */
@@ -97,6 +103,8 @@ export interface AlterQueueOptions {
   maxDepth?: number;
   overflow?: Overflow;
   ackCommit?: AckCommit;
+  /** Turns priority order on or off (see CreateQueueOptions.priorities). */
+  priorities?: boolean;
 }
 
 export interface QueueInfo {
@@ -147,6 +155,12 @@ export interface SendOptions {
   delay?: Interval | null;
   /** Never delivered after this time: then a dead letter (reason `expired`) or dropped (the queue's onExpire). */
   expiresAt?: Date | string | null;
+  /**
+   * 0 (the default) to 9: a queue with priorities hands out higher ones
+   * first. Outside 0..9: InvalidParameterError (22023); above 0 to a queue
+   * without priorities: NotCurrentError (55000).
+   */
+  priority?: number | null;
 }
 
 /** One message of a batch send. */
@@ -162,6 +176,8 @@ export interface SendBatchOptions {
   delay?: Interval | null;
   /** Deadline of every message of the batch (see SendOptions.expiresAt). */
   expiresAt?: Date | string | null;
+  /** Priority of every message of the batch (see SendOptions.priority). */
+  priority?: number | null;
 }
 
 /** Options of HttpClient.stream (the gateway's Server-Sent Events stream). */
@@ -315,7 +331,7 @@ export interface QueueClient {
 
 // ---- topic routing
 
-/** Options of publish: send's (expiresAt is every copy's deadline), and mandatory. */
+/** Options of publish: send's (expiresAt is every copy's deadline, priority every copy's), and mandatory. */
 export interface PublishOptions extends SendOptions {
   /** No queue bound to a matching pattern is an error (QueueNotFoundError, 42704) instead of []. */
   mandatory?: boolean | null;

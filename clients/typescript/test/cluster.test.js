@@ -88,6 +88,23 @@ describe('HttpClient against a cluster gateway', () => {
     await until(async () => (await http.receive(q)).length === 0, 5000, 'nothing left');
   });
 
+  it('priorities: a single send passes its priority to the shard; batches, publish and the queue switch refuse one', async () => {
+    await drain();
+    // the partitions' queues have no priorities: the shard's deliver.send answers
+    await assert.rejects(http.send(q, 1, { priority: 3 }), (e) => e instanceof NotCurrentError && e.sqlstate === '55000');
+    await assert.rejects(http.send(q, 1, { priority: 10 }), (e) => e instanceof InvalidParameterError && e.sqlstate === '22023');
+    assert.ok(CLUSTER_ID.test(await http.send(q, 1, { priority: 0 })));
+    // deliver_shard.send_batch and the router's functions take none: 501 before anything is sent
+    await assert.rejects(http.sendBatch(q, [{ payload: 1 }], { priority: 3 }), (e) => e.status === 501 && e.sqlstate === '0A000');
+    await assert.rejects(http.sendBatch(q, [{ payload: 1 }], { priority: 10 }), (e) => e instanceof InvalidParameterError);
+    assert.equal((await http.sendBatch(q, [{ payload: 2 }], { priority: 0 })).length, 1);
+    await assert.rejects(http.publish('prio.x', 1, { priority: 1 }), (e) => e.status === 501 && e.sqlstate === '0A000');
+    await assert.rejects(http.alterQueue(q, { priorities: true }), (e) => e.status === 501 && e.sqlstate === '0A000');
+    await assert.rejects(http.createQueue(`${q}_prio`, { priorities: true }), (e) => e.status === 501 && e.sqlstate === '0A000');
+    assert.deepEqual(await waiting(), [2, 0], 'the two sent without a priority, nothing else');
+    await drain();
+  });
+
   it('malformed cluster ids are refused before any request', async () => {
     for (const bad of ['1:2', 'a:b:c', '1:2:3:4', '1234567:1:1', ':1:1']) {
       await assert.rejects(http.ack(q, bad), InvalidParameterError, bad);

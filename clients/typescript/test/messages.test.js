@@ -1,17 +1,19 @@
 // Sending, receiving, acks, leases, dead letters and the transactional
-// outbox over SQL; ids are exact bigints.
+// outbox over SQL; ids are exact bigints.  Priorities over SQL and HTTP.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { DeliverClient, NotCurrentError } from '../dist/index.js';
-import { client, pool, sleep, uniqueName, until } from './helpers.js';
+import { DeliverClient, InvalidParameterError, NotCurrentError } from '../dist/index.js';
+import { client, httpClient, pool, sleep, uniqueName, until } from './helpers.js';
 
 let deliver;
+let http;
 let sql;
 
 before(() => {
   deliver = client();
   sql = pool();
+  http = httpClient();
 });
 after(async () => {
   await deliver.close();
@@ -357,3 +359,71 @@ describe('resetConsumerGroup', () => {
     await deliver.dropQueue(q);
   });
 });
+
+// the priorities a queue stored, in id order (0 for none), delayed messages too
+async function storedPriorities(q) {
+  const { rows: [info] } = await sql.query('SELECT queue_id, segments FROM deliver.queue WHERE queue_name = $1', [q]);
+  const parts = [...Array(info.segments).keys()].map((s) => `SELECT message_id, priority FROM deliver.q${info.queue_id}_s${s}`);
+  parts.push(`SELECT message_id, priority FROM deliver.q${info.queue_id}_delayed`);
+  const { rows } = await sql.query(`SELECT coalesce(priority, 0)::int AS p FROM (${parts.join(' UNION ALL ')}) m ORDER BY message_id`);
+  return rows.map((r) => r.p);
+}
+
+for (const [name, make] of [['DeliverClient (SQL)', () => deliver], ['HttpClient', () => http]]) {
+  describe(`priorities over ${name}`, () => {
+    it('send, sendBatch and publish pass a priority to a queue with priorities; priorities on and off', async () => {
+      const c = make();
+      const q = uniqueName('prio');
+      const key = uniqueName('prio');
+      await c.createQueue(q, { priorities: true });
+      await c.send(q, { n: 1 }, { priority: 7 });
+      await c.sendBatch(q, [{ payload: { n: 2 } }, { payload: { n: 3 } }], { priority: 3 });
+      await c.send(q, { n: 4 }, { priority: null });
+      await c.send(q, { n: 5 }, { priority: 0, delay: 3600 });
+      await c.send(q, { n: 6 }, { priority: 9, delay: 3600 });
+      await c.bind(`${key}.#`, q);
+      assert.equal((await c.publish(`${key}.x`, { n: 7 }, { priority: 5 })).length, 1);
+      assert.deepEqual(await storedPriorities(q), [7, 3, 3, 0, 0, 9, 5]);
+      await c.alterQueue(q, { priorities: false });
+      await assert.rejects(c.send(q, 1, { priority: 1 }), NotCurrentError, 'priorities off: refused');
+      await c.alterQueue(q, { maxAttempts: 4 });
+      await assert.rejects(c.send(q, 1, { priority: 1 }), NotCurrentError, 'left out: still off');
+      await c.alterQueue(q, { priorities: true });
+      await c.send(q, { n: 8 }, { priority: 1 });
+      assert.deepEqual((await storedPriorities(q)).slice(-1), [1]);
+      await c.unbind(`${key}.#`, q);
+      await c.dropQueue(q);
+    });
+
+    it('refuses priority 10 (InvalidParameterError, 22023) and a priority to a queue without priorities (NotCurrentError, 55000)', async () => {
+      const c = make();
+      const q = uniqueName('prio');
+      const plain = uniqueName('noprio');
+      const key = uniqueName('prio');
+      await c.createQueue(q, { priorities: true });
+      await c.createQueue(plain);
+      for (const bad of [10, -1]) {
+        await assert.rejects(c.send(q, 1, { priority: bad }), (e) => e instanceof InvalidParameterError && e.sqlstate === '22023');
+        await assert.rejects(c.sendBatch(q, [{ payload: 1 }], { priority: bad }),
+          (e) => e instanceof InvalidParameterError && e.sqlstate === '22023');
+      }
+      await assert.rejects(c.send(plain, 1, { priority: 1 }), (e) => e instanceof NotCurrentError && e.sqlstate === '55000');
+      await assert.rejects(c.sendBatch(plain, [{ payload: 1 }], { priority: 9 }),
+        (e) => e instanceof NotCurrentError && e.sqlstate === '55000');
+      await c.bind(`${key}.#`, q);
+      await c.bind(`${key}.#`, plain);
+      await assert.rejects(c.publish(`${key}.x`, 1, { priority: 10 }), InvalidParameterError);
+      await assert.rejects(c.publish(`${key}.x`, 1, { priority: 2 }), NotCurrentError, 'one queue without priorities: nothing sent');
+      assert.deepEqual(await storedPriorities(q), []);
+      assert.equal((await c.publish(`${key}.x`, 1, { priority: 0 })).length, 2);
+      await c.send(plain, 1, { priority: 0 });
+      assert.deepEqual(await storedPriorities(plain), [0, 0]);
+      const amo = uniqueName('prio_amo');
+      await assert.rejects(c.createQueue(amo, { guarantee: 'at_most_once', priorities: true }), (e) => e.sqlstate === '0A000');
+      await c.unbind(`${key}.#`, q);
+      await c.unbind(`${key}.#`, plain);
+      await c.dropQueue(q);
+      await c.dropQueue(plain);
+    });
+  });
+}
