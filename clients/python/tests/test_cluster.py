@@ -117,6 +117,35 @@ def test_send_gives_cluster_ids_over_partitions(http: deliver.HttpClient, tag: s
     assert http.ack_batch(QUEUE, [m.delivery_id for m in got if m.delivery_id is not None]) == 48
 
 
+def test_priorities_in_cluster_mode(http: deliver.HttpClient, tag: str) -> None:
+    """A single send passes its priority to the partition's queue (which
+    has none: the shard answers 55000); deliver_shard.send_batch and the
+    router's publish, create_queue and alter_queue take none: 501 (0A000)
+    before anything is sent."""
+    with pytest.raises(deliver.NotCurrent) as e:
+        http.send(QUEUE, {"tag": tag}, priority=3)
+    assert e.value.sqlstate == "55000"
+    with pytest.raises(deliver.InvalidParameter):
+        http.send(QUEUE, {"tag": tag}, priority=10)
+    sent = [http.send(QUEUE, {"tag": tag, "n": 1}, priority=0)]
+    refused: list[Callable[[], object]] = [
+        lambda: http.send_batch(QUEUE, [{"tag": tag}], priority=3),
+        lambda: http.publish("prio.x", {"tag": tag}, priority=1),
+        lambda: http.alter_queue(QUEUE, priorities=True),
+        lambda: http.create_queue(f"{QUEUE}_prio", priorities=True),
+    ]
+    for call in refused:
+        with pytest.raises(deliver.DeliverError) as e501:
+            call()
+        assert (e501.value.status, e501.value.sqlstate) == (501, "0A000")
+    with pytest.raises(deliver.InvalidParameter):
+        http.send_batch(QUEUE, [{"tag": tag}], priority=10)
+    sent += http.send_batch(QUEUE, [{"tag": tag, "n": 2}], priority=0)
+    got = receive_mine(http, tag, 2)
+    assert sorted(str(m.message_id) for m in got) == sorted(map(str, sent))
+    assert http.ack_batch(QUEUE, [m.delivery_id for m in got if m.delivery_id is not None]) == 2
+
+
 def test_send_batch_ids_in_order(http: deliver.HttpClient, tag: str) -> None:
     payloads = [{"tag": tag, "n": i} for i in range(10)]
     ids = http.send_batch(QUEUE, payloads, ordering_keys=[f"{tag}-{i}" for i in range(10)])

@@ -1,15 +1,15 @@
 """send, send_batch, receive, ack, ack_batch, nack, extend_lease: options,
-exact 64-bit ids, long polls."""
+exact 64-bit ids, long polls; priorities from every client."""
 
 from __future__ import annotations
 
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
-from conftest import DSN, wait_until
+from conftest import DSN, sql, unique, wait_until
 
 import deliver
 
@@ -169,3 +169,77 @@ def test_at_most_once(client: deliver.Client, make_queue: Callable[..., str]) ->
     assert [m.payload for m in got] == [1, 2]
     assert all(m.delivery_id is None and m.lease_expires_at is None for m in got)
     assert client.receive(q, 10) == []
+
+
+def stored_priorities(q: str) -> list[int]:
+    """The priorities a queue stored, in id order (0 for none), delayed
+    messages too."""
+    [(qid, segments)] = sql("SELECT queue_id, segments FROM deliver.queue WHERE queue_name = %s", q)
+    parts = [f"SELECT message_id, priority FROM deliver.q{qid}_s{s}" for s in range(segments)]
+    parts.append(f"SELECT message_id, priority FROM deliver.q{qid}_delayed")
+    rows = sql(f"SELECT coalesce(priority, 0)::int FROM ({' UNION ALL '.join(parts)}) m ORDER BY message_id")
+    return [r[0] for r in rows]
+
+
+def test_priorities_pass_through(anyclient: Any) -> None:
+    c = anyclient
+    q, key = unique("prio"), unique("prio")
+    c.create_queue(q, priorities=True)
+    try:
+        c.send(q, {"n": 1}, priority=7)
+        c.send_batch(q, [{"n": 2}, {"n": 3}], priority=3)
+        c.send(q, {"n": 4}, priority=None)
+        c.send(q, {"n": 5}, priority=0, delay=3600)
+        c.send(q, {"n": 6}, priority=9, delay=3600)
+        c.bind(f"{key}.#", q)
+        assert len(c.publish(f"{key}.x", {"n": 7}, priority=5)) == 1
+        assert stored_priorities(q) == [7, 3, 3, 0, 0, 9, 5]
+        c.alter_queue(q, priorities=False)
+        with pytest.raises(deliver.NotCurrent):
+            c.send(q, 1, priority=1)
+        c.alter_queue(q, max_attempts=4)
+        with pytest.raises(deliver.NotCurrent):
+            c.send(q, 1, priority=1)  # left out: still off
+        c.alter_queue(q, priorities=True)
+        c.send(q, {"n": 8}, priority=1)
+        assert stored_priorities(q)[-1] == 1
+    finally:
+        c.unbind(f"{key}.#", q)
+        c.drop_queue(q)
+
+
+def test_priority_errors(anyclient: Any) -> None:
+    c = anyclient
+    q, plain, key = unique("prio"), unique("noprio"), unique("prio")
+    c.create_queue(q, priorities=True)
+    c.create_queue(plain)
+    try:
+        for bad in (10, -1):
+            with pytest.raises(deliver.InvalidParameter) as e:
+                c.send(q, 1, priority=bad)
+            assert e.value.sqlstate == "22023"
+            with pytest.raises(deliver.InvalidParameter):
+                c.send_batch(q, [1], priority=bad)
+        with pytest.raises(deliver.NotCurrent) as e2:
+            c.send(plain, 1, priority=1)
+        assert e2.value.sqlstate == "55000"
+        with pytest.raises(deliver.NotCurrent):
+            c.send_batch(plain, [1], priority=9)
+        c.bind(f"{key}.#", q)
+        c.bind(f"{key}.#", plain)
+        with pytest.raises(deliver.InvalidParameter):
+            c.publish(f"{key}.x", 1, priority=10)
+        with pytest.raises(deliver.NotCurrent):
+            c.publish(f"{key}.x", 1, priority=2)  # one queue without priorities: nothing sent
+        assert stored_priorities(q) == []
+        assert len(c.publish(f"{key}.x", 1, priority=0)) == 2
+        c.send(plain, 1, priority=0)
+        assert stored_priorities(plain) == [0, 0]
+        with pytest.raises(deliver.DeliverError) as e3:
+            c.create_queue(unique("prio_amo"), guarantee="at_most_once", priorities=True)
+        assert e3.value.sqlstate == "0A000"
+    finally:
+        c.unbind(f"{key}.#", q)
+        c.unbind(f"{key}.#", plain)
+        c.drop_queue(q)
+        c.drop_queue(plain)

@@ -313,6 +313,7 @@ def create_queue(
     max_depth: int | None = None,
     overflow: str | None = None,
     ack_commit: str | None = None,
+    priorities: bool | None = None,
 ) -> Call[None]:
     return scalar(
         "create_queue",
@@ -330,6 +331,7 @@ def create_queue(
             _opt("max_depth", "bigint", max_depth),
             _opt("overflow", "text", overflow),
             _opt("ack_commit", "text", ack_commit),
+            _opt("priorities", "boolean", priorities),
         ],
         _none,
     )
@@ -348,6 +350,7 @@ def alter_queue(
     max_depth: int | None = None,
     overflow: str | None = None,
     ack_commit: str | None = None,
+    priorities: bool | None = None,
 ) -> Call[None]:
     return scalar(
         "alter_queue",
@@ -364,6 +367,7 @@ def alter_queue(
             _opt("max_depth", "bigint", max_depth),
             _opt("overflow", "text", overflow),
             _opt("ack_commit", "text", ack_commit),
+            _opt("priorities", "boolean", priorities),
         ],
         _none,
     )
@@ -511,6 +515,7 @@ def send(
     idempotency_key: str | None,
     delay: Interval | None,
     expires_at: datetime | str | None = None,
+    priority: int | None = None,
 ) -> Call[int]:
     return scalar(
         "send",
@@ -522,6 +527,7 @@ def send(
             _opt("idempotency_key", "text", idempotency_key),
             _opt("delay", "interval", interval(delay)),
             _opt("expires_at", "timestamptz", expires_at),
+            _opt("priority", "int", priority),
         ],
         _int,
     )
@@ -535,6 +541,7 @@ def send_batch(
     idempotency_keys: Sequence[str | None] | None,
     delay: Interval | None,
     expires_at: datetime | str | None = None,
+    priority: int | None = None,
 ) -> Call[list[int]]:
     if isinstance(payloads, (str, bytes, dict)):
         raise TypeError("payloads must be a sequence of payloads")
@@ -549,6 +556,7 @@ def send_batch(
             _opt("idempotency_keys", "text[]", optional_list(idempotency_keys, "idempotency_keys")),
             _opt("delay", "interval", interval(delay)),
             _opt("expires_at", "timestamptz", expires_at),
+            _opt("priority", "int", priority),
         ],
         _ints,
     )
@@ -820,6 +828,7 @@ def publish(
     delay: Interval | None,
     mandatory: bool | None,
     expires_at: datetime | str | None = None,
+    priority: int | None = None,
 ) -> Call[list[Published]]:
     return table(
         "publish",
@@ -833,6 +842,7 @@ def publish(
             _opt("delay", "interval", interval(delay)),
             _opt("mandatory", "boolean", mandatory),
             _opt("expires_at", "timestamptz", expires_at),
+            _opt("priority", "int", priority),
         ],
         lambda r: Published(r[0], r[1]),
     )

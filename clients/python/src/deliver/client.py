@@ -129,6 +129,7 @@ class Client:
         max_depth: int | None = None,
         overflow: Overflow | None = None,
         ack_commit: AckCommit | None = None,
+        priorities: bool | None = None,
     ) -> None:
         """Create a queue (with its consumer group ``default``); an option
         left as None takes the server's default.  ``message_ttl``: a message
@@ -137,11 +138,14 @@ class Client:
         depth over it is refused (:class:`~deliver.TooManyInFlight`, 53400);
         ``ack_commit``: ``"durable"`` (default) or ``"async"`` (an ack that is
         its transaction's only work does not wait for the WAL flush; after a
-        crash an acked message may be delivered again; at_least_once only)."""
+        crash an acked message may be delivered again; at_least_once only);
+        ``priorities``: a receive hands out a message of higher priority
+        first (not on at_most_once queues); off (default), a send with a
+        priority above 0 is refused (:class:`~deliver.NotCurrent`, 55000)."""
         self._run(
             calls.create_queue(
                 queue, guarantee, visibility_timeout, max_attempts, fifo, dedup_window, retry_base, retry_max,
-                message_ttl, on_expire, max_depth, overflow, ack_commit,
+                message_ttl, on_expire, max_depth, overflow, ack_commit, priorities,
             )
         )
 
@@ -160,13 +164,14 @@ class Client:
         max_depth: int | None = None,
         overflow: Overflow | None = None,
         ack_commit: AckCommit | None = None,
+        priorities: bool | None = None,
     ) -> None:
         """Change a queue's settings; None keeps a setting as it is
         (``message_ttl=0`` removes the ttl)."""
         self._run(
             calls.alter_queue(
                 queue, visibility_timeout, max_attempts, dedup_window, retry_base, retry_max, archive_retention,
-                message_ttl, on_expire, max_depth, overflow, ack_commit,
+                message_ttl, on_expire, max_depth, overflow, ack_commit, priorities,
             )
         )
 
@@ -257,11 +262,17 @@ class Client:
         idempotency_key: str | None = None,
         delay: Interval | None = None,
         expires_at: datetime | str | None = None,
+        priority: int | None = None,
         conn: Connection | None = None,
     ) -> int:
         """Send one message (any JSON value); returns its message id. With
-        ``conn``, the send runs on that connection, in its transaction."""
-        return self._run(calls.send(queue, payload, headers, ordering_key, idempotency_key, delay, expires_at), conn)
+        ``conn``, the send runs on that connection, in its transaction.
+        ``priority``: 0 (default) to 9, for a queue with priorities
+        (:class:`~deliver.InvalidParameter` outside that range,
+        :class:`~deliver.NotCurrent` above 0 to a queue without)."""
+        return self._run(
+            calls.send(queue, payload, headers, ordering_key, idempotency_key, delay, expires_at, priority), conn
+        )
 
     def send_batch(
         self,
@@ -273,12 +284,16 @@ class Client:
         idempotency_keys: Sequence[str | None] | None = None,
         delay: Interval | None = None,
         expires_at: datetime | str | None = None,
+        priority: int | None = None,
         conn: Connection | None = None,
     ) -> list[int]:
         """Send messages all or nothing; the optional lists have one element
         per payload. Returns the message ids in order."""
         return self._run(
-            calls.send_batch(queue, payloads, headers, ordering_keys, idempotency_keys, delay, expires_at), conn
+            calls.send_batch(
+                queue, payloads, headers, ordering_keys, idempotency_keys, delay, expires_at, priority
+            ),
+            conn,
         )
 
     # ---- receiving ----
@@ -471,6 +486,7 @@ class Client:
         delay: Interval | None = None,
         mandatory: bool | None = None,
         expires_at: datetime | str | None = None,
+        priority: int | None = None,
         conn: Connection | None = None,
     ) -> list[Published]:
         """Send the message once to every queue with a binding whose pattern
@@ -479,7 +495,9 @@ class Client:
         matched; with ``mandatory``, :class:`QueueNotFound` instead).
         ``expires_at`` is every copy's deadline, as in :meth:`send`."""
         return self._run(
-            calls.publish(routing_key, payload, headers, ordering_key, idempotency_key, delay, mandatory, expires_at),
+            calls.publish(
+                routing_key, payload, headers, ordering_key, idempotency_key, delay, mandatory, expires_at, priority
+            ),
             conn,
         )
 

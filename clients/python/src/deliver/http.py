@@ -382,6 +382,7 @@ class HttpClient:
         max_depth: int | None = None,
         overflow: Overflow | None = None,
         ack_commit: AckCommit | None = None,
+        priorities: bool | None = None,
     ) -> None:
         self.request(
             "POST",
@@ -401,6 +402,7 @@ class HttpClient:
                     "max_depth": max_depth,
                     "overflow": overflow,
                     "ack_commit": ack_commit,
+                    "priorities": priorities,
                 }
             ),
         )
@@ -420,6 +422,7 @@ class HttpClient:
         max_depth: int | None = None,
         overflow: Overflow | None = None,
         ack_commit: AckCommit | None = None,
+        priorities: bool | None = None,
     ) -> None:
         """Change a queue's settings (PATCH /v1/queues/{queue}); None keeps a
         setting as it is (``message_ttl=0`` removes the ttl)."""
@@ -439,6 +442,7 @@ class HttpClient:
                     "max_depth": max_depth,
                     "overflow": overflow,
                     "ack_commit": ack_commit,
+                    "priorities": priorities,
                 }
             ),
         )
@@ -534,6 +538,7 @@ class HttpClient:
         idempotency_key: str | None = None,
         delay: Interval | None = None,
         expires_at: datetime | str | None = None,
+        priority: int | None = None,
     ) -> Id:
         body: dict[str, Any] = {"payload": payload}
         body.update(
@@ -544,6 +549,7 @@ class HttpClient:
                     "idempotency_key": idempotency_key,
                     "delay": _interval_out(delay),
                     "expires_at": _time_out(expires_at),
+                    "priority": priority,
                 }
             )
         )
@@ -559,6 +565,7 @@ class HttpClient:
         idempotency_keys: Sequence[str | None] | None = None,
         delay: Interval | None = None,
         expires_at: datetime | str | None = None,
+        priority: int | None = None,
     ) -> list[Id]:
         if isinstance(payloads, (str, bytes, dict)):
             raise TypeError("payloads must be a sequence of payloads")
@@ -579,7 +586,14 @@ class HttpClient:
                 )
             )
             messages.append(m)
-        body = _drop_none({"messages": messages, "delay": _interval_out(delay), "expires_at": _time_out(expires_at)})
+        body = _drop_none(
+            {
+                "messages": messages,
+                "delay": _interval_out(delay),
+                "expires_at": _time_out(expires_at),
+                "priority": priority,
+            }
+        )
         ids = self.request("POST", self._path(queue, "messages", "batch"), body=body)["message_ids"]
         return [_id(x) for x in ids]
 
@@ -775,10 +789,12 @@ class HttpClient:
         delay: Interval | None = None,
         mandatory: bool | None = None,
         expires_at: datetime | str | None = None,
+        priority: int | None = None,
     ) -> list[Published]:
         """``POST /v1/publish``: the message to every queue bound to a
         matching pattern; the queues and the message's id in each
-        (``expires_at``: every copy's deadline, as in :meth:`send`)."""
+        (``expires_at``: every copy's deadline, ``priority`` every copy's
+        priority, as in :meth:`send`)."""
         body: dict[str, Any] = {"routing_key": routing_key, "payload": payload}
         body.update(
             _drop_none(
@@ -789,6 +805,7 @@ class HttpClient:
                     "delay": _interval_out(delay),
                     "mandatory": mandatory,
                     "expires_at": _time_out(expires_at),
+                    "priority": priority,
                 }
             )
         )
