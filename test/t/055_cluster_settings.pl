@@ -5,7 +5,9 @@
 #   1. create_queue / POST /v1/queues with message_ttl, on_expire,
 #      max_depth, overflow, ack_commit; alter_queue / PATCH /v1/queues/{q}:
 #      set on every partition's queue (max_depth is each partition's); a
-#      batch's expires_at;
+#      batch's expires_at; a send's priority passed to its partition, a
+#      priority or priorities refused where the shards' and the router's
+#      functions take none;
 #   2. pause / resume of a consumer group, its rate, the FIFO key limit, on
 #      every partition;
 #   3. peek (merged from the partitions), delete a message by its id, reset
@@ -165,6 +167,47 @@ is(join(',', map { $_->{payload} } @{ $b // [] }), '3', 'only the batch whose de
 req('POST', '/v1/queues/gq/ack', { delivery_ids => [ map { $_->{delivery_id} } @$b ] });
 gw_is_error([ req('POST', '/v1/queues/gq/messages/batch', { messages => [ { payload => 1 } ], expires_at => 'soon' }) ],
 	400, '22007', 'a batch with expires_at not a time');
+# priorities: a single send passes its priority to the partition's queue
+# (deliver.send on the shard); deliver_shard.send_batch and the router's
+# publish, create_queue and alter_queue take none, so the gateway refuses
+# a priority above 0 there (501, 0A000) before anything is sent
+gw_is_error([ req('POST', '/v1/queues/gq/messages', { payload => 1, ordering_key => $k[0], priority => 3 }) ],
+	409, '55000', 'a priority to a partition without priorities: the shard refuses it');
+gw_is_error([ req('POST', '/v1/queues/gq/messages', { payload => 1, priority => 10 }) ], 422, '22023', 'priority 10');
+gw_is_error([ req('POST', '/v1/queues/gq/messages', { payload => 1, priority => '3' }) ], 422, '22023',
+	'a priority that is a string');
+on_shards(q{SELECT deliver.alter_queue(queue_name, priorities => true) FROM deliver.queue WHERE queue_name LIKE 'gq.%'});
+($st, $b) = req('POST', '/v1/queues/gq/messages', { payload => 'p6', ordering_key => $k[0], priority => 6 });
+is($st, 201, 'with priorities on the shards: a send with priority 6') or diag explain $b;
+is(on_shards(q{SELECT coalesce(sum((xpath('/row/c/text()', query_to_xml(format(
+      'SELECT count(*) AS c FROM deliver.%I WHERE priority = 6', format('q%s_s%s', q.queue_id, g)),
+      false, true, '')))[1]::text::int), 0)
+    FROM deliver.queue q, generate_series(0, q.segments - 1) g WHERE q.queue_name LIKE 'gq.%'}), "0\n1",
+	'stored with priority 6 on its partition');
+for my $case ([ '/v1/queues/gq/messages/batch', { messages => [ { payload => 1 } ], priority => 2 }, 'a batch with a priority' ],
+	[ '/v1/publish', { routing_key => 'prio.x', payload => 1, priority => 1 }, 'a publish with a priority' ],
+	[ '/v1/queues', { name => 'gq_prio', priorities => JSON::PP::true }, 'a queue with priorities' ])
+{
+	gw_is_error([ req('POST', $case->[0], $case->[1]) ], 501, '0A000', "$case->[2]: refused in cluster mode");
+}
+gw_is_error([ req('PATCH', '/v1/queues/gq', { priorities => JSON::PP::true }) ], 501, '0A000',
+	'PATCH priorities: refused in cluster mode');
+gw_is_error([ req('PATCH', '/v1/queues/gq', { priorities => 'yes' }) ], 422, '22023', 'PATCH priorities not a boolean');
+gw_is_error([ req('POST', '/v1/queues/gq/messages/batch', { messages => [ { payload => 1 } ], priority => 10 }) ],
+	422, '22023', 'a batch with priority 10');
+gw_is_error([ req('POST', '/v1/queues/gq/messages/batch', { messages => [ { payload => 1 } ], priority => 1.5 }) ],
+	422, '22023', 'a batch with a priority that is no integer');
+($st, $b) = req('POST', '/v1/queues/gq/messages/batch',
+	{ messages => [ { payload => 'p0', ordering_key => $k[1] } ], priority => 0 });
+is($st, 201, 'a batch with priority 0: 201') or diag explain $b;
+($st, $b) = req('PATCH', '/v1/queues/gq', { priorities => JSON::PP::false, max_depth => 20 });
+is($st, 200, 'PATCH priorities false: 200 (nothing asked)') or diag explain $b;
+is(psql($router, q{SELECT count(*) FROM deliver_cluster.list_queues() WHERE queue_name = 'gq_prio'}), '0',
+	'no queue made');
+($st, $b) = req('POST', '/v1/queues/gq/receive?max=10');
+is(join(',', sort map { $_->{payload} } @{ $b // [] }), 'p0,p6', 'what was sent: the two, nothing refused');
+req('POST', '/v1/queues/gq/ack', { delivery_ids => [ map { $_->{delivery_id} } @$b ] });
+on_shards(q{SELECT deliver.alter_queue(queue_name, priorities => false) FROM deliver.queue WHERE queue_name LIKE 'gq.%'});
 
 # ---- 2. flow control ------------------------------------------------------
 ($st, $b) = req('POST', '/v1/queues/gq/groups/default/pause');
