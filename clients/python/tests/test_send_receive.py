@@ -200,9 +200,14 @@ def test_priorities_pass_through(anyclient: Any) -> None:
         c.alter_queue(q, max_attempts=4)
         with pytest.raises(deliver.NotCurrent):
             c.send(q, 1, priority=1)  # left out: still off
+        assert c.get_queue(q).priorities is False
         c.alter_queue(q, priorities=True)
+        assert c.get_queue(q).priorities is True
         c.send(q, {"n": 8}, priority=1)
         assert stored_priorities(q)[-1] == 1
+        # receives hand out the highest priority first (the delayed ones are not due)
+        got = c.receive(q, 10)
+        assert [m.payload["n"] for m in got] == [1, 7, 2, 3, 8, 4]
     finally:
         c.unbind(f"{key}.#", q)
         c.drop_queue(q)

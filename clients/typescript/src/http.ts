@@ -97,6 +97,7 @@ function toQueueInfo(r: Row): QueueInfo {
     maxDepth: toNumber(r.max_depth),
     overflow: (r.overflow ?? 'reject') as Overflow,
     ackCommit: (r.ack_commit ?? 'durable') as AckCommit,
+    priorities: r.priorities === true,
   };
 }
 

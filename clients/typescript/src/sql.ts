@@ -110,6 +110,7 @@ function toQueueInfo(r: Record<string, unknown>): QueueInfo {
     maxDepth: toNumber(r.max_depth),
     overflow: (r.overflow ?? 'reject') as Overflow,
     ackCommit: (r.ack_commit ?? 'durable') as AckCommit,
+    priorities: r.priorities === true,
   };
 }
 
@@ -365,7 +366,7 @@ export class DeliverClient implements QueueClient {
 
   private static readonly QUEUE_COLUMNS = `queue_name, guarantee, ${secs('visibility_timeout')}, max_attempts, fifo,
     ${secs('dedup_window')}, ${secs('retry_base')}, ${secs('retry_max')}, ${secs('archive_retention')},
-    consumer_groups, created_at, ${secs('message_ttl')}, on_expire, max_depth, overflow, ack_commit`;
+    consumer_groups, created_at, ${secs('message_ttl')}, on_expire, max_depth, overflow, ack_commit, priorities`;
 
   async listQueues(): Promise<QueueInfo[]> {
     const rows = await this.query(`SELECT ${DeliverClient.QUEUE_COLUMNS} FROM deliver.list_queues()`);

@@ -131,6 +131,8 @@ export interface QueueInfo {
   maxDepth: number | null;
   overflow: Overflow;
   ackCommit: AckCommit;
+  /** Receives hand out higher priorities first (createQueue's priorities). */
+  priorities: boolean;
 }
 
 export interface ConsumerGroupInfo {

@@ -53,6 +53,7 @@ describe('queues', () => {
       maxDepth: 1000,
       overflow: 'drop_oldest',
       ackCommit: 'durable',
+      priorities: false,
     });
     assert.ok(info.createdAt instanceof Date);
     const all = await deliver.listQueues();

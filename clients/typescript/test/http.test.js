@@ -61,7 +61,7 @@ describe('HttpClient', () => {
       name: q, guarantee: 'exactly_once', visibilityTimeout: 90, maxAttempts: 4, fifo: true,
       dedupWindow: 86400, retryBase: 0.5, retryMax: 120, archiveRetention: null,
       consumerGroups: ['default'], createdAt: null, messageTtl: 3600, onExpire: 'dead_letter', maxDepth: 5,
-      overflow: 'reject', ackCommit: 'durable',
+      overflow: 'reject', ackCommit: 'durable', priorities: false,
     });
     assert.ok(info.createdAt instanceof Date);
     assert.deepEqual(await deliver.getQueue(q), info, 'the same as over SQL');

@@ -388,9 +388,14 @@ for (const [name, make] of [['DeliverClient (SQL)', () => deliver], ['HttpClient
       await assert.rejects(c.send(q, 1, { priority: 1 }), NotCurrentError, 'priorities off: refused');
       await c.alterQueue(q, { maxAttempts: 4 });
       await assert.rejects(c.send(q, 1, { priority: 1 }), NotCurrentError, 'left out: still off');
+      assert.equal((await c.getQueue(q)).priorities, false);
       await c.alterQueue(q, { priorities: true });
+      assert.equal((await c.getQueue(q)).priorities, true);
       await c.send(q, { n: 8 }, { priority: 1 });
       assert.deepEqual((await storedPriorities(q)).slice(-1), [1]);
+      // receives hand out the highest priority first (the delayed ones are not due)
+      const got = await c.receive(q, { max: 10 });
+      assert.deepEqual(got.map((m) => m.payload.n), [1, 7, 2, 3, 8, 4]);
       await c.unbind(`${key}.#`, q);
       await c.dropQueue(q);
     });

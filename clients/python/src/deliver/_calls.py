@@ -214,6 +214,7 @@ QUEUE_COLUMNS = (
     "max_depth",
     "overflow",
     "ack_commit",
+    "priorities",
 )
 
 
@@ -235,6 +236,7 @@ def queue_row(r: Row) -> QueueInfo:
         max_depth=r[13],
         overflow=r[14],
         ack_commit=r[15],
+        priorities=bool(r[16]),
     )
 
 

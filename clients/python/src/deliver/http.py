@@ -222,6 +222,7 @@ def _queue_info(d: Mapping[str, Any]) -> QueueInfo:
         max_depth=None if d.get("max_depth") is None else int(d["max_depth"]),
         overflow=d.get("overflow") or "reject",
         ack_commit=d.get("ack_commit") or "durable",
+        priorities=bool(d.get("priorities")),
     )
 
 

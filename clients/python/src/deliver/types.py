@@ -122,6 +122,8 @@ class QueueInfo:
     max_depth: int | None = None
     overflow: str = "reject"
     ack_commit: str = "durable"
+    #: receives hand out higher priorities first (create_queue's priorities)
+    priorities: bool = False
 
 
 @dataclass(frozen=True)
