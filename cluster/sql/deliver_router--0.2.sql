@@ -334,7 +334,8 @@ END $$;
 CREATE FUNCTION deliver_cluster._px_create(shards int[], partitions int[], epochs int[], queue_name text,
     guarantee text, visibility_timeout interval, max_attempts int, fifo boolean,
     dedup_window interval, retry_base interval, retry_max interval,
-    message_ttl interval, on_expire text, max_depth bigint, overflow text, ack_commit text, caller text DEFAULT current_user)
+    message_ttl interval, on_expire text, max_depth bigint, overflow text, ack_commit text, priorities boolean,
+    caller text DEFAULT current_user)
 RETURNS TABLE (partition int)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
@@ -359,20 +360,21 @@ LANGUAGE plproxy AS $$
 $$;
 
 CREATE FUNCTION deliver_cluster._px_send(shard int, partition int, queue_name text, payload jsonb,
-    headers jsonb, ordering_key text, idempotency_key text, delay interval, expires_at timestamptz, caller text DEFAULT current_user)
+    headers jsonb, ordering_key text, idempotency_key text, delay interval, expires_at timestamptz, priority int,
+    caller text DEFAULT current_user)
 RETURNS text
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     RUN ON deliver_cluster._as(caller, shard);
     SELECT deliver_shard.global_id(partition, e.epoch,
                deliver.send(deliver_shard.queue_of(queue_name, partition), payload, headers,
-                            ordering_key, idempotency_key, delay, expires_at))
+                            ordering_key, idempotency_key, delay, expires_at, priority))
       FROM deliver_shard.enter(queue_name, partition, caller, true) e(epoch);
 $$;
 
 CREATE FUNCTION deliver_cluster._px_send_batch(shards int[], partitions int[], ords int[], queue_name text,
     payloads jsonb[], headers jsonb[], ordering_keys text[], idempotency_keys text[], delay interval,
-    expires_at timestamptz, caller text DEFAULT current_user)
+    expires_at timestamptz, priority int, caller text DEFAULT current_user)
 RETURNS TABLE (ord int, message_id text)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
@@ -509,12 +511,12 @@ CREATE FUNCTION deliver_cluster._px_options(shard int, queue_name text, partitio
     OUT guarantee text, OUT visibility_timeout interval, OUT max_attempts int, OUT fifo boolean,
     OUT dedup_window interval, OUT retry_base interval, OUT retry_max interval,
     OUT message_ttl interval, OUT on_expire text, OUT max_depth bigint, OUT overflow text, OUT ack_commit text,
-    OUT archive_retention interval)
+    OUT archive_retention interval, OUT priorities boolean)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     RUN ON deliver_cluster._as(caller, shard);
     SELECT q.guarantee, q.visibility_timeout, q.max_attempts, q.fifo, q.dedup_window, q.retry_base, q.retry_max,
-           q.message_ttl, q.on_expire, q.max_depth, q.overflow, q.ack_commit, q.archive_retention
+           q.message_ttl, q.on_expire, q.max_depth, q.overflow, q.ack_commit, q.archive_retention, q.priorities
       FROM deliver.list_queues() q WHERE q.queue_name = deliver_shard.queue_of(queue_name, partition);
 $$;
 
@@ -541,7 +543,7 @@ CREATE FUNCTION deliver_cluster.create_queue(
     max_attempts int DEFAULT NULL, fifo boolean DEFAULT NULL, dedup_window interval DEFAULT NULL,
     retry_base interval DEFAULT NULL, retry_max interval DEFAULT NULL,
     message_ttl interval DEFAULT NULL, on_expire text DEFAULT NULL, max_depth bigint DEFAULT NULL,
-    overflow text DEFAULT NULL, ack_commit text DEFAULT NULL)
+    overflow text DEFAULT NULL, ack_commit text DEFAULT NULL, priorities boolean DEFAULT NULL)
 RETURNS int
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -567,7 +569,7 @@ BEGIN
         ARRAY(SELECT x.partition FROM deliver_cluster.placement x WHERE x.state = 'active' ORDER BY x.partition),
         ARRAY(SELECT x.epoch FROM deliver_cluster.placement x WHERE x.state = 'active' ORDER BY x.partition),
         queue_name, guarantee, visibility_timeout, max_attempts, fifo, dedup_window, retry_base, retry_max,
-        message_ttl, on_expire, max_depth, overflow, ack_commit);
+        message_ttl, on_expire, max_depth, overflow, ack_commit, priorities);
     RETURN n;
 END $$;
 
@@ -626,7 +628,8 @@ $$;
 -- Send a message; returns its id ("partition:epoch:id").
 CREATE FUNCTION deliver_cluster.send(queue_name text, payload jsonb, headers jsonb DEFAULT NULL,
                                      ordering_key text DEFAULT NULL, idempotency_key text DEFAULT NULL,
-                                     delay interval DEFAULT NULL, expires_at timestamptz DEFAULT NULL)
+                                     delay interval DEFAULT NULL, expires_at timestamptz DEFAULT NULL,
+                                     priority int DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -635,7 +638,7 @@ DECLARE
     p int := deliver_cluster._partition_for(ordering_key, idempotency_key);
 BEGIN
     RETURN deliver_cluster._px_send(deliver_cluster._write_shard(p), p, queue_name, payload, headers,
-                                    ordering_key, idempotency_key, delay, expires_at);
+                                    ordering_key, idempotency_key, delay, expires_at, priority);
 END $$;
 
 -- Send a batch, split by partition (one call per shard, in parallel; each
@@ -665,7 +668,7 @@ END $$;
 CREATE FUNCTION deliver_cluster.send_batch(queue_name text, payloads jsonb[], headers jsonb[] DEFAULT NULL,
                                            ordering_keys text[] DEFAULT NULL,
                                            idempotency_keys text[] DEFAULT NULL, delay interval DEFAULT NULL,
-                                           expires_at timestamptz DEFAULT NULL)
+                                           expires_at timestamptz DEFAULT NULL, priority int DEFAULT NULL)
 RETURNS text[]
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -713,7 +716,8 @@ BEGIN
         shards, parts, ARRAY(SELECT generate_series(1, n)), queue_name, payloads,
         coalesce(headers, array_fill(NULL::jsonb, ARRAY[n])),
         coalesce(ordering_keys, array_fill(NULL::text, ARRAY[n])),
-        coalesce(idempotency_keys, array_fill(NULL::text, ARRAY[n])), delay, expires_at) b ORDER BY b.ord);
+        coalesce(idempotency_keys, array_fill(NULL::text, ARRAY[n])), delay, expires_at, priority) b
+        ORDER BY b.ord);
 END $$;
 
 -- Receive from one partition of a queue (a consumer takes its share of
@@ -894,7 +898,8 @@ BEGIN
         PERFORM * FROM deliver_cluster._px_create(ARRAY[target], ARRAY[p], ARRAY[e], q.queue_name,
                                                   o.guarantee, o.visibility_timeout, o.max_attempts, o.fifo,
                                                   o.dedup_window, o.retry_base, o.retry_max, o.message_ttl,
-                                                  o.on_expire, o.max_depth, o.overflow, o.ack_commit);
+                                                  o.on_expire, o.max_depth, o.overflow, o.ack_commit,
+                                                  o.priorities);
         IF o.archive_retention IS NOT NULL THEN
             PERFORM deliver_cluster._px_set_archive_retention(target, q.queue_name, p, o.archive_retention);
         END IF;
@@ -994,7 +999,7 @@ END $$;
 CREATE FUNCTION deliver_cluster._px_alter(queue_name text, visibility_timeout interval,
     max_attempts int, dedup_window interval, retry_base interval, retry_max interval,
     archive_retention interval, message_ttl interval, on_expire text, max_depth bigint,
-    overflow text, ack_commit text, caller text DEFAULT current_user)
+    overflow text, ack_commit text, priorities boolean, caller text DEFAULT current_user)
 RETURNS TABLE (partition int)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
@@ -1056,7 +1061,8 @@ CREATE FUNCTION deliver_cluster.alter_queue(
     queue_name text, visibility_timeout interval DEFAULT NULL, max_attempts int DEFAULT NULL,
     dedup_window interval DEFAULT NULL, retry_base interval DEFAULT NULL, retry_max interval DEFAULT NULL,
     archive_retention interval DEFAULT NULL, message_ttl interval DEFAULT NULL, on_expire text DEFAULT NULL,
-    max_depth bigint DEFAULT NULL, overflow text DEFAULT NULL, ack_commit text DEFAULT NULL)
+    max_depth bigint DEFAULT NULL, overflow text DEFAULT NULL, ack_commit text DEFAULT NULL,
+    priorities boolean DEFAULT NULL)
 RETURNS int
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1065,7 +1071,7 @@ BEGIN
     PERFORM deliver_cluster._check_queue(queue_name);
     RETURN (SELECT count(DISTINCT a.partition)::int FROM deliver_cluster._px_alter(
         queue_name, visibility_timeout, max_attempts, dedup_window, retry_base, retry_max,
-        archive_retention, message_ttl, on_expire, max_depth, overflow, ack_commit) a);
+        archive_retention, message_ttl, on_expire, max_depth, overflow, ack_commit, priorities) a);
 END $$;
 
 -- Pause a consumer group on every partition: the partitions where it was
@@ -1333,14 +1339,15 @@ BEGIN
 END $$;
 
 CREATE FUNCTION deliver_cluster._px_publish(shard int, partition int, queue_names text[], payload jsonb,
-    headers jsonb, ordering_key text, idempotency_key text, delay interval, expires_at timestamptz, caller text DEFAULT current_user)
+    headers jsonb, ordering_key text, idempotency_key text, delay interval, expires_at timestamptz, priority int,
+    caller text DEFAULT current_user)
 RETURNS TABLE (queue_name text, message_id text)
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     RUN ON deliver_cluster._as(caller, shard);
     SELECT p.queue_name, p.message_id
       FROM deliver_shard.publish(partition, queue_names, payload, headers, ordering_key, idempotency_key,
-                                 delay, expires_at, caller) p;
+                                 delay, expires_at, priority, caller) p;
 $$;
 
 -- Publish: a send of the message to every queue with a binding matching
@@ -1353,7 +1360,7 @@ $$;
 CREATE FUNCTION deliver_cluster.publish(routing_key text, payload jsonb, headers jsonb DEFAULT NULL,
                                         ordering_key text DEFAULT NULL, idempotency_key text DEFAULT NULL,
                                         delay interval DEFAULT NULL, mandatory boolean DEFAULT false,
-                                        expires_at timestamptz DEFAULT NULL)
+                                        expires_at timestamptz DEFAULT NULL, priority int DEFAULT NULL)
 RETURNS TABLE (queue_name text, message_id text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1362,6 +1369,11 @@ DECLARE
     queues text[] := ARRAY(SELECT DISTINCT t.queue_name FROM deliver_cluster.test_routing(routing_key) t ORDER BY 1);
     p int;
 BEGIN
+    -- (deliver.publish's check, here too: one matching no queue is refused alike)
+    IF priority NOT BETWEEN 0 AND 9 THEN
+        RAISE EXCEPTION 'priority must be between 0 and 9' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('It is %s.', priority);
+    END IF;
     IF cardinality(queues) = 0 THEN
         IF coalesce(mandatory, false) THEN
             RAISE EXCEPTION 'no queue is bound to routing key "%"', left(routing_key, 80)
@@ -1372,7 +1384,7 @@ BEGIN
     p := deliver_cluster._partition_for(ordering_key, idempotency_key);
     RETURN QUERY SELECT x.queue_name, x.message_id
                    FROM deliver_cluster._px_publish(deliver_cluster._write_shard(p), p, queues, payload, headers,
-                                                    ordering_key, idempotency_key, delay, expires_at) x
+                                                    ordering_key, idempotency_key, delay, expires_at, priority) x
                   ORDER BY x.queue_name;
 END $$;
 

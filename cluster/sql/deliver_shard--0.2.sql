@@ -200,7 +200,8 @@ CREATE FUNCTION deliver_shard.create_partitions(
     guarantee text, visibility_timeout interval, max_attempts int, fifo boolean,
     dedup_window interval, retry_base interval, retry_max interval,
     message_ttl interval DEFAULT NULL, on_expire text DEFAULT NULL, max_depth bigint DEFAULT NULL,
-    overflow text DEFAULT NULL, ack_commit text DEFAULT NULL, caller text DEFAULT NULL)
+    overflow text DEFAULT NULL, ack_commit text DEFAULT NULL, priorities boolean DEFAULT NULL,
+    caller text DEFAULT NULL)
 RETURNS TABLE (partition int)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -219,7 +220,7 @@ BEGIN
         PERFORM deliver.create_queue(deliver_shard.queue_of(queue_name, partitions[i]), guarantee,
                                      visibility_timeout, max_attempts, fifo, dedup_window,
                                      retry_base, retry_max, message_ttl, on_expire, max_depth,
-                                     overflow, ack_commit);
+                                     overflow, ack_commit, priorities);
         PERFORM deliver_shard.act_back(prev);
         INSERT INTO deliver_shard.partition (queue_name, partition, epoch)
         VALUES (create_partitions.queue_name, partitions[i], epochs[i]);
@@ -307,7 +308,7 @@ END $$;
 CREATE FUNCTION deliver_shard.send_batch(
     shards int[], partitions int[], ords int[], queue_name text,
     payloads jsonb[], headers jsonb[], ordering_keys text[], idempotency_keys text[],
-    delay interval, expires_at timestamptz DEFAULT NULL, caller text DEFAULT NULL)
+    delay interval, expires_at timestamptz DEFAULT NULL, priority int DEFAULT NULL, caller text DEFAULT NULL)
 RETURNS TABLE (ord int, message_id text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -330,7 +331,7 @@ BEGIN
                                   ARRAY(SELECT ordering_keys[i] FROM unnest(idx) AS i),
                                   CASE WHEN deliver_shard.bool_or_keys(idempotency_keys, idx)
                                        THEN ARRAY(SELECT idempotency_keys[i] FROM unnest(idx) AS i) END,
-                                  delay, expires_at);
+                                  delay, expires_at, priority);
         PERFORM deliver_shard.act_back(prev);
         FOR k IN 1 .. array_length(idx, 1) LOOP
             send_batch.ord := ords[idx[k]];
@@ -547,7 +548,7 @@ END $$;
 CREATE FUNCTION deliver_shard.alter_partitions(queue_name text, visibility_timeout interval,
     max_attempts int, dedup_window interval, retry_base interval, retry_max interval,
     archive_retention interval, message_ttl interval, on_expire text, max_depth bigint,
-    overflow text, ack_commit text, caller text DEFAULT NULL)
+    overflow text, ack_commit text, priorities boolean DEFAULT NULL, caller text DEFAULT NULL)
 RETURNS TABLE (partition int)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -561,7 +562,7 @@ BEGIN
         prev := deliver_shard.act_as(caller);
         PERFORM deliver.alter_queue(deliver_shard.queue_of(queue_name, p), visibility_timeout, max_attempts,
                                     dedup_window, retry_base, retry_max, archive_retention, message_ttl,
-                                    on_expire, max_depth, overflow, ack_commit);
+                                    on_expire, max_depth, overflow, ack_commit, priorities);
         PERFORM deliver_shard.act_back(prev);
         alter_partitions.partition := p;
         RETURN NEXT;
@@ -767,7 +768,7 @@ END $$;
 -- global message id).
 CREATE FUNCTION deliver_shard.publish(partition int, queue_names text[], payload jsonb, headers jsonb,
                                       ordering_key text, idempotency_key text, delay interval,
-                                      expires_at timestamptz, caller text DEFAULT NULL)
+                                      expires_at timestamptz, priority int DEFAULT NULL, caller text DEFAULT NULL)
 RETURNS TABLE (queue_name text, message_id text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -783,7 +784,7 @@ BEGIN
         prev := deliver_shard.act_as(caller);
         publish.message_id := deliver_shard.global_id(partition, e,
             deliver.send(deliver_shard.queue_of(q, partition), payload, headers, ordering_key, idempotency_key,
-                         delay, expires_at));
+                         delay, expires_at, priority));
         PERFORM deliver_shard.act_back(prev);
         RETURN NEXT;
     END LOOP;

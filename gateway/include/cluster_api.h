@@ -57,10 +57,6 @@ json_t	   *cl_parse_body(rctx *x, enum MHD_Result *ret);
 /* 413: a batch of n messages or ids is over the gateway's max_batch */
 enum MHD_Result cl_batch_too_large(rctx *x, int n);
 bool		cl_key_field(json_t *m, const char *field, const char **out);
-/* a body's priority (field "priority") or queue switch ("priorities") a route cannot pass on: true after answering */
-bool		cl_refuse_priority(rctx *x, json_t *body, const char *field, const char *detail,
-							   enum MHD_Result *ret);
-bool		cl_refuse_priority_raw(rctx *x, const char *field, const char *detail, enum MHD_Result *ret);
 int			cl_partition_for(const cmap *m, const char *okey, const char *ikey);
 
 /* the message routes */

@@ -53,7 +53,7 @@ static const char sql_create_queue[] =
 " deliver_cluster.create_queue(b->>'name', b->>'guarantee', " IV("visibility_timeout") ","
 " (b->>'max_attempts')::int, (b->>'fifo')::boolean, " IV("dedup_window") ","
 " " IV("retry_base") ", " IV("retry_max") ", " IV("message_ttl") ", b->>'on_expire',"
-" (b->>'max_depth')::bigint, b->>'overflow', b->>'ack_commit'))" BODY(1);
+" (b->>'max_depth')::bigint, b->>'overflow', b->>'ack_commit', " BOOLF("priorities") "))" BODY(1);
 static const char sql_drop_queue[] =
 "SELECT json_build_object('dropped', deliver_cluster.drop_queue($1) IS NOT NULL)";
 static const char sql_create_group[] =
@@ -95,7 +95,7 @@ static const char sql_publish[] =
 "SELECT (SELECT coalesce(json_agg(x), '[]') FROM (SELECT p.queue_name AS queue, p.message_id"
 " FROM deliver_cluster.publish(b->>'routing_key', b->'payload', nullif(b->'headers', 'null'::jsonb),"
 " b->>'ordering_key', coalesce($2, b->>'idempotency_key'), " IV("delay") ","
-" coalesce((b->>'mandatory')::boolean, false), " TS("expires_at") ") p) x)" BODY(1);
+" coalesce((b->>'mandatory')::boolean, false), " TS("expires_at") ", " INTF("priority") ") p) x)" BODY(1);
 static const char sql_list_bindings[] =
 "SELECT coalesce(json_agg(x), '[]') FROM (SELECT l.pattern, l.queue_name AS queue, l.created_at"
 " FROM deliver_cluster.list_bindings($1) l) x";
@@ -118,7 +118,7 @@ static const char sql_alter_queue[] =
 " deliver_cluster.alter_queue($1, " IV("visibility_timeout") ", (b->>'max_attempts')::int,"
 " " IV("dedup_window") ", " IV("retry_base") ", " IV("retry_max") ","
 " " IV("archive_retention") ", " IV("message_ttl") ", b->>'on_expire',"
-" (b->>'max_depth')::bigint, b->>'overflow', b->>'ack_commit'))" BODY(2);
+" (b->>'max_depth')::bigint, b->>'overflow', b->>'ack_commit', " BOOLF("priorities") "))" BODY(2);
 static const char sql_pause_group[] =
 "SELECT json_build_object('paused', n > 0, 'partitions', n)"
 " FROM deliver_cluster.pause_consumer_group($1, $2) n";
@@ -242,8 +242,6 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			ret = cl_router_route(&x, sql_list_queues, 0, p, 200, false, false, 0);
 			break;
 		case R_QUEUE_CREATE:
-			if (cl_refuse_priority_raw(&x, "priorities", "deliver_cluster.create_queue takes no priorities.", &ret))
-				break;
 			p[0] = cl_body(rq);
 			ret = cl_router_route(&x, sql_create_queue, 1, p, 201, false, false, SP_WRITE);
 			break;
@@ -331,8 +329,6 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 				break;
 			}
 		case R_QUEUE_ALTER:
-			if (cl_refuse_priority_raw(&x, "priorities", "deliver_cluster.alter_queue takes no priorities.", &ret))
-				break;
 			p[1] = cl_body(rq);
 			ret = cl_router_route(&x, sql_alter_queue, 2, p, 200, false, false, SP_WRITE);
 			break;
@@ -399,8 +395,6 @@ cluster_dispatch(struct MHD_Connection *c, request_t *rq)
 			ret = cl_router_route(&x, sql_push_subscriptions, 0, p, 200, false, false, 0);
 			break;
 		case R_PUBLISH:
-			if (cl_refuse_priority_raw(&x, "priority", "deliver_cluster.publish takes no priority.", &ret))
-				break;
 			p[0] = cl_body(rq);
 			p[1] = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
 			ret = cl_router_route(&x, sql_publish, 2, p, 201, false, false, SP_WRITE);

@@ -242,61 +242,6 @@ cl_key_field(json_t *m, const char *field, const char **out)
 	return true;
 }
 
-/*
- * Priorities in cluster mode.  A single send passes its priority to the
- * partition's deliver.send, but the shards' deliver_shard.send_batch and
- * the router's publish, create_queue and alter_queue take none.  A body of
- * those routes that asks for one ("priority" an integer from 1 to 9, or
- * "priorities" true) is refused before anything runs: 501 (0A000), rather
- * than sent without it.  0, false and null ask for nothing and pass; any
- * other value is 422 (22023).  Returns true after answering.
- */
-bool
-cl_refuse_priority(rctx *x, json_t *body, const char *field, const char *detail, enum MHD_Result *ret)
-{
-	json_t	   *v = json_is_object(body) ? json_object_get(body, field) : NULL;
-	bool		flag = strcmp(field, "priorities") == 0;
-	double		d = json_is_number(v) ? json_number_value(v) : -1;
-	char		msg[100];
-
-	if (!v || json_is_null(v) || (flag ? json_is_false(v) : d == 0))
-		return false;
-	if (flag ? json_is_true(v) : (d >= 1 && d <= 9 && d == (double) (int) d))
-	{
-		snprintf(msg, sizeof(msg), "%s not available here in cluster mode",
-				 flag ? "priorities are" : "a priority is");
-		*ret = cl_answer(x, 501, "0A000", msg, detail,
-						 flag ? "Leave priorities out (or false)."
-						 : "Leave priority out (or 0); a single send (POST /v1/queues/{queue}/messages) passes it on.");
-	}
-	else
-		*ret = cl_answer(x, 422, "22023",
-						 flag ? "priorities must be true or false" : "priority must be an integer from 0 to 9",
-						 NULL, NULL);
-	return true;
-}
-
-/*
- * The same for a body that goes to the router as it came: read here only
- * to look.  A body that is no JSON is left to the router (22P02).
- */
-bool
-cl_refuse_priority_raw(rctx *x, const char *field, const char *detail, enum MHD_Result *ret)
-{
-	json_error_t je;
-	json_t	   *j;
-	bool		refused;
-
-	if (!x->rq->body.len)
-		return false;
-	j = json_loadb(x->rq->body.data, x->rq->body.len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &je);
-	if (!j)
-		return false;
-	refused = cl_refuse_priority(x, j, field, detail, ret);
-	json_decref(j);
-	return refused;
-}
-
 /* the partition of a message: its ordering key's, else its idempotency key's, else the next in turn */
 int
 cl_partition_for(const cmap *m, const char *okey, const char *ikey)

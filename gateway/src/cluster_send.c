@@ -17,11 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/*
- * $3 the body, $4 the ordering key, $5 the idempotency key; the priority
- * goes to the partition's queue as on one node (a batch's cannot:
- * deliver_shard.send_batch takes none)
- */
+/* $3 the body, $4 the ordering key, $5 the idempotency key */
 static const char sql_send[] =
 "SELECT deliver_shard.global_id($2::int, deliver_shard.write_epoch_of($1, $2::int),"
 " deliver.send(deliver_shard.queue_of($1, $2::int), b->'payload', nullif(b->'headers', 'null'::jsonb),"
@@ -39,7 +35,7 @@ static const char sql_send_batch[] =
 " LATERAL deliver_shard.send_batch(NULL, $3::int[], $4::int[], $1,"
 " ARRAY(SELECT x.b->'messages'->(o - 1)->'payload'" EACH_POS ","
 " ARRAY(SELECT nullif(x.b->'messages'->(o - 1)->'headers', 'null'::jsonb)" EACH_POS ","
-" " EACH_KEY(5) ", " EACH_KEY(6) ", " IV("delay") ", " TS("expires_at") ") s";
+" " EACH_KEY(5) ", " EACH_KEY(6) ", " IV("delay") ", " TS("expires_at") ", " INTF("priority") ") s";
 
 /* ---- sends -------------------------------------------------------------- */
 
@@ -237,11 +233,6 @@ cluster_send_batch(rctx *x)
 					  "Send {\"messages\": [{\"payload\": ...}]}.");
 	if (!(j = cl_parse_body(x, &ret)))
 		return ret;
-	if (cl_refuse_priority(x, j, "priority", "deliver_shard.send_batch takes no priority.", &ret))
-	{
-		json_decref(j);
-		return ret;
-	}
 	msgs = json_is_object(j) ? json_object_get(j, "messages") : NULL;
 	n = json_is_array(msgs) ? (int) json_array_size(msgs) : 0;
 	if (n == 0)

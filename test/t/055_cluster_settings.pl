@@ -5,9 +5,9 @@
 #   1. create_queue / POST /v1/queues with message_ttl, on_expire,
 #      max_depth, overflow, ack_commit; alter_queue / PATCH /v1/queues/{q}:
 #      set on every partition's queue (max_depth is each partition's); a
-#      batch's expires_at; a send's priority passed to its partition, a
-#      priority or priorities refused where the shards' and the router's
-#      functions take none;
+#      batch's expires_at; priorities: the queue's switch on every
+#      partition, a message's priority (send, send_batch, publish) passed
+#      to its partition's queue, kept by a move;
 #   2. pause / resume of a consumer group, its rate, the FIFO key limit, on
 #      every partition;
 #   3. peek (merged from the partitions), delete a message by its id, reset
@@ -167,47 +167,96 @@ is(join(',', map { $_->{payload} } @{ $b // [] }), '3', 'only the batch whose de
 req('POST', '/v1/queues/gq/ack', { delivery_ids => [ map { $_->{delivery_id} } @$b ] });
 gw_is_error([ req('POST', '/v1/queues/gq/messages/batch', { messages => [ { payload => 1 } ], expires_at => 'soon' }) ],
 	400, '22007', 'a batch with expires_at not a time');
-# priorities: a single send passes its priority to the partition's queue
-# (deliver.send on the shard); deliver_shard.send_batch and the router's
-# publish, create_queue and alter_queue take none, so the gateway refuses
-# a priority above 0 there (501, 0A000) before anything is sent
+# priorities: the router's create_queue and alter_queue set the switch on
+# every partition's queue; send, send_batch and publish pass a message's
+# priority to its partition's queue, where a receive hands out the higher
+# first; deliver's own errors come back from the shards
+my $prio_of = q{SELECT queue_name || ' ' || priorities FROM deliver.list_queues() WHERE queue_name LIKE };
+is(psql($router, q{SELECT deliver_cluster.create_queue('prq', priorities => true)}), 4,
+	'create_queue with priorities: 4 partitions');
+is(on_shards("$prio_of 'prq.%'"), join("\n", map { "prq.p$_ true" } 0 .. 3), 'every partition has priorities');
+my @i0 = @{ $key_of{0} }[ 5 .. 9 ];    # idempotency keys of partition 0
+psql($router, "SELECT deliver_cluster.send('prq', '\"s1\"', idempotency_key => '$i0[0]', priority => 1)");
+like(psql($router, "SELECT deliver_cluster.send_batch('prq', ARRAY['\"b5\"', '\"b5b\"']::jsonb[],
+    idempotency_keys => ARRAY['$i0[1]', '$i0[2]'], priority => 5)"), qr/^\{0:1:\d+,0:1:\d+\}$/,
+	'send_batch with priority 5 (partition 0)');
+psql($router, q{SELECT deliver_cluster.bind('prio.#', 'prq')});
+is(psql($router, "SELECT queue_name FROM deliver_cluster.publish('prio.x', '\"p9\"', idempotency_key => '$i0[3]', priority => 9)"),
+	'prq', 'publish with priority 9');
+psql($router, "SELECT deliver_cluster.send('prq', '\"s0\"', idempotency_key => '$i0[4]')");
+is(psql($router, q{SELECT string_agg(payload #>> '{}', ',') FROM deliver_cluster.receive('prq', 0, 10)}),
+	'p9,b5,b5b,s1,s0', 'partition 0 hands them out by priority, equal ones in commit order');
+sql_error(q{SELECT deliver_cluster.send('prq', '1', priority => 10)}, '22023', 'send with priority 10');
+sql_error(q{SELECT deliver_cluster.send_batch('prq', ARRAY['1']::jsonb[], priority => -1)}, '22023',
+	'send_batch with priority -1');
+sql_error(q{SELECT deliver_cluster.publish('prio.x', '1', priority => 10)}, '22023', 'publish with priority 10');
+psql($router, q{SELECT deliver_cluster.unbind('prio.#', 'prq')});
+sql_error(q{SELECT deliver_cluster.publish('prio.x', '1', priority => 10)}, '22023',
+	'publish with priority 10 that matches no queue');
+is(psql($router, q{SELECT deliver_cluster.alter_queue('prq', priorities => false)}), 4, 'alter_queue priorities false');
+is(on_shards("$prio_of 'prq.%'"), join("\n", map { "prq.p$_ false" } 0 .. 3), 'every partition without priorities');
+sql_error(q{SELECT deliver_cluster.send('prq', '1', priority => 3)}, '55000',
+	'a priority to a queue without priorities');
+sql_error(q{SELECT deliver_cluster.create_queue('pq_fast', guarantee => 'at_most_once', priorities => true)}, '0A000',
+	'create_queue: priorities on an at_most_once queue');
+is(psql($router, q{SELECT count(*) FROM deliver_cluster.list_queues() WHERE queue_name = 'pq_fast'}), '0',
+	'and no queue of that name');
+is(psql($router, q{SELECT deliver_cluster.alter_queue('prq', priorities => true)}), 4, 'alter_queue priorities true');
+sql_error(q{SET ROLE app; SELECT deliver_cluster.alter_queue('prq', priorities => false)}, '42501',
+	'alter_queue priorities: not for app');
+
+# ... and through the gateway
 gw_is_error([ req('POST', '/v1/queues/gq/messages', { payload => 1, ordering_key => $k[0], priority => 3 }) ],
 	409, '55000', 'a priority to a partition without priorities: the shard refuses it');
 gw_is_error([ req('POST', '/v1/queues/gq/messages', { payload => 1, priority => 10 }) ], 422, '22023', 'priority 10');
 gw_is_error([ req('POST', '/v1/queues/gq/messages', { payload => 1, priority => '3' }) ], 422, '22023',
 	'a priority that is a string');
-on_shards(q{SELECT deliver.alter_queue(queue_name, priorities => true) FROM deliver.queue WHERE queue_name LIKE 'gq.%'});
-($st, $b) = req('POST', '/v1/queues/gq/messages', { payload => 'p6', ordering_key => $k[0], priority => 6 });
-is($st, 201, 'with priorities on the shards: a send with priority 6') or diag explain $b;
-is(on_shards(q{SELECT coalesce(sum((xpath('/row/c/text()', query_to_xml(format(
-      'SELECT count(*) AS c FROM deliver.%I WHERE priority = 6', format('q%s_s%s', q.queue_id, g)),
-      false, true, '')))[1]::text::int), 0)
-    FROM deliver.queue q, generate_series(0, q.segments - 1) g WHERE q.queue_name LIKE 'gq.%'}), "0\n1",
-	'stored with priority 6 on its partition');
-for my $case ([ '/v1/queues/gq/messages/batch', { messages => [ { payload => 1 } ], priority => 2 }, 'a batch with a priority' ],
-	[ '/v1/publish', { routing_key => 'prio.x', payload => 1, priority => 1 }, 'a publish with a priority' ],
-	[ '/v1/queues', { name => 'gq_prio', priorities => JSON::PP::true }, 'a queue with priorities' ])
-{
-	gw_is_error([ req('POST', $case->[0], $case->[1]) ], 501, '0A000', "$case->[2]: refused in cluster mode");
-}
-gw_is_error([ req('PATCH', '/v1/queues/gq', { priorities => JSON::PP::true }) ], 501, '0A000',
-	'PATCH priorities: refused in cluster mode');
+($st, $b) = req('POST', '/v1/queues', { name => 'gq_prio', priorities => JSON::PP::true });
+is($st, 201, 'POST /v1/queues with priorities: 201') or diag explain $b;
+is(on_shards("$prio_of 'gq\\_prio.%'"), join("\n", map { "gq_prio.p$_ true" } 0 .. 3),
+	'every partition of it has priorities');
 gw_is_error([ req('PATCH', '/v1/queues/gq', { priorities => 'yes' }) ], 422, '22023', 'PATCH priorities not a boolean');
+($st, $b) = req('PATCH', '/v1/queues/gq', { priorities => JSON::PP::true });
+is($st, 200, 'PATCH priorities true: 200') or diag explain $b;
+is(on_shards("$prio_of 'gq.%'"), join("\n", map { "gq.p$_ true" } 0 .. 3), 'every partition of gq has priorities');
+($st, $b) = req('POST', '/v1/queues/gq/messages', { payload => 'p6', ordering_key => $k[0], priority => 6 });
+is($st, 201, 'a send with priority 6') or diag explain $b;
+($st, $b) = req('POST', '/v1/queues/gq/messages/batch',
+	{ messages => [ { payload => 'p2', ordering_key => $k[1] } ], priority => 2 });
+is($st, 201, 'a batch with priority 2') or diag explain $b;
+psql($router, q{SELECT deliver_cluster.bind('gprio.#', 'gq')});
+($st, $b) = req('POST', '/v1/publish', { routing_key => 'gprio.x', payload => 'p1', ordering_key => $k[2], priority => 1 });
+is($st, 201, 'a publish with priority 1') or diag explain $b;
+my %stored;    # priority => how many of gq's messages carry it, over both shards
+for my $sh (@shard)
+{
+	for (split /\n/, psql($sh, q{SELECT v || ' ' || coalesce(sum((xpath('/row/c/text()', query_to_xml(format(
+          'SELECT count(*) AS c FROM deliver.%I WHERE priority = %s', format('q%s_s%s', q.queue_id, g), v),
+          false, true, '')))[1]::text::int), 0)
+        FROM deliver.queue q, generate_series(0, q.segments - 1) g, unnest(ARRAY[1, 2, 6]) v
+        WHERE q.queue_name LIKE 'gq.%' GROUP BY v}))
+	{
+		my ($v, $n) = split / /;
+		$stored{$v} += $n;
+	}
+}
+is(join(',', map { "$_=$stored{$_}" } sort keys %stored), '1=1,2=1,6=1', 'each stored with its priority on its partition');
 gw_is_error([ req('POST', '/v1/queues/gq/messages/batch', { messages => [ { payload => 1 } ], priority => 10 }) ],
 	422, '22023', 'a batch with priority 10');
 gw_is_error([ req('POST', '/v1/queues/gq/messages/batch', { messages => [ { payload => 1 } ], priority => 1.5 }) ],
-	422, '22023', 'a batch with a priority that is no integer');
+	400, '22P02', 'a batch with a priority that is no integer');
+gw_is_error([ req('POST', '/v1/publish', { routing_key => 'gprio.x', payload => 1, priority => 10 }) ],
+	422, '22023', 'a publish with priority 10');
 ($st, $b) = req('POST', '/v1/queues/gq/messages/batch',
-	{ messages => [ { payload => 'p0', ordering_key => $k[1] } ], priority => 0 });
+	{ messages => [ { payload => 'p0', ordering_key => $k[3] } ], priority => 0 });
 is($st, 201, 'a batch with priority 0: 201') or diag explain $b;
 ($st, $b) = req('PATCH', '/v1/queues/gq', { priorities => JSON::PP::false, max_depth => 20 });
-is($st, 200, 'PATCH priorities false: 200 (nothing asked)') or diag explain $b;
-is(psql($router, q{SELECT count(*) FROM deliver_cluster.list_queues() WHERE queue_name = 'gq_prio'}), '0',
-	'no queue made');
+is($st, 200, 'PATCH priorities false: 200') or diag explain $b;
+is(on_shards("$prio_of 'gq.%'"), join("\n", map { "gq.p$_ false" } 0 .. 3), 'every partition of gq without');
 ($st, $b) = req('POST', '/v1/queues/gq/receive?max=10');
-is(join(',', sort map { $_->{payload} } @{ $b // [] }), 'p0,p6', 'what was sent: the two, nothing refused');
+is(join(',', sort map { $_->{payload} } @{ $b // [] }), 'p0,p1,p2,p6', 'what was sent: the four, nothing refused');
 req('POST', '/v1/queues/gq/ack', { delivery_ids => [ map { $_->{delivery_id} } @$b ] });
-on_shards(q{SELECT deliver.alter_queue(queue_name, priorities => false) FROM deliver.queue WHERE queue_name LIKE 'gq.%'});
+psql($router, q{SELECT deliver_cluster.unbind('gprio.#', 'gq')});
 
 # ---- 2. flow control ------------------------------------------------------
 ($st, $b) = req('POST', '/v1/queues/gq/groups/default/pause');
@@ -343,7 +392,7 @@ psql($_, q{DROP FUNCTION public.json_build_object(text, boolean)}) for ($router,
 
 # a partition moved keeps its queues' settings (the new place is created
 # with them) and flow control (the FIFO key limit, a group's pause and rate)
-psql($router, q{SELECT deliver_cluster.purge_queue(q) FROM unnest(ARRAY['sq', 'xq', 'gq']) q});
+psql($router, q{SELECT deliver_cluster.purge_queue(q) FROM unnest(ARRAY['sq', 'xq', 'gq', 'prq']) q});
 req('POST', '/v1/queues/gq/groups/default/pause');
 req('PUT', '/v1/queues/sq/groups/default/rate', { per_second => 7, burst => 2 });
 psql($router, q{CALL deliver_cluster.move_partition(0, 'shard1', '60 seconds')});
@@ -352,6 +401,8 @@ is(psql($router, q{SELECT shard FROM deliver_cluster.partition_map() WHERE parti
 is(join("\n", sort split /\n/, psql($shard[1], "$settings WHERE queue_name IN ('sq.p0', 'gq.p0')")),
 	"gq.p0 00:02:00 dead_letter 20 reject durable\nsq.p0 - dead_letter 3 reject async",
 	'its new place has the settings of each queue');
+is(psql($shard[1], q{SELECT priorities FROM deliver.list_queues() WHERE queue_name = 'prq.p0'}), 't',
+	'and a queue with priorities has them there');
 is(psql($shard[1], q{SELECT string_agg(q.queue_name || ' ' || q.fifo_key_limit || ' ' || g.paused || ' '
     || coalesce(g.rate_per_second || '/' || g.rate_burst, '-'), ', ' ORDER BY q.queue_name)
     FROM deliver.queue q JOIN deliver.consumer_group g USING (queue_id) WHERE q.queue_name IN ('sq.p0', 'gq.p0')}),
@@ -675,7 +726,7 @@ as_app(q{SELECT deliver_cluster.drop_queue('pq')}, qr/ERROR:  42501: permission 
 # app may not name another role to the shards
 as_app(q{SELECT * FROM deliver_cluster._px_peek('pq', 10, NULL, 'postgres')}, $router_refuses,
 	'_px_peek naming postgres: the router refuses (RUN ON ALL)');
-as_app(q{SELECT * FROM deliver_cluster._px_send(0, 0, 'pq', '1', NULL, NULL, NULL, NULL, NULL, 'postgres')}, $router_refuses,
+as_app(q{SELECT * FROM deliver_cluster._px_send(0, 0, 'pq', '1', NULL, NULL, NULL, NULL, NULL, NULL, caller => 'postgres')}, $router_refuses,
 	'_px_send naming postgres: refused (RUN ON one shard)');
 as_app(q{SELECT * FROM deliver_cluster._px_ack_batch(ARRAY[0], ARRAY['0:1:1'], 'pq', 'postgres')}, $router_refuses,
 	'_px_ack_batch naming postgres: refused (SPLIT)');

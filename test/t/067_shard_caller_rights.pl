@@ -56,7 +56,7 @@ is(as_app(q{SELECT count(*) FROM deliver_cluster.all_metrics()}), '0', 'all_metr
 my $refused = qr/42501: a call to the shards must run as its caller's role/;
 like(as_app(qq{SELECT count(*) FROM deliver_cluster._px_peek('q', 10, NULL, '$su')}), $refused,
 	'_px_peek naming the superuser: the router refuses (every shard)');
-like(as_app(qq{SELECT deliver_cluster._px_send(0, 0, 'q', '1', NULL, NULL, NULL, NULL, NULL, '$su')}), $refused,
+like(as_app(qq{SELECT deliver_cluster._px_send(0, 0, 'q', '1', NULL, NULL, NULL, NULL, NULL, NULL, caller => '$su')}), $refused,
 	'_px_send naming the superuser: refused (one shard)');
 like(as_app(qq{SELECT count(*) FROM deliver_cluster._px_ack_batch(ARRAY[0], ARRAY['0:1:1'], 'q', '$su')}), $refused,
 	'_px_ack_batch naming the superuser: refused (split by shard)');
