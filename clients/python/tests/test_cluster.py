@@ -117,33 +117,50 @@ def test_send_gives_cluster_ids_over_partitions(http: deliver.HttpClient, tag: s
     assert http.ack_batch(QUEUE, [m.delivery_id for m in got if m.delivery_id is not None]) == 48
 
 
-def test_priorities_in_cluster_mode(http: deliver.HttpClient, tag: str) -> None:
-    """A single send passes its priority to the partition's queue (which
-    has none: the shard answers 55000); deliver_shard.send_batch and the
-    router's publish, create_queue and alter_queue take none: 501 (0A000)
-    before anything is sent."""
+def test_priorities_in_cluster_mode(http: deliver.HttpClient, admin: deliver.HttpClient, tag: str) -> None:
+    """send, send_batch and publish pass a message's priority to its
+    partition's queue (the shard's deliver answers, 55000 for a queue
+    without priorities); create_queue and alter_queue set the switch on
+    every partition, and one partition hands out by priority."""
     with pytest.raises(deliver.NotCurrent) as e:
         http.send(QUEUE, {"tag": tag}, priority=3)
     assert e.value.sqlstate == "55000"
-    with pytest.raises(deliver.InvalidParameter):
-        http.send(QUEUE, {"tag": tag}, priority=10)
-    sent = [http.send(QUEUE, {"tag": tag, "n": 1}, priority=0)]
-    refused: list[Callable[[], object]] = [
-        lambda: http.send_batch(QUEUE, [{"tag": tag}], priority=3),
-        lambda: http.publish("prio.x", {"tag": tag}, priority=1),
-        lambda: http.alter_queue(QUEUE, priorities=True),
-        lambda: http.create_queue(f"{QUEUE}_prio", priorities=True),
+    with pytest.raises(deliver.NotCurrent) as e:
+        http.send_batch(QUEUE, [{"tag": tag}], priority=3)
+    assert e.value.sqlstate == "55000"
+    out_of_range: list[Callable[[], object]] = [
+        lambda: http.send(QUEUE, {"tag": tag}, priority=10),
+        lambda: http.send_batch(QUEUE, [{"tag": tag}], priority=10),
+        lambda: http.publish("prio.x", {"tag": tag}, priority=10),
     ]
-    for call in refused:
-        with pytest.raises(deliver.DeliverError) as e501:
+    for call in out_of_range:
+        with pytest.raises(deliver.InvalidParameter):
             call()
-        assert (e501.value.status, e501.value.sqlstate) == (501, "0A000")
-    with pytest.raises(deliver.InvalidParameter):
-        http.send_batch(QUEUE, [{"tag": tag}], priority=10)
+    sent = [http.send(QUEUE, {"tag": tag, "n": 1}, priority=0)]
     sent += http.send_batch(QUEUE, [{"tag": tag, "n": 2}], priority=0)
     got = receive_mine(http, tag, 2)
     assert sorted(str(m.message_id) for m in got) == sorted(map(str, sent))
     assert http.ack_batch(QUEUE, [m.delivery_id for m in got if m.delivery_id is not None]) == 2
+
+    pq = f"{QUEUE}_prio"
+    admin.create_queue(pq, priorities=True)
+    try:
+        key = "one-partition"
+        admin.send(pq, "low", ordering_key=key, priority=1)
+        admin.send_batch(pq, ["mid"], ordering_keys=[key], priority=5)
+        admin.bind("prio.#", pq)
+        assert [p.queue_name for p in admin.publish("prio.x", "high", ordering_key=key, priority=9)] == [pq]
+        admin.send(pq, "none", ordering_key=key)
+        got = admin.receive(pq, 10)
+        assert [m.payload for m in got] == ["high", "mid", "low", "none"]
+        assert admin.ack_batch(pq, [m.delivery_id for m in got if m.delivery_id is not None]) == 4
+        admin.alter_queue(pq, priorities=False)
+        with pytest.raises(deliver.NotCurrent) as e:
+            admin.send(pq, "x", ordering_key=key, priority=2)
+        assert e.value.sqlstate == "55000"
+    finally:
+        admin.unbind("prio.#", pq)
+        admin.drop_queue(pq)
 
 
 def test_send_batch_ids_in_order(http: deliver.HttpClient, tag: str) -> None:

@@ -88,21 +88,42 @@ describe('HttpClient against a cluster gateway', () => {
     await until(async () => (await http.receive(q)).length === 0, 5000, 'nothing left');
   });
 
-  it('priorities: a single send passes its priority to the shard; batches, publish and the queue switch refuse one', async () => {
+  it('priorities: send, sendBatch and publish pass a priority to the partition; the switch is set on every partition', async () => {
     await drain();
-    // the partitions' queues have no priorities: the shard's deliver.send answers
+    // the queue has no priorities: the shard's deliver answers 55000
     await assert.rejects(http.send(q, 1, { priority: 3 }), (e) => e instanceof NotCurrentError && e.sqlstate === '55000');
+    await assert.rejects(http.sendBatch(q, [{ payload: 1 }], { priority: 3 }),
+      (e) => e instanceof NotCurrentError && e.sqlstate === '55000');
     await assert.rejects(http.send(q, 1, { priority: 10 }), (e) => e instanceof InvalidParameterError && e.sqlstate === '22023');
-    assert.ok(CLUSTER_ID.test(await http.send(q, 1, { priority: 0 })));
-    // deliver_shard.send_batch and the router's functions take none: 501 before anything is sent
-    await assert.rejects(http.sendBatch(q, [{ payload: 1 }], { priority: 3 }), (e) => e.status === 501 && e.sqlstate === '0A000');
     await assert.rejects(http.sendBatch(q, [{ payload: 1 }], { priority: 10 }), (e) => e instanceof InvalidParameterError);
+    await assert.rejects(http.publish('prio.x', 1, { priority: 10 }), (e) => e instanceof InvalidParameterError);
+    assert.ok(CLUSTER_ID.test(await http.send(q, 1, { priority: 0 })));
     assert.equal((await http.sendBatch(q, [{ payload: 2 }], { priority: 0 })).length, 1);
-    await assert.rejects(http.publish('prio.x', 1, { priority: 1 }), (e) => e.status === 501 && e.sqlstate === '0A000');
-    await assert.rejects(http.alterQueue(q, { priorities: true }), (e) => e.status === 501 && e.sqlstate === '0A000');
-    await assert.rejects(http.createQueue(`${q}_prio`, { priorities: true }), (e) => e.status === 501 && e.sqlstate === '0A000');
-    assert.deepEqual(await waiting(), [2, 0], 'the two sent without a priority, nothing else');
+    assert.deepEqual(await waiting(), [2, 0], 'the two sent with priority 0, nothing else');
     await drain();
+    // a queue with priorities (the superuser makes it): one key, so one
+    // partition, hands them out by priority
+    const admin = new HttpClient({ url, token: jwt({ role: process.env.PGUSER || 'postgres', exp: Math.floor(Date.now() / 1000) + 3600 }) });
+    const pq = `${q}_prio`;
+    await admin.createQueue(pq, { priorities: true });
+    try {
+      const orderingKey = 'one-partition';
+      await admin.send(pq, 'low', { orderingKey, priority: 1 });
+      await admin.sendBatch(pq, [{ payload: 'mid', orderingKey }], { priority: 5 });
+      await admin.bind('prio.#', pq);
+      const published = await admin.publish('prio.x', 'high', { orderingKey, priority: 9 });
+      assert.deepEqual(published.map((x) => x.queue), [pq]);
+      await admin.send(pq, 'none', { orderingKey });
+      const got = await admin.receive(pq, { max: 10 });
+      assert.deepEqual(got.map((m) => m.payload), ['high', 'mid', 'low', 'none']);
+      assert.equal(await admin.ackBatch(pq, got.map((m) => m.deliveryId)), 4);
+      await admin.alterQueue(pq, { priorities: false });
+      await assert.rejects(admin.send(pq, 1, { orderingKey, priority: 2 }),
+        (e) => e instanceof NotCurrentError && e.sqlstate === '55000');
+    } finally {
+      await admin.unbind('prio.#', pq);
+      await admin.dropQueue(pq);
+    }
   });
 
   it('malformed cluster ids are refused before any request', async () => {
