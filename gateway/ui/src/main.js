@@ -441,9 +441,10 @@ function queuePage(main, queue) {
 
   api('GET', `/v1/queues/${enc(queue)}`).then((q) => {
     clear(info, h('dl.kv#queue-settings',
-      ['guarantee', 'fifo', 'visibility_timeout', 'max_attempts', 'dedup_window', 'retry_base',
-        'retry_max', 'created_at'].filter((k) => k in q)
-        .map((k) => [h('dt', k.replace(/_/g, ' ')), h('dd', String(q[k]))])));
+      ['guarantee', 'fifo', 'priorities', 'visibility_timeout', 'max_attempts', 'dedup_window', 'retry_base',
+        'retry_max', 'message_ttl', 'on_expire', 'max_depth', 'overflow', 'ack_commit', 'archive_retention',
+        'created_at'].filter((k) => k in q)
+        .map((k) => [h('dt', k.replace(/_/g, ' ')), h('dd', q[k] === null ? '-' : String(q[k]))])));
   }, (e) => clear(info, errorBox(e)));
 
   function render() {

@@ -209,6 +209,8 @@ test('queue_detail', async (page) => {
   const settings = await text(page, '#queue-settings');
   assert.match(settings, /guarantee\s*at_least_once/);
   assert.match(settings, /max attempts\s*3/);
+  assert.match(settings, /priorities\s*false/);
+  assert.match(settings, /max depth\s*-/);
   await page.waitForSelector('#groups-table tr[data-group="audit"]');
   assert.deepEqual(await page.$$eval('#groups-table tbody tr', (rs) => rs.map((r) => r.dataset.group)).then((g) => g.sort()),
     ['audit', 'default']);
