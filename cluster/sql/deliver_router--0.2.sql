@@ -511,12 +511,13 @@ CREATE FUNCTION deliver_cluster._px_options(shard int, queue_name text, partitio
     OUT guarantee text, OUT visibility_timeout interval, OUT max_attempts int, OUT fifo boolean,
     OUT dedup_window interval, OUT retry_base interval, OUT retry_max interval,
     OUT message_ttl interval, OUT on_expire text, OUT max_depth bigint, OUT overflow text, OUT ack_commit text,
-    OUT archive_retention interval, OUT priorities boolean)
+    OUT archive_retention interval, OUT priorities boolean, OUT consumer_groups text[])
 LANGUAGE plproxy AS $$
     CLUSTER 'deliver';
     RUN ON deliver_cluster._as(caller, shard);
     SELECT q.guarantee, q.visibility_timeout, q.max_attempts, q.fifo, q.dedup_window, q.retry_base, q.retry_max,
-           q.message_ttl, q.on_expire, q.max_depth, q.overflow, q.ack_commit, q.archive_retention, q.priorities
+           q.message_ttl, q.on_expire, q.max_depth, q.overflow, q.ack_commit, q.archive_retention, q.priorities,
+           q.consumer_groups
       FROM deliver.list_queues() q WHERE q.queue_name = deliver_shard.queue_of(queue_name, partition);
 $$;
 
@@ -592,6 +593,35 @@ CREATE FUNCTION deliver_cluster.list_queues() RETURNS TABLE (queue_name text, cr
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT q.queue_name, q.created_at FROM deliver_cluster.queue q ORDER BY 1 $$;
+
+-- One queue as deliver.list_queues() shows it on a node: the settings and
+-- consumer groups of its partition 0 (create_queue, alter_queue and
+-- create_consumer_group set them on every partition), the router's
+-- creation time, and how many partitions it has.  No row for a queue the
+-- router does not know.  Reads partition 0's shard (its old shard while
+-- it moves).
+CREATE FUNCTION deliver_cluster.queue_settings(name text)
+RETURNS TABLE (queue_name text, guarantee text, visibility_timeout interval, max_attempts int, fifo boolean,
+               dedup_window interval, retry_base interval, retry_max interval, archive_retention interval,
+               consumer_groups text[], created_at timestamptz, message_ttl interval, on_expire text,
+               max_depth bigint, overflow text, ack_commit text, priorities boolean, partitions int)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    created timestamptz;
+    o record;
+BEGIN
+    SELECT q.created_at INTO created FROM deliver_cluster.queue q WHERE q.queue_name = queue_settings.name;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT * INTO o FROM deliver_cluster._px_options(deliver_cluster._read_shard(0), name, 0);
+    RETURN QUERY SELECT name, o.guarantee, o.visibility_timeout, o.max_attempts, o.fifo, o.dedup_window,
+                        o.retry_base, o.retry_max, o.archive_retention, o.consumer_groups,
+                        created, o.message_ttl, o.on_expire, o.max_depth, o.overflow, o.ack_commit,
+                        o.priorities, deliver_cluster.partitions();
+END $$;
 
 -- deliver's administration on every partition of a queue.
 CREATE FUNCTION deliver_cluster.create_consumer_group(queue_name text, consumer_group text,

@@ -46,8 +46,9 @@
 
 static const char sql_list_queues[] =
 "SELECT coalesce(json_agg(q), '[]') FROM deliver_cluster.list_queues() q";
+/* a node's answer (partition 0's settings), and "partitions" */
 static const char sql_get_queue[] =
-"SELECT row_to_json(q) FROM deliver_cluster.list_queues() q WHERE q.queue_name = $1";
+"SELECT row_to_json(q) FROM deliver_cluster.queue_settings($1) q";
 static const char sql_create_queue[] =
 "SELECT json_build_object('queue_name', b->>'name', 'created', true, 'partitions',"
 " deliver_cluster.create_queue(b->>'name', b->>'guarantee', " IV("visibility_timeout") ","

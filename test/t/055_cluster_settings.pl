@@ -191,6 +191,12 @@ sql_error(q{SELECT deliver_cluster.send_batch('prq', ARRAY['1']::jsonb[], priori
 	'send_batch with priority -1');
 sql_error(q{SELECT deliver_cluster.publish('prio.x', '1', priority => 10)}, '22023', 'publish with priority 10');
 psql($router, q{SELECT deliver_cluster.unbind('prio.#', 'prq')});
+# a queue as a node shows it: partition 0's settings and groups, and the partitions
+is(psql($router, q{SELECT concat_ws(' ', queue_name, guarantee, priorities, fifo, max_attempts, consumer_groups, partitions,
+    created_at = (SELECT created_at FROM deliver_cluster.list_queues() WHERE queue_name = 'prq'))
+    FROM deliver_cluster.queue_settings('prq')}), 'prq at_least_once t f 5 {default} 4 t',
+	'queue_settings: partition 0\'s settings, groups, the partitions');
+is(psql($router, q{SELECT count(*) FROM deliver_cluster.queue_settings('nope')}), '0', 'queue_settings of no queue: no row');
 sql_error(q{SELECT deliver_cluster.publish('prio.x', '1', priority => 10)}, '22023',
 	'publish with priority 10 that matches no queue');
 is(psql($router, q{SELECT deliver_cluster.alter_queue('prq', priorities => false)}), 4, 'alter_queue priorities false');
@@ -213,6 +219,12 @@ gw_is_error([ req('POST', '/v1/queues/gq/messages', { payload => 1, priority => 
 	'a priority that is a string');
 ($st, $b) = req('POST', '/v1/queues', { name => 'gq_prio', priorities => JSON::PP::true });
 is($st, 201, 'POST /v1/queues with priorities: 201') or diag explain $b;
+($st, $b) = req('GET', '/v1/queues/gq_prio');
+is($st, 200, 'GET /v1/queues/gq_prio: 200') or diag explain $b;
+is(join(' ', map { $b->{$_} // '-' } qw(queue_name guarantee priorities max_depth partitions)),
+	'gq_prio at_least_once 1 - 4', 'its settings as a node answers them, and its partitions');
+is_deeply($b->{consumer_groups}, ['default'], 'and its consumer groups');
+gw_is_error([ req('GET', '/v1/queues/no_such_q') ], 404, '42704', 'GET /v1/queues of no queue');
 is(on_shards("$prio_of 'gq\\_prio.%'"), join("\n", map { "gq_prio.p$_ true" } 0 .. 3),
 	'every partition of it has priorities');
 gw_is_error([ req('PATCH', '/v1/queues/gq', { priorities => 'yes' }) ], 422, '22023', 'PATCH priorities not a boolean');

@@ -145,6 +145,14 @@ def test_priorities_in_cluster_mode(http: deliver.HttpClient, admin: deliver.Htt
     pq = f"{QUEUE}_prio"
     admin.create_queue(pq, priorities=True)
     try:
+        # get_queue: a node's answer (partition 0's settings and groups)
+        info = admin.get_queue(pq)
+        assert (info.queue_name, info.priorities, info.guarantee, info.consumer_groups) == (
+            pq,
+            True,
+            "at_least_once",
+            ["default"],
+        )
         key = "one-partition"
         admin.send(pq, "low", ordering_key=key, priority=1)
         admin.send_batch(pq, ["mid"], ordering_keys=[key], priority=5)
@@ -155,6 +163,7 @@ def test_priorities_in_cluster_mode(http: deliver.HttpClient, admin: deliver.Htt
         assert [m.payload for m in got] == ["high", "mid", "low", "none"]
         assert admin.ack_batch(pq, [m.delivery_id for m in got if m.delivery_id is not None]) == 4
         admin.alter_queue(pq, priorities=False)
+        assert admin.get_queue(pq).priorities is False
         with pytest.raises(deliver.NotCurrent) as e:
             admin.send(pq, "x", ordering_key=key, priority=2)
         assert e.value.sqlstate == "55000"

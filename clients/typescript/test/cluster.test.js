@@ -107,6 +107,12 @@ describe('HttpClient against a cluster gateway', () => {
     const pq = `${q}_prio`;
     await admin.createQueue(pq, { priorities: true });
     try {
+      // getQueue: a node's answer (partition 0's settings and groups)
+      const info = await admin.getQueue(pq);
+      assert.equal(info.name, pq);
+      assert.equal(info.priorities, true);
+      assert.equal(info.guarantee, 'at_least_once');
+      assert.deepEqual(info.consumerGroups, ['default']);
       const orderingKey = 'one-partition';
       await admin.send(pq, 'low', { orderingKey, priority: 1 });
       await admin.sendBatch(pq, [{ payload: 'mid', orderingKey }], { priority: 5 });
@@ -118,6 +124,7 @@ describe('HttpClient against a cluster gateway', () => {
       assert.deepEqual(got.map((m) => m.payload), ['high', 'mid', 'low', 'none']);
       assert.equal(await admin.ackBatch(pq, got.map((m) => m.deliveryId)), 4);
       await admin.alterQueue(pq, { priorities: false });
+      assert.equal((await admin.getQueue(pq)).priorities, false);
       await assert.rejects(admin.send(pq, 1, { orderingKey, priority: 2 }),
         (e) => e instanceof NotCurrentError && e.sqlstate === '55000');
     } finally {
