@@ -60,26 +60,23 @@ static rc_t
 receive_one(rctx *x, const char *queue, const receive_params *rp, int p, long n, long wait_ms,
 			cl_row_fn fn, void *arg, int *got, exec_result *er)
 {
-	char		part[16],
-				max[24],
-				vt[40],
-				wait[40];
+	char		part[16];
 	const char *params[6];
+	receive_params r = *rp;
+	receive_args ra;
 	shardpool  *pool = cmap_read_pool(x->map, p);
 	int			row;
 
 	if (!pool || !sp_available(pool))
 		return RC_SKIPPED;
+	/* a node's five parameters for this partition's share and wait, and the partition ($2) */
+	r.max = n;
+	r.wait_ms = wait_ms;
+	receive_args_fill(&ra, queue, &r);
 	snprintf(part, sizeof(part), "%d", p);
-	snprintf(max, sizeof(max), "%ld", n);
-	snprintf(vt, sizeof(vt), "%ld milliseconds", rp->vt_ms);
-	snprintf(wait, sizeof(wait), "%ld milliseconds", wait_ms);
-	params[0] = queue;
+	params[0] = ra.p[0];
 	params[1] = part;
-	params[2] = max;
-	params[3] = rp->has_vt ? vt : NULL;
-	params[4] = wait;
-	params[5] = rp->has_group ? rp->group : RECEIVE_DEFAULT_GROUP;
+	memcpy(&params[2], &ra.p[1], 4 * sizeof(params[0]));
 	cl_shard_exec(x, PL_READ, p, 0, sql_receive, 6, params, SP_FAST, wait_ms, er);
 	/* (the request's own time running out is no sign of the shard's: the client's error) */
 	if (er->status == 503 && strcmp(er->sqlstate, "57014") != 0)
