@@ -1,13 +1,15 @@
 /*
- * deliverd: how long a connection may take to send a request (conns.c).
+ * deliverd: how long a connection may take to send a request, and to read
+ * its answer (conns.c).
  *
  * libmicrohttpd's own timeout counts silence: a client that sends a byte
- * now and then keeps its connection, and its thread, for as long as it
- * likes.  Here each connection is watched from libmicrohttpd's connection
- * callbacks, and a reaper thread cuts one that took more than idle_timeout
- * seconds to send a request's headers (from its opening, or from the end
- * of its last answer), or then its body.  A request being answered (a long
- * poll, a stream) is not timed here.
+ * now and then, or reads one now and then, keeps its connection, and its
+ * thread, for as long as it likes.  Here each connection is watched from
+ * libmicrohttpd's connection callbacks, and a reaper thread cuts one that
+ * took more than idle_timeout seconds to send a request's headers (from
+ * its opening, or from the end of its last answer), or then its body, or
+ * then to read the answer once it is queued.  A request being answered (a
+ * long poll waiting for messages) and a stream are not timed here.
  */
 #ifndef DELIVERD_CONNS_H
 #define DELIVERD_CONNS_H
@@ -18,7 +20,8 @@ typedef enum
 {
 	CONN_HEADERS,				/* opened, or answered: waiting for a request's headers */
 	CONN_BODY,					/* headers read: waiting for the body */
-	CONN_ANSWERING				/* the request is answered (not timed) */
+	CONN_ANSWERING,				/* the request is being answered, or streams (not timed) */
+	CONN_SENDING				/* its answer is queued: the client reads it */
 } conn_phase;
 
 /* libmicrohttpd's MHD_OPTION_NOTIFY_CONNECTION callback */

@@ -78,7 +78,7 @@ static const config_key config_keys[] = {
 	{"max_connections", C_INT, &cfg.max_connections, "HTTP connections at once"},
 	{"max_body", C_LONG, &cfg.max_body, "largest request body in bytes"},
 	{"max_connections_per_address", C_INT, &cfg.max_connections_per_address, "HTTP connections at once from one client address (0: no limit)"},
-	{"idle_timeout", C_INT, &cfg.idle_timeout, "seconds a connection may take to send a request's headers, then its body, or stay idle"},
+	{"idle_timeout", C_INT, &cfg.idle_timeout, "seconds a connection may take to send a request's headers, then its body, then to read the answer, or stay idle"},
 	{"max_wait", C_MS, &cfg.max_wait_ms, "longest long-poll wait in seconds"},
 	{"stream_wait", C_MS, &cfg.stream_wait_ms, "seconds between SSE keep-alives"},
 	{"max_streams", C_INT, &cfg.max_streams, "event streams open at once (more: 503)"},

@@ -1,6 +1,6 @@
 /*
- * deliverd: connections that take too long to send a request are cut
- * (see conns.h).
+ * deliverd: connections that take too long to send a request, or to read
+ * its answer, are cut (see conns.h).
  *
  * A connection is cut with shutdown(2) on its socket: its own thread then
  * reads the end of the stream and closes it the usual way.  The socket is

@@ -142,6 +142,8 @@ send_response_header(struct MHD_Connection *c, request_t *rq, int status, const 
 	rq->answered = true;
 	ret = MHD_queue_response(c, (unsigned) status, resp);
 	MHD_destroy_response(resp);
+	if (ret == MHD_YES)
+		conns_phase(c, CONN_SENDING);
 	return ret;
 }
 

@@ -206,7 +206,7 @@ metrics_serve(struct MHD_Connection *c, request_t *rq)
 			   "deliverd_inflight_requests %d\n"
 			   "# TYPE deliverd_open_streams gauge\n"
 			   "deliverd_open_streams %d\n"
-			   "# HELP deliverd_connections_cut_total Connections cut for taking over idle_timeout to send a request.\n"
+			   "# HELP deliverd_connections_cut_total Connections cut for taking over idle_timeout to send a request or read its answer.\n"
 			   "# TYPE deliverd_connections_cut_total counter\n"
 			   "deliverd_connections_cut_total %ld\n",
 			   http_inflight(), stream_open_count(), conns_cut_count());

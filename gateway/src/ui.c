@@ -10,6 +10,7 @@
  * figure the console shows comes from the /v1 routes, with the token the
  * user gives it, under the same roles and grants as any other client.
  */
+#include "conns.h"
 #include "ui.h"
 
 #include <dirent.h>
@@ -205,5 +206,7 @@ ui_serve(struct MHD_Connection *c, request_t *rq)
 	rq->answered = true;
 	ret = MHD_queue_response(c, 200, resp);
 	MHD_destroy_response(resp);
+	if (ret == MHD_YES)
+		conns_phase(c, CONN_SENDING);
 	return ret;
 }

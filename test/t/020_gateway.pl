@@ -843,6 +843,43 @@ sub trickle_until_cut
 	($st, $b) = req('GET', '/metrics');
 	my ($cut) = $b =~ /^deliverd_connections_cut_total (\d+)$/m;
 	ok(defined $cut && $cut >= 2, '/metrics counts the connections cut (' . ($cut // 'none') . ')');
+
+	# a client that reads a large answer slowly, but fast enough that
+	# libmicrohttpd's own timeout (silence) never runs out, is cut once the
+	# answer has waited idle_timeout for it; a client that reads gets all
+	$node->safe_psql('postgres', q{SELECT deliver.create_queue('bulky'); SET deliver.max_payload_size = '1MB';
+        SELECT deliver.send_batch('bulky', array_agg(to_jsonb(repeat('x', 100000)))) FROM generate_series(1, 400)});
+	($st, $b) = req('GET', '/v1/queues/bulky/peek?max=400', token => $admin);
+	is(ref $b eq 'ARRAY' ? scalar @$b : $st, 400, 'a client that reads gets the 40 MB answer whole');
+	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 5);
+	print $s "GET /v1/queues/bulky/peek?max=400 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $admin\r\n\r\n";
+	$s->flush;
+	my $t0 = time();
+	my ($resp, $buf) = ('', '');
+	# 1 MB every 0.25 s (it would take 10 s), for 12 s at most
+	my $sel = IO::Select->new($s);
+	READ: while (time() - $t0 < 12)
+	{
+		usleep(250_000);
+		my $chunk = 0;
+		while ($chunk < 1_048_576 && $sel->can_read(0))
+		{
+			my $n = sysread($s, $buf, 1_048_576 - $chunk);
+			last READ if !$n;
+			$resp .= $buf;
+			$chunk += $n;
+		}
+	}
+	my $dt = time() - $t0;
+	close $s;
+	my ($head) = $resp =~ /^(.*?\r\n\r\n)/s;
+	my ($len) = ($head // '') =~ /^Content-Length: *(\d+)/mi;
+	ok(defined $len && $len > 40_000_000 && length($resp) < length($head) + $len && $dt < 11,
+		'a client that reads its 40 MB answer at 4 MB/s is cut after the idle timeout ('
+		  . length($resp) . ' of ' . ($len // '?') . ' bytes, ' . sprintf('%.1f', $dt) . ' s)');
+	($st, $b) = req('GET', '/metrics');
+	my ($cut2) = $b =~ /^deliverd_connections_cut_total (\d+)$/m;
+	ok(defined $cut2 && $cut2 > $cut, "and counted as cut ($cut2)");
 }
 
 # ---- /metrics
@@ -970,6 +1007,16 @@ for my $case ([ undef, 'the login role', 1, 0, 0 ], [ 'gw_monitor', 'a pg_monito
 		return $st;
 	};
 	undef $c2;    # its kept-alive connection
+	# the streams' connections gone too (a stream notices its client left
+	# when it next writes): else one of them counts in the limits below
+	my $t1 = time();
+	while (time() - $t1 < 10)
+	{
+		my $m = HTTP::Tiny->new(timeout => 5)->get("$base2/metrics")->{content} // '';
+		last if $m =~ /^deliverd_open_streams 0$/m;
+		usleep(100_000);
+	}
+	usleep(200_000);
 	my @socks = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port2, Timeout => 5) } 1 .. 3;
 	is($healthz_until->(599, '127.0.0.1'), 599, 'a connection over max_connections_per_address is refused');
 	is($healthz_until->(200, '127.0.0.2'), 200, 'while one from another address is served');
