@@ -847,39 +847,41 @@ sub trickle_until_cut
 	# a client that reads a large answer slowly, but fast enough that
 	# libmicrohttpd's own timeout (silence) never runs out, is cut once the
 	# answer has waited idle_timeout for it; a client that reads gets all
-	$node->safe_psql('postgres', q{SELECT deliver.create_queue('bulky'); SET deliver.max_payload_size = '1MB';
-        SELECT deliver.send_batch('bulky', array_agg(to_jsonb(repeat('x', 100000)))) FROM generate_series(1, 400)});
-	($st, $b) = req('GET', '/v1/queues/bulky/peek?max=400', token => $admin);
-	is(ref $b eq 'ARRAY' ? scalar @$b : $st, 400, 'a client that reads gets the 40 MB answer whole');
-	my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 5);
-	print $s "GET /v1/queues/bulky/peek?max=400 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $admin\r\n\r\n";
-	$s->flush;
-	my $t0 = time();
-	my ($resp, $buf) = ('', '');
-	# 1 MB every 0.25 s (it would take 10 s), for 12 s at most
-	my $sel = IO::Select->new($s);
-	READ: while (time() - $t0 < 12)
 	{
-		usleep(250_000);
-		my $chunk = 0;
-		while ($chunk < 1_048_576 && $sel->can_read(0))
+		$node->safe_psql('postgres', q{SELECT deliver.create_queue('bulky'); SET deliver.max_payload_size = '1MB';
+	        SELECT deliver.send_batch('bulky', array_agg(to_jsonb(repeat('x', 100000)))) FROM generate_series(1, 400)});
+		($st, $b) = req('GET', '/v1/queues/bulky/peek?max=400', token => $admin);
+		is(ref $b eq 'ARRAY' ? scalar @$b : $st, 400, 'a client that reads gets the 40 MB answer whole');
+		my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 5);
+		print $s "GET /v1/queues/bulky/peek?max=400 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer $admin\r\n\r\n";
+		$s->flush;
+		my $t0 = time();
+		my ($resp, $buf) = ('', '');
+		# 1 MB every 0.25 s (it would take 10 s), for 12 s at most
+		my $sel = IO::Select->new($s);
+		READ: while (time() - $t0 < 12)
 		{
-			my $n = sysread($s, $buf, 1_048_576 - $chunk);
-			last READ if !$n;
-			$resp .= $buf;
-			$chunk += $n;
+			usleep(250_000);
+			my $chunk = 0;
+			while ($chunk < 1_048_576 && $sel->can_read(0))
+			{
+				my $n = sysread($s, $buf, 1_048_576 - $chunk);
+				last READ if !$n;
+				$resp .= $buf;
+				$chunk += $n;
+			}
 		}
+		my $dt = time() - $t0;
+		close $s;
+		my ($head) = $resp =~ /^(.*?\r\n\r\n)/s;
+		my ($len) = ($head // '') =~ /^Content-Length: *(\d+)/mi;
+		ok(defined $len && $len > 40_000_000 && length($resp) < length($head) + $len && $dt < 11,
+			'a client that reads its 40 MB answer at 4 MB/s is cut after the idle timeout ('
+			  . length($resp) . ' of ' . ($len // '?') . ' bytes, ' . sprintf('%.1f', $dt) . ' s)');
+		($st, $b) = req('GET', '/metrics');
+		my ($cut2) = $b =~ /^deliverd_connections_cut_total (\d+)$/m;
+		ok(defined $cut2 && $cut2 > $cut, "and counted as cut ($cut2)");
 	}
-	my $dt = time() - $t0;
-	close $s;
-	my ($head) = $resp =~ /^(.*?\r\n\r\n)/s;
-	my ($len) = ($head // '') =~ /^Content-Length: *(\d+)/mi;
-	ok(defined $len && $len > 40_000_000 && length($resp) < length($head) + $len && $dt < 11,
-		'a client that reads its 40 MB answer at 4 MB/s is cut after the idle timeout ('
-		  . length($resp) . ' of ' . ($len // '?') . ' bytes, ' . sprintf('%.1f', $dt) . ' s)');
-	($st, $b) = req('GET', '/metrics');
-	my ($cut2) = $b =~ /^deliverd_connections_cut_total (\d+)$/m;
-	ok(defined $cut2 && $cut2 > $cut, "and counted as cut ($cut2)");
 }
 
 # ---- /metrics
@@ -955,6 +957,8 @@ for my $case ([ undef, 'the login role', 1, 0, 0 ], [ 'gw_monitor', 'a pg_monito
 			$ENV{DELIVERD_MAX_CONNECTIONS_PER_ADDRESS} = 3;
 			$ENV{DELIVERD_STREAM_WAIT} = 5;
 			$ENV{DELIVERD_ACQUIRE_TIMEOUT} = 1;
+			# the connections held open below must outlast the checks
+			$ENV{DELIVERD_IDLE_TIMEOUT} = 60;
 			$ENV{DELIVERD_ANON_ROLE} = $super;
 			$ENV{DELIVERD_ACCESS_LOG} = 'off';
 			$ENV{ASAN_OPTIONS} = "detect_leaks=1:log_path=$dir/asan";
