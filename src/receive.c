@@ -17,6 +17,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "pgstat.h"
+#include "port/pg_bitutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -141,7 +142,8 @@ hold_pending_finish(ScanCtx *c, int32 idx, const MessageRow *r, TimestampTz now,
 }
 
 /*
- * Queues with priorities, under the group lock: read ahead from the
+ * Queues with priorities, and FIFO queues whose keys may have more than
+ * one message out (keys in turn), under the group lock: read ahead from the
  * cursor, in commit order, until the group holds deliver.priority_window
  * messages waiting (read ahead, due for redelivery or FIFO-held; at most
  * half of the queue's share of lease slots), each in a ready slot (not
@@ -236,14 +238,20 @@ read_ahead(ScanCtx *c, int max, TimestampTz now, int64 vt_ms, Delivery *dead, in
 	return false;
 }
 
-/* a ready slot competing for a receive of a queue with priorities */
+/*
+ * A ready slot competing for a receive that reads ahead: of a queue with
+ * priorities, or of a FIFO queue whose keys may have more than one message
+ * out (keys in turn).
+ */
 typedef struct Candidate
 {
 	int32		idx;
 	int32		pos;			/* on the ready list: earlier first among equals */
-	int32		level;			/* priority, raised by aging */
+	int32		level;			/* priority, raised by aging (0 without) */
+	int32		round;			/* keys in turn: the key's messages out before it */
 } Candidate;
 
+/* higher level first, then earlier round, then earlier on the ready list */
 static int
 candidate_cmp(const void *a, const void *b)
 {
@@ -252,6 +260,8 @@ candidate_cmp(const void *a, const void *b)
 
 	if (x->level != y->level)
 		return x->level > y->level ? -1 : 1;
+	if (x->round != y->round)
+		return x->round < y->round ? -1 : 1;
 	return (x->pos > y->pos) - (x->pos < y->pos);
 }
 
@@ -278,18 +288,64 @@ ready_level(const LeaseSlot *s, TimestampTz now)
 }
 
 /*
- * take_messages for a queue with priorities (leases taken; not an overflow
- * drop): read ahead (read_ahead), then lease up to max of the ready
- * messages, highest level first (ready_level), the earlier on the ready
- * list among equals.  Messages out of attempts or expired go to dead[] as
- * in take_messages.
+ * Keys in turn: how many messages of each key are out (leased, or waiting
+ * for a redelivery), counted in a table of this receive's own (open
+ * addressing by key hash, room for every slot of the group's lists).
+ */
+typedef struct KeyCount
+{
+	uint32		key_hash;
+	int32		count;
+	bool		used;
+} KeyCount;
+
+typedef struct KeyCounts
+{
+	KeyCount   *t;
+	uint32		mask;
+} KeyCounts;
+
+static void
+key_counts_init(KeyCounts *kc, MemoryContext cxt, int32 slots)
+{
+	uint32		size = pg_nextpower2_32((uint32) Max(slots, 8) * 2);
+
+	kc->t = MemoryContextAllocZero(cxt, sizeof(KeyCount) * size);
+	kc->mask = size - 1;
+}
+
+/* the count of a key (0 when first asked for) */
+static int32 *
+key_count(KeyCounts *kc, uint32 key_hash)
+{
+	uint32		i = key_hash & kc->mask;
+
+	while (kc->t[i].used && kc->t[i].key_hash != key_hash)
+		i = (i + 1) & kc->mask;
+	if (!kc->t[i].used)
+	{
+		kc->t[i].used = true;
+		kc->t[i].key_hash = key_hash;
+	}
+	return &kc->t[i].count;
+}
+
+/*
+ * take_messages for a queue that reads ahead (leases taken; not an
+ * overflow drop): read ahead (read_ahead), then lease up to max of the
+ * ready messages, highest level first (ready_level, with priorities), then
+ * (FIFO keys with more than one message out at once) the earliest round,
+ * that is keys in turn, then the earlier on the ready list.  Messages out
+ * of attempts or expired go to dead[] as in take_messages.
  */
 static int
-take_by_priority(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, int max_dead,
-				 int *ndead, bool *out_of_slots, TimestampTz now)
+take_read_ahead(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, int max_dead,
+				int *ndead, bool *out_of_slots, TimestampTz now)
 {
 	GroupEntry *gs = c->gs;
 	QueueInfo  *q = c->q;
+	bool		in_turn = q->fifo && q->fifo_key_limit > 1;
+	KeyCounts	kc = {0};
 	Candidate  *cand;
 	int			ncand = 0;
 	int			n = 0;
@@ -303,13 +359,26 @@ take_by_priority(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead
 	if (gs->ready_list.count == 0 || max == 0)
 		return 0;
 	cand = MemoryContextAlloc(c->cxt, sizeof(Candidate) * gs->ready_list.count);
+	if (in_turn)
+	{
+		/* the keys' messages leased (a finish pending among them) */
+		key_counts_init(&kc, c->cxt, gs->ready_list.count + gs->leased.count);
+		for (idx = gs->leased.head; idx >= 0; idx = deliver_slots[idx].next)
+			if (deliver_slots[idx].has_key)
+				(*key_count(&kc, deliver_slots[idx].key_hash))++;
+	}
 	for (idx = gs->ready_list.head; idx >= 0; idx = next, pos++)
 	{
 		LeaseSlot  *s = &deliver_slots[idx];
 
 		next = s->next;
 		if (s->visible_at > now || s->finish_pending)
+		{
+			/* (keys in turn: out, as it waits for a redelivery) */
+			if (in_turn && s->has_key)
+				(*key_count(&kc, s->key_hash))++;
 			continue;
+		}
 		expired = message_expired(q, s->enqueued_at, s->expires_at, now);
 		if (expired || s->attempt >= q->max_attempts)
 		{
@@ -323,8 +392,21 @@ take_by_priority(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead
 		}
 		cand[ncand].idx = idx;
 		cand[ncand].pos = pos;
-		cand[ncand].level = ready_level(s, now);
+		cand[ncand].level = q->priorities ? ready_level(s, now) : 0;
+		cand[ncand].round = 0;
 		ncand++;
+	}
+	/*
+	 * Keys in turn: a candidate's round is its key's messages out plus its
+	 * key's candidates before it (cand[] is in ready-list order); one
+	 * without a key is a key of its own (round 0).
+	 */
+	for (i = 0; in_turn && i < ncand; i++)
+	{
+		LeaseSlot  *s = &deliver_slots[cand[i].idx];
+
+		if (s->has_key)
+			cand[i].round = (*key_count(&kc, s->key_hash))++;
 	}
 	if (max == 1 && ncand > 1)
 	{
@@ -339,6 +421,8 @@ take_by_priority(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead
 	for (i = 0; i < ncand && n < max; i++)
 		lease_ready(gs, cand[i].idx, &out[n++], now, vt_ms);
 	pfree(cand);
+	if (kc.t != NULL)
+		pfree(kc.t);
 	/* out of slots only matters when nothing could be handed out */
 	if (n > 0)
 		*out_of_slots = false;
@@ -378,8 +462,9 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 		int32		next;
 
 		group_expire_leases(gs, q, now);
-		if (q->priorities && !drop)
-			return take_by_priority(c, max, vt_ms, out, dead, max_dead, ndead, out_of_slots, now);
+		/* (read ahead: to choose by priority, or to serve FIFO keys in turn) */
+		if ((q->priorities || (q->fifo && q->fifo_key_limit > 1)) && !drop)
+			return take_read_ahead(c, max, vt_ms, out, dead, max_dead, ndead, out_of_slots, now);
 		for (idx = gs->ready_list.head; idx >= 0 && (drop ? *ndead < max_dead : n < max); idx = next)
 		{
 			LeaseSlot  *s = &deliver_slots[idx];

@@ -177,6 +177,39 @@ SELECT cmd, pg_temp.try(cmd) FROM (VALUES
     ($$SELECT deliver.set_fifo_key_limit('q14_rate', 2)$$)) AS t(cmd);
 SELECT has_function_privilege('public', 'deliver.set_fifo_key_limit(text, int)', 'EXECUTE') AS public_may_execute;
 
+--
+-- FIFO keys in turn (fifo_key_limit above 1): a key with many messages
+-- ready does not keep the others waiting
+--
+SELECT deliver.create_queue('q14_turn', fifo => true);
+SELECT deliver.set_fifo_key_limit('q14_turn', 3);
+SELECT count(deliver.send('q14_turn', jsonb_build_object('n', 'hot' || i), ordering_key => 'hot')) AS sent
+  FROM generate_series(1, 6) i;
+SELECT deliver.send('q14_turn', '{"n": "b1"}', ordering_key => 'b') IS NOT NULL AS sent;
+SELECT deliver.send('q14_turn', '{"n": "b2"}', ordering_key => 'b') IS NOT NULL AS sent;
+SELECT deliver.send('q14_turn', '{"n": "c1"}', ordering_key => 'c') IS NOT NULL AS sent;
+SELECT deliver.send('q14_turn', '{"n": "none1"}') IS NOT NULL AS sent;
+-- a receive of 4: the first of each key, then the keys' second ones
+CREATE TEMP TABLE t1 AS SELECT o, delivery_id, payload->>'n' AS n
+  FROM deliver.receive('q14_turn', 4) WITH ORDINALITY AS r(message_id, delivery_id, payload, headers,
+       ordering_key, attempt, enqueued_at, lease_expires_at, o);
+SELECT o, n FROM t1 ORDER BY o;
+-- receives of one, in turn across receives: hot and b have one message
+-- out each (hot2 is the earlier), then b has fewer out than hot
+SELECT payload->>'n' AS n FROM deliver.receive('q14_turn', 1);
+SELECT payload->>'n' AS n FROM deliver.receive('q14_turn', 1);
+-- hot3, the last one ready: hot then has 3 out (its limit)
+SELECT payload->>'n' AS n FROM deliver.receive('q14_turn', 10);
+-- a new key goes out before hot4 (let out by hot1's ack), though read later
+SELECT deliver.send('q14_turn', '{"n": "d1"}', ordering_key => 'd') IS NOT NULL AS sent;
+SELECT deliver.ack('q14_turn', delivery_id) AS acked FROM t1 WHERE n = 'hot1';
+SELECT payload->>'n' AS n FROM deliver.receive('q14_turn', 10);
+-- with the limit back to 1: hot has 3 out, so hot5 waits; d1 and b2 hold theirs
+SELECT deliver.set_fifo_key_limit('q14_turn', 1);
+SELECT deliver.ack('q14_turn', delivery_id) AS acked FROM t1 WHERE n <> 'hot1';
+SELECT count(*) AS received FROM deliver.receive('q14_turn', 10);
+SELECT deliver.drop_queue('q14_turn');
+
 SELECT deliver.drop_queue('q14_pause');
 SELECT deliver.drop_queue('q14_amo');
 SELECT deliver.drop_queue('q14_eo');

@@ -6,6 +6,8 @@
 # back.  deliver.priority_window bounds what a receive chooses from;
 # deliver.priority_aging lets a low message out under a steady stream of
 # high ones (without it, it would wait for as long as they keep coming).
+# A FIFO queue whose keys may have more than one message out reads ahead
+# too (keys in turn), and serves its keys in turn after a crash.
 use strict;
 use warnings;
 use FindBin;
@@ -118,6 +120,20 @@ for (1 .. 6)
           FROM deliver.receive('pf', 10) r, LATERAL deliver.ack('pf', r.delivery_id) a});
 }
 is(join(' ', @fifo), 'a1 b1 a2 a3 a4 a5', 'after the crash: each key in its order');
+
+# FIFO keys in turn (fifo_key_limit 2, no priorities): what a receive
+# read ahead is memory too; after a crash the keys are served in turn again
+$node->safe_psql('postgres', q{
+    SELECT deliver.create_queue('rr', fifo => true, visibility_timeout => '1 hour');
+    SELECT deliver.set_fifo_key_limit('rr', 2);
+    SELECT deliver.send('rr', jsonb_build_object('n', 'hot' || i), ordering_key => 'hot') FROM generate_series(1, 4) i;
+    SELECT deliver.send('rr', '{"n": "b1"}', ordering_key => 'b');
+});
+is(join(' ', query_list($node, q{SELECT payload->>'n' FROM deliver.receive('rr', 2)})),
+	'hot1 b1', 'keys in turn: the first of each key');
+crash_server($node);
+is(join(' ', query_list($node, q{SELECT payload->>'n' FROM deliver.receive('rr', 10)})),
+	'hot1 b1 hot2', 'after the crash: the first of each key, then the hot key up to its limit');
 
 # the window: a receive chooses among deliver.priority_window messages
 $node->append_conf('postgresql.conf', "deliver.priority_window = 4\n");
