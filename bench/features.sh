@@ -14,7 +14,13 @@
 #   drop_oldest   the same with overflow drop_oldest
 #   rate_limit    its group limited to 1,000,000 msgs/s (never reached)
 #   fifo          a FIFO queue, 1,000 ordering keys, one in flight per key
-#   fifo_limit_4  the same with set_fifo_key_limit 4
+#   fifo_limit_4  the same with set_fifo_key_limit 4 (keys served in turn:
+#                 each receive reads ahead and sorts what waits)
+#   fifo_backlog  a FIFO queue (one in flight per key) with 100,000
+#                 messages over 1,000 keys waiting for the receiving group
+#   fifo_limit_4_backlog  the same with set_fifo_key_limit 4: each receive
+#                 serves the keys in turn among deliver.priority_window
+#                 (1,000) read ahead
 #   priorities    a queue with priorities, each send with a priority 0-9
 #   own_backlog   plain, with 100,000 messages waiting for the receiving
 #                 group itself (each script sends one and takes one)
@@ -22,6 +28,8 @@
 #                 and every send with a priority 0-9: each receive chooses
 #                 among deliver.priority_window (1,000) read ahead
 # Rounds run the cases in turn, so noise on the machine spreads over all.
+# FEATURES_CASES="plain fifo ..." runs only those cases (plain, the
+# baseline of the last column, always).
 # Per case: scripts per second, the script's p50 and p99 (pgbench's log),
 # and the server's CPU microseconds per script (bench/cpu.sh), the figure
 # that noise moves least.  Topic routing has its own: bench/routing.sh.
@@ -50,6 +58,9 @@ q -c "SELECT deliver.create_queue('f_plain')" \
   -c "SELECT deliver.create_consumer_group('f_depth_b', 'idle')" \
   -c "SELECT deliver.create_queue('f_prio', priorities => true)" \
   -c "SELECT deliver.create_queue('f_own')" \
+  -c "SELECT deliver.create_queue('f_fifo_own', fifo => true)" \
+  -c "SELECT deliver.create_queue('f_fifo4_own', fifo => true)" \
+  -c "SELECT deliver.set_fifo_key_limit('f_fifo4_own', 4)" \
   -c "SELECT deliver.create_queue('f_prio_own', priorities => true)" >/dev/null
 for qn in f_backlog f_depth_b; do
     for _ in $(seq 1 100); do
@@ -66,6 +77,12 @@ for qn in f_own f_prio_own; do
         q -c "SELECT cardinality(deliver.send_batch('$qn', array_agg('{\"pad\": \"backlog\"}'::jsonb), priority => $p)) FROM generate_series(1, 1000)" >/dev/null
     done
 done
+# the FIFO backlogs: 100 messages for each of 1,000 keys, keys interleaved
+for qn in f_fifo_own f_fifo4_own; do
+    for i in $(seq 0 99); do
+        q -c "SELECT count(deliver.send('$qn', '{\"pad\": \"backlog\"}', ordering_key => 'k' || (g % 1000 + 1))) FROM generate_series(1, 1000) g" >/dev/null
+    done
+done
 
 payload="'{\"order\": 1, \"pad\": \"$(printf 'x%.0s' {1..80})\"}'"
 # cycle QUEUE [SEND ARGUMENTS]: the script of one message's life
@@ -75,7 +92,12 @@ cycle() {
         "SELECT deliver.ack('$1', delivery_id) FROM deliver.receive('$1', 1);"
 }
 cases=(plain expires_at message_ttl max_depth drop_oldest rate_limit fifo fifo_limit_4 backlog max_depth_backlog
-       priorities own_backlog priorities_backlog)
+       priorities own_backlog priorities_backlog fifo_backlog fifo_limit_4_backlog)
+if [[ -n ${FEATURES_CASES:-} ]]; then
+    # shellcheck disable=SC2206
+    cases=(plain $(tr ' ' '\n' <<<"$FEATURES_CASES" | grep -vx plain | tr '\n' ' '))
+    cmd="FEATURES_CASES=\"$FEATURES_CASES\" $cmd"
+fi
 script_of() {
     case $1 in
         plain) cycle f_plain ;;
@@ -91,8 +113,12 @@ script_of() {
         priorities) cycle f_prio "priority => :k % 10" ;;
         own_backlog) cycle f_own ;;
         priorities_backlog) cycle f_prio_own "priority => :k % 10" ;;
+        fifo_backlog) cycle f_fifo_own "ordering_key => 'k' || :k" ;;
+        fifo_limit_4_backlog) cycle f_fifo4_own "ordering_key => 'k' || :k" ;;
+        *) echo "features: no case $1" >&2; exit 2 ;;
     esac
 }
+for c in "${cases[@]}"; do script_of "$c" >/dev/null; done
 declare -A res
 for r in $(seq 1 "$rounds"); do
     for c in "${cases[@]}"; do
@@ -132,6 +158,7 @@ out=bench/results/$stamp-features.md
     echo
     echo "backlog and max_depth_backlog: 100,000 messages (and every one sent since) wait for a second group that never receives."
     echo "own_backlog and priorities_backlog: 100,000 messages wait for the receiving group itself (priorities 0-9 in the second)."
+    echo "fifo_backlog and fifo_limit_4_backlog: 100,000 messages over 1,000 keys wait for the receiving group itself (keys in turn in the second)."
     echo
     echo "Queues left with messages at the end (a receive may find the message of a send"
     echo "still in flight elsewhere empty-handed): ${left:-none}."
