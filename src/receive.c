@@ -239,6 +239,16 @@ read_ahead(ScanCtx *c, int max, TimestampTz now, int64 vt_ms, Delivery *dead, in
 }
 
 /*
+ * Keys in turn: a FIFO queue whose keys may have more than one message out
+ * serves them round-robin (take_read_ahead).
+ */
+static inline bool
+keys_in_turn(const QueueInfo *q)
+{
+	return q->fifo && q->fifo_key_limit > 1;
+}
+
+/*
  * A ready slot competing for a receive that reads ahead: of a queue with
  * priorities, or of a FIFO queue whose keys may have more than one message
  * out (keys in turn).
@@ -344,7 +354,7 @@ take_read_ahead(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead,
 {
 	GroupEntry *gs = c->gs;
 	QueueInfo  *q = c->q;
-	bool		in_turn = q->fifo && q->fifo_key_limit > 1;
+	bool		in_turn = keys_in_turn(q);
 	KeyCounts	kc = {0};
 	Candidate  *cand;
 	int			ncand = 0;
@@ -463,7 +473,7 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 
 		group_expire_leases(gs, q, now);
 		/* (read ahead: to choose by priority, or to serve FIFO keys in turn) */
-		if ((q->priorities || (q->fifo && q->fifo_key_limit > 1)) && !drop)
+		if ((q->priorities || keys_in_turn(q)) && !drop)
 			return take_read_ahead(c, max, vt_ms, out, dead, max_dead, ndead, out_of_slots, now);
 		for (idx = gs->ready_list.head; idx >= 0 && (drop ? *ndead < max_dead : n < max); idx = next)
 		{
