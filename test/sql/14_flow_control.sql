@@ -209,6 +209,18 @@ SELECT deliver.set_fifo_key_limit('q14_turn', 1);
 SELECT deliver.ack('q14_turn', delivery_id) AS acked FROM t1 WHERE n <> 'hot1';
 SELECT count(*) AS received FROM deliver.receive('q14_turn', 10);
 SELECT deliver.drop_queue('q14_turn');
+-- a message waiting for its redelivery counts as out: with hot1 nacked
+-- (retried in an hour), b1 goes before hot2
+SELECT deliver.create_queue('q14_turn2', fifo => true);
+SELECT deliver.set_fifo_key_limit('q14_turn2', 2);
+SELECT count(deliver.send('q14_turn2', jsonb_build_object('n', 'hot' || i), ordering_key => 'hot')) AS sent
+  FROM generate_series(1, 2) i;
+SELECT deliver.send('q14_turn2', '{"n": "b1"}', ordering_key => 'b') IS NOT NULL AS sent;
+SELECT payload->>'n' AS n, deliver.nack('q14_turn2', delivery_id, retry_after => '1 hour') AS nacked
+  FROM deliver.receive('q14_turn2', 1);
+SELECT payload->>'n' AS n FROM deliver.receive('q14_turn2', 1);
+SELECT payload->>'n' AS n FROM deliver.receive('q14_turn2', 1);
+SELECT deliver.drop_queue('q14_turn2');
 
 SELECT deliver.drop_queue('q14_pause');
 SELECT deliver.drop_queue('q14_amo');
