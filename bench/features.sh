@@ -94,8 +94,9 @@ cycle() {
 cases=(plain expires_at message_ttl max_depth drop_oldest rate_limit fifo fifo_limit_4 backlog max_depth_backlog
        priorities own_backlog priorities_backlog fifo_backlog fifo_limit_4_backlog)
 if [[ -n ${FEATURES_CASES:-} ]]; then
-    # shellcheck disable=SC2206
-    cases=(plain $(tr ' ' '\n' <<<"$FEATURES_CASES" | grep -vx plain | tr '\n' ' '))
+    read -ra chosen <<<"$FEATURES_CASES"
+    cases=(plain)
+    for c in "${chosen[@]}"; do [[ $c == plain ]] || cases+=("$c"); done
     cmd="FEATURES_CASES=\"$FEATURES_CASES\" $cmd"
 fi
 script_of() {
