@@ -29,7 +29,8 @@
 #                 among deliver.priority_window (1,000) read ahead
 # Rounds run the cases in turn, so noise on the machine spreads over all.
 # FEATURES_CASES="plain fifo ..." runs only those cases (plain, the
-# baseline of the last column, always).
+# baseline of the last column, always) and fills only their backlogs; an
+# unknown name stops the script before the cluster is set up.
 # Per case: scripts per second, the script's p50 and p99 (pgbench's log),
 # and the server's CPU microseconds per script (bench/cpu.sh), the figure
 # that noise moves least.  Topic routing has its own: bench/routing.sh.
@@ -42,48 +43,6 @@ cd "$(dirname "$0")/.."
 source bench/cluster.sh   # pgbin, as_pg, build_and_install, the cluster
 source bench/pgbench.sh   # pgbench_case
 source bench/cpu.sh       # instance_ticks, us_per_msg
-pgbench_setup features "${DELIVER_FEATURES_PORT:-55497}" "$@"
-q -c "SELECT deliver.create_queue('f_plain')" \
-  -c "SELECT deliver.create_queue('f_ttl', message_ttl => '1 hour')" \
-  -c "SELECT deliver.create_queue('f_depth', max_depth => 1000000000)" \
-  -c "SELECT deliver.create_queue('f_drop', max_depth => 1000000000, overflow => 'drop_oldest')" \
-  -c "SELECT deliver.create_queue('f_rate')" \
-  -c "SELECT deliver.set_consumer_group_rate('f_rate', 'default', 1000000)" \
-  -c "SELECT deliver.create_queue('f_fifo', fifo => true)" \
-  -c "SELECT deliver.create_queue('f_fifo4', fifo => true)" \
-  -c "SELECT deliver.set_fifo_key_limit('f_fifo4', 4)" \
-  -c "SELECT deliver.create_queue('f_backlog')" \
-  -c "SELECT deliver.create_consumer_group('f_backlog', 'idle')" \
-  -c "SELECT deliver.create_queue('f_depth_b', max_depth => 1000000000)" \
-  -c "SELECT deliver.create_consumer_group('f_depth_b', 'idle')" \
-  -c "SELECT deliver.create_queue('f_prio', priorities => true)" \
-  -c "SELECT deliver.create_queue('f_own')" \
-  -c "SELECT deliver.create_queue('f_fifo_own', fifo => true)" \
-  -c "SELECT deliver.create_queue('f_fifo4_own', fifo => true)" \
-  -c "SELECT deliver.set_fifo_key_limit('f_fifo4_own', 4)" \
-  -c "SELECT deliver.create_queue('f_prio_own', priorities => true)" >/dev/null
-for qn in f_backlog f_depth_b; do
-    for _ in $(seq 1 100); do
-        q -c "SELECT cardinality(deliver.send_batch('$qn', array_agg('{\"pad\": \"backlog\"}'::jsonb))) FROM generate_series(1, 1000)" >/dev/null
-    done
-    # the default group takes its share: only 'idle' keeps the 100,000
-    while [[ $(q -c "SELECT count(deliver.ack('$qn', delivery_id)) FROM deliver.receive('$qn', 1000)") != 0 ]]; do :; done
-done
-
-for qn in f_own f_prio_own; do
-    p=NULL
-    [[ $qn == f_prio_own ]] && p='(random() * 9)::int'
-    for i in $(seq 0 99); do
-        q -c "SELECT cardinality(deliver.send_batch('$qn', array_agg('{\"pad\": \"backlog\"}'::jsonb), priority => $p)) FROM generate_series(1, 1000)" >/dev/null
-    done
-done
-# the FIFO backlogs: 100 messages for each of 1,000 keys, keys interleaved
-for qn in f_fifo_own f_fifo4_own; do
-    for i in $(seq 0 99); do
-        q -c "SELECT count(deliver.send('$qn', '{\"pad\": \"backlog\"}', ordering_key => 'k' || (g % 1000 + 1))) FROM generate_series(1, 1000) g" >/dev/null
-    done
-done
-
 payload="'{\"order\": 1, \"pad\": \"$(printf 'x%.0s' {1..80})\"}'"
 # cycle QUEUE [SEND ARGUMENTS]: the script of one message's life
 cycle() {
@@ -97,7 +56,6 @@ if [[ -n ${FEATURES_CASES:-} ]]; then
     read -ra chosen <<<"$FEATURES_CASES"
     cases=(plain)
     for c in "${chosen[@]}"; do [[ $c == plain ]] || cases+=("$c"); done
-    cmd="FEATURES_CASES=\"$FEATURES_CASES\" $cmd"
 fi
 script_of() {
     case $1 in
@@ -119,7 +77,61 @@ script_of() {
         *) echo "features: no case $1" >&2; exit 2 ;;
     esac
 }
+# an unknown case stops the script here, before the backlogs are filled
 for c in "${cases[@]}"; do script_of "$c" >/dev/null; done
+# wanted CASE...: is one of them among the cases to run (its queue's backlog is filled only then)
+wanted() {
+    local c w
+    for c in "${cases[@]}"; do for w in "$@"; do [[ $c == "$w" ]] && return 0; done; done
+    return 1
+}
+pgbench_setup features "${DELIVER_FEATURES_PORT:-55497}" "$@"
+if [[ -n ${FEATURES_CASES:-} ]]; then cmd="FEATURES_CASES=\"$FEATURES_CASES\" $cmd"; fi
+q -c "SELECT deliver.create_queue('f_plain')" \
+  -c "SELECT deliver.create_queue('f_ttl', message_ttl => '1 hour')" \
+  -c "SELECT deliver.create_queue('f_depth', max_depth => 1000000000)" \
+  -c "SELECT deliver.create_queue('f_drop', max_depth => 1000000000, overflow => 'drop_oldest')" \
+  -c "SELECT deliver.create_queue('f_rate')" \
+  -c "SELECT deliver.set_consumer_group_rate('f_rate', 'default', 1000000)" \
+  -c "SELECT deliver.create_queue('f_fifo', fifo => true)" \
+  -c "SELECT deliver.create_queue('f_fifo4', fifo => true)" \
+  -c "SELECT deliver.set_fifo_key_limit('f_fifo4', 4)" \
+  -c "SELECT deliver.create_queue('f_backlog')" \
+  -c "SELECT deliver.create_consumer_group('f_backlog', 'idle')" \
+  -c "SELECT deliver.create_queue('f_depth_b', max_depth => 1000000000)" \
+  -c "SELECT deliver.create_consumer_group('f_depth_b', 'idle')" \
+  -c "SELECT deliver.create_queue('f_prio', priorities => true)" \
+  -c "SELECT deliver.create_queue('f_own')" \
+  -c "SELECT deliver.create_queue('f_fifo_own', fifo => true)" \
+  -c "SELECT deliver.create_queue('f_fifo4_own', fifo => true)" \
+  -c "SELECT deliver.set_fifo_key_limit('f_fifo4_own', 4)" \
+  -c "SELECT deliver.create_queue('f_prio_own', priorities => true)" >/dev/null
+# (each queue's backlog only when its case runs: QUEUE:CASE)
+for qc in f_backlog:backlog f_depth_b:max_depth_backlog; do
+    qn=${qc%%:*}; wanted "${qc#*:}" || continue
+    for _ in $(seq 1 100); do
+        q -c "SELECT cardinality(deliver.send_batch('$qn', array_agg('{\"pad\": \"backlog\"}'::jsonb))) FROM generate_series(1, 1000)" >/dev/null
+    done
+    # the default group takes its share: only 'idle' keeps the 100,000
+    while [[ $(q -c "SELECT count(deliver.ack('$qn', delivery_id)) FROM deliver.receive('$qn', 1000)") != 0 ]]; do :; done
+done
+
+for qc in f_own:own_backlog f_prio_own:priorities_backlog; do
+    qn=${qc%%:*}; wanted "${qc#*:}" || continue
+    p=NULL
+    [[ $qn == f_prio_own ]] && p='(random() * 9)::int'
+    for i in $(seq 0 99); do
+        q -c "SELECT cardinality(deliver.send_batch('$qn', array_agg('{\"pad\": \"backlog\"}'::jsonb), priority => $p)) FROM generate_series(1, 1000)" >/dev/null
+    done
+done
+# the FIFO backlogs: 100 messages for each of 1,000 keys, keys interleaved
+for qc in f_fifo_own:fifo_backlog f_fifo4_own:fifo_limit_4_backlog; do
+    qn=${qc%%:*}; wanted "${qc#*:}" || continue
+    for i in $(seq 0 99); do
+        q -c "SELECT count(deliver.send('$qn', '{\"pad\": \"backlog\"}', ordering_key => 'k' || (g % 1000 + 1))) FROM generate_series(1, 1000) g" >/dev/null
+    done
+done
+
 declare -A res
 for r in $(seq 1 "$rounds"); do
     for c in "${cases[@]}"; do
