@@ -142,17 +142,31 @@ hold_pending_finish(ScanCtx *c, int32 idx, const MessageRow *r, TimestampTz now,
 }
 
 /*
+ * FIFO: a long run of one key must not take the queue's whole share: a
+ * group holds back at most half of it behind busy keys, then reads no
+ * further until some go out (both receive paths).
+ */
+static inline bool
+held_back_full(const GroupEntry *gs)
+{
+	return gs->blocked.count >= lease_queue_cap() / 2;
+}
+
+/*
  * Queues with priorities, and FIFO queues whose keys may have more than
  * one message out (keys in turn), under the group lock: read ahead from the
  * cursor, in commit order, until the group holds deliver.priority_window
- * messages waiting (read ahead, due for redelivery or FIFO-held; at most
- * half of the queue's share of lease slots), each in a ready slot (not
- * leased, not in flight: a crash or restart loses only this memory, and
- * the messages are read again from the group's restart point, as after a
- * nack).  While the queue holds over half of its share (its groups' windows
- * and leases), only up to max waiting: the window shrinks before a group
- * runs out of slots to lease.  Rows that expired go to dead[].  Returns
- * whether the read ran out of lease slots.
+ * messages ready (read ahead or due for redelivery; at most half of the
+ * queue's share of lease slots), each in a ready slot (not leased, not in
+ * flight: a crash or restart loses only this memory, and the messages are
+ * read again from the group's restart point, as after a nack).  A message
+ * whose FIFO key is held waits on the blocked list and does not count in
+ * the window: as on the path without reading ahead (take_messages), the
+ * read goes on past a busy key until half of the queue's share waits
+ * there.  While the queue holds over half of its share (its groups'
+ * windows and leases), only up to max ready: the window shrinks before a
+ * group runs out of slots to lease.  Rows that expired go to dead[].
+ * Returns whether the read ran out of lease slots.
  */
 static bool
 read_ahead(ScanCtx *c, int max, TimestampTz now, int64 vt_ms, Delivery *dead, int max_dead,
@@ -171,10 +185,9 @@ read_ahead(ScanCtx *c, int max, TimestampTz now, int64 vt_ms, Delivery *dead, in
 		limit = Min(limit, (int64) Max(max, 1));
 	/* the rows' bodies are read when they are handed out (fetch_row) */
 	c->no_body = true;
-	while (gs->ready_list.count + gs->blocked.count < limit && *ndead < max_dead)
+	while (gs->ready_list.count < limit && !held_back_full(gs) && *ndead < max_dead)
 	{
-		int			want = (int) Min(limit - (gs->ready_list.count + gs->blocked.count),
-									 (int64) (max_dead - *ndead));
+		int			want = (int) Min(limit - gs->ready_list.count, (int64) (max_dead - *ndead));
 		int			got;
 		int			i;
 		bool		exhausted;
@@ -511,8 +524,7 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 		int			i;
 		bool		exhausted;
 
-		/* FIFO: a long run of one key must not take the queue's whole share */
-		if (gs->blocked.count >= lease_queue_cap() / 2)
+		if (held_back_full(gs))
 			break;
 
 		if (!gs->in_window)

@@ -152,6 +152,27 @@ for (1 .. 4)
 is(join(' ', @w), '1 2 3 high', 'the high message went out once it was within the window');
 $node->safe_psql('postgres', q{SELECT deliver.purge_queue('p')});
 
+# the window counts the messages a receive may choose from, not those held
+# back behind their FIFO key: the read goes on past a busy key (up to half
+# of the queue's share, 015_lease_share), so a run of one key longer than
+# the window holds up neither the keys behind it (keys in turn) nor a
+# message of higher priority behind it
+$node->safe_psql('postgres', q{
+    SELECT deliver.create_queue('rw', fifo => true, visibility_timeout => '1 hour');
+    SELECT deliver.set_fifo_key_limit('rw', 2);
+    SELECT deliver.send('rw', jsonb_build_object('n', 'hot' || i), ordering_key => 'hot')
+      FROM generate_series(1, 10) i;
+    SELECT deliver.send('rw', '{"n": "b1"}', ordering_key => 'b');
+    SELECT deliver.create_queue('pw', priorities => true, fifo => true, visibility_timeout => '1 hour');
+    SELECT deliver.send('pw', jsonb_build_object('n', 'k' || i), ordering_key => 'k', priority => 0)
+      FROM generate_series(1, 6) i;
+    SELECT deliver.send('pw', '{"n": "high"}', priority => 9);
+});
+is(join(' ', query_list($node, q{SELECT payload->>'n' FROM deliver.receive('rw', 3)})),
+	'hot1 b1 hot2', 'keys in turn: a key behind a run of another longer than the window goes out');
+is(join(' ', query_list($node, q{SELECT payload->>'n' FROM deliver.receive('pw', 1)})),
+	'high', 'priorities: a high message behind a run of one key longer than the window goes out first');
+
 # aging: a message of priority 0 under a steady stream of priority 9
 $node->append_conf('postgresql.conf', "deliver.priority_window = 1000\ndeliver.priority_aging = 100ms\n");
 $node->reload;
