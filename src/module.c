@@ -98,7 +98,7 @@ _PG_init(void)
 							NULL, &deliver_checkpoint_interval_ms, 1000, 1, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("deliver.priority_window",
-							"How many ready messages a consumer group reads ahead to choose from (queues with priorities; FIFO queues with fifo_key_limit above 1); messages held back behind their FIFO key do not count.",
+							"How many ready messages a consumer group reads ahead to choose from (queues with priorities; FIFO queues with fifo_key_limit above 1); messages held back behind their FIFO key, or waiting for a later redelivery, do not count.",
 							NULL, &deliver_priority_window, 1000, 1, 100000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("deliver.priority_aging",

@@ -153,36 +153,50 @@ held_back_full(const GroupEntry *gs)
 }
 
 /*
+ * How many messages a receive of max reading ahead chooses from:
+ * deliver.priority_window, at most half of the queue's share of lease
+ * slots; while the queue holds over half of its share (its groups' windows
+ * and leases), only max: the window shrinks before a group runs out of
+ * slots to lease.
+ */
+static int64
+read_ahead_window(const QueueInfo *q, int max)
+{
+	int32		cap = lease_queue_cap();
+	int64		window = Max(Min((int64) deliver_priority_window, (int64) cap / 2), 1);
+
+	/* (slots_held moves under the slot lock: a rough reading will do) */
+	if (deliver_queues[q->queue_idx].slots_held > cap / 2)
+		window = Min(window, (int64) Max(max, 1));
+	return window;
+}
+
+/*
  * Queues with priorities, and FIFO queues whose keys may have more than
  * one message out (keys in turn), under the group lock: read ahead from the
- * cursor, in commit order, until the group holds deliver.priority_window
- * messages ready (read ahead or due for redelivery; at most half of the
- * queue's share of lease slots), each in a ready slot (not leased, not in
- * flight: a crash or restart loses only this memory, and the messages are
- * read again from the group's restart point, as after a nack).  A message
- * whose FIFO key is held waits on the blocked list and does not count in
- * the window: as on the path without reading ahead (take_messages), the
+ * cursor, in commit order, until the group holds a window of messages
+ * ready to go out (read_ahead_window: read ahead, or due for redelivery),
+ * each in a ready slot (not leased, not in flight: a crash or restart
+ * loses only this memory, and the messages are read again from the
+ * group's restart point, as after a nack).  The waiting messages of the
+ * ready list (due for redelivery later, or finishing) do not count in the
+ * window, nor does a message whose FIFO key is held, which waits on the
+ * blocked list: as on the path without reading ahead (take_messages), the
  * read goes on past a busy key until half of the queue's share waits
- * there.  While the queue holds over half of its share (its groups'
- * windows and leases), only up to max ready: the window shrinks before a
- * group runs out of slots to lease.  Rows that expired go to dead[].
- * Returns whether the read ran out of lease slots.
+ * there.  Rows that expired go to dead[].  Returns whether the read ran
+ * out of lease slots.
  */
 static bool
-read_ahead(ScanCtx *c, int max, TimestampTz now, int64 vt_ms, Delivery *dead, int max_dead,
-		   int *ndead)
+read_ahead(ScanCtx *c, int max, int64 waiting, TimestampTz now, int64 vt_ms, Delivery *dead,
+		   int max_dead, int *ndead)
 {
 	GroupEntry *gs = c->gs;
 	QueueInfo  *q = c->q;
-	int32		cap = lease_queue_cap();
-	int64		limit = Max(Min((int64) deliver_priority_window, (int64) cap / 2), 1);
+	int64		limit = read_ahead_window(q, max) + waiting;
 	MessageRow *rows = NULL;
 	int			chunk = 0;
 	int			windows = 0;
 
-	/* (slots_held moves under the slot lock: a rough reading will do) */
-	if (deliver_queues[q->queue_idx].slots_held > cap / 2)
-		limit = Min(limit, (int64) Max(max, 1));
 	/* the rows' bodies are read when they are handed out (fetch_row) */
 	c->no_body = true;
 	while (gs->ready_list.count < limit && !held_back_full(gs) && *ndead < max_dead)
@@ -353,13 +367,25 @@ key_count(KeyCounts *kc, uint32 key_hash)
 	return &kc->t[i].count;
 }
 
+/* a ready slot due now competes for a receive reading ahead (cand[n]) */
+static inline void
+candidate_add(Candidate *cand, int n, int32 idx, int32 pos, const QueueInfo *q, TimestampTz now)
+{
+	cand[n].idx = idx;
+	cand[n].pos = pos;
+	cand[n].level = q->priorities ? ready_level(&deliver_slots[idx], now) : 0;
+	cand[n].round = 0;
+}
+
 /*
  * take_messages for a queue that reads ahead (leases taken; not an
- * overflow drop): read ahead (read_ahead), then lease up to max of the
- * ready messages, highest level first (ready_level, with priorities), then
- * (FIFO keys with more than one message out at once) the earliest round,
- * that is keys in turn, then the earlier on the ready list.  Messages out
- * of attempts or expired go to dead[] as in take_messages.
+ * overflow drop): take the ready messages due now as candidates (messages
+ * out of attempts or expired go to dead[] as in take_messages), read ahead
+ * (read_ahead, the ones waiting for later not counted in its window), then
+ * lease up to max of the candidates, highest level first (ready_level,
+ * with priorities), then (FIFO keys with more than one message out at
+ * once) the earliest round, that is keys in turn, then the earlier on the
+ * ready list.
  */
 static int
 take_read_ahead(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, int max_dead,
@@ -368,24 +394,26 @@ take_read_ahead(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead,
 	GroupEntry *gs = c->gs;
 	QueueInfo  *q = c->q;
 	bool		in_turn = keys_in_turn(q);
+	int64		room = gs->ready_list.count + read_ahead_window(q, max);
 	KeyCounts	kc = {0};
 	Candidate  *cand;
 	int			ncand = 0;
+	int64		waiting = 0;
 	int			n = 0;
 	int32		pos = 0;
 	int32		idx;
 	int32		next;
+	int32		tail;
 	int			i;
 	bool		expired;
 
-	*out_of_slots = read_ahead(c, max, now, vt_ms, dead, max_dead, ndead);
-	if (gs->ready_list.count == 0 || max == 0)
+	if (max == 0)
 		return 0;
-	cand = MemoryContextAlloc(c->cxt, sizeof(Candidate) * gs->ready_list.count);
+	cand = MemoryContextAlloc(c->cxt, sizeof(Candidate) * room);
 	if (in_turn)
 	{
 		/* the keys' messages leased (a finish pending among them) */
-		key_counts_init(&kc, c->cxt, gs->ready_list.count + gs->leased.count);
+		key_counts_init(&kc, c->cxt, (int32) Min(room + gs->leased.count, PG_INT32_MAX / 4));
 		for (idx = gs->leased.head; idx >= 0; idx = deliver_slots[idx].next)
 			if (deliver_slots[idx].has_key)
 				(*key_count(&kc, deliver_slots[idx].key_hash))++;
@@ -397,7 +425,8 @@ take_read_ahead(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead,
 		next = s->next;
 		if (s->visible_at > now || s->finish_pending)
 		{
-			/* (keys in turn: out, as it waits for a redelivery) */
+			/* waits (keys in turn: out, as it waits for a redelivery) */
+			waiting++;
 			if (in_turn && s->has_key)
 				(*key_count(&kc, s->key_hash))++;
 			continue;
@@ -406,19 +435,25 @@ take_read_ahead(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead,
 		if (expired || s->attempt >= q->max_attempts)
 		{
 			if (*ndead >= max_dead)
-				continue;		/* (the next receive or sweep) */
+			{
+				waiting++;		/* (the next receive or sweep) */
+				continue;
+			}
 			slist_remove(&gs->ready_list, idx);
 			if (expired)
 				s->reason = REASON_TTL;
 			dead_letter_claim(gs, idx, now, vt_ms, &dead[(*ndead)++]);
 			continue;
 		}
-		cand[ncand].idx = idx;
-		cand[ncand].pos = pos;
-		cand[ncand].level = q->priorities ? ready_level(s, now) : 0;
-		cand[ncand].round = 0;
-		ncand++;
+		candidate_add(cand, ncand++, idx, pos, q, now);
 	}
+	/* what the read adds to the ready list: due now, after the rest */
+	tail = gs->ready_list.tail;
+	*out_of_slots = read_ahead(c, max, waiting, now, vt_ms, dead, max_dead, ndead);
+	for (idx = tail >= 0 ? deliver_slots[tail].next : gs->ready_list.head;
+		 idx >= 0 && ncand < room; idx = deliver_slots[idx].next)
+		candidate_add(cand, ncand++, idx, pos++, q, now);
+
 	/*
 	 * Keys in turn: a candidate's round is its key's messages out plus its
 	 * key's candidates before it (cand[] is in ready-list order); one

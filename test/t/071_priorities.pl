@@ -173,6 +173,17 @@ is(join(' ', query_list($node, q{SELECT payload->>'n' FROM deliver.receive('rw',
 is(join(' ', query_list($node, q{SELECT payload->>'n' FROM deliver.receive('pw', 1)})),
 	'high', 'priorities: a high message behind a run of one key longer than the window goes out first');
 
+# messages waiting for a later redelivery do not fill the window either: a
+# group with a window's worth of them nacked for an hour still reads on
+$node->safe_psql('postgres', q{
+    SELECT deliver.send('p', jsonb_build_object('n', 'failing' || i), priority => 5) FROM generate_series(1, 4) i;
+    SELECT count(deliver.nack('p', r.delivery_id, retry_after => '1 hour')) FROM deliver.receive('p', 4) r;
+    SELECT deliver.send('p', '{"n": "fresh"}', priority => 0);
+});
+is(join(' ', query_list($node, q{SELECT payload->>'n' FROM deliver.receive('p', 4)})),
+	'fresh', 'four nacked for an hour, window of 4: a message sent after them goes out');
+$node->safe_psql('postgres', q{SELECT deliver.purge_queue('p')});
+
 # aging: a message of priority 0 under a steady stream of priority 9
 $node->append_conf('postgresql.conf', "deliver.priority_window = 1000\ndeliver.priority_aging = 100ms\n");
 $node->reload;
