@@ -333,6 +333,7 @@ typedef struct KeyCount
 {
 	uint32		key_hash;
 	int32		count;
+	int32		level_cap;		/* with priorities: the lowest level of its candidates so far */
 	bool		used;
 } KeyCount;
 
@@ -351,8 +352,8 @@ key_counts_init(KeyCounts *kc, MemoryContext cxt, int32 slots)
 	kc->mask = size - 1;
 }
 
-/* the count of a key (0 when first asked for) */
-static int32 *
+/* the entry of a key (count 0 when first asked for) */
+static KeyCount *
 key_count(KeyCounts *kc, uint32 key_hash)
 {
 	uint32		i = key_hash & kc->mask;
@@ -363,8 +364,9 @@ key_count(KeyCounts *kc, uint32 key_hash)
 	{
 		kc->t[i].used = true;
 		kc->t[i].key_hash = key_hash;
+		kc->t[i].level_cap = PG_INT32_MAX;
 	}
-	return &kc->t[i].count;
+	return &kc->t[i];
 }
 
 /* a ready slot due now competes for a receive reading ahead (cand[n]) */
@@ -416,7 +418,7 @@ take_read_ahead(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead,
 		key_counts_init(&kc, c->cxt, (int32) Min(room + gs->leased.count, PG_INT32_MAX / 4));
 		for (idx = gs->leased.head; idx >= 0; idx = deliver_slots[idx].next)
 			if (deliver_slots[idx].has_key)
-				(*key_count(&kc, deliver_slots[idx].key_hash))++;
+				key_count(&kc, deliver_slots[idx].key_hash)->count++;
 	}
 	for (idx = gs->ready_list.head; idx >= 0; idx = next, pos++)
 	{
@@ -428,7 +430,7 @@ take_read_ahead(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead,
 			/* waits (keys in turn: out, as it waits for a redelivery) */
 			waiting++;
 			if (in_turn && s->has_key)
-				(*key_count(&kc, s->key_hash))++;
+				key_count(&kc, s->key_hash)->count++;
 			continue;
 		}
 		expired = message_expired(q, s->enqueued_at, s->expires_at, now);
@@ -457,14 +459,25 @@ take_read_ahead(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead,
 	/*
 	 * Keys in turn: a candidate's round is its key's messages out plus its
 	 * key's candidates before it (cand[] is in ready-list order); one
-	 * without a key is a key of its own (round 0).
+	 * without a key is a key of its own (round 0).  With priorities too, a
+	 * candidate's level is at most that of its key's candidates before it,
+	 * so that a key's messages still go out in their order: a higher one
+	 * waits for the lower ones of its key before it, as behind a key held
+	 * at a limit of 1.
 	 */
 	for (i = 0; in_turn && i < ncand; i++)
 	{
 		LeaseSlot  *s = &deliver_slots[cand[i].idx];
+		KeyCount   *e;
 
-		if (s->has_key)
-			cand[i].round = (*key_count(&kc, s->key_hash))++;
+		if (!s->has_key)
+			continue;
+		e = key_count(&kc, s->key_hash);
+		cand[i].round = e->count++;
+		if (cand[i].level > e->level_cap)
+			cand[i].level = e->level_cap;
+		else
+			e->level_cap = cand[i].level;
 	}
 	if (max == 1 && ncand > 1)
 	{
