@@ -4,8 +4,10 @@
  *		would hand out, read without leasing them.
  *
  * First the messages due for redelivery (the group's ready list in shared
- * memory, those whose backoff has passed and that have attempts left),
- * then the messages its cursor has not reached yet: the rest of its open
+ * memory, those whose backoff has passed and that have attempts left; of a
+ * queue that reads ahead, also those read ahead, in the order a receive
+ * would choose them: read_ahead_order), then the messages its cursor has
+ * not reached yet: the rest of its open
  * window after its position, then what committed since.  As metrics does,
  * the unread messages are read on copies of the cursor's state after the
  * group's lock is released, so nothing of the group changes: no lease, no
@@ -24,6 +26,7 @@
 #include "deliver.h"
 #include "expiry.h"
 #include "lease.h"
+#include "readahead.h"
 #include "registry.h"
 #include "scan.h"
 #include "settings.h"
@@ -38,6 +41,17 @@ typedef struct PeekRow
 	MessageRow	row;
 	int			attempt;
 } PeekRow;
+
+/* a message waiting in a ready slot, as a receive would hand it out */
+static void
+peek_slot(PeekRow *p, const LeaseSlot *s)
+{
+	memset(p, 0, sizeof(PeekRow));
+	p->row.txid = s->txid;
+	p->row.id = s->message_id;
+	p->row.seg = s->seg;
+	p->attempt = s->attempt + 1;
+}
 
 /*
  * deliver.peek(queue_name, max_messages, consumer_group) returns setof
@@ -84,20 +98,28 @@ deliver_peek(PG_FUNCTION_ARGS)
 	gs = group_lock(q, g->group_id, &c.gidx);
 	now = GetCurrentTimestamp();
 	group_expire_leases(gs, q, now);
-	/* the redeliveries a receive would take first, in its order */
-	for (idx = gs->ready_list.head; idx >= 0 && nready < max; idx = deliver_slots[idx].next)
+	if (queue_reads_ahead(q))
 	{
-		LeaseSlot  *s = &deliver_slots[idx];
+		/* what the group read ahead and the redeliveries, as a receive would choose */
+		int32	   *order = palloc(sizeof(int32) * max);
+		int			k = read_ahead_order(q, gs, now, order, max);
 
-		if (s->visible_at > now || s->attempt >= q->max_attempts ||
-			message_expired(q, s->enqueued_at, s->expires_at, now))
-			continue;
-		memset(&out[nready], 0, sizeof(PeekRow));
-		out[nready].row.txid = s->txid;
-		out[nready].row.id = s->message_id;
-		out[nready].row.seg = s->seg;
-		out[nready].attempt = s->attempt + 1;
-		nready++;
+		for (i = 0; i < k; i++)
+			peek_slot(&out[nready++], &deliver_slots[order[i]]);
+		pfree(order);
+	}
+	else
+	{
+		/* the redeliveries a receive would take first, in its order */
+		for (idx = gs->ready_list.head; idx >= 0 && nready < max; idx = deliver_slots[idx].next)
+		{
+			LeaseSlot  *s = &deliver_slots[idx];
+
+			if (s->visible_at > now || s->finish_pending || s->attempt >= q->max_attempts ||
+				message_expired(q, s->enqueued_at, s->expires_at, now))
+				continue;
+			peek_slot(&out[nready++], s);
+		}
 	}
 	copy = *gs;
 	dsnap_copy(lo, group_snap(c.gidx, SNAP_LO));
@@ -164,7 +186,8 @@ deliver_peek(PG_FUNCTION_ARGS)
 		nulls[3] = r->key_null;
 		values[4] = Int32GetDatum(out[i].attempt);
 		values[5] = TimestampTzGetDatum(r->enqueued_at);
-		values[6] = BoolGetDatum(i < nready);
+		/* (a message read ahead waits for its first delivery) */
+		values[6] = BoolGetDatum(i < nready && out[i].attempt > 1);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	UnregisterSnapshot(c.snap);

@@ -35,6 +35,7 @@
 #include "hooks.h"
 #include "lease.h"
 #include "overflow.h"
+#include "readahead.h"
 #include "registry.h"
 #include "scan.h"
 #include "segment.h"
@@ -369,6 +370,49 @@ key_count(KeyCounts *kc, uint32 key_hash)
 	return &kc->t[i];
 }
 
+/*
+ * Put the candidates (cand[], in ready-list order, levels set) in the
+ * order a receive hands them out; returns how many of them are in order
+ * (all, or one when max is 1).  Keys in turn (kc: the keys' messages out):
+ * a candidate's round is its key's messages out plus its key's candidates
+ * before it; one without a key is a key of its own (round 0).  With
+ * priorities too, a candidate's level is at most that of its key's
+ * candidates before it, so that a key's messages still go out in their
+ * order: a higher one waits for the lower ones of its key before it, as
+ * behind a key held at a limit of 1.
+ */
+static int
+rank_candidates(Candidate *cand, int ncand, KeyCounts *kc, int max)
+{
+	int			i;
+
+	for (i = 0; kc != NULL && i < ncand; i++)
+	{
+		LeaseSlot  *s = &deliver_slots[cand[i].idx];
+		KeyCount   *e;
+
+		if (!s->has_key)
+			continue;
+		e = key_count(kc, s->key_hash);
+		cand[i].round = e->count++;
+		if (cand[i].level > e->level_cap)
+			cand[i].level = e->level_cap;
+		else
+			e->level_cap = cand[i].level;
+	}
+	if (max == 1 && ncand > 1)
+	{
+		/* (the common receive of one: the best, no sort) */
+		for (i = 1; i < ncand; i++)
+			if (candidate_cmp(&cand[i], &cand[0]) < 0)
+				cand[0] = cand[i];
+		return 1;
+	}
+	if (ncand > 1)
+		qsort(cand, ncand, sizeof(Candidate), candidate_cmp);
+	return ncand;
+}
+
 /* a ready slot due now competes for a receive reading ahead (cand[n]) */
 static inline void
 candidate_add(Candidate *cand, int n, int32 idx, int32 pos, const QueueInfo *q, TimestampTz now)
@@ -456,39 +500,7 @@ take_read_ahead(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead,
 		 idx >= 0 && ncand < room; idx = deliver_slots[idx].next)
 		candidate_add(cand, ncand++, idx, pos++, q, now);
 
-	/*
-	 * Keys in turn: a candidate's round is its key's messages out plus its
-	 * key's candidates before it (cand[] is in ready-list order); one
-	 * without a key is a key of its own (round 0).  With priorities too, a
-	 * candidate's level is at most that of its key's candidates before it,
-	 * so that a key's messages still go out in their order: a higher one
-	 * waits for the lower ones of its key before it, as behind a key held
-	 * at a limit of 1.
-	 */
-	for (i = 0; in_turn && i < ncand; i++)
-	{
-		LeaseSlot  *s = &deliver_slots[cand[i].idx];
-		KeyCount   *e;
-
-		if (!s->has_key)
-			continue;
-		e = key_count(&kc, s->key_hash);
-		cand[i].round = e->count++;
-		if (cand[i].level > e->level_cap)
-			cand[i].level = e->level_cap;
-		else
-			e->level_cap = cand[i].level;
-	}
-	if (max == 1 && ncand > 1)
-	{
-		/* (the common receive of one: the best, no sort) */
-		for (i = 1; i < ncand; i++)
-			if (candidate_cmp(&cand[i], &cand[0]) < 0)
-				cand[0] = cand[i];
-		ncand = 1;
-	}
-	else if (ncand > 1)
-		qsort(cand, ncand, sizeof(Candidate), candidate_cmp);
+	ncand = rank_candidates(cand, ncand, in_turn ? &kc : NULL, max);
 	for (i = 0; i < ncand && n < max; i++)
 		lease_ready(gs, cand[i].idx, &out[n++], now, vt_ms);
 	pfree(cand);
@@ -498,6 +510,63 @@ take_read_ahead(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead,
 	if (n > 0)
 		*out_of_slots = false;
 	return n;
+}
+
+/* does a receive of the queue read ahead (priorities, keys in turn)? */
+bool
+queue_reads_ahead(const QueueInfo *q)
+{
+	return q->guarantee != G_AT_MOST_ONCE && (q->priorities || keys_in_turn(q));
+}
+
+/*
+ * For peek, under the group lock of a queue that reads ahead, changing
+ * nothing: the slots of the group's ready list that a receive would hand
+ * out now (due, not expired, attempts left), in the order it would (as
+ * take_read_ahead ranks them), at most max of them into idx[].  Returns
+ * how many.
+ */
+int
+read_ahead_order(QueueInfo *q, GroupEntry *gs, TimestampTz now, int32 *idx, int max)
+{
+	bool		in_turn = keys_in_turn(q);
+	KeyCounts	kc = {0};
+	Candidate  *cand;
+	int			ncand = 0;
+	int32		pos = 0;
+	int32		i;
+
+	if (gs->ready_list.count == 0 || max <= 0)
+		return 0;
+	cand = palloc(sizeof(Candidate) * gs->ready_list.count);
+	if (in_turn)
+	{
+		key_counts_init(&kc, CurrentMemoryContext, gs->ready_list.count + gs->leased.count);
+		for (i = gs->leased.head; i >= 0; i = deliver_slots[i].next)
+			if (deliver_slots[i].has_key)
+				key_count(&kc, deliver_slots[i].key_hash)->count++;
+	}
+	for (i = gs->ready_list.head; i >= 0; i = deliver_slots[i].next, pos++)
+	{
+		LeaseSlot  *s = &deliver_slots[i];
+
+		if (s->visible_at > now || s->finish_pending)
+		{
+			if (in_turn && s->has_key)
+				key_count(&kc, s->key_hash)->count++;
+			continue;
+		}
+		if (s->attempt >= q->max_attempts || message_expired(q, s->enqueued_at, s->expires_at, now))
+			continue;			/* (a receive moves it to the dead letters) */
+		candidate_add(cand, ncand++, i, pos, q, now);
+	}
+	ncand = rank_candidates(cand, ncand, in_turn ? &kc : NULL, ncand);
+	for (i = 0; i < ncand && i < max; i++)
+		idx[i] = cand[i].idx;
+	pfree(cand);
+	if (kc.t != NULL)
+		pfree(kc.t);
+	return i;
 }
 
 /*

@@ -194,6 +194,9 @@ CREATE TEMP TABLE t1 AS SELECT o, delivery_id, payload->>'n' AS n
   FROM deliver.receive('q14_turn', 4) WITH ORDINALITY AS r(message_id, delivery_id, payload, headers,
        ordering_key, attempt, enqueued_at, lease_expires_at, o);
 SELECT o, n FROM t1 ORDER BY o;
+-- peek lists what the next receives hand out, in their order (read ahead,
+-- not redeliveries): hot2, b2, hot3
+SELECT payload->>'n' AS n, attempt, redelivery FROM deliver.peek('q14_turn', 10);
 -- receives of one, in turn across receives: hot and b have one message
 -- out each (hot2 is the earlier), then b has fewer out than hot
 SELECT payload->>'n' AS n FROM deliver.receive('q14_turn', 1);

@@ -105,6 +105,16 @@ SELECT deliver.send('q19', '{"n": "from-role"}', priority => 3) > 0 AS sent;
 RESET ROLE;
 SELECT payload->>'n' AS n FROM deliver.receive('q19', 1);
 
+-- peek lists what the group read ahead in the order a receive takes it,
+-- first deliveries (not redeliveries)
+SELECT deliver.purge_queue('q19');
+SELECT deliver.send('q19', '{"n": "p0"}', priority => 0) > 0 AS sent;
+SELECT deliver.send('q19', '{"n": "p9"}', priority => 9) > 0 AS sent;
+SELECT deliver.send('q19', '{"n": "p5"}', priority => 5) > 0 AS sent;
+SELECT payload->>'n' AS n FROM deliver.receive('q19', 1);
+SELECT payload->>'n' AS n, attempt, redelivery FROM deliver.peek('q19', 10);
+SELECT payload->>'n' AS n FROM deliver.receive('q19', 10);
+
 -- the priority is stored in the segment (NULL for 0)
 SELECT deliver.purge_queue('q19');
 SELECT deliver.send('q19', '{}', priority => 4) > 0, deliver.send('q19', '{}') > 0;
