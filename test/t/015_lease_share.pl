@@ -102,31 +102,32 @@ sub fifo_receive
 	return $node->safe_psql('fifo', "SELECT string_agg(payload #>> '{}', ',' ORDER BY message_id)
                                         FROM deliver.receive('$q', $n, visibility_timeout => '1 hour')");
 }
+# fifo_runs(PREFIX, LIMIT): queues PREFIX40 and PREFIX100 (fifo_key_limit
+# LIMIT), each with a run of 40 or 100 messages of one key, then one message
+# of each of two other keys
+sub fifo_runs
+{
+	my ($prefix, $limit) = @_;
+	$node->safe_psql('fifo', qq{
+        SELECT deliver.create_queue(q, fifo => true), deliver.set_fifo_key_limit(q, $limit)
+          FROM unnest(ARRAY['${prefix}40', '${prefix}100']) q;
+        SELECT deliver.send_batch(q, ARRAY(SELECT to_jsonb('h' || i) FROM generate_series(1, n) i),
+                                  ordering_keys => array_fill('hot'::text, ARRAY[n]))
+          FROM (VALUES ('${prefix}40', 40), ('${prefix}100', 100)) v(q, n);
+        SELECT deliver.send_batch(q, ARRAY['"c1"', '"c2"']::jsonb[], ordering_keys => ARRAY['c1', 'c2'])
+          FROM unnest(ARRAY['${prefix}40', '${prefix}100']) q;
+    });
+}
 $node->safe_psql('postgres', 'CREATE DATABASE fifo');
-$node->safe_psql('fifo', q{
-    CREATE EXTENSION deliver;
-    SELECT deliver.create_queue(q, fifo => true) FROM unnest(ARRAY['run40', 'run100']) q;
-    SELECT deliver.send_batch(q, ARRAY(SELECT to_jsonb('h' || i) FROM generate_series(1, n) i),
-                              ordering_keys => array_fill('hot'::text, ARRAY[n]))
-      FROM (VALUES ('run40', 40), ('run100', 100)) v(q, n);
-    SELECT deliver.send_batch(q, ARRAY['"c1"', '"c2"']::jsonb[], ordering_keys => ARRAY['c1', 'c2'])
-      FROM unnest(ARRAY['run40', 'run100']) q;
-});
+$node->safe_psql('fifo', 'CREATE EXTENSION deliver');
+fifo_runs('run', 1);
 is(fifo_receive('run40', 10), 'h1,c1,c2', '40 messages of one key ahead: the keys behind them go out');
 is(fifo_receive('run100', 10), 'h1', '100 messages of one key ahead: the keys behind wait (64 held back at most)');
 # the same bound where keys go out in turn (fifo_key_limit 2: the receive
 # reads ahead, and the messages held back do not count in its window); the
 # queues above are dropped first, which gives their slots back
-$node->safe_psql('fifo', q{
-    SELECT deliver.drop_queue(q) FROM unnest(ARRAY['run40', 'run100']) q;
-    SELECT deliver.create_queue(q, fifo => true) FROM unnest(ARRAY['rr40', 'rr100']) q;
-    SELECT deliver.set_fifo_key_limit(q, 2) FROM unnest(ARRAY['rr40', 'rr100']) q;
-    SELECT deliver.send_batch(q, ARRAY(SELECT to_jsonb('h' || i) FROM generate_series(1, n) i),
-                              ordering_keys => array_fill('hot'::text, ARRAY[n]))
-      FROM (VALUES ('rr40', 40), ('rr100', 100)) v(q, n);
-    SELECT deliver.send_batch(q, ARRAY['"c1"', '"c2"']::jsonb[], ordering_keys => ARRAY['c1', 'c2'])
-      FROM unnest(ARRAY['rr40', 'rr100']) q;
-});
+$node->safe_psql('fifo', q{SELECT deliver.drop_queue(q) FROM unnest(ARRAY['run40', 'run100']) q});
+fifo_runs('rr', 2);
 is(fifo_receive('rr40', 10), 'h1,h2,c1,c2', 'keys in turn, 40 of one key ahead: the keys behind them go out');
 is(fifo_receive('rr100', 10), 'h1,h2', 'keys in turn, 100 of one key ahead: the keys behind wait (64 held back at most)');
 $node->safe_psql('postgres', 'DROP DATABASE fifo WITH (FORCE)');
