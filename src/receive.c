@@ -458,8 +458,13 @@ take_read_ahead(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead,
 	cand = MemoryContextAlloc(c->cxt, sizeof(Candidate) * room);
 	if (in_turn)
 	{
-		/* the keys' messages leased (a finish pending among them) */
-		key_counts_init(&kc, c->cxt, (int32) Min(room + gs->leased.count, PG_INT32_MAX / 4));
+		/*
+		 * the keys' messages leased (a finish pending among them); room for
+		 * every key the counting can meet: leased, waiting or a candidate
+		 * of the ready list now, and a candidate read ahead (room)
+		 */
+		key_counts_init(&kc, c->cxt,
+						(int32) Min(room + gs->ready_list.count + gs->leased.count, PG_INT32_MAX / 4));
 		for (idx = gs->leased.head; idx >= 0; idx = deliver_slots[idx].next)
 			if (deliver_slots[idx].has_key)
 				key_count(&kc, deliver_slots[idx].key_hash)->count++;
