@@ -1021,12 +1021,37 @@ for my $case ([ undef, 'the login role', 1, 0, 0 ], [ 'gw_monitor', 'a pg_monito
 		usleep(100_000);
 	}
 	usleep(200_000);
-	my @socks = map { IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port2, Timeout => 5) } 1 .. 3;
+	# a connection from an address that the gateway has taken: one request
+	# answered on it, then held open (kept alive, idle). One it turned away
+	# (an earlier connection not yet closed on its side still counted) is
+	# opened again, 10 s at most, so that each of those below counts
+	my $held = sub {
+		my ($from) = @_;
+		for (1 .. 100)
+		{
+			my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port2, LocalAddr => $from,
+										  Timeout => 5);
+			if ($s)
+			{
+				my $answer = '';
+				print $s "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+				return $s
+				  if IO::Select->new($s)->can_read(5) && sysread($s, $answer, 4096)
+				  && $answer =~ m{^HTTP/1\.1 200};
+				close $s;
+			}
+			usleep(100_000);
+		}
+		return undef;
+	};
+	my @socks = map { $held->('127.0.0.1') } 1 .. 3;
+	is(scalar(grep { defined } @socks), 3, 'three connections from 127.0.0.1 held open');
 	is($healthz_until->(599, '127.0.0.1'), 599, 'a connection over max_connections_per_address is refused');
 	is($healthz_until->(200, '127.0.0.2'), 200, 'while one from another address is served');
-	push @socks, IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port2, LocalAddr => '127.0.0.2', Timeout => 5);
+	push @socks, $held->('127.0.0.2');
+	ok(defined $socks[3], 'and one from 127.0.0.2 held open: four in all');
 	is($healthz_until->(599, '127.0.0.3'), 599, 'a connection over max_connections is refused');
-	close $_ for @socks;
+	close $_ for grep { defined } @socks;
 	is($healthz_until->(200, '127.0.0.1'), 200, 'once they close, connections are accepted again');
 	$gw2->signal('TERM');
 	$gw2->finish;
