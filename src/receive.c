@@ -175,8 +175,8 @@ read_ahead_window(const QueueInfo *q, int max)
 /*
  * Queues with priorities, and FIFO queues whose keys may have more than
  * one message out (keys in turn), under the group lock: read ahead from the
- * cursor, in commit order, until the group holds a window of messages
- * ready to go out (read_ahead_window: read ahead, or due for redelivery),
+ * cursor, in commit order, until the group holds window messages ready
+ * to go out (read_ahead_window: read ahead, or due for redelivery),
  * each in a ready slot (not leased, not in flight: a crash or restart
  * loses only this memory, and the messages are read again from the
  * group's restart point, as after a nack).  The waiting messages of the
@@ -188,12 +188,12 @@ read_ahead_window(const QueueInfo *q, int max)
  * out of lease slots.
  */
 static bool
-read_ahead(ScanCtx *c, int max, int64 waiting, TimestampTz now, int64 vt_ms, Delivery *dead,
+read_ahead(ScanCtx *c, int64 window, int64 waiting, TimestampTz now, int64 vt_ms, Delivery *dead,
 		   int max_dead, int *ndead)
 {
 	GroupEntry *gs = c->gs;
 	QueueInfo  *q = c->q;
-	int64		limit = read_ahead_window(q, max) + waiting;
+	int64		limit = window + waiting;
 	MessageRow *rows = NULL;
 	int			chunk = 0;
 	int			windows = 0;
@@ -424,6 +424,73 @@ candidate_add(Candidate *cand, int n, int32 idx, int32 pos, const QueueInfo *q, 
 }
 
 /*
+ * Keys in turn: a count table with room for keys keys (at most half full),
+ * holding each key's messages leased (a finish pending among them).
+ */
+static void
+key_counts_leased(KeyCounts *kc, MemoryContext cxt, const GroupEntry *gs, int64 keys)
+{
+	int32		idx;
+
+	key_counts_init(kc, cxt, (int32) keys);
+	for (idx = gs->leased.head; idx >= 0; idx = deliver_slots[idx].next)
+		if (deliver_slots[idx].has_key)
+			key_count(kc, deliver_slots[idx].key_hash)->count++;
+}
+
+/*
+ * Under the group lock of a queue that reads ahead: its ready list's
+ * messages due now into cand[] (in list order, from *ncand; *pos counts
+ * the list's places), and (kc set: keys in turn) those waiting for a
+ * redelivery later as their keys' messages out.  A message out of attempts
+ * or expired is not a candidate: with dead (a receive) it goes to dead[]
+ * while there is room; without (peek) it is passed over.  Returns how many
+ * wait (due later, finishing, or for the dead letters of a later receive).
+ */
+static int64
+ready_candidates(const QueueInfo *q, GroupEntry *gs, TimestampTz now, Candidate *cand, int *ncand,
+				 int32 *pos, KeyCounts *kc, Delivery *dead, int max_dead, int *ndead, int64 vt_ms)
+{
+	int64		waiting = 0;
+	int32		idx;
+	int32		next;
+	bool		expired;
+
+	for (idx = gs->ready_list.head; idx >= 0; idx = next, (*pos)++)
+	{
+		LeaseSlot  *s = &deliver_slots[idx];
+
+		next = s->next;
+		if (s->visible_at > now || s->finish_pending)
+		{
+			/* waits (keys in turn: out, as it waits for a redelivery) */
+			waiting++;
+			if (kc != NULL && s->has_key)
+				key_count(kc, s->key_hash)->count++;
+			continue;
+		}
+		expired = message_expired(q, s->enqueued_at, s->expires_at, now);
+		if (expired || s->attempt >= q->max_attempts)
+		{
+			if (dead == NULL)
+				continue;		/* (peek: a receive moves it to the dead letters) */
+			if (*ndead >= max_dead)
+			{
+				waiting++;		/* (the next receive or sweep) */
+				continue;
+			}
+			slist_remove(&gs->ready_list, idx);
+			if (expired)
+				s->reason = REASON_TTL;
+			dead_letter_claim(gs, idx, now, vt_ms, &dead[(*ndead)++]);
+			continue;
+		}
+		candidate_add(cand, (*ncand)++, idx, *pos, q, now);
+	}
+	return waiting;
+}
+
+/*
  * take_messages for a queue that reads ahead (leases taken; not an
  * overflow drop): take the ready messages due now as candidates (messages
  * out of attempts or expired go to dead[] as in take_messages), read ahead
@@ -440,70 +507,39 @@ take_read_ahead(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead,
 	GroupEntry *gs = c->gs;
 	QueueInfo  *q = c->q;
 	bool		in_turn = keys_in_turn(q);
-	int64		room = gs->ready_list.count + read_ahead_window(q, max);
+	int64		window = read_ahead_window(q, max);
 	KeyCounts	kc = {0};
 	Candidate  *cand;
 	int			ncand = 0;
-	int64		waiting = 0;
+	int64		waiting;
 	int			n = 0;
 	int32		pos = 0;
 	int32		idx;
-	int32		next;
 	int32		tail;
 	int			i;
-	bool		expired;
 
-	if (max == 0)
-		return 0;
+	/*
+	 * the ready list's candidates, then those read ahead: the read stops
+	 * at window candidates (read_ahead's limit counts the waiting ones)
+	 */
+	int64		room = gs->ready_list.count + window;
+
 	cand = MemoryContextAlloc(c->cxt, sizeof(Candidate) * room);
+	/* (every key the counting can meet: leased, on the ready list, read ahead) */
 	if (in_turn)
-	{
-		/*
-		 * the keys' messages leased (a finish pending among them); room for
-		 * every key the counting can meet: leased, waiting or a candidate
-		 * of the ready list now, and a candidate read ahead (room)
-		 */
-		key_counts_init(&kc, c->cxt,
-						(int32) Min(room + gs->ready_list.count + gs->leased.count, PG_INT32_MAX / 4));
-		for (idx = gs->leased.head; idx >= 0; idx = deliver_slots[idx].next)
-			if (deliver_slots[idx].has_key)
-				key_count(&kc, deliver_slots[idx].key_hash)->count++;
-	}
-	for (idx = gs->ready_list.head; idx >= 0; idx = next, pos++)
-	{
-		LeaseSlot  *s = &deliver_slots[idx];
-
-		next = s->next;
-		if (s->visible_at > now || s->finish_pending)
-		{
-			/* waits (keys in turn: out, as it waits for a redelivery) */
-			waiting++;
-			if (in_turn && s->has_key)
-				key_count(&kc, s->key_hash)->count++;
-			continue;
-		}
-		expired = message_expired(q, s->enqueued_at, s->expires_at, now);
-		if (expired || s->attempt >= q->max_attempts)
-		{
-			if (*ndead >= max_dead)
-			{
-				waiting++;		/* (the next receive or sweep) */
-				continue;
-			}
-			slist_remove(&gs->ready_list, idx);
-			if (expired)
-				s->reason = REASON_TTL;
-			dead_letter_claim(gs, idx, now, vt_ms, &dead[(*ndead)++]);
-			continue;
-		}
-		candidate_add(cand, ncand++, idx, pos, q, now);
-	}
+		key_counts_leased(&kc, c->cxt, gs,
+						  (int64) gs->leased.count + gs->ready_list.count + window);
+	waiting = ready_candidates(q, gs, now, cand, &ncand, &pos, in_turn ? &kc : NULL,
+							   dead, max_dead, ndead, vt_ms);
 	/* what the read adds to the ready list: due now, after the rest */
 	tail = gs->ready_list.tail;
-	*out_of_slots = read_ahead(c, max, waiting, now, vt_ms, dead, max_dead, ndead);
-	for (idx = tail >= 0 ? deliver_slots[tail].next : gs->ready_list.head;
-		 idx >= 0 && ncand < room; idx = deliver_slots[idx].next)
+	*out_of_slots = read_ahead(c, window, waiting, now, vt_ms, dead, max_dead, ndead);
+	for (idx = tail >= 0 ? deliver_slots[tail].next : gs->ready_list.head; idx >= 0;
+		 idx = deliver_slots[idx].next)
+	{
+		Assert(ncand < room);
 		candidate_add(cand, ncand++, idx, pos++, q, now);
+	}
 
 	ncand = rank_candidates(cand, ncand, in_turn ? &kc : NULL, max);
 	for (i = 0; i < ncand && n < max; i++)
@@ -539,32 +575,14 @@ read_ahead_order(QueueInfo *q, GroupEntry *gs, TimestampTz now, int32 *idx, int 
 	Candidate  *cand;
 	int			ncand = 0;
 	int32		pos = 0;
-	int32		i;
+	int			i;
 
-	if (gs->ready_list.count == 0 || max <= 0)
+	if (gs->ready_list.count == 0)
 		return 0;
 	cand = palloc(sizeof(Candidate) * gs->ready_list.count);
 	if (in_turn)
-	{
-		key_counts_init(&kc, CurrentMemoryContext, gs->ready_list.count + gs->leased.count);
-		for (i = gs->leased.head; i >= 0; i = deliver_slots[i].next)
-			if (deliver_slots[i].has_key)
-				key_count(&kc, deliver_slots[i].key_hash)->count++;
-	}
-	for (i = gs->ready_list.head; i >= 0; i = deliver_slots[i].next, pos++)
-	{
-		LeaseSlot  *s = &deliver_slots[i];
-
-		if (s->visible_at > now || s->finish_pending)
-		{
-			if (in_turn && s->has_key)
-				key_count(&kc, s->key_hash)->count++;
-			continue;
-		}
-		if (s->attempt >= q->max_attempts || message_expired(q, s->enqueued_at, s->expires_at, now))
-			continue;			/* (a receive moves it to the dead letters) */
-		candidate_add(cand, ncand++, i, pos, q, now);
-	}
+		key_counts_leased(&kc, CurrentMemoryContext, gs, (int64) gs->leased.count + gs->ready_list.count);
+	(void) ready_candidates(q, gs, now, cand, &ncand, &pos, in_turn ? &kc : NULL, NULL, 0, NULL, 0);
 	ncand = rank_candidates(cand, ncand, in_turn ? &kc : NULL, ncand);
 	for (i = 0; i < ncand && i < max; i++)
 		idx[i] = cand[i].idx;
@@ -608,7 +626,7 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 
 		group_expire_leases(gs, q, now);
 		/* (read ahead: to choose by priority, or to serve FIFO keys in turn) */
-		if ((q->priorities || keys_in_turn(q)) && !drop)
+		if (queue_reads_ahead(q) && !drop)
 			return take_read_ahead(c, max, vt_ms, out, dead, max_dead, ndead, out_of_slots, now);
 		for (idx = gs->ready_list.head; idx >= 0 && (drop ? *ndead < max_dead : n < max); idx = next)
 		{
