@@ -7,11 +7,11 @@
  * memory, those whose backoff has passed and that have attempts left; of a
  * queue that reads ahead, also those read ahead, in the order a receive
  * would choose them: read_ahead_order), then the messages its cursor has
- * not reached yet: the rest of its open
- * window after its position, then what committed since.  As metrics does,
- * the unread messages are read on copies of the cursor's state after the
- * group's lock is released, so nothing of the group changes: no lease, no
- * cursor move, no finish record.  (Like metrics, it first settles the
+ * not reached yet: the rest of its open window after its position, then
+ * what committed since.  As metrics does, the unread messages are read on
+ * copies of the cursor's state after the group's lock is released, so
+ * nothing of the group changes: no lease, no cursor move, no finish
+ * record.  (Like metrics, it first settles the
  * leases that ran out, which a receive or the worker would do as well.)
  */
 #include "postgres.h"

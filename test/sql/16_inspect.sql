@@ -74,6 +74,13 @@ SELECT pg_temp.try(format('SELECT deliver.ack(%L, %s)', 'q16', :d));
 -- waiting for redelivery after a nack
 SELECT message_id, delivery_id AS d FROM deliver.receive('q16', 1) \gset
 SELECT deliver.nack('q16', :d, NULL, '0');
+-- while its delete is under way, peek does not show it (a receive would
+-- not hand it out); the delete rolled back, it is back
+BEGIN;
+SELECT deliver.delete_message('q16', :message_id);
+SELECT count(*) AS peeked_during_delete FROM deliver.peek('q16', 10) WHERE message_id = :message_id;
+ROLLBACK;
+SELECT count(*) AS peeked_after_rollback FROM deliver.peek('q16', 10) WHERE message_id = :message_id;
 SELECT :message_id AS nacked, deliver.delete_message('q16', :message_id);
 SELECT array_agg(message_id ORDER BY message_id) AS got FROM deliver.receive('q16', 10);
 -- the other group gets none of the deleted ones
