@@ -108,3 +108,28 @@ checkpoint_reset(GroupEntry *gs, int gidx)
 	gs->cps[0].at = GetCurrentTimestamp();
 	dsnap_copy(group_snap(gidx, SNAP_CP(0)), group_snap(gidx, SNAP_LO));
 }
+
+/*
+ * The group reads again from the newest restart point not newer than seq
+ * (group_reread): that one takes the unfinished counts of the newer ones,
+ * less the uncounted rows that the cursor will count again as it reads
+ * them, and becomes the newest.  Returns its index.
+ */
+int
+checkpoint_rewind(GroupEntry *gs, uint64 seq, int64 uncounted)
+{
+	int			j = 0;
+	int			i;
+
+	for (i = gs->ncp - 1; i > 0; i--)
+		if (gs->cps[i].seq <= seq)
+		{
+			j = i;
+			break;
+		}
+	for (i = j + 1; i < gs->ncp; i++)
+		gs->cps[j].count += gs->cps[i].count;
+	gs->cps[j].count -= uncounted;
+	gs->ncp = j + 1;
+	return j;
+}

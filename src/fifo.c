@@ -91,9 +91,9 @@ deliver_fifo_init(void)
 	shmem_startup_hook = fifo_shmem_startup;
 }
 
-/* the entry of a slot's key, its partition locked; NULL when there is none */
+/* the entry of a group's key, its partition locked; NULL when there is none */
 static FifoKeyEntry *
-fifo_key_entry(LeaseSlot *s, HASHACTION action, LWLock **lock)
+fifo_group_key_entry(int32 gidx, uint32 key_hash, HASHACTION action, LWLock **lock)
 {
 	FifoKey		k;
 	uint32		h;
@@ -101,8 +101,8 @@ fifo_key_entry(LeaseSlot *s, HASHACTION action, LWLock **lock)
 	FifoKeyEntry *e;
 
 	memset(&k, 0, sizeof(k));
-	k.gidx = s->group_idx;
-	k.key_hash = s->key_hash;
+	k.gidx = gidx;
+	k.key_hash = key_hash;
 	h = get_hash_value(fifo_keys, &k);
 	*lock = &deliver_shared->key_locks[h % DELIVER_KEY_PARTITIONS].lock;
 	LWLockAcquire(*lock, LW_EXCLUSIVE);
@@ -113,6 +113,28 @@ fifo_key_entry(LeaseSlot *s, HASHACTION action, LWLock **lock)
 		e->blocked_head = e->blocked_tail = -1;
 	}
 	return e;
+}
+
+/* the entry of a slot's key (fifo_group_key_entry) */
+static inline FifoKeyEntry *
+fifo_key_entry(LeaseSlot *s, HASHACTION action, LWLock **lock)
+{
+	return fifo_group_key_entry(s->group_idx, s->key_hash, action, lock);
+}
+
+/*
+ * Would a message of the group's key wait now (limit earlier ones of the
+ * key hold it, or earlier ones wait)?  Changes nothing.
+ */
+bool
+fifo_key_busy(int32 gidx, uint32 key_hash, int32 limit)
+{
+	LWLock	   *lock;
+	FifoKeyEntry *e = fifo_group_key_entry(gidx, key_hash, HASH_FIND, &lock);
+	bool		busy = e != NULL && (e->holders >= limit || e->blocked_head >= 0);
+
+	LWLockRelease(lock);
+	return busy;
 }
 
 /*

@@ -11,7 +11,11 @@
  *   finishes it, when the transaction commits (settle_finish, xact.c); its
  *   delivery id stops being current then;
  * - passed by the cursor without a slot, or finished before a restart: it
- *   is finished already, nothing to do;
+ *   is finished already, nothing to do; but for a FIFO message passed over
+ *   behind its busy key (receive.c) that no finish record names: the
+ *   record makes the group skip it when it reads it again (group_reread
+ *   reads the records again), or, should it be read again meanwhile, is
+ *   taken as for a message ahead;
  * - not reached by the cursor yet: the cursor reads finish records only for
  *   rows below the group's horizon (scan_index, recovery_filter), so the
  *   horizon is raised past the message's transaction and the group's
@@ -52,6 +56,7 @@ PG_FUNCTION_INFO_V1(deliver_delete_message);
 #define STAND_FINISHED	0		/* nothing to do */
 #define STAND_SLOT		1		/* a slot held it: now finishing with us */
 #define STAND_AHEAD		2		/* not reached by the cursor */
+#define STAND_PASSED	3		/* FIFO: passed over, to be read again */
 
 /*
  * The group's slot holding this message, or -1.  Under the group lock.
@@ -152,7 +157,17 @@ group_stand(QueueInfo *q, int32 group_id, uint64 txid, int64 id, bool ahead_done
 		stand = STAND_SLOT;
 	}
 	else if (cursor_passed(gs, gidx, txid, id))
-		stand = STAND_FINISHED;
+	{
+		/*
+		 * passed over with its FIFO key (receive.c) when no finish record
+		 * names it: the group reads its finish records again before it
+		 * reads the row again (group_reread)
+		 */
+		if (gs->npassed > 0 && !ahead_done && !recovery_finished(q, gs->group_id, id))
+			stand = STAND_PASSED;
+		else
+			stand = STAND_FINISHED;
+	}
 	else
 	{
 		TransactionId pending = InvalidTransactionId;
@@ -305,7 +320,7 @@ deliver_delete_message(PG_FUNCTION_ARGS)
 		 * (a receive may have handed it out meanwhile: then its slot is
 		 * taken as above).
 		 */
-		if (stand == STAND_AHEAD)
+		if (stand == STAND_AHEAD || stand == STAND_PASSED)
 			(void) group_stand(q, group_id, txid, id, true);
 	}
 	scan_close(&c);

@@ -164,6 +164,22 @@ lease_queue_cap(void)
 	return Max(Min(cap, deliver_max_leases), lease_reserve());
 }
 
+/*
+ * How many lease slots a queue may hold now: those it holds, and those it
+ * could take (what is left of its reserve, and the free slots nobody's
+ * reserve needs), at most lease_queue_cap().  A rough reading, without the
+ * slot lock.
+ */
+int32
+lease_queue_reach(int32 queue_idx)
+{
+	int64		held = deliver_queues[queue_idx].slots_held;
+	int64		spare = deliver_shared->free_list.count - deliver_shared->reserved;
+	int64		reach = held + Max(spare, 0) + Max(lease_reserve() - held, 0);
+
+	return (int32) Min(reach, (int64) lease_queue_cap());
+}
+
 /* a queue entry came into use: set its reserve aside (caller holds entry_lock) */
 void
 lease_queue_added(void)

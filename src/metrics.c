@@ -90,7 +90,7 @@ group_live_state(QueueInfo *q, int32 group_id, GroupLive *out, int64 stop)
 	scan_open(&c);
 	gs = group_lock(q, group_id, &c.gidx);
 	if (stop > 0)
-		c.count_stop = Max(stop - (gs->ready_list.count + gs->blocked.count), 1);
+		c.count_stop = Max(stop - (gs->ready_list.count + gs->blocked.count + gs->passed), 1);
 	/* leases that ran out, finishes of ended transactions: settle them */
 	group_expire_leases(gs, q, GetCurrentTimestamp());
 	copy = *gs;
@@ -105,7 +105,8 @@ group_live_state(QueueInfo *q, int32 group_id, GroupLive *out, int64 stop)
 				out->oldest = deliver_slots[idx].enqueued_at;
 	out->in_flight = gs->leased.count;
 	out->ready = gs->ready_list.count;
-	out->blocked = gs->blocked.count;
+	/* (rows of FIFO keys passed over wait behind their key too) */
+	out->blocked = gs->blocked.count + gs->passed;
 	out->acked_total = gs->acked_total;
 	out->dead_total = gs->dead_total;
 

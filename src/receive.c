@@ -36,6 +36,7 @@
 #include "lease.h"
 #include "overflow.h"
 #include "readahead.h"
+#include "recovery.h"
 #include "registry.h"
 #include "scan.h"
 #include "segment.h"
@@ -144,13 +145,88 @@ hold_pending_finish(ScanCtx *c, int32 idx, const MessageRow *r, TimestampTz now,
 
 /*
  * FIFO: a long run of one key must not take the queue's whole share: a
- * group holds back at most half of it behind busy keys, then reads no
- * further until some go out (both receive paths).
+ * group holds back at most half of what the queue may hold now (its share,
+ * less what the pool cannot give it) behind busy keys; beyond, the rows of
+ * busy keys are passed over (pass_over, both receive paths).
  */
 static inline bool
 held_back_full(const GroupEntry *gs)
 {
-	return gs->blocked.count >= lease_queue_cap() / 2;
+	return gs->blocked.count >= lease_queue_reach(gs->queue_idx) / 2;
+}
+
+/* what pass_over makes of a row */
+#define PASS_TAKE	0			/* take it as usual */
+#define PASS_OVER	1			/* the cursor passed it, without a slot */
+#define PASS_STOP	2			/* read no further (the cursor has not passed it) */
+
+/* most rows one receive passes over */
+#define PASS_OVER_MAX	4096
+
+/*
+ * FIFO: once half of the queue's share is held back (held_back_full), a
+ * row whose key is busy is passed over without a slot, and so is every
+ * later row of that key until the group reads them again (group_reread,
+ * when one of those keys is free), so that the keys behind a long run of
+ * one key go on.  At most DELIVER_PASSED_KEYS keys, and *budget rows (of
+ * PASS_OVER_MAX per receive).  The rows count as unfinished in the newest
+ * restart point, which the group's restart point then does not pass
+ * until they are read again.
+ */
+static int
+pass_over(ScanCtx *c, MessageRow *r, int *budget)
+{
+	GroupEntry *gs = c->gs;
+	uint32		h;
+	int			i;
+
+	if (r->key_null || (gs->npassed == 0 && !held_back_full(gs)))
+		return PASS_TAKE;
+	h = fifo_key_hash(r->key);
+	for (i = 0; i < gs->npassed && gs->passed_keys[i] != h; i++)
+		;
+	if (i == gs->npassed &&
+		(!held_back_full(gs) || !fifo_key_busy(c->gidx, h, c->q->fifo_key_limit)))
+		return PASS_TAKE;
+	if (*budget <= 0 || i == DELIVER_PASSED_KEYS)
+		return PASS_STOP;
+	if (i == gs->npassed)
+	{
+		if (gs->npassed == 0)
+			gs->passed_cp_seq = gs->cps[gs->ncp - 1].seq;
+		gs->passed_keys[gs->npassed++] = h;
+	}
+	(*budget)--;
+	checkpoint_count_add(gs, gs->cps[gs->ncp - 1].seq, 1);
+	window_advance(gs, r);
+	gs->passed++;
+	return PASS_OVER;
+}
+
+/* may the cursor read on past what is held back (pass_over)? */
+static inline bool
+may_read_on(const GroupEntry *gs)
+{
+	return !held_back_full(gs) || gs->npassed < DELIVER_PASSED_KEYS;
+}
+
+/*
+ * A key the group passed over is free: read again what it passed over
+ * (group_reread), before this receive reads on.
+ */
+static void
+reread_passed(ScanCtx *c)
+{
+	GroupEntry *gs = c->gs;
+	int			i;
+
+	for (i = 0; i < gs->npassed; i++)
+		if (!fifo_key_busy(c->gidx, gs->passed_keys[i], c->q->fifo_key_limit))
+		{
+			group_reread(gs, c->gidx);
+			recovery_filter_load(c->q, gs);
+			return;
+		}
 }
 
 /*
@@ -197,10 +273,12 @@ read_ahead(ScanCtx *c, int64 window, int64 waiting, TimestampTz now, int64 vt_ms
 	MessageRow *rows = NULL;
 	int			chunk = 0;
 	int			windows = 0;
+	int			budget = PASS_OVER_MAX;
+	bool		stop = false;
 
 	/* the rows' bodies are read when they are handed out (fetch_row) */
 	c->no_body = true;
-	while (gs->ready_list.count < limit && !held_back_full(gs) && *ndead < max_dead)
+	while (gs->ready_list.count < limit && may_read_on(gs) && *ndead < max_dead && !stop)
 	{
 		int			want = (int) Min(limit - gs->ready_list.count, (int64) (max_dead - *ndead));
 		int			got;
@@ -223,9 +301,22 @@ read_ahead(ScanCtx *c, int64 window, int64 waiting, TimestampTz now, int64 vt_ms
 		for (i = 0; i < got; i++)
 		{
 			MessageRow *r = &rows[i];
-			int32		idx = slot_alloc(q->queue_idx);
+			int32		idx;
 			LeaseSlot  *s;
 
+			if (q->fifo)
+			{
+				int			p = pass_over(c, r, &budget);
+
+				if (p == PASS_OVER)
+					continue;
+				if (p == PASS_STOP)
+				{
+					stop = true;	/* (the cursor has not passed rows[i..]) */
+					break;
+				}
+			}
+			idx = slot_alloc(q->queue_idx);
 			if (idx < 0)
 			{
 				c->no_body = false;
@@ -257,6 +348,8 @@ read_ahead(ScanCtx *c, int64 window, int64 waiting, TimestampTz now, int64 vt_ms
 			s->visible_at = now;
 			slist_push(&gs->ready_list, idx);
 		}
+		if (stop)
+			break;
 		if (exhausted)
 			close_window(c);
 		else if (got == 0)
@@ -611,6 +704,8 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 	int			windows = 0;
 	bool		leases = q->guarantee != G_AT_MOST_ONCE;
 	MessageRow *rows = NULL;
+	int			budget = PASS_OVER_MAX;
+	bool		stop = false;
 
 	*ndead = 0;
 	*out_of_slots = false;
@@ -625,6 +720,8 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 		int32		next;
 
 		group_expire_leases(gs, q, now);
+		if (unlikely(gs->npassed > 0) && !drop)
+			reread_passed(c);
 		/* (read ahead: to choose by priority, or to serve FIFO keys in turn) */
 		if (queue_reads_ahead(q) && !drop)
 			return take_read_ahead(c, max, vt_ms, out, dead, max_dead, ndead, out_of_slots, now);
@@ -658,13 +755,13 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 		}
 	}
 
-	while ((drop ? *ndead < max_dead : n < max) && !*out_of_slots)
+	while ((drop ? *ndead < max_dead : n < max) && !*out_of_slots && !stop)
 	{
 		int			got;
 		int			i;
 		bool		exhausted;
 
-		if (held_back_full(gs))
+		if (drop ? held_back_full(gs) : !may_read_on(gs))
 			break;
 
 		if (!gs->in_window)
@@ -690,9 +787,23 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 
 			if (leases)
 			{
-				int32		idx = slot_alloc(q->queue_idx);
+				int32		idx;
 				LeaseSlot  *s;
 
+				if (q->fifo && !drop)
+				{
+					int			p = pass_over(c, r, &budget);
+
+					if (p == PASS_OVER)
+						continue;
+					if (p == PASS_STOP)
+					{
+						stop = true;
+						exhausted = false;
+						break;
+					}
+				}
+				idx = slot_alloc(q->queue_idx);
 				if (idx < 0)
 				{
 					*out_of_slots = true;

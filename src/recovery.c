@@ -8,6 +8,10 @@
  * past that point that a record names are skipped when the cursor meets
  * them; those named by a record of a transaction still prepared are held
  * until it ends.
+ *
+ * A group that passed over the rows of busy FIFO keys (receive.c) reads
+ * again the same way but keeps its shared state (group_reread): the
+ * messages its lease slots hold are skipped too.
  */
 #include "postgres.h"
 
@@ -23,6 +27,7 @@
 #include "checkpoint.h"
 #include "deliver.h"
 #include "recovery.h"
+#include "settings.h"
 #include "shmem.h"
 #include "snap.h"
 #include "tables.h"
@@ -187,7 +192,66 @@ filter_for(QueueInfo *q, GroupEntry *gs)
 	f->group_id = gs->group_id;
 	f->boot_gen = gs->boot_gen;
 	scan_done(q, gs->group_id, f->ids, NULL);
+
+	/*
+	 * The messages the group's slots hold are the slots' business: a slot
+	 * gives its message back unfinished only to a recovery, which moves
+	 * boot_gen, so those the cursor meets again (group_reread) are not
+	 * handed out a second time.  (After a recovery there is none.)
+	 */
+	if (gs >= deliver_groups && gs < deliver_groups + deliver_max_groups)
+	{
+		/* (a copy of the entry, made by metrics or peek, has no lock) */
+		SlotList   *lists[3] = {&gs->leased, &gs->ready_list, &gs->blocked};
+
+		for (i = 0; i < (int) lengthof(lists); i++)
+		{
+			int32		idx;
+
+			for (idx = lists[i]->head; idx >= 0; idx = deliver_slots[idx].next)
+			{
+				FilterEntry *e = hash_search(f->ids, &deliver_slots[idx].message_id,
+											 HASH_ENTER, NULL);
+
+				e->pending_xid = InvalidTransactionId;
+			}
+		}
+	}
 	return f;
+}
+
+/*
+ * Under the group's lock: have this backend's filter of the group ready,
+ * so that a scan on a copy of the group's entry made under the lock
+ * (metrics, peek) finds it.
+ */
+void
+recovery_filter_load(QueueInfo *q, GroupEntry *gs)
+{
+	(void) filter_for(q, gs);
+}
+
+/*
+ * Does a committed finish record of the group name the message?  A scan
+ * of the queue's done tables (delete_message of a message passed over).
+ */
+bool
+recovery_finished(QueueInfo *q, int32 group_id, int64 message_id)
+{
+	HASHCTL		ctl;
+	HTAB	   *ids;
+	FilterEntry *e;
+	bool		finished;
+
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(FilterEntry);
+	ctl.hcxt = CurrentMemoryContext;
+	ids = hash_create("deliver finished ids", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	scan_done(q, group_id, ids, NULL);
+	e = hash_search(ids, &message_id, HASH_FIND, NULL);
+	finished = e != NULL && !TransactionIdIsValid(e->pending_xid);
+	hash_destroy(ids);
+	return finished;
 }
 
 /*
@@ -295,5 +359,32 @@ group_recover(QueueInfo *q, GroupEntry *gs, int gidx)
 	gs->boot_gen++;
 	gs->next_expiry = 0;
 	gs->depth_valid = false;	/* max_depth: count again (metrics.c) */
+	gs->npassed = 0;
+	gs->passed = 0;
 	gs->recovered = true;
+}
+
+/*
+ * Read the rows the group passed over again, and every other row since
+ * the restart point that was newest when it passed over the first:
+ * finish records and lease slots say which of those are taken care of
+ * (filter_for).  Called with the group's lock held exclusively.
+ */
+void
+group_reread(GroupEntry *gs, int gidx)
+{
+	int			j = checkpoint_rewind(gs, gs->passed_cp_seq, gs->passed);
+	uint64		next = dsnap_next_txid();
+
+	dsnap_copy(group_snap(gidx, SNAP_LO), group_snap(gidx, SNAP_CP(j)));
+	gs->in_window = false;
+	gs->pos_cts = DT_NOBEGIN;
+	gs->pos_txid = 0;
+	gs->pos_id = 0;
+	if (gs->horizon_txid < next)
+		gs->horizon_txid = next;
+	gs->boot_gen++;
+	gs->depth_valid = false;
+	gs->npassed = 0;
+	gs->passed = 0;
 }

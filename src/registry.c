@@ -280,6 +280,9 @@ group_lock(QueueInfo *q, int32 group_id, int *gidx_out)
 	group_hint_set(group_id, q->queue_idx, gidx);
 	if (!gs->recovered)
 		group_recover(q, gs, gidx);
+	/* (scans on a copy of the entry find the filter made under the lock) */
+	if (gs->horizon_txid != 0)
+		recovery_filter_load(q, gs);
 	*gidx_out = gidx;
 	return gs;
 }

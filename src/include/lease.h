@@ -16,6 +16,7 @@ extern int32 lease_slot_of(int64 delivery_id);
 /* the free list and how it is shared between queues */
 extern int32 lease_reserve(void);
 extern int32 lease_queue_cap(void);
+extern int32 lease_queue_reach(int32 queue_idx);
 extern void lease_queue_added(void);
 extern void lease_queue_removed(int32 queue_idx);
 extern int32 slot_alloc(int32 queue_idx);

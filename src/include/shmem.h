@@ -29,6 +29,7 @@
 #define DELIVER_CHECKPOINTS		8	/* restart points kept per group */
 #define DELIVER_MAX_WORKERS		16	/* databases served by maintenance workers */
 #define DELIVER_KEY_PARTITIONS	16	/* locks of the FIFO key index */
+#define DELIVER_PASSED_KEYS		8	/* FIFO keys a group may pass over at once */
 
 /* the LWLock tranche "deliver": the entry lock, the slot lock, the key locks */
 #define DELIVER_LWLOCKS			(2 + DELIVER_KEY_PARTITIONS)
@@ -119,6 +120,18 @@ typedef struct GroupEntry
 	SlotList	leased;
 	SlotList	ready_list;
 	SlotList	blocked;
+
+	/*
+	 * FIFO keys passed over (receive.c): once half of the queue's share is
+	 * held back, the cursor passes the rows of a busy key without a slot,
+	 * and every later row of that key, so that other keys go on.  They
+	 * are read again from the restart point of passed_cp_seq when one of
+	 * these keys is free (group_reread); passed counts the rows (depth).
+	 */
+	int			npassed;
+	uint32		passed_keys[DELIVER_PASSED_KEYS];
+	int64		passed;
+	uint64		passed_cp_seq;	/* the newest restart point at the first */
 	TimestampTz next_expiry;
 	TimestampTz last_receive;	/* when a receive last took from it */
 
