@@ -12,7 +12,7 @@
  *   delivery id stops being current then;
  * - passed by the cursor without a slot, or finished before a restart: it
  *   is finished already, nothing to do; but for a FIFO message passed over
- *   behind its busy key (receive.c) that no finish record names: the
+ *   behind its busy key (passover.c) that no finish record names: the
  *   record makes the group skip it when it reads it again (group_reread
  *   reads the records again), or, should it be read again meanwhile, is
  *   taken as for a message ahead;
@@ -159,7 +159,7 @@ group_stand(QueueInfo *q, int32 group_id, uint64 txid, int64 id, bool ahead_done
 	else if (cursor_passed(gs, gidx, txid, id))
 	{
 		/*
-		 * passed over with its FIFO key (receive.c) when no finish record
+		 * passed over with its FIFO key (passover.c) when no finish record
 		 * names it: the group reads its finish records again before it
 		 * reads the row again (group_reread)
 		 */

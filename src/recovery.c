@@ -9,7 +9,7 @@
  * them; those named by a record of a transaction still prepared are held
  * until it ends.
  *
- * A group that passed over the rows of busy FIFO keys (receive.c) reads
+ * A group that passed over the rows of busy FIFO keys (passover.c) reads
  * again the same way but keeps its shared state (group_reread): the
  * messages its lease slots hold are skipped too.
  */

@@ -104,7 +104,7 @@ typedef struct QueueInfo
 	int64		max_depth;		/* deliver.queue.max_depth; 0: none */
 	bool		overflow_drop;	/* overflow = 'drop_oldest' (else reject) */
 	bool		ack_async;		/* ack_commit = 'async', at_least_once (ackcommit.c) */
-	bool		priorities;		/* deliver.queue.priorities: receive reads ahead (receive.c) */
+	bool		priorities;		/* deliver.queue.priorities: receive reads ahead (readahead.c) */
 } QueueInfo;
 
 #endif							/* DELIVER_H */

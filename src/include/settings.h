@@ -23,7 +23,7 @@ extern int	deliver_dead_letter_retention_s;
 extern int	deliver_max_payload;
 extern int	deliver_max_batch;
 
-/* queues with priorities: read-ahead and aging (receive.c) */
+/* queues with priorities: read-ahead and aging (readahead.c) */
 extern int	deliver_priority_window;
 extern int	deliver_priority_aging_ms;
 

@@ -122,11 +122,11 @@ typedef struct GroupEntry
 	SlotList	blocked;
 
 	/*
-	 * FIFO keys passed over (receive.c): once half of the queue's share is
-	 * held back, the cursor passes the rows of a busy key without a slot,
-	 * and every later row of that key, so that other keys go on.  They
-	 * are read again from the restart point of passed_cp_seq when one of
-	 * these keys is free (group_reread); passed counts the rows (depth).
+	 * FIFO keys passed over (passover.c): once half of what the queue may
+	 * hold is held back, the cursor passes the rows of a busy key without
+	 * a slot, and every later row of that key, so that other keys go on.
+	 * They are read again from the restart point of passed_cp_seq when one
+	 * of these keys is free (group_reread); passed counts the rows.
 	 */
 	int			npassed;
 	uint32		passed_keys[DELIVER_PASSED_KEYS];
