@@ -137,6 +137,18 @@ fifo_key_busy(int32 gidx, uint32 key_hash, int32 limit)
 	return busy;
 }
 
+/* how many messages hold the slot's key (out, or ready to go) */
+int32
+fifo_key_holders(int32 idx)
+{
+	LWLock	   *lock;
+	FifoKeyEntry *e = fifo_key_entry(&deliver_slots[idx], HASH_FIND, &lock);
+	int32		holders = e != NULL ? e->holders : 0;
+
+	LWLockRelease(lock);
+	return holders;
+}
+
 /*
  * A message of a FIFO queue with a key comes to the group: true when it may
  * go out (it holds its key now), false when limit earlier messages of its

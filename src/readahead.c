@@ -216,7 +216,7 @@ ready_level(const LeaseSlot *s, TimestampTz now)
 }
 
 /*
- * Keys in turn: how many messages of each key are out (leased, or waiting
+ * FIFO queues: how many messages of each key are out (leased, or waiting
  * for a redelivery), counted in a table of this receive's own (open
  * addressing by key hash, room for every slot of the group's lists).
  */
@@ -263,33 +263,42 @@ key_count(KeyCounts *kc, uint32 key_hash)
 /*
  * Put the candidates (cand[], in ready-list order, levels set) in the
  * order a receive hands them out; returns how many of them are in order
- * (all, or one when max is 1).  Keys in turn (kc: the keys' messages out):
+ * (all, or one when max is 1).  FIFO queues (kc: the keys' messages out):
  * a candidate's round is its key's messages out plus its key's candidates
  * before it; one without a key is a key of its own (round 0).  With
  * priorities too, a candidate's level is at most that of its key's
  * candidates before it, so that a key's messages still go out in their
  * order: a higher one waits for the lower ones of its key before it, as
- * behind a key held at a limit of 1.
+ * behind a key held at a limit of 1.  A candidate whose round is limit or
+ * more (the queue's fifo_key_limit, lowered while more of its key were
+ * ready) is left out: it goes once its key is below the limit.
  */
 static int
-rank_candidates(Candidate *cand, int ncand, KeyCounts *kc, int max)
+rank_candidates(Candidate *cand, int ncand, KeyCounts *kc, int max, int32 limit)
 {
 	int			i;
+	int			kept = 0;
 
 	for (i = 0; kc != NULL && i < ncand; i++)
 	{
 		LeaseSlot  *s = &deliver_slots[cand[i].idx];
 		KeyCount   *e;
 
-		if (!s->has_key)
-			continue;
-		e = key_count(kc, s->key_hash);
-		cand[i].round = e->count++;
-		if (cand[i].level > e->level_cap)
-			cand[i].level = e->level_cap;
-		else
-			e->level_cap = cand[i].level;
+		if (s->has_key)
+		{
+			e = key_count(kc, s->key_hash);
+			cand[i].round = e->count++;
+			if (cand[i].level > e->level_cap)
+				cand[i].level = e->level_cap;
+			else
+				e->level_cap = cand[i].level;
+			if (cand[i].round >= limit)
+				continue;
+		}
+		cand[kept++] = cand[i];
 	}
+	if (kc != NULL)
+		ncand = kept;
 	if (max == 1 && ncand > 1)
 	{
 		/* (the common receive of one: the best, no sort) */
@@ -314,7 +323,7 @@ candidate_add(Candidate *cand, int n, int32 idx, int32 pos, const QueueInfo *q, 
 }
 
 /*
- * Keys in turn: a count table with room for keys keys (at most half full),
+ * FIFO queues: a count table with room for keys keys (at most half full),
  * holding each key's messages leased (a finish pending among them).
  */
 static void
@@ -331,7 +340,7 @@ key_counts_leased(KeyCounts *kc, MemoryContext cxt, const GroupEntry *gs, int64 
 /*
  * Under the group lock of a queue that reads ahead: its ready list's
  * messages due now into cand[] (in list order, from *ncand; *pos counts
- * the list's places), and (kc set: keys in turn) those waiting for a
+ * the list's places), and (kc set: FIFO queues) those waiting for a
  * redelivery later as their keys' messages out.  A message out of attempts
  * or expired is not a candidate: with dead (a receive) it goes to dead[]
  * while there is room; without (peek) it is passed over.  Returns how many
@@ -353,7 +362,7 @@ ready_candidates(const QueueInfo *q, GroupEntry *gs, TimestampTz now, Candidate 
 		next = s->next;
 		if (s->visible_at > now || s->finish_pending)
 		{
-			/* waits (keys in turn: out, as it waits for a redelivery) */
+			/* waits (FIFO: out, as it waits for a redelivery) */
 			waiting++;
 			if (kc != NULL && s->has_key)
 				key_count(kc, s->key_hash)->count++;
@@ -386,9 +395,9 @@ ready_candidates(const QueueInfo *q, GroupEntry *gs, TimestampTz now, Candidate 
  * out of attempts or expired go to dead[] as in take_messages), read ahead
  * (read_ahead, the ones waiting for later not counted in its window), then
  * lease up to max of the candidates, highest level first (ready_level,
- * with priorities), then (FIFO keys with more than one message out at
- * once) the earliest round, that is keys in turn, then the earlier on the
- * ready list.
+ * with priorities), then (FIFO queues) the earliest round, that is keys
+ * in turn where they may have more than one message out, then the earlier
+ * on the ready list; none of a key at its fifo_key_limit.
  */
 int
 take_read_ahead(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, int max_dead,
@@ -396,7 +405,7 @@ take_read_ahead(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead,
 {
 	GroupEntry *gs = c->gs;
 	QueueInfo  *q = c->q;
-	bool		in_turn = keys_in_turn(q);
+	bool		count_keys = q->fifo;
 	int64		window = read_ahead_window(q, max);
 	KeyCounts	kc = {0};
 	Candidate  *cand;
@@ -416,10 +425,10 @@ take_read_ahead(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead,
 
 	cand = MemoryContextAlloc(c->cxt, sizeof(Candidate) * room);
 	/* (every key the counting can meet: leased, on the ready list, read ahead) */
-	if (in_turn)
+	if (count_keys)
 		key_counts_leased(&kc, c->cxt, gs,
 						  (int64) gs->leased.count + gs->ready_list.count + window);
-	waiting = ready_candidates(q, gs, now, cand, &ncand, &pos, in_turn ? &kc : NULL,
+	waiting = ready_candidates(q, gs, now, cand, &ncand, &pos, count_keys ? &kc : NULL,
 							   dead, max_dead, ndead, vt_ms);
 	/* what the read adds to the ready list: due now, after the rest */
 	tail = gs->ready_list.tail;
@@ -431,7 +440,7 @@ take_read_ahead(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead,
 		candidate_add(cand, ncand++, idx, pos++, q, now);
 	}
 
-	ncand = rank_candidates(cand, ncand, in_turn ? &kc : NULL, max);
+	ncand = rank_candidates(cand, ncand, count_keys ? &kc : NULL, max, q->fifo_key_limit);
 	for (i = 0; i < ncand && n < max; i++)
 		lease_ready(gs, cand[i].idx, &out[n++], now, vt_ms);
 	pfree(cand);
@@ -460,7 +469,7 @@ queue_reads_ahead(const QueueInfo *q)
 int
 read_ahead_order(QueueInfo *q, GroupEntry *gs, TimestampTz now, int32 *idx, int max)
 {
-	bool		in_turn = keys_in_turn(q);
+	bool		count_keys = q->fifo;
 	KeyCounts	kc = {0};
 	Candidate  *cand;
 	int			ncand = 0;
@@ -470,10 +479,10 @@ read_ahead_order(QueueInfo *q, GroupEntry *gs, TimestampTz now, int32 *idx, int 
 	if (gs->ready_list.count == 0)
 		return 0;
 	cand = palloc(sizeof(Candidate) * gs->ready_list.count);
-	if (in_turn)
+	if (count_keys)
 		key_counts_leased(&kc, CurrentMemoryContext, gs, (int64) gs->leased.count + gs->ready_list.count);
-	(void) ready_candidates(q, gs, now, cand, &ncand, &pos, in_turn ? &kc : NULL, NULL, 0, NULL, 0);
-	ncand = rank_candidates(cand, ncand, in_turn ? &kc : NULL, ncand);
+	(void) ready_candidates(q, gs, now, cand, &ncand, &pos, count_keys ? &kc : NULL, NULL, 0, NULL, 0);
+	ncand = rank_candidates(cand, ncand, count_keys ? &kc : NULL, ncand, q->fifo_key_limit);
 	for (i = 0; i < ncand && i < max; i++)
 		idx[i] = cand[i].idx;
 	pfree(cand);

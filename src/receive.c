@@ -124,6 +124,8 @@ take_messages(ScanCtx *c, int max, int64 vt_ms, Delivery *out, Delivery *dead, i
 				dead_letter_claim(gs, idx, now, vt_ms, &dead[(*ndead)++]);
 				continue;
 			}
+			if (q->fifo && s->has_key && !ready_key_may_go(q, gs, idx))
+				continue;		/* (its key at a limit lowered since) */
 			lease_ready(gs, idx, &out[n++], now, vt_ms);
 		}
 	}

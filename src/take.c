@@ -110,3 +110,26 @@ hold_pending_finish(ScanCtx *c, int32 idx, const MessageRow *r, TimestampTz now,
 }
 
 
+/*
+ * FIFO: may the ready message of slot idx go out now?  Not while its key
+ * has fifo_key_limit messages leased: a limit lowered while more of a key
+ * held it (read ahead, or waiting for a redelivery) holds the rest back
+ * until enough of them finish.  The key index answers at once unless the
+ * key has more holders than the limit; only then are its leases counted.
+ */
+bool
+ready_key_may_go(const QueueInfo *q, const GroupEntry *gs, int32 idx)
+{
+	const LeaseSlot *s = &deliver_slots[idx];
+	int32		n = 0;
+	int32		i;
+
+	if (!q->fifo || !s->has_key || !s->key_held ||
+		fifo_key_holders(idx) <= q->fifo_key_limit)
+		return true;
+	for (i = gs->leased.head; i >= 0; i = deliver_slots[i].next)
+		if (deliver_slots[i].has_key && deliver_slots[i].key_hash == s->key_hash &&
+			++n >= q->fifo_key_limit)
+			return false;
+	return true;
+}

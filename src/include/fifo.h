@@ -9,6 +9,7 @@
 extern void deliver_fifo_init(void);
 extern uint32 fifo_key_hash(Datum key);
 extern bool fifo_key_busy(int32 gidx, uint32 key_hash, int32 limit);
+extern int32 fifo_key_holders(int32 idx);
 extern bool fifo_key_take(int32 idx, int32 limit);
 extern void fifo_key_hold(int32 idx);
 /* most messages of a key one release lets out (fifo_key_release) */

@@ -15,5 +15,6 @@ extern void lease_ready(GroupEntry *gs, int32 idx, Delivery *o, TimestampTz now,
 extern LeaseSlot *slot_for_row(ScanCtx *c, int32 idx, MessageRow *r);
 extern void hold_pending_finish(ScanCtx *c, int32 idx, const MessageRow *r, TimestampTz now,
 								int64 vt_ms);
+extern bool ready_key_may_go(const QueueInfo *q, const GroupEntry *gs, int32 idx);
 
 #endif							/* DELIVER_TAKE_H */

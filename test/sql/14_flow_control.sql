@@ -224,6 +224,30 @@ SELECT payload->>'n' AS n, deliver.nack('q14_turn2', delivery_id, retry_after =>
 SELECT payload->>'n' AS n FROM deliver.receive('q14_turn2', 1);
 SELECT payload->>'n' AS n FROM deliver.receive('q14_turn2', 1);
 SELECT deliver.drop_queue('q14_turn2');
+-- a limit lowered while more of a key are ready (read ahead, holding their
+-- key): they go out only as the key's messages out drop below the new
+-- limit, on both receive paths (limit 2: keys in turn; limit 1: in order)
+SELECT deliver.create_queue('q14_lower', fifo => true, visibility_timeout => '1 hour');
+SELECT deliver.set_fifo_key_limit('q14_lower', 4);
+SELECT count(deliver.send('q14_lower', jsonb_build_object('n', 'hot' || i), ordering_key => 'hot')) AS sent
+  FROM generate_series(1, 6) i;
+CREATE TEMP TABLE t_lower AS SELECT delivery_id, payload->>'n' AS n FROM deliver.receive('q14_lower', 1);
+SELECT n FROM t_lower;
+-- hot2-hot4 were read ahead with hot1 and hold the key
+SELECT payload->>'n' AS n FROM deliver.peek('q14_lower', 10);
+SELECT deliver.set_fifo_key_limit('q14_lower', 2);
+-- hot1 out: one more may go, hot2
+INSERT INTO t_lower SELECT delivery_id, payload->>'n' FROM deliver.receive('q14_lower', 10) RETURNING n;
+SELECT payload->>'n' AS n FROM deliver.peek('q14_lower', 10);
+SELECT deliver.set_fifo_key_limit('q14_lower', 1);
+SELECT deliver.ack('q14_lower', delivery_id) AS acked FROM t_lower WHERE n = 'hot1';
+-- hot2 still out (the limit is 1 now): nothing
+SELECT count(*) AS received FROM deliver.receive('q14_lower', 10);
+SELECT deliver.ack('q14_lower', delivery_id) AS acked FROM t_lower WHERE n = 'hot2';
+-- then one at a time, in order
+SELECT payload->>'n' AS n, deliver.ack('q14_lower', delivery_id) AS acked FROM deliver.receive('q14_lower', 10);
+SELECT payload->>'n' AS n, deliver.ack('q14_lower', delivery_id) AS acked FROM deliver.receive('q14_lower', 10);
+SELECT deliver.drop_queue('q14_lower');
 
 SELECT deliver.drop_queue('q14_pause');
 SELECT deliver.drop_queue('q14_amo');
