@@ -134,12 +134,15 @@ sub stop_clients
 #   sent     [ [id, key, seq], ... ]   committed sends
 #   received [ id, ... ]               committed receives, in file order
 #   acked    [ [id, time], ... ]       committed acks
+#   trace    { id => [ 'client op ...', ... ] }  each message's receives and
+#            acks, by client (the file's name), for the checker to show
 sub read_history
 {
 	my (@files) = @_;
-	my %h = (sent => [], received => [], acked => [], acking => []);
+	my %h = (sent => [], received => [], acked => [], acking => [], trace => {});
 	for my $f (@files)
 	{
+		my ($client) = $f =~ m{([^/]+?)(?:\.hist)?$};
 		open my $fh, '<', $f or die "could not read $f: $!";
 		while (my $l = <$fh>)
 		{
@@ -151,6 +154,8 @@ sub read_history
 				next unless $rc eq '0';
 				$op = $1;
 			}
+			push @{ $h{trace}{ $v[0] } }, join(' ', $client, $op, grep { defined && $_ ne '' } @v[ 1 .. $#v ]) . " (rc $rc)"
+			  if $op =~ /^(recv|ack|acking)$/ && defined $v[0];
 			if ($op eq 'send') { push @{ $h{sent} }, [ $v[0], $v[1] // '', $v[2] // 0 ]; }
 			elsif ($op eq 'recv') { push @{ $h{received} }, $v[0]; }
 			elsif ($op eq 'ack') { push @{ $h{acked} }, [ $v[0], $v[1] // 0 ]; }
@@ -262,7 +267,7 @@ sub check_history
 	{
 		next if $acks{$id} < 2;
 		$r{duplicated}++;
-		$detail->("message $id acked $acks{$id} times");
+		$detail->("message $id acked $acks{$id} times: " . join('; ', @{ $h->{trace}{$id} // [] }));
 	}
 	my %drained;
 	$drained{$_}++ for @drained;
@@ -271,7 +276,7 @@ sub check_history
 		if ($acks{$id})
 		{
 			$r{duplicated}++;
-			$detail->("message $id acked, then delivered again");
+			$detail->("message $id acked, then delivered again: " . join('; ', @{ $h->{trace}{$id} // [] }));
 		}
 		elsif ($drained{$id} > 1)
 		{
