@@ -324,6 +324,28 @@ catalog_group_start(int32 group_id, DSnap *out)
 }
 
 /*
+ * The group's cursor starts again at its lower bound (set by the caller)
+ * and reads the finish records for every row older than now: what a
+ * recovery and a read again (group_reread) share.
+ */
+static void
+cursor_read_again(GroupEntry *gs)
+{
+	uint64		next = dsnap_next_txid();
+
+	gs->in_window = false;
+	gs->pos_cts = DT_NOBEGIN;
+	gs->pos_txid = 0;
+	gs->pos_id = 0;
+	if (gs->horizon_txid < next)
+		gs->horizon_txid = next;
+	gs->boot_gen++;
+	gs->depth_valid = false;	/* max_depth: count again (metrics.c) */
+	gs->npassed = 0;
+	gs->passed = 0;
+}
+
+/*
  * Give a group a cursor from its durable state.  Called with the group's
  * lock held exclusively, the done table already locked by the caller.
  */
@@ -350,17 +372,10 @@ group_recover(QueueInfo *q, GroupEntry *gs, int gidx)
 		pfree(start);
 	}
 
-	gs->in_window = false;
-	gs->pos_cts = DT_NOBEGIN;
-	gs->pos_txid = 0;
-	gs->pos_id = 0;
 	checkpoint_reset(gs, gidx);
-	gs->horizon_txid = dsnap_next_txid();
-	gs->boot_gen++;
+	gs->horizon_txid = 0;
+	cursor_read_again(gs);
 	gs->next_expiry = 0;
-	gs->depth_valid = false;	/* max_depth: count again (metrics.c) */
-	gs->npassed = 0;
-	gs->passed = 0;
 	gs->recovered = true;
 }
 
@@ -374,17 +389,7 @@ void
 group_reread(GroupEntry *gs, int gidx)
 {
 	int			j = checkpoint_rewind(gs, gs->passed_cp_seq, gs->passed);
-	uint64		next = dsnap_next_txid();
 
 	dsnap_copy(group_snap(gidx, SNAP_LO), group_snap(gidx, SNAP_CP(j)));
-	gs->in_window = false;
-	gs->pos_cts = DT_NOBEGIN;
-	gs->pos_txid = 0;
-	gs->pos_id = 0;
-	if (gs->horizon_txid < next)
-		gs->horizon_txid = next;
-	gs->boot_gen++;
-	gs->depth_valid = false;
-	gs->npassed = 0;
-	gs->passed = 0;
+	cursor_read_again(gs);
 }
